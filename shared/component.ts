@@ -1,0 +1,135 @@
+import type { Logger } from './log/index.ts'
+import type { TokenProvider } from './oauth/types.ts'
+import type { HttpClient } from './http/types.ts'
+
+/** A message as it moves through a channel. */
+export interface Message {
+  /** Stable id, assigned at the durable write (or derived from the input, e.g. a file). */
+  readonly id: string
+  readonly channel: string
+  /** Parsed JSON when the content type is JSON, otherwise the text. */
+  readonly body: unknown
+  readonly contentType: string
+  /** Source-provided facts: file name, selected HTTP headers, page URL… */
+  readonly attributes: Readonly<Record<string, string>>
+  readonly receivedAt: number
+}
+
+/** What a source hands to `emit`. */
+export interface MessageInput {
+  body: unknown
+  contentType?: string
+  attributes?: Record<string, string>
+  /** A stable key derived from the input (file path + size + mtime, an API resource id…); a re-emit with the same key is recognised as a duplicate. */
+  dedupeKey?: string
+}
+
+export interface EmitResult {
+  id: string
+  /** True when a message with the same dedupe key was already stored: nothing new was written. */
+  duplicate: boolean
+}
+
+/** Resolves only after the message is durably stored; rejects with a retryable `ERR_BACKPRESSURE` when the queue is full. */
+export type Emit = (input: MessageInput) => Promise<EmitResult>
+
+export interface Source {
+  /** Begin receiving; call `emit` for each message. Resolves once the source is listening/scheduled. */
+  start(emit: Emit): Promise<void> | void
+  /** Stop accepting new input and release every socket, timer and cron task. */
+  stop(): Promise<void> | void
+}
+
+export type FilterResult = Message | Message[] | null
+
+export interface Filter {
+  /** Returns the message (possibly transformed), null to drop it (status `filtered`), or several messages. Throws to put it in error. */
+  process(message: Message): Promise<FilterResult> | FilterResult
+  close?(): Promise<void> | void
+}
+
+export interface DeliveryResult {
+  /** Response status, when the destination is HTTP. */
+  status?: number
+  /** A short, redacted excerpt of the response, recorded in the message log. */
+  excerpt?: string
+}
+
+export interface Destination {
+  /**
+   * Delivers one message. Throws a retryable error (`retryable: true`, optional `retryAfterMs`) for
+   * failures that may pass (network, timeout, 408, 429, 5xx) and a permanent one otherwise.
+   * `idempotencyKey` is stable across redeliveries of the same message to the same destination.
+   */
+  deliver(message: Message, options: { signal: AbortSignal; idempotencyKey: string }): Promise<DeliveryResult>
+  close?(): Promise<void> | void
+}
+
+/** Small persistent key/value state per component (cursors), kept in the store across restarts. */
+export interface ComponentState {
+  get<T = unknown>(key: string): Promise<T | undefined>
+  set(key: string, value: unknown): Promise<void>
+}
+
+/** What a component receives besides its config. Dependencies come through here, never through globals. */
+export interface ComponentContext {
+  channel: string
+  /** Directory of the channel file; relative paths in config resolve against it. */
+  channelDir: string
+  /** Where this component sits in the channel: `source`, `filters/0`, or the destination's name. */
+  name: string
+  log: Logger
+  /** A named credential of the channel, as an OAuth token provider. */
+  credential(name: string): TokenProvider
+  http: HttpClient
+  dataDir: string
+  signal: AbortSignal
+  state: ComponentState
+}
+
+export type ComponentKind = 'source' | 'filter' | 'destination'
+
+export interface ComponentInstanceByKind {
+  source: Source
+  filter: Filter
+  destination: Destination
+}
+
+/** JSON Schema, as ajv accepts it. */
+export type JsonSchema = Record<string, unknown>
+
+export interface ComponentDefinition<K extends ComponentKind = ComponentKind, C = any> {
+  /** Name used in channel files (`"type": "http"`); kebab-case. */
+  type: string
+  kind: K
+  description: string
+  /** JSON Schema of `config`; ajv validates (strict, allErrors, useDefaults) before `create()`. */
+  configSchema: JsonSchema
+  /** Builds an instance from validated, defaulted, deep-frozen config. */
+  create(config: Readonly<C>, ctx: ComponentContext): ComponentInstanceByKind[K] | Promise<ComponentInstanceByKind[K]>
+  /**
+   * Checks that a schema cannot express (a cron expression, a JSONata expression). Returns problems
+   * as `[pointer-inside-config, message]` pairs; an empty array when the config is fine.
+   */
+  check?(config: Readonly<C>): Array<[string, string]> | Promise<Array<[string, string]>>
+}
+
+/**
+ * Declares a component. Returns the definition unchanged; the shape is checked when it is
+ * registered or loaded by module path.
+ *
+ * @example
+ * export default defineComponent({
+ *   type: 'upper', kind: 'filter', description: 'Upper-cases text bodies.',
+ *   configSchema: { type: 'object', additionalProperties: false, properties: {} },
+ *   create: () => ({ process: (m) => ({ ...m, body: String(m.body).toUpperCase() }) }),
+ * })
+ */
+export function defineComponent<K extends ComponentKind, C = any>(definition: ComponentDefinition<K, C>): ComponentDefinition<K, C> {
+  return definition
+}
+
+/** A copy of `message` with a new body (and optionally content type). */
+export function withBody(message: Message, body: unknown, contentType?: string): Message {
+  return { ...message, body, contentType: contentType ?? message.contentType }
+}

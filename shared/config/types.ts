@@ -1,0 +1,59 @@
+import type { ComponentDefinition, ComponentKind } from '../component.ts'
+
+/** Retry budget of one destination (runtime semantics, DESIGN.md). */
+export interface RetryPolicy {
+  maxAttempts: number
+  initialDelayMs: number
+  maxDelayMs: number
+  /** Give up after this long since the first attempt, whatever the attempt count. */
+  maxElapsedMs: number
+}
+
+export interface CircuitBreakerPolicy {
+  /** Consecutive failed attempts that open the breaker. */
+  failureThreshold: number
+  /** How long the destination pauses before a probe. */
+  resetAfterMs: number
+}
+
+export interface ChannelOptions {
+  /** Messages processed at once; 1 keeps order. */
+  concurrency: number
+  /** Queued messages above which `emit` rejects with ERR_BACKPRESSURE (HTTP 503). */
+  queueLimit: number
+  /** After a message exhausts its retries: `skip` moves on, `stop` stops the channel. */
+  onError: 'skip' | 'stop'
+  /** On SIGINT/SIGTERM, how long in-flight work may take before it is released back to the queue. */
+  shutdownTimeoutMs: number
+}
+
+export interface LoadedComponent<K extends ComponentKind = ComponentKind> {
+  definition: ComponentDefinition<K>
+  /** Validated, defaulted, deep-frozen; writeOnly values are `Secret` instances. */
+  config: Readonly<Record<string, unknown>>
+  /** JSON pointer of this component in the channel file, e.g. `/destinations/0`. */
+  pointer: string
+}
+
+export interface LoadedDestination extends LoadedComponent<'destination'> {
+  name: string
+  retry: RetryPolicy
+  circuitBreaker: CircuitBreakerPolicy
+}
+
+export interface LoadedChannel {
+  name: string
+  description?: string
+  /** Absolute path of the channel file. */
+  file: string
+  /** Directory of the channel file. */
+  dir: string
+  /** Validated credential configs by name (writeOnly values are `Secret`s); passed to shared/oauth. */
+  credentials: Record<string, Readonly<Record<string, unknown>>>
+  source: LoadedComponent<'source'>
+  filters: LoadedComponent<'filter'>[]
+  destinations: LoadedDestination[]
+  options: ChannelOptions
+  /** Non-fatal findings (literal secrets), as `file#pointer: message`. */
+  warnings: string[]
+}

@@ -1,0 +1,28 @@
+import type { Dispatcher } from 'undici'
+import type { TokenProvider } from '../oauth/types.ts'
+
+export interface HttpRequest {
+  method?: string
+  url: string | URL
+  headers?: Record<string, string>
+  /** A replayable body (string or Buffer): required for the single resend after a 401. */
+  body?: string | Buffer
+  /** Authenticate with this token provider (Authorization, DPoP), renewing once on a 401 invalid_token. */
+  credential?: TokenProvider
+  timeoutMs?: number
+  signal?: AbortSignal
+}
+
+export interface HttpResponse {
+  status: number
+  headers: Record<string, string | string[] | undefined>
+  /** The response body as text (bounded). */
+  body: string
+}
+
+/** The shared HTTP client: undici keep-alive pools per origin, never following redirects with credentials. */
+export interface HttpClient {
+  request(req: HttpRequest): Promise<HttpResponse>
+  dispatcherFor(origin: string): Dispatcher
+  close(): Promise<void>
+}

@@ -1,0 +1,32 @@
+import type { Dispatcher } from 'undici'
+import type { Secret } from '../secret.ts'
+
+/** An access token as the client holds it. `value` prints as [REDACTED]. */
+export interface AccessToken {
+  value: Secret
+  tokenType: string
+  /** Epoch ms, in local clock, already corrected for the server's clock offset. */
+  expiresAt: number
+  scope?: string
+  /** Extra response fields a provider returns (e.g. Salesforce `instance_url`). Never tokens. */
+  extra: Record<string, unknown>
+}
+
+/**
+ * One credential's token source. The contract every destination relies on; implemented in
+ * shared/oauth/provider.ts.
+ */
+export interface TokenProvider {
+  readonly name: string
+  /** A valid token: cached, refreshed in the background before expiry, one fetch in flight however many callers wait. */
+  getToken(options?: { signal?: AbortSignal }): Promise<AccessToken>
+  /** Drops `token` if it is still the current one (after a 401 invalid_token). */
+  invalidate(token: AccessToken): void
+  /** Headers to add to one API request (Authorization, and DPoP with `ath` when configured). */
+  authorize(request: { method: string; url: string | URL }, token?: AccessToken): Promise<{ token: AccessToken; headers: Record<string, string> }>
+  /** Dispatcher for API calls (carries the client certificate for certificate-bound tokens), if the credential needs one. */
+  dispatcher?: Dispatcher
+  /** Counters for live displays and tests. */
+  stats(): { tokenRequests: number; tokenErrors: number }
+  close(): Promise<void>
+}
