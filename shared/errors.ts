@@ -46,6 +46,8 @@ export interface ConfigProblem {
   file: string
   pointer: string
   message: string
+  /** Set when the problem has its own code (e.g. ERR_COMPONENT_INVALID for a broken module). */
+  code?: string
 }
 
 export function formatProblem(p: ConfigProblem): string {

@@ -1,0 +1,74 @@
+import { readFileSync } from 'node:fs'
+import { isWeirError } from '../shared/errors.ts'
+import { nearest } from '../shared/config/problems.ts'
+import { processIO, type CommandIO } from './cli-io.ts'
+
+export interface CommandModule {
+  summary: string
+  usage: string
+  run(args: string[], io: CommandIO): Promise<number>
+}
+
+/** The commands, each a module under engine/commands/, loaded on demand so `weir --help` stays fast. */
+const COMMAND_NAMES = ['validate', 'run', 'test', 'messages', 'keys', 'token', 'credentials'] as const
+const COMMANDS: Record<string, () => Promise<CommandModule>> = Object.fromEntries(
+  COMMAND_NAMES.map((name) => [name, () => import(`./commands/${name}.ts`) as Promise<CommandModule>]),
+)
+
+export function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
+  return pkg.version
+}
+
+async function help(io: CommandIO): Promise<void> {
+  const lines = ['weir: an integration engine (channels of sources, filters and destinations, with one shared OAuth 2.0 client)', '', 'usage: weir <command> [options]', '', 'commands:']
+  for (const [name, load] of Object.entries(COMMANDS)) {
+    const summary = await load().then((m) => m.summary, () => '(unavailable in this build)')
+    lines.push(`  ${name.padEnd(12)} ${summary}`)
+  }
+  lines.push('', 'weir <command> --help shows a command\'s options.', 'weir --version prints the version.')
+  io.out(lines.join('\n'))
+}
+
+/** Runs the CLI; returns the exit code. User errors print one clear message each, never a stack. */
+export async function main(argv: string[], io: CommandIO = processIO()): Promise<number> {
+  const [cmd, ...rest] = argv
+  if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
+    await help(io)
+    return cmd ? 0 : 2
+  }
+  if (cmd === '--version' || cmd === '-v') {
+    io.out(version())
+    return 0
+  }
+  const load = COMMANDS[cmd]
+  if (!load) {
+    const guess = nearest(cmd, Object.keys(COMMANDS))
+    io.err(`weir: unknown command "${cmd}"${guess ? `; did you mean "${guess}"?` : ''} (see weir --help)`)
+    return 2
+  }
+  try {
+    const mod = await load()
+    if (rest.includes('--help') || rest.includes('-h')) {
+      io.out(mod.usage)
+      return 0
+    }
+    return await mod.run(rest, io)
+  } catch (e) {
+    if (isWeirError(e) && e.userError) {
+      io.err(`weir ${cmd}: ${e.message}`)
+      return 1
+    }
+    if (e instanceof TypeError && (e as NodeJS.ErrnoException).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
+      io.err(`weir ${cmd}: ${e.message.split('\n')[0]} (see weir ${cmd} --help)`)
+      return 2
+    }
+    const err = e as Error
+    io.err(`weir ${cmd}: internal error: ${err?.message ?? String(e)}\n${err?.stack ?? ''}`)
+    return 70
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  process.exitCode = await main(process.argv.slice(2))
+}

@@ -1,0 +1,96 @@
+import type { JsonSchema } from '../component.ts'
+
+export const NAME_PATTERN = '^[a-z0-9][a-z0-9._-]*$'
+
+const componentType: JsonSchema = {
+  type: 'string', minLength: 1,
+  description: 'A built-in component type (e.g. "http") or a module path relative to the channel file (e.g. "./components/my-filter.ts").',
+}
+
+const componentConfig: JsonSchema = {
+  type: 'object', default: {},
+  description: 'The component\'s configuration, validated against its own schema (see the component reference).',
+}
+
+export const retrySchema: JsonSchema = {
+  type: 'object', additionalProperties: false, default: {},
+  description: 'Retry budget for retryable failures (network, timeouts, 408, 429, 5xx): exponential backoff with full jitter, honouring Retry-After.',
+  properties: {
+    maxAttempts: { type: 'integer', minimum: 1, maximum: 1000, default: 10, description: 'Attempts before the message goes to error state.' },
+    initialDelayMs: { type: 'integer', minimum: 0, default: 500, description: 'Backoff ceiling of the first retry (ms); doubles each attempt.' },
+    maxDelayMs: { type: 'integer', minimum: 0, default: 60_000, description: 'Largest backoff between two attempts (ms).' },
+    maxElapsedMs: { type: 'integer', minimum: 0, default: 900_000, description: 'Give up this long after the first attempt (ms), whatever the attempt count.' },
+  },
+}
+
+export const circuitBreakerSchema: JsonSchema = {
+  type: 'object', additionalProperties: false, default: {},
+  description: 'Pauses the destination after consecutive failures, keeping messages queued, and probes again later.',
+  properties: {
+    failureThreshold: { type: 'integer', minimum: 1, default: 5, description: 'Consecutive failed attempts that open the breaker.' },
+    resetAfterMs: { type: 'integer', minimum: 1, default: 30_000, description: 'Pause before a probe attempt (ms).' },
+  },
+}
+
+export const optionsSchema: JsonSchema = {
+  type: 'object', additionalProperties: false, default: {},
+  description: 'Runtime options of the channel.',
+  properties: {
+    concurrency: { type: 'integer', minimum: 1, maximum: 1024, default: 1, description: 'Messages processed at once; 1 keeps arrival order.' },
+    queueLimit: { type: 'integer', minimum: 1, default: 10_000, description: 'Queued messages above which the source is refused (HTTP 503 with Retry-After).' },
+    onError: { enum: ['skip', 'stop'], default: 'skip', description: 'After a message exhausts its retries: "skip" moves on, "stop" stops the channel.' },
+    shutdownTimeoutMs: { type: 'integer', minimum: 0, default: 10_000, description: 'On SIGINT/SIGTERM, how long in-flight work may finish before it is released back to the queue (ms).' },
+  },
+}
+
+/**
+ * The channel file, with each component's `config` left open: the loader validates it against the
+ * component's own schema (so pointers land inside `config`). The editor schema (schema/channel.schema.json)
+ * is generated from this plus every built-in component's schema.
+ */
+export function channelSchema(credentialSchema: JsonSchema): JsonSchema {
+  return {
+    type: 'object', additionalProperties: false, required: ['name', 'source', 'destinations'],
+    properties: {
+      $schema: { type: 'string', description: 'Path or URL of the editor schema.' },
+      name: { type: 'string', pattern: NAME_PATTERN, maxLength: 100, description: 'Channel name: lowercase letters, digits, ".", "_" and "-".' },
+      description: { type: 'string', description: 'What the channel does, for people.' },
+      credentials: {
+        type: 'object', default: {},
+        description: 'Named OAuth 2.0 credentials that destinations and sources refer to by name.',
+        propertyNames: { pattern: NAME_PATTERN },
+        additionalProperties: credentialSchema,
+      },
+      source: {
+        type: 'object', additionalProperties: false, required: ['type'],
+        description: 'Where messages come from.',
+        properties: { type: componentType, config: componentConfig },
+      },
+      filters: {
+        type: 'array', default: [],
+        description: 'Filters applied in order: each keeps, transforms, splits or drops the message.',
+        items: {
+          type: 'object', additionalProperties: false, required: ['type'],
+          properties: {
+            name: { type: 'string', pattern: NAME_PATTERN, description: 'Optional name, shown in the message log.' },
+            type: componentType, config: componentConfig,
+          },
+        },
+      },
+      destinations: {
+        type: 'array', minItems: 1,
+        description: 'Where each message is delivered; each destination has its own retries and status.',
+        items: {
+          type: 'object', additionalProperties: false, required: ['name', 'type'],
+          properties: {
+            name: { type: 'string', pattern: NAME_PATTERN, description: 'Destination name, unique in the channel; part of the Idempotency-Key.' },
+            type: componentType, config: componentConfig,
+            retry: retrySchema,
+            circuitBreaker: circuitBreakerSchema,
+          },
+        },
+      },
+      options: optionsSchema,
+    },
+  }
+}

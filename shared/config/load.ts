@@ -1,0 +1,245 @@
+import { readFile } from 'node:fs/promises'
+import { readFileSync, existsSync } from 'node:fs'
+import { resolve, dirname, relative } from 'node:path'
+import type { ComponentDefinition, ComponentKind, JsonSchema } from '../component.ts'
+import { ConfigError, type ConfigProblem, formatProblem, isWeirError } from '../errors.ts'
+import { Secret } from '../secret.ts'
+import { compileSchema, validateCollectingSecrets } from './ajv.ts'
+import { channelSchema } from './channel-schema.ts'
+import { ajvProblems, escapePointer, nearest } from './problems.ts'
+import { builtinRegistry, isModuleReference, loadComponentModule, type Registry } from './registry.ts'
+import type { LoadedChannel, LoadedComponent, LoadedDestination, RetryPolicy, CircuitBreakerPolicy, ChannelOptions } from './types.ts'
+import { credentialSupport } from './credentials.ts'
+
+export interface LoadOptions {
+  /** Components a channel may name; the built-ins by default. */
+  registry?: Registry
+  /** Environment for `$env` references; `process.env` by default. */
+  env?: NodeJS.ProcessEnv
+  /** How the file is named in messages; the path relative to the working directory by default. */
+  displayName?: string
+}
+
+/** Formats a file name for messages: relative to the working directory when that is shorter. */
+export function displayPath(file: string): string {
+  const rel = relative(process.cwd(), file)
+  return rel && !rel.startsWith('..') ? rel : file
+}
+
+/** Parses JSON, turning a syntax error into a problem with line and column. */
+export function parseJsonWithLocation(text: string, file: string): unknown {
+  try {
+    return JSON.parse(text)
+  } catch (e) {
+    const msg = String((e as Error).message)
+    const lc = /\(line (\d+) column (\d+)\)/.exec(msg)
+    const pos = /at position (\d+)/.exec(msg)
+    let line: number, column: number
+    if (lc) {
+      line = Number(lc[1]); column = Number(lc[2])
+    } else {
+      const offset = pos ? Number(pos[1]) : text.length
+      const before = text.slice(0, offset).split('\n')
+      line = before.length
+      column = before[before.length - 1]!.length + 1
+    }
+    const reason = msg.replace(/^Unexpected/, 'unexpected').replace(/\s*in JSON at position \d+.*$/s, '').replace(/\s*\(line \d+ column \d+\)/, '').replace(/, ".*" is not valid JSON$/s, '')
+    throw new ConfigError([{ file, pointer: '', message: `invalid JSON at line ${line}, column ${column}: ${reason}` }])
+  }
+}
+
+/** Reads, validates and prepares a channel file. Throws ConfigError listing every problem at once. */
+export async function loadChannel(file: string, options: LoadOptions = {}): Promise<LoadedChannel> {
+  const abs = resolve(file)
+  const name = options.displayName ?? displayPath(abs)
+  let text: string
+  try {
+    text = await readFile(abs, 'utf8')
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code
+    throw new ConfigError([{ file: name, pointer: '', message: code === 'ENOENT' ? 'file not found' : `cannot read file (${code ?? (e as Error).message})` }])
+  }
+  return loadChannelObject(parseJsonWithLocation(text, name), { ...options, file: abs, displayName: name })
+}
+
+const deepFreeze = <T>(v: T): T => {
+  if (v && typeof v === 'object' && !(v instanceof Secret) && !Object.isFrozen(v)) {
+    Object.freeze(v)
+    for (const k of Object.keys(v)) deepFreeze((v as Record<string, unknown>)[k])
+  }
+  return v
+}
+
+function getAt(root: unknown, pointer: string): { parent: Record<string, unknown> | unknown[]; key: string } | undefined {
+  const parts = pointer.split('/').slice(1).map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'))
+  if (!parts.length) return undefined
+  let cur = root as Record<string, unknown>
+  for (const p of parts.slice(0, -1)) {
+    if (cur === null || typeof cur !== 'object') return undefined
+    cur = cur[p] as Record<string, unknown>
+  }
+  if (cur === null || typeof cur !== 'object') return undefined
+  return { parent: cur, key: parts[parts.length - 1]! }
+}
+
+interface SecretContext { file: string; dir: string; env: NodeJS.ProcessEnv; problems: ConfigProblem[]; warnings: ConfigProblem[] }
+
+/** Replaces each writeOnly value at `paths` (inside `data`, reported under `prefix`) by a Secret. */
+function resolveSecrets(data: unknown, paths: string[], prefix: string, sc: SecretContext): void {
+  for (const path of paths) {
+    const loc = getAt(data, path)
+    if (!loc) continue
+    const value = (loc.parent as Record<string, unknown>)[loc.key]
+    const pointer = prefix + path
+    let secret: Secret | undefined
+    if (typeof value === 'string') {
+      sc.warnings.push({ file: sc.file, pointer, message: 'literal secret in the channel file; use {"$env": "NAME"} or {"$file": "path"}' })
+      secret = new Secret(value, 'literal')
+    } else if (value && typeof value === 'object' && '$env' in value) {
+      const envName = String((value as { $env: string }).$env)
+      const v = sc.env[envName]
+      if (v === undefined || v === '') sc.problems.push({ file: sc.file, pointer, message: `environment variable "${envName}" is not set` })
+      else secret = new Secret(v, `$env:${envName}`)
+    } else if (value && typeof value === 'object' && '$file' in value) {
+      const rel = String((value as { $file: string }).$file)
+      const p = resolve(sc.dir, rel)
+      if (!existsSync(p)) sc.problems.push({ file: sc.file, pointer, message: `secret file "${rel}" not found (looked for ${p})` })
+      else {
+        try {
+          secret = new Secret(readFileSync(p, 'utf8').replace(/\s+$/, ''), `$file:${rel}`)
+        } catch (e) {
+          sc.problems.push({ file: sc.file, pointer, message: `secret file "${rel}" cannot be read (${(e as NodeJS.ErrnoException).code ?? 'error'})` })
+        }
+      }
+    }
+    if (secret) (loc.parent as Record<string, unknown>)[loc.key] = secret
+  }
+}
+
+const KIND_PLURAL: Record<ComponentKind, string> = { source: 'source', filter: 'filter', destination: 'destination' }
+
+/**
+ * Validates a parsed channel object. `file` locates relative module and `$file` paths.
+ * The channel test harness uses this to load a channel whose endpoints it has replaced.
+ */
+export async function loadChannelObject(raw: unknown, options: LoadOptions & { file: string }): Promise<LoadedChannel> {
+  const file = resolve(options.file)
+  const dir = dirname(file)
+  const name = options.displayName ?? displayPath(file)
+  const registry = options.registry ?? (await builtinRegistry())
+  const env = options.env ?? process.env
+  const { credentialSchema, checkCredential } = await credentialSupport()
+  const problems: ConfigProblem[] = []
+  const warnings: ConfigProblem[] = []
+  const sc: SecretContext = { file: name, dir, env, problems, warnings }
+
+  const data = structuredClone(raw) as Record<string, unknown>
+  const top = validateCollectingSecrets(compileSchema(topSchema(credentialSchema)), data)
+  if (!top.valid) {
+    problems.push(...ajvProblems(top.errors, name, '', data))
+    // Component entries that are themselves malformed cannot be checked further.
+    if (typeof data !== 'object' || data === null || Array.isArray(data)) throw new ConfigError(problems, top.errors)
+  }
+  const badPointers = new Set(problems.map((p) => p.pointer))
+  const isBad = (ptr: string) => [...badPointers].some((b) => b === ptr || b.startsWith(ptr + '/'))
+
+  // Credentials: provider rules (presets) and secret references.
+  const credentials: Record<string, Readonly<Record<string, unknown>>> = {}
+  const credData = (data.credentials ?? {}) as Record<string, Record<string, unknown>>
+  if (top.valid || typeof credData === 'object') {
+    for (const [cname, cred] of Object.entries(credData)) {
+      const ptr = `/credentials/${escapePointer(cname)}`
+      if (isBad(ptr) || typeof cred !== 'object' || cred === null) continue
+      for (const [p, m] of checkCredential(cred)) problems.push({ file: name, pointer: ptr + p, message: m })
+    }
+  }
+  resolveSecrets(data, top.secretPaths.filter((p) => p.startsWith('/credentials/') && !isBad(p)), '', sc)
+  for (const [cname, cred] of Object.entries(credData)) if (cred && typeof cred === 'object') credentials[cname] = deepFreeze(cred)
+  const credentialNames = Object.keys(credentials)
+
+  async function component<K extends ComponentKind>(kind: K, entry: Record<string, unknown>, pointer: string): Promise<LoadedComponent<K> | undefined> {
+    if (!entry || typeof entry !== 'object' || typeof entry.type !== 'string' || isBad(`${pointer}/type`) || isBad(pointer) && !entry.type) return undefined
+    const type = entry.type
+    let def: ComponentDefinition | undefined
+    if (isModuleReference(type)) {
+      try {
+        def = await loadComponentModule(type, dir, kind)
+      } catch (e) {
+        if (!isWeirError(e)) throw e
+        problems.push({ file: name, pointer: `${pointer}/type`, message: e.message, code: e.code })
+        return undefined
+      }
+    } else {
+      def = registry.get(type)
+      if (!def || def.kind !== kind) {
+        const known = registry.list(kind).map((d) => d.type)
+        const guess = nearest(type, known)
+        const other = def ? ` ("${type}" is a ${def.kind})` : ''
+        problems.push({
+          file: name, pointer: `${pointer}/type`,
+          message: `unknown ${KIND_PLURAL[kind]} type "${type}"${other}` + (guess ? `; did you mean "${guess}"?` : '') + `; known ${kind} types: ${known.join(', ') || '(none)'}; or give a module path such as "./my-${kind}.ts"`,
+        })
+        return undefined
+      }
+    }
+    if (isBad(`${pointer}/config`)) return undefined
+    const config = (entry.config ?? {}) as Record<string, unknown>
+    const res = validateCollectingSecrets(compileSchema(def.configSchema), config)
+    if (!res.valid) {
+      problems.push(...ajvProblems(res.errors, name, `${pointer}/config`, config))
+      return undefined
+    }
+    const before = problems.length
+    resolveSecrets(config, res.secretPaths, `${pointer}/config`, sc)
+    if (typeof config.credential === 'string' && !credentials[config.credential]) {
+      const guess = nearest(config.credential, credentialNames)
+      problems.push({ file: name, pointer: `${pointer}/config/credential`, message: `unknown credential "${config.credential}"` + (guess ? `; did you mean "${guess}"?` : '') + `; defined: ${credentialNames.join(', ') || '(none)'}` })
+    }
+    if (def.check && problems.length === before) {
+      try {
+        for (const [p, m] of await def.check(config)) problems.push({ file: name, pointer: `${pointer}/config${p}`, message: m })
+      } catch (e) {
+        problems.push({ file: name, pointer: `${pointer}/config`, message: isWeirError(e) ? e.message : `check failed: ${(e as Error).message}` })
+      }
+    }
+    if (problems.length !== before) return undefined
+    return { definition: def as ComponentDefinition<K>, config: deepFreeze(config), pointer }
+  }
+
+  const source = data.source ? await component('source', data.source as Record<string, unknown>, '/source') : undefined
+  const filters: LoadedComponent<'filter'>[] = []
+  const filterEntries = Array.isArray(data.filters) ? (data.filters as Record<string, unknown>[]) : []
+  for (const [i, f] of filterEntries.entries()) {
+    const c = await component('filter', f, `/filters/${i}`)
+    if (c) filters.push(c)
+  }
+  const destinations: LoadedDestination[] = []
+  const seenNames = new Map<string, number>()
+  const destEntries = Array.isArray(data.destinations) ? (data.destinations as Record<string, unknown>[]) : []
+  for (const [i, d] of destEntries.entries()) {
+    if (d && typeof d.name === 'string') {
+      if (seenNames.has(d.name)) problems.push({ file: name, pointer: `/destinations/${i}/name`, message: `duplicate destination name "${d.name}" (also /destinations/${seenNames.get(d.name)}/name)` })
+      else seenNames.set(d.name, i)
+    }
+    const c = await component('destination', d, `/destinations/${i}`)
+    if (c && d) destinations.push({ ...c, name: String(d.name), retry: deepFreeze(d.retry as RetryPolicy), circuitBreaker: deepFreeze(d.circuitBreaker as CircuitBreakerPolicy) })
+  }
+
+  if (problems.length) throw new ConfigError(problems, top.errors)
+  return {
+    name: String(data.name),
+    ...(typeof data.description === 'string' ? { description: data.description } : {}),
+    file, dir, credentials,
+    source: source!,
+    filters, destinations,
+    options: deepFreeze(data.options as ChannelOptions),
+    warnings: warnings.map(formatProblem),
+  }
+}
+
+const topSchemas = new WeakMap<object, JsonSchema>()
+function topSchema(credentialSchema: JsonSchema): JsonSchema {
+  let s = topSchemas.get(credentialSchema)
+  if (!s) topSchemas.set(credentialSchema, (s = channelSchema(credentialSchema)))
+  return s
+}

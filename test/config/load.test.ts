@@ -1,0 +1,96 @@
+import { writeFileSync, rmSync, mkdirSync } from 'node:fs'
+import { resolve } from 'node:path'
+import { inspect } from 'node:util'
+import { afterAll, describe, expect, it } from 'vitest'
+import { loadChannel } from '../../shared/config/load.ts'
+import { createRegistry } from '../../shared/config/registry.ts'
+import { Secret } from '../../shared/secret.ts'
+import { defineComponent, type Message } from '../../shared/component.ts'
+import { silentLogger } from '../../shared/log/index.ts'
+
+const DIR = resolve('test/fixtures/config', `.load-${process.pid}`)
+mkdirSync(DIR, { recursive: true })
+afterAll(() => rmSync(DIR, { recursive: true, force: true }))
+const write = (name: string, v: unknown) => { const f = resolve(DIR, name); writeFileSync(f, JSON.stringify(v)); return f }
+
+const base = {
+  name: 'c1', source: { type: '../ticker.ts', config: { cron: '* * * * *' } },
+  destinations: [{ name: 'api', type: '../post.ts', config: { url: 'https://api.example.org/in', apiKey: { $env: 'WEIR_TEST_KEY' } } }],
+}
+
+describe('loadChannel', () => {
+  it('defaults, resolves secrets to Secret values and deep-freezes the config', async () => {
+    const ch = await loadChannel(write('a.json', base), { env: { WEIR_TEST_KEY: 'k-123456789' } })
+    const d = ch.destinations[0]!
+    expect(d.config.timeoutMs).toBe(5000)
+    expect(d.retry).toEqual({ maxAttempts: 10, initialDelayMs: 500, maxDelayMs: 60000, maxElapsedMs: 900000 })
+    expect(d.circuitBreaker).toEqual({ failureThreshold: 5, resetAfterMs: 30000 })
+    expect(ch.options).toEqual({ concurrency: 1, queueLimit: 10000, onError: 'skip', shutdownTimeoutMs: 10000 })
+    const key = d.config.apiKey as Secret
+    expect(key).toBeInstanceOf(Secret)
+    expect(key.reveal()).toBe('k-123456789')
+    expect(key.source).toBe('$env:WEIR_TEST_KEY')
+    expect(JSON.stringify(d.config)).not.toContain('k-123456789')
+    expect(inspect(d.config)).not.toContain('k-123456789')
+    expect(Object.isFrozen(d.config)).toBe(true)
+    expect(Object.isFrozen(d.config.headers)).toBe(true)
+    expect(() => { (d.config as Record<string, unknown>).url = 'x' }).toThrow(TypeError)
+    expect(ch.warnings).toEqual([])
+  })
+
+  it('clones: the parsed file is not mutated by defaults', async () => {
+    const { loadChannelObject } = await import('../../shared/config/load.ts')
+    const raw = structuredClone(base)
+    await loadChannelObject(raw, { file: resolve(DIR, 'virtual.json'), env: { WEIR_TEST_KEY: 'k-123456789' } })
+    expect(raw).toEqual(base)
+  })
+
+  it('reads $file secrets relative to the channel file, trimming the trailing newline', async () => {
+    const f = write('b.json', { ...base, destinations: [{ ...base.destinations[0], config: { url: 'https://a.example/', apiKey: { $file: '../secret.txt' } } }] })
+    const ch = await loadChannel(f)
+    expect((ch.destinations[0]!.config.apiKey as Secret).reveal()).toBe('s3cr3t-from-file')
+  })
+
+  it('warns about a literal secret but accepts it', async () => {
+    const f = write('c.json', { ...base, destinations: [{ ...base.destinations[0], config: { url: 'https://a.example/', apiKey: 'literal-secret-1' } }] })
+    const ch = await loadChannel(f)
+    expect(ch.warnings).toEqual([`${f.slice(process.cwd().length + 1)}#/destinations/0/config/apiKey: literal secret in the channel file; use {"$env": "NAME"} or {"$file": "path"}`])
+    expect(ch.warnings.join()).not.toContain('literal-secret-1')
+  })
+
+  it('loads a user component written in TypeScript with no build step, and runs it', async () => {
+    const f = write('d.json', { ...base, filters: [{ type: '../upper.ts', config: {} }] })
+    const ch = await loadChannel(f, { env: { WEIR_TEST_KEY: 'k-123456789' } })
+    const filter = ch.filters[0]!
+    expect(filter.definition.type).toBe('upper')
+    expect(filter.config).toEqual({ suffix: '!' })
+    const instance = await filter.definition.create(filter.config, { log: silentLogger } as never)
+    const msg: Message = { id: 'm1', channel: 'c1', body: 'hello', contentType: 'text/plain', attributes: {}, receivedAt: 0 }
+    expect(await instance.process(msg)).toMatchObject({ id: 'm1', body: 'HELLO!' })
+  })
+})
+
+describe('createRegistry', () => {
+  const comp = (type: string, configSchema: Record<string, unknown> = { type: 'object', properties: {} }) =>
+    defineComponent({ type, kind: 'filter', description: 'd', configSchema, create: () => ({ process: (m: Message) => m }) })
+
+  it('throws on a duplicate type', () => {
+    expect(() => createRegistry([comp('a'), comp('a')])).toThrow('duplicate component type "a"')
+  })
+
+  it('compiles every schema at start-up and names the component whose schema is broken', () => {
+    const err = (() => { try { createRegistry([comp('b', { type: 'object', properties: { x: { type: 'strin' } } })]) } catch (e) { return e } })() as { code: string; message: string }
+    expect(err.code).toBe('ERR_COMPONENT_INVALID')
+    expect(err.message).toMatch(/^component "b" has an invalid configSchema: /)
+  })
+
+  it('rejects a definition missing parts of the contract, naming them', () => {
+    expect(() => createRegistry([{ type: 'c', kind: 'filter' } as never])).toThrow('built-in component "c" is not valid: missing "description" (a string), missing "configSchema" (a JSON Schema object), missing create() (a function)')
+  })
+
+  it('lists by kind, sorted', () => {
+    const r = createRegistry([comp('z'), comp('m')])
+    expect(r.list('filter').map((d) => d.type)).toEqual(['m', 'z'])
+    expect(r.list('source')).toEqual([])
+  })
+})

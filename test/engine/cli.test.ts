@@ -1,0 +1,52 @@
+import { spawnSync } from 'node:child_process'
+import { writeFileSync, rmSync, mkdirSync } from 'node:fs'
+import { resolve } from 'node:path'
+import { afterAll, describe, expect, it } from 'vitest'
+import { runCli } from '../_cli.ts'
+import { version } from '../../engine/cli.ts'
+
+const DIR = resolve('test/fixtures/config', `.cli-${process.pid}`)
+mkdirSync(DIR, { recursive: true })
+afterAll(() => rmSync(DIR, { recursive: true, force: true }))
+
+describe('weir CLI', () => {
+  it('--version prints the package version', async () => {
+    expect(await runCli(['--version'])).toEqual({ code: 0, out: `${version()}\n`, err: '' })
+    expect(version()).toMatch(/^\d+\.\d+\.\d+/)
+  })
+
+  it('--help lists the commands', async () => {
+    const { code, out } = await runCli(['--help'])
+    expect(code).toBe(0)
+    for (const c of ['validate', 'run', 'test', 'messages', 'keys', 'token', 'credentials']) expect(out).toMatch(new RegExp(`^  ${c} `, 'm'))
+  })
+
+  it('an unknown command suggests the nearest and exits 2', async () => {
+    expect(await runCli(['valdate'])).toEqual({ code: 2, out: '', err: 'weir: unknown command "valdate"; did you mean "validate"? (see weir --help)\n' })
+  })
+
+  it('validate without files prints usage and exits 2', async () => {
+    const { code, err } = await runCli(['validate'])
+    expect(code).toBe(2)
+    expect(err).toMatch(/^usage: weir validate/)
+  })
+
+  it('the real binary: exit 1, all problems on stderr, no stack trace', () => {
+    const f = resolve(DIR, 'bad.json')
+    writeFileSync(f, JSON.stringify({ name: 'Bad', source: { type: 'nope' }, destinations: [] }))
+    const r = spawnSync(process.execPath, ['bin/weir.js', 'validate', f], { encoding: 'utf8', env: { ...process.env, CI: 'true' } })
+    expect(r.status).toBe(1)
+    expect(r.stdout).toBe('')
+    const lines = r.stderr.trim().split('\n')
+    expect(lines).toHaveLength(4)
+    expect(lines[0]).toMatch(/#\/name: must match pattern/)
+    expect(lines.at(-1)).toBe('0 valid, 1 invalid')
+    expect(r.stderr).not.toMatch(/\n\s+at |Error:/)
+  })
+
+  it('the real binary: a channel file that does not exist is a user error', () => {
+    const r = spawnSync(process.execPath, ['bin/weir.js', 'validate', 'no/such/file.json'], { encoding: 'utf8' })
+    expect(r.status).toBe(1)
+    expect(r.stderr).toBe('no/such/file.json#: file not found\n0 valid, 1 invalid\n')
+  })
+})
