@@ -1,0 +1,157 @@
+import { defineComponent, type Message } from '../../shared/component.ts'
+import { secretSchema } from '../../shared/config/secret-schema.ts'
+import { isWeirError, parseRetryAfter, PermanentError, RetryableError, type WeirError } from '../../shared/errors.ts'
+import { reveal, scrubSecrets, type Secret } from '../../shared/secret.ts'
+import type { TokenProvider } from '../../shared/oauth/types.ts'
+import type { HttpRequest } from '../../shared/http/types.ts'
+
+export interface HttpConfig {
+  url: string
+  method: 'POST' | 'PUT' | 'PATCH' | 'DELETE' | 'GET'
+  headers: Record<string, string>
+  secretHeaders: Record<string, Secret | string>
+  credential?: string
+  contentType?: string
+  timeoutMs: number
+  successStatuses: Array<number | string>
+}
+
+const HEADER_NAME = '^[!#$%&\'*+.^_`|~0-9A-Za-z-]+$'
+
+const configSchema = {
+  type: 'object', additionalProperties: false, required: ['url'],
+  properties: {
+    url: {
+      type: 'string', pattern: '^https?://',
+      description: 'Endpoint URL (http or https). `{field}` inserts a message field, URL-encoded (`id`, `channel`, `body.<path>`, `attributes.<name>`); fields are allowed in the path and query only, never in the scheme, host or port.',
+      examples: ['https://fhir.example.org/api/FHIR/R4/Patient', 'https://api.example.com/patients/{body.mrn}'],
+    },
+    method: { enum: ['POST', 'PUT', 'PATCH', 'DELETE', 'GET'], default: 'POST', description: 'HTTP method. GET and DELETE send no body.' },
+    headers: {
+      type: 'object', default: {}, propertyNames: { pattern: HEADER_NAME },
+      additionalProperties: { type: 'string', description: 'Header value; `{field}` templates allowed.' },
+      description: 'Extra request headers. Authorization comes from `credential`; secret values go in `secretHeaders`.',
+      examples: [{ 'x-source-system': 'weir', 'x-correlation-id': '{id}' }],
+    },
+    secretHeaders: {
+      type: 'object', default: {}, propertyNames: { pattern: HEADER_NAME },
+      additionalProperties: secretSchema('Header value that is a secret (e.g. an API key).'),
+      description: 'Request headers whose values are secrets, e.g. `{ "x-api-key": { "$env": "PARTNER_KEY" } }`.',
+    },
+    credential: { type: 'string', minLength: 1, description: 'Name of a channel credential; its token authenticates each request (renewed once on a 401, DPoP and mTLS as the credential says).', examples: ['epic'] },
+    contentType: { type: 'string', minLength: 1, description: 'Content-Type of the request. Default: the message\'s content type (application/json for structured bodies).', examples: ['application/fhir+json'] },
+    timeoutMs: { type: 'integer', minimum: 1, default: 30_000, description: 'Timeout of one attempt (ms), including the response body.' },
+    successStatuses: {
+      type: 'array', minItems: 1, default: ['2xx'],
+      items: { anyOf: [{ type: 'integer', minimum: 100, maximum: 599 }, { type: 'string', pattern: '^[1-5]xx$' }], description: 'A status code (409) or a class ("2xx").' },
+      description: 'Statuses that count as delivered. Otherwise 408, 429 and 5xx are retried (honouring Retry-After) and any other status puts the message in error.',
+      examples: [['2xx', 409]],
+    },
+  },
+}
+
+const FIELD = /\{([^{}]*)\}/g
+const ROOTS = new Set(['id', 'channel', 'contentType', 'receivedAt', 'body', 'attributes'])
+const isJsonType = (t: string) => /^application\/([\w.+-]*\+)?json\b/i.test(t)
+
+function templateProblems(template: string, pointer: string): Array<[string, string]> {
+  const out: Array<[string, string]> = []
+  for (const [, field] of template.matchAll(FIELD)) {
+    if (!ROOTS.has(field!.split('.')[0]!)) out.push([pointer, `unknown template field "{${field}}"; fields start with ${[...ROOTS].join(', ')}`])
+  }
+  return out
+}
+
+function fieldValue(message: Message, field: string): string {
+  let v: unknown = message
+  for (const part of field.split('.')) v = v !== null && typeof v === 'object' ? (v as Record<string, unknown>)[part] : undefined
+  if (v === undefined || v === null || typeof v === 'object') throw new PermanentError(`template field "{${field}}" has no ${v && typeof v === 'object' ? 'scalar ' : ''}value in message ${message.id}`)
+  return String(v)
+}
+
+/** scheme://host:port of a URL template, when it has no field in it. */
+function fixedOrigin(template: string): string | undefined {
+  const m = /^([a-z][a-z0-9+.-]*:\/\/[^/?#]*)/i.exec(template)
+  if (!m || m[1]!.includes('{')) return undefined
+  try { return new URL(m[1]!).origin } catch { return undefined }
+}
+
+const excerptOf = (text: string) => {
+  const one = scrubSecrets(text).replace(/\s+/g, ' ').trim()
+  return one.length > 200 ? one.slice(0, 200) + '…' : one
+}
+
+function isSuccess(status: number, accepted: ReadonlyArray<number | string>): boolean {
+  return accepted.some((a) => (typeof a === 'number' ? a === status : Math.floor(status / 100) === Number(a[0])))
+}
+
+type StatusError = WeirError & { status?: number; excerpt?: string }
+
+export default defineComponent<'destination', HttpConfig>({
+  type: 'http', kind: 'destination',
+  description: 'Sends each message to an HTTP API, authenticated by a named credential.',
+  configSchema,
+  check(config) {
+    const out = templateProblems(config.url, '/url')
+    const authority = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i.exec(config.url)?.[0] ?? ''
+    if (authority.includes('{')) out.push(['/url', 'scheme, host and port must be fixed (no {fields}), so credentials only ever go to the configured host'])
+    else if (!fixedOrigin(config.url)) out.push(['/url', 'must be a valid URL'])
+    for (const [name, value] of Object.entries(config.headers)) {
+      if (/^(authorization|dpop|idempotency-key|content-length|host)$/i.test(name)) out.push([`/headers/${name}`, `"${name}" is set by the destination itself`])
+      out.push(...templateProblems(value, `/headers/${name}`))
+    }
+    return out
+  },
+  create(config, ctx) {
+    const credential: TokenProvider | undefined = config.credential ? ctx.credential(config.credential) : undefined
+    const origin = fixedOrigin(config.url)!
+    const sendsBody = config.method !== 'GET' && config.method !== 'DELETE'
+
+    return {
+      async deliver(message, { signal, idempotencyKey }) {
+        const url = config.url.replace(FIELD, (_, f: string) => encodeURIComponent(fieldValue(message, f)))
+        // Belt and braces: a template can never move the request (and its token) to another host.
+        if (new URL(url).origin !== origin) throw new PermanentError(`url ${url} leaves the configured origin ${origin}`)
+        const where = `${config.method} ${url.split('?')[0]}`
+        const headers: Record<string, string> = {}
+        for (const [k, v] of Object.entries(config.headers)) headers[k.toLowerCase()] = v.replace(FIELD, (_, f: string) => fieldValue(message, f)).replace(/[\r\n]/g, ' ')
+        for (const [k, v] of Object.entries(config.secretHeaders)) headers[k.toLowerCase()] = reveal(v)!
+        headers['idempotency-key'] = idempotencyKey
+        let body: string | undefined
+        if (sendsBody) {
+          const structured = typeof message.body !== 'string'
+          body = structured ? JSON.stringify(message.body) ?? 'null' : (message.body as string)
+          headers['content-type'] = config.contentType ?? (structured && !isJsonType(message.contentType) ? 'application/json' : message.contentType)
+        }
+        let res
+        try {
+          // throwHttpErrors: false: this destination applies successStatuses itself (shared/http/client.ts option).
+          const req: HttpRequest & { throwHttpErrors: boolean } = { method: config.method, url, headers, ...(body !== undefined ? { body } : {}), ...(credential ? { credential } : {}), timeoutMs: config.timeoutMs, signal, throwHttpErrors: false }
+          res = await ctx.http.request(req)
+        } catch (e) {
+          if (signal.aborted) throw new RetryableError(`${where}: delivery aborted`, { cause: e, code: 'ERR_SHUTDOWN' })
+          // The shared client and OAuth layer classify their own failures (token endpoint down, invalid_client…).
+          if (isWeirError(e)) throw e
+          const code = (e as { code?: string }).code
+          throw new RetryableError(`${where} failed: ${code ?? (e as Error).message}`, { cause: e, code: 'ERR_HTTP_NETWORK' })
+        }
+        const excerpt = excerptOf(res.body)
+        if (isSuccess(res.status, config.successStatuses)) return { status: res.status, excerpt }
+        let err: StatusError
+        if (res.status === 408 || res.status === 429 || res.status >= 500) {
+          const retryAfterMs = parseRetryAfter(res.headers['retry-after'])
+          err = new RetryableError(`${where} answered ${res.status}${excerpt ? `: "${excerpt}"` : ''}`, { code: 'ERR_HTTP_STATUS', ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) })
+        } else if (res.status >= 300 && res.status < 400) {
+          const location = res.headers.location
+          const to = typeof location === 'string' ? new URL(location, url) : undefined
+          err = new PermanentError(`${where} answered ${res.status} (redirect${to ? ` to ${to.origin}${to.pathname}` : ''}); redirects are not followed`, { code: 'ERR_HTTP_STATUS' })
+        } else {
+          err = new PermanentError(`${where} answered ${res.status}${excerpt ? `: "${excerpt}"` : ''}`, { code: 'ERR_HTTP_STATUS' })
+        }
+        err.status = res.status
+        Object.defineProperty(err, 'excerpt', { value: excerpt, enumerable: false })
+        throw err
+      },
+    }
+  },
+})

@@ -1,0 +1,117 @@
+import { readFileSync } from 'node:fs'
+import { resolve } from 'node:path'
+import { Ajv, type AnySchema, type ErrorObject, type ValidateFunction } from 'ajv'
+import { Ajv2019 } from 'ajv/dist/2019.js'
+import { Ajv2020 } from 'ajv/dist/2020.js'
+import addFormatsModule from 'ajv-formats'
+import { defineComponent, type Message } from '../../shared/component.ts'
+import { ConfigError, PermanentError } from '../../shared/errors.ts'
+
+// ajv-formats is CommonJS; its default export arrives wrapped under ESM interop.
+const addFormats = ((addFormatsModule as unknown as { default?: unknown }).default ?? addFormatsModule) as (ajv: Ajv) => Ajv
+
+export interface ValidateConfig {
+  schema?: Record<string, unknown>
+  schemaFile?: string
+  onInvalid: 'error' | 'drop'
+  maxErrors: number
+}
+
+const configSchema = {
+  type: 'object', additionalProperties: false,
+  properties: {
+    schema: {
+      type: 'object',
+      description: 'JSON Schema the message body must satisfy (draft-07 by default; draft 2019-09 and 2020-12 when `$schema` says so). Give this or `schemaFile`.',
+      examples: [{ type: 'object', required: ['mrn'], properties: { mrn: { type: 'string' } } }],
+    },
+    schemaFile: {
+      type: 'string', minLength: 1,
+      description: 'Path of a JSON Schema file, relative to the channel file. Give this or `schema`.',
+      examples: ['schemas/patient.schema.json'],
+    },
+    onInvalid: {
+      enum: ['error', 'drop'], default: 'error',
+      description: 'What happens to an invalid message: "error" puts it in error state with the schema errors as the reason; "drop" filters it out and logs the schema errors.',
+    },
+    maxErrors: {
+      type: 'integer', minimum: 1, default: 10,
+      description: 'Most schema errors quoted in the error reason.',
+    },
+  },
+}
+
+function newAjv(schema: Record<string, unknown>): Ajv {
+  const draft = String(schema.$schema ?? '')
+  // User schemas come from elsewhere (FHIR, vendors): unknown keywords are tolerated, not fatal.
+  const options = { allErrors: true, strict: false }
+  const ajv = draft.includes('2020-12') ? new Ajv2020(options) : draft.includes('2019-09') ? new Ajv2019(options) : new Ajv(options)
+  addFormats(ajv as Ajv)
+  return ajv as Ajv
+}
+
+function compile(schema: Record<string, unknown>): ValidateFunction {
+  return newAjv(schema).compile(schema as AnySchema)
+}
+
+/** One line per schema error: `/path must …`, the way ajv's errorsText does, with `/` for the root. */
+export function describeErrors(errors: readonly ErrorObject[], max: number): string {
+  const parts = errors.slice(0, max).map((e) => {
+    const extra = e.keyword === 'additionalProperties' ? ` "${String((e.params as { additionalProperty: string }).additionalProperty)}"` : ''
+    return `${e.instancePath || '/'} ${e.message ?? e.keyword}${extra}`
+  })
+  if (errors.length > max) parts.push(`and ${errors.length - max} more`)
+  return parts.join('; ')
+}
+
+export default defineComponent<'filter', ValidateConfig>({
+  type: 'validate', kind: 'filter',
+  description: 'Checks the message body against a JSON Schema (ajv); an invalid message goes to error state with the schema errors, or is dropped.',
+  configSchema,
+  check(config) {
+    if (config.schema && config.schemaFile) return [['', 'give either "schema" or "schemaFile", not both']]
+    if (!config.schema && !config.schemaFile) return [['', 'must have "schema" or "schemaFile"']]
+    if (config.schema) {
+      try {
+        compile(structuredClone(config.schema) as Record<string, unknown>)
+      } catch (e) {
+        return [['/schema', `invalid JSON Schema: ${(e as Error).message}`]]
+      }
+    }
+    return []
+  },
+  create(config, ctx) {
+    let schema: Record<string, unknown>
+    if (config.schemaFile) {
+      const path = resolve(ctx.channelDir, config.schemaFile)
+      try {
+        schema = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code
+        throw new ConfigError([{ file: path, pointer: '', message: code === 'ENOENT' ? 'schema file not found' : `cannot read schema file: ${(e as Error).message}` }])
+      }
+    } else {
+      schema = structuredClone(config.schema!) as Record<string, unknown>
+    }
+    let validate: ValidateFunction
+    try {
+      validate = compile(schema)
+    } catch (e) {
+      throw new ConfigError([{ file: config.schemaFile ? resolve(ctx.channelDir, config.schemaFile) : ctx.channelDir, pointer: '', message: `invalid JSON Schema: ${(e as Error).message}` }])
+    }
+    return {
+      process(message: Message) {
+        if (validate(message.body)) return message
+        const errors = [...(validate.errors ?? [])]
+        const reason = `message does not match the schema: ${describeErrors(errors, config.maxErrors)}`
+        if (config.onInvalid === 'drop') {
+          ctx.log.warn({ messageId: message.id, reason }, 'invalid message dropped')
+          return null
+        }
+        const err = new PermanentError(reason)
+        Object.defineProperty(err, 'schemaErrors', { value: errors, enumerable: false })
+        throw err
+      },
+    }
+  },
+})

@@ -1,0 +1,301 @@
+import { createHash } from 'node:crypto'
+import cron, { type ScheduledTask } from 'node-cron'
+import jsonata from 'jsonata'
+import { defineComponent, type Emit } from '../../shared/component.ts'
+import { isWeirError, ScheduleError } from '../../shared/errors.ts'
+import type { TokenProvider } from '../../shared/oauth/types.ts'
+
+export interface ScheduleConfig {
+  cron: string
+  timezone: string
+  url: string
+  credential?: string
+  headers: Record<string, string>
+  timeoutMs: number
+  items?: string
+  nextLink?: string
+  maxPages: number
+  dedupeKey?: string
+  contentType?: string
+  runOnStart: boolean
+  cursor?: { param: string; itemPath: string; prefix: string; initial?: string }
+}
+
+const configSchema = {
+  type: 'object', additionalProperties: false, required: ['cron', 'url'],
+  properties: {
+    cron: {
+      type: 'string', minLength: 1,
+      description: 'When to poll: a cron expression (node-cron; 5 fields, or 6 with seconds first). A tick never overlaps the previous one; a tick that would is skipped.',
+      examples: ['*/5 * * * *', '0 0 * * * *'],
+    },
+    timezone: { type: 'string', minLength: 1, default: 'UTC', description: 'IANA time zone the cron expression is read in.', examples: ['Europe/Amsterdam'] },
+    url: {
+      type: 'string', pattern: '^https?://',
+      description: 'URL fetched (GET) on each tick.',
+      examples: ['https://fhir.example.org/R4/Observation?category=laboratory&_sort=_lastUpdated'],
+    },
+    credential: { type: 'string', minLength: 1, description: 'Name of a channel credential authenticating the requests.', examples: ['epic'] },
+    headers: {
+      type: 'object', default: {}, propertyNames: { pattern: '^[!#$%&\'*+.^_`|~0-9A-Za-z-]+$' },
+      additionalProperties: { type: 'string', description: 'Header value.' },
+      description: 'Extra request headers (Authorization comes from `credential`).',
+    },
+    timeoutMs: { type: 'integer', minimum: 1, default: 30_000, description: 'Timeout of each page request (ms).' },
+    items: {
+      type: 'string', minLength: 1,
+      description: 'JSONata expression selecting the items of a page; each becomes a message. Default: the resources of a FHIR Bundle (`entry.resource`), the elements of a JSON array, or else the whole body.',
+      examples: ['entry.resource', 'data.results'],
+    },
+    nextLink: {
+      type: 'string', minLength: 1,
+      description: 'JSONata expression giving the next page\'s URL in the body. Default: the RFC 8288 `Link` header with rel="next", else a FHIR Bundle\'s `link[relation="next"].url`. Next links must stay on the origin of `url`.',
+      examples: ['"@odata.nextLink"', 'paging.next'],
+    },
+    maxPages: { type: 'integer', minimum: 1, default: 100, description: 'Most pages followed in one tick; reaching it is logged as an error and the cursor is not advanced.' },
+    dedupeKey: {
+      type: 'string', minLength: 1,
+      description: 'JSONata expression giving an item\'s identity, so an item fetched twice is stored once. Default: `resourceType/id/_history/versionId` (or meta.lastUpdated) for FHIR resources, a hash of the content otherwise.',
+      examples: ['id & "@" & updated_at'],
+    },
+    contentType: { type: 'string', minLength: 1, description: 'Content type of the messages. Default: application/fhir+json for FHIR resources, application/json otherwise.' },
+    runOnStart: { type: 'boolean', default: false, description: 'Also run a tick right after start.' },
+    cursor: {
+      type: 'object', additionalProperties: false, required: ['param'],
+      description: 'Incremental polling: the largest value of `itemPath` seen is stored (it survives restarts) and sent on the next tick as query parameter `param` = `prefix` + value. Stored only after a tick that fetched every page.',
+      properties: {
+        param: { type: 'string', minLength: 1, description: 'Query parameter carrying the cursor.', examples: ['_lastUpdated'] },
+        itemPath: { type: 'string', minLength: 1, default: 'meta.lastUpdated', description: 'JSONata expression giving an item\'s cursor value (timestamps compare as instants, other values as strings).' },
+        prefix: { type: 'string', default: 'gt', description: 'Text put before the value, e.g. the FHIR comparator "gt"; "" for none.' },
+        initial: { type: 'string', minLength: 1, description: 'Cursor value of the very first tick; without it the first tick sends no cursor.', examples: ['2026-01-01T00:00:00Z'] },
+      },
+    },
+  },
+}
+
+function cronProblem(expr: string): string | undefined {
+  if (cron.validate(expr)) return undefined
+  const detail = cron.validateDetailed(expr).errors.map((e) => e.message).join('; ')
+  return `invalid cron expression ${JSON.stringify(expr)}${detail ? `: ${detail}` : ''}`
+}
+
+function timezoneProblem(tz: string): string | undefined {
+  try {
+    new Intl.DateTimeFormat('en', { timeZone: tz })
+    return undefined
+  } catch {
+    return `unknown time zone ${JSON.stringify(tz)}`
+  }
+}
+
+function jsonataProblem(expr: string | undefined): string | undefined {
+  if (expr === undefined) return undefined
+  try {
+    jsonata(expr)
+    return undefined
+  } catch (e) {
+    const err = e as { message?: string; position?: number }
+    return `invalid JSONata expression${err.position !== undefined ? ` at position ${err.position}` : ''}: ${err.message ?? String(e)}`
+  }
+}
+
+/** RFC 8288 Link header → the target of the first link whose rel includes `rel`. */
+export function linkWithRel(header: string | string[] | undefined, rel: string): string | undefined {
+  const text = Array.isArray(header) ? header.join(', ') : header ?? ''
+  let i = 0
+  const ws = () => { while (i < text.length && /\s/.test(text[i]!)) i++ }
+  while (i < text.length) {
+    const lt = text.indexOf('<', i)
+    const gt = lt < 0 ? -1 : text.indexOf('>', lt)
+    if (gt < 0) return undefined
+    const target = text.slice(lt + 1, gt)
+    i = gt + 1
+    let rels: string[] = []
+    for (;;) {
+      ws()
+      if (i >= text.length || text[i] === ',') { i++; break }
+      if (text[i] !== ';') { i++; continue }
+      i++
+      ws()
+      const name = /^[^=;,\s]*/.exec(text.slice(i))![0]
+      i += name.length
+      ws()
+      let value = ''
+      if (text[i] === '=') {
+        i++
+        ws()
+        if (text[i] === '"') {
+          i++
+          while (i < text.length && text[i] !== '"') value += text[i] === '\\' ? text[++i] ?? '' : text[i], i++
+          i++
+        } else {
+          value = /^[^;,\s]*/.exec(text.slice(i))![0]
+          i += value.length
+        }
+      }
+      if (name.toLowerCase() === 'rel' && !rels.length) rels = value.toLowerCase().split(/\s+/)
+    }
+    if (rels.includes(rel)) return target
+  }
+  return undefined
+}
+
+type Json = Record<string, unknown>
+const isBundle = (b: unknown): b is Json => typeof b === 'object' && b !== null && (b as Json).resourceType === 'Bundle'
+const isResource = (v: unknown): v is Json => typeof v === 'object' && v !== null && typeof (v as Json).resourceType === 'string'
+const plain = (v: unknown): unknown => (v === undefined ? undefined : JSON.parse(JSON.stringify(v)))
+
+/** Cursor values: instants compare as instants (offsets differ), anything else as strings. */
+function later(a: string, b: string | undefined): boolean {
+  if (b === undefined) return true
+  const ta = Date.parse(a)
+  const tb = Date.parse(b)
+  return Number.isNaN(ta) || Number.isNaN(tb) ? a > b : ta > tb
+}
+
+export default defineComponent<'source', ScheduleConfig>({
+  type: 'schedule', kind: 'source',
+  description: 'Polls an HTTP API on a cron schedule with a named credential, follows pagination, emits each item and keeps a cursor across restarts.',
+  configSchema,
+  check(config) {
+    const out: Array<[string, string]> = []
+    const push = (p: string, m: string | undefined) => { if (m) out.push([p, m]) }
+    push('/cron', cronProblem(config.cron))
+    push('/timezone', timezoneProblem(config.timezone))
+    push('/items', jsonataProblem(config.items))
+    push('/nextLink', jsonataProblem(config.nextLink))
+    push('/dedupeKey', jsonataProblem(config.dedupeKey))
+    push('/cursor/itemPath', jsonataProblem(config.cursor?.itemPath))
+    try { new URL(config.url) } catch { out.push(['/url', 'must be a valid URL']) }
+    return out
+  },
+  create(config, ctx) {
+    const problem = cronProblem(config.cron) ?? timezoneProblem(config.timezone)
+    if (problem) throw new ScheduleError(problem)
+    const credential: TokenProvider | undefined = config.credential ? ctx.credential(config.credential) : undefined
+    const origin = new URL(config.url).origin
+    const itemsExpr = config.items ? jsonata(config.items) : undefined
+    const nextExpr = config.nextLink ? jsonata(config.nextLink) : undefined
+    const keyExpr = config.dedupeKey ? jsonata(config.dedupeKey) : undefined
+    const cursorExpr = config.cursor ? jsonata(config.cursor.itemPath) : undefined
+    let task: ScheduledTask | undefined
+    let emit: Emit | undefined
+    let running: Promise<void> | undefined
+    let abort = new AbortController()
+
+    async function itemsOf(body: unknown): Promise<unknown[]> {
+      if (itemsExpr) {
+        const r = plain(await itemsExpr.evaluate(body))
+        return r === undefined ? [] : Array.isArray(r) ? r : [r]
+      }
+      if (isBundle(body)) return ((body.entry as Json[] | undefined) ?? []).map((e) => e.resource).filter((r) => r !== undefined)
+      if (Array.isArray(body)) return body
+      return [body]
+    }
+
+    async function nextOf(headers: Record<string, string | string[] | undefined>, body: unknown): Promise<string | undefined> {
+      if (nextExpr) {
+        const r = await nextExpr.evaluate(body)
+        return typeof r === 'string' && r ? r : undefined
+      }
+      const fromHeader = linkWithRel(headers.link, 'next')
+      if (fromHeader) return fromHeader
+      if (isBundle(body)) return ((body.link as Json[] | undefined) ?? []).find((l) => l.relation === 'next')?.url as string | undefined
+      return undefined
+    }
+
+    async function keyOf(item: unknown): Promise<string> {
+      if (keyExpr) {
+        const k = await keyExpr.evaluate(item)
+        if (k !== undefined && k !== null && typeof k !== 'object') return `schedule:${String(k)}`
+      } else if (isResource(item) && typeof item.id === 'string') {
+        const meta = (item.meta ?? {}) as Json
+        const version = meta.versionId ?? meta.lastUpdated
+        if (version !== undefined) return `schedule:${item.resourceType}/${item.id}/_history/${String(version)}`
+      }
+      return `schedule:sha256:${createHash('sha256').update(JSON.stringify(item)).digest('hex')}`
+    }
+
+    async function runTick(signal: AbortSignal): Promise<void> {
+      const started = Date.now()
+      const stored = config.cursor ? ((await ctx.state.get<string>('cursor')) ?? config.cursor.initial) : undefined
+      let url: URL | undefined = new URL(config.url)
+      if (config.cursor && stored !== undefined) url.searchParams.set(config.cursor.param, config.cursor.prefix + stored)
+      let maxSeen = stored
+      let emitted = 0
+      let duplicates = 0
+      const visited = new Set<string>()
+      for (let page = 1; url; page++) {
+        if (page > config.maxPages) {
+          ctx.log.error({ maxPages: config.maxPages }, 'pagination stopped at maxPages; cursor not advanced')
+          return
+        }
+        visited.add(url.href)
+        const res = await ctx.http.request({
+          method: 'GET', url, headers: { accept: 'application/fhir+json, application/json;q=0.9', ...config.headers },
+          ...(credential ? { credential } : {}), timeoutMs: config.timeoutMs, signal,
+        })
+        if (res.status < 200 || res.status > 299) throw new Error(`GET ${url.origin}${url.pathname} answered ${res.status}`)
+        let body: unknown
+        try { body = JSON.parse(res.body) } catch { throw new Error(`GET ${url.origin}${url.pathname} did not return JSON`) }
+        for (const item of await itemsOf(body)) {
+          if (signal.aborted) return
+          const result = await emit!({
+            body: item,
+            contentType: config.contentType ?? (isResource(item) ? 'application/fhir+json' : 'application/json'),
+            attributes: { url: url.href, page: String(page) },
+            dedupeKey: await keyOf(item),
+          })
+          if (result.duplicate) duplicates++
+          else emitted++
+          if (cursorExpr) {
+            const v = await cursorExpr.evaluate(item)
+            if ((typeof v === 'string' || typeof v === 'number') && later(String(v), maxSeen)) maxSeen = String(v)
+          }
+        }
+        const next = await nextOf(res.headers, body)
+        if (!next) { url = undefined; break }
+        const nextUrl: URL = new URL(next, url)
+        // Credentials go to the configured origin only: a next link elsewhere is not followed.
+        if (nextUrl.origin !== origin) throw new Error(`next link to another origin (${nextUrl.origin}) refused`)
+        if (visited.has(nextUrl.href)) throw new Error(`next link loops back to ${nextUrl.origin}${nextUrl.pathname}`)
+        url = nextUrl
+      }
+      if (config.cursor && maxSeen !== undefined && maxSeen !== stored) await ctx.state.set('cursor', maxSeen)
+      ctx.log.info({ emitted, duplicates, cursor: maxSeen, ms: Date.now() - started }, 'poll finished')
+    }
+
+    function tick(): Promise<void> {
+      if (running) {
+        ctx.log.warn('previous poll still running; tick skipped')
+        return running
+      }
+      const p: Promise<void> = runTick(abort.signal)
+        .catch((e: unknown) => {
+          const backpressure = isWeirError(e) && e.code === 'ERR_BACKPRESSURE'
+          ctx.log[backpressure ? 'warn' : 'error']({ reason: (e as Error).message }, backpressure ? 'queue full; poll stopped, cursor not advanced' : 'poll failed; cursor not advanced')
+        })
+        .finally(() => { running = undefined })
+      running = p
+      return p
+    }
+
+    return {
+      async start(e: Emit) {
+        emit = e
+        abort = new AbortController()
+        ctx.signal.addEventListener('abort', () => abort.abort(), { once: true })
+        task = cron.schedule(config.cron, () => { void tick() }, { timezone: config.timezone, name: `${ctx.channel}/${ctx.name}` })
+        if (config.runOnStart) void tick()
+      },
+      async stop() {
+        await task?.destroy()
+        task = undefined
+        abort.abort()
+        await running
+      },
+      /** Runs one tick now (tests, manual trigger); joins a tick in progress instead of overlapping it. */
+      tick,
+    }
+  },
+})

@@ -1,0 +1,221 @@
+// Test helpers only: no tests here.
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { request as undiciRequest } from 'undici'
+import type { ComponentContext, ComponentDefinition, ComponentState, Emit, EmitResult, Message, MessageInput } from '../shared/component.ts'
+import { createLogger } from '../shared/log/index.ts'
+import type { HttpClient, HttpRequest, HttpResponse } from '../shared/http/types.ts'
+import type { AccessToken, TokenProvider } from '../shared/oauth/types.ts'
+import { Secret } from '../shared/secret.ts'
+import { createRegistry } from '../shared/config/registry.ts'
+import { loadChannelObject } from '../shared/config/load.ts'
+import { ConfigError, type ConfigProblem } from '../shared/errors.ts'
+
+/** A temporary directory, removed by the returned cleanup. */
+export async function tempDir(prefix = 'weir-test-'): Promise<{ dir: string; cleanup: () => Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), prefix))
+  return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) }
+}
+
+export interface LogLine { level: number; msg: string; [k: string]: unknown }
+
+/** An in-memory ComponentState that can be shared across two contexts (a "restart"). */
+export function memoryState(map = new Map<string, unknown>()): ComponentState & { map: Map<string, unknown> } {
+  return {
+    map,
+    async get<T>(key: string) { return structuredClone(map.get(key)) as T | undefined },
+    async set(key: string, value: unknown) { map.set(key, structuredClone(value)) },
+  }
+}
+
+/** A token provider that hands out a fixed bearer token and counts calls. */
+export function staticTokenProvider(name: string, token: string): TokenProvider & { authorizeCalls: Array<{ method: string; url: string }> } {
+  const at: AccessToken = { value: new Secret(token, 'literal'), tokenType: 'Bearer', expiresAt: Date.now() + 3600_000, extra: {} }
+  const authorizeCalls: Array<{ method: string; url: string }> = []
+  return {
+    name,
+    authorizeCalls,
+    async getToken() { return at },
+    invalidate() {},
+    async authorize(req) {
+      authorizeCalls.push({ method: req.method, url: String(req.url) })
+      return { token: at, headers: { authorization: `Bearer ${token}` } }
+    },
+    stats: () => ({ tokenRequests: 0, tokenErrors: 0 }),
+    async close() {},
+  }
+}
+
+/**
+ * A minimal HttpClient used only while shared/http has not landed: undici request, no redirects,
+ * credentials via `authorize()`. `testContext` prefers the real `createHttpClient` when it exists.
+ */
+function fallbackHttpClient(): HttpClient {
+  return {
+    async request(req: HttpRequest): Promise<HttpResponse> {
+      const method = req.method ?? 'GET'
+      const headers: Record<string, string> = { ...(req.headers ?? {}) }
+      if (req.credential) Object.assign(headers, (await req.credential.authorize({ method, url: req.url })).headers)
+      const signals = [req.signal, req.timeoutMs ? AbortSignal.timeout(req.timeoutMs) : undefined].filter((s): s is AbortSignal => !!s)
+      const res = await undiciRequest(req.url, { method: method as 'GET', headers, body: req.body ?? null, signal: signals.length ? AbortSignal.any(signals) : undefined })
+      return { status: res.statusCode, headers: res.headers as Record<string, string | string[] | undefined>, body: await res.body.text() }
+    },
+    dispatcherFor() { throw new Error('not in tests') },
+    async close() {},
+  }
+}
+
+/** The shared HTTP client when shared/http/index.ts exists, otherwise the fallback above. */
+export async function httpClient(): Promise<HttpClient> {
+  const path = '../shared/http/index.ts'
+  try {
+    const mod = (await import(/* @vite-ignore */ path)) as { createHttpClient?: (o?: unknown) => HttpClient }
+    if (typeof mod.createHttpClient === 'function') return mod.createHttpClient()
+  } catch { /* not there yet */ }
+  return fallbackHttpClient()
+}
+
+export interface TestContext {
+  ctx: ComponentContext
+  /** Parsed log lines written so far. */
+  logs: LogLine[]
+  /** Every log line as raw text (to assert a token never appears). */
+  rawLog: () => string
+  state: ReturnType<typeof memoryState>
+  abort: AbortController
+  cleanup: () => Promise<void>
+}
+
+/** A ComponentContext with a collected logger, a temp dataDir and in-memory state. */
+export async function testContext(options: {
+  channelDir?: string
+  credentials?: Record<string, TokenProvider>
+  http?: HttpClient
+  state?: ReturnType<typeof memoryState>
+  name?: string
+} = {}): Promise<TestContext> {
+  const data = await tempDir('weir-data-')
+  const lines: string[] = []
+  const logs: LogLine[] = []
+  const log = createLogger({
+    pretty: false, level: 'debug',
+    destination: { write: (line: string) => { lines.push(line); logs.push(JSON.parse(line) as LogLine) } } as NodeJS.WritableStream,
+  })
+  const abort = new AbortController()
+  const state = options.state ?? memoryState()
+  const http = options.http ?? (await httpClient())
+  const ctx: ComponentContext = {
+    channel: 'test-channel',
+    channelDir: options.channelDir ?? data.dir,
+    name: options.name ?? 'test',
+    log,
+    credential(name) {
+      const c = options.credentials?.[name]
+      if (!c) throw new Error(`unknown credential "${name}"`)
+      return c
+    },
+    http,
+    dataDir: data.dir,
+    signal: abort.signal,
+    state,
+  }
+  return {
+    ctx, logs, state, abort,
+    rawLog: () => lines.join(''),
+    cleanup: async () => { abort.abort(); await data.cleanup() },
+  }
+}
+
+/** A message as the runtime would hand it to a filter or destination. */
+export function message(body: unknown, extra: Partial<Message> = {}): Message {
+  return {
+    id: 'msg-1', channel: 'test-channel', body,
+    contentType: typeof body === 'string' ? 'text/plain' : 'application/json',
+    attributes: {}, receivedAt: 1_700_000_000_000, ...extra,
+  }
+}
+
+/** An emit that records inputs and answers with ids; `dedupe` recognises repeated dedupe keys like the store does. */
+export function recordingEmit(options: { fail?: (input: MessageInput, n: number) => Error | undefined } = {}): Emit & { inputs: MessageInput[]; results: EmitResult[]; next: () => Promise<MessageInput> } {
+  const inputs: MessageInput[] = []
+  const results: EmitResult[] = []
+  const keys = new Map<string, string>()
+  let waiters: Array<(i: MessageInput) => void> = []
+  let n = 0
+  const emit = (async (input: MessageInput) => {
+    const err = options.fail?.(input, n)
+    if (err) { n++; throw err }
+    n++
+    let result: EmitResult
+    if (input.dedupeKey && keys.has(input.dedupeKey)) result = { id: keys.get(input.dedupeKey)!, duplicate: true }
+    else {
+      const id = `m${n}`
+      if (input.dedupeKey) keys.set(input.dedupeKey, id)
+      result = { id, duplicate: false }
+    }
+    inputs.push(input)
+    results.push(result)
+    const w = waiters; waiters = []
+    for (const f of w) f(input)
+    return result
+  }) as Emit & { inputs: MessageInput[]; results: EmitResult[]; next: () => Promise<MessageInput> }
+  emit.inputs = inputs
+  emit.results = results
+  emit.next = () => new Promise((r) => waiters.push(r))
+  return emit
+}
+
+export interface RecordedRequest { method: string; url: string; headers: IncomingMessage['headers']; body: string }
+
+/** A loopback HTTP server on port 0 recording every request; `handler` answers. */
+export async function loopbackServer(handler: (req: RecordedRequest, res: ServerResponse) => void | Promise<void>): Promise<{ url: string; origin: string; requests: RecordedRequest[]; server: Server; close: () => Promise<void> }> {
+  const requests: RecordedRequest[] = []
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = []
+    req.on('data', (c: Buffer) => chunks.push(c))
+    req.on('end', () => {
+      const r = { method: req.method ?? '', url: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks).toString('utf8') }
+      requests.push(r)
+      Promise.resolve(handler(r, res)).catch((e) => { res.statusCode = 500; res.end(String(e)) })
+    })
+  })
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+  const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+  return {
+    url: origin + '/', origin, requests, server,
+    close: () => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()) }),
+  }
+}
+
+/**
+ * Loads a one-component channel through the real loader and returns its problems
+ * (empty when valid) or the loaded config. `pointer` is where the component sits.
+ */
+export async function loadComponentConfig(def: ComponentDefinition, config: unknown, options: { dir?: string; credentials?: Record<string, unknown> } = {}): Promise<{ problems: ConfigProblem[]; config?: Readonly<Record<string, unknown>> }> {
+  const registry = createRegistry([def, ...helperComponents.filter((h) => h.kind !== def.kind)])
+  const entry = { type: def.type, config }
+  const raw: Record<string, unknown> = {
+    name: 'config-test',
+    credentials: options.credentials ?? {},
+    source: def.kind === 'source' ? entry : { type: 'noop-source' },
+    filters: def.kind === 'filter' ? [entry] : [],
+    destinations: [def.kind === 'destination' ? { name: 'out', ...entry } : { name: 'out', type: 'noop-destination' }],
+  }
+  try {
+    const ch = await loadChannelObject(raw, { file: join(options.dir ?? tmpdir(), 'channel.json'), env: {}, registry })
+    const c = def.kind === 'source' ? ch.source : def.kind === 'filter' ? ch.filters[0]! : ch.destinations[0]!
+    return { problems: [], config: c.config }
+  } catch (e) {
+    if (e instanceof ConfigError) return { problems: e.problems }
+    throw e
+  }
+}
+
+const emptySchema = { type: 'object', additionalProperties: false, properties: {} }
+const helperComponents: ComponentDefinition[] = [
+  { type: 'noop-source', kind: 'source', description: 'test', configSchema: emptySchema, create: () => ({ start() {}, stop() {} }) },
+  { type: 'noop-destination', kind: 'destination', description: 'test', configSchema: emptySchema, create: () => ({ deliver: async () => ({}) }) },
+]

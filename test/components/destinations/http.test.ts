@@ -1,0 +1,150 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import httpDest from '../../../components/destinations/http.ts'
+import { loadComponentConfig, loopbackServer, message, staticTokenProvider, testContext, type RecordedRequest, type TestContext } from '../../_setup.ts'
+import type { ServerResponse } from 'node:http'
+
+const TOKEN = 'eyJ0b2tlbi1mb3ItdGVzdHMi.payload.sig-1234567890'
+let t: TestContext
+let api: Awaited<ReturnType<typeof loopbackServer>>
+let other: Awaited<ReturnType<typeof loopbackServer>>
+let answer: (req: RecordedRequest, res: ServerResponse) => void = (_, res) => { res.statusCode = 201; res.end('{"resourceType":"Patient","id":"p1"}') }
+beforeAll(async () => {
+  api = await loopbackServer((req, res) => answer(req, res))
+  other = await loopbackServer((_, res) => { res.end('{"stolen":false}') })
+})
+afterAll(async () => { await api.close(); await other.close() })
+afterEach(async () => {
+  await t?.cleanup()
+  api.requests.length = 0
+  other.requests.length = 0
+  answer = (_, res) => { res.statusCode = 201; res.end('{"resourceType":"Patient","id":"p1"}') }
+})
+
+const opts = { signal: new AbortController().signal, idempotencyKey: 'msg-1:epic' }
+
+async function destination(config: Record<string, unknown>) {
+  // Credentials are the loader's and shared/oauth's business; validate the rest, then name the test credential.
+  const { credential, ...rest } = config
+  const loaded = await loadComponentConfig(httpDest, rest)
+  expect(loaded.problems).toEqual([])
+  t = await testContext({ credentials: { epic: staticTokenProvider('epic', TOKEN) } })
+  return httpDest.create({ ...loaded.config, ...(credential ? { credential } : {}) } as never, t.ctx)
+}
+
+describe('http destination config', () => {
+  it.each([
+    [{}, '/destinations/0/config', 'must have required property "url"'],
+    [{ url: 'https://api{body.env}.example.org/x' }, '/destinations/0/config/url', 'scheme, host and port must be fixed (no {fields}), so credentials only ever go to the configured host'],
+    [{ url: 'ftp://example.org/x' }, '/destinations/0/config/url', 'must match pattern "^https?://"'],
+    [{ url: 'https://exa mple.org/x' }, '/destinations/0/config/url', 'must be a valid URL'],
+    [{ url: 'https://example.org/{mrn}' }, '/destinations/0/config/url', 'unknown template field "{mrn}"; fields start with id, channel, contentType, receivedAt, body, attributes'],
+    [{ url: 'https://example.org/', method: 'TRACE' }, '/destinations/0/config/method', 'must be one of "POST", "PUT", "PATCH", "DELETE", "GET"'],
+    [{ url: 'https://example.org/', headers: { Authorization: 'Bearer x' } }, '/destinations/0/config/headers/Authorization', '"Authorization" is set by the destination itself'],
+    [{ url: 'https://example.org/', successStatuses: ['2x'] }, '/destinations/0/config/successStatuses/0', 'must be integer or string'],
+    [{ url: 'https://example.org/', timeoutMs: 0 }, '/destinations/0/config/timeoutMs', 'must be >= 1'],
+  ])('%j → %s: %s', async (config, pointer, msg) => {
+    const { problems } = await loadComponentConfig(httpDest, config)
+    expect(problems.map((p) => [p.pointer, p.message])).toEqual([[pointer, msg]])
+  })
+
+  it('fills in defaults', async () => {
+    expect((await loadComponentConfig(httpDest, { url: 'https://example.org/in' })).config).toEqual({
+      url: 'https://example.org/in', method: 'POST', headers: {}, secretHeaders: {}, timeoutMs: 30_000, successStatuses: ['2xx'],
+    })
+  })
+})
+
+describe('http destination', () => {
+  it('POSTs the body with the credential\'s token and the Idempotency-Key, and reports status and excerpt', async () => {
+    const dest = await destination({ url: api.origin + '/fhir/Patient', credential: 'epic', headers: { 'X-Correlation-Id': '{id}' }, contentType: 'application/fhir+json' })
+    const res = await dest.deliver(message({ resourceType: 'Patient', id: 'p1' }), opts)
+    expect(res).toEqual({ status: 201, excerpt: '{"resourceType":"Patient","id":"p1"}' })
+    expect(api.requests).toHaveLength(1)
+    const r = api.requests[0]!
+    expect([r.method, r.url, r.body]).toEqual(['POST', '/fhir/Patient', '{"resourceType":"Patient","id":"p1"}'])
+    expect(r.headers).toMatchObject({ authorization: `Bearer ${TOKEN}`, 'idempotency-key': 'msg-1:epic', 'content-type': 'application/fhir+json', 'x-correlation-id': 'msg-1' })
+  })
+
+  it('fills the URL template with URL-encoded message fields, sends text bodies as they are, and secret headers', async () => {
+    const dest = await destination({ url: api.origin + '/patients/{body.mrn}?src={attributes.src}', method: 'PUT', secretHeaders: { 'x-api-key': 'partner-key-123456' } })
+    await dest.deliver(message({ mrn: 'a/b c' }, { attributes: { src: 'lab&x' } }), opts)
+    expect(api.requests[0]!.url).toBe('/patients/a%2Fb%20c?src=lab%26x')
+    expect(api.requests[0]!.headers['x-api-key']).toBe('partner-key-123456')
+    expect(api.requests[0]!.headers.authorization).toBeUndefined()
+  })
+
+  it('sends text bodies as they are, with their content type', async () => {
+    const dest = await destination({ url: api.origin + '/hl7', method: 'PATCH' })
+    await dest.deliver(message('MSH|^~\\&|'), opts)
+    expect([api.requests[0]!.method, api.requests[0]!.body, api.requests[0]!.headers['content-type']]).toEqual(['PATCH', 'MSH|^~\\&|', 'text/plain'])
+  })
+
+  it('GET sends no body', async () => {
+    const dest = await destination({ url: api.origin + '/Patient/{body.id}', method: 'GET' })
+    await dest.deliver(message({ id: 'p9' }), opts)
+    expect(api.requests[0]).toMatchObject({ method: 'GET', url: '/Patient/p9', body: '' })
+    expect(api.requests[0]!.headers['content-type']).toBeUndefined()
+  })
+
+  it.each([
+    [503, { 'retry-after': '7' }, 7000],
+    [500, {}, undefined],
+    [429, { 'retry-after': '2' }, 2000],
+    [408, {}, undefined],
+  ])('%s is retryable (Retry-After → %s ms)', async (status, headers, retryAfterMs) => {
+    answer = (_, res) => { res.writeHead(status, headers); res.end('busy, try later') }
+    const dest = await destination({ url: api.origin + '/in' })
+    const err = await dest.deliver(message({}), opts).catch((e) => e)
+    expect([err.code, err.retryable, err.retryAfterMs, err.status]).toEqual(['ERR_HTTP_STATUS', true, retryAfterMs, status])
+    expect(err.message).toBe(`POST ${api.origin}/in answered ${status}: "busy, try later"`)
+  })
+
+  it.each([400, 403, 404, 422])('%s is a permanent error with a redacted excerpt', async (status) => {
+    answer = (req, res) => { res.statusCode = status; res.end(`{"issue":"bad","echo":"${req.headers.authorization}"}`) }
+    const dest = await destination({ url: api.origin + '/in?key=secret-query', credential: 'epic' })
+    const err = await dest.deliver(message({}), opts).catch((e) => e)
+    expect([err.code, err.retryable, err.status]).toEqual(['ERR_HTTP_STATUS', false, status])
+    expect(err.message).toBe(`POST ${api.origin}/in answered ${status}: "{"issue":"bad","echo":"Bearer [REDACTED]"}"`)
+    expect(err.excerpt).toBe('{"issue":"bad","echo":"Bearer [REDACTED]"}')
+    expect(JSON.stringify(err) + String(err.stack)).not.toContain(TOKEN)
+  })
+
+  it('successStatuses decides what counts as delivered', async () => {
+    answer = (_, res) => { res.statusCode = 409; res.end('exists') }
+    const dest = await destination({ url: api.origin + '/in', successStatuses: ['2xx', 409] })
+    expect(await dest.deliver(message({}), opts)).toEqual({ status: 409, excerpt: 'exists' })
+  })
+
+  it('does not follow a redirect to another host, so the token never reaches it', async () => {
+    answer = (_, res) => { res.writeHead(307, { location: other.origin + '/collect?x=1' }); res.end() }
+    const dest = await destination({ url: api.origin + '/in', credential: 'epic' })
+    const err = await dest.deliver(message({ a: 1 }), opts).catch((e) => e)
+    expect(api.requests[0]!.headers.authorization).toBe(`Bearer ${TOKEN}`)
+    expect(other.requests.filter((r) => r.headers.authorization)).toEqual([])
+    expect([err.code, err.retryable]).toEqual(['ERR_HTTP_STATUS', false])
+    expect(err.message).toBe(`POST ${api.origin}/in answered 307 (redirect to ${other.origin}/collect); redirects are not followed`)
+  })
+
+  it('a refused connection is a retryable network error', async () => {
+    const gone = await loopbackServer(() => {})
+    await gone.close()
+    const dest = await destination({ url: gone.origin + '/in' })
+    const err = await dest.deliver(message({}), opts).catch((e) => e)
+    expect(err.retryable).toBe(true)
+    expect(err.code).toMatch(/^ERR_HTTP_NETWORK$/)
+  })
+
+  it('a missing template field is a permanent error and sends nothing', async () => {
+    const dest = await destination({ url: api.origin + '/p/{body.mrn}' })
+    const err = await dest.deliver(message({}), opts).catch((e) => e)
+    expect([err.code, err.message]).toEqual(['ERR_DELIVERY_PERMANENT', 'template field "{body.mrn}" has no value in message msg-1'])
+    expect(api.requests).toEqual([])
+  })
+
+  it('a slow server hits timeoutMs and the attempt is retryable', async () => {
+    answer = () => { /* never answers */ }
+    const dest = await destination({ url: api.origin + '/slow', timeoutMs: 100 })
+    const err = await dest.deliver(message({}), opts).catch((e) => e)
+    expect(err.retryable).toBe(true)
+  })
+})

@@ -1,0 +1,55 @@
+import { afterEach, describe, expect, it } from 'vitest'
+import map from '../../../components/filters/map.ts'
+import { loadComponentConfig, message, testContext, type TestContext } from '../../_setup.ts'
+import type { Message } from '../../../shared/component.ts'
+
+let t: TestContext
+afterEach(async () => { await t?.cleanup() })
+
+async function filter(config: Record<string, unknown>) {
+  const loaded = await loadComponentConfig(map, config)
+  expect(loaded.problems).toEqual([])
+  t = await testContext()
+  return map.create(loaded.config as never, t.ctx)
+}
+
+describe('map filter config', () => {
+  it.each([
+    [{}, '/filters/0/config', 'must have required property "jsonata"'],
+    [{ jsonata: '{ "a": ' }, '/filters/0/config/jsonata', 'invalid JSONata expression at position 7: Expected "}" before end of expression'],
+    [{ jsonata: 'a', contentType: 5 }, '/filters/0/config/contentType', 'must be string'],
+  ])('%j → %s: %s', async (config, pointer, msg) => {
+    const { problems } = await loadComponentConfig(map, config)
+    expect(problems.map((p) => [p.pointer, p.message])).toEqual([[pointer, msg]])
+  })
+})
+
+describe('map filter', () => {
+  it('replaces the body with the expression result, keeping id and attributes', async () => {
+    const f = await filter({ jsonata: "{ 'resourceType': 'Patient', 'id': mrn, 'name': [{ 'family': last }], 'src': $message.attributes.file }" })
+    const out = (await f.process(message({ mrn: '42', last: 'Doe' }, { id: 'abc', attributes: { file: 'a.json' } }))) as Message
+    expect(out.id).toBe('abc')
+    expect(out.attributes).toEqual({ file: 'a.json' })
+    expect(out.body).toEqual({ resourceType: 'Patient', id: '42', name: [{ family: 'Doe' }], src: 'a.json' })
+    expect(out.contentType).toBe('application/json')
+  })
+
+  it('sets the content type from config, or derives it from the result', async () => {
+    const f = await filter({ jsonata: "{ 'id': mrn }", contentType: 'application/fhir+json' })
+    expect(((await f.process(message({ mrn: '1' }))) as Message).contentType).toBe('application/fhir+json')
+    await t.cleanup()
+    const g = await filter({ jsonata: "'MRN|' & mrn" })
+    const out = (await g.process(message({ mrn: '1' }))) as Message
+    expect(out).toMatchObject({ body: 'MRN|1', contentType: 'text/plain' })
+  })
+
+  it('an expression without a result or failing at run time is a permanent error', async () => {
+    const f = await filter({ jsonata: 'missing.field' })
+    const err = await Promise.resolve().then(() => f.process(message({ a: 1 }))).catch((e) => e)
+    expect([err.code, err.message]).toEqual(['ERR_DELIVERY_PERMANENT', 'map expression produced no value (use the match filter to drop messages)'])
+    await t.cleanup()
+    const g = await filter({ jsonata: '$error("bad mrn")' })
+    const err2 = await Promise.resolve().then(() => g.process(message({}))).catch((e) => e)
+    expect([err2.code, err2.message]).toEqual(['ERR_DELIVERY_PERMANENT', 'map expression failed: bad mrn'])
+  })
+})
