@@ -4,4 +4,8 @@ import { register } from 'tsx/esm/api'
 
 register()
 const { main } = await import('../engine/cli.ts')
-process.exitCode = await main(process.argv.slice(2))
+const code = await main(process.argv.slice(2))
+process.exitCode = code
+// A component that ignores its abort signal could keep a socket open after a clean stop; do not
+// let it hold the process. Unref'd: fires only if something else is still keeping the loop alive.
+setTimeout(() => process.exit(code), 2000).unref()

@@ -38,6 +38,10 @@ export interface Source {
   start(emit: Emit): Promise<void> | void
   /** Stop accepting new input and release every socket, timer and cron task. */
   stop(): Promise<void> | void
+  /** Optional: the bound address of a listening source (useful with port 0). */
+  address?(): { address: string; port: number } | undefined
+  /** Optional: poll now (schedules), joining a poll in progress instead of overlapping it. */
+  tick?(): Promise<void>
 }
 
 export type FilterResult = Message | Message[] | null

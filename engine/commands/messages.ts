@@ -1,0 +1,168 @@
+import { parseArgs } from 'node:util'
+import type { CommandIO } from '../cli-io.ts'
+import { WeirError } from '../../shared/errors.ts'
+import { REDACTED, scrubSecrets } from '../../shared/secret.ts'
+import { MESSAGE_STATUSES, openSqliteStore, type MessageStatus, type MessageStore } from '../../shared/store/index.ts'
+import { dataDirFrom } from './run.ts'
+
+export const summary = 'list, show and resubmit messages in the message log'
+export const usage = `usage: weir messages list [--channel C] [--status S] [--since T] [--limit N] [--json]
+       weir messages show ID [--json]
+       weir messages resubmit ID... | --status error [--channel C]
+
+list      newest first; --status one of ${MESSAGE_STATUSES.join(', ')};
+          --since an ISO date or a duration ago (30s, 10m, 2h, 7d); --limit default 100
+show      the body, attributes and each destination's outcome and attempt history (redacted);
+          ID may be a unique prefix
+resubmit  queues delivered, filtered or error messages again; destinations that already got a
+          message are skipped unless none is left. A running "weir run" picks them up within a second.
+
+  --data-dir D   the message store (default ./data, or $WEIR_DATA_DIR)
+
+exit status: 0 on success, 1 when nothing matched, 2 on bad usage`
+
+function userError(message: string): WeirError {
+  const e = new WeirError(message)
+  e.userError = true
+  return e
+}
+
+/** `30s`, `10m`, `2h`, `7d` ago, or an ISO date. */
+export function parseSince(value: string, now = Date.now()): number {
+  const rel = /^(\d+)\s*(s|m|h|d)$/.exec(value.trim())
+  if (rel) return now - Number(rel[1]) * { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[rel[2] as 's' | 'm' | 'h' | 'd']
+  const t = Date.parse(value)
+  if (Number.isNaN(t)) throw userError(`--since must be an ISO date or a duration like 10m, 2h, 7d; not "${value}"`)
+  return t
+}
+
+const SENSITIVE = /authorization|cookie|token|secret|password|passwd|assertion|api[-_]?key|private[-_]?key|dpop/i
+
+/** Values under credential-like keys print as [REDACTED]; registered secret values are scrubbed from the rest. */
+export function redact(value: unknown, depth = 0): unknown {
+  if (typeof value === 'string') return scrubSecrets(value)
+  if (depth > 20 || value === null || typeof value !== 'object') return value
+  if (Array.isArray(value)) return value.map((v) => redact(v, depth + 1))
+  return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, SENSITIVE.test(k) ? REDACTED : redact(v, depth + 1)]))
+}
+
+const iso = (t: number | undefined) => (t === undefined ? '-' : new Date(t).toISOString())
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)))
+  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')).join('\n')
+}
+
+function openStore(dataDir: string): MessageStore {
+  return openSqliteStore({ dataDir, owner: false, create: false })
+}
+
+export async function run(args: string[], io: CommandIO): Promise<number> {
+  const [sub, ...rest] = args
+  const { values, positionals } = parseArgs({
+    args: rest, allowPositionals: true,
+    options: {
+      'data-dir': { type: 'string' }, channel: { type: 'string' }, status: { type: 'string' }, since: { type: 'string' },
+      limit: { type: 'string' }, json: { type: 'boolean', default: false },
+    },
+  })
+  if (sub !== 'list' && sub !== 'show' && sub !== 'resubmit') {
+    io.err(usage)
+    return 2
+  }
+  const status = values.status as MessageStatus | undefined
+  if (status !== undefined && !MESSAGE_STATUSES.includes(status)) throw userError(`--status must be one of ${MESSAGE_STATUSES.join(', ')}; not "${status}"`)
+  const dataDir = dataDirFrom(values['data-dir'], io)
+  const store = openStore(dataDir)
+  try {
+    if (sub === 'list') {
+      const limit = values.limit === undefined ? 100 : Number(values.limit)
+      if (!Number.isInteger(limit) || limit < 1) throw userError(`--limit must be a positive integer; not "${values.limit}"`)
+      const list = await store.list({
+        ...(values.channel ? { channel: values.channel } : {}),
+        ...(status ? { status } : {}),
+        ...(values.since ? { since: parseSince(values.since) } : {}),
+        limit,
+      })
+      if (values.json) {
+        io.out(JSON.stringify(list.map((m) => ({ id: m.id, channel: m.channel, status: m.status, receivedAt: iso(m.receivedAt), updatedAt: iso(m.updatedAt), ...(m.error ? { error: scrubSecrets(m.error) } : {}) }))))
+        return 0
+      }
+      if (list.length === 0) {
+        io.out('no messages')
+        return 0
+      }
+      io.out(table([['ID', 'CHANNEL', 'STATUS', 'RECEIVED', 'ERROR'], ...list.map((m) => [m.id, m.channel, m.status, iso(m.receivedAt), scrubSecrets(m.error ?? '').slice(0, 80)])]))
+      return 0
+    }
+
+    if (sub === 'show') {
+      if (positionals.length !== 1) throw userError('show takes one message id')
+      const d = await store.get(positionals[0]!)
+      if (!d) {
+        io.err(`no message ${positionals[0]} in ${dataDir}`)
+        return 1
+      }
+      const m = d.message
+      const shown = {
+        id: m.id, channel: m.channel, status: m.status, receivedAt: iso(m.receivedAt), updatedAt: iso(m.updatedAt),
+        ...(m.error ? { error: scrubSecrets(m.error) } : {}),
+        contentType: m.contentType,
+        attributes: redact(m.attributes),
+        body: redact(m.body),
+        deliveries: d.deliveries.map((x) => redact({ ...x, firstAttemptAt: iso(x.firstAttemptAt), lastAttemptAt: iso(x.lastAttemptAt), nextAttemptAt: x.nextAttemptAt === undefined ? undefined : iso(x.nextAttemptAt) })),
+        attempts: d.attempts.map((a) => redact({ ...a, startedAt: iso(a.startedAt), endedAt: iso(a.endedAt) })),
+      }
+      if (values.json) {
+        io.out(JSON.stringify(shown, null, 2))
+        return 0
+      }
+      const lines = [
+        `message   ${m.id}`, `channel   ${m.channel}`, `status    ${m.status}`, `received  ${iso(m.receivedAt)}`, `updated   ${iso(m.updatedAt)}`,
+        ...(m.error ? [`error     ${scrubSecrets(m.error)}`] : []),
+        `type      ${m.contentType}`,
+        `attributes ${JSON.stringify(shown.attributes)}`,
+        '', 'body:', typeof shown.body === 'string' ? shown.body : JSON.stringify(shown.body, null, 2),
+        '', 'destinations:',
+      ]
+      if (d.deliveries.length === 0) lines.push('  (none yet)')
+      else lines.push(table([['DESTINATION', 'PART', 'STATUS', 'ATTEMPTS', 'LAST ATTEMPT', 'RESPONSE', 'LAST ERROR'], ...d.deliveries.map((x) => [x.destination, String(x.part), x.status, String(x.attempts), iso(x.lastAttemptAt), x.responseStatus === undefined ? '-' : String(x.responseStatus), scrubSecrets(x.lastError ?? '')])]).replace(/^/gm, '  '))
+      lines.push('', 'history:')
+      if (d.attempts.length === 0) lines.push('  (no attempts)')
+      for (const a of d.attempts) {
+        lines.push(`  ${iso(a.startedAt)}  ${a.destination}${a.part ? `#${a.part}` : ''}  attempt ${a.attempt}  ${a.outcome}${a.responseStatus !== undefined ? ` ${a.responseStatus}` : ''}  ${a.endedAt - a.startedAt} ms${a.error ? `  ${scrubSecrets(a.error)}` : ''}`)
+        if (a.excerpt) lines.push(`      response: ${scrubSecrets(a.excerpt).replace(/\s+/g, ' ')}`)
+      }
+      io.out(lines.join('\n'))
+      return 0
+    }
+
+    // resubmit
+    if (positionals.length === 0 && !status) throw userError('resubmit needs message ids or --status')
+    if (positionals.length && status) throw userError('resubmit takes message ids or --status, not both')
+    let ids = positionals
+    if (ids.length) {
+      // Accept unique prefixes, as show does.
+      const full: string[] = []
+      for (const id of ids) {
+        const d = await store.get(id)
+        if (!d) {
+          io.err(`no message ${id} in ${dataDir}`)
+          return 1
+        }
+        full.push(d.message.id)
+      }
+      ids = full
+    }
+    const done = await store.resubmit(ids.length ? { ids } : { status: status!, ...(values.channel ? { channel: values.channel } : {}) })
+    if (done.length === 0) {
+      io.err('nothing resubmitted: only delivered, filtered or error messages can be resubmitted')
+      return 1
+    }
+    io.out(`resubmitted ${done.length} message(s)`)
+    for (const id of done) io.out(`  ${id}`)
+    return 0
+  } finally {
+    await store.close()
+  }
+}

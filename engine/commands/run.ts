@@ -1,0 +1,178 @@
+import { parseArgs } from 'node:util'
+import { resolve } from 'node:path'
+import { Writable } from 'node:stream'
+import type { CommandIO } from '../cli-io.ts'
+import { loadChannel as defaultLoadChannel } from '../../shared/config/load.ts'
+import type { LoadedChannel } from '../../shared/config/types.ts'
+import { ConfigError, WeirError, formatProblem, isWeirError } from '../../shared/errors.ts'
+import type { HttpClient } from '../../shared/http/types.ts'
+import { createLogger, type Logger } from '../../shared/log/index.ts'
+import type { TokenProvider } from '../../shared/oauth/types.ts'
+import { openSqliteStore } from '../../shared/store/index.ts'
+import { createHttpClient } from '../../shared/http/index.ts'
+import { createTokenProvider } from '../../shared/oauth/index.ts'
+import { startChannel, type ChannelCounters, type ChannelHandle } from '../runtime/index.ts'
+
+export const summary = 'run one or more channels until SIGINT/SIGTERM'
+export const usage = `usage: weir run <channel.json...> [--data-dir D] [--sync full|normal]
+
+Runs every given channel in this process. Messages are stored in the data directory
+(default ./data, or $WEIR_DATA_DIR) before the source acknowledges them, and delivered
+at least once. On a terminal a live line per channel shows its counters; otherwise
+JSON log lines go to stdout. SIGINT/SIGTERM stop the sources, let in-flight work finish
+within each channel's shutdownTimeoutMs, and close the store.
+
+  --data-dir D    where the message store lives
+  --sync LEVEL    full (default: a commit survives power loss) or normal (survives a crash)
+
+exit status: 0 after a clean stop, 1 when a channel stopped on error or would not start`
+
+export interface RunDeps {
+  loadChannel?: (file: string, options: { env: NodeJS.ProcessEnv }) => Promise<LoadedChannel>
+  /** Stops the run like SIGTERM does (tests). */
+  signal?: AbortSignal
+  http?: HttpClient
+  credential?: (name: string, channel: LoadedChannel) => TokenProvider
+  /** Called once every channel has started. */
+  onStarted?: (handles: ChannelHandle[]) => void
+  /** Live display refresh (ms); default 500. */
+  refreshMs?: number
+}
+
+/** The data directory: --data-dir, else $WEIR_DATA_DIR, else ./data (relative to the working directory). */
+export function dataDirFrom(flag: string | undefined, io: CommandIO): string {
+  return resolve(io.cwd, flag ?? io.env.WEIR_DATA_DIR ?? 'data')
+}
+
+function lineFor(name: string, c: ChannelCounters, width: number, state: string): string {
+  const f = (label: string, n: number) => `${label} ${String(n).padStart(6)}`
+  return [
+    name.padEnd(width),
+    f('received', c.received), f('queued', c.queued), f('delivered', c.delivered), f('filtered', c.filtered),
+    f('errors', c.errors), f('retrying', c.retrying), f('tokens', c.tokensFetched),
+    c.paused ? `paused ${c.paused}` : '', state !== 'running' ? state : '',
+  ].filter(Boolean).join('  ')
+}
+
+export async function run(args: string[], io: CommandIO, deps: RunDeps = {}): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args, allowPositionals: true,
+    options: { 'data-dir': { type: 'string' }, sync: { type: 'string', default: 'full' } },
+  })
+  if (positionals.length === 0) {
+    io.err(usage)
+    return 2
+  }
+  const sync = String(values.sync).toUpperCase()
+  if (sync !== 'FULL' && sync !== 'NORMAL') {
+    const err = new WeirError(`--sync must be "full" or "normal", not "${values.sync}"`)
+    err.userError = true
+    throw err
+  }
+  const dataDir = dataDirFrom(values['data-dir'], io)
+  const load = deps.loadChannel ?? ((file, o) => defaultLoadChannel(file, o))
+
+  const channels: LoadedChannel[] = []
+  const problems: string[] = []
+  for (const file of positionals) {
+    try {
+      const ch = await load(resolve(io.cwd, file), { env: io.env })
+      for (const w of ch.warnings) io.err(`warning: ${w}`)
+      channels.push(ch)
+    } catch (e) {
+      if (!isWeirError(e) || !e.userError) throw e
+      problems.push(...(e.code === 'ERR_CONFIG_INVALID' ? (e as ConfigError).problems.map(formatProblem) : [`${file}: ${e.message}`]))
+    }
+  }
+  const seen = new Set<string>()
+  for (const ch of channels) {
+    if (seen.has(ch.name)) problems.push(`${ch.file}: channel name "${ch.name}" is used by another channel file; names must be unique`)
+    seen.add(ch.name)
+  }
+  if (problems.length) {
+    for (const p of problems) io.err(p)
+    return 1
+  }
+
+  // On a terminal the live lines own stdout; log lines (warnings and worse) go to stderr.
+  const logStream = new Writable({ write(chunk, _enc, cb) { (io.isTTY ? io.err : io.out)(String(chunk).replace(/\n$/, '')); cb() } })
+  const log: Logger = createLogger({ destination: logStream, pretty: io.isTTY, ...(io.isTTY ? { level: io.env.WEIR_LOG_LEVEL ?? 'warn' } : {}) })
+
+  const store = openSqliteStore({ dataDir, synchronous: sync, log })
+  const http = deps.http ?? createHttpClient({ log })
+  const credential = deps.credential ?? ((name: string, ch: LoadedChannel) =>
+    createTokenProvider(name, ch.credentials[name] as unknown as Parameters<typeof createTokenProvider>[1], { log: log.child({ channel: ch.name, credential: name }), dataDir }))
+  const closeAll = async () => {
+    await store.close()
+    if (!deps.http) await http.close()
+  }
+  const handles: ChannelHandle[] = []
+  try {
+    for (const ch of channels) handles.push(await startChannel(ch, { store, log, dataDir, http, credential }))
+  } catch (e) {
+    await Promise.all(handles.map((h) => h.stop({ timeoutMs: 2000 })))
+    await closeAll()
+    throw e
+  }
+  log.info({ dataDir, channels: handles.map((h) => h.name) }, 'weir running')
+  deps.onStarted?.(handles)
+
+  // Live display (TTY) or periodic counters in the log.
+  const width = Math.max(...handles.map((h) => h.name.length))
+  let drawn = 0
+  const render = () => {
+    const lines = handles.map((h) => lineFor(h.name, h.counters(), width, h.state))
+    const up = drawn ? `\x1b[${drawn}A` : ''
+    io.out(up + lines.map((l) => `\x1b[2K${l}`).join('\n'))
+    drawn = lines.length
+  }
+  let lastLogged = ''
+  const tick = () => {
+    if (io.isTTY) return render()
+    for (const h of handles) {
+      const c = JSON.stringify(h.counters())
+      if (c !== lastLogged) log.info({ channel: h.name, counters: h.counters() }, 'counters')
+      lastLogged = c
+    }
+  }
+  if (io.isTTY) render()
+  const timer = setInterval(tick, io.isTTY ? (deps.refreshMs ?? 500) : 10_000)
+
+  // Wait for a signal, or for every channel to have stopped on its own.
+  let signals = 0
+  const cleanup: Array<() => void> = []
+  const stopRequested = new Promise<string>((resolveStop) => {
+    const onSignal = (sig: NodeJS.Signals) => {
+      signals++
+      if (signals === 1) {
+        log.warn({ signal: sig }, 'stopping: finishing in-flight work (signal again to exit at once)')
+        resolveStop(sig)
+      } else {
+        // A second signal: leave now. Unfinished claims are released when the store next opens.
+        process.exit(130)
+      }
+    }
+    process.on('SIGINT', onSignal)
+    process.on('SIGTERM', onSignal)
+    cleanup.push(() => {
+      process.off('SIGINT', onSignal)
+      process.off('SIGTERM', onSignal)
+    })
+    if (deps.signal) {
+      if (deps.signal.aborted) resolveStop('abort')
+      deps.signal.addEventListener('abort', () => resolveStop('abort'), { once: true })
+    }
+  })
+  const allStopped = Promise.all(handles.map((h) => h.stopped)).then(() => 'channels stopped')
+  await Promise.race([stopRequested, allStopped])
+
+  await Promise.all(handles.map((h) => h.stop()))
+  clearInterval(timer)
+  if (io.isTTY) render()
+  else tick()
+  const outcomes = await Promise.all(handles.map((h) => h.stopped))
+  await closeAll()
+  for (const f of cleanup) f()
+  log.info('weir stopped; message store closed')
+  return outcomes.some((o) => o.reason === 'error') ? 1 : 0
+}

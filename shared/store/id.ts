@@ -1,0 +1,28 @@
+import { randomBytes } from 'node:crypto'
+
+const ALPHABET = '0123456789ABCDEFGHJKMNPQRSTVWXYZ'
+
+/** A ULID-shaped id (48-bit time + 80 random bits, Crockford base32): sortable by time, unique without coordination. */
+export function newMessageId(now = Date.now()): string {
+  let t = now
+  let time = ''
+  for (let i = 0; i < 10; i++) {
+    time = ALPHABET[t % 32]! + time
+    t = Math.floor(t / 32)
+  }
+  const bytes = randomBytes(10)
+  let rand = ''
+  // 80 bits → 16 base32 chars: take 5 bits at a time.
+  let acc = 0
+  let bits = 0
+  for (const b of bytes) {
+    acc = (acc << 8) | b
+    bits += 8
+    while (bits >= 5) {
+      bits -= 5
+      rand += ALPHABET[(acc >> bits) & 31]!
+    }
+    acc &= (1 << bits) - 1
+  }
+  return time + rand
+}

@@ -1,0 +1,451 @@
+import { mkdirSync, existsSync, readFileSync, writeFileSync, unlinkSync } from 'node:fs'
+import { join, resolve } from 'node:path'
+import DatabaseCtor, { type Database } from 'better-sqlite3'
+import type { EmitResult, MessageInput } from '../component.ts'
+import { WeirError } from '../errors.ts'
+import type { Logger } from '../log/index.ts'
+import { migrate } from './migrations.ts'
+import { newMessageId } from './id.ts'
+import {
+  MESSAGE_STATUSES,
+  type AttemptRecord, type ChannelStats, type DeliveryRecord, type DeliveryUpdate, type ListFilter,
+  type MessageDetail, type MessageStatus, type MessageStore, type ResubmitTarget, type StoredMessage,
+} from './types.ts'
+
+export class StoreError extends WeirError {
+  override code = 'ERR_STORE' as const
+}
+
+export interface SqliteStoreOptions {
+  /** Directory holding `weir.db` (one database per data directory). Default `./data`. */
+  dataDir?: string
+  /**
+   * `FULL` (default): a commit survives power loss. `NORMAL`: in WAL mode a commit survives a
+   * process crash but the last transactions may roll back on power loss.
+   */
+  synchronous?: 'FULL' | 'NORMAL'
+  /**
+   * Open as the engine that works the queues (default true): takes the data directory's lock and
+   * returns messages a crashed run left claimed to the queue. The `weir messages` commands pass
+   * false so they can read and resubmit beside a running engine.
+   */
+  owner?: boolean
+  /** Create the data directory and database when missing (default true). */
+  create?: boolean
+  now?: () => number
+  /** Told how many messages an unclean stop left claimed (returned to the queue on open). */
+  log?: Pick<Logger, 'warn'>
+}
+
+const DB_FILE = 'weir.db'
+const LOCK_FILE = 'weir.lock'
+
+interface MessageRow {
+  seq: number
+  id: string
+  channel: string
+  status: MessageStatus
+  body: string
+  content_type: string
+  attributes: string
+  dedupe_key: string | null
+  received_at: number
+  updated_at: number
+  error: string | null
+}
+
+interface WriteOp {
+  run: () => unknown
+  resolve: (v: any) => void
+  reject: (e: unknown) => void
+}
+
+function rowToMessage(r: MessageRow): StoredMessage {
+  return {
+    id: r.id,
+    seq: r.seq,
+    channel: r.channel,
+    status: r.status,
+    body: JSON.parse(r.body),
+    contentType: r.content_type,
+    attributes: JSON.parse(r.attributes),
+    receivedAt: r.received_at,
+    updatedAt: r.updated_at,
+    ...(r.dedupe_key !== null ? { dedupeKey: r.dedupe_key } : {}),
+    ...(r.error !== null ? { error: r.error } : {}),
+  }
+}
+
+function defined<T extends object>(o: T): T {
+  for (const k of Object.keys(o) as (keyof T)[]) if (o[k] === null || o[k] === undefined) delete o[k]
+  return o
+}
+
+function acquireLock(dir: string): string {
+  const file = join(dir, LOCK_FILE)
+  if (existsSync(file)) {
+    const pid = Number(readFileSync(file, 'utf8').trim())
+    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid) {
+      let alive = true
+      try {
+        process.kill(pid, 0)
+      } catch (e) {
+        alive = (e as NodeJS.ErrnoException).code === 'EPERM'
+      }
+      if (alive) {
+        const err = new StoreError(`data directory ${dir} is in use by process ${pid}; stop it or use another --data-dir`)
+        err.userError = true
+        throw err
+      }
+    }
+  }
+  writeFileSync(file, String(process.pid))
+  return file
+}
+
+/**
+ * Opens (creating when needed) the message store of a data directory: `<dataDir>/weir.db`,
+ * SQLite in WAL mode with `synchronous=FULL` unless told otherwise.
+ *
+ * Writes are group-committed: every write requested during one turn of the event loop (the
+ * enqueues of requests that arrived together, a complete and the next claim) runs in a single
+ * transaction, and all their promises resolve after that one commit. Each write runs in its own
+ * savepoint, so one failing write does not undo the others.
+ *
+ * @example
+ * const store = openSqliteStore({ dataDir: './data' })
+ * const { id } = await store.enqueue('adt', { body: { mrn: '42' } })
+ * const [m] = await store.claim('adt', 1)
+ * await store.complete(m.id, 'delivered')
+ */
+export function openSqliteStore(options: SqliteStoreOptions = {}): MessageStore {
+  const dir = resolve(options.dataDir ?? 'data')
+  const now = options.now ?? Date.now
+  const owner = options.owner ?? true
+  if (!existsSync(join(dir, DB_FILE))) {
+    if (options.create === false) {
+      const err = new StoreError(`no message store in ${dir}`)
+      err.userError = true
+      throw err
+    }
+    mkdirSync(dir, { recursive: true })
+  }
+  const lockFile = owner ? acquireLock(dir) : undefined
+  let db: Database
+  try {
+    db = new DatabaseCtor(join(dir, DB_FILE))
+    db.pragma('journal_mode = WAL')
+    db.pragma(`synchronous = ${options.synchronous ?? 'FULL'}`)
+    db.pragma('busy_timeout = 5000')
+    db.pragma('foreign_keys = OFF')
+    migrate(db)
+  } catch (e) {
+    if (lockFile) try { unlinkSync(lockFile) } catch { /* already gone */ }
+    if (e instanceof StoreError) throw e
+    throw new StoreError(`cannot open the message store in ${dir}: ${(e as Error).message}`, { cause: e })
+  }
+
+  const s = {
+    insert: db.prepare(`INSERT INTO messages (id, channel, status, body, content_type, attributes, dedupe_key, received_at, updated_at)
+      VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?) ON CONFLICT (channel, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING`),
+    byDedupe: db.prepare('SELECT id FROM messages WHERE channel = ? AND dedupe_key = ?').pluck(),
+    claim: db.prepare(`UPDATE messages SET status = 'in-flight', updated_at = ?
+      WHERE seq IN (SELECT seq FROM messages WHERE channel = ? AND status = 'queued' ORDER BY seq LIMIT ?) RETURNING *`),
+    setStatus: db.prepare(`UPDATE messages SET status = ?, updated_at = ?, error = ? WHERE id = ? AND status IN ('queued', 'in-flight', 'retrying') RETURNING channel`).pluck(),
+    toRetrying: db.prepare(`UPDATE messages SET status = 'retrying', updated_at = ? WHERE id = ? AND status = 'in-flight'`),
+    upsertDelivery: db.prepare(`INSERT INTO deliveries (message_id, destination, part, status, attempts, first_attempt_at, last_attempt_at, next_attempt_at, last_error, response_status, response_excerpt)
+      VALUES (@id, @destination, @part, @status, @inc, @started, @started, @next, @error, @responseStatus, @excerpt)
+      ON CONFLICT (message_id, destination, part) DO UPDATE SET
+        status = excluded.status,
+        attempts = attempts + excluded.attempts,
+        first_attempt_at = coalesce(first_attempt_at, excluded.first_attempt_at),
+        last_attempt_at = coalesce(excluded.last_attempt_at, last_attempt_at),
+        next_attempt_at = excluded.next_attempt_at,
+        last_error = CASE WHEN excluded.attempts > 0 THEN excluded.last_error ELSE last_error END,
+        response_status = CASE WHEN excluded.attempts > 0 THEN excluded.response_status ELSE response_status END,
+        response_excerpt = CASE WHEN excluded.attempts > 0 THEN excluded.response_excerpt ELSE response_excerpt END
+      RETURNING attempts`).pluck(),
+    insertAttempt: db.prepare(`INSERT INTO attempts (message_id, destination, part, attempt, started_at, ended_at, outcome, response_status, error, excerpt)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+    release: db.prepare(`UPDATE messages SET status = 'queued', updated_at = ? WHERE id = ? AND status IN ('in-flight', 'retrying')`),
+    releaseDeliveries: db.prepare(`UPDATE deliveries SET status = 'queued', next_attempt_at = NULL WHERE message_id = ? AND status IN ('in-flight', 'retrying')`),
+    releaseAll: db.prepare(`UPDATE messages SET status = 'queued', updated_at = ? WHERE status IN ('in-flight', 'retrying') RETURNING id`).pluck(),
+    getRow: db.prepare('SELECT * FROM messages WHERE id = ?'),
+    getByPrefix: db.prepare('SELECT * FROM messages WHERE id LIKE ? LIMIT 2'),
+    deliveries: db.prepare('SELECT * FROM deliveries WHERE message_id = ? ORDER BY part, destination'),
+    attempts: db.prepare('SELECT * FROM attempts WHERE message_id = ? ORDER BY started_at, rowid'),
+    resubmitMessage: db.prepare(`UPDATE messages SET status = 'queued', error = NULL, updated_at = ? WHERE id = ? AND status IN ('delivered', 'filtered', 'error') RETURNING channel`).pluck(),
+    openDeliveries: db.prepare(`SELECT count(*) FROM deliveries WHERE message_id = ? AND status != 'delivered'`).pluck(),
+    requeueOpen: db.prepare(`UPDATE deliveries SET status = 'queued', next_attempt_at = NULL WHERE message_id = ? AND status != 'delivered'`),
+    requeueAll: db.prepare(`UPDATE deliveries SET status = 'queued', next_attempt_at = NULL WHERE message_id = ?`),
+    pendingCount: db.prepare(`SELECT count(*) FROM messages WHERE channel = ? AND status IN ('queued', 'in-flight', 'retrying')`).pluck(),
+    getState: db.prepare('SELECT value FROM component_state WHERE channel = ? AND component = ? AND key = ?').pluck(),
+    setState: db.prepare(`INSERT INTO component_state (channel, component, key, value, updated_at) VALUES (?, ?, ?, ?, ?)
+      ON CONFLICT (channel, component, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`),
+  }
+
+  // Pending counts per channel, read from the database on first use (an indexed count) and then
+  // kept in memory: every emit checks it for backpressure. `unwritten` are enqueues not yet run.
+  const pending = new Map<string, number>()
+  const unwritten = new Map<string, number>()
+  const pendingOf = (channel: string): number => {
+    let n = pending.get(channel)
+    if (n === undefined) pending.set(channel, (n = (s.pendingCount.get(channel) as number) + (unwritten.get(channel) ?? 0)))
+    return n
+  }
+  const bump = (channel: string, by: number) => pending.set(channel, Math.max(0, pendingOf(channel) + by))
+  const refreshPending = (channel?: string) => {
+    for (const ch of channel ? [channel] : [...pending.keys()]) pending.delete(ch)
+  }
+
+  if (owner) {
+    // Crash recovery: whatever a previous run had claimed but not finished goes back to the queue.
+    const released = db.transaction(() => {
+      const ids = s.releaseAll.all(now()) as string[]
+      for (const id of ids) s.releaseDeliveries.run(id)
+      return ids.length
+    }).immediate()
+    if (released > 0) options.log?.warn({ dataDir: dir, released }, 'unclean stop detected: messages that were in flight are queued again')
+  }
+
+  // Group commit.
+  let queue: WriteOp[] = []
+  let scheduled = false
+  let closed = false
+  const savepoint = db.transaction((fn: () => unknown) => fn())
+  const flush = () => {
+    scheduled = false
+    if (queue.length === 0) return
+    const ops = queue
+    queue = []
+    const results: Array<{ ok: boolean; value: unknown }> = []
+    try {
+      db.transaction(() => {
+        for (const op of ops) {
+          try {
+            results.push({ ok: true, value: savepoint(op.run) })
+          } catch (e) {
+            results.push({ ok: false, value: e })
+          }
+        }
+      }).immediate()
+    } catch (e) {
+      refreshPending()
+      const err = new StoreError(`message store write failed: ${(e as Error).message}`, { cause: e })
+      err.retryable = true
+      for (const op of ops) op.reject(err)
+      return
+    }
+    ops.forEach((op, i) => {
+      const r = results[i]!
+      if (r.ok) op.resolve(r.value)
+      else op.reject(r.value instanceof WeirError ? r.value : new StoreError(`message store write failed: ${(r.value as Error).message}`, { cause: r.value }))
+    })
+  }
+  const write = <T>(run: () => T): Promise<T> => {
+    if (closed) return Promise.reject(new StoreError('message store is closed'))
+    return new Promise<T>((resolve, reject) => {
+      queue.push({ run, resolve, reject })
+      if (!scheduled) {
+        scheduled = true
+        setImmediate(flush)
+      }
+    })
+  }
+  const read = <T>(fn: () => T): Promise<T> => {
+    if (closed) return Promise.reject(new StoreError('message store is closed'))
+    try {
+      return Promise.resolve(fn())
+    } catch (e) {
+      return Promise.reject(new StoreError(`message store read failed: ${(e as Error).message}`, { cause: e }))
+    }
+  }
+
+  const applyUpdate = (id: string, u: DeliveryUpdate) => {
+    const a = u.attempt
+    const attempts = s.upsertDelivery.get({
+      id, destination: u.destination, part: u.part, status: u.status,
+      inc: a ? 1 : 0,
+      started: a?.startedAt ?? null,
+      next: u.nextAttemptAt ?? null,
+      error: a?.error ?? null,
+      responseStatus: a?.responseStatus ?? null,
+      excerpt: a?.excerpt ?? null,
+    }) as number
+    if (a) s.insertAttempt.run(id, u.destination, u.part, attempts, a.startedAt, a.endedAt, a.outcome, a.responseStatus ?? null, a.error ?? null, a.excerpt ?? null)
+  }
+
+  const finish = (id: string, status: MessageStatus, error: string | null) => {
+    const channel = s.setStatus.get(status, now(), error, id) as string | undefined
+    if (channel !== undefined) bump(channel, -1)
+  }
+
+  const store: MessageStore = {
+    enqueue(channel: string, input: MessageInput): Promise<EmitResult> {
+      if (closed) return Promise.reject(new StoreError('message store is closed'))
+      const t = now()
+      const id = newMessageId(t)
+      const contentType = input.contentType ?? (typeof input.body === 'string' ? 'text/plain' : 'application/json')
+      const body = JSON.stringify(input.body ?? null)
+      const attributes = JSON.stringify(input.attributes ?? {})
+      bump(channel, 1)
+      unwritten.set(channel, (unwritten.get(channel) ?? 0) + 1)
+      let ran = false
+      return write(() => {
+        ran = true
+        unwritten.set(channel, unwritten.get(channel)! - 1)
+        const r = s.insert.run(id, channel, body, contentType, attributes, input.dedupeKey ?? null, t, t)
+        if (r.changes === 1) return { id, duplicate: false }
+        bump(channel, -1)
+        return { id: s.byDedupe.get(channel, input.dedupeKey) as string, duplicate: true }
+      }).catch((e) => {
+        if (!ran) unwritten.set(channel, unwritten.get(channel)! - 1)
+        refreshPending(channel)
+        throw e
+      })
+    },
+
+    claim(channel, limit) {
+      return write(() => {
+        const rows = s.claim.all(now(), channel, limit) as MessageRow[]
+        return rows.sort((a, b) => a.seq - b.seq).map(rowToMessage)
+      })
+    },
+
+    recordDelivery(id, update) {
+      return write(() => {
+        applyUpdate(id, update)
+        if (update.status === 'retrying') s.toRetrying.run(now(), id)
+      })
+    },
+
+    complete(id, status, updates = [], error) {
+      return write(() => {
+        for (const u of updates) applyUpdate(id, u)
+        finish(id, status, error ?? null)
+      })
+    },
+
+    fail(id, error) {
+      return write(() => finish(id, 'error', error))
+    },
+
+    release(ids) {
+      if (ids.length === 0) return Promise.resolve()
+      return write(() => {
+        const t = now()
+        for (const id of ids) {
+          s.release.run(t, id)
+          s.releaseDeliveries.run(id)
+        }
+      })
+    },
+
+    resubmit(target: ResubmitTarget) {
+      return write(() => {
+        let ids: string[] = target.ids ? [...target.ids] : []
+        if (target.status) {
+          const where = ['status = ?']
+          const params: unknown[] = [target.status]
+          if (target.channel) {
+            where.push('channel = ?')
+            params.push(target.channel)
+          }
+          ids = ids.concat(db.prepare(`SELECT id FROM messages WHERE ${where.join(' AND ')} ORDER BY seq`).pluck().all(...params) as string[])
+        }
+        const done: string[] = []
+        const t = now()
+        for (const id of new Set(ids)) {
+          const channel = s.resubmitMessage.get(t, id) as string | undefined
+          if (channel === undefined) continue
+          // Destinations that already have the message are not sent it again, unless nothing is left to send.
+          if ((s.openDeliveries.get(id) as number) > 0) s.requeueOpen.run(id)
+          else s.requeueAll.run(id)
+          bump(channel, 1)
+          done.push(id)
+        }
+        return done
+      })
+    },
+
+    get(id) {
+      return read((): MessageDetail | undefined => {
+        let row = s.getRow.get(id) as MessageRow | undefined
+        if (!row && id.length >= 6) {
+          const rows = s.getByPrefix.all(`${id.replace(/[%_]/g, '')}%`) as MessageRow[]
+          if (rows.length === 1) row = rows[0]
+        }
+        if (!row) return undefined
+        const deliveries = (s.deliveries.all(row.id) as any[]).map((d): DeliveryRecord => defined({
+          destination: d.destination, part: d.part, status: d.status, attempts: d.attempts,
+          firstAttemptAt: d.first_attempt_at, lastAttemptAt: d.last_attempt_at, nextAttemptAt: d.next_attempt_at,
+          lastError: d.last_error, responseStatus: d.response_status, responseExcerpt: d.response_excerpt,
+        }))
+        const attempts = (s.attempts.all(row.id) as any[]).map((a): AttemptRecord => defined({
+          destination: a.destination, part: a.part, attempt: a.attempt, startedAt: a.started_at, endedAt: a.ended_at,
+          outcome: a.outcome, responseStatus: a.response_status, error: a.error, excerpt: a.excerpt,
+        }))
+        return { message: rowToMessage(row), deliveries, attempts }
+      })
+    },
+
+    list(filter: ListFilter = {}) {
+      return read(() => {
+        const where: string[] = []
+        const params: unknown[] = []
+        if (filter.channel) { where.push('channel = ?'); params.push(filter.channel) }
+        if (filter.status) { where.push('status = ?'); params.push(filter.status) }
+        if (filter.since !== undefined) { where.push('received_at >= ?'); params.push(filter.since) }
+        const sql = `SELECT * FROM messages ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY seq ${filter.order === 'asc' ? 'ASC' : 'DESC'} LIMIT ?`
+        params.push(filter.limit ?? 100)
+        return (db.prepare(sql).all(...params) as MessageRow[]).map(rowToMessage)
+      })
+    },
+
+    stats(channel) {
+      return read(() => {
+        const out = Object.fromEntries(MESSAGE_STATUSES.map((st) => [st, 0])) as ChannelStats
+        const rows = (channel
+          ? db.prepare('SELECT status, count(*) AS n FROM messages WHERE channel = ? GROUP BY status').all(channel)
+          : db.prepare('SELECT status, count(*) AS n FROM messages GROUP BY status').all()) as { status: MessageStatus; n: number }[]
+        for (const r of rows) out[r.status] = r.n
+        return out
+      })
+    },
+
+    pending(channel) {
+      return closed ? 0 : pendingOf(channel)
+    },
+
+    refreshPending(channel) {
+      refreshPending(channel)
+    },
+
+    getState<T>(channel: string, component: string, key: string) {
+      return read(() => {
+        const v = s.getState.get(channel, component, key) as string | undefined
+        return v === undefined ? undefined : (JSON.parse(v) as T)
+      })
+    },
+
+    setState(channel, component, key, value) {
+      const json = JSON.stringify(value ?? null)
+      return write(() => {
+        s.setState.run(channel, component, key, json, now())
+      })
+    },
+
+    async close() {
+      if (closed) return
+      flush()
+      closed = true
+      db.close()
+      if (lockFile) {
+        try {
+          if (readFileSync(lockFile, 'utf8').trim() === String(process.pid)) unlinkSync(lockFile)
+        } catch { /* already gone */ }
+      }
+    },
+  }
+  return store
+}

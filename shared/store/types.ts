@@ -1,0 +1,119 @@
+import type { EmitResult, Message, MessageInput } from '../component.ts'
+
+/** Status of a whole message in the message log. */
+export type MessageStatus = 'queued' | 'in-flight' | 'retrying' | 'delivered' | 'filtered' | 'error'
+
+/** Status of one message (part) at one destination. */
+export type DeliveryStatus = 'queued' | 'in-flight' | 'retrying' | 'delivered' | 'filtered' | 'error'
+
+/** A message as the store holds it: the message plus its place in the queue. */
+export interface StoredMessage extends Message {
+  /** Monotonic position in the store; claim order. */
+  readonly seq: number
+  readonly status: MessageStatus
+  readonly dedupeKey?: string
+  readonly updatedAt: number
+  /** Why the whole message is in error (a filter threw, a destination gave up). */
+  readonly error?: string
+}
+
+/** Outcome of one message part at one destination. */
+export interface DeliveryRecord {
+  destination: string
+  /** Index of the part when a filter split the message; 0 otherwise. */
+  part: number
+  status: DeliveryStatus
+  attempts: number
+  firstAttemptAt?: number
+  lastAttemptAt?: number
+  nextAttemptAt?: number
+  lastError?: string
+  responseStatus?: number
+  responseExcerpt?: string
+}
+
+/** One delivery attempt, kept as history for `weir messages show`. */
+export interface AttemptRecord {
+  destination: string
+  part: number
+  /** Ordinal of the attempt for this destination and part, from 1. */
+  attempt: number
+  startedAt: number
+  endedAt: number
+  outcome: 'delivered' | 'retryable' | 'permanent'
+  responseStatus?: number
+  error?: string
+  excerpt?: string
+}
+
+/** What the runtime writes after one attempt (or the final outcome) at one destination. */
+export interface DeliveryUpdate {
+  destination: string
+  part: number
+  status: DeliveryStatus
+  /** The attempt just made, appended to the history and counted; omitted for status-only updates. */
+  attempt?: Omit<AttemptRecord, 'destination' | 'part' | 'attempt'>
+  nextAttemptAt?: number
+}
+
+export interface MessageDetail {
+  message: StoredMessage
+  deliveries: DeliveryRecord[]
+  attempts: AttemptRecord[]
+}
+
+export interface ListFilter {
+  channel?: string
+  status?: MessageStatus
+  /** Received at or after (epoch ms). */
+  since?: number
+  /** Default 100. */
+  limit?: number
+  /** Newest first (default) or oldest first. */
+  order?: 'desc' | 'asc'
+}
+
+export type ChannelStats = Record<MessageStatus, number>
+
+export interface ResubmitTarget {
+  ids?: string[]
+  status?: MessageStatus
+  channel?: string
+}
+
+/**
+ * The durable message store behind every channel: a queue per channel, the message log and the
+ * components' persistent state. Small on purpose, so a server-backed store can replace the
+ * embedded one (DESIGN.md, "Later").
+ *
+ * Every write resolves only once it is durable (committed with the configured sync level).
+ */
+export interface MessageStore {
+  /** Stores a new queued message. A repeated `dedupeKey` in the same channel writes nothing and returns the first message's id with `duplicate: true`. */
+  enqueue(channel: string, input: MessageInput): Promise<EmitResult>
+  /** Marks up to `limit` queued messages of `channel` in-flight, oldest first, and returns them in order. */
+  claim(channel: string, limit: number): Promise<StoredMessage[]>
+  /** Records an attempt or status change at one destination; also moves the message to `retrying` when the update says so. */
+  recordDelivery(id: string, update: DeliveryUpdate): Promise<void>
+  /** Finishes a claimed message: `delivered`, `filtered` or `error`, with the given final delivery updates. */
+  complete(id: string, status: 'delivered' | 'filtered' | 'error', updates?: DeliveryUpdate[], error?: string): Promise<void>
+  /** Puts a message in error as a whole (a filter threw, the message cannot be processed). */
+  fail(id: string, error: string): Promise<void>
+  /** Returns claimed messages to the queue (graceful stop, or a worker that gives up its claim). Keeps per-destination outcomes. */
+  release(ids: string[]): Promise<void>
+  /** Queues messages again; destinations that already got a message are skipped unless none is left to deliver. Returns the ids requeued. */
+  resubmit(target: ResubmitTarget): Promise<string[]>
+  get(id: string): Promise<MessageDetail | undefined>
+  list(filter?: ListFilter): Promise<StoredMessage[]>
+  /** Counts by status, for one channel or all. */
+  stats(channel?: string): Promise<ChannelStats>
+  /** Messages of `channel` not yet finished (queued, in-flight, retrying), including enqueues not yet committed. Synchronous: checked on every emit. */
+  pending(channel: string): number
+  /** Re-reads `pending` counts (of one channel or all) from the database, after another process resubmitted messages. */
+  refreshPending(channel?: string): void
+  getState<T = unknown>(channel: string, component: string, key: string): Promise<T | undefined>
+  setState(channel: string, component: string, key: string, value: unknown): Promise<void>
+  close(): Promise<void>
+}
+
+export const MESSAGE_STATUSES: readonly MessageStatus[] = ['queued', 'in-flight', 'retrying', 'delivered', 'filtered', 'error']

@@ -1,0 +1,119 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { defineComponent, type ComponentDefinition, type Emit } from '../../shared/component.ts'
+import type { LoadedChannel, LoadedDestination, RetryPolicy, CircuitBreakerPolicy, ChannelOptions } from '../../shared/config/types.ts'
+import postDestination from '../fixtures/runtime/test-post-destination.ts'
+
+export interface Received {
+  key: string
+  body: unknown
+  at: number
+}
+
+export type Behaviour = (req: { key: string; body: unknown; n: number }) => { status: number; headers?: Record<string, string>; body?: string; delayMs?: number; hang?: boolean } | undefined
+
+/** A loopback API that records each POST (Idempotency-Key, JSON body, time) and answers per `behaviour`. */
+export async function startApi(behaviour: Behaviour = () => undefined) {
+  const received: Received[] = []
+  let active = 0
+  let maxActive = 0
+  const hanging = new Set<ServerResponse>()
+  const api = {
+    received,
+    behaviour,
+    get maxActive() { return maxActive },
+    url: '',
+    server: undefined as unknown as Server,
+    keys: () => received.map((r) => r.key),
+    releaseHanging() { for (const r of hanging) r.writeHead(200).end('late'); hanging.clear() },
+    close: () => new Promise<void>((ok) => { for (const r of hanging) r.destroy(); api.server.closeAllConnections(); api.server.close(() => ok()) }),
+  }
+  api.server = createServer(async (req: IncomingMessage, res) => {
+    const chunks: Buffer[] = []
+    for await (const c of req) chunks.push(c as Buffer)
+    const text = Buffer.concat(chunks).toString('utf8')
+    const key = String(req.headers['idempotency-key'] ?? '')
+    const body = text ? JSON.parse(text) : undefined
+    received.push({ key, body, at: Date.now() })
+    active++
+    maxActive = Math.max(maxActive, active)
+    const r = api.behaviour({ key, body, n: received.length }) ?? { status: 200, body: 'ok' }
+    if (r.hang) {
+      hanging.add(res)
+      res.on('close', () => { active--; hanging.delete(res) })
+      return
+    }
+    if (r.delayMs) await new Promise((ok) => setTimeout(ok, r.delayMs))
+    active--
+    res.writeHead(r.status, r.headers ?? {}).end(r.body ?? '')
+  })
+  await new Promise<void>((ok) => api.server.listen(0, '127.0.0.1', () => ok()))
+  api.url = `http://127.0.0.1:${(api.server.address() as { port: number }).port}/in`
+  return api
+}
+
+/** A source the test feeds directly. */
+export function feedSource() {
+  let emit: Emit | undefined
+  let stopped = 0
+  const definition = defineComponent({
+    type: 'feed', kind: 'source', description: 'test feed', configSchema: { type: 'object' },
+    create: () => ({ start(e: Emit) { emit = e }, stop() { stopped++ } }),
+  })
+  return {
+    definition,
+    emit: (body: unknown, extra: { dedupeKey?: string } = {}) => {
+      if (!emit) throw new Error('source not started')
+      return emit({ body, ...extra })
+    },
+    get stopped() { return stopped },
+  }
+}
+
+export const fastRetry: RetryPolicy = { maxAttempts: 5, initialDelayMs: 20, maxDelayMs: 1000, maxElapsedMs: 60_000 }
+export const noBreaker: CircuitBreakerPolicy = { failureThreshold: 1000, resetAfterMs: 1000 }
+
+export function destination(name: string, url: string, extra: Partial<Pick<LoadedDestination, 'retry' | 'circuitBreaker'>> & { definition?: ComponentDefinition<'destination'>; config?: Record<string, unknown> } = {}): LoadedDestination {
+  return {
+    name,
+    definition: extra.definition ?? (postDestination as ComponentDefinition<'destination'>),
+    config: extra.config ?? { url, timeoutMs: 5000 },
+    pointer: `/destinations/${name}`,
+    retry: extra.retry ?? fastRetry,
+    circuitBreaker: extra.circuitBreaker ?? noBreaker,
+  }
+}
+
+export function channel(parts: { name?: string; source: ComponentDefinition<'source'>; sourceConfig?: Record<string, unknown>; filters?: ComponentDefinition<'filter'>[]; destinations: LoadedDestination[]; options?: Partial<ChannelOptions>; dir?: string }): LoadedChannel {
+  return {
+    name: parts.name ?? 'test',
+    file: join(parts.dir ?? tmpdir(), 'test.json'),
+    dir: parts.dir ?? tmpdir(),
+    credentials: {},
+    source: { definition: parts.source, config: parts.sourceConfig ?? {}, pointer: '/source' },
+    filters: (parts.filters ?? []).map((definition, i) => ({ definition, config: {}, pointer: `/filters/${i}` })),
+    destinations: parts.destinations,
+    options: { concurrency: 1, queueLimit: 10_000, onError: 'skip', shutdownTimeoutMs: 2000, ...parts.options },
+    warnings: [],
+  }
+}
+
+export async function tempDir(prefix = 'weir-rt-'): Promise<{ path: string; remove: () => Promise<void> }> {
+  const path = await mkdtemp(join(tmpdir(), prefix))
+  return { path, remove: () => rm(path, { recursive: true, force: true }) }
+}
+
+export function filter(process: (m: any) => any): ComponentDefinition<'filter'> {
+  return defineComponent({ type: 'f', kind: 'filter', description: 'test filter', configSchema: { type: 'object' }, create: () => ({ process }) })
+}
+
+/** Polls `cond` every 10 ms, at most `timeoutMs`. */
+export async function until(cond: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const end = Date.now() + timeoutMs
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error('condition not met in time')
+    await new Promise((ok) => setTimeout(ok, 10))
+  }
+}

@@ -1,0 +1,192 @@
+import { describe, it, expect, beforeEach, afterEach } from 'vitest'
+import { writeFile, readFile } from 'node:fs/promises'
+import { existsSync } from 'node:fs'
+import { join, resolve } from 'node:path'
+import type { CommandIO } from '../../engine/cli-io.ts'
+import { run as runCommand } from '../../engine/commands/run.ts'
+import { run as messagesCommand, parseSince, redact } from '../../engine/commands/messages.ts'
+import type { ChannelHandle } from '../../engine/runtime/index.ts'
+import { startApi, tempDir, until } from './_helpers.ts'
+
+const fixtures = resolve(import.meta.dirname, '../fixtures/runtime')
+
+function io(cwd: string, isTTY = false) {
+  const out: string[] = []
+  const err: string[] = []
+  const value: CommandIO = { out: (t) => void out.push(t), err: (t) => void err.push(t), env: {}, cwd, isTTY }
+  return { io: value, out, err }
+}
+
+let dir: Awaited<ReturnType<typeof tempDir>>
+let api: Awaited<ReturnType<typeof startApi>>
+beforeEach(async () => {
+  dir = await tempDir('weir-cmd-')
+  api = await startApi()
+})
+afterEach(async () => {
+  await api.close()
+  await dir.remove()
+})
+
+async function channelFile(name: string, extra: Record<string, unknown> = {}) {
+  const file = join(dir.path, `${name}.json`)
+  await writeFile(file, JSON.stringify({
+    name,
+    source: { type: join(fixtures, 'test-http-source.ts'), config: { port: 0, portFile: `${name}.port` } },
+    destinations: [{ name: 'api', type: join(fixtures, 'test-post-destination.ts'), config: { url: api.url }, retry: { maxAttempts: 3, initialDelayMs: 10 } }],
+    ...extra,
+  }))
+  return file
+}
+
+async function post(port: number, body: unknown) {
+  const res = await fetch(`http://127.0.0.1:${port}/`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
+  return { status: res.status, body: (await res.json()) as { id: string } }
+}
+
+/** Starts `weir run` in process; resolves once the channels are up. */
+async function startRun(files: string[], isTTY = false) {
+  const ac = new AbortController()
+  const t = io(dir.path, isTTY)
+  let handles: ChannelHandle[] = []
+  let started!: () => void
+  const up = new Promise<void>((ok) => (started = ok))
+  const done = runCommand([...files, '--data-dir', 'data'], t.io, { signal: ac.signal, onStarted: (h) => { handles = h; started() }, refreshMs: 20 })
+  await Promise.race([up, done.then((code) => { throw new Error(`run exited ${code}: ${t.err.join('\n')}`) })])
+  return { ...t, stop: () => { ac.abort(); return done }, handles: () => handles }
+}
+
+describe('weir run', () => {
+  it('runs several channels in one process, logs JSON when not on a TTY, stops cleanly', async () => {
+    const a = await channelFile('alpha')
+    const b = await channelFile('beta')
+    const r = await startRun([a, b])
+    const pa = Number(await readFile(join(dir.path, 'alpha.port'), 'utf8'))
+    const pb = Number(await readFile(join(dir.path, 'beta.port'), 'utf8'))
+    const ra = await post(pa, { to: 'alpha' })
+    const rb = await post(pb, { to: 'beta' })
+    expect([ra.status, rb.status]).toEqual([202, 202])
+    await until(() => api.received.length === 2)
+    expect(api.keys().sort()).toEqual([`${ra.body.id}:api`, `${rb.body.id}:api`].sort())
+    expect(existsSync(join(dir.path, 'data', 'weir.lock'))).toBe(true)
+    expect(await r.stop()).toBe(0)
+    expect(existsSync(join(dir.path, 'data', 'weir.lock'))).toBe(false)
+    const logs = r.out.map((l) => JSON.parse(l) as { msg: string; channels?: string[] })
+    expect(logs.find((l) => l.msg === 'weir running')!.channels).toEqual(['alpha', 'beta'])
+    expect(logs.at(-1)!.msg).toBe('weir stopped; message store closed')
+  })
+
+  it('draws a live line per channel on a TTY', async () => {
+    const a = await channelFile('alpha')
+    const r = await startRun([a], true)
+    const port = Number(await readFile(join(dir.path, 'alpha.port'), 'utf8'))
+    await post(port, { n: 1 })
+    await until(() => r.handles()[0]!.counters().delivered === 1)
+    await new Promise((ok) => setTimeout(ok, 60))
+    expect(await r.stop()).toBe(0)
+    const last = r.out.at(-1)!
+    expect(last).toMatch(/^\x1b\[1A\x1b\[2Kalpha  received +1  queued +0  delivered +1  filtered +0  errors +0  retrying +0  tokens +0  stopped$/)
+    expect(r.out[0]).toMatch(/^\x1b\[2Kalpha  received +0/)
+  })
+
+  it('the HTTP source answers 503 with Retry-After while the queue is full', async () => {
+    api.behaviour = () => ({ status: 200, hang: true })
+    const file = await channelFile('bp', { options: { queueLimit: 2 } })
+    const r = await startRun([file])
+    const port = Number(await readFile(join(dir.path, 'bp.port'), 'utf8'))
+    expect((await post(port, { n: 1 })).status).toBe(202)
+    expect((await post(port, { n: 2 })).status).toBe(202)
+    const res = await fetch(`http://127.0.0.1:${port}/`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"n":3}' })
+    expect(res.status).toBe(503)
+    expect(res.headers.get('retry-after')).toBe('1')
+    expect(await res.json()).toEqual({ error: 'ERR_BACKPRESSURE', message: 'channel bp: queue is full (2 messages pending)' })
+    api.behaviour = () => undefined
+    api.releaseHanging()
+    await until(() => r.handles()[0]!.counters().queued === 0)
+    expect((await post(port, { n: 3 })).status).toBe(202)
+    expect(await r.stop()).toBe(0)
+  })
+
+  it('reports every channel file problem and exits 1 without starting', async () => {
+    const bad = join(dir.path, 'bad.json')
+    await writeFile(bad, '{"name": "x"')
+    const t = io(dir.path)
+    expect(await runCommand([bad, '--data-dir', 'data'], t.io)).toBe(1)
+    expect(t.err.join('\n')).toMatch(/bad\.json#: invalid JSON at line 1/)
+    expect(existsSync(join(dir.path, 'data'))).toBe(false)
+  })
+})
+
+describe('weir messages', () => {
+  it('a permanent 400 is listed and shown with its excerpt; resubmit redelivers it to the running engine once the API is fixed', async () => {
+    api.behaviour = ({ body }) => ((body as { n: number }).n === 2 ? { status: 400, body: '{"error":"mrn is required","token":"abc"}' } : undefined)
+    const file = await channelFile('adt')
+    const r = await startRun([file])
+    const port = Number(await readFile(join(dir.path, 'adt.port'), 'utf8'))
+    await post(port, { n: 1 })
+    const bad = await post(port, { n: 2, password: 'hunter22' })
+    await until(() => r.handles()[0]!.counters().errors === 1 && r.handles()[0]!.counters().delivered === 1)
+
+    const l = io(dir.path)
+    expect(await messagesCommand(['list', '--status', 'error', '--data-dir', 'data'], l.io)).toBe(0)
+    const lines = l.out.join('\n').split('\n')
+    expect(lines).toHaveLength(2)
+    expect(lines[1]).toMatch(new RegExp(`^${bad.body.id}  adt +error +\\S+Z  api: ERR_HTTP_STATUS: POST ${api.url.replace(/[./]/g, '\\$&')} answered 400$`))
+
+    const s = io(dir.path)
+    expect(await messagesCommand(['show', bad.body.id.slice(0, 22), '--data-dir', 'data'], s.io)).toBe(0)
+    const shown = s.out.join('\n')
+    expect(shown).toContain(`message   ${bad.body.id}`)
+    expect(shown).toContain('"password": "[REDACTED]"')
+    expect(shown).not.toContain('hunter22')
+    expect(shown).toMatch(/api +0 +error +1 +\S+ +400 +ERR_HTTP_STATUS/)
+    expect(shown).toContain('response: {"error":"mrn is required","token":"abc"}')
+
+    api.behaviour = () => undefined
+    const rs = io(dir.path)
+    expect(await messagesCommand(['resubmit', '--status', 'error', '--data-dir', 'data'], rs.io)).toBe(0)
+    expect(rs.out).toEqual(['resubmitted 1 message(s)', `  ${bad.body.id}`])
+    // The running engine polls for work queued by another process.
+    await until(() => api.received.filter((x) => x.key === `${bad.body.id}:api`).length === 2, 5000)
+    await until(() => r.handles()[0]!.counters().delivered === 2)
+    expect(await r.stop()).toBe(0)
+
+    const j = io(dir.path)
+    expect(await messagesCommand(['show', bad.body.id, '--json', '--data-dir', 'data'], j.io)).toBe(0)
+    const detail = JSON.parse(j.out[0]!) as { status: string; attempts: Array<{ outcome: string; responseStatus: number }> }
+    expect(detail.status).toBe('delivered')
+    expect(detail.attempts.map((a) => [a.outcome, a.responseStatus])).toEqual([['permanent', 400], ['delivered', 200]])
+  })
+
+  it('finds the store through WEIR_DATA_DIR', async () => {
+    const file = await channelFile('envdir')
+    const r = await startRun([file])
+    const port = Number(await readFile(join(dir.path, 'envdir.port'), 'utf8'))
+    const { body } = await post(port, { n: 1 })
+    await until(() => api.received.length === 1)
+    expect(await r.stop()).toBe(0)
+    const t = io('/', false)
+    t.io.env = { WEIR_DATA_DIR: join(dir.path, 'data') }
+    expect(await messagesCommand(['list', '--json'], t.io)).toBe(0)
+    expect(JSON.parse(t.out[0]!)).toEqual([expect.objectContaining({ id: body.id, channel: 'envdir', status: 'delivered' })])
+  })
+
+  it('answers user errors plainly', async () => {
+    const t = io(dir.path)
+    const missing = await messagesCommand(['list', '--data-dir', 'nowhere'], t.io).catch((e) => e)
+    expect(missing.code).toBe('ERR_STORE')
+    expect(missing.userError).toBe(true)
+    expect(missing.message).toBe(`no message store in ${join(dir.path, 'nowhere')}`)
+    const badStatus = await messagesCommand(['list', '--status', 'lost'], t.io).catch((e) => e)
+    expect(badStatus.message).toBe('--status must be one of queued, in-flight, retrying, delivered, filtered, error; not "lost"')
+    expect(await messagesCommand(['frobnicate'], t.io)).toBe(2)
+  })
+
+  it('parses --since and redacts credential-like keys', () => {
+    expect(parseSince('10m', 1_000_000)).toBe(400_000)
+    expect(parseSince('2h', 10_000_000)).toBe(2_800_000)
+    expect(parseSince('2026-01-02T03:04:05Z')).toBe(Date.UTC(2026, 0, 2, 3, 4, 5))
+    expect(() => parseSince('yesterday')).toThrow('--since must be an ISO date or a duration like 10m, 2h, 7d; not "yesterday"')
+    expect(redact({ a: 1, Authorization: 'Bearer x', nested: [{ client_secret: 's', ok: 'y' }] })).toEqual({ a: 1, Authorization: '[REDACTED]', nested: [{ client_secret: '[REDACTED]', ok: 'y' }] })
+  })
+})
