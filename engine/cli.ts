@@ -70,5 +70,7 @@ export async function main(argv: string[], io: CommandIO = processIO()): Promise
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  process.exitCode = await main(process.argv.slice(2))
+  const code = await main(process.argv.slice(2))
+  process.exitCode = code
+  setTimeout(() => process.exit(code), 2000).unref()
 }
