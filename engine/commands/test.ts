@@ -1,11 +1,54 @@
+import { writeFile } from 'node:fs/promises'
+import { parseArgs } from 'node:util'
 import type { CommandIO } from '../cli-io.ts'
+import { runChannelTest, type TestFileResult } from '../harness/run.ts'
+import { junitXml } from '../harness/junit.ts'
+import { ConfigError, formatProblem, isWeirError } from '../../shared/errors.ts'
 
-export const summary = 'run channel test files against the embedded authorization server and API'
-export const usage = `usage: weir test <file.test.json...> [--reporter junit --output FILE]
+export const summary = 'prove channels against the embedded authorization server and API (*.test.json)'
+export const usage = `usage: weir test <file.test.json...> [--reporter text|junit] [--output FILE]
 
-Not available yet: the channel test harness arrives with issue 6.`
+Runs each case of each test file on fresh embedded servers: the channel's token endpoints and API
+URLs are replaced, its clients registered from its own credentials and checked strictly (alg, aud,
+iss/sub, scope, auth method, provider preset rules). Prints a line per case (with the reason of a
+failure), then "N passed, N failed".
 
-export async function run(_args: string[], io: CommandIO): Promise<number> {
-  io.err('weir test: the channel test harness is not implemented yet (issue 6)')
-  return 1
+  --reporter junit   also write JUnit XML (to --output, default weir-test-results.xml)
+  --output FILE      where the JUnit XML goes
+
+exit status: 0 when every case passes, 1 otherwise, 2 on bad usage`
+
+export async function run(args: string[], io: CommandIO): Promise<number> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { reporter: { type: 'string', default: 'text' }, output: { type: 'string' } } })
+  if (!positionals.length || !['text', 'junit'].includes(values.reporter!)) {
+    io.err(usage)
+    return 2
+  }
+  const results: TestFileResult[] = []
+  let passed = 0
+  let failed = 0
+  for (const file of positionals) {
+    try {
+      io.out(file)
+      const r = await runChannelTest(file, {
+        onCase: (c) => {
+          if (c.passed) { passed++; io.out(`  ✓ ${c.name} (${c.durationMs} ms)`) } else { failed++; io.out(`  ✗ ${c.name}: ${c.failures.join('; ')}`) }
+        },
+      })
+      results.push(r)
+    } catch (e) {
+      if (!isWeirError(e) || !e.userError) throw e
+      failed++
+      const reason = e.code === 'ERR_CONFIG_INVALID' ? (e as ConfigError).problems.map(formatProblem).join('; ') : e.message
+      io.out(`  ✗ (test file): ${reason}`)
+      results.push({ file, channel: '', cases: [{ name: '(test file)', passed: false, failures: [reason], durationMs: 0 }], durationMs: 0 })
+    }
+  }
+  io.out(`${passed} passed, ${failed} failed`)
+  if (values.reporter === 'junit') {
+    const out = values.output ?? 'weir-test-results.xml'
+    await writeFile(out, junitXml(results))
+    io.out(`JUnit XML written to ${out}`)
+  }
+  return failed ? 1 : 0
 }

@@ -26,6 +26,8 @@ export interface TokenProvider {
   authorize(request: { method: string; url: string | URL }, token?: AccessToken): Promise<{ token: AccessToken; headers: Record<string, string> }>
   /** Dispatcher for API calls (carries the client certificate for certificate-bound tokens), if the credential needs one. */
   dispatcher?: Dispatcher
+  /** Lets the provider learn from an API response to a request it authorized (a `DPoP-Nonce` header, RFC 9449 §9). */
+  noteResponse?(url: string | URL, headers: Record<string, string | string[] | undefined>): void
   /** Counters for live displays and tests. */
   stats(): { tokenRequests: number; tokenErrors: number }
   close(): Promise<void>

@@ -1,0 +1,364 @@
+import { mkdtemp, rm, mkdir, writeFile, readdir, readFile, rename } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join, relative } from 'node:path'
+import { Writable } from 'node:stream'
+import { isDeepStrictEqual } from 'node:util'
+import { loadChannelObject, parseJsonWithLocation } from '../../shared/config/load.ts'
+import type { LoadedChannel } from '../../shared/config/types.ts'
+import { formatProblem, isWeirError, type ConfigError } from '../../shared/errors.ts'
+import { createLogger } from '../../shared/log/index.ts'
+import { createTokenProvider, resolveCredential, publicJwk } from '../../shared/oauth/index.ts'
+import type { TokenProvider } from '../../shared/oauth/types.ts'
+import { createHttpClient } from '../../shared/http/index.ts'
+import { openSqliteStore } from '../../shared/store/index.ts'
+import type { MessageStore } from '../../shared/store/types.ts'
+import { scrubSecrets } from '../../shared/secret.ts'
+import { startAuthorizationServer, type AuthorizationServer, type RegisteredClient } from '../embedded/authorization-server.ts'
+import { startEmbeddedApi, type EmbeddedApi } from '../embedded/api.ts'
+import { startChannel, type ChannelHandle } from '../runtime/index.ts'
+import { loadTestFile, type TestCase, type TestFile, type Expectation } from './test-file.ts'
+
+export interface CaseResult { name: string; passed: boolean; failures: string[]; durationMs: number }
+export interface TestFileResult { file: string; channel: string; cases: CaseResult[]; durationMs: number }
+
+/** Algorithms each provider accepts for assertions (DESIGN.md, Provider notes). */
+const PRESET_ALGS: Record<string, string[]> = {
+  'epic-backend': ['RS384', 'ES384'],
+  'azure-ad': ['PS256', 'RS256'],
+  'google-service-account': ['RS256'],
+  'salesforce-jwt-bearer': ['RS256'],
+}
+const PRESET_MAX_ASSERTION_SEC: Record<string, number> = { 'google-service-account': 3600 }
+
+const IDLE_TIMEOUT_MS = 20_000
+
+const isLoopback = (u: URL) => ['127.0.0.1', 'localhost', '[::1]'].includes(u.hostname)
+
+/** Points every external URL of a component config at the embedded servers; keeps the path. */
+function rewriteUrls(value: unknown, api: string, as: AuthorizationServer, key = ''): unknown {
+  if (typeof value === 'string' && /^https?:\/\//.test(value)) {
+    if (key === 'jwksUrl') return as.jwksUrl
+    if (key === 'issuer') return as.issuer
+    let u: URL
+    try { u = new URL(value) } catch { return value }
+    if (isLoopback(u)) return value
+    return api + value.slice(u.origin.length)
+  }
+  if (Array.isArray(value)) return value.map((v) => rewriteUrls(v, api, as))
+  if (value && typeof value === 'object') {
+    const o = value as Record<string, unknown>
+    if ('$env' in o || '$file' in o) return value
+    return Object.fromEntries(Object.entries(o).map(([k, v]) => [k, rewriteUrls(v, api, as, k)]))
+  }
+  return value
+}
+
+/** The channel as the case runs it: token endpoints, API URLs, ports and directories replaced. */
+function rewriteChannel(raw: Record<string, any>, as: AuthorizationServer, api: EmbeddedApi, dirs: { in: string; out: string }): Record<string, any> {
+  const ch = structuredClone(raw)
+  for (const cred of Object.values((ch.credentials ?? {}) as Record<string, Record<string, unknown>>)) {
+    if (cred.grant === 'static') continue
+    if (cred.issuer && !cred.tokenUrl) cred.issuer = as.issuer
+    else { cred.tokenUrl = as.tokenUrl; delete cred.issuer }
+  }
+  const src = ch.source as { type: string; config?: Record<string, unknown> }
+  src.config = rewriteUrls(src.config ?? {}, api.url, as) as Record<string, unknown>
+  if (src.type === 'http-listener') Object.assign(src.config, { port: 0, host: '127.0.0.1' })
+  if (src.type === 'file-poller') {
+    Object.assign(src.config, { directory: dirs.in, pollIntervalMs: 50 })
+    delete src.config.doneDirectory
+    delete src.config.errorDirectory
+  }
+  for (const d of (ch.destinations ?? []) as Array<{ type: string; config?: Record<string, unknown>; retry?: Record<string, unknown> }>) {
+    d.config = rewriteUrls(d.config ?? {}, api.url, as) as Record<string, unknown>
+    if (d.type === 'file') d.config.directory = dirs.out
+  }
+  return ch
+}
+
+async function registerClients(channel: LoadedChannel, file: TestFile, as: AuthorizationServer, api: EmbeddedApi): Promise<void> {
+  for (const [name, cfg] of Object.entries(channel.credentials)) {
+    const c = cfg as Record<string, any>
+    if (c.grant === 'static') continue
+    const r = resolveCredential(name, c)
+    const reg = file.server.clients[name] ?? {}
+    const keys = [r.clientKey, r.assertion?.key].filter((k): k is NonNullable<typeof k> => !!k && typeof k.key === 'object' && !(k.key instanceof Uint8Array))
+    const jwks = keys.length ? { keys: await Promise.all(keys.map((k) => publicJwk(k.key as import('node:crypto').KeyObject, k.alg, k.kid))) } : undefined
+    const clientId = r.clientId ?? r.assertion?.iss ?? keys[0]?.keyFileIssuer ?? name
+    const preset = typeof c.preset === 'string' ? c.preset : undefined
+    const client: RegisteredClient = {
+      clientId,
+      authMethod: r.grant === 'jwt_bearer' && !r.clientId ? 'none' : r.method,
+      ...(r.secret ? { secret: r.secret } : {}),
+      ...(jwks ? { jwks } : {}),
+      ...((reg.allowedAlgs ?? (preset && PRESET_ALGS[preset])) ? { allowedAlgs: reg.allowedAlgs ?? PRESET_ALGS[preset!] } : {}),
+      ...(reg.scopes ? { scopes: reg.scopes } : {}),
+      ...(reg.assertionAudiences ? { assertionAudiences: [as.tokenUrl, ...reg.assertionAudiences] } : {}),
+      maxAssertionLifetimeSec: (preset ? PRESET_MAX_ASSERTION_SEC[preset] : undefined) ?? 300,
+      basicEncoding: r.basicEncoding,
+      ...(r.assertion?.iss ? { assertionIssuer: r.assertion.iss } : keys[0]?.keyFileIssuer ? { assertionIssuer: keys[0].keyFileIssuer } : {}),
+      ...(c.dpop ? { requireDpop: true } : {}),
+      ...(reg.tokenResponse ? { tokenResponse: JSON.parse(JSON.stringify(reg.tokenResponse).replaceAll('{api}', api.url)) } : {}),
+    }
+    as.registerClient(client)
+  }
+}
+
+interface Running {
+  handle: ChannelHandle
+  store: MessageStore
+  providers: Map<string, TokenProvider>
+  http: ReturnType<typeof createHttpClient>
+}
+
+/** Runs one case on fresh embedded servers and a fresh data directory. */
+async function runCase(file: TestFile, rawChannel: Record<string, any>, tc: TestCase): Promise<string[]> {
+  const failures: string[] = []
+  const clock = { offset: 0 }
+  const now = () => Date.now() + clock.offset
+  const work = await mkdtemp(join(tmpdir(), 'weir-test-'))
+  const dirs = { in: join(work, 'in'), out: join(work, 'out'), data: join(work, 'data') }
+  await Promise.all(Object.values(dirs).map((d) => mkdir(d, { recursive: true })))
+  const logLines: string[] = []
+  const log = createLogger({ pretty: false, level: 'debug', destination: new Writable({ write(c, _e, cb) { logLines.push(String(c)); cb() } }) })
+  const as = await startAuthorizationServer({ tokenLifetimeSec: file.server.tokenLifetimeSec, now })
+  const api = await startEmbeddedApi({
+    routes: tc.api ?? file.api,
+    verifyToken: async (_token, req) => {
+      try {
+        await as.verifyAccessToken(req.headers.authorization, { method: req.method, url: req.url, ...(req.headers.dpop ? { dpop: req.headers.dpop } : {}) })
+        return null
+      } catch (e) {
+        return (e as Error).message
+      }
+    },
+  })
+  let running: Running | undefined
+  try {
+    const env: NodeJS.ProcessEnv = { ...process.env, ...file.env }
+    const rewritten = rewriteChannel(rawChannel, as, api, dirs)
+    // Refresh tokens the provider issued "outside the engine" (consent), imported through $env.
+    const needsRefresh = Object.entries(file.server.clients).filter(([, r]) => r.refreshTokenEnv)
+    for (const [, r] of needsRefresh) env[r.refreshTokenEnv!] = 'pending-registration'
+    let channel = await loadChannelObject(rewritten, { file: file.channel, env })
+    await registerClients(channel, file, as, api)
+    if (needsRefresh.length) {
+      for (const [name, r] of needsRefresh) {
+        const id = (channel.credentials[name] as Record<string, unknown> | undefined)?.clientId
+        env[r.refreshTokenEnv!] = as.issueRefreshToken(String(id ?? name))
+      }
+      channel = await loadChannelObject(rewritten, { file: file.channel, env })
+    }
+    for (const f of tc.tokenFailures ?? []) as.setFailure({ status: f.status, count: f.count, ...(f.retryAfter !== undefined ? { retryAfter: f.retryAfter } : {}), ...(f.delayMs ? { delayMs: f.delayMs } : {}), ...(f.body ? { body: f.body } : {}) })
+
+    const start = async (): Promise<Running> => {
+      const store = openSqliteStore({ dataDir: dirs.data })
+      const providers = new Map<string, TokenProvider>()
+      const http = createHttpClient({ log })
+      const handle = await startChannel(channel, {
+        store, log, dataDir: dirs.data, http,
+        credential: (name, ch) => {
+          let p = providers.get(name)
+          if (!p) providers.set(name, (p = createTokenProvider(name, ch.credentials[name] as never, { log, dataDir: dirs.data, now })))
+          return p
+        },
+      })
+      return { handle, store, providers, http }
+    }
+    const stop = async (r: Running) => {
+      await r.handle.stop({ timeoutMs: 5000 })
+      await Promise.all([...r.providers.values()].map((p) => p.close()))
+      await r.http.close()
+      await r.store.close()
+    }
+    running = await start()
+    let sent = 0
+    for (const [i, step] of tc.steps.entries()) {
+      const r: Running = running
+      const source = r.handle.source
+      if ('send' in step) {
+        const s = step.send
+        const isText = typeof s.body === 'string'
+        const body = isText ? (s.body as string) : JSON.stringify(s.body)
+        const contentType = s.contentType ?? (isText ? 'text/plain' : 'application/json')
+        const type = channel.source.definition.type
+        if (type === 'http-listener') {
+          const addr = source.address?.()
+          const path = String(channel.source.config.path ?? '/')
+          const res = await fetch(`http://127.0.0.1:${addr?.port}${path}`, { method: 'POST', headers: { 'content-type': contentType, ...s.headers }, body })
+          await res.arrayBuffer()
+          const want = s.expectStatus ?? 202
+          if (res.status !== want) failures.push(`step ${i + 1}: the http-listener answered ${res.status}, expected ${want}`)
+          if (res.status === 202) sent++
+        } else if (type === 'file-poller') {
+          const name = s.fileName ?? `message-${i + 1}.json`
+          await writeFile(join(work, name), body)
+          await rename(join(work, name), join(dirs.in, name))
+          sent++
+          const deadline = Date.now() + IDLE_TIMEOUT_MS
+          while (r.handle.counters().received + r.handle.counters().duplicates < sent && Date.now() < deadline) await new Promise((res) => setTimeout(res, 20))
+        } else {
+          failures.push(`step ${i + 1}: "send" is not supported for a ${type} source; use "tick"`)
+        }
+      } else if ('tick' in step) {
+        if (!source.tick) failures.push(`step ${i + 1}: the ${channel.source.definition.type} source cannot be ticked`)
+        else await source.tick()
+      } else if ('advanceSec' in step) {
+        clock.offset += step.advanceSec * 1000
+      } else if ('revokeTokens' in step) {
+        as.revokeAll()
+      } else if ('restart' in step) {
+        await stop(r)
+        running = await start()
+      } else if ('waitMs' in step) {
+        await new Promise((res) => setTimeout(res, step.waitMs))
+      }
+      await running.handle.whenIdle({ timeoutMs: IDLE_TIMEOUT_MS }).catch(() => failures.push(`step ${i + 1}: the channel did not become idle within ${IDLE_TIMEOUT_MS / 1000} s`))
+    }
+    failures.push(...(await check(tc.expect, { api, as, store: running.store, channel, logLines, out: dirs.out })))
+    if (failures.length) {
+      // The reason a token request was refused is the most useful line of a failing case.
+      const refused = as.requests.filter((q) => q.status >= 400 && q.error)
+      for (const q of refused.slice(0, 3)) failures.push(`token endpoint refused ${q.clientId ?? 'a client'}: ${q.error}${(q as { errorDescription?: string }).errorDescription ? `: ${(q as { errorDescription?: string }).errorDescription}` : ''}`)
+    }
+  } catch (e) {
+    if (isWeirError(e) && e.code === 'ERR_CONFIG_INVALID') failures.push(...(e as ConfigError).problems.map(formatProblem))
+    else failures.push(`harness error: ${isWeirError(e) ? `${e.code}: ` : ''}${(e as Error).message}`)
+  } finally {
+    if (running) {
+      await running.handle.stop({ timeoutMs: 2000 }).catch(() => {})
+      await Promise.all([...running.providers.values()].map((p) => p.close())).catch(() => {})
+      await running.http.close().catch(() => {})
+      await running.store.close().catch(() => {})
+    }
+    await api.close()
+    await as.close()
+    await rm(work, { recursive: true, force: true })
+  }
+  return failures.map(scrubSecrets)
+}
+
+/** True when `actual` contains every field of `expected` (arrays: same length, element-wise subset). */
+export function containsSubset(actual: unknown, expected: unknown): boolean {
+  if (expected === null || typeof expected !== 'object') return isDeepStrictEqual(actual, expected)
+  if (Array.isArray(expected)) return Array.isArray(actual) && actual.length === expected.length && expected.every((e, i) => containsSubset(actual[i], e))
+  if (actual === null || typeof actual !== 'object' || Array.isArray(actual)) return false
+  return Object.entries(expected).every(([k, v]) => containsSubset((actual as Record<string, unknown>)[k], v))
+}
+
+const short = (v: unknown) => { const s = JSON.stringify(v); return s.length > 160 ? s.slice(0, 157) + '...' : s }
+
+async function check(exp: Expectation, ctx: { api: EmbeddedApi; as: AuthorizationServer; store: MessageStore; channel: LoadedChannel; logLines: string[]; out: string }): Promise<string[]> {
+  const f: string[] = []
+  const reqs = ctx.api.requests
+  for (const [i, e] of (exp.requests ?? []).entries()) {
+    const matching = reqs.filter((r) =>
+      (!e.method || r.method === e.method.toUpperCase()) &&
+      (!e.path || r.path === e.path) &&
+      Object.entries(e.query ?? {}).every(([k, re]) => r.query[k] !== undefined && new RegExp(re).test(r.query[k]!)) &&
+      Object.entries(e.headers ?? {}).every(([k, re]) => r.headers[k.toLowerCase()] !== undefined && new RegExp(re).test(r.headers[k.toLowerCase()]!)) &&
+      (e.json === undefined || containsSubset(r.json, e.json)))
+    const ok = e.count === undefined ? matching.length > 0 : matching.length === e.count
+    if (!ok) {
+      const seen = reqs.slice(0, 5).map((r) => `${r.method} ${r.path} → ${r.status}${r.json !== undefined ? ` ${short(r.json)}` : ''}`).join('; ')
+      f.push(`expect.requests[${i}]: ${e.count === undefined ? 'no' : `${matching.length} instead of ${e.count}`} matching request (${[e.method, e.path].filter(Boolean).join(' ')}${e.json !== undefined ? ` with ${short(e.json)}` : ''}); the API received ${reqs.length}${seen ? `: ${seen}` : ''}`)
+    }
+  }
+  if (exp.requestCount !== undefined && reqs.length !== exp.requestCount) f.push(`expect.requestCount: the API received ${reqs.length} requests, expected ${exp.requestCount}`)
+  if (exp.messages) {
+    const msgs = await ctx.store.list({ channel: ctx.channel.name, order: 'asc', limit: 10_000 })
+    if (msgs.length !== exp.messages.length) f.push(`expect.messages: ${msgs.length} messages stored, expected ${exp.messages.length}`)
+    for (const [i, e] of exp.messages.entries()) {
+      const m = msgs[i]
+      if (!m) continue
+      const detail = await ctx.store.get(m.id)
+      const why = (d?: { lastError?: string; responseStatus?: number; responseExcerpt?: string }) => d ? [d.responseStatus && `HTTP ${d.responseStatus}`, d.lastError].filter(Boolean).join(': ') : m.error ?? ''
+      if (e.status && m.status !== e.status) f.push(`message ${i + 1}: status ${m.status}, expected ${e.status}${m.error ? ` (${m.error})` : ''}`)
+      for (const [dest, st] of Object.entries(e.destinations ?? {})) {
+        const d = detail?.deliveries.find((x) => x.destination === dest)
+        if (!d) f.push(`message ${i + 1}: no delivery to "${dest}" recorded${m.error ? ` (${m.error})` : ''}`)
+        else if (d.status !== st) f.push(`message ${i + 1}: ${d.status} at "${dest}", expected ${st}${why(d) ? ` (${why(d)})` : ''}`)
+      }
+      if (e.error !== undefined) {
+        const texts = [m.error ?? '', ...(detail?.deliveries ?? []).map((d) => d.lastError ?? '')]
+        if (!texts.some((t) => new RegExp(e.error!).test(t))) f.push(`message ${i + 1}: no error matching /${e.error}/ (errors: ${texts.filter(Boolean).join(' | ') || 'none'})`)
+      }
+    }
+  }
+  if (exp.tokenRequests) {
+    const t = exp.tokenRequests
+    const all = ctx.as.requests
+    if (t.count !== undefined && all.length !== t.count) f.push(`expect.tokenRequests.count: ${all.length} token requests, expected ${t.count}`)
+    if (t.errors !== undefined) {
+      const n = all.filter((r) => r.status >= 400).length
+      if (n !== t.errors) f.push(`expect.tokenRequests.errors: ${n} refused, expected ${t.errors}`)
+    }
+    if (t.grant) for (const r of all) if (r.grant !== t.grant && r.form.grant_type !== t.grant) f.push(`expect.tokenRequests.grant: a request used ${r.form.grant_type ?? r.grant}, expected ${t.grant}`)
+    if (t.scope) for (const r of all.filter((x) => x.status < 400)) {
+      const s = String(r.form.scope ?? '')
+      if (!new RegExp(t.scope).test(s)) f.push(`expect.tokenRequests.scope: a request asked for scope "${s}", expected /${t.scope}/`)
+    }
+  }
+  for (const re of exp.logs ?? []) if (!ctx.logLines.some((l) => new RegExp(re).test(l))) f.push(`expect.logs: no log line matches /${re}/`)
+  if (exp.files) {
+    const names = await listFiles(ctx.out)
+    for (const [i, e] of exp.files.entries()) {
+      const re = new RegExp(e.path)
+      const matching = names.filter((n) => re.test(n))
+      let hits = matching
+      if (e.json !== undefined) {
+        hits = []
+        for (const n of matching) {
+          try { if (containsSubset(JSON.parse(await readFile(join(ctx.out, n), 'utf8')), e.json)) hits.push(n) } catch { /* not JSON */ }
+        }
+      }
+      const ok = e.count === undefined ? hits.length > 0 : hits.length === e.count
+      if (!ok) f.push(`expect.files[${i}]: ${hits.length} file(s) match /${e.path}/${e.json !== undefined ? ` with ${short(e.json)}` : ''}${e.count !== undefined ? `, expected ${e.count}` : ''}; written: ${names.slice(0, 5).join(', ') || 'none'}`)
+    }
+  }
+  return f
+}
+
+async function listFiles(dir: string): Promise<string[]> {
+  const out: string[] = []
+  const walk = async (d: string) => {
+    for (const e of await readdir(d, { withFileTypes: true }).catch(() => [])) {
+      const p = join(d, e.name)
+      if (e.isDirectory()) await walk(p)
+      else if (!e.name.startsWith('.')) out.push(relative(dir, p))
+    }
+  }
+  await walk(dir)
+  return out.sort()
+}
+
+/**
+ * Runs a channel test file: each case against a fresh embedded authorization server (clients
+ * registered from the channel's own credentials and checked strictly) and embedded API.
+ *
+ * @example
+ * const result = await runChannelTest('channels/epic-adt.test.json')
+ * expect(result.cases.every((c) => c.passed)).toBe(true)
+ */
+export async function runChannelTest(path: string, options: { onCase?: (c: CaseResult) => void } = {}): Promise<TestFileResult> {
+  const t0 = Date.now()
+  const file = await loadTestFile(path)
+  let raw: Record<string, any>
+  try {
+    raw = parseJsonWithLocation(await readFile(file.channel, 'utf8'), relative(process.cwd(), file.channel)) as Record<string, any>
+  } catch (e) {
+    const reason = isWeirError(e) && e.code === 'ERR_CONFIG_INVALID' ? (e as ConfigError).problems.map(formatProblem).join('; ') : `cannot read channel ${file.channel}`
+    const cases = file.cases.map((c) => ({ name: c.name, passed: false, failures: [reason], durationMs: 0 }))
+    cases.forEach((c) => options.onCase?.(c))
+    return { file: file.displayName, channel: file.channel, cases, durationMs: Date.now() - t0 }
+  }
+  const cases: CaseResult[] = []
+  for (const tc of file.cases) {
+    const c0 = Date.now()
+    const failures = await runCase(file, raw, tc)
+    const result = { name: tc.name, passed: failures.length === 0, failures, durationMs: Date.now() - c0 }
+    cases.push(result)
+    options.onCase?.(result)
+  }
+  return { file: file.displayName, channel: file.channel, cases, durationMs: Date.now() - t0 }
+}

@@ -1,0 +1,205 @@
+import { readFile } from 'node:fs/promises'
+import { resolve, dirname } from 'node:path'
+import type { JsonSchema } from '../../shared/component.ts'
+import { compileSchema, validateCollectingSecrets } from '../../shared/config/ajv.ts'
+import { ajvProblems } from '../../shared/config/problems.ts'
+import { displayPath, parseJsonWithLocation } from '../../shared/config/load.ts'
+import { ConfigError } from '../../shared/errors.ts'
+import type { ApiRoute } from '../embedded/api.ts'
+
+const answer: JsonSchema = {
+  type: 'object', additionalProperties: false,
+  properties: {
+    status: { type: 'integer', minimum: 100, maximum: 599, description: 'HTTP status (default 200).' },
+    json: { description: 'JSON body of the answer.' },
+    body: { type: 'string', description: 'Raw body of the answer (instead of json).' },
+    headers: { type: 'object', additionalProperties: { type: 'string' }, description: 'Response headers, e.g. Retry-After.' },
+    delayMs: { type: 'integer', minimum: 0, maximum: 60_000, description: 'Answer this late (slow-API faults).' },
+  },
+}
+
+const route: JsonSchema = {
+  type: 'object', additionalProperties: false, required: ['path'],
+  properties: {
+    method: { type: 'string', description: 'HTTP method; any when omitted.' },
+    path: { type: 'string', pattern: '^/', description: 'Path, exact, or ending in * for a prefix.' },
+    answers: { type: 'array', items: answer, description: 'Answers in order; the last repeats. Default: 200 {}.' },
+    auth: { type: 'boolean', description: 'Require a valid access token from the embedded authorization server (default true).' },
+  },
+}
+
+const tokenFailure: JsonSchema = {
+  type: 'object', additionalProperties: false, required: ['status'],
+  properties: {
+    status: { type: 'integer', minimum: 400, maximum: 599, description: 'Status the token endpoint answers.' },
+    count: { type: 'integer', minimum: 1, default: 1, description: 'How many token requests fail.' },
+    retryAfter: { type: 'integer', minimum: 0, description: 'Retry-After (seconds).' },
+    delayMs: { type: 'integer', minimum: 0, description: 'Answer this late.' },
+    body: { type: 'string', description: 'Raw body (default: an OAuth error for the status).' },
+  },
+}
+
+const requestExpectation: JsonSchema = {
+  type: 'object', additionalProperties: false,
+  properties: {
+    method: { type: 'string', description: 'Method the request used.' },
+    path: { type: 'string', description: 'Path of the request (exact).' },
+    query: { type: 'object', additionalProperties: { type: 'string' }, description: 'Query parameters, each matched as a regular expression.' },
+    headers: { type: 'object', additionalProperties: { type: 'string' }, description: 'Headers (lowercase names), each matched as a regular expression. Credentials are recorded as "Bearer [REDACTED]".' },
+    json: { description: 'A subset the JSON body must contain.' },
+    count: { type: 'integer', minimum: 0, description: 'How many received requests match (default: at least one).' },
+  },
+}
+
+const statusName = { enum: ['delivered', 'filtered', 'error', 'queued', 'retrying', 'in-flight'] }
+
+const step: JsonSchema = {
+  type: 'object', additionalProperties: false, minProperties: 1, maxProperties: 1,
+  description: 'One action; exactly one key.',
+  properties: {
+    send: {
+      type: 'object', additionalProperties: false, required: ['body'],
+      description: 'Feed one message to the source: an HTTP POST for http-listener, a file for file-poller.',
+      properties: {
+        body: { description: 'Message body: JSON, or a string sent as is.' },
+        contentType: { type: 'string', description: 'Content type (default application/json for JSON bodies, text/plain for strings).' },
+        headers: { type: 'object', additionalProperties: { type: 'string' }, description: 'Extra request headers (http-listener).' },
+        fileName: { type: 'string', description: 'File name (file-poller).' },
+        expectStatus: { type: 'integer', description: 'Status the http-listener must answer (default 202).' },
+      },
+    },
+    tick: { const: true, description: 'Run one tick of a schedule source now.' },
+    advanceSec: { type: 'number', minimum: 0, description: 'Move the clock of the token client and the authorization server forward, without waiting.' },
+    revokeTokens: { const: true, description: 'Revoke every access token issued so far.' },
+    restart: { const: true, description: 'Stop the channel and start it again over the same data directory (the message store and token store survive).' },
+    waitMs: { type: 'integer', minimum: 0, maximum: 30_000, description: 'Wait (real time) for background work such as a background token refresh.' },
+  },
+}
+
+const expectation: JsonSchema = {
+  type: 'object', additionalProperties: false,
+  properties: {
+    requests: { type: 'array', items: requestExpectation, description: 'Requests the embedded API must have received.' },
+    requestCount: { type: 'integer', minimum: 0, description: 'Total requests the embedded API received.' },
+    messages: {
+      type: 'array', description: 'Each message the source accepted, in order: its final status and per-destination statuses.',
+      items: {
+        type: 'object', additionalProperties: false,
+        properties: {
+          status: { ...statusName, description: 'Final status of the message.' },
+          destinations: { type: 'object', additionalProperties: statusName, description: 'Status per destination name.' },
+          error: { type: 'string', description: 'Regular expression the message\'s last error must match.' },
+        },
+      },
+    },
+    tokenRequests: {
+      type: 'object', additionalProperties: false, description: 'Token requests the authorization server received.',
+      properties: {
+        count: { type: 'integer', minimum: 0, description: 'How many.' },
+        grant: { type: 'string', description: 'Grant type every one used (client_credentials, urn:ietf:params:oauth:grant-type:jwt-bearer, refresh_token).' },
+        scope: { type: 'string', description: 'Scope every successful one requested (regular expression).' },
+        errors: { type: 'integer', minimum: 0, description: 'How many were refused.' },
+      },
+    },
+    logs: { type: 'array', items: { type: 'string' }, description: 'Regular expressions; each must match some log line.' },
+    files: {
+      type: 'array', description: 'Files the channel must have written, relative to the case\'s output directory.',
+      items: {
+        type: 'object', additionalProperties: false, required: ['path'],
+        properties: { path: { type: 'string', description: 'Path (a regular expression over names written, relative to the output directory).' }, json: { description: 'A subset its JSON content must contain.' }, count: { type: 'integer', minimum: 0, description: 'How many files match (default at least one).' } },
+      },
+    },
+  },
+}
+
+export const testFileSchema: JsonSchema = {
+  type: 'object', additionalProperties: false, required: ['channel', 'cases'],
+  properties: {
+    $schema: { type: 'string', description: 'Editor schema.' },
+    channel: { type: 'string', description: 'The channel file under test, relative to this file.' },
+    description: { type: 'string', description: 'What the test proves.' },
+    env: { type: 'object', additionalProperties: { type: 'string' }, description: 'Values for the channel\'s $env references (test material only).' },
+    server: {
+      type: 'object', additionalProperties: false, default: {},
+      description: 'The embedded authorization server.',
+      properties: {
+        tokenLifetimeSec: { type: 'integer', minimum: 1, default: 3600, description: 'Lifetime of issued access tokens.' },
+        clients: {
+          type: 'object', default: {},
+          description: 'Registration details per credential name, as the provider has them (what the channel must match).',
+          additionalProperties: {
+            type: 'object', additionalProperties: false,
+            properties: {
+              allowedAlgs: { type: 'array', items: { type: 'string' }, description: 'Assertion algorithms the provider accepts for this client.' },
+              scopes: { type: 'array', items: { type: 'string' }, description: 'Scopes the client is registered for; others are refused with invalid_scope.' },
+              assertionAudiences: { type: 'array', items: { type: 'string' }, description: 'Accepted assertion audiences besides the token endpoint.' },
+              refreshTokenEnv: { type: 'string', description: 'Issue a refresh token for this client and put it in this environment variable (for a channel that imports one).' },
+              tokenResponse: { type: 'object', description: 'Extra fields of the token response; the string "{api}" is replaced by the embedded API URL (Salesforce instance_url).' },
+            },
+          },
+        },
+      },
+    },
+    api: { type: 'array', items: route, default: [], description: 'Routes of the embedded API for every case.' },
+    cases: {
+      type: 'array', minItems: 1, description: 'The cases, each run on fresh servers and a fresh data directory.',
+      items: {
+        type: 'object', additionalProperties: false, required: ['name', 'steps', 'expect'],
+        properties: {
+          name: { type: 'string', minLength: 1, description: 'Case name, shown in the report.' },
+          api: { type: 'array', items: route, description: 'Routes for this case (replace the file\'s).' },
+          tokenFailures: { type: 'array', items: tokenFailure, description: 'Token endpoint faults, in order, before it answers normally.' },
+          steps: { type: 'array', minItems: 1, items: step, description: 'What happens, in order.' },
+          expect: expectation,
+        },
+      },
+    },
+  },
+}
+
+export interface SendStep { body: unknown; contentType?: string; headers?: Record<string, string>; fileName?: string; expectStatus?: number }
+export type Step = { send: SendStep } | { tick: true } | { advanceSec: number } | { revokeTokens: true } | { restart: true } | { waitMs: number }
+
+export interface RequestExpectation { method?: string; path?: string; query?: Record<string, string>; headers?: Record<string, string>; json?: unknown; count?: number }
+export interface Expectation {
+  requests?: RequestExpectation[]
+  requestCount?: number
+  messages?: Array<{ status?: string; destinations?: Record<string, string>; error?: string }>
+  tokenRequests?: { count?: number; grant?: string; scope?: string; errors?: number }
+  logs?: string[]
+  files?: Array<{ path: string; json?: unknown; count?: number }>
+}
+export interface TestCase {
+  name: string
+  api?: ApiRoute[]
+  tokenFailures?: Array<{ status: number; count: number; retryAfter?: number; delayMs?: number; body?: string }>
+  steps: Step[]
+  expect: Expectation
+}
+export interface ClientRegistration { allowedAlgs?: string[]; scopes?: string[]; assertionAudiences?: string[]; refreshTokenEnv?: string; tokenResponse?: Record<string, unknown> }
+export interface TestFile {
+  file: string
+  displayName: string
+  channel: string
+  description?: string
+  env: Record<string, string>
+  server: { tokenLifetimeSec: number; clients: Record<string, ClientRegistration> }
+  api: ApiRoute[]
+  cases: TestCase[]
+}
+
+/** Reads and validates a `.test.json` file; errors carry file and JSON pointer like channel errors. */
+export async function loadTestFile(path: string): Promise<TestFile> {
+  const file = resolve(path)
+  const displayName = displayPath(file)
+  let text: string
+  try {
+    text = await readFile(file, 'utf8')
+  } catch {
+    throw new ConfigError([{ file: displayName, pointer: '', message: 'file not found' }])
+  }
+  const data = parseJsonWithLocation(text, displayName) as Record<string, unknown>
+  const res = validateCollectingSecrets(compileSchema(testFileSchema), data)
+  if (!res.valid) throw new ConfigError(ajvProblems(res.errors, displayName, '', data), res.errors)
+  return { ...(data as unknown as Omit<TestFile, 'file' | 'displayName' | 'env'>), env: (data.env as Record<string, string>) ?? {}, file, displayName, channel: resolve(dirname(file), String(data.channel)) }
+}

@@ -1,0 +1,391 @@
+import type { JsonSchema } from '../component.ts'
+import { secretSchema } from '../config/secret-schema.ts'
+import { Secret, reveal } from '../secret.ts'
+
+export type SecretLike = string | Secret
+export type PresetName = 'epic-backend' | 'oracle-health' | 'azure-ad' | 'google-service-account' | 'salesforce-jwt-bearer'
+export type GrantName = 'client_credentials' | 'jwt_bearer' | 'refresh_token' | 'static'
+export type ClientAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'client_secret_jwt' | 'private_key_jwt' | 'tls_client_auth' | 'none'
+export type SigningAlg = 'RS256' | 'RS384' | 'PS256' | 'ES256' | 'ES384' | 'EdDSA' | 'HS256'
+export type KeyHeader = 'kid' | 'typ' | 'x5t' | 'x5t#S256' | 'x5c'
+
+/** Key material and header policy of a signed JWT (client assertion or jwt-bearer grant assertion). */
+export interface SigningConfig {
+  /** PKCS#8 (or PKCS#1/SEC1) PEM, or a private JWK as JSON. */
+  privateKey?: SecretLike
+  /** A Google service-account JSON key (its content, or a path when passed as a plain string). */
+  keyFile?: SecretLike
+  alg?: SigningAlg
+  kid?: string
+  /** PEM certificate of the key, for x5t / x5t#S256 / x5c headers. */
+  certificate?: string
+  headers?: KeyHeader[]
+}
+
+export interface ClientAuthConfig extends SigningConfig {
+  method?: ClientAuthMethod
+  secret?: SecretLike
+  /** `token-endpoint` (default), `issuer`, or an explicit URL. */
+  audience?: string
+  assertionLifetimeSec?: number
+  basicEncoding?: 'strict' | 'loose'
+}
+
+export interface AssertionConfig extends SigningConfig {
+  iss?: string
+  sub?: string
+  /** `token-endpoint` (default), `issuer`, or an explicit value. */
+  audience?: string
+  lifetimeSec?: number
+  /** Put the scope in a `scope` claim of the assertion instead of the form (Google). */
+  scopeClaim?: boolean
+  claims?: Record<string, unknown>
+  /** An assertion signed elsewhere, sent as is. */
+  value?: SecretLike
+}
+
+export interface CredentialConfig {
+  preset?: PresetName
+  grant?: GrantName
+  tokenUrl?: string
+  issuer?: string
+  /** Azure AD tenant (id or domain), used by the azure-ad preset to build the token URL. */
+  tenant?: string
+  clientId?: string
+  clientAuth?: ClientAuthConfig
+  assertion?: AssertionConfig
+  scope?: string | string[]
+  resource?: string | string[]
+  audience?: string
+  extraParams?: Record<string, string>
+  refreshToken?: SecretLike
+  /** Key of this credential's entry in the refresh-token store; defaults to the credential name. */
+  storeKey?: string
+  token?: SecretLike
+  tokenType?: string
+  dpop?: boolean | { alg?: 'ES256' | 'ES384' | 'RS256' | 'PS256' | 'EdDSA' }
+  tls?: { cert?: string; key?: SecretLike; ca?: string }
+  timeoutMs?: number
+  defaultExpiresInSec?: number
+  clockSkewSec?: number
+  failFastMs?: number
+  maxAttempts?: number
+}
+
+const SIGNING_ALGS = ['RS256', 'RS384', 'PS256', 'ES256', 'ES384', 'EdDSA']
+const KEY_HEADERS = ['kid', 'typ', 'x5t', 'x5t#S256', 'x5c']
+
+function signingProperties(what: string): Record<string, JsonSchema> {
+  return {
+    privateKey: secretSchema(`Private key that signs the ${what}: PKCS#8 PEM or a private JWK (JSON).`),
+    keyFile: secretSchema(`Google service-account JSON key (usually { "$file": "key.json" }); supplies the key, kid (private_key_id) and issuer (client_email) of the ${what}.`),
+    alg: { type: 'string', enum: SIGNING_ALGS, description: `JWS algorithm of the ${what}.` },
+    kid: { type: 'string', minLength: 1, description: 'Key id sent in the `kid` header; must match the key registered with the provider (JWKS).' },
+    certificate: { type: 'string', minLength: 1, description: 'PEM certificate of the signing key, for the x5t, x5t#S256 and x5c headers.' },
+    headers: {
+      type: 'array', uniqueItems: true, items: { type: 'string', enum: KEY_HEADERS },
+      description: 'JOSE headers to send besides alg. Default: kid when a kid is known, plus x5t#S256 when a certificate is given.',
+    },
+  }
+}
+
+/**
+ * JSON Schema (draft-07, ajv strict) of one credential under `"credentials": { "<name>": {...} }`.
+ * Secret fields use `secretSchema()` (writeOnly): a literal or `{ "$env" }` / `{ "$file" }` reference.
+ */
+export const credentialSchema: JsonSchema = {
+  type: 'object',
+  additionalProperties: false,
+  description: 'An OAuth 2.0 credential: how to obtain an access token for outbound calls.',
+  properties: {
+    preset: {
+      type: 'string', enum: ['epic-backend', 'oracle-health', 'azure-ad', 'google-service-account', 'salesforce-jwt-bearer'],
+      description: 'Provider preset: fills in provider defaults and checks provider rules (see DESIGN.md, Provider notes).',
+    },
+    grant: {
+      type: 'string', enum: ['client_credentials', 'jwt_bearer', 'refresh_token', 'static'],
+      description: 'How tokens are obtained. Default: the preset\'s, else client_credentials.',
+    },
+    tokenUrl: { type: 'string', format: 'uri', description: 'Token endpoint URL.', examples: ['https://fhir.example.org/oauth2/token'] },
+    issuer: { type: 'string', format: 'uri', description: 'Authorization server issuer; the token endpoint is discovered (RFC 8414, then OpenID configuration) when tokenUrl is not given.' },
+    tenant: { type: 'string', minLength: 1, description: 'Azure AD tenant id or domain (azure-ad preset builds the token URL from it).' },
+    clientId: { type: 'string', minLength: 1, description: 'OAuth client id (Salesforce: the consumer key).' },
+    clientAuth: {
+      type: 'object', additionalProperties: false,
+      description: 'How the client authenticates at the token endpoint (RFC 6749 §2.3, RFC 7523 §3, RFC 8705).',
+      properties: {
+        method: {
+          type: 'string', enum: ['client_secret_basic', 'client_secret_post', 'client_secret_jwt', 'private_key_jwt', 'tls_client_auth', 'none'],
+          description: 'Client authentication method. Default: private_key_jwt with a key, client_secret_basic with a secret, tls_client_auth with tls, else none.',
+        },
+        secret: secretSchema('Client secret (client_secret_basic, client_secret_post, client_secret_jwt).'),
+        ...signingProperties('client assertion'),
+        audience: { type: 'string', minLength: 1, description: 'Client assertion `aud`: `token-endpoint` (default), `issuer`, or an explicit URL.' },
+        assertionLifetimeSec: { type: 'integer', minimum: 10, maximum: 3600, description: 'Client assertion lifetime (exp - iat) in seconds. Default 300.' },
+        basicEncoding: { type: 'string', enum: ['strict', 'loose'], default: 'strict', description: 'client_secret_basic: `strict` form-urlencodes id and secret before base64 (RFC 6749 §2.3.1); `loose` does not.' },
+      },
+    },
+    assertion: {
+      type: 'object', additionalProperties: false,
+      description: 'The assertion of the jwt_bearer grant (RFC 7523 §2.1).',
+      properties: {
+        ...signingProperties('assertion'),
+        iss: { type: 'string', minLength: 1, description: 'Assertion issuer. Default: the key file client_email, else clientId.' },
+        sub: { type: 'string', minLength: 1, description: 'Assertion subject (Salesforce: the username; Google: the user to impersonate). Default: the issuer.' },
+        audience: { type: 'string', minLength: 1, description: 'Assertion `aud`: `token-endpoint` (default), `issuer`, or an explicit value.' },
+        lifetimeSec: { type: 'integer', minimum: 10, maximum: 3600, description: 'Assertion lifetime in seconds. Default 300.' },
+        scopeClaim: { type: 'boolean', description: 'Send the scope as a `scope` claim in the assertion instead of a form parameter (Google).' },
+        claims: { type: 'object', description: 'Extra claims.' },
+        value: secretSchema('An assertion signed elsewhere, sent as is instead of signing one.'),
+      },
+    },
+    scope: {
+      anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'string', minLength: 1 } }],
+      description: 'Scopes to request (a space-separated string or a list).',
+    },
+    resource: {
+      anyOf: [{ type: 'string', format: 'uri' }, { type: 'array', items: { type: 'string', format: 'uri' } }],
+      description: 'RFC 8707 resource indicator(s).',
+    },
+    audience: { type: 'string', minLength: 1, description: 'Requested token audience (`audience` form parameter).' },
+    extraParams: { type: 'object', additionalProperties: { type: 'string' }, description: 'Extra form parameters for the token request.' },
+    refreshToken: secretSchema('Initial refresh token (refresh_token grant); seeds the encrypted store when it holds none for this credential.'),
+    storeKey: { type: 'string', minLength: 1, description: 'Key of the refresh-token store entry; give two credentials the same key to share one rotating refresh token. Default: the credential name.' },
+    token: secretSchema('The token of the static grant (a non-expiring API token).'),
+    tokenType: { type: 'string', minLength: 1, default: 'Bearer', description: 'Token type of the static grant.' },
+    dpop: {
+      anyOf: [
+        { type: 'boolean' },
+        { type: 'object', additionalProperties: false, properties: { alg: { type: 'string', enum: ['ES256', 'ES384', 'RS256', 'PS256', 'EdDSA'], description: 'DPoP proof algorithm (default ES256).' } } },
+      ],
+      description: 'Sender-constrained tokens with DPoP (RFC 9449): true or { "alg": ... }.',
+    },
+    tls: {
+      type: 'object', additionalProperties: false,
+      description: 'Client certificate for tls_client_auth and certificate-bound tokens (RFC 8705), and extra CA.',
+      properties: {
+        cert: { type: 'string', minLength: 1, description: 'Client certificate (PEM).' },
+        key: secretSchema('Private key of the client certificate (PEM).'),
+        ca: { type: 'string', minLength: 1, description: 'CA certificate(s) (PEM) to trust for the token endpoint and API.' },
+      },
+    },
+    timeoutMs: { type: 'integer', minimum: 1, default: 10_000, description: 'Timeout of one token request (ms).' },
+    defaultExpiresInSec: { type: 'integer', minimum: 1, default: 300, description: 'Token lifetime assumed when the response has no expires_in and the token is not a JWT.' },
+    clockSkewSec: { type: 'integer', minimum: 0, default: 10, description: 'Tokens count as expired this long before their expiry (capped at 5% of the lifetime).' },
+    failFastMs: { type: 'integer', minimum: 0, default: 30_000, description: 'After a terminal error (invalid_client, invalid_grant…), calls fail fast for this long without contacting the token endpoint.' },
+    maxAttempts: { type: 'integer', minimum: 1, maximum: 10, default: 4, description: 'Attempts of one token fetch on transient failures (network, 429, 5xx), with backoff honouring Retry-After.' },
+  },
+}
+
+export const GOOGLE_TOKEN_URL = 'https://oauth2.googleapis.com/token'
+
+interface GoogleKeyFile { client_email?: string; private_key?: string; private_key_id?: string; token_uri?: string; type?: string }
+
+/** Parses a Google service-account key (JSON content; or a file path when given as a plain string). */
+export function parseGoogleKeyFile(keyFile: SecretLike | undefined, readFile?: (path: string) => string): GoogleKeyFile | undefined {
+  const raw = reveal(keyFile)
+  if (raw === undefined) return undefined
+  const text = raw.trimStart().startsWith('{') ? raw : readFile ? readFile(raw) : raw
+  try {
+    return JSON.parse(text) as GoogleKeyFile
+  } catch {
+    return undefined
+  }
+}
+
+function has(v: unknown): boolean {
+  return v !== undefined && v !== null && v !== ''
+}
+
+/**
+ * A copy of `config` with preset and generic defaults filled in: grant, client auth method, token
+ * URL, algorithms, key headers. Pure and synchronous; does not validate (see `checkCredential`).
+ *
+ * @example
+ * applyPreset({ preset: 'google-service-account', clientAuth: {}, assertion: { keyFile } })
+ * // → grant jwt_bearer, tokenUrl https://oauth2.googleapis.com/token, assertion.alg RS256 …
+ */
+export function applyPreset(config: CredentialConfig): CredentialConfig {
+  const c: CredentialConfig = { ...config, clientAuth: { ...config.clientAuth }, ...(config.assertion ? { assertion: { ...config.assertion } } : {}) }
+  const ca = c.clientAuth!
+  switch (c.preset) {
+    case 'epic-backend':
+      c.grant ??= 'client_credentials'
+      ca.method ??= 'private_key_jwt'
+      ca.alg ??= 'RS384'
+      ca.audience ??= 'token-endpoint'
+      ca.assertionLifetimeSec ??= 300
+      break
+    case 'oracle-health':
+      c.grant ??= 'client_credentials'
+      ca.method ??= 'client_secret_basic'
+      break
+    case 'azure-ad':
+      c.grant ??= 'client_credentials'
+      if (!c.tokenUrl && !c.issuer && c.tenant) c.tokenUrl = `https://login.microsoftonline.com/${encodeURIComponent(c.tenant)}/oauth2/v2.0/token`
+      if (!ca.method) ca.method = has(ca.secret) ? 'client_secret_post' : 'private_key_jwt'
+      if (ca.method === 'private_key_jwt') {
+        ca.alg ??= 'PS256'
+        ca.headers ??= ca.alg === 'RS256' ? ['x5t'] : ['x5t#S256']
+        ca.audience ??= 'token-endpoint'
+      }
+      break
+    case 'google-service-account': {
+      c.grant ??= 'jwt_bearer'
+      ca.method ??= 'none'
+      const a = (c.assertion ??= {})
+      if (!has(a.keyFile) && has(ca.keyFile)) a.keyFile = ca.keyFile
+      const kf = parseGoogleKeyFile(a.keyFile)
+      c.tokenUrl ??= kf?.token_uri ?? GOOGLE_TOKEN_URL
+      a.alg ??= 'RS256'
+      a.scopeClaim ??= true
+      a.lifetimeSec ??= 3600
+      a.audience ??= GOOGLE_TOKEN_URL
+      if (kf?.client_email) a.iss ??= kf.client_email
+      if (kf?.private_key_id) a.kid ??= kf.private_key_id
+      c.clientId ??= kf?.client_email
+      break
+    }
+    case 'salesforce-jwt-bearer': {
+      c.grant ??= 'jwt_bearer'
+      ca.method ??= 'none'
+      const a = (c.assertion ??= {})
+      a.alg ??= 'RS256'
+      a.lifetimeSec ??= 180
+      if (c.clientId) a.iss ??= c.clientId
+      a.audience ??= 'https://login.salesforce.com'
+      c.tokenUrl ??= `${a.audience === 'token-endpoint' || a.audience === 'issuer' ? 'https://login.salesforce.com' : a.audience.replace(/\/$/, '')}/services/oauth2/token`
+      break
+    }
+  }
+  c.grant ??= has(c.token) ? 'static' : 'client_credentials'
+  if (!ca.method) {
+    if (has(ca.privateKey) || has(ca.keyFile)) ca.method = 'private_key_jwt'
+    else if (has(ca.secret)) ca.method = 'client_secret_basic'
+    else if (c.tls?.cert) ca.method = 'tls_client_auth'
+    else ca.method = 'none'
+  }
+  for (const s of [ca, c.assertion]) {
+    if (!s) continue
+    if (!s.headers) {
+      const hs: KeyHeader[] = []
+      if (s.kid || has(s.keyFile)) hs.push('kid')
+      if (s.certificate) hs.push('x5t#S256')
+      s.headers = hs
+    }
+  }
+  if ((ca.method === 'private_key_jwt') && !ca.alg) {
+    const kf = parseGoogleKeyFile(ca.keyFile)
+    ca.alg = kf ? 'RS256' : undefined
+  }
+  if (ca.method === 'client_secret_jwt') ca.alg = 'HS256'
+  return c
+}
+
+/** Space-separated scope string as a sorted, de-duplicated list. */
+export function scopeList(scope: string | string[] | undefined): string[] {
+  if (scope === undefined) return []
+  const items = Array.isArray(scope) ? scope.flatMap((s) => s.split(/\s+/)) : scope.split(/\s+/)
+  return [...new Set(items.filter(Boolean))]
+}
+
+/**
+ * Provider rules and cross-field requirements a JSON Schema cannot express. Returns
+ * `[pointer inside the credential, message]` pairs; empty when the credential is usable.
+ * Applies the preset first, so the checks see the effective values.
+ *
+ * @example
+ * checkCredential({ preset: 'epic-backend', clientId: 'c', tokenUrl, clientAuth: { alg: 'RS256', privateKey, kid: 'k' } })
+ * // → [['/clientAuth/alg', 'epic-backend requires RS384 or ES384 (SMART Backend Services); got RS256']]
+ */
+export function checkCredential(config: CredentialConfig): Array<[string, string]> {
+  const p: Array<[string, string]> = []
+  const c = applyPreset(config)
+  const ca = c.clientAuth ?? {}
+  const a = c.assertion ?? {}
+  const method = ca.method!
+  if (c.grant === 'static') {
+    if (!has(c.token)) p.push(['/token', 'the static grant requires token'])
+    return p
+  }
+  if (!c.tokenUrl && !c.issuer) p.push(['', c.preset === 'azure-ad' ? 'azure-ad requires tenant (or tokenUrl)' : 'tokenUrl or issuer is required'])
+  if (!c.clientId && !(c.grant === 'jwt_bearer' && method === 'none')) p.push(['/clientId', `clientId is required for client authentication ${method}`])
+  if ((method === 'client_secret_basic' || method === 'client_secret_post' || method === 'client_secret_jwt') && !has(ca.secret)) {
+    p.push(['/clientAuth/secret', `${method} requires clientAuth.secret`])
+  }
+  if (method === 'private_key_jwt') {
+    if (!has(ca.privateKey) && !has(ca.keyFile)) p.push(['/clientAuth/privateKey', 'private_key_jwt requires clientAuth.privateKey or clientAuth.keyFile'])
+    if (!ca.alg) p.push(['/clientAuth/alg', 'private_key_jwt requires clientAuth.alg'])
+  }
+  if (method === 'tls_client_auth' && (!c.tls?.cert || !has(c.tls?.key))) p.push(['/tls', 'tls_client_auth requires tls.cert and tls.key'])
+  if (method !== 'client_secret_basic' && method !== 'client_secret_post' && method !== 'client_secret_jwt' && has(ca.secret)) {
+    p.push(['/clientAuth/secret', `clientAuth.secret is not used by ${method}; remove it (credentials go in exactly one place)`])
+  }
+  for (const [ptr, s] of [['/clientAuth', ca], ['/assertion', a]] as const) {
+    const hs = s.headers ?? []
+    if ((hs.includes('x5t') || hs.includes('x5t#S256') || hs.includes('x5c')) && !s.certificate) p.push([`${ptr}/certificate`, `headers ${hs.filter((h) => h.startsWith('x5')).join(', ')} require ${ptr.slice(1)}.certificate`])
+    if (hs.includes('kid') && !s.kid && !has(s.keyFile)) p.push([`${ptr}/kid`, `header kid requires ${ptr.slice(1)}.kid`])
+  }
+  if (c.grant === 'jwt_bearer') {
+    if (!has(a.value) && !has(a.privateKey) && !has(a.keyFile)) p.push(['/assertion', 'the jwt_bearer grant requires assertion.privateKey, assertion.keyFile or assertion.value'])
+    if (!has(a.value) && !a.alg && !has(a.keyFile)) p.push(['/assertion/alg', 'the jwt_bearer grant requires assertion.alg'])
+  }
+  if (c.grant === 'refresh_token' && method === 'none' && !c.clientId) p.push(['/clientId', 'the refresh_token grant requires clientId'])
+
+  const lifetime = ca.assertionLifetimeSec ?? 300
+  const scopes = scopeList(c.scope)
+  switch (c.preset) {
+    case 'epic-backend':
+      if (c.grant !== 'client_credentials') p.push(['/grant', `epic-backend uses the client_credentials grant; got ${c.grant}`])
+      if (method !== 'private_key_jwt') p.push(['/clientAuth/method', `epic-backend requires private_key_jwt (SMART Backend Services); got ${method}`])
+      if (ca.alg && ca.alg !== 'RS384' && ca.alg !== 'ES384') p.push(['/clientAuth/alg', `epic-backend requires RS384 or ES384 (SMART Backend Services); got ${ca.alg}`])
+      if (lifetime > 300) p.push(['/clientAuth/assertionLifetimeSec', `epic-backend: Epic rejects client assertions that expire more than 5 minutes ahead; got ${lifetime} s (at most 300)`])
+      if (!ca.kid) p.push(['/clientAuth/kid', 'epic-backend requires clientAuth.kid, the kid of the key in the JWKS registered with Epic'])
+      if (ca.audience && ca.audience !== 'token-endpoint' && ca.audience !== c.tokenUrl) p.push(['/clientAuth/audience', 'epic-backend requires the assertion aud to be the token URL'])
+      scopes.forEach((s, i) => {
+        if (!/^system\/(\*|[A-Za-z]+)\.(read|write|\*|[cruds]+)$/.test(s)) p.push([`/scope${Array.isArray(c.scope) ? `/${i}` : ''}`, `epic-backend scopes are system/<Resource>.read (v1) or system/<Resource>.rs (v2); got "${s}"`])
+      })
+      break
+    case 'oracle-health':
+      if (method !== 'client_secret_basic') p.push(['/clientAuth/method', `oracle-health system accounts use client_secret_basic; got ${method}`])
+      scopes.forEach((s, i) => {
+        if (!/^system\/(\*|[A-Za-z]+)\.(read|write|\*|[cruds]+)$/.test(s)) p.push([`/scope${Array.isArray(c.scope) ? `/${i}` : ''}`, `oracle-health scopes are system/<Resource>.read or .write, as registered; got "${s}"`])
+      })
+      break
+    case 'azure-ad':
+      if (c.tokenUrl && !/^https:\/\/login\.microsoftonline\.(com|us)\/[^/]+\/oauth2\/v2\.0\/token$/.test(c.tokenUrl) && !c.tenant) {
+        p.push(['/tokenUrl', 'azure-ad token URL must be https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token'])
+      }
+      if (c.grant === 'client_credentials' && (scopes.length !== 1 || !scopes[0]!.endsWith('/.default'))) {
+        p.push(['/scope', `azure-ad client_credentials takes exactly one scope ending in /.default (e.g. https://graph.microsoft.com/.default); got "${scopes.join(' ')}"`])
+      }
+      if (method === 'private_key_jwt') {
+        if (ca.alg !== 'PS256' && ca.alg !== 'RS256') p.push(['/clientAuth/alg', `azure-ad certificate credentials use PS256 (or RS256 with x5t); got ${ca.alg}`])
+        const hs = ca.headers ?? []
+        if (ca.alg === 'PS256' && !hs.includes('x5t#S256')) p.push(['/clientAuth/headers', 'azure-ad with PS256 requires the x5t#S256 header'])
+        if (ca.alg === 'RS256' && !hs.includes('x5t') && !hs.includes('x5t#S256')) p.push(['/clientAuth/headers', 'azure-ad with RS256 requires the x5t header'])
+        if (!ca.certificate) p.push(['/clientAuth/certificate', 'azure-ad certificate credentials require clientAuth.certificate (its thumbprint identifies the key)'])
+      }
+      break
+    case 'google-service-account': {
+      if (c.grant !== 'jwt_bearer') p.push(['/grant', `google-service-account uses the jwt_bearer grant; got ${c.grant}`])
+      if (!has(a.keyFile)) p.push(['/assertion/keyFile', 'google-service-account requires assertion.keyFile (the service-account JSON key)'])
+      else {
+        const kf = parseGoogleKeyFile(a.keyFile)
+        if (!kf) p.push(['/assertion/keyFile', 'google-service-account key file is not JSON'])
+        else if (!kf.private_key || !kf.client_email || !kf.private_key_id) p.push(['/assertion/keyFile', 'google-service-account key file lacks private_key, private_key_id or client_email'])
+      }
+      if (a.alg && a.alg !== 'RS256') p.push(['/assertion/alg', `google-service-account assertions are RS256; got ${a.alg}`])
+      if ((a.lifetimeSec ?? 3600) > 3600) p.push(['/assertion/lifetimeSec', 'google-service-account: exp at most iat + 3600'])
+      break
+    }
+    case 'salesforce-jwt-bearer':
+      if (c.grant !== 'jwt_bearer') p.push(['/grant', `salesforce-jwt-bearer uses the jwt_bearer grant; got ${c.grant}`])
+      if (!c.clientId && !a.iss) p.push(['/clientId', 'salesforce-jwt-bearer requires clientId (the connected app consumer key)'])
+      if (!a.sub) p.push(['/assertion/sub', 'salesforce-jwt-bearer requires assertion.sub (the Salesforce username)'])
+      if (a.alg && a.alg !== 'RS256') p.push(['/assertion/alg', `salesforce-jwt-bearer assertions are RS256; got ${a.alg}`])
+      if ((a.lifetimeSec ?? 180) > 300) p.push(['/assertion/lifetimeSec', `salesforce-jwt-bearer: keep the assertion lifetime about 3 minutes; got ${a.lifetimeSec} s`])
+      break
+  }
+  return p
+}

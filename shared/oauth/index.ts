@@ -1,0 +1,16 @@
+/**
+ * The shared OAuth 2.0 client: one TokenProvider per credential. Usable without any channel.
+ * @see ../../../shared/DESIGN.md "OAuth 2.0 client (shared/oauth)"
+ */
+export type { AccessToken, TokenProvider } from './types.ts'
+export {
+  credentialSchema, applyPreset, checkCredential, scopeList, parseGoogleKeyFile, GOOGLE_TOKEN_URL,
+  type CredentialConfig, type ClientAuthConfig, type AssertionConfig, type PresetName, type GrantName, type ClientAuthMethod, type SigningAlg, type SecretLike,
+} from './config.ts'
+export { createTokenProvider, explainTokenRequest, resolveCredential, refreshSchedule, TokenCache, defaultTokenCache, type TokenProviderOptions } from './provider.ts'
+export { createRefreshTokenStore, importRefreshToken, type RefreshTokenStore, type StoredTokens, type FileStoreOptions } from './refresh-store.ts'
+export { OAuthResponseError, OAuthChallengeError, FailFastError, ReauthRequiredError, parseWwwAuthenticate, redactedExcerpt, TERMINAL_OAUTH_ERRORS } from './errors.ts'
+export { processTokenResponse, planTokenRequest, formEncode, JWT_BEARER_GRANT, CLIENT_ASSERTION_TYPE, type RawTokenResponse, type ResolvedCredential } from './token-endpoint.ts'
+export { discover, discoveryUrls, type ServerMetadata } from './discovery.ts'
+export { DpopSigner } from './dpop.ts'
+export { loadSigningKey, parsePrivateKey, publicJwk, certificateThumbprint, signJwt, type SigningKey } from './keys.ts'

@@ -1,0 +1,436 @@
+import { join } from 'node:path'
+import { Agent, type Dispatcher } from 'undici'
+import { WeirError } from '../errors.ts'
+import { silentLogger, type Logger } from '../log/index.ts'
+import { Secret, reveal } from '../secret.ts'
+import type { AccessToken, TokenProvider } from './types.ts'
+import { applyPreset, checkCredential, scopeList, type CredentialConfig, type SecretLike } from './config.ts'
+import { loadSigningKey, type SigningKey } from './keys.ts'
+import { DpopSigner, type DpopAlg } from './dpop.ts'
+import { discover, type ServerMetadata } from './discovery.ts'
+import { FailFastError, OAuthResponseError, ReauthRequiredError, TERMINAL_OAUTH_ERRORS } from './errors.ts'
+import { createRefreshTokenStore, type RefreshTokenStore, type StoredTokens } from './refresh-store.ts'
+import {
+  JWT_BEARER_GRANT, clockOffsetFrom, planTokenRequest, processTokenResponse, redactPlan, sendTokenRequest,
+  type ProcessedToken, type ResolvedCredential,
+} from './token-endpoint.ts'
+
+export interface TokenProviderOptions {
+  log?: Logger
+  /** Data directory; the default refresh-token store lives in `<dataDir>/oauth`. */
+  dataDir?: string
+  store?: RefreshTokenStore
+  /** Dispatcher for token requests (default: an undici Agent, with the client certificate when configured). */
+  dispatcher?: Dispatcher
+  /** Local clock (epoch ms); tests inject one. */
+  now?: () => number
+  /** Random in [0, 1) for jitter; tests inject one. */
+  random?: () => number
+  /** Shared token cache; providers with the same cache key share tokens and the in-flight fetch. */
+  cache?: TokenCache
+  /** Pluggable assertion signing (a KMS): gets the configured key's header values and the claims. */
+  signer?: (key: SigningKey, claims: Record<string, unknown>) => Promise<string>
+}
+
+interface Slot {
+  token?: AccessToken
+  resolved?: Promise<AccessToken>
+  refreshAt: number
+  staleAt: number
+  pending?: Promise<AccessToken>
+  brokenUntil: number
+  brokenError?: WeirError
+  invalidated?: string
+}
+
+/** Tokens by cache key (DESIGN.md: token endpoint, client, grant, auth method, sorted scopes, resource, audience). */
+export class TokenCache {
+  readonly #slots = new Map<string, Slot>()
+  slot(key: string): Slot {
+    let s = this.#slots.get(key)
+    if (!s) this.#slots.set(key, (s = { refreshAt: 0, staleAt: 0, brokenUntil: 0 }))
+    return s
+  }
+  clear(): void {
+    this.#slots.clear()
+  }
+}
+
+/** The process-wide cache used when no `cache` option is given. */
+export const defaultTokenCache = new TokenCache()
+
+/**
+ * When to refresh ahead and when to stop using a token. DESIGN.md: refresh once past
+ * max(30 s, 20% of the lifetime) before expiry. For tokens shorter than 150 s that lead would be
+ * most of the lifetime (and 100% below 30 s), multiplying token requests, so they refresh 10% ahead.
+ * The skew margin is capped at 5% of the lifetime for the same reason.
+ */
+export function refreshSchedule(expiresAt: number, lifetimeMs: number, clockSkewSec: number, random: number): { refreshAt: number; staleAt: number } {
+  if (!Number.isFinite(expiresAt)) return { refreshAt: Infinity, staleAt: Infinity }
+  const skew = Math.min(clockSkewSec * 1000, lifetimeMs * 0.05)
+  const lead = lifetimeMs >= 150_000 ? Math.max(30_000, lifetimeMs * 0.2) : lifetimeMs * 0.1
+  const jitter = random * lead * 0.2
+  return { refreshAt: expiresAt - lead - jitter, staleAt: expiresAt - skew }
+}
+
+function configError(message: string): WeirError {
+  const e = new WeirError(message)
+  e.code = 'ERR_CONFIG_INVALID'
+  e.userError = true
+  return e
+}
+
+/** Loads keys and secrets of an (already validated) credential; throws ERR_CONFIG_INVALID naming the first problem. */
+export function resolveCredential(name: string, input: CredentialConfig): ResolvedCredential {
+  const problems = checkCredential(input)
+  if (problems.length) throw configError(`credential "${name}": ${problems.map(([p, m]) => `#${p}: ${m}`).join('; ')}`)
+  const c = applyPreset(input)
+  const ca = c.clientAuth ?? {}
+  const secret = reveal(ca.secret)
+  const r: ResolvedCredential = {
+    name,
+    grant: c.grant!,
+    method: ca.method!,
+    basicEncoding: ca.basicEncoding ?? 'strict',
+    clientAudience: ca.audience ?? 'token-endpoint',
+    assertionLifetimeSec: ca.assertionLifetimeSec ?? 300,
+    scopes: scopeList(c.scope),
+    resources: c.resource === undefined ? [] : Array.isArray(c.resource) ? [...c.resource] : [c.resource],
+    extraParams: { ...c.extraParams },
+    timeoutMs: c.timeoutMs ?? 10_000,
+    defaultExpiresInSec: c.defaultExpiresInSec ?? 300,
+    clockSkewSec: c.clockSkewSec ?? 10,
+    failFastMs: c.failFastMs ?? 30_000,
+    maxAttempts: c.maxAttempts ?? 4,
+  }
+  if (c.tokenUrl) r.tokenUrl = c.tokenUrl
+  if (c.issuer) r.issuer = c.issuer
+  if (c.clientId) r.clientId = c.clientId
+  if (c.audience) r.audience = c.audience
+  if (secret !== undefined) r.secret = secret
+  if (r.method === 'client_secret_jwt') r.clientKey = loadSigningKey({ ...ca, alg: 'HS256' }, `credential "${name}" #/clientAuth`, secret)
+  if (r.method === 'private_key_jwt') {
+    r.clientKey = loadSigningKey(ca, `credential "${name}" #/clientAuth`)
+    if (!r.clientId && r.clientKey.keyFileIssuer) r.clientId = r.clientKey.keyFileIssuer
+  }
+  if (c.grant === 'jwt_bearer') {
+    const a = c.assertion ?? {}
+    const value = reveal(a.value)
+    r.assertion = {
+      audience: a.audience ?? 'token-endpoint',
+      lifetimeSec: a.lifetimeSec ?? 300,
+      scopeClaim: a.scopeClaim ?? false,
+      claims: { ...a.claims },
+      ...(value !== undefined ? { value } : { key: loadSigningKey(a, `credential "${name}" #/assertion`) }),
+      ...(a.iss ? { iss: a.iss } : {}),
+      ...(a.sub ? { sub: a.sub } : {}),
+    }
+    if (!r.clientId && r.assertion.key?.keyFileIssuer) r.clientId = r.assertion.key.keyFileIssuer
+  }
+  return r
+}
+
+/** Cache key of a credential (DESIGN.md). */
+export function cacheKeyOf(r: ResolvedCredential, storeKey: string, dpop: boolean): string {
+  return JSON.stringify([
+    r.tokenUrl ?? r.issuer, r.clientId, r.grant, r.method, [...r.scopes].sort(), [...r.resources].sort(), r.audience ?? null,
+    r.assertion?.iss ?? r.assertion?.key?.keyFileIssuer ?? null, r.assertion?.sub ?? null, r.grant === 'refresh_token' ? storeKey : null, dpop,
+  ])
+}
+
+function describeError(e: unknown): string {
+  return e instanceof Error ? e.message : String(e)
+}
+
+/**
+ * Creates the token provider of one credential: cached tokens refreshed in the background, one
+ * fetch in flight per cache key, transient retries with backoff (honouring Retry-After), fail-fast
+ * after terminal errors, the refresh-token store's lease, DPoP and mTLS.
+ *
+ * @example
+ * const provider = createTokenProvider('epic', { preset: 'epic-backend', tokenUrl, clientId,
+ *   clientAuth: { privateKey: new Secret(pem), kid: 'k1' }, scope: 'system/Patient.rs' })
+ * const { headers } = await provider.authorize({ method: 'GET', url })
+ * @see https://www.rfc-editor.org/rfc/rfc6749#section-4.4
+ */
+export function createTokenProvider(name: string, config: CredentialConfig, options: TokenProviderOptions = {}): TokenProvider & { readonly cacheKey: string; explain(): ReturnType<typeof redactPlan> } {
+  const r = resolveCredential(name, config)
+  const c = applyPreset(config)
+  const log = (options.log ?? silentLogger).child({ credential: name })
+  const now = options.now ?? (() => Date.now())
+  const random = options.random ?? Math.random
+  const storeKey = c.storeKey ?? name
+  const dpop = c.dpop ? new DpopSigner((typeof c.dpop === 'object' ? c.dpop.alg : undefined) as DpopAlg | undefined) : undefined
+  const tlsKey = reveal(c.tls?.key as SecretLike | undefined)
+  const ownDispatcher = c.tls && (c.tls.cert || c.tls.ca)
+    ? new Agent({ connect: { ...(c.tls.cert ? { cert: c.tls.cert } : {}), ...(tlsKey ? { key: tlsKey } : {}), ...(c.tls.ca ? { ca: c.tls.ca } : {}) } })
+    : undefined
+  const tokenDispatcher = options.dispatcher ?? ownDispatcher
+  const cacheKey = cacheKeyOf(r, storeKey, Boolean(dpop))
+  const slot = (options.cache ?? defaultTokenCache).slot(cacheKey)
+  let store = options.store
+  const getStore = () => (store ??= createRefreshTokenStore({ dir: join(options.dataDir ?? 'data', 'oauth') }))
+  let clockOffsetMs = 0
+  let metadata: Promise<ServerMetadata> | undefined
+  const counters = { tokenRequests: 0, tokenErrors: 0 }
+  /** Pending backoff waits, cancelled by close(). */
+  const timers = new Set<() => void>()
+  const shutdownError = () => {
+    const e = new WeirError(`credential "${name}": provider closed`)
+    e.code = 'ERR_SHUTDOWN'
+    return e
+  }
+  const serverNow = () => now() + clockOffsetMs
+
+  const staticToken: AccessToken | undefined = r.grant === 'static'
+    ? { value: Secret.is(c.token) ? c.token : new Secret(String(c.token), 'literal'), tokenType: c.tokenType ?? 'Bearer', expiresAt: Infinity, extra: {} }
+    : undefined
+
+  async function tokenEndpoint(signal?: AbortSignal): Promise<string> {
+    if (r.tokenUrl) return r.tokenUrl
+    metadata ??= discover(r.issuer!, { ...(tokenDispatcher ? { dispatcher: tokenDispatcher } : {}), timeoutMs: r.timeoutMs, ...(signal ? { signal } : {}) }).catch((e) => {
+      metadata = undefined
+      throw e
+    })
+    const m = await metadata
+    return (r.method === 'tls_client_auth' && m.mtls_endpoint_aliases?.token_endpoint) || m.token_endpoint
+  }
+
+  /** One token request, with the single DPoP nonce retry (RFC 9449 §8). */
+  async function send(grantParams: Array<[string, string]>, signal?: AbortSignal): Promise<ProcessedToken> {
+    const url = await tokenEndpoint(signal)
+    let nonceRetried = false
+    let clockRetried = false
+    for (;;) {
+      const offsetUsed = clockOffsetMs
+      const plan = planTokenRequest(r, url, grantParams, serverNow())
+      counters.tokenRequests++
+      log.debug({ url, grant: r.grant, method: r.method }, 'token request')
+      const raw = await sendTokenRequest(plan, {
+        timeoutMs: r.timeoutMs, now, serverNow,
+        ...(tokenDispatcher ? { dispatcher: tokenDispatcher } : {}), ...(signal ? { signal } : {}), ...(dpop ? { dpop } : {}), ...(options.signer ? { signer: options.signer } : {}),
+      })
+      const offset = clockOffsetFrom(raw)
+      if (offset !== undefined) clockOffsetMs = offset
+      try {
+        return processTokenResponse(raw, { url, expectDpop: Boolean(dpop), defaultExpiresInSec: r.defaultExpiresInSec, clockOffsetMs })
+      } catch (e) {
+        if (dpop && !nonceRetried && (e as OAuthResponseError).error === 'use_dpop_nonce' && raw.headers['dpop-nonce']) {
+          nonceRetried = true
+          continue
+        }
+        // The response revealed that our clock is off by more than the usual tolerance: assertions
+        // were dated wrongly, so one resend with corrected iat/exp is worth it (DESIGN.md "Clocks").
+        if (!clockRetried && plan.toSign.length > 0 && Math.abs(clockOffsetMs - offsetUsed) > 30_000 && (e as WeirError).code === 'ERR_OAUTH_RESPONSE') {
+          clockRetried = true
+          log.warn({ clockOffsetMs }, 'token endpoint clock differs from ours; resending with corrected assertion times')
+          continue
+        }
+        throw e
+      }
+    }
+  }
+
+  function usableStored(entry: StoredTokens | undefined): AccessToken | undefined {
+    if (!entry?.accessToken || entry.expiresAt === undefined || entry.accessToken === slot.invalidated) return undefined
+    if (slot.token && reveal(slot.token.value) === entry.accessToken) return undefined
+    const { refreshAt } = refreshSchedule(entry.expiresAt, entry.expiresAt - (entry.issuedAt ?? now()), r.clockSkewSec, 0)
+    if (now() >= refreshAt) return undefined
+    return {
+      value: new Secret(entry.accessToken, 'token-store'), tokenType: entry.tokenType ?? 'Bearer', expiresAt: entry.expiresAt, extra: { ...entry.extra },
+      ...(entry.scope ? { scope: entry.scope } : {}),
+    }
+  }
+
+  /**
+   * refresh_token grant under the store's lease: re-read after taking it (another holder may have
+   * rotated already), persist the rotated token (awaited) before the access token is used, and on
+   * invalid_grant re-read once more before declaring that re-authorization is needed.
+   */
+  async function viaRefreshToken(signal?: AbortSignal): Promise<{ token: AccessToken; lifetimeMs: number }> {
+    const s = getStore()
+    const fromStore = (e: StoredTokens | undefined) => {
+      const t = usableStored(e)
+      return t && { token: t, lifetimeMs: t.expiresAt - (e!.issuedAt ?? now()) }
+    }
+    const early = fromStore(await s.read(storeKey))
+    if (early) return early
+    return s.withLease(storeKey, async () => {
+      let entry = await s.read(storeKey)
+      const seeded = reveal(c.refreshToken as SecretLike | undefined)
+      if (!entry && seeded) entry = await s.write(storeKey, { refreshToken: seeded }, 0)
+      if (!entry) throw new ReauthRequiredError(`credential "${name}" has no refresh token: run weir credentials import <channel> ${name} --refresh-token-file FILE`)
+      const shared = fromStore(entry)
+      if (shared) return shared
+      try {
+        const res = await send([['grant_type', 'refresh_token'], ['refresh_token', entry.refreshToken]], signal)
+        const rotated = res.refreshToken ? reveal(res.refreshToken)! : entry.refreshToken
+        await s.write(storeKey, {
+          refreshToken: rotated, accessToken: reveal(res.token.value)!, tokenType: res.token.tokenType, expiresAt: res.token.expiresAt,
+          issuedAt: res.token.expiresAt - res.lifetimeMs, extra: res.token.extra, ...(res.token.scope ? { scope: res.token.scope } : {}),
+        }, entry.version)
+        return res
+      } catch (e) {
+        if ((e as OAuthResponseError).error !== 'invalid_grant') throw e
+        const again = await s.read(storeKey)
+        const other = fromStore(again)
+        if (again && again.version !== entry.version && other) return other
+        throw new ReauthRequiredError(`credential "${name}": the refresh token was rejected (invalid_grant${(e as OAuthResponseError).error_description ? `: ${(e as OAuthResponseError).error_description}` : ''}); re-authorize and run weir credentials import`, e as OAuthResponseError)
+      }
+    })
+  }
+
+  async function obtain(signal?: AbortSignal): Promise<{ token: AccessToken; lifetimeMs: number }> {
+    switch (r.grant) {
+      case 'static':
+        return { token: staticToken!, lifetimeMs: Infinity }
+      case 'client_credentials':
+        return send([['grant_type', 'client_credentials']], signal)
+      case 'jwt_bearer':
+        return send([['grant_type', JWT_BEARER_GRANT]], signal)
+      case 'refresh_token':
+        return viaRefreshToken(signal)
+    }
+  }
+
+  function install(t: { token: AccessToken; lifetimeMs: number }): AccessToken {
+    const sched = refreshSchedule(t.token.expiresAt, t.lifetimeMs, r.clockSkewSec, random())
+    slot.token = t.token
+    slot.resolved = Promise.resolve(t.token)
+    slot.refreshAt = sched.refreshAt
+    slot.staleAt = sched.staleAt
+    slot.brokenUntil = 0
+    delete slot.brokenError
+    return t.token
+  }
+
+  function isTerminal(e: unknown): boolean {
+    const code = (e as WeirError).code
+    return code === 'ERR_OAUTH_REAUTH_REQUIRED' || code === 'ERR_OAUTH_CHALLENGE' || (code === 'ERR_OAUTH_RESPONSE' && TERMINAL_OAUTH_ERRORS.has((e as OAuthResponseError).error))
+  }
+
+  async function fetchWithRetries(): Promise<AccessToken> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return install(await obtain())
+      } catch (e) {
+        const err = e as WeirError
+        if (err.retryable && attempt < r.maxAttempts) {
+          const delay = err.retryAfterMs !== undefined ? Math.min(err.retryAfterMs, 120_000) : Math.min(10_000, 250 * 2 ** (attempt - 1)) * (0.5 + random() / 2)
+          log.warn({ attempt, delayMs: Math.round(delay), err: describeError(e) }, 'token request failed, retrying')
+          await new Promise<void>((resolve, reject) => {
+            const timer = setTimeout(() => {
+              timers.delete(cancel)
+              resolve()
+            }, delay)
+            const cancel = () => {
+              clearTimeout(timer)
+              reject(shutdownError())
+            }
+            timers.add(cancel)
+          })
+          continue
+        }
+        counters.tokenErrors++
+        if (isTerminal(err)) {
+          slot.brokenUntil = now() + r.failFastMs
+          slot.brokenError = err
+          log.error({ error: (err as OAuthResponseError).error, error_description: (err as OAuthResponseError).error_description }, `credential broken: ${describeError(err)}`)
+        }
+        throw err
+      }
+    }
+  }
+
+  function startFetch(): Promise<AccessToken> {
+    const p = fetchWithRetries().finally(() => {
+      if (slot.pending === p) delete slot.pending
+    })
+    slot.pending = p
+    return p
+  }
+
+  function background(): void {
+    startFetch().catch((e) => {
+      // The current token is still valid; try again a little later rather than on every call.
+      if (slot.token) slot.refreshAt = Math.min(slot.staleAt, now() + Math.max(1000, (slot.staleAt - now()) / 4))
+      log.warn({ err: describeError(e) }, 'background token refresh failed')
+    })
+  }
+
+  function waitFor(p: Promise<AccessToken>, signal: AbortSignal): Promise<AccessToken> {
+    if (signal.aborted) return Promise.reject(signal.reason)
+    return new Promise((resolve, reject) => {
+      const onAbort = () => reject(signal.reason)
+      signal.addEventListener('abort', onAbort, { once: true })
+      p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort))
+    })
+  }
+
+  function getToken(opts?: { signal?: AbortSignal }): Promise<AccessToken> {
+    if (slot.token !== undefined) {
+      const t = now()
+      if (t < slot.refreshAt) return slot.resolved!
+      if (t < slot.staleAt) {
+        if (!slot.pending) background()
+        return slot.resolved!
+      }
+    }
+    if (!slot.pending) {
+      if (slot.brokenError && now() < slot.brokenUntil) return Promise.reject(new FailFastError(name, slot.brokenError, slot.brokenUntil))
+      startFetch()
+    }
+    return opts?.signal ? waitFor(slot.pending!, opts.signal) : slot.pending!
+  }
+
+  return {
+    name,
+    cacheKey,
+    ...(ownDispatcher ? { dispatcher: ownDispatcher } : {}),
+    getToken,
+    invalidate(token: AccessToken) {
+      if (slot.token && reveal(slot.token.value) === reveal(token.value)) {
+        slot.invalidated = reveal(token.value)
+        delete slot.token
+        delete slot.resolved
+        slot.refreshAt = 0
+        slot.staleAt = 0
+      }
+    },
+    async authorize(request, token) {
+      const t = token ?? (await getToken())
+      const value = reveal(t.value)!
+      const headers: Record<string, string> = { authorization: `${t.tokenType === 'DPoP' ? 'DPoP' : 'Bearer'} ${value}` }
+      if (dpop) headers.dpop = await dpop.proof(request.method, request.url, value, serverNow())
+      return { token: t, headers }
+    },
+    noteResponse(url, headers) {
+      if (dpop) dpop.noteNonce(url, headers['dpop-nonce'] as string | string[] | undefined)
+    },
+    stats: () => ({ ...counters }),
+    explain: () => explainTokenRequest(config, name, serverNow()),
+    async close() {
+      for (const cancel of [...timers]) cancel()
+      timers.clear()
+      await ownDispatcher?.close()
+    },
+  }
+}
+
+/**
+ * The redacted token request a credential would send (method, URL, headers, form fields with
+ * secrets as [REDACTED], assertion header and claims), without sending it.
+ *
+ * @example
+ * explainTokenRequest({ tokenUrl, clientId: 'c', clientAuth: { secret: 's3cret' } })
+ * // → { method: 'POST', url, headers: { authorization: 'Basic [REDACTED]', … }, form: { grant_type: 'client_credentials' } }
+ */
+export function explainTokenRequest(config: CredentialConfig, name = 'credential', nowMs = Date.now()): ReturnType<typeof redactPlan> {
+  if (applyPreset(config).grant === 'static') return { method: 'NONE', url: '', headers: { authorization: `${config.tokenType ?? 'Bearer'} [REDACTED]` }, form: {}, assertions: [] }
+  const r = resolveCredential(name, config)
+  const url = r.tokenUrl ?? `(discovered from ${r.issuer})`
+  const grant: Array<[string, string]> = r.grant === 'refresh_token' ? [['grant_type', 'refresh_token'], ['refresh_token', '[REDACTED]']]
+    : [['grant_type', r.grant === 'jwt_bearer' ? JWT_BEARER_GRANT : 'client_credentials']]
+  return redactPlan(planTokenRequest(r, url, grant, nowMs))
+}
+

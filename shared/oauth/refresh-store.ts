@@ -1,0 +1,195 @@
+import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto'
+import { mkdir, open, readFile, rename, stat, unlink, writeFile, chmod } from 'node:fs/promises'
+import { join } from 'node:path'
+import { WeirError } from '../errors.ts'
+import { registerSecretValue } from '../secret.ts'
+
+/** One stored credential state: the current refresh token and the access token it last produced. */
+export interface StoredTokens {
+  version: number
+  refreshToken: string
+  accessToken?: string
+  tokenType?: string
+  /** Epoch ms (local clock). */
+  expiresAt?: number
+  issuedAt?: number
+  scope?: string
+  extra?: Record<string, unknown>
+  updatedAt: number
+}
+
+export type StoredTokensInput = Omit<StoredTokens, 'version' | 'updatedAt'>
+
+/**
+ * Versioned, encrypted refresh-token storage with a lease, so that two providers (in one process or
+ * two) never spend the same refresh token. Implement it over another backend (e.g. PostgreSQL
+ * advisory locks) by keeping the same semantics.
+ */
+export interface RefreshTokenStore {
+  read(key: string): Promise<StoredTokens | undefined>
+  /** Writes `value` as version `expectedVersion + 1` (0 = create); fails with ERR_STORE if the stored version differs. */
+  write(key: string, value: StoredTokensInput, expectedVersion: number): Promise<StoredTokens>
+  /** Runs `fn` while holding the exclusive lease on `key` (across processes). */
+  withLease<T>(key: string, fn: () => Promise<T>): Promise<T>
+}
+
+function storeError(message: string, cause?: unknown): WeirError {
+  const e = new WeirError(message, cause ? { cause } : undefined)
+  e.code = 'ERR_STORE'
+  return e
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+export interface FileStoreOptions {
+  dir: string
+  /** 32-byte key (or any string, hashed to 32 bytes). Default: env WEIR_SECRET_KEY, else `<dir>/secret.key` (created, mode 0600). */
+  key?: string | Buffer
+  /** A lease older than this is considered abandoned (its holder crashed). Default 30 s. */
+  leaseTtlMs?: number
+  /** How long to wait for a lease before failing. Default 20 s. */
+  leaseWaitMs?: number
+}
+
+async function loadKey(dir: string, key: string | Buffer | undefined): Promise<Buffer> {
+  const given = key ?? process.env.WEIR_SECRET_KEY
+  if (given !== undefined && given !== '') {
+    if (Buffer.isBuffer(given)) return given.length === 32 ? given : createHash('sha256').update(given).digest()
+    const b = Buffer.from(given, 'base64')
+    return b.length === 32 && /^[A-Za-z0-9+/=_-]+$/.test(given) ? b : createHash('sha256').update(given).digest()
+  }
+  const file = join(dir, 'secret.key')
+  try {
+    return Buffer.from((await readFile(file, 'utf8')).trim(), 'base64')
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw storeError(`cannot read the store key ${file}`, e)
+  }
+  const fresh = randomBytes(32)
+  try {
+    const fh = await open(file, 'wx', 0o600)
+    await fh.writeFile(fresh.toString('base64') + '\n')
+    await fh.close()
+    return fresh
+  } catch (e) {
+    // Another process created it first: use theirs.
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') return Buffer.from((await readFile(file, 'utf8')).trim(), 'base64')
+    throw storeError(`cannot create the store key ${file}`, e)
+  }
+}
+
+/**
+ * The default store: one AES-256-GCM encrypted file per key under `dir` (mode 0600, written
+ * atomically), versioned, with a lease that is an exclusive lock file (`open(…, 'wx')`) holding the
+ * owner's pid; a lock whose process is gone or that is older than `leaseTtlMs` is taken over.
+ *
+ * @example
+ * const store = createRefreshTokenStore({ dir: 'data/oauth' })
+ * await importRefreshToken(store, 'epic', refreshToken)
+ */
+export function createRefreshTokenStore(options: FileStoreOptions): RefreshTokenStore {
+  const dir = options.dir
+  const leaseTtlMs = options.leaseTtlMs ?? 30_000
+  const leaseWaitMs = options.leaseWaitMs ?? 20_000
+  let keyP: Promise<Buffer> | undefined
+  const ready = async () => {
+    await mkdir(dir, { recursive: true, mode: 0o700 })
+    return (keyP ??= loadKey(dir, options.key))
+  }
+  const fileOf = (key: string) => join(dir, `${createHash('sha256').update(key).digest('hex').slice(0, 32)}.token`)
+
+  async function read(key: string): Promise<StoredTokens | undefined> {
+    const k = await ready()
+    let text: string
+    try {
+      text = await readFile(fileOf(key), 'utf8')
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+      throw storeError(`cannot read the token store entry for "${key}"`, e)
+    }
+    try {
+      const env = JSON.parse(text) as { v: number; iv: string; tag: string; data: string }
+      const d = createDecipheriv('aes-256-gcm', k, Buffer.from(env.iv, 'base64'))
+      d.setAAD(Buffer.from(key))
+      d.setAuthTag(Buffer.from(env.tag, 'base64'))
+      const plain = Buffer.concat([d.update(Buffer.from(env.data, 'base64')), d.final()]).toString('utf8')
+      const entry = JSON.parse(plain) as StoredTokens
+      registerSecretValue(entry.refreshToken)
+      if (entry.accessToken) registerSecretValue(entry.accessToken)
+      return entry
+    } catch {
+      throw storeError(`the token store entry for "${key}" cannot be decrypted (wrong WEIR_SECRET_KEY or a corrupt file)`)
+    }
+  }
+
+  async function write(key: string, value: StoredTokensInput, expectedVersion: number): Promise<StoredTokens> {
+    const k = await ready()
+    const current = await read(key)
+    if ((current?.version ?? 0) !== expectedVersion) throw storeError(`token store entry "${key}" changed: expected version ${expectedVersion}, found ${current?.version ?? 0}`)
+    const entry: StoredTokens = { ...value, version: expectedVersion + 1, updatedAt: Date.now() }
+    const iv = randomBytes(12)
+    const c = createCipheriv('aes-256-gcm', k, iv)
+    c.setAAD(Buffer.from(key))
+    const data = Buffer.concat([c.update(JSON.stringify(entry), 'utf8'), c.final()])
+    const file = fileOf(key)
+    const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`
+    await writeFile(tmp, JSON.stringify({ v: 1, iv: iv.toString('base64'), tag: c.getAuthTag().toString('base64'), data: data.toString('base64') }), { mode: 0o600 })
+    await chmod(tmp, 0o600)
+    await rename(tmp, file)
+    return entry
+  }
+
+  async function withLease<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    await ready()
+    const lock = `${fileOf(key)}.lock`
+    const deadline = Date.now() + leaseWaitMs
+    let delay = 5
+    for (;;) {
+      try {
+        const fh = await open(lock, 'wx', 0o600)
+        await fh.writeFile(JSON.stringify({ pid: process.pid, at: Date.now() }))
+        await fh.close()
+        break
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw storeError(`cannot take the lease on "${key}"`, e)
+      }
+      try {
+        const [info, st] = await Promise.all([readFile(lock, 'utf8').then((t) => JSON.parse(t) as { pid: number; at: number }).catch(() => undefined), stat(lock)])
+        const age = Date.now() - st.mtimeMs
+        if ((info && !pidAlive(info.pid)) || age > leaseTtlMs || (!info && age > 1000)) {
+          await unlink(lock).catch(() => undefined)
+          continue
+        }
+      } catch {
+        continue // the lock vanished between open and stat: try again at once
+      }
+      if (Date.now() > deadline) throw storeError(`timed out after ${leaseWaitMs} ms waiting for the lease on "${key}"`)
+      await sleep(delay)
+      delay = Math.min(50, delay * 2)
+    }
+    try {
+      return await fn()
+    } finally {
+      await unlink(lock).catch(() => undefined)
+    }
+  }
+
+  return { read, write, withLease }
+}
+
+/** Stores a refresh token obtained outside the engine (`weir credentials import`), as a new version. */
+export async function importRefreshToken(store: RefreshTokenStore, key: string, refreshToken: string): Promise<StoredTokens> {
+  registerSecretValue(refreshToken)
+  return store.withLease(key, async () => {
+    const current = await store.read(key)
+    return store.write(key, { refreshToken }, current?.version ?? 0)
+  })
+}

@@ -1,0 +1,308 @@
+import { randomUUID } from 'node:crypto'
+import { fetch, type Dispatcher } from 'undici'
+import { decodeJwt } from 'jose'
+import { RetryableError, WeirError, parseRetryAfter } from '../errors.ts'
+import { Secret, registerSecretValue, REDACTED } from '../secret.ts'
+import type { AccessToken } from './types.ts'
+import { OAuthChallengeError, OAuthResponseError, parseWwwAuthenticate, redactedExcerpt } from './errors.ts'
+import { signJwt, type SigningKey } from './keys.ts'
+import type { DpopSigner } from './dpop.ts'
+import type { ClientAuthMethod, GrantName } from './config.ts'
+
+export const JWT_BEARER_GRANT = 'urn:ietf:params:oauth:grant-type:jwt-bearer'
+export const CLIENT_ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer'
+
+/** A credential with defaults applied and secrets loaded: everything needed to build a token request. */
+export interface ResolvedCredential {
+  name: string
+  grant: GrantName
+  tokenUrl?: string
+  issuer?: string
+  clientId?: string
+  method: ClientAuthMethod
+  basicEncoding: 'strict' | 'loose'
+  secret?: string
+  clientKey?: SigningKey
+  clientAudience: string
+  assertionLifetimeSec: number
+  assertion?: {
+    key?: SigningKey
+    value?: string
+    iss?: string
+    sub?: string
+    audience: string
+    lifetimeSec: number
+    scopeClaim: boolean
+    claims: Record<string, unknown>
+  }
+  scopes: string[]
+  resources: string[]
+  audience?: string
+  extraParams: Record<string, string>
+  timeoutMs: number
+  defaultExpiresInSec: number
+  clockSkewSec: number
+  failFastMs: number
+  maxAttempts: number
+}
+
+/** The parts of a token request before signing: explain() shows them redacted, send() signs and posts them. */
+export interface TokenRequestPlan {
+  url: string
+  headers: Record<string, string>
+  form: Array<[string, string]>
+  /** Form fields still to be filled with a signed JWT. */
+  toSign: Array<{ field: string; key: SigningKey; claims: Record<string, unknown> }>
+}
+
+/** application/x-www-form-urlencoded encoding of one value (RFC 6749 Appendix B). */
+export function formEncode(value: string): string {
+  return new URLSearchParams([['', value]]).toString().slice(1)
+}
+
+function audienceFor(policy: string, tokenUrl: string, issuer: string | undefined): string {
+  if (policy === 'token-endpoint') return tokenUrl
+  if (policy === 'issuer') return issuer ?? tokenUrl
+  return policy
+}
+
+function timeClaims(nowMs: number, lifetimeSec: number) {
+  const iat = Math.floor(nowMs / 1000)
+  return { iat, nbf: iat, exp: iat + lifetimeSec, jti: randomUUID() }
+}
+
+/**
+ * Plans a token request: grant parameters, client authentication in exactly one place
+ * (RFC 6749 §2.3), scope/resource/audience/extra parameters. `nowMs` is server-corrected time.
+ */
+export function planTokenRequest(r: ResolvedCredential, tokenUrl: string, grantParams: Array<[string, string]>, nowMs: number): TokenRequestPlan {
+  const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' }
+  const form: Array<[string, string]> = [...grantParams]
+  const toSign: TokenRequestPlan['toSign'] = []
+  const grant = grantParams.find(([k]) => k === 'grant_type')?.[1]
+
+  if (r.grant === 'jwt_bearer' && r.assertion) {
+    const a = r.assertion
+    if (a.value !== undefined) form.push(['assertion', a.value])
+    else if (a.key) {
+      const iss = a.iss ?? a.key.keyFileIssuer ?? r.clientId
+      const claims: Record<string, unknown> = { iss, sub: a.sub ?? iss, aud: audienceFor(a.audience, tokenUrl, r.issuer), ...timeClaims(nowMs, a.lifetimeSec), ...a.claims }
+      if (a.scopeClaim && r.scopes.length) claims.scope = r.scopes.join(' ')
+      form.push(['assertion', ''])
+      toSign.push({ field: 'assertion', key: a.key, claims })
+    }
+  }
+  const scopeInForm = !(r.grant === 'jwt_bearer' && r.assertion?.scopeClaim)
+  if (scopeInForm && r.scopes.length && grant !== 'refresh_token') form.push(['scope', r.scopes.join(' ')])
+  for (const res of r.resources) form.push(['resource', res])
+  if (r.audience) form.push(['audience', r.audience])
+  for (const [k, v] of Object.entries(r.extraParams)) form.push([k, v])
+
+  switch (r.method) {
+    case 'client_secret_basic': {
+      const id = r.clientId ?? ''
+      const secret = r.secret ?? ''
+      const pair = r.basicEncoding === 'strict' ? `${formEncode(id)}:${formEncode(secret)}` : `${id}:${secret}`
+      const value = `Basic ${Buffer.from(pair).toString('base64')}`
+      registerSecretValue(value.slice(6))
+      headers.authorization = value
+      break
+    }
+    case 'client_secret_post':
+      form.push(['client_id', r.clientId ?? ''], ['client_secret', r.secret ?? ''])
+      break
+    case 'client_secret_jwt':
+    case 'private_key_jwt': {
+      const id = r.clientId ?? ''
+      form.push(['client_id', id], ['client_assertion_type', CLIENT_ASSERTION_TYPE], ['client_assertion', ''])
+      toSign.push({ field: 'client_assertion', key: r.clientKey!, claims: { iss: id, sub: id, aud: audienceFor(r.clientAudience, tokenUrl, r.issuer), ...timeClaims(nowMs, r.assertionLifetimeSec) } })
+      break
+    }
+    case 'tls_client_auth':
+    case 'none':
+      if (r.clientId) form.push(['client_id', r.clientId])
+      break
+  }
+  return { url: tokenUrl, headers, form, toSign }
+}
+
+const SECRET_FIELDS = new Set(['client_secret', 'client_assertion', 'assertion', 'refresh_token'])
+
+/** The plan with every credential replaced by [REDACTED], assertions shown as their header and claims. */
+export function redactPlan(plan: TokenRequestPlan) {
+  const headers = { ...plan.headers }
+  if (headers.authorization) headers.authorization = `${headers.authorization.split(' ')[0]} ${REDACTED}`
+  return {
+    method: 'POST',
+    url: plan.url,
+    headers,
+    form: Object.fromEntries(groupForm(plan.form.map(([k, v]) => [k, SECRET_FIELDS.has(k) ? REDACTED : v]))),
+    assertions: plan.toSign.map((s) => ({ field: s.field, header: { ...s.key.headers, alg: s.key.alg }, claims: s.claims })),
+  }
+}
+
+function groupForm(entries: Array<[string, string]>): Array<[string, string | string[]]> {
+  const m = new Map<string, string | string[]>()
+  for (const [k, v] of entries) {
+    const prev = m.get(k)
+    m.set(k, prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v])
+  }
+  return [...m]
+}
+
+export interface RawTokenResponse {
+  status: number
+  headers: Record<string, string>
+  text: string
+  sentAt: number
+  receivedAt: number
+}
+
+/** Signs the plan's assertions, adds a DPoP proof, and posts it. Network failures are retryable. */
+export async function sendTokenRequest(
+  plan: TokenRequestPlan,
+  options: { dispatcher?: Dispatcher; timeoutMs: number; signal?: AbortSignal; dpop?: DpopSigner; now: () => number; serverNow: () => number; signer?: (key: SigningKey, claims: Record<string, unknown>) => Promise<string> },
+): Promise<RawTokenResponse> {
+  const form = plan.form.map(([k, v]) => [k, v] as [string, string])
+  for (const s of plan.toSign) {
+    const jwt = options.signer ? await options.signer(s.key, s.claims) : await signJwt(s.key, s.claims)
+    registerSecretValue(jwt)
+    const entry = form.find(([k, v]) => k === s.field && v === '')
+    if (entry) entry[1] = jwt
+  }
+  const headers = { ...plan.headers }
+  if (options.dpop) headers.dpop = await options.dpop.proof('POST', plan.url, undefined, options.serverNow())
+  const signals = [AbortSignal.timeout(options.timeoutMs)]
+  if (options.signal) signals.push(options.signal)
+  const sentAt = options.now()
+  let res: Awaited<ReturnType<typeof fetch>>
+  let text: string
+  try {
+    res = await fetch(plan.url, {
+      method: 'POST', headers, body: new URLSearchParams(form).toString(), redirect: 'manual', signal: AbortSignal.any(signals),
+      ...(options.dispatcher ? { dispatcher: options.dispatcher } : {}),
+    })
+    text = await res.text()
+  } catch (e) {
+    if (options.signal?.aborted) throw e
+    const timeout = (e as Error).name === 'TimeoutError'
+    const cause = (e as { cause?: { code?: string; message?: string } }).cause
+    throw new RetryableError(
+      timeout ? `token request to ${plan.url} timed out after ${options.timeoutMs} ms` : `token request to ${plan.url} failed: ${cause?.code ?? cause?.message ?? (e as Error).message}`,
+      { code: timeout ? 'ERR_HTTP_TIMEOUT' : 'ERR_HTTP_NETWORK', cause: e },
+    )
+  }
+  const hdrs: Record<string, string> = {}
+  res.headers.forEach((v, k) => { hdrs[k] = v })
+  if (options.dpop) options.dpop.noteNonce(plan.url, hdrs['dpop-nonce'])
+  return { status: res.status, headers: hdrs, text: text.length > 1_000_000 ? text.slice(0, 1_000_000) : text, sentAt, receivedAt: options.now() }
+}
+
+/** Server clock minus local clock, from the response `Date` header; 0 when under the header's 1 s resolution. */
+export function clockOffsetFrom(raw: RawTokenResponse): number | undefined {
+  const d = raw.headers.date ? Date.parse(raw.headers.date) : NaN
+  if (Number.isNaN(d)) return undefined
+  const offset = d + 500 - (raw.sentAt + raw.receivedAt) / 2
+  return Math.abs(offset) < 2000 ? 0 : Math.round(offset)
+}
+
+export interface ProcessedToken {
+  token: AccessToken
+  /** Lifetime in ms as the server stated it (for refresh scheduling). */
+  lifetimeMs: number
+  refreshToken?: Secret
+}
+
+function responseError(raw: RawTokenResponse, message: string): WeirError {
+  const e = new WeirError(message)
+  e.code = 'ERR_OAUTH_RESPONSE'
+  Object.assign(e, { status: raw.status })
+  return e
+}
+
+/**
+ * Checks a token response (RFC 6749 §5.1/§5.2) as oauth4webapi's processClientCredentialsResponse
+ * does: OAuth error bodies (even with 200), non-JSON bodies, access_token and token_type, expires_in
+ * (number or numeric string, else the JWT `exp`, else `defaultExpiresInSec`).
+ */
+export function processTokenResponse(
+  raw: RawTokenResponse,
+  options: { url: string; expectDpop: boolean; defaultExpiresInSec: number; clockOffsetMs: number },
+): ProcessedToken {
+  const where = `token endpoint ${options.url}`
+  let json: unknown
+  try {
+    json = raw.text === '' ? undefined : JSON.parse(raw.text)
+  } catch {
+    json = undefined
+  }
+  const body = json && typeof json === 'object' && !Array.isArray(json) ? (json as Record<string, unknown>) : undefined
+  const excerpt = redactedExcerpt(raw.text)
+  if (body && typeof body.error === 'string') {
+    const retryAfterMs = parseRetryAfter(raw.headers['retry-after'])
+    const retryable = raw.status >= 500 || raw.status === 429 || raw.status === 408 || body.error === 'temporarily_unavailable' || body.error === 'server_error' || body.error === 'slow_down'
+    const desc = typeof body.error_description === 'string' ? body.error_description : undefined
+    const fields = {
+      status: raw.status, error: body.error, retryable, headers: raw.headers, excerpt,
+      ...(desc !== undefined ? { error_description: desc } : {}),
+      ...(typeof body.error_uri === 'string' ? { error_uri: body.error_uri } : {}),
+      ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
+    }
+    return throwErr(new OAuthResponseError(`${where} answered ${raw.status} ${body.error}${desc ? `: ${redactedExcerpt(desc)}` : ''}`, fields))
+  }
+  if (raw.status < 200 || raw.status > 299) {
+    const retryAfterMs = parseRetryAfter(raw.headers['retry-after'])
+    if (raw.status >= 500 || raw.status === 429 || raw.status === 408) {
+      throw Object.assign(new RetryableError(`${where} answered ${raw.status}${excerpt ? `: "${excerpt}"` : ''}`, { code: 'ERR_HTTP_STATUS', ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) }), { status: raw.status })
+    }
+    const challenge = parseWwwAuthenticate(raw.headers['www-authenticate'])[0]
+    if (raw.status === 401 && challenge) {
+      throw new OAuthChallengeError(`${where} answered 401 with a ${challenge.scheme} challenge${challenge.parameters.error ? ` (${challenge.parameters.error})` : ''}`, 401, challenge)
+    }
+    throw responseError(raw, `${where} answered ${raw.status} with ${body ? 'a JSON body without "error"' : 'a body that is not JSON'}${excerpt ? `: "${excerpt}"` : ''}`)
+  }
+  if (!body) throw responseError(raw, `${where} answered ${raw.status} with a body that is not a JSON object${excerpt ? `: "${excerpt}"` : ' (empty)'}`)
+  const at = body.access_token
+  if (typeof at !== 'string' || at === '') throw responseError(raw, `${where} answered ${raw.status}: "response" body "access_token" property must be a non-empty string`)
+  const token = new Secret(at, 'token-response')
+  const rt = body.refresh_token
+  if (rt !== undefined && (typeof rt !== 'string' || rt === '')) throw responseError(raw, `${where} answered ${raw.status}: "response" body "refresh_token" property must be a non-empty string`)
+  const refreshToken = typeof rt === 'string' ? new Secret(rt, 'token-response') : undefined
+  if (typeof body.id_token === 'string') registerSecretValue(body.id_token)
+  const tt = body.token_type
+  if (typeof tt !== 'string' || tt === '') throw responseError(raw, `${where} answered ${raw.status}: "response" body "token_type" property must be a non-empty string`)
+  const type = tt.toLowerCase()
+  if (options.expectDpop ? type !== 'dpop' : type !== 'bearer') {
+    throw responseError(raw, `${where} answered ${raw.status}: unsupported "token_type" ${JSON.stringify(tt.slice(0, 20))} (expected ${options.expectDpop ? 'DPoP' : 'Bearer'})`)
+  }
+  let lifetimeSec: number | undefined
+  const ei = body.expires_in
+  if (ei !== undefined) {
+    const n = typeof ei === 'string' && /^\s*\d+(\.\d+)?\s*$/.test(ei) ? Number(ei) : ei
+    if (typeof n !== 'number' || !Number.isFinite(n) || n < 0) throw responseError(raw, `${where} answered ${raw.status}: "response" body "expires_in" property must be a non-negative number`)
+    lifetimeSec = n
+  }
+  let expiresAt: number
+  if (lifetimeSec !== undefined) expiresAt = raw.sentAt + lifetimeSec * 1000
+  else {
+    let exp: number | undefined
+    try {
+      const claims = decodeJwt(at)
+      if (typeof claims.exp === 'number') exp = claims.exp
+    } catch { /* not a JWT */ }
+    expiresAt = exp !== undefined ? exp * 1000 - options.clockOffsetMs : raw.sentAt + options.defaultExpiresInSec * 1000
+  }
+  const extra: Record<string, unknown> = {}
+  for (const [k, v] of Object.entries(body)) {
+    if (!['access_token', 'refresh_token', 'id_token', 'token_type', 'expires_in', 'scope'].includes(k)) extra[k] = v
+  }
+  const accessToken: AccessToken = {
+    value: token, tokenType: options.expectDpop ? 'DPoP' : 'Bearer', expiresAt, extra,
+    ...(typeof body.scope === 'string' ? { scope: body.scope } : {}),
+  }
+  return { token: accessToken, lifetimeMs: Math.max(0, expiresAt - raw.sentAt), ...(refreshToken ? { refreshToken } : {}) }
+}
+
+function throwErr(e: Error): never {
+  throw e
+}

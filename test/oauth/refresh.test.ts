@@ -1,0 +1,132 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { spawn } from 'node:child_process'
+import { createHash } from 'node:crypto'
+import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { startAuthorizationServer, type AuthorizationServer } from '../../engine/embedded/authorization-server.ts'
+import { createRefreshTokenStore, createTokenProvider, importRefreshToken, TokenCache, type CredentialConfig } from '../../shared/oauth/index.ts'
+import { Secret } from '../../shared/secret.ts'
+import { leakCollector } from './_helpers.ts'
+
+const leak = leakCollector()
+let as: AuthorizationServer
+let base: string
+beforeAll(async () => {
+  as = await startAuthorizationServer({ tokenLifetimeSec: 600 })
+  base = await mkdtemp(join(tmpdir(), 'weir-rt-'))
+})
+afterAll(async () => {
+  await as.close()
+  await rm(base, { recursive: true, force: true })
+})
+
+let n = 0
+async function setup(opts: { rotate?: boolean } = {}) {
+  const id = `rt-client-${++n}`
+  const secret = `${id}-secret-value`
+  as.registerClient({ clientId: id, authMethod: 'client_secret_post', secret, scopes: ['read', 'offline'], ...(opts.rotate === false ? { rotateRefreshTokens: false } : {}) })
+  const dir = join(base, id)
+  const rt = as.issueRefreshToken(id, { scope: 'read offline' })
+  await importRefreshToken(createRefreshTokenStore({ dir, key: 'k'.repeat(32) }), 'shared', rt)
+  const config: CredentialConfig = { grant: 'refresh_token', tokenUrl: as.tokenUrl, clientId: id, storeKey: 'shared', clientAuth: { method: 'client_secret_post', secret: new Secret(secret) } }
+  const provider = (name: string, now?: () => number) =>
+    createTokenProvider(name, config, { store: createRefreshTokenStore({ dir, key: 'k'.repeat(32) }), cache: new TokenCache(), log: leak.log, ...(now ? { now } : {}) })
+  const refreshes = () => as.requests.filter((r) => r.clientId === id && r.grant === 'refresh_token')
+  return { id, secret, dir, rt, provider, refreshes }
+}
+
+describe('refresh-token store', () => {
+  it('encrypts entries (mode 0600), keeps versions, and rejects a stale compare-and-swap', async () => {
+    const dir = join(base, 'plain')
+    const store = createRefreshTokenStore({ dir })
+    const e1 = await importRefreshToken(store, 'k1', 'refresh-token-plaintext-1')
+    const e2 = await importRefreshToken(store, 'k1', 'refresh-token-plaintext-2')
+    expect([e1.version, e2.version]).toEqual([1, 2])
+    expect((await store.read('k1'))?.refreshToken).toBe('refresh-token-plaintext-2')
+    const files = await readdir(dir)
+    expect(files.sort()).toHaveLength(2) // secret.key + one entry
+    for (const f of files) {
+      expect((await stat(join(dir, f))).mode & 0o777).toBe(0o600)
+      expect(await readFile(join(dir, f), 'utf8')).not.toContain('refresh-token-plaintext')
+    }
+    const err = await store.write('k1', { refreshToken: 'x-refresh-token' }, 1).catch((e) => e)
+    expect([err.code, err.message]).toEqual(['ERR_STORE', 'token store entry "k1" changed: expected version 1, found 2'])
+    const wrongKey = createRefreshTokenStore({ dir, key: 'another key entirely' })
+    const err2 = await wrongKey.read('k1').catch((e) => e)
+    expect([err2.code, err2.message]).toEqual(['ERR_STORE', 'the token store entry for "k1" cannot be decrypted (wrong WEIR_SECRET_KEY or a corrupt file)'])
+  })
+
+  it('two providers refreshing at the same moment: one refresh request, both get the new token, no spent token; a third uses the rotated one', async () => {
+    const s = await setup()
+    const [a, b] = [s.provider('a'), s.provider('b')]
+    const [ta, tb] = await Promise.all([a.getToken(), b.getToken()])
+    expect(s.refreshes()).toHaveLength(1)
+    expect(ta.value.reveal()).toBe(tb.value.reveal())
+    expect(as.spentRefreshTokenUses()).toBe(0)
+    const stored = await createRefreshTokenStore({ dir: s.dir, key: 'k'.repeat(32) }).read('shared')
+    expect(stored?.version).toBe(2)
+    expect(stored?.refreshToken).not.toBe(s.rt)
+    // A new provider started later, when the stored access token is near expiry, refreshes with the rotated token.
+    const c = s.provider('c', () => Date.now() + 590_000)
+    const tc = await c.getToken()
+    expect(tc.value.reveal()).not.toBe(ta.value.reveal())
+    expect(s.refreshes().map((r) => [r.status, r.error ?? null])).toEqual([[200, null], [200, null]])
+    expect(as.spentRefreshTokenUses()).toBe(0)
+  })
+
+  it('two processes refreshing at the same moment: one refresh request, both get the same token', async () => {
+    const s = await setup()
+    const startAt = Date.now() + 1500
+    const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'fixtures', 'refresh-child.ts'), as.tokenUrl, s.id, s.dir, String(startAt)], {
+      env: { ...process.env, CHILD_SECRET: s.secret }, stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let out = ''
+    let errOut = ''
+    child.stdout.on('data', (d) => (out += d))
+    child.stderr.on('data', (d) => (errOut += d))
+    const exited = new Promise<number>((r) => child.on('exit', (code) => r(code ?? -1)))
+    const mine = s.provider('parent')
+    await new Promise((r) => setTimeout(r, Math.max(0, startAt - Date.now())))
+    const t = await mine.getToken()
+    expect(await exited, errOut).toBe(0)
+    expect(out.trim()).toBe(createHash('sha256').update(t.value.reveal()).digest('hex'))
+    expect(s.refreshes()).toHaveLength(1)
+    expect(as.spentRefreshTokenUses()).toBe(0)
+  }, 20_000)
+
+  it('keeps the old refresh token when the response has none', async () => {
+    const s = await setup({ rotate: false })
+    const p = s.provider('keep', () => Date.now())
+    await p.getToken()
+    const stored = await createRefreshTokenStore({ dir: s.dir, key: 'k'.repeat(32) }).read('shared')
+    expect([stored?.version, stored?.refreshToken === s.rt]).toEqual([2, true])
+  })
+
+  it('invalid_grant with no rotation elsewhere: ERR_OAUTH_REAUTH_REQUIRED carrying the provider error, then fail fast', async () => {
+    const s = await setup()
+    as.revokeAll()
+    const p = s.provider('revoked')
+    const err = leak.error(await p.getToken().catch((e) => e)) as Record<string, unknown>
+    expect(err).toMatchObject({
+      code: 'ERR_OAUTH_REAUTH_REQUIRED', error: 'invalid_grant', error_description: 'refresh token revoked', error_uri: `${as.issuer}/errors#invalid_grant`,
+      message: 'credential "revoked": the refresh token was rejected (invalid_grant: refresh token revoked); re-authorize and run weir credentials import',
+    })
+    const again = await p.getToken().catch((e) => e)
+    expect(again.code).toBe('ERR_OAUTH_FAIL_FAST')
+    expect(s.refreshes()).toHaveLength(1)
+  })
+
+  it('no stored refresh token: a clear re-authorization error', async () => {
+    const p = createTokenProvider('empty', { grant: 'refresh_token', tokenUrl: as.tokenUrl, clientId: 'x', clientAuth: { method: 'none' } }, { store: createRefreshTokenStore({ dir: join(base, 'empty'), key: 'k'.repeat(32) }), cache: new TokenCache() })
+    const err = await p.getToken().catch((e) => e)
+    expect([err.code, err.message]).toEqual(['ERR_OAUTH_REAUTH_REQUIRED', 'credential "empty" has no refresh token: run weir credentials import <channel> empty --refresh-token-file FILE'])
+  })
+})
+
+describe('no secret in logs or errors of this file', () => {
+  it('leaks nothing', () => {
+    expect(leak.texts.length).toBeGreaterThan(0)
+    expect(leak.leaks(as.secretsSeen())).toEqual([])
+  })
+})
