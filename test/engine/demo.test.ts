@@ -1,0 +1,22 @@
+import { spawnSync } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, describe, expect, it } from 'vitest'
+
+const dataDir = mkdtempSync(join(tmpdir(), 'weir-demo-'))
+afterAll(() => rmSync(dataDir, { recursive: true, force: true }))
+
+describe('npm start (the demo)', () => {
+  it('runs the demo channel end to end and ends with a summary and exit 0', () => {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', 'engine/demo.ts'], { encoding: 'utf8', env: { ...process.env, WEIR_DATA_DIR: dataDir, CI: 'true' }, timeout: 60_000 })
+    expect(r.stderr).toBe('')
+    expect(r.status).toBe(0)
+    expect(r.stdout).toContain('120 messages accepted')
+    expect(r.stdout).toMatch(/108 delivered to the API as FHIR Patients, 12 filtered \(discharges\), 0 in error/)
+    expect(r.stdout).toMatch(/1 access token fetched with private_key_jwt \(RS384\)/)
+    expect(r.stdout).toContain('npx weir messages list --channel demo-adt-to-fhir')
+    // The private key it generated is never printed.
+    expect(r.stdout).not.toMatch(/BEGIN PRIVATE KEY/)
+  })
+})
