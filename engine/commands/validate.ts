@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util'
 import type { CommandIO } from '../cli-io.ts'
 import { loadChannel } from '../../shared/config/load.ts'
 import { formatProblem, isWeirError, ConfigError } from '../../shared/errors.ts'
+import { loadTestFile } from '../harness/test-file.ts'
 
 export const summary = 'check channel files: JSON, schemas, component configs, secrets (all errors at once)'
 export const usage = `usage: weir validate <channel.json...> [--quiet]
@@ -9,7 +10,8 @@ export const usage = `usage: weir validate <channel.json...> [--quiet]
 Checks each channel file: JSON syntax (line and column), the channel schema, each component's
 config against its own schema, secret references ({"$env": ...}, {"$file": ...}) and provider
 rules of credential presets. Every problem is listed as file#/json/pointer: message.
-Literal secrets in the file are warnings.
+Literal secrets in the file are warnings. A file named *.test.json is checked as a channel test
+file (its schema, then the channel it names, with the test's env values).
 
   --quiet   print only problems and warnings
 
@@ -24,6 +26,12 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
   let failed = 0
   for (const file of positionals) {
     try {
+      if (file.endsWith('.test.json')) {
+        const t = await loadTestFile(file)
+        const ch = await loadChannel(t.channel, { env: { ...io.env, ...t.env } })
+        if (!values.quiet) io.out(`ok ${file}: test of channel "${ch.name}", ${t.cases.length} case(s)`)
+        continue
+      }
       const ch = await loadChannel(file)
       for (const w of ch.warnings) io.err(`warning: ${w}`)
       if (!values.quiet) {

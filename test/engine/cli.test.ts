@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process'
-import { writeFileSync, rmSync, mkdirSync } from 'node:fs'
+import { writeFileSync, rmSync, mkdirSync, readdirSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { runCli } from '../_cli.ts'
@@ -42,6 +42,15 @@ describe('weir CLI', () => {
     expect(lines[0]).toMatch(/#\/name: must match pattern/)
     expect(lines.at(-1)).toBe('0 valid, 1 invalid')
     expect(r.stderr).not.toMatch(/\n\s+at |Error:/)
+  })
+
+  it('validate accepts every example channel and test file in channels/ (exit 0)', async () => {
+    const files = readdirSync('channels').filter((f) => f.endsWith('.json')).map((f) => `channels/${f}`)
+    expect(files.length).toBeGreaterThan(1)
+    const { code, out, err } = await runCli(['validate', ...files])
+    expect(err).toBe(`${files.length} valid, 0 invalid\n`)
+    expect(code).toBe(0)
+    expect(out.trim().split('\n')).toHaveLength(files.length)
   })
 
   it('the real binary: a channel file that does not exist is a user error', () => {
