@@ -61,6 +61,10 @@ export function channelSchema(credentialSchema: JsonSchema): JsonSchema {
         propertyNames: { pattern: NAME_PATTERN },
         additionalProperties: credentialSchema,
       },
+      credentialsFile: {
+        type: 'string', minLength: 1,
+        description: 'A shared credentials file (a JSON object of named credentials, the same shape as "credentials"), relative to the channel file; several channels can use one. A name may not be defined in both places.',
+      },
       source: {
         type: 'object', additionalProperties: false, required: ['type'],
         description: 'Where messages come from.',

@@ -5,7 +5,7 @@ import type { ComponentDefinition, ComponentKind, JsonSchema } from '../componen
 import { ConfigError, type ConfigProblem, formatProblem, isWeirError } from '../errors.ts'
 import { Secret } from '../secret.ts'
 import { compileSchema, validateCollectingSecrets } from './ajv.ts'
-import { channelSchema } from './channel-schema.ts'
+import { channelSchema, NAME_PATTERN } from './channel-schema.ts'
 import { ajvProblems, escapePointer, nearest } from './problems.ts'
 import { builtinRegistry, isModuleReference, loadComponentModule, type Registry } from './registry.ts'
 import type { LoadedChannel, LoadedComponent, LoadedDestination, RetryPolicy, CircuitBreakerPolicy, ChannelOptions } from './types.ts'
@@ -143,18 +143,29 @@ export async function loadChannelObject(raw: unknown, options: LoadOptions & { f
   const badPointers = new Set(problems.map((p) => p.pointer))
   const isBad = (ptr: string) => [...badPointers].some((b) => b === ptr || b.startsWith(ptr + '/'))
 
-  // Credentials: provider rules (presets) and secret references.
+  // Credentials: provider rules (presets) and secret references; the channel's own, then a shared file's.
   const credentials: Record<string, Readonly<Record<string, unknown>>> = {}
+  /** False when a credentials file could not be read: references to it are then not reported as unknown too. */
+  let credentialsKnown = true
+  const prepare = (creds: Record<string, Record<string, unknown>>, secretPaths: string[], prefix: string, ctx: SecretContext, bad: (ptr: string) => boolean) => {
+    for (const [cname, cred] of Object.entries(creds)) {
+      const ptr = `${prefix}/${escapePointer(cname)}`
+      if (bad(ptr) || typeof cred !== 'object' || cred === null) continue
+      for (const [p, m] of checkCredential(cred)) ctx.problems.push({ file: ctx.file, pointer: ptr + p, message: m })
+    }
+    resolveSecrets(prefix ? { [prefix.slice(1)]: creds } : creds, secretPaths.filter((p) => !bad(p)), '', ctx)
+    for (const [cname, cred] of Object.entries(creds)) if (cred && typeof cred === 'object') credentials[cname] = deepFreeze(cred)
+  }
   const credData = (data.credentials ?? {}) as Record<string, Record<string, unknown>>
-  if (top.valid || typeof credData === 'object') {
-    for (const [cname, cred] of Object.entries(credData)) {
-      const ptr = `/credentials/${escapePointer(cname)}`
-      if (isBad(ptr) || typeof cred !== 'object' || cred === null) continue
-      for (const [p, m] of checkCredential(cred)) problems.push({ file: name, pointer: ptr + p, message: m })
+  if (typeof credData === 'object' && credData !== null) prepare(credData, top.secretPaths.filter((p) => p.startsWith('/credentials/')), '/credentials', sc, isBad)
+  if (typeof data.credentialsFile === 'string' && !isBad('/credentialsFile')) {
+    const shared = await loadCredentialsFile(resolve(dir, data.credentialsFile), credentialSchema, env, problems, warnings)
+    credentialsKnown = shared !== undefined
+    for (const [cname, cred] of Object.entries(shared ?? {})) {
+      if (credentials[cname]) problems.push({ file: name, pointer: `/credentials/${escapePointer(cname)}`, message: `credential "${cname}" is also defined in ${displayPath(resolve(dir, data.credentialsFile))}; use one` })
+      else credentials[cname] = cred
     }
   }
-  resolveSecrets(data, top.secretPaths.filter((p) => p.startsWith('/credentials/') && !isBad(p)), '', sc)
-  for (const [cname, cred] of Object.entries(credData)) if (cred && typeof cred === 'object') credentials[cname] = deepFreeze(cred)
   const credentialNames = Object.keys(credentials)
 
   async function component<K extends ComponentKind>(kind: K, entry: Record<string, unknown>, pointer: string): Promise<LoadedComponent<K> | undefined> {
@@ -191,7 +202,7 @@ export async function loadChannelObject(raw: unknown, options: LoadOptions & { f
     }
     const before = problems.length
     resolveSecrets(config, res.secretPaths, `${pointer}/config`, sc)
-    if (typeof config.credential === 'string' && !credentials[config.credential]) {
+    if (typeof config.credential === 'string' && !credentials[config.credential] && credentialsKnown) {
       const guess = nearest(config.credential, credentialNames)
       problems.push({ file: name, pointer: `${pointer}/config/credential`, message: `unknown credential "${config.credential}"` + (guess ? `; did you mean "${guess}"?` : '') + `; defined: ${credentialNames.join(', ') || '(none)'}` })
     }
@@ -235,6 +246,49 @@ export async function loadChannelObject(raw: unknown, options: LoadOptions & { f
     options: deepFreeze(data.options as ChannelOptions),
     warnings: warnings.map(formatProblem),
   }
+}
+
+/**
+ * A shared credentials file: a JSON object of named credentials, the same shape as a channel's
+ * `credentials`, referenced by several channels with `"credentialsFile"`. Its problems are
+ * reported against its own name and pointers; its `$file` references are relative to it.
+ */
+async function loadCredentialsFile(path: string, credentialSchema: JsonSchema, env: NodeJS.ProcessEnv, problems: ConfigProblem[], warnings: ConfigProblem[]): Promise<Record<string, Readonly<Record<string, unknown>>> | undefined> {
+  const name = displayPath(path)
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch {
+    problems.push({ file: name, pointer: '', message: 'credentials file not found' })
+    return undefined
+  }
+  let data: Record<string, Record<string, unknown>>
+  try {
+    data = parseJsonWithLocation(text, name) as Record<string, Record<string, unknown>>
+  } catch (e) {
+    problems.push(...(e as ConfigError).problems)
+    return undefined
+  }
+  const res = validateCollectingSecrets(compileSchema(credentialsFileSchema(credentialSchema)), data)
+  if (!res.valid) {
+    problems.push(...ajvProblems(res.errors, name, '', data))
+    return undefined
+  }
+  const sc: SecretContext = { file: name, dir: dirname(path), env, problems, warnings }
+  const before = problems.length
+  for (const [cname, cred] of Object.entries(data)) {
+    for (const [p, m] of (await credentialSupport()).checkCredential(cred)) problems.push({ file: name, pointer: `/${escapePointer(cname)}${p}`, message: m })
+  }
+  resolveSecrets(data, res.secretPaths, '', sc)
+  if (problems.length !== before) return undefined
+  return Object.fromEntries(Object.entries(data).map(([k, v]) => [k, deepFreeze(v)]))
+}
+
+const credFileSchemas = new WeakMap<object, JsonSchema>()
+function credentialsFileSchema(credentialSchema: JsonSchema): JsonSchema {
+  let s = credFileSchemas.get(credentialSchema)
+  if (!s) credFileSchemas.set(credentialSchema, (s = { type: 'object', propertyNames: { pattern: NAME_PATTERN }, additionalProperties: credentialSchema }))
+  return s
 }
 
 const topSchemas = new WeakMap<object, JsonSchema>()

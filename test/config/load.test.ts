@@ -94,3 +94,45 @@ describe('createRegistry', () => {
     expect(r.list('source')).toEqual([])
   })
 })
+
+describe('shared credentials file', () => {
+  const cred = { tokenUrl: 'https://auth.example.org/token', clientId: 'c1', clientAuth: { method: 'client_secret_basic', secret: { $env: 'WEIR_TEST_SHARED_SECRET' } } }
+  const channelWith = (extra: Record<string, unknown>) => ({ ...base, ...extra, destinations: [{ name: 'api', type: '../post.ts', config: { url: 'https://api.example.org/in', credential: 'shared' } }] })
+
+  it('lets several channels use credentials defined once, secrets resolved relative to it', async () => {
+    writeFileSync(resolve(DIR, 'creds.json'), JSON.stringify({ shared: cred }))
+    const a = await loadChannel(write('s1.json', channelWith({ credentialsFile: 'creds.json' })), { env: { WEIR_TEST_SHARED_SECRET: 'shared-secret-value' } })
+    const b = await loadChannel(write('s2.json', channelWith({ name: 'c2', credentialsFile: 'creds.json' })), { env: { WEIR_TEST_SHARED_SECRET: 'shared-secret-value' } })
+    for (const ch of [a, b]) {
+      const c = ch.credentials.shared as { clientAuth: { secret: Secret }; clientId: string }
+      expect(c.clientId).toBe('c1')
+      expect(c.clientAuth.secret.reveal()).toBe('shared-secret-value')
+      expect(Object.isFrozen(c)).toBe(true)
+    }
+  })
+
+  it('reports problems in the credentials file against its own name and pointer', async () => {
+    writeFileSync(resolve(DIR, 'bad-creds.json'), JSON.stringify({ shared: { ...cred, tokenUrl: 'nope', clientSecret: 'x' } }))
+    const err = await loadChannel(write('s3.json', channelWith({ credentialsFile: 'bad-creds.json' })), { env: {} }).catch((e) => e)
+    expect(err.code).toBe('ERR_CONFIG_INVALID')
+    const rel = resolve(DIR, 'bad-creds.json').slice(process.cwd().length + 1)
+    expect(err.problems.map((p: { file: string; pointer: string; message: string }) => `${p.file}#${p.pointer}: ${p.message}`)).toEqual([
+      expect.stringMatching(new RegExp(`^${rel.replace(/[.]/g, '\\.')}#/shared/clientSecret: unknown property "clientSecret"; expected one of "preset", "grant", "tokenUrl", `)),
+      `${rel}#/shared/tokenUrl: must match format "uri"`,
+    ])
+  })
+
+  it('refuses a name defined both in the channel and in the file', async () => {
+    writeFileSync(resolve(DIR, 'creds2.json'), JSON.stringify({ shared: cred }))
+    const f = write('s4.json', channelWith({ credentialsFile: 'creds2.json', credentials: { shared: { ...cred, clientAuth: { method: 'none' } } } }))
+    const err = await loadChannel(f, { env: { WEIR_TEST_SHARED_SECRET: 'shared-secret-value' } }).catch((e) => e)
+    expect(err.problems.map((p: { pointer: string; message: string }) => `${p.pointer}: ${p.message}`)).toEqual([
+      `/credentials/shared: credential "shared" is also defined in ${resolve(DIR, 'creds2.json').slice(process.cwd().length + 1)}; use one`,
+    ])
+  })
+
+  it('a missing credentials file is an error naming it', async () => {
+    const err = await loadChannel(write('s5.json', channelWith({ credentialsFile: 'none.json' })), { env: {} }).catch((e) => e)
+    expect(err.message).toBe(`${resolve(DIR, 'none.json').slice(process.cwd().length + 1)}#: credentials file not found`)
+  })
+})
