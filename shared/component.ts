@@ -137,3 +137,6 @@ export function defineComponent<K extends ComponentKind, C = any>(definition: Co
 export function withBody(message: Message, body: unknown, contentType?: string): Message {
   return { ...message, body, contentType: contentType ?? message.contentType }
 }
+
+/** True for JSON media types: application/json and any `+json` suffix (application/fhir+json), parameters allowed. */
+export const isJsonContentType = (t: string): boolean => /^application\/([\w.+-]*\+)?json\b/i.test(t)

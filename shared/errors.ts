@@ -17,6 +17,7 @@ export type ErrorCode =
   | 'ERR_SCHEDULE_INVALID'
   | 'ERR_BACKPRESSURE'
   | 'ERR_DELIVERY_PERMANENT'
+  | 'ERR_MESSAGE_INVALID'
   | 'ERR_STORE'
   | 'ERR_SHUTDOWN'
 
@@ -24,7 +25,7 @@ export const ERROR_CODES: readonly ErrorCode[] = [
   'ERR_CONFIG_INVALID', 'ERR_COMPONENT_INVALID', 'ERR_COMPONENT_UNKNOWN', 'ERR_SECRET_UNRESOLVED',
   'ERR_OAUTH_RESPONSE', 'ERR_OAUTH_REQUEST', 'ERR_OAUTH_CHALLENGE', 'ERR_OAUTH_FAIL_FAST', 'ERR_OAUTH_REAUTH_REQUIRED',
   'ERR_HTTP_STATUS', 'ERR_HTTP_NETWORK', 'ERR_HTTP_TIMEOUT', 'ERR_SCHEDULE_INVALID', 'ERR_BACKPRESSURE',
-  'ERR_DELIVERY_PERMANENT', 'ERR_STORE', 'ERR_SHUTDOWN',
+  'ERR_DELIVERY_PERMANENT', 'ERR_MESSAGE_INVALID', 'ERR_STORE', 'ERR_SHUTDOWN',
 ]
 
 export class WeirError extends Error {
@@ -39,6 +40,14 @@ export class WeirError extends Error {
     super(message, options)
     this.name = this.constructor.name
   }
+}
+
+/** An error the user caused that has no class of its own (a bad flag, key or credential): the CLI prints it without a stack. */
+export function userError(message: string, code: ErrorCode | 'ERR_WEIR' = 'ERR_WEIR'): WeirError {
+  const e = new WeirError(message)
+  e.code = code
+  e.userError = true
+  return e
 }
 
 /** One problem found in a channel file, located by file and JSON pointer. */

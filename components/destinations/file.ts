@@ -3,6 +3,7 @@ import { link, mkdir, open, rename, unlink } from 'node:fs/promises'
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path'
 import { defineComponent, type Message } from '../../shared/component.ts'
 import { PermanentError, RetryableError } from '../../shared/errors.ts'
+import { renderTemplate, templateProblems } from '../../shared/template.ts'
 
 export interface FileConfig {
   directory: string
@@ -35,29 +36,6 @@ const configSchema = {
   },
 }
 
-const FIELD = /\{([^{}]*)\}/g
-const ROOTS = new Set(['id', 'channel', 'contentType', 'receivedAt', 'body', 'attributes'])
-
-/** Problems of a `{field}` template, as check() pairs. */
-function templateProblems(template: string, pointer: string): Array<[string, string]> {
-  const out: Array<[string, string]> = []
-  for (const [, field] of template.matchAll(FIELD)) {
-    const root = field!.split('.')[0]!
-    if (!ROOTS.has(root)) out.push([pointer, `unknown template field "{${field}}"; fields start with ${[...ROOTS].join(', ')}`])
-  }
-  if (/[{}]/.test(template.replace(FIELD, ''))) out.push([pointer, 'unbalanced "{" or "}" in template'])
-  return out
-}
-
-function fieldValue(message: Message, field: string): string {
-  let v: unknown = message
-  for (const part of field.split('.')) {
-    v = v !== null && typeof v === 'object' ? (v as Record<string, unknown>)[part] : undefined
-  }
-  if (v === undefined || v === null || typeof v === 'object') throw new PermanentError(`template field "{${field}}" has no ${v && typeof v === 'object' ? 'scalar ' : ''}value in message ${message.id}`)
-  return String(v)
-}
-
 /** A template value as a single safe path segment: no separators, no `..`, no control characters. */
 const safeSegment = (v: string) => v.replace(/[/\\\0-\x1f<>:"|?*]/g, '_').replace(/^\.+$/, (dots) => '_'.repeat(dots.length)) || '_'
 
@@ -78,12 +56,12 @@ export default defineComponent<'destination', FileConfig>({
   type: 'file', kind: 'destination',
   description: 'Writes each message to a file in a directory, atomically (temporary file, then rename).',
   configSchema,
-  check: (config) => templateProblems(config.filename, '/filename'),
+  check: (config) => templateProblems(config.filename, '/filename', { balanced: true }),
   create(config, ctx) {
     const root = resolve(ctx.channelDir, config.directory)
     return {
       async deliver(message) {
-        const name = config.filename.split('/').map((seg) => seg.replace(FIELD, (_, f: string) => safeSegment(fieldValue(message, f)))).join(sep)
+        const name = config.filename.split('/').map((seg) => renderTemplate(seg, message, safeSegment)).join(sep)
         const target = resolve(root, name)
         const rel = relative(root, target)
         if (!rel || rel === '..' || rel.startsWith('..' + sep) || isAbsolute(rel)) throw new PermanentError(`file name "${name}" leaves the output directory`)

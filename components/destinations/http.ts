@@ -1,9 +1,10 @@
-import { defineComponent, type Message } from '../../shared/component.ts'
+import { defineComponent, isJsonContentType } from '../../shared/component.ts'
 import { secretSchema } from '../../shared/config/secret-schema.ts'
 import { isWeirError, parseRetryAfter, PermanentError, RetryableError, type WeirError } from '../../shared/errors.ts'
 import { reveal, scrubSecrets, type Secret } from '../../shared/secret.ts'
 import type { TokenProvider } from '../../shared/oauth/types.ts'
 import type { HttpRequest } from '../../shared/http/types.ts'
+import { renderTemplate, templateProblems } from '../../shared/template.ts'
 
 export interface HttpConfig {
   url: string
@@ -11,6 +12,7 @@ export interface HttpConfig {
   headers: Record<string, string>
   secretHeaders: Record<string, Secret | string>
   credential?: string
+  baseUrlFromToken?: string
   contentType?: string
   timeoutMs: number
   successStatuses: Array<number | string>
@@ -22,9 +24,9 @@ const configSchema = {
   type: 'object', additionalProperties: false, required: ['url'],
   properties: {
     url: {
-      type: 'string', pattern: '^https?://',
-      description: 'Endpoint URL (http or https). `{field}` inserts a message field, URL-encoded (`id`, `channel`, `body.<path>`, `attributes.<name>`); fields are allowed in the path and query only, never in the scheme, host or port.',
-      examples: ['https://fhir.example.org/api/FHIR/R4/Patient', 'https://api.example.com/patients/{body.mrn}'],
+      type: 'string', pattern: '^(https?://|/)',
+      description: 'Endpoint URL (http or https), or a path starting with `/` when `baseUrlFromToken` gives the base. `{field}` inserts a message field, URL-encoded (`id`, `channel`, `body.<path>`, `attributes.<name>`); fields are allowed in the path and query only, never in the scheme, host or port.',
+      examples: ['https://fhir.example.org/api/FHIR/R4/Patient', 'https://api.example.com/patients/{body.mrn}', '/services/data/v61.0/sobjects/Contact'],
     },
     method: { enum: ['POST', 'PUT', 'PATCH', 'DELETE', 'GET'], default: 'POST', description: 'HTTP method. GET and DELETE send no body.' },
     headers: {
@@ -39,6 +41,11 @@ const configSchema = {
       description: 'Request headers whose values are secrets, e.g. `{ "x-api-key": { "$env": "PARTNER_KEY" } }`.',
     },
     credential: { type: 'string', minLength: 1, description: 'Name of a channel credential; its token authenticates each request (renewed once on a 401, DPoP and mTLS as the credential says).', examples: ['epic'] },
+    baseUrlFromToken: {
+      type: 'string', minLength: 1,
+      description: 'Token response field whose value is the base URL the (relative) `url` is appended to, e.g. Salesforce `instance_url`. Requires `credential` and a `url` starting with `/`. The base must be https (http only on loopback); requests go to that origin only.',
+      examples: ['instance_url'],
+    },
     contentType: { type: 'string', minLength: 1, description: 'Content-Type of the request. Default: the message\'s content type (application/json for structured bodies).', examples: ['application/fhir+json'] },
     timeoutMs: { type: 'integer', minimum: 1, default: 30_000, description: 'Timeout of one attempt (ms), including the response body.' },
     successStatuses: {
@@ -48,25 +55,6 @@ const configSchema = {
       examples: [['2xx', 409]],
     },
   },
-}
-
-const FIELD = /\{([^{}]*)\}/g
-const ROOTS = new Set(['id', 'channel', 'contentType', 'receivedAt', 'body', 'attributes'])
-const isJsonType = (t: string) => /^application\/([\w.+-]*\+)?json\b/i.test(t)
-
-function templateProblems(template: string, pointer: string): Array<[string, string]> {
-  const out: Array<[string, string]> = []
-  for (const [, field] of template.matchAll(FIELD)) {
-    if (!ROOTS.has(field!.split('.')[0]!)) out.push([pointer, `unknown template field "{${field}}"; fields start with ${[...ROOTS].join(', ')}`])
-  }
-  return out
-}
-
-function fieldValue(message: Message, field: string): string {
-  let v: unknown = message
-  for (const part of field.split('.')) v = v !== null && typeof v === 'object' ? (v as Record<string, unknown>)[part] : undefined
-  if (v === undefined || v === null || typeof v === 'object') throw new PermanentError(`template field "{${field}}" has no ${v && typeof v === 'object' ? 'scalar ' : ''}value in message ${message.id}`)
-  return String(v)
 }
 
 /** scheme://host:port of a URL template, when it has no field in it. */
@@ -87,6 +75,20 @@ function isSuccess(status: number, accepted: ReadonlyArray<number | string>): bo
 
 type StatusError = WeirError & { status?: number; excerpt?: string }
 
+const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]'])
+
+/** The base URL a provider returned in the token response (Salesforce `instance_url`), checked before any token goes there. */
+async function baseFromToken(credential: TokenProvider, field: string, signal: AbortSignal): Promise<URL> {
+  const token = await credential.getToken({ signal })
+  const value = token.extra[field]
+  let u: URL | undefined
+  try { u = typeof value === 'string' ? new URL(value) : undefined } catch { /* reported below */ }
+  if (!u || (u.protocol !== 'https:' && !(u.protocol === 'http:' && LOOPBACK.has(u.hostname))) || u.username || u.password || u.search || u.hash) {
+    throw new PermanentError(`credential "${credential.name}": the token response has no usable "${field}" (an https URL without query) to build the request URL from`)
+  }
+  return u
+}
+
 export default defineComponent<'destination', HttpConfig>({
   type: 'http', kind: 'destination',
   description: 'Sends each message to an HTTP API, authenticated by a named credential.',
@@ -94,7 +96,11 @@ export default defineComponent<'destination', HttpConfig>({
   check(config) {
     const out = templateProblems(config.url, '/url')
     const authority = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i.exec(config.url)?.[0] ?? ''
-    if (authority.includes('{')) out.push(['/url', 'scheme, host and port must be fixed (no {fields}), so credentials only ever go to the configured host'])
+    if (config.baseUrlFromToken) {
+      if (!config.url.startsWith('/')) out.push(['/url', 'with baseUrlFromToken, url must be a path starting with "/" (the base comes from the token response)'])
+      if (!config.credential) out.push(['/baseUrlFromToken', 'baseUrlFromToken requires credential'])
+    } else if (config.url.startsWith('/')) out.push(['/url', 'a url starting with "/" requires baseUrlFromToken (e.g. "instance_url")'])
+    else if (authority.includes('{')) out.push(['/url', 'scheme, host and port must be fixed (no {fields}), so credentials only ever go to the configured host'])
     else if (!fixedOrigin(config.url)) out.push(['/url', 'must be a valid URL'])
     for (const [name, value] of Object.entries(config.headers)) {
       if (/^(authorization|dpop|idempotency-key|content-length|host)$/i.test(name)) out.push([`/headers/${name}`, `"${name}" is set by the destination itself`])
@@ -104,24 +110,26 @@ export default defineComponent<'destination', HttpConfig>({
   },
   create(config, ctx) {
     const credential: TokenProvider | undefined = config.credential ? ctx.credential(config.credential) : undefined
-    const origin = fixedOrigin(config.url)!
+    const fixed = config.baseUrlFromToken ? undefined : fixedOrigin(config.url)!
     const sendsBody = config.method !== 'GET' && config.method !== 'DELETE'
 
     return {
       async deliver(message, { signal, idempotencyKey }) {
-        const url = config.url.replace(FIELD, (_, f: string) => encodeURIComponent(fieldValue(message, f)))
+        const base = config.baseUrlFromToken ? await baseFromToken(credential!, config.baseUrlFromToken, signal) : undefined
+        const origin = base ? base.origin : fixed!
+        const url = (base ? base.href.replace(/\/$/, '') : '') + renderTemplate(config.url, message, encodeURIComponent)
         // Belt and braces: a template can never move the request (and its token) to another host.
         if (new URL(url).origin !== origin) throw new PermanentError(`url ${url} leaves the configured origin ${origin}`)
         const where = `${config.method} ${url.split('?')[0]}`
         const headers: Record<string, string> = {}
-        for (const [k, v] of Object.entries(config.headers)) headers[k.toLowerCase()] = v.replace(FIELD, (_, f: string) => fieldValue(message, f)).replace(/[\r\n]/g, ' ')
+        for (const [k, v] of Object.entries(config.headers)) headers[k.toLowerCase()] = renderTemplate(v, message).replace(/[\r\n]/g, ' ')
         for (const [k, v] of Object.entries(config.secretHeaders)) headers[k.toLowerCase()] = reveal(v)!
         headers['idempotency-key'] = idempotencyKey
         let body: string | undefined
         if (sendsBody) {
           const structured = typeof message.body !== 'string'
           body = structured ? JSON.stringify(message.body) ?? 'null' : (message.body as string)
-          headers['content-type'] = config.contentType ?? (structured && !isJsonType(message.contentType) ? 'application/json' : message.contentType)
+          headers['content-type'] = config.contentType ?? (structured && !isJsonContentType(message.contentType) ? 'application/json' : message.contentType)
         }
         let res
         try {

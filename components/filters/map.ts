@@ -1,6 +1,6 @@
-import jsonata from 'jsonata'
-import { defineComponent, withBody, type Message } from '../../shared/component.ts'
+import { defineComponent, withBody, type Message, isJsonContentType } from '../../shared/component.ts'
 import { PermanentError } from '../../shared/errors.ts'
+import { jsonataProblems, messageExpression, plainJson } from '../../shared/jsonata.ts'
 
 export interface MapConfig {
   jsonata: string
@@ -23,42 +23,22 @@ const configSchema = {
   },
 }
 
-function jsonataProblems(expr: string, pointer: string): Array<[string, string]> {
-  try {
-    jsonata(expr)
-    return []
-  } catch (e) {
-    const err = e as { message?: string; position?: number }
-    return [[pointer, `invalid JSONata expression${err.position !== undefined ? ` at position ${err.position}` : ''}: ${err.message ?? String(e)}`]]
-  }
-}
-
-const isJsonType = (t: string) => /^application\/([\w.+-]*\+)?json\b/i.test(t)
-
-/** JSONata results carry a hidden `sequence` flag on arrays; a plain JSON copy is what the store keeps. */
-const plain = (v: unknown): unknown => (v === undefined ? undefined : JSON.parse(JSON.stringify(v)))
-
 export default defineComponent<'filter', MapConfig>({
   type: 'map', kind: 'filter',
   description: 'Transforms the message body with a JSONata expression.',
   configSchema,
   check: (config) => jsonataProblems(config.jsonata, '/jsonata'),
   create(config) {
-    const expr = jsonata(config.jsonata)
+    const evaluate = messageExpression(config.jsonata, 'map expression')
     return {
       async process(message: Message) {
-        let result: unknown
-        try {
-          result = await expr.evaluate(message.body, { message })
-        } catch (e) {
-          throw new PermanentError(`map expression failed: ${(e as Error).message}`, { cause: e })
-        }
+        const result = await evaluate(message)
         if (result === undefined) throw new PermanentError('map expression produced no value (use the match filter to drop messages)')
         const contentType = config.contentType
           ?? (typeof result === 'string'
-            ? (isJsonType(message.contentType) ? 'text/plain' : message.contentType)
-            : (isJsonType(message.contentType) ? message.contentType : 'application/json'))
-        return withBody(message, plain(result), contentType)
+            ? (isJsonContentType(message.contentType) ? 'text/plain' : message.contentType)
+            : (isJsonContentType(message.contentType) ? message.contentType : 'application/json'))
+        return withBody(message, plainJson(result), contentType)
       },
     }
   },

@@ -1,6 +1,5 @@
-import jsonata from 'jsonata'
 import { defineComponent, type Message } from '../../shared/component.ts'
-import { PermanentError } from '../../shared/errors.ts'
+import { jsonataProblems, messageExpression } from '../../shared/jsonata.ts'
 
 export interface MatchConfig {
   jsonata: string
@@ -20,17 +19,6 @@ const configSchema = {
       description: 'When evaluation fails at run time: "error" puts the message in error state, "drop" filters it out.',
     },
   },
-}
-
-/** Compiles a JSONata expression, returning `[pointer, message]` problems for check(). */
-function jsonataProblems(expr: string, pointer: string): Array<[string, string]> {
-  try {
-    jsonata(expr)
-    return []
-  } catch (e) {
-    const err = e as { message?: string; position?: number }
-    return [[pointer, `invalid JSONata expression${err.position !== undefined ? ` at position ${err.position}` : ''}: ${err.message ?? String(e)}`]]
-  }
 }
 
 /** JSONata's $boolean casting rules. */
@@ -53,19 +41,16 @@ export default defineComponent<'filter', MatchConfig>({
   configSchema,
   check: (config) => jsonataProblems(config.jsonata, '/jsonata'),
   create(config, ctx) {
-    const expr = jsonata(config.jsonata)
+    const evaluate = messageExpression(config.jsonata, 'match expression')
     return {
       async process(message: Message) {
         let result: unknown
         try {
-          result = await expr.evaluate(message.body, { message })
+          result = await evaluate(message)
         } catch (e) {
-          const reason = `match expression failed: ${(e as Error).message}`
-          if (config.onError === 'drop') {
-            ctx.log.warn({ messageId: message.id, reason }, 'message dropped')
-            return null
-          }
-          throw new PermanentError(reason, { cause: e })
+          if (config.onError !== 'drop') throw e
+          ctx.log.warn({ messageId: message.id, reason: (e as Error).message }, 'message dropped')
+          return null
         }
         return truthy(result) ? message : null
       },

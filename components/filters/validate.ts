@@ -108,7 +108,7 @@ export default defineComponent<'filter', ValidateConfig>({
           ctx.log.warn({ messageId: message.id, reason }, 'invalid message dropped')
           return null
         }
-        const err = new PermanentError(reason)
+        const err = new PermanentError(reason, { code: 'ERR_MESSAGE_INVALID' })
         Object.defineProperty(err, 'schemaErrors', { value: errors, enumerable: false })
         throw err
       },

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import { copyFile, constants, mkdir, readdir, readFile, rename, stat, unlink, access } from 'node:fs/promises'
 import { basename, extname, join, resolve } from 'node:path'
-import { defineComponent, type Emit, type MessageInput } from '../../shared/component.ts'
+import { defineComponent, type Emit, type MessageInput, isJsonContentType } from '../../shared/component.ts'
 import { isWeirError } from '../../shared/errors.ts'
 
 export interface FilePollerConfig {
@@ -81,8 +81,6 @@ export function globToRegExp(glob: string): RegExp {
 }
 
 const TYPES: Record<string, string> = { '.json': 'application/json', '.xml': 'application/xml', '.hl7': 'x-application/hl7-v2+er7', '.csv': 'text/csv' }
-const isJsonType = (t: string) => /^application\/([\w.+-]*\+)?json\b/i.test(t)
-
 interface Seen { size: number; mtimeMs: number }
 
 export default defineComponent<'source', FilePollerConfig>({
@@ -140,7 +138,7 @@ export default defineComponent<'source', FilePollerConfig>({
       const contentType = config.contentType ?? TYPES[extname(file).toLowerCase()] ?? 'text/plain'
       const text = content.toString('utf8')
       let body: unknown = text
-      if (isJsonType(contentType)) {
+      if (isJsonContentType(contentType)) {
         try { body = JSON.parse(text) } catch (e) { await reject(file, `invalid JSON: ${(e as Error).message}`); return true }
       }
       const hash = createHash('sha256').update(content).digest('hex')

@@ -3,6 +3,7 @@ import cron, { type ScheduledTask } from 'node-cron'
 import jsonata from 'jsonata'
 import { defineComponent, type Emit } from '../../shared/component.ts'
 import { isWeirError, ScheduleError } from '../../shared/errors.ts'
+import { jsonataProblem, plainJson } from '../../shared/jsonata.ts'
 import type { TokenProvider } from '../../shared/oauth/types.ts'
 
 export interface ScheduleConfig {
@@ -88,17 +89,6 @@ function timezoneProblem(tz: string): string | undefined {
   }
 }
 
-function jsonataProblem(expr: string | undefined): string | undefined {
-  if (expr === undefined) return undefined
-  try {
-    jsonata(expr)
-    return undefined
-  } catch (e) {
-    const err = e as { message?: string; position?: number }
-    return `invalid JSONata expression${err.position !== undefined ? ` at position ${err.position}` : ''}: ${err.message ?? String(e)}`
-  }
-}
-
 /** RFC 8288 Link header → the target of the first link whose rel includes `rel`. */
 export function linkWithRel(header: string | string[] | undefined, rel: string): string | undefined {
   const text = Array.isArray(header) ? header.join(', ') : header ?? ''
@@ -143,7 +133,6 @@ export function linkWithRel(header: string | string[] | undefined, rel: string):
 type Json = Record<string, unknown>
 const isBundle = (b: unknown): b is Json => typeof b === 'object' && b !== null && (b as Json).resourceType === 'Bundle'
 const isResource = (v: unknown): v is Json => typeof v === 'object' && v !== null && typeof (v as Json).resourceType === 'string'
-const plain = (v: unknown): unknown => (v === undefined ? undefined : JSON.parse(JSON.stringify(v)))
 
 /** Cursor values: instants compare as instants (offsets differ), anything else as strings. */
 function later(a: string, b: string | undefined): boolean {
@@ -185,7 +174,7 @@ export default defineComponent<'source', ScheduleConfig>({
 
     async function itemsOf(body: unknown): Promise<unknown[]> {
       if (itemsExpr) {
-        const r = plain(await itemsExpr.evaluate(body))
+        const r = plainJson(await itemsExpr.evaluate(body))
         return r === undefined ? [] : Array.isArray(r) ? r : [r]
       }
       if (isBundle(body)) return ((body.entry as Json[] | undefined) ?? []).map((e) => e.resource).filter((r) => r !== undefined)

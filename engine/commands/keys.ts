@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { calculateJwkThumbprint, type JWK } from 'jose'
 import type { CommandIO } from '../cli-io.ts'
-import { WeirError } from '../../shared/errors.ts'
+import { userError } from '../../shared/errors.ts'
 import { publicJwk } from '../../shared/oauth/keys.ts'
 
 export const summary = 'generate a signing key pair (private PEM mode 0600, public JWKS to register with a provider)'
@@ -22,13 +22,6 @@ and prints the JWKS. Never overwrites an existing file.
 const ALGS = ['RS256', 'RS384', 'PS256', 'ES256', 'ES384', 'EdDSA'] as const
 type Alg = (typeof ALGS)[number]
 
-function userError(message: string): WeirError {
-  const e = new WeirError(message)
-  e.code = 'ERR_CONFIG_INVALID'
-  e.userError = true
-  return e
-}
-
 /** Generates a key pair; returns the private PKCS#8 PEM and the public JWKS. */
 export async function generateKeys(alg: Alg, kid?: string): Promise<{ kid: string; privatePem: string; jwks: { keys: JWK[] } }> {
   const { privateKey } = alg === 'ES256' ? generateKeyPairSync('ec', { namedCurve: 'P-256' })
@@ -45,8 +38,8 @@ async function writeNew(file: string, content: string, mode: number): Promise<vo
   try {
     fh = await open(file, 'wx', mode)
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw userError(`${file} already exists; not overwriting it`)
-    throw userError(`cannot write ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw userError(`${file} already exists; not overwriting it`, 'ERR_CONFIG_INVALID')
+    throw userError(`cannot write ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, 'ERR_CONFIG_INVALID')
   }
   try {
     await fh.writeFile(content)
@@ -63,8 +56,8 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
     return 2
   }
   const alg = values.alg as Alg | undefined
-  if (!alg || !ALGS.includes(alg)) throw userError(`--alg must be one of ${ALGS.join(', ')}${alg ? `; got ${alg}` : ''}`)
-  if (values.kid !== undefined && !/^[A-Za-z0-9._-]{1,128}$/.test(values.kid)) throw userError('--kid may contain letters, digits, ".", "_" and "-" only')
+  if (!alg || !ALGS.includes(alg)) throw userError(`--alg must be one of ${ALGS.join(', ')}${alg ? `; got ${alg}` : ''}`, 'ERR_CONFIG_INVALID')
+  if (values.kid !== undefined && !/^[A-Za-z0-9._-]{1,128}$/.test(values.kid)) throw userError('--kid may contain letters, digits, ".", "_" and "-" only', 'ERR_CONFIG_INVALID')
   const out = resolve(io.cwd, values.out ?? '.')
   await mkdir(out, { recursive: true })
   const { kid, privatePem, jwks } = await generateKeys(alg, values.kid)

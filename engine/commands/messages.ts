@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util'
 import type { CommandIO } from '../cli-io.ts'
-import { WeirError } from '../../shared/errors.ts'
+import { userError } from '../../shared/errors.ts'
 import { REDACTED, scrubSecrets } from '../../shared/secret.ts'
 import { MESSAGE_STATUSES, openSqliteStore, type MessageStatus, type MessageStore } from '../../shared/store/index.ts'
 import { dataDirFrom } from './run.ts'
@@ -20,12 +20,6 @@ resubmit  queues delivered, filtered or error messages again; destinations that 
   --data-dir D   the message store (default ./data, or $WEIR_DATA_DIR)
 
 exit status: 0 on success, 1 when nothing matched, 2 on bad usage`
-
-function userError(message: string): WeirError {
-  const e = new WeirError(message)
-  e.userError = true
-  return e
-}
 
 /** `30s`, `10m`, `2h`, `7d` ago, or an ISO date. */
 export function parseSince(value: string, now = Date.now()): number {

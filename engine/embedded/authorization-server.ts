@@ -46,6 +46,8 @@ export interface RegisteredClient {
   requireDpop?: boolean
   /** jwt-bearer grant: the issuer expected in the assertion (default clientId; Google: client_email). */
   assertionIssuer?: string
+  /** Extra fields of this client's successful token responses (Salesforce `instance_url`); never overrides the standard ones. */
+  tokenResponse?: Record<string, unknown>
 }
 
 export interface FailureSpec {
@@ -72,6 +74,8 @@ export interface RecordedTokenRequest {
   status: number
   error?: string
   error_description?: string
+  /** The client assertion or jwt-bearer assertion as received: its JOSE header and claims (never the signed JWT). */
+  assertion?: { header: Record<string, unknown>; claims: Record<string, unknown> }
 }
 
 export interface AuthorizationServerOptions {
@@ -484,6 +488,10 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
       record.form[k] = prev === undefined ? value : Array.isArray(prev) ? [...prev, value] : [prev, value]
     }
     record.grant = grant === JWT_BEARER ? 'jwt_bearer' : grant ?? undefined
+    const signed = form.get('client_assertion') ?? form.get('assertion')
+    if (signed) {
+      try { record.assertion = { header: { ...decodeProtectedHeader(signed) }, claims: { ...decodeJwt(signed) } } } catch { /* not a JWT: refused below */ }
+    }
     const claimed = claimedClientId(req, form)
     if (claimed) record.clientId = claimed
     for (const k of SECRET_FIELDS) for (const v of form.getAll(k)) seen.add(v)
@@ -534,6 +542,7 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
       let sub: string
       let scope: string
       let refreshOut: string | undefined
+      let spendRefresh: { scope: string; spent: boolean } | undefined
       if (grant === 'client_credentials') {
         if (!client) throw new OAuthFailure(401, 'invalid_client', 'client authentication required')
         sub = client.clientId
@@ -569,11 +578,8 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
         const asked = form.get('scope')
         if (asked) for (const s of asked.split(' ')) if (!entry.scope.split(' ').includes(s)) throw new OAuthFailure(400, 'invalid_scope', `scope ${s} exceeds the original grant`)
         scope = asked ?? entry.scope
-        if (client.rotateRefreshTokens ?? true) {
-          entry.spent = true
-          refreshOut = randomBytes(24).toString('base64url')
-          refreshTokens.set(refreshOut, { clientId: client.clientId, scope: entry.scope, sub, spent: false, revoked: false })
-        }
+        // Rotated below, once every check has passed: a rejected request must not burn the token.
+        if (client.rotateRefreshTokens ?? true) spendRefresh = entry
       } else {
         throw new OAuthFailure(400, 'unsupported_grant_type', `grant_type ${grant} is not supported`)
       }
@@ -587,10 +593,16 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
       const audience = form.get('audience')
       if (audience && client.audiences && !client.audiences.includes(audience)) throw new OAuthFailure(400, 'invalid_target', `audience ${audience} not allowed for this client`)
       const aud = resources.length ? (resources.length === 1 ? resources[0]! : resources) : audience ?? `${issuer}/api`
+      if (spendRefresh) {
+        spendRefresh.spent = true
+        refreshOut = randomBytes(24).toString('base64url')
+        refreshTokens.set(refreshOut, { clientId: client.clientId, scope: spendRefresh.scope, sub, spent: false, revoked: false })
+      }
       const { jwt, life } = await issueAccessToken(client, { sub, scope, aud, ...(Object.keys(cnf).length ? { cnf } : {}) })
       seen.add(jwt)
       if (refreshOut) seen.add(refreshOut)
       send(200, {
+        ...client.tokenResponse,
         access_token: jwt, token_type: jkt ? 'DPoP' : 'Bearer', ...(options.omitExpiresIn ? {} : { expires_in: life }),
         ...(scope ? { scope } : {}), ...(refreshOut ? { refresh_token: refreshOut } : {}),
       })

@@ -7,7 +7,7 @@ import { loadChannelObject, parseJsonWithLocation } from '../../shared/config/lo
 import type { LoadedChannel } from '../../shared/config/types.ts'
 import { formatProblem, isWeirError, type ConfigError } from '../../shared/errors.ts'
 import { createLogger } from '../../shared/log/index.ts'
-import { createTokenProvider, resolveCredential, publicJwk } from '../../shared/oauth/index.ts'
+import { createTokenProvider, resolveCredential, publicJwk, TokenCache, GOOGLE_TOKEN_URL, createRefreshTokenStore, importRefreshToken } from '../../shared/oauth/index.ts'
 import type { TokenProvider } from '../../shared/oauth/types.ts'
 import { createHttpClient } from '../../shared/http/index.ts'
 import { openSqliteStore } from '../../shared/store/index.ts'
@@ -16,7 +16,8 @@ import { scrubSecrets } from '../../shared/secret.ts'
 import { startAuthorizationServer, type AuthorizationServer, type RegisteredClient } from '../embedded/authorization-server.ts'
 import { startEmbeddedApi, type EmbeddedApi } from '../embedded/api.ts'
 import { startChannel, type ChannelHandle } from '../runtime/index.ts'
-import { loadTestFile, type TestCase, type TestFile, type Expectation } from './test-file.ts'
+import { loadTestFile, type TestCase, type TestFile, type Expectation, type ClientRegistration } from './test-file.ts'
+import type { ApiRoute } from '../embedded/api.ts'
 
 export interface CaseResult { name: string; passed: boolean; failures: string[]; durationMs: number }
 export interface TestFileResult { file: string; channel: string; cases: CaseResult[]; durationMs: number }
@@ -29,6 +30,30 @@ const PRESET_ALGS: Record<string, string[]> = {
   'salesforce-jwt-bearer': ['RS256'],
 }
 const PRESET_MAX_ASSERTION_SEC: Record<string, number> = { 'google-service-account': 3600 }
+
+/**
+ * Assertion audiences a provider accepts besides its token endpoint, given the token URL the
+ * channel was written for (before the harness replaced it): Google wants its token URL as written
+ * (https://oauth2.googleapis.com/token), Salesforce its login URL (https://login.salesforce.com).
+ */
+const PRESET_AUDIENCES: Record<string, (original: string) => string[]> = {
+  'google-service-account': (u) => [u],
+  'salesforce-jwt-bearer': (u) => [new URL(u).origin],
+}
+
+/** The token URL each credential names (preset default when it names none), before the harness replaces it. */
+function originalTokenUrls(raw: Record<string, any>): Record<string, string> {
+  const out: Record<string, string> = {}
+  for (const [name, cred] of Object.entries((raw.credentials ?? {}) as Record<string, Record<string, any>>)) {
+    const audience = cred.assertion?.audience
+    const url = typeof cred.tokenUrl === 'string' ? cred.tokenUrl
+      : cred.preset === 'google-service-account' ? GOOGLE_TOKEN_URL
+      : cred.preset === 'salesforce-jwt-bearer' ? `${typeof audience === 'string' && /^https:\/\//.test(audience) ? audience.replace(/\/$/, '') : 'https://login.salesforce.com'}/services/oauth2/token`
+      : undefined
+    if (url) out[name] = url
+  }
+  return out
+}
 
 const IDLE_TIMEOUT_MS = 20_000
 
@@ -76,24 +101,49 @@ function rewriteChannel(raw: Record<string, any>, as: AuthorizationServer, api: 
   return ch
 }
 
-async function registerClients(channel: LoadedChannel, file: TestFile, as: AuthorizationServer, api: EmbeddedApi): Promise<void> {
+/** The file's client registrations with the case's changes merged in, per credential. */
+function registrations(file: TestFile, tc: TestCase): Record<string, ClientRegistration> {
+  const out: Record<string, ClientRegistration> = { ...file.server.clients }
+  for (const [name, r] of Object.entries(tc.server?.clients ?? {})) out[name] = { ...out[name], ...r }
+  return out
+}
+
+/** Routes with "{api}" replaced by the embedded API's URL (absolute next links, Location headers). */
+function withApiUrl(routes: ApiRoute[], url: string): ApiRoute[] {
+  return JSON.parse(JSON.stringify(routes).replaceAll('{api}', url)) as ApiRoute[]
+}
+
+/** Client id each credential is registered under (what the authorization server records). */
+function clientIds(channel: LoadedChannel): Record<string, string> {
+  const out: Record<string, string> = {}
   for (const [name, cfg] of Object.entries(channel.credentials)) {
     const c = cfg as Record<string, any>
     if (c.grant === 'static') continue
     const r = resolveCredential(name, c)
-    const reg = file.server.clients[name] ?? {}
+    out[name] = r.clientId ?? r.assertion?.iss ?? r.assertion?.key?.keyFileIssuer ?? r.clientKey?.keyFileIssuer ?? name
+  }
+  return out
+}
+
+async function registerClients(channel: LoadedChannel, regs: Record<string, ClientRegistration>, as: AuthorizationServer, api: EmbeddedApi, originals: Record<string, string>): Promise<void> {
+  for (const [name, cfg] of Object.entries(channel.credentials)) {
+    const c = cfg as Record<string, any>
+    if (c.grant === 'static') continue
+    const r = resolveCredential(name, c)
+    const reg = regs[name] ?? {}
     const keys = [r.clientKey, r.assertion?.key].filter((k): k is NonNullable<typeof k> => !!k && typeof k.key === 'object' && !(k.key instanceof Uint8Array))
     const jwks = keys.length ? { keys: await Promise.all(keys.map((k) => publicJwk(k.key as import('node:crypto').KeyObject, k.alg, k.kid))) } : undefined
     const clientId = r.clientId ?? r.assertion?.iss ?? keys[0]?.keyFileIssuer ?? name
     const preset = typeof c.preset === 'string' ? c.preset : undefined
+    const audiences = [...(preset && originals[name] ? PRESET_AUDIENCES[preset]?.(originals[name]) ?? [] : []), ...(reg.assertionAudiences ?? [])]
     const client: RegisteredClient = {
       clientId,
       authMethod: r.grant === 'jwt_bearer' && !r.clientId ? 'none' : r.method,
-      ...(r.secret ? { secret: r.secret } : {}),
+      ...(reg.secret ?? r.secret ? { secret: reg.secret ?? r.secret } : {}),
       ...(jwks ? { jwks } : {}),
       ...((reg.allowedAlgs ?? (preset && PRESET_ALGS[preset])) ? { allowedAlgs: reg.allowedAlgs ?? PRESET_ALGS[preset!] } : {}),
       ...(reg.scopes ? { scopes: reg.scopes } : {}),
-      ...(reg.assertionAudiences ? { assertionAudiences: [as.tokenUrl, ...reg.assertionAudiences] } : {}),
+      ...(audiences.length ? { assertionAudiences: [as.tokenUrl, ...audiences] } : {}),
       maxAssertionLifetimeSec: (preset ? PRESET_MAX_ASSERTION_SEC[preset] : undefined) ?? 300,
       basicEncoding: r.basicEncoding,
       ...(r.assertion?.iss ? { assertionIssuer: r.assertion.iss } : keys[0]?.keyFileIssuer ? { assertionIssuer: keys[0].keyFileIssuer } : {}),
@@ -123,7 +173,6 @@ async function runCase(file: TestFile, rawChannel: Record<string, any>, tc: Test
   const log = createLogger({ pretty: false, level: 'debug', destination: new Writable({ write(c, _e, cb) { logLines.push(String(c)); cb() } }) })
   const as = await startAuthorizationServer({ tokenLifetimeSec: file.server.tokenLifetimeSec, now })
   const api = await startEmbeddedApi({
-    routes: tc.api ?? file.api,
     verifyToken: async (_token, req) => {
       try {
         await as.verifyAccessToken(req.headers.authorization, { method: req.method, url: req.url, ...(req.headers.dpop ? { dpop: req.headers.dpop } : {}) })
@@ -133,33 +182,34 @@ async function runCase(file: TestFile, rawChannel: Record<string, any>, tc: Test
       }
     },
   })
+  api.setRoutes(withApiUrl(tc.api ?? file.api, api.url))
+  const regs = registrations(file, tc)
   let running: Running | undefined
   try {
     const env: NodeJS.ProcessEnv = { ...process.env, ...file.env }
     const rewritten = rewriteChannel(rawChannel, as, api, dirs)
-    // Refresh tokens the provider issued "outside the engine" (consent), imported through $env.
-    const needsRefresh = Object.entries(file.server.clients).filter(([, r]) => r.refreshTokenEnv)
-    for (const [, r] of needsRefresh) env[r.refreshTokenEnv!] = 'pending-registration'
-    let channel = await loadChannelObject(rewritten, { file: file.channel, env })
-    await registerClients(channel, file, as, api)
-    if (needsRefresh.length) {
-      for (const [name, r] of needsRefresh) {
-        const id = (channel.credentials[name] as Record<string, unknown> | undefined)?.clientId
-        env[r.refreshTokenEnv!] = as.issueRefreshToken(String(id ?? name))
-      }
-      channel = await loadChannelObject(rewritten, { file: file.channel, env })
+    const channel = await loadChannelObject(rewritten, { file: file.channel, env })
+    await registerClients(channel, regs, as, api, originalTokenUrls(rawChannel))
+    // Refresh tokens a user consented to outside the engine: issued by the server and imported
+    // into the case's encrypted token store, as `weir credentials import` does.
+    for (const [name, r] of Object.entries(regs)) {
+      if (!r.importRefreshToken) continue
+      const cred = (channel.credentials[name] ?? {}) as { clientId?: string; storeKey?: string }
+      await importRefreshToken(createRefreshTokenStore({ dir: join(dirs.data, 'oauth') }), cred.storeKey ?? name, as.issueRefreshToken(String(cred.clientId ?? name)))
     }
     for (const f of tc.tokenFailures ?? []) as.setFailure({ status: f.status, count: f.count, ...(f.retryAfter !== undefined ? { retryAfter: f.retryAfter } : {}), ...(f.delayMs ? { delayMs: f.delayMs } : {}), ...(f.body ? { body: f.body } : {}) })
 
     const start = async (): Promise<Running> => {
       const store = openSqliteStore({ dataDir: dirs.data })
       const providers = new Map<string, TokenProvider>()
+      // A fresh cache per start: a restarted engine keeps only what its stores persisted.
+      const cache = new TokenCache()
       const http = createHttpClient({ log })
       const handle = await startChannel(channel, {
         store, log, dataDir: dirs.data, http,
         credential: (name, ch) => {
           let p = providers.get(name)
-          if (!p) providers.set(name, (p = createTokenProvider(name, ch.credentials[name] as never, { log, dataDir: dirs.data, now })))
+          if (!p) providers.set(name, (p = createTokenProvider(name, ch.credentials[name] as never, { log, dataDir: dirs.data, now, cache })))
           return p
         },
       })
@@ -215,11 +265,11 @@ async function runCase(file: TestFile, rawChannel: Record<string, any>, tc: Test
       }
       await running.handle.whenIdle({ timeoutMs: IDLE_TIMEOUT_MS }).catch(() => failures.push(`step ${i + 1}: the channel did not become idle within ${IDLE_TIMEOUT_MS / 1000} s`))
     }
-    failures.push(...(await check(tc.expect, { api, as, store: running.store, channel, logLines, out: dirs.out })))
+    failures.push(...(await check(tc.expect, { api, as, store: running.store, channel, logLines, out: dirs.out, clientIds: clientIds(channel) })))
     if (failures.length) {
       // The reason a token request was refused is the most useful line of a failing case.
       const refused = as.requests.filter((q) => q.status >= 400 && q.error)
-      for (const q of refused.slice(0, 3)) failures.push(`token endpoint refused ${q.clientId ?? 'a client'}: ${q.error}${(q as { errorDescription?: string }).errorDescription ? `: ${(q as { errorDescription?: string }).errorDescription}` : ''}`)
+      for (const q of refused.slice(0, 3)) failures.push(`token endpoint refused ${q.clientId ?? 'a client'}: ${q.error}${q.error_description ? `: ${q.error_description}` : ''}`)
     }
   } catch (e) {
     if (isWeirError(e) && e.code === 'ERR_CONFIG_INVALID') failures.push(...(e as ConfigError).problems.map(formatProblem))
@@ -246,9 +296,12 @@ export function containsSubset(actual: unknown, expected: unknown): boolean {
   return Object.entries(expected).every(([k, v]) => containsSubset((actual as Record<string, unknown>)[k], v))
 }
 
+/** The fields of `actual` that `expected` names (for a readable mismatch). */
+const pick = (actual: Record<string, unknown>, expected: Record<string, unknown>) => Object.fromEntries(Object.keys(expected).map((k) => [k, actual[k]]))
+
 const short = (v: unknown) => { const s = JSON.stringify(v); return s.length > 160 ? s.slice(0, 157) + '...' : s }
 
-async function check(exp: Expectation, ctx: { api: EmbeddedApi; as: AuthorizationServer; store: MessageStore; channel: LoadedChannel; logLines: string[]; out: string }): Promise<string[]> {
+async function check(exp: Expectation, ctx: { api: EmbeddedApi; as: AuthorizationServer; store: MessageStore; channel: LoadedChannel; logLines: string[]; out: string; clientIds: Record<string, string> }): Promise<string[]> {
   const f: string[] = []
   const reqs = ctx.api.requests
   for (const [i, e] of (exp.requests ?? []).entries()) {
@@ -285,19 +338,34 @@ async function check(exp: Expectation, ctx: { api: EmbeddedApi; as: Authorizatio
       }
     }
   }
-  if (exp.tokenRequests) {
-    const t = exp.tokenRequests
-    const all = ctx.as.requests
-    if (t.count !== undefined && all.length !== t.count) f.push(`expect.tokenRequests.count: ${all.length} token requests, expected ${t.count}`)
-    if (t.errors !== undefined) {
-      const n = all.filter((r) => r.status >= 400).length
-      if (n !== t.errors) f.push(`expect.tokenRequests.errors: ${n} refused, expected ${t.errors}`)
+  const tokenExps = exp.tokenRequests === undefined ? [] : Array.isArray(exp.tokenRequests) ? exp.tokenRequests : [exp.tokenRequests]
+  for (const [i, t] of tokenExps.entries()) {
+    const at = Array.isArray(exp.tokenRequests) ? `expect.tokenRequests[${i}]` : 'expect.tokenRequests'
+    let all = ctx.as.requests
+    if (t.credential !== undefined) {
+      const id = ctx.clientIds[t.credential]
+      if (id === undefined) { f.push(`${at}.credential: the channel has no OAuth credential "${t.credential}"`); continue }
+      all = all.filter((r) => r.clientId === id)
     }
-    if (t.grant) for (const r of all) if (r.grant !== t.grant && r.form.grant_type !== t.grant) f.push(`expect.tokenRequests.grant: a request used ${r.form.grant_type ?? r.grant}, expected ${t.grant}`)
-    if (t.scope) for (const r of all.filter((x) => x.status < 400)) {
-      const s = String(r.form.scope ?? '')
-      if (!new RegExp(t.scope).test(s)) f.push(`expect.tokenRequests.scope: a request asked for scope "${s}", expected /${t.scope}/`)
+    const refused = all.filter((r) => r.status >= 400)
+    if (t.count !== undefined && all.length !== t.count) f.push(`${at}.count: ${all.length} token requests, expected ${t.count}`)
+    if (t.errors !== undefined && refused.length !== t.errors) f.push(`${at}.errors: ${refused.length} refused, expected ${t.errors}`)
+    if (t.error !== undefined && !refused.some((r) => new RegExp(t.error!).test(`${r.error ?? ''}: ${r.error_description ?? ''}`))) {
+      f.push(`${at}.error: no refusal matches /${t.error}/ (refusals: ${refused.map((r) => `${r.status} ${r.error ?? ''}${r.error_description ? `: ${r.error_description}` : ''}`).join(' | ') || 'none'})`)
     }
+    if (t.grant) for (const r of all) if (r.grant !== t.grant && r.form.grant_type !== t.grant) f.push(`${at}.grant: a request used ${r.form.grant_type ?? r.grant}, expected ${t.grant}`)
+    const accepted = all.filter((x) => x.status < 400)
+    if (t.authMethod) for (const r of accepted) if (r.authMethod !== t.authMethod) f.push(`${at}.authMethod: a request authenticated with ${r.authMethod ?? 'nothing'}, expected ${t.authMethod}`)
+    if (t.scope) for (const r of accepted) {
+      const s = String(r.form.scope ?? r.assertion?.claims.scope ?? '')
+      if (!new RegExp(t.scope).test(s)) f.push(`${at}.scope: a request asked for scope "${s}", expected /${t.scope}/`)
+    }
+    if (t.assertion) for (const r of all) {
+      if (!r.assertion) { f.push(`${at}.assertion: a request carried no assertion`); continue }
+      if (t.assertion.header && !containsSubset(r.assertion.header, t.assertion.header)) f.push(`${at}.assertion.header: ${short(pick(r.assertion.header, t.assertion.header))}, expected ${short(t.assertion.header)}`)
+      if (t.assertion.claims && !containsSubset(r.assertion.claims, t.assertion.claims)) f.push(`${at}.assertion.claims: ${short(pick(r.assertion.claims, t.assertion.claims))}, expected ${short(t.assertion.claims)}`)
+    }
+    if (t.spentRefreshTokens !== undefined && ctx.as.spentRefreshTokenUses() !== t.spentRefreshTokens) f.push(`${at}.spentRefreshTokens: a spent refresh token was presented ${ctx.as.spentRefreshTokenUses()} time(s), expected ${t.spentRefreshTokens}`)
   }
   for (const re of exp.logs ?? []) if (!ctx.logLines.some((l) => new RegExp(re).test(l))) f.push(`expect.logs: no log line matches /${re}/`)
   if (exp.files) {

@@ -76,6 +76,40 @@ const step: JsonSchema = {
   },
 }
 
+const tokenExpectation: JsonSchema = {
+  type: 'object', additionalProperties: false,
+  properties: {
+    credential: { type: 'string', minLength: 1, description: 'Only the requests of this credential (by its registered client id); default all.' },
+    count: { type: 'integer', minimum: 0, description: 'How many.' },
+    grant: { type: 'string', description: 'Grant type every one used (client_credentials, urn:ietf:params:oauth:grant-type:jwt-bearer, refresh_token).' },
+    authMethod: { type: 'string', description: 'Client authentication every accepted one used (client_secret_basic, client_secret_post, private_key_jwt, none…).' },
+    scope: { type: 'string', description: 'Scope every successful one requested, from the form or else the assertion\'s `scope` claim (regular expression).' },
+    assertion: {
+      type: 'object', additionalProperties: false,
+      description: 'A subset every assertion (client assertion or jwt-bearer assertion) must contain.',
+      properties: {
+        header: { type: 'object', description: 'JOSE header subset, e.g. { "alg": "PS256" }.' },
+        claims: { type: 'object', description: 'Claims subset, e.g. { "iss": "…", "scope": "…" }.' },
+      },
+    },
+    errors: { type: 'integer', minimum: 0, description: 'How many were refused.' },
+    error: { type: 'string', description: 'Regular expression some refused one\'s `error: error_description` must match.' },
+    spentRefreshTokens: { type: 'integer', minimum: 0, description: 'How often a spent (already rotated) refresh token was presented (the whole case, all credentials).' },
+  },
+}
+
+const clientRegistration: JsonSchema = {
+  type: 'object', additionalProperties: false,
+  properties: {
+    allowedAlgs: { type: 'array', items: { type: 'string' }, description: 'Assertion algorithms the provider accepts for this client.' },
+    scopes: { type: 'array', items: { type: 'string' }, description: 'Scopes the client is registered for; others are refused with invalid_scope.' },
+    assertionAudiences: { type: 'array', items: { type: 'string' }, description: 'Accepted assertion audiences besides the token endpoint.' },
+    secret: { type: 'string', minLength: 1, description: 'The client secret the provider has on record (default: the channel\'s); a different one makes the channel\'s secret wrong (invalid_client).' },
+    importRefreshToken: { const: true, description: 'Issue a refresh token for this client and import it into the case\'s encrypted token store, as `weir credentials import` does after a user consented outside the engine.' },
+    tokenResponse: { type: 'object', description: 'Extra fields of the token response; the string "{api}" is replaced by the embedded API URL (Salesforce instance_url).' },
+  },
+}
+
 const expectation: JsonSchema = {
   type: 'object', additionalProperties: false,
   properties: {
@@ -93,13 +127,8 @@ const expectation: JsonSchema = {
       },
     },
     tokenRequests: {
-      type: 'object', additionalProperties: false, description: 'Token requests the authorization server received.',
-      properties: {
-        count: { type: 'integer', minimum: 0, description: 'How many.' },
-        grant: { type: 'string', description: 'Grant type every one used (client_credentials, urn:ietf:params:oauth:grant-type:jwt-bearer, refresh_token).' },
-        scope: { type: 'string', description: 'Scope every successful one requested (regular expression).' },
-        errors: { type: 'integer', minimum: 0, description: 'How many were refused.' },
-      },
+      description: 'Token requests the authorization server received: one expectation, or a list (e.g. one per credential).',
+      anyOf: [tokenExpectation, { type: 'array', minItems: 1, items: tokenExpectation }],
     },
     logs: { type: 'array', items: { type: 'string' }, description: 'Regular expressions; each must match some log line.' },
     files: {
@@ -127,20 +156,11 @@ export const testFileSchema: JsonSchema = {
         clients: {
           type: 'object', default: {},
           description: 'Registration details per credential name, as the provider has them (what the channel must match).',
-          additionalProperties: {
-            type: 'object', additionalProperties: false,
-            properties: {
-              allowedAlgs: { type: 'array', items: { type: 'string' }, description: 'Assertion algorithms the provider accepts for this client.' },
-              scopes: { type: 'array', items: { type: 'string' }, description: 'Scopes the client is registered for; others are refused with invalid_scope.' },
-              assertionAudiences: { type: 'array', items: { type: 'string' }, description: 'Accepted assertion audiences besides the token endpoint.' },
-              refreshTokenEnv: { type: 'string', description: 'Issue a refresh token for this client and put it in this environment variable (for a channel that imports one).' },
-              tokenResponse: { type: 'object', description: 'Extra fields of the token response; the string "{api}" is replaced by the embedded API URL (Salesforce instance_url).' },
-            },
-          },
+          additionalProperties: clientRegistration,
         },
       },
     },
-    api: { type: 'array', items: route, default: [], description: 'Routes of the embedded API for every case.' },
+    api: { type: 'array', items: route, default: [], description: 'Routes of the embedded API for every case. In answers (json, body, headers) the string "{api}" is replaced by the embedded API URL, e.g. for absolute next-page links.' },
     cases: {
       type: 'array', minItems: 1, description: 'The cases, each run on fresh servers and a fresh data directory.',
       items: {
@@ -148,6 +168,11 @@ export const testFileSchema: JsonSchema = {
         properties: {
           name: { type: 'string', minLength: 1, description: 'Case name, shown in the report.' },
           api: { type: 'array', items: route, description: 'Routes for this case (replace the file\'s).' },
+          server: {
+            type: 'object', additionalProperties: false,
+            description: 'Registration changes for this case only, merged per credential over the file\'s (e.g. a rotated secret, fewer scopes).',
+            properties: { clients: { type: 'object', additionalProperties: clientRegistration, description: 'Per credential name.' } },
+          },
           tokenFailures: { type: 'array', items: tokenFailure, description: 'Token endpoint faults, in order, before it answers normally.' },
           steps: { type: 'array', minItems: 1, items: step, description: 'What happens, in order.' },
           expect: expectation,
@@ -161,22 +186,34 @@ export interface SendStep { body: unknown; contentType?: string; headers?: Recor
 export type Step = { send: SendStep } | { tick: true } | { advanceSec: number } | { revokeTokens: true } | { restart: true } | { waitMs: number }
 
 export interface RequestExpectation { method?: string; path?: string; query?: Record<string, string>; headers?: Record<string, string>; json?: unknown; count?: number }
+export interface TokenExpectation {
+  credential?: string
+  count?: number
+  grant?: string
+  authMethod?: string
+  scope?: string
+  assertion?: { header?: Record<string, unknown>; claims?: Record<string, unknown> }
+  errors?: number
+  error?: string
+  spentRefreshTokens?: number
+}
 export interface Expectation {
   requests?: RequestExpectation[]
   requestCount?: number
   messages?: Array<{ status?: string; destinations?: Record<string, string>; error?: string }>
-  tokenRequests?: { count?: number; grant?: string; scope?: string; errors?: number }
+  tokenRequests?: TokenExpectation | TokenExpectation[]
   logs?: string[]
   files?: Array<{ path: string; json?: unknown; count?: number }>
 }
 export interface TestCase {
   name: string
   api?: ApiRoute[]
+  server?: { clients?: Record<string, ClientRegistration> }
   tokenFailures?: Array<{ status: number; count: number; retryAfter?: number; delayMs?: number; body?: string }>
   steps: Step[]
   expect: Expectation
 }
-export interface ClientRegistration { allowedAlgs?: string[]; scopes?: string[]; assertionAudiences?: string[]; refreshTokenEnv?: string; tokenResponse?: Record<string, unknown> }
+export interface ClientRegistration { allowedAlgs?: string[]; scopes?: string[]; assertionAudiences?: string[]; secret?: string; importRefreshToken?: true; tokenResponse?: Record<string, unknown> }
 export interface TestFile {
   file: string
   displayName: string

@@ -1,7 +1,8 @@
+import type { Readable } from 'node:stream'
 import { Pool, type Dispatcher } from 'undici'
 import { PermanentError, RetryableError, WeirError, parseRetryAfter } from '../errors.ts'
 import { silentLogger, type Logger } from '../log/index.ts'
-import { OAuthChallengeError, parseWwwAuthenticate, redactedExcerpt } from '../oauth/errors.ts'
+import { OAuthChallengeError, parseWwwAuthenticate, redactedExcerpt, type Challenge } from '../oauth/errors.ts'
 import type { AccessToken } from '../oauth/types.ts'
 import type { HttpClient, HttpRequest, HttpResponse } from './types.ts'
 
@@ -34,10 +35,19 @@ export function statusError(url: URL, method: string, res: HttpResponse): WeirEr
   return err
 }
 
+/** A 401 that a resend would fix, but the body was a stream: retryable, since the next attempt brings a fresh body (and token or nonce). */
+function notResent(url: URL, method: string, error: string, challenge: Challenge): OAuthChallengeError {
+  const e = new OAuthChallengeError(`${method} ${url.origin}${url.pathname} answered 401 ${error}; not resent because the request body is a stream`, 401, challenge)
+  e.retryable = true
+  return e
+}
+
 /**
  * The shared HTTP client: undici keep-alive pools per origin. With a `credential` it adds
  * Authorization (and DPoP), renews the token once on `401 invalid_token` (and once on a DPoP
  * `use_dpop_nonce` challenge), and never follows redirects, so a token never reaches another host.
+ * The request's timeout and signal also bound the wait for a token. A stream body cannot be resent:
+ * its 401 drops the token and fails retryable, so the next attempt (with a fresh body) gets a new one.
  * Failures are classified: network, timeout, 408, 429 and 5xx are retryable (Retry-After parsed).
  *
  * @example
@@ -56,7 +66,7 @@ export function createHttpClient(options: HttpClientOptions = {}): HttpClient & 
     return p
   }
 
-  async function once(dispatcher: Dispatcher, url: URL, method: string, headers: Record<string, string>, body: string | Buffer | undefined, signal: AbortSignal, timeoutMs: number): Promise<HttpResponse> {
+  async function once(dispatcher: Dispatcher, url: URL, method: string, headers: Record<string, string>, body: string | Buffer | Readable | undefined, signal: AbortSignal, timeoutMs: number): Promise<HttpResponse> {
     let res: Dispatcher.ResponseData
     try {
       res = await dispatcher.request({ origin: url.origin, path: `${url.pathname}${url.search}`, method: method as Dispatcher.HttpMethod, headers, body: body ?? null, signal })
@@ -96,7 +106,15 @@ export function createHttpClient(options: HttpClientOptions = {}): HttpClient & 
       const headers: Record<string, string> = { ...req.headers }
       let token: AccessToken | undefined
       if (credential) {
-        const auth = await credential.authorize({ method, url })
+        let auth: Awaited<ReturnType<typeof credential.authorize>>
+        try {
+          auth = await credential.authorize({ method, url }, undefined, { signal })
+        } catch (e) {
+          if (signal.aborted && (signal.reason as Error | undefined)?.name === 'TimeoutError') {
+            throw new RetryableError(`${method} ${url.origin}${url.pathname} timed out after ${timeoutMs} ms waiting for an access token`, { code: 'ERR_HTTP_TIMEOUT', cause: e })
+          }
+          throw e
+        }
         token = auth.token
         Object.assign(headers, auth.headers)
       }
@@ -105,17 +123,19 @@ export function createHttpClient(options: HttpClientOptions = {}): HttpClient & 
       if (credential && res.status === 401) {
         const challenges = parseWwwAuthenticate(res.headers['www-authenticate'] as string | string[] | undefined)
         const error = challenges.find((c) => c.parameters.error)?.parameters.error
-        if (error === 'use_dpop_nonce' && !nonceRetried && replayable && res.headers['dpop-nonce']) {
+        const challenge = challenges[0] ?? { scheme: 'Bearer', parameters: {} }
+        if (error === 'use_dpop_nonce' && !nonceRetried && res.headers['dpop-nonce']) {
+          if (!replayable) throw notResent(url, method, error, challenge)
           nonceRetried = true
           continue
         }
-        if (error === 'invalid_token' && !renewed && replayable) {
-          renewed = true
+        if (error === 'invalid_token' && !renewed) {
           credential.invalidate(token!)
+          if (!replayable) throw notResent(url, method, error, challenge)
+          renewed = true
           log.info({ credential: credential.name, url: `${url.origin}${url.pathname}` }, 'access token rejected (invalid_token); renewing once')
           continue
         }
-        const challenge = challenges[0] ?? { scheme: 'Bearer', parameters: {} }
         throw new OAuthChallengeError(
           `${method} ${url.origin}${url.pathname} answered 401${error ? ` ${error}` : ''}${renewed ? ' again after renewing the access token' : ''}`,
           401,

@@ -1,3 +1,4 @@
+import type { Readable } from 'node:stream'
 import type { Dispatcher } from 'undici'
 import type { TokenProvider } from '../oauth/types.ts'
 
@@ -5,8 +6,12 @@ export interface HttpRequest {
   method?: string
   url: string | URL
   headers?: Record<string, string>
-  /** A replayable body (string or Buffer): required for the single resend after a 401. */
-  body?: string | Buffer
+  /**
+   * A string or Buffer is replayable: the client resends it once after a 401 `invalid_token` (or a
+   * DPoP nonce challenge). A stream (wrap an async iterable with `Readable.from()`) is sent as is and
+   * never resent: such a 401 drops the token and fails with a retryable error.
+   */
+  body?: string | Buffer | Readable
   /** Authenticate with this token provider (Authorization, DPoP), renewing once on a 401 invalid_token. */
   credential?: TokenProvider
   timeoutMs?: number

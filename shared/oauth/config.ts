@@ -181,8 +181,12 @@ export const GOOGLE_TOKEN_URL = 'https://oauth2.googleapis.com/token'
 
 interface GoogleKeyFile { client_email?: string; private_key?: string; private_key_id?: string; token_uri?: string; type?: string }
 
+/** A `{ "$env" }` / `{ "$file" }` reference not resolved yet (the loader checks provider rules before resolving secrets). */
+const isUnresolvedRef = (v: unknown): boolean => typeof v === 'object' && v !== null && !Secret.is(v)
+
 /** Parses a Google service-account key (JSON content; or a file path when given as a plain string). */
 export function parseGoogleKeyFile(keyFile: SecretLike | undefined, readFile?: (path: string) => string): GoogleKeyFile | undefined {
+  if (isUnresolvedRef(keyFile)) return undefined
   const raw = reveal(keyFile)
   if (raw === undefined) return undefined
   const text = raw.trimStart().startsWith('{') ? raw : readFile ? readFile(raw) : raw
@@ -290,6 +294,23 @@ export function scopeList(scope: string | string[] | undefined): string[] {
 }
 
 /**
+ * Form parameters that Weir sets from dedicated fields. Allowing them in extraParams would send
+ * credentials in two places (RFC 6749 §2.3) or a second grant, scope or target.
+ */
+const RESERVED_PARAMS: Record<string, string> = {
+  client_id: 'use clientId',
+  client_secret: 'use clientAuth.secret (client credentials go in exactly one place, RFC 6749 §2.3)',
+  client_assertion: 'use clientAuth.privateKey (private_key_jwt) or clientAuth.secret (client_secret_jwt); the assertion is signed for each request',
+  client_assertion_type: 'it follows from clientAuth.method',
+  grant_type: 'use grant',
+  scope: 'use scope',
+  refresh_token: 'use refreshToken (or weir credentials import)',
+  assertion: 'use assertion (assertion.privateKey, assertion.keyFile or assertion.value)',
+  resource: 'use resource',
+  audience: 'use audience',
+}
+
+/**
  * Provider rules and cross-field requirements a JSON Schema cannot express. Returns
  * `[pointer inside the credential, message]` pairs; empty when the credential is usable.
  * Applies the preset first, so the checks see the effective values.
@@ -331,6 +352,10 @@ export function checkCredential(config: CredentialConfig): Array<[string, string
     if (!has(a.value) && !a.alg && !has(a.keyFile)) p.push(['/assertion/alg', 'the jwt_bearer grant requires assertion.alg'])
   }
   if (c.grant === 'refresh_token' && method === 'none' && !c.clientId) p.push(['/clientId', 'the refresh_token grant requires clientId'])
+  for (const key of Object.keys(c.extraParams ?? {})) {
+    const instead = Object.hasOwn(RESERVED_PARAMS, key) ? RESERVED_PARAMS[key] : undefined
+    if (instead) p.push([`/extraParams/${key.replace(/~/g, '~0').replace(/\//g, '~1')}`, `"${key}" is sent by Weir itself; ${instead}`])
+  }
 
   const lifetime = ca.assertionLifetimeSec ?? 300
   const scopes = scopeList(c.scope)
@@ -370,7 +395,7 @@ export function checkCredential(config: CredentialConfig): Array<[string, string
     case 'google-service-account': {
       if (c.grant !== 'jwt_bearer') p.push(['/grant', `google-service-account uses the jwt_bearer grant; got ${c.grant}`])
       if (!has(a.keyFile)) p.push(['/assertion/keyFile', 'google-service-account requires assertion.keyFile (the service-account JSON key)'])
-      else {
+      else if (!isUnresolvedRef(a.keyFile)) {
         const kf = parseGoogleKeyFile(a.keyFile)
         if (!kf) p.push(['/assertion/keyFile', 'google-service-account key file is not JSON'])
         else if (!kf.private_key || !kf.client_email || !kf.private_key_id) p.push(['/assertion/keyFile', 'google-service-account key file lacks private_key, private_key_id or client_email'])

@@ -1,7 +1,7 @@
 import { createHash, createPrivateKey, createPublicKey, X509Certificate, type KeyObject } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { SignJWT, exportJWK, type JWK } from 'jose'
-import { WeirError } from '../errors.ts'
+import { userError } from '../errors.ts'
 import { reveal, registerSecretValue } from '../secret.ts'
 import { parseGoogleKeyFile, type KeyHeader, type SigningAlg, type SigningConfig } from './config.ts'
 
@@ -13,13 +13,6 @@ export interface SigningKey {
   /** Issuer from a Google key file (client_email). */
   keyFileIssuer?: string
   headers: Record<string, unknown>
-}
-
-function keyError(message: string): WeirError {
-  const e = new WeirError(message)
-  e.code = 'ERR_CONFIG_INVALID'
-  e.userError = true
-  return e
 }
 
 const ALG_KEY_TYPES: Record<string, string[]> = {
@@ -34,7 +27,7 @@ export function parsePrivateKey(text: string, where: string): KeyObject {
     if (t.startsWith('{')) return createPrivateKey({ key: JSON.parse(t) as Record<string, unknown> as never, format: 'jwk' })
     return createPrivateKey(t.replace(/\\n/g, '\n'))
   } catch {
-    throw keyError(`${where}: not a private key (expected PKCS#8 PEM or a private JWK)`)
+    throw userError(`${where}: not a private key (expected PKCS#8 PEM or a private JWK)`, 'ERR_CONFIG_INVALID')
   }
 }
 
@@ -42,7 +35,7 @@ function certificateDer(pem: string, where: string): Buffer {
   try {
     return new X509Certificate(pem).raw
   } catch {
-    throw keyError(`${where}/certificate: not a PEM certificate`)
+    throw userError(`${where}/certificate: not a PEM certificate`, 'ERR_CONFIG_INVALID')
   }
 }
 
@@ -57,40 +50,40 @@ export function certificateThumbprint(pem: string, hash: 'sha1' | 'sha256' = 'sh
  */
 export function loadSigningKey(cfg: SigningConfig, where: string, secret?: string): SigningKey {
   const alg = cfg.alg ?? (cfg.keyFile ? 'RS256' : undefined)
-  if (!alg) throw keyError(`${where}/alg: an algorithm is required`)
+  if (!alg) throw userError(`${where}/alg: an algorithm is required`, 'ERR_CONFIG_INVALID')
   let key: KeyObject | Uint8Array
   let kid = cfg.kid
   let keyFileIssuer: string | undefined
   if (alg === 'HS256') {
-    if (!secret) throw keyError(`${where}/secret: client_secret_jwt requires a secret`)
+    if (!secret) throw userError(`${where}/secret: client_secret_jwt requires a secret`, 'ERR_CONFIG_INVALID')
     key = new TextEncoder().encode(secret)
   } else {
     let pem = reveal(cfg.privateKey)
     if (pem === undefined && cfg.keyFile !== undefined) {
       const kf = parseGoogleKeyFile(cfg.keyFile, (p) => readFileSync(p, 'utf8'))
-      if (!kf?.private_key) throw keyError(`${where}/keyFile: not a service-account JSON key with private_key`)
-      registerSecretValue(kf.private_key)
+      if (!kf?.private_key) throw userError(`${where}/keyFile: not a service-account JSON key with private_key`, 'ERR_CONFIG_INVALID')
+      registerSecretValue(kf.private_key, { pinned: true })
       pem = kf.private_key
       kid ??= kf.private_key_id
       keyFileIssuer = kf.client_email
     }
-    if (pem === undefined) throw keyError(`${where}/privateKey: a private key is required`)
+    if (pem === undefined) throw userError(`${where}/privateKey: a private key is required`, 'ERR_CONFIG_INVALID')
     const ko = parsePrivateKey(pem, `${where}/privateKey`)
     const type = ko.asymmetricKeyType ?? ''
-    if (!ALG_KEY_TYPES[alg]?.includes(type)) throw keyError(`${where}/alg: ${alg} cannot be used with a ${type} key`)
+    if (!ALG_KEY_TYPES[alg]?.includes(type)) throw userError(`${where}/alg: ${alg} cannot be used with a ${type} key`, 'ERR_CONFIG_INVALID')
     const curve = ALG_CURVES[alg]
-    if (curve && ko.asymmetricKeyDetails?.namedCurve !== curve) throw keyError(`${where}/alg: ${alg} requires curve ${curve === 'prime256v1' ? 'P-256' : 'P-384'}; the key is on ${ko.asymmetricKeyDetails?.namedCurve}`)
+    if (curve && ko.asymmetricKeyDetails?.namedCurve !== curve) throw userError(`${where}/alg: ${alg} requires curve ${curve === 'prime256v1' ? 'P-256' : 'P-384'}; the key is on ${ko.asymmetricKeyDetails?.namedCurve}`, 'ERR_CONFIG_INVALID')
     key = ko
   }
   const wanted: KeyHeader[] = cfg.headers ?? (kid ? ['kid'] : [])
   const headers: Record<string, unknown> = {}
   for (const h of wanted) {
     if (h === 'kid') {
-      if (!kid) throw keyError(`${where}/kid: header kid requires a kid`)
+      if (!kid) throw userError(`${where}/kid: header kid requires a kid`, 'ERR_CONFIG_INVALID')
       headers.kid = kid
     } else if (h === 'typ') headers.typ = 'JWT'
     else {
-      if (!cfg.certificate) throw keyError(`${where}/certificate: header ${h} requires a certificate`)
+      if (!cfg.certificate) throw userError(`${where}/certificate: header ${h} requires a certificate`, 'ERR_CONFIG_INVALID')
       const der = certificateDer(cfg.certificate, where)
       if (h === 'x5t') headers.x5t = createHash('sha1').update(der).digest('base64url')
       else if (h === 'x5t#S256') headers['x5t#S256'] = createHash('sha256').update(der).digest('base64url')

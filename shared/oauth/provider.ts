@@ -1,11 +1,11 @@
 import { join } from 'node:path'
 import { Agent, type Dispatcher } from 'undici'
-import { WeirError } from '../errors.ts'
+import { WeirError, userError } from '../errors.ts'
 import { silentLogger, type Logger } from '../log/index.ts'
 import { Secret, reveal } from '../secret.ts'
 import type { AccessToken, TokenProvider } from './types.ts'
 import { applyPreset, checkCredential, scopeList, type CredentialConfig, type SecretLike } from './config.ts'
-import { loadSigningKey, type SigningKey } from './keys.ts'
+import { certificateThumbprint, loadSigningKey, type SigningKey } from './keys.ts'
 import { DpopSigner, type DpopAlg } from './dpop.ts'
 import { discover, type ServerMetadata } from './discovery.ts'
 import { FailFastError, OAuthResponseError, ReauthRequiredError, TERMINAL_OAUTH_ERRORS } from './errors.ts'
@@ -28,7 +28,11 @@ export interface TokenProviderOptions {
   random?: () => number
   /** Shared token cache; providers with the same cache key share tokens and the in-flight fetch. */
   cache?: TokenCache
-  /** Pluggable assertion signing (a KMS): gets the configured key's header values and the claims. */
+  /**
+   * Pluggable assertion signing (a KMS): gets the configured key's header values and the claims.
+   * Throw an error with `retryable: true` for a transient failure; any other error marks the
+   * credential broken for `failFastMs`, like every non-retryable token error.
+   */
   signer?: (key: SigningKey, claims: Record<string, unknown>) => Promise<string>
 }
 
@@ -41,6 +45,11 @@ interface Slot {
   brokenUntil: number
   brokenError?: WeirError
   invalidated?: string
+  /**
+   * The DPoP key pair of the slot: every provider sharing the slot (two channels using one shared
+   * credential) signs proofs with the key its tokens are bound to, and shares the server nonces.
+   */
+  dpop?: DpopSigner
 }
 
 /** Tokens by cache key (DESIGN.md: token endpoint, client, grant, auth method, sorted scopes, resource, audience). */
@@ -56,14 +65,29 @@ export class TokenCache {
   }
 }
 
+/** Non-enumerable mark on a provider's ERR_SHUTDOWN error: which provider was closed. */
+const CLOSED_PROVIDER = Symbol('weir.closedProvider')
+
 /** The process-wide cache used when no `cache` option is given. */
 export const defaultTokenCache = new TokenCache()
 
 /**
- * When to refresh ahead and when to stop using a token. DESIGN.md: refresh once past
- * max(30 s, 20% of the lifetime) before expiry. For tokens shorter than 150 s that lead would be
- * most of the lifetime (and 100% below 30 s), multiplying token requests, so they refresh 10% ahead.
- * The skew margin is capped at 5% of the lifetime for the same reason.
+ * When to refresh a token in the background (`refreshAt`) and when to stop using it (`staleAt`),
+ * both epoch ms in the local clock.
+ *
+ * - Tokens living 150 s or more refresh `max(30 s, 20% of the lifetime)` ahead of expiry, as
+ *   DESIGN.md ("OAuth 2.0 client") says.
+ * - **Departure from DESIGN.md:** tokens living under 150 s refresh 10% of their lifetime ahead.
+ *   Taken literally, the DESIGN rule puts the 30 s floor above most of a short lifetime (all of it
+ *   below 30 s), so a 2 s token would be refetched on every call; 10% keeps one request per
+ *   lifetime while still refreshing before expiry.
+ * - Jitter adds up to 20% of the lead (`random` in [0, 1)), so providers do not refresh in step.
+ * - The clock-skew margin of `staleAt` is capped at 5% of the lifetime, for the same reason.
+ *
+ * @example
+ * refreshSchedule(300_000, 300_000, 10, 0) // → { refreshAt: 240_000, staleAt: 290_000 } (20% lead)
+ * refreshSchedule(2_000, 2_000, 10, 0)     // → { refreshAt: 1_800, staleAt: 1_900 } (10% lead, short token)
+ * @see https://www.rfc-editor.org/rfc/rfc6749#section-5.1 (expires_in)
  */
 export function refreshSchedule(expiresAt: number, lifetimeMs: number, clockSkewSec: number, random: number): { refreshAt: number; staleAt: number } {
   if (!Number.isFinite(expiresAt)) return { refreshAt: Infinity, staleAt: Infinity }
@@ -73,17 +97,10 @@ export function refreshSchedule(expiresAt: number, lifetimeMs: number, clockSkew
   return { refreshAt: expiresAt - lead - jitter, staleAt: expiresAt - skew }
 }
 
-function configError(message: string): WeirError {
-  const e = new WeirError(message)
-  e.code = 'ERR_CONFIG_INVALID'
-  e.userError = true
-  return e
-}
-
 /** Loads keys and secrets of an (already validated) credential; throws ERR_CONFIG_INVALID naming the first problem. */
 export function resolveCredential(name: string, input: CredentialConfig): ResolvedCredential {
   const problems = checkCredential(input)
-  if (problems.length) throw configError(`credential "${name}": ${problems.map(([p, m]) => `#${p}: ${m}`).join('; ')}`)
+  if (problems.length) throw userError(`credential "${name}": ${problems.map(([p, m]) => `#${p}: ${m}`).join('; ')}`, 'ERR_CONFIG_INVALID')
   const c = applyPreset(input)
   const ca = c.clientAuth ?? {}
   const secret = reveal(ca.secret)
@@ -130,11 +147,17 @@ export function resolveCredential(name: string, input: CredentialConfig): Resolv
   return r
 }
 
-/** Cache key of a credential (DESIGN.md). */
-export function cacheKeyOf(r: ResolvedCredential, storeKey: string, dpop: boolean): string {
+/**
+ * Cache key of a credential (DESIGN.md), plus what a token can be bound to: the DPoP algorithm (the
+ * key pair itself lives on the slot, so providers sharing a slot share it) and the SHA-256
+ * thumbprint of the client certificate (RFC 8705 certificate-bound tokens only work with that
+ * certificate, so two certificates must never share a token).
+ */
+export function cacheKeyOf(r: ResolvedCredential, storeKey: string, dpopAlg: string | undefined, certThumbprint?: string): string {
   return JSON.stringify([
     r.tokenUrl ?? r.issuer, r.clientId, r.grant, r.method, [...r.scopes].sort(), [...r.resources].sort(), r.audience ?? null,
-    r.assertion?.iss ?? r.assertion?.key?.keyFileIssuer ?? null, r.assertion?.sub ?? null, r.grant === 'refresh_token' ? storeKey : null, dpop,
+    r.assertion?.iss ?? r.assertion?.key?.keyFileIssuer ?? null, r.assertion?.sub ?? null, r.grant === 'refresh_token' ? storeKey : null,
+    dpopAlg ?? null, certThumbprint ?? null,
   ])
 }
 
@@ -160,24 +183,28 @@ export function createTokenProvider(name: string, config: CredentialConfig, opti
   const now = options.now ?? (() => Date.now())
   const random = options.random ?? Math.random
   const storeKey = c.storeKey ?? name
-  const dpop = c.dpop ? new DpopSigner((typeof c.dpop === 'object' ? c.dpop.alg : undefined) as DpopAlg | undefined) : undefined
+  const dpopAlg: DpopAlg | undefined = c.dpop ? (typeof c.dpop === 'object' && c.dpop.alg ? c.dpop.alg : 'ES256') : undefined
   const tlsKey = reveal(c.tls?.key as SecretLike | undefined)
   const ownDispatcher = c.tls && (c.tls.cert || c.tls.ca)
     ? new Agent({ connect: { ...(c.tls.cert ? { cert: c.tls.cert } : {}), ...(tlsKey ? { key: tlsKey } : {}), ...(c.tls.ca ? { ca: c.tls.ca } : {}) } })
     : undefined
   const tokenDispatcher = options.dispatcher ?? ownDispatcher
-  const cacheKey = cacheKeyOf(r, storeKey, Boolean(dpop))
+  const cacheKey = cacheKeyOf(r, storeKey, dpopAlg, c.tls?.cert ? certificateThumbprint(c.tls.cert) : undefined)
   const slot = (options.cache ?? defaultTokenCache).slot(cacheKey)
+  const dpop = dpopAlg ? (slot.dpop ??= new DpopSigner(dpopAlg)) : undefined
   let store = options.store
   const getStore = () => (store ??= createRefreshTokenStore({ dir: join(options.dataDir ?? 'data', 'oauth') }))
   let clockOffsetMs = 0
   let metadata: Promise<ServerMetadata> | undefined
   const counters = { tokenRequests: 0, tokenErrors: 0 }
-  /** Pending backoff waits, cancelled by close(). */
-  const timers = new Set<() => void>()
+  /** Aborted by close(): cancels this provider's token requests, backoff waits and waiters. */
+  const lifetime = new AbortController()
+  /** Marks ERR_SHUTDOWN errors of this provider, so waiters of other providers can tell them apart. */
+  const self = {}
   const shutdownError = () => {
     const e = new WeirError(`credential "${name}": provider closed`)
     e.code = 'ERR_SHUTDOWN'
+    Object.defineProperty(e, CLOSED_PROVIDER, { value: self, enumerable: false })
     return e
   }
   const serverNow = () => now() + clockOffsetMs
@@ -309,33 +336,43 @@ export function createTokenProvider(name: string, config: CredentialConfig, opti
     return code === 'ERR_OAUTH_REAUTH_REQUIRED' || code === 'ERR_OAUTH_CHALLENGE' || (code === 'ERR_OAUTH_RESPONSE' && TERMINAL_OAUTH_ERRORS.has((e as OAuthResponseError).error))
   }
 
+  function backoff(delay: number, signal: AbortSignal): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const onAbort = () => {
+        clearTimeout(timer)
+        reject(shutdownError())
+      }
+      const timer = setTimeout(() => {
+        signal.removeEventListener('abort', onAbort)
+        resolve()
+      }, delay)
+      signal.addEventListener('abort', onAbort, { once: true })
+    })
+  }
+
+  /** One shared fetch: runs under this provider's lifetime signal, never under a caller's. */
   async function fetchWithRetries(): Promise<AccessToken> {
+    const signal = lifetime.signal
     for (let attempt = 1; ; attempt++) {
       try {
-        return install(await obtain())
+        return install(await obtain(signal))
       } catch (e) {
+        if (signal.aborted) throw shutdownError()
         const err = e as WeirError
         if (err.retryable && attempt < r.maxAttempts) {
           const delay = err.retryAfterMs !== undefined ? Math.min(err.retryAfterMs, 120_000) : Math.min(10_000, 250 * 2 ** (attempt - 1)) * (0.5 + random() / 2)
           log.warn({ attempt, delayMs: Math.round(delay), err: describeError(e) }, 'token request failed, retrying')
-          await new Promise<void>((resolve, reject) => {
-            const timer = setTimeout(() => {
-              timers.delete(cancel)
-              resolve()
-            }, delay)
-            const cancel = () => {
-              clearTimeout(timer)
-              reject(shutdownError())
-            }
-            timers.add(cancel)
-          })
+          await backoff(delay, signal)
           continue
         }
         counters.tokenErrors++
-        if (isTerminal(err)) {
+        // Any non-retryable failure (an OAuth error, a non-JSON 4xx, a 200 without access_token, a
+        // wrong token_type…) fails the same way on the next attempt: fail fast instead of sending
+        // one token request per delivery attempt (DESIGN.md "Errors fall into classes").
+        if (!err.retryable) {
           slot.brokenUntil = now() + r.failFastMs
           slot.brokenError = err
-          log.error({ error: (err as OAuthResponseError).error, error_description: (err as OAuthResponseError).error_description }, `credential broken: ${describeError(err)}`)
+          log.error({ error: (err as OAuthResponseError).error, error_description: (err as OAuthResponseError).error_description, terminal: isTerminal(err) }, `credential broken: ${describeError(err)}`)
         }
         throw err
       }
@@ -352,6 +389,8 @@ export function createTokenProvider(name: string, config: CredentialConfig, opti
 
   function background(): void {
     startFetch().catch((e) => {
+      // The provider that started the refresh was closed: the next call of another provider starts one.
+      if ((e as Record<symbol, unknown>)[CLOSED_PROVIDER] !== undefined) return
       // The current token is still valid; try again a little later rather than on every call.
       if (slot.token) slot.refreshAt = Math.min(slot.staleAt, now() + Math.max(1000, (slot.staleAt - now()) / 4))
       log.warn({ err: describeError(e) }, 'background token refresh failed')
@@ -367,20 +406,39 @@ export function createTokenProvider(name: string, config: CredentialConfig, opti
     })
   }
 
+  /**
+   * Waits for the shared fetch of the slot, starting one when none is in flight. The caller's signal
+   * ends only this wait; the fetch goes on for the other waiters. When the provider that started the
+   * fetch is closed, this caller detaches and its own provider fetches instead.
+   */
+  async function waitShared(callerSignal?: AbortSignal): Promise<AccessToken> {
+    const signal = callerSignal ? AbortSignal.any([callerSignal, lifetime.signal]) : lifetime.signal
+    for (;;) {
+      if (signal.aborted) throw signal.reason
+      if (!slot.pending) {
+        if (slot.brokenError && now() < slot.brokenUntil) throw new FailFastError(name, slot.brokenError, slot.brokenUntil)
+        startFetch()
+      }
+      try {
+        return await waitFor(slot.pending!, signal)
+      } catch (e) {
+        const closed = (e as Record<symbol, unknown> | undefined)?.[CLOSED_PROVIDER]
+        if (closed !== undefined && closed !== self && !signal.aborted) continue
+        throw e
+      }
+    }
+  }
+
   function getToken(opts?: { signal?: AbortSignal }): Promise<AccessToken> {
     if (slot.token !== undefined) {
       const t = now()
       if (t < slot.refreshAt) return slot.resolved!
       if (t < slot.staleAt) {
-        if (!slot.pending) background()
+        if (!slot.pending && !lifetime.signal.aborted) background()
         return slot.resolved!
       }
     }
-    if (!slot.pending) {
-      if (slot.brokenError && now() < slot.brokenUntil) return Promise.reject(new FailFastError(name, slot.brokenError, slot.brokenUntil))
-      startFetch()
-    }
-    return opts?.signal ? waitFor(slot.pending!, opts.signal) : slot.pending!
+    return waitShared(opts?.signal)
   }
 
   return {
@@ -397,8 +455,8 @@ export function createTokenProvider(name: string, config: CredentialConfig, opti
         slot.staleAt = 0
       }
     },
-    async authorize(request, token) {
-      const t = token ?? (await getToken())
+    async authorize(request, token, opts) {
+      const t = token ?? (await getToken(opts?.signal ? { signal: opts.signal } : undefined))
       const value = reveal(t.value)!
       const headers: Record<string, string> = { authorization: `${t.tokenType === 'DPoP' ? 'DPoP' : 'Bearer'} ${value}` }
       if (dpop) headers.dpop = await dpop.proof(request.method, request.url, value, serverNow())
@@ -410,8 +468,7 @@ export function createTokenProvider(name: string, config: CredentialConfig, opti
     stats: () => ({ ...counters }),
     explain: () => explainTokenRequest(config, name, serverNow()),
     async close() {
-      for (const cancel of [...timers]) cancel()
-      timers.clear()
+      if (!lifetime.signal.aborted) lifetime.abort(shutdownError())
       await ownDispatcher?.close()
     },
   }

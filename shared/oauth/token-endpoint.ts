@@ -104,7 +104,7 @@ export function planTokenRequest(r: ResolvedCredential, tokenUrl: string, grantP
       const secret = r.secret ?? ''
       const pair = r.basicEncoding === 'strict' ? `${formEncode(id)}:${formEncode(secret)}` : `${id}:${secret}`
       const value = `Basic ${Buffer.from(pair).toString('base64')}`
-      registerSecretValue(value.slice(6))
+      registerSecretValue(value.slice(6), { pinned: true }) // derived from the configured client secret
       headers.authorization = value
       break
     }

@@ -22,8 +22,12 @@ export interface TokenProvider {
   getToken(options?: { signal?: AbortSignal }): Promise<AccessToken>
   /** Drops `token` if it is still the current one (after a 401 invalid_token). */
   invalidate(token: AccessToken): void
-  /** Headers to add to one API request (Authorization, and DPoP with `ath` when configured). */
-  authorize(request: { method: string; url: string | URL }, token?: AccessToken): Promise<{ token: AccessToken; headers: Record<string, string> }>
+  /**
+   * Headers to add to one API request (Authorization, and DPoP with `ath` when configured).
+   * `options.signal` (the request's timeout or abort) bounds the wait for a token; the shared
+   * fetch goes on for other callers.
+   */
+  authorize(request: { method: string; url: string | URL }, token?: AccessToken, options?: { signal?: AbortSignal }): Promise<{ token: AccessToken; headers: Record<string, string> }>
   /** Dispatcher for API calls (carries the client certificate for certificate-bound tokens), if the credential needs one. */
   dispatcher?: Dispatcher
   /** Lets the provider learn from an API response to a request it authorized (a `DPoP-Nonce` header, RFC 9449 §9). */

@@ -1,11 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { Readable } from 'node:stream'
 import { startAuthorizationServer, type AuthorizationServer, type ProtectedApi } from '../../engine/embedded/authorization-server.ts'
 import { createHttpClient } from '../../shared/http/index.ts'
 import { createTokenProvider, TokenCache } from '../../shared/oauth/index.ts'
 import { Secret } from '../../shared/secret.ts'
-import { leakCollector } from '../oauth/_helpers.ts'
+import { holdingProxy, leakCollector } from '../oauth/_helpers.ts'
 
 const leak = leakCollector()
 let as: AuthorizationServer
@@ -37,6 +38,10 @@ beforeAll(async () => {
   as.registerClient({ clientId: 'api-client', authMethod: 'client_secret_basic', secret: 'api-client-secret' })
 })
 afterAll(async () => {
+  // Every log line and error message of this file (issue 3).
+  expect(leak.lines.length).toBeGreaterThan(0)
+  expect(leak.texts.length).toBeGreaterThan(0)
+  expect(leak.leaks(as.secretsSeen())).toEqual([])
   await http.close()
   other.server.closeAllConnections()
   await new Promise((r) => other.server.close(r))
@@ -89,7 +94,7 @@ describe('http client failure classes', () => {
     [422, {}, { code: 'ERR_HTTP_STATUS', retryable: false, status: 422 }],
   ])('%i → %j', async (status, headers, expected) => {
     next = { status, body: `status ${status}`, headers }
-    const err = await http.request({ url: `${other.url}/x` }).catch((e) => e)
+    const err = leak.error(await http.request({ url: `${other.url}/x` }).catch((e) => e))
     expect(err).toMatchObject({ ...expected, message: `GET ${other.url}/x answered ${status}: "status ${status}"` })
   })
 
@@ -103,18 +108,70 @@ describe('http client failure classes', () => {
   it('network failure and timeout are retryable', async () => {
     const closed = await plainServer(() => null)
     const url = closed.url
-    const hang = await http.request({ url: `${url}/slow`, timeoutMs: 150 }).catch((e) => e)
+    const hang = leak.error(await http.request({ url: `${url}/slow`, timeoutMs: 150 }).catch((e) => e))
     expect(hang).toMatchObject({ code: 'ERR_HTTP_TIMEOUT', retryable: true, message: `GET ${url}/slow timed out after 150 ms` })
     closed.server.closeAllConnections()
     await new Promise((r) => closed.server.close(r))
-    const refused = await http.request({ url: `${url}/gone` }).catch((e) => e)
+    const refused = leak.error(await http.request({ url: `${url}/gone` }).catch((e) => e))
     expect(refused).toMatchObject({ code: 'ERR_HTTP_NETWORK', retryable: true, message: `GET ${url}/gone failed: ECONNREFUSED` })
   })
 })
 
-describe('no secret in logs or errors of this file', () => {
-  it('leaks nothing', () => {
-    expect(leak.lines.length).toBeGreaterThan(0)
-    expect(leak.leaks(as.secretsSeen())).toEqual([])
+describe('the request timeout and signal bound the wait for a token', () => {
+  it('the token endpoint delays: the request times out waiting for a token, sends nothing, and the shared fetch goes on', async () => {
+    const proxy = await holdingProxy(as.tokenUrl, () => true)
+    try {
+      const p = createTokenProvider('slow', { tokenUrl: proxy.url, clientId: 'api-client', clientAuth: { secret: new Secret('api-client-secret') }, timeoutMs: 60_000 }, { cache: new TokenCache(), log: leak.log })
+      const other = p.getToken()
+      const before = { tokens: tokenRequests(), api: api.requests.length }
+      // The held token request never answers on its own: only the 50 ms request timeout can end this call.
+      const err = leak.error(await http.request({ url: `${api.url}/Patient`, credential: p, timeoutMs: 50 }).catch((e) => e))
+      expect(err).toMatchObject({ code: 'ERR_HTTP_TIMEOUT', retryable: true, message: `GET ${api.url}/Patient timed out after 50 ms waiting for an access token` })
+      expect(api.requests.length).toBe(before.api)
+      proxy.release()
+      expect((await other).tokenType).toBe('Bearer')
+      expect(tokenRequests() - before.tokens).toBe(1)
+      await p.close()
+    } finally {
+      await proxy.close()
+    }
+  })
+
+  it('a shutdown abort ends the wait through a 120 s Retry-After', async () => {
+    const p = provider()
+    as.setFailure({ status: 503, retryAfter: 120 })
+    const before = { tokens: tokenRequests(), api: api.requests.length }
+    const ac = new AbortController()
+    const result = http.request({ url: `${api.url}/Patient`, credential: p, signal: ac.signal }).catch((e) => e)
+    await new Promise<void>((resolve) => {
+      const check = () => (tokenRequests() > before.tokens && as.requests.at(-1)!.status === 503 ? resolve() : setImmediate(check))
+      check()
+    })
+    ac.abort(new Error('channel stopping'))
+    const err = leak.error(await result) as Error
+    expect(err.message).toBe('channel stopping')
+    expect([tokenRequests() - before.tokens, api.requests.length - before.api]).toEqual([1, 0])
+    await p.close()
+  })
+})
+
+describe('stream bodies', () => {
+  it('are sent as is', async () => {
+    const p = provider()
+    const res = await http.request({ url: `${api.url}/Patient`, method: 'POST', body: Readable.from([Buffer.from('{"a":'), Buffer.from('1}')]), credential: p })
+    expect([res.status, api.requests.at(-1)!.body]).toEqual([200, '{"a":1}'])
+  })
+
+  it('a 401 invalid_token on a stream body: the token is dropped, zero resends, a retryable error', async () => {
+    const p = provider()
+    await p.getToken()
+    const before = { tokens: tokenRequests(), api: api.requests.length }
+    api.respondNext({ ...invalidToken, beforeAuth: true })
+    const err = leak.error(await http.request({ url: `${api.url}/Patient`, method: 'POST', body: Readable.from([Buffer.from('{"a":1}')]), credential: p }).catch((e) => e)) as Record<string, unknown>
+    expect(err).toMatchObject({ code: 'ERR_OAUTH_CHALLENGE', status: 401, error: 'invalid_token', retryable: true, message: `POST ${api.url}/Patient answered 401 invalid_token; not resent because the request body is a stream` })
+    expect([tokenRequests() - before.tokens, api.requests.length - before.api]).toEqual([0, 1])
+    // The next attempt (with a fresh body) gets a new token.
+    const res = await http.request({ url: `${api.url}/Patient`, method: 'POST', body: Readable.from([Buffer.from('{"a":1}')]), credential: p })
+    expect([res.status, tokenRequests() - before.tokens]).toEqual([200, 1])
   })
 })

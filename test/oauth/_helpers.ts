@@ -1,12 +1,16 @@
 // Helpers for the OAuth and HTTP tests only: no tests here.
 import { generateKeyPairSync, type KeyObject } from 'node:crypto'
 import { readFileSync } from 'node:fs'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { Writable } from 'node:stream'
+import { request } from 'undici'
 import { inspect } from 'node:util'
 import { join } from 'node:path'
 import { exportJWK, type JWK } from 'jose'
 import { createPublicKey } from 'node:crypto'
 import { createLogger, type Logger } from '../../shared/log/index.ts'
+import type { RefreshTokenStore } from '../../shared/oauth/refresh-store.ts'
 
 export type Alg = 'RS256' | 'RS384' | 'PS256' | 'ES256' | 'ES384' | 'EdDSA'
 export const ALGS: Alg[] = ['RS256', 'RS384', 'PS256', 'ES256', 'ES384', 'EdDSA']
@@ -70,4 +74,94 @@ export function leakCollector() {
 /** Lines of a PEM private key long enough to identify it. */
 export function pemBody(pem: string): string[] {
   return pem.split('\n').filter((l) => l.length > 40 && !l.startsWith('-----'))
+}
+
+/**
+ * A loopback proxy in front of a token endpoint that holds the requests `hold` selects until
+ * `release()`: a token endpoint that delays exactly as long as a test wants, without timers.
+ */
+export async function holdingProxy(target: string, hold: (form: URLSearchParams) => boolean) {
+  const held: Array<() => void> = []
+  let heldTotal = 0
+  const watchers: Array<{ n: number; resolve: () => void }> = []
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = []
+    req.on('data', (c: Buffer) => chunks.push(c))
+    req.on('end', () => {
+      void (async () => {
+        const body = Buffer.concat(chunks)
+        if (hold(new URLSearchParams(body.toString('utf8')))) {
+          await new Promise<void>((resolve) => {
+            held.push(resolve)
+            heldTotal++
+            for (const w of watchers.filter((x) => heldTotal >= x.n)) {
+              watchers.splice(watchers.indexOf(w), 1)
+              w.resolve()
+            }
+          })
+        }
+        const headers: Record<string, string> = {}
+        for (const [k, v] of Object.entries(req.headers)) if (typeof v === 'string' && !['host', 'connection', 'keep-alive', 'content-length'].includes(k)) headers[k] = v
+        try {
+          const up = await request(target, { method: 'POST', headers, body })
+          const text = await up.body.text()
+          const out: Record<string, string> = {}
+          for (const [k, v] of Object.entries(up.headers)) if (typeof v === 'string' && !['connection', 'keep-alive', 'transfer-encoding', 'content-length'].includes(k)) out[k] = v
+          res.writeHead(up.statusCode, out)
+          res.end(text)
+        } catch {
+          res.writeHead(502)
+          res.end()
+        }
+      })()
+    })
+  })
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()))
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/token`
+  return {
+    url,
+    /** Resolves once `n` requests in total have been held. */
+    held: (n = 1) => new Promise<void>((resolve) => (heldTotal >= n ? resolve() : watchers.push({ n, resolve }))),
+    /** Lets every held request through. */
+    release() {
+      for (const r of held.splice(0)) r()
+    },
+    async close() {
+      for (const r of held.splice(0)) r()
+      server.closeAllConnections()
+      await new Promise((r) => server.close(r))
+    },
+  }
+}
+
+export type StoreEvent = { op: 'read'; inLease: boolean; version: number } | { op: 'write'; version: number } | { op: 'lease-wanted' | 'lease-acquired' | 'lease-released' }
+
+/** A refresh-token store that reports what it does (never a token), to prove the lease was contended. */
+export function instrumentStore(store: RefreshTokenStore, emit: (e: StoreEvent) => void): RefreshTokenStore {
+  let inLease = false
+  return {
+    async read(key) {
+      const e = await store.read(key)
+      emit({ op: 'read', inLease, version: e?.version ?? 0 })
+      return e
+    },
+    async write(key, value, expectedVersion) {
+      const e = await store.write(key, value, expectedVersion)
+      emit({ op: 'write', version: e.version })
+      return e
+    },
+    withLease(key, fn) {
+      emit({ op: 'lease-wanted' })
+      return store.withLease(key, async () => {
+        inLease = true
+        emit({ op: 'lease-acquired' })
+        try {
+          return await fn()
+        } finally {
+          inLease = false
+          emit({ op: 'lease-released' })
+        }
+      })
+    },
+  }
 }

@@ -81,6 +81,21 @@ describe('embedded authorization server: secrets', () => {
     expect((await post({ grant_type: 'refresh_token', refresh_token: first.body.refresh_token!, client_id: 'rt', client_secret: 'rt-secret' })).status).toBe(200)
   })
 
+  it.each<[string, () => void, Record<string, string>, string]>([
+    ['unauthorized_client', () => as.registerClient({ clientId: 'rt-narrow', authMethod: 'client_secret_post', secret: 'rt-narrow-secret', grants: ['client_credentials'] }), {}, 'grant refresh_token not allowed for this client'],
+    ['invalid_target', () => as.registerClient({ clientId: 'rt-narrow', authMethod: 'client_secret_post', secret: 'rt-narrow-secret', resources: ['https://api.example/a'] }), { resource: 'https://api.example/b' }, 'resource https://api.example/b not allowed for this client'],
+  ])('a refresh request rejected with %s does not spend the refresh token', async (error, register, extra, description) => {
+    register()
+    const rt = as.issueRefreshToken('rt-narrow')
+    const spent = as.spentRefreshTokenUses()
+    const form = { grant_type: 'refresh_token', refresh_token: rt, client_id: 'rt-narrow', client_secret: 'rt-narrow-secret' }
+    expect(await post({ ...form, ...extra })).toMatchObject({ status: 400, body: { error, error_description: description } })
+    as.registerClient({ clientId: 'rt-narrow', authMethod: 'client_secret_post', secret: 'rt-narrow-secret' })
+    const again = await post(form)
+    expect([again.status, typeof again.body.refresh_token]).toEqual([200, 'string'])
+    expect(as.spentRefreshTokenUses()).toBe(spent)
+  })
+
   it('issues verifiable JWT access tokens, publishes metadata and JWKS, and can fail on demand', async () => {
     const ok = await post({ grant_type: 'client_credentials', client_id: 'post', client_secret: 'post-secret', resource: 'https://api.example/fhir' })
     expect(ok.body).toMatchObject({ token_type: 'Bearer', expires_in: 300, scope: 'read' })

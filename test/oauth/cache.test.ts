@@ -1,16 +1,24 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
 import { startAuthorizationServer, type AuthorizationServer } from '../../engine/embedded/authorization-server.ts'
 import { createTokenProvider, refreshSchedule, TokenCache, type CredentialConfig } from '../../shared/oauth/index.ts'
+import { createHttpClient } from '../../shared/http/index.ts'
 import { Secret } from '../../shared/secret.ts'
-import { leakCollector } from './_helpers.ts'
+import { fixtures, leakCollector } from './_helpers.ts'
 
 const leak = leakCollector()
+const http = createHttpClient({ log: leak.log })
+/** Secrets of servers started (and closed) inside single tests, for the leak check in afterAll. */
+const secretsOfClosedServers: string[] = []
 let as: AuthorizationServer
 beforeAll(async () => {
   as = await startAuthorizationServer()
 })
 afterAll(async () => {
+  await http.close()
   await as.close()
+  // Every log line and error message of this file (issue 3).
+  expect(leak.texts.length).toBeGreaterThan(0)
+  expect(leak.leaks([...as.secretsSeen(), ...secretsOfClosedServers])).toEqual([])
 })
 afterEach(() => {
   vi.useRealTimers()
@@ -30,6 +38,15 @@ function client(id: string, extra: Partial<Parameters<AuthorizationServer['regis
   as.registerClient({ clientId: id, authMethod: 'client_secret_basic', secret: `${id}-secret-value`, ...extra })
   return { tokenUrl: as.tokenUrl, clientId: id, clientAuth: { secret: new Secret(`${id}-secret-value`) } }
 }
+/** Like `until`, for a condition that needs an await (each try is one more loop turn). */
+async function untilAsync(cond: () => Promise<boolean>, what: string) {
+  for (let i = 0; i < 20_000; i++) {
+    if (await cond()) return
+    await immediate()
+  }
+  throw new Error(`timed out waiting for ${what}`)
+}
+
 const count = (id: string) => as.requests.filter((r) => r.clientId === id).length
 
 describe('token cache', () => {
@@ -48,38 +65,40 @@ describe('token cache', () => {
     expect(refreshSchedule(2_000, 2_000, 10, 1).refreshAt).toBe(1_760)
   })
 
-  it('2-second tokens, steady caller over 10 s: requests = lifetimes ± 1 and no call after the first waits', async () => {
-    let t = Date.now()
+  it('2-second tokens, steady caller over 10 s: one request per 1.8 s (10% lead) and no call after the first waits', async () => {
+    const t0 = Date.now()
+    let t = t0
     const clock = () => t
     const srv = await startAuthorizationServer({ tokenLifetimeSec: 2, now: clock })
     try {
       srv.registerClient({ clientId: 'steady', authMethod: 'client_secret_post', secret: 'steady-secret-value' })
-      const p = createTokenProvider('steady', { tokenUrl: srv.tokenUrl, clientId: 'steady', clientAuth: { method: 'client_secret_post', secret: new Secret('steady-secret-value') } }, { now: clock, cache: new TokenCache(), log: leak.log })
-      const seen = new Set([(await p.getToken()).value.reveal()])
+      const p = createTokenProvider('steady', { tokenUrl: srv.tokenUrl, clientId: 'steady', clientAuth: { method: 'client_secret_post', secret: new Secret('steady-secret-value') } }, { now: clock, random: () => 0, cache: new TokenCache(), log: leak.log })
+      let current = (await p.getToken()).value.reveal()
       let waited = 0
       for (let step = 1; step <= 100; step++) {
         t += 100
         const outcome = await Promise.race([p.getToken().then((tok) => tok.value.reveal()), immediate().then(() => 'waited')])
         if (outcome === 'waited') waited++
-        else seen.add(outcome)
-        // A background refresh was started: give it real time to land (the virtual clock stands still meanwhile).
-        for (let i = 0; i < 250 && p.stats().tokenRequests > seen.size; i++) {
-          await new Promise((r) => setTimeout(r, 2))
-          seen.add((await p.getToken()).value.reveal())
+        if (p.stats().tokenRequests > srv.requests.filter((r) => r.status === 200).length || outcome !== current) {
+          // A background refresh started: the virtual clock stands still until the server has
+          // answered it and the provider serves the new token (bounded by loop turns, not time).
+          const before = current
+          await untilAsync(async () => srv.requests.length === p.stats().tokenRequests && srv.requests.every((r) => r.status === 200)
+            && (current = (await p.getToken()).value.reveal()) !== before, `refresh at step ${step}`)
         }
       }
-      const lifetimes = 10 / 2
-      expect(srv.requests.length).toBeGreaterThanOrEqual(lifetimes - 1)
-      expect(srv.requests.length).toBeLessThanOrEqual(lifetimes + 1)
+      // 10% lead: a 2 s token is refreshed 1.8 s after it was issued, so over 10 s: at 0, 1.8, 3.6, 5.4, 7.2 and 9 s.
+      expect(srv.requests.map((r) => r.at - t0)).toEqual([0, 1_800, 3_600, 5_400, 7_200, 9_000])
+      expect(p.stats()).toEqual({ tokenRequests: 6, tokenErrors: 0 })
       expect(waited).toBe(0)
-      expect(srv.requests.every((r) => r.status === 200)).toBe(true)
+      secretsOfClosedServers.push(...srv.secretsSeen())
     } finally {
       await srv.close()
     }
   })
 
   it('invalidate() drops only the current token', async () => {
-    const p = createTokenProvider('inval', client('inval'), { cache: new TokenCache() })
+    const p = createTokenProvider('inval', client('inval'), { cache: new TokenCache(), log: leak.log })
     const a = await p.getToken()
     p.invalidate({ ...a, value: new Secret('some-other-token-value') })
     expect(await p.getToken()).toBe(a)
@@ -109,7 +128,7 @@ describe('error classes', () => {
     }
     expect(count('badsecret')).toBe(1)
     t += 5_001 // past the 30 s window: one new attempt
-    await p.getToken().catch(() => undefined)
+    await p.getToken().catch(leak.error)
     expect(count('badsecret')).toBe(2)
     expect(p.stats()).toEqual({ tokenRequests: 2, tokenErrors: 2 })
   })
@@ -161,26 +180,115 @@ describe('lifecycle', () => {
     await until(() => count('closing') === 1 && as.requests.at(-1)!.status === 503, 'first request')
     for (let i = 0; i < 50; i++) await immediate()
     await p.close()
-    const err = await result
+    const err = leak.error(await result) as Error & { code: string }
     expect([err.code, err.message]).toEqual(['ERR_SHUTDOWN', 'credential "closing": provider closed'])
     expect(count('closing')).toBe(1)
   })
 
   it('a caller can stop waiting with an AbortSignal without cancelling the shared fetch', async () => {
-    const p = createTokenProvider('abort', client('abort'), { cache: new TokenCache() })
+    const p = createTokenProvider('abort', client('abort'), { cache: new TokenCache(), log: leak.log })
     const ac = new AbortController()
-    const waiting = p.getToken({ signal: ac.signal }).catch((e) => e)
+    const waiting = p.getToken({ signal: ac.signal }).catch((e) => leak.error(e) as Error)
     const other = p.getToken()
     ac.abort(new Error('caller gave up'))
-    expect((await waiting).message).toBe('caller gave up')
+    expect(((await waiting) as Error).message).toBe('caller gave up')
     expect((await other).tokenType).toBe('Bearer')
     expect(count('abort')).toBe(1)
   })
 })
 
-describe('no secret in logs or errors of this file', () => {
-  it('leaks nothing', () => {
-    expect(leak.texts.length).toBeGreaterThan(0)
-    expect(leak.leaks(as.secretsSeen())).toEqual([])
+describe('fail fast on every non-retryable token error', () => {
+  it.each<[string, Parameters<AuthorizationServer['setFailure']>[0], Record<string, unknown>]>([
+    ['400 invalid_request', { status: 400 }, { code: 'ERR_OAUTH_RESPONSE', status: 400, error: 'invalid_request', message: `token endpoint ${'URL'} answered 400 invalid_request` }],
+    ['a non-JSON 4xx', { status: 404, body: '<html>Not Found</html>', contentType: 'text/html' }, { code: 'ERR_OAUTH_RESPONSE', status: 404, message: `token endpoint ${'URL'} answered 404 with a body that is not JSON: "<html>Not Found</html>"` }],
+    ['a 200 without access_token', { status: 200, body: '{"token_type":"Bearer","expires_in":300}' }, { code: 'ERR_OAUTH_RESPONSE', status: 200, message: `token endpoint ${'URL'} answered 200: "response" body "access_token" property must be a non-empty string` }],
+    ['a wrong token_type', { status: 200, body: '{"access_token":"opaque-token-value-1","token_type":"mac"}' }, { code: 'ERR_OAUTH_RESPONSE', status: 200, message: `token endpoint ${'URL'} answered 200: unsupported "token_type" "mac" (expected Bearer)` }],
+  ])('%s: the next call inside failFastMs makes 0 requests', async (_name, failure, expected) => {
+    const id = `ff-${failure.status}-${Math.random().toString(36).slice(2, 8)}`
+    let t = Date.now()
+    const p = createTokenProvider(id, { ...client(id), failFastMs: 30_000 }, { now: () => t, cache: new TokenCache(), log: leak.log })
+    as.setFailure(failure)
+    const err = leak.error(await p.getToken().catch((e) => e)) as Record<string, unknown>
+    expect(err).toMatchObject({ ...expected, retryable: false, message: (expected.message as string).replace('URL', as.tokenUrl) })
+    expect(count(id)).toBe(1)
+    t += 29_000
+    const ff = leak.error(await p.getToken().catch((e) => e)) as Record<string, unknown>
+    expect([ff.code, (ff.cause as Error).message]).toEqual(['ERR_OAUTH_FAIL_FAST', err.message])
+    expect(count(id)).toBe(1)
+    t += 1_001
+    expect((await p.getToken()).tokenType).toBe('Bearer')
+    expect(count(id)).toBe(2)
+  })
+})
+
+describe('providers sharing a cache (two channels using one credential)', () => {
+  it('DPoP: both providers sign proofs with the key the shared token is bound to', async () => {
+    const dAs = await startAuthorizationServer({ dpopNonces: true })
+    const dApi = await dAs.createProtectedApi({ dpopNonces: true })
+    try {
+      dAs.registerClient({ clientId: 'dpop-shared', authMethod: 'client_secret_post', secret: 'dpop-shared-secret', requireDpop: true })
+      const config: CredentialConfig = { tokenUrl: dAs.tokenUrl, clientId: 'dpop-shared', clientAuth: { method: 'client_secret_post', secret: new Secret('dpop-shared-secret') }, dpop: true }
+      const cache = new TokenCache()
+      const [a, b] = [createTokenProvider('a', config, { cache, log: leak.log }), createTokenProvider('b', config, { cache, log: leak.log })]
+      expect(a.cacheKey).toBe(b.cacheKey)
+      for (const p of [a, b, a, b]) {
+        const res = await http.request({ url: `${dApi.url}/x`, credential: p }).catch((e) => { throw leak.error(e) })
+        expect(res.status).toBe(200)
+      }
+      // One token for both; the API nonce learnt by a's first call also serves b.
+      expect(dAs.requests.map((r) => [r.status, r.error ?? null])).toEqual([[400, 'use_dpop_nonce'], [200, null]])
+      expect(dApi.requests.map((r) => r.status)).toEqual([401, 200, 200, 200, 200])
+      secretsOfClosedServers.push(...dAs.secretsSeen())
+    } finally {
+      await dApi.close()
+      await dAs.close()
+    }
+  })
+
+  it('mTLS: providers with different client certificates never share a certificate-bound token', async () => {
+    const tls = { cert: fixtures.serverCert, key: fixtures.serverKey, ca: fixtures.ca }
+    const tAs = await startAuthorizationServer({ tls })
+    const tApi = await tAs.createProtectedApi({ tls })
+    try {
+      tAs.registerClient({ clientId: 'mtls-shared', authMethod: 'client_secret_basic', secret: 'mtls-shared-secret' })
+      const config = (cert: string, key: string): CredentialConfig => ({
+        tokenUrl: tAs.tokenUrl, clientId: 'mtls-shared', clientAuth: { secret: new Secret('mtls-shared-secret') }, tls: { cert, key: new Secret(key), ca: fixtures.ca },
+      })
+      const cache = new TokenCache()
+      const a = createTokenProvider('a', config(fixtures.clientCert, fixtures.clientKey), { cache, log: leak.log })
+      const b = createTokenProvider('b', config(fixtures.serverCert, fixtures.serverKey), { cache, log: leak.log })
+      const a2 = createTokenProvider('a2', config(fixtures.clientCert, fixtures.clientKey), { cache, log: leak.log })
+      expect([a.cacheKey === b.cacheKey, a.cacheKey === a2.cacheKey]).toEqual([false, true])
+      for (const p of [a, b, a, b]) {
+        const res = await http.request({ url: `${tApi.url}/r`, credential: p }).catch((e) => { throw leak.error(e) })
+        expect(res.status).toBe(200)
+      }
+      expect(tApi.requests.map((r) => r.status)).toEqual([200, 200, 200, 200])
+      expect(tAs.requests.map((r) => r.status)).toEqual([200, 200])
+      await Promise.all([a.close(), b.close(), a2.close()])
+      secretsOfClosedServers.push(...tAs.secretsSeen())
+    } finally {
+      await tApi.close()
+      await tAs.close()
+    }
+  })
+
+  it("close() of one provider does not fail another provider's wait on the shared fetch", async () => {
+    const config = client('shared-close')
+    const cache = new TokenCache()
+    const a = createTokenProvider('a', config, { cache, log: leak.log })
+    const b = createTokenProvider('b', config, { cache, log: leak.log })
+    as.setFailure({ status: 503, retryAfter: 100 })
+    const aResult = a.getToken().catch((e) => e)
+    const bResult = b.getToken().catch((e) => e)
+    await until(() => count('shared-close') === 1 && as.requests.at(-1)!.status === 503, 'first request')
+    await a.close()
+    const aErr = leak.error(await aResult) as Error & { code: string }
+    expect([aErr.code, aErr.message]).toEqual(['ERR_SHUTDOWN', 'credential "a": provider closed'])
+    // b detaches from the fetch a started and fetches with its own provider at once.
+    const bToken = leak.error(await bResult) as { tokenType?: string }
+    expect(bToken.tokenType).toBe('Bearer')
+    expect(as.requests.filter((r) => r.clientId === 'shared-close').map((r) => r.status)).toEqual([503, 200])
+    await b.close()
   })
 })

@@ -76,6 +76,28 @@ describe('checkCredential and applyPreset', () => {
   })
 })
 
+describe('extraParams', () => {
+  const base: CredentialConfig = { tokenUrl: 'https://as.example/token', clientId: 'c', clientAuth: { secret: new Secret('s') } }
+  it.each<[string, string]>([
+    ['client_id', 'use clientId'],
+    ['client_secret', 'use clientAuth.secret (client credentials go in exactly one place, RFC 6749 §2.3)'],
+    ['client_assertion', 'use clientAuth.privateKey (private_key_jwt) or clientAuth.secret (client_secret_jwt); the assertion is signed for each request'],
+    ['client_assertion_type', 'it follows from clientAuth.method'],
+    ['grant_type', 'use grant'],
+    ['scope', 'use scope'],
+    ['refresh_token', 'use refreshToken (or weir credentials import)'],
+    ['assertion', 'use assertion (assertion.privateKey, assertion.keyFile or assertion.value)'],
+    ['resource', 'use resource'],
+    ['audience', 'use audience'],
+  ])('%s is reserved', (name, instead) => {
+    expect(checkCredential({ ...base, extraParams: { tenant: 't1', [name]: 'x' } })).toEqual([[`/extraParams/${name}`, `"${name}" is sent by Weir itself; ${instead}`]])
+  })
+
+  it.each(['tenant', 'prompt', 'constructor', 'Client_Secret'])('%s is allowed', (name) => {
+    expect(checkCredential({ ...base, extraParams: { [name]: 'x' } })).toEqual([])
+  })
+})
+
 describe('explainTokenRequest', () => {
   it('shows the request with every credential redacted', () => {
     const x = explainTokenRequest({ tokenUrl: 'https://as.example/token', clientId: 'id with space', clientAuth: { secret: new Secret('very-secret-value') }, scope: ['a', 'b'], resource: 'https://api.example/', extraParams: { tenant: 't1' } })

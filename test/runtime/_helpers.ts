@@ -1,9 +1,13 @@
+import { afterEach, beforeEach } from 'vitest'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { defineComponent, type ComponentDefinition, type Emit } from '../../shared/component.ts'
 import type { LoadedChannel, LoadedDestination, RetryPolicy, CircuitBreakerPolicy, ChannelOptions } from '../../shared/config/types.ts'
+import { openSqliteStore, type MessageStore } from '../../shared/store/index.ts'
+import { silentLogger } from '../../shared/log/index.ts'
+import { startChannel, type ChannelHandle } from '../../engine/runtime/index.ts'
 import postDestination from '../fixtures/runtime/test-post-destination.ts'
 
 export interface Received {
@@ -116,4 +120,40 @@ export async function until(cond: () => boolean | Promise<boolean>, timeoutMs = 
     if (Date.now() > end) throw new Error('condition not met in time')
     await new Promise((ok) => setTimeout(ok, 10))
   }
+}
+
+type RuntimeDeps = Parameters<typeof startChannel>[1]
+
+export interface RuntimeFixture {
+  dir: Awaited<ReturnType<typeof tempDir>>
+  store: MessageStore
+  api: Awaited<ReturnType<typeof startApi>>
+  /** Started channels, stopped after each test. */
+  handles: ChannelHandle[]
+  /** Starts a channel in the test's directory with the test's store; `defaults` and `extra` override the deps. */
+  start(parts: Parameters<typeof channel>[0], extra?: Partial<RuntimeDeps>): Promise<ChannelHandle>
+}
+
+/** Per test: a temporary directory, a SQLite store in it and a loopback API; all closed after the test. */
+export function useRuntimeFixture(defaults: Partial<RuntimeDeps> = {}): RuntimeFixture {
+  const rt = {
+    handles: [] as ChannelHandle[],
+    async start(parts: Parameters<typeof channel>[0], extra: Partial<RuntimeDeps> = {}) {
+      const h = await startChannel(channel({ dir: rt.dir.path, ...parts }), { store: rt.store, log: silentLogger, dataDir: rt.dir.path, ...defaults, ...extra })
+      rt.handles.push(h)
+      return h
+    },
+  } as RuntimeFixture
+  beforeEach(async () => {
+    rt.dir = await tempDir()
+    rt.store = openSqliteStore({ dataDir: rt.dir.path })
+    rt.api = await startApi()
+  })
+  afterEach(async () => {
+    for (const h of rt.handles.splice(0)) await h.stop({ timeoutMs: 500 })
+    await rt.api.close()
+    await rt.store.close()
+    await rt.dir.remove()
+  })
+  return rt
 }

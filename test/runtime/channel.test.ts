@@ -1,43 +1,22 @@
-import { describe, it, expect, beforeEach, afterEach } from 'vitest'
+import { describe, it, expect } from 'vitest'
 import { openSqliteStore, type MessageStore } from '../../shared/store/index.ts'
 import { silentLogger } from '../../shared/log/index.ts'
 import { defineComponent } from '../../shared/component.ts'
-import { startChannel, type ChannelHandle } from '../../engine/runtime/index.ts'
-import { startApi, feedSource, destination, channel, tempDir, filter, until } from './_helpers.ts'
+import { startChannel } from '../../engine/runtime/index.ts'
+import { startApi, feedSource, destination, channel, filter, until, useRuntimeFixture } from './_helpers.ts'
 
-let dir: Awaited<ReturnType<typeof tempDir>>
-let store: MessageStore
-let api: Awaited<ReturnType<typeof startApi>>
-const handles: ChannelHandle[] = []
-
-beforeEach(async () => {
-  dir = await tempDir()
-  store = openSqliteStore({ dataDir: dir.path })
-  api = await startApi()
-})
-afterEach(async () => {
-  for (const h of handles.splice(0)) await h.stop({ timeoutMs: 500 })
-  await api.close()
-  await store.close()
-  await dir.remove()
-})
-
-async function start(ch: Parameters<typeof channel>[0], extra: { random?: () => number } = {}) {
-  const h = await startChannel(channel({ dir: dir.path, ...ch }), { store, log: silentLogger, dataDir: dir.path, pollIntervalMs: 50, ...extra })
-  handles.push(h)
-  return h
-}
+const rt = useRuntimeFixture({ pollIntervalMs: 50 })
 
 describe('startChannel', () => {
   it('delivers in arrival order with a stable idempotency key and records the outcome', async () => {
     const src = feedSource()
-    const h = await start({ source: src.definition, destinations: [destination('api', api.url)] })
+    const h = await rt.start({ source: src.definition, destinations: [destination('api', rt.api.url)] })
     const ids: string[] = []
     for (let i = 0; i < 20; i++) ids.push((await src.emit({ n: i })).id)
     await h.whenIdle()
-    expect(api.received.map((r) => (r.body as { n: number }).n)).toEqual(Array.from({ length: 20 }, (_, i) => i))
-    expect(api.keys()).toEqual(ids.map((id) => `${id}:api`))
-    const d = (await store.get(ids[0]!))!
+    expect(rt.api.received.map((r) => (r.body as { n: number }).n)).toEqual(Array.from({ length: 20 }, (_, i) => i))
+    expect(rt.api.keys()).toEqual(ids.map((id) => `${id}:api`))
+    const d = (await rt.store.get(ids[0]!))!
     expect(d.message.status).toBe('delivered')
     expect(d.deliveries).toEqual([expect.objectContaining({ destination: 'api', status: 'delivered', attempts: 1, responseStatus: 200, responseExcerpt: 'ok' })])
     expect(h.counters()).toMatchObject({ received: 20, delivered: 20, queued: 0, errors: 0, retrying: 0 })
@@ -45,80 +24,80 @@ describe('startChannel', () => {
 
   it('emit resolves only after the message is in the store', async () => {
     const src = feedSource()
-    api.behaviour = () => ({ status: 200, hang: true })
-    await start({ source: src.definition, destinations: [destination('api', api.url)] })
+    rt.api.behaviour = () => ({ status: 200, hang: true })
+    await rt.start({ source: src.definition, destinations: [destination('api', rt.api.url)] })
     const { id } = await src.emit({ a: 1 })
-    const reader = openSqliteStore({ dataDir: dir.path, owner: false })
+    const reader = openSqliteStore({ dataDir: rt.dir.path, owner: false })
     expect((await reader.get(id))!.message.body).toEqual({ a: 1 })
     await reader.close()
-    api.releaseHanging()
+    rt.api.releaseHanging()
   })
 
   it('counts duplicates by dedupe key without storing them twice', async () => {
     const src = feedSource()
-    const h = await start({ source: src.definition, destinations: [destination('api', api.url)] })
+    const h = await rt.start({ source: src.definition, destinations: [destination('api', rt.api.url)] })
     const a = await src.emit({ a: 1 }, { dedupeKey: 'k1' })
     const b = await src.emit({ a: 1 }, { dedupeKey: 'k1' })
     expect(b).toEqual({ id: a.id, duplicate: true })
     await h.whenIdle()
-    expect(api.received).toHaveLength(1)
+    expect(rt.api.received).toHaveLength(1)
     expect(h.counters()).toMatchObject({ received: 1, duplicates: 1 })
   })
 
   it('runs filters: null filters the message, an array splits it into parts with their own ids', async () => {
     const src = feedSource()
-    const h = await start({
+    const h = await rt.start({
       source: src.definition,
       filters: [filter((m) => ((m.body as { drop?: boolean }).drop ? null : m)), filter((m) => (Array.isArray(m.body.items) ? m.body.items.map((x: unknown) => ({ ...m, body: x })) : { ...m, body: { ...m.body, seen: true } }))],
-      destinations: [destination('api', api.url)],
+      destinations: [destination('api', rt.api.url)],
     })
     const dropped = await src.emit({ drop: true })
     const split = await src.emit({ items: ['a', 'b', 'c'] })
     const one = await src.emit({ x: 1 })
     await h.whenIdle()
-    expect((await store.get(dropped.id))!.message.status).toBe('filtered')
-    expect((await store.get(dropped.id))!.deliveries.map((d) => d.status)).toEqual(['filtered'])
-    expect(api.received.map((r) => [r.key, r.body])).toEqual([
+    expect((await rt.store.get(dropped.id))!.message.status).toBe('filtered')
+    expect((await rt.store.get(dropped.id))!.deliveries.map((d) => d.status)).toEqual(['filtered'])
+    expect(rt.api.received.map((r) => [r.key, r.body])).toEqual([
       [`${split.id}.0:api`, 'a'], [`${split.id}.1:api`, 'b'], [`${split.id}.2:api`, 'c'], [`${one.id}:api`, { x: 1, seen: true }],
     ])
-    expect((await store.get(split.id))!.deliveries.map((d) => [d.part, d.status])).toEqual([[0, 'delivered'], [1, 'delivered'], [2, 'delivered']])
+    expect((await rt.store.get(split.id))!.deliveries.map((d) => [d.part, d.status])).toEqual([[0, 'delivered'], [1, 'delivered'], [2, 'delivered']])
     expect(h.counters()).toMatchObject({ filtered: 1, delivered: 2 })
   })
 
   it('a filter that throws puts the message in error and the channel moves on', async () => {
     const src = feedSource()
-    const h = await start({ source: src.definition, filters: [filter((m) => { if (m.body.bad) throw new Error('cannot map'); return m })], destinations: [destination('api', api.url)] })
+    const h = await rt.start({ source: src.definition, filters: [filter((m) => { if (m.body.bad) throw new Error('cannot map'); return m })], destinations: [destination('api', rt.api.url)] })
     const bad = await src.emit({ bad: true })
     await src.emit({ good: true })
     await h.whenIdle()
-    const d = (await store.get(bad.id))!
+    const d = (await rt.store.get(bad.id))!
     expect(d.message.status).toBe('error')
     expect(d.message.error).toBe('filters/0: cannot map')
-    expect(api.received).toHaveLength(1)
+    expect(rt.api.received).toHaveLength(1)
   })
 
   it('a permanent 400 goes to error at once with the excerpt; resubmit redelivers once the API is fixed', async () => {
     const src = feedSource()
-    api.behaviour = () => ({ status: 400, body: '{"error":"mrn missing"}' })
-    const h = await start({ source: src.definition, destinations: [destination('api', api.url)] })
+    rt.api.behaviour = () => ({ status: 400, body: '{"error":"mrn missing"}' })
+    const h = await rt.start({ source: src.definition, destinations: [destination('api', rt.api.url)] })
     const { id } = await src.emit({ n: 1 })
     await src.emit({ n: 2 })
     await h.whenIdle()
-    const d = (await store.get(id))!
+    const d = (await rt.store.get(id))!
     expect(d.message.status).toBe('error')
-    expect(d.message.error).toBe(`api: ERR_HTTP_STATUS: POST ${api.url} answered 400`)
+    expect(d.message.error).toBe(`api: ERR_HTTP_STATUS: POST ${rt.api.url} answered 400`)
     expect(d.deliveries).toEqual([expect.objectContaining({ status: 'error', attempts: 1, responseStatus: 400, responseExcerpt: '{"error":"mrn missing"}' })])
-    expect(api.received.filter((r) => r.key === `${id}:api`)).toHaveLength(1)
+    expect(rt.api.received.filter((r) => r.key === `${id}:api`)).toHaveLength(1)
     expect(h.counters().errors).toBe(2)
 
-    api.behaviour = () => undefined
-    expect(await store.resubmit({ ids: [id] })).toEqual([id])
+    rt.api.behaviour = () => undefined
+    expect(await rt.store.resubmit({ ids: [id] })).toEqual([id])
     h.wake()
     await h.whenIdle()
-    const after = (await store.get(id))!
+    const after = (await rt.store.get(id))!
     expect(after.message.status).toBe('delivered')
     expect(after.attempts.map((a) => [a.outcome, a.responseStatus])).toEqual([['permanent', 400], ['delivered', 200]])
-    expect(api.received.filter((r) => r.key === `${id}:api`)).toHaveLength(2)
+    expect(rt.api.received.filter((r) => r.key === `${id}:api`)).toHaveLength(2)
   })
 
   it('with two destinations, resubmit resends only to the one that failed', async () => {
@@ -126,16 +105,16 @@ describe('startChannel', () => {
     try {
       const src = feedSource()
       other.behaviour = () => ({ status: 422, body: 'nope' })
-      const h = await start({ source: src.definition, destinations: [destination('a', api.url), destination('b', other.url)] })
+      const h = await rt.start({ source: src.definition, destinations: [destination('a', rt.api.url), destination('b', other.url)] })
       const { id } = await src.emit({ n: 1 })
       await h.whenIdle()
-      expect((await store.get(id))!.deliveries.map((d) => [d.destination, d.status])).toEqual([['a', 'delivered'], ['b', 'error']])
+      expect((await rt.store.get(id))!.deliveries.map((d) => [d.destination, d.status])).toEqual([['a', 'delivered'], ['b', 'error']])
       other.behaviour = () => undefined
-      await store.resubmit({ status: 'error' })
+      await rt.store.resubmit({ status: 'error' })
       h.wake()
       await h.whenIdle()
-      expect((await store.get(id))!.message.status).toBe('delivered')
-      expect(api.received).toHaveLength(1)
+      expect((await rt.store.get(id))!.message.status).toBe('delivered')
+      expect(rt.api.received).toHaveLength(1)
       expect(other.received).toHaveLength(2)
     } finally {
       await other.close()
@@ -144,8 +123,8 @@ describe('startChannel', () => {
 
   it('onError "stop" stops the channel after a message in error and leaves the rest queued', async () => {
     const src = feedSource()
-    api.behaviour = ({ n }) => (n === 1 ? { status: 400, body: 'bad' } : undefined)
-    const h = await start({ source: src.definition, destinations: [destination('api', api.url)], options: { onError: 'stop' } })
+    rt.api.behaviour = ({ n }) => (n === 1 ? { status: 400, body: 'bad' } : undefined)
+    const h = await rt.start({ source: src.definition, destinations: [destination('api', rt.api.url)], options: { onError: 'stop' } })
     await src.emit({ n: 1 })
     const second = await src.emit({ n: 2 })
     const outcome = await h.stopped
@@ -153,14 +132,14 @@ describe('startChannel', () => {
     expect(outcome.error!.message).toMatch(/^channel test stopped: message \w+ in error: api: ERR_HTTP_STATUS: POST .* answered 400$/)
     expect(h.state).toBe('stopped')
     expect(src.stopped).toBe(1)
-    expect((await store.get(second.id))!.message.status).toBe('queued')
-    expect(api.received).toHaveLength(1)
+    expect((await rt.store.get(second.id))!.message.status).toBe('queued')
+    expect(rt.api.received).toHaveLength(1)
   })
 
   it('refuses emits with a retryable ERR_BACKPRESSURE when the queue is at its limit', async () => {
     const src = feedSource()
-    api.behaviour = () => ({ status: 200, hang: true })
-    const h = await start({ source: src.definition, destinations: [destination('api', api.url)], options: { queueLimit: 3 } })
+    rt.api.behaviour = () => ({ status: 200, hang: true })
+    const h = await rt.start({ source: src.definition, destinations: [destination('api', rt.api.url)], options: { queueLimit: 3 } })
     for (let i = 0; i < 3; i++) await src.emit({ i })
     const err = await src.emit({ i: 3 }).catch((e) => e)
     expect(err.code).toBe('ERR_BACKPRESSURE')
@@ -168,8 +147,8 @@ describe('startChannel', () => {
     expect(err.retryAfterMs).toBe(1000)
     expect(err.message).toBe('channel test: queue is full (3 messages pending)')
     expect(h.counters().refused).toBe(1)
-    api.behaviour = () => undefined
-    api.releaseHanging()
+    rt.api.behaviour = () => undefined
+    rt.api.releaseHanging()
     await h.whenIdle()
     await src.emit({ i: 4 })
     await h.whenIdle()
@@ -177,17 +156,17 @@ describe('startChannel', () => {
   })
 
   it('concurrency 1 sends one at a time; concurrency 4 sends up to four at once', async () => {
-    api.behaviour = () => ({ status: 200, delayMs: 40 })
+    rt.api.behaviour = () => ({ status: 200, delayMs: 40 })
     const src = feedSource()
-    const h1 = await start({ name: 'one', source: src.definition, destinations: [destination('api', api.url)] })
+    const h1 = await rt.start({ name: 'one', source: src.definition, destinations: [destination('api', rt.api.url)] })
     for (let i = 0; i < 6; i++) await src.emit({ i })
     await h1.whenIdle()
-    expect(api.maxActive).toBe(1)
+    expect(rt.api.maxActive).toBe(1)
     const src4 = feedSource()
-    const h4 = await start({ name: 'four', source: src4.definition, destinations: [destination('api', api.url)], options: { concurrency: 4 } })
+    const h4 = await rt.start({ name: 'four', source: src4.definition, destinations: [destination('api', rt.api.url)], options: { concurrency: 4 } })
     await Promise.all(Array.from({ length: 12 }, (_, i) => src4.emit({ i })))
     await h4.whenIdle()
-    expect(api.maxActive).toBe(4)
+    expect(rt.api.maxActive).toBe(4)
     expect(h4.counters().delivered).toBe(12)
   })
 
@@ -206,9 +185,9 @@ describe('startChannel', () => {
         stop() {},
       }),
     })
-    const h = await start({ source, destinations: [destination('api', api.url)] })
-    expect(seen).toEqual({ channelDir: dir.path, dataDir: dir.path, name: 'source', aborted: false })
-    expect(await store.getState('test', 'source', 'cursor')).toBe(1)
+    const h = await rt.start({ source, destinations: [destination('api', rt.api.url)] })
+    expect(seen).toEqual({ channelDir: rt.dir.path, dataDir: rt.dir.path, name: 'source', aborted: false })
+    expect(await rt.store.getState('test', 'source', 'cursor')).toBe(1)
     await h.stop()
     expect(ctxSignal!.aborted).toBe(true)
   })
@@ -227,61 +206,60 @@ describe('startChannel', () => {
       },
     })
     const src = feedSource()
-    const ch = channel({ dir: dir.path, source: src.definition, destinations: [destination('d', '', { definition: dest, config: {} })] })
+    const ch = channel({ dir: rt.dir.path, source: src.definition, destinations: [destination('d', '', { definition: dest, config: {} })] })
     ch.credentials = { epic: { preset: 'epic-backend' } }
-    const h = await startChannel(ch, { store, log: silentLogger, dataDir: dir.path, http, credential: (name, c) => { asked.push(`${c.name}/${name}`); return provider } })
-    handles.push(h)
+    const h = await startChannel(ch, { store: rt.store, log: silentLogger, dataDir: rt.dir.path, http, credential: (name, c) => { asked.push(`${c.name}/${name}`); return provider } })
+    rt.handles.push(h)
     const { id } = await src.emit({ n: 1 })
     await h.whenIdle()
     expect(asked).toEqual(['test/epic'])
     expect(h.counters().tokensFetched).toBe(3)
-    expect((await store.get(id))!.deliveries[0]).toMatchObject({ status: 'delivered', responseStatus: 201, responseExcerpt: 'created' })
+    expect((await rt.store.get(id))!.deliveries[0]).toMatchObject({ status: 'delivered', responseStatus: 201, responseExcerpt: 'created' })
     await h.stop()
     expect(closed).toBe(1)
   })
 
   it('a store write that fails after delivery puts the message back in the queue ahead of the rest (at least once, order kept)', async () => {
     let failures = 1
-    const flaky: MessageStore = Object.create(store)
-    flaky.complete = (...a) => (failures-- > 0 ? Promise.reject(Object.assign(new Error('disk I/O error'), { code: 'ERR_STORE' })) : store.complete(...a))
+    const flaky: MessageStore = Object.create(rt.store)
+    flaky.complete = (...a) => (failures-- > 0 ? Promise.reject(Object.assign(new Error('disk I/O error'), { code: 'ERR_STORE' })) : rt.store.complete(...a))
     const src = feedSource()
-    const h = await startChannel(channel({ dir: dir.path, source: src.definition, destinations: [destination('api', api.url)] }), { store: flaky, log: silentLogger, dataDir: dir.path, pollIntervalMs: 20 })
-    handles.push(h)
+    const h = await rt.start({ source: src.definition, destinations: [destination('api', rt.api.url)] }, { store: flaky, pollIntervalMs: 20 })
     for (let i = 0; i < 3; i++) await src.emit({ i })
     await h.whenIdle()
-    expect(api.received.map((r) => (r.body as { i: number }).i)).toEqual([0, 0, 1, 2])
+    expect(rt.api.received.map((r) => (r.body as { i: number }).i)).toEqual([0, 0, 1, 2])
     expect(h.counters()).toMatchObject({ delivered: 3, errors: 0 })
   })
 
   it('stop lets an in-flight delivery finish within the timeout', async () => {
-    api.behaviour = () => ({ status: 200, delayMs: 300 })
+    rt.api.behaviour = () => ({ status: 200, delayMs: 300 })
     const src = feedSource()
-    const h = await start({ source: src.definition, destinations: [destination('api', api.url)] })
+    const h = await rt.start({ source: src.definition, destinations: [destination('api', rt.api.url)] })
     const { id } = await src.emit({ n: 1 })
-    await until(() => api.received.length === 1)
+    await until(() => rt.api.received.length === 1)
     await h.stop({ timeoutMs: 3000 })
-    expect((await store.get(id))!.message.status).toBe('delivered')
+    expect((await rt.store.get(id))!.message.status).toBe('delivered')
     const err = await src.emit({ n: 2 }).catch((e) => e)
     expect(err.code).toBe('ERR_SHUTDOWN')
   })
 
   it('stop releases a delivery that outlives the timeout; a restart delivers it', async () => {
-    api.behaviour = () => ({ status: 200, hang: true })
+    rt.api.behaviour = () => ({ status: 200, hang: true })
     const src = feedSource()
-    const h = await start({ source: src.definition, destinations: [destination('api', api.url)] })
+    const h = await rt.start({ source: src.definition, destinations: [destination('api', rt.api.url)] })
     const { id } = await src.emit({ n: 1 })
     const { id: id2 } = await src.emit({ n: 2 })
-    await until(() => api.received.length === 1)
+    await until(() => rt.api.received.length === 1)
     const t0 = Date.now()
     await h.stop({ timeoutMs: 200 })
     expect(Date.now() - t0).toBeLessThan(2000)
-    expect((await store.get(id))!.message.status).toBe('queued')
-    expect((await store.get(id2))!.message.status).toBe('queued')
-    api.behaviour = () => undefined
+    expect((await rt.store.get(id))!.message.status).toBe('queued')
+    expect((await rt.store.get(id2))!.message.status).toBe('queued')
+    rt.api.behaviour = () => undefined
     const src2 = feedSource()
-    const h2 = await start({ source: src2.definition, destinations: [destination('api', api.url)] })
+    const h2 = await rt.start({ source: src2.definition, destinations: [destination('api', rt.api.url)] })
     await h2.whenIdle()
-    expect((await store.get(id))!.message.status).toBe('delivered')
-    expect(api.keys()).toEqual([`${id}:api`, `${id}:api`, `${id2}:api`])
+    expect((await rt.store.get(id))!.message.status).toBe('delivered')
+    expect(rt.api.keys()).toEqual([`${id}:api`, `${id}:api`, `${id2}:api`])
   })
 })

@@ -1,8 +1,6 @@
-import { describe, it, expect, beforeEach, afterEach } from 'vitest'
-import { openSqliteStore, type MessageStore } from '../../shared/store/index.ts'
-import { silentLogger } from '../../shared/log/index.ts'
-import { startChannel, backoffDelay, CircuitBreaker, type ChannelHandle } from '../../engine/runtime/index.ts'
-import { startApi, feedSource, destination, channel, tempDir } from './_helpers.ts'
+import { describe, it, expect } from 'vitest'
+import { backoffDelay, CircuitBreaker } from '../../engine/runtime/index.ts'
+import { startApi, feedSource, destination, useRuntimeFixture } from './_helpers.ts'
 
 describe('backoffDelay', () => {
   const policy = { initialDelayMs: 100, maxDelayMs: 1000 }
@@ -60,21 +58,7 @@ describe('CircuitBreaker', () => {
   })
 })
 
-let dir: Awaited<ReturnType<typeof tempDir>>
-let store: MessageStore
-let api: Awaited<ReturnType<typeof startApi>>
-const handles: ChannelHandle[] = []
-beforeEach(async () => {
-  dir = await tempDir()
-  store = openSqliteStore({ dataDir: dir.path })
-  api = await startApi()
-})
-afterEach(async () => {
-  for (const h of handles.splice(0)) await h.stop({ timeoutMs: 500 })
-  await api.close()
-  await store.close()
-  await dir.remove()
-})
+const rt = useRuntimeFixture()
 
 const gaps = (times: number[]) => times.slice(1).map((t, i) => t - times[i]!)
 
@@ -82,13 +66,12 @@ describe('retries and outages', () => {
   it('outage: 503s then recovery; backoff spacing, the breaker pauses instead of spending budgets, nothing lost', async () => {
     // The first 6 requests fail: 3 counted attempts (40, 80 ms apart), then the breaker (threshold 3) pauses
     // the destination and probes every 300 ms; the 3 failing probes do not count against maxAttempts 4.
-    api.behaviour = ({ n }) => (n <= 6 ? { status: 503, body: 'down for maintenance' } : undefined)
+    rt.api.behaviour = ({ n }) => (n <= 6 ? { status: 503, body: 'down for maintenance' } : undefined)
     const src = feedSource()
-    const h = await startChannel(channel({
-      dir: dir.path, source: src.definition,
-      destinations: [destination('api', api.url, { retry: { maxAttempts: 4, initialDelayMs: 40, maxDelayMs: 10_000, maxElapsedMs: 60_000 }, circuitBreaker: { failureThreshold: 3, resetAfterMs: 300 } })],
-    }), { store, log: silentLogger, dataDir: dir.path, random: () => 1 })
-    handles.push(h)
+    const h = await rt.start({
+      source: src.definition,
+      destinations: [destination('api', rt.api.url, { retry: { maxAttempts: 4, initialDelayMs: 40, maxDelayMs: 10_000, maxElapsedMs: 60_000 }, circuitBreaker: { failureThreshold: 3, resetAfterMs: 300 } })],
+    }, { random: () => 1 })
     const ids: string[] = []
     for (let i = 0; i < 20; i++) ids.push((await src.emit({ i })).id)
     await new Promise((ok) => setTimeout(ok, 250))
@@ -99,7 +82,7 @@ describe('retries and outages', () => {
 
     expect(h.counters()).toMatchObject({ delivered: 20, errors: 0 })
     const firstKey = `${ids[0]}:api`
-    const first = api.received.filter((r) => r.key === firstKey).map((r) => r.at)
+    const first = rt.api.received.filter((r) => r.key === firstKey).map((r) => r.at)
     expect(first).toHaveLength(7)
     const g = gaps(first)
     // Measured spacing, generous upper bounds (loaded CI machine); lower bounds are the backoff itself.
@@ -109,10 +92,10 @@ describe('retries and outages', () => {
       expect(gap).toBeLessThan(expected[i]! + 400)
     })
     // Order kept through the outage: the successful requests are in arrival order.
-    expect(api.received.slice(6).map((r) => (r.body as { i: number }).i)).toEqual(Array.from({ length: 20 }, (_, i) => i))
+    expect(rt.api.received.slice(6).map((r) => (r.body as { i: number }).i)).toEqual(Array.from({ length: 20 }, (_, i) => i))
     // Every message reached the API; the others once each.
-    for (const id of ids.slice(1)) expect(api.received.filter((r) => r.key === `${id}:api`)).toHaveLength(1)
-    const d = (await store.get(ids[0]!))!
+    for (const id of ids.slice(1)) expect(rt.api.received.filter((r) => r.key === `${id}:api`)).toHaveLength(1)
+    const d = (await rt.store.get(ids[0]!))!
     expect(d.message.status).toBe('delivered')
     expect(d.deliveries[0]).toMatchObject({ status: 'delivered', attempts: 7, responseStatus: 200 })
     expect(d.attempts.slice(0, 6).every((a) => a.outcome === 'retryable' && a.responseStatus === 503 && a.excerpt === 'down for maintenance')).toBe(true)
@@ -120,47 +103,44 @@ describe('retries and outages', () => {
   })
 
   it('without a breaker the same outage exhausts the budget: error after maxAttempts', async () => {
-    api.behaviour = ({ n }) => (n <= 6 ? { status: 503, body: 'down' } : undefined)
+    rt.api.behaviour = ({ n }) => (n <= 6 ? { status: 503, body: 'down' } : undefined)
     const src = feedSource()
-    const h = await startChannel(channel({
-      dir: dir.path, source: src.definition,
-      destinations: [destination('api', api.url, { retry: { maxAttempts: 4, initialDelayMs: 10, maxDelayMs: 100, maxElapsedMs: 60_000 } })],
-    }), { store, log: silentLogger, dataDir: dir.path, random: () => 1 })
-    handles.push(h)
+    const h = await rt.start({
+      source: src.definition,
+      destinations: [destination('api', rt.api.url, { retry: { maxAttempts: 4, initialDelayMs: 10, maxDelayMs: 100, maxElapsedMs: 60_000 } })],
+    }, { random: () => 1 })
     const { id } = await src.emit({ i: 0 })
     await h.whenIdle()
-    const d = (await store.get(id))!
+    const d = (await rt.store.get(id))!
     expect(d.message.status).toBe('error')
-    expect(d.message.error).toBe(`api: gave up after 4 attempts: ERR_HTTP_STATUS: POST ${api.url} answered 503`)
+    expect(d.message.error).toBe(`api: gave up after 4 attempts: ERR_HTTP_STATUS: POST ${rt.api.url} answered 503`)
     expect(d.deliveries[0]).toMatchObject({ status: 'error', attempts: 4, responseStatus: 503, responseExcerpt: 'down' })
   })
 
   it('honours Retry-After over a shorter backoff', async () => {
-    api.behaviour = ({ n }) => (n === 1 ? { status: 429, headers: { 'retry-after': '1' } } : undefined)
+    rt.api.behaviour = ({ n }) => (n === 1 ? { status: 429, headers: { 'retry-after': '1' } } : undefined)
     const src = feedSource()
-    const h = await startChannel(channel({ dir: dir.path, source: src.definition, destinations: [destination('api', api.url)] }), { store, log: silentLogger, dataDir: dir.path, random: () => 0 })
-    handles.push(h)
+    const h = await rt.start({ source: src.definition, destinations: [destination('api', rt.api.url)] }, { random: () => 0 })
     await src.emit({ i: 0 })
     await h.whenIdle()
-    const [gap] = gaps(api.received.map((r) => r.at))
+    const [gap] = gaps(rt.api.received.map((r) => r.at))
     expect(gap).toBeGreaterThanOrEqual(995)
     expect(gap).toBeLessThan(1800)
   })
 
   it('gives up when the next attempt would pass maxElapsedMs', async () => {
-    api.behaviour = () => ({ status: 500, body: 'boom' })
+    rt.api.behaviour = () => ({ status: 500, body: 'boom' })
     const src = feedSource()
-    const h = await startChannel(channel({
-      dir: dir.path, source: src.definition,
-      destinations: [destination('api', api.url, { retry: { maxAttempts: 100, initialDelayMs: 80, maxDelayMs: 10_000, maxElapsedMs: 200 } })],
-    }), { store, log: silentLogger, dataDir: dir.path, random: () => 1 })
-    handles.push(h)
+    const h = await rt.start({
+      source: src.definition,
+      destinations: [destination('api', rt.api.url, { retry: { maxAttempts: 100, initialDelayMs: 80, maxDelayMs: 10_000, maxElapsedMs: 200 } })],
+    }, { random: () => 1 })
     const { id } = await src.emit({ i: 0 })
     await h.whenIdle()
-    const d = (await store.get(id))!
+    const d = (await rt.store.get(id))!
     expect(d.message.status).toBe('error')
     // 80 ms then 160 ms: the third wait (320 ms) would pass 200 ms.
-    expect(api.received).toHaveLength(2)
+    expect(rt.api.received).toHaveLength(2)
     expect(d.message.error).toMatch(/^api: gave up after \d+ ms: ERR_HTTP_STATUS: POST .* answered 500$/)
   })
 
@@ -169,14 +149,13 @@ describe('retries and outages', () => {
     const closed = await startApi()
     const url = closed.url
     await closed.close()
-    const h = await startChannel(channel({
-      dir: dir.path, source: src.definition,
+    const h = await rt.start({
+      source: src.definition,
       destinations: [destination('api', url, { retry: { maxAttempts: 2, initialDelayMs: 5, maxDelayMs: 10, maxElapsedMs: 60_000 } })],
-    }), { store, log: silentLogger, dataDir: dir.path })
-    handles.push(h)
+    })
     const { id } = await src.emit({ i: 0 })
     await h.whenIdle()
-    const d = (await store.get(id))!
+    const d = (await rt.store.get(id))!
     expect(d.deliveries[0]).toMatchObject({ status: 'error', attempts: 2 })
     expect(d.message.error).toMatch(/^api: gave up after 2 attempts: ERR_HTTP_NETWORK: POST .* failed: fetch failed$/)
   })

@@ -39,7 +39,7 @@ describe('validate filter', () => {
   it('an invalid message is a permanent error carrying every schema error', async () => {
     const f = await filter({ schema: patientSchema })
     const err = await Promise.resolve().then(() => f.process(message({ mrn: 'x1', age: 'old' }))).catch((e) => e)
-    expect(err.code).toBe('ERR_DELIVERY_PERMANENT')
+    expect(err.code).toBe('ERR_MESSAGE_INVALID')
     expect(err.retryable).toBe(false)
     expect(err.message).toBe('message does not match the schema: /mrn must match pattern "^[0-9]+$"; /age must be integer')
     expect(err.schemaErrors.map((e: { instancePath: string }) => e.instancePath)).toEqual(['/mrn', '/age'])

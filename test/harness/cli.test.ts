@@ -1,0 +1,64 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { afterAll, describe, expect, it } from 'vitest'
+import { runCli } from '../_cli.ts'
+import { wellFormed } from './_xml.ts'
+
+const DIR = mkdtempSync(join(tmpdir(), 'weir-cli-test-'))
+afterAll(() => rmSync(DIR, { recursive: true, force: true }))
+
+const passing = join(DIR, 'passing.test.json')
+writeFileSync(passing, JSON.stringify({
+  channel: resolve('channels/epic-adt-to-fhir.json'),
+  server: { clients: { epic: { scopes: ['system/Patient.rs', 'system/Patient.c'] } } },
+  api: [{ method: 'POST', path: '/api/FHIR/R4/Patient', answers: [{ status: 201 }] }],
+  cases: [
+    { name: 'delivered', steps: [{ send: { body: { event: 'A01', mrn: '1', firstName: 'A', lastName: 'B', sex: 'F', dob: '20000101' } } }], expect: { requestCount: 1, messages: [{ status: 'delivered' }] } },
+    { name: 'filtered', steps: [{ send: { body: { event: 'A03', mrn: '2', firstName: 'C', lastName: 'D', sex: 'M', dob: '20000101' } } }], expect: { requestCount: 0, messages: [{ status: 'filtered' }] } },
+  ],
+}))
+const failing = join(DIR, 'failing.test.json')
+writeFileSync(failing, readFileSync(passing, 'utf8').replace('"requestCount":1', '"requestCount":2'))
+const broken = resolve('channels/broken/epic-rs256.test.json')
+
+describe('weir test', () => {
+  it('exits 0 when every case passes and ends with "N passed, N failed"', async () => {
+    const { code, out } = await runCli(['test', passing])
+    expect(code).toBe(0)
+    expect(out).toMatch(/^  ✓ delivered \(\d+ ms\)$/m)
+    expect(out.trimEnd().split('\n').at(-1)).toBe('2 passed, 0 failed')
+  })
+
+  it('exits 1 when any case fails, with the reason on the case line', async () => {
+    const { code, out } = await runCli(['test', passing, failing])
+    expect(code).toBe(1)
+    expect(out).toContain('  ✗ delivered: expect.requestCount: the API received 1 requests, expected 2')
+    expect(out.trimEnd().split('\n').at(-1)).toBe('3 passed, 1 failed')
+  })
+
+  it('--reporter junit --output FILE writes valid JUnit XML', async () => {
+    const file = join(DIR, 'results.xml')
+    const { code, out } = await runCli(['test', passing, broken, '--reporter', 'junit', '--output', file])
+    expect(code).toBe(1)
+    expect(out).toContain(`JUnit XML written to ${file}`)
+    const xml = readFileSync(file, 'utf8')
+    expect(wellFormed(xml)).toBe(true)
+    expect(xml).toMatch(/<testsuites name="weir" tests="3" failures="1" /)
+    expect(xml).toContain('<failure message="channels/broken/epic-rs256.json#/credentials/epic/clientAuth/alg: epic-backend requires RS384 or ES384 (SMART Backend Services); got RS256">')
+  })
+
+  it('a test file that does not validate is a failure, reported with its JSON pointer', async () => {
+    const bad = join(DIR, 'bad.test.json')
+    writeFileSync(bad, JSON.stringify({ channel: 'x.json', cases: [{ name: 'n', steps: [{ tick: true, send: { body: 1 } }], expect: {} }] }))
+    const { code, out } = await runCli(['test', bad])
+    expect(code).toBe(1)
+    expect(out).toMatch(/✗ \(test file\): .*bad\.test\.json#\/cases\/0\/steps\/0/)
+    expect(out.trimEnd().split('\n').at(-1)).toBe('0 passed, 1 failed')
+  })
+
+  it('bad usage exits 2', async () => {
+    expect((await runCli(['test'])).code).toBe(2)
+    expect((await runCli(['test', passing, '--reporter', 'tap'])).code).toBe(2)
+  })
+})
