@@ -1,0 +1,463 @@
+/**
+ * Pipeline benchmark: Weir against the physical limit of this machine, every figure a ratio
+ * against a baseline measured in the same run. `npm run bench -- pipeline` or `npx tsx bench/pipeline.ts`.
+ *
+ * Two processes: this one holds the loopback sink API, the embedded authorization server and the
+ * load generator; a child process holds the system under test, so "peak RSS" is the peak of the
+ * process under test alone (its `maxRSS`). Scenarios, each with a warm-up before N measured messages
+ * of about 1 KB and 64 in flight:
+ *   (a) limit   bare undici Pool (16 connections) POSTing to the sink with a fixed bearer header
+ *   (b) dest    Weir's `http` destination, client_credentials credential (token cached), driven directly
+ *   (c) relay   minimal node:http server forwarding each POST to the sink through undici
+ *   (d) channel http-listener → durable store (WAL, synchronous=FULL) → map → http destination
+ *   (e) jwt     (d) with private_key_jwt RS384 and 60-second tokens, on a simulated clock
+ *
+ * (e) crosses several token lifetimes without taking minutes: the authorization server and the
+ * child's token provider share a clock `sim(t) = t0 + (t - t0) × speed` (the server's `now` option
+ * and the provider's `now` option), with `speed` chosen from (d)'s duration so the run covers about
+ * five 60-second lifetimes. Everything else (timeouts, the store, the runtime) runs on real time.
+ *
+ * (c), (d) and (e) are fed by the same generator: 64 concurrent POSTs, each awaiting its answer,
+ * with at most WINDOW messages sent but not yet at the sink (for (c) that is always ≤ 64; for the
+ * channel it bounds the queue so the store never refuses, as a sender honouring 503 would).
+ * Latency is end to end: generator send → arrival at the sink (for (a)/(b): the request's round trip).
+ *
+ * Environment: WEIR_BENCH_N (default 50000), WEIR_BENCH_WARM (default 2000), WEIR_BENCH_ONLY=a,b,…
+ * WEIR_BENCH_PROF=<scenario> runs that scenario's child under --cpu-prof (into WEIR_BENCH_PROF_DIR,
+ * default bench/results/profiles). Only a full run writes bench/results/pipeline-<date>.json; a run
+ * with WEIR_BENCH_N or WEIR_BENCH_ONLY (or RSS_N/RSS_MAX_S) writes its JSON to <tmpdir>/weir-bench/.
+ * WEIR_BENCH_RSS=1 runs only the RSS-flatness mode: (d) for WEIR_BENCH_RSS_N (default 500000)
+ * messages or WEIR_BENCH_RSS_MAX_S seconds (default 300), reporting RSS in the first vs last fifth.
+ */
+import { fork, type ChildProcess } from 'node:child_process'
+import { generateKeyPairSync, randomBytes, createPublicKey } from 'node:crypto'
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { exportJWK } from 'jose'
+import { Pool } from 'undici'
+
+const SELF = fileURLToPath(import.meta.url)
+const IN_FLIGHT = 64
+const WINDOW = 512
+const PAD = 'x'.repeat(900)
+
+const body = (seq: number) => ({ seq, mrn: `MRN${100000 + (seq % 900000)}`, name: 'Doe^John', event: 'A01', ward: '4B', payload: PAD })
+
+/** A clock that may run faster than real time (scenario e). */
+interface ClockSpec { base: number; anchor: number; speed: number }
+const clockNow = (c: ClockSpec) => () => c.base + (Date.now() - c.anchor) * c.speed
+
+const pct = (xs: Float64Array | number[], p: number) => {
+  const a = Float64Array.from(xs).sort()
+  return a.length ? a[Math.min(a.length - 1, Math.floor(p * a.length))]! : NaN
+}
+
+// ───────────────────────────── child: the system under test ─────────────────────────────
+
+interface ChildInit {
+  scenario: 'a' | 'b' | 'c' | 'd' | 'e'
+  sinkUrl: string
+  tokenUrl: string
+  clientId: string
+  secret?: string
+  keyPem?: string
+  clock: ClockSpec
+  n: number
+  warm: number
+}
+
+type ToParent =
+  | { type: 'ready'; port?: number }
+  | { type: 'done'; durationMs: number; p50: number; p99: number }
+  | { type: 'stats'; maxRssKb: number; tokenRequests: number; rss: Array<[number, number]>; counters?: Record<string, number> }
+
+async function child(): Promise<void> {
+  const send = (m: ToParent) => process.send!(m)
+  const init = await new Promise<ChildInit>((ok) => process.once('message', (m) => ok(m as ChildInit)))
+  const rss: Array<[number, number]> = []
+  const sampler = setInterval(() => rss.push([Date.now(), process.memoryUsage().rss]), 250)
+  const { Secret } = await import('../shared/secret.ts')
+  const { createTokenProvider, TokenCache } = await import('../shared/oauth/index.ts')
+  const { createHttpClient } = await import('../shared/http/index.ts')
+  const { createLogger } = await import('../shared/log/index.ts')
+  const log = createLogger({ level: 'warn', pretty: false })
+  const now = clockNow(init.clock)
+  let tokenRequests = () => 0
+  let finish: () => Promise<Record<string, number> | undefined> = async () => undefined
+
+  /** Drives `one(seq)` with 64 in flight over [from, to); returns wall time and per-request latency. */
+  const drive = async (from: number, to: number, one: (seq: number) => Promise<void>) => {
+    const lat = new Float64Array(to - from)
+    let next = from
+    const t0 = performance.now()
+    await Promise.all(Array.from({ length: IN_FLIGHT }, async () => {
+      for (let seq = next++; seq < to; seq = next++) {
+        const s = performance.now()
+        await one(seq)
+        lat[seq - from] = performance.now() - s
+      }
+    }))
+    return { durationMs: performance.now() - t0, lat }
+  }
+
+  if (init.scenario === 'a') {
+    const pool = new Pool(new URL(init.sinkUrl).origin, { connections: 16 })
+    const path = new URL(init.sinkUrl).pathname
+    const one = async (seq: number) => {
+      const res = await pool.request({
+        method: 'POST', path, body: JSON.stringify(body(seq)),
+        headers: { authorization: 'Bearer bench-fixed-token-0123456789', 'content-type': 'application/json', 'idempotency-key': `m${seq}:sink`, 'x-seq': String(seq) },
+      })
+      await res.body.text()
+      if (res.statusCode !== 200) throw new Error(`sink answered ${res.statusCode}`)
+    }
+    await drive(0, init.warm, one)
+    const r = await drive(init.warm, init.warm + init.n, one)
+    send({ type: 'done', durationMs: r.durationMs, p50: pct(r.lat, 0.5), p99: pct(r.lat, 0.99) })
+    finish = async () => { await pool.close(); return undefined }
+  } else if (init.scenario === 'b') {
+    const { default: httpDestination } = await import('../components/destinations/http.ts')
+    const provider = createTokenProvider('api', { tokenUrl: init.tokenUrl, clientId: init.clientId, clientAuth: { method: 'client_secret_basic', secret: new Secret(init.secret!) } } as never, { cache: new TokenCache(), log, now })
+    tokenRequests = () => provider.stats().tokenRequests
+    const http = createHttpClient({ log, connections: 16 })
+    const abort = new AbortController()
+    const dataDir = mkdtempSync(join(tmpdir(), 'weir-bench-b-'))
+    const config = Object.freeze({ url: init.sinkUrl, method: 'POST', headers: { 'x-seq': '{body.seq}' }, secretHeaders: {}, credential: 'api', timeoutMs: 30_000, successStatuses: ['2xx'] })
+    const dest = await httpDestination.create(config as never, {
+      channel: 'bench', channelDir: dataDir, name: 'sink', log, http, dataDir, signal: abort.signal,
+      credential: () => provider,
+      state: { get: async () => undefined, set: async () => {} },
+    })
+    const one = async (seq: number) => {
+      const id = `m${seq}`
+      await dest.deliver({ id, channel: 'bench', body: body(seq), contentType: 'application/json', attributes: {}, receivedAt: Date.now() }, { signal: abort.signal, idempotencyKey: `${id}:sink` })
+    }
+    await drive(0, init.warm, one)
+    const r = await drive(init.warm, init.warm + init.n, one)
+    send({ type: 'done', durationMs: r.durationMs, p50: pct(r.lat, 0.5), p99: pct(r.lat, 0.99) })
+    finish = async () => { await http.close(); await provider.close(); rmSync(dataDir, { recursive: true, force: true }); return undefined }
+  } else if (init.scenario === 'c') {
+    const sink = new URL(init.sinkUrl)
+    const pool = new Pool(sink.origin, { connections: 16 })
+    const server: Server = createServer((req, res) => {
+      const chunks: Buffer[] = []
+      req.on('data', (c: Buffer) => chunks.push(c))
+      req.on('end', () => {
+        pool.request({
+          method: 'POST', path: sink.pathname, body: Buffer.concat(chunks),
+          headers: { authorization: 'Bearer bench-fixed-token-0123456789', 'content-type': 'application/json', 'x-seq': String(req.headers['x-seq']) },
+        }).then(async (r) => {
+          await r.body.text()
+          res.writeHead(r.statusCode === 200 ? 202 : 502, { 'content-type': 'application/json' }).end('{}')
+        }, () => res.writeHead(502).end())
+      })
+    })
+    await new Promise<void>((ok) => server.listen(0, '127.0.0.1', () => ok()))
+    send({ type: 'ready', port: (server.address() as AddressInfo).port })
+    finish = async () => { server.closeAllConnections(); server.close(); await pool.close(); return undefined }
+  } else {
+    const { loadChannelObject } = await import('../shared/config/load.ts')
+    const { openSqliteStore } = await import('../shared/store/index.ts')
+    const { startChannel } = await import('../engine/runtime/index.ts')
+    const dir = mkdtempSync(join(tmpdir(), 'weir-bench-ch-'))
+    const credential = init.scenario === 'e'
+      ? { tokenUrl: init.tokenUrl, clientId: init.clientId, clientAuth: { method: 'private_key_jwt', alg: 'RS384', kid: 'bench-k1', privateKey: { $env: 'BENCH_KEY' } }, scope: 'system/Patient.write' }
+      : { tokenUrl: init.tokenUrl, clientId: init.clientId, clientAuth: { method: 'client_secret_basic', secret: { $env: 'BENCH_SECRET' } } }
+    const channel = await loadChannelObject({
+      name: 'bench',
+      credentials: { api: credential },
+      source: { type: 'http-listener', config: { port: 0, path: '/in' } },
+      filters: [{ type: 'map', config: { jsonata: "{ 'resourceType': 'Encounter', 'seq': seq, 'subject': { 'identifier': mrn, 'display': name }, 'class': event, 'location': ward, 'note': payload }" } }],
+      destinations: [{ name: 'sink', type: 'http', config: { url: init.sinkUrl, credential: 'api', headers: { 'x-seq': '{body.seq}' } } }],
+      options: { concurrency: IN_FLIGHT, queueLimit: 50_000 },
+    }, { file: join(dir, 'bench.json'), env: { BENCH_SECRET: init.secret ?? '', BENCH_KEY: init.keyPem ?? '' } })
+    const store = openSqliteStore({ dataDir: join(dir, 'data') }) // default: WAL, synchronous=FULL
+    const http = createHttpClient({ log })
+    const providers: Array<{ stats(): { tokenRequests: number } }> = []
+    const handle = await startChannel(channel, {
+      store, log, dataDir: join(dir, 'data'), http,
+      credential: (name, ch) => {
+        const p = createTokenProvider(name, ch.credentials[name] as never, { log, now, cache: new TokenCache(), dataDir: join(dir, 'data') })
+        providers.push(p)
+        return p
+      },
+    })
+    tokenRequests = () => providers.reduce((a, p) => a + p.stats().tokenRequests, 0)
+    send({ type: 'ready', port: handle.source.address!()!.port })
+    finish = async () => {
+      const c = handle.counters()
+      await handle.stop({ timeoutMs: 5000 })
+      await store.close()
+      await http.close()
+      rmSync(dir, { recursive: true, force: true })
+      return { delivered: c.delivered, errors: c.errors, refused: c.refused, tokensFetched: c.tokensFetched }
+    }
+  }
+
+  process.on('message', async (m) => {
+    if ((m as { type?: string }).type !== 'stop') return
+    clearInterval(sampler)
+    const counters = await finish()
+    send({ type: 'stats', maxRssKb: process.resourceUsage().maxRSS, tokenRequests: tokenRequests(), rss, ...(counters ? { counters } : {}) })
+    setTimeout(() => process.exit(0), 50)
+  })
+}
+
+// ───────────────────────────── parent: sink, authorization server, generator ─────────────────────────────
+
+interface Row {
+  scenario: string
+  name: string
+  messages: number
+  msgsPerSec: number
+  p50Ms: number
+  p99Ms: number
+  ackP50Ms?: number
+  ackP99Ms?: number
+  peakRssMb: number
+  tokenRequests: number
+  distinctTokensAtSink: number
+  notes?: string
+  rssFirstFifthMb?: number
+  rssLastFifthMb?: number
+}
+
+async function parent(): Promise<void> {
+  const rssMode = process.env.WEIR_BENCH_RSS === '1'
+  const n = rssMode ? Number(process.env.WEIR_BENCH_RSS_N ?? 500_000) : Number(process.env.WEIR_BENCH_N ?? 50_000)
+  const warm = Number(process.env.WEIR_BENCH_WARM ?? Math.min(2000, Math.max(200, Math.floor(n / 10))))
+  const maxSeconds = rssMode ? Number(process.env.WEIR_BENCH_RSS_MAX_S ?? 300) : Number(process.env.WEIR_BENCH_MAX_S ?? 150)
+  const only = rssMode ? ['d'] : (process.env.WEIR_BENCH_ONLY ?? 'a,b,c,d,e').split(',')
+  const total = warm + n
+
+  // Sink: records the arrival time of each message (by x-seq) and the distinct Authorization values.
+  const arrived = new Float64Array(total).fill(NaN)
+  let arrivals = 0
+  let duplicates = 0
+  const auths = new Set<string>()
+  let waiters: Array<() => void> = []
+  const sink = createServer((req, res) => {
+    req.resume()
+    req.on('end', () => {
+      const seq = Number(req.headers['x-seq'])
+      const a = req.headers.authorization
+      if (a && auths.size < 10_000) auths.add(a)
+      if (seq >= 0 && seq < total) {
+        if (Number.isNaN(arrived[seq]!)) { arrived[seq] = performance.now(); arrivals++ } else duplicates++
+      }
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': 11 }).end('{"ok":true}')
+      if (waiters.length) { const w = waiters; waiters = []; for (const f of w) f() }
+    })
+  })
+  sink.keepAliveTimeout = 30_000
+  await new Promise<void>((ok) => sink.listen(0, '127.0.0.1', () => ok()))
+  const sinkUrl = `http://127.0.0.1:${(sink.address() as AddressInfo).port}/fhir/Encounter`
+  const resetSink = () => { arrived.fill(NaN); arrivals = 0; duplicates = 0; auths.clear() }
+
+  const clock: ClockSpec = { base: Date.now(), anchor: Date.now(), speed: 1 }
+  const { startAuthorizationServer } = await import('../engine/embedded/authorization-server.ts')
+  const as = await startAuthorizationServer({ now: clockNow(clock), tokenLifetimeSec: 300 })
+  const secret = randomBytes(24).toString('base64url')
+  as.registerClient({ clientId: 'bench-cc', authMethod: 'client_secret_basic', secret })
+  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 })
+  const keyPem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString()
+  const jwk = { ...(await exportJWK(createPublicKey(privateKey))), alg: 'RS384', kid: 'bench-k1', use: 'sig' }
+  as.registerClient({ clientId: 'bench-jwt', authMethod: 'private_key_jwt', jwks: { keys: [jwk] }, tokenLifetimeSec: 60 })
+  const tokenCount = (clientId: string) => Object.values(as.counts().byClient[clientId] ?? {}).reduce((a, b) => a + b, 0)
+
+  const startChild = async (init: ChildInit) => {
+    const cp: ChildProcess = fork(SELF, ['--child'], { execArgv: ['--import', 'tsx', ...(process.env.WEIR_BENCH_PROF === init.scenario ? ['--cpu-prof', '--cpu-prof-dir', process.env.WEIR_BENCH_PROF_DIR ?? 'bench/results/profiles'] : [])], stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: { ...process.env, WEIR_LOG_LEVEL: 'warn' } })
+    const inbox: ToParent[] = []
+    let wake: (() => void) | undefined
+    cp.on('message', (m) => { inbox.push(m as ToParent); wake?.() })
+    const receive = async <T extends ToParent['type']>(type: T, timeoutMs = maxSeconds * 1000 + 60_000): Promise<Extract<ToParent, { type: T }>> => {
+      const end = Date.now() + timeoutMs
+      for (;;) {
+        const i = inbox.findIndex((m) => m.type === type)
+        if (i >= 0) return inbox.splice(i, 1)[0] as Extract<ToParent, { type: T }>
+        if (cp.exitCode !== null || Date.now() > end) throw new Error(`scenario ${init.scenario}: child ${cp.exitCode !== null ? `exited ${cp.exitCode}` : 'timed out'} before "${type}"`)
+        await new Promise<void>((ok) => { wake = ok; setTimeout(ok, 500) })
+      }
+    }
+    cp.send(init)
+    const stop = async () => {
+      cp.send({ type: 'stop' })
+      const s = await receive('stats', 30_000)
+      await new Promise<void>((ok) => (cp.exitCode !== null ? ok() : cp.once('exit', () => ok())))
+      return s
+    }
+    return { receive, stop }
+  }
+
+  /** 64 concurrent POSTs to `url`, each awaiting its answer; at most WINDOW sent but not at the sink. */
+  const generate = async (url: string, from: number, to: number, deadline: number) => {
+    const target = new URL(url)
+    const pool = new Pool(target.origin, { connections: IN_FLIGHT })
+    const sent = new Float64Array(to - from)
+    const ack = new Float64Array(to - from).fill(NaN)
+    let next = from
+    let refused = 0
+    const base = arrivals // every earlier message has arrived (each phase is drained before the next)
+    const waitWindow = async (seq: number) => {
+      while (seq - from - (arrivals - base) >= WINDOW) await new Promise<void>((ok) => waiters.push(ok))
+    }
+    await Promise.all(Array.from({ length: IN_FLIGHT }, async () => {
+      for (;;) {
+        if (Date.now() >= deadline) return // every seq taken below `next` is sent
+        const seq = next++
+        if (seq >= to) return
+        await waitWindow(seq)
+        const payload = JSON.stringify(body(seq))
+        sent[seq - from] = performance.now()
+        for (let attempt = 0; ; attempt++) {
+          try {
+            const res = await pool.request({ method: 'POST', path: target.pathname, body: payload, headers: { 'content-type': 'application/json', 'x-seq': String(seq) } })
+            await res.body.text()
+            if (res.statusCode === 202) break
+            refused++
+          } catch { refused++ }
+          if (attempt > 200) throw new Error(`message ${seq} never accepted`)
+          await new Promise((ok) => setTimeout(ok, 50))
+        }
+        ack[seq - from] = performance.now() - sent[seq - from]!
+      }
+    }))
+    const lastSent = Math.min(next, to)
+    await pool.close()
+    return { sent, ack, lastSent, refused }
+  }
+
+  /** Waits until every message in [from, to) reached the sink (or the deadline). */
+  const drained = async (from: number, to: number, deadline: number) => {
+    const missing = () => { let m = 0; for (let i = from; i < to; i++) if (Number.isNaN(arrived[i]!)) m++; return m }
+    while (missing() > 0 && Date.now() < deadline) await new Promise((ok) => setTimeout(ok, 100))
+    return missing()
+  }
+
+  const rows: Row[] = []
+  let dDurationMs = 0
+
+  const directScenario = async (scenario: 'a' | 'b', name: string) => {
+    resetSink()
+    const tokens0 = tokenCount('bench-cc')
+    const c = await startChild({ scenario, sinkUrl, tokenUrl: as.tokenUrl, clientId: 'bench-cc', secret, clock, n, warm })
+    const done = await c.receive('done')
+    const stats = await c.stop()
+    rows.push({
+      scenario, name, messages: n, msgsPerSec: (n / done.durationMs) * 1000, p50Ms: done.p50, p99Ms: done.p99,
+      peakRssMb: stats.maxRssKb / 1024, tokenRequests: tokenCount('bench-cc') - tokens0, distinctTokensAtSink: auths.size,
+      ...(duplicates ? { notes: `${duplicates} duplicates` } : {}),
+    })
+  }
+
+  const relayedScenario = async (scenario: 'c' | 'd' | 'e', name: string, clientId: string, path: string) => {
+    resetSink()
+    const tokens0 = tokenCount(clientId)
+    const simStart = clock.base + (Date.now() - clock.anchor) * clock.speed
+    const c = await startChild({ scenario, sinkUrl, tokenUrl: as.tokenUrl, clientId, secret, ...(scenario === 'e' ? { keyPem } : {}), clock, n, warm })
+    const { port } = await c.receive('ready')
+    const url = `http://127.0.0.1:${port}${path}`
+    const deadline = Date.now() + maxSeconds * 1000
+    await generate(url, 0, warm, deadline)
+    const warmMissing = await drained(0, warm, deadline)
+    if (warmMissing) throw new Error(`scenario ${scenario}: ${warmMissing} warm-up messages never reached the sink`)
+    const t0 = performance.now()
+    const wallStart = Date.now()
+    const g = await generate(url, warm, total, deadline)
+    const missing = await drained(warm, g.lastSent, deadline + 30_000)
+    const sentCount = g.lastSent - warm
+    const delivered = sentCount - missing
+    let last = t0
+    const lat: number[] = []
+    for (let i = warm; i < g.lastSent; i++) {
+      const at = arrived[i]!
+      if (Number.isNaN(at)) continue
+      if (at > last) last = at
+      lat.push(at - g.sent[i - warm]!)
+    }
+    const durationMs = last - t0
+    const stats = await c.stop()
+    const simEnd = clock.base + (Date.now() - clock.anchor) * clock.speed
+    const rssSamples = stats.rss.filter(([t]) => t >= wallStart && t <= wallStart + durationMs)
+    const fifth = (which: 'first' | 'last') => {
+      if (rssSamples.length < 10) return NaN
+      const k = Math.max(1, Math.floor(rssSamples.length / 5))
+      const part = which === 'first' ? rssSamples.slice(0, k) : rssSamples.slice(-k)
+      return part.reduce((a, [, r]) => a + r, 0) / part.length / 2 ** 20
+    }
+    const ackLat = Array.from(g.ack.subarray(0, sentCount)).filter((x) => !Number.isNaN(x))
+    const lifetimes = scenario === 'e' ? (simEnd - simStart) / 60_000 : undefined
+    const notes = [
+      missing ? `${missing} LOST` : '', duplicates ? `${duplicates} duplicate arrivals` : '', g.refused ? `${g.refused} refused sends retried` : '',
+      sentCount < n ? `time limit: ${sentCount} of ${n} sent` : '',
+      lifetimes !== undefined ? `simulated ${((simEnd - simStart) / 1000).toFixed(0)} s at ×${clock.speed.toFixed(1)} = ${lifetimes.toFixed(1)} token lifetimes (whole run incl. warm-up)` : '',
+      stats.counters?.errors ? `${stats.counters.errors} messages in error` : '',
+    ].filter(Boolean).join('; ')
+    if (scenario === 'd') dDurationMs = durationMs
+    rows.push({
+      scenario, name, messages: delivered, msgsPerSec: (delivered / durationMs) * 1000, p50Ms: pct(lat, 0.5), p99Ms: pct(lat, 0.99),
+      ackP50Ms: pct(ackLat, 0.5), ackP99Ms: pct(ackLat, 0.99),
+      peakRssMb: stats.maxRssKb / 1024, tokenRequests: tokenCount(clientId) - tokens0, distinctTokensAtSink: auths.size,
+      ...(notes ? { notes } : {}),
+      ...(rssMode ? { rssFirstFifthMb: fifth('first'), rssLastFifthMb: fifth('last') } : {}),
+    })
+  }
+
+  const started = Date.now()
+  if (only.includes('a')) await directScenario('a', 'bare undici Pool, fixed bearer (limit)')
+  if (only.includes('b')) await directScenario('b', 'Weir http destination, client_credentials')
+  if (only.includes('c')) await relayedScenario('c', 'raw relay: node:http → undici', 'bench-cc', '/')
+  if (only.includes('d')) await relayedScenario('d', 'Weir channel: listener → store (FULL) → map → http', 'bench-cc', '/in')
+  if (only.includes('e')) {
+    // About five 60-second token lifetimes over a run as long as (d)'s.
+    const speed = Math.max(1, (5 * 60_000) / Math.max(1000, dDurationMs || 30_000))
+    const t = Date.now()
+    clock.base = t
+    clock.anchor = t
+    clock.speed = speed
+    await relayedScenario('e', '(d) with private_key_jwt RS384, 60 s tokens', 'bench-jwt', '/in')
+  }
+  const elapsedS = (Date.now() - started) / 1000
+  await as.close()
+  await new Promise<void>((ok) => { sink.closeAllConnections(); sink.close(() => ok()) })
+
+  const by = (s: string) => rows.find((r) => r.scenario === s)
+  const ratio = (x?: Row, y?: Row) => (x && y ? x.msgsPerSec / y.msgsPerSec : undefined)
+  const ratios = { 'b/a': ratio(by('b'), by('a')), 'd/c': ratio(by('d'), by('c')), 'e/d': ratio(by('e'), by('d')) }
+  const targets = { 'b/a': 0.9, 'd/c': 0.5, 'e/d': 0.95 }
+  const f = (x: number | undefined, d = 1) => (x === undefined || Number.isNaN(x) ? '–' : x.toFixed(d))
+
+  console.log(`pipeline benchmark: ${n.toLocaleString('en')} messages of ~1 KB (after ${warm} warm-up), ${IN_FLIGHT} in flight, ${elapsedS.toFixed(0)} s`)
+  console.log('')
+  console.log('| | scenario | msgs/s | p50 ms | p99 ms | ack p50/p99 ms | peak RSS MB | token requests | notes |')
+  console.log('|---|---|---:|---:|---:|---:|---:|---:|---|')
+  for (const r of rows) {
+    console.log(`| ${r.scenario} | ${r.name} | ${Math.round(r.msgsPerSec)} | ${f(r.p50Ms)} | ${f(r.p99Ms)} | ${r.ackP50Ms !== undefined ? `${f(r.ackP50Ms)} / ${f(r.ackP99Ms)}` : '–'} | ${f(r.peakRssMb, 0)} | ${r.tokenRequests} | ${r.notes ?? ''} |`)
+  }
+  console.log('')
+  for (const [k, v] of Object.entries(ratios)) if (v !== undefined) console.log(`ratio ${k} = ${v.toFixed(2)} (target ≥ ${targets[k as keyof typeof targets]}: ${v >= targets[k as keyof typeof targets] ? 'met' : 'NOT met'})`)
+  const e = by('e')
+  if (e) console.log(`(e) token requests ${e.tokenRequests}, distinct tokens seen by the sink ${e.distinctTokensAtSink}`)
+  if (rssMode) {
+    const d = by('d')!
+    const growth = d.rssLastFifthMb! / d.rssFirstFifthMb! - 1
+    console.log(`RSS flatness over ${d.messages.toLocaleString('en')} messages: first fifth ${f(d.rssFirstFifthMb)} MB, last fifth ${f(d.rssLastFifthMb)} MB (${(growth * 100).toFixed(1)}%; target within 10%: ${Math.abs(growth) <= 0.1 ? 'met' : 'NOT met'})`)
+  }
+  // Only a full run (every scenario, default N) replaces the dated results file; quick runs go to the temp directory.
+  const partial = rssMode ? process.env.WEIR_BENCH_RSS_N !== undefined || process.env.WEIR_BENCH_RSS_MAX_S !== undefined : process.env.WEIR_BENCH_ONLY !== undefined || process.env.WEIR_BENCH_N !== undefined
+  const out = partial ? join(tmpdir(), 'weir-bench') : join(fileURLToPath(new URL('.', import.meta.url)), 'results')
+  mkdirSync(out, { recursive: true })
+  const file = join(out, `pipeline${rssMode ? '-rss' : ''}${partial ? `-${only.join('')}-${n}` : ''}-${new Date().toISOString().slice(0, partial ? 19 : 10).replace(/:/g, '')}.json`)
+  writeFileSync(file, JSON.stringify({
+    date: new Date().toISOString(), node: process.version, cpus: (await import('node:os')).cpus().length,
+    messages: n, warmup: warm, inFlight: IN_FLIGHT, window: WINDOW, elapsedSeconds: elapsedS, rows, ratios, targets,
+  }, null, 2) + '\n')
+  console.log(`written ${file}`)
+}
+
+if (process.argv.includes('--child')) await child()
+else await parent()
