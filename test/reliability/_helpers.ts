@@ -76,11 +76,13 @@ export interface ScenarioFigures {
 }
 
 /**
- * Prints one scenario's figures and writes them to bench/results/reliability/<scenario>.json, then
- * rewrites bench/results/reliability.json from every scenario file (the README table's source).
+ * Prints one scenario's figures; under `npm run test:reliability` (WEIR_RELIABILITY_RESULTS=1) also
+ * writes them to bench/results/reliability/<scenario>.json and rewrites bench/results/reliability.json
+ * from every scenario file (the README table's source). Plain `npm test` leaves the tree untouched.
  */
 export function report(f: ScenarioFigures): void {
   console.log(`reliability: ${f.scenario}: injected ${f.injected}; sent ${f.sent}, delivered ${f.delivered}, lost ${f.lost}, duplicated ${f.duplicated}${f.inError !== undefined ? `, in error ${f.inError}` : ''}${f.tokenRequests !== undefined ? `, token requests ${f.tokenRequests}` : ''}${f.notes ? ` (${f.notes})` : ''}`)
+  if (!process.env.WEIR_RELIABILITY_RESULTS) return
   const dir = join(root, 'bench/results/reliability')
   mkdirSync(dir, { recursive: true })
   const slug = f.scenario.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '')
