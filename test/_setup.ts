@@ -4,11 +4,12 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { request as undiciRequest } from 'undici'
 import type { ComponentContext, ComponentDefinition, ComponentState, Emit, EmitResult, Message, MessageInput } from '../shared/component.ts'
 import { createLogger } from '../shared/log/index.ts'
-import type { HttpClient, HttpRequest, HttpResponse } from '../shared/http/types.ts'
+import type { HttpClient } from '../shared/http/types.ts'
+import { createHttpClient } from '../shared/http/index.ts'
 import type { AccessToken, TokenProvider } from '../shared/oauth/types.ts'
+import type { MessageStore } from '../shared/store/types.ts'
 import { Secret } from '../shared/secret.ts'
 import { createRegistry } from '../shared/config/registry.ts'
 import { loadChannelObject } from '../shared/config/load.ts'
@@ -49,54 +50,38 @@ export function staticTokenProvider(name: string, token: string): TokenProvider 
   }
 }
 
-/**
- * A minimal HttpClient used only while shared/http has not landed: undici request, no redirects,
- * credentials via `authorize()`. `testContext` prefers the real `createHttpClient` when it exists.
- */
-function fallbackHttpClient(): HttpClient {
+/** The shared HTTP client (shared/http); close it when done (testContext does). */
+export function httpClient(): HttpClient {
+  return createHttpClient()
+}
+
+/** A ComponentState backed by a message store, as the runtime builds it (`store.getState/setState` of channel and component). */
+export function storeState(store: Pick<MessageStore, 'getState' | 'setState'>, channel: string, component: string): ComponentState {
   return {
-    async request(req: HttpRequest): Promise<HttpResponse> {
-      const method = req.method ?? 'GET'
-      const headers: Record<string, string> = { ...(req.headers ?? {}) }
-      if (req.credential) Object.assign(headers, (await req.credential.authorize({ method, url: req.url })).headers)
-      const signals = [req.signal, req.timeoutMs ? AbortSignal.timeout(req.timeoutMs) : undefined].filter((s): s is AbortSignal => !!s)
-      const res = await undiciRequest(req.url, { method: method as 'GET', headers, body: req.body ?? null, signal: signals.length ? AbortSignal.any(signals) : undefined })
-      return { status: res.statusCode, headers: res.headers as Record<string, string | string[] | undefined>, body: await res.body.text() }
-    },
-    dispatcherFor() { throw new Error('not in tests') },
-    async close() {},
+    get: <T>(key: string) => store.getState<T>(channel, component, key),
+    set: (key: string, value: unknown) => store.setState(channel, component, key, value),
   }
 }
 
-/** The shared HTTP client when shared/http/index.ts exists, otherwise the fallback above. */
-export async function httpClient(): Promise<HttpClient> {
-  const path = '../shared/http/index.ts'
-  try {
-    const mod = (await import(/* @vite-ignore */ path)) as { createHttpClient?: (o?: unknown) => HttpClient }
-    if (typeof mod.createHttpClient === 'function') return mod.createHttpClient()
-  } catch { /* not there yet */ }
-  return fallbackHttpClient()
-}
-
-export interface TestContext {
+export interface TestContext<S extends ComponentState = ReturnType<typeof memoryState>> {
   ctx: ComponentContext
   /** Parsed log lines written so far. */
   logs: LogLine[]
   /** Every log line as raw text (to assert a token never appears). */
   rawLog: () => string
-  state: ReturnType<typeof memoryState>
+  state: S
   abort: AbortController
   cleanup: () => Promise<void>
 }
 
 /** A ComponentContext with a collected logger, a temp dataDir and in-memory state. */
-export async function testContext(options: {
+export async function testContext<S extends ComponentState = ReturnType<typeof memoryState>>(options: {
   channelDir?: string
   credentials?: Record<string, TokenProvider>
   http?: HttpClient
-  state?: ReturnType<typeof memoryState>
+  state?: S
   name?: string
-} = {}): Promise<TestContext> {
+} = {}): Promise<TestContext<S>> {
   const data = await tempDir('weir-data-')
   const lines: string[] = []
   const logs: LogLine[] = []
@@ -105,8 +90,10 @@ export async function testContext(options: {
     destination: { write: (line: string) => { lines.push(line); logs.push(JSON.parse(line) as LogLine) } } as NodeJS.WritableStream,
   })
   const abort = new AbortController()
-  const state = options.state ?? memoryState()
-  const http = options.http ?? (await httpClient())
+  const state = options.state ?? (memoryState() as ComponentState as S)
+  // A client of our own is closed in cleanup; one passed in belongs to the caller.
+  const ownHttp = options.http ? undefined : httpClient()
+  const http = options.http ?? ownHttp!
   const ctx: ComponentContext = {
     channel: 'test-channel',
     channelDir: options.channelDir ?? data.dir,
@@ -125,7 +112,7 @@ export async function testContext(options: {
   return {
     ctx, logs, state, abort,
     rawLog: () => lines.join(''),
-    cleanup: async () => { abort.abort(); await data.cleanup() },
+    cleanup: async () => { abort.abort(); await ownHttp?.close(); await data.cleanup() },
   }
 }
 

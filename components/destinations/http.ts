@@ -1,7 +1,8 @@
 import { defineComponent, isJsonContentType } from '../../shared/component.ts'
 import { secretSchema } from '../../shared/config/secret-schema.ts'
 import { isWeirError, parseRetryAfter, PermanentError, RetryableError, type WeirError } from '../../shared/errors.ts'
-import { reveal, scrubSecrets, type Secret } from '../../shared/secret.ts'
+import { reveal, type Secret } from '../../shared/secret.ts'
+import { redactedExcerpt } from '../../shared/oauth/errors.ts'
 import type { TokenProvider } from '../../shared/oauth/types.ts'
 import type { HttpRequest } from '../../shared/http/types.ts'
 import { renderTemplate, templateProblems } from '../../shared/template.ts'
@@ -64,14 +65,20 @@ function fixedOrigin(template: string): string | undefined {
   try { return new URL(m[1]!).origin } catch { return undefined }
 }
 
-const excerptOf = (text: string) => {
-  const one = scrubSecrets(text).replace(/\s+/g, ' ').trim()
-  return one.length > 200 ? one.slice(0, 200) + '…' : one
+// Token fields and JWT-shaped strings too, not only registered secrets: excerpts are stored and printed.
+const excerptOf = (text: string) => redactedExcerpt(text, 200)
+
+/** successStatuses as a lookup table indexed by status (100–599). */
+function successTable(accepted: ReadonlyArray<number | string>): boolean[] {
+  const table: boolean[] = new Array(600).fill(false)
+  for (let status = 100; status < 600; status++) {
+    table[status] = accepted.some((a) => (typeof a === 'number' ? a === status : Math.floor(status / 100) === Number(a[0])))
+  }
+  return table
 }
 
-function isSuccess(status: number, accepted: ReadonlyArray<number | string>): boolean {
-  return accepted.some((a) => (typeof a === 'number' ? a === status : Math.floor(status / 100) === Number(a[0])))
-}
+const hasField = (template: string) => /\{[^{}]*\}/.test(template)
+const oneLine = (value: string) => value.replace(/[\r\n]/g, ' ')
 
 type StatusError = WeirError & { status?: number; excerpt?: string }
 
@@ -112,18 +119,36 @@ export default defineComponent<'destination', HttpConfig>({
     const credential: TokenProvider | undefined = config.credential ? ctx.credential(config.credential) : undefined
     const fixed = config.baseUrlFromToken ? undefined : fixedOrigin(config.url)!
     const sendsBody = config.method !== 'GET' && config.method !== 'DELETE'
+    // Per-message work is only what depends on the message: the URL is parsed once when it has no
+    // field, headers without fields are rendered once, names lower-cased once.
+    const staticUrl = fixed !== undefined && !hasField(config.url) ? new URL(config.url) : undefined
+    const staticWhere = staticUrl ? `${config.method} ${config.url.split('?')[0]}` : undefined
+    const headerParts: Array<[string, string, boolean]> = Object.entries(config.headers).map(([k, v]) => {
+      const templated = hasField(v)
+      return [k.toLowerCase(), templated ? v : oneLine(v), templated]
+    })
+    const secretParts: Array<[string, Secret | string]> = Object.entries(config.secretHeaders).map(([k, v]) => [k.toLowerCase(), v])
+    const accepted = successTable(config.successStatuses)
 
     return {
       async deliver(message, { signal, idempotencyKey }) {
-        const base = config.baseUrlFromToken ? await baseFromToken(credential!, config.baseUrlFromToken, signal) : undefined
-        const origin = base ? base.origin : fixed!
-        const url = (base ? base.href.replace(/\/$/, '') : '') + renderTemplate(config.url, message, encodeURIComponent)
-        // Belt and braces: a template can never move the request (and its token) to another host.
-        if (new URL(url).origin !== origin) throw new PermanentError(`url ${url} leaves the configured origin ${origin}`)
-        const where = `${config.method} ${url.split('?')[0]}`
+        let url: string
+        let requestUrl: URL
+        if (staticUrl) {
+          url = config.url
+          requestUrl = staticUrl
+        } else {
+          const base = config.baseUrlFromToken ? await baseFromToken(credential!, config.baseUrlFromToken, signal) : undefined
+          const origin = base ? base.origin : fixed!
+          url = (base ? base.href.replace(/\/$/, '') : '') + renderTemplate(config.url, message, encodeURIComponent)
+          requestUrl = new URL(url)
+          // Belt and braces: a template can never move the request (and its token) to another host.
+          if (requestUrl.origin !== origin) throw new PermanentError(`url ${url} leaves the configured origin ${origin}`)
+        }
+        const where = () => staticWhere ?? `${config.method} ${url.split('?')[0]}`
         const headers: Record<string, string> = {}
-        for (const [k, v] of Object.entries(config.headers)) headers[k.toLowerCase()] = renderTemplate(v, message).replace(/[\r\n]/g, ' ')
-        for (const [k, v] of Object.entries(config.secretHeaders)) headers[k.toLowerCase()] = reveal(v)!
+        for (const [k, v, templated] of headerParts) headers[k] = templated ? oneLine(renderTemplate(v, message)) : v
+        for (const [k, v] of secretParts) headers[k] = reveal(v)!
         headers['idempotency-key'] = idempotencyKey
         let body: string | undefined
         if (sendsBody) {
@@ -134,27 +159,32 @@ export default defineComponent<'destination', HttpConfig>({
         let res
         try {
           // throwHttpErrors: false: this destination applies successStatuses itself (shared/http/client.ts option).
-          const req: HttpRequest & { throwHttpErrors: boolean } = { method: config.method, url, headers, ...(body !== undefined ? { body } : {}), ...(credential ? { credential } : {}), timeoutMs: config.timeoutMs, signal, throwHttpErrors: false }
+          const req: HttpRequest & { throwHttpErrors: boolean } = { method: config.method, url: requestUrl, headers, timeoutMs: config.timeoutMs, signal, throwHttpErrors: false }
+          if (body !== undefined) req.body = body
+          if (credential) req.credential = credential
           res = await ctx.http.request(req)
         } catch (e) {
-          if (signal.aborted) throw new RetryableError(`${where}: delivery aborted`, { cause: e, code: 'ERR_SHUTDOWN' })
+          if (signal.aborted) throw new RetryableError(`${where()}: delivery aborted`, { cause: e, code: 'ERR_SHUTDOWN' })
           // The shared client and OAuth layer classify their own failures (token endpoint down, invalid_client…).
           if (isWeirError(e)) throw e
           const code = (e as { code?: string }).code
-          throw new RetryableError(`${where} failed: ${code ?? (e as Error).message}`, { cause: e, code: 'ERR_HTTP_NETWORK' })
+          throw new RetryableError(`${where()} failed: ${code ?? (e as Error).message}`, { cause: e, code: 'ERR_HTTP_NETWORK' })
         }
         const excerpt = excerptOf(res.body)
-        if (isSuccess(res.status, config.successStatuses)) return { status: res.status, excerpt }
+        if (accepted[res.status]) return { status: res.status, excerpt }
         let err: StatusError
         if (res.status === 408 || res.status === 429 || res.status >= 500) {
           const retryAfterMs = parseRetryAfter(res.headers['retry-after'])
-          err = new RetryableError(`${where} answered ${res.status}${excerpt ? `: "${excerpt}"` : ''}`, { code: 'ERR_HTTP_STATUS', ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) })
+          err = new RetryableError(`${where()} answered ${res.status}${excerpt ? `: "${excerpt}"` : ''}`, { code: 'ERR_HTTP_STATUS', ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) })
         } else if (res.status >= 300 && res.status < 400) {
           const location = res.headers.location
-          const to = typeof location === 'string' ? new URL(location, url) : undefined
-          err = new PermanentError(`${where} answered ${res.status} (redirect${to ? ` to ${to.origin}${to.pathname}` : ''}); redirects are not followed`, { code: 'ERR_HTTP_STATUS' })
+          let to: URL | undefined
+          // A malformed Location must not escape as a TypeError (which the runtime would retry).
+          try { to = typeof location === 'string' ? new URL(location, url) : undefined } catch { to = undefined }
+          const target = to ? ` to ${to.origin}${to.pathname}` : typeof location === 'string' ? ' to a malformed Location' : ''
+          err = new PermanentError(`${where()} answered ${res.status} (redirect${target}); redirects are not followed`, { code: 'ERR_HTTP_STATUS' })
         } else {
-          err = new PermanentError(`${where} answered ${res.status}${excerpt ? `: "${excerpt}"` : ''}`, { code: 'ERR_HTTP_STATUS' })
+          err = new PermanentError(`${where()} answered ${res.status}${excerpt ? `: "${excerpt}"` : ''}`, { code: 'ERR_HTTP_STATUS' })
         }
         err.status = res.status
         Object.defineProperty(err, 'excerpt', { value: excerpt, enumerable: false })

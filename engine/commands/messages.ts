@@ -2,13 +2,15 @@ import { parseArgs } from 'node:util'
 import type { CommandIO } from '../cli-io.ts'
 import { userError } from '../../shared/errors.ts'
 import { REDACTED, scrubSecrets } from '../../shared/secret.ts'
+import { redactedExcerpt } from '../../shared/oauth/errors.ts'
 import { MESSAGE_STATUSES, openSqliteStore, type MessageStatus, type MessageStore } from '../../shared/store/index.ts'
 import { dataDirFrom } from './run.ts'
 
-export const summary = 'list, show and resubmit messages in the message log'
+export const summary = 'list, show, resubmit and purge messages in the message log'
 export const usage = `usage: weir messages list [--channel C] [--status S] [--since T] [--limit N] [--json]
        weir messages show ID [--json]
        weir messages resubmit ID... | --status error [--channel C]
+       weir messages purge --before T [--channel C]
 
 list      newest first; --status one of ${MESSAGE_STATUSES.join(', ')};
           --since an ISO date or a duration ago (30s, 10m, 2h, 7d); --limit default 100
@@ -16,17 +18,20 @@ show      the body, attributes and each destination's outcome and attempt histor
           ID may be a unique prefix
 resubmit  queues delivered, filtered or error messages again; destinations that already got a
           message are skipped unless none is left. A running "weir run" picks them up within a second.
+purge     deletes finished messages (delivered, filtered, error) last updated before T (an ISO
+          date or a duration ago: 30d), with their history; queued and in-flight ones are kept.
+          Safe beside a running "weir run". A purged message's dedupe key is forgotten.
 
   --data-dir D   the message store (default ./data, or $WEIR_DATA_DIR)
 
-exit status: 0 on success, 1 when nothing matched, 2 on bad usage`
+exit status: 0 on success (purge: also when nothing was old enough), 1 when nothing matched, 2 on bad usage`
 
 /** `30s`, `10m`, `2h`, `7d` ago, or an ISO date. */
-export function parseSince(value: string, now = Date.now()): number {
+export function parseSince(value: string, now = Date.now(), flag = '--since'): number {
   const rel = /^(\d+)\s*(s|m|h|d)$/.exec(value.trim())
   if (rel) return now - Number(rel[1]) * { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[rel[2] as 's' | 'm' | 'h' | 'd']
   const t = Date.parse(value)
-  if (Number.isNaN(t)) throw userError(`--since must be an ISO date or a duration like 10m, 2h, 7d; not "${value}"`)
+  if (Number.isNaN(t)) throw userError(`${flag} must be an ISO date or a duration like 10m, 2h, 7d; not "${value}"`)
   return t
 }
 
@@ -39,6 +44,9 @@ export function redact(value: unknown, depth = 0): unknown {
   if (Array.isArray(value)) return value.map((v) => redact(v, depth + 1))
   return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, SENSITIVE.test(k) ? REDACTED : redact(v, depth + 1)]))
 }
+
+/** Excerpts are redacted when stored; again here for those an older weir stored (token fields, JWTs). */
+const excerpt = (text: string) => redactedExcerpt(text, 500)
 
 const iso = (t: number | undefined) => (t === undefined ? '-' : new Date(t).toISOString())
 
@@ -57,15 +65,20 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
     args: rest, allowPositionals: true,
     options: {
       'data-dir': { type: 'string' }, channel: { type: 'string' }, status: { type: 'string' }, since: { type: 'string' },
-      limit: { type: 'string' }, json: { type: 'boolean', default: false },
+      limit: { type: 'string' }, json: { type: 'boolean', default: false }, before: { type: 'string' },
     },
   })
-  if (sub !== 'list' && sub !== 'show' && sub !== 'resubmit') {
+  if (sub !== 'list' && sub !== 'show' && sub !== 'resubmit' && sub !== 'purge') {
     io.err(usage)
     return 2
   }
   const status = values.status as MessageStatus | undefined
   if (status !== undefined && !MESSAGE_STATUSES.includes(status)) throw userError(`--status must be one of ${MESSAGE_STATUSES.join(', ')}; not "${status}"`)
+  if (sub === 'purge') {
+    if (values.before === undefined) throw userError('purge needs --before (an ISO date or a duration ago like 30d)')
+    if (positionals.length || status) throw userError('purge takes --before and --channel only')
+  }
+  const before = sub === 'purge' ? parseSince(values.before!, Date.now(), '--before') : undefined
   const dataDir = dataDirFrom(values['data-dir'], io)
   const store = openStore(dataDir)
   try {
@@ -104,8 +117,8 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
         contentType: m.contentType,
         attributes: redact(m.attributes),
         body: redact(m.body),
-        deliveries: d.deliveries.map((x) => redact({ ...x, firstAttemptAt: iso(x.firstAttemptAt), lastAttemptAt: iso(x.lastAttemptAt), nextAttemptAt: x.nextAttemptAt === undefined ? undefined : iso(x.nextAttemptAt) })),
-        attempts: d.attempts.map((a) => redact({ ...a, startedAt: iso(a.startedAt), endedAt: iso(a.endedAt) })),
+        deliveries: d.deliveries.map((x) => redact({ ...x, ...(x.responseExcerpt !== undefined ? { responseExcerpt: excerpt(x.responseExcerpt) } : {}), firstAttemptAt: iso(x.firstAttemptAt), lastAttemptAt: iso(x.lastAttemptAt), nextAttemptAt: x.nextAttemptAt === undefined ? undefined : iso(x.nextAttemptAt) })),
+        attempts: d.attempts.map((a) => redact({ ...a, ...(a.excerpt !== undefined ? { excerpt: excerpt(a.excerpt) } : {}), startedAt: iso(a.startedAt), endedAt: iso(a.endedAt) })),
       }
       if (values.json) {
         io.out(JSON.stringify(shown, null, 2))
@@ -125,9 +138,15 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
       if (d.attempts.length === 0) lines.push('  (no attempts)')
       for (const a of d.attempts) {
         lines.push(`  ${iso(a.startedAt)}  ${a.destination}${a.part ? `#${a.part}` : ''}  attempt ${a.attempt}  ${a.outcome}${a.responseStatus !== undefined ? ` ${a.responseStatus}` : ''}  ${a.endedAt - a.startedAt} ms${a.error ? `  ${scrubSecrets(a.error)}` : ''}`)
-        if (a.excerpt) lines.push(`      response: ${scrubSecrets(a.excerpt).replace(/\s+/g, ' ')}`)
+        if (a.excerpt) lines.push(`      response: ${excerpt(a.excerpt)}`)
       }
       io.out(lines.join('\n'))
+      return 0
+    }
+
+    if (sub === 'purge') {
+      const n = await store.purge({ before: before!, ...(values.channel ? { channel: values.channel } : {}) })
+      io.out(`purged ${n} finished message(s) last updated before ${iso(before)}${values.channel ? ` in channel ${values.channel}` : ''}`)
       return 0
     }
 

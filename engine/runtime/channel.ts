@@ -1,11 +1,12 @@
 import type {
   ComponentContext, Destination, Emit, EmitResult, Filter, Message, MessageInput, Source,
 } from '../../shared/component.ts'
-import type { LoadedChannel, LoadedComponent, LoadedDestination } from '../../shared/config/types.ts'
+import type { LoadedChannel, LoadedComponent, LoadedDestination, RetryPolicy } from '../../shared/config/types.ts'
 import { RetryableError, WeirError, isWeirError } from '../../shared/errors.ts'
 import type { HttpClient } from '../../shared/http/types.ts'
 import type { Logger } from '../../shared/log/index.ts'
 import type { TokenProvider } from '../../shared/oauth/types.ts'
+import { redactedExcerpt } from '../../shared/oauth/errors.ts'
 import { scrubSecrets } from '../../shared/secret.ts'
 import type { DeliveryUpdate, MessageStore, StoredMessage } from '../../shared/store/types.ts'
 import { backoffDelay, sleep } from './backoff.ts'
@@ -72,6 +73,16 @@ class ShutdownError extends WeirError {
   override code = 'ERR_SHUTDOWN' as const
 }
 
+/** A filter failed retryably: the message goes back to the queue and the channel waits `delayMs` before claiming again. */
+class FilterRetry extends WeirError {
+  constructor(message: string, readonly delayMs: number) {
+    super(message)
+  }
+}
+
+/** Retry policy of filters when the channel has no destination to borrow it from (the schema defaults). */
+const DEFAULT_FILTER_RETRY: RetryPolicy = { maxAttempts: 10, initialDelayMs: 500, maxDelayMs: 60_000, maxElapsedMs: 900_000 }
+
 const EXCERPT_MAX = 500
 
 function describe(e: unknown): string {
@@ -99,7 +110,7 @@ function responseOf(e: unknown): { status?: number; excerpt?: string } {
   const excerpt = typeof o.excerpt === 'string' ? o.excerpt : o.response?.excerpt
   return {
     ...(typeof status === 'number' ? { status } : {}),
-    ...(typeof excerpt === 'string' ? { excerpt: scrubSecrets(excerpt).slice(0, EXCERPT_MAX) } : {}),
+    ...(typeof excerpt === 'string' ? { excerpt: redactedExcerpt(excerpt, EXCERPT_MAX) } : {}),
   }
 }
 
@@ -120,6 +131,12 @@ interface DestinationSlot {
  * - Budget: attempts made while the breaker is closed count against `maxAttempts`, and time
  *   spent paused by the breaker does not count against `maxElapsedMs`, so an outage pauses the
  *   channel instead of sending every message to error.
+ * - A filter that throws an error marked `retryable: true` (a script filter whose API call hit an
+ *   outage) does not put the message in error: the message (and those claimed after it) goes back
+ *   to the queue and the whole channel waits before claiming again, with the backoff of the first
+ *   destination's `retry` policy (the schema defaults without one), honouring `retryAfterMs`.
+ *   After `maxAttempts` such failures of one message it goes to error. Any other filter error
+ *   (including a plain `Error`) is permanent: the message goes to error at once.
  *
  * @example
  * const handle = await startChannel(await loadChannel('channels/adt.json'), { store, log, dataDir })
@@ -141,6 +158,9 @@ export async function startChannel(channel: LoadedChannel, deps: RuntimeDeps): P
 
   const counters = { received: 0, duplicates: 0, delivered: 0, filtered: 0, errors: 0, refused: 0 }
   const retrying = new Set<string>()
+  const filterRetry = channel.destinations[0]?.retry ?? DEFAULT_FILTER_RETRY
+  const filterAttempts = new Map<string, number>()
+  let claimPausedUntil = 0
   const providers = new Map<string, TokenProvider>()
   let state: ChannelState = 'running'
 
@@ -254,6 +274,8 @@ export async function startChannel(channel: LoadedChannel, deps: RuntimeDeps): P
       claiming ??= (async () => {
         try {
           await waitForWork()
+          const pause = claimPausedUntil - now()
+          if (pause > 0) await sleep(pause, soft.signal).catch(() => {})
           if (soft.signal.aborted || halted) return
           workHint = false
           const got = await store.claim(name, prefetch)
@@ -275,7 +297,8 @@ export async function startChannel(channel: LoadedChannel, deps: RuntimeDeps): P
     return undefined
   }
 
-  const deliverWithRetry = async (stored: StoredMessage, part: Message, partIndex: number, slot: DestinationSlot): Promise<DeliveryUpdate & { error?: string }> => {
+  /** `notBefore`: the next attempt persisted by an earlier run (a retry scheduled before a stop or crash waits its turn). */
+  const deliverWithRetry = async (stored: StoredMessage, part: Message, partIndex: number, slot: DestinationSlot, notBefore?: number): Promise<DeliveryUpdate & { error?: string }> => {
     const d = slot.loaded
     const policy = d.retry
     const idempotencyKey = `${part.id}:${d.name}`
@@ -284,6 +307,13 @@ export async function startChannel(channel: LoadedChannel, deps: RuntimeDeps): P
     const started = now()
     let paused = 0
     try {
+      if (notBefore !== undefined && notBefore > now()) {
+        retrying.add(retryKey)
+        log.debug({ message: stored.id, destination: d.name, delayMs: notBefore - now() }, 'waiting for the retry scheduled before the restart')
+        const waitStart = now()
+        await sleep(notBefore - waitStart, soft.signal)
+        paused += now() - waitStart // the wait carried over from the earlier run is not this run's elapsed budget
+      }
       for (;;) {
         const waitStart = now()
         const { probe } = await slot.breaker.acquire(soft.signal)
@@ -325,7 +355,7 @@ export async function startChannel(channel: LoadedChannel, deps: RuntimeDeps): P
         slot.breaker.success()
         return {
           destination: d.name, part: partIndex, status: 'delivered',
-          attempt: { startedAt, endedAt: now(), outcome: 'delivered', ...(result?.status !== undefined ? { responseStatus: result.status } : {}), ...(result?.excerpt !== undefined ? { excerpt: scrubSecrets(result.excerpt).slice(0, EXCERPT_MAX) } : {}) },
+          attempt: { startedAt, endedAt: now(), outcome: 'delivered', ...(result?.status !== undefined ? { responseStatus: result.status } : {}), ...(result?.excerpt !== undefined ? { excerpt: redactedExcerpt(result.excerpt, EXCERPT_MAX) } : {}) },
         }
       }
     } catch (e) {
@@ -351,6 +381,7 @@ export async function startChannel(channel: LoadedChannel, deps: RuntimeDeps): P
   const processMessage = async (stored: StoredMessage) => {
     const detail = await store.get(stored.id)
     const done = new Set((detail?.deliveries ?? []).filter((x) => x.status === 'delivered').map((x) => `${x.destination}/${x.part}`))
+    const scheduled = new Map((detail?.deliveries ?? []).filter((x) => x.status !== 'delivered' && x.nextAttemptAt !== undefined).map((x) => [`${x.destination}/${x.part}`, x.nextAttemptAt!]))
     let parts: Message[] = [toMessage(stored)]
     for (const [i, f] of filters.entries()) {
       const out: Message[] = []
@@ -359,7 +390,16 @@ export async function startChannel(channel: LoadedChannel, deps: RuntimeDeps): P
         try {
           r = await f.process(p)
         } catch (e) {
-          const error = `filters/${i}: ${describe(e)}`
+          let error = `filters/${i}: ${describe(e)}`
+          if (isWeirError(e) && e.retryable) {
+            const n = (filterAttempts.get(stored.id) ?? 0) + 1
+            if (n < filterRetry.maxAttempts) {
+              filterAttempts.set(stored.id, n)
+              throw new FilterRetry(error, backoffDelay(n, filterRetry, random, e.retryAfterMs))
+            }
+            error = `filters/${i}: gave up after ${n} attempts: ${describe(e)}`
+          }
+          filterAttempts.delete(stored.id)
           await store.fail(stored.id, error)
           onMessageError(stored.id, error)
           return
@@ -370,6 +410,7 @@ export async function startChannel(channel: LoadedChannel, deps: RuntimeDeps): P
       }
       parts = out
     }
+    filterAttempts.delete(stored.id)
     if (parts.length === 0) {
       await store.complete(stored.id, 'filtered', destinations.map((s) => ({ destination: s.loaded.name, part: 0, status: 'filtered' })))
       counters.filtered++
@@ -382,7 +423,7 @@ export async function startChannel(channel: LoadedChannel, deps: RuntimeDeps): P
       const finals: Array<DeliveryUpdate & { error?: string }> = []
       for (const [i, part] of parts.entries()) {
         if (done.has(`${slot.loaded.name}/${i}`)) continue
-        const r = await deliverWithRetry(stored, part, i, slot)
+        const r = await deliverWithRetry(stored, part, i, slot, scheduled.get(`${slot.loaded.name}/${i}`))
         // With several deliveries per message, each success is recorded at once so a crash does not resend it.
         if (recordEach && r.status === 'delivered') await store.recordDelivery(stored.id, r)
         else finals.push(r)
@@ -411,7 +452,11 @@ export async function startChannel(channel: LoadedChannel, deps: RuntimeDeps): P
       try {
         await processMessage(m)
       } catch (e) {
-        if (!(isWeirError(e) && e.code === 'ERR_SHUTDOWN')) log.error({ err: e, message: m.id }, 'processing failed; the message goes back to the queue')
+        const filterRetrying = e instanceof FilterRetry
+        if (filterRetrying) {
+          claimPausedUntil = Math.max(claimPausedUntil, now() + e.delayMs)
+          log.warn({ message: m.id, attempt: filterAttempts.get(m.id), delayMs: e.delayMs, err: e.message }, 'filter failed; retrying')
+        } else if (!(isWeirError(e) && e.code === 'ERR_SHUTDOWN')) log.error({ err: e, message: m.id }, 'processing failed; the message goes back to the queue')
         toRelease.add(m.id)
         if (!soft.signal.aborted) {
           // The prefetched messages go back too, so the failed one is retried before them (order).
@@ -419,7 +464,8 @@ export async function startChannel(channel: LoadedChannel, deps: RuntimeDeps): P
           await store.release(ids).catch(() => {})
           toRelease.delete(m.id)
           workHint = true
-          await sleep(pollMs, soft.signal).catch(() => {})
+          // After a filter's retryable failure, claiming waits for the backoff (claimPausedUntil).
+          if (!filterRetrying) await sleep(pollMs, soft.signal).catch(() => {})
         }
       } finally {
         active.delete(m.id)

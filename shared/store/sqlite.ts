@@ -1,4 +1,4 @@
-import { mkdirSync, existsSync, readFileSync, writeFileSync, unlinkSync } from 'node:fs'
+import { mkdirSync, existsSync, linkSync, readFileSync, renameSync, statSync, writeFileSync, unlinkSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import DatabaseCtor, { type Database } from 'better-sqlite3'
 import type { EmitResult, MessageInput } from '../component.ts'
@@ -9,7 +9,7 @@ import { newMessageId } from './id.ts'
 import {
   MESSAGE_STATUSES,
   type AttemptRecord, type ChannelStats, type DeliveryRecord, type DeliveryUpdate, type ListFilter,
-  type MessageDetail, type MessageStatus, type MessageStore, type ResubmitTarget, type StoredMessage,
+  type MessageDetail, type MessageStatus, type MessageStore, type PurgeTarget, type ResubmitTarget, type StoredMessage,
 } from './types.ts'
 
 export class StoreError extends WeirError {
@@ -37,7 +37,14 @@ export interface SqliteStoreOptions {
   log?: Pick<Logger, 'warn'>
 }
 
+/** The SQLite store, with what tests and operators may want to check on its connection. */
+export interface SqliteMessageStore extends MessageStore {
+  /** `synchronous` as SQLite reports it (2 = FULL, 1 = NORMAL), the journal mode, and the group commits made so far. */
+  diagnostics(): { synchronous: number; journalMode: string; commits: number }
+}
+
 const DB_FILE = 'weir.db'
+const PURGE_BATCH = 1000
 const LOCK_FILE = 'weir.lock'
 
 interface MessageRow {
@@ -81,26 +88,83 @@ function defined<T extends object>(o: T): T {
   return o
 }
 
+/** Lock files taken by stores open in this process (a same-pid lock not listed here is stale: a restarted container). */
+const heldLocks = new Set<string>()
+
+function pidAlive(pid: number): boolean {
+  if (pid === process.pid) return true
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+function statMtime(file: string): number {
+  try {
+    return statSync(file).mtimeMs
+  } catch {
+    return 0
+  }
+}
+
+function readPid(file: string): number | undefined {
+  try {
+    return Number(readFileSync(file, 'utf8').trim())
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw e
+  }
+}
+
+/**
+ * Takes the data directory's lock: `weir.lock` created exclusively (`wx`), holding our pid. An
+ * existing lock is taken over only when its process is dead; the stale file is first renamed
+ * aside, so two processes breaking the same stale lock cannot both end up owning the directory.
+ */
 function acquireLock(dir: string): string {
   const file = join(dir, LOCK_FILE)
-  if (existsSync(file)) {
-    const pid = Number(readFileSync(file, 'utf8').trim())
-    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid) {
-      let alive = true
-      try {
-        process.kill(pid, 0)
-      } catch (e) {
-        alive = (e as NodeJS.ErrnoException).code === 'EPERM'
-      }
-      if (alive) {
-        const err = new StoreError(`data directory ${dir} is in use by process ${pid}; stop it or use another --data-dir`)
-        err.userError = true
-        throw err
-      }
-    }
+  const inUse = (pid: number | undefined) => {
+    const who = pid !== undefined && Number.isInteger(pid) && pid > 0 ? `process ${pid}` : 'another process'
+    const err = new StoreError(`data directory ${dir} is in use by ${who}; stop it or use another --data-dir`)
+    err.userError = true
+    return err
   }
-  writeFileSync(file, String(process.pid))
-  return file
+  for (let i = 0; i < 5; i++) {
+    try {
+      writeFileSync(file, String(process.pid), { flag: 'wx' })
+      heldLocks.add(file)
+      return file
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e
+    }
+    const pid = readPid(file)
+    if (pid === undefined) continue // released meanwhile
+    const valid = Number.isInteger(pid) && pid > 0
+    if (valid && (pid === process.pid ? heldLocks.has(file) : pidAlive(pid))) throw inUse(pid)
+    // No pid yet: another process may be between its exclusive create and its write. Only an old one is stale.
+    if (!valid && Date.now() - statMtime(file) < 5000) throw inUse(undefined)
+    // Stale (dead process, or unreadable content): move it aside atomically, then check it was the one we judged.
+    const aside = `${file}.${process.pid}.stale`
+    try {
+      renameSync(file, aside)
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') continue
+      throw e
+    }
+    const moved = readPid(aside)
+    if (moved !== pid) {
+      // Another process replaced the stale lock with its own between our read and the rename: put it back.
+      try {
+        linkSync(aside, file)
+      } catch { /* a third process holds the lock now */ }
+      unlinkSync(aside)
+      throw inUse(moved)
+    }
+    unlinkSync(aside)
+  }
+  throw inUse(readPid(file))
 }
 
 /**
@@ -118,7 +182,7 @@ function acquireLock(dir: string): string {
  * const [m] = await store.claim('adt', 1)
  * await store.complete(m.id, 'delivered')
  */
-export function openSqliteStore(options: SqliteStoreOptions = {}): MessageStore {
+export function openSqliteStore(options: SqliteStoreOptions = {}): SqliteMessageStore {
   const dir = resolve(options.dataDir ?? 'data')
   const now = options.now ?? Date.now
   const owner = options.owner ?? true
@@ -140,7 +204,10 @@ export function openSqliteStore(options: SqliteStoreOptions = {}): MessageStore 
     db.pragma('foreign_keys = OFF')
     migrate(db)
   } catch (e) {
-    if (lockFile) try { unlinkSync(lockFile) } catch { /* already gone */ }
+    if (lockFile) {
+      heldLocks.delete(lockFile)
+      try { unlinkSync(lockFile) } catch { /* already gone */ }
+    }
     if (e instanceof StoreError) throw e
     throw new StoreError(`cannot open the message store in ${dir}: ${(e as Error).message}`, { cause: e })
   }
@@ -168,7 +235,8 @@ export function openSqliteStore(options: SqliteStoreOptions = {}): MessageStore 
     insertAttempt: db.prepare(`INSERT INTO attempts (message_id, destination, part, attempt, started_at, ended_at, outcome, response_status, error, excerpt)
       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
     release: db.prepare(`UPDATE messages SET status = 'queued', updated_at = ? WHERE id = ? AND status IN ('in-flight', 'retrying')`),
-    releaseDeliveries: db.prepare(`UPDATE deliveries SET status = 'queued', next_attempt_at = NULL WHERE message_id = ? AND status IN ('in-flight', 'retrying')`),
+    // next_attempt_at is kept: a retry scheduled before a stop or crash still waits its turn after a restart.
+    releaseDeliveries: db.prepare(`UPDATE deliveries SET status = 'queued' WHERE message_id = ? AND status IN ('in-flight', 'retrying')`),
     releaseAll: db.prepare(`UPDATE messages SET status = 'queued', updated_at = ? WHERE status IN ('in-flight', 'retrying') RETURNING id`).pluck(),
     getRow: db.prepare('SELECT * FROM messages WHERE id = ?'),
     getByPrefix: db.prepare('SELECT * FROM messages WHERE id LIKE ? LIMIT 2'),
@@ -178,6 +246,11 @@ export function openSqliteStore(options: SqliteStoreOptions = {}): MessageStore 
     openDeliveries: db.prepare(`SELECT count(*) FROM deliveries WHERE message_id = ? AND status != 'delivered'`).pluck(),
     requeueOpen: db.prepare(`UPDATE deliveries SET status = 'queued', next_attempt_at = NULL WHERE message_id = ? AND status != 'delivered'`),
     requeueAll: db.prepare(`UPDATE deliveries SET status = 'queued', next_attempt_at = NULL WHERE message_id = ?`),
+    purgeIds: db.prepare(`SELECT id FROM messages WHERE status IN ('delivered', 'filtered', 'error') AND updated_at < ? ORDER BY seq LIMIT ?`).pluck(),
+    purgeIdsOfChannel: db.prepare(`SELECT id FROM messages WHERE channel = ? AND status IN ('delivered', 'filtered', 'error') AND updated_at < ? ORDER BY seq LIMIT ?`).pluck(),
+    deleteMessage: db.prepare(`DELETE FROM messages WHERE id = ? AND status IN ('delivered', 'filtered', 'error')`),
+    deleteDeliveries: db.prepare('DELETE FROM deliveries WHERE message_id = ?'),
+    deleteAttempts: db.prepare('DELETE FROM attempts WHERE message_id = ?'),
     pendingCount: db.prepare(`SELECT count(*) FROM messages WHERE channel = ? AND status IN ('queued', 'in-flight', 'retrying')`).pluck(),
     getState: db.prepare('SELECT value FROM component_state WHERE channel = ? AND component = ? AND key = ?').pluck(),
     setState: db.prepare(`INSERT INTO component_state (channel, component, key, value, updated_at) VALUES (?, ?, ?, ?, ?)
@@ -209,6 +282,7 @@ export function openSqliteStore(options: SqliteStoreOptions = {}): MessageStore 
   }
 
   // Group commit.
+  let commits = 0
   let queue: WriteOp[] = []
   let scheduled = false
   let closed = false
@@ -229,6 +303,7 @@ export function openSqliteStore(options: SqliteStoreOptions = {}): MessageStore 
           }
         }
       }).immediate()
+      commits++
     } catch (e) {
       refreshPending()
       const err = new StoreError(`message store write failed: ${(e as Error).message}`, { cause: e })
@@ -280,7 +355,16 @@ export function openSqliteStore(options: SqliteStoreOptions = {}): MessageStore 
     if (channel !== undefined) bump(channel, -1)
   }
 
-  const store: MessageStore = {
+  const store: SqliteMessageStore = {
+    diagnostics() {
+      if (closed) throw new StoreError('message store is closed')
+      return {
+        synchronous: db.pragma('synchronous', { simple: true }) as number,
+        journalMode: db.pragma('journal_mode', { simple: true }) as string,
+        commits,
+      }
+    },
+
     enqueue(channel: string, input: MessageInput): Promise<EmitResult> {
       if (closed) return Promise.reject(new StoreError('message store is closed'))
       const t = now()
@@ -368,6 +452,28 @@ export function openSqliteStore(options: SqliteStoreOptions = {}): MessageStore 
       })
     },
 
+    async purge(target: PurgeTarget) {
+      // In batches, each its own commit, so an engine running beside is never blocked for long.
+      let purged = 0
+      for (;;) {
+        const n = await write(() => {
+          const ids = (target.channel
+            ? s.purgeIdsOfChannel.all(target.channel, target.before, PURGE_BATCH)
+            : s.purgeIds.all(target.before, PURGE_BATCH)) as string[]
+          let deleted = 0
+          for (const id of ids) {
+            if (s.deleteMessage.run(id).changes === 0) continue
+            s.deleteDeliveries.run(id)
+            s.deleteAttempts.run(id)
+            deleted++
+          }
+          return { selected: ids.length, deleted }
+        })
+        purged += n.deleted
+        if (n.selected < PURGE_BATCH) return purged
+      }
+    },
+
     get(id) {
       return read((): MessageDetail | undefined => {
         let row = s.getRow.get(id) as MessageRow | undefined
@@ -441,6 +547,7 @@ export function openSqliteStore(options: SqliteStoreOptions = {}): MessageStore 
       closed = true
       db.close()
       if (lockFile) {
+        heldLocks.delete(lockFile)
         try {
           if (readFileSync(lockFile, 'utf8').trim() === String(process.pid)) unlinkSync(lockFile)
         } catch { /* already gone */ }

@@ -75,6 +75,12 @@ export interface ListFilter {
 
 export type ChannelStats = Record<MessageStatus, number>
 
+export interface PurgeTarget {
+  /** Finished (last updated) before this time, epoch ms. */
+  before: number
+  channel?: string
+}
+
 export interface ResubmitTarget {
   ids?: string[]
   status?: MessageStatus
@@ -103,6 +109,12 @@ export interface MessageStore {
   release(ids: string[]): Promise<void>
   /** Queues messages again; destinations that already got a message are skipped unless none is left to deliver. Returns the ids requeued. */
   resubmit(target: ResubmitTarget): Promise<string[]>
+  /**
+   * Deletes finished messages (delivered, filtered, error) last updated before `before`, with their
+   * deliveries and attempt history; returns how many. Queued and in-flight messages are never
+   * touched. A purged message's dedupe key is forgotten: the same key is accepted again as new.
+   */
+  purge(target: PurgeTarget): Promise<number>
   get(id: string): Promise<MessageDetail | undefined>
   list(filter?: ListFilter): Promise<StoredMessage[]>
   /** Counts by status, for one channel or all. */

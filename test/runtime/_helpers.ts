@@ -1,4 +1,4 @@
-import { afterEach, beforeEach } from 'vitest'
+import { afterEach, beforeEach, vi } from 'vitest'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -156,4 +156,36 @@ export function useRuntimeFixture(defaults: Partial<RuntimeDeps> = {}): RuntimeF
     await rt.dir.remove()
   })
   return rt
+}
+
+// Captured at load, so waits below stay real even while a test fakes timers.
+const realSetImmediate = globalThis.setImmediate
+
+/**
+ * For tests on fake timers (`useFakeClock`): runs turns of the real event loop (store commits,
+ * loopback I/O) while fake time stands still, until `cond` holds. Bounded by a turn count, never by
+ * elapsed time.
+ */
+export async function settle(cond: () => boolean | Promise<boolean>, maxTurns = 200): Promise<void> {
+  for (let i = 0; i < maxTurns; i++) {
+    if (await cond()) return
+    await new Promise<void>((ok) => realSetImmediate(ok))
+  }
+  if (!(await cond())) throw new Error(`condition not met within ${maxTurns} event-loop turns`)
+}
+
+/** `n` turns of the real event loop, to show that nothing more happens while fake time stands still. */
+export async function turns(n = 200): Promise<void> {
+  for (let i = 0; i < n; i++) await new Promise<void>((ok) => realSetImmediate(ok))
+}
+
+/** Waits for a condition that needs real I/O (loopback HTTP): many more turns, still bounded by count. */
+export const settleIo = (cond: () => boolean | Promise<boolean>) => settle(cond, 200_000)
+
+/**
+ * Fakes setTimeout/setInterval and Date (the runtime's `now` reads `Date.now`), leaving
+ * setImmediate real so store commits and I/O go on; restore with `vi.useRealTimers()`.
+ */
+export function useFakeClock(start = Date.UTC(2026, 0, 1)): void {
+  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date'], now: start })
 }

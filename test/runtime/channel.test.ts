@@ -3,6 +3,9 @@ import { openSqliteStore, type MessageStore } from '../../shared/store/index.ts'
 import { silentLogger } from '../../shared/log/index.ts'
 import { defineComponent } from '../../shared/component.ts'
 import { startChannel } from '../../engine/runtime/index.ts'
+import { loadChannelObject } from '../../shared/config/load.ts'
+import { createHttpClient } from '../../shared/http/index.ts'
+import { join } from 'node:path'
 import { startApi, feedSource, destination, channel, filter, until, useRuntimeFixture } from './_helpers.ts'
 
 const rt = useRuntimeFixture({ pollIntervalMs: 50 })
@@ -261,5 +264,55 @@ describe('startChannel', () => {
     await h2.whenIdle()
     expect((await rt.store.get(id))!.message.status).toBe('delivered')
     expect(rt.api.keys()).toEqual([`${id}:api`, `${id}:api`, `${id2}:api`])
+  })
+})
+
+describe('the built-in http-listener in the runtime', () => {
+  it('answers 202 only after the durable write, and 503 with Retry-After once queueLimit is reached', async () => {
+    rt.api.behaviour = () => ({ status: 200, hang: true }) // the destination holds the first message
+    const ch = await loadChannelObject({
+      name: 'listener',
+      source: { type: 'http-listener', config: { port: 0 } },
+      destinations: [{ name: 'api', type: 'http', config: { url: rt.api.url } }],
+      options: { queueLimit: 1 },
+    }, { file: join(rt.dir.path, 'listener.json'), env: {} })
+    // Enqueues wait at a gate, so the test sees what the listener answers before the write.
+    let open!: () => void
+    const gate = new Promise<void>((ok) => (open = ok))
+    let enqueues = 0
+    const store: MessageStore = { ...rt.store, enqueue: async (c, input) => { enqueues++; await gate; return rt.store.enqueue(c, input) } }
+    const http = createHttpClient()
+    try {
+      const h = await startChannel(ch, { store, log: silentLogger, dataDir: rt.dir.path, http })
+      rt.handles.push(h)
+      const url = `http://127.0.0.1:${h.source.address!()!.port}/`
+      const post = (body: unknown) => fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
+      let answered = false
+      const first = post({ n: 1 }).then(async (r) => { answered = true; return { status: r.status, body: (await r.json()) as { id: string } } })
+      await until(() => enqueues === 1)
+      for (let i = 0; i < 200; i++) await new Promise((ok) => setImmediate(ok))
+      expect(answered).toBe(false) // not acknowledged while the write has not happened
+      open()
+      const res = await first
+      expect(res.status).toBe(202)
+      // Durable: another connection to the data directory sees it, as a restarted engine would.
+      const reader = openSqliteStore({ dataDir: rt.dir.path, owner: false })
+      expect((await reader.get(res.body.id))!.message).toMatchObject({ channel: 'listener', body: { n: 1 } })
+      await reader.close()
+
+      await until(() => rt.api.received.length === 1) // held by the API: the queue (limit 1) is full
+      const refused = await post({ n: 2 })
+      expect(refused.status).toBe(503)
+      expect(refused.headers.get('retry-after')).toBe('1')
+      expect(await refused.json()).toEqual({ error: 'queue full, retry later' })
+      expect(h.counters()).toMatchObject({ received: 1, refused: 1, queued: 1 })
+      expect(enqueues).toBe(1)
+      rt.api.releaseHanging()
+      await until(() => h.counters().delivered === 1)
+      expect((await post({ n: 3 })).status).toBe(202)
+      await h.stop({ timeoutMs: 500 })
+    } finally {
+      await http.close()
+    }
   })
 })

@@ -7,6 +7,7 @@ import { run as runCommand } from '../../engine/commands/run.ts'
 import { run as messagesCommand, parseSince, redact } from '../../engine/commands/messages.ts'
 import type { ChannelHandle } from '../../engine/runtime/index.ts'
 import { startApi, tempDir, until } from './_helpers.ts'
+import { openSqliteStore } from '../../shared/store/index.ts'
 
 const fixtures = resolve(import.meta.dirname, '../fixtures/runtime')
 
@@ -119,7 +120,8 @@ describe('weir run', () => {
 
 describe('weir messages', () => {
   it('a permanent 400 is listed and shown with its excerpt; resubmit redelivers it to the running engine once the API is fixed', async () => {
-    api.behaviour = ({ body }) => ((body as { n: number }).n === 2 ? { status: 400, body: '{"error":"mrn is required","token":"abc"}' } : undefined)
+    const jwt = 'eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ3ZWlyIn0.c2lnbmF0dXJlLWJ5dGVz'
+    api.behaviour = ({ body }) => ((body as { n: number }).n === 2 ? { status: 400, body: `{"error":"mrn is required","access_token":"opaque-at-77","echo":"${jwt}"}` } : undefined)
     const file = await channelFile('adt')
     const r = await startRun([file])
     const port = Number(await readFile(join(dir.path, 'adt.port'), 'utf8'))
@@ -140,7 +142,9 @@ describe('weir messages', () => {
     expect(shown).toContain('"password": "[REDACTED]"')
     expect(shown).not.toContain('hunter22')
     expect(shown).toMatch(/api +0 +error +1 +\S+ +400 +ERR_HTTP_STATUS/)
-    expect(shown).toContain('response: {"error":"mrn is required","token":"abc"}')
+    expect(shown).toContain('response: {"error":"mrn is required","access_token":"[REDACTED]","echo":"[REDACTED]"}')
+    expect(shown).not.toContain('opaque-at-77')
+    expect(shown).not.toContain(jwt)
 
     api.behaviour = () => undefined
     const rs = io(dir.path)
@@ -180,6 +184,56 @@ describe('weir messages', () => {
     const badStatus = await messagesCommand(['list', '--status', 'lost'], t.io).catch((e) => e)
     expect(badStatus.message).toBe('--status must be one of queued, in-flight, retrying, delivered, filtered, error; not "lost"')
     expect(await messagesCommand(['frobnicate'], t.io)).toBe(2)
+  })
+
+  it('show redacts token fields and JWTs in excerpts stored unredacted (by an older weir)', async () => {
+    const store = openSqliteStore({ dataDir: join(dir.path, 'data') })
+    const { id } = await store.enqueue('adt', { body: 1 })
+    await store.claim('adt', 1)
+    const raw = '{"access_token":"old-at-1","id_token":"eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln"}'
+    await store.complete(id, 'error', [{ destination: 'api', part: 0, status: 'error', attempt: { startedAt: 1, endedAt: 2, outcome: 'permanent', responseStatus: 400, excerpt: raw } }], 'api: 400')
+    await store.close()
+    const text = io(dir.path)
+    expect(await messagesCommand(['show', id, '--data-dir', 'data'], text.io)).toBe(0)
+    expect(text.out.join('\n')).toContain('response: {"access_token":"[REDACTED]","id_token":"[REDACTED]"}')
+    const json = io(dir.path)
+    expect(await messagesCommand(['show', id, '--json', '--data-dir', 'data'], json.io)).toBe(0)
+    expect(json.out.join('\n')).not.toMatch(/old-at-1|eyJhbGci/)
+  })
+
+  it('purge --before deletes finished messages older than the cutoff and keeps the rest', async () => {
+    const day = 86_400_000
+    let t = Date.now() - 40 * day
+    const store = openSqliteStore({ dataDir: join(dir.path, 'data'), now: () => t })
+    const old = await store.enqueue('adt', { body: 1 })
+    const oldQueued = await store.enqueue('adt', { body: 2 })
+    await store.claim('adt', 1)
+    await store.complete(old.id, 'delivered')
+    t = Date.now()
+    const recent = await store.enqueue('adt', { body: 3 })
+    await store.claim('adt', 5)
+    await store.complete(recent.id, 'error', [], 'api: 400')
+    await store.release([oldQueued.id])
+    await store.close()
+
+    const p = io(dir.path)
+    expect(await messagesCommand(['purge', '--before', '30d', '--data-dir', 'data'], p.io)).toBe(0)
+    expect(p.out).toHaveLength(1)
+    expect(p.out[0]).toMatch(/^purged 1 finished message\(s\) last updated before \d{4}-\d\d-\d\dT[\d:.]+Z$/)
+    const l = io(dir.path)
+    expect(await messagesCommand(['list', '--json', '--data-dir', 'data'], l.io)).toBe(0)
+    expect((JSON.parse(l.out[0]!) as Array<{ id: string }>).map((m) => m.id).sort()).toEqual([oldQueued.id, recent.id].sort())
+    const again = io(dir.path)
+    expect(await messagesCommand(['purge', '--before', '2000-01-01T00:00:00Z', '--channel', 'adt', '--data-dir', 'data'], again.io)).toBe(0)
+    expect(again.out).toEqual(['purged 0 finished message(s) last updated before 2000-01-01T00:00:00.000Z in channel adt'])
+
+    const missing = await messagesCommand(['purge', '--data-dir', 'data'], io(dir.path).io).catch((e) => e)
+    expect([missing.userError, missing.message]).toEqual([true, 'purge needs --before (an ISO date or a duration ago like 30d)'])
+    const bad = await messagesCommand(['purge', '--before', 'last week', '--data-dir', 'data'], io(dir.path).io).catch((e) => e)
+    expect(bad.message).toBe('--before must be an ISO date or a duration like 10m, 2h, 7d; not "last week"')
+    const u = io(dir.path)
+    expect(await messagesCommand(['frobnicate'], u.io)).toBe(2)
+    expect(u.err[0]).toContain('weir messages purge --before T [--channel C]')
   })
 
   it('parses --since and redacts credential-like keys', () => {

@@ -1,6 +1,8 @@
-import { describe, it, expect } from 'vitest'
+import { describe, it, expect, beforeEach, afterEach, vi } from 'vitest'
+import { RetryableError } from '../../shared/errors.ts'
+import { openSqliteStore } from '../../shared/store/index.ts'
 import { backoffDelay, CircuitBreaker } from '../../engine/runtime/index.ts'
-import { startApi, feedSource, destination, useRuntimeFixture } from './_helpers.ts'
+import { startApi, feedSource, destination, filter, settle, settleIo, turns, useFakeClock, useRuntimeFixture } from './_helpers.ts'
 
 describe('backoffDelay', () => {
   const policy = { initialDelayMs: 100, maxDelayMs: 1000 }
@@ -14,9 +16,11 @@ describe('backoffDelay', () => {
 })
 
 describe('CircuitBreaker', () => {
+  beforeEach(() => useFakeClock(0))
+  afterEach(() => vi.useRealTimers())
+
   it('opens after the threshold, lets one probe through after the reset, closes on success', async () => {
-    let t = 0
-    const b = new CircuitBreaker({ failureThreshold: 2, resetAfterMs: 30 }, () => t)
+    const b = new CircuitBreaker({ failureThreshold: 2, resetAfterMs: 30 }, () => Date.now())
     const signal = new AbortController().signal
     expect(await b.acquire(signal)).toEqual({ probe: false })
     b.failure(false)
@@ -25,16 +29,16 @@ describe('CircuitBreaker', () => {
     expect(b.state).toBe('open')
     let got: { probe: boolean } | undefined
     const p = b.acquire(signal).then((r) => (got = r))
-    await new Promise((ok) => setTimeout(ok, 5))
+    await vi.advanceTimersByTimeAsync(29)
     expect(got).toBeUndefined()
-    t = 30
+    await vi.advanceTimersByTimeAsync(1)
     await p
     expect(got).toEqual({ probe: true })
     expect(b.state).toBe('half-open')
-    // Others wait for the probe's answer.
+    // Others wait for the probe's answer, however long it takes.
     let other: { probe: boolean } | undefined
     const q = b.acquire(signal).then((r) => (other = r))
-    await new Promise((ok) => setTimeout(ok, 5))
+    await vi.advanceTimersByTimeAsync(10_000)
     expect(other).toBeUndefined()
     b.success()
     await q
@@ -43,10 +47,9 @@ describe('CircuitBreaker', () => {
   })
 
   it('a failed probe opens it again; abort rejects a waiter', async () => {
-    let t = 0
-    const b = new CircuitBreaker({ failureThreshold: 1, resetAfterMs: 10 }, () => t)
+    const b = new CircuitBreaker({ failureThreshold: 1, resetAfterMs: 10 }, () => Date.now())
     b.failure(false)
-    t = 10
+    await vi.advanceTimersByTimeAsync(10)
     const ac = new AbortController()
     expect(await b.acquire(ac.signal)).toEqual({ probe: true })
     b.failure(true)
@@ -58,11 +61,33 @@ describe('CircuitBreaker', () => {
   })
 })
 
-const rt = useRuntimeFixture()
+const rt = useRuntimeFixture({ now: () => Date.now() })
 
 const gaps = (times: number[]) => times.slice(1).map((t, i) => t - times[i]!)
 
-describe('retries and outages', () => {
+/**
+ * On fake time: after each attempt (its failure recorded in the store, so its wait is scheduled),
+ * advances the clock to one millisecond before the expected next attempt and checks none was
+ * made, then by one more and waits (bounded by event-loop turns) for exactly that attempt.
+ */
+async function expectAttemptsAt(id: string, key: string, expectedGaps: number[], made = 1) {
+  const sent = () => rt.api.received.filter((r) => r.key === key).length
+  const recorded = async () => (await rt.store.get(id))?.attempts.length ?? 0
+  for (const gap of expectedGaps) {
+    await settleIo(async () => sent() === made && (await recorded()) === made)
+    await vi.advanceTimersByTimeAsync(gap - 1)
+    await turns()
+    expect(sent()).toBe(made)
+    await vi.advanceTimersByTimeAsync(1)
+    await settleIo(() => sent() === made + 1)
+    made++
+  }
+}
+
+describe('retries and outages (fake clock)', () => {
+  beforeEach(() => useFakeClock())
+  afterEach(() => vi.useRealTimers())
+
   it('outage: 503s then recovery; backoff spacing, the breaker pauses instead of spending budgets, nothing lost', async () => {
     // The first 6 requests fail: 3 counted attempts (40, 80 ms apart), then the breaker (threshold 3) pauses
     // the destination and probes every 300 ms; the 3 failing probes do not count against maxAttempts 4.
@@ -74,26 +99,20 @@ describe('retries and outages', () => {
     }, { random: () => 1 })
     const ids: string[] = []
     for (let i = 0; i < 20; i++) ids.push((await src.emit({ i })).id)
-    await new Promise((ok) => setTimeout(ok, 250))
-    // During the outage: paused, the first message retrying, the rest still queued.
-    expect(h.breakers().api!.state).not.toBe('closed')
+    const firstKey = `${ids[0]}:api`
+    await expectAttemptsAt(ids[0]!, firstKey, [40, 80])
+    // After the third failure: paused, the first message retrying, the rest still queued.
+    await settleIo(async () => (await rt.store.get(ids[0]!))!.attempts.length === 3)
+    expect(h.breakers().api).toEqual({ state: 'open', openings: 1 })
     expect(h.counters()).toMatchObject({ paused: 1, retrying: 1, queued: 20, delivered: 0 })
-    await h.whenIdle({ timeoutMs: 15_000 })
+    await expectAttemptsAt(ids[0]!, firstKey, [300, 300, 300, 300], 3)
+    await settleIo(() => h.counters().delivered === 20)
 
     expect(h.counters()).toMatchObject({ delivered: 20, errors: 0 })
-    const firstKey = `${ids[0]}:api`
     const first = rt.api.received.filter((r) => r.key === firstKey).map((r) => r.at)
-    expect(first).toHaveLength(7)
-    const g = gaps(first)
-    // Measured spacing, generous upper bounds (loaded CI machine); lower bounds are the backoff itself.
-    const expected = [40, 80, 300, 300, 300, 300]
-    g.forEach((gap, i) => {
-      expect(gap).toBeGreaterThanOrEqual(expected[i]! - 2)
-      expect(gap).toBeLessThan(expected[i]! + 400)
-    })
+    expect(gaps(first)).toEqual([40, 80, 300, 300, 300, 300])
     // Order kept through the outage: the successful requests are in arrival order.
     expect(rt.api.received.slice(6).map((r) => (r.body as { i: number }).i)).toEqual(Array.from({ length: 20 }, (_, i) => i))
-    // Every message reached the API; the others once each.
     for (const id of ids.slice(1)) expect(rt.api.received.filter((r) => r.key === `${id}:api`)).toHaveLength(1)
     const d = (await rt.store.get(ids[0]!))!
     expect(d.message.status).toBe('delivered')
@@ -110,22 +129,23 @@ describe('retries and outages', () => {
       destinations: [destination('api', rt.api.url, { retry: { maxAttempts: 4, initialDelayMs: 10, maxDelayMs: 100, maxElapsedMs: 60_000 } })],
     }, { random: () => 1 })
     const { id } = await src.emit({ i: 0 })
-    await h.whenIdle()
+    await expectAttemptsAt(id, `${id}:api`, [10, 20, 40])
+    await settleIo(() => h.counters().errors === 1)
     const d = (await rt.store.get(id))!
     expect(d.message.status).toBe('error')
     expect(d.message.error).toBe(`api: gave up after 4 attempts: ERR_HTTP_STATUS: POST ${rt.api.url} answered 503`)
     expect(d.deliveries[0]).toMatchObject({ status: 'error', attempts: 4, responseStatus: 503, responseExcerpt: 'down' })
+    expect(rt.api.received).toHaveLength(4)
   })
 
   it('honours Retry-After over a shorter backoff', async () => {
     rt.api.behaviour = ({ n }) => (n === 1 ? { status: 429, headers: { 'retry-after': '1' } } : undefined)
     const src = feedSource()
     const h = await rt.start({ source: src.definition, destinations: [destination('api', rt.api.url)] }, { random: () => 0 })
-    await src.emit({ i: 0 })
-    await h.whenIdle()
-    const [gap] = gaps(rt.api.received.map((r) => r.at))
-    expect(gap).toBeGreaterThanOrEqual(995)
-    expect(gap).toBeLessThan(1800)
+    const { id } = await src.emit({ i: 0 })
+    await expectAttemptsAt(id, `${id}:api`, [1000])
+    await settleIo(() => h.counters().delivered === 1)
+    expect(gaps(rt.api.received.map((r) => r.at))).toEqual([1000])
   })
 
   it('gives up when the next attempt would pass maxElapsedMs', async () => {
@@ -136,12 +156,13 @@ describe('retries and outages', () => {
       destinations: [destination('api', rt.api.url, { retry: { maxAttempts: 100, initialDelayMs: 80, maxDelayMs: 10_000, maxElapsedMs: 200 } })],
     }, { random: () => 1 })
     const { id } = await src.emit({ i: 0 })
-    await h.whenIdle()
+    await expectAttemptsAt(id, `${id}:api`, [80])
+    await settleIo(() => h.counters().errors === 1)
     const d = (await rt.store.get(id))!
     expect(d.message.status).toBe('error')
     // 80 ms then 160 ms: the third wait (320 ms) would pass 200 ms.
     expect(rt.api.received).toHaveLength(2)
-    expect(d.message.error).toMatch(/^api: gave up after \d+ ms: ERR_HTTP_STATUS: POST .* answered 500$/)
+    expect(d.message.error).toMatch(/^api: gave up after 80 ms: ERR_HTTP_STATUS: POST .* answered 500$/)
   })
 
   it('a network failure is retryable', async () => {
@@ -152,11 +173,101 @@ describe('retries and outages', () => {
     const h = await rt.start({
       source: src.definition,
       destinations: [destination('api', url, { retry: { maxAttempts: 2, initialDelayMs: 5, maxDelayMs: 10, maxElapsedMs: 60_000 } })],
-    })
+    }, { random: () => 1 })
     const { id } = await src.emit({ i: 0 })
-    await h.whenIdle()
+    await settleIo(async () => (await rt.store.get(id))!.attempts.length === 1)
+    await vi.advanceTimersByTimeAsync(5)
+    await settleIo(() => h.counters().errors === 1)
     const d = (await rt.store.get(id))!
     expect(d.deliveries[0]).toMatchObject({ status: 'error', attempts: 2 })
+    expect(d.attempts.map((a) => a.startedAt - d.attempts[0]!.startedAt)).toEqual([0, 5])
     expect(d.message.error).toMatch(/^api: gave up after 2 attempts: ERR_HTTP_NETWORK: POST .* failed: fetch failed$/)
+  })
+
+  it('a retryable filter failure releases the message and backs off per the channel; permanent ones go to error at once', async () => {
+    const calls: Array<{ i: number; at: number }> = []
+    let outage = 2
+    const flaky = filter((m) => {
+      calls.push({ i: m.body.i, at: Date.now() })
+      if (m.body.bad) throw new Error('cannot map this message')
+      if (m.body.i === 0 && outage-- > 0) throw new RetryableError('lookup API answered 503', { code: 'ERR_HTTP_STATUS' })
+      return m
+    })
+    const src = feedSource()
+    const h = await rt.start({
+      source: src.definition, filters: [flaky],
+      destinations: [destination('api', rt.api.url, { retry: { maxAttempts: 5, initialDelayMs: 100, maxDelayMs: 10_000, maxElapsedMs: 60_000 } })],
+    }, { random: () => 1 })
+    const a = await src.emit({ i: 0 })
+    const b = await src.emit({ i: 1 })
+    const bad = await src.emit({ i: 2, bad: true })
+    // First failure: backoff 100 ms (the first destination's policy), the whole channel waits, order kept.
+    await settle(() => calls.length === 1)
+    await turns()
+    expect(calls).toHaveLength(1)
+    expect((await rt.store.get(a.id))!.message.status).toBe('queued')
+    await vi.advanceTimersByTimeAsync(99)
+    await turns()
+    expect(calls).toHaveLength(1)
+    await vi.advanceTimersByTimeAsync(1)
+    await settle(() => calls.length === 2)
+    // Second failure: 200 ms.
+    await vi.advanceTimersByTimeAsync(199)
+    await turns()
+    expect(calls).toHaveLength(2)
+    await vi.advanceTimersByTimeAsync(1)
+    await settleIo(() => h.counters().delivered === 2 && h.counters().errors === 1)
+    expect(gaps(calls.filter((c) => c.i === 0).map((c) => c.at))).toEqual([100, 200])
+    expect(calls.map((c) => c.i)).toEqual([0, 0, 0, 1, 2])
+    expect(rt.api.received.map((r) => r.key)).toEqual([`${a.id}:api`, `${b.id}:api`])
+    const e = (await rt.store.get(bad.id))!
+    expect(e.message).toMatchObject({ status: 'error', error: 'filters/0: cannot map this message' })
+  })
+
+  it('a filter that keeps failing retryably goes to error after maxAttempts', async () => {
+    let n = 0
+    const down = filter(() => { n++; throw new RetryableError('lookup API down', { code: 'ERR_HTTP_NETWORK' }) })
+    const src = feedSource()
+    const h = await rt.start({
+      source: src.definition, filters: [down],
+      destinations: [destination('api', rt.api.url, { retry: { maxAttempts: 3, initialDelayMs: 10, maxDelayMs: 10_000, maxElapsedMs: 60_000 } })],
+    }, { random: () => 1 })
+    const { id } = await src.emit({ i: 0 })
+    await settle(() => n === 1)
+    await vi.advanceTimersByTimeAsync(10)
+    await settle(() => n === 2)
+    await vi.advanceTimersByTimeAsync(20)
+    await settle(() => h.counters().errors === 1)
+    expect(n).toBe(3)
+    expect((await rt.store.get(id))!.message).toMatchObject({ status: 'error', error: 'filters/0: gave up after 3 attempts: ERR_HTTP_NETWORK: lookup API down' })
+  })
+
+  it('a retry scheduled before a restart waits its turn after it (persisted nextAttemptAt)', async () => {
+    rt.api.behaviour = ({ n }) => (n === 1 ? { status: 503, body: 'busy' } : undefined)
+    const src = feedSource()
+    const policy = { retry: { maxAttempts: 5, initialDelayMs: 60_000, maxDelayMs: 600_000, maxElapsedMs: 3_600_000 } }
+    const h = await rt.start({ source: src.definition, destinations: [destination('api', rt.api.url, policy)] }, { random: () => 1 })
+    const { id } = await src.emit({ i: 0 })
+    await settleIo(async () => (await rt.store.get(id))!.attempts.length === 1)
+    const failedAt = Date.now()
+    expect((await rt.store.get(id))!.deliveries[0]).toMatchObject({ status: 'retrying', nextAttemptAt: failedAt + 60_000 })
+    await vi.advanceTimersByTimeAsync(10_000)
+    await h.stop()
+    await rt.store.close()
+    // Restart: a new store on the same directory (its clock is the fake one) and a new channel.
+    rt.store = openSqliteStore({ dataDir: rt.dir.path, now: () => Date.now() })
+    expect((await rt.store.get(id))!.deliveries[0]).toMatchObject({ status: 'queued', nextAttemptAt: failedAt + 60_000 })
+    const src2 = feedSource()
+    const h2 = await rt.start({ source: src2.definition, destinations: [destination('api', rt.api.url, policy)] }, { random: () => 1 })
+    await settle(() => h2.counters().retrying === 1)
+    await turns()
+    expect(rt.api.received).toHaveLength(1)
+    await vi.advanceTimersByTimeAsync(49_999)
+    await turns()
+    expect(rt.api.received).toHaveLength(1)
+    await vi.advanceTimersByTimeAsync(1)
+    await settleIo(() => h2.counters().delivered === 1)
+    expect(rt.api.received.map((r) => r.at - failedAt)).toEqual([0, 60_000])
+    expect((await rt.store.get(id))!.deliveries[0]).toMatchObject({ status: 'delivered', attempts: 2 })
   })
 })

@@ -1,14 +1,16 @@
 import { describe, it, expect, beforeEach, afterEach } from 'vitest'
-import { mkdtemp, rm, writeFile, readFile } from 'node:fs/promises'
+import { mkdtemp, rm, writeFile, readFile, utimes } from 'node:fs/promises'
 import { existsSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
+import { spawn } from 'node:child_process'
 import Database from 'better-sqlite3'
-import { openSqliteStore, type MessageStore } from '../../shared/store/index.ts'
+import { openSqliteStore, type SqliteMessageStore } from '../../shared/store/index.ts'
 import { migrations } from '../../shared/store/migrations.ts'
 
+const root = resolve(import.meta.dirname, '../..')
 let dir: string
-let store: MessageStore
+let store: SqliteMessageStore
 beforeEach(async () => {
   dir = await mkdtemp(join(tmpdir(), 'weir-store-'))
   store = openSqliteStore({ dataDir: dir })
@@ -20,12 +22,14 @@ afterEach(async () => {
 
 describe('openSqliteStore', () => {
   it('uses WAL, FULL sync by default and the latest schema version', async () => {
+    expect(store.diagnostics()).toMatchObject({ synchronous: 2, journalMode: 'wal' })
     await store.close()
     const db = new Database(join(dir, 'weir.db'), { readonly: true })
     expect(db.pragma('journal_mode', { simple: true })).toBe('wal')
     expect(db.pragma('user_version', { simple: true })).toBe(migrations.length)
     db.close()
-    store = openSqliteStore({ dataDir: dir })
+    store = openSqliteStore({ dataDir: dir, synchronous: 'NORMAL' })
+    expect(store.diagnostics()).toMatchObject({ synchronous: 1, journalMode: 'wal' })
   })
 
   it('enqueues and claims in order, with body, content type and attributes', async () => {
@@ -43,7 +47,9 @@ describe('openSqliteStore', () => {
   })
 
   it('groups enqueues issued in the same tick into one transaction, resolving all after commit', async () => {
+    const before = store.diagnostics().commits
     const results = await Promise.all(Array.from({ length: 50 }, (_, i) => store.enqueue('c', { body: i })))
+    expect(store.diagnostics().commits - before).toBe(1)
     expect(new Set(results.map((r) => r.id)).size).toBe(50)
     const claimed = await store.claim('c', 100)
     expect(claimed.map((m) => m.body)).toEqual(Array.from({ length: 50 }, (_, i) => i))
@@ -81,7 +87,9 @@ describe('openSqliteStore', () => {
     await store.claim('c', 2)
     await store.recordDelivery(id, { destination: 'a', part: 0, status: 'delivered', attempt: { startedAt: 1, endedAt: 2, outcome: 'delivered' } })
     await store.recordDelivery(id, { destination: 'b', part: 0, status: 'retrying', attempt: { startedAt: 1, endedAt: 2, outcome: 'retryable', error: 'x' } })
-    // Simulate a crash: the database is left as is, without close().
+    // Simulate a crash: close() does not release claims; a crashed process leaves its (dead) pid in the lock.
+    await store.close()
+    await writeFile(join(dir, 'weir.lock'), '999999999')
     const warned: unknown[] = []
     const again = openSqliteStore({ dataDir: dir, log: { warn: (o: unknown) => void warned.push(o) } as never })
     expect(warned).toEqual([{ dataDir: dir, released: 2 }])
@@ -111,6 +119,48 @@ describe('openSqliteStore', () => {
     store = openSqliteStore({ dataDir: dir })
     expect(await readFile(join(dir, 'weir.lock'), 'utf8')).toBe(String(process.pid))
     await store.close()
+    expect(existsSync(join(dir, 'weir.lock'))).toBe(false)
+    store = openSqliteStore({ dataDir: dir })
+  })
+
+  it('two opens of one data directory: the second is refused while the first holds the lock', async () => {
+    const err = (() => { try { openSqliteStore({ dataDir: dir }) } catch (e) { return e } })() as { code: string; message: string }
+    expect(err.code).toBe('ERR_STORE')
+    expect(err.message).toBe(`data directory ${dir} is in use by process ${process.pid}; stop it or use another --data-dir`)
+    expect(await readFile(join(dir, 'weir.lock'), 'utf8')).toBe(String(process.pid))
+    // Readers beside the owner are fine; once the owner closes, the directory can be taken.
+    const reader = openSqliteStore({ dataDir: dir, owner: false })
+    await reader.close()
+    await store.close()
+    store = openSqliteStore({ dataDir: dir })
+  })
+
+  it('a lock without a pid is another process mid-create while fresh, stale once old', async () => {
+    await store.close()
+    const lock = join(dir, 'weir.lock')
+    await writeFile(lock, '')
+    const err = (() => { try { openSqliteStore({ dataDir: dir }) } catch (e) { return e } })() as { code: string; message: string }
+    expect([err.code, err.message]).toEqual(['ERR_STORE', `data directory ${dir} is in use by another process; stop it or use another --data-dir`])
+    await utimes(lock, new Date(Date.now() - 60_000), new Date(Date.now() - 60_000))
+    store = openSqliteStore({ dataDir: dir })
+    expect(await readFile(lock, 'utf8')).toBe(String(process.pid))
+  })
+
+  it('three processes opening one data directory at once: exactly one owns it', async () => {
+    const script = `import { openSqliteStore } from ${JSON.stringify(join(root, 'shared/store/index.ts'))}
+let s
+try { s = openSqliteStore({ dataDir: process.argv[1] }); console.log('owner') } catch (e) { console.log('refused ' + e.code) }
+process.stdin.resume()
+process.stdin.on('end', async () => { await s?.close(); process.exit(0) })`
+    await store.close()
+    const children = Array.from({ length: 3 }, () => spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script, dir], { cwd: root, stdio: ['pipe', 'pipe', 'inherit'] }))
+    const first = children.map((c) => new Promise<string>((ok) => c.stdout!.once('data', (d: Buffer) => ok(d.toString().trim()))))
+    const answers = await Promise.all(first)
+    const exited = children.map((c) => new Promise((ok) => c.once('exit', ok)))
+    for (const c of children) c.stdin!.end()
+    await Promise.all(exited)
+    expect(answers.filter((a) => a === 'owner')).toHaveLength(1)
+    expect(answers.filter((a) => a === 'refused ERR_STORE')).toHaveLength(2)
     expect(existsSync(join(dir, 'weir.lock'))).toBe(false)
     store = openSqliteStore({ dataDir: dir })
   })
@@ -170,6 +220,49 @@ describe('openSqliteStore', () => {
     store.refreshPending('c')
     expect(store.pending('c')).toBe(1)
     expect((await store.claim('c', 5)).map((m) => m.id)).toEqual([id])
+  })
+
+  it('purges finished messages last updated before a time, with their history; never unfinished ones', async () => {
+    let t = 1000
+    await store.close()
+    store = openSqliteStore({ dataDir: dir, now: () => t })
+    const ids = []
+    for (const [ch, key] of [['c', 'k-a'], ['c', 'k-b'], ['c', 'k-c'], ['c', 'k-d'], ['c', 'k-e'], ['d', 'k-f']] as const) ids.push((await store.enqueue(ch, { body: key, dedupeKey: key })).id)
+    const [a, b, c, d, e, f] = ids as [string, string, string, string, string, string]
+    await store.claim('c', 3)
+    await store.claim('d', 1)
+    t = 2000
+    await store.complete(a, 'delivered', [{ destination: 'api', part: 0, status: 'delivered', attempt: { startedAt: 2000, endedAt: 2001, outcome: 'delivered' } }])
+    await store.complete(b, 'error', [{ destination: 'api', part: 0, status: 'error', attempt: { startedAt: 2000, endedAt: 2001, outcome: 'permanent' } }], 'api: 400')
+    await store.complete(f, 'delivered')
+    t = 5000
+    await store.complete(c, 'filtered')
+    await store.claim('c', 1) // d in flight; e stays queued (both last updated at 1000 and 5000)
+    expect(await store.purge({ before: 3000 })).toBe(3)
+    expect(await store.get(a)).toBeUndefined()
+    expect(await store.get(b)).toBeUndefined()
+    expect(await store.get(f)).toBeUndefined()
+    expect((await store.list({ order: 'asc' })).map((m) => [m.id, m.status])).toEqual([[c, 'filtered'], [d, 'in-flight'], [e, 'queued']])
+    const raw = new Database(join(dir, 'weir.db'), { readonly: true })
+    expect([raw.prepare('SELECT count(*) FROM deliveries').pluck().get(), raw.prepare('SELECT count(*) FROM attempts').pluck().get()]).toEqual([0, 0])
+    raw.close()
+    expect(await store.purge({ before: 10_000, channel: 'd' })).toBe(0)
+    expect(await store.purge({ before: 10_000, channel: 'c' })).toBe(1)
+    expect((await store.list()).map((m) => m.id).sort()).toEqual([d, e].sort())
+    expect(store.pending('c')).toBe(2)
+    // The dedupe key of a purged message is accepted again.
+    expect((await store.enqueue('c', { body: 'again', dedupeKey: 'k-a' })).duplicate).toBe(false)
+    expect((await store.enqueue('c', { body: 'again', dedupeKey: 'k-e' })).duplicate).toBe(true)
+  })
+
+  it('purges in batches of 1000, each its own commit', async () => {
+    await Promise.all(Array.from({ length: 2500 }, (_, i) => store.enqueue('c', { body: i })))
+    const claimed = await store.claim('c', 3000)
+    await Promise.all(claimed.map((m) => store.complete(m.id, 'delivered')))
+    const before = store.diagnostics().commits
+    expect(await store.purge({ before: Date.now() + 1 })).toBe(2500)
+    expect(store.diagnostics().commits - before).toBe(3)
+    expect(await store.stats()).toMatchObject({ delivered: 0, queued: 0 })
   })
 
   it('keeps component state across reopen', async () => {

@@ -2,6 +2,10 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import httpDest from '../../../components/destinations/http.ts'
 import { loadComponentConfig, loopbackServer, message, staticTokenProvider, testContext, type RecordedRequest, type TestContext } from '../../_setup.ts'
 import type { ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
+import { startAuthorizationServer, type AuthorizationServer, type ProtectedApi } from '../../../engine/embedded/authorization-server.ts'
+import { createTokenProvider, TokenCache } from '../../../shared/oauth/index.ts'
+import { reveal, Secret } from '../../../shared/secret.ts'
 
 const TOKEN = 'eyJ0b2tlbi1mb3ItdGVzdHMi.payload.sig-1234567890'
 let t: TestContext
@@ -125,6 +129,26 @@ describe('http destination', () => {
     expect(err.message).toBe(`POST ${api.origin}/in answered 307 (redirect to ${other.origin}/collect); redirects are not followed`)
   })
 
+  it('a 3xx with a malformed Location is a permanent error, not a retryable TypeError', async () => {
+    answer = (_, res) => { res.writeHead(302, { location: 'http://[bad' }); res.end() }
+    const dest = await destination({ url: api.origin + '/in' })
+    const err = await dest.deliver(message({}), opts).catch((e) => e)
+    expect([err.name, err.code, err.retryable, err.status]).toEqual(['PermanentError', 'ERR_HTTP_STATUS', false, 302])
+    expect(err.message).toBe(`POST ${api.origin}/in answered 302 (redirect to a malformed Location); redirects are not followed`)
+  })
+
+  it('redacts token fields and JWT-shaped strings in response excerpts (success and error)', async () => {
+    const jwt = 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhYmMifQ.c2lnbmF0dXJl'
+    answer = (_, res) => { res.statusCode = 201; res.end(`{"access_token":"opaque-tok-123","note":"${jwt}"}`) }
+    const dest = await destination({ url: api.origin + '/in' })
+    expect(await dest.deliver(message({}), opts)).toEqual({ status: 201, excerpt: '{"access_token":"[REDACTED]","note":"[REDACTED]"}' })
+    answer = (_, res) => { res.statusCode = 400; res.end(`{"refresh_token":"rt-secret-9","seen":"${jwt}"}`) }
+    const err = await dest.deliver(message({}), opts).catch((e) => e)
+    expect(err.excerpt).toBe('{"refresh_token":"[REDACTED]","seen":"[REDACTED]"}')
+    expect(err.message).toBe(`POST ${api.origin}/in answered 400: "{"refresh_token":"[REDACTED]","seen":"[REDACTED]"}"`)
+    expect(err.message + err.excerpt).not.toMatch(/opaque-tok-123|rt-secret-9|eyJhbGci/)
+  })
+
   it('a refused connection is a retryable network error', async () => {
     const gone = await loopbackServer(() => {})
     await gone.close()
@@ -146,5 +170,52 @@ describe('http destination', () => {
     const dest = await destination({ url: api.origin + '/slow', timeoutMs: 100 })
     const err = await dest.deliver(message({}), opts).catch((e) => e)
     expect(err.retryable).toBe(true)
+  })
+})
+
+describe('http destination with the real OAuth client', () => {
+  let as: AuthorizationServer
+  let protectedApi: ProtectedApi
+  beforeAll(async () => {
+    as = await startAuthorizationServer()
+    protectedApi = await as.createProtectedApi()
+    as.registerClient({ clientId: 'dest-client', authMethod: 'client_secret_basic', secret: 'dest-client-secret-value' })
+  })
+  afterAll(async () => { await protectedApi.close(); await as.close() })
+
+  it('401 invalid_token: exactly one new token and one resend, through the destination', async () => {
+    const provider = createTokenProvider('epic', { tokenUrl: as.tokenUrl, clientId: 'dest-client', clientAuth: { secret: new Secret('dest-client-secret-value') } }, { cache: new TokenCache() })
+    const loaded = await loadComponentConfig(httpDest, { url: protectedApi.url + '/fhir/Patient' })
+    expect(loaded.problems).toEqual([])
+    t = await testContext({ credentials: { epic: provider } })
+    const dest = await httpDest.create({ ...loaded.config, credential: 'epic' } as never, t.ctx)
+    const tokens = () => as.requests.filter((r) => r.clientId === 'dest-client').length
+
+    expect(await dest.deliver(message({ n: 1 }), opts)).toMatchObject({ status: 200 })
+    const first = reveal((await provider.getToken()).value)
+    expect([tokens(), protectedApi.requests.length]).toEqual([1, 1])
+
+    protectedApi.respondNext({ status: 401, headers: { 'www-authenticate': 'Bearer error="invalid_token", error_description="revoked"' }, body: '{"error":"invalid_token"}', beforeAuth: true })
+    expect(await dest.deliver(message({ n: 2 }), opts)).toMatchObject({ status: 200 })
+    expect([tokens(), protectedApi.requests.length]).toEqual([2, 3])
+    expect(protectedApi.requests.slice(1).map((r) => [r.status, r.body, r.headers['idempotency-key']])).toEqual([[401, '{"n":2}', 'msg-1:epic'], [200, '{"n":2}', 'msg-1:epic']])
+    expect(reveal((await provider.getToken()).value)).not.toBe(first)
+    expect(tokens()).toBe(2)
+    await provider.close()
+  })
+})
+
+describe('testContext', () => {
+  it('uses the shared HTTP client and closes it (and its keep-alive connections) on cleanup', async () => {
+    const sockets = new Set<Socket>()
+    api.server.on('connection', (s: Socket) => { sockets.add(s); s.once('close', () => sockets.delete(s)) })
+    const ctx = await testContext()
+    const res = await ctx.ctx.http.request({ url: api.origin + '/ping' })
+    expect(res.status).toBe(201)
+    expect(sockets.size).toBe(1) // kept alive by the client's pool
+    await ctx.cleanup()
+    // Bounded: the closed pool ends its socket; the server sees it within a few event-loop turns.
+    for (let i = 0; i < 10_000 && sockets.size > 0; i++) await new Promise((r) => setImmediate(r))
+    expect(sockets.size).toBe(0)
   })
 })

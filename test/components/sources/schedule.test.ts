@@ -1,8 +1,12 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
 import schedule, { linkWithRel } from '../../../components/sources/schedule.ts'
 import { RetryableError } from '../../../shared/errors.ts'
-import { loadComponentConfig, loopbackServer, memoryState, recordingEmit, staticTokenProvider, testContext, type RecordedRequest, type TestContext } from '../../_setup.ts'
+import { loadComponentConfig, loopbackServer, memoryState, recordingEmit, staticTokenProvider, storeState, testContext, type RecordedRequest, type TestContext } from '../../_setup.ts'
 import type { ServerResponse } from 'node:http'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { openSqliteStore } from '../../../shared/store/index.ts'
 
 type Sched = { start: (e: ReturnType<typeof recordingEmit>) => Promise<void>; stop: () => Promise<void>; tick: () => Promise<void> }
 
@@ -94,23 +98,32 @@ describe('schedule source', () => {
     expect(t.logs.find((l) => l.msg === 'poll finished')).toMatchObject({ emitted: 4, duplicates: 0 })
   })
 
-  it('keeps a cursor in the state and sends it after a restart', async () => {
+  it('keeps a cursor in the state and sends it after a restart (state in the SQLite store, closed and reopened)', async () => {
     const seen: string[] = []
     answer = (req, res) => {
       seen.push(new URL(req.url, api.origin).searchParams.get('_lastUpdated') ?? '(none)')
       sendJson(res, bundle(seen.length === 1 ? [patient('a', '2026-03-01T10:00:00+01:00'), patient('b', '2026-03-01T09:30:00Z'), patient('c', '2026-02-01T00:00:00Z')] : []))
     }
-    const state = memoryState()
-    const config = { url: api.origin + '/fhir/Observation', cursor: { param: '_lastUpdated' } }
-    const first = await source(config, state)
-    await first.start(recordingEmit())
-    await first.tick()
-    await first.stop()
-    expect(state.map.get('cursor')).toBe('2026-03-01T09:30:00Z') // compared as instants: 10:00+01:00 is 09:00Z
-    await t.cleanup()
-    const second = await source(config, state) // a new process with the same store
-    await second.start(recordingEmit())
-    await second.tick()
+    const data = await mkdtemp(join(tmpdir(), 'weir-sched-'))
+    stops.push(() => rm(data, { recursive: true, force: true }))
+    const loaded = await loadComponentConfig(schedule, { cron: '*/10 * * * * *', url: api.origin + '/fhir/Observation', cursor: { param: '_lastUpdated' } })
+    expect(loaded.problems).toEqual([])
+    // One "process": a store, the source's state in it as the runtime builds it, then everything closed.
+    const run = async () => {
+      const store = openSqliteStore({ dataDir: data })
+      const tc = await testContext({ state: storeState(store, 'obs', 'source') })
+      const src = (await schedule.create(loaded.config as never, tc.ctx)) as unknown as Sched
+      await src.start(recordingEmit())
+      await src.tick()
+      await src.stop()
+      await tc.cleanup()
+      await store.close()
+    }
+    await run()
+    const reader = openSqliteStore({ dataDir: data, owner: false })
+    expect(await reader.getState('obs', 'source', 'cursor')).toBe('2026-03-01T09:30:00Z') // compared as instants: 10:00+01:00 is 09:00Z
+    await reader.close()
+    await run() // a new process with the same data directory
     expect(seen).toEqual(['(none)', 'gt2026-03-01T09:30:00Z'])
   })
 
