@@ -388,6 +388,7 @@ export function createTokenProvider(name: string, config: CredentialConfig, opti
   }
 
   function background(): void {
+    log.debug({ expiresInMs: slot.token ? slot.token.expiresAt - now() : undefined }, 'refreshing the token in the background; callers keep using the current one')
     startFetch().catch((e) => {
       // The provider that started the refresh was closed: the next call of another provider starts one.
       if ((e as Record<symbol, unknown>)[CLOSED_PROVIDER] !== undefined) return
@@ -397,33 +398,53 @@ export function createTokenProvider(name: string, config: CredentialConfig, opti
     })
   }
 
-  function waitFor(p: Promise<AccessToken>, signal: AbortSignal): Promise<AccessToken> {
-    if (signal.aborted) return Promise.reject(signal.reason)
+  /**
+   * Waits ended by close(): one listener on the lifetime signal however many callers wait (64
+   * deliveries waiting for a renewal would otherwise trip MaxListenersExceededWarning).
+   */
+  const closeWaiters = new Set<(reason: unknown) => void>()
+  lifetime.signal.addEventListener('abort', () => {
+    for (const w of closeWaiters) w(lifetime.signal.reason)
+    closeWaiters.clear()
+  }, { once: true })
+
+  /** The reason of the first aborted of the caller's signal and the provider's lifetime (as AbortSignal.any orders them). */
+  const abortedBy = (callerSignal?: AbortSignal): { reason: unknown } | undefined =>
+    callerSignal?.aborted ? { reason: callerSignal.reason } : lifetime.signal.aborted ? { reason: lifetime.signal.reason } : undefined
+
+  function waitFor(p: Promise<AccessToken>, callerSignal?: AbortSignal): Promise<AccessToken> {
+    const aborted = abortedBy(callerSignal)
+    if (aborted) return Promise.reject(aborted.reason)
     return new Promise((resolve, reject) => {
-      const onAbort = () => reject(signal.reason)
-      signal.addEventListener('abort', onAbort, { once: true })
-      p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort))
+      const onAbort = () => reject(callerSignal!.reason)
+      callerSignal?.addEventListener('abort', onAbort, { once: true })
+      closeWaiters.add(reject)
+      p.then(resolve, reject).finally(() => {
+        callerSignal?.removeEventListener('abort', onAbort)
+        closeWaiters.delete(reject)
+      })
     })
   }
 
   /**
    * Waits for the shared fetch of the slot, starting one when none is in flight. The caller's signal
    * ends only this wait; the fetch goes on for the other waiters. When the provider that started the
-   * fetch is closed, this caller detaches and its own provider fetches instead.
+   * fetch is closed, this caller detaches and its own provider fetches instead. (No AbortSignal.any
+   * of the caller's and the lifetime signal: on Node 20 it leaves an entry in the long-lived one.)
    */
   async function waitShared(callerSignal?: AbortSignal): Promise<AccessToken> {
-    const signal = callerSignal ? AbortSignal.any([callerSignal, lifetime.signal]) : lifetime.signal
     for (;;) {
-      if (signal.aborted) throw signal.reason
+      const aborted = abortedBy(callerSignal)
+      if (aborted) throw aborted.reason
       if (!slot.pending) {
         if (slot.brokenError && now() < slot.brokenUntil) throw new FailFastError(name, slot.brokenError, slot.brokenUntil)
         startFetch()
       }
       try {
-        return await waitFor(slot.pending!, signal)
+        return await waitFor(slot.pending!, callerSignal)
       } catch (e) {
         const closed = (e as Record<symbol, unknown> | undefined)?.[CLOSED_PROVIDER]
-        if (closed !== undefined && closed !== self && !signal.aborted) continue
+        if (closed !== undefined && closed !== self && !abortedBy(callerSignal)) continue
         throw e
       }
     }
@@ -456,7 +477,8 @@ export function createTokenProvider(name: string, config: CredentialConfig, opti
       }
     },
     async authorize(request, token, opts) {
-      const t = token ?? (await getToken(opts?.signal ? { signal: opts.signal } : undefined))
+      // `opts` as given: its signal is read only when the call has to wait for a token (shared/http makes it lazily).
+      const t = token ?? (await getToken(opts))
       const value = reveal(t.value)!
       const headers: Record<string, string> = { authorization: `${t.tokenType === 'DPoP' ? 'DPoP' : 'Bearer'} ${value}` }
       if (dpop) headers.dpop = await dpop.proof(request.method, request.url, value, serverNow())
