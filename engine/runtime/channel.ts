@@ -8,7 +8,7 @@ import type { Logger } from '../../shared/log/index.ts'
 import type { TokenProvider } from '../../shared/oauth/types.ts'
 import { redactedExcerpt } from '../../shared/oauth/errors.ts'
 import { scrubSecrets } from '../../shared/secret.ts'
-import type { DeliveryUpdate, MessageStore, StoredMessage } from '../../shared/store/types.ts'
+import type { ClaimedMessage, DeliveryUpdate, MessageStore, StoredMessage } from '../../shared/store/types.ts'
 import { backoffDelay, sleep } from './backoff.ts'
 import { CircuitBreaker } from './breaker.ts'
 
@@ -262,12 +262,12 @@ export async function startChannel(channel: LoadedChannel, deps: RuntimeDeps): P
   }
 
   // Claiming.
-  const buffer: StoredMessage[] = []
+  const buffer: ClaimedMessage[] = []
   const active = new Set<string>()
   const toRelease = new Set<string>()
   let claiming: Promise<void> | undefined
   let halted = false
-  const next = async (): Promise<StoredMessage | undefined> => {
+  const next = async (): Promise<ClaimedMessage | undefined> => {
     while (!soft.signal.aborted && !halted) {
       const m = buffer.shift()
       if (m) return m
@@ -378,10 +378,11 @@ export async function startChannel(channel: LoadedChannel, deps: RuntimeDeps): P
     }
   }
 
-  const processMessage = async (stored: StoredMessage) => {
-    const detail = await store.get(stored.id)
-    const done = new Set((detail?.deliveries ?? []).filter((x) => x.status === 'delivered').map((x) => `${x.destination}/${x.part}`))
-    const scheduled = new Map((detail?.deliveries ?? []).filter((x) => x.status !== 'delivered' && x.nextAttemptAt !== undefined).map((x) => [`${x.destination}/${x.part}`, x.nextAttemptAt!]))
+  const processMessage = async (stored: ClaimedMessage) => {
+    // The claim carries the outcomes so far (none for a message never attempted); another store may need a read.
+    const prior = stored.deliveries ?? (await store.get(stored.id))?.deliveries ?? []
+    const done = new Set(prior.filter((x) => x.status === 'delivered').map((x) => `${x.destination}/${x.part}`))
+    const scheduled = new Map(prior.filter((x) => x.status !== 'delivered' && x.nextAttemptAt !== undefined).map((x) => [`${x.destination}/${x.part}`, x.nextAttemptAt!]))
     let parts: Message[] = [toMessage(stored)]
     for (const [i, f] of filters.entries()) {
       const out: Message[] = []

@@ -17,6 +17,16 @@ export interface StoredMessage extends Message {
   readonly error?: string
 }
 
+/** A message as `claim` returns it. */
+export interface ClaimedMessage extends StoredMessage {
+  /**
+   * The message's per-destination outcomes so far (empty for a message never attempted), read in
+   * the claim's transaction so the runtime needs no separate read. Optional for stores that do
+   * not provide it: the runtime then reads them with `get`.
+   */
+  readonly deliveries?: readonly DeliveryRecord[]
+}
+
 /** Outcome of one message part at one destination. */
 export interface DeliveryRecord {
   destination: string
@@ -98,7 +108,7 @@ export interface MessageStore {
   /** Stores a new queued message. A repeated `dedupeKey` in the same channel writes nothing and returns the first message's id with `duplicate: true`. */
   enqueue(channel: string, input: MessageInput): Promise<EmitResult>
   /** Marks up to `limit` queued messages of `channel` in-flight, oldest first, and returns them in order. */
-  claim(channel: string, limit: number): Promise<StoredMessage[]>
+  claim(channel: string, limit: number): Promise<ClaimedMessage[]>
   /** Records an attempt or status change at one destination; also moves the message to `retrying` when the update says so. */
   recordDelivery(id: string, update: DeliveryUpdate): Promise<void>
   /** Finishes a claimed message: `delivered`, `filtered` or `error`, with the given final delivery updates. */

@@ -49,7 +49,10 @@ describe('every live token revoked mid-stream', () => {
     const delivered = () => api.requests.filter((r) => r.status === 200).length
     let revokedAt = -1
     let tokensBefore = 0
-    const sending = inParallel(total, 16, async (i) => {
+    // Half the stream before the revocation, half after: however fast the engine, the second half
+    // starts on the revoked tokens, so the revocation is met by requests in flight, not after the fact.
+    const half = total / 2
+    const sending = inParallel(half, 16, async (i) => {
       acked.push(await ch.post({ n: i, text: 'revocation' }))
     })
     await until(() => delivered() >= 600, 30_000, '600 deliveries')
@@ -57,6 +60,9 @@ describe('every live token revoked mid-stream', () => {
     as.revokeAll()
     revokedAt = api.requests.length
     await sending
+    await inParallel(half, 16, async (i) => {
+      acked.push(await ch.post({ n: half + i, text: 'revocation' }))
+    })
     const keys = acked.flatMap((id) => [`${id}:a`, `${id}:b`])
     await until(() => { const got = new Set(api.requests.filter((r) => r.status === 200).map((r) => r.headers['idempotency-key'])); return keys.every((k) => got.has(k)) }, 60_000, 'all delivered')
     await ch.handle.whenIdle({ timeoutMs: 10_000 })
