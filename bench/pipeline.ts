@@ -6,7 +6,8 @@
  * load generator; a child process holds the system under test, so "peak RSS" is the peak of the
  * process under test alone (its `maxRSS`). Scenarios, each with a warm-up before N measured messages
  * of about 1 KB and 64 in flight:
- *   (a) limit   bare undici Pool (16 connections) POSTing to the sink with a fixed bearer header
+ *   (a) limit   bare undici Pool (16 connections) POSTing to the sink with a fixed bearer header (a token
+ *               the authorization server issued, so it is as long as (b)'s), the same headers and body as (b)
  *   (b) dest    Weir's `http` destination, client_credentials credential (token cached), driven directly
  *   (c) relay   minimal node:http server forwarding each POST to the sink through undici
  *   (d) channel http-listener → durable store (WAL, synchronous=FULL) → map → http destination
@@ -68,18 +69,22 @@ interface ChildInit {
   clock: ClockSpec
   n: number
   warm: number
+  /** The fixed Authorization of (a) and (c): a token the authorization server issued, so the header is as long as (b)'s and (d)'s. */
+  fixedAuthorization: string
 }
 
 type ToParent =
   | { type: 'ready'; port?: number }
-  | { type: 'done'; durationMs: number; p50: number; p99: number }
-  | { type: 'stats'; maxRssKb: number; tokenRequests: number; rss: Array<[number, number]>; counters?: Record<string, number> }
+  | { type: 'done'; durationMs: number; p50: number; p99: number; cpuMs: number }
+  | { type: 'stats'; maxRssKb: number; tokenRequests: number; rss: Array<[number, number, number]>; counters?: Record<string, number> }
 
 async function child(): Promise<void> {
   const send = (m: ToParent) => process.send!(m)
   const init = await new Promise<ChildInit>((ok) => process.once('message', (m) => ok(m as ChildInit)))
-  const rss: Array<[number, number]> = []
-  const sampler = setInterval(() => rss.push([Date.now(), process.memoryUsage().rss]), 250)
+  // [wall ms, RSS bytes, CPU ms (user + system) of this process so far]
+  const cpuMs = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000 }
+  const rss: Array<[number, number, number]> = []
+  const sampler = setInterval(() => rss.push([Date.now(), process.memoryUsage().rss, cpuMs()]), 250)
   const { Secret } = await import('../shared/secret.ts')
   const { createTokenProvider, TokenCache } = await import('../shared/oauth/index.ts')
   const { createHttpClient } = await import('../shared/http/index.ts')
@@ -94,6 +99,7 @@ async function child(): Promise<void> {
     const lat = new Float64Array(to - from)
     let next = from
     const t0 = performance.now()
+    const c0 = cpuMs()
     await Promise.all(Array.from({ length: IN_FLIGHT }, async () => {
       for (let seq = next++; seq < to; seq = next++) {
         const s = performance.now()
@@ -101,7 +107,7 @@ async function child(): Promise<void> {
         lat[seq - from] = performance.now() - s
       }
     }))
-    return { durationMs: performance.now() - t0, lat }
+    return { durationMs: performance.now() - t0, lat, cpuMs: cpuMs() - c0 }
   }
 
   if (init.scenario === 'a') {
@@ -110,14 +116,14 @@ async function child(): Promise<void> {
     const one = async (seq: number) => {
       const res = await pool.request({
         method: 'POST', path, body: JSON.stringify(body(seq)),
-        headers: { authorization: 'Bearer bench-fixed-token-0123456789', 'content-type': 'application/json', 'idempotency-key': `m${seq}:sink`, 'x-seq': String(seq) },
+        headers: { authorization: init.fixedAuthorization, 'content-type': 'application/json', 'idempotency-key': `m${seq}:sink`, 'x-seq': String(seq) },
       })
       await res.body.text()
       if (res.statusCode !== 200) throw new Error(`sink answered ${res.statusCode}`)
     }
     await drive(0, init.warm, one)
     const r = await drive(init.warm, init.warm + init.n, one)
-    send({ type: 'done', durationMs: r.durationMs, p50: pct(r.lat, 0.5), p99: pct(r.lat, 0.99) })
+    send({ type: 'done', durationMs: r.durationMs, p50: pct(r.lat, 0.5), p99: pct(r.lat, 0.99), cpuMs: r.cpuMs })
     finish = async () => { await pool.close(); return undefined }
   } else if (init.scenario === 'b') {
     const { default: httpDestination } = await import('../components/destinations/http.ts')
@@ -138,7 +144,7 @@ async function child(): Promise<void> {
     }
     await drive(0, init.warm, one)
     const r = await drive(init.warm, init.warm + init.n, one)
-    send({ type: 'done', durationMs: r.durationMs, p50: pct(r.lat, 0.5), p99: pct(r.lat, 0.99) })
+    send({ type: 'done', durationMs: r.durationMs, p50: pct(r.lat, 0.5), p99: pct(r.lat, 0.99), cpuMs: r.cpuMs })
     finish = async () => { await http.close(); await provider.close(); rmSync(dataDir, { recursive: true, force: true }); return undefined }
   } else if (init.scenario === 'c') {
     const sink = new URL(init.sinkUrl)
@@ -149,7 +155,7 @@ async function child(): Promise<void> {
       req.on('end', () => {
         pool.request({
           method: 'POST', path: sink.pathname, body: Buffer.concat(chunks),
-          headers: { authorization: 'Bearer bench-fixed-token-0123456789', 'content-type': 'application/json', 'x-seq': String(req.headers['x-seq']) },
+          headers: { authorization: init.fixedAuthorization, 'content-type': 'application/json', 'x-seq': String(req.headers['x-seq']) },
         }).then(async (r) => {
           await r.body.text()
           res.writeHead(r.statusCode === 200 ? 202 : 502, { 'content-type': 'application/json' }).end('{}')
@@ -178,12 +184,21 @@ async function child(): Promise<void> {
     const store = openSqliteStore({ dataDir: join(dir, 'data') }) // default: WAL, synchronous=FULL
     const http = createHttpClient({ log })
     const providers: Array<{ stats(): { tokenRequests: number } }> = []
+    let tokenWaits = 0
+    let tokenWaitMs = 0
     const handle = await startChannel(channel, {
       store, log, dataDir: join(dir, 'data'), http,
       credential: (name, ch) => {
         const p = createTokenProvider(name, ch.credentials[name] as never, { log, now, cache: new TokenCache(), dataDir: join(dir, 'data') })
         providers.push(p)
-        return p
+        // Counts the deliveries that could not use the cached token at once (a wait for a token), and their wait.
+        const authorize = p.authorize.bind(p)
+        return Object.assign(p, {
+          async authorize(...args: Parameters<typeof p.authorize>) {
+            const s = performance.now()
+            try { return await authorize(...args) } finally { tokenWaits++; tokenWaitMs += performance.now() - s }
+          },
+        })
       },
     })
     tokenRequests = () => providers.reduce((a, p) => a + p.stats().tokenRequests, 0)
@@ -194,7 +209,7 @@ async function child(): Promise<void> {
       await store.close()
       await http.close()
       rmSync(dir, { recursive: true, force: true })
-      return { delivered: c.delivered, errors: c.errors, refused: c.refused, tokensFetched: c.tokensFetched }
+      return { delivered: c.delivered, errors: c.errors, refused: c.refused, tokensFetched: c.tokensFetched, tokenWaits, tokenWaitMs: Math.round(tokenWaitMs) }
     }
   }
 
@@ -219,6 +234,8 @@ interface Row {
   ackP50Ms?: number
   ackP99Ms?: number
   peakRssMb: number
+  /** CPU time (user + system) of the process under test per measured message, µs: less noisy than msgs/s on a shared machine. */
+  cpuUsPerMsg?: number
   tokenRequests: number
   distinctTokensAtSink: number
   notes?: string
@@ -267,6 +284,16 @@ async function parent(): Promise<void> {
   const keyPem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString()
   const jwk = { ...(await exportJWK(createPublicKey(privateKey))), alg: 'RS384', kid: 'bench-k1', use: 'sig' }
   as.registerClient({ clientId: 'bench-jwt', authMethod: 'private_key_jwt', jwks: { keys: [jwk] }, tokenLifetimeSec: 60 })
+  // (a) and (c) send a fixed bearer as long as the one (b) and (d) get: a real token, fetched once here.
+  const fixedAuthorization = await (async () => {
+    const res = await fetch(as.tokenUrl, {
+      method: 'POST', body: new URLSearchParams({ grant_type: 'client_credentials' }),
+      headers: { authorization: `Basic ${Buffer.from(`bench-cc:${secret}`).toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' },
+    })
+    const json = (await res.json()) as { access_token?: string }
+    if (!json.access_token) throw new Error(`token endpoint answered ${res.status}`)
+    return `Bearer ${json.access_token}`
+  })()
   const tokenCount = (clientId: string) => Object.values(as.counts().byClient[clientId] ?? {}).reduce((a, b) => a + b, 0)
 
   const startChild = async (init: ChildInit) => {
@@ -344,12 +371,12 @@ async function parent(): Promise<void> {
   const directScenario = async (scenario: 'a' | 'b', name: string) => {
     resetSink()
     const tokens0 = tokenCount('bench-cc')
-    const c = await startChild({ scenario, sinkUrl, tokenUrl: as.tokenUrl, clientId: 'bench-cc', secret, clock, n, warm })
+    const c = await startChild({ scenario, sinkUrl, tokenUrl: as.tokenUrl, clientId: 'bench-cc', secret, clock, n, warm, fixedAuthorization })
     const done = await c.receive('done')
     const stats = await c.stop()
     rows.push({
       scenario, name, messages: n, msgsPerSec: (n / done.durationMs) * 1000, p50Ms: done.p50, p99Ms: done.p99,
-      peakRssMb: stats.maxRssKb / 1024, tokenRequests: tokenCount('bench-cc') - tokens0, distinctTokensAtSink: auths.size,
+      peakRssMb: stats.maxRssKb / 1024, cpuUsPerMsg: (done.cpuMs * 1000) / n, tokenRequests: tokenCount('bench-cc') - tokens0, distinctTokensAtSink: auths.size,
       ...(duplicates ? { notes: `${duplicates} duplicates` } : {}),
     })
   }
@@ -358,7 +385,7 @@ async function parent(): Promise<void> {
     resetSink()
     const tokens0 = tokenCount(clientId)
     const simStart = clock.base + (Date.now() - clock.anchor) * clock.speed
-    const c = await startChild({ scenario, sinkUrl, tokenUrl: as.tokenUrl, clientId, secret, ...(scenario === 'e' ? { keyPem } : {}), clock, n, warm })
+    const c = await startChild({ scenario, sinkUrl, tokenUrl: as.tokenUrl, clientId, secret, ...(scenario === 'e' ? { keyPem } : {}), clock, n, warm, fixedAuthorization })
     const { port } = await c.receive('ready')
     const url = `http://127.0.0.1:${port}${path}`
     const deadline = Date.now() + maxSeconds * 1000
@@ -389,6 +416,9 @@ async function parent(): Promise<void> {
       const part = which === 'first' ? rssSamples.slice(0, k) : rssSamples.slice(-k)
       return part.reduce((a, [, r]) => a + r, 0) / part.length / 2 ** 20
     }
+    // CPU of the process under test over the measured window, from the samples nearest its ends.
+    const cpuAt = (t: number) => stats.rss.reduce((best, x) => (Math.abs(x[0] - t) < Math.abs(best[0] - t) ? x : best), stats.rss[0] ?? [t, 0, NaN])[2]
+    const windowCpuMs = cpuAt(wallStart + durationMs) - cpuAt(wallStart)
     const ackLat = Array.from(g.ack.subarray(0, sentCount)).filter((x) => !Number.isNaN(x))
     const lifetimes = scenario === 'e' ? (simEnd - simStart) / 60_000 : undefined
     const notes = [
@@ -396,12 +426,13 @@ async function parent(): Promise<void> {
       sentCount < n ? `time limit: ${sentCount} of ${n} sent` : '',
       lifetimes !== undefined ? `simulated ${((simEnd - simStart) / 1000).toFixed(0)} s at ×${clock.speed.toFixed(1)} = ${lifetimes.toFixed(1)} token lifetimes (whole run incl. warm-up)` : '',
       stats.counters?.errors ? `${stats.counters.errors} messages in error` : '',
+      stats.counters?.tokenWaits ? `${stats.counters.tokenWaits} deliveries waited for a token (${stats.counters.tokenWaitMs} ms in all)` : '',
     ].filter(Boolean).join('; ')
     if (scenario === 'd') dDurationMs = durationMs
     rows.push({
       scenario, name, messages: delivered, msgsPerSec: (delivered / durationMs) * 1000, p50Ms: pct(lat, 0.5), p99Ms: pct(lat, 0.99),
       ackP50Ms: pct(ackLat, 0.5), ackP99Ms: pct(ackLat, 0.99),
-      peakRssMb: stats.maxRssKb / 1024, tokenRequests: tokenCount(clientId) - tokens0, distinctTokensAtSink: auths.size,
+      peakRssMb: stats.maxRssKb / 1024, cpuUsPerMsg: (windowCpuMs * 1000) / delivered, tokenRequests: tokenCount(clientId) - tokens0, distinctTokensAtSink: auths.size,
       ...(notes ? { notes } : {}),
       ...(rssMode ? { rssFirstFifthMb: fifth('first'), rssLastFifthMb: fifth('last') } : {}),
     })
@@ -433,10 +464,10 @@ async function parent(): Promise<void> {
 
   console.log(`pipeline benchmark: ${n.toLocaleString('en')} messages of ~1 KB (after ${warm} warm-up), ${IN_FLIGHT} in flight, ${elapsedS.toFixed(0)} s`)
   console.log('')
-  console.log('| | scenario | msgs/s | p50 ms | p99 ms | ack p50/p99 ms | peak RSS MB | token requests | notes |')
-  console.log('|---|---|---:|---:|---:|---:|---:|---:|---|')
+  console.log('| | scenario | msgs/s | p50 ms | p99 ms | ack p50/p99 ms | peak RSS MB | CPU µs/msg | token requests | notes |')
+  console.log('|---|---|---:|---:|---:|---:|---:|---:|---:|---|')
   for (const r of rows) {
-    console.log(`| ${r.scenario} | ${r.name} | ${Math.round(r.msgsPerSec)} | ${f(r.p50Ms)} | ${f(r.p99Ms)} | ${r.ackP50Ms !== undefined ? `${f(r.ackP50Ms)} / ${f(r.ackP99Ms)}` : '–'} | ${f(r.peakRssMb, 0)} | ${r.tokenRequests} | ${r.notes ?? ''} |`)
+    console.log(`| ${r.scenario} | ${r.name} | ${Math.round(r.msgsPerSec)} | ${f(r.p50Ms)} | ${f(r.p99Ms)} | ${r.ackP50Ms !== undefined ? `${f(r.ackP50Ms)} / ${f(r.ackP99Ms)}` : '–'} | ${f(r.peakRssMb, 0)} | ${f(r.cpuUsPerMsg, 0)} | ${r.tokenRequests} | ${r.notes ?? ''} |`)
   }
   console.log('')
   for (const [k, v] of Object.entries(ratios)) if (v !== undefined) console.log(`ratio ${k} = ${v.toFixed(2)} (target ≥ ${targets[k as keyof typeof targets]}: ${v >= targets[k as keyof typeof targets] ? 'met' : 'NOT met'})`)

@@ -1,11 +1,11 @@
-import { defineComponent, isJsonContentType } from '../../shared/component.ts'
+import { defineComponent, isJsonContentType, type Message } from '../../shared/component.ts'
 import { secretSchema } from '../../shared/config/secret-schema.ts'
 import { isWeirError, parseRetryAfter, PermanentError, RetryableError, type WeirError } from '../../shared/errors.ts'
 import { reveal, type Secret } from '../../shared/secret.ts'
 import { redactedExcerpt } from '../../shared/oauth/errors.ts'
 import type { TokenProvider } from '../../shared/oauth/types.ts'
 import type { HttpRequest } from '../../shared/http/types.ts'
-import { renderTemplate, templateProblems } from '../../shared/template.ts'
+import { fieldValue, templateProblems } from '../../shared/template.ts'
 
 export interface HttpConfig {
   url: string
@@ -77,6 +77,34 @@ function successTable(accepted: ReadonlyArray<number | string>): boolean[] {
   return table
 }
 
+/** "POST https://host/path" of an error message (no query: it may carry identifiers). */
+function whereOf(method: string, url: string): string {
+  return `${method} ${url.split('?')[0]}`
+}
+
+/** A `{field}` template split once into literals (even indexes) and field paths (odd indexes). */
+type CompiledTemplate = Array<string | { field: string; path: string[] }>
+
+function compileTemplate(template: string): CompiledTemplate {
+  return template.split(/\{([^{}]*)\}/).map((part, i) => (i % 2 === 0 ? part : { field: part, path: part.split('.') }))
+}
+
+/** renderTemplate() of a compiled template: same values, same errors (fieldValue), without re-parsing per message. */
+function renderCompiled(template: CompiledTemplate, message: Message, encode?: (value: string) => string): string {
+  let out = ''
+  for (const part of template) {
+    if (typeof part === 'string') {
+      out += part
+      continue
+    }
+    let v: unknown = message
+    for (const key of part.path) v = v !== null && typeof v === 'object' ? (v as Record<string, unknown>)[key] : undefined
+    const value = v === undefined || v === null || typeof v === 'object' ? fieldValue(message, part.field) : String(v)
+    out += encode ? encode(value) : value
+  }
+  return out
+}
+
 const hasField = (template: string) => /\{[^{}]*\}/.test(template)
 const oneLine = (value: string) => value.replace(/[\r\n]/g, ' ')
 
@@ -122,11 +150,8 @@ export default defineComponent<'destination', HttpConfig>({
     // Per-message work is only what depends on the message: the URL is parsed once when it has no
     // field, headers without fields are rendered once, names lower-cased once.
     const staticUrl = fixed !== undefined && !hasField(config.url) ? new URL(config.url) : undefined
-    const staticWhere = staticUrl ? `${config.method} ${config.url.split('?')[0]}` : undefined
-    const headerParts: Array<[string, string, boolean]> = Object.entries(config.headers).map(([k, v]) => {
-      const templated = hasField(v)
-      return [k.toLowerCase(), templated ? v : oneLine(v), templated]
-    })
+    const urlTemplate = compileTemplate(config.url)
+    const headerParts: Array<[string, string | CompiledTemplate]> = Object.entries(config.headers).map(([k, v]) => [k.toLowerCase(), hasField(v) ? compileTemplate(v) : oneLine(v)])
     const secretParts: Array<[string, Secret | string]> = Object.entries(config.secretHeaders).map(([k, v]) => [k.toLowerCase(), v])
     const accepted = successTable(config.successStatuses)
 
@@ -140,14 +165,13 @@ export default defineComponent<'destination', HttpConfig>({
         } else {
           const base = config.baseUrlFromToken ? await baseFromToken(credential!, config.baseUrlFromToken, signal) : undefined
           const origin = base ? base.origin : fixed!
-          url = (base ? base.href.replace(/\/$/, '') : '') + renderTemplate(config.url, message, encodeURIComponent)
+          url = (base ? base.href.replace(/\/$/, '') : '') + renderCompiled(urlTemplate, message, encodeURIComponent)
           requestUrl = new URL(url)
           // Belt and braces: a template can never move the request (and its token) to another host.
           if (requestUrl.origin !== origin) throw new PermanentError(`url ${url} leaves the configured origin ${origin}`)
         }
-        const where = () => staticWhere ?? `${config.method} ${url.split('?')[0]}`
         const headers: Record<string, string> = {}
-        for (const [k, v, templated] of headerParts) headers[k] = templated ? oneLine(renderTemplate(v, message)) : v
+        for (const [k, v] of headerParts) headers[k] = typeof v === 'string' ? v : oneLine(renderCompiled(v, message))
         for (const [k, v] of secretParts) headers[k] = reveal(v)!
         headers['idempotency-key'] = idempotencyKey
         let body: string | undefined
@@ -164,27 +188,27 @@ export default defineComponent<'destination', HttpConfig>({
           if (credential) req.credential = credential
           res = await ctx.http.request(req)
         } catch (e) {
-          if (signal.aborted) throw new RetryableError(`${where()}: delivery aborted`, { cause: e, code: 'ERR_SHUTDOWN' })
+          if (signal.aborted) throw new RetryableError(`${whereOf(config.method, url)}: delivery aborted`, { cause: e, code: 'ERR_SHUTDOWN' })
           // The shared client and OAuth layer classify their own failures (token endpoint down, invalid_client…).
           if (isWeirError(e)) throw e
           const code = (e as { code?: string }).code
-          throw new RetryableError(`${where()} failed: ${code ?? (e as Error).message}`, { cause: e, code: 'ERR_HTTP_NETWORK' })
+          throw new RetryableError(`${whereOf(config.method, url)} failed: ${code ?? (e as Error).message}`, { cause: e, code: 'ERR_HTTP_NETWORK' })
         }
         const excerpt = excerptOf(res.body)
         if (accepted[res.status]) return { status: res.status, excerpt }
         let err: StatusError
         if (res.status === 408 || res.status === 429 || res.status >= 500) {
           const retryAfterMs = parseRetryAfter(res.headers['retry-after'])
-          err = new RetryableError(`${where()} answered ${res.status}${excerpt ? `: "${excerpt}"` : ''}`, { code: 'ERR_HTTP_STATUS', ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) })
+          err = new RetryableError(`${whereOf(config.method, url)} answered ${res.status}${excerpt ? `: "${excerpt}"` : ''}`, { code: 'ERR_HTTP_STATUS', ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) })
         } else if (res.status >= 300 && res.status < 400) {
           const location = res.headers.location
           let to: URL | undefined
           // A malformed Location must not escape as a TypeError (which the runtime would retry).
           try { to = typeof location === 'string' ? new URL(location, url) : undefined } catch { to = undefined }
           const target = to ? ` to ${to.origin}${to.pathname}` : typeof location === 'string' ? ' to a malformed Location' : ''
-          err = new PermanentError(`${where()} answered ${res.status} (redirect${target}); redirects are not followed`, { code: 'ERR_HTTP_STATUS' })
+          err = new PermanentError(`${whereOf(config.method, url)} answered ${res.status} (redirect${target}); redirects are not followed`, { code: 'ERR_HTTP_STATUS' })
         } else {
-          err = new PermanentError(`${where()} answered ${res.status}${excerpt ? `: "${excerpt}"` : ''}`, { code: 'ERR_HTTP_STATUS' })
+          err = new PermanentError(`${whereOf(config.method, url)} answered ${res.status}${excerpt ? `: "${excerpt}"` : ''}`, { code: 'ERR_HTTP_STATUS' })
         }
         err.status = res.status
         Object.defineProperty(err, 'excerpt', { value: excerpt, enumerable: false })

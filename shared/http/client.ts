@@ -4,6 +4,7 @@ import { PermanentError, RetryableError, WeirError, parseRetryAfter } from '../e
 import { silentLogger, type Logger } from '../log/index.ts'
 import { OAuthChallengeError, parseWwwAuthenticate, redactedExcerpt, type Challenge } from '../oauth/errors.ts'
 import type { AccessToken } from '../oauth/types.ts'
+import { abortAfter, linkAbort, unlinkAbort } from './abort.ts'
 import type { HttpClient, HttpRequest, HttpResponse } from './types.ts'
 
 export interface HttpClientOptions {
@@ -33,6 +34,110 @@ export function statusError(url: URL, method: string, res: HttpResponse): WeirEr
   Object.assign(err, { status: res.status })
   Object.defineProperty(err, 'response', { enumerable: false, value: { status: res.status, headers: res.headers, excerpt } })
   return err
+}
+
+/**
+ * The abort state of one request (all its attempts): aborted by its timer or the caller's signal,
+ * it aborts the exchange in progress. It is also the options object given to `authorize()`: the
+ * AbortSignal bounding a token wait is only made when the provider reads `signal`, which it does
+ * only when it has to wait, so a request with a cached token allocates no signal and no listener.
+ */
+class RequestState {
+  aborted = false
+  reason: unknown = undefined
+  exchange: Exchange | undefined = undefined
+  #controller: AbortController | undefined = undefined
+
+  get signal(): AbortSignal {
+    if (!this.#controller) {
+      this.#controller = new AbortController()
+      if (this.aborted) this.#controller.abort(this.reason)
+    }
+    return this.#controller.signal
+  }
+
+  abort(reason?: unknown): void {
+    if (this.aborted) return
+    this.aborted = true
+    this.reason = reason
+    this.exchange?.abort(reason)
+    this.#controller?.abort(reason)
+  }
+}
+
+/**
+ * One request/response on an undici dispatcher (the DispatchHandler API): the response body is
+ * collected up to `maxBody` bytes, without the Readable stream, AsyncResource and abort-signal
+ * listener that `dispatcher.request()` sets up per request. Aborting rejects at once, even while
+ * the request still waits in the pool's queue.
+ */
+class Exchange implements Dispatcher.DispatchHandler {
+  /** Whether the response head arrived (a failure after it is a body failure). */
+  started = false
+  readonly response: Promise<HttpResponse>
+  #resolve!: (r: HttpResponse) => void
+  #reject!: (e: unknown) => void
+  #settled = false
+  #aborted = false
+  #reason: unknown = undefined
+  #controller: Dispatcher.DispatchController | undefined = undefined
+  #status = 0
+  #headers: HttpResponse['headers'] = {}
+  #chunks: Buffer[] = []
+  #size = 0
+
+  constructor(private readonly maxBody: number) {
+    this.response = new Promise<HttpResponse>((resolve, reject) => {
+      this.#resolve = resolve
+      this.#reject = reject
+    })
+  }
+
+  abort(reason: unknown): void {
+    if (this.#settled || this.#aborted) return
+    this.#aborted = true
+    this.#reason = reason
+    this.#controller?.abort(reason as Error)
+    this.#fail(reason)
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    // Called again if undici retries the request on another connection.
+    this.#controller = controller
+    if (this.#aborted) controller.abort(this.#reason as Error)
+  }
+
+  onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: HttpResponse['headers']): void {
+    if (statusCode < 200) return // 1xx: informational
+    this.started = true
+    this.#status = statusCode
+    this.#headers = headers
+  }
+
+  onResponseData(_controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    const size = this.#size
+    if (size < this.maxBody) this.#chunks.push(size + chunk.length > this.maxBody ? chunk.subarray(0, this.maxBody - size) : chunk)
+    this.#size = size + chunk.length
+  }
+
+  onResponseEnd(): void {
+    if (this.#settled) return
+    this.#settled = true
+    const c = this.#chunks
+    const body = c.length === 0 ? '' : c.length === 1 ? c[0]!.toString('utf8') : Buffer.concat(c).toString('utf8')
+    this.#resolve({ status: this.#status, headers: this.#headers, body })
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController | undefined, error: Error): void {
+    this.#fail(error)
+  }
+
+  #fail(error: unknown): void {
+    if (this.#settled) return
+    this.#settled = true
+    this.#chunks = []
+    this.#reject(error)
+  }
 }
 
 /** A 401 that a resend would fix, but the body was a stream: retryable, since the next attempt brings a fresh body (and token or nonce). */
@@ -66,84 +171,94 @@ export function createHttpClient(options: HttpClientOptions = {}): HttpClient & 
     return p
   }
 
-  async function once(dispatcher: Dispatcher, url: URL, method: string, headers: Record<string, string>, body: string | Buffer | Readable | undefined, signal: AbortSignal, timeoutMs: number): Promise<HttpResponse> {
-    let res: Dispatcher.ResponseData
+  /** One attempt: dispatches the request and resolves with the (bounded) response once its body is read. */
+  async function once(dispatcher: Dispatcher, url: URL, origin: string, method: string, headers: Record<string, string> | undefined, body: string | Buffer | Readable | undefined, state: RequestState, timeoutMs: number): Promise<HttpResponse> {
+    const exchange = new Exchange(maxBody)
+    state.exchange = exchange
+    if (state.aborted) exchange.abort(state.reason)
+    else dispatcher.dispatch({ origin, path: url.search ? `${url.pathname}${url.search}` : url.pathname, method: method as Dispatcher.HttpMethod, headers, body: body ?? null }, exchange)
     try {
-      res = await dispatcher.request({ origin: url.origin, path: `${url.pathname}${url.search}`, method: method as Dispatcher.HttpMethod, headers, body: body ?? null, signal })
+      return await exchange.response
     } catch (e) {
-      if ((e as Error).name === 'TimeoutError' || (signal.aborted && (signal.reason as Error | undefined)?.name === 'TimeoutError')) {
+      if (exchange.started) {
+        throw new RetryableError(`${method} ${url.origin}${url.pathname}: response body failed: ${(e as { code?: string }).code ?? (e as Error).message}`, { code: 'ERR_HTTP_NETWORK', cause: e })
+      }
+      if ((e as Error).name === 'TimeoutError' || (state.aborted && (state.reason as Error | undefined)?.name === 'TimeoutError')) {
         throw new RetryableError(`${method} ${url.origin}${url.pathname} timed out after ${timeoutMs} ms`, { code: 'ERR_HTTP_TIMEOUT', cause: e })
       }
-      if (signal.aborted) throw e
+      if (state.aborted) throw e
       const code = (e as { code?: string }).code
       throw new RetryableError(`${method} ${url.origin}${url.pathname} failed: ${code ?? (e as Error).message}`, { code: 'ERR_HTTP_NETWORK', cause: e })
+    } finally {
+      state.exchange = undefined
     }
-    const chunks: Buffer[] = []
-    let size = 0
-    try {
-      for await (const chunk of res.body) {
-        const b = chunk as Buffer
-        if (size < maxBody) chunks.push(size + b.length > maxBody ? b.subarray(0, maxBody - size) : b)
-        size += b.length
-      }
-    } catch (e) {
-      throw new RetryableError(`${method} ${url.origin}${url.pathname}: response body failed: ${(e as { code?: string }).code ?? (e as Error).message}`, { code: 'ERR_HTTP_NETWORK', cause: e })
-    }
-    return { status: res.statusCode, headers: res.headers as HttpResponse['headers'], body: Buffer.concat(chunks).toString('utf8') }
   }
 
   async function request(req: HttpRequest & { throwHttpErrors?: boolean }): Promise<HttpResponse> {
-    const url = new URL(req.url)
-    const method = (req.method ?? 'GET').toUpperCase()
+    const url = typeof req.url === 'string' ? new URL(req.url) : req.url
+    const origin = url.origin
+    const method = req.method === undefined ? 'GET' : req.method.toUpperCase()
     const timeoutMs = req.timeoutMs ?? options.timeoutMs ?? 30_000
-    const signal = req.signal ? AbortSignal.any([req.signal, AbortSignal.timeout(timeoutMs)]) : AbortSignal.timeout(timeoutMs)
-    const credential = req.credential
-    const dispatcher = credential?.dispatcher ?? dispatcherFor(url.origin)
-    const replayable = req.body === undefined || typeof req.body === 'string' || Buffer.isBuffer(req.body)
-    let renewed = false
-    let nonceRetried = false
-    for (;;) {
-      const headers: Record<string, string> = { ...req.headers }
-      let token: AccessToken | undefined
-      if (credential) {
-        let auth: Awaited<ReturnType<typeof credential.authorize>>
-        try {
-          auth = await credential.authorize({ method, url }, undefined, { signal })
-        } catch (e) {
-          if (signal.aborted && (signal.reason as Error | undefined)?.name === 'TimeoutError') {
-            throw new RetryableError(`${method} ${url.origin}${url.pathname} timed out after ${timeoutMs} ms waiting for an access token`, { code: 'ERR_HTTP_TIMEOUT', cause: e })
+    // One timer per request and one link to the caller's signal, both released when it ends; no
+    // AbortSignal at all unless the request has to wait for a token (./abort.ts).
+    const state = new RequestState()
+    const external = req.signal
+    if (external) linkAbort(external, state)
+    const timer = abortAfter(timeoutMs, state)
+    try {
+      const credential = req.credential
+      const dispatcher = credential?.dispatcher ?? dispatcherFor(origin)
+      const replayable = req.body === undefined || typeof req.body === 'string' || Buffer.isBuffer(req.body)
+      let renewed = false
+      let nonceRetried = false
+      for (;;) {
+        let headers = req.headers
+        let token: AccessToken | undefined
+        if (credential) {
+          let auth: Awaited<ReturnType<typeof credential.authorize>> | undefined
+          try {
+            // A cached token needs no promise; otherwise `state` is the options object, whose `signal`
+            // is made only if the provider reads it (a wait for a token).
+            auth = credential.authorizeNow?.({ method, url }) ?? (await credential.authorize({ method, url }, undefined, state))
+          } catch (e) {
+            if (state.aborted && (state.reason as Error | undefined)?.name === 'TimeoutError') {
+              throw new RetryableError(`${method} ${url.origin}${url.pathname} timed out after ${timeoutMs} ms waiting for an access token`, { code: 'ERR_HTTP_TIMEOUT', cause: e })
+            }
+            throw e
           }
-          throw e
+          token = auth.token
+          headers = { ...req.headers, ...auth.headers }
         }
-        token = auth.token
-        Object.assign(headers, auth.headers)
+        const res = await once(dispatcher, url, origin, method, headers, req.body, state, timeoutMs)
+        if (credential) credential.noteResponse?.(url, res.headers)
+        if (credential && res.status === 401) {
+          const challenges = parseWwwAuthenticate(res.headers['www-authenticate'] as string | string[] | undefined)
+          const error = challenges.find((c) => c.parameters.error)?.parameters.error
+          const challenge = challenges[0] ?? { scheme: 'Bearer', parameters: {} }
+          if (error === 'use_dpop_nonce' && !nonceRetried && res.headers['dpop-nonce']) {
+            if (!replayable) throw notResent(url, method, error, challenge)
+            nonceRetried = true
+            continue
+          }
+          if (error === 'invalid_token' && !renewed) {
+            credential.invalidate(token!)
+            if (!replayable) throw notResent(url, method, error, challenge)
+            renewed = true
+            log.info({ credential: credential.name, url: `${url.origin}${url.pathname}` }, 'access token rejected (invalid_token); renewing once')
+            continue
+          }
+          throw new OAuthChallengeError(
+            `${method} ${url.origin}${url.pathname} answered 401${error ? ` ${error}` : ''}${renewed ? ' again after renewing the access token' : ''}`,
+            401,
+            challenge,
+          )
+        }
+        if (res.status >= 400 && req.throwHttpErrors !== false) throw statusError(url, method, res)
+        return res
       }
-      const res = await once(dispatcher, url, method, headers, req.body, signal, timeoutMs)
-      if (credential) credential.noteResponse?.(url, res.headers)
-      if (credential && res.status === 401) {
-        const challenges = parseWwwAuthenticate(res.headers['www-authenticate'] as string | string[] | undefined)
-        const error = challenges.find((c) => c.parameters.error)?.parameters.error
-        const challenge = challenges[0] ?? { scheme: 'Bearer', parameters: {} }
-        if (error === 'use_dpop_nonce' && !nonceRetried && res.headers['dpop-nonce']) {
-          if (!replayable) throw notResent(url, method, error, challenge)
-          nonceRetried = true
-          continue
-        }
-        if (error === 'invalid_token' && !renewed) {
-          credential.invalidate(token!)
-          if (!replayable) throw notResent(url, method, error, challenge)
-          renewed = true
-          log.info({ credential: credential.name, url: `${url.origin}${url.pathname}` }, 'access token rejected (invalid_token); renewing once')
-          continue
-        }
-        throw new OAuthChallengeError(
-          `${method} ${url.origin}${url.pathname} answered 401${error ? ` ${error}` : ''}${renewed ? ' again after renewing the access token' : ''}`,
-          401,
-          challenge,
-        )
-      }
-      if (res.status >= 400 && req.throwHttpErrors !== false) throw statusError(url, method, res)
-      return res
+    } finally {
+      clearTimeout(timer)
+      if (external) unlinkAbort(external, state)
     }
   }
 

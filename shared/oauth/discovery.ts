@@ -1,5 +1,6 @@
 import { fetch, type Dispatcher } from 'undici'
 import { RetryableError, WeirError } from '../errors.ts'
+import { boundedSignal } from '../http/abort.ts'
 
 export interface ServerMetadata {
   issuer: string
@@ -25,35 +26,45 @@ export function discoveryUrls(issuer: string): string[] {
 export async function discover(issuer: string, options: { dispatcher?: Dispatcher; timeoutMs?: number; signal?: AbortSignal } = {}): Promise<ServerMetadata> {
   let lastStatus = 0
   for (const url of discoveryUrls(issuer)) {
-    const signals = [AbortSignal.timeout(options.timeoutMs ?? 10_000)]
-    if (options.signal) signals.push(options.signal)
-    let res: Awaited<ReturnType<typeof fetch>>
+    const bounded = boundedSignal(options.timeoutMs ?? 10_000, options.signal)
+    let meta: ServerMetadata | undefined
     try {
-      res = await fetch(url, { headers: { accept: 'application/json' }, redirect: 'manual', signal: AbortSignal.any(signals), ...(options.dispatcher ? { dispatcher: options.dispatcher } : {}) })
-    } catch (e) {
-      throw new RetryableError(`discovery of ${issuer} failed at ${url}: ${(e as { cause?: { code?: string } }).cause?.code ?? (e as Error).message}`, { code: 'ERR_HTTP_NETWORK', cause: e })
+      meta = await fetchMetadata(issuer, url, options.dispatcher, bounded.signal)
+    } finally {
+      bounded.done()
     }
-    if (res.status === 404) {
-      await res.body?.cancel()
-      lastStatus = 404
-      continue
-    }
-    if (res.status >= 500 || res.status === 429) {
-      await res.body?.cancel()
-      throw new RetryableError(`discovery of ${issuer}: ${url} answered ${res.status}`, { code: 'ERR_HTTP_STATUS' })
-    }
-    let meta: ServerMetadata
-    try {
-      meta = (await res.json()) as ServerMetadata
-    } catch {
-      throw discoveryError(`discovery of ${issuer}: ${url} answered ${res.status} with a body that is not JSON`)
-    }
-    if (res.status !== 200) throw discoveryError(`discovery of ${issuer}: ${url} answered ${res.status}`)
-    if (meta.issuer !== issuer) throw discoveryError(`discovery of ${issuer}: metadata "issuer" is ${JSON.stringify(meta.issuer)}, expected the configured issuer exactly`)
-    if (typeof meta.token_endpoint !== 'string') throw discoveryError(`discovery of ${issuer}: metadata has no "token_endpoint"`)
-    return meta
+    if (meta) return meta
+    lastStatus = 404
   }
   throw discoveryError(`discovery of ${issuer}: no metadata at ${discoveryUrls(issuer).join(' or ')} (last status ${lastStatus})`)
+}
+
+/** The metadata at `url`, or undefined on 404 (try the next URL). */
+async function fetchMetadata(issuer: string, url: string, dispatcher: Dispatcher | undefined, signal: AbortSignal): Promise<ServerMetadata | undefined> {
+  let res: Awaited<ReturnType<typeof fetch>>
+  try {
+    res = await fetch(url, { headers: { accept: 'application/json' }, redirect: 'manual', signal, ...(dispatcher ? { dispatcher } : {}) })
+  } catch (e) {
+    throw new RetryableError(`discovery of ${issuer} failed at ${url}: ${(e as { cause?: { code?: string } }).cause?.code ?? (e as Error).message}`, { code: 'ERR_HTTP_NETWORK', cause: e })
+  }
+  if (res.status === 404) {
+    await res.body?.cancel()
+    return undefined
+  }
+  if (res.status >= 500 || res.status === 429) {
+    await res.body?.cancel()
+    throw new RetryableError(`discovery of ${issuer}: ${url} answered ${res.status}`, { code: 'ERR_HTTP_STATUS' })
+  }
+  let meta: ServerMetadata
+  try {
+    meta = (await res.json()) as ServerMetadata
+  } catch {
+    throw discoveryError(`discovery of ${issuer}: ${url} answered ${res.status} with a body that is not JSON`)
+  }
+  if (res.status !== 200) throw discoveryError(`discovery of ${issuer}: ${url} answered ${res.status}`)
+  if (meta.issuer !== issuer) throw discoveryError(`discovery of ${issuer}: metadata "issuer" is ${JSON.stringify(meta.issuer)}, expected the configured issuer exactly`)
+  if (typeof meta.token_endpoint !== 'string') throw discoveryError(`discovery of ${issuer}: metadata has no "token_endpoint"`)
+  return meta
 }
 
 function discoveryError(message: string): WeirError {

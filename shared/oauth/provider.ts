@@ -450,17 +450,23 @@ export function createTokenProvider(name: string, config: CredentialConfig, opti
     }
   }
 
-  function getToken(opts?: { signal?: AbortSignal }): Promise<AccessToken> {
-    if (slot.token !== undefined) {
-      const t = now()
-      if (t < slot.refreshAt) return slot.resolved!
-      if (t < slot.staleAt) {
-        if (!slot.pending && !lifetime.signal.aborted) background()
-        return slot.resolved!
-      }
+  /** The cached token when it can be used now (starting a background refresh when one is due), else undefined. */
+  function usableNow(): AccessToken | undefined {
+    if (slot.token === undefined) return undefined
+    const t = now()
+    if (t < slot.refreshAt) return slot.token
+    if (t < slot.staleAt) {
+      if (!slot.pending && !lifetime.signal.aborted) background()
+      return slot.token
     }
-    return waitShared(opts?.signal)
+    return undefined
   }
+
+  function getToken(opts?: { signal?: AbortSignal }): Promise<AccessToken> {
+    return usableNow() !== undefined ? slot.resolved! : waitShared(opts?.signal)
+  }
+
+  const authorizationOf = (t: AccessToken) => `${t.tokenType === 'DPoP' ? 'DPoP' : 'Bearer'} ${reveal(t.value)!}`
 
   return {
     name,
@@ -479,10 +485,14 @@ export function createTokenProvider(name: string, config: CredentialConfig, opti
     async authorize(request, token, opts) {
       // `opts` as given: its signal is read only when the call has to wait for a token (shared/http makes it lazily).
       const t = token ?? (await getToken(opts))
-      const value = reveal(t.value)!
-      const headers: Record<string, string> = { authorization: `${t.tokenType === 'DPoP' ? 'DPoP' : 'Bearer'} ${value}` }
-      if (dpop) headers.dpop = await dpop.proof(request.method, request.url, value, serverNow())
+      const headers: Record<string, string> = { authorization: authorizationOf(t) }
+      if (dpop) headers.dpop = await dpop.proof(request.method, request.url, reveal(t.value)!, serverNow())
       return { token: t, headers }
+    },
+    authorizeNow() {
+      if (dpop) return undefined
+      const t = usableNow()
+      return t && { token: t, headers: { authorization: authorizationOf(t) } }
     },
     noteResponse(url, headers) {
       if (dpop) dpop.noteNonce(url, headers['dpop-nonce'] as string | string[] | undefined)

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto'
 import { fetch, type Dispatcher } from 'undici'
 import { decodeJwt } from 'jose'
 import { RetryableError, WeirError, parseRetryAfter } from '../errors.ts'
+import { boundedSignal } from '../http/abort.ts'
 import { Secret, registerSecretValue, REDACTED } from '../secret.ts'
 import type { AccessToken } from './types.ts'
 import { OAuthChallengeError, OAuthResponseError, parseWwwAuthenticate, redactedExcerpt } from './errors.ts'
@@ -172,14 +173,14 @@ export async function sendTokenRequest(
   }
   const headers = { ...plan.headers }
   if (options.dpop) headers.dpop = await options.dpop.proof('POST', plan.url, undefined, options.serverNow())
-  const signals = [AbortSignal.timeout(options.timeoutMs)]
-  if (options.signal) signals.push(options.signal)
+  // The provider's long-lived signal is linked without AbortSignal.any (which retains on Node 20).
+  const bounded = boundedSignal(options.timeoutMs, options.signal)
   const sentAt = options.now()
   let res: Awaited<ReturnType<typeof fetch>>
   let text: string
   try {
     res = await fetch(plan.url, {
-      method: 'POST', headers, body: new URLSearchParams(form).toString(), redirect: 'manual', signal: AbortSignal.any(signals),
+      method: 'POST', headers, body: new URLSearchParams(form).toString(), redirect: 'manual', signal: bounded.signal,
       ...(options.dispatcher ? { dispatcher: options.dispatcher } : {}),
     })
     text = await res.text()
@@ -191,6 +192,8 @@ export async function sendTokenRequest(
       timeout ? `token request to ${plan.url} timed out after ${options.timeoutMs} ms` : `token request to ${plan.url} failed: ${cause?.code ?? cause?.message ?? (e as Error).message}`,
       { code: timeout ? 'ERR_HTTP_TIMEOUT' : 'ERR_HTTP_NETWORK', cause: e },
     )
+  } finally {
+    bounded.done()
   }
   const hdrs: Record<string, string> = {}
   res.headers.forEach((v, k) => { hdrs[k] = v })

@@ -28,6 +28,12 @@ export interface TokenProvider {
    * fetch goes on for other callers.
    */
   authorize(request: { method: string; url: string | URL }, token?: AccessToken, options?: { signal?: AbortSignal }): Promise<{ token: AccessToken; headers: Record<string, string> }>
+  /**
+   * `authorize()` without the promise, when it needs no wait and no signing: the cached token is
+   * usable now and there is no DPoP proof to make (a refresh due is started in the background, as
+   * `authorize()` does). Undefined otherwise: then call `authorize()`. Optional; a hot-path shortcut.
+   */
+  authorizeNow?(request: { method: string; url: string | URL }): { token: AccessToken; headers: Record<string, string> } | undefined
   /** Dispatcher for API calls (carries the client certificate for certificate-bound tokens), if the credential needs one. */
   dispatcher?: Dispatcher
   /** Lets the provider learn from an API response to a request it authorized (a `DPoP-Nonce` header, RFC 9449 §9). */
