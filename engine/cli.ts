@@ -59,8 +59,8 @@ export async function main(argv: string[], io: CommandIO = processIO()): Promise
       io.err(`weir ${cmd}: ${e.message}`)
       return 1
     }
-    if (e instanceof TypeError && (e as NodeJS.ErrnoException).code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
-      io.err(`weir ${cmd}: ${e.message.split('\n')[0]} (see weir ${cmd} --help)`)
+    if (String((e as NodeJS.ErrnoException)?.code).startsWith('ERR_PARSE_ARGS_')) {
+      io.err(`weir ${cmd}: ${(e as Error).message.split('\n')[0]} (see weir ${cmd} --help)`)
       return 2
     }
     const err = e as Error
@@ -69,8 +69,3 @@ export async function main(argv: string[], io: CommandIO = processIO()): Promise
   }
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
-  const code = await main(process.argv.slice(2))
-  process.exitCode = code
-  setTimeout(() => process.exit(code), 2000).unref()
-}

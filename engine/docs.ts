@@ -1,7 +1,7 @@
 import { readFile, writeFile } from 'node:fs/promises'
 import { fileURLToPath } from 'node:url'
 import { builtinComponents } from '../components/index.ts'
-import { credentialSupport } from '../shared/config/credentials.ts'
+import { credentialSchema } from '../shared/oauth/index.ts'
 import { componentReference, editorSchema, spliceReference } from '../shared/config/docs.ts'
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url))
@@ -10,7 +10,6 @@ export const README_FILE = `${ROOT}README.md`
 
 /** What `npm run docs` would write: the editor schema and the README with a fresh reference. */
 export async function generateDocs(): Promise<{ schema: string; readme: string }> {
-  const { credentialSchema } = await credentialSupport()
   const schema = JSON.stringify(editorSchema(builtinComponents, credentialSchema), null, 2) + '\n'
   const readme = spliceReference(await readFile(README_FILE, 'utf8'), componentReference(builtinComponents, credentialSchema))
   return { schema, readme }

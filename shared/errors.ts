@@ -67,12 +67,12 @@ export class ConfigError extends WeirError {
   override code = 'ERR_CONFIG_INVALID' as const
   override userError = true
   problems: ConfigProblem[]
-  /** Raw ajv errors, when the problems came from schema validation. */
-  errors: ErrorObject[]
+  /** Raw ajv errors, when the problems came from schema validation. Non-enumerable: they quote the data, which may hold a secret. */
+  declare readonly errors: ErrorObject[]
   constructor(problems: ConfigProblem[], errors: ErrorObject[] = []) {
     super(problems.map(formatProblem).join('\n'))
     this.problems = problems
-    this.errors = errors
+    Object.defineProperty(this, 'errors', { value: errors, enumerable: false })
   }
 }
 

@@ -51,7 +51,15 @@ function unindex(value: string): void {
  * for good; others (tokens, assertions) are kept among the TRANSIENT_SECRET_LIMIT most recently registered.
  */
 export function registerSecretValue(value: string, options: { pinned?: boolean } = {}): void {
-  if (typeof value !== 'string' || value.length < MIN_LENGTH || pinned.has(value)) return
+  if (typeof value !== 'string') return
+  register(value, options)
+  // Log lines are JSON: a value with a newline, quote or backslash (a PEM key) appears escaped there.
+  const escaped = JSON.stringify(value).slice(1, -1)
+  if (escaped !== value) register(escaped, options)
+}
+
+function register(value: string, options: { pinned?: boolean }): void {
+  if (value.length < MIN_LENGTH || pinned.has(value)) return
   const wasTransient = transient.delete(value)
   if (options.pinned) pinned.add(value)
   else {

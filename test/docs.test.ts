@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
 import { generateDocs, README_FILE, SCHEMA_FILE } from '../engine/docs.ts'
 import { builtinComponents } from '../components/index.ts'
-import { credentialSupport } from '../shared/config/credentials.ts'
+import { credentialSchema } from '../shared/oauth/index.ts'
 import { ERROR_CODES } from '../shared/errors.ts'
 import { createAjv } from '../shared/config/ajv.ts'
 
@@ -39,7 +39,6 @@ describe('generated docs', () => {
   })
 
   it('every property of every built-in component and of credentials has a description', async () => {
-    const { credentialSchema } = await credentialSupport()
     const missing: string[] = []
     for (const c of builtinComponents) for (const [p, s] of properties(c.configSchema)) if (!s.description) missing.push(`${c.type}${p}`)
     for (const [p, s] of properties(credentialSchema)) if (!s.description && !p.includes('/anyOf/') && !p.includes('/oneOf/')) missing.push(`credential${p}`)

@@ -29,10 +29,11 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
       if (file.endsWith('.test.json')) {
         const t = await loadTestFile(file)
         const ch = await loadChannel(t.channel, { env: { ...io.env, ...t.env } })
+        for (const w of ch.warnings) io.err(`warning: ${w}`)
         if (!values.quiet) io.out(`ok ${file}: test of channel "${ch.name}", ${t.cases.length} case(s)`)
         continue
       }
-      const ch = await loadChannel(file)
+      const ch = await loadChannel(file, { env: io.env })
       for (const w of ch.warnings) io.err(`warning: ${w}`)
       if (!values.quiet) {
         io.out(`ok ${file}: channel "${ch.name}", source ${ch.source.definition.type}, ${ch.filters.length} filter(s), destinations ${ch.destinations.map((d) => d.name).join(', ')}`)

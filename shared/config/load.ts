@@ -9,7 +9,12 @@ import { channelSchema, NAME_PATTERN } from './channel-schema.ts'
 import { ajvProblems, escapePointer, nearest } from './problems.ts'
 import { builtinRegistry, isModuleReference, loadComponentModule, type Registry } from './registry.ts'
 import type { LoadedChannel, LoadedComponent, LoadedDestination, RetryPolicy, CircuitBreakerPolicy, ChannelOptions } from './types.ts'
-import { credentialSupport } from './credentials.ts'
+import { credentialSchema, checkCredential as checkCredentialConfig } from '../oauth/index.ts'
+
+const checkCredential = checkCredentialConfig as (config: Record<string, unknown>) => Array<[string, string]>
+const CHANNEL_SCHEMA = channelSchema(credentialSchema)
+/** A shared credentials file: named credentials, the same shape as a channel's `credentials`. */
+const CREDENTIALS_FILE_SCHEMA: JsonSchema = { type: 'object', propertyNames: { pattern: NAME_PATTERN }, additionalProperties: credentialSchema }
 
 export interface LoadOptions {
   /** Components a channel may name; the built-ins by default. */
@@ -38,14 +43,41 @@ export function parseJsonWithLocation(text: string, file: string): unknown {
     if (lc) {
       line = Number(lc[1]); column = Number(lc[2])
     } else {
-      const offset = pos ? Number(pos[1]) : text.length
+      const offset = pos ? Number(pos[1]) : unexpectedTokenOffset(msg, text) ?? text.length
       const before = text.slice(0, offset).split('\n')
       line = before.length
       column = before[before.length - 1]!.length + 1
     }
-    const reason = msg.replace(/^Unexpected/, 'unexpected').replace(/\s*in JSON at position \d+.*$/s, '').replace(/\s*\(line \d+ column \d+\)/, '').replace(/, ".*" is not valid JSON$/s, '')
+    // V8 quotes a snippet of the text (`, ..."clientSecret": s3cr3t"... is not valid JSON`): it may hold a secret, so it goes.
+    const reason = msg.replace(/^Unexpected/, 'unexpected').replace(/\s*in JSON at position \d+.*$/s, '').replace(/\s*\(line \d+ column \d+\)/, '').replace(/,\s*(?:\.\.\.)?".*$/s, '')
     throw new ConfigError([{ file, pointer: '', message: `invalid JSON at line ${line}, column ${column}: ${reason}` }])
   }
+}
+
+/**
+ * Where V8's "Unexpected token 'x', ..."<context>"... is not valid JSON" points (Node 20 gives no
+ * position for it): the context is the 10 characters either side of the token, so a leading "..."
+ * puts the token 10 characters into it; otherwise the token is the first such character outside a
+ * string.
+ */
+function unexpectedTokenOffset(msg: string, text: string): number | undefined {
+  const m = /^Unexpected token '(.)', (\.\.\.)?"(.*)"(?:\.\.\.)? is not valid JSON$/s.exec(msg)
+  if (!m) return undefined
+  const [, token, clipped, context] = m
+  if (clipped) {
+    const at = text.indexOf(context!)
+    return at < 0 ? undefined : at + 10
+  }
+  let inString = false
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]
+    if (inString) {
+      if (c === '\\') i++
+      else if (c === '"') inString = false
+    } else if (c === '"') inString = true
+    else if (c === token) return i
+  }
+  return undefined
 }
 
 /** Reads, validates and prepares a channel file. Throws ConfigError listing every problem at once. */
@@ -98,25 +130,23 @@ function resolveSecrets(data: unknown, paths: string[], prefix: string, sc: Secr
     } else if (value && typeof value === 'object' && '$env' in value) {
       const envName = String((value as { $env: string }).$env)
       const v = sc.env[envName]
-      if (v === undefined || v === '') sc.problems.push({ file: sc.file, pointer, message: `environment variable "${envName}" is not set` })
+      if (v === undefined || v === '') sc.problems.push({ file: sc.file, pointer, message: `environment variable "${envName}" is not set`, code: 'ERR_SECRET_UNRESOLVED' })
       else secret = new Secret(v, `$env:${envName}`)
     } else if (value && typeof value === 'object' && '$file' in value) {
       const rel = String((value as { $file: string }).$file)
       const p = resolve(sc.dir, rel)
-      if (!existsSync(p)) sc.problems.push({ file: sc.file, pointer, message: `secret file "${rel}" not found (looked for ${p})` })
+      if (!existsSync(p)) sc.problems.push({ file: sc.file, pointer, message: `secret file "${rel}" not found (looked for ${p})`, code: 'ERR_SECRET_UNRESOLVED' })
       else {
         try {
           secret = new Secret(readFileSync(p, 'utf8').replace(/\s+$/, ''), `$file:${rel}`)
         } catch (e) {
-          sc.problems.push({ file: sc.file, pointer, message: `secret file "${rel}" cannot be read (${(e as NodeJS.ErrnoException).code ?? 'error'})` })
+          sc.problems.push({ file: sc.file, pointer, message: `secret file "${rel}" cannot be read (${(e as NodeJS.ErrnoException).code ?? 'error'})`, code: 'ERR_SECRET_UNRESOLVED' })
         }
       }
     }
     if (secret) (loc.parent as Record<string, unknown>)[loc.key] = secret
   }
 }
-
-const KIND_PLURAL: Record<ComponentKind, string> = { source: 'source', filter: 'filter', destination: 'destination' }
 
 /**
  * Validates a parsed channel object. `file` locates relative module and `$file` paths.
@@ -128,13 +158,12 @@ export async function loadChannelObject(raw: unknown, options: LoadOptions & { f
   const name = options.displayName ?? displayPath(file)
   const registry = options.registry ?? (await builtinRegistry())
   const env = options.env ?? process.env
-  const { credentialSchema, checkCredential } = await credentialSupport()
   const problems: ConfigProblem[] = []
   const warnings: ConfigProblem[] = []
   const sc: SecretContext = { file: name, dir, env, problems, warnings }
 
   const data = structuredClone(raw) as Record<string, unknown>
-  const top = validateCollectingSecrets(compileSchema(topSchema(credentialSchema)), data)
+  const top = validateCollectingSecrets(compileSchema(CHANNEL_SCHEMA), data)
   if (!top.valid) {
     problems.push(...ajvProblems(top.errors, name, '', data))
     // Component entries that are themselves malformed cannot be checked further.
@@ -147,19 +176,10 @@ export async function loadChannelObject(raw: unknown, options: LoadOptions & { f
   const credentials: Record<string, Readonly<Record<string, unknown>>> = {}
   /** False when a credentials file could not be read: references to it are then not reported as unknown too. */
   let credentialsKnown = true
-  const prepare = (creds: Record<string, Record<string, unknown>>, secretPaths: string[], prefix: string, ctx: SecretContext, bad: (ptr: string) => boolean) => {
-    for (const [cname, cred] of Object.entries(creds)) {
-      const ptr = `${prefix}/${escapePointer(cname)}`
-      if (bad(ptr) || typeof cred !== 'object' || cred === null) continue
-      for (const [p, m] of checkCredential(cred)) ctx.problems.push({ file: ctx.file, pointer: ptr + p, message: m })
-    }
-    resolveSecrets(prefix ? { [prefix.slice(1)]: creds } : creds, secretPaths.filter((p) => !bad(p)), '', ctx)
-    for (const [cname, cred] of Object.entries(creds)) if (cred && typeof cred === 'object') credentials[cname] = deepFreeze(cred)
-  }
   const credData = (data.credentials ?? {}) as Record<string, Record<string, unknown>>
-  if (typeof credData === 'object' && credData !== null) prepare(credData, top.secretPaths.filter((p) => p.startsWith('/credentials/')), '/credentials', sc, isBad)
+  if (typeof credData === 'object' && credData !== null) Object.assign(credentials, prepareCredentials(credData, top.secretPaths.filter((p) => p.startsWith('/credentials/')), '/credentials', sc, isBad))
   if (typeof data.credentialsFile === 'string' && !isBad('/credentialsFile')) {
-    const shared = await loadCredentialsFile(resolve(dir, data.credentialsFile), credentialSchema, env, problems, warnings)
+    const shared = await loadCredentialsFile(resolve(dir, data.credentialsFile), env, problems, warnings)
     credentialsKnown = shared !== undefined
     for (const [cname, cred] of Object.entries(shared ?? {})) {
       if (credentials[cname]) problems.push({ file: name, pointer: `/credentials/${escapePointer(cname)}`, message: `credential "${cname}" is also defined in ${displayPath(resolve(dir, data.credentialsFile))}; use one` })
@@ -188,7 +208,8 @@ export async function loadChannelObject(raw: unknown, options: LoadOptions & { f
         const other = def ? ` ("${type}" is a ${def.kind})` : ''
         problems.push({
           file: name, pointer: `${pointer}/type`,
-          message: `unknown ${KIND_PLURAL[kind]} type "${type}"${other}` + (guess ? `; did you mean "${guess}"?` : '') + `; known ${kind} types: ${known.join(', ') || '(none)'}; or give a module path such as "./my-${kind}.ts"`,
+          code: 'ERR_COMPONENT_UNKNOWN',
+          message: `unknown ${kind} type "${type}"${other}` + (guess ? `; did you mean "${guess}"?` : '') + `; known ${kind} types: ${known.join(', ') || '(none)'}; or give a module path such as "./my-${kind}.ts"`,
         })
         return undefined
       }
@@ -253,7 +274,7 @@ export async function loadChannelObject(raw: unknown, options: LoadOptions & { f
  * `credentials`, referenced by several channels with `"credentialsFile"`. Its problems are
  * reported against its own name and pointers; its `$file` references are relative to it.
  */
-async function loadCredentialsFile(path: string, credentialSchema: JsonSchema, env: NodeJS.ProcessEnv, problems: ConfigProblem[], warnings: ConfigProblem[]): Promise<Record<string, Readonly<Record<string, unknown>>> | undefined> {
+async function loadCredentialsFile(path: string, env: NodeJS.ProcessEnv, problems: ConfigProblem[], warnings: ConfigProblem[]): Promise<Record<string, Readonly<Record<string, unknown>>> | undefined> {
   const name = displayPath(path)
   let text: string
   try {
@@ -269,31 +290,25 @@ async function loadCredentialsFile(path: string, credentialSchema: JsonSchema, e
     problems.push(...(e as ConfigError).problems)
     return undefined
   }
-  const res = validateCollectingSecrets(compileSchema(credentialsFileSchema(credentialSchema)), data)
+  const res = validateCollectingSecrets(compileSchema(CREDENTIALS_FILE_SCHEMA), data)
   if (!res.valid) {
     problems.push(...ajvProblems(res.errors, name, '', data))
     return undefined
   }
-  const sc: SecretContext = { file: name, dir: dirname(path), env, problems, warnings }
   const before = problems.length
-  for (const [cname, cred] of Object.entries(data)) {
-    for (const [p, m] of (await credentialSupport()).checkCredential(cred)) problems.push({ file: name, pointer: `/${escapePointer(cname)}${p}`, message: m })
+  const creds = prepareCredentials(data, res.secretPaths, '', { file: name, dir: dirname(path), env, problems, warnings }, () => false)
+  return problems.length === before ? creds : undefined
+}
+
+/** Checks provider rules and resolves the secret references of named credentials; returns them frozen. */
+function prepareCredentials(creds: Record<string, Record<string, unknown>>, secretPaths: string[], prefix: string, sc: SecretContext, isBad: (pointer: string) => boolean): Record<string, Readonly<Record<string, unknown>>> {
+  for (const [cname, cred] of Object.entries(creds)) {
+    const ptr = `${prefix}/${escapePointer(cname)}`
+    if (isBad(ptr) || typeof cred !== 'object' || cred === null) continue
+    for (const [p, m] of checkCredential(cred)) sc.problems.push({ file: sc.file, pointer: ptr + p, message: m })
   }
-  resolveSecrets(data, res.secretPaths, '', sc)
-  if (problems.length !== before) return undefined
-  return Object.fromEntries(Object.entries(data).map(([k, v]) => [k, deepFreeze(v)]))
-}
-
-const credFileSchemas = new WeakMap<object, JsonSchema>()
-function credentialsFileSchema(credentialSchema: JsonSchema): JsonSchema {
-  let s = credFileSchemas.get(credentialSchema)
-  if (!s) credFileSchemas.set(credentialSchema, (s = { type: 'object', propertyNames: { pattern: NAME_PATTERN }, additionalProperties: credentialSchema }))
-  return s
-}
-
-const topSchemas = new WeakMap<object, JsonSchema>()
-function topSchema(credentialSchema: JsonSchema): JsonSchema {
-  let s = topSchemas.get(credentialSchema)
-  if (!s) topSchemas.set(credentialSchema, (s = channelSchema(credentialSchema)))
-  return s
+  resolveSecrets(creds, secretPaths.filter((p) => !isBad(p)).map((p) => p.slice(prefix.length)), prefix, sc)
+  const out: Record<string, Readonly<Record<string, unknown>>> = {}
+  for (const [cname, cred] of Object.entries(creds)) if (cred && typeof cred === 'object') out[cname] = deepFreeze(cred)
+  return out
 }

@@ -72,6 +72,13 @@ export function ajvProblems(errors: ErrorObject[], file: string, prefix: string,
   for (const e of errors) {
     if (inUnion(e)) continue
     const p = e.params as Record<string, unknown>
+    // A name refused by propertyNames: ajv reports the rule (with `propertyName` set) and a wrapper; one line, at the name.
+    const badName = (e as ErrorObject & { propertyName?: string }).propertyName
+    if (badName !== undefined) {
+      add(`${e.instancePath}/${escapePointer(badName)}`, `name "${badName}" ${e.message ?? 'is not allowed'}`)
+      continue
+    }
+    if (e.keyword === 'propertyNames') continue
     switch (e.keyword) {
       case 'additionalProperties': {
         const prop = String(p.additionalProperty)

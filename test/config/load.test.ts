@@ -136,3 +136,24 @@ describe('shared credentials file', () => {
     expect(err.message).toBe(`${resolve(DIR, 'none.json').slice(process.cwd().length + 1)}#: credentials file not found`)
   })
 })
+
+describe('ConfigError', () => {
+  it('carries a code per problem where one applies, and keeps the raw ajv errors (which quote the data) out of JSON', async () => {
+    const f = write('codes.json', {
+      ...base,
+      credentials: { c: { tokenUrl: 'https://a.example/t', clientAuth: { method: 'client_secret_basic', secret: 'literal-secret-in-bad-credential' }, bogus: 1 } },
+      filters: [{ type: 'nope' }],
+      destinations: [{ name: 'api', type: '../post.ts', config: { url: 'https://a.example/', apiKey: { $env: 'WEIR_TEST_NOT_SET_X' } } }],
+    })
+    const err = await loadChannel(f, { env: {} }).catch((e) => e)
+    expect(err.code).toBe('ERR_CONFIG_INVALID')
+    const codes = Object.fromEntries(err.problems.map((p: { pointer: string; code?: string }) => [p.pointer, p.code]))
+    expect(codes['/filters/0/type']).toBe('ERR_COMPONENT_UNKNOWN')
+    expect(codes['/destinations/0/config/apiKey']).toBe('ERR_SECRET_UNRESOLVED')
+    expect(err.errors.length).toBeGreaterThan(0)
+    expect(Object.keys(err)).not.toContain('errors')
+    expect(JSON.stringify(err)).not.toContain('literal-secret-in-bad-credential')
+    expect(err.message).not.toContain('literal-secret-in-bad-credential')
+  })
+})
+

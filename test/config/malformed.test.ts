@@ -20,6 +20,8 @@ const table: Array<[string, unknown, string[]]> = [
   ['bad JSON: missing comma', '{ "name": "x",\n  "source": { "type": "a" }\n  "destinations": [] }', [`: invalid JSON at line 3, column 3: Expected ',' or '}' after property value`]],
   ['bad JSON: trailing comma', '{ "name": "x", }', [`: invalid JSON at line 1, column 16: Expected double-quoted property name`]],
   ['bad JSON: empty file', '', [`: invalid JSON at line 1, column 1: unexpected end of JSON input`]],
+  ['bad JSON: an unquoted value (V8 quotes the text around it; that quote is never shown)', '{ "name": "x",\n  "credentials": { "a": { "clientSecret": s3cr3tValue123 } } }', [`: invalid JSON at line 2, column 43: unexpected token 's'`]],
+  ['a credential name with bad characters', { ...ok, credentials: { 'Bad Name': { tokenUrl: 'https://auth.example.org/token' } } }, [`/credentials/Bad Name: name "Bad Name" must match pattern "^[a-z0-9][a-z0-9._-]*$"`]],
   ['not an object', [1, 2], [`: must be object`]],
   ['missing required fields', { name: 'x' }, [`: must have required property "source"`, `: must have required property "destinations"`]],
   ['name of the wrong type', { ...ok, name: 42 }, [`/name: must be string`]],
@@ -51,6 +53,19 @@ const table: Array<[string, unknown, string[]]> = [
 ]
 
 describe('weir validate on malformed channel files', () => {
+  it('an unknown option is a usage error (exit 2), not an internal one', async () => {
+    const { code, err } = await runCli(['validate', '--quiet=yes', 'x.json'])
+    expect(code).toBe(2)
+    expect(err).toBe(`weir validate: Option '--quiet' does not take an argument (see weir validate --help)\n`)
+  })
+
+  it('takes $env values from the environment it is given', async () => {
+    const file = `${DIR}/.cases-${process.pid}/env.json`
+    writeFileSync(file, JSON.stringify(withDest({ url: 'https://a.example/', apiKey: { $env: 'WEIR_TEST_GIVEN_KEY' } })))
+    expect((await runCli(['validate', file], { WEIR_TEST_GIVEN_KEY: 'given-key-123' })).code).toBe(0)
+    expect((await runCli(['validate', file], {})).code).toBe(1)
+  })
+
   it.each(table.map(([name, content, expected], i) => ({ name, content, expected, i })))('$name', async ({ content, expected, i }) => {
     const file = `${DIR}/.cases-${process.pid}/case-${i}.json`
     writeFileSync(file, typeof content === 'string' ? content : JSON.stringify(content, null, 2))

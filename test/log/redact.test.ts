@@ -23,6 +23,16 @@ const SECRETS = {
 }
 
 describe.each([false, true])('logger redaction (pretty=%s)', (pretty) => {
+  it('scrubs a multi-line secret (a PEM key) logged under a key that is not redacted by name', () => {
+    const { log, text } = collect(pretty)
+    const pem = '-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC-test-material\nline2\"quoted\\backslash\n-----END PRIVATE KEY-----'
+    new Secret(pem, '$file:keys/test.pem')
+    log.info({ detail: pem }, 'careless component')
+    log.info(`inline ${pem}`)
+    expect(text()).not.toContain('MIIEvQIBADANBgkqhkiG9w0BAQEFAASC-test-material')
+    expect(text()).toContain('[REDACTED]')
+  })
+
   it('never writes Authorization, DPoP, Cookie, tokens, assertions or writeOnly values', () => {
     const { log, text } = collect(pretty)
     registerSecretValue(SECRETS.scrubbed)

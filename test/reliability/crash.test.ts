@@ -58,7 +58,7 @@ describe('SIGKILL of weir run during a 10,000-message stream', () => {
       options: { concurrency },
     }))
     const start = async () => {
-      const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'engine/cli.ts'), 'run', file, '--data-dir', join(dir.dir, 'data')], {
+      const child = spawn(process.execPath, [join(root, 'bin/weir.js'), 'run', file, '--data-dir', join(dir.dir, 'data')], {
         cwd: root, env: { ...process.env, WEIR_LOG_LEVEL: 'info', CI: '1', CRASH_SECRET: secret }, stdio: ['ignore', 'pipe', 'pipe'],
       })
       children.add(child)

@@ -37,7 +37,7 @@ async function writeChannel(options: Record<string, unknown>) {
 /** Starts `weir run` as a child process (the real CLI entry under tsx) and waits for its port. */
 async function startWeir(file: string) {
   await rm(join(dir.path, 'crash.port'), { force: true })
-  const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'engine/cli.ts'), 'run', file, '--data-dir', join(dir.path, 'data')], {
+  const child = spawn(process.execPath, [join(root, 'bin/weir.js'), 'run', file, '--data-dir', join(dir.path, 'data')], {
     cwd: root, env: { ...process.env, WEIR_LOG_LEVEL: 'warn', CI: '1' }, stdio: ['ignore', 'pipe', 'pipe'],
   })
   children.add(child)
