@@ -1,5 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { SENSITIVE_HEADERS } from '../../shared/log/index.ts'
+import { REDACTED, scrubSecrets } from '../../shared/secret.ts'
 
 /** One scripted answer of the embedded API. */
 export interface ApiAnswer {
@@ -57,6 +59,21 @@ function matches(route: ApiRoute, method: string, path: string): boolean {
   return route.path.endsWith('*') ? path.startsWith(route.path.slice(0, -1)) : route.path === path
 }
 
+const SENSITIVE = new Set(SENSITIVE_HEADERS)
+
+/**
+ * A header as recorded: recorded requests show up in test reports and are public API. The headers
+ * the logger redacts keep only their auth scheme ("Bearer [REDACTED]") or nothing ("[REDACTED]");
+ * any other header loses every registered secret value it contains.
+ */
+function maskHeader(name: string, value: string): string {
+  if (SENSITIVE.has(name)) {
+    const scheme = /^([A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]*) +\S/.exec(value)
+    return scheme ? `${scheme[1]} ${REDACTED}` : REDACTED
+  }
+  return scrubSecrets(value)
+}
+
 /**
  * The embedded API used by the channel test harness and the demo: a loopback HTTP server whose
  * routes answer as scripted (status, JSON, headers, delays, a sequence for retries), which checks
@@ -82,8 +99,7 @@ export async function startEmbeddedApi(options: EmbeddedApiOptions = {}): Promis
     const headers: Record<string, string> = {}
     const raw: Record<string, string> = {}
     for (const [k, v] of Object.entries(req.headers)) if (v !== undefined) raw[k] = Array.isArray(v) ? v.join(', ') : v
-    // Recorded requests show up in test reports: credentials are kept only as their scheme.
-    for (const [k, v] of Object.entries(raw)) headers[k] = k === 'authorization' ? `${v.split(' ')[0]} [REDACTED]` : k === 'dpop' ? '[REDACTED]' : v
+    for (const [k, v] of Object.entries(raw)) headers[k] = maskHeader(k, v)
     let json: unknown
     if (body && /json/.test(headers['content-type'] ?? '')) { try { json = JSON.parse(body) } catch { /* recorded as text */ } }
     const index = routes.findIndex((r) => matches(r, method, url.pathname))

@@ -1,14 +1,16 @@
 import { mkdtemp, rm, mkdir, writeFile, readdir, readFile, rename } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { join, relative } from 'node:path'
+import { dirname, join, relative, resolve } from 'node:path'
 import { Writable } from 'node:stream'
 import { isDeepStrictEqual } from 'node:util'
-import { loadChannelObject, parseJsonWithLocation } from '../../shared/config/load.ts'
+import { displayPath, loadChannelObject, parseJsonWithLocation } from '../../shared/config/load.ts'
+import { escapePointer } from '../../shared/config/problems.ts'
 import type { LoadedChannel } from '../../shared/config/types.ts'
-import { formatProblem, isWeirError, type ConfigError } from '../../shared/errors.ts'
+import { ConfigError, formatProblem, isWeirError, type ConfigProblem } from '../../shared/errors.ts'
 import { createLogger } from '../../shared/log/index.ts'
 import { createTokenProvider, resolveCredential, publicJwk, TokenCache, GOOGLE_TOKEN_URL, createRefreshTokenStore, importRefreshToken } from '../../shared/oauth/index.ts'
 import type { TokenProvider } from '../../shared/oauth/types.ts'
+import type { ResolvedCredential } from '../../shared/oauth/token-endpoint.ts'
 import { createHttpClient } from '../../shared/http/index.ts'
 import { openSqliteStore } from '../../shared/store/index.ts'
 import type { MessageStore } from '../../shared/store/types.ts'
@@ -78,6 +80,50 @@ function rewriteUrls(value: unknown, api: string, as: AuthorizationServer, key =
   return value
 }
 
+/** `{ "$file": … }` references made absolute against `dir` (a credentials file's own directory). */
+function absoluteFileRefs(value: unknown, dir: string): unknown {
+  if (Array.isArray(value)) return value.map((v) => absoluteFileRefs(v, dir))
+  if (value && typeof value === 'object') {
+    const o = value as Record<string, unknown>
+    if (typeof o.$file === 'string') return { ...o, $file: resolve(dir, o.$file) }
+    return Object.fromEntries(Object.entries(o).map(([k, v]) => [k, absoluteFileRefs(v, dir)]))
+  }
+  return value
+}
+
+/**
+ * The channel with its "credentialsFile" merged into "credentials" (a name in both is an error, as
+ * when the engine loads it), so that rewriteChannel replaces those token endpoints too: otherwise the
+ * loader would read the file later and a case would send real secrets to the real provider.
+ */
+async function inlineCredentialsFile(raw: Record<string, any>, channelFile: string): Promise<Record<string, any>> {
+  // None, or not a path (which the loader reports against the channel, reading no file).
+  if (typeof raw.credentialsFile !== 'string' || !raw.credentialsFile) return raw
+  const ch = structuredClone(raw)
+  delete ch.credentialsFile
+  const path = resolve(dirname(channelFile), raw.credentialsFile)
+  const name = displayPath(path)
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code
+    throw new ConfigError([{ file: name, pointer: '', message: code === 'ENOENT' ? 'credentials file not found' : `cannot read credentials file (${code ?? (e as Error).message})` }])
+  }
+  const shared = parseJsonWithLocation(text, name)
+  if (!shared || typeof shared !== 'object' || Array.isArray(shared)) throw new ConfigError([{ file: name, pointer: '', message: 'must be an object of named credentials' }])
+  const own = ch.credentials ?? {}
+  if (!own || typeof own !== 'object' || Array.isArray(own)) return ch // the loader reports the channel's "credentials"
+  const problems: ConfigProblem[] = []
+  for (const [cname, cred] of Object.entries(shared as Record<string, unknown>)) {
+    if (Object.hasOwn(own, cname)) problems.push({ file: displayPath(channelFile), pointer: `/credentials/${escapePointer(cname)}`, message: `credential "${cname}" is also defined in ${name}; use one` })
+    else own[cname] = absoluteFileRefs(cred, dirname(path))
+  }
+  if (problems.length) throw new ConfigError(problems)
+  ch.credentials = own
+  return ch
+}
+
 /** The channel as the case runs it: token endpoints, API URLs, ports and directories replaced. */
 function rewriteChannel(raw: Record<string, any>, as: AuthorizationServer, api: EmbeddedApi, dirs: { in: string; out: string }): Record<string, any> {
   const ch = structuredClone(raw)
@@ -113,27 +159,32 @@ function withApiUrl(routes: ApiRoute[], url: string): ApiRoute[] {
   return JSON.parse(JSON.stringify(routes).replaceAll('{api}', url)) as ApiRoute[]
 }
 
-/** Client id each credential is registered under (what the authorization server records). */
-function clientIds(channel: LoadedChannel): Record<string, string> {
-  const out: Record<string, string> = {}
+/**
+ * The client id a credential is registered under at the authorization server: what it records per
+ * token request, what `credential` in tokenRequests expectations selects, whom imported refresh
+ * tokens are issued to.
+ */
+function clientIdOf(r: ResolvedCredential): string {
+  return r.clientId ?? r.assertion?.iss ?? r.assertion?.key?.keyFileIssuer ?? r.clientKey?.keyFileIssuer ?? r.name
+}
+
+/** Every OAuth credential of the channel (static tokens have no client), keys and secrets loaded. */
+function resolveCredentials(channel: LoadedChannel): Record<string, ResolvedCredential> {
+  const out: Record<string, ResolvedCredential> = {}
   for (const [name, cfg] of Object.entries(channel.credentials)) {
-    const c = cfg as Record<string, any>
-    if (c.grant === 'static') continue
-    const r = resolveCredential(name, c)
-    out[name] = r.clientId ?? r.assertion?.iss ?? r.assertion?.key?.keyFileIssuer ?? r.clientKey?.keyFileIssuer ?? name
+    if ((cfg as Record<string, unknown>).grant === 'static') continue
+    out[name] = resolveCredential(name, cfg as never)
   }
   return out
 }
 
-async function registerClients(channel: LoadedChannel, regs: Record<string, ClientRegistration>, as: AuthorizationServer, api: EmbeddedApi, originals: Record<string, string>): Promise<void> {
-  for (const [name, cfg] of Object.entries(channel.credentials)) {
-    const c = cfg as Record<string, any>
-    if (c.grant === 'static') continue
-    const r = resolveCredential(name, c)
+async function registerClients(channel: LoadedChannel, resolved: Record<string, ResolvedCredential>, regs: Record<string, ClientRegistration>, as: AuthorizationServer, api: EmbeddedApi, originals: Record<string, string>): Promise<void> {
+  for (const [name, r] of Object.entries(resolved)) {
+    const c = channel.credentials[name] as Record<string, any>
     const reg = regs[name] ?? {}
     const keys = [r.clientKey, r.assertion?.key].filter((k): k is NonNullable<typeof k> => !!k && typeof k.key === 'object' && !(k.key instanceof Uint8Array))
     const jwks = keys.length ? { keys: await Promise.all(keys.map((k) => publicJwk(k.key as import('node:crypto').KeyObject, k.alg, k.kid))) } : undefined
-    const clientId = r.clientId ?? r.assertion?.iss ?? keys[0]?.keyFileIssuer ?? name
+    const clientId = clientIdOf(r)
     const preset = typeof c.preset === 'string' ? c.preset : undefined
     const audiences = [...(preset && originals[name] ? PRESET_AUDIENCES[preset]?.(originals[name]) ?? [] : []), ...(reg.assertionAudiences ?? [])]
     const client: RegisteredClient = {
@@ -189,13 +240,15 @@ async function runCase(file: TestFile, rawChannel: Record<string, any>, tc: Test
     const env: NodeJS.ProcessEnv = { ...process.env, ...file.env }
     const rewritten = rewriteChannel(rawChannel, as, api, dirs)
     const channel = await loadChannelObject(rewritten, { file: file.channel, env })
-    await registerClients(channel, regs, as, api, originalTokenUrls(rawChannel))
+    const resolved = resolveCredentials(channel)
+    const clientIds = Object.fromEntries(Object.entries(resolved).map(([name, r]) => [name, clientIdOf(r)]))
+    await registerClients(channel, resolved, regs, as, api, originalTokenUrls(rawChannel))
     // Refresh tokens a user consented to outside the engine: issued by the server and imported
     // into the case's encrypted token store, as `weir credentials import` does.
     for (const [name, r] of Object.entries(regs)) {
       if (!r.importRefreshToken) continue
-      const cred = (channel.credentials[name] ?? {}) as { clientId?: string; storeKey?: string }
-      await importRefreshToken(createRefreshTokenStore({ dir: join(dirs.data, 'oauth') }), cred.storeKey ?? name, as.issueRefreshToken(String(cred.clientId ?? name)))
+      const storeKey = (channel.credentials[name] as { storeKey?: string } | undefined)?.storeKey
+      await importRefreshToken(createRefreshTokenStore({ dir: join(dirs.data, 'oauth') }), storeKey ?? name, as.issueRefreshToken(clientIds[name] ?? name))
     }
     for (const f of tc.tokenFailures ?? []) as.setFailure({ status: f.status, count: f.count, ...(f.retryAfter !== undefined ? { retryAfter: f.retryAfter } : {}), ...(f.delayMs ? { delayMs: f.delayMs } : {}), ...(f.body ? { body: f.body } : {}) })
 
@@ -265,7 +318,7 @@ async function runCase(file: TestFile, rawChannel: Record<string, any>, tc: Test
       }
       await running.handle.whenIdle({ timeoutMs: IDLE_TIMEOUT_MS }).catch(() => failures.push(`step ${i + 1}: the channel did not become idle within ${IDLE_TIMEOUT_MS / 1000} s`))
     }
-    failures.push(...(await check(tc.expect, { api, as, store: running.store, channel, logLines, out: dirs.out, clientIds: clientIds(channel) })))
+    failures.push(...(await check(tc.expect, { api, as, store: running.store, channel, logLines, out: dirs.out, clientIds })))
     if (failures.length) {
       // The reason a token request was refused is the most useful line of a failing case.
       const refused = as.requests.filter((q) => q.status >= 400 && q.error)
@@ -353,8 +406,14 @@ async function check(exp: Expectation, ctx: { api: EmbeddedApi; as: Authorizatio
     if (t.error !== undefined && !refused.some((r) => new RegExp(t.error!).test(`${r.error ?? ''}: ${r.error_description ?? ''}`))) {
       f.push(`${at}.error: no refusal matches /${t.error}/ (refusals: ${refused.map((r) => `${r.status} ${r.error ?? ''}${r.error_description ? `: ${r.error_description}` : ''}`).join(' | ') || 'none'})`)
     }
-    if (t.grant) for (const r of all) if (r.grant !== t.grant && r.form.grant_type !== t.grant) f.push(`${at}.grant: a request used ${r.form.grant_type ?? r.grant}, expected ${t.grant}`)
+    // A property every request must have proves nothing when there were none: say so, unless the count was given.
     const accepted = all.filter((x) => x.status < 400)
+    const whose = t.credential !== undefined ? ` for "${t.credential}"` : ''
+    if (t.count === undefined) {
+      if (all.length === 0) for (const k of ['grant', 'assertion'] as const) if (t[k]) f.push(`${at}.${k}: no token request${whose} was made, so there is none to check (give "count": 0 to expect none)`)
+      if (accepted.length === 0) for (const k of ['authMethod', 'scope'] as const) if (t[k]) f.push(`${at}.${k}: no token request${whose} was accepted, so there is none to check${all.length ? ` (${all.length} refused)` : ' (give "count": 0 to expect none)'}`)
+    }
+    if (t.grant) for (const r of all) if (r.grant !== t.grant && r.form.grant_type !== t.grant) f.push(`${at}.grant: a request used ${r.form.grant_type ?? r.grant}, expected ${t.grant}`)
     if (t.authMethod) for (const r of accepted) if (r.authMethod !== t.authMethod) f.push(`${at}.authMethod: a request authenticated with ${r.authMethod ?? 'nothing'}, expected ${t.authMethod}`)
     if (t.scope) for (const r of accepted) {
       const s = String(r.form.scope ?? r.assertion?.claims.scope ?? '')
@@ -413,9 +472,11 @@ export async function runChannelTest(path: string, options: { onCase?: (c: CaseR
   const file = await loadTestFile(path)
   let raw: Record<string, any>
   try {
-    raw = parseJsonWithLocation(await readFile(file.channel, 'utf8'), relative(process.cwd(), file.channel)) as Record<string, any>
+    raw = parseJsonWithLocation(await readFile(file.channel, 'utf8'), displayPath(file.channel)) as Record<string, any>
+    raw = await inlineCredentialsFile(raw, file.channel)
   } catch (e) {
-    const reason = isWeirError(e) && e.code === 'ERR_CONFIG_INVALID' ? (e as ConfigError).problems.map(formatProblem).join('; ') : `cannot read channel ${file.channel}`
+    const reason = isWeirError(e) && e.code === 'ERR_CONFIG_INVALID' ? (e as ConfigError).problems.map(formatProblem).join('; ')
+      : `cannot read channel ${displayPath(file.channel)} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`
     const cases = file.cases.map((c) => ({ name: c.name, passed: false, failures: [reason], durationMs: 0 }))
     cases.forEach((c) => options.onCase?.(c))
     return { file: file.displayName, channel: file.channel, cases, durationMs: Date.now() - t0 }

@@ -11,6 +11,9 @@ const SENSITIVE_KEYS = [
   'accessToken', 'refreshToken', 'clientSecret', 'privateKey', 'private_key', 'password', 'token', 'apiKey', 'x-api-key',
 ]
 
+/** The HTTP headers (lowercase, as Node gives them) among SENSITIVE_KEYS: whoever records requests masks these. */
+export const SENSITIVE_HEADERS: readonly string[] = ['authorization', 'proxy-authorization', 'dpop', 'cookie', 'set-cookie', 'x-api-key']
+
 function redactPaths(): string[] {
   const paths: string[] = []
   for (const k of SENSITIVE_KEYS) {

@@ -48,6 +48,14 @@ describe('weir test', () => {
     expect(xml).toContain('<failure message="channels/broken/epic-rs256.json#/credentials/epic/clientAuth/alg: epic-backend requires RS384 or ES384 (SMART Backend Services); got RS256">')
   })
 
+  it('an --output that cannot be written is a user error naming it, not an internal error', async () => {
+    const file = join(DIR, 'no-such-dir', 'results.xml')
+    const { code, out, err } = await runCli(['test', passing, '--reporter', 'junit', '--output', file])
+    expect(out.trimEnd().split('\n').at(-1)).toBe('2 passed, 0 failed')
+    expect(err).toBe(`weir test: cannot write ${file} (ENOENT)\n`)
+    expect(code).toBe(1)
+  })
+
   it('a test file that does not validate is a failure, reported with its JSON pointer', async () => {
     const bad = join(DIR, 'bad.test.json')
     writeFileSync(bad, JSON.stringify({ channel: 'x.json', cases: [{ name: 'n', steps: [{ tick: true, send: { body: 1 } }], expect: {} }] }))
