@@ -59,6 +59,40 @@ export const migrations: ReadonlyArray<(db: Database) => void> = [
       PRIMARY KEY (channel, component, key)
     ) WITHOUT ROWID;
   `),
+  // 2: a message's immutable content (the ~1 KB body) in a row written once, its mutable status in a
+  // small row updated on claim and completion, so status changes no longer rewrite the body into the
+  // WAL. `messages` becomes a view joining the two, with the columns of the old table.
+  (db) => db.exec(`
+    CREATE TABLE message_content (
+      seq INTEGER PRIMARY KEY,
+      id TEXT NOT NULL UNIQUE,
+      channel TEXT NOT NULL,
+      body TEXT NOT NULL,
+      content_type TEXT NOT NULL,
+      attributes TEXT NOT NULL,
+      dedupe_key TEXT,
+      received_at INTEGER NOT NULL
+    );
+    CREATE TABLE message_status (
+      seq INTEGER PRIMARY KEY,
+      channel TEXT NOT NULL,
+      status TEXT NOT NULL,
+      updated_at INTEGER NOT NULL,
+      error TEXT
+    );
+    INSERT INTO message_content (seq, id, channel, body, content_type, attributes, dedupe_key, received_at)
+      SELECT seq, id, channel, body, content_type, attributes, dedupe_key, received_at FROM messages ORDER BY seq;
+    INSERT INTO message_status (seq, channel, status, updated_at, error)
+      SELECT seq, channel, status, updated_at, error FROM messages ORDER BY seq;
+    DROP TABLE messages;
+    CREATE UNIQUE INDEX message_content_dedupe ON message_content (channel, dedupe_key) WHERE dedupe_key IS NOT NULL;
+    CREATE INDEX message_content_received ON message_content (received_at);
+    CREATE INDEX message_status_queue ON message_status (channel, status, seq);
+    CREATE VIEW messages AS
+      SELECT c.seq AS seq, c.id AS id, s.channel AS channel, s.status AS status, c.body AS body, c.content_type AS content_type,
+        c.attributes AS attributes, c.dedupe_key AS dedupe_key, c.received_at AS received_at, s.updated_at AS updated_at, s.error AS error
+      FROM message_status s JOIN message_content c ON c.seq = s.seq;
+  `),
 ]
 
 /** Brings `db` to the latest schema; each migration runs in its own transaction with the version bump. */

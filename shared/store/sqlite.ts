@@ -224,13 +224,19 @@ export function openSqliteStore(options: SqliteStoreOptions = {}): SqliteMessage
   }
 
   const s = {
-    insert: db.prepare(`INSERT INTO messages (id, channel, status, body, content_type, attributes, dedupe_key, received_at, updated_at)
-      VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?) ON CONFLICT (channel, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING`),
-    byDedupe: db.prepare('SELECT id FROM messages WHERE channel = ? AND dedupe_key = ?').pluck(),
-    claim: db.prepare(`UPDATE messages SET status = 'in-flight', updated_at = ?
-      WHERE seq IN (SELECT seq FROM messages WHERE channel = ? AND status = 'queued' ORDER BY seq LIMIT ?) RETURNING *`),
-    setStatus: db.prepare(`UPDATE messages SET status = ?, updated_at = ?, error = ? WHERE id = ? AND status IN ('queued', 'in-flight', 'retrying') RETURNING channel`).pluck(),
-    toRetrying: db.prepare(`UPDATE messages SET status = 'retrying', updated_at = ? WHERE id = ? AND status = 'in-flight'`),
+    // The content row is written once; status changes touch only the small message_status row.
+    insertContent: db.prepare(`INSERT INTO message_content (id, channel, body, content_type, attributes, dedupe_key, received_at)
+      VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (channel, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING`),
+    insertStatus: db.prepare(`INSERT INTO message_status (seq, channel, status, updated_at) VALUES (?, ?, 'queued', ?)`),
+    byDedupe: db.prepare('SELECT id FROM message_content WHERE channel = ? AND dedupe_key = ?').pluck(),
+    // Claiming reads the next queued messages with their content, then marks exactly those in flight (same transaction).
+    claimable: db.prepare(`SELECT s.seq, c.id, s.channel, s.status, c.body, c.content_type, c.attributes, c.dedupe_key, c.received_at, s.updated_at, s.error
+      FROM message_status s JOIN message_content c ON c.seq = s.seq WHERE s.channel = ? AND s.status = 'queued' ORDER BY s.seq LIMIT ?`),
+    claim: db.prepare(`UPDATE message_status SET status = 'in-flight', updated_at = ?
+      WHERE seq IN (SELECT seq FROM message_status WHERE channel = ? AND status = 'queued' ORDER BY seq LIMIT ?)`),
+    setStatus: db.prepare(`UPDATE message_status SET status = ?, updated_at = ?, error = ?
+      WHERE seq = (SELECT seq FROM message_content WHERE id = ?) AND status IN ('queued', 'in-flight', 'retrying') RETURNING channel`).pluck(),
+    toRetrying: db.prepare(`UPDATE message_status SET status = 'retrying', updated_at = ? WHERE seq = (SELECT seq FROM message_content WHERE id = ?) AND status = 'in-flight'`),
     upsertDelivery: db.prepare(`INSERT INTO deliveries (message_id, destination, part, status, attempts, first_attempt_at, last_attempt_at, next_attempt_at, last_error, response_status, response_excerpt)
       VALUES (@id, @destination, @part, @status, @inc, @started, @started, @next, @error, @responseStatus, @excerpt)
       ON CONFLICT (message_id, destination, part) DO UPDATE SET
@@ -245,24 +251,30 @@ export function openSqliteStore(options: SqliteStoreOptions = {}): SqliteMessage
       RETURNING attempts`).pluck(),
     insertAttempt: db.prepare(`INSERT INTO attempts (message_id, destination, part, attempt, started_at, ended_at, outcome, response_status, error, excerpt)
       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-    release: db.prepare(`UPDATE messages SET status = 'queued', updated_at = ? WHERE id = ? AND status IN ('in-flight', 'retrying')`),
+    release: db.prepare(`UPDATE message_status SET status = 'queued', updated_at = ? WHERE seq = (SELECT seq FROM message_content WHERE id = ?) AND status IN ('in-flight', 'retrying')`),
     // next_attempt_at is kept: a retry scheduled before a stop or crash still waits its turn after a restart.
     releaseDeliveries: db.prepare(`UPDATE deliveries SET status = 'queued' WHERE message_id = ? AND status IN ('in-flight', 'retrying')`),
-    releaseAll: db.prepare(`UPDATE messages SET status = 'queued', updated_at = ? WHERE status IN ('in-flight', 'retrying') RETURNING id`).pluck(),
+    releaseAll: db.prepare(`UPDATE message_status SET status = 'queued', updated_at = ? WHERE status IN ('in-flight', 'retrying') RETURNING seq`).pluck(),
+    idOfSeq: db.prepare('SELECT id FROM message_content WHERE seq = ?').pluck(),
     getRow: db.prepare('SELECT * FROM messages WHERE id = ?'),
     getByPrefix: db.prepare('SELECT * FROM messages WHERE id LIKE ? LIMIT 2'),
     deliveries: db.prepare('SELECT * FROM deliveries WHERE message_id = ? ORDER BY part, destination'),
     attempts: db.prepare('SELECT * FROM attempts WHERE message_id = ? ORDER BY started_at, rowid'),
-    resubmitMessage: db.prepare(`UPDATE messages SET status = 'queued', error = NULL, updated_at = ? WHERE id = ? AND status IN ('delivered', 'filtered', 'error') RETURNING channel`).pluck(),
+    resubmitMessage: db.prepare(`UPDATE message_status SET status = 'queued', error = NULL, updated_at = ?
+      WHERE seq = (SELECT seq FROM message_content WHERE id = ?) AND status IN ('delivered', 'filtered', 'error') RETURNING channel`).pluck(),
     openDeliveries: db.prepare(`SELECT count(*) FROM deliveries WHERE message_id = ? AND status != 'delivered'`).pluck(),
     requeueOpen: db.prepare(`UPDATE deliveries SET status = 'queued', next_attempt_at = NULL WHERE message_id = ? AND status != 'delivered'`),
     requeueAll: db.prepare(`UPDATE deliveries SET status = 'queued', next_attempt_at = NULL WHERE message_id = ?`),
     purgeIds: db.prepare(`SELECT id FROM messages WHERE status IN ('delivered', 'filtered', 'error') AND updated_at < ? ORDER BY seq LIMIT ?`).pluck(),
     purgeIdsOfChannel: db.prepare(`SELECT id FROM messages WHERE channel = ? AND status IN ('delivered', 'filtered', 'error') AND updated_at < ? ORDER BY seq LIMIT ?`).pluck(),
-    deleteMessage: db.prepare(`DELETE FROM messages WHERE id = ? AND status IN ('delivered', 'filtered', 'error')`),
+    deleteStatus: db.prepare(`DELETE FROM message_status WHERE seq = ? AND status IN ('delivered', 'filtered', 'error')`),
+    deleteContent: db.prepare('DELETE FROM message_content WHERE seq = ?'),
+    seqOf: db.prepare('SELECT seq FROM message_content WHERE id = ?').pluck(),
     deleteDeliveries: db.prepare('DELETE FROM deliveries WHERE message_id = ?'),
     deleteAttempts: db.prepare('DELETE FROM attempts WHERE message_id = ?'),
-    pendingCount: db.prepare(`SELECT count(*) FROM messages WHERE channel = ? AND status IN ('queued', 'in-flight', 'retrying')`).pluck(),
+    pendingCount: db.prepare(`SELECT count(*) FROM message_status WHERE channel = ? AND status IN ('queued', 'in-flight', 'retrying')`).pluck(),
+    statsAll: db.prepare('SELECT status, count(*) AS n FROM message_status GROUP BY status'),
+    statsOf: db.prepare('SELECT status, count(*) AS n FROM message_status WHERE channel = ? GROUP BY status'),
     getState: db.prepare('SELECT value FROM component_state WHERE channel = ? AND component = ? AND key = ?').pluck(),
     setState: db.prepare(`INSERT INTO component_state (channel, component, key, value, updated_at) VALUES (?, ?, ?, ?, ?)
       ON CONFLICT (channel, component, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`),
@@ -285,9 +297,9 @@ export function openSqliteStore(options: SqliteStoreOptions = {}): SqliteMessage
   if (owner) {
     // Crash recovery: whatever a previous run had claimed but not finished goes back to the queue.
     const released = db.transaction(() => {
-      const ids = s.releaseAll.all(now()) as string[]
-      for (const id of ids) s.releaseDeliveries.run(id)
-      return ids.length
+      const seqs = s.releaseAll.all(now()) as number[]
+      for (const seq of seqs) s.releaseDeliveries.run(s.idOfSeq.get(seq))
+      return seqs.length
     }).immediate()
     if (released > 0) options.log?.warn({ dataDir: dir, released }, 'unclean stop detected: messages that were in flight are queued again')
   }
@@ -421,8 +433,11 @@ export function openSqliteStore(options: SqliteStoreOptions = {}): SqliteMessage
       return write(() => {
         ran = true
         unwritten.set(channel, unwritten.get(channel)! - 1)
-        const r = s.insert.run(id, channel, body, contentType, attributes, input.dedupeKey ?? null, t, t)
-        if (r.changes === 1) return { id, duplicate: false }
+        const r = s.insertContent.run(id, channel, body, contentType, attributes, input.dedupeKey ?? null, t)
+        if (r.changes === 1) {
+          s.insertStatus.run(r.lastInsertRowid, channel, t)
+          return { id, duplicate: false }
+        }
         bump(channel, -1)
         return { id: s.byDedupe.get(channel, input.dedupeKey) as string, duplicate: true }
       }).catch((e) => {
@@ -434,8 +449,15 @@ export function openSqliteStore(options: SqliteStoreOptions = {}): SqliteMessage
 
     claim(channel, limit) {
       return write(() => {
-        const rows = s.claim.all(now(), channel, limit) as MessageRow[]
-        return rows.sort((a, b) => a.seq - b.seq).map((r): ClaimedMessage => ({ ...rowToMessage(r), deliveries: deliveriesOf(r.id) }))
+        const rows = s.claimable.all(channel, limit) as MessageRow[]
+        if (rows.length === 0) return []
+        const t = now()
+        s.claim.run(t, channel, limit)
+        return rows.map((r): ClaimedMessage => {
+          r.status = 'in-flight'
+          r.updated_at = t
+          return { ...rowToMessage(r), deliveries: deliveriesOf(r.id) }
+        })
       })
     },
 
@@ -505,7 +527,9 @@ export function openSqliteStore(options: SqliteStoreOptions = {}): SqliteMessage
             : s.purgeIds.all(target.before, PURGE_BATCH)) as string[]
           let deleted = 0
           for (const id of ids) {
-            if (s.deleteMessage.run(id).changes === 0) continue
+            const seq = s.seqOf.get(id) as number | undefined
+            if (seq === undefined || s.deleteStatus.run(seq).changes === 0) continue
+            s.deleteContent.run(seq)
             s.deleteDeliveries.run(id)
             s.deleteAttempts.run(id)
             deleted++
@@ -550,9 +574,7 @@ export function openSqliteStore(options: SqliteStoreOptions = {}): SqliteMessage
     stats(channel) {
       return read(() => {
         const out = Object.fromEntries(MESSAGE_STATUSES.map((st) => [st, 0])) as ChannelStats
-        const rows = (channel
-          ? db.prepare('SELECT status, count(*) AS n FROM messages WHERE channel = ? GROUP BY status').all(channel)
-          : db.prepare('SELECT status, count(*) AS n FROM messages GROUP BY status').all()) as { status: MessageStatus; n: number }[]
+        const rows = (channel ? s.statsOf.all(channel) : s.statsAll.all()) as { status: MessageStatus; n: number }[]
         for (const r of rows) out[r.status] = r.n
         return out
       })

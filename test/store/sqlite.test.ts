@@ -1,5 +1,5 @@
 import { describe, it, expect, beforeEach, afterEach } from 'vitest'
-import { mkdtemp, rm, writeFile, readFile, utimes } from 'node:fs/promises'
+import { mkdir, mkdtemp, rm, writeFile, readFile, utimes } from 'node:fs/promises'
 import { existsSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -99,6 +99,64 @@ describe('openSqliteStore', () => {
     const d = (await again.get(id))!
     expect(d.deliveries.map((x) => [x.destination, x.status])).toEqual([['a', 'delivered'], ['b', 'queued']])
     await again.close()
+  })
+
+  it('migrates a schema-version-1 database with messages in it, keeping every message, its history and the queue order', async () => {
+    await store.close()
+    await rm(dir, { recursive: true, force: true })
+    await mkdir(dir)
+    const v1 = new Database(join(dir, 'weir.db'))
+    v1.pragma('journal_mode = WAL')
+    migrations[0]!(v1)
+    v1.pragma('user_version = 1')
+    const ins = v1.prepare(`INSERT INTO messages (seq, id, channel, status, body, content_type, attributes, dedupe_key, received_at, updated_at, error)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+    const rows = [
+      [1, '01AAAAAAAAAAAAAAAAAAAAAAA1', 'c', 'delivered', '{"n":1}', 'application/json', '{"from":"x"}', 'k1', 100, 150, null],
+      [2, '01AAAAAAAAAAAAAAAAAAAAAAA2', 'c', 'error', '"two"', 'text/plain', '{}', null, 200, 250, 'api: 400'],
+      [3, '01AAAAAAAAAAAAAAAAAAAAAAA3', 'c', 'in-flight', '3', 'application/json', '{}', null, 300, 300, null],
+      [5, '01AAAAAAAAAAAAAAAAAAAAAAA5', 'c', 'queued', '{"n":5}', 'application/json', '{"a":1}', 'k5', 500, 500, null],
+      [6, '01AAAAAAAAAAAAAAAAAAAAAAA6', 'd', 'filtered', 'null', 'application/json', '{}', null, 600, 650, null],
+    ] as const
+    for (const r of rows) ins.run(...r)
+    v1.prepare(`INSERT INTO deliveries (message_id, destination, part, status, attempts, first_attempt_at, last_attempt_at, last_error, response_status)
+      VALUES (?, 'api', 0, ?, 1, ?, ?, ?, ?)`).run(rows[1][1], 'error', 210, 210, 'HTTP 400', 400)
+    v1.prepare(`INSERT INTO attempts (message_id, destination, part, attempt, started_at, ended_at, outcome, response_status, error)
+      VALUES (?, 'api', 0, 1, 210, 211, 'permanent', 400, 'HTTP 400')`).run(rows[1][1])
+    v1.close()
+
+    store = openSqliteStore({ dataDir: dir, now: () => 1000 })
+    const raw = new Database(join(dir, 'weir.db'), { readonly: true })
+    expect(raw.pragma('user_version', { simple: true })).toBe(migrations.length)
+    raw.close()
+    // Every message keeps its content and status (the in-flight one is returned to the queue by the owner's open).
+    const listed = await store.list({ order: 'asc' })
+    expect(listed.map((m) => [m.seq, m.id, m.channel, m.status, m.body, m.contentType, m.attributes, m.dedupeKey, m.receivedAt, m.error])).toEqual([
+      [1, rows[0][1], 'c', 'delivered', { n: 1 }, 'application/json', { from: 'x' }, 'k1', 100, undefined],
+      [2, rows[1][1], 'c', 'error', 'two', 'text/plain', {}, undefined, 200, 'api: 400'],
+      [3, rows[2][1], 'c', 'queued', 3, 'application/json', {}, undefined, 300, undefined],
+      [5, rows[3][1], 'c', 'queued', { n: 5 }, 'application/json', { a: 1 }, 'k5', 500, undefined],
+      [6, rows[4][1], 'd', 'filtered', null, 'application/json', {}, undefined, 600, undefined],
+    ])
+    expect(listed.map((m) => m.updatedAt)).toEqual([150, 250, 1000, 500, 650])
+    const detail = (await store.get(rows[1][1]))!
+    expect(detail.message).toMatchObject({ status: 'error', error: 'api: 400', body: 'two' })
+    expect(detail.deliveries).toEqual([{ destination: 'api', part: 0, status: 'error', attempts: 1, firstAttemptAt: 210, lastAttemptAt: 210, lastError: 'HTTP 400', responseStatus: 400 }])
+    expect(detail.attempts).toEqual([{ destination: 'api', part: 0, attempt: 1, startedAt: 210, endedAt: 211, outcome: 'permanent', responseStatus: 400, error: 'HTTP 400' }])
+    expect(await store.stats('c')).toMatchObject({ delivered: 1, error: 1, queued: 2, 'in-flight': 0 })
+    expect(await store.stats()).toMatchObject({ delivered: 1, error: 1, queued: 2, filtered: 1 })
+    expect(store.pending('c')).toBe(2)
+    // Dedupe keys of migrated messages still count; new messages queue after the migrated ones.
+    expect(await store.enqueue('c', { body: 'again', dedupeKey: 'k1' })).toEqual({ id: rows[0][1], duplicate: true })
+    const fresh = await store.enqueue('c', { body: 'new' })
+    const claimed = await store.claim('c', 10)
+    expect(claimed.map((m) => m.id)).toEqual([rows[2][1], rows[3][1], fresh.id])
+    expect(claimed[1]).toMatchObject({ body: { n: 5 }, attributes: { a: 1 }, dedupeKey: 'k5', status: 'in-flight', updatedAt: 1000 })
+    expect(await store.resubmit({ status: 'error' })).toEqual([rows[1][1]])
+    expect(await store.purge({ before: 2000 })).toBe(2)
+    expect((await store.list({ order: 'asc' })).map((m) => [m.id, m.status])).toEqual([
+      [rows[1][1], 'queued'], [rows[2][1], 'in-flight'], [rows[3][1], 'in-flight'], [fresh.id, 'in-flight'],
+    ])
   })
 
   it('a non-owner open does not release claims', async () => {
