@@ -95,6 +95,8 @@ describe('SIGKILL of weir run during a 10,000-message stream', () => {
     const ackedAtKill = acked.size
     const deliveredAtKill = new Set(keys).size
     weir = await start()
+    // Written before the port file, but the pipe may deliver it after the file is seen.
+    await until(() => /unclean stop detected/.test(weir.output()), 10_000, 'the unclean-stop line').catch(() => {})
     expect(weir.output()).toMatch(/unclean stop detected: messages that were in flight are queued again/)
     await sending
     await pool.close()
