@@ -7,7 +7,7 @@
  */
 
 /** What `AbortSignal.timeout()` aborts with: a DOMException named TimeoutError. */
-export function timeoutReason(): DOMException {
+function timeoutReason(): DOMException {
   return new DOMException('The operation was aborted due to timeout', 'TimeoutError')
 }
 

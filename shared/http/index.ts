@@ -1,3 +1,2 @@
 export type { HttpClient, HttpRequest, HttpResponse } from './types.ts'
 export { createHttpClient, isRetryableStatus, statusError, type HttpClientOptions } from './client.ts'
-export { boundedSignal, type BoundedSignal } from './abort.ts'

@@ -416,7 +416,7 @@ export function createTokenProvider(name: string, config: CredentialConfig, opti
     const aborted = abortedBy(callerSignal)
     if (aborted) return Promise.reject(aborted.reason)
     return new Promise((resolve, reject) => {
-      const onAbort = () => reject(callerSignal!.reason)
+      const onAbort = () => { closeWaiters.delete(reject); reject(callerSignal!.reason) }
       callerSignal?.addEventListener('abort', onAbort, { once: true })
       closeWaiters.add(reject)
       p.then(resolve, reject).finally(() => {

@@ -89,17 +89,24 @@ export const migrations: ReadonlyArray<(db: Database) => void> = [
     CREATE INDEX message_content_received ON message_content (received_at);
     CREATE INDEX message_status_queue ON message_status (channel, status, seq);
     CREATE VIEW messages AS
-      SELECT c.seq AS seq, c.id AS id, s.channel AS channel, s.status AS status, c.body AS body, c.content_type AS content_type,
+      SELECT s.seq AS seq, c.id AS id, s.channel AS channel, s.status AS status, c.body AS body, c.content_type AS content_type,
         c.attributes AS attributes, c.dedupe_key AS dedupe_key, c.received_at AS received_at, s.updated_at AS updated_at, s.error AS error
       FROM message_status s JOIN message_content c ON c.seq = s.seq;
   `),
 ]
 
-/** Brings `db` to the latest schema; each migration runs in its own transaction with the version bump. */
-export function migrate(db: Database): number {
+/**
+ * Brings `db` to the latest schema; each migration runs in its own transaction with the version bump.
+ * Only the engine that owns the data directory migrates: a reader (`weir messages`) beside an older
+ * running engine must not change the tables under it.
+ */
+export function migrate(db: Database, options: { allowMigration?: boolean } = {}): number {
   const current = db.pragma('user_version', { simple: true }) as number
   if (current > migrations.length) {
     throw new Error(`database schema version ${current} is newer than this weir (${migrations.length}); upgrade weir`)
+  }
+  if (current > 0 && current < migrations.length && options.allowMigration === false) {
+    throw new Error(`the message store has schema version ${current}; start the engine (weir run) once to upgrade it to ${migrations.length}`)
   }
   for (let v = current; v < migrations.length; v++) {
     db.transaction(() => {
@@ -107,5 +114,7 @@ export function migrate(db: Database): number {
       db.pragma(`user_version = ${v + 1}`)
     }).immediate()
   }
+  // A migration that copied tables leaves their old pages in the WAL: fold it back into the database now.
+  if (current > 0 && current < migrations.length) db.pragma('wal_checkpoint(TRUNCATE)')
   return migrations.length
 }

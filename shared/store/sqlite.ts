@@ -213,7 +213,7 @@ export function openSqliteStore(options: SqliteStoreOptions = {}): SqliteMessage
     db.pragma(`synchronous = ${options.synchronous ?? 'FULL'}`)
     db.pragma('busy_timeout = 5000')
     db.pragma('foreign_keys = OFF')
-    migrate(db)
+    migrate(db, { allowMigration: owner })
   } catch (e) {
     if (lockFile) {
       heldLocks.delete(lockFile)

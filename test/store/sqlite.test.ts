@@ -125,6 +125,12 @@ describe('openSqliteStore', () => {
       VALUES (?, 'api', 0, 1, 210, 211, 'permanent', 400, 'HTTP 400')`).run(rows[1][1])
     v1.close()
 
+    // A reader (weir messages) beside a possibly older running engine must not migrate the tables under it.
+    expect(() => openSqliteStore({ dataDir: dir, owner: false })).toThrow('the message store has schema version 1; start the engine (weir run) once to upgrade it to')
+    const untouched = new Database(join(dir, 'weir.db'), { readonly: true })
+    expect(untouched.pragma('user_version', { simple: true })).toBe(1)
+    untouched.close()
+
     store = openSqliteStore({ dataDir: dir, now: () => 1000 })
     const raw = new Database(join(dir, 'weir.db'), { readonly: true })
     expect(raw.pragma('user_version', { simple: true })).toBe(migrations.length)
