@@ -3,7 +3,7 @@ import { link, mkdir, open, rename, unlink } from 'node:fs/promises'
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path'
 import { defineComponent, type Message } from '../../shared/component.ts'
 import { PermanentError, RetryableError } from '../../shared/errors.ts'
-import { renderTemplate, templateProblems } from '../../shared/template.ts'
+import { compileTemplate, templateProblems } from '../../shared/template.ts'
 
 export interface FileConfig {
   directory: string
@@ -59,9 +59,10 @@ export default defineComponent<'destination', FileConfig>({
   check: (config) => templateProblems(config.filename, '/filename', { balanced: true }),
   create(config, ctx) {
     const root = resolve(ctx.channelDir, config.directory)
+    const segments = config.filename.split('/').map((seg) => compileTemplate(seg))
     return {
       async deliver(message) {
-        const name = config.filename.split('/').map((seg) => renderTemplate(seg, message, safeSegment)).join(sep)
+        const name = segments.map((render) => render(message, safeSegment)).join(sep)
         const target = resolve(root, name)
         const rel = relative(root, target)
         if (!rel || rel === '..' || rel.startsWith('..' + sep) || isAbsolute(rel)) throw new PermanentError(`file name "${name}" leaves the output directory`)

@@ -5,7 +5,7 @@ import { reveal, type Secret } from '../../shared/secret.ts'
 import { redactedExcerpt } from '../../shared/oauth/errors.ts'
 import type { TokenProvider } from '../../shared/oauth/types.ts'
 import type { HttpRequest } from '../../shared/http/types.ts'
-import { fieldValue, templateProblems } from '../../shared/template.ts'
+import { compileTemplate, hasTemplateField, templateProblems } from '../../shared/template.ts'
 
 export interface HttpConfig {
   url: string
@@ -82,30 +82,6 @@ function whereOf(method: string, url: string): string {
   return `${method} ${url.split('?')[0]}`
 }
 
-/** A `{field}` template split once into literals (even indexes) and field paths (odd indexes). */
-type CompiledTemplate = Array<string | { field: string; path: string[] }>
-
-function compileTemplate(template: string): CompiledTemplate {
-  return template.split(/\{([^{}]*)\}/).map((part, i) => (i % 2 === 0 ? part : { field: part, path: part.split('.') }))
-}
-
-/** renderTemplate() of a compiled template: same values, same errors (fieldValue), without re-parsing per message. */
-function renderCompiled(template: CompiledTemplate, message: Message, encode?: (value: string) => string): string {
-  let out = ''
-  for (const part of template) {
-    if (typeof part === 'string') {
-      out += part
-      continue
-    }
-    let v: unknown = message
-    for (const key of part.path) v = v !== null && typeof v === 'object' ? (v as Record<string, unknown>)[key] : undefined
-    const value = v === undefined || v === null || typeof v === 'object' ? fieldValue(message, part.field) : String(v)
-    out += encode ? encode(value) : value
-  }
-  return out
-}
-
-const hasField = (template: string) => /\{[^{}]*\}/.test(template)
 const oneLine = (value: string) => value.replace(/[\r\n]/g, ' ')
 
 type StatusError = WeirError & { status?: number; excerpt?: string }
@@ -149,9 +125,9 @@ export default defineComponent<'destination', HttpConfig>({
     const sendsBody = config.method !== 'GET' && config.method !== 'DELETE'
     // Per-message work is only what depends on the message: the URL is parsed once when it has no
     // field, headers without fields are rendered once, names lower-cased once.
-    const staticUrl = fixed !== undefined && !hasField(config.url) ? new URL(config.url) : undefined
-    const urlTemplate = compileTemplate(config.url)
-    const headerParts: Array<[string, string | CompiledTemplate]> = Object.entries(config.headers).map(([k, v]) => [k.toLowerCase(), hasField(v) ? compileTemplate(v) : oneLine(v)])
+    const staticUrl = fixed !== undefined && !hasTemplateField(config.url) ? new URL(config.url) : undefined
+    const renderUrl = compileTemplate(config.url)
+    const headerParts: Array<[string, string | ReturnType<typeof compileTemplate>]> = Object.entries(config.headers).map(([k, v]) => [k.toLowerCase(), hasTemplateField(v) ? compileTemplate(v) : oneLine(v)])
     const secretParts: Array<[string, Secret | string]> = Object.entries(config.secretHeaders).map(([k, v]) => [k.toLowerCase(), v])
     const accepted = successTable(config.successStatuses)
 
@@ -165,13 +141,13 @@ export default defineComponent<'destination', HttpConfig>({
         } else {
           const base = config.baseUrlFromToken ? await baseFromToken(credential!, config.baseUrlFromToken, signal) : undefined
           const origin = base ? base.origin : fixed!
-          url = (base ? base.href.replace(/\/$/, '') : '') + renderCompiled(urlTemplate, message, encodeURIComponent)
+          url = (base ? base.href.replace(/\/$/, '') : '') + renderUrl(message, encodeURIComponent)
           requestUrl = new URL(url)
           // Belt and braces: a template can never move the request (and its token) to another host.
           if (requestUrl.origin !== origin) throw new PermanentError(`url ${url} leaves the configured origin ${origin}`)
         }
         const headers: Record<string, string> = {}
-        for (const [k, v] of headerParts) headers[k] = typeof v === 'string' ? v : oneLine(renderCompiled(v, message))
+        for (const [k, v] of headerParts) headers[k] = typeof v === 'string' ? v : oneLine(v(message))
         for (const [k, v] of secretParts) headers[k] = reveal(v)!
         headers['idempotency-key'] = idempotencyKey
         let body: string | undefined
