@@ -318,17 +318,14 @@ export function openSqliteStore(options: SqliteStoreOptions = {}): SqliteMessage
   let deferrals = 0
   let lastCommitEnd = -Infinity
   const savepoint = db.transaction((fn: () => unknown) => fn())
-  let ops: WriteOp[] = []
-  let results: Array<{ ok: boolean; value: unknown }> = []
-  const runAll = db.transaction(() => {
-    for (const op of ops) {
-      try {
-        results.push({ ok: true, value: savepoint(op.run) })
-      } catch (e) {
-        results.push({ ok: false, value: e })
-      }
+  // One transaction for the batch, a savepoint per write: a failing write does not undo the others.
+  const runAll = db.transaction((ops: WriteOp[]) => ops.map((op) => {
+    try {
+      return { ok: true, value: savepoint(op.run) }
+    } catch (e) {
+      return { ok: false, value: e }
     }
-  })
+  }))
   const flush = (force = false) => {
     scheduled = false
     if (queue.length === 0) return
@@ -340,13 +337,11 @@ export function openSqliteStore(options: SqliteStoreOptions = {}): SqliteMessage
       return
     }
     deferrals = 0
-    ops = queue
+    const batch = queue
     queue = []
-    results = []
-    const batch = ops
-    const outcome = results
+    let outcome: Array<{ ok: boolean; value: unknown }>
     try {
-      runAll.immediate()
+      outcome = runAll.immediate(batch)
       commits++
       lastCommitEnd = performance.now()
     } catch (e) {
@@ -355,9 +350,6 @@ export function openSqliteStore(options: SqliteStoreOptions = {}): SqliteMessage
       err.retryable = true
       for (const op of batch) op.reject(err)
       return
-    } finally {
-      ops = []
-      results = []
     }
     batch.forEach((op, i) => {
       const r = outcome[i]!
