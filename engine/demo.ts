@@ -7,7 +7,7 @@ import { processIO } from './cli-io.ts'
 import { run } from './commands/run.ts'
 import { generateKeys } from './commands/keys.ts'
 import { startAuthorizationServer } from './embedded/authorization-server.ts'
-import { startEmbeddedApi } from './embedded/api.ts'
+import { startEmbeddedApi, verifiedBy } from './embedded/api.ts'
 import type { ChannelHandle } from './runtime/index.ts'
 
 const MESSAGES = 120
@@ -31,7 +31,7 @@ const as = await startAuthorizationServer({ tokenLifetimeSec: 300 })
 // The API is briefly "down" (503) at first, to show retries with backoff; then it accepts.
 const api = await startEmbeddedApi({
   routes: [{ method: 'POST', path: '/fhir/R4/Patient', answers: [{ status: 503, headers: { 'retry-after': '1' } }, { status: 503 }, { status: 201, json: { resourceType: 'Patient' } }] }],
-  verifyToken: async (_t, req) => as.verifyAccessToken(req.headers.authorization, { method: req.method, url: req.url }).then(() => null, (e: Error) => e.message),
+  verifyToken: verifiedBy(as),
 })
 
 // A fresh signing key, registered with the authorization server the way you would register its JWKS with Epic.

@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net'
 import { SENSITIVE_HEADERS } from '../../shared/log/index.ts'
 import { REDACTED, scrubSecrets } from '../../shared/secret.ts'
+import type { AuthorizationServer } from './authorization-server.ts'
 
 /** One scripted answer of the embedded API. */
 export interface ApiAnswer {
@@ -134,5 +135,17 @@ export async function startEmbeddedApi(options: EmbeddedApiOptions = {}): Promis
     requests,
     setRoutes(r) { routes = r; served.clear() },
     close: () => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()) }),
+  }
+}
+
+/** `verifyToken` for an API protected by the embedded authorization server (bearer and DPoP-bound tokens). */
+export function verifiedBy(as: Pick<AuthorizationServer, 'verifyAccessToken'>): NonNullable<EmbeddedApiOptions['verifyToken']> {
+  return async (_token, req) => {
+    try {
+      await as.verifyAccessToken(req.headers.authorization, { method: req.method, url: req.url, ...(req.headers.dpop ? { dpop: req.headers.dpop } : {}) })
+      return null
+    } catch (e) {
+      return (e as Error).message
+    }
   }
 }

@@ -16,10 +16,9 @@ import { openSqliteStore } from '../../shared/store/index.ts'
 import type { MessageStore } from '../../shared/store/types.ts'
 import { scrubSecrets } from '../../shared/secret.ts'
 import { startAuthorizationServer, type AuthorizationServer, type RegisteredClient } from '../embedded/authorization-server.ts'
-import { startEmbeddedApi, type EmbeddedApi } from '../embedded/api.ts'
+import { startEmbeddedApi, verifiedBy, type EmbeddedApi, type ApiRoute } from '../embedded/api.ts'
 import { startChannel, type ChannelHandle } from '../runtime/index.ts'
 import { loadTestFile, type TestCase, type TestFile, type Expectation, type ClientRegistration } from './test-file.ts'
-import type { ApiRoute } from '../embedded/api.ts'
 
 export interface CaseResult { name: string; passed: boolean; failures: string[]; durationMs: number }
 export interface TestFileResult { file: string; channel: string; cases: CaseResult[]; durationMs: number }
@@ -223,16 +222,7 @@ async function runCase(file: TestFile, rawChannel: Record<string, any>, tc: Test
   const logLines: string[] = []
   const log = createLogger({ pretty: false, level: 'debug', destination: new Writable({ write(c, _e, cb) { logLines.push(String(c)); cb() } }) })
   const as = await startAuthorizationServer({ tokenLifetimeSec: file.server.tokenLifetimeSec, now })
-  const api = await startEmbeddedApi({
-    verifyToken: async (_token, req) => {
-      try {
-        await as.verifyAccessToken(req.headers.authorization, { method: req.method, url: req.url, ...(req.headers.dpop ? { dpop: req.headers.dpop } : {}) })
-        return null
-      } catch (e) {
-        return (e as Error).message
-      }
-    },
-  })
+  const api = await startEmbeddedApi({ verifyToken: verifiedBy(as) })
   api.setRoutes(withApiUrl(tc.api ?? file.api, api.url))
   const regs = registrations(file, tc)
   let running: Running | undefined

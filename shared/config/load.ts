@@ -6,7 +6,7 @@ import { ConfigError, type ConfigProblem, formatProblem, isWeirError } from '../
 import { Secret } from '../secret.ts'
 import { compileSchema, validateCollectingSecrets } from './ajv.ts'
 import { channelSchema, NAME_PATTERN } from './channel-schema.ts'
-import { ajvProblems, escapePointer, nearest } from './problems.ts'
+import { ajvProblems, escapePointer, locate, nearest } from './problems.ts'
 import { builtinRegistry, isModuleReference, loadComponentModule, type Registry } from './registry.ts'
 import type { LoadedChannel, LoadedComponent, LoadedDestination, RetryPolicy, CircuitBreakerPolicy, ChannelOptions } from './types.ts'
 import { credentialSchema, checkCredential as checkCredentialConfig } from '../oauth/index.ts'
@@ -102,26 +102,14 @@ const deepFreeze = <T>(v: T): T => {
   return v
 }
 
-function getAt(root: unknown, pointer: string): { parent: Record<string, unknown> | unknown[]; key: string } | undefined {
-  const parts = pointer.split('/').slice(1).map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'))
-  if (!parts.length) return undefined
-  let cur = root as Record<string, unknown>
-  for (const p of parts.slice(0, -1)) {
-    if (cur === null || typeof cur !== 'object') return undefined
-    cur = cur[p] as Record<string, unknown>
-  }
-  if (cur === null || typeof cur !== 'object') return undefined
-  return { parent: cur, key: parts[parts.length - 1]! }
-}
-
 interface SecretContext { file: string; dir: string; env: NodeJS.ProcessEnv; problems: ConfigProblem[]; warnings: ConfigProblem[] }
 
 /** Replaces each writeOnly value at `paths` (inside `data`, reported under `prefix`) by a Secret. */
 function resolveSecrets(data: unknown, paths: string[], prefix: string, sc: SecretContext): void {
   for (const path of paths) {
-    const loc = getAt(data, path)
+    const loc = locate(data, path)
     if (!loc) continue
-    const value = (loc.parent as Record<string, unknown>)[loc.key]
+    const value = loc.parent[loc.key]
     const pointer = prefix + path
     let secret: Secret | undefined
     if (typeof value === 'string') {
@@ -144,7 +132,7 @@ function resolveSecrets(data: unknown, paths: string[], prefix: string, sc: Secr
         }
       }
     }
-    if (secret) (loc.parent as Record<string, unknown>)[loc.key] = secret
+    if (secret) loc.parent[loc.key] = secret
   }
 }
 

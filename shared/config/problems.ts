@@ -41,15 +41,23 @@ function describeBranch(s: Record<string, unknown>): string {
   return 'the documented form'
 }
 
+/** The parent object and key a JSON pointer names inside `root`, when its parent exists. */
+export function locate(root: unknown, pointer: string): { parent: Record<string, unknown>; key: string } | undefined {
+  const parts = pointer.split('/').slice(1).map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'))
+  if (!parts.length) return undefined
+  let cur = root
+  for (const p of parts.slice(0, -1)) {
+    if (cur === null || typeof cur !== 'object') return undefined
+    cur = (cur as Record<string, unknown>)[p]
+  }
+  if (cur === null || typeof cur !== 'object') return undefined
+  return { parent: cur as Record<string, unknown>, key: parts[parts.length - 1]! }
+}
+
 function valueAt(root: unknown, pointer: string): unknown {
   if (pointer === '') return root
-  let cur: unknown = root
-  for (const raw of pointer.slice(1).split('/')) {
-    const key = raw.replace(/~1/g, '/').replace(/~0/g, '~')
-    if (cur === null || typeof cur !== 'object') return undefined
-    cur = (cur as Record<string, unknown>)[key]
-  }
-  return cur
+  const loc = locate(root, pointer)
+  return loc ? loc.parent[loc.key] : undefined
 }
 
 export const escapePointer = (key: string): string => key.replace(/~/g, '~0').replace(/\//g, '~1')
