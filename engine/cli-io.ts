@@ -1,3 +1,5 @@
+import { resolve } from 'node:path'
+
 export interface CommandIO {
   out: (text: string) => void
   err: (text: string) => void
@@ -14,3 +16,8 @@ export const processIO = (): CommandIO => ({
   cwd: process.cwd(),
   isTTY: Boolean(process.stdout.isTTY) && !process.env.CI,
 })
+
+/** The data directory: --data-dir, else $WEIR_DATA_DIR, else ./data (relative to the working directory). */
+export function dataDirOf(flag: string | undefined, io: Pick<CommandIO, 'cwd' | 'env'>): string {
+  return resolve(io.cwd, flag ?? io.env.WEIR_DATA_DIR ?? 'data')
+}

@@ -3,7 +3,7 @@
 // runs it with `weir run`'s own code, feeds it sample ADT messages, and ends with a summary.
 import { mkdir, writeFile, chmod } from 'node:fs/promises'
 import { relative, resolve } from 'node:path'
-import { processIO } from './cli-io.ts'
+import { dataDirOf, processIO } from './cli-io.ts'
 import { run } from './commands/run.ts'
 import { generateKeys } from './commands/keys.ts'
 import { startAuthorizationServer } from './embedded/authorization-server.ts'
@@ -19,7 +19,7 @@ process.env.WEIR_LOG_LEVEL ??= 'warn'
 const say = (s = '') => io.out(s)
 const t0 = Date.now()
 
-const dataDir = resolve(io.env.WEIR_DATA_DIR ?? 'data')
+const dataDir = dataDirOf(undefined, io)
 const demoDir = resolve(dataDir, 'demo')
 await mkdir(demoDir, { recursive: true })
 

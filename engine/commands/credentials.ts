@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
-import type { CommandIO } from '../cli-io.ts'
+import { dataDirOf, type CommandIO } from '../cli-io.ts'
 import { userError } from '../../shared/errors.ts'
 import { loadChannel } from '../../shared/config/load.ts'
 import type { LoadedChannel } from '../../shared/config/types.ts'
@@ -28,10 +28,6 @@ export function credentialOf(ch: LoadedChannel, name: string): CredentialConfig 
     throw userError(`channel "${ch.name}" has no credential "${name}"${known.length ? ` (it has: ${known.join(', ')})` : ' (it has none)'}`, 'ERR_CONFIG_INVALID')
   }
   return c as unknown as CredentialConfig
-}
-
-export function dataDirOf(flag: string | undefined, io: CommandIO): string {
-  return resolve(io.cwd, flag ?? io.env.WEIR_DATA_DIR ?? 'data')
 }
 
 /**

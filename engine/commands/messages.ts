@@ -1,10 +1,9 @@
 import { parseArgs } from 'node:util'
-import type { CommandIO } from '../cli-io.ts'
+import { dataDirOf, type CommandIO } from '../cli-io.ts'
 import { userError } from '../../shared/errors.ts'
 import { REDACTED, scrubSecrets } from '../../shared/secret.ts'
 import { redactedExcerpt } from '../../shared/oauth/errors.ts'
 import { MESSAGE_STATUSES, openSqliteStore, type MessageStatus, type MessageStore } from '../../shared/store/index.ts'
-import { dataDirFrom } from './run.ts'
 
 export const summary = 'list, show, resubmit and purge messages in the message log'
 export const usage = `usage: weir messages list [--channel C] [--status S] [--since T] [--limit N] [--json]
@@ -79,7 +78,7 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
     if (positionals.length || status) throw userError('purge takes --before and --channel only')
   }
   const before = sub === 'purge' ? parseSince(values.before!, Date.now(), '--before') : undefined
-  const dataDir = dataDirFrom(values['data-dir'], io)
+  const dataDir = dataDirOf(values['data-dir'], io)
   const store = openStore(dataDir)
   try {
     if (sub === 'list') {

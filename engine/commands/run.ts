@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util'
 import { resolve } from 'node:path'
 import { Writable } from 'node:stream'
-import type { CommandIO } from '../cli-io.ts'
+import { dataDirOf, type CommandIO } from '../cli-io.ts'
 import { loadChannel as defaultLoadChannel } from '../../shared/config/load.ts'
 import type { LoadedChannel } from '../../shared/config/types.ts'
 import { ConfigError, formatProblem, isWeirError, userError } from '../../shared/errors.ts'
@@ -39,11 +39,6 @@ export interface RunDeps {
   refreshMs?: number
 }
 
-/** The data directory: --data-dir, else $WEIR_DATA_DIR, else ./data (relative to the working directory). */
-export function dataDirFrom(flag: string | undefined, io: CommandIO): string {
-  return resolve(io.cwd, flag ?? io.env.WEIR_DATA_DIR ?? 'data')
-}
-
 function lineFor(name: string, c: ChannelCounters, width: number, state: string): string {
   const f = (label: string, n: number) => `${label} ${String(n).padStart(6)}`
   return [
@@ -67,7 +62,7 @@ export async function run(args: string[], io: CommandIO, deps: RunDeps = {}): Pr
   if (sync !== 'FULL' && sync !== 'NORMAL') {
     throw userError(`--sync must be "full" or "normal", not "${values.sync}"`)
   }
-  const dataDir = dataDirFrom(values['data-dir'], io)
+  const dataDir = dataDirOf(values['data-dir'], io)
   const load = deps.loadChannel ?? ((file, o) => defaultLoadChannel(file, o))
 
   const channels: LoadedChannel[] = []

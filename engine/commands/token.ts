@@ -1,10 +1,10 @@
 import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
-import type { CommandIO } from '../cli-io.ts'
+import { dataDirOf, type CommandIO } from '../cli-io.ts'
 import { loadChannel } from '../../shared/config/load.ts'
 import { isWeirError } from '../../shared/errors.ts'
 import { createTokenProvider, explainTokenRequest, type TokenProvider } from '../../shared/oauth/index.ts'
-import { credentialOf, dataDirOf } from './credentials.ts'
+import { credentialOf } from './credentials.ts'
 
 export const summary = 'fetch a token for a channel credential and show its type, scope and expiry'
 export const usage = `usage: weir token <channel.json> <credential> [--show] [--json] [--data-dir DIR]
