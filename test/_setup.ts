@@ -206,3 +206,12 @@ const helperComponents: ComponentDefinition[] = [
   { type: 'noop-source', kind: 'source', description: 'test', configSchema: emptySchema, create: () => ({ start() {}, stop() {} }) },
   { type: 'noop-destination', kind: 'destination', description: 'test', configSchema: emptySchema, create: () => ({ deliver: async () => ({}) }) },
 ]
+
+/** Polls `cond` until it holds, bounded by `timeoutMs` (for real I/O in child processes and servers; never a timing assertion). */
+export async function until(cond: () => boolean | Promise<boolean>, timeoutMs = 10_000, what = 'condition'): Promise<void> {
+  const end = Date.now() + timeoutMs
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`${what} not met within ${timeoutMs} ms`)
+    await new Promise((ok) => setTimeout(ok, 10))
+  }
+}

@@ -183,10 +183,4 @@ export async function inParallel(n: number, parallel: number, fn: (i: number) =>
 }
 
 /** Polls `cond` every 20 ms, at most `timeoutMs`. */
-export async function until(cond: () => boolean | Promise<boolean>, timeoutMs = 20_000, what = 'condition'): Promise<void> {
-  const end = Date.now() + timeoutMs
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`${what} not met within ${timeoutMs} ms`)
-    await new Promise((ok) => setTimeout(ok, 20))
-  }
-}
+export { until } from '../_setup.ts'

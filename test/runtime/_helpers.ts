@@ -114,13 +114,7 @@ export function filter(process: (m: any) => any): ComponentDefinition<'filter'> 
 }
 
 /** Polls `cond` every 10 ms, at most `timeoutMs`. */
-export async function until(cond: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const end = Date.now() + timeoutMs
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error('condition not met in time')
-    await new Promise((ok) => setTimeout(ok, 10))
-  }
-}
+export { until } from '../_setup.ts'
 
 type RuntimeDeps = Parameters<typeof startChannel>[1]
 
