@@ -223,7 +223,7 @@ export async function startChannel(channel: LoadedChannel, deps: RuntimeDeps): P
       }
       const timer = setTimeout(() => {
         wakers = wakers.filter((w) => w !== waker)
-        store.refreshPending(name)
+        void store.refreshPending(name).catch(() => {})
         workHint = true
         resolve()
       }, pollMs)

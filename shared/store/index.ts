@@ -1,4 +1,5 @@
 export type * from './types.ts'
 export { MESSAGE_STATUSES } from './types.ts'
-export { openSqliteStore, StoreError, type SqliteStoreOptions, type SqliteMessageStore } from './sqlite.ts'
+export { StoreError } from './errors.ts'
+export { openSqliteStore, type SqliteStoreOptions, type SqliteMessageStore } from './sqlite/open.ts'
 export { newMessageId } from './id.ts'

@@ -15,16 +15,14 @@ export interface StoredMessage extends Message {
   readonly updatedAt: number
   /** Why the whole message is in error (a filter threw, a destination gave up). */
   readonly error?: string
+  /** The message's order key (`options.orderBy`): messages with the same key are delivered in `seq` order. */
+  readonly orderKey?: string
 }
 
 /** A message as `claim` returns it. */
 export interface ClaimedMessage extends StoredMessage {
-  /**
-   * The message's per-destination outcomes so far (empty for a message never attempted), read in
-   * the claim's transaction so the runtime needs no separate read. Optional for stores that do
-   * not provide it: the runtime then reads them with `get`.
-   */
-  readonly deliveries?: readonly DeliveryRecord[]
+  /** The message's per-destination outcomes so far (empty for a message never attempted), read by the claim itself. */
+  readonly deliveries: readonly DeliveryRecord[]
 }
 
 /** Outcome of one message part at one destination. */
@@ -97,17 +95,28 @@ export interface ResubmitTarget {
   channel?: string
 }
 
+/** How a message is stored besides its content. */
+export interface EnqueueOptions {
+  /** The order key computed from the message as received (`options.orderBy`). */
+  orderKey?: string
+  /** Store the message in error at once with this reason (its order key could not be computed): kept in the log, never delivered. */
+  error?: string
+}
+
 /**
  * The durable message store behind every channel: a queue per channel, the message log and the
- * components' persistent state. Small on purpose, so a server-backed store can replace the
- * embedded one (DESIGN.md, "Later").
+ * components' persistent state. The runtime knows only this interface, so a server-backed store
+ * (several engines on one database) can replace the embedded SQLite one; every implementation
+ * passes the conformance suite in test/store/conformance.ts.
  *
  * Every write resolves only once it is durable (committed with the configured sync level).
+ * Claims belong to the process that made them: a store opened as the queue's owner after a crash
+ * returns whatever the dead process had claimed to the queue.
  */
 export interface MessageStore {
   /** Stores a new queued message. A repeated `dedupeKey` in the same channel writes nothing and returns the first message's id with `duplicate: true`. */
-  enqueue(channel: string, input: MessageInput): Promise<EmitResult>
-  /** Marks up to `limit` queued messages of `channel` in-flight, oldest first, and returns them in order. */
+  enqueue(channel: string, input: MessageInput, options?: EnqueueOptions): Promise<EmitResult>
+  /** Marks up to `limit` queued messages of `channel` in-flight, oldest first (by `seq`), and returns them in that order with their delivery records. */
   claim(channel: string, limit: number): Promise<ClaimedMessage[]>
   /** Records an attempt or status change at one destination; also moves the message to `retrying` when the update says so. */
   recordDelivery(id: string, update: DeliveryUpdate): Promise<void>
@@ -131,8 +140,8 @@ export interface MessageStore {
   stats(channel?: string): Promise<ChannelStats>
   /** Messages of `channel` not yet finished (queued, in-flight, retrying), including enqueues not yet committed. Synchronous: checked on every emit. */
   pending(channel: string): number
-  /** Re-reads `pending` counts (of one channel or all) from the database, after another process resubmitted messages. */
-  refreshPending(channel?: string): void
+  /** Re-reads `pending` counts (of one channel or all) and the queue itself, after another process resubmitted messages. */
+  refreshPending(channel?: string): Promise<void>
   getState<T = unknown>(channel: string, component: string, key: string): Promise<T | undefined>
   setState(channel: string, component: string, key: string, value: unknown): Promise<void>
   close(): Promise<void>

@@ -156,11 +156,12 @@ export function useRuntimeFixture(defaults: Partial<RuntimeDeps> = {}): RuntimeF
 const realSetImmediate = globalThis.setImmediate
 
 /**
- * For tests on fake timers (`useFakeClock`): runs turns of the real event loop (store commits,
+ * For tests on fake timers (`useFakeClock`): runs turns of the real event loop (store commits on the
+ * writer thread,
  * loopback I/O) while fake time stands still, until `cond` holds. Bounded by a turn count, never by
  * elapsed time.
  */
-export async function settle(cond: () => boolean | Promise<boolean>, maxTurns = 200): Promise<void> {
+export async function settle(cond: () => boolean | Promise<boolean>, maxTurns = 20_000): Promise<void> {
   for (let i = 0; i < maxTurns; i++) {
     if (await cond()) return
     await new Promise<void>((ok) => realSetImmediate(ok))

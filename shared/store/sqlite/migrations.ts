@@ -93,6 +93,16 @@ export const migrations: ReadonlyArray<(db: Database) => void> = [
         c.attributes AS attributes, c.dedupe_key AS dedupe_key, c.received_at AS received_at, s.updated_at AS updated_at, s.error AS error
       FROM message_status s JOIN message_content c ON c.seq = s.seq;
   `),
+  // 3: the message's order key (options.orderBy), kept with its immutable content so order per key survives a restart.
+  (db) => db.exec(`
+    ALTER TABLE message_content ADD COLUMN order_key TEXT;
+    DROP VIEW messages;
+    CREATE VIEW messages AS
+      SELECT s.seq AS seq, c.id AS id, s.channel AS channel, s.status AS status, c.body AS body, c.content_type AS content_type,
+        c.attributes AS attributes, c.dedupe_key AS dedupe_key, c.received_at AS received_at, s.updated_at AS updated_at, s.error AS error,
+        c.order_key AS order_key
+      FROM message_status s JOIN message_content c ON c.seq = s.seq;
+  `),
 ]
 
 /**

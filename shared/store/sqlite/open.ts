@@ -1,0 +1,312 @@
+import { existsSync, mkdirSync } from 'node:fs'
+import { join, resolve } from 'node:path'
+import DatabaseCtor from 'better-sqlite3'
+import type { EmitResult, MessageInput } from '../../component.ts'
+import type { Logger } from '../../log/index.ts'
+import { StoreError } from '../errors.ts'
+import { newMessageId } from '../id.ts'
+import {
+  MESSAGE_STATUSES,
+  type AttemptRecord, type ChannelStats, type ClaimedMessage, type DeliveryRecord, type EnqueueOptions, type ListFilter,
+  type MessageDetail, type MessageStatus, type MessageStore, type StoredMessage,
+} from '../types.ts'
+import { acquireLock, releaseLock } from './lock.ts'
+import { migrate } from './migrations.ts'
+import { ChannelQueues } from './queues.ts'
+import { WriterClient } from './writer.ts'
+
+export interface SqliteStoreOptions {
+  /** Directory holding `weir.db` (one database per data directory). Default `./data`. */
+  dataDir?: string
+  /**
+   * `FULL` (default): a commit survives power loss. `NORMAL`: in WAL mode a commit survives a
+   * process crash but the last transactions may roll back on power loss.
+   */
+  synchronous?: 'FULL' | 'NORMAL'
+  /**
+   * Open as the engine that works the queues (default true): takes the data directory's lock and
+   * returns messages a crashed run left claimed to the queue. The `weir messages` commands pass
+   * false so they can read and resubmit beside a running engine.
+   */
+  owner?: boolean
+  /** Create the data directory and database when missing (default true). */
+  create?: boolean
+  now?: () => number
+  /** Told how many messages an unclean stop left claimed (returned to the queue on open). */
+  log?: Pick<Logger, 'warn'>
+}
+
+/** The SQLite store, with what tests and operators may want to check on its connection. */
+export interface SqliteMessageStore extends MessageStore {
+  /** `synchronous` as SQLite reports it (2 = FULL, 1 = NORMAL), the journal mode, and the group commits made so far. */
+  diagnostics(): Promise<{ synchronous: number; journalMode: string; commits: number }>
+}
+
+const DB_FILE = 'weir.db'
+
+interface MessageRow {
+  seq: number
+  id: string
+  channel: string
+  status: MessageStatus
+  body: string
+  content_type: string
+  attributes: string
+  dedupe_key: string | null
+  received_at: number
+  updated_at: number
+  error: string | null
+  order_key: string | null
+}
+
+function defined<T extends object>(o: T): T {
+  for (const k of Object.keys(o) as (keyof T)[]) if (o[k] === null || o[k] === undefined) delete o[k]
+  return o
+}
+
+function rowToMessage(r: MessageRow): StoredMessage {
+  return {
+    id: r.id, seq: r.seq, channel: r.channel, status: r.status,
+    body: JSON.parse(r.body), contentType: r.content_type, attributes: JSON.parse(r.attributes),
+    receivedAt: r.received_at, updatedAt: r.updated_at,
+    ...(r.dedupe_key !== null ? { dedupeKey: r.dedupe_key } : {}),
+    ...(r.error !== null ? { error: r.error } : {}),
+    ...(r.order_key !== null ? { orderKey: r.order_key } : {}),
+  }
+}
+
+const deliveryOf = (d: any): DeliveryRecord => defined({
+  destination: d.destination, part: d.part, status: d.status, attempts: d.attempts,
+  firstAttemptAt: d.first_attempt_at, lastAttemptAt: d.last_attempt_at, nextAttemptAt: d.next_attempt_at,
+  lastError: d.last_error, responseStatus: d.response_status, responseExcerpt: d.response_excerpt,
+})
+
+const attemptOf = (a: any): AttemptRecord => defined({
+  destination: a.destination, part: a.part, attempt: a.attempt, startedAt: a.started_at, endedAt: a.ended_at,
+  outcome: a.outcome, responseStatus: a.response_status, error: a.error, excerpt: a.excerpt,
+})
+
+/**
+ * Prepares the database on the main thread before the writer thread takes it over: creates the
+ * directory, takes the lock (owner), migrates, returns a crashed run's claims to the queue, and
+ * reads the pending counts the queues start from.
+ */
+function prepare(dir: string, options: SqliteStoreOptions, t: number) {
+  if (!existsSync(join(dir, DB_FILE))) {
+    if (options.create === false) {
+      const err = new StoreError(`no message store in ${dir}`)
+      err.userError = true
+      throw err
+    }
+    mkdirSync(dir, { recursive: true })
+  }
+  const owner = options.owner ?? true
+  const lockFile = owner ? acquireLock(dir) : undefined
+  try {
+    const db = new DatabaseCtor(join(dir, DB_FILE))
+    try {
+      db.pragma('journal_mode = WAL')
+      db.pragma('busy_timeout = 5000')
+      migrate(db, { allowMigration: owner })
+      const released = owner ? recoverClaims(db, t) : 0
+      const pending = db.prepare(`SELECT channel, count(*) FROM message_status WHERE status IN ('queued', 'in-flight', 'retrying') GROUP BY channel`).raw().all() as Array<[string, number]>
+      return { lockFile, released, pending }
+    } finally {
+      db.close()
+    }
+  } catch (e) {
+    if (lockFile) releaseLock(lockFile)
+    if (e instanceof StoreError) throw e
+    throw new StoreError(`cannot open the message store in ${dir}: ${(e as Error).message}`, { cause: e })
+  }
+}
+
+/** Crash recovery: whatever a previous run had claimed but not finished goes back to the queue (retry times are kept). */
+function recoverClaims(db: InstanceType<typeof DatabaseCtor>, t: number): number {
+  return db.transaction(() => {
+    const seqs = db.prepare(`UPDATE message_status SET status = 'queued', updated_at = ? WHERE status IN ('in-flight', 'retrying') RETURNING seq`).pluck().all(t) as number[]
+    const releaseDeliveries = db.prepare(`UPDATE deliveries SET status = 'queued'
+      WHERE message_id = (SELECT id FROM message_content WHERE seq = ?) AND status IN ('in-flight', 'retrying')`)
+    for (const seq of seqs) releaseDeliveries.run(seq)
+    return seqs.length
+  }).immediate()
+}
+
+/**
+ * Opens (creating when needed) the message store of a data directory: `<dataDir>/weir.db`,
+ * SQLite in WAL mode with `synchronous=FULL` unless told otherwise.
+ *
+ * Every query and commit runs on a writer thread of its own (so fsync never blocks the event
+ * loop), group-committed: the operations asked for while the previous transaction committed share
+ * the next one, and each promise resolves after its commit. Messages this process enqueued are
+ * claimed from memory; only a backlog (after a restart, a release or a resubmission) is read back.
+ *
+ * @example
+ * const store = openSqliteStore({ dataDir: './data' })
+ * const { id } = await store.enqueue('adt', { body: { mrn: '42' } })
+ * const [m] = await store.claim('adt', 1)
+ * await store.complete(m.id, 'delivered')
+ * await store.close()
+ */
+export function openSqliteStore(options: SqliteStoreOptions = {}): SqliteMessageStore {
+  const dir = resolve(options.dataDir ?? 'data')
+  const now = options.now ?? Date.now
+  const { lockFile, released, pending } = prepare(dir, options, now())
+  if (released > 0) options.log?.warn({ dataDir: dir, released }, 'unclean stop detected: messages that were in flight are queued again')
+  const writer = new WriterClient(join(dir, DB_FILE), options.synchronous ?? 'FULL')
+  const queues = new ChannelQueues(pending)
+  /** The channel of each message claimed by this process and not yet finished. */
+  const claimed = new Map<string, string>()
+  let closed = false
+
+  const finishedIn = (channel: string | null) => {
+    if (channel !== null) queues.finished(channel)
+  }
+  const forget = (id: string) => {
+    claimed.delete(id)
+  }
+
+  const store: SqliteMessageStore = {
+    diagnostics: () => writer.call('diagnostics', []),
+
+    enqueue(channel: string, input: MessageInput, opts: EnqueueOptions = {}): Promise<EmitResult> {
+      if (closed) return Promise.reject(new StoreError('message store is closed'))
+      const t = now()
+      const id = newMessageId(t)
+      const contentType = input.contentType ?? (typeof input.body === 'string' ? 'text/plain' : 'application/json')
+      const attributes = input.attributes ?? {}
+      const error = opts.error ?? null
+      if (error === null) queues.accepted(channel)
+      const args = [channel, id, JSON.stringify(input.body ?? null), contentType, JSON.stringify(attributes), input.dedupeKey ?? null, t, opts.orderKey ?? null, error]
+      return writer.call('enqueue', args, ([seq, duplicateOf]: [number, string | null]): EmitResult => {
+        if (error !== null) return duplicateOf === null ? { id, duplicate: false } : { id: duplicateOf, duplicate: true }
+        if (duplicateOf !== null) {
+          queues.written(channel, { counted: false })
+          return { id: duplicateOf, duplicate: true }
+        }
+        const message: ClaimedMessage = {
+          id, seq, channel, status: 'queued', body: input.body ?? null, contentType, attributes, receivedAt: t, updatedAt: t, deliveries: [],
+          ...(input.dedupeKey !== undefined ? { dedupeKey: input.dedupeKey } : {}),
+          ...(opts.orderKey !== undefined ? { orderKey: opts.orderKey } : {}),
+        }
+        queues.written(channel, { message, counted: true })
+        return { id, duplicate: false }
+      }).catch((e) => {
+        if (error === null) queues.written(channel, { counted: false })
+        throw e
+      })
+    },
+
+    claim(channel, limit) {
+      if (closed) return Promise.reject(new StoreError('message store is closed'))
+      const t = now()
+      const q = queues.of(channel)
+      if (!q.backlog) {
+        const got = q.hot.splice(0, limit).map((m): ClaimedMessage => ({ ...m, status: 'in-flight', updatedAt: t }))
+        if (got.length > 0) writer.send('markInFlight', [got.map((m) => m.seq), t])
+        for (const m of got) claimed.set(m.id, channel)
+        return Promise.resolve(got)
+      }
+      const generation = q.generation
+      return writer.call('claim', [channel, limit, t], (rows: Array<MessageRow & { deliveries: string }>) => {
+        if (rows.length < limit) queues.drained(channel, generation)
+        return rows.map((r): ClaimedMessage => {
+          claimed.set(r.id, channel)
+          const deliveries = (JSON.parse(r.deliveries) as any[]).map((d) => defined(d) as DeliveryRecord)
+          return { ...rowToMessage({ ...r, status: 'in-flight', updated_at: t, error: null }), deliveries }
+        })
+      })
+    },
+
+    recordDelivery(id, update) {
+      return writer.call('recordDelivery', [id, update, now()])
+    },
+
+    complete(id, status, updates = [], error) {
+      return writer.call('complete', [id, status, updates, error ?? null, now()], (channel: string | null) => {
+        finishedIn(channel)
+        forget(id)
+      })
+    },
+
+    fail(id, error) {
+      return writer.call('complete', [id, 'error', [], error, now()], (channel: string | null) => {
+        finishedIn(channel)
+        forget(id)
+      })
+    },
+
+    release(ids) {
+      if (ids.length === 0) return Promise.resolve()
+      // Claims must see the released messages before anything queued after them: read the database from now on.
+      for (const ch of new Set(ids.map((id) => claimed.get(id)))) if (ch !== undefined) queues.toDatabase(ch)
+      return writer.call('release', [ids, now()], (channels: string[]) => {
+        for (const ch of new Set(channels)) queues.toDatabase(ch)
+        ids.forEach(forget)
+      })
+    },
+
+    resubmit(target) {
+      return writer.call('resubmit', [target, now()], (done: Array<[string, string]>) => {
+        for (const [, channel] of done) queues.requeued(channel)
+        return done.map(([id]) => id)
+      })
+    },
+
+    async purge(target) {
+      // In batches, each its own commit, so an engine running beside is never blocked for long.
+      let purged = 0
+      for (;;) {
+        const n = await writer.call<{ selected: number; deleted: number; batch: number }>('purgeBatch', [target.before, target.channel ?? null])
+        purged += n.deleted
+        if (n.selected < n.batch) return purged
+      }
+    },
+
+    get(id) {
+      return writer.call('get', [id], (r: { row: MessageRow; deliveries: unknown[]; attempts: unknown[] } | null): MessageDetail | undefined =>
+        r === null ? undefined : { message: rowToMessage(r.row), deliveries: r.deliveries.map(deliveryOf), attempts: r.attempts.map(attemptOf) })
+    },
+
+    list(filter: ListFilter = {}) {
+      return writer.call('list', [filter], (rows: MessageRow[]) => rows.map(rowToMessage))
+    },
+
+    stats(channel) {
+      return writer.call('stats', [channel ?? null], (rows: Array<{ status: MessageStatus; n: number }>) => {
+        const out = Object.fromEntries(MESSAGE_STATUSES.map((st) => [st, 0])) as ChannelStats
+        for (const r of rows) out[r.status] = r.n
+        return out
+      })
+    },
+
+    pending(channel) {
+      return closed ? 0 : queues.of(channel).pending
+    },
+
+    refreshPending(channel) {
+      const channels = channel ? [channel] : queues.channels()
+      for (const ch of channels) queues.toDatabase(ch)
+      return writer.call('pendingCounts', [channel ?? null], (rows: Array<{ channel: string; n: number }>) => {
+        const counts = new Map(rows.map((r) => [r.channel, r.n]))
+        for (const ch of new Set([...channels, ...counts.keys()])) queues.recount(ch, counts.get(ch) ?? 0)
+      })
+    },
+
+    getState<T>(channel: string, component: string, key: string) {
+      return writer.call('getState', [channel, component, key], (v: string | null) => (v === null ? undefined : (JSON.parse(v) as T)))
+    },
+
+    setState(channel, component, key, value) {
+      return writer.call('setState', [channel, component, key, JSON.stringify(value ?? null), now()])
+    },
+
+    async close() {
+      if (closed) return
+      closed = true
+      await writer.close()
+      if (lockFile) releaseLock(lockFile)
+    },
+  }
+  return store
+}

@@ -1,0 +1,301 @@
+// @ts-check
+// The SQLite store's writer thread: it owns the engine's connection to weir.db, so no query and no
+// commit (with synchronous=FULL, an fsync of the WAL) ever runs on the event loop.
+//
+// Group commit without timers: whatever operations the main thread posted while the previous
+// transaction was committing are waiting on the port; they are drained synchronously and run in one
+// transaction, each in its own savepoint, so a failing operation does not undo the others. Only then
+// are the results posted back, so a result always means "committed".
+//
+// Plain JavaScript (type-checked through JSDoc): a thread started on a .ts entry would need a
+// TypeScript loader of its own, which costs hundreds of milliseconds on every store open.
+import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads'
+import Database from 'better-sqlite3'
+
+/** @typedef {[id: number, name: string, ...args: any[]]} Op */
+/** @typedef {[id: number, ok: boolean, value: unknown]} Result */
+
+const PURGE_BATCH = 1000
+/** Operations that only read: a batch made of these alone runs without a write transaction. */
+const READS = new Set(['get', 'list', 'stats', 'pendingCounts', 'getState', 'diagnostics'])
+
+const port = /** @type {import('node:worker_threads').MessagePort} */ (parentPort)
+const { file, synchronous } = /** @type {{ file: string, synchronous: 'FULL' | 'NORMAL' }} */ (workerData)
+const db = new Database(file)
+db.pragma('journal_mode = WAL')
+db.pragma(`synchronous = ${synchronous}`)
+db.pragma('busy_timeout = 5000')
+db.pragma('foreign_keys = OFF')
+
+const deliveriesJson = `(SELECT json_group_array(json_object('destination', d.destination, 'part', d.part, 'status', d.status,
+    'attempts', d.attempts, 'firstAttemptAt', d.first_attempt_at, 'lastAttemptAt', d.last_attempt_at, 'nextAttemptAt', d.next_attempt_at,
+    'lastError', d.last_error, 'responseStatus', d.response_status, 'responseExcerpt', d.response_excerpt))
+  FROM (SELECT * FROM deliveries WHERE message_id = c.id ORDER BY part, destination) d)`
+
+const s = {
+  // The content row is written once; status changes touch only the small message_status row.
+  insertContent: db.prepare(`INSERT INTO message_content (id, channel, body, content_type, attributes, dedupe_key, received_at, order_key)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (channel, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING`),
+  insertStatus: db.prepare('INSERT INTO message_status (seq, channel, status, updated_at, error) VALUES (?, ?, ?, ?, ?)'),
+  byDedupe: db.prepare('SELECT id FROM message_content WHERE channel = ? AND dedupe_key = ?').pluck(),
+  // One query: the next queued messages with their content and their per-destination outcomes so far.
+  claimable: db.prepare(`SELECT s.seq, c.id, s.channel, c.body, c.content_type, c.attributes, c.dedupe_key, c.received_at, c.order_key,
+      ${deliveriesJson} AS deliveries
+    FROM message_status s JOIN message_content c ON c.seq = s.seq WHERE s.channel = ? AND s.status = 'queued' ORDER BY s.seq LIMIT ?`),
+  claim: db.prepare(`UPDATE message_status SET status = 'in-flight', updated_at = ?
+    WHERE seq IN (SELECT seq FROM message_status WHERE channel = ? AND status = 'queued' ORDER BY seq LIMIT ?)`),
+  markInFlight: db.prepare(`UPDATE message_status SET status = 'in-flight', updated_at = ? WHERE seq = ? AND status = 'queued'`),
+  setStatus: db.prepare(`UPDATE message_status SET status = ?, updated_at = ?, error = ?
+    WHERE seq = (SELECT seq FROM message_content WHERE id = ?) AND status IN ('queued', 'in-flight', 'retrying') RETURNING channel`).pluck(),
+  toRetrying: db.prepare(`UPDATE message_status SET status = 'retrying', updated_at = ? WHERE seq = (SELECT seq FROM message_content WHERE id = ?) AND status = 'in-flight'`),
+  upsertDelivery: db.prepare(`INSERT INTO deliveries (message_id, destination, part, status, attempts, first_attempt_at, last_attempt_at, next_attempt_at, last_error, response_status, response_excerpt)
+    VALUES (@id, @destination, @part, @status, @inc, @started, @started, @next, @error, @responseStatus, @excerpt)
+    ON CONFLICT (message_id, destination, part) DO UPDATE SET
+      status = excluded.status,
+      attempts = attempts + excluded.attempts,
+      first_attempt_at = coalesce(first_attempt_at, excluded.first_attempt_at),
+      last_attempt_at = coalesce(excluded.last_attempt_at, last_attempt_at),
+      next_attempt_at = excluded.next_attempt_at,
+      last_error = CASE WHEN excluded.attempts > 0 THEN excluded.last_error ELSE last_error END,
+      response_status = CASE WHEN excluded.attempts > 0 THEN excluded.response_status ELSE response_status END,
+      response_excerpt = CASE WHEN excluded.attempts > 0 THEN excluded.response_excerpt ELSE response_excerpt END
+    RETURNING attempts`).pluck(),
+  insertAttempt: db.prepare(`INSERT INTO attempts (message_id, destination, part, attempt, started_at, ended_at, outcome, response_status, error, excerpt)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+  release: db.prepare(`UPDATE message_status SET status = 'queued', updated_at = ? WHERE seq = (SELECT seq FROM message_content WHERE id = ?) AND status IN ('in-flight', 'retrying') RETURNING channel`).pluck(),
+  // next_attempt_at is kept: a retry scheduled before a stop or crash still waits its turn after a restart.
+  releaseDeliveries: db.prepare(`UPDATE deliveries SET status = 'queued' WHERE message_id = ? AND status IN ('in-flight', 'retrying')`),
+  getRow: db.prepare('SELECT * FROM messages WHERE id = ?'),
+  getByPrefix: db.prepare('SELECT * FROM messages WHERE id LIKE ? LIMIT 2'),
+  deliveries: db.prepare('SELECT * FROM deliveries WHERE message_id = ? ORDER BY part, destination'),
+  attempts: db.prepare('SELECT * FROM attempts WHERE message_id = ? ORDER BY started_at, rowid'),
+  resubmitMessage: db.prepare(`UPDATE message_status SET status = 'queued', error = NULL, updated_at = ?
+    WHERE seq = (SELECT seq FROM message_content WHERE id = ?) AND status IN ('delivered', 'filtered', 'error') RETURNING channel`).pluck(),
+  openDeliveries: db.prepare(`SELECT count(*) FROM deliveries WHERE message_id = ? AND status != 'delivered'`).pluck(),
+  requeueOpen: db.prepare(`UPDATE deliveries SET status = 'queued', next_attempt_at = NULL WHERE message_id = ? AND status != 'delivered'`),
+  requeueAll: db.prepare(`UPDATE deliveries SET status = 'queued', next_attempt_at = NULL WHERE message_id = ?`),
+  purgeIds: db.prepare(`SELECT id FROM messages WHERE status IN ('delivered', 'filtered', 'error') AND updated_at < ? ORDER BY seq LIMIT ?`).pluck(),
+  purgeIdsOfChannel: db.prepare(`SELECT id FROM messages WHERE channel = ? AND status IN ('delivered', 'filtered', 'error') AND updated_at < ? ORDER BY seq LIMIT ?`).pluck(),
+  deleteStatus: db.prepare(`DELETE FROM message_status WHERE seq = ? AND status IN ('delivered', 'filtered', 'error')`),
+  deleteContent: db.prepare('DELETE FROM message_content WHERE seq = ?'),
+  seqOf: db.prepare('SELECT seq FROM message_content WHERE id = ?').pluck(),
+  deleteDeliveries: db.prepare('DELETE FROM deliveries WHERE message_id = ?'),
+  deleteAttempts: db.prepare('DELETE FROM attempts WHERE message_id = ?'),
+  pendingAll: db.prepare(`SELECT channel, count(*) AS n FROM message_status WHERE status IN ('queued', 'in-flight', 'retrying') GROUP BY channel`),
+  pendingOf: db.prepare(`SELECT channel, count(*) AS n FROM message_status WHERE channel = ? AND status IN ('queued', 'in-flight', 'retrying') GROUP BY channel`),
+  statsAll: db.prepare('SELECT status, count(*) AS n FROM message_status GROUP BY status'),
+  statsOf: db.prepare('SELECT status, count(*) AS n FROM message_status WHERE channel = ? GROUP BY status'),
+  getState: db.prepare('SELECT value FROM component_state WHERE channel = ? AND component = ? AND key = ?').pluck(),
+  setState: db.prepare(`INSERT INTO component_state (channel, component, key, value, updated_at) VALUES (?, ?, ?, ?, ?)
+    ON CONFLICT (channel, component, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`),
+}
+
+let commits = 0
+
+/**
+ * @param {string} id
+ * @param {any} u a DeliveryUpdate
+ */
+function applyUpdate(id, u) {
+  const a = u.attempt
+  const attempts = s.upsertDelivery.get({
+    id, destination: u.destination, part: u.part, status: u.status,
+    inc: a ? 1 : 0,
+    started: a?.startedAt ?? null,
+    next: u.nextAttemptAt ?? null,
+    error: a?.error ?? null,
+    responseStatus: a?.responseStatus ?? null,
+    excerpt: a?.excerpt ?? null,
+  })
+  if (a) s.insertAttempt.run(id, u.destination, u.part, attempts, a.startedAt, a.endedAt, a.outcome, a.responseStatus ?? null, a.error ?? null, a.excerpt ?? null)
+}
+
+/** The operations the main thread may post, by name. Every timestamp (`t`) comes from the main thread's clock. */
+const ops = {
+  /**
+   * @param {string} channel @param {string} id @param {string} body @param {string} contentType @param {string} attributes
+   * @param {string | null} dedupeKey @param {number} t @param {string | null} orderKey @param {string | null} error a message stored in error at once
+   * @returns {[seq: number, duplicateOf: string | null]}
+   */
+  enqueue(channel, id, body, contentType, attributes, dedupeKey, t, orderKey, error) {
+    const r = s.insertContent.run(id, channel, body, contentType, attributes, dedupeKey, t, orderKey)
+    if (r.changes === 1) {
+      s.insertStatus.run(r.lastInsertRowid, channel, error === null ? 'queued' : 'error', t, error)
+      return [Number(r.lastInsertRowid), null]
+    }
+    return [0, /** @type {string} */ (s.byDedupe.get(channel, dedupeKey))]
+  },
+  /** @param {string} channel @param {number} limit @param {number} t */
+  claim(channel, limit, t) {
+    const rows = s.claimable.all(channel, limit)
+    if (rows.length > 0) s.claim.run(t, channel, limit)
+    return rows
+  },
+  /** @param {number[]} seqs @param {number} t */
+  markInFlight(seqs, t) {
+    for (const seq of seqs) s.markInFlight.run(t, seq)
+  },
+  /** @param {string} id @param {any} update @param {number} t */
+  recordDelivery(id, update, t) {
+    applyUpdate(id, update)
+    if (update.status === 'retrying') s.toRetrying.run(t, id)
+  },
+  /** @param {string} id @param {string} status @param {any[]} updates @param {string | null} error @param {number} t */
+  complete(id, status, updates, error, t) {
+    for (const u of updates) applyUpdate(id, u)
+    return s.setStatus.get(status, t, error, id) ?? null
+  },
+  /** @param {string[]} ids @param {number} t @returns {string[]} the channel of each message returned to the queue */
+  release(ids, t) {
+    const channels = []
+    for (const id of ids) {
+      const channel = /** @type {string | undefined} */ (s.release.get(t, id))
+      if (channel === undefined) continue
+      s.releaseDeliveries.run(id)
+      channels.push(channel)
+    }
+    return channels
+  },
+  /** @param {{ ids?: string[], status?: string, channel?: string }} target @param {number} t @returns {Array<[id: string, channel: string]>} */
+  resubmit(target, t) {
+    let ids = target.ids ? [...target.ids] : []
+    if (target.status) {
+      const where = ['status = ?']
+      const params = [target.status]
+      if (target.channel) {
+        where.push('channel = ?')
+        params.push(target.channel)
+      }
+      ids = ids.concat(/** @type {string[]} */ (db.prepare(`SELECT id FROM messages WHERE ${where.join(' AND ')} ORDER BY seq`).pluck().all(...params)))
+    }
+    /** @type {Array<[string, string]>} */
+    const done = []
+    for (const id of new Set(ids)) {
+      const channel = /** @type {string | undefined} */ (s.resubmitMessage.get(t, id))
+      if (channel === undefined) continue
+      // Destinations that already have the message are not sent it again, unless nothing is left to send.
+      if (/** @type {number} */ (s.openDeliveries.get(id)) > 0) s.requeueOpen.run(id)
+      else s.requeueAll.run(id)
+      done.push([id, channel])
+    }
+    return done
+  },
+  /** @param {number} before @param {string | null} channel */
+  purgeBatch(before, channel) {
+    const ids = /** @type {string[]} */ (channel === null ? s.purgeIds.all(before, PURGE_BATCH) : s.purgeIdsOfChannel.all(channel, before, PURGE_BATCH))
+    let deleted = 0
+    for (const id of ids) {
+      const seq = s.seqOf.get(id)
+      if (seq === undefined || s.deleteStatus.run(seq).changes === 0) continue
+      s.deleteContent.run(seq)
+      s.deleteDeliveries.run(id)
+      s.deleteAttempts.run(id)
+      deleted++
+    }
+    return { selected: ids.length, deleted, batch: PURGE_BATCH }
+  },
+  /** @param {string} id */
+  get(id) {
+    let row = s.getRow.get(id)
+    if (!row && id.length >= 6) {
+      const rows = s.getByPrefix.all(`${id.replace(/[%_]/g, '')}%`)
+      if (rows.length === 1) row = rows[0]
+    }
+    if (!row) return null
+    const key = /** @type {{ id: string }} */ (row).id
+    return { row, deliveries: s.deliveries.all(key), attempts: s.attempts.all(key) }
+  },
+  /** @param {{ channel?: string, status?: string, since?: number, limit?: number, order?: string }} filter */
+  list(filter) {
+    const where = []
+    const params = []
+    if (filter.channel) { where.push('channel = ?'); params.push(filter.channel) }
+    if (filter.status) { where.push('status = ?'); params.push(filter.status) }
+    if (filter.since !== undefined) { where.push('received_at >= ?'); params.push(filter.since) }
+    const sql = `SELECT * FROM messages ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY seq ${filter.order === 'asc' ? 'ASC' : 'DESC'} LIMIT ?`
+    params.push(filter.limit ?? 100)
+    return db.prepare(sql).all(...params)
+  },
+  /** @param {string | null} channel */
+  stats(channel) {
+    return channel === null ? s.statsAll.all() : s.statsOf.all(channel)
+  },
+  /** @param {string | null} channel */
+  pendingCounts(channel) {
+    return channel === null ? s.pendingAll.all() : s.pendingOf.all(channel)
+  },
+  /** @param {string} channel @param {string} component @param {string} key */
+  getState(channel, component, key) {
+    return s.getState.get(channel, component, key) ?? null
+  },
+  /** @param {string} channel @param {string} component @param {string} key @param {string} value @param {number} t */
+  setState(channel, component, key, value, t) {
+    s.setState.run(channel, component, key, value, t)
+  },
+  diagnostics() {
+    return { synchronous: db.pragma('synchronous', { simple: true }), journalMode: db.pragma('journal_mode', { simple: true }), commits }
+  },
+}
+
+/** @param {Op} op @returns {unknown} */
+function apply(op) {
+  const fn = /** @type {Record<string, (...a: any[]) => unknown>} */ (ops)[op[1]]
+  if (!fn) throw new Error(`unknown store operation ${op[1]}`)
+  return fn(...op.slice(2))
+}
+
+/** @param {unknown} e */
+const failure = (e) => ({ message: e instanceof Error ? e.message : String(e), code: /** @type {{ code?: unknown }} */ (e)?.code })
+
+const savepoint = db.transaction((/** @type {Op} */ op) => apply(op))
+const runBatch = db.transaction((/** @type {Op[]} */ batch) => batch.map((op) => {
+  try {
+    return /** @type {Result} */ ([op[0], true, savepoint(op)])
+  } catch (e) {
+    return /** @type {Result} */ ([op[0], false, failure(e)])
+  }
+}))
+
+/** Runs every waiting operation in one transaction and posts the results once it has committed. */
+function drain(/** @type {{ ops?: Op[], close?: boolean }} */ first) {
+  /** @type {Op[]} */
+  const batch = []
+  let closing = false
+  for (let m = first; ; ) {
+    if (m.ops) batch.push(...m.ops)
+    if (m.close) closing = true
+    const next = receiveMessageOnPort(port)
+    if (!next) break
+    m = next.message
+  }
+  if (batch.length > 0) {
+    /** @type {Result[]} */
+    let results
+    if (batch.every((op) => READS.has(op[1]))) {
+      results = batch.map((op) => {
+        try {
+          return /** @type {Result} */ ([op[0], true, apply(op)])
+        } catch (e) {
+          return /** @type {Result} */ ([op[0], false, failure(e)])
+        }
+      })
+    } else {
+      try {
+        results = runBatch.immediate(batch)
+        commits++
+      } catch (e) {
+        // The transaction itself failed (busy, disk full): nothing in it was written.
+        const f = { ...failure(e), batch: true }
+        results = batch.map((op) => /** @type {Result} */ ([op[0], false, f]))
+      }
+    }
+    const answered = results.filter((r) => r[0] !== 0)
+    if (answered.length > 0) port.postMessage(answered)
+  }
+  if (closing) {
+    db.close()
+    port.close()
+  }
+}
+
+port.on('message', drain)

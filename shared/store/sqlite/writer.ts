@@ -1,0 +1,112 @@
+import { Worker } from 'node:worker_threads'
+import { StoreError } from '../errors.ts'
+
+type Waiter = { resolve: (v: any) => void; reject: (e: unknown) => void; after?: ((v: any) => unknown) | undefined; read: boolean }
+
+/** Operations that only read (named in failures as reads). */
+const READS = new Set(['get', 'list', 'stats', 'pendingCounts', 'getState', 'diagnostics'])
+type Result = [id: number, ok: boolean, value: any]
+
+const THREAD = new URL('./thread.js', import.meta.url)
+
+/**
+ * The main thread's side of the writer thread (thread.js): operations asked for during one turn
+ * of the event loop cross the thread boundary as one message (single operations never do), and
+ * each promise settles when the thread reports its transaction committed. The main thread never
+ * waits on SQLite or on fsync.
+ */
+export class WriterClient {
+  private readonly worker: Worker
+  private outbox: unknown[][] = []
+  private readonly waiting = new Map<number, Waiter>()
+  private nextId = 1
+  private scheduled = false
+  private failed: StoreError | undefined
+  private readonly exited: Promise<void>
+
+  constructor(file: string, synchronous: 'FULL' | 'NORMAL') {
+    this.worker = new Worker(THREAD, { workerData: { file, synchronous } })
+    this.worker.unref()
+    this.worker.on('message', (results: Result[]) => this.settle(results))
+    this.worker.on('error', (e) => this.fail(new StoreError(`message store thread failed: ${e.message}`, { cause: e })))
+    this.exited = new Promise((resolve) => this.worker.once('exit', () => {
+      this.fail(new StoreError('message store is closed'))
+      resolve()
+    }))
+  }
+
+  /**
+   * Runs `name` in the writer thread; resolves once its transaction has committed, with its result
+   * passed through `after`. `after` runs synchronously as results arrive, in the order the
+   * operations were asked for, so the caller's bookkeeping sees commits in their true order.
+   */
+  call<T, R = T>(name: string, args: unknown[], after?: (value: T) => R): Promise<R> {
+    if (this.failed) return Promise.reject(this.failed)
+    const id = this.nextId++
+    return new Promise<R>((resolve, reject) => {
+      if (this.waiting.size === 0) this.worker.ref() // an awaited write keeps the process alive; an idle store does not
+      this.waiting.set(id, { resolve, reject, after, read: READS.has(name) })
+      this.post([id, name, ...args])
+    })
+  }
+
+  /** Runs `name` in the writer thread without waiting for it (writes whose loss in a crash is harmless). */
+  send(name: string, args: unknown[]): void {
+    if (!this.failed) this.post([0, name, ...args])
+  }
+
+  /** Posts what is waiting in the outbox now, instead of at the end of this turn. */
+  flush(): void {
+    this.scheduled = false
+    if (this.outbox.length === 0) return
+    const ops = this.outbox
+    this.outbox = []
+    this.worker.postMessage({ ops })
+  }
+
+  /** Lets every operation already asked for finish, then closes the connection and ends the thread. */
+  async close(): Promise<void> {
+    if (!this.failed) {
+      this.flush()
+      this.worker.ref()
+      this.worker.postMessage({ close: true })
+      this.failed = new StoreError('message store is closed')
+    }
+    await this.exited
+  }
+
+  private post(op: unknown[]): void {
+    this.outbox.push(op)
+    if (!this.scheduled) {
+      this.scheduled = true
+      setImmediate(() => this.flush())
+    }
+  }
+
+  private settle(results: Result[]): void {
+    for (const [id, ok, value] of results) {
+      const w = this.waiting.get(id)
+      if (!w) continue
+      this.waiting.delete(id)
+      if (ok) {
+        try {
+          w.resolve(w.after ? w.after(value) : value)
+        } catch (e) {
+          w.reject(e)
+        }
+      } else {
+        const err = new StoreError(`message store ${w.read ? 'read' : 'write'} failed: ${value.message}`)
+        // A transaction that failed as a whole (busy, disk full) wrote nothing: the operation may be retried.
+        if (value.batch) err.retryable = true
+        w.reject(err)
+      }
+    }
+    if (this.waiting.size === 0) this.worker.unref()
+  }
+
+  private fail(err: StoreError): void {
+    this.failed ??= err
+    for (const w of this.waiting.values()) w.reject(this.failed)
+    this.waiting.clear()
+  }
+}

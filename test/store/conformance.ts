@@ -1,0 +1,294 @@
+/**
+ * The message store conformance suite: what the runtime relies on, whatever the backend. Every
+ * store (SQLite, and any server-backed store) runs it through a factory, then adds tests of its own.
+ *
+ *   storeConformance({ name: 'sqlite', location: ..., open: ..., crash: ... })
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import fc from 'fast-check'
+import type { MessageStore } from '../../shared/store/index.ts'
+
+export interface StoreFactory {
+  name: string
+  /** Prepares a fresh, empty location for one test (a directory, a database schema). */
+  fresh(): Promise<void>
+  /** Opens the store at the current location; `owner: false` opens it as a reader beside the engine. */
+  open(options?: { now?: () => number; owner?: boolean }): MessageStore | Promise<MessageStore>
+  /** Ends a store the way a dying engine does: no claim is released (the next owner's open recovers them). */
+  crash(store: MessageStore): Promise<void>
+  /** Removes the location after the test. */
+  cleanup(): Promise<void>
+}
+
+const delivered = (at: number) => ({ startedAt: at, endedAt: at + 1, outcome: 'delivered' as const })
+
+export function storeConformance(factory: StoreFactory): void {
+  describe(`message store conformance: ${factory.name}`, () => {
+    let store: MessageStore
+    beforeEach(async () => {
+      await factory.fresh()
+      store = await factory.open()
+    })
+    afterEach(async () => {
+      await store.close()
+      await factory.cleanup()
+    })
+    const reopen = async (options?: { now?: () => number }) => {
+      await store.close()
+      store = await factory.open(options)
+    }
+
+    it('enqueues and claims in order, with body, content type and attributes', async () => {
+      const a = await store.enqueue('c1', { body: { n: 1 }, attributes: { from: 'x' } })
+      const b = await store.enqueue('c1', { body: 'two' })
+      await store.enqueue('c2', { body: 3 })
+      expect(a.duplicate).toBe(false)
+      expect(a.id).toMatch(/^[0-9A-Z]{26}$/)
+      expect(store.pending('c1')).toBe(2)
+      const claimed = await store.claim('c1', 10)
+      expect(claimed.map((m) => m.id)).toEqual([a.id, b.id])
+      expect(claimed[0]).toMatchObject({ channel: 'c1', body: { n: 1 }, contentType: 'application/json', attributes: { from: 'x' }, status: 'in-flight', deliveries: [] })
+      expect(claimed[0]!.seq).toBeLessThan(claimed[1]!.seq)
+      expect(claimed[1]).toMatchObject({ body: 'two', contentType: 'text/plain' })
+      expect(await store.claim('c1', 10)).toEqual([])
+      expect((await store.list({ channel: 'c1', status: 'in-flight', order: 'asc' })).map((m) => m.id)).toEqual([a.id, b.id])
+    })
+
+    it('resolves every write of a burst after it is stored, and claims them in arrival order', async () => {
+      const results = await Promise.all(Array.from({ length: 50 }, (_, i) => store.enqueue('c', { body: i })))
+      expect(new Set(results.map((r) => r.id)).size).toBe(50)
+      expect((await store.stats('c')).queued).toBe(50)
+      const claimed = await store.claim('c', 100)
+      expect(claimed.map((m) => m.body)).toEqual(Array.from({ length: 50 }, (_, i) => i))
+    })
+
+    it('recognises a repeated dedupe key per channel', async () => {
+      const [a, b] = await Promise.all([
+        store.enqueue('c', { body: 1, dedupeKey: 'k' }),
+        store.enqueue('c', { body: 2, dedupeKey: 'k' }),
+      ])
+      const other = await store.enqueue('d', { body: 3, dedupeKey: 'k' })
+      expect(a).toEqual({ id: a!.id, duplicate: false })
+      expect(b).toEqual({ id: a!.id, duplicate: true })
+      expect(other.duplicate).toBe(false)
+      expect(store.pending('c')).toBe(1)
+      expect((await store.claim('c', 5)).map((m) => m.body)).toEqual([1])
+    })
+
+    it('keeps the order key with the message, across a restart', async () => {
+      const a = await store.enqueue('c', { body: 1 }, { orderKey: 'mrn-1' })
+      const b = await store.enqueue('c', { body: 2 })
+      expect((await store.claim('c', 5)).map((m) => m.orderKey)).toEqual(['mrn-1', undefined])
+      await factory.crash(store)
+      store = await factory.open()
+      const again = await store.claim('c', 5)
+      expect(again.map((m) => [m.id, m.orderKey])).toEqual([[a.id, 'mrn-1'], [b.id, undefined]])
+      expect((await store.get(a.id))!.message.orderKey).toBe('mrn-1')
+    })
+
+    it('stores a message in error at once when told why, without queueing it', async () => {
+      const r = await store.enqueue('c', { body: { mrn: null } }, { error: 'orderBy: the key expression gave no value' })
+      expect(r.duplicate).toBe(false)
+      expect(store.pending('c')).toBe(0)
+      expect(await store.claim('c', 5)).toEqual([])
+      expect((await store.get(r.id))!.message).toMatchObject({ status: 'error', error: 'orderBy: the key expression gave no value', body: { mrn: null } })
+    })
+
+    it('records attempts and final outcomes per destination', async () => {
+      const { id } = await store.enqueue('c', { body: 1 })
+      await store.claim('c', 1)
+      await store.recordDelivery(id, { destination: 'api', part: 0, status: 'retrying', nextAttemptAt: 5000, attempt: { startedAt: 1000, endedAt: 1100, outcome: 'retryable', responseStatus: 503, error: 'http 503', excerpt: 'busy' } })
+      expect((await store.get(id))!.message.status).toBe('retrying')
+      await store.complete(id, 'delivered', [{ destination: 'api', part: 0, status: 'delivered', attempt: { startedAt: 5000, endedAt: 5010, outcome: 'delivered', responseStatus: 201, excerpt: 'ok' } }])
+      const d = (await store.get(id))!
+      expect(d.message.status).toBe('delivered')
+      expect(d.deliveries).toEqual([{ destination: 'api', part: 0, status: 'delivered', attempts: 2, firstAttemptAt: 1000, lastAttemptAt: 5000, responseStatus: 201, responseExcerpt: 'ok' }])
+      expect(d.attempts.map((a) => [a.attempt, a.outcome, a.responseStatus])).toEqual([[1, 'retryable', 503], [2, 'delivered', 201]])
+      expect(store.pending('c')).toBe(0)
+      expect(await store.stats('c')).toMatchObject({ delivered: 1, queued: 0 })
+    })
+
+    it('a claim carries the delivery records so far: a released message keeps what got through and its next retry time', async () => {
+      const { id } = await store.enqueue('c', { body: 1 })
+      await store.claim('c', 1)
+      await store.recordDelivery(id, { destination: 'a', part: 0, status: 'delivered', attempt: delivered(1) })
+      await store.recordDelivery(id, { destination: 'b', part: 0, status: 'retrying', nextAttemptAt: 9000, attempt: { startedAt: 2, endedAt: 3, outcome: 'retryable', error: 'x' } })
+      await store.release([id])
+      const [again] = await store.claim('c', 1)
+      expect(again!.id).toBe(id)
+      expect(again!.deliveries.map((x) => [x.destination, x.status, x.attempts, x.nextAttemptAt])).toEqual([['a', 'delivered', 1, undefined], ['b', 'queued', 1, 9000]])
+    })
+
+    it('released messages are claimed again before the ones queued after them', async () => {
+      const ids = []
+      for (let i = 0; i < 6; i++) ids.push((await store.enqueue('c', { body: i })).id)
+      const first = await store.claim('c', 3)
+      expect(first.map((m) => m.body)).toEqual([0, 1, 2])
+      await store.release([first[1]!.id, first[2]!.id])
+      await store.enqueue('c', { body: 6 })
+      expect((await store.claim('c', 10)).map((m) => m.body)).toEqual([1, 2, 3, 4, 5, 6])
+      expect(store.pending('c')).toBe(7)
+    })
+
+    it('returns a crashed owner\'s claims to the queue on the next open, keeping delivered destinations', async () => {
+      const { id } = await store.enqueue('c', { body: 1 })
+      const { id: id2 } = await store.enqueue('c', { body: 2 })
+      await store.claim('c', 2)
+      await store.recordDelivery(id, { destination: 'a', part: 0, status: 'delivered', attempt: delivered(1) })
+      await store.recordDelivery(id, { destination: 'b', part: 0, status: 'retrying', attempt: { startedAt: 1, endedAt: 2, outcome: 'retryable', error: 'x' } })
+      await factory.crash(store)
+      store = await factory.open()
+      expect(store.pending('c')).toBe(2)
+      const claimed = await store.claim('c', 5)
+      expect(claimed.map((m) => m.id)).toEqual([id, id2])
+      expect(claimed[0]!.deliveries.map((x) => [x.destination, x.status])).toEqual([['a', 'delivered'], ['b', 'queued']])
+    })
+
+    it('a reader beside the owner sees claims and does not release them', async () => {
+      await store.enqueue('c', { body: 1 })
+      await store.claim('c', 1)
+      const reader = await factory.open({ owner: false })
+      try {
+        expect((await reader.list({ channel: 'c' }))[0]!.status).toBe('in-flight')
+      } finally {
+        await reader.close()
+      }
+      expect(await store.claim('c', 1)).toEqual([])
+    })
+
+    it('resubmits error messages, skipping destinations that already have them', async () => {
+      const { id } = await store.enqueue('c', { body: 1 })
+      const { id: ok } = await store.enqueue('c', { body: 2 })
+      await store.claim('c', 2)
+      await store.complete(id, 'error', [
+        { destination: 'a', part: 0, status: 'delivered', attempt: delivered(1) },
+        { destination: 'b', part: 0, status: 'error', attempt: { startedAt: 1, endedAt: 2, outcome: 'permanent', responseStatus: 400, excerpt: 'bad' } },
+      ], 'b: http 400')
+      await store.complete(ok, 'delivered')
+      expect((await store.get(id))!.message.error).toBe('b: http 400')
+      expect(await store.resubmit({ status: 'error' })).toEqual([id])
+      const d = (await store.get(id))!
+      expect(d.message.status).toBe('queued')
+      expect(d.message.error).toBeUndefined()
+      expect(d.deliveries.map((x) => [x.destination, x.status])).toEqual([['a', 'delivered'], ['b', 'queued']])
+      expect(store.pending('c')).toBe(1)
+      // In-flight messages are not resubmitted; a delivered one by id is sent to every destination again.
+      expect(await store.resubmit({ ids: [id] })).toEqual([])
+      expect(await store.resubmit({ ids: [ok] })).toEqual([ok])
+      expect((await store.claim('c', 5)).map((m) => m.id)).toEqual([id, ok])
+    })
+
+    it('lists by channel, status and time, newest first; finds a message by an id prefix', async () => {
+      let t = 1000
+      await reopen({ now: () => t })
+      const a = await store.enqueue('c', { body: 1 })
+      t = 2000
+      const b = await store.enqueue('c', { body: 2 })
+      const c = await store.enqueue('d', { body: 3 })
+      expect((await store.list()).map((m) => m.id)).toEqual([c.id, b.id, a.id])
+      expect((await store.list({ channel: 'c' })).map((m) => m.id)).toEqual([b.id, a.id])
+      expect((await store.list({ since: 1500, order: 'asc' })).map((m) => m.id)).toEqual([b.id, c.id])
+      await store.claim('c', 1)
+      expect((await store.list({ status: 'in-flight' })).map((m) => m.id)).toEqual([a.id])
+      expect((await store.get(a.id.slice(0, 20)))!.message.id).toBe(a.id)
+    })
+
+    it('re-reads pending counts and the queue after a reader resubmits', async () => {
+      const { id } = await store.enqueue('c', { body: 1 })
+      await store.claim('c', 1)
+      await store.complete(id, 'error', [], 'x')
+      expect(store.pending('c')).toBe(0)
+      const other = await factory.open({ owner: false })
+      expect(await other.resubmit({ status: 'error', channel: 'c' })).toEqual([id])
+      await other.close()
+      expect(store.pending('c')).toBe(0)
+      await store.refreshPending('c')
+      expect(store.pending('c')).toBe(1)
+      expect((await store.claim('c', 5)).map((m) => m.id)).toEqual([id])
+    })
+
+    it('purges finished messages last updated before a time, with their history; never unfinished ones', async () => {
+      let t = 1000
+      await reopen({ now: () => t })
+      const ids = []
+      for (const [ch, key] of [['c', 'k-a'], ['c', 'k-b'], ['c', 'k-c'], ['c', 'k-d'], ['c', 'k-e'], ['d', 'k-f']] as const) ids.push((await store.enqueue(ch, { body: key, dedupeKey: key })).id)
+      const [a, b, c, d, e, f] = ids as [string, string, string, string, string, string]
+      await store.claim('c', 3)
+      await store.claim('d', 1)
+      t = 2000
+      await store.complete(a, 'delivered', [{ destination: 'api', part: 0, status: 'delivered', attempt: delivered(2000) }])
+      await store.complete(b, 'error', [{ destination: 'api', part: 0, status: 'error', attempt: { startedAt: 2000, endedAt: 2001, outcome: 'permanent' } }], 'api: 400')
+      await store.complete(f, 'delivered')
+      t = 5000
+      await store.complete(c, 'filtered')
+      await store.claim('c', 1) // d in flight; e stays queued
+      expect(await store.purge({ before: 3000 })).toBe(3)
+      expect(await store.get(a)).toBeUndefined()
+      expect(await store.get(b)).toBeUndefined()
+      expect(await store.get(f)).toBeUndefined()
+      expect((await store.list({ order: 'asc' })).map((m) => [m.id, m.status])).toEqual([[c, 'filtered'], [d, 'in-flight'], [e, 'queued']])
+      expect(await store.purge({ before: 10_000, channel: 'd' })).toBe(0)
+      expect(await store.purge({ before: 10_000, channel: 'c' })).toBe(1)
+      expect((await store.list()).map((m) => m.id).sort()).toEqual([d, e].sort())
+      expect(store.pending('c')).toBe(2)
+      // The dedupe key of a purged message is accepted again.
+      expect((await store.enqueue('c', { body: 'again', dedupeKey: 'k-a' })).duplicate).toBe(false)
+      expect((await store.enqueue('c', { body: 'again', dedupeKey: 'k-e' })).duplicate).toBe(true)
+    })
+
+    it('keeps component state across reopen', async () => {
+      expect(await store.getState('c', 'source', 'cursor')).toBeUndefined()
+      await store.setState('c', 'source', 'cursor', { page: 3 })
+      await reopen()
+      expect(await store.getState('c', 'source', 'cursor')).toEqual({ page: 3 })
+    })
+
+    it('rejects operations after close with ERR_STORE', async () => {
+      await store.close()
+      const err = await store.enqueue('c', { body: 1 }).catch((e) => e)
+      expect([err.code, err.message]).toEqual(['ERR_STORE', 'message store is closed'])
+      const claimErr = await store.claim('c', 1).catch((e) => e)
+      expect(claimErr.code).toBe('ERR_STORE')
+      store = await factory.open()
+    })
+
+    it('claims follow arrival order through any mix of enqueues, claims, releases and completions (model check)', async () => {
+      type Step = { kind: 'enqueue'; n: number } | { kind: 'claim'; n: number } | { kind: 'release'; pick: number } | { kind: 'complete'; pick: number }
+      const step = fc.oneof(
+        fc.record({ kind: fc.constant('enqueue' as const), n: fc.integer({ min: 1, max: 4 }) }),
+        fc.record({ kind: fc.constant('claim' as const), n: fc.integer({ min: 1, max: 5 }) }),
+        fc.record({ kind: fc.constant('release' as const), pick: fc.nat() }),
+        fc.record({ kind: fc.constant('complete' as const), pick: fc.nat() }),
+      )
+      let run = 0
+      await fc.assert(fc.asyncProperty(fc.array(step, { minLength: 1, maxLength: 25 }), async (steps: Step[]) => {
+        const channel = `m${run++}`
+        const queued: number[] = [] // the model: bodies queued, in arrival order (a released one goes back to its place)
+        const inFlight = new Map<number, string>()
+        let next = 0
+        for (const s of steps) {
+          if (s.kind === 'enqueue') {
+            const bodies = Array.from({ length: s.n }, () => next++)
+            await Promise.all(bodies.map((b) => store.enqueue(channel, { body: b })))
+            queued.push(...bodies)
+          } else if (s.kind === 'claim') {
+            const got = await store.claim(channel, s.n)
+            const want = queued.splice(0, s.n)
+            expect(got.map((m) => m.body)).toEqual(want)
+            for (const m of got) inFlight.set(m.body as number, m.id)
+          } else if (inFlight.size > 0) {
+            const body = [...inFlight.keys()][s.pick % inFlight.size]!
+            const id = inFlight.get(body)!
+            inFlight.delete(body)
+            if (s.kind === 'release') {
+              await store.release([id])
+              queued.push(body)
+              queued.sort((x, y) => x - y)
+            } else await store.complete(id, 'delivered')
+          }
+          expect(store.pending(channel)).toBe(queued.length + inFlight.size)
+        }
+      }), { numRuns: 40 })
+    })
+  })
+}
