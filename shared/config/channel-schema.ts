@@ -40,6 +40,12 @@ export const optionsSchema: JsonSchema = {
     queueLimit: { type: 'integer', minimum: 1, default: 10_000, description: 'Queued messages above which the source is refused (HTTP 503 with Retry-After).' },
     onError: { enum: ['skip', 'stop'], default: 'skip', description: 'After a message exhausts its retries: "skip" moves on, "stop" stops the channel.' },
     shutdownTimeoutMs: { type: 'integer', minimum: 0, default: 10_000, description: 'On SIGINT/SIGTERM, how long in-flight work may finish before it is released back to the queue (ms).' },
+    orderBy: {
+      type: 'string', minLength: 1,
+      description: 'JSONata expression on the message as received giving its order key (a string or number), e.g. "mrn" or "PID.3.1": messages with the same key are delivered strictly in arrival order, messages with different keys in parallel up to concurrency. A key whose head message is retrying holds only that key.',
+      examples: ['mrn', 'patient.identifier'],
+    },
+    orderByDefault: { type: 'string', minLength: 1, description: 'Order key of a message whose orderBy expression fails or gives no string or number; without it, such a message is stored in error with the reason.' },
   },
 }
 

@@ -1,6 +1,6 @@
 import type { ComponentDefinition, ComponentKind } from '../component.ts'
 
-/** Retry budget of one destination (runtime semantics, DESIGN.md). */
+/** Retry budget of one destination. */
 export interface RetryPolicy {
   maxAttempts: number
   initialDelayMs: number
@@ -25,6 +25,10 @@ export interface ChannelOptions {
   onError: 'skip' | 'stop'
   /** On SIGINT/SIGTERM, how long in-flight work may take before it is released back to the queue. */
   shutdownTimeoutMs: number
+  /** JSONata expression giving each message's order key: same key, arrival order; different keys, in parallel. */
+  orderBy?: string
+  /** Order key of a message whose `orderBy` expression fails; without it, such a message goes to error. */
+  orderByDefault?: string
 }
 
 export interface LoadedComponent<K extends ComponentKind = ComponentKind> {

@@ -1,5 +1,6 @@
 import { describe, it, expect, beforeEach, afterEach, vi } from 'vitest'
 import { RetryableError } from '../../shared/errors.ts'
+import { defineComponent } from '../../shared/component.ts'
 import { openSqliteStore } from '../../shared/store/index.ts'
 import { backoffDelay, CircuitBreaker } from '../../engine/runtime/index.ts'
 import { startApi, feedSource, destination, filter, settle, settleIo, turns, useFakeClock, useRuntimeFixture } from './_helpers.ts'
@@ -184,7 +185,7 @@ describe('retries and outages (fake clock)', () => {
     expect(d.message.error).toMatch(/^api: gave up after 2 attempts: ERR_HTTP_NETWORK: POST .* failed: fetch failed$/)
   })
 
-  it('a retryable filter failure releases the message and backs off per the channel; permanent ones go to error at once', async () => {
+  it('a retryable filter failure backs off holding the message\'s key (the whole channel at concurrency 1); permanent ones go to error at once', async () => {
     const calls: Array<{ i: number; at: number }> = []
     let outage = 2
     const flaky = filter((m) => {
@@ -201,11 +202,11 @@ describe('retries and outages (fake clock)', () => {
     const a = await src.emit({ i: 0 })
     const b = await src.emit({ i: 1 })
     const bad = await src.emit({ i: 2, bad: true })
-    // First failure: backoff 100 ms (the first destination's policy), the whole channel waits, order kept.
+    // First failure: backoff 100 ms (the first destination's policy); the message keeps its claim and its key, so the channel waits, order kept.
     await settle(() => calls.length === 1)
     await turns()
     expect(calls).toHaveLength(1)
-    expect((await rt.store.get(a.id))!.message.status).toBe('queued')
+    expect((await rt.store.get(a.id))!.message.status).toBe('in-flight')
     await vi.advanceTimersByTimeAsync(99)
     await turns()
     expect(calls).toHaveLength(1)
@@ -222,6 +223,36 @@ describe('retries and outages (fake clock)', () => {
     expect(rt.api.received.map((r) => r.key)).toEqual([`${a.id}:api`, `${b.id}:api`])
     const e = (await rt.store.get(bad.id))!
     expect(e.message).toMatchObject({ status: 'error', error: 'filters/0: cannot map this message' })
+  })
+
+  it('one rule for filters and destinations: a plain Error marked retryable: true is retried, an unmarked one is permanent', async () => {
+    let lookups = 0
+    const marked = filter((m) => {
+      if (m.body.i === 0 && lookups++ === 0) throw Object.assign(new Error('lookup timed out'), { retryable: true })
+      return m
+    })
+    let deliveries = 0
+    const custom = defineComponent({
+      type: 'plain-error-destination', kind: 'destination', description: 'fails with plain errors', configSchema: { type: 'object' },
+      create: () => ({
+        async deliver(m: { body: unknown }) {
+          deliveries++
+          if ((m.body as { i: number }).i === 1) throw new Error('this record has no MRN')
+          return {}
+        },
+      }),
+    })
+    const src = feedSource()
+    const h = await rt.start({ source: src.definition, filters: [marked], destinations: [destination('api', rt.api.url, { definition: custom as never, config: {}, retry: { maxAttempts: 3, initialDelayMs: 10, maxDelayMs: 10, maxElapsedMs: 60_000 } })] }, { random: () => 1 })
+    const a = await src.emit({ i: 0 })
+    const b = await src.emit({ i: 1 })
+    await settle(() => lookups === 1)
+    await vi.advanceTimersByTimeAsync(10)
+    await settleIo(() => h.counters().delivered === 1 && h.counters().errors === 1)
+    expect(lookups).toBe(2)
+    expect(deliveries).toBe(2)
+    expect((await rt.store.get(a.id))!.message.status).toBe('delivered')
+    expect((await rt.store.get(b.id))!.message).toMatchObject({ status: 'error', error: 'api: this record has no MRN' })
   })
 
   it('a filter that keeps failing retryably goes to error after maxAttempts', async () => {

@@ -1,0 +1,117 @@
+import type { Destination, Message } from '../../shared/component.ts'
+import type { LoadedDestination } from '../../shared/config/types.ts'
+import { redactedExcerpt } from '../../shared/oauth/errors.ts'
+import type { DeliveryUpdate } from '../../shared/store/types.ts'
+import { backoffDelay, sleep } from './backoff.ts'
+import type { CircuitBreaker } from './breaker.ts'
+import { shutdownError, type RunContext } from './context.ts'
+import { EXCERPT_MAX, classify, describe, responseOf } from './failures.ts'
+
+export interface DestinationSlot {
+  loaded: LoadedDestination
+  instance: Destination
+  breaker: CircuitBreaker
+}
+
+/** A delivery's final update, with the reason when it ended in error. */
+export type DeliveryOutcome = DeliveryUpdate & { error?: string }
+
+/** One delivery: a message part to one destination, retried per the destination's policy and breaker. */
+export interface DeliveryJob {
+  messageId: string
+  part: Message
+  partIndex: number
+  slot: DestinationSlot
+  /** The next attempt persisted by an earlier run: a retry scheduled before a stop or crash waits its turn. */
+  notBefore?: number | undefined
+}
+
+/**
+ * Delivers until the destination takes the part, the failure is permanent, or the retry budget is
+ * spent. Attempts made while the breaker is closed count against `maxAttempts`; time paused by the
+ * breaker (or carried over from an earlier run) does not count against `maxElapsedMs`, so an
+ * outage pauses the channel instead of sending every message to error. Rejects with ERR_SHUTDOWN
+ * when the channel stops meanwhile (the message goes back to the queue).
+ */
+export async function deliverWithRetry(rc: RunContext, job: DeliveryJob): Promise<DeliveryOutcome> {
+  const { slot, partIndex } = job
+  const d = slot.loaded
+  const retryKey = `${job.part.id}:${d.name}`
+  const started = rc.now()
+  let charged = 0
+  let paused = 0
+  try {
+    if (job.notBefore !== undefined && job.notBefore > rc.now()) {
+      rc.retrying.add(retryKey)
+      rc.log.debug({ message: job.messageId, destination: d.name, delayMs: job.notBefore - rc.now() }, 'waiting for the retry scheduled before the restart')
+      const from = rc.now()
+      await sleep(job.notBefore - from, rc.stopping)
+      paused += rc.now() - from // the wait carried over from the earlier run is not this run's elapsed budget
+    }
+    for (;;) {
+      const waitStart = rc.now()
+      const { probe } = await slot.breaker.acquire(rc.stopping)
+      paused += rc.now() - waitStart
+      rc.retrying.delete(retryKey)
+      const startedAt = rc.now()
+      const outcome = await rc.slots.run(() => attempt(rc, job, startedAt, probe), rc.stopping)
+      if (outcome.done) return outcome.done
+      charged += probe ? 0 : 1
+      const { failure, error, attemptRecord } = outcome
+      const delay = backoffDelay(Math.max(1, charged), d.retry, rc.random, failure.retryAfterMs)
+      const elapsed = rc.now() - started - paused
+      if (charged >= d.retry.maxAttempts || elapsed + delay > d.retry.maxElapsedMs) {
+        const why = charged >= d.retry.maxAttempts ? `${charged} attempts` : `${elapsed} ms`
+        return { destination: d.name, part: partIndex, status: 'error', attempt: { ...attemptRecord, outcome: 'retryable' }, error: `${d.name}: gave up after ${why}: ${error}` }
+      }
+      rc.retrying.add(retryKey)
+      await rc.store.recordDelivery(job.messageId, { destination: d.name, part: partIndex, status: 'retrying', nextAttemptAt: attemptRecord.endedAt + delay, attempt: { ...attemptRecord, outcome: 'retryable' } })
+      rc.log.debug({ message: job.messageId, destination: d.name, attempt: charged, delayMs: delay, err: error }, 'delivery failed; retrying')
+      if (slot.breaker.state === 'closed') await sleep(delay, rc.stopping) // an open breaker's pause replaces the backoff
+    }
+  } catch (e) {
+    if (rc.stopping.aborted) throw shutdownError(rc.name)
+    throw e
+  } finally {
+    rc.retrying.delete(retryKey)
+  }
+}
+
+type AttemptResult =
+  | { done: DeliveryOutcome }
+  | { done?: undefined; failure: ReturnType<typeof classify>; error: string; attemptRecord: { startedAt: number; endedAt: number; responseStatus?: number | undefined; error: string; excerpt?: string | undefined } }
+
+/** One attempt at the destination, with the breaker told how it went. */
+async function attempt(rc: RunContext, job: DeliveryJob, startedAt: number, probe: boolean): Promise<AttemptResult> {
+  const { slot, partIndex } = job
+  const d = slot.loaded
+  try {
+    const result = await slot.instance.deliver(job.part, { signal: rc.aborting, idempotencyKey: `${job.part.id}:${d.name}` })
+    slot.breaker.success()
+    return {
+      done: {
+        destination: d.name, part: partIndex, status: 'delivered',
+        attempt: {
+          startedAt, endedAt: rc.now(), outcome: 'delivered',
+          ...(result?.status !== undefined ? { responseStatus: result.status } : {}),
+          ...(result?.excerpt !== undefined ? { excerpt: redactedExcerpt(result.excerpt, EXCERPT_MAX) } : {}),
+        },
+      },
+    }
+  } catch (e) {
+    if (rc.aborting.aborted) {
+      slot.breaker.abandon(probe)
+      throw shutdownError(rc.name)
+    }
+    const resp = responseOf(e)
+    const error = describe(e)
+    const attemptRecord = { startedAt, endedAt: rc.now(), responseStatus: resp.status, error, excerpt: resp.excerpt }
+    const failure = classify(e)
+    if (!failure.retryable) {
+      slot.breaker.success() // the API answered; it is the message that is wrong
+      return { done: { destination: d.name, part: partIndex, status: 'error', attempt: { ...attemptRecord, outcome: 'permanent' }, error: `${d.name}: ${error}` } }
+    }
+    slot.breaker.failure(probe)
+    return { failure, error, attemptRecord }
+  }
+}

@@ -1,0 +1,135 @@
+import { isWeirError } from '../../shared/errors.ts'
+import type { ClaimedMessage } from '../../shared/store/types.ts'
+import type { RunContext } from './context.ts'
+import type { KeyedQueue } from './order.ts'
+import { processMessage, type Ending, type Pipeline } from './process.ts'
+
+export interface DispatchOptions {
+  /** Claimed messages kept waiting to start (beyond those under way): the look-ahead that finds free keys. */
+  prefetch: number
+  /** Messages under way at once (running an attempt, waiting for a slot or for a retry). */
+  maxInProgress: number
+  /** How often an idle channel looks for messages queued by another process. */
+  pollMs: number
+  onEnding(m: ClaimedMessage, ending: Ending): void
+}
+
+/**
+ * The claim loop: claims messages in arrival order, starts each as soon as its key is free (and
+ * fewer than `maxInProgress` are under way), and returns to the queue whatever it cannot finish.
+ */
+export class Dispatcher {
+  private readonly inProgress = new Map<string, Promise<void>>()
+  /** Messages that must go back to the queue (claimed when the channel began stopping, or whose processing failed). */
+  private readonly toRelease = new Set<string>()
+  private workHint = true
+  private claimPausedUntil = 0
+  private halted = false
+  private changed: (() => void) | undefined
+
+  constructor(private readonly rc: RunContext, private readonly pipeline: Pipeline, private readonly queue: KeyedQueue, private readonly o: DispatchOptions) {
+    rc.stopping.addEventListener('abort', () => this.wake(), { once: true })
+  }
+
+  /** Something may have changed: new messages stored, a message finished, the channel stopping. */
+  wake(hint = true): void {
+    if (hint) this.workHint = true
+    const f = this.changed
+    this.changed = undefined
+    f?.()
+  }
+
+  /** Stops starting and claiming (onError: "stop"); what is under way finishes. */
+  halt(): void {
+    this.halted = true
+    this.wake(false)
+  }
+
+  get busy(): boolean {
+    return this.inProgress.size > 0 || this.queue.size > 0
+  }
+
+  /** Runs until the channel stops; then waits for the messages under way. */
+  async run(): Promise<void> {
+    while (!this.rc.stopping.aborted && !this.halted) {
+      this.startWhatCan()
+      if (this.workHint && this.queue.size < this.o.prefetch && this.rc.now() >= this.claimPausedUntil) await this.claim()
+      else await this.nextChange()
+    }
+    await Promise.all(this.inProgress.values())
+  }
+
+  /** Ids to return to the queue at stop: claimed but never started, or given up on. */
+  leftOver(): string[] {
+    for (const m of this.queue.drain()) this.toRelease.add(m.id)
+    const ids = [...this.toRelease]
+    this.toRelease.clear()
+    return ids
+  }
+
+  private startWhatCan(): void {
+    while (this.inProgress.size < this.o.maxInProgress) {
+      const m = this.queue.take()
+      if (!m) return
+      const task = this.process(m).finally(() => {
+        this.inProgress.delete(m.id)
+        this.queue.done(m)
+        this.wake(false)
+      })
+      this.inProgress.set(m.id, task)
+    }
+  }
+
+  private async claim(): Promise<void> {
+    const limit = this.o.prefetch - this.queue.size
+    this.workHint = false
+    try {
+      const got = await this.rc.store.claim(this.rc.name, limit)
+      if (this.rc.stopping.aborted || this.halted) {
+        for (const m of got) this.toRelease.add(m.id)
+        return
+      }
+      this.queue.push(got)
+      if (got.length === limit) this.workHint = true
+    } catch (e) {
+      this.rc.log.error({ err: e }, 'claiming messages failed; retrying')
+      this.workHint = true
+      this.claimPausedUntil = this.rc.now() + this.o.pollMs
+    }
+  }
+
+  /** Waits for a message to finish, a wake-up, the end of a claim pause, or the poll interval (work queued by another process). */
+  private nextChange(): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const pause = this.claimPausedUntil - this.rc.now()
+      const timer = setTimeout(() => {
+        this.changed = undefined
+        if (pause <= 0 && !this.workHint) {
+          this.workHint = true
+          void this.rc.store.refreshPending(this.rc.name).catch(() => {})
+        }
+        resolve()
+      }, pause > 0 ? pause : this.o.pollMs)
+      this.changed = () => {
+        clearTimeout(timer)
+        resolve()
+      }
+    })
+  }
+
+  private async process(m: ClaimedMessage): Promise<void> {
+    try {
+      this.o.onEnding(m, await processMessage(this.rc, this.pipeline, m))
+    } catch (e) {
+      this.toRelease.add(m.id)
+      if (this.rc.stopping.aborted) return
+      if (!(isWeirError(e) && e.code === 'ERR_SHUTDOWN')) this.rc.log.error({ err: e, message: m.id }, 'processing failed; the message goes back to the queue')
+      // The messages claimed after it go back too, so it is retried before them (order).
+      const ids = [...this.toRelease, ...this.queue.drain().map((q) => q.id)]
+      this.toRelease.clear()
+      await this.rc.store.release(ids).catch(() => ids.forEach((id) => this.toRelease.add(id)))
+      this.workHint = true
+      this.claimPausedUntil = this.rc.now() + this.o.pollMs
+    }
+  }
+}

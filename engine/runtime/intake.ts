@@ -1,0 +1,98 @@
+import jsonata from 'jsonata'
+import type { Emit, EmitResult, MessageInput } from '../../shared/component.ts'
+import type { ChannelOptions } from '../../shared/config/types.ts'
+import { RetryableError } from '../../shared/errors.ts'
+import type { EnqueueOptions } from '../../shared/store/types.ts'
+import type { RunContext } from './context.ts'
+
+/** Counters the intake keeps. */
+export interface IntakeCounters {
+  received: number
+  duplicates: number
+  refused: number
+  /** Messages stored in error because their order key could not be computed. */
+  errors: number
+}
+
+const SIMPLE_PATH = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$/
+const RESERVED = new Set(['and', 'or', 'in', 'true', 'false', 'null', 'function'])
+const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v)
+
+/**
+ * Compiles `options.orderBy`: a JSONata expression evaluated on the body as received (with
+ * `$message` bound to the whole message), whose string or number result is the order key. A plain
+ * field path (`mrn`, `patient.id`) through plain objects is read directly, which is what JSONata
+ * would return, without evaluating JSONata for every message; anything else evaluates the expression.
+ * Rejects with the reason when the expression fails or gives no string or number.
+ */
+export function orderKeyOf(expression: string): (input: MessageInput) => Promise<string> {
+  const expr = jsonata(expression)
+  const path = SIMPLE_PATH.test(expression) && !expression.split('.').some((p) => RESERVED.has(p)) ? expression.split('.') : undefined
+  const keyFrom = (v: unknown): string => {
+    if (typeof v === 'string' && v !== '') return v
+    if (typeof v === 'number' && Number.isFinite(v)) return String(v)
+    throw new Error(v === undefined || v === null || v === '' ? 'the expression gave no value' : `the expression gave ${Array.isArray(v) ? 'an array' : `a ${typeof v}`}, not a string or number`)
+  }
+  return async (input) => {
+    if (path) {
+      let v: unknown = input.body
+      for (const p of path) v = isRecord(v) ? v[p] : undefined
+      if (typeof v === 'string' || typeof v === 'number') return keyFrom(v)
+      // Not a plain value on a plain path (an array on the way, a missing field): JSONata decides.
+    }
+    let v: unknown
+    try {
+      v = await expr.evaluate(input.body, { message: input })
+    } catch (e) {
+      throw new Error(`the expression failed: ${(e as Error).message}`)
+    }
+    return keyFrom(v)
+  }
+}
+
+/**
+ * The channel's `emit`: refuses (retryably, so the source answers 503 with Retry-After) while the
+ * channel stops or its queue is full, computes the order key, and resolves once the message is
+ * durably stored. A message whose key cannot be computed is stored in error with the reason (or
+ * under `orderByDefault`), so the sender's message is never lost.
+ */
+export function createEmit(rc: RunContext, options: ChannelOptions, hooks: { retryAfterMs: number; counters: IntakeCounters; stored: () => void; settled: () => void }): Emit & { readonly inFlight: number } {
+  const keyOf = options.orderBy !== undefined ? orderKeyOf(options.orderBy) : undefined
+  const { counters } = hooks
+  let inFlight = 0
+  const storeOptions = async (input: MessageInput): Promise<EnqueueOptions> => {
+    if (!keyOf) return {}
+    try {
+      return { orderKey: await keyOf(input) }
+    } catch (e) {
+      if (options.orderByDefault !== undefined) return { orderKey: options.orderByDefault }
+      return { error: `options/orderBy: ${(e as Error).message}` }
+    }
+  }
+  const emit = async (input: MessageInput): Promise<EmitResult> => {
+    if (rc.stopping.aborted) throw new RetryableError(`channel ${rc.name} is stopping`, { code: 'ERR_SHUTDOWN', retryAfterMs: hooks.retryAfterMs })
+    if (rc.store.pending(rc.name) >= options.queueLimit) {
+      counters.refused++
+      throw new RetryableError(`channel ${rc.name}: queue is full (${options.queueLimit} messages pending)`, { code: 'ERR_BACKPRESSURE', retryAfterMs: hooks.retryAfterMs })
+    }
+    inFlight++
+    try {
+      const how = await storeOptions(input)
+      const r = await rc.store.enqueue(rc.name, input, how)
+      if (r.duplicate) counters.duplicates++
+      else {
+        counters.received++
+        if (how.error === undefined) hooks.stored()
+        else {
+          counters.errors++
+          rc.log.error({ message: r.id, err: how.error }, 'message in error')
+        }
+      }
+      return r
+    } finally {
+      inFlight--
+      hooks.settled()
+    }
+  }
+  return Object.defineProperty(emit, 'inFlight', { get: () => inFlight }) as Emit & { readonly inFlight: number }
+}

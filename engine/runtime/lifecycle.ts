@@ -1,0 +1,58 @@
+import type { Logger } from '../../shared/log/index.ts'
+import { sleep } from './backoff.ts'
+import type { ChannelComponents } from './components.ts'
+
+/** Waits for `p` at most `ms`; a failure or a timeout is logged, never thrown (stopping goes on). */
+export async function within<T>(log: Logger, p: Promise<T> | T, ms: number, what: string): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  try {
+    await Promise.race([
+      Promise.resolve(p).then(() => {}),
+      new Promise<void>((resolve) => { timer = setTimeout(() => { log.warn(`${what} did not finish within ${ms} ms`); resolve() }, ms) }),
+    ])
+  } catch (e) {
+    log.error({ err: e }, `${what} failed`)
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+export interface StopPlan {
+  log: Logger
+  now: () => number
+  timeoutMs: number
+  components: ChannelComponents
+  /** Aborts the channel's waits and stops new work (the "stopping" signal). */
+  stopStarting(): void
+  /** Aborts attempts still under way (the "aborting" signal). */
+  abortInFlight(): void
+  /** Settles when every message under way has finished or been abandoned. */
+  work: Promise<void>
+  /** Returns what was claimed but not finished to the queue. */
+  releaseLeftOver(): Promise<void>
+  /** Emits still writing (they complete, and are acknowledged, before the store may close). */
+  emitsInFlight(): number
+}
+
+/**
+ * The stop sequence: the source stops; in-flight work may finish until the deadline, then is
+ * aborted; what is left goes back to the queue; the components and credentials close.
+ */
+export async function stopChannel(plan: StopPlan): Promise<void> {
+  const { log, components: c } = plan
+  const deadline = plan.now() + plan.timeoutMs
+  plan.stopStarting()
+  await within(log, c.source.stop(), plan.timeoutMs, 'source stop')
+  let finished = false
+  const work = plan.work.then(() => { finished = true })
+  await within(log, work, Math.max(0, deadline - plan.now()), 'in-flight work')
+  if (!finished) {
+    plan.abortInFlight()
+    await within(log, work, 1000, 'aborted deliveries')
+  }
+  await within(log, plan.releaseLeftOver(), 5000, 'releasing messages')
+  for (let i = 0; i < 100 && plan.emitsInFlight() > 0; i++) await sleep(10)
+  for (const f of c.filters) await within(log, f.close?.(), 1000, 'filter close')
+  for (const d of c.destinations) await within(log, d.instance.close?.(), 1000, `destination ${d.loaded.name} close`)
+  for (const [credName, p] of c.providers) await within(log, p.close(), 1000, `credential ${credName} close`)
+}

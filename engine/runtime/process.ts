@@ -1,0 +1,112 @@
+import type { Filter, Message } from '../../shared/component.ts'
+import type { RetryPolicy } from '../../shared/config/types.ts'
+import type { ClaimedMessage, DeliveryRecord, StoredMessage } from '../../shared/store/types.ts'
+import { backoffDelay, sleep } from './backoff.ts'
+import type { RunContext } from './context.ts'
+import { deliverWithRetry, type DeliveryOutcome, type DestinationSlot } from './delivery.ts'
+import { classify, describe } from './failures.ts'
+
+/** How a message left the channel. */
+export type Ending = { status: 'delivered' | 'filtered' } | { status: 'error'; error: string }
+
+export interface Pipeline {
+  filters: readonly Filter[]
+  destinations: readonly DestinationSlot[]
+  /** Retry budget of filters: the first destination's policy (filters feed it), or the schema defaults. */
+  filterRetry: RetryPolicy
+}
+
+const toMessage = (m: StoredMessage): Message => ({ id: m.id, channel: m.channel, body: m.body, contentType: m.contentType, attributes: m.attributes, receivedAt: m.receivedAt })
+
+/**
+ * Takes one claimed message through the filters and to every destination, and records how it
+ * ended. Destinations that already have it (an earlier run delivered there) are skipped. Rejects
+ * only when the message must go back to the queue (the channel is stopping, the store failed).
+ */
+export async function processMessage(rc: RunContext, p: Pipeline, m: ClaimedMessage): Promise<Ending> {
+  const parts = await runFilters(rc, p, m)
+  if (typeof parts === 'string') {
+    await rc.store.fail(m.id, parts)
+    return { status: 'error', error: parts }
+  }
+  if (parts.length === 0) {
+    await rc.store.complete(m.id, 'filtered', p.destinations.map((s) => ({ destination: s.loaded.name, part: 0, status: 'filtered' })))
+    return { status: 'filtered' }
+  }
+  const finals = await deliverParts(rc, p, m, parts)
+  const errors = finals.filter((f) => f.status === 'error').map((f) => f.error!)
+  const error = errors.length ? errors.join('; ') : undefined
+  await rc.store.complete(m.id, error ? 'error' : 'delivered', finals.map(({ error: _e, ...u }) => u), error)
+  return error ? { status: 'error', error } : { status: 'delivered' }
+}
+
+/**
+ * Runs the filters in order; returns the message's parts (none: filtered; several: split), or the
+ * reason it goes to error. A retryable failure (per `classify`) runs the filters again after the
+ * backoff of `filterRetry`, holding the message's key meanwhile, until its attempts are spent.
+ */
+async function runFilters(rc: RunContext, p: Pipeline, m: ClaimedMessage): Promise<Message[] | string> {
+  for (let attempt = 1; ; attempt++) {
+    const r = await rc.slots.run(() => filterOnce(p.filters, toMessage(m)), rc.stopping)
+    if (Array.isArray(r)) return r
+    const reason = `filters/${r.index}: ${describe(r.error)}`
+    const failure = classify(r.error)
+    if (!failure.retryable) return reason
+    if (attempt >= p.filterRetry.maxAttempts) return `filters/${r.index}: gave up after ${attempt} attempts: ${describe(r.error)}`
+    const delayMs = backoffDelay(attempt, p.filterRetry, rc.random, failure.retryAfterMs)
+    rc.log.warn({ message: m.id, attempt, delayMs, err: reason }, 'filter failed; retrying')
+    await sleep(delayMs, rc.stopping)
+  }
+}
+
+async function filterOnce(filters: readonly Filter[], first: Message): Promise<Message[] | { index: number; error: unknown }> {
+  let parts = [first]
+  for (const [index, f] of filters.entries()) {
+    const out: Message[] = []
+    for (const part of parts) {
+      let r
+      try {
+        r = await f.process(part)
+      } catch (error) {
+        return { index, error }
+      }
+      if (r === null || r === undefined) continue
+      if (Array.isArray(r)) out.push(...r)
+      else out.push(r)
+    }
+    parts = out
+  }
+  return parts
+}
+
+/**
+ * Delivers every part to every destination (destinations in parallel, a destination's parts in
+ * order). With several deliveries per message, each success is recorded at once so a crash does
+ * not resend it; the final outcomes are returned for `complete`.
+ */
+async function deliverParts(rc: RunContext, p: Pipeline, m: ClaimedMessage, filtered: Message[]): Promise<DeliveryOutcome[]> {
+  const done = new Set(m.deliveries.filter((x) => x.status === 'delivered').map((x) => `${x.destination}/${x.part}`))
+  const scheduled = new Map(m.deliveries.filter((x: DeliveryRecord) => x.status !== 'delivered' && x.nextAttemptAt !== undefined).map((x) => [`${x.destination}/${x.part}`, x.nextAttemptAt!]))
+  // A split message's parts get ids of their own, stable as long as the filters are deterministic.
+  const parts = filtered.map((part, i) => ({ ...part, id: filtered.length > 1 ? `${m.id}.${i}` : m.id, channel: rc.name }))
+  const recordEach = parts.length * p.destinations.length > 1
+  const settled = await Promise.allSettled(p.destinations.map(async (slot) => {
+    const finals: DeliveryOutcome[] = []
+    for (const [i, part] of parts.entries()) {
+      const key = `${slot.loaded.name}/${i}`
+      if (done.has(key)) continue
+      const r = await deliverWithRetry(rc, { messageId: m.id, part, partIndex: i, slot, notBefore: scheduled.get(key) })
+      if (recordEach && r.status === 'delivered') await rc.store.recordDelivery(m.id, r)
+      else finals.push(r)
+    }
+    return finals
+  }))
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected')
+  const finals = settled.flatMap((r) => (r.status === 'fulfilled' ? r.value : []))
+  if (failed) {
+    // Keep what did get through (so a restart does not resend it), then let the message be released.
+    for (const { error: _e, ...u } of finals.filter((f) => f.status === 'delivered')) await rc.store.recordDelivery(m.id, u).catch(() => {})
+    throw failed.reason
+  }
+  return finals
+}
