@@ -12,7 +12,6 @@ import { createEmit, type IntakeCounters } from './intake.ts'
 import { stopChannel } from './lifecycle.ts'
 import { KeyedQueue } from './order.ts'
 import type { Ending } from './process.ts'
-import { Slots } from './slots.ts'
 export interface RuntimeDeps {
   /** The store shared by every channel of the process; the caller opens and closes it. */
   store: MessageStore
@@ -82,9 +81,9 @@ type Outcome = { reason: 'stopped' | 'error'; error?: Error }
  *   when the channel has `options.queueLimit` messages pending.
  * - Messages are claimed in arrival order and start as soon as their order key is free
  *   (`options.orderBy`; at `concurrency: 1` the whole channel is one key); at most `concurrency`
- *   attempts (filter runs, deliveries) are under way at once. Every delivery carries a stable
- *   idempotency key (`<message id>:<destination>`) and is retried per the destination's policy
- *   and breaker; a message waiting for a retry holds its key, not a slot.
+ *   messages are under way at once, not counting those waiting out a retry backoff: such a
+ *   message holds its key, nothing else. Every delivery carries a stable idempotency key
+ *   (`<message id>:<destination>`) and is retried per the destination's policy and breaker.
  * - A failure is retried or not by one rule for filters and destinations (engine/runtime/failures.ts).
  *
  * @example
@@ -98,7 +97,8 @@ export async function startChannel(channel: LoadedChannel, deps: RuntimeDeps): P
   const rc: RunContext = {
     name: channel.name, store: deps.store, log: deps.log.child({ channel: channel.name }),
     now: deps.now ?? Date.now, random: deps.random ?? Math.random,
-    stopping: stopping.signal, aborting: aborting.signal, slots: new Slots(opts.concurrency), retrying: new Set(),
+    stopping: stopping.signal, aborting: aborting.signal, retrying: new Set(),
+    backingOff: new Map(), onBackoff: () => dispatcher.wake(false),
   }
   const components = await createComponents(channel, { ...deps, log: rc.log, now: rc.now, signal: stopping.signal })
   const counters = { delivered: 0, filtered: 0, errors: 0 }
@@ -126,7 +126,8 @@ export async function startChannel(channel: LoadedChannel, deps: RuntimeDeps): P
     filterRetry: channel.destinations[0]?.retry ?? DEFAULT_FILTER_RETRY,
   }, KeyedQueue.forChannel(opts), {
     prefetch: deps.prefetch ?? Math.max(2 * opts.concurrency, 16),
-    maxInProgress: Math.max(4 * opts.concurrency, 16),
+    concurrency: opts.concurrency,
+    maxInProgress: Math.max(8 * opts.concurrency, 64),
     pollMs: deps.pollIntervalMs ?? 1000,
     onEnding: (m, e) => { onEnding(m, e); idle.notify() },
   })

@@ -4,7 +4,7 @@ import { redactedExcerpt } from '../../shared/oauth/errors.ts'
 import type { DeliveryUpdate } from '../../shared/store/types.ts'
 import { backoffDelay, sleep } from './backoff.ts'
 import type { CircuitBreaker } from './breaker.ts'
-import { shutdownError, type RunContext } from './context.ts'
+import { backoff, shutdownError, type RunContext } from './context.ts'
 import { EXCERPT_MAX, classify, describe, responseOf } from './failures.ts'
 
 export interface DestinationSlot {
@@ -54,7 +54,7 @@ export async function deliverWithRetry(rc: RunContext, job: DeliveryJob): Promis
       paused += rc.now() - waitStart
       rc.retrying.delete(retryKey)
       const startedAt = rc.now()
-      const outcome = await rc.slots.run(() => attempt(rc, job, startedAt, probe), rc.stopping)
+      const outcome = await attempt(rc, job, startedAt, probe)
       if (outcome.done) return outcome.done
       charged += probe ? 0 : 1
       const { failure, error, attemptRecord } = outcome
@@ -67,7 +67,7 @@ export async function deliverWithRetry(rc: RunContext, job: DeliveryJob): Promis
       rc.retrying.add(retryKey)
       await rc.store.recordDelivery(job.messageId, { destination: d.name, part: partIndex, status: 'retrying', nextAttemptAt: attemptRecord.endedAt + delay, attempt: { ...attemptRecord, outcome: 'retryable' } })
       rc.log.debug({ message: job.messageId, destination: d.name, attempt: charged, delayMs: delay, err: error }, 'delivery failed; retrying')
-      if (slot.breaker.state === 'closed') await sleep(delay, rc.stopping) // an open breaker's pause replaces the backoff
+      if (slot.breaker.state === 'closed') await backoff(rc, job.messageId, delay) // an open breaker's pause replaces the backoff
     }
   } catch (e) {
     if (rc.stopping.aborted) throw shutdownError(rc.name)

@@ -7,7 +7,9 @@ import { processMessage, type Ending, type Pipeline } from './process.ts'
 export interface DispatchOptions {
   /** Claimed messages kept waiting to start (beyond those under way): the look-ahead that finds free keys. */
   prefetch: number
-  /** Messages under way at once (running an attempt, waiting for a slot or for a retry). */
+  /** Messages under way at once, not counting those waiting out a retry backoff (`concurrency`): after a crash, at most these are delivered twice. */
+  concurrency: number
+  /** Messages under way at once, those waiting for a retry included (a memory bound). */
   maxInProgress: number
   /** How often an idle channel looks for messages queued by another process. */
   pollMs: number
@@ -68,7 +70,7 @@ export class Dispatcher {
   }
 
   private startWhatCan(): void {
-    while (this.inProgress.size < this.o.maxInProgress) {
+    while (this.inProgress.size - this.rc.backingOff.size < this.o.concurrency && this.inProgress.size < this.o.maxInProgress) {
       const m = this.queue.take()
       if (!m) return
       const task = this.process(m).finally(() => {

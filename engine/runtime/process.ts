@@ -1,8 +1,8 @@
 import type { Filter, Message } from '../../shared/component.ts'
 import type { RetryPolicy } from '../../shared/config/types.ts'
 import type { ClaimedMessage, DeliveryRecord, StoredMessage } from '../../shared/store/types.ts'
-import { backoffDelay, sleep } from './backoff.ts'
-import type { RunContext } from './context.ts'
+import { backoffDelay } from './backoff.ts'
+import { backoff, type RunContext } from './context.ts'
 import { deliverWithRetry, type DeliveryOutcome, type DestinationSlot } from './delivery.ts'
 import { classify, describe } from './failures.ts'
 
@@ -47,7 +47,7 @@ export async function processMessage(rc: RunContext, p: Pipeline, m: ClaimedMess
  */
 async function runFilters(rc: RunContext, p: Pipeline, m: ClaimedMessage): Promise<Message[] | string> {
   for (let attempt = 1; ; attempt++) {
-    const r = await rc.slots.run(() => filterOnce(p.filters, toMessage(m)), rc.stopping)
+    const r = await filterOnce(p.filters, toMessage(m))
     if (Array.isArray(r)) return r
     const reason = `filters/${r.index}: ${describe(r.error)}`
     const failure = classify(r.error)
@@ -55,7 +55,7 @@ async function runFilters(rc: RunContext, p: Pipeline, m: ClaimedMessage): Promi
     if (attempt >= p.filterRetry.maxAttempts) return `filters/${r.index}: gave up after ${attempt} attempts: ${describe(r.error)}`
     const delayMs = backoffDelay(attempt, p.filterRetry, rc.random, failure.retryAfterMs)
     rc.log.warn({ message: m.id, attempt, delayMs, err: reason }, 'filter failed; retrying')
-    await sleep(delayMs, rc.stopping)
+    await backoff(rc, m.id, delayMs)
   }
 }
 
