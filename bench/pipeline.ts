@@ -12,6 +12,10 @@
  *   (c) relay   minimal node:http server forwarding each POST to the sink through undici
  *   (d) channel http-listener → durable store (WAL, synchronous=FULL) → map → http destination
  *   (e) jwt     (d) with private_key_jwt RS384 and 60-second tokens, on a simulated clock
+ *   (f) ordered (d) with `options.orderBy: "pid"` (500 distinct keys), at the same concurrency
+ *
+ * Every figure is the median of WEIR_BENCH_ROUNDS rounds (default 3), the order of the scenarios
+ * rotated each round, so that no scenario always runs first (cold machine) or last (warm).
  *
  * (e) crosses several token lifetimes without taking minutes: the authorization server and the
  * child's token provider share a clock `sim(t) = t0 + (t - t0) × speed` (the server's `now` option
@@ -46,7 +50,7 @@ const IN_FLIGHT = 64
 const WINDOW = 512
 const PAD = 'x'.repeat(900)
 
-const body = (seq: number) => ({ seq, mrn: `MRN${100000 + (seq % 900000)}`, name: 'Doe^John', event: 'A01', ward: '4B', payload: PAD })
+const body = (seq: number) => ({ seq, mrn: `MRN${100000 + (seq % 900000)}`, pid: `P${seq % 500}`, name: 'Doe^John', event: 'A01', ward: '4B', payload: PAD })
 
 /** A clock that may run faster than real time (scenario e). */
 interface ClockSpec { base: number; anchor: number; speed: number }
@@ -59,8 +63,10 @@ const pct = (xs: Float64Array | number[], p: number) => {
 
 // ───────────────────────────── child: the system under test ─────────────────────────────
 
+type Scenario = 'a' | 'b' | 'c' | 'd' | 'e' | 'f'
+
 interface ChildInit {
-  scenario: 'a' | 'b' | 'c' | 'd' | 'e'
+  scenario: Scenario
   sinkUrl: string
   tokenUrl: string
   clientId: string
@@ -179,7 +185,7 @@ async function child(): Promise<void> {
       source: { type: 'http-listener', config: { port: 0, path: '/in' } },
       filters: [{ type: 'map', config: { jsonata: "{ 'resourceType': 'Encounter', 'seq': seq, 'subject': { 'identifier': mrn, 'display': name }, 'class': event, 'location': ward, 'note': payload }" } }],
       destinations: [{ name: 'sink', type: 'http', config: { url: init.sinkUrl, credential: 'api', headers: { 'x-seq': '{body.seq}' } } }],
-      options: { concurrency: IN_FLIGHT, queueLimit: 50_000 },
+      options: { concurrency: IN_FLIGHT, queueLimit: 50_000, ...(init.scenario === 'f' ? { orderBy: 'pid' } : {}) },
     }, { file: join(dir, 'bench.json'), env: { BENCH_SECRET: init.secret ?? '', BENCH_KEY: init.keyPem ?? '' } })
     const store = openSqliteStore({ dataDir: join(dir, 'data') }) // default: WAL, synchronous=FULL
     const http = createHttpClient({ log })
@@ -248,7 +254,7 @@ async function parent(): Promise<void> {
   const n = rssMode ? Number(process.env.WEIR_BENCH_RSS_N ?? 500_000) : Number(process.env.WEIR_BENCH_N ?? 50_000)
   const warm = Number(process.env.WEIR_BENCH_WARM ?? Math.min(2000, Math.max(200, Math.floor(n / 10))))
   const maxSeconds = rssMode ? Number(process.env.WEIR_BENCH_RSS_MAX_S ?? 300) : Number(process.env.WEIR_BENCH_MAX_S ?? 150)
-  const only = rssMode ? ['d'] : (process.env.WEIR_BENCH_ONLY ?? 'a,b,c,d,e').split(',')
+  const only = rssMode ? ['d'] : (process.env.WEIR_BENCH_ONLY ?? 'a,b,c,d,e,f').split(',')
   const total = warm + n
 
   // Sink: records the arrival time of each message (by x-seq) and the distinct Authorization values.
@@ -365,7 +371,7 @@ async function parent(): Promise<void> {
     return missing()
   }
 
-  const rows: Row[] = []
+  let rows: Row[] = []
   let dDurationMs = 0
 
   const directScenario = async (scenario: 'a' | 'b', name: string) => {
@@ -381,7 +387,7 @@ async function parent(): Promise<void> {
     })
   }
 
-  const relayedScenario = async (scenario: 'c' | 'd' | 'e', name: string, clientId: string, path: string) => {
+  const relayedScenario = async (scenario: 'c' | 'd' | 'e' | 'f', name: string, clientId: string, path: string) => {
     resetSink()
     const tokens0 = tokenCount(clientId)
     const simStart = clock.base + (Date.now() - clock.anchor) * clock.speed
@@ -438,31 +444,72 @@ async function parent(): Promise<void> {
     })
   }
 
+  const names: Record<Scenario, string> = {
+    a: 'bare undici Pool, fixed bearer (limit)',
+    b: 'Weir http destination, client_credentials',
+    c: 'raw relay: node:http → undici',
+    d: 'Weir channel: listener → store (FULL) → map → http',
+    e: '(d) with private_key_jwt RS384, 60 s tokens',
+    f: '(d) ordered by key (orderBy, 500 keys)',
+  }
+  const runScenario = async (sc: Scenario) => {
+    if (sc === 'a' || sc === 'b') return directScenario(sc, names[sc])
+    if (sc === 'e') {
+      // About five 60-second token lifetimes over a run as long as (d)'s (the last (d) measured, or 30 s).
+      const speed = Math.max(1, (5 * 60_000) / Math.max(1000, dDurationMs || 30_000))
+      const t = Date.now()
+      clock.base = t
+      clock.anchor = t
+      clock.speed = speed
+      return relayedScenario('e', names.e, 'bench-jwt', '/in')
+    }
+    return relayedScenario(sc, names[sc], 'bench-cc', sc === 'c' ? '/' : '/in')
+  }
+
   const started = Date.now()
-  if (only.includes('a')) await directScenario('a', 'bare undici Pool, fixed bearer (limit)')
-  if (only.includes('b')) await directScenario('b', 'Weir http destination, client_credentials')
-  if (only.includes('c')) await relayedScenario('c', 'raw relay: node:http → undici', 'bench-cc', '/')
-  if (only.includes('d')) await relayedScenario('d', 'Weir channel: listener → store (FULL) → map → http', 'bench-cc', '/in')
-  if (only.includes('e')) {
-    // About five 60-second token lifetimes over a run as long as (d)'s.
-    const speed = Math.max(1, (5 * 60_000) / Math.max(1000, dDurationMs || 30_000))
-    const t = Date.now()
-    clock.base = t
-    clock.anchor = t
-    clock.speed = speed
-    await relayedScenario('e', '(d) with private_key_jwt RS384, 60 s tokens', 'bench-jwt', '/in')
+  const scenarios = (['a', 'b', 'c', 'd', 'e', 'f'] as const).filter((x) => only.includes(x))
+  const rounds = rssMode ? 1 : Number(process.env.WEIR_BENCH_ROUNDS ?? 3)
+  const byRound: Row[][] = []
+  for (let r = 0; r < rounds; r++) {
+    rows = []
+    const order = [...scenarios.slice(r % scenarios.length), ...scenarios.slice(0, r % scenarios.length)]
+    console.log(`round ${r + 1} of ${rounds}: ${order.join(' ')}`)
+    for (const sc of order) await runScenario(sc)
+    byRound.push(rows)
   }
   const elapsedS = (Date.now() - started) / 1000
   await as.close()
   await new Promise<void>((ok) => { sink.closeAllConnections(); sink.close(() => ok()) })
 
-  const by = (s: string) => rows.find((r) => r.scenario === s)
-  const ratio = (x?: Row, y?: Row) => (x && y ? x.msgsPerSec / y.msgsPerSec : undefined)
-  const ratios = { 'b/a': ratio(by('b'), by('a')), 'd/c': ratio(by('d'), by('c')), 'e/d': ratio(by('e'), by('d')) }
-  const targets = { 'b/a': 0.9, 'd/c': 0.5, 'e/d': 0.95 }
+  const median = (xs: number[]) => { const a = xs.filter((x) => !Number.isNaN(x)).sort((p, q) => p - q); return a.length ? (a.length % 2 ? a[(a.length - 1) / 2]! : (a[a.length / 2 - 1]! + a[a.length / 2]!) / 2) : NaN }
+  const ratioPairs = { 'b/a': ['b', 'a'], 'd/c': ['d', 'c'], 'e/d': ['e', 'd'], 'f/d': ['f', 'd'] } as const
+  const targets: Record<keyof typeof ratioPairs, number> = { 'b/a': 0.9, 'd/c': 0.6, 'e/d': 0.95, 'f/d': 0.8 }
+  const find = (rs: Row[], x: string) => rs.find((row) => row.scenario === x)
+  const roundRatios = byRound.map((rs) => Object.fromEntries(Object.entries(ratioPairs).flatMap(([k, [x, y]]) => {
+    const rx = find(rs, x)
+    const ry = find(rs, y)
+    return rx && ry ? [[k, rx.msgsPerSec / ry.msgsPerSec]] : []
+  })) as Partial<Record<keyof typeof ratioPairs, number>>)
+  const ratios = Object.fromEntries(Object.keys(ratioPairs).flatMap((k) => {
+    const xs = roundRatios.map((rr) => rr[k as keyof typeof ratioPairs]).filter((x): x is number => x !== undefined)
+    return xs.length ? [[k, median(xs)]] : []
+  })) as Partial<Record<keyof typeof ratioPairs, number>>
+  // The table: per scenario, the median of each figure over the rounds.
+  rows = scenarios.map((sc) => {
+    const rs = byRound.map((rr) => find(rr, sc)!).filter(Boolean)
+    const m = (f: (row: Row) => number | undefined) => median(rs.map((row) => f(row) ?? NaN))
+    return {
+      ...rs[0]!,
+      msgsPerSec: m((x) => x.msgsPerSec), p50Ms: m((x) => x.p50Ms), p99Ms: m((x) => x.p99Ms),
+      ...(rs[0]!.ackP50Ms !== undefined ? { ackP50Ms: m((x) => x.ackP50Ms), ackP99Ms: m((x) => x.ackP99Ms) } : {}),
+      peakRssMb: m((x) => x.peakRssMb), cpuUsPerMsg: m((x) => x.cpuUsPerMsg),
+      tokenRequests: Math.max(...rs.map((x) => x.tokenRequests)), distinctTokensAtSink: Math.max(...rs.map((x) => x.distinctTokensAtSink)),
+      notes: rs.map((x) => x.notes).filter(Boolean).join(' | '),
+    }
+  })
   const f = (x: number | undefined, d = 1) => (x === undefined || Number.isNaN(x) ? '–' : x.toFixed(d))
 
-  console.log(`pipeline benchmark: ${n.toLocaleString('en')} messages of ~1 KB (after ${warm} warm-up), ${IN_FLIGHT} in flight, ${elapsedS.toFixed(0)} s`)
+  console.log(`pipeline benchmark: ${n.toLocaleString('en')} messages of ~1 KB (after ${warm} warm-up), ${IN_FLIGHT} in flight, ${rounds} round(s), median of each figure, ${elapsedS.toFixed(0)} s`)
   console.log('')
   console.log('| | scenario | msgs/s | p50 ms | p99 ms | ack p50/p99 ms | peak RSS MB | CPU µs/msg | token requests | notes |')
   console.log('|---|---|---:|---:|---:|---:|---:|---:|---:|---|')
@@ -470,22 +517,25 @@ async function parent(): Promise<void> {
     console.log(`| ${r.scenario} | ${r.name} | ${Math.round(r.msgsPerSec)} | ${f(r.p50Ms)} | ${f(r.p99Ms)} | ${r.ackP50Ms !== undefined ? `${f(r.ackP50Ms)} / ${f(r.ackP99Ms)}` : '–'} | ${f(r.peakRssMb, 0)} | ${f(r.cpuUsPerMsg, 0)} | ${r.tokenRequests} | ${r.notes ?? ''} |`)
   }
   console.log('')
-  for (const [k, v] of Object.entries(ratios)) if (v !== undefined) console.log(`ratio ${k} = ${v.toFixed(2)} (target ≥ ${targets[k as keyof typeof targets]}: ${v >= targets[k as keyof typeof targets] ? 'met' : 'NOT met'})`)
-  const e = by('e')
-  if (e) console.log(`(e) token requests ${e.tokenRequests}, distinct tokens seen by the sink ${e.distinctTokensAtSink}`)
+  for (const [k, v] of Object.entries(ratios)) {
+    const t = targets[k as keyof typeof targets]
+    console.log(`ratio ${k} = ${v.toFixed(2)} median of [${roundRatios.map((rr) => f(rr[k as keyof typeof ratioPairs], 2)).join(', ')}] (target ≥ ${t}: ${v >= t ? 'met' : 'NOT met'})`)
+  }
+  const e = find(rows, 'e')
+  if (e) console.log(`(e) token requests ${e.tokenRequests} at most per round, distinct tokens seen by the sink ${e.distinctTokensAtSink}`)
   if (rssMode) {
-    const d = by('d')!
+    const d = find(rows, 'd')!
     const growth = d.rssLastFifthMb! / d.rssFirstFifthMb! - 1
     console.log(`RSS flatness over ${d.messages.toLocaleString('en')} messages: first fifth ${f(d.rssFirstFifthMb)} MB, last fifth ${f(d.rssLastFifthMb)} MB (${(growth * 100).toFixed(1)}%; target within 10%: ${Math.abs(growth) <= 0.1 ? 'met' : 'NOT met'})`)
   }
   // Only a full run (every scenario, default N) replaces the dated results file; quick runs go to the temp directory.
-  const partial = rssMode ? process.env.WEIR_BENCH_RSS_N !== undefined || process.env.WEIR_BENCH_RSS_MAX_S !== undefined : process.env.WEIR_BENCH_ONLY !== undefined || process.env.WEIR_BENCH_N !== undefined
+  const partial = rssMode ? process.env.WEIR_BENCH_RSS_N !== undefined || process.env.WEIR_BENCH_RSS_MAX_S !== undefined : process.env.WEIR_BENCH_ONLY !== undefined || process.env.WEIR_BENCH_N !== undefined || rounds < 3
   const out = partial ? join(tmpdir(), 'weir-bench') : join(fileURLToPath(new URL('.', import.meta.url)), 'results')
   mkdirSync(out, { recursive: true })
   const file = join(out, `pipeline${rssMode ? '-rss' : ''}${partial ? `-${only.join('')}-${n}` : ''}-${new Date().toISOString().slice(0, partial ? 19 : 10).replace(/:/g, '')}.json`)
   writeFileSync(file, JSON.stringify({
     date: new Date().toISOString(), node: process.version, cpus: (await import('node:os')).cpus().length,
-    messages: n, warmup: warm, inFlight: IN_FLIGHT, window: WINDOW, elapsedSeconds: elapsedS, rows, ratios, targets,
+    messages: n, warmup: warm, inFlight: IN_FLIGHT, window: WINDOW, rounds, elapsedSeconds: elapsedS, rows, ratios, roundRatios, targets, byRound,
   }, null, 2) + '\n')
   console.log(`written ${file}`)
 }
