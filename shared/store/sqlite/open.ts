@@ -7,8 +7,8 @@ import { StoreError } from '../errors.ts'
 import { newMessageId } from '../id.ts'
 import {
   MESSAGE_STATUSES,
-  type AttemptRecord, type ChannelStats, type ClaimedMessage, type DeliveryRecord, type EnqueueOptions, type ListFilter,
-  type MessageDetail, type MessageStatus, type MessageStore, type StoredMessage,
+  type AttemptRecord, type ChannelStats, type ClaimedMessage, type DeliveryRecord, type DeliveryUpdate, type EnqueueOptions, type ListFilter,
+  type MessageDetail, type MessageStatus, type MessageStore, type PurgeTarget, type ResubmitTarget, type StoredMessage,
 } from '../types.ts'
 import { acquireLock, releaseLock } from './lock.ts'
 import { migrate } from './migrations.ts'
@@ -153,160 +153,155 @@ export function openSqliteStore(options: SqliteStoreOptions = {}): SqliteMessage
   const now = options.now ?? Date.now
   const { lockFile, released, pending } = prepare(dir, options, now())
   if (released > 0) options.log?.warn({ dataDir: dir, released }, 'unclean stop detected: messages that were in flight are queued again')
-  const writer = new WriterClient(join(dir, DB_FILE), options.synchronous ?? 'FULL')
-  const queues = new ChannelQueues(pending)
+  return new SqliteStore(new WriterClient(join(dir, DB_FILE), options.synchronous ?? 'FULL'), new ChannelQueues(pending), now, lockFile)
+}
+
+class SqliteStore implements SqliteMessageStore {
   /** The channel of each message claimed by this process and not yet finished. */
-  const claimed = new Map<string, string>()
-  let closed = false
+  private readonly claimed = new Map<string, string>()
+  private closed = false
 
-  const finishedIn = (channel: string | null) => {
-    if (channel !== null) queues.finished(channel)
+  constructor(private readonly writer: WriterClient, private readonly queues: ChannelQueues, private readonly now: () => number, private readonly lockFile: string | undefined) {}
+
+  diagnostics() {
+    return this.writer.call<{ synchronous: number; journalMode: string; commits: number }>('diagnostics', [])
   }
-  const forget = (id: string) => {
-    claimed.delete(id)
-  }
 
-  const store: SqliteMessageStore = {
-    diagnostics: () => writer.call('diagnostics', []),
-
-    enqueue(channel: string, input: MessageInput, opts: EnqueueOptions = {}): Promise<EmitResult> {
-      if (closed) return Promise.reject(new StoreError('message store is closed'))
-      const t = now()
-      const id = newMessageId(t)
-      const contentType = input.contentType ?? (typeof input.body === 'string' ? 'text/plain' : 'application/json')
-      const attributes = input.attributes ?? {}
-      const error = opts.error ?? null
-      if (error === null) queues.accepted(channel)
-      const args = [channel, id, JSON.stringify(input.body ?? null), contentType, JSON.stringify(attributes), input.dedupeKey ?? null, t, opts.orderKey ?? null, error]
-      return writer.call('enqueue', args, ([seq, duplicateOf]: [number, string | null]): EmitResult => {
-        if (error !== null) return duplicateOf === null ? { id, duplicate: false } : { id: duplicateOf, duplicate: true }
-        if (duplicateOf !== null) {
-          queues.written(channel, { counted: false })
-          return { id: duplicateOf, duplicate: true }
-        }
-        const message: ClaimedMessage = {
-          id, seq, channel, status: 'queued', body: input.body ?? null, contentType, attributes, receivedAt: t, updatedAt: t, deliveries: [],
-          ...(input.dedupeKey !== undefined ? { dedupeKey: input.dedupeKey } : {}),
-          ...(opts.orderKey !== undefined ? { orderKey: opts.orderKey } : {}),
-        }
-        queues.written(channel, { message, counted: true })
-        return { id, duplicate: false }
-      }).catch((e) => {
-        if (error === null) queues.written(channel, { counted: false })
-        throw e
-      })
-    },
-
-    claim(channel, limit) {
-      if (closed) return Promise.reject(new StoreError('message store is closed'))
-      const t = now()
-      const q = queues.of(channel)
-      if (!q.backlog) {
-        const got = q.hot.splice(0, limit).map((m): ClaimedMessage => ({ ...m, status: 'in-flight', updatedAt: t }))
-        if (got.length > 0) writer.send('markInFlight', [got.map((m) => m.seq), t])
-        for (const m of got) claimed.set(m.id, channel)
-        return Promise.resolve(got)
+  enqueue(channel: string, input: MessageInput, opts: EnqueueOptions = {}): Promise<EmitResult> {
+    if (this.closed) return Promise.reject(new StoreError('message store is closed'))
+    const t = this.now()
+    const id = newMessageId(t)
+    const contentType = input.contentType ?? (typeof input.body === 'string' ? 'text/plain' : 'application/json')
+    const attributes = input.attributes ?? {}
+    const error = opts.error ?? null
+    if (error === null) this.queues.accepted(channel)
+    const args = [channel, id, JSON.stringify(input.body ?? null), contentType, JSON.stringify(attributes), input.dedupeKey ?? null, t, opts.orderKey ?? null, error]
+    return this.writer.call('enqueue', args, ([seq, duplicateOf]: [number, string | null]): EmitResult => {
+      if (error !== null) return duplicateOf === null ? { id, duplicate: false } : { id: duplicateOf, duplicate: true }
+      if (duplicateOf !== null) {
+        this.queues.written(channel, { counted: false })
+        return { id: duplicateOf, duplicate: true }
       }
-      const generation = q.generation
-      return writer.call('claim', [channel, limit, t], (rows: Array<MessageRow & { deliveries: string }>) => {
-        if (rows.length < limit) queues.drained(channel, generation)
-        return rows.map((r): ClaimedMessage => {
-          claimed.set(r.id, channel)
-          const deliveries = (JSON.parse(r.deliveries) as any[]).map((d) => defined(d) as DeliveryRecord)
-          return { ...rowToMessage({ ...r, status: 'in-flight', updated_at: t, error: null }), deliveries }
-        })
-      })
-    },
-
-    recordDelivery(id, update) {
-      return writer.call('recordDelivery', [id, update, now()])
-    },
-
-    complete(id, status, updates = [], error) {
-      return writer.call('complete', [id, status, updates, error ?? null, now()], (channel: string | null) => {
-        finishedIn(channel)
-        forget(id)
-      })
-    },
-
-    fail(id, error) {
-      return writer.call('complete', [id, 'error', [], error, now()], (channel: string | null) => {
-        finishedIn(channel)
-        forget(id)
-      })
-    },
-
-    release(ids) {
-      if (ids.length === 0) return Promise.resolve()
-      // Claims must see the released messages before anything queued after them: read the database from now on.
-      for (const ch of new Set(ids.map((id) => claimed.get(id)))) if (ch !== undefined) queues.toDatabase(ch)
-      return writer.call('release', [ids, now()], (channels: string[]) => {
-        for (const ch of new Set(channels)) queues.toDatabase(ch)
-        ids.forEach(forget)
-      })
-    },
-
-    resubmit(target) {
-      return writer.call('resubmit', [target, now()], (done: Array<[string, string]>) => {
-        for (const [, channel] of done) queues.requeued(channel)
-        return done.map(([id]) => id)
-      })
-    },
-
-    async purge(target) {
-      // In batches, each its own commit, so an engine running beside is never blocked for long.
-      let purged = 0
-      for (;;) {
-        const n = await writer.call<{ selected: number; deleted: number; batch: number }>('purgeBatch', [target.before, target.channel ?? null])
-        purged += n.deleted
-        if (n.selected < n.batch) return purged
+      const message: ClaimedMessage = {
+        id, seq, channel, status: 'queued', body: input.body ?? null, contentType, attributes, receivedAt: t, updatedAt: t, deliveries: [],
+        ...(input.dedupeKey !== undefined ? { dedupeKey: input.dedupeKey } : {}),
+        ...(opts.orderKey !== undefined ? { orderKey: opts.orderKey } : {}),
       }
-    },
-
-    get(id) {
-      return writer.call('get', [id], (r: { row: MessageRow; deliveries: unknown[]; attempts: unknown[] } | null): MessageDetail | undefined =>
-        r === null ? undefined : { message: rowToMessage(r.row), deliveries: r.deliveries.map(deliveryOf), attempts: r.attempts.map(attemptOf) })
-    },
-
-    list(filter: ListFilter = {}) {
-      return writer.call('list', [filter], (rows: MessageRow[]) => rows.map(rowToMessage))
-    },
-
-    stats(channel) {
-      return writer.call('stats', [channel ?? null], (rows: Array<{ status: MessageStatus; n: number }>) => {
-        const out = Object.fromEntries(MESSAGE_STATUSES.map((st) => [st, 0])) as ChannelStats
-        for (const r of rows) out[r.status] = r.n
-        return out
-      })
-    },
-
-    pending(channel) {
-      return closed ? 0 : queues.of(channel).pending
-    },
-
-    refreshPending(channel) {
-      const channels = channel ? [channel] : queues.channels()
-      for (const ch of channels) queues.toDatabase(ch)
-      return writer.call('pendingCounts', [channel ?? null], (rows: Array<{ channel: string; n: number }>) => {
-        const counts = new Map(rows.map((r) => [r.channel, r.n]))
-        for (const ch of new Set([...channels, ...counts.keys()])) queues.recount(ch, counts.get(ch) ?? 0)
-      })
-    },
-
-    getState<T>(channel: string, component: string, key: string) {
-      return writer.call('getState', [channel, component, key], (v: string | null) => (v === null ? undefined : (JSON.parse(v) as T)))
-    },
-
-    setState(channel, component, key, value) {
-      return writer.call('setState', [channel, component, key, JSON.stringify(value ?? null), now()])
-    },
-
-    async close() {
-      if (closed) return
-      closed = true
-      await writer.close()
-      if (lockFile) releaseLock(lockFile)
-    },
+      this.queues.written(channel, { message, counted: true })
+      return { id, duplicate: false }
+    }).catch((e) => {
+      if (error === null) this.queues.written(channel, { counted: false })
+      throw e
+    })
   }
-  return store
+
+  claim(channel: string, limit: number): Promise<ClaimedMessage[]> {
+    if (this.closed) return Promise.reject(new StoreError('message store is closed'))
+    const t = this.now()
+    const q = this.queues.of(channel)
+    if (!q.backlog) {
+      const got = q.hot.splice(0, limit).map((m): ClaimedMessage => ({ ...m, status: 'in-flight', updatedAt: t }))
+      if (got.length > 0) this.writer.send('markInFlight', [got.map((m) => m.seq), t])
+      for (const m of got) this.claimed.set(m.id, channel)
+      return Promise.resolve(got)
+    }
+    const generation = q.generation
+    return this.writer.call('claim', [channel, limit, t], (rows: Array<MessageRow & { deliveries: string }>) => {
+      if (rows.length < limit) this.queues.drained(channel, generation)
+      return rows.map((r): ClaimedMessage => {
+        this.claimed.set(r.id, channel)
+        const deliveries = (JSON.parse(r.deliveries) as object[]).map((d) => defined(d) as DeliveryRecord)
+        return { ...rowToMessage({ ...r, status: 'in-flight', updated_at: t, error: null }), deliveries }
+      })
+    })
+  }
+
+  recordDelivery(id: string, update: DeliveryUpdate): Promise<void> {
+    return this.writer.call('recordDelivery', [id, update, this.now()])
+  }
+
+  complete(id: string, status: 'delivered' | 'filtered' | 'error', updates: DeliveryUpdate[] = [], error?: string): Promise<void> {
+    return this.writer.call('complete', [id, status, updates, error ?? null, this.now()], (channel: string | null) => this.finished(id, channel))
+  }
+
+  fail(id: string, error: string): Promise<void> {
+    return this.complete(id, 'error', [], error)
+  }
+
+  release(ids: string[]): Promise<void> {
+    if (ids.length === 0) return Promise.resolve()
+    // Claims must see the released messages before anything queued after them: read the database from now on.
+    for (const ch of new Set(ids.map((id) => this.claimed.get(id)))) if (ch !== undefined) this.queues.toDatabase(ch)
+    return this.writer.call('release', [ids, this.now()], (channels: string[]) => {
+      for (const ch of new Set(channels)) this.queues.toDatabase(ch)
+      for (const id of ids) this.claimed.delete(id)
+    })
+  }
+
+  resubmit(target: ResubmitTarget): Promise<string[]> {
+    return this.writer.call('resubmit', [target, this.now()], (done: Array<[string, string]>) => {
+      for (const [, channel] of done) this.queues.requeued(channel)
+      return done.map(([id]) => id)
+    })
+  }
+
+  async purge(target: PurgeTarget): Promise<number> {
+    // In batches, each its own commit, so an engine running beside is never blocked for long.
+    let purged = 0
+    for (;;) {
+      const n = await this.writer.call<{ selected: number; deleted: number; batch: number }>('purgeBatch', [target.before, target.channel ?? null])
+      purged += n.deleted
+      if (n.selected < n.batch) return purged
+    }
+  }
+
+  get(id: string): Promise<MessageDetail | undefined> {
+    return this.writer.call('get', [id], (r: { row: MessageRow; deliveries: unknown[]; attempts: unknown[] } | null) =>
+      r === null ? undefined : { message: rowToMessage(r.row), deliveries: r.deliveries.map(deliveryOf), attempts: r.attempts.map(attemptOf) })
+  }
+
+  list(filter: ListFilter = {}): Promise<StoredMessage[]> {
+    return this.writer.call('list', [filter], (rows: MessageRow[]) => rows.map(rowToMessage))
+  }
+
+  stats(channel?: string): Promise<ChannelStats> {
+    return this.writer.call('stats', [channel ?? null], (rows: Array<{ status: MessageStatus; n: number }>) => {
+      const out = Object.fromEntries(MESSAGE_STATUSES.map((st) => [st, 0])) as ChannelStats
+      for (const r of rows) out[r.status] = r.n
+      return out
+    })
+  }
+
+  pending(channel: string): number {
+    return this.closed ? 0 : this.queues.of(channel).pending
+  }
+
+  refreshPending(channel?: string): Promise<void> {
+    const channels = channel ? [channel] : this.queues.channels()
+    for (const ch of channels) this.queues.toDatabase(ch)
+    return this.writer.call('pendingCounts', [channel ?? null], (rows: Array<{ channel: string; n: number }>) => {
+      const counts = new Map(rows.map((r) => [r.channel, r.n]))
+      for (const ch of new Set([...channels, ...counts.keys()])) this.queues.recount(ch, counts.get(ch) ?? 0)
+    })
+  }
+
+  getState<T = unknown>(channel: string, component: string, key: string): Promise<T | undefined> {
+    return this.writer.call('getState', [channel, component, key], (v: string | null) => (v === null ? undefined : (JSON.parse(v) as T)))
+  }
+
+  setState(channel: string, component: string, key: string, value: unknown): Promise<void> {
+    return this.writer.call('setState', [channel, component, key, JSON.stringify(value ?? null), this.now()])
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    await this.writer.close()
+    if (this.lockFile) releaseLock(this.lockFile)
+  }
+
+  private finished(id: string, channel: string | null): void {
+    if (channel !== null) this.queues.finished(channel)
+    this.claimed.delete(id)
+  }
 }
