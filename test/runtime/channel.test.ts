@@ -1,7 +1,7 @@
 import { describe, it, expect } from 'vitest'
 import { openSqliteStore, type MessageStore } from '../../shared/store/index.ts'
 import { silentLogger } from '../../shared/log/index.ts'
-import { defineComponent } from '../../shared/component.ts'
+import { defineComponent, type MessageInput } from '../../shared/component.ts'
 import { startChannel } from '../../engine/runtime/index.ts'
 import { loadChannelObject } from '../../shared/config/load.ts'
 import { createHttpClient } from '../../shared/http/index.ts'
@@ -280,7 +280,8 @@ describe('the built-in http-listener in the runtime', () => {
     let open!: () => void
     const gate = new Promise<void>((ok) => (open = ok))
     let enqueues = 0
-    const store: MessageStore = { ...rt.store, enqueue: async (c, input) => { enqueues++; await gate; return rt.store.enqueue(c, input) } }
+    // Every operation goes to the real store; only enqueue waits at the gate.
+    const store: MessageStore = Object.assign(Object.create(rt.store) as MessageStore, { enqueue: async (c: string, input: MessageInput) => { enqueues++; await gate; return rt.store.enqueue(c, input) } })
     const http = createHttpClient()
     try {
       const h = await startChannel(ch, { store, log: silentLogger, dataDir: rt.dir.path, http })
