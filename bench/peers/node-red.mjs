@@ -21,8 +21,9 @@ RED.init(server, settings)
 const flowsStarted = new Promise((ok) => RED.events.once('flows:started', ok))
 await RED.start()
 await flowsStarted
-await new Promise((ok) => server.listen(0, '127.0.0.1', ok))
-process.stdout.write(JSON.stringify({ msg: 'ready', url: `http://127.0.0.1:${server.address().port}/in` }) + '\n')
+await new Promise((ok) => server.listen(0, '127.0.0.1', () => ok(undefined)))
+const { port } = /** @type {import('node:net').AddressInfo} */ (server.address())
+process.stdout.write(JSON.stringify({ msg: 'ready', url: `http://127.0.0.1:${port}/in` }) + '\n')
 
 const stop = async () => {
   setTimeout(() => process.exit(1), 5000).unref()
