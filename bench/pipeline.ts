@@ -44,13 +44,13 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { exportJWK } from 'jose'
 import { Pool } from 'undici'
+import { benchBody, generate } from './lib/generator.ts'
+import { startSink } from './lib/sink.ts'
 
 const SELF = fileURLToPath(import.meta.url)
 const IN_FLIGHT = 64
 const WINDOW = 512
-const PAD = 'x'.repeat(900)
-
-const body = (seq: number) => ({ seq, mrn: `MRN${100000 + (seq % 900000)}`, pid: `P${seq % 500}`, name: 'Doe^John', event: 'A01', ward: '4B', payload: PAD })
+const body = benchBody
 
 /** A clock that may run faster than real time (scenario e). */
 interface ClockSpec { base: number; anchor: number; speed: number }
@@ -258,28 +258,9 @@ async function parent(): Promise<void> {
   const total = warm + n
 
   // Sink: records the arrival time of each message (by x-seq) and the distinct Authorization values.
-  const arrived = new Float64Array(total).fill(NaN)
-  let arrivals = 0
-  let duplicates = 0
-  const auths = new Set<string>()
-  let waiters: Array<() => void> = []
-  const sink = createServer((req, res) => {
-    req.resume()
-    req.on('end', () => {
-      const seq = Number(req.headers['x-seq'])
-      const a = req.headers.authorization
-      if (a && auths.size < 10_000) auths.add(a)
-      if (seq >= 0 && seq < total) {
-        if (Number.isNaN(arrived[seq]!)) { arrived[seq] = performance.now(); arrivals++ } else duplicates++
-      }
-      res.writeHead(200, { 'content-type': 'application/json', 'content-length': 11 }).end('{"ok":true}')
-      if (waiters.length) { const w = waiters; waiters = []; for (const f of w) f() }
-    })
-  })
-  sink.keepAliveTimeout = 30_000
-  await new Promise<void>((ok) => sink.listen(0, '127.0.0.1', () => ok()))
-  const sinkUrl = `http://127.0.0.1:${(sink.address() as AddressInfo).port}/fhir/Encounter`
-  const resetSink = () => { arrived.fill(NaN); arrivals = 0; duplicates = 0; auths.clear() }
+  const sink = await startSink(total)
+  const sinkUrl = sink.url
+  const resetSink = () => sink.reset()
 
   const clock: ClockSpec = { base: Date.now(), anchor: Date.now(), speed: 1 }
   const { startAuthorizationServer } = await import('../engine/embedded/authorization-server.ts')
@@ -327,49 +308,8 @@ async function parent(): Promise<void> {
   }
 
   /** 64 concurrent POSTs to `url`, each awaiting its answer; at most WINDOW sent but not at the sink. */
-  const generate = async (url: string, from: number, to: number, deadline: number) => {
-    const target = new URL(url)
-    const pool = new Pool(target.origin, { connections: IN_FLIGHT })
-    const sent = new Float64Array(to - from)
-    const ack = new Float64Array(to - from).fill(NaN)
-    let next = from
-    let refused = 0
-    const base = arrivals // every earlier message has arrived (each phase is drained before the next)
-    const waitWindow = async (seq: number) => {
-      while (seq - from - (arrivals - base) >= WINDOW) await new Promise<void>((ok) => waiters.push(ok))
-    }
-    await Promise.all(Array.from({ length: IN_FLIGHT }, async () => {
-      for (;;) {
-        if (Date.now() >= deadline) return // every seq taken below `next` is sent
-        const seq = next++
-        if (seq >= to) return
-        await waitWindow(seq)
-        const payload = JSON.stringify(body(seq))
-        sent[seq - from] = performance.now()
-        for (let attempt = 0; ; attempt++) {
-          try {
-            const res = await pool.request({ method: 'POST', path: target.pathname, body: payload, headers: { 'content-type': 'application/json', 'x-seq': String(seq) } })
-            await res.body.text()
-            if (res.statusCode === 202) break
-            refused++
-          } catch { refused++ }
-          if (attempt > 200) throw new Error(`message ${seq} never accepted`)
-          await new Promise((ok) => setTimeout(ok, 50))
-        }
-        ack[seq - from] = performance.now() - sent[seq - from]!
-      }
-    }))
-    const lastSent = Math.min(next, to)
-    await pool.close()
-    return { sent, ack, lastSent, refused }
-  }
-
-  /** Waits until every message in [from, to) reached the sink (or the deadline). */
-  const drained = async (from: number, to: number, deadline: number) => {
-    const missing = () => { let m = 0; for (let i = from; i < to; i++) if (Number.isNaN(arrived[i]!)) m++; return m }
-    while (missing() > 0 && Date.now() < deadline) await new Promise((ok) => setTimeout(ok, 100))
-    return missing()
-  }
+  const send = (url: string, from: number, to: number, deadline: number) => generate({ url, from, to, deadline, sink, inFlight: IN_FLIGHT, window: WINDOW })
+  const drained = (from: number, to: number, deadline: number) => sink.drained(from, to, deadline)
 
   let rows: Row[] = []
   let dDurationMs = 0
@@ -382,8 +322,8 @@ async function parent(): Promise<void> {
     const stats = await c.stop()
     rows.push({
       scenario, name, messages: n, msgsPerSec: (n / done.durationMs) * 1000, p50Ms: done.p50, p99Ms: done.p99,
-      peakRssMb: stats.maxRssKb / 1024, cpuUsPerMsg: (done.cpuMs * 1000) / n, tokenRequests: tokenCount('bench-cc') - tokens0, distinctTokensAtSink: auths.size,
-      ...(duplicates ? { notes: `${duplicates} duplicates` } : {}),
+      peakRssMb: stats.maxRssKb / 1024, cpuUsPerMsg: (done.cpuMs * 1000) / n, tokenRequests: tokenCount('bench-cc') - tokens0, distinctTokensAtSink: sink.authorizations().length,
+      ...(sink.duplicates ? { notes: `${sink.duplicates} duplicates` } : {}),
     })
   }
 
@@ -395,19 +335,19 @@ async function parent(): Promise<void> {
     const { port } = await c.receive('ready')
     const url = `http://127.0.0.1:${port}${path}`
     const deadline = Date.now() + maxSeconds * 1000
-    await generate(url, 0, warm, deadline)
+    await send(url, 0, warm, deadline)
     const warmMissing = await drained(0, warm, deadline)
     if (warmMissing) throw new Error(`scenario ${scenario}: ${warmMissing} warm-up messages never reached the sink`)
     const t0 = performance.now()
     const wallStart = Date.now()
-    const g = await generate(url, warm, total, deadline)
+    const g = await send(url, warm, total, deadline)
     const missing = await drained(warm, g.lastSent, deadline + 30_000)
     const sentCount = g.lastSent - warm
     const delivered = sentCount - missing
     let last = t0
     const lat: number[] = []
     for (let i = warm; i < g.lastSent; i++) {
-      const at = arrived[i]!
+      const at = sink.arrivedAt(i)
       if (Number.isNaN(at)) continue
       if (at > last) last = at
       lat.push(at - g.sent[i - warm]!)
@@ -428,7 +368,7 @@ async function parent(): Promise<void> {
     const ackLat = Array.from(g.ack.subarray(0, sentCount)).filter((x) => !Number.isNaN(x))
     const lifetimes = scenario === 'e' ? (simEnd - simStart) / 60_000 : undefined
     const notes = [
-      missing ? `${missing} LOST` : '', duplicates ? `${duplicates} duplicate arrivals` : '', g.refused ? `${g.refused} refused sends retried` : '',
+      missing ? `${missing} LOST` : '', sink.duplicates ? `${sink.duplicates} duplicate arrivals` : '', g.refused ? `${g.refused} refused sends retried` : '',
       sentCount < n ? `time limit: ${sentCount} of ${n} sent` : '',
       lifetimes !== undefined ? `simulated ${((simEnd - simStart) / 1000).toFixed(0)} s at ×${clock.speed.toFixed(1)} = ${lifetimes.toFixed(1)} token lifetimes (whole run incl. warm-up)` : '',
       stats.counters?.errors ? `${stats.counters.errors} messages in error` : '',
@@ -438,7 +378,7 @@ async function parent(): Promise<void> {
     rows.push({
       scenario, name, messages: delivered, msgsPerSec: (delivered / durationMs) * 1000, p50Ms: pct(lat, 0.5), p99Ms: pct(lat, 0.99),
       ackP50Ms: pct(ackLat, 0.5), ackP99Ms: pct(ackLat, 0.99),
-      peakRssMb: stats.maxRssKb / 1024, cpuUsPerMsg: (windowCpuMs * 1000) / delivered, tokenRequests: tokenCount(clientId) - tokens0, distinctTokensAtSink: auths.size,
+      peakRssMb: stats.maxRssKb / 1024, cpuUsPerMsg: (windowCpuMs * 1000) / delivered, tokenRequests: tokenCount(clientId) - tokens0, distinctTokensAtSink: sink.authorizations().length,
       ...(notes ? { notes } : {}),
       ...(rssMode ? { rssFirstFifthMb: fifth('first'), rssLastFifthMb: fifth('last') } : {}),
     })
@@ -479,7 +419,7 @@ async function parent(): Promise<void> {
   }
   const elapsedS = (Date.now() - started) / 1000
   await as.close()
-  await new Promise<void>((ok) => { sink.closeAllConnections(); sink.close(() => ok()) })
+  await sink.close()
 
   const median = (xs: number[]) => { const a = xs.filter((x) => !Number.isNaN(x)).sort((p, q) => p - q); return a.length ? (a.length % 2 ? a[(a.length - 1) / 2]! : (a[a.length / 2 - 1]! + a[a.length / 2]!) / 2) : NaN }
   const ratioPairs = { 'b/a': ['b', 'a'], 'd/c': ['d', 'c'], 'e/d': ['e', 'd'], 'f/d': ['f', 'd'] } as const

@@ -9,8 +9,8 @@ import type { Sink } from './sink.ts'
 
 const PAD = 'x'.repeat(900)
 
-/** Message `seq`: about 1 KB once serialised. */
-export const benchBody = (seq: number) => ({ seq, mrn: `MRN${100000 + (seq % 900000)}`, name: 'Doe^John', event: 'A01', ward: '4B', payload: PAD })
+/** Message `seq`: about 1 KB once serialised; `pid` takes 500 values (the key of the ordered scenario). */
+export const benchBody = (seq: number) => ({ seq, mrn: `MRN${100000 + (seq % 900000)}`, pid: `P${seq % 500}`, name: 'Doe^John', event: 'A01', ward: '4B', payload: PAD })
 
 export interface GenerateOptions {
   /** Where to POST (the system under test's listener). */
