@@ -2,6 +2,8 @@ import type { Logger } from './log/index.ts'
 import type { TokenProvider } from './oauth/types.ts'
 import type { HttpClient } from './http/types.ts'
 
+export { isJsonContentType } from './http/content-type.ts'
+
 /** A message as it moves through a channel. */
 export interface Message {
   /** Stable id, assigned at the durable write (or derived from the input, e.g. a file). */
@@ -137,6 +139,3 @@ export function defineComponent<K extends ComponentKind, C = any>(definition: Co
 export function withBody(message: Message, body: unknown, contentType?: string): Message {
   return { ...message, body, contentType: contentType ?? message.contentType }
 }
-
-/** True for JSON media types: application/json and any `+json` suffix (application/fhir+json), parameters allowed. */
-export const isJsonContentType = (t: string): boolean => /^application\/([\w.+-]*\+)?json\b/i.test(t)

@@ -2,9 +2,8 @@ import { defineComponent, isJsonContentType, type Message } from '../../shared/c
 import { secretSchema } from '../../shared/config/secret-schema.ts'
 import { isWeirError, parseRetryAfter, PermanentError, RetryableError, type WeirError } from '../../shared/errors.ts'
 import { reveal, type Secret } from '../../shared/secret.ts'
-import { redactedExcerpt } from '../../shared/oauth/errors.ts'
 import type { TokenProvider } from '../../shared/oauth/types.ts'
-import type { HttpRequest } from '../../shared/http/types.ts'
+import { isRetryableStatus, redactedExcerpt, type HttpRequest } from '../../shared/http/index.ts'
 import { compileTemplate, hasTemplateField, templateProblems } from '../../shared/template.ts'
 
 export interface HttpConfig {
@@ -173,7 +172,7 @@ export default defineComponent<'destination', HttpConfig>({
         const excerpt = excerptOf(res.body)
         if (accepted[res.status]) return { status: res.status, excerpt }
         let err: StatusError
-        if (res.status === 408 || res.status === 429 || res.status >= 500) {
+        if (isRetryableStatus(res.status)) {
           const retryAfterMs = parseRetryAfter(res.headers['retry-after'])
           err = new RetryableError(`${whereOf(config.method, url)} answered ${res.status}${excerpt ? `: "${excerpt}"` : ''}`, { code: 'ERR_HTTP_STATUS', ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) })
         } else if (res.status >= 300 && res.status < 400) {

@@ -5,7 +5,7 @@ import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { resolve } from 'node:path'
 import { createRemoteJWKSet, customFetch, jwtVerify, type JWTPayload } from 'jose'
-import { defineComponent, type ComponentContext, type Emit } from '../../shared/component.ts'
+import { defineComponent, isJsonContentType, type ComponentContext, type Emit } from '../../shared/component.ts'
 import type { HttpRequest } from '../../shared/http/types.ts'
 import { secretSchema } from '../../shared/config/secret-schema.ts'
 import { ConfigError, isWeirError, WeirError } from '../../shared/errors.ts'
@@ -105,7 +105,6 @@ class Refusal {
   constructor(readonly status: number, readonly reason: string, readonly headers: Record<string, string> = {}) {}
 }
 
-const isJsonType = (t: string) => /^application\/([\w.+-]*\+)?json$/i.test(t)
 const typeMatcher = (patterns: readonly string[]) => {
   const res = patterns.map((p) => new RegExp('^' + p.split('*').map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*') + '$', 'i'))
   return (t: string) => res.some((r) => r.test(t))
@@ -266,7 +265,7 @@ export default defineComponent<'source', HttpListenerConfig>({
       if (declared > config.maxBytes) throw new Refusal(413, `body above maxBytes ${config.maxBytes}`)
       const raw = await readBody(req)
       let body: unknown = raw.toString('utf8')
-      if (isJsonType(contentType)) {
+      if (isJsonContentType(contentType)) {
         try { body = JSON.parse(body as string) } catch (e) { throw new Refusal(400, `invalid JSON body: ${(e as Error).message}`) }
       }
       for (const h of attributeHeaders) {

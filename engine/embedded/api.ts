@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { isJsonContentType } from '../../shared/http/index.ts'
 import { SENSITIVE_HEADERS } from '../../shared/log/index.ts'
 import { REDACTED, scrubSecrets } from '../../shared/secret.ts'
 import type { AuthorizationServer } from './authorization-server.ts'
@@ -102,7 +103,7 @@ export async function startEmbeddedApi(options: EmbeddedApiOptions = {}): Promis
     for (const [k, v] of Object.entries(req.headers)) if (v !== undefined) raw[k] = Array.isArray(v) ? v.join(', ') : v
     for (const [k, v] of Object.entries(raw)) headers[k] = maskHeader(k, v)
     let json: unknown
-    if (body && /json/.test(headers['content-type'] ?? '')) { try { json = JSON.parse(body) } catch { /* recorded as text */ } }
+    if (body && isJsonContentType(headers['content-type'] ?? '')) { try { json = JSON.parse(body) } catch { /* recorded as text */ } }
     const index = routes.findIndex((r) => matches(r, method, url.pathname))
     const rec: RecordedRequest = { method, path: url.pathname, query: Object.fromEntries(url.searchParams), headers, body, ...(json !== undefined ? { json } : {}), route: index, status: 0, at: Date.now() }
     requests.push(rec)

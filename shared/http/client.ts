@@ -2,9 +2,10 @@ import type { Readable } from 'node:stream'
 import { Pool, type Dispatcher } from 'undici'
 import { PermanentError, RetryableError, WeirError, parseRetryAfter } from '../errors.ts'
 import { silentLogger, type Logger } from '../log/index.ts'
-import { OAuthChallengeError, parseWwwAuthenticate, redactedExcerpt, type Challenge } from '../oauth/errors.ts'
-import type { AccessToken } from '../oauth/types.ts'
 import { abortAfter, linkAbort, unlinkAbort } from './abort.ts'
+import { OAuthChallengeError, parseWwwAuthenticate, type Challenge } from './challenge.ts'
+import { redactedExcerpt } from './excerpt.ts'
+import { isRetryableStatus } from './status.ts'
 import type { HttpClient, HttpRequest, HttpResponse } from './types.ts'
 
 export interface HttpClientOptions {
@@ -15,11 +16,6 @@ export interface HttpClientOptions {
   maxBodyBytes?: number
   /** Default per-request timeout (default 30 s). */
   timeoutMs?: number
-}
-
-/** Whether a failed status may succeed on a later attempt (network-class failures are always retryable). */
-export function isRetryableStatus(status: number): boolean {
-  return status === 408 || status === 429 || status >= 500
 }
 
 /** The error for a final non-2xx/3xx response: retryable for 408/429/5xx (with Retry-After), permanent otherwise. */
@@ -213,7 +209,7 @@ export function createHttpClient(options: HttpClientOptions = {}): HttpClient & 
       let nonceRetried = false
       for (;;) {
         let headers = req.headers
-        let token: AccessToken | undefined
+        let token: unknown
         if (credential) {
           let auth: Awaited<ReturnType<typeof credential.authorize>> | undefined
           try {
@@ -241,7 +237,7 @@ export function createHttpClient(options: HttpClientOptions = {}): HttpClient & 
             continue
           }
           if (error === 'invalid_token' && !renewed) {
-            credential.invalidate(token!)
+            credential.invalidate(token)
             if (!replayable) throw notResent(url, method, error, challenge)
             renewed = true
             log.info({ credential: credential.name, url: `${url.origin}${url.pathname}` }, 'access token rejected (invalid_token); renewing once')

@@ -1,2 +1,6 @@
-export type { HttpClient, HttpRequest, HttpResponse } from './types.ts'
-export { createHttpClient, isRetryableStatus, statusError, type HttpClientOptions } from './client.ts'
+export type { HttpClient, HttpRequest, HttpResponse, RequestCredential } from './types.ts'
+export { createHttpClient, statusError, type HttpClientOptions } from './client.ts'
+export { isRetryableStatus } from './status.ts'
+export { isJsonContentType } from './content-type.ts'
+export { OAuthChallengeError, parseWwwAuthenticate, type Challenge } from './challenge.ts'
+export { redactedExcerpt } from './excerpt.ts'

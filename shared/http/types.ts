@@ -1,6 +1,5 @@
 import type { Readable } from 'node:stream'
 import type { Dispatcher } from 'undici'
-import type { TokenProvider } from '../oauth/types.ts'
 
 export interface HttpRequest {
   method?: string
@@ -12,10 +11,28 @@ export interface HttpRequest {
    * never resent: such a 401 drops the token and fails with a retryable error.
    */
   body?: string | Buffer | Readable
-  /** Authenticate with this token provider (Authorization, DPoP), renewing once on a 401 invalid_token. */
-  credential?: TokenProvider
+  /** Authenticate with this credential (Authorization, DPoP), renewing once on a 401 invalid_token. */
+  credential?: RequestCredential
   timeoutMs?: number
   signal?: AbortSignal
+}
+
+/**
+ * What the client needs of a credential to authenticate requests; shared/oauth's TokenProvider is
+ * one. `T` is the credential's token, handed back to `invalidate` after a 401 `invalid_token`.
+ */
+export interface RequestCredential<T = unknown> {
+  readonly name: string
+  /** Headers for one request (Authorization, DPoP); `options.signal` bounds a wait for a token. */
+  authorize(request: { method: string; url: string | URL }, token?: T, options?: { signal?: AbortSignal }): Promise<{ token: T; headers: Record<string, string> }>
+  /** `authorize()` without the promise when no wait and no signing is needed; undefined otherwise. */
+  authorizeNow?(request: { method: string; url: string | URL }): { token: T; headers: Record<string, string> } | undefined
+  /** Drops `token` if it is still the current one. */
+  invalidate(token: T): void
+  /** Dispatcher for the request (a client certificate for certificate-bound tokens). */
+  dispatcher?: Dispatcher
+  /** Sees each response to a request it authorized (a `DPoP-Nonce` header). */
+  noteResponse?(url: string | URL, headers: Record<string, string | string[] | undefined>): void
 }
 
 export interface HttpResponse {

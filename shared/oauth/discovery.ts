@@ -1,6 +1,7 @@
 import { fetch, type Dispatcher } from 'undici'
 import { RetryableError, WeirError } from '../errors.ts'
 import { boundedSignal } from '../http/abort.ts'
+import { isRetryableStatus } from '../http/status.ts'
 
 export interface ServerMetadata {
   issuer: string
@@ -51,7 +52,7 @@ async function fetchMetadata(issuer: string, url: string, dispatcher: Dispatcher
     await res.body?.cancel()
     return undefined
   }
-  if (res.status >= 500 || res.status === 429) {
+  if (isRetryableStatus(res.status)) {
     await res.body?.cancel()
     throw new RetryableError(`discovery of ${issuer}: ${url} answered ${res.status}`, { code: 'ERR_HTTP_STATUS' })
   }

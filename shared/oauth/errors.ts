@@ -1,5 +1,8 @@
 import { WeirError, type ErrorCode } from '../errors.ts'
-import { scrubSecrets } from '../secret.ts'
+
+// The HTTP-level parts, re-exported: shared/oauth builds on shared/http, never the other way round.
+export { OAuthChallengeError, parseWwwAuthenticate, type Challenge } from '../http/challenge.ts'
+export { redactedExcerpt } from '../http/excerpt.ts'
 
 /** OAuth `error` codes after which retrying the same request cannot help: the credential is marked broken. */
 export const TERMINAL_OAUTH_ERRORS = new Set([
@@ -26,24 +29,6 @@ export class OAuthResponseError extends WeirError {
     this.retryable = fields.retryable ?? false
     if (fields.retryAfterMs !== undefined) this.retryAfterMs = fields.retryAfterMs
     Object.defineProperty(this, 'response', { enumerable: false, value: { status: fields.status, headers: fields.headers ?? {}, excerpt: fields.excerpt ?? '' } })
-  }
-}
-
-/** A 401 whose only explanation is a `WWW-Authenticate` challenge (oauth4webapi `WWWAuthenticateChallengeError`). */
-export class OAuthChallengeError extends WeirError {
-  override code: ErrorCode = 'ERR_OAUTH_CHALLENGE'
-  status: number
-  scheme: string
-  error?: string
-  error_description?: string
-  parameters: Record<string, string>
-  constructor(message: string, status: number, challenge: Challenge) {
-    super(message)
-    this.status = status
-    this.scheme = challenge.scheme
-    this.parameters = challenge.parameters
-    if (challenge.parameters.error) this.error = challenge.parameters.error
-    if (challenge.parameters.error_description) this.error_description = challenge.parameters.error_description
   }
 }
 
@@ -80,60 +65,4 @@ export class ReauthRequiredError extends WeirError {
       if (cause.error_uri) this.error_uri = cause.error_uri
     }
   }
-}
-
-export interface Challenge {
-  scheme: string
-  parameters: Record<string, string>
-}
-
-/** Parses `WWW-Authenticate` (RFC 9110 §11.6.1) into challenges with lower-cased parameter names. */
-export function parseWwwAuthenticate(header: string | string[] | null | undefined): Challenge[] {
-  if (!header) return []
-  const text = Array.isArray(header) ? header.join(', ') : header
-  const out: Challenge[] = []
-  const token = /[A-Za-z0-9!#$%&'*+.^_`|~-]+/y
-  let current: Challenge | undefined
-  let i = 0
-  while (i < text.length) {
-    while (i < text.length && /[\s,]/.test(text[i]!)) i++
-    token.lastIndex = i
-    const t = token.exec(text)
-    if (!t) { i++; continue }
-    i = token.lastIndex
-    let j = i
-    while (j < text.length && text[j] === ' ') j++
-    if (text[j] === '=' && current) {
-      i = j + 1
-      while (i < text.length && text[i] === ' ') i++
-      let value = ''
-      if (text[i] === '"') {
-        i++
-        while (i < text.length && text[i] !== '"') {
-          if (text[i] === '\\') i++
-          value += text[i] ?? ''
-          i++
-        }
-        i++
-      } else {
-        while (i < text.length && !/[\s,]/.test(text[i]!)) value += text[i++]
-      }
-      current.parameters[t[0].toLowerCase()] = value
-    } else {
-      current = { scheme: t[0], parameters: {} }
-      out.push(current)
-    }
-  }
-  return out
-}
-
-// A body cut short (size limit, reset connection) may end inside a token: a JWT with one dot, a
-// field value without its closing quote. Both are still redacted.
-const JWT_LIKE = /eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]*)?/g
-const TOKEN_FIELDS = /("(?:access_token|refresh_token|id_token|assertion|client_secret|client_assertion)"\s*:\s*)"[^"]*"?/g
-
-/** A short excerpt of a response body safe to put in an error: token fields, JWTs and known secrets removed. */
-export function redactedExcerpt(body: string, max = 200): string {
-  const cleaned = scrubSecrets(body).replace(TOKEN_FIELDS, '$1"[REDACTED]"').replace(JWT_LIKE, '[REDACTED]').replace(/\s+/g, ' ').trim()
-  return cleaned.length > max ? cleaned.slice(0, max) + '…' : cleaned
 }

@@ -3,6 +3,7 @@ import { fetch, type Dispatcher } from 'undici'
 import { decodeJwt } from 'jose'
 import { RetryableError, WeirError, parseRetryAfter } from '../errors.ts'
 import { boundedSignal } from '../http/abort.ts'
+import { isRetryableStatus } from '../http/status.ts'
 import { Secret, registerSecretValue, REDACTED } from '../secret.ts'
 import type { AccessToken } from './types.ts'
 import { OAuthChallengeError, OAuthResponseError, parseWwwAuthenticate, redactedExcerpt } from './errors.ts'
@@ -243,7 +244,7 @@ export function processTokenResponse(
   const excerpt = redactedExcerpt(raw.text)
   if (body && typeof body.error === 'string') {
     const retryAfterMs = parseRetryAfter(raw.headers['retry-after'])
-    const retryable = raw.status >= 500 || raw.status === 429 || raw.status === 408 || body.error === 'temporarily_unavailable' || body.error === 'server_error' || body.error === 'slow_down'
+    const retryable = isRetryableStatus(raw.status) || body.error === 'temporarily_unavailable' || body.error === 'server_error' || body.error === 'slow_down'
     const desc = typeof body.error_description === 'string' ? body.error_description : undefined
     const fields = {
       status: raw.status, error: body.error, retryable, headers: raw.headers, excerpt,
@@ -255,7 +256,7 @@ export function processTokenResponse(
   }
   if (raw.status < 200 || raw.status > 299) {
     const retryAfterMs = parseRetryAfter(raw.headers['retry-after'])
-    if (raw.status >= 500 || raw.status === 429 || raw.status === 408) {
+    if (isRetryableStatus(raw.status)) {
       throw Object.assign(new RetryableError(`${where} answered ${raw.status}${excerpt ? `: "${excerpt}"` : ''}`, { code: 'ERR_HTTP_STATUS', ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) }), { status: raw.status })
     }
     const challenge = parseWwwAuthenticate(raw.headers['www-authenticate'])[0]

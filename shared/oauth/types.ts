@@ -1,5 +1,6 @@
 import type { Dispatcher } from 'undici'
 import type { Secret } from '../secret.ts'
+import type { RequestCredential } from '../http/types.ts'
 
 /** An access token as the client holds it. `value` prints as [REDACTED]. */
 export interface AccessToken {
@@ -16,7 +17,7 @@ export interface AccessToken {
  * One credential's token source. The contract every destination relies on; implemented in
  * shared/oauth/provider.ts.
  */
-export interface TokenProvider {
+export interface TokenProvider extends RequestCredential<AccessToken> {
   readonly name: string
   /** A valid token: cached, refreshed in the background before expiry, one fetch in flight however many callers wait. */
   getToken(options?: { signal?: AbortSignal }): Promise<AccessToken>

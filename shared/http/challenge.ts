@@ -1,0 +1,64 @@
+import { WeirError, type ErrorCode } from '../errors.ts'
+
+export interface Challenge {
+  scheme: string
+  parameters: Record<string, string>
+}
+
+/** A 401 whose only explanation is a `WWW-Authenticate` challenge (oauth4webapi `WWWAuthenticateChallengeError`). */
+export class OAuthChallengeError extends WeirError {
+  override code: ErrorCode = 'ERR_OAUTH_CHALLENGE'
+  status: number
+  scheme: string
+  error?: string
+  error_description?: string
+  parameters: Record<string, string>
+  constructor(message: string, status: number, challenge: Challenge) {
+    super(message)
+    this.status = status
+    this.scheme = challenge.scheme
+    this.parameters = challenge.parameters
+    if (challenge.parameters.error) this.error = challenge.parameters.error
+    if (challenge.parameters.error_description) this.error_description = challenge.parameters.error_description
+  }
+}
+
+/** Parses `WWW-Authenticate` (RFC 9110 §11.6.1) into challenges with lower-cased parameter names. */
+export function parseWwwAuthenticate(header: string | string[] | null | undefined): Challenge[] {
+  if (!header) return []
+  const text = Array.isArray(header) ? header.join(', ') : header
+  const out: Challenge[] = []
+  const token = /[A-Za-z0-9!#$%&'*+.^_`|~-]+/y
+  let current: Challenge | undefined
+  let i = 0
+  while (i < text.length) {
+    while (i < text.length && /[\s,]/.test(text[i]!)) i++
+    token.lastIndex = i
+    const t = token.exec(text)
+    if (!t) { i++; continue }
+    i = token.lastIndex
+    let j = i
+    while (j < text.length && text[j] === ' ') j++
+    if (text[j] === '=' && current) {
+      i = j + 1
+      while (i < text.length && text[i] === ' ') i++
+      let value = ''
+      if (text[i] === '"') {
+        i++
+        while (i < text.length && text[i] !== '"') {
+          if (text[i] === '\\') i++
+          value += text[i] ?? ''
+          i++
+        }
+        i++
+      } else {
+        while (i < text.length && !/[\s,]/.test(text[i]!)) value += text[i++]
+      }
+      current.parameters[t[0].toLowerCase()] = value
+    } else {
+      current = { scheme: t[0], parameters: {} }
+      out.push(current)
+    }
+  }
+  return out
+}
