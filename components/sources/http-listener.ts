@@ -7,6 +7,7 @@ import { resolve } from 'node:path'
 import { createRemoteJWKSet, customFetch, jwtVerify, type JWTPayload } from 'jose'
 import { defineComponent, isJsonContentType, type ComponentContext, type Emit } from '../../shared/component.ts'
 import type { HttpRequest } from '../../shared/http/types.ts'
+import { discover, type MetadataGet } from '../../shared/oauth/discovery.ts'
 import { secretSchema } from '../../shared/config/secret-schema.ts'
 import { ConfigError, isWeirError, WeirError } from '../../shared/errors.ts'
 import { reveal, type Secret } from '../../shared/secret.ts'
@@ -132,25 +133,15 @@ function jwtVerifier(jwt: NonNullable<HttpListenerConfig['jwt']>, ctx: Component
   }
   let keys: Promise<ReturnType<typeof createRemoteJWKSet>> | undefined
 
-  async function discover(): Promise<string> {
-    const base = jwt.issuer.replace(/\/$/, '')
-    for (const suffix of ['/.well-known/openid-configuration', '/.well-known/oauth-authorization-server']) {
-      // throwHttpErrors: false (shared/http/client.ts option): a 404 here means "try the next location".
-      const req: HttpRequest & { throwHttpErrors: boolean } = { url: base + suffix, method: 'GET', headers: { accept: 'application/json' }, timeoutMs: 10_000, throwHttpErrors: false }
-      const res = await ctx.http.request(req)
-      if (res.status === 404) continue
-      if (res.status !== 200) throw new WeirError(`issuer discovery at ${base + suffix} answered ${res.status}`)
-      const meta = JSON.parse(res.body) as { issuer?: string; jwks_uri?: string }
-      if (meta.issuer !== jwt.issuer) throw new WeirError(`issuer discovery at ${base + suffix} names issuer ${JSON.stringify(meta.issuer)}, not ${JSON.stringify(jwt.issuer)}`)
-      if (typeof meta.jwks_uri !== 'string') throw new WeirError(`issuer discovery at ${base + suffix} has no jwks_uri`)
-      return meta.jwks_uri
-    }
-    throw new WeirError(`issuer ${jwt.issuer} publishes no discovery document`)
+  // throwHttpErrors: false (shared/http/client.ts option): discovery reads the status itself (404: try the next document).
+  const get: MetadataGet = async (url, { timeoutMs, signal }) => {
+    const req: HttpRequest & { throwHttpErrors: boolean } = { url, method: 'GET', headers: { accept: 'application/json' }, timeoutMs, throwHttpErrors: false, ...(signal ? { signal } : {}) }
+    return ctx.http.request(req)
   }
 
   const keySet = () => {
     keys ??= (async () => {
-      const url = jwt.jwksUrl ?? (await discover())
+      const url = jwt.jwksUrl ?? (await discover(jwt.issuer, { first: 'oidc', requires: 'jwks_uri', get })).jwks_uri!
       return createRemoteJWKSet(new URL(url), { [customFetch]: fetchVia as never })
     })().catch((e: unknown) => { keys = undefined; throw e }) // an outage is not remembered
     return keys

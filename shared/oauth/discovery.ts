@@ -13,59 +13,84 @@ export interface ServerMetadata {
   [k: string]: unknown
 }
 
-/** Metadata URLs to try for `issuer`: RFC 8414 §3.1 (path inserted after the host), then OpenID Connect Discovery. */
-export function discoveryUrls(issuer: string): string[] {
-  const u = new URL(issuer)
-  const path = u.pathname === '/' ? '' : u.pathname.replace(/\/$/, '')
-  return [`${u.origin}/.well-known/oauth-authorization-server${path}`, `${u.origin}${path}/.well-known/openid-configuration`]
+/** One GET of a metadata document: status and body text. Network failures throw. */
+export type MetadataGet = (url: string, options: { timeoutMs: number; signal?: AbortSignal }) => Promise<{ status: number; body: string }>
+
+export interface DiscoveryOptions {
+  /** Dispatcher of the default GET (undici fetch). */
+  dispatcher?: Dispatcher
+  /** Per-document timeout (default 10 s). */
+  timeoutMs?: number
+  signal?: AbortSignal
+  /** Which document to try first: RFC 8414 `oauth2` (default, a token client) or OpenID `oidc` (a resource server's issuer). */
+  first?: 'oauth2' | 'oidc'
+  /** The metadata field the caller needs (default `token_endpoint`); discovery fails without it. */
+  requires?: 'token_endpoint' | 'jwks_uri'
+  /** GET through this instead of undici fetch (a component passes its shared HTTP client). */
+  get?: MetadataGet
 }
 
 /**
- * Fetches authorization server metadata (RFC 8414, then OpenID configuration) and checks that its
- * `issuer` is exactly the configured one (RFC 8414 §3.3).
+ * Metadata URLs to try for `issuer`: RFC 8414 §3.1 (path inserted after the host), then OpenID
+ * Connect Discovery (path appended); the other order with `first: 'oidc'`.
  */
-export async function discover(issuer: string, options: { dispatcher?: Dispatcher; timeoutMs?: number; signal?: AbortSignal } = {}): Promise<ServerMetadata> {
-  let lastStatus = 0
-  for (const url of discoveryUrls(issuer)) {
-    const bounded = boundedSignal(options.timeoutMs ?? 10_000, options.signal)
-    let meta: ServerMetadata | undefined
+export function discoveryUrls(issuer: string, first: 'oauth2' | 'oidc' = 'oauth2'): string[] {
+  const u = new URL(issuer)
+  const path = u.pathname === '/' ? '' : u.pathname.replace(/\/$/, '')
+  const urls = [`${u.origin}/.well-known/oauth-authorization-server${path}`, `${u.origin}${path}/.well-known/openid-configuration`]
+  return first === 'oidc' ? urls.reverse() : urls
+}
+
+/**
+ * Fetches authorization server metadata (RFC 8414 and OpenID Connect Discovery, in the order of
+ * `first`) and checks that its `issuer` is exactly the configured one (RFC 8414 §3.3). A 404 moves
+ * on to the next document; 408, 429, 5xx and network failures are retryable.
+ *
+ * @example
+ * const meta = await discover('https://login.example.org/realms/weir')
+ * meta.token_endpoint // → 'https://login.example.org/realms/weir/protocol/openid-connect/token'
+ * @see https://www.rfc-editor.org/rfc/rfc8414#section-3
+ */
+export async function discover(issuer: string, options: DiscoveryOptions = {}): Promise<ServerMetadata> {
+  const get = options.get ?? fetchText(options.dispatcher)
+  const urls = discoveryUrls(issuer, options.first)
+  for (const url of urls) {
+    const res = await get(url, { timeoutMs: options.timeoutMs ?? 10_000, ...(options.signal ? { signal: options.signal } : {}) })
+    const meta = checkedMetadata(issuer, url, res, options.requires ?? 'token_endpoint')
+    if (meta) return meta
+  }
+  throw discoveryError(`issuer ${issuer} publishes no discovery document (404 at ${urls.join(' and ')})`)
+}
+
+/** The metadata in one answer, or undefined on 404 (try the next URL). */
+function checkedMetadata(issuer: string, url: string, res: { status: number; body: string }, requires: 'token_endpoint' | 'jwks_uri'): ServerMetadata | undefined {
+  if (res.status === 404) return undefined
+  if (isRetryableStatus(res.status)) throw new RetryableError(`issuer discovery at ${url} answered ${res.status}`, { code: 'ERR_HTTP_STATUS' })
+  let meta: ServerMetadata
+  try {
+    meta = JSON.parse(res.body) as ServerMetadata
+  } catch {
+    throw discoveryError(`issuer discovery at ${url} answered ${res.status} with a body that is not JSON`)
+  }
+  if (res.status !== 200) throw discoveryError(`issuer discovery at ${url} answered ${res.status}`)
+  if (meta?.issuer !== issuer) throw discoveryError(`issuer discovery at ${url} names issuer ${JSON.stringify(meta?.issuer)}, not ${JSON.stringify(issuer)}`)
+  if (typeof meta[requires] !== 'string') throw discoveryError(`issuer discovery at ${url} has no "${requires}"`)
+  return meta
+}
+
+/** The default GET: undici fetch, bounded by the timeout and the caller's signal, never following redirects. */
+function fetchText(dispatcher: Dispatcher | undefined): MetadataGet {
+  return async (url, { timeoutMs, signal }) => {
+    const bounded = boundedSignal(timeoutMs, signal)
     try {
-      meta = await fetchMetadata(issuer, url, options.dispatcher, bounded.signal)
+      const res = await fetch(url, { headers: { accept: 'application/json' }, redirect: 'manual', signal: bounded.signal, ...(dispatcher ? { dispatcher } : {}) })
+      return { status: res.status, body: await res.text() }
+    } catch (e) {
+      throw new RetryableError(`issuer discovery at ${url} failed: ${(e as { cause?: { code?: string } }).cause?.code ?? (e as Error).message}`, { code: 'ERR_HTTP_NETWORK', cause: e })
     } finally {
       bounded.done()
     }
-    if (meta) return meta
-    lastStatus = 404
   }
-  throw discoveryError(`discovery of ${issuer}: no metadata at ${discoveryUrls(issuer).join(' or ')} (last status ${lastStatus})`)
-}
-
-/** The metadata at `url`, or undefined on 404 (try the next URL). */
-async function fetchMetadata(issuer: string, url: string, dispatcher: Dispatcher | undefined, signal: AbortSignal): Promise<ServerMetadata | undefined> {
-  let res: Awaited<ReturnType<typeof fetch>>
-  try {
-    res = await fetch(url, { headers: { accept: 'application/json' }, redirect: 'manual', signal, ...(dispatcher ? { dispatcher } : {}) })
-  } catch (e) {
-    throw new RetryableError(`discovery of ${issuer} failed at ${url}: ${(e as { cause?: { code?: string } }).cause?.code ?? (e as Error).message}`, { code: 'ERR_HTTP_NETWORK', cause: e })
-  }
-  if (res.status === 404) {
-    await res.body?.cancel()
-    return undefined
-  }
-  if (isRetryableStatus(res.status)) {
-    await res.body?.cancel()
-    throw new RetryableError(`discovery of ${issuer}: ${url} answered ${res.status}`, { code: 'ERR_HTTP_STATUS' })
-  }
-  let meta: ServerMetadata
-  try {
-    meta = (await res.json()) as ServerMetadata
-  } catch {
-    throw discoveryError(`discovery of ${issuer}: ${url} answered ${res.status} with a body that is not JSON`)
-  }
-  if (res.status !== 200) throw discoveryError(`discovery of ${issuer}: ${url} answered ${res.status}`)
-  if (meta.issuer !== issuer) throw discoveryError(`discovery of ${issuer}: metadata "issuer" is ${JSON.stringify(meta.issuer)}, expected the configured issuer exactly`)
-  if (typeof meta.token_endpoint !== 'string') throw discoveryError(`discovery of ${issuer}: metadata has no "token_endpoint"`)
-  return meta
 }
 
 function discoveryError(message: string): WeirError {

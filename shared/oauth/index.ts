@@ -11,6 +11,6 @@ export { createTokenProvider, explainTokenRequest, resolveCredential, refreshSch
 export { createRefreshTokenStore, importRefreshToken, type RefreshTokenStore, type StoredTokens, type FileStoreOptions } from './refresh-store.ts'
 export { OAuthResponseError, OAuthChallengeError, FailFastError, ReauthRequiredError, parseWwwAuthenticate, redactedExcerpt, TERMINAL_OAUTH_ERRORS } from './errors.ts'
 export { processTokenResponse, planTokenRequest, formEncode, JWT_BEARER_GRANT, CLIENT_ASSERTION_TYPE, type RawTokenResponse, type ResolvedCredential } from './token-endpoint.ts'
-export { discover, discoveryUrls, type ServerMetadata } from './discovery.ts'
+export { discover, discoveryUrls, type ServerMetadata, type DiscoveryOptions, type MetadataGet } from './discovery.ts'
 export { DpopSigner } from './dpop.ts'
 export { loadSigningKey, parsePrivateKey, publicJwk, certificateThumbprint, signJwt, type SigningKey } from './keys.ts'
