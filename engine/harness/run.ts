@@ -8,7 +8,7 @@ import { escapePointer } from '../../shared/config/problems.ts'
 import type { LoadedChannel } from '../../shared/config/types.ts'
 import { ConfigError, formatProblem, isWeirError, type ConfigProblem } from '../../shared/errors.ts'
 import { createLogger } from '../../shared/log/index.ts'
-import { createTokenProvider, resolveCredential, publicJwk, TokenCache, GOOGLE_TOKEN_URL, createRefreshTokenStore, importRefreshToken } from '../../shared/oauth/index.ts'
+import { createTokenProvider, resolveCredential, publicJwk, TokenCache, presetOf, createRefreshTokenStore, importRefreshToken } from '../../shared/oauth/index.ts'
 import type { TokenProvider } from '../../shared/oauth/types.ts'
 import type { ResolvedCredential } from '../../shared/oauth/token-endpoint.ts'
 import { createHttpClient } from '../../shared/http/index.ts'
@@ -23,34 +23,11 @@ import { loadTestFile, type TestCase, type TestFile, type Expectation, type Clie
 export interface CaseResult { name: string; passed: boolean; failures: string[]; durationMs: number }
 export interface TestFileResult { file: string; channel: string; cases: CaseResult[]; durationMs: number }
 
-/** Algorithms each provider accepts for assertions (DESIGN.md, Provider notes). */
-const PRESET_ALGS: Record<string, string[]> = {
-  'epic-backend': ['RS384', 'ES384'],
-  'azure-ad': ['PS256', 'RS256'],
-  'google-service-account': ['RS256'],
-  'salesforce-jwt-bearer': ['RS256'],
-}
-const PRESET_MAX_ASSERTION_SEC: Record<string, number> = { 'google-service-account': 3600 }
-
-/**
- * Assertion audiences a provider accepts besides its token endpoint, given the token URL the
- * channel was written for (before the harness replaced it): Google wants its token URL as written
- * (https://oauth2.googleapis.com/token), Salesforce its login URL (https://login.salesforce.com).
- */
-const PRESET_AUDIENCES: Record<string, (original: string) => string[]> = {
-  'google-service-account': (u) => [u],
-  'salesforce-jwt-bearer': (u) => [new URL(u).origin],
-}
-
-/** The token URL each credential names (preset default when it names none), before the harness replaces it. */
+/** The token URL each credential names (its preset's when it names none), before the harness replaces it. */
 function originalTokenUrls(raw: Record<string, any>): Record<string, string> {
   const out: Record<string, string> = {}
   for (const [name, cred] of Object.entries((raw.credentials ?? {}) as Record<string, Record<string, any>>)) {
-    const audience = cred.assertion?.audience
-    const url = typeof cred.tokenUrl === 'string' ? cred.tokenUrl
-      : cred.preset === 'google-service-account' ? GOOGLE_TOKEN_URL
-      : cred.preset === 'salesforce-jwt-bearer' ? `${typeof audience === 'string' && /^https:\/\//.test(audience) ? audience.replace(/\/$/, '') : 'https://login.salesforce.com'}/services/oauth2/token`
-      : undefined
+    const url = typeof cred.tokenUrl === 'string' ? cred.tokenUrl : presetOf(cred.preset)?.tokenUrl?.(cred)
     if (url) out[name] = url
   }
   return out
@@ -184,17 +161,18 @@ async function registerClients(channel: LoadedChannel, resolved: Record<string, 
     const keys = [r.clientKey, r.assertion?.key].filter((k): k is NonNullable<typeof k> => !!k && typeof k.key === 'object' && !(k.key instanceof Uint8Array))
     const jwks = keys.length ? { keys: await Promise.all(keys.map((k) => publicJwk(k.key as import('node:crypto').KeyObject, k.alg, k.kid))) } : undefined
     const clientId = clientIdOf(r)
-    const preset = typeof c.preset === 'string' ? c.preset : undefined
-    const audiences = [...(preset && originals[name] ? PRESET_AUDIENCES[preset]?.(originals[name]) ?? [] : []), ...(reg.assertionAudiences ?? [])]
+    // As the provider would accept them (the preset table): algorithms, assertion lifetime and audiences.
+    const preset = presetOf(c.preset)
+    const audiences = [...(originals[name] ? preset?.assertionAudiences?.(originals[name]) ?? [] : []), ...(reg.assertionAudiences ?? [])]
     const client: RegisteredClient = {
       clientId,
       authMethod: r.grant === 'jwt_bearer' && !r.clientId ? 'none' : r.method,
       ...(reg.secret ?? r.secret ? { secret: reg.secret ?? r.secret } : {}),
       ...(jwks ? { jwks } : {}),
-      ...((reg.allowedAlgs ?? (preset && PRESET_ALGS[preset])) ? { allowedAlgs: reg.allowedAlgs ?? PRESET_ALGS[preset!] } : {}),
+      ...((reg.allowedAlgs ?? preset?.algs.length) ? { allowedAlgs: reg.allowedAlgs ?? preset!.algs } : {}),
       ...(reg.scopes ? { scopes: reg.scopes } : {}),
       ...(audiences.length ? { assertionAudiences: [as.tokenUrl, ...audiences] } : {}),
-      maxAssertionLifetimeSec: (preset ? PRESET_MAX_ASSERTION_SEC[preset] : undefined) ?? 300,
+      maxAssertionLifetimeSec: preset?.maxAssertionLifetimeSec ?? 300,
       basicEncoding: r.basicEncoding,
       ...(r.assertion?.iss ? { assertionIssuer: r.assertion.iss } : keys[0]?.keyFileIssuer ? { assertionIssuer: keys[0].keyFileIssuer } : {}),
       ...(c.dpop ? { requireDpop: true } : {}),

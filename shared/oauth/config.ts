@@ -1,9 +1,11 @@
 import type { JsonSchema } from '../component.ts'
 import { secretSchema } from '../config/secret-schema.ts'
-import { Secret, reveal } from '../secret.ts'
+import type { Secret } from '../secret.ts'
+import { PRESETS, has, parseGoogleKeyFile, presetOf, type PresetName, type Problem } from './presets.ts'
+
+export { GOOGLE_TOKEN_URL, parseGoogleKeyFile, type PresetName } from './presets.ts'
 
 export type SecretLike = string | Secret
-export type PresetName = 'epic-backend' | 'oracle-health' | 'azure-ad' | 'google-service-account' | 'salesforce-jwt-bearer'
 export type GrantName = 'client_credentials' | 'jwt_bearer' | 'refresh_token' | 'static'
 export type ClientAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'client_secret_jwt' | 'private_key_jwt' | 'tls_client_auth' | 'none'
 export type SigningAlg = 'RS256' | 'RS384' | 'PS256' | 'ES256' | 'ES384' | 'EdDSA' | 'HS256'
@@ -99,7 +101,7 @@ export const credentialSchema: JsonSchema = {
   description: 'An OAuth 2.0 credential: how to obtain an access token for outbound calls.',
   properties: {
     preset: {
-      type: 'string', enum: ['epic-backend', 'oracle-health', 'azure-ad', 'google-service-account', 'salesforce-jwt-bearer'],
+      type: 'string', enum: Object.keys(PRESETS),
       description: 'Provider preset: fills in provider defaults and checks provider rules (see DESIGN.md, Provider notes).',
     },
     grant: {
@@ -177,30 +179,6 @@ export const credentialSchema: JsonSchema = {
   },
 }
 
-export const GOOGLE_TOKEN_URL = 'https://oauth2.googleapis.com/token'
-
-interface GoogleKeyFile { client_email?: string; private_key?: string; private_key_id?: string; token_uri?: string; type?: string }
-
-/** A `{ "$env" }` / `{ "$file" }` reference not resolved yet (the loader checks provider rules before resolving secrets). */
-const isUnresolvedRef = (v: unknown): boolean => typeof v === 'object' && v !== null && !Secret.is(v)
-
-/** Parses a Google service-account key (JSON content; or a file path when given as a plain string). */
-export function parseGoogleKeyFile(keyFile: SecretLike | undefined, readFile?: (path: string) => string): GoogleKeyFile | undefined {
-  if (isUnresolvedRef(keyFile)) return undefined
-  const raw = reveal(keyFile)
-  if (raw === undefined) return undefined
-  const text = raw.trimStart().startsWith('{') ? raw : readFile ? readFile(raw) : raw
-  try {
-    return JSON.parse(text) as GoogleKeyFile
-  } catch {
-    return undefined
-  }
-}
-
-function has(v: unknown): boolean {
-  return v !== undefined && v !== null && v !== ''
-}
-
 /**
  * A copy of `config` with preset and generic defaults filled in: grant, client auth method, token
  * URL, algorithms, key headers. Pure and synchronous; does not validate (see `checkCredential`).
@@ -212,55 +190,12 @@ function has(v: unknown): boolean {
 export function applyPreset(config: CredentialConfig): CredentialConfig {
   const c: CredentialConfig = { ...config, clientAuth: { ...config.clientAuth }, ...(config.assertion ? { assertion: { ...config.assertion } } : {}) }
   const ca = c.clientAuth!
-  switch (c.preset) {
-    case 'epic-backend':
-      c.grant ??= 'client_credentials'
-      ca.method ??= 'private_key_jwt'
-      ca.alg ??= 'RS384'
-      ca.audience ??= 'token-endpoint'
-      ca.assertionLifetimeSec ??= 300
-      break
-    case 'oracle-health':
-      c.grant ??= 'client_credentials'
-      ca.method ??= 'client_secret_basic'
-      break
-    case 'azure-ad':
-      c.grant ??= 'client_credentials'
-      if (!c.tokenUrl && !c.issuer && c.tenant) c.tokenUrl = `https://login.microsoftonline.com/${encodeURIComponent(c.tenant)}/oauth2/v2.0/token`
-      if (!ca.method) ca.method = has(ca.secret) ? 'client_secret_post' : 'private_key_jwt'
-      if (ca.method === 'private_key_jwt') {
-        ca.alg ??= 'PS256'
-        ca.headers ??= ca.alg === 'RS256' ? ['x5t'] : ['x5t#S256']
-        ca.audience ??= 'token-endpoint'
-      }
-      break
-    case 'google-service-account': {
-      c.grant ??= 'jwt_bearer'
-      ca.method ??= 'none'
-      const a = (c.assertion ??= {})
-      if (!has(a.keyFile) && has(ca.keyFile)) a.keyFile = ca.keyFile
-      const kf = parseGoogleKeyFile(a.keyFile)
-      c.tokenUrl ??= kf?.token_uri ?? GOOGLE_TOKEN_URL
-      a.alg ??= 'RS256'
-      a.scopeClaim ??= true
-      a.lifetimeSec ??= 3600
-      a.audience ??= GOOGLE_TOKEN_URL
-      if (kf?.client_email) a.iss ??= kf.client_email
-      if (kf?.private_key_id) a.kid ??= kf.private_key_id
-      c.clientId ??= kf?.client_email
-      break
-    }
-    case 'salesforce-jwt-bearer': {
-      c.grant ??= 'jwt_bearer'
-      ca.method ??= 'none'
-      const a = (c.assertion ??= {})
-      a.alg ??= 'RS256'
-      a.lifetimeSec ??= 180
-      if (c.clientId) a.iss ??= c.clientId
-      a.audience ??= 'https://login.salesforce.com'
-      c.tokenUrl ??= `${a.audience === 'token-endpoint' || a.audience === 'issuer' ? 'https://login.salesforce.com' : a.audience.replace(/\/$/, '')}/services/oauth2/token`
-      break
-    }
+  const preset = presetOf(c.preset)
+  if (preset) {
+    c.grant ??= preset.grant
+    fillDefaults(ca, preset.clientAuth)
+    if (preset.assertion) fillDefaults((c.assertion ??= {}), preset.assertion)
+    preset.fill?.(c)
   }
   c.grant ??= has(c.token) ? 'static' : 'client_credentials'
   if (!ca.method) {
@@ -319,8 +254,8 @@ const RESERVED_PARAMS: Record<string, string> = {
  * checkCredential({ preset: 'epic-backend', clientId: 'c', tokenUrl, clientAuth: { alg: 'RS256', privateKey, kid: 'k' } })
  * // → [['/clientAuth/alg', 'epic-backend requires RS384 or ES384 (SMART Backend Services); got RS256']]
  */
-export function checkCredential(config: CredentialConfig): Array<[string, string]> {
-  const p: Array<[string, string]> = []
+export function checkCredential(config: CredentialConfig): Problem[] {
+  const p: Problem[] = []
   const c = applyPreset(config)
   const ca = c.clientAuth ?? {}
   const a = c.assertion ?? {}
@@ -357,60 +292,27 @@ export function checkCredential(config: CredentialConfig): Array<[string, string
     if (instead) p.push([`/extraParams/${key.replace(/~/g, '~0').replace(/\//g, '~1')}`, `"${key}" is sent by Weir itself; ${instead}`])
   }
 
-  const lifetime = ca.assertionLifetimeSec ?? 300
+  const preset = presetOf(c.preset)
+  if (preset) p.push(...presetProblems(c.preset!, preset, c))
+  return p
+}
+
+/** Sets each of `defaults` that `target` leaves out. */
+function fillDefaults<T extends object>(target: T, defaults: Partial<T> | undefined): void {
+  for (const [k, v] of Object.entries(defaults ?? {})) (target as Record<string, unknown>)[k] ??= v
+}
+
+/** The rules of the credential's preset (PRESETS), on the effective config: grant, provider checks, scopes. */
+function presetProblems(name: PresetName, preset: (typeof PRESETS)[PresetName], c: CredentialConfig): Problem[] {
+  const p: Problem[] = []
+  if (preset.grantRequired && c.grant !== preset.grant) p.push(['/grant', `${name} uses the ${preset.grant} grant; got ${c.grant}`])
   const scopes = scopeList(c.scope)
-  switch (c.preset) {
-    case 'epic-backend':
-      if (c.grant !== 'client_credentials') p.push(['/grant', `epic-backend uses the client_credentials grant; got ${c.grant}`])
-      if (method !== 'private_key_jwt') p.push(['/clientAuth/method', `epic-backend requires private_key_jwt (SMART Backend Services); got ${method}`])
-      if (ca.alg && ca.alg !== 'RS384' && ca.alg !== 'ES384') p.push(['/clientAuth/alg', `epic-backend requires RS384 or ES384 (SMART Backend Services); got ${ca.alg}`])
-      if (lifetime > 300) p.push(['/clientAuth/assertionLifetimeSec', `epic-backend: Epic rejects client assertions that expire more than 5 minutes ahead; got ${lifetime} s (at most 300)`])
-      if (!ca.kid) p.push(['/clientAuth/kid', 'epic-backend requires clientAuth.kid, the kid of the key in the JWKS registered with Epic'])
-      if (ca.audience && ca.audience !== 'token-endpoint' && ca.audience !== c.tokenUrl) p.push(['/clientAuth/audience', 'epic-backend requires the assertion aud to be the token URL'])
-      scopes.forEach((s, i) => {
-        if (!/^system\/(\*|[A-Za-z]+)\.(read|write|\*|[cruds]+)$/.test(s)) p.push([`/scope${Array.isArray(c.scope) ? `/${i}` : ''}`, `epic-backend scopes are system/<Resource>.read (v1) or system/<Resource>.rs (v2); got "${s}"`])
-      })
-      break
-    case 'oracle-health':
-      if (method !== 'client_secret_basic') p.push(['/clientAuth/method', `oracle-health system accounts use client_secret_basic; got ${method}`])
-      scopes.forEach((s, i) => {
-        if (!/^system\/(\*|[A-Za-z]+)\.(read|write|\*|[cruds]+)$/.test(s)) p.push([`/scope${Array.isArray(c.scope) ? `/${i}` : ''}`, `oracle-health scopes are system/<Resource>.read or .write, as registered; got "${s}"`])
-      })
-      break
-    case 'azure-ad':
-      if (c.tokenUrl && !/^https:\/\/login\.microsoftonline\.(com|us)\/[^/]+\/oauth2\/v2\.0\/token$/.test(c.tokenUrl) && !c.tenant) {
-        p.push(['/tokenUrl', 'azure-ad token URL must be https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token'])
-      }
-      if (c.grant === 'client_credentials' && (scopes.length !== 1 || !scopes[0]!.endsWith('/.default'))) {
-        p.push(['/scope', `azure-ad client_credentials takes exactly one scope ending in /.default (e.g. https://graph.microsoft.com/.default); got "${scopes.join(' ')}"`])
-      }
-      if (method === 'private_key_jwt') {
-        if (ca.alg !== 'PS256' && ca.alg !== 'RS256') p.push(['/clientAuth/alg', `azure-ad certificate credentials use PS256 (or RS256 with x5t); got ${ca.alg}`])
-        const hs = ca.headers ?? []
-        if (ca.alg === 'PS256' && !hs.includes('x5t#S256')) p.push(['/clientAuth/headers', 'azure-ad with PS256 requires the x5t#S256 header'])
-        if (ca.alg === 'RS256' && !hs.includes('x5t') && !hs.includes('x5t#S256')) p.push(['/clientAuth/headers', 'azure-ad with RS256 requires the x5t header'])
-        if (!ca.certificate) p.push(['/clientAuth/certificate', 'azure-ad certificate credentials require clientAuth.certificate (its thumbprint identifies the key)'])
-      }
-      break
-    case 'google-service-account': {
-      if (c.grant !== 'jwt_bearer') p.push(['/grant', `google-service-account uses the jwt_bearer grant; got ${c.grant}`])
-      if (!has(a.keyFile)) p.push(['/assertion/keyFile', 'google-service-account requires assertion.keyFile (the service-account JSON key)'])
-      else if (!isUnresolvedRef(a.keyFile)) {
-        const kf = parseGoogleKeyFile(a.keyFile)
-        if (!kf) p.push(['/assertion/keyFile', 'google-service-account key file is not JSON'])
-        else if (!kf.private_key || !kf.client_email || !kf.private_key_id) p.push(['/assertion/keyFile', 'google-service-account key file lacks private_key, private_key_id or client_email'])
-      }
-      if (a.alg && a.alg !== 'RS256') p.push(['/assertion/alg', `google-service-account assertions are RS256; got ${a.alg}`])
-      if ((a.lifetimeSec ?? 3600) > 3600) p.push(['/assertion/lifetimeSec', 'google-service-account: exp at most iat + 3600'])
-      break
-    }
-    case 'salesforce-jwt-bearer':
-      if (c.grant !== 'jwt_bearer') p.push(['/grant', `salesforce-jwt-bearer uses the jwt_bearer grant; got ${c.grant}`])
-      if (!c.clientId && !a.iss) p.push(['/clientId', 'salesforce-jwt-bearer requires clientId (the connected app consumer key)'])
-      if (!a.sub) p.push(['/assertion/sub', 'salesforce-jwt-bearer requires assertion.sub (the Salesforce username)'])
-      if (a.alg && a.alg !== 'RS256') p.push(['/assertion/alg', `salesforce-jwt-bearer assertions are RS256; got ${a.alg}`])
-      if ((a.lifetimeSec ?? 180) > 300) p.push(['/assertion/lifetimeSec', `salesforce-jwt-bearer: keep the assertion lifetime about 3 minutes; got ${a.lifetimeSec} s`])
-      break
+  p.push(...(preset.check?.(c, scopes) ?? []))
+  if (preset.scopes) {
+    const { pattern, expected } = preset.scopes
+    scopes.forEach((s, i) => {
+      if (!pattern.test(s)) p.push([`/scope${Array.isArray(c.scope) ? `/${i}` : ''}`, `${name} scopes are ${expected}; got "${s}"`])
+    })
   }
   return p
 }

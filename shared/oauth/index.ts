@@ -4,9 +4,10 @@
  */
 export type { AccessToken, TokenProvider } from './types.ts'
 export {
-  credentialSchema, applyPreset, checkCredential, scopeList, parseGoogleKeyFile, GOOGLE_TOKEN_URL,
-  type CredentialConfig, type ClientAuthConfig, type AssertionConfig, type PresetName, type GrantName, type ClientAuthMethod, type SigningAlg, type SecretLike,
+  credentialSchema, applyPreset, checkCredential, scopeList,
+  type CredentialConfig, type ClientAuthConfig, type AssertionConfig, type GrantName, type ClientAuthMethod, type SigningAlg, type SecretLike,
 } from './config.ts'
+export { PRESETS, presetOf, parseGoogleKeyFile, GOOGLE_TOKEN_URL, type Preset, type PresetName } from './presets.ts'
 export { createTokenProvider, explainTokenRequest, resolveCredential, refreshSchedule, TokenCache, defaultTokenCache, type TokenProviderOptions } from './provider.ts'
 export { createRefreshTokenStore, importRefreshToken, type RefreshTokenStore, type StoredTokens, type FileStoreOptions } from './refresh-store.ts'
 export { OAuthResponseError, OAuthChallengeError, FailFastError, ReauthRequiredError, parseWwwAuthenticate, redactedExcerpt, TERMINAL_OAUTH_ERRORS } from './errors.ts'

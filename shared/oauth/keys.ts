@@ -3,7 +3,8 @@ import { readFileSync } from 'node:fs'
 import { SignJWT, exportJWK, type JWK } from 'jose'
 import { userError } from '../errors.ts'
 import { reveal, registerSecretValue } from '../secret.ts'
-import { parseGoogleKeyFile, type KeyHeader, type SigningAlg, type SigningConfig } from './config.ts'
+import type { KeyHeader, SigningAlg, SigningConfig } from './config.ts'
+import { parseGoogleKeyFile } from './presets.ts'
 
 /** A loaded signing key with the header values derived from its configuration. */
 export interface SigningKey {
