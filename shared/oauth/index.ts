@@ -8,7 +8,9 @@ export {
   type CredentialConfig, type ClientAuthConfig, type AssertionConfig, type GrantName, type ClientAuthMethod, type SigningAlg, type SecretLike,
 } from './config.ts'
 export { PRESETS, presetOf, parseGoogleKeyFile, GOOGLE_TOKEN_URL, type Preset, type PresetName } from './presets.ts'
-export { createTokenProvider, explainTokenRequest, resolveCredential, refreshSchedule, TokenCache, defaultTokenCache, type TokenProviderOptions } from './provider.ts'
+export { createTokenProvider, type TokenProviderOptions } from './provider.ts'
+export { explainTokenRequest, resolveCredential, grantParams } from './credential.ts'
+export { refreshSchedule, TokenCache, defaultTokenCache } from './token-slot.ts'
 export { createRefreshTokenStore, importRefreshToken, type RefreshTokenStore, type StoredTokens, type FileStoreOptions } from './refresh-store.ts'
 export { OAuthResponseError, OAuthChallengeError, FailFastError, ReauthRequiredError, parseWwwAuthenticate, redactedExcerpt, TERMINAL_OAUTH_ERRORS } from './errors.ts'
 export { processTokenResponse, planTokenRequest, formEncode, JWT_BEARER_GRANT, CLIENT_ASSERTION_TYPE, type RawTokenResponse, type ResolvedCredential } from './token-endpoint.ts'

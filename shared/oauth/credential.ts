@@ -1,0 +1,98 @@
+import { userError } from '../errors.ts'
+import { reveal, REDACTED } from '../secret.ts'
+import { applyPreset, checkCredential, scopeList, type CredentialConfig, type GrantName } from './config.ts'
+import { loadSigningKey } from './keys.ts'
+import { JWT_BEARER_GRANT, planTokenRequest, redactPlan, type ResolvedCredential } from './token-endpoint.ts'
+
+/** Loads keys and secrets of an (already validated) credential; throws ERR_CONFIG_INVALID naming the first problem. */
+export function resolveCredential(name: string, input: CredentialConfig): ResolvedCredential {
+  const problems = checkCredential(input)
+  if (problems.length) throw userError(`credential "${name}": ${problems.map(([p, m]) => `#${p}: ${m}`).join('; ')}`, 'ERR_CONFIG_INVALID')
+  const c = applyPreset(input)
+  const ca = c.clientAuth ?? {}
+  const secret = reveal(ca.secret)
+  const r: ResolvedCredential = {
+    name,
+    grant: c.grant!,
+    method: ca.method!,
+    basicEncoding: ca.basicEncoding ?? 'strict',
+    clientAudience: ca.audience ?? 'token-endpoint',
+    assertionLifetimeSec: ca.assertionLifetimeSec ?? 300,
+    scopes: scopeList(c.scope),
+    resources: c.resource === undefined ? [] : Array.isArray(c.resource) ? [...c.resource] : [c.resource],
+    extraParams: { ...c.extraParams },
+    timeoutMs: c.timeoutMs ?? 10_000,
+    defaultExpiresInSec: c.defaultExpiresInSec ?? 300,
+    clockSkewSec: c.clockSkewSec ?? 10,
+    failFastMs: c.failFastMs ?? 30_000,
+    maxAttempts: c.maxAttempts ?? 4,
+  }
+  if (c.tokenUrl) r.tokenUrl = c.tokenUrl
+  if (c.issuer) r.issuer = c.issuer
+  if (c.clientId) r.clientId = c.clientId
+  if (c.audience) r.audience = c.audience
+  if (secret !== undefined) r.secret = secret
+  if (r.method === 'client_secret_jwt') r.clientKey = loadSigningKey({ ...ca, alg: 'HS256' }, `credential "${name}" #/clientAuth`, secret)
+  if (r.method === 'private_key_jwt') {
+    r.clientKey = loadSigningKey(ca, `credential "${name}" #/clientAuth`)
+    if (!r.clientId && r.clientKey.keyFileIssuer) r.clientId = r.clientKey.keyFileIssuer
+  }
+  if (c.grant === 'jwt_bearer') {
+    const a = c.assertion ?? {}
+    const value = reveal(a.value)
+    r.assertion = {
+      audience: a.audience ?? 'token-endpoint',
+      lifetimeSec: a.lifetimeSec ?? 300,
+      scopeClaim: a.scopeClaim ?? false,
+      claims: { ...a.claims },
+      ...(value !== undefined ? { value } : { key: loadSigningKey(a, `credential "${name}" #/assertion`) }),
+      ...(a.iss ? { iss: a.iss } : {}),
+      ...(a.sub ? { sub: a.sub } : {}),
+    }
+    if (!r.clientId && r.assertion.key?.keyFileIssuer) r.clientId = r.assertion.key.keyFileIssuer
+  }
+  return r
+}
+
+/**
+ * Cache key of a credential (DESIGN.md), plus what a token can be bound to: the DPoP algorithm (the
+ * key pair itself lives on the slot, so providers sharing a slot share it) and the SHA-256
+ * thumbprint of the client certificate (RFC 8705 certificate-bound tokens only work with that
+ * certificate, so two certificates must never share a token).
+ */
+export function cacheKeyOf(r: ResolvedCredential, storeKey: string, dpopAlg: string | undefined, certThumbprint?: string): string {
+  return JSON.stringify([
+    r.tokenUrl ?? r.issuer, r.clientId, r.grant, r.method, [...r.scopes].sort(), [...r.resources].sort(), r.audience ?? null,
+    r.assertion?.iss ?? r.assertion?.key?.keyFileIssuer ?? null, r.assertion?.sub ?? null, r.grant === 'refresh_token' ? storeKey : null,
+    dpopAlg ?? null, certThumbprint ?? null,
+  ])
+}
+
+/**
+ * The grant parameters of a token request (RFC 6749 §4.4.2, §6; RFC 7523 §2.1): the assertion
+ * itself is added by `planTokenRequest`, the refresh token is the stored one. None for a static token.
+ */
+export function grantParams(grant: GrantName, refreshToken = ''): Array<[string, string]> {
+  switch (grant) {
+    case 'static': return []
+    case 'client_credentials': return [['grant_type', 'client_credentials']]
+    case 'jwt_bearer': return [['grant_type', JWT_BEARER_GRANT]]
+    case 'refresh_token': return [['grant_type', 'refresh_token'], ['refresh_token', refreshToken]]
+  }
+}
+
+/**
+ * The redacted token request a credential would send (method, URL, headers, form fields with
+ * secrets as [REDACTED], assertion header and claims), without sending it.
+ *
+ * @example
+ * explainTokenRequest({ tokenUrl, clientId: 'c', clientAuth: { secret: 's3cret' } })
+ * // → { method: 'POST', url, headers: { authorization: 'Basic [REDACTED]', … }, form: { grant_type: 'client_credentials' } }
+ */
+export function explainTokenRequest(config: CredentialConfig, name = 'credential', nowMs = Date.now()): ReturnType<typeof redactPlan> {
+  if (applyPreset(config).grant === 'static') return { method: 'NONE', url: '', headers: { authorization: `${config.tokenType ?? 'Bearer'} [REDACTED]` }, form: {}, assertions: [] }
+  const r = resolveCredential(name, config)
+  const url = r.tokenUrl ?? `(discovered from ${r.issuer})`
+  return redactPlan(planTokenRequest(r, url, grantParams(r.grant, REDACTED), nowMs))
+}
+

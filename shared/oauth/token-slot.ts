@@ -1,0 +1,233 @@
+import type { WeirError } from '../errors.ts'
+import type { Logger } from '../log/index.ts'
+import { reveal } from '../secret.ts'
+import type { DpopSigner } from './dpop.ts'
+import { FailFastError, TERMINAL_OAUTH_ERRORS, type OAuthResponseError } from './errors.ts'
+import { closedProviderOf, type ProviderLifetime } from './lifetime.ts'
+import type { AccessToken } from './types.ts'
+
+/** A token as a grant obtained it, with the lifetime the server stated (for refresh scheduling). */
+export interface Obtained {
+  token: AccessToken
+  lifetimeMs: number
+}
+
+/** The cache entry of one cache key, shared by every provider with that key. */
+export interface Slot {
+  token?: AccessToken
+  resolved?: Promise<AccessToken>
+  refreshAt: number
+  staleAt: number
+  /** The one fetch in flight for this key. */
+  pending?: Promise<AccessToken>
+  brokenUntil: number
+  brokenError?: WeirError
+  invalidated?: string
+  /**
+   * The DPoP key pair of the slot: every provider sharing the slot (two channels using one shared
+   * credential) signs proofs with the key its tokens are bound to, and shares the server nonces.
+   */
+  dpop?: DpopSigner
+}
+
+/** Tokens by cache key (DESIGN.md: token endpoint, client, grant, auth method, sorted scopes, resource, audience). */
+export class TokenCache {
+  readonly #slots = new Map<string, Slot>()
+  slot(key: string): Slot {
+    let s = this.#slots.get(key)
+    if (!s) this.#slots.set(key, (s = { refreshAt: 0, staleAt: 0, brokenUntil: 0 }))
+    return s
+  }
+  clear(): void {
+    this.#slots.clear()
+  }
+}
+
+/** The process-wide cache used when no `cache` option is given. */
+export const defaultTokenCache = new TokenCache()
+
+/**
+ * When to refresh a token in the background (`refreshAt`) and when to stop using it (`staleAt`),
+ * both epoch ms in the local clock.
+ *
+ * - Tokens living 150 s or more refresh `max(30 s, 20% of the lifetime)` ahead of expiry, as
+ *   DESIGN.md ("OAuth 2.0 client") says.
+ * - **Departure from DESIGN.md:** tokens living under 150 s refresh 10% of their lifetime ahead.
+ *   Taken literally, the DESIGN rule puts the 30 s floor above most of a short lifetime (all of it
+ *   below 30 s), so a 2 s token would be refetched on every call; 10% keeps one request per
+ *   lifetime while still refreshing before expiry.
+ * - Jitter adds up to 20% of the lead (`random` in [0, 1)), so providers do not refresh in step.
+ * - The clock-skew margin of `staleAt` is capped at 5% of the lifetime, for the same reason.
+ *
+ * @example
+ * refreshSchedule(300_000, 300_000, 10, 0) // → { refreshAt: 240_000, staleAt: 290_000 } (20% lead)
+ * refreshSchedule(2_000, 2_000, 10, 0)     // → { refreshAt: 1_800, staleAt: 1_900 } (10% lead, short token)
+ * @see https://www.rfc-editor.org/rfc/rfc6749#section-5.1 (expires_in)
+ */
+export function refreshSchedule(expiresAt: number, lifetimeMs: number, clockSkewSec: number, random: number): { refreshAt: number; staleAt: number } {
+  if (!Number.isFinite(expiresAt)) return { refreshAt: Infinity, staleAt: Infinity }
+  const skew = Math.min(clockSkewSec * 1000, lifetimeMs * 0.05)
+  const lead = lifetimeMs >= 150_000 ? Math.max(30_000, lifetimeMs * 0.2) : lifetimeMs * 0.1
+  const jitter = random * lead * 0.2
+  return { refreshAt: expiresAt - lead - jitter, staleAt: expiresAt - skew }
+}
+
+function describeError(e: unknown): string {
+  return e instanceof Error ? e.message : String(e)
+}
+
+/** Backoff before retry `attempt` + 1: the server's Retry-After (capped at 2 min), else jittered exponential. */
+function retryDelay(err: WeirError, attempt: number, random: number): number {
+  return err.retryAfterMs !== undefined ? Math.min(err.retryAfterMs, 120_000) : Math.min(10_000, 250 * 2 ** (attempt - 1)) * (0.5 + random / 2)
+}
+
+function isTerminal(e: unknown): boolean {
+  const code = (e as WeirError).code
+  return code === 'ERR_OAUTH_REAUTH_REQUIRED' || code === 'ERR_OAUTH_CHALLENGE' || (code === 'ERR_OAUTH_RESPONSE' && TERMINAL_OAUTH_ERRORS.has((e as OAuthResponseError).error))
+}
+
+export interface SlotUserOptions {
+  name: string
+  log: Logger
+  now: () => number
+  random: () => number
+  clockSkewSec: number
+  failFastMs: number
+  maxAttempts: number
+  lifetime: ProviderLifetime
+  /** Obtains a token by the credential's grant (one attempt). */
+  obtain: (signal: AbortSignal) => Promise<Obtained>
+  counters: { tokenErrors: number }
+}
+
+/**
+ * One provider's use of a shared slot: the cached token while it is usable, a refresh in the
+ * background once one is due, one fetch in flight per slot however many callers wait (with retries
+ * and backoff), and fail-fast for `failFastMs` after a non-retryable failure.
+ */
+export class SlotUser {
+  constructor(readonly slot: Slot, private readonly o: SlotUserOptions) {}
+
+  /** The cached token when it can be used now (starting a background refresh when one is due), else undefined. */
+  usableNow(): AccessToken | undefined {
+    const slot = this.slot
+    if (slot.token === undefined) return undefined
+    const t = this.o.now()
+    if (t < slot.refreshAt) return slot.token
+    if (t < slot.staleAt) {
+      if (!slot.pending && !this.o.lifetime.signal.aborted) this.#background()
+      return slot.token
+    }
+    return undefined
+  }
+
+  /**
+   * A usable token: the cached one, or the result of the slot's shared fetch. `opts.signal` is read
+   * only when the call has to wait (shared/http makes it lazily).
+   */
+  getToken(opts?: { signal?: AbortSignal }): Promise<AccessToken> {
+    return this.usableNow() !== undefined ? this.slot.resolved! : this.#waitShared(opts?.signal)
+  }
+
+  /** Drops `token` if it is still the slot's current one. */
+  invalidate(token: AccessToken): void {
+    const slot = this.slot
+    if (slot.token && reveal(slot.token.value) === reveal(token.value)) {
+      slot.invalidated = reveal(token.value)
+      delete slot.token
+      delete slot.resolved
+      slot.refreshAt = 0
+      slot.staleAt = 0
+    }
+  }
+
+  #install(t: Obtained): AccessToken {
+    const slot = this.slot
+    const sched = refreshSchedule(t.token.expiresAt, t.lifetimeMs, this.o.clockSkewSec, this.o.random())
+    slot.token = t.token
+    slot.resolved = Promise.resolve(t.token)
+    slot.refreshAt = sched.refreshAt
+    slot.staleAt = sched.staleAt
+    slot.brokenUntil = 0
+    delete slot.brokenError
+    return t.token
+  }
+
+  // Any non-retryable failure (an OAuth error, a non-JSON 4xx, a 200 without access_token, a wrong
+  // token_type…) fails the same way on the next attempt: fail fast instead of sending one token
+  // request per delivery attempt (DESIGN.md "Errors fall into classes").
+  #markBroken(err: WeirError): void {
+    this.slot.brokenUntil = this.o.now() + this.o.failFastMs
+    this.slot.brokenError = err
+    const oauth = err as OAuthResponseError
+    this.o.log.error({ error: oauth.error, error_description: oauth.error_description, terminal: isTerminal(err) }, `credential broken: ${describeError(err)}`)
+  }
+
+  /** One shared fetch: runs under this provider's lifetime signal, never under a caller's. */
+  async #fetchWithRetries(): Promise<AccessToken> {
+    const { lifetime, log } = this.o
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return this.#install(await this.o.obtain(lifetime.signal))
+      } catch (e) {
+        if (lifetime.signal.aborted) throw lifetime.shutdownError()
+        const err = e as WeirError
+        if (err.retryable && attempt < this.o.maxAttempts) {
+          const delay = retryDelay(err, attempt, this.o.random())
+          log.warn({ attempt, delayMs: Math.round(delay), err: describeError(e) }, 'token request failed, retrying')
+          await lifetime.sleep(delay)
+          continue
+        }
+        this.o.counters.tokenErrors++
+        if (!err.retryable) this.#markBroken(err)
+        throw err
+      }
+    }
+  }
+
+  #startFetch(): Promise<AccessToken> {
+    const slot = this.slot
+    const p = this.#fetchWithRetries().finally(() => {
+      if (slot.pending === p) delete slot.pending
+    })
+    slot.pending = p
+    return p
+  }
+
+  #background(): void {
+    const { slot, o } = this
+    o.log.debug({ expiresInMs: slot.token ? slot.token.expiresAt - o.now() : undefined }, 'refreshing the token in the background; callers keep using the current one')
+    this.#startFetch().catch((e) => {
+      // The provider that started the refresh was closed: the next call of another provider starts one.
+      if (closedProviderOf(e) !== undefined) return
+      // The current token is still valid; try again a little later rather than on every call.
+      if (slot.token) slot.refreshAt = Math.min(slot.staleAt, o.now() + Math.max(1000, (slot.staleAt - o.now()) / 4))
+      o.log.warn({ err: describeError(e) }, 'background token refresh failed')
+    })
+  }
+
+  /**
+   * Waits for the shared fetch of the slot, starting one when none is in flight. The caller's signal
+   * ends only this wait; the fetch goes on for the other waiters. When the provider that started the
+   * fetch is closed, this caller detaches and its own provider fetches instead. (No AbortSignal.any
+   * of the caller's and the lifetime signal: on Node 20 it leaves an entry in the long-lived one.)
+   */
+  async #waitShared(callerSignal?: AbortSignal): Promise<AccessToken> {
+    const { slot, o } = this
+    for (;;) {
+      const aborted = o.lifetime.abortedBy(callerSignal)
+      if (aborted) throw aborted.reason
+      if (!slot.pending) {
+        if (slot.brokenError && o.now() < slot.brokenUntil) throw new FailFastError(o.name, slot.brokenError, slot.brokenUntil)
+        this.#startFetch()
+      }
+      try {
+        return await o.lifetime.waitFor(slot.pending!, callerSignal)
+      } catch (e) {
+        const closed = closedProviderOf(e)
+        if (closed !== undefined && closed !== o.lifetime && !o.lifetime.abortedBy(callerSignal)) continue
+        throw e
+      }
+    }
+  }
+}
