@@ -1,0 +1,130 @@
+import type { CryptoKey, JWK, createLocalJWKSet } from 'jose'
+import type { AuthorizationServerOptions, FailureSpec, RecordedTokenRequest, RegisteredClient } from './types.ts'
+
+export const ASYMMETRIC = ['RS256', 'RS384', 'PS256', 'ES256', 'ES384', 'EdDSA']
+export const CLIENT_ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer'
+export const JWT_BEARER = 'urn:ietf:params:oauth:grant-type:jwt-bearer'
+/** Form fields that carry credentials: recorded as [REDACTED], remembered for leak tests. */
+export const SECRET_FIELDS = new Set(['client_secret', 'client_assertion', 'assertion', 'refresh_token'])
+
+/** A refused token request: status, RFC 6749 §5.2 error code and description, extra headers. */
+export class OAuthFailure extends Error {
+  constructor(
+    readonly status: number,
+    readonly error: string,
+    readonly description: string,
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(description)
+  }
+}
+
+/** Thrown by verifyAccessToken; the protected API turns it into 401 with a WWW-Authenticate challenge. */
+export class AccessDenied extends Error {
+  constructor(
+    readonly error: string,
+    readonly description: string,
+    readonly scheme: string,
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(description)
+  }
+}
+
+/** `jti` values seen until they expire: a second use within the window is a replay. */
+export class JtiMemory {
+  readonly #until = new Map<string, number>()
+  constructor(private readonly now: () => number, private readonly toleranceMs: number) {}
+
+  /** Records `jti` (valid until `until`); false when it was seen and has not expired. */
+  remember(jti: string, until: number): boolean {
+    const t = this.now()
+    if (this.#until.size > 10_000) for (const [k, exp] of this.#until) if (exp < t) this.#until.delete(k)
+    const prev = this.#until.get(jti)
+    if (prev !== undefined && prev >= t - this.toleranceMs) return false
+    this.#until.set(jti, until)
+    return true
+  }
+}
+
+export function asKeySet(jwks: RegisteredClient['jwks']): { keys: JWK[] } {
+  if (!jwks) return { keys: [] }
+  return 'keys' in jwks && Array.isArray(jwks.keys) ? (jwks as { keys: JWK[] }) : { keys: [jwks as JWK] }
+}
+
+/** The registered clients, by client id and by the issuer of their jwt-bearer assertions. */
+export class ClientRegistry {
+  readonly #clients = new Map<string, RegisteredClient>()
+  register(client: RegisteredClient): void {
+    this.#clients.set(client.clientId, { ...client })
+  }
+  get(id: string): RegisteredClient | undefined {
+    return this.#clients.get(id)
+  }
+  has(id: string): boolean {
+    return this.#clients.has(id)
+  }
+  /** The client whose jwt-bearer assertions `iss` signs (its `assertionIssuer`, else its client id). */
+  byAssertionIssuer(iss: unknown): RegisteredClient | undefined {
+    return [...this.#clients.values()].find((c) => (c.assertionIssuer ?? c.clientId) === iss)
+  }
+}
+
+/** Accepted assertion algorithms of a client: registered, else its keys' `alg`, else every asymmetric one (HS256 for client_secret_jwt). */
+export function allowedAlgs(client: RegisteredClient): string[] {
+  if (client.allowedAlgs) return client.allowedAlgs
+  if (client.authMethod === 'client_secret_jwt') return ['HS256']
+  const fromKeys = asKeySet(client.jwks).keys.map((k) => k.alg).filter((a): a is string => typeof a === 'string')
+  return fromKeys.length ? fromKeys : ASYMMETRIC
+}
+
+/** Injected token-endpoint failures, answered in order, each `count` times. */
+export class FailureQueue {
+  readonly #failures: FailureSpec[] = []
+  add(f: FailureSpec): void {
+    this.#failures.push({ ...f })
+  }
+  /** The failure the next token request gets, if any (counted as used). */
+  take(): FailureSpec | undefined {
+    const failure = this.#failures[0]
+    if (!failure) return undefined
+    if ((failure.count ?? 1) <= 1) this.#failures.shift()
+    else failure.count = (failure.count ?? 1) - 1
+    return failure
+  }
+}
+
+/** Token requests per client and grant (all outcomes). */
+export function countRequests(requests: RecordedTokenRequest[]): { total: number; byClient: Record<string, Record<string, number>> } {
+  const byClient: Record<string, Record<string, number>> = {}
+  for (const r of requests) {
+    const c = (byClient[r.clientId ?? '(unknown)'] ??= {})
+    c[r.grant ?? '(none)'] = (c[r.grant ?? '(none)'] ?? 0) + 1
+  }
+  return { total: requests.length, byClient }
+}
+
+export interface RefreshEntry { clientId: string; scope: string; sub: string; spent: boolean; revoked: boolean }
+
+/** Everything the server's handlers share. */
+export interface ServerState {
+  options: AuthorizationServerOptions
+  now: () => number
+  toleranceMs: number
+  lifetimeSec: number
+  issuer: string
+  tokenUrl: string
+  signing: { key: CryptoKey; kid: string; publicJwk: JWK; jwks: ReturnType<typeof createLocalJWKSet> }
+  clients: ClientRegistry
+  refreshTokens: Map<string, RefreshEntry>
+  assertionJti: JtiMemory
+  proofJti: JtiMemory
+  issuedJti: Set<string>
+  revokedJti: Set<string>
+  /** Every credential value received or issued, for leak tests. */
+  seen: Set<string>
+  dpopNonce: string
+  spentUses: number
+  requests: RecordedTokenRequest[]
+  failures: FailureQueue
+}

@@ -1,0 +1,144 @@
+import type { JWK, JWTPayload } from 'jose'
+
+export type ClientAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'client_secret_jwt' | 'private_key_jwt' | 'tls_client_auth' | 'none'
+export type GrantKind = 'client_credentials' | 'jwt_bearer' | 'refresh_token'
+
+/** A client as registered with the embedded server. Plain data, so harnesses can derive it from channel credentials. */
+export interface RegisteredClient {
+  clientId: string
+  authMethod: ClientAuthMethod
+  /** client_secret_basic / _post / _jwt. */
+  secret?: string
+  /** Public key(s) for private_key_jwt and for jwt-bearer assertions signed by this client. */
+  jwks?: { keys: JWK[] } | JWK
+  /** Accepted assertion algorithms; default: the keys' `alg`, else all of RS256 RS384 PS256 ES256 ES384 EdDSA (HS256 for client_secret_jwt). */
+  allowedAlgs?: string[]
+  /** Grants this client may use (default all three). */
+  grants?: GrantKind[]
+  /** Scopes this client may request; default any. Granted when none is requested: `defaultScope` or all of these. */
+  scopes?: string[]
+  defaultScope?: string
+  /** RFC 8707 resources / audiences this client may request; default any. */
+  resources?: string[]
+  audiences?: string[]
+  /** Accepted assertion `aud` values; default the token endpoint (and the issuer when `acceptIssuerAudience`). */
+  assertionAudiences?: string[]
+  acceptIssuerAudience?: boolean
+  /** Maximum assertion lifetime (exp - now), default 300 s. */
+  maxAssertionLifetimeSec?: number
+  /** tls_client_auth: the client certificate's SHA-256 thumbprint (base64url) or subject DN, e.g. `CN=client`. */
+  tlsCertThumbprint?: string
+  tlsSubjectDn?: string
+  /** `strict` (default) form-urldecodes the Basic credentials (RFC 6749 §2.3.1); `loose` compares them raw. */
+  basicEncoding?: 'strict' | 'loose'
+  /** Access token lifetime for this client (default: the server's). */
+  tokenLifetimeSec?: number
+  /** Rotate refresh tokens on use (default true): a spent one is rejected with invalid_grant. */
+  rotateRefreshTokens?: boolean
+  requireDpop?: boolean
+  /** jwt-bearer grant: the issuer expected in the assertion (default clientId; Google: client_email). */
+  assertionIssuer?: string
+  /** Extra fields of this client's successful token responses (Salesforce `instance_url`); never overrides the standard ones. */
+  tokenResponse?: Record<string, unknown>
+}
+
+export interface FailureSpec {
+  status: number
+  /** How many token requests fail (default 1). */
+  count?: number
+  /** Delay before answering (ms). */
+  delayMs?: number
+  /** Retry-After header value (seconds or HTTP date). */
+  retryAfter?: string | number
+  /** Raw body (default `{"error":"temporarily_unavailable"}` for 5xx, else `{"error":"invalid_request"}`). */
+  body?: string
+  contentType?: string
+}
+
+export interface RecordedTokenRequest {
+  at: number
+  clientId?: string
+  grant?: string
+  authMethod?: string
+  /** Form fields; credentials (client_secret, client_assertion, assertion, refresh_token) as [REDACTED]. */
+  form: Record<string, string | string[]>
+  dpop: boolean
+  status: number
+  error?: string
+  error_description?: string
+  /** The client assertion or jwt-bearer assertion as received: its JOSE header and claims (never the signed JWT). */
+  assertion?: { header: Record<string, unknown>; claims: Record<string, unknown> }
+}
+
+export interface AuthorizationServerOptions {
+  /** Access token lifetime (default 300 s). */
+  tokenLifetimeSec?: number
+  /** Server clock, epoch ms (default Date.now); also written to the Date header. */
+  now?: () => number
+  /** Serve HTTPS and request client certificates (tls_client_auth, certificate-bound tokens). */
+  tls?: { cert: string; key: string; ca?: string }
+  /** Require DPoP nonces (RFC 9449 §8). */
+  dpopNonces?: boolean
+  /** Clock tolerance for assertions and proofs (default 30 s). */
+  clockToleranceSec?: number
+  /** Omit `expires_in` from token responses (clients then read the JWT `exp`). */
+  omitExpiresIn?: boolean
+}
+
+export interface VerifiedAccess {
+  claims: JWTPayload & { client_id?: string; scope?: string; cnf?: { jkt?: string; 'x5t#S256'?: string } }
+}
+
+export interface ProtectedApiOptions {
+  tls?: { cert: string; key: string; ca?: string }
+  /** Require DPoP nonces on the API. */
+  dpopNonces?: boolean
+  /** Required `aud` value of tokens. */
+  audience?: string
+}
+
+export interface ApiRequestRecord {
+  method: string
+  path: string
+  /** Headers with Authorization and DPoP values replaced by `<scheme> [REDACTED]` / `[REDACTED]`. */
+  headers: Record<string, string>
+  body: string
+  status: number
+  sub?: string
+  clientId?: string
+}
+
+export interface ProtectedApi {
+  url: string
+  requests: ApiRequestRecord[]
+  /** The next `count` requests (default 1) get this response instead, after token verification unless `beforeAuth`. */
+  respondNext(spec: { status: number; headers?: Record<string, string>; body?: string; count?: number; beforeAuth?: boolean }): void
+  close(): Promise<void>
+}
+
+export interface AuthorizationServer {
+  url: string
+  issuer: string
+  tokenUrl: string
+  jwksUrl: string
+  registerClient(client: RegisteredClient): void
+  /** Issues a refresh token (as if a user had consented) for the refresh_token grant. */
+  issueRefreshToken(clientId: string, options?: { scope?: string; sub?: string }): string
+  setFailure(failure: FailureSpec): void
+  /** Every token request, in order. */
+  requests: RecordedTokenRequest[]
+  /** Token requests per client and grant (all outcomes). */
+  counts(): { total: number; byClient: Record<string, Record<string, number>> }
+  /** How often a spent (rotated) refresh token was presented. */
+  spentRefreshTokenUses(): number
+  /** Every credential value the server received or issued (secrets, assertions, proofs, tokens), for leak tests. */
+  secretsSeen(): string[]
+  /** Revokes every access and refresh token issued so far. */
+  revokeAll(): void
+  /** Rotates the DPoP nonce; returns the new one. */
+  rotateDpopNonce(): string
+  /** Verifies an access token as a resource server would (signature, iss, exp, revocation, DPoP / certificate binding). */
+  verifyAccessToken(authorization: string | undefined, request?: { method: string; url: string; dpop?: string; certThumbprint?: string; nonce?: string }): Promise<VerifiedAccess>
+  createProtectedApi(options?: ProtectedApiOptions): Promise<ProtectedApi>
+  close(): Promise<void>
+}
