@@ -86,6 +86,53 @@ async function loadKey(dir: string, key: string | Buffer | undefined): Promise<B
   }
 }
 
+/** The AES-256-GCM envelope of an entry, bound to its key (AAD). */
+function encrypt(k: Buffer, key: string, entry: StoredTokens): string {
+  const iv = randomBytes(12)
+  const c = createCipheriv('aes-256-gcm', k, iv)
+  c.setAAD(Buffer.from(key))
+  const data = Buffer.concat([c.update(JSON.stringify(entry), 'utf8'), c.final()])
+  return JSON.stringify({ v: 1, iv: iv.toString('base64'), tag: c.getAuthTag().toString('base64'), data: data.toString('base64') })
+}
+
+/** The entry in an envelope; throws when the key or the file is wrong. */
+function decrypt(k: Buffer, key: string, text: string): StoredTokens {
+  const env = JSON.parse(text) as { v: number; iv: string; tag: string; data: string }
+  const d = createDecipheriv('aes-256-gcm', k, Buffer.from(env.iv, 'base64'))
+  d.setAAD(Buffer.from(key))
+  d.setAuthTag(Buffer.from(env.tag, 'base64'))
+  return JSON.parse(Buffer.concat([d.update(Buffer.from(env.data, 'base64')), d.final()]).toString('utf8')) as StoredTokens
+}
+
+/** Takes the lock file `lock` (exclusive create), taking over one whose owner is gone or older than `ttlMs`. */
+async function takeLock(lock: string, key: string, ttlMs: number, waitMs: number): Promise<void> {
+  const deadline = Date.now() + waitMs
+  let delay = 5
+  for (;;) {
+    try {
+      const fh = await open(lock, 'wx', 0o600)
+      await fh.writeFile(JSON.stringify({ pid: process.pid, at: Date.now() }))
+      await fh.close()
+      return
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw storeError(`cannot take the lease on "${key}"`, e)
+    }
+    try {
+      const [info, st] = await Promise.all([readFile(lock, 'utf8').then((t) => JSON.parse(t) as { pid: number; at: number }).catch(() => undefined), stat(lock)])
+      const age = Date.now() - st.mtimeMs
+      if ((info && !pidAlive(info.pid)) || age > ttlMs || (!info && age > 1000)) {
+        await unlink(lock).catch(() => undefined)
+        continue
+      }
+    } catch {
+      continue // the lock vanished between open and stat: try again at once
+    }
+    if (Date.now() > deadline) throw storeError(`timed out after ${waitMs} ms waiting for the lease on "${key}"`)
+    await sleep(delay)
+    delay = Math.min(50, delay * 2)
+  }
+}
+
 /**
  * The default store: one AES-256-GCM encrypted file per key under `dir` (mode 0600, written
  * atomically), versioned, with a lease that is an exclusive lock file (`open(…, 'wx')`) holding the
@@ -116,12 +163,7 @@ export function createRefreshTokenStore(options: FileStoreOptions): RefreshToken
       throw storeError(`cannot read the token store entry for "${key}"`, e)
     }
     try {
-      const env = JSON.parse(text) as { v: number; iv: string; tag: string; data: string }
-      const d = createDecipheriv('aes-256-gcm', k, Buffer.from(env.iv, 'base64'))
-      d.setAAD(Buffer.from(key))
-      d.setAuthTag(Buffer.from(env.tag, 'base64'))
-      const plain = Buffer.concat([d.update(Buffer.from(env.data, 'base64')), d.final()]).toString('utf8')
-      const entry = JSON.parse(plain) as StoredTokens
+      const entry = decrypt(k, key, text)
       registerSecretValue(entry.refreshToken)
       if (entry.accessToken) registerSecretValue(entry.accessToken)
       return entry
@@ -135,13 +177,9 @@ export function createRefreshTokenStore(options: FileStoreOptions): RefreshToken
     const current = await read(key)
     if ((current?.version ?? 0) !== expectedVersion) throw storeError(`token store entry "${key}" changed: expected version ${expectedVersion}, found ${current?.version ?? 0}`)
     const entry: StoredTokens = { ...value, version: expectedVersion + 1, updatedAt: Date.now() }
-    const iv = randomBytes(12)
-    const c = createCipheriv('aes-256-gcm', k, iv)
-    c.setAAD(Buffer.from(key))
-    const data = Buffer.concat([c.update(JSON.stringify(entry), 'utf8'), c.final()])
     const file = fileOf(key)
     const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`
-    await writeFile(tmp, JSON.stringify({ v: 1, iv: iv.toString('base64'), tag: c.getAuthTag().toString('base64'), data: data.toString('base64') }), { mode: 0o600 })
+    await writeFile(tmp, encrypt(k, key, entry), { mode: 0o600 })
     await chmod(tmp, 0o600)
     await rename(tmp, file)
     return entry
@@ -150,31 +188,7 @@ export function createRefreshTokenStore(options: FileStoreOptions): RefreshToken
   async function withLease<T>(key: string, fn: () => Promise<T>): Promise<T> {
     await ready()
     const lock = `${fileOf(key)}.lock`
-    const deadline = Date.now() + leaseWaitMs
-    let delay = 5
-    for (;;) {
-      try {
-        const fh = await open(lock, 'wx', 0o600)
-        await fh.writeFile(JSON.stringify({ pid: process.pid, at: Date.now() }))
-        await fh.close()
-        break
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw storeError(`cannot take the lease on "${key}"`, e)
-      }
-      try {
-        const [info, st] = await Promise.all([readFile(lock, 'utf8').then((t) => JSON.parse(t) as { pid: number; at: number }).catch(() => undefined), stat(lock)])
-        const age = Date.now() - st.mtimeMs
-        if ((info && !pidAlive(info.pid)) || age > leaseTtlMs || (!info && age > 1000)) {
-          await unlink(lock).catch(() => undefined)
-          continue
-        }
-      } catch {
-        continue // the lock vanished between open and stat: try again at once
-      }
-      if (Date.now() > deadline) throw storeError(`timed out after ${leaseWaitMs} ms waiting for the lease on "${key}"`)
-      await sleep(delay)
-      delay = Math.min(50, delay * 2)
-    }
+    await takeLock(lock, key, leaseTtlMs, leaseWaitMs)
     try {
       return await fn()
     } finally {
