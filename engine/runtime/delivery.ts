@@ -1,6 +1,6 @@
 import type { Destination, Message } from '../../shared/component.ts'
 import type { LoadedDestination } from '../../shared/config/types.ts'
-import { redactedExcerpt } from '../../shared/oauth/errors.ts'
+import { redactedExcerpt } from '../../shared/http/excerpt.ts'
 import type { DeliveryUpdate } from '../../shared/store/types.ts'
 import { backoffDelay, sleep } from './backoff.ts'
 import type { CircuitBreaker } from './breaker.ts'

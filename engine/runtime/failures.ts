@@ -1,5 +1,5 @@
 import { isWeirError } from '../../shared/errors.ts'
-import { redactedExcerpt } from '../../shared/oauth/errors.ts'
+import { redactedExcerpt } from '../../shared/http/excerpt.ts'
 import { scrubSecrets } from '../../shared/secret.ts'
 
 export const EXCERPT_MAX = 500
