@@ -23,7 +23,7 @@ import { loadTestFile, type TestCase, type TestFile, type Expectation, type Clie
 export interface CaseResult { name: string; passed: boolean; failures: string[]; durationMs: number }
 export interface TestFileResult { file: string; channel: string; cases: CaseResult[]; durationMs: number }
 
-/** Algorithms each provider accepts for assertions (DESIGN.md, Provider notes). */
+/** Algorithms each provider accepts for assertions (the README's provider table). */
 const PRESET_ALGS: Record<string, string[]> = {
   'epic-backend': ['RS384', 'ES384'],
   'azure-ad': ['PS256', 'RS256'],

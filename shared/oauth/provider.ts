@@ -52,7 +52,7 @@ interface Slot {
   dpop?: DpopSigner
 }
 
-/** Tokens by cache key (DESIGN.md: token endpoint, client, grant, auth method, sorted scopes, resource, audience). */
+/** Tokens by cache key (token endpoint, client, grant, auth method, sorted scopes, resource, audience). */
 export class TokenCache {
   readonly #slots = new Map<string, Slot>()
   slot(key: string): Slot {
@@ -75,12 +75,10 @@ export const defaultTokenCache = new TokenCache()
  * When to refresh a token in the background (`refreshAt`) and when to stop using it (`staleAt`),
  * both epoch ms in the local clock.
  *
- * - Tokens living 150 s or more refresh `max(30 s, 20% of the lifetime)` ahead of expiry, as
- *   DESIGN.md ("OAuth 2.0 client") says.
- * - **Departure from DESIGN.md:** tokens living under 150 s refresh 10% of their lifetime ahead.
- *   Taken literally, the DESIGN rule puts the 30 s floor above most of a short lifetime (all of it
- *   below 30 s), so a 2 s token would be refetched on every call; 10% keeps one request per
- *   lifetime while still refreshing before expiry.
+ * - Tokens living 150 s or more refresh `max(30 s, 20% of the lifetime)` ahead of expiry.
+ * - Tokens living under 150 s refresh 10% of their lifetime ahead: the general rule would put the
+ *   30 s floor above most of a short lifetime (all of it below 30 s), so a 2 s token would be
+ *   refetched on every call; 10% keeps one request per lifetime while still refreshing before expiry.
  * - Jitter adds up to 20% of the lead (`random` in [0, 1)), so providers do not refresh in step.
  * - The clock-skew margin of `staleAt` is capped at 5% of the lifetime, for the same reason.
  *
@@ -148,7 +146,7 @@ export function resolveCredential(name: string, input: CredentialConfig): Resolv
 }
 
 /**
- * Cache key of a credential (DESIGN.md), plus what a token can be bound to: the DPoP algorithm (the
+ * Cache key of a credential (see TokenCache), plus what a token can be bound to: the DPoP algorithm (the
  * key pair itself lives on the slot, so providers sharing a slot share it) and the SHA-256
  * thumbprint of the client certificate (RFC 8705 certificate-bound tokens only work with that
  * certificate, so two certificates must never share a token).
@@ -247,7 +245,7 @@ export function createTokenProvider(name: string, config: CredentialConfig, opti
           continue
         }
         // The response revealed that our clock is off by more than the usual tolerance: assertions
-        // were dated wrongly, so one resend with corrected iat/exp is worth it (DESIGN.md "Clocks").
+        // were dated wrongly, so one resend with corrected iat/exp is worth it.
         if (!clockRetried && plan.toSign.length > 0 && Math.abs(clockOffsetMs - offsetUsed) > 30_000 && (e as WeirError).code === 'ERR_OAUTH_RESPONSE') {
           clockRetried = true
           log.warn({ clockOffsetMs }, 'token endpoint clock differs from ours; resending with corrected assertion times')
@@ -368,7 +366,7 @@ export function createTokenProvider(name: string, config: CredentialConfig, opti
         counters.tokenErrors++
         // Any non-retryable failure (an OAuth error, a non-JSON 4xx, a 200 without access_token, a
         // wrong token_type…) fails the same way on the next attempt: fail fast instead of sending
-        // one token request per delivery attempt (DESIGN.md "Errors fall into classes").
+        // one token request per delivery attempt.
         if (!err.retryable) {
           slot.brokenUntil = now() + r.failFastMs
           slot.brokenError = err
