@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
-import { generateDocs, README_FILE, SCHEMA_FILE } from '../engine/docs.ts'
+import { generateDocs, README_FILE, SCHEMA_FILE, TEST_SCHEMA_FILE } from '../engine/docs.ts'
 import { builtinComponents } from '../components/index.ts'
 import { credentialSchema } from '../shared/oauth/index.ts'
 import { ERROR_CODES } from '../shared/errors.ts'
@@ -23,6 +23,11 @@ describe('generated docs', () => {
   it('schema/channel.schema.json matches a fresh generation (stale: run npm run docs)', async () => {
     const { schema } = await generateDocs()
     expect(readFileSync(SCHEMA_FILE, 'utf8') === schema, 'stale: run npm run docs').toBe(true)
+  })
+
+  it('schema/channel-test.schema.json matches a fresh generation (stale: run npm run docs)', async () => {
+    const { testSchema } = await generateDocs()
+    expect(readFileSync(TEST_SCHEMA_FILE, 'utf8') === testSchema, 'stale: run npm run docs').toBe(true)
   })
 
   it('the README component reference matches a fresh generation (stale: run npm run docs)', async () => {

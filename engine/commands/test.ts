@@ -6,20 +6,23 @@ import { junitXml } from '../harness/junit.ts'
 import { ConfigError, formatProblem, isWeirError, userError } from '../../shared/errors.ts'
 
 export const summary = 'prove channels against the embedded authorization server and API (*.test.json)'
-export const usage = `usage: weir test <file.test.json...> [--reporter text|junit] [--output FILE]
+export const usage = `usage: weir test <file.test.json...> [--verbose] [--reporter text|junit] [--output FILE]
 
 Runs each case of each test file on fresh embedded servers: the channel's token endpoints and API
 URLs are replaced, its clients registered from its own credentials and checked strictly (alg, aud,
 iss/sub, scope, auth method, provider preset rules). Prints a line per case (with the reason of a
-failure), then "N passed, N failed".
+failure), then "N passed, N failed". Each case runs in a sandbox: its components get a fresh data
+directory and a copy of the channel directory, so nothing is written next to the real channel.
 
+  --verbose          under each case, each message's path: every filter's outcome (passed, filtered,
+                     split, error) and every destination's status and attempts (outcome, HTTP status)
   --reporter junit   also write JUnit XML (to --output, default weir-test-results.xml)
   --output FILE      where the JUnit XML goes
 
 exit status: 0 when every case passes, 1 otherwise, 2 on bad usage`
 
 export async function run(args: string[], io: CommandIO): Promise<number> {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { reporter: { type: 'string', default: 'text' }, output: { type: 'string' } } })
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { reporter: { type: 'string', default: 'text' }, output: { type: 'string' }, verbose: { type: 'boolean', short: 'v', default: false } } })
   if (!positionals.length || !['text', 'junit'].includes(values.reporter!)) {
     io.err(usage)
     return 2
@@ -31,8 +34,10 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
     try {
       io.out(file)
       const r = await runChannelTest(file, {
+        verbose: values.verbose,
         onCase: (c) => {
           if (c.passed) { passed++; io.out(`  ✓ ${c.name} (${c.durationMs} ms)`) } else { failed++; io.out(`  ✗ ${c.name}: ${c.failures.join('; ')}`) }
+          for (const line of c.trace ?? []) io.out(`      ${line}`)
         },
       })
       results.push(r)

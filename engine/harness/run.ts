@@ -1,8 +1,7 @@
-import { mkdtemp, rm, mkdir, writeFile, readdir, readFile, rename } from 'node:fs/promises'
+import { mkdtemp, rm, mkdir, writeFile, readFile, rename } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { dirname, join, relative, resolve } from 'node:path'
+import { dirname, join, resolve } from 'node:path'
 import { Writable } from 'node:stream'
-import { isDeepStrictEqual } from 'node:util'
 import { displayPath, loadChannelObject, parseJsonWithLocation } from '../../shared/config/load.ts'
 import { escapePointer } from '../../shared/config/problems.ts'
 import type { LoadedChannel } from '../../shared/config/types.ts'
@@ -19,8 +18,22 @@ import { startAuthorizationServer, type AuthorizationServer, type RegisteredClie
 import { startEmbeddedApi, verifiedBy, type EmbeddedApi, type ApiRoute } from '../embedded/api.ts'
 import { startChannel, type ChannelHandle } from '../runtime/index.ts'
 import { loadTestFile, type TestCase, type TestFile, type Expectation, type ClientRegistration } from './test-file.ts'
+import { containsSubset, short } from './match.ts'
+import { listFiles, sandboxChannelDir, type ChannelSandbox } from './sandbox.ts'
+import { instrumentChannel, type Recording } from './instrument.ts'
+import { checkDeliveries } from './deliveries.ts'
+import { formatMessagePaths, messagePaths } from './trace.ts'
 
-export interface CaseResult { name: string; passed: boolean; failures: string[]; durationMs: number }
+export { containsSubset } from './match.ts'
+
+export interface CaseResult {
+  name: string
+  passed: boolean
+  failures: string[]
+  durationMs: number
+  /** With `verbose`: each message's way through the channel (filters, destinations, attempts), as lines. */
+  trace?: string[]
+}
 export interface TestFileResult { file: string; channel: string; cases: CaseResult[]; durationMs: number }
 
 /** The token URL each credential names (its preset's when it names none), before the harness replaces it. */
@@ -189,8 +202,8 @@ interface Running {
   http: ReturnType<typeof createHttpClient>
 }
 
-/** Runs one case on fresh embedded servers and a fresh data directory. */
-async function runCase(file: TestFile, rawChannel: Record<string, any>, tc: TestCase): Promise<string[]> {
+/** Runs one case on fresh embedded servers, in a sandbox of its own (data, input, output and channel directories). */
+async function runCase(file: TestFile, rawChannel: Record<string, any>, tc: TestCase, verbose = false): Promise<{ failures: string[]; trace?: string[] }> {
   const failures: string[] = []
   const clock = { offset: 0 }
   const now = () => Date.now() + clock.offset
@@ -204,10 +217,13 @@ async function runCase(file: TestFile, rawChannel: Record<string, any>, tc: Test
   api.setRoutes(withApiUrl(tc.api ?? file.api, api.url))
   const regs = registrations(file, tc)
   let running: Running | undefined
+  let trace: string[] | undefined
   try {
     const env: NodeJS.ProcessEnv = { ...process.env, ...file.env }
     const rewritten = rewriteChannel(rawChannel, as, api, dirs)
     const channel = await loadChannelObject(rewritten, { file: file.channel, env })
+    const sandbox = await sandboxChannelDir(channel.dir, join(work, 'channel'))
+    const { channel: instrumented, recording } = instrumentChannel(channel, { channelDir: sandbox.dir, dataDir: dirs.data })
     const resolved = resolveCredentials(channel)
     const clientIds = Object.fromEntries(Object.entries(resolved).map(([name, r]) => [name, clientIdOf(r)]))
     await registerClients(channel, resolved, regs, as, api, originalTokenUrls(rawChannel))
@@ -226,7 +242,7 @@ async function runCase(file: TestFile, rawChannel: Record<string, any>, tc: Test
       // A fresh cache per start: a restarted engine keeps only what its stores persisted.
       const cache = new TokenCache()
       const http = createHttpClient({ log })
-      const handle = await startChannel(channel, {
+      const handle = await startChannel(instrumented, {
         store, log, dataDir: dirs.data, http,
         credential: (name, ch) => {
           let p = providers.get(name)
@@ -286,7 +302,8 @@ async function runCase(file: TestFile, rawChannel: Record<string, any>, tc: Test
       }
       await running.handle.whenIdle({ timeoutMs: IDLE_TIMEOUT_MS }).catch(() => failures.push(`step ${i + 1}: the channel did not become idle within ${IDLE_TIMEOUT_MS / 1000} s`))
     }
-    failures.push(...(await check(tc.expect, { api, as, store: running.store, channel, logLines, out: dirs.out, clientIds })))
+    failures.push(...(await check(tc.expect, { api, as, store: running.store, channel, logLines, out: dirs.out, sandbox, recording, clientIds })))
+    if (verbose) trace = formatMessagePaths(await messagePaths(running.store, channel, recording), channel).map(scrubSecrets)
     if (failures.length) {
       // The reason a token request was refused is the most useful line of a failing case.
       const refused = as.requests.filter((q) => q.status >= 400 && q.error)
@@ -306,23 +323,13 @@ async function runCase(file: TestFile, rawChannel: Record<string, any>, tc: Test
     await as.close()
     await rm(work, { recursive: true, force: true })
   }
-  return failures.map(scrubSecrets)
-}
-
-/** True when `actual` contains every field of `expected` (arrays: same length, element-wise subset). */
-export function containsSubset(actual: unknown, expected: unknown): boolean {
-  if (expected === null || typeof expected !== 'object') return isDeepStrictEqual(actual, expected)
-  if (Array.isArray(expected)) return Array.isArray(actual) && actual.length === expected.length && expected.every((e, i) => containsSubset(actual[i], e))
-  if (actual === null || typeof actual !== 'object' || Array.isArray(actual)) return false
-  return Object.entries(expected).every(([k, v]) => containsSubset((actual as Record<string, unknown>)[k], v))
+  return { failures: failures.map(scrubSecrets), ...(trace ? { trace } : {}) }
 }
 
 /** The fields of `actual` that `expected` names (for a readable mismatch). */
 const pick = (actual: Record<string, unknown>, expected: Record<string, unknown>) => Object.fromEntries(Object.keys(expected).map((k) => [k, actual[k]]))
 
-const short = (v: unknown) => { const s = JSON.stringify(v); return s.length > 160 ? s.slice(0, 157) + '...' : s }
-
-async function check(exp: Expectation, ctx: { api: EmbeddedApi; as: AuthorizationServer; store: MessageStore; channel: LoadedChannel; logLines: string[]; out: string; clientIds: Record<string, string> }): Promise<string[]> {
+async function check(exp: Expectation, ctx: { api: EmbeddedApi; as: AuthorizationServer; store: MessageStore; channel: LoadedChannel; logLines: string[]; out: string; sandbox: ChannelSandbox; recording: Recording; clientIds: Record<string, string> }): Promise<string[]> {
   const f: string[] = []
   const reqs = ctx.api.requests
   for (const [i, e] of (exp.requests ?? []).entries()) {
@@ -395,8 +402,13 @@ async function check(exp: Expectation, ctx: { api: EmbeddedApi; as: Authorizatio
     if (t.spentRefreshTokens !== undefined && ctx.as.spentRefreshTokenUses() !== t.spentRefreshTokens) f.push(`${at}.spentRefreshTokens: a spent refresh token was presented ${ctx.as.spentRefreshTokenUses()} time(s), expected ${t.spentRefreshTokens}`)
   }
   for (const re of exp.logs ?? []) if (!ctx.logLines.some((l) => new RegExp(re).test(l))) f.push(`expect.logs: no log line matches /${re}/`)
+  if (exp.deliveries) f.push(...checkDeliveries(exp.deliveries, ctx.recording))
   if (exp.files) {
-    const names = await listFiles(ctx.out)
+    // What the file destination wrote, then what any component wrote next to (the copy of) the channel.
+    const paths = new Map<string, string>()
+    for (const n of await listFiles(ctx.out)) paths.set(n, join(ctx.out, n))
+    for (const n of await ctx.sandbox.written()) if (!paths.has(n)) paths.set(n, join(ctx.sandbox.dir, n))
+    const names = [...paths.keys()]
     for (const [i, e] of exp.files.entries()) {
       const re = new RegExp(e.path)
       const matching = names.filter((n) => re.test(n))
@@ -404,7 +416,7 @@ async function check(exp: Expectation, ctx: { api: EmbeddedApi; as: Authorizatio
       if (e.json !== undefined) {
         hits = []
         for (const n of matching) {
-          try { if (containsSubset(JSON.parse(await readFile(join(ctx.out, n), 'utf8')), e.json)) hits.push(n) } catch { /* not JSON */ }
+          try { if (containsSubset(JSON.parse(await readFile(paths.get(n)!, 'utf8')), e.json)) hits.push(n) } catch { /* not JSON */ }
         }
       }
       const ok = e.count === undefined ? hits.length > 0 : hits.length === e.count
@@ -414,28 +426,17 @@ async function check(exp: Expectation, ctx: { api: EmbeddedApi; as: Authorizatio
   return f
 }
 
-async function listFiles(dir: string): Promise<string[]> {
-  const out: string[] = []
-  const walk = async (d: string) => {
-    for (const e of await readdir(d, { withFileTypes: true }).catch(() => [])) {
-      const p = join(d, e.name)
-      if (e.isDirectory()) await walk(p)
-      else if (!e.name.startsWith('.')) out.push(relative(dir, p))
-    }
-  }
-  await walk(dir)
-  return out.sort()
-}
-
 /**
  * Runs a channel test file: each case against a fresh embedded authorization server (clients
- * registered from the channel's own credentials and checked strictly) and embedded API.
+ * registered from the channel's own credentials and checked strictly) and embedded API, in a
+ * sandbox of its own (every component's `ctx.dataDir` and `ctx.channelDir` inside a temporary
+ * directory). With `verbose`, each case result carries the path of every message (`trace`).
  *
  * @example
  * const result = await runChannelTest('channels/epic-adt.test.json')
  * expect(result.cases.every((c) => c.passed)).toBe(true)
  */
-export async function runChannelTest(path: string, options: { onCase?: (c: CaseResult) => void } = {}): Promise<TestFileResult> {
+export async function runChannelTest(path: string, options: { onCase?: (c: CaseResult) => void; verbose?: boolean } = {}): Promise<TestFileResult> {
   const t0 = Date.now()
   const file = await loadTestFile(path)
   let raw: Record<string, any>
@@ -452,8 +453,8 @@ export async function runChannelTest(path: string, options: { onCase?: (c: CaseR
   const cases: CaseResult[] = []
   for (const tc of file.cases) {
     const c0 = Date.now()
-    const failures = await runCase(file, raw, tc)
-    const result = { name: tc.name, passed: failures.length === 0, failures, durationMs: Date.now() - c0 }
+    const { failures, trace } = await runCase(file, raw, tc, options.verbose)
+    const result: CaseResult = { name: tc.name, passed: failures.length === 0, failures, durationMs: Date.now() - c0, ...(trace ? { trace } : {}) }
     cases.push(result)
     options.onCase?.(result)
   }

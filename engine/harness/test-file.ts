@@ -51,6 +51,16 @@ const requestExpectation: JsonSchema = {
   },
 }
 
+const deliveryExpectation: JsonSchema = {
+  type: 'object', additionalProperties: false,
+  properties: {
+    count: { type: 'integer', minimum: 0, description: 'How many deliveries match the other fields (default: at least one). A delivery is a call of the destination\'s `deliver` that returned; a failed attempt (it threw) does not count.' },
+    body: { description: 'A subset the delivered body must contain: JSON for a JSON message, the exact text for a text one.' },
+    bodyMatches: { type: 'string', description: 'Regular expression the delivered body must match: the text of a text message, the JSON of a JSON one.' },
+    contentType: { type: 'string', description: 'Regular expression the delivered message\'s content type must match.' },
+  },
+}
+
 const statusName = { enum: ['delivered', 'filtered', 'error', 'queued', 'retrying', 'in-flight'] }
 
 const step: JsonSchema = {
@@ -131,11 +141,16 @@ const expectation: JsonSchema = {
       anyOf: [tokenExpectation, { type: 'array', minItems: 1, items: tokenExpectation }],
     },
     logs: { type: 'array', items: { type: 'string' }, description: 'Regular expressions; each must match some log line.' },
+    deliveries: {
+      type: 'object',
+      description: 'What each destination, built-in or your own, was handed, by destination name: one expectation or a list. Works for any destination: the harness records every call of its `deliver`.',
+      additionalProperties: { anyOf: [deliveryExpectation, { type: 'array', minItems: 1, items: deliveryExpectation }] },
+    },
     files: {
-      type: 'array', description: 'Files the channel must have written, relative to the case\'s output directory.',
+      type: 'array', description: 'Files the channel must have written: by the `file` destination, relative to its output directory, and by any component under its `ctx.channelDir`, relative to the channel directory.',
       items: {
         type: 'object', additionalProperties: false, required: ['path'],
-        properties: { path: { type: 'string', description: 'Path (a regular expression over names written, relative to the output directory).' }, json: { description: 'A subset its JSON content must contain.' }, count: { type: 'integer', minimum: 0, description: 'How many files match (default at least one).' } },
+        properties: { path: { type: 'string', description: 'A regular expression over the paths written (relative, with / separators).' }, json: { description: 'A subset its JSON content must contain.' }, count: { type: 'integer', minimum: 0, description: 'How many files match (default at least one).' } },
       },
     },
   },
@@ -144,7 +159,7 @@ const expectation: JsonSchema = {
 export const testFileSchema: JsonSchema = {
   type: 'object', additionalProperties: false, required: ['channel', 'cases'],
   properties: {
-    $schema: { type: 'string', description: 'Editor schema.' },
+    $schema: { type: 'string', description: 'Editor schema, e.g. "../schema/channel-test.schema.json".' },
     channel: { type: 'string', description: 'The channel file under test, relative to this file.' },
     description: { type: 'string', description: 'What the test proves.' },
     env: { type: 'object', additionalProperties: { type: 'string' }, description: 'Values for the channel\'s $env references (test material only).' },
@@ -162,7 +177,7 @@ export const testFileSchema: JsonSchema = {
     },
     api: { type: 'array', items: route, default: [], description: 'Routes of the embedded API for every case. In answers (json, body, headers) the string "{api}" is replaced by the embedded API URL, e.g. for absolute next-page links.' },
     cases: {
-      type: 'array', minItems: 1, description: 'The cases, each run on fresh servers and a fresh data directory.',
+      type: 'array', minItems: 1, description: 'The cases, each run on fresh servers in a sandbox of its own: a fresh data directory (`ctx.dataDir`), input and output directories, and a copy of the channel directory (`ctx.channelDir`), so that no component writes next to the real channel.',
       items: {
         type: 'object', additionalProperties: false, required: ['name', 'steps', 'expect'],
         properties: {
@@ -175,11 +190,22 @@ export const testFileSchema: JsonSchema = {
           },
           tokenFailures: { type: 'array', items: tokenFailure, description: 'Token endpoint faults, in order, before it answers normally.' },
           steps: { type: 'array', minItems: 1, items: step, description: 'What happens, in order.' },
-          expect: expectation,
+          expect: { ...expectation, description: 'What must hold once the steps have run and the channel is idle.' },
         },
       },
     },
   },
+}
+
+/** The editor schema of `*.test.json` files: schema/channel-test.schema.json, written by `npm run docs`. */
+export function testEditorSchema(): JsonSchema {
+  return {
+    $schema: 'http://json-schema.org/draft-07/schema#',
+    $id: 'https://weir.dev/schema/channel-test.schema.json',
+    title: 'Weir channel test',
+    description: 'A `weir test` file: the channel under test, the embedded servers, and the cases. Generated by `npm run docs`; do not edit.',
+    ...testFileSchema,
+  }
 }
 
 export interface SendStep { body: unknown; contentType?: string; headers?: Record<string, string>; fileName?: string; expectStatus?: number }
@@ -197,6 +223,7 @@ export interface TokenExpectation {
   error?: string
   spentRefreshTokens?: number
 }
+export interface DeliveryExpectation { count?: number; body?: unknown; bodyMatches?: string; contentType?: string }
 export interface Expectation {
   requests?: RequestExpectation[]
   requestCount?: number
@@ -204,6 +231,7 @@ export interface Expectation {
   tokenRequests?: TokenExpectation | TokenExpectation[]
   logs?: string[]
   files?: Array<{ path: string; json?: unknown; count?: number }>
+  deliveries?: Record<string, DeliveryExpectation | DeliveryExpectation[]>
 }
 export interface TestCase {
   name: string

@@ -104,10 +104,10 @@ export function componentReference(components: readonly ComponentDefinition[], c
 export const REFERENCE_BEGIN = '<!-- BEGIN GENERATED REFERENCE -->'
 export const REFERENCE_END = '<!-- END GENERATED REFERENCE -->'
 
-/** Replaces the generated block of a README; throws when the markers are missing. */
-export function spliceReference(readme: string, reference: string): string {
-  const a = readme.indexOf(REFERENCE_BEGIN)
-  const b = readme.indexOf(REFERENCE_END)
-  if (a < 0 || b < a) throw new Error(`README.md lacks the ${REFERENCE_BEGIN} / ${REFERENCE_END} markers`)
-  return readme.slice(0, a + REFERENCE_BEGIN.length) + '\n' + reference.trimEnd() + '\n' + readme.slice(b)
+/** Replaces a generated block of a README (by default the component reference); throws when the markers are missing. */
+export function spliceReference(readme: string, reference: string, begin = REFERENCE_BEGIN, end = REFERENCE_END): string {
+  const a = readme.indexOf(begin)
+  const b = readme.indexOf(end)
+  if (a < 0 || b < a) throw new Error(`README.md lacks the ${begin} / ${end} markers`)
+  return readme.slice(0, a + begin.length) + '\n' + reference.trimEnd() + '\n' + readme.slice(b)
 }

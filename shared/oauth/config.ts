@@ -102,7 +102,7 @@ export const credentialSchema: JsonSchema = {
   properties: {
     preset: {
       type: 'string', enum: Object.keys(PRESETS),
-      description: 'Provider preset: fills in provider defaults and checks provider rules (see DESIGN.md, Provider notes).',
+      description: 'Provider preset: fills in the provider\'s defaults (grant, client authentication, algorithm) and checks its rules at validation time (the README\'s provider table, "Going live against a real provider").',
     },
     grant: {
       type: 'string', enum: ['client_credentials', 'jwt_bearer', 'refresh_token', 'static'],

@@ -55,7 +55,7 @@ export function resolveCredential(name: string, input: CredentialConfig): Resolv
 }
 
 /**
- * Cache key of a credential (DESIGN.md), plus what a token can be bound to: the DPoP algorithm (the
+ * Cache key of a credential (token endpoint, client, grant, auth method, sorted scopes, resource, audience), plus what a token can be bound to: the DPoP algorithm (the
  * key pair itself lives on the slot, so providers sharing a slot share it) and the SHA-256
  * thumbprint of the client certificate (RFC 8705 certificate-bound tokens only work with that
  * certificate, so two certificates must never share a token).

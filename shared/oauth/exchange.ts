@@ -62,7 +62,7 @@ export function createTokenExchange(r: ResolvedCredential, o: TokenExchangeOptio
   function resendFor(e: unknown, raw: RawTokenResponse, plan: TokenRequestPlan, offsetUsed: number, done: Set<Resend>): Resend | undefined {
     if (!done.has('nonce') && o.dpop && (e as OAuthResponseError).error === 'use_dpop_nonce' && raw.headers['dpop-nonce']) return 'nonce'
     // The response revealed that our clock is off by more than the usual tolerance: assertions
-    // were dated wrongly, so one resend with corrected iat/exp is worth it (DESIGN.md "Clocks").
+    // were dated wrongly, so one resend with corrected iat/exp is worth it (the server's Date header gives the offset).
     if (!done.has('clock') && plan.toSign.length > 0 && Math.abs(clockOffsetMs - offsetUsed) > 30_000 && (e as WeirError).code === 'ERR_OAUTH_RESPONSE') return 'clock'
     return undefined
   }

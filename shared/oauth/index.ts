@@ -1,6 +1,6 @@
 /**
  * The shared OAuth 2.0 client: one TokenProvider per credential. Usable without any channel.
- * @see ../../../shared/DESIGN.md "OAuth 2.0 client (shared/oauth)"
+ * @see README.md "The OAuth client as a library"
  */
 export type { AccessToken, TokenProvider } from './types.ts'
 export {

@@ -30,7 +30,7 @@ export interface Slot {
   dpop?: DpopSigner
 }
 
-/** Tokens by cache key (DESIGN.md: token endpoint, client, grant, auth method, sorted scopes, resource, audience). */
+/** Tokens by cache key (token endpoint, client, grant, auth method, sorted scopes, resource, audience). */
 export class TokenCache {
   readonly #slots = new Map<string, Slot>()
   slot(key: string): Slot {
@@ -50,12 +50,11 @@ export const defaultTokenCache = new TokenCache()
  * When to refresh a token in the background (`refreshAt`) and when to stop using it (`staleAt`),
  * both epoch ms in the local clock.
  *
- * - Tokens living 150 s or more refresh `max(30 s, 20% of the lifetime)` ahead of expiry, as
- *   DESIGN.md ("OAuth 2.0 client") says.
- * - **Departure from DESIGN.md:** tokens living under 150 s refresh 10% of their lifetime ahead.
- *   Taken literally, the DESIGN rule puts the 30 s floor above most of a short lifetime (all of it
- *   below 30 s), so a 2 s token would be refetched on every call; 10% keeps one request per
- *   lifetime while still refreshing before expiry.
+ * - Tokens living 150 s or more refresh `max(30 s, 20% of the lifetime)` ahead of expiry, so
+ *   steady traffic never waits and a 5-minute token is not refetched on every call.
+ * - Tokens living under 150 s refresh 10% of their lifetime ahead: the 30 s floor would be most of
+ *   a short lifetime (all of it below 30 s), so a 2 s token would be refetched on every call; 10%
+ *   keeps one request per lifetime while still refreshing before expiry.
  * - Jitter adds up to 20% of the lead (`random` in [0, 1)), so providers do not refresh in step.
  * - The clock-skew margin of `staleAt` is capped at 5% of the lifetime, for the same reason.
  *
@@ -155,7 +154,7 @@ export class SlotUser {
 
   // Any non-retryable failure (an OAuth error, a non-JSON 4xx, a 200 without access_token, a wrong
   // token_type…) fails the same way on the next attempt: fail fast instead of sending one token
-  // request per delivery attempt (DESIGN.md "Errors fall into classes").
+  // request per delivery attempt (a terminal error marks the credential broken for a short while).
   #markBroken(err: WeirError): void {
     this.slot.brokenUntil = this.o.now() + this.o.failFastMs
     this.slot.brokenError = err

@@ -65,6 +65,25 @@ describe('weir test', () => {
     expect(out.trimEnd().split('\n').at(-1)).toBe('0 passed, 1 failed')
   })
 
+  it('--verbose prints each message\'s path under its case', async () => {
+    const { code, out } = await runCli(['test', passing, '--verbose'])
+    expect(code).toBe(0)
+    const lines = out.split('\n').map((l) => l.replace(/\(01[0-9A-Z]{24}\)/, '(ID)').replace(/\(\d+ ms\)/, '(N ms)'))
+    expect(lines.slice(1, 12)).toEqual([
+      '  ✓ delivered (N ms)',
+      '      message 1 (ID): delivered',
+      '        filters/0 (match): passed',
+      '        filters/1 (map): passed',
+      '        epic-fhir (http): delivered',
+      '          attempt 1: delivered, HTTP 201 (N ms)',
+      '  ✓ filtered (N ms)',
+      '      message 1 (ID): filtered',
+      '        filters/0 (match): filtered',
+      '        epic-fhir (http): filtered (no attempt)',
+      '2 passed, 0 failed',
+    ])
+  })
+
   it('bad usage exits 2', async () => {
     expect((await runCli(['test'])).code).toBe(2)
     expect((await runCli(['test', passing, '--reporter', 'tap'])).code).toBe(2)

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { containsSubset } from '../../engine/harness/run.ts'
+import { containsSubset } from '../../engine/harness/match.ts'
 import { loadChannelObject } from '../../shared/config/load.ts'
 
 describe('containsSubset', () => {

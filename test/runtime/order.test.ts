@@ -71,13 +71,14 @@ function orderViolation(distinct: Array<{ key: string; n: number }>): string | u
 }
 
 /**
- * 64 concurrent senders, each owning the keys k with k % 64 = its index and sending them one
- * message at a time, so that every key's messages arrive in the order of their numbers.
+ * 50 concurrent senders; sender s sends messages i = s, s + 50, … whose keys (i mod 500) are all
+ * ≡ s (mod 50), since 50 divides 500: every key has exactly one sender, which sends it one message
+ * at a time, so every key's messages arrive in the order of their numbers.
  */
 async function sendKeyed(total: number, send: (body: { key: string; n: number; pad: string }) => Promise<void>) {
   const perKey = new Map<string, number>()
   let next = 0
-  const senders = 64
+  const senders = 50 // must divide KEYS
   await Promise.all(Array.from({ length: senders }, async (_, s) => {
     for (let i = s; i < total; i += senders) {
       const key = `mrn-${i % KEYS}`
