@@ -1,54 +1,147 @@
 import type { ErrorObject } from 'ajv'
+import { isRetryableStatus } from './http/status.ts'
 
-/** Stable error codes. Branch on `code`, never on `instanceof` (a duplicated package copy breaks it). */
-export type ErrorCode =
-  | 'ERR_CONFIG_INVALID'
-  | 'ERR_COMPONENT_INVALID'
-  | 'ERR_COMPONENT_UNKNOWN'
-  | 'ERR_SECRET_UNRESOLVED'
-  | 'ERR_OAUTH_RESPONSE'
-  | 'ERR_OAUTH_REQUEST'
-  | 'ERR_OAUTH_CHALLENGE'
-  | 'ERR_OAUTH_FAIL_FAST'
-  | 'ERR_OAUTH_REAUTH_REQUIRED'
-  | 'ERR_HTTP_STATUS'
-  | 'ERR_HTTP_NETWORK'
-  | 'ERR_HTTP_TIMEOUT'
-  | 'ERR_SCHEDULE_INVALID'
-  | 'ERR_BACKPRESSURE'
-  | 'ERR_DELIVERY_PERMANENT'
-  | 'ERR_MESSAGE_INVALID'
-  | 'ERR_STORE'
-  | 'ERR_SHUTDOWN'
+/** What every error code documents about itself; the README's error table is generated from these entries. */
+export interface ErrorSpec {
+  /** One line for the README table: when the error happens and what its extra properties hold. */
+  description: string
+  /** Whether the same operation may succeed later; `'varies'` when each throw site says (then its constructor requires `retryable`). */
+  retryable: boolean | 'varies'
+  /** A problem the user caused (bad config, bad flag): the CLI prints it without a stack. */
+  userError?: boolean
+  /** The HTTP status Weir answers with when this error ends an inbound request. */
+  statusCode?: number
+  /** A message template; without one the class takes the message as its first argument. No default parameters (its arity is counted). */
+  message?: (...args: never[]) => string
+}
 
-export const ERROR_CODES: readonly ErrorCode[] = [
-  'ERR_CONFIG_INVALID', 'ERR_COMPONENT_INVALID', 'ERR_COMPONENT_UNKNOWN', 'ERR_SECRET_UNRESOLVED',
-  'ERR_OAUTH_RESPONSE', 'ERR_OAUTH_REQUEST', 'ERR_OAUTH_CHALLENGE', 'ERR_OAUTH_FAIL_FAST', 'ERR_OAUTH_REAUTH_REQUIRED',
-  'ERR_HTTP_STATUS', 'ERR_HTTP_NETWORK', 'ERR_HTTP_TIMEOUT', 'ERR_SCHEDULE_INVALID', 'ERR_BACKPRESSURE',
-  'ERR_DELIVERY_PERMANENT', 'ERR_MESSAGE_INVALID', 'ERR_STORE', 'ERR_SHUTDOWN',
-]
+/** Options every Weir error takes. Wrap, don't replace: pass the original error as `cause`. */
+export interface WeirErrorOptions {
+  cause?: unknown
+  /** Server-requested delay (Retry-After), when there was one. */
+  retryAfterMs?: number
+}
 
+/**
+ * The base of every Weir error. Branch on `code`, never on `instanceof` (a duplicated package copy breaks it).
+ * Throw the class of a code (`new errorCodes.ERR_HTTP_TIMEOUT(message)`), or `RetryableError` / `PermanentError`
+ * from your own components; the code, `retryable`, `userError` and `statusCode` come from the code's registry entry.
+ */
 export class WeirError extends Error {
-  code: ErrorCode | 'ERR_WEIR' = 'ERR_WEIR'
+  readonly code: ErrorCode
   /** True when the same operation may succeed later (network, 429, 5xx, outages). */
-  retryable = false
+  retryable: boolean
   /** Server-requested delay (Retry-After), when there was one. */
   retryAfterMs?: number
   /** Errors a user caused (bad config, bad input): the CLI prints them without a stack. */
-  userError = false
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options)
-    this.name = this.constructor.name
+  userError: boolean
+  /** The HTTP status Weir answers with when this error ends an inbound request. */
+  readonly statusCode?: number
+  constructor(message: string, options?: WeirErrorOptions & { retryable?: boolean }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause })
+    const { code, spec } = registryEntryOf(new.target)
+    this.name = new.target.name
+    this.code = code
+    this.retryable = options?.retryable ?? spec.retryable === true
+    if (options?.retryAfterMs !== undefined) this.retryAfterMs = options.retryAfterMs
+    this.userError = spec.userError === true
+    if (spec.statusCode !== undefined) this.statusCode = spec.statusCode
   }
 }
 
-/** An error the user caused that has no class of its own (a bad flag, key or credential): the CLI prints it without a stack. */
-export function userError(message: string, code: ErrorCode | 'ERR_WEIR' = 'ERR_WEIR'): WeirError {
-  const e = new WeirError(message)
-  e.code = code
-  e.userError = true
-  return e
+type MessageArgs<S> = S extends { message: (...args: infer A) => string } ? A : [message: string]
+type ErrorClass<C, S> = new (
+  ...args: S extends { retryable: 'varies' } ? [...MessageArgs<S>, WeirErrorOptions & { retryable: boolean }] : [...MessageArgs<S>, WeirErrorOptions?]
+) => WeirError & { readonly code: C }
+
+const ENTRY = Symbol('weir.errorEntry')
+interface Entry { code: ErrorCode; spec: ErrorSpec }
+type WithEntry = { [ENTRY]?: Entry }
+
+function registryEntryOf(target: Function): Entry {
+  const entry = (target as WithEntry)[ENTRY]
+  if (!entry) throw new TypeError(`${target.name} is not a Weir error class`)
+  return entry
 }
+
+/** `ERR_HTTP_STATUS` → `HttpStatusError`: the class name stack traces and logs show. */
+function classNameOf(code: string): string {
+  return code.slice(4).toLowerCase().replace(/(^|_)([a-z])/g, (_, _s: string, c: string) => c.toUpperCase()) + 'Error'
+}
+
+/** One error class per code, in the manner of `@fastify/error`'s `createError(code, message, statusCode)`. */
+function createError(code: string, spec: ErrorSpec): Function {
+  const template = spec.message as ((...args: unknown[]) => string) | undefined
+  const arity = template ? template.length : 1
+  const cls = class extends WeirError {
+    constructor(...args: unknown[]) {
+      const options = args.length > arity ? (args[arity] as WeirErrorOptions & { retryable?: boolean }) : undefined
+      super(template ? template(...args.slice(0, arity)) : String(args[0]), options)
+    }
+  }
+  Object.defineProperty(cls, 'name', { value: classNameOf(code) })
+  ;(cls as WithEntry)[ENTRY] = { code: code as ErrorCode, spec }
+  return cls
+}
+
+function defineErrors<const T extends Record<`ERR_${string}`, ErrorSpec>>(specs: T): { [C in keyof T]: ErrorClass<C, T[C]> } & { readonly [ENTRY]: T } {
+  const classes: Record<string, Function> = {}
+  for (const [code, spec] of Object.entries(specs)) classes[code] = createError(code, spec)
+  return Object.assign(classes, { [ENTRY]: specs }) as never
+}
+
+/**
+ * Every Weir error code, each a class created once from its entry. The README's error table is generated
+ * from this registry (`npm run docs`).
+ * @example
+ * throw new errorCodes.ERR_HTTP_TIMEOUT(`GET ${url} timed out after ${ms} ms`, { cause: e })
+ */
+export const errorCodes = defineErrors({
+  ERR_CONFIG_INVALID: { retryable: false, userError: true, description: 'a channel, test or credential configuration is invalid; when it comes from a file, `problems` lists file, JSON pointer and message' },
+  ERR_COMPONENT_INVALID: { retryable: false, userError: true, description: 'a component does not meet the contract, or two components share a type (names the module and what is wrong)' },
+  ERR_COMPONENT_UNKNOWN: { retryable: false, userError: true, description: '(on a problem of `ERR_CONFIG_INVALID`) a channel names a component type that does not exist' },
+  ERR_SECRET_UNRESOLVED: { retryable: false, userError: true, description: '(on a problem of `ERR_CONFIG_INVALID`) a `$env` variable is not set or a `$file` secret is missing' },
+  ERR_SCHEDULE_INVALID: { retryable: false, userError: true, description: 'a cron expression or timezone is invalid' },
+  ERR_CREDENTIAL_UNKNOWN: { retryable: false, userError: true, description: 'a component or command names a credential the channel does not define' },
+  ERR_USAGE: { retryable: false, userError: true, description: 'a command-line flag or argument is missing or invalid' },
+  ERR_FILE_ACCESS: { retryable: false, userError: true, description: 'a file named on the command line cannot be read or written, is empty, or would be overwritten' },
+  ERR_LISTEN: { retryable: false, userError: true, description: 'a source cannot listen on its host and port (in use, not permitted)' },
+  ERR_OAUTH_RESPONSE: { retryable: 'varies', description: 'the token endpoint answered with an OAuth error (`error`, `error_description`, `error_uri`, `status`) or an unusable body; retryable for `temporarily_unavailable`, `server_error`, `slow_down`, 408, 429 and 5xx' },
+  ERR_OAUTH_DISCOVERY: { retryable: false, description: "an issuer's discovery document (RFC 8414, OpenID Connect) is missing or does not match the configured issuer" },
+  ERR_OAUTH_CHALLENGE: { retryable: 'varies', description: 'a protected API answered 401 with a `WWW-Authenticate` challenge (`scheme`, `parameters`, `error`)' },
+  ERR_OAUTH_FAIL_FAST: { retryable: false, description: 'the credential is broken; calls fail fast without contacting the token endpoint until `retryAt`' },
+  ERR_OAUTH_REAUTH_REQUIRED: { retryable: false, userError: true, description: 'the refresh token is no longer valid; a person must consent again and import the new one' },
+  ERR_HTTP_STATUS: { retryable: 'varies', description: 'an API answered with a status that is not success (`status`); retryable for 408, 429 and 5xx' },
+  ERR_HTTP_NETWORK: { retryable: true, description: 'a connection failed or a response body broke off' },
+  ERR_HTTP_TIMEOUT: { retryable: true, description: 'a request timed out' },
+  ERR_HTTP_RESPONSE: { retryable: false, description: 'an API answered success with a body that cannot be used (not JSON, a next link to another origin or back to a visited page)' },
+  ERR_MESSAGE_INVALID: { retryable: false, description: "a message failed the `validate` filter's JSON Schema; the schema errors are the reason" },
+  ERR_DELIVERY_PERMANENT: { retryable: false, description: 'a component failed in a way retrying will not fix (a filter expression failed, a template field is missing, a file exists); the message goes to error. `PermanentError`' },
+  ERR_RETRYABLE: { retryable: true, description: 'a component failed in a way that may succeed later (a file system error, a service down); the message is retried with backoff. `RetryableError`' },
+  ERR_BACKPRESSURE: { retryable: true, statusCode: 503, description: "a channel's queue is full; retry later (HTTP 503 with Retry-After)" },
+  ERR_SHUTDOWN: { retryable: true, statusCode: 503, description: 'the engine, a channel or a token provider is stopping; the work is left for the next start' },
+  ERR_STORE: { retryable: 'varies', userError: true, description: 'the message store failed (a write is retryable), is missing or too new, or its data directory is locked by another engine' },
+  ERR_CHANNEL_STOPPED: {
+    retryable: false, description: 'a channel with `onError: "stop"` stopped because a message went to error',
+    message: (channel: string, messageId: string, reason: string) => `channel ${channel} stopped: message ${messageId} in error: ${reason}`,
+  },
+  ERR_NOT_IDLE: {
+    retryable: false, description: 'a channel still had work pending when `whenIdle()` timed out (tests, `weir test`)',
+    message: (channel: string, pending: string) => `channel ${channel} not idle: ${pending}`,
+  },
+  ERR_INTERNAL: { retryable: false, description: 'an internal invariant failed: a bug, or a program embedding Weir left out a dependency; the message says which' },
+})
+
+/** Stable error codes. Branch on `code`, never on `instanceof` (a duplicated package copy breaks it). */
+export type ErrorCode = Exclude<keyof typeof errorCodes, typeof ENTRY>
+
+/** The registry entries, for docs and tests. */
+export const errorSpecs: Readonly<Record<ErrorCode, ErrorSpec>> = errorCodes[ENTRY]
+
+export const ERROR_CODES: readonly ErrorCode[] = Object.keys(errorSpecs) as ErrorCode[]
+
+// A WeirError constructed directly (only code being converted still does) is an internal error.
+;(WeirError as WithEntry)[ENTRY] = { code: 'ERR_INTERNAL', spec: errorSpecs.ERR_INTERNAL }
 
 /** One problem found in a channel file, located by file and JSON pointer. */
 export interface ConfigProblem {
@@ -56,16 +149,15 @@ export interface ConfigProblem {
   pointer: string
   message: string
   /** Set when the problem has its own code (e.g. ERR_COMPONENT_INVALID for a broken module). */
-  code?: string
+  code?: CodedError['code']
 }
 
 export function formatProblem(p: ConfigProblem): string {
   return `${p.file}#${p.pointer}: ${p.message}`
 }
 
-export class ConfigError extends WeirError {
-  override code = 'ERR_CONFIG_INVALID' as const
-  override userError = true
+/** `ERR_CONFIG_INVALID` for the problems found in a file: every problem at once, one per line. */
+export class ConfigError extends errorCodes.ERR_CONFIG_INVALID {
   problems: ConfigProblem[]
   /** Raw ajv errors, when the problems came from schema validation. Non-enumerable: they quote the data, which may hold a secret. */
   declare readonly errors: ErrorObject[]
@@ -76,40 +168,60 @@ export class ConfigError extends WeirError {
   }
 }
 
-export class ComponentError extends WeirError {
-  override code: 'ERR_COMPONENT_INVALID' | 'ERR_COMPONENT_UNKNOWN' = 'ERR_COMPONENT_INVALID'
-  override userError = true
-  constructor(message: string, code: 'ERR_COMPONENT_INVALID' | 'ERR_COMPONENT_UNKNOWN' = 'ERR_COMPONENT_INVALID', options?: { cause?: unknown }) {
-    super(message, options)
-    this.code = code
+/** `ERR_HTTP_STATUS`: retryable for 408, 429 and 5xx; `status` is the status the API answered. */
+export class HttpStatusError extends errorCodes.ERR_HTTP_STATUS {
+  readonly status: number
+  constructor(message: string, status: number, options?: WeirErrorOptions) {
+    super(message, { ...options, retryable: isRetryableStatus(status) })
+    this.status = status
   }
 }
 
-export class ScheduleError extends WeirError {
-  override code = 'ERR_SCHEDULE_INVALID' as const
-  override userError = true
+/** Removed with the last `code` option: the runtime and test fixtures still pass one. */
+interface LegacyCodeOption {
+  /** @deprecated Throw the code's own class (`errorCodes.ERR_…`) instead. */
+  code?: ErrorCode
 }
 
-/** A failure that may succeed later; carries the server's Retry-After when known. */
-export class RetryableError extends WeirError {
-  override retryable = true
-  constructor(message: string, options?: { cause?: unknown; retryAfterMs?: number; code?: ErrorCode }) {
+/**
+ * `ERR_RETRYABLE`: throw it from your own component when a failure may succeed later; the message is retried
+ * with backoff, never sooner than `retryAfterMs`.
+ * @example
+ * throw new RetryableError('lookup service is down', { cause: e, retryAfterMs: 5000 })
+ */
+export class RetryableError extends errorCodes.ERR_RETRYABLE {
+  constructor(message: string, options?: WeirErrorOptions & LegacyCodeOption) {
     super(message, options)
-    if (options?.retryAfterMs !== undefined) this.retryAfterMs = options.retryAfterMs
-    if (options?.code) this.code = options.code
+    if (options?.code) (this as { code: ErrorCode }).code = options.code
   }
 }
 
-/** A failure that will not succeed by retrying (most 4xx, invalid_client, invalid_grant). */
-export class PermanentError extends WeirError {
-  override code: ErrorCode | 'ERR_WEIR' = 'ERR_DELIVERY_PERMANENT'
-  constructor(message: string, options?: { cause?: unknown; code?: ErrorCode }) {
+/**
+ * `ERR_DELIVERY_PERMANENT`: throw it from your own component when retrying will not help (a 4xx, a message
+ * the target refuses); the message goes to error at once.
+ * @example
+ * throw new PermanentError(`patient ${id} does not exist`)
+ */
+export class PermanentError extends errorCodes.ERR_DELIVERY_PERMANENT {
+  constructor(message: string, options?: WeirErrorOptions & LegacyCodeOption) {
     super(message, options)
-    if (options?.code) this.code = options.code
+    if (options?.code) (this as { code: ErrorCode }).code = options.code
   }
 }
 
-export function isWeirError(e: unknown): e is WeirError {
+/**
+ * What `isWeirError` guarantees: an error with an `ERR_*` code. jose and Node use the same convention,
+ * so `code` may be one of theirs; `retryable` and `userError` are set on Weir's own errors.
+ */
+export interface CodedError extends Error {
+  code: ErrorCode | `ERR_${string}`
+  retryable?: boolean
+  retryAfterMs?: number
+  userError?: boolean
+  statusCode?: number
+}
+
+export function isWeirError(e: unknown): e is CodedError {
   return typeof e === 'object' && e !== null && typeof (e as { code?: unknown }).code === 'string' && (e as { code: string }).code.startsWith('ERR_')
 }
 

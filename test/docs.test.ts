@@ -30,7 +30,7 @@ describe('generated docs', () => {
     expect(readFileSync(TEST_SCHEMA_FILE, 'utf8') === testSchema, 'stale: run npm run docs').toBe(true)
   })
 
-  it('the README component reference matches a fresh generation (stale: run npm run docs)', async () => {
+  it('the README references and error table match a fresh generation (stale: run npm run docs)', async () => {
     const { readme } = await generateDocs()
     expect(readFileSync(README_FILE, 'utf8') === readme, 'stale: run npm run docs').toBe(true)
   })
@@ -50,8 +50,10 @@ describe('generated docs', () => {
     expect(missing).toEqual([])
   })
 
-  it('every error code is documented in the README', () => {
+  it('every error code is documented in the README, each in a row of the error table', () => {
     const readme = readFileSync(README_FILE, 'utf8')
     expect(ERROR_CODES.filter((c) => !readme.includes(`\`${c}\``))).toEqual([])
+    const table = readme.slice(readme.indexOf('<!-- BEGIN GENERATED ERRORS -->'), readme.indexOf('<!-- END GENERATED ERRORS -->'))
+    expect([...table.matchAll(/^\| `(ERR_[A-Z_]+)` \|/gm)].map((m) => m[1])).toEqual([...ERROR_CODES])
   })
 })

@@ -1,9 +1,9 @@
 import { defineComponent, isJsonContentType, type Message } from '../../shared/component.ts'
 import { secretSchema } from '../../shared/config/secret-schema.ts'
-import { isWeirError, parseRetryAfter, PermanentError, RetryableError, type WeirError } from '../../shared/errors.ts'
+import { errorCodes, HttpStatusError, isWeirError, parseRetryAfter, PermanentError } from '../../shared/errors.ts'
 import { reveal, type Secret } from '../../shared/secret.ts'
 import type { TokenProvider } from '../../shared/oauth/types.ts'
-import { isRetryableStatus, redactedExcerpt, type HttpRequest } from '../../shared/http/index.ts'
+import { isRetryableStatus, redactedExcerpt, type HttpRequest, type HttpResponse } from '../../shared/http/index.ts'
 import { compileTemplate, hasTemplateField, templateProblems } from '../../shared/template.ts'
 
 export interface HttpConfig {
@@ -83,7 +83,16 @@ function whereOf(method: string, url: string): string {
 
 const oneLine = (value: string) => value.replace(/[\r\n]/g, ' ')
 
-type StatusError = WeirError & { status?: number; excerpt?: string }
+/** A redirect names its target (never followed); any other status quotes the body excerpt. */
+function statusMessage(where: string, res: HttpResponse, url: string, excerpt: string): string {
+  if (res.status < 300 || res.status >= 400) return `${where} answered ${res.status}${excerpt ? `: "${excerpt}"` : ''}`
+  const location = res.headers.location
+  let to: URL | undefined
+  // A malformed Location must not escape as a TypeError (which the runtime would retry).
+  try { to = typeof location === 'string' ? new URL(location, url) : undefined } catch { to = undefined }
+  const target = to ? ` to ${to.origin}${to.pathname}` : typeof location === 'string' ? ' to a malformed Location' : ''
+  return `${where} answered ${res.status} (redirect${target}); redirects are not followed`
+}
 
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]'])
 
@@ -163,29 +172,16 @@ export default defineComponent<'destination', HttpConfig>({
           if (credential) req.credential = credential
           res = await ctx.http.request(req)
         } catch (e) {
-          if (signal.aborted) throw new RetryableError(`${whereOf(config.method, url)}: delivery aborted`, { cause: e, code: 'ERR_SHUTDOWN' })
+          if (signal.aborted) throw new errorCodes.ERR_SHUTDOWN(`${whereOf(config.method, url)}: delivery aborted`, { cause: e })
           // The shared client and OAuth layer classify their own failures (token endpoint down, invalid_client…).
           if (isWeirError(e)) throw e
           const code = (e as { code?: string }).code
-          throw new RetryableError(`${whereOf(config.method, url)} failed: ${code ?? (e as Error).message}`, { cause: e, code: 'ERR_HTTP_NETWORK' })
+          throw new errorCodes.ERR_HTTP_NETWORK(`${whereOf(config.method, url)} failed: ${code ?? (e as Error).message}`, { cause: e })
         }
         const excerpt = excerptOf(res.body)
         if (accepted[res.status]) return { status: res.status, excerpt }
-        let err: StatusError
-        if (isRetryableStatus(res.status)) {
-          const retryAfterMs = parseRetryAfter(res.headers['retry-after'])
-          err = new RetryableError(`${whereOf(config.method, url)} answered ${res.status}${excerpt ? `: "${excerpt}"` : ''}`, { code: 'ERR_HTTP_STATUS', ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) })
-        } else if (res.status >= 300 && res.status < 400) {
-          const location = res.headers.location
-          let to: URL | undefined
-          // A malformed Location must not escape as a TypeError (which the runtime would retry).
-          try { to = typeof location === 'string' ? new URL(location, url) : undefined } catch { to = undefined }
-          const target = to ? ` to ${to.origin}${to.pathname}` : typeof location === 'string' ? ' to a malformed Location' : ''
-          err = new PermanentError(`${whereOf(config.method, url)} answered ${res.status} (redirect${target}); redirects are not followed`, { code: 'ERR_HTTP_STATUS' })
-        } else {
-          err = new PermanentError(`${whereOf(config.method, url)} answered ${res.status}${excerpt ? `: "${excerpt}"` : ''}`, { code: 'ERR_HTTP_STATUS' })
-        }
-        err.status = res.status
+        const retryAfterMs = isRetryableStatus(res.status) ? parseRetryAfter(res.headers['retry-after']) : undefined
+        const err = new HttpStatusError(statusMessage(whereOf(config.method, url), res, url, excerpt), res.status, retryAfterMs !== undefined ? { retryAfterMs } : {})
         Object.defineProperty(err, 'excerpt', { value: excerpt, enumerable: false })
         throw err
       },

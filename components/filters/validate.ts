@@ -5,7 +5,7 @@ import { Ajv2019 } from 'ajv/dist/2019.js'
 import { Ajv2020 } from 'ajv/dist/2020.js'
 import addFormatsModule from 'ajv-formats'
 import { defineComponent, type Message } from '../../shared/component.ts'
-import { ConfigError, PermanentError } from '../../shared/errors.ts'
+import { ConfigError, errorCodes } from '../../shared/errors.ts'
 
 // ajv-formats is CommonJS; its default export arrives wrapped under ESM interop.
 const addFormats = ((addFormatsModule as unknown as { default?: unknown }).default ?? addFormatsModule) as (ajv: Ajv) => Ajv
@@ -108,7 +108,7 @@ export default defineComponent<'filter', ValidateConfig>({
           ctx.log.warn({ messageId: message.id, reason }, 'invalid message dropped')
           return null
         }
-        const err = new PermanentError(reason, { code: 'ERR_MESSAGE_INVALID' })
+        const err = new errorCodes.ERR_MESSAGE_INVALID(reason)
         Object.defineProperty(err, 'schemaErrors', { value: errors, enumerable: false })
         throw err
       },

@@ -9,7 +9,7 @@ import { defineComponent, isJsonContentType, type ComponentContext, type Emit } 
 import type { HttpRequest } from '../../shared/http/types.ts'
 import { discover, type MetadataGet } from '../../shared/oauth/discovery.ts'
 import { secretSchema } from '../../shared/config/secret-schema.ts'
-import { ConfigError, isWeirError, WeirError } from '../../shared/errors.ts'
+import { ConfigError, errorCodes, isWeirError } from '../../shared/errors.ts'
 import { reveal, type Secret } from '../../shared/secret.ts'
 
 const ASYMMETRIC_ALGS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] as const
@@ -280,7 +280,7 @@ export default defineComponent<'source', HttpListenerConfig>({
           const close: Record<string, string> = req.complete ? {} : { connection: 'close' }
           return json(res, e.status, { error: e.reason.startsWith('invalid token') || e.status === 401 ? 'unauthorized' : e.reason }, { ...e.headers, ...close })
         }
-        if (isWeirError(e) && (e.code === 'ERR_BACKPRESSURE' || e.retryable)) {
+        if (isWeirError(e) && (e.statusCode === 503 || e.retryable)) {
           const seconds = Math.max(1, Math.ceil((e.retryAfterMs ?? 1000) / 1000))
           ctx.log.warn({ status: 503, reason: e.message }, 'message not accepted')
           return json(res, 503, { error: e.code === 'ERR_BACKPRESSURE' ? 'queue full, retry later' : 'temporarily unavailable, retry later' }, { 'retry-after': String(seconds) })
@@ -298,7 +298,7 @@ export default defineComponent<'source', HttpListenerConfig>({
         server.headersTimeout = Math.min(config.requestTimeoutMs, 60_000)
         const s = server
         return new Promise<void>((ok, fail) => {
-          s.once('error', (err: NodeJS.ErrnoException) => fail(new WeirError(`cannot listen on ${config.host}:${config.port}: ${err.code ?? err.message}`, { cause: err })))
+          s.once('error', (err: NodeJS.ErrnoException) => fail(new errorCodes.ERR_LISTEN(`cannot listen on ${config.host}:${config.port}: ${err.code ?? err.message}`, { cause: err })))
           s.listen(config.port, config.host, () => {
             const a = s.address() as AddressInfo
             ctx.log.info({ url: `${tlsOptions ? 'https' : 'http'}://${a.address}:${a.port}${config.path}` }, 'listening')

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto'
 import cron, { type ScheduledTask } from 'node-cron'
 import jsonata from 'jsonata'
 import { defineComponent, type Emit } from '../../shared/component.ts'
-import { isWeirError, ScheduleError } from '../../shared/errors.ts'
+import { errorCodes, HttpStatusError, isWeirError } from '../../shared/errors.ts'
 import { jsonataProblem, plainJson } from '../../shared/jsonata.ts'
 import type { TokenProvider } from '../../shared/oauth/types.ts'
 
@@ -160,7 +160,7 @@ export default defineComponent<'source', ScheduleConfig>({
   },
   create(config, ctx) {
     const problem = cronProblem(config.cron) ?? timezoneProblem(config.timezone)
-    if (problem) throw new ScheduleError(problem)
+    if (problem) throw new errorCodes.ERR_SCHEDULE_INVALID(problem)
     const credential: TokenProvider | undefined = config.credential ? ctx.credential(config.credential) : undefined
     const origin = new URL(config.url).origin
     const itemsExpr = config.items ? jsonata(config.items) : undefined
@@ -224,9 +224,9 @@ export default defineComponent<'source', ScheduleConfig>({
           method: 'GET', url, headers: { accept: 'application/fhir+json, application/json;q=0.9', ...config.headers },
           ...(credential ? { credential } : {}), timeoutMs: config.timeoutMs, signal,
         })
-        if (res.status < 200 || res.status > 299) throw new Error(`GET ${url.origin}${url.pathname} answered ${res.status}`)
+        if (res.status < 200 || res.status > 299) throw new HttpStatusError(`GET ${url.origin}${url.pathname} answered ${res.status}`, res.status)
         let body: unknown
-        try { body = JSON.parse(res.body) } catch { throw new Error(`GET ${url.origin}${url.pathname} did not return JSON`) }
+        try { body = JSON.parse(res.body) } catch { throw new errorCodes.ERR_HTTP_RESPONSE(`GET ${url.origin}${url.pathname} did not return JSON`) }
         for (const item of await itemsOf(body)) {
           if (signal.aborted) return
           const result = await emit!({
@@ -246,8 +246,8 @@ export default defineComponent<'source', ScheduleConfig>({
         if (!next) { url = undefined; break }
         const nextUrl: URL = new URL(next, url)
         // Credentials go to the configured origin only: a next link elsewhere is not followed.
-        if (nextUrl.origin !== origin) throw new Error(`next link to another origin (${nextUrl.origin}) refused`)
-        if (visited.has(nextUrl.href)) throw new Error(`next link loops back to ${nextUrl.origin}${nextUrl.pathname}`)
+        if (nextUrl.origin !== origin) throw new errorCodes.ERR_HTTP_RESPONSE(`next link to another origin (${nextUrl.origin}) refused`)
+        if (visited.has(nextUrl.href)) throw new errorCodes.ERR_HTTP_RESPONSE(`next link loops back to ${nextUrl.origin}${nextUrl.pathname}`)
         url = nextUrl
       }
       if (config.cursor && maxSeen !== undefined && maxSeen !== stored) await ctx.state.set('cursor', maxSeen)

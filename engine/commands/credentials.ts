@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { dataDirOf, type CommandIO } from '../cli-io.ts'
-import { userError } from '../../shared/errors.ts'
+import { errorCodes } from '../../shared/errors.ts'
 import { loadChannel } from '../../shared/config/load.ts'
 import type { LoadedChannel } from '../../shared/config/types.ts'
 import { createRefreshTokenStore, explainTokenRequest, importRefreshToken, type CredentialConfig } from '../../shared/oauth/index.ts'
@@ -25,7 +25,7 @@ export function credentialOf(ch: LoadedChannel, name: string): CredentialConfig 
   const c = ch.credentials[name]
   if (!c) {
     const known = Object.keys(ch.credentials)
-    throw userError(`channel "${ch.name}" has no credential "${name}"${known.length ? ` (it has: ${known.join(', ')})` : ' (it has none)'}`, 'ERR_CONFIG_INVALID')
+    throw new errorCodes.ERR_CREDENTIAL_UNKNOWN(`channel "${ch.name}" has no credential "${name}"${known.length ? ` (it has: ${known.join(', ')})` : ' (it has none)'}`)
   }
   return c as unknown as CredentialConfig
 }
@@ -36,7 +36,7 @@ export function credentialOf(ch: LoadedChannel, name: string): CredentialConfig 
  */
 export async function importCredential(options: { name: string; config: CredentialConfig; refreshToken: string; dataDir: string; secretKey?: string }): Promise<{ key: string; version: number }> {
   const token = options.refreshToken.trim()
-  if (!token) throw userError('the refresh token file is empty', 'ERR_CONFIG_INVALID')
+  if (!token) throw new errorCodes.ERR_FILE_ACCESS('the refresh token file is empty')
   registerSecretValue(token)
   const store = createRefreshTokenStore({ dir: join(options.dataDir, 'oauth'), ...(options.secretKey ? { key: options.secretKey } : {}) })
   const key = options.config.storeKey ?? options.name
@@ -63,12 +63,12 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
     return 0
   }
   const from = values['refresh-token-file']
-  if (!from) throw userError('import needs --refresh-token-file FILE', 'ERR_CONFIG_INVALID')
+  if (!from) throw new errorCodes.ERR_USAGE('import needs --refresh-token-file FILE')
   let text: string
   try {
     text = await readFile(resolve(io.cwd, from), 'utf8')
   } catch (e) {
-    throw userError(`cannot read ${from}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, 'ERR_CONFIG_INVALID')
+    throw new errorCodes.ERR_FILE_ACCESS(`cannot read ${from}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
   }
   const { key, version } = await importCredential({ name, config, refreshToken: text, dataDir: dataDirOf(values['data-dir'], io), ...(io.env.WEIR_SECRET_KEY ? { secretKey: io.env.WEIR_SECRET_KEY } : {}) })
   io.out(`stored the refresh token of credential "${name}" (store key "${key}", version ${version}); it was not printed`)

@@ -4,7 +4,7 @@ import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { calculateJwkThumbprint, type JWK } from 'jose'
 import type { CommandIO } from '../cli-io.ts'
-import { userError } from '../../shared/errors.ts'
+import { errorCodes } from '../../shared/errors.ts'
 import { publicJwk } from '../../shared/oauth/keys.ts'
 
 export const summary = 'generate a signing key pair (private PEM mode 0600, public JWKS to register with a provider)'
@@ -38,8 +38,8 @@ async function writeNew(file: string, content: string, mode: number): Promise<vo
   try {
     fh = await open(file, 'wx', mode)
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw userError(`${file} already exists; not overwriting it`, 'ERR_CONFIG_INVALID')
-    throw userError(`cannot write ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, 'ERR_CONFIG_INVALID')
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw new errorCodes.ERR_FILE_ACCESS(`${file} already exists; not overwriting it`)
+    throw new errorCodes.ERR_FILE_ACCESS(`cannot write ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
   }
   try {
     await fh.writeFile(content)
@@ -56,8 +56,8 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
     return 2
   }
   const alg = values.alg as Alg | undefined
-  if (!alg || !ALGS.includes(alg)) throw userError(`--alg must be one of ${ALGS.join(', ')}${alg ? `; got ${alg}` : ''}`, 'ERR_CONFIG_INVALID')
-  if (values.kid !== undefined && !/^[A-Za-z0-9._-]{1,128}$/.test(values.kid)) throw userError('--kid may contain letters, digits, ".", "_" and "-" only', 'ERR_CONFIG_INVALID')
+  if (!alg || !ALGS.includes(alg)) throw new errorCodes.ERR_USAGE(`--alg must be one of ${ALGS.join(', ')}${alg ? `; got ${alg}` : ''}`)
+  if (values.kid !== undefined && !/^[A-Za-z0-9._-]{1,128}$/.test(values.kid)) throw new errorCodes.ERR_USAGE('--kid may contain letters, digits, ".", "_" and "-" only')
   const out = resolve(io.cwd, values.out ?? '.')
   await mkdir(out, { recursive: true })
   const { kid, privatePem, jwks } = await generateKeys(alg, values.kid)

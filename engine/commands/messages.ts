@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util'
 import { dataDirOf, type CommandIO } from '../cli-io.ts'
-import { userError } from '../../shared/errors.ts'
+import { errorCodes } from '../../shared/errors.ts'
 import { REDACTED, scrubSecrets } from '../../shared/secret.ts'
 import { redactedExcerpt } from '../../shared/oauth/errors.ts'
 import { MESSAGE_STATUSES, openSqliteStore, type MessageStatus, type MessageStore } from '../../shared/store/index.ts'
@@ -30,7 +30,7 @@ export function parseSince(value: string, now = Date.now(), flag = '--since'): n
   const rel = /^(\d+)\s*(s|m|h|d)$/.exec(value.trim())
   if (rel) return now - Number(rel[1]) * { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[rel[2] as 's' | 'm' | 'h' | 'd']
   const t = Date.parse(value)
-  if (Number.isNaN(t)) throw userError(`${flag} must be an ISO date or a duration like 10m, 2h, 7d; not "${value}"`)
+  if (Number.isNaN(t)) throw new errorCodes.ERR_USAGE(`${flag} must be an ISO date or a duration like 10m, 2h, 7d; not "${value}"`)
   return t
 }
 
@@ -72,10 +72,10 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
     return 2
   }
   const status = values.status as MessageStatus | undefined
-  if (status !== undefined && !MESSAGE_STATUSES.includes(status)) throw userError(`--status must be one of ${MESSAGE_STATUSES.join(', ')}; not "${status}"`)
+  if (status !== undefined && !MESSAGE_STATUSES.includes(status)) throw new errorCodes.ERR_USAGE(`--status must be one of ${MESSAGE_STATUSES.join(', ')}; not "${status}"`)
   if (sub === 'purge') {
-    if (values.before === undefined) throw userError('purge needs --before (an ISO date or a duration ago like 30d)')
-    if (positionals.length || status) throw userError('purge takes --before and --channel only')
+    if (values.before === undefined) throw new errorCodes.ERR_USAGE('purge needs --before (an ISO date or a duration ago like 30d)')
+    if (positionals.length || status) throw new errorCodes.ERR_USAGE('purge takes --before and --channel only')
   }
   const before = sub === 'purge' ? parseSince(values.before!, Date.now(), '--before') : undefined
   const dataDir = dataDirOf(values['data-dir'], io)
@@ -83,7 +83,7 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
   try {
     if (sub === 'list') {
       const limit = values.limit === undefined ? 100 : Number(values.limit)
-      if (!Number.isInteger(limit) || limit < 1) throw userError(`--limit must be a positive integer; not "${values.limit}"`)
+      if (!Number.isInteger(limit) || limit < 1) throw new errorCodes.ERR_USAGE(`--limit must be a positive integer; not "${values.limit}"`)
       const list = await store.list({
         ...(values.channel ? { channel: values.channel } : {}),
         ...(status ? { status } : {}),
@@ -103,7 +103,7 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
     }
 
     if (sub === 'show') {
-      if (positionals.length !== 1) throw userError('show takes one message id')
+      if (positionals.length !== 1) throw new errorCodes.ERR_USAGE('show takes one message id')
       const d = await store.get(positionals[0]!)
       if (!d) {
         io.err(`no message ${positionals[0]} in ${dataDir}`)
@@ -150,8 +150,8 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
     }
 
     // resubmit
-    if (positionals.length === 0 && !status) throw userError('resubmit needs message ids or --status')
-    if (positionals.length && status) throw userError('resubmit takes message ids or --status, not both')
+    if (positionals.length === 0 && !status) throw new errorCodes.ERR_USAGE('resubmit needs message ids or --status')
+    if (positionals.length && status) throw new errorCodes.ERR_USAGE('resubmit takes message ids or --status, not both')
     let ids = positionals
     if (ids.length) {
       // Accept unique prefixes, as show does.

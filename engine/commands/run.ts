@@ -4,7 +4,7 @@ import { Writable } from 'node:stream'
 import { dataDirOf, type CommandIO } from '../cli-io.ts'
 import { loadChannel as defaultLoadChannel } from '../../shared/config/load.ts'
 import type { LoadedChannel } from '../../shared/config/types.ts'
-import { ConfigError, formatProblem, isWeirError, userError } from '../../shared/errors.ts'
+import { ConfigError, formatProblem, isWeirError, errorCodes } from '../../shared/errors.ts'
 import type { HttpClient } from '../../shared/http/types.ts'
 import { createLogger, type Logger } from '../../shared/log/index.ts'
 import type { TokenProvider } from '../../shared/oauth/types.ts'
@@ -60,7 +60,7 @@ export async function run(args: string[], io: CommandIO, deps: RunDeps = {}): Pr
   }
   const sync = String(values.sync).toUpperCase()
   if (sync !== 'FULL' && sync !== 'NORMAL') {
-    throw userError(`--sync must be "full" or "normal", not "${values.sync}"`)
+    throw new errorCodes.ERR_USAGE(`--sync must be "full" or "normal", not "${values.sync}"`)
   }
   const dataDir = dataDirOf(values['data-dir'], io)
   const load = deps.loadChannel ?? ((file, o) => defaultLoadChannel(file, o))

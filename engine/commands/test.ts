@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util'
 import type { CommandIO } from '../cli-io.ts'
 import { runChannelTest, type TestFileResult } from '../harness/run.ts'
 import { junitXml } from '../harness/junit.ts'
-import { ConfigError, formatProblem, isWeirError, userError } from '../../shared/errors.ts'
+import { ConfigError, formatProblem, isWeirError, errorCodes } from '../../shared/errors.ts'
 
 export const summary = 'prove channels against the embedded authorization server and API (*.test.json)'
 export const usage = `usage: weir test <file.test.json...> [--verbose] [--reporter text|junit] [--output FILE]
@@ -55,7 +55,7 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
     try {
       await writeFile(out, junitXml(results))
     } catch (e) {
-      throw userError(`cannot write ${out} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`)
+      throw new errorCodes.ERR_FILE_ACCESS(`cannot write ${out} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`)
     }
     io.out(`JUnit XML written to ${out}`)
   }

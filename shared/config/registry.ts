@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs'
 import { resolve, isAbsolute } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import type { ComponentDefinition, ComponentKind } from '../component.ts'
-import { ComponentError } from '../errors.ts'
+import { errorCodes } from '../errors.ts'
 import { compileSchema } from './ajv.ts'
 
 const KINDS: readonly ComponentKind[] = ['source', 'filter', 'destination']
@@ -31,7 +31,7 @@ function compileOrThrow(def: ComponentDefinition, where: string): void {
   try {
     compileSchema(def.configSchema)
   } catch (e) {
-    throw new ComponentError(`${where} has an invalid configSchema: ${(e as Error).message}`, 'ERR_COMPONENT_INVALID', { cause: e })
+    throw new errorCodes.ERR_COMPONENT_INVALID(`${where} has an invalid configSchema: ${(e as Error).message}`, { cause: e })
   }
 }
 
@@ -43,8 +43,8 @@ export function createRegistry(definitions: readonly ComponentDefinition[]): Reg
   const byType = new Map<string, ComponentDefinition>()
   for (const def of definitions) {
     const problems = contractProblems(def)
-    if (problems.length) throw new ComponentError(`built-in component ${JSON.stringify((def as { type?: unknown })?.type)} is not valid: ${problems.join(', ')}`)
-    if (byType.has(def.type)) throw new ComponentError(`duplicate component type "${def.type}"`)
+    if (problems.length) throw new errorCodes.ERR_COMPONENT_INVALID(`built-in component ${JSON.stringify((def as { type?: unknown })?.type)} is not valid: ${problems.join(', ')}`)
+    if (byType.has(def.type)) throw new errorCodes.ERR_COMPONENT_INVALID(`duplicate component type "${def.type}"`)
     compileOrThrow(def, `component "${def.type}"`)
     byType.set(def.type, def)
   }
@@ -71,24 +71,24 @@ export function isModuleReference(type: string): boolean {
 
 /**
  * Loads a user component from a `.ts` or `.js` file, relative to `baseDir`, with no build step
- * (the CLI runs under tsx; vitest transforms .ts itself). Throws ComponentError naming the module
+ * (the CLI runs under tsx; vitest transforms .ts itself). Throws ERR_COMPONENT_INVALID naming the module
  * and what is missing.
  */
 export async function loadComponentModule(ref: string, baseDir: string, kind?: ComponentKind): Promise<ComponentDefinition> {
   const path = resolve(baseDir, ref)
-  if (!existsSync(path)) throw new ComponentError(`module "${ref}" not found (looked for ${path})`)
+  if (!existsSync(path)) throw new errorCodes.ERR_COMPONENT_INVALID(`module "${ref}" not found (looked for ${path})`)
   let mod: Record<string, unknown>
   try {
     mod = (await import(pathToFileURL(path).href)) as Record<string, unknown>
   } catch (e) {
     const first = String((e as Error)?.message ?? e).split('\n')[0]
-    throw new ComponentError(`module "${ref}" could not be loaded: ${first}`, 'ERR_COMPONENT_INVALID', { cause: e })
+    throw new errorCodes.ERR_COMPONENT_INVALID(`module "${ref}" could not be loaded: ${first}`, { cause: e })
   }
   const def = mod.default
   const problems = contractProblems(def)
-  if (problems.length) throw new ComponentError(`module "${ref}" is not a valid component: ${problems.join(', ')}`)
+  if (problems.length) throw new errorCodes.ERR_COMPONENT_INVALID(`module "${ref}" is not a valid component: ${problems.join(', ')}`)
   const d = def as ComponentDefinition
-  if (kind && d.kind !== kind) throw new ComponentError(`module "${ref}" is a ${d.kind}, not a ${kind}`)
+  if (kind && d.kind !== kind) throw new errorCodes.ERR_COMPONENT_INVALID(`module "${ref}" is a ${d.kind}, not a ${kind}`)
   compileOrThrow(d, `module "${ref}"`)
   return d
 }

@@ -1,4 +1,4 @@
-import { WeirError, type ErrorCode } from '../errors.ts'
+import { errorCodes } from '../errors.ts'
 
 export interface Challenge {
   scheme: string
@@ -6,15 +6,14 @@ export interface Challenge {
 }
 
 /** A 401 whose only explanation is a `WWW-Authenticate` challenge (oauth4webapi `WWWAuthenticateChallengeError`). */
-export class OAuthChallengeError extends WeirError {
-  override code: ErrorCode = 'ERR_OAUTH_CHALLENGE'
+export class OAuthChallengeError extends errorCodes.ERR_OAUTH_CHALLENGE {
   status: number
   scheme: string
   error?: string
   error_description?: string
   parameters: Record<string, string>
-  constructor(message: string, status: number, challenge: Challenge) {
-    super(message)
+  constructor(message: string, status: number, challenge: Challenge, options: { retryable?: boolean } = {}) {
+    super(message, { retryable: options.retryable ?? false })
     this.status = status
     this.scheme = challenge.scheme
     this.parameters = challenge.parameters

@@ -1,6 +1,6 @@
 import type { Readable } from 'node:stream'
 import { Pool, type Dispatcher } from 'undici'
-import { PermanentError, RetryableError, WeirError, parseRetryAfter } from '../errors.ts'
+import { HttpStatusError, errorCodes, parseRetryAfter } from '../errors.ts'
 import { silentLogger, type Logger } from '../log/index.ts'
 import { abortAfter, linkAbort, unlinkAbort } from './abort.ts'
 import { OAuthChallengeError, parseWwwAuthenticate, type Challenge } from './challenge.ts'
@@ -19,15 +19,11 @@ export interface HttpClientOptions {
 }
 
 /** The error for a final non-2xx/3xx response: retryable for 408/429/5xx (with Retry-After), permanent otherwise. */
-export function statusError(url: URL, method: string, res: HttpResponse): WeirError {
+export function statusError(url: URL, method: string, res: HttpResponse): HttpStatusError {
   const excerpt = redactedExcerpt(res.body)
   const message = `${method} ${url.origin}${url.pathname} answered ${res.status}${excerpt ? `: "${excerpt}"` : ''}`
-  let err: WeirError
-  if (isRetryableStatus(res.status)) {
-    const retryAfterMs = parseRetryAfter(res.headers['retry-after'] as string | undefined)
-    err = new RetryableError(message, { code: 'ERR_HTTP_STATUS', ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) })
-  } else err = new PermanentError(message, { code: 'ERR_HTTP_STATUS' })
-  Object.assign(err, { status: res.status })
+  const retryAfterMs = isRetryableStatus(res.status) ? parseRetryAfter(res.headers['retry-after'] as string | undefined) : undefined
+  const err = new HttpStatusError(message, res.status, retryAfterMs !== undefined ? { retryAfterMs } : {})
   Object.defineProperty(err, 'response', { enumerable: false, value: { status: res.status, headers: res.headers, excerpt } })
   return err
 }
@@ -138,9 +134,7 @@ class Exchange implements Dispatcher.DispatchHandler {
 
 /** A 401 that a resend would fix, but the body was a stream: retryable, since the next attempt brings a fresh body (and token or nonce). */
 function notResent(url: URL, method: string, error: string, challenge: Challenge): OAuthChallengeError {
-  const e = new OAuthChallengeError(`${method} ${url.origin}${url.pathname} answered 401 ${error}; not resent because the request body is a stream`, 401, challenge)
-  e.retryable = true
-  return e
+  return new OAuthChallengeError(`${method} ${url.origin}${url.pathname} answered 401 ${error}; not resent because the request body is a stream`, 401, challenge, { retryable: true })
 }
 
 /**
@@ -177,14 +171,14 @@ export function createHttpClient(options: HttpClientOptions = {}): HttpClient & 
       return await exchange.response
     } catch (e) {
       if (exchange.started) {
-        throw new RetryableError(`${method} ${url.origin}${url.pathname}: response body failed: ${(e as { code?: string }).code ?? (e as Error).message}`, { code: 'ERR_HTTP_NETWORK', cause: e })
+        throw new errorCodes.ERR_HTTP_NETWORK(`${method} ${url.origin}${url.pathname}: response body failed: ${(e as { code?: string }).code ?? (e as Error).message}`, { cause: e })
       }
       if ((e as Error).name === 'TimeoutError' || (state.aborted && (state.reason as Error | undefined)?.name === 'TimeoutError')) {
-        throw new RetryableError(`${method} ${url.origin}${url.pathname} timed out after ${timeoutMs} ms`, { code: 'ERR_HTTP_TIMEOUT', cause: e })
+        throw new errorCodes.ERR_HTTP_TIMEOUT(`${method} ${url.origin}${url.pathname} timed out after ${timeoutMs} ms`, { cause: e })
       }
       if (state.aborted) throw e
       const code = (e as { code?: string }).code
-      throw new RetryableError(`${method} ${url.origin}${url.pathname} failed: ${code ?? (e as Error).message}`, { code: 'ERR_HTTP_NETWORK', cause: e })
+      throw new errorCodes.ERR_HTTP_NETWORK(`${method} ${url.origin}${url.pathname} failed: ${code ?? (e as Error).message}`, { cause: e })
     } finally {
       state.exchange = undefined
     }
@@ -218,7 +212,7 @@ export function createHttpClient(options: HttpClientOptions = {}): HttpClient & 
             auth = credential.authorizeNow?.({ method, url }) ?? (await credential.authorize({ method, url }, undefined, state))
           } catch (e) {
             if (state.aborted && (state.reason as Error | undefined)?.name === 'TimeoutError') {
-              throw new RetryableError(`${method} ${url.origin}${url.pathname} timed out after ${timeoutMs} ms waiting for an access token`, { code: 'ERR_HTTP_TIMEOUT', cause: e })
+              throw new errorCodes.ERR_HTTP_TIMEOUT(`${method} ${url.origin}${url.pathname} timed out after ${timeoutMs} ms waiting for an access token`, { cause: e })
             }
             throw e
           }

@@ -1,4 +1,4 @@
-import { userError } from '../errors.ts'
+import { errorCodes } from '../errors.ts'
 import { reveal, REDACTED } from '../secret.ts'
 import { applyPreset, checkCredential, scopeList, type CredentialConfig, type GrantName } from './config.ts'
 import { loadSigningKey } from './keys.ts'
@@ -7,7 +7,7 @@ import { JWT_BEARER_GRANT, planTokenRequest, redactPlan, type ResolvedCredential
 /** Loads keys and secrets of an (already validated) credential; throws ERR_CONFIG_INVALID naming the first problem. */
 export function resolveCredential(name: string, input: CredentialConfig): ResolvedCredential {
   const problems = checkCredential(input)
-  if (problems.length) throw userError(`credential "${name}": ${problems.map(([p, m]) => `#${p}: ${m}`).join('; ')}`, 'ERR_CONFIG_INVALID')
+  if (problems.length) throw new errorCodes.ERR_CONFIG_INVALID(`credential "${name}": ${problems.map(([p, m]) => `#${p}: ${m}`).join('; ')}`)
   const c = applyPreset(input)
   const ca = c.clientAuth ?? {}
   const secret = reveal(ca.secret)

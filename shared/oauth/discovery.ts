@@ -1,5 +1,5 @@
 import { fetch, type Dispatcher } from 'undici'
-import { RetryableError, WeirError } from '../errors.ts'
+import { HttpStatusError, errorCodes, type WeirError } from '../errors.ts'
 import { boundedSignal } from '../http/abort.ts'
 import { isRetryableStatus } from '../http/status.ts'
 
@@ -65,7 +65,7 @@ export async function discover(issuer: string, options: DiscoveryOptions = {}): 
 /** The metadata in one answer, or undefined on 404 (try the next URL). */
 function checkedMetadata(issuer: string, url: string, res: { status: number; body: string }, requires: 'token_endpoint' | 'jwks_uri'): ServerMetadata | undefined {
   if (res.status === 404) return undefined
-  if (isRetryableStatus(res.status)) throw new RetryableError(`issuer discovery at ${url} answered ${res.status}`, { code: 'ERR_HTTP_STATUS' })
+  if (isRetryableStatus(res.status)) throw new HttpStatusError(`issuer discovery at ${url} answered ${res.status}`, res.status)
   let meta: ServerMetadata
   try {
     meta = JSON.parse(res.body) as ServerMetadata
@@ -86,7 +86,7 @@ function fetchText(dispatcher: Dispatcher | undefined): MetadataGet {
       const res = await fetch(url, { headers: { accept: 'application/json' }, redirect: 'manual', signal: bounded.signal, ...(dispatcher ? { dispatcher } : {}) })
       return { status: res.status, body: await res.text() }
     } catch (e) {
-      throw new RetryableError(`issuer discovery at ${url} failed: ${(e as { cause?: { code?: string } }).cause?.code ?? (e as Error).message}`, { code: 'ERR_HTTP_NETWORK', cause: e })
+      throw new errorCodes.ERR_HTTP_NETWORK(`issuer discovery at ${url} failed: ${(e as { cause?: { code?: string } }).cause?.code ?? (e as Error).message}`, { cause: e })
     } finally {
       bounded.done()
     }
@@ -94,7 +94,5 @@ function fetchText(dispatcher: Dispatcher | undefined): MetadataGet {
 }
 
 function discoveryError(message: string): WeirError {
-  const e = new WeirError(message)
-  e.code = 'ERR_OAUTH_RESPONSE'
-  return e
+  return new errorCodes.ERR_OAUTH_DISCOVERY(message)
 }

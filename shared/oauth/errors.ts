@@ -1,4 +1,4 @@
-import { WeirError, type ErrorCode } from '../errors.ts'
+import { errorCodes, type WeirError } from '../errors.ts'
 
 // The HTTP-level parts, re-exported: shared/oauth builds on shared/http, never the other way round.
 export { OAuthChallengeError, parseWwwAuthenticate, type Challenge } from '../http/challenge.ts'
@@ -13,28 +13,24 @@ export const TERMINAL_OAUTH_ERRORS = new Set([
  * The token endpoint answered with an OAuth error body (RFC 6749 §5.2), possibly with status 200.
  * `error`, `error_description` and `error_uri` are the provider's own values; the response is non-enumerable.
  */
-export class OAuthResponseError extends WeirError {
-  override code: ErrorCode = 'ERR_OAUTH_RESPONSE'
+export class OAuthResponseError extends errorCodes.ERR_OAUTH_RESPONSE {
   status: number
   error: string
   error_description?: string
   error_uri?: string
   declare response: { status: number; headers: Record<string, string>; excerpt: string }
   constructor(message: string, fields: { status: number; error: string; error_description?: string; error_uri?: string; retryable?: boolean; retryAfterMs?: number; headers?: Record<string, string>; excerpt?: string }) {
-    super(message)
+    super(message, { retryable: fields.retryable ?? false, ...(fields.retryAfterMs !== undefined ? { retryAfterMs: fields.retryAfterMs } : {}) })
     this.status = fields.status
     this.error = fields.error
     if (fields.error_description !== undefined) this.error_description = fields.error_description
     if (fields.error_uri !== undefined) this.error_uri = fields.error_uri
-    this.retryable = fields.retryable ?? false
-    if (fields.retryAfterMs !== undefined) this.retryAfterMs = fields.retryAfterMs
     Object.defineProperty(this, 'response', { enumerable: false, value: { status: fields.status, headers: fields.headers ?? {}, excerpt: fields.excerpt ?? '' } })
   }
 }
 
 /** The credential is broken (terminal error) and calls fail fast without contacting the endpoint. */
-export class FailFastError extends WeirError {
-  override code: ErrorCode = 'ERR_OAUTH_FAIL_FAST'
+export class FailFastError extends errorCodes.ERR_OAUTH_FAIL_FAST {
   error?: string
   error_description?: string
   error_uri?: string
@@ -51,9 +47,7 @@ export class FailFastError extends WeirError {
 }
 
 /** A refresh token was rejected (invalid_grant) and no other holder had rotated it: a person must consent again. */
-export class ReauthRequiredError extends WeirError {
-  override code: ErrorCode = 'ERR_OAUTH_REAUTH_REQUIRED'
-  override userError = true
+export class ReauthRequiredError extends errorCodes.ERR_OAUTH_REAUTH_REQUIRED {
   error?: string
   error_description?: string
   error_uri?: string

@@ -1,7 +1,7 @@
 import { createHash, createPrivateKey, createPublicKey, X509Certificate, type KeyObject } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { SignJWT, exportJWK, type JWK } from 'jose'
-import { userError } from '../errors.ts'
+import { errorCodes } from '../errors.ts'
 import { reveal, registerSecretValue } from '../secret.ts'
 import type { KeyHeader, SigningAlg, SigningConfig } from './config.ts'
 import { parseGoogleKeyFile } from './presets.ts'
@@ -28,7 +28,7 @@ export function parsePrivateKey(text: string, where: string): KeyObject {
     if (t.startsWith('{')) return createPrivateKey({ key: JSON.parse(t) as Record<string, unknown> as never, format: 'jwk' })
     return createPrivateKey(t.replace(/\\n/g, '\n'))
   } catch {
-    throw userError(`${where}: not a private key (expected PKCS#8 PEM or a private JWK)`, 'ERR_CONFIG_INVALID')
+    throw new errorCodes.ERR_CONFIG_INVALID(`${where}: not a private key (expected PKCS#8 PEM or a private JWK)`)
   }
 }
 
@@ -36,7 +36,7 @@ function certificateDer(pem: string, where: string): Buffer {
   try {
     return new X509Certificate(pem).raw
   } catch {
-    throw userError(`${where}/certificate: not a PEM certificate`, 'ERR_CONFIG_INVALID')
+    throw new errorCodes.ERR_CONFIG_INVALID(`${where}/certificate: not a PEM certificate`)
   }
 }
 
@@ -51,40 +51,40 @@ export function certificateThumbprint(pem: string, hash: 'sha1' | 'sha256' = 'sh
  */
 export function loadSigningKey(cfg: SigningConfig, where: string, secret?: string): SigningKey {
   const alg = cfg.alg ?? (cfg.keyFile ? 'RS256' : undefined)
-  if (!alg) throw userError(`${where}/alg: an algorithm is required`, 'ERR_CONFIG_INVALID')
+  if (!alg) throw new errorCodes.ERR_CONFIG_INVALID(`${where}/alg: an algorithm is required`)
   let key: KeyObject | Uint8Array
   let kid = cfg.kid
   let keyFileIssuer: string | undefined
   if (alg === 'HS256') {
-    if (!secret) throw userError(`${where}/secret: client_secret_jwt requires a secret`, 'ERR_CONFIG_INVALID')
+    if (!secret) throw new errorCodes.ERR_CONFIG_INVALID(`${where}/secret: client_secret_jwt requires a secret`)
     key = new TextEncoder().encode(secret)
   } else {
     let pem = reveal(cfg.privateKey)
     if (pem === undefined && cfg.keyFile !== undefined) {
       const kf = parseGoogleKeyFile(cfg.keyFile, (p) => readFileSync(p, 'utf8'))
-      if (!kf?.private_key) throw userError(`${where}/keyFile: not a service-account JSON key with private_key`, 'ERR_CONFIG_INVALID')
+      if (!kf?.private_key) throw new errorCodes.ERR_CONFIG_INVALID(`${where}/keyFile: not a service-account JSON key with private_key`)
       registerSecretValue(kf.private_key, { pinned: true })
       pem = kf.private_key
       kid ??= kf.private_key_id
       keyFileIssuer = kf.client_email
     }
-    if (pem === undefined) throw userError(`${where}/privateKey: a private key is required`, 'ERR_CONFIG_INVALID')
+    if (pem === undefined) throw new errorCodes.ERR_CONFIG_INVALID(`${where}/privateKey: a private key is required`)
     const ko = parsePrivateKey(pem, `${where}/privateKey`)
     const type = ko.asymmetricKeyType ?? ''
-    if (!ALG_KEY_TYPES[alg]?.includes(type)) throw userError(`${where}/alg: ${alg} cannot be used with a ${type} key`, 'ERR_CONFIG_INVALID')
+    if (!ALG_KEY_TYPES[alg]?.includes(type)) throw new errorCodes.ERR_CONFIG_INVALID(`${where}/alg: ${alg} cannot be used with a ${type} key`)
     const curve = ALG_CURVES[alg]
-    if (curve && ko.asymmetricKeyDetails?.namedCurve !== curve) throw userError(`${where}/alg: ${alg} requires curve ${curve === 'prime256v1' ? 'P-256' : 'P-384'}; the key is on ${ko.asymmetricKeyDetails?.namedCurve}`, 'ERR_CONFIG_INVALID')
+    if (curve && ko.asymmetricKeyDetails?.namedCurve !== curve) throw new errorCodes.ERR_CONFIG_INVALID(`${where}/alg: ${alg} requires curve ${curve === 'prime256v1' ? 'P-256' : 'P-384'}; the key is on ${ko.asymmetricKeyDetails?.namedCurve}`)
     key = ko
   }
   const wanted: KeyHeader[] = cfg.headers ?? (kid ? ['kid'] : [])
   const headers: Record<string, unknown> = {}
   for (const h of wanted) {
     if (h === 'kid') {
-      if (!kid) throw userError(`${where}/kid: header kid requires a kid`, 'ERR_CONFIG_INVALID')
+      if (!kid) throw new errorCodes.ERR_CONFIG_INVALID(`${where}/kid: header kid requires a kid`)
       headers.kid = kid
     } else if (h === 'typ') headers.typ = 'JWT'
     else {
-      if (!cfg.certificate) throw userError(`${where}/certificate: header ${h} requires a certificate`, 'ERR_CONFIG_INVALID')
+      if (!cfg.certificate) throw new errorCodes.ERR_CONFIG_INVALID(`${where}/certificate: header ${h} requires a certificate`)
       const der = certificateDer(cfg.certificate, where)
       if (h === 'x5t') headers.x5t = createHash('sha1').update(der).digest('base64url')
       else if (h === 'x5t#S256') headers['x5t#S256'] = createHash('sha256').update(der).digest('base64url')

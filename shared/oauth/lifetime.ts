@@ -1,4 +1,4 @@
-import { WeirError } from '../errors.ts'
+import { errorCodes, type WeirError } from '../errors.ts'
 
 /** Non-enumerable mark on a provider's ERR_SHUTDOWN error: which provider was closed. */
 const CLOSED_PROVIDER = Symbol('weir.closedProvider')
@@ -31,8 +31,7 @@ export class ProviderLifetime {
 
   /** ERR_SHUTDOWN, marked as this provider's, so waiters of other providers sharing the slot can tell. */
   shutdownError(): WeirError {
-    const e = new WeirError(`credential "${this.credential}": provider closed`)
-    e.code = 'ERR_SHUTDOWN'
+    const e = new errorCodes.ERR_SHUTDOWN(`credential "${this.credential}": provider closed`)
     Object.defineProperty(e, CLOSED_PROVIDER, { value: this, enumerable: false })
     return e
   }

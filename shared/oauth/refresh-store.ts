@@ -1,7 +1,7 @@
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto'
 import { mkdir, open, readFile, rename, stat, unlink, writeFile, chmod } from 'node:fs/promises'
 import { join } from 'node:path'
-import { WeirError } from '../errors.ts'
+import { errorCodes, type WeirError } from '../errors.ts'
 import { registerSecretValue } from '../secret.ts'
 
 /** One stored credential state: the current refresh token and the access token it last produced. */
@@ -34,9 +34,7 @@ export interface RefreshTokenStore {
 }
 
 function storeError(message: string, cause?: unknown): WeirError {
-  const e = new WeirError(message, cause ? { cause } : undefined)
-  e.code = 'ERR_STORE'
-  return e
+  return new errorCodes.ERR_STORE(message, { cause, retryable: false })
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto'
 import { fetch, type Dispatcher } from 'undici'
 import { decodeJwt } from 'jose'
-import { RetryableError, WeirError, parseRetryAfter } from '../errors.ts'
+import { HttpStatusError, errorCodes, parseRetryAfter, type WeirError } from '../errors.ts'
 import { boundedSignal } from '../http/abort.ts'
 import { isRetryableStatus } from '../http/status.ts'
 import { Secret, registerSecretValue, REDACTED } from '../secret.ts'
@@ -189,10 +189,8 @@ export async function sendTokenRequest(
     if (options.signal?.aborted) throw e
     const timeout = (e as Error).name === 'TimeoutError'
     const cause = (e as { cause?: { code?: string; message?: string } }).cause
-    throw new RetryableError(
-      timeout ? `token request to ${plan.url} timed out after ${options.timeoutMs} ms` : `token request to ${plan.url} failed: ${cause?.code ?? cause?.message ?? (e as Error).message}`,
-      { code: timeout ? 'ERR_HTTP_TIMEOUT' : 'ERR_HTTP_NETWORK', cause: e },
-    )
+    if (timeout) throw new errorCodes.ERR_HTTP_TIMEOUT(`token request to ${plan.url} timed out after ${options.timeoutMs} ms`, { cause: e })
+    throw new errorCodes.ERR_HTTP_NETWORK(`token request to ${plan.url} failed: ${cause?.code ?? cause?.message ?? (e as Error).message}`, { cause: e })
   } finally {
     bounded.done()
   }
@@ -218,10 +216,7 @@ export interface ProcessedToken {
 }
 
 function responseError(raw: RawTokenResponse, message: string): WeirError {
-  const e = new WeirError(message)
-  e.code = 'ERR_OAUTH_RESPONSE'
-  Object.assign(e, { status: raw.status })
-  return e
+  return Object.assign(new errorCodes.ERR_OAUTH_RESPONSE(message, { retryable: false }), { status: raw.status })
 }
 
 /**
@@ -257,7 +252,7 @@ export function processTokenResponse(
   if (raw.status < 200 || raw.status > 299) {
     const retryAfterMs = parseRetryAfter(raw.headers['retry-after'])
     if (isRetryableStatus(raw.status)) {
-      throw Object.assign(new RetryableError(`${where} answered ${raw.status}${excerpt ? `: "${excerpt}"` : ''}`, { code: 'ERR_HTTP_STATUS', ...(retryAfterMs !== undefined ? { retryAfterMs } : {}) }), { status: raw.status })
+      throw new HttpStatusError(`${where} answered ${raw.status}${excerpt ? `: "${excerpt}"` : ''}`, raw.status, retryAfterMs !== undefined ? { retryAfterMs } : {})
     }
     const challenge = parseWwwAuthenticate(raw.headers['www-authenticate'])[0]
     if (raw.status === 401 && challenge) {

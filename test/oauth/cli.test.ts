@@ -54,7 +54,7 @@ describe('weir keys generate', () => {
     expect((await fetchTokenSummary(p)).tokenType).toBe('Bearer')
     // Never overwrites.
     const again = await keys(['generate', '--alg', 'ES384', '--kid', 'cli-key', '--out', 'keys'], io()).catch((e) => e)
-    expect([again.code, again.message]).toEqual(['ERR_CONFIG_INVALID', `${pemFile} already exists; not overwriting it`])
+    expect([again.code, again.message]).toEqual(['ERR_FILE_ACCESS', `${pemFile} already exists; not overwriting it`])
   })
 
   it('rejects an unknown algorithm', async () => {

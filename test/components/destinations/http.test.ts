@@ -133,7 +133,7 @@ describe('http destination', () => {
     answer = (_, res) => { res.writeHead(302, { location: 'http://[bad' }); res.end() }
     const dest = await destination({ url: api.origin + '/in' })
     const err = await dest.deliver(message({}), opts).catch((e) => e)
-    expect([err.name, err.code, err.retryable, err.status]).toEqual(['PermanentError', 'ERR_HTTP_STATUS', false, 302])
+    expect([err.name, err.code, err.retryable, err.status]).toEqual(['HttpStatusError', 'ERR_HTTP_STATUS', false, 302])
     expect(err.message).toBe(`POST ${api.origin}/in answered 302 (redirect to a malformed Location); redirects are not followed`)
   })
 
