@@ -1,6 +1,8 @@
 import type { Logger } from './log/index.ts'
 import type { TokenProvider } from './oauth/types.ts'
 import type { HttpClient } from './http/types.ts'
+import type { Secret } from './secret.ts'
+import type { FromSchema, JSONSchema } from 'json-schema-to-ts'
 
 export { isJsonContentType } from './http/content-type.ts'
 
@@ -104,34 +106,59 @@ export interface ComponentInstanceByKind {
 /** JSON Schema, as ajv accepts it. */
 export type JsonSchema = Record<string, unknown>
 
-export interface ComponentDefinition<K extends ComponentKind = ComponentKind, C = any> {
+/** A component's config schema: a JSON Schema object literal, declared `as const` so its type can be read. */
+export type ConfigSchema = JSONSchema & object
+
+/** A secret field's type as the schema reads: a literal or a reference (shared/config/secret-schema.ts). */
+type SecretInput = string | { $env: string } | { $file: string }
+
+// The loader resolves every secret field (a literal or a $env/$file reference) to a Secret. The
+// `$env` member marks a secret field: only secret schemas admit it. (json-schema-to-ts's own
+// `deserialize` option does the same at some fifty times the type-checking cost.)
+type Resolved<T> = unknown extends T ? T
+  : [Extract<T, { $env: string }>] extends [never] ? ResolvedMembers<T>
+  : Secret | Exclude<T, SecretInput>
+type ResolvedMembers<T> = T extends readonly (infer E)[] ? Resolved<E>[] : T extends object ? { [K in keyof T]: Resolved<T[K]> } : T
+
+/**
+ * The config a component receives, read from its schema (json-schema-to-ts `FromSchema`): validated,
+ * fields with a `default` present (ajv fills them in), secret fields resolved to `Secret`s.
+ * A schema typed only as `JsonSchema` gives `unknown`.
+ */
+export type ConfigOf<S> = JsonSchema extends S ? unknown : S extends JSONSchema ? Resolved<FromSchema<S>> : unknown
+
+export interface ComponentDefinition<K extends ComponentKind = ComponentKind, S = JsonSchema> {
   /** Name used in channel files (`"type": "http"`); kebab-case. */
   type: string
   kind: K
   description: string
-  /** JSON Schema of `config`; ajv validates (strict, allErrors, useDefaults) before `create()`. */
-  configSchema: JsonSchema
+  /** JSON Schema of `config`; ajv validates (strict, allErrors, useDefaults) before `create()`. Its type gives `create()`'s config type. */
+  configSchema: S
   /** Builds an instance from validated, defaulted, deep-frozen config. */
-  create(config: Readonly<C>, ctx: ComponentContext): ComponentInstanceByKind[K] | Promise<ComponentInstanceByKind[K]>
+  create(config: Readonly<ConfigOf<S>>, ctx: ComponentContext): ComponentInstanceByKind[K] | Promise<ComponentInstanceByKind[K]>
   /**
    * Checks that a schema cannot express (a cron expression, a JSONata expression). Returns problems
    * as `[pointer-inside-config, message]` pairs; an empty array when the config is fine.
    */
-  check?(config: Readonly<C>): Array<[string, string]> | Promise<Array<[string, string]>>
+  check?(config: Readonly<ConfigOf<S>>): Array<[string, string]> | Promise<Array<[string, string]>>
 }
 
 /**
  * Declares a component. Returns the definition unchanged; the shape is checked when it is
- * registered or loaded by module path.
+ * registered or loaded by module path. `create()` and `check()` receive the config type read from
+ * `configSchema` (write the schema inline, or declare it `as const`).
  *
  * @example
  * export default defineComponent({
- *   type: 'upper', kind: 'filter', description: 'Upper-cases text bodies.',
- *   configSchema: { type: 'object', additionalProperties: false, properties: {} },
- *   create: () => ({ process: (m) => ({ ...m, body: String(m.body).toUpperCase() }) }),
+ *   type: 'upper', kind: 'filter', description: 'Upper-cases a text field.',
+ *   configSchema: {
+ *     type: 'object', additionalProperties: false, required: ['field'],
+ *     properties: { field: { type: 'string', description: 'Body field to upper-case.' }, keep: { type: 'boolean', default: false, description: 'Keep the original.' } },
+ *   },
+ *   create: (config) => ({ process: (m) => withBody(m, upper(m.body, config.field, config.keep)) }), // config: { field: string; keep: boolean }
  * })
  */
-export function defineComponent<K extends ComponentKind, C = any>(definition: ComponentDefinition<K, C>): ComponentDefinition<K, C> {
+export function defineComponent<K extends ComponentKind, const S extends ConfigSchema>(definition: ComponentDefinition<K, S>): ComponentDefinition<K, S> {
   return definition
 }
 

@@ -1,16 +1,9 @@
 import { randomBytes } from 'node:crypto'
 import { link, mkdir, open, rename, unlink } from 'node:fs/promises'
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path'
-import { defineComponent, type Message } from '../../shared/component.ts'
+import { defineComponent, type Message, type ConfigOf } from '../../shared/component.ts'
 import { PermanentError, RetryableError } from '../../shared/errors.ts'
 import { compileTemplate, templateProblems } from '../../shared/template.ts'
-
-export interface FileConfig {
-  directory: string
-  filename: string
-  overwrite: boolean
-  jsonIndent: number
-}
 
 const configSchema = {
   type: 'object', additionalProperties: false, required: ['directory'],
@@ -34,7 +27,9 @@ const configSchema = {
       description: 'Indentation of JSON bodies, in spaces; 0 writes compact JSON.',
     },
   },
-}
+} as const
+
+export type FileConfig = ConfigOf<typeof configSchema>
 
 /** A template value as a single safe path segment: no separators, no `..`, no control characters. */
 const safeSegment = (v: string) => v.replace(/[/\\\0-\x1f<>:"|?*]/g, '_').replace(/^\.+$/, (dots) => '_'.repeat(dots.length)) || '_'
@@ -52,7 +47,7 @@ function fsError(e: unknown, what: string): Error {
   return new RetryableError(`${what}: ${code}`, { cause: e })
 }
 
-export default defineComponent<'destination', FileConfig>({
+export default defineComponent({
   type: 'file', kind: 'destination',
   description: 'Writes each message to a file in a directory, atomically (temporary file, then rename).',
   configSchema,

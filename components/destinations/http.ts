@@ -1,22 +1,10 @@
-import { defineComponent, isJsonContentType, type Message } from '../../shared/component.ts'
+import { defineComponent, isJsonContentType, type Message, type ConfigOf } from '../../shared/component.ts'
 import { secretSchema } from '../../shared/config/secret-schema.ts'
 import { errorCodes, HttpStatusError, isWeirError, parseRetryAfter, PermanentError } from '../../shared/errors.ts'
 import { reveal, type Secret } from '../../shared/secret.ts'
 import type { TokenProvider } from '../../shared/oauth/types.ts'
 import { isRetryableStatus, redactedExcerpt, type HttpRequest, type HttpResponse } from '../../shared/http/index.ts'
 import { compileTemplate, hasTemplateField, templateProblems } from '../../shared/template.ts'
-
-export interface HttpConfig {
-  url: string
-  method: 'POST' | 'PUT' | 'PATCH' | 'DELETE' | 'GET'
-  headers: Record<string, string>
-  secretHeaders: Record<string, Secret | string>
-  credential?: string
-  baseUrlFromToken?: string
-  contentType?: string
-  timeoutMs: number
-  successStatuses: Array<number | string>
-}
 
 const HEADER_NAME = '^[!#$%&\'*+.^_`|~0-9A-Za-z-]+$'
 
@@ -55,7 +43,9 @@ const configSchema = {
       examples: [['2xx', 409]],
     },
   },
-}
+} as const
+
+export type HttpConfig = ConfigOf<typeof configSchema>
 
 /** scheme://host:port of a URL template, when it has no field in it. */
 function fixedOrigin(template: string): string | undefined {
@@ -108,7 +98,7 @@ async function baseFromToken(credential: TokenProvider, field: string, signal: A
   return u
 }
 
-export default defineComponent<'destination', HttpConfig>({
+export default defineComponent({
   type: 'http', kind: 'destination',
   description: 'Sends each message to an HTTP API, authenticated by a named credential.',
   configSchema,

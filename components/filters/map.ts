@@ -1,11 +1,6 @@
-import { defineComponent, withBody, type Message, isJsonContentType } from '../../shared/component.ts'
+import { defineComponent, withBody, type Message, isJsonContentType, type ConfigOf } from '../../shared/component.ts'
 import { PermanentError } from '../../shared/errors.ts'
 import { jsonataProblems, messageExpression, plainJson } from '../../shared/jsonata.ts'
-
-export interface MapConfig {
-  jsonata: string
-  contentType?: string
-}
 
 const configSchema = {
   type: 'object', additionalProperties: false, required: ['jsonata'],
@@ -21,9 +16,11 @@ const configSchema = {
       examples: ['application/fhir+json'],
     },
   },
-}
+} as const
 
-export default defineComponent<'filter', MapConfig>({
+export type MapConfig = ConfigOf<typeof configSchema>
+
+export default defineComponent({
   type: 'map', kind: 'filter',
   description: 'Transforms the message body with a JSONata expression.',
   configSchema,

@@ -1,10 +1,5 @@
-import { defineComponent, type Message } from '../../shared/component.ts'
+import { defineComponent, type Message, type ConfigOf } from '../../shared/component.ts'
 import { jsonataProblems, messageExpression } from '../../shared/jsonata.ts'
-
-export interface MatchConfig {
-  jsonata: string
-  onError: 'error' | 'drop'
-}
 
 const configSchema = {
   type: 'object', additionalProperties: false, required: ['jsonata'],
@@ -19,7 +14,9 @@ const configSchema = {
       description: 'When evaluation fails at run time: "error" puts the message in error state, "drop" filters it out.',
     },
   },
-}
+} as const
+
+export type MatchConfig = ConfigOf<typeof configSchema>
 
 /** JSONata's $boolean casting rules. */
 function truthy(v: unknown): boolean {
@@ -35,7 +32,7 @@ function truthy(v: unknown): boolean {
   }
 }
 
-export default defineComponent<'filter', MatchConfig>({
+export default defineComponent({
   type: 'match', kind: 'filter',
   description: 'Keeps the messages for which a JSONata predicate is true and drops (filters) the others.',
   configSchema,

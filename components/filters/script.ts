@@ -2,13 +2,8 @@ import { existsSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import type { Logger } from '../../shared/log/index.ts'
-import { defineComponent, type Message } from '../../shared/component.ts'
+import { defineComponent, type Message, type ConfigOf } from '../../shared/component.ts'
 import { ConfigError, PermanentError, isWeirError } from '../../shared/errors.ts'
-
-export interface ScriptConfig {
-  module: string
-  options: Record<string, unknown>
-}
 
 /** What a script's default export receives as its second argument. */
 export interface ScriptContext {
@@ -43,7 +38,9 @@ const configSchema = {
       description: 'Free-form settings passed to the script as `ctx.options`.',
     },
   },
-}
+} as const
+
+export type ScriptConfig = ConfigOf<typeof configSchema>
 
 function toMessages(result: unknown, input: Message, module: string): Message | Message[] | null {
   if (result === null) return null
@@ -66,7 +63,7 @@ function toMessages(result: unknown, input: Message, module: string): Message | 
   return one(result, '')
 }
 
-export default defineComponent<'filter', ScriptConfig>({
+export default defineComponent({
   type: 'script', kind: 'filter',
   description: 'Runs a user module (.ts or .js, no build step) on each message; it returns the message, several messages, or null to drop it.',
   configSchema,

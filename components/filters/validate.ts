@@ -4,18 +4,11 @@ import { Ajv, type AnySchema, type ErrorObject, type ValidateFunction } from 'aj
 import { Ajv2019 } from 'ajv/dist/2019.js'
 import { Ajv2020 } from 'ajv/dist/2020.js'
 import addFormatsModule from 'ajv-formats'
-import { defineComponent, type Message } from '../../shared/component.ts'
+import { defineComponent, type Message, type ConfigOf } from '../../shared/component.ts'
 import { ConfigError, errorCodes } from '../../shared/errors.ts'
 
 // ajv-formats is CommonJS; its default export arrives wrapped under ESM interop.
 const addFormats = ((addFormatsModule as unknown as { default?: unknown }).default ?? addFormatsModule) as (ajv: Ajv) => Ajv
-
-export interface ValidateConfig {
-  schema?: Record<string, unknown>
-  schemaFile?: string
-  onInvalid: 'error' | 'drop'
-  maxErrors: number
-}
 
 const configSchema = {
   type: 'object', additionalProperties: false,
@@ -39,7 +32,9 @@ const configSchema = {
       description: 'Most schema errors quoted in the error reason.',
     },
   },
-}
+} as const
+
+export type ValidateConfig = ConfigOf<typeof configSchema>
 
 function newAjv(schema: Record<string, unknown>): Ajv {
   const draft = String(schema.$schema ?? '')
@@ -64,7 +59,7 @@ export function describeErrors(errors: readonly ErrorObject[], max: number): str
   return parts.join('; ')
 }
 
-export default defineComponent<'filter', ValidateConfig>({
+export default defineComponent({
   type: 'validate', kind: 'filter',
   description: 'Checks the message body against a JSON Schema (ajv); an invalid message goes to error state with the schema errors, or is dropped.',
   configSchema,

@@ -1,19 +1,8 @@
 import { createHash } from 'node:crypto'
 import { copyFile, constants, mkdir, readdir, readFile, rename, stat, unlink, access } from 'node:fs/promises'
 import { basename, extname, join, resolve } from 'node:path'
-import { defineComponent, type Emit, type MessageInput, isJsonContentType } from '../../shared/component.ts'
+import { defineComponent, type Emit, type MessageInput, isJsonContentType, type ConfigOf } from '../../shared/component.ts'
 import { isWeirError } from '../../shared/errors.ts'
-
-export interface FilePollerConfig {
-  directory: string
-  pattern: string
-  pollIntervalMs: number
-  doneDirectory?: string
-  errorDirectory?: string
-  contentType?: string
-  maxBytes: number
-  dedupe: 'file' | 'content'
-}
 
 const configSchema = {
   type: 'object', additionalProperties: false, required: ['directory'],
@@ -55,7 +44,9 @@ const configSchema = {
       description: 'How a re-read file is recognised (after a crash between the durable write and the move): "file" = path, size, modification time and content; "content" = content only, so the same content under any name is a duplicate.',
     },
   },
-}
+} as const
+
+export type FilePollerConfig = ConfigOf<typeof configSchema>
 
 /** A file-name glob as a RegExp: `*`, `?`, `[…]`, `{a,b}`; no path separators. */
 export function globToRegExp(glob: string): RegExp {
@@ -83,7 +74,7 @@ export function globToRegExp(glob: string): RegExp {
 const TYPES: Record<string, string> = { '.json': 'application/json', '.xml': 'application/xml', '.hl7': 'x-application/hl7-v2+er7', '.csv': 'text/csv' }
 interface Seen { size: number; mtimeMs: number }
 
-export default defineComponent<'source', FilePollerConfig>({
+export default defineComponent({
   type: 'file-poller', kind: 'source',
   description: 'Watches a directory; each file matching a glob becomes a message, and moves to a done directory once durably stored.',
   configSchema,

@@ -5,7 +5,7 @@ import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { resolve } from 'node:path'
 import { createRemoteJWKSet, customFetch, jwtVerify, type JWTPayload } from 'jose'
-import { defineComponent, isJsonContentType, type ComponentContext, type Emit } from '../../shared/component.ts'
+import { defineComponent, isJsonContentType, type ComponentContext, type ConfigOf, type Emit } from '../../shared/component.ts'
 import type { HttpRequest } from '../../shared/http/types.ts'
 import { discover, type MetadataGet } from '../../shared/oauth/discovery.ts'
 import { secretSchema } from '../../shared/config/secret-schema.ts'
@@ -13,28 +13,6 @@ import { ConfigError, errorCodes, isWeirError } from '../../shared/errors.ts'
 import { reveal, type Secret } from '../../shared/secret.ts'
 
 const ASYMMETRIC_ALGS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] as const
-
-export interface HttpListenerConfig {
-  port: number
-  host: string
-  path: string
-  methods: string[]
-  maxBytes: number
-  contentTypes: string[]
-  requestTimeoutMs: number
-  idempotencyHeader: string
-  attributeHeaders: string[]
-  jwt?: {
-    issuer: string
-    audience: string | string[]
-    jwksUrl?: string
-    requiredScopes: string[]
-    clockToleranceSec: number
-    algorithms: string[]
-  }
-  apiKey?: { header: string; value: Secret | string }
-  tls?: { certFile: string; key: Secret | string; caFile?: string; requireClientCert: boolean }
-}
 
 const configSchema = {
   type: 'object', additionalProperties: false, required: ['port'],
@@ -99,7 +77,9 @@ const configSchema = {
       },
     },
   },
-}
+} as const
+
+export type HttpListenerConfig = ConfigOf<typeof configSchema>
 
 /** A refused request: status, the reason (logged; never containing the credential) and its challenge. */
 class Refusal {
@@ -185,7 +165,7 @@ function json(res: ServerResponse, status: number, body: unknown, headers: Recor
   res.end(text)
 }
 
-export default defineComponent<'source', HttpListenerConfig>({
+export default defineComponent({
   type: 'http-listener', kind: 'source',
   description: 'Receives messages POSTed to a port and path; answers 202 with the message id once it is durably stored.',
   configSchema,
@@ -246,7 +226,7 @@ export default defineComponent<'source', HttpListenerConfig>({
     async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
       const url = new URL(req.url ?? '/', 'http://localhost')
       if (url.pathname !== config.path) return json(res, 404, { error: 'not found' })
-      if (!config.methods.includes(req.method ?? '')) return json(res, 405, { error: 'method not allowed' }, { allow: config.methods.join(', ') })
+      if (!(config.methods as readonly string[]).includes(req.method ?? '')) return json(res, 405, { error: 'method not allowed' }, { allow: config.methods.join(', ') })
       const attributes: Record<string, string> = { method: req.method!, path: url.pathname, remoteAddress: req.socket.remoteAddress ?? '' }
       if (url.search) attributes.query = url.search.slice(1)
       Object.assign(attributes, await authenticate(req))

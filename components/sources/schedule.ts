@@ -1,26 +1,10 @@
 import { createHash } from 'node:crypto'
 import cron, { type ScheduledTask } from 'node-cron'
 import jsonata from 'jsonata'
-import { defineComponent, type Emit } from '../../shared/component.ts'
+import { defineComponent, type Emit, type ConfigOf } from '../../shared/component.ts'
 import { errorCodes, HttpStatusError, isWeirError } from '../../shared/errors.ts'
 import { jsonataProblem, plainJson } from '../../shared/jsonata.ts'
 import type { TokenProvider } from '../../shared/oauth/types.ts'
-
-export interface ScheduleConfig {
-  cron: string
-  timezone: string
-  url: string
-  credential?: string
-  headers: Record<string, string>
-  timeoutMs: number
-  items?: string
-  nextLink?: string
-  maxPages: number
-  dedupeKey?: string
-  contentType?: string
-  runOnStart: boolean
-  cursor?: { param: string; itemPath: string; prefix: string; initial?: string }
-}
 
 const configSchema = {
   type: 'object', additionalProperties: false, required: ['cron', 'url'],
@@ -72,7 +56,9 @@ const configSchema = {
       },
     },
   },
-}
+} as const
+
+export type ScheduleConfig = ConfigOf<typeof configSchema>
 
 function cronProblem(expr: string): string | undefined {
   if (cron.validate(expr)) return undefined
@@ -142,7 +128,7 @@ function later(a: string, b: string | undefined): boolean {
   return Number.isNaN(ta) || Number.isNaN(tb) ? a > b : ta > tb
 }
 
-export default defineComponent<'source', ScheduleConfig>({
+export default defineComponent({
   type: 'schedule', kind: 'source',
   description: 'Polls an HTTP API on a cron schedule with a named credential, follows pagination, emits each item and keeps a cursor across restarts.',
   configSchema,
