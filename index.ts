@@ -5,12 +5,12 @@
 export { defineComponent, withBody } from './shared/component.ts'
 export type {
   ComponentDefinition, ComponentContext, ComponentKind, ComponentState, Message, MessageInput, Emit, EmitResult,
-  Source, Filter, FilterResult, Destination, DeliveryResult, JsonSchema,
+  Source, Filter, FilterResult, Destination, DeliveryResult, JsonSchema, ConfigSchema, ConfigOf,
 } from './shared/component.ts'
 export * from './shared/errors.ts'
 export { Secret } from './shared/secret.ts'
 export { createLogger } from './shared/log/index.ts'
-export { loadChannel, loadChannelObject } from './shared/config/load.ts'
+export { loadChannel, loadChannelObject, builtinRegistry } from './engine/load.ts'
 export { createRegistry } from './shared/config/registry.ts'
 export { secretSchema } from './shared/config/secret-schema.ts'
 export { createTokenProvider, createRefreshTokenStore, importRefreshToken, explainTokenRequest, credentialSchema, checkCredential } from './shared/oauth/index.ts'

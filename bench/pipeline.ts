@@ -172,7 +172,7 @@ async function child(): Promise<void> {
     send({ type: 'ready', port: (server.address() as AddressInfo).port })
     finish = async () => { server.closeAllConnections(); server.close(); await pool.close(); return undefined }
   } else {
-    const { loadChannelObject } = await import('../shared/config/load.ts')
+    const { loadChannelObject } = await import('../engine/load.ts')
     const { openSqliteStore } = await import('../shared/store/index.ts')
     const { startChannel } = await import('../engine/runtime/index.ts')
     const dir = mkdtempSync(join(tmpdir(), 'weir-bench-ch-'))

@@ -1,7 +1,7 @@
 import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { dataDirOf, type CommandIO } from '../cli-io.ts'
-import { loadChannel } from '../../shared/config/load.ts'
+import { loadChannel } from '../load.ts'
 import { isWeirError } from '../../shared/errors.ts'
 import { createTokenProvider, explainTokenRequest, type TokenProvider } from '../../shared/oauth/index.ts'
 import { credentialOf } from './credentials.ts'

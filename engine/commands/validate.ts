@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util'
 import type { CommandIO } from '../cli-io.ts'
-import { loadChannel } from '../../shared/config/load.ts'
+import { loadChannel } from '../load.ts'
 import { formatProblem, isWeirError, ConfigError } from '../../shared/errors.ts'
 import { loadTestFile } from '../harness/test-file.ts'
 

@@ -8,7 +8,7 @@ import { jsonataProblems } from '../jsonata.ts'
 import { compileSchema, validateCollectingSecrets } from './ajv.ts'
 import { channelSchema, NAME_PATTERN } from './channel-schema.ts'
 import { ajvProblems, escapePointer, locate, nearest } from './problems.ts'
-import { builtinRegistry, isModuleReference, loadComponentModule, type Registry } from './registry.ts'
+import { isModuleReference, loadComponentModule, type Registry } from './registry.ts'
 import type { LoadedChannel, LoadedComponent, LoadedDestination, RetryPolicy, CircuitBreakerPolicy, ChannelOptions } from './types.ts'
 import { credentialSchema, checkCredential as checkCredentialConfig } from '../oauth/index.ts'
 
@@ -18,8 +18,8 @@ const CHANNEL_SCHEMA = channelSchema(credentialSchema)
 const CREDENTIALS_FILE_SCHEMA: JsonSchema = { type: 'object', propertyNames: { pattern: NAME_PATTERN }, additionalProperties: credentialSchema }
 
 export interface LoadOptions {
-  /** Components a channel may name; the built-ins by default. */
-  registry?: Registry
+  /** Components a channel may name (the engine passes the built-ins: engine/load.ts). */
+  registry: Registry
   /** Environment for `$env` references; `process.env` by default. */
   env?: NodeJS.ProcessEnv
   /** How the file is named in messages; the path relative to the working directory by default. */
@@ -82,7 +82,7 @@ function unexpectedTokenOffset(msg: string, text: string): number | undefined {
 }
 
 /** Reads, validates and prepares a channel file. Throws ConfigError listing every problem at once. */
-export async function loadChannel(file: string, options: LoadOptions = {}): Promise<LoadedChannel> {
+export async function loadChannel(file: string, options: LoadOptions): Promise<LoadedChannel> {
   const abs = resolve(file)
   const name = options.displayName ?? displayPath(abs)
   let text: string
@@ -145,7 +145,7 @@ export async function loadChannelObject(raw: unknown, options: LoadOptions & { f
   const file = resolve(options.file)
   const dir = dirname(file)
   const name = options.displayName ?? displayPath(file)
-  const registry = options.registry ?? (await builtinRegistry())
+  const { registry } = options
   const env = options.env ?? process.env
   const problems: ConfigProblem[] = []
   const warnings: ConfigProblem[] = []

@@ -7,7 +7,7 @@ import { compileSchema } from './ajv.ts'
 
 const KINDS: readonly ComponentKind[] = ['source', 'filter', 'destination']
 
-/** The components a channel may name: built-ins by type. Isolated per instance, no global state. */
+/** The components a channel may name, by type. Isolated per instance, no global state. */
 export interface Registry {
   get(type: string): ComponentDefinition | undefined
   list(kind?: ComponentKind): ComponentDefinition[]
@@ -52,16 +52,6 @@ export function createRegistry(definitions: readonly ComponentDefinition[]): Reg
     get: (type) => byType.get(type),
     list: (kind) => [...byType.values()].filter((d) => !kind || d.kind === kind).sort((a, b) => a.type.localeCompare(b.type)),
   }
-}
-
-let builtin: Registry | undefined
-/** The registry of built-in components (components/index.ts). */
-export async function builtinRegistry(): Promise<Registry> {
-  if (!builtin) {
-    const { builtinComponents } = await import('../../components/index.ts')
-    builtin = createRegistry(builtinComponents)
-  }
-  return builtin
 }
 
 /** True when a channel's `type` names a module rather than a built-in. */

@@ -2,7 +2,7 @@ import { writeFileSync, rmSync, mkdirSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { inspect } from 'node:util'
 import { afterAll, describe, expect, it } from 'vitest'
-import { loadChannel } from '../../shared/config/load.ts'
+import { loadChannel, loadChannelObject } from '../../engine/load.ts'
 import { createRegistry } from '../../shared/config/registry.ts'
 import { Secret } from '../../shared/secret.ts'
 import { defineComponent, type Message } from '../../shared/component.ts'
@@ -39,7 +39,6 @@ describe('loadChannel', () => {
   })
 
   it('clones: the parsed file is not mutated by defaults', async () => {
-    const { loadChannelObject } = await import('../../shared/config/load.ts')
     const raw = structuredClone(base)
     await loadChannelObject(raw, { file: resolve(DIR, 'virtual.json'), env: { WEIR_TEST_KEY: 'k-123456789' } })
     expect(raw).toEqual(base)

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { containsSubset } from '../../engine/harness/match.ts'
-import { loadChannelObject } from '../../shared/config/load.ts'
+import { loadChannelObject } from '../../engine/load.ts'
 
 describe('containsSubset', () => {
   it.each([

@@ -3,7 +3,7 @@ import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import fc from 'fast-check'
 import { processTokenResponse, type RawTokenResponse } from '../../shared/oauth/token-endpoint.ts'
-import { loadChannelObject } from '../../shared/config/load.ts'
+import { loadChannelObject } from '../../engine/load.ts'
 import { registerSecretValue } from '../../shared/secret.ts'
 import { report } from './_helpers.ts'
 
