@@ -2,7 +2,7 @@ import { appendFile, readdir, readFile, rename, writeFile, mkdir } from 'node:fs
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import poller, { globToRegExp } from '../../../components/sources/file-poller.ts'
-import { RetryableError } from '../../../shared/errors.ts'
+import { errorCodes } from '../../../shared/errors.ts'
 import { loadComponentConfig, recordingEmit, tempDir, testContext, type TestContext } from '../../_setup.ts'
 
 let t: TestContext
@@ -126,7 +126,7 @@ describe('file-poller', () => {
 
   it('under backpressure the file stays and is emitted on a later scan', async () => {
     let full = true
-    const emit = recordingEmit({ fail: () => (full ? new RetryableError('queue full', { code: 'ERR_BACKPRESSURE', retryAfterMs: 1000 }) : undefined) })
+    const emit = recordingEmit({ fail: () => (full ? new errorCodes.ERR_BACKPRESSURE('queue full', { retryAfterMs: 1000 }) : undefined) })
     const src = await source({ directory: 'in', pollIntervalMs: 60_000 })
     await mkdir(join(d.dir, 'in'))
     await writeFile(join(d.dir, 'in/a.txt'), 'x')

@@ -5,7 +5,7 @@ import { Agent, request } from 'undici'
 import { SignJWT, exportJWK, generateKeyPair, type JWK } from 'jose'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import listener from '../../../components/sources/http-listener.ts'
-import { RetryableError } from '../../../shared/errors.ts'
+import { errorCodes } from '../../../shared/errors.ts'
 import { loadComponentConfig, loopbackServer, recordingEmit, tempDir, testContext, type TestContext } from '../../_setup.ts'
 import type { AddressInfo } from 'node:net'
 
@@ -82,7 +82,7 @@ describe('http-listener', () => {
   })
 
   it('answers 503 with Retry-After under backpressure', async () => {
-    const { url } = await start({}, recordingEmit({ fail: () => new RetryableError('channel queue is full', { code: 'ERR_BACKPRESSURE', retryAfterMs: 2500 }) }))
+    const { url } = await start({}, recordingEmit({ fail: () => new errorCodes.ERR_BACKPRESSURE('channel queue is full', { retryAfterMs: 2500 }) }))
     const res = await post(url, '{}')
     expect([res.status, res.headers['retry-after'], res.body]).toEqual([503, '3', { error: 'queue full, retry later' }])
   })

@@ -1,6 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
 import schedule, { linkWithRel } from '../../../components/sources/schedule.ts'
-import { RetryableError } from '../../../shared/errors.ts'
+import { errorCodes } from '../../../shared/errors.ts'
 import { loadComponentConfig, loopbackServer, memoryState, recordingEmit, staticTokenProvider, storeState, testContext, type RecordedRequest, type TestContext } from '../../_setup.ts'
 import type { ServerResponse } from 'node:http'
 import { mkdtemp, rm } from 'node:fs/promises'
@@ -176,7 +176,7 @@ describe('schedule source', () => {
   it('stops the tick under backpressure without advancing the cursor', async () => {
     answer = (_, res) => sendJson(res, bundle([patient('a', '2026-01-01T00:00:00Z'), patient('b', '2026-01-02T00:00:00Z')]))
     const src = await source({ url: api.origin + '/fhir/Patient', cursor: { param: '_lastUpdated' } })
-    const emit = recordingEmit({ fail: (_, n) => (n === 1 ? new RetryableError('queue full', { code: 'ERR_BACKPRESSURE' }) : undefined) })
+    const emit = recordingEmit({ fail: (_, n) => (n === 1 ? new errorCodes.ERR_BACKPRESSURE('queue full') : undefined) })
     await src.start(emit)
     await src.tick()
     expect(emit.inputs).toHaveLength(1)
