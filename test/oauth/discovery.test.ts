@@ -28,13 +28,13 @@ describe('discover', () => {
     expect((await discover(issuer, { requires: 'jwks_uri' })).jwks_uri).toBe(`${idp.origin}/jwks`)
     expect(pathsSince(n)).toEqual(['/.well-known/oauth-authorization-server/r1', '/r1/.well-known/openid-configuration'])
     const err = await discover(issuer).catch((e) => e)
-    expect([err.code, err.message]).toEqual(['ERR_OAUTH_RESPONSE', `issuer discovery at ${idp.origin}/r1/.well-known/openid-configuration has no "token_endpoint"`])
+    expect([err.code, err.message]).toEqual(['ERR_OAUTH_DISCOVERY', `issuer discovery at ${idp.origin}/r1/.well-known/openid-configuration has no "token_endpoint"`])
   })
 
   it('refuses metadata naming another issuer (RFC 8414 §3.3)', async () => {
     answers.set('/.well-known/oauth-authorization-server/r2', [200, JSON.stringify({ issuer: `${idp.origin}/other`, token_endpoint: `${idp.origin}/token` })])
     const err = await discover(`${idp.origin}/r2`).catch((e) => e)
-    expect([err.code, err.message]).toEqual(['ERR_OAUTH_RESPONSE', `issuer discovery at ${idp.origin}/.well-known/oauth-authorization-server/r2 names issuer "${idp.origin}/other", not "${idp.origin}/r2"`])
+    expect([err.code, err.message]).toEqual(['ERR_OAUTH_DISCOVERY', `issuer discovery at ${idp.origin}/.well-known/oauth-authorization-server/r2 names issuer "${idp.origin}/other", not "${idp.origin}/r2"`])
   })
 
   it.each([408, 429, 503])('answers %s: retryable', async (status) => {
@@ -45,7 +45,7 @@ describe('discover', () => {
 
   it('fails permanently when no document exists', async () => {
     const err = await discover(`${idp.origin}/none`).catch((e) => e)
-    expect([err.code, err.retryable]).toEqual(['ERR_OAUTH_RESPONSE', false])
+    expect([err.code, err.retryable]).toEqual(['ERR_OAUTH_DISCOVERY', false])
     expect(err.message).toBe(`issuer ${idp.origin}/none publishes no discovery document (404 at ${idp.origin}/.well-known/oauth-authorization-server/none and ${idp.origin}/none/.well-known/openid-configuration)`)
   })
 
