@@ -32,7 +32,7 @@ export interface Recording {
   filters: FilterCall[]
 }
 
-const describe = (e: unknown) => scrubSecrets(`${isWeirError(e) && e.code !== 'ERR_WEIR' ? `${e.code}: ` : ''}${e instanceof Error ? e.message : String(e)}`)
+const describe = (e: unknown) => scrubSecrets(`${isWeirError(e) ? `${e.code}: ` : ''}${e instanceof Error ? e.message : String(e)}`)
 
 function recordedFilter(filter: Filter, name: string, rec: Recording): Filter {
   return {
