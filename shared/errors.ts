@@ -177,24 +177,13 @@ export class HttpStatusError extends errorCodes.ERR_HTTP_STATUS {
   }
 }
 
-/** Removed with the last `code` option: the runtime and test fixtures still pass one. */
-interface LegacyCodeOption {
-  /** @deprecated Throw the code's own class (`errorCodes.ERR_…`) instead. */
-  code?: ErrorCode
-}
-
 /**
  * `ERR_RETRYABLE`: throw it from your own component when a failure may succeed later; the message is retried
  * with backoff, never sooner than `retryAfterMs`.
  * @example
  * throw new RetryableError('lookup service is down', { cause: e, retryAfterMs: 5000 })
  */
-export class RetryableError extends errorCodes.ERR_RETRYABLE {
-  constructor(message: string, options?: WeirErrorOptions & LegacyCodeOption) {
-    super(message, options)
-    if (options?.code) (this as { code: ErrorCode }).code = options.code
-  }
-}
+export class RetryableError extends errorCodes.ERR_RETRYABLE {}
 
 /**
  * `ERR_DELIVERY_PERMANENT`: throw it from your own component when retrying will not help (a 4xx, a message
@@ -202,12 +191,7 @@ export class RetryableError extends errorCodes.ERR_RETRYABLE {
  * @example
  * throw new PermanentError(`patient ${id} does not exist`)
  */
-export class PermanentError extends errorCodes.ERR_DELIVERY_PERMANENT {
-  constructor(message: string, options?: WeirErrorOptions & LegacyCodeOption) {
-    super(message, options)
-    if (options?.code) (this as { code: ErrorCode }).code = options.code
-  }
-}
+export class PermanentError extends errorCodes.ERR_DELIVERY_PERMANENT {}
 
 /**
  * What `isWeirError` guarantees: an error with an `ERR_*` code. jose and Node use the same convention,

@@ -1,6 +1,6 @@
 import type { Source } from '../../shared/component.ts'
 import type { LoadedChannel, RetryPolicy } from '../../shared/config/types.ts'
-import { WeirError } from '../../shared/errors.ts'
+import { errorCodes } from '../../shared/errors.ts'
 import type { HttpClient } from '../../shared/http/types.ts'
 import type { Logger } from '../../shared/log/index.ts'
 import type { TokenProvider } from '../../shared/oauth/types.ts'
@@ -117,7 +117,7 @@ export async function startChannel(channel: LoadedChannel, deps: RuntimeDeps): P
       if (opts.onError === 'stop' && state === 'running') {
         rc.log.error({ message: m.id }, 'channel stopping: onError is "stop"')
         dispatcher.halt()
-        void stop(opts.shutdownTimeoutMs, { reason: 'error', error: new WeirError(`channel ${rc.name} stopped: message ${m.id} in error: ${ending.error}`) })
+        void stop(opts.shutdownTimeoutMs, { reason: 'error', error: new errorCodes.ERR_CHANNEL_STOPPED(rc.name, m.id, ending.error) })
       }
     }
   }
@@ -218,7 +218,7 @@ function channelHandle(p: HandleParts): ChannelHandle {
       for (;;) {
         if (p.state() === 'stopped') return
         if (p.emit.inFlight === 0 && !p.dispatcher.busy && rc.store.pending(rc.name) === 0) return
-        if (rc.now() > limit) throw new WeirError(`channel ${rc.name} not idle: ${JSON.stringify(handle.counters())}`)
+        if (rc.now() > limit) throw new errorCodes.ERR_NOT_IDLE(rc.name, JSON.stringify(handle.counters()))
         await p.idle.next(20)
       }
     },

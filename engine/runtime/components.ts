@@ -1,6 +1,6 @@
 import type { ComponentContext, Destination, Filter, Source } from '../../shared/component.ts'
 import type { LoadedChannel, LoadedComponent } from '../../shared/config/types.ts'
-import { WeirError } from '../../shared/errors.ts'
+import { errorCodes } from '../../shared/errors.ts'
 import type { HttpClient } from '../../shared/http/types.ts'
 import type { Logger } from '../../shared/log/index.ts'
 import type { TokenProvider } from '../../shared/oauth/types.ts'
@@ -57,14 +57,14 @@ function componentContext(channel: LoadedChannel, deps: ComponentDeps, providers
     credential(credName: string): TokenProvider {
       const existing = providers.get(credName)
       if (existing) return existing
-      if (!(credName in channel.credentials)) throw new WeirError(`channel ${name} has no credential "${credName}"`)
-      if (!deps.credential) throw new WeirError(`no credential support configured for channel ${name}`)
+      if (!(credName in channel.credentials)) throw new errorCodes.ERR_CREDENTIAL_UNKNOWN(`channel ${name} has no credential "${credName}"`)
+      if (!deps.credential) throw new errorCodes.ERR_INTERNAL(`no credential support configured for channel ${name}`)
       const p = deps.credential(credName, channel)
       providers.set(credName, p)
       return p
     },
     get http(): HttpClient {
-      if (!deps.http) throw new WeirError(`no HTTP client configured for channel ${name}`)
+      if (!deps.http) throw new errorCodes.ERR_INTERNAL(`no HTTP client configured for channel ${name}`)
       return deps.http
     },
     dataDir: deps.dataDir,

@@ -1,6 +1,6 @@
 import type { Logger } from '../../shared/log/index.ts'
 import type { MessageStore } from '../../shared/store/types.ts'
-import { WeirError } from '../../shared/errors.ts'
+import { errorCodes } from '../../shared/errors.ts'
 import { sleep } from './backoff.ts'
 
 /** What the parts of a running channel share: its store, clock, signals and counters. */
@@ -38,8 +38,4 @@ export async function backoff(rc: RunContext, id: string, ms: number): Promise<v
   }
 }
 
-export class ShutdownError extends WeirError {
-  override code = 'ERR_SHUTDOWN' as const
-}
-
-export const shutdownError = (name: string) => new ShutdownError(`channel ${name} is stopping`)
+export const shutdownError = (name: string) => new errorCodes.ERR_SHUTDOWN(`channel ${name} is stopping`)

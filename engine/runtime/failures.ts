@@ -42,7 +42,7 @@ function transientCode(e: unknown): boolean {
 /** The reason kept in the message log: the code (when the error has one) and message, scrubbed of secrets and bounded. */
 export function describe(e: unknown): string {
   const msg = e instanceof Error ? e.message : String(e)
-  const code = isWeirError(e) && e.code !== 'ERR_WEIR' ? `${e.code}: ` : ''
+  const code = isWeirError(e) ? `${e.code}: ` : ''
   return scrubSecrets(`${code}${msg}`).slice(0, EXCERPT_MAX)
 }
 

@@ -1,7 +1,7 @@
 import jsonata from 'jsonata'
 import type { Emit, EmitResult, MessageInput } from '../../shared/component.ts'
 import type { ChannelOptions } from '../../shared/config/types.ts'
-import { RetryableError } from '../../shared/errors.ts'
+import { errorCodes } from '../../shared/errors.ts'
 import type { EnqueueOptions } from '../../shared/store/types.ts'
 import type { RunContext } from './context.ts'
 
@@ -70,10 +70,10 @@ export function createEmit(rc: RunContext, options: ChannelOptions, hooks: { ret
     }
   }
   const emit = async (input: MessageInput): Promise<EmitResult> => {
-    if (rc.stopping.aborted) throw new RetryableError(`channel ${rc.name} is stopping`, { code: 'ERR_SHUTDOWN', retryAfterMs: hooks.retryAfterMs })
+    if (rc.stopping.aborted) throw new errorCodes.ERR_SHUTDOWN(`channel ${rc.name} is stopping`, { retryAfterMs: hooks.retryAfterMs })
     if (rc.store.pending(rc.name) >= options.queueLimit) {
       counters.refused++
-      throw new RetryableError(`channel ${rc.name}: queue is full (${options.queueLimit} messages pending)`, { code: 'ERR_BACKPRESSURE', retryAfterMs: hooks.retryAfterMs })
+      throw new errorCodes.ERR_BACKPRESSURE(`channel ${rc.name}: queue is full (${options.queueLimit} messages pending)`, { retryAfterMs: hooks.retryAfterMs })
     }
     inFlight++
     try {

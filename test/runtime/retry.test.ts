@@ -1,5 +1,5 @@
 import { describe, it, expect, beforeEach, afterEach, vi } from 'vitest'
-import { RetryableError } from '../../shared/errors.ts'
+import { errorCodes, HttpStatusError } from '../../shared/errors.ts'
 import { defineComponent } from '../../shared/component.ts'
 import { openSqliteStore } from '../../shared/store/index.ts'
 import { backoffDelay, CircuitBreaker } from '../../engine/runtime/index.ts'
@@ -191,7 +191,7 @@ describe('retries and outages (fake clock)', () => {
     const flaky = filter((m) => {
       calls.push({ i: m.body.i, at: Date.now() })
       if (m.body.bad) throw new Error('cannot map this message')
-      if (m.body.i === 0 && outage-- > 0) throw new RetryableError('lookup API answered 503', { code: 'ERR_HTTP_STATUS' })
+      if (m.body.i === 0 && outage-- > 0) throw new HttpStatusError('lookup API answered 503', 503)
       return m
     })
     const src = feedSource()
@@ -257,7 +257,7 @@ describe('retries and outages (fake clock)', () => {
 
   it('a filter that keeps failing retryably goes to error after maxAttempts', async () => {
     let n = 0
-    const down = filter(() => { n++; throw new RetryableError('lookup API down', { code: 'ERR_HTTP_NETWORK' }) })
+    const down = filter(() => { n++; throw new errorCodes.ERR_HTTP_NETWORK('lookup API down') })
     const src = feedSource()
     const h = await rt.start({
       source: src.definition, filters: [down],

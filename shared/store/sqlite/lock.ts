@@ -43,9 +43,7 @@ export function acquireLock(dir: string): string {
   const file = join(dir, LOCK_FILE)
   const inUse = (pid: number | undefined) => {
     const who = pid !== undefined && Number.isInteger(pid) && pid > 0 ? `process ${pid}` : 'another process'
-    const err = new StoreError(`data directory ${dir} is in use by ${who}; stop it or use another --data-dir`)
-    err.userError = true
-    return err
+    return new StoreError(`data directory ${dir} is in use by ${who}; stop it or use another --data-dir`)
   }
   for (let i = 0; i < 5; i++) {
     try {

@@ -94,9 +94,7 @@ const attemptOf = (a: any): AttemptRecord => defined({
 function prepare(dir: string, options: SqliteStoreOptions, t: number) {
   if (!existsSync(join(dir, DB_FILE))) {
     if (options.create === false) {
-      const err = new StoreError(`no message store in ${dir}`)
-      err.userError = true
-      throw err
+      throw new StoreError(`no message store in ${dir}`)
     }
     mkdirSync(dir, { recursive: true })
   }

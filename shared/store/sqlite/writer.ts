@@ -95,10 +95,8 @@ export class WriterClient {
           w.reject(e)
         }
       } else {
-        const err = new StoreError(`message store ${w.read ? 'read' : 'write'} failed: ${value.message}`)
         // A transaction that failed as a whole (busy, disk full) wrote nothing: the operation may be retried.
-        if (value.batch) err.retryable = true
-        w.reject(err)
+        w.reject(new StoreError(`message store ${w.read ? 'read' : 'write'} failed: ${value.message}`, { retryable: value.batch === true }))
       }
     }
     if (this.waiting.size === 0) this.worker.unref()
