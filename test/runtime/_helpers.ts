@@ -1,6 +1,8 @@
 import { afterEach, beforeEach, vi } from 'vitest'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { spawn, type ChildProcess } from 'node:child_process'
+import { resolve as resolvePath } from 'node:path'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { defineComponent, type ComponentDefinition, type Emit } from '../../shared/component.ts'
@@ -115,6 +117,32 @@ export function filter(process: (m: any) => any): ComponentDefinition<'filter'> 
 
 /** Polls `cond` every 10 ms, at most `timeoutMs`. */
 export { until } from '../_setup.ts'
+import { until } from '../_setup.ts'
+
+const ROOT = resolvePath(import.meta.dirname, '../..')
+
+/**
+ * Starts `weir run <file>` as a child process (the real CLI entry under tsx) with its data in
+ * `<dir>/data`, and waits for the port the test source writes to `<dir>/<portFile>`.
+ */
+export async function startWeirRun(file: string, dir: string, portFile: string, children: Set<ChildProcess>) {
+  await rm(join(dir, portFile), { force: true })
+  const child = spawn(process.execPath, [join(ROOT, 'bin/weir.js'), 'run', file, '--data-dir', join(dir, 'data')], {
+    cwd: ROOT, env: { ...process.env, WEIR_LOG_LEVEL: 'warn', CI: '1' }, stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  children.add(child)
+  let output = ''
+  child.stdout!.on('data', (d) => (output += d))
+  child.stderr!.on('data', (d) => (output += d))
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>((ok) => child.on('exit', (code, signal) => ok({ code, signal, at: Date.now() })))
+  await until(async () => {
+    if (child.exitCode !== null) throw new Error(`weir run exited early: ${output}`)
+    return readFile(join(dir, portFile), 'utf8').then((p) => p.length > 0, () => false)
+  }, 20_000)
+  const port = Number(await readFile(join(dir, portFile), 'utf8'))
+  return { child, port, exited, output: () => output }
+}
+
 
 type RuntimeDeps = Parameters<typeof startChannel>[1]
 

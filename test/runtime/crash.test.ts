@@ -1,9 +1,9 @@
 import { describe, it, expect, beforeEach, afterEach } from 'vitest'
-import { spawn, type ChildProcess } from 'node:child_process'
-import { writeFile, readFile, rm } from 'node:fs/promises'
+import type { ChildProcess } from 'node:child_process'
+import { writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { openSqliteStore } from '../../shared/store/index.ts'
-import { startApi, tempDir, until } from './_helpers.ts'
+import { startApi, startWeirRun, tempDir, until } from './_helpers.ts'
 
 const root = resolve(import.meta.dirname, '../..')
 const fixtures = join(root, 'test/fixtures/runtime')
@@ -35,23 +35,7 @@ async function writeChannel(options: Record<string, unknown>) {
 }
 
 /** Starts `weir run` as a child process (the real CLI entry under tsx) and waits for its port. */
-async function startWeir(file: string) {
-  await rm(join(dir.path, 'crash.port'), { force: true })
-  const child = spawn(process.execPath, [join(root, 'bin/weir.js'), 'run', file, '--data-dir', join(dir.path, 'data')], {
-    cwd: root, env: { ...process.env, WEIR_LOG_LEVEL: 'warn', CI: '1' }, stdio: ['ignore', 'pipe', 'pipe'],
-  })
-  children.add(child)
-  let output = ''
-  child.stdout!.on('data', (d) => (output += d))
-  child.stderr!.on('data', (d) => (output += d))
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>((ok) => child.on('exit', (code, signal) => ok({ code, signal, at: Date.now() })))
-  await until(async () => {
-    if (child.exitCode !== null) throw new Error(`weir run exited early: ${output}`)
-    return readFile(join(dir.path, 'crash.port'), 'utf8').then((p) => p.length > 0, () => false)
-  }, 20_000)
-  const port = Number(await readFile(join(dir.path, 'crash.port'), 'utf8'))
-  return { child, port, exited, output: () => output }
-}
+const startWeir = (file: string) => startWeirRun(file, dir.path, 'crash.port', children)
 
 /** A client that POSTs message n until it gets a 202 (retrying refused and failed sends), noting the acknowledged id. */
 function sender(getPort: () => number) {

@@ -1,9 +1,9 @@
 import { describe, it, expect, beforeEach, afterEach } from 'vitest'
-import { spawn, type ChildProcess } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { createServer, type Server } from 'node:http'
-import { readFile, rm, writeFile } from 'node:fs/promises'
+import { writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
-import { feedSource, destination, tempDir, until, useRuntimeFixture } from './_helpers.ts'
+import { feedSource, destination, startWeirRun, tempDir, until, useRuntimeFixture } from './_helpers.ts'
 
 const root = resolve(import.meta.dirname, '../..')
 const fixtures = join(root, 'test/fixtures/runtime')
@@ -179,22 +179,7 @@ describe('order by key across a crash (weir run as a child process)', () => {
     await dir.remove()
   })
 
-  const startWeir = async (file: string) => {
-    await rm(join(dir.path, 'order.port'), { force: true })
-    const child = spawn(process.execPath, [join(root, 'bin/weir.js'), 'run', file, '--data-dir', join(dir.path, 'data')], {
-      cwd: root, env: { ...process.env, WEIR_LOG_LEVEL: 'warn', CI: '1' }, stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    children.add(child)
-    let output = ''
-    child.stdout!.on('data', (d) => (output += d))
-    child.stderr!.on('data', (d) => (output += d))
-    const exited = new Promise<NodeJS.Signals | number | null>((ok) => child.on('exit', (code, signal) => ok(signal ?? code)))
-    await until(async () => {
-      if (child.exitCode !== null) throw new Error(`weir run exited early: ${output}`)
-      return readFile(join(dir.path, 'order.port'), 'utf8').then((p) => p.length > 0, () => false)
-    }, 20_000)
-    return { child, exited, port: Number(await readFile(join(dir.path, 'order.port'), 'utf8')) }
-  }
+  const startWeir = (file: string) => startWeirRun(file, dir.path, 'order.port', children)
 
   it(`SIGKILL mid-stream and a restart: ${TOTAL} messages over ${KEYS} keys keep every key's order`, async () => {
     const file = join(dir.path, 'order.json')
@@ -226,14 +211,14 @@ describe('order by key across a crash (weir run as a child process)', () => {
     const sending = sendKeyed(TOTAL, send)
     await until(() => acked >= TOTAL * 0.4, 120_000)
     weir.child.kill('SIGKILL')
-    expect(await weir.exited).toBe('SIGKILL')
+    expect((await weir.exited).signal).toBe('SIGKILL')
     killed = true
     const deliveredAtKill = sink.distinct().length
     weir = await startWeir(file)
     await sending
     await until(() => sink.distinct().length >= TOTAL, 150_000)
     weir.child.kill('SIGTERM')
-    expect(await weir.exited).toBe(0)
+    expect((await weir.exited).code).toBe(0)
     const distinct = sink.distinct()
     expect({ seed, violation: orderViolation(distinct) }).toEqual({ seed, violation: undefined })
     expect(distinct).toHaveLength(TOTAL)
