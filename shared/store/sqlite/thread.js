@@ -244,17 +244,20 @@ function apply(op) {
   return fn(...op.slice(2))
 }
 
-/** @param {unknown} e */
-const failure = (e) => ({ message: e instanceof Error ? e.message : String(e), code: /** @type {{ code?: unknown }} */ (e)?.code })
+/** What the main thread learns of a failed operation: the message, and whether it only read. @param {unknown} e @param {Op} op */
+const failure = (e, op) => ({ message: e instanceof Error ? e.message : String(e), read: READS.has(op[1]) })
+
+/** Runs each operation with `run`, turning a failure into that operation's result. @param {Op[]} ops @param {(op: Op) => unknown} run */
+const each = (ops, run) => ops.map((op) => {
+  try {
+    return /** @type {Result} */ ([op[0], true, run(op)])
+  } catch (e) {
+    return /** @type {Result} */ ([op[0], false, failure(e, op)])
+  }
+})
 
 const savepoint = db.transaction((/** @type {Op} */ op) => apply(op))
-const runBatch = db.transaction((/** @type {Op[]} */ batch) => batch.map((op) => {
-  try {
-    return /** @type {Result} */ ([op[0], true, savepoint(op)])
-  } catch (e) {
-    return /** @type {Result} */ ([op[0], false, failure(e)])
-  }
-}))
+const runBatch = db.transaction((/** @type {Op[]} */ batch) => each(batch, savepoint))
 
 /** Runs every waiting operation in one transaction and posts the results once it has committed. */
 function drain(/** @type {{ ops?: Op[], close?: boolean }} */ first) {
@@ -271,22 +274,14 @@ function drain(/** @type {{ ops?: Op[], close?: boolean }} */ first) {
   if (batch.length > 0) {
     /** @type {Result[]} */
     let results
-    if (batch.every((op) => READS.has(op[1]))) {
-      results = batch.map((op) => {
-        try {
-          return /** @type {Result} */ ([op[0], true, apply(op)])
-        } catch (e) {
-          return /** @type {Result} */ ([op[0], false, failure(e)])
-        }
-      })
-    } else {
+    if (batch.every((op) => READS.has(op[1]))) results = each(batch, apply)
+    else {
       try {
         results = runBatch.immediate(batch)
         commits++
       } catch (e) {
         // The transaction itself failed (busy, disk full): nothing in it was written.
-        const f = { ...failure(e), batch: true }
-        results = batch.map((op) => /** @type {Result} */ ([op[0], false, f]))
+        results = batch.map((op) => /** @type {Result} */ ([op[0], false, { ...failure(e, op), batch: true }]))
       }
     }
     const answered = results.filter((r) => r[0] !== 0)

@@ -1,10 +1,7 @@
 import { Worker } from 'node:worker_threads'
 import { StoreError } from '../errors.ts'
 
-type Waiter = { resolve: (v: any) => void; reject: (e: unknown) => void; after?: ((v: any) => unknown) | undefined; read: boolean }
-
-/** Operations that only read (named in failures as reads). */
-const READS = new Set(['get', 'list', 'stats', 'pendingCounts', 'getState', 'diagnostics'])
+type Waiter = { resolve: (v: any) => void; reject: (e: unknown) => void; after?: ((v: any) => unknown) | undefined }
 type Result = [id: number, ok: boolean, value: any]
 
 const THREAD = new URL('./thread.js', import.meta.url)
@@ -45,7 +42,7 @@ export class WriterClient {
     const id = this.nextId++
     return new Promise<R>((resolve, reject) => {
       if (this.waiting.size === 0) this.worker.ref() // an awaited write keeps the process alive; an idle store does not
-      this.waiting.set(id, { resolve, reject, after, read: READS.has(name) })
+      this.waiting.set(id, { resolve, reject, after })
       this.post([id, name, ...args])
     })
   }
@@ -96,7 +93,7 @@ export class WriterClient {
         }
       } else {
         // A transaction that failed as a whole (busy, disk full) wrote nothing: the operation may be retried.
-        w.reject(new StoreError(`message store ${w.read ? 'read' : 'write'} failed: ${value.message}`, { retryable: value.batch === true }))
+        w.reject(new StoreError(`message store ${value.read ? 'read' : 'write'} failed: ${value.message}`, { retryable: value.batch === true }))
       }
     }
     if (this.waiting.size === 0) this.worker.unref()
