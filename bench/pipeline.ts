@@ -45,7 +45,7 @@ import { fileURLToPath } from 'node:url'
 import { exportJWK } from 'jose'
 import { Pool } from 'undici'
 import { benchBody, generate } from './lib/generator.ts'
-import { startSink } from './lib/sink.ts'
+import { endToEnd, startSink } from './lib/sink.ts'
 
 const SELF = fileURLToPath(import.meta.url)
 const IN_FLIGHT = 64
@@ -344,15 +344,8 @@ async function parent(): Promise<void> {
     const missing = await drained(warm, g.lastSent, deadline + 30_000)
     const sentCount = g.lastSent - warm
     const delivered = sentCount - missing
-    let last = t0
-    const lat: number[] = []
-    for (let i = warm; i < g.lastSent; i++) {
-      const at = sink.arrivedAt(i)
-      if (Number.isNaN(at)) continue
-      if (at > last) last = at
-      lat.push(at - g.sent[i - warm]!)
-    }
-    const durationMs = last - t0
+    const { lastArrival, latencies: lat } = endToEnd(sink, warm, g.lastSent, g.sent, t0)
+    const durationMs = lastArrival - t0
     const stats = await c.stop()
     const simEnd = clock.base + (Date.now() - clock.anchor) * clock.speed
     const rssSamples = stats.rss.filter(([t]) => t >= wallStart && t <= wallStart + durationMs)

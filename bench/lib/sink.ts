@@ -74,3 +74,20 @@ export async function startSink(capacity: number): Promise<Sink> {
     close: () => new Promise<void>((ok) => { server.closeAllConnections(); server.close(() => ok()) }),
   }
 }
+
+/**
+ * End-to-end figures of the messages [from, to) sent at `sent[seq - from]` (performance.now()): the
+ * last arrival (the measured window ends there; `t0` when nothing arrived) and each arrived message's
+ * latency from send to sink.
+ */
+export function endToEnd(sink: Pick<Sink, 'arrivedAt'>, from: number, to: number, sent: Float64Array, t0: number): { lastArrival: number; latencies: number[] } {
+  let lastArrival = t0
+  const latencies: number[] = []
+  for (let seq = from; seq < to; seq++) {
+    const at = sink.arrivedAt(seq)
+    if (Number.isNaN(at)) continue
+    if (at > lastArrival) lastArrival = at
+    latencies.push(at - sent[seq - from]!)
+  }
+  return { lastArrival, latencies }
+}

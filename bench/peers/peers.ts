@@ -31,7 +31,7 @@ import { fileURLToPath } from 'node:url'
 import { startAuthorizationServer } from '../../engine/embedded/authorization-server.ts'
 import { generate } from '../lib/generator.ts'
 import { processUsage } from '../lib/process-usage.ts'
-import { startSink, type Sink } from '../lib/sink.ts'
+import { endToEnd, startSink, type Sink } from '../lib/sink.ts'
 
 const HERE = dirname(fileURLToPath(import.meta.url))
 const ROOT = resolve(HERE, '..', '..')
@@ -220,14 +220,7 @@ async function measure(v: Variant, round: number, ctx: Context): Promise<Measure
     const g = await generate({ url: sys.url, from: warm, to: total, deadline, sink })
     const missing = await sink.drained(warm, g.lastSent, deadline + 30_000)
     const u1 = processUsage(sys.pid)
-    let last = t0
-    const lat: number[] = []
-    for (let seq = warm; seq < g.lastSent; seq++) {
-      const at = sink.arrivedAt(seq)
-      if (Number.isNaN(at)) continue
-      if (at > last) last = at
-      lat.push(at - g.sent[seq - warm]!)
-    }
+    const { lastArrival: last, latencies: lat } = endToEnd(sink, warm, g.lastSent, g.sent, t0)
     const sent = g.lastSent - warm
     const delivered = sent - missing
     const authorizations = sink.authorizations()
