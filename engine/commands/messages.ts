@@ -3,7 +3,8 @@ import { dataDirOf, type CommandIO } from '../cli-io.ts'
 import { errorCodes } from '../../shared/errors.ts'
 import { REDACTED, scrubSecrets } from '../../shared/secret.ts'
 import { redactedExcerpt } from '../../shared/oauth/errors.ts'
-import { MESSAGE_STATUSES, openSqliteStore, type MessageStatus, type MessageStore } from '../../shared/store/index.ts'
+import { MESSAGE_STATUSES, type MessageStatus, type MessageStore } from '../../shared/store/index.ts'
+import { openStoreFor, storeOptions, storeUsage } from '../store.ts'
 
 export const summary = 'list, show, resubmit and purge messages in the message log'
 export const usage = `usage: weir messages list [--channel C] [--status S] [--since T] [--limit N] [--json]
@@ -22,6 +23,7 @@ purge     deletes finished messages (delivered, filtered, error) last updated be
           Safe beside a running "weir run". A purged message's dedupe key is forgotten.
 
   --data-dir D   the message store (default ./data, or $WEIR_DATA_DIR)
+${storeUsage}
 
 exit status: 0 on success (purge: also when nothing was old enough), 1 when nothing matched, 2 on bad usage`
 
@@ -54,17 +56,13 @@ function table(rows: string[][]): string {
   return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')).join('\n')
 }
 
-function openStore(dataDir: string): MessageStore {
-  return openSqliteStore({ dataDir, owner: false, create: false })
-}
-
 export async function run(args: string[], io: CommandIO): Promise<number> {
   const [sub, ...rest] = args
   const { values, positionals } = parseArgs({
     args: rest, allowPositionals: true,
     options: {
       'data-dir': { type: 'string' }, channel: { type: 'string' }, status: { type: 'string' }, since: { type: 'string' },
-      limit: { type: 'string' }, json: { type: 'boolean', default: false }, before: { type: 'string' },
+      limit: { type: 'string' }, json: { type: 'boolean', default: false }, before: { type: 'string' }, ...storeOptions,
     },
   })
   if (sub !== 'list' && sub !== 'show' && sub !== 'resubmit' && sub !== 'purge') {
@@ -79,7 +77,7 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
   }
   const before = sub === 'purge' ? parseSince(values.before!, Date.now(), '--before') : undefined
   const dataDir = dataDirOf(values['data-dir'], io)
-  const store = openStore(dataDir)
+  const store = await openStoreFor(values, io, { dataDir, owner: false })
   try {
     if (sub === 'list') {
       const limit = values.limit === undefined ? 100 : Number(values.limit)

@@ -8,13 +8,13 @@ import { ConfigError, formatProblem, isWeirError, errorCodes } from '../../share
 import type { HttpClient } from '../../shared/http/types.ts'
 import { createLogger, type Logger } from '../../shared/log/index.ts'
 import type { TokenProvider } from '../../shared/oauth/types.ts'
-import { openSqliteStore } from '../../shared/store/index.ts'
 import { createHttpClient } from '../../shared/http/index.ts'
 import { createTokenProvider } from '../../shared/oauth/index.ts'
 import { startChannel, type ChannelCounters, type ChannelHandle } from '../runtime/index.ts'
+import { openStoreFor, storeOptions, storeUsage } from '../store.ts'
 
 export const summary = 'run one or more channels until SIGINT/SIGTERM'
-export const usage = `usage: weir run <channel.json...> [--data-dir D] [--sync full|normal]
+export const usage = `usage: weir run <channel.json...> [--data-dir D] [--sync full|normal] [--store postgres://…]
 
 Runs every given channel in this process. Messages are stored in the data directory
 (default ./data, or $WEIR_DATA_DIR) before the source acknowledges them, and delivered
@@ -24,6 +24,7 @@ within each channel's shutdownTimeoutMs, and close the store.
 
   --data-dir D    where the message store lives
   --sync LEVEL    full (default: a commit survives power loss) or normal (survives a crash)
+${storeUsage}
 
 exit status: 0 after a clean stop, 1 when a channel stopped on error or would not start`
 
@@ -52,7 +53,7 @@ function lineFor(name: string, c: ChannelCounters, width: number, state: string)
 export async function run(args: string[], io: CommandIO, deps: RunDeps = {}): Promise<number> {
   const { values, positionals } = parseArgs({
     args, allowPositionals: true,
-    options: { 'data-dir': { type: 'string' }, sync: { type: 'string', default: 'full' } },
+    options: { 'data-dir': { type: 'string' }, sync: { type: 'string', default: 'full' }, ...storeOptions },
   })
   if (positionals.length === 0) {
     io.err(usage)
@@ -91,7 +92,7 @@ export async function run(args: string[], io: CommandIO, deps: RunDeps = {}): Pr
   const logStream = new Writable({ write(chunk, _enc, cb) { (io.isTTY ? io.err : io.out)(String(chunk).replace(/\n$/, '')); cb() } })
   const log: Logger = createLogger({ destination: logStream, pretty: io.isTTY, ...(io.isTTY ? { level: io.env.WEIR_LOG_LEVEL ?? 'warn' } : {}) })
 
-  const store = openSqliteStore({ dataDir, synchronous: sync, log })
+  const store = await openStoreFor(values, io, { dataDir, owner: true, synchronous: sync, log })
   const http = deps.http ?? createHttpClient({ log })
   const credential = deps.credential ?? ((name: string, ch: LoadedChannel) =>
     createTokenProvider(name, ch.credentials[name] as unknown as Parameters<typeof createTokenProvider>[1], { log: log.child({ channel: ch.name, credential: name }), dataDir }))

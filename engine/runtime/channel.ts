@@ -129,6 +129,7 @@ export async function startChannel(channel: LoadedChannel, deps: RuntimeDeps): P
     concurrency: opts.concurrency,
     maxInProgress: Math.max(8 * opts.concurrency, 64),
     pollMs: deps.pollIntervalMs ?? 1000,
+    order: opts.orderBy !== undefined ? 'key' : opts.concurrency === 1 ? 'channel' : 'none',
     onEnding: (m, e) => { onEnding(m, e); idle.notify() },
   })
   const emit = createEmit(rc, opts, { retryAfterMs: deps.backpressureRetryAfterMs ?? 1000, counters: intake, stored: () => dispatcher.wake(), settled: () => idle.notify() })

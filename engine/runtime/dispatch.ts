@@ -1,8 +1,10 @@
 import { isWeirError } from '../../shared/errors.ts'
-import type { ClaimedMessage } from '../../shared/store/types.ts'
+import type { ClaimedMessage, ClaimOptions } from '../../shared/store/types.ts'
 import type { RunContext } from './context.ts'
 import type { KeyedQueue } from './order.ts'
 import { processMessage, type Ending, type Pipeline } from './process.ts'
+
+type ClaimOrder = NonNullable<ClaimOptions['order']>
 
 export interface DispatchOptions {
   /** Claimed messages kept waiting to start (beyond those under way): the look-ahead that finds free keys. */
@@ -13,6 +15,8 @@ export interface DispatchOptions {
   maxInProgress: number
   /** How often an idle channel looks for messages queued by another process. */
   pollMs: number
+  /** What claims must keep in order among engines sharing the store: per key (`orderBy`), the channel (`concurrency: 1`), or nothing. */
+  order: ClaimOrder
   onEnding(m: ClaimedMessage, ending: Ending): void
 }
 
@@ -86,7 +90,7 @@ export class Dispatcher {
     const limit = this.o.prefetch - this.queue.size
     this.workHint = false
     try {
-      const got = await this.rc.store.claim(this.rc.name, limit)
+      const got = await this.rc.store.claim(this.rc.name, limit, { order: this.o.order })
       if (this.rc.stopping.aborted || this.halted) {
         for (const m of got) this.toRelease.add(m.id)
         return

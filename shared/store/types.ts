@@ -103,6 +103,12 @@ export interface EnqueueOptions {
   error?: string
 }
 
+/** How claims keep order among engines sharing one store (a single engine's store may ignore it: the runtime orders what it claims). */
+export interface ClaimOptions {
+  /** `key`: per order key (`options.orderBy`); `channel`: the whole channel (`concurrency: 1`); `none` (default). */
+  order?: 'key' | 'channel' | 'none'
+}
+
 /**
  * The durable message store behind every channel: a queue per channel, the message log and the
  * components' persistent state. The runtime knows only this interface, so a server-backed store
@@ -117,7 +123,7 @@ export interface MessageStore {
   /** Stores a new queued message. A repeated `dedupeKey` in the same channel writes nothing and returns the first message's id with `duplicate: true`. */
   enqueue(channel: string, input: MessageInput, options?: EnqueueOptions): Promise<EmitResult>
   /** Marks up to `limit` queued messages of `channel` in-flight, oldest first (by `seq`), and returns them in that order with their delivery records. */
-  claim(channel: string, limit: number): Promise<ClaimedMessage[]>
+  claim(channel: string, limit: number, options?: ClaimOptions): Promise<ClaimedMessage[]>
   /** Records an attempt or status change at one destination; also moves the message to `retrying` when the update says so. */
   recordDelivery(id: string, update: DeliveryUpdate): Promise<void>
   /** Finishes a claimed message: `delivered`, `filtered` or `error`, with the given final delivery updates. */

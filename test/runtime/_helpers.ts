@@ -125,9 +125,9 @@ const ROOT = resolvePath(import.meta.dirname, '../..')
  * Starts `weir run <file>` as a child process (the real CLI entry under tsx) with its data in
  * `<dir>/data`, and waits for the port the test source writes to `<dir>/<portFile>`.
  */
-export async function startWeirRun(file: string, dir: string, portFile: string, children: Set<ChildProcess>) {
+export async function startWeirRun(file: string, dir: string, portFile: string, children: Set<ChildProcess>, extraArgs: string[] = []) {
   await rm(join(dir, portFile), { force: true })
-  const child = spawn(process.execPath, [join(ROOT, 'bin/weir.js'), 'run', file, '--data-dir', join(dir, 'data')], {
+  const child = spawn(process.execPath, [join(ROOT, 'bin/weir.js'), 'run', file, '--data-dir', join(dir, 'data'), ...extraArgs], {
     cwd: ROOT, env: { ...process.env, WEIR_LOG_LEVEL: 'warn', CI: '1' }, stdio: ['ignore', 'pipe', 'pipe'],
   })
   children.add(child)

@@ -6,13 +6,14 @@ import type { Logger } from '../../log/index.ts'
 import { StoreError } from '../errors.ts'
 import { newMessageId } from '../id.ts'
 import {
-  MESSAGE_STATUSES,
-  type AttemptRecord, type ChannelStats, type ClaimedMessage, type DeliveryRecord, type DeliveryUpdate, type EnqueueOptions, type ListFilter,
+
+  type ChannelStats, type ClaimedMessage, type DeliveryRecord, type DeliveryUpdate, type EnqueueOptions, type ListFilter,
   type MessageDetail, type MessageStatus, type MessageStore, type PurgeTarget, type ResubmitTarget, type StoredMessage,
 } from '../types.ts'
 import { acquireLock, releaseLock } from './lock.ts'
 import { migrate } from './migrations.ts'
-import { ChannelQueues } from './queues.ts'
+import { ChannelQueues } from '../queues.ts'
+import { attemptOf, countByStatus, defined, deliveryOf, rowToMessage, type MessageRow } from '../rows.ts'
 import { WriterClient } from './writer.ts'
 
 export interface SqliteStoreOptions {
@@ -44,47 +45,10 @@ export interface SqliteMessageStore extends MessageStore {
 
 const DB_FILE = 'weir.db'
 
-interface MessageRow {
-  seq: number
-  id: string
-  channel: string
-  status: MessageStatus
-  body: string
-  content_type: string
-  attributes: string
-  dedupe_key: string | null
-  received_at: number
-  updated_at: number
-  error: string | null
-  order_key: string | null
-}
 
-function defined<T extends object>(o: T): T {
-  for (const k of Object.keys(o) as (keyof T)[]) if (o[k] === null || o[k] === undefined) delete o[k]
-  return o
-}
 
-function rowToMessage(r: MessageRow): StoredMessage {
-  return {
-    id: r.id, seq: r.seq, channel: r.channel, status: r.status,
-    body: JSON.parse(r.body), contentType: r.content_type, attributes: JSON.parse(r.attributes),
-    receivedAt: r.received_at, updatedAt: r.updated_at,
-    ...(r.dedupe_key !== null ? { dedupeKey: r.dedupe_key } : {}),
-    ...(r.error !== null ? { error: r.error } : {}),
-    ...(r.order_key !== null ? { orderKey: r.order_key } : {}),
-  }
-}
 
-const deliveryOf = (d: any): DeliveryRecord => defined({
-  destination: d.destination, part: d.part, status: d.status, attempts: d.attempts,
-  firstAttemptAt: d.first_attempt_at, lastAttemptAt: d.last_attempt_at, nextAttemptAt: d.next_attempt_at,
-  lastError: d.last_error, responseStatus: d.response_status, responseExcerpt: d.response_excerpt,
-})
 
-const attemptOf = (a: any): AttemptRecord => defined({
-  destination: a.destination, part: a.part, attempt: a.attempt, startedAt: a.started_at, endedAt: a.ended_at,
-  outcome: a.outcome, responseStatus: a.response_status, error: a.error, excerpt: a.excerpt,
-})
 
 /**
  * Prepares the database on the main thread before the writer thread takes it over: creates the
@@ -264,9 +228,7 @@ class SqliteStore implements SqliteMessageStore {
 
   stats(channel?: string): Promise<ChannelStats> {
     return this.writer.call('stats', [channel ?? null], (rows: Array<{ status: MessageStatus; n: number }>) => {
-      const out = Object.fromEntries(MESSAGE_STATUSES.map((st) => [st, 0])) as ChannelStats
-      for (const r of rows) out[r.status] = r.n
-      return out
+      return countByStatus(rows)
     })
   }
 

@@ -1,4 +1,4 @@
-import type { ClaimedMessage } from '../types.ts'
+import type { ClaimedMessage } from './types.ts'
 
 /** Most committed messages a channel keeps in memory for claiming; beyond, the queue is read back from the database. */
 const HOT_MAX = 8192

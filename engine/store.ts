@@ -1,0 +1,57 @@
+import { errorCodes } from '../shared/errors.ts'
+import type { Logger } from '../shared/log/index.ts'
+import { openPostgresStore, openSqliteStore, type MessageStore } from '../shared/store/index.ts'
+import { version } from './cli.ts'
+import type { CommandIO } from './cli-io.ts'
+
+/** The command-line options that choose the message store, shared by `weir run`, `weir messages` and `weir cluster`. */
+export const storeOptions = {
+  store: { type: 'string' },
+  'store-password-file': { type: 'string' },
+  'lease-ms': { type: 'string' },
+} as const
+
+export const storeUsage = `  --store URL     a PostgreSQL store shared by a cluster of engines: postgres://user@host:5432/db
+                  (also $WEIR_STORE; ?sslmode=require|verify-full honoured; the password from the URL,
+                  $PGPASSWORD or --store-password-file)
+  --store-password-file F   a file whose first line is the store's password
+  --lease-ms N    how long an engine's claims outlive its last heartbeat (PostgreSQL store; default 15000)`
+
+export interface StoreChoice {
+  store?: string | undefined
+  'store-password-file'?: string | undefined
+  'lease-ms'?: string | undefined
+}
+
+/** The PostgreSQL URL chosen by `--store` or `$WEIR_STORE`, or undefined for the embedded SQLite store. */
+export function storeUrlOf(values: StoreChoice, io: Pick<CommandIO, 'env'>): string | undefined {
+  const url = values.store ?? io.env.WEIR_STORE
+  if (url === undefined || url === '') return undefined
+  if (!/^postgres(ql)?:\/\//.test(url)) throw new errorCodes.ERR_USAGE(`--store must be a postgres:// URL (or omitted for the embedded store in --data-dir); not "${url.replace(/:[^:@/]*@/, ':***@')}"`)
+  return url
+}
+
+/**
+ * Opens the store a command works on: the PostgreSQL store named by `--store`/`$WEIR_STORE`, or the
+ * embedded SQLite store of the data directory. `owner` is true for the engine (`weir run`), false
+ * for commands that read or resubmit beside running engines.
+ */
+export async function openStoreFor(values: StoreChoice, io: Pick<CommandIO, 'env'>, o: {
+  dataDir: string
+  owner: boolean
+  synchronous?: 'FULL' | 'NORMAL'
+  log?: Logger
+}): Promise<MessageStore> {
+  const url = storeUrlOf(values, io)
+  if (url === undefined) {
+    return openSqliteStore({ dataDir: o.dataDir, owner: o.owner, ...(o.owner ? {} : { create: false }), ...(o.synchronous ? { synchronous: o.synchronous } : {}), ...(o.log ? { log: o.log } : {}) })
+  }
+  const leaseMs = values['lease-ms'] === undefined ? undefined : Number(values['lease-ms'])
+  if (leaseMs !== undefined && (!Number.isInteger(leaseMs) || leaseMs < 300)) throw new errorCodes.ERR_USAGE(`--lease-ms must be an integer of at least 300; not "${values['lease-ms']}"`)
+  return openPostgresStore({
+    url, owner: o.owner, version: version(),
+    ...(values['store-password-file'] ? { passwordFile: values['store-password-file'] } : {}),
+    ...(leaseMs !== undefined ? { leaseMs } : {}),
+    ...(o.log ? { log: o.log } : {}),
+  })
+}

@@ -1,0 +1,135 @@
+import { hostname } from 'node:os'
+import type { Sql } from 'postgres'
+import { newMessageId } from '../id.ts'
+import { requeueClaimsOf } from './operations.ts'
+
+/** An engine of the cluster as `weir cluster status` shows it. */
+export interface EngineStatus {
+  id: string
+  host: string
+  pid: number
+  version: string
+  startedAt: number
+  /** Milliseconds since its last heartbeat (database clock). */
+  heartbeatAgeMs: number
+  /** Its lease ran out: it stopped heartbeating, and its claims go back to the queue at the next sweep. */
+  expired: boolean
+  claimed: number
+  leads: string[]
+}
+
+export interface LeaseOptions {
+  /** How long an engine's claims and leaderships outlive its last heartbeat. Default 15,000 ms. */
+  leaseMs: number
+  version: string
+  now: () => number
+  /** Told when this engine's lease was lost (it was partitioned longer than the lease): it rejoins under a new id. */
+  onLost(oldId: string, newId: string): void
+  onRequeued(n: number, engines: string[]): void
+  onError(e: unknown): void
+}
+
+/**
+ * This engine's membership of the cluster: a row in `weir_engines` with a lease renewed by a
+ * heartbeat (every third of the lease), on the database's clock so machines' clocks do not matter.
+ * Each heartbeat also sweeps: engines whose lease ran out are removed in the same transaction that
+ * returns their claims to the queue and frees their leaderships. An engine that finds its own row
+ * gone was taken over: it rejoins under a new id, so nothing it claimed before can be completed.
+ */
+export class EngineLease {
+  id = newEngineId()
+  private timer: NodeJS.Timeout | undefined
+  private beating: Promise<void> | undefined
+
+  constructor(private readonly sql: Sql, private readonly o: LeaseOptions) {}
+
+  async join(): Promise<void> {
+    await this.sql`INSERT INTO weir_engines (id, host, pid, version, lease_until)
+      VALUES (${this.id}, ${hostname()}, ${process.pid}, ${this.o.version}, clock_timestamp() + ${this.o.leaseMs} * interval '1 millisecond')`
+    await this.sweep()
+    this.timer = setInterval(() => void this.beat(), Math.max(100, Math.floor(this.o.leaseMs / 3)))
+    this.timer.unref()
+  }
+
+  /** Renews the lease (and every leadership held) and sweeps expired engines; runs one at a time. */
+  beat(): Promise<void> {
+    this.beating ??= this.renew().catch((e) => this.o.onError(e)).finally(() => { this.beating = undefined })
+    return this.beating
+  }
+
+  /** Takes or keeps the leadership `name` (a poller): true when this engine holds it now. */
+  async lead(name: string): Promise<boolean> {
+    const rows = await this.sql`INSERT INTO weir_leaders (name, engine_id, lease_until)
+      VALUES (${name}, ${this.id}, clock_timestamp() + ${this.o.leaseMs} * interval '1 millisecond')
+      ON CONFLICT (name) DO UPDATE SET engine_id = excluded.engine_id, lease_until = excluded.lease_until
+        WHERE weir_leaders.engine_id = excluded.engine_id OR weir_leaders.lease_until < clock_timestamp()
+      RETURNING engine_id`
+    return rows.length === 1
+  }
+
+  async resign(name: string): Promise<void> {
+    await this.sql`DELETE FROM weir_leaders WHERE name = ${name} AND engine_id = ${this.id}`
+  }
+
+  /** Leaves the cluster cleanly: the row and leaderships go (claims were released by the runtime). */
+  async leave(): Promise<void> {
+    clearInterval(this.timer)
+    await this.beating
+    await this.sql.begin(async (tx) => {
+      await tx`DELETE FROM weir_leaders WHERE engine_id = ${this.id}`
+      await tx`DELETE FROM weir_engines WHERE id = ${this.id}`
+    })
+  }
+
+  /** Stops heartbeating without leaving (a dying engine, for tests). */
+  abandon(): void {
+    clearInterval(this.timer)
+  }
+
+  private async renew(): Promise<void> {
+    const lease = this.o.leaseMs
+    const mine = await this.sql.begin(async (tx) => {
+      const rows = await tx`UPDATE weir_engines SET heartbeat_at = clock_timestamp(), lease_until = clock_timestamp() + ${lease} * interval '1 millisecond'
+        WHERE id = ${this.id} RETURNING id`
+      await tx`UPDATE weir_leaders SET lease_until = clock_timestamp() + ${lease} * interval '1 millisecond' WHERE engine_id = ${this.id}`
+      return rows.length
+    })
+    if (mine === 0) {
+      const old = this.id
+      this.id = newEngineId()
+      await this.sql`INSERT INTO weir_engines (id, host, pid, version, lease_until)
+        VALUES (${this.id}, ${hostname()}, ${process.pid}, ${this.o.version}, clock_timestamp() + ${lease} * interval '1 millisecond')`
+      this.o.onLost(old, this.id)
+    }
+    await this.sweep()
+  }
+
+  private async sweep(): Promise<void> {
+    const t = this.o.now()
+    const [n, dead] = await this.sql.begin(async (tx) => {
+      const gone = (await tx`DELETE FROM weir_engines WHERE lease_until < clock_timestamp() RETURNING id`).map((r) => r.id as string)
+      if (gone.length === 0) return [0, gone] as const
+      await tx`DELETE FROM weir_leaders WHERE engine_id = ANY(${gone}::text[])`
+      return [await requeueClaimsOf(tx, gone, t), gone] as const
+    })
+    if (dead.length > 0) this.o.onRequeued(n, dead)
+  }
+}
+
+function newEngineId(): string {
+  return `${hostname()}-${process.pid}-${newMessageId().slice(-6).toLowerCase()}`
+}
+
+/** Every engine of the cluster, with its lease, claims and leaderships. */
+export async function clusterStatus(sql: Sql): Promise<EngineStatus[]> {
+  const rows = await sql`
+    SELECT e.id, e.host, e.pid, e.version, extract(epoch FROM e.started_at) * 1000 AS started,
+      extract(epoch FROM clock_timestamp() - e.heartbeat_at) * 1000 AS age, e.lease_until < clock_timestamp() AS expired,
+      (SELECT count(*) FROM weir_messages m WHERE m.owner = e.id AND m.status IN ('in-flight', 'retrying'))::int AS claimed,
+      coalesce((SELECT array_agg(l.name ORDER BY l.name) FROM weir_leaders l WHERE l.engine_id = e.id), '{}') AS leads
+    FROM weir_engines e ORDER BY e.started_at, e.id`
+  return rows.map((r) => ({
+    id: r.id, host: r.host, pid: r.pid, version: r.version, startedAt: Math.round(Number(r.started)),
+    heartbeatAgeMs: Math.max(0, Math.round(Number(r.age))), expired: r.expired, claimed: r.claimed, leads: r.leads,
+  }))
+}

@@ -1,0 +1,66 @@
+import type { Sql, TransactionSql } from 'postgres'
+
+/** One operation waiting for the next group commit. */
+export interface PendingOp {
+  readonly kind: string
+  readonly args: any
+  resolve(value: any): void
+  reject(error: unknown): void
+}
+
+/** Runs a batch of operations inside one transaction and returns each operation's result, in order. */
+export type ApplyBatch = (tx: TransactionSql, ops: readonly PendingOp[]) => Promise<unknown[]>
+
+/**
+ * Group commit over one PostgreSQL connection at a time: operations asked for while a transaction
+ * commits wait, then share the next transaction, so a burst of N writes costs one commit. Each
+ * promise resolves only after its transaction committed. When a shared transaction fails, its
+ * operations are run again one transaction each, so one bad operation fails alone.
+ */
+export class GroupCommit {
+  private waiting: PendingOp[] = []
+  private running = false
+  /** Transactions committed so far (tests and the benchmark read it). */
+  commits = 0
+
+  constructor(private readonly sql: Sql, private readonly apply: ApplyBatch, private readonly onError: (e: unknown) => unknown) {}
+
+  submit<T>(kind: string, args: unknown): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.waiting.push({ kind, args, resolve, reject })
+      if (!this.running) void this.drain()
+    })
+  }
+
+  /** Waits until everything submitted so far has been committed or has failed. */
+  async idle(): Promise<void> {
+    while (this.running || this.waiting.length > 0) await new Promise((r) => setTimeout(r, 5))
+  }
+
+  private async drain(): Promise<void> {
+    this.running = true
+    // Let the rest of this turn's operations join the first transaction.
+    await new Promise((r) => setImmediate(r))
+    while (this.waiting.length > 0) {
+      const batch = this.waiting
+      this.waiting = []
+      try {
+        this.settle(batch, await this.transaction(batch))
+      } catch (e) {
+        if (batch.length === 1) batch[0]!.reject(this.onError(e))
+        else for (const op of batch) await this.transaction([op]).then((r) => this.settle([op], r), (err) => op.reject(this.onError(err)))
+      }
+    }
+    this.running = false
+  }
+
+  private async transaction(ops: readonly PendingOp[]): Promise<unknown[]> {
+    const results = (await this.sql.begin((tx) => this.apply(tx, ops))) as unknown[]
+    this.commits++
+    return results
+  }
+
+  private settle(ops: readonly PendingOp[], results: unknown[]): void {
+    ops.forEach((op, i) => op.resolve(results[i]))
+  }
+}

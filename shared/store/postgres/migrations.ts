@@ -1,0 +1,112 @@
+import type { Sql } from 'postgres'
+import { StoreError } from '../errors.ts'
+
+/**
+ * Schema migrations of the PostgreSQL store, applied in order; `weir_schema.version` holds how many
+ * have run. Append only: never edit a released migration, add the next one.
+ */
+export const migrations: readonly string[] = [
+  // 1: the queue and message log in one table (the body is written once; status changes rewrite a
+  // ~1 KB row, which PostgreSQL's MVCC does anyway), per-destination outcomes, attempt history,
+  // component state, the engines of the cluster with their leases, poller leaderships.
+  `
+  CREATE TABLE weir_messages (
+    seq bigserial PRIMARY KEY,
+    id text NOT NULL UNIQUE,
+    channel text NOT NULL,
+    status text NOT NULL,
+    body text NOT NULL,
+    content_type text NOT NULL,
+    attributes text NOT NULL,
+    dedupe_key text,
+    order_key text,
+    received_at bigint NOT NULL,
+    updated_at bigint NOT NULL,
+    error text,
+    owner text
+  );
+  CREATE UNIQUE INDEX weir_messages_dedupe ON weir_messages (channel, dedupe_key) WHERE dedupe_key IS NOT NULL;
+  CREATE INDEX weir_messages_queued ON weir_messages (channel, seq) WHERE status = 'queued';
+  CREATE INDEX weir_messages_claimed ON weir_messages (channel, order_key) WHERE status IN ('in-flight', 'retrying');
+  CREATE INDEX weir_messages_owner ON weir_messages (owner) WHERE owner IS NOT NULL;
+  CREATE INDEX weir_messages_status ON weir_messages (channel, status, seq);
+  CREATE INDEX weir_messages_updated ON weir_messages (updated_at) WHERE status IN ('delivered', 'filtered', 'error');
+  CREATE INDEX weir_messages_received ON weir_messages (received_at);
+  CREATE TABLE weir_deliveries (
+    message_id text NOT NULL REFERENCES weir_messages (id) ON DELETE CASCADE,
+    destination text NOT NULL,
+    part integer NOT NULL,
+    status text NOT NULL,
+    attempts integer NOT NULL DEFAULT 0,
+    first_attempt_at bigint,
+    last_attempt_at bigint,
+    next_attempt_at bigint,
+    last_error text,
+    response_status integer,
+    response_excerpt text,
+    PRIMARY KEY (message_id, destination, part)
+  );
+  CREATE TABLE weir_attempts (
+    message_id text NOT NULL REFERENCES weir_messages (id) ON DELETE CASCADE,
+    destination text NOT NULL,
+    part integer NOT NULL,
+    attempt integer NOT NULL,
+    started_at bigint NOT NULL,
+    ended_at bigint NOT NULL,
+    outcome text NOT NULL,
+    response_status integer,
+    error text,
+    excerpt text
+  );
+  CREATE INDEX weir_attempts_message ON weir_attempts (message_id);
+  CREATE TABLE weir_state (
+    channel text NOT NULL,
+    component text NOT NULL,
+    key text NOT NULL,
+    value text NOT NULL,
+    updated_at bigint NOT NULL,
+    PRIMARY KEY (channel, component, key)
+  );
+  CREATE TABLE weir_engines (
+    id text PRIMARY KEY,
+    host text NOT NULL,
+    pid integer NOT NULL,
+    version text NOT NULL,
+    started_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    heartbeat_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    lease_until timestamptz NOT NULL
+  );
+  CREATE TABLE weir_leaders (
+    name text PRIMARY KEY,
+    engine_id text NOT NULL,
+    lease_until timestamptz NOT NULL
+  );
+  `,
+]
+
+/** Any constant: the key of the advisory lock under which one engine at a time migrates. */
+const MIGRATION_LOCK = 0x77656972
+
+/**
+ * Brings the database to the latest schema under a session advisory lock, so two engines starting
+ * together never migrate at once (the second waits, then finds nothing to do). Refuses a schema
+ * newer than this weir knows; a reader (`owner: false`) never migrates.
+ */
+export async function migrate(sql: Sql, options: { allowMigration: boolean }): Promise<number> {
+  return sql.begin(async (tx) => {
+    await tx`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK})`
+    await tx`CREATE TABLE IF NOT EXISTS weir_schema (version integer NOT NULL)`
+    const [row] = await tx<{ version: number }[]>`SELECT version FROM weir_schema`
+    const current = row?.version ?? 0
+    if (current > migrations.length) {
+      throw new StoreError(`database schema version ${current} is newer than this weir (${migrations.length}); upgrade weir`)
+    }
+    if (current < migrations.length && !options.allowMigration) {
+      throw new StoreError(`the message store has schema version ${current}; start the engine (weir run) once to bring it to ${migrations.length}`)
+    }
+    for (let v = current; v < migrations.length; v++) await tx.unsafe(migrations[v]!)
+    if (row === undefined) await tx`INSERT INTO weir_schema (version) VALUES (${migrations.length})`
+    else await tx`UPDATE weir_schema SET version = ${migrations.length}`
+    return migrations.length
+  }) as Promise<number>
+}

@@ -1,0 +1,278 @@
+import { readFileSync } from 'node:fs'
+import postgres, { type Sql } from 'postgres'
+import type { EmitResult, MessageInput } from '../../component.ts'
+import type { Logger } from '../../log/index.ts'
+import { StoreError } from '../errors.ts'
+import { newMessageId } from '../id.ts'
+import { ChannelQueues } from '../queues.ts'
+import { attemptOf, countByStatus, defined, deliveryOf, rowToMessage, type MessageRow } from '../rows.ts'
+import {
+
+  type ChannelStats, type ClaimOptions, type ClaimedMessage, type DeliveryRecord, type DeliveryUpdate, type EnqueueOptions,
+  type ListFilter, type MessageDetail, type MessageStatus, type MessageStore, type PurgeTarget, type ResubmitTarget, type StoredMessage,
+} from '../types.ts'
+import { clusterStatus, EngineLease, type EngineStatus } from './engines.ts'
+import { GroupCommit } from './group-commit.ts'
+import { migrate } from './migrations.ts'
+import { batchApplier } from './operations.ts'
+
+export interface PostgresStoreOptions {
+  /** `postgres://user[:password]@host:port/database[?sslmode=require|verify-full]`. The password may also come from `PGPASSWORD` or `passwordFile`. */
+  url: string
+  /** A file holding the password (its first line). */
+  passwordFile?: string
+  /** Join the cluster as an engine that claims messages (default true); `weir messages` and `weir cluster status` pass false. */
+  owner?: boolean
+  /** Lease of this engine's claims and leaderships, renewed every third of it. Default 15,000 ms. */
+  leaseMs?: number
+  /** Connections in the pool. Default 8. */
+  poolSize?: number
+  version?: string
+  now?: () => number
+  log?: Pick<Logger, 'warn' | 'info'>
+}
+
+/** The PostgreSQL store, with its cluster membership. */
+export interface PostgresMessageStore extends MessageStore {
+  /** This engine's id in the cluster (changes if its lease was lost and it rejoined). */
+  readonly engineId: string | undefined
+  /** Takes or keeps a leadership (a poller's); true while this engine holds it. */
+  lead(name: string): Promise<boolean>
+  resign(name: string): Promise<void>
+  /** Renews the lease and sweeps expired engines now (tests; the heartbeat does it on its own). */
+  heartbeat(): Promise<void>
+  cluster(): Promise<EngineStatus[]>
+  diagnostics(): Promise<{ commits: number }>
+  /** Ends the store like a killed engine: no claim released, no heartbeat, the row left to expire. */
+  abandon(): Promise<void>
+}
+
+const UNFINISHED = `('queued', 'in-flight', 'retrying')`
+
+/** Where an operation failed: a lost connection or an outage is worth retrying (503 to a sender); the message says which server. */
+function storeError(e: unknown, url: URL): StoreError {
+  if (e instanceof StoreError) return e
+  const where = `${url.hostname}:${url.port || 5432}${url.pathname}`
+  return new StoreError(`PostgreSQL store at ${where}: ${(e as Error).message}`, { retryable: true, cause: e })
+}
+
+
+
+
+
+
+function connect(o: PostgresStoreOptions): Sql {
+  const password = o.passwordFile ? readFileSync(o.passwordFile, 'utf8').split(/\r?\n/)[0] : undefined
+  return postgres(o.url, {
+    max: o.poolSize ?? 8, onnotice: () => {}, connect_timeout: 10, idle_timeout: 60,
+    connection: { application_name: 'weir' }, ...(password !== undefined ? { password } : {}),
+  })
+}
+
+/**
+ * Opens the PostgreSQL store: several engines on several machines share one database, each
+ * claiming with `FOR UPDATE SKIP LOCKED`, group-committing its writes, and holding its claims
+ * under a lease that other engines take over when it dies. Migrates the schema first (under an
+ * advisory lock) when opened as an engine.
+ *
+ * @example
+ * const store = await openPostgresStore({ url: 'postgres://weir@127.0.0.1:5432/weir' })
+ */
+export async function openPostgresStore(options: PostgresStoreOptions): Promise<PostgresMessageStore> {
+  const url = new URL(options.url)
+  const sql = connect(options)
+  const now = options.now ?? Date.now
+  const owner = options.owner ?? true
+  try {
+    await migrate(sql, { allowMigration: owner })
+    let lease: EngineLease | undefined
+    if (owner) {
+      lease = new EngineLease(sql, {
+        leaseMs: options.leaseMs ?? 15_000, version: options.version ?? '0', now,
+        onLost: (old, id) => options.log?.warn({ engine: old, rejoined: id }, 'this engine\'s lease ran out and its claims were taken over; it rejoined under a new id'),
+        onRequeued: (n, engines) => options.log?.warn({ engines, requeued: n }, 'engines stopped heartbeating: their messages are queued again'),
+        onError: (e) => options.log?.warn({ err: storeError(e, url) }, 'heartbeat failed; retrying'),
+      })
+      await lease.join()
+    }
+    const pending = await sql<{ channel: string; n: number }[]>`SELECT channel, count(*)::int AS n FROM weir_messages WHERE status IN ('queued', 'in-flight', 'retrying') GROUP BY channel`
+    return new PostgresStore(sql, url, lease, new ChannelQueues(pending.map((r) => [r.channel, r.n])), now)
+  } catch (e) {
+    await sql.end({ timeout: 1 })
+    throw storeError(e, url)
+  }
+}
+
+class PostgresStore implements PostgresMessageStore {
+  private readonly writes: GroupCommit
+  private closed = false
+
+  constructor(private readonly sql: Sql, private readonly url: URL, private readonly lease: EngineLease | undefined, private readonly queues: ChannelQueues, private readonly now: () => number) {
+    this.writes = new GroupCommit(sql, batchApplier(() => this.lease?.id ?? ''), (e) => storeError(e, url))
+  }
+
+  get engineId() {
+    return this.lease?.id
+  }
+
+  private write<T>(kind: string, args: unknown[]): Promise<T> {
+    if (this.closed) return Promise.reject(new StoreError('message store is closed'))
+    return this.writes.submit<T>(kind, args)
+  }
+
+  private read<T>(q: () => Promise<T>): Promise<T> {
+    if (this.closed) return Promise.reject(new StoreError('message store is closed'))
+    return q().catch((e) => { throw storeError(e, this.url) })
+  }
+
+  async enqueue(channel: string, input: MessageInput, opts: EnqueueOptions = {}): Promise<EmitResult> {
+    const t = this.now()
+    const id = newMessageId(t)
+    const contentType = input.contentType ?? (typeof input.body === 'string' ? 'text/plain' : 'application/json')
+    const error = opts.error ?? null
+    if (this.closed) throw new StoreError('message store is closed')
+    if (error === null) this.queues.accepted(channel)
+    try {
+      const [, duplicateOf] = await this.write<[number, string | null]>('enqueue', [
+        channel, id, JSON.stringify(input.body ?? null), contentType, JSON.stringify(input.attributes ?? {}), input.dedupeKey ?? null, t, opts.orderKey ?? null, error,
+      ])
+      if (error === null) this.queues.written(channel, { counted: duplicateOf === null })
+      return duplicateOf === null ? { id, duplicate: false } : { id: duplicateOf, duplicate: true }
+    } catch (e) {
+      if (error === null) this.queues.written(channel, { counted: false })
+      throw e
+    }
+  }
+
+  async claim(channel: string, limit: number, options: ClaimOptions = {}): Promise<ClaimedMessage[]> {
+    const rows = await this.write<Array<MessageRow & { deliveries: string }>>('claim', [channel, limit, this.now(), options.order ?? 'none'])
+    return rows.map((r) => ({ ...rowToMessage(r), deliveries: (JSON.parse(r.deliveries) as object[]).map((d) => defined(d) as DeliveryRecord) }))
+  }
+
+  recordDelivery(id: string, update: DeliveryUpdate): Promise<void> {
+    return this.write<void>('delivery', [id, update, this.now()])
+  }
+
+  async complete(id: string, status: 'delivered' | 'filtered' | 'error', updates: DeliveryUpdate[] = [], error?: string): Promise<void> {
+    const channel = await this.write<string | null>('complete', [id, status, updates, error ?? null, this.now()])
+    if (channel !== null) this.queues.finished(channel)
+  }
+
+  fail(id: string, error: string): Promise<void> {
+    return this.complete(id, 'error', [], error)
+  }
+
+  async release(ids: string[]): Promise<void> {
+    if (ids.length === 0) return
+    await this.write<string[]>('release', [ids, this.now()])
+  }
+
+  async resubmit(target: ResubmitTarget): Promise<string[]> {
+    const done = await this.write<Array<[string, string]>>('resubmit', [target, this.now()])
+    for (const [, channel] of done) this.queues.requeued(channel)
+    return done.map(([id]) => id)
+  }
+
+  async purge(target: PurgeTarget): Promise<number> {
+    let purged = 0
+    for (;;) {
+      const n = await this.write<{ selected: number; deleted: number; batch: number }>('purge', [target.before, target.channel ?? null])
+      purged += n.deleted
+      if (n.selected < n.batch) return purged
+    }
+  }
+
+  get(id: string): Promise<MessageDetail | undefined> {
+    return this.read(async () => {
+      let [row] = await this.sql<MessageRow[]>`SELECT * FROM weir_messages WHERE id = ${id}`
+      if (!row && id.length >= 6) {
+        const rows = await this.sql<MessageRow[]>`SELECT * FROM weir_messages WHERE id LIKE ${`${id.replace(/[%_\\]/g, '')}%`} LIMIT 2`
+        if (rows.length === 1) row = rows[0]
+      }
+      if (!row) return undefined
+      const [deliveries, attempts] = await Promise.all([
+        this.sql`SELECT * FROM weir_deliveries WHERE message_id = ${row.id} ORDER BY part, destination`,
+        this.sql`SELECT * FROM weir_attempts WHERE message_id = ${row.id} ORDER BY started_at, attempt`,
+      ])
+      return { message: rowToMessage(row), deliveries: deliveries.map(deliveryOf), attempts: attempts.map(attemptOf) }
+    })
+  }
+
+  list(filter: ListFilter = {}): Promise<StoredMessage[]> {
+    return this.read(async () => {
+      const rows = await this.sql.unsafe<MessageRow[]>(`SELECT * FROM weir_messages
+        WHERE ($1::text IS NULL OR channel = $1) AND ($2::text IS NULL OR status = $2) AND ($3::bigint IS NULL OR received_at >= $3)
+        ORDER BY seq ${filter.order === 'asc' ? 'ASC' : 'DESC'} LIMIT $4`, [filter.channel ?? null, filter.status ?? null, filter.since ?? null, filter.limit ?? 100] as never[])
+      return rows.map(rowToMessage)
+    })
+  }
+
+  stats(channel?: string): Promise<ChannelStats> {
+    return this.read(async () => {
+      const rows = await this.sql<{ status: MessageStatus; n: number }[]>`SELECT status, count(*)::int AS n FROM weir_messages
+        WHERE ${channel ?? null}::text IS NULL OR channel = ${channel ?? null} GROUP BY status`
+      return countByStatus(rows)
+    })
+  }
+
+  pending(channel: string): number {
+    return this.closed ? 0 : this.queues.of(channel).pending
+  }
+
+  refreshPending(channel?: string): Promise<void> {
+    const channels = channel ? [channel] : this.queues.channels()
+    return this.read(async () => {
+      const rows = await this.sql.unsafe<{ channel: string; n: number }[]>(`SELECT channel, count(*)::int AS n FROM weir_messages
+        WHERE status IN ${UNFINISHED} AND ($1::text IS NULL OR channel = $1) GROUP BY channel`, [channel ?? null] as never[])
+      const counts = new Map(rows.map((r) => [r.channel, r.n]))
+      for (const ch of new Set([...channels, ...counts.keys()])) this.queues.recount(ch, counts.get(ch) ?? 0)
+    })
+  }
+
+  getState<T = unknown>(channel: string, component: string, key: string): Promise<T | undefined> {
+    return this.read(async () => {
+      const [row] = await this.sql<{ value: string }[]>`SELECT value FROM weir_state WHERE channel = ${channel} AND component = ${component} AND key = ${key}`
+      return row ? (JSON.parse(row.value) as T) : undefined
+    })
+  }
+
+  setState(channel: string, component: string, key: string, value: unknown): Promise<void> {
+    return this.write<void>('setState', [channel, component, key, JSON.stringify(value ?? null), this.now()])
+  }
+
+  lead(name: string): Promise<boolean> {
+    return this.lease ? this.read(() => this.lease!.lead(name)) : Promise.resolve(false)
+  }
+
+  async resign(name: string): Promise<void> {
+    await this.lease?.resign(name).catch(() => {})
+  }
+
+  heartbeat(): Promise<void> {
+    return this.lease?.beat() ?? Promise.resolve()
+  }
+
+  cluster(): Promise<EngineStatus[]> {
+    return this.read(() => clusterStatus(this.sql))
+  }
+
+  async diagnostics(): Promise<{ commits: number }> {
+    return { commits: this.writes.commits }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    await this.writes.idle()
+    await this.lease?.leave().catch(() => {})
+    await this.sql.end({ timeout: 5 })
+  }
+
+  async abandon(): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    this.lease?.abandon()
+    await this.writes.idle()
+    await this.sql.end({ timeout: 1 })
+  }
+}

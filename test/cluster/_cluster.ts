@@ -1,0 +1,62 @@
+import type { ChildProcess } from 'node:child_process'
+import { writeFile } from 'node:fs/promises'
+import { join, resolve } from 'node:path'
+import postgres from 'postgres'
+import { startEmbeddedPostgres, type EmbeddedPostgresServer } from '../../engine/embedded/postgres.ts'
+import { startWeirRun, tempDir } from '../runtime/_helpers.ts'
+
+const fixtures = resolve(import.meta.dirname, '../fixtures/runtime')
+
+export type Engine = Awaited<ReturnType<typeof startWeirRun>> & { index: number }
+
+/**
+ * A cluster for one test: an embedded PostgreSQL (one per test file, a database per test) and
+ * `weir run` children sharing it, each with its own data directory and listener.
+ */
+export function clusterFixture() {
+  let server: EmbeddedPostgresServer
+  let databases = 0
+  return {
+    async startServer() { server = await startEmbeddedPostgres({ volatile: true }) },
+    async stopServer() { await server?.stop() },
+    get server() { return server },
+    async create(channel: (portFile: string) => Record<string, unknown>, options: { leaseMs?: number } = {}) {
+      const url = await server.createDatabase(`cluster_${++databases}`)
+      const dir = await tempDir('weir-cluster-')
+      const children = new Set<ChildProcess>()
+      const sql = postgres(url, { max: 2, onnotice: () => {} })
+      const engines: Engine[] = []
+      return {
+        url, dir, sql, engines,
+        /** Starts engine `i` (its own channel file, data directory and port file); the channel's name is the same on every engine. */
+        async start(i: number, storeUrl = url): Promise<Engine> {
+          const file = join(dir.path, `engine-${i}.json`)
+          await writeFile(file, JSON.stringify(channel(`engine-${i}.port`)))
+          const e = { ...(await startWeirRun(file, join(dir.path, `e${i}`), `../engine-${i}.port`, children, ['--store', storeUrl, '--lease-ms', String(options.leaseMs ?? 3000)])), index: i }
+          engines[i] = e
+          return e
+        },
+        /** The cluster id of an engine's process, from the engines table. */
+        async engineId(e: Engine): Promise<string | undefined> {
+          const [row] = await sql`SELECT id FROM weir_engines WHERE pid = ${e.child.pid!}`
+          return row?.id as string | undefined
+        },
+        async close() {
+          for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL')
+          await sql.end({ timeout: 1 })
+          await dir.remove()
+        },
+      }
+    },
+  }
+}
+
+/** A channel of the test HTTP source and POST destination, whose source writes its port to `portFile`. */
+export function testChannel(sinkUrl: string, options: Record<string, unknown>, portFile: string): Record<string, unknown> {
+  return {
+    name: 'clustered',
+    source: { type: join(fixtures, 'test-http-source.ts'), config: { port: 0, portFile } },
+    destinations: [{ name: 'api', type: join(fixtures, 'test-post-destination.ts'), config: { url: sinkUrl, timeoutMs: 30_000 }, retry: { maxAttempts: 50, initialDelayMs: 5, maxDelayMs: 40 } }],
+    options,
+  }
+}
