@@ -111,6 +111,7 @@ export const errorCodes = defineErrors({
   ERR_OAUTH_CHALLENGE: { retryable: 'varies', description: 'a protected API answered 401 with a `WWW-Authenticate` challenge (`scheme`, `parameters`, `error`)' },
   ERR_OAUTH_FAIL_FAST: { retryable: false, description: 'the credential is broken; calls fail fast without contacting the token endpoint until `retryAt`' },
   ERR_OAUTH_REAUTH_REQUIRED: { retryable: false, userError: true, description: 'the refresh token is no longer valid; a person must consent again and import the new one' },
+  ERR_OAUTH_AUTHORIZATION: { retryable: false, userError: true, description: 'the consent flow of `weir credentials authorize` failed: the user or server refused (`error`, `error_description`), the callback\'s `state` or `iss` did not match, no refresh token was issued, or no answer came before the timeout' },
   ERR_HTTP_STATUS: { retryable: 'varies', description: 'an API answered with a status that is not success (`status`); retryable for 408, 429 and 5xx' },
   ERR_HTTP_NETWORK: { retryable: true, description: 'a connection failed or a response body broke off' },
   ERR_HTTP_TIMEOUT: { retryable: true, description: 'a request timed out' },

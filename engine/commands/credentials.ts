@@ -2,23 +2,32 @@ import { readFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { dataDirOf, type CommandIO } from '../cli-io.ts'
-import { errorCodes } from '../../shared/errors.ts'
+import { errorCodes, isWeirError } from '../../shared/errors.ts'
 import { loadChannel } from '../load.ts'
+import { browserCommand, openBrowser } from '../open-browser.ts'
 import type { LoadedChannel } from '../../shared/config/types.ts'
-import { createRefreshTokenStore, explainTokenRequest, importRefreshToken, type CredentialConfig } from '../../shared/oauth/index.ts'
-import { registerSecretValue } from '../../shared/secret.ts'
+import { authorizeWithConsent, createRefreshTokenStore, explainTokenRequest, importRefreshToken, type CredentialConfig } from '../../shared/oauth/index.ts'
+import { registerSecretValue, reveal } from '../../shared/secret.ts'
 
-export const summary = 'import a refresh token, or explain the token request a credential sends'
-export const usage = `usage: weir credentials import <channel.json> <credential> --refresh-token-file FILE [--data-dir DIR]
+export const summary = 'obtain a refresh token by consent, import one, or explain the token request a credential sends'
+export const usage = `usage: weir credentials authorize <channel.json> <credential> [--timeout 300s] [--no-browser] [--data-dir DIR]
+       weir credentials import <channel.json> <credential> --refresh-token-file FILE [--data-dir DIR]
        weir credentials explain <channel.json> <credential>
 
+authorize obtains a refresh token with a person's consent: the authorization-code flow with PKCE
+          and a loopback redirect (RFC 8252). Prints the URL to open (and opens a browser when
+          there is a display), waits for the redirect, exchanges the code with the credential's
+          client authentication and stores the refresh token as import does. Neither the code
+          nor a token is printed.
 import    stores a refresh token obtained outside the engine (consent in a browser, a vendor
           portal) in the encrypted token store (<data-dir>/oauth, key from $WEIR_SECRET_KEY or
           <data-dir>/oauth/secret.key). The token is never printed.
 explain   prints the token request the credential would send (method, URL, headers, form
           fields, assertion header and claims) with every secret as [REDACTED]; sends nothing.
 
-  --data-dir   default $WEIR_DATA_DIR, else ./data`
+  --timeout     how long authorize waits for the consent: 300s (default), 10m, 500ms
+  --no-browser  authorize only prints the URL (also without a display, or when $CI is set)
+  --data-dir    default $WEIR_DATA_DIR, else ./data`
 
 /** The credential `name` of a loaded channel, or a user error listing the known ones. */
 export function credentialOf(ch: LoadedChannel, name: string): CredentialConfig {
@@ -49,10 +58,54 @@ export function explainCredential(name: string, config: CredentialConfig): strin
   return JSON.stringify(explainTokenRequest(config, name), null, 2)
 }
 
+/** `--timeout`: a duration like 300s, 10m, 500ms (a bare number is seconds). */
+export function parseTimeout(value: string): number {
+  const m = /^(\d+)\s*(ms|s|m|h)?$/.exec(value.trim())
+  const ms = m ? Number(m[1]) * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m[2] ?? 's') as 'ms' | 's' | 'm' | 'h'] : NaN
+  if (!(ms > 0)) throw new errorCodes.ERR_USAGE(`--timeout must be a duration like 300s, 10m or 500ms; not "${value}"`)
+  return ms
+}
+
+type Flags = { 'refresh-token-file'?: string; 'data-dir'?: string; timeout?: string; 'no-browser'?: boolean }
+
+/** Stores `refreshToken` as import does and says so, without the token. */
+async function store(name: string, config: CredentialConfig, refreshToken: string, values: Flags, io: CommandIO): Promise<number> {
+  const { key, version } = await importCredential({ name, config, refreshToken, dataDir: dataDirOf(values['data-dir'], io), ...(io.env.WEIR_SECRET_KEY ? { secretKey: io.env.WEIR_SECRET_KEY } : {}) })
+  io.out(`stored the refresh token of credential "${name}" (store key "${key}", version ${version}); it was not printed`)
+  return 0
+}
+
+/** `authorize`: the consent flow; the URL goes to stderr (stdout only says what was stored), a failure is one line. */
+async function authorize(name: string, config: CredentialConfig, values: Flags, io: CommandIO): Promise<number> {
+  const timeoutMs = parseTimeout(values.timeout ?? '300s')
+  const browser = values['no-browser'] ? undefined : browserCommand(io.env)
+  let refreshToken: string
+  try {
+    const secret = await authorizeWithConsent(name, config, {
+      timeoutMs,
+      onAuthorizationUrl(url, redirectUri) {
+        io.err(`Open this URL in a browser and consent for credential "${name}"; waiting for the redirect to ${redirectUri}:\n\n  ${url}\n`)
+        if (browser) openBrowser(browser, url)
+      },
+    })
+    refreshToken = reveal(secret)!
+  } catch (e) {
+    // Refusals, mismatches and token endpoint errors are the user's to act on: one clear line, no stack.
+    // A configuration error names the credential itself.
+    if (!isWeirError(e) || e.code === 'ERR_CONFIG_INVALID') throw e
+    io.err(`weir credentials authorize: credential "${name}": ${e.message}`)
+    return 1
+  }
+  return store(name, config, refreshToken, values, io)
+}
+
 export async function run(args: string[], io: CommandIO): Promise<number> {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { 'refresh-token-file': { type: 'string' }, 'data-dir': { type: 'string' } } })
+  const { values, positionals } = parseArgs({
+    args, allowPositionals: true,
+    options: { 'refresh-token-file': { type: 'string' }, 'data-dir': { type: 'string' }, timeout: { type: 'string' }, 'no-browser': { type: 'boolean' } },
+  })
   const [sub, file, name] = positionals
-  if (!sub || !file || !name || positionals.length !== 3 || (sub !== 'import' && sub !== 'explain')) {
+  if (!sub || !file || !name || positionals.length !== 3 || !['import', 'explain', 'authorize'].includes(sub)) {
     io.err(usage)
     return 2
   }
@@ -62,6 +115,7 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
     io.out(explainCredential(name, config))
     return 0
   }
+  if (sub === 'authorize') return authorize(name, config, values, io)
   const from = values['refresh-token-file']
   if (!from) throw new errorCodes.ERR_USAGE('import needs --refresh-token-file FILE')
   let text: string
@@ -70,7 +124,5 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
   } catch (e) {
     throw new errorCodes.ERR_FILE_ACCESS(`cannot read ${from}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
   }
-  const { key, version } = await importCredential({ name, config, refreshToken: text, dataDir: dataDirOf(values['data-dir'], io), ...(io.env.WEIR_SECRET_KEY ? { secretKey: io.env.WEIR_SECRET_KEY } : {}) })
-  io.out(`stored the refresh token of credential "${name}" (store key "${key}", version ${version}); it was not printed`)
-  return 0
+  return store(name, config, text, values, io)
 }

@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { createLocalJWKSet, exportJWK, generateKeyPair, type CryptoKey, type JWK } from 'jose'
 import type { KeyObject } from 'node:crypto'
 import { closeServer, createServer, listen, readBody } from './authorization-server/http.ts'
+import { handleAuthorizationRequest } from './authorization-server/authorize-endpoint.ts'
 import { startProtectedApi } from './authorization-server/protected-api.ts'
 import { ASYMMETRIC, ClientRegistry, FailureQueue, JWT_BEARER, JtiMemory, countRequests, type ServerState } from './authorization-server/state.ts'
 import { handleTokenRequest } from './authorization-server/token-endpoint.ts'
@@ -16,7 +17,9 @@ export { AccessDenied } from './authorization-server/state.ts'
 function metadata(st: ServerState, jwksUrl: string): Record<string, unknown> {
   return {
     issuer: st.issuer, token_endpoint: st.tokenUrl, jwks_uri: jwksUrl,
-    grant_types_supported: ['client_credentials', JWT_BEARER, 'refresh_token'],
+    grant_types_supported: ['client_credentials', JWT_BEARER, 'refresh_token', 'authorization_code'],
+    authorization_endpoint: `${st.issuer}/authorize`, response_types_supported: ['code'], code_challenge_methods_supported: ['S256'],
+    authorization_response_iss_parameter_supported: true,
     token_endpoint_auth_methods_supported: ['client_secret_basic', 'client_secret_post', 'client_secret_jwt', 'private_key_jwt', 'tls_client_auth', 'none'],
     token_endpoint_auth_signing_alg_values_supported: [...ASYMMETRIC, 'HS256'],
     dpop_signing_alg_values_supported: ASYMMETRIC,
@@ -24,7 +27,7 @@ function metadata(st: ServerState, jwksUrl: string): Record<string, unknown> {
   }
 }
 
-/** Routes a request: the token endpoint, the JWKS, the metadata; 404 otherwise. */
+/** Routes a request: the token and authorization endpoints, the JWKS, the metadata; 404 otherwise. */
 async function route(st: ServerState, req: IncomingMessage, res: ServerResponse, body: string, jwksUrl: string): Promise<void> {
   const path = new URL(req.url ?? '/', st.issuer).pathname
   const json = (status: number, payload: unknown) => {
@@ -32,6 +35,7 @@ async function route(st: ServerState, req: IncomingMessage, res: ServerResponse,
     res.end(JSON.stringify(payload))
   }
   if (req.method === 'POST' && path === '/token') return handleTokenRequest(st, req, res, body)
+  if (req.method === 'GET' && path === '/authorize') return handleAuthorizationRequest(st, req, res)
   if (req.method === 'GET' && path === '/jwks') return json(200, { keys: [st.signing.publicJwk] })
   if (req.method === 'GET' && path === '/.well-known/oauth-authorization-server') return json(200, metadata(st, jwksUrl))
   json(404, { error: 'not_found' })
@@ -47,7 +51,7 @@ async function initialState(options: AuthorizationServerOptions, url: string): P
   return {
     options, now, toleranceMs, lifetimeSec: options.tokenLifetimeSec ?? 300, issuer: url, tokenUrl: `${url}/token`,
     signing: { key: privateKey as CryptoKey, kid, publicJwk, jwks: createLocalJWKSet({ keys: [publicJwk] }) },
-    clients: new ClientRegistry(), refreshTokens: new Map(), assertionJti: new JtiMemory(now, toleranceMs), proofJti: new JtiMemory(now, toleranceMs),
+    clients: new ClientRegistry(), refreshTokens: new Map(), codes: new Map(), assertionJti: new JtiMemory(now, toleranceMs), proofJti: new JtiMemory(now, toleranceMs),
     issuedJti: new Set(), revokedJti: new Set(), seen: new Set(), dpopNonce: randomBytes(12).toString('base64url'), spentUses: 0,
     requests: [], failures: new FailureQueue(),
   }
@@ -55,7 +59,8 @@ async function initialState(options: AuthorizationServerOptions, url: string): P
 
 /**
  * A strict OAuth 2.0 authorization server on 127.0.0.1 for tests, the harness and the demo:
- * client_credentials, jwt-bearer (RFC 7523) and refresh_token with rotation; every client
+ * client_credentials, jwt-bearer (RFC 7523), refresh_token with rotation, and authorization_code
+ * with PKCE behind an authorization endpoint that consents as the client's `consent` says; every client
  * authentication method of RFC 6749 / RFC 7523 / RFC 8705 with cryptographic checks; DPoP
  * (RFC 9449) with nonces; JWT access tokens; RFC 8414 metadata and a JWKS; failure injection.
  *
@@ -78,7 +83,7 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
     })
   })
   return {
-    url, issuer: st.issuer, tokenUrl: st.tokenUrl, jwksUrl, requests: st.requests,
+    url, issuer: st.issuer, tokenUrl: st.tokenUrl, authorizationUrl: `${url}/authorize`, jwksUrl, requests: st.requests,
     registerClient(client) {
       if (client.secret) st.seen.add(client.secret)
       st.clients.register(client)

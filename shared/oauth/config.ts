@@ -63,6 +63,12 @@ export interface CredentialConfig {
   refreshToken?: SecretLike
   /** Key of this credential's entry in the refresh-token store; defaults to the credential name. */
   storeKey?: string
+  /** Authorization endpoint of `weir credentials authorize`; discovered from `issuer` when not given. */
+  authorizationUrl?: string
+  /** Loopback redirect URI of the consent flow; without a port, an ephemeral one (RFC 8252 §7.3). */
+  redirectUri?: string
+  /** Extra parameters of the authorization request (`prompt`, `access_type`, …). */
+  authorizationParams?: Record<string, string>
   token?: SecretLike
   tokenType?: string
   dpop?: boolean | { alg?: 'ES256' | 'ES384' | 'RS256' | 'PS256' | 'EdDSA' }
@@ -153,6 +159,18 @@ export const credentialSchema: JsonSchema = {
     extraParams: { type: 'object', additionalProperties: { type: 'string' }, description: 'Extra form parameters for the token request.' },
     refreshToken: secretSchema('Initial refresh token (refresh_token grant); seeds the encrypted store when it holds none for this credential.'),
     storeKey: { type: 'string', minLength: 1, description: 'Key of the refresh-token store entry; give two credentials the same key to share one rotating refresh token. Default: the credential name.' },
+    authorizationUrl: {
+      type: 'string', format: 'uri', examples: ['https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/authorize'],
+      description: 'Authorization endpoint for `weir credentials authorize` (authorization code with PKCE, refresh_token grant). Default: discovered from issuer.',
+    },
+    redirectUri: {
+      type: 'string', pattern: '^http://(127\\.0\\.0\\.1|\\[::1\\]|localhost)(:[0-9]{1,5})?(/[^?#]*)?$', examples: ['http://127.0.0.1/callback', 'http://127.0.0.1:8765/callback'],
+      description: 'Loopback redirect URI of `weir credentials authorize`, as registered with the provider. Without a port (default http://127.0.0.1/callback) an ephemeral port is used, which the provider must accept for loopback redirects (RFC 8252 §7.3); with a port, that port.',
+    },
+    authorizationParams: {
+      type: 'object', additionalProperties: { type: 'string' }, examples: [{ access_type: 'offline', prompt: 'consent' }],
+      description: 'Extra parameters of the authorization request of `weir credentials authorize`: `prompt`, `login_hint`, Google\'s `access_type: offline`. Scope, resource and audience come from their own fields.',
+    },
     token: secretSchema('The token of the static grant (a non-expiring API token).'),
     tokenType: { type: 'string', minLength: 1, default: 'Bearer', description: 'Token type of the static grant.' },
     dpop: {
@@ -287,14 +305,35 @@ export function checkCredential(config: CredentialConfig): Problem[] {
     if (!has(a.value) && !a.alg && !has(a.keyFile)) p.push(['/assertion/alg', 'the jwt_bearer grant requires assertion.alg'])
   }
   if (c.grant === 'refresh_token' && method === 'none' && !c.clientId) p.push(['/clientId', 'the refresh_token grant requires clientId'])
-  for (const key of Object.keys(c.extraParams ?? {})) {
-    const instead = Object.hasOwn(RESERVED_PARAMS, key) ? RESERVED_PARAMS[key] : undefined
-    if (instead) p.push([`/extraParams/${key.replace(/~/g, '~0').replace(/\//g, '~1')}`, `"${key}" is sent by Weir itself; ${instead}`])
-  }
+  p.push(...reservedKeyProblems('extraParams', c.extraParams, RESERVED_PARAMS))
 
+  p.push(...authorizationProblems(c))
   const preset = presetOf(c.preset)
   if (preset) p.push(...presetProblems(c.preset!, preset, c))
   return p
+}
+
+/** Authorization-request parameters that Weir sets itself (RFC 6749 §4.1.1, RFC 7636 §4.3). */
+const RESERVED_AUTHORIZATION_PARAMS: Record<string, string> = {
+  response_type: 'it is always code', client_id: 'use clientId', redirect_uri: 'use redirectUri', scope: 'use scope', resource: 'use resource', audience: 'use audience',
+  state: 'a fresh one is made for each request', code_challenge: 'PKCE is made for each request', code_challenge_method: 'it is always S256',
+}
+
+/** The consent-flow fields: only for the refresh_token grant, and no parameter Weir sets itself. */
+function authorizationProblems(c: CredentialConfig): Problem[] {
+  const p: Problem[] = []
+  for (const field of ['authorizationUrl', 'redirectUri', 'authorizationParams'] as const) {
+    if (c[field] !== undefined && c.grant !== 'refresh_token') p.push([`/${field}`, `${field} is for weir credentials authorize, which obtains a refresh token: it needs grant refresh_token; got ${c.grant}`])
+  }
+  return [...p, ...reservedKeyProblems('authorizationParams', c.authorizationParams, RESERVED_AUTHORIZATION_PARAMS)]
+}
+
+/** A problem for each key of `params` (under `/field`) that Weir sends itself, saying what to use instead. */
+function reservedKeyProblems(field: string, params: Record<string, string> | undefined, reserved: Record<string, string>): Problem[] {
+  return Object.keys(params ?? {}).flatMap((key): Problem[] => {
+    const instead = Object.hasOwn(reserved, key) ? reserved[key] : undefined
+    return instead ? [[`/${field}/${key.replace(/~/g, '~0').replace(/\//g, '~1')}`, `"${key}" is sent by Weir itself; ${instead}`]] : []
+  })
 }
 
 /** Sets each of `defaults` that `target` leaves out. */

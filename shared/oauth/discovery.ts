@@ -7,11 +7,17 @@ export interface ServerMetadata {
   issuer: string
   token_endpoint: string
   jwks_uri?: string
+  authorization_endpoint?: string
+  /** RFC 9207 §3: the server puts `iss` in every authorization response. */
+  authorization_response_iss_parameter_supported?: boolean
   token_endpoint_auth_methods_supported?: string[]
   dpop_signing_alg_values_supported?: string[]
   mtls_endpoint_aliases?: { token_endpoint?: string }
   [k: string]: unknown
 }
+
+/** A metadata field a caller can require of discovery. */
+export type MetadataField = 'token_endpoint' | 'jwks_uri' | 'authorization_endpoint'
 
 /** One GET of a metadata document: status and body text. Network failures throw. */
 export type MetadataGet = (url: string, options: { timeoutMs: number; signal?: AbortSignal }) => Promise<{ status: number; body: string }>
@@ -25,7 +31,7 @@ export interface DiscoveryOptions {
   /** Which document to try first: RFC 8414 `oauth2` (default, a token client) or OpenID `oidc` (a resource server's issuer). */
   first?: 'oauth2' | 'oidc'
   /** The metadata field the caller needs (default `token_endpoint`); discovery fails without it. */
-  requires?: 'token_endpoint' | 'jwks_uri'
+  requires?: MetadataField
   /** GET through this instead of undici fetch (a component passes its shared HTTP client). */
   get?: MetadataGet
 }
@@ -63,7 +69,7 @@ export async function discover(issuer: string, options: DiscoveryOptions = {}): 
 }
 
 /** The metadata in one answer, or undefined on 404 (try the next URL). */
-function checkedMetadata(issuer: string, url: string, res: { status: number; body: string }, requires: 'token_endpoint' | 'jwks_uri'): ServerMetadata | undefined {
+function checkedMetadata(issuer: string, url: string, res: { status: number; body: string }, requires: MetadataField): ServerMetadata | undefined {
   if (res.status === 404) return undefined
   if (isRetryableStatus(res.status)) throw new HttpStatusError(`issuer discovery at ${url} answered ${res.status}`, res.status)
   let meta: ServerMetadata

@@ -16,4 +16,5 @@ export { OAuthResponseError, OAuthChallengeError, FailFastError, ReauthRequiredE
 export { processTokenResponse, planTokenRequest, formEncode, JWT_BEARER_GRANT, CLIENT_ASSERTION_TYPE, type RawTokenResponse, type ResolvedCredential } from './token-endpoint.ts'
 export { discover, discoveryUrls, type ServerMetadata, type DiscoveryOptions, type MetadataGet } from './discovery.ts'
 export { DpopSigner } from './dpop.ts'
+export { authorizeWithConsent, authorizationRequestUrl, createPkce, listenForCallback, DEFAULT_REDIRECT_URI, type ConsentOptions, type Pkce } from './authorize.ts'
 export { loadSigningKey, parsePrivateKey, publicJwk, certificateThumbprint, signJwt, type SigningKey } from './keys.ts'

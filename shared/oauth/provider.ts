@@ -37,7 +37,7 @@ export interface TokenProviderOptions {
 }
 
 /** The client-certificate Agent of a credential with `tls` (RFC 8705), for token requests and API calls. */
-function tlsDispatcher(c: CredentialConfig): Agent | undefined {
+export function tlsDispatcher(c: CredentialConfig): Agent | undefined {
   if (!c.tls || !(c.tls.cert || c.tls.ca)) return undefined
   const key = reveal(c.tls.key as SecretLike | undefined)
   return new Agent({ connect: { ...(c.tls.cert ? { cert: c.tls.cert } : {}), ...(key ? { key } : {}), ...(c.tls.ca ? { ca: c.tls.ca } : {}) } })

@@ -95,7 +95,8 @@ export function planTokenRequest(r: ResolvedCredential, tokenUrl: string, grantP
     }
   }
   const scopeInForm = !(r.grant === 'jwt_bearer' && r.assertion?.scopeClaim)
-  if (scopeInForm && r.scopes.length && grant !== 'refresh_token') form.push(['scope', r.scopes.join(' ')])
+  // A refresh or a code exchange keeps the scope already granted (RFC 6749 §6, §4.1.3).
+  if (scopeInForm && r.scopes.length && grant !== 'refresh_token' && grant !== 'authorization_code') form.push(['scope', r.scopes.join(' ')])
   for (const res of r.resources) form.push(['resource', res])
   if (r.audience) form.push(['audience', r.audience])
   for (const [k, v] of Object.entries(r.extraParams)) form.push([k, v])
@@ -128,7 +129,7 @@ export function planTokenRequest(r: ResolvedCredential, tokenUrl: string, grantP
   return { url: tokenUrl, headers, form, toSign }
 }
 
-const SECRET_FIELDS = new Set(['client_secret', 'client_assertion', 'assertion', 'refresh_token'])
+const SECRET_FIELDS = new Set(['client_secret', 'client_assertion', 'assertion', 'refresh_token', 'code', 'code_verifier'])
 
 /** The plan with every credential replaced by [REDACTED], assertions shown as their header and claims. */
 export function redactPlan(plan: TokenRequestPlan) {

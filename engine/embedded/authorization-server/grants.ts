@@ -1,6 +1,6 @@
-import { randomBytes, randomUUID } from 'node:crypto'
+import { createHash, randomBytes, randomUUID } from 'node:crypto'
 import { SignJWT, decodeJwt, type JWTPayload } from 'jose'
-import { JWT_BEARER, OAuthFailure, type RefreshEntry, type ServerState } from './state.ts'
+import { JWT_BEARER, OAuthFailure, type CodeEntry, type RefreshEntry, type ServerState } from './state.ts'
 import type { GrantKind, RecordedTokenRequest, RegisteredClient } from './types.ts'
 import { verifyAssertion } from './verify.ts'
 
@@ -10,9 +10,13 @@ export interface GrantOutcome {
   sub: string
   scope: string
   spendRefresh?: RefreshEntry
+  /** The authorization code the tokens descend from (redeemed now, or earlier through a chain of refreshes). */
+  code?: CodeEntry
+  /** A code was redeemed: hand out its first refresh token (if the client may refresh). */
+  firstRefresh?: boolean
 }
 
-function checkScopes(client: RegisteredClient, requested: string | null): string {
+export function checkScopes(client: RegisteredClient, requested: string | null): string {
   if (requested === null || requested.trim() === '') return client.defaultScope ?? client.scopes?.join(' ') ?? ''
   const items = requested.split(' ').filter(Boolean)
   for (const s of items) if (client.scopes && !client.scopes.includes(s)) throw new OAuthFailure(400, 'invalid_scope', `scope ${s} not allowed for this client`)
@@ -58,7 +62,35 @@ function refreshTokenGrant(st: ServerState, client: RegisteredClient | undefined
   const asked = form.get('scope')
   if (asked) for (const s of asked.split(' ')) if (!entry.scope.split(' ').includes(s)) throw new OAuthFailure(400, 'invalid_scope', `scope ${s} exceeds the original grant`)
   // Rotated by issueTokens, once every check has passed: a rejected request must not burn the token.
-  return { client, sub: entry.sub, scope: asked ?? entry.scope, ...((client.rotateRefreshTokens ?? true) ? { spendRefresh: entry } : {}) }
+  return { client, sub: entry.sub, scope: asked ?? entry.scope, ...(entry.code ? { code: entry.code } : {}), ...((client.rotateRefreshTokens ?? true) ? { spendRefresh: entry } : {}) }
+}
+
+/** Revokes every token issued from `code`: a code presented twice may have been stolen (RFC 6749 §4.1.2). */
+function revokeDescendants(st: ServerState, code: CodeEntry): void {
+  for (const jti of code.issuedJti) st.revokedJti.add(jti)
+  for (const e of st.refreshTokens.values()) if (e.code === code) e.revoked = true
+}
+
+/**
+ * authorization_code (RFC 6749 §4.1.3, RFC 7636 §4.6): a one-time, short-lived code for this
+ * client, the same redirect URI, and the PKCE verifier of its challenge. The code is spent by the
+ * first exchange that names it, whatever the outcome; a second one revokes what the first obtained.
+ */
+export function authorizationCodeGrant(st: ServerState, client: RegisteredClient | undefined, form: URLSearchParams): GrantOutcome {
+  if (!client) throw new OAuthFailure(401, 'invalid_client', 'client authentication required')
+  const entry = st.codes.get(form.get('code') ?? '')
+  if (!entry || entry.clientId !== client.clientId) throw new OAuthFailure(400, 'invalid_grant', 'unknown authorization code')
+  if (entry.used) {
+    revokeDescendants(st, entry)
+    throw new OAuthFailure(400, 'invalid_grant', 'authorization code already used; the tokens issued for it are revoked')
+  }
+  entry.used = true
+  if (st.now() > entry.expiresAt) throw new OAuthFailure(400, 'invalid_grant', 'authorization code expired')
+  if (form.get('redirect_uri') !== entry.redirectUri) throw new OAuthFailure(400, 'invalid_grant', 'redirect_uri does not match the authorization request')
+  const verifier = form.get('code_verifier') ?? ''
+  if (!/^[A-Za-z0-9._~-]{43,128}$/.test(verifier)) throw new OAuthFailure(400, 'invalid_grant', 'code_verifier is missing or malformed (RFC 7636 §4.1)')
+  if (createHash('sha256').update(verifier).digest('base64url') !== entry.challenge) throw new OAuthFailure(400, 'invalid_grant', 'PKCE verification failed: code_verifier does not match code_challenge')
+  return { client, sub: entry.sub, scope: entry.scope, code: entry, firstRefresh: true }
 }
 
 /** Runs the handler of `grant` and checks that the client may use it. */
@@ -67,6 +99,7 @@ export async function runGrant(st: ServerState, grant: string, authClient: Regis
   if (grant === 'client_credentials') outcome = clientCredentialsGrant(authClient, form)
   else if (grant === JWT_BEARER) outcome = await jwtBearerGrant(st, authClient, form, record)
   else if (grant === 'refresh_token') outcome = refreshTokenGrant(st, authClient, form)
+  else if (grant === 'authorization_code') outcome = authorizationCodeGrant(st, authClient, form)
   else throw new OAuthFailure(400, 'unsupported_grant_type', `grant_type ${grant} is not supported`)
   const grantKind: GrantKind = grant === JWT_BEARER ? 'jwt_bearer' : (grant as GrantKind)
   if (outcome.client.grants && !outcome.client.grants.includes(grantKind)) throw new OAuthFailure(400, 'unauthorized_client', `grant ${grantKind} not allowed for this client`)
@@ -94,22 +127,29 @@ async function issueAccessToken(st: ServerState, client: RegisteredClient, claim
     .setProtectedHeader({ alg: 'ES256', kid: st.signing.kid, typ: 'at+jwt' })
     .setIssuer(st.issuer).setSubject(claims.sub).setAudience(claims.aud).setIssuedAt(t).setExpirationTime(t + life).setJti(jti)
     .sign(st.signing.key)
-  return { jwt, life }
+  return { jwt, life, jti }
+}
+
+/** The refresh token a grant hands out: a rotation of the spent one, or the first one of a redeemed code (if the client may refresh). */
+function nextRefreshToken(st: ServerState, outcome: GrantOutcome): string | undefined {
+  const { client, sub, spendRefresh, code } = outcome
+  const first = outcome.firstRefresh && (!client.grants || client.grants.includes('refresh_token'))
+  if (!spendRefresh && !first) return undefined
+  if (spendRefresh) spendRefresh.spent = true
+  const token = randomBytes(24).toString('base64url')
+  st.refreshTokens.set(token, { clientId: client.clientId, scope: spendRefresh?.scope ?? outcome.scope, sub, spent: false, revoked: false, ...(code ? { code } : {}) })
+  return token
 }
 
 /**
  * The successful token response (RFC 6749 §5.1): a JWT access token bound to `cnf` (DPoP key,
- * client certificate), and the rotated refresh token when the grant spent one.
+ * client certificate), and a new refresh token when the grant spent one or redeemed a code.
  */
 export async function issueTokens(st: ServerState, outcome: GrantOutcome, aud: string | string[], cnf: Record<string, string>): Promise<Record<string, unknown>> {
-  const { client, sub, scope, spendRefresh } = outcome
-  let refreshOut: string | undefined
-  if (spendRefresh) {
-    spendRefresh.spent = true
-    refreshOut = randomBytes(24).toString('base64url')
-    st.refreshTokens.set(refreshOut, { clientId: client.clientId, scope: spendRefresh.scope, sub, spent: false, revoked: false })
-  }
-  const { jwt, life } = await issueAccessToken(st, client, { sub, scope, aud, ...(Object.keys(cnf).length ? { cnf } : {}) })
+  const { client, sub, scope } = outcome
+  const refreshOut = nextRefreshToken(st, outcome)
+  const { jwt, life, jti } = await issueAccessToken(st, client, { sub, scope, aud, ...(Object.keys(cnf).length ? { cnf } : {}) })
+  outcome.code?.issuedJti.push(jti)
   st.seen.add(jwt)
   if (refreshOut) st.seen.add(refreshOut)
   return {

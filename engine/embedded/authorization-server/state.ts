@@ -5,7 +5,7 @@ export const ASYMMETRIC = ['RS256', 'RS384', 'PS256', 'ES256', 'ES384', 'EdDSA']
 export const CLIENT_ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer'
 export const JWT_BEARER = 'urn:ietf:params:oauth:grant-type:jwt-bearer'
 /** Form fields that carry credentials: recorded as [REDACTED], remembered for leak tests. */
-export const SECRET_FIELDS = new Set(['client_secret', 'client_assertion', 'assertion', 'refresh_token'])
+export const SECRET_FIELDS = new Set(['client_secret', 'client_assertion', 'assertion', 'refresh_token', 'code', 'code_verifier'])
 
 /** A refused token request: status, RFC 6749 §5.2 error code and description, extra headers. */
 export class OAuthFailure extends Error {
@@ -104,7 +104,29 @@ export function countRequests(requests: RecordedTokenRequest[]): { total: number
   return { total: requests.length, byClient }
 }
 
-export interface RefreshEntry { clientId: string; scope: string; sub: string; spent: boolean; revoked: boolean }
+export interface RefreshEntry {
+  clientId: string
+  scope: string
+  sub: string
+  spent: boolean
+  revoked: boolean
+  /** The authorization code this token descends from (through rotations), so a replay of the code revokes it. */
+  code?: CodeEntry
+}
+
+/** A one-time authorization code (RFC 6749 §4.1.2) and what was asked with it. */
+export interface CodeEntry {
+  clientId: string
+  redirectUri: string
+  /** S256 code challenge (RFC 7636 §4.2). */
+  challenge: string
+  scope: string
+  sub: string
+  expiresAt: number
+  used: boolean
+  /** `jti` of every access token issued from this code (directly or by refreshing its descendants). */
+  issuedJti: string[]
+}
 
 /** Everything the server's handlers share. */
 export interface ServerState {
@@ -117,6 +139,8 @@ export interface ServerState {
   signing: { key: CryptoKey; kid: string; publicJwk: JWK; jwks: ReturnType<typeof createLocalJWKSet> }
   clients: ClientRegistry
   refreshTokens: Map<string, RefreshEntry>
+  /** Authorization codes by value. */
+  codes: Map<string, CodeEntry>
   assertionJti: JtiMemory
   proofJti: JtiMemory
   issuedJti: Set<string>

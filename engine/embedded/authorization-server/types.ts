@@ -1,7 +1,7 @@
 import type { JWK, JWTPayload } from 'jose'
 
 export type ClientAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'client_secret_jwt' | 'private_key_jwt' | 'tls_client_auth' | 'none'
-export type GrantKind = 'client_credentials' | 'jwt_bearer' | 'refresh_token'
+export type GrantKind = 'client_credentials' | 'jwt_bearer' | 'refresh_token' | 'authorization_code'
 
 /** A client as registered with the embedded server. Plain data, so harnesses can derive it from channel credentials. */
 export interface RegisteredClient {
@@ -13,7 +13,7 @@ export interface RegisteredClient {
   jwks?: { keys: JWK[] } | JWK
   /** Accepted assertion algorithms; default: the keys' `alg`, else all of RS256 RS384 PS256 ES256 ES384 EdDSA (HS256 for client_secret_jwt). */
   allowedAlgs?: string[]
-  /** Grants this client may use (default all three). */
+  /** Grants this client may use (default all). */
   grants?: GrantKind[]
   /** Scopes this client may request; default any. Granted when none is requested: `defaultScope` or all of these. */
   scopes?: string[]
@@ -40,6 +40,13 @@ export interface RegisteredClient {
   assertionIssuer?: string
   /** Extra fields of this client's successful token responses (Salesforce `instance_url`); never overrides the standard ones. */
   tokenResponse?: Record<string, unknown>
+  /**
+   * Redirect URIs of the authorization-code flow, matched exactly, except that the port of a
+   * loopback IP literal (http://127.0.0.1/..., http://[::1]/...) may be any (RFC 8252 §7.3).
+   */
+  redirectUris?: string[]
+  /** How the simulated user answers this client's consent screen at /authorize (default `approve`; `deny` answers access_denied). */
+  consent?: 'approve' | 'deny'
 }
 
 export interface FailureSpec {
@@ -120,6 +127,8 @@ export interface AuthorizationServer {
   url: string
   issuer: string
   tokenUrl: string
+  /** The authorization endpoint (GET): consents at once as the client's `consent` says, and redirects with a one-time code. */
+  authorizationUrl: string
   jwksUrl: string
   registerClient(client: RegisteredClient): void
   /** Issues a refresh token (as if a user had consented) for the refresh_token grant. */
