@@ -141,6 +141,12 @@ export interface ComponentDefinition<K extends ComponentKind = ComponentKind, S 
    * as `[pointer-inside-config, message]` pairs; an empty array when the config is fine.
    */
   check?(config: Readonly<ConfigOf<S>>): Array<[string, string]> | Promise<Array<[string, string]>>
+  /**
+   * Sources only: where the source runs when several engines share one store (a cluster).
+   * `every-engine` (default): push sources (listeners) behind a load balancer. `one-engine`:
+   * pollers, run by whichever engine holds the source's leadership, taken over when it dies.
+   */
+  cluster?: 'every-engine' | 'one-engine'
 }
 
 /**

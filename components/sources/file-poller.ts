@@ -76,6 +76,7 @@ interface Seen { size: number; mtimeMs: number }
 
 export default defineComponent({
   type: 'file-poller', kind: 'source',
+  cluster: 'one-engine',
   description: 'Watches a directory; each file matching a glob becomes a message, and moves to a done directory once durably stored.',
   configSchema,
   check(config) {

@@ -130,6 +130,7 @@ function later(a: string, b: string | undefined): boolean {
 
 export default defineComponent({
   type: 'schedule', kind: 'source',
+  cluster: 'one-engine',
   description: 'Polls an HTTP API on a cron schedule with a named credential, follows pagination, emits each item and keeps a cursor across restarts.',
   configSchema,
   check(config) {

@@ -7,6 +7,7 @@ import type { TokenProvider } from '../../shared/oauth/types.ts'
 import type { MessageStore } from '../../shared/store/types.ts'
 import { CircuitBreaker } from './breaker.ts'
 import type { DestinationSlot } from './delivery.ts'
+import { underLeadership } from './leader.ts'
 
 export interface ComponentDeps {
   store: MessageStore
@@ -42,7 +43,10 @@ export async function createComponents(channel: LoadedChannel, deps: ComponentDe
     })
     destinations.push({ loaded: d, instance: (await create(d, d.name)) as Destination, breaker })
   }
-  const source = (await create(channel.source, 'source')) as Source
+  let source = (await create(channel.source, 'source')) as Source
+  if (channel.source.definition.cluster === 'one-engine' && deps.store.leadership) {
+    source = underLeadership(source, { leadership: deps.store.leadership, name: `${channel.name}/source`, log: log.child({ component: 'source' }), now: deps.now })
+  }
   return { source, filters, destinations, providers }
 }
 

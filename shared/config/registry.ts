@@ -24,6 +24,7 @@ export function contractProblems(def: unknown): string[] {
   if (typeof d.configSchema !== 'object' || d.configSchema === null) out.push('missing "configSchema" (a JSON Schema object)')
   if (typeof d.create !== 'function') out.push('missing create() (a function)')
   if (d.check !== undefined && typeof d.check !== 'function') out.push('"check" must be a function')
+  if (d.cluster !== undefined && d.cluster !== 'every-engine' && d.cluster !== 'one-engine') out.push('"cluster" must be "every-engine" or "one-engine"')
   return out
 }
 

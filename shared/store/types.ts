@@ -109,6 +109,15 @@ export interface ClaimOptions {
   order?: 'key' | 'channel' | 'none'
 }
 
+/** Named leaderships held under an engine's lease (a poller runs only where its leadership is held). */
+export interface Leadership {
+  /** Takes the leadership, or keeps it: true while this engine holds it. */
+  lead(name: string): Promise<boolean>
+  resign(name: string): Promise<void>
+  /** How long a leadership outlives its holder's last renewal (ms): a holder that could not renew for this long must stop. */
+  readonly leaseMs: number
+}
+
 /**
  * The durable message store behind every channel: a queue per channel, the message log and the
  * components' persistent state. The runtime knows only this interface, so a server-backed store
@@ -148,6 +157,8 @@ export interface MessageStore {
   pending(channel: string): number
   /** Re-reads `pending` counts (of one channel or all) and the queue itself, after another process resubmitted messages. */
   refreshPending(channel?: string): Promise<void>
+  /** Leaderships under the engine's lease, for sources that must run on one engine at a time (stores shared by a cluster only). */
+  readonly leadership?: Leadership
   getState<T = unknown>(channel: string, component: string, key: string): Promise<T | undefined>
   setState(channel: string, component: string, key: string, value: unknown): Promise<void>
   close(): Promise<void>

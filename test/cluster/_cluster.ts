@@ -3,7 +3,7 @@ import { writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import postgres from 'postgres'
 import { startEmbeddedPostgres, type EmbeddedPostgresServer } from '../../engine/embedded/postgres.ts'
-import { startWeirRun, tempDir } from '../runtime/_helpers.ts'
+import { spawnWeirRun, startWeirRun, tempDir } from '../runtime/_helpers.ts'
 
 const fixtures = resolve(import.meta.dirname, '../fixtures/runtime')
 
@@ -33,6 +33,16 @@ export function clusterFixture() {
           const file = join(dir.path, `engine-${i}.json`)
           await writeFile(file, JSON.stringify(channel(`engine-${i}.port`)))
           const e = { ...(await startWeirRun(file, join(dir.path, `e${i}`), `../engine-${i}.port`, children, ['--store', storeUrl, '--lease-ms', String(options.leaseMs ?? 3000)])), index: i }
+          engines[i] = e
+          return e
+        },
+        /** Starts engine `i` for a channel whose source writes no port file (a poller): waits until it has joined the cluster. */
+        async startQuiet(i: number): Promise<Engine> {
+          const file = join(dir.path, `engine-${i}.json`)
+          await writeFile(file, JSON.stringify(channel(`engine-${i}.port`)))
+          const run = spawnWeirRun(file, join(dir.path, `e${i}`, 'data'), children, ['--store', url, '--lease-ms', String(options.leaseMs ?? 3000)])
+          await run.until(() => sql`SELECT 1 FROM weir_engines WHERE pid = ${run.child.pid!}`.then((r) => r.length === 1, () => false))
+          const e = { child: run.child, port: 0, exited: run.exited, output: run.output, index: i }
           engines[i] = e
           return e
         },

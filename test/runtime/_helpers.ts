@@ -121,13 +121,9 @@ import { until } from '../_setup.ts'
 
 const ROOT = resolvePath(import.meta.dirname, '../..')
 
-/**
- * Starts `weir run <file>` as a child process (the real CLI entry under tsx) with its data in
- * `<dir>/data`, and waits for the port the test source writes to `<dir>/<portFile>`.
- */
-export async function startWeirRun(file: string, dir: string, portFile: string, children: Set<ChildProcess>, extraArgs: string[] = []) {
-  await rm(join(dir, portFile), { force: true })
-  const child = spawn(process.execPath, [join(ROOT, 'bin/weir.js'), 'run', file, '--data-dir', join(dir, 'data'), ...extraArgs], {
+/** Spawns `weir run <file> --data-dir <dataDir> …` (the real CLI entry), collecting its output. */
+export function spawnWeirRun(file: string, dataDir: string, children: Set<ChildProcess>, extraArgs: string[] = []) {
+  const child = spawn(process.execPath, [join(ROOT, 'bin/weir.js'), 'run', file, '--data-dir', dataDir, ...extraArgs], {
     cwd: ROOT, env: { ...process.env, WEIR_LOG_LEVEL: 'warn', CI: '1' }, stdio: ['ignore', 'pipe', 'pipe'],
   })
   children.add(child)
@@ -135,12 +131,24 @@ export async function startWeirRun(file: string, dir: string, portFile: string, 
   child.stdout!.on('data', (d) => (output += d))
   child.stderr!.on('data', (d) => (output += d))
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>((ok) => child.on('exit', (code, signal) => ok({ code, signal, at: Date.now() })))
-  await until(async () => {
+  /** Waits for `ready`, failing with the output if the process exits first. */
+  const until$ = (ready: () => Promise<boolean>) => until(async () => {
     if (child.exitCode !== null) throw new Error(`weir run exited early: ${output}`)
-    return readFile(join(dir, portFile), 'utf8').then((p) => p.length > 0, () => false)
+    return ready()
   }, 20_000)
+  return { child, exited, output: () => output, until: until$ }
+}
+
+/**
+ * Starts `weir run <file>` as a child process with its data in `<dir>/data`, and waits for the
+ * port the test source writes to `<dir>/<portFile>`.
+ */
+export async function startWeirRun(file: string, dir: string, portFile: string, children: Set<ChildProcess>, extraArgs: string[] = []) {
+  await rm(join(dir, portFile), { force: true })
+  const run = spawnWeirRun(file, join(dir, 'data'), children, extraArgs)
+  await run.until(() => readFile(join(dir, portFile), 'utf8').then((p) => p.length > 0, () => false))
   const port = Number(await readFile(join(dir, portFile), 'utf8'))
-  return { child, port, exited, output: () => output }
+  return { child: run.child, port, exited: run.exited, output: run.output }
 }
 
 

@@ -3,6 +3,7 @@ import postgres from 'postgres'
 import { startEmbeddedPostgres, type EmbeddedPostgresServer } from '../../engine/embedded/postgres.ts'
 import { openPostgresStore, type PostgresMessageStore } from '../../shared/store/index.ts'
 import { storeConformance } from './conformance.ts'
+import { runCli } from '../_cli.ts'
 
 let server: EmbeddedPostgresServer
 let dbs = 0
@@ -42,5 +43,37 @@ describe('openPostgresStore', () => {
     } finally {
       await store.close()
     }
+  })
+
+  it('lists the engines; a dead one shows as expired until a live engine sweeps it, its claims going back to the queue; one that stops cleanly leaves', async () => {
+    url = await server.createDatabase(`status_${++dbs}`)
+    const a = await openPostgresStore({ url, leaseMs: 60_000, version: '9.9.9' })
+    const b = await openPostgresStore({ url, leaseMs: 60_000 })
+    try {
+      await a.enqueue('c', { body: 1 })
+      await a.claim('c', 5)
+      expect(await a.leadership!.lead('poll/source')).toBe(true)
+      expect(await b.leadership!.lead('poll/source')).toBe(false)
+      const live = await runCli(['cluster', 'status', '--store', url])
+      expect(live.code).toBe(0)
+      expect(live.out).toMatch(new RegExp(`${a.engineId}\\s.*9\\.9\\.9\\s.*live\\s+1\\s+poll/source`))
+      expect(live.out).toContain(b.engineId)
+      const deadId = a.engineId!
+      await a.abandon()
+      await expire(deadId)
+      const dead = await runCli(['cluster', 'status', '--store', url, '--json'])
+      expect(dead.code).toBe(1)
+      expect(JSON.parse(dead.out).find((e: { id: string }) => e.id === deadId)).toMatchObject({ expired: true, claimed: 1, leads: ['poll/source'] })
+      await b.heartbeat()
+      expect((await b.cluster()).map((e) => e.id)).toEqual([b.engineId])
+      expect(await b.leadership!.lead('poll/source')).toBe(true)
+      expect((await b.claim('c', 5)).map((m) => m.body)).toEqual([1])
+    } finally {
+      await b.close()
+    }
+    const reader = await openPostgresStore({ url, owner: false })
+    expect(await reader.cluster()).toEqual([])
+    await reader.close()
+    expect((await runCli(['cluster', 'status', '--store', url])).out).toBe('no engines\n')
   })
 })

@@ -43,6 +43,10 @@ export class EngineLease {
 
   constructor(private readonly sql: Sql, private readonly o: LeaseOptions) {}
 
+  get leaseMs(): number {
+    return this.o.leaseMs
+  }
+
   async join(): Promise<void> {
     await this.sql`INSERT INTO weir_engines (id, host, pid, version, lease_until)
       VALUES (${this.id}, ${hostname()}, ${process.pid}, ${this.o.version}, clock_timestamp() + ${this.o.leaseMs} * interval '1 millisecond')`

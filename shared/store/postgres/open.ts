@@ -9,7 +9,7 @@ import { attemptOf, countByStatus, defined, deliveryOf, rowToMessage, type Messa
 import {
 
   type ChannelStats, type ClaimOptions, type ClaimedMessage, type DeliveryRecord, type DeliveryUpdate, type EnqueueOptions,
-  type ListFilter, type MessageDetail, type MessageStatus, type MessageStore, type PurgeTarget, type ResubmitTarget, type StoredMessage,
+  type Leadership, type ListFilter, type MessageDetail, type MessageStatus, type MessageStore, type PurgeTarget, type ResubmitTarget, type StoredMessage,
 } from '../types.ts'
 import { clusterStatus, EngineLease, type EngineStatus } from './engines.ts'
 import { GroupCommit } from './group-commit.ts'
@@ -36,9 +36,6 @@ export interface PostgresStoreOptions {
 export interface PostgresMessageStore extends MessageStore {
   /** This engine's id in the cluster (changes if its lease was lost and it rejoined). */
   readonly engineId: string | undefined
-  /** Takes or keeps a leadership (a poller's); true while this engine holds it. */
-  lead(name: string): Promise<boolean>
-  resign(name: string): Promise<void>
   /** Renews the lease and sweeps expired engines now (tests; the heartbeat does it on its own). */
   heartbeat(): Promise<void>
   cluster(): Promise<EngineStatus[]>
@@ -240,12 +237,14 @@ class PostgresStore implements PostgresMessageStore {
     return this.write<void>('setState', [channel, component, key, JSON.stringify(value ?? null), this.now()])
   }
 
-  lead(name: string): Promise<boolean> {
-    return this.lease ? this.read(() => this.lease!.lead(name)) : Promise.resolve(false)
-  }
-
-  async resign(name: string): Promise<void> {
-    await this.lease?.resign(name).catch(() => {})
+  get leadership(): Leadership | undefined {
+    const lease = this.lease
+    if (!lease) return undefined
+    return {
+      lead: (name) => this.read(() => lease.lead(name)),
+      resign: (name) => lease.resign(name).catch(() => {}),
+      leaseMs: lease.leaseMs,
+    }
   }
 
   heartbeat(): Promise<void> {
