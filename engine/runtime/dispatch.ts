@@ -90,6 +90,12 @@ export class Dispatcher {
     const limit = this.o.prefetch - this.queue.size
     this.workHint = false
     try {
+      // Messages whose release failed (the store was unreachable) go back first, so they are not held until stop.
+      if (this.toRelease.size > 0) {
+        const ids = [...this.toRelease]
+        await this.rc.store.release(ids)
+        for (const id of ids) this.toRelease.delete(id)
+      }
       const got = await this.rc.store.claim(this.rc.name, limit, { order: this.o.order })
       if (this.rc.stopping.aborted || this.halted) {
         for (const m of got) this.toRelease.add(m.id)

@@ -1,8 +1,8 @@
 import type { ChildProcess } from 'node:child_process'
 import { writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
-import postgres from 'postgres'
 import { startEmbeddedPostgres, type EmbeddedPostgresServer } from '../../engine/embedded/postgres.ts'
+import { openDb } from '../../shared/store/postgres/db.ts'
 import { spawnWeirRun, startWeirRun, tempDir } from '../runtime/_helpers.ts'
 
 const fixtures = resolve(import.meta.dirname, '../fixtures/runtime')
@@ -24,7 +24,8 @@ export function clusterFixture() {
       const url = await server.createDatabase(`cluster_${++databases}`)
       const dir = await tempDir('weir-cluster-')
       const children = new Set<ChildProcess>()
-      const sql = postgres(url, { max: 2, onnotice: () => {} })
+      const db = openDb(url, { max: 2 })
+      const sql = db.sql
       const engines: Engine[] = []
       return {
         url, dir, sql, engines,
@@ -53,7 +54,7 @@ export function clusterFixture() {
         },
         async close() {
           for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL')
-          await sql.end({ timeout: 1 })
+          await db.end()
           await dir.remove()
         },
       }

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import postgres from 'postgres'
 import { startEmbeddedPostgres, type EmbeddedPostgresServer } from '../../engine/embedded/postgres.ts'
 import { openPostgresStore, type PostgresMessageStore } from '../../shared/store/index.ts'
+import { openDb } from '../../shared/store/postgres/db.ts'
 import { storeConformance } from './conformance.ts'
 import { runCli } from '../_cli.ts'
 
@@ -13,9 +13,9 @@ afterAll(async () => { await server?.stop() })
 
 /** Expires an engine's lease at once, as if it had stopped heartbeating a lease ago. */
 async function expire(engineId: string): Promise<void> {
-  const sql = postgres(url, { max: 1, onnotice: () => {} })
-  await sql`UPDATE weir_engines SET lease_until = clock_timestamp() - interval '1 second' WHERE id = ${engineId}`
-  await sql.end()
+  const db = openDb(url, { max: 1 })
+  await db.sql`UPDATE weir_engines SET lease_until = clock_timestamp() - interval '1 second' WHERE id = ${engineId}`
+  await db.end()
 }
 
 storeConformance({

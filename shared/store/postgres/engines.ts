@@ -1,5 +1,5 @@
 import { hostname } from 'node:os'
-import type { Sql } from 'postgres'
+import type { Db } from './db.ts'
 import { newMessageId } from '../id.ts'
 import { requeueClaimsOf } from './operations.ts'
 
@@ -40,16 +40,18 @@ export class EngineLease {
   id = newEngineId()
   private timer: NodeJS.Timeout | undefined
   private beating: Promise<void> | undefined
+  /** No sweeping before this time (local clock): set a lease ahead after a heartbeat failed, so that after an outage of the database every engine has had a turn to renew before any is declared dead. */
+  private sweepAfter = 0
 
-  constructor(private readonly sql: Sql, private readonly o: LeaseOptions) {}
+  constructor(private readonly db: Db, private readonly o: LeaseOptions) {}
 
   get leaseMs(): number {
     return this.o.leaseMs
   }
 
   async join(): Promise<void> {
-    await this.sql`INSERT INTO weir_engines (id, host, pid, version, lease_until)
-      VALUES (${this.id}, ${hostname()}, ${process.pid}, ${this.o.version}, clock_timestamp() + ${this.o.leaseMs} * interval '1 millisecond')`
+    await this.db.sql`INSERT INTO weir_engines (id, host, pid, version, lease_until)
+      VALUES (${this.id}, ${hostname()}, ${process.pid}, ${this.o.version}, clock_timestamp() + ${this.o.leaseMs}::int * interval '1 millisecond')`
     await this.sweep()
     this.timer = setInterval(() => void this.beat(), Math.max(100, Math.floor(this.o.leaseMs / 3)))
     this.timer.unref()
@@ -57,14 +59,17 @@ export class EngineLease {
 
   /** Renews the lease (and every leadership held) and sweeps expired engines; runs one at a time. */
   beat(): Promise<void> {
-    this.beating ??= this.renew().catch((e) => this.o.onError(e)).finally(() => { this.beating = undefined })
+    this.beating ??= this.renew().catch((e) => {
+      this.sweepAfter = Date.now() + this.o.leaseMs
+      this.o.onError(e)
+    }).finally(() => { this.beating = undefined })
     return this.beating
   }
 
   /** Takes or keeps the leadership `name` (a poller): true when this engine holds it now. */
   async lead(name: string): Promise<boolean> {
-    const rows = await this.sql`INSERT INTO weir_leaders (name, engine_id, lease_until)
-      VALUES (${name}, ${this.id}, clock_timestamp() + ${this.o.leaseMs} * interval '1 millisecond')
+    const rows = await this.db.sql`INSERT INTO weir_leaders (name, engine_id, lease_until)
+      VALUES (${name}, ${this.id}, clock_timestamp() + ${this.o.leaseMs}::int * interval '1 millisecond')
       ON CONFLICT (name) DO UPDATE SET engine_id = excluded.engine_id, lease_until = excluded.lease_until
         WHERE weir_leaders.engine_id = excluded.engine_id OR weir_leaders.lease_until < clock_timestamp()
       RETURNING engine_id`
@@ -72,16 +77,16 @@ export class EngineLease {
   }
 
   async resign(name: string): Promise<void> {
-    await this.sql`DELETE FROM weir_leaders WHERE name = ${name} AND engine_id = ${this.id}`
+    await this.db.sql`DELETE FROM weir_leaders WHERE name = ${name} AND engine_id = ${this.id}`
   }
 
   /** Leaves the cluster cleanly: the row and leaderships go (claims were released by the runtime). */
   async leave(): Promise<void> {
     clearInterval(this.timer)
     await this.beating
-    await this.sql.begin(async (tx) => {
-      await tx`DELETE FROM weir_leaders WHERE engine_id = ${this.id}`
-      await tx`DELETE FROM weir_engines WHERE id = ${this.id}`
+    await this.db.transaction(async (tx) => {
+      await tx.sql`DELETE FROM weir_leaders WHERE engine_id = ${this.id}`
+      await tx.sql`DELETE FROM weir_engines WHERE id = ${this.id}`
     })
   }
 
@@ -92,28 +97,28 @@ export class EngineLease {
 
   private async renew(): Promise<void> {
     const lease = this.o.leaseMs
-    const mine = await this.sql.begin(async (tx) => {
-      const rows = await tx`UPDATE weir_engines SET heartbeat_at = clock_timestamp(), lease_until = clock_timestamp() + ${lease} * interval '1 millisecond'
+    const mine = await this.db.transaction(async (tx) => {
+      const rows = await tx.sql`UPDATE weir_engines SET heartbeat_at = clock_timestamp(), lease_until = clock_timestamp() + ${lease}::int * interval '1 millisecond'
         WHERE id = ${this.id} RETURNING id`
-      await tx`UPDATE weir_leaders SET lease_until = clock_timestamp() + ${lease} * interval '1 millisecond' WHERE engine_id = ${this.id}`
+      await tx.sql`UPDATE weir_leaders SET lease_until = clock_timestamp() + ${lease}::int * interval '1 millisecond' WHERE engine_id = ${this.id}`
       return rows.length
     })
     if (mine === 0) {
       const old = this.id
       this.id = newEngineId()
-      await this.sql`INSERT INTO weir_engines (id, host, pid, version, lease_until)
-        VALUES (${this.id}, ${hostname()}, ${process.pid}, ${this.o.version}, clock_timestamp() + ${lease} * interval '1 millisecond')`
+      await this.db.sql`INSERT INTO weir_engines (id, host, pid, version, lease_until)
+        VALUES (${this.id}, ${hostname()}, ${process.pid}, ${this.o.version}, clock_timestamp() + ${lease}::int * interval '1 millisecond')`
       this.o.onLost(old, this.id)
     }
-    await this.sweep()
+    if (Date.now() >= this.sweepAfter) await this.sweep()
   }
 
   private async sweep(): Promise<void> {
     const t = this.o.now()
-    const [n, dead] = await this.sql.begin(async (tx) => {
-      const gone = (await tx`DELETE FROM weir_engines WHERE lease_until < clock_timestamp() RETURNING id`).map((r) => r.id as string)
+    const [n, dead] = await this.db.transaction(async (tx) => {
+      const gone = (await tx.sql`DELETE FROM weir_engines WHERE lease_until < clock_timestamp() RETURNING id`).map((r) => r.id as string)
       if (gone.length === 0) return [0, gone] as const
-      await tx`DELETE FROM weir_leaders WHERE engine_id = ANY(${gone}::text[])`
+      await tx.sql`DELETE FROM weir_leaders WHERE engine_id = ANY(${gone}::text[])`
       return [await requeueClaimsOf(tx, gone, t), gone] as const
     })
     if (dead.length > 0) this.o.onRequeued(n, dead)
@@ -125,8 +130,8 @@ function newEngineId(): string {
 }
 
 /** Every engine of the cluster, with its lease, claims and leaderships. */
-export async function clusterStatus(sql: Sql): Promise<EngineStatus[]> {
-  const rows = await sql`
+export async function clusterStatus(db: Db): Promise<EngineStatus[]> {
+  const rows = await db.sql`
     SELECT e.id, e.host, e.pid, e.version, extract(epoch FROM e.started_at) * 1000 AS started,
       extract(epoch FROM clock_timestamp() - e.heartbeat_at) * 1000 AS age, e.lease_until < clock_timestamp() AS expired,
       (SELECT count(*) FROM weir_messages m WHERE m.owner = e.id AND m.status IN ('in-flight', 'retrying'))::int AS claimed,

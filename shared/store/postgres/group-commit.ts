@@ -1,4 +1,4 @@
-import type { Sql, TransactionSql } from 'postgres'
+import type { Db, Queryable } from './db.ts'
 
 /** One operation waiting for the next group commit. */
 export interface PendingOp {
@@ -9,7 +9,7 @@ export interface PendingOp {
 }
 
 /** Runs a batch of operations inside one transaction and returns each operation's result, in order. */
-export type ApplyBatch = (tx: TransactionSql, ops: readonly PendingOp[]) => Promise<unknown[]>
+export type ApplyBatch = (tx: Queryable, ops: readonly PendingOp[]) => Promise<unknown[]>
 
 /**
  * Group commit over one PostgreSQL connection at a time: operations asked for while a transaction
@@ -23,7 +23,7 @@ export class GroupCommit {
   /** Transactions committed so far (tests and the benchmark read it). */
   commits = 0
 
-  constructor(private readonly sql: Sql, private readonly apply: ApplyBatch, private readonly onError: (e: unknown) => unknown) {}
+  constructor(private readonly db: Db, private readonly apply: ApplyBatch, private readonly onError: (e: unknown) => unknown) {}
 
   submit<T>(kind: string, args: unknown): Promise<T> {
     return new Promise<T>((resolve, reject) => {
@@ -55,7 +55,7 @@ export class GroupCommit {
   }
 
   private async transaction(ops: readonly PendingOp[]): Promise<unknown[]> {
-    const results = (await this.sql.begin((tx) => this.apply(tx, ops))) as unknown[]
+    const results = await this.db.transaction((tx) => this.apply(tx, ops))
     this.commits++
     return results
   }

@@ -1,4 +1,4 @@
-import type { Sql } from 'postgres'
+import type { Db } from './db.ts'
 import { StoreError } from '../errors.ts'
 
 /**
@@ -92,11 +92,11 @@ const MIGRATION_LOCK = 0x77656972
  * together never migrate at once (the second waits, then finds nothing to do). Refuses a schema
  * newer than this weir knows; a reader (`owner: false`) never migrates.
  */
-export async function migrate(sql: Sql, options: { allowMigration: boolean }): Promise<number> {
-  return sql.begin(async (tx) => {
-    await tx`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK})`
-    await tx`CREATE TABLE IF NOT EXISTS weir_schema (version integer NOT NULL)`
-    const [row] = await tx<{ version: number }[]>`SELECT version FROM weir_schema`
+export async function migrate(db: Db, options: { allowMigration: boolean }): Promise<number> {
+  return db.transaction(async (tx) => {
+    await tx.sql`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK}::bigint)`
+    await tx.query('CREATE TABLE IF NOT EXISTS weir_schema (version integer NOT NULL)')
+    const [row] = await tx.query<{ version: number }>('SELECT version FROM weir_schema')
     const current = row?.version ?? 0
     if (current > migrations.length) {
       throw new StoreError(`database schema version ${current} is newer than this weir (${migrations.length}); upgrade weir`)
@@ -104,9 +104,9 @@ export async function migrate(sql: Sql, options: { allowMigration: boolean }): P
     if (current < migrations.length && !options.allowMigration) {
       throw new StoreError(`the message store has schema version ${current}; start the engine (weir run) once to bring it to ${migrations.length}`)
     }
-    for (let v = current; v < migrations.length; v++) await tx.unsafe(migrations[v]!)
-    if (row === undefined) await tx`INSERT INTO weir_schema (version) VALUES (${migrations.length})`
-    else await tx`UPDATE weir_schema SET version = ${migrations.length}`
+    for (let v = current; v < migrations.length; v++) await tx.query(migrations[v]!)
+    if (row === undefined) await tx.sql`INSERT INTO weir_schema (version) VALUES (${migrations.length})`
+    else await tx.sql`UPDATE weir_schema SET version = ${migrations.length}`
     return migrations.length
-  }) as Promise<number>
+  })
 }

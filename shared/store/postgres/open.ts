@@ -1,5 +1,4 @@
 import { readFileSync } from 'node:fs'
-import postgres, { type Sql } from 'postgres'
 import type { EmitResult, MessageInput } from '../../component.ts'
 import type { Logger } from '../../log/index.ts'
 import { StoreError } from '../errors.ts'
@@ -11,6 +10,7 @@ import {
   type ChannelStats, type ClaimOptions, type ClaimedMessage, type DeliveryRecord, type DeliveryUpdate, type EnqueueOptions,
   type Leadership, type ListFilter, type MessageDetail, type MessageStatus, type MessageStore, type PurgeTarget, type ResubmitTarget, type StoredMessage,
 } from '../types.ts'
+import { openDb, type Db } from './db.ts'
 import { clusterStatus, EngineLease, type EngineStatus } from './engines.ts'
 import { GroupCommit } from './group-commit.ts'
 import { migrate } from './migrations.ts'
@@ -58,12 +58,9 @@ function storeError(e: unknown, url: URL): StoreError {
 
 
 
-function connect(o: PostgresStoreOptions): Sql {
+function connect(o: PostgresStoreOptions, url: URL): Db {
   const password = o.passwordFile ? readFileSync(o.passwordFile, 'utf8').split(/\r?\n/)[0] : undefined
-  return postgres(o.url, {
-    max: o.poolSize ?? 8, onnotice: () => {}, connect_timeout: 10, idle_timeout: 60,
-    connection: { application_name: 'weir' }, ...(password !== undefined ? { password } : {}),
-  })
+  return openDb(o.url, { max: o.poolSize ?? 8, password, onError: (e) => o.log?.warn({ err: storeError(e, url) }, 'a PostgreSQL connection was lost; the pool opens a new one when needed') })
 }
 
 /**
@@ -77,14 +74,14 @@ function connect(o: PostgresStoreOptions): Sql {
  */
 export async function openPostgresStore(options: PostgresStoreOptions): Promise<PostgresMessageStore> {
   const url = new URL(options.url)
-  const sql = connect(options)
+  const db = connect(options, url)
   const now = options.now ?? Date.now
   const owner = options.owner ?? true
   try {
-    await migrate(sql, { allowMigration: owner })
+    await migrate(db, { allowMigration: owner })
     let lease: EngineLease | undefined
     if (owner) {
-      lease = new EngineLease(sql, {
+      lease = new EngineLease(db, {
         leaseMs: options.leaseMs ?? 15_000, version: options.version ?? '0', now,
         onLost: (old, id) => options.log?.warn({ engine: old, rejoined: id }, 'this engine\'s lease ran out and its claims were taken over; it rejoined under a new id'),
         onRequeued: (n, engines) => options.log?.warn({ engines, requeued: n }, 'engines stopped heartbeating: their messages are queued again'),
@@ -92,10 +89,10 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
       })
       await lease.join()
     }
-    const pending = await sql<{ channel: string; n: number }[]>`SELECT channel, count(*)::int AS n FROM weir_messages WHERE status IN ('queued', 'in-flight', 'retrying') GROUP BY channel`
-    return new PostgresStore(sql, url, lease, new ChannelQueues(pending.map((r) => [r.channel, r.n])), now)
+    const pending = await db.query<{ channel: string; n: number }>(`SELECT channel, count(*)::int AS n FROM weir_messages WHERE status IN ${UNFINISHED} GROUP BY channel`)
+    return new PostgresStore(db, url, lease, new ChannelQueues(pending.map((r) => [r.channel, r.n])), now)
   } catch (e) {
-    await sql.end({ timeout: 1 })
+    await db.end().catch(() => {})
     throw storeError(e, url)
   }
 }
@@ -104,8 +101,8 @@ class PostgresStore implements PostgresMessageStore {
   private readonly writes: GroupCommit
   private closed = false
 
-  constructor(private readonly sql: Sql, private readonly url: URL, private readonly lease: EngineLease | undefined, private readonly queues: ChannelQueues, private readonly now: () => number) {
-    this.writes = new GroupCommit(sql, batchApplier(() => this.lease?.id ?? ''), (e) => storeError(e, url))
+  constructor(private readonly db: Db, private readonly url: URL, private readonly lease: EngineLease | undefined, private readonly queues: ChannelQueues, private readonly now: () => number) {
+    this.writes = new GroupCommit(db, batchApplier(() => this.lease?.id ?? ''), (e) => storeError(e, url))
   }
 
   get engineId() {
@@ -181,15 +178,15 @@ class PostgresStore implements PostgresMessageStore {
 
   get(id: string): Promise<MessageDetail | undefined> {
     return this.read(async () => {
-      let [row] = await this.sql<MessageRow[]>`SELECT * FROM weir_messages WHERE id = ${id}`
+      let [row] = await this.db.sql<MessageRow>`SELECT * FROM weir_messages WHERE id = ${id}`
       if (!row && id.length >= 6) {
-        const rows = await this.sql<MessageRow[]>`SELECT * FROM weir_messages WHERE id LIKE ${`${id.replace(/[%_\\]/g, '')}%`} LIMIT 2`
+        const rows = await this.db.sql<MessageRow>`SELECT * FROM weir_messages WHERE id LIKE ${`${id.replace(/[%_\\]/g, '')}%`} LIMIT 2`
         if (rows.length === 1) row = rows[0]
       }
       if (!row) return undefined
       const [deliveries, attempts] = await Promise.all([
-        this.sql`SELECT * FROM weir_deliveries WHERE message_id = ${row.id} ORDER BY part, destination`,
-        this.sql`SELECT * FROM weir_attempts WHERE message_id = ${row.id} ORDER BY started_at, attempt`,
+        this.db.sql`SELECT * FROM weir_deliveries WHERE message_id = ${row.id} ORDER BY part, destination`,
+        this.db.sql`SELECT * FROM weir_attempts WHERE message_id = ${row.id} ORDER BY started_at, attempt`,
       ])
       return { message: rowToMessage(row), deliveries: deliveries.map(deliveryOf), attempts: attempts.map(attemptOf) }
     })
@@ -197,16 +194,16 @@ class PostgresStore implements PostgresMessageStore {
 
   list(filter: ListFilter = {}): Promise<StoredMessage[]> {
     return this.read(async () => {
-      const rows = await this.sql.unsafe<MessageRow[]>(`SELECT * FROM weir_messages
+      const rows = await this.db.query<MessageRow>(`SELECT * FROM weir_messages
         WHERE ($1::text IS NULL OR channel = $1) AND ($2::text IS NULL OR status = $2) AND ($3::bigint IS NULL OR received_at >= $3)
-        ORDER BY seq ${filter.order === 'asc' ? 'ASC' : 'DESC'} LIMIT $4`, [filter.channel ?? null, filter.status ?? null, filter.since ?? null, filter.limit ?? 100] as never[])
+        ORDER BY seq ${filter.order === 'asc' ? 'ASC' : 'DESC'} LIMIT $4`, [filter.channel ?? null, filter.status ?? null, filter.since ?? null, filter.limit ?? 100])
       return rows.map(rowToMessage)
     })
   }
 
   stats(channel?: string): Promise<ChannelStats> {
     return this.read(async () => {
-      const rows = await this.sql<{ status: MessageStatus; n: number }[]>`SELECT status, count(*)::int AS n FROM weir_messages
+      const rows = await this.db.sql<{ status: MessageStatus; n: number }>`SELECT status, count(*)::int AS n FROM weir_messages
         WHERE ${channel ?? null}::text IS NULL OR channel = ${channel ?? null} GROUP BY status`
       return countByStatus(rows)
     })
@@ -219,8 +216,8 @@ class PostgresStore implements PostgresMessageStore {
   refreshPending(channel?: string): Promise<void> {
     const channels = channel ? [channel] : this.queues.channels()
     return this.read(async () => {
-      const rows = await this.sql.unsafe<{ channel: string; n: number }[]>(`SELECT channel, count(*)::int AS n FROM weir_messages
-        WHERE status IN ${UNFINISHED} AND ($1::text IS NULL OR channel = $1) GROUP BY channel`, [channel ?? null] as never[])
+      const rows = await this.db.query<{ channel: string; n: number }>(`SELECT channel, count(*)::int AS n FROM weir_messages
+        WHERE status IN ${UNFINISHED} AND ($1::text IS NULL OR channel = $1) GROUP BY channel`, [channel ?? null])
       const counts = new Map(rows.map((r) => [r.channel, r.n]))
       for (const ch of new Set([...channels, ...counts.keys()])) this.queues.recount(ch, counts.get(ch) ?? 0)
     })
@@ -228,7 +225,7 @@ class PostgresStore implements PostgresMessageStore {
 
   getState<T = unknown>(channel: string, component: string, key: string): Promise<T | undefined> {
     return this.read(async () => {
-      const [row] = await this.sql<{ value: string }[]>`SELECT value FROM weir_state WHERE channel = ${channel} AND component = ${component} AND key = ${key}`
+      const [row] = await this.db.sql<{ value: string }>`SELECT value FROM weir_state WHERE channel = ${channel} AND component = ${component} AND key = ${key}`
       return row ? (JSON.parse(row.value) as T) : undefined
     })
   }
@@ -252,7 +249,7 @@ class PostgresStore implements PostgresMessageStore {
   }
 
   cluster(): Promise<EngineStatus[]> {
-    return this.read(() => clusterStatus(this.sql))
+    return this.read(() => clusterStatus(this.db))
   }
 
   async diagnostics(): Promise<{ commits: number }> {
@@ -264,7 +261,7 @@ class PostgresStore implements PostgresMessageStore {
     this.closed = true
     await this.writes.idle()
     await this.lease?.leave().catch(() => {})
-    await this.sql.end({ timeout: 5 })
+    await this.db.end()
   }
 
   async abandon(): Promise<void> {
@@ -272,6 +269,6 @@ class PostgresStore implements PostgresMessageStore {
     this.closed = true
     this.lease?.abandon()
     await this.writes.idle()
-    await this.sql.end({ timeout: 1 })
+    await this.db.end()
   }
 }

@@ -1,6 +1,6 @@
-import type { TransactionSql } from 'postgres'
 import type { DeliveryUpdate, ResubmitTarget } from '../types.ts'
 import type { MessageRow } from '../rows.ts'
+import type { Queryable } from './db.ts'
 import type { ApplyBatch, PendingOp } from './group-commit.ts'
 
 /** How a channel's claims keep order across engines: per order key, the whole channel (`concurrency: 1`), or none. */
@@ -38,25 +38,25 @@ export function batchApplier(owner: () => string): ApplyBatch {
   }
 }
 
-async function enqueueAll(tx: TransactionSql, ops: Indexed[], results: unknown[]): Promise<void> {
+async function enqueueAll(tx: Queryable, ops: Indexed[], results: unknown[]): Promise<void> {
   if (ops.length === 0) return
   const col = (k: number) => ops.map(([op]) => op.args[k] ?? null)
-  const inserted = await tx.unsafe<{ id: string; seq: string }[]>(`
+  const inserted = await tx.query<{ id: string; seq: string }>(`
     INSERT INTO weir_messages (channel, id, body, content_type, attributes, dedupe_key, received_at, updated_at, order_key, error, status)
     SELECT channel, id, body, content_type, attributes, dedupe_key, t, t, order_key, error, CASE WHEN error IS NULL THEN 'queued' ELSE 'error' END
     FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::text[], $9::text[]) WITH ORDINALITY
       AS i (channel, id, body, content_type, attributes, dedupe_key, t, order_key, error, n)
     ORDER BY n
     ON CONFLICT (channel, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
-    RETURNING id, seq`, [col(0), col(1), col(2), col(3), col(4), col(5), col(6), col(7), col(8)] as never[])
+    RETURNING id, seq`, [col(0), col(1), col(2), col(3), col(4), col(5), col(6), col(7), col(8)])
   const seqs = new Map(inserted.map((r) => [r.id, Number(r.seq)]))
   const dupes = ops.filter(([op]) => !seqs.has(op.args[1]))
   const firsts = new Map<string, string>()
   if (dupes.length > 0) {
-    const rows = await tx.unsafe<{ channel: string; dedupe_key: string; id: string }[]>(`
+    const rows = await tx.query<{ channel: string; dedupe_key: string; id: string }>(`
       SELECT m.channel, m.dedupe_key, m.id FROM weir_messages m
       JOIN unnest($1::text[], $2::text[]) AS d (channel, dedupe_key) ON m.channel = d.channel AND m.dedupe_key = d.dedupe_key`,
-    [dupes.map(([op]) => op.args[0]), dupes.map(([op]) => op.args[5])] as never[])
+    [dupes.map(([op]) => op.args[0]), dupes.map(([op]) => op.args[5])])
     for (const r of rows) firsts.set(`${r.channel}\u0000${r.dedupe_key}`, r.id)
   }
   for (const [op, i] of ops) {
@@ -68,7 +68,7 @@ async function enqueueAll(tx: TransactionSql, ops: Indexed[], results: unknown[]
 interface UpdateRow { id: string; u: DeliveryUpdate; retrying: boolean }
 
 /** Delivery outcomes of `delivery` and `complete` operations, in the order asked, as few upserts as the repeated keys allow. */
-async function recordDeliveries(tx: TransactionSql, me: string, ops: Indexed[]): Promise<void> {
+async function recordDeliveries(tx: Queryable, me: string, ops: Indexed[]): Promise<void> {
   const rows: UpdateRow[] = []
   for (const [op] of ops) {
     if (op.kind === 'delivery') rows.push({ id: op.args[0], u: op.args[1], retrying: op.args[1].status === 'retrying' })
@@ -90,15 +90,15 @@ async function recordDeliveries(tx: TransactionSql, me: string, ops: Indexed[]):
   await upsertDeliveries(tx, me, round)
   const retrying = rows.filter((r) => r.retrying).map((r) => r.id)
   if (retrying.length > 0) {
-    await tx.unsafe(`UPDATE weir_messages SET status = 'retrying', updated_at = $3 WHERE id = ANY($1::text[]) AND status = 'in-flight' AND owner = $2`,
-      [retrying, me, ops[0]![0].args.at(-1)] as never[])
+    await tx.query(`UPDATE weir_messages SET status = 'retrying', updated_at = $3 WHERE id = ANY($1::text[]) AND status = 'in-flight' AND owner = $2`,
+      [retrying, me, ops[0]![0].args.at(-1)])
   }
 }
 
-async function upsertDeliveries(tx: TransactionSql, me: string, rows: UpdateRow[]): Promise<void> {
+async function upsertDeliveries(tx: Queryable, me: string, rows: UpdateRow[]): Promise<void> {
   if (rows.length === 0) return
   const col = (f: (r: UpdateRow) => unknown) => rows.map((r) => f(r) ?? null)
-  await tx.unsafe(`
+  await tx.query(`
     WITH u AS (
       SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::int[], $6::bigint[], $7::bigint[], $8::bigint[], $9::text[], $10::int[], $11::text[], $12::text[])
         AS u (message_id, destination, part, status, inc, started, ended, next, error, response_status, excerpt, outcome)
@@ -123,47 +123,47 @@ async function upsertDeliveries(tx: TransactionSql, me: string, rows: UpdateRow[
     col((r) => r.id), col((r) => r.u.destination), col((r) => r.u.part), col((r) => r.u.status), col((r) => (r.u.attempt ? 1 : 0)),
     col((r) => r.u.attempt?.startedAt), col((r) => r.u.attempt?.endedAt), col((r) => r.u.nextAttemptAt), col((r) => r.u.attempt?.error),
     col((r) => r.u.attempt?.responseStatus), col((r) => r.u.attempt?.excerpt), col((r) => r.u.attempt?.outcome), me,
-  ] as never[])
+  ])
 }
 
-async function completeAll(tx: TransactionSql, me: string, ops: Indexed[], results: unknown[]): Promise<void> {
+async function completeAll(tx: Queryable, me: string, ops: Indexed[], results: unknown[]): Promise<void> {
   if (ops.length === 0) return
-  const rows = await tx.unsafe<{ id: string; channel: string }[]>(`
+  const rows = await tx.query<{ id: string; channel: string }>(`
     UPDATE weir_messages m SET status = c.status, updated_at = c.t, error = c.error, owner = NULL
     FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) AS c (id, status, error, t)
     WHERE m.id = c.id AND m.owner = $5 AND m.status IN ${UNFINISHED}
-    RETURNING m.id, m.channel`, [ops.map(([o]) => o.args[0]), ops.map(([o]) => o.args[1]), ops.map(([o]) => o.args[3] ?? null), ops.map(([o]) => o.args[4]), me] as never[])
+    RETURNING m.id, m.channel`, [ops.map(([o]) => o.args[0]), ops.map(([o]) => o.args[1]), ops.map(([o]) => o.args[3] ?? null), ops.map(([o]) => o.args[4]), me])
   const channels = new Map(rows.map((r) => [r.id, r.channel]))
   for (const [op, i] of ops) results[i] = channels.get(op.args[0]) ?? null
 }
 
-async function release(tx: TransactionSql, me: string, ids: string[], t: number): Promise<string[]> {
-  const rows = await tx.unsafe<{ channel: string }[]>(`
+async function release(tx: Queryable, me: string, ids: string[], t: number): Promise<string[]> {
+  const rows = await tx.query<{ channel: string }>(`
     WITH r AS (
       UPDATE weir_messages SET status = 'queued', owner = NULL, updated_at = $3
       WHERE id = ANY($1::text[]) AND owner = $2 AND status IN ('in-flight', 'retrying') RETURNING id, channel
     ), d AS (
       UPDATE weir_deliveries SET status = 'queued' WHERE message_id IN (SELECT id FROM r) AND status IN ('in-flight', 'retrying')
     )
-    SELECT channel FROM r`, [ids, me, t] as never[])
+    SELECT channel FROM r`, [ids, me, t])
   return rows.map((r) => r.channel)
 }
 
 /** Returns the claims of engines whose lease ran out to the queue (their delivered destinations kept); how many. */
-export async function requeueClaimsOf(tx: TransactionSql, engines: string[], t: number): Promise<number> {
-  const rows = await tx.unsafe<{ n: number }[]>(`
+export async function requeueClaimsOf(tx: Queryable, engines: string[], t: number): Promise<number> {
+  const rows = await tx.query<{ n: number }>(`
     WITH r AS (
       UPDATE weir_messages SET status = 'queued', owner = NULL, updated_at = $2
       WHERE owner = ANY($1::text[]) AND status IN ('in-flight', 'retrying') RETURNING id
     ), d AS (
       UPDATE weir_deliveries SET status = 'queued' WHERE message_id IN (SELECT id FROM r) AND status IN ('in-flight', 'retrying')
     )
-    SELECT count(*)::int AS n FROM r`, [engines, t] as never[])
+    SELECT count(*)::int AS n FROM r`, [engines, t])
   return rows[0]!.n
 }
 
-async function resubmit(tx: TransactionSql, target: ResubmitTarget, t: number): Promise<Array<[string, string]>> {
-  const rows = await tx.unsafe<{ id: string; channel: string }[]>(`
+async function resubmit(tx: Queryable, target: ResubmitTarget, t: number): Promise<Array<[string, string]>> {
+  const rows = await tx.query<{ id: string; channel: string }>(`
     WITH picked AS (
       SELECT id FROM weir_messages
       WHERE status IN ('delivered', 'filtered', 'error')
@@ -177,24 +177,24 @@ async function resubmit(tx: TransactionSql, target: ResubmitTarget, t: number): 
       UPDATE weir_deliveries d SET status = 'queued', next_attempt_at = NULL FROM open
       WHERE d.message_id = open.id AND (NOT open.partial OR d.status <> 'delivered')
     )
-    SELECT id, channel FROM r ORDER BY seq`, [target.ids ?? [], target.status ?? null, target.channel ?? null, t] as never[])
+    SELECT id, channel FROM r ORDER BY seq`, [target.ids ?? [], target.status ?? null, target.channel ?? null, t])
   return rows.map((r) => [r.id, r.channel])
 }
 
-async function purgeBatch(tx: TransactionSql, before: number, channel: string | null): Promise<{ selected: number; deleted: number; batch: number }> {
-  const rows = await tx.unsafe<{ n: number }[]>(`
+async function purgeBatch(tx: Queryable, before: number, channel: string | null): Promise<{ selected: number; deleted: number; batch: number }> {
+  const rows = await tx.query<{ n: number }>(`
     WITH picked AS (
       SELECT seq FROM weir_messages WHERE status IN ('delivered', 'filtered', 'error') AND updated_at < $1 AND ($2::text IS NULL OR channel = $2)
       ORDER BY seq LIMIT $3 FOR UPDATE SKIP LOCKED
     ), gone AS (DELETE FROM weir_messages m USING picked WHERE m.seq = picked.seq RETURNING 1)
-    SELECT count(*)::int AS n FROM gone`, [before, channel, PURGE_BATCH] as never[])
+    SELECT count(*)::int AS n FROM gone`, [before, channel, PURGE_BATCH])
   const n = rows[0]!.n
   return { selected: n, deleted: n, batch: PURGE_BATCH }
 }
 
-async function setState(tx: TransactionSql, [channel, component, key, value, t]: [string, string, string, string, number]): Promise<void> {
-  await tx.unsafe(`INSERT INTO weir_state (channel, component, key, value, updated_at) VALUES ($1, $2, $3, $4, $5)
-    ON CONFLICT (channel, component, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`, [channel, component, key, value, t] as never[])
+async function setState(tx: Queryable, [channel, component, key, value, t]: [string, string, string, string, number]): Promise<void> {
+  await tx.query(`INSERT INTO weir_state (channel, component, key, value, updated_at) VALUES ($1, $2, $3, $4, $5)
+    ON CONFLICT (channel, component, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`, [channel, component, key, value, t])
 }
 
 /**
@@ -203,9 +203,9 @@ async function setState(tx: TransactionSql, [channel, component, key, value, t]:
  * lock and skip every key (or, at `concurrency: 1`, the whole channel) that another engine still
  * has in flight: at any moment at most one engine delivers a key's head.
  */
-async function claim(tx: TransactionSql, me: string, [channel, limit, t, order]: [string, number, number, ClaimOrder]): Promise<MessageRow[]> {
-  if (order !== 'none') await tx.unsafe(`SELECT pg_advisory_xact_lock(hashtextextended('weir:claim:' || $1, 0))`, [channel] as never[])
-  const rows = await tx.unsafe<Array<MessageRow & { deliveries: unknown }>>(`
+async function claim(tx: Queryable, me: string, [channel, limit, t, order]: [string, number, number, ClaimOrder]): Promise<MessageRow[]> {
+  if (order !== 'none') await tx.query(`SELECT pg_advisory_xact_lock(hashtextextended('weir:claim:' || $1, 0))`, [channel])
+  const rows = await tx.query<MessageRow & { deliveries: unknown }>(`
     WITH picked AS (
       SELECT m.seq FROM weir_messages m
       WHERE m.channel = $1 AND m.status = 'queued'
@@ -219,6 +219,6 @@ async function claim(tx: TransactionSql, me: string, [channel, limit, t, order]:
       (SELECT coalesce(json_agg(json_build_object('destination', d.destination, 'part', d.part, 'status', d.status, 'attempts', d.attempts,
           'firstAttemptAt', d.first_attempt_at, 'lastAttemptAt', d.last_attempt_at, 'nextAttemptAt', d.next_attempt_at, 'lastError', d.last_error,
           'responseStatus', d.response_status, 'responseExcerpt', d.response_excerpt) ORDER BY d.part, d.destination), '[]')::text
-        FROM weir_deliveries d WHERE d.message_id = m.id) AS deliveries`, [channel, limit, me, order, t] as never[])
+        FROM weir_deliveries d WHERE d.message_id = m.id) AS deliveries`, [channel, limit, me, order, t])
   return [...rows].sort((a, b) => Number(a.seq) - Number(b.seq))
 }
