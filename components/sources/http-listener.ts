@@ -4,13 +4,15 @@ import { createServer as createHttpServer, type IncomingMessage, type Server, ty
 import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { resolve } from 'node:path'
-import { createRemoteJWKSet, customFetch, jwtVerify, type JWTPayload } from 'jose'
-import { defineComponent, isJsonContentType, type ComponentContext, type ConfigOf, type Emit } from '../../shared/component.ts'
-import type { HttpRequest } from '../../shared/http/types.ts'
-import { discover, type MetadataGet } from '../../shared/oauth/discovery.ts'
+import type { JWTPayload } from 'jose'
+import { defineComponent, isJsonContentType, type ConfigOf, type Emit } from '../../shared/component.ts'
 import { secretSchema } from '../../shared/config/secret-schema.ts'
 import { ConfigError, errorCodes, isWeirError } from '../../shared/errors.ts'
-import { reveal, type Secret } from '../../shared/secret.ts'
+import { guardConnections, type ConnectionGuard } from '../../shared/inbound/connection-guard.ts'
+import { jsonDeeperThan } from '../../shared/inbound/json-depth.ts'
+import { jwtVerifier, KEYS_FAILURE_MS } from '../../shared/inbound/jwt-verifier.ts'
+import { Refusal } from '../../shared/inbound/refusal.ts'
+import { reveal } from '../../shared/secret.ts'
 
 const ASYMMETRIC_ALGS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] as const
 
@@ -31,10 +33,27 @@ const configSchema = {
       description: 'Accepted media types (parameters such as charset are ignored); others answer 415. JSON types are parsed.',
       examples: [['application/fhir+json']],
     },
+    maxBufferedBytes: {
+      type: 'integer', minimum: 1, default: 32 * 1024 * 1024,
+      description: 'Bytes of request bodies held in memory across all connections at once (at least `maxBytes`); a request whose body would go beyond answers 503 with Retry-After and its connection is closed, so clients that send large bodies and stall cannot fill the memory.',
+    },
+    maxJsonDepth: { type: 'integer', minimum: 1, maximum: 10_000, default: 64, description: 'Deepest nesting of arrays and objects in a JSON body; deeper ones answer 400 (checked on the raw bytes before parsing).' },
     requestTimeoutMs: { type: 'integer', minimum: 1000, default: 30_000, description: 'Time a client has to send the whole request (ms).' },
+    headersTimeoutMs: {
+      type: 'integer', minimum: 100, default: 10_000,
+      description: 'Time a client has to send the request line and headers (ms), at most `requestTimeoutMs`: a connection that stalls before its headers is answered 408 and closed.',
+    },
+    maxConnections: {
+      type: 'integer', minimum: 1, default: 512,
+      description: 'Open connections at most; keep it well below the process\'s file-descriptor limit (`ulimit -n`). At the limit a new connection replaces the one that has waited longest for request headers (stalled or idle); when every connection is serving a request, the new one is closed at once.',
+    },
+    maxConnectionsPerAddress: {
+      type: 'integer', minimum: 1,
+      description: 'Open connections from one client address at most, with the same replacement rule. No limit when absent: behind a load balancer or reverse proxy every request comes from its address.',
+    },
     idempotencyHeader: {
       type: 'string', minLength: 1, default: 'idempotency-key',
-      description: 'Request header whose value identifies a message: a client that repeats a POST with the same value gets the first message\'s id back instead of a duplicate.',
+      description: 'Request header whose value identifies a message: a client that repeats a POST with the same value gets the first message\'s id back instead of a duplicate. Values are scoped per authenticated client (JWT issuer, `client_id`/`azp` and `sub`; the API key\'s `name`), so one client cannot suppress another\'s message; without authentication every client shares one scope.',
     },
     attributeHeaders: {
       type: 'array', default: ['x-request-id', 'x-correlation-id'], items: { type: 'string', minLength: 1, description: 'A header name.' },
@@ -56,6 +75,15 @@ const configSchema = {
           type: 'array', minItems: 1, uniqueItems: true, default: [...ASYMMETRIC_ALGS], items: { enum: [...ASYMMETRIC_ALGS], description: 'A JWS algorithm.' },
           description: 'Accepted signature algorithms. Only asymmetric ones; "none" and HMAC are never accepted.',
         },
+        typ: {
+          type: 'string', minLength: 1,
+          description: 'Required `typ` header of the token, e.g. "at+jwt" for JWT access tokens (RFC 9068), compared without case and with "application/" optional; tokens of another type (such as ID tokens) answer 401. Any type when absent.',
+          examples: ['at+jwt'],
+        },
+        jwksTimeoutMs: {
+          type: 'integer', minimum: 100, maximum: 60_000, default: 5000,
+          description: `Time one fetch of the key set or of the discovery document may take (ms). A failure to obtain the keys is remembered for ${KEYS_FAILURE_MS / 1000} s: requests meanwhile answer 503 without another fetch.`,
+        },
       },
     },
     apiKey: {
@@ -63,6 +91,7 @@ const configSchema = {
       description: 'Require a shared API key in a request header. Requests without it answer 401.',
       properties: {
         header: { type: 'string', minLength: 1, default: 'x-api-key', description: 'Header that carries the key.' },
+        name: { type: 'string', minLength: 1, description: 'Name of the client that holds the key, recorded as the message attribute `authSubject`.', examples: ['lab-system'] },
         value: secretSchema('The API key clients must send.'),
       },
     },
@@ -81,88 +110,87 @@ const configSchema = {
 
 export type HttpListenerConfig = ConfigOf<typeof configSchema>
 
-/** A refused request: status, the reason (logged; never containing the credential) and its challenge. */
-class Refusal {
-  constructor(readonly status: number, readonly reason: string, readonly headers: Record<string, string> = {}) {}
-}
-
 const typeMatcher = (patterns: readonly string[]) => {
   const res = patterns.map((p) => new RegExp('^' + p.split('*').map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*') + '$', 'i'))
   return (t: string) => res.some((r) => r.test(t))
 }
 const sha256 = (s: string) => createHash('sha256').update(s).digest()
 
-function scopesOf(payload: JWTPayload): Set<string> {
-  const out = new Set<string>()
-  const add = (v: unknown) => {
-    const list = typeof v === 'string' ? v.split(/\s+/) : Array.isArray(v) ? v : []
-    for (const s of list) if (typeof s === 'string' && s) out.add(s)
-  }
-  add(payload.scope)
-  add(payload.scp)
-  return out
-}
-
-/** The bearer-token verifier: keys fetched (through ctx.http) from jwksUrl or by discovery, cached by jose. */
-function jwtVerifier(jwt: NonNullable<HttpListenerConfig['jwt']>, ctx: ComponentContext) {
-  // jose fetches the JWKS; route it through the shared client (pools, TLS settings).
-  const fetchVia = async (url: string, options: { headers: Headers; signal: AbortSignal }) => {
-    const req: HttpRequest & { throwHttpErrors: boolean } = { url, method: 'GET', headers: Object.fromEntries(options.headers.entries()), signal: options.signal, throwHttpErrors: false }
-    const res = await ctx.http.request(req)
-    return new Response(res.body, { status: res.status, headers: { 'content-type': String(res.headers['content-type'] ?? 'application/json') } })
-  }
-  let keys: Promise<ReturnType<typeof createRemoteJWKSet>> | undefined
-
-  // throwHttpErrors: false (shared/http/client.ts option): discovery reads the status itself (404: try the next document).
-  const get: MetadataGet = async (url, { timeoutMs, signal }) => {
-    const req: HttpRequest & { throwHttpErrors: boolean } = { url, method: 'GET', headers: { accept: 'application/json' }, timeoutMs, throwHttpErrors: false, ...(signal ? { signal } : {}) }
-    return ctx.http.request(req)
-  }
-
-  const keySet = () => {
-    keys ??= (async () => {
-      const url = jwt.jwksUrl ?? (await discover(jwt.issuer, { first: 'oidc', requires: 'jwks_uri', get })).jwks_uri!
-      return createRemoteJWKSet(new URL(url), { [customFetch]: fetchVia as never })
-    })().catch((e: unknown) => { keys = undefined; throw e }) // an outage is not remembered
-    return keys
-  }
-
-  return async (authorization: string | undefined): Promise<JWTPayload> => {
-    const m = /^Bearer[ ]+([A-Za-z0-9\-._~+/]+=*)\s*$/i.exec(authorization ?? '')
-    if (!authorization) throw new Refusal(401, 'missing bearer token', { 'www-authenticate': 'Bearer realm="weir"' })
-    if (!m) throw new Refusal(401, 'malformed Authorization header (expected "Bearer <token>")', { 'www-authenticate': 'Bearer realm="weir", error="invalid_request"' })
-    let jwks
-    try {
-      jwks = await keySet()
-    } catch (e) {
-      throw new Refusal(503, `cannot obtain the issuer's keys: ${(e as Error).message}`, { 'retry-after': '5' })
-    }
-    let payload: JWTPayload
-    try {
-      ({ payload } = await jwtVerify(m[1]!, jwks, {
-        issuer: jwt.issuer, audience: jwt.audience, algorithms: jwt.algorithms,
-        clockTolerance: jwt.clockToleranceSec, requiredClaims: ['exp'],
-      }))
-    } catch (e) {
-      const code = (e as { code?: string }).code ?? ''
-      // Trouble fetching the key set is the issuer's outage, not the client's fault.
-      if (['ERR_JWKS_TIMEOUT', 'ERR_JWKS_INVALID', 'ERR_JOSE_GENERIC'].includes(code) || !/^ERR_J(WT|WS|WK|OSE)/.test(code)) throw new Refusal(503, `cannot obtain the issuer's keys: ${(e as Error).message}`, { 'retry-after': '5' })
-      const reason = code === 'ERR_JWT_EXPIRED' ? 'token expired' : (e as Error).message
-      throw new Refusal(401, `invalid token: ${reason}`, { 'www-authenticate': `Bearer realm="weir", error="invalid_token", error_description="${reason.replace(/["\\]/g, '')}"` })
-    }
-    const have = scopesOf(payload)
-    const missing = jwt.requiredScopes.filter((s) => !have.has(s))
-    if (missing.length) {
-      throw new Refusal(403, `token lacks required scope(s): ${missing.join(' ')}`, { 'www-authenticate': `Bearer realm="weir", error="insufficient_scope", scope="${jwt.requiredScopes.join(' ')}"` })
-    }
-    return payload
-  }
-}
-
 function json(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   const text = JSON.stringify(body)
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...headers })
   res.end(text)
+}
+
+/** Who sent a request: `subject` for the message attributes, `scope` for its Idempotency-Key values. */
+interface Principal { subject?: string; scope: string[] }
+
+function jwtPrincipal(p: JWTPayload): Principal {
+  const client = typeof p.client_id === 'string' ? p.client_id : typeof p.azp === 'string' ? p.azp : undefined
+  const subject = client ?? p.sub
+  return { ...(subject ? { subject } : {}), scope: ['jwt', p.iss ?? '', client ?? '', p.sub ?? ''] }
+}
+
+/** Each part percent-encoded, so no choice of subject and key by one client can spell another client's key. */
+const dedupeKeyOf = (scope: string[], value: string) => ['http-listener', ...scope, value].map(encodeURIComponent).join(':')
+
+/**
+ * Why JSON.parse failed, without the excerpt of the body V8 puts in its message: the body may hold
+ * personal data, and the reason is logged.
+ */
+function jsonFailure(e: unknown): string {
+  const message = (e as Error).message
+  const at = /position (\d+)/.exec(message)
+  if (at) return `invalid JSON body (at position ${at[1]})`
+  return /end of JSON input/.test(message) ? 'invalid JSON body (it ends early)' : 'invalid JSON body (unexpected character)'
+}
+
+function parseJson(raw: Buffer, maxDepth: number): unknown {
+  if (jsonDeeperThan(raw, maxDepth)) throw new Refusal(400, `JSON body nested deeper than maxJsonDepth ${maxDepth}`)
+  try { return JSON.parse(raw.toString('utf8')) } catch (e) { throw new Refusal(400, jsonFailure(e)) }
+}
+
+/**
+ * Reads request bodies within two bounds: `maxBytes` per request (413) and `maxBufferedBytes` for
+ * all requests at once (503). A request's bytes count until its response closes, however the
+ * exchange ends (answered, timed out, reset).
+ */
+function bodyReader(maxBytes: number, maxBufferedBytes: number) {
+  let buffered = 0
+  return (req: IncomingMessage, res: ServerResponse): Promise<Buffer> => new Promise((resolveBody, reject) => {
+    const chunks: Buffer[] = []
+    let size = 0
+    res.once('close', () => { buffered -= size; size = 0 })
+    const refuse = (r: Refusal) => { reject(r); req.pause() }
+    req.on('data', (c: Buffer) => {
+      if (size + c.length > maxBytes) return refuse(new Refusal(413, `body above maxBytes ${maxBytes}`))
+      if (buffered + c.length > maxBufferedBytes) {
+        return refuse(new Refusal(503, `request bodies in memory would exceed maxBufferedBytes ${maxBufferedBytes}`, { 'retry-after': '1' }, 'too many requests in progress, retry later'))
+      }
+      size += c.length
+      buffered += c.length
+      chunks.push(c)
+    })
+    req.on('end', () => resolveBody(Buffer.concat(chunks)))
+    req.on('error', reject)
+  })
+}
+
+function readTls(tls: NonNullable<HttpListenerConfig['tls']>, channelDir: string): Record<string, unknown> {
+  const read = (f: string) => {
+    const p = resolve(channelDir, f)
+    try { return readFileSync(p) } catch (e) { throw new ConfigError([{ file: p, pointer: '', message: `cannot read TLS file: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}` }]) }
+  }
+  return {
+    cert: read(tls.certFile), key: reveal(tls.key),
+    ...(tls.caFile ? { ca: read(tls.caFile), requestCert: true, rejectUnauthorized: tls.requireClientCert } : {}),
+  }
+}
+
+/** The HTTP(S) server with the listener's timeouts; `connectionsCheckingInterval` is how often Node enforces them. */
+function createServer(config: HttpListenerConfig, tlsOptions: Record<string, unknown> | undefined, onRequest: (req: IncomingMessage, res: ServerResponse) => void): Server {
+  const timeouts = { requestTimeout: config.requestTimeoutMs, headersTimeout: config.headersTimeoutMs, connectionsCheckingInterval: Math.min(1000, config.headersTimeoutMs) }
+  return tlsOptions ? createHttpsServer({ ...tlsOptions, ...timeouts, handshakeTimeout: config.headersTimeoutMs }, onRequest) : createHttpServer(timeouts, onRequest)
 }
 
 export default defineComponent({
@@ -173,6 +201,9 @@ export default defineComponent({
     const out: Array<[string, string]> = []
     if (config.jwt && config.apiKey) out.push(['', 'configure either "jwt" or "apiKey", not both'])
     if (config.tls?.requireClientCert && !config.tls.caFile) out.push(['/tls/requireClientCert', 'requires "caFile" (the CAs client certificates must chain to)'])
+    if (config.headersTimeoutMs > config.requestTimeoutMs) out.push(['/headersTimeoutMs', `must be at most requestTimeoutMs (${config.requestTimeoutMs})`])
+    if (config.maxBufferedBytes < config.maxBytes) out.push(['/maxBufferedBytes', `must be at least maxBytes (${config.maxBytes})`])
+    if ((config.maxConnectionsPerAddress ?? 0) > config.maxConnections) out.push(['/maxConnectionsPerAddress', `must be at most maxConnections (${config.maxConnections})`])
     return out
   },
   create(config, ctx) {
@@ -181,46 +212,24 @@ export default defineComponent({
     const apiKeyHash = config.apiKey ? sha256(reveal(config.apiKey.value)!) : undefined
     const apiKeyHeader = config.apiKey?.header.toLowerCase()
     const attributeHeaders = config.attributeHeaders.map((h) => h.toLowerCase()).filter((h) => h !== 'authorization' && h !== apiKeyHeader)
-    let tlsOptions: Record<string, unknown> | undefined
-    if (config.tls) {
-      const read = (f: string) => {
-        const p = resolve(ctx.channelDir, f)
-        try { return readFileSync(p) } catch (e) { throw new ConfigError([{ file: p, pointer: '', message: `cannot read TLS file: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}` }]) }
-      }
-      tlsOptions = {
-        cert: read(config.tls.certFile), key: reveal(config.tls.key),
-        ...(config.tls.caFile ? { ca: read(config.tls.caFile), requestCert: true, rejectUnauthorized: config.tls.requireClientCert } : {}),
-      }
-    }
+    const tlsOptions = config.tls ? readTls(config.tls, ctx.channelDir) : undefined
+    const readBody = bodyReader(config.maxBytes, config.maxBufferedBytes)
     let server: Server | undefined
+    let guard: ConnectionGuard | undefined
     let emit: Emit | undefined
+    let limitLoggedAt = 0
 
-    async function authenticate(req: IncomingMessage): Promise<Record<string, string>> {
-      if (verifyJwt) {
-        const p = await verifyJwt(req.headers.authorization)
-        const subject = typeof p.client_id === 'string' ? p.client_id : typeof p.azp === 'string' ? p.azp : p.sub
-        return subject ? { authSubject: subject } : {}
-      }
+    async function authenticate(req: IncomingMessage): Promise<Principal> {
+      if (verifyJwt) return jwtPrincipal(await verifyJwt(req.headers.authorization))
       if (apiKeyHash) {
         const v = req.headers[apiKeyHeader!]
         if (v === undefined) throw new Refusal(401, `missing API key header ${apiKeyHeader}`)
         if (Array.isArray(v) || !timingSafeEqual(sha256(v), apiKeyHash)) throw new Refusal(401, 'invalid API key')
+        // One key is one client: its name, if given, tells it apart in the message log.
+        const name = config.apiKey!.name
+        return { ...(name ? { subject: name } : {}), scope: ['api-key', name ?? ''] }
       }
-      return {}
-    }
-
-    function readBody(req: IncomingMessage): Promise<Buffer> {
-      return new Promise((resolveBody, reject) => {
-        const chunks: Buffer[] = []
-        let size = 0
-        req.on('data', (c: Buffer) => {
-          size += c.length
-          if (size > config.maxBytes) { reject(new Refusal(413, `body above maxBytes ${config.maxBytes}`)); req.pause(); return }
-          chunks.push(c)
-        })
-        req.on('end', () => resolveBody(Buffer.concat(chunks)))
-        req.on('error', reject)
-      })
+      return { scope: ['anonymous'] }
     }
 
     async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -229,16 +238,14 @@ export default defineComponent({
       if (!(config.methods as readonly string[]).includes(req.method ?? '')) return json(res, 405, { error: 'method not allowed' }, { allow: config.methods.join(', ') })
       const attributes: Record<string, string> = { method: req.method!, path: url.pathname, remoteAddress: req.socket.remoteAddress ?? '' }
       if (url.search) attributes.query = url.search.slice(1)
-      Object.assign(attributes, await authenticate(req))
+      const principal = await authenticate(req)
+      if (principal.subject) attributes.authSubject = principal.subject
       const contentType = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase()
       if (!contentType || !accepts(contentType)) throw new Refusal(415, `content type ${JSON.stringify(contentType || '(none)')} is not accepted`)
       const declared = Number(req.headers['content-length'])
       if (declared > config.maxBytes) throw new Refusal(413, `body above maxBytes ${config.maxBytes}`)
-      const raw = await readBody(req)
-      let body: unknown = raw.toString('utf8')
-      if (isJsonContentType(contentType)) {
-        try { body = JSON.parse(body as string) } catch (e) { throw new Refusal(400, `invalid JSON body: ${(e as Error).message}`) }
-      }
+      const raw = await readBody(req, res)
+      const body = isJsonContentType(contentType) ? parseJson(raw, config.maxJsonDepth) : raw.toString('utf8')
       for (const h of attributeHeaders) {
         const v = req.headers[h]
         if (typeof v === 'string') attributes[h] = v
@@ -246,37 +253,48 @@ export default defineComponent({
       const idem = req.headers[config.idempotencyHeader.toLowerCase()]
       const result = await emit!({
         body, contentType, attributes,
-        ...(typeof idem === 'string' && idem ? { dedupeKey: `http-listener:${attributes.authSubject ?? ''}:${idem}` } : {}),
+        ...(typeof idem === 'string' && idem ? { dedupeKey: dedupeKeyOf(principal.scope, idem) } : {}),
       })
       json(res, 202, result.duplicate ? { id: result.id, duplicate: true } : { id: result.id })
     }
 
+    function answerFailure(req: IncomingMessage, res: ServerResponse, e: unknown): void {
+      if (res.headersSent) return
+      if (e instanceof Refusal) {
+        // The path without its query: a query string may carry personal data.
+        ctx.log.warn({ status: e.status, reason: e.reason, method: req.method, path: (req.url ?? '').split('?')[0], remoteAddress: req.socket.remoteAddress }, 'request refused')
+        // The rest of an oversized or refused body is not read: close the connection after answering.
+        const close: Record<string, string> = req.complete ? {} : { connection: 'close' }
+        return json(res, e.status, { error: e.status === 401 ? 'unauthorized' : e.publicReason }, { ...e.headers, ...close })
+      }
+      if (isWeirError(e) && (e.statusCode === 503 || e.retryable)) {
+        const seconds = Math.max(1, Math.ceil((e.retryAfterMs ?? 1000) / 1000))
+        ctx.log.warn({ status: 503, reason: e.message }, 'message not accepted')
+        return json(res, 503, { error: e.code === 'ERR_BACKPRESSURE' ? 'queue full, retry later' : 'temporarily unavailable, retry later' }, { 'retry-after': String(seconds) })
+      }
+      ctx.log.error({ err: e }, 'message could not be stored')
+      json(res, 500, { error: 'message not stored' })
+    }
+
     function onRequest(req: IncomingMessage, res: ServerResponse): void {
-      handle(req, res).catch((e: unknown) => {
-        if (res.headersSent) return
-        if (e instanceof Refusal) {
-          ctx.log.warn({ status: e.status, reason: e.reason, method: req.method, path: req.url, remoteAddress: req.socket.remoteAddress }, 'request refused')
-          // The rest of an oversized or refused body is not read: close the connection after answering.
-          const close: Record<string, string> = req.complete ? {} : { connection: 'close' }
-          return json(res, e.status, { error: e.reason.startsWith('invalid token') || e.status === 401 ? 'unauthorized' : e.reason }, { ...e.headers, ...close })
-        }
-        if (isWeirError(e) && (e.statusCode === 503 || e.retryable)) {
-          const seconds = Math.max(1, Math.ceil((e.retryAfterMs ?? 1000) / 1000))
-          ctx.log.warn({ status: 503, reason: e.message }, 'message not accepted')
-          return json(res, 503, { error: e.code === 'ERR_BACKPRESSURE' ? 'queue full, retry later' : 'temporarily unavailable, retry later' }, { 'retry-after': String(seconds) })
-        }
-        ctx.log.error({ err: e }, 'message could not be stored')
-        json(res, 500, { error: 'message not stored' })
-      })
+      guard!.busy(req.socket)
+      res.once('close', () => guard!.idle(req.socket))
+      handle(req, res).catch((e: unknown) => answerFailure(req, res, e))
+    }
+
+    // Under a flood this would be a line per connection: one line per 10 s with the counts.
+    function logLimit(): void {
+      const now = Date.now()
+      if (now - limitLoggedAt < 10_000) return
+      limitLoggedAt = now
+      ctx.log.warn({ ...guard!.stats(), maxConnections: config.maxConnections, maxConnectionsPerAddress: config.maxConnectionsPerAddress }, 'connection limit reached: closing the connections that waited longest for request headers')
     }
 
     return {
       start(e: Emit) {
         emit = e
-        server = tlsOptions ? createHttpsServer(tlsOptions, onRequest) : createHttpServer(onRequest)
-        server.requestTimeout = config.requestTimeoutMs
-        server.headersTimeout = Math.min(config.requestTimeoutMs, 60_000)
-        const s = server
+        const s = (server = createServer(config, tlsOptions, onRequest))
+        guard = guardConnections(s, { maxConnections: config.maxConnections, maxConnectionsPerAddress: config.maxConnectionsPerAddress, onLimit: logLimit })
         return new Promise<void>((ok, fail) => {
           s.once('error', (err: NodeJS.ErrnoException) => fail(new errorCodes.ERR_LISTEN(`cannot listen on ${config.host}:${config.port}: ${err.code ?? err.message}`, { cause: err })))
           s.listen(config.port, config.host, () => {

@@ -44,6 +44,9 @@ describe('http-listener config', () => {
     [{ port: 1, jwt: { issuer: 'https://idp.example', audience: 'a' }, apiKey: { value: 'a-literal-key' } }, '/source/config', 'configure either "jwt" or "apiKey", not both'],
     [{ port: 1, apiKey: { value: 5 } }, '/source/config/apiKey/value', 'must be a string or a secret reference {"$env": "NAME"} or {"$file": "path"}'],
     [{ port: 1, tls: { certFile: 'c.pem', key: 'literal-key-pem', requireClientCert: true } }, '/source/config/tls/requireClientCert', 'requires "caFile" (the CAs client certificates must chain to)'],
+    [{ port: 1, headersTimeoutMs: 40_000 }, '/source/config/headersTimeoutMs', 'must be at most requestTimeoutMs (30000)'],
+    [{ port: 1, maxBytes: 2000, maxBufferedBytes: 1000 }, '/source/config/maxBufferedBytes', 'must be at least maxBytes (2000)'],
+    [{ port: 1, maxConnections: 4, maxConnectionsPerAddress: 8 }, '/source/config/maxConnectionsPerAddress', 'must be at most maxConnections (4)'],
   ])('%j → %s: %s', async (config, pointer, msg) => {
     const { problems } = await loadComponentConfig(listener, config)
     expect(problems.map((p) => [p.pointer, p.message])).toContainEqual([pointer, msg])
@@ -78,7 +81,7 @@ describe('http-listener', () => {
     const h = { 'content-type': 'text/plain', 'idempotency-key': 'k-1' }
     expect((await post(url, 'MSH|1', h)).body).toEqual({ id: 'm1' })
     expect((await post(url, 'MSH|1', h)).body).toEqual({ id: 'm1', duplicate: true })
-    expect(emit.inputs[0]).toMatchObject({ body: 'MSH|1', contentType: 'text/plain', dedupeKey: 'http-listener::k-1' })
+    expect(emit.inputs[0]).toMatchObject({ body: 'MSH|1', contentType: 'text/plain', dedupeKey: 'http-listener:anonymous:k-1' })
   })
 
   it('answers 503 with Retry-After under backpressure', async () => {
@@ -237,6 +240,12 @@ describe('http-listener with an API key', () => {
     if (reason) expect(t.logs.find((l) => l.msg === 'request refused')).toMatchObject({ status, reason })
     expect(t.rawLog()).not.toContain(KEY)
     if (status === 202) expect(emit.inputs[0]!.attributes).not.toHaveProperty('x-lab-key')
+  })
+
+  it('records the key\'s name as authSubject and scopes Idempotency-Key values by it', async () => {
+    const { url, emit } = await start({ apiKey: { value: KEY, name: 'lab-system' } })
+    expect((await post(url, '{}', { 'content-type': 'application/json', 'x-api-key': KEY, 'idempotency-key': 'k-1' })).status).toBe(202)
+    expect(emit.inputs[0]).toMatchObject({ attributes: { authSubject: 'lab-system' }, dedupeKey: 'http-listener:api-key:lab-system:k-1' })
   })
 })
 
