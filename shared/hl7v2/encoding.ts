@@ -9,8 +9,10 @@ export interface Delimiters {
   subcomponent: string
   /** MSH-2 as written (4 characters, or 5 with the v2.7 truncation character). */
   encoding: string
-  /** Matches a value that needs escaping (a separator, a backslash, a control character other than tab). */
+  /** Matches a value that needs escaping (a separator, the escape character, a control character other than tab). */
   special: RegExp
+  /** Sticky: a formatting escape kept as written (`\.br\`, `\H\`…), at `lastIndex`. */
+  kept: RegExp
 }
 
 /** `ERR_HL7_PARSE` with where it happened: `segment` (1-based) and `field` (e.g. `MSH-2`) when known. */
@@ -57,16 +59,26 @@ function validEncoding(field: string, encoding: string): boolean {
   return new Set(field + encoding).size === encoding.length + 1
 }
 
+const unicode = (c: string): string => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`
+
+/** HL7 formatting and other escapes passed through as written (v2.5 §2.7.4–2.7.6, v2.7 `\P\`). */
+const KEPT_ESCAPES = 'H|N|P|\\.br|\\.fi|\\.nf|\\.ce|\\.sp[+-]?\\d*|\\.in[+-]?\\d*|\\.ti[+-]?\\d*|\\.sk[+-]?\\d*|C[0-9A-Fa-f]{4}|M[0-9A-Fa-f]{4,6}|Z[0-9A-Fa-f]+'
+
 function makeDelimiters(field: string, encoding: string): Delimiters {
   const [component, repetition, escape, subcomponent] = encoding as unknown as [string, string, string, string]
-  const chars = [...new Set([field, component, repetition, escape, subcomponent, '\\'])].map((c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`).join('')
-  return { field, component, repetition, escape, subcomponent, encoding, special: new RegExp(`[${chars}\\u0000-\\u0008\\u000a-\\u001f]`) }
+  const chars = [field, component, repetition, escape, subcomponent].map(unicode).join('')
+  const e = unicode(escape)
+  return {
+    field, component, repetition, escape, subcomponent, encoding,
+    special: new RegExp(`[${chars}\\u0000-\\u0008\\u000a-\\u001f]`),
+    kept: new RegExp(`${e}(?:${KEPT_ESCAPES})${e}`, 'y'),
+  }
 }
 
 /**
  * Decodes the escape sequences of one leaf: `\F\ \S\ \T\ \R\ \E\` to the separators, `\Xhh…\` to text
- * (UTF-8, else Latin-1). Any other sequence (`\H\`, `\N\`, `\.br\`, `\P\`…) is kept, written with a backslash
- * whatever the message's escape character, so the serializer can write it back.
+ * (UTF-8, else Latin-1). Any other sequence (`\H\`, `\N\`, `\.br\`, `\P\`…) is kept as written, so the
+ * serializer can write it back.
  */
 export function decodeLeaf(text: string, d: Delimiters): string {
   let at = text.indexOf(d.escape)
@@ -92,7 +104,7 @@ function unescapeOne(code: string, d: Delimiters): string {
     case 'E': return d.escape
   }
   if (code.length >= 3 && code[0] === 'X' && code.length % 2 === 1 && /^X[0-9A-Fa-f]+$/.test(code)) return hexText(code.slice(1))
-  return `\\${code}\\`
+  return d.escape + code + d.escape
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: true })
@@ -107,12 +119,9 @@ function hexText(hex: string): string {
   }
 }
 
-/** HL7 formatting and other escapes passed through unchanged (v2.5 §2.7.4–2.7.6, v2.7 `\P\`). */
-const KEPT_ESCAPE = /\\(H|N|P|\.br|\.fi|\.nf|\.ce|\.sp[+-]?\d*|\.in[+-]?\d*|\.ti[+-]?\d*|\.sk[+-]?\d*|C[0-9A-Fa-f]{4}|M[0-9A-Fa-f]{4,6}|Z[0-9A-Za-z]*)\\/y
-
 /**
  * Encodes one leaf: the separators and the escape character as `\F\ \S\ \T\ \R\ \E\`, control characters other
- * than tab as `\Xhh\`, kept escapes (`\.br\`) in the message's escape character; `null` as `""`.
+ * than tab as `\Xhh\`; kept escapes (`\.br\`) stay as they are, so a value can hold them; `null` as `""`.
  */
 export function encodeLeaf(value: string | null, d: Delimiters): string {
   if (value === null) return '""'
@@ -122,13 +131,10 @@ export function encodeLeaf(value: string | null, d: Delimiters): string {
   let from = 0
   for (let i = 0; i < value.length; i++) {
     const c = value[i]!
-    if (c === '\\') {
-      KEPT_ESCAPE.lastIndex = i
-      const kept = KEPT_ESCAPE.exec(value)
-      if (kept) {
-        out += value.slice(from, i) + d.escape + kept[1] + d.escape
-        i += kept[0].length - 1
-        from = i + 1
+    if (c === d.escape) {
+      d.kept.lastIndex = i
+      if (d.kept.test(value)) {
+        i = d.kept.lastIndex - 1
         continue
       }
     }

@@ -40,7 +40,7 @@ describe('parseEr7', () => {
     const m: any = parseEr7(text)
     expect(m.PID[0][3]).toEqual([{ 1: '777', 2: '', 3: '', 4: 'UCMC', 5: 'MR' }])
     expect(m.PID[0][5]).toEqual([{ 1: 'ROE', 2: 'RICHARD' }, { 1: 'ROE', 2: 'DICK' }])
-    expect(m.PID[0][7]).toEqual([{ 1: '\\H\\bold\\N\\' }])
+    expect(m.PID[0][7]).toEqual([{ 1: '!H!bold!N!' }])
     expect(m.PID[0][8]).toEqual([{ 1: { 1: 'a', 2: 'b%c' } }])
     expect(serializeEr7(m)).toBe(text)
   })
