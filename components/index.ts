@@ -6,6 +6,7 @@ import match from './filters/match.ts'
 import validate from './filters/validate.ts'
 import map from './filters/map.ts'
 import script from './filters/script.ts'
+import hl7v2 from './filters/hl7v2.ts'
 import httpDestination from './destinations/http.ts'
 import fileDestination from './destinations/file.ts'
 
@@ -15,6 +16,6 @@ import fileDestination from './destinations/file.ts'
  */
 export const builtinComponents: ComponentDefinition[] = [
   httpListener, filePoller, scheduleSource,
-  match, validate, map, script,
+  match, validate, map, script, hl7v2,
   httpDestination, fileDestination,
 ]

@@ -117,6 +117,7 @@ export const errorCodes = defineErrors({
   ERR_HTTP_TIMEOUT: { retryable: true, description: 'a request timed out' },
   ERR_HTTP_RESPONSE: { retryable: false, description: 'an API answered success with a body that cannot be used (not JSON, a next link to another origin or back to a visited page)' },
   ERR_MESSAGE_INVALID: { retryable: false, description: "a message failed the `validate` filter's JSON Schema; the schema errors are the reason" },
+  ERR_HL7_PARSE: { retryable: false, description: 'a text is not a well-formed HL7 v2 message (no MSH, a malformed MSH, a bad segment name); the message names the segment (`segment`, 1-based) and field (`field`, e.g. `MSH-2`) where it can' },
   ERR_DELIVERY_PERMANENT: { retryable: false, description: 'a component failed in a way retrying will not fix (a filter expression failed, a template field is missing, a file exists); the message goes to error. `PermanentError`' },
   ERR_RETRYABLE: { retryable: true, description: 'a component failed in a way that may succeed later (a file system error, a service down); the message is retried with backoff. `RetryableError`' },
   ERR_BACKPRESSURE: { retryable: true, statusCode: 503, description: "a channel's queue is full; retry later (HTTP 503 with Retry-After)" },

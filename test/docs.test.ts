@@ -54,6 +54,6 @@ describe('generated docs', () => {
     const readme = readFileSync(README_FILE, 'utf8')
     expect(ERROR_CODES.filter((c) => !readme.includes(`\`${c}\``))).toEqual([])
     const table = readme.slice(readme.indexOf('<!-- BEGIN GENERATED ERRORS -->'), readme.indexOf('<!-- END GENERATED ERRORS -->'))
-    expect([...table.matchAll(/^\| `(ERR_[A-Z_]+)` \|/gm)].map((m) => m[1])).toEqual([...ERROR_CODES])
+    expect([...table.matchAll(/^\| `(ERR_[A-Z0-9_]+)` \|/gm)].map((m) => m[1])).toEqual([...ERROR_CODES])
   })
 })

@@ -41,7 +41,7 @@ describe('error registry', () => {
   it('documents every code, one line each', () => {
     expect(ERROR_CODES.length).toBeGreaterThan(20)
     for (const code of ERROR_CODES) {
-      expect(code, code).toMatch(/^ERR_[A-Z]+(_[A-Z]+)*$/)
+      expect(code, code).toMatch(/^ERR_[A-Z][A-Z0-9]*(_[A-Z0-9]+)*$/)
       expect(errorSpecs[code].description, code).toMatch(/^[^\n]{10,}$/)
     }
   })

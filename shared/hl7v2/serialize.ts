@@ -1,0 +1,106 @@
+import { encodeLeaf, Hl7ParseError, quote, readDelimiters, type Delimiters } from './encoding.ts'
+import { isSegmentName } from './parse.ts'
+import type { Hl7Message, Hl7Segment } from './types.ts'
+
+/**
+ * Writes a message in ER7, every segment ended by `\r` (the HL7 segment terminator), separators from
+ * MSH-1 and MSH-2 of the first MSH (`|` and `^~\&` when absent). Segments follow `segments`; without it,
+ * MSH first, then the keys in their order. Where a field, repetition or component is expected, a plain
+ * string or number is accepted as its text. Throws `ERR_HL7_PARSE` for a shape it cannot write.
+ *
+ * @example
+ * serializeEr7(parseEr7(text)) === text // for a text with \r terminators and canonical escapes
+ */
+export function serializeEr7(message: Hl7Message): string {
+  if (typeof message !== 'object' || message === null) throw new Hl7ParseError('cannot serialize: the message is not an object')
+  const msh = (message.MSH as Hl7Segment[] | undefined)?.[0]
+  if (typeof msh !== 'object' || msh === null) throw new Hl7ParseError('cannot serialize: no MSH segment', { segment: 1 })
+  const d = readDelimiters(`MSH${text(msh[1], '|')}${text(msh[2], '^~\\&')}`)
+  let out = ''
+  for (const [name, segment] of orderedSegments(message)) out += serializeSegment(name, segment, d) + '\r'
+  return out
+}
+
+function text(v: unknown, fallback: string): string {
+  return typeof v === 'string' && v !== '' ? v : fallback
+}
+
+function orderedSegments(message: Hl7Message): Array<[string, Hl7Segment]> {
+  const order = message.segments ?? ['MSH', ...Object.keys(message).filter((k) => k !== 'MSH').flatMap((k) => {
+    const list = message[k]
+    return Array.isArray(list) ? list.map(() => k) : []
+  })]
+  if (!Array.isArray(order)) throw new Hl7ParseError('cannot serialize: "segments" must be an array of segment names')
+  const used = new Map<string, number>()
+  const out: Array<[string, Hl7Segment]> = []
+  for (const name of order) {
+    if (typeof name !== 'string' || !isSegmentName(name)) throw new Hl7ParseError(`cannot serialize: ${quote(String(name))} in "segments" is not a segment name`)
+    const n = used.get(name) ?? 0
+    const segment = (message[name] as Hl7Segment[] | undefined)?.[n]
+    if (typeof segment !== 'object' || segment === null) throw new Hl7ParseError(`cannot serialize: "segments" lists ${name} ${n + 1} times but ${name} holds ${n} segments`)
+    used.set(name, n + 1)
+    out.push([name, segment])
+  }
+  for (const name of Object.keys(message)) {
+    const list = message[name]
+    if (name === 'segments' || !Array.isArray(list)) continue
+    const n = used.get(name) ?? 0
+    const held = list.length
+    if (held > n) throw new Hl7ParseError(`cannot serialize: ${name} holds ${held} segments but "segments" lists it ${n} times`)
+  }
+  return out
+}
+
+function serializeSegment(name: string, segment: Hl7Segment, d: Delimiters): string {
+  const count = lastPosition(segment)
+  let out = name
+  let i = 1
+  if (name === 'MSH') {
+    out += d.field + d.encoding
+    i = 3
+  }
+  for (; i <= count; i++) out += d.field + serializeField(segment[i], d, name, i)
+  return out
+}
+
+function lastPosition(node: object): number {
+  let max = 0
+  for (const key in node) {
+    const n = Number(key)
+    if (Number.isInteger(n) && n > max) max = n
+  }
+  return max
+}
+
+function serializeField(field: unknown, d: Delimiters, name: string, i: number): string {
+  if (field === undefined || field === '') return ''
+  if (!Array.isArray(field)) return serializeRepetition(field, d, name, i)
+  let out = ''
+  for (let r = 0; r < field.length; r++) out += (r === 0 ? '' : d.repetition) + serializeRepetition(field[r], d, name, i)
+  return out
+}
+
+function serializeRepetition(rep: unknown, d: Delimiters, name: string, i: number): string {
+  if (typeof rep !== 'object' || rep === null) return serializeLeaf(rep, d, name, i)
+  return joinPositions(rep, d.component, serializeComponent, d, name, i)
+}
+
+function serializeComponent(component: unknown, d: Delimiters, name: string, i: number): string {
+  if (typeof component !== 'object' || component === null) return serializeLeaf(component, d, name, i)
+  return joinPositions(component, d.subcomponent, serializeLeaf, d, name, i)
+}
+
+/** The values of `node` at "1".."n", each written by `each`, joined by `separator`. */
+function joinPositions(node: object, separator: string, each: (v: unknown, d: Delimiters, name: string, i: number) => string, d: Delimiters, name: string, i: number): string {
+  const count = lastPosition(node)
+  let out = ''
+  for (let p = 1; p <= count; p++) out += (p === 1 ? '' : separator) + each((node as Record<number, unknown>)[p], d, name, i)
+  return out
+}
+
+function serializeLeaf(value: unknown, d: Delimiters, name: string, i: number): string {
+  if (value === undefined) return ''
+  if (value === null || typeof value === 'string') return encodeLeaf(value, d)
+  if (typeof value === 'number' || typeof value === 'boolean') return encodeLeaf(String(value), d)
+  throw new Hl7ParseError(`cannot serialize ${name}-${i}: expected text, null or an object of positions, found ${Array.isArray(value) ? 'an array' : typeof value} too deep`)
+}
