@@ -21,7 +21,7 @@ export interface EmbeddedPostgresServer {
 }
 
 /** A free TCP port on 127.0.0.1 (PostgreSQL cannot be told to choose one itself). */
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   const srv = createServer()
   await new Promise<void>((resolve, reject) => srv.once('error', reject).listen(0, '127.0.0.1', () => resolve()))
   const { port } = srv.address() as { port: number }
