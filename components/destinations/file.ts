@@ -15,7 +15,7 @@ const configSchema = {
     },
     filename: {
       type: 'string', minLength: 1, default: '{id}.json',
-      description: 'File name template. `{field}` is replaced by a message field (`id`, `channel`, `contentType`, `receivedAt`, `body.<path>`, `attributes.<name>`), made safe for a file name; `/` in the template itself makes subdirectories.',
+      description: 'File name template. `{field}` is replaced by a message field (`id`, `channel`, `contentType`, `receivedAt`, `body.<path>`, `attributes.<name>`), made safe for a file name (`/ \\ : * ? " < > |` and control characters become `_`, an all-dots value becomes underscores), so different values can map to one file name (`a/b` and `a_b`): include `{id}` when names must be unique. `/` in the template itself makes subdirectories. A name part longer than 255 bytes fails the message permanently.',
       examples: ['{id}.json', '{attributes.date}/{body.mrn}-{id}.hl7'],
     },
     overwrite: {
@@ -41,9 +41,21 @@ function serialize(message: Message, indent: number): Buffer {
   return Buffer.from(JSON.stringify(b, null, indent || undefined) ?? 'null', 'utf8')
 }
 
-/** Filesystem errors an operator can fix (disk full, permissions): retry rather than give up. */
+/** The longest file name (one path segment) common file systems accept, in bytes (NAME_MAX). */
+const MAX_NAME_BYTES = 255
+
+/** A rendered name part too long for the file system: no retry makes it shorter. */
+function checkNameLength(name: string): void {
+  for (const part of name.split(sep)) {
+    const bytes = Buffer.byteLength(part)
+    if (bytes > MAX_NAME_BYTES) throw new PermanentError(`file name part "${part.slice(0, 40)}…" is ${bytes} bytes; file systems allow at most ${MAX_NAME_BYTES}`)
+  }
+}
+
+/** Filesystem errors an operator can fix (disk full, permissions): retry rather than give up. A name the system refuses is permanent. */
 function fsError(e: unknown, what: string): Error {
   const code = (e as NodeJS.ErrnoException).code ?? 'error'
+  if (code === 'ENAMETOOLONG') return new PermanentError(`${what}: ${code} (the file name or path is too long)`, { cause: e })
   return new RetryableError(`${what}: ${code}`, { cause: e })
 }
 
@@ -58,6 +70,7 @@ export default defineComponent({
     return {
       async deliver(message) {
         const name = segments.map((render) => render(message, safeSegment)).join(sep)
+        checkNameLength(name)
         const target = resolve(root, name)
         const rel = relative(root, target)
         if (!rel || rel === '..' || rel.startsWith('..' + sep) || isAbsolute(rel)) throw new PermanentError(`file name "${name}" leaves the output directory`)

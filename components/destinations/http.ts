@@ -13,7 +13,7 @@ const configSchema = {
   properties: {
     url: {
       type: 'string', pattern: '^(https?://|/)',
-      description: 'Endpoint URL (http or https), or a path starting with `/` when `baseUrlFromToken` gives the base. `{field}` inserts a message field, URL-encoded (`id`, `channel`, `body.<path>`, `attributes.<name>`); fields are allowed in the path and query only, never in the scheme, host or port.',
+      description: 'Endpoint URL (http or https), or a path starting with `/` when `baseUrlFromToken` gives the base. `{field}` inserts a message field, URL-encoded (`id`, `channel`, `body.<path>`, `attributes.<name>`); fields are allowed in the path and query only, never in the scheme, host or port. A value that makes a `.` or `..` path segment fails the message permanently (it would change the path).',
       examples: ['https://fhir.example.org/api/FHIR/R4/Patient', 'https://api.example.com/patients/{body.mrn}', '/services/data/v61.0/sobjects/Contact'],
     },
     method: { enum: ['POST', 'PUT', 'PATCH', 'DELETE', 'GET'], default: 'POST', description: 'HTTP method. GET and DELETE send no body.' },
@@ -84,6 +84,21 @@ function statusMessage(where: string, res: HttpResponse, url: string, excerpt: s
   return `${where} answered ${res.status} (redirect${target}); redirects are not followed`
 }
 
+/** True when a path segment is `.` or `..`, also percent-encoded (`%2e%2E`): URL parsing resolves those. */
+const isDotSegment = (segment: string) => /^(?:\.|%2e){1,2}$/i.test(segment)
+
+/** The path of a rendered URL or path template (`https://host/a/b?q` → `/a/b`). */
+const pathOf = (rendered: string) => rendered.replace(/^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i, '').split(/[?#]/)[0]!
+
+/**
+ * A message value that makes a `.` or `..` path segment would move the request (and its token) to
+ * another path on the host: the message fails permanently instead.
+ */
+function checkNoDotSegments(rendered: string, messageId: string): void {
+  const dot = pathOf(rendered).split('/').find(isDotSegment)
+  if (dot !== undefined) throw new PermanentError(`url path segment "${dot}" made from message ${messageId} would change the request path; "." and ".." are not allowed as path segments`)
+}
+
 const LOOPBACK = new Set(['127.0.0.1', 'localhost', '[::1]'])
 
 /** The base URL a provider returned in the token response (Salesforce `instance_url`), checked before any token goes there. */
@@ -111,6 +126,7 @@ export default defineComponent({
     } else if (config.url.startsWith('/')) out.push(['/url', 'a url starting with "/" requires baseUrlFromToken (e.g. "instance_url")'])
     else if (authority.includes('{')) out.push(['/url', 'scheme, host and port must be fixed (no {fields}), so credentials only ever go to the configured host'])
     else if (!fixedOrigin(config.url)) out.push(['/url', 'must be a valid URL'])
+    if (pathOf(config.url).split('/').some(isDotSegment)) out.push(['/url', 'must not contain "." or ".." path segments'])
     for (const [name, value] of Object.entries(config.headers)) {
       if (/^(authorization|dpop|idempotency-key|content-length|host)$/i.test(name)) out.push([`/headers/${name}`, `"${name}" is set by the destination itself`])
       out.push(...templateProblems(value, `/headers/${name}`))
@@ -139,7 +155,9 @@ export default defineComponent({
         } else {
           const base = config.baseUrlFromToken ? await baseFromToken(credential!, config.baseUrlFromToken, signal) : undefined
           const origin = base ? base.origin : fixed!
-          url = (base ? base.href.replace(/\/$/, '') : '') + renderUrl(message, encodeURIComponent)
+          const rendered = renderUrl(message, encodeURIComponent)
+          checkNoDotSegments(rendered, message.id)
+          url = (base ? base.href.replace(/\/$/, '') : '') + rendered
           requestUrl = new URL(url)
           // Belt and braces: a template can never move the request (and its token) to another host.
           if (requestUrl.origin !== origin) throw new PermanentError(`url ${url} leaves the configured origin ${origin}`)

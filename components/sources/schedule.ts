@@ -27,6 +27,10 @@ const configSchema = {
       description: 'Extra request headers (Authorization comes from `credential`).',
     },
     timeoutMs: { type: 'integer', minimum: 1, default: 30_000, description: 'Timeout of each page request (ms).' },
+    maxBytes: {
+      type: 'integer', minimum: 1, maximum: 256 * 1024 * 1024, default: 1024 * 1024,
+      description: 'Largest page read (bytes). Reading stops past it and the tick fails with an error naming the limit (the cursor is not advanced); raise it, or ask the API for smaller pages.',
+    },
     items: {
       type: 'string', minLength: 1,
       description: 'JSONata expression selecting the items of a page; each becomes a message. Default: the resources of a FHIR Bundle (`entry.resource`), the elements of a JSON array, or else the whole body.',
@@ -209,9 +213,10 @@ export default defineComponent({
         visited.add(url.href)
         const res = await ctx.http.request({
           method: 'GET', url, headers: { accept: 'application/fhir+json, application/json;q=0.9', ...config.headers },
-          ...(credential ? { credential } : {}), timeoutMs: config.timeoutMs, signal,
+          ...(credential ? { credential } : {}), timeoutMs: config.timeoutMs, maxBodyBytes: config.maxBytes, signal,
         })
         if (res.status < 200 || res.status > 299) throw new HttpStatusError(`GET ${url.origin}${url.pathname} answered ${res.status}`, res.status)
+        if (res.truncated) throw new errorCodes.ERR_HTTP_RESPONSE(`GET ${url.origin}${url.pathname} answered a page over maxBytes (${config.maxBytes} bytes); reading stopped there. Raise "maxBytes" or ask the API for smaller pages`)
         let body: unknown
         try { body = JSON.parse(res.body) } catch { throw new errorCodes.ERR_HTTP_RESPONSE(`GET ${url.origin}${url.pathname} did not return JSON`) }
         for (const item of await itemsOf(body)) {

@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util'
 import { dataDirOf, type CommandIO } from '../cli-io.ts'
 import { errorCodes } from '../../shared/errors.ts'
 import { REDACTED, scrubSecrets } from '../../shared/secret.ts'
-import { redactedExcerpt } from '../../shared/oauth/errors.ts'
+import { escapeControl, redactedExcerpt } from '../../shared/http/excerpt.ts'
 import { MESSAGE_STATUSES, type MessageStatus, type MessageStore } from '../../shared/store/index.ts'
 import { openStoreFor, storeOptions, storeUsage } from '../store.ts'
 
@@ -49,6 +49,18 @@ export function redact(value: unknown, depth = 0): unknown {
 /** Excerpts are redacted when stored; again here for those an older weir stored (token fields, JWTs). */
 const excerpt = (text: string) => redactedExcerpt(text, 500)
 
+/** One-line text from a message or a server (an id, an error) with its control characters escaped: printing it cannot drive the terminal. */
+const printable = (text: string | undefined) => escapeControl(scrubSecrets(text ?? ''))
+
+// JSON.stringify escapes C0 controls but leaves DEL, C1 controls and bidi overrides raw; in JSON text
+// they can only sit inside strings, where a \u escape means the same.
+const RAW_IN_JSON = /[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g
+
+/** JSON text safe to print to a terminal. */
+function printableJson(value: unknown, indent?: number): string {
+  return (JSON.stringify(value, null, indent) ?? 'undefined').replace(RAW_IN_JSON, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
+}
+
 const iso = (t: number | undefined) => (t === undefined ? '-' : new Date(t).toISOString())
 
 function table(rows: string[][]): string {
@@ -89,14 +101,14 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
         limit,
       })
       if (values.json) {
-        io.out(JSON.stringify(list.map((m) => ({ id: m.id, channel: m.channel, status: m.status, receivedAt: iso(m.receivedAt), updatedAt: iso(m.updatedAt), ...(m.error ? { error: scrubSecrets(m.error) } : {}) }))))
+        io.out(printableJson(list.map((m) => ({ id: m.id, channel: m.channel, status: m.status, receivedAt: iso(m.receivedAt), updatedAt: iso(m.updatedAt), ...(m.error ? { error: scrubSecrets(m.error) } : {}) }))))
         return 0
       }
       if (list.length === 0) {
         io.out('no messages')
         return 0
       }
-      io.out(table([['ID', 'CHANNEL', 'STATUS', 'RECEIVED', 'ERROR'], ...list.map((m) => [m.id, m.channel, m.status, iso(m.receivedAt), scrubSecrets(m.error ?? '').slice(0, 80)])]))
+      io.out(table([['ID', 'CHANNEL', 'STATUS', 'RECEIVED', 'ERROR'], ...list.map((m) => [printable(m.id), printable(m.channel), m.status, iso(m.receivedAt), printable(m.error).slice(0, 80)])]))
       return 0
     }
 
@@ -118,23 +130,23 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
         attempts: d.attempts.map((a) => redact({ ...a, ...(a.excerpt !== undefined ? { excerpt: excerpt(a.excerpt) } : {}), startedAt: iso(a.startedAt), endedAt: iso(a.endedAt) })),
       }
       if (values.json) {
-        io.out(JSON.stringify(shown, null, 2))
+        io.out(printableJson(shown, 2))
         return 0
       }
       const lines = [
-        `message   ${m.id}`, `channel   ${m.channel}`, `status    ${m.status}`, `received  ${iso(m.receivedAt)}`, `updated   ${iso(m.updatedAt)}`,
-        ...(m.error ? [`error     ${scrubSecrets(m.error)}`] : []),
-        `type      ${m.contentType}`,
-        `attributes ${JSON.stringify(shown.attributes)}`,
-        '', 'body:', typeof shown.body === 'string' ? shown.body : JSON.stringify(shown.body, null, 2),
+        `message   ${printable(m.id)}`, `channel   ${printable(m.channel)}`, `status    ${m.status}`, `received  ${iso(m.receivedAt)}`, `updated   ${iso(m.updatedAt)}`,
+        ...(m.error ? [`error     ${printable(m.error)}`] : []),
+        `type      ${printable(m.contentType)}`,
+        `attributes ${printableJson(shown.attributes)}`,
+        '', 'body:', typeof shown.body === 'string' ? escapeControl(shown.body, { lines: true }) : printableJson(shown.body, 2),
         '', 'destinations:',
       ]
       if (d.deliveries.length === 0) lines.push('  (none yet)')
-      else lines.push(table([['DESTINATION', 'PART', 'STATUS', 'ATTEMPTS', 'LAST ATTEMPT', 'RESPONSE', 'LAST ERROR'], ...d.deliveries.map((x) => [x.destination, String(x.part), x.status, String(x.attempts), iso(x.lastAttemptAt), x.responseStatus === undefined ? '-' : String(x.responseStatus), scrubSecrets(x.lastError ?? '')])]).replace(/^/gm, '  '))
+      else lines.push(table([['DESTINATION', 'PART', 'STATUS', 'ATTEMPTS', 'LAST ATTEMPT', 'RESPONSE', 'LAST ERROR'], ...d.deliveries.map((x) => [printable(x.destination), String(x.part), x.status, String(x.attempts), iso(x.lastAttemptAt), x.responseStatus === undefined ? '-' : String(x.responseStatus), printable(x.lastError)])]).replace(/^/gm, '  '))
       lines.push('', 'history:')
       if (d.attempts.length === 0) lines.push('  (no attempts)')
       for (const a of d.attempts) {
-        lines.push(`  ${iso(a.startedAt)}  ${a.destination}${a.part ? `#${a.part}` : ''}  attempt ${a.attempt}  ${a.outcome}${a.responseStatus !== undefined ? ` ${a.responseStatus}` : ''}  ${a.endedAt - a.startedAt} ms${a.error ? `  ${scrubSecrets(a.error)}` : ''}`)
+        lines.push(`  ${iso(a.startedAt)}  ${printable(a.destination)}${a.part ? `#${a.part}` : ''}  attempt ${a.attempt}  ${a.outcome}${a.responseStatus !== undefined ? ` ${a.responseStatus}` : ''}  ${a.endedAt - a.startedAt} ms${a.error ? `  ${printable(a.error)}` : ''}`)
         if (a.excerpt) lines.push(`      response: ${excerpt(a.excerpt)}`)
       }
       io.out(lines.join('\n'))

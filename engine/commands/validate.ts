@@ -3,6 +3,7 @@ import type { CommandIO } from '../cli-io.ts'
 import { loadChannel } from '../load.ts'
 import { formatProblem, isWeirError, ConfigError } from '../../shared/errors.ts'
 import { loadTestFile } from '../harness/test-file.ts'
+import type { LoadedChannel } from '../../shared/config/types.ts'
 
 export const summary = 'check channel files: JSON, schemas, component configs, secrets (all errors at once)'
 export const usage = `usage: weir validate <channel.json...> [--quiet]
@@ -10,12 +11,54 @@ export const usage = `usage: weir validate <channel.json...> [--quiet]
 Checks each channel file: JSON syntax (line and column), the channel schema, each component's
 config against its own schema, secret references ({"$env": ...}, {"$file": ...}) and provider
 rules of credential presets. Every problem is listed as file#/json/pointer: message.
-Literal secrets in the file are warnings. A file named *.test.json is checked as a channel test
+Literal secrets in the file are warnings, and so are http:// token, issuer, JWKS and API URLs to a
+host that is not loopback, and a listener on all interfaces without authentication or TLS
+(warnings go to stderr and do not change the exit status). A file named *.test.json is checked as a channel test
 file (its schema, then the channel it names, with the test's env values).
 
   --quiet   print only problems and warnings
 
 exit status: 0 when every file is valid, 1 when any is not, 2 on bad usage`
+
+const LOOPBACK_HOST = /^(localhost|127(\.\d{1,3}){3}|\[::1\])$/i
+const URL_KEY = /(^url$|Url$|^issuer$)/
+const ALL_INTERFACES = new Set(['0.0.0.0', '::', '[::]'])
+
+/** True for an http:// URL whose host is not loopback: what goes there (tokens, secrets, messages) travels in clear text. */
+function cleartextRemote(value: string): boolean {
+  if (!/^http:\/\//i.test(value)) return false
+  try {
+    return !LOOPBACK_HOST.test(new URL(value).hostname)
+  } catch {
+    return false
+  }
+}
+
+/** `[pointer, value]` of every string under a URL-named key (`url`, `tokenUrl`, `jwksUrl`, `issuer`…) in a config tree. */
+function urlFields(value: unknown, pointer: string, out: Array<[string, string]> = []): Array<[string, string]> {
+  if (Array.isArray(value)) value.forEach((v, i) => urlFields(v, `${pointer}/${i}`, out))
+  else if (value !== null && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {
+    for (const [k, v] of Object.entries(value)) {
+      const at = `${pointer}/${k.replace(/~/g, '~0').replace(/\//g, '~1')}`
+      if (typeof v === 'string' && URL_KEY.test(k)) out.push([at, v])
+      else urlFields(v, at, out)
+    }
+  }
+  return out
+}
+
+/** Warnings about transport security a schema cannot see: clear-text URLs to other hosts, an open listener. */
+export function transportWarnings(ch: LoadedChannel): string[] {
+  const fields = urlFields(ch.credentials, '/credentials')
+  for (const c of [ch.source, ...ch.filters, ...ch.destinations]) urlFields(c.config, `${c.pointer}/config`, fields)
+  const out = fields.filter(([, v]) => cleartextRemote(v)).map(([at]) => `${ch.file}#${at}: http:// to a host that is not loopback: tokens, secrets and messages travel unencrypted; use https`)
+  const source = ch.source.config
+  if (typeof source.host === 'string' && ALL_INTERFACES.has(source.host)) {
+    const missing = [...(source.jwt || source.apiKey ? [] : ['authentication (jwt or apiKey)']), ...(source.tls ? [] : ['TLS'])]
+    if (missing.length) out.push(`${ch.file}#${ch.source.pointer}/config/host: listens on all interfaces without ${missing.join(' or ')}: anyone who can reach the port can ${source.jwt || source.apiKey ? 'read what is sent' : 'send messages'}`)
+  }
+  return out
+}
 
 export async function run(args: string[], io: CommandIO): Promise<number> {
   const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { quiet: { type: 'boolean', default: false } } })
@@ -29,12 +72,12 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
       if (file.endsWith('.test.json')) {
         const t = await loadTestFile(file)
         const ch = await loadChannel(t.channel, { env: { ...io.env, ...t.env } })
-        for (const w of ch.warnings) io.err(`warning: ${w}`)
+        for (const w of [...ch.warnings, ...transportWarnings(ch)]) io.err(`warning: ${w}`)
         if (!values.quiet) io.out(`ok ${file}: test of channel "${ch.name}", ${t.cases.length} case(s)`)
         continue
       }
       const ch = await loadChannel(file, { env: io.env })
-      for (const w of ch.warnings) io.err(`warning: ${w}`)
+      for (const w of [...ch.warnings, ...transportWarnings(ch)]) io.err(`warning: ${w}`)
       if (!values.quiet) {
         io.out(`ok ${file}: channel "${ch.name}", source ${ch.source.definition.type}, ${ch.filters.length} filter(s), destinations ${ch.destinations.map((d) => d.name).join(', ')}`)
       }

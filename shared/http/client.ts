@@ -12,7 +12,7 @@ export interface HttpClientOptions {
   log?: Logger
   /** Connections per origin (default 16). */
   connections?: number
-  /** Response bodies are cut at this size (default 1 MiB). */
+  /** Response bodies are cut at this size (default 1 MiB): reading stops there and `truncated` is set. A request may set its own. */
   maxBodyBytes?: number
   /** Default per-request timeout (default 30 s). */
   timeoutMs?: number
@@ -106,18 +106,31 @@ class Exchange implements Dispatcher.DispatchHandler {
     this.#headers = headers
   }
 
-  onResponseData(_controller: Dispatcher.DispatchController, chunk: Buffer): void {
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.#settled) return
     const size = this.#size
-    if (size < this.maxBody) this.#chunks.push(size + chunk.length > this.maxBody ? chunk.subarray(0, this.maxBody - size) : chunk)
-    this.#size = size + chunk.length
+    if (size + chunk.length <= this.maxBody) {
+      this.#chunks.push(chunk)
+      this.#size = size + chunk.length
+      return
+    }
+    // Past the limit: answer with what fits and stop reading (the connection is dropped), so a
+    // huge or endless body costs neither memory nor the time to drain it.
+    this.#chunks.push(chunk.subarray(0, this.maxBody - size))
+    this.#settle(true)
+    controller.abort(new Error('response body over the size limit'))
   }
 
   onResponseEnd(): void {
+    this.#settle(false)
+  }
+
+  #settle(truncated: boolean): void {
     if (this.#settled) return
     this.#settled = true
     const c = this.#chunks
     const body = c.length === 0 ? '' : c.length === 1 ? c[0]!.toString('utf8') : Buffer.concat(c).toString('utf8')
-    this.#resolve({ status: this.#status, headers: this.#headers, body })
+    this.#resolve(truncated ? { status: this.#status, headers: this.#headers, body, truncated } : { status: this.#status, headers: this.#headers, body })
   }
 
   onResponseError(_controller: Dispatcher.DispatchController | undefined, error: Error): void {
@@ -162,8 +175,8 @@ export function createHttpClient(options: HttpClientOptions = {}): HttpClient & 
   }
 
   /** One attempt: dispatches the request and resolves with the (bounded) response once its body is read. */
-  async function once(dispatcher: Dispatcher, url: URL, origin: string, method: string, headers: Record<string, string> | undefined, body: string | Buffer | Readable | undefined, state: RequestState, timeoutMs: number): Promise<HttpResponse> {
-    const exchange = new Exchange(maxBody)
+  async function once(dispatcher: Dispatcher, url: URL, origin: string, method: string, headers: Record<string, string> | undefined, body: string | Buffer | Readable | undefined, state: RequestState, timeoutMs: number, bodyLimit: number): Promise<HttpResponse> {
+    const exchange = new Exchange(bodyLimit)
     state.exchange = exchange
     if (state.aborted) exchange.abort(state.reason)
     else dispatcher.dispatch({ origin, path: url.search ? `${url.pathname}${url.search}` : url.pathname, method: method as Dispatcher.HttpMethod, headers, body: body ?? null }, exchange)
@@ -219,7 +232,7 @@ export function createHttpClient(options: HttpClientOptions = {}): HttpClient & 
           token = auth.token
           headers = { ...req.headers, ...auth.headers }
         }
-        const res = await once(dispatcher, url, origin, method, headers, req.body, state, timeoutMs)
+        const res = await once(dispatcher, url, origin, method, headers, req.body, state, timeoutMs, req.maxBodyBytes ?? maxBody)
         if (credential) credential.noteResponse?.(url, res.headers)
         if (credential && res.status === 401) {
           const challenges = parseWwwAuthenticate(res.headers['www-authenticate'] as string | string[] | undefined)

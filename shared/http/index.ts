@@ -3,4 +3,4 @@ export { createHttpClient, statusError, type HttpClientOptions } from './client.
 export { isRetryableStatus } from './status.ts'
 export { isJsonContentType } from './content-type.ts'
 export { OAuthChallengeError, parseWwwAuthenticate, type Challenge } from './challenge.ts'
-export { redactedExcerpt } from './excerpt.ts'
+export { escapeControl, redactedExcerpt, remoteText } from './excerpt.ts'

@@ -15,6 +15,8 @@ export interface HttpRequest {
   credential?: RequestCredential
   timeoutMs?: number
   signal?: AbortSignal
+  /** Most bytes of the response body read (default: the client's, 1 MiB); past it reading stops and `truncated` is set. */
+  maxBodyBytes?: number
 }
 
 /**
@@ -40,6 +42,8 @@ export interface HttpResponse {
   headers: Record<string, string | string[] | undefined>
   /** The response body as text (bounded). */
   body: string
+  /** True when the body went on past the size limit: `body` holds only its start and the connection was dropped. */
+  truncated?: boolean
 }
 
 /** The shared HTTP client: undici keep-alive pools per origin, never following redirects with credentials. */

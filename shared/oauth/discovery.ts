@@ -1,6 +1,8 @@
 import { fetch, type Dispatcher } from 'undici'
 import { HttpStatusError, errorCodes, type WeirError } from '../errors.ts'
 import { boundedSignal } from '../http/abort.ts'
+import { MAX_METADATA_BYTES, readBoundedBody } from '../http/bounded-body.ts'
+import { remoteText } from '../http/excerpt.ts'
 import { isRetryableStatus } from '../http/status.ts'
 
 export interface ServerMetadata {
@@ -19,8 +21,8 @@ export interface ServerMetadata {
 /** A metadata field a caller can require of discovery. */
 export type MetadataField = 'token_endpoint' | 'jwks_uri' | 'authorization_endpoint'
 
-/** One GET of a metadata document: status and body text. Network failures throw. */
-export type MetadataGet = (url: string, options: { timeoutMs: number; signal?: AbortSignal }) => Promise<{ status: number; body: string }>
+/** One GET of a metadata document: status and body text (`truncated` when reading stopped at a size limit). Network failures throw. */
+export type MetadataGet = (url: string, options: { timeoutMs: number; signal?: AbortSignal }) => Promise<{ status: number; body: string; truncated?: boolean }>
 
 export interface DiscoveryOptions {
   /** Dispatcher of the default GET (undici fetch). */
@@ -69,9 +71,10 @@ export async function discover(issuer: string, options: DiscoveryOptions = {}): 
 }
 
 /** The metadata in one answer, or undefined on 404 (try the next URL). */
-function checkedMetadata(issuer: string, url: string, res: { status: number; body: string }, requires: MetadataField): ServerMetadata | undefined {
+function checkedMetadata(issuer: string, url: string, res: { status: number; body: string; truncated?: boolean }, requires: MetadataField): ServerMetadata | undefined {
   if (res.status === 404) return undefined
   if (isRetryableStatus(res.status)) throw new HttpStatusError(`issuer discovery at ${url} answered ${res.status}`, res.status)
+  if (res.truncated) throw discoveryError(`issuer discovery at ${url} answered ${res.status} with a body over ${MAX_METADATA_BYTES} bytes; stopped reading it`)
   let meta: ServerMetadata
   try {
     meta = JSON.parse(res.body) as ServerMetadata
@@ -79,7 +82,7 @@ function checkedMetadata(issuer: string, url: string, res: { status: number; bod
     throw discoveryError(`issuer discovery at ${url} answered ${res.status} with a body that is not JSON`)
   }
   if (res.status !== 200) throw discoveryError(`issuer discovery at ${url} answered ${res.status}`)
-  if (meta?.issuer !== issuer) throw discoveryError(`issuer discovery at ${url} names issuer ${JSON.stringify(meta?.issuer)}, not ${JSON.stringify(issuer)}`)
+  if (meta?.issuer !== issuer) throw discoveryError(`issuer discovery at ${url} names issuer ${remoteText(JSON.stringify(meta?.issuer) ?? 'undefined', 300)}, not ${JSON.stringify(issuer)}`)
   if (typeof meta[requires] !== 'string') throw discoveryError(`issuer discovery at ${url} has no "${requires}"`)
   return meta
 }
@@ -90,7 +93,8 @@ function fetchText(dispatcher: Dispatcher | undefined): MetadataGet {
     const bounded = boundedSignal(timeoutMs, signal)
     try {
       const res = await fetch(url, { headers: { accept: 'application/json' }, redirect: 'manual', signal: bounded.signal, ...(dispatcher ? { dispatcher } : {}) })
-      return { status: res.status, body: await res.text() }
+      const body = await readBoundedBody(res, MAX_METADATA_BYTES)
+      return { status: res.status, body: body.text, ...(body.truncated ? { truncated: true } : {}) }
     } catch (e) {
       throw new errorCodes.ERR_HTTP_NETWORK(`issuer discovery at ${url} failed: ${(e as { cause?: { code?: string } }).cause?.code ?? (e as Error).message}`, { cause: e })
     } finally {

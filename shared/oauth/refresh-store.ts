@@ -1,4 +1,4 @@
-import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto'
+import { createCipheriv, createDecipheriv, createHash, randomBytes, scrypt } from 'node:crypto'
 import { mkdir, open, readFile, rename, stat, unlink, writeFile, chmod } from 'node:fs/promises'
 import { join } from 'node:path'
 import { errorCodes, type WeirError } from '../errors.ts'
@@ -50,52 +50,89 @@ function pidAlive(pid: number): boolean {
 
 export interface FileStoreOptions {
   dir: string
-  /** 32-byte key (or any string, hashed to 32 bytes). Default: env WEIR_SECRET_KEY, else `<dir>/secret.key` (created, mode 0600). */
+  /**
+   * The key: 32 bytes (a Buffer, or base64 text), or a passphrase, stretched with scrypt and the
+   * store's salt (`<dir>/secret.salt`). Default: env WEIR_SECRET_KEY, else `<dir>/secret.key`
+   * (created, mode 0600; refused when group or others may read it).
+   */
   key?: string | Buffer
+  /** Accept a `secret.key` that group or others may read (default: env WEIR_SECRET_KEY_ALLOW_OPEN_MODE=1, else false). */
+  allowOpenKeyFile?: boolean
   /** A lease older than this is considered abandoned (its holder crashed). Default 30 s. */
   leaseTtlMs?: number
   /** How long to wait for a lease before failing. Default 20 s. */
   leaseWaitMs?: number
 }
 
-async function loadKey(dir: string, key: string | Buffer | undefined): Promise<Buffer> {
-  const given = key ?? process.env.WEIR_SECRET_KEY
-  if (given !== undefined && given !== '') {
-    if (Buffer.isBuffer(given)) return given.length === 32 ? given : createHash('sha256').update(given).digest()
-    const b = Buffer.from(given, 'base64')
-    return b.length === 32 && /^[A-Za-z0-9+/=_-]+$/.test(given) ? b : createHash('sha256').update(given).digest()
-  }
-  const file = join(dir, 'secret.key')
+/**
+ * The key entries are encrypted with, and for a passphrase the key of entries an older Weir wrote
+ * (envelope v1: SHA-256 of the passphrase), read until the entry's next write re-encrypts it.
+ */
+interface StoreKeys { current: Buffer; legacy?: Buffer }
+
+// scrypt cost: 32 MiB and some 100 ms, once per store open.
+const SCRYPT = { N: 2 ** 15, r: 8, p: 1, maxmem: 64 * 1024 * 1024 }
+
+function deriveKey(passphrase: string, salt: Buffer): Promise<Buffer> {
+  return new Promise((ok, fail) => scrypt(passphrase, salt, 32, SCRYPT, (e, k) => (e ? fail(e) : ok(k))))
+}
+
+/** The content of `file`, created with `make()` (mode 0600, exclusive) when missing; a racing creator's content wins. */
+async function readOrCreate(file: string, make: () => string): Promise<string> {
   try {
-    return Buffer.from((await readFile(file, 'utf8')).trim(), 'base64')
+    return await readFile(file, 'utf8')
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw storeError(`cannot read the store key ${file}`, e)
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw storeError(`cannot read ${file}`, e)
   }
-  const fresh = randomBytes(32)
+  const text = make()
   try {
     const fh = await open(file, 'wx', 0o600)
-    await fh.writeFile(fresh.toString('base64') + '\n')
+    await fh.writeFile(text)
     await fh.close()
-    return fresh
+    return text
   } catch (e) {
-    // Another process created it first: use theirs.
-    if ((e as NodeJS.ErrnoException).code === 'EEXIST') return Buffer.from((await readFile(file, 'utf8')).trim(), 'base64')
-    throw storeError(`cannot create the store key ${file}`, e)
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') return readFile(file, 'utf8')
+    throw storeError(`cannot create ${file}`, e)
   }
 }
 
-/** The AES-256-GCM envelope of an entry, bound to its key (AAD). */
+/** The key in `<dir>/secret.key`, created when missing; refused when others may read it or it is not 32 bytes. */
+async function keyFromFile(dir: string, allowOpen: boolean): Promise<Buffer> {
+  const file = join(dir, 'secret.key')
+  const text = await readOrCreate(file, () => randomBytes(32).toString('base64') + '\n')
+  const mode = (await stat(file)).mode & 0o777
+  if (process.platform !== 'win32' && mode & 0o077 && !allowOpen) {
+    throw storeError(`the store key ${file} may be read by group or others (mode 0${mode.toString(8)}); chmod 600 it (or set WEIR_SECRET_KEY_ALLOW_OPEN_MODE=1)`)
+  }
+  const key = Buffer.from(text.trim(), 'base64')
+  if (key.length !== 32) throw storeError(`the store key ${file} must hold 32 bytes in base64; it holds ${key.length}`)
+  return key
+}
+
+async function loadKeys(dir: string, options: FileStoreOptions): Promise<StoreKeys> {
+  const given = options.key ?? process.env.WEIR_SECRET_KEY
+  if (given === undefined || given === '') return { current: await keyFromFile(dir, options.allowOpenKeyFile ?? process.env.WEIR_SECRET_KEY_ALLOW_OPEN_MODE === '1') }
+  if (Buffer.isBuffer(given) && given.length === 32) return { current: given }
+  if (typeof given === 'string' && /^[A-Za-z0-9+/=_-]+$/.test(given) && Buffer.from(given, 'base64').length === 32) return { current: Buffer.from(given, 'base64') }
+  const passphrase = given.toString()
+  const salt = Buffer.from((await readOrCreate(join(dir, 'secret.salt'), () => randomBytes(16).toString('base64') + '\n')).trim(), 'base64')
+  if (salt.length < 16) throw storeError(`the store salt ${join(dir, 'secret.salt')} must hold at least 16 bytes in base64`)
+  return { current: await deriveKey(passphrase, salt), legacy: createHash('sha256').update(passphrase).digest() }
+}
+
+/** The AES-256-GCM envelope of an entry, bound to its key (AAD). Version 2: the key is never a single hash of a passphrase. */
 function encrypt(k: Buffer, key: string, entry: StoredTokens): string {
   const iv = randomBytes(12)
   const c = createCipheriv('aes-256-gcm', k, iv)
   c.setAAD(Buffer.from(key))
   const data = Buffer.concat([c.update(JSON.stringify(entry), 'utf8'), c.final()])
-  return JSON.stringify({ v: 1, iv: iv.toString('base64'), tag: c.getAuthTag().toString('base64'), data: data.toString('base64') })
+  return JSON.stringify({ v: 2, iv: iv.toString('base64'), tag: c.getAuthTag().toString('base64'), data: data.toString('base64') })
 }
 
 /** The entry in an envelope; throws when the key or the file is wrong. */
-function decrypt(k: Buffer, key: string, text: string): StoredTokens {
+function decrypt(keys: StoreKeys, key: string, text: string): StoredTokens {
   const env = JSON.parse(text) as { v: number; iv: string; tag: string; data: string }
+  const k = env.v === 1 && keys.legacy ? keys.legacy : keys.current
   const d = createDecipheriv('aes-256-gcm', k, Buffer.from(env.iv, 'base64'))
   d.setAAD(Buffer.from(key))
   d.setAuthTag(Buffer.from(env.tag, 'base64'))
@@ -144,10 +181,10 @@ export function createRefreshTokenStore(options: FileStoreOptions): RefreshToken
   const dir = options.dir
   const leaseTtlMs = options.leaseTtlMs ?? 30_000
   const leaseWaitMs = options.leaseWaitMs ?? 20_000
-  let keyP: Promise<Buffer> | undefined
+  let keyP: Promise<StoreKeys> | undefined
   const ready = async () => {
     await mkdir(dir, { recursive: true, mode: 0o700 })
-    return (keyP ??= loadKey(dir, options.key))
+    return (keyP ??= loadKeys(dir, options))
   }
   const fileOf = (key: string) => join(dir, `${createHash('sha256').update(key).digest('hex').slice(0, 32)}.token`)
 
@@ -177,7 +214,7 @@ export function createRefreshTokenStore(options: FileStoreOptions): RefreshToken
     const entry: StoredTokens = { ...value, version: expectedVersion + 1, updatedAt: Date.now() }
     const file = fileOf(key)
     const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`
-    await writeFile(tmp, encrypt(k, key, entry), { mode: 0o600 })
+    await writeFile(tmp, encrypt(k.current, key, entry), { mode: 0o600 })
     await chmod(tmp, 0o600)
     await rename(tmp, file)
     return entry

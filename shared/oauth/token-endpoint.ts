@@ -3,6 +3,8 @@ import { fetch, type Dispatcher } from 'undici'
 import { decodeJwt } from 'jose'
 import { HttpStatusError, errorCodes, parseRetryAfter, type WeirError } from '../errors.ts'
 import { boundedSignal } from '../http/abort.ts'
+import { MAX_METADATA_BYTES, readBoundedBody } from '../http/bounded-body.ts'
+import { remoteText } from '../http/excerpt.ts'
 import { isRetryableStatus } from '../http/status.ts'
 import { Secret, registerSecretValue, REDACTED } from '../secret.ts'
 import type { AccessToken } from './types.ts'
@@ -156,7 +158,10 @@ function groupForm(entries: Array<[string, string]>): Array<[string, string | st
 export interface RawTokenResponse {
   status: number
   headers: Record<string, string>
+  /** The body, at most 1 MiB of it. */
   text: string
+  /** True when the body went on past 1 MiB (reading stopped there). */
+  truncated?: boolean
   sentAt: number
   receivedAt: number
 }
@@ -179,13 +184,13 @@ export async function sendTokenRequest(
   const bounded = boundedSignal(options.timeoutMs, options.signal)
   const sentAt = options.now()
   let res: Awaited<ReturnType<typeof fetch>>
-  let text: string
+  let body: { text: string; truncated: boolean }
   try {
     res = await fetch(plan.url, {
       method: 'POST', headers, body: new URLSearchParams(form).toString(), redirect: 'manual', signal: bounded.signal,
       ...(options.dispatcher ? { dispatcher: options.dispatcher } : {}),
     })
-    text = await res.text()
+    body = await readBoundedBody(res, MAX_METADATA_BYTES)
   } catch (e) {
     if (options.signal?.aborted) throw e
     const timeout = (e as Error).name === 'TimeoutError'
@@ -198,7 +203,7 @@ export async function sendTokenRequest(
   const hdrs: Record<string, string> = {}
   res.headers.forEach((v, k) => { hdrs[k] = v })
   if (options.dpop) options.dpop.noteNonce(plan.url, hdrs['dpop-nonce'])
-  return { status: res.status, headers: hdrs, text: text.length > 1_000_000 ? text.slice(0, 1_000_000) : text, sentAt, receivedAt: options.now() }
+  return { status: res.status, headers: hdrs, text: body.text, ...(body.truncated ? { truncated: true } : {}), sentAt, receivedAt: options.now() }
 }
 
 /** Server clock minus local clock, from the response `Date` header; 0 when under the header's 1 s resolution. */
@@ -215,6 +220,12 @@ export interface ProcessedToken {
   lifetimeMs: number
   refreshToken?: Secret
 }
+
+/**
+ * The longest token lifetime believed (one year): a larger `expires_in` (or JWT `exp`) is cut to it,
+ * so an absurd value (1e300) cannot overflow a date.
+ */
+export const MAX_TOKEN_LIFETIME_SEC = 365 * 24 * 3600
 
 function responseError(raw: RawTokenResponse, message: string): WeirError {
   return Object.assign(new errorCodes.ERR_OAUTH_RESPONSE(message, { retryable: false }), { status: raw.status })
@@ -238,17 +249,23 @@ export function processTokenResponse(
   }
   const body = json && typeof json === 'object' && !Array.isArray(json) ? (json as Record<string, unknown>) : undefined
   const excerpt = redactedExcerpt(raw.text)
+  if (raw.truncated) {
+    const message = `${where} answered ${raw.status} with a body over ${MAX_METADATA_BYTES} bytes; stopped reading it`
+    throw isRetryableStatus(raw.status) ? new HttpStatusError(message, raw.status) : responseError(raw, message)
+  }
   if (body && typeof body.error === 'string') {
     const retryAfterMs = parseRetryAfter(raw.headers['retry-after'])
     const retryable = isRetryableStatus(raw.status) || body.error === 'temporarily_unavailable' || body.error === 'server_error' || body.error === 'slow_down'
-    const desc = typeof body.error_description === 'string' ? body.error_description : undefined
+    // The provider's own words are printed and logged: one line, controls escaped, cut.
+    const error = remoteText(body.error, 100)
+    const desc = typeof body.error_description === 'string' ? redactedExcerpt(body.error_description, 500) : undefined
     const fields = {
-      status: raw.status, error: body.error, retryable, headers: raw.headers, excerpt,
+      status: raw.status, error, retryable, headers: raw.headers, excerpt,
       ...(desc !== undefined ? { error_description: desc } : {}),
-      ...(typeof body.error_uri === 'string' ? { error_uri: body.error_uri } : {}),
+      ...(typeof body.error_uri === 'string' ? { error_uri: remoteText(body.error_uri, 500) } : {}),
       ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
     }
-    return throwErr(new OAuthResponseError(`${where} answered ${raw.status} ${body.error}${desc ? `: ${redactedExcerpt(desc)}` : ''}`, fields))
+    return throwErr(new OAuthResponseError(`${where} answered ${raw.status} ${error}${desc ? `: ${redactedExcerpt(desc)}` : ''}`, fields))
   }
   if (raw.status < 200 || raw.status > 299) {
     const retryAfterMs = parseRetryAfter(raw.headers['retry-after'])
@@ -292,6 +309,7 @@ export function processTokenResponse(
     } catch { /* not a JWT */ }
     expiresAt = exp !== undefined ? exp * 1000 - options.clockOffsetMs : raw.sentAt + options.defaultExpiresInSec * 1000
   }
+  expiresAt = Math.min(Math.max(expiresAt, 0), raw.sentAt + MAX_TOKEN_LIFETIME_SEC * 1000)
   const extra: Record<string, unknown> = {}
   for (const [k, v] of Object.entries(body)) {
     if (!['access_token', 'refresh_token', 'id_token', 'token_type', 'expires_in', 'scope'].includes(k)) extra[k] = v

@@ -65,7 +65,7 @@ describe('schedule config', () => {
 
   it('create() refuses an invalid cron expression with ERR_SCHEDULE_INVALID', async () => {
     t = await testContext()
-    const err = await Promise.resolve().then(() => schedule.create({ cron: '* * *', timezone: 'UTC', url: 'https://x.org/', headers: {}, timeoutMs: 1000, maxPages: 1, runOnStart: false }, t.ctx)).catch((e) => e)
+    const err = await Promise.resolve().then(() => schedule.create({ cron: '* * *', timezone: 'UTC', url: 'https://x.org/', headers: {}, timeoutMs: 1000, maxPages: 1, maxBytes: 1024, runOnStart: false }, t.ctx)).catch((e) => e)
     expect(err.code).toBe('ERR_SCHEDULE_INVALID')
     expect(err.message).toMatch(/^invalid cron expression "\* \* \*"/)
   })
