@@ -38,6 +38,8 @@ export async function startEmbeddedPostgres(options: {
   log?: (line: string) => void
   /** Skip fsync (tests: a crash of the machine is not what they test; a stopped server still keeps every commit). Default false. */
   volatile?: boolean
+  /** Load pg_stat_statements (benchmarks count the statements, that is the round trips, per message). */
+  statements?: boolean
 } = {}): Promise<EmbeddedPostgresServer> {
   const dir = await mkdtemp(join(tmpdir(), 'weir-pg-'))
   // The server may run as another user (root): it must be able to reach its own data directory inside.
@@ -48,7 +50,8 @@ export async function startEmbeddedPostgres(options: {
     databaseDir: join(dir, 'data'), user: 'weir', password, port, persistent: true,
     createPostgresUser: process.getuid?.() === 0,
     postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'max_connections=200',
-      ...(options.volatile ? ['-c', 'fsync=off', '-c', 'full_page_writes=off'] : [])],
+      ...(options.volatile ? ['-c', 'fsync=off', '-c', 'full_page_writes=off'] : []),
+      ...(options.statements ? ['-c', 'shared_preload_libraries=pg_stat_statements'] : [])],
     onLog: (m: unknown) => options.log?.(String(m)), onError: (m: unknown) => options.log?.(String(m)),
   })
   await server.initialise()

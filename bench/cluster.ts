@@ -1,0 +1,129 @@
+/**
+ * Cluster benchmark: the channel (d) of the pipeline benchmark, minus OAuth (the token path is the
+ * same whatever the store), backed by SQLite (one engine) and by PostgreSQL (one, two and three
+ * engines on this machine), every figure a ratio against SQLite-backed (d) in the same run.
+ * `npm run bench -- cluster` or `npx tsx bench/cluster.ts`.
+ *
+ * Each engine is a `weir run` process of its own; the load generator sends ~1 KB messages, 64 in
+ * flight in all, spread over the engines' listeners, and a run ends when the sink has every message.
+ * Per variant: messages per second, CPU µs per message (all engines together, and per engine), and
+ * PostgreSQL's transactions and statements per message (pg_stat_database, pg_stat_statements;
+ * each statement is one round trip). Two cores cannot show scaling; these counts bound it elsewhere.
+ *
+ * Environment: WEIR_BENCH_N (default 20000), WEIR_BENCH_WARM (default 1000), WEIR_BENCH_ROUNDS (default 3).
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { freePort, startEmbeddedPostgres } from '../engine/embedded/postgres.ts'
+import { openDb } from '../shared/store/postgres/db.ts'
+import { generate } from './lib/generator.ts'
+import { processUsage } from './lib/process-usage.ts'
+import { startSink } from './lib/sink.ts'
+
+const N = Number(process.env.WEIR_BENCH_N ?? 20_000)
+const WARM = Number(process.env.WEIR_BENCH_WARM ?? 1000)
+const ROUNDS = Number(process.env.WEIR_BENCH_ROUNDS ?? 3)
+const ROOT = resolve(import.meta.dirname, '..')
+
+interface Result { name: string; rate: number; cpuUsPerMsg: number; perEngineUs: number; txPerMsg?: number; stmtPerMsg?: number }
+
+const sink = await startSink((WARM + N) * ROUNDS * 4 + 10)
+const pg = await startEmbeddedPostgres({ statements: true })
+const work = mkdtempSync(join(tmpdir(), 'weir-bench-cluster-'))
+let nextSeq = 0
+let dbs = 0
+
+async function engine(dir: string, port: number, store: string[]): Promise<ChildProcess> {
+  const file = join(dir, `channel-${port}.json`)
+  writeFileSync(file, JSON.stringify({
+    name: 'bench',
+    source: { type: 'http-listener', config: { port, path: '/in', maxBytes: 65536 } },
+    filters: [{ type: 'map', config: { jsonata: '$merge([$, { "resourceType": "Encounter" }])' } }],
+    destinations: [{ name: 'sink', type: 'http', config: { url: sink.url, headers: { 'x-seq': '{body.seq}' } } }],
+    options: { concurrency: 64, queueLimit: 100_000 },
+  }))
+  const child = spawn(process.execPath, [join(ROOT, 'bin/weir.js'), 'run', file, '--data-dir', join(dir, `data-${port}`), ...store], {
+    cwd: ROOT, env: { ...process.env, WEIR_LOG_LEVEL: 'error', CI: '1' }, stdio: ['ignore', 'ignore', 'inherit'],
+  })
+  for (let i = 0; i < 300; i++) {
+    if (await fetch(`http://127.0.0.1:${port}/in`, { method: 'OPTIONS' }).then(() => true, () => false)) return child
+    await new Promise((r) => setTimeout(r, 100))
+  }
+  throw new Error('engine did not start')
+}
+
+/** Sends `count` messages spread over the engines (64 in flight in all) and waits until the sink has them all. */
+async function load(ports: number[], count: number): Promise<number> {
+  const from = nextSeq
+  nextSeq += count
+  const t0 = performance.now()
+  const share = Math.ceil(count / ports.length)
+  await Promise.all(ports.map((port, i) => generate({
+    url: `http://127.0.0.1:${port}/in`, from: from + i * share, to: Math.min(from + count, from + (i + 1) * share),
+    deadline: Date.now() + 600_000, sink, inFlight: Math.floor(64 / ports.length), window: Math.floor(512 / ports.length),
+  })))
+  const missing = await sink.drained(from, from + count, Date.now() + 120_000)
+  if (missing > 0) throw new Error(`${missing} messages never reached the sink`)
+  return (performance.now() - t0) / 1000
+}
+
+async function variant(name: string, engines: number, postgres: boolean): Promise<Result> {
+  const dir = mkdtempSync(join(work, 'v-'))
+  const url = postgres ? await pg.createDatabase(`bench_${++dbs}`) : ''
+  const ports = await Promise.all(Array.from({ length: engines }, () => freePort()))
+  const children = await Promise.all(ports.map((p) => engine(dir, p, postgres ? ['--store', url] : [])))
+  try {
+    await load(ports, WARM)
+    const db = postgres ? openDb(url, { max: 1 }) : undefined
+    const counters = async () => {
+      if (!db) return { tx: 0, stmt: 0 }
+      const [s] = await db.query<{ tx: number }>('SELECT (xact_commit + xact_rollback)::float8 AS tx FROM pg_stat_database WHERE datname = current_database()')
+      const [c] = await db.query<{ n: number }>(`SELECT coalesce(sum(calls), 0)::float8 AS n FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = current_database()`)
+      return { tx: s!.tx, stmt: c!.n }
+    }
+    if (db) await db.query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements')
+    const before = await counters()
+    const cpu0 = children.map((c) => processUsage(c.pid!).cpuMs)
+    const seconds = await load(ports, N)
+    const cpu = children.reduce((sum, c, i) => sum + processUsage(c.pid!).cpuMs - cpu0[i]!, 0)
+    const after = await counters()
+    await db?.end()
+    return {
+      name, rate: N / seconds, cpuUsPerMsg: (cpu * 1000) / N, perEngineUs: (cpu * 1000) / N / engines,
+      ...(postgres ? { txPerMsg: (after.tx - before.tx) / N, stmtPerMsg: (after.stmt - before.stmt) / N } : {}),
+    }
+  } finally {
+    for (const c of children) c.kill('SIGTERM')
+    await Promise.all(children.map((c) => new Promise((r) => (c.exitCode !== null ? r(null) : c.once('exit', r)))))
+  }
+}
+
+const variants: Array<[string, number, boolean]> = [['sqlite x1', 1, false], ['postgres x1', 1, true], ['postgres x2', 2, true], ['postgres x3', 3, true]]
+const rounds: Result[][] = []
+try {
+  for (let r = 0; r < ROUNDS; r++) {
+    const order = variants.map((_, i) => variants[(i + r) % variants.length]!)
+    const got: Result[] = []
+    for (const [name, n, postgres] of order) got.push(await variant(name, n, postgres))
+    rounds.push(got)
+  }
+} finally {
+  await sink.close()
+  await pg.stop()
+  rmSync(work, { recursive: true, force: true })
+}
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
+const med = (name: string, f: (r: Result) => number | undefined) => median(rounds.map((round) => f(round.find((r) => r.name === name)!) ?? NaN))
+const base = med('sqlite x1', (r) => r.rate)
+console.log(`cluster: ${N} messages of ~1 KB per variant and round, 64 in flight, median of ${ROUNDS} rounds (order rotated); every engine a weir run process on this ${'2-core'} machine`)
+console.log('variant       msg/s    vs sqlite (d)   CPU µs/msg (all engines)   per engine   transactions/msg   statements/msg')
+for (const [name] of variants) {
+  const tx = med(name, (r) => r.txPerMsg)
+  const st = med(name, (r) => r.stmtPerMsg)
+  console.log(`${name.padEnd(12)} ${med(name, (r) => r.rate).toFixed(0).padStart(6)}   ${(med(name, (r) => r.rate) / base).toFixed(2).padStart(8)}        ${med(name, (r) => r.cpuUsPerMsg).toFixed(0).padStart(10)}             ${med(name, (r) => r.perEngineUs).toFixed(0).padStart(6)}     ${Number.isNaN(tx) ? '     -' : tx.toFixed(3).padStart(10)}        ${Number.isNaN(st) ? '    -' : st.toFixed(2).padStart(8)}`)
+}
+const ratio = med('postgres x1', (r) => r.rate) / base
+const commits = med('postgres x1', (r) => r.txPerMsg)
+console.log(`targets: postgres (d) ≥ 0.7 × sqlite (d): ${ratio.toFixed(2)} ${ratio >= 0.7 ? 'met' : 'NOT met'}; at most 1 commit per 20 messages: ${commits.toFixed(3)} per message ${commits <= 0.05 ? 'met' : 'NOT met'}`)
