@@ -1,37 +1,45 @@
-import { generateKeyPairSync } from 'node:crypto'
-import { mkdir, open } from 'node:fs/promises'
-import { join, resolve } from 'node:path'
+import { mkdir, open, readFile, rename, stat, writeFile } from 'node:fs/promises'
+import { dirname, join, relative, resolve, sep } from 'node:path'
 import { parseArgs } from 'node:util'
-import { calculateJwkThumbprint, type JWK } from 'jose'
 import type { CommandIO } from '../cli-io.ts'
 import { errorCodes } from '../../shared/errors.ts'
-import { publicJwk } from '../../shared/oauth/keys.ts'
+import { escapePointer } from '../../shared/config/problems.ts'
+import { displayPath, parseJsonWithLocation } from '../../shared/config/load.ts'
+import { KEY_ALGS, PRUNE_MARGIN_SEC, currentKeyFile, generateKeys, parseDelay, pruneKeys, rotateKey, signingBlockOf, type KeyAlg } from '../key-rotation.ts'
 
-export const summary = 'generate a signing key pair (private PEM mode 0600, public JWKS to register with a provider)'
+export { generateKeys } from '../key-rotation.ts'
+
+export const summary = 'generate, rotate and prune signing keys (private PEM mode 0600, public JWKS to register with a provider)'
 export const usage = `usage: weir keys generate --alg ALG [--kid KID] [--out DIR]
+       weir keys rotate <channel.json> <credential> [--alg ALG] [--kid KID] [--out DIR] [--delay 24h] [--assertion]
+       weir keys prune <channel.json> <credential> [--assertion]
 
-Generates a key pair for private_key_jwt or jwt-bearer assertions. Writes
+generate: a key pair for private_key_jwt or jwt-bearer assertions. Writes
   <out>/<kid>.private.pem   PKCS#8 private key, file mode 0600 (reference it as { "$file": "..." })
   <out>/<kid>.jwks.json     public JWKS to register with the provider (e.g. Epic, Azure)
 and prints the JWKS. Never overwrites an existing file.
 
-  --alg   RS256 | RS384 | PS256 | ES256 | ES384 | EdDSA (Epic: RS384 or ES384)
-  --kid   key id (default: the JWK thumbprint)
-  --out   directory (default: the working directory)`
+rotate: writes a new key (mode 0600) and adds it to the credential's key list (clientAuth.keys,
+or assertion.keys with --assertion) with signFrom = now + the delay, so that a provider reading
+the JWK Set (weir run --jwks) sees the new key before it signs. A single key (privateKey + kid)
+becomes the list's first entry. Edits the file that defines the credential (the channel file or
+its credentialsFile).
 
-const ALGS = ['RS256', 'RS384', 'PS256', 'ES256', 'ES384', 'EdDSA'] as const
-type Alg = (typeof ALGS)[number]
+prune: drops the keys retired for longer than the assertion lifetime (plus 60 s): a key is
+retired once a later key's signFrom has passed. Never drops the key signing now.
 
-/** Generates a key pair; returns the private PKCS#8 PEM and the public JWKS. */
-export async function generateKeys(alg: Alg, kid?: string): Promise<{ kid: string; privatePem: string; jwks: { keys: JWK[] } }> {
-  const { privateKey } = alg === 'ES256' ? generateKeyPairSync('ec', { namedCurve: 'P-256' })
-    : alg === 'ES384' ? generateKeyPairSync('ec', { namedCurve: 'P-384' })
-    : alg === 'EdDSA' ? generateKeyPairSync('ed25519')
-    : generateKeyPairSync('rsa', { modulusLength: 3072 })
-  const jwk = await publicJwk(privateKey, alg)
-  const id = kid ?? (await calculateJwkThumbprint(jwk))
-  return { kid: id, privatePem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), jwks: { keys: [{ ...jwk, kid: id }] } }
+  --alg     RS256 | RS384 | PS256 | ES256 | ES384 | EdDSA (Epic: RS384 or ES384); rotate: default the current key's
+  --kid     key id (default: the JWK thumbprint)
+  --out     directory (generate: the working directory; rotate: the current key file's, else keys/ next to the file)
+  --delay   rotate: publication delay before the new key signs (default 24h; e.g. 90m, 2d, 0)`
+
+export interface KeysDeps {
+  /** Clock (epoch ms); tests inject one. */
+  now?: () => number
 }
+
+const ALGS = KEY_ALGS
+type Alg = KeyAlg
 
 async function writeNew(file: string, content: string, mode: number): Promise<void> {
   let fh
@@ -49,18 +57,24 @@ async function writeNew(file: string, content: string, mode: number): Promise<vo
   }
 }
 
-export async function run(args: string[], io: CommandIO): Promise<number> {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { alg: { type: 'string' }, kid: { type: 'string' }, out: { type: 'string' } } })
-  if (positionals[0] !== 'generate' || positionals.length !== 1) {
-    io.err(usage)
-    return 2
-  }
-  const alg = values.alg as Alg | undefined
-  if (!alg || !ALGS.includes(alg)) throw new errorCodes.ERR_USAGE(`--alg must be one of ${ALGS.join(', ')}${alg ? `; got ${alg}` : ''}`)
-  if (values.kid !== undefined && !/^[A-Za-z0-9._-]{1,128}$/.test(values.kid)) throw new errorCodes.ERR_USAGE('--kid may contain letters, digits, ".", "_" and "-" only')
+type Options = { alg?: string; kid?: string; out?: string; delay?: string; assertion?: boolean }
+
+function checkedAlg(alg: string | undefined): Alg | undefined {
+  if (alg !== undefined && !ALGS.includes(alg as Alg)) throw new errorCodes.ERR_USAGE(`--alg must be one of ${ALGS.join(', ')}; got ${alg}`)
+  return alg as Alg | undefined
+}
+
+function checkedKid(kid: string | undefined): string | undefined {
+  if (kid !== undefined && !/^[A-Za-z0-9._-]{1,128}$/.test(kid)) throw new errorCodes.ERR_USAGE('--kid may contain letters, digits, ".", "_" and "-" only')
+  return kid
+}
+
+async function generate(values: Options, io: CommandIO): Promise<number> {
+  const alg = checkedAlg(values.alg)
+  if (!alg) throw new errorCodes.ERR_USAGE(`--alg must be one of ${ALGS.join(', ')}`)
   const out = resolve(io.cwd, values.out ?? '.')
   await mkdir(out, { recursive: true })
-  const { kid, privatePem, jwks } = await generateKeys(alg, values.kid)
+  const { kid, privatePem, jwks } = await generateKeys(alg, checkedKid(values.kid))
   const keyFile = join(out, `${kid}.private.pem`)
   const jwksFile = join(out, `${kid}.jwks.json`)
   await writeNew(keyFile, privatePem, 0o600)
@@ -75,4 +89,101 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
     JSON.stringify({ clientAuth: { method: 'private_key_jwt', alg, kid, privateKey: { $file: keyFile } } }, null, 2),
   ].join('\n'))
   return 0
+}
+
+/** The file that defines a credential (the channel file, else its credentialsFile), parsed, and the credential in it. */
+interface CredentialSource { file: string; data: Record<string, any>; credential: Record<string, unknown>; where: string }
+
+async function readJson(file: string): Promise<Record<string, any>> {
+  let text: string
+  try {
+    text = await readFile(file, 'utf8')
+  } catch (e) {
+    throw new errorCodes.ERR_FILE_ACCESS(`cannot read ${displayPath(file)}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
+  }
+  const data = parseJsonWithLocation(text, displayPath(file))
+  if (!data || typeof data !== 'object' || Array.isArray(data)) throw new errorCodes.ERR_FILE_ACCESS(`${displayPath(file)} is not a JSON object`)
+  return data as Record<string, any>
+}
+
+async function locateCredential(channelFile: string, name: string): Promise<CredentialSource> {
+  const channel = await readJson(channelFile)
+  const own = channel.credentials
+  if (own && typeof own === 'object' && Object.hasOwn(own, name)) {
+    return { file: channelFile, data: channel, credential: own[name], where: `${displayPath(channelFile)}#/credentials/${escapePointer(name)}` }
+  }
+  if (typeof channel.credentialsFile === 'string') {
+    const file = resolve(dirname(channelFile), channel.credentialsFile)
+    const shared = await readJson(file)
+    if (Object.hasOwn(shared, name)) return { file, data: shared, credential: shared[name], where: `${displayPath(file)}#/${escapePointer(name)}` }
+  }
+  throw new errorCodes.ERR_USAGE(`credential "${name}" is not defined in ${displayPath(channelFile)}${typeof channel.credentialsFile === 'string' ? ' or its credentialsFile' : ''}`)
+}
+
+/** Replaces `file` with `data` as 2-space JSON, atomically, keeping the file's mode. */
+async function writeJson(file: string, data: unknown): Promise<void> {
+  const tmp = `${file}.weir-tmp`
+  try {
+    const { mode } = await stat(file)
+    await writeFile(tmp, JSON.stringify(data, null, 2) + '\n', { mode: mode & 0o777 })
+    await rename(tmp, file)
+  } catch (e) {
+    throw new errorCodes.ERR_FILE_ACCESS(`cannot write ${displayPath(file)}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
+  }
+}
+
+async function rotate(src: CredentialSource, values: Options, io: CommandIO, now: number): Promise<number> {
+  const signFrom = new Date(now + parseDelay(values.delay ?? '24h', '--delay')).toISOString()
+  const base = dirname(src.file)
+  const alg = checkedAlg(values.alg)
+  const kid = checkedKid(values.kid)
+  const r = await rotateKey(src.credential, src.where, {
+    signFrom, ...(values.assertion ? { which: 'assertion' as const } : {}), ...(alg ? { alg } : {}), ...(kid ? { kid } : {}),
+    keyFile(id, b) {
+      const current = currentKeyFile(b)
+      const dir = values.out !== undefined ? resolve(io.cwd, values.out) : current ? dirname(resolve(base, current)) : join(base, 'keys')
+      const path = join(dir, `${id}.private.pem`)
+      return { path, ref: relative(base, path).split(sep).join('/') }
+    },
+  })
+  await mkdir(dirname(r.keyFile), { recursive: true })
+  await writeNew(r.keyFile, r.privatePem, 0o600)
+  await writeJson(src.file, src.data)
+  io.out([
+    `new key ${r.kid} (${r.alg}) signs from ${signFrom}`,
+    `private key: ${r.keyFile} (mode 0600; keep it secret)`,
+    `updated ${src.where}/${r.block.name}/keys`,
+    '',
+    'The provider must see the public key before then: serve the JWK Set (weir run --jwks) at the registered jwks_uri, or register this JWKS:',
+    JSON.stringify(r.jwks, null, 2),
+  ].join('\n'))
+  return 0
+}
+
+async function prune(src: CredentialSource, values: Options, io: CommandIO, now: number): Promise<number> {
+  const b = signingBlockOf(src.credential, src.where, values.assertion ? 'assertion' : undefined)
+  const dropped = pruneKeys(b, now)
+  if (!dropped.length) {
+    io.out(`nothing to prune in ${src.where}/${b.name}: no key has been retired for longer than its assertions live (${b.lifetimeSec} s + ${PRUNE_MARGIN_SEC} s)`)
+    return 0
+  }
+  await writeJson(src.file, src.data)
+  io.out(`dropped ${dropped.join(', ')} from ${src.where}/${b.name}/keys; delete their private key files once nothing else uses them`)
+  return 0
+}
+
+export async function run(args: string[], io: CommandIO, deps: KeysDeps = {}): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args, allowPositionals: true,
+    options: { alg: { type: 'string' }, kid: { type: 'string' }, out: { type: 'string' }, delay: { type: 'string' }, assertion: { type: 'boolean' } },
+  })
+  const [sub, ...rest] = positionals
+  const now = (deps.now ?? Date.now)()
+  if (sub === 'generate' && rest.length === 0) return generate(values, io)
+  if ((sub === 'rotate' || sub === 'prune') && rest.length === 2) {
+    const src = await locateCredential(resolve(io.cwd, rest[0]!), rest[1]!)
+    return sub === 'rotate' ? rotate(src, values, io, now) : prune(src, values, io, now)
+  }
+  io.err(usage)
+  return 2
 }

@@ -12,9 +12,10 @@ import { createHttpClient } from '../../shared/http/index.ts'
 import { createTokenProvider } from '../../shared/oauth/index.ts'
 import { startChannel, type ChannelCounters, type ChannelHandle } from '../runtime/index.ts'
 import { openStoreFor, storeOptions, storeUsage } from '../store.ts'
+import { JWKS_SETS, channelSigningKeys, jwksDocuments, parseListenAddress, startJwksServer, type JwksServer, type JwksSets } from '../jwks-server.ts'
 
 export const summary = 'run one or more channels until SIGINT/SIGTERM'
-export const usage = `usage: weir run <channel.json...> [--data-dir D] [--sync full|normal] [--store postgres://…]
+export const usage = `usage: weir run <channel.json...> [--data-dir D] [--sync full|normal] [--store postgres://…] [--jwks [HOST:]PORT [--jwks-sets per-credential|combined]]
 
 Runs every given channel in this process. Messages are stored in the data directory
 (default ./data, or $WEIR_DATA_DIR) before the source acknowledges them, and delivered
@@ -25,6 +26,9 @@ within each channel's shutdownTimeoutMs, and close the store.
   --data-dir D    where the message store lives
   --sync LEVEL    full (default: a commit survives power loss) or normal (survives a crash)
 ${storeUsage}
+  --jwks ADDR     serve the public JWK Set of the channels' signing keys on this address
+                  (host default 127.0.0.1), for providers that take a jwks_uri
+  --jwks-sets S   per-credential (default: /jwks/<credential>.json) or combined (/jwks.json)
 
 exit status: 0 after a clean stop, 1 when a channel stopped on error or would not start`
 
@@ -38,6 +42,8 @@ export interface RunDeps {
   onStarted?: (handles: ChannelHandle[]) => void
   /** Live display refresh (ms); default 500. */
   refreshMs?: number
+  /** Called with the JWK Set server once it listens (with --jwks). */
+  onJwksServer?: (server: JwksServer) => void
 }
 
 function lineFor(name: string, c: ChannelCounters, width: number, state: string): string {
@@ -53,7 +59,7 @@ function lineFor(name: string, c: ChannelCounters, width: number, state: string)
 export async function run(args: string[], io: CommandIO, deps: RunDeps = {}): Promise<number> {
   const { values, positionals } = parseArgs({
     args, allowPositionals: true,
-    options: { 'data-dir': { type: 'string' }, sync: { type: 'string', default: 'full' }, ...storeOptions },
+    options: { 'data-dir': { type: 'string' }, sync: { type: 'string', default: 'full' }, ...storeOptions, jwks: { type: 'string' }, 'jwks-sets': { type: 'string', default: 'per-credential' } },
   })
   if (positionals.length === 0) {
     io.err(usage)
@@ -63,6 +69,9 @@ export async function run(args: string[], io: CommandIO, deps: RunDeps = {}): Pr
   if (sync !== 'FULL' && sync !== 'NORMAL') {
     throw new errorCodes.ERR_USAGE(`--sync must be "full" or "normal", not "${values.sync}"`)
   }
+  const jwksSets = values['jwks-sets'] as JwksSets
+  if (!JWKS_SETS.includes(jwksSets)) throw new errorCodes.ERR_USAGE(`--jwks-sets must be ${JWKS_SETS.join(' or ')}, not "${jwksSets}"`)
+  const jwksAddress = values.jwks === undefined ? undefined : parseListenAddress(values.jwks)
   const dataDir = dataDirOf(values['data-dir'], io)
   const load = deps.loadChannel ?? ((file, o) => defaultLoadChannel(file, o))
 
@@ -92,11 +101,21 @@ export async function run(args: string[], io: CommandIO, deps: RunDeps = {}): Pr
   const logStream = new Writable({ write(chunk, _enc, cb) { (io.isTTY ? io.err : io.out)(String(chunk).replace(/\n$/, '')); cb() } })
   const log: Logger = createLogger({ destination: logStream, pretty: io.isTTY, ...(io.isTTY ? { level: io.env.WEIR_LOG_LEVEL ?? 'warn' } : {}) })
 
-  const store = await openStoreFor(values, io, { dataDir, owner: true, synchronous: sync, log })
+  // Listening before the channels start: the provider may fetch the keys for the first token request.
+  const jwks = jwksAddress && await startJwksServer({ ...jwksAddress, documents: await jwksDocuments(channelSigningKeys(channels), jwksSets) })
+  if (jwks) {
+    log.info({ jwks: jwks.paths().map((p) => jwks.url + p) }, 'serving JWK Sets')
+    deps.onJwksServer?.(jwks)
+  }
+  const store = await openStoreFor(values, io, { dataDir, owner: true, synchronous: sync, log }).catch(async (e) => {
+    await jwks?.close()
+    throw e
+  })
   const http = deps.http ?? createHttpClient({ log })
   const credential = deps.credential ?? ((name: string, ch: LoadedChannel) =>
     createTokenProvider(name, ch.credentials[name] as unknown as Parameters<typeof createTokenProvider>[1], { log: log.child({ channel: ch.name, credential: name }), dataDir }))
   const closeAll = async () => {
+    await jwks?.close()
     await store.close()
     if (!deps.http) await http.close()
   }

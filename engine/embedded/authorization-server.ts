@@ -9,6 +9,9 @@ import { ASYMMETRIC, ClientRegistry, FailureQueue, JWT_BEARER, JtiMemory, countR
 import { handleTokenRequest } from './authorization-server/token-endpoint.ts'
 import type { AuthorizationServer, AuthorizationServerOptions } from './authorization-server/types.ts'
 import { verifyAccessToken } from './authorization-server/verify.ts'
+import { RemoteKeySets } from './authorization-server/remote-jwks.ts'
+import { createHttpClient } from '../../shared/http/index.ts'
+import type { HttpClient } from '../../shared/http/types.ts'
 
 export type * from './authorization-server/types.ts'
 export { AccessDenied } from './authorization-server/state.ts'
@@ -42,7 +45,7 @@ async function route(st: ServerState, req: IncomingMessage, res: ServerResponse,
 }
 
 /** The state of a new server at `url`: a fresh ES256 signing key, no clients, no tokens. */
-async function initialState(options: AuthorizationServerOptions, url: string): Promise<ServerState> {
+async function initialState(options: AuthorizationServerOptions, url: string, http: () => HttpClient): Promise<ServerState> {
   const now = options.now ?? (() => Date.now())
   const toleranceMs = (options.clockToleranceSec ?? 30) * 1000
   const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true })
@@ -53,7 +56,7 @@ async function initialState(options: AuthorizationServerOptions, url: string): P
     signing: { key: privateKey as CryptoKey, kid, publicJwk, jwks: createLocalJWKSet({ keys: [publicJwk] }) },
     clients: new ClientRegistry(), refreshTokens: new Map(), codes: new Map(), assertionJti: new JtiMemory(now, toleranceMs), proofJti: new JtiMemory(now, toleranceMs),
     issuedJti: new Set(), revokedJti: new Set(), seen: new Set(), dpopNonce: randomBytes(12).toString('base64url'), spentUses: 0,
-    requests: [], failures: new FailureQueue(),
+    requests: [], failures: new FailureQueue(), remoteJwks: new RemoteKeySets(now, (options.jwksRefetchCooldownSec ?? 60) * 1000, http),
   }
 }
 
@@ -73,7 +76,8 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
   const server = createServer(options.tls)
   server.keepAliveTimeout = 5000
   const url = `${options.tls ? 'https' : 'http'}://127.0.0.1:${await listen(server)}`
-  const st = await initialState(options, url)
+  let ownHttp: HttpClient | undefined
+  const st = await initialState(options, url, () => options.http ?? (ownHttp ??= createHttpClient()))
   const jwksUrl = `${url}/jwks`
   server.on('request', (req, res) => {
     res.setHeader('date', new Date(st.now()).toUTCString())
@@ -97,6 +101,7 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
     setFailure: (f) => st.failures.add(f),
     counts: () => countRequests(st.requests),
     spentRefreshTokenUses: () => st.spentUses,
+    jwksFetches: () => st.remoteJwks.fetches,
     secretsSeen: () => [...st.seen],
     revokeAll() {
       for (const j of st.issuedJti) st.revokedJti.add(j)
@@ -108,7 +113,10 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
     },
     verifyAccessToken: (authorization, request) => verifyAccessToken(st, authorization, request),
     createProtectedApi: (apiOptions) => startProtectedApi(st, apiOptions),
-    close: () => closeServer(server),
+    async close() {
+      await closeServer(server)
+      await ownHttp?.close()
+    },
   }
 }
 

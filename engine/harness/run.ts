@@ -6,9 +6,9 @@ import { displayPath, parseJsonWithLocation } from '../../shared/config/load.ts'
 import { loadChannelObject } from '../load.ts'
 import { escapePointer } from '../../shared/config/problems.ts'
 import type { LoadedChannel } from '../../shared/config/types.ts'
-import { ConfigError, formatProblem, isWeirError, type ConfigProblem } from '../../shared/errors.ts'
+import { ConfigError, errorCodes, formatProblem, isWeirError, type ConfigProblem } from '../../shared/errors.ts'
 import { createLogger } from '../../shared/log/index.ts'
-import { createTokenProvider, resolveCredential, publicJwk, TokenCache, presetOf, createRefreshTokenStore, importRefreshToken } from '../../shared/oauth/index.ts'
+import { createTokenProvider, resolveCredential, signingKeysOf, publicJwkSet, TokenCache, presetOf, createRefreshTokenStore, importRefreshToken } from '../../shared/oauth/index.ts'
 import type { TokenProvider } from '../../shared/oauth/types.ts'
 import type { ResolvedCredential } from '../../shared/oauth/token-endpoint.ts'
 import { createHttpClient } from '../../shared/http/index.ts'
@@ -18,7 +18,9 @@ import { scrubSecrets } from '../../shared/secret.ts'
 import { startAuthorizationServer, type AuthorizationServer, type RegisteredClient } from '../embedded/authorization-server.ts'
 import { startEmbeddedApi, verifiedBy, type EmbeddedApi, type ApiRoute } from '../embedded/api.ts'
 import { startChannel, type ChannelHandle } from '../runtime/index.ts'
-import { loadTestFile, type TestCase, type TestFile, type Expectation, type ClientRegistration } from './test-file.ts'
+import { loadTestFile, type TestCase, type TestFile, type Expectation, type ClientRegistration, type RotateKeysStep } from './test-file.ts'
+import { channelSigningKeys, jwksDocuments, startJwksServer, type JwksServer } from '../jwks-server.ts'
+import { rotateKey } from '../key-rotation.ts'
 import { containsSubset, short } from './match.ts'
 import { listFiles, sandboxChannelDir, type ChannelSandbox } from './sandbox.ts'
 import { instrumentChannel, type Recording } from './instrument.ts'
@@ -155,7 +157,7 @@ function withApiUrl(routes: ApiRoute[], url: string): ApiRoute[] {
  * tokens are issued to.
  */
 function clientIdOf(r: ResolvedCredential): string {
-  return r.clientId ?? r.assertion?.iss ?? r.assertion?.key?.keyFileIssuer ?? r.clientKey?.keyFileIssuer ?? r.name
+  return r.clientId ?? r.assertion?.iss ?? r.assertion?.keys?.[0]?.keyFileIssuer ?? r.clientKeys?.[0]?.keyFileIssuer ?? r.name
 }
 
 /** Every OAuth credential of the channel (static tokens have no client), keys and secrets loaded. */
@@ -168,12 +170,14 @@ function resolveCredentials(channel: LoadedChannel): Record<string, ResolvedCred
   return out
 }
 
-async function registerClients(channel: LoadedChannel, resolved: Record<string, ResolvedCredential>, regs: Record<string, ClientRegistration>, as: AuthorizationServer, api: EmbeddedApi, originals: Record<string, string>): Promise<void> {
+async function registerClients(channel: LoadedChannel, resolved: Record<string, ResolvedCredential>, regs: Record<string, ClientRegistration>, as: AuthorizationServer, api: EmbeddedApi, originals: Record<string, string>, jwks: JwksServer | undefined): Promise<void> {
   for (const [name, r] of Object.entries(resolved)) {
     const c = channel.credentials[name] as Record<string, any>
     const reg = regs[name] ?? {}
-    const keys = [r.clientKey, r.assertion?.key].filter((k): k is NonNullable<typeof k> => !!k && typeof k.key === 'object' && !(k.key instanceof Uint8Array))
-    const jwks = keys.length ? { keys: await Promise.all(keys.map((k) => publicJwk(k.key as import('node:crypto').KeyObject, k.alg, k.kid))) } : undefined
+    const keys = signingKeysOf(r)
+    const published = await publicJwkSet(keys)
+    // By jwks_uri, the provider reads the set the harness serves (and, after a rotation, serves anew).
+    const keyRegistration = reg.jwksUri && jwks ? { jwksUri: `${jwks.url}/jwks/${encodeURIComponent(name)}.json` } : published.keys.length ? { jwks: published } : {}
     const clientId = clientIdOf(r)
     // As the provider would accept them (the preset table): algorithms, assertion lifetime and audiences.
     const preset = presetOf(c.preset)
@@ -182,7 +186,7 @@ async function registerClients(channel: LoadedChannel, resolved: Record<string, 
       clientId,
       authMethod: r.grant === 'jwt_bearer' && !r.clientId ? 'none' : r.method,
       ...(reg.secret ?? r.secret ? { secret: reg.secret ?? r.secret } : {}),
-      ...(jwks ? { jwks } : {}),
+      ...keyRegistration,
       ...((reg.allowedAlgs ?? preset?.algs.length) ? { allowedAlgs: reg.allowedAlgs ?? preset!.algs } : {}),
       ...(reg.scopes ? { scopes: reg.scopes } : {}),
       ...(audiences.length ? { assertionAudiences: [as.tokenUrl, ...audiences] } : {}),
@@ -194,6 +198,27 @@ async function registerClients(channel: LoadedChannel, resolved: Record<string, 
     }
     as.registerClient(client)
   }
+}
+
+/**
+ * The channel with a credential's key rotated as `weir keys rotate` does: a new key (written 0600
+ * under `keyDir`) signing from `nowMs` + delaySec. A copy; the test file's channel is untouched.
+ */
+async function rotatedChannel(raw: Record<string, any>, step: RotateKeysStep, nowMs: number, keyDir: string): Promise<Record<string, any>> {
+  const ch = structuredClone(raw)
+  const credential = ch.credentials?.[step.credential] as Record<string, unknown> | undefined
+  if (!credential) throw new errorCodes.ERR_USAGE(`rotateKeys: the channel has no credential "${step.credential}"`)
+  const r = await rotateKey(credential, `rotateKeys credential "${step.credential}"`, {
+    signFrom: new Date(nowMs + step.delaySec * 1000).toISOString(),
+    ...(step.assertion ? { which: 'assertion' as const } : {}), ...(step.alg ? { alg: step.alg } : {}),
+    keyFile: (kid) => {
+      const path = join(keyDir, `${kid}.private.pem`)
+      return { path, ref: path }
+    },
+  })
+  await mkdir(keyDir, { recursive: true })
+  await writeFile(r.keyFile, r.privatePem, { mode: 0o600 })
+  return ch
 }
 
 interface Running {
@@ -217,17 +242,22 @@ async function runCase(file: TestFile, rawChannel: Record<string, any>, tc: Test
   const api = await startEmbeddedApi({ verifyToken: verifiedBy(as) })
   api.setRoutes(withApiUrl(tc.api ?? file.api, api.url))
   const regs = registrations(file, tc)
+  const jwks = Object.values(regs).some((r) => r.jwksUri) ? await startJwksServer({ host: '127.0.0.1', port: 0, documents: new Map() }) : undefined
+  const publishKeys = async (ch: LoadedChannel) => jwks?.setDocuments(await jwksDocuments(channelSigningKeys([ch]), 'per-credential'))
+  let caseChannel = rawChannel
   let running: Running | undefined
   let trace: string[] | undefined
   try {
     const env: NodeJS.ProcessEnv = { ...process.env, ...file.env }
-    const rewritten = rewriteChannel(rawChannel, as, api, dirs)
-    const channel = await loadChannelObject(rewritten, { file: file.channel, env })
+    const load = () => loadChannelObject(rewriteChannel(caseChannel, as, api, dirs), { file: file.channel, env })
+    const channel = await load()
+    let credentials = channel.credentials
+    await publishKeys(channel)
     const sandbox = await sandboxChannelDir(channel.dir, join(work, 'channel'))
     const { channel: instrumented, recording } = instrumentChannel(channel, { channelDir: sandbox.dir, dataDir: dirs.data })
     const resolved = resolveCredentials(channel)
     const clientIds = Object.fromEntries(Object.entries(resolved).map(([name, r]) => [name, clientIdOf(r)]))
-    await registerClients(channel, resolved, regs, as, api, originalTokenUrls(rawChannel))
+    await registerClients(channel, resolved, regs, as, api, originalTokenUrls(rawChannel), jwks)
     // Refresh tokens a user consented to outside the engine: issued by the server and imported
     // into the case's encrypted token store, as `weir credentials import` does.
     for (const [name, r] of Object.entries(regs)) {
@@ -245,9 +275,9 @@ async function runCase(file: TestFile, rawChannel: Record<string, any>, tc: Test
       const http = createHttpClient({ log })
       const handle = await startChannel(instrumented, {
         store, log, dataDir: dirs.data, http,
-        credential: (name, ch) => {
+        credential: (name) => {
           let p = providers.get(name)
-          if (!p) providers.set(name, (p = createTokenProvider(name, ch.credentials[name] as never, { log, dataDir: dirs.data, now, cache })))
+          if (!p) providers.set(name, (p = createTokenProvider(name, credentials[name] as never, { log, dataDir: dirs.data, now, cache })))
           return p
         },
       })
@@ -298,6 +328,13 @@ async function runCase(file: TestFile, rawChannel: Record<string, any>, tc: Test
       } else if ('restart' in step) {
         await stop(r)
         running = await start()
+      } else if ('rotateKeys' in step) {
+        caseChannel = await rotatedChannel(caseChannel, step.rotateKeys, now(), join(work, 'keys'))
+        const reloaded = await load()
+        credentials = reloaded.credentials
+        await publishKeys(reloaded)
+        await stop(r)
+        running = await start()
       } else if ('waitMs' in step) {
         await new Promise((res) => setTimeout(res, step.waitMs))
       }
@@ -322,6 +359,7 @@ async function runCase(file: TestFile, rawChannel: Record<string, any>, tc: Test
     }
     await api.close()
     await as.close()
+    await jwks?.close()
     await rm(work, { recursive: true, force: true })
   }
   return { failures: failures.map(scrubSecrets), ...(trace ? { trace } : {}) }
@@ -402,6 +440,7 @@ async function check(exp: Expectation, ctx: { api: EmbeddedApi; as: Authorizatio
     }
     if (t.spentRefreshTokens !== undefined && ctx.as.spentRefreshTokenUses() !== t.spentRefreshTokens) f.push(`${at}.spentRefreshTokens: a spent refresh token was presented ${ctx.as.spentRefreshTokenUses()} time(s), expected ${t.spentRefreshTokens}`)
   }
+  if (exp.jwksFetches !== undefined && ctx.as.jwksFetches() !== exp.jwksFetches) f.push(`expect.jwksFetches: the authorization server fetched JWK Sets ${ctx.as.jwksFetches()} time(s), expected ${exp.jwksFetches}`)
   for (const re of exp.logs ?? []) if (!ctx.logLines.some((l) => new RegExp(re).test(l))) f.push(`expect.logs: no log line matches /${re}/`)
   if (exp.deliveries) f.push(...checkDeliveries(exp.deliveries, ctx.recording))
   if (exp.files) {

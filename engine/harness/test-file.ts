@@ -6,6 +6,7 @@ import { ajvProblems } from '../../shared/config/problems.ts'
 import { displayPath, parseJsonWithLocation } from '../../shared/config/load.ts'
 import { ConfigError } from '../../shared/errors.ts'
 import type { ApiRoute } from '../embedded/api.ts'
+import { KEY_ALGS, type KeyAlg } from '../key-rotation.ts'
 
 const answer: JsonSchema = {
   type: 'object', additionalProperties: false,
@@ -83,6 +84,16 @@ const step: JsonSchema = {
     revokeTokens: { const: true, description: 'Revoke every access token issued so far.' },
     restart: { const: true, description: 'Stop the channel and start it again over the same data directory (the message store and token store survive).' },
     waitMs: { type: 'integer', minimum: 0, maximum: 30_000, description: 'Wait (real time) for background work such as a background token refresh.' },
+    rotateKeys: {
+      type: 'object', additionalProperties: false, required: ['credential'],
+      description: 'Rotate a credential\'s signing key as `weir keys rotate` does (a new key in its key list, signing from now + delaySec, published in its JWK Set at once), then restart the channel with it.',
+      properties: {
+        credential: { type: 'string', minLength: 1, description: 'Credential name.' },
+        alg: { type: 'string', enum: [...KEY_ALGS], description: 'Algorithm of the new key (default: the current key\'s).' },
+        delaySec: { type: 'integer', minimum: 0, default: 86_400, description: 'Publication delay: the new key signs this long after the rotation (fake time; move it with advanceSec).' },
+        assertion: { type: 'boolean', description: 'Rotate the jwt-bearer assertion key instead of the client assertion key.' },
+      },
+    },
   },
 }
 
@@ -117,6 +128,7 @@ const clientRegistration: JsonSchema = {
     secret: { type: 'string', minLength: 1, description: 'The client secret the provider has on record (default: the channel\'s); a different one makes the channel\'s secret wrong (invalid_client).' },
     importRefreshToken: { const: true, description: 'Issue a refresh token for this client and import it into the case\'s encrypted token store, as `weir credentials import` does after a user consented outside the engine.' },
     tokenResponse: { type: 'object', description: 'Extra fields of the token response; the string "{api}" is replaced by the embedded API URL (Salesforce instance_url).' },
+    jwksUri: { const: true, description: 'Register the client by the URL of its JWK Set, served by the harness as `weir run --jwks` serves it, instead of its public keys: the server fetches the set on first use, caches it, and fetches it again on an unknown kid (at most once a minute).' },
   },
 }
 
@@ -141,6 +153,7 @@ const expectation: JsonSchema = {
       anyOf: [tokenExpectation, { type: 'array', minItems: 1, items: tokenExpectation }],
     },
     logs: { type: 'array', items: { type: 'string' }, description: 'Regular expressions; each must match some log line.' },
+    jwksFetches: { type: 'integer', minimum: 0, description: 'How often the authorization server fetched the JWK Set of clients registered with `jwksUri`.' },
     deliveries: {
       type: 'object',
       description: 'What each destination, built-in or your own, was handed, by destination name: one expectation or a list. Works for any destination: the harness records every call of its `deliver`.',
@@ -209,7 +222,8 @@ export function testEditorSchema(): JsonSchema {
 }
 
 export interface SendStep { body: unknown; contentType?: string; headers?: Record<string, string>; fileName?: string; expectStatus?: number }
-export type Step = { send: SendStep } | { tick: true } | { advanceSec: number } | { revokeTokens: true } | { restart: true } | { waitMs: number }
+export interface RotateKeysStep { credential: string; alg?: KeyAlg; delaySec: number; assertion?: boolean }
+export type Step = { send: SendStep } | { tick: true } | { advanceSec: number } | { revokeTokens: true } | { restart: true } | { waitMs: number } | { rotateKeys: RotateKeysStep }
 
 export interface RequestExpectation { method?: string; path?: string; query?: Record<string, string>; headers?: Record<string, string>; json?: unknown; count?: number }
 export interface TokenExpectation {
@@ -230,6 +244,7 @@ export interface Expectation {
   messages?: Array<{ status?: string; destinations?: Record<string, string>; error?: string }>
   tokenRequests?: TokenExpectation | TokenExpectation[]
   logs?: string[]
+  jwksFetches?: number
   files?: Array<{ path: string; json?: unknown; count?: number }>
   deliveries?: Record<string, DeliveryExpectation | DeliveryExpectation[]>
 }
@@ -241,7 +256,7 @@ export interface TestCase {
   steps: Step[]
   expect: Expectation
 }
-export interface ClientRegistration { allowedAlgs?: string[]; scopes?: string[]; assertionAudiences?: string[]; secret?: string; importRefreshToken?: true; tokenResponse?: Record<string, unknown> }
+export interface ClientRegistration { allowedAlgs?: string[]; scopes?: string[]; assertionAudiences?: string[]; secret?: string; importRefreshToken?: true; tokenResponse?: Record<string, unknown>; jwksUri?: true }
 export interface TestFile {
   file: string
   displayName: string

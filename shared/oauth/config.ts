@@ -22,6 +22,17 @@ export interface SigningConfig {
   /** PEM certificate of the key, for x5t / x5t#S256 / x5c headers. */
   certificate?: string
   headers?: KeyHeader[]
+  /** Several keys, each signing from its `signFrom` (key rotation); replaces privateKey, keyFile and kid. */
+  keys?: KeyEntry[]
+}
+
+/** One key of a rotating key list: the newest whose `signFrom` has come signs; every one is published. */
+export interface KeyEntry {
+  kid: string
+  privateKey: SecretLike
+  alg?: SigningAlg
+  /** RFC 3339 date-time from which the key signs; without it, from the start. */
+  signFrom?: string
 }
 
 export interface ClientAuthConfig extends SigningConfig {
@@ -93,6 +104,19 @@ function signingProperties(what: string): Record<string, JsonSchema> {
     headers: {
       type: 'array', uniqueItems: true, items: { type: 'string', enum: KEY_HEADERS },
       description: 'JOSE headers to send besides alg. Default: kid when a kid is known, plus x5t#S256 when a certificate is given.',
+    },
+    keys: {
+      type: 'array', minItems: 1,
+      description: `Rotating keys of the ${what}, instead of privateKey, keyFile and kid: the key with the latest signFrom that has passed signs, and every key is published in the JWK Set (\`weir run --jwks\`). \`weir keys rotate\` adds one, \`weir keys prune\` drops retired ones.`,
+      items: {
+        type: 'object', additionalProperties: false, required: ['kid', 'privateKey'],
+        properties: {
+          kid: { type: 'string', minLength: 1, description: 'Key id, sent in the `kid` header and published in the JWK Set.' },
+          privateKey: secretSchema('Private key: PKCS#8 PEM or a private JWK (JSON).'),
+          alg: { type: 'string', enum: SIGNING_ALGS, description: 'JWS algorithm of this key. Default: the alg of the block.' },
+          signFrom: { type: 'string', format: 'date-time', description: 'When the key starts to sign (RFC 3339). Default: from the start. Publish a key well before it signs, so the provider has fetched it.', examples: ['2026-07-01T00:00:00Z'] },
+        },
+      },
     },
   }
 }
@@ -217,7 +241,7 @@ export function applyPreset(config: CredentialConfig): CredentialConfig {
   }
   c.grant ??= has(c.token) ? 'static' : 'client_credentials'
   if (!ca.method) {
-    if (has(ca.privateKey) || has(ca.keyFile)) ca.method = 'private_key_jwt'
+    if (has(ca.privateKey) || has(ca.keyFile) || ca.keys) ca.method = 'private_key_jwt'
     else if (has(ca.secret)) ca.method = 'client_secret_basic'
     else if (c.tls?.cert) ca.method = 'tls_client_auth'
     else ca.method = 'none'
@@ -226,7 +250,7 @@ export function applyPreset(config: CredentialConfig): CredentialConfig {
     if (!s) continue
     if (!s.headers) {
       const hs: KeyHeader[] = []
-      if (s.kid || has(s.keyFile)) hs.push('kid')
+      if (s.kid || has(s.keyFile) || s.keys) hs.push('kid')
       if (s.certificate) hs.push('x5t#S256')
       s.headers = hs
     }
@@ -288,8 +312,8 @@ export function checkCredential(config: CredentialConfig): Problem[] {
     p.push(['/clientAuth/secret', `${method} requires clientAuth.secret`])
   }
   if (method === 'private_key_jwt') {
-    if (!has(ca.privateKey) && !has(ca.keyFile)) p.push(['/clientAuth/privateKey', 'private_key_jwt requires clientAuth.privateKey or clientAuth.keyFile'])
-    if (!ca.alg) p.push(['/clientAuth/alg', 'private_key_jwt requires clientAuth.alg'])
+    if (!has(ca.privateKey) && !has(ca.keyFile) && !ca.keys) p.push(['/clientAuth/privateKey', 'private_key_jwt requires clientAuth.privateKey, clientAuth.keyFile or clientAuth.keys'])
+    if (!ca.alg && !ca.keys) p.push(['/clientAuth/alg', 'private_key_jwt requires clientAuth.alg'])
   }
   if (method === 'tls_client_auth' && (!c.tls?.cert || !has(c.tls?.key))) p.push(['/tls', 'tls_client_auth requires tls.cert and tls.key'])
   if (method !== 'client_secret_basic' && method !== 'client_secret_post' && method !== 'client_secret_jwt' && has(ca.secret)) {
@@ -298,11 +322,12 @@ export function checkCredential(config: CredentialConfig): Problem[] {
   for (const [ptr, s] of [['/clientAuth', ca], ['/assertion', a]] as const) {
     const hs = s.headers ?? []
     if ((hs.includes('x5t') || hs.includes('x5t#S256') || hs.includes('x5c')) && !s.certificate) p.push([`${ptr}/certificate`, `headers ${hs.filter((h) => h.startsWith('x5')).join(', ')} require ${ptr.slice(1)}.certificate`])
-    if (hs.includes('kid') && !s.kid && !has(s.keyFile)) p.push([`${ptr}/kid`, `header kid requires ${ptr.slice(1)}.kid`])
+    if (hs.includes('kid') && !s.kid && !has(s.keyFile) && !s.keys) p.push([`${ptr}/kid`, `header kid requires ${ptr.slice(1)}.kid`])
+    p.push(...keyListProblems(ptr, s, presetOf(c.preset)?.algs))
   }
   if (c.grant === 'jwt_bearer') {
-    if (!has(a.value) && !has(a.privateKey) && !has(a.keyFile)) p.push(['/assertion', 'the jwt_bearer grant requires assertion.privateKey, assertion.keyFile or assertion.value'])
-    if (!has(a.value) && !a.alg && !has(a.keyFile)) p.push(['/assertion/alg', 'the jwt_bearer grant requires assertion.alg'])
+    if (!has(a.value) && !has(a.privateKey) && !has(a.keyFile) && !a.keys) p.push(['/assertion', 'the jwt_bearer grant requires assertion.privateKey, assertion.keyFile or assertion.value'])
+    if (!has(a.value) && !a.alg && !has(a.keyFile) && !a.keys) p.push(['/assertion/alg', 'the jwt_bearer grant requires assertion.alg'])
   }
   if (c.grant === 'refresh_token' && method === 'none' && !c.clientId) p.push(['/clientId', 'the refresh_token grant requires clientId'])
   p.push(...reservedKeyProblems('extraParams', c.extraParams, RESERVED_PARAMS))
@@ -334,6 +359,26 @@ function reservedKeyProblems(field: string, params: Record<string, string> | und
     const instead = Object.hasOwn(reserved, key) ? reserved[key] : undefined
     return instead ? [[`/${field}/${key.replace(/~/g, '~0').replace(/\//g, '~1')}`, `"${key}" is sent by Weir itself; ${instead}`]] : []
   })
+}
+
+/**
+ * A key list (`keys`) is the whole key material of its block: no single key beside it, unique kids,
+ * an algorithm for every key, and only the algorithms the preset's provider accepts.
+ */
+function keyListProblems(ptr: string, s: SigningConfig, presetAlgs: string[] | undefined): Problem[] {
+  if (!s.keys) return []
+  const p: Problem[] = []
+  const single = (['privateKey', 'keyFile', 'kid', 'certificate'] as const).filter((k) => has(s[k]))
+  if (single.length) p.push([`${ptr}/keys`, `keys replaces ${single.join(', ')}; keep one form (each key of the list has its own kid and privateKey)`])
+  s.keys.forEach((k, i) => {
+    const at = `${ptr}/keys/${i}`
+    const first = s.keys!.findIndex((o) => o.kid === k.kid)
+    if (first < i) p.push([`${at}/kid`, `kid "${k.kid}" is already used by ${ptr.slice(1)}.keys[${first}]`])
+    const alg = k.alg ?? s.alg
+    if (!alg) p.push([`${at}/alg`, `an algorithm is required (keys[${i}].alg or ${ptr.slice(1)}.alg)`])
+    else if (presetAlgs?.length && !presetAlgs.includes(alg)) p.push([`${at}/alg`, `the provider accepts ${presetAlgs.join(' or ')}; got ${alg}`])
+  })
+  return p
 }
 
 /** Sets each of `defaults` that `target` leaves out. */

@@ -1,7 +1,7 @@
 import { errorCodes } from '../errors.ts'
 import { reveal, REDACTED } from '../secret.ts'
 import { applyPreset, checkCredential, scopeList, type CredentialConfig, type GrantName } from './config.ts'
-import { loadSigningKey } from './keys.ts'
+import { loadSigningKey, loadSigningKeys, type SigningKey } from './keys.ts'
 import { JWT_BEARER_GRANT, planTokenRequest, redactPlan, type ResolvedCredential } from './token-endpoint.ts'
 
 /** Loads keys and secrets of an (already validated) credential; throws ERR_CONFIG_INVALID naming the first problem. */
@@ -32,10 +32,10 @@ export function resolveCredential(name: string, input: CredentialConfig): Resolv
   if (c.clientId) r.clientId = c.clientId
   if (c.audience) r.audience = c.audience
   if (secret !== undefined) r.secret = secret
-  if (r.method === 'client_secret_jwt') r.clientKey = loadSigningKey({ ...ca, alg: 'HS256' }, `credential "${name}" #/clientAuth`, secret)
+  if (r.method === 'client_secret_jwt') r.clientKeys = [loadSigningKey({ ...ca, alg: 'HS256' }, `credential "${name}" #/clientAuth`, secret)]
   if (r.method === 'private_key_jwt') {
-    r.clientKey = loadSigningKey(ca, `credential "${name}" #/clientAuth`)
-    if (!r.clientId && r.clientKey.keyFileIssuer) r.clientId = r.clientKey.keyFileIssuer
+    r.clientKeys = loadSigningKeys(ca, `credential "${name}" #/clientAuth`)
+    if (!r.clientId && r.clientKeys[0]!.keyFileIssuer) r.clientId = r.clientKeys[0]!.keyFileIssuer
   }
   if (c.grant === 'jwt_bearer') {
     const a = c.assertion ?? {}
@@ -45,11 +45,11 @@ export function resolveCredential(name: string, input: CredentialConfig): Resolv
       lifetimeSec: a.lifetimeSec ?? 300,
       scopeClaim: a.scopeClaim ?? false,
       claims: { ...a.claims },
-      ...(value !== undefined ? { value } : { key: loadSigningKey(a, `credential "${name}" #/assertion`) }),
+      ...(value !== undefined ? { value } : { keys: loadSigningKeys(a, `credential "${name}" #/assertion`) }),
       ...(a.iss ? { iss: a.iss } : {}),
       ...(a.sub ? { sub: a.sub } : {}),
     }
-    if (!r.clientId && r.assertion.key?.keyFileIssuer) r.clientId = r.assertion.key.keyFileIssuer
+    if (!r.clientId && r.assertion.keys?.[0]?.keyFileIssuer) r.clientId = r.assertion.keys[0].keyFileIssuer
   }
   return r
 }
@@ -63,7 +63,7 @@ export function resolveCredential(name: string, input: CredentialConfig): Resolv
 export function cacheKeyOf(r: ResolvedCredential, storeKey: string, dpopAlg: string | undefined, certThumbprint?: string): string {
   return JSON.stringify([
     r.tokenUrl ?? r.issuer, r.clientId, r.grant, r.method, [...r.scopes].sort(), [...r.resources].sort(), r.audience ?? null,
-    r.assertion?.iss ?? r.assertion?.key?.keyFileIssuer ?? null, r.assertion?.sub ?? null, r.grant === 'refresh_token' ? storeKey : null,
+    r.assertion?.iss ?? r.assertion?.keys?.[0]?.keyFileIssuer ?? null, r.assertion?.sub ?? null, r.grant === 'refresh_token' ? storeKey : null,
     dpopAlg ?? null, certThumbprint ?? null,
   ])
 }
@@ -96,3 +96,8 @@ export function explainTokenRequest(config: CredentialConfig, name = 'credential
   return redactPlan(planTokenRequest(r, url, grantParams(r.grant, REDACTED), nowMs))
 }
 
+
+/** Every key a credential signs with, client assertion keys first: what its public JWK Set publishes. */
+export function signingKeysOf(r: ResolvedCredential): SigningKey[] {
+  return [...(r.clientKeys ?? []), ...(r.assertion?.keys ?? [])]
+}

@@ -1,6 +1,6 @@
 import { createHash, createPrivateKey, createPublicKey, X509Certificate, type KeyObject } from 'node:crypto'
 import { readFileSync } from 'node:fs'
-import { SignJWT, exportJWK, type JWK } from 'jose'
+import { SignJWT, calculateJwkThumbprint, exportJWK, type JWK } from 'jose'
 import { errorCodes } from '../errors.ts'
 import { reveal, registerSecretValue } from '../secret.ts'
 import type { KeyHeader, SigningAlg, SigningConfig } from './config.ts'
@@ -14,6 +14,8 @@ export interface SigningKey {
   /** Issuer from a Google key file (client_email). */
   keyFileIssuer?: string
   headers: Record<string, unknown>
+  /** Epoch ms from which the key signs (a rotating key list); without it, from the start. */
+  signFrom?: number
 }
 
 const ALG_KEY_TYPES: Record<string, string[]> = {
@@ -97,6 +99,31 @@ export function loadSigningKey(cfg: SigningConfig, where: string, secret?: strin
   return out
 }
 
+/**
+ * The keys of a signing block: each entry of `keys` (sorted by `signFrom`, earliest first), or the
+ * single configured key. Errors name the entry (`<where>/keys/1/privateKey`).
+ */
+export function loadSigningKeys(cfg: SigningConfig, where: string, secret?: string): SigningKey[] {
+  if (!cfg.keys) return [loadSigningKey(cfg, where, secret)]
+  const keys = cfg.keys.map((e, i) => {
+    const key = loadSigningKey({ privateKey: e.privateKey, kid: e.kid, ...(e.alg ?? cfg.alg ? { alg: e.alg ?? cfg.alg } : {}), ...(cfg.headers ? { headers: cfg.headers } : {}) }, `${where}/keys/${i}`)
+    if (e.signFrom !== undefined) key.signFrom = Date.parse(e.signFrom)
+    return key
+  })
+  return keys.sort((a, b) => (a.signFrom ?? -Infinity) - (b.signFrom ?? -Infinity))
+}
+
+/**
+ * The key that signs at `nowMs`: of the keys whose `signFrom` has come, the one with the latest
+ * (`keys` sorted as `loadSigningKeys` returns them). Throws when no key signs yet.
+ */
+export function signingKeyAt(keys: readonly SigningKey[], nowMs: number, where: string): SigningKey {
+  let current: SigningKey | undefined
+  for (const k of keys) if ((k.signFrom ?? -Infinity) <= nowMs) current = k
+  if (!current) throw new errorCodes.ERR_CONFIG_INVALID(`${where}: no key signs yet; the earliest signFrom is ${new Date(keys[0]?.signFrom ?? NaN).toISOString()}`)
+  return current
+}
+
 /** Signs `claims` with `key` (jose SignJWT); registers the result as a secret value. */
 export async function signJwt(key: SigningKey, claims: Record<string, unknown>, extraHeader: Record<string, unknown> = {}): Promise<string> {
   const jwt = await new SignJWT(claims).setProtectedHeader({ ...key.headers, ...extraHeader, alg: key.alg }).sign(key.key)
@@ -104,8 +131,23 @@ export async function signJwt(key: SigningKey, claims: Record<string, unknown>, 
   return jwt
 }
 
-/** Public JWK of a private key, with alg, use and kid, for a JWKS registered with a provider. */
+/** The members of a public JWK per key type (RFC 7518 §6.2.1, §6.3.1; RFC 8037 §2): nothing else is ever copied. */
+const PUBLIC_MEMBERS: Record<string, Array<keyof JWK>> = { RSA: ['kty', 'n', 'e'], EC: ['kty', 'crv', 'x', 'y'], OKP: ['kty', 'crv', 'x'] }
+
+/**
+ * Public JWK of a private key, with alg, use and kid (the RFC 7638 thumbprint when none is given),
+ * for a JWK Set registered with or served to a provider. Only the public members of the key type
+ * are copied, so no private member (`d`, `p`, `q`…) can appear.
+ */
 export async function publicJwk(privateKey: KeyObject, alg: string, kid?: string): Promise<JWK> {
-  const jwk = await exportJWK(createPublicKey(privateKey))
-  return { ...jwk, alg, use: 'sig', ...(kid ? { kid } : {}) }
+  const full = await exportJWK(createPublicKey(privateKey))
+  const jwk: JWK = {}
+  for (const m of PUBLIC_MEMBERS[full.kty ?? ''] ?? []) if (full[m] !== undefined) (jwk as Record<string, unknown>)[m] = full[m]
+  return { ...jwk, alg, use: 'sig', kid: kid ?? (await calculateJwkThumbprint(jwk)) }
+}
+
+/** The public JWK Set of `keys`, in their order; secret (HS256) keys are left out. */
+export async function publicJwkSet(keys: readonly SigningKey[]): Promise<{ keys: JWK[] }> {
+  const asymmetric = keys.filter((k): k is SigningKey & { key: KeyObject } => !(k.key instanceof Uint8Array))
+  return { keys: await Promise.all(asymmetric.map((k) => publicJwk(k.key, k.alg, k.kid))) }
 }

@@ -83,7 +83,7 @@ export const PRESETS: Record<PresetName, Preset> = {
       if (ca.alg && !this.algs.includes(ca.alg)) p.push(['/clientAuth/alg', `epic-backend requires ${this.algs.join(' or ')} (SMART Backend Services); got ${ca.alg}`])
       const lifetime = ca.assertionLifetimeSec ?? 300
       if (lifetime > this.maxAssertionLifetimeSec) p.push(['/clientAuth/assertionLifetimeSec', `epic-backend: Epic rejects client assertions that expire more than 5 minutes ahead; got ${lifetime} s (at most ${this.maxAssertionLifetimeSec})`])
-      if (!ca.kid) p.push(['/clientAuth/kid', 'epic-backend requires clientAuth.kid, the kid of the key in the JWKS registered with Epic'])
+      if (!ca.kid && !ca.keys) p.push(['/clientAuth/kid', 'epic-backend requires clientAuth.kid, the kid of the key in the JWKS registered with Epic'])
       if (ca.audience && ca.audience !== 'token-endpoint' && ca.audience !== c.tokenUrl) p.push(['/clientAuth/audience', 'epic-backend requires the assertion aud to be the token URL'])
       return p
     },

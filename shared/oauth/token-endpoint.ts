@@ -9,7 +9,7 @@ import { isRetryableStatus } from '../http/status.ts'
 import { Secret, registerSecretValue, REDACTED } from '../secret.ts'
 import type { AccessToken } from './types.ts'
 import { OAuthChallengeError, OAuthResponseError, parseWwwAuthenticate, redactedExcerpt } from './errors.ts'
-import { signJwt, type SigningKey } from './keys.ts'
+import { signJwt, signingKeyAt, type SigningKey } from './keys.ts'
 import type { DpopSigner } from './dpop.ts'
 import type { ClientAuthMethod, GrantName } from './config.ts'
 
@@ -26,11 +26,13 @@ export interface ResolvedCredential {
   method: ClientAuthMethod
   basicEncoding: 'strict' | 'loose'
   secret?: string
-  clientKey?: SigningKey
+  /** Client assertion keys, earliest `signFrom` first; the one due at the request signs. */
+  clientKeys?: SigningKey[]
   clientAudience: string
   assertionLifetimeSec: number
   assertion?: {
-    key?: SigningKey
+    /** Assertion keys, earliest `signFrom` first; the one due at the request signs. */
+    keys?: SigningKey[]
     value?: string
     iss?: string
     sub?: string
@@ -88,12 +90,13 @@ export function planTokenRequest(r: ResolvedCredential, tokenUrl: string, grantP
   if (r.grant === 'jwt_bearer' && r.assertion) {
     const a = r.assertion
     if (a.value !== undefined) form.push(['assertion', a.value])
-    else if (a.key) {
-      const iss = a.iss ?? a.key.keyFileIssuer ?? r.clientId
+    else if (a.keys) {
+      const key = signingKeyAt(a.keys, nowMs, `credential "${r.name}" #/assertion/keys`)
+      const iss = a.iss ?? key.keyFileIssuer ?? r.clientId
       const claims: Record<string, unknown> = { iss, sub: a.sub ?? iss, aud: audienceFor(a.audience, tokenUrl, r.issuer), ...timeClaims(nowMs, a.lifetimeSec), ...a.claims }
       if (a.scopeClaim && r.scopes.length) claims.scope = r.scopes.join(' ')
       form.push(['assertion', ''])
-      toSign.push({ field: 'assertion', key: a.key, claims })
+      toSign.push({ field: 'assertion', key, claims })
     }
   }
   const scopeInForm = !(r.grant === 'jwt_bearer' && r.assertion?.scopeClaim)
@@ -120,7 +123,7 @@ export function planTokenRequest(r: ResolvedCredential, tokenUrl: string, grantP
     case 'private_key_jwt': {
       const id = r.clientId ?? ''
       form.push(['client_id', id], ['client_assertion_type', CLIENT_ASSERTION_TYPE], ['client_assertion', ''])
-      toSign.push({ field: 'client_assertion', key: r.clientKey!, claims: { iss: id, sub: id, aud: audienceFor(r.clientAudience, tokenUrl, r.issuer), ...timeClaims(nowMs, r.assertionLifetimeSec) } })
+      toSign.push({ field: 'client_assertion', key: signingKeyAt(r.clientKeys!, nowMs, `credential "${r.name}" #/clientAuth/keys`), claims: { iss: id, sub: id, aud: audienceFor(r.clientAudience, tokenUrl, r.issuer), ...timeClaims(nowMs, r.assertionLifetimeSec) } })
       break
     }
     case 'tls_client_auth':

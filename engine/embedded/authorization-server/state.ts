@@ -1,5 +1,6 @@
 import type { CryptoKey, JWK, createLocalJWKSet } from 'jose'
 import type { AuthorizationServerOptions, FailureSpec, RecordedTokenRequest, RegisteredClient } from './types.ts'
+import type { RemoteKeySets } from './remote-jwks.ts'
 
 export const ASYMMETRIC = ['RS256', 'RS384', 'PS256', 'ES256', 'ES384', 'EdDSA']
 export const CLIENT_ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer'
@@ -151,4 +152,6 @@ export interface ServerState {
   spentUses: number
   requests: RecordedTokenRequest[]
   failures: FailureQueue
+  /** JWK Sets of clients registered by `jwksUri`. */
+  remoteJwks: RemoteKeySets
 }

@@ -1,4 +1,5 @@
 import type { JWK, JWTPayload } from 'jose'
+import type { HttpClient } from '../../../shared/http/types.ts'
 
 export type ClientAuthMethod = 'client_secret_basic' | 'client_secret_post' | 'client_secret_jwt' | 'private_key_jwt' | 'tls_client_auth' | 'none'
 export type GrantKind = 'client_credentials' | 'jwt_bearer' | 'refresh_token' | 'authorization_code'
@@ -11,6 +12,8 @@ export interface RegisteredClient {
   secret?: string
   /** Public key(s) for private_key_jwt and for jwt-bearer assertions signed by this client. */
   jwks?: { keys: JWK[] } | JWK
+  /** URL of the client's JWK Set, instead of `jwks`: fetched on first use, cached, refetched on an unknown kid (RFC 7591 §2). */
+  jwksUri?: string
   /** Accepted assertion algorithms; default: the keys' `alg`, else all of RS256 RS384 PS256 ES256 ES384 EdDSA (HS256 for client_secret_jwt). */
   allowedAlgs?: string[]
   /** Grants this client may use (default all). */
@@ -90,6 +93,10 @@ export interface AuthorizationServerOptions {
   clockToleranceSec?: number
   /** Omit `expires_in` from token responses (clients then read the JWT `exp`). */
   omitExpiresIn?: boolean
+  /** Least time between two fetches of a client's `jwksUri` on unknown kids, in server time (default 60 s). */
+  jwksRefetchCooldownSec?: number
+  /** HTTP client for `jwksUri` fetches (default: one of the server's own). */
+  http?: HttpClient
 }
 
 export interface VerifiedAccess {
@@ -140,6 +147,8 @@ export interface AuthorizationServer {
   counts(): { total: number; byClient: Record<string, Record<string, number>> }
   /** How often a spent (rotated) refresh token was presented. */
   spentRefreshTokenUses(): number
+  /** How often the server fetched a client's `jwksUri`. */
+  jwksFetches(): number
   /** Every credential value the server received or issued (secrets, assertions, proofs, tokens), for leak tests. */
   secretsSeen(): string[]
   /** Revokes every access and refresh token issued so far. */

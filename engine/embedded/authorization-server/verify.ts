@@ -3,6 +3,15 @@ import { calculateJwkThumbprint, compactVerify, createLocalJWKSet, decodeJwt, de
 import { ASYMMETRIC, AccessDenied, OAuthFailure, allowedAlgs, asKeySet, type ServerState } from './state.ts'
 import type { RegisteredClient, VerifiedAccess } from './types.ts'
 
+/** The keys at a client's jwks_uri (cached; refetched on an unknown kid); a failed fetch refuses the assertion. */
+async function remoteKeys(st: ServerState, uri: string, kid: unknown, fail: (d: string) => OAuthFailure): Promise<JWK[]> {
+  try {
+    return await st.remoteJwks.keys(uri, typeof kid === 'string' ? kid : undefined)
+  } catch (e) {
+    throw fail(`jwks_uri: ${(e as Error).message}`)
+  }
+}
+
 /** Verifies a client assertion or jwt-bearer assertion; returns its claims. */
 export async function verifyAssertion(st: ServerState, jwt: string, client: RegisteredClient, expected: { iss: string; sub?: string; what: string; error: string }): Promise<JWTPayload> {
   const fail = (d: string) => new OAuthFailure(expected.error === 'invalid_client' ? 401 : 400, expected.error, `${expected.what}: ${d}`)
@@ -19,7 +28,7 @@ export async function verifyAssertion(st: ServerState, jwt: string, client: Regi
       if (!client.secret) throw fail('client has no secret for HS256')
       await compactVerify(jwt, new TextEncoder().encode(client.secret), { algorithms: ['HS256'] })
     } else {
-      const set = asKeySet(client.jwks)
+      const set = client.jwksUri ? { keys: await remoteKeys(st, client.jwksUri, header.kid, fail) } : asKeySet(client.jwks)
       if (header.kid !== undefined && !set.keys.some((k) => k.kid === header.kid)) throw fail(`no registered key with kid ${JSON.stringify(header.kid)}`)
       await compactVerify(jwt, createLocalJWKSet(set), { algorithms: [alg] })
     }
