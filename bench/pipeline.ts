@@ -13,6 +13,10 @@
  *   (d) channel http-listener → durable store (WAL, synchronous=FULL) → map → http destination
  *   (e) jwt     (d) with private_key_jwt RS384 and 60-second tokens, on a simulated clock
  *   (f) ordered (d) with `options.orderBy: "pid"` (500 distinct keys), at the same concurrency
+ *   (g) mllp    mllp-listener → durable store → hl7v2 → map → http destination, fed ~1 KB ADT^A01 over 64
+ *               MLLP connections (one message in flight on each, as MLLP allows); compared with (d)
+ *   (h) sender  Weir's `mllp` destination on one connection to a loopback MLLP receiver, driven directly:
+ *               messages per second of one MLLP link (each waits for its ACK); no ratio
  *
  * Every figure is the median of WEIR_BENCH_ROUNDS rounds (default 3), the order of the scenarios
  * rotated each round, so that no scenario always runs first (cold machine) or last (warm).
@@ -46,6 +50,7 @@ import { exportJWK } from 'jose'
 import { Pool } from 'undici'
 import { benchBody, generate } from './lib/generator.ts'
 import { endToEnd, startSink } from './lib/sink.ts'
+import { benchEr7, generateMllp } from './lib/mllp-generator.ts'
 
 const SELF = fileURLToPath(import.meta.url)
 const IN_FLIGHT = 64
@@ -63,7 +68,7 @@ const pct = (xs: Float64Array | number[], p: number) => {
 
 // ───────────────────────────── child: the system under test ─────────────────────────────
 
-type Scenario = 'a' | 'b' | 'c' | 'd' | 'e' | 'f'
+type Scenario = 'a' | 'b' | 'c' | 'd' | 'e' | 'f' | 'g' | 'h'
 
 interface ChildInit {
   scenario: Scenario
@@ -77,6 +82,8 @@ interface ChildInit {
   warm: number
   /** The fixed Authorization of (a) and (c): a token the authorization server issued, so the header is as long as (b)'s and (d)'s. */
   fixedAuthorization: string
+  /** (h): port of the loopback MLLP receiver. */
+  mllpPort?: number
 }
 
 type ToParent =
@@ -152,6 +159,23 @@ async function child(): Promise<void> {
     const r = await drive(init.warm, init.warm + init.n, one)
     send({ type: 'done', durationMs: r.durationMs, p50: pct(r.lat, 0.5), p99: pct(r.lat, 0.99), cpuMs: r.cpuMs })
     finish = async () => { await http.close(); await provider.close(); rmSync(dataDir, { recursive: true, force: true }); return undefined }
+  } else if (init.scenario === 'h') {
+    const { default: mllpDestination } = await import('../components/destinations/mllp.ts')
+    const abort = new AbortController()
+    const dataDir = mkdtempSync(join(tmpdir(), 'weir-bench-h-'))
+    const config = Object.freeze({ host: '127.0.0.1', port: init.mllpPort!, ackTimeoutMs: 30_000, connectTimeoutMs: 10_000, connections: 1, reconnectDelayMs: 500, maxReconnectDelayMs: 30_000, retryOnError: true })
+    const dest = await mllpDestination.create(config as never, {
+      channel: 'bench', channelDir: dataDir, name: 'lab', log, http: undefined as never, dataDir, signal: abort.signal,
+      credential: () => { throw new Error('no credential') },
+      state: { get: async () => undefined, set: async () => {} },
+    })
+    const one = async (seq: number) => {
+      await dest.deliver({ id: `m${seq}`, channel: 'bench', body: benchEr7(seq), contentType: 'x-application/hl7-v2+er7', attributes: {}, receivedAt: Date.now() }, { signal: abort.signal, idempotencyKey: `m${seq}:lab` })
+    }
+    await drive(0, init.warm, one)
+    const r = await drive(init.warm, init.warm + init.n, one)
+    send({ type: 'done', durationMs: r.durationMs, p50: pct(r.lat, 0.5), p99: pct(r.lat, 0.99), cpuMs: r.cpuMs })
+    finish = async () => { await dest.close?.(); rmSync(dataDir, { recursive: true, force: true }); return undefined }
   } else if (init.scenario === 'c') {
     const sink = new URL(init.sinkUrl)
     const pool = new Pool(sink.origin, { connections: 16 })
@@ -182,8 +206,11 @@ async function child(): Promise<void> {
     const channel = await loadChannelObject({
       name: 'bench',
       credentials: { api: credential },
-      source: { type: 'http-listener', config: { port: 0, path: '/in' } },
-      filters: [{ type: 'map', config: { jsonata: "{ 'resourceType': 'Encounter', 'seq': seq, 'subject': { 'identifier': mrn, 'display': name }, 'class': event, 'location': ward, 'note': payload }" } }],
+      source: init.scenario === 'g' ? { type: 'mllp-listener', config: { port: 0, maxConnections: 200 } } : { type: 'http-listener', config: { port: 0, path: '/in' } },
+      // (g) maps the parsed HL7 v2 message to the same Encounter as (d); MSH-10 is the seq.
+      filters: init.scenario === 'g'
+        ? [{ type: 'hl7v2', config: { to: 'json' } }, { type: 'map', config: { jsonata: "( $pid := PID[0]; { 'resourceType': 'Encounter', 'seq': $number(MSH[0].`10`[0].`1`), 'subject': { 'identifier': $pid.`3`[0].`1`, 'display': $pid.`5`[0].`1` & '^' & $pid.`5`[0].`2` }, 'class': MSH[0].`9`[0].`2`, 'location': PV1[0].`3`[0].`1`, 'note': NTE[0].`3` } )" } }]
+        : [{ type: 'map', config: { jsonata: "{ 'resourceType': 'Encounter', 'seq': seq, 'subject': { 'identifier': mrn, 'display': name }, 'class': event, 'location': ward, 'note': payload }" } }],
       destinations: [{ name: 'sink', type: 'http', config: { url: init.sinkUrl, credential: 'api', headers: { 'x-seq': '{body.seq}' } } }],
       options: { concurrency: IN_FLIGHT, queueLimit: 50_000, ...(init.scenario === 'f' ? { orderBy: 'pid' } : {}) },
     }, { file: join(dir, 'bench.json'), env: { BENCH_SECRET: init.secret ?? '', BENCH_KEY: init.keyPem ?? '' } })
@@ -254,7 +281,7 @@ async function parent(): Promise<void> {
   const n = rssMode ? Number(process.env.WEIR_BENCH_RSS_N ?? 500_000) : Number(process.env.WEIR_BENCH_N ?? 50_000)
   const warm = Number(process.env.WEIR_BENCH_WARM ?? Math.min(2000, Math.max(200, Math.floor(n / 10))))
   const maxSeconds = rssMode ? Number(process.env.WEIR_BENCH_RSS_MAX_S ?? 300) : Number(process.env.WEIR_BENCH_MAX_S ?? 150)
-  const only = rssMode ? ['d'] : (process.env.WEIR_BENCH_ONLY ?? 'a,b,c,d,e,f').split(',')
+  const only = rssMode ? ['d'] : (process.env.WEIR_BENCH_ONLY ?? 'a,b,c,d,e,f,g,h').split(',')
   const total = warm + n
 
   // Sink: records the arrival time of each message (by x-seq) and the distinct Authorization values.
@@ -264,6 +291,7 @@ async function parent(): Promise<void> {
 
   const clock: ClockSpec = { base: Date.now(), anchor: Date.now(), speed: 1 }
   const { startAuthorizationServer } = await import('../engine/embedded/authorization-server.ts')
+  const { startMllpReceiver } = await import('../engine/embedded/mllp-receiver.ts')
   const as = await startAuthorizationServer({ now: clockNow(clock), tokenLifetimeSec: 300 })
   const secret = randomBytes(24).toString('base64url')
   as.registerClient({ clientId: 'bench-cc', authMethod: 'client_secret_basic', secret })
@@ -308,18 +336,20 @@ async function parent(): Promise<void> {
   }
 
   /** 64 concurrent POSTs to `url`, each awaiting its answer; at most WINDOW sent but not at the sink. */
-  const send = (url: string, from: number, to: number, deadline: number) => generate({ url, from, to, deadline, sink, inFlight: IN_FLIGHT, window: WINDOW })
+  const sendHttp = (url: string, from: number, to: number, deadline: number) => generate({ url, from, to, deadline, sink, inFlight: IN_FLIGHT, window: WINDOW })
   const drained = (from: number, to: number, deadline: number) => sink.drained(from, to, deadline)
 
   let rows: Row[] = []
   let dDurationMs = 0
 
-  const directScenario = async (scenario: 'a' | 'b', name: string) => {
+  const directScenario = async (scenario: 'a' | 'b' | 'h', name: string) => {
     resetSink()
     const tokens0 = tokenCount('bench-cc')
-    const c = await startChild({ scenario, sinkUrl, tokenUrl: as.tokenUrl, clientId: 'bench-cc', secret, clock, n, warm, fixedAuthorization })
+    const lab = scenario === 'h' ? await startMllpReceiver() : undefined
+    const c = await startChild({ scenario, sinkUrl, tokenUrl: as.tokenUrl, clientId: 'bench-cc', secret, clock, n, warm, fixedAuthorization, ...(lab ? { mllpPort: lab.port } : {}) })
     const done = await c.receive('done')
     const stats = await c.stop()
+    await lab?.close()
     rows.push({
       scenario, name, messages: n, msgsPerSec: (n / done.durationMs) * 1000, p50Ms: done.p50, p99Ms: done.p99,
       peakRssMb: stats.maxRssKb / 1024, cpuUsPerMsg: (done.cpuMs * 1000) / n, tokenRequests: tokenCount('bench-cc') - tokens0, distinctTokensAtSink: sink.authorizations().length,
@@ -327,7 +357,7 @@ async function parent(): Promise<void> {
     })
   }
 
-  const relayedScenario = async (scenario: 'c' | 'd' | 'e' | 'f', name: string, clientId: string, path: string) => {
+  const relayedScenario = async (scenario: 'c' | 'd' | 'e' | 'f' | 'g', name: string, clientId: string, path: string) => {
     resetSink()
     const tokens0 = tokenCount(clientId)
     const simStart = clock.base + (Date.now() - clock.anchor) * clock.speed
@@ -335,6 +365,9 @@ async function parent(): Promise<void> {
     const { port } = await c.receive('ready')
     const url = `http://127.0.0.1:${port}${path}`
     const deadline = Date.now() + maxSeconds * 1000
+    const send = (_url: string, from: number, to: number, until: number) => scenario === 'g'
+      ? generateMllp({ port: port!, from, to, deadline: until, sink, inFlight: IN_FLIGHT, window: WINDOW })
+      : sendHttp(_url, from, to, until)
     await send(url, 0, warm, deadline)
     const warmMissing = await drained(0, warm, deadline)
     if (warmMissing) throw new Error(`scenario ${scenario}: ${warmMissing} warm-up messages never reached the sink`)
@@ -384,9 +417,11 @@ async function parent(): Promise<void> {
     d: 'Weir channel: listener → store (FULL) → map → http',
     e: '(d) with private_key_jwt RS384, 60 s tokens',
     f: '(d) ordered by key (orderBy, 500 keys)',
+    g: 'MLLP: mllp-listener → store (FULL) → hl7v2 → map → http',
+    h: 'Weir mllp destination, one connection, to a loopback receiver',
   }
   const runScenario = async (sc: Scenario) => {
-    if (sc === 'a' || sc === 'b') return directScenario(sc, names[sc])
+    if (sc === 'a' || sc === 'b' || sc === 'h') return directScenario(sc, names[sc])
     if (sc === 'e') {
       // About five 60-second token lifetimes over a run as long as (d)'s (the last (d) measured, or 30 s).
       const speed = Math.max(1, (5 * 60_000) / Math.max(1000, dDurationMs || 30_000))
@@ -405,7 +440,7 @@ async function parent(): Promise<void> {
   }
 
   const started = Date.now()
-  const scenarios = (['a', 'b', 'c', 'd', 'e', 'f'] as const).filter((x) => only.includes(x))
+  const scenarios = (['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'] as const).filter((x) => only.includes(x))
   const rounds = rssMode ? 1 : Number(process.env.WEIR_BENCH_ROUNDS ?? 3)
   const byRound: Row[][] = []
   for (let r = 0; r < rounds; r++) {
@@ -420,8 +455,8 @@ async function parent(): Promise<void> {
   await sink.close()
 
   const median = (xs: number[]) => { const a = xs.filter((x) => !Number.isNaN(x)).sort((p, q) => p - q); return a.length ? (a.length % 2 ? a[(a.length - 1) / 2]! : (a[a.length / 2 - 1]! + a[a.length / 2]!) / 2) : NaN }
-  const ratioPairs = { 'b/a': ['b', 'a'], 'd/c': ['d', 'c'], 'e/d': ['e', 'd'], 'f/d': ['f', 'd'] } as const
-  const targets: Record<keyof typeof ratioPairs, number> = { 'b/a': 0.9, 'd/c': 0.6, 'e/d': 0.95, 'f/d': 0.8 }
+  const ratioPairs = { 'b/a': ['b', 'a'], 'd/c': ['d', 'c'], 'e/d': ['e', 'd'], 'f/d': ['f', 'd'], 'g/d': ['g', 'd'] } as const
+  const targets: Record<keyof typeof ratioPairs, number> = { 'b/a': 0.9, 'd/c': 0.6, 'e/d': 0.95, 'f/d': 0.8, 'g/d': 0.8 }
   const find = (rs: Row[], x: string) => rs.find((row) => row.scenario === x)
   const roundRatios = byRound.map((rs) => Object.fromEntries(Object.entries(ratioPairs).flatMap(([k, [x, y]]) => {
     const rx = find(rs, x)

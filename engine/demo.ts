@@ -1,8 +1,11 @@
 // `npm start`: the demo. Starts the embedded authorization server and a FHIR-like API on loopback,
-// writes a demo channel (HTTP listener → match → map → HTTP destination with private_key_jwt RS384),
-// runs it with `weir run`'s own code, feeds it sample ADT messages, and ends with a summary.
-import { mkdir, writeFile, chmod } from 'node:fs/promises'
+// writes a demo channel (MLLP listener → match → hl7v2 → map → HTTP destination with private_key_jwt
+// RS384; the filters are those of channels/adt-mllp-to-fhir.json), runs it with `weir run`'s own code,
+// sends it HL7 v2 ADT messages over MLLP as an EHR's interface engine would, and ends with a summary.
+import { mkdir, writeFile, chmod, readFile } from 'node:fs/promises'
 import { relative, resolve } from 'node:path'
+import { readAck } from '../shared/hl7v2/index.ts'
+import { connectMllp } from '../shared/mllp/client.ts'
 import { dataDirOf, processIO } from './cli-io.ts'
 import { run } from './commands/run.ts'
 import { generateKeys } from './commands/keys.ts'
@@ -23,7 +26,7 @@ const dataDir = dataDirOf(undefined, io)
 const demoDir = resolve(dataDir, 'demo')
 await mkdir(demoDir, { recursive: true })
 
-say('Weir demo: a channel that turns ADT messages into FHIR Patients and POSTs them to an OAuth-protected API.')
+say('Weir demo: a channel that receives HL7 v2 ADT messages over MLLP, turns them into FHIR Patients and POSTs them to an OAuth-protected API.')
 say('Everything runs on this machine (127.0.0.1): an embedded authorization server, an embedded API, the durable store.')
 say()
 
@@ -40,50 +43,59 @@ await writeFile(resolve(demoDir, 'demo-key.pem'), privatePem, { mode: 0o600 })
 await chmod(resolve(demoDir, 'demo-key.pem'), 0o600)
 as.registerClient({ clientId: 'weir-demo', authMethod: 'private_key_jwt', jwks, allowedAlgs: ['RS384', 'ES384'], scopes: ['system/Patient.c'] })
 
+const example = JSON.parse(await readFile(resolve(import.meta.dirname, '../channels/adt-mllp-to-fhir.json'), 'utf8')) as { filters: Array<{ name: string }> }
 const channelFile = resolve(demoDir, 'demo-channel.json')
 const channel = {
   $schema: relative(demoDir, resolve('schema/channel.schema.json')),
   name: CHANNEL,
-  description: 'Demo: ADT JSON over HTTP → FHIR Patient → OAuth-protected API (SMART Backend Services style).',
+  description: 'Demo: HL7 v2 ADT over MLLP → FHIR Patient → OAuth-protected API (SMART Backend Services style).',
   credentials: {
     api: {
       tokenUrl: as.tokenUrl, clientId: 'weir-demo', scope: 'system/Patient.c',
       clientAuth: { method: 'private_key_jwt', alg: 'RS384', kid, privateKey: { $file: 'demo-key.pem' } },
     },
   },
-  source: { type: 'http-listener', config: { port: 0, path: '/adt' } },
-  filters: [
-    { name: 'admissions-only', type: 'match', config: { jsonata: "event in ['A01', 'A04', 'A08']" } },
-    { name: 'to-fhir-patient', type: 'map', config: { jsonata: "{ 'resourceType': 'Patient', 'identifier': [{ 'value': mrn }], 'name': [{ 'family': lastName, 'given': [firstName] }] }", contentType: 'application/fhir+json' } },
-  ],
+  source: { type: 'mllp-listener', config: { port: 0, dedupeByControlId: true } },
+  filters: example.filters,
   destinations: [{ name: 'fhir-api', type: 'http', config: { url: `${api.url}/fhir/R4/Patient`, credential: 'api' }, retry: { maxAttempts: 8, initialDelayMs: 200, maxDelayMs: 2000 } }],
   options: { concurrency: CONCURRENCY },
 }
 await writeFile(channelFile, JSON.stringify(channel, null, 2) + '\n')
 
-const FIRST = ['Ada', 'Alan', 'Grace', 'Edsger', 'Barbara', 'Donald', 'Frances', 'Tony']
-const LAST = ['Lovelace', 'Turing', 'Hopper', 'Dijkstra', 'Liskov', 'Knuth', 'Allen', 'Hoare']
+const FIRST = ['ADA', 'ALAN', 'GRACE', 'EDSGER', 'BARBARA', 'DONALD', 'FRANCES', 'TONY']
+const LAST = ['LOVELACE', 'TURING', 'HOPPER', 'DIJKSTRA', 'LISKOV', 'KNUTH', 'ALLEN', 'HOARE']
 const EVENTS = ['A01', 'A04', 'A08', 'A01', 'A03', 'A01', 'A08', 'A04', 'A01', 'A01']
 
-let accepted = 0
+/** ADT message `i` as an EHR's interface engine sends it: ER7, segments ended by CR. */
+function adtMessage(i: number): string {
+  const event = EVENTS[i % EVENTS.length]!
+  const at = `202603011${String(Math.floor(i / 60) % 10)}${String(i % 60).padStart(2, '0')}00`
+  return [
+    `MSH|^~\\&|EPIC|GENHOSP|WEIR|HIE|${at}||ADT^${event}^${event === 'A03' ? 'ADT_A03' : 'ADT_A01'}|DEMO${String(i).padStart(6, '0')}|P|2.5.1`,
+    `EVN|${event}|${at}`,
+    `PID|1||${100000 + i}^^^GENHOSP^MR||${LAST[(i * 3) % LAST.length]}^${FIRST[i % FIRST.length]}||19${String(40 + (i % 60)).padStart(2, '0')}0${1 + (i % 9)}15|${i % 2 ? 'M' : 'F'}`,
+    `PV1|1|${event === 'A04' ? 'O' : 'I'}|4B^${400 + (i % 20)}^1^GENHOSP`,
+  ].join('\r')
+}
+
+const acks: Record<string, number> = {}
 let handle: ChannelHandle | undefined
 const stop = new AbortController()
 
 async function feed(h: ChannelHandle): Promise<void> {
   handle = h
   const port = h.source.address?.()?.port
-  say(`Channel "${CHANNEL}" listening on http://127.0.0.1:${port}/adt; sending ${MESSAGES} ADT messages (${EVENTS.filter((e) => e === 'A03').length * (MESSAGES / EVENTS.length)} are discharges, which the channel filters out).`)
+  say(`Channel "${CHANNEL}" listening for MLLP on 127.0.0.1:${port}; sending ${MESSAGES} HL7 v2 ADT messages over 4 connections (${EVENTS.filter((e) => e === 'A03').length * (MESSAGES / EVENTS.length)} are A03 discharges, which the channel acknowledges and filters out).`)
   say()
   let next = 0
   const worker = async () => {
+    const c = await connectMllp({ host: '127.0.0.1', port: port! })
     while (next < MESSAGES) {
-      const i = next++
-      const body = { event: EVENTS[i % EVENTS.length], mrn: String(100000 + i), firstName: FIRST[i % FIRST.length], lastName: LAST[(i * 3) % LAST.length] }
-      const res = await fetch(`http://127.0.0.1:${port}/adt`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
-      await res.arrayBuffer()
-      if (res.status === 202) accepted++
+      const ack = readAck(await c.request(adtMessage(next++), 10_000))
+      acks[ack.code] = (acks[ack.code] ?? 0) + 1
       await new Promise((r) => setTimeout(r, 25)) // paced, so the live counters have something to show
     }
+    await c.end()
   }
   await Promise.all(Array.from({ length: 4 }, worker))
   await h.whenIdle({ timeoutMs: 30_000 })
@@ -100,7 +112,8 @@ await as.close()
 
 say()
 say(`Done in ${((Date.now() - t0) / 1000).toFixed(1)} s.`)
-say(`  ${accepted} messages accepted (HTTP 202 only after each was durably stored)`)
+const accepted = acks.AA ?? 0
+say(`  ${MESSAGES} HL7 v2 messages sent over MLLP: ${Object.entries(acks).map(([code, n]) => `${n} ACK ${code}`).join(', ')} (AA only after each was durably stored)`)
 say(`  ${c?.delivered ?? 0} delivered to the API as FHIR Patients, ${c?.filtered ?? 0} filtered (discharges), ${c?.errors ?? 0} in error`)
 say(`  ${retried} attempts met a 503 from the API and were retried with backoff; nothing was lost`)
 say(`  ${tokenRequests} access token fetched with private_key_jwt (RS384), then reused from the cache for every call`)

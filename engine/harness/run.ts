@@ -17,8 +17,9 @@ import type { MessageStore } from '../../shared/store/types.ts'
 import { scrubSecrets } from '../../shared/secret.ts'
 import { startAuthorizationServer, type AuthorizationServer, type RegisteredClient } from '../embedded/authorization-server.ts'
 import { startEmbeddedApi, verifiedBy, type EmbeddedApi, type ApiRoute } from '../embedded/api.ts'
+import { startMllpReceiver, type MllpReceiver } from '../embedded/mllp-receiver.ts'
 import { startChannel, type ChannelHandle } from '../runtime/index.ts'
-import { loadTestFile, type TestCase, type TestFile, type Expectation, type ClientRegistration, type RotateKeysStep } from './test-file.ts'
+import { loadTestFile, type TestCase, type TestFile, type Expectation, type ClientRegistration, type RotateKeysStep, type SendStep } from './test-file.ts'
 import { channelSigningKeys, jwksDocuments, startJwksServer, type JwksServer } from '../jwks-server.ts'
 import { rotateKey } from '../key-rotation.ts'
 import { containsSubset, short } from './match.ts'
@@ -26,6 +27,7 @@ import { listFiles, sandboxChannelDir, type ChannelSandbox } from './sandbox.ts'
 import { instrumentChannel, type Recording } from './instrument.ts'
 import { checkDeliveries } from './deliveries.ts'
 import { formatMessagePaths, messagePaths } from './trace.ts'
+import { checkMllp, mllpSender } from './mllp.ts'
 
 export { containsSubset } from './match.ts'
 
@@ -117,7 +119,7 @@ async function inlineCredentialsFile(raw: Record<string, any>, channelFile: stri
 }
 
 /** The channel as the case runs it: token endpoints, API URLs, ports and directories replaced. */
-function rewriteChannel(raw: Record<string, any>, as: AuthorizationServer, api: EmbeddedApi, dirs: { in: string; out: string }): Record<string, any> {
+function rewriteChannel(raw: Record<string, any>, as: AuthorizationServer, api: EmbeddedApi, dirs: { in: string; out: string }, mllp: MllpReceiver | undefined): Record<string, any> {
   const ch = structuredClone(raw)
   for (const cred of Object.values((ch.credentials ?? {}) as Record<string, Record<string, unknown>>)) {
     if (cred.grant === 'static') continue
@@ -126,7 +128,8 @@ function rewriteChannel(raw: Record<string, any>, as: AuthorizationServer, api: 
   }
   const src = ch.source as { type: string; config?: Record<string, unknown> }
   src.config = rewriteUrls(src.config ?? {}, api.url, as) as Record<string, unknown>
-  if (src.type === 'http-listener') Object.assign(src.config, { port: 0, host: '127.0.0.1' })
+  if (src.type === 'http-listener' || src.type === 'mllp-listener') Object.assign(src.config, { port: 0, host: '127.0.0.1' })
+  if (src.type === 'mllp-listener') delete src.config.tls
   if (src.type === 'file-poller') {
     Object.assign(src.config, { directory: dirs.in, pollIntervalMs: 50 })
     delete src.config.doneDirectory
@@ -135,6 +138,10 @@ function rewriteChannel(raw: Record<string, any>, as: AuthorizationServer, api: 
   for (const d of (ch.destinations ?? []) as Array<{ type: string; config?: Record<string, unknown>; retry?: Record<string, unknown> }>) {
     d.config = rewriteUrls(d.config ?? {}, api.url, as) as Record<string, unknown>
     if (d.type === 'file') d.config.directory = dirs.out
+    if (d.type === 'mllp' && mllp) {
+      Object.assign(d.config, { host: mllp.host, port: mllp.port })
+      delete d.config.tls
+    }
   }
   return ch
 }
@@ -228,6 +235,12 @@ interface Running {
   http: ReturnType<typeof createHttpClient>
 }
 
+/** Waits until the source has stored `n` messages (or recognised them as duplicates), at most IDLE_TIMEOUT_MS. */
+async function receivedAtLeast(r: Running, n: number): Promise<void> {
+  const deadline = Date.now() + IDLE_TIMEOUT_MS
+  while (r.handle.counters().received + r.handle.counters().duplicates < n && Date.now() < deadline) await new Promise((res) => setTimeout(res, 20))
+}
+
 /** Runs one case on fresh embedded servers, in a sandbox of its own (data, input, output and channel directories). */
 async function runCase(file: TestFile, rawChannel: Record<string, any>, tc: TestCase, verbose = false): Promise<{ failures: string[]; trace?: string[] }> {
   const failures: string[] = []
@@ -245,11 +258,14 @@ async function runCase(file: TestFile, rawChannel: Record<string, any>, tc: Test
   const jwks = Object.values(regs).some((r) => r.jwksUri) ? await startJwksServer({ host: '127.0.0.1', port: 0, documents: new Map() }) : undefined
   const publishKeys = async (ch: LoadedChannel) => jwks?.setDocuments(await jwksDocuments(channelSigningKeys([ch]), 'per-credential'))
   let caseChannel = rawChannel
+  const usesMllp = ((rawChannel.destinations ?? []) as Array<{ type?: string }>).some((d) => d.type === 'mllp')
+  const mllp = usesMllp ? await startMllpReceiver({ answers: (tc.mllp ?? file.mllp)?.answers ?? [] }) : undefined
+  const sender = mllpSender()
   let running: Running | undefined
   let trace: string[] | undefined
   try {
     const env: NodeJS.ProcessEnv = { ...process.env, ...file.env }
-    const load = () => loadChannelObject(rewriteChannel(caseChannel, as, api, dirs), { file: file.channel, env })
+    const load = () => loadChannelObject(rewriteChannel(caseChannel, as, api, dirs, mllp), { file: file.channel, env })
     const channel = await load()
     let credentials = channel.credentials
     await publishKeys(channel)
@@ -294,8 +310,17 @@ async function runCase(file: TestFile, rawChannel: Record<string, any>, tc: Test
     for (const [i, step] of tc.steps.entries()) {
       const r: Running = running
       const source = r.handle.source
-      if ('send' in step) {
-        const s = step.send
+      if ('send' in step && 'mllp' in step.send) {
+        const type = channel.source.definition.type
+        if (type !== 'mllp-listener') failures.push(`step ${i + 1}: "mllp" is sent to an mllp-listener source, not a ${type}`)
+        else {
+          const r2 = await sender.send(source.address!()!.port, step.send, `step ${i + 1}`)
+          failures.push(...r2.failures)
+          if (r2.stored !== false) sent++
+          if (r2.stored === undefined) await receivedAtLeast(r, sent)
+        }
+      } else if ('send' in step) {
+        const s = step.send as SendStep
         const isText = typeof s.body === 'string'
         const body = isText ? (s.body as string) : JSON.stringify(s.body)
         const contentType = s.contentType ?? (isText ? 'text/plain' : 'application/json')
@@ -313,8 +338,7 @@ async function runCase(file: TestFile, rawChannel: Record<string, any>, tc: Test
           await writeFile(join(work, name), body)
           await rename(join(work, name), join(dirs.in, name))
           sent++
-          const deadline = Date.now() + IDLE_TIMEOUT_MS
-          while (r.handle.counters().received + r.handle.counters().duplicates < sent && Date.now() < deadline) await new Promise((res) => setTimeout(res, 20))
+          await receivedAtLeast(r, sent)
         } else {
           failures.push(`step ${i + 1}: "send" is not supported for a ${type} source; use "tick"`)
         }
@@ -326,6 +350,7 @@ async function runCase(file: TestFile, rawChannel: Record<string, any>, tc: Test
       } else if ('revokeTokens' in step) {
         as.revokeAll()
       } else if ('restart' in step) {
+        sender.close()
         await stop(r)
         running = await start()
       } else if ('rotateKeys' in step) {
@@ -341,6 +366,7 @@ async function runCase(file: TestFile, rawChannel: Record<string, any>, tc: Test
       await running.handle.whenIdle({ timeoutMs: IDLE_TIMEOUT_MS }).catch(() => failures.push(`step ${i + 1}: the channel did not become idle within ${IDLE_TIMEOUT_MS / 1000} s`))
     }
     failures.push(...(await check(tc.expect, { api, as, store: running.store, channel, logLines, out: dirs.out, sandbox, recording, clientIds })))
+    if (tc.expect.mllp) failures.push(...(mllp ? checkMllp(tc.expect.mllp, mllp) : ['expect.mllp: the channel has no mllp destination']))
     if (verbose) trace = formatMessagePaths(await messagePaths(running.store, channel, recording), channel).map(scrubSecrets)
     if (failures.length) {
       // The reason a token request was refused is the most useful line of a failing case.
@@ -357,6 +383,8 @@ async function runCase(file: TestFile, rawChannel: Record<string, any>, tc: Test
       await running.http.close().catch(() => {})
       await running.store.close().catch(() => {})
     }
+    sender.close()
+    await mllp?.close()
     await api.close()
     await as.close()
     await jwks?.close()

@@ -7,6 +7,8 @@ import { displayPath, parseJsonWithLocation } from '../../shared/config/load.ts'
 import { ConfigError } from '../../shared/errors.ts'
 import type { ApiRoute } from '../embedded/api.ts'
 import { KEY_ALGS, type KeyAlg } from '../key-rotation.ts'
+import type { MllpAnswer } from '../embedded/mllp-receiver.ts'
+import { mllpExpectationSchema, mllpReceiverSchema, mllpSendProperties, type MllpExpectation, type MllpSendStep } from './mllp.ts'
 
 const answer: JsonSchema = {
   type: 'object', additionalProperties: false,
@@ -69,9 +71,10 @@ const step: JsonSchema = {
   description: 'One action; exactly one key.',
   properties: {
     send: {
-      type: 'object', additionalProperties: false, required: ['body'],
-      description: 'Feed one message to the source: an HTTP POST for http-listener, a file for file-poller.',
+      type: 'object', additionalProperties: false, oneOf: [{ required: ['body'], properties: { body: {} } }, { required: ['mllp'], properties: { mllp: {} } }],
+      description: 'Feed one message to the source: an HTTP POST for http-listener, a file for file-poller (both with `body`), an MLLP frame for mllp-listener (with `mllp`).',
       properties: {
+        ...mllpSendProperties,
         body: { description: 'Message body: JSON, or a string sent as is.' },
         contentType: { type: 'string', description: 'Content type (default application/json for JSON bodies, text/plain for strings).' },
         headers: { type: 'object', additionalProperties: { type: 'string' }, description: 'Extra request headers (http-listener).' },
@@ -159,6 +162,7 @@ const expectation: JsonSchema = {
       description: 'What each destination, built-in or your own, was handed, by destination name: one expectation or a list. Works for any destination: the harness records every call of its `deliver`.',
       additionalProperties: { anyOf: [deliveryExpectation, { type: 'array', minItems: 1, items: deliveryExpectation }] },
     },
+    mllp: mllpExpectationSchema,
     files: {
       type: 'array', description: 'Files the channel must have written: by the `file` destination, relative to its output directory, and by any component under its `ctx.channelDir`, relative to the channel directory.',
       items: {
@@ -188,6 +192,7 @@ export const testFileSchema: JsonSchema = {
         },
       },
     },
+    mllp: mllpReceiverSchema,
     api: { type: 'array', items: route, default: [], description: 'Routes of the embedded API for every case. In answers (json, body, headers) the string "{api}" is replaced by the embedded API URL, e.g. for absolute next-page links.' },
     cases: {
       type: 'array', minItems: 1, description: 'The cases, each run on fresh servers in a sandbox of its own: a fresh data directory (`ctx.dataDir`), input and output directories, and a copy of the channel directory (`ctx.channelDir`), so that no component writes next to the real channel.',
@@ -196,6 +201,7 @@ export const testFileSchema: JsonSchema = {
         properties: {
           name: { type: 'string', minLength: 1, description: 'Case name, shown in the report.' },
           api: { type: 'array', items: route, description: 'Routes for this case (replace the file\'s).' },
+          mllp: { ...mllpReceiverSchema, description: 'The embedded MLLP receiver\'s script for this case (replaces the file\'s).' },
           server: {
             type: 'object', additionalProperties: false,
             description: 'Registration changes for this case only, merged per credential over the file\'s (e.g. a rotated secret, fewer scopes).',
@@ -223,7 +229,8 @@ export function testEditorSchema(): JsonSchema {
 
 export interface SendStep { body: unknown; contentType?: string; headers?: Record<string, string>; fileName?: string; expectStatus?: number }
 export interface RotateKeysStep { credential: string; alg?: KeyAlg; delaySec: number; assertion?: boolean }
-export type Step = { send: SendStep } | { tick: true } | { advanceSec: number } | { revokeTokens: true } | { restart: true } | { waitMs: number } | { rotateKeys: RotateKeysStep }
+export type Send = SendStep | MllpSendStep
+export type Step = { send: Send } | { tick: true } | { advanceSec: number } | { revokeTokens: true } | { restart: true } | { waitMs: number } | { rotateKeys: RotateKeysStep }
 
 export interface RequestExpectation { method?: string; path?: string; query?: Record<string, string>; headers?: Record<string, string>; json?: unknown; count?: number }
 export interface TokenExpectation {
@@ -247,10 +254,12 @@ export interface Expectation {
   jwksFetches?: number
   files?: Array<{ path: string; json?: unknown; count?: number }>
   deliveries?: Record<string, DeliveryExpectation | DeliveryExpectation[]>
+  mllp?: MllpExpectation
 }
 export interface TestCase {
   name: string
   api?: ApiRoute[]
+  mllp?: { answers?: MllpAnswer[] }
   server?: { clients?: Record<string, ClientRegistration> }
   tokenFailures?: Array<{ status: number; count: number; retryAfter?: number; delayMs?: number; body?: string }>
   steps: Step[]
@@ -265,6 +274,7 @@ export interface TestFile {
   env: Record<string, string>
   server: { tokenLifetimeSec: number; clients: Record<string, ClientRegistration> }
   api: ApiRoute[]
+  mllp?: { answers?: MllpAnswer[] }
   cases: TestCase[]
 }
 

@@ -19,7 +19,7 @@ describe('built-in components', () => {
   it('register without duplicates and with schemas strict ajv compiles', () => {
     const registry = createRegistry(builtinComponents)
     expect(registry.list().map((d) => `${d.kind}:${d.type}`)).toEqual([
-      'destination:file', 'source:file-poller', 'filter:hl7v2', 'destination:http', 'source:http-listener', 'filter:map', 'filter:match', 'source:schedule', 'filter:script', 'filter:validate',
+      'destination:file', 'source:file-poller', 'filter:hl7v2', 'destination:http', 'source:http-listener', 'filter:map', 'filter:match', 'destination:mllp', 'source:mllp-listener', 'source:schedule', 'filter:script', 'filter:validate',
     ])
   })
 

@@ -12,7 +12,7 @@ describe('npm start (the demo)', () => {
     const r = spawnSync(process.execPath, ['--import', 'tsx', 'engine/demo.ts'], { encoding: 'utf8', env: { ...process.env, WEIR_DATA_DIR: dataDir, CI: 'true' }, timeout: 60_000 })
     expect(r.stderr).toBe('')
     expect(r.status).toBe(0)
-    expect(r.stdout).toContain('120 messages accepted')
+    expect(r.stdout).toContain('120 HL7 v2 messages sent over MLLP: 120 ACK AA (AA only after each was durably stored)')
     expect(r.stdout).toMatch(/108 delivered to the API as FHIR Patients, 12 filtered \(discharges\), 0 in error/)
     expect(r.stdout).toMatch(/1 access token fetched with private_key_jwt \(RS384\)/)
     expect(r.stdout).toContain('npx weir messages list --channel demo-adt-to-fhir')

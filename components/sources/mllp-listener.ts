@@ -1,0 +1,246 @@
+import { createServer as createTcpServer, type AddressInfo, type Server, type Socket } from 'node:net'
+import { createServer as createTlsServer, type TLSSocket } from 'node:tls'
+import { defineComponent, type ComponentContext, type ConfigOf, type Emit } from '../../shared/component.ts'
+import { secretSchema } from '../../shared/config/secret-schema.ts'
+import { errorCodes, isWeirError } from '../../shared/errors.ts'
+import { buildAck, HL7_ER7_CONTENT_TYPE, parseEr7, readHeader, type AckCode, type MshHeader } from '../../shared/hl7v2/index.ts'
+import { createFrameDecoder, encodeFrame, type FrameEvent } from '../../shared/mllp/frame.ts'
+import { readTlsFile } from '../../shared/mllp/tls.ts'
+import { reveal } from '../../shared/secret.ts'
+
+const configSchema = {
+  type: 'object', additionalProperties: false, required: ['port'],
+  properties: {
+    port: { type: 'integer', minimum: 0, maximum: 65535, description: 'TCP port to listen on (0 picks a free one).', examples: [2575] },
+    host: { type: 'string', minLength: 1, default: '127.0.0.1', description: 'Interface to listen on; "0.0.0.0" accepts connections from other machines.', examples: ['127.0.0.1', '0.0.0.0'] },
+    maxMessageBytes: { type: 'integer', minimum: 256, default: 1024 * 1024, description: 'Largest accepted message (bytes between the frame bytes). A larger one is read to its end, discarded and answered AR.' },
+    maxConnections: { type: 'integer', minimum: 1, default: 100, description: 'Most open connections; a connection beyond it is closed at once (and logged).' },
+    idleTimeoutMs: { type: 'integer', minimum: 1000, default: 300_000, description: 'A connection that sends nothing for this long is closed (a frame left without its end bytes is discarded, with the reason logged).' },
+    encoding: { enum: ['utf-8', 'latin1'], default: 'utf-8', description: 'Character encoding of the messages (MSH-18 is not read).' },
+    versions: {
+      type: 'array', minItems: 1, uniqueItems: true, items: { type: 'string', pattern: '^2\\.[0-9](\\.[0-9]+)?$', description: 'An HL7 version (MSH-12).' },
+      description: 'Accepted HL7 versions (MSH-12); others are answered AR. Every version when absent.', examples: [['2.3', '2.5.1']],
+    },
+    parse: { type: 'boolean', default: true, description: 'Parse each whole message before storing it; one that does not parse is answered AE with the reason and not stored. With false only the MSH segment is read.' },
+    dedupeByControlId: {
+      type: 'boolean', default: false,
+      description: 'Store a message only once per sending facility (MSH-4) and control id (MSH-10): a resend (e.g. after a lost ACK) is answered AA without a second copy. A control id is remembered as long as its message is in the message log.',
+    },
+    tls: {
+      type: 'object', additionalProperties: false, required: ['certFile', 'key'],
+      description: 'Accept MLLP over TLS instead of plain TCP.',
+      properties: {
+        certFile: { type: 'string', minLength: 1, description: 'PEM certificate (chain) file, relative to the channel file.', examples: ['tls/server.crt'] },
+        key: secretSchema('PEM private key of the certificate.', { examples: [{ $file: 'tls/server.key' }] }),
+        caFile: { type: 'string', minLength: 1, description: 'PEM file of CAs that client certificates must chain to (mutual TLS).' },
+        requireClientCert: { type: 'boolean', default: false, description: 'Refuse clients without a certificate from `caFile`.' },
+      },
+    },
+  },
+} as const
+
+export type MllpListenerConfig = ConfigOf<typeof configSchema>
+
+type OriginalCode = 'AA' | 'AE' | 'AR'
+
+/** What to answer one frame: an acknowledgement code, the reason for a negative one, and the HL7 error code (table 0357). */
+interface Verdict { header: MshHeader; code: OriginalCode; reason?: string; errorCode?: string }
+
+/** The header used to answer input whose MSH cannot be read. */
+const UNREADABLE: MshHeader = {
+  fieldSeparator: '|', encodingCharacters: '^~\\&', sendingApplication: '', sendingFacility: '', receivingApplication: '', receivingFacility: '',
+  messageType: '', trigger: '', structure: '', controlId: '', processingId: 'P', version: '2.5', acceptAckType: '', applicationAckType: '',
+}
+
+const headerOf = (text: string): MshHeader | undefined => {
+  try { return readHeader(text) } catch { return undefined }
+}
+
+const ENHANCED_CODE: Record<OriginalCode, AckCode> = { AA: 'CA', AE: 'CE', AR: 'CR' }
+
+/**
+ * The acknowledgement to send, or undefined when none is wanted. Original mode (MSH-15 and MSH-16
+ * empty): AA/AE/AR always. Enhanced mode: the accept acknowledgement CA/CE/CR as MSH-15 asks (AL,
+ * NE, ER: errors only, SU: successes only; empty counts as AL). Application acknowledgements
+ * (MSH-16) are not produced here: the listener's part ends at the durable write.
+ */
+function acknowledgement(v: Verdict): string | undefined {
+  const h = v.header
+  const options = { ...(v.reason !== undefined ? { text: v.reason } : {}), ...(v.errorCode !== undefined ? { errorCode: v.errorCode } : {}) }
+  if (!h.acceptAckType && !h.applicationAckType) return buildAck(h, v.code, options)
+  const wanted = h.acceptAckType || 'AL'
+  if (wanted === 'NE' || (wanted === 'ER' && v.code === 'AA') || (wanted === 'SU' && v.code !== 'AA')) return undefined
+  return buildAck(h, ENHANCED_CODE[v.code], options)
+}
+
+/** Attributes routing needs, from the MSH segment. */
+function attributesOf(h: MshHeader, socket: Socket): Record<string, string> {
+  const out: Record<string, string> = {
+    messageType: h.messageType, trigger: h.trigger, controlId: h.controlId, sendingApplication: h.sendingApplication,
+    sendingFacility: h.sendingFacility, receivingApplication: h.receivingApplication, receivingFacility: h.receivingFacility,
+    version: h.version, processingId: h.processingId, remoteAddress: socket.remoteAddress ?? '',
+  }
+  const peer = (socket as Partial<TLSSocket>).getPeerCertificate?.()
+  if (peer?.subject?.CN) out.clientCertSubject = String(peer.subject.CN)
+  return out
+}
+
+/** Checks one decoded message; a refusal, or the header of a message to store. */
+function check(text: string, config: MllpListenerConfig): Verdict | { header: MshHeader; store: true } {
+  if (!text.startsWith('MSH')) return { header: UNREADABLE, code: 'AR', errorCode: '100', reason: 'not an HL7 v2 message: it does not start with an MSH segment' }
+  let header: MshHeader
+  try {
+    header = readHeader(text)
+  } catch (e) {
+    return { header: { ...UNREADABLE, fieldSeparator: text[3] ?? '|' }, code: 'AE', errorCode: '100', reason: `MSH segment cannot be read: ${(e as Error).message}` }
+  }
+  if (config.versions && !config.versions.includes(header.version)) {
+    return { header, code: 'AR', errorCode: '203', reason: `HL7 version ${JSON.stringify(header.version)} is not accepted (accepted: ${config.versions.join(', ')})` }
+  }
+  if (!header.controlId) return { header, code: 'AR', errorCode: '101', reason: 'MSH-10 (message control id) is empty' }
+  if (config.parse) {
+    try { parseEr7(text) } catch (e) { return { header, code: 'AE', errorCode: '102', reason: (e as Error).message } }
+  }
+  return { header, store: true }
+}
+
+/** Stores one message through `emit`: AA only once it is durably stored, AE with the reason otherwise. */
+async function store(emit: Emit, text: string, header: MshHeader, socket: Socket, config: MllpListenerConfig, ctx: ComponentContext): Promise<Verdict> {
+  try {
+    const r = await emit({
+      body: text, contentType: HL7_ER7_CONTENT_TYPE, attributes: attributesOf(header, socket),
+      ...(config.dedupeByControlId ? { dedupeKey: `hl7:${header.sendingFacility}:${header.controlId}` } : {}),
+    })
+    if (r.duplicate) ctx.log.info({ controlId: header.controlId, sendingFacility: header.sendingFacility, message: r.id }, 'duplicate control id: acknowledged, not stored again')
+    return { header, code: 'AA' }
+  } catch (e) {
+    if (isWeirError(e) && (e.retryable || e.statusCode === 503)) {
+      ctx.log.warn({ controlId: header.controlId, reason: e.message }, 'message not accepted')
+      return { header, code: 'AE', errorCode: '207', reason: `message not stored, send it again later: ${e.code === 'ERR_BACKPRESSURE' ? 'queue full' : 'temporarily unavailable'}` }
+    }
+    ctx.log.error({ err: e, controlId: header.controlId }, 'message could not be stored')
+    return { header, code: 'AE', errorCode: '207', reason: 'message not stored: internal error' }
+  }
+}
+
+/** The verdict on one decoder event (a frame, or an oversized or unterminated one). */
+async function judge(event: Exclude<FrameEvent, { type: 'garbage' }>, emit: Emit, socket: Socket, config: MllpListenerConfig, ctx: ComponentContext): Promise<Verdict> {
+  const encoding = config.encoding === 'latin1' ? 'latin1' : 'utf8'
+  if (event.type === 'oversize') {
+    return { header: headerOf(event.head.toString(encoding)) ?? UNREADABLE, code: 'AR', errorCode: '207', reason: `message of ${event.size} bytes is larger than maxMessageBytes ${config.maxMessageBytes}` }
+  }
+  if (event.type === 'unterminated') {
+    return { header: headerOf(event.head.toString(encoding)) ?? UNREADABLE, code: 'AR', errorCode: '100', reason: 'frame without end bytes (0x1C 0x0D) before the next start byte; discarded' }
+  }
+  const text = event.data.toString(encoding).replace(/^\uFEFF/, '')
+  const c = check(text, config)
+  return 'store' in c ? store(emit, text, c.header, socket, config, ctx) : c
+}
+
+/** A connection's frames, handled one at a time in the order they arrived. */
+function serve(socket: Socket, emit: Emit, config: MllpListenerConfig, ctx: ComponentContext, onDone: () => void): { busy: () => boolean } {
+  const peer = { remoteAddress: socket.remoteAddress, remotePort: socket.remotePort }
+  const queue: Array<Exclude<FrameEvent, { type: 'garbage' }>> = []
+  let working = false
+  const drain = async () => {
+    if (working) return
+    working = true
+    while (queue.length && !socket.destroyed) {
+      const event = queue.shift()!
+      if (queue.length < 4) socket.resume()
+      const v = await judge(event, emit, socket, config, ctx)
+      if (v.code !== 'AA') ctx.log.warn({ ...peer, ack: v.code, controlId: v.header.controlId, reason: v.reason }, 'message refused')
+      const ack = acknowledgement(v)
+      if (ack !== undefined && !socket.destroyed) socket.write(encodeFrame(ack))
+    }
+    working = false
+    onDone()
+  }
+  const decoder = createFrameDecoder({ maxMessageBytes: config.maxMessageBytes }, (event) => {
+    if (event.type === 'garbage') {
+      ctx.log.warn({ ...peer, reason: event.reason }, 'connection closed: bytes that are not MLLP')
+      socket.destroy()
+      return
+    }
+    queue.push(event)
+    // Pipelined frames wait their turn; stop reading while a few are waiting.
+    if (queue.length >= 8) socket.pause()
+    void drain()
+  })
+  socket.on('data', (chunk: Buffer) => decoder.push(chunk))
+  socket.setTimeout(config.idleTimeoutMs)
+  socket.on('timeout', () => {
+    if (working) return socket.setTimeout(config.idleTimeoutMs)
+    if (decoder.inFrame) ctx.log.warn({ ...peer, bytes: decoder.pendingBytes, idleTimeoutMs: config.idleTimeoutMs }, 'connection closed: frame without end bytes (0x1C 0x0D), discarded')
+    else ctx.log.info({ ...peer, idleTimeoutMs: config.idleTimeoutMs }, 'idle connection closed')
+    socket.destroy()
+  })
+  socket.on('error', (e: NodeJS.ErrnoException) => ctx.log.debug({ ...peer, code: e.code }, 'connection error'))
+  return { busy: () => working || queue.length > 0 }
+}
+
+/** Ends a connection once what was written to it (the last ACK) is flushed. */
+const closeGently = (socket: Socket) => socket.end(() => socket.destroy())
+
+export default defineComponent({
+  type: 'mllp-listener', kind: 'source',
+  description: 'Receives HL7 v2 messages over MLLP (TCP, optionally TLS); acknowledges each one (AA) only once it is durably stored, AE/AR with the reason otherwise.',
+  configSchema,
+  check(config) {
+    return config.tls?.requireClientCert && !config.tls.caFile ? [['/tls/requireClientCert', 'requires "caFile" (the CAs client certificates must chain to)']] : []
+  },
+  create(config, ctx) {
+    const tlsOptions = config.tls ? {
+      cert: readTlsFile(ctx.channelDir, config.tls.certFile), key: reveal(config.tls.key),
+      ...(config.tls.caFile ? { ca: readTlsFile(ctx.channelDir, config.tls.caFile), requestCert: true, rejectUnauthorized: config.tls.requireClientCert } : {}),
+    } : undefined
+    let server: Server | undefined
+    const connections = new Map<Socket, { busy: () => boolean }>()
+    let stopping = false
+
+    const onConnection = (emit: Emit) => (socket: Socket) => {
+      if (connections.size >= config.maxConnections || stopping) {
+        ctx.log.warn({ remoteAddress: socket.remoteAddress, maxConnections: config.maxConnections }, stopping ? 'connection refused: stopping' : 'connection refused: maxConnections reached')
+        socket.destroy()
+        return
+      }
+      socket.setNoDelay(true)
+      const state = serve(socket, emit, config, ctx, () => { if (stopping) closeGently(socket) })
+      connections.set(socket, state)
+      socket.on('close', () => connections.delete(socket))
+    }
+
+    return {
+      start(emit: Emit) {
+        const s = tlsOptions ? createTlsServer(tlsOptions, onConnection(emit)) : createTcpServer(onConnection(emit))
+        s.on('tlsClientError', (e: NodeJS.ErrnoException, socket: Socket) => ctx.log.warn({ remoteAddress: socket.remoteAddress, reason: e.code ?? e.message }, 'TLS handshake refused'))
+        server = s
+        return new Promise<void>((ok, fail) => {
+          s.once('error', (err: NodeJS.ErrnoException) => fail(new errorCodes.ERR_LISTEN(`cannot listen on ${config.host}:${config.port}: ${err.code ?? err.message}`, { cause: err })))
+          s.listen(config.port, config.host, () => {
+            const a = s.address() as AddressInfo
+            ctx.log.info({ address: `${tlsOptions ? 'mllps' : 'mllp'}://${a.address}:${a.port}` }, 'listening')
+            ok()
+          })
+        })
+      },
+      async stop() {
+        const s = server
+        if (!s) return
+        server = undefined
+        stopping = true
+        const closed = new Promise<void>((ok) => s.close(() => ok()))
+        // A connection waiting for its durable write gets its ACK first; the others close now.
+        for (const [socket, state] of connections) if (!state.busy()) closeGently(socket)
+        const force = setTimeout(() => { for (const socket of connections.keys()) socket.destroy() }, 5000)
+        force.unref()
+        await closed
+        clearTimeout(force)
+      },
+      /** The bound address (useful with port 0). */
+      address(): AddressInfo | undefined {
+        return server?.address() as AddressInfo | undefined
+      },
+    }
+  },
+})

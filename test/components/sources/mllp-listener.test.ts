@@ -1,0 +1,263 @@
+import { readFileSync } from 'node:fs'
+import { connect, type Socket } from 'node:net'
+import { join } from 'node:path'
+import type { AddressInfo } from 'node:net'
+import { afterEach, describe, expect, it } from 'vitest'
+import listener from '../../../components/sources/mllp-listener.ts'
+import { errorCodes } from '../../../shared/errors.ts'
+import { parseEr7, readAck } from '../../../shared/hl7v2/index.ts'
+import { connectMllp, type MllpClient } from '../../../shared/mllp/client.ts'
+import { encodeFrame } from '../../../shared/mllp/frame.ts'
+import { loadComponentConfig, recordingEmit, testContext, until, type TestContext } from '../../_setup.ts'
+
+const FIXTURES = join(import.meta.dirname, '../../oauth/fixtures')
+type Listener = { start: (e: ReturnType<typeof recordingEmit>) => Promise<void>; stop: () => Promise<void>; address: () => AddressInfo }
+
+const adt = (controlId: string, { trigger = 'A01', version = '2.5.1', msh15 = '', facility = 'GENHOSP', eol = '\r' } = {}) => [
+  `MSH|^~\\&|EPIC|${facility}|WEIR|HIE|20260301120000||ADT^${trigger}^ADT_A01|${controlId}|P|${version}|||${msh15}`,
+  'EVN|A01|20260301120000',
+  'PID|1||100234^^^GENHOSP^MR||DOE^JANE^Q||19800101|F',
+  'PV1|1|I|4B^401^1',
+].join(eol)
+
+let t: TestContext
+let running: Listener | undefined
+const clients: MllpClient[] = []
+afterEach(async () => {
+  for (const c of clients.splice(0)) c.destroy()
+  await running?.stop()
+  running = undefined
+  await t?.cleanup()
+})
+
+async function start(config: Record<string, unknown> = {}, emit = recordingEmit(), channelDir?: string) {
+  const loaded = await loadComponentConfig(listener, { port: 0, ...config }, { dir: channelDir })
+  expect(loaded.problems).toEqual([])
+  t = await testContext(channelDir ? { channelDir } : {})
+  const l = (await listener.create(loaded.config as never, t.ctx)) as unknown as Listener
+  await l.start(emit)
+  running = l
+  return { emit, port: l.address().port }
+}
+
+async function client(port: number, tls?: Parameters<typeof connectMllp>[0]['tls']) {
+  const c = await connectMllp({ host: '127.0.0.1', port, ...(tls ? { tls } : {}) })
+  clients.push(c)
+  return c
+}
+
+/** A raw socket, for bytes that are not MLLP; resolves `closed` when the listener closes it. */
+async function rawSocket(port: number): Promise<{ socket: Socket; closed: Promise<void>; data: Buffer[] }> {
+  const socket = connect({ host: '127.0.0.1', port })
+  await new Promise<void>((ok) => socket.once('connect', () => ok()))
+  const data: Buffer[] = []
+  socket.on('data', (d: Buffer) => data.push(d))
+  socket.on('error', () => {})
+  return { socket, data, closed: new Promise<void>((ok) => socket.once('close', () => ok())) }
+}
+
+const field = (ack: string, segment: string, n: number) => ack.split('\r').find((s) => s.startsWith(segment))?.split('|')[segment === 'MSH' ? n - 1 : n]
+
+describe('mllp-listener config', () => {
+  it.each([
+    [{}, '/source/config', 'must have required property "port"'],
+    [{ port: 1, maxMessageBytes: 10 }, '/source/config/maxMessageBytes', 'must be >= 256'],
+    [{ port: 1, idleTimeoutMs: 10 }, '/source/config/idleTimeoutMs', 'must be >= 1000'],
+    [{ port: 1, versions: ['3.0'] }, '/source/config/versions/0', 'must match pattern "^2\\.[0-9](\\.[0-9]+)?$"'],
+    [{ port: 1, tls: { certFile: 'c.pem', key: 'literal-key-pem', requireClientCert: true } }, '/source/config/tls/requireClientCert', 'requires "caFile" (the CAs client certificates must chain to)'],
+  ])('%j → %s: %s', async (config, pointer, msg) => {
+    const { problems } = await loadComponentConfig(listener, config)
+    expect(problems.map((p) => [p.pointer, p.message])).toContainEqual([pointer, msg])
+  })
+})
+
+describe('mllp-listener', () => {
+  it('answers AA only after emit resolves (the durable write), with the ACK built from the message header', async () => {
+    let release!: () => void
+    const gate = new Promise<void>((r) => { release = r })
+    const inner = recordingEmit()
+    const emit = Object.assign(async (i: Parameters<typeof inner>[0]) => { await gate; return inner(i) }, inner)
+    const { port } = await start({}, emit)
+    const c = await client(port)
+    c.send(adt('MSG00001'))
+    await expect(c.next(300)).rejects.toMatchObject({ code: 'ETIMEDOUT' })
+    release()
+    const ack = await c.next(5000)
+    expect(readAck(ack)).toEqual({ code: 'AA', controlId: 'MSG00001', text: '' })
+    expect(ack.split('\r')[0]).toMatch(/^MSH\|\^~\\&\|WEIR\|HIE\|EPIC\|GENHOSP\|\d{14}\+0000\|\|ACK\^A01\^ACK\|[0-9A-F]+\|P\|2\.5\.1$/)
+  })
+
+  it('stores ER7 text with the content type and the MSH attributes routing needs', async () => {
+    const { port, emit } = await start()
+    const c = await client(port)
+    await c.request(adt('MSG00002'), 5000)
+    expect(emit.inputs[0]).toMatchObject({
+      body: adt('MSG00002'), contentType: 'x-application/hl7-v2+er7',
+      attributes: { messageType: 'ADT', trigger: 'A01', controlId: 'MSG00002', sendingApplication: 'EPIC', sendingFacility: 'GENHOSP', version: '2.5.1', remoteAddress: '127.0.0.1' },
+    })
+    expect(emit.inputs[0]!.dedupeKey).toBeUndefined()
+  })
+
+  it('handles several messages sent at once on one connection in order, one ACK each', async () => {
+    const { port, emit } = await start()
+    const c = await client(port)
+    const ids = Array.from({ length: 20 }, (_, i) => `SEQ${i}`)
+    for (const id of ids) c.send(adt(id))
+    const acks = []
+    for (const _ of ids) acks.push(readAck(await c.next(5000)).controlId)
+    expect(acks).toEqual(ids)
+    expect(emit.inputs.map((i) => i.attributes!.controlId)).toEqual(ids)
+  })
+
+  it.each([
+    ['a message that does not start with MSH', 'PID|1||100234', 'AR', '', /^not an HL7 v2 message: it does not start with an MSH segment$/],
+    ['an unaccepted version', adt('V1', { version: '2.3' }), 'AR', 'V1', /^HL7 version "2\.3" is not accepted \(accepted: 2\.5\.1\)$/],
+    ['a message without a control id', adt(''), 'AR', '', /^MSH-10 \(message control id\) is empty$/],
+  ])('refuses %s: %s with the reason, nothing stored', async (_name, text, code, controlId, reason) => {
+    const { port, emit } = await start({ versions: ['2.5.1'] })
+    const c = await client(port)
+    const ack = readAck(await c.request(text, 5000))
+    expect([ack.code, ack.controlId]).toEqual([code, controlId])
+    expect(ack.text).toMatch(reason)
+    expect(emit.inputs).toEqual([])
+    expect(t.logs.find((l) => l.msg === 'message refused')).toMatchObject({ ack: code })
+  })
+
+  it('answers AE with an ERR segment for a message that does not parse', async () => {
+    const broken = 'MSH|^~\\&|EPIC|GENHOSP|WEIR|HIE|20260301||ADT^A01|BAD1|P|2.5.1\rPID|1||100234\rpv1|1|I'
+    const parseError = (() => { try { parseEr7(broken); return '' } catch (e) { return (e as Error).message } })()
+    expect(parseError).toMatch(/^invalid HL7 v2 message: segment 3: name "pv1"/)
+    const { port, emit } = await start()
+    const c = await client(port)
+    const ack = await c.request(broken, 5000)
+    expect(readAck(ack)).toEqual({ code: 'AE', controlId: 'BAD1', text: parseError })
+    expect(field(ack, 'ERR', 3)).toBe('102^Data type error^HL70357')
+    expect(emit.inputs).toEqual([])
+  })
+
+  it('refuses a 20 MB frame with AR (read to its end, never held whole), then serves the next message on the same connection', async () => {
+    const { port, emit } = await start({ maxMessageBytes: 1024 * 1024 })
+    const c = await client(port)
+    const big = adt('BIG1') + '\rOBX|1|ED|PDF^Report||' + 'A'.repeat(20 * 1024 * 1024)
+    const ack = readAck(await c.request(big, 30_000))
+    expect([ack.code, ack.controlId, ack.text]).toEqual(['AR', 'BIG1', `message of ${Buffer.byteLength(big)} bytes is larger than maxMessageBytes 1048576`])
+    expect(readAck(await c.request(adt('AFTER'), 5000)).code).toBe('AA')
+    expect(emit.inputs.map((i) => i.attributes!.controlId)).toEqual(['AFTER'])
+  })
+
+  it('closes a connection that sends bytes outside a frame, logging why; nothing stored, the listener keeps serving', async () => {
+    const { port, emit } = await start()
+    const raw = await rawSocket(port)
+    raw.socket.write(Buffer.from([0xde, 0xad, 0xbe, 0xef, 0x00, 0x0b]))
+    await raw.closed
+    expect(t.logs.find((l) => l.msg === 'connection closed: bytes that are not MLLP')).toMatchObject({ reason: '0xde outside a frame (expected the start byte 0x0b)' })
+    expect(emit.inputs).toEqual([])
+    const c = await client(port)
+    expect(readAck(await c.request(adt('OK1'), 5000)).code).toBe('AA')
+  })
+
+  it('a frame whose end bytes never come is discarded when the connection goes idle, with the reason logged', async () => {
+    const { port, emit } = await start({ idleTimeoutMs: 1000 })
+    const raw = await rawSocket(port)
+    raw.socket.write(Buffer.concat([Buffer.from([0x0b]), Buffer.from(adt('HALF'))]))
+    await raw.closed
+    expect(t.logs.find((l) => l.msg === 'connection closed: frame without end bytes (0x1C 0x0D), discarded')).toMatchObject({ bytes: Buffer.byteLength(adt('HALF')) })
+    expect(raw.data).toEqual([])
+    expect(emit.inputs).toEqual([])
+  })
+
+  it('a frame cut short by the next start byte is answered AR, and the next message is stored', async () => {
+    const { port, emit } = await start()
+    const raw = await rawSocket(port)
+    raw.socket.write(Buffer.concat([Buffer.from([0x0b]), Buffer.from(adt('CUT')), encodeFrame(adt('WHOLE'))]))
+    await until(() => Buffer.concat(raw.data).toString().split('\x1c\r').length >= 3, 5000, 'two ACKs')
+    const acks = Buffer.concat(raw.data).toString().split('\x1c\r').filter(Boolean).map((f) => readAck(f.slice(1)))
+    expect(acks.map((a) => [a.code, a.controlId])).toEqual([['AR', 'CUT'], ['AA', 'WHOLE']])
+    expect(emit.inputs.map((i) => i.attributes!.controlId)).toEqual(['WHOLE'])
+  })
+
+  it('closes a connection that never sends anything after idleTimeoutMs', async () => {
+    const { port } = await start({ idleTimeoutMs: 1000 })
+    const raw = await rawSocket(port)
+    await raw.closed
+    expect(t.logs.find((l) => l.msg === 'idle connection closed')).toMatchObject({ idleTimeoutMs: 1000 })
+  })
+
+  it('closes connections beyond maxConnections at once, logging it', async () => {
+    const { port } = await start({ maxConnections: 1 })
+    const first = await client(port)
+    const second = await rawSocket(port)
+    await second.closed
+    expect(t.logs.find((l) => l.msg === 'connection refused: maxConnections reached')).toMatchObject({ maxConnections: 1 })
+    expect(readAck(await first.request(adt('STILL'), 5000)).code).toBe('AA')
+  })
+
+  it('answers AE (send again later) when the message cannot be stored, never AA', async () => {
+    const emit = recordingEmit({ fail: (_i, n) => (n === 0 ? new errorCodes.ERR_BACKPRESSURE('channel test: queue is full (10 messages pending)', { retryAfterMs: 1000 }) : undefined) })
+    const { port } = await start({}, emit)
+    const c = await client(port)
+    const ack = readAck(await c.request(adt('FULL1'), 5000))
+    expect(ack).toEqual({ code: 'AE', controlId: 'FULL1', text: 'message not stored, send it again later: queue full' })
+    expect(readAck(await c.request(adt('FULL1'), 5000)).code).toBe('AA')
+    expect(emit.inputs).toHaveLength(1)
+  })
+
+  it('with dedupeByControlId, a resent control id from the same facility is acknowledged and stored once', async () => {
+    const { port, emit } = await start({ dedupeByControlId: true })
+    const c = await client(port)
+    for (const m of [adt('DUP1'), adt('DUP1'), adt('DUP1', { facility: 'OTHERHOSP' })]) expect(readAck(await c.request(m, 5000)).code).toBe('AA')
+    expect(emit.results.map((r) => r.duplicate)).toEqual([false, true, false])
+    expect(emit.inputs[0]!.dedupeKey).toBe('hl7:GENHOSP:DUP1')
+  })
+
+  it.each([
+    ['AL', [['CA', 'E1'], ['CR', 'E2']]],
+    ['ER', [['CR', 'E2']]],
+    ['SU', [['CA', 'E1']]],
+    ['NE', []],
+  ])('enhanced mode, MSH-15 %s: accept acknowledgements as asked', async (msh15, expected) => {
+    const { port, emit } = await start({ versions: ['2.5.1'] })
+    const c = await client(port)
+    c.send(adt('E1', { msh15 }))
+    c.send(adt('E2', { msh15, version: '2.4' }))
+    // A marker in original mode: its AA comes after any answer to E1 and E2.
+    c.send(adt('MARK'))
+    const got: string[][] = []
+    for (;;) {
+      const a = readAck(await c.next(5000))
+      if (a.controlId === 'MARK') break
+      got.push([a.code, a.controlId])
+    }
+    expect(got).toEqual(expected)
+    expect(emit.inputs.map((i) => i.attributes!.controlId)).toEqual(['E1', 'MARK'])
+  })
+
+  it('serves MLLP over mutual TLS and records the client certificate subject', async () => {
+    const { port, emit } = await start({ tls: { certFile: 'server.pem', key: { $file: 'server.key' }, caFile: 'ca.pem', requireClientCert: true } }, recordingEmit(), FIXTURES)
+    const ca = readFileSync(join(FIXTURES, 'ca.pem'))
+    const c = await client(port, { ca, cert: readFileSync(join(FIXTURES, 'client.pem')), key: readFileSync(join(FIXTURES, 'client.key')) })
+    expect(readAck(await c.request(adt('TLS1'), 5000)).code).toBe('AA')
+    expect(emit.inputs[0]!.attributes).toMatchObject({ controlId: 'TLS1', clientCertSubject: 'weir-mtls-client' })
+    // Without a client certificate the handshake fails.
+    const without = await connectMllp({ host: '127.0.0.1', port, tls: { ca } }).then((c2) => c2.request(adt('TLS2'), 5000)).catch((e: Error) => e)
+    expect(without).toBeInstanceOf(Error)
+    expect(emit.inputs).toHaveLength(1)
+  })
+
+  it('stop() lets a message waiting for its durable write get its ACK', async () => {
+    let release!: () => void
+    const gate = new Promise<void>((r) => { release = r })
+    const inner = recordingEmit()
+    let called = false
+    const emit = Object.assign(async (i: Parameters<typeof inner>[0]) => { called = true; await gate; return inner(i) }, inner)
+    const { port } = await start({}, emit)
+    const c = await client(port)
+    c.send(adt('LAST'))
+    await until(() => called, 5000, 'emit called')
+    const stopped = running!.stop()
+    running = undefined
+    release()
+    expect(readAck(await c.next(5000))).toMatchObject({ code: 'AA', controlId: 'LAST' })
+    await stopped
+  })
+})
