@@ -45,6 +45,21 @@ describe('openPostgresStore', () => {
     }
   })
 
+  it('migrates under an advisory lock (two engines opening together), refuses a schema newer than it knows, and never migrates as a reader', async () => {
+    url = await server.createDatabase(`schema_${++dbs}`)
+    const reader = await openPostgresStore({ url, owner: false }).catch((e) => e)
+    expect([reader.code, reader.message]).toEqual(['ERR_STORE', expect.stringContaining('schema version 0; start the engine (weir run) once')])
+    const [a, b] = await Promise.all([openPostgresStore({ url }), openPostgresStore({ url })])
+    await a.close()
+    await b.close()
+    const db = openDb(url, { max: 1 })
+    expect(await db.sql`SELECT version FROM weir_schema`).toEqual([{ version: 1 }])
+    await db.sql`UPDATE weir_schema SET version = 99`
+    await db.end()
+    const err = await openPostgresStore({ url }).catch((e) => e)
+    expect([err.code, err.message]).toEqual(['ERR_STORE', expect.stringContaining('database schema version 99 is newer than this weir (1); upgrade weir')])
+  })
+
   it('lists the engines; a dead one shows as expired until a live engine sweeps it, its claims going back to the queue; one that stops cleanly leaves', async () => {
     url = await server.createDatabase(`status_${++dbs}`)
     const a = await openPostgresStore({ url, leaseMs: 60_000, version: '9.9.9' })
