@@ -1,9 +1,9 @@
-import { resolve } from 'node:path'
+import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { dataDirOf, type CommandIO } from '../cli-io.ts'
 import { loadChannel } from '../load.ts'
 import { isWeirError } from '../../shared/errors.ts'
-import { createTokenProvider, explainTokenRequest, type TokenProvider } from '../../shared/oauth/index.ts'
+import { createRefreshTokenStore, createTokenProvider, explainTokenRequest, type TokenProvider } from '../../shared/oauth/index.ts'
 import { credentialOf } from './credentials.ts'
 
 export const summary = 'fetch a token for a channel credential and show its type, scope and expiry'
@@ -66,7 +66,10 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
   const ch = await loadChannel(resolve(io.cwd, file), { env: io.env })
   const config = credentialOf(ch, name)
   const request = explainTokenRequest(config, name)
-  const provider = createTokenProvider(name, config, { dataDir: dataDirOf(values['data-dir'], io) })
+  const dataDir = dataDirOf(values['data-dir'], io)
+  // The refresh-token store's key from this command's environment (as `weir credentials` reads it), not the process's.
+  const store = io.env.WEIR_SECRET_KEY ? createRefreshTokenStore({ dir: join(dataDir, 'oauth'), key: io.env.WEIR_SECRET_KEY }) : undefined
+  const provider = createTokenProvider(name, config, { dataDir, ...(store ? { store } : {}) })
   try {
     const summary = await fetchTokenSummary(provider, { show: values.show })
     io.out(values.json ? JSON.stringify({ ...summary, request }, null, 2) : formatSummary(summary, request))

@@ -26,9 +26,9 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'weir-authorize-'))
   const key = await keyFor('ES256', 'crm-k1')
   env = { WEIR_SECRET_KEY: STORE_KEY, CRM_SECRET: SECRET, CRM_KEY: key.pem }
-  // weir token's provider opens the store with the process environment's key, not the command's.
+  // weir token reads the store key from the command's environment: the process's is set to another key.
   savedKey = process.env.WEIR_SECRET_KEY
-  process.env.WEIR_SECRET_KEY = STORE_KEY
+  process.env.WEIR_SECRET_KEY = Buffer.alloc(32, 7).toString('base64')
   const redirectUris = ['http://127.0.0.1/callback']
   for (const authMethod of ['client_secret_post', 'client_secret_basic', 'client_secret_jwt', 'none'] as const) {
     as.registerClient({ clientId: `crm-${authMethod}`, authMethod, ...(authMethod === 'none' ? {} : { secret: SECRET }), redirectUris, scopes: ['crm.read'] })
