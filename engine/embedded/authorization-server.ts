@@ -95,7 +95,7 @@ export async function startAuthorizationServer(options: AuthorizationServerOptio
     issueRefreshToken(clientId, opts = {}) {
       const rt = randomBytes(24).toString('base64url')
       st.seen.add(rt)
-      st.refreshTokens.set(rt, { clientId, scope: opts.scope ?? st.clients.get(clientId)?.scopes?.join(' ') ?? '', sub: opts.sub ?? 'user-1', spent: false, revoked: false })
+      st.refreshTokens.set(rt, { clientId, scope: opts.scope ?? st.clients.get(clientId)?.scopes?.join(' ') ?? '', sub: opts.sub ?? 'user-1', spent: false, revoked: false, family: { revoked: false, issuedJti: [] } })
       return rt
     },
     setFailure: (f) => st.failures.add(f),

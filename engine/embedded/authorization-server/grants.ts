@@ -1,6 +1,6 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto'
 import { SignJWT, decodeJwt, type JWTPayload } from 'jose'
-import { JWT_BEARER, OAuthFailure, type CodeEntry, type RefreshEntry, type ServerState } from './state.ts'
+import { JWT_BEARER, OAuthFailure, type CodeEntry, type GrantFamily, type RefreshEntry, type ServerState } from './state.ts'
 import type { GrantKind, RecordedTokenRequest, RegisteredClient } from './types.ts'
 import { verifyAssertion } from './verify.ts'
 
@@ -14,6 +14,8 @@ export interface GrantOutcome {
   code?: CodeEntry
   /** A code was redeemed: hand out its first refresh token (if the client may refresh). */
   firstRefresh?: boolean
+  /** The grant a refresh continues. */
+  family?: GrantFamily
 }
 
 export function checkScopes(client: RegisteredClient, requested: string | null): string {
@@ -56,13 +58,20 @@ function refreshTokenGrant(st: ServerState, client: RegisteredClient | undefined
   if (!entry || entry.clientId !== client.clientId) throw new OAuthFailure(400, 'invalid_grant', 'unknown refresh token')
   if (entry.spent) {
     st.spentUses++
+    if (st.options.revokeGrantOnReuse) revokeFamily(st, entry.family)
     throw new OAuthFailure(400, 'invalid_grant', 'refresh token already used')
   }
-  if (entry.revoked) throw new OAuthFailure(400, 'invalid_grant', 'refresh token revoked')
+  if (entry.revoked || entry.family.revoked) throw new OAuthFailure(400, 'invalid_grant', 'refresh token revoked')
   const asked = form.get('scope')
   if (asked) for (const s of asked.split(' ')) if (!entry.scope.split(' ').includes(s)) throw new OAuthFailure(400, 'invalid_scope', `scope ${s} exceeds the original grant`)
   // Rotated by issueTokens, once every check has passed: a rejected request must not burn the token.
-  return { client, sub: entry.sub, scope: asked ?? entry.scope, ...(entry.code ? { code: entry.code } : {}), ...((client.rotateRefreshTokens ?? true) ? { spendRefresh: entry } : {}) }
+  return { client, sub: entry.sub, scope: asked ?? entry.scope, family: entry.family, ...(entry.code ? { code: entry.code } : {}), ...((client.rotateRefreshTokens ?? true) ? { spendRefresh: entry } : {}) }
+}
+
+/** Revokes a grant: its refresh tokens and its access tokens (a spent refresh token came back: one of its holders may be an attacker). */
+function revokeFamily(st: ServerState, family: GrantFamily): void {
+  family.revoked = true
+  for (const jti of family.issuedJti) st.revokedJti.add(jti)
 }
 
 /** Revokes every token issued from `code`: a code presented twice may have been stolen (RFC 6749 §4.1.2). */
@@ -137,7 +146,7 @@ function nextRefreshToken(st: ServerState, outcome: GrantOutcome): string | unde
   if (!spendRefresh && !first) return undefined
   if (spendRefresh) spendRefresh.spent = true
   const token = randomBytes(24).toString('base64url')
-  st.refreshTokens.set(token, { clientId: client.clientId, scope: spendRefresh?.scope ?? outcome.scope, sub, spent: false, revoked: false, ...(code ? { code } : {}) })
+  st.refreshTokens.set(token, { clientId: client.clientId, scope: spendRefresh?.scope ?? outcome.scope, sub, spent: false, revoked: false, family: outcome.family ?? (outcome.family = { revoked: false, issuedJti: [] }), ...(code ? { code } : {}) })
   return token
 }
 
@@ -150,6 +159,7 @@ export async function issueTokens(st: ServerState, outcome: GrantOutcome, aud: s
   const refreshOut = nextRefreshToken(st, outcome)
   const { jwt, life, jti } = await issueAccessToken(st, client, { sub, scope, aud, ...(Object.keys(cnf).length ? { cnf } : {}) })
   outcome.code?.issuedJti.push(jti)
+  outcome.family?.issuedJti.push(jti)
   st.seen.add(jwt)
   if (refreshOut) st.seen.add(refreshOut)
   return {

@@ -105,12 +105,20 @@ export function countRequests(requests: RecordedTokenRequest[]): { total: number
   return { total: requests.length, byClient }
 }
 
+/** One grant as its refresh tokens rotate: what reuse of a spent one revokes (RFC 9700 §4.14.2). */
+export interface GrantFamily {
+  revoked: boolean
+  /** `jti` of every access token issued under the grant. */
+  issuedJti: string[]
+}
+
 export interface RefreshEntry {
   clientId: string
   scope: string
   sub: string
   spent: boolean
   revoked: boolean
+  family: GrantFamily
   /** The authorization code this token descends from (through rotations), so a replay of the code revokes it. */
   code?: CodeEntry
 }

@@ -97,6 +97,11 @@ export interface AuthorizationServerOptions {
   jwksRefetchCooldownSec?: number
   /** HTTP client for `jwksUri` fetches (default: one of the server's own). */
   http?: HttpClient
+  /**
+   * A spent refresh token presented again revokes its whole grant: every refresh token rotated from
+   * the same one and every access token issued under it (RFC 9700 §4.14.2). Default false.
+   */
+  revokeGrantOnReuse?: boolean
 }
 
 export interface VerifiedAccess {
