@@ -11,7 +11,7 @@ export { PRESETS, presetOf, parseGoogleKeyFile, GOOGLE_TOKEN_URL, type Preset, t
 export { createTokenProvider, type TokenProviderOptions } from './provider.ts'
 export { explainTokenRequest, resolveCredential, grantParams, signingKeysOf } from './credential.ts'
 export { refreshSchedule, TokenCache, defaultTokenCache } from './token-slot.ts'
-export { createRefreshTokenStore, importRefreshToken, type RefreshTokenStore, type StoredTokens, type FileStoreOptions } from './refresh-store.ts'
+export { createRefreshTokenStore, importRefreshToken, type RefreshTokenStore, type StoredTokens, type StoredFailure, type FileStoreOptions } from './refresh-store.ts'
 export { OAuthResponseError, OAuthChallengeError, FailFastError, ReauthRequiredError, parseWwwAuthenticate, redactedExcerpt, TERMINAL_OAUTH_ERRORS } from './errors.ts'
 export { processTokenResponse, planTokenRequest, formEncode, JWT_BEARER_GRANT, CLIENT_ASSERTION_TYPE, type RawTokenResponse, type ResolvedCredential } from './token-endpoint.ts'
 export { discover, discoveryUrls, type ServerMetadata, type DiscoveryOptions, type MetadataGet } from './discovery.ts'

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import { join } from 'node:path'
 import { Agent, type Dispatcher } from 'undici'
 import { silentLogger, type Logger } from '../log/index.ts'
@@ -8,6 +9,7 @@ import { cacheKeyOf, explainTokenRequest, grantParams, resolveCredential } from 
 import { certificateThumbprint, type SigningKey } from './keys.ts'
 import { DpopSigner, type DpopAlg } from './dpop.ts'
 import { createTokenExchange, type TokenExchange } from './exchange.ts'
+import { sharedGrant } from './leased-fetch.ts'
 import { ProviderLifetime } from './lifetime.ts'
 import { refreshTokenGrant, type RefreshGrantContext } from './refresh-grant.ts'
 import { createRefreshTokenStore, type RefreshTokenStore } from './refresh-store.ts'
@@ -20,6 +22,12 @@ export interface TokenProviderOptions {
   /** Data directory; the default refresh-token store lives in `<dataDir>/oauth`. */
   dataDir?: string
   store?: RefreshTokenStore
+  /**
+   * Token state shared by the engines of a cluster (`createPostgresTokenState`): every grant's
+   * access token is cached in it and fetched by one engine at a time under its lease, refresh tokens
+   * are rotated in it (it replaces `store`), and a refusal by the server makes every engine fail fast.
+   */
+  shared?: RefreshTokenStore
   /** Dispatcher for token requests (default: an undici Agent, with the client certificate when configured). */
   dispatcher?: Dispatcher
   /** Local clock (epoch ms); tests inject one. */
@@ -43,21 +51,30 @@ export function tlsDispatcher(c: CredentialConfig): Agent | undefined {
   return new Agent({ connect: { ...(c.tls.cert ? { cert: c.tls.cert } : {}), ...(key ? { key } : {}), ...(c.tls.ca ? { ca: c.tls.ca } : {}) } })
 }
 
-/** The grant of the credential as one attempt: a static token, a token request, or the refresh-token rotation. */
-function grantObtainer(r: ResolvedCredential, c: CredentialConfig, exchange: TokenExchange, refresh: Omit<RefreshGrantContext, 'send'>): (signal: AbortSignal) => Promise<Obtained> {
+/**
+ * The grant of the credential as one attempt: a static token, a token request (through the shared
+ * state when there is one), or the refresh-token rotation.
+ */
+function grantObtainer(r: ResolvedCredential, c: CredentialConfig, exchange: TokenExchange, refresh: Omit<RefreshGrantContext, 'send'>, shared: boolean): (signal: AbortSignal) => Promise<Obtained> {
   if (r.grant === 'static') {
     const token: AccessToken = { value: Secret.is(c.token) ? c.token : new Secret(String(c.token), 'literal'), tokenType: c.tokenType ?? 'Bearer', expiresAt: Infinity, extra: {} }
     return async () => ({ token, lifetimeMs: Infinity })
   }
   if (r.grant === 'refresh_token') return (signal) => refreshTokenGrant({ ...refresh, send: exchange.send }, signal)
   const params = grantParams(r.grant)
+  if (shared) return (signal) => sharedGrant(refresh, (s) => exchange.send(params, s), signal)
   return (signal) => exchange.send(params, signal)
+}
+
+/** The store key of a grant's access token in the shared state (the cache key, hashed: it names the client and scopes). */
+function sharedKeyOf(cacheKey: string): string {
+  return `token:${createHash('sha256').update(cacheKey).digest('base64url')}`
 }
 
 /**
  * Creates the token provider of one credential: cached tokens refreshed in the background, one
- * fetch in flight per cache key, transient retries with backoff (honouring Retry-After), fail-fast
- * after terminal errors, the refresh-token store's lease, DPoP and mTLS.
+ * fetch in flight per cache key (per cluster with `shared`), transient retries with backoff
+ * (honouring Retry-After), fail-fast after terminal errors, the refresh-token store's lease, DPoP and mTLS.
  *
  * @example
  * const provider = createTokenProvider('epic', { preset: 'epic-backend', tokenUrl, clientId,
@@ -77,13 +94,15 @@ export function createTokenProvider(name: string, config: CredentialConfig, opti
   const cacheKey = cacheKeyOf(r, storeKey, dpopAlg, c.tls?.cert ? certificateThumbprint(c.tls.cert) : undefined)
   const slot = (options.cache ?? defaultTokenCache).slot(cacheKey)
   const dpop = dpopAlg ? (slot.dpop ??= new DpopSigner(dpopAlg)) : undefined
-  let store = options.store
+  let store = options.shared ?? options.store
   const exchange = createTokenExchange(r, { log, now, ...(dispatcher ? { dispatcher } : {}), ...(dpop ? { dpop } : {}), ...(options.signer ? { signer: options.signer } : {}) })
   const lifetime = new ProviderLifetime(name)
+  // A DPoP-bound access token is bound to this process's key: no other engine could use it.
   const obtain = grantObtainer(r, c, exchange, {
-    name, storeKey, slot, now, clockSkewSec: r.clockSkewSec, seeded: reveal(c.refreshToken as SecretLike | undefined),
+    name, key: r.grant === 'refresh_token' ? storeKey : sharedKeyOf(cacheKey), slot, now, clockSkewSec: r.clockSkewSec, failFastMs: r.failFastMs,
+    shareAccessToken: !dpop, seeded: reveal(c.refreshToken as SecretLike | undefined),
     store: () => (store ??= createRefreshTokenStore({ dir: join(options.dataDir ?? 'data', 'oauth') })),
-  })
+  }, options.shared !== undefined && !dpop)
   const user = new SlotUser(slot, { name, log, now, random: options.random ?? Math.random, clockSkewSec: r.clockSkewSec, failFastMs: r.failFastMs, maxAttempts: r.maxAttempts, lifetime, obtain, counters: exchange.counters })
   const authorizationOf = (t: AccessToken) => `${t.tokenType === 'DPoP' ? 'DPoP' : 'Bearer'} ${reveal(t.value)!}`
 

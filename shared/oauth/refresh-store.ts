@@ -4,10 +4,25 @@ import { join } from 'node:path'
 import { errorCodes, type WeirError } from '../errors.ts'
 import { registerSecretValue } from '../secret.ts'
 
-/** One stored credential state: the current refresh token and the access token it last produced. */
+/** What the authorization server answered when it last refused, kept so every holder fails fast alike. */
+export interface StoredFailure {
+  code: 'ERR_OAUTH_RESPONSE' | 'ERR_OAUTH_REAUTH_REQUIRED'
+  message: string
+  status?: number
+  error?: string
+  error_description?: string
+  error_uri?: string
+  /** Epoch ms until which no holder sends a token request. */
+  until: number
+}
+
+/**
+ * One stored credential state: the current refresh token (refresh_token grant), the access token
+ * last obtained, and the last terminal refusal.
+ */
 export interface StoredTokens {
   version: number
-  refreshToken: string
+  refreshToken?: string
   accessToken?: string
   tokenType?: string
   /** Epoch ms (local clock). */
@@ -15,21 +30,23 @@ export interface StoredTokens {
   issuedAt?: number
   scope?: string
   extra?: Record<string, unknown>
+  failure?: StoredFailure
   updatedAt: number
 }
 
 export type StoredTokensInput = Omit<StoredTokens, 'version' | 'updatedAt'>
 
 /**
- * Versioned, encrypted refresh-token storage with a lease, so that two providers (in one process or
- * two) never spend the same refresh token. Implement it over another backend (e.g. PostgreSQL
- * advisory locks) by keeping the same semantics.
+ * Versioned, encrypted token state with a lease, so that two providers (in one process, two
+ * processes, or the engines of a cluster) never spend the same refresh token, and fetch one access
+ * token per lifetime between them. The file store serves one machine; shared/store/postgres/oauth-state.ts
+ * serves a cluster with the same semantics.
  */
 export interface RefreshTokenStore {
   read(key: string): Promise<StoredTokens | undefined>
   /** Writes `value` as version `expectedVersion + 1` (0 = create); fails with ERR_STORE if the stored version differs. */
   write(key: string, value: StoredTokensInput, expectedVersion: number): Promise<StoredTokens>
-  /** Runs `fn` while holding the exclusive lease on `key` (across processes). */
+  /** Runs `fn` while holding the exclusive lease on `key` (across processes); a dead holder's lease is taken over. */
   withLease<T>(key: string, fn: () => Promise<T>): Promise<T>
 }
 
@@ -68,7 +85,7 @@ export interface FileStoreOptions {
  * The key entries are encrypted with, and for a passphrase the key of entries an older Weir wrote
  * (envelope v1: SHA-256 of the passphrase), read until the entry's next write re-encrypts it.
  */
-interface StoreKeys { current: Buffer; legacy?: Buffer }
+export interface StoreKeys { current: Buffer; legacy?: Buffer }
 
 // scrypt cost: 32 MiB and some 100 ms, once per store open.
 const SCRYPT = { N: 2 ** 15, r: 8, p: 1, maxmem: 64 * 1024 * 1024 }
@@ -109,19 +126,29 @@ async function keyFromFile(dir: string, allowOpen: boolean): Promise<Buffer> {
   return key
 }
 
-async function loadKeys(dir: string, options: FileStoreOptions): Promise<StoreKeys> {
-  const given = options.key ?? process.env.WEIR_SECRET_KEY
-  if (given === undefined || given === '') return { current: await keyFromFile(dir, options.allowOpenKeyFile ?? process.env.WEIR_SECRET_KEY_ALLOW_OPEN_MODE === '1') }
+/**
+ * The keys of a `WEIR_SECRET_KEY`: 32 bytes (a Buffer, or base64 text) as they are; a passphrase
+ * stretched with scrypt and the store's salt (`salt()` is asked only then, where the store keeps it).
+ */
+export async function keysOf(given: string | Buffer, salt: () => Promise<Buffer>): Promise<StoreKeys> {
   if (Buffer.isBuffer(given) && given.length === 32) return { current: given }
   if (typeof given === 'string' && /^[A-Za-z0-9+/=_-]+$/.test(given) && Buffer.from(given, 'base64').length === 32) return { current: Buffer.from(given, 'base64') }
   const passphrase = given.toString()
-  const salt = Buffer.from((await readOrCreate(join(dir, 'secret.salt'), () => randomBytes(16).toString('base64') + '\n')).trim(), 'base64')
-  if (salt.length < 16) throw storeError(`the store salt ${join(dir, 'secret.salt')} must hold at least 16 bytes in base64`)
-  return { current: await deriveKey(passphrase, salt), legacy: createHash('sha256').update(passphrase).digest() }
+  return { current: await deriveKey(passphrase, await salt()), legacy: createHash('sha256').update(passphrase).digest() }
+}
+
+async function loadKeys(dir: string, options: FileStoreOptions): Promise<StoreKeys> {
+  const given = options.key ?? process.env.WEIR_SECRET_KEY
+  if (given === undefined || given === '') return { current: await keyFromFile(dir, options.allowOpenKeyFile ?? process.env.WEIR_SECRET_KEY_ALLOW_OPEN_MODE === '1') }
+  return keysOf(given, async () => {
+    const salt = Buffer.from((await readOrCreate(join(dir, 'secret.salt'), () => randomBytes(16).toString('base64') + '\n')).trim(), 'base64')
+    if (salt.length < 16) throw storeError(`the store salt ${join(dir, 'secret.salt')} must hold at least 16 bytes in base64`)
+    return salt
+  })
 }
 
 /** The AES-256-GCM envelope of an entry, bound to its key (AAD). Version 2: the key is never a single hash of a passphrase. */
-function encrypt(k: Buffer, key: string, entry: StoredTokens): string {
+export function sealEntry(k: Buffer, key: string, entry: StoredTokens): string {
   const iv = randomBytes(12)
   const c = createCipheriv('aes-256-gcm', k, iv)
   c.setAAD(Buffer.from(key))
@@ -129,14 +156,17 @@ function encrypt(k: Buffer, key: string, entry: StoredTokens): string {
   return JSON.stringify({ v: 2, iv: iv.toString('base64'), tag: c.getAuthTag().toString('base64'), data: data.toString('base64') })
 }
 
-/** The entry in an envelope; throws when the key or the file is wrong. */
-function decrypt(keys: StoreKeys, key: string, text: string): StoredTokens {
+/** The entry in an envelope (its secrets registered for redaction); throws when the key or the envelope is wrong. */
+export function openEntry(keys: StoreKeys, key: string, text: string): StoredTokens {
   const env = JSON.parse(text) as { v: number; iv: string; tag: string; data: string }
   const k = env.v === 1 && keys.legacy ? keys.legacy : keys.current
   const d = createDecipheriv('aes-256-gcm', k, Buffer.from(env.iv, 'base64'))
   d.setAAD(Buffer.from(key))
   d.setAuthTag(Buffer.from(env.tag, 'base64'))
-  return JSON.parse(Buffer.concat([d.update(Buffer.from(env.data, 'base64')), d.final()]).toString('utf8')) as StoredTokens
+  const entry = JSON.parse(Buffer.concat([d.update(Buffer.from(env.data, 'base64')), d.final()]).toString('utf8')) as StoredTokens
+  if (entry.refreshToken) registerSecretValue(entry.refreshToken)
+  if (entry.accessToken) registerSecretValue(entry.accessToken)
+  return entry
 }
 
 /** Takes the lock file `lock` (exclusive create), taking over one whose owner is gone or older than `ttlMs`. */
@@ -198,10 +228,7 @@ export function createRefreshTokenStore(options: FileStoreOptions): RefreshToken
       throw storeError(`cannot read the token store entry for "${key}"`, e)
     }
     try {
-      const entry = decrypt(k, key, text)
-      registerSecretValue(entry.refreshToken)
-      if (entry.accessToken) registerSecretValue(entry.accessToken)
-      return entry
+      return openEntry(k, key, text)
     } catch {
       throw storeError(`the token store entry for "${key}" cannot be decrypted (wrong WEIR_SECRET_KEY or a corrupt file)`)
     }
@@ -214,7 +241,7 @@ export function createRefreshTokenStore(options: FileStoreOptions): RefreshToken
     const entry: StoredTokens = { ...value, version: expectedVersion + 1, updatedAt: Date.now() }
     const file = fileOf(key)
     const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`
-    await writeFile(tmp, encrypt(k.current, key, entry), { mode: 0o600 })
+    await writeFile(tmp, sealEntry(k.current, key, entry), { mode: 0o600 })
     await chmod(tmp, 0o600)
     await rename(tmp, file)
     return entry

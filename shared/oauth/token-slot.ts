@@ -154,9 +154,10 @@ export class SlotUser {
 
   // Any non-retryable failure (an OAuth error, a non-JSON 4xx, a 200 without access_token, a wrong
   // token_type…) fails the same way on the next attempt: fail fast instead of sending one token
-  // request per delivery attempt (a terminal error marks the credential broken for a short while).
+  // request per delivery attempt (a terminal error marks the credential broken for a short while;
+  // a refusal another engine recorded in the shared state, until the time it recorded).
   #markBroken(err: WeirError): void {
-    this.slot.brokenUntil = this.o.now() + this.o.failFastMs
+    this.slot.brokenUntil = (err as WeirError & { brokenUntil?: number }).brokenUntil ?? this.o.now() + this.o.failFastMs
     this.slot.brokenError = err
     const oauth = err as OAuthResponseError
     this.o.log.error({ error: oauth.error, error_description: oauth.error_description, terminal: isTerminal(err) }, `credential broken: ${describeError(err)}`)

@@ -127,7 +127,7 @@ describe('weir credentials authorize', () => {
     const stored = await storeOf(dataDir).read('crm')
     expect(as.secretsSeen()).toContain(stored!.refreshToken)
     const onDisk = await Promise.all((await readdir(join(dir, dataDir, 'oauth'))).map((f) => readFile(join(dir, dataDir, 'oauth', f), 'utf8')))
-    expect(onDisk.some((t) => t.includes(stored!.refreshToken))).toBe(false)
+    expect(onDisk.some((t) => t.includes(stored!.refreshToken!))).toBe(false)
 
     const tok = await startCli(['token', file, 'crm', '--data-dir', dataDir]).done
     expect([tok.code, as.requests.at(-1)!.grant]).toEqual([0, 'refresh_token'])

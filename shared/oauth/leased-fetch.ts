@@ -1,0 +1,120 @@
+import type { WeirError } from '../errors.ts'
+import { Secret, reveal } from '../secret.ts'
+import { OAuthResponseError, ReauthRequiredError } from './errors.ts'
+import type { RefreshTokenStore, StoredFailure, StoredTokens, StoredTokensInput } from './refresh-store.ts'
+import type { ProcessedToken } from './token-endpoint.ts'
+import { refreshSchedule, type Obtained, type Slot } from './token-slot.ts'
+import type { AccessToken } from './types.ts'
+
+/** One provider's view of a store entry: whose it is, and what the provider already holds. */
+export interface LeasedFetchContext {
+  name: string
+  /** The entry's key in the store. */
+  key: string
+  store: () => RefreshTokenStore
+  slot: Slot
+  clockSkewSec: number
+  failFastMs: number
+  now: () => number
+  /** False when tokens are bound to this process (DPoP keys): the entry's access token is not for us. */
+  shareAccessToken: boolean
+}
+
+/** The entry fields of a token response (the refresh token is the caller's to add). */
+export function storedFieldsOf(res: ProcessedToken): Omit<StoredTokensInput, 'refreshToken'> {
+  return {
+    accessToken: reveal(res.token.value)!, tokenType: res.token.tokenType, expiresAt: res.token.expiresAt,
+    issuedAt: res.token.expiresAt - res.lifetimeMs, extra: res.token.extra, ...(res.token.scope ? { scope: res.token.scope } : {}),
+  }
+}
+
+/**
+ * The access token a store entry holds, if another holder (a process, an engine, a provider sharing
+ * the key) fetched one that is neither ours, nor invalidated, nor due for refresh.
+ */
+export function usableStored(ctx: LeasedFetchContext, entry: StoredTokens | undefined): Obtained | undefined {
+  const { slot, now } = ctx
+  if (!ctx.shareAccessToken || !entry?.accessToken || entry.expiresAt === undefined || entry.accessToken === slot.invalidated) return undefined
+  if (slot.token && reveal(slot.token.value) === entry.accessToken) return undefined
+  const lifetimeMs = entry.expiresAt - (entry.issuedAt ?? now())
+  if (now() >= refreshSchedule(entry.expiresAt, lifetimeMs, ctx.clockSkewSec, 0).refreshAt) return undefined
+  const token: AccessToken = {
+    value: new Secret(entry.accessToken, 'token-store'), tokenType: entry.tokenType ?? 'Bearer', expiresAt: entry.expiresAt, extra: { ...entry.extra },
+    ...(entry.scope ? { scope: entry.scope } : {}),
+  }
+  return { token, lifetimeMs }
+}
+
+/** The refusal another holder recorded, as the error it got, while it is in force (`brokenUntil` tells the slot how long). */
+function recordedFailure(ctx: LeasedFetchContext, f: StoredFailure | undefined): WeirError | undefined {
+  if (!f || ctx.now() >= f.until) return undefined
+  const fields = { ...(f.error_description ? { error_description: f.error_description } : {}), ...(f.error_uri ? { error_uri: f.error_uri } : {}) }
+  const oauth = new OAuthResponseError(f.message, { status: f.status ?? 400, error: f.error ?? 'invalid_grant', ...fields })
+  const e = f.code === 'ERR_OAUTH_REAUTH_REQUIRED' ? new ReauthRequiredError(f.message, f.error ? oauth : undefined) : oauth
+  Object.defineProperty(e, 'brokenUntil', { value: f.until, enumerable: false })
+  return e
+}
+
+/**
+ * What the server answered when it refused, if it is worth sharing: an OAuth error or a refresh
+ * token that needs a new consent. Local failures (a signer, the network, the store) stay local.
+ */
+function failureOf(ctx: LeasedFetchContext, e: unknown): StoredFailure | undefined {
+  const err = e as Partial<OAuthResponseError> & WeirError
+  if (err.retryable || (err.code !== 'ERR_OAUTH_RESPONSE' && err.code !== 'ERR_OAUTH_REAUTH_REQUIRED')) return undefined
+  return {
+    code: err.code, message: err.message, until: ctx.now() + ctx.failFastMs,
+    ...(err.status !== undefined ? { status: err.status } : {}), ...(err.error ? { error: err.error } : {}),
+    ...(err.error_description ? { error_description: err.error_description } : {}), ...(err.error_uri ? { error_uri: err.error_uri } : {}),
+  }
+}
+
+/** Records a refusal in the entry (best effort: a holder that changed the entry since keeps its version). */
+async function recordFailure(ctx: LeasedFetchContext, s: RefreshTokenStore, e: unknown): Promise<void> {
+  const failure = failureOf(ctx, e)
+  if (!failure) return
+  const entry = await s.read(ctx.key)
+  const { version: _v, updatedAt: _u, ...rest } = entry ?? { version: 0, updatedAt: 0 }
+  await s.write(ctx.key, { ...rest, failure }, entry?.version ?? 0)
+}
+
+/** The token or the refusal an entry offers; undefined when this provider has to fetch. */
+function fromEntry(ctx: LeasedFetchContext, entry: StoredTokens | undefined): Obtained | undefined {
+  const failure = recordedFailure(ctx, entry?.failure)
+  if (failure) throw failure
+  return usableStored(ctx, entry)
+}
+
+/**
+ * One token fetch for every holder of a store key: the token another holder published, else
+ * `fetch` under the store's lease (it publishes what it obtains before returning it). A refusal by
+ * the server is recorded in the entry, so the other holders fail fast without asking again.
+ */
+export async function fetchUnderLease(ctx: LeasedFetchContext, fetch: (s: RefreshTokenStore, entry: StoredTokens | undefined) => Promise<Obtained>): Promise<Obtained> {
+  const s = ctx.store()
+  const early = fromEntry(ctx, await s.read(ctx.key))
+  if (early) return early
+  return s.withLease(ctx.key, async () => {
+    const entry = await s.read(ctx.key)
+    const shared = fromEntry(ctx, entry)
+    if (shared) return shared
+    try {
+      return await fetch(s, entry)
+    } catch (e) {
+      await recordFailure(ctx, s, e).catch(() => undefined)
+      throw e
+    }
+  })
+}
+
+/**
+ * A grant without a refresh token (client_credentials, jwt-bearer) through the store: one engine
+ * of a cluster asks, the others use the token it published.
+ */
+export function sharedGrant(ctx: LeasedFetchContext, send: (signal?: AbortSignal) => Promise<ProcessedToken>, signal?: AbortSignal): Promise<Obtained> {
+  return fetchUnderLease(ctx, async (s, entry) => {
+    const res = await send(signal)
+    await s.write(ctx.key, storedFieldsOf(res), entry?.version ?? 0)
+    return res
+  })
+}
