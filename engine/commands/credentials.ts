@@ -6,12 +6,14 @@ import { errorCodes, isWeirError } from '../../shared/errors.ts'
 import { loadChannel } from '../load.ts'
 import { browserCommand, openBrowser } from '../open-browser.ts'
 import type { LoadedChannel } from '../../shared/config/types.ts'
-import { authorizeWithConsent, createRefreshTokenStore, explainTokenRequest, importRefreshToken, type CredentialConfig } from '../../shared/oauth/index.ts'
+import { authorizeWithConsent, createRefreshTokenStore, explainTokenRequest, importRefreshToken, type CredentialConfig, type RefreshTokenStore } from '../../shared/oauth/index.ts'
+import { missingClusterKey, openPostgresTokenState } from '../../shared/store/postgres/oauth-state.ts'
+import { storeOptions, storeUrlOf, type StoreChoice } from '../store.ts'
 import { registerSecretValue, reveal } from '../../shared/secret.ts'
 
 export const summary = 'obtain a refresh token by consent, import one, or explain the token request a credential sends'
-export const usage = `usage: weir credentials authorize <channel.json> <credential> [--timeout 300s] [--no-browser] [--data-dir DIR]
-       weir credentials import <channel.json> <credential> --refresh-token-file FILE [--data-dir DIR]
+export const usage = `usage: weir credentials authorize <channel.json> <credential> [--timeout 300s] [--no-browser] [--data-dir DIR | --store URL]
+       weir credentials import <channel.json> <credential> --refresh-token-file FILE [--data-dir DIR | --store URL]
        weir credentials explain <channel.json> <credential>
 
 authorize obtains a refresh token with a person's consent: the authorization-code flow with PKCE
@@ -27,7 +29,10 @@ explain   prints the token request the credential would send (method, URL, heade
 
   --timeout     how long authorize waits for the consent: 300s (default), 10m, 500ms
   --no-browser  authorize only prints the URL (also without a display, or when $CI is set)
-  --data-dir    default $WEIR_DATA_DIR, else ./data`
+  --data-dir    default $WEIR_DATA_DIR, else ./data
+  --store URL   store the refresh token where a cluster of engines reads it: the PostgreSQL store
+                (postgres://…, also $WEIR_STORE), encrypted with $WEIR_SECRET_KEY (required, the
+                same on every engine); --store-password-file F as for weir run`
 
 /** The credential `name` of a loaded channel, or a user error listing the known ones. */
 export function credentialOf(ch: LoadedChannel, name: string): CredentialConfig {
@@ -43,11 +48,11 @@ export function credentialOf(ch: LoadedChannel, name: string): CredentialConfig 
  * Stores `refreshToken` for credential `name` (under its `storeKey`, default the name) in the
  * store the engine's providers use. Returns the store key and the new version.
  */
-export async function importCredential(options: { name: string; config: CredentialConfig; refreshToken: string; dataDir: string; secretKey?: string }): Promise<{ key: string; version: number }> {
+export async function importCredential(options: { name: string; config: CredentialConfig; refreshToken: string; dataDir: string; secretKey?: string; store?: RefreshTokenStore }): Promise<{ key: string; version: number }> {
   const token = options.refreshToken.trim()
   if (!token) throw new errorCodes.ERR_FILE_ACCESS('the refresh token file is empty')
   registerSecretValue(token)
-  const store = createRefreshTokenStore({ dir: join(options.dataDir, 'oauth'), ...(options.secretKey ? { key: options.secretKey } : {}) })
+  const store = options.store ?? createRefreshTokenStore({ dir: join(options.dataDir, 'oauth'), ...(options.secretKey ? { key: options.secretKey } : {}) })
   const key = options.config.storeKey ?? options.name
   const entry = await importRefreshToken(store, key, token)
   return { key, version: entry.version }
@@ -66,13 +71,20 @@ export function parseTimeout(value: string): number {
   return ms
 }
 
-type Flags = { 'refresh-token-file'?: string; 'data-dir'?: string; timeout?: string; 'no-browser'?: boolean }
+type Flags = { 'refresh-token-file'?: string; 'data-dir'?: string; timeout?: string; 'no-browser'?: boolean } & StoreChoice
 
-/** Stores `refreshToken` as import does and says so, without the token. */
+/** Stores `refreshToken` as import does (in the cluster's PostgreSQL store with `--store`) and says so, without the token. */
 async function store(name: string, config: CredentialConfig, refreshToken: string, values: Flags, io: CommandIO): Promise<number> {
-  const { key, version } = await importCredential({ name, config, refreshToken, dataDir: dataDirOf(values['data-dir'], io), ...(io.env.WEIR_SECRET_KEY ? { secretKey: io.env.WEIR_SECRET_KEY } : {}) })
-  io.out(`stored the refresh token of credential "${name}" (store key "${key}", version ${version}); it was not printed`)
-  return 0
+  const url = storeUrlOf(values, io)
+  const secretKey = io.env.WEIR_SECRET_KEY ? { secretKey: io.env.WEIR_SECRET_KEY } : {}
+  const cluster = url ? await openPostgresTokenState({ url, secretKey: io.env.WEIR_SECRET_KEY, ...(values['store-password-file'] ? { passwordFile: values['store-password-file'] } : {}) }) : undefined
+  try {
+    const { key, version } = await importCredential({ name, config, refreshToken, dataDir: dataDirOf(values['data-dir'], io), ...secretKey, ...(cluster ? { store: cluster.state } : {}) })
+    io.out(`stored the refresh token of credential "${name}" (store key "${key}", version ${version}${url ? ', in the cluster\'s PostgreSQL store' : ''}); it was not printed`)
+    return 0
+  } finally {
+    await cluster?.close()
+  }
 }
 
 /** `authorize`: the consent flow; the URL goes to stderr (stdout only says what was stored), a failure is one line. */
@@ -102,13 +114,15 @@ async function authorize(name: string, config: CredentialConfig, values: Flags, 
 export async function run(args: string[], io: CommandIO): Promise<number> {
   const { values, positionals } = parseArgs({
     args, allowPositionals: true,
-    options: { 'refresh-token-file': { type: 'string' }, 'data-dir': { type: 'string' }, timeout: { type: 'string' }, 'no-browser': { type: 'boolean' } },
+    options: { 'refresh-token-file': { type: 'string' }, 'data-dir': { type: 'string' }, timeout: { type: 'string' }, 'no-browser': { type: 'boolean' }, store: storeOptions.store, 'store-password-file': storeOptions['store-password-file'] },
   })
   const [sub, file, name] = positionals
   if (!sub || !file || !name || positionals.length !== 3 || !['import', 'explain', 'authorize'].includes(sub)) {
     io.err(usage)
     return 2
   }
+  // Before a consent is spent on a token that could not be stored.
+  if (sub !== 'explain' && storeUrlOf(values, io) && !io.env.WEIR_SECRET_KEY) throw new errorCodes.ERR_USAGE(missingClusterKey)
   const ch = await loadChannel(resolve(io.cwd, file), { env: io.env })
   const config = credentialOf(ch, name)
   if (sub === 'explain') {

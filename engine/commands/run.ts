@@ -11,7 +11,8 @@ import type { TokenProvider } from '../../shared/oauth/types.ts'
 import { createHttpClient } from '../../shared/http/index.ts'
 import { createTokenProvider } from '../../shared/oauth/index.ts'
 import { startChannel, type ChannelCounters, type ChannelHandle } from '../runtime/index.ts'
-import { openStoreFor, storeOptions, storeUsage } from '../store.ts'
+import { clusterTokenState, missingClusterKey } from '../../shared/store/postgres/oauth-state.ts'
+import { openStoreFor, storeOptions, storeUrlOf, storeUsage } from '../store.ts'
 import { JWKS_SETS, channelSigningKeys, jwksDocuments, parseListenAddress, startJwksServer, type JwksServer, type JwksSets } from '../jwks-server.ts'
 
 export const summary = 'run one or more channels until SIGINT/SIGTERM'
@@ -26,6 +27,8 @@ within each channel's shutdownTimeoutMs, and close the store.
   --data-dir D    where the message store lives
   --sync LEVEL    full (default: a commit survives power loss) or normal (survives a crash)
 ${storeUsage}
+                  With --store the engines share their OAuth state (one token request per token
+                  lifetime for the cluster), encrypted with $WEIR_SECRET_KEY: the same on every engine.
   --jwks ADDR     serve the public JWK Set of the channels' signing keys on this address
                   (host default 127.0.0.1), for providers that take a jwks_uri
   --jwks-sets S   per-credential (default: /jwks/<credential>.json) or combined (/jwks.json)
@@ -92,6 +95,8 @@ export async function run(args: string[], io: CommandIO, deps: RunDeps = {}): Pr
     if (seen.has(ch.name)) problems.push(`${ch.file}: channel name "${ch.name}" is used by another channel file; names must be unique`)
     seen.add(ch.name)
   }
+  const withCredentials = channels.some((ch) => Object.keys(ch.credentials).length > 0)
+  if (withCredentials && storeUrlOf(values, io) && !io.env.WEIR_SECRET_KEY) problems.push(missingClusterKey)
   if (problems.length) {
     for (const p of problems) io.err(p)
     return 1
@@ -111,9 +116,13 @@ export async function run(args: string[], io: CommandIO, deps: RunDeps = {}): Pr
     await jwks?.close()
     throw e
   })
+  // A cluster shares its OAuth state in the store's database: one token request per lifetime for all engines.
+  const shared = withCredentials
+    ? clusterTokenState(store, { secretKey: io.env.WEIR_SECRET_KEY, ...(values['lease-ms'] ? { leaseMs: Number(values['lease-ms']) } : {}) })
+    : undefined
   const http = deps.http ?? createHttpClient({ log })
   const credential = deps.credential ?? ((name: string, ch: LoadedChannel) =>
-    createTokenProvider(name, ch.credentials[name] as unknown as Parameters<typeof createTokenProvider>[1], { log: log.child({ channel: ch.name, credential: name }), dataDir }))
+    createTokenProvider(name, ch.credentials[name] as unknown as Parameters<typeof createTokenProvider>[1], { log: log.child({ channel: ch.name, credential: name }), dataDir, ...(shared ? { shared } : {}) }))
   const closeAll = async () => {
     await jwks?.close()
     await store.close()

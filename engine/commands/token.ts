@@ -5,16 +5,21 @@ import { loadChannel } from '../load.ts'
 import { isWeirError } from '../../shared/errors.ts'
 import { createRefreshTokenStore, createTokenProvider, explainTokenRequest, type TokenProvider } from '../../shared/oauth/index.ts'
 import { credentialOf } from './credentials.ts'
+import { openPostgresTokenState } from '../../shared/store/postgres/oauth-state.ts'
+import { storeOptions, storeUrlOf } from '../store.ts'
 
 export const summary = 'fetch a token for a channel credential and show its type, scope and expiry'
-export const usage = `usage: weir token <channel.json> <credential> [--show] [--json] [--data-dir DIR]
+export const usage = `usage: weir token <channel.json> <credential> [--show] [--json] [--data-dir DIR | --store URL]
 
 Fetches an access token with the credential, as the engine would, and prints its type, scope,
 expiry and the redacted request that obtained it. The token itself is printed only with --show.
 
   --show       also print the access token
   --json       print the summary as JSON
-  --data-dir   default $WEIR_DATA_DIR, else ./data (refresh-token store)`
+  --data-dir   default $WEIR_DATA_DIR, else ./data (refresh-token store)
+  --store URL  use the OAuth state of a cluster in its PostgreSQL store (postgres://…, also
+               $WEIR_STORE; $WEIR_SECRET_KEY as the engines have it): the cluster's cached token
+               while it is fresh, else a new one that the engines then use`
 
 export interface TokenSummary {
   credential: string
@@ -57,7 +62,10 @@ export function formatSummary(s: TokenSummary, request: unknown): string {
 }
 
 export async function run(args: string[], io: CommandIO): Promise<number> {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { show: { type: 'boolean', default: false }, json: { type: 'boolean', default: false }, 'data-dir': { type: 'string' } } })
+  const { values, positionals } = parseArgs({
+    args, allowPositionals: true,
+    options: { show: { type: 'boolean', default: false }, json: { type: 'boolean', default: false }, 'data-dir': { type: 'string' }, store: storeOptions.store, 'store-password-file': storeOptions['store-password-file'] },
+  })
   const [file, name] = positionals
   if (!file || !name || positionals.length !== 2) {
     io.err(usage)
@@ -69,7 +77,9 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
   const dataDir = dataDirOf(values['data-dir'], io)
   // The refresh-token store's key from this command's environment (as `weir credentials` reads it), not the process's.
   const store = io.env.WEIR_SECRET_KEY ? createRefreshTokenStore({ dir: join(dataDir, 'oauth'), key: io.env.WEIR_SECRET_KEY }) : undefined
-  const provider = createTokenProvider(name, config, { dataDir, ...(store ? { store } : {}) })
+  const url = storeUrlOf(values, io)
+  const cluster = url ? await openPostgresTokenState({ url, secretKey: io.env.WEIR_SECRET_KEY, ...(values['store-password-file'] ? { passwordFile: values['store-password-file'] } : {}) }) : undefined
+  const provider = createTokenProvider(name, config, { dataDir, ...(store ? { store } : {}), ...(cluster ? { shared: cluster.state } : {}) })
   try {
     const summary = await fetchTokenSummary(provider, { show: values.show })
     io.out(values.json ? JSON.stringify({ ...summary, request }, null, 2) : formatSummary(summary, request))
@@ -82,5 +92,6 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
     return 1
   } finally {
     await provider.close()
+    await cluster?.close()
   }
 }

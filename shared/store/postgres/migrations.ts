@@ -82,6 +82,24 @@ export const migrations: readonly string[] = [
     lease_until timestamptz NOT NULL
   );
   `,
+  // 2: OAuth state shared by the engines: per key (a refresh-token credential's store key, or a
+  // grant's cache key) the AES-256-GCM sealed entry (access token, refresh token, last refusal),
+  // its version for compare-and-swap, and the lease of the one engine fetching a token now; the
+  // scrypt salt of a WEIR_SECRET_KEY passphrase, the same for every engine.
+  `
+  CREATE TABLE weir_oauth_state (
+    key text PRIMARY KEY,
+    version integer NOT NULL DEFAULT 0,
+    sealed text,
+    holder text,
+    lease_until timestamptz,
+    updated_at timestamptz NOT NULL DEFAULT clock_timestamp()
+  );
+  CREATE TABLE weir_oauth_salt (
+    one boolean PRIMARY KEY DEFAULT true CHECK (one),
+    salt text NOT NULL
+  );
+  `,
 ]
 
 /** Any constant: the key of the advisory lock under which one engine at a time migrates. */

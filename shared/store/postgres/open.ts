@@ -36,6 +36,8 @@ export interface PostgresStoreOptions {
 export interface PostgresMessageStore extends MessageStore {
   /** This engine's id in the cluster (changes if its lease was lost and it rejoined). */
   readonly engineId: string | undefined
+  /** The connection pool, shared with the cluster's OAuth token state (shared/store/postgres/oauth-state.ts). */
+  readonly pool: Db
   /** Renews the lease and sweeps expired engines now (tests; the heartbeat does it on its own). */
   heartbeat(): Promise<void>
   cluster(): Promise<EngineStatus[]>
@@ -58,7 +60,8 @@ function storeError(e: unknown, url: URL): StoreError {
 
 
 
-function connect(o: PostgresStoreOptions, url: URL): Db {
+/** A connection pool to the store's database (the password from the URL, `PGPASSWORD` or `passwordFile`). */
+export function connect(o: PostgresStoreOptions, url: URL): Db {
   const password = o.passwordFile ? readFileSync(o.passwordFile, 'utf8').split(/\r?\n/)[0] : undefined
   return openDb(o.url, { max: o.poolSize ?? 8, password, onError: (e) => o.log?.warn({ err: storeError(e, url) }, 'a PostgreSQL connection was lost; the pool opens a new one when needed') })
 }
@@ -107,6 +110,10 @@ class PostgresStore implements PostgresMessageStore {
 
   get engineId() {
     return this.lease?.id
+  }
+
+  get pool() {
+    return this.db
   }
 
   private write<T>(kind: string, args: unknown[]): Promise<T> {

@@ -1,0 +1,140 @@
+import { randomBytes, randomUUID } from 'node:crypto'
+import { keysOf, openEntry, sealEntry, type RefreshTokenStore, type StoreKeys, type StoredTokens, type StoredTokensInput } from '../../oauth/refresh-store.ts'
+import { StoreError } from '../errors.ts'
+import type { MessageStore } from '../types.ts'
+import type { Db } from './db.ts'
+import { migrate } from './migrations.ts'
+import { connect, type PostgresMessageStore, type PostgresStoreOptions } from './open.ts'
+
+export interface PostgresTokenStateOptions {
+  db: Db
+  /**
+   * The key every engine of the cluster shares (`WEIR_SECRET_KEY`): 32 bytes (a Buffer, or base64
+   * text), or a passphrase, stretched with scrypt and a salt kept in the database.
+   */
+  secretKey: string | Buffer | undefined
+  /** A fetcher's lease outlives its last renewal by this long (renewed every third of it). Default 15,000 ms, like an engine's. */
+  leaseMs?: number
+  /** How long to wait for another engine's fetch before failing (retryably). Default 60,000 ms. */
+  waitMs?: number
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
+
+/** What to do when the cluster has no key to seal its tokens with. */
+export const missingClusterKey = 'the PostgreSQL store keeps OAuth tokens encrypted with WEIR_SECRET_KEY: set the same WEIR_SECRET_KEY on every engine of the cluster'
+
+/** The key the cluster's tokens are sealed with; its absence is the operator's to fix, before anything is fetched. */
+function givenKey(given: string | Buffer | undefined): string | Buffer {
+  if (given === undefined || given.length === 0) throw new StoreError(missingClusterKey)
+  return given
+}
+
+/** The cluster's scrypt salt, created by the first engine that needs one. */
+async function clusterSalt(db: Db): Promise<Buffer> {
+  await db.sql`INSERT INTO weir_oauth_salt (salt) VALUES (${randomBytes(16).toString('base64')}) ON CONFLICT DO NOTHING`
+  const [row] = await db.query<{ salt: string }>('SELECT salt FROM weir_oauth_salt')
+  return Buffer.from(row!.salt, 'base64')
+}
+
+/**
+ * The OAuth token state of a cluster in its PostgreSQL database (table `weir_oauth_state`): per key
+ * one AES-256-GCM sealed entry (bound to its key), written with compare-and-swap on its version,
+ * and a lease (`holder`, `lease_until` in the database's clock) that the fetching engine renews; a
+ * dead or frozen engine's lease runs out and the next engine takes it over.
+ *
+ * @example
+ * const state = createPostgresTokenState({ db: store.pool, secretKey: process.env.WEIR_SECRET_KEY })
+ * createTokenProvider('crm', config, { shared: state })
+ */
+export function createPostgresTokenState(options: PostgresTokenStateOptions): RefreshTokenStore {
+  const { db } = options
+  const given = givenKey(options.secretKey)
+  let keysP: Promise<StoreKeys> | undefined
+  const keys = () => (keysP ??= keysOf(given, () => clusterSalt(db)).catch((e) => {
+    keysP = undefined
+    throw e
+  }))
+  const leaseMs = options.leaseMs ?? 15_000
+  const waitMs = options.waitMs ?? 60_000
+
+  async function read(key: string): Promise<StoredTokens | undefined> {
+    const k = await keys()
+    const [row] = await db.sql<{ sealed: string | null }>`SELECT sealed FROM weir_oauth_state WHERE key = ${key}`
+    if (!row?.sealed) return undefined
+    try {
+      return openEntry(k, key, row.sealed)
+    } catch {
+      throw new StoreError(`the OAuth state of "${key}" cannot be decrypted: every engine of the cluster needs the same WEIR_SECRET_KEY`)
+    }
+  }
+
+  async function write(key: string, value: StoredTokensInput, expectedVersion: number): Promise<StoredTokens> {
+    const entry: StoredTokens = { ...value, version: expectedVersion + 1, updatedAt: Date.now() }
+    const sealed = sealEntry((await keys()).current, key, entry)
+    const rows = expectedVersion === 0
+      ? await db.sql`INSERT INTO weir_oauth_state (key, version, sealed) VALUES (${key}, 1, ${sealed})
+          ON CONFLICT (key) DO UPDATE SET version = 1, sealed = EXCLUDED.sealed, updated_at = clock_timestamp() WHERE weir_oauth_state.version = 0 RETURNING 1`
+      : await db.sql`UPDATE weir_oauth_state SET version = version + 1, sealed = ${sealed}, updated_at = clock_timestamp()
+          WHERE key = ${key} AND version = ${expectedVersion}::int RETURNING 1`
+    if (rows.length === 0) {
+      const [now] = await db.sql<{ version: number }>`SELECT version FROM weir_oauth_state WHERE key = ${key}`
+      throw new StoreError(`token store entry "${key}" changed: expected version ${expectedVersion}, found ${now?.version ?? 0}`)
+    }
+    return entry
+  }
+
+  /** Takes the lease if it is free or expired; true when this holder has it. */
+  async function take(key: string, holder: string): Promise<boolean> {
+    const rows = await db.sql`INSERT INTO weir_oauth_state (key, holder, lease_until) VALUES (${key}, ${holder}, clock_timestamp() + ${leaseMs}::int * interval '1 millisecond')
+      ON CONFLICT (key) DO UPDATE SET holder = EXCLUDED.holder, lease_until = EXCLUDED.lease_until
+      WHERE weir_oauth_state.holder IS NULL OR weir_oauth_state.lease_until < clock_timestamp() RETURNING 1`
+    return rows.length > 0
+  }
+
+  async function withLease<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const holder = randomUUID()
+    const deadline = Date.now() + waitMs
+    for (let delay = 10; !(await take(key, holder)); delay = Math.min(200, delay * 2)) {
+      if (Date.now() > deadline) throw new StoreError(`timed out after ${waitMs} ms waiting for another engine's token request for "${key}"`, { retryable: true })
+      await sleep(delay)
+    }
+    const renew = setInterval(() => {
+      db.sql`UPDATE weir_oauth_state SET lease_until = clock_timestamp() + ${leaseMs}::int * interval '1 millisecond' WHERE key = ${key} AND holder = ${holder}`.catch(() => undefined)
+    }, leaseMs / 3)
+    try {
+      return await fn()
+    } finally {
+      clearInterval(renew)
+      await db.sql`UPDATE weir_oauth_state SET holder = NULL, lease_until = NULL WHERE key = ${key} AND holder = ${holder}`.catch(() => undefined)
+    }
+  }
+
+  return { read, write, withLease }
+}
+
+/**
+ * The token state of the engines sharing `store` when it is the PostgreSQL store (undefined for the
+ * embedded store: then each engine keeps its own, as a single engine does).
+ */
+export function clusterTokenState(store: MessageStore, options: Omit<PostgresTokenStateOptions, 'db'>): RefreshTokenStore | undefined {
+  const db = (store as Partial<PostgresMessageStore>).pool
+  return db ? createPostgresTokenState({ ...options, db }) : undefined
+}
+
+/**
+ * The token state of a cluster for a command that is not an engine (`weir credentials import
+ * --store`): its own connection, the schema brought up to date first (an import may come before
+ * the first engine starts).
+ */
+export async function openPostgresTokenState(options: Pick<PostgresStoreOptions, 'url' | 'passwordFile'> & Omit<PostgresTokenStateOptions, 'db'>): Promise<{ state: RefreshTokenStore; close(): Promise<void> }> {
+  givenKey(options.secretKey)
+  const db = connect({ ...options, poolSize: 2 }, new URL(options.url))
+  try {
+    await migrate(db, { allowMigration: true })
+  } catch (e) {
+    await db.end().catch(() => undefined)
+    throw e instanceof StoreError ? e : new StoreError(`PostgreSQL store: ${(e as Error).message}`, { cause: e })
+  }
+  return { state: createPostgresTokenState({ ...options, db }), close: () => db.end() }
+}
