@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startEmbeddedPostgres, type EmbeddedPostgresServer } from '../../engine/embedded/postgres.ts'
 import { openPostgresStore, type PostgresMessageStore } from '../../shared/store/index.ts'
 import { openDb } from '../../shared/store/postgres/db.ts'
+import { migrations } from '../../shared/store/postgres/migrations.ts'
 import { storeConformance } from './conformance.ts'
 import { runCli } from '../_cli.ts'
 
@@ -53,11 +54,11 @@ describe('openPostgresStore', () => {
     await a.close()
     await b.close()
     const db = openDb(url, { max: 1 })
-    expect(await db.sql`SELECT version FROM weir_schema`).toEqual([{ version: 1 }])
+    expect(await db.sql`SELECT version FROM weir_schema`).toEqual([{ version: migrations.length }])
     await db.sql`UPDATE weir_schema SET version = 99`
     await db.end()
     const err = await openPostgresStore({ url }).catch((e) => e)
-    expect([err.code, err.message]).toEqual(['ERR_STORE', expect.stringContaining('database schema version 99 is newer than this weir (1); upgrade weir')])
+    expect([err.code, err.message]).toEqual(['ERR_STORE', expect.stringContaining(`database schema version 99 is newer than this weir (${migrations.length}); upgrade weir`)])
   })
 
   it('lists the engines; a dead one shows as expired until a live engine sweeps it, its claims going back to the queue; one that stops cleanly leaves', async () => {
