@@ -7,6 +7,7 @@ import { resolve } from 'node:path'
 import type { JWTPayload } from 'jose'
 import { defineComponent, isJsonContentType, type ConfigOf, type Emit } from '../../shared/component.ts'
 import { secretSchema } from '../../shared/config/secret-schema.ts'
+import { serverTlsSchema } from '../../shared/inbound/tls-schema.ts'
 import { ConfigError, errorCodes, isWeirError } from '../../shared/errors.ts'
 import { guardConnections, type ConnectionGuard } from '../../shared/inbound/connection-guard.ts'
 import { jsonDeeperThan } from '../../shared/inbound/json-depth.ts'
@@ -95,16 +96,7 @@ const configSchema = {
         value: secretSchema('The API key clients must send.'),
       },
     },
-    tls: {
-      type: 'object', additionalProperties: false, required: ['certFile', 'key'],
-      description: 'Serve HTTPS instead of HTTP.',
-      properties: {
-        certFile: { type: 'string', minLength: 1, description: 'PEM certificate (chain) file, relative to the channel file.', examples: ['tls/server.crt'] },
-        key: secretSchema('PEM private key of the certificate.', { examples: [{ $file: 'tls/server.key' }] }),
-        caFile: { type: 'string', minLength: 1, description: 'PEM file of CAs that client certificates must chain to (mutual TLS).' },
-        requireClientCert: { type: 'boolean', default: false, description: 'Refuse clients without a certificate from `caFile`.' },
-      },
-    },
+    tls: serverTlsSchema('Serve HTTPS instead of HTTP.'),
   },
 } as const
 

@@ -1,7 +1,7 @@
 import { createServer as createTcpServer, type AddressInfo, type Server, type Socket } from 'node:net'
 import { createServer as createTlsServer, type TLSSocket } from 'node:tls'
 import { defineComponent, type ComponentContext, type ConfigOf, type Emit } from '../../shared/component.ts'
-import { secretSchema } from '../../shared/config/secret-schema.ts'
+import { serverTlsSchema } from '../../shared/inbound/tls-schema.ts'
 import { errorCodes, isWeirError } from '../../shared/errors.ts'
 import { buildAck, HL7_ER7_CONTENT_TYPE, parseEr7, readHeader, type AckCode, type MshHeader } from '../../shared/hl7v2/index.ts'
 import { createFrameDecoder, encodeFrame, type FrameEvent } from '../../shared/mllp/frame.ts'
@@ -26,16 +26,7 @@ const configSchema = {
       type: 'boolean', default: false,
       description: 'Store a message only once per sending facility (MSH-4) and control id (MSH-10): a resend (e.g. after a lost ACK) is answered AA without a second copy. A control id is remembered as long as its message is in the message log.',
     },
-    tls: {
-      type: 'object', additionalProperties: false, required: ['certFile', 'key'],
-      description: 'Accept MLLP over TLS instead of plain TCP.',
-      properties: {
-        certFile: { type: 'string', minLength: 1, description: 'PEM certificate (chain) file, relative to the channel file.', examples: ['tls/server.crt'] },
-        key: secretSchema('PEM private key of the certificate.', { examples: [{ $file: 'tls/server.key' }] }),
-        caFile: { type: 'string', minLength: 1, description: 'PEM file of CAs that client certificates must chain to (mutual TLS).' },
-        requireClientCert: { type: 'boolean', default: false, description: 'Refuse clients without a certificate from `caFile`.' },
-      },
-    },
+    tls: serverTlsSchema('Accept MLLP over TLS instead of plain TCP.'),
   },
 } as const
 
