@@ -1,6 +1,7 @@
 import { errorCodes } from '../shared/errors.ts'
 import type { Logger } from '../shared/log/index.ts'
 import { openPostgresStore, openSqliteStore, type MessageStore } from '../shared/store/index.ts'
+import { ALLOW_OPEN_DATA_DIR_ENV } from '../shared/store/data-dir.ts'
 import { version } from './cli.ts'
 import type { CommandIO } from './cli-io.ts'
 
@@ -41,10 +42,13 @@ export async function openStoreFor(values: StoreChoice, io: Pick<CommandIO, 'env
   owner: boolean
   synchronous?: 'FULL' | 'NORMAL'
   log?: Logger
+  /** Accept a data directory group or others may read (`weir run --allow-open-data-dir`; also $WEIR_DATA_DIR_ALLOW_OPEN_MODE=1). */
+  allowOpenDataDir?: boolean
 }): Promise<MessageStore> {
   const url = storeUrlOf(values, io)
   if (url === undefined) {
-    return openSqliteStore({ dataDir: o.dataDir, owner: o.owner, ...(o.owner ? {} : { create: false }), ...(o.synchronous ? { synchronous: o.synchronous } : {}), ...(o.log ? { log: o.log } : {}) })
+    return openSqliteStore({ dataDir: o.dataDir, owner: o.owner, ...(o.owner ? {} : { create: false }), ...(o.synchronous ? { synchronous: o.synchronous } : {}), ...(o.log ? { log: o.log } : {}),
+      refuseOpenDataDir: !(o.allowOpenDataDir || io.env[ALLOW_OPEN_DATA_DIR_ENV] === '1') })
   }
   const leaseMs = values['lease-ms'] === undefined ? undefined : Number(values['lease-ms'])
   if (leaseMs !== undefined && (!Number.isInteger(leaseMs) || leaseMs < 300)) throw new errorCodes.ERR_USAGE(`--lease-ms must be an integer of at least 300; not "${values['lease-ms']}"`)

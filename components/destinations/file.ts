@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { link, mkdir, open, rename, unlink } from 'node:fs/promises'
+import { chmod, link, mkdir, open, rename, unlink } from 'node:fs/promises'
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path'
 import { defineComponent, type Message, type ConfigOf } from '../../shared/component.ts'
 import { PermanentError, RetryableError } from '../../shared/errors.ts'
@@ -21,6 +21,16 @@ const configSchema = {
     overwrite: {
       type: 'boolean', default: true,
       description: 'Replace an existing file of the same name (a redelivery rewrites the same file). When false, an existing file is a permanent error.',
+    },
+    fileMode: {
+      type: 'string', pattern: '^0?[0-7]{3}$', default: '0600',
+      description: 'Mode of the files written, in octal, whatever the umask. The default lets only the user Weir runs as read them (messages hold patient data); `0640` lets its group read them too.',
+      examples: ['0600', '0640'],
+    },
+    dirMode: {
+      type: 'string', pattern: '^0?[0-7]{3}$', default: '0700',
+      description: 'Mode of the directories the destination creates, in octal, whatever the umask. Existing directories keep theirs.',
+      examples: ['0700', '0750'],
     },
     jsonIndent: {
       type: 'integer', minimum: 0, maximum: 8, default: 0,
@@ -59,6 +69,16 @@ function fsError(e: unknown, what: string): Error {
   return new RetryableError(`${what}: ${code}`, { cause: e })
 }
 
+/** Creates `dir` and its missing parents with `mode`, whatever the umask; existing ones keep their mode. */
+async function makeDirs(dir: string, mode: number): Promise<void> {
+  const first = await mkdir(dir, { recursive: true, mode })
+  if (first === undefined) return
+  for (let d = dir; ; d = dirname(d)) {
+    await chmod(d, mode)
+    if (d === first) return
+  }
+}
+
 export default defineComponent({
   type: 'file', kind: 'destination',
   description: 'Writes each message to a file in a directory, atomically (temporary file, then rename).',
@@ -66,6 +86,8 @@ export default defineComponent({
   check: (config) => templateProblems(config.filename, '/filename', { balanced: true }),
   create(config, ctx) {
     const root = resolve(ctx.channelDir, config.directory)
+    const fileMode = parseInt(config.fileMode, 8)
+    const dirMode = parseInt(config.dirMode, 8)
     const segments = config.filename.split('/').map((seg) => compileTemplate(seg))
     return {
       async deliver(message) {
@@ -77,13 +99,14 @@ export default defineComponent({
         const data = serialize(message, config.jsonIndent)
         const dir = dirname(target)
         try {
-          await mkdir(dir, { recursive: true })
+          await makeDirs(dir, dirMode)
         } catch (e) { throw fsError(e, `cannot create directory ${dir}`) }
         // Same directory as the target so the rename is atomic; dot-prefixed so readers skip it.
         const tmp = join(dir, `.${randomBytes(6).toString('hex')}.weir-tmp`)
         try {
-          const fh = await open(tmp, 'wx', 0o644)
+          const fh = await open(tmp, 'wx', fileMode)
           try {
+            await fh.chmod(fileMode)
             await fh.writeFile(data)
             await fh.datasync()
           } finally { await fh.close() }

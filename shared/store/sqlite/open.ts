@@ -1,8 +1,9 @@
-import { existsSync, mkdirSync } from 'node:fs'
+import { existsSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import DatabaseCtor from 'better-sqlite3'
 import type { EmitResult, MessageInput } from '../../component.ts'
 import type { Logger } from '../../log/index.ts'
+import { createOwnerOnlyFile, secureDataDir, tightenFile } from '../data-dir.ts'
 import { StoreError } from '../errors.ts'
 import { newMessageId } from '../id.ts'
 import {
@@ -32,6 +33,11 @@ export interface SqliteStoreOptions {
   owner?: boolean
   /** Create the data directory and database when missing (default true). */
   create?: boolean
+  /**
+   * Refuse (ERR_STORE) an existing data directory group or others may read, as `weir run` and
+   * `weir messages` do (default false). A directory the store creates is mode 0700, its files 0600.
+   */
+  refuseOpenDataDir?: boolean
   now?: () => number
   /** Told how many messages an unclean stop left claimed (returned to the queue on open). */
   log?: Pick<Logger, 'warn'>
@@ -56,16 +62,16 @@ const DB_FILE = 'weir.db'
  * reads the pending counts the queues start from.
  */
 function prepare(dir: string, options: SqliteStoreOptions, t: number) {
-  if (!existsSync(join(dir, DB_FILE))) {
-    if (options.create === false) {
-      throw new StoreError(`no message store in ${dir}`)
-    }
-    mkdirSync(dir, { recursive: true })
-  }
+  const create = options.create ?? true
+  const file = join(dir, DB_FILE)
+  const present = secureDataDir(dir, { create, refuseOpen: options.refuseOpenDataDir ?? false }) && existsSync(file)
+  if (!present && !create) throw new StoreError(`no message store in ${dir}`)
+  createOwnerOnlyFile(file)
+  for (const suffix of ['-wal', '-shm']) tightenFile(file + suffix)
   const owner = options.owner ?? true
   const lockFile = owner ? acquireLock(dir) : undefined
   try {
-    const db = new DatabaseCtor(join(dir, DB_FILE))
+    const db = new DatabaseCtor(file)
     try {
       db.pragma('journal_mode = WAL')
       db.pragma('busy_timeout = 5000')

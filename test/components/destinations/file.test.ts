@@ -31,7 +31,7 @@ describe('file destination config', () => {
   })
 
   it('fills in defaults', async () => {
-    expect((await loadComponentConfig(file, { directory: 'out' })).config).toEqual({ directory: 'out', filename: '{id}.json', overwrite: true, jsonIndent: 0 })
+    expect((await loadComponentConfig(file, { directory: 'out' })).config).toEqual({ directory: 'out', filename: '{id}.json', overwrite: true, fileMode: '0600', dirMode: '0700', jsonIndent: 0 })
   })
 })
 
