@@ -219,8 +219,11 @@ class SqliteStore implements SqliteMessageStore {
     for (;;) {
       const n = await this.writer.call<{ selected: number; deleted: number; batch: number }>('purgeBatch', [target.before, target.channel ?? null])
       purged += n.deleted
-      if (n.selected < n.batch) return purged
+      if (n.selected < n.batch) break
     }
+    // The purged rows are zeroed (secure_delete); what remains is their copies in the WAL and the free pages.
+    if (purged > 0) await this.writer.call('reclaim', [])
+    return purged
   }
 
   get(id: string): Promise<MessageDetail | undefined> {

@@ -18,6 +18,10 @@ import Database from 'better-sqlite3'
 const PURGE_BATCH = 1000
 /** Operations that only read: a batch made of these alone runs without a write transaction. */
 const READS = new Set(['get', 'list', 'stats', 'pendingCounts', 'getState', 'diagnostics'])
+/** Operations that cannot run inside a transaction (VACUUM, a checkpoint): run on their own after the batch. */
+const OUTSIDE = new Set(['reclaim'])
+/** Free pages worth a VACUUM after a purge: more than this share of the file. */
+const VACUUM_FREE_SHARE = 0.25
 
 const port = /** @type {import('node:worker_threads').MessagePort} */ (parentPort)
 const { file, synchronous } = /** @type {{ file: string, synchronous: 'FULL' | 'NORMAL' }} */ (workerData)
@@ -26,6 +30,8 @@ db.pragma('journal_mode = WAL')
 db.pragma(`synchronous = ${synchronous}`)
 db.pragma('busy_timeout = 5000')
 db.pragma('foreign_keys = OFF')
+// Deleted rows (a purge) are overwritten with zeros, not left readable in free pages.
+db.pragma('secure_delete = ON')
 
 const deliveriesJson = `(SELECT json_group_array(json_object('destination', d.destination, 'part', d.part, 'status', d.status,
     'attempts', d.attempts, 'firstAttemptAt', d.first_attempt_at, 'lastAttemptAt', d.last_attempt_at, 'nextAttemptAt', d.next_attempt_at,
@@ -194,6 +200,19 @@ const ops = {
     }
     return { selected: ids.length, deleted, batch: PURGE_BATCH }
   },
+  /**
+   * After a purge: rewrites the file without its free pages when they are a good share of it, and
+   * checkpoints the WAL into the file and truncates it, so no copy of a purged page stays in the WAL.
+   * @returns {{ vacuumed: boolean, walTruncated: boolean }}
+   */
+  reclaim() {
+    const pages = /** @type {number} */ (db.pragma('page_count', { simple: true }))
+    const free = /** @type {number} */ (db.pragma('freelist_count', { simple: true }))
+    const vacuumed = free > 0 && free >= pages * VACUUM_FREE_SHARE
+    if (vacuumed) db.exec('VACUUM')
+    const [cp] = /** @type {Array<{ busy: number }>} */ (db.pragma('wal_checkpoint(TRUNCATE)'))
+    return { vacuumed, walTruncated: cp?.busy === 0 }
+  },
   /** @param {string} id */
   get(id) {
     let row = s.getRow.get(id)
@@ -262,7 +281,7 @@ const runBatch = db.transaction((/** @type {Op[]} */ batch) => each(batch, savep
 /** Runs every waiting operation in one transaction and posts the results once it has committed. */
 function drain(/** @type {{ ops?: Op[], close?: boolean }} */ first) {
   /** @type {Op[]} */
-  const batch = []
+  let batch = []
   let closing = false
   for (let m = first; ; ) {
     if (m.ops) batch.push(...m.ops)
@@ -271,6 +290,8 @@ function drain(/** @type {{ ops?: Op[], close?: boolean }} */ first) {
     if (!next) break
     m = next.message
   }
+  const outside = batch.filter((op) => OUTSIDE.has(op[1]))
+  if (outside.length > 0) batch = batch.filter((op) => !OUTSIDE.has(op[1]))
   if (batch.length > 0) {
     /** @type {Result[]} */
     let results
@@ -287,6 +308,7 @@ function drain(/** @type {{ ops?: Op[], close?: boolean }} */ first) {
     const answered = results.filter((r) => r[0] !== 0)
     if (answered.length > 0) port.postMessage(answered)
   }
+  if (outside.length > 0) port.postMessage(each(outside, apply))
   if (closing) {
     db.close()
     port.close()
