@@ -2,6 +2,9 @@ import { errorCodes } from '../shared/errors.ts'
 import type { Logger } from '../shared/log/index.ts'
 import { openPostgresStore, openSqliteStore, type MessageStore } from '../shared/store/index.ts'
 import { ALLOW_OPEN_DATA_DIR_ENV } from '../shared/store/data-dir.ts'
+import { encryptContent } from '../shared/store/encrypted.ts'
+import { loadStoreKey } from '../shared/oauth/refresh-store.ts'
+import { join } from 'node:path'
 import { version } from './cli.ts'
 import type { CommandIO } from './cli-io.ts'
 
@@ -44,7 +47,15 @@ export async function openStoreFor(values: StoreChoice, io: Pick<CommandIO, 'env
   log?: Logger
   /** Accept a data directory group or others may read (`weir run --allow-open-data-dir`; also $WEIR_DATA_DIR_ALLOW_OPEN_MODE=1). */
   allowOpenDataDir?: boolean
+  /** Channels whose content is stored encrypted (`options.encryptContent`), or true for every one (`--encrypt-content`). Reads always decrypt. */
+  encrypt?: ReadonlySet<string> | true
 }): Promise<MessageStore> {
+  const store = await openStore(values, io, o)
+  const secretKey = io.env.WEIR_SECRET_KEY
+  return encryptContent(store, { channels: o.encrypt ?? new Set(), key: () => loadStoreKey(join(o.dataDir, 'oauth'), secretKey ? { key: secretKey } : {}) })
+}
+
+async function openStore(values: StoreChoice, io: Pick<CommandIO, 'env'>, o: Parameters<typeof openStoreFor>[2]): Promise<MessageStore> {
   const url = storeUrlOf(values, io)
   if (url === undefined) {
     return openSqliteStore({ dataDir: o.dataDir, owner: o.owner, ...(o.owner ? {} : { create: false }), ...(o.synchronous ? { synchronous: o.synchronous } : {}), ...(o.log ? { log: o.log } : {}),

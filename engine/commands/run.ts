@@ -16,7 +16,7 @@ import { openStoreFor, storeOptions, storeUrlOf, storeUsage } from '../store.ts'
 import { JWKS_SETS, channelSigningKeys, jwksDocuments, parseListenAddress, startJwksServer, type JwksServer, type JwksSets } from '../jwks-server.ts'
 
 export const summary = 'run one or more channels until SIGINT/SIGTERM'
-export const usage = `usage: weir run <channel.json...> [--data-dir D] [--allow-open-data-dir] [--sync full|normal] [--store postgres://…] [--jwks [HOST:]PORT [--jwks-sets per-credential|combined]]
+export const usage = `usage: weir run <channel.json...> [--data-dir D] [--allow-open-data-dir] [--encrypt-content] [--sync full|normal] [--store postgres://…] [--jwks [HOST:]PORT [--jwks-sets per-credential|combined]]
 
 Runs every given channel in this process. Messages are stored in the data directory
 (default ./data, or $WEIR_DATA_DIR) before the source acknowledges them, and delivered
@@ -27,6 +27,8 @@ within each channel's shutdownTimeoutMs, and close the store.
   --data-dir D    where the message store lives (created mode 0700, its files 0600)
   --allow-open-data-dir   start although group or others may read the data directory
                   (refused otherwise; also $WEIR_DATA_DIR_ALLOW_OPEN_MODE=1)
+  --encrypt-content   store every channel's message content encrypted, as options.encryptContent
+                  does for one (key: $WEIR_SECRET_KEY or <data-dir>/oauth/secret.key)
   --sync LEVEL    full (default: a commit survives power loss) or normal (survives a crash)
 ${storeUsage}
                   With --store the engines share their OAuth state (one token request per token
@@ -64,7 +66,7 @@ function lineFor(name: string, c: ChannelCounters, width: number, state: string)
 export async function run(args: string[], io: CommandIO, deps: RunDeps = {}): Promise<number> {
   const { values, positionals } = parseArgs({
     args, allowPositionals: true,
-    options: { 'data-dir': { type: 'string' }, 'allow-open-data-dir': { type: 'boolean' }, sync: { type: 'string', default: 'full' }, ...storeOptions, jwks: { type: 'string' }, 'jwks-sets': { type: 'string', default: 'per-credential' } },
+    options: { 'data-dir': { type: 'string' }, 'allow-open-data-dir': { type: 'boolean' }, 'encrypt-content': { type: 'boolean' }, sync: { type: 'string', default: 'full' }, ...storeOptions, jwks: { type: 'string' }, 'jwks-sets': { type: 'string', default: 'per-credential' } },
   })
   if (positionals.length === 0) {
     io.err(usage)
@@ -114,7 +116,8 @@ export async function run(args: string[], io: CommandIO, deps: RunDeps = {}): Pr
     log.info({ jwks: jwks.paths().map((p) => jwks.url + p) }, 'serving JWK Sets')
     deps.onJwksServer?.(jwks)
   }
-  const store = await openStoreFor(values, io, { dataDir, owner: true, synchronous: sync, log, ...(values['allow-open-data-dir'] ? { allowOpenDataDir: true } : {}) }).catch(async (e) => {
+  const encrypt = values['encrypt-content'] ? true as const : new Set(channels.filter((c) => c.options.encryptContent).map((c) => c.name))
+  const store = await openStoreFor(values, io, { dataDir, owner: true, synchronous: sync, log, encrypt, ...(values['allow-open-data-dir'] ? { allowOpenDataDir: true } : {}) }).catch(async (e) => {
     await jwks?.close()
     throw e
   })

@@ -45,6 +45,10 @@ export const optionsSchema: JsonSchema = {
       description: 'JSONata expression on the message as received giving its order key (a string or number), e.g. "mrn" or "PID.3.1": messages with the same key are delivered strictly in arrival order, messages with different keys in parallel up to concurrency. A key whose head message is retrying holds only that key.',
       examples: ['mrn', 'patient.identifier'],
     },
+    encryptContent: {
+      type: 'boolean',
+      description: 'Store the content of this channel\'s messages encrypted (AES-256-GCM under the store key: WEIR_SECRET_KEY or <data-dir>/oauth/secret.key): body, attributes, errors and response excerpts; dedupe and order keys as keyed hashes. `weir messages show` decrypts. `weir run --encrypt-content` does it for every channel.',
+    },
     orderByDefault: { type: 'string', minLength: 1, description: 'Order key of a message whose orderBy expression fails or gives no string or number; without it, such a message is stored in error with the reason.' },
   },
 }

@@ -29,6 +29,8 @@ export interface ChannelOptions {
   orderBy?: string
   /** Order key of a message whose `orderBy` expression fails; without it, such a message goes to error. */
   orderByDefault?: string
+  /** Store the channel's message content encrypted under the store key (bodies, attributes, errors, excerpts). */
+  encryptContent?: boolean
 }
 
 export interface LoadedComponent<K extends ComponentKind = ComponentKind> {

@@ -147,6 +147,15 @@ async function loadKeys(dir: string, options: FileStoreOptions): Promise<StoreKe
   })
 }
 
+/**
+ * The store key of `dir` (the refresh tokens' and the message content's): `options.key`, else env
+ * WEIR_SECRET_KEY, else `<dir>/secret.key` (created mode 0600 when missing), as for the token store.
+ */
+export async function loadStoreKey(dir: string, options: Omit<FileStoreOptions, 'dir'> = {}): Promise<Buffer> {
+  await mkdir(dir, { recursive: true, mode: 0o700 })
+  return (await loadKeys(dir, { ...options, dir })).current
+}
+
 /** The AES-256-GCM envelope of an entry, bound to its key (AAD). Version 2: the key is never a single hash of a passphrase. */
 export function sealEntry(k: Buffer, key: string, entry: StoredTokens): string {
   const iv = randomBytes(12)

@@ -1,0 +1,172 @@
+import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes } from 'node:crypto'
+import type { EmitResult, MessageInput } from '../component.ts'
+import { StoreError } from './errors.ts'
+import type {
+  AttemptRecord, ClaimOptions, ClaimedMessage, DeliveryRecord, DeliveryUpdate, EnqueueOptions, ListFilter, MessageDetail,
+  MessageStore, PurgeTarget, ResubmitTarget, StoredMessage,
+} from './types.ts'
+
+/** Marks an encrypted value: `weir:enc:v1:<iv>.<tag>.<ciphertext>` (base64). */
+const SEALED = 'weir:enc:v1:'
+/** The attribute holding a message's encrypted attributes. */
+const SEALED_ATTRIBUTES = 'weir:enc'
+/** Marks a search key stored as its keyed hash. */
+const HASHED = 'hmac:'
+
+/** AES-256-GCM over message content and HMAC-SHA-256 over search keys, with keys derived (HKDF) from the store key. */
+export interface ContentCipher {
+  seal(text: string, field: string): string
+  /** The clear text of a sealed value; any other value as it is. */
+  open(text: string, field: string): string
+  /** The keyed hash a search key (dedupe key, order key) is stored as: equal keys give equal hashes. */
+  hash(channel: string, value: string): string
+}
+
+/** The content cipher of a 32-byte store key. */
+export function contentCipher(storeKey: Buffer): ContentCipher {
+  const derive = (info: string) => Buffer.from(hkdfSync('sha256', storeKey, Buffer.alloc(0), info, 32))
+  const encKey = derive('weir message content')
+  const macKey = derive('weir search keys')
+  return {
+    seal(text, field) {
+      const iv = randomBytes(12)
+      const c = createCipheriv('aes-256-gcm', encKey, iv)
+      c.setAAD(Buffer.from(field))
+      const data = Buffer.concat([c.update(text, 'utf8'), c.final()])
+      return `${SEALED}${iv.toString('base64')}.${c.getAuthTag().toString('base64')}.${data.toString('base64')}`
+    },
+    open(text, field) {
+      if (!text.startsWith(SEALED)) return text
+      const [iv, tag, data] = text.slice(SEALED.length).split('.')
+      try {
+        const d = createDecipheriv('aes-256-gcm', encKey, Buffer.from(iv ?? '', 'base64'))
+        d.setAAD(Buffer.from(field))
+        d.setAuthTag(Buffer.from(tag ?? '', 'base64'))
+        return Buffer.concat([d.update(Buffer.from(data ?? '', 'base64')), d.final()]).toString('utf8')
+      } catch (e) {
+        throw new StoreError(`cannot decrypt a message's ${field}: the store key is not the one it was encrypted with, or the value was altered`, { cause: e })
+      }
+    },
+    hash: (channel, value) => HASHED + createHmac('sha256', macKey).update(`${channel}\0${value}`).digest('base64url'),
+  }
+}
+
+export interface EncryptedStoreOptions {
+  /** The store key (32 bytes), asked for only when a value is to be encrypted or decrypted. */
+  key: () => Promise<Buffer>
+  /** Channels whose content is encrypted from now on (`options.encryptContent`); `true`: every channel. */
+  channels: ReadonlySet<string> | true
+}
+
+type Opt<T> = T | undefined
+
+/**
+ * Wraps any message store so that the content of the chosen channels is stored encrypted
+ * (AES-256-GCM): bodies, attributes, errors, response excerpts and attempt errors are sealed on the
+ * way in; dedupe and order keys are stored as keyed hashes, so they still match. Whatever comes out
+ * is decrypted, whichever channel and whenever it was written, so turning encryption off keeps the
+ * old messages readable.
+ */
+export function encryptContent(inner: MessageStore, options: EncryptedStoreOptions): MessageStore {
+  let cipherP: Promise<ContentCipher> | undefined
+  const cipher = () => (cipherP ??= options.key().then(contentCipher))
+  /** The channel of each message claimed through this store and not finished: the writes after a claim know only the id. */
+  const claimed = new Map<string, string>()
+  const encrypts = (channel: Opt<string>) => options.channels === true || channel === undefined || options.channels.has(channel)
+  const sealText = async (text: Opt<string>, field: string, channel: Opt<string>) =>
+    text === undefined || !encrypts(channel) ? text : (await cipher()).seal(text, field)
+  const sealUpdates = (id: string, updates: DeliveryUpdate[]) => Promise.all(updates.map(async (u) => {
+    if (!u.attempt || !encrypts(claimed.get(id))) return u
+    const c = await cipher()
+    const { error, excerpt } = u.attempt
+    return { ...u, attempt: { ...u.attempt, ...(error !== undefined ? { error: c.seal(error, 'error') } : {}), ...(excerpt !== undefined ? { excerpt: c.seal(excerpt, 'excerpt') } : {}) } }
+  }))
+  const reader = openers(cipher)
+  const finished = (id: string) => claimed.delete(id)
+
+  return {
+    async enqueue(channel: string, input: MessageInput, opts: EnqueueOptions = {}): Promise<EmitResult> {
+      if (!encrypts(channel)) return inner.enqueue(channel, input, opts)
+      const c = await cipher()
+      const sealed: MessageInput = {
+        ...input,
+        body: c.seal(JSON.stringify(input.body ?? null), 'body'),
+        contentType: input.contentType ?? (typeof input.body === 'string' ? 'text/plain' : 'application/json'),
+        attributes: { [SEALED_ATTRIBUTES]: c.seal(JSON.stringify(input.attributes ?? {}), 'attributes') },
+        ...(input.dedupeKey !== undefined ? { dedupeKey: c.hash(channel, input.dedupeKey) } : {}),
+      }
+      return inner.enqueue(channel, sealed, {
+        ...opts,
+        ...(opts.orderKey !== undefined ? { orderKey: c.hash(channel, opts.orderKey) } : {}),
+        ...(opts.error !== undefined ? { error: c.seal(opts.error, 'error') } : {}),
+      })
+    },
+    async claim(channel: string, limit: number, opts?: ClaimOptions): Promise<ClaimedMessage[]> {
+      const got = await inner.claim(channel, limit, opts)
+      for (const m of got) claimed.set(m.id, channel)
+      return Promise.all(got.map(async (m) => ({ ...(await reader.message(m)), deliveries: await reader.deliveries(m.deliveries) })))
+    },
+    async recordDelivery(id: string, update: DeliveryUpdate) {
+      const [sealed] = await sealUpdates(id, [update])
+      return inner.recordDelivery(id, sealed!)
+    },
+    async complete(id, status, updates = [], error) {
+      const channel = claimed.get(id)
+      await inner.complete(id, status, await sealUpdates(id, updates), await sealText(error, 'error', channel))
+      finished(id)
+    },
+    async fail(id: string, error: string) {
+      await inner.fail(id, (await sealText(error, 'error', claimed.get(id)))!)
+      finished(id)
+    },
+    async release(ids: string[]) {
+      await inner.release(ids)
+      for (const id of ids) finished(id)
+    },
+    resubmit: (target: ResubmitTarget) => inner.resubmit(target),
+    purge: (target: PurgeTarget) => inner.purge(target),
+    async get(id: string): Promise<MessageDetail | undefined> {
+      const d = await inner.get(id)
+      return d && { message: await reader.message(d.message), deliveries: await reader.deliveries(d.deliveries), attempts: await reader.attempts(d.attempts) }
+    },
+    async list(filter?: ListFilter): Promise<StoredMessage[]> {
+      return Promise.all((await inner.list(filter)).map((m) => reader.message(m)))
+    },
+    stats: (channel) => inner.stats(channel),
+    pending: (channel) => inner.pending(channel),
+    refreshPending: (channel) => inner.refreshPending(channel),
+    ...(inner.leadership ? { leadership: inner.leadership } : {}),
+    getState: (channel, component, key) => inner.getState(channel, component, key),
+    setState: (channel, component, key, value) => inner.setState(channel, component, key, value),
+    close: () => inner.close(),
+  }
+}
+
+const isSealed = (v: unknown): v is string => typeof v === 'string' && v.startsWith(SEALED)
+
+/** Decrypts what comes out of the store; a value that was never encrypted is returned as it is, and no key is asked for. */
+function openers(cipher: () => Promise<ContentCipher>) {
+  const open = async <T>(v: T, field: string): Promise<T> => (isSealed(v) ? ((await cipher()).open(v, field) as T) : v)
+  return {
+    async message<M extends StoredMessage>(m: M): Promise<M> {
+      const sealedAttributes = m.attributes[SEALED_ATTRIBUTES]
+      if (!isSealed(m.body) && !isSealed(sealedAttributes) && !isSealed(m.error)) return m
+      return {
+        ...m,
+        body: isSealed(m.body) ? JSON.parse(await open(m.body, 'body')) : m.body,
+        attributes: isSealed(sealedAttributes) ? JSON.parse(await open(sealedAttributes, 'attributes')) : m.attributes,
+        ...(m.error !== undefined ? { error: await open(m.error, 'error') } : {}),
+      }
+    },
+    deliveries: async <D extends readonly DeliveryRecord[]>(ds: D): Promise<D> => !ds.some((d) => isSealed(d.lastError) || isSealed(d.responseExcerpt)) ? ds : Promise.all(ds.map(async (d) => ({
+      ...d,
+      ...(d.lastError !== undefined ? { lastError: await open(d.lastError, 'error') } : {}),
+      ...(d.responseExcerpt !== undefined ? { responseExcerpt: await open(d.responseExcerpt, 'excerpt') } : {}),
+    }))) as unknown as D,
+    attempts: async <A extends readonly AttemptRecord[]>(as: A): Promise<A> => !as.some((a) => isSealed(a.error) || isSealed(a.excerpt)) ? as : Promise.all(as.map(async (a) => ({
+      ...a,
+      ...(a.error !== undefined ? { error: await open(a.error, 'error') } : {}),
+      ...(a.excerpt !== undefined ? { excerpt: await open(a.excerpt, 'excerpt') } : {}),
+    }))) as unknown as A,
+  }
+}
