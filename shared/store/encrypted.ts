@@ -65,7 +65,7 @@ type Opt<T> = T | undefined
  * (AES-256-GCM): bodies, attributes, errors, response excerpts and attempt errors are sealed on the
  * way in; dedupe and order keys are stored as keyed hashes, so they still match. Whatever comes out
  * is decrypted, whichever channel and whenever it was written, so turning encryption off keeps the
- * old messages readable.
+ * old messages readable. Properties of the wrapped store beyond MessageStore are passed through.
  */
 export function encryptContent(inner: MessageStore, options: EncryptedStoreOptions): MessageStore {
   let cipherP: Promise<ContentCipher> | undefined
@@ -84,7 +84,7 @@ export function encryptContent(inner: MessageStore, options: EncryptedStoreOptio
   const reader = openers(cipher)
   const finished = (id: string) => claimed.delete(id)
 
-  return {
+  const wrapper: MessageStore = {
     async enqueue(channel: string, input: MessageInput, opts: EnqueueOptions = {}): Promise<EmitResult> {
       if (!encrypts(channel)) return inner.enqueue(channel, input, opts)
       const c = await cipher()
@@ -140,6 +140,8 @@ export function encryptContent(inner: MessageStore, options: EncryptedStoreOptio
     setState: (channel, component, key, value) => inner.setState(channel, component, key, value),
     close: () => inner.close(),
   }
+  // What the wrapped store offers beyond MessageStore (the PostgreSQL store's pool, diagnostics) stays reachable.
+  return new Proxy(wrapper, { get: (target, p) => (p in target ? Reflect.get(target, p) : Reflect.get(inner, p, inner)) })
 }
 
 const isSealed = (v: unknown): v is string => typeof v === 'string' && v.startsWith(SEALED)
