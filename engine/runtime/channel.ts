@@ -3,7 +3,7 @@ import type { LoadedChannel, RetryPolicy } from '../../shared/config/types.ts'
 import { errorCodes } from '../../shared/errors.ts'
 import type { HttpClient } from '../../shared/http/types.ts'
 import type { Logger } from '../../shared/log/index.ts'
-import type { TokenProvider } from '../../shared/oauth/types.ts'
+import type { CredentialStatus, TokenProvider } from '../../shared/oauth/types.ts'
 import type { MessageStore } from '../../shared/store/types.ts'
 import { createComponents, type ChannelComponents } from './components.ts'
 import { shutdownError, type RunContext } from './context.ts'
@@ -11,6 +11,8 @@ import { Dispatcher } from './dispatch.ts'
 import { createEmit, type IntakeCounters } from './intake.ts'
 import { stopChannel } from './lifecycle.ts'
 import { KeyedQueue } from './order.ts'
+import type { RuntimeObserver } from './observer.ts'
+import { OperatorPauses } from './pause.ts'
 import type { Ending } from './process.ts'
 export interface RuntimeDeps {
   /** The store shared by every channel of the process; the caller opens and closes it. */
@@ -28,6 +30,10 @@ export interface RuntimeDeps {
   prefetch?: number
   /** Retry-After given to a refused sender when the queue is full. Default 1000 ms. */
   backpressureRetryAfterMs?: number
+  /** Told what every channel does (metrics, alerts). */
+  observer?: RuntimeObserver
+  /** How often a channel re-reads its operator pauses from a store shared by a cluster (another engine may have set them). Default 5000 ms. */
+  pauseSyncMs?: number
 }
 
 export interface ChannelCounters {
@@ -51,6 +57,18 @@ export interface ChannelCounters {
 
 export type ChannelState = 'running' | 'stopping' | 'stopped'
 
+/** What an operator sees: `paused` by an operator, `failing` while a destination's breaker is open or a credential fails fast. */
+export type ChannelStatus = 'running' | 'paused' | 'failing' | 'stopping' | 'stopped'
+
+export interface DestinationStatus {
+  name: string
+  type: string
+  /** Paused by an operator. */
+  paused: boolean
+  breaker: string
+  openings: number
+}
+
 export interface ChannelHandle {
   readonly name: string
   /** The source instance: the harness feeds it (address() of a listener, tick() of a schedule). */
@@ -67,6 +85,17 @@ export interface ChannelHandle {
   wake(): void
   /** Circuit breaker state per destination. */
   breakers(): Record<string, { state: string; openings: number }>
+  status(): ChannelStatus
+  destinations(): DestinationStatus[]
+  /** The channel's credentials in use (those a component asked for), by name. */
+  credentials(): Record<string, CredentialStatus>
+  /**
+   * Pauses the channel (no message starts; the source still accepts into the queue up to
+   * `queueLimit`) or one destination (its deliveries wait; other destinations go on). Kept in the
+   * store: a restart, and every engine of a cluster, keeps the pause until `resume`.
+   */
+  pause(destination?: string): Promise<void>
+  resume(destination?: string): Promise<void>
 }
 
 /** Retry policy of filters when the channel has no destination to borrow it from (the schema defaults). */
@@ -98,7 +127,7 @@ export async function startChannel(channel: LoadedChannel, deps: RuntimeDeps): P
     name: channel.name, store: deps.store, log: deps.log.child({ channel: channel.name }),
     now: deps.now ?? Date.now, random: deps.random ?? Math.random,
     stopping: stopping.signal, aborting: aborting.signal, retrying: new Set(),
-    backingOff: new Map(), onBackoff: () => dispatcher.wake(false),
+    backingOff: new Map(), onBackoff: () => dispatcher.wake(false), observer: deps.observer ?? {},
   }
   const components = await createComponents(channel, { ...deps, log: rc.log, now: rc.now, signal: stopping.signal })
   const counters = { delivered: 0, filtered: 0, errors: 0 }
@@ -110,6 +139,7 @@ export async function startChannel(channel: LoadedChannel, deps: RuntimeDeps): P
   const stopped = new Promise<Outcome>((r) => (resolveStopped = r))
 
   const onEnding = (m: { id: string }, ending: Ending) => {
+    rc.observer.finished?.(rc.name, ending.status)
     if (ending.status !== 'error') counters[ending.status]++
     else {
       counters.errors++
@@ -133,10 +163,18 @@ export async function startChannel(channel: LoadedChannel, deps: RuntimeDeps): P
     onEnding: (m, e) => { onEnding(m, e); idle.notify() },
   })
   const emit = createEmit(rc, opts, { retryAfterMs: deps.backpressureRetryAfterMs ?? 1000, counters: intake, stored: () => dispatcher.wake(), settled: () => idle.notify() })
+  const pauses = new OperatorPauses(rc.store, rc.name, (p) => {
+    dispatcher.setPaused(p.channel)
+    for (const d of components.destinations) d.hold.set(p.destinations.includes(d.loaded.name))
+  })
+  await pauses.load()
+  // Another engine of the cluster may pause or resume the channel: follow it.
+  const pauseSync = rc.store.leadership ? setInterval(() => void pauses.load().catch(() => {}), deps.pauseSyncMs ?? 5000) : undefined
   const work = dispatcher.run()
 
   const stop = (timeoutMs: number, outcome: Outcome): Promise<void> => (stopping$ ??= (async () => {
     state = 'stopping'
+    clearInterval(pauseSync)
     await stopChannel({
       log: rc.log, now: rc.now, timeoutMs, components, work,
       stopStarting: () => stopping.abort(shutdownError(rc.name)),
@@ -158,7 +196,7 @@ export async function startChannel(channel: LoadedChannel, deps: RuntimeDeps): P
     throw e
   }
   rc.log.info({ destinations: components.destinations.map((d) => d.loaded.name), concurrency: opts.concurrency, ...(opts.orderBy !== undefined ? { orderBy: opts.orderBy } : {}) }, 'channel started')
-  return channelHandle({ rc, components, counters, intake, idle, dispatcher, emit, stopped, state: () => state, stop: (o) => stop(o?.timeoutMs ?? opts.shutdownTimeoutMs, { reason: 'stopped' }) })
+  return channelHandle({ rc, components, counters, intake, idle, dispatcher, emit, stopped, pauses, state: () => state, stop: (o) => stop(o?.timeoutMs ?? opts.shutdownTimeoutMs, { reason: 'stopped' }) })
 }
 
 /** Lets `whenIdle` wait for the next change instead of polling. */
@@ -186,12 +224,20 @@ interface HandleParts {
   dispatcher: Dispatcher
   emit: { readonly inFlight: number }
   stopped: Promise<Outcome>
+  pauses: OperatorPauses
   state: () => ChannelState
   stop: (o?: { timeoutMs?: number }) => Promise<void>
 }
 
 function channelHandle(p: HandleParts): ChannelHandle {
   const { rc, components: c } = p
+  const setPause = async (destination: string | undefined, paused: boolean) => {
+    if (destination !== undefined && !c.destinations.some((d) => d.loaded.name === destination)) {
+      throw new errorCodes.ERR_USAGE(`channel ${rc.name} has no destination "${destination}"`)
+    }
+    await p.pauses.set(destination, paused)
+    rc.log.warn({ ...(destination !== undefined ? { destination } : {}) }, paused ? 'paused by an operator' : 'resumed by an operator')
+  }
   const handle: ChannelHandle = {
     name: rc.name,
     source: c.source,
@@ -214,6 +260,18 @@ function channelHandle(p: HandleParts): ChannelHandle {
     stopped: p.stopped,
     wake: () => p.dispatcher.wake(),
     breakers: () => Object.fromEntries(c.destinations.map((d) => [d.loaded.name, { state: d.breaker.state, openings: d.breaker.openings }])),
+    destinations: () => c.destinations.map((d) => ({ name: d.loaded.name, type: d.loaded.definition.type, paused: d.hold.paused, breaker: d.breaker.state, openings: d.breaker.openings })),
+    credentials: () => Object.fromEntries([...c.providers].map(([name, prov]) => [name, prov.status?.() ?? { ...prov.stats() }])),
+    status: () => {
+      const s = p.state()
+      if (s !== 'running') return s
+      if (p.pauses.state.channel) return 'paused'
+      const failing = c.destinations.some((d) => d.breaker.state !== 'closed') ||
+        Object.values(handle.credentials()).some((cr) => cr.failingFastUntil !== undefined)
+      return failing ? 'failing' : 'running'
+    },
+    pause: (destination) => setPause(destination, true),
+    resume: (destination) => setPause(destination, false),
     async whenIdle(o) {
       const limit = rc.now() + (o?.timeoutMs ?? 10_000)
       for (;;) {

@@ -8,6 +8,7 @@ import type { MessageStore } from '../../shared/store/types.ts'
 import { CircuitBreaker } from './breaker.ts'
 import type { DestinationSlot } from './delivery.ts'
 import { underLeadership } from './leader.ts'
+import { PauseGate } from './pause.ts'
 
 export interface ComponentDeps {
   store: MessageStore
@@ -41,7 +42,7 @@ export async function createComponents(channel: LoadedChannel, deps: ComponentDe
       if (s === 'open') log.warn({ destination: d.name, resetAfterMs: d.circuitBreaker.resetAfterMs }, 'destination paused: circuit breaker open')
       else if (s === 'closed') log.info({ destination: d.name }, 'destination resumed: circuit breaker closed')
     })
-    destinations.push({ loaded: d, instance: (await create(d, d.name)) as Destination, breaker })
+    destinations.push({ loaded: d, instance: (await create(d, d.name)) as Destination, breaker, hold: new PauseGate() })
   }
   let source = (await create(channel.source, 'source')) as Source
   if (channel.source.definition.cluster === 'one-engine' && deps.store.leadership) {

@@ -2,6 +2,7 @@ import type { Logger } from '../../shared/log/index.ts'
 import type { MessageStore } from '../../shared/store/types.ts'
 import { errorCodes } from '../../shared/errors.ts'
 import { sleep } from './backoff.ts'
+import type { RuntimeObserver } from './observer.ts'
 
 /** What the parts of a running channel share: its store, clock, signals and counters. */
 export interface RunContext {
@@ -20,6 +21,8 @@ export interface RunContext {
   backingOff: Map<string, number>
   /** Told when a message starts waiting for a retry, so another may start meanwhile. */
   onBackoff(): void
+  /** Told what the channel does (metrics, alerts); `{}` when nobody listens. */
+  observer: RuntimeObserver
 }
 
 /**

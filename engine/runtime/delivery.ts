@@ -4,6 +4,7 @@ import { redactedExcerpt } from '../../shared/http/excerpt.ts'
 import type { DeliveryUpdate } from '../../shared/store/types.ts'
 import { backoffDelay, sleep } from './backoff.ts'
 import type { CircuitBreaker } from './breaker.ts'
+import type { PauseGate } from './pause.ts'
 import { backoff, shutdownError, type RunContext } from './context.ts'
 import { EXCERPT_MAX, classify, describe, responseOf } from './failures.ts'
 
@@ -11,6 +12,8 @@ export interface DestinationSlot {
   loaded: LoadedDestination
   instance: Destination
   breaker: CircuitBreaker
+  /** Paused by an operator: deliveries wait here (their messages hold their keys; the wait is not charged to the retry budget). */
+  hold: PauseGate
 }
 
 /** A delivery's final update, with the reason when it ended in error. */
@@ -50,6 +53,7 @@ export async function deliverWithRetry(rc: RunContext, job: DeliveryJob): Promis
     }
     for (;;) {
       const waitStart = rc.now()
+      await slot.hold.wait(rc.stopping)
       const { probe } = await slot.breaker.acquire(rc.stopping)
       paused += rc.now() - waitStart
       rc.retrying.delete(retryKey)
@@ -88,6 +92,7 @@ async function attempt(rc: RunContext, job: DeliveryJob, startedAt: number, prob
   try {
     const result = await slot.instance.deliver(job.part, { signal: rc.aborting, idempotencyKey: `${job.part.id}:${d.name}` })
     slot.breaker.success()
+    rc.observer.attempt?.(rc.name, d.name, 'delivered', rc.now() - startedAt)
     return {
       done: {
         destination: d.name, part: partIndex, status: 'delivered',
@@ -107,6 +112,7 @@ async function attempt(rc: RunContext, job: DeliveryJob, startedAt: number, prob
     const error = describe(e)
     const attemptRecord = { startedAt, endedAt: rc.now(), responseStatus: resp.status, error, excerpt: resp.excerpt }
     const failure = classify(e)
+    rc.observer.attempt?.(rc.name, d.name, failure.retryable ? 'retryable' : 'permanent', attemptRecord.endedAt - startedAt)
     if (!failure.retryable) {
       slot.breaker.success() // the API answered; it is the message that is wrong
       return { done: { destination: d.name, part: partIndex, status: 'error', attempt: { ...attemptRecord, outcome: 'permanent' }, error: `${d.name}: ${error}` } }

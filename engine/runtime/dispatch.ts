@@ -31,6 +31,8 @@ export class Dispatcher {
   private workHint = true
   private claimPausedUntil = 0
   private halted = false
+  /** Paused by an operator: nothing new starts or is claimed; what is under way finishes. */
+  private paused = false
   private changed: (() => void) | undefined
 
   constructor(private readonly rc: RunContext, private readonly pipeline: Pipeline, private readonly queue: KeyedQueue, private readonly o: DispatchOptions) {
@@ -51,6 +53,12 @@ export class Dispatcher {
     this.wake(false)
   }
 
+  /** Pauses or resumes starting and claiming messages. */
+  setPaused(paused: boolean): void {
+    this.paused = paused
+    this.wake()
+  }
+
   get busy(): boolean {
     return this.inProgress.size > 0 || this.queue.size > 0
   }
@@ -58,6 +66,10 @@ export class Dispatcher {
   /** Runs until the channel stops; then waits for the messages under way. */
   async run(): Promise<void> {
     while (!this.rc.stopping.aborted && !this.halted) {
+      if (this.paused) {
+        await this.nextChange()
+        continue
+      }
       this.startWhatCan()
       if (this.workHint && this.queue.size < this.o.prefetch && this.rc.now() >= this.claimPausedUntil) await this.claim()
       else await this.nextChange()

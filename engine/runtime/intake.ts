@@ -73,12 +73,16 @@ export function createEmit(rc: RunContext, options: ChannelOptions, hooks: { ret
     if (rc.stopping.aborted) throw new errorCodes.ERR_SHUTDOWN(`channel ${rc.name} is stopping`, { retryAfterMs: hooks.retryAfterMs })
     if (rc.store.pending(rc.name) >= options.queueLimit) {
       counters.refused++
+      rc.observer.refused?.(rc.name)
       throw new errorCodes.ERR_BACKPRESSURE(`channel ${rc.name}: queue is full (${options.queueLimit} messages pending)`, { retryAfterMs: hooks.retryAfterMs })
     }
     inFlight++
     try {
       const how = await storeOptions(input)
+      const t0 = performance.now()
       const r = await rc.store.enqueue(rc.name, input, how)
+      rc.observer.stored?.(rc.name, performance.now() - t0)
+      rc.observer.received?.(rc.name, r.duplicate)
       if (r.duplicate) counters.duplicates++
       else {
         counters.received++

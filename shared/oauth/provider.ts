@@ -128,6 +128,13 @@ export function createTokenProvider(name: string, config: CredentialConfig, opti
       if (dpop) dpop.noteNonce(url, headers['dpop-nonce'] as string | string[] | undefined)
     },
     stats: () => ({ ...exchange.counters }),
+    status: () => ({
+      ...exchange.counters,
+      ...(slot.token ? { expiresAt: slot.token.expiresAt } : {}),
+      ...(slot.fetchedAt !== undefined ? { fetchedAt: slot.fetchedAt } : {}),
+      ...(slot.brokenError && slot.brokenUntil > now() ? { failingFastUntil: slot.brokenUntil } : {}),
+      ...(slot.lastFailure ? { lastFailure: { ...slot.lastFailure } } : {}),
+    }),
     explain: () => explainTokenRequest(config, name, exchange.serverNow()),
     async close() {
       lifetime.close()

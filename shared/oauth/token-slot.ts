@@ -22,6 +22,10 @@ export interface Slot {
   pending?: Promise<AccessToken>
   brokenUntil: number
   brokenError?: WeirError
+  /** When the current token was obtained (epoch ms). */
+  fetchedAt?: number
+  /** The last fetch that failed after its retries, for status displays (cleared by the next success). */
+  lastFailure?: { at: number; code: string; message: string }
   invalidated?: string
   /**
    * The DPoP key pair of the slot: every provider sharing the slot (two channels using one shared
@@ -148,7 +152,9 @@ export class SlotUser {
     slot.refreshAt = sched.refreshAt
     slot.staleAt = sched.staleAt
     slot.brokenUntil = 0
+    slot.fetchedAt = this.o.now()
     delete slot.brokenError
+    delete slot.lastFailure
     return t.token
   }
 
@@ -179,6 +185,7 @@ export class SlotUser {
           continue
         }
         this.o.counters.tokenErrors++
+        this.slot.lastFailure = { at: this.o.now(), code: err.code ?? 'ERR_UNKNOWN', message: describeError(err) }
         if (!err.retryable) this.#markBroken(err)
         throw err
       }

@@ -13,6 +13,20 @@ export interface AccessToken {
   extra: Record<string, unknown>
 }
 
+/** A credential's state as `TokenProvider.status()` reports it. Times are epoch ms; never a token. */
+export interface CredentialStatus {
+  /** Token requests sent (retries included) and fetches that failed after their retries. */
+  tokenRequests: number
+  tokenErrors: number
+  /** When the current token was obtained and when it expires; absent before the first token. */
+  fetchedAt?: number
+  expiresAt?: number
+  /** Calls fail at once without contacting the token endpoint until then (after a non-retryable error). */
+  failingFastUntil?: number
+  /** The last failed fetch (cleared by the next success): its time, error code and message (an OAuth error's code and description, never a secret). */
+  lastFailure?: { at: number; code: string; message: string }
+}
+
 /**
  * One credential's token source. The contract every destination relies on; implemented in
  * shared/oauth/provider.ts.
@@ -41,5 +55,7 @@ export interface TokenProvider extends RequestCredential<AccessToken> {
   noteResponse?(url: string | URL, headers: Record<string, string | string[] | undefined>): void
   /** Counters for live displays and tests. */
   stats(): { tokenRequests: number; tokenErrors: number }
+  /** Where the credential stands now, for dashboards, metrics and alerts. Optional: providers a test builds may lack it. */
+  status?(): CredentialStatus
   close(): Promise<void>
 }

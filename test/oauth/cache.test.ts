@@ -120,6 +120,10 @@ describe('error classes', () => {
       message: `token endpoint ${as.tokenUrl} answered 401 invalid_client: client secret mismatch`,
     })
     expect(count('badsecret')).toBe(1)
+    expect(p.status!()).toEqual({
+      tokenRequests: 1, tokenErrors: 1, failingFastUntil: t + 30_000,
+      lastFailure: { at: t, code: 'ERR_OAUTH_RESPONSE', message: `token endpoint ${as.tokenUrl} answered 401 invalid_client: client secret mismatch` },
+    })
     for (let i = 0; i < 5; i++) {
       t += 5_000
       const ff = leak.error(await p.getToken().catch((e) => e)) as Record<string, unknown>
@@ -131,6 +135,10 @@ describe('error classes', () => {
     await p.getToken().catch(leak.error)
     expect(count('badsecret')).toBe(2)
     expect(p.stats()).toEqual({ tokenRequests: 2, tokenErrors: 2 })
+    as.registerClient({ clientId: 'badsecret', authMethod: 'client_secret_basic', secret: 'the-wrong-secret' })
+    t += 30_001
+    const token = await p.getToken()
+    expect(p.status!()).toEqual({ tokenRequests: 3, tokenErrors: 2, fetchedAt: t, expiresAt: token.expiresAt })
   })
 
   it('503 with Retry-After twice, then success: three requests spaced as Retry-After says', async () => {

@@ -62,6 +62,22 @@ export function storeConformance(factory: StoreFactory): void {
       expect(claimed.map((m) => m.body)).toEqual(Array.from({ length: 50 }, (_, i) => i))
     })
 
+    it('tells when the oldest unfinished message of each channel was received', async () => {
+      let t = 1_000
+      await reopen({ now: () => t })
+      expect(await store.oldestPending()).toEqual({})
+      const a = await store.enqueue('c1', { body: 1 })
+      t = 2_000
+      await store.enqueue('c1', { body: 2 })
+      await store.enqueue('c2', { body: 3 })
+      expect(await store.oldestPending()).toEqual({ c1: 1_000, c2: 2_000 })
+      await store.claim('c1', 1)
+      expect(await store.oldestPending('c1')).toEqual({ c1: 1_000 })
+      await store.complete(a.id, 'delivered', [{ destination: 'd', part: 0, status: 'delivered', attempt: delivered(t) }])
+      expect(await store.oldestPending('c1')).toEqual({ c1: 2_000 })
+      expect(await store.oldestPending('none')).toEqual({})
+    })
+
     it('recognises a repeated dedupe key per channel', async () => {
       const [a, b] = await Promise.all([
         store.enqueue('c', { body: 1, dedupeKey: 'k' }),

@@ -220,6 +220,14 @@ class PostgresStore implements PostgresMessageStore {
     return this.closed ? 0 : this.queues.of(channel).pending
   }
 
+  oldestPending(channel?: string): Promise<Record<string, number>> {
+    return this.read(async () => {
+      const rows = await this.db.query<{ channel: string; at: number }>(`SELECT s.channel, min(m.received_at) AS at FROM (SELECT channel, min(seq) AS seq FROM weir_messages
+        WHERE status IN ${UNFINISHED} AND ($1::text IS NULL OR channel = $1) GROUP BY channel, status) s JOIN weir_messages m ON m.seq = s.seq GROUP BY s.channel`, [channel ?? null])
+      return Object.fromEntries(rows.map((r) => [r.channel, r.at]))
+    })
+  }
+
   refreshPending(channel?: string): Promise<void> {
     const channels = channel ? [channel] : this.queues.channels()
     return this.read(async () => {

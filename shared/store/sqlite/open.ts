@@ -245,6 +245,10 @@ class SqliteStore implements SqliteMessageStore {
     return this.closed ? 0 : this.queues.of(channel).pending
   }
 
+  oldestPending(channel?: string): Promise<Record<string, number>> {
+    return this.writer.call('oldestPending', [channel ?? null], (rows: Array<{ channel: string; at: number }>) => Object.fromEntries(rows.map((r) => [r.channel, r.at])))
+  }
+
   refreshPending(channel?: string): Promise<void> {
     const channels = channel ? [channel] : this.queues.channels()
     for (const ch of channels) this.queues.toDatabase(ch)

@@ -17,7 +17,7 @@ import Database from 'better-sqlite3'
 
 const PURGE_BATCH = 1000
 /** Operations that only read: a batch made of these alone runs without a write transaction. */
-const READS = new Set(['get', 'list', 'stats', 'pendingCounts', 'getState', 'diagnostics'])
+const READS = new Set(['get', 'list', 'stats', 'pendingCounts', 'oldestPending', 'getState', 'diagnostics'])
 /** Operations that cannot run inside a transaction (VACUUM, a checkpoint): run on their own after the batch. */
 const OUTSIDE = new Set(['reclaim'])
 /** Free pages worth a VACUUM after a purge: more than this share of the file. */
@@ -89,6 +89,11 @@ const s = {
   deleteAttempts: db.prepare('DELETE FROM attempts WHERE message_id = ?'),
   pendingAll: db.prepare(`SELECT channel, count(*) AS n FROM message_status WHERE status IN ('queued', 'in-flight', 'retrying') GROUP BY channel`),
   pendingOf: db.prepare(`SELECT channel, count(*) AS n FROM message_status WHERE channel = ? AND status IN ('queued', 'in-flight', 'retrying') GROUP BY channel`),
+  // The oldest unfinished message of a channel is its first by seq: a walk of message_status_queue per status.
+  oldestAll: db.prepare(`SELECT s.channel AS channel, min(c.received_at) AS at FROM (SELECT channel, min(seq) AS seq FROM message_status
+    WHERE status IN ('queued', 'in-flight', 'retrying') GROUP BY channel, status) s JOIN message_content c ON c.seq = s.seq GROUP BY s.channel`),
+  oldestOf: db.prepare(`SELECT ? AS channel, min(c.received_at) AS at FROM message_content c WHERE c.seq IN (SELECT min(seq) FROM message_status
+    WHERE channel = ? AND status IN ('queued', 'in-flight', 'retrying') GROUP BY status)`),
   statsAll: db.prepare('SELECT status, count(*) AS n FROM message_status GROUP BY status'),
   statsOf: db.prepare('SELECT status, count(*) AS n FROM message_status WHERE channel = ? GROUP BY status'),
   getState: db.prepare('SELECT value FROM component_state WHERE channel = ? AND component = ? AND key = ?').pluck(),
@@ -238,6 +243,11 @@ const ops = {
   /** @param {string | null} channel */
   stats(channel) {
     return channel === null ? s.statsAll.all() : s.statsOf.all(channel)
+  },
+  /** @param {string | null} channel */
+  oldestPending(channel) {
+    const rows = /** @type {Array<{ channel: string, at: number | null }>} */ (channel === null ? s.oldestAll.all() : s.oldestOf.all(channel, channel))
+    return rows.filter((r) => r.at !== null)
   },
   /** @param {string | null} channel */
   pendingCounts(channel) {
