@@ -11,7 +11,9 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
+import { randomBytes } from 'node:crypto'
 import { openSqliteStore } from '../shared/store/index.ts'
+import { encryptContent } from '../shared/store/encrypted.ts'
 
 interface Result { name: string; messages: number; ms: number; perSecond: number }
 
@@ -41,11 +43,14 @@ function bareInsert(n: number, singleTransaction: boolean): Result {
  * `workers` consumers claim (prefetch 16, as the runtime does) and complete each message, awaiting
  * the commit before taking the next, as the runtime's workers do.
  */
-async function storePipeline(n: number, workers: number, producerBurst: number): Promise<Result> {
+async function storePipeline(n: number, workers: number, producerBurst: number, encrypted = false): Promise<Result> {
   const dir = mkdtempSync(join(tmpdir(), 'weir-bench-store-'))
-  const store = openSqliteStore({ dataDir: dir })
+  const plain = openSqliteStore({ dataDir: dir })
+  const key = randomBytes(32)
+  const store = encrypted ? encryptContent(plain, { channels: true, key: async () => key }) : plain
   try {
-    const body = { mrn: '12345', name: 'Doe^John', event: 'A01' }
+    // A ~1.6 KB FHIR-like body, as the pipeline bench posts.
+    const body = { resourceType: 'Patient', identifier: [{ system: 'urn:mrn', value: '12345' }], name: [{ family: 'Doe', given: ['John'] }], text: { div: 'x'.repeat(1400) } }
     let produced = 0
     let completed = 0
     const t0 = performance.now()
@@ -86,7 +91,7 @@ async function storePipeline(n: number, workers: number, producerBurst: number):
     await Promise.all([producer, ...Array.from({ length: workers }, consumer)])
     const ms = performance.now() - t0
     if (completed !== n) throw new Error(`completed ${completed} of ${n}`)
-    return { name: `store enqueue → claim → complete, ${workers} worker(s), bursts of ${producerBurst}`, messages: n, ms, perSecond: (n / ms) * 1000 }
+    return { name: `store enqueue → claim → complete, ${workers} worker(s), bursts of ${producerBurst}${encrypted ? ', encryptContent' : ''}`, messages: n, ms, perSecond: (n / ms) * 1000 }
   } finally {
     await store.close()
     rmSync(dir, { recursive: true, force: true })
@@ -98,7 +103,8 @@ export async function runStoreBench(n = 5000): Promise<{ results: Result[]; rati
   const ceiling = bareInsert(n * 10, true)
   const one = await storePipeline(n, 1, 50)
   const many = await storePipeline(n, 16, 50)
-  const results = [bare, ceiling, one, many]
+  const sealed = await storePipeline(n, 16, 50, true)
+  const results = [bare, ceiling, one, many, sealed]
   const ratio = one.perSecond / bare.perSecond
   return { results, ratio }
 }
@@ -110,4 +116,5 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   for (const r of results) console.log(`  ${r.name.padEnd(66)} ${String(Math.round(r.perSecond)).padStart(9)} msg/s  (${r.messages} in ${Math.round(r.ms)} ms)`)
   console.log(`  ratio: store pipeline (1 worker) / bare commit-per-insert loop = ${ratio.toFixed(2)}`)
   console.log(`  ratio: store pipeline (16 workers) / bare commit-per-insert loop = ${(results[3]!.perSecond / results[0]!.perSecond).toFixed(2)}`)
+  console.log(`  ratio: store pipeline (16 workers) with encryptContent / without = ${(results[4]!.perSecond / results[3]!.perSecond).toFixed(2)}`)
 }

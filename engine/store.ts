@@ -3,6 +3,7 @@ import type { Logger } from '../shared/log/index.ts'
 import { openPostgresStore, openSqliteStore, type MessageStore } from '../shared/store/index.ts'
 import { ALLOW_OPEN_DATA_DIR_ENV } from '../shared/store/data-dir.ts'
 import { encryptContent } from '../shared/store/encrypted.ts'
+import { clusterStoreKey } from '../shared/store/postgres/oauth-state.ts'
 import { loadStoreKey } from '../shared/oauth/refresh-store.ts'
 import { join } from 'node:path'
 import { version } from './cli.ts'
@@ -52,7 +53,9 @@ export async function openStoreFor(values: StoreChoice, io: Pick<CommandIO, 'env
 }): Promise<MessageStore> {
   const store = await openStore(values, io, o)
   const secretKey = io.env.WEIR_SECRET_KEY
-  return encryptContent(store, { channels: o.encrypt ?? new Set(), key: () => loadStoreKey(join(o.dataDir, 'oauth'), secretKey ? { key: secretKey } : {}) })
+  // A cluster's engines share the key: WEIR_SECRET_KEY with the database's salt, never a file of one engine's data directory.
+  const key = clusterStoreKey(store, secretKey) ?? (() => loadStoreKey(join(o.dataDir, 'oauth'), secretKey ? { key: secretKey } : {}))
+  return encryptContent(store, { channels: o.encrypt ?? new Set(), key })
 }
 
 async function openStore(values: StoreChoice, io: Pick<CommandIO, 'env'>, o: Parameters<typeof openStoreFor>[2]): Promise<MessageStore> {

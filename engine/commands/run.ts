@@ -100,7 +100,8 @@ export async function run(args: string[], io: CommandIO, deps: RunDeps = {}): Pr
     seen.add(ch.name)
   }
   const withCredentials = channels.some((ch) => Object.keys(ch.credentials).length > 0)
-  if (withCredentials && storeUrlOf(values, io) && !io.env.WEIR_SECRET_KEY) problems.push(missingClusterKey)
+  const encrypting = values['encrypt-content'] || channels.some((c) => c.options.encryptContent)
+  if ((withCredentials || encrypting) && storeUrlOf(values, io) && !io.env.WEIR_SECRET_KEY) problems.push(missingClusterKey)
   if (problems.length) {
     for (const p of problems) io.err(p)
     return 1

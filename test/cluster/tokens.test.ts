@@ -97,9 +97,9 @@ describe('the cluster key', () => {
       const run = await new Promise<{ code: number | null; err: string }>((ok) => {
         const child = execFile(process.execPath, ['bin/weir.js', 'run', file, '--store', c.url], { cwd: resolve(import.meta.dirname, '../..'), env: noKey, timeout: 20_000 }, (_e, _out, err) => ok({ code: child.exitCode, err }))
       })
-      expect([run.code, run.err]).toEqual([1, 'the PostgreSQL store keeps OAuth tokens encrypted with WEIR_SECRET_KEY: set the same WEIR_SECRET_KEY on every engine of the cluster\n'])
+      expect([run.code, run.err]).toEqual([1, 'the PostgreSQL store keeps OAuth tokens (and content with encryptContent) encrypted with WEIR_SECRET_KEY: set the same WEIR_SECRET_KEY on every engine of the cluster\n'])
       const imported = await runCli(['credentials', 'import', file, 'api', '--refresh-token-file', join(c.dir.path, 'missing.txt'), '--store', c.url], noKey)
-      expect([imported.code, imported.err]).toEqual([1, 'weir credentials: the PostgreSQL store keeps OAuth tokens encrypted with WEIR_SECRET_KEY: set the same WEIR_SECRET_KEY on every engine of the cluster\n'])
+      expect([imported.code, imported.err]).toEqual([1, 'weir credentials: the PostgreSQL store keeps OAuth tokens (and content with encryptContent) encrypted with WEIR_SECRET_KEY: set the same WEIR_SECRET_KEY on every engine of the cluster\n'])
       expect(await c.sql`SELECT 1 FROM information_schema.tables WHERE table_name = 'weir_engines'`).toEqual([])
     } finally {
       await c.close()

@@ -71,7 +71,7 @@ describe('PostgreSQL token state', () => {
     const err = leak.error(await wrong.read('crm').catch((e) => e)) as Record<string, unknown>
     expect([err.code, err.message]).toEqual(['ERR_STORE', 'the OAuth state of "crm" cannot be decrypted: every engine of the cluster needs the same WEIR_SECRET_KEY'])
     const none = leak.error((() => { try { return createPostgresTokenState({ db, secretKey: undefined }) } catch (e) { return e } })()) as Record<string, unknown>
-    expect([none.code, none.message]).toEqual(['ERR_STORE', 'the PostgreSQL store keeps OAuth tokens encrypted with WEIR_SECRET_KEY: set the same WEIR_SECRET_KEY on every engine of the cluster'])
+    expect([none.code, none.message]).toEqual(['ERR_STORE', 'the PostgreSQL store keeps OAuth tokens (and content with encryptContent) encrypted with WEIR_SECRET_KEY: set the same WEIR_SECRET_KEY on every engine of the cluster'])
   })
 
   it('the lease is exclusive across engines, renewed while held, and taken over once a dead holder stops renewing it', async () => {

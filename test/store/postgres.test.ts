@@ -93,3 +93,32 @@ describe('openPostgresStore', () => {
     expect((await runCli(['cluster', 'status', '--store', url])).out).toBe('no engines\n')
   })
 })
+
+describe('content encryption in a cluster', () => {
+  it('engines with the same WEIR_SECRET_KEY passphrase (and separate data directories) read what another sealed; the clear text is nowhere in the tables', async () => {
+    const { openStoreFor } = await import('../../engine/store.ts')
+    const { mkdtemp, rm } = await import('node:fs/promises')
+    const { tmpdir } = await import('node:os')
+    const { join } = await import('node:path')
+    const clusterUrl = await server.createDatabase(`enc_${++dbs}`)
+    const dirs = [await mkdtemp(join(tmpdir(), 'weir-enc-a-')), await mkdtemp(join(tmpdir(), 'weir-enc-b-'))]
+    const env = { WEIR_SECRET_KEY: 'a passphrase the whole cluster shares' }
+    const [a, b] = await Promise.all(dirs.map((dataDir) => openStoreFor({ store: clusterUrl }, { env }, { dataDir, owner: true, encrypt: true })))
+    try {
+      const { id } = await a!.enqueue('adt', { body: { mrn: 'MRN-7741-CLUSTER' }, attributes: { ward: 'ICU-7741' } })
+      const seen = (await b!.get(id))!.message
+      expect([seen.body, seen.attributes]).toEqual([{ mrn: 'MRN-7741-CLUSTER' }, { ward: 'ICU-7741' }])
+      const db = openDb(clusterUrl, { max: 1 })
+      const dump = JSON.stringify(await db.sql`SELECT * FROM weir_messages`)
+      await db.end()
+      expect(dump).toContain(id)
+      expect(dump).not.toContain('7741')
+      const noKey = await openStoreFor({ store: clusterUrl }, { env: {} }, { dataDir: dirs[0]!, owner: false })
+      await expect(noKey.get(id)).rejects.toMatchObject({ code: 'ERR_STORE', message: expect.stringContaining('WEIR_SECRET_KEY') })
+      await noKey.close()
+    } finally {
+      await Promise.all([a!.close(), b!.close()])
+      await Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true })))
+    }
+  })
+})

@@ -22,7 +22,7 @@ export interface PostgresTokenStateOptions {
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 
 /** What to do when the cluster has no key to seal its tokens with. */
-export const missingClusterKey = 'the PostgreSQL store keeps OAuth tokens encrypted with WEIR_SECRET_KEY: set the same WEIR_SECRET_KEY on every engine of the cluster'
+export const missingClusterKey = 'the PostgreSQL store keeps OAuth tokens (and content with encryptContent) encrypted with WEIR_SECRET_KEY: set the same WEIR_SECRET_KEY on every engine of the cluster'
 
 /** The key the cluster's tokens are sealed with; its absence is the operator's to fix, before anything is fetched. */
 function givenKey(given: string | Buffer | undefined): string | Buffer {
@@ -120,6 +120,17 @@ export function createPostgresTokenState(options: PostgresTokenStateOptions): Re
 export function clusterTokenState(store: MessageStore, options: Omit<PostgresTokenStateOptions, 'db'>): RefreshTokenStore | undefined {
   const db = (store as Partial<PostgresMessageStore>).pool
   return db ? createPostgresTokenState({ ...options, db }) : undefined
+}
+
+/**
+ * The store key of a cluster (message content encryption, `options.encryptContent`): from the
+ * `WEIR_SECRET_KEY` every engine shares, a passphrase stretched with the salt kept in the database,
+ * so every engine derives the same key. Undefined for a store that is not a cluster's.
+ */
+export function clusterStoreKey(store: MessageStore, secretKey: string | Buffer | undefined): (() => Promise<Buffer>) | undefined {
+  const db = (store as Partial<PostgresMessageStore>).pool
+  if (!db) return undefined
+  return async () => (await keysOf(givenKey(secretKey), () => clusterSalt(db))).current
 }
 
 /**
