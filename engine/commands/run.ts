@@ -16,7 +16,7 @@ import { openStoreFor, storeOptions, storeUrlOf, storeUsage } from '../store.ts'
 import { JWKS_SETS, channelSigningKeys, jwksDocuments, parseListenAddress, startJwksServer, type JwksServer, type JwksSets } from '../jwks-server.ts'
 
 export const summary = 'run one or more channels until SIGINT/SIGTERM'
-export const usage = `usage: weir run <channel.json...> [--data-dir D] [--allow-open-data-dir] [--encrypt-content] [--sync full|normal] [--store postgres://…] [--jwks [HOST:]PORT [--jwks-sets per-credential|combined]]
+export const usage = `usage: weir run <channel.json...> [--data-dir D] [--allow-open-data-dir] [--encrypt-content] [--max-store-bytes N] [--sync full|normal] [--store postgres://…] [--jwks [HOST:]PORT [--jwks-sets per-credential|combined]]
 
 Runs every given channel in this process. Messages are stored in the data directory
 (default ./data, or $WEIR_DATA_DIR) before the source acknowledges them, and delivered
@@ -29,6 +29,8 @@ within each channel's shutdownTimeoutMs, and close the store.
                   (refused otherwise; also $WEIR_DATA_DIR_ALLOW_OPEN_MODE=1)
   --encrypt-content   store every channel's message content encrypted, as options.encryptContent
                   does for one (key: $WEIR_SECRET_KEY or <data-dir>/oauth/secret.key)
+  --max-store-bytes N   refuse messages (503, MLLP AR) while the store takes N bytes or more on
+                  disk, for channels without their own options.maxStoreBytes
   --sync LEVEL    full (default: a commit survives power loss) or normal (survives a crash)
 ${storeUsage}
                   With --store the engines share their OAuth state (one token request per token
@@ -66,7 +68,7 @@ function lineFor(name: string, c: ChannelCounters, width: number, state: string)
 export async function run(args: string[], io: CommandIO, deps: RunDeps = {}): Promise<number> {
   const { values, positionals } = parseArgs({
     args, allowPositionals: true,
-    options: { 'data-dir': { type: 'string' }, 'allow-open-data-dir': { type: 'boolean' }, 'encrypt-content': { type: 'boolean' }, sync: { type: 'string', default: 'full' }, ...storeOptions, jwks: { type: 'string' }, 'jwks-sets': { type: 'string', default: 'per-credential' } },
+    options: { 'data-dir': { type: 'string' }, 'allow-open-data-dir': { type: 'boolean' }, 'encrypt-content': { type: 'boolean' }, 'max-store-bytes': { type: 'string' }, sync: { type: 'string', default: 'full' }, ...storeOptions, jwks: { type: 'string' }, 'jwks-sets': { type: 'string', default: 'per-credential' } },
   })
   if (positionals.length === 0) {
     io.err(usage)
@@ -79,6 +81,10 @@ export async function run(args: string[], io: CommandIO, deps: RunDeps = {}): Pr
   const jwksSets = values['jwks-sets'] as JwksSets
   if (!JWKS_SETS.includes(jwksSets)) throw new errorCodes.ERR_USAGE(`--jwks-sets must be ${JWKS_SETS.join(' or ')}, not "${jwksSets}"`)
   const jwksAddress = values.jwks === undefined ? undefined : parseListenAddress(values.jwks)
+  const maxStoreBytes = values['max-store-bytes'] === undefined ? undefined : Number(values['max-store-bytes'])
+  if (maxStoreBytes !== undefined && !(Number.isSafeInteger(maxStoreBytes) && maxStoreBytes >= 1_048_576)) {
+    throw new errorCodes.ERR_USAGE(`--max-store-bytes must be a whole number of bytes, at least 1048576; not "${values['max-store-bytes']}"`)
+  }
   const dataDir = dataDirOf(values['data-dir'], io)
   const load = deps.loadChannel ?? ((file, o) => defaultLoadChannel(file, o))
 
@@ -88,7 +94,7 @@ export async function run(args: string[], io: CommandIO, deps: RunDeps = {}): Pr
     try {
       const ch = await load(resolve(io.cwd, file), { env: io.env })
       for (const w of ch.warnings) io.err(`warning: ${w}`)
-      channels.push(ch)
+      channels.push(maxStoreBytes === undefined || ch.options.maxStoreBytes !== undefined ? ch : { ...ch, options: { ...ch.options, maxStoreBytes } })
     } catch (e) {
       if (!isWeirError(e) || !e.userError) throw e
       problems.push(...(e.code === 'ERR_CONFIG_INVALID' ? (e as ConfigError).problems.map(formatProblem) : [`${file}: ${e.message}`]))

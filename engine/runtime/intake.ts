@@ -4,6 +4,7 @@ import type { ChannelOptions } from '../../shared/config/types.ts'
 import { errorCodes } from '../../shared/errors.ts'
 import type { EnqueueOptions } from '../../shared/store/types.ts'
 import type { RunContext } from './context.ts'
+import { storeSizeOf } from './store-size.ts'
 
 /** Counters the intake keeps. */
 export interface IntakeCounters {
@@ -60,6 +61,21 @@ export function createEmit(rc: RunContext, options: ChannelOptions, hooks: { ret
   const keyOf = options.orderBy !== undefined ? orderKeyOf(options.orderBy) : undefined
   const { counters } = hooks
   let inFlight = 0
+  const storeSize = options.maxStoreBytes !== undefined ? storeSizeOf(rc.store, rc.now) : undefined
+  let fullLoggedAt = -Infinity
+  /** Refuses (retryably) while the store is at or above `maxStoreBytes`, saying why in the log at most once a minute. */
+  const checkStoreSize = async () => {
+    const size = await storeSize!.current()
+    if (size === undefined || size < options.maxStoreBytes!) return
+    counters.refused++
+    rc.observer.refused?.(rc.name)
+    const why = `the message store is full (${size} bytes on disk, maxStoreBytes ${options.maxStoreBytes}): retention or weir messages purge must free space`
+    if (rc.now() - fullLoggedAt >= 60_000) {
+      fullLoggedAt = rc.now()
+      rc.log.warn({ storeBytes: size, maxStoreBytes: options.maxStoreBytes }, `refusing messages: ${why}`)
+    }
+    throw new errorCodes.ERR_BACKPRESSURE(`channel ${rc.name}: ${why}`, { retryAfterMs: hooks.retryAfterMs })
+  }
   const storeOptions = async (input: MessageInput): Promise<EnqueueOptions> => {
     if (!keyOf) return {}
     try {
@@ -76,6 +92,7 @@ export function createEmit(rc: RunContext, options: ChannelOptions, hooks: { ret
       rc.observer.refused?.(rc.name)
       throw new errorCodes.ERR_BACKPRESSURE(`channel ${rc.name}: queue is full (${options.queueLimit} messages pending)`, { retryAfterMs: hooks.retryAfterMs })
     }
+    if (storeSize) await checkStoreSize()
     inFlight++
     try {
       const how = await storeOptions(input)

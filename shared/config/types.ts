@@ -21,6 +21,8 @@ export interface ChannelOptions {
   concurrency: number
   /** Queued messages above which `emit` rejects with ERR_BACKPRESSURE (HTTP 503). */
   queueLimit: number
+  /** Store size on disk (bytes) at or above which `emit` rejects with ERR_BACKPRESSURE. */
+  maxStoreBytes?: number
   /** After a message exhausts its retries: `skip` moves on, `stop` stops the channel. */
   onError: 'skip' | 'stop'
   /** On SIGINT/SIGTERM, how long in-flight work may take before it is released back to the queue. */

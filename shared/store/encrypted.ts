@@ -148,6 +148,7 @@ export function encryptContent(inner: MessageStore, options: EncryptedStoreOptio
     stats: (channel) => inner.stats(channel),
     pending: (channel) => inner.pending(channel),
     oldestPending: (channel) => inner.oldestPending(channel),
+    size: () => inner.size(),
     refreshPending: (channel) => inner.refreshPending(channel),
     ...(inner.leadership ? { leadership: inner.leadership } : {}),
     getState: (channel, component, key) => inner.getState(channel, component, key),

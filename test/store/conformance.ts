@@ -78,6 +78,14 @@ export function storeConformance(factory: StoreFactory): void {
       expect(await store.oldestPending('none')).toEqual({})
     })
 
+    it('tells its size on disk, which grows with what is stored', async () => {
+      const before = await store.size()
+      expect(before).toBeGreaterThan(0)
+      const { randomBytes } = await import('node:crypto')
+      for (let i = 0; i < 20; i++) await store.enqueue('c', { body: { blob: randomBytes(48_000).toString('base64') } })
+      expect(await store.size()).toBeGreaterThan(before + 500_000)
+    })
+
     it('recognises a repeated dedupe key per channel', async () => {
       const [a, b] = await Promise.all([
         store.enqueue('c', { body: 1, dedupeKey: 'k' }),

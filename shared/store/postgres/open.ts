@@ -220,6 +220,10 @@ class PostgresStore implements PostgresMessageStore {
     return this.closed ? 0 : this.queues.of(channel).pending
   }
 
+  size(): Promise<number> {
+    return this.read(async () => (await this.db.query<{ n: number }>('SELECT pg_database_size(current_database()) AS n'))[0]!.n)
+  }
+
   oldestPending(channel?: string): Promise<Record<string, number>> {
     return this.read(async () => {
       const rows = await this.db.query<{ channel: string; at: number }>(`SELECT s.channel, min(m.received_at) AS at FROM (SELECT channel, min(seq) AS seq FROM weir_messages

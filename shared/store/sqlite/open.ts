@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs'
+import { stat } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import DatabaseCtor from 'better-sqlite3'
 import type { EmitResult, MessageInput } from '../../component.ts'
@@ -121,7 +122,8 @@ export function openSqliteStore(options: SqliteStoreOptions = {}): SqliteMessage
   const now = options.now ?? Date.now
   const { lockFile, released, pending } = prepare(dir, options, now())
   if (released > 0) options.log?.warn({ dataDir: dir, released }, 'unclean stop detected: messages that were in flight are queued again')
-  return new SqliteStore(new WriterClient(join(dir, DB_FILE), options.synchronous ?? 'FULL'), new ChannelQueues(pending), now, lockFile)
+  const file = join(dir, DB_FILE)
+  return new SqliteStore(file, new WriterClient(file, options.synchronous ?? 'FULL'), new ChannelQueues(pending), now, lockFile)
 }
 
 class SqliteStore implements SqliteMessageStore {
@@ -129,7 +131,7 @@ class SqliteStore implements SqliteMessageStore {
   private readonly claimed = new Map<string, string>()
   private closed = false
 
-  constructor(private readonly writer: WriterClient, private readonly queues: ChannelQueues, private readonly now: () => number, private readonly lockFile: string | undefined) {}
+  constructor(private readonly file: string, private readonly writer: WriterClient, private readonly queues: ChannelQueues, private readonly now: () => number, private readonly lockFile: string | undefined) {}
 
   diagnostics() {
     return this.writer.call<{ synchronous: number; journalMode: string; commits: number }>('diagnostics', [])
@@ -243,6 +245,13 @@ class SqliteStore implements SqliteMessageStore {
 
   pending(channel: string): number {
     return this.closed ? 0 : this.queues.of(channel).pending
+  }
+
+  async size(): Promise<number> {
+    if (this.closed) throw new StoreError('message store is closed')
+    let bytes = 0
+    for (const suffix of ['', '-wal']) bytes += await stat(this.file + suffix).then((s) => s.size, () => 0)
+    return bytes
   }
 
   oldestPending(channel?: string): Promise<Record<string, number>> {
