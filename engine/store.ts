@@ -5,6 +5,8 @@ import { ALLOW_OPEN_DATA_DIR_ENV } from '../shared/store/data-dir.ts'
 import { encryptContent } from '../shared/store/encrypted.ts'
 import { clusterStoreKey } from '../shared/store/postgres/oauth-state.ts'
 import { loadStoreKey } from '../shared/oauth/refresh-store.ts'
+import { RETIRED_FILE, keyringIn, keyringOf, type StoreKeyring } from '../shared/store/keyring.ts'
+import { stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { version } from './cli.ts'
 import type { CommandIO } from './cli-io.ts'
@@ -54,8 +56,36 @@ export async function openStoreFor(values: StoreChoice, io: Pick<CommandIO, 'env
   const store = await openStore(values, io, o)
   const secretKey = io.env.WEIR_SECRET_KEY
   // A cluster's engines share the key: WEIR_SECRET_KEY with the database's salt, never a file of one engine's data directory.
-  const key = clusterStoreKey(store, secretKey) ?? (() => loadStoreKey(join(o.dataDir, 'oauth'), secretKey ? { key: secretKey } : {}))
+  const key = clusterStoreKey(store, secretKey) ?? keyringSource(join(o.dataDir, 'oauth'), secretKey)
   return encryptContent(store, { channels: o.encrypt ?? new Set(), key })
+}
+
+/**
+ * The keyring of a data directory's key files, read once and read again when `secret.key` or
+ * `retired.keys` changes (checked at most every 2 s): an engine picks up `weir keys rotate-store-key`
+ * without a restart. With `WEIR_SECRET_KEY` the key is that one.
+ */
+export function keyringSource(dir: string, secretKey: string | undefined): () => Promise<StoreKeyring> {
+  let ring: Promise<StoreKeyring> | undefined
+  let stamp = ''
+  let checkedAt = 0
+  const stampOf = async () => (await Promise.all(['secret.key', RETIRED_FILE].map((f) => stat(join(dir, f)).then((s) => `${s.mtimeMs}:${s.size}`, () => '-')))).join('/')
+  const load = async () => {
+    stamp = await stampOf()
+    const current = await loadStoreKey(dir, secretKey ? { key: secretKey } : {})
+    return secretKey ? keyringOf(current) : keyringIn(dir, current)
+  }
+  return async () => {
+    if (ring && Date.now() - checkedAt >= 2000) {
+      checkedAt = Date.now()
+      if ((await stampOf()) !== stamp) ring = undefined
+    }
+    ring ??= load().catch((e) => {
+      ring = undefined
+      throw e
+    })
+    return ring
+  }
 }
 
 async function openStore(values: StoreChoice, io: Pick<CommandIO, 'env'>, o: Parameters<typeof openStoreFor>[2]): Promise<MessageStore> {

@@ -1,7 +1,8 @@
 import { mkdir, open, readFile, rename, stat, writeFile } from 'node:fs/promises'
 import { dirname, join, relative, resolve, sep } from 'node:path'
 import { parseArgs } from 'node:util'
-import type { CommandIO } from '../cli-io.ts'
+import { dataDirOf, type CommandIO } from '../cli-io.ts'
+import { rotateStoreKey } from '../store-key-rotation.ts'
 import { errorCodes } from '../../shared/errors.ts'
 import { escapePointer } from '../../shared/config/problems.ts'
 import { displayPath, parseJsonWithLocation } from '../../shared/config/load.ts'
@@ -13,6 +14,7 @@ export const summary = 'generate, rotate and prune signing keys (private PEM mod
 export const usage = `usage: weir keys generate --alg ALG [--kid KID] [--out DIR]
        weir keys rotate <channel.json> <credential> [--alg ALG] [--kid KID] [--out DIR] [--delay 24h] [--assertion]
        weir keys prune <channel.json> <credential> [--assertion]
+       weir keys rotate-store-key [--data-dir D]
 
 generate: a key pair for private_key_jwt or jwt-bearer assertions. Writes
   <out>/<kid>.private.pem   PKCS#8 private key, file mode 0600 (reference it as { "$file": "..." })
@@ -28,6 +30,11 @@ its credentialsFile).
 prune: drops the keys retired for longer than the assertion lifetime (plus 60 s): a key is
 retired once a later key's signFrom has passed. Never drops the key signing now.
 
+rotate-store-key: a new store key (message content with encryptContent, refresh tokens) in
+<data-dir>/oauth/secret.key; the old key moves to <data-dir>/oauth/retired.keys and still reads
+what it sealed. Then every message value sealed with an older key is sealed again with the new one,
+in small batches while the engine runs (it picks up the new key within seconds, no restart).
+
   --alg     RS256 | RS384 | PS256 | ES256 | ES384 | EdDSA (Epic: RS384 or ES384); rotate: default the current key's
   --kid     key id (default: the JWK thumbprint)
   --out     directory (generate: the working directory; rotate: the current key file's, else keys/ next to the file)
@@ -36,6 +43,8 @@ retired once a later key's signFrom has passed. Never drops the key signing now.
 export interface KeysDeps {
   /** Clock (epoch ms); tests inject one. */
   now?: () => number
+  /** rotate-store-key: how long re-encryption keeps looking for values sealed with the old key (tests shorten it). */
+  settleMs?: number
 }
 
 const ALGS = KEY_ALGS
@@ -175,11 +184,12 @@ async function prune(src: CredentialSource, values: Options, io: CommandIO, now:
 export async function run(args: string[], io: CommandIO, deps: KeysDeps = {}): Promise<number> {
   const { values, positionals } = parseArgs({
     args, allowPositionals: true,
-    options: { alg: { type: 'string' }, kid: { type: 'string' }, out: { type: 'string' }, delay: { type: 'string' }, assertion: { type: 'boolean' } },
+    options: { alg: { type: 'string' }, kid: { type: 'string' }, out: { type: 'string' }, delay: { type: 'string' }, assertion: { type: 'boolean' }, 'data-dir': { type: 'string' } },
   })
   const [sub, ...rest] = positionals
   const now = (deps.now ?? Date.now)()
   if (sub === 'generate' && rest.length === 0) return generate(values, io)
+  if (sub === 'rotate-store-key' && rest.length === 0) return rotateStoreKey(dataDirOf(values['data-dir'], io), io, deps.settleMs !== undefined ? { settleMs: deps.settleMs } : {})
   if ((sub === 'rotate' || sub === 'prune') && rest.length === 2) {
     const src = await locateCredential(resolve(io.cwd, rest[0]!), rest[1]!)
     return sub === 'rotate' ? rotate(src, values, io, now) : prune(src, values, io, now)

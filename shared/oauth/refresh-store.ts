@@ -3,6 +3,7 @@ import { mkdir, open, readFile, rename, stat, unlink, writeFile, chmod } from 'n
 import { join } from 'node:path'
 import { errorCodes, type WeirError } from '../errors.ts'
 import { registerSecretValue } from '../secret.ts'
+import { keyringIn } from '../store/keyring.ts'
 
 /** What the authorization server answered when it last refused, kept so every holder fails fast alike. */
 export interface StoredFailure {
@@ -85,7 +86,7 @@ export interface FileStoreOptions {
  * The key entries are encrypted with, and for a passphrase the key of entries an older Weir wrote
  * (envelope v1: SHA-256 of the passphrase), read until the entry's next write re-encrypts it.
  */
-export interface StoreKeys { current: Buffer; legacy?: Buffer }
+export interface StoreKeys { current: Buffer; legacy?: Buffer; /** Keys retired by `weir keys rotate-store-key`: entries they sealed are still read (and sealed with `current` at their next write). */ retired?: readonly Buffer[] }
 
 // scrypt cost: 32 MiB and some 100 ms, once per store open.
 const SCRYPT = { N: 2 ** 15, r: 8, p: 1, maxmem: 64 * 1024 * 1024 }
@@ -139,7 +140,10 @@ export async function keysOf(given: string | Buffer, salt: () => Promise<Buffer>
 
 async function loadKeys(dir: string, options: FileStoreOptions): Promise<StoreKeys> {
   const given = options.key ?? process.env.WEIR_SECRET_KEY
-  if (given === undefined || given === '') return { current: await keyFromFile(dir, options.allowOpenKeyFile ?? process.env.WEIR_SECRET_KEY_ALLOW_OPEN_MODE === '1') }
+  if (given === undefined || given === '') {
+    const current = await keyFromFile(dir, options.allowOpenKeyFile ?? process.env.WEIR_SECRET_KEY_ALLOW_OPEN_MODE === '1')
+    return { current, retired: (await keyringIn(dir, current)).retired }
+  }
   return keysOf(given, async () => {
     const salt = Buffer.from((await readOrCreate(join(dir, 'secret.salt'), () => randomBytes(16).toString('base64') + '\n')).trim(), 'base64')
     if (salt.length < 16) throw storeError(`the store salt ${join(dir, 'secret.salt')} must hold at least 16 bytes in base64`)
@@ -168,11 +172,23 @@ export function sealEntry(k: Buffer, key: string, entry: StoredTokens): string {
 /** The entry in an envelope (its secrets registered for redaction); throws when the key or the envelope is wrong. */
 export function openEntry(keys: StoreKeys, key: string, text: string): StoredTokens {
   const env = JSON.parse(text) as { v: number; iv: string; tag: string; data: string }
-  const k = env.v === 1 && keys.legacy ? keys.legacy : keys.current
-  const d = createDecipheriv('aes-256-gcm', k, Buffer.from(env.iv, 'base64'))
-  d.setAAD(Buffer.from(key))
-  d.setAuthTag(Buffer.from(env.tag, 'base64'))
-  const entry = JSON.parse(Buffer.concat([d.update(Buffer.from(env.data, 'base64')), d.final()]).toString('utf8')) as StoredTokens
+  const candidates = env.v === 1 && keys.legacy ? [keys.legacy] : [keys.current, ...(keys.retired ?? [])]
+  const open = (k: Buffer) => {
+    const d = createDecipheriv('aes-256-gcm', k, Buffer.from(env.iv, 'base64'))
+    d.setAAD(Buffer.from(key))
+    d.setAuthTag(Buffer.from(env.tag, 'base64'))
+    return JSON.parse(Buffer.concat([d.update(Buffer.from(env.data, 'base64')), d.final()]).toString('utf8')) as StoredTokens
+  }
+  let entry: StoredTokens | undefined
+  for (const [i, k] of candidates.entries()) {
+    try {
+      entry = open(k)
+      break
+    } catch (e) {
+      if (i === candidates.length - 1) throw e
+    }
+  }
+  if (!entry) throw new Error('no key')
   if (entry.refreshToken) registerSecretValue(entry.refreshToken)
   if (entry.accessToken) registerSecretValue(entry.accessToken)
   return entry

@@ -1,25 +1,30 @@
 import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomFillSync } from 'node:crypto'
 import type { EmitResult, MessageInput } from '../component.ts'
 import { StoreError } from './errors.ts'
+import { RETIRED_FILE, keyIdOf, keyringOf, type StoreKeyring } from './keyring.ts'
 import type {
   AttemptRecord, ClaimOptions, ClaimedMessage, DeliveryRecord, DeliveryUpdate, EnqueueOptions, ListFilter, MessageDetail,
   MessageStore, PurgeTarget, ResubmitTarget, StoredMessage,
 } from './types.ts'
 
-/** Marks an encrypted value: `weir:enc:v1:<iv>.<tag>.<ciphertext>` (base64). */
-const SEALED = 'weir:enc:v1:'
+/** Marks an encrypted value: `weir:enc:v2:<key id>:<iv>.<tag>.<ciphertext>` (base64); v1 values (no key id) are still read. */
+const SEALED = 'weir:enc:'
+const SEALED_V2 = 'weir:enc:v2:'
+const SEALED_V1 = 'weir:enc:v1:'
 /** The attribute holding a message's encrypted attributes. */
 const SEALED_ATTRIBUTES = 'weir:enc'
 /** Marks a search key stored as its keyed hash. */
 const HASHED = 'hmac:'
 
-/** AES-256-GCM over message content and HMAC-SHA-256 over search keys, with keys derived (HKDF) from the store key. */
+/** AES-256-GCM over message content and HMAC-SHA-256 over search keys, with keys derived (HKDF) from the store keyring. */
 export interface ContentCipher {
   seal(text: string, field: string): string
-  /** The clear text of a sealed value; any other value as it is. */
+  /** The clear text of a sealed value, with whichever key of the keyring sealed it; any other value as it is. */
   open(text: string, field: string): string
   /** The keyed hash a search key (dedupe key, order key) is stored as: equal keys give equal hashes. */
   hash(channel: string, value: string): string
+  /** The id of the key `seal` uses. */
+  readonly keyId: string
 }
 
 /** Random 96-bit IVs, drawn from a pool filled 4 KiB at a time (one call into the CSPRNG per 341 values, not one per value). */
@@ -34,38 +39,69 @@ function randomIv(): Buffer {
   return iv
 }
 
-/** The content cipher of a 32-byte store key. */
-export function contentCipher(storeKey: Buffer): ContentCipher {
-  const derive = (info: string) => Buffer.from(hkdfSync('sha256', storeKey, Buffer.alloc(0), info, 32))
-  const encKey = derive('weir message content')
-  const macKey = derive('weir search keys')
+const derive = (key: Buffer, info: string) => Buffer.from(hkdfSync('sha256', key, Buffer.alloc(0), info, 32))
+const contentKeyOf = (key: Buffer) => derive(key, 'weir message content')
+
+/** The id of the key a sealed value names (v2), or undefined (not sealed, or v1). */
+export function sealedKeyId(text: string): string | undefined {
+  if (!text.startsWith(SEALED_V2)) return undefined
+  return text.slice(SEALED_V2.length, text.indexOf(':', SEALED_V2.length))
+}
+
+function openWith(encKey: Buffer, sealed: string, field: string): string {
+  const [iv, tag, data] = sealed.split('.')
+  const d = createDecipheriv('aes-256-gcm', encKey, Buffer.from(iv ?? '', 'base64'))
+  d.setAAD(Buffer.from(field))
+  d.setAuthTag(Buffer.from(tag ?? '', 'base64'))
+  return Buffer.concat([d.update(Buffer.from(data ?? '', 'base64')), d.final()]).toString('utf8')
+}
+
+/** The content cipher of a store key, or of a keyring (after rotations: the retired keys still open what they sealed). */
+export function contentCipher(keys: Buffer | StoreKeyring): ContentCipher {
+  const ring = Buffer.isBuffer(keys) ? keyringOf(keys) : keys
+  const byId = new Map([ring.current, ...ring.retired].map((k) => [keyIdOf(k), contentKeyOf(k)]))
+  const keyId = keyIdOf(ring.current)
+  const encKey = byId.get(keyId)!
+  const macKey = derive(ring.index, 'weir search keys')
+  const cannot = (field: string, e?: unknown) => new StoreError(`cannot decrypt a message's ${field}: the store key is not the one it was encrypted with, or the value was altered`, { cause: e })
   return {
+    keyId,
     seal(text, field) {
       const iv = randomIv()
       const c = createCipheriv('aes-256-gcm', encKey, iv)
       c.setAAD(Buffer.from(field))
       const data = Buffer.concat([c.update(text, 'utf8'), c.final()])
-      return `${SEALED}${iv.toString('base64')}.${c.getAuthTag().toString('base64')}.${data.toString('base64')}`
+      return `${SEALED_V2}${keyId}:${iv.toString('base64')}.${c.getAuthTag().toString('base64')}.${data.toString('base64')}`
     },
     open(text, field) {
-      if (!text.startsWith(SEALED)) return text
-      const [iv, tag, data] = text.slice(SEALED.length).split('.')
-      try {
-        const d = createDecipheriv('aes-256-gcm', encKey, Buffer.from(iv ?? '', 'base64'))
-        d.setAAD(Buffer.from(field))
-        d.setAuthTag(Buffer.from(tag ?? '', 'base64'))
-        return Buffer.concat([d.update(Buffer.from(data ?? '', 'base64')), d.final()]).toString('utf8')
-      } catch (e) {
-        throw new StoreError(`cannot decrypt a message's ${field}: the store key is not the one it was encrypted with, or the value was altered`, { cause: e })
+      const id = sealedKeyId(text)
+      if (id !== undefined) {
+        const k = byId.get(id)
+        if (!k) throw new StoreError(`cannot decrypt a message's ${field}: it was encrypted with key ${id}, which is not in the store keyring (the current key or ${RETIRED_FILE})`)
+        try {
+          return openWith(k, text.slice(SEALED_V2.length + id.length + 1), field)
+        } catch (e) {
+          throw cannot(field, e)
+        }
       }
+      if (!text.startsWith(SEALED_V1)) return text
+      for (const k of byId.values()) {
+        try {
+          return openWith(k, text.slice(SEALED_V1.length), field)
+        } catch { /* the next key */ }
+      }
+      throw cannot(field)
     },
     hash: (channel, value) => HASHED + createHmac('sha256', macKey).update(`${channel}\0${value}`).digest('base64url'),
   }
 }
 
 export interface EncryptedStoreOptions {
-  /** The store key (32 bytes), asked for only when a value is to be encrypted or decrypted. */
-  key: () => Promise<Buffer>
+  /**
+   * The store key (32 bytes) or keyring, asked for whenever a value is to be encrypted or decrypted
+   * (cache it; a new keyring object, after a rotation, makes the store use its current key from then on).
+   */
+  key: () => Promise<Buffer | StoreKeyring>
   /** Channels whose content is encrypted from now on (`options.encryptContent`); `true`: every channel. */
   channels: ReadonlySet<string> | true
 }
@@ -80,8 +116,12 @@ type Opt<T> = T | undefined
  * old messages readable. Properties of the wrapped store beyond MessageStore are passed through.
  */
 export function encryptContent(inner: MessageStore, options: EncryptedStoreOptions): MessageStore {
-  let cipherP: Promise<ContentCipher> | undefined
-  const cipher = () => (cipherP ??= options.key().then(contentCipher))
+  let made: { keys: Buffer | StoreKeyring; cipher: ContentCipher } | undefined
+  const cipher = async () => {
+    const keys = await options.key()
+    if (made?.keys !== keys) made = { keys, cipher: contentCipher(keys) }
+    return made.cipher
+  }
   /** The channel of each message claimed through this store and not finished: the writes after a claim know only the id. */
   const claimed = new Map<string, string>()
   const encrypts = (channel: Opt<string>) => options.channels === true || channel === undefined || options.channels.has(channel)

@@ -1,45 +1,31 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import type { ChildProcess } from 'node:child_process'
+import { describe, expect, it } from 'vitest'
 import { randomBytes } from 'node:crypto'
 import { readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { encryptContent } from '../../shared/store/encrypted.ts'
 import { openSqliteStore } from '../../shared/store/index.ts'
-import { startApi, startWeirRun, tempDir, until } from '../runtime/_helpers.ts'
-import { atRestChannel, filesHolding, post, postTo, stop, weir } from './_at-rest.ts'
+import { startWeirRun, until } from '../runtime/_helpers.ts'
+import { useAtRestFixture, atRestChannel, filesHolding, post, postTo, stop, weir } from './_at-rest.ts'
 
 const MRN = 'MRN-ENC7730291'
 
-let dir: Awaited<ReturnType<typeof tempDir>>
-let api: Awaited<ReturnType<typeof startApi>>
-const children = new Set<ChildProcess>()
-beforeEach(async () => {
-  dir = await tempDir('weir-at-rest-')
-  // The API echoes the MRN: the response excerpt the store keeps holds it too.
-  api = await startApi(({ body }) => ({ status: 200, body: `accepted ${(body as { mrn: string }).mrn}` }))
-})
-afterEach(async () => {
-  for (const c of children) c.kill('SIGKILL')
-  children.clear()
-  await api.close()
-  await dir.remove()
-})
+const fx = useAtRestFixture('weir-at-rest-')
 
 /** Posts the MRN, waits until it is delivered, and returns its id with the data directory. */
 async function deliverMrn(run: { port: number }) {
-  const data = join(dir.path, 'data')
+  const data = join(fx.dir.path, 'data')
   const id = await post(run.port, { mrn: MRN, name: 'Roe^Richard' })
-  await until(() => api.received.length === 1)
+  await until(() => fx.api.received.length === 1)
   await until(async () => (await weir(['messages', 'show', id, '--json', '--data-dir', data])).out.includes('"delivered"'))
   return { id, data }
 }
 
 describe('patient data at rest: encryptContent', () => {
   it('options.encryptContent: the MRN is nowhere in weir.db or its WAL; weir messages show decrypts it', async () => {
-    const file = await atRestChannel(dir.path, [postTo(api.url)], { encryptContent: true })
-    const run = await startWeirRun(file, dir.path, 'at-rest.port', children)
+    const file = await atRestChannel(fx.dir.path, [postTo(fx.api.url)], { encryptContent: true })
+    const run = await startWeirRun(file, fx.dir.path, 'at-rest.port', fx.children)
     const { id, data } = await deliverMrn(run)
-    expect(api.received[0]!.body).toEqual({ mrn: MRN, name: 'Roe^Richard' })
+    expect(fx.api.received[0]!.body).toEqual({ mrn: MRN, name: 'Roe^Richard' })
     expect(await filesHolding(data, MRN)).toEqual([])
     expect(await filesHolding(data, 'Roe^Richard')).toEqual([])
 
@@ -54,14 +40,14 @@ describe('patient data at rest: encryptContent', () => {
   })
 
   it('weir run --encrypt-content encrypts every channel; without it nothing is encrypted and no key is made', async () => {
-    const file = await atRestChannel(dir.path, [postTo(api.url)])
-    const run = await startWeirRun(file, dir.path, 'at-rest.port', children, ['--encrypt-content'])
+    const file = await atRestChannel(fx.dir.path, [postTo(fx.api.url)])
+    const run = await startWeirRun(file, fx.dir.path, 'at-rest.port', fx.children, ['--encrypt-content'])
     const { id, data } = await deliverMrn(run)
     expect(await filesHolding(data, MRN)).toEqual([])
     expect((await weir(['messages', 'show', id, '--data-dir', data])).out).toContain(MRN)
     await stop(run)
 
-    const plainDir = join(dir.path, 'plain')
+    const plainDir = join(fx.dir.path, 'plain')
     const plain = openSqliteStore({ dataDir: plainDir })
     const store = encryptContent(plain, { key: () => Promise.reject(new Error('no key wanted')), channels: new Set(['other']) })
     const { id: plainId } = await store.enqueue('c', { body: { mrn: MRN } })
@@ -71,7 +57,7 @@ describe('patient data at rest: encryptContent', () => {
   })
 
   it('dedupe and order keys still match as keyed hashes; the wrong key is refused with ERR_STORE', async () => {
-    const data = join(dir.path, 'data')
+    const data = join(fx.dir.path, 'data')
     const key = randomBytes(32)
     const store = encryptContent(openSqliteStore({ dataDir: data }), { key: async () => key, channels: true })
     const first = await store.enqueue('c', { body: { mrn: MRN }, attributes: { ward: 'B2' }, dedupeKey: MRN }, { orderKey: MRN })
