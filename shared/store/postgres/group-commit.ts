@@ -19,7 +19,8 @@ export type ApplyBatch = (tx: Queryable, ops: readonly PendingOp[]) => Promise<u
  */
 export class GroupCommit {
   private waiting: PendingOp[] = []
-  private running = false
+  /** The drain under way, if any: it runs until nothing waits. */
+  private draining: Promise<void> | undefined
   /** Transactions committed so far (tests and the benchmark read it). */
   commits = 0
 
@@ -28,30 +29,33 @@ export class GroupCommit {
   submit<T>(kind: string, args: unknown): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       this.waiting.push({ kind, args, resolve, reject })
-      if (!this.running) void this.drain()
+      this.draining ??= this.drain()
     })
   }
 
   /** Waits until everything submitted so far has been committed or has failed. */
   async idle(): Promise<void> {
-    while (this.running || this.waiting.length > 0) await new Promise((r) => setTimeout(r, 5))
+    while (this.draining) await this.draining
   }
 
   private async drain(): Promise<void> {
-    this.running = true
-    // Let the rest of this turn's operations join the first transaction.
-    await new Promise((r) => setImmediate(r))
-    while (this.waiting.length > 0) {
-      const batch = this.waiting
-      this.waiting = []
-      try {
-        this.settle(batch, await this.transaction(batch))
-      } catch (e) {
-        if (batch.length === 1) batch[0]!.reject(this.onError(e))
-        else for (const op of batch) await this.transaction([op]).then((r) => this.settle([op], r), (err) => op.reject(this.onError(err)))
+    try {
+      // Let the rest of this turn's operations join the first transaction.
+      await new Promise((r) => setImmediate(r))
+      while (this.waiting.length > 0) {
+        const batch = this.waiting
+        this.waiting = []
+        try {
+          this.settle(batch, await this.transaction(batch))
+        } catch (e) {
+          if (batch.length === 1) batch[0]!.reject(this.onError(e))
+          else for (const op of batch) await this.transaction([op]).then((r) => this.settle([op], r), (err) => op.reject(this.onError(err)))
+        }
       }
+    } finally {
+      // In the same turn as the last look at `waiting`: the next submit starts a new drain.
+      this.draining = undefined
     }
-    this.running = false
   }
 
   private async transaction(ops: readonly PendingOp[]): Promise<unknown[]> {
