@@ -83,10 +83,20 @@ export interface ListFilter {
 
 export type ChannelStats = Record<MessageStatus, number>
 
+/** The statuses of a finished message, the only ones a purge touches. */
+export type FinishedStatus = 'delivered' | 'filtered' | 'error'
+
+/** Which finished messages a purge deletes: those matching every condition given. */
 export interface PurgeTarget {
-  /** Finished (last updated) before this time, epoch ms. */
-  before: number
+  /** Finished (last updated) before this time, epoch ms; omitted: whatever their age. */
+  before?: number
   channel?: string
+  /** Only messages in these statuses (default: every finished status). */
+  statuses?: readonly FinishedStatus[]
+  /** Keeps the newest (by arrival) this many finished messages of `channel` (of the store without one), whatever their status. */
+  keepNewest?: number
+  /** Deletes at most this many in this call (one batch: a background task's share); default all. */
+  limit?: number
 }
 
 export interface ResubmitTarget {
@@ -144,9 +154,11 @@ export interface MessageStore {
   /** Queues messages again; destinations that already got a message are skipped unless none is left to deliver. Returns the ids requeued. */
   resubmit(target: ResubmitTarget): Promise<string[]>
   /**
-   * Deletes finished messages (delivered, filtered, error) last updated before `before`, with their
-   * deliveries and attempt history; returns how many. Queued and in-flight messages are never
-   * touched. A purged message's dedupe key is forgotten: the same key is accepted again as new.
+   * Deletes the finished messages (delivered, filtered, error) `target` names, oldest first, with
+   * their deliveries and attempt history, in batches each committed on its own so deliveries go on
+   * between them; returns how many. Queued and in-flight messages are never touched. A purged
+   * message's dedupe key is forgotten: the same key is accepted again as new. An embedded store
+   * gives the freed space back to the file system and leaves no copy of the purged content in its files.
    */
   purge(target: PurgeTarget): Promise<number>
   get(id: string): Promise<MessageDetail | undefined>

@@ -260,6 +260,37 @@ export function storeConformance(factory: StoreFactory): void {
       expect((await store.enqueue('c', { body: 'again', dedupeKey: 'k-e' })).duplicate).toBe(true)
     })
 
+    it('purges by status, keeping the newest finished messages of a channel, a limited batch at a time', async () => {
+      let t = 1000
+      await reopen({ now: () => t })
+      const ids: string[] = []
+      for (let i = 0; i < 8; i++) ids.push((await store.enqueue('c', { body: i })).id)
+      const other = (await store.enqueue('o', { body: 'other' })).id
+      await store.claim('c', 8)
+      await store.claim('o', 1)
+      // c: 0-2 delivered, 3 error, 4 filtered, 5 delivered (newer), 6 in flight, 7 queued again; o: delivered.
+      for (const [i, status] of [[0, 'delivered'], [1, 'delivered'], [2, 'delivered'], [3, 'error'], [4, 'filtered']] as const) await store.complete(ids[i]!, status)
+      await store.complete(other, 'delivered')
+      t = 9000
+      await store.complete(ids[5]!, 'delivered')
+      await store.release([ids[7]!])
+      const left = async () => (await store.list({ order: 'asc' })).map((m) => ids.indexOf(m.id))
+
+      expect(await store.purge({ channel: 'c', keepNewest: 10 })).toBe(0)
+      expect(await store.purge({ channel: 'c', statuses: ['error'], before: 500 })).toBe(0)
+      // The newest 4 finished of c are 2, 3, 4, 5: 0 and 1 go, one per call with limit 1.
+      expect(await store.purge({ channel: 'c', keepNewest: 4, limit: 1 })).toBe(1)
+      expect(await left()).toEqual([1, 2, 3, 4, 5, 6, 7, -1])
+      expect(await store.purge({ channel: 'c', keepNewest: 4, limit: 1 })).toBe(1)
+      expect(await store.purge({ channel: 'c', keepNewest: 4 })).toBe(0)
+      // Errors only, whatever their age; then the other statuses older than 5000.
+      expect(await store.purge({ channel: 'c', statuses: ['error'] })).toBe(1)
+      expect(await store.purge({ channel: 'c', statuses: ['delivered', 'filtered'], before: 5000 })).toBe(2)
+      expect(await left()).toEqual([5, 6, 7, -1])
+      expect(await store.purge({ channel: 'c', keepNewest: 0 })).toBe(1)
+      expect(await left()).toEqual([6, 7, -1])
+    })
+
     it('keeps component state across reopen', async () => {
       expect(await store.getState('c', 'source', 'cursor')).toBeUndefined()
       await store.setState('c', 'source', 'cursor', { page: 3 })

@@ -47,6 +47,8 @@ export interface PostgresMessageStore extends MessageStore {
 }
 
 const UNFINISHED = `('queued', 'in-flight', 'retrying')`
+/** Messages deleted per transaction by a purge. */
+const PURGE_BATCH = 1000
 
 /** Where an operation failed: a lost connection or an outage is worth retrying (503 to a sender); the message says which server. */
 function storeError(e: unknown, url: URL): StoreError {
@@ -174,13 +176,17 @@ class PostgresStore implements PostgresMessageStore {
     return done.map(([id]) => id)
   }
 
+  /** Deletes in batches, each its own transaction; PostgreSQL's autovacuum gives the space back. */
   async purge(target: PurgeTarget): Promise<number> {
+    const max = target.limit ?? Infinity
     let purged = 0
-    for (;;) {
-      const n = await this.write<{ selected: number; deleted: number; batch: number }>('purge', [target.before, target.channel ?? null])
-      purged += n.deleted
-      if (n.selected < n.batch) return purged
+    while (purged < max) {
+      const limit = Math.min(PURGE_BATCH, max - purged)
+      const n = await this.write<number>('purge', [target, limit])
+      purged += n
+      if (n < limit) break
     }
+    return purged
   }
 
   get(id: string): Promise<MessageDetail | undefined> {

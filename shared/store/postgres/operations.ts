@@ -1,4 +1,4 @@
-import type { DeliveryUpdate, ResubmitTarget } from '../types.ts'
+import type { DeliveryUpdate, PurgeTarget, ResubmitTarget } from '../types.ts'
 import type { MessageRow } from '../rows.ts'
 import type { Queryable } from './db.ts'
 import type { ApplyBatch, PendingOp } from './group-commit.ts'
@@ -6,8 +6,8 @@ import type { ApplyBatch, PendingOp } from './group-commit.ts'
 /** How a channel's claims keep order across engines: per order key, the whole channel (`concurrency: 1`), or none. */
 export type ClaimOrder = 'key' | 'channel' | 'none'
 
-const PURGE_BATCH = 1000
 const UNFINISHED = `('queued', 'in-flight', 'retrying')`
+const FINISHED = `('delivered', 'filtered', 'error')`
 
 
 type Indexed = [op: PendingOp, index: number]
@@ -181,15 +181,24 @@ async function resubmit(tx: Queryable, target: ResubmitTarget, t: number): Promi
   return rows.map((r) => [r.id, r.channel])
 }
 
-async function purgeBatch(tx: Queryable, before: number, channel: string | null): Promise<{ selected: number; deleted: number; batch: number }> {
+/**
+ * Deletes up to `limit` of the finished messages `target` names, oldest first (their deliveries and
+ * attempts go with them: ON DELETE CASCADE); messages another engine holds locked are left for later.
+ */
+async function purgeBatch(tx: Queryable, target: PurgeTarget, limit: number): Promise<number> {
+  const keep = target.keepNewest !== undefined && target.keepNewest > 0 ? target.keepNewest - 1 : null
   const rows = await tx.query<{ n: number }>(`
-    WITH picked AS (
-      SELECT seq FROM weir_messages WHERE status IN ('delivered', 'filtered', 'error') AND updated_at < $1 AND ($2::text IS NULL OR channel = $2)
+    WITH keep AS (
+      SELECT seq FROM weir_messages WHERE ($2::text IS NULL OR channel = $2) AND status IN ${FINISHED}
+      ORDER BY seq DESC OFFSET $5 LIMIT 1
+    ), picked AS (
+      SELECT seq FROM weir_messages
+      WHERE status = ANY($4::text[]) AND ($1::bigint IS NULL OR updated_at < $1) AND ($2::text IS NULL OR channel = $2)
+        AND ($5::int IS NULL OR seq < (SELECT seq FROM keep))
       ORDER BY seq LIMIT $3 FOR UPDATE SKIP LOCKED
     ), gone AS (DELETE FROM weir_messages m USING picked WHERE m.seq = picked.seq RETURNING 1)
-    SELECT count(*)::int AS n FROM gone`, [before, channel, PURGE_BATCH])
-  const n = rows[0]!.n
-  return { selected: n, deleted: n, batch: PURGE_BATCH }
+    SELECT count(*)::int AS n FROM gone`, [target.before ?? null, target.channel ?? null, limit, target.statuses ?? ['delivered', 'filtered', 'error'], keep])
+  return rows[0]!.n
 }
 
 async function setState(tx: Queryable, [channel, component, key, value, t]: [string, string, string, string, number]): Promise<void> {

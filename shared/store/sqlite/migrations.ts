@@ -128,3 +128,20 @@ export function migrate(db: Database, options: { allowMigration?: boolean } = {}
   if (current > 0 && current < migrations.length) db.pragma('wal_checkpoint(TRUNCATE)')
   return migrations.length
 }
+
+/** `PRAGMA auto_vacuum` value of a database whose free pages `PRAGMA incremental_vacuum` gives back in steps. */
+const INCREMENTAL = 2
+
+/**
+ * Switches the database to incremental vacuum, once: a purge can then give its free pages back to
+ * the file system in small steps instead of a full VACUUM that stalls the writer. A database made
+ * before takes one VACUUM here, at open (outside any transaction, as VACUUM must be). Owner only.
+ * Returns whether the database was switched now.
+ */
+export function useIncrementalVacuum(db: Database): boolean {
+  if (db.pragma('auto_vacuum', { simple: true }) === INCREMENTAL) return false
+  db.pragma('auto_vacuum = INCREMENTAL')
+  db.exec('VACUUM')
+  db.pragma('wal_checkpoint(TRUNCATE)')
+  return true
+}

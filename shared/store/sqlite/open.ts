@@ -9,11 +9,11 @@ import { StoreError } from '../errors.ts'
 import { newMessageId } from '../id.ts'
 import {
 
-  type ChannelStats, type ClaimedMessage, type DeliveryRecord, type DeliveryUpdate, type EnqueueOptions, type ListFilter,
+  type ChannelStats, type ClaimedMessage, type FinishedStatus, type DeliveryRecord, type DeliveryUpdate, type EnqueueOptions, type ListFilter,
   type MessageDetail, type MessageStatus, type MessageStore, type PurgeTarget, type ResubmitTarget, type StoredMessage,
 } from '../types.ts'
 import { acquireLock, releaseLock } from './lock.ts'
-import { migrate } from './migrations.ts'
+import { migrate, useIncrementalVacuum } from './migrations.ts'
 import { ChannelQueues } from '../queues.ts'
 import { attemptOf, countByStatus, defined, deliveryOf, rowToMessage, type MessageRow } from '../rows.ts'
 import { WriterClient } from './writer.ts'
@@ -51,6 +51,16 @@ export interface SqliteMessageStore extends MessageStore {
 }
 
 const DB_FILE = 'weir.db'
+/** Messages deleted per transaction by a purge. */
+const PURGE_BATCH = 1000
+/** Free pages given back to the file system per step after a purge batch (4 MB of 4 KB pages). */
+const VACUUM_STEP_PAGES = 1024
+const FINISHED: readonly FinishedStatus[] = ['delivered', 'filtered', 'error']
+
+/** A purge target as the writer thread takes it: every condition present, null when absent. */
+function purgeSpec(target: PurgeTarget) {
+  return { before: target.before ?? null, channel: target.channel ?? null, statuses: target.statuses ?? FINISHED, keepNewest: target.keepNewest ?? null }
+}
 
 
 
@@ -77,6 +87,7 @@ function prepare(dir: string, options: SqliteStoreOptions, t: number) {
       db.pragma('journal_mode = WAL')
       db.pragma('busy_timeout = 5000')
       migrate(db, { allowMigration: owner })
+      if (owner) useIncrementalVacuum(db)
       const released = owner ? recoverClaims(db, t) : 0
       const pending = db.prepare(`SELECT channel, count(*) FROM message_status WHERE status IN ('queued', 'in-flight', 'retrying') GROUP BY channel`).raw().all() as Array<[string, number]>
       return { lockFile, released, pending }
@@ -216,16 +227,29 @@ class SqliteStore implements SqliteMessageStore {
   }
 
   async purge(target: PurgeTarget): Promise<number> {
-    // In batches, each its own commit, so an engine running beside is never blocked for long.
+    // In batches, each its own commit and each followed by a step of space given back, so an engine
+    // running beside is never blocked for long.
+    const spec = purgeSpec(target)
+    const max = target.limit ?? Infinity
     let purged = 0
-    for (;;) {
-      const n = await this.writer.call<{ selected: number; deleted: number; batch: number }>('purgeBatch', [target.before, target.channel ?? null])
+    while (purged < max) {
+      const limit = Math.min(PURGE_BATCH, max - purged)
+      const n = await this.writer.call<{ selected: number; deleted: number }>('purgeBatch', [spec, limit])
       purged += n.deleted
-      if (n.selected < n.batch) break
+      if (n.deleted > 0) await this.reclaim()
+      if (n.selected < limit) break
     }
-    // The purged rows are zeroed (secure_delete); what remains is their copies in the WAL and the free pages.
-    if (purged > 0) await this.writer.call('reclaim', [])
     return purged
+  }
+
+  /** Gives the free pages back in steps (the purged rows are already zeroed: secure_delete), and truncates the WAL. */
+  private async reclaim(): Promise<void> {
+    // Bounded: a step that gives nothing back ends it.
+    for (let left = Infinity; ;) {
+      const { free } = await this.writer.call<{ free: number }>('reclaim', [VACUUM_STEP_PAGES])
+      if (free === 0 || free >= left) return
+      left = free
+    }
   }
 
   get(id: string): Promise<MessageDetail | undefined> {

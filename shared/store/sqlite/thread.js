@@ -15,13 +15,14 @@ import Database from 'better-sqlite3'
 /** @typedef {[id: number, name: string, ...args: any[]]} Op */
 /** @typedef {[id: number, ok: boolean, value: unknown]} Result */
 
-const PURGE_BATCH = 1000
 /** Operations that only read: a batch made of these alone runs without a write transaction. */
 const READS = new Set(['get', 'list', 'stats', 'pendingCounts', 'oldestPending', 'getState', 'diagnostics'])
 /** Operations that cannot run inside a transaction (VACUUM, a checkpoint): run on their own after the batch. */
 const OUTSIDE = new Set(['reclaim'])
-/** Free pages worth a VACUUM after a purge: more than this share of the file. */
+/** Free pages worth a VACUUM after a purge, in a database not yet switched to incremental vacuum: more than this share of the file. */
 const VACUUM_FREE_SHARE = 0.25
+/** `PRAGMA auto_vacuum` of a database that gives free pages back in steps (`incremental_vacuum`). */
+const AUTO_VACUUM_INCREMENTAL = 2
 
 const port = /** @type {import('node:worker_threads').MessagePort} */ (parentPort)
 const { file, synchronous } = /** @type {{ file: string, synchronous: 'FULL' | 'NORMAL' }} */ (workerData)
@@ -80,11 +81,16 @@ const s = {
   openDeliveries: db.prepare(`SELECT count(*) FROM deliveries WHERE message_id = ? AND status != 'delivered'`).pluck(),
   requeueOpen: db.prepare(`UPDATE deliveries SET status = 'queued', next_attempt_at = NULL WHERE message_id = ? AND status != 'delivered'`),
   requeueAll: db.prepare(`UPDATE deliveries SET status = 'queued', next_attempt_at = NULL WHERE message_id = ?`),
-  purgeIds: db.prepare(`SELECT id FROM messages WHERE status IN ('delivered', 'filtered', 'error') AND updated_at < ? ORDER BY seq LIMIT ?`).pluck(),
-  purgeIdsOfChannel: db.prepare(`SELECT id FROM messages WHERE channel = ? AND status IN ('delivered', 'filtered', 'error') AND updated_at < ? ORDER BY seq LIMIT ?`).pluck(),
+  // Oldest first along the rowid; every condition left NULL holds.
+  purgePick: db.prepare(`SELECT s.seq, c.id FROM message_status s JOIN message_content c ON c.seq = s.seq
+    WHERE s.status IN (SELECT value FROM json_each(@statuses)) AND (@before IS NULL OR s.updated_at < @before)
+      AND (@channel IS NULL OR s.channel = @channel) AND (@below IS NULL OR s.seq < @below)
+    ORDER BY s.seq LIMIT @limit`),
+  // The seq of the newest finished message to keep: everything older may go.
+  keepFrom: db.prepare(`SELECT seq FROM message_status WHERE (@channel IS NULL OR channel = @channel) AND status IN ('delivered', 'filtered', 'error')
+    ORDER BY seq DESC LIMIT 1 OFFSET @offset`).pluck(),
   deleteStatus: db.prepare(`DELETE FROM message_status WHERE seq = ? AND status IN ('delivered', 'filtered', 'error')`),
   deleteContent: db.prepare('DELETE FROM message_content WHERE seq = ?'),
-  seqOf: db.prepare('SELECT seq FROM message_content WHERE id = ?').pluck(),
   deleteDeliveries: db.prepare('DELETE FROM deliveries WHERE message_id = ?'),
   deleteAttempts: db.prepare('DELETE FROM attempts WHERE message_id = ?'),
   pendingAll: db.prepare(`SELECT channel, count(*) AS n FROM message_status WHERE status IN ('queued', 'in-flight', 'retrying') GROUP BY channel`),
@@ -191,32 +197,47 @@ const ops = {
     }
     return done
   },
-  /** @param {number} before @param {string | null} channel */
-  purgeBatch(before, channel) {
-    const ids = /** @type {string[]} */ (channel === null ? s.purgeIds.all(before, PURGE_BATCH) : s.purgeIdsOfChannel.all(channel, before, PURGE_BATCH))
+  /**
+   * Deletes up to `limit` of the finished messages `target` names (a PurgeTarget), oldest first.
+   * @param {{ before: number | null, channel: string | null, statuses: string[], keepNewest: number | null }} target @param {number} limit
+   */
+  purgeBatch(target, limit) {
+    let below = null
+    if (target.keepNewest !== null && target.keepNewest > 0) {
+      below = s.keepFrom.get({ channel: target.channel, offset: target.keepNewest - 1 })
+      if (below === undefined) return { selected: 0, deleted: 0 }
+    }
+    const rows = /** @type {Array<{ seq: number, id: string }>} */ (s.purgePick.all({
+      statuses: JSON.stringify(target.statuses), before: target.before, channel: target.channel, below, limit,
+    }))
     let deleted = 0
-    for (const id of ids) {
-      const seq = s.seqOf.get(id)
-      if (seq === undefined || s.deleteStatus.run(seq).changes === 0) continue
+    for (const { seq, id } of rows) {
+      if (s.deleteStatus.run(seq).changes === 0) continue
       s.deleteContent.run(seq)
       s.deleteDeliveries.run(id)
       s.deleteAttempts.run(id)
       deleted++
     }
-    return { selected: ids.length, deleted, batch: PURGE_BATCH }
+    return { selected: rows.length, deleted }
   },
   /**
-   * After a purge: rewrites the file without its free pages when they are a good share of it, and
+   * After a purge batch: gives up to `pages` free pages back to the file system (incremental vacuum;
+   * a database not yet switched to it is rewritten by a VACUUM once a quarter of it is free), then
    * checkpoints the WAL into the file and truncates it, so no copy of a purged page stays in the WAL.
-   * @returns {{ vacuumed: boolean, walTruncated: boolean }}
+   * @param {number} pages
+   * @returns {{ free: number, vacuumed: boolean, walTruncated: boolean }} `free`: the pages further steps would give back
    */
-  reclaim() {
-    const pages = /** @type {number} */ (db.pragma('page_count', { simple: true }))
-    const free = /** @type {number} */ (db.pragma('freelist_count', { simple: true }))
-    const vacuumed = free > 0 && free >= pages * VACUUM_FREE_SHARE
-    if (vacuumed) db.exec('VACUUM')
+  reclaim(pages) {
+    const free = () => /** @type {number} */ (db.pragma('freelist_count', { simple: true }))
+    const incremental = db.pragma('auto_vacuum', { simple: true }) === AUTO_VACUUM_INCREMENTAL
+    let vacuumed = false
+    if (incremental) db.pragma(`incremental_vacuum(${Math.max(1, Math.floor(pages))})`)
+    else if (free() > 0 && free() >= /** @type {number} */ (db.pragma('page_count', { simple: true })) * VACUUM_FREE_SHARE) {
+      db.exec('VACUUM')
+      vacuumed = true
+    }
     const [cp] = /** @type {Array<{ busy: number }>} */ (db.pragma('wal_checkpoint(TRUNCATE)'))
-    return { vacuumed, walTruncated: cp?.busy === 0 }
+    return { free: incremental ? free() : 0, vacuumed, walTruncated: cp?.busy === 0 }
   },
   /** @param {string} id */
   get(id) {
