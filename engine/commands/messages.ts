@@ -5,6 +5,7 @@ import { REDACTED, scrubSecrets } from '../../shared/secret.ts'
 import { escapeControl, redactedExcerpt } from '../../shared/http/excerpt.ts'
 import { MESSAGE_STATUSES, type MessageStatus, type MessageStore } from '../../shared/store/index.ts'
 import { openStoreFor, storeOptions, storeUsage } from '../store.ts'
+import { purgeInBatches } from '../retention.ts'
 
 export const summary = 'list, show, resubmit and purge messages in the message log'
 export const usage = `usage: weir messages list [--channel C] [--status S] [--since T] [--limit N] [--json]
@@ -20,7 +21,10 @@ resubmit  queues delivered, filtered or error messages again; destinations that 
           message are skipped unless none is left. A running "weir run" picks them up within a second.
 purge     deletes finished messages (delivered, filtered, error) last updated before T (an ISO
           date or a duration ago: 30d), with their history; queued and in-flight ones are kept.
-          Safe beside a running "weir run". A purged message's dedupe key is forgotten.
+          Safe beside a running "weir run": deletes 500 at a time, each batch its own commit, and
+          gives the space back to the file system; no purged content stays readable in the data
+          files. A purged message's dedupe key is forgotten. (options.retention does this per
+          channel in the background.)
 
   --data-dir D   the message store (default ./data, or $WEIR_DATA_DIR)
 ${storeUsage}
@@ -154,7 +158,7 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
     }
 
     if (sub === 'purge') {
-      const n = await store.purge({ before: before!, ...(values.channel ? { channel: values.channel } : {}) })
+      const n = await purgeInBatches(store, { before: before!, ...(values.channel ? { channel: values.channel } : {}) })
       io.out(`purged ${n} finished message(s) last updated before ${iso(before)}${values.channel ? ` in channel ${values.channel}` : ''}`)
       return 0
     }

@@ -13,6 +13,7 @@ import { createTokenProvider } from '../../shared/oauth/index.ts'
 import { startChannel, type ChannelCounters, type ChannelHandle } from '../runtime/index.ts'
 import { clusterTokenState, missingClusterKey } from '../../shared/store/postgres/oauth-state.ts'
 import { openStoreFor, storeOptions, storeUrlOf, storeUsage } from '../store.ts'
+import { startRetention } from '../retention.ts'
 import { JWKS_SETS, channelSigningKeys, jwksDocuments, parseListenAddress, startJwksServer, type JwksServer, type JwksSets } from '../jwks-server.ts'
 
 export const summary = 'run one or more channels until SIGINT/SIGTERM'
@@ -53,6 +54,8 @@ export interface RunDeps {
   refreshMs?: number
   /** Called with the JWK Set server once it listens (with --jwks). */
   onJwksServer?: (server: JwksServer) => void
+  /** How often the retention task runs (ms); default 60 s. */
+  retentionIntervalMs?: number
 }
 
 function lineFor(name: string, c: ChannelCounters, width: number, state: string): string {
@@ -148,6 +151,8 @@ export async function run(args: string[], io: CommandIO, deps: RunDeps = {}): Pr
     await closeAll()
     throw e
   }
+  const retained = channels.flatMap((ch) => (ch.options.retention ? [{ name: ch.name, retention: ch.options.retention }] : []))
+  const retention = startRetention(store, retained, { log, ...(deps.retentionIntervalMs ? { intervalMs: deps.retentionIntervalMs } : {}) })
   log.info({ dataDir, channels: handles.map((h) => h.name) }, 'weir running')
   deps.onStarted?.(handles)
 
@@ -200,6 +205,7 @@ export async function run(args: string[], io: CommandIO, deps: RunDeps = {}): Pr
   const allStopped = Promise.all(handles.map((h) => h.stopped)).then(() => 'channels stopped')
   await Promise.race([stopRequested, allStopped])
 
+  await retention.stop()
   await Promise.all(handles.map((h) => h.stop()))
   clearInterval(timer)
   if (io.isTTY) render()

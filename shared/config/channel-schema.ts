@@ -32,6 +32,16 @@ export const circuitBreakerSchema: JsonSchema = {
   },
 }
 
+export const retentionSchema: JsonSchema = {
+  type: 'object', additionalProperties: false, minProperties: 1,
+  description: 'Deletes the channel\'s finished messages (delivered, filtered, error) from the message log in the background, in small batches beside delivery, and gives the space back (no purged content stays readable in the data files). Queued and in-flight messages are never deleted. Without it messages are kept until `weir messages purge`.',
+  properties: {
+    maxAgeDays: { type: 'number', exclusiveMinimum: 0, description: 'Delete delivered and filtered messages finished more than this many days ago (fractions allowed).' },
+    maxMessages: { type: 'integer', minimum: 1, description: 'Keep only the newest this many finished messages of the channel; older ones are deleted (errors still younger than keepErrorsDays excepted).' },
+    keepErrorsDays: { type: 'number', exclusiveMinimum: 0, description: 'Delete messages in error finished more than this many days ago; default maxAgeDays (errors kept as long as the rest).' },
+  },
+}
+
 export const optionsSchema: JsonSchema = {
   type: 'object', additionalProperties: false, default: {},
   description: 'Runtime options of the channel.',
@@ -51,6 +61,7 @@ export const optionsSchema: JsonSchema = {
       description: 'Store the content of this channel\'s messages encrypted (AES-256-GCM under the store key: WEIR_SECRET_KEY or <data-dir>/oauth/secret.key): body, attributes, errors and response excerpts; dedupe and order keys as keyed hashes. `weir messages show` decrypts. `weir run --encrypt-content` does it for every channel.',
     },
     orderByDefault: { type: 'string', minLength: 1, description: 'Order key of a message whose orderBy expression fails or gives no string or number; without it, such a message is stored in error with the reason.' },
+    retention: retentionSchema,
   },
 }
 

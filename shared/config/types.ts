@@ -16,6 +16,16 @@ export interface CircuitBreakerPolicy {
   resetAfterMs: number
 }
 
+/** `options.retention`: which finished messages the background task deletes. */
+export interface RetentionOptions {
+  /** Delivered and filtered messages finished longer ago than this are deleted. */
+  maxAgeDays?: number
+  /** The newest this many finished messages are kept. */
+  maxMessages?: number
+  /** Messages in error finished longer ago than this are deleted; default `maxAgeDays`. */
+  keepErrorsDays?: number
+}
+
 export interface ChannelOptions {
   /** Messages processed at once; 1 keeps order. */
   concurrency: number
@@ -33,6 +43,8 @@ export interface ChannelOptions {
   orderByDefault?: string
   /** Store the channel's message content encrypted under the store key (bodies, attributes, errors, excerpts). */
   encryptContent?: boolean
+  /** Background deletion of the channel's finished messages (none unless set). */
+  retention?: RetentionOptions
 }
 
 export interface LoadedComponent<K extends ComponentKind = ComponentKind> {

@@ -1,0 +1,116 @@
+import type { RetentionOptions } from '../shared/config/types.ts'
+import type { Logger } from '../shared/log/index.ts'
+import type { MessageStore, PurgeTarget } from '../shared/store/types.ts'
+import { underLeadership } from './runtime/leader.ts'
+
+const DAY_MS = 86_400_000
+/** How often the task looks for messages to delete (ms). */
+export const RETENTION_INTERVAL_MS = 60_000
+/** Messages deleted per store call (one transaction); the task yields to the event loop between two. */
+export const RETENTION_BATCH = 500
+/** The leadership under which one engine of a cluster runs the task. */
+export const RETENTION_LEADERSHIP = 'retention'
+
+/** A channel and its `options.retention`. */
+export interface RetainedChannel {
+  name: string
+  retention: RetentionOptions
+}
+
+/**
+ * The purges `options.retention` asks for at `now`, each to be applied in full. Delivered and
+ * filtered messages go after `maxAgeDays`, errors after `keepErrorsDays` (default `maxAgeDays`);
+ * beyond the newest `maxMessages` finished messages everything goes but errors younger than
+ * `keepErrorsDays`.
+ */
+export function retentionTargets(channel: string, r: RetentionOptions, now: number): PurgeTarget[] {
+  const ago = (days: number) => now - days * DAY_MS
+  const errorsDays = r.keepErrorsDays ?? r.maxAgeDays
+  const errorsBefore = errorsDays === undefined ? {} : { before: ago(errorsDays) }
+  const targets: PurgeTarget[] = []
+  if (r.maxAgeDays !== undefined) targets.push({ channel, statuses: ['delivered', 'filtered'], before: ago(r.maxAgeDays) })
+  if (errorsDays !== undefined) targets.push({ channel, statuses: ['error'], ...errorsBefore })
+  if (r.maxMessages !== undefined) {
+    targets.push({ channel, statuses: ['delivered', 'filtered'], keepNewest: r.maxMessages })
+    targets.push({ channel, statuses: ['error'], keepNewest: r.maxMessages, ...errorsBefore })
+  }
+  return targets
+}
+
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve))
+
+/**
+ * Deletes what `target` names, `RETENTION_BATCH` messages per store call (one transaction, the
+ * freed space given back after it), yielding to the event loop between two calls so delivery goes
+ * on; `stopped` ends it between two batches. Returns how many were deleted.
+ */
+export async function purgeInBatches(store: MessageStore, target: PurgeTarget, stopped?: () => boolean): Promise<number> {
+  let n = 0
+  // Bounded: a batch that comes back short ends it.
+  for (let got = RETENTION_BATCH; got === RETENTION_BATCH && !stopped?.();) {
+    got = await store.purge({ ...target, limit: RETENTION_BATCH })
+    n += got
+    await nextTurn()
+  }
+  return n
+}
+
+/** Applies every channel's retention once, in batches (`purgeInBatches`); returns the messages deleted per channel. */
+export async function applyRetention(store: MessageStore, channels: readonly RetainedChannel[], o: { now: () => number; stopped?: () => boolean }): Promise<Map<string, number>> {
+  const purged = new Map<string, number>()
+  for (const ch of channels) {
+    let n = 0
+    for (const target of retentionTargets(ch.name, ch.retention, o.now())) n += await purgeInBatches(store, target, o.stopped)
+    purged.set(ch.name, n)
+  }
+  return purged
+}
+
+export interface RetentionTask {
+  /** Waits for a pass in progress to reach the end of its batch, then stops. */
+  stop(): Promise<void>
+}
+
+/**
+ * Starts the background retention of `weir run`: a pass at once, then every `intervalMs`. With a
+ * store shared by a cluster, only the engine holding the `retention` leadership runs it.
+ */
+export function startRetention(store: MessageStore, channels: readonly RetainedChannel[], o: { log: Logger; now?: () => number; intervalMs?: number }): RetentionTask {
+  const now = o.now ?? Date.now
+  let timer: NodeJS.Timeout | undefined
+  let running = false
+  let pass: Promise<void> | undefined
+  const once = async () => {
+    try {
+      const purged = await applyRetention(store, channels, { now, stopped: () => !running })
+      for (const [channel, n] of purged) if (n > 0) o.log.info({ channel, purged: n }, 'retention: finished messages deleted')
+    } catch (e) {
+      o.log.warn({ err: e }, 'retention pass failed; trying again at the next interval')
+    } finally {
+      pass = undefined
+    }
+  }
+  // A pass still running when the interval comes round is not doubled.
+  const tick = () => { pass ??= once() }
+  const task = {
+    start() {
+      running = true
+      tick()
+      timer = setInterval(tick, o.intervalMs ?? RETENTION_INTERVAL_MS)
+      timer.unref()
+    },
+    async stop() {
+      running = false
+      clearInterval(timer)
+      await pass
+    },
+  }
+  if (channels.length === 0) return { stop: async () => {} }
+  if (!store.leadership) {
+    task.start()
+    return task
+  }
+  const led = underLeadership(task, { leadership: store.leadership, name: RETENTION_LEADERSHIP, log: o.log, now })
+  const started = Promise.resolve(led.start(() => Promise.reject(new Error('the retention task emits nothing'))))
+  return { stop: async () => { await started; await led.stop() } }
+}
