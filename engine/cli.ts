@@ -10,7 +10,7 @@ export interface CommandModule {
 }
 
 /** The commands, each a module under engine/commands/, loaded on demand so `weir --help` stays fast. */
-const COMMAND_NAMES = ['validate', 'run', 'test', 'messages', 'keys', 'token', 'credentials', 'cluster'] as const
+const COMMAND_NAMES = ['validate', 'run', 'test', 'messages', 'backup', 'keys', 'token', 'credentials', 'cluster'] as const
 const COMMANDS: Record<string, () => Promise<CommandModule>> = Object.fromEntries(
   COMMAND_NAMES.map((name) => [name, () => import(`./commands/${name}.ts`) as Promise<CommandModule>]),
 )

@@ -1,0 +1,79 @@
+import { existsSync, renameSync, rmSync, statSync } from 'node:fs'
+import { dirname, join, resolve } from 'node:path'
+import { parseArgs } from 'node:util'
+import Database from 'better-sqlite3'
+import { dataDirOf, type CommandIO } from '../cli-io.ts'
+import { createOwnerOnlyFile } from '../../shared/store/data-dir.ts'
+import { storeOptions, storeUrlOf } from '../store.ts'
+
+export const summary = 'copy the message store while weir run is running (online backup)'
+export const usage = `usage: weir backup <dest-file> [--data-dir D] [--force]
+
+Copies the embedded message store (<data-dir>/weir.db) to <dest-file> through SQLite's
+online backup API: a consistent snapshot, taken beside a running "weir run" without
+stopping it. The copy is written mode 0600 (it holds patient data) and is a complete
+store: put it in an empty data directory (mode 0700) as weir.db to restore it.
+Not copied: <data-dir>/oauth (refresh tokens, the store key of encrypted content): back it
+up too, as files.
+
+  --data-dir D   the message store (default ./data, or $WEIR_DATA_DIR)
+  --force        overwrite <dest-file> when it exists (refused otherwise)
+
+A PostgreSQL store (--store or $WEIR_STORE) is backed up with pg_dump, not with weir backup.
+
+exit status: 0 once the copy is complete, 1 when it cannot be made, 2 on bad usage`
+
+/** Copies `source` (a live SQLite database) to `dest` in one backup step after the first, so the engine's commits cannot restart it for ever. */
+async function copy(source: string, dest: string): Promise<{ totalPages: number }> {
+  const db = new Database(source, { fileMustExist: true })
+  try {
+    db.pragma('busy_timeout = 5000')
+    let total = 0
+    await db.backup(dest, { progress: ({ totalPages }) => { total = totalPages; return Math.max(totalPages, 100) } })
+    return { totalPages: total }
+  } finally {
+    db.close()
+  }
+}
+
+/** `weir backup <dest-file>`: an online copy of the SQLite message store. */
+export async function run(args: string[], io: CommandIO): Promise<number> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { 'data-dir': { type: 'string' }, force: { type: 'boolean', default: false }, ...storeOptions } })
+  if (storeUrlOf(values, io) !== undefined) {
+    io.err('weir backup: the PostgreSQL store is backed up with pg_dump (e.g. pg_dump --format=custom --file=weir.dump "$WEIR_STORE"); weir backup copies the embedded SQLite store of a data directory')
+    return 2
+  }
+  if (positionals.length !== 1) {
+    io.err(usage)
+    return 2
+  }
+  const dataDir = dataDirOf(values['data-dir'], io)
+  const source = join(dataDir, 'weir.db')
+  const dest = resolve(io.cwd, positionals[0]!)
+  if (!existsSync(source)) {
+    io.err(`weir backup: no message store in ${dataDir}`)
+    return 1
+  }
+  if (existsSync(dest) && !values.force) {
+    io.err(`weir backup: ${dest} exists; pass --force to overwrite it`)
+    return 1
+  }
+  if (!existsSync(dirname(dest))) {
+    io.err(`weir backup: the directory of ${dest} does not exist`)
+    return 1
+  }
+  // Written beside the destination, then renamed over it: a failed backup never leaves half a copy under its name.
+  const partial = `${dest}.partial-${process.pid}`
+  try {
+    createOwnerOnlyFile(partial)
+    const { totalPages } = await copy(source, partial)
+    renameSync(partial, dest)
+    io.out(`backed up ${source} to ${dest}: ${totalPages} pages, ${statSync(dest).size} bytes`)
+    return 0
+  } catch (e) {
+    io.err(`weir backup: cannot copy ${source} to ${dest}: ${(e as Error).message}`)
+    return 1
+  } finally {
+    for (const f of [partial, `${partial}-journal`, `${partial}-wal`, `${partial}-shm`]) rmSync(f, { force: true })
+  }
+}
