@@ -54,8 +54,6 @@ export interface RunDeps {
   refreshMs?: number
   /** Called with the JWK Set server once it listens (with --jwks). */
   onJwksServer?: (server: JwksServer) => void
-  /** How often the retention task runs (ms); default 60 s. */
-  retentionIntervalMs?: number
 }
 
 function lineFor(name: string, c: ChannelCounters, width: number, state: string): string {
@@ -152,7 +150,7 @@ export async function run(args: string[], io: CommandIO, deps: RunDeps = {}): Pr
     throw e
   }
   const retained = channels.flatMap((ch) => (ch.options.retention ? [{ name: ch.name, retention: ch.options.retention }] : []))
-  const retention = startRetention(store, retained, { log, ...(deps.retentionIntervalMs ? { intervalMs: deps.retentionIntervalMs } : {}) })
+  const retention = startRetention(store, retained, { log })
   log.info({ dataDir, channels: handles.map((h) => h.name) }, 'weir running')
   deps.onStarted?.(handles)
 
