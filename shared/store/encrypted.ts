@@ -23,6 +23,8 @@ export interface ContentCipher {
   open(text: string, field: string): string
   /** The keyed hash a search key (dedupe key, order key) is stored as: equal keys give equal hashes. */
   hash(channel: string, value: string): string
+  /** The keyed hash a value of `options.searchKeys` is stored and searched as: the same in every channel, so a search needs no channel. */
+  searchHash(name: string, value: string): string
   /** The id of the key `seal` uses. */
   readonly keyId: string
 }
@@ -63,6 +65,7 @@ export function contentCipher(keys: Buffer | StoreKeyring): ContentCipher {
   const keyId = keyIdOf(ring.current)
   const encKey = byId.get(keyId)!
   const macKey = derive(ring.index, 'weir search keys')
+  const searchKey = derive(ring.index, 'weir search key values')
   const cannot = (field: string, e?: unknown) => new StoreError(`cannot decrypt a message's ${field}: the store key is not the one it was encrypted with, or the value was altered`, { cause: e })
   return {
     keyId,
@@ -93,6 +96,7 @@ export function contentCipher(keys: Buffer | StoreKeyring): ContentCipher {
       throw cannot(field)
     },
     hash: (channel, value) => HASHED + createHmac('sha256', macKey).update(`${channel}\0${value}`).digest('base64url'),
+    searchHash: (name, value) => HASHED + createHmac('sha256', searchKey).update(`${name}\0${value}`).digest('base64url'),
   }
 }
 
@@ -151,6 +155,7 @@ export function encryptContent(inner: MessageStore, options: EncryptedStoreOptio
       return inner.enqueue(channel, sealed, {
         ...opts,
         ...(opts.orderKey !== undefined ? { orderKey: c.hash(channel, opts.orderKey) } : {}),
+        ...(opts.searchKeys !== undefined ? { searchKeys: hashSearchKeys(c, opts.searchKeys) } : {}),
         ...(opts.error !== undefined ? { error: c.seal(opts.error, 'error') } : {}),
       })
     },
@@ -183,7 +188,8 @@ export function encryptContent(inner: MessageStore, options: EncryptedStoreOptio
       return d && { message: await reader.message(d.message), deliveries: await reader.deliveries(d.deliveries), attempts: await reader.attempts(d.attempts) }
     },
     async list(filter?: ListFilter): Promise<StoredMessage[]> {
-      return Promise.all((await inner.list(filter)).map((m) => reader.message(m)))
+      const found = filter?.key ? await listByKey(inner, filter, filter.key, await cipher()) : await inner.list(filter)
+      return Promise.all(found.map((m) => reader.message(m)))
     },
     stats: (channel) => inner.stats(channel),
     pending: (channel) => inner.pending(channel),
@@ -197,6 +203,19 @@ export function encryptContent(inner: MessageStore, options: EncryptedStoreOptio
   }
   // What the wrapped store offers beyond MessageStore (the PostgreSQL store's pool, diagnostics) stays reachable.
   return new Proxy(wrapper, { get: (target, p) => (p in target ? Reflect.get(target, p) : Reflect.get(inner, p, inner)) })
+}
+
+const hashSearchKeys = (c: ContentCipher, keys: Record<string, string[]>) =>
+  Object.fromEntries(Object.entries(keys).map(([name, values]) => [name, values.map((v) => c.searchHash(name, v))]))
+
+/**
+ * A search by key finds both the messages stored in clear and those of encrypted channels (stored
+ * with the value's keyed hash): whether a channel was encrypted when a message was stored is not known here.
+ */
+async function listByKey(inner: MessageStore, filter: ListFilter, { name, value }: { name: string; value: string }, c: ContentCipher): Promise<StoredMessage[]> {
+  const [clear, hashed] = await Promise.all([inner.list(filter), inner.list({ ...filter, key: { name, value: c.searchHash(name, value) } })])
+  const asc = filter.order === 'asc'
+  return [...clear, ...hashed].sort((a, b) => (asc ? a.seq - b.seq : b.seq - a.seq)).slice(0, filter.limit ?? 100)
 }
 
 const isSealed = (v: unknown): v is string => typeof v === 'string' && v.startsWith(SEALED)

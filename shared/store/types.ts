@@ -79,6 +79,8 @@ export interface ListFilter {
   limit?: number
   /** Newest first (default) or oldest first. */
   order?: 'desc' | 'asc'
+  /** Only messages with this search key value (`options.searchKeys`): an index lookup. */
+  key?: { name: string; value: string }
 }
 
 export type ChannelStats = Record<MessageStatus, number>
@@ -109,6 +111,8 @@ export interface ResubmitTarget {
 export interface EnqueueOptions {
   /** The order key computed from the message as received (`options.orderBy`). */
   orderKey?: string
+  /** The message's search key values (`options.searchKeys`) by name, indexed in the same transaction as the message. */
+  searchKeys?: Record<string, string[]>
   /** Store the message in error at once with this reason (its order key could not be computed): kept in the log, never delivered. */
   error?: string
 }

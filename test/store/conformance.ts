@@ -217,6 +217,40 @@ export function storeConformance(factory: StoreFactory): void {
       expect((await store.get(a.id.slice(0, 20)))!.message.id).toBe(a.id)
     })
 
+    it('lists by search key: every value indexed with its message, by name and value, with or without the channel', async () => {
+      const keys = (mrn: string, ...accessions: string[]) => ({ searchKeys: { mrn: [mrn], ...(accessions.length ? { accession: accessions } : {}) } })
+      const a = await store.enqueue('c', { body: 1 }, keys('203713', 'A1', 'A2'))
+      const b = await store.enqueue('c', { body: 2 }, keys('555'))
+      const c = await store.enqueue('c', { body: 3, dedupeKey: 'k' }, keys('203713'))
+      const dup = await store.enqueue('c', { body: 4, dedupeKey: 'k' }, keys('203713', 'A9'))
+      const d = await store.enqueue('d', { body: 5 }, keys('203713'))
+      const e = await store.enqueue('c', { body: 6 }, { error: 'bad order key', ...keys('203713') })
+      expect(dup).toEqual({ id: c.id, duplicate: true })
+      const ids = async (filter: Parameters<MessageStore['list']>[0]) => (await store.list(filter)).map((m) => m.id)
+      const mrn = { name: 'mrn', value: '203713' }
+      expect(await ids({ key: mrn })).toEqual([e.id, d.id, c.id, a.id])
+      expect(await ids({ key: mrn, channel: 'c', order: 'asc' })).toEqual([a.id, c.id, e.id])
+      expect(await ids({ key: mrn, channel: 'c', status: 'error' })).toEqual([e.id])
+      expect(await ids({ key: mrn, limit: 2 })).toEqual([e.id, d.id])
+      expect(await ids({ key: { name: 'accession', value: 'A2' } })).toEqual([a.id])
+      expect(await ids({ key: { name: 'accession', value: 'A9' } })).toEqual([])
+      expect(await ids({ key: { name: 'mrn', value: 'A1' } })).toEqual([])
+      expect(await ids({ key: { name: 'mrn', value: '555' }, channel: 'd' })).toEqual([])
+      expect((await store.list({ key: { name: 'mrn', value: '555' } }))[0]).toMatchObject({ id: b.id, channel: 'c', body: 2, status: 'queued' })
+    })
+
+    it('forgets a purged message\'s search keys', async () => {
+      let t = 1000
+      await reopen({ now: () => t })
+      const old = await store.enqueue('c', { body: 1 }, { searchKeys: { mrn: ['42'] } })
+      await store.claim('c', 1)
+      await store.complete(old.id, 'delivered')
+      t = 5000
+      const kept = await store.enqueue('c', { body: 2 }, { searchKeys: { mrn: ['42'] } })
+      expect(await store.purge({ before: 3000 })).toBe(1)
+      expect((await store.list({ key: { name: 'mrn', value: '42' } })).map((m) => m.id)).toEqual([kept.id])
+    })
+
     it('re-reads pending counts and the queue after a reader resubmits', async () => {
       const { id } = await store.enqueue('c', { body: 1 })
       await store.claim('c', 1)

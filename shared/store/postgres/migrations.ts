@@ -100,6 +100,18 @@ export const migrations: readonly string[] = [
     salt text NOT NULL
   );
   `,
+  // 3: search keys (options.searchKeys): one row per value, found by (name, value) with or without
+  // the channel, deleted with the message.
+  `
+  CREATE TABLE weir_message_keys (
+    name text NOT NULL,
+    value text NOT NULL,
+    channel text NOT NULL,
+    seq bigint NOT NULL REFERENCES weir_messages (seq) ON DELETE CASCADE,
+    PRIMARY KEY (name, value, channel, seq)
+  );
+  CREATE INDEX weir_message_keys_seq ON weir_message_keys (seq);
+  `,
 ]
 
 /** Any constant: the key of the advisory lock under which one engine at a time migrates. */

@@ -42,6 +42,8 @@ export interface PostgresMessageStore extends MessageStore {
   heartbeat(): Promise<void>
   cluster(): Promise<EngineStatus[]>
   diagnostics(): Promise<{ commits: number }>
+  /** How PostgreSQL would run `list(filter)` (EXPLAIN), to check that a search by key is an index lookup. */
+  explainList(filter: ListFilter): Promise<string[]>
   /** Ends the store like a killed engine: no claim released, no heartbeat, the row left to expire. */
   abandon(): Promise<void>
 }
@@ -49,6 +51,25 @@ export interface PostgresMessageStore extends MessageStore {
 const UNFINISHED = `('queued', 'in-flight', 'retrying')`
 /** Messages deleted per transaction by a purge. */
 const PURGE_BATCH = 1000
+
+/**
+ * The SQL of a `list`: with a search key, an index lookup in weir_message_keys (by name, value and,
+ * when given, channel) joined to the messages found.
+ */
+function listQuery(filter: ListFilter): { sql: string; params: unknown[] } {
+  const params: unknown[] = []
+  const p = (v: unknown, type: string) => `$${params.push(v)}::${type}`
+  const m = filter.key ? 'm.' : ''
+  const where: string[] = []
+  if (filter.key) where.push(`k.name = ${p(filter.key.name, 'text')}`, `k.value = ${p(filter.key.value, 'text')}`)
+  if (filter.channel !== undefined) where.push(`${filter.key ? 'k.' : ''}channel = ${p(filter.channel, 'text')}`)
+  if (filter.status !== undefined) where.push(`${m}status = ${p(filter.status, 'text')}`)
+  if (filter.since !== undefined) where.push(`${m}received_at >= ${p(filter.since, 'bigint')}`)
+  const from = filter.key ? 'weir_message_keys k JOIN weir_messages m ON m.seq = k.seq' : 'weir_messages'
+  const sql = `SELECT ${m}* FROM ${from} ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
+    ORDER BY ${filter.key ? 'k.' : ''}seq ${filter.order === 'asc' ? 'ASC' : 'DESC'} LIMIT ${p(filter.limit ?? 100, 'int')}`
+  return { sql, params }
+}
 
 /** Where an operation failed: a lost connection or an outage is worth retrying (503 to a sender); the message says which server. */
 function storeError(e: unknown, url: URL): StoreError {
@@ -137,7 +158,7 @@ class PostgresStore implements PostgresMessageStore {
     if (error === null) this.queues.accepted(channel)
     try {
       const [, duplicateOf] = await this.write<[number, string | null]>('enqueue', [
-        channel, id, JSON.stringify(input.body ?? null), contentType, JSON.stringify(input.attributes ?? {}), input.dedupeKey ?? null, t, opts.orderKey ?? null, error,
+        channel, id, JSON.stringify(input.body ?? null), contentType, JSON.stringify(input.attributes ?? {}), input.dedupeKey ?? null, t, opts.orderKey ?? null, error, opts.searchKeys ?? null,
       ])
       if (error === null) this.queues.written(channel, { counted: duplicateOf === null })
       return duplicateOf === null ? { id, duplicate: false } : { id: duplicateOf, duplicate: true }
@@ -207,10 +228,15 @@ class PostgresStore implements PostgresMessageStore {
 
   list(filter: ListFilter = {}): Promise<StoredMessage[]> {
     return this.read(async () => {
-      const rows = await this.db.query<MessageRow>(`SELECT * FROM weir_messages
-        WHERE ($1::text IS NULL OR channel = $1) AND ($2::text IS NULL OR status = $2) AND ($3::bigint IS NULL OR received_at >= $3)
-        ORDER BY seq ${filter.order === 'asc' ? 'ASC' : 'DESC'} LIMIT $4`, [filter.channel ?? null, filter.status ?? null, filter.since ?? null, filter.limit ?? 100])
-      return rows.map(rowToMessage)
+      const { sql, params } = listQuery(filter)
+      return (await this.db.query<MessageRow>(sql, params)).map(rowToMessage)
+    })
+  }
+
+  explainList(filter: ListFilter): Promise<string[]> {
+    return this.read(async () => {
+      const { sql, params } = listQuery(filter)
+      return (await this.db.query<{ 'QUERY PLAN': string }>(`EXPLAIN ${sql}`, params)).map((r) => r['QUERY PLAN'])
     })
   }
 

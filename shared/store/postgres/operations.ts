@@ -50,6 +50,7 @@ async function enqueueAll(tx: Queryable, ops: Indexed[], results: unknown[]): Pr
     ON CONFLICT (channel, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
     RETURNING id, seq`, [col(0), col(1), col(2), col(3), col(4), col(5), col(6), col(7), col(8)])
   const seqs = new Map(inserted.map((r) => [r.id, Number(r.seq)]))
+  await insertSearchKeys(tx, ops, seqs)
   const dupes = ops.filter(([op]) => !seqs.has(op.args[1]))
   const firsts = new Map<string, string>()
   if (dupes.length > 0) {
@@ -63,6 +64,20 @@ async function enqueueAll(tx: Queryable, ops: Indexed[], results: unknown[]): Pr
     const seq = seqs.get(op.args[1])
     results[i] = seq !== undefined ? [seq, null] : [0, firsts.get(`${op.args[0]}\u0000${op.args[5]}`) ?? null]
   }
+}
+
+/** The search key values (`EnqueueOptions.searchKeys`) of the messages just inserted (duplicates have none). */
+async function insertSearchKeys(tx: Queryable, ops: Indexed[], seqs: ReadonlyMap<string, number>): Promise<void> {
+  const rows: Array<[string, string, string, number]> = []
+  for (const [op] of ops) {
+    const seq = seqs.get(op.args[1])
+    if (seq === undefined || !op.args[9]) continue
+    for (const [name, values] of Object.entries(op.args[9] as Record<string, string[]>)) for (const v of values) rows.push([name, v, op.args[0], seq])
+  }
+  if (rows.length === 0) return
+  await tx.query(`INSERT INTO weir_message_keys (name, value, channel, seq)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) ON CONFLICT DO NOTHING`,
+  [rows.map((r) => r[0]), rows.map((r) => r[1]), rows.map((r) => r[2]), rows.map((r) => r[3])])
 }
 
 interface UpdateRow { id: string; u: DeliveryUpdate; retrying: boolean }

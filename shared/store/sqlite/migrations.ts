@@ -103,6 +103,17 @@ export const migrations: ReadonlyArray<(db: Database) => void> = [
         c.order_key AS order_key
       FROM message_status s JOIN message_content c ON c.seq = s.seq;
   `),
+  // 4: search keys (options.searchKeys): one row per value, found by (name, value) with or without the channel.
+  (db) => db.exec(`
+    CREATE TABLE message_keys (
+      name TEXT NOT NULL,
+      value TEXT NOT NULL,
+      channel TEXT NOT NULL,
+      seq INTEGER NOT NULL,
+      PRIMARY KEY (name, value, channel, seq)
+    ) WITHOUT ROWID;
+    CREATE INDEX message_keys_seq ON message_keys (seq);
+  `),
 ]
 
 /**

@@ -48,6 +48,8 @@ export interface SqliteStoreOptions {
 export interface SqliteMessageStore extends MessageStore {
   /** `synchronous` as SQLite reports it (2 = FULL, 1 = NORMAL), the journal mode, and the group commits made so far. */
   diagnostics(): Promise<{ synchronous: number; journalMode: string; commits: number }>
+  /** How SQLite would run `list(filter)` (the details of EXPLAIN QUERY PLAN), to check that a search by key is an index lookup. */
+  explainList(filter: ListFilter): Promise<string[]>
 }
 
 const DB_FILE = 'weir.db'
@@ -148,6 +150,10 @@ class SqliteStore implements SqliteMessageStore {
     return this.writer.call<{ synchronous: number; journalMode: string; commits: number }>('diagnostics', [])
   }
 
+  explainList(filter: ListFilter): Promise<string[]> {
+    return this.writer.call<string[]>('listPlan', [filter])
+  }
+
   enqueue(channel: string, input: MessageInput, opts: EnqueueOptions = {}): Promise<EmitResult> {
     if (this.closed) return Promise.reject(new StoreError('message store is closed'))
     const t = this.now()
@@ -156,7 +162,7 @@ class SqliteStore implements SqliteMessageStore {
     const attributes = input.attributes ?? {}
     const error = opts.error ?? null
     if (error === null) this.queues.accepted(channel)
-    const args = [channel, id, JSON.stringify(input.body ?? null), contentType, JSON.stringify(attributes), input.dedupeKey ?? null, t, opts.orderKey ?? null, error]
+    const args = [channel, id, JSON.stringify(input.body ?? null), contentType, JSON.stringify(attributes), input.dedupeKey ?? null, t, opts.orderKey ?? null, error, opts.searchKeys ?? null]
     return this.writer.call('enqueue', args, ([seq, duplicateOf]: [number, string | null]): EmitResult => {
       if (error !== null) return duplicateOf === null ? { id, duplicate: false } : { id: duplicateOf, duplicate: true }
       if (duplicateOf !== null) {

@@ -16,7 +16,7 @@ import Database from 'better-sqlite3'
 /** @typedef {[id: number, ok: boolean, value: unknown]} Result */
 
 /** Operations that only read: a batch made of these alone runs without a write transaction. */
-const READS = new Set(['get', 'list', 'stats', 'pendingCounts', 'oldestPending', 'getState', 'diagnostics'])
+const READS = new Set(['get', 'list', 'listPlan', 'stats', 'pendingCounts', 'oldestPending', 'getState', 'diagnostics'])
 /** Operations that cannot run inside a transaction (VACUUM, a checkpoint): run on their own after the batch. */
 const OUTSIDE = new Set(['reclaim'])
 /** Free pages worth a VACUUM after a purge, in a database not yet switched to incremental vacuum: more than this share of the file. */
@@ -44,6 +44,7 @@ const s = {
   insertContent: db.prepare(`INSERT INTO message_content (id, channel, body, content_type, attributes, dedupe_key, received_at, order_key)
     VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (channel, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING`),
   insertStatus: db.prepare('INSERT INTO message_status (seq, channel, status, updated_at, error) VALUES (?, ?, ?, ?, ?)'),
+  insertKey: db.prepare('INSERT OR IGNORE INTO message_keys (name, value, channel, seq) VALUES (?, ?, ?, ?)'),
   byDedupe: db.prepare('SELECT id FROM message_content WHERE channel = ? AND dedupe_key = ?').pluck(),
   // One query: the next queued messages with their content and their per-destination outcomes so far.
   claimable: db.prepare(`SELECT s.seq, c.id, s.channel, c.body, c.content_type, c.attributes, c.dedupe_key, c.received_at, c.order_key,
@@ -91,6 +92,7 @@ const s = {
     ORDER BY seq DESC LIMIT 1 OFFSET @offset`).pluck(),
   deleteStatus: db.prepare(`DELETE FROM message_status WHERE seq = ? AND status IN ('delivered', 'filtered', 'error')`),
   deleteContent: db.prepare('DELETE FROM message_content WHERE seq = ?'),
+  deleteKeys: db.prepare('DELETE FROM message_keys WHERE seq = ?'),
   deleteDeliveries: db.prepare('DELETE FROM deliveries WHERE message_id = ?'),
   deleteAttempts: db.prepare('DELETE FROM attempts WHERE message_id = ?'),
   pendingAll: db.prepare(`SELECT channel, count(*) AS n FROM message_status WHERE status IN ('queued', 'in-flight', 'retrying') GROUP BY channel`),
@@ -132,12 +134,14 @@ const ops = {
   /**
    * @param {string} channel @param {string} id @param {string} body @param {string} contentType @param {string} attributes
    * @param {string | null} dedupeKey @param {number} t @param {string | null} orderKey @param {string | null} error a message stored in error at once
+   * @param {Record<string, string[]> | null} searchKeys
    * @returns {[seq: number, duplicateOf: string | null]}
    */
-  enqueue(channel, id, body, contentType, attributes, dedupeKey, t, orderKey, error) {
+  enqueue(channel, id, body, contentType, attributes, dedupeKey, t, orderKey, error, searchKeys) {
     const r = s.insertContent.run(id, channel, body, contentType, attributes, dedupeKey, t, orderKey)
     if (r.changes === 1) {
       s.insertStatus.run(r.lastInsertRowid, channel, error === null ? 'queued' : 'error', t, error)
+      for (const [name, values] of Object.entries(searchKeys ?? {})) for (const v of values) s.insertKey.run(name, v, channel, r.lastInsertRowid)
       return [Number(r.lastInsertRowid), null]
     }
     return [0, /** @type {string} */ (s.byDedupe.get(channel, dedupeKey))]
@@ -214,6 +218,7 @@ const ops = {
     for (const { seq, id } of rows) {
       if (s.deleteStatus.run(seq).changes === 0) continue
       s.deleteContent.run(seq)
+      s.deleteKeys.run(seq)
       s.deleteDeliveries.run(id)
       s.deleteAttempts.run(id)
       deleted++
@@ -250,16 +255,15 @@ const ops = {
     const key = /** @type {{ id: string }} */ (row).id
     return { row, deliveries: s.deliveries.all(key), attempts: s.attempts.all(key) }
   },
-  /** @param {{ channel?: string, status?: string, since?: number, limit?: number, order?: string }} filter */
+  /** @param {ListFilter} filter */
   list(filter) {
-    const where = []
-    const params = []
-    if (filter.channel) { where.push('channel = ?'); params.push(filter.channel) }
-    if (filter.status) { where.push('status = ?'); params.push(filter.status) }
-    if (filter.since !== undefined) { where.push('received_at >= ?'); params.push(filter.since) }
-    const sql = `SELECT * FROM messages ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY seq ${filter.order === 'asc' ? 'ASC' : 'DESC'} LIMIT ?`
-    params.push(filter.limit ?? 100)
+    const { sql, params } = listQuery(filter)
     return db.prepare(sql).all(...params)
+  },
+  /** The query plan of `list` (EXPLAIN QUERY PLAN), for tests. @param {ListFilter} filter @returns {string[]} */
+  listPlan(filter) {
+    const { sql, params } = listQuery(filter)
+    return db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...params).map((r) => /** @type {{ detail: string }} */ (r).detail)
   },
   /** @param {string | null} channel */
   stats(channel) {
@@ -285,6 +289,27 @@ const ops = {
   diagnostics() {
     return { synchronous: db.pragma('synchronous', { simple: true }), journalMode: db.pragma('journal_mode', { simple: true }), commits }
   },
+}
+
+/** @typedef {{ channel?: string, status?: string, since?: number, limit?: number, order?: string, key?: { name: string, value: string } }} ListFilter */
+
+/**
+ * The SQL of a `list`: with a search key, an index lookup in message_keys (by name, value and, when
+ * given, channel) joined to the messages found.
+ * @param {ListFilter} filter
+ */
+function listQuery(filter) {
+  const where = []
+  const params = []
+  const m = filter.key ? 'm.' : ''
+  if (filter.key) { where.push('k.name = ?', 'k.value = ?'); params.push(filter.key.name, filter.key.value) }
+  if (filter.channel) { where.push(filter.key ? 'k.channel = ?' : 'channel = ?'); params.push(filter.channel) }
+  if (filter.status) { where.push(`${m}status = ?`); params.push(filter.status) }
+  if (filter.since !== undefined) { where.push(`${m}received_at >= ?`); params.push(filter.since) }
+  const from = filter.key ? 'message_keys k JOIN messages m ON m.seq = k.seq' : 'messages'
+  const sql = `SELECT ${m}* FROM ${from} ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY ${filter.key ? 'k.' : ''}seq ${filter.order === 'asc' ? 'ASC' : 'DESC'} LIMIT ?`
+  params.push(filter.limit ?? 100)
+  return { sql, params }
 }
 
 /** @param {Op} op @returns {unknown} */
