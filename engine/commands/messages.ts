@@ -1,3 +1,5 @@
+import { readFile } from 'node:fs/promises'
+import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { dataDirOf, type CommandIO } from '../cli-io.ts'
 import { errorCodes } from '../../shared/errors.ts'
@@ -6,15 +8,19 @@ import { escapeControl, redactedExcerpt } from '../../shared/http/excerpt.ts'
 import { MESSAGE_STATUSES, type MessageStatus, type MessageStore } from '../../shared/store/index.ts'
 import { openStoreFor, storeOptions, storeUsage } from '../store.ts'
 import { purgeInBatches } from '../retention.ts'
+import { SEARCH_KEY_NAME } from '../../shared/key-expression.ts'
 
 export const summary = 'list, show, resubmit and purge messages in the message log'
-export const usage = `usage: weir messages list [--channel C] [--status S] [--since T] [--limit N] [--json]
+export const usage = `usage: weir messages list [--channel C | --channel-file F] [--status S] [--key NAME=VALUE] [--since T] [--limit N] [--json]
        weir messages show ID [--json]
        weir messages resubmit ID... | --status error [--channel C]
        weir messages purge --before T [--channel C]
 
 list      newest first; --status one of ${MESSAGE_STATUSES.join(', ')};
           --since an ISO date or a duration ago (30s, 10m, 2h, 7d); --limit default 100
+          --key NAME=VALUE: messages whose search key NAME (options.searchKeys) has VALUE, an index
+          lookup (e.g. --key mrn=203713). --channel-file F checks NAME against the channel file's
+          searchKeys and lists that channel; without it an unknown NAME simply finds nothing
 show      the body, attributes and each destination's outcome and attempt history (redacted);
           ID may be a unique prefix
 resubmit  queues delivered, filtered or error messages again; destinations that already got a
@@ -65,6 +71,37 @@ function printableJson(value: unknown, indent?: number): string {
   return (JSON.stringify(value, null, indent) ?? 'undefined').replace(RAW_IN_JSON, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)
 }
 
+/**
+ * The `--key NAME=VALUE` search and the channel it applies to: with `--channel-file`, the file's
+ * channel, and NAME must be one of its `options.searchKeys`.
+ */
+export async function keySearchOf(key: string | undefined, channel: string | undefined, channelFile: string | undefined): Promise<{ key?: { name: string; value: string }; channel?: string }> {
+  const declared = channelFile === undefined ? undefined : await readChannelKeys(channelFile)
+  if (declared && channel !== undefined && channel !== declared.name) throw new errorCodes.ERR_USAGE(`--channel ${channel} is not the channel of ${channelFile} (${declared.name})`)
+  const on = channel ?? declared?.name
+  if (key === undefined) return on === undefined ? {} : { channel: on }
+  const eq = key.indexOf('=')
+  const name = key.slice(0, Math.max(eq, 0))
+  const value = key.slice(eq + 1)
+  if (eq < 0 || !new RegExp(SEARCH_KEY_NAME).test(name) || value === '') throw new errorCodes.ERR_USAGE(`--key must be NAME=VALUE with NAME a search key name (lowercase letters, digits, "_") and a value; not "${escapeControl(key)}"`)
+  if (declared && !declared.keys.includes(name)) {
+    throw new errorCodes.ERR_USAGE(`--key ${name}: channel ${declared.name} has no search key "${name}" (${declared.keys.length ? `options.searchKeys: ${declared.keys.join(', ')}` : 'no options.searchKeys'})`)
+  }
+  return { key: { name, value }, ...(on !== undefined ? { channel: on } : {}) }
+}
+
+async function readChannelKeys(file: string): Promise<{ name: string; keys: string[] }> {
+  let data: { name?: unknown; options?: { searchKeys?: unknown } }
+  try {
+    data = JSON.parse(await readFile(file, 'utf8'))
+  } catch (e) {
+    throw new errorCodes.ERR_USAGE(`--channel-file ${file}: ${(e as Error).message}`)
+  }
+  if (typeof data?.name !== 'string') throw new errorCodes.ERR_USAGE(`--channel-file ${file} is not a channel file (no "name")`)
+  const keys = data.options?.searchKeys
+  return { name: data.name, keys: typeof keys === 'object' && keys !== null ? Object.keys(keys) : [] }
+}
+
 const iso = (t: number | undefined) => (t === undefined ? '-' : new Date(t).toISOString())
 
 function table(rows: string[][]): string {
@@ -78,7 +115,8 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
     args: rest, allowPositionals: true,
     options: {
       'data-dir': { type: 'string' }, channel: { type: 'string' }, status: { type: 'string' }, since: { type: 'string' },
-      limit: { type: 'string' }, json: { type: 'boolean', default: false }, before: { type: 'string' }, ...storeOptions,
+      limit: { type: 'string' }, json: { type: 'boolean', default: false }, before: { type: 'string' },
+      key: { type: 'string' }, 'channel-file': { type: 'string' }, ...storeOptions,
     },
   })
   if (sub !== 'list' && sub !== 'show' && sub !== 'resubmit' && sub !== 'purge') {
@@ -92,6 +130,8 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
     if (positionals.length || status) throw new errorCodes.ERR_USAGE('purge takes --before and --channel only')
   }
   const before = sub === 'purge' ? parseSince(values.before!, Date.now(), '--before') : undefined
+  if (sub !== 'list' && (values.key !== undefined || values['channel-file'] !== undefined)) throw new errorCodes.ERR_USAGE('--key and --channel-file go with list only')
+  const search = sub === 'list' ? await keySearchOf(values.key, values.channel, values['channel-file'] === undefined ? undefined : resolve(io.cwd, values['channel-file'])) : {}
   const dataDir = dataDirOf(values['data-dir'], io)
   const store = await openStoreFor(values, io, { dataDir, owner: false })
   try {
@@ -99,7 +139,7 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
       const limit = values.limit === undefined ? 100 : Number(values.limit)
       if (!Number.isInteger(limit) || limit < 1) throw new errorCodes.ERR_USAGE(`--limit must be a positive integer; not "${values.limit}"`)
       const list = await store.list({
-        ...(values.channel ? { channel: values.channel } : {}),
+        ...search,
         ...(status ? { status } : {}),
         ...(values.since ? { since: parseSince(values.since) } : {}),
         limit,

@@ -1,7 +1,7 @@
-import jsonata from 'jsonata'
 import type { Emit, EmitResult, MessageInput } from '../../shared/component.ts'
 import type { ChannelOptions } from '../../shared/config/types.ts'
 import { errorCodes } from '../../shared/errors.ts'
+import { keyExpression, searchKeysOf } from '../../shared/key-expression.ts'
 import type { EnqueueOptions } from '../../shared/store/types.ts'
 import type { RunContext } from './context.ts'
 import { storeSizeOf } from './store-size.ts'
@@ -21,13 +21,14 @@ const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'obj
 
 /**
  * Compiles `options.orderBy`: a JSONata expression evaluated on the body as received (with
- * `$message` bound to the whole message), whose string or number result is the order key. A plain
- * field path (`mrn`, `patient.id`) through plain objects is read directly, which is what JSONata
- * would return, without evaluating JSONata for every message; anything else evaluates the expression.
+ * `$message` bound to the whole message), or an HL7 terse path (`PID.3.1`) on an ER7 body, whose
+ * string or number result is the order key. A plain field path (`mrn`, `patient.id`) through plain
+ * objects is read directly, which is what JSONata would return, without evaluating JSONata for
+ * every message; anything else evaluates the expression.
  * Rejects with the reason when the expression fails or gives no string or number.
  */
 export function orderKeyOf(expression: string): (input: MessageInput) => Promise<string> {
-  const expr = jsonata(expression)
+  const evaluate = keyExpression(expression)
   const path = SIMPLE_PATH.test(expression) && !expression.split('.').some((p) => RESERVED.has(p)) ? expression.split('.') : undefined
   const keyFrom = (v: unknown): string => {
     if (typeof v === 'string' && v !== '') return v
@@ -43,7 +44,7 @@ export function orderKeyOf(expression: string): (input: MessageInput) => Promise
     }
     let v: unknown
     try {
-      v = await expr.evaluate(input.body, { message: input })
+      v = await evaluate(input)
     } catch (e) {
       throw new Error(`the expression failed: ${(e as Error).message}`)
     }
@@ -59,6 +60,7 @@ export function orderKeyOf(expression: string): (input: MessageInput) => Promise
  */
 export function createEmit(rc: RunContext, options: ChannelOptions, hooks: { retryAfterMs: number; counters: IntakeCounters; stored: () => void; settled: () => void }): Emit & { readonly inFlight: number } {
   const keyOf = options.orderBy !== undefined ? orderKeyOf(options.orderBy) : undefined
+  const searchKeys = options.searchKeys !== undefined && Object.keys(options.searchKeys).length > 0 ? searchKeysOf(options.searchKeys) : undefined
   const { counters } = hooks
   let inFlight = 0
   const storeSize = options.maxStoreBytes !== undefined ? storeSizeOf(rc.store, rc.now) : undefined
@@ -76,7 +78,7 @@ export function createEmit(rc: RunContext, options: ChannelOptions, hooks: { ret
     }
     throw new errorCodes.ERR_BACKPRESSURE(`channel ${rc.name}: ${why}`, { retryAfterMs: hooks.retryAfterMs })
   }
-  const storeOptions = async (input: MessageInput): Promise<EnqueueOptions> => {
+  const orderOptions = async (input: MessageInput): Promise<EnqueueOptions> => {
     if (!keyOf) return {}
     try {
       return { orderKey: await keyOf(input) }
@@ -84,6 +86,12 @@ export function createEmit(rc: RunContext, options: ChannelOptions, hooks: { ret
       if (options.orderByDefault !== undefined) return { orderKey: options.orderByDefault }
       return { error: `options/orderBy: ${(e as Error).message}` }
     }
+  }
+  const storeOptions = async (input: MessageInput): Promise<EnqueueOptions> => {
+    const how = await orderOptions(input)
+    if (!searchKeys) return how
+    const keys = await searchKeys(input, (name, reason) => rc.log.debug({ searchKey: name, reason }, 'search key not indexed'))
+    return Object.keys(keys).length > 0 ? { ...how, searchKeys: keys } : how
   }
   const emit = async (input: MessageInput): Promise<EmitResult> => {
     if (rc.stopping.aborted) throw new errorCodes.ERR_SHUTDOWN(`channel ${rc.name} is stopping`, { retryAfterMs: hooks.retryAfterMs })

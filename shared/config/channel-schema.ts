@@ -1,4 +1,5 @@
 import type { JsonSchema } from '../component.ts'
+import { MAX_SEARCH_KEYS, SEARCH_KEY_NAME } from '../key-expression.ts'
 
 export const NAME_PATTERN = '^[a-z0-9][a-z0-9._-]*$'
 
@@ -53,8 +54,15 @@ export const optionsSchema: JsonSchema = {
     shutdownTimeoutMs: { type: 'integer', minimum: 0, default: 10_000, description: 'On SIGINT/SIGTERM, how long in-flight work may finish before it is released back to the queue (ms).' },
     orderBy: {
       type: 'string', minLength: 1,
-      description: 'JSONata expression on the message as received giving its order key (a string or number), e.g. "mrn" or "PID.3.1": messages with the same key are delivered strictly in arrival order, messages with different keys in parallel up to concurrency. A key whose head message is retrying holds only that key.',
-      examples: ['mrn', 'patient.identifier'],
+      description: 'Expression on the message as received giving its order key (a string or number): JSONata on a JSON body, e.g. "mrn", or on an HL7 v2 ER7 body an HL7 terse path, e.g. "PID.3.1" (see the README, "HL7 v2"). Messages with the same key are delivered strictly in arrival order, messages with different keys in parallel up to concurrency. A key whose head message is retrying holds only that key.',
+      examples: ['mrn', 'patient.identifier', 'PID.3.1'],
+    },
+    searchKeys: {
+      type: 'object', maxProperties: MAX_SEARCH_KEYS,
+      propertyNames: { pattern: SEARCH_KEY_NAME },
+      additionalProperties: { type: 'string', minLength: 1 },
+      description: `Business keys to find messages by (weir messages list --key name=value): up to ${MAX_SEARCH_KEYS} names (lowercase letters, digits, "_"; at most 32 characters), each an expression on the message as received, like orderBy (JSONata, or an HL7 terse path such as "PID.3.1" on an ER7 body). A string or number gives one value, an array of them several; nothing gives none. Values are indexed with the message when it is stored (as keyed hashes when the content is encrypted); an expression that fails indexes nothing for that message (logged at debug) and never fails it.`,
+      examples: [{ mrn: 'PID.3.1', accession: 'ORC.3' }, { mrn: 'patient.mrn', order: 'orders.id' }],
     },
     encryptContent: {
       type: 'boolean',

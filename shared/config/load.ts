@@ -4,7 +4,7 @@ import { resolve, dirname, relative } from 'node:path'
 import type { ComponentDefinition, ComponentKind, JsonSchema } from '../component.ts'
 import { ConfigError, type ConfigProblem, formatProblem, isWeirError } from '../errors.ts'
 import { Secret } from '../secret.ts'
-import { jsonataProblems } from '../jsonata.ts'
+import { keyExpressionProblem } from '../key-expression.ts'
 import { compileSchema, validateCollectingSecrets } from './ajv.ts'
 import { channelSchema, NAME_PATTERN } from './channel-schema.ts'
 import { ajvProblems, escapePointer, locate, nearest } from './problems.ts'
@@ -246,9 +246,11 @@ export async function loadChannelObject(raw: unknown, options: LoadOptions & { f
     if (c && d) destinations.push({ ...c, name: String(d.name), retry: deepFreeze(d.retry as RetryPolicy), circuitBreaker: deepFreeze(d.circuitBreaker as CircuitBreakerPolicy) })
   }
 
-  const orderBy = (data.options as Partial<ChannelOptions> | undefined)?.orderBy
-  if (typeof orderBy === 'string' && !isBad('/options/orderBy')) {
-    for (const [p, m] of jsonataProblems(orderBy, '/options/orderBy')) problems.push({ file: name, pointer: p, message: m })
+  const { orderBy, searchKeys } = (data.options as Partial<ChannelOptions> | undefined) ?? {}
+  const keyExpressions: Array<[string, unknown]> = [['/options/orderBy', orderBy], ...Object.entries(typeof searchKeys === 'object' && searchKeys !== null ? searchKeys : {}).map(([k, v]): [string, unknown] => [`/options/searchKeys/${escapePointer(k)}`, v])]
+  for (const [pointer, expr] of keyExpressions) {
+    const problem = typeof expr === 'string' && !isBad(pointer) ? keyExpressionProblem(expr) : undefined
+    if (problem !== undefined) problems.push({ file: name, pointer, message: problem })
   }
 
   if (problems.length) throw new ConfigError(problems, top.errors)

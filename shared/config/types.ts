@@ -41,6 +41,8 @@ export interface ChannelOptions {
   orderBy?: string
   /** Order key of a message whose `orderBy` expression fails; without it, such a message goes to error. */
   orderByDefault?: string
+  /** Named key expressions (JSONata, or an HL7 terse path on ER7) whose values are indexed when a message is received: `weir messages list --key name=value`. */
+  searchKeys?: Record<string, string>
   /** Store the channel's message content encrypted under the store key (bodies, attributes, errors, excerpts). */
   encryptContent?: boolean
   /** Background deletion of the channel's finished messages (none unless set). */

@@ -11,3 +11,4 @@ export type { Ack, AckCode, Hl7Component, Hl7Field, Hl7Message, Hl7Repetition, H
 
 /** The content type of an ER7 message (as `mllp-listener` sets it). */
 export const HL7_ER7_CONTENT_TYPE = 'x-application/hl7-v2+er7'
+export { parseTersePath, readTersePath, type TersePath } from './path.ts'
