@@ -103,10 +103,10 @@ const deepFreeze = <T>(v: T): T => {
   return v
 }
 
-interface SecretContext { file: string; dir: string; env: NodeJS.ProcessEnv; problems: ConfigProblem[]; warnings: ConfigProblem[] }
+export interface SecretContext { file: string; dir: string; env: NodeJS.ProcessEnv; problems: ConfigProblem[]; warnings: ConfigProblem[] }
 
 /** Replaces each writeOnly value at `paths` (inside `data`, reported under `prefix`) by a Secret. */
-function resolveSecrets(data: unknown, paths: string[], prefix: string, sc: SecretContext): void {
+export function resolveSecrets(data: unknown, paths: string[], prefix: string, sc: SecretContext): void {
   for (const path of paths) {
     const loc = locate(data, path)
     if (!loc) continue

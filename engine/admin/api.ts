@@ -1,0 +1,84 @@
+import { Refusal } from '../../shared/inbound/refusal.ts'
+import type { ChannelHandle } from '../runtime/index.ts'
+import type { MessageStore } from '../../shared/store/types.ts'
+import type { Auth, Session } from './auth.ts'
+import { sendJson } from './http.ts'
+import { requireRole, type Router, type RouteContext } from './router.ts'
+
+/** The engine's state the API reads: empty while the engine starts or waits in standby. */
+export interface ApiSources {
+  handles(): readonly ChannelHandle[]
+  store(): MessageStore | undefined
+}
+
+/** One channel as GET /api/channels shows it. */
+export async function channelView(h: ChannelHandle, store: MessageStore | undefined, oldest: Record<string, number>, now = Date.now()) {
+  const since = oldest[h.name]
+  return {
+    name: h.name,
+    status: h.status(),
+    counters: h.counters(),
+    queueDepth: store ? store.pending(h.name) : null,
+    oldestQueuedAgeSec: since === undefined ? null : Math.max(0, (now - since) / 1000),
+    destinations: h.destinations(),
+    credentials: h.credentials(),
+  }
+}
+
+function handleOf(src: ApiSources, ctx: RouteContext): { handle: ChannelHandle; destination?: string } {
+  const handle = src.handles().find((h) => h.name === ctx.params.name)
+  if (!handle) throw new Refusal(404, `no channel "${ctx.params.name}"`)
+  const destination = ctx.url.searchParams.get('destination') ?? ctx.form.get('destination') ?? undefined
+  if (destination !== undefined && !handle.destinations().some((d) => d.name === destination)) throw new Refusal(404, `channel "${handle.name}" has no destination "${destination}"`)
+  return { handle, ...(destination !== undefined ? { destination } : {}) }
+}
+
+/** GET /api/channels and the operator's POST /api/channels/:name/pause and /resume (`?destination=` for one destination). */
+export function channelRoutes(router: Router, src: ApiSources): void {
+  router.get('/api/channels', async ({ res }) => {
+    const store = src.store()
+    const oldest = store ? await store.oldestPending() : {}
+    sendJson(res, 200, { channels: await Promise.all(src.handles().map((h) => channelView(h, store, oldest))) })
+  })
+  for (const action of ['pause', 'resume'] as const) {
+    router.post(`/api/channels/:name/${action}`, requireRole('operator'), async (ctx) => {
+      const { handle, destination } = handleOf(src, ctx)
+      await handle[action](destination)
+      sendJson(ctx.res, 200, { channel: handle.name, ...(destination !== undefined ? { destination } : {}), paused: action === 'pause', by: ctx.principal!.name })
+    })
+  }
+}
+
+const sessionView = (s: Session | undefined, ctx: RouteContext) => ({ name: ctx.principal!.name, role: ctx.principal!.role, csrfToken: s?.csrfToken ?? null })
+
+/**
+ * Sessions: POST /login (the token in the form; sets the session cookie), POST /logout, and
+ * GET /api/session (who is asking and the CSRF token for actions; on an open server it starts an
+ * anonymous session so that a browser gets one).
+ */
+export function sessionRoutes(router: Router, auth: Auth): void {
+  router.public('POST', '/login', async (ctx) => {
+    const token = ctx.form.get('token')
+    if (!token) throw new Refusal(400, 'missing form field "token"')
+    const session = await auth.login(token)
+    const isForm = String(ctx.req.headers['content-type'] ?? '').startsWith('application/x-www-form-urlencoded')
+    if (isForm) {
+      ctx.res.writeHead(303, { location: '/', 'set-cookie': auth.cookie(session) }).end()
+      return
+    }
+    ctx.principal = session.principal
+    sendJson(ctx.res, 200, sessionView(session, ctx), { 'set-cookie': auth.cookie(session) })
+  })
+  router.post('/logout', (ctx) => {
+    if (ctx.session) auth.logout(ctx.session)
+    sendJson(ctx.res, 200, { loggedOut: true }, { 'set-cookie': auth.cookie(undefined) })
+  })
+  router.get('/api/session', (ctx) => {
+    if (!ctx.session && auth.open) {
+      const session = auth.openSession()
+      sendJson(ctx.res, 200, sessionView(session, ctx), { 'set-cookie': auth.cookie(session) })
+      return
+    }
+    sendJson(ctx.res, 200, sessionView(ctx.session, ctx))
+  })
+}

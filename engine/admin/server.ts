@@ -1,0 +1,151 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { errorCodes } from '../../shared/errors.ts'
+import { createHttpClient } from '../../shared/http/index.ts'
+import type { HttpClient } from '../../shared/http/types.ts'
+import { Refusal } from '../../shared/inbound/refusal.ts'
+import type { Logger } from '../../shared/log/index.ts'
+import type { MessageStore } from '../../shared/store/types.ts'
+import type { ChannelHandle } from '../runtime/index.ts'
+import type { RuntimeObserver } from '../runtime/observer.ts'
+import { channelRoutes, sessionRoutes } from './api.ts'
+import { checkCsrf, createAuth, type Auth } from './auth.ts'
+import { hasAuth, type AdminConfig } from './config.ts'
+import { readiness } from './health.ts'
+import { SECURITY_HEADERS, readForm, sendJson } from './http.ts'
+import { createMetrics } from './metrics.ts'
+import { Router, type RouteContext } from './router.ts'
+
+export interface AdminServerOptions {
+  host: string
+  /** 0 picks a free port. */
+  port: number
+  config: AdminConfig
+  log: Logger
+  /** Where the SQLite store's files are (their size is a metric). */
+  dataDir: string
+  /** For the OIDC issuer's keys; one is created (and closed with the server) when absent. */
+  http?: HttpClient
+}
+
+export interface AdminServer {
+  /** `http://host:port`. */
+  readonly url: string
+  readonly port: number
+  /** Pass to every channel (`RuntimeDeps.observer`): it feeds the counters and histograms of /metrics. */
+  readonly observer: RuntimeObserver
+  /** Where pages and actions are added (guards: `requireRole`; every POST is CSRF-checked). */
+  readonly router: Router
+  readonly auth: Auth
+  /** The engine is running: /readyz, /metrics and the API look at these from now on. */
+  attach(engine: { store: MessageStore; handles: readonly ChannelHandle[] }): void
+  /** Why the engine is not running yet (standby: the store is locked by another engine); undefined when that is over. */
+  setWaiting(reason: string | undefined): void
+  close(): Promise<void>
+}
+
+const LOOPBACK_NAMES = new Set(['localhost', '127.0.0.1', '::1'])
+
+/** Whether a listen address (or Host name) is a loopback one. */
+export function isLoopback(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '').toLowerCase()
+  return LOOPBACK_NAMES.has(h) || /^127\.\d+\.\d+\.\d+$/.test(h) || h.endsWith('.localhost')
+}
+
+/** The host names the server answers to: loopback names, the bound address, the configured ones; any when bound to every interface without a list. */
+function hostCheck(bound: string, hosts: readonly string[]): (header: string | undefined) => boolean {
+  const wildcard = bound === '0.0.0.0' || bound === '::'
+  if (wildcard && hosts.length === 0) return () => true
+  const allowed = new Set([...hosts, bound.toLowerCase()])
+  return (header) => {
+    const name = (header ?? '').toLowerCase().replace(/:\d+$/, '').replace(/^\[|\]$/g, '')
+    return isLoopback(name) || allowed.has(name)
+  }
+}
+
+/** Authentication, the CSRF check and the route's handlers, in that order. */
+async function dispatch(router: Router, auth: Auth, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const url = new URL(req.url ?? '/', 'http://admin.invalid')
+  const found = router.match(req.method ?? 'GET', url.pathname)
+  if (!found) throw new Refusal(404, 'not found')
+  if ('allow' in found) throw new Refusal(405, 'method not allowed', { allow: found.allow.join(', ') })
+  const isGet = req.method === 'GET' || req.method === 'HEAD'
+  const form = isGet ? new URLSearchParams() : await readForm(req)
+  const ctx: RouteContext = { req, res, url, params: found.params, form }
+  if (!found.route.public) Object.assign(ctx, await auth.authenticate(req))
+  if (!isGet) {
+    const refused = checkCsrf(req, found.route.public ? 'login' : { principal: ctx.principal!, ...(ctx.session ? { session: ctx.session } : {}) }, form.get('_csrf') ?? undefined)
+    if (refused) throw refused
+  }
+  for (const h of found.route.handlers) await h(ctx)
+}
+
+function listen(server: Server, host: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', (e: NodeJS.ErrnoException) => reject(new errorCodes.ERR_LISTEN(`admin server cannot listen on ${host}:${port}: ${e.code ?? e.message}`, { cause: e })))
+    server.listen(port, host, () => resolve())
+  })
+}
+
+/**
+ * Starts the admin server: /healthz, /readyz, /metrics, the JSON API and the login session routes.
+ * Bound to anything but loopback it refuses to start without authentication (`ERR_USAGE`). Every
+ * response carries a strict Content-Security-Policy; a `Host` that is not the server's answers 421.
+ *
+ * @example
+ * const admin = await startAdminServer({ host: '127.0.0.1', port: 8089, config: OPEN_CONFIG, log, dataDir })
+ * const handle = await startChannel(channel, { store, log, dataDir, observer: admin.observer })
+ * admin.attach({ store, handles: [handle] })
+ */
+export async function startAdminServer(o: AdminServerOptions): Promise<AdminServer> {
+  if (!isLoopback(o.host) && !hasAuth(o.config)) {
+    throw new errorCodes.ERR_USAGE(`the admin server on ${o.host} (not loopback) needs authentication: give --admin-config with "tokens" or "jwt", or bind it to 127.0.0.1`)
+  }
+  const http = o.http ?? createHttpClient({ log: o.log })
+  let engine: { store: MessageStore; handles: readonly ChannelHandle[] } | undefined
+  let waiting: string | undefined
+  const sources = { store: () => engine?.store, handles: () => engine?.handles ?? [] }
+  const metrics = createMetrics({ ...sources, dataDir: o.dataDir })
+  const auth = createAuth(o.config, { http })
+  const router = new Router()
+    .public('GET', '/healthz', ({ res }) => sendJson(res, 200, { alive: true }))
+    .public('GET', '/readyz', async ({ res }) => {
+      const r = await readiness({ store: sources.store, handles: () => engine?.handles, waiting: () => waiting })
+      sendJson(res, r.ready ? 200 : 503, r)
+    })
+    .get('/metrics', async ({ res }) => {
+      const text = await metrics.registry.metrics()
+      res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text)
+    })
+  channelRoutes(router, sources)
+  sessionRoutes(router, auth)
+
+  const hostAllowed = hostCheck(o.host, o.config.hosts)
+  const server = createServer({ requestTimeout: 30_000, headersTimeout: 10_000 }, (req, res) => {
+    for (const [k, v] of Object.entries(SECURITY_HEADERS)) res.setHeader(k, v)
+    if (!hostAllowed(req.headers.host)) return sendJson(res, 421, { error: 'unknown Host (the admin server answers to its own names only)' })
+    dispatch(router, auth, req, res).catch((e: unknown) => {
+      if (res.headersSent) return void res.destroy()
+      if (e instanceof Refusal) return sendJson(res, e.status, { error: e.publicReason }, e.headers)
+      o.log.error({ err: e, path: req.url }, 'admin request failed')
+      sendJson(res, 500, { error: 'internal error (see the engine log)' })
+    })
+  })
+  await listen(server, o.host, o.port)
+  const port = (server.address() as AddressInfo).port
+  const url = `http://${o.host.includes(':') ? `[${o.host}]` : o.host}:${port}`
+  o.log.info({ url, auth: hasAuth(o.config) ? 'required' : 'open (loopback)' }, 'admin server listening')
+  return {
+    url, port, observer: metrics.observer, router, auth,
+    attach(e) {
+      engine = e
+      waiting = undefined
+      metrics.seed(e.handles)
+    },
+    setWaiting(reason) { waiting = reason },
+    async close() {
+      await new Promise<void>((resolve) => { server.close(() => resolve()); server.closeAllConnections() })
+      if (!o.http) await http.close()
+    },
+  }
+}
