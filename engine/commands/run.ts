@@ -14,10 +14,12 @@ import { startChannel, type ChannelCounters, type ChannelHandle } from '../runti
 import { clusterTokenState, missingClusterKey } from '../../shared/store/postgres/oauth-state.ts'
 import { openStoreFor, storeOptions, storeUrlOf, storeUsage } from '../store.ts'
 import { startRetention } from '../retention.ts'
+import { adminOptions, adminUsage, openStoreWhenFree, startAdminFor, type AdminServer } from '../admin/index.ts'
 import { JWKS_SETS, channelSigningKeys, jwksDocuments, parseListenAddress, startJwksServer, type JwksServer, type JwksSets } from '../jwks-server.ts'
 
 export const summary = 'run one or more channels until SIGINT/SIGTERM'
 export const usage = `usage: weir run <channel.json...> [--data-dir D] [--allow-open-data-dir] [--encrypt-content] [--max-store-bytes N] [--sync full|normal] [--store postgres://…] [--jwks [HOST:]PORT [--jwks-sets per-credential|combined]]
+                [--admin HOST:PORT|off] [--admin-config admin.json] [--standby]
 
 Runs every given channel in this process. Messages are stored in the data directory
 (default ./data, or $WEIR_DATA_DIR) before the source acknowledges them, and delivered
@@ -39,6 +41,7 @@ ${storeUsage}
   --jwks ADDR     serve the public JWK Set of the channels' signing keys on this address
                   (host default 127.0.0.1), for providers that take a jwks_uri
   --jwks-sets S   per-credential (default: /jwks/<credential>.json) or combined (/jwks.json)
+${adminUsage}
 
 exit status: 0 after a clean stop, 1 when a channel stopped on error or would not start`
 
@@ -54,6 +57,8 @@ export interface RunDeps {
   refreshMs?: number
   /** Called with the JWK Set server once it listens (with --jwks). */
   onJwksServer?: (server: JwksServer) => void
+  /** Called with the admin server once it listens. */
+  onAdminServer?: (server: AdminServer) => void
 }
 
 function lineFor(name: string, c: ChannelCounters, width: number, state: string): string {
@@ -69,7 +74,7 @@ function lineFor(name: string, c: ChannelCounters, width: number, state: string)
 export async function run(args: string[], io: CommandIO, deps: RunDeps = {}): Promise<number> {
   const { values, positionals } = parseArgs({
     args, allowPositionals: true,
-    options: { 'data-dir': { type: 'string' }, 'allow-open-data-dir': { type: 'boolean' }, 'encrypt-content': { type: 'boolean' }, 'max-store-bytes': { type: 'string' }, sync: { type: 'string', default: 'full' }, ...storeOptions, jwks: { type: 'string' }, 'jwks-sets': { type: 'string', default: 'per-credential' } },
+    options: { 'data-dir': { type: 'string' }, 'allow-open-data-dir': { type: 'boolean' }, 'encrypt-content': { type: 'boolean' }, 'max-store-bytes': { type: 'string' }, sync: { type: 'string', default: 'full' }, ...storeOptions, jwks: { type: 'string' }, 'jwks-sets': { type: 'string', default: 'per-credential' }, ...adminOptions },
   })
   if (positionals.length === 0) {
     io.err(usage)
@@ -125,7 +130,11 @@ export async function run(args: string[], io: CommandIO, deps: RunDeps = {}): Pr
     deps.onJwksServer?.(jwks)
   }
   const encrypt = values['encrypt-content'] ? true as const : new Set(channels.filter((c) => c.options.encryptContent).map((c) => c.name))
-  const store = await openStoreFor(values, io, { dataDir, owner: true, synchronous: sync, log, encrypt, ...(values['allow-open-data-dir'] ? { allowOpenDataDir: true } : {}) }).catch(async (e) => {
+  const admin = await startAdminFor(values, io, { log, dataDir }).catch(async (e) => { await jwks?.close(); throw e })
+  if (admin) deps.onAdminServer?.(admin)
+  const open = () => openStoreFor(values, io, { dataDir, owner: true, synchronous: sync, log, encrypt, ...(values['allow-open-data-dir'] ? { allowOpenDataDir: true } : {}) })
+  const store = await (values.standby ? openStoreWhenFree(open, { log, ...(admin ? { admin } : {}), ...(deps.signal ? { signal: deps.signal } : {}) }) : open()).catch(async (e) => {
+    await admin?.close()
     await jwks?.close()
     throw e
   })
@@ -137,13 +146,14 @@ export async function run(args: string[], io: CommandIO, deps: RunDeps = {}): Pr
   const credential = deps.credential ?? ((name: string, ch: LoadedChannel) =>
     createTokenProvider(name, ch.credentials[name] as unknown as Parameters<typeof createTokenProvider>[1], { log: log.child({ channel: ch.name, credential: name }), dataDir, ...(shared ? { shared } : {}) }))
   const closeAll = async () => {
+    await admin?.close()
     await jwks?.close()
     await store.close()
     if (!deps.http) await http.close()
   }
   const handles: ChannelHandle[] = []
   try {
-    for (const ch of channels) handles.push(await startChannel(ch, { store, log, dataDir, http, credential }))
+    for (const ch of channels) handles.push(await startChannel(ch, { store, log, dataDir, http, credential, ...(admin ? { observer: admin.observer } : {}) }))
   } catch (e) {
     await Promise.all(handles.map((h) => h.stop({ timeoutMs: 2000 })))
     await closeAll()
@@ -151,6 +161,7 @@ export async function run(args: string[], io: CommandIO, deps: RunDeps = {}): Pr
   }
   const retained = channels.flatMap((ch) => (ch.options.retention ? [{ name: ch.name, retention: ch.options.retention }] : []))
   const retention = startRetention(store, retained, { log })
+  admin?.attach({ store, handles })
   log.info({ dataDir, channels: handles.map((h) => h.name) }, 'weir running')
   deps.onStarted?.(handles)
 
