@@ -35,7 +35,7 @@ interface AdminChoice {
  * Starts the admin server `weir run` asked for, or none with `--admin off`. A taken default port
  * only warns (several engines on one host, tests); a port given explicitly must be free.
  */
-export async function startAdminFor(values: AdminChoice, io: Pick<CommandIO, 'cwd' | 'env' | 'err'>, o: { log: Logger; dataDir: string }): Promise<AdminServer | undefined> {
+export async function startAdminFor(values: AdminChoice, io: Pick<CommandIO, 'cwd' | 'env' | 'err'>, o: { log: Logger }): Promise<AdminServer | undefined> {
   if (values.admin === 'off') return undefined
   let address: { host: string; port: number }
   try {
@@ -50,7 +50,7 @@ export async function startAdminFor(values: AdminChoice, io: Pick<CommandIO, 'cw
     config = loaded.config
   }
   try {
-    return await startAdminServer({ ...address, config, log: o.log, dataDir: o.dataDir })
+    return await startAdminServer({ ...address, config, log: o.log })
   } catch (e) {
     if (values.admin !== undefined || !isWeirError(e) || e.code !== 'ERR_LISTEN') throw e
     o.log.warn({ address: DEFAULT_ADMIN, reason: e.message }, 'admin server not started: its default address is taken (give --admin HOST:PORT or --admin off)')

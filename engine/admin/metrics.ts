@@ -1,16 +1,12 @@
-import { stat } from 'node:fs/promises'
-import { join } from 'node:path'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import type { ChannelHandle } from '../runtime/index.ts'
 import type { RuntimeObserver } from '../runtime/observer.ts'
 import type { MessageStore } from '../../shared/store/types.ts'
-import type { Queryable } from '../../shared/store/postgres/db.ts'
 
 /** What the scrape-time gauges read: the running channels and the open store (absent while starting or in standby). */
 export interface MetricsSources {
   handles(): readonly ChannelHandle[]
   store(): MessageStore | undefined
-  dataDir: string
 }
 
 /** Circuit-breaker states as numbers, so that alerts can compare (`> 0`: not closed). */
@@ -31,19 +27,6 @@ export const METRIC_NAMES = [
   'weir_token_requests_total', 'weir_token_fetch_failures_total', 'weir_token_expires_in_seconds', 'weir_credential_failing_fast',
   'weir_store_size_bytes',
 ] as const
-
-/** Sum of the SQLite store's files (database and write-ahead log) in the data directory. */
-async function sqliteSize(dataDir: string): Promise<number> {
-  const sizes = await Promise.all(['weir.db', 'weir.db-wal'].map((f) => stat(join(dataDir, f)).then((s) => s.size, () => 0)))
-  return sizes.reduce((a, b) => a + b, 0)
-}
-
-async function storeSize(store: MessageStore, dataDir: string): Promise<number | undefined> {
-  const pool = (store as { pool?: Queryable }).pool
-  if (!pool) return sqliteSize(dataDir)
-  const [row] = await pool.sql<{ size: string }>`SELECT pg_database_size(current_database())::text AS size`
-  return row ? Number(row.size) : undefined
-}
 
 /** Counters fed by the runtime's observer (events of this process since it started). */
 function eventMetrics(registers: Registry[]) {
@@ -130,8 +113,7 @@ function storeMetrics(registers: Registry[], src: MetricsSources) {
     async collect() {
       this.reset()
       const store = src.store()
-      const size = store && await storeSize(store, src.dataDir)
-      if (size !== undefined) this.set(size)
+      if (store) this.set(await store.size())
     },
   })
 }
@@ -149,7 +131,7 @@ export interface Metrics {
  * throwing, as the observer contract asks), gauges computed at scrape time from the channels and the store.
  *
  * @example
- * const metrics = createMetrics({ handles: () => handles, store: () => store, dataDir })
+ * const metrics = createMetrics({ handles: () => handles, store: () => store })
  * await startChannel(channel, { ...deps, observer: metrics.observer })
  * const text = await metrics.registry.metrics()
  */

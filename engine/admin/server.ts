@@ -22,8 +22,6 @@ export interface AdminServerOptions {
   port: number
   config: AdminConfig
   log: Logger
-  /** Where the SQLite store's files are (their size is a metric). */
-  dataDir: string
   /** For the OIDC issuer's keys; one is created (and closed with the server) when absent. */
   http?: HttpClient
 }
@@ -93,7 +91,7 @@ function listen(server: Server, host: string, port: number): Promise<void> {
  * response carries a strict Content-Security-Policy; a `Host` that is not the server's answers 421.
  *
  * @example
- * const admin = await startAdminServer({ host: '127.0.0.1', port: 8089, config: OPEN_CONFIG, log, dataDir })
+ * const admin = await startAdminServer({ host: '127.0.0.1', port: 8089, config: OPEN_CONFIG, log })
  * const handle = await startChannel(channel, { store, log, dataDir, observer: admin.observer })
  * admin.attach({ store, handles: [handle] })
  */
@@ -105,7 +103,7 @@ export async function startAdminServer(o: AdminServerOptions): Promise<AdminServ
   let engine: { store: MessageStore; handles: readonly ChannelHandle[] } | undefined
   let waiting: string | undefined
   const sources = { store: () => engine?.store, handles: () => engine?.handles ?? [] }
-  const metrics = createMetrics({ ...sources, dataDir: o.dataDir })
+  const metrics = createMetrics(sources)
   const auth = createAuth(o.config, { http })
   const router = new Router()
     .public('GET', '/healthz', ({ res }) => sendJson(res, 200, { alive: true }))

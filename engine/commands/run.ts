@@ -130,7 +130,7 @@ export async function run(args: string[], io: CommandIO, deps: RunDeps = {}): Pr
     deps.onJwksServer?.(jwks)
   }
   const encrypt = values['encrypt-content'] ? true as const : new Set(channels.filter((c) => c.options.encryptContent).map((c) => c.name))
-  const admin = await startAdminFor(values, io, { log, dataDir }).catch(async (e) => { await jwks?.close(); throw e })
+  const admin = await startAdminFor(values, io, { log }).catch(async (e) => { await jwks?.close(); throw e })
   if (admin) deps.onAdminServer?.(admin)
   const open = () => openStoreFor(values, io, { dataDir, owner: true, synchronous: sync, log, encrypt, ...(values['allow-open-data-dir'] ? { allowOpenDataDir: true } : {}) })
   const store = await (values.standby ? openStoreWhenFree(open, { log, ...(admin ? { admin } : {}), ...(deps.signal ? { signal: deps.signal } : {}) }) : open()).catch(async (e) => {

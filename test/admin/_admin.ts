@@ -47,7 +47,7 @@ export function useAdminFixture(config: () => AdminConfig = () => OPEN_CONFIG, l
   const fx = { rt, feed: feedSource(), admin: undefined as unknown as AdminServer, url: '' }
   beforeEach(async () => {
     fx.feed = feedSource()
-    fx.admin = await startAdminServer({ host: '127.0.0.1', port: 0, config: config(), log: log(), dataDir: rt.dir.path })
+    fx.admin = await startAdminServer({ host: '127.0.0.1', port: 0, config: config(), log: log() })
     fx.url = fx.admin.url
     const h = await rt.start({ name: 'orders', source: fx.feed.definition, destinations: [destination('api', rt.api.url), destination('audit', rt.api.url)] }, { observer: fx.admin.observer })
     fx.admin.attach({ store: rt.store, handles: [h] })

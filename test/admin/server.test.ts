@@ -136,7 +136,7 @@ describe('admin server with tokens', () => {
 
 describe('startAdminServer', () => {
   it('refuses a non-loopback address without authentication (ERR_USAGE)', async () => {
-    const err = await startAdminServer({ host: '0.0.0.0', port: 0, config: OPEN_CONFIG, log: silentLogger, dataDir: '/nonexistent' }).catch((e) => e)
+    const err = await startAdminServer({ host: '0.0.0.0', port: 0, config: OPEN_CONFIG, log: silentLogger }).catch((e) => e)
     expect(err.code).toBe('ERR_USAGE')
     expect(err.message).toBe('the admin server on 0.0.0.0 (not loopback) needs authentication: give --admin-config with "tokens" or "jwt", or bind it to 127.0.0.1')
   })
