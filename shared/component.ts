@@ -26,6 +26,12 @@ export interface MessageInput {
   attributes?: Record<string, string>
   /** A stable key derived from the input (file path + size + mtime, an API resource id…); a re-emit with the same key is recognised as a duplicate. */
   dedupeKey?: string
+  /**
+   * How long the dedupe key holds (ms from the first message's receipt): a repeat after that is a
+   * new message (the key moves to it; the earlier message stays in the log). Without it, as long as
+   * the first message is in the message log.
+   */
+  dedupeWindowMs?: number
 }
 
 export interface EmitResult {

@@ -24,7 +24,11 @@ const configSchema = {
     parse: { type: 'boolean', default: true, description: 'Parse each whole message before storing it; one that does not parse is answered AE with the reason and not stored. With false only the MSH segment is read.' },
     dedupeByControlId: {
       type: 'boolean', default: false,
-      description: 'Store a message only once per sending facility (MSH-4) and control id (MSH-10): a resend (e.g. after a lost ACK) is answered AA without a second copy. A control id is remembered as long as its message is in the message log.',
+      description: 'Store a message only once per sending facility (MSH-4) and control id (MSH-10) within dedupeWindowMs: a resend (e.g. after a lost ACK) is answered AA without a second copy.',
+    },
+    dedupeWindowMs: {
+      type: 'integer', minimum: 1000, default: 86_400_000,
+      description: 'With dedupeByControlId: how long a control id is remembered (ms from its first message, default 24 h). A message with the same facility and control id after that is stored as new: senders that reuse control ids (after a counter reset) are not refused. Never longer than the first message stays in the message log.',
     },
     tls: serverTlsSchema('Accept MLLP over TLS instead of plain TCP.'),
   },
@@ -100,7 +104,7 @@ async function store(emit: Emit, text: string, header: MshHeader, socket: Socket
   try {
     const r = await emit({
       body: text, contentType: HL7_ER7_CONTENT_TYPE, attributes: attributesOf(header, socket),
-      ...(config.dedupeByControlId ? { dedupeKey: `hl7:${header.sendingFacility}:${header.controlId}` } : {}),
+      ...(config.dedupeByControlId ? { dedupeKey: `hl7:${header.sendingFacility}:${header.controlId}`, dedupeWindowMs: config.dedupeWindowMs } : {}),
     })
     if (r.duplicate) ctx.log.info({ controlId: header.controlId, sendingFacility: header.sendingFacility, message: r.id }, 'duplicate control id: acknowledged, not stored again')
     return { header, code: 'AA' }

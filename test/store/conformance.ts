@@ -86,6 +86,22 @@ export function storeConformance(factory: StoreFactory): void {
       expect(await store.size()).toBeGreaterThan(before + 500_000)
     })
 
+    it('holds a dedupe key only for its window: a repeat after it is a new message, the earlier one kept', async () => {
+      let t = 10_000
+      await reopen({ now: () => t })
+      const first = await store.enqueue('c', { body: 1, dedupeKey: 'k', dedupeWindowMs: 500 })
+      t = 10_400
+      expect(await store.enqueue('c', { body: 2, dedupeKey: 'k', dedupeWindowMs: 500 })).toEqual({ id: first.id, duplicate: true })
+      t = 10_500
+      const second = await store.enqueue('c', { body: 3, dedupeKey: 'k', dedupeWindowMs: 500 })
+      expect(second.duplicate).toBe(false)
+      t = 10_700
+      expect(await store.enqueue('c', { body: 4, dedupeKey: 'k', dedupeWindowMs: 500 })).toEqual({ id: second.id, duplicate: true })
+      expect(await store.enqueue('c', { body: 5, dedupeKey: 'k' })).toEqual({ id: second.id, duplicate: true })
+      expect((await store.get(first.id))!.message.body).toBe(1)
+      expect((await store.claim('c', 10)).map((m) => m.body)).toEqual([1, 3])
+    })
+
     it('recognises a repeated dedupe key per channel', async () => {
       const [a, b] = await Promise.all([
         store.enqueue('c', { body: 1, dedupeKey: 'k' }),

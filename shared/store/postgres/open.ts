@@ -158,7 +158,7 @@ class PostgresStore implements PostgresMessageStore {
     if (error === null) this.queues.accepted(channel)
     try {
       const [, duplicateOf] = await this.write<[number, string | null]>('enqueue', [
-        channel, id, JSON.stringify(input.body ?? null), contentType, JSON.stringify(input.attributes ?? {}), input.dedupeKey ?? null, t, opts.orderKey ?? null, error, opts.searchKeys ?? null,
+        channel, id, JSON.stringify(input.body ?? null), contentType, JSON.stringify(input.attributes ?? {}), input.dedupeKey ?? null, t, opts.orderKey ?? null, error, opts.searchKeys ?? null, input.dedupeWindowMs ?? null,
       ])
       if (error === null) this.queues.written(channel, { counted: duplicateOf === null })
       return duplicateOf === null ? { id, duplicate: false } : { id: duplicateOf, duplicate: true }

@@ -41,6 +41,13 @@ export function batchApplier(owner: () => string): ApplyBatch {
 async function enqueueAll(tx: Queryable, ops: Indexed[], results: unknown[]): Promise<void> {
   if (ops.length === 0) return
   const col = (k: number) => ops.map(([op]) => op.args[k] ?? null)
+  // Dedupe keys whose window has passed move to the new message: the old one keeps its content, without the key.
+  const windowed = ops.filter(([op]) => op.args[5] !== null && op.args[10] !== null)
+  if (windowed.length > 0) {
+    await tx.query(`UPDATE weir_messages m SET dedupe_key = NULL FROM unnest($1::text[], $2::text[], $3::bigint[]) AS d (channel, dedupe_key, until)
+      WHERE m.channel = d.channel AND m.dedupe_key = d.dedupe_key AND m.received_at <= d.until`,
+    [windowed.map(([op]) => op.args[0]), windowed.map(([op]) => op.args[5]), windowed.map(([op]) => op.args[6] - op.args[10])])
+  }
   const inserted = await tx.query<{ id: string; seq: string }>(`
     INSERT INTO weir_messages (channel, id, body, content_type, attributes, dedupe_key, received_at, updated_at, order_key, error, status)
     SELECT channel, id, body, content_type, attributes, dedupe_key, t, t, order_key, error, CASE WHEN error IS NULL THEN 'queued' ELSE 'error' END

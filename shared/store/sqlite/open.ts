@@ -162,7 +162,7 @@ class SqliteStore implements SqliteMessageStore {
     const attributes = input.attributes ?? {}
     const error = opts.error ?? null
     if (error === null) this.queues.accepted(channel)
-    const args = [channel, id, JSON.stringify(input.body ?? null), contentType, JSON.stringify(attributes), input.dedupeKey ?? null, t, opts.orderKey ?? null, error, opts.searchKeys ?? null]
+    const args = [channel, id, JSON.stringify(input.body ?? null), contentType, JSON.stringify(attributes), input.dedupeKey ?? null, t, opts.orderKey ?? null, error, opts.searchKeys ?? null, input.dedupeWindowMs ?? null]
     return this.writer.call('enqueue', args, ([seq, duplicateOf]: [number, string | null]): EmitResult => {
       if (error !== null) return duplicateOf === null ? { id, duplicate: false } : { id: duplicateOf, duplicate: true }
       if (duplicateOf !== null) {

@@ -46,6 +46,8 @@ const s = {
   insertStatus: db.prepare('INSERT INTO message_status (seq, channel, status, updated_at, error) VALUES (?, ?, ?, ?, ?)'),
   insertKey: db.prepare('INSERT OR IGNORE INTO message_keys (name, value, channel, seq) VALUES (?, ?, ?, ?)'),
   byDedupe: db.prepare('SELECT id FROM message_content WHERE channel = ? AND dedupe_key = ?').pluck(),
+  // A dedupe key whose window has passed moves to the new message: the old one keeps its content, without the key.
+  expireDedupe: db.prepare('UPDATE message_content SET dedupe_key = NULL WHERE channel = ? AND dedupe_key = ? AND received_at <= ?'),
   // One query: the next queued messages with their content and their per-destination outcomes so far.
   claimable: db.prepare(`SELECT s.seq, c.id, s.channel, c.body, c.content_type, c.attributes, c.dedupe_key, c.received_at, c.order_key,
       ${deliveriesJson} AS deliveries
@@ -134,10 +136,11 @@ const ops = {
   /**
    * @param {string} channel @param {string} id @param {string} body @param {string} contentType @param {string} attributes
    * @param {string | null} dedupeKey @param {number} t @param {string | null} orderKey @param {string | null} error a message stored in error at once
-   * @param {Record<string, string[]> | null} searchKeys
+   * @param {Record<string, string[]> | null} searchKeys @param {number | null} dedupeWindowMs
    * @returns {[seq: number, duplicateOf: string | null]}
    */
-  enqueue(channel, id, body, contentType, attributes, dedupeKey, t, orderKey, error, searchKeys) {
+  enqueue(channel, id, body, contentType, attributes, dedupeKey, t, orderKey, error, searchKeys, dedupeWindowMs) {
+    if (dedupeKey !== null && dedupeWindowMs !== null) s.expireDedupe.run(channel, dedupeKey, t - dedupeWindowMs)
     const r = s.insertContent.run(id, channel, body, contentType, attributes, dedupeKey, t, orderKey)
     if (r.changes === 1) {
       s.insertStatus.run(r.lastInsertRowid, channel, error === null ? 'queued' : 'error', t, error)

@@ -208,6 +208,14 @@ describe('mllp-listener', () => {
     for (const m of [adt('DUP1'), adt('DUP1'), adt('DUP1', { facility: 'OTHERHOSP' })]) expect(readAck(await c.request(m, 5000)).code).toBe('AA')
     expect(emit.results.map((r) => r.duplicate)).toEqual([false, true, false])
     expect(emit.inputs[0]!.dedupeKey).toBe('hl7:GENHOSP:DUP1')
+    expect(emit.inputs[0]!.dedupeWindowMs).toBe(86_400_000)
+  })
+
+  it('dedupeWindowMs is handed to the store with the key', async () => {
+    const { port, emit } = await start({ dedupeByControlId: true, dedupeWindowMs: 60_000 })
+    const c = await client(port)
+    expect(readAck(await c.request(adt('W1'), 5000)).code).toBe('AA')
+    expect(emit.inputs[0]).toMatchObject({ dedupeKey: 'hl7:GENHOSP:W1', dedupeWindowMs: 60_000 })
   })
 
   it.each([
