@@ -1,0 +1,197 @@
+import { hostname } from 'node:os'
+import type { LoadedChannel } from '../../shared/config/types.ts'
+import type { HttpClient } from '../../shared/http/types.ts'
+import type { Logger } from '../../shared/log/index.ts'
+import type { TokenProvider } from '../../shared/oauth/types.ts'
+import type { MessageStore } from '../../shared/store/types.ts'
+import { startChannel, type ChannelHandle } from '../runtime/index.ts'
+import type { RuntimeObserver } from '../runtime/observer.ts'
+import { subjectsOf, type Subject } from './conditions.ts'
+import type { FeedSource } from './feed.ts'
+import type { AlertRule, LoadedAlerts } from './load.ts'
+import { FailureStreaks } from './observer.ts'
+import { step, type AlertState, type Transition } from './state.ts'
+
+/** Where alert states are kept in the store (`getState`/`setState`). */
+const STATE_CHANNEL = 'weir-alerts'
+const STATE_COMPONENT = 'alerts'
+/** The leadership a cluster's engines compete for: only its holder evaluates and notifies. */
+export const ALERTS_LEADERSHIP = 'alerts'
+
+export interface AlertsDeps {
+  store: MessageStore
+  log: Logger
+  dataDir: string
+  http?: HttpClient
+  /** Builds the token provider of a webhook's credential (as for channels). */
+  credential?: (name: string, channel: LoadedChannel) => TokenProvider
+  now?: () => number
+  /** How long `stop()` lets queued notifications go out before stopping their channels. Default 2000 ms. */
+  drainMs?: number
+}
+
+/** The JSON body POSTed to a webhook. Never message content, never a token. */
+export interface Notification {
+  alert: string
+  condition: string
+  state: Transition
+  channel: string
+  destination?: string
+  credential?: string
+  /** When the condition started (ISO 8601). */
+  since: string
+  /** When this notification was made (ISO 8601). */
+  at: string
+  engine: { hostname: string; pid: number }
+  summary: string
+}
+
+export interface Alerts {
+  /** Give it to every channel (`RuntimeDeps.observer`, with `composeObservers`): `consecutiveFailures` counts attempts through it. */
+  readonly observer: RuntimeObserver
+  /** Starts the webhook channels, then evaluates the alerts over `handles` every `checkIntervalMs`. */
+  start(handles: readonly ChannelHandle[]): Promise<void>
+  /** Evaluates every alert now. */
+  evaluate(): Promise<void>
+  /** Evaluates a last time (before the channels stop), lets queued notifications go out for `drainMs`, stops the webhook channels. */
+  stop(): Promise<void>
+  /** The running webhook channels (`weir-alerts.<webhook>`). */
+  readonly channels: readonly ChannelHandle[]
+}
+
+/**
+ * The alerts notifier: a state machine per (alert, subject) pair, evaluated on a timer; each
+ * transition is one notification, queued in the store through the webhook's internal channel, so
+ * it survives a restart and is retried with backoff like a message. With a store shared by a
+ * cluster only the engine holding the `alerts` leadership evaluates.
+ * @example
+ * const alerts = createAlerts(await loadAlerts('alerts.json'), { store, log, dataDir })
+ * const handles = [await startChannel(channel, { store, log, dataDir, observer: alerts.observer })]
+ * await alerts.start(handles)
+ */
+export function createAlerts(loaded: LoadedAlerts, deps: AlertsDeps): Alerts {
+  return new AlertsNotifier(loaded, deps)
+}
+
+class AlertsNotifier implements Alerts {
+  readonly channels: ChannelHandle[] = []
+  readonly #streaks = new FailureStreaks()
+  readonly #states = new Map<string, AlertState>()
+  readonly #feeds = new Map<string, FeedSource>()
+  readonly #engine = { hostname: hostname(), pid: process.pid }
+  readonly #log: Logger
+  readonly #now: () => number
+  #handles: readonly ChannelHandle[] = []
+  #leading = false
+  #timer: NodeJS.Timeout | undefined
+  #turn: Promise<void> = Promise.resolve()
+
+  readonly loaded: LoadedAlerts
+  readonly deps: AlertsDeps
+
+  constructor(loaded: LoadedAlerts, deps: AlertsDeps) {
+    this.loaded = loaded
+    this.deps = deps
+    this.#log = deps.log.child({ component: 'alerts' })
+    this.#now = deps.now ?? Date.now
+  }
+
+  get observer(): RuntimeObserver {
+    return this.#streaks.observer
+  }
+
+  async start(watched: readonly ChannelHandle[]): Promise<void> {
+    this.#handles = watched
+    const names = new Set(watched.map((h) => h.name))
+    for (const a of this.loaded.alerts) {
+      const unknown = a.channels === '*' ? [] : a.channels.filter((c) => !names.has(c))
+      if (unknown.length) this.#log.warn({ alert: a.name, channels: unknown }, 'alert names channels this engine does not run')
+    }
+    const { store, log, dataDir, http, credential } = this.deps
+    try {
+      for (const [name, channel] of Object.entries(this.loaded.webhooks)) {
+        const h = await startChannel(channel, { store, log, dataDir, now: this.#now, ...(http ? { http } : {}), ...(credential ? { credential } : {}) })
+        this.channels.push(h)
+        this.#feeds.set(name, h.source as FeedSource)
+      }
+    } catch (e) {
+      await Promise.all(this.channels.map((h) => h.stop({ timeoutMs: 0 })))
+      throw e
+    }
+    this.#timer = setInterval(() => void this.evaluate(), this.loaded.checkIntervalMs)
+    this.#timer.unref()
+    this.#log.info({ alerts: this.loaded.alerts.map((a) => a.name), webhooks: Object.keys(this.loaded.webhooks) }, 'alerts started')
+  }
+
+  evaluate(): Promise<void> {
+    return (this.#turn = this.#turn.then(() => this.#evaluate()).catch((e) => this.#log.error({ err: e }, 'alert evaluation failed')))
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.#timer)
+    await this.evaluate()
+    await Promise.all(this.channels.map((h) => h.whenIdle({ timeoutMs: this.deps.drainMs ?? 2000 }).catch(() => {})))
+    await Promise.all(this.channels.map((h) => h.stop()))
+    const leadership = this.deps.store.leadership
+    if (leadership && this.#leading) await leadership.resign(ALERTS_LEADERSHIP).catch(() => {})
+  }
+
+  async #evaluate(): Promise<void> {
+    if (!(await this.#leads())) return
+    const needsOldest = this.loaded.alerts.some((a) => a.condition === 'queue-age')
+    const snapshot = { handles: this.#handles, oldest: needsOldest ? await this.deps.store.oldestPending() : {}, streaks: this.#streaks, now: this.#now() }
+    for (const rule of this.loaded.alerts) {
+      for (const subject of subjectsOf(rule, snapshot)) {
+        const prev = await this.#stateOf(subject.key)
+        const next = step(prev, subject.active, snapshot.now, rule)
+        if (next.state === prev) continue
+        try {
+          if (next.transition) await this.#notify(rule, subject, next.state, next.transition, snapshot.now)
+          await this.deps.store.setState(STATE_CHANNEL, STATE_COMPONENT, subject.key, next.state)
+        } catch (e) {
+          // Not recorded: the next evaluation tries again.
+          this.#log.error({ err: e, alert: rule.name, channel: subject.channel }, 'cannot queue the alert notification')
+          continue
+        }
+        this.#states.set(subject.key, next.state)
+      }
+    }
+  }
+
+  /** With a shared store: true while this engine holds the leadership; a new leader reads the states its predecessor kept. */
+  async #leads(): Promise<boolean> {
+    const leadership = this.deps.store.leadership
+    if (!leadership) return true
+    let held = false
+    try {
+      held = await leadership.lead(ALERTS_LEADERSHIP)
+    } catch (e) {
+      this.#log.warn({ err: e }, 'cannot renew the alerts leadership; not evaluating')
+    }
+    if (held && !this.#leading) this.#states.clear()
+    this.#leading = held
+    return held
+  }
+
+  async #stateOf(key: string): Promise<AlertState> {
+    let s = this.#states.get(key)
+    if (!s) {
+      s = (await this.deps.store.getState<AlertState>(STATE_CHANNEL, STATE_COMPONENT, key)) ?? { firing: false }
+      this.#states.set(key, s)
+    }
+    return s
+  }
+
+  async #notify(rule: AlertRule, subject: Subject, state: AlertState, transition: Transition, at: number): Promise<void> {
+    const body: Notification = {
+      alert: rule.name, condition: rule.condition, state: transition, channel: subject.channel,
+      ...(subject.destination !== undefined ? { destination: subject.destination } : {}),
+      ...(subject.credential !== undefined ? { credential: subject.credential } : {}),
+      since: new Date(state.since ?? at).toISOString(), at: new Date(at).toISOString(), engine: this.#engine, summary: subject.summary,
+    }
+    await this.#feeds.get(rule.webhook)!.send({ body, contentType: 'application/json', dedupeKey: `${subject.key}|${transition}|${state.since}` })
+    const fields = { alert: rule.name, channel: subject.channel, summary: subject.summary }
+    if (transition === 'firing') this.#log.warn(fields, 'alert firing')
+    else this.#log.info(fields, 'alert resolved')
+  }
+}
