@@ -11,6 +11,7 @@ import type { TokenProvider } from '../../shared/oauth/types.ts'
 import { createHttpClient } from '../../shared/http/index.ts'
 import { createTokenProvider } from '../../shared/oauth/index.ts'
 import { startChannel, type ChannelCounters, type ChannelHandle } from '../runtime/index.ts'
+import { composeObservers, createAlerts, loadAlerts, type LoadedAlerts } from '../alerts/index.ts'
 import { clusterTokenState, missingClusterKey } from '../../shared/store/postgres/oauth-state.ts'
 import { openStoreFor, storeOptions, storeUrlOf, storeUsage } from '../store.ts'
 import { startRetention } from '../retention.ts'
@@ -19,7 +20,7 @@ import { JWKS_SETS, channelSigningKeys, jwksDocuments, parseListenAddress, start
 
 export const summary = 'run one or more channels until SIGINT/SIGTERM'
 export const usage = `usage: weir run <channel.json...> [--data-dir D] [--allow-open-data-dir] [--encrypt-content] [--max-store-bytes N] [--sync full|normal] [--store postgres://…] [--jwks [HOST:]PORT [--jwks-sets per-credential|combined]]
-                [--admin HOST:PORT|off] [--admin-config admin.json] [--standby]
+                [--admin HOST:PORT|off] [--admin-config admin.json] [--standby] [--alerts FILE]
 
 Runs every given channel in this process. Messages are stored in the data directory
 (default ./data, or $WEIR_DATA_DIR) before the source acknowledges them, and delivered
@@ -42,6 +43,8 @@ ${storeUsage}
                   (host default 127.0.0.1), for providers that take a jwks_uri
   --jwks-sets S   per-credential (default: /jwks/<credential>.json) or combined (/jwks.json)
 ${adminUsage}
+  --alerts FILE   send webhook notifications when a destination fails, a queue grows old, a
+                  credential fails fast or a channel stops (see README "Alerts")
 
 exit status: 0 after a clean stop, 1 when a channel stopped on error or would not start`
 
@@ -74,7 +77,7 @@ function lineFor(name: string, c: ChannelCounters, width: number, state: string)
 export async function run(args: string[], io: CommandIO, deps: RunDeps = {}): Promise<number> {
   const { values, positionals } = parseArgs({
     args, allowPositionals: true,
-    options: { 'data-dir': { type: 'string' }, 'allow-open-data-dir': { type: 'boolean' }, 'encrypt-content': { type: 'boolean' }, 'max-store-bytes': { type: 'string' }, sync: { type: 'string', default: 'full' }, ...storeOptions, jwks: { type: 'string' }, 'jwks-sets': { type: 'string', default: 'per-credential' }, ...adminOptions },
+    options: { 'data-dir': { type: 'string' }, 'allow-open-data-dir': { type: 'boolean' }, 'encrypt-content': { type: 'boolean' }, 'max-store-bytes': { type: 'string' }, sync: { type: 'string', default: 'full' }, ...storeOptions, jwks: { type: 'string' }, 'jwks-sets': { type: 'string', default: 'per-credential' }, ...adminOptions, alerts: { type: 'string' } },
   })
   if (positionals.length === 0) {
     io.err(usage)
@@ -110,6 +113,16 @@ export async function run(args: string[], io: CommandIO, deps: RunDeps = {}): Pr
   for (const ch of channels) {
     if (seen.has(ch.name)) problems.push(`${ch.file}: channel name "${ch.name}" is used by another channel file; names must be unique`)
     seen.add(ch.name)
+  }
+  let alertsConfig: LoadedAlerts | undefined
+  if (values.alerts !== undefined) {
+    try {
+      alertsConfig = await loadAlerts(resolve(io.cwd, values.alerts), { env: io.env })
+      for (const w of alertsConfig.warnings) io.err(`warning: ${w}`)
+    } catch (e) {
+      if (!isWeirError(e) || e.code !== 'ERR_CONFIG_INVALID') throw e
+      problems.push(...(e as ConfigError).problems.map(formatProblem))
+    }
   }
   const withCredentials = channels.some((ch) => Object.keys(ch.credentials).length > 0)
   const encrypting = values['encrypt-content'] || channels.some((c) => c.options.encryptContent)
@@ -152,8 +165,10 @@ export async function run(args: string[], io: CommandIO, deps: RunDeps = {}): Pr
     if (!deps.http) await http.close()
   }
   const handles: ChannelHandle[] = []
+  const alerts = alertsConfig && createAlerts(alertsConfig, { store, log, dataDir, http, credential })
   try {
-    for (const ch of channels) handles.push(await startChannel(ch, { store, log, dataDir, http, credential, ...(admin ? { observer: admin.observer } : {}) }))
+    for (const ch of channels) handles.push(await startChannel(ch, { store, log, dataDir, http, credential, observer: composeObservers(admin?.observer, alerts?.observer) }))
+    await alerts?.start(handles)
   } catch (e) {
     await Promise.all(handles.map((h) => h.stop({ timeoutMs: 2000 })))
     await closeAll()
@@ -215,6 +230,7 @@ export async function run(args: string[], io: CommandIO, deps: RunDeps = {}): Pr
   await Promise.race([stopRequested, allStopped])
 
   await retention.stop()
+  await alerts?.stop()
   await Promise.all(handles.map((h) => h.stop()))
   clearInterval(timer)
   if (io.isTTY) render()
