@@ -1,6 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 import type { ChannelHandle } from '../runtime/index.ts'
-import type { RuntimeObserver } from '../runtime/observer.ts'
+import type { RuntimeObserver } from '../runtime/index.ts'
 import type { MessageStore } from '../../shared/store/types.ts'
 
 /** What the scrape-time gauges read: the running channels and the open store (absent while starting or in standby). */

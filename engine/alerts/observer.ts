@@ -1,4 +1,4 @@
-import type { AttemptOutcome, RuntimeObserver } from '../runtime/observer.ts'
+import type { AttemptOutcome, RuntimeObserver } from '../runtime/index.ts'
 
 const METHODS = ['received', 'stored', 'refused', 'attempt', 'finished'] as const
 

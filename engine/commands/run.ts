@@ -11,7 +11,7 @@ import type { TokenProvider } from '../../shared/oauth/types.ts'
 import { createHttpClient } from '../../shared/http/index.ts'
 import { createTokenProvider } from '../../shared/oauth/index.ts'
 import { startChannel, type ChannelCounters, type ChannelHandle } from '../runtime/index.ts'
-import { composeObservers, createAlerts, loadAlerts, type LoadedAlerts } from '../alerts/index.ts'
+import { ALERTS_CHANNEL_PREFIX, composeObservers, createAlerts, loadAlerts, type LoadedAlerts } from '../alerts/index.ts'
 import { clusterTokenState, missingClusterKey } from '../../shared/store/postgres/oauth-state.ts'
 import { openStoreFor, storeOptions, storeUrlOf, storeUsage } from '../store.ts'
 import { startRetention } from '../retention.ts'
@@ -112,6 +112,7 @@ export async function run(args: string[], io: CommandIO, deps: RunDeps = {}): Pr
   const seen = new Set<string>()
   for (const ch of channels) {
     if (seen.has(ch.name)) problems.push(`${ch.file}: channel name "${ch.name}" is used by another channel file; names must be unique`)
+    if (ch.name.startsWith(ALERTS_CHANNEL_PREFIX)) problems.push(`${ch.file}#/name: channel names starting with "${ALERTS_CHANNEL_PREFIX}" are the engine's own (alert notifications)`)
     seen.add(ch.name)
   }
   let alertsConfig: LoadedAlerts | undefined

@@ -53,3 +53,14 @@ it('weir run --alerts notifies when a channel stops on error', async () => {
     await api.close()
   }
 })
+
+it('weir run refuses a channel named like the engine\'s own alert channels', async () => {
+  const t = io()
+  await writeFile(join(dir.path, 'sneaky.json'), JSON.stringify({
+    name: 'weir-alerts.ops',
+    source: { type: join(fixtures, 'test-http-source.ts'), config: { port: 0, portFile: 'sneaky.port' } },
+    destinations: [{ name: 'api', type: 'http', config: { url: 'http://127.0.0.1:9/in' } }],
+  }))
+  expect(await run(['sneaky.json', '--data-dir', 'data', '--admin', 'off'], t.io)).toBe(1)
+  expect(t.err.join('\n')).toContain(`${join(dir.path, 'sneaky.json')}#/name: channel names starting with "weir-alerts." are the engine's own (alert notifications)`)
+})
