@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events'
 import type { Source } from '../../shared/component.ts'
 import type { LoadedChannel, RetryPolicy } from '../../shared/config/types.ts'
 import { errorCodes } from '../../shared/errors.ts'
@@ -123,6 +124,8 @@ export async function startChannel(channel: LoadedChannel, deps: RuntimeDeps): P
   const opts = channel.options
   const stopping = new AbortController()
   const aborting = new AbortController()
+  // Every delivery waiting on a breaker, a pause or a backoff listens to these (and stops listening when done): no leak to warn about.
+  setMaxListeners(0, stopping.signal, aborting.signal)
   const rc: RunContext = {
     name: channel.name, store: deps.store, log: deps.log.child({ channel: channel.name }),
     now: deps.now ?? Date.now, random: deps.random ?? Math.random,
