@@ -1,3 +1,4 @@
+import { userInfo } from 'node:os'
 import { readFile } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -9,6 +10,9 @@ import { MESSAGE_STATUSES, type MessageStatus, type MessageStore } from '../../s
 import { openStoreFor, storeOptions, storeUsage } from '../store.ts'
 import { purgeInBatches } from '../retention.ts'
 import { SEARCH_KEY_NAME } from '../../shared/key-expression.ts'
+
+/** Who ran a command, for the audit log: the operating-system user. */
+const cliActor = () => `cli:${userInfo().username}`
 
 export const summary = 'list, show, resubmit and purge messages in the message log'
 export const usage = `usage: weir messages list [--channel C | --channel-file F] [--status S] [--key NAME=VALUE] [--since T] [--limit N] [--json]
@@ -199,6 +203,7 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
 
     if (sub === 'purge') {
       const n = await purgeInBatches(store, { before: before!, ...(values.channel ? { channel: values.channel } : {}) })
+      await store.audit({ at: Date.now(), actor: cliActor(), action: 'purge', target: `${values.channel ?? 'every channel'}: finished before ${iso(before)}`, count: n })
       io.out(`purged ${n} finished message(s) last updated before ${iso(before)}${values.channel ? ` in channel ${values.channel}` : ''}`)
       return 0
     }
@@ -225,6 +230,7 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
       io.err('nothing resubmitted: only delivered, filtered or error messages can be resubmitted')
       return 1
     }
+    await store.audit({ at: Date.now(), actor: cliActor(), action: 'resubmit', target: ids.length ? ids.join(' ') : `${values.channel ?? 'every channel'}: status ${status}`, count: done.length })
     io.out(`resubmitted ${done.length} message(s)`)
     for (const id of done) io.out(`  ${id}`)
     return 0

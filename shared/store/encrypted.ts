@@ -182,6 +182,9 @@ export function encryptContent(inner: MessageStore, options: EncryptedStoreOptio
       for (const id of ids) finished(id)
     },
     resubmit: (target: ResubmitTarget) => inner.resubmit(target),
+    resubmitPreview: (ids) => inner.resubmitPreview(ids),
+    audit: (entry) => inner.audit(entry),
+    auditLog: (options) => inner.auditLog(options),
     purge: (target: PurgeTarget) => inner.purge(target),
     async get(id: string): Promise<MessageDetail | undefined> {
       const d = await inner.get(id)

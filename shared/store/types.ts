@@ -107,6 +107,30 @@ export interface ResubmitTarget {
   channel?: string
 }
 
+/** What `resubmit` would do to a set of messages, shown before an operator confirms it. */
+export interface ResubmitPreview {
+  /** Messages that would be queued again (finished ones; queued and in-flight ones are left alone). */
+  messages: number
+  /** Per destination, how many of them it would be sent again. */
+  destinations: Record<string, number>
+  /** Of those messages, how many went through no destination yet (a filter stopped them): every destination would get them. */
+  undelivered: number
+}
+
+/** One operator action, as the audit log keeps it. */
+export interface AuditEntry {
+  /** Epoch ms. */
+  at: number
+  /** Who: the admin token's or session's name, the bearer token's subject, or the command line's user. */
+  actor: string
+  /** What: `pause`, `resume`, `resubmit`, `purge`… */
+  action: string
+  /** On what: a channel, `channel/destination`, message ids, a filter. */
+  target: string
+  /** How many messages it touched (0 for a pause). */
+  count: number
+}
+
 /** How a message is stored besides its content. */
 export interface EnqueueOptions {
   /** The order key computed from the message as received (`options.orderBy`). */
@@ -157,6 +181,12 @@ export interface MessageStore {
   release(ids: string[]): Promise<void>
   /** Queues messages again; destinations that already got a message are skipped unless none is left to deliver. Returns the ids requeued. */
   resubmit(target: ResubmitTarget): Promise<string[]>
+  /** What `resubmit({ ids })` would do, without doing it: for the preview an operator confirms. */
+  resubmitPreview(ids: readonly string[]): Promise<ResubmitPreview>
+  /** Appends to the audit log of operator actions (kept until purged with the messages' retention is not implied: it is never purged by retention). */
+  audit(entry: AuditEntry): Promise<void>
+  /** The audit log, newest first. */
+  auditLog(options?: { limit?: number; before?: number }): Promise<AuditEntry[]>
   /**
    * Deletes the finished messages (delivered, filtered, error) `target` names, oldest first, with
    * their deliveries and attempt history, in batches each committed on its own so deliveries go on

@@ -160,6 +160,12 @@ describe('weir messages', () => {
     const detail = JSON.parse(j.out[0]!) as { status: string; attempts: Array<{ outcome: string; responseStatus: number }> }
     expect(detail.status).toBe('delivered')
     expect(detail.attempts.map((a) => [a.outcome, a.responseStatus])).toEqual([['permanent', 400], ['delivered', 200]])
+    // The resubmit is in the audit log: who (the OS user), what, on what, how many.
+    const { openSqliteStore } = await import('../../shared/store/index.ts')
+    const reader = openSqliteStore({ dataDir: join(dir.path, 'data'), owner: false })
+    const { userInfo } = await import('node:os')
+    expect(await reader.auditLog()).toEqual([expect.objectContaining({ actor: `cli:${userInfo().username}`, action: 'resubmit', target: 'every channel: status error', count: 1 })])
+    await reader.close()
   })
 
   it('finds the store through WEIR_DATA_DIR', async () => {

@@ -102,6 +102,30 @@ export function storeConformance(factory: StoreFactory): void {
       expect((await store.claim('c', 10)).map((m) => m.body)).toEqual([1, 3])
     })
 
+    it('previews a resubmit without doing it: finished messages only, per destination what would be sent again', async () => {
+      const ids: string[] = []
+      for (let i = 0; i < 4; i++) ids.push((await store.enqueue('c', { body: i })).id)
+      const [a, b, c] = await store.claim('c', 3)
+      const outcome = (destination: string, status: 'delivered' | 'error') => ({ destination, part: 0, status, attempt: { ...delivered(1), outcome: status === 'delivered' ? 'delivered' as const : 'permanent' as const } })
+      await store.complete(a!.id, 'error', [outcome('api', 'delivered'), outcome('archive', 'error')], 'archive refused')
+      await store.complete(b!.id, 'delivered', [outcome('api', 'delivered'), outcome('archive', 'delivered')])
+      await store.complete(c!.id, 'filtered')
+      // ids[3] is still queued: not counted.
+      expect(await store.resubmitPreview([...ids, ids[0]!, 'nope'])).toEqual({ messages: 3, destinations: { archive: 2, api: 1 }, undelivered: 1 })
+      expect((await store.get(a!.id))!.message.status).toBe('error')
+      expect(await store.resubmitPreview([])).toEqual({ messages: 0, destinations: {}, undelivered: 0 })
+    })
+
+    it('keeps an audit log of operator actions, newest first', async () => {
+      await store.audit({ at: 1000, actor: 'ops', action: 'pause', target: 'adt', count: 0 })
+      await store.audit({ at: 2000, actor: 'alice', action: 'resubmit', target: 'adt: 3 messages', count: 3 })
+      await store.audit({ at: 3000, actor: 'ops', action: 'resume', target: 'adt', count: 0 })
+      expect((await store.auditLog()).map((e) => e.action)).toEqual(['resume', 'resubmit', 'pause'])
+      expect(await store.auditLog({ before: 3000, limit: 1 })).toEqual([{ at: 2000, actor: 'alice', action: 'resubmit', target: 'adt: 3 messages', count: 3 }])
+      await reopen()
+      expect(await store.auditLog({ limit: 10 })).toHaveLength(3)
+    })
+
     it('recognises a repeated dedupe key per channel', async () => {
       const [a, b] = await Promise.all([
         store.enqueue('c', { body: 1, dedupeKey: 'k' }),

@@ -112,6 +112,18 @@ export const migrations: readonly string[] = [
   );
   CREATE INDEX weir_message_keys_seq ON weir_message_keys (seq);
   `,
+  // 4: the audit log of operator actions (pause, resume, resubmit…): who, what, when, how many.
+  `
+  CREATE TABLE weir_audit_log (
+    seq bigserial PRIMARY KEY,
+    at bigint NOT NULL,
+    actor text NOT NULL,
+    action text NOT NULL,
+    target text NOT NULL,
+    count integer NOT NULL
+  );
+  CREATE INDEX weir_audit_log_at ON weir_audit_log (at);
+  `,
 ]
 
 /** Any constant: the key of the advisory lock under which one engine at a time migrates. */

@@ -1,3 +1,4 @@
+import { previewOf } from '../preview.js'
 import { readFileSync } from 'node:fs'
 import type { EmitResult, MessageInput } from '../../component.ts'
 import type { Logger } from '../../log/index.ts'
@@ -8,7 +9,7 @@ import { attemptOf, countByStatus, defined, deliveryOf, rowToMessage, type Messa
 import {
 
   type ChannelStats, type ClaimOptions, type ClaimedMessage, type DeliveryRecord, type DeliveryUpdate, type EnqueueOptions,
-  type Leadership, type ListFilter, type MessageDetail, type MessageStatus, type MessageStore, type PurgeTarget, type ResubmitTarget, type StoredMessage,
+  type Leadership, type ListFilter, type MessageDetail, type MessageStatus, type MessageStore, type PurgeTarget, type ResubmitTarget, type ResubmitPreview, type AuditEntry, type StoredMessage,
 } from '../types.ts'
 import { openDb, type Db } from './db.ts'
 import { clusterStatus, EngineLease, type EngineStatus } from './engines.ts'
@@ -166,6 +167,32 @@ class PostgresStore implements PostgresMessageStore {
       if (error === null) this.queues.written(channel, { counted: false })
       throw e
     }
+  }
+
+  resubmitPreview(ids: readonly string[]): Promise<ResubmitPreview> {
+    return this.read(async () => {
+      const rows = await this.db.query<{ id: string; destination: string | null; status: string | null }>(`SELECT m.id, d.destination, d.status
+        FROM weir_messages m LEFT JOIN weir_deliveries d ON d.message_id = m.id
+        WHERE m.id = ANY($1::text[]) AND m.status IN ('delivered', 'filtered', 'error')`, [[...new Set(ids)]])
+      const byId = new Map<string, Array<{ destination: string; status: string }>>()
+      for (const r of rows) {
+        const ds = byId.get(r.id) ?? []
+        if (r.destination !== null) ds.push({ destination: r.destination, status: r.status! })
+        byId.set(r.id, ds)
+      }
+      return previewOf([...byId])
+    })
+  }
+
+  audit(entry: AuditEntry): Promise<void> {
+    return this.read(async () => {
+      await this.db.sql`INSERT INTO weir_audit_log (at, actor, action, target, count) VALUES (${entry.at}, ${entry.actor}, ${entry.action}, ${entry.target}, ${entry.count})`
+    })
+  }
+
+  auditLog(options: { limit?: number; before?: number } = {}): Promise<AuditEntry[]> {
+    return this.read(() => this.db.sql<AuditEntry>`SELECT at, actor, action, target, count FROM weir_audit_log
+      WHERE at < ${options.before ?? Number.MAX_SAFE_INTEGER} ORDER BY at DESC, seq DESC LIMIT ${options.limit ?? 100}`)
   }
 
   async claim(channel: string, limit: number, options: ClaimOptions = {}): Promise<ClaimedMessage[]> {

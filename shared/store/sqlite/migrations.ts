@@ -114,6 +114,18 @@ export const migrations: ReadonlyArray<(db: Database) => void> = [
     ) WITHOUT ROWID;
     CREATE INDEX message_keys_seq ON message_keys (seq);
   `),
+  // 5: the audit log of operator actions (pause, resume, resubmit…): who, what, when, how many.
+  (db) => db.exec(`
+    CREATE TABLE audit_log (
+      seq INTEGER PRIMARY KEY,
+      at INTEGER NOT NULL,
+      actor TEXT NOT NULL,
+      action TEXT NOT NULL,
+      target TEXT NOT NULL,
+      count INTEGER NOT NULL
+    );
+    CREATE INDEX audit_log_at ON audit_log (at);
+  `),
 ]
 
 /**

@@ -10,7 +10,7 @@ import { newMessageId } from '../id.ts'
 import {
 
   type ChannelStats, type ClaimedMessage, type FinishedStatus, type DeliveryRecord, type DeliveryUpdate, type EnqueueOptions, type ListFilter,
-  type MessageDetail, type MessageStatus, type MessageStore, type PurgeTarget, type ResubmitTarget, type StoredMessage,
+  type MessageDetail, type MessageStatus, type MessageStore, type PurgeTarget, type ResubmitTarget, type ResubmitPreview, type AuditEntry, type StoredMessage,
 } from '../types.ts'
 import { acquireLock, releaseLock } from './lock.ts'
 import { migrate, useIncrementalVacuum } from './migrations.ts'
@@ -256,6 +256,18 @@ class SqliteStore implements SqliteMessageStore {
       if (free === 0 || free >= left) return
       left = free
     }
+  }
+
+  resubmitPreview(ids: readonly string[]): Promise<ResubmitPreview> {
+    return this.writer.call('resubmitPreview', [[...new Set(ids)]])
+  }
+
+  audit(entry: AuditEntry): Promise<void> {
+    return this.writer.call('audit', [entry])
+  }
+
+  auditLog(options: { limit?: number; before?: number } = {}): Promise<AuditEntry[]> {
+    return this.writer.call('auditLog', [options.before ?? Number.MAX_SAFE_INTEGER, options.limit ?? 100])
   }
 
   get(id: string): Promise<MessageDetail | undefined> {

@@ -11,12 +11,13 @@
 // TypeScript loader of its own, which costs hundreds of milliseconds on every store open.
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads'
 import Database from 'better-sqlite3'
+import { previewOf } from '../preview.js'
 
 /** @typedef {[id: number, name: string, ...args: any[]]} Op */
 /** @typedef {[id: number, ok: boolean, value: unknown]} Result */
 
 /** Operations that only read: a batch made of these alone runs without a write transaction. */
-const READS = new Set(['get', 'list', 'listPlan', 'stats', 'pendingCounts', 'oldestPending', 'getState', 'diagnostics'])
+const READS = new Set(['resubmitPreview', 'auditLog', 'get', 'list', 'listPlan', 'stats', 'pendingCounts', 'oldestPending', 'getState', 'diagnostics'])
 /** Operations that cannot run inside a transaction (VACUUM, a checkpoint): run on their own after the batch. */
 const OUTSIDE = new Set(['reclaim'])
 /** Free pages worth a VACUUM after a purge, in a database not yet switched to incremental vacuum: more than this share of the file. */
@@ -104,6 +105,11 @@ const s = {
     WHERE status IN ('queued', 'in-flight', 'retrying') GROUP BY channel, status) s JOIN message_content c ON c.seq = s.seq GROUP BY s.channel`),
   oldestOf: db.prepare(`SELECT ? AS channel, min(c.received_at) AS at FROM message_content c WHERE c.seq IN (SELECT min(seq) FROM message_status
     WHERE channel = ? AND status IN ('queued', 'in-flight', 'retrying') GROUP BY status)`),
+  finishedStatus: db.prepare(`SELECT s.status FROM message_status s JOIN message_content c ON c.seq = s.seq
+    WHERE c.id = ? AND s.status IN ('delivered', 'filtered', 'error')`).pluck(),
+  deliveryStates: db.prepare('SELECT destination, status FROM deliveries WHERE message_id = ?'),
+  insertAudit: db.prepare('INSERT INTO audit_log (at, actor, action, target, count) VALUES (?, ?, ?, ?, ?)'),
+  auditLog: db.prepare('SELECT at, actor, action, target, count FROM audit_log WHERE at < ? ORDER BY at DESC, seq DESC LIMIT ?'),
   statsAll: db.prepare('SELECT status, count(*) AS n FROM message_status GROUP BY status'),
   statsOf: db.prepare('SELECT status, count(*) AS n FROM message_status WHERE channel = ? GROUP BY status'),
   getState: db.prepare('SELECT value FROM component_state WHERE channel = ? AND component = ? AND key = ?').pluck(),
@@ -267,6 +273,18 @@ const ops = {
   listPlan(filter) {
     const { sql, params } = listQuery(filter)
     return db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...params).map((r) => /** @type {{ detail: string }} */ (r).detail)
+  },
+  /** @param {string[]} ids */
+  resubmitPreview(ids) {
+    return previewOf(ids.filter((id) => s.finishedStatus.get(id) !== undefined).map((id) => [id, /** @type {Array<{ destination: string, status: string }>} */ (s.deliveryStates.all(id))]))
+  },
+  /** @param {{ at: number, actor: string, action: string, target: string, count: number }} e */
+  audit(e) {
+    s.insertAudit.run(e.at, e.actor, e.action, e.target, e.count)
+  },
+  /** @param {number} before @param {number} limit */
+  auditLog(before, limit) {
+    return s.auditLog.all(before, limit)
   },
   /** @param {string | null} channel */
   stats(channel) {
