@@ -4,12 +4,15 @@ import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { dataDirOf, type CommandIO } from '../cli-io.ts'
 import { errorCodes } from '../../shared/errors.ts'
-import { REDACTED, scrubSecrets } from '../../shared/secret.ts'
-import { escapeControl, redactedExcerpt } from '../../shared/http/excerpt.ts'
+import { scrubSecrets } from '../../shared/secret.ts'
+import { escapeControl } from '../../shared/http/excerpt.ts'
+import { excerpt, iso, shownMessage } from '../message-view.ts'
 import { MESSAGE_STATUSES, type MessageStatus, type MessageStore } from '../../shared/store/index.ts'
 import { openStoreFor, storeOptions, storeUsage } from '../store.ts'
 import { purgeInBatches } from '../retention.ts'
 import { SEARCH_KEY_NAME } from '../../shared/key-expression.ts'
+
+export { redact } from '../message-view.ts'
 
 /** Who ran a command, for the audit log: the operating-system user. */
 const cliActor = () => `cli:${userInfo().username}`
@@ -49,19 +52,6 @@ export function parseSince(value: string, now = Date.now(), flag = '--since'): n
   if (Number.isNaN(t)) throw new errorCodes.ERR_USAGE(`${flag} must be an ISO date or a duration like 10m, 2h, 7d; not "${value}"`)
   return t
 }
-
-const SENSITIVE = /authorization|cookie|token|secret|password|passwd|assertion|api[-_]?key|private[-_]?key|dpop/i
-
-/** Values under credential-like keys print as [REDACTED]; registered secret values are scrubbed from the rest. */
-export function redact(value: unknown, depth = 0): unknown {
-  if (typeof value === 'string') return scrubSecrets(value)
-  if (depth > 20 || value === null || typeof value !== 'object') return value
-  if (Array.isArray(value)) return value.map((v) => redact(v, depth + 1))
-  return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, SENSITIVE.test(k) ? REDACTED : redact(v, depth + 1)]))
-}
-
-/** Excerpts are redacted when stored; again here for those an older weir stored (token fields, JWTs). */
-const excerpt = (text: string) => redactedExcerpt(text, 500)
 
 /** One-line text from a message or a server (an id, an error) with its control characters escaped: printing it cannot drive the terminal. */
 const printable = (text: string | undefined) => escapeControl(scrubSecrets(text ?? ''))
@@ -105,8 +95,6 @@ async function readChannelKeys(file: string): Promise<{ name: string; keys: stri
   const keys = data.options?.searchKeys
   return { name: data.name, keys: typeof keys === 'object' && keys !== null ? Object.keys(keys) : [] }
 }
-
-const iso = (t: number | undefined) => (t === undefined ? '-' : new Date(t).toISOString())
 
 function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)))
@@ -168,15 +156,7 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
         return 1
       }
       const m = d.message
-      const shown = {
-        id: m.id, channel: m.channel, status: m.status, receivedAt: iso(m.receivedAt), updatedAt: iso(m.updatedAt),
-        ...(m.error ? { error: scrubSecrets(m.error) } : {}),
-        contentType: m.contentType,
-        attributes: redact(m.attributes),
-        body: redact(m.body),
-        deliveries: d.deliveries.map((x) => redact({ ...x, ...(x.responseExcerpt !== undefined ? { responseExcerpt: excerpt(x.responseExcerpt) } : {}), firstAttemptAt: iso(x.firstAttemptAt), lastAttemptAt: iso(x.lastAttemptAt), nextAttemptAt: x.nextAttemptAt === undefined ? undefined : iso(x.nextAttemptAt) })),
-        attempts: d.attempts.map((a) => redact({ ...a, ...(a.excerpt !== undefined ? { excerpt: excerpt(a.excerpt) } : {}), startedAt: iso(a.startedAt), endedAt: iso(a.endedAt) })),
-      }
+      const shown = shownMessage(d)
       if (values.json) {
         io.out(printableJson(shown, 2))
         return 0
