@@ -25,7 +25,8 @@ export async function channelView(h: ChannelHandle, store: MessageStore | undefi
   }
 }
 
-function handleOf(src: ApiSources, ctx: RouteContext): { handle: ChannelHandle; destination?: string } {
+/** The channel (404 when unknown) and destination (`?destination=` or the form's `destination`) an action names. */
+export function handleOf(src: ApiSources, ctx: RouteContext): { handle: ChannelHandle; destination?: string } {
   const handle = src.handles().find((h) => h.name === ctx.params.name)
   if (!handle) throw new Refusal(404, `no channel "${ctx.params.name}"`)
   const destination = ctx.url.searchParams.get('destination') ?? ctx.form.get('destination') ?? undefined
@@ -49,6 +50,9 @@ export function channelRoutes(router: Router, src: ApiSources): void {
   }
 }
 
+/** A browser's form (answered with a redirect) rather than an API call (answered with JSON). */
+const isFormPost = (ctx: RouteContext) => String(ctx.req.headers['content-type'] ?? '').startsWith('application/x-www-form-urlencoded')
+
 const sessionView = (s: Session | undefined, ctx: RouteContext) => ({ name: ctx.principal!.name, role: ctx.principal!.role, csrfToken: s?.csrfToken ?? null })
 
 /**
@@ -61,8 +65,7 @@ export function sessionRoutes(router: Router, auth: Auth): void {
     const token = ctx.form.get('token')
     if (!token) throw new Refusal(400, 'missing form field "token"')
     const session = await auth.login(token)
-    const isForm = String(ctx.req.headers['content-type'] ?? '').startsWith('application/x-www-form-urlencoded')
-    if (isForm) {
+    if (isFormPost(ctx)) {
       ctx.res.writeHead(303, { location: '/', 'set-cookie': auth.cookie(session) }).end()
       return
     }
@@ -71,6 +74,7 @@ export function sessionRoutes(router: Router, auth: Auth): void {
   })
   router.post('/logout', (ctx) => {
     if (ctx.session) auth.logout(ctx.session)
+    if (isFormPost(ctx)) return void ctx.res.writeHead(303, { location: '/login', 'set-cookie': auth.cookie(undefined) }).end()
     sendJson(ctx.res, 200, { loggedOut: true }, { 'set-cookie': auth.cookie(undefined) })
   })
   router.get('/api/session', (ctx) => {

@@ -15,6 +15,8 @@ import { readiness } from './health.ts'
 import { SECURITY_HEADERS, readForm, sendJson } from './http.ts'
 import { createMetrics } from './metrics.ts'
 import { Router, type RouteContext } from './router.ts'
+import { dashboardRoutes } from './pages/index.ts'
+import { refusalPage } from './pages/errors.ts'
 
 export interface AdminServerOptions {
   host: string
@@ -117,6 +119,7 @@ export async function startAdminServer(o: AdminServerOptions): Promise<AdminServ
     })
   channelRoutes(router, sources)
   sessionRoutes(router, auth)
+  dashboardRoutes(router, sources, auth)
 
   const hostAllowed = hostCheck(o.host, o.config.hosts)
   const server = createServer({ requestTimeout: 30_000, headersTimeout: 10_000 }, (req, res) => {
@@ -124,7 +127,7 @@ export async function startAdminServer(o: AdminServerOptions): Promise<AdminServ
     if (!hostAllowed(req.headers.host)) return sendJson(res, 421, { error: 'unknown Host (the admin server answers to its own names only)' })
     dispatch(router, auth, req, res).catch((e: unknown) => {
       if (res.headersSent) return void res.destroy()
-      if (e instanceof Refusal) return sendJson(res, e.status, { error: e.publicReason }, e.headers)
+      if (e instanceof Refusal) return refusalPage(req, res, e) || sendJson(res, e.status, { error: e.publicReason }, e.headers)
       o.log.error({ err: e, path: req.url }, 'admin request failed')
       sendJson(res, 500, { error: 'internal error (see the engine log)' })
     })

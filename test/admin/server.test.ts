@@ -22,7 +22,7 @@ describe('admin server on loopback without authentication (open)', () => {
       expect(a.status, path).toBe(status)
       expect(a.headers['content-security-policy']).toBe(CONTENT_SECURITY_POLICY)
       expect(a.headers['x-content-type-options']).toBe('nosniff')
-      expect(a.headers['referrer-policy']).toBe('no-referrer')
+      expect(a.headers['referrer-policy']).toBe('same-origin')
       expect(a.headers['cache-control']).toBe('no-store')
     }
     expect((await call(fx.url, '/readyz')).json).toEqual({ ready: true, checks: [{ name: 'store', ok: true }, { name: 'channel orders', ok: true }] })

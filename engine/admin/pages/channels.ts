@@ -1,0 +1,69 @@
+import type { ChannelHandle } from '../../runtime/index.ts'
+import { channelView, type ApiSources } from '../api.ts'
+import type { Auth } from '../auth.ts'
+import type { Router } from '../router.ts'
+import { actionForm, age, html, layout, pageUser, sendHtml, type PageUser, type Raw } from './html.ts'
+
+export const CHANNEL_STATUSES = ['running', 'paused', 'failing', 'stopping', 'stopped'] as const
+const PAGE_SIZES = [25, 50, 100, 200]
+
+/** The channel list's query: name filter, status filter, page (from 1) and page size. */
+export function listQuery(params: URLSearchParams) {
+  const q = (params.get('q') ?? '').trim()
+  const status = CHANNEL_STATUSES.find((s) => s === params.get('status'))
+  const size = PAGE_SIZES.find((n) => String(n) === params.get('size')) ?? 50
+  const page = Math.max(1, Math.floor(Number(params.get('page')) || 1))
+  return { q, status, size, page }
+}
+
+type View = Awaited<ReturnType<typeof channelView>>
+
+function channelRow(v: View, user: PageUser): Raw {
+  const paused = v.status === 'paused'
+  const action = user.role === 'operator' ? actionForm(user, `/channels/${encodeURIComponent(v.name)}/${paused ? 'resume' : 'pause'}`, paused ? 'Resume' : 'Pause', { back: '/' }) : ''
+  return html`<tr data-channel="${v.name}">
+<td><a href="/channels/${encodeURIComponent(v.name)}">${v.name}</a></td>
+<td><span class="status s-${v.status}" data-field="status">${v.status}</span></td>
+<td class="num" data-field="received">${v.counters.received}</td><td class="num" data-field="delivered">${v.counters.delivered}</td>
+<td class="num" data-field="errors">${v.counters.errors}</td><td class="num" data-field="queueDepth">${v.queueDepth ?? '–'}</td>
+<td class="num" data-field="oldest">${age(v.oldestQueuedAgeSec)}</td><td>${action}</td></tr>`
+}
+
+function filterForm(query: ReturnType<typeof listQuery>): Raw {
+  return html`<form method="get" action="/" class="filters">
+<label>Name <input type="search" name="q" value="${query.q}" placeholder="contains…"></label>
+<label>Status <select name="status"><option value="">any</option>${CHANNEL_STATUSES.map((s) => html`<option${query.status === s ? html` selected` : ''}>${s}</option>`)}</select></label>
+<label>Per page <select name="size">${PAGE_SIZES.map((n) => html`<option${query.size === n ? html` selected` : ''}>${n}</option>`)}</select></label>
+<button type="submit">Filter</button></form>`
+}
+
+function pager(query: ReturnType<typeof listQuery>, total: number): Raw {
+  const pages = Math.max(1, Math.ceil(total / query.size))
+  const link = (page: number) => `/?${new URLSearchParams({ ...(query.q ? { q: query.q } : {}), ...(query.status ? { status: query.status } : {}), size: String(query.size), page: String(page) })}`
+  return html`<p class="pager">${total} channel(s) · page ${Math.min(query.page, pages)} of ${pages}
+${query.page > 1 ? html` <a rel="prev" href="${link(query.page - 1)}">← previous</a>` : ''}${query.page < pages ? html` <a rel="next" href="${link(query.page + 1)}">next →</a>` : ''}</p>`
+}
+
+/** The handles matching the query, and the page of them to show. */
+export function pageOf(handles: readonly ChannelHandle[], query: ReturnType<typeof listQuery>) {
+  const needle = query.q.toLowerCase()
+  const matching = handles.filter((h) => (!needle || h.name.toLowerCase().includes(needle)) && (!query.status || h.status() === query.status))
+  return { total: matching.length, shown: matching.slice((query.page - 1) * query.size, query.page * query.size) }
+}
+
+/** GET /: the channel list (server-rendered; dashboard.js refreshes its counters from /api/channels every 2 s). */
+export function channelListPage(router: Router, src: ApiSources, auth: Auth): void {
+  router.get('/', async (ctx) => {
+    const user = pageUser(ctx, auth)
+    const query = listQuery(ctx.url.searchParams)
+    const { total, shown } = pageOf(src.handles(), query)
+    const store = src.store()
+    const oldest = store ? await store.oldestPending() : {}
+    const views = await Promise.all(shown.map((h) => channelView(h, store, oldest)))
+    const body = html`<h1>Channels</h1>${filterForm(query)}${pager(query, total)}
+<table id="channels" class="grid" data-live="/api/channels"><thead><tr><th>Channel</th><th>Status</th><th>Received</th><th>Delivered</th><th>Errors</th><th>Queue</th><th>Oldest queued</th><th></th></tr></thead>
+<tbody>${views.map((v) => channelRow(v, user))}</tbody></table>
+${total === 0 ? html`<p class="empty">No channel matches.</p>` : ''}`
+    sendHtml(ctx.res, 200, layout('Channels', user, body))
+  })
+}

@@ -1,0 +1,147 @@
+import { Refusal } from '../../../shared/inbound/refusal.ts'
+import { escapeControl } from '../../../shared/http/excerpt.ts'
+import { SEARCH_KEY_NAME } from '../../../shared/key-expression.ts'
+import { scrubSecrets } from '../../../shared/secret.ts'
+import { MESSAGE_STATUSES, type ListFilter, type MessageStatus, type MessageStore } from '../../../shared/store/index.ts'
+import { isWeirError } from '../../../shared/errors.ts'
+import { parseSince } from '../../commands/messages.ts'
+import { iso, shownMessage } from '../../message-view.ts'
+import type { ApiSources } from '../api.ts'
+import type { Auth } from '../auth.ts'
+import { requireRole, type Router } from '../router.ts'
+import { actionForm, html, layout, pageUser, sendHtml, type PageUser, type Raw } from './html.ts'
+
+const LIMITS = [50, 100, 500]
+
+function storeOf(src: ApiSources): MessageStore {
+  const store = src.store()
+  if (!store) throw new Refusal(503, 'the engine is not running yet')
+  return store
+}
+
+/** The message log's filter from the page's query: status, since (ISO date or 10m, 2h, 7d ago), key (NAME=VALUE), limit. */
+export function logFilter(channel: string, params: URLSearchParams): ListFilter {
+  const status = params.get('status') || undefined
+  if (status !== undefined && !MESSAGE_STATUSES.includes(status as MessageStatus)) throw new Refusal(400, `status must be one of ${MESSAGE_STATUSES.join(', ')}`)
+  const since = params.get('since')?.trim() || undefined
+  let sinceMs: number | undefined
+  try {
+    sinceMs = since === undefined ? undefined : parseSince(since, Date.now(), 'since')
+  } catch (e) {
+    if (isWeirError(e)) throw new Refusal(400, e.message)
+    throw e
+  }
+  const key = params.get('key')?.trim() || undefined
+  const eq = key?.indexOf('=') ?? -1
+  if (key !== undefined && (eq < 1 || !new RegExp(SEARCH_KEY_NAME).test(key.slice(0, eq)) || eq === key.length - 1)) throw new Refusal(400, 'key must be NAME=VALUE with NAME a search key of the channel (options.searchKeys), e.g. mrn=203713')
+  const limit = LIMITS.find((n) => String(n) === params.get('limit')) ?? 100
+  return {
+    channel, limit,
+    ...(status !== undefined ? { status: status as MessageStatus } : {}),
+    ...(sinceMs !== undefined ? { since: sinceMs } : {}),
+    ...(key !== undefined ? { key: { name: key.slice(0, eq), value: key.slice(eq + 1) } } : {}),
+  }
+}
+
+function destinationsTable(src: ApiSources, channel: string, user: PageUser): Raw {
+  const handle = src.handles().find((h) => h.name === channel)
+  if (!handle) return html``
+  const back = `/channels/${encodeURIComponent(channel)}`
+  const toggle = (paused: boolean, fields: Record<string, string>) => user.role === 'operator' ? actionForm(user, `${back}/${paused ? 'resume' : 'pause'}`, paused ? 'Resume' : 'Pause', { ...fields, back }) : ''
+  const status = handle.status()
+  return html`<p>Channel status <span class="status s-${status}" id="channel-status">${status}</span> ${toggle(status === 'paused', {})}</p>
+<table class="grid" id="destinations"><thead><tr><th>Destination</th><th>Type</th><th>Paused</th><th>Breaker</th><th></th></tr></thead><tbody>
+${handle.destinations().map((d) => html`<tr data-destination="${d.name}"><td>${d.name}</td><td>${d.type}</td><td>${d.paused ? 'paused' : 'no'}</td><td>${d.breaker}</td><td>${toggle(d.paused, { destination: d.name })}</td></tr>`)}
+</tbody></table>`
+}
+
+function logFilterForm(channel: string, params: URLSearchParams, limit: number | undefined): Raw {
+  const status = params.get('status') ?? ''
+  return html`<form method="get" action="/channels/${encodeURIComponent(channel)}" class="filters">
+<label>Status <select name="status"><option value="">any</option>${MESSAGE_STATUSES.map((s) => html`<option${status === s ? html` selected` : ''}>${s}</option>`)}</select></label>
+<label>Since <input name="since" value="${params.get('since') ?? ''}" placeholder="10m, 2h, 7d or ISO date"></label>
+<label>Key <input type="search" name="key" value="${params.get('key') ?? ''}" placeholder="mrn=203713"></label>
+<label>Show <select name="limit">${LIMITS.map((n) => html`<option${limit === n ? html` selected` : ''}>${n}</option>`)}</select></label>
+<button type="submit">Search</button></form>`
+}
+
+/** GET /channels/:name: the channel's destinations (pause, resume) and its message log, newest first, filtered. */
+export function messageLogPage(router: Router, src: ApiSources, auth: Auth): void {
+  router.get('/channels/:name', async (ctx) => {
+    const user = pageUser(ctx, auth)
+    const channel = ctx.params.name!
+    const filter = logFilter(channel, ctx.url.searchParams)
+    const list = await storeOf(src).list(filter)
+    const body = html`<h1>Channel ${channel}</h1>${destinationsTable(src, channel, user)}
+<h2>Message log</h2>${logFilterForm(channel, ctx.url.searchParams, filter.limit)}
+<p class="pager">${list.length} message(s), newest first${list.length === filter.limit ? ` (the newest ${filter.limit}: narrow the filter for older ones)` : ''}</p>
+<table class="grid" id="messages"><thead><tr><th>Message</th><th>Status</th><th>Received</th><th>Updated</th><th>Error</th></tr></thead><tbody>
+${list.map((m) => html`<tr><td><a class="mono" href="/messages/${encodeURIComponent(m.id)}">${escapeControl(m.id)}</a></td><td><span class="status s-${m.status}">${m.status}</span></td><td>${iso(m.receivedAt)}</td><td>${iso(m.updatedAt)}</td><td>${escapeControl(scrubSecrets(m.error ?? '')).slice(0, 120)}</td></tr>`)}
+</tbody></table>`
+    sendHtml(ctx.res, 200, layout(`Channel ${channel}`, user, body))
+  })
+}
+
+/** The body as text: JSON pretty-printed, other text with controls escaped and HL7 v2 segments (CR) one a line. */
+export function bodyText(body: unknown): string {
+  return typeof body === 'string' ? escapeControl(body, { lines: true }) : JSON.stringify(body, null, 2) ?? ''
+}
+
+type Shown = ReturnType<typeof shownMessage>
+const cell = (v: unknown) => v === undefined || v === null ? '–' : escapeControl(String(v))
+
+function messageBody(s: Shown, user: PageUser, notice: string | undefined): Raw {
+  const url = `/messages/${encodeURIComponent(s.id)}`
+  const deliveries = s.deliveries as Array<Record<string, unknown>>
+  const attempts = s.attempts as Array<Record<string, unknown>>
+  return html`<h1>Message <span class="mono">${escapeControl(s.id)}</span></h1>${notice ? html`<p class="notice" role="status">${notice}</p>` : ''}
+<dl class="meta"><dt>Channel</dt><dd><a href="/channels/${encodeURIComponent(s.channel)}">${s.channel}</a></dd><dt>Status</dt><dd><span class="status s-${s.status}" id="message-status">${s.status}</span></dd>
+<dt>Received</dt><dd>${s.receivedAt}</dd><dt>Updated</dt><dd>${s.updatedAt}</dd><dt>Type</dt><dd>${cell(s.contentType)}</dd>${s.error ? html`<dt>Error</dt><dd>${cell(s.error)}</dd>` : ''}
+<dt>Attributes</dt><dd class="mono">${JSON.stringify(s.attributes)}</dd></dl>
+${user.role === 'operator' ? html`<p><a class="button" href="${url}/resubmit">Resubmit…</a></p>` : ''}
+<h2>Body</h2><pre id="body">${bodyText(s.body)}</pre>
+<h2>Destinations</h2><table class="grid" id="deliveries"><thead><tr><th>Destination</th><th>Part</th><th>Status</th><th>Attempts</th><th>Last attempt</th><th>Response</th><th>Excerpt</th><th>Last error</th></tr></thead><tbody>
+${deliveries.map((d) => html`<tr><td>${cell(d.destination)}</td><td>${cell(d.part)}</td><td><span class="status s-${String(d.status)}">${cell(d.status)}</span></td><td>${cell(d.attempts)}</td><td>${cell(d.lastAttemptAt)}</td><td>${cell(d.responseStatus)}</td><td class="mono">${cell(d.responseExcerpt)}</td><td>${cell(d.lastError)}</td></tr>`)}
+</tbody></table>
+<h2>Attempts</h2><table class="grid" id="attempts"><thead><tr><th>Started</th><th>Destination</th><th>Attempt</th><th>Outcome</th><th>Response</th><th>Error</th><th>Excerpt</th></tr></thead><tbody>
+${attempts.map((a) => html`<tr><td>${cell(a.startedAt)}</td><td>${cell(a.destination)}${a.part ? `#${String(a.part)}` : ''}</td><td>${cell(a.attempt)}</td><td>${cell(a.outcome)}</td><td>${cell(a.responseStatus)}</td><td>${cell(a.error)}</td><td class="mono">${cell(a.excerpt)}</td></tr>`)}
+</tbody></table>`
+}
+
+async function detailOf(src: ApiSources, id: string) {
+  const d = await storeOf(src).get(id)
+  if (!d) throw new Refusal(404, `no message ${id}`)
+  return d
+}
+
+/**
+ * GET /messages/:id: one message, redacted as `weir messages show` redacts it; GET /messages/:id/resubmit
+ * asks the operator to confirm, and its form's POST queues the message again.
+ */
+export function messagePages(router: Router, src: ApiSources, auth: Auth): void {
+  router.get('/messages/:id', async (ctx) => {
+    const user = pageUser(ctx, auth)
+    const shown = shownMessage(await detailOf(src, ctx.params.id!))
+    const notice = ctx.url.searchParams.get('resubmitted') === '1' ? 'Resubmitted: the message is queued again.' : undefined
+    sendHtml(ctx.res, 200, layout(`Message ${shown.id}`, user, messageBody(shown, user, notice)))
+  })
+  router.get('/messages/:id/resubmit', requireRole('operator'), async (ctx) => {
+    const user = pageUser(ctx, auth)
+    const m = (await detailOf(src, ctx.params.id!)).message
+    const url = `/messages/${encodeURIComponent(m.id)}`
+    const body = html`<h1>Resubmit message <span class="mono">${escapeControl(m.id)}</span>?</h1>
+<p class="confirm">The message (now <strong>${m.status}</strong>, channel ${m.channel}) is queued again; destinations that already got it are skipped unless none is left.</p>
+<form method="post" action="${url}/resubmit" class="inline"><input type="hidden" name="_csrf" value="${user.csrf}"><input type="hidden" name="confirm" value="yes"><button type="submit" class="danger">Yes, resubmit</button></form>
+<a class="button" href="${url}">Cancel</a>`
+    sendHtml(ctx.res, 200, layout('Resubmit', user, body))
+  })
+  router.post('/messages/:id/resubmit', requireRole('operator'), async (ctx) => {
+    if (ctx.form.get('confirm') !== 'yes') throw new Refusal(400, 'resubmit needs the confirmation (confirm=yes)')
+    const m = (await detailOf(src, ctx.params.id!)).message
+    const done = await storeOf(src).resubmit({ ids: [m.id] })
+    if (done.length === 0) throw new Refusal(409, `message ${m.id} is ${m.status}: only delivered, filtered or error messages can be resubmitted`)
+    src.handles().find((h) => h.name === m.channel)?.wake()
+    ctx.res.writeHead(303, { location: `/messages/${encodeURIComponent(m.id)}?resubmitted=1` }).end()
+  })
+}
+
