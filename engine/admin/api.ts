@@ -26,12 +26,25 @@ export async function channelView(h: ChannelHandle, store: MessageStore | undefi
 }
 
 /** The channel (404 when unknown) and destination (`?destination=` or the form's `destination`) an action names. */
-export function handleOf(src: ApiSources, ctx: RouteContext): { handle: ChannelHandle; destination?: string } {
+function handleOf(src: ApiSources, ctx: RouteContext): { handle: ChannelHandle; destination?: string } {
   const handle = src.handles().find((h) => h.name === ctx.params.name)
   if (!handle) throw new Refusal(404, `no channel "${ctx.params.name}"`)
   const destination = ctx.url.searchParams.get('destination') ?? ctx.form.get('destination') ?? undefined
   if (destination !== undefined && !handle.destinations().some((d) => d.name === destination)) throw new Refusal(404, `channel "${handle.name}" has no destination "${destination}"`)
   return { handle, ...(destination !== undefined ? { destination } : {}) }
+}
+
+/** Records an operator's action in the store's audit log (who: the token's, session's or bearer subject's name). */
+export async function auditAction(src: ApiSources, ctx: RouteContext, action: string, target: string, count = 0): Promise<void> {
+  await src.store()?.audit({ at: Date.now(), actor: ctx.principal!.name, action, target, count })
+}
+
+/** Pauses or resumes the channel (or destination) the request names, and records it in the audit log. */
+export async function pauseOrResume(src: ApiSources, ctx: RouteContext, action: 'pause' | 'resume'): Promise<{ handle: ChannelHandle; destination?: string }> {
+  const found = handleOf(src, ctx)
+  await found.handle[action](found.destination)
+  await auditAction(src, ctx, action, found.destination === undefined ? found.handle.name : `${found.handle.name}/${found.destination}`)
+  return found
 }
 
 /** GET /api/channels and the operator's POST /api/channels/:name/pause and /resume (`?destination=` for one destination). */
@@ -43,8 +56,7 @@ export function channelRoutes(router: Router, src: ApiSources): void {
   })
   for (const action of ['pause', 'resume'] as const) {
     router.post(`/api/channels/:name/${action}`, requireRole('operator'), async (ctx) => {
-      const { handle, destination } = handleOf(src, ctx)
-      await handle[action](destination)
+      const { handle, destination } = await pauseOrResume(src, ctx, action)
       sendJson(ctx.res, 200, { channel: handle.name, ...(destination !== undefined ? { destination } : {}), paused: action === 'pause', by: ctx.principal!.name })
     })
   }

@@ -1,8 +1,10 @@
 // The dashboard in a real browser (headless Chromium): sign-in, the channel list with live counters,
 // the message log and key search, a message with a hostile body, resubmit with confirmation, pause and
-// resume, a viewer refused. Saves a screenshot of each page under docs/screenshots/.
-import { mkdir } from 'node:fs/promises'
-import { resolve } from 'node:path'
+// resume, a viewer refused. Takes a screenshot of each page: into docs/screenshots/ (the README's)
+// with WEIR_SCREENSHOTS=1, else into a temporary directory, so that a test run leaves the tree clean.
+import { mkdir, mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
 import type { Browser, Page } from 'playwright-core'
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { startAdminServer, type AdminServer } from '../../engine/admin/index.ts'
@@ -12,7 +14,7 @@ import { launchBrowser } from '../_browser.ts'
 import { destination, feedSource, until, useRuntimeFixture } from '../runtime/_helpers.ts'
 import { adminConfig } from './_admin.ts'
 
-const SCREENSHOTS = resolve(import.meta.dirname, '../../docs/screenshots')
+let SCREENSHOTS = resolve(import.meta.dirname, '../../docs/screenshots')
 const OPERATOR_TOKEN = 'op-5d2e8a1c7f3b49e0b6a4'
 const VIEWER_TOKEN = 'vw-1b7c3e9d5f2a48c6e0d8'
 const config = () => adminConfig({ tokens: [{ name: 'olivia', role: 'operator', token: { $env: 'OP' } }, { name: 'victor', role: 'viewer', token: { $env: 'VW' } }] }, { OP: OPERATOR_TOKEN, VW: VIEWER_TOKEN })
@@ -23,10 +25,12 @@ const HL7 = 'MSH|^~\\&|LAB|HOSP|WEIR|HOSP|202611300915||ORU^R01|MSG0001|P|2.5\rP
 let browser: Browser
 beforeAll(async () => {
   browser = await launchBrowser()
-  await mkdir(SCREENSHOTS, { recursive: true })
+  if (process.env.WEIR_SCREENSHOTS === '1') await mkdir(SCREENSHOTS, { recursive: true })
+  else SCREENSHOTS = await mkdtemp(join(tmpdir(), 'weir-screenshots-'))
 }, 60_000)
 afterAll(async () => {
   await browser?.close()
+  if (process.env.WEIR_SCREENSHOTS !== '1') await rm(SCREENSHOTS, { recursive: true, force: true })
 })
 
 function useDashboard() {
@@ -146,6 +150,7 @@ describe('dashboard in a browser', () => {
     await until(() => fx.rt.api.received.length === before + 2)
     await fx.handle.whenIdle({ timeoutMs: 10_000 })
     expect((await fx.rt.store.get(id!))!.message.status).toBe('delivered')
+    expect(await fx.rt.store.auditLog()).toMatchObject([{ actor: 'olivia', action: 'resubmit', target: id, count: 1 }])
   })
 
   it('pauses and resumes a channel and one destination', async () => {
@@ -165,6 +170,7 @@ describe('dashboard in a browser', () => {
     await shot(page, 'channel')
     await page.click('tr[data-destination="audit"] button:text("Resume")')
     expect(fx.handle.destinations().find((d) => d.name === 'audit')!.paused).toBe(false)
+    expect((await fx.rt.store.auditLog()).map((e) => [e.actor, e.action, e.target]).reverse()).toEqual([['olivia', 'pause', 'adt'], ['olivia', 'resume', 'adt'], ['olivia', 'pause', 'adt/audit'], ['olivia', 'resume', 'adt/audit']])
   })
 
   it('refuses a viewer every action: no buttons, the confirmation page and a forged form both answer 403', async () => {
@@ -186,5 +192,6 @@ describe('dashboard in a browser', () => {
     expect(await page.textContent('[role="alert"]')).toBe('requires role "operator"')
     await shot(page, 'viewer-refused')
     expect(fx.handle.status()).toBe('running')
+    expect(await fx.rt.store.auditLog()).toEqual([])
   })
 })

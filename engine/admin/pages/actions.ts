@@ -1,4 +1,4 @@
-import { handleOf, type ApiSources } from '../api.ts'
+import { pauseOrResume, type ApiSources } from '../api.ts'
 import { requireRole, type Router } from '../router.ts'
 import { backTo } from './html.ts'
 
@@ -6,8 +6,7 @@ import { backTo } from './html.ts'
 export function actionRoutes(router: Router, src: ApiSources): void {
   for (const action of ['pause', 'resume'] as const) {
     router.post(`/channels/:name/${action}`, requireRole('operator'), async (ctx) => {
-      const { handle, destination } = handleOf(src, ctx)
-      await handle[action](destination)
+      const { handle } = await pauseOrResume(src, ctx, action)
       ctx.res.writeHead(303, { location: backTo(ctx.form.get('back'), `/channels/${encodeURIComponent(handle.name)}`) }).end()
     })
   }

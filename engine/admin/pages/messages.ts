@@ -6,7 +6,7 @@ import { MESSAGE_STATUSES, type ListFilter, type MessageStatus, type MessageStor
 import { isWeirError } from '../../../shared/errors.ts'
 import { parseSince } from '../../commands/messages.ts'
 import { iso, shownMessage } from '../../message-view.ts'
-import type { ApiSources } from '../api.ts'
+import { auditAction, type ApiSources } from '../api.ts'
 import type { Auth } from '../auth.ts'
 import { requireRole, type Router } from '../router.ts'
 import { actionForm, html, layout, pageUser, sendHtml, type PageUser, type Raw } from './html.ts'
@@ -140,6 +140,7 @@ export function messagePages(router: Router, src: ApiSources, auth: Auth): void 
     const m = (await detailOf(src, ctx.params.id!)).message
     const done = await storeOf(src).resubmit({ ids: [m.id] })
     if (done.length === 0) throw new Refusal(409, `message ${m.id} is ${m.status}: only delivered, filtered or error messages can be resubmitted`)
+    await auditAction(src, ctx, 'resubmit', m.id, done.length)
     src.handles().find((h) => h.name === m.channel)?.wake()
     ctx.res.writeHead(303, { location: `/messages/${encodeURIComponent(m.id)}?resubmitted=1` }).end()
   })
