@@ -2,8 +2,7 @@ import { describe, expect, it } from 'vitest'
 import { mkdir, rename, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
-import { startWeirRun, until } from '../runtime/_helpers.ts'
-import { useEngineFixture } from '../retention/_fixture.ts'
+import { startWeirRun, until, useEngineFixture } from '../runtime/_helpers.ts'
 import { atRestChannel, post, postTo, stop, weir } from '../security/_at-rest.ts'
 
 const f = useEngineFixture('weir-backup-')

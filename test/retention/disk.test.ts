@@ -6,8 +6,7 @@ import { openSqliteStore, type MessageStore } from '../../shared/store/index.ts'
 import { silentLogger } from '../../shared/log/index.ts'
 import { startChannel } from '../../engine/runtime/index.ts'
 import { applyRetention } from '../../engine/retention.ts'
-import { channel, destination, feedSource, startWeirRun, until } from '../runtime/_helpers.ts'
-import { useEngineFixture } from './_fixture.ts'
+import { channel, destination, feedSource, startWeirRun, until, useEngineFixture } from '../runtime/_helpers.ts'
 import { atRestChannel, postTo, stop, weir } from '../security/_at-rest.ts'
 
 const TOTAL = 100_000

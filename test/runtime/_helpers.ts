@@ -220,3 +220,26 @@ export const settleIo = (cond: () => boolean | Promise<boolean>) => settle(cond,
 export function useFakeClock(start = Date.UTC(2026, 0, 1)): void {
   vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date'], now: start })
 }
+
+export interface EngineFixture {
+  dir: Awaited<ReturnType<typeof tempDir>>
+  api: Awaited<ReturnType<typeof startApi>>
+  /** `weir run` children started by the test, SIGKILLed after it. */
+  children: Set<ChildProcess>
+}
+
+/** A fresh temporary directory and loopback API (answering per `behaviour`) for each test, and clean-up of the engines it started. */
+export function useEngineFixture(prefix: string, behaviour?: Behaviour): EngineFixture {
+  const f = { children: new Set<ChildProcess>() } as EngineFixture
+  beforeEach(async () => {
+    f.dir = await tempDir(prefix)
+    f.api = await startApi(behaviour)
+  })
+  afterEach(async () => {
+    for (const c of f.children) c.kill('SIGKILL')
+    f.children.clear()
+    await f.api.close()
+    await f.dir.remove()
+  })
+  return f
+}

@@ -1,6 +1,5 @@
 import { execFile, type ChildProcess } from 'node:child_process'
-import { afterEach, beforeEach } from 'vitest'
-import { startApi, tempDir } from '../runtime/_helpers.ts'
+import { useEngineFixture } from '../runtime/_helpers.ts'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { promisify } from 'node:util'
@@ -57,17 +56,4 @@ export async function filesHolding(data: string, text: string): Promise<string[]
 }
 
 /** Per test: a temporary directory and a loopback API echoing the posted MRN (so response excerpts hold it too); `weir run` children are killed after. */
-export function useAtRestFixture(prefix: string) {
-  const fx = { dir: undefined as unknown as Awaited<ReturnType<typeof tempDir>>, api: undefined as unknown as Awaited<ReturnType<typeof startApi>>, children: new Set<ChildProcess>() }
-  beforeEach(async () => {
-    fx.dir = await tempDir(prefix)
-    fx.api = await startApi(({ body }) => ({ status: 200, body: `accepted ${(body as { mrn: string }).mrn}` }))
-  })
-  afterEach(async () => {
-    for (const c of fx.children) c.kill('SIGKILL')
-    fx.children.clear()
-    await fx.api.close()
-    await fx.dir.remove()
-  })
-  return fx
-}
+export const useAtRestFixture = (prefix: string) => useEngineFixture(prefix, ({ body }) => ({ status: 200, body: `accepted ${(body as { mrn: string }).mrn}` }))
