@@ -10,6 +10,7 @@ import { excerpt, iso, shownMessage } from '../message-view.ts'
 import { MESSAGE_STATUSES, type MessageStatus, type MessageStore } from '../../shared/store/index.ts'
 import { openStoreFor, storeOptions, storeUsage } from '../store.ts'
 import { purgeInBatches } from '../retention.ts'
+import { describeFilter, previewSentence, RESUBMIT_SET_LIMIT, resubmitSet, type SetFilter } from '../resubmit-set.ts'
 import { SEARCH_KEY_NAME } from '../../shared/key-expression.ts'
 
 export { redact } from '../message-view.ts'
@@ -20,11 +21,11 @@ const cliActor = () => `cli:${userInfo().username}`
 export const summary = 'list, show, resubmit and purge messages in the message log'
 export const usage = `usage: weir messages list [--channel C | --channel-file F] [--status S] [--key NAME=VALUE] [--since T] [--limit N] [--json]
        weir messages show ID [--json]
-       weir messages resubmit ID... | --status error [--channel C]
+       weir messages resubmit ID... | --status S [--channel C] [--key NAME=VALUE] [--since T] [--until T] [--confirm N]
        weir messages purge --before T [--channel C]
 
 list      newest first; --status one of ${MESSAGE_STATUSES.join(', ')};
-          --since an ISO date or a duration ago (30s, 10m, 2h, 7d); --limit default 100
+          --since/--until an ISO date or a duration ago (30s, 10m, 2h, 7d); --limit default 100
           --key NAME=VALUE: messages whose search key NAME (options.searchKeys) has VALUE, an index
           lookup (e.g. --key mrn=203713). --channel-file F checks NAME against the channel file's
           searchKeys and lists that channel; without it an unknown NAME simply finds nothing
@@ -32,6 +33,11 @@ show      the body, attributes and each destination's outcome and attempt histor
           ID may be a unique prefix
 resubmit  queues delivered, filtered or error messages again; destinations that already got a
           message are skipped unless none is left. A running "weir run" picks them up within a second.
+          Ids given are resubmitted at once. A filter (--status, --key, --since, --until, --channel)
+          first prints what it would do ("resubmits 1,204 messages to 2 destinations") and does
+          nothing; run it again with --confirm 1204 (the count): it resubmits what the filter then
+          matches only if that is still 1204 messages.
+          At most ${RESUBMIT_SET_LIMIT} at a time: narrow the filter for more.
 purge     deletes finished messages (delivered, filtered, error) last updated before T (an ISO
           date or a duration ago: 30d), with their history; queued and in-flight ones are kept.
           Safe beside a running "weir run": deletes 500 at a time, each batch its own commit, and
@@ -107,7 +113,7 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
     args: rest, allowPositionals: true,
     options: {
       'data-dir': { type: 'string' }, channel: { type: 'string' }, status: { type: 'string' }, since: { type: 'string' },
-      limit: { type: 'string' }, json: { type: 'boolean', default: false }, before: { type: 'string' },
+      limit: { type: 'string' }, json: { type: 'boolean', default: false }, before: { type: 'string' }, until: { type: 'string' }, confirm: { type: 'string' },
       key: { type: 'string' }, 'channel-file': { type: 'string' }, ...storeOptions,
     },
   })
@@ -122,8 +128,13 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
     if (positionals.length || status) throw new errorCodes.ERR_USAGE('purge takes --before and --channel only')
   }
   const before = sub === 'purge' ? parseSince(values.before!, Date.now(), '--before') : undefined
-  if (sub !== 'list' && (values.key !== undefined || values['channel-file'] !== undefined)) throw new errorCodes.ERR_USAGE('--key and --channel-file go with list only')
-  const search = sub === 'list' ? await keySearchOf(values.key, values.channel, values['channel-file'] === undefined ? undefined : resolve(io.cwd, values['channel-file'])) : {}
+  const searching = sub === 'list' || (sub === 'resubmit' && positionals.length === 0)
+  if (!searching && (values.key !== undefined || values['channel-file'] !== undefined || values.until !== undefined)) throw new errorCodes.ERR_USAGE('--key, --until and --channel-file go with list and a resubmit by filter only')
+  const search = searching ? await keySearchOf(values.key, values.channel, values['channel-file'] === undefined ? undefined : resolve(io.cwd, values['channel-file'])) : {}
+  const times = {
+    ...(values.since !== undefined ? { since: parseSince(values.since) } : {}),
+    ...(values.until !== undefined ? { until: parseSince(values.until, Date.now(), '--until') } : {}),
+  }
   const dataDir = dataDirOf(values['data-dir'], io)
   const store = await openStoreFor(values, io, { dataDir, owner: false })
   try {
@@ -133,7 +144,7 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
       const list = await store.list({
         ...search,
         ...(status ? { status } : {}),
-        ...(values.since ? { since: parseSince(values.since) } : {}),
+        ...times,
         limit,
       })
       if (values.json) {
@@ -188,33 +199,57 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
       return 0
     }
 
-    // resubmit
-    if (positionals.length === 0 && !status) throw new errorCodes.ERR_USAGE('resubmit needs message ids or --status')
-    if (positionals.length && status) throw new errorCodes.ERR_USAGE('resubmit takes message ids or --status, not both')
-    let ids = positionals
-    if (ids.length) {
-      // Accept unique prefixes, as show does.
-      const full: string[] = []
-      for (const id of ids) {
-        const d = await store.get(id)
-        if (!d) {
-          io.err(`no message ${id} in ${dataDir}`)
-          return 1
-        }
-        full.push(d.message.id)
+    if (positionals.length === 0) return await resubmitByFilter(store, { ...search, ...times, ...(status ? { status } : {}) }, values.confirm, io)
+    if (status || values.confirm !== undefined || values.since !== undefined) throw new errorCodes.ERR_USAGE('resubmit takes message ids or a filter (--status, --key, --since, --until), not both')
+    // Accept unique prefixes, as show does.
+    const ids: string[] = []
+    for (const id of positionals) {
+      const d = await store.get(id)
+      if (!d) {
+        io.err(`no message ${id} in ${dataDir}`)
+        return 1
       }
-      ids = full
+      ids.push(d.message.id)
     }
-    const done = await store.resubmit(ids.length ? { ids } : { status: status!, ...(values.channel ? { channel: values.channel } : {}) })
+    const done = await store.resubmit({ ids })
     if (done.length === 0) {
       io.err('nothing resubmitted: only delivered, filtered or error messages can be resubmitted')
       return 1
     }
-    await store.audit({ at: Date.now(), actor: cliActor(), action: 'resubmit', target: ids.length ? ids.join(' ') : `${values.channel ?? 'every channel'}: status ${status}`, count: done.length })
+    await store.audit({ at: Date.now(), actor: cliActor(), action: 'resubmit', target: ids.join(' '), count: done.length })
     io.out(`resubmitted ${done.length} message(s)`)
     for (const id of done) io.out(`  ${id}`)
     return 0
   } finally {
     await store.close()
   }
+}
+
+/**
+ * A resubmit by filter: prints the preview and does nothing, unless `confirm` is the count the
+ * preview showed; then resubmits exactly the messages it matched (none received after it).
+ */
+async function resubmitByFilter(store: MessageStore, filter: SetFilter, confirm: string | undefined, io: CommandIO): Promise<number> {
+  if (filter.status === undefined && filter.key === undefined && filter.since === undefined && filter.until === undefined) throw new errorCodes.ERR_USAGE('resubmit needs message ids or a filter: --status, --key, --since or --until')
+  const where = `${filter.channel ?? 'every channel'}: ${describeFilter(filter)}`
+  const set = await resubmitSet(store, filter)
+  if (set.more) throw new errorCodes.ERR_USAGE(`${where} matches more than ${RESUBMIT_SET_LIMIT} finished messages; narrow the filter (--since, --until, --key) and resubmit in steps`)
+  if (set.ids.length === 0) {
+    io.err(`nothing to resubmit: no delivered, filtered or error message matches ${where}`)
+    return 1
+  }
+  const preview = await store.resubmitPreview(set.ids)
+  const perDestination = Object.entries(preview.destinations).map(([d, n]) => `${printable(d)} ${n}`).join(', ')
+  const sentence = `${previewSentence(preview)}${perDestination ? ` (${perDestination})` : ''}${preview.undelivered ? `; ${preview.undelivered} to every destination` : ''}`
+  if (confirm === undefined) {
+    io.out(`${where}: this ${sentence}.`)
+    io.out(`nothing resubmitted yet: run again with --confirm ${set.ids.length}: it resubmits the messages the filter then matches, if they are still ${set.ids.length}`)
+    return 0
+  }
+  if (confirm.replace(/,/g, '') !== String(set.ids.length)) throw new errorCodes.ERR_USAGE(`--confirm ${escapeControl(confirm)} does not match: ${where} now matches ${set.ids.length} finished message(s); nothing resubmitted`)
+  let done = 0
+  for (let i = 0; i < set.ids.length; i += 1000) done += (await store.resubmit({ ids: set.ids.slice(i, i + 1000) })).length
+  await store.audit({ at: Date.now(), actor: cliActor(), action: 'resubmit', target: where, count: done })
+  io.out(`resubmitted ${done} message(s)`)
+  return 0
 }

@@ -75,6 +75,13 @@ export interface ListFilter {
   status?: MessageStatus
   /** Received at or after (epoch ms). */
   since?: number
+  /** Received before (epoch ms, exclusive). */
+  until?: number
+  /**
+   * Paging: only messages after this `seq` in the list's order (older than it when newest first,
+   * newer when oldest first). Pass the last message's `seq` of one page to get the next.
+   */
+  after?: number
   /** Default 100. */
   limit?: number
   /** Newest first (default) or oldest first. */

@@ -149,7 +149,12 @@ describe('weir messages', () => {
     api.behaviour = () => undefined
     const rs = io(dir.path)
     expect(await messagesCommand(['resubmit', '--status', 'error', '--data-dir', 'data'], rs.io)).toBe(0)
-    expect(rs.out).toEqual(['resubmitted 1 message(s)', `  ${bad.body.id}`])
+    expect(rs.out).toEqual(['every channel: status error: this resubmits 1 message to 1 destination (api 1).', 'nothing resubmitted yet: run again with --confirm 1: it resubmits the messages the filter then matches, if they are still 1'])
+    expect(api.received.filter((x) => x.key === `${bad.body.id}:api`)).toHaveLength(1)
+    await expect(messagesCommand(['resubmit', '--status', 'error', '--confirm', '2', '--data-dir', 'data'], io(dir.path).io)).rejects.toThrow('--confirm 2 does not match: every channel: status error now matches 1 finished message(s); nothing resubmitted')
+    const ok = io(dir.path)
+    expect(await messagesCommand(['resubmit', '--status', 'error', '--confirm', '1', '--data-dir', 'data'], ok.io)).toBe(0)
+    expect(ok.out).toEqual(['resubmitted 1 message(s)'])
     // The running engine polls for work queued by another process.
     await until(() => api.received.filter((x) => x.key === `${bad.body.id}:api`).length === 2, 5000)
     await until(() => r.handles()[0]!.counters().delivered === 2)

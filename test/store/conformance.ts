@@ -252,9 +252,28 @@ export function storeConformance(factory: StoreFactory): void {
       expect((await store.list()).map((m) => m.id)).toEqual([c.id, b.id, a.id])
       expect((await store.list({ channel: 'c' })).map((m) => m.id)).toEqual([b.id, a.id])
       expect((await store.list({ since: 1500, order: 'asc' })).map((m) => m.id)).toEqual([b.id, c.id])
+      expect((await store.list({ until: 2000 })).map((m) => m.id)).toEqual([a.id])
       await store.claim('c', 1)
       expect((await store.list({ status: 'in-flight' })).map((m) => m.id)).toEqual([a.id])
       expect((await store.get(a.id.slice(0, 20)))!.message.id).toBe(a.id)
+    })
+
+    it('pages through a list by the last seq of each page, in either order, with every filter', async () => {
+      const sent: string[] = []
+      for (let i = 0; i < 7; i++) sent.push((await store.enqueue(i % 2 ? 'other' : 'c', { body: i })).id)
+      const pages = async (order: 'asc' | 'desc') => {
+        const out: string[][] = []
+        let after: number | undefined
+        for (;;) {
+          const page = await store.list({ channel: 'c', order, limit: 2, ...(after !== undefined ? { after } : {}) })
+          if (page.length === 0) return out
+          out.push(page.map((m) => m.id))
+          after = page.at(-1)!.seq
+        }
+      }
+      const mine = sent.filter((_, i) => i % 2 === 0)
+      expect(await pages('desc')).toEqual([[mine[3], mine[2]], [mine[1], mine[0]]])
+      expect(await pages('asc')).toEqual([[mine[0], mine[1]], [mine[2], mine[3]]])
     })
 
     it('lists by search key: every value indexed with its message, by name and value, with or without the channel', async () => {
@@ -272,6 +291,9 @@ export function storeConformance(factory: StoreFactory): void {
       expect(await ids({ key: mrn, channel: 'c', order: 'asc' })).toEqual([a.id, c.id, e.id])
       expect(await ids({ key: mrn, channel: 'c', status: 'error' })).toEqual([e.id])
       expect(await ids({ key: mrn, limit: 2 })).toEqual([e.id, d.id])
+      const [, second] = await store.list({ key: mrn, limit: 2 })
+      expect(await ids({ key: mrn, limit: 2, after: second!.seq })).toEqual([c.id, a.id])
+      expect(await ids({ key: mrn, channel: 'c', order: 'asc', after: (await store.list({ key: mrn, channel: 'c', order: 'asc', limit: 1 }))[0]!.seq })).toEqual([c.id, e.id])
       expect(await ids({ key: { name: 'accession', value: 'A2' } })).toEqual([a.id])
       expect(await ids({ key: { name: 'accession', value: 'A9' } })).toEqual([])
       expect(await ids({ key: { name: 'mrn', value: 'A1' } })).toEqual([])

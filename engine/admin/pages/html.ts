@@ -44,7 +44,7 @@ export function layout(title: string, user: PageUser | undefined, body: Raw): st
   return html`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>${title} · Weir</title>
 <link rel="stylesheet" href="/assets/dashboard.css"><script src="/assets/dashboard.js" defer></script></head>
-<body><header><a class="brand" href="/">Weir</a><nav><a href="/">Channels</a></nav><div class="user">${who}</div></header>
+<body><header><a class="brand" href="/">Weir</a><nav><a href="/">Channels</a> <a href="/audit">Audit log</a></nav><div class="user">${who}</div></header>
 <main>${body}</main></body></html>`.text
 }
 

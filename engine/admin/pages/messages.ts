@@ -2,7 +2,7 @@ import { Refusal } from '../../../shared/inbound/refusal.ts'
 import { escapeControl } from '../../../shared/http/excerpt.ts'
 import { SEARCH_KEY_NAME } from '../../../shared/key-expression.ts'
 import { scrubSecrets } from '../../../shared/secret.ts'
-import { MESSAGE_STATUSES, type ListFilter, type MessageStatus, type MessageStore } from '../../../shared/store/index.ts'
+import { MESSAGE_STATUSES, type ListFilter, type MessageStatus, type MessageStore, type StoredMessage } from '../../../shared/store/index.ts'
 import { isWeirError } from '../../../shared/errors.ts'
 import { parseSince } from '../../commands/messages.ts'
 import { iso, shownMessage } from '../../message-view.ts'
@@ -13,33 +13,45 @@ import { actionForm, html, layout, pageUser, sendHtml, type PageUser, type Raw }
 
 const LIMITS = [50, 100, 500]
 
-function storeOf(src: ApiSources): MessageStore {
+export function storeOf(src: ApiSources): MessageStore {
   const store = src.store()
   if (!store) throw new Refusal(503, 'the engine is not running yet')
   return store
 }
 
-/** The message log's filter from the page's query: status, since (ISO date or 10m, 2h, 7d ago), key (NAME=VALUE), limit. */
-export function logFilter(channel: string, params: URLSearchParams): ListFilter {
-  const status = params.get('status') || undefined
-  if (status !== undefined && !MESSAGE_STATUSES.includes(status as MessageStatus)) throw new Refusal(400, `status must be one of ${MESSAGE_STATUSES.join(', ')}`)
-  const since = params.get('since')?.trim() || undefined
-  let sinceMs: number | undefined
+/** A time of the log's filter: an ISO date or a duration ago (10m, 2h, 7d); a bad one is the request's fault (400). */
+function timeParam(params: URLSearchParams, name: 'since' | 'until'): number | undefined {
+  const value = params.get(name)?.trim() || undefined
   try {
-    sinceMs = since === undefined ? undefined : parseSince(since, Date.now(), 'since')
+    return value === undefined ? undefined : parseSince(value, Date.now(), name)
   } catch (e) {
     if (isWeirError(e)) throw new Refusal(400, e.message)
     throw e
   }
+}
+
+/**
+ * The message log's filter from the page's query: status, since and until (ISO date or 10m, 2h,
+ * 7d ago), key (NAME=VALUE), limit, and `after` (the last `seq` of the previous page).
+ */
+export function logFilter(channel: string, params: URLSearchParams): ListFilter & { limit: number } {
+  const status = params.get('status') || undefined
+  if (status !== undefined && !MESSAGE_STATUSES.includes(status as MessageStatus)) throw new Refusal(400, `status must be one of ${MESSAGE_STATUSES.join(', ')}`)
+  const since = timeParam(params, 'since')
+  const until = timeParam(params, 'until')
   const key = params.get('key')?.trim() || undefined
   const eq = key?.indexOf('=') ?? -1
   if (key !== undefined && (eq < 1 || !new RegExp(SEARCH_KEY_NAME).test(key.slice(0, eq)) || eq === key.length - 1)) throw new Refusal(400, 'key must be NAME=VALUE with NAME a search key of the channel (options.searchKeys), e.g. mrn=203713')
   const limit = LIMITS.find((n) => String(n) === params.get('limit')) ?? 100
+  const after = params.get('after')
+  if (after !== null && !/^\d{1,15}$/.test(after)) throw new Refusal(400, 'after must be a message sequence number (from the "older" link)')
   return {
     channel, limit,
     ...(status !== undefined ? { status: status as MessageStatus } : {}),
-    ...(sinceMs !== undefined ? { since: sinceMs } : {}),
+    ...(since !== undefined ? { since } : {}),
+    ...(until !== undefined ? { until } : {}),
     ...(key !== undefined ? { key: { name: key.slice(0, eq), value: key.slice(eq + 1) } } : {}),
+    ...(after !== null ? { after: Number(after) } : {}),
   }
 }
 
@@ -60,9 +72,28 @@ function logFilterForm(channel: string, params: URLSearchParams, limit: number |
   return html`<form method="get" action="/channels/${encodeURIComponent(channel)}" class="filters">
 <label>Status <select name="status"><option value="">any</option>${MESSAGE_STATUSES.map((s) => html`<option${status === s ? html` selected` : ''}>${s}</option>`)}</select></label>
 <label>Since <input name="since" value="${params.get('since') ?? ''}" placeholder="10m, 2h, 7d or ISO date"></label>
+<label>Until <input name="until" value="${params.get('until') ?? ''}" placeholder="10m, 2h, 7d or ISO date"></label>
 <label>Key <input type="search" name="key" value="${params.get('key') ?? ''}" placeholder="mrn=203713"></label>
 <label>Show <select name="limit">${LIMITS.map((n) => html`<option${limit === n ? html` selected` : ''}>${n}</option>`)}</select></label>
 <button type="submit">Search</button></form>`
+}
+
+/** The log filter's query (without paging), for the links that keep it. */
+export function filterQuery(params: URLSearchParams, extra: Record<string, string> = {}): string {
+  const kept = new URLSearchParams()
+  for (const name of ['status', 'since', 'until', 'key', 'limit']) {
+    const v = params.get(name)?.trim()
+    if (v) kept.set(name, v)
+  }
+  for (const [k, v] of Object.entries(extra)) kept.set(k, v)
+  return kept.toString()
+}
+
+function logPager(channel: string, params: URLSearchParams, list: readonly StoredMessage[], limit: number): Raw {
+  const base = `/channels/${encodeURIComponent(channel)}?`
+  const paged = params.has('after')
+  const older = list.length === limit ? html` <a rel="next" id="older" href="${base}${filterQuery(params, { after: String(list.at(-1)!.seq) })}">older →</a>` : ''
+  return html`<p class="pager">${list.length} message(s), newest first${paged ? ' (an older page)' : ''}${paged ? html` <a id="newest" href="${base}${filterQuery(params)}">← newest</a>` : ''}${older}</p>`
 }
 
 /** GET /channels/:name: the channel's destinations (pause, resume) and its message log, newest first, filtered. */
@@ -72,9 +103,11 @@ export function messageLogPage(router: Router, src: ApiSources, auth: Auth): voi
     const channel = ctx.params.name!
     const filter = logFilter(channel, ctx.url.searchParams)
     const list = await storeOf(src).list(filter)
-    const body = html`<h1>Channel ${channel}</h1>${destinationsTable(src, channel, user)}
+    const resubmitted = ctx.url.searchParams.get('resubmitted')
+    const notice = resubmitted && /^\d+$/.test(resubmitted) ? html`<p class="notice" role="status" id="resubmitted">Resubmitted ${Number(resubmitted).toLocaleString('en-US')} message(s): they are queued again.</p>` : ''
+    const body = html`<h1>Channel ${channel}</h1>${notice}${destinationsTable(src, channel, user)}
 <h2>Message log</h2>${logFilterForm(channel, ctx.url.searchParams, filter.limit)}
-<p class="pager">${list.length} message(s), newest first${list.length === filter.limit ? ` (the newest ${filter.limit}: narrow the filter for older ones)` : ''}</p>
+${logPager(channel, ctx.url.searchParams, list, filter.limit)}${user.role === 'operator' ? html`<p><a class="button" id="resubmit-set" href="/channels/${encodeURIComponent(channel)}/resubmit?${filterQuery(ctx.url.searchParams)}">Resubmit the messages this filter matches…</a></p>` : ''}
 <table class="grid" id="messages"><thead><tr><th>Message</th><th>Status</th><th>Received</th><th>Updated</th><th>Error</th></tr></thead><tbody>
 ${list.map((m) => html`<tr><td><a class="mono" href="/messages/${encodeURIComponent(m.id)}">${escapeControl(m.id)}</a></td><td><span class="status s-${m.status}">${m.status}</span></td><td>${iso(m.receivedAt)}</td><td>${iso(m.updatedAt)}</td><td>${escapeControl(scrubSecrets(m.error ?? '')).slice(0, 120)}</td></tr>`)}
 </tbody></table>`

@@ -66,6 +66,8 @@ function listQuery(filter: ListFilter): { sql: string; params: unknown[] } {
   if (filter.channel !== undefined) where.push(`${filter.key ? 'k.' : ''}channel = ${p(filter.channel, 'text')}`)
   if (filter.status !== undefined) where.push(`${m}status = ${p(filter.status, 'text')}`)
   if (filter.since !== undefined) where.push(`${m}received_at >= ${p(filter.since, 'bigint')}`)
+  if (filter.until !== undefined) where.push(`${m}received_at < ${p(filter.until, 'bigint')}`)
+  if (filter.after !== undefined) where.push(`${filter.key ? 'k.' : ''}seq ${filter.order === 'asc' ? '>' : '<'} ${p(filter.after, 'bigint')}`)
   const from = filter.key ? 'weir_message_keys k JOIN weir_messages m ON m.seq = k.seq' : 'weir_messages'
   const sql = `SELECT ${m}* FROM ${from} ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
     ORDER BY ${filter.key ? 'k.' : ''}seq ${filter.order === 'asc' ? 'ASC' : 'DESC'} LIMIT ${p(filter.limit ?? 100, 'int')}`

@@ -312,7 +312,7 @@ const ops = {
   },
 }
 
-/** @typedef {{ channel?: string, status?: string, since?: number, limit?: number, order?: string, key?: { name: string, value: string } }} ListFilter */
+/** @typedef {{ channel?: string, status?: string, since?: number, until?: number, after?: number, limit?: number, order?: string, key?: { name: string, value: string } }} ListFilter */
 
 /**
  * The SQL of a `list`: with a search key, an index lookup in message_keys (by name, value and, when
@@ -327,6 +327,8 @@ function listQuery(filter) {
   if (filter.channel) { where.push(filter.key ? 'k.channel = ?' : 'channel = ?'); params.push(filter.channel) }
   if (filter.status) { where.push(`${m}status = ?`); params.push(filter.status) }
   if (filter.since !== undefined) { where.push(`${m}received_at >= ?`); params.push(filter.since) }
+  if (filter.until !== undefined) { where.push(`${m}received_at < ?`); params.push(filter.until) }
+  if (filter.after !== undefined) { where.push(`${filter.key ? 'k.' : ''}seq ${filter.order === 'asc' ? '>' : '<'} ?`); params.push(filter.after) }
   const from = filter.key ? 'message_keys k JOIN messages m ON m.seq = k.seq' : 'messages'
   const sql = `SELECT ${m}* FROM ${from} ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY ${filter.key ? 'k.' : ''}seq ${filter.order === 'asc' ? 'ASC' : 'DESC'} LIMIT ?`
   params.push(filter.limit ?? 100)

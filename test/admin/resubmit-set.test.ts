@@ -1,0 +1,178 @@
+// Resubmitting a filtered set from the dashboard (preview, typed confirmation, the set frozen at the
+// preview), the message log's paging and time filter, and the audit log page, in headless Chromium
+// and over the JSON API.
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import type { Browser, Page } from 'playwright-core'
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { startAdminServer, type AdminServer } from '../../engine/admin/index.ts'
+import { auditPage } from '../../engine/admin/pages/audit.ts'
+import type { ChannelHandle } from '../../engine/runtime/index.ts'
+import { silentLogger } from '../../shared/log/index.ts'
+import { launchBrowser } from '../_browser.ts'
+import { destination, feedSource, useRuntimeFixture } from '../runtime/_helpers.ts'
+import { adminConfig, call } from './_admin.ts'
+
+const OPERATOR_TOKEN = 'op-8f1d2c7e4b9a40d3a5e6'
+const VIEWER_TOKEN = 'vw-2e6a9c1f7d3b45e8b0c4'
+const config = () => adminConfig({ tokens: [{ name: 'olivia', role: 'operator', token: { $env: 'OP' } }, { name: 'victor', role: 'viewer', token: { $env: 'VW' } }] }, { OP: OPERATOR_TOKEN, VW: VIEWER_TOKEN })
+const bearer = (t: string) => ({ authorization: `Bearer ${t}` })
+const SCREENSHOTS = process.env.WEIR_SCREENSHOTS === '1' ? resolve(import.meta.dirname, '../../docs/screenshots') : undefined
+
+let browser: Browser
+let shots: string
+beforeAll(async () => {
+  browser = await launchBrowser()
+  shots = SCREENSHOTS ?? await mkdtemp(join(tmpdir(), 'weir-screenshots-'))
+}, 60_000)
+afterAll(async () => {
+  await browser?.close()
+  if (!SCREENSHOTS) await rm(shots, { recursive: true, force: true })
+})
+
+function useFixture() {
+  const rt = useRuntimeFixture()
+  const fx = { rt, feed: feedSource(), admin: undefined as unknown as AdminServer, url: '', handle: undefined as unknown as ChannelHandle, page: undefined as unknown as Page }
+  beforeEach(async () => {
+    fx.feed = feedSource()
+    fx.admin = await startAdminServer({ host: '127.0.0.1', port: 0, config: config(), log: silentLogger })
+    fx.url = fx.admin.url
+    // Bodies with `fail` are refused (400: not retried), so their messages end in error at both destinations.
+    rt.api.behaviour = ({ body }) => ((body as { fail?: boolean }).fail ? { status: 400, body: 'rejected' } : undefined)
+    fx.handle = await rt.start({ name: 'adt', source: fx.feed.definition, destinations: [destination('api', rt.api.url), destination('audit', rt.api.url)], options: { searchKeys: { mrn: 'mrn' } } })
+    fx.admin.attach({ store: rt.store, handles: [fx.handle] })
+    fx.page = await browser.newPage({ viewport: { width: 1200, height: 760 } })
+  })
+  afterEach(async () => {
+    await fx.page.close()
+    await fx.admin.close()
+  })
+  return fx
+}
+
+async function feed(fx: ReturnType<typeof useFixture>, bodies: unknown[]): Promise<string[]> {
+  const ids: string[] = []
+  for (const b of bodies) ids.push((await fx.feed.emit(b)).id)
+  await fx.handle.whenIdle({ timeoutMs: 10_000 })
+  return ids
+}
+
+async function signIn(page: Page, url: string, token: string): Promise<void> {
+  await page.goto(`${url}/login`)
+  await page.fill('input[name="token"]', token)
+  await Promise.all([page.waitForURL(`${url}/`), page.click('form.login button')])
+}
+
+const statuses = async (fx: ReturnType<typeof useFixture>, ids: string[]) => Promise.all(ids.map(async (id) => (await fx.rt.store.get(id))!.message.status))
+
+describe('resubmitting a filtered set', () => {
+  const fx = useFixture()
+
+  it('previews the set, resubmits nothing until the count is typed, then exactly that set, and audits it', async () => {
+    const failed = await feed(fx, [{ mrn: '1', fail: true }, { mrn: '2', fail: true }, { mrn: '3' }, { mrn: '2', fail: true }])
+    const errors = [failed[0]!, failed[1]!, failed[3]!]
+    expect(await statuses(fx, errors)).toEqual(['error', 'error', 'error'])
+    fx.rt.api.behaviour = () => undefined // the API is fixed
+    const sent = fx.rt.api.received.length
+    const { page, url } = fx
+    await signIn(page, url, OPERATOR_TOKEN)
+    await page.goto(`${url}/channels/adt?status=error&since=1h`)
+    await page.click('#resubmit-set')
+    expect(await page.textContent('#preview-sentence')).toContain('This resubmits 3 messages to 2 destinations.')
+    expect(await page.textContent('#preview-filter')).toMatch(/^status error, received since \d{4}-\d\d-\d\dT/)
+    expect(await page.locator('#preview-destinations tbody tr').allTextContents()).toEqual(['api3', 'audit3'])
+    await page.screenshot({ path: resolve(shots, 'resubmit-set.png'), fullPage: true })
+    await page.fill('#confirm-count', '2')
+    await page.click('form.confirm-set button') // the browser refuses the form: the count does not match
+    expect(page.url()).toContain('/channels/adt/resubmit?')
+    expect(fx.rt.api.received.length).toBe(sent)
+    // A later error is not part of the previewed set.
+    fx.rt.api.behaviour = ({ body }) => ((body as { fail?: boolean }).fail ? { status: 400 } : undefined)
+    const [later] = await feed(fx, [{ mrn: '9', fail: true }])
+    fx.rt.api.behaviour = () => undefined
+    await page.fill('#confirm-count', '3')
+    await Promise.all([page.waitForURL(/\/channels\/adt\?.*resubmitted=3/), page.click('form.confirm-set button')])
+    expect(await page.textContent('#resubmitted')).toBe('Resubmitted 3 message(s): they are queued again.')
+    await fx.handle.whenIdle({ timeoutMs: 10_000 })
+    expect(await statuses(fx, errors)).toEqual(['delivered', 'delivered', 'delivered'])
+    expect(await statuses(fx, [later!])).toEqual(['error'])
+    expect(fx.rt.api.received.length).toBe(sent + 2 + 6) // the later message's two failures, then three messages to two destinations
+    const [entry] = await fx.rt.store.auditLog()
+    expect(entry).toMatchObject({ actor: 'olivia', action: 'resubmit', count: 3 })
+    expect(entry!.target).toMatch(/^adt: status error, received since /)
+    await page.click('nav a[href="/audit"]')
+    expect(await page.locator('#audit tbody tr').first().locator('td').allTextContents()).toEqual([expect.any(String), 'olivia', 'resubmit', entry!.target, '3'])
+    await page.screenshot({ path: resolve(shots, 'audit.png'), fullPage: true })
+  })
+
+  it('over the API: refuses a confirmation without the count and one whose set changed since the preview (409, nothing done)', async () => {
+    const ids = await feed(fx, [{ mrn: '7', fail: true }, { mrn: '7', fail: true }, { mrn: '8', fail: true }])
+    const preview = await call(fx.url, '/api/channels/adt/resubmit?key=mrn%3D7&status=error', { headers: bearer(OPERATOR_TOKEN) })
+    expect(preview.status).toBe(200)
+    expect(preview.json).toMatchObject({ count: 2, more: false, messages: 2, destinations: { api: 2, audit: 2 }, sentence: 'resubmits 2 messages to 2 destinations', filter: 'status error, mrn=7' })
+    const post = (fields: Record<string, string>) => call(fx.url, '/api/channels/adt/resubmit', { method: 'POST', headers: { ...bearer(OPERATOR_TOKEN), 'content-type': 'application/json' }, body: JSON.stringify({ key: 'mrn=7', status: 'error', maxSeq: String(preview.json.maxSeq), count: '2', ...fields }) })
+    const unconfirmed = await post({})
+    expect([unconfirmed.status, unconfirmed.json.error]).toEqual([400, 'type the number of messages (2) to confirm the resubmit'])
+    await fx.rt.store.resubmit({ ids: [ids[0]!] }) // someone else resubmitted one of them meanwhile
+    const changed = await post({ confirm: '2' })
+    expect(changed.status).toBe(409)
+    expect(changed.json.error).toMatch(/^the set changed since its preview: it now holds 1 finished message\(s\), not 2/)
+    expect(await statuses(fx, [ids[1]!, ids[2]!])).toEqual(['error', 'error'])
+    expect(await fx.rt.store.auditLog()).toEqual([])
+  })
+
+  it('tells when a filter matches nothing to resubmit, and refuses a viewer the preview and the action', async () => {
+    await feed(fx, [{ mrn: '1' }])
+    const none = await call(fx.url, '/api/channels/adt/resubmit?status=error', { headers: bearer(OPERATOR_TOKEN) })
+    expect(none.json).toMatchObject({ count: 0, messages: 0 })
+    expect((await call(fx.url, '/api/channels/adt/resubmit', { headers: bearer(VIEWER_TOKEN) })).status).toBe(403)
+    const post = await call(fx.url, '/api/channels/adt/resubmit', { method: 'POST', headers: { ...bearer(VIEWER_TOKEN), 'content-type': 'application/json' }, body: '{"maxSeq":"1","count":"1","confirm":"1"}' })
+    expect(post.status).toBe(403)
+    await signIn(fx.page, fx.url, VIEWER_TOKEN)
+    await fx.page.goto(`${fx.url}/channels/adt`)
+    expect(await fx.page.locator('#resubmit-set').count()).toBe(0)
+  })
+})
+
+describe('message log paging and the audit log', () => {
+  const fx = useFixture()
+
+  it('pages through the log with "older" links, keeping the filter, and filters by an until time', async () => {
+    const ids = await feed(fx, Array.from({ length: 57 }, (_, i) => ({ mrn: String(i % 3), n: i })))
+    const { page, url } = fx
+    await signIn(page, url, VIEWER_TOKEN)
+    await page.goto(`${url}/channels/adt?limit=50&key=mrn%3D0`)
+    const shown = () => page.locator('#messages tbody tr a').allTextContents()
+    const mrn0 = ids.filter((_, i) => i % 3 === 0).reverse()
+    expect(await shown()).toEqual(mrn0) // 19: one page
+    expect(await page.locator('#older').count()).toBe(0)
+    await page.goto(`${url}/channels/adt?limit=50`)
+    expect(await shown()).toEqual([...ids].reverse().slice(0, 50))
+    await page.click('#older')
+    expect(page.url()).toContain('limit=50')
+    expect(await shown()).toEqual([...ids].reverse().slice(50))
+    await page.click('#newest')
+    expect((await shown())[0]).toBe(ids.at(-1))
+    const future = await call(url, `/channels/adt?until=${encodeURIComponent(new Date(Date.now() - 3_600_000).toISOString())}`, { headers: bearer(VIEWER_TOKEN) })
+    expect(future.text).not.toContain('/messages/')
+    expect((await call(url, '/channels/adt?after=x', { headers: bearer(VIEWER_TOKEN) })).status).toBe(400)
+  })
+
+  it('pages the audit log without losing entries recorded in the same millisecond', async () => {
+    for (let i = 0; i < 5; i++) await fx.rt.store.audit({ at: 5000, actor: 'a', action: 'pause', target: `t${i}`, count: 0 })
+    await fx.rt.store.audit({ at: 4000, actor: 'a', action: 'pause', target: 't5', count: 0 })
+    const seen: string[] = []
+    let cursor: { before?: number; skip: number } = { skip: 0 }
+    for (let guard = 0; guard < 10; guard++) {
+      const { entries, next } = await auditPage(fx.rt.store, cursor, 2)
+      seen.push(...entries.map((e) => e.target))
+      if (!next) break
+      cursor = next
+    }
+    expect(seen).toEqual(['t4', 't3', 't2', 't1', 't0', 't5'])
+    const api = await call(fx.url, '/api/audit', { headers: bearer(VIEWER_TOKEN) })
+    expect(api.json.entries).toHaveLength(6)
+    expect(api.json.entries[0]).toEqual({ at: new Date(5000).toISOString(), actor: 'a', action: 'pause', target: 't4', count: 0 })
+  })
+})
