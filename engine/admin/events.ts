@@ -104,6 +104,7 @@ export function eventRoutes(router: Router, src: ApiSources, o: EventStreamOptio
   const schedule = () => {
     if (timer || closed || subscribers.size === 0) return
     timer = setTimeout(() => {
+      // A failed read (the store closing, a restart) is tried again on the next tick.
       tick().catch(() => undefined).finally(() => {
         timer = undefined
         schedule()
