@@ -70,8 +70,8 @@ function namesOf(url: URL): ReadonlySet<string> | undefined {
  * it stops when the last stream closes. Beyond `maxStreams` open streams a request answers 503.
  *
  * @example
- * const events = eventRoutes(router, sources, { tickMs: 1000 })
- * await closeServer(); events.close()
+ * const events = eventRoutes(router, sources, { maxStreams: 100 })
+ * events.close() // on shutdown, before server.close(): ends every stream
  */
 export function eventRoutes(router: Router, src: ApiSources, o: EventStreamOptions = {}): EventStreams {
   const tickMs = o.tickMs ?? 1000
