@@ -11,6 +11,7 @@ import type { RuntimeObserver } from '../runtime/index.ts'
 import { channelRoutes, sessionRoutes } from './api.ts'
 import { checkCsrf, createAuth, type Auth } from './auth.ts'
 import { hasAuth, type AdminConfig } from './config.ts'
+import { eventRoutes, type EventStreamOptions, type EventStreams } from './events.ts'
 import { readiness } from './health.ts'
 import { SECURITY_HEADERS, readForm, sendJson } from './http.ts'
 import { createMetrics } from './metrics.ts'
@@ -26,6 +27,8 @@ export interface AdminServerOptions {
   log: Logger
   /** For the OIDC issuer's keys; one is created (and closed with the server) when absent. */
   http?: HttpClient
+  /** GET /api/events: tick, ping and the cap on open streams. */
+  events?: EventStreamOptions
 }
 
 export interface AdminServer {
@@ -37,6 +40,8 @@ export interface AdminServer {
   /** Where pages and actions are added (guards: `requireRole`; every POST is CSRF-checked). */
   readonly router: Router
   readonly auth: Auth
+  /** The live event streams (GET /api/events): how many are open. */
+  readonly events: Pick<EventStreams, 'subscribers' | 'ticking'>
   /** The engine is running: /readyz, /metrics and the API look at these from now on. */
   attach(engine: { store: MessageStore; handles: readonly ChannelHandle[] }): void
   /** Why the engine is not running yet (standby: the store is locked by another engine); undefined when that is over. */
@@ -119,6 +124,7 @@ export async function startAdminServer(o: AdminServerOptions): Promise<AdminServ
     })
   channelRoutes(router, sources)
   sessionRoutes(router, auth)
+  const events = eventRoutes(router, sources, o.events)
   dashboardRoutes(router, sources, auth)
 
   const hostAllowed = hostCheck(o.host, o.config.hosts)
@@ -137,7 +143,7 @@ export async function startAdminServer(o: AdminServerOptions): Promise<AdminServ
   const url = `http://${o.host.includes(':') ? `[${o.host}]` : o.host}:${port}`
   o.log.info({ url, auth: hasAuth(o.config) ? 'required' : 'open (loopback)' }, 'admin server listening')
   return {
-    url, port, observer: metrics.observer, router, auth,
+    url, port, observer: metrics.observer, router, auth, events,
     attach(e) {
       engine = e
       waiting = undefined
@@ -145,6 +151,7 @@ export async function startAdminServer(o: AdminServerOptions): Promise<AdminServ
     },
     setWaiting(reason) { waiting = reason },
     async close() {
+      events.close()
       await new Promise<void>((resolve) => { server.close(() => resolve()); server.closeAllConnections() })
       if (!o.http) await http.close()
     },

@@ -19,7 +19,7 @@ afterAll(async () => {
 
 const rt = useRuntimeFixture()
 
-it(`lists ${CHANNELS} channels a page at a time, filters them by name, and reports how long the page takes to load`, async () => {
+it(`lists ${CHANNELS} channels a page at a time, filters them by name, and reports how long the page and the event stream's snapshot take to load`, async () => {
   let admin: AdminServer | undefined
   try {
     admin = await startAdminServer({ host: '127.0.0.1', port: 0, config: OPEN_CONFIG, log: silentLogger })
@@ -38,12 +38,23 @@ it(`lists ${CHANNELS} channels a page at a time, filters them by name, and repor
       const body = await (await fetch('/api/channels')).json()
       return { ms: Math.round(performance.now() - t0), count: body.channels.length }
     })()`)
+    const stream = await page.evaluate<{ ms: number; count: number }>(`new Promise((resolve, reject) => {
+      const t0 = performance.now()
+      const source = new EventSource('/api/events')
+      source.addEventListener('channels', (e) => {
+        source.close()
+        resolve({ ms: Math.round(performance.now() - t0), count: JSON.parse(e.data).channels.length })
+      })
+      source.addEventListener('error', () => reject(new Error('event stream failed')))
+    })`)
     expect(await page.locator('#channels tbody tr').count()).toBe(10) // channel-42, channel-420 … channel-429
     await page.goto(`${admin.url}/`)
     expect(await page.locator('#channels tbody tr').count()).toBe(50)
     expect(await page.textContent('.pager')).toContain(`${CHANNELS} channel(s) · page 1 of 10`)
     expect(api.count).toBe(CHANNELS)
-    console.log(`dashboard, ${CHANNELS} channels: page load ${loads['/']} ms (50 rows), ${loads['/?size=200']} ms (200 rows), ${loads['/?q=channel-42']} ms (name filter); GET /api/channels ${api.ms} ms`)
+    expect(stream.count).toBe(CHANNELS)
+    await expect.poll(() => page.getAttribute('#channels', 'data-live')).toBe('sse')
+    console.log(`dashboard, ${CHANNELS} channels: page load ${loads['/']} ms (50 rows), ${loads['/?size=200']} ms (200 rows), ${loads['/?q=channel-42']} ms (name filter); GET /api/channels ${api.ms} ms; /api/events first snapshot (all ${CHANNELS}) ${stream.ms} ms`)
     await page.close()
   } finally {
     await admin?.close()

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import type { Browser, Page } from 'playwright-core'
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import type { EventStreamOptions } from '../../engine/admin/events.ts'
 import { startAdminServer, type AdminServer } from '../../engine/admin/index.ts'
 import type { ChannelHandle } from '../../engine/runtime/index.ts'
 import { silentLogger } from '../../shared/log/index.ts'
@@ -33,12 +34,12 @@ afterAll(async () => {
   if (process.env.WEIR_SCREENSHOTS !== '1') await rm(SCREENSHOTS, { recursive: true, force: true })
 })
 
-function useDashboard() {
+function useDashboard(events?: EventStreamOptions) {
   const rt = useRuntimeFixture()
   const fx = { rt, feed: feedSource(), admin: undefined as unknown as AdminServer, url: '', handle: undefined as unknown as ChannelHandle, page: undefined as unknown as Page }
   beforeEach(async () => {
     fx.feed = feedSource()
-    fx.admin = await startAdminServer({ host: '127.0.0.1', port: 0, config: config(), log: silentLogger })
+    fx.admin = await startAdminServer({ host: '127.0.0.1', port: 0, config: config(), log: silentLogger, ...(events ? { events } : {}) })
     fx.url = fx.admin.url
     const others = await Promise.all(['billing', 'lab-results'].map((name) => rt.start({ name, source: feedSource().definition, destinations: [destination('api', rt.api.url)] }, { observer: fx.admin.observer })))
     fx.handle = await rt.start({ name: 'adt', source: fx.feed.definition, destinations: [destination('api', rt.api.url), destination('audit', rt.api.url)], options: { searchKeys: { mrn: 'patient.mrn' } } }, { observer: fx.admin.observer })
@@ -85,13 +86,20 @@ describe('dashboard in a browser', () => {
     expect(names).toEqual(['adt', 'billing', 'lab-results'])
     const received = page.locator('tr[data-channel="adt"] [data-field="received"]')
     expect(await received.textContent()).toBe('0')
+    await expect.poll(() => page.getAttribute('#channels', 'data-live')).toBe('sse')
+    await expect.poll(() => fx.admin.events.subscribers).toBe(1)
     await feed(fx, [{ patient: { mrn: '203713', name: 'DOE^JOHN' } }, { patient: { mrn: '118200', name: 'ROE^ANN' } }])
-    await expect.poll(() => received.textContent(), { timeout: 6000 }).toBe('2') // dashboard.js, without a reload
+    await expect.poll(() => received.textContent(), { timeout: 6000 }).toBe('2') // the event stream, without a reload
     expect(await page.textContent('tr[data-channel="adt"] [data-field="delivered"]')).toBe('2')
     await shot(page, 'channels')
+    await fx.handle.pause()
+    await expect.poll(() => page.textContent('tr[data-channel="adt"] [data-field="status"]'), { timeout: 6000 }).toBe('paused')
+    expect(await page.textContent('tr[data-channel="adt"] button')).toBe('Resume') // the row's form follows the status
     await page.goto(`${url}/?q=lab&status=running`)
     expect(await page.locator('#channels tbody tr').count()).toBe(1)
     expect(await page.textContent('.pager')).toContain('1 channel(s)')
+    await page.close()
+    await expect.poll(() => fx.admin.events.subscribers).toBe(0) // the server forgot the closed page's stream
   })
 
   it('searches the message log by MRN and by status, and opens a message', async () => {
@@ -193,5 +201,16 @@ describe('dashboard in a browser', () => {
     await shot(page, 'viewer-refused')
     expect(fx.handle.status()).toBe('running')
     expect(await fx.rt.store.auditLog()).toEqual([])
+  })
+})
+
+describe('dashboard without the event stream', () => {
+  const fx = useDashboard({ maxStreams: 0 })
+
+  it('falls back to polling /api/channels when the server refuses the stream', async () => {
+    await signIn(fx.page, fx.url, VIEWER_TOKEN)
+    await expect.poll(() => fx.page.getAttribute('#channels', 'data-live')).toBe('poll')
+    await feed(fx, [{ patient: { mrn: '203713' } }])
+    await expect.poll(() => fx.page.textContent('tr[data-channel="adt"] [data-field="received"]'), { timeout: 6000 }).toBe('1')
   })
 })

@@ -51,7 +51,7 @@ export function pageOf(handles: readonly ChannelHandle[], query: ReturnType<type
   return { total: matching.length, shown: matching.slice((query.page - 1) * query.size, query.page * query.size) }
 }
 
-/** GET /: the channel list (server-rendered; dashboard.js refreshes its counters from /api/channels every 2 s). */
+/** GET /: the channel list (server-rendered; dashboard.js keeps the rows shown live from the /api/events stream, or by polling /api/channels). */
 export function channelListPage(router: Router, src: ApiSources, auth: Auth): void {
   router.get('/', async (ctx) => {
     const user = pageUser(ctx, auth)
@@ -61,7 +61,7 @@ export function channelListPage(router: Router, src: ApiSources, auth: Auth): vo
     const oldest = store ? await store.oldestPending() : {}
     const views = await Promise.all(shown.map((h) => channelView(h, store, oldest)))
     const body = html`<h1>Channels</h1>${filterForm(query)}${pager(query, total)}
-<table id="channels" class="grid" data-live="/api/channels"><thead><tr><th>Channel</th><th>Status</th><th>Received</th><th>Delivered</th><th>Errors</th><th>Queue</th><th>Oldest queued</th><th></th></tr></thead>
+<table id="channels" class="grid" data-stream="/api/events?channels=${shown.map((h) => h.name).join(',')}" data-poll="/api/channels"><thead><tr><th>Channel</th><th>Status</th><th>Received</th><th>Delivered</th><th>Errors</th><th>Queue</th><th>Oldest queued</th><th></th></tr></thead>
 <tbody>${views.map((v) => channelRow(v, user))}</tbody></table>
 ${total === 0 ? html`<p class="empty">No channel matches.</p>` : ''}`
     sendHtml(ctx.res, 200, layout('Channels', user, body))

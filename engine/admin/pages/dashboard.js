@@ -1,6 +1,8 @@
 // @ts-nocheck -- browser code: the project compiles for Node (no DOM types); test/admin/dashboard.test.ts runs it in Chromium.
-// The dashboard's only script (the CSP allows no inline one): keeps the channel list's counters live
-// by reading /api/channels every 2 s. Values are set as text, never as HTML.
+// The dashboard's only script (the CSP allows no inline one): keeps the channel list's rows live from
+// the server-sent events of /api/events (a snapshot, then the changed channels about every second),
+// or, when the stream fails repeatedly, by reading /api/channels every 2 s. Values are set as text,
+// never as HTML.
 'use strict'
 
 function age(sec) {
@@ -9,6 +11,17 @@ function age(sec) {
   if (sec < 3600) return `${Math.round(sec / 60)} min`
   if (sec < 86400) return `${Math.round(sec / 3600)} h`
   return `${Math.round(sec / 86400)} d`
+}
+
+/** A row's Pause/Resume form follows the channel's status (an operator elsewhere may have paused it). */
+function toggle(row, c) {
+  const form = row.querySelector('form[action$="/pause"], form[action$="/resume"]')
+  if (!form) return
+  const paused = c.status === 'paused'
+  const action = `/channels/${encodeURIComponent(c.name)}/${paused ? 'resume' : 'pause'}`
+  if (form.getAttribute('action') === action) return
+  form.setAttribute('action', action)
+  form.querySelector('button').textContent = paused ? 'Resume' : 'Pause'
 }
 
 function update(table, channels) {
@@ -27,14 +40,16 @@ function update(table, channels) {
     set('errors', c.counters.errors)
     set('queueDepth', c.queueDepth ?? '–')
     set('oldest', age(c.oldestQueuedAgeSec))
+    toggle(row, c)
   }
   table.dataset.updated = new Date().toISOString()
 }
 
-function live(table) {
+function poll(table) {
+  table.dataset.live = 'poll'
   const tick = async () => {
     try {
-      const res = await fetch(table.dataset.live, { credentials: 'same-origin', headers: { accept: 'application/json' } })
+      const res = await fetch(table.dataset.poll, { credentials: 'same-origin', headers: { accept: 'application/json' } })
       if (res.ok) update(table, (await res.json()).channels)
     } catch {
       // The next tick tries again (the engine may be restarting).
@@ -44,7 +59,28 @@ function live(table) {
   setTimeout(tick, 2000)
 }
 
+/** Errors in a row (without an event between them) after which the page gives up the stream and polls. */
+const MAX_STREAM_ERRORS = 3
+
+function stream(table) {
+  if (typeof EventSource !== 'function') return poll(table)
+  const source = new EventSource(table.dataset.stream)
+  let errors = 0
+  table.dataset.live = 'sse'
+  source.addEventListener('channels', (e) => {
+    errors = 0
+    update(table, JSON.parse(e.data).channels)
+  })
+  source.addEventListener('error', () => {
+    // EventSource reconnects by itself (and gets a fresh snapshot) unless the server refused (closed).
+    if (source.readyState === EventSource.CLOSED || ++errors >= MAX_STREAM_ERRORS) {
+      source.close()
+      poll(table)
+    }
+  })
+}
+
 document.addEventListener('DOMContentLoaded', () => {
-  const table = document.querySelector('table[data-live]')
-  if (table) live(table)
+  const table = document.querySelector('table[data-stream]')
+  if (table) stream(table)
 })
