@@ -7,7 +7,7 @@ import { parseListenAddress } from '../jwks-server.ts'
 import { OPEN_CONFIG, loadAdminConfig } from './config.ts'
 import { startAdminServer, type AdminServer } from './server.ts'
 
-export { startAdminServer, type AdminServer } from './server.ts'
+export { startAdminServer, type AdminServer, type AdminServerOptions } from './server.ts'
 
 /** The admin server's address when `--admin` is not given. */
 export const DEFAULT_ADMIN = '127.0.0.1:8089'

@@ -2,72 +2,22 @@
 // the message log and key search, a message with a hostile body, resubmit with confirmation, pause and
 // resume, a viewer refused. Takes a screenshot of each page: into docs/screenshots/ (the README's)
 // with WEIR_SCREENSHOTS=1, else into a temporary directory, so that a test run leaves the tree clean.
-import { mkdir, mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
-import type { Browser, Page } from 'playwright-core'
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import type { EventStreamOptions } from '../../engine/admin/events.ts'
-import { startAdminServer, type AdminServer } from '../../engine/admin/index.ts'
-import type { ChannelHandle } from '../../engine/runtime/index.ts'
-import { silentLogger } from '../../shared/log/index.ts'
-import { launchBrowser } from '../_browser.ts'
-import { destination, feedSource, until, useRuntimeFixture } from '../runtime/_helpers.ts'
-import { adminConfig } from './_admin.ts'
-
-let SCREENSHOTS = resolve(import.meta.dirname, '../../docs/screenshots')
-const OPERATOR_TOKEN = 'op-5d2e8a1c7f3b49e0b6a4'
-const VIEWER_TOKEN = 'vw-1b7c3e9d5f2a48c6e0d8'
-const config = () => adminConfig({ tokens: [{ name: 'olivia', role: 'operator', token: { $env: 'OP' } }, { name: 'victor', role: 'viewer', token: { $env: 'VW' } }] }, { OP: OPERATOR_TOKEN, VW: VIEWER_TOKEN })
+import { destination, feedSource, until } from '../runtime/_helpers.ts'
+import { feed, OPERATOR_TOKEN, signIn, useBrowser, useDashboard as useDashboardOf, VIEWER_TOKEN } from './_dashboard.ts'
 
 const HOSTILE = '<script>window.__pwned = 1</script><img src="x" onerror="window.__pwned = 2">'
 const HL7 = 'MSH|^~\\&|LAB|HOSP|WEIR|HOSP|202611300915||ORU^R01|MSG0001|P|2.5\rPID|1||555001^^^HOSP^MR||DOE^JANE\rOBX|1|NM|GLU^Glucose||5.4|mmol/L'
 
-let browser: Browser
-beforeAll(async () => {
-  browser = await launchBrowser()
-  if (process.env.WEIR_SCREENSHOTS === '1') await mkdir(SCREENSHOTS, { recursive: true })
-  else SCREENSHOTS = await mkdtemp(join(tmpdir(), 'weir-screenshots-'))
-}, 60_000)
-afterAll(async () => {
-  await browser?.close()
-  if (process.env.WEIR_SCREENSHOTS !== '1') await rm(SCREENSHOTS, { recursive: true, force: true })
-})
+const { b: browser, shot } = useBrowser()
 
-function useDashboard(events?: EventStreamOptions) {
-  const rt = useRuntimeFixture()
-  const fx = { rt, feed: feedSource(), admin: undefined as unknown as AdminServer, url: '', handle: undefined as unknown as ChannelHandle, page: undefined as unknown as Page }
-  beforeEach(async () => {
-    fx.feed = feedSource()
-    fx.admin = await startAdminServer({ host: '127.0.0.1', port: 0, config: config(), log: silentLogger, ...(events ? { events } : {}) })
-    fx.url = fx.admin.url
-    const others = await Promise.all(['billing', 'lab-results'].map((name) => rt.start({ name, source: feedSource().definition, destinations: [destination('api', rt.api.url)] }, { observer: fx.admin.observer })))
-    fx.handle = await rt.start({ name: 'adt', source: fx.feed.definition, destinations: [destination('api', rt.api.url), destination('audit', rt.api.url)], options: { searchKeys: { mrn: 'patient.mrn' } } }, { observer: fx.admin.observer })
-    fx.admin.attach({ store: rt.store, handles: [fx.handle, ...others] })
-    fx.page = await browser.newPage({ viewport: { width: 1200, height: 760 } })
-  })
-  afterEach(async () => {
-    await fx.page.close()
-    await fx.admin.close()
-  })
-  return fx
-}
-
-async function signIn(page: Page, url: string, token: string): Promise<void> {
-  await page.goto(`${url}/login`)
-  await page.fill('input[name="token"]', token)
-  await Promise.all([page.waitForURL(`${url}/`), page.click('form.login button')])
-}
-
-/** Sends messages through "adt" and waits until both destinations have them. */
-async function feed(fx: ReturnType<typeof useDashboard>, bodies: unknown[]): Promise<string[]> {
-  const ids: string[] = []
-  for (const b of bodies) ids.push((await fx.feed.emit(b)).id)
-  await fx.handle.whenIdle({ timeoutMs: 10_000 })
-  return ids
-}
-
-const shot = (page: Page, name: string) => page.screenshot({ path: resolve(SCREENSHOTS, `${name}.png`), fullPage: true })
+/** Channels "adt" (fed; destinations api and audit; search key mrn), "billing" and "lab-results". */
+const useDashboard = (events?: EventStreamOptions) => useDashboardOf(browser, async (fx) => {
+  const others = await Promise.all(['billing', 'lab-results'].map((name) => fx.rt.start({ name, source: feedSource().definition, destinations: [destination('api', fx.rt.api.url)] }, { observer: fx.admin.observer })))
+  const adt = await fx.rt.start({ name: 'adt', source: fx.feed.definition, destinations: [destination('api', fx.rt.api.url), destination('audit', fx.rt.api.url)], options: { searchKeys: { mrn: 'patient.mrn' } } }, { observer: fx.admin.observer })
+  return [adt, ...others]
+}, events ? { events } : {})
 
 describe('dashboard in a browser', () => {
   const fx = useDashboard()
@@ -171,6 +121,14 @@ describe('dashboard in a browser', () => {
     await page.click('tr[data-channel="adt"] button:text("Resume")')
     expect(fx.handle.status()).toBe('running')
     await page.goto(`${fx.url}/channels/adt`)
+    // The channel page is live too: counters and a destination paused elsewhere show without a reload.
+    expect(await page.getAttribute('#channel-live', 'data-live')).toBe('sse')
+    await feed(fx, [{ patient: { mrn: '203713' } }])
+    await expect.poll(() => page.textContent('#channel-live [data-field="received"]'), { timeout: 6000 }).toBe('1')
+    await fx.handle.pause('api')
+    await expect.poll(() => page.textContent('tr[data-destination="api"] [data-field="paused"]'), { timeout: 6000 }).toBe('paused')
+    await fx.handle.resume('api')
+    await expect.poll(() => page.textContent('tr[data-destination="api"] [data-field="paused"]'), { timeout: 6000 }).toBe('no')
     await page.click('tr[data-destination="audit"] button:text("Pause")')
     expect(page.url()).toBe(`${fx.url}/channels/adt`)
     expect(await page.textContent('tr[data-destination="audit"] td:nth-child(3)')).toBe('paused')

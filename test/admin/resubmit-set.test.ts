@@ -1,70 +1,22 @@
 // Resubmitting a filtered set from the dashboard (preview, typed confirmation, the set frozen at the
 // preview), the message log's paging and time filter, and the audit log page, in headless Chromium
 // and over the JSON API.
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
-import type { Browser, Page } from 'playwright-core'
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
-import { startAdminServer, type AdminServer } from '../../engine/admin/index.ts'
+import { describe, expect, it } from 'vitest'
 import { auditPage } from '../../engine/admin/pages/audit.ts'
-import type { ChannelHandle } from '../../engine/runtime/index.ts'
-import { silentLogger } from '../../shared/log/index.ts'
-import { launchBrowser } from '../_browser.ts'
-import { destination, feedSource, useRuntimeFixture } from '../runtime/_helpers.ts'
-import { adminConfig, call } from './_admin.ts'
+import { destination } from '../runtime/_helpers.ts'
+import { call } from './_admin.ts'
+import { feed, OPERATOR_TOKEN, signIn, useBrowser, useDashboard, VIEWER_TOKEN, type DashboardFixture } from './_dashboard.ts'
 
-const OPERATOR_TOKEN = 'op-8f1d2c7e4b9a40d3a5e6'
-const VIEWER_TOKEN = 'vw-2e6a9c1f7d3b45e8b0c4'
-const config = () => adminConfig({ tokens: [{ name: 'olivia', role: 'operator', token: { $env: 'OP' } }, { name: 'victor', role: 'viewer', token: { $env: 'VW' } }] }, { OP: OPERATOR_TOKEN, VW: VIEWER_TOKEN })
 const bearer = (t: string) => ({ authorization: `Bearer ${t}` })
-const SCREENSHOTS = process.env.WEIR_SCREENSHOTS === '1' ? resolve(import.meta.dirname, '../../docs/screenshots') : undefined
+const { b: browser, shot } = useBrowser()
 
-let browser: Browser
-let shots: string
-beforeAll(async () => {
-  browser = await launchBrowser()
-  shots = SCREENSHOTS ?? await mkdtemp(join(tmpdir(), 'weir-screenshots-'))
-}, 60_000)
-afterAll(async () => {
-  await browser?.close()
-  if (!SCREENSHOTS) await rm(shots, { recursive: true, force: true })
+/** Channel "adt" (destinations api and audit, search key mrn); bodies with `fail` are refused (400: not retried), so they end in error. */
+const useFixture = () => useDashboard(browser, async (fx) => {
+  fx.rt.api.behaviour = ({ body }) => ((body as { fail?: boolean }).fail ? { status: 400, body: 'rejected' } : undefined)
+  return [await fx.rt.start({ name: 'adt', source: fx.feed.definition, destinations: [destination('api', fx.rt.api.url), destination('audit', fx.rt.api.url)], options: { searchKeys: { mrn: 'mrn' } } })]
 })
 
-function useFixture() {
-  const rt = useRuntimeFixture()
-  const fx = { rt, feed: feedSource(), admin: undefined as unknown as AdminServer, url: '', handle: undefined as unknown as ChannelHandle, page: undefined as unknown as Page }
-  beforeEach(async () => {
-    fx.feed = feedSource()
-    fx.admin = await startAdminServer({ host: '127.0.0.1', port: 0, config: config(), log: silentLogger })
-    fx.url = fx.admin.url
-    // Bodies with `fail` are refused (400: not retried), so their messages end in error at both destinations.
-    rt.api.behaviour = ({ body }) => ((body as { fail?: boolean }).fail ? { status: 400, body: 'rejected' } : undefined)
-    fx.handle = await rt.start({ name: 'adt', source: fx.feed.definition, destinations: [destination('api', rt.api.url), destination('audit', rt.api.url)], options: { searchKeys: { mrn: 'mrn' } } })
-    fx.admin.attach({ store: rt.store, handles: [fx.handle] })
-    fx.page = await browser.newPage({ viewport: { width: 1200, height: 760 } })
-  })
-  afterEach(async () => {
-    await fx.page.close()
-    await fx.admin.close()
-  })
-  return fx
-}
-
-async function feed(fx: ReturnType<typeof useFixture>, bodies: unknown[]): Promise<string[]> {
-  const ids: string[] = []
-  for (const b of bodies) ids.push((await fx.feed.emit(b)).id)
-  await fx.handle.whenIdle({ timeoutMs: 10_000 })
-  return ids
-}
-
-async function signIn(page: Page, url: string, token: string): Promise<void> {
-  await page.goto(`${url}/login`)
-  await page.fill('input[name="token"]', token)
-  await Promise.all([page.waitForURL(`${url}/`), page.click('form.login button')])
-}
-
-const statuses = async (fx: ReturnType<typeof useFixture>, ids: string[]) => Promise.all(ids.map(async (id) => (await fx.rt.store.get(id))!.message.status))
+const statuses = async (fx: DashboardFixture, ids: string[]) => Promise.all(ids.map(async (id) => (await fx.rt.store.get(id))!.message.status))
 
 describe('resubmitting a filtered set', () => {
   const fx = useFixture()
@@ -82,7 +34,7 @@ describe('resubmitting a filtered set', () => {
     expect(await page.textContent('#preview-sentence')).toContain('This resubmits 3 messages to 2 destinations.')
     expect(await page.textContent('#preview-filter')).toMatch(/^status error, received since \d{4}-\d\d-\d\dT/)
     expect(await page.locator('#preview-destinations tbody tr').allTextContents()).toEqual(['api3', 'audit3'])
-    await page.screenshot({ path: resolve(shots, 'resubmit-set.png'), fullPage: true })
+    await shot(page, 'resubmit-set')
     await page.fill('#confirm-count', '2')
     await page.click('form.confirm-set button') // the browser refuses the form: the count does not match
     expect(page.url()).toContain('/channels/adt/resubmit?')
@@ -103,7 +55,7 @@ describe('resubmitting a filtered set', () => {
     expect(entry!.target).toMatch(/^adt: status error, received since /)
     await page.click('nav a[href="/audit"]')
     expect(await page.locator('#audit tbody tr').first().locator('td').allTextContents()).toEqual([expect.any(String), 'olivia', 'resubmit', entry!.target, '3'])
-    await page.screenshot({ path: resolve(shots, 'audit.png'), fullPage: true })
+    await shot(page, 'audit')
   })
 
   it('over the API: refuses a confirmation without the count and one whose set changed since the preview (409, nothing done)', async () => {

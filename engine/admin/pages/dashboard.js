@@ -24,7 +24,30 @@ function toggle(row, c) {
   form.querySelector('button').textContent = paused ? 'Resume' : 'Pause'
 }
 
+/** The channel page: its status, counters and each destination's pause and breaker state. */
+function updateChannel(section, channels) {
+  const c = channels.find((x) => x.name === section.dataset.channel)
+  if (!c) return
+  const set = (scope, field, text) => {
+    const cell = scope.querySelector(`[data-field="${field}"]`)
+    if (cell && cell.textContent !== String(text)) cell.textContent = String(text)
+  }
+  set(section, 'status', c.status)
+  section.querySelector('[data-field="status"]').className = `status s-${c.status}`
+  set(section, 'received', c.counters.received)
+  set(section, 'delivered', c.counters.delivered)
+  set(section, 'errors', c.counters.errors)
+  for (const d of c.destinations) {
+    const row = [...section.querySelectorAll('tr[data-destination]')].find((r) => r.dataset.destination === d.name)
+    if (!row) continue
+    set(row, 'paused', d.paused ? 'paused' : 'no')
+    set(row, 'breaker', d.breaker)
+  }
+  section.dataset.updated = new Date().toISOString()
+}
+
 function update(table, channels) {
+  if (table.tagName !== 'TABLE') return updateChannel(table, channels)
   const byName = new Map(channels.map((c) => [c.name, c]))
   for (const row of table.tBodies[0].rows) {
     const c = byName.get(row.dataset.channel)
@@ -81,6 +104,6 @@ function stream(table) {
 }
 
 document.addEventListener('DOMContentLoaded', () => {
-  const table = document.querySelector('table[data-stream]')
+  const table = document.querySelector('table[data-stream], section[data-stream]')
   if (table) stream(table)
 })

@@ -61,10 +61,14 @@ function destinationsTable(src: ApiSources, channel: string, user: PageUser): Ra
   const back = `/channels/${encodeURIComponent(channel)}`
   const toggle = (paused: boolean, fields: Record<string, string>) => user.role === 'operator' ? actionForm(user, `${back}/${paused ? 'resume' : 'pause'}`, paused ? 'Resume' : 'Pause', { ...fields, back }) : ''
   const status = handle.status()
-  return html`<p>Channel status <span class="status s-${status}" id="channel-status">${status}</span> ${toggle(status === 'paused', {})}</p>
+  const c = handle.counters()
+  const live = `/api/events?channels=${encodeURIComponent(channel)}`
+  return html`<section id="channel-live" data-channel="${channel}" data-stream="${live}" data-poll="/api/channels">
+<p>Channel status <span class="status s-${status}" id="channel-status" data-field="status">${status}</span> ${toggle(status === 'paused', {})}
+· received <strong data-field="received">${c.received}</strong> · delivered <strong data-field="delivered">${c.delivered}</strong> · errors <strong data-field="errors">${c.errors}</strong></p>
 <table class="grid" id="destinations"><thead><tr><th>Destination</th><th>Type</th><th>Paused</th><th>Breaker</th><th></th></tr></thead><tbody>
-${handle.destinations().map((d) => html`<tr data-destination="${d.name}"><td>${d.name}</td><td>${d.type}</td><td>${d.paused ? 'paused' : 'no'}</td><td>${d.breaker}</td><td>${toggle(d.paused, { destination: d.name })}</td></tr>`)}
-</tbody></table>`
+${handle.destinations().map((d) => html`<tr data-destination="${d.name}"><td>${d.name}</td><td>${d.type}</td><td data-field="paused">${d.paused ? 'paused' : 'no'}</td><td data-field="breaker">${d.breaker}</td><td>${toggle(d.paused, { destination: d.name })}</td></tr>`)}
+</tbody></table></section>`
 }
 
 function logFilterForm(channel: string, params: URLSearchParams, limit: number | undefined): Raw {
