@@ -1,5 +1,5 @@
 import type { ChannelHandle } from '../runtime/index.ts'
-import type { AlertRule } from './load.ts'
+import { alertId, type AlertRule } from './load.ts'
 import type { FailureStreaks } from './observer.ts'
 
 /** One thing an alert watches (a channel, a destination or a credential of it) and whether its condition holds now. */
@@ -28,7 +28,7 @@ const iso = (ms: number) => new Date(ms).toISOString()
 /** Every subject of `rule` on this engine, active or not (a firing pair clears only when its subject is seen clear). */
 export function subjectsOf(rule: AlertRule, s: Snapshot): Subject[] {
   const handles = s.handles.filter((h) => rule.channels === '*' || rule.channels.includes(h.name))
-  const key = (channel: string, part = '') => `${rule.name}|${channel}|${part}`
+  const key = (channel: string, part = '') => `${alertId(rule)}|${channel}|${part}`
   switch (rule.condition) {
     case 'destination-failing':
       return handles.flatMap((h) => h.destinations().filter((d) => rule.destination === undefined || d.name === rule.destination).map((d) => {

@@ -5,7 +5,7 @@ import { compileSchema, validateCollectingSecrets } from '../../shared/config/aj
 import { displayPath, loadChannelObject, parseJsonWithLocation } from '../../shared/config/load.ts'
 import { ajvProblems, escapePointer, nearest } from '../../shared/config/problems.ts'
 import { createRegistry } from '../../shared/config/registry.ts'
-import type { LoadedChannel } from '../../shared/config/types.ts'
+import type { ChannelAlertsBlock, ChannelAlertsContext, LoadedChannel } from '../../shared/config/types.ts'
 import { ConfigError, type ConfigProblem } from '../../shared/errors.ts'
 import { FEED_TYPE, feedSourceDefinition } from './feed.ts'
 import { alertsFileSchema, type Condition } from './schema.ts'
@@ -22,20 +22,31 @@ export interface AlertRule {
   webhook: string
   minIntervalMs: number
   clearAfterMs: number
+  /** The channel whose file holds the alert (its `alerts` block); absent for the alerts file. */
+  scope?: string
 }
 
 export interface LoadedAlerts {
   file: string
   checkIntervalMs: number
   alerts: AlertRule[]
-  /** The internal channel of each webhook (`weir-alerts.<name>`), by webhook name. */
+  /** The internal channel of each webhook, by `webhookKey`: `weir-alerts.<name>` for the file's, `weir-alerts.<channel>.<name>` for a channel's. */
   webhooks: Record<string, LoadedChannel>
   /** Non-fatal findings (literal secrets), as `file#pointer: message`. */
   warnings: string[]
 }
 
+const DEFAULT_CHECK_INTERVAL_MS = 5000
+
 /** Prefix of the internal channels that deliver notifications. */
 export const ALERTS_CHANNEL_PREFIX = 'weir-alerts.'
+
+/** Keeps a channel's alert names apart from another channel's and the file's: `orders/down` (names hold no "/"). */
+const scoped = (scope: string | undefined, name: string) => (scope === undefined ? name : `${scope}/${name}`)
+/** Identifies an alert in the engine (state keys): its name, with its channel for a channel file's alert. */
+export const alertId = (rule: AlertRule): string => scoped(rule.scope, rule.name)
+/** The key of a rule's webhook in `LoadedAlerts.webhooks`. */
+export const webhookKey = (rule: AlertRule): string => scoped(rule.scope, rule.webhook)
 
 interface RawFile {
   checkIntervalMs: number
@@ -59,29 +70,74 @@ export async function loadAlerts(file: string, options: { env?: NodeJS.ProcessEn
   const data = parseJsonWithLocation(text, name) as RawFile
   const res = validateCollectingSecrets(compileSchema(alertsFileSchema), data)
   if (!res.valid) throw new ConfigError(ajvProblems(res.errors, name, '', data), res.errors)
-  const problems = ruleProblems(data, name)
-  const webhooks: Record<string, LoadedChannel> = {}
-  const warnings: string[] = []
-  for (const [hook, config] of Object.entries(data.webhooks)) {
-    const channel = await webhookChannel(hook, config, data.credentials, { file: abs, name, env: options.env ?? process.env, problems })
-    if (channel) {
-      webhooks[hook] = channel
-      warnings.push(...channel.warnings)
-    }
-  }
+  const problems = ruleProblems(data, { file: name, at: '' })
+  const wc: WebhookContext = { file: abs, name, env: options.env ?? process.env, problems, at: '/webhooks', channel: (hook) => ALERTS_CHANNEL_PREFIX + hook }
+  const { webhooks, warnings } = await webhookChannels(data.webhooks, (credential) => ({ raw: { [credential]: data.credentials[credential] } }), Object.keys(data.credentials), wc)
   if (problems.length) throw new ConfigError(problems)
   return { file: abs, checkIntervalMs: data.checkIntervalMs, alerts: data.alerts, webhooks, warnings }
 }
 
-/** What the schema cannot say: unique names, known webhooks, options that belong to the condition. */
-function ruleProblems(data: RawFile, file: string): ConfigProblem[] {
+/**
+ * The alerts of channels' `alerts` blocks added to those of the alerts file (if any), to run in one
+ * notifier: undefined when there are none. Refuses two webhooks that would run as the same internal channel.
+ * @example
+ * const alerts = await mergeAlerts(await loadAlerts('alerts.json'), channels, process.env)
+ */
+export async function mergeAlerts(file: LoadedAlerts | undefined, channels: readonly LoadedChannel[], env: NodeJS.ProcessEnv): Promise<LoadedAlerts | undefined> {
+  const merged: LoadedAlerts = file ? { ...file, alerts: [...file.alerts], webhooks: { ...file.webhooks } } : { file: '', checkIntervalMs: DEFAULT_CHECK_INTERVAL_MS, alerts: [], webhooks: {}, warnings: [] }
+  const owner = new Map(Object.entries(merged.webhooks).map(([hook, ch]) => [ch.name, `${displayPath(merged.file)}#/webhooks/${escapePointer(hook)}`]))
+  const problems: ConfigProblem[] = []
+  for (const ch of channels) {
+    if (!ch.alerts) continue
+    const ctx = { channel: ch.name, file: ch.file, displayName: displayPath(ch.file), credentials: ch.credentials, credentialsKnown: true, env }
+    const prepared = await channelAlerts(ch.alerts, ctx)
+    problems.push(...prepared.problems)
+    for (const [hook, webhook] of Object.entries(prepared.webhooks)) {
+      const at = `/alerts/webhooks/${escapePointer(hook)}`
+      const other = owner.get(webhook.name)
+      if (other) problems.push({ file: ctx.displayName, pointer: at, message: `runs as the internal channel "${webhook.name}", as ${other} does; rename one` })
+      owner.set(webhook.name, `${ctx.displayName}#${at}`)
+      merged.webhooks[scoped(ch.name, hook)] = webhook
+    }
+    merged.alerts.push(...prepared.alerts)
+  }
+  if (problems.length) throw new ConfigError(problems)
+  return file || merged.alerts.length ? merged : undefined
+}
+
+/**
+ * A channel's `alerts` block checked beyond its schema and prepared: unique names, known webhooks
+ * and credentials, only this channel watched, each webhook's `http` options (pointers into the
+ * channel file). engine/load.ts passes it as `LoadOptions.checkAlerts`.
+ */
+export async function channelAlerts(block: ChannelAlertsBlock, ctx: ChannelAlertsContext) {
+  const alerts = block.alerts.map((a) => ({ ...a, channels: a.channels ?? [ctx.channel], scope: ctx.channel }) as AlertRule)
+  const problems = ruleProblems({ webhooks: block.webhooks, alerts }, { file: ctx.displayName, at: '/alerts', channel: ctx.channel })
+  const wc: WebhookContext = { file: ctx.file, name: ctx.displayName, env: ctx.env, problems, at: '/alerts/webhooks', channel: (hook) => `${ALERTS_CHANNEL_PREFIX}${ctx.channel}.${hook}` }
+  const names = ctx.credentialsKnown ? Object.keys(ctx.credentials) : undefined
+  const { webhooks, warnings } = await webhookChannels(block.webhooks, (credential) => ({ prepared: { [credential]: ctx.credentials[credential]! } }), names, wc)
+  return { alerts, webhooks, problems, warnings }
+}
+
+interface RuleScope {
+  /** Name of the file in messages. */
+  file: string
+  /** Pointer of the `webhooks` and `alerts` pair: "" in an alerts file, "/alerts" in a channel file. */
+  at: string
+  /** The channel of a channel file: the only one its alerts may watch. */
+  channel?: string
+}
+
+/** What the schema cannot say: unique names, known webhooks, options that belong to the condition, the channel of a channel file. */
+function ruleProblems(data: Pick<RawFile, 'webhooks' | 'alerts'>, scope: RuleScope): ConfigProblem[] {
   const problems: ConfigProblem[] = []
   const seen = new Map<string, number>()
   const hooks = Object.keys(data.webhooks)
   const only: Record<string, Condition> = { destination: 'destination-failing', consecutiveFailures: 'destination-failing', credential: 'credential-fail-fast', maxAgeSeconds: 'queue-age' }
   for (const [i, a] of data.alerts.entries()) {
-    const at = (key: string, message: string) => problems.push({ file, pointer: `/alerts/${i}${key}`, message })
-    if (seen.has(a.name)) at('/name', `duplicate alert name "${a.name}" (also /alerts/${seen.get(a.name)}/name)`)
+    const base = `${scope.at}/alerts/${i}`
+    const at = (key: string, message: string) => problems.push({ file: scope.file, pointer: base + key, message })
+    if (seen.has(a.name)) at('/name', `duplicate alert name "${a.name}" (also ${scope.at}/alerts/${seen.get(a.name)}/name)`)
     else seen.set(a.name, i)
     if (!hooks.includes(a.webhook)) {
       const guess = nearest(a.webhook, hooks)
@@ -91,36 +147,68 @@ function ruleProblems(data: RawFile, file: string): ConfigProblem[] {
       if (key in a && a.condition !== condition) at(`/${key}`, `applies only to the "${condition}" condition`)
     }
     if (a.condition === 'queue-age' && a.maxAgeSeconds === undefined) at('', 'must have required property "maxAgeSeconds" (condition "queue-age")')
+    if (scope.channel !== undefined && Array.isArray(a.channels)) {
+      for (const [j, c] of a.channels.entries()) {
+        if (c !== scope.channel) at(`/channels/${j}`, `an alert in a channel file watches only its own channel "${scope.channel}", not "${c}"; put alerts on other channels in their files or in the --alerts file`)
+      }
+    }
   }
   return problems
 }
 
-interface WebhookContext { file: string; name: string; env: NodeJS.ProcessEnv; problems: ConfigProblem[] }
+interface WebhookContext {
+  file: string
+  name: string
+  env: NodeJS.ProcessEnv
+  problems: ConfigProblem[]
+  /** Pointer of the `webhooks` object. */
+  at: string
+  /** The internal channel's name of a webhook. */
+  channel: (hook: string) => string
+}
+
+/** A webhook's credential: its raw config (an alerts file's, checked with the webhook) or prepared already (a channel's). */
+type WebhookCredential = { raw: Record<string, unknown> } | { prepared: Record<string, Readonly<Record<string, unknown>>> }
+
+/** The internal channel of each webhook that loads; the problems of the others go to `wc.problems`. `known` undefined: credentials not checked. */
+async function webhookChannels(hooks: Readonly<Record<string, Readonly<Record<string, unknown>>>>, credentialOf: (name: string) => WebhookCredential, known: string[] | undefined, wc: WebhookContext) {
+  const webhooks: Record<string, LoadedChannel> = {}
+  const warnings: string[] = []
+  for (const [hook, config] of Object.entries(hooks)) {
+    const credential = config.credential
+    if (typeof credential === 'string' && known && !known.includes(credential)) {
+      const guess = nearest(credential, known)
+      wc.problems.push({ file: wc.name, pointer: `${wc.at}/${escapePointer(hook)}/credential`, message: `unknown credential "${credential}"` + (guess ? `; did you mean "${guess}"?` : '') + `; defined: ${known.join(', ') || '(none)'}` })
+      continue
+    }
+    const channel = await webhookChannel(hook, config, typeof credential === 'string' ? credentialOf(credential) : { raw: {} }, wc)
+    if (channel) {
+      webhooks[hook] = channel
+      warnings.push(...channel.warnings)
+    }
+  }
+  return { webhooks, warnings }
+}
 
 /**
  * The internal channel of one webhook: a feed source and the built-in `http` destination, loaded
  * like a channel file (so secrets, credentials and the destination's checks are the same), with
  * its problems reported at the webhook's own pointers.
  */
-async function webhookChannel(hook: string, config: Record<string, unknown>, credentials: Record<string, unknown>, wc: WebhookContext): Promise<LoadedChannel | undefined> {
-  const at = `/webhooks/${escapePointer(hook)}`
+async function webhookChannel(hook: string, config: Readonly<Record<string, unknown>>, credential: WebhookCredential, wc: WebhookContext): Promise<LoadedChannel | undefined> {
+  const at = `${wc.at}/${escapePointer(hook)}`
   const { retry, circuitBreaker, ...http } = config
-  const credential = http.credential
-  if (typeof credential === 'string' && !(credential in credentials)) {
-    const guess = nearest(credential, Object.keys(credentials))
-    wc.problems.push({ file: wc.name, pointer: `${at}/credential`, message: `unknown credential "${credential}"` + (guess ? `; did you mean "${guess}"?` : '') + `; defined: ${Object.keys(credentials).join(', ') || '(none)'}` })
-    return undefined
-  }
   const raw = {
-    name: ALERTS_CHANNEL_PREFIX + hook,
-    credentials: typeof credential === 'string' ? { [credential]: credentials[credential] } : {},
+    name: wc.channel(hook),
+    credentials: 'raw' in credential ? credential.raw : {},
     source: { type: FEED_TYPE },
     destinations: [{ name: 'webhook', type: 'http', config: { ...http, method: 'POST', contentType: 'application/json' }, retry, circuitBreaker }],
     options: { concurrency: 1, onError: 'skip' },
   }
   const remap = (pointer: string) => pointer.replace(/^\/destinations\/0\/config(?=\/|$)/, at).replace(/^\/destinations\/0(?=\/|$)/, at)
   try {
-    const channel = await loadChannelObject(raw, { registry: createRegistry([...builtinComponents, feedSourceDefinition]), env: wc.env, file: wc.file, displayName: wc.name })
+    const registry = createRegistry([...builtinComponents, feedSourceDefinition])
+    const channel = await loadChannelObject(raw, { registry, env: wc.env, file: wc.file, displayName: wc.name, ...('prepared' in credential ? { credentials: credential.prepared } : {}) })
     return { ...channel, warnings: channel.warnings.map((w) => w.replace(/#(\/destinations\/0[^:]*)/, (_, p: string) => '#' + remap(p))) }
   } catch (e) {
     if ((e as { code?: string }).code !== 'ERR_CONFIG_INVALID') throw e

@@ -8,7 +8,7 @@ import { startChannel, type ChannelHandle } from '../runtime/index.ts'
 import type { RuntimeObserver } from '../runtime/index.ts'
 import { subjectsOf, type Subject } from './conditions.ts'
 import type { FeedSource } from './feed.ts'
-import type { AlertRule, LoadedAlerts } from './load.ts'
+import { alertId, webhookKey, type AlertRule, type LoadedAlerts } from './load.ts'
 import { FailureStreaks } from './observer.ts'
 import { step, type AlertState, type Transition } from './state.ts'
 
@@ -105,7 +105,7 @@ class AlertsNotifier implements Alerts {
     const names = new Set(watched.map((h) => h.name))
     for (const a of this.loaded.alerts) {
       const unknown = a.channels === '*' ? [] : a.channels.filter((c) => !names.has(c))
-      if (unknown.length) this.#log.warn({ alert: a.name, channels: unknown }, 'alert names channels this engine does not run')
+      if (unknown.length) this.#log.warn({ alert: alertId(a), channels: unknown }, 'alert names channels this engine does not run')
     }
     const { store, log, dataDir, http, credential } = this.deps
     try {
@@ -120,7 +120,7 @@ class AlertsNotifier implements Alerts {
     }
     this.#timer = setInterval(() => void this.evaluate(), this.loaded.checkIntervalMs)
     this.#timer.unref()
-    this.#log.info({ alerts: this.loaded.alerts.map((a) => a.name), webhooks: Object.keys(this.loaded.webhooks) }, 'alerts started')
+    this.#log.info({ alerts: this.loaded.alerts.map(alertId), webhooks: Object.keys(this.loaded.webhooks) }, 'alerts started')
   }
 
   evaluate(): Promise<void> {
@@ -150,7 +150,7 @@ class AlertsNotifier implements Alerts {
           await this.deps.store.setState(STATE_CHANNEL, STATE_COMPONENT, subject.key, next.state)
         } catch (e) {
           // Not recorded: the next evaluation tries again.
-          this.#log.error({ err: e, alert: rule.name, channel: subject.channel }, 'cannot queue the alert notification')
+          this.#log.error({ err: e, alert: alertId(rule), channel: subject.channel }, 'cannot queue the alert notification')
           continue
         }
         this.#states.set(subject.key, next.state)
@@ -189,8 +189,8 @@ class AlertsNotifier implements Alerts {
       ...(subject.credential !== undefined ? { credential: subject.credential } : {}),
       since: new Date(state.since ?? at).toISOString(), at: new Date(at).toISOString(), engine: this.#engine, summary: subject.summary,
     }
-    await this.#feeds.get(rule.webhook)!.send({ body, contentType: 'application/json', dedupeKey: `${subject.key}|${transition}|${state.since}` })
-    const fields = { alert: rule.name, channel: subject.channel, summary: subject.summary }
+    await this.#feeds.get(webhookKey(rule))!.send({ body, contentType: 'application/json', dedupeKey: `${subject.key}|${transition}|${state.since}` })
+    const fields = { alert: alertId(rule), channel: subject.channel, summary: subject.summary }
     if (transition === 'firing') this.#log.warn(fields, 'alert firing')
     else this.#log.info(fields, 'alert resolved')
   }

@@ -11,7 +11,7 @@ import type { TokenProvider } from '../../shared/oauth/types.ts'
 import { createHttpClient } from '../../shared/http/index.ts'
 import { createTokenProvider } from '../../shared/oauth/index.ts'
 import { startChannel, type ChannelCounters, type ChannelHandle } from '../runtime/index.ts'
-import { ALERTS_CHANNEL_PREFIX, composeObservers, createAlerts, loadAlerts, type LoadedAlerts } from '../alerts/index.ts'
+import { ALERTS_CHANNEL_PREFIX, composeObservers, createAlerts, loadAlerts, mergeAlerts, type LoadedAlerts } from '../alerts/index.ts'
 import { clusterTokenState, missingClusterKey } from '../../shared/store/postgres/oauth-state.ts'
 import { openStoreFor, storeOptions, storeUrlOf, storeUsage } from '../store.ts'
 import { startRetention } from '../retention.ts'
@@ -44,7 +44,8 @@ ${storeUsage}
   --jwks-sets S   per-credential (default: /jwks/<credential>.json) or combined (/jwks.json)
 ${adminUsage}
   --alerts FILE   send webhook notifications when a destination fails, a queue grows old, a
-                  credential fails fast or a channel stops (see README "Alerts")
+                  credential fails fast or a channel stops (see README "Alerts"); a channel's
+                  own "alerts" block runs too, with or without this file
 
 exit status: 0 after a clean stop, 1 when a channel stopped on error or would not start`
 
@@ -116,14 +117,14 @@ export async function run(args: string[], io: CommandIO, deps: RunDeps = {}): Pr
     seen.add(ch.name)
   }
   let alertsConfig: LoadedAlerts | undefined
-  if (values.alerts !== undefined) {
-    try {
-      alertsConfig = await loadAlerts(resolve(io.cwd, values.alerts), { env: io.env })
-      for (const w of alertsConfig.warnings) io.err(`warning: ${w}`)
-    } catch (e) {
-      if (!isWeirError(e) || e.code !== 'ERR_CONFIG_INVALID') throw e
-      problems.push(...(e as ConfigError).problems.map(formatProblem))
-    }
+  try {
+    const file = values.alerts === undefined ? undefined : await loadAlerts(resolve(io.cwd, values.alerts), { env: io.env })
+    for (const w of file?.warnings ?? []) io.err(`warning: ${w}`)
+    // A channel's own alerts (its `alerts` block) run in the same notifier as the file's.
+    alertsConfig = await mergeAlerts(file, channels, io.env)
+  } catch (e) {
+    if (!isWeirError(e) || e.code !== 'ERR_CONFIG_INVALID') throw e
+    problems.push(...(e as ConfigError).problems.map(formatProblem))
   }
   const withCredentials = channels.some((ch) => Object.keys(ch.credentials).length > 0)
   const encrypting = values['encrypt-content'] || channels.some((c) => c.options.encryptContent)

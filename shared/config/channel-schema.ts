@@ -73,6 +73,68 @@ export const optionsSchema: JsonSchema = {
   },
 }
 
+export const ALERT_CONDITIONS = ['destination-failing', 'queue-age', 'credential-fail-fast', 'channel-stopped'] as const
+
+/** A webhook of an alerts file or of a channel's `alerts` block. */
+export const webhookSchema: JsonSchema = {
+  type: 'object', required: ['url'],
+  description: 'Where notifications go: a JSON POST, with the options of the `http` destination (`url`, `headers`, `secretHeaders`, `credential`, `timeoutMs`, `successStatuses`), plus its own `retry` and `circuitBreaker`. Notifications are queued in the store and retried like messages.',
+  properties: {
+    url: { type: 'string', description: 'Endpoint of the webhook (http or https).' },
+    retry: retrySchema,
+    circuitBreaker: circuitBreakerSchema,
+  },
+}
+
+/** An alert of an alerts file; a channel's `alerts` block narrows `channels` to the channel itself. */
+export const alertSchema: JsonSchema = {
+  type: 'object', additionalProperties: false, required: ['name', 'condition', 'webhook'],
+  properties: {
+    name: { type: 'string', pattern: NAME_PATTERN, maxLength: 100, description: 'Alert name, unique in the file; sent as `alert`.' },
+    condition: {
+      enum: [...ALERT_CONDITIONS],
+      description: '`destination-failing`: a destination\'s circuit breaker is open or half-open (or `consecutiveFailures` attempts failed in a row), cleared when it delivers again; `queue-age`: the oldest unfinished message of a channel is older than `maxAgeSeconds`; `credential-fail-fast`: a credential fails fast after a terminal token error; `channel-stopped`: a channel is not running (stopped on error).',
+    },
+    channels: {
+      anyOf: [{ const: '*' }, { type: 'array', minItems: 1, items: { type: 'string', pattern: NAME_PATTERN } }],
+      default: '*',
+      description: 'Channels the alert watches: names, or "*" for every channel of the engine.',
+    },
+    destination: { type: 'string', pattern: NAME_PATTERN, description: '`destination-failing` only: watch this destination (default every destination).' },
+    credential: { type: 'string', pattern: NAME_PATTERN, description: '`credential-fail-fast` only: watch this credential (default every credential in use).' },
+    consecutiveFailures: { type: 'integer', minimum: 1, description: '`destination-failing` only: also fire after this many failed attempts in a row, before the breaker opens.' },
+    maxAgeSeconds: { type: 'integer', minimum: 1, description: '`queue-age` (required there): the age of the oldest unfinished message that fires the alert.' },
+    webhook: { type: 'string', pattern: NAME_PATTERN, description: 'Name of a webhook in `webhooks`.' },
+    minIntervalMs: { type: 'integer', minimum: 0, default: 300_000, description: 'A new firing of the same alert and subject is not sent sooner than this after the last one (ms); it is sent then if the condition still holds.' },
+    clearAfterMs: { type: 'integer', minimum: 0, default: 10_000, description: 'The condition must stay clear this long before "resolved" is sent (ms): a flapping condition stays one firing.' },
+  },
+}
+
+const channelAlertSchema: JsonSchema = {
+  ...alertSchema,
+  properties: {
+    ...(alertSchema.properties as Record<string, JsonSchema>),
+    name: { type: 'string', pattern: NAME_PATTERN, maxLength: 100, description: 'Alert name, unique in the channel; sent as `alert`.' },
+    channels: {
+      type: 'array', minItems: 1, items: { type: 'string', pattern: NAME_PATTERN },
+      description: 'Only this channel, the default: an alert in a channel file watches its own channel.',
+    },
+  },
+}
+
+/** A channel's own alerts; they run in the engine's one alerts notifier with those of `weir run --alerts`. */
+export const channelAlertsSchema: JsonSchema = {
+  type: 'object', additionalProperties: false, required: ['webhooks', 'alerts'],
+  description: 'Webhook notifications about this channel (see the README, "Alerts"): the `webhooks` and `alerts` of an alerts file, watching this channel only. Webhooks may use the channel\'s `credentials`; webhook `ops` of channel `orders` runs as the internal channel `weir-alerts.orders.ops`. They are checked every `checkIntervalMs` of the `--alerts` file (default 5000 ms).',
+  properties: {
+    webhooks: {
+      type: 'object', minProperties: 1, propertyNames: { pattern: NAME_PATTERN, maxLength: 80 }, additionalProperties: webhookSchema,
+      description: 'Named webhooks, unique in the channel.',
+    },
+    alerts: { type: 'array', minItems: 1, items: channelAlertSchema, description: 'The alerts on this channel.' },
+  },
+}
+
 /**
  * The channel file, with each component's `config` left open: the loader validates it against the
  * component's own schema (so pointers land inside `config`). The editor schema (schema/channel.schema.json)
@@ -125,6 +187,7 @@ export function channelSchema(credentialSchema: JsonSchema): JsonSchema {
         },
       },
       options: optionsSchema,
+      alerts: channelAlertsSchema,
     },
   }
 }

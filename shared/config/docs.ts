@@ -1,6 +1,6 @@
 import type { ComponentDefinition, JsonSchema } from '../component.ts'
 import { errorCodes, type ErrorSpec } from '../errors.ts'
-import { channelSchema, optionsSchema, retrySchema, circuitBreakerSchema } from './channel-schema.ts'
+import { channelAlertsSchema, channelSchema, optionsSchema, retrySchema, circuitBreakerSchema } from './channel-schema.ts'
 
 const MODULE_PATH_PATTERN = '^(\\.{1,2}/|/).+\\.(m?[jt]s)$'
 
@@ -98,6 +98,7 @@ export function componentReference(components: readonly ComponentDefinition[], c
   }
   parts.push('### Destination delivery settings', '', 'Beside `config`, each destination takes `retry` and `circuitBreaker`:', '', table({ type: 'object', properties: { retry: retrySchema, circuitBreaker: circuitBreakerSchema } }))
   parts.push('### Channel options', '', 'The channel\'s `options` object:', '', table(optionsSchema))
+  parts.push('### Channel alerts', '', 'The channel\'s `alerts` object (see "Alerts"); each webhook also takes the `http` destination\'s options:', '', table(channelAlertsSchema))
   parts.push('### Credentials', '', 'Each entry of the channel\'s `credentials` object:', '', table(credentialSchema))
   return parts.join('\n')
 }

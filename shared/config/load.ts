@@ -9,7 +9,7 @@ import { compileSchema, validateCollectingSecrets } from './ajv.ts'
 import { channelSchema, NAME_PATTERN } from './channel-schema.ts'
 import { ajvProblems, escapePointer, locate, nearest } from './problems.ts'
 import { isModuleReference, loadComponentModule, type Registry } from './registry.ts'
-import type { LoadedChannel, LoadedComponent, LoadedDestination, RetryPolicy, CircuitBreakerPolicy, ChannelOptions } from './types.ts'
+import type { ChannelAlertsBlock, ChannelAlertsContext, LoadedChannel, LoadedComponent, LoadedDestination, RetryPolicy, CircuitBreakerPolicy, ChannelOptions } from './types.ts'
 import { credentialSchema, checkCredential as checkCredentialConfig } from '../oauth/index.ts'
 
 const checkCredential = checkCredentialConfig as (config: Record<string, unknown>) => Array<[string, string]>
@@ -24,6 +24,14 @@ export interface LoadOptions {
   env?: NodeJS.ProcessEnv
   /** How the file is named in messages; the path relative to the working directory by default. */
   displayName?: string
+  /** Credentials already prepared elsewhere (a channel's, for the webhooks of its `alerts` block), known besides the file's own. */
+  credentials?: Record<string, Readonly<Record<string, unknown>>>
+  /**
+   * Checks the channel's `alerts` block beyond its schema (engine/alerts, passed by engine/load.ts):
+   * problems with pointers into this file, and warnings as `file#pointer: message`. Without it the
+   * block is only schema-checked.
+   */
+  checkAlerts?: (block: ChannelAlertsBlock, ctx: ChannelAlertsContext) => Promise<{ problems: ConfigProblem[]; warnings: string[] }>
 }
 
 /** Formats a file name for messages: relative to the working directory when that is shorter. */
@@ -162,7 +170,7 @@ export async function loadChannelObject(raw: unknown, options: LoadOptions & { f
   const isBad = (ptr: string) => [...badPointers].some((b) => b === ptr || b.startsWith(ptr + '/'))
 
   // Credentials: provider rules (presets) and secret references; the channel's own, then a shared file's.
-  const credentials: Record<string, Readonly<Record<string, unknown>>> = {}
+  const credentials: Record<string, Readonly<Record<string, unknown>>> = { ...options.credentials }
   /** False when a credentials file could not be read: references to it are then not reported as unknown too. */
   let credentialsKnown = true
   const credData = (data.credentials ?? {}) as Record<string, Record<string, unknown>>
@@ -253,6 +261,14 @@ export async function loadChannelObject(raw: unknown, options: LoadOptions & { f
     if (problem !== undefined) problems.push({ file: name, pointer, message: problem })
   }
 
+  const alerts = data.alerts as ChannelAlertsBlock | undefined
+  const alertWarnings: string[] = []
+  if (alerts && options.checkAlerts && !isBad('/alerts') && !isBad('/name')) {
+    const found = await options.checkAlerts(alerts, { channel: String(data.name), file, displayName: name, credentials, credentialsKnown, env })
+    problems.push(...found.problems)
+    alertWarnings.push(...found.warnings)
+  }
+
   if (problems.length) throw new ConfigError(problems, top.errors)
   return {
     name: String(data.name),
@@ -261,7 +277,8 @@ export async function loadChannelObject(raw: unknown, options: LoadOptions & { f
     source: source!,
     filters, destinations,
     options: deepFreeze(data.options as ChannelOptions),
-    warnings: warnings.map(formatProblem),
+    warnings: [...warnings.map(formatProblem), ...alertWarnings],
+    ...(alerts ? { alerts: deepFreeze(alerts) } : {}),
   }
 }
 

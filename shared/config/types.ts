@@ -78,4 +78,24 @@ export interface LoadedChannel {
   options: ChannelOptions
   /** Non-fatal findings (literal secrets), as `file#pointer: message`. */
   warnings: string[]
+  /** The `alerts` block, schema-checked and defaulted; engine/alerts checks the rest and runs it. */
+  alerts?: ChannelAlertsBlock
+}
+
+/** A channel's `alerts` block as written (webhook configs are checked against the `http` destination by engine/alerts). */
+export interface ChannelAlertsBlock {
+  webhooks: Readonly<Record<string, Readonly<Record<string, unknown>>>>
+  alerts: ReadonlyArray<Readonly<Record<string, unknown>>>
+}
+
+/** What a channel's `alerts` block needs to be checked beyond its schema (`LoadOptions.checkAlerts`). */
+export interface ChannelAlertsContext {
+  /** The channel's name, file (absolute) and name of the file in messages. */
+  channel: string
+  file: string
+  displayName: string
+  /** The channel's credentials, prepared (secrets resolved); false `credentialsKnown` when a credentials file could not be read. */
+  credentials: Record<string, Readonly<Record<string, unknown>>>
+  credentialsKnown: boolean
+  env: NodeJS.ProcessEnv
 }

@@ -3,7 +3,7 @@ import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import { builtinComponents } from '../../components/index.ts'
 import { createAlerts, type Alerts, type LoadedAlerts, type Notification } from '../../engine/alerts/index.ts'
-import { loadAlerts } from '../../engine/alerts/load.ts'
+import { channelAlerts, loadAlerts } from '../../engine/alerts/load.ts'
 import { loadChannelObject } from '../../shared/config/load.ts'
 import { createRegistry } from '../../shared/config/registry.ts'
 import type { LoadedChannel } from '../../shared/config/types.ts'
@@ -53,9 +53,9 @@ export async function bed() {
   return {
     dir: dir.path, store, log, lines, feed, handles, http,
     get alerts() { return alerts },
-    /** Loads `raw` as a channel file whose source is the test feed (`{ type: "feed" }`). */
+    /** Loads `raw` as a channel file whose source is the test feed (`{ type: "feed" }`), its `alerts` block checked as the engine does. */
     channel: (raw: Record<string, unknown>, env: NodeJS.ProcessEnv = {}): Promise<LoadedChannel> =>
-      loadChannelObject({ source: { type: 'feed' }, ...raw }, { file: join(dir.path, 'channel.json'), env, registry: createRegistry([...builtinComponents, feed.definition]) }),
+      loadChannelObject({ source: { type: 'feed' }, ...raw }, { file: join(dir.path, 'channel.json'), env, registry: createRegistry([...builtinComponents, feed.definition]), checkAlerts: channelAlerts }),
     async start(channels: LoadedChannel[], loaded: LoadedAlerts, extra: Partial<RuntimeDeps> = {}) {
       alerts = createAlerts(loaded, { ...deps(extra), drainMs: 500 })
       for (const ch of channels) handles.push(await startChannel(ch, deps({ ...extra, observer: alerts.observer })))
