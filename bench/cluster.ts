@@ -27,7 +27,7 @@ const WARM = Number(process.env.WEIR_BENCH_WARM ?? 1000)
 const ROUNDS = Number(process.env.WEIR_BENCH_ROUNDS ?? 3)
 const ROOT = resolve(import.meta.dirname, '..')
 
-interface Result { name: string; rate: number; cpuUsPerMsg: number; perEngineUs: number; txPerMsg?: number; stmtPerMsg?: number }
+interface Result { name: string; rate: number; cpuUsPerMsg: number; perEngineUs: number; txPerMsg?: number; writesPerMsg?: number; syncsPerMsg?: number; stmtPerMsg?: number }
 
 const sink = await startSink((WARM + N) * ROUNDS * 4 + 10)
 const pg = await startEmbeddedPostgres({ statements: true })
@@ -77,11 +77,15 @@ async function variant(name: string, engines: number, postgres: boolean): Promis
   try {
     await load(ports, WARM)
     const db = postgres ? openDb(url, { max: 1 }) : undefined
+    // Transactions of every kind (a lone SELECT is one); write transactions (those given a transaction
+    // id: the commits that reach the WAL); and WAL syncs (the fsyncs group commit shares), server-wide.
     const counters = async () => {
-      if (!db) return { tx: 0, stmt: 0 }
+      if (!db) return { tx: 0, writes: 0, syncs: 0, stmt: 0 }
       const [s] = await db.query<{ tx: number }>('SELECT (xact_commit + xact_rollback)::float8 AS tx FROM pg_stat_database WHERE datname = current_database()')
+      const [x] = await db.query<{ xid: number }>('SELECT pg_snapshot_xmax(pg_current_snapshot())::text::float8 AS xid')
+      const [w] = await db.query<{ syncs: number }>('SELECT wal_sync::float8 AS syncs FROM pg_stat_wal')
       const [c] = await db.query<{ n: number }>(`SELECT coalesce(sum(calls), 0)::float8 AS n FROM pg_stat_statements s JOIN pg_database d ON d.oid = s.dbid WHERE d.datname = current_database()`)
-      return { tx: s!.tx, stmt: c!.n }
+      return { tx: s!.tx, writes: x!.xid, syncs: w!.syncs, stmt: c!.n }
     }
     if (db) await db.query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements')
     const before = await counters()
@@ -92,7 +96,7 @@ async function variant(name: string, engines: number, postgres: boolean): Promis
     await db?.end()
     return {
       name, rate: N / seconds, cpuUsPerMsg: (cpu * 1000) / N, perEngineUs: (cpu * 1000) / N / engines,
-      ...(postgres ? { txPerMsg: (after.tx - before.tx) / N, stmtPerMsg: (after.stmt - before.stmt) / N } : {}),
+      ...(postgres ? { txPerMsg: (after.tx - before.tx) / N, writesPerMsg: (after.writes - before.writes) / N, syncsPerMsg: (after.syncs - before.syncs) / N, stmtPerMsg: (after.stmt - before.stmt) / N } : {}),
     }
   } finally {
     for (const c of children) c.kill('SIGTERM')
@@ -118,12 +122,12 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 const med = (name: string, f: (r: Result) => number | undefined) => median(rounds.map((round) => f(round.find((r) => r.name === name)!) ?? NaN))
 const base = med('sqlite x1', (r) => r.rate)
 console.log(`cluster: ${N} messages of ~1 KB per variant and round, 64 in flight, median of ${ROUNDS} rounds (order rotated); every engine a weir run process on this ${'2-core'} machine`)
-console.log('variant       msg/s    vs sqlite (d)   CPU µs/msg (all engines)   per engine   transactions/msg   statements/msg')
+console.log('per message: transactions = every transaction (a lone SELECT is one); write commits = transactions that wrote (given an xid); WAL syncs = fsyncs of the WAL (server-wide); statements = round trips')
+console.log('variant       msg/s  vs sqlite (d)  CPU µs/msg (all)  per engine  transactions  write commits  WAL syncs  statements')
+const cell = (v: number, digits: number, width: number) => (Number.isNaN(v) ? '-' : v.toFixed(digits)).padStart(width)
 for (const [name] of variants) {
-  const tx = med(name, (r) => r.txPerMsg)
-  const st = med(name, (r) => r.stmtPerMsg)
-  console.log(`${name.padEnd(12)} ${med(name, (r) => r.rate).toFixed(0).padStart(6)}   ${(med(name, (r) => r.rate) / base).toFixed(2).padStart(8)}        ${med(name, (r) => r.cpuUsPerMsg).toFixed(0).padStart(10)}             ${med(name, (r) => r.perEngineUs).toFixed(0).padStart(6)}     ${Number.isNaN(tx) ? '     -' : tx.toFixed(3).padStart(10)}        ${Number.isNaN(st) ? '    -' : st.toFixed(2).padStart(8)}`)
+  console.log(`${name.padEnd(12)} ${cell(med(name, (r) => r.rate), 0, 6)}  ${cell(med(name, (r) => r.rate) / base, 2, 13)}  ${cell(med(name, (r) => r.cpuUsPerMsg), 0, 16)}  ${cell(med(name, (r) => r.perEngineUs), 0, 10)}  ${cell(med(name, (r) => r.txPerMsg), 3, 12)}  ${cell(med(name, (r) => r.writesPerMsg), 3, 13)}  ${cell(med(name, (r) => r.syncsPerMsg), 3, 9)}  ${cell(med(name, (r) => r.stmtPerMsg), 2, 10)}`)
 }
 const ratio = med('postgres x1', (r) => r.rate) / base
-const commits = med('postgres x1', (r) => r.txPerMsg)
-console.log(`targets: postgres (d) ≥ 0.7 × sqlite (d): ${ratio.toFixed(2)} ${ratio >= 0.7 ? 'met' : 'NOT met'}; at most 1 commit per 20 messages: ${commits.toFixed(3)} per message ${commits <= 0.05 ? 'met' : 'NOT met'}`)
+const commits = Math.max(...['postgres x1', 'postgres x2', 'postgres x3'].map((n) => med(n, (r) => r.writesPerMsg)))
+console.log(`targets: postgres (d) ≥ 0.7 × sqlite (d): ${ratio.toFixed(2)} ${ratio >= 0.7 ? 'met' : 'NOT met'}; at most 1 commit per 20 messages (write commits, worst of 1-3 engines): ${commits.toFixed(3)} per message ${commits <= 0.05 ? 'met' : 'NOT met'}`)
