@@ -75,19 +75,13 @@ function lineFor(name: string, c: ChannelCounters, width: number, state: string)
   ].filter(Boolean).join('  ')
 }
 
-export async function run(args: string[], io: CommandIO, deps: RunDeps = {}): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args, allowPositionals: true,
-    options: { 'data-dir': { type: 'string' }, 'allow-open-data-dir': { type: 'boolean' }, 'encrypt-content': { type: 'boolean' }, 'max-store-bytes': { type: 'string' }, sync: { type: 'string', default: 'full' }, ...storeOptions, jwks: { type: 'string' }, 'jwks-sets': { type: 'string', default: 'per-credential' }, ...adminOptions, alerts: { type: 'string' } },
-  })
-  if (positionals.length === 0) {
-    io.err(usage)
-    return 2
-  }
+const runOptions = { 'data-dir': { type: 'string' }, 'allow-open-data-dir': { type: 'boolean' }, 'encrypt-content': { type: 'boolean' }, 'max-store-bytes': { type: 'string' }, sync: { type: 'string', default: 'full' }, ...storeOptions, jwks: { type: 'string' }, 'jwks-sets': { type: 'string', default: 'per-credential' }, ...adminOptions, alerts: { type: 'string' } } as const
+type RunValues = ReturnType<typeof parseArgs<{ args: string[]; allowPositionals: true; options: typeof runOptions }>>['values']
+
+/** The flags that need more than parseArgs: checked, with a usage error naming the flag. */
+function checkedFlags(values: RunValues) {
   const sync = String(values.sync).toUpperCase()
-  if (sync !== 'FULL' && sync !== 'NORMAL') {
-    throw new errorCodes.ERR_USAGE(`--sync must be "full" or "normal", not "${values.sync}"`)
-  }
+  if (sync !== 'FULL' && sync !== 'NORMAL') throw new errorCodes.ERR_USAGE(`--sync must be "full" or "normal", not "${values.sync}"`)
   const jwksSets = values['jwks-sets'] as JwksSets
   if (!JWKS_SETS.includes(jwksSets)) throw new errorCodes.ERR_USAGE(`--jwks-sets must be ${JWKS_SETS.join(' or ')}, not "${jwksSets}"`)
   const jwksAddress = values.jwks === undefined ? undefined : parseListenAddress(values.jwks)
@@ -95,12 +89,15 @@ export async function run(args: string[], io: CommandIO, deps: RunDeps = {}): Pr
   if (maxStoreBytes !== undefined && !(Number.isSafeInteger(maxStoreBytes) && maxStoreBytes >= 1_048_576)) {
     throw new errorCodes.ERR_USAGE(`--max-store-bytes must be a whole number of bytes, at least 1048576; not "${values['max-store-bytes']}"`)
   }
-  const dataDir = dataDirOf(values['data-dir'], io)
-  const load = deps.loadChannel ?? ((file, o) => defaultLoadChannel(file, o))
+  return { sync: sync as 'FULL' | 'NORMAL', jwksSets, jwksAddress, maxStoreBytes }
+}
 
+/** What the run needs from its files: the channels and the alerts (the file's and the channels' own), or every problem found. */
+async function loadInputs(files: string[], values: RunValues, io: CommandIO, deps: RunDeps, maxStoreBytes: number | undefined) {
+  const load = deps.loadChannel ?? ((file, o) => defaultLoadChannel(file, o))
   const channels: LoadedChannel[] = []
   const problems: string[] = []
-  for (const file of positionals) {
+  for (const file of files) {
     try {
       const ch = await load(resolve(io.cwd, file), { env: io.env })
       for (const w of ch.warnings) io.err(`warning: ${w}`)
@@ -116,73 +113,64 @@ export async function run(args: string[], io: CommandIO, deps: RunDeps = {}): Pr
     if (ch.name.startsWith(ALERTS_CHANNEL_PREFIX)) problems.push(`${ch.file}#/name: channel names starting with "${ALERTS_CHANNEL_PREFIX}" are the engine's own (alert notifications)`)
     seen.add(ch.name)
   }
-  let alertsConfig: LoadedAlerts | undefined
+  let alerts: LoadedAlerts | undefined
   try {
     const file = values.alerts === undefined ? undefined : await loadAlerts(resolve(io.cwd, values.alerts), { env: io.env })
     for (const w of file?.warnings ?? []) io.err(`warning: ${w}`)
     // A channel's own alerts (its `alerts` block) run in the same notifier as the file's.
-    alertsConfig = await mergeAlerts(file, channels, io.env)
+    alerts = await mergeAlerts(file, channels, io.env)
   } catch (e) {
     if (!isWeirError(e) || e.code !== 'ERR_CONFIG_INVALID') throw e
     problems.push(...(e as ConfigError).problems.map(formatProblem))
   }
+  // Message content encrypted for every channel (--encrypt-content) or for those that ask.
+  const encrypt = values['encrypt-content'] ? true as const : new Set(channels.filter((c) => c.options.encryptContent).map((c) => c.name))
   const withCredentials = channels.some((ch) => Object.keys(ch.credentials).length > 0)
-  const encrypting = values['encrypt-content'] || channels.some((c) => c.options.encryptContent)
-  if ((withCredentials || encrypting) && storeUrlOf(values, io) && !io.env.WEIR_SECRET_KEY) problems.push(missingClusterKey)
-  if (problems.length) {
-    for (const p of problems) io.err(p)
-    return 1
-  }
+  if ((withCredentials || encrypt === true || encrypt.size > 0) && storeUrlOf(values, io) && !io.env.WEIR_SECRET_KEY) problems.push(missingClusterKey)
+  return { channels, alerts, encrypt, withCredentials, problems }
+}
 
-  // On a terminal the live lines own stdout; log lines (warnings and worse) go to stderr.
-  const logStream = new Writable({ write(chunk, _enc, cb) { (io.isTTY ? io.err : io.out)(String(chunk).replace(/\n$/, '')); cb() } })
-  const log: Logger = createLogger({ destination: logStream, pretty: io.isTTY, ...(io.isTTY ? { level: io.env.WEIR_LOG_LEVEL ?? 'warn' } : {}) })
+type Inputs = Awaited<ReturnType<typeof loadInputs>>
 
-  // Listening before the channels start: the provider may fetch the keys for the first token request.
-  const jwks = jwksAddress && await startJwksServer({ ...jwksAddress, documents: await jwksDocuments(channelSigningKeys(channels), jwksSets) })
+/**
+ * The services the channels run on, in order: the JWK Set server (listening before the first token
+ * request, which may make the provider fetch the keys), the admin server, the store (in standby:
+ * once another engine lets go of it), the HTTP client and the credentials (shared through the
+ * store in a cluster). What started is closed again when a later one fails.
+ */
+async function startServices(values: RunValues, io: CommandIO, deps: RunDeps, flags: ReturnType<typeof checkedFlags>, inputs: Inputs, log: Logger) {
+  const dataDir = dataDirOf(values['data-dir'], io)
+  const jwks = flags.jwksAddress && await startJwksServer({ ...flags.jwksAddress, documents: await jwksDocuments(channelSigningKeys(inputs.channels), flags.jwksSets) })
   if (jwks) {
     log.info({ jwks: jwks.paths().map((p) => jwks.url + p) }, 'serving JWK Sets')
     deps.onJwksServer?.(jwks)
   }
-  const encrypt = values['encrypt-content'] ? true as const : new Set(channels.filter((c) => c.options.encryptContent).map((c) => c.name))
   const admin = await startAdminFor(values, io, { log }).catch(async (e) => { await jwks?.close(); throw e })
   if (admin) deps.onAdminServer?.(admin)
-  const open = () => openStoreFor(values, io, { dataDir, owner: true, synchronous: sync, log, encrypt, ...(values['allow-open-data-dir'] ? { allowOpenDataDir: true } : {}) })
+  const open = () => openStoreFor(values, io, { dataDir, owner: true, synchronous: flags.sync, log, encrypt: inputs.encrypt, ...(values['allow-open-data-dir'] ? { allowOpenDataDir: true } : {}) })
   const store = await (values.standby ? openStoreWhenFree(open, { log, ...(admin ? { admin } : {}), ...(deps.signal ? { signal: deps.signal } : {}) }) : open()).catch(async (e) => {
     await admin?.close()
     await jwks?.close()
     throw e
   })
   // A cluster shares its OAuth state in the store's database: one token request per lifetime for all engines.
-  const shared = withCredentials
+  const shared = inputs.withCredentials
     ? clusterTokenState(store, { secretKey: io.env.WEIR_SECRET_KEY, ...(values['lease-ms'] ? { leaseMs: Number(values['lease-ms']) } : {}) })
     : undefined
   const http = deps.http ?? createHttpClient({ log })
   const credential = deps.credential ?? ((name: string, ch: LoadedChannel) =>
     createTokenProvider(name, ch.credentials[name] as unknown as Parameters<typeof createTokenProvider>[1], { log: log.child({ channel: ch.name, credential: name }), dataDir, ...(shared ? { shared } : {}) }))
-  const closeAll = async () => {
+  const close = async () => {
     await admin?.close()
     await jwks?.close()
     await store.close()
     if (!deps.http) await http.close()
   }
-  const handles: ChannelHandle[] = []
-  const alerts = alertsConfig && createAlerts(alertsConfig, { store, log, dataDir, http, credential })
-  try {
-    for (const ch of channels) handles.push(await startChannel(ch, { store, log, dataDir, http, credential, observer: composeObservers(admin?.observer, alerts?.observer) }))
-    await alerts?.start(handles)
-  } catch (e) {
-    await Promise.all(handles.map((h) => h.stop({ timeoutMs: 2000 })))
-    await closeAll()
-    throw e
-  }
-  const retained = channels.flatMap((ch) => (ch.options.retention ? [{ name: ch.name, retention: ch.options.retention }] : []))
-  const retention = startRetention(store, retained, { log })
-  admin?.attach({ store, handles })
-  log.info({ dataDir, channels: handles.map((h) => h.name) }, 'weir running')
-  deps.onStarted?.(handles)
+  return { dataDir, admin, store, http, credential, close }
+}
 
-  // Live display (TTY) or periodic counters in the log.
+/** Counters while the engine runs: a live line per channel on a terminal, a log line when they change otherwise. `stop` shows the last. */
+function showCounters(handles: readonly ChannelHandle[], io: CommandIO, log: Logger, refreshMs = 500): { stop(): void } {
   const width = Math.max(...handles.map((h) => h.name.length))
   let drawn = 0
   const render = () => {
@@ -201,45 +189,85 @@ export async function run(args: string[], io: CommandIO, deps: RunDeps = {}): Pr
     }
   }
   if (io.isTTY) render()
-  const timer = setInterval(tick, io.isTTY ? (deps.refreshMs ?? 500) : 10_000)
+  const timer = setInterval(tick, io.isTTY ? refreshMs : 10_000)
+  return { stop() { clearInterval(timer); tick() } }
+}
 
-  // Wait for a signal, or for every channel to have stopped on its own.
+/**
+ * Resolves on the first SIGINT or SIGTERM (or `signal`), or once every channel has stopped on its
+ * own; a second signal exits at once (unfinished claims are released when the store next opens).
+ * `dispose` removes the signal handlers.
+ */
+function untilStopRequested(handles: readonly ChannelHandle[], log: Logger, signal?: AbortSignal): { requested: Promise<string>; dispose(): void } {
   let signals = 0
-  const cleanup: Array<() => void> = []
+  let onSignal: (sig: NodeJS.Signals) => void = () => {}
   const stopRequested = new Promise<string>((resolveStop) => {
-    const onSignal = (sig: NodeJS.Signals) => {
-      signals++
-      if (signals === 1) {
-        log.warn({ signal: sig }, 'stopping: finishing in-flight work (signal again to exit at once)')
-        resolveStop(sig)
-      } else {
-        // A second signal: leave now. Unfinished claims are released when the store next opens.
-        process.exit(130)
-      }
+    onSignal = (sig: NodeJS.Signals) => {
+      if (++signals > 1) process.exit(130)
+      log.warn({ signal: sig }, 'stopping: finishing in-flight work (signal again to exit at once)')
+      resolveStop(sig)
     }
     process.on('SIGINT', onSignal)
     process.on('SIGTERM', onSignal)
-    cleanup.push(() => {
-      process.off('SIGINT', onSignal)
-      process.off('SIGTERM', onSignal)
-    })
-    if (deps.signal) {
-      if (deps.signal.aborted) resolveStop('abort')
-      deps.signal.addEventListener('abort', () => resolveStop('abort'), { once: true })
+    if (signal) {
+      if (signal.aborted) resolveStop('abort')
+      signal.addEventListener('abort', () => resolveStop('abort'), { once: true })
     }
   })
   const allStopped = Promise.all(handles.map((h) => h.stopped)).then(() => 'channels stopped')
-  await Promise.race([stopRequested, allStopped])
+  return {
+    requested: Promise.race([stopRequested, allStopped]),
+    dispose() {
+      process.off('SIGINT', onSignal)
+      process.off('SIGTERM', onSignal)
+    },
+  }
+}
 
+export async function run(args: string[], io: CommandIO, deps: RunDeps = {}): Promise<number> {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: runOptions })
+  if (positionals.length === 0) {
+    io.err(usage)
+    return 2
+  }
+  const flags = checkedFlags(values)
+  const inputs = await loadInputs(positionals, values, io, deps, flags.maxStoreBytes)
+  if (inputs.problems.length) {
+    for (const p of inputs.problems) io.err(p)
+    return 1
+  }
+
+  // On a terminal the live lines own stdout; log lines (warnings and worse) go to stderr.
+  const logStream = new Writable({ write(chunk, _enc, cb) { (io.isTTY ? io.err : io.out)(String(chunk).replace(/\n$/, '')); cb() } })
+  const log: Logger = createLogger({ destination: logStream, pretty: io.isTTY, ...(io.isTTY ? { level: io.env.WEIR_LOG_LEVEL ?? 'warn' } : {}) })
+  const svc = await startServices(values, io, deps, flags, inputs, log)
+  const { store, http, credential, dataDir, admin } = svc
+  const handles: ChannelHandle[] = []
+  const alerts = inputs.alerts && createAlerts(inputs.alerts, { store, log, dataDir, http, credential })
+  try {
+    for (const ch of inputs.channels) handles.push(await startChannel(ch, { store, log, dataDir, http, credential, observer: composeObservers(admin?.observer, alerts?.observer) }))
+    await alerts?.start(handles)
+  } catch (e) {
+    await Promise.all(handles.map((h) => h.stop({ timeoutMs: 2000 })))
+    await svc.close()
+    throw e
+  }
+  const retained = inputs.channels.flatMap((ch) => (ch.options.retention ? [{ name: ch.name, retention: ch.options.retention }] : []))
+  const retention = startRetention(store, retained, { log })
+  admin?.attach({ store, handles })
+  log.info({ dataDir, channels: handles.map((h) => h.name) }, 'weir running')
+  deps.onStarted?.(handles)
+
+  const counters = showCounters(handles, io, log, deps.refreshMs)
+  const stop = untilStopRequested(handles, log, deps.signal)
+  await stop.requested
   await retention.stop()
   await alerts?.stop()
   await Promise.all(handles.map((h) => h.stop()))
-  clearInterval(timer)
-  if (io.isTTY) render()
-  else tick()
+  counters.stop()
   const outcomes = await Promise.all(handles.map((h) => h.stopped))
-  await closeAll()
-  for (const f of cleanup) f()
+  await svc.close()
+  stop.dispose()
   log.info('weir stopped; message store closed')
   return outcomes.some((o) => o.reason === 'error') ? 1 : 0
 }
