@@ -27,7 +27,7 @@ import { listFiles, sandboxChannelDir, type ChannelSandbox } from './sandbox.ts'
 import { instrumentChannel, type Recording } from './instrument.ts'
 import { checkDeliveries } from './deliveries.ts'
 import { formatMessagePaths, messagePaths } from './trace.ts'
-import { checkMllp, mllpSender } from './mllp.ts'
+import { checkMllp, mllpSender, type MllpSendStep } from './mllp.ts'
 
 export { containsSubset } from './match.ts'
 
@@ -241,6 +241,53 @@ async function receivedAtLeast(r: Running, n: number): Promise<void> {
   while (r.handle.counters().received + r.handle.counters().duplicates < n && Date.now() < deadline) await new Promise((res) => setTimeout(res, 20))
 }
 
+/** Stops the channel, then closes what it ran on; every part is closed even when one fails (the first failure is thrown). */
+async function stopRunning(r: Running, timeoutMs: number): Promise<void> {
+  const results = [await r.handle.stop({ timeoutMs }).then(() => undefined, (e: unknown) => e)]
+  results.push(...(await Promise.allSettled([...[...r.providers.values()].map((p) => p.close()), r.http.close()])).map((x) => (x.status === 'rejected' ? x.reason : undefined)))
+  results.push(await r.store.close().then(() => undefined, (e: unknown) => e))
+  const failed = results.find((e) => e !== undefined)
+  if (failed !== undefined) throw failed
+}
+
+/**
+ * Sends one `send` step to the channel's source: an HTTP POST to an http-listener, a file dropped
+ * into a file-poller's directory, or an MLLP frame. `stored` when the source took the message;
+ * `waitUntilStored` when the source answered before storing it (the case waits until it has).
+ */
+async function sendStep(send: SendStep | MllpSendStep, at: string, ctx: { r: Running; channel: LoadedChannel; work: string; inDir: string; sender: ReturnType<typeof mllpSender>; failures: string[] }): Promise<{ stored: boolean; waitUntilStored: boolean }> {
+  const { channel, failures } = ctx
+  const source = ctx.r.handle.source
+  const type = channel.source.definition.type
+  if ('mllp' in send) {
+    if (type !== 'mllp-listener') {
+      failures.push(`${at}: "mllp" is sent to an mllp-listener source, not a ${type}`)
+      return { stored: false, waitUntilStored: false }
+    }
+    const r = await ctx.sender.send(source.address!()!.port, send, at)
+    failures.push(...r.failures)
+    return { stored: r.stored !== false, waitUntilStored: r.stored === undefined }
+  }
+  const isText = typeof send.body === 'string'
+  const body = isText ? (send.body as string) : JSON.stringify(send.body)
+  if (type === 'http-listener') {
+    const path = String(channel.source.config.path ?? '/')
+    const res = await fetch(`http://127.0.0.1:${source.address?.()?.port}${path}`, { method: 'POST', headers: { 'content-type': send.contentType ?? (isText ? 'text/plain' : 'application/json'), ...send.headers }, body })
+    await res.arrayBuffer()
+    const want = send.expectStatus ?? 202
+    if (res.status !== want) failures.push(`${at}: the http-listener answered ${res.status}, expected ${want}`)
+    return { stored: res.status === 202, waitUntilStored: false }
+  }
+  if (type === 'file-poller') {
+    const name = send.fileName ?? `message-${at.replace(/\D/g, '')}.json`
+    await writeFile(join(ctx.work, name), body)
+    await rename(join(ctx.work, name), join(ctx.inDir, name))
+    return { stored: true, waitUntilStored: true }
+  }
+  failures.push(`${at}: "send" is not supported for a ${type} source; use "tick"`)
+  return { stored: false, waitUntilStored: false }
+}
+
 /** Runs one case on fresh embedded servers, in a sandbox of its own (data, input, output and channel directories). */
 async function runCase(file: TestFile, rawChannel: Record<string, any>, tc: TestCase, verbose = false): Promise<{ failures: string[]; trace?: string[] }> {
   const failures: string[] = []
@@ -299,49 +346,16 @@ async function runCase(file: TestFile, rawChannel: Record<string, any>, tc: Test
       })
       return { handle, store, providers, http }
     }
-    const stop = async (r: Running) => {
-      await r.handle.stop({ timeoutMs: 5000 })
-      await Promise.all([...r.providers.values()].map((p) => p.close()))
-      await r.http.close()
-      await r.store.close()
-    }
+    const stop = (r: Running) => stopRunning(r, 5000)
     running = await start()
     let sent = 0
     for (const [i, step] of tc.steps.entries()) {
       const r: Running = running
       const source = r.handle.source
-      if ('send' in step && 'mllp' in step.send) {
-        const type = channel.source.definition.type
-        if (type !== 'mllp-listener') failures.push(`step ${i + 1}: "mllp" is sent to an mllp-listener source, not a ${type}`)
-        else {
-          const r2 = await sender.send(source.address!()!.port, step.send, `step ${i + 1}`)
-          failures.push(...r2.failures)
-          if (r2.stored !== false) sent++
-          if (r2.stored === undefined) await receivedAtLeast(r, sent)
-        }
-      } else if ('send' in step) {
-        const s = step.send as SendStep
-        const isText = typeof s.body === 'string'
-        const body = isText ? (s.body as string) : JSON.stringify(s.body)
-        const contentType = s.contentType ?? (isText ? 'text/plain' : 'application/json')
-        const type = channel.source.definition.type
-        if (type === 'http-listener') {
-          const addr = source.address?.()
-          const path = String(channel.source.config.path ?? '/')
-          const res = await fetch(`http://127.0.0.1:${addr?.port}${path}`, { method: 'POST', headers: { 'content-type': contentType, ...s.headers }, body })
-          await res.arrayBuffer()
-          const want = s.expectStatus ?? 202
-          if (res.status !== want) failures.push(`step ${i + 1}: the http-listener answered ${res.status}, expected ${want}`)
-          if (res.status === 202) sent++
-        } else if (type === 'file-poller') {
-          const name = s.fileName ?? `message-${i + 1}.json`
-          await writeFile(join(work, name), body)
-          await rename(join(work, name), join(dirs.in, name))
-          sent++
-          await receivedAtLeast(r, sent)
-        } else {
-          failures.push(`step ${i + 1}: "send" is not supported for a ${type} source; use "tick"`)
-        }
+      if ('send' in step) {
+        const sentNow = await sendStep(step.send, `step ${i + 1}`, { r, channel, work, inDir: dirs.in, sender, failures })
+        if (sentNow.stored) sent++
+        if (sentNow.waitUntilStored) await receivedAtLeast(r, sent)
       } else if ('tick' in step) {
         if (!source.tick) failures.push(`step ${i + 1}: the ${channel.source.definition.type} source cannot be ticked`)
         else await source.tick()
@@ -377,12 +391,7 @@ async function runCase(file: TestFile, rawChannel: Record<string, any>, tc: Test
     if (isWeirError(e) && e.code === 'ERR_CONFIG_INVALID') failures.push(...(e as ConfigError).problems.map(formatProblem))
     else failures.push(`harness error: ${isWeirError(e) ? `${e.code}: ` : ''}${(e as Error).message}`)
   } finally {
-    if (running) {
-      await running.handle.stop({ timeoutMs: 2000 }).catch(() => {})
-      await Promise.all([...running.providers.values()].map((p) => p.close())).catch(() => {})
-      await running.http.close().catch(() => {})
-      await running.store.close().catch(() => {})
-    }
+    if (running) await stopRunning(running, 2000).catch(() => {})
     sender.close()
     await mllp?.close()
     await api.close()
