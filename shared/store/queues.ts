@@ -87,4 +87,10 @@ export class ChannelQueues {
     const q = this.of(channel)
     q.pending = committed + q.unwritten
   }
+
+  /** Recounts `channels` and every channel `rows` names from the database's counts of unfinished messages (absent: none). */
+  recountAll(channels: readonly string[], rows: ReadonlyArray<{ channel: string; n: number }>): void {
+    const counts = new Map(rows.map((r) => [r.channel, r.n]))
+    for (const ch of new Set([...channels, ...counts.keys()])) this.recount(ch, counts.get(ch) ?? 0)
+  }
 }

@@ -50,8 +50,7 @@ export class EngineLease {
   }
 
   async join(): Promise<void> {
-    await this.db.sql`INSERT INTO weir_engines (id, host, pid, version, lease_until)
-      VALUES (${this.id}, ${hostname()}, ${process.pid}, ${this.o.version}, clock_timestamp() + ${this.o.leaseMs}::int * interval '1 millisecond')`
+    await this.register(this.o.leaseMs)
     await this.sweep()
     this.timer = setInterval(() => void this.beat(), Math.max(100, Math.floor(this.o.leaseMs / 3)))
     this.timer.unref()
@@ -106,11 +105,16 @@ export class EngineLease {
     if (mine === 0) {
       const old = this.id
       this.id = newEngineId()
-      await this.db.sql`INSERT INTO weir_engines (id, host, pid, version, lease_until)
-        VALUES (${this.id}, ${hostname()}, ${process.pid}, ${this.o.version}, clock_timestamp() + ${lease}::int * interval '1 millisecond')`
+      await this.register(lease)
       this.o.onLost(old, this.id)
     }
     if (Date.now() >= this.sweepAfter) await this.sweep()
+  }
+
+  /** Adds this engine (under its current id) to the engines table, leased for `leaseMs` by the database's clock. */
+  private async register(leaseMs: number): Promise<void> {
+    await this.db.sql`INSERT INTO weir_engines (id, host, pid, version, lease_until)
+      VALUES (${this.id}, ${hostname()}, ${process.pid}, ${this.o.version}, clock_timestamp() + ${leaseMs}::int * interval '1 millisecond')`
   }
 
   private async sweep(): Promise<void> {

@@ -298,8 +298,7 @@ class PostgresStore implements PostgresMessageStore {
     return this.read(async () => {
       const rows = await this.db.query<{ channel: string; n: number }>(`SELECT channel, count(*)::int AS n FROM weir_messages
         WHERE status IN ${UNFINISHED} AND ($1::text IS NULL OR channel = $1) GROUP BY channel`, [channel ?? null])
-      const counts = new Map(rows.map((r) => [r.channel, r.n]))
-      for (const ch of new Set([...channels, ...counts.keys()])) this.queues.recount(ch, counts.get(ch) ?? 0)
+      this.queues.recountAll(channels, rows)
     })
   }
 

@@ -303,10 +303,7 @@ class SqliteStore implements SqliteMessageStore {
   refreshPending(channel?: string): Promise<void> {
     const channels = channel ? [channel] : this.queues.channels()
     for (const ch of channels) this.queues.toDatabase(ch)
-    return this.writer.call('pendingCounts', [channel ?? null], (rows: Array<{ channel: string; n: number }>) => {
-      const counts = new Map(rows.map((r) => [r.channel, r.n]))
-      for (const ch of new Set([...channels, ...counts.keys()])) this.queues.recount(ch, counts.get(ch) ?? 0)
-    })
+    return this.writer.call('pendingCounts', [channel ?? null], (rows: Array<{ channel: string; n: number }>) => this.queues.recountAll(channels, rows))
   }
 
   getState<T = unknown>(channel: string, component: string, key: string): Promise<T | undefined> {
