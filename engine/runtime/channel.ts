@@ -90,6 +90,8 @@ export interface ChannelHandle {
   destinations(): DestinationStatus[]
   /** The channel's credentials in use (those a component asked for), by name. */
   credentials(): Record<string, CredentialStatus>
+  /** Requests a token of credential `name` now, past the cache and fail-fast (an operator's check); rejects as the token endpoint refused. */
+  checkCredential(name: string): Promise<{ expiresAt: number; scope?: string }>
   /**
    * Pauses the channel (no message starts; the source still accepts into the queue up to
    * `queueLimit`) or one destination (its deliveries wait; other destinations go on). Kept in the
@@ -265,6 +267,12 @@ function channelHandle(p: HandleParts): ChannelHandle {
     breakers: () => Object.fromEntries(c.destinations.map((d) => [d.loaded.name, { state: d.breaker.state, openings: d.breaker.openings }])),
     destinations: () => c.destinations.map((d) => ({ name: d.loaded.name, type: d.loaded.definition.type, paused: d.hold.paused, breaker: d.breaker.state, openings: d.breaker.openings })),
     credentials: () => Object.fromEntries([...c.providers].map(([name, prov]) => [name, prov.status?.() ?? { ...prov.stats() }])),
+    async checkCredential(name) {
+      const prov = c.providers.get(name)
+      if (!prov) throw new errorCodes.ERR_CREDENTIAL_UNKNOWN(`channel ${rc.name} uses no credential "${name}"`)
+      const t = await (prov.fetchNow ? prov.fetchNow() : prov.getToken())
+      return { expiresAt: t.expiresAt, ...(t.scope ? { scope: t.scope } : {}) }
+    },
     status: () => {
       const s = p.state()
       if (s !== 'running') return s

@@ -89,14 +89,15 @@ function fromEntry(ctx: LeasedFetchContext, entry: StoredTokens | undefined): Ob
  * One token fetch for every holder of a store key: the token another holder published, else
  * `fetch` under the store's lease (it publishes what it obtains before returning it). A refusal by
  * the server is recorded in the entry, so the other holders fail fast without asking again.
+ * `force` (an operator's check) asks the server even when the entry offers a token or a refusal.
  */
-export async function fetchUnderLease(ctx: LeasedFetchContext, fetch: (s: RefreshTokenStore, entry: StoredTokens | undefined) => Promise<Obtained>): Promise<Obtained> {
+export async function fetchUnderLease(ctx: LeasedFetchContext, fetch: (s: RefreshTokenStore, entry: StoredTokens | undefined) => Promise<Obtained>, force = false): Promise<Obtained> {
   const s = ctx.store()
-  const early = fromEntry(ctx, await s.read(ctx.key))
+  const early = force ? undefined : fromEntry(ctx, await s.read(ctx.key))
   if (early) return early
   return s.withLease(ctx.key, async () => {
     const entry = await s.read(ctx.key)
-    const shared = fromEntry(ctx, entry)
+    const shared = force ? undefined : fromEntry(ctx, entry)
     if (shared) return shared
     try {
       return await fetch(s, entry)
@@ -111,10 +112,10 @@ export async function fetchUnderLease(ctx: LeasedFetchContext, fetch: (s: Refres
  * A grant without a refresh token (client_credentials, jwt-bearer) through the store: one engine
  * of a cluster asks, the others use the token it published.
  */
-export function sharedGrant(ctx: LeasedFetchContext, send: (signal?: AbortSignal) => Promise<ProcessedToken>, signal?: AbortSignal): Promise<Obtained> {
+export function sharedGrant(ctx: LeasedFetchContext, send: (signal?: AbortSignal) => Promise<ProcessedToken>, signal?: AbortSignal, force = false): Promise<Obtained> {
   return fetchUnderLease(ctx, async (s, entry) => {
     const res = await send(signal)
     await s.write(ctx.key, storedFieldsOf(res), entry?.version ?? 0)
     return res
-  })
+  }, force)
 }

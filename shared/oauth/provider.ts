@@ -55,15 +55,20 @@ export function tlsDispatcher(c: CredentialConfig): Agent | undefined {
  * The grant of the credential as one attempt: a static token, a token request (through the shared
  * state when there is one), or the refresh-token rotation.
  */
-function grantObtainer(r: ResolvedCredential, c: CredentialConfig, exchange: TokenExchange, refresh: Omit<RefreshGrantContext, 'send'>, shared: boolean): (signal: AbortSignal) => Promise<Obtained> {
+function grantObtainer(r: ResolvedCredential, c: CredentialConfig, exchange: TokenExchange, refresh: Omit<RefreshGrantContext, 'send'>, shared: boolean): (signal: AbortSignal, force?: boolean) => Promise<Obtained> {
   if (r.grant === 'static') {
     const token: AccessToken = { value: Secret.is(c.token) ? c.token : new Secret(String(c.token), 'literal'), tokenType: c.tokenType ?? 'Bearer', expiresAt: Infinity, extra: {} }
     return async () => ({ token, lifetimeMs: Infinity })
   }
   if (r.grant === 'refresh_token') return (signal) => refreshTokenGrant({ ...refresh, send: exchange.send }, signal)
   const params = grantParams(r.grant)
-  if (shared) return (signal) => sharedGrant(refresh, (s) => exchange.send(params, s), signal)
+  if (shared) return (signal, force) => sharedGrant(refresh, (s) => exchange.send(params, s), signal, force)
   return (signal) => exchange.send(params, signal)
+}
+
+/** The host (and port) of the token endpoint or issuer, for status displays. */
+function hostOf(url: string | undefined): string | undefined {
+  return url && URL.canParse(url) ? new URL(url).host : undefined
 }
 
 /** The store key of a grant's access token in the shared state (the cache key, hashed: it names the client and scopes). */
@@ -104,6 +109,7 @@ export function createTokenProvider(name: string, config: CredentialConfig, opti
     store: () => (store ??= createRefreshTokenStore({ dir: join(options.dataDir ?? 'data', 'oauth') })),
   }, options.shared !== undefined && !dpop)
   const user = new SlotUser(slot, { name, log, now, random: options.random ?? Math.random, clockSkewSec: r.clockSkewSec, failFastMs: r.failFastMs, maxAttempts: r.maxAttempts, lifetime, obtain, counters: exchange.counters })
+  const endpoint = hostOf(r.tokenUrl ?? r.issuer)
   const authorizationOf = (t: AccessToken) => `${t.tokenType === 'DPoP' ? 'DPoP' : 'Bearer'} ${reveal(t.value)!}`
 
   return {
@@ -112,6 +118,7 @@ export function createTokenProvider(name: string, config: CredentialConfig, opti
     ...(ownDispatcher ? { dispatcher: ownDispatcher } : {}),
     getToken: (opts) => user.getToken(opts),
     invalidate: (token) => user.invalidate(token),
+    fetchNow: () => user.fetchNow(),
     async authorize(request, token, opts) {
       // `opts` as given: its signal is read only when the call has to wait for a token.
       const t = token ?? (await user.getToken(opts))
@@ -130,6 +137,9 @@ export function createTokenProvider(name: string, config: CredentialConfig, opti
     stats: () => ({ ...exchange.counters }),
     status: () => ({
       ...exchange.counters,
+      grant: r.grant,
+      ...(endpoint ? { endpoint } : {}),
+      ...(slot.token?.scope ? { scope: slot.token.scope } : {}),
       ...(slot.token ? { expiresAt: slot.token.expiresAt } : {}),
       ...(slot.fetchedAt !== undefined ? { fetchedAt: slot.fetchedAt } : {}),
       ...(slot.brokenError && slot.brokenUntil > now() ? { failingFastUntil: slot.brokenUntil } : {}),

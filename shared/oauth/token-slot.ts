@@ -25,7 +25,7 @@ export interface Slot {
   /** When the current token was obtained (epoch ms). */
   fetchedAt?: number
   /** The last fetch that failed after its retries, for status displays (cleared by the next success). */
-  lastFailure?: { at: number; code: string; message: string }
+  lastFailure?: { at: number; code: string; message: string; error?: string }
   invalidated?: string
   /**
    * The DPoP key pair of the slot: every provider sharing the slot (two channels using one shared
@@ -98,8 +98,8 @@ export interface SlotUserOptions {
   failFastMs: number
   maxAttempts: number
   lifetime: ProviderLifetime
-  /** Obtains a token by the credential's grant (one attempt). */
-  obtain: (signal: AbortSignal) => Promise<Obtained>
+  /** Obtains a token by the credential's grant (one attempt); `force` skips a token the shared state holds. */
+  obtain: (signal: AbortSignal, force?: boolean) => Promise<Obtained>
   counters: { tokenErrors: number }
 }
 
@@ -130,6 +130,15 @@ export class SlotUser {
    */
   getToken(opts?: { signal?: AbortSignal }): Promise<AccessToken> {
     return this.usableNow() !== undefined ? this.slot.resolved! : this.#waitShared(opts?.signal)
+  }
+
+  /**
+   * A token request now, whatever the cache holds (an operator's check): joins the slot's fetch in
+   * flight, else starts one even while the credential fails fast; its outcome updates the slot as
+   * any fetch does (a success ends fail-fast, a refusal starts it).
+   */
+  fetchNow(): Promise<AccessToken> {
+    return this.slot.pending ?? this.#startFetch(true)
   }
 
   /** Drops `token` if it is still the slot's current one. */
@@ -170,11 +179,11 @@ export class SlotUser {
   }
 
   /** One shared fetch: runs under this provider's lifetime signal, never under a caller's. */
-  async #fetchWithRetries(): Promise<AccessToken> {
+  async #fetchWithRetries(force = false): Promise<AccessToken> {
     const { lifetime, log } = this.o
     for (let attempt = 1; ; attempt++) {
       try {
-        return this.#install(await this.o.obtain(lifetime.signal))
+        return this.#install(await this.o.obtain(lifetime.signal, force))
       } catch (e) {
         if (lifetime.signal.aborted) throw lifetime.shutdownError()
         const err = e as WeirError
@@ -185,16 +194,17 @@ export class SlotUser {
           continue
         }
         this.o.counters.tokenErrors++
-        this.slot.lastFailure = { at: this.o.now(), code: err.code ?? 'ERR_UNKNOWN', message: describeError(err) }
+        const error = (err as Partial<OAuthResponseError>).error
+        this.slot.lastFailure = { at: this.o.now(), code: err.code ?? 'ERR_UNKNOWN', message: describeError(err), ...(error ? { error } : {}) }
         if (!err.retryable) this.#markBroken(err)
         throw err
       }
     }
   }
 
-  #startFetch(): Promise<AccessToken> {
+  #startFetch(force = false): Promise<AccessToken> {
     const slot = this.slot
-    const p = this.#fetchWithRetries().finally(() => {
+    const p = this.#fetchWithRetries(force).finally(() => {
       if (slot.pending === p) delete slot.pending
     })
     slot.pending = p

@@ -15,6 +15,11 @@ export interface AccessToken {
 
 /** A credential's state as `TokenProvider.status()` reports it. Times are epoch ms; never a token. */
 export interface CredentialStatus {
+  /** The grant (`client_credentials`, `jwt_bearer`, `refresh_token`, `static`) and the token endpoint's (or issuer's) host. */
+  grant?: string
+  endpoint?: string
+  /** The scope the server granted with the current token. */
+  scope?: string
   /** Token requests sent (retries included) and fetches that failed after their retries. */
   tokenRequests: number
   tokenErrors: number
@@ -24,7 +29,7 @@ export interface CredentialStatus {
   /** Calls fail at once without contacting the token endpoint until then (after a non-retryable error). */
   failingFastUntil?: number
   /** The last failed fetch (cleared by the next success): its time, error code and message (an OAuth error's code and description, never a secret). */
-  lastFailure?: { at: number; code: string; message: string }
+  lastFailure?: { at: number; code: string; message: string; error?: string }
 }
 
 /**
@@ -35,6 +40,11 @@ export interface TokenProvider extends RequestCredential<AccessToken> {
   readonly name: string
   /** A valid token: cached, refreshed in the background before expiry, one fetch in flight however many callers wait. */
   getToken(options?: { signal?: AbortSignal }): Promise<AccessToken>
+  /**
+   * A token request now, bypassing the cached token and fail-fast (an operator's check); joins a
+   * fetch already in flight. Its outcome updates the cache and `status()` like any fetch. Optional.
+   */
+  fetchNow?(): Promise<AccessToken>
   /** Drops `token` if it is still the current one (after a 401 invalid_token). */
   invalidate(token: AccessToken): void
   /**

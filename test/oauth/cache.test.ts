@@ -1,6 +1,9 @@
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
 import { startAuthorizationServer, type AuthorizationServer } from '../../engine/embedded/authorization-server.ts'
-import { createTokenProvider, refreshSchedule, TokenCache, type CredentialConfig } from '../../shared/oauth/index.ts'
+import { createRefreshTokenStore, createTokenProvider, refreshSchedule, TokenCache, type CredentialConfig } from '../../shared/oauth/index.ts'
 import { createHttpClient } from '../../shared/http/index.ts'
 import { Secret } from '../../shared/secret.ts'
 import { fixtures, leakCollector } from './_helpers.ts'
@@ -120,9 +123,10 @@ describe('error classes', () => {
       message: `token endpoint ${as.tokenUrl} answered 401 invalid_client: client secret mismatch`,
     })
     expect(count('badsecret')).toBe(1)
+    const endpoint = new URL(as.tokenUrl).host
     expect(p.status!()).toEqual({
-      tokenRequests: 1, tokenErrors: 1, failingFastUntil: t + 30_000,
-      lastFailure: { at: t, code: 'ERR_OAUTH_RESPONSE', message: `token endpoint ${as.tokenUrl} answered 401 invalid_client: client secret mismatch` },
+      tokenRequests: 1, tokenErrors: 1, failingFastUntil: t + 30_000, grant: 'client_credentials', endpoint,
+      lastFailure: { at: t, code: 'ERR_OAUTH_RESPONSE', error: 'invalid_client', message: `token endpoint ${as.tokenUrl} answered 401 invalid_client: client secret mismatch` },
     })
     for (let i = 0; i < 5; i++) {
       t += 5_000
@@ -138,7 +142,49 @@ describe('error classes', () => {
     as.registerClient({ clientId: 'badsecret', authMethod: 'client_secret_basic', secret: 'the-wrong-secret' })
     t += 30_001
     const token = await p.getToken()
-    expect(p.status!()).toEqual({ tokenRequests: 3, tokenErrors: 2, fetchedAt: t, expiresAt: token.expiresAt })
+    expect(p.status!()).toEqual({ tokenRequests: 3, tokenErrors: 2, fetchedAt: t, expiresAt: token.expiresAt, grant: 'client_credentials', endpoint })
+  })
+
+  it('fetchNow: a token request past the cached token and past fail-fast, one per slot however many ask; its outcome is what status() shows', async () => {
+    let t = Date.now()
+    const p = createTokenProvider('now', { ...client('fetchnow'), failFastMs: 60_000 }, { now: () => t, cache: new TokenCache(), log: leak.log })
+    const cached = await p.getToken()
+    const [a, b] = await Promise.all([p.fetchNow!(), p.fetchNow!()])
+    expect(count('fetchnow')).toBe(2)
+    expect(a).toBe(b)
+    expect(a.value.reveal()).not.toBe(cached.value.reveal())
+    expect((await p.getToken()).value.reveal()).toBe(a.value.reveal())
+    as.registerClient({ clientId: 'fetchnow', authMethod: 'client_secret_basic', secret: 'changed-on-the-server' })
+    const refused = leak.error(await p.fetchNow!().catch((e) => e)) as Record<string, unknown>
+    expect(refused).toMatchObject({ code: 'ERR_OAUTH_RESPONSE', error: 'invalid_client' })
+    expect(p.status!()).toMatchObject({ failingFastUntil: t + 60_000, lastFailure: { error: 'invalid_client' } })
+    expect(leak.error(await p.fetchNow!().catch((e) => e))).toMatchObject({ code: 'ERR_OAUTH_RESPONSE' }) // asks again while failing fast
+    expect(count('fetchnow')).toBe(4)
+    client('fetchnow')
+    t += 1000
+    await p.fetchNow!()
+    expect(p.status!()).toMatchObject({ fetchedAt: t, tokenRequests: 5, tokenErrors: 2 })
+    expect(p.status!().failingFastUntil).toBeUndefined()
+    expect(p.status!().lastFailure).toBeUndefined()
+  })
+
+  it('fetchNow with shared token state: asks the server although the state holds a usable token another holder fetched, and publishes the new one to the other holders', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'weir-fetchnow-'))
+    try {
+      const shared = createRefreshTokenStore({ dir })
+      const config = client('fetchshared')
+      const [p1, p2] = [0, 1].map(() => createTokenProvider('shared', config, { cache: new TokenCache(), shared, log: leak.log }))
+      const first = await p1!.getToken()
+      expect(count('fetchshared')).toBe(1)
+      const forced = await p2!.fetchNow!()
+      expect(count('fetchshared')).toBe(2)
+      expect(forced.value.reveal()).not.toBe(first.value.reveal())
+      const p3 = createTokenProvider('shared', config, { cache: new TokenCache(), shared, log: leak.log })
+      expect((await p3.getToken()).value.reveal()).toBe(forced.value.reveal())
+      expect(count('fetchshared')).toBe(2)
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
   })
 
   it('503 with Retry-After twice, then success: three requests spaced as Retry-After says', async () => {
