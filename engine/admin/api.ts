@@ -1,6 +1,9 @@
 import { Refusal } from '../../shared/inbound/refusal.ts'
 import type { ChannelHandle } from '../runtime/index.ts'
 import type { MessageStore } from '../../shared/store/types.ts'
+import type { CredentialStatus } from '../../shared/oauth/types.ts'
+import { scrubSecrets } from '../../shared/secret.ts'
+import type { WeirError } from '../../shared/errors.ts'
 import type { Auth, Session } from './auth.ts'
 import { sendJson } from './http.ts'
 import { requireRole, type Router, type RouteContext } from './router.ts'
@@ -96,5 +99,93 @@ export function sessionRoutes(router: Router, auth: Auth): void {
       return
     }
     sendJson(ctx.res, 200, sessionView(ctx.session, ctx))
+  })
+}
+
+const isoOf = (t: number | undefined) => (t === undefined || !Number.isFinite(t) ? null : new Date(t).toISOString())
+
+/** One credential as GET /api/credentials shows it; never a token, secret or assertion. */
+export interface CredentialView {
+  name: string
+  /** The channels using it (a credential of a shared `credentialsFile` shows once). */
+  channels: string[]
+  grant: string | null
+  endpoint: string | null
+  scope: string | null
+  /** When the current token was fetched and when it expires (ISO), and the seconds it has left. */
+  fetchedAt: string | null
+  expiresAt: string | null
+  expiresInSec: number | null
+  /** Token requests sent (retries included) and fetches that failed after their retries, summed over the channels. */
+  requests: { sent: number; failed: number }
+  /** The last failed fetch: its RFC 6749 error code (when the server sent one) and the reason. */
+  lastFailure: { at: string; code: string; error: string | null; message: string } | null
+  /** Until when calls fail at once without asking the token endpoint (after a refusal), or null. */
+  failingFastUntil: string | null
+}
+
+function credentialView(name: string, channel: string, s: CredentialStatus, now: number): CredentialView {
+  const f = s.lastFailure
+  return {
+    name, channels: [channel], grant: s.grant ?? null, endpoint: s.endpoint ?? null, scope: s.scope ?? null,
+    fetchedAt: isoOf(s.fetchedAt), expiresAt: isoOf(s.expiresAt),
+    expiresInSec: s.expiresAt === undefined || !Number.isFinite(s.expiresAt) ? null : Math.max(0, Math.round((s.expiresAt - now) / 1000)),
+    requests: { sent: s.tokenRequests, failed: s.tokenErrors },
+    lastFailure: f ? { at: isoOf(f.at)!, code: f.code, error: f.error ?? null, message: scrubSecrets(f.message) } : null,
+    failingFastUntil: isoOf(s.failingFastUntil),
+  }
+}
+
+/**
+ * The credentials the channels use, by name, grant and endpoint: channels sharing a credential share
+ * its token cache, so it shows once with its channels and their request counts added up.
+ */
+export function credentialViews(handles: readonly ChannelHandle[], now = Date.now()): CredentialView[] {
+  const views = new Map<string, CredentialView>()
+  for (const h of handles) {
+    for (const [name, s] of Object.entries(h.credentials())) {
+      const key = JSON.stringify([name, s.grant, s.endpoint])
+      const seen = views.get(key)
+      if (!seen) views.set(key, credentialView(name, h.name, s, now))
+      else {
+        seen.channels.push(h.name)
+        seen.requests.sent += s.tokenRequests
+        seen.requests.failed += s.tokenErrors
+      }
+    }
+  }
+  return [...views.values()].sort((a, b) => a.name.localeCompare(b.name) || a.channels[0]!.localeCompare(b.channels[0]!))
+}
+
+/** What "fetch a token now" found: the new token's lifetime and scope, or the server's reason. */
+export type CredentialCheck =
+  | { credential: string; channel: string; ok: true; expiresInSec: number | null; scope: string | null }
+  | { credential: string; channel: string; ok: false; error: { code: string; error: string | null; message: string } }
+
+/**
+ * Requests a token of the credential the request names now (`channel` picks among channels using
+ * it; default the first), through the channel's provider, and records it in the audit log.
+ */
+export async function checkCredential(src: ApiSources, ctx: RouteContext): Promise<CredentialCheck> {
+  const credential = ctx.params.name!
+  const wanted = ctx.url.searchParams.get('channel') ?? ctx.form.get('channel') ?? undefined
+  const handle = src.handles().find((h) => (wanted === undefined || h.name === wanted) && credential in h.credentials())
+  if (!handle) throw new Refusal(404, `no channel uses a credential "${credential}"${wanted === undefined ? '' : ` in channel "${wanted}"`}`)
+  await auditAction(src, ctx, 'check-credential', `${handle.name}/${credential}`)
+  const base = { credential, channel: handle.name }
+  try {
+    const t = await handle.checkCredential(credential)
+    return { ...base, ok: true, expiresInSec: Number.isFinite(t.expiresAt) ? Math.max(0, Math.round((t.expiresAt - Date.now()) / 1000)) : null, scope: t.scope ?? null }
+  } catch (e) {
+    const err = e as WeirError & { error?: string }
+    return { ...base, ok: false, error: { code: err.code ?? 'ERR_UNKNOWN', error: err.error ?? null, message: scrubSecrets(err.message) } }
+  }
+}
+
+/** GET /api/credentials and the operator's POST /api/credentials/:name/check (`?channel=`): a check answers 200 with `ok` and the reason. */
+export function credentialRoutes(router: Router, src: ApiSources): void {
+  router.get('/api/credentials', ({ res }) => sendJson(res, 200, { credentials: credentialViews(src.handles()) }))
+  router.post('/api/credentials/:name/check', requireRole('operator'), async (ctx) => {
+    sendJson(ctx.res, 200, { ...(await checkCredential(src, ctx)), by: ctx.principal!.name })
   })
 }

@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util'
 import type { CommandIO } from '../cli-io.ts'
 import { errorCodes } from '../../shared/errors.ts'
 import { openPostgresStore } from '../../shared/store/index.ts'
+import type { EngineStatus } from '../../shared/store/postgres/engines.ts'
 import { storeOptions, storeUrlOf } from '../store.ts'
 
 export const summary = 'show the engines of a cluster sharing one PostgreSQL store'
@@ -19,6 +20,14 @@ exit status: 0 when every engine listed is live, 1 when one has expired, 2 on ba
 
 const age = (ms: number) => (ms < 10_000 ? `${(ms / 1000).toFixed(1)}s` : `${Math.round(ms / 1000)}s`)
 
+/** The columns of `weir cluster status` (and the dashboard's cluster page). */
+export const ENGINE_COLUMNS = ['ENGINE', 'HOST', 'PID', 'VERSION', 'HEARTBEAT', 'STATE', 'CLAIMED', 'LEADS'] as const
+
+/** One engine as a row of ENGINE_COLUMNS: heartbeat as `1.2s ago`, state `live` or `expired`, leads joined (`-` for none). */
+export function engineRow(e: EngineStatus): string[] {
+  return [e.id, e.host, String(e.pid), e.version, `${age(e.heartbeatAgeMs)} ago`, e.expired ? 'expired' : 'live', String(e.claimed), e.leads.join(', ') || '-']
+}
+
 export async function run(args: string[], io: CommandIO): Promise<number> {
   const [sub, ...rest] = args
   const { values } = parseArgs({ args: rest, options: { ...storeOptions, json: { type: 'boolean', default: false } } })
@@ -34,8 +43,7 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
     if (values.json) io.out(JSON.stringify(engines.map((e) => ({ ...e, startedAt: new Date(e.startedAt).toISOString() }))))
     else if (engines.length === 0) io.out('no engines')
     else {
-      const rows = [['ENGINE', 'HOST', 'PID', 'VERSION', 'HEARTBEAT', 'STATE', 'CLAIMED', 'LEADS']]
-      for (const e of engines) rows.push([e.id, e.host, String(e.pid), e.version, `${age(e.heartbeatAgeMs)} ago`, e.expired ? 'expired' : 'live', String(e.claimed), e.leads.join(', ') || '-'])
+      const rows: string[][] = [[...ENGINE_COLUMNS], ...engines.map(engineRow)]
       const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)))
       for (const r of rows) io.out(r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  '))
     }

@@ -1,0 +1,80 @@
+import type { Page } from 'playwright-core'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { OPEN_CONFIG } from '../../engine/admin/config.ts'
+import { startAdminServer } from '../../engine/admin/index.ts'
+import { startEmbeddedPostgres, type EmbeddedPostgresServer } from '../../engine/embedded/postgres.ts'
+import { silentLogger } from '../../shared/log/index.ts'
+import { openPostgresStore, openSqliteStore, type MessageStore } from '../../shared/store/index.ts'
+import { tempDir } from '../runtime/_helpers.ts'
+import { call } from './_admin.ts'
+import { useBrowser } from './_dashboard.ts'
+
+const { b, shot } = useBrowser()
+let server: EmbeddedPostgresServer
+beforeAll(async () => { server = await startEmbeddedPostgres({ volatile: true }) }, 120_000)
+afterAll(async () => { await server?.stop() })
+
+/** An open admin server attached to `store` (no channel), a browser page, and their clean-up. */
+async function dashboardOn(store: MessageStore, use: (page: Page, url: string) => Promise<void>): Promise<void> {
+  const admin = await startAdminServer({ host: '127.0.0.1', port: 0, config: OPEN_CONFIG, log: silentLogger })
+  admin.attach({ store, handles: [] })
+  const page = await b.browser.newPage({ viewport: { width: 1200, height: 420 } })
+  try {
+    await use(page, admin.url)
+  } finally {
+    await page.close()
+    await admin.close()
+  }
+}
+
+describe('cluster page', () => {
+  it('with the PostgreSQL store: the nav links it and it lists both engines as weir cluster status does, this one marked', async () => {
+    const url = await server.createDatabase('admin_cluster')
+    const a = await openPostgresStore({ url, leaseMs: 60_000, version: '1.5.0' })
+    const b = await openPostgresStore({ url, leaseMs: 60_000, version: '1.4.2' })
+    try {
+      expect(await b.leadership!.lead('poll/sftp-in')).toBe(true)
+      await dashboardOn(a, async (page, base) => {
+        await page.goto(`${base}/`)
+        await page.click('header nav a[href="/cluster"]')
+        expect(await page.textContent('h1')).toBe('Cluster')
+        expect(await page.locator('#engines thead th').allTextContents()).toEqual(['Engine', 'Host', 'Pid', 'Version', 'Heartbeat', 'State', 'Claimed', 'Leads'])
+        const rows = page.locator('#engines tbody tr')
+        expect(await rows.count()).toBe(2)
+        const self = page.locator(`tr[data-engine="${a.engineId}"]`)
+        expect(await self.locator('td').first().textContent()).toBe(`${a.engineId} (this engine)`)
+        expect(await self.locator('td').nth(3).textContent()).toBe('1.5.0')
+        expect(await self.locator('[data-field="state"]').textContent()).toBe('live')
+        const other = page.locator(`tr[data-engine="${b.engineId}"]`)
+        expect(await other.locator('td').first().textContent()).toBe(b.engineId)
+        expect(await other.locator('td').nth(2).textContent()).toBe(String(process.pid))
+        expect(await other.locator('td').nth(4).textContent()).toMatch(/^\d+\.\d+s ago$/)
+        expect(await other.locator('td').last().textContent()).toBe('poll/sftp-in')
+        await shot(page, 'cluster')
+        const api = await call(base, '/api/cluster')
+        expect(api.json).toMatchObject({ clustered: true, self: a.engineId, engines: [{ id: a.engineId, version: '1.5.0', expired: false }, { id: b.engineId, version: '1.4.2', leads: ['poll/sftp-in'] }] })
+      })
+    } finally {
+      await b.close()
+      await a.close()
+    }
+  })
+
+  it('with the embedded SQLite store: no Cluster link, and the page says the engine runs alone', async () => {
+    const dir = await tempDir('weir-admin-cluster-')
+    const store = openSqliteStore({ dataDir: dir.path })
+    try {
+      await dashboardOn(store, async (page, base) => {
+        await page.goto(`${base}/`)
+        expect(await page.locator('header nav a').allTextContents()).toEqual(['Channels', 'Audit log', 'Credentials'])
+        await page.goto(`${base}/cluster`)
+        expect(await page.textContent('[role="status"]')).toMatch(/^This engine runs alone: a single engine with the embedded \(SQLite\) store\./)
+        expect(await page.locator('#engines').count()).toBe(0)
+        expect((await call(base, '/api/cluster')).json).toEqual({ clustered: false, engines: [] })
+      })
+    } finally {
+      await store.close()
+      await dir.remove()
+    }
+  })
+})
