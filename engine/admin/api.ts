@@ -171,15 +171,18 @@ export async function checkCredential(src: ApiSources, ctx: RouteContext): Promi
   const wanted = ctx.url.searchParams.get('channel') ?? ctx.form.get('channel') ?? undefined
   const handle = src.handles().find((h) => (wanted === undefined || h.name === wanted) && credential in h.credentials())
   if (!handle) throw new Refusal(404, `no channel uses a credential "${credential}"${wanted === undefined ? '' : ` in channel "${wanted}"`}`)
-  await auditAction(src, ctx, 'check-credential', `${handle.name}/${credential}`)
   const base = { credential, channel: handle.name }
+  let done: CredentialCheck
   try {
     const t = await handle.checkCredential(credential)
-    return { ...base, ok: true, expiresInSec: Number.isFinite(t.expiresAt) ? Math.max(0, Math.round((t.expiresAt - Date.now()) / 1000)) : null, scope: t.scope ?? null }
+    done = { ...base, ok: true, expiresInSec: Number.isFinite(t.expiresAt) ? Math.max(0, Math.round((t.expiresAt - Date.now()) / 1000)) : null, scope: t.scope ?? null }
   } catch (e) {
     const err = e as WeirError & { error?: string }
-    return { ...base, ok: false, error: { code: err.code ?? 'ERR_UNKNOWN', error: err.error ?? null, message: scrubSecrets(err.message) } }
+    done = { ...base, ok: false, error: { code: err.code ?? 'ERR_UNKNOWN', error: err.error ?? null, message: scrubSecrets(err.message) } }
   }
+  // The outcome in the audit log: "ok", or the RFC 6749 error code (else Weir's code); never the server's text.
+  await auditAction(src, ctx, 'check-credential', `${handle.name}/${credential}: ${done.ok ? 'ok' : done.error!.error ?? done.error!.code}`)
+  return done
 }
 
 /** GET /api/credentials and the operator's POST /api/credentials/:name/check (`?channel=`): a check answers 200 with `ok` and the reason. */

@@ -60,13 +60,13 @@ describe('cluster page', () => {
     }
   })
 
-  it('with the embedded SQLite store: no Cluster link, and the page says the engine runs alone', async () => {
+  it('with the embedded SQLite store: the page says the engine runs alone', async () => {
     const dir = await tempDir('weir-admin-cluster-')
     const store = openSqliteStore({ dataDir: dir.path })
     try {
       await dashboardOn(store, async (page, base) => {
         await page.goto(`${base}/`)
-        expect(await page.locator('header nav a').allTextContents()).toEqual(['Channels', 'Audit log', 'Credentials'])
+        expect(await page.locator('header nav a').allTextContents()).toEqual(['Channels', 'Audit log', 'Credentials', 'Cluster'])
         await page.goto(`${base}/cluster`)
         expect(await page.textContent('[role="status"]')).toMatch(/^This engine runs alone: a single engine with the embedded \(SQLite\) store\./)
         expect(await page.locator('#engines').count()).toBe(0)

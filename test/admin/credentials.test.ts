@@ -104,7 +104,7 @@ describe('credentials page in a browser', () => {
     const check = await call(url, '/api/credentials/partner/check?channel=lab-results', { method: 'POST', headers: bearer(OPERATOR_TOKEN) })
     expect(check.json).toMatchObject({ credential: 'partner', channel: 'lab-results', ok: false, error: { code: 'ERR_OAUTH_RESPONSE', error: 'invalid_client' }, by: 'olivia' })
     expect((await fx.rt.store.auditLog()).map((e) => [e.actor, e.action, e.target]).reverse()).toEqual([
-      ['olivia', 'check-credential', 'billing/partner'], ['olivia', 'check-credential', 'billing/partner'], ['olivia', 'check-credential', 'lab-results/partner'],
+      ['olivia', 'check-credential', 'billing/partner: ok'], ['olivia', 'check-credential', 'billing/partner: invalid_client'], ['olivia', 'check-credential', 'lab-results/partner: invalid_client'],
     ])
     expectNoSecretIn(okPage, await page.content(), api.text, check.text, lines.join(''))
   })

@@ -7,7 +7,7 @@ import type { ApiSources } from '../api.ts'
 import type { Auth } from '../auth.ts'
 import { sendJson } from '../http.ts'
 import type { Router } from '../router.ts'
-import { html, layout, linkCluster, pageUser, sendHtml, type Raw } from './html.ts'
+import { html, layout, pageUser, sendHtml, type Raw } from './html.ts'
 
 /** The store as a cluster's PostgreSQL store, or undefined (the embedded SQLite store: the engine runs alone). */
 export function clusterStoreOf(store: MessageStore | undefined): PostgresMessageStore | undefined {
@@ -35,7 +35,6 @@ const ALONE = 'This engine runs alone: a single engine with the embedded (SQLite
  * page only with a PostgreSQL store.
  */
 export function clusterPage(router: Router, src: ApiSources, auth: Auth): void {
-  linkCluster(auth, () => clusterStoreOf(src.store()) !== undefined)
   router.get('/api/cluster', async ({ res }) => {
     const store = clusterStoreOf(runningStore(src))
     if (!store) return sendJson(res, 200, { clustered: false, engines: [] })

@@ -21,15 +21,6 @@ export interface PageUser {
   name: string
   role: 'viewer' | 'operator'
   csrf: string
-  /** The engine runs in a cluster (PostgreSQL store): the navigation links the cluster page. */
-  cluster?: boolean
-}
-
-const clusterNav = new WeakMap<Auth, () => boolean>()
-
-/** Whether the pages of the server authenticating with `auth` link the cluster page (asked on each page). */
-export function linkCluster(auth: Auth, when: () => boolean): void {
-  clusterNav.set(auth, when)
 }
 
 /** The page's user; on an open server a browser without a session gets one (and its cookie), so that its forms carry a CSRF token. */
@@ -39,7 +30,7 @@ export function pageUser(ctx: RouteContext, auth: Auth): PageUser {
     session = auth.openSession()
     ctx.res.setHeader('set-cookie', auth.cookie(session))
   }
-  return { name: ctx.principal!.name, role: ctx.principal!.role, csrf: session?.csrfToken ?? '', cluster: clusterNav.get(auth)?.() ?? false }
+  return { name: ctx.principal!.name, role: ctx.principal!.role, csrf: session?.csrfToken ?? '' }
 }
 
 /** A form posting one action with the session's CSRF token. */
@@ -53,7 +44,7 @@ export function layout(title: string, user: PageUser | undefined, body: Raw): st
   return html`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>${title} · Weir</title>
 <link rel="stylesheet" href="/assets/dashboard.css"><script src="/assets/dashboard.js" defer></script></head>
-<body><header><a class="brand" href="/">Weir</a><nav><a href="/">Channels</a> <a href="/audit">Audit log</a> <a href="/credentials">Credentials</a>${user?.cluster ? html` <a href="/cluster">Cluster</a>` : ''}</nav><div class="user">${who}</div></header>
+<body><header><a class="brand" href="/">Weir</a><nav><a href="/">Channels</a> <a href="/audit">Audit log</a> <a href="/credentials">Credentials</a> <a href="/cluster">Cluster</a></nav><div class="user">${who}</div></header>
 <main>${body}</main></body></html>`.text
 }
 
