@@ -12,22 +12,33 @@ import { version } from './cli.ts'
 import type { CommandIO } from './cli-io.ts'
 
 /** The command-line options that choose the message store, shared by `weir run`, `weir messages` and `weir cluster`. */
+/**
+ * The PostgreSQL store's commit pacing by default: under load a write waits up to 25 ms for 64
+ * operations to share its commit. Measured with `npm run bench -- cluster` (three engines on two
+ * cores): about 0.09 commits per message without it, 0.05 with it, at the same throughput.
+ */
+export const DEFAULT_COMMIT_DELAY_MS = 25
+
 export const storeOptions = {
   store: { type: 'string' },
   'store-password-file': { type: 'string' },
   'lease-ms': { type: 'string' },
+  'commit-delay-ms': { type: 'string' },
 } as const
 
 export const storeUsage = `  --store URL     a PostgreSQL store shared by a cluster of engines: postgres://user@host:5432/db
                   (also $WEIR_STORE; ?sslmode=require|verify-full honoured; the password from the URL,
                   $PGPASSWORD or --store-password-file)
   --store-password-file F   a file whose first line is the store's password
-  --lease-ms N    how long an engine's claims outlive its last heartbeat (PostgreSQL store; default 15000)`
+  --lease-ms N    how long an engine's claims outlive its last heartbeat (PostgreSQL store; default 15000)
+  --commit-delay-ms N   under load, how long a write may wait for others to share its commit
+                  (PostgreSQL store; default ${DEFAULT_COMMIT_DELAY_MS}; 0: commit at once)`
 
 export interface StoreChoice {
   store?: string | undefined
   'store-password-file'?: string | undefined
   'lease-ms'?: string | undefined
+  'commit-delay-ms'?: string | undefined
 }
 
 /** The PostgreSQL URL chosen by `--store` or `$WEIR_STORE`, or undefined for the embedded SQLite store. */
@@ -96,8 +107,10 @@ async function openStore(values: StoreChoice, io: Pick<CommandIO, 'env'>, o: Par
   }
   const leaseMs = values['lease-ms'] === undefined ? undefined : Number(values['lease-ms'])
   if (leaseMs !== undefined && (!Number.isInteger(leaseMs) || leaseMs < 300)) throw new errorCodes.ERR_USAGE(`--lease-ms must be an integer of at least 300; not "${values['lease-ms']}"`)
+  const delayMs = values['commit-delay-ms'] === undefined ? DEFAULT_COMMIT_DELAY_MS : Number(values['commit-delay-ms'])
+  if (!Number.isInteger(delayMs) || delayMs < 0 || delayMs > 1000) throw new errorCodes.ERR_USAGE(`--commit-delay-ms must be an integer from 0 to 1000; not "${values['commit-delay-ms']}"`)
   return openPostgresStore({
-    url, owner: o.owner, version: version(),
+    url, owner: o.owner, version: version(), commitPacing: { delayMs, batch: 64 },
     ...(values['store-password-file'] ? { passwordFile: values['store-password-file'] } : {}),
     ...(leaseMs !== undefined ? { leaseMs } : {}),
     ...(o.log ? { log: o.log } : {}),

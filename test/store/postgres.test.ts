@@ -46,6 +46,34 @@ describe('openPostgresStore', () => {
     }
   })
 
+  it('under load, paced commits wait for company: a trickle of writes shares far fewer commits; a lone write after a quiet spell does not wait', async () => {
+    const commitsFor = async (commitPacing: { delayMs: number; batch: number }) => {
+      url = await server.createDatabase(`pacing_${++dbs}`)
+      const store = await openPostgresStore({ url, commitPacing })
+      try {
+        const before = (await store.diagnostics()).commits
+        const writes: Array<Promise<unknown>> = []
+        for (let i = 0; i < 80; i++) {
+          writes.push(store.enqueue('c', { body: i }))
+          await new Promise((r) => setTimeout(r, 1))
+        }
+        await Promise.all(writes)
+        const trickle = (await store.diagnostics()).commits - before
+        await new Promise((r) => setTimeout(r, 400)) // quiet for longer than the pacing delay
+        const lone = await Promise.race([store.enqueue('c', { body: 'lone' }).then(() => 'committed'), new Promise((r) => setTimeout(r, 250, 'waited'))])
+        return { trickle, lone }
+      } finally {
+        await store.close()
+      }
+    }
+    const plain = await commitsFor({ delayMs: 0, batch: 0 })
+    const paced = await commitsFor({ delayMs: 300, batch: 20 })
+    expect(plain.lone).toBe('committed')
+    expect(paced.lone).toBe('committed') // the pacing delay is 300 ms: a lone write did not wait for it
+    expect(paced.trickle).toBeLessThanOrEqual(6) // about 80 / 20, the first one alone
+    expect(paced.trickle * 3).toBeLessThan(plain.trickle)
+  })
+
   it('migrates under an advisory lock (two engines opening together), refuses a schema newer than it knows, and never migrates as a reader', async () => {
     url = await server.createDatabase(`schema_${++dbs}`)
     const reader = await openPostgresStore({ url, owner: false }).catch((e) => e)

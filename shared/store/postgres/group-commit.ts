@@ -11,25 +11,57 @@ export interface PendingOp {
 /** Runs a batch of operations inside one transaction and returns each operation's result, in order. */
 export type ApplyBatch = (tx: Queryable, ops: readonly PendingOp[]) => Promise<unknown[]>
 
+/** How long a transaction under load may wait for company (see `GroupCommit`). */
+export interface CommitPacing {
+  /** At most this long (ms); 0 turns pacing off. */
+  delayMs: number
+  /** Stops waiting once this many operations are queued. */
+  batch: number
+}
+
 /**
  * Group commit over one PostgreSQL connection at a time: operations asked for while a transaction
  * commits wait, then share the next transaction, so a burst of N writes costs one commit. Each
  * promise resolves only after its transaction committed. When a shared transaction fails, its
  * operations are run again one transaction each, so one bad operation fails alone.
+ *
+ * Under load (the last transaction ended less than `pacing.delayMs` ago) the next transaction may
+ * wait up to `pacing.delayMs` for `pacing.batch` operations, as PostgreSQL's own `commit_delay`
+ * does: fewer, larger commits for a few milliseconds of latency. The first write after a quiet
+ * spell never waits.
  */
 export class GroupCommit {
   private waiting: PendingOp[] = []
+  private enough: (() => void) | undefined
+  /** When the last transaction ended (performance.now()). */
+  private lastCommitAt = -Infinity
   /** The drain under way, if any: it runs until nothing waits. */
   private draining: Promise<void> | undefined
   /** Transactions committed so far (tests and the benchmark read it). */
   commits = 0
 
-  constructor(private readonly db: Db, private readonly apply: ApplyBatch, private readonly onError: (e: unknown) => unknown) {}
+  constructor(private readonly db: Db, private readonly apply: ApplyBatch, private readonly onError: (e: unknown) => unknown, private readonly pacing: CommitPacing = { delayMs: 0, batch: 0 }) {}
 
   submit<T>(kind: string, args: unknown): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       this.waiting.push({ kind, args, resolve, reject })
+      if (this.enough && this.waiting.length >= this.pacing.batch) this.enough()
       this.draining ??= this.drain()
+    })
+  }
+
+  /** Waits up to the pacing delay for a full batch (under load only: the caller knows). */
+  private company(): Promise<void> {
+    if (this.pacing.delayMs <= 0 || this.waiting.length >= this.pacing.batch) return Promise.resolve()
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(done, this.pacing.delayMs)
+      const self = this
+      function done() {
+        clearTimeout(timer)
+        self.enough = undefined
+        resolve()
+      }
+      this.enough = done
     })
   }
 
@@ -43,6 +75,7 @@ export class GroupCommit {
       // Let the rest of this turn's operations join the first transaction.
       await new Promise((r) => setImmediate(r))
       while (this.waiting.length > 0) {
+        if (performance.now() - this.lastCommitAt < this.pacing.delayMs) await this.company()
         const batch = this.waiting
         this.waiting = []
         try {
@@ -59,7 +92,7 @@ export class GroupCommit {
   }
 
   private async transaction(ops: readonly PendingOp[]): Promise<unknown[]> {
-    const results = await this.db.transaction((tx) => this.apply(tx, ops))
+    const results = await this.db.transaction((tx) => this.apply(tx, ops)).finally(() => { this.lastCommitAt = performance.now() })
     this.commits++
     return results
   }

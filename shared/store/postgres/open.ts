@@ -13,7 +13,7 @@ import {
 } from '../types.ts'
 import { openDb, type Db } from './db.ts'
 import { clusterStatus, EngineLease, type EngineStatus } from './engines.ts'
-import { GroupCommit } from './group-commit.ts'
+import { GroupCommit, type CommitPacing } from './group-commit.ts'
 import { migrate } from './migrations.ts'
 import { batchApplier } from './operations.ts'
 
@@ -31,6 +31,8 @@ export interface PostgresStoreOptions {
   version?: string
   now?: () => number
   log?: Pick<Logger, 'warn' | 'info'>
+  /** Under load, how long a write transaction may wait for more writes to share its commit (ms), and how many it waits for. Default: no wait (`weir run` passes `--commit-delay-ms`). */
+  commitPacing?: CommitPacing
 }
 
 /** The PostgreSQL store, with its cluster membership. */
@@ -119,19 +121,21 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
       await lease.join()
     }
     const pending = await db.query<{ channel: string; n: number }>(`SELECT channel, count(*)::int AS n FROM weir_messages WHERE status IN ${UNFINISHED} GROUP BY channel`)
-    return new PostgresStore(db, url, lease, new ChannelQueues(pending.map((r) => [r.channel, r.n])), now)
+    return new PostgresStore(db, url, lease, new ChannelQueues(pending.map((r) => [r.channel, r.n])), now, options.commitPacing ?? NO_PACING)
   } catch (e) {
     await db.end().catch(() => {})
     throw storeError(e, url)
   }
 }
 
+const NO_PACING: CommitPacing = { delayMs: 0, batch: 0 }
+
 class PostgresStore implements PostgresMessageStore {
   private readonly writes: GroupCommit
   private closed = false
 
-  constructor(private readonly db: Db, private readonly url: URL, private readonly lease: EngineLease | undefined, private readonly queues: ChannelQueues, private readonly now: () => number) {
-    this.writes = new GroupCommit(db, batchApplier(() => this.lease?.id ?? ''), (e) => storeError(e, url))
+  constructor(private readonly db: Db, private readonly url: URL, private readonly lease: EngineLease | undefined, private readonly queues: ChannelQueues, private readonly now: () => number, pacing: CommitPacing) {
+    this.writes = new GroupCommit(db, batchApplier(() => this.lease?.id ?? ''), (e) => storeError(e, url), pacing)
   }
 
   get engineId() {
