@@ -145,6 +145,76 @@ export function resolveSecrets(data: unknown, paths: string[], prefix: string, s
   }
 }
 
+/** What loading one component needs from its channel: where it is, the registry, the problems so far and the credentials it may name. */
+interface ComponentContext {
+name: string
+dir: string
+registry: LoadOptions['registry']
+problems: ConfigProblem[]
+sc: SecretContext
+isBad: (pointer: string) => boolean
+credentials: Record<string, Readonly<Record<string, unknown>>>
+/** False when a credentials file could not be read: references to it are then not reported as unknown too. */
+credentialsKnown: boolean
+}
+
+/**
+ * One component entry of a channel (`/source`, `/filters/0`, `/destinations/1`): its definition
+ * (built in by name, or a module path), its config validated against the definition's schema, its
+ * secrets resolved, the credential it names checked, and the definition's own check run. Problems
+ * go to `cx.problems`; undefined when there were any.
+ */
+async function loadComponent<K extends ComponentKind>(kind: K, entry: Record<string, unknown>, pointer: string, cx: ComponentContext): Promise<LoadedComponent<K> | undefined> {
+  const { name, dir, registry, problems, sc, isBad, credentials, credentialsKnown } = cx
+  if (!entry || typeof entry !== 'object' || typeof entry.type !== 'string' || isBad(`${pointer}/type`) || isBad(pointer) && !entry.type) return undefined
+  const type = entry.type
+  let def: ComponentDefinition | undefined
+  if (isModuleReference(type)) {
+    try {
+      def = await loadComponentModule(type, dir, kind)
+    } catch (e) {
+      if (!isWeirError(e)) throw e
+      problems.push({ file: name, pointer: `${pointer}/type`, message: e.message, code: e.code })
+      return undefined
+    }
+  } else {
+    def = registry.get(type)
+    if (!def || def.kind !== kind) {
+      const known = registry.list(kind).map((d) => d.type)
+      const guess = nearest(type, known)
+      const other = def ? ` ("${type}" is a ${def.kind})` : ''
+      problems.push({
+        file: name, pointer: `${pointer}/type`,
+        code: 'ERR_COMPONENT_UNKNOWN',
+        message: `unknown ${kind} type "${type}"${other}` + (guess ? `; did you mean "${guess}"?` : '') + `; known ${kind} types: ${known.join(', ') || '(none)'}; or give a module path such as "./my-${kind}.ts"`,
+      })
+      return undefined
+    }
+  }
+  if (isBad(`${pointer}/config`)) return undefined
+  const config = (entry.config ?? {}) as Record<string, unknown>
+  const res = validateCollectingSecrets(compileSchema(def.configSchema), config)
+  if (!res.valid) {
+    problems.push(...ajvProblems(res.errors, name, `${pointer}/config`, config))
+    return undefined
+  }
+  const before = problems.length
+  resolveSecrets(config, res.secretPaths, `${pointer}/config`, sc)
+  if (typeof config.credential === 'string' && !credentials[config.credential] && credentialsKnown) {
+    const guess = nearest(config.credential, Object.keys(credentials))
+    problems.push({ file: name, pointer: `${pointer}/config/credential`, message: `unknown credential "${config.credential}"` + (guess ? `; did you mean "${guess}"?` : '') + `; defined: ${Object.keys(credentials).join(', ') || '(none)'}` })
+  }
+  if (def.check && problems.length === before) {
+    try {
+      for (const [p, m] of await def.check(config)) problems.push({ file: name, pointer: `${pointer}/config${p}`, message: m })
+    } catch (e) {
+      problems.push({ file: name, pointer: `${pointer}/config`, message: isWeirError(e) ? e.message : `check failed: ${(e as Error).message}` })
+    }
+  }
+  if (problems.length !== before) return undefined
+  return { definition: def as ComponentDefinition<K>, config: deepFreeze(config), pointer }
+}
+
 /**
  * Validates a parsed channel object. `file` locates relative module and `$file` paths.
  * The channel test harness uses this to load a channel whose endpoints it has replaced.
@@ -183,57 +253,9 @@ export async function loadChannelObject(raw: unknown, options: LoadOptions & { f
       else credentials[cname] = cred
     }
   }
-  const credentialNames = Object.keys(credentials)
 
-  async function component<K extends ComponentKind>(kind: K, entry: Record<string, unknown>, pointer: string): Promise<LoadedComponent<K> | undefined> {
-    if (!entry || typeof entry !== 'object' || typeof entry.type !== 'string' || isBad(`${pointer}/type`) || isBad(pointer) && !entry.type) return undefined
-    const type = entry.type
-    let def: ComponentDefinition | undefined
-    if (isModuleReference(type)) {
-      try {
-        def = await loadComponentModule(type, dir, kind)
-      } catch (e) {
-        if (!isWeirError(e)) throw e
-        problems.push({ file: name, pointer: `${pointer}/type`, message: e.message, code: e.code })
-        return undefined
-      }
-    } else {
-      def = registry.get(type)
-      if (!def || def.kind !== kind) {
-        const known = registry.list(kind).map((d) => d.type)
-        const guess = nearest(type, known)
-        const other = def ? ` ("${type}" is a ${def.kind})` : ''
-        problems.push({
-          file: name, pointer: `${pointer}/type`,
-          code: 'ERR_COMPONENT_UNKNOWN',
-          message: `unknown ${kind} type "${type}"${other}` + (guess ? `; did you mean "${guess}"?` : '') + `; known ${kind} types: ${known.join(', ') || '(none)'}; or give a module path such as "./my-${kind}.ts"`,
-        })
-        return undefined
-      }
-    }
-    if (isBad(`${pointer}/config`)) return undefined
-    const config = (entry.config ?? {}) as Record<string, unknown>
-    const res = validateCollectingSecrets(compileSchema(def.configSchema), config)
-    if (!res.valid) {
-      problems.push(...ajvProblems(res.errors, name, `${pointer}/config`, config))
-      return undefined
-    }
-    const before = problems.length
-    resolveSecrets(config, res.secretPaths, `${pointer}/config`, sc)
-    if (typeof config.credential === 'string' && !credentials[config.credential] && credentialsKnown) {
-      const guess = nearest(config.credential, credentialNames)
-      problems.push({ file: name, pointer: `${pointer}/config/credential`, message: `unknown credential "${config.credential}"` + (guess ? `; did you mean "${guess}"?` : '') + `; defined: ${credentialNames.join(', ') || '(none)'}` })
-    }
-    if (def.check && problems.length === before) {
-      try {
-        for (const [p, m] of await def.check(config)) problems.push({ file: name, pointer: `${pointer}/config${p}`, message: m })
-      } catch (e) {
-        problems.push({ file: name, pointer: `${pointer}/config`, message: isWeirError(e) ? e.message : `check failed: ${(e as Error).message}` })
-      }
-    }
-    if (problems.length !== before) return undefined
-    return { definition: def as ComponentDefinition<K>, config: deepFreeze(config), pointer }
-  }
+  const cx: ComponentContext = { name, dir, registry, problems, sc, isBad, credentials, credentialsKnown }
+  const component = <K extends ComponentKind>(kind: K, entry: Record<string, unknown>, pointer: string) => loadComponent(kind, entry, pointer, cx)
 
   const source = data.source ? await component('source', data.source as Record<string, unknown>, '/source') : undefined
   const filters: LoadedComponent<'filter'>[] = []
