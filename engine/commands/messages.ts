@@ -7,7 +7,7 @@ import { errorCodes } from '../../shared/errors.ts'
 import { scrubSecrets } from '../../shared/secret.ts'
 import { escapeControl } from '../../shared/http/excerpt.ts'
 import { excerpt, iso, shownMessage } from '../message-view.ts'
-import { MESSAGE_STATUSES, type MessageStatus, type MessageStore } from '../../shared/store/index.ts'
+import { MESSAGE_STATUSES, type ListFilter, type MessageStatus, type MessageStore } from '../../shared/store/index.ts'
 import { openStoreFor, storeOptions, storeUsage } from '../store.ts'
 import { purgeInBatches } from '../retention.ts'
 import { describeFilter, previewSentence, RESUBMIT_SET_LIMIT, resubmitSet, type SetFilter } from '../resubmit-set.ts'
@@ -138,58 +138,11 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
   const dataDir = dataDirOf(values['data-dir'], io)
   const store = await openStoreFor(values, io, { dataDir, owner: false })
   try {
-    if (sub === 'list') {
-      const limit = values.limit === undefined ? 100 : Number(values.limit)
-      if (!Number.isInteger(limit) || limit < 1) throw new errorCodes.ERR_USAGE(`--limit must be a positive integer; not "${values.limit}"`)
-      const list = await store.list({
-        ...search,
-        ...(status ? { status } : {}),
-        ...times,
-        limit,
-      })
-      if (values.json) {
-        io.out(printableJson(list.map((m) => ({ id: m.id, channel: m.channel, status: m.status, receivedAt: iso(m.receivedAt), updatedAt: iso(m.updatedAt), ...(m.error ? { error: scrubSecrets(m.error) } : {}) }))))
-        return 0
-      }
-      if (list.length === 0) {
-        io.out('no messages')
-        return 0
-      }
-      io.out(table([['ID', 'CHANNEL', 'STATUS', 'RECEIVED', 'ERROR'], ...list.map((m) => [printable(m.id), printable(m.channel), m.status, iso(m.receivedAt), printable(m.error).slice(0, 80)])]))
-      return 0
-    }
+    if (sub === 'list') return await listMessages(store, { ...search, ...(status ? { status } : {}), ...times }, values.limit, values.json, io)
 
     if (sub === 'show') {
       if (positionals.length !== 1) throw new errorCodes.ERR_USAGE('show takes one message id')
-      const d = await store.get(positionals[0]!)
-      if (!d) {
-        io.err(`no message ${positionals[0]} in ${dataDir}`)
-        return 1
-      }
-      const m = d.message
-      const shown = shownMessage(d)
-      if (values.json) {
-        io.out(printableJson(shown, 2))
-        return 0
-      }
-      const lines = [
-        `message   ${printable(m.id)}`, `channel   ${printable(m.channel)}`, `status    ${m.status}`, `received  ${iso(m.receivedAt)}`, `updated   ${iso(m.updatedAt)}`,
-        ...(m.error ? [`error     ${printable(m.error)}`] : []),
-        `type      ${printable(m.contentType)}`,
-        `attributes ${printableJson(shown.attributes)}`,
-        '', 'body:', typeof shown.body === 'string' ? escapeControl(shown.body, { lines: true }) : printableJson(shown.body, 2),
-        '', 'destinations:',
-      ]
-      if (d.deliveries.length === 0) lines.push('  (none yet)')
-      else lines.push(table([['DESTINATION', 'PART', 'STATUS', 'ATTEMPTS', 'LAST ATTEMPT', 'RESPONSE', 'LAST ERROR'], ...d.deliveries.map((x) => [printable(x.destination), String(x.part), x.status, String(x.attempts), iso(x.lastAttemptAt), x.responseStatus === undefined ? '-' : String(x.responseStatus), printable(x.lastError)])]).replace(/^/gm, '  '))
-      lines.push('', 'history:')
-      if (d.attempts.length === 0) lines.push('  (no attempts)')
-      for (const a of d.attempts) {
-        lines.push(`  ${iso(a.startedAt)}  ${printable(a.destination)}${a.part ? `#${a.part}` : ''}  attempt ${a.attempt}  ${a.outcome}${a.responseStatus !== undefined ? ` ${a.responseStatus}` : ''}  ${a.endedAt - a.startedAt} ms${a.error ? `  ${printable(a.error)}` : ''}`)
-        if (a.excerpt) lines.push(`      response: ${excerpt(a.excerpt)}`)
-      }
-      io.out(lines.join('\n'))
-      return 0
+      return await showMessage(store, positionals[0]!, values.json, io, dataDir)
     }
 
     if (sub === 'purge') {
@@ -251,5 +204,49 @@ async function resubmitByFilter(store: MessageStore, filter: SetFilter, confirm:
   for (let i = 0; i < set.ids.length; i += 1000) done += (await store.resubmit({ ids: set.ids.slice(i, i + 1000) })).length
   await store.audit({ at: Date.now(), actor: cliActor(), action: 'resubmit', target: where, count: done })
   io.out(`resubmitted ${done} message(s)`)
+  return 0
+}
+
+/** `weir messages show ID`: the message, its destinations and its attempt history, redacted (JSON with `json`). */
+async function showMessage(store: MessageStore, id: string, json: boolean | undefined, io: CommandIO, dataDir: string): Promise<number> {
+  const d = await store.get(id)
+  if (!d) {
+    io.err(`no message ${id} in ${dataDir}`)
+    return 1
+  }
+  const m = d.message
+  const shown = shownMessage(d)
+  if (json) {
+    io.out(printableJson(shown, 2))
+    return 0
+  }
+  const lines = [
+    `message   ${printable(m.id)}`, `channel   ${printable(m.channel)}`, `status    ${m.status}`, `received  ${iso(m.receivedAt)}`, `updated   ${iso(m.updatedAt)}`,
+    ...(m.error ? [`error     ${printable(m.error)}`] : []),
+    `type      ${printable(m.contentType)}`,
+    `attributes ${printableJson(shown.attributes)}`,
+    '', 'body:', typeof shown.body === 'string' ? escapeControl(shown.body, { lines: true }) : printableJson(shown.body, 2),
+    '', 'destinations:',
+  ]
+  if (d.deliveries.length === 0) lines.push('  (none yet)')
+  else lines.push(table([['DESTINATION', 'PART', 'STATUS', 'ATTEMPTS', 'LAST ATTEMPT', 'RESPONSE', 'LAST ERROR'], ...d.deliveries.map((x) => [printable(x.destination), String(x.part), x.status, String(x.attempts), iso(x.lastAttemptAt), x.responseStatus === undefined ? '-' : String(x.responseStatus), printable(x.lastError)])]).replace(/^/gm, '  '))
+  lines.push('', 'history:')
+  if (d.attempts.length === 0) lines.push('  (no attempts)')
+  for (const a of d.attempts) {
+    lines.push(`  ${iso(a.startedAt)}  ${printable(a.destination)}${a.part ? `#${a.part}` : ''}  attempt ${a.attempt}  ${a.outcome}${a.responseStatus !== undefined ? ` ${a.responseStatus}` : ''}  ${a.endedAt - a.startedAt} ms${a.error ? `  ${printable(a.error)}` : ''}`)
+    if (a.excerpt) lines.push(`      response: ${excerpt(a.excerpt)}`)
+  }
+  io.out(lines.join('\n'))
+  return 0
+}
+
+/** `weir messages list`: newest first, as a table (or JSON with `json`); errors scrubbed of secrets. */
+async function listMessages(store: MessageStore, filter: ListFilter, limitFlag: string | undefined, json: boolean | undefined, io: CommandIO): Promise<number> {
+  const limit = limitFlag === undefined ? 100 : Number(limitFlag)
+  if (!Number.isInteger(limit) || limit < 1) throw new errorCodes.ERR_USAGE(`--limit must be a positive integer; not "${limitFlag}"`)
+  const list = await store.list({ ...filter, limit })
+  if (json) io.out(printableJson(list.map((m) => ({ id: m.id, channel: m.channel, status: m.status, receivedAt: iso(m.receivedAt), updatedAt: iso(m.updatedAt), ...(m.error ? { error: scrubSecrets(m.error) } : {}) }))))
+  else if (list.length === 0) io.out('no messages')
+  else io.out(table([['ID', 'CHANNEL', 'STATUS', 'RECEIVED', 'ERROR'], ...list.map((m) => [printable(m.id), printable(m.channel), m.status, iso(m.receivedAt), printable(m.error).slice(0, 80)])]))
   return 0
 }
