@@ -2,6 +2,7 @@
 // writes a demo channel (MLLP listener → match → hl7v2 → map → HTTP destination with private_key_jwt
 // RS384; the filters are those of channels/adt-mllp-to-fhir.json), runs it with `weir run`'s own code,
 // sends it HL7 v2 ADT messages over MLLP as an EHR's interface engine would, and ends with a summary.
+import { isWeirError } from '../shared/errors.ts'
 import { mkdir, writeFile, chmod, readFile } from 'node:fs/promises'
 import { relative, resolve } from 'node:path'
 import { readAck } from '../shared/hl7v2/index.ts'
@@ -103,6 +104,14 @@ async function feed(h: ChannelHandle): Promise<void> {
 }
 
 const code = await run([channelFile, '--data-dir', dataDir], io, { signal: stop.signal, refreshMs: 200, onStarted: (hs) => void feed(hs[0]!).catch((e) => { io.err(`demo feeder failed: ${(e as Error).message}`); stop.abort() }) })
+  .catch(async (e: unknown) => {
+    // A user's error (a data directory others may read, a port in use) is a message, not a stack trace.
+    if (!isWeirError(e) || !e.userError) throw e
+    io.err(`weir demo: ${e.message}`)
+    await api.close()
+    await as.close()
+    process.exit(1)
+  })
 
 const c = handle?.counters()
 const tokenRequests = as.requests.length

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
@@ -18,5 +18,17 @@ describe('npm start (the demo)', () => {
     expect(r.stdout).toContain('npx weir messages list --channel demo-adt-to-fhir')
     // The private key it generated is never printed.
     expect(r.stdout).not.toMatch(/BEGIN PRIVATE KEY/)
+  })
+
+  it('says what is wrong, without a stack trace, when the data directory is open to others; exit 1', () => {
+    const open = mkdtempSync(join(tmpdir(), 'weir-demo-open-'))
+    try {
+      chmodSync(open, 0o755)
+      const r = spawnSync(process.execPath, ['--import', 'tsx', 'engine/demo.ts'], { encoding: 'utf8', env: { ...process.env, WEIR_DATA_DIR: open, CI: 'true' }, timeout: 60_000 })
+      expect(r.status).toBe(1)
+      expect(r.stderr.trim()).toBe(`weir demo: the data directory ${open} may be read by group or others (mode 0755); it holds patient data: chmod 700 it (or start with --allow-open-data-dir, or set WEIR_DATA_DIR_ALLOW_OPEN_MODE=1)`)
+    } finally {
+      rmSync(open, { recursive: true, force: true })
+    }
   })
 })
