@@ -3,6 +3,8 @@ import type { ListFilter, MessageStore, ResubmitPreview } from '../shared/store/
 /** The largest set one resubmit may touch: beyond it, the operator narrows the filter (or repeats with a later one). */
 export const RESUBMIT_SET_LIMIT = 10_000
 const PAGE = 1000
+/** Ids per `store.resubmit` call: a large set goes in several short transactions. */
+const RESUBMIT_BATCH = 1000
 const FINISHED = new Set(['delivered', 'filtered', 'error'])
 
 /** Which messages a resubmit of a set names: a channel's log filter, frozen at the newest message it matched when previewed. */
@@ -39,6 +41,13 @@ export async function resubmitSet(store: MessageStore, filter: SetFilter, o: { m
     after = page.at(-1)!.seq
   }
   return { ids, maxSeq, more: false }
+}
+
+/** Resubmits `ids` a batch at a time; how many were queued again. */
+export async function resubmitInBatches(store: MessageStore, ids: readonly string[]): Promise<number> {
+  let done = 0
+  for (let i = 0; i < ids.length; i += RESUBMIT_BATCH) done += (await store.resubmit({ ids: ids.slice(i, i + RESUBMIT_BATCH) })).length
+  return done
 }
 
 /** "resubmits 1,204 messages to 2 destinations": the preview's sentence. */

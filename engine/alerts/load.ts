@@ -3,7 +3,7 @@ import { resolve } from 'node:path'
 import { builtinComponents } from '../../components/index.ts'
 import { compileSchema, validateCollectingSecrets } from '../../shared/config/ajv.ts'
 import { displayPath, loadChannelObject, parseJsonWithLocation } from '../../shared/config/load.ts'
-import { ajvProblems, escapePointer, nearest } from '../../shared/config/problems.ts'
+import { ajvProblems, escapePointer, nearest, unknownCredential } from '../../shared/config/problems.ts'
 import { createRegistry } from '../../shared/config/registry.ts'
 import type { ChannelAlertsBlock, ChannelAlertsContext, LoadedChannel } from '../../shared/config/types.ts'
 import { ConfigError, type ConfigProblem } from '../../shared/errors.ts'
@@ -177,8 +177,7 @@ async function webhookChannels(hooks: Readonly<Record<string, Readonly<Record<st
   for (const [hook, config] of Object.entries(hooks)) {
     const credential = config.credential
     if (typeof credential === 'string' && known && !known.includes(credential)) {
-      const guess = nearest(credential, known)
-      wc.problems.push({ file: wc.name, pointer: `${wc.at}/${escapePointer(hook)}/credential`, message: `unknown credential "${credential}"` + (guess ? `; did you mean "${guess}"?` : '') + `; defined: ${known.join(', ') || '(none)'}` })
+      wc.problems.push({ file: wc.name, pointer: `${wc.at}/${escapePointer(hook)}/credential`, message: unknownCredential(credential, known) })
       continue
     }
     const channel = await webhookChannel(hook, config, typeof credential === 'string' ? credentialOf(credential) : { raw: {} }, wc)

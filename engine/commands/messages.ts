@@ -10,7 +10,7 @@ import { excerpt, iso, shownMessage } from '../message-view.ts'
 import { MESSAGE_STATUSES, type ListFilter, type MessageStatus, type MessageStore } from '../../shared/store/index.ts'
 import { openStoreFor, storeOptions, storeUsage } from '../store.ts'
 import { purgeInBatches } from '../retention.ts'
-import { describeFilter, previewSentence, RESUBMIT_SET_LIMIT, resubmitSet, type SetFilter } from '../resubmit-set.ts'
+import { describeFilter, previewSentence, RESUBMIT_SET_LIMIT, resubmitInBatches, resubmitSet, type SetFilter } from '../resubmit-set.ts'
 import { SEARCH_KEY_NAME } from '../../shared/key-expression.ts'
 
 export { redact } from '../message-view.ts'
@@ -179,8 +179,8 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
 }
 
 /**
- * A resubmit by filter: prints the preview and does nothing, unless `confirm` is the count the
- * preview showed; then resubmits exactly the messages it matched (none received after it).
+ * A resubmit by filter: prints the preview and does nothing, unless `confirm` is the count of
+ * finished messages the filter matches now; then resubmits them.
  */
 async function resubmitByFilter(store: MessageStore, filter: SetFilter, confirm: string | undefined, io: CommandIO): Promise<number> {
   if (filter.status === undefined && filter.key === undefined && filter.since === undefined && filter.until === undefined) throw new errorCodes.ERR_USAGE('resubmit needs message ids or a filter: --status, --key, --since or --until')
@@ -191,17 +191,15 @@ async function resubmitByFilter(store: MessageStore, filter: SetFilter, confirm:
     io.err(`nothing to resubmit: no delivered, filtered or error message matches ${where}`)
     return 1
   }
-  const preview = await store.resubmitPreview(set.ids)
-  const perDestination = Object.entries(preview.destinations).map(([d, n]) => `${printable(d)} ${n}`).join(', ')
-  const sentence = `${previewSentence(preview)}${perDestination ? ` (${perDestination})` : ''}${preview.undelivered ? `; ${preview.undelivered} to every destination` : ''}`
   if (confirm === undefined) {
-    io.out(`${where}: this ${sentence}.`)
+    const preview = await store.resubmitPreview(set.ids)
+    const perDestination = Object.entries(preview.destinations).map(([d, n]) => `${printable(d)} ${n}`).join(', ')
+    io.out(`${where}: this ${previewSentence(preview)}${perDestination ? ` (${perDestination})` : ''}${preview.undelivered ? `; ${preview.undelivered} to every destination` : ''}.`)
     io.out(`nothing resubmitted yet: run again with --confirm ${set.ids.length}: it resubmits the messages the filter then matches, if they are still ${set.ids.length}`)
     return 0
   }
   if (confirm.replace(/,/g, '') !== String(set.ids.length)) throw new errorCodes.ERR_USAGE(`--confirm ${escapeControl(confirm)} does not match: ${where} now matches ${set.ids.length} finished message(s); nothing resubmitted`)
-  let done = 0
-  for (let i = 0; i < set.ids.length; i += 1000) done += (await store.resubmit({ ids: set.ids.slice(i, i + 1000) })).length
+  const done = await resubmitInBatches(store, set.ids)
   await store.audit({ at: Date.now(), actor: cliActor(), action: 'resubmit', target: where, count: done })
   io.out(`resubmitted ${done} message(s)`)
   return 0

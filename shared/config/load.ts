@@ -7,7 +7,7 @@ import { Secret } from '../secret.ts'
 import { keyExpressionProblem } from '../key-expression.ts'
 import { compileSchema, validateCollectingSecrets } from './ajv.ts'
 import { channelSchema, NAME_PATTERN } from './channel-schema.ts'
-import { ajvProblems, escapePointer, locate, nearest } from './problems.ts'
+import { ajvProblems, escapePointer, locate, nearest, unknownCredential } from './problems.ts'
 import { isModuleReference, loadComponentModule, type Registry } from './registry.ts'
 import type { ChannelAlertsBlock, ChannelAlertsContext, LoadedChannel, LoadedComponent, LoadedDestination, RetryPolicy, CircuitBreakerPolicy, ChannelOptions } from './types.ts'
 import { credentialSchema, checkCredential as checkCredentialConfig } from '../oauth/index.ts'
@@ -201,8 +201,7 @@ async function loadComponent<K extends ComponentKind>(kind: K, entry: Record<str
   const before = problems.length
   resolveSecrets(config, res.secretPaths, `${pointer}/config`, sc)
   if (typeof config.credential === 'string' && !credentials[config.credential] && credentialsKnown) {
-    const guess = nearest(config.credential, Object.keys(credentials))
-    problems.push({ file: name, pointer: `${pointer}/config/credential`, message: `unknown credential "${config.credential}"` + (guess ? `; did you mean "${guess}"?` : '') + `; defined: ${Object.keys(credentials).join(', ') || '(none)'}` })
+    problems.push({ file: name, pointer: `${pointer}/config/credential`, message: unknownCredential(config.credential, Object.keys(credentials)) })
   }
   if (def.check && problems.length === before) {
     try {

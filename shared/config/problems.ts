@@ -17,6 +17,12 @@ export function editDistance(a: string, b: string): number {
 }
 
 /** The closest of `candidates` to `name`, when it is close enough to be a plausible typo. */
+/** "unknown credential "x"; did you mean "y"?; defined: a, b": a reference to a credential that is not defined. */
+export function unknownCredential(name: string, defined: readonly string[]): string {
+  const guess = nearest(name, defined)
+  return `unknown credential "${name}"` + (guess ? `; did you mean "${guess}"?` : '') + `; defined: ${defined.join(', ') || '(none)'}`
+}
+
 export function nearest(name: string, candidates: Iterable<string>): string | undefined {
   let best: string | undefined
   let bestD = Infinity

@@ -32,6 +32,9 @@ export function call(base: string, path: string, o: { method?: string; headers?:
   })
 }
 
+/** The Authorization header of an admin token or OIDC access token. */
+export const bearer = (token: string) => ({ authorization: `Bearer ${token}` })
+
 /** The `weir_session` cookie a response sets, as a Cookie header value. */
 export const sessionCookie = (a: Answer): string => String(a.headers['set-cookie']?.[0] ?? '').split(';')[0]!
 

@@ -10,7 +10,7 @@ import { createHttpClient } from '../../shared/http/index.ts'
 import { createLogger } from '../../shared/log/index.ts'
 import { createTokenProvider, TokenCache, type CredentialConfig } from '../../shared/oauth/index.ts'
 import { feedSource } from '../runtime/_helpers.ts'
-import { call } from './_admin.ts'
+import { call, bearer } from './_admin.ts'
 import { OPERATOR_TOKEN, VIEWER_TOKEN, signIn, useBrowser, useDashboard } from './_dashboard.ts'
 
 const CLIENT_SECRET = 'lab-partner-secret-9f3a61c2e8'
@@ -51,7 +51,6 @@ function useCredentialsDashboard() {
   return Object.assign(fx, { ctx })
 }
 
-const bearer = (t: string) => ({ authorization: `Bearer ${t}` })
 
 describe('credentials page in a browser', () => {
   const fx = useCredentialsDashboard()

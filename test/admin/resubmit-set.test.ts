@@ -4,10 +4,9 @@
 import { describe, expect, it } from 'vitest'
 import { auditPage } from '../../engine/admin/pages/audit.ts'
 import { destination } from '../runtime/_helpers.ts'
-import { call } from './_admin.ts'
+import { call, bearer } from './_admin.ts'
 import { feed, OPERATOR_TOKEN, signIn, useBrowser, useDashboard, VIEWER_TOKEN, type DashboardFixture } from './_dashboard.ts'
 
-const bearer = (t: string) => ({ authorization: `Bearer ${t}` })
 const { b: browser, shot } = useBrowser()
 
 /** Channel "adt" (destinations api and audit, search key mrn); bodies with `fail` are refused (400: not retried), so they end in error. */

@@ -5,13 +5,12 @@ import { OPEN_CONFIG } from '../../engine/admin/config.ts'
 import { silentLogger } from '../../shared/log/index.ts'
 import { leakCollector } from '../oauth/_helpers.ts'
 import { until } from '../runtime/_helpers.ts'
-import { adminConfig, call, sessionCookie, useAdminFixture } from './_admin.ts'
+import { adminConfig, call, sessionCookie, useAdminFixture, bearer } from './_admin.ts'
 
 const OPERATOR_TOKEN = 'op-3f1c9a7e5b2d48e6a0c1'
 const VIEWER_TOKEN = 'vw-8e2b4d6f1a3c5e7b9d0f'
 const env = { OP_TOKEN: OPERATOR_TOKEN, VIEW_TOKEN: VIEWER_TOKEN }
 const tokensConfig = { tokens: [{ name: 'ops', role: 'operator', token: { $env: 'OP_TOKEN' } }, { name: 'dash', role: 'viewer', token: { $env: 'VIEW_TOKEN' } }] }
-const bearer = (t: string) => ({ authorization: `Bearer ${t}` })
 
 describe('admin server on loopback without authentication (open)', () => {
   const fx = useAdminFixture()

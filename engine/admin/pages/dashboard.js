@@ -24,19 +24,26 @@ function toggle(row, c) {
   form.querySelector('button').textContent = paused ? 'Resume' : 'Pause'
 }
 
+/** Sets the text of the `data-field` cell in `scope` (as text, never HTML), only when it changed. */
+function set(scope, field, text) {
+  const cell = scope.querySelector(`[data-field="${field}"]`)
+  if (cell && cell.textContent !== String(text)) cell.textContent = String(text)
+}
+
+/** What the channel list's row and the channel page both show: the status badge and the counters. */
+function setStatusAndCounters(scope, c) {
+  set(scope, 'status', c.status)
+  scope.querySelector('[data-field="status"]').className = `status s-${c.status}`
+  set(scope, 'received', c.counters.received)
+  set(scope, 'delivered', c.counters.delivered)
+  set(scope, 'errors', c.counters.errors)
+}
+
 /** The channel page: its status, counters and each destination's pause and breaker state. */
 function updateChannel(section, channels) {
   const c = channels.find((x) => x.name === section.dataset.channel)
   if (!c) return
-  const set = (scope, field, text) => {
-    const cell = scope.querySelector(`[data-field="${field}"]`)
-    if (cell && cell.textContent !== String(text)) cell.textContent = String(text)
-  }
-  set(section, 'status', c.status)
-  section.querySelector('[data-field="status"]').className = `status s-${c.status}`
-  set(section, 'received', c.counters.received)
-  set(section, 'delivered', c.counters.delivered)
-  set(section, 'errors', c.counters.errors)
+  setStatusAndCounters(section, c)
   for (const d of c.destinations) {
     const row = [...section.querySelectorAll('tr[data-destination]')].find((r) => r.dataset.destination === d.name)
     if (!row) continue
@@ -52,17 +59,9 @@ function update(table, channels) {
   for (const row of table.tBodies[0].rows) {
     const c = byName.get(row.dataset.channel)
     if (!c) continue
-    const set = (field, text) => {
-      const cell = row.querySelector(`[data-field="${field}"]`)
-      if (cell && cell.textContent !== String(text)) cell.textContent = String(text)
-    }
-    set('status', c.status)
-    row.querySelector('[data-field="status"]').className = `status s-${c.status}`
-    set('received', c.counters.received)
-    set('delivered', c.counters.delivered)
-    set('errors', c.counters.errors)
-    set('queueDepth', c.queueDepth ?? '–')
-    set('oldest', age(c.oldestQueuedAgeSec))
+    setStatusAndCounters(row, c)
+    set(row, 'queueDepth', c.queueDepth ?? '–')
+    set(row, 'oldest', age(c.oldestQueuedAgeSec))
     toggle(row, c)
   }
   table.dataset.updated = new Date().toISOString()

@@ -1,15 +1,12 @@
 import { Refusal } from '../../../shared/inbound/refusal.ts'
 import type { MessageStore, ResubmitPreview } from '../../../shared/store/index.ts'
-import { describeFilter, previewSentence, RESUBMIT_SET_LIMIT, resubmitSet, type SetFilter } from '../../resubmit-set.ts'
+import { describeFilter, previewSentence, RESUBMIT_SET_LIMIT, resubmitInBatches, resubmitSet, type SetFilter } from '../../resubmit-set.ts'
 import { auditAction, type ApiSources } from '../api.ts'
 import type { Auth } from '../auth.ts'
 import { sendJson } from '../http.ts'
 import { requireRole, type RouteContext, type Router } from '../router.ts'
 import { html, layout, pageUser, sendHtml, type PageUser, type Raw } from './html.ts'
 import { filterQuery, logFilter, storeOf } from './messages.ts'
-
-/** Ids per `store.resubmit` call: a large set goes in several short transactions. */
-const RESUBMIT_BATCH = 1000
 
 /** The set's filter from a query or a form: the log's filter without paging, times as given (the preview pins them as ISO dates). */
 function setFilter(channel: string, params: URLSearchParams): SetFilter {
@@ -54,8 +51,7 @@ async function resubmitConfirmed(src: ApiSources, ctx: RouteContext, channel: st
   const store = storeOf(src)
   const set = await resubmitSet(store, filter, { maxSeq })
   if (set.more || set.ids.length !== count) throw new Refusal(409, `the set changed since its preview: it now holds ${set.more ? `more than ${RESUBMIT_SET_LIMIT}` : set.ids.length} finished message(s), not ${count}; nothing was resubmitted, preview it again`)
-  let resubmitted = 0
-  for (let i = 0; i < set.ids.length; i += RESUBMIT_BATCH) resubmitted += (await store.resubmit({ ids: set.ids.slice(i, i + RESUBMIT_BATCH) })).length
+  const resubmitted = await resubmitInBatches(store, set.ids)
   await auditAction(src, ctx, 'resubmit', `${channel}: ${describeFilter(filter)}`, resubmitted)
   src.handles().find((h) => h.name === channel)?.wake()
   return { resubmitted, filter }
@@ -92,7 +88,8 @@ export function resubmitSetRoutes(router: Router, src: ApiSources, auth: Auth): 
     const channel = ctx.params.name!
     const p = await previewOf(storeOf(src), setFilter(channel, ctx.url.searchParams))
     const back = `/channels/${encodeURIComponent(channel)}?${filterQuery(ctx.url.searchParams)}`
-    sendHtml(ctx.res, 200, layout('Resubmit messages', pageUser(ctx, auth), confirmBody(channel, p, pageUser(ctx, auth), back)))
+    const user = pageUser(ctx, auth)
+    sendHtml(ctx.res, 200, layout('Resubmit messages', user, confirmBody(channel, p, user, back)))
   })
   router.post('/channels/:name/resubmit', requireRole('operator'), async (ctx) => {
     const { resubmitted, filter } = await resubmitConfirmed(src, ctx, ctx.params.name!)

@@ -54,13 +54,12 @@ export class GroupCommit {
   private company(): Promise<void> {
     if (this.pacing.delayMs <= 0 || this.waiting.length >= this.pacing.batch) return Promise.resolve()
     return new Promise<void>((resolve) => {
-      const timer = setTimeout(done, this.pacing.delayMs)
-      const self = this
-      function done() {
+      const done = () => {
         clearTimeout(timer)
-        self.enough = undefined
+        this.enough = undefined
         resolve()
       }
+      const timer = setTimeout(done, this.pacing.delayMs)
       this.enough = done
     })
   }
