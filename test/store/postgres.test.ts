@@ -89,6 +89,64 @@ describe('openPostgresStore', () => {
     expect([err.code, err.message]).toEqual(['ERR_STORE', expect.stringContaining(`database schema version 99 is newer than this weir (${migrations.length}); upgrade weir`)])
   })
 
+  it('moves the bodies of messages stored under schema 4 to their own table, where the store reads and purges them', async () => {
+    url = await server.createDatabase(`bodies_${++dbs}`)
+    const db = openDb(url, { max: 1 })
+    await db.transaction(async (tx) => {
+      await tx.query('CREATE TABLE weir_schema (version integer NOT NULL)')
+      for (const m of migrations.slice(0, 4)) await tx.query(m)
+      await tx.query('INSERT INTO weir_schema (version) VALUES (4)')
+      for (const [id, body, status] of [['old-queued', '{"mrn":"Q-1"}', 'queued'], ['old-done', '{"mrn":"D-1"}', 'delivered']]) {
+        await tx.query(`INSERT INTO weir_messages (id, channel, status, body, content_type, attributes, received_at, updated_at)
+          VALUES ($1, 'adt', $3, $2, 'application/json', '{}', 1, 1)`, [id, body, status])
+      }
+    })
+    const store = await openPostgresStore({ url })
+    try {
+      expect((await db.query<{ n: number }>('SELECT count(*)::int AS n FROM weir_message_bodies'))[0]!.n).toBe(2)
+      expect((await db.query('SELECT column_name FROM information_schema.columns WHERE table_name = $1 AND column_name = $2', ['weir_messages', 'body'])).length).toBe(0)
+      expect((await store.get('old-done'))!.message.body).toEqual({ mrn: 'D-1' })
+      expect((await store.list({ channel: 'adt', order: 'asc' })).map((m) => m.body)).toEqual([{ mrn: 'Q-1' }, { mrn: 'D-1' }])
+      expect((await store.claim('adt', 10)).map((m) => [m.id, m.body])).toEqual([['old-queued', { mrn: 'Q-1' }]])
+      expect(await store.purge({ statuses: ['delivered'] })).toBe(1)
+      expect(await db.query('SELECT b.body FROM weir_message_bodies b JOIN weir_messages m USING (seq)')).toEqual([{ body: '{"mrn":"Q-1"}' }])
+      expect((await db.query<{ n: number }>('SELECT count(*)::int AS n FROM weir_message_bodies'))[0]!.n).toBe(1)
+    } finally {
+      await store.close()
+      await db.end()
+    }
+  })
+
+  it('runs the usual batch (enqueues, a completion with its outcome, a claim) as one statement with the same results', async () => {
+    url = await server.createDatabase(`onestatement_${++dbs}`)
+    const store = await openPostgresStore({ url })
+    const db = openDb(url, { max: 1 })
+    try {
+      const first = await store.enqueue('c', { body: { n: 1 } })
+      await store.enqueue('c', { body: { n: 2 } })
+      const [claimed] = await store.claim('c', 1)
+      const commits = (await store.diagnostics()).commits
+      // Asked in one turn: one group commit.
+      const [dup, fresh, done, next] = await Promise.all([
+        store.enqueue('c', { body: { n: 1 }, dedupeKey: 'k1' }),
+        store.enqueue('c', { body: { n: 3 }, dedupeKey: 'k1' }),
+        store.complete(claimed!.id, 'delivered', [{ destination: 'api', part: 0, status: 'delivered', attempt: { startedAt: 5, endedAt: 6, outcome: 'delivered', responseStatus: 200 } }]),
+        store.claim('c', 10),
+      ])
+      expect((await store.diagnostics()).commits).toBe(commits + 1)
+      expect([dup.duplicate, fresh]).toEqual([false, { id: dup.id, duplicate: true }])
+      expect(done).toBeUndefined()
+      // The claim saw what was committed before the batch (message 2), not what the batch enqueued.
+      expect(next.map((m) => m.body)).toEqual([{ n: 2 }])
+      const detail = (await store.get(first.id))!
+      expect([detail.message.status, detail.deliveries.map((d) => [d.status, d.attempts]), detail.attempts.map((a) => a.responseStatus)]).toEqual(['delivered', [['delivered', 1]], [200]])
+      expect((await store.claim('c', 10)).map((m) => m.body)).toEqual([{ n: 1 }])
+    } finally {
+      await store.close()
+      await db.end()
+    }
+  })
+
   it('lists the engines; a dead one shows as expired until a live engine sweeps it, its claims going back to the queue; one that stops cleanly leaves', async () => {
     url = await server.createDatabase(`status_${++dbs}`)
     const a = await openPostgresStore({ url, leaseMs: 60_000, version: '9.9.9' })
@@ -137,7 +195,7 @@ describe('content encryption in a cluster', () => {
       const seen = (await b!.get(id))!.message
       expect([seen.body, seen.attributes]).toEqual([{ mrn: 'MRN-7741-CLUSTER' }, { ward: 'ICU-7741' }])
       const db = openDb(clusterUrl, { max: 1 })
-      const dump = JSON.stringify(await db.sql`SELECT * FROM weir_messages`)
+      const dump = JSON.stringify([await db.sql`SELECT * FROM weir_messages`, await db.sql`SELECT * FROM weir_message_bodies`])
       await db.end()
       expect(dump).toContain(id)
       expect(dump).not.toContain('7741')

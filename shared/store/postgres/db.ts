@@ -14,6 +14,8 @@ export interface Queryable {
 export interface Db extends Queryable {
   /** Runs `fn` in one transaction on one pooled connection: COMMIT when it resolves, ROLLBACK when it throws. */
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>
+  /** A statement of its own (its own transaction) that each connection parses once: `name` must always stand for the same `text`. */
+  prepared<T = any>(name: string, text: string, params: unknown[]): Promise<T[]>
   end(): Promise<void>
 }
 
@@ -38,6 +40,7 @@ export function openDb(url: string, o: { max?: number; password?: string | undef
   pool.on('error', (e) => o.onError?.(e))
   return {
     ...queryable((text, params) => pool.query(text, params)),
+    prepared: async <T>(name: string, text: string, params: unknown[]) => (await pool.query({ name, text, values: params })).rows as T[],
     async transaction(fn) {
       const client = await pool.connect()
       let broken = false

@@ -1,4 +1,4 @@
-import type { Db, Queryable } from './db.ts'
+import type { Db } from './db.ts'
 
 /** One operation waiting for the next group commit. */
 export interface PendingOp {
@@ -8,8 +8,8 @@ export interface PendingOp {
   reject(error: unknown): void
 }
 
-/** Runs a batch of operations inside one transaction and returns each operation's result, in order. */
-export type ApplyBatch = (tx: Queryable, ops: readonly PendingOp[]) => Promise<unknown[]>
+/** Runs a batch of operations as one transaction (or one statement) on `db` and returns each operation's result, in order. */
+export type ApplyBatch = (db: Db, ops: readonly PendingOp[]) => Promise<unknown[]>
 
 /** How long a transaction under load may wait for company (see `GroupCommit`). */
 export interface CommitPacing {
@@ -91,7 +91,7 @@ export class GroupCommit {
   }
 
   private async transaction(ops: readonly PendingOp[]): Promise<unknown[]> {
-    const results = await this.db.transaction((tx) => this.apply(tx, ops)).finally(() => { this.lastCommitAt = performance.now() })
+    const results = await this.apply(this.db, ops).finally(() => { this.lastCommitAt = performance.now() })
     this.commits++
     return results
   }

@@ -56,23 +56,24 @@ const UNFINISHED = `('queued', 'in-flight', 'retrying')`
 const PURGE_BATCH = 1000
 
 /**
- * The SQL of a `list`: with a search key, an index lookup in weir_message_keys (by name, value and,
+ * The SQL of a `list` (each message with its body): with a search key, an index lookup in weir_message_keys (by name, value and,
  * when given, channel) joined to the messages found.
  */
 function listQuery(filter: ListFilter): { sql: string; params: unknown[] } {
   const params: unknown[] = []
   const p = (v: unknown, type: string) => `$${params.push(v)}::${type}`
-  const m = filter.key ? 'm.' : ''
+  // With a search key, the key's own columns pick and order the rows (its index holds them).
+  const k = filter.key ? 'k.' : 'm.'
   const where: string[] = []
   if (filter.key) where.push(`k.name = ${p(filter.key.name, 'text')}`, `k.value = ${p(filter.key.value, 'text')}`)
-  if (filter.channel !== undefined) where.push(`${filter.key ? 'k.' : ''}channel = ${p(filter.channel, 'text')}`)
-  if (filter.status !== undefined) where.push(`${m}status = ${p(filter.status, 'text')}`)
-  if (filter.since !== undefined) where.push(`${m}received_at >= ${p(filter.since, 'bigint')}`)
-  if (filter.until !== undefined) where.push(`${m}received_at < ${p(filter.until, 'bigint')}`)
-  if (filter.after !== undefined) where.push(`${filter.key ? 'k.' : ''}seq ${filter.order === 'asc' ? '>' : '<'} ${p(filter.after, 'bigint')}`)
-  const from = filter.key ? 'weir_message_keys k JOIN weir_messages m ON m.seq = k.seq' : 'weir_messages'
-  const sql = `SELECT ${m}* FROM ${from} ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
-    ORDER BY ${filter.key ? 'k.' : ''}seq ${filter.order === 'asc' ? 'ASC' : 'DESC'} LIMIT ${p(filter.limit ?? 100, 'int')}`
+  if (filter.channel !== undefined) where.push(`${k}channel = ${p(filter.channel, 'text')}`)
+  if (filter.status !== undefined) where.push(`m.status = ${p(filter.status, 'text')}`)
+  if (filter.since !== undefined) where.push(`m.received_at >= ${p(filter.since, 'bigint')}`)
+  if (filter.until !== undefined) where.push(`m.received_at < ${p(filter.until, 'bigint')}`)
+  if (filter.after !== undefined) where.push(`${k}seq ${filter.order === 'asc' ? '>' : '<'} ${p(filter.after, 'bigint')}`)
+  const from = `${filter.key ? 'weir_message_keys k JOIN weir_messages m ON m.seq = k.seq' : 'weir_messages m'} JOIN weir_message_bodies b ON b.seq = m.seq`
+  const sql = `SELECT m.*, b.body FROM ${from} ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
+    ORDER BY ${k}seq ${filter.order === 'asc' ? 'ASC' : 'DESC'} LIMIT ${p(filter.limit ?? 100, 'int')}`
   return { sql, params }
 }
 
@@ -245,9 +246,9 @@ class PostgresStore implements PostgresMessageStore {
 
   get(id: string): Promise<MessageDetail | undefined> {
     return this.read(async () => {
-      let [row] = await this.db.sql<MessageRow>`SELECT * FROM weir_messages WHERE id = ${id}`
+      let [row] = await this.db.sql<MessageRow>`SELECT m.*, b.body FROM weir_messages m JOIN weir_message_bodies b ON b.seq = m.seq WHERE m.id = ${id}`
       if (!row && id.length >= 6) {
-        const rows = await this.db.sql<MessageRow>`SELECT * FROM weir_messages WHERE id LIKE ${`${id.replace(/[%_\\]/g, '')}%`} LIMIT 2`
+        const rows = await this.db.sql<MessageRow>`SELECT m.*, b.body FROM weir_messages m JOIN weir_message_bodies b ON b.seq = m.seq WHERE m.id LIKE ${`${id.replace(/[%_\\]/g, '')}%`} LIMIT 2`
         if (rows.length === 1) row = rows[0]
       }
       if (!row) return undefined

@@ -1,6 +1,6 @@
 import type { DeliveryUpdate, PurgeTarget, ResubmitTarget } from '../types.ts'
 import type { MessageRow } from '../rows.ts'
-import type { Queryable } from './db.ts'
+import type { Db, Queryable } from './db.ts'
 import type { ApplyBatch, PendingOp } from './group-commit.ts'
 
 /** How a channel's claims keep order across engines: per order key, the whole channel (`concurrency: 1`), or none. */
@@ -11,6 +11,13 @@ const FINISHED = `('delivered', 'filtered', 'error')`
 
 
 type Indexed = [op: PendingOp, index: number]
+/** Adds a parameter and returns its placeholder with a cast (`$3::text[]`). */
+type Param = (value: unknown, type: string) => string
+
+function parameters(): { params: unknown[]; p: Param } {
+  const params: unknown[] = []
+  return { params, p: (value, type) => `$${params.push(value)}::${type}` }
+}
 
 /**
  * The SQL of the store's writes, applied as one transaction per group commit. Operations of one kind
@@ -18,29 +25,128 @@ type Indexed = [op: PendingOp, index: number]
  * each caller's view: enqueues first, then delivery outcomes, completions, releases, resubmissions
  * and state, and claims last, so a claim sees everything committed with it.
  *
+ * The usual batch under load (enqueues, completions with their outcomes, one unordered claim) is one
+ * statement instead: its parts are common table expressions of one INSERT … UPDATE, committed on
+ * its own, so the batch costs one round trip instead of six. The claim in it sees the messages
+ * committed before the batch, not those the batch enqueues (the next batch claims those).
+ *
  * Every change to a claimed message is fenced by `owner`: an engine whose lease expired (and whose
  * claims another engine took over) can no longer record, complete or release them.
  */
 export function batchApplier(owner: () => string): ApplyBatch {
-  return async (tx, ops) => {
-    const results: unknown[] = new Array(ops.length)
-    const of = (kind: string): Indexed[] => ops.flatMap((op, i) => (op.kind === kind ? [[op, i] as Indexed] : []))
+  return async (db, ops) => {
     const me = owner()
-    await enqueueAll(tx, of('enqueue'), results)
-    await recordDeliveries(tx, me, [...of('delivery'), ...of('complete')].sort((a, b) => a[1] - b[1]))
-    await completeAll(tx, me, of('complete'), results)
-    for (const [op, i] of of('release')) results[i] = await release(tx, me, op.args[0], op.args[1])
-    for (const [op, i] of of('resubmit')) results[i] = await resubmit(tx, op.args[0], op.args[1])
-    for (const [op, i] of of('purge')) results[i] = await purgeBatch(tx, op.args[0], op.args[1])
-    for (const [op] of of('setState')) await setState(tx, op.args)
-    for (const [op, i] of of('claim')) results[i] = await claim(tx, me, op.args)
-    return results
+    const of = (kind: string): Indexed[] => ops.flatMap((op, i) => (op.kind === kind ? [[op, i] as Indexed] : []))
+    if (oneStatement(ops)) return applyAsOneStatement(db, me, ops.length, of)
+    return db.transaction(async (tx) => {
+      const results: unknown[] = new Array(ops.length)
+      await enqueueAll(tx, of('enqueue'), results)
+      await recordDeliveries(tx, me, [...of('delivery'), ...of('complete')].sort((a, b) => a[1] - b[1]))
+      await completeAll(tx, me, of('complete'), results)
+      for (const [op, i] of of('release')) results[i] = await release(tx, me, op.args[0], op.args[1])
+      for (const [op, i] of of('resubmit')) results[i] = await resubmit(tx, op.args[0], op.args[1])
+      for (const [op, i] of of('purge')) results[i] = await purgeBatch(tx, op.args[0], op.args[1])
+      for (const [op] of of('setState')) await setState(tx, op.args)
+      for (const [op, i] of of('claim')) results[i] = await claim(tx, me, op.args)
+      return results
+    })
   }
+}
+
+/**
+ * Whether a batch fits one statement: only enqueues (without a dedupe window or search keys),
+ * completions (each delivery named once) and at most one unordered claim.
+ */
+function oneStatement(ops: readonly PendingOp[]): boolean {
+  let claims = 0
+  const deliveries = new Set<string>()
+  for (const op of ops) {
+    if (op.kind === 'enqueue') {
+      if ((op.args[5] !== null && op.args[10] !== null) || (op.args[9] && Object.keys(op.args[9]).length > 0)) return false
+    } else if (op.kind === 'complete') {
+      for (const u of op.args[2] as DeliveryUpdate[]) {
+        const key = `${op.args[0]}\u0000${u.destination}\u0000${u.part}`
+        if (deliveries.has(key)) return false
+        deliveries.add(key)
+      }
+    } else if (op.kind === 'claim') {
+      if (++claims > 1 || op.args[3] !== 'none') return false
+    } else return false
+  }
+  return true
+}
+
+/** The columns after kind, id and seq in the one statement's rows, as `CLAIMED_COLUMNS` has them. */
+const OUT_COLUMNS = [['channel', 'text'], ['status', 'text'], ['body', 'text'], ['content_type', 'text'], ['attributes', 'text'], ['dedupe_key', 'text'],
+  ['order_key', 'text'], ['received_at', 'bigint'], ['updated_at', 'bigint'], ['error', 'text'], ['deliveries', 'text']] as const
+
+type OutRow = MessageRow & { kind: 'enqueued' | 'completed' | 'claimed'; deliveries: unknown }
+
+async function applyAsOneStatement(db: Db, me: string, n: number, of: (kind: string) => Indexed[]): Promise<unknown[]> {
+  const results: unknown[] = new Array(n)
+  const { params, p } = parameters()
+  const enqueues = of('enqueue')
+  const completes = of('complete')
+  const [claimOp] = of('claim')
+  const ctes: string[] = []
+  const outputs: string[] = []
+  // UNION ALL takes its column names from the first SELECT: every branch names them all.
+  const nulls = (from: number) => OUT_COLUMNS.slice(from).map(([c, type]) => `NULL::${type} AS ${c}`).join(', ')
+  if (enqueues.length > 0) {
+    ctes.push(insertMessagesCtes(p, enqueues))
+    outputs.push(`SELECT 'enqueued' AS kind, id, seq, ${nulls(0)} FROM enq`)
+  }
+  const rows = deliveryRowsOf(completes)
+  if (rows.length > 0) ctes.push(upsertDeliveriesCtes(p, me, rows))
+  if (completes.length > 0) {
+    ctes.push(`done AS (${completeSql(p, me, completes)})`)
+    outputs.push(`SELECT 'completed' AS kind, id, NULL::bigint AS seq, channel, ${nulls(1)} FROM done`)
+  }
+  if (claimOp) {
+    ctes.push(claimCtes(p, me, claimOp[0].args))
+    outputs.push(`SELECT 'claimed' AS kind, id, seq, ${OUT_COLUMNS.map(([c]) => c).join(', ')} FROM claimed`)
+  }
+  // The text depends only on which parts are present, so each shape is parsed once per connection.
+  const shape = `weir_batch_${enqueues.length > 0 ? 'e' : ''}${rows.length > 0 ? 'd' : ''}${completes.length > 0 ? 'c' : ''}${claimOp ? 'k' : ''}`
+  const out = await db.prepared<OutRow>(shape, `WITH ${ctes.join(',\n')}\n${outputs.join('\nUNION ALL ')}`, params)
+  const seqs = new Map<string, number>()
+  const channels = new Map<string, string>()
+  const claimed: OutRow[] = []
+  for (const r of out) {
+    if (r.kind === 'enqueued') seqs.set(r.id, Number(r.seq))
+    else if (r.kind === 'completed') channels.set(r.id, r.channel)
+    else claimed.push(r)
+  }
+  // A duplicate's first message was committed before this statement or by it: a read after it finds it.
+  await enqueueResults(db, enqueues, seqs, results)
+  for (const [op, i] of completes) results[i] = channels.get(op.args[0]) ?? null
+  if (claimOp) results[claimOp[1]] = claimed.sort((a, b) => Number(a.seq) - Number(b.seq))
+  return results
+}
+
+/**
+ * Common table expressions that insert the enqueued messages in the order asked (`enq`: their id
+ * and seq; a duplicate, same channel and dedupe key, is not inserted) and their bodies.
+ */
+function insertMessagesCtes(p: Param, ops: Indexed[]): string {
+  const col = (k: number, type: string) => p(ops.map(([op]) => op.args[k] ?? null), type)
+  const ids = col(1, 'text[]')
+  const bodies = col(2, 'text[]')
+  return `enq AS (
+      INSERT INTO weir_messages (channel, id, content_type, attributes, dedupe_key, received_at, updated_at, order_key, error, status)
+      SELECT channel, id, content_type, attributes, dedupe_key, t, t, order_key, error, CASE WHEN error IS NULL THEN 'queued' ELSE 'error' END
+      FROM unnest(${col(0, 'text[]')}, ${ids}, ${col(3, 'text[]')}, ${col(4, 'text[]')}, ${col(5, 'text[]')}, ${col(6, 'bigint[]')}, ${col(7, 'text[]')}, ${col(8, 'text[]')}) WITH ORDINALITY
+        AS i (channel, id, content_type, attributes, dedupe_key, t, order_key, error, n)
+      ORDER BY n
+      ON CONFLICT (channel, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
+      RETURNING id, seq
+    ), enq_body AS (
+      INSERT INTO weir_message_bodies (seq, body) SELECT enq.seq, b.body FROM enq JOIN unnest(${ids}, ${bodies}) AS b (id, body) ON b.id = enq.id
+    )`
 }
 
 async function enqueueAll(tx: Queryable, ops: Indexed[], results: unknown[]): Promise<void> {
   if (ops.length === 0) return
-  const col = (k: number) => ops.map(([op]) => op.args[k] ?? null)
   // Dedupe keys whose window has passed move to the new message: the old one keeps its content, without the key.
   const windowed = ops.filter(([op]) => op.args[5] !== null && op.args[10] !== null)
   if (windowed.length > 0) {
@@ -48,20 +154,19 @@ async function enqueueAll(tx: Queryable, ops: Indexed[], results: unknown[]): Pr
       WHERE m.channel = d.channel AND m.dedupe_key = d.dedupe_key AND m.received_at <= d.until`,
     [windowed.map(([op]) => op.args[0]), windowed.map(([op]) => op.args[5]), windowed.map(([op]) => op.args[6] - op.args[10])])
   }
-  const inserted = await tx.query<{ id: string; seq: string }>(`
-    INSERT INTO weir_messages (channel, id, body, content_type, attributes, dedupe_key, received_at, updated_at, order_key, error, status)
-    SELECT channel, id, body, content_type, attributes, dedupe_key, t, t, order_key, error, CASE WHEN error IS NULL THEN 'queued' ELSE 'error' END
-    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::text[], $9::text[]) WITH ORDINALITY
-      AS i (channel, id, body, content_type, attributes, dedupe_key, t, order_key, error, n)
-    ORDER BY n
-    ON CONFLICT (channel, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
-    RETURNING id, seq`, [col(0), col(1), col(2), col(3), col(4), col(5), col(6), col(7), col(8)])
+  const { params, p } = parameters()
+  const inserted = await tx.query<{ id: string; seq: string }>(`WITH ${insertMessagesCtes(p, ops)} SELECT id, seq FROM enq`, params)
   const seqs = new Map(inserted.map((r) => [r.id, Number(r.seq)]))
   await insertSearchKeys(tx, ops, seqs)
+  await enqueueResults(tx, ops, seqs, results)
+}
+
+/** Each enqueue's result: `[seq, null]` when stored, `[0, id of the first]` for a duplicate. */
+async function enqueueResults(q: Queryable, ops: Indexed[], seqs: ReadonlyMap<string, number>, results: unknown[]): Promise<void> {
   const dupes = ops.filter(([op]) => !seqs.has(op.args[1]))
   const firsts = new Map<string, string>()
   if (dupes.length > 0) {
-    const rows = await tx.query<{ channel: string; dedupe_key: string; id: string }>(`
+    const rows = await q.query<{ channel: string; dedupe_key: string; id: string }>(`
       SELECT m.channel, m.dedupe_key, m.id FROM weir_messages m
       JOIN unnest($1::text[], $2::text[]) AS d (channel, dedupe_key) ON m.channel = d.channel AND m.dedupe_key = d.dedupe_key`,
     [dupes.map(([op]) => op.args[0]), dupes.map(([op]) => op.args[5])])
@@ -72,7 +177,6 @@ async function enqueueAll(tx: Queryable, ops: Indexed[], results: unknown[]): Pr
     results[i] = seq !== undefined ? [seq, null] : [0, firsts.get(`${op.args[0]}\u0000${op.args[5]}`) ?? null]
   }
 }
-
 /** The search key values (`EnqueueOptions.searchKeys`) of the messages just inserted (duplicates have none). */
 async function insertSearchKeys(tx: Queryable, ops: Indexed[], seqs: ReadonlyMap<string, number>): Promise<void> {
   const rows: Array<[string, string, string, number]> = []
@@ -89,13 +193,19 @@ async function insertSearchKeys(tx: Queryable, ops: Indexed[], seqs: ReadonlyMap
 
 interface UpdateRow { id: string; u: DeliveryUpdate; retrying: boolean }
 
-/** Delivery outcomes of `delivery` and `complete` operations, in the order asked, as few upserts as the repeated keys allow. */
-async function recordDeliveries(tx: Queryable, me: string, ops: Indexed[]): Promise<void> {
+/** The delivery outcomes of `delivery` and `complete` operations, in the order given. */
+function deliveryRowsOf(ops: Indexed[]): UpdateRow[] {
   const rows: UpdateRow[] = []
   for (const [op] of ops) {
     if (op.kind === 'delivery') rows.push({ id: op.args[0], u: op.args[1], retrying: op.args[1].status === 'retrying' })
     else for (const u of op.args[2] as DeliveryUpdate[]) rows.push({ id: op.args[0], u, retrying: false })
   }
+  return rows
+}
+
+/** Delivery outcomes of `delivery` and `complete` operations, in the order asked, as few upserts as the repeated keys allow. */
+async function recordDeliveries(tx: Queryable, me: string, ops: Indexed[]): Promise<void> {
+  const rows = deliveryRowsOf(ops)
   // One upsert may not touch a row twice: a key seen again starts the next round.
   let round: UpdateRow[] = []
   const seen = new Set<string>()
@@ -119,12 +229,22 @@ async function recordDeliveries(tx: Queryable, me: string, ops: Indexed[]): Prom
 
 async function upsertDeliveries(tx: Queryable, me: string, rows: UpdateRow[]): Promise<void> {
   if (rows.length === 0) return
-  const col = (f: (r: UpdateRow) => unknown) => rows.map((r) => f(r) ?? null)
-  await tx.query(`
-    WITH u AS (
-      SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::int[], $6::bigint[], $7::bigint[], $8::bigint[], $9::text[], $10::int[], $11::text[], $12::text[])
+  const { params, p } = parameters()
+  await tx.query(`WITH ${upsertDeliveriesCtes(p, me, rows)} SELECT 1`, params)
+}
+
+/**
+ * Common table expressions that upsert delivery rows (only of messages this engine holds) and add
+ * an attempt record for each outcome that was an attempt.
+ */
+function upsertDeliveriesCtes(p: Param, me: string, rows: UpdateRow[]): string {
+  const col = (f: (r: UpdateRow) => unknown, type: string) => p(rows.map((r) => f(r) ?? null), type)
+  return `u AS (
+      SELECT * FROM unnest(${col((r) => r.id, 'text[]')}, ${col((r) => r.u.destination, 'text[]')}, ${col((r) => r.u.part, 'int[]')}, ${col((r) => r.u.status, 'text[]')},
+          ${col((r) => (r.u.attempt ? 1 : 0), 'int[]')}, ${col((r) => r.u.attempt?.startedAt, 'bigint[]')}, ${col((r) => r.u.attempt?.endedAt, 'bigint[]')}, ${col((r) => r.u.nextAttemptAt, 'bigint[]')},
+          ${col((r) => r.u.attempt?.error, 'text[]')}, ${col((r) => r.u.attempt?.responseStatus, 'int[]')}, ${col((r) => r.u.attempt?.excerpt, 'text[]')}, ${col((r) => r.u.attempt?.outcome, 'text[]')})
         AS u (message_id, destination, part, status, inc, started, ended, next, error, response_status, excerpt, outcome)
-      WHERE EXISTS (SELECT 1 FROM weir_messages m WHERE m.id = u.message_id AND m.owner = $13)
+      WHERE EXISTS (SELECT 1 FROM weir_messages m WHERE m.id = u.message_id AND m.owner = ${p(me, 'text')})
     ), up AS (
       INSERT INTO weir_deliveries AS d (message_id, destination, part, status, attempts, first_attempt_at, last_attempt_at, next_attempt_at, last_error, response_status, response_excerpt)
       SELECT message_id, destination, part, status, inc, started, started, next, error, response_status, excerpt FROM u
@@ -138,23 +258,25 @@ async function upsertDeliveries(tx: Queryable, me: string, rows: UpdateRow[]): P
         response_status = CASE WHEN excluded.attempts > 0 THEN excluded.response_status ELSE d.response_status END,
         response_excerpt = CASE WHEN excluded.attempts > 0 THEN excluded.response_excerpt ELSE d.response_excerpt END
       RETURNING message_id, destination, part, attempts
-    )
-    INSERT INTO weir_attempts (message_id, destination, part, attempt, started_at, ended_at, outcome, response_status, error, excerpt)
-    SELECT u.message_id, u.destination, u.part, up.attempts, u.started, u.ended, u.outcome, u.response_status, u.error, u.excerpt
-    FROM u JOIN up USING (message_id, destination, part) WHERE u.inc = 1`, [
-    col((r) => r.id), col((r) => r.u.destination), col((r) => r.u.part), col((r) => r.u.status), col((r) => (r.u.attempt ? 1 : 0)),
-    col((r) => r.u.attempt?.startedAt), col((r) => r.u.attempt?.endedAt), col((r) => r.u.nextAttemptAt), col((r) => r.u.attempt?.error),
-    col((r) => r.u.attempt?.responseStatus), col((r) => r.u.attempt?.excerpt), col((r) => r.u.attempt?.outcome), me,
-  ])
+    ), attempt AS (
+      INSERT INTO weir_attempts (message_id, destination, part, attempt, started_at, ended_at, outcome, response_status, error, excerpt)
+      SELECT u.message_id, u.destination, u.part, up.attempts, u.started, u.ended, u.outcome, u.response_status, u.error, u.excerpt
+      FROM u JOIN up USING (message_id, destination, part) WHERE u.inc = 1
+    )`
+}
+
+/** UPDATE … RETURNING id, channel of the messages this engine held and now finishes. */
+function completeSql(p: Param, me: string, ops: Indexed[]): string {
+  return `UPDATE weir_messages m SET status = c.status, updated_at = c.t, error = c.error, owner = NULL
+    FROM unnest(${p(ops.map(([o]) => o.args[0]), 'text[]')}, ${p(ops.map(([o]) => o.args[1]), 'text[]')}, ${p(ops.map(([o]) => o.args[3] ?? null), 'text[]')}, ${p(ops.map(([o]) => o.args[4]), 'bigint[]')}) AS c (id, status, error, t)
+    WHERE m.id = c.id AND m.owner = ${p(me, 'text')} AND m.status IN ${UNFINISHED}
+    RETURNING m.id, m.channel`
 }
 
 async function completeAll(tx: Queryable, me: string, ops: Indexed[], results: unknown[]): Promise<void> {
   if (ops.length === 0) return
-  const rows = await tx.query<{ id: string; channel: string }>(`
-    UPDATE weir_messages m SET status = c.status, updated_at = c.t, error = c.error, owner = NULL
-    FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) AS c (id, status, error, t)
-    WHERE m.id = c.id AND m.owner = $5 AND m.status IN ${UNFINISHED}
-    RETURNING m.id, m.channel`, [ops.map(([o]) => o.args[0]), ops.map(([o]) => o.args[1]), ops.map(([o]) => o.args[3] ?? null), ops.map(([o]) => o.args[4]), me])
+  const { params, p } = parameters()
+  const rows = await tx.query<{ id: string; channel: string }>(completeSql(p, me, ops), params)
   const channels = new Map(rows.map((r) => [r.id, r.channel]))
   for (const [op, i] of ops) results[i] = channels.get(op.args[0]) ?? null
 }
@@ -218,6 +340,7 @@ async function purgeBatch(tx: Queryable, target: PurgeTarget, limit: number): Pr
       WHERE status = ANY($4::text[]) AND ($1::bigint IS NULL OR updated_at < $1) AND ($2::text IS NULL OR channel = $2)
         AND ($5::int IS NULL OR seq < (SELECT seq FROM keep))
       ORDER BY seq LIMIT $3 FOR UPDATE SKIP LOCKED
+    ), body AS (DELETE FROM weir_message_bodies b USING picked WHERE b.seq = picked.seq
     ), gone AS (DELETE FROM weir_messages m USING picked WHERE m.seq = picked.seq RETURNING 1)
     SELECT count(*)::int AS n FROM gone`, [target.before ?? null, target.channel ?? null, limit, target.statuses ?? ['delivered', 'filtered', 'error'], keep])
   return rows[0]!.n
@@ -228,28 +351,41 @@ async function setState(tx: Queryable, [channel, component, key, value, t]: [str
     ON CONFLICT (channel, component, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`, [channel, component, key, value, t])
 }
 
-/**
- * Claims the next queued messages of a channel with `FOR UPDATE SKIP LOCKED`, so engines claiming
- * together take different messages. An ordered channel's claims also take a per-channel advisory
- * lock and skip every key (or, at `concurrency: 1`, the whole channel) that another engine still
- * has in flight: at any moment at most one engine delivers a key's head.
- */
-async function claim(tx: Queryable, me: string, [channel, limit, t, order]: [string, number, number, ClaimOrder]): Promise<MessageRow[]> {
-  if (order !== 'none') await tx.query(`SELECT pg_advisory_xact_lock(hashtextextended('weir:claim:' || $1, 0))`, [channel])
-  const rows = await tx.query<MessageRow & { deliveries: unknown }>(`
-    WITH picked AS (
-      SELECT m.seq FROM weir_messages m
-      WHERE m.channel = $1 AND m.status = 'queued'
-        AND ($4 = 'none' OR NOT EXISTS (
-          SELECT 1 FROM weir_messages o WHERE o.channel = $1 AND o.status IN ('in-flight', 'retrying') AND o.owner IS DISTINCT FROM $3
-            AND ($4 = 'channel' OR coalesce(o.order_key, '') = coalesce(m.order_key, ''))))
-      ORDER BY m.seq LIMIT $2 FOR UPDATE SKIP LOCKED
-    )
-    UPDATE weir_messages m SET status = 'in-flight', owner = $3, updated_at = $5 FROM picked WHERE m.seq = picked.seq
-    RETURNING m.seq, m.id, m.channel, m.status, m.body, m.content_type, m.attributes, m.dedupe_key, m.order_key, m.received_at, m.updated_at, m.error,
+/** The columns of a claimed message, with its delivery records so far as JSON text. */
+const CLAIMED_COLUMNS = `m.id, m.seq, m.channel, m.status, (SELECT b.body FROM weir_message_bodies b WHERE b.seq = m.seq) AS body, m.content_type, m.attributes, m.dedupe_key, m.order_key, m.received_at, m.updated_at, m.error,
       (SELECT coalesce(json_agg(json_build_object('destination', d.destination, 'part', d.part, 'status', d.status, 'attempts', d.attempts,
           'firstAttemptAt', d.first_attempt_at, 'lastAttemptAt', d.last_attempt_at, 'nextAttemptAt', d.next_attempt_at, 'lastError', d.last_error,
           'responseStatus', d.response_status, 'responseExcerpt', d.response_excerpt) ORDER BY d.part, d.destination), '[]')::text
-        FROM weir_deliveries d WHERE d.message_id = m.id) AS deliveries`, [channel, limit, me, order, t])
+        FROM weir_deliveries d WHERE d.message_id = m.id) AS deliveries`
+
+/**
+ * Common table expressions that claim the next queued messages of a channel with `FOR UPDATE SKIP
+ * LOCKED` (`picked`), so engines claiming together take different messages, and mark them in
+ * flight for this engine (`claimed`, the message's columns). An ordered channel's claim skips every
+ * key (or, at `concurrency: 1`, the whole channel) that another engine still has in flight.
+ */
+function claimCtes(p: Param, me: string, [channel, limit, t, order]: [string, number, number, ClaimOrder]): string {
+  const c = p(channel, 'text')
+  const owner = p(me, 'text')
+  const ordered = order === 'none' ? '' : `AND NOT EXISTS (
+          SELECT 1 FROM weir_messages o WHERE o.channel = ${c} AND o.status IN ('in-flight', 'retrying') AND o.owner IS DISTINCT FROM ${owner}
+            ${order === 'key' ? `AND coalesce(o.order_key, '') = coalesce(m.order_key, '')` : ''})`
+  return `picked AS (
+      SELECT m.seq FROM weir_messages m WHERE m.channel = ${c} AND m.status = 'queued' ${ordered}
+      ORDER BY m.seq LIMIT ${p(limit, 'int')} FOR UPDATE SKIP LOCKED
+    ), claimed AS (
+      UPDATE weir_messages m SET status = 'in-flight', owner = ${owner}, updated_at = ${p(t, 'bigint')} FROM picked WHERE m.seq = picked.seq
+      RETURNING ${CLAIMED_COLUMNS}
+    )`
+}
+
+/**
+ * Claims the next queued messages of a channel (see `claimCtes`). An ordered channel's claims also
+ * take a per-channel advisory lock first: at any moment at most one engine delivers a key's head.
+ */
+async function claim(tx: Queryable, me: string, args: [string, number, number, ClaimOrder]): Promise<MessageRow[]> {
+  if (args[3] !== 'none') await tx.query(`SELECT pg_advisory_xact_lock(hashtextextended('weir:claim:' || $1, 0))`, [args[0]])
+  const { params, p } = parameters()
+  const rows = await tx.query<MessageRow>(`WITH ${claimCtes(p, me, args)} SELECT * FROM claimed`, params)
   return [...rows].sort((a, b) => Number(a.seq) - Number(b.seq))
 }
