@@ -46,17 +46,32 @@ const channel = (port: number) => ({
 })
 
 const engines: Array<{ port: number; child: ChildProcess; alive: boolean }> = []
+// Every engine of a cluster needs the same WEIR_SECRET_KEY: the shared OAuth tokens are encrypted with it.
+const secretKey = process.env.WEIR_SECRET_KEY ?? 'the demo cluster passphrase, shared by its three engines'
 for (let i = 0; i < ENGINES; i++) {
   const port = await freePort()
   const file = join(dir, `engine-${i}.json`)
   await writeFile(file, JSON.stringify(channel(port), null, 2))
   const child = spawn(process.execPath, [join(ROOT, 'bin/weir.js'), 'run', file, '--data-dir', join(dir, `engine-${i}`), '--store', url, '--lease-ms', String(LEASE_MS)], {
-    cwd: ROOT, env: { ...process.env, WEIR_LOG_LEVEL: 'error', CI: '1' }, stdio: ['ignore', 'ignore', 'inherit'],
+    cwd: ROOT, env: { ...process.env, WEIR_SECRET_KEY: secretKey, WEIR_LOG_LEVEL: 'error', CI: '1' }, stdio: ['ignore', 'ignore', 'inherit'],
   })
   engines.push({ port, child, alive: true })
 }
 const up = async (port: number) => fetch(`http://127.0.0.1:${port}/adt`, { method: 'OPTIONS' }).then(() => true, () => false)
-for (const e of engines) while (!(await up(e.port))) await new Promise((r) => setTimeout(r, 200))
+for (const e of engines) {
+  while (!(await up(e.port))) {
+    // An engine that exits before it listens said why on stderr: stop here rather than wait for it.
+    if (e.child.exitCode !== null) {
+      for (const other of engines) other.child.kill('SIGTERM')
+      await db.end()
+      await Promise.all([api.close(), as.close()])
+      await pg.stop()
+      io.err(`an engine exited (status ${e.child.exitCode}) before it listened on port ${e.port}; the demo stops`)
+      process.exit(1)
+    }
+    await new Promise((r) => setTimeout(r, 200))
+  }
+}
 say(`Engines listening on ports ${engines.map((e) => e.port).join(', ')}; sending ${MESSAGES} messages round robin, 8 at a time.`)
 
 let acked = 0

@@ -1,0 +1,36 @@
+import { spawn } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, describe, expect, it } from 'vitest'
+
+const dataDir = mkdtempSync(join(tmpdir(), 'weir-demo-cluster-'))
+afterAll(() => rmSync(dataDir, { recursive: true, force: true }))
+
+/** Runs a script to its end (asynchronously, so the test's own timers keep running); its output and exit status. */
+function run(args: string[], env: NodeJS.ProcessEnv, timeoutMs: number): Promise<{ status: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d) => (stdout += d))
+    child.stderr.on('data', (d) => (stderr += d))
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
+    child.on('exit', (status) => {
+      clearTimeout(timer)
+      resolve({ status, stdout, stderr })
+    })
+  })
+}
+
+describe('npm run demo:cluster', () => {
+  it('runs three engines on an embedded PostgreSQL, kills one, and reports every acknowledged message delivered; exit 0', async () => {
+    const { WEIR_SECRET_KEY: _none, ...env } = process.env
+    const r = await run(['--import', 'tsx', 'engine/demo-cluster.ts'], { ...env, WEIR_DATA_DIR: dataDir, WEIR_DEMO_N: '400', CI: 'true' }, 150_000)
+    expect(r.status, r.stderr).toBe(0)
+    expect(r.stdout).toContain('400 messages acknowledged')
+    expect(r.stdout).toMatch(/400 delivered to the API, \d+ duplicates/)
+    expect(r.stdout).toMatch(/claims taken over \d+\.\d s after the kill \(lease 5 s\)/)
+    expect(r.stdout).toMatch(/messages in the database: 400 delivered$/m)
+  }, 180_000)
+})
