@@ -135,6 +135,8 @@ describe('openPostgresStore', () => {
       ])
       expect((await store.diagnostics()).commits).toBe(commits + 1)
       expect([dup.duplicate, fresh]).toEqual([false, { id: dup.id, duplicate: true }])
+      // A later batch finds the first one stored before it.
+      expect(await store.enqueue('c', { body: { n: 4 }, dedupeKey: 'k1' })).toEqual({ id: dup.id, duplicate: true })
       expect(done).toBeUndefined()
       // The claim saw what was committed before the batch (message 2), not what the batch enqueued.
       expect(next.map((m) => m.body)).toEqual([{ n: 2 }])

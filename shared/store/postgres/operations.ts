@@ -76,11 +76,13 @@ function oneStatement(ops: readonly PendingOp[]): boolean {
   return true
 }
 
-/** The columns after kind, id and seq in the one statement's rows, as `CLAIMED_COLUMNS` has them. */
-const OUT_COLUMNS = [['channel', 'text'], ['status', 'text'], ['body', 'text'], ['content_type', 'text'], ['attributes', 'text'], ['dedupe_key', 'text'],
+/** The columns of the one statement's rows (after `kind`), as `CLAIMED_COLUMNS` has them. */
+const OUT_COLUMNS = [['id', 'text'], ['seq', 'bigint'], ['channel', 'text'], ['status', 'text'], ['body', 'text'], ['content_type', 'text'], ['attributes', 'text'], ['dedupe_key', 'text'],
   ['order_key', 'text'], ['received_at', 'bigint'], ['updated_at', 'bigint'], ['error', 'text'], ['deliveries', 'text']] as const
 
-type OutRow = MessageRow & { kind: 'enqueued' | 'completed' | 'claimed'; deliveries: unknown }
+type OutRow = MessageRow & { kind: 'enqueued' | 'prior' | 'completed' | 'claimed'; deliveries: unknown }
+
+const dedupeOf = (channel: string, key: string | null) => `${channel}\u0000${key}`
 
 async function applyAsOneStatement(db: Db, me: string, n: number, of: (kind: string) => Indexed[]): Promise<unknown[]> {
   const results: unknown[] = new Array(n)
@@ -90,35 +92,48 @@ async function applyAsOneStatement(db: Db, me: string, n: number, of: (kind: str
   const [claimOp] = of('claim')
   const ctes: string[] = []
   const outputs: string[] = []
-  // UNION ALL takes its column names from the first SELECT: every branch names them all.
-  const nulls = (from: number) => OUT_COLUMNS.slice(from).map(([c, type]) => `NULL::${type} AS ${c}`).join(', ')
+  // UNION ALL takes its column names from the first SELECT: every branch names them all, NULL for those it lacks.
+  const select = (kind: OutRow['kind'], from: string, ...present: string[]) =>
+    `SELECT '${kind}' AS kind, ${OUT_COLUMNS.map(([c, type]) => (present.includes(c) ? c : `NULL::${type} AS ${c}`)).join(', ')} FROM ${from}`
+  const keyed = enqueues.filter(([op]) => op.args[5] !== null)
   if (enqueues.length > 0) {
     ctes.push(insertMessagesCtes(p, enqueues))
-    outputs.push(`SELECT 'enqueued' AS kind, id, seq, ${nulls(0)} FROM enq`)
+    outputs.push(select('enqueued', 'enq', 'id', 'seq'))
+  }
+  if (keyed.length > 0) {
+    // A duplicate's first message: stored before this statement (`prior` sees the table as it was), or by it (among `enq`'s rows).
+    ctes.push(`prior AS (SELECT m.id, m.channel, m.dedupe_key FROM weir_messages m
+      JOIN unnest(${p(keyed.map(([op]) => op.args[0]), 'text[]')}, ${p(keyed.map(([op]) => op.args[5]), 'text[]')}) AS d (channel, dedupe_key)
+        ON m.channel = d.channel AND m.dedupe_key = d.dedupe_key)`)
+    outputs.push(select('prior', 'prior', 'id', 'channel', 'dedupe_key'))
   }
   const rows = deliveryRowsOf(completes)
   if (rows.length > 0) ctes.push(upsertDeliveriesCtes(p, me, rows))
   if (completes.length > 0) {
     ctes.push(`done AS (${completeSql(p, me, completes)})`)
-    outputs.push(`SELECT 'completed' AS kind, id, NULL::bigint AS seq, channel, ${nulls(1)} FROM done`)
+    outputs.push(select('completed', 'done', 'id', 'channel'))
   }
   if (claimOp) {
     ctes.push(claimCtes(p, me, claimOp[0].args))
-    outputs.push(`SELECT 'claimed' AS kind, id, seq, ${OUT_COLUMNS.map(([c]) => c).join(', ')} FROM claimed`)
+    outputs.push(select('claimed', 'claimed', ...OUT_COLUMNS.map(([c]) => c)))
   }
   // The text depends only on which parts are present, so each shape is parsed once per connection.
-  const shape = `weir_batch_${enqueues.length > 0 ? 'e' : ''}${rows.length > 0 ? 'd' : ''}${completes.length > 0 ? 'c' : ''}${claimOp ? 'k' : ''}`
+  const shape = `weir_batch_${enqueues.length > 0 ? 'e' : ''}${keyed.length > 0 ? 'p' : ''}${rows.length > 0 ? 'd' : ''}${completes.length > 0 ? 'c' : ''}${claimOp ? 'k' : ''}`
   const out = await db.prepared<OutRow>(shape, `WITH ${ctes.join(',\n')}\n${outputs.join('\nUNION ALL ')}`, params)
   const seqs = new Map<string, number>()
   const channels = new Map<string, string>()
+  const firsts = new Map<string, string>()
   const claimed: OutRow[] = []
   for (const r of out) {
     if (r.kind === 'enqueued') seqs.set(r.id, Number(r.seq))
+    else if (r.kind === 'prior') firsts.set(dedupeOf(r.channel, r.dedupe_key), r.id)
     else if (r.kind === 'completed') channels.set(r.id, r.channel)
     else claimed.push(r)
   }
-  // A duplicate's first message was committed before this statement or by it: a read after it finds it.
-  await enqueueResults(db, enqueues, seqs, results)
+  for (const [op] of keyed) {
+    if (seqs.has(op.args[1])) firsts.set(dedupeOf(op.args[0], op.args[5]), op.args[1])
+  }
+  enqueueResults(enqueues, seqs, firsts, results)
   for (const [op, i] of completes) results[i] = channels.get(op.args[0]) ?? null
   if (claimOp) results[claimOp[1]] = claimed.sort((a, b) => Number(a.seq) - Number(b.seq))
   return results
@@ -158,23 +173,24 @@ async function enqueueAll(tx: Queryable, ops: Indexed[], results: unknown[]): Pr
   const inserted = await tx.query<{ id: string; seq: string }>(`WITH ${insertMessagesCtes(p, ops)} SELECT id, seq FROM enq`, params)
   const seqs = new Map(inserted.map((r) => [r.id, Number(r.seq)]))
   await insertSearchKeys(tx, ops, seqs)
-  await enqueueResults(tx, ops, seqs, results)
-}
-
-/** Each enqueue's result: `[seq, null]` when stored, `[0, id of the first]` for a duplicate. */
-async function enqueueResults(q: Queryable, ops: Indexed[], seqs: ReadonlyMap<string, number>, results: unknown[]): Promise<void> {
   const dupes = ops.filter(([op]) => !seqs.has(op.args[1]))
   const firsts = new Map<string, string>()
   if (dupes.length > 0) {
-    const rows = await q.query<{ channel: string; dedupe_key: string; id: string }>(`
+    // In the same transaction, after the insert: it sees a first stored by this batch too.
+    const rows = await tx.query<{ channel: string; dedupe_key: string; id: string }>(`
       SELECT m.channel, m.dedupe_key, m.id FROM weir_messages m
       JOIN unnest($1::text[], $2::text[]) AS d (channel, dedupe_key) ON m.channel = d.channel AND m.dedupe_key = d.dedupe_key`,
     [dupes.map(([op]) => op.args[0]), dupes.map(([op]) => op.args[5])])
-    for (const r of rows) firsts.set(`${r.channel}\u0000${r.dedupe_key}`, r.id)
+    for (const r of rows) firsts.set(dedupeOf(r.channel, r.dedupe_key), r.id)
   }
+  enqueueResults(ops, seqs, firsts, results)
+}
+
+/** Each enqueue's result: `[seq, null]` when stored, `[0, id of the first]` for a duplicate (`firsts` by channel and dedupe key). */
+function enqueueResults(ops: Indexed[], seqs: ReadonlyMap<string, number>, firsts: ReadonlyMap<string, string>, results: unknown[]): void {
   for (const [op, i] of ops) {
     const seq = seqs.get(op.args[1])
-    results[i] = seq !== undefined ? [seq, null] : [0, firsts.get(`${op.args[0]}\u0000${op.args[5]}`) ?? null]
+    results[i] = seq !== undefined ? [seq, null] : [0, firsts.get(dedupeOf(op.args[0], op.args[5])) ?? null]
   }
 }
 /** The search key values (`EnqueueOptions.searchKeys`) of the messages just inserted (duplicates have none). */
