@@ -3,6 +3,7 @@ import { copyFile, constants, mkdir, readdir, readFile, rename, stat, unlink, ac
 import { basename, extname, join, resolve } from 'node:path'
 import { defineComponent, type Emit, type MessageInput, isJsonContentType, type ConfigOf } from '../../shared/component.ts'
 import { isWeirError } from '../../shared/errors.ts'
+import type { Logger } from '../../shared/log/index.ts'
 
 const configSchema = {
   type: 'object', additionalProperties: false, required: ['directory'],
@@ -74,6 +75,132 @@ export function globToRegExp(glob: string): RegExp {
 const TYPES: Record<string, string> = { '.json': 'application/json', '.xml': 'application/xml', '.hl7': 'x-application/hl7-v2+er7', '.csv': 'text/csv' }
 interface Seen { size: number; mtimeMs: number }
 
+/** One file-poller's directories, what it hands messages to, and what its previous scan saw. */
+interface Poller {
+  readonly config: FilePollerConfig
+  readonly log: Logger
+  readonly dir: string
+  readonly doneDir: string
+  readonly errorDir: string
+  readonly pattern: RegExp
+  emit: Emit | undefined
+  stopped: boolean
+  /** Size and mtime of each candidate at the previous scan. */
+  seen: Map<string, Seen>
+}
+
+/** Moves `file` into `toDir` without replacing an earlier file of the same name. */
+async function moveTo(file: string, toDir: string): Promise<string> {
+  const name = basename(file)
+  const ext = extname(name)
+  let target = join(toDir, name)
+  for (let n = 1; ; n++) {
+    try { await access(target) } catch { break }
+    target = join(toDir, `${name.slice(0, name.length - ext.length)}.${n}${ext}`)
+  }
+  try {
+    await rename(file, target)
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EXDEV') throw e
+    await copyFile(file, target, constants.COPYFILE_EXCL)
+    await unlink(file)
+  }
+  return target
+}
+
+async function reject(p: Poller, file: string, reason: string): Promise<void> {
+  const to = await moveTo(file, p.errorDir)
+  p.log.error({ file, movedTo: to, reason }, 'file rejected')
+}
+
+function dedupeKeyOf(config: FilePollerConfig, file: string, st: Seen, content: Buffer): string {
+  const hash = createHash('sha256').update(content).digest('hex')
+  // A re-read after a crash between the durable write and the move yields the same key.
+  return config.dedupe === 'content'
+    ? `file-poller:content:${hash}`
+    : `file-poller:file:${createHash('sha256').update(`${file}\0${st.size}\0${st.mtimeMs}\0${hash}`).digest('hex')}`
+}
+
+/** The message `file` becomes, or why it cannot become one (too large, invalid JSON). */
+async function readMessage(config: FilePollerConfig, file: string, st: Seen): Promise<MessageInput | { rejected: string }> {
+  if (st.size > config.maxBytes) return { rejected: `file is ${st.size} bytes, above maxBytes ${config.maxBytes}` }
+  const content = await readFile(file)
+  const contentType = config.contentType ?? TYPES[extname(file).toLowerCase()] ?? 'text/plain'
+  const text = content.toString('utf8')
+  let body: unknown = text
+  if (isJsonContentType(contentType)) {
+    try { body = JSON.parse(text) } catch (e) { return { rejected: `invalid JSON: ${(e as Error).message}` } }
+  }
+  return {
+    body, contentType, dedupeKey: dedupeKeyOf(config, file, st, content),
+    attributes: { fileName: basename(file), filePath: file, size: String(st.size), mtime: new Date(st.mtimeMs).toISOString() },
+  }
+}
+
+/** Returns false when emitting should stop for this scan (backpressure, store trouble). */
+async function pickUp(p: Poller, file: string, st: Seen): Promise<boolean> {
+  const input = await readMessage(p.config, file, st)
+  if ('rejected' in input) { await reject(p, file, input.rejected); return true }
+  let result
+  try {
+    result = await p.emit!(input)
+  } catch (e) {
+    const backpressure = isWeirError(e) && e.code === 'ERR_BACKPRESSURE'
+    p.log.warn({ file, reason: (e as Error).message }, backpressure ? 'queue full; file left for the next scan' : 'emit failed; file left for the next scan')
+    return false
+  }
+  const to = await moveTo(file, p.doneDir)
+  if (result.duplicate) p.log.info({ file, messageId: result.id, movedTo: to }, 'file already stored (re-read after a restart); moved')
+  else p.log.info({ file, messageId: result.id, movedTo: to }, 'file picked up')
+  return true
+}
+
+/** The matching file names in the directory, sorted; undefined (logged) when it cannot be read. */
+async function listCandidates(p: Poller): Promise<string[] | undefined> {
+  try {
+    return (await readdir(p.dir, { withFileTypes: true })).filter((e) => e.isFile() && !e.name.startsWith('.') && p.pattern.test(e.name)).map((e) => e.name).sort()
+  } catch (e) {
+    p.log.error({ directory: p.dir, reason: (e as NodeJS.ErrnoException).code ?? (e as Error).message }, 'cannot read directory')
+    return undefined
+  }
+}
+
+async function sizeOf(file: string): Promise<Seen | undefined> {
+  try {
+    const s = await stat(file)
+    return { size: s.size, mtimeMs: s.mtimeMs }
+  } catch { return undefined } // gone since readdir
+}
+
+/** Picks up each file unchanged since the previous scan, until one cannot be emitted or the poller stops. */
+async function scan(p: Poller): Promise<void> {
+  const names = await listCandidates(p)
+  if (!names) return
+  const now = new Map<string, Seen>()
+  let halted = false
+  for (const name of names) {
+    const file = join(p.dir, name)
+    if (halted || p.stopped) {
+      // Not looked at this scan: keep what the previous scan saw.
+      const b = p.seen.get(file)
+      if (b) now.set(file, b)
+      continue
+    }
+    const st = await sizeOf(file)
+    if (!st) continue
+    const before = p.seen.get(file)
+    // Partially written files change between scans; only a file unchanged over a full interval is taken.
+    if (!before || before.size !== st.size || before.mtimeMs !== st.mtimeMs) { now.set(file, st); continue }
+    try {
+      if (!(await pickUp(p, file, st))) { now.set(file, st); halted = true }
+    } catch (e) {
+      p.log.error({ file, reason: (e as NodeJS.ErrnoException).code ?? (e as Error).message }, 'file could not be processed; retried on the next scan')
+      now.set(file, st)
+    }
+  }
+  p.seen = now
+}
+
 export default defineComponent({
   type: 'file-poller', kind: 'source',
   cluster: 'one-engine',
@@ -89,132 +216,39 @@ export default defineComponent({
   },
   create(config, ctx) {
     const dir = resolve(ctx.channelDir, config.directory)
-    const doneDir = config.doneDirectory ? resolve(ctx.channelDir, config.doneDirectory) : join(dir, 'done')
-    const errorDir = config.errorDirectory ? resolve(ctx.channelDir, config.errorDirectory) : join(dir, 'error')
-    const pattern = globToRegExp(config.pattern)
-    /** Size and mtime of each candidate at the previous scan. */
-    let seen = new Map<string, Seen>()
-    let emit: Emit | undefined
+    const p: Poller = {
+      config, log: ctx.log, dir,
+      doneDir: config.doneDirectory ? resolve(ctx.channelDir, config.doneDirectory) : join(dir, 'done'),
+      errorDir: config.errorDirectory ? resolve(ctx.channelDir, config.errorDirectory) : join(dir, 'error'),
+      pattern: globToRegExp(config.pattern),
+      emit: undefined, stopped: true, seen: new Map(),
+    }
     let timer: NodeJS.Timeout | undefined
     let running: Promise<void> | undefined
-    let stopped = true
 
-    /** Moves `file` into `toDir` without replacing an earlier file of the same name. */
-    async function moveTo(file: string, toDir: string): Promise<string> {
-      const name = basename(file)
-      const ext = extname(name)
-      let target = join(toDir, name)
-      for (let n = 1; ; n++) {
-        try { await access(target) } catch { break }
-        target = join(toDir, `${name.slice(0, name.length - ext.length)}.${n}${ext}`)
-      }
-      try {
-        await rename(file, target)
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'EXDEV') throw e
-        await copyFile(file, target, constants.COPYFILE_EXCL)
-        await unlink(file)
-      }
-      return target
-    }
-
-    async function reject(file: string, reason: string): Promise<void> {
-      const to = await moveTo(file, errorDir)
-      ctx.log.error({ file, movedTo: to, reason }, 'file rejected')
-    }
-
-    /** Returns false when emitting should stop for this scan (backpressure, store trouble). */
-    async function pickUp(file: string, st: Seen): Promise<boolean> {
-      if (st.size > config.maxBytes) { await reject(file, `file is ${st.size} bytes, above maxBytes ${config.maxBytes}`); return true }
-      const content = await readFile(file)
-      const contentType = config.contentType ?? TYPES[extname(file).toLowerCase()] ?? 'text/plain'
-      const text = content.toString('utf8')
-      let body: unknown = text
-      if (isJsonContentType(contentType)) {
-        try { body = JSON.parse(text) } catch (e) { await reject(file, `invalid JSON: ${(e as Error).message}`); return true }
-      }
-      const hash = createHash('sha256').update(content).digest('hex')
-      // A re-read after a crash between the durable write and the move yields the same key.
-      const dedupeKey = config.dedupe === 'content'
-        ? `file-poller:content:${hash}`
-        : `file-poller:file:${createHash('sha256').update(`${file}\0${st.size}\0${st.mtimeMs}\0${hash}`).digest('hex')}`
-      const input: MessageInput = {
-        body, contentType, dedupeKey,
-        attributes: { fileName: basename(file), filePath: file, size: String(st.size), mtime: new Date(st.mtimeMs).toISOString() },
-      }
-      let result
-      try {
-        result = await emit!(input)
-      } catch (e) {
-        const backpressure = isWeirError(e) && e.code === 'ERR_BACKPRESSURE'
-        ctx.log.warn({ file, reason: (e as Error).message }, backpressure ? 'queue full; file left for the next scan' : 'emit failed; file left for the next scan')
-        return false
-      }
-      const to = await moveTo(file, doneDir)
-      if (result.duplicate) ctx.log.info({ file, messageId: result.id, movedTo: to }, 'file already stored (re-read after a restart); moved')
-      else ctx.log.info({ file, messageId: result.id, movedTo: to }, 'file picked up')
-      return true
-    }
-
-    async function scan(): Promise<void> {
-      let names: string[]
-      try {
-        names = (await readdir(dir, { withFileTypes: true })).filter((e) => e.isFile() && !e.name.startsWith('.') && pattern.test(e.name)).map((e) => e.name).sort()
-      } catch (e) {
-        ctx.log.error({ directory: dir, reason: (e as NodeJS.ErrnoException).code ?? (e as Error).message }, 'cannot read directory')
-        return
-      }
-      const now = new Map<string, Seen>()
-      let halted = false
-      for (const name of names) {
-        const file = join(dir, name)
-        if (halted || stopped) {
-          // Not looked at this scan: keep what the previous scan saw.
-          const b = seen.get(file)
-          if (b) now.set(file, b)
-          continue
-        }
-        let st: Seen
-        try {
-          const s = await stat(file)
-          st = { size: s.size, mtimeMs: s.mtimeMs }
-        } catch { continue } // gone since readdir
-        const before = seen.get(file)
-        // Partially written files change between scans; only a file unchanged over a full interval is taken.
-        if (!before || before.size !== st.size || before.mtimeMs !== st.mtimeMs) { now.set(file, st); continue }
-        try {
-          if (!(await pickUp(file, st))) { now.set(file, st); halted = true }
-        } catch (e) {
-          ctx.log.error({ file, reason: (e as NodeJS.ErrnoException).code ?? (e as Error).message }, 'file could not be processed; retried on the next scan')
-          now.set(file, st)
-        }
-      }
-      seen = now
-    }
-
-    function track(p: Promise<void>): Promise<void> {
-      const t: Promise<void> = p.catch((e: unknown) => { ctx.log.error({ reason: (e as Error).message }, 'scan failed') }).finally(() => { if (running === t) running = undefined })
+    function track(scanning: Promise<void>): Promise<void> {
+      const t: Promise<void> = scanning.catch((e: unknown) => { ctx.log.error({ reason: (e as Error).message }, 'scan failed') }).finally(() => { if (running === t) running = undefined })
       running = t
       return t
     }
 
     function schedule(): void {
-      if (stopped) return
-      timer = setTimeout(() => { void track(scan()).then(schedule) }, config.pollIntervalMs)
+      if (p.stopped) return
+      timer = setTimeout(() => { void track(scan(p)).then(schedule) }, config.pollIntervalMs)
     }
 
     return {
       async start(e: Emit) {
-        emit = e
-        stopped = false
+        p.emit = e
+        p.stopped = false
         await mkdir(dir, { recursive: true })
-        await mkdir(doneDir, { recursive: true })
-        await mkdir(errorDir, { recursive: true })
+        await mkdir(p.doneDir, { recursive: true })
+        await mkdir(p.errorDir, { recursive: true })
         ctx.log.info({ directory: dir, pattern: config.pattern }, 'watching directory')
-        void track(scan()).then(schedule)
+        void track(scan(p)).then(schedule)
       },
       async stop() {
-        stopped = true
+        p.stopped = true
         if (timer) clearTimeout(timer)
         timer = undefined
         await running
@@ -226,7 +260,7 @@ export default defineComponent({
       /** Runs one scan now (tests, manual triggers); waits for a scan in progress first. */
       async scanNow() {
         while (running) await running
-        await track(scan())
+        await track(scan(p))
       },
     }
   },

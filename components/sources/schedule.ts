@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import cron, { type ScheduledTask } from 'node-cron'
 import jsonata from 'jsonata'
-import { defineComponent, type Emit, type ConfigOf } from '../../shared/component.ts'
+import { defineComponent, type ComponentContext, type Emit, type ConfigOf } from '../../shared/component.ts'
 import { errorCodes, HttpStatusError, isWeirError } from '../../shared/errors.ts'
 import { jsonataProblem, plainJson } from '../../shared/jsonata.ts'
 import type { TokenProvider } from '../../shared/oauth/types.ts'
@@ -132,6 +132,149 @@ function later(a: string, b: string | undefined): boolean {
   return Number.isNaN(ta) || Number.isNaN(tb) ? a > b : ta > tb
 }
 
+/** What every tick of one schedule source shares: its config, context and compiled expressions. */
+interface Poll {
+  readonly config: ScheduleConfig
+  readonly ctx: ComponentContext
+  readonly credential: TokenProvider | undefined
+  readonly origin: string
+  readonly itemsExpr: jsonata.Expression | undefined
+  readonly nextExpr: jsonata.Expression | undefined
+  readonly keyExpr: jsonata.Expression | undefined
+  readonly cursorExpr: jsonata.Expression | undefined
+  emit: Emit | undefined
+}
+
+async function itemsOf(itemsExpr: jsonata.Expression | undefined, body: unknown): Promise<unknown[]> {
+  if (itemsExpr) {
+    const r = plainJson(await itemsExpr.evaluate(body))
+    return r === undefined ? [] : Array.isArray(r) ? r : [r]
+  }
+  if (isBundle(body)) return ((body.entry as Json[] | undefined) ?? []).map((e) => e.resource).filter((r) => r !== undefined)
+  if (Array.isArray(body)) return body
+  return [body]
+}
+
+async function nextOf(nextExpr: jsonata.Expression | undefined, headers: Record<string, string | string[] | undefined>, body: unknown): Promise<string | undefined> {
+  if (nextExpr) {
+    const r = await nextExpr.evaluate(body)
+    return typeof r === 'string' && r ? r : undefined
+  }
+  const fromHeader = linkWithRel(headers.link, 'next')
+  if (fromHeader) return fromHeader
+  if (isBundle(body)) return ((body.link as Json[] | undefined) ?? []).find((l) => l.relation === 'next')?.url as string | undefined
+  return undefined
+}
+
+async function keyOf(keyExpr: jsonata.Expression | undefined, item: unknown): Promise<string> {
+  if (keyExpr) {
+    const k = await keyExpr.evaluate(item)
+    if (k !== undefined && k !== null && typeof k !== 'object') return `schedule:${String(k)}`
+  } else if (isResource(item) && typeof item.id === 'string') {
+    const meta = (item.meta ?? {}) as Json
+    const version = meta.versionId ?? meta.lastUpdated
+    if (version !== undefined) return `schedule:${item.resourceType}/${item.id}/_history/${String(version)}`
+  }
+  return `schedule:sha256:${createHash('sha256').update(JSON.stringify(item)).digest('hex')}`
+}
+
+/** The cursor through one tick: the stored value it starts from and the largest item value seen since. */
+class TickCursor {
+  maxSeen: string | undefined
+
+  private constructor(private readonly poll: Poll, readonly stored: string | undefined) {
+    this.maxSeen = stored
+  }
+
+  static async load(poll: Poll): Promise<TickCursor> {
+    const { config, ctx } = poll
+    return new TickCursor(poll, config.cursor ? ((await ctx.state.get<string>('cursor')) ?? config.cursor.initial) : undefined)
+  }
+
+  /** The first page's URL: `url` with the cursor parameter, when there is a value to send. */
+  firstUrl(): URL {
+    const { config } = this.poll
+    const url = new URL(config.url)
+    if (config.cursor && this.stored !== undefined) url.searchParams.set(config.cursor.param, config.cursor.prefix + this.stored)
+    return url
+  }
+
+  async see(item: unknown): Promise<void> {
+    if (!this.poll.cursorExpr) return
+    const v = await this.poll.cursorExpr.evaluate(item)
+    if ((typeof v === 'string' || typeof v === 'number') && later(String(v), this.maxSeen)) this.maxSeen = String(v)
+  }
+
+  /** Stores the largest value seen; called only after a tick that fetched every page. */
+  async save(): Promise<void> {
+    if (this.poll.config.cursor && this.maxSeen !== undefined && this.maxSeen !== this.stored) await this.poll.ctx.state.set('cursor', this.maxSeen)
+  }
+}
+
+/** GETs one page: its headers and parsed JSON body; a non-2xx status, a page over maxBytes or a body that is not JSON fails the tick. */
+async function fetchPage(poll: Poll, url: URL, signal: AbortSignal): Promise<{ headers: Record<string, string | string[] | undefined>; body: unknown }> {
+  const { config, credential } = poll
+  const res = await poll.ctx.http.request({
+    method: 'GET', url, headers: { accept: 'application/fhir+json, application/json;q=0.9', ...config.headers },
+    ...(credential ? { credential } : {}), timeoutMs: config.timeoutMs, maxBodyBytes: config.maxBytes, signal,
+  })
+  if (res.status < 200 || res.status > 299) throw new HttpStatusError(`GET ${url.origin}${url.pathname} answered ${res.status}`, res.status)
+  if (res.truncated) throw new errorCodes.ERR_HTTP_RESPONSE(`GET ${url.origin}${url.pathname} answered a page over maxBytes (${config.maxBytes} bytes); reading stopped there. Raise "maxBytes" or ask the API for smaller pages`)
+  let body: unknown
+  try { body = JSON.parse(res.body) } catch { throw new errorCodes.ERR_HTTP_RESPONSE(`GET ${url.origin}${url.pathname} did not return JSON`) }
+  return { headers: res.headers, body }
+}
+
+/** Emits each item of a page and moves the cursor past it; false when the tick was aborted. */
+async function emitPage(poll: Poll, body: unknown, url: URL, page: number, cursor: TickCursor, counts: { emitted: number; duplicates: number }, signal: AbortSignal): Promise<boolean> {
+  for (const item of await itemsOf(poll.itemsExpr, body)) {
+    if (signal.aborted) return false
+    const result = await poll.emit!({
+      body: item,
+      contentType: poll.config.contentType ?? (isResource(item) ? 'application/fhir+json' : 'application/json'),
+      attributes: { url: url.href, page: String(page) },
+      dedupeKey: await keyOf(poll.keyExpr, item),
+    })
+    if (result.duplicate) counts.duplicates++
+    else counts.emitted++
+    await cursor.see(item)
+  }
+  return true
+}
+
+/** The next page's URL, or undefined after the last page. */
+async function nextPageUrl(poll: Poll, headers: Record<string, string | string[] | undefined>, body: unknown, url: URL, visited: Set<string>): Promise<URL | undefined> {
+  const next = await nextOf(poll.nextExpr, headers, body)
+  if (!next) return undefined
+  const nextUrl: URL = new URL(next, url)
+  // Credentials go to the configured origin only: a next link elsewhere is not followed.
+  if (nextUrl.origin !== poll.origin) throw new errorCodes.ERR_HTTP_RESPONSE(`next link to another origin (${nextUrl.origin}) refused`)
+  if (visited.has(nextUrl.href)) throw new errorCodes.ERR_HTTP_RESPONSE(`next link loops back to ${nextUrl.origin}${nextUrl.pathname}`)
+  return nextUrl
+}
+
+/** One tick: follows the pages from the cursor on, emitting their items, and stores the cursor once every page was fetched. */
+async function runTick(poll: Poll, signal: AbortSignal): Promise<void> {
+  const { config, ctx } = poll
+  const started = Date.now()
+  const cursor = await TickCursor.load(poll)
+  let url: URL | undefined = cursor.firstUrl()
+  const counts = { emitted: 0, duplicates: 0 }
+  const visited = new Set<string>()
+  for (let page = 1; url; page++) {
+    if (page > config.maxPages) {
+      ctx.log.error({ maxPages: config.maxPages }, 'pagination stopped at maxPages; cursor not advanced')
+      return
+    }
+    visited.add(url.href)
+    const { headers, body } = await fetchPage(poll, url, signal)
+    if (!(await emitPage(poll, body, url, page, cursor, counts, signal))) return
+    url = await nextPageUrl(poll, headers, body, url, visited)
+  }
+  await cursor.save()
+  ctx.log.info({ emitted: counts.emitted, duplicates: counts.duplicates, cursor: cursor.maxSeen, ms: Date.now() - started }, 'poll finished')
+}
+
 export default defineComponent({
   type: 'schedule', kind: 'source',
   cluster: 'one-engine',
@@ -152,106 +295,26 @@ export default defineComponent({
   create(config, ctx) {
     const problem = cronProblem(config.cron) ?? timezoneProblem(config.timezone)
     if (problem) throw new errorCodes.ERR_SCHEDULE_INVALID(problem)
-    const credential: TokenProvider | undefined = config.credential ? ctx.credential(config.credential) : undefined
-    const origin = new URL(config.url).origin
-    const itemsExpr = config.items ? jsonata(config.items) : undefined
-    const nextExpr = config.nextLink ? jsonata(config.nextLink) : undefined
-    const keyExpr = config.dedupeKey ? jsonata(config.dedupeKey) : undefined
-    const cursorExpr = config.cursor ? jsonata(config.cursor.itemPath) : undefined
+    const poll: Poll = {
+      config, ctx,
+      credential: config.credential ? ctx.credential(config.credential) : undefined,
+      origin: new URL(config.url).origin,
+      itemsExpr: config.items ? jsonata(config.items) : undefined,
+      nextExpr: config.nextLink ? jsonata(config.nextLink) : undefined,
+      keyExpr: config.dedupeKey ? jsonata(config.dedupeKey) : undefined,
+      cursorExpr: config.cursor ? jsonata(config.cursor.itemPath) : undefined,
+      emit: undefined,
+    }
     let task: ScheduledTask | undefined
-    let emit: Emit | undefined
     let running: Promise<void> | undefined
     let abort = new AbortController()
-
-    async function itemsOf(body: unknown): Promise<unknown[]> {
-      if (itemsExpr) {
-        const r = plainJson(await itemsExpr.evaluate(body))
-        return r === undefined ? [] : Array.isArray(r) ? r : [r]
-      }
-      if (isBundle(body)) return ((body.entry as Json[] | undefined) ?? []).map((e) => e.resource).filter((r) => r !== undefined)
-      if (Array.isArray(body)) return body
-      return [body]
-    }
-
-    async function nextOf(headers: Record<string, string | string[] | undefined>, body: unknown): Promise<string | undefined> {
-      if (nextExpr) {
-        const r = await nextExpr.evaluate(body)
-        return typeof r === 'string' && r ? r : undefined
-      }
-      const fromHeader = linkWithRel(headers.link, 'next')
-      if (fromHeader) return fromHeader
-      if (isBundle(body)) return ((body.link as Json[] | undefined) ?? []).find((l) => l.relation === 'next')?.url as string | undefined
-      return undefined
-    }
-
-    async function keyOf(item: unknown): Promise<string> {
-      if (keyExpr) {
-        const k = await keyExpr.evaluate(item)
-        if (k !== undefined && k !== null && typeof k !== 'object') return `schedule:${String(k)}`
-      } else if (isResource(item) && typeof item.id === 'string') {
-        const meta = (item.meta ?? {}) as Json
-        const version = meta.versionId ?? meta.lastUpdated
-        if (version !== undefined) return `schedule:${item.resourceType}/${item.id}/_history/${String(version)}`
-      }
-      return `schedule:sha256:${createHash('sha256').update(JSON.stringify(item)).digest('hex')}`
-    }
-
-    async function runTick(signal: AbortSignal): Promise<void> {
-      const started = Date.now()
-      const stored = config.cursor ? ((await ctx.state.get<string>('cursor')) ?? config.cursor.initial) : undefined
-      let url: URL | undefined = new URL(config.url)
-      if (config.cursor && stored !== undefined) url.searchParams.set(config.cursor.param, config.cursor.prefix + stored)
-      let maxSeen = stored
-      let emitted = 0
-      let duplicates = 0
-      const visited = new Set<string>()
-      for (let page = 1; url; page++) {
-        if (page > config.maxPages) {
-          ctx.log.error({ maxPages: config.maxPages }, 'pagination stopped at maxPages; cursor not advanced')
-          return
-        }
-        visited.add(url.href)
-        const res = await ctx.http.request({
-          method: 'GET', url, headers: { accept: 'application/fhir+json, application/json;q=0.9', ...config.headers },
-          ...(credential ? { credential } : {}), timeoutMs: config.timeoutMs, maxBodyBytes: config.maxBytes, signal,
-        })
-        if (res.status < 200 || res.status > 299) throw new HttpStatusError(`GET ${url.origin}${url.pathname} answered ${res.status}`, res.status)
-        if (res.truncated) throw new errorCodes.ERR_HTTP_RESPONSE(`GET ${url.origin}${url.pathname} answered a page over maxBytes (${config.maxBytes} bytes); reading stopped there. Raise "maxBytes" or ask the API for smaller pages`)
-        let body: unknown
-        try { body = JSON.parse(res.body) } catch { throw new errorCodes.ERR_HTTP_RESPONSE(`GET ${url.origin}${url.pathname} did not return JSON`) }
-        for (const item of await itemsOf(body)) {
-          if (signal.aborted) return
-          const result = await emit!({
-            body: item,
-            contentType: config.contentType ?? (isResource(item) ? 'application/fhir+json' : 'application/json'),
-            attributes: { url: url.href, page: String(page) },
-            dedupeKey: await keyOf(item),
-          })
-          if (result.duplicate) duplicates++
-          else emitted++
-          if (cursorExpr) {
-            const v = await cursorExpr.evaluate(item)
-            if ((typeof v === 'string' || typeof v === 'number') && later(String(v), maxSeen)) maxSeen = String(v)
-          }
-        }
-        const next = await nextOf(res.headers, body)
-        if (!next) { url = undefined; break }
-        const nextUrl: URL = new URL(next, url)
-        // Credentials go to the configured origin only: a next link elsewhere is not followed.
-        if (nextUrl.origin !== origin) throw new errorCodes.ERR_HTTP_RESPONSE(`next link to another origin (${nextUrl.origin}) refused`)
-        if (visited.has(nextUrl.href)) throw new errorCodes.ERR_HTTP_RESPONSE(`next link loops back to ${nextUrl.origin}${nextUrl.pathname}`)
-        url = nextUrl
-      }
-      if (config.cursor && maxSeen !== undefined && maxSeen !== stored) await ctx.state.set('cursor', maxSeen)
-      ctx.log.info({ emitted, duplicates, cursor: maxSeen, ms: Date.now() - started }, 'poll finished')
-    }
 
     function tick(): Promise<void> {
       if (running) {
         ctx.log.warn('previous poll still running; tick skipped')
         return running
       }
-      const p: Promise<void> = runTick(abort.signal)
+      const p: Promise<void> = runTick(poll, abort.signal)
         .catch((e: unknown) => {
           const backpressure = isWeirError(e) && e.code === 'ERR_BACKPRESSURE'
           ctx.log[backpressure ? 'warn' : 'error']({ reason: (e as Error).message }, backpressure ? 'queue full; poll stopped, cursor not advanced' : 'poll failed; cursor not advanced')
@@ -263,7 +326,7 @@ export default defineComponent({
 
     return {
       async start(e: Emit) {
-        emit = e
+        poll.emit = e
         abort = new AbortController()
         ctx.signal.addEventListener('abort', () => abort.abort(), { once: true })
         task = cron.schedule(config.cron, () => { void tick() }, { timezone: config.timezone, name: `${ctx.channel}/${ctx.name}` })

@@ -6,7 +6,7 @@ import { abortAfter, linkAbort, unlinkAbort } from './abort.ts'
 import { OAuthChallengeError, parseWwwAuthenticate, type Challenge } from './challenge.ts'
 import { redactedExcerpt } from './excerpt.ts'
 import { isRetryableStatus } from './status.ts'
-import type { HttpClient, HttpRequest, HttpResponse } from './types.ts'
+import type { HttpClient, HttpRequest, HttpResponse, RequestCredential } from './types.ts'
 
 export interface HttpClientOptions {
   log?: Logger
@@ -150,6 +150,80 @@ function notResent(url: URL, method: string, error: string, challenge: Challenge
   return new OAuthChallengeError(`${method} ${url.origin}${url.pathname} answered 401 ${error}; not resent because the request body is a stream`, 401, challenge, { retryable: true })
 }
 
+/** One attempt: dispatches the request and resolves with the (bounded) response once its body is read. */
+async function sendOnce(dispatcher: Dispatcher, url: URL, origin: string, method: string, headers: Record<string, string> | undefined, body: string | Buffer | Readable | undefined, state: RequestState, timeoutMs: number, bodyLimit: number): Promise<HttpResponse> {
+  const exchange = new Exchange(bodyLimit)
+  state.exchange = exchange
+  if (state.aborted) exchange.abort(state.reason)
+  else dispatcher.dispatch({ origin, path: url.search ? `${url.pathname}${url.search}` : url.pathname, method: method as Dispatcher.HttpMethod, headers, body: body ?? null }, exchange)
+  try {
+    return await exchange.response
+  } catch (e) {
+    if (exchange.started) {
+      throw new errorCodes.ERR_HTTP_NETWORK(`${method} ${url.origin}${url.pathname}: response body failed: ${(e as { code?: string }).code ?? (e as Error).message}`, { cause: e })
+    }
+    if ((e as Error).name === 'TimeoutError' || (state.aborted && (state.reason as Error | undefined)?.name === 'TimeoutError')) {
+      throw new errorCodes.ERR_HTTP_TIMEOUT(`${method} ${url.origin}${url.pathname} timed out after ${timeoutMs} ms`, { cause: e })
+    }
+    if (state.aborted) throw e
+    const code = (e as { code?: string }).code
+    throw new errorCodes.ERR_HTTP_NETWORK(`${method} ${url.origin}${url.pathname} failed: ${code ?? (e as Error).message}`, { cause: e })
+  } finally {
+    state.exchange = undefined
+  }
+}
+
+/** What a failed wait for a token is reported as: the request's timeout when its timer ended the wait, else the credential's own error. */
+function tokenWaitError(e: unknown, state: RequestState, url: URL, method: string, timeoutMs: number): unknown {
+  if (state.aborted && (state.reason as Error | undefined)?.name === 'TimeoutError') {
+    return new errorCodes.ERR_HTTP_TIMEOUT(`${method} ${url.origin}${url.pathname} timed out after ${timeoutMs} ms waiting for an access token`, { cause: e })
+  }
+  return e
+}
+
+/**
+ * Sends `req` with the credential's Authorization (and DPoP): resent once on a DPoP `use_dpop_nonce`
+ * challenge and once with a renewed token on `invalid_token`; any other 401 fails.
+ */
+async function sendAuthorized(dispatcher: Dispatcher, url: URL, origin: string, method: string, req: HttpRequest, credential: RequestCredential, state: RequestState, timeoutMs: number, bodyLimit: number, log: Logger): Promise<HttpResponse> {
+  const replayable = req.body === undefined || typeof req.body === 'string' || Buffer.isBuffer(req.body)
+  let renewed = false
+  let nonceRetried = false
+  for (;;) {
+    let auth: Awaited<ReturnType<typeof credential.authorize>> | undefined
+    try {
+      // A cached token needs no promise; otherwise `state` is the options object, whose `signal`
+      // is made only if the provider reads it (a wait for a token).
+      auth = credential.authorizeNow?.({ method, url }) ?? (await credential.authorize({ method, url }, undefined, state))
+    } catch (e) {
+      throw tokenWaitError(e, state, url, method, timeoutMs)
+    }
+    const res = await sendOnce(dispatcher, url, origin, method, { ...req.headers, ...auth.headers }, req.body, state, timeoutMs, bodyLimit)
+    credential.noteResponse?.(url, res.headers)
+    if (res.status !== 401) return res
+    const challenges = parseWwwAuthenticate(res.headers['www-authenticate'] as string | string[] | undefined)
+    const error = challenges.find((c) => c.parameters.error)?.parameters.error
+    const challenge = challenges[0] ?? { scheme: 'Bearer', parameters: {} }
+    if (error === 'use_dpop_nonce' && !nonceRetried && res.headers['dpop-nonce']) {
+      if (!replayable) throw notResent(url, method, error, challenge)
+      nonceRetried = true
+      continue
+    }
+    if (error === 'invalid_token' && !renewed) {
+      credential.invalidate(auth.token)
+      if (!replayable) throw notResent(url, method, error, challenge)
+      renewed = true
+      log.info({ credential: credential.name, url: `${url.origin}${url.pathname}` }, 'access token rejected (invalid_token); renewing once')
+      continue
+    }
+    throw new OAuthChallengeError(
+      `${method} ${url.origin}${url.pathname} answered 401${error ? ` ${error}` : ''}${renewed ? ' again after renewing the access token' : ''}`,
+      401,
+      challenge,
+    )
+  }
+}
+
 /**
  * The shared HTTP client: undici keep-alive pools per origin. With a `credential` it adds
  * Authorization (and DPoP), renews the token once on `401 invalid_token` (and once on a DPoP
@@ -174,29 +248,6 @@ export function createHttpClient(options: HttpClientOptions = {}): HttpClient & 
     return p
   }
 
-  /** One attempt: dispatches the request and resolves with the (bounded) response once its body is read. */
-  async function once(dispatcher: Dispatcher, url: URL, origin: string, method: string, headers: Record<string, string> | undefined, body: string | Buffer | Readable | undefined, state: RequestState, timeoutMs: number, bodyLimit: number): Promise<HttpResponse> {
-    const exchange = new Exchange(bodyLimit)
-    state.exchange = exchange
-    if (state.aborted) exchange.abort(state.reason)
-    else dispatcher.dispatch({ origin, path: url.search ? `${url.pathname}${url.search}` : url.pathname, method: method as Dispatcher.HttpMethod, headers, body: body ?? null }, exchange)
-    try {
-      return await exchange.response
-    } catch (e) {
-      if (exchange.started) {
-        throw new errorCodes.ERR_HTTP_NETWORK(`${method} ${url.origin}${url.pathname}: response body failed: ${(e as { code?: string }).code ?? (e as Error).message}`, { cause: e })
-      }
-      if ((e as Error).name === 'TimeoutError' || (state.aborted && (state.reason as Error | undefined)?.name === 'TimeoutError')) {
-        throw new errorCodes.ERR_HTTP_TIMEOUT(`${method} ${url.origin}${url.pathname} timed out after ${timeoutMs} ms`, { cause: e })
-      }
-      if (state.aborted) throw e
-      const code = (e as { code?: string }).code
-      throw new errorCodes.ERR_HTTP_NETWORK(`${method} ${url.origin}${url.pathname} failed: ${code ?? (e as Error).message}`, { cause: e })
-    } finally {
-      state.exchange = undefined
-    }
-  }
-
   async function request(req: HttpRequest & { throwHttpErrors?: boolean }): Promise<HttpResponse> {
     const url = typeof req.url === 'string' ? new URL(req.url) : req.url
     const origin = url.origin
@@ -211,54 +262,12 @@ export function createHttpClient(options: HttpClientOptions = {}): HttpClient & 
     try {
       const credential = req.credential
       const dispatcher = credential?.dispatcher ?? dispatcherFor(origin)
-      const replayable = req.body === undefined || typeof req.body === 'string' || Buffer.isBuffer(req.body)
-      let renewed = false
-      let nonceRetried = false
-      for (;;) {
-        let headers = req.headers
-        let token: unknown
-        if (credential) {
-          let auth: Awaited<ReturnType<typeof credential.authorize>> | undefined
-          try {
-            // A cached token needs no promise; otherwise `state` is the options object, whose `signal`
-            // is made only if the provider reads it (a wait for a token).
-            auth = credential.authorizeNow?.({ method, url }) ?? (await credential.authorize({ method, url }, undefined, state))
-          } catch (e) {
-            if (state.aborted && (state.reason as Error | undefined)?.name === 'TimeoutError') {
-              throw new errorCodes.ERR_HTTP_TIMEOUT(`${method} ${url.origin}${url.pathname} timed out after ${timeoutMs} ms waiting for an access token`, { cause: e })
-            }
-            throw e
-          }
-          token = auth.token
-          headers = { ...req.headers, ...auth.headers }
-        }
-        const res = await once(dispatcher, url, origin, method, headers, req.body, state, timeoutMs, req.maxBodyBytes ?? maxBody)
-        if (credential) credential.noteResponse?.(url, res.headers)
-        if (credential && res.status === 401) {
-          const challenges = parseWwwAuthenticate(res.headers['www-authenticate'] as string | string[] | undefined)
-          const error = challenges.find((c) => c.parameters.error)?.parameters.error
-          const challenge = challenges[0] ?? { scheme: 'Bearer', parameters: {} }
-          if (error === 'use_dpop_nonce' && !nonceRetried && res.headers['dpop-nonce']) {
-            if (!replayable) throw notResent(url, method, error, challenge)
-            nonceRetried = true
-            continue
-          }
-          if (error === 'invalid_token' && !renewed) {
-            credential.invalidate(token)
-            if (!replayable) throw notResent(url, method, error, challenge)
-            renewed = true
-            log.info({ credential: credential.name, url: `${url.origin}${url.pathname}` }, 'access token rejected (invalid_token); renewing once')
-            continue
-          }
-          throw new OAuthChallengeError(
-            `${method} ${url.origin}${url.pathname} answered 401${error ? ` ${error}` : ''}${renewed ? ' again after renewing the access token' : ''}`,
-            401,
-            challenge,
-          )
-        }
-        if (res.status >= 400 && req.throwHttpErrors !== false) throw statusError(url, method, res)
-        return res
-      }
+      const bodyLimit = req.maxBodyBytes ?? maxBody
+      const res = credential
+        ? await sendAuthorized(dispatcher, url, origin, method, req, credential, state, timeoutMs, bodyLimit, log)
+        : await sendOnce(dispatcher, url, origin, method, req.headers, req.body, state, timeoutMs, bodyLimit)
+      if (res.status >= 400 && req.throwHttpErrors !== false) throw statusError(url, method, res)
+      return res
     } finally {
       clearTimeout(timer)
       if (external) unlinkAbort(external, state)
