@@ -13,6 +13,7 @@ import { guardConnections, type ConnectionGuard } from '../../shared/inbound/con
 import { jsonDeeperThan } from '../../shared/inbound/json-depth.ts'
 import { jwtVerifier, KEYS_FAILURE_MS } from '../../shared/inbound/jwt-verifier.ts'
 import { Refusal } from '../../shared/inbound/refusal.ts'
+import type { Logger } from '../../shared/log/index.ts'
 import { reveal } from '../../shared/secret.ts'
 
 const ASYMMETRIC_ALGS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] as const
@@ -185,6 +186,130 @@ function createServer(config: HttpListenerConfig, tlsOptions: Record<string, unk
   return tlsOptions ? createHttpsServer({ ...tlsOptions, ...timeouts, handshakeTimeout: config.headersTimeoutMs }, onRequest) : createHttpServer(timeouts, onRequest)
 }
 
+/** One http-listener's settings as requests use them, its connection guard, and where it hands messages. */
+interface Listener {
+  readonly config: HttpListenerConfig
+  readonly log: Logger
+  readonly accepts: (contentType: string) => boolean
+  readonly verifyJwt: ReturnType<typeof jwtVerifier> | undefined
+  readonly apiKeyHash: Buffer | undefined
+  readonly apiKeyHeader: string | undefined
+  /** Headers copied into the message attributes (never the credentials). */
+  readonly attributeHeaders: string[]
+  readonly readBody: ReturnType<typeof bodyReader>
+  emit: Emit | undefined
+  guard: ConnectionGuard | undefined
+  limitLoggedAt: number
+}
+
+function apiKeyPrincipal(l: Listener, req: IncomingMessage): Principal {
+  const v = req.headers[l.apiKeyHeader!]
+  if (v === undefined) throw new Refusal(401, `missing API key header ${l.apiKeyHeader}`)
+  if (Array.isArray(v) || !timingSafeEqual(sha256(v), l.apiKeyHash!)) throw new Refusal(401, 'invalid API key')
+  // One key is one client: its name, if given, tells it apart in the message log.
+  const name = l.config.apiKey!.name
+  return { ...(name ? { subject: name } : {}), scope: ['api-key', name ?? ''] }
+}
+
+/** Who sent the request, by its bearer token or API key when the listener requires one (401 otherwise). */
+async function authenticate(l: Listener, req: IncomingMessage): Promise<Principal> {
+  if (l.verifyJwt) return jwtPrincipal(await l.verifyJwt(req.headers.authorization))
+  if (l.apiKeyHash) return apiKeyPrincipal(l, req)
+  return { scope: ['anonymous'] }
+}
+
+/** The request's media type without parameters, when the listener accepts it (415 otherwise). */
+function acceptedContentType(l: Listener, req: IncomingMessage): string {
+  const contentType = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase()
+  if (!contentType || !l.accepts(contentType)) throw new Refusal(415, `content type ${JSON.stringify(contentType || '(none)')} is not accepted`)
+  return contentType
+}
+
+function copyAttributeHeaders(l: Listener, req: IncomingMessage, attributes: Record<string, string>): void {
+  for (const h of l.attributeHeaders) {
+    const v = req.headers[h]
+    if (typeof v === 'string') attributes[h] = v
+  }
+}
+
+/** Answers one request: 404 and 405 for other paths and methods, then authentication, body, and 202 once the message is stored. */
+async function handle(l: Listener, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const { config } = l
+  const url = new URL(req.url ?? '/', 'http://localhost')
+  if (url.pathname !== config.path) return json(res, 404, { error: 'not found' })
+  if (!(config.methods as readonly string[]).includes(req.method ?? '')) return json(res, 405, { error: 'method not allowed' }, { allow: config.methods.join(', ') })
+  const attributes: Record<string, string> = { method: req.method!, path: url.pathname, remoteAddress: req.socket.remoteAddress ?? '' }
+  if (url.search) attributes.query = url.search.slice(1)
+  const principal = await authenticate(l, req)
+  if (principal.subject) attributes.authSubject = principal.subject
+  const contentType = acceptedContentType(l, req)
+  const declared = Number(req.headers['content-length'])
+  if (declared > config.maxBytes) throw new Refusal(413, `body above maxBytes ${config.maxBytes}`)
+  const raw = await l.readBody(req, res)
+  const body = isJsonContentType(contentType) ? parseJson(raw, config.maxJsonDepth) : raw.toString('utf8')
+  copyAttributeHeaders(l, req, attributes)
+  const idem = req.headers[config.idempotencyHeader.toLowerCase()]
+  const result = await l.emit!({
+    body, contentType, attributes,
+    ...(typeof idem === 'string' && idem ? { dedupeKey: dedupeKeyOf(principal.scope, idem) } : {}),
+  })
+  json(res, 202, result.duplicate ? { id: result.id, duplicate: true } : { id: result.id })
+}
+
+/** The answer to a request that failed: its refusal, 503 with Retry-After when storing may succeed later, else 500. */
+function answerFailure(l: Listener, req: IncomingMessage, res: ServerResponse, e: unknown): void {
+  if (res.headersSent) return
+  if (e instanceof Refusal) {
+    // The path without its query: a query string may carry personal data.
+    l.log.warn({ status: e.status, reason: e.reason, method: req.method, path: (req.url ?? '').split('?')[0], remoteAddress: req.socket.remoteAddress }, 'request refused')
+    // The rest of an oversized or refused body is not read: close the connection after answering.
+    const close: Record<string, string> = req.complete ? {} : { connection: 'close' }
+    return json(res, e.status, { error: e.status === 401 ? 'unauthorized' : e.publicReason }, { ...e.headers, ...close })
+  }
+  if (isWeirError(e) && (e.statusCode === 503 || e.retryable)) {
+    const seconds = Math.max(1, Math.ceil((e.retryAfterMs ?? 1000) / 1000))
+    l.log.warn({ status: 503, reason: e.message }, 'message not accepted')
+    return json(res, 503, { error: e.code === 'ERR_BACKPRESSURE' ? 'queue full, retry later' : 'temporarily unavailable, retry later' }, { 'retry-after': String(seconds) })
+  }
+  l.log.error({ err: e }, 'message could not be stored')
+  json(res, 500, { error: 'message not stored' })
+}
+
+function onRequest(l: Listener, req: IncomingMessage, res: ServerResponse): void {
+  l.guard!.busy(req.socket)
+  res.once('close', () => l.guard!.idle(req.socket))
+  handle(l, req, res).catch((e: unknown) => answerFailure(l, req, res, e))
+}
+
+// Under a flood this would be a line per connection: one line per 10 s with the counts.
+function logLimit(l: Listener): void {
+  const now = Date.now()
+  if (now - l.limitLoggedAt < 10_000) return
+  l.limitLoggedAt = now
+  l.log.warn({ ...l.guard!.stats(), maxConnections: l.config.maxConnections, maxConnectionsPerAddress: l.config.maxConnectionsPerAddress }, 'connection limit reached: closing the connections that waited longest for request headers')
+}
+
+/** Binds the server to the configured host and port; logs the URL it listens on. */
+function listen(s: Server, config: HttpListenerConfig, log: Logger, scheme: 'http' | 'https'): Promise<void> {
+  return new Promise<void>((ok, fail) => {
+    s.once('error', (err: NodeJS.ErrnoException) => fail(new errorCodes.ERR_LISTEN(`cannot listen on ${config.host}:${config.port}: ${err.code ?? err.message}`, { cause: err })))
+    s.listen(config.port, config.host, () => {
+      const a = s.address() as AddressInfo
+      log.info({ url: `${scheme}://${a.address}:${a.port}${config.path}` }, 'listening')
+      ok()
+    })
+  })
+}
+
+/** Stops accepting connections; in-flight requests get a moment to finish their durable write and answer. */
+function closeServer(s: Server): Promise<void> {
+  return new Promise<void>((ok) => {
+    s.close(() => ok())
+    s.closeIdleConnections()
+    setTimeout(() => s.closeAllConnections(), 5000).unref()
+  })
+}
+
 export default defineComponent({
   type: 'http-listener', kind: 'source',
   description: 'Receives messages POSTed to a port and path; answers 202 with the message id once it is durably stored.',
@@ -199,113 +324,32 @@ export default defineComponent({
     return out
   },
   create(config, ctx) {
-    const accepts = typeMatcher(config.contentTypes)
-    const verifyJwt = config.jwt ? jwtVerifier(config.jwt, ctx) : undefined
-    const apiKeyHash = config.apiKey ? sha256(reveal(config.apiKey.value)!) : undefined
     const apiKeyHeader = config.apiKey?.header.toLowerCase()
-    const attributeHeaders = config.attributeHeaders.map((h) => h.toLowerCase()).filter((h) => h !== 'authorization' && h !== apiKeyHeader)
+    const l: Listener = {
+      config, log: ctx.log,
+      accepts: typeMatcher(config.contentTypes),
+      verifyJwt: config.jwt ? jwtVerifier(config.jwt, ctx) : undefined,
+      apiKeyHash: config.apiKey ? sha256(reveal(config.apiKey.value)!) : undefined,
+      apiKeyHeader,
+      attributeHeaders: config.attributeHeaders.map((h) => h.toLowerCase()).filter((h) => h !== 'authorization' && h !== apiKeyHeader),
+      readBody: bodyReader(config.maxBytes, config.maxBufferedBytes),
+      emit: undefined, guard: undefined, limitLoggedAt: 0,
+    }
     const tlsOptions = config.tls ? readTls(config.tls, ctx.channelDir) : undefined
-    const readBody = bodyReader(config.maxBytes, config.maxBufferedBytes)
     let server: Server | undefined
-    let guard: ConnectionGuard | undefined
-    let emit: Emit | undefined
-    let limitLoggedAt = 0
-
-    async function authenticate(req: IncomingMessage): Promise<Principal> {
-      if (verifyJwt) return jwtPrincipal(await verifyJwt(req.headers.authorization))
-      if (apiKeyHash) {
-        const v = req.headers[apiKeyHeader!]
-        if (v === undefined) throw new Refusal(401, `missing API key header ${apiKeyHeader}`)
-        if (Array.isArray(v) || !timingSafeEqual(sha256(v), apiKeyHash)) throw new Refusal(401, 'invalid API key')
-        // One key is one client: its name, if given, tells it apart in the message log.
-        const name = config.apiKey!.name
-        return { ...(name ? { subject: name } : {}), scope: ['api-key', name ?? ''] }
-      }
-      return { scope: ['anonymous'] }
-    }
-
-    async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-      const url = new URL(req.url ?? '/', 'http://localhost')
-      if (url.pathname !== config.path) return json(res, 404, { error: 'not found' })
-      if (!(config.methods as readonly string[]).includes(req.method ?? '')) return json(res, 405, { error: 'method not allowed' }, { allow: config.methods.join(', ') })
-      const attributes: Record<string, string> = { method: req.method!, path: url.pathname, remoteAddress: req.socket.remoteAddress ?? '' }
-      if (url.search) attributes.query = url.search.slice(1)
-      const principal = await authenticate(req)
-      if (principal.subject) attributes.authSubject = principal.subject
-      const contentType = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase()
-      if (!contentType || !accepts(contentType)) throw new Refusal(415, `content type ${JSON.stringify(contentType || '(none)')} is not accepted`)
-      const declared = Number(req.headers['content-length'])
-      if (declared > config.maxBytes) throw new Refusal(413, `body above maxBytes ${config.maxBytes}`)
-      const raw = await readBody(req, res)
-      const body = isJsonContentType(contentType) ? parseJson(raw, config.maxJsonDepth) : raw.toString('utf8')
-      for (const h of attributeHeaders) {
-        const v = req.headers[h]
-        if (typeof v === 'string') attributes[h] = v
-      }
-      const idem = req.headers[config.idempotencyHeader.toLowerCase()]
-      const result = await emit!({
-        body, contentType, attributes,
-        ...(typeof idem === 'string' && idem ? { dedupeKey: dedupeKeyOf(principal.scope, idem) } : {}),
-      })
-      json(res, 202, result.duplicate ? { id: result.id, duplicate: true } : { id: result.id })
-    }
-
-    function answerFailure(req: IncomingMessage, res: ServerResponse, e: unknown): void {
-      if (res.headersSent) return
-      if (e instanceof Refusal) {
-        // The path without its query: a query string may carry personal data.
-        ctx.log.warn({ status: e.status, reason: e.reason, method: req.method, path: (req.url ?? '').split('?')[0], remoteAddress: req.socket.remoteAddress }, 'request refused')
-        // The rest of an oversized or refused body is not read: close the connection after answering.
-        const close: Record<string, string> = req.complete ? {} : { connection: 'close' }
-        return json(res, e.status, { error: e.status === 401 ? 'unauthorized' : e.publicReason }, { ...e.headers, ...close })
-      }
-      if (isWeirError(e) && (e.statusCode === 503 || e.retryable)) {
-        const seconds = Math.max(1, Math.ceil((e.retryAfterMs ?? 1000) / 1000))
-        ctx.log.warn({ status: 503, reason: e.message }, 'message not accepted')
-        return json(res, 503, { error: e.code === 'ERR_BACKPRESSURE' ? 'queue full, retry later' : 'temporarily unavailable, retry later' }, { 'retry-after': String(seconds) })
-      }
-      ctx.log.error({ err: e }, 'message could not be stored')
-      json(res, 500, { error: 'message not stored' })
-    }
-
-    function onRequest(req: IncomingMessage, res: ServerResponse): void {
-      guard!.busy(req.socket)
-      res.once('close', () => guard!.idle(req.socket))
-      handle(req, res).catch((e: unknown) => answerFailure(req, res, e))
-    }
-
-    // Under a flood this would be a line per connection: one line per 10 s with the counts.
-    function logLimit(): void {
-      const now = Date.now()
-      if (now - limitLoggedAt < 10_000) return
-      limitLoggedAt = now
-      ctx.log.warn({ ...guard!.stats(), maxConnections: config.maxConnections, maxConnectionsPerAddress: config.maxConnectionsPerAddress }, 'connection limit reached: closing the connections that waited longest for request headers')
-    }
 
     return {
       start(e: Emit) {
-        emit = e
-        const s = (server = createServer(config, tlsOptions, onRequest))
-        guard = guardConnections(s, { maxConnections: config.maxConnections, maxConnectionsPerAddress: config.maxConnectionsPerAddress, onLimit: logLimit })
-        return new Promise<void>((ok, fail) => {
-          s.once('error', (err: NodeJS.ErrnoException) => fail(new errorCodes.ERR_LISTEN(`cannot listen on ${config.host}:${config.port}: ${err.code ?? err.message}`, { cause: err })))
-          s.listen(config.port, config.host, () => {
-            const a = s.address() as AddressInfo
-            ctx.log.info({ url: `${tlsOptions ? 'https' : 'http'}://${a.address}:${a.port}${config.path}` }, 'listening')
-            ok()
-          })
-        })
+        l.emit = e
+        const s = (server = createServer(config, tlsOptions, (req, res) => onRequest(l, req, res)))
+        l.guard = guardConnections(s, { maxConnections: config.maxConnections, maxConnectionsPerAddress: config.maxConnectionsPerAddress, onLimit: () => logLimit(l) })
+        return listen(s, config, ctx.log, tlsOptions ? 'https' : 'http')
       },
       async stop() {
         const s = server
         if (!s) return
         server = undefined
-        await new Promise<void>((ok) => {
-          s.close(() => ok())
-          s.closeIdleConnections()
-          // In-flight requests get a moment to finish their durable write and answer.
-          setTimeout(() => s.closeAllConnections(), 5000).unref()
-        })
+        await closeServer(s)
       },
       /** The bound address (useful with port 0). */
       address(): AddressInfo | undefined {
