@@ -7,7 +7,7 @@ import { loadChannelObject } from '../load.ts'
 import { escapePointer } from '../../shared/config/problems.ts'
 import type { LoadedChannel } from '../../shared/config/types.ts'
 import { ConfigError, errorCodes, formatProblem, isWeirError, type ConfigProblem } from '../../shared/errors.ts'
-import { createLogger } from '../../shared/log/index.ts'
+import { createLogger, type Logger } from '../../shared/log/index.ts'
 import { createTokenProvider, resolveCredential, signingKeysOf, publicJwkSet, TokenCache, presetOf, createRefreshTokenStore, importRefreshToken } from '../../shared/oauth/index.ts'
 import type { TokenProvider } from '../../shared/oauth/types.ts'
 import type { ResolvedCredential } from '../../shared/oauth/token-endpoint.ts'
@@ -16,10 +16,10 @@ import { openSqliteStore } from '../../shared/store/index.ts'
 import type { MessageStore } from '../../shared/store/types.ts'
 import { scrubSecrets } from '../../shared/secret.ts'
 import { startAuthorizationServer, type AuthorizationServer, type RegisteredClient } from '../embedded/authorization-server.ts'
-import { startEmbeddedApi, verifiedBy, type EmbeddedApi, type ApiRoute } from '../embedded/api.ts'
+import { startEmbeddedApi, verifiedBy, type EmbeddedApi, type ApiRoute, type RecordedRequest } from '../embedded/api.ts'
 import { startMllpReceiver, type MllpReceiver } from '../embedded/mllp-receiver.ts'
 import { startChannel, type ChannelHandle } from '../runtime/index.ts'
-import { loadTestFile, type TestCase, type TestFile, type Expectation, type ClientRegistration, type RotateKeysStep, type SendStep } from './test-file.ts'
+import { loadTestFile, type TestCase, type TestFile, type Expectation, type ClientRegistration, type RotateKeysStep, type SendStep, type Step, type RequestExpectation, type TokenExpectation } from './test-file.ts'
 import { channelSigningKeys, jwksDocuments, startJwksServer, type JwksServer } from '../jwks-server.ts'
 import { rotateKey } from '../key-rotation.ts'
 import { containsSubset, short } from './match.ts'
@@ -288,9 +288,45 @@ async function sendStep(send: SendStep | MllpSendStep, at: string, ctx: { r: Run
   return { stored: false, waitUntilStored: false }
 }
 
-/** Runs one case on fresh embedded servers, in a sandbox of its own (data, input, output and channel directories). */
-async function runCase(file: TestFile, rawChannel: Record<string, any>, tc: TestCase, verbose = false): Promise<{ failures: string[]; trace?: string[] }> {
-  const failures: string[] = []
+/** One case while it runs: its clock, directories, log, embedded servers, and the channel object as its steps changed it. */
+interface CaseRun {
+  readonly file: TestFile
+  readonly tc: TestCase
+  readonly failures: string[]
+  /** Added to the real time by `advanceSec` steps. */
+  readonly clock: { offset: number }
+  readonly now: () => number
+  readonly work: string
+  readonly dirs: { in: string; out: string; data: string }
+  readonly logLines: string[]
+  readonly log: Logger
+  readonly as: AuthorizationServer
+  readonly api: EmbeddedApi
+  readonly regs: Record<string, ClientRegistration>
+  readonly jwks: JwksServer | undefined
+  readonly mllp: MllpReceiver | undefined
+  readonly sender: ReturnType<typeof mllpSender>
+  readonly env: NodeJS.ProcessEnv
+  /** The channel file's object, with the keys of earlier `rotateKeys` steps. */
+  raw: Record<string, any>
+  running: Running | undefined
+  /** Messages the source has taken so far. */
+  sent: number
+}
+
+/** The case's channel as loaded, the instrumented copy that runs in the sandbox, and what the checks need. */
+interface CaseChannel {
+  readonly channel: LoadedChannel
+  readonly instrumented: LoadedChannel
+  readonly recording: Recording
+  readonly sandbox: ChannelSandbox
+  readonly clientIds: Record<string, string>
+  /** What token providers are made from: reloaded after a key rotation. */
+  credentials: LoadedChannel['credentials']
+}
+
+/** The case's work directories, log capture and embedded servers (a JWKS server and an MLLP receiver only when the case needs them). */
+async function openCase(file: TestFile, rawChannel: Record<string, any>, tc: TestCase): Promise<CaseRun> {
   const clock = { offset: 0 }
   const now = () => Date.now() + clock.offset
   const work = await mkdtemp(join(tmpdir(), 'weir-test-'))
@@ -303,112 +339,157 @@ async function runCase(file: TestFile, rawChannel: Record<string, any>, tc: Test
   api.setRoutes(withApiUrl(tc.api ?? file.api, api.url))
   const regs = registrations(file, tc)
   const jwks = Object.values(regs).some((r) => r.jwksUri) ? await startJwksServer({ host: '127.0.0.1', port: 0, documents: new Map() }) : undefined
-  const publishKeys = async (ch: LoadedChannel) => jwks?.setDocuments(await jwksDocuments(channelSigningKeys([ch]), 'per-credential'))
-  let caseChannel = rawChannel
   const usesMllp = ((rawChannel.destinations ?? []) as Array<{ type?: string }>).some((d) => d.type === 'mllp')
   const mllp = usesMllp ? await startMllpReceiver({ answers: (tc.mllp ?? file.mllp)?.answers ?? [] }) : undefined
-  const sender = mllpSender()
-  let running: Running | undefined
+  return {
+    file, tc, failures: [], clock, now, work, dirs, logLines, log, as, api, regs, jwks, mllp,
+    sender: mllpSender(), env: { ...process.env, ...file.env }, raw: rawChannel, running: undefined, sent: 0,
+  }
+}
+
+const loadCaseChannel = (c: CaseRun) => loadChannelObject(rewriteChannel(c.raw, c.as, c.api, c.dirs, c.mllp), { file: c.file.channel, env: c.env })
+
+const publishKeys = async (c: CaseRun, ch: LoadedChannel) => c.jwks?.setDocuments(await jwksDocuments(channelSigningKeys([ch]), 'per-credential'))
+
+/**
+ * Refresh tokens a user consented to outside the engine: issued by the server and imported into
+ * the case's encrypted token store, as `weir credentials import` does.
+ */
+async function importRefreshTokens(c: CaseRun, channel: LoadedChannel, clientIds: Record<string, string>): Promise<void> {
+  for (const [name, r] of Object.entries(c.regs)) {
+    if (!r.importRefreshToken) continue
+    const storeKey = (channel.credentials[name] as { storeKey?: string } | undefined)?.storeKey
+    await importRefreshToken(createRefreshTokenStore({ dir: join(c.dirs.data, 'oauth') }), storeKey ?? name, c.as.issueRefreshToken(clientIds[name] ?? name))
+  }
+}
+
+/** Loads the case's channel into its sandbox and prepares the authorization server for its credentials. */
+async function prepareChannel(c: CaseRun): Promise<CaseChannel> {
+  const channel = await loadCaseChannel(c)
+  await publishKeys(c, channel)
+  const sandbox = await sandboxChannelDir(channel.dir, join(c.work, 'channel'))
+  const { channel: instrumented, recording } = instrumentChannel(channel, { channelDir: sandbox.dir, dataDir: c.dirs.data })
+  const resolved = resolveCredentials(channel)
+  const clientIds = Object.fromEntries(Object.entries(resolved).map(([name, r]) => [name, clientIdOf(r)]))
+  await registerClients(channel, resolved, c.regs, c.as, c.api, originalTokenUrls(c.raw), c.jwks)
+  await importRefreshTokens(c, channel, clientIds)
+  for (const f of c.tc.tokenFailures ?? []) c.as.setFailure({ status: f.status, count: f.count, ...(f.retryAfter !== undefined ? { retryAfter: f.retryAfter } : {}), ...(f.delayMs ? { delayMs: f.delayMs } : {}), ...(f.body ? { body: f.body } : {}) })
+  return { channel, instrumented, recording, sandbox, clientIds, credentials: channel.credentials }
+}
+
+/** Starts the channel on a fresh store, token cache and HTTP client, as an engine (re)start would. */
+async function startRunning(c: CaseRun, cc: CaseChannel): Promise<Running> {
+  const { log, dirs, now } = c
+  const store = openSqliteStore({ dataDir: dirs.data })
+  const providers = new Map<string, TokenProvider>()
+  // A fresh cache per start: a restarted engine keeps only what its stores persisted.
+  const cache = new TokenCache()
+  const http = createHttpClient({ log })
+  const handle = await startChannel(cc.instrumented, {
+    store, log, dataDir: dirs.data, http,
+    credential: (name) => {
+      let p = providers.get(name)
+      if (!p) providers.set(name, (p = createTokenProvider(name, cc.credentials[name] as never, { log, dataDir: dirs.data, now, cache })))
+      return p
+    },
+  })
+  return { handle, store, providers, http }
+}
+
+async function restart(c: CaseRun, cc: CaseChannel, r: Running): Promise<void> {
+  await stopRunning(r, 5000)
+  c.running = await startRunning(c, cc)
+}
+
+/** Rotates a credential's key in the case's channel object and publishes the new keys; the channel must restart to use them. */
+async function rotateKeys(c: CaseRun, cc: CaseChannel, step: RotateKeysStep): Promise<void> {
+  c.raw = await rotatedChannel(c.raw, step, c.now(), join(c.work, 'keys'))
+  const reloaded = await loadCaseChannel(c)
+  cc.credentials = reloaded.credentials
+  await publishKeys(c, reloaded)
+}
+
+/** Runs step `i` of the case, then waits until the channel is idle. */
+async function runStep(c: CaseRun, cc: CaseChannel, step: Step, i: number): Promise<void> {
+  const r: Running = c.running!
+  const source = r.handle.source
+  if ('send' in step) {
+    const sentNow = await sendStep(step.send, `step ${i + 1}`, { r, channel: cc.channel, work: c.work, inDir: c.dirs.in, sender: c.sender, failures: c.failures })
+    if (sentNow.stored) c.sent++
+    if (sentNow.waitUntilStored) await receivedAtLeast(r, c.sent)
+  } else if ('tick' in step) {
+    if (!source.tick) c.failures.push(`step ${i + 1}: the ${cc.channel.source.definition.type} source cannot be ticked`)
+    else await source.tick()
+  } else if ('advanceSec' in step) {
+    c.clock.offset += step.advanceSec * 1000
+  } else if ('revokeTokens' in step) {
+    c.as.revokeAll()
+  } else if ('restart' in step) {
+    c.sender.close()
+    await restart(c, cc, r)
+  } else if ('rotateKeys' in step) {
+    await rotateKeys(c, cc, step.rotateKeys)
+    await restart(c, cc, r)
+  } else if ('waitMs' in step) {
+    await new Promise((res) => setTimeout(res, step.waitMs))
+  }
+  await c.running!.handle.whenIdle({ timeoutMs: IDLE_TIMEOUT_MS }).catch(() => c.failures.push(`step ${i + 1}: the channel did not become idle within ${IDLE_TIMEOUT_MS / 1000} s`))
+}
+
+/** Why the token endpoint refused requests (the first three): the most useful lines of a failing case. */
+function tokenRefusals(as: AuthorizationServer): string[] {
+  const refused = as.requests.filter((q) => q.status >= 400 && q.error)
+  return refused.slice(0, 3).map((q) => `token endpoint refused ${q.clientId ?? 'a client'}: ${q.error}${q.error_description ? `: ${q.error_description}` : ''}`)
+}
+
+/** Checks the case's expectations once its steps have run; with `verbose`, also returns each message's path. */
+async function checkCase(c: CaseRun, cc: CaseChannel, verbose: boolean): Promise<string[] | undefined> {
+  const { tc, failures } = c
+  const running = c.running!
+  failures.push(...(await check(tc.expect, { api: c.api, as: c.as, store: running.store, channel: cc.channel, logLines: c.logLines, out: c.dirs.out, sandbox: cc.sandbox, recording: cc.recording, clientIds: cc.clientIds })))
+  if (tc.expect.mllp) failures.push(...(c.mllp ? checkMllp(tc.expect.mllp, c.mllp) : ['expect.mllp: the channel has no mllp destination']))
+  const trace = verbose ? formatMessagePaths(await messagePaths(running.store, cc.channel, cc.recording), cc.channel).map(scrubSecrets) : undefined
+  if (failures.length) failures.push(...tokenRefusals(c.as))
+  return trace
+}
+
+/** Stops the channel and closes the case's servers, then removes its work directory. */
+async function closeCase(c: CaseRun): Promise<void> {
+  if (c.running) await stopRunning(c.running, 2000).catch(() => {})
+  c.sender.close()
+  await c.mllp?.close()
+  await c.api.close()
+  await c.as.close()
+  await c.jwks?.close()
+  await rm(c.work, { recursive: true, force: true })
+}
+
+/** Runs one case on fresh embedded servers, in a sandbox of its own (data, input, output and channel directories). */
+async function runCase(file: TestFile, rawChannel: Record<string, any>, tc: TestCase, verbose = false): Promise<{ failures: string[]; trace?: string[] }> {
+  const c = await openCase(file, rawChannel, tc)
   let trace: string[] | undefined
   try {
-    const env: NodeJS.ProcessEnv = { ...process.env, ...file.env }
-    const load = () => loadChannelObject(rewriteChannel(caseChannel, as, api, dirs, mllp), { file: file.channel, env })
-    const channel = await load()
-    let credentials = channel.credentials
-    await publishKeys(channel)
-    const sandbox = await sandboxChannelDir(channel.dir, join(work, 'channel'))
-    const { channel: instrumented, recording } = instrumentChannel(channel, { channelDir: sandbox.dir, dataDir: dirs.data })
-    const resolved = resolveCredentials(channel)
-    const clientIds = Object.fromEntries(Object.entries(resolved).map(([name, r]) => [name, clientIdOf(r)]))
-    await registerClients(channel, resolved, regs, as, api, originalTokenUrls(rawChannel), jwks)
-    // Refresh tokens a user consented to outside the engine: issued by the server and imported
-    // into the case's encrypted token store, as `weir credentials import` does.
-    for (const [name, r] of Object.entries(regs)) {
-      if (!r.importRefreshToken) continue
-      const storeKey = (channel.credentials[name] as { storeKey?: string } | undefined)?.storeKey
-      await importRefreshToken(createRefreshTokenStore({ dir: join(dirs.data, 'oauth') }), storeKey ?? name, as.issueRefreshToken(clientIds[name] ?? name))
-    }
-    for (const f of tc.tokenFailures ?? []) as.setFailure({ status: f.status, count: f.count, ...(f.retryAfter !== undefined ? { retryAfter: f.retryAfter } : {}), ...(f.delayMs ? { delayMs: f.delayMs } : {}), ...(f.body ? { body: f.body } : {}) })
-
-    const start = async (): Promise<Running> => {
-      const store = openSqliteStore({ dataDir: dirs.data })
-      const providers = new Map<string, TokenProvider>()
-      // A fresh cache per start: a restarted engine keeps only what its stores persisted.
-      const cache = new TokenCache()
-      const http = createHttpClient({ log })
-      const handle = await startChannel(instrumented, {
-        store, log, dataDir: dirs.data, http,
-        credential: (name) => {
-          let p = providers.get(name)
-          if (!p) providers.set(name, (p = createTokenProvider(name, credentials[name] as never, { log, dataDir: dirs.data, now, cache })))
-          return p
-        },
-      })
-      return { handle, store, providers, http }
-    }
-    const stop = (r: Running) => stopRunning(r, 5000)
-    running = await start()
-    let sent = 0
-    for (const [i, step] of tc.steps.entries()) {
-      const r: Running = running
-      const source = r.handle.source
-      if ('send' in step) {
-        const sentNow = await sendStep(step.send, `step ${i + 1}`, { r, channel, work, inDir: dirs.in, sender, failures })
-        if (sentNow.stored) sent++
-        if (sentNow.waitUntilStored) await receivedAtLeast(r, sent)
-      } else if ('tick' in step) {
-        if (!source.tick) failures.push(`step ${i + 1}: the ${channel.source.definition.type} source cannot be ticked`)
-        else await source.tick()
-      } else if ('advanceSec' in step) {
-        clock.offset += step.advanceSec * 1000
-      } else if ('revokeTokens' in step) {
-        as.revokeAll()
-      } else if ('restart' in step) {
-        sender.close()
-        await stop(r)
-        running = await start()
-      } else if ('rotateKeys' in step) {
-        caseChannel = await rotatedChannel(caseChannel, step.rotateKeys, now(), join(work, 'keys'))
-        const reloaded = await load()
-        credentials = reloaded.credentials
-        await publishKeys(reloaded)
-        await stop(r)
-        running = await start()
-      } else if ('waitMs' in step) {
-        await new Promise((res) => setTimeout(res, step.waitMs))
-      }
-      await running.handle.whenIdle({ timeoutMs: IDLE_TIMEOUT_MS }).catch(() => failures.push(`step ${i + 1}: the channel did not become idle within ${IDLE_TIMEOUT_MS / 1000} s`))
-    }
-    failures.push(...(await check(tc.expect, { api, as, store: running.store, channel, logLines, out: dirs.out, sandbox, recording, clientIds })))
-    if (tc.expect.mllp) failures.push(...(mllp ? checkMllp(tc.expect.mllp, mllp) : ['expect.mllp: the channel has no mllp destination']))
-    if (verbose) trace = formatMessagePaths(await messagePaths(running.store, channel, recording), channel).map(scrubSecrets)
-    if (failures.length) {
-      // The reason a token request was refused is the most useful line of a failing case.
-      const refused = as.requests.filter((q) => q.status >= 400 && q.error)
-      for (const q of refused.slice(0, 3)) failures.push(`token endpoint refused ${q.clientId ?? 'a client'}: ${q.error}${q.error_description ? `: ${q.error_description}` : ''}`)
-    }
+    const cc = await prepareChannel(c)
+    c.running = await startRunning(c, cc)
+    for (const [i, step] of tc.steps.entries()) await runStep(c, cc, step, i)
+    trace = await checkCase(c, cc, verbose)
   } catch (e) {
-    if (isWeirError(e) && e.code === 'ERR_CONFIG_INVALID') failures.push(...(e as ConfigError).problems.map(formatProblem))
-    else failures.push(`harness error: ${isWeirError(e) ? `${e.code}: ` : ''}${(e as Error).message}`)
+    if (isWeirError(e) && e.code === 'ERR_CONFIG_INVALID') c.failures.push(...(e as ConfigError).problems.map(formatProblem))
+    else c.failures.push(`harness error: ${isWeirError(e) ? `${e.code}: ` : ''}${(e as Error).message}`)
   } finally {
-    if (running) await stopRunning(running, 2000).catch(() => {})
-    sender.close()
-    await mllp?.close()
-    await api.close()
-    await as.close()
-    await jwks?.close()
-    await rm(work, { recursive: true, force: true })
+    await closeCase(c)
   }
-  return { failures: failures.map(scrubSecrets), ...(trace ? { trace } : {}) }
+  return { failures: c.failures.map(scrubSecrets), ...(trace ? { trace } : {}) }
 }
 
 /** The fields of `actual` that `expected` names (for a readable mismatch). */
 const pick = (actual: Record<string, unknown>, expected: Record<string, unknown>) => Object.fromEntries(Object.keys(expected).map((k) => [k, actual[k]]))
 
-async function check(exp: Expectation, ctx: { api: EmbeddedApi; as: AuthorizationServer; store: MessageStore; channel: LoadedChannel; logLines: string[]; out: string; sandbox: ChannelSandbox; recording: Recording; clientIds: Record<string, string> }): Promise<string[]> {
+interface CheckContext { api: EmbeddedApi; as: AuthorizationServer; store: MessageStore; channel: LoadedChannel; logLines: string[]; out: string; sandbox: ChannelSandbox; recording: Recording; clientIds: Record<string, string> }
+
+function checkRequests(exps: RequestExpectation[], reqs: RecordedRequest[]): string[] {
   const f: string[] = []
-  const reqs = ctx.api.requests
-  for (const [i, e] of (exp.requests ?? []).entries()) {
+  for (const [i, e] of exps.entries()) {
     const matching = reqs.filter((r) =>
       (!e.method || r.method === e.method.toUpperCase()) &&
       (!e.path || r.path === e.path) &&
@@ -421,85 +502,109 @@ async function check(exp: Expectation, ctx: { api: EmbeddedApi; as: Authorizatio
       f.push(`expect.requests[${i}]: ${e.count === undefined ? 'no' : `${matching.length} instead of ${e.count}`} matching request (${[e.method, e.path].filter(Boolean).join(' ')}${e.json !== undefined ? ` with ${short(e.json)}` : ''}); the API received ${reqs.length}${seen ? `: ${seen}` : ''}`)
     }
   }
+  return f
+}
+
+async function checkMessages(exps: NonNullable<Expectation['messages']>, ctx: CheckContext): Promise<string[]> {
+  const f: string[] = []
+  const msgs = await ctx.store.list({ channel: ctx.channel.name, order: 'asc', limit: 10_000 })
+  if (msgs.length !== exps.length) f.push(`expect.messages: ${msgs.length} messages stored, expected ${exps.length}`)
+  for (const [i, e] of exps.entries()) {
+    const m = msgs[i]
+    if (!m) continue
+    const detail = await ctx.store.get(m.id)
+    const why = (d?: { lastError?: string; responseStatus?: number; responseExcerpt?: string }) => d ? [d.responseStatus && `HTTP ${d.responseStatus}`, d.lastError].filter(Boolean).join(': ') : m.error ?? ''
+    if (e.status && m.status !== e.status) f.push(`message ${i + 1}: status ${m.status}, expected ${e.status}${m.error ? ` (${m.error})` : ''}`)
+    for (const [dest, st] of Object.entries(e.destinations ?? {})) {
+      const d = detail?.deliveries.find((x) => x.destination === dest)
+      if (!d) f.push(`message ${i + 1}: no delivery to "${dest}" recorded${m.error ? ` (${m.error})` : ''}`)
+      else if (d.status !== st) f.push(`message ${i + 1}: ${d.status} at "${dest}", expected ${st}${why(d) ? ` (${why(d)})` : ''}`)
+    }
+    if (e.error !== undefined) {
+      const texts = [m.error ?? '', ...(detail?.deliveries ?? []).map((d) => d.lastError ?? '')]
+      if (!texts.some((t) => new RegExp(e.error!).test(t))) f.push(`message ${i + 1}: no error matching /${e.error}/ (errors: ${texts.filter(Boolean).join(' | ') || 'none'})`)
+    }
+  }
+  return f
+}
+
+/** One tokenRequests expectation (`at` names it in failures) against the token requests the authorization server recorded. */
+function checkTokenRequest(t: TokenExpectation, at: string, ctx: CheckContext): string[] {
+  const f: string[] = []
+  let all = ctx.as.requests
+  if (t.credential !== undefined) {
+    const id = ctx.clientIds[t.credential]
+    if (id === undefined) return [`${at}.credential: the channel has no OAuth credential "${t.credential}"`]
+    all = all.filter((r) => r.clientId === id)
+  }
+  const refused = all.filter((r) => r.status >= 400)
+  if (t.count !== undefined && all.length !== t.count) f.push(`${at}.count: ${all.length} token requests, expected ${t.count}`)
+  if (t.errors !== undefined && refused.length !== t.errors) f.push(`${at}.errors: ${refused.length} refused, expected ${t.errors}`)
+  if (t.error !== undefined && !refused.some((r) => new RegExp(t.error!).test(`${r.error ?? ''}: ${r.error_description ?? ''}`))) {
+    f.push(`${at}.error: no refusal matches /${t.error}/ (refusals: ${refused.map((r) => `${r.status} ${r.error ?? ''}${r.error_description ? `: ${r.error_description}` : ''}`).join(' | ') || 'none'})`)
+  }
+  // A property every request must have proves nothing when there were none: say so, unless the count was given.
+  const accepted = all.filter((x) => x.status < 400)
+  const whose = t.credential !== undefined ? ` for "${t.credential}"` : ''
+  if (t.count === undefined) {
+    if (all.length === 0) for (const k of ['grant', 'assertion'] as const) if (t[k]) f.push(`${at}.${k}: no token request${whose} was made, so there is none to check (give "count": 0 to expect none)`)
+    if (accepted.length === 0) for (const k of ['authMethod', 'scope'] as const) if (t[k]) f.push(`${at}.${k}: no token request${whose} was accepted, so there is none to check${all.length ? ` (${all.length} refused)` : ' (give "count": 0 to expect none)'}`)
+  }
+  if (t.grant) for (const r of all) if (r.grant !== t.grant && r.form.grant_type !== t.grant) f.push(`${at}.grant: a request used ${r.form.grant_type ?? r.grant}, expected ${t.grant}`)
+  if (t.authMethod) for (const r of accepted) if (r.authMethod !== t.authMethod) f.push(`${at}.authMethod: a request authenticated with ${r.authMethod ?? 'nothing'}, expected ${t.authMethod}`)
+  if (t.scope) for (const r of accepted) {
+    const s = String(r.form.scope ?? r.assertion?.claims.scope ?? '')
+    if (!new RegExp(t.scope).test(s)) f.push(`${at}.scope: a request asked for scope "${s}", expected /${t.scope}/`)
+  }
+  if (t.assertion) for (const r of all) {
+    if (!r.assertion) { f.push(`${at}.assertion: a request carried no assertion`); continue }
+    if (t.assertion.header && !containsSubset(r.assertion.header, t.assertion.header)) f.push(`${at}.assertion.header: ${short(pick(r.assertion.header, t.assertion.header))}, expected ${short(t.assertion.header)}`)
+    if (t.assertion.claims && !containsSubset(r.assertion.claims, t.assertion.claims)) f.push(`${at}.assertion.claims: ${short(pick(r.assertion.claims, t.assertion.claims))}, expected ${short(t.assertion.claims)}`)
+  }
+  if (t.spentRefreshTokens !== undefined && ctx.as.spentRefreshTokenUses() !== t.spentRefreshTokens) f.push(`${at}.spentRefreshTokens: a spent refresh token was presented ${ctx.as.spentRefreshTokenUses()} time(s), expected ${t.spentRefreshTokens}`)
+  return f
+}
+
+function checkTokenRequests(exp: Expectation['tokenRequests'], ctx: CheckContext): string[] {
+  const tokenExps = exp === undefined ? [] : Array.isArray(exp) ? exp : [exp]
+  return tokenExps.flatMap((t, i) => checkTokenRequest(t, Array.isArray(exp) ? `expect.tokenRequests[${i}]` : 'expect.tokenRequests', ctx))
+}
+
+/** What the file destination wrote, then what any component wrote next to (the copy of) the channel. */
+async function checkFiles(exps: NonNullable<Expectation['files']>, ctx: CheckContext): Promise<string[]> {
+  const f: string[] = []
+  const paths = new Map<string, string>()
+  for (const n of await listFiles(ctx.out)) paths.set(n, join(ctx.out, n))
+  for (const n of await ctx.sandbox.written()) if (!paths.has(n)) paths.set(n, join(ctx.sandbox.dir, n))
+  const names = [...paths.keys()]
+  for (const [i, e] of exps.entries()) {
+    const re = new RegExp(e.path)
+    const matching = names.filter((n) => re.test(n))
+    let hits = matching
+    if (e.json !== undefined) {
+      hits = []
+      for (const n of matching) {
+        try { if (containsSubset(JSON.parse(await readFile(paths.get(n)!, 'utf8')), e.json)) hits.push(n) } catch { /* not JSON */ }
+      }
+    }
+    const ok = e.count === undefined ? hits.length > 0 : hits.length === e.count
+    if (!ok) f.push(`expect.files[${i}]: ${hits.length} file(s) match /${e.path}/${e.json !== undefined ? ` with ${short(e.json)}` : ''}${e.count !== undefined ? `, expected ${e.count}` : ''}; written: ${names.slice(0, 5).join(', ') || 'none'}`)
+  }
+  return f
+}
+
+/** The failures of a case's expectations, kind by kind, in the order the test file format lists them. */
+async function check(exp: Expectation, ctx: CheckContext): Promise<string[]> {
+  const f: string[] = []
+  const reqs = ctx.api.requests
+  f.push(...checkRequests(exp.requests ?? [], reqs))
   if (exp.requestCount !== undefined && reqs.length !== exp.requestCount) f.push(`expect.requestCount: the API received ${reqs.length} requests, expected ${exp.requestCount}`)
-  if (exp.messages) {
-    const msgs = await ctx.store.list({ channel: ctx.channel.name, order: 'asc', limit: 10_000 })
-    if (msgs.length !== exp.messages.length) f.push(`expect.messages: ${msgs.length} messages stored, expected ${exp.messages.length}`)
-    for (const [i, e] of exp.messages.entries()) {
-      const m = msgs[i]
-      if (!m) continue
-      const detail = await ctx.store.get(m.id)
-      const why = (d?: { lastError?: string; responseStatus?: number; responseExcerpt?: string }) => d ? [d.responseStatus && `HTTP ${d.responseStatus}`, d.lastError].filter(Boolean).join(': ') : m.error ?? ''
-      if (e.status && m.status !== e.status) f.push(`message ${i + 1}: status ${m.status}, expected ${e.status}${m.error ? ` (${m.error})` : ''}`)
-      for (const [dest, st] of Object.entries(e.destinations ?? {})) {
-        const d = detail?.deliveries.find((x) => x.destination === dest)
-        if (!d) f.push(`message ${i + 1}: no delivery to "${dest}" recorded${m.error ? ` (${m.error})` : ''}`)
-        else if (d.status !== st) f.push(`message ${i + 1}: ${d.status} at "${dest}", expected ${st}${why(d) ? ` (${why(d)})` : ''}`)
-      }
-      if (e.error !== undefined) {
-        const texts = [m.error ?? '', ...(detail?.deliveries ?? []).map((d) => d.lastError ?? '')]
-        if (!texts.some((t) => new RegExp(e.error!).test(t))) f.push(`message ${i + 1}: no error matching /${e.error}/ (errors: ${texts.filter(Boolean).join(' | ') || 'none'})`)
-      }
-    }
-  }
-  const tokenExps = exp.tokenRequests === undefined ? [] : Array.isArray(exp.tokenRequests) ? exp.tokenRequests : [exp.tokenRequests]
-  for (const [i, t] of tokenExps.entries()) {
-    const at = Array.isArray(exp.tokenRequests) ? `expect.tokenRequests[${i}]` : 'expect.tokenRequests'
-    let all = ctx.as.requests
-    if (t.credential !== undefined) {
-      const id = ctx.clientIds[t.credential]
-      if (id === undefined) { f.push(`${at}.credential: the channel has no OAuth credential "${t.credential}"`); continue }
-      all = all.filter((r) => r.clientId === id)
-    }
-    const refused = all.filter((r) => r.status >= 400)
-    if (t.count !== undefined && all.length !== t.count) f.push(`${at}.count: ${all.length} token requests, expected ${t.count}`)
-    if (t.errors !== undefined && refused.length !== t.errors) f.push(`${at}.errors: ${refused.length} refused, expected ${t.errors}`)
-    if (t.error !== undefined && !refused.some((r) => new RegExp(t.error!).test(`${r.error ?? ''}: ${r.error_description ?? ''}`))) {
-      f.push(`${at}.error: no refusal matches /${t.error}/ (refusals: ${refused.map((r) => `${r.status} ${r.error ?? ''}${r.error_description ? `: ${r.error_description}` : ''}`).join(' | ') || 'none'})`)
-    }
-    // A property every request must have proves nothing when there were none: say so, unless the count was given.
-    const accepted = all.filter((x) => x.status < 400)
-    const whose = t.credential !== undefined ? ` for "${t.credential}"` : ''
-    if (t.count === undefined) {
-      if (all.length === 0) for (const k of ['grant', 'assertion'] as const) if (t[k]) f.push(`${at}.${k}: no token request${whose} was made, so there is none to check (give "count": 0 to expect none)`)
-      if (accepted.length === 0) for (const k of ['authMethod', 'scope'] as const) if (t[k]) f.push(`${at}.${k}: no token request${whose} was accepted, so there is none to check${all.length ? ` (${all.length} refused)` : ' (give "count": 0 to expect none)'}`)
-    }
-    if (t.grant) for (const r of all) if (r.grant !== t.grant && r.form.grant_type !== t.grant) f.push(`${at}.grant: a request used ${r.form.grant_type ?? r.grant}, expected ${t.grant}`)
-    if (t.authMethod) for (const r of accepted) if (r.authMethod !== t.authMethod) f.push(`${at}.authMethod: a request authenticated with ${r.authMethod ?? 'nothing'}, expected ${t.authMethod}`)
-    if (t.scope) for (const r of accepted) {
-      const s = String(r.form.scope ?? r.assertion?.claims.scope ?? '')
-      if (!new RegExp(t.scope).test(s)) f.push(`${at}.scope: a request asked for scope "${s}", expected /${t.scope}/`)
-    }
-    if (t.assertion) for (const r of all) {
-      if (!r.assertion) { f.push(`${at}.assertion: a request carried no assertion`); continue }
-      if (t.assertion.header && !containsSubset(r.assertion.header, t.assertion.header)) f.push(`${at}.assertion.header: ${short(pick(r.assertion.header, t.assertion.header))}, expected ${short(t.assertion.header)}`)
-      if (t.assertion.claims && !containsSubset(r.assertion.claims, t.assertion.claims)) f.push(`${at}.assertion.claims: ${short(pick(r.assertion.claims, t.assertion.claims))}, expected ${short(t.assertion.claims)}`)
-    }
-    if (t.spentRefreshTokens !== undefined && ctx.as.spentRefreshTokenUses() !== t.spentRefreshTokens) f.push(`${at}.spentRefreshTokens: a spent refresh token was presented ${ctx.as.spentRefreshTokenUses()} time(s), expected ${t.spentRefreshTokens}`)
-  }
+  if (exp.messages) f.push(...(await checkMessages(exp.messages, ctx)))
+  f.push(...checkTokenRequests(exp.tokenRequests, ctx))
   if (exp.jwksFetches !== undefined && ctx.as.jwksFetches() !== exp.jwksFetches) f.push(`expect.jwksFetches: the authorization server fetched JWK Sets ${ctx.as.jwksFetches()} time(s), expected ${exp.jwksFetches}`)
   for (const re of exp.logs ?? []) if (!ctx.logLines.some((l) => new RegExp(re).test(l))) f.push(`expect.logs: no log line matches /${re}/`)
   if (exp.deliveries) f.push(...checkDeliveries(exp.deliveries, ctx.recording))
-  if (exp.files) {
-    // What the file destination wrote, then what any component wrote next to (the copy of) the channel.
-    const paths = new Map<string, string>()
-    for (const n of await listFiles(ctx.out)) paths.set(n, join(ctx.out, n))
-    for (const n of await ctx.sandbox.written()) if (!paths.has(n)) paths.set(n, join(ctx.sandbox.dir, n))
-    const names = [...paths.keys()]
-    for (const [i, e] of exp.files.entries()) {
-      const re = new RegExp(e.path)
-      const matching = names.filter((n) => re.test(n))
-      let hits = matching
-      if (e.json !== undefined) {
-        hits = []
-        for (const n of matching) {
-          try { if (containsSubset(JSON.parse(await readFile(paths.get(n)!, 'utf8')), e.json)) hits.push(n) } catch { /* not JSON */ }
-        }
-      }
-      const ok = e.count === undefined ? hits.length > 0 : hits.length === e.count
-      if (!ok) f.push(`expect.files[${i}]: ${hits.length} file(s) match /${e.path}/${e.json !== undefined ? ` with ${short(e.json)}` : ''}${e.count !== undefined ? `, expected ${e.count}` : ''}; written: ${names.slice(0, 5).join(', ') || 'none'}`)
-    }
-  }
+  if (exp.files) f.push(...(await checkFiles(exp.files, ctx)))
   return f
 }
 
