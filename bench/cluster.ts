@@ -11,10 +11,10 @@
  * each statement is one round trip). Two cores cannot show scaling; these counts bound it elsewhere.
  *
  * Environment: WEIR_BENCH_N (default 20000), WEIR_BENCH_WARM (default 1000), WEIR_BENCH_ROUNDS (default 3),
- * WEIR_BENCH_ONLY (variant names, comma-separated).
+ * WEIR_BENCH_ONLY (variant names, comma-separated). A full run writes bench/results/cluster-<date>.json.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { freePort, startEmbeddedPostgres } from '../engine/embedded/postgres.ts'
@@ -107,6 +107,21 @@ async function variant(name: string, engines: number, postgres: boolean, extra: 
   } finally {
     for (const c of children) c.kill('SIGTERM')
     await Promise.all(children.map((c) => new Promise((r) => (c.exitCode !== null ? r(null) : c.once('exit', r)))))
+    if (postgres) await cleanUp(`bench_${dbs}`)
+  }
+}
+
+/**
+ * Each variant starts on a clean server: the database of the one before is dropped (no autovacuum of
+ * its dead rows running during the next) and its WAL checkpointed (no checkpoint of it either).
+ */
+async function cleanUp(database: string): Promise<void> {
+  const admin = openDb(pg.url('postgres'), { max: 1 })
+  try {
+    await admin.query(`DROP DATABASE IF EXISTS "${database}" WITH (FORCE)`)
+    await admin.query('CHECKPOINT')
+  } finally {
+    await admin.end()
   }
 }
 
@@ -139,3 +154,14 @@ for (const [name] of VARIANTS.filter(([n]) => !ONLY || ONLY.includes(n))) {
 const ratio = med('postgres x1', (r) => r.rate) / base
 const commits = Math.max(...['postgres x1', 'postgres x2', 'postgres x3'].map((n) => med(n, (r) => r.writesPerMsg)).filter((v) => !Number.isNaN(v)))
 console.log(`targets: postgres (d) ≥ 0.7 × sqlite (d): ${ratio.toFixed(2)} ${ratio >= 0.7 ? 'met' : 'NOT met'}; at most 1 commit per 20 messages (write commits, worst of 1-3 engines, default pacing): ${commits.toFixed(3)} per message ${commits <= 0.05 ? 'met' : 'NOT met'}`)
+// Only a full run (every variant, default size, 3 rounds or more) replaces the dated results file; quick runs go to the temp directory.
+const partial = ONLY !== undefined || process.env.WEIR_BENCH_N !== undefined || ROUNDS < 3
+const out = partial ? join(tmpdir(), 'weir-bench') : join(ROOT, 'bench', 'results')
+mkdirSync(out, { recursive: true })
+const file = join(out, `cluster-${new Date().toISOString().slice(0, partial ? 19 : 10).replace(/:/g, '')}.json`)
+const medians = Object.fromEntries(VARIANTS.filter(([n]) => !ONLY || ONLY.includes(n)).map(([name]) => [name, {
+  rate: med(name, (r) => r.rate), vsSqlite: med(name, (r) => r.rate) / base, cpuUsPerMsg: med(name, (r) => r.cpuUsPerMsg), perEngineUs: med(name, (r) => r.perEngineUs),
+  txPerMsg: med(name, (r) => r.txPerMsg), writesPerMsg: med(name, (r) => r.writesPerMsg), syncsPerMsg: med(name, (r) => r.syncsPerMsg), stmtPerMsg: med(name, (r) => r.stmtPerMsg),
+}]))
+writeFileSync(file, JSON.stringify({ date: new Date().toISOString(), node: process.version, messages: N, warmup: WARM, inFlight: 64, rounds: ROUNDS, medians, targets: { pgVsSqlite: ratio, commitsPerMsg: commits }, byRound: rounds }, null, 2) + '\n')
+console.log(`written ${file}`)
