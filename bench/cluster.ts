@@ -35,6 +35,9 @@ interface Result { name: string; rate: number; cpuUsPerMsg: number; perEngineUs:
 // The last variant shows what commit pacing (--commit-delay-ms, default 25) buys: the same three engines committing at once.
 const VARIANTS: Array<[string, number, boolean, string[]?]> = [['sqlite x1', 1, false], ['postgres x1', 1, true], ['postgres x2', 2, true], ['postgres x3', 3, true], ['pg x1 delay 0', 1, true, ['--commit-delay-ms', '0']], ['pg x3 delay 0', 3, true, ['--commit-delay-ms', '0']]]
 
+/** The variants this run measures (all, or those WEIR_BENCH_ONLY names), in their table order. */
+const CHOSEN = VARIANTS.filter(([name]) => !ONLY || ONLY.includes(name))
+
 const sink = await startSink((WARM + N) * ROUNDS * VARIANTS.length + 10)
 const pg = await startEmbeddedPostgres({ statements: true })
 const work = mkdtempSync(join(tmpdir(), 'weir-bench-cluster-'))
@@ -77,7 +80,8 @@ async function load(ports: number[], count: number): Promise<number> {
 
 async function variant(name: string, engines: number, postgres: boolean, extra: string[] = []): Promise<Result> {
   const dir = mkdtempSync(join(work, 'v-'))
-  const url = postgres ? await pg.createDatabase(`bench_${++dbs}`) : ''
+  const database = `bench_${++dbs}`
+  const url = postgres ? await pg.createDatabase(database) : ''
   const ports = await Promise.all(Array.from({ length: engines }, () => freePort()))
   const children = await Promise.all(ports.map((p) => engine(dir, p, postgres ? ['--store', url, ...extra] : [])))
   try {
@@ -107,7 +111,7 @@ async function variant(name: string, engines: number, postgres: boolean, extra: 
   } finally {
     for (const c of children) c.kill('SIGTERM')
     await Promise.all(children.map((c) => new Promise((r) => (c.exitCode !== null ? r(null) : c.once('exit', r)))))
-    if (postgres) await cleanUp(`bench_${dbs}`)
+    if (postgres) await cleanUp(database)
   }
 }
 
@@ -128,7 +132,7 @@ async function cleanUp(database: string): Promise<void> {
 const rounds: Result[][] = []
 try {
   for (let r = 0; r < ROUNDS; r++) {
-    const order = VARIANTS.map((_, i) => VARIANTS[(i + r) % VARIANTS.length]!).filter(([name]) => !ONLY || ONLY.includes(name))
+    const order = CHOSEN.map((_, i) => CHOSEN[(i + r) % CHOSEN.length]!)
     const got: Result[] = []
     for (const [name, n, postgres, extra] of order) got.push(await variant(name, n, postgres, extra))
     rounds.push(got)
@@ -148,7 +152,7 @@ console.log(`cluster: ${N} messages of ~1 KB per variant and round, 64 in flight
 console.log('per message: transactions = every transaction (a lone SELECT is one); write commits = transactions that wrote (given an xid); WAL syncs = fsyncs of the WAL (server-wide); statements = round trips')
 console.log('variant       msg/s  vs sqlite (d)  CPU µs/msg (all)  per engine  transactions  write commits  WAL syncs  statements')
 const cell = (v: number, digits: number, width: number) => (Number.isNaN(v) ? '-' : v.toFixed(digits)).padStart(width)
-for (const [name] of VARIANTS.filter(([n]) => !ONLY || ONLY.includes(n))) {
+for (const [name] of CHOSEN) {
   console.log(`${name.padEnd(12)} ${cell(med(name, (r) => r.rate), 0, 6)}  ${cell(med(name, (r) => r.rate) / base, 2, 13)}  ${cell(med(name, (r) => r.cpuUsPerMsg), 0, 16)}  ${cell(med(name, (r) => r.perEngineUs), 0, 10)}  ${cell(med(name, (r) => r.txPerMsg), 3, 12)}  ${cell(med(name, (r) => r.writesPerMsg), 3, 13)}  ${cell(med(name, (r) => r.syncsPerMsg), 3, 9)}  ${cell(med(name, (r) => r.stmtPerMsg), 2, 10)}`)
 }
 const ratio = med('postgres x1', (r) => r.rate) / base
@@ -159,7 +163,7 @@ const partial = ONLY !== undefined || process.env.WEIR_BENCH_N !== undefined || 
 const out = partial ? join(tmpdir(), 'weir-bench') : join(ROOT, 'bench', 'results')
 mkdirSync(out, { recursive: true })
 const file = join(out, `cluster-${new Date().toISOString().slice(0, partial ? 19 : 10).replace(/:/g, '')}.json`)
-const medians = Object.fromEntries(VARIANTS.filter(([n]) => !ONLY || ONLY.includes(n)).map(([name]) => [name, {
+const medians = Object.fromEntries(CHOSEN.map(([name]) => [name, {
   rate: med(name, (r) => r.rate), vsSqlite: med(name, (r) => r.rate) / base, cpuUsPerMsg: med(name, (r) => r.cpuUsPerMsg), perEngineUs: med(name, (r) => r.perEngineUs),
   txPerMsg: med(name, (r) => r.txPerMsg), writesPerMsg: med(name, (r) => r.writesPerMsg), syncsPerMsg: med(name, (r) => r.syncsPerMsg), stmtPerMsg: med(name, (r) => r.stmtPerMsg),
 }]))

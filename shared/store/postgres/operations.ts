@@ -14,6 +14,11 @@ type Indexed = [op: PendingOp, index: number]
 /** Adds a parameter and returns its placeholder with a cast (`$3::text[]`). */
 type Param = (value: unknown, type: string) => string
 
+/** An enqueue whose dedupe key has a window (`dedupeWindowMs`): an older holder of the key may give it up first. */
+const hasDedupeWindow = (op: PendingOp) => op.args[5] !== null && op.args[10] !== null
+/** One delivery row: message, destination, part. */
+const deliveryKey = (id: string, u: DeliveryUpdate) => `${id}\u0000${u.destination}\u0000${u.part}`
+
 function parameters(): { params: unknown[]; p: Param } {
   const params: unknown[] = []
   return { params, p: (value, type) => `$${params.push(value)}::${type}` }
@@ -62,10 +67,10 @@ function oneStatement(ops: readonly PendingOp[]): boolean {
   const deliveries = new Set<string>()
   for (const op of ops) {
     if (op.kind === 'enqueue') {
-      if ((op.args[5] !== null && op.args[10] !== null) || (op.args[9] && Object.keys(op.args[9]).length > 0)) return false
+      if (hasDedupeWindow(op) || (op.args[9] && Object.keys(op.args[9]).length > 0)) return false
     } else if (op.kind === 'complete') {
       for (const u of op.args[2] as DeliveryUpdate[]) {
-        const key = `${op.args[0]}\u0000${u.destination}\u0000${u.part}`
+        const key = deliveryKey(op.args[0], u)
         if (deliveries.has(key)) return false
         deliveries.add(key)
       }
@@ -163,7 +168,7 @@ function insertMessagesCtes(p: Param, ops: Indexed[]): string {
 async function enqueueAll(tx: Queryable, ops: Indexed[], results: unknown[]): Promise<void> {
   if (ops.length === 0) return
   // Dedupe keys whose window has passed move to the new message: the old one keeps its content, without the key.
-  const windowed = ops.filter(([op]) => op.args[5] !== null && op.args[10] !== null)
+  const windowed = ops.filter(([op]) => hasDedupeWindow(op))
   if (windowed.length > 0) {
     await tx.query(`UPDATE weir_messages m SET dedupe_key = NULL FROM unnest($1::text[], $2::text[], $3::bigint[]) AS d (channel, dedupe_key, until)
       WHERE m.channel = d.channel AND m.dedupe_key = d.dedupe_key AND m.received_at <= d.until`,
@@ -226,7 +231,7 @@ async function recordDeliveries(tx: Queryable, me: string, ops: Indexed[]): Prom
   let round: UpdateRow[] = []
   const seen = new Set<string>()
   for (const r of rows) {
-    const key = `${r.id}\u0000${r.u.destination}\u0000${r.u.part}`
+    const key = deliveryKey(r.id, r.u)
     if (seen.has(key)) {
       await upsertDeliveries(tx, me, round)
       round = []
