@@ -20,7 +20,7 @@ import { join, resolve } from 'node:path'
 import { freePort, startEmbeddedPostgres } from '../engine/embedded/postgres.ts'
 import { openDb } from '../shared/store/postgres/db.ts'
 import { generate } from './lib/generator.ts'
-import { processUsage } from './lib/process-usage.ts'
+import { postgresCpuMs, processUsage } from './lib/process-usage.ts'
 import { startSink } from './lib/sink.ts'
 
 const N = Number(process.env.WEIR_BENCH_N ?? 20_000)
@@ -30,7 +30,7 @@ const ROUNDS = Number(process.env.WEIR_BENCH_ROUNDS ?? 3)
 const ONLY = process.env.WEIR_BENCH_ONLY?.split(',').map((n) => n.trim())
 const ROOT = resolve(import.meta.dirname, '..')
 
-interface Result { name: string; rate: number; cpuUsPerMsg: number; perEngineUs: number; txPerMsg?: number; writesPerMsg?: number; syncsPerMsg?: number; stmtPerMsg?: number }
+interface Result { name: string; rate: number; cpuUsPerMsg: number; perEngineUs: number; pgUsPerMsg: number; ackMs: number; endToEndMs: number; txPerMsg?: number; writesPerMsg?: number; syncsPerMsg?: number; stmtPerMsg?: number }
 
 // The last variant shows what commit pacing (--commit-delay-ms, default 25) buys: the same three engines committing at once.
 const VARIANTS: Array<[string, number, boolean, string[]?]> = [['sqlite x1', 1, false], ['postgres x1', 1, true], ['postgres x2', 2, true], ['postgres x3', 3, true], ['pg x1 delay 0', 1, true, ['--commit-delay-ms', '0']], ['pg x3 delay 0', 3, true, ['--commit-delay-ms', '0']]]
@@ -42,6 +42,7 @@ const sink = await startSink((WARM + N) * ROUNDS * VARIANTS.length + 10)
 const pg = await startEmbeddedPostgres({ statements: true })
 const work = mkdtempSync(join(tmpdir(), 'weir-bench-cluster-'))
 let nextSeq = 0
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
 let dbs = 0
 
 async function engine(dir: string, port: number, store: string[]): Promise<ChildProcess> {
@@ -64,18 +65,21 @@ async function engine(dir: string, port: number, store: string[]): Promise<Child
 }
 
 /** Sends `count` messages spread over the engines (64 in flight in all) and waits until the sink has them all. */
-async function load(ports: number[], count: number): Promise<number> {
+async function load(ports: number[], count: number): Promise<{ seconds: number; ackMs: number; endToEndMs: number }> {
   const from = nextSeq
   nextSeq += count
   const t0 = performance.now()
   const share = Math.ceil(count / ports.length)
-  await Promise.all(ports.map((port, i) => generate({
+  const runs = await Promise.all(ports.map((port, i) => generate({
     url: `http://127.0.0.1:${port}/in`, from: from + i * share, to: Math.min(from + count, from + (i + 1) * share),
     deadline: Date.now() + 600_000, sink, inFlight: Math.floor(64 / ports.length), window: Math.floor(512 / ports.length),
   })))
   const missing = await sink.drained(from, from + count, Date.now() + 120_000)
   if (missing > 0) throw new Error(`${missing} messages never reached the sink`)
-  return (performance.now() - t0) / 1000
+  const seconds = (performance.now() - t0) / 1000
+  const acks = runs.flatMap((g) => [...g.ack])
+  const ends = runs.flatMap((g, i) => [...g.sent].map((t, k) => sink.arrivedAt(from + i * share + k) - t))
+  return { seconds, ackMs: median(acks), endToEndMs: median(ends) }
 }
 
 async function variant(name: string, engines: number, postgres: boolean, extra: string[] = []): Promise<Result> {
@@ -100,12 +104,14 @@ async function variant(name: string, engines: number, postgres: boolean, extra: 
     if (db) await db.query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements')
     const before = await counters()
     const cpu0 = children.map((c) => processUsage(c.pid!).cpuMs)
-    const seconds = await load(ports, N)
+    const pgCpu0 = postgres ? postgresCpuMs() : 0
+    const { seconds, ackMs, endToEndMs } = await load(ports, N)
     const cpu = children.reduce((sum, c, i) => sum + processUsage(c.pid!).cpuMs - cpu0[i]!, 0)
+    const pgCpu = postgres ? postgresCpuMs() - pgCpu0 : NaN
     const after = await counters()
     await db?.end()
     return {
-      name, rate: N / seconds, cpuUsPerMsg: (cpu * 1000) / N, perEngineUs: (cpu * 1000) / N / engines,
+      name, rate: N / seconds, cpuUsPerMsg: (cpu * 1000) / N, perEngineUs: (cpu * 1000) / N / engines, pgUsPerMsg: (pgCpu * 1000) / N, ackMs, endToEndMs,
       ...(postgres ? { txPerMsg: (after.tx - before.tx) / N, writesPerMsg: (after.writes - before.writes) / N, syncsPerMsg: (after.syncs - before.syncs) / N, stmtPerMsg: (after.stmt - before.stmt) / N } : {}),
     }
   } finally {
@@ -142,7 +148,6 @@ try {
   await pg.stop()
   rmSync(work, { recursive: true, force: true })
 }
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
 const med = (name: string, f: (r: Result) => number | undefined) => median(rounds.map((round) => {
   const r = round.find((x) => x.name === name)
   return r ? f(r) ?? NaN : NaN
@@ -150,10 +155,10 @@ const med = (name: string, f: (r: Result) => number | undefined) => median(round
 const base = med('sqlite x1', (r) => r.rate)
 console.log(`cluster: ${N} messages of ~1 KB per variant and round, 64 in flight, median of ${ROUNDS} rounds (order rotated); every engine a weir run process on this ${'2-core'} machine`)
 console.log('per message: transactions = every transaction (a lone SELECT is one); write commits = transactions that wrote (given an xid); WAL syncs = fsyncs of the WAL (server-wide); statements = round trips')
-console.log('variant       msg/s  vs sqlite (d)  CPU µs/msg (all)  per engine  transactions  write commits  WAL syncs  statements')
+console.log('variant       msg/s  vs sqlite (d)  ack ms  end to end ms  CPU µs/msg (all)  per engine  PostgreSQL  transactions  write commits  WAL syncs  statements')
 const cell = (v: number, digits: number, width: number) => (Number.isNaN(v) ? '-' : v.toFixed(digits)).padStart(width)
 for (const [name] of CHOSEN) {
-  console.log(`${name.padEnd(12)} ${cell(med(name, (r) => r.rate), 0, 6)}  ${cell(med(name, (r) => r.rate) / base, 2, 13)}  ${cell(med(name, (r) => r.cpuUsPerMsg), 0, 16)}  ${cell(med(name, (r) => r.perEngineUs), 0, 10)}  ${cell(med(name, (r) => r.txPerMsg), 3, 12)}  ${cell(med(name, (r) => r.writesPerMsg), 3, 13)}  ${cell(med(name, (r) => r.syncsPerMsg), 3, 9)}  ${cell(med(name, (r) => r.stmtPerMsg), 2, 10)}`)
+  console.log(`${name.padEnd(12)} ${cell(med(name, (r) => r.rate), 0, 6)}  ${cell(med(name, (r) => r.rate) / base, 2, 13)}  ${cell(med(name, (r) => r.ackMs), 1, 6)}  ${cell(med(name, (r) => r.endToEndMs), 1, 13)}  ${cell(med(name, (r) => r.cpuUsPerMsg), 0, 16)}  ${cell(med(name, (r) => r.perEngineUs), 0, 10)}  ${cell(med(name, (r) => r.pgUsPerMsg), 0, 10)}  ${cell(med(name, (r) => r.txPerMsg), 3, 12)}  ${cell(med(name, (r) => r.writesPerMsg), 3, 13)}  ${cell(med(name, (r) => r.syncsPerMsg), 3, 9)}  ${cell(med(name, (r) => r.stmtPerMsg), 2, 10)}`)
 }
 const ratio = med('postgres x1', (r) => r.rate) / base
 const commits = Math.max(...['postgres x1', 'postgres x2', 'postgres x3'].map((n) => med(n, (r) => r.writesPerMsg)).filter((v) => !Number.isNaN(v)))
@@ -164,7 +169,7 @@ const out = partial ? join(tmpdir(), 'weir-bench') : join(ROOT, 'bench', 'result
 mkdirSync(out, { recursive: true })
 const file = join(out, `cluster-${new Date().toISOString().slice(0, partial ? 19 : 10).replace(/:/g, '')}.json`)
 const medians = Object.fromEntries(CHOSEN.map(([name]) => [name, {
-  rate: med(name, (r) => r.rate), vsSqlite: med(name, (r) => r.rate) / base, cpuUsPerMsg: med(name, (r) => r.cpuUsPerMsg), perEngineUs: med(name, (r) => r.perEngineUs),
+  rate: med(name, (r) => r.rate), vsSqlite: med(name, (r) => r.rate) / base, cpuUsPerMsg: med(name, (r) => r.cpuUsPerMsg), perEngineUs: med(name, (r) => r.perEngineUs), pgUsPerMsg: med(name, (r) => r.pgUsPerMsg), ackMs: med(name, (r) => r.ackMs), endToEndMs: med(name, (r) => r.endToEndMs),
   txPerMsg: med(name, (r) => r.txPerMsg), writesPerMsg: med(name, (r) => r.writesPerMsg), syncsPerMsg: med(name, (r) => r.syncsPerMsg), stmtPerMsg: med(name, (r) => r.stmtPerMsg),
 }]))
 writeFileSync(file, JSON.stringify({ date: new Date().toISOString(), node: process.version, messages: N, warmup: WARM, inFlight: 64, rounds: ROUNDS, medians, targets: { pgVsSqlite: ratio, commitsPerMsg: commits }, byRound: rounds }, null, 2) + '\n')

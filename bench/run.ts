@@ -5,7 +5,7 @@ import { spawnSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 
-const ALL = ['token-cache', 'store', 'pipeline', 'cluster']
+const ALL = ['token-cache', 'store', 'store-postgres', 'pipeline', 'cluster']
 const dir = fileURLToPath(new URL('.', import.meta.url))
 const wanted = process.argv.slice(2).length ? process.argv.slice(2) : ALL
 let failed = 0

@@ -4,7 +4,7 @@
  * match the process's own `process.cpuUsage()` (all threads, user + system) and `resourceUsage().maxRSS`.
  */
 import { execFileSync } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { readdirSync, readFileSync } from 'node:fs'
 
 export interface ProcessUsage {
   /** User + system CPU time of all its threads so far (ms; the kernel counts in clock ticks, usually 10 ms). */
@@ -32,4 +32,15 @@ export function processUsage(pid: number): ProcessUsage {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8')
   const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN)
   return { cpuMs: (ticks * 1000) / clockTicks(), peakRssKb: kb('VmHWM'), rssKb: kb('VmRSS') }
+}
+
+/** CPU time (ms) of every PostgreSQL process on this machine so far: the server's backends, WAL writer, checkpointer… */
+export function postgresCpuMs(): number {
+  let ms = 0
+  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'postgres') ms += processUsage(Number(pid)).cpuMs
+    } catch { /* it exited meanwhile */ }
+  }
+  return ms
 }

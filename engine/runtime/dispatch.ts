@@ -30,6 +30,10 @@ export class Dispatcher {
   private readonly toRelease = new Set<string>()
   private workHint = true
   private claimPausedUntil = 0
+  /** How many times processing failed and the claimed messages went back to the queue. */
+  private returned = 0
+  /** The claim under way, if any (one at a time). */
+  private claiming: Promise<void> | undefined
   private halted = false
   /** Paused by an operator: nothing new starts or is claimed; what is under way finishes. */
   private paused = false
@@ -63,17 +67,25 @@ export class Dispatcher {
     return this.inProgress.size > 0 || this.queue.size > 0
   }
 
-  /** Runs until the channel stops; then waits for the messages under way. */
+  /**
+   * Runs until the channel stops; then waits for the messages under way. A claim runs beside the
+   * loop, not in it: while the store answers (a group commit away), messages that finish free their
+   * slots for the claimed messages already waiting.
+   */
   async run(): Promise<void> {
     while (!this.rc.stopping.aborted && !this.halted) {
-      if (this.paused) {
-        await this.nextChange()
-        continue
+      if (!this.paused) {
+        this.startWhatCan()
+        if (!this.claiming && this.workHint && this.queue.size < this.o.prefetch && this.rc.now() >= this.claimPausedUntil) {
+          this.claiming = this.claim().finally(() => {
+            this.claiming = undefined
+            this.wake(false)
+          })
+        }
       }
-      this.startWhatCan()
-      if (this.workHint && this.queue.size < this.o.prefetch && this.rc.now() >= this.claimPausedUntil) await this.claim()
-      else await this.nextChange()
+      await this.nextChange()
     }
+    await this.claiming
     await Promise.all(this.inProgress.values())
   }
 
@@ -108,8 +120,10 @@ export class Dispatcher {
         await this.rc.store.release(ids)
         for (const id of ids) this.toRelease.delete(id)
       }
+      const returned = this.returned
       const got = await this.rc.store.claim(this.rc.name, limit, { order: this.o.order })
-      if (this.rc.stopping.aborted || this.halted) {
+      // Stopping, or a failed message went back to the queue meanwhile: these were claimed after it, so they go back too (order).
+      if (this.rc.stopping.aborted || this.halted || returned !== this.returned) {
         for (const m of got) this.toRelease.add(m.id)
         return
       }
@@ -128,7 +142,7 @@ export class Dispatcher {
       const pause = this.claimPausedUntil - this.rc.now()
       const timer = setTimeout(() => {
         this.changed = undefined
-        if (pause <= 0 && !this.workHint) {
+        if (pause <= 0 && !this.workHint && !this.claiming) {
           this.workHint = true
           void this.rc.store.refreshPending(this.rc.name).catch(() => {})
         }
@@ -149,6 +163,7 @@ export class Dispatcher {
       if (this.rc.stopping.aborted) return
       if (!(isWeirError(e) && e.code === 'ERR_SHUTDOWN')) this.rc.log.error({ err: e, message: m.id }, 'processing failed; the message goes back to the queue')
       // The messages claimed after it go back too, so it is retried before them (order).
+      this.returned++
       const ids = [...this.toRelease, ...this.queue.drain().map((q) => q.id)]
       this.toRelease.clear()
       await this.rc.store.release(ids).catch(() => ids.forEach((id) => this.toRelease.add(id)))

@@ -25,6 +25,29 @@ describe('startChannel', () => {
     expect(h.counters()).toMatchObject({ received: 20, delivered: 20, queued: 0, errors: 0, retrying: 0 })
   })
 
+  it('a message that finishes while a claim waits on the store makes room for the next one already claimed, without waiting for that claim', async () => {
+    const src = feedSource()
+    // The first claim answers at once; every later one waits at a gate (a store a group commit away).
+    let open!: () => void
+    const gate = new Promise<void>((ok) => (open = ok))
+    let claims = 0
+    const store: MessageStore = Object.assign(Object.create(rt.store) as MessageStore, {
+      claim: async (...args: Parameters<MessageStore['claim']>) => {
+        if (++claims > 1) await gate
+        return rt.store.claim(...args)
+      },
+    })
+    for (let i = 0; i < 4; i++) await rt.store.enqueue('test', { body: { n: i } })
+    const h = await rt.start({ source: src.definition, destinations: [destination('api', rt.api.url)], options: { concurrency: 1 } }, { store, prefetch: 2 })
+    // Claim 1 took messages 0 and 1; message 0 started, and claim 2 waits for room behind message 1.
+    // Messages 0 and 1 are both delivered while claim 2 is still held.
+    await until(() => rt.api.received.length === 2)
+    expect([claims, rt.api.received.map((r) => (r.body as { n: number }).n)]).toEqual([2, [0, 1]])
+    open()
+    await h.whenIdle()
+    expect(rt.api.received.map((r) => (r.body as { n: number }).n)).toEqual([0, 1, 2, 3])
+  })
+
   it('emit resolves only after the message is in the store', async () => {
     const src = feedSource()
     rt.api.behaviour = () => ({ status: 200, hang: true })

@@ -3,6 +3,7 @@ import { startEmbeddedPostgres, type EmbeddedPostgresServer } from '../../engine
 import { openPostgresStore, type PostgresMessageStore } from '../../shared/store/index.ts'
 import { openDb } from '../../shared/store/postgres/db.ts'
 import { migrations } from '../../shared/store/postgres/migrations.ts'
+import { unfinished } from '../../shared/store/postgres/open.ts'
 import { storeConformance } from './conformance.ts'
 import { runCli } from '../_cli.ts'
 
@@ -111,6 +112,38 @@ describe('openPostgresStore', () => {
       expect(await store.purge({ statuses: ['delivered'] })).toBe(1)
       expect(await db.query('SELECT b.body FROM weir_message_bodies b JOIN weir_messages m USING (seq)')).toEqual([{ body: '{"mrn":"Q-1"}' }])
       expect((await db.query<{ n: number }>('SELECT count(*)::int AS n FROM weir_message_bodies'))[0]!.n).toBe(1)
+    } finally {
+      await store.close()
+      await db.end()
+    }
+  })
+
+  it('schema 6: no foreign key locks the message row; a purge deletes a message\'s rows in every table; lookups by status read partial indexes', async () => {
+    url = await server.createDatabase(`lean_${++dbs}`)
+    const store = await openPostgresStore({ url })
+    const db = openDb(url, { max: 1 })
+    try {
+      expect(await db.query(`SELECT conname FROM pg_constraint WHERE contype = 'f' AND conrelid::regclass::text LIKE 'weir_%'`)).toEqual([])
+      const kept = await store.enqueue('c', { body: { n: 1 } }, { searchKeys: { mrn: ['M1'] } })
+      const gone = await store.enqueue('c', { body: { n: 2 } }, { searchKeys: { mrn: ['M2'] } })
+      for (const m of await store.claim('c', 10)) {
+        await store.complete(m.id, m.id === gone.id ? 'error' : 'delivered', [{ destination: 'api', part: 0, status: m.id === gone.id ? 'error' : 'delivered', attempt: { startedAt: 1, endedAt: 2, outcome: 'delivered', responseStatus: 200 } }])
+      }
+      expect(await store.purge({ statuses: ['error'] })).toBe(1)
+      const left = async (table: string, column: string, value: unknown) => (await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${table} WHERE ${column} = $1`, [value]))[0]!.n
+      const [seqOf] = await db.query<{ seq: string }>('SELECT seq FROM weir_messages WHERE id = $1', [kept.id])
+      expect(await Promise.all([left('weir_deliveries', 'message_id', gone.id), left('weir_attempts', 'message_id', gone.id), left('weir_message_keys', 'value', 'M2')])).toEqual([0, 0, 0])
+      expect(await Promise.all([left('weir_deliveries', 'message_id', kept.id), left('weir_attempts', 'message_id', kept.id), left('weir_message_keys', 'value', 'M1'), left('weir_message_bodies', 'seq', seqOf!.seq)])).toEqual([1, 1, 1, 1])
+      expect((await db.query<{ n: number }>('SELECT count(*)::int AS n FROM weir_message_bodies'))[0]!.n).toBe(1)
+      // With sequential scans priced out, a query that could use an index shows it: the plan must name the partial indexes.
+      const plan = async (sql: string, params: unknown[] = []) => db.transaction(async (tx) => {
+        await tx.query('SET LOCAL enable_seqscan = off')
+        return (await tx.query<{ 'QUERY PLAN': string }>(`EXPLAIN ${sql}`, params)).map((r) => r['QUERY PLAN']).join('\n')
+      })
+      const pending = await plan(`SELECT channel, sum(n) FROM (${unfinished('count(*) AS n', 'AND ($1::text IS NULL OR channel = $1)')}) s GROUP BY channel`, ['c'])
+      expect([pending.includes('weir_messages_queued'), pending.includes('weir_messages_claimed'), pending.includes('Seq Scan')]).toEqual([true, true, false])
+      const errors = (await store.explainList({ channel: 'c', status: 'error' })).join('\n')
+      expect([errors.includes('weir_messages_outcome'), errors.includes('Seq Scan on weir_messages')]).toEqual([true, false])
     } finally {
       await store.close()
       await db.end()

@@ -8,7 +8,7 @@ import { ChannelQueues } from '../queues.ts'
 import { attemptOf, countByStatus, defined, deliveryOf, rowToMessage, type MessageRow } from '../rows.ts'
 import {
 
-  type ChannelStats, type ClaimOptions, type ClaimedMessage, type DeliveryRecord, type DeliveryUpdate, type EnqueueOptions,
+  MESSAGE_STATUSES, type ChannelStats, type ClaimOptions, type ClaimedMessage, type DeliveryRecord, type DeliveryUpdate, type EnqueueOptions,
   type Leadership, type ListFilter, type MessageDetail, type MessageStatus, type MessageStore, type PurgeTarget, type ResubmitTarget, type ResubmitPreview, type AuditEntry, type StoredMessage,
 } from '../types.ts'
 import { openDb, type Db } from './db.ts'
@@ -51,7 +51,13 @@ export interface PostgresMessageStore extends MessageStore {
   abandon(): Promise<void>
 }
 
-const UNFINISHED = `('queued', 'in-flight', 'retrying')`
+/**
+ * `select` per channel over the unfinished messages (matching `where`, which starts with AND), read
+ * through the two partial indexes that hold them: queued, and claimed (in flight or retrying).
+ * PostgreSQL uses a partial index only where the query names its statuses literally.
+ */
+export const unfinished = (select: string, where = '') => `SELECT channel, ${select} FROM weir_messages WHERE status = 'queued' ${where} GROUP BY channel
+  UNION ALL SELECT channel, ${select} FROM weir_messages WHERE status IN ('in-flight', 'retrying') ${where} GROUP BY channel`
 /** Messages deleted per transaction by a purge. */
 const PURGE_BATCH = 1000
 
@@ -67,7 +73,8 @@ function listQuery(filter: ListFilter): { sql: string; params: unknown[] } {
   const where: string[] = []
   if (filter.key) where.push(`k.name = ${p(filter.key.name, 'text')}`, `k.value = ${p(filter.key.value, 'text')}`)
   if (filter.channel !== undefined) where.push(`${k}channel = ${p(filter.channel, 'text')}`)
-  if (filter.status !== undefined) where.push(`m.status = ${p(filter.status, 'text')}`)
+  // A known status is written into the SQL, not passed as a parameter: PostgreSQL can then use the partial index that holds it.
+  if (filter.status !== undefined) where.push(`m.status = ${(MESSAGE_STATUSES as readonly string[]).includes(filter.status) ? `'${filter.status}'` : p(filter.status, 'text')}`)
   if (filter.since !== undefined) where.push(`m.received_at >= ${p(filter.since, 'bigint')}`)
   if (filter.until !== undefined) where.push(`m.received_at < ${p(filter.until, 'bigint')}`)
   if (filter.after !== undefined) where.push(`${k}seq ${filter.order === 'asc' ? '>' : '<'} ${p(filter.after, 'bigint')}`)
@@ -121,7 +128,7 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
       })
       await lease.join()
     }
-    const pending = await db.query<{ channel: string; n: number }>(`SELECT channel, count(*)::int AS n FROM weir_messages WHERE status IN ${UNFINISHED} GROUP BY channel`)
+    const pending = await db.query<{ channel: string; n: number }>(`SELECT channel, sum(n)::int AS n FROM (${unfinished('count(*) AS n')}) s GROUP BY channel`)
     return new PostgresStore(db, url, lease, new ChannelQueues(pending.map((r) => [r.channel, r.n])), now, options.commitPacing ?? NO_PACING)
   } catch (e) {
     await db.end().catch(() => {})
@@ -292,8 +299,8 @@ class PostgresStore implements PostgresMessageStore {
 
   oldestPending(channel?: string): Promise<Record<string, number>> {
     return this.read(async () => {
-      const rows = await this.db.query<{ channel: string; at: number }>(`SELECT s.channel, min(m.received_at) AS at FROM (SELECT channel, min(seq) AS seq FROM weir_messages
-        WHERE status IN ${UNFINISHED} AND ($1::text IS NULL OR channel = $1) GROUP BY channel, status) s JOIN weir_messages m ON m.seq = s.seq GROUP BY s.channel`, [channel ?? null])
+      const rows = await this.db.query<{ channel: string; at: number }>(`SELECT s.channel, min(m.received_at) AS at
+        FROM (${unfinished('min(seq) AS seq', 'AND ($1::text IS NULL OR channel = $1)')}) s JOIN weir_messages m ON m.seq = s.seq GROUP BY s.channel`, [channel ?? null])
       return Object.fromEntries(rows.map((r) => [r.channel, r.at]))
     })
   }
@@ -301,8 +308,8 @@ class PostgresStore implements PostgresMessageStore {
   refreshPending(channel?: string): Promise<void> {
     const channels = channel ? [channel] : this.queues.channels()
     return this.read(async () => {
-      const rows = await this.db.query<{ channel: string; n: number }>(`SELECT channel, count(*)::int AS n FROM weir_messages
-        WHERE status IN ${UNFINISHED} AND ($1::text IS NULL OR channel = $1) GROUP BY channel`, [channel ?? null])
+      const rows = await this.db.query<{ channel: string; n: number }>(`SELECT channel, sum(n)::int AS n
+        FROM (${unfinished('count(*) AS n', 'AND ($1::text IS NULL OR channel = $1)')}) s GROUP BY channel`, [channel ?? null])
       this.queues.recountAll(channels, rows)
     })
   }

@@ -146,7 +146,8 @@ async function applyAsOneStatement(db: Db, me: string, n: number, of: (kind: str
 
 /**
  * Common table expressions that insert the enqueued messages in the order asked (`enq`: their id
- * and seq; a duplicate, same channel and dedupe key, is not inserted) and their bodies.
+ * and seq; a duplicate, same channel and dedupe key, is not inserted) and their bodies. Without a
+ * dedupe key in the batch it is a plain INSERT (ON CONFLICT costs a speculative insertion per row).
  */
 function insertMessagesCtes(p: Param, ops: Indexed[]): string {
   const col = (k: number, type: string) => p(ops.map(([op]) => op.args[k] ?? null), type)
@@ -158,7 +159,7 @@ function insertMessagesCtes(p: Param, ops: Indexed[]): string {
       FROM unnest(${col(0, 'text[]')}, ${ids}, ${col(3, 'text[]')}, ${col(4, 'text[]')}, ${col(5, 'text[]')}, ${col(6, 'bigint[]')}, ${col(7, 'text[]')}, ${col(8, 'text[]')}) WITH ORDINALITY
         AS i (channel, id, content_type, attributes, dedupe_key, t, order_key, error, n)
       ORDER BY n
-      ON CONFLICT (channel, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
+      ${ops.some(([op]) => op.args[5] !== null) ? 'ON CONFLICT (channel, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING' : ''}
       RETURNING id, seq
     ), enq_body AS (
       INSERT INTO weir_message_bodies (seq, body) SELECT enq.seq, b.body FROM enq JOIN unnest(${ids}, ${bodies}) AS b (id, body) ON b.id = enq.id
@@ -347,8 +348,9 @@ async function resubmit(tx: Queryable, target: ResubmitTarget, t: number): Promi
 }
 
 /**
- * Deletes up to `limit` of the finished messages `target` names, oldest first (their deliveries and
- * attempts go with them: ON DELETE CASCADE); messages another engine holds locked are left for later.
+ * Deletes up to `limit` of the finished messages `target` names, oldest first, with their body,
+ * deliveries, attempts and search keys (no foreign keys: the store deletes them itself); messages
+ * another engine holds locked are left for later.
  */
 async function purgeBatch(tx: Queryable, target: PurgeTarget, limit: number): Promise<number> {
   const keep = target.keepNewest !== undefined && target.keepNewest > 0 ? target.keepNewest - 1 : null
@@ -357,11 +359,14 @@ async function purgeBatch(tx: Queryable, target: PurgeTarget, limit: number): Pr
       SELECT seq FROM weir_messages WHERE ($2::text IS NULL OR channel = $2) AND status IN ${FINISHED}
       ORDER BY seq DESC OFFSET $5 LIMIT 1
     ), picked AS (
-      SELECT seq FROM weir_messages
+      SELECT seq, id FROM weir_messages
       WHERE status = ANY($4::text[]) AND ($1::bigint IS NULL OR updated_at < $1) AND ($2::text IS NULL OR channel = $2)
         AND ($5::int IS NULL OR seq < (SELECT seq FROM keep))
       ORDER BY seq LIMIT $3 FOR UPDATE SKIP LOCKED
     ), body AS (DELETE FROM weir_message_bodies b USING picked WHERE b.seq = picked.seq
+    ), deliveries AS (DELETE FROM weir_deliveries d USING picked WHERE d.message_id = picked.id
+    ), attempts AS (DELETE FROM weir_attempts a USING picked WHERE a.message_id = picked.id
+    ), search_keys AS (DELETE FROM weir_message_keys k USING picked WHERE k.seq = picked.seq
     ), gone AS (DELETE FROM weir_messages m USING picked WHERE m.seq = picked.seq RETURNING 1)
     SELECT count(*)::int AS n FROM gone`, [target.before ?? null, target.channel ?? null, limit, target.statuses ?? ['delivered', 'filtered', 'error'], keep])
   return rows[0]!.n
