@@ -6,8 +6,8 @@
  * that bounds a cluster's throughput on one PostgreSQL (its cores divided by the CPU per message).
  *
  * The baseline, measured in the same run with the same store code, is the schema before migration 6:
- * foreign keys from deliveries, attempts and search keys to the message, a B-tree index on status
- * and one on received_at. Rounds alternate between the two.
+ * foreign keys from deliveries, attempts and search keys to the message, B-tree indexes on status,
+ * received_at and owner. Rounds alternate between the two.
  *
  * `npx tsx bench/store-postgres.ts`; WEIR_BENCH_N messages per round (default 20000), WEIR_BENCH_ROUNDS
  * (default 3, the median printed). WAL records are counted by kind with pg_walinspect.
@@ -69,7 +69,8 @@ const SCHEMA_5 = `
   DROP INDEX weir_messages_outcome;
   CREATE INDEX weir_messages_status ON weir_messages (channel, status, seq);
   DROP INDEX weir_messages_received;
-  CREATE INDEX weir_messages_received ON weir_messages (received_at);`
+  CREATE INDEX weir_messages_received ON weir_messages (received_at);
+  CREATE INDEX weir_messages_owner ON weir_messages (owner) WHERE owner IS NOT NULL;`
 
 async function round(baseline: boolean): Promise<Round> {
   const url = await pg.createDatabase(`store_${randomUUID().slice(0, 8)}`)

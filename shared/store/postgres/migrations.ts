@@ -143,7 +143,9 @@ export const migrations: readonly string[] = [
   // - the index by status holds only the outcomes a search needs it for (filtered, error): queued
   //   and claimed messages have partial indexes of their own, and delivered ones are most rows;
   // - received_at in a BRIN index (a few bytes per range of pages, not an entry per row version):
-  //   rows are appended in the order received, which is what a BRIN index needs.
+  //   rows are appended in the order received, which is what a BRIN index needs;
+  // - no index by owner: a message has an owner exactly while it is claimed (in flight or
+  //   retrying), and the claimed index holds those rows.
   `
   ALTER TABLE weir_deliveries DROP CONSTRAINT IF EXISTS weir_deliveries_message_id_fkey;
   ALTER TABLE weir_attempts DROP CONSTRAINT IF EXISTS weir_attempts_message_id_fkey;
@@ -152,6 +154,7 @@ export const migrations: readonly string[] = [
   CREATE INDEX weir_messages_outcome ON weir_messages (channel, status, seq) WHERE status IN ('filtered', 'error');
   DROP INDEX weir_messages_received;
   CREATE INDEX weir_messages_received ON weir_messages USING brin (received_at);
+  DROP INDEX weir_messages_owner;
   `,
 ]
 

@@ -257,7 +257,11 @@ async function upsertDeliveries(tx: Queryable, me: string, rows: UpdateRow[]): P
 
 /**
  * Common table expressions that upsert delivery rows (only of messages this engine holds) and add
- * an attempt record for each outcome that was an attempt.
+ * an attempt record for each outcome that was an attempt. The upsert is an UPDATE of the rows that
+ * exist and an INSERT of the others, not INSERT … ON CONFLICT, which costs a speculative insertion
+ * (one more WAL record) per row. Only the engine holding a message writes its rows; should two ever
+ * insert one row at once, the second fails on the primary key and the group commit retries its
+ * operations one by one, when the fencing by owner filters the stale one out.
  */
 function upsertDeliveriesCtes(p: Param, me: string, rows: UpdateRow[]): string {
   const col = (f: (r: UpdateRow) => unknown, type: string) => p(rows.map((r) => f(r) ?? null), type)
@@ -267,19 +271,25 @@ function upsertDeliveriesCtes(p: Param, me: string, rows: UpdateRow[]): string {
           ${col((r) => r.u.attempt?.error, 'text[]')}, ${col((r) => r.u.attempt?.responseStatus, 'int[]')}, ${col((r) => r.u.attempt?.excerpt, 'text[]')}, ${col((r) => r.u.attempt?.outcome, 'text[]')})
         AS u (message_id, destination, part, status, inc, started, ended, next, error, response_status, excerpt, outcome)
       WHERE EXISTS (SELECT 1 FROM weir_messages m WHERE m.id = u.message_id AND m.owner = ${p(me, 'text')})
-    ), up AS (
-      INSERT INTO weir_deliveries AS d (message_id, destination, part, status, attempts, first_attempt_at, last_attempt_at, next_attempt_at, last_error, response_status, response_excerpt)
+    ), upd AS (
+      UPDATE weir_deliveries d SET
+        status = u.status,
+        attempts = d.attempts + u.inc,
+        first_attempt_at = coalesce(d.first_attempt_at, u.started),
+        last_attempt_at = coalesce(u.started, d.last_attempt_at),
+        next_attempt_at = u.next,
+        last_error = CASE WHEN u.inc > 0 THEN u.error ELSE d.last_error END,
+        response_status = CASE WHEN u.inc > 0 THEN u.response_status ELSE d.response_status END,
+        response_excerpt = CASE WHEN u.inc > 0 THEN u.excerpt ELSE d.response_excerpt END
+      FROM u WHERE d.message_id = u.message_id AND d.destination = u.destination AND d.part = u.part
+      RETURNING d.message_id, d.destination, d.part, d.attempts
+    ), ins AS (
+      INSERT INTO weir_deliveries (message_id, destination, part, status, attempts, first_attempt_at, last_attempt_at, next_attempt_at, last_error, response_status, response_excerpt)
       SELECT message_id, destination, part, status, inc, started, started, next, error, response_status, excerpt FROM u
-      ON CONFLICT (message_id, destination, part) DO UPDATE SET
-        status = excluded.status,
-        attempts = d.attempts + excluded.attempts,
-        first_attempt_at = coalesce(d.first_attempt_at, excluded.first_attempt_at),
-        last_attempt_at = coalesce(excluded.last_attempt_at, d.last_attempt_at),
-        next_attempt_at = excluded.next_attempt_at,
-        last_error = CASE WHEN excluded.attempts > 0 THEN excluded.last_error ELSE d.last_error END,
-        response_status = CASE WHEN excluded.attempts > 0 THEN excluded.response_status ELSE d.response_status END,
-        response_excerpt = CASE WHEN excluded.attempts > 0 THEN excluded.response_excerpt ELSE d.response_excerpt END
+      WHERE NOT EXISTS (SELECT 1 FROM weir_deliveries d WHERE d.message_id = u.message_id AND d.destination = u.destination AND d.part = u.part)
       RETURNING message_id, destination, part, attempts
+    ), up AS (
+      SELECT * FROM upd UNION ALL SELECT * FROM ins
     ), attempt AS (
       INSERT INTO weir_attempts (message_id, destination, part, attempt, started_at, ended_at, outcome, response_status, error, excerpt)
       SELECT u.message_id, u.destination, u.part, up.attempts, u.started, u.ended, u.outcome, u.response_status, u.error, u.excerpt
