@@ -1,6 +1,6 @@
 import { setMaxListeners } from 'node:events'
 import type { Source } from '../../shared/component.ts'
-import type { LoadedChannel, RetryPolicy } from '../../shared/config/types.ts'
+import type { ChannelOptions, LoadedChannel, RetryPolicy } from '../../shared/config/types.ts'
 import { errorCodes } from '../../shared/errors.ts'
 import type { HttpClient } from '../../shared/http/types.ts'
 import type { Logger } from '../../shared/log/index.ts'
@@ -8,7 +8,7 @@ import type { CredentialStatus, TokenProvider } from '../../shared/oauth/types.t
 import type { MessageStore } from '../../shared/store/types.ts'
 import { createComponents, type ChannelComponents } from './components.ts'
 import { shutdownError, type RunContext } from './context.ts'
-import { Dispatcher } from './dispatch.ts'
+import { Dispatcher, type DispatchOptions } from './dispatch.ts'
 import { createEmit, type IntakeCounters } from './intake.ts'
 import { stopChannel } from './lifecycle.ts'
 import { KeyedQueue } from './order.ts'
@@ -159,14 +159,7 @@ export async function startChannel(channel: LoadedChannel, deps: RuntimeDeps): P
   const dispatcher = new Dispatcher(rc, {
     filters: components.filters, destinations: components.destinations,
     filterRetry: channel.destinations[0]?.retry ?? DEFAULT_FILTER_RETRY,
-  }, KeyedQueue.forChannel(opts), {
-    prefetch: deps.prefetch ?? Math.max(2 * opts.concurrency, 16),
-    concurrency: opts.concurrency,
-    maxInProgress: Math.max(8 * opts.concurrency, 64),
-    pollMs: deps.pollIntervalMs ?? 1000,
-    order: opts.orderBy !== undefined ? 'key' : opts.concurrency === 1 ? 'channel' : 'none',
-    onEnding: (m, e) => { onEnding(m, e); idle.notify() },
-  })
+  }, KeyedQueue.forChannel(opts), dispatchOptions(opts, deps, (m, e) => { onEnding(m, e); idle.notify() }))
   const emit = createEmit(rc, opts, { retryAfterMs: deps.backpressureRetryAfterMs ?? 1000, counters: intake, stored: () => dispatcher.wake(), settled: () => idle.notify() })
   const pauses = new OperatorPauses(rc.store, rc.name, (p) => {
     dispatcher.setPaused(p.channel)
@@ -202,6 +195,18 @@ export async function startChannel(channel: LoadedChannel, deps: RuntimeDeps): P
   }
   rc.log.info({ destinations: components.destinations.map((d) => d.loaded.name), concurrency: opts.concurrency, ...(opts.orderBy !== undefined ? { orderBy: opts.orderBy } : {}) }, 'channel started')
   return channelHandle({ rc, components, counters, intake, idle, dispatcher, emit, stopped, pauses, state: () => state, stop: (o) => stop(o?.timeoutMs ?? opts.shutdownTimeoutMs, { reason: 'stopped' }) })
+}
+
+/** How the channel's claim loop runs: look-ahead, concurrency, memory bound, polling, and the order claims keep among engines. */
+function dispatchOptions(opts: ChannelOptions, deps: RuntimeDeps, onEnding: DispatchOptions['onEnding']): DispatchOptions {
+  return {
+    prefetch: deps.prefetch ?? Math.max(2 * opts.concurrency, 16),
+    concurrency: opts.concurrency,
+    maxInProgress: Math.max(8 * opts.concurrency, 64),
+    pollMs: deps.pollIntervalMs ?? 1000,
+    order: opts.orderBy !== undefined ? 'key' : opts.concurrency === 1 ? 'channel' : 'none',
+    onEnding,
+  }
 }
 
 /** Lets `whenIdle` wait for the next change instead of polling. */

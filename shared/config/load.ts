@@ -263,24 +263,8 @@ export async function loadChannelObject(raw: unknown, options: LoadOptions & { f
     const c = await component('filter', f, `/filters/${i}`)
     if (c) filters.push(c)
   }
-  const destinations: LoadedDestination[] = []
-  const seenNames = new Map<string, number>()
-  const destEntries = Array.isArray(data.destinations) ? (data.destinations as Record<string, unknown>[]) : []
-  for (const [i, d] of destEntries.entries()) {
-    if (d && typeof d.name === 'string') {
-      if (seenNames.has(d.name)) problems.push({ file: name, pointer: `/destinations/${i}/name`, message: `duplicate destination name "${d.name}" (also /destinations/${seenNames.get(d.name)}/name)` })
-      else seenNames.set(d.name, i)
-    }
-    const c = await component('destination', d, `/destinations/${i}`)
-    if (c && d) destinations.push({ ...c, name: String(d.name), retry: deepFreeze(d.retry as RetryPolicy), circuitBreaker: deepFreeze(d.circuitBreaker as CircuitBreakerPolicy) })
-  }
-
-  const { orderBy, searchKeys } = (data.options as Partial<ChannelOptions> | undefined) ?? {}
-  const keyExpressions: Array<[string, unknown]> = [['/options/orderBy', orderBy], ...Object.entries(typeof searchKeys === 'object' && searchKeys !== null ? searchKeys : {}).map(([k, v]): [string, unknown] => [`/options/searchKeys/${escapePointer(k)}`, v])]
-  for (const [pointer, expr] of keyExpressions) {
-    const problem = typeof expr === 'string' && !isBad(pointer) ? keyExpressionProblem(expr) : undefined
-    if (problem !== undefined) problems.push({ file: name, pointer, message: problem })
-  }
+  const destinations = await loadDestinations(data.destinations, (d, pointer) => component('destination', d, pointer), problems, name)
+  problems.push(...keyExpressionProblems(data.options as Partial<ChannelOptions> | undefined, isBad, name))
 
   const alerts = data.alerts as ChannelAlertsBlock | undefined
   const alertWarnings: string[] = []
@@ -301,6 +285,34 @@ export async function loadChannelObject(raw: unknown, options: LoadOptions & { f
     warnings: [...warnings.map(formatProblem), ...alertWarnings],
     ...(alerts ? { alerts: deepFreeze(alerts) } : {}),
   }
+}
+
+/** The channel's destinations, each with its retry and breaker policies; a name used twice is a problem at the second. */
+async function loadDestinations(entries: unknown, load: (entry: Record<string, unknown>, pointer: string) => Promise<LoadedComponent<'destination'> | undefined>,
+  problems: ConfigProblem[], name: string): Promise<LoadedDestination[]> {
+  const destinations: LoadedDestination[] = []
+  const seenNames = new Map<string, number>()
+  for (const [i, d] of (Array.isArray(entries) ? (entries as Record<string, unknown>[]) : []).entries()) {
+    if (d && typeof d.name === 'string') {
+      if (seenNames.has(d.name)) problems.push({ file: name, pointer: `/destinations/${i}/name`, message: `duplicate destination name "${d.name}" (also /destinations/${seenNames.get(d.name)}/name)` })
+      else seenNames.set(d.name, i)
+    }
+    const c = await load(d, `/destinations/${i}`)
+    if (c && d) destinations.push({ ...c, name: String(d.name), retry: deepFreeze(d.retry as RetryPolicy), circuitBreaker: deepFreeze(d.circuitBreaker as CircuitBreakerPolicy) })
+  }
+  return destinations
+}
+
+/** Problems of the key expressions (`options.orderBy`, each of `options.searchKeys`) that the schema let through. */
+function keyExpressionProblems(options: Partial<ChannelOptions> | undefined, isBad: (pointer: string) => boolean, name: string): ConfigProblem[] {
+  const { orderBy, searchKeys } = options ?? {}
+  const keyExpressions: Array<[string, unknown]> = [['/options/orderBy', orderBy], ...Object.entries(typeof searchKeys === 'object' && searchKeys !== null ? searchKeys : {}).map(([k, v]): [string, unknown] => [`/options/searchKeys/${escapePointer(k)}`, v])]
+  const problems: ConfigProblem[] = []
+  for (const [pointer, expr] of keyExpressions) {
+    const problem = typeof expr === 'string' && !isBad(pointer) ? keyExpressionProblem(expr) : undefined
+    if (problem !== undefined) problems.push({ file: name, pointer, message: problem })
+  }
+  return problems
 }
 
 /**

@@ -256,31 +256,8 @@ export function processTokenResponse(
     const message = `${where} answered ${raw.status} with a body over ${MAX_METADATA_BYTES} bytes; stopped reading it`
     throw isRetryableStatus(raw.status) ? new HttpStatusError(message, raw.status) : responseError(raw, message)
   }
-  if (body && typeof body.error === 'string') {
-    const retryAfterMs = parseRetryAfter(raw.headers['retry-after'])
-    const retryable = isRetryableStatus(raw.status) || body.error === 'temporarily_unavailable' || body.error === 'server_error' || body.error === 'slow_down'
-    // The provider's own words are printed and logged: one line, controls escaped, cut.
-    const error = remoteText(body.error, 100)
-    const desc = typeof body.error_description === 'string' ? redactedExcerpt(body.error_description, 500) : undefined
-    const fields = {
-      status: raw.status, error, retryable, headers: raw.headers, excerpt,
-      ...(desc !== undefined ? { error_description: desc } : {}),
-      ...(typeof body.error_uri === 'string' ? { error_uri: remoteText(body.error_uri, 500) } : {}),
-      ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
-    }
-    return throwErr(new OAuthResponseError(`${where} answered ${raw.status} ${error}${desc ? `: ${redactedExcerpt(desc)}` : ''}`, fields))
-  }
-  if (raw.status < 200 || raw.status > 299) {
-    const retryAfterMs = parseRetryAfter(raw.headers['retry-after'])
-    if (isRetryableStatus(raw.status)) {
-      throw new HttpStatusError(`${where} answered ${raw.status}${excerpt ? `: "${excerpt}"` : ''}`, raw.status, retryAfterMs !== undefined ? { retryAfterMs } : {})
-    }
-    const challenge = parseWwwAuthenticate(raw.headers['www-authenticate'])[0]
-    if (raw.status === 401 && challenge) {
-      throw new OAuthChallengeError(`${where} answered 401 with a ${challenge.scheme} challenge${challenge.parameters.error ? ` (${challenge.parameters.error})` : ''}`, 401, challenge)
-    }
-    throw responseError(raw, `${where} answered ${raw.status} with ${body ? 'a JSON body without "error"' : 'a body that is not JSON'}${excerpt ? `: "${excerpt}"` : ''}`)
-  }
+  if (body && typeof body.error === 'string') throw oauthError(raw, body, where, excerpt)
+  if (raw.status < 200 || raw.status > 299) throw statusError(raw, body, where, excerpt)
   if (!body) throw responseError(raw, `${where} answered ${raw.status} with a body that is not a JSON object${excerpt ? `: "${excerpt}"` : ' (empty)'}`)
   const at = body.access_token
   if (typeof at !== 'string' || at === '') throw responseError(raw, `${where} answered ${raw.status}: "response" body "access_token" property must be a non-empty string`)
@@ -295,24 +272,7 @@ export function processTokenResponse(
   if (options.expectDpop ? type !== 'dpop' : type !== 'bearer') {
     throw responseError(raw, `${where} answered ${raw.status}: unsupported "token_type" ${JSON.stringify(tt.slice(0, 20))} (expected ${options.expectDpop ? 'DPoP' : 'Bearer'})`)
   }
-  let lifetimeSec: number | undefined
-  const ei = body.expires_in
-  if (ei !== undefined) {
-    const n = typeof ei === 'string' && /^\s*\d+(\.\d+)?\s*$/.test(ei) ? Number(ei) : ei
-    if (typeof n !== 'number' || !Number.isFinite(n) || n < 0) throw responseError(raw, `${where} answered ${raw.status}: "response" body "expires_in" property must be a non-negative number`)
-    lifetimeSec = n
-  }
-  let expiresAt: number
-  if (lifetimeSec !== undefined) expiresAt = raw.sentAt + lifetimeSec * 1000
-  else {
-    let exp: number | undefined
-    try {
-      const claims = decodeJwt(at)
-      if (typeof claims.exp === 'number') exp = claims.exp
-    } catch { /* not a JWT */ }
-    expiresAt = exp !== undefined ? exp * 1000 - options.clockOffsetMs : raw.sentAt + options.defaultExpiresInSec * 1000
-  }
-  expiresAt = Math.min(Math.max(expiresAt, 0), raw.sentAt + MAX_TOKEN_LIFETIME_SEC * 1000)
+  const expiresAt = expiryOf(raw, body, at, options, where)
   const extra: Record<string, unknown> = {}
   for (const [k, v] of Object.entries(body)) {
     if (!['access_token', 'refresh_token', 'id_token', 'token_type', 'expires_in', 'scope'].includes(k)) extra[k] = v
@@ -324,6 +284,53 @@ export function processTokenResponse(
   return { token: accessToken, lifetimeMs: Math.max(0, expiresAt - raw.sentAt), ...(refreshToken ? { refreshToken } : {}) }
 }
 
-function throwErr(e: Error): never {
-  throw e
+/** An OAuth error body (RFC 6749 §5.2), whatever the status: the provider's error code and words, one line, cut. */
+function oauthError(raw: RawTokenResponse, body: Record<string, unknown>, where: string, excerpt: string): OAuthResponseError {
+  const retryAfterMs = parseRetryAfter(raw.headers['retry-after'])
+  const retryable = isRetryableStatus(raw.status) || body.error === 'temporarily_unavailable' || body.error === 'server_error' || body.error === 'slow_down'
+  const error = remoteText(body.error as string, 100)
+  const desc = typeof body.error_description === 'string' ? redactedExcerpt(body.error_description, 500) : undefined
+  const fields = {
+    status: raw.status, error, retryable, headers: raw.headers, excerpt,
+    ...(desc !== undefined ? { error_description: desc } : {}),
+    ...(typeof body.error_uri === 'string' ? { error_uri: remoteText(body.error_uri, 500) } : {}),
+    ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
+  }
+  return new OAuthResponseError(`${where} answered ${raw.status} ${error}${desc ? `: ${redactedExcerpt(desc)}` : ''}`, fields)
+}
+
+/** A status outside 2xx without an OAuth error body: retryable (408/429/5xx), a 401 challenge, or a response error. */
+function statusError(raw: RawTokenResponse, body: Record<string, unknown> | undefined, where: string, excerpt: string): Error {
+  if (isRetryableStatus(raw.status)) {
+    const retryAfterMs = parseRetryAfter(raw.headers['retry-after'])
+    return new HttpStatusError(`${where} answered ${raw.status}${excerpt ? `: "${excerpt}"` : ''}`, raw.status, retryAfterMs !== undefined ? { retryAfterMs } : {})
+  }
+  const challenge = parseWwwAuthenticate(raw.headers['www-authenticate'])[0]
+  if (raw.status === 401 && challenge) {
+    return new OAuthChallengeError(`${where} answered 401 with a ${challenge.scheme} challenge${challenge.parameters.error ? ` (${challenge.parameters.error})` : ''}`, 401, challenge)
+  }
+  return responseError(raw, `${where} answered ${raw.status} with ${body ? 'a JSON body without "error"' : 'a body that is not JSON'}${excerpt ? `: "${excerpt}"` : ''}`)
+}
+
+/**
+ * When the token expires (epoch ms): from `expires_in` (a number or a numeric string), else the
+ * access token's own `exp` if it is a JWT, else `defaultExpiresInSec`; never past the longest
+ * lifetime accepted.
+ */
+function expiryOf(raw: RawTokenResponse, body: Record<string, unknown>, accessToken: string, options: { defaultExpiresInSec: number; clockOffsetMs: number }, where: string): number {
+  const ei = body.expires_in
+  let expiresAt: number
+  if (ei !== undefined) {
+    const n = typeof ei === 'string' && /^\s*\d+(\.\d+)?\s*$/.test(ei) ? Number(ei) : ei
+    if (typeof n !== 'number' || !Number.isFinite(n) || n < 0) throw responseError(raw, `${where} answered ${raw.status}: "response" body "expires_in" property must be a non-negative number`)
+    expiresAt = raw.sentAt + n * 1000
+  } else {
+    let exp: number | undefined
+    try {
+      const claims = decodeJwt(accessToken)
+      if (typeof claims.exp === 'number') exp = claims.exp
+    } catch { /* not a JWT */ }
+    expiresAt = exp !== undefined ? exp * 1000 - options.clockOffsetMs : raw.sentAt + options.defaultExpiresInSec * 1000
+  }
+  return Math.min(Math.max(expiresAt, 0), raw.sentAt + MAX_TOKEN_LIFETIME_SEC * 1000)
 }

@@ -143,21 +143,7 @@ export function encryptContent(inner: MessageStore, options: EncryptedStoreOptio
   const wrapper: MessageStore = {
     async enqueue(channel: string, input: MessageInput, opts: EnqueueOptions = {}): Promise<EmitResult> {
       if (!encrypts(channel)) return inner.enqueue(channel, input, opts)
-      const c = await cipher()
-      const sealed: MessageInput = {
-        ...input,
-        body: c.seal(JSON.stringify(input.body ?? null), 'body'),
-        contentType: input.contentType ?? (typeof input.body === 'string' ? 'text/plain' : 'application/json'),
-        // No attributes: nothing to hide, and a seal saved on the hot path.
-        attributes: input.attributes && Object.keys(input.attributes).length > 0 ? { [SEALED_ATTRIBUTES]: c.seal(JSON.stringify(input.attributes), 'attributes') } : {},
-        ...(input.dedupeKey !== undefined ? { dedupeKey: c.hash(channel, input.dedupeKey) } : {}),
-      }
-      return inner.enqueue(channel, sealed, {
-        ...opts,
-        ...(opts.orderKey !== undefined ? { orderKey: c.hash(channel, opts.orderKey) } : {}),
-        ...(opts.searchKeys !== undefined ? { searchKeys: hashSearchKeys(c, opts.searchKeys) } : {}),
-        ...(opts.error !== undefined ? { error: c.seal(opts.error, 'error') } : {}),
-      })
+      return inner.enqueue(channel, ...sealEnqueue(await cipher(), channel, input, opts))
     },
     async claim(channel: string, limit: number, opts?: ClaimOptions): Promise<ClaimedMessage[]> {
       const got = await inner.claim(channel, limit, opts)
@@ -181,11 +167,7 @@ export function encryptContent(inner: MessageStore, options: EncryptedStoreOptio
       await inner.release(ids)
       for (const id of ids) finished(id)
     },
-    resubmit: (target: ResubmitTarget) => inner.resubmit(target),
-    resubmitPreview: (ids) => inner.resubmitPreview(ids),
-    audit: (entry) => inner.audit(entry),
-    auditLog: (options) => inner.auditLog(options),
-    purge: (target: PurgeTarget) => inner.purge(target),
+    ...passThrough(inner),
     async get(id: string): Promise<MessageDetail | undefined> {
       const d = await inner.get(id)
       return d && { message: await reader.message(d.message), deliveries: await reader.deliveries(d.deliveries), attempts: await reader.attempts(d.attempts) }
@@ -194,18 +176,47 @@ export function encryptContent(inner: MessageStore, options: EncryptedStoreOptio
       const found = filter?.key ? await listByKey(inner, filter, filter.key, await cipher()) : await inner.list(filter)
       return Promise.all(found.map((m) => reader.message(m)))
     },
-    stats: (channel) => inner.stats(channel),
-    pending: (channel) => inner.pending(channel),
-    oldestPending: (channel) => inner.oldestPending(channel),
-    size: () => inner.size(),
-    refreshPending: (channel) => inner.refreshPending(channel),
-    ...(inner.leadership ? { leadership: inner.leadership } : {}),
-    getState: (channel, component, key) => inner.getState(channel, component, key),
-    setState: (channel, component, key, value) => inner.setState(channel, component, key, value),
-    close: () => inner.close(),
   }
   // What the wrapped store offers beyond MessageStore (the PostgreSQL store's pool, diagnostics) stays reachable.
   return new Proxy(wrapper, { get: (target, p) => (p in target ? Reflect.get(target, p) : Reflect.get(inner, p, inner)) })
+}
+
+/** The store's methods that carry no message content: the wrapped store's own. */
+function passThrough(inner: MessageStore) {
+  return {
+    resubmit: (target: ResubmitTarget) => inner.resubmit(target),
+    resubmitPreview: (ids: string[]) => inner.resubmitPreview(ids),
+    audit: (entry: Parameters<MessageStore['audit']>[0]) => inner.audit(entry),
+    auditLog: (options?: Parameters<MessageStore['auditLog']>[0]) => inner.auditLog(options),
+    purge: (target: PurgeTarget) => inner.purge(target),
+    stats: (channel?: string) => inner.stats(channel),
+    pending: (channel: string) => inner.pending(channel),
+    oldestPending: (channel?: string) => inner.oldestPending(channel),
+    size: () => inner.size(),
+    refreshPending: (channel?: string) => inner.refreshPending(channel),
+    ...(inner.leadership ? { leadership: inner.leadership } : {}),
+    getState: <T = unknown>(channel: string, component: string, key: string) => inner.getState<T>(channel, component, key),
+    setState: (channel: string, component: string, key: string, value: unknown) => inner.setState(channel, component, key, value),
+    close: () => inner.close(),
+  } satisfies Partial<MessageStore>
+}
+
+/** A message and its enqueue options as an encrypted channel stores them: content sealed, keys hashed (they still match). */
+function sealEnqueue(c: ContentCipher, channel: string, input: MessageInput, opts: EnqueueOptions): [MessageInput, EnqueueOptions] {
+  const sealed: MessageInput = {
+    ...input,
+    body: c.seal(JSON.stringify(input.body ?? null), 'body'),
+    contentType: input.contentType ?? (typeof input.body === 'string' ? 'text/plain' : 'application/json'),
+    // No attributes: nothing to hide, and a seal saved on the hot path.
+    attributes: input.attributes && Object.keys(input.attributes).length > 0 ? { [SEALED_ATTRIBUTES]: c.seal(JSON.stringify(input.attributes), 'attributes') } : {},
+    ...(input.dedupeKey !== undefined ? { dedupeKey: c.hash(channel, input.dedupeKey) } : {}),
+  }
+  return [sealed, {
+    ...opts,
+    ...(opts.orderKey !== undefined ? { orderKey: c.hash(channel, opts.orderKey) } : {}),
+    ...(opts.searchKeys !== undefined ? { searchKeys: hashSearchKeys(c, opts.searchKeys) } : {}),
+    ...(opts.error !== undefined ? { error: c.seal(opts.error, 'error') } : {}),
+  }]
 }
 
 const hashSearchKeys = (c: ContentCipher, keys: Record<string, string[]>) =>
