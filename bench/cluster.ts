@@ -23,6 +23,7 @@ import { openDb } from '../shared/store/postgres/db.ts'
 import { generate } from './lib/generator.ts'
 import { postgresCpuMs, processUsage } from './lib/process-usage.ts'
 import { startSink } from './lib/sink.ts'
+import { median } from './lib/stats.ts'
 
 const N = Number(process.env.WEIR_BENCH_N ?? 20_000)
 const WARM = Number(process.env.WEIR_BENCH_WARM ?? 1000)
@@ -43,7 +44,6 @@ const sink = await startSink((WARM + N) * ROUNDS * VARIANTS.length + 10)
 const pg = await startEmbeddedPostgres({ statements: true })
 const work = mkdtempSync(join(tmpdir(), 'weir-bench-cluster-'))
 let nextSeq = 0
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
 let dbs = 0
 
 async function engine(dir: string, port: number, store: string[]): Promise<ChildProcess> {
@@ -149,10 +149,12 @@ try {
   await pg.stop()
   rmSync(work, { recursive: true, force: true })
 }
-const med = (name: string, f: (r: Result) => number | undefined) => median(rounds.map((round) => {
+/** A variant's figure in one round (NaN when the variant or the figure is missing). */
+const valueIn = (round: Result[], name: string, f: (r: Result) => number | undefined) => {
   const r = round.find((x) => x.name === name)
   return r ? f(r) ?? NaN : NaN
-}))
+}
+const med = (name: string, f: (r: Result) => number | undefined) => median(rounds.map((round) => valueIn(round, name, f)))
 const base = med('sqlite x1', (r) => r.rate)
 console.log(`cluster: ${N} messages of ~1 KB per variant and round, 64 in flight, median of ${ROUNDS} rounds (order rotated); every engine a weir run process on this ${'2-core'} machine`)
 console.log('per message: transactions = every transaction (a lone SELECT is one); write commits = transactions that wrote (given an xid); WAL syncs = fsyncs of the WAL (server-wide); statements = round trips')
@@ -163,8 +165,7 @@ for (const [name] of CHOSEN) {
 }
 // The target is read like the pipeline benchmark's ratios: per round (the two variants measured minutes apart on the
 // same machine state), then the median over rounds. The ratio of the two medians is printed beside it.
-const rateOf = (round: Result[], name: string) => round.find((x) => x.name === name)?.rate ?? NaN
-const perRound = rounds.map((round) => rateOf(round, 'postgres x1') / rateOf(round, 'sqlite x1'))
+const perRound = rounds.map((round) => valueIn(round, 'postgres x1', (r) => r.rate) / valueIn(round, 'sqlite x1', (r) => r.rate))
 const ratio = median(perRound)
 const ratioOfMedians = med('postgres x1', (r) => r.rate) / base
 const commits = Math.max(...['postgres x1', 'postgres x2', 'postgres x3'].map((n) => med(n, (r) => r.writesPerMsg)).filter((v) => !Number.isNaN(v)))

@@ -49,6 +49,7 @@ import { fileURLToPath } from 'node:url'
 import { exportJWK } from 'jose'
 import { Pool } from 'undici'
 import { benchBody, generate } from './lib/generator.ts'
+import { median } from './lib/stats.ts'
 import { endToEnd, startSink } from './lib/sink.ts'
 import { benchEr7, generateMllp } from './lib/mllp-generator.ts'
 
@@ -454,7 +455,6 @@ async function parent(): Promise<void> {
   await as.close()
   await sink.close()
 
-  const median = (xs: number[]) => { const a = xs.filter((x) => !Number.isNaN(x)).sort((p, q) => p - q); return a.length ? (a.length % 2 ? a[(a.length - 1) / 2]! : (a[a.length / 2 - 1]! + a[a.length / 2]!) / 2) : NaN }
   const ratioPairs = { 'b/a': ['b', 'a'], 'd/c': ['d', 'c'], 'e/d': ['e', 'd'], 'f/d': ['f', 'd'], 'g/d': ['g', 'd'] } as const
   const targets: Record<keyof typeof ratioPairs, number> = { 'b/a': 0.9, 'd/c': 0.6, 'e/d': 0.95, 'f/d': 0.8, 'g/d': 0.8 }
   const find = (rs: Row[], x: string) => rs.find((row) => row.scenario === x)

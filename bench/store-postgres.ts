@@ -19,6 +19,7 @@ import { openDb } from '../shared/store/postgres/db.ts'
 import { openPostgresStore } from '../shared/store/postgres/open.ts'
 import { benchBody } from './lib/generator.ts'
 import { postgresCpuMs } from './lib/process-usage.ts'
+import { median } from './lib/stats.ts'
 
 const N = Number(process.env.WEIR_BENCH_N ?? 20_000)
 const ROUNDS = Number(process.env.WEIR_BENCH_ROUNDS ?? 3)
@@ -110,12 +111,11 @@ try {
 } finally {
   await pg.stop()
 }
-const median = (rounds: Round[], f: (r: Round) => number) => [...rounds.map(f)].sort((a, b) => a - b)[Math.floor(rounds.length / 2)]!
 console.log(`PostgreSQL store: ${N} messages of ~1 KB per round (enqueue, claim, complete with one delivery), ${IN_FLIGHT} in flight, median of ${ROUNDS} rounds`)
 console.log('                                schema 6   schema 5 (baseline)   ratio')
 const row = (label: string, f: (r: Round) => number, digits: number) => {
-  const a = median(current, f)
-  const b = median(before, f)
+  const a = median(current.map(f))
+  const b = median(before.map(f))
   console.log(`${label.padEnd(32)}${a.toFixed(digits).padStart(8)}   ${b.toFixed(digits).padStart(19)}   ${(a / b).toFixed(2).padStart(5)}`)
 }
 row('server CPU µs per message', (r) => r.cpuUs, 0)
@@ -124,6 +124,6 @@ row('WAL bytes per message', (r) => r.walBytes, 0)
 row('messages per second (no HTTP)', (r) => r.msgPerSec, 0)
 for (const [name, rounds] of [['schema 6', current], ['schema 5', before]] as const) {
   const kinds = [...new Set(rounds.flatMap((r) => [...r.kinds.keys()]))]
-    .map((k) => [k, median(rounds, (r) => r.kinds.get(k) ?? 0)] as const).filter(([, v]) => v >= 0.05).sort((a, b) => b[1] - a[1])
+    .map((k) => [k, median(rounds.map((r) => r.kinds.get(k) ?? 0))] as const).filter(([, v]) => v >= 0.05).sort((a, b) => b[1] - a[1])
   console.log(`WAL records per message by kind, ${name}: ` + kinds.map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', '))
 }

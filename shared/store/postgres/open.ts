@@ -56,8 +56,10 @@ export interface PostgresMessageStore extends MessageStore {
  * through the two partial indexes that hold them: queued, and claimed (in flight or retrying).
  * PostgreSQL uses a partial index only where the query names its statuses literally.
  */
-export const unfinished = (select: string, where = '') => `SELECT channel, ${select} FROM weir_messages WHERE status = 'queued' ${where} GROUP BY channel
+const unfinished = (select: string, where = '') => `SELECT channel, ${select} FROM weir_messages WHERE status = 'queued' ${where} GROUP BY channel
   UNION ALL SELECT channel, ${select} FROM weir_messages WHERE status IN ('in-flight', 'retrying') ${where} GROUP BY channel`
+/** Unfinished messages per channel: of the channel `$1`, or of every channel when `$1` is null. */
+export const PENDING_COUNTS = `SELECT channel, sum(n)::int AS n FROM (${unfinished('count(*) AS n', 'AND ($1::text IS NULL OR channel = $1)')}) s GROUP BY channel`
 /** Messages deleted per transaction by a purge. */
 const PURGE_BATCH = 1000
 
@@ -128,7 +130,7 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
       })
       await lease.join()
     }
-    const pending = await db.query<{ channel: string; n: number }>(`SELECT channel, sum(n)::int AS n FROM (${unfinished('count(*) AS n')}) s GROUP BY channel`)
+    const pending = await db.query<{ channel: string; n: number }>(PENDING_COUNTS, [null])
     return new PostgresStore(db, url, lease, new ChannelQueues(pending.map((r) => [r.channel, r.n])), now, options.commitPacing ?? NO_PACING)
   } catch (e) {
     await db.end().catch(() => {})
@@ -308,8 +310,7 @@ class PostgresStore implements PostgresMessageStore {
   refreshPending(channel?: string): Promise<void> {
     const channels = channel ? [channel] : this.queues.channels()
     return this.read(async () => {
-      const rows = await this.db.query<{ channel: string; n: number }>(`SELECT channel, sum(n)::int AS n
-        FROM (${unfinished('count(*) AS n', 'AND ($1::text IS NULL OR channel = $1)')}) s GROUP BY channel`, [channel ?? null])
+      const rows = await this.db.query<{ channel: string; n: number }>(PENDING_COUNTS, [channel ?? null])
       this.queues.recountAll(channels, rows)
     })
   }

@@ -14,8 +14,10 @@ type Indexed = [op: PendingOp, index: number]
 /** Adds a parameter and returns its placeholder with a cast (`$3::text[]`). */
 type Param = (value: unknown, type: string) => string
 
+/** An enqueue with a dedupe key. */
+const hasDedupeKey = (op: PendingOp) => op.args[5] !== null
 /** An enqueue whose dedupe key has a window (`dedupeWindowMs`): an older holder of the key may give it up first. */
-const hasDedupeWindow = (op: PendingOp) => op.args[5] !== null && op.args[10] !== null
+const hasDedupeWindow = (op: PendingOp) => hasDedupeKey(op) && op.args[10] !== null
 /** One delivery row: message, destination, part. */
 const deliveryKey = (id: string, u: DeliveryUpdate) => `${id}\u0000${u.destination}\u0000${u.part}`
 
@@ -100,7 +102,7 @@ async function applyAsOneStatement(db: Db, me: string, n: number, of: (kind: str
   // UNION ALL takes its column names from the first SELECT: every branch names them all, NULL for those it lacks.
   const select = (kind: OutRow['kind'], from: string, ...present: string[]) =>
     `SELECT '${kind}' AS kind, ${OUT_COLUMNS.map(([c, type]) => (present.includes(c) ? c : `NULL::${type} AS ${c}`)).join(', ')} FROM ${from}`
-  const keyed = enqueues.filter(([op]) => op.args[5] !== null)
+  const keyed = enqueues.filter(([op]) => hasDedupeKey(op))
   if (enqueues.length > 0) {
     ctes.push(insertMessagesCtes(p, enqueues))
     outputs.push(select('enqueued', 'enq', 'id', 'seq'))
@@ -159,7 +161,7 @@ function insertMessagesCtes(p: Param, ops: Indexed[]): string {
       FROM unnest(${col(0, 'text[]')}, ${ids}, ${col(3, 'text[]')}, ${col(4, 'text[]')}, ${col(5, 'text[]')}, ${col(6, 'bigint[]')}, ${col(7, 'text[]')}, ${col(8, 'text[]')}) WITH ORDINALITY
         AS i (channel, id, content_type, attributes, dedupe_key, t, order_key, error, n)
       ORDER BY n
-      ${ops.some(([op]) => op.args[5] !== null) ? 'ON CONFLICT (channel, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING' : ''}
+      ${ops.some(([op]) => hasDedupeKey(op)) ? 'ON CONFLICT (channel, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING' : ''}
       RETURNING id, seq
     ), enq_body AS (
       INSERT INTO weir_message_bodies (seq, body) SELECT enq.seq, b.body FROM enq JOIN unnest(${ids}, ${bodies}) AS b (id, body) ON b.id = enq.id
@@ -265,6 +267,7 @@ async function upsertDeliveries(tx: Queryable, me: string, rows: UpdateRow[]): P
  */
 function upsertDeliveriesCtes(p: Param, me: string, rows: UpdateRow[]): string {
   const col = (f: (r: UpdateRow) => unknown, type: string) => p(rows.map((r) => f(r) ?? null), type)
+  const sameRow = 'd.message_id = u.message_id AND d.destination = u.destination AND d.part = u.part'
   return `u AS (
       SELECT * FROM unnest(${col((r) => r.id, 'text[]')}, ${col((r) => r.u.destination, 'text[]')}, ${col((r) => r.u.part, 'int[]')}, ${col((r) => r.u.status, 'text[]')},
           ${col((r) => (r.u.attempt ? 1 : 0), 'int[]')}, ${col((r) => r.u.attempt?.startedAt, 'bigint[]')}, ${col((r) => r.u.attempt?.endedAt, 'bigint[]')}, ${col((r) => r.u.nextAttemptAt, 'bigint[]')},
@@ -281,12 +284,12 @@ function upsertDeliveriesCtes(p: Param, me: string, rows: UpdateRow[]): string {
         last_error = CASE WHEN u.inc > 0 THEN u.error ELSE d.last_error END,
         response_status = CASE WHEN u.inc > 0 THEN u.response_status ELSE d.response_status END,
         response_excerpt = CASE WHEN u.inc > 0 THEN u.excerpt ELSE d.response_excerpt END
-      FROM u WHERE d.message_id = u.message_id AND d.destination = u.destination AND d.part = u.part
+      FROM u WHERE ${sameRow}
       RETURNING d.message_id, d.destination, d.part, d.attempts
     ), ins AS (
       INSERT INTO weir_deliveries (message_id, destination, part, status, attempts, first_attempt_at, last_attempt_at, next_attempt_at, last_error, response_status, response_excerpt)
       SELECT message_id, destination, part, status, inc, started, started, next, error, response_status, excerpt FROM u
-      WHERE NOT EXISTS (SELECT 1 FROM weir_deliveries d WHERE d.message_id = u.message_id AND d.destination = u.destination AND d.part = u.part)
+      WHERE NOT EXISTS (SELECT 1 FROM weir_deliveries d WHERE ${sameRow})
       RETURNING message_id, destination, part, attempts
     ), up AS (
       SELECT * FROM upd UNION ALL SELECT * FROM ins

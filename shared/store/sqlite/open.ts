@@ -317,12 +317,8 @@ class SqliteStore implements SqliteMessageStore {
   async close(): Promise<void> {
     if (this.closed) return
     this.closed = true
-    try {
-      await this.writer.close()
-    } finally {
-      // Even when the writer thread failed: the data directory must not stay locked by a process that is done with it.
-      if (this.lockFile) releaseLock(this.lockFile)
-    }
+    await this.writer.close()
+    if (this.lockFile) releaseLock(this.lockFile)
   }
 
   private finished(id: string, channel: string | null): void {
