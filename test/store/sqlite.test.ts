@@ -42,6 +42,17 @@ describe('openSqliteStore', () => {
     expect(claimed.map((m) => m.body)).toEqual(Array.from({ length: 50 }, (_, i) => i))
   })
 
+  it('close commits what was asked for while a batch was still with the writer thread', async () => {
+    const first = store.enqueue('c', { body: 'first' })
+    await new Promise((r) => setImmediate(r)) // the first batch is now with the thread
+    const second = store.enqueue('c', { body: 'second' }) // waits in the outbox for the first batch's answer
+    await store.close()
+    await expect(first).resolves.toMatchObject({ duplicate: false })
+    await expect(second).resolves.toMatchObject({ duplicate: false })
+    store = openSqliteStore({ dataDir: dir })
+    expect((await store.claim('c', 10)).map((m) => m.body)).toEqual(['first', 'second'])
+  })
+
   it('migrates a schema-version-1 database with messages in it, keeping every message, its history and the queue order', async () => {
     await store.close()
     await rm(dir, { recursive: true, force: true })

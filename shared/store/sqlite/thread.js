@@ -369,6 +369,8 @@ function drain(/** @type {{ ops?: Op[], close?: boolean }} */ first) {
     if (!next) break
     m = next.message
   }
+  /** @type {Result[]} */
+  const answered = []
   const outside = batch.filter((op) => OUTSIDE.has(op[1]))
   if (outside.length > 0) batch = batch.filter((op) => !OUTSIDE.has(op[1]))
   if (batch.length > 0) {
@@ -384,10 +386,11 @@ function drain(/** @type {{ ops?: Op[], close?: boolean }} */ first) {
         results = batch.map((op) => /** @type {Result} */ ([op[0], false, { ...failure(e, op), batch: true }]))
       }
     }
-    const answered = results.filter((r) => r[0] !== 0)
-    if (answered.length > 0) port.postMessage(answered)
+    answered.push(...results.filter((r) => r[0] !== 0))
   }
-  if (outside.length > 0) port.postMessage(each(outside, apply))
+  if (outside.length > 0) answered.push(...each(outside, apply))
+  // Exactly one answer per batch, even an empty one: the main thread posts its next batch on it.
+  port.postMessage(answered)
   if (closing) {
     db.close()
     port.close()

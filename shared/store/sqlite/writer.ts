@@ -7,10 +7,10 @@ type Result = [id: number, ok: boolean, value: any]
 const THREAD = new URL('./thread.js', import.meta.url)
 
 /**
- * The main thread's side of the writer thread (thread.js): operations asked for during one turn
- * of the event loop cross the thread boundary as one message (single operations never do), and
- * each promise settles when the thread reports its transaction committed. The main thread never
- * waits on SQLite or on fsync.
+ * The main thread's side of the writer thread (thread.js): operations cross the thread boundary in
+ * batches, one batch at a time (everything asked for while the thread works on the previous one),
+ * and each promise settles when the thread reports its transaction committed. The main thread
+ * never waits on SQLite or on fsync.
  */
 export class WriterClient {
   private readonly worker: Worker
@@ -18,6 +18,8 @@ export class WriterClient {
   private readonly waiting = new Map<number, Waiter>()
   private nextId = 1
   private scheduled = false
+  /** A batch is with the thread and not yet answered. */
+  private posted = false
   private failed: StoreError | undefined
   private readonly exited: Promise<void>
 
@@ -52,21 +54,29 @@ export class WriterClient {
     if (!this.failed) this.post([0, name, ...args])
   }
 
-  /** Posts what is waiting in the outbox now, instead of at the end of this turn. */
+  /**
+   * Posts what is waiting in the outbox, unless a batch is still with the thread: then it goes when
+   * that batch is answered. One batch at a time costs nothing in latency (the thread runs one
+   * transaction at a time and takes in everything waiting when it starts the next) and spares a
+   * structured clone and a thread wake-up per turn of the event loop.
+   */
   flush(): void {
     this.scheduled = false
-    if (this.outbox.length === 0) return
+    if (this.outbox.length === 0 || this.posted) return
     const ops = this.outbox
     this.outbox = []
+    this.posted = true
     this.worker.postMessage({ ops })
   }
 
   /** Lets every operation already asked for finish, then closes the connection and ends the thread. */
   async close(): Promise<void> {
     if (!this.failed) {
-      this.flush()
+      // Whatever is still in the outbox goes with the close, behind a batch the thread may be running.
+      const ops = this.outbox
+      this.outbox = []
       this.worker.ref()
-      this.worker.postMessage({ close: true })
+      this.worker.postMessage({ ops, close: true })
       this.failed = new StoreError('message store is closed')
     }
     await this.exited
@@ -74,13 +84,18 @@ export class WriterClient {
 
   private post(op: unknown[]): void {
     this.outbox.push(op)
-    if (!this.scheduled) {
+    if (!this.scheduled && !this.posted) {
       this.scheduled = true
       setImmediate(() => this.flush())
     }
   }
 
   private settle(results: Result[]): void {
+    this.posted = false
+    if (this.outbox.length > 0 && !this.scheduled) {
+      this.scheduled = true
+      setImmediate(() => this.flush())
+    }
     for (const [id, ok, value] of results) {
       const w = this.waiting.get(id)
       if (!w) continue
@@ -96,7 +111,8 @@ export class WriterClient {
         w.reject(new StoreError(`message store ${value.read ? 'read' : 'write'} failed: ${value.message}`, { retryable: value.batch === true }))
       }
     }
-    if (this.waiting.size === 0) this.worker.unref()
+    // An idle store does not keep the process alive; a closing one does, until its thread has exited.
+    if (this.waiting.size === 0 && !this.failed) this.worker.unref()
   }
 
   private fail(err: StoreError): void {
