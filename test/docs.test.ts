@@ -1,6 +1,7 @@
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { generateDocs, README_FILE, SCHEMA_FILE, TEST_SCHEMA_FILE } from '../engine/docs.ts'
+import { generateDocs, README_FILE, ROOT, SCHEMA_FILE, TEST_SCHEMA_FILE } from '../engine/docs.ts'
 import { builtinComponents } from '../components/index.ts'
 import { credentialSchema } from '../shared/oauth/index.ts'
 import { ERROR_CODES } from '../shared/errors.ts'
@@ -48,6 +49,12 @@ describe('generated docs', () => {
     for (const c of builtinComponents) for (const [p, s] of properties(c.configSchema)) if (!s.description) missing.push(`${c.type}${p}`)
     for (const [p, s] of properties(credentialSchema)) if (!s.description && !p.includes('/anyOf/') && !p.includes('/oneOf/')) missing.push(`credential${p}`)
     expect(missing).toEqual([])
+  })
+
+  it('every source file the README names exists (the architecture picture, the bench list…)', () => {
+    const named = new Set(readFileSync(README_FILE, 'utf8').match(/\b(?:components|engine|shared|bench|test|bin)\/[\w./-]+\.(?:ts|js|mjs)\b/g))
+    expect(named.size).toBeGreaterThan(20)
+    expect([...named].filter((f) => !existsSync(join(ROOT, f)))).toEqual([])
   })
 
   it('every error code is documented in the README, each in a row of the error table', () => {
