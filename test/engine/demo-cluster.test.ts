@@ -30,7 +30,10 @@ describe('npm run demo:cluster', () => {
     expect(r.status, r.stderr).toBe(0)
     expect(r.stdout).toContain('400 messages acknowledged')
     expect(r.stdout).toMatch(/400 delivered to the API, \d+ duplicates/)
-    expect(r.stdout).toMatch(/claims taken over \d+\.\d s after the kill \(lease 5 s\)/)
+    const takeover = /claims taken over (\d+\.\d) s after the kill \(lease 5 s\)/.exec(r.stdout)
+    expect(takeover, r.stdout).not.toBeNull()
+    // Within the lease and 5 s more, as the cluster promises (measured beside the sending, not after it).
+    expect(Number(takeover![1])).toBeLessThanOrEqual(10)
     expect(r.stdout).toMatch(/messages in the database: 400 delivered$/m)
   }, 180_000)
 })
