@@ -84,18 +84,19 @@ export class WriterClient {
 
   private post(op: unknown[]): void {
     this.outbox.push(op)
-    if (!this.scheduled && !this.posted) {
-      this.scheduled = true
-      setImmediate(() => this.flush())
-    }
+    this.schedule()
+  }
+
+  /** Flushes at the end of this turn, so that the rest of the turn's operations join the batch; not while a batch is with the thread. */
+  private schedule(): void {
+    if (this.scheduled || this.posted || this.outbox.length === 0) return
+    this.scheduled = true
+    setImmediate(() => this.flush())
   }
 
   private settle(results: Result[]): void {
     this.posted = false
-    if (this.outbox.length > 0 && !this.scheduled) {
-      this.scheduled = true
-      setImmediate(() => this.flush())
-    }
+    this.schedule()
     for (const [id, ok, value] of results) {
       const w = this.waiting.get(id)
       if (!w) continue
