@@ -8,15 +8,22 @@
 # files 0600). docker stop sends SIGTERM: in-flight work finishes within each channel's
 # shutdownTimeoutMs, so give it more time than that (docker stop -t 30).
 
-FROM node:20-bookworm-slim AS deps
+FROM node:20-bookworm-slim AS build
 WORKDIR /app
 # better-sqlite3 compiles from source when no prebuilt binary matches the platform.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 make g++ \
  && rm -rf /var/lib/apt/lists/*
-COPY package.json package-lock.json ./
-# tsx (which runs the TypeScript sources) is a runtime dependency: dev dependencies are not needed.
-RUN npm ci --omit=dev --no-audit --no-fund
+COPY package.json package-lock.json tsconfig.json tsconfig.build.json index.ts ./
+COPY bin ./bin
+COPY engine ./engine
+COPY shared ./shared
+COPY components ./components
+# npm ci runs the `prepare` script, which compiles the TypeScript to dist/ (TypeScript is a dev
+# dependency); the dev dependencies are removed afterwards. tsx stays: it loads a channel's own
+# `.ts` components.
+RUN npm ci --no-audit --no-fund \
+ && npm prune --omit=dev --no-audit --no-fund
 
 FROM node:20-bookworm-slim
 ENV NODE_ENV=production \
@@ -27,12 +34,10 @@ RUN groupadd --system weir \
  && mkdir -p /data \
  && chown weir:weir /data \
  && chmod 0700 /data
-COPY --from=deps /app/node_modules ./node_modules
-COPY package.json tsconfig.json index.ts ./
+COPY --from=build /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+COPY package.json ./
 COPY bin ./bin
-COPY engine ./engine
-COPY shared ./shared
-COPY components ./components
 COPY schema ./schema
 USER weir
 VOLUME /data

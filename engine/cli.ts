@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { isWeirError } from '../shared/errors.ts'
 import { nearest } from '../shared/config/problems.ts'
 import { processIO, type CommandIO } from './cli-io.ts'
@@ -15,9 +15,16 @@ const COMMANDS: Record<string, () => Promise<CommandModule>> = Object.fromEntrie
   COMMAND_NAMES.map((name) => [name, () => import(`./commands/${name}.ts`) as Promise<CommandModule>]),
 )
 
+/** Weir's version, from its package.json: the nearest one above this file (in the sources or in dist/). */
 export function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
-  return pkg.version
+  for (let dir = new URL('./', import.meta.url); ; dir = new URL('../', dir)) {
+    const file = new URL('package.json', dir)
+    if (existsSync(file)) {
+      const pkg = JSON.parse(readFileSync(file, 'utf8')) as { name?: string; version: string }
+      if (pkg.name === 'weir') return pkg.version
+    }
+    if (dir.pathname === '/') return 'unknown'
+  }
 }
 
 async function help(io: CommandIO): Promise<void> {

@@ -1,9 +1,9 @@
 import { existsSync } from 'node:fs'
 import { resolve } from 'node:path'
-import { pathToFileURL } from 'node:url'
 import { Worker } from 'node:worker_threads'
 import type { Logger } from '../../shared/log/index.ts'
 import { defineComponent, type Message, type ConfigOf } from '../../shared/component.ts'
+import { importModule } from '../../shared/config/import-module.ts'
 import { ConfigError, PermanentError, RetryableError, errorCodes, isWeirError } from '../../shared/errors.ts'
 
 /** What a script's default export receives as its second argument. */
@@ -192,8 +192,7 @@ function allowedEnv(names: readonly string[]): Record<string, string> {
 async function loadInProcess(path: string): Promise<ScriptFunction> {
   let mod: { default?: unknown }
   try {
-    // .ts loads without a build step: the CLI runs under tsx, vitest transforms it itself.
-    mod = (await import(pathToFileURL(path).href)) as { default?: unknown }
+    mod = await importModule(path)
   } catch (e) {
     throw new ConfigError([{ file: path, pointer: '', message: `script module cannot be loaded: ${(e as Error).message}` }])
   }

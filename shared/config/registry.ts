@@ -1,9 +1,9 @@
 import { existsSync } from 'node:fs'
 import { resolve, isAbsolute } from 'node:path'
-import { pathToFileURL } from 'node:url'
 import type { ComponentDefinition, ComponentKind } from '../component.ts'
 import { errorCodes } from '../errors.ts'
 import { compileSchema } from './ajv.ts'
+import { importModule } from './import-module.ts'
 
 const KINDS: readonly ComponentKind[] = ['source', 'filter', 'destination']
 
@@ -62,7 +62,7 @@ export function isModuleReference(type: string): boolean {
 
 /**
  * Loads a user component from a `.ts` or `.js` file, relative to `baseDir`, with no build step
- * (the CLI runs under tsx; vitest transforms .ts itself). Throws ERR_COMPONENT_INVALID naming the module
+ * (a `.ts` one through tsx, see importModule). Throws ERR_COMPONENT_INVALID naming the module
  * and what is missing.
  */
 export async function loadComponentModule(ref: string, baseDir: string, kind?: ComponentKind): Promise<ComponentDefinition> {
@@ -70,7 +70,7 @@ export async function loadComponentModule(ref: string, baseDir: string, kind?: C
   if (!existsSync(path)) throw new errorCodes.ERR_COMPONENT_INVALID(`module "${ref}" not found (looked for ${path})`)
   let mod: Record<string, unknown>
   try {
-    mod = (await import(pathToFileURL(path).href)) as Record<string, unknown>
+    mod = await importModule(path)
   } catch (e) {
     const first = String((e as Error)?.message ?? e).split('\n')[0]
     throw new errorCodes.ERR_COMPONENT_INVALID(`module "${ref}" could not be loaded: ${first}`, { cause: e })

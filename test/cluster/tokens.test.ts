@@ -127,14 +127,17 @@ describe('OAuth state shared by a cluster of three engines', () => {
       return firstAt > 0 && Date.now() - firstAt >= LIFETIMES * LIFETIME_SEC * 1000
     })
     await until(() => delivered() - before >= sent, 30_000)
-    const made = requests()
+    // The requests of those lifetimes: the tail of deliveries after the traffic may fall in the next
+    // lifetime (a slow machine) and fetch its token, which belongs to that lifetime's count.
+    const all = requests()
+    const made = all.filter((r) => r.at <= firstAt + LIFETIMES * LIFETIME_SEC * 1000)
     // At least one per lifetime: the tokens really expired and were renewed while the engines ran.
     expect(made.length).toBeGreaterThanOrEqual(LIFETIMES)
     expect(made.length).toBeLessThanOrEqual(LIFETIMES + 1)
-    expect(made.every((r) => r.status === 200)).toBe(true)
+    expect(all.every((r) => r.status === 200)).toBe(true)
     expect(new Set(api.requests.slice(before).map((r) => JSON.parse(r.body).engine))).toEqual(new Set([0, 1, 2]))
     expectNoTokenIn(await everyRow(c.url))
-    console.log(`cluster tokens: ${sent} messages over 3 engines in ${LIFETIMES} lifetimes of ${LIFETIME_SEC} s; ${made.length} token requests`)
+    console.log(`cluster tokens: ${sent} messages over 3 engines in ${LIFETIMES} lifetimes of ${LIFETIME_SEC} s; ${made.length} token requests (${all.length - made.length} after them, delivering the rest)`)
   }, 120_000 + LIFETIMES * LIFETIME_SEC * 1000)
 
   it(`refresh tokens: three engines share one rotating refresh token over ${ROTATIONS} rotations, against a server that revokes the grant on reuse, with no reuse`, async () => {

@@ -1,0 +1,51 @@
+import { spawnSync } from 'node:child_process'
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, describe, expect, it } from 'vitest'
+
+const PKG = JSON.parse(readFileSync('package.json', 'utf8')) as { version: string }
+const weir = (args: string[], bin = 'bin/weir.js') => spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', env: { ...process.env, CI: 'true' } })
+
+describe('bin/weir.js runs the compiled engine in dist/', () => {
+  it('runs from dist/ and finds the version in the package.json above it', () => {
+    const r = weir(['--version'])
+    expect(r.stderr).toBe('')
+    expect(r.stdout).toBe(`${PKG.version}\n`)
+    expect(r.status).toBe(0)
+  })
+
+  it("loads a channel's own .ts components through tsx, registered on demand", () => {
+    // Both components of this channel are TypeScript modules next to it, and it has three cases.
+    const r = weir(['test', 'test/fixtures/sandbox/hl7-to-jsonl.test.json'])
+    expect(r.stdout).toMatch(/^3 passed, 0 failed$/m)
+    expect(r.status).toBe(0)
+  })
+
+  describe('a missing or out-of-date build is refused with what to run', () => {
+    const root = mkdtempSync(join(tmpdir(), 'weir-build-'))
+    afterAll(() => rmSync(root, { recursive: true, force: true }))
+    cpSync('bin', join(root, 'bin'), { recursive: true })
+    mkdirSync(join(root, 'engine'))
+    writeFileSync(join(root, 'engine', 'cli.ts'), 'export {}\n')
+    const bin = join(root, 'bin', 'weir.js')
+
+    it('no dist/ at all', () => {
+      const r = weir(['--version'], bin)
+      expect(r.status).toBe(1)
+      expect(r.stdout).toBe('')
+      expect(r.stderr).toBe(`weir: Weir is not built (no dist/BUILT): run \`npm run build\` in ${root}\n`)
+    })
+
+    it('a source file changed after the build', () => {
+      mkdirSync(join(root, 'dist'))
+      writeFileSync(join(root, 'dist', 'BUILT'), 'x\n')
+      const past = new Date(Date.now() - 60_000)
+      utimesSync(join(root, 'dist', 'BUILT'), past, past)
+      const r = weir(['--version'], bin)
+      expect(r.status).toBe(1)
+      expect(r.stderr).toBe(`weir: Weir's build in dist/ is older than engine/cli.ts: run \`npm run build\` in ${root}\n`)
+      expect(r.stderr).not.toMatch(/\n\s+at /)
+    })
+  })
+})
