@@ -1,16 +1,26 @@
+import { register } from 'node:module'
 import { pathToFileURL } from 'node:url'
 
-/** Running from TypeScript sources (under tsx or vitest): a `.ts` module loads as it is. */
+/** Running from TypeScript sources (under tsx or vitest, which load `.ts` and resolve `weir` themselves). */
 const FROM_SOURCE = import.meta.url.endsWith('.ts')
 const TYPESCRIPT = /\.[cm]?ts$/
+let hooks: true | undefined
 let tsx: Promise<void> | undefined
 
 /**
- * Imports a module of the user's (a component, a script filter) by file path. Weir itself runs
- * compiled, so a `.ts` module needs a TypeScript loader: tsx is registered for the process the first
- * time one is imported, and never when a channel names only `.js` modules.
+ * Imports a module of the user's (a component, a script filter) by file path. Weir runs compiled, so
+ * the first such module registers module-hooks.js (`weir` resolves to this engine from anywhere), and
+ * the first `.ts` one registers tsx: a channel of built-in components alone loads neither.
  */
 export async function importModule(path: string): Promise<Record<string, unknown>> {
-  if (!FROM_SOURCE && TYPESCRIPT.test(path)) await (tsx ??= import('tsx/esm/api').then((m) => void m.register()))
+  if (!FROM_SOURCE) {
+    hooks ??= registerWeirHooks()
+    if (TYPESCRIPT.test(path)) await (tsx ??= import('tsx/esm/api').then((m) => void m.register()))
+  }
   return (await import(pathToFileURL(path).href)) as Record<string, unknown>
+}
+
+function registerWeirHooks(): true {
+  register(new URL('./module-hooks.js', import.meta.url), { data: { weir: new URL('../../index.js', import.meta.url).href } })
+  return true
 }

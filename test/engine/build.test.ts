@@ -22,6 +22,34 @@ describe('bin/weir.js runs the compiled engine in dist/', () => {
     expect(r.status).toBe(0)
   })
 
+  it("components outside Weir's directory import 'weir', with no package.json near them", () => {
+    // As under /etc/weir/channels: no node_modules/weir above it, no "type": "module". A .ts filter
+    // (ES module syntax) and a .js destination, both importing from 'weir'.
+    const dir = mkdtempSync(join(tmpdir(), 'weir-user-'))
+    try {
+      writeFileSync(join(dir, 'stamp.ts'), [
+        "import { defineComponent, withBody, PermanentError } from 'weir'",
+        "export default defineComponent({ type: 'stamp', kind: 'filter', description: 'Stamps a body.', configSchema: { type: 'object', properties: {} },",
+        "  create: () => ({ process: (m) => { if ((m.body as { bad?: boolean }).bad) throw new PermanentError('bad body'); return withBody(m, { ...(m.body as object), stamped: true }) } }) })",
+      ].join('\n'))
+      writeFileSync(join(dir, 'keep.js'), [
+        "import { defineComponent } from 'weir'",
+        "export default defineComponent({ type: 'keep', kind: 'destination', description: 'Keeps nothing.', configSchema: { type: 'object', properties: {} },",
+        '  create: () => ({ deliver: async () => ({ status: 200 }) }) })',
+      ].join('\n'))
+      writeFileSync(join(dir, 'c.json'), JSON.stringify({ name: 'c', source: { type: 'http-listener', config: { port: 0 } }, filters: [{ type: './stamp.ts' }], destinations: [{ name: 'keep', type: './keep.js' }] }))
+      writeFileSync(join(dir, 'c.test.json'), JSON.stringify({ channel: 'c.json', cases: [
+        { name: 'stamped', steps: [{ send: { body: { a: 1 } } }], expect: { messages: [{ status: 'delivered' }], deliveries: { keep: { count: 1, body: { a: 1, stamped: true } } } } },
+        { name: "PermanentError from 'weir' puts the message in error", steps: [{ send: { body: { bad: true } } }], expect: { messages: [{ status: 'error', error: 'bad body' }], deliveries: { keep: { count: 0 } } } },
+      ] }))
+      const r = weir(['test', join(dir, 'c.test.json')])
+      expect(r.stdout).toMatch(/^2 passed, 0 failed$/m)
+      expect(r.status).toBe(0)
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
   describe('a missing or out-of-date build is refused with what to run', () => {
     const root = mkdtempSync(join(tmpdir(), 'weir-build-'))
     afterAll(() => rmSync(root, { recursive: true, force: true }))
