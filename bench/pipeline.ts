@@ -19,7 +19,9 @@
  *               messages per second of one MLLP link (each waits for its ACK); no ratio
  *
  * Every figure is the median of WEIR_BENCH_ROUNDS rounds (default 3), the order of the scenarios
- * rotated each round, so that no scenario always runs first (cold machine) or last (warm).
+ * rotated each round, so that no scenario always runs first (cold machine) or last (warm). (a) and
+ * (b) run as a pair, in alternating slices of their N messages (see pairedScenario), since the
+ * difference b/a measures is smaller than this machine's drift between two runs.
  *
  * (e) crosses several token lifetimes without taking minutes: the authorization server and the
  * child's token provider share a clock `sim(t) = t0 + (t - t0) × speed` (the server's `now` option
@@ -55,6 +57,8 @@ import { benchEr7, generateMllp } from './lib/mllp-generator.ts'
 
 const SELF = fileURLToPath(import.meta.url)
 const IN_FLIGHT = 64
+/** (a) and (b) are measured in this many slices each, alternating (see pairedScenario). */
+const SLICES = 10
 const WINDOW = 512
 const body = benchBody
 
@@ -85,10 +89,15 @@ interface ChildInit {
   fixedAuthorization: string
   /** (h): port of the loopback MLLP receiver. */
   mllpPort?: number
+  /** (a), (b): after the warm-up, measure in the slices the parent asks for (see pairedScenario). */
+  sliced?: boolean
 }
+
+type FromParent = { type: 'slice'; from: number; to: number } | { type: 'figures' } | { type: 'stop' }
 
 type ToParent =
   | { type: 'ready'; port?: number }
+  | { type: 'sliced' }
   | { type: 'done'; durationMs: number; p50: number; p99: number; cpuMs: number }
   | { type: 'stats'; maxRssKb: number; tokenRequests: number; rss: Array<[number, number, number]>; counters?: Record<string, number> }
 
@@ -124,6 +133,35 @@ async function child(): Promise<void> {
     return { durationMs: performance.now() - t0, lat, cpuMs: cpuMs() - c0 }
   }
 
+  /**
+   * (a), (b), (h): the warm-up, then the N measured messages at once, or (init.sliced) in the slices
+   * the parent asks for, alternating with another child's, until it asks for the figures.
+   */
+  const runDirect = async (one: (seq: number) => Promise<void>) => {
+    await drive(0, init.warm, one)
+    if (!init.sliced) {
+      const r = await drive(init.warm, init.warm + init.n, one)
+      send({ type: 'done', durationMs: r.durationMs, p50: pct(r.lat, 0.5), p99: pct(r.lat, 0.99), cpuMs: r.cpuMs })
+      return
+    }
+    const lats: Float64Array[] = []
+    let durationMs = 0
+    let cpu = 0
+    process.on('message', async (m: FromParent) => {
+      if (m.type === 'slice') {
+        const r = await drive(m.from, m.to, one)
+        lats.push(r.lat)
+        durationMs += r.durationMs
+        cpu += r.cpuMs
+        send({ type: 'sliced' })
+      } else if (m.type === 'figures') {
+        const lat = Float64Array.from(lats.flatMap((l) => [...l]))
+        send({ type: 'done', durationMs, p50: pct(lat, 0.5), p99: pct(lat, 0.99), cpuMs: cpu })
+      }
+    })
+    send({ type: 'ready' })
+  }
+
   if (init.scenario === 'a') {
     const pool = new Pool(new URL(init.sinkUrl).origin, { connections: 16 })
     const path = new URL(init.sinkUrl).pathname
@@ -135,9 +173,7 @@ async function child(): Promise<void> {
       await res.body.text()
       if (res.statusCode !== 200) throw new Error(`sink answered ${res.statusCode}`)
     }
-    await drive(0, init.warm, one)
-    const r = await drive(init.warm, init.warm + init.n, one)
-    send({ type: 'done', durationMs: r.durationMs, p50: pct(r.lat, 0.5), p99: pct(r.lat, 0.99), cpuMs: r.cpuMs })
+    await runDirect(one)
     finish = async () => { await pool.close(); return undefined }
   } else if (init.scenario === 'b') {
     const { default: httpDestination } = await import('../components/destinations/http.ts')
@@ -156,9 +192,7 @@ async function child(): Promise<void> {
       const id = `m${seq}`
       await dest.deliver({ id, channel: 'bench', body: body(seq), contentType: 'application/json', attributes: {}, receivedAt: Date.now() }, { signal: abort.signal, idempotencyKey: `${id}:sink` })
     }
-    await drive(0, init.warm, one)
-    const r = await drive(init.warm, init.warm + init.n, one)
-    send({ type: 'done', durationMs: r.durationMs, p50: pct(r.lat, 0.5), p99: pct(r.lat, 0.99), cpuMs: r.cpuMs })
+    await runDirect(one)
     finish = async () => { await http.close(); await provider.close(); rmSync(dataDir, { recursive: true, force: true }); return undefined }
   } else if (init.scenario === 'h') {
     const { default: mllpDestination } = await import('../components/destinations/mllp.ts')
@@ -173,9 +207,7 @@ async function child(): Promise<void> {
     const one = async (seq: number) => {
       await dest.deliver({ id: `m${seq}`, channel: 'bench', body: benchEr7(seq), contentType: 'x-application/hl7-v2+er7', attributes: {}, receivedAt: Date.now() }, { signal: abort.signal, idempotencyKey: `m${seq}:lab` })
     }
-    await drive(0, init.warm, one)
-    const r = await drive(init.warm, init.warm + init.n, one)
-    send({ type: 'done', durationMs: r.durationMs, p50: pct(r.lat, 0.5), p99: pct(r.lat, 0.99), cpuMs: r.cpuMs })
+    await runDirect(one)
     finish = async () => { await dest.close?.(); rmSync(dataDir, { recursive: true, force: true }); return undefined }
   } else if (init.scenario === 'c') {
     const sink = new URL(init.sinkUrl)
@@ -327,13 +359,14 @@ async function parent(): Promise<void> {
       }
     }
     cp.send(init)
+    const post = (m: FromParent) => cp.send(m)
     const stop = async () => {
       cp.send({ type: 'stop' })
       const s = await receive('stats', 30_000)
       await new Promise<void>((ok) => (cp.exitCode !== null ? ok() : cp.once('exit', () => ok())))
       return s
     }
-    return { receive, stop }
+    return { receive, post, stop }
   }
 
   /** 64 concurrent POSTs to `url`, each awaiting its answer; at most WINDOW sent but not at the sink. */
@@ -356,6 +389,47 @@ async function parent(): Promise<void> {
       peakRssMb: stats.maxRssKb / 1024, cpuUsPerMsg: (done.cpuMs * 1000) / n, tokenRequests: tokenCount('bench-cc') - tokens0, distinctTokensAtSink: sink.authorizations().length,
       ...(sink.duplicates ? { notes: `${sink.duplicates} duplicates` } : {}),
     })
+  }
+
+  /**
+   * (a) and (b) together: both children warm up, then measure in SLICES alternating slices of the N
+   * messages (first, second, second, first, …), so that the two see the same machine: on this
+   * shared 2-core machine a scenario's rate drifts by 30% or more between runs a minute apart,
+   * more than the difference b/a measures. Each figure is summed over its own slices.
+   */
+  const pairedScenario = async (first: 'a' | 'b', second: 'a' | 'b') => {
+    resetSink()
+    const tokens0 = tokenCount('bench-cc')
+    const children = { a: undefined as Awaited<ReturnType<typeof startChild>> | undefined, b: undefined as Awaited<ReturnType<typeof startChild>> | undefined }
+    for (const sc of [first, second]) {
+      const c = await startChild({ scenario: sc, sinkUrl, tokenUrl: as.tokenUrl, clientId: 'bench-cc', secret, clock, n, warm, fixedAuthorization, sliced: true })
+      await c.receive('ready')
+      children[sc] = c
+    }
+    const per = Math.ceil(n / SLICES)
+    for (let i = 0; i < SLICES; i++) {
+      const from = warm + i * per
+      const to = Math.min(warm + n, from + per)
+      for (const sc of i % 2 === 0 ? [first, second] : [second, first]) {
+        children[sc]!.post({ type: 'slice', from, to })
+        await children[sc]!.receive('sliced')
+      }
+    }
+    const tokenRequests = tokenCount('bench-cc') - tokens0
+    for (const sc of ['a', 'b'] as const) {
+      const c = children[sc]!
+      c.post({ type: 'figures' })
+      const done = await c.receive('done')
+      const stats = await c.stop()
+      rows.push({
+        scenario: sc, name: names[sc], messages: n, msgsPerSec: (n / done.durationMs) * 1000, p50Ms: done.p50, p99Ms: done.p99,
+        peakRssMb: stats.maxRssKb / 1024, cpuUsPerMsg: (done.cpuMs * 1000) / n,
+        // (a) sends the fixed token; every other token at the sink is (b)'s.
+        tokenRequests: sc === 'a' ? 0 : tokenRequests,
+        distinctTokensAtSink: sc === 'a' ? 1 : sink.authorizations().filter((x) => x !== fixedAuthorization).length,
+        notes: `measured in ${SLICES} slices alternating with (${sc === 'a' ? 'b' : 'a'})`,
+      })
+    }
   }
 
   const relayedScenario = async (scenario: 'c' | 'd' | 'e' | 'f' | 'g', name: string, clientId: string, path: string) => {
@@ -422,6 +496,11 @@ async function parent(): Promise<void> {
     h: 'Weir mllp destination, one connection, to a loopback receiver',
   }
   const runScenario = async (sc: Scenario) => {
+    if ((sc === 'a' || sc === 'b') && only.includes('a') && only.includes('b')) {
+      // The pair runs once per round, when the rotated order reaches the first of the two.
+      if (rows.some((r) => r.scenario === 'a' || r.scenario === 'b')) return
+      return pairedScenario(sc, sc === 'a' ? 'b' : 'a')
+    }
     if (sc === 'a' || sc === 'b' || sc === 'h') return directScenario(sc, names[sc])
     if (sc === 'e') {
       // About five 60-second token lifetimes over a run as long as (d)'s (the last (d) measured, or 30 s).
@@ -477,7 +556,7 @@ async function parent(): Promise<void> {
       ...(rs[0]!.ackP50Ms !== undefined ? { ackP50Ms: m((x) => x.ackP50Ms), ackP99Ms: m((x) => x.ackP99Ms) } : {}),
       peakRssMb: m((x) => x.peakRssMb), cpuUsPerMsg: m((x) => x.cpuUsPerMsg),
       tokenRequests: Math.max(...rs.map((x) => x.tokenRequests)), distinctTokensAtSink: Math.max(...rs.map((x) => x.distinctTokensAtSink)),
-      notes: rs.map((x) => x.notes).filter(Boolean).join(' | '),
+      notes: [...new Set(rs.map((x) => x.notes).filter(Boolean))].join(' | '),
     }
   })
   const f = (x: number | undefined, d = 1) => (x === undefined || Number.isNaN(x) ? '–' : x.toFixed(d))
