@@ -19,11 +19,9 @@ COPY bin ./bin
 COPY engine ./engine
 COPY shared ./shared
 COPY components ./components
-# npm ci runs the `prepare` script, which compiles the TypeScript to dist/ (TypeScript is a dev
-# dependency); the dev dependencies are removed afterwards. tsx stays: it loads a channel's own
-# `.ts` components.
-RUN npm ci --no-audit --no-fund \
- && npm prune --omit=dev --no-audit --no-fund
+# npm ci runs the `prepare` script, which compiles the TypeScript to dist/. Production dependencies
+# only: tsx stays, it loads a channel's own `.ts` components.
+RUN npm ci --omit=dev --no-audit --no-fund
 
 FROM node:20-bookworm-slim
 ENV NODE_ENV=production \

@@ -1,6 +1,7 @@
 // @ts-check
-// Compiles Weir's TypeScript to JavaScript in dist/ (`npm run build`, run by `npm install` and
-// `npm ci` through the `prepare` script), and tells bin/weir.js whether dist/ is there and current.
+// Compiles Weir's TypeScript to JavaScript in dist/ (`npm run build`; `npm install` and `npm ci`,
+// `--omit=dev` included, run it through the `prepare` script), and tells bin/weir.js whether dist/
+// is there and current.
 //
 // Why compiled: a TypeScript loader registered for the whole process costs about 35 MB of memory
 // (tsx runs its hooks on a thread of its own) and transpiles every module at each start. The engine
@@ -50,11 +51,13 @@ export function build() {
   try {
     tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc')
   } catch {
-    console.error('weir: building needs TypeScript, a dev dependency: install with `npm ci` (then `npm prune --omit=dev` if you want)')
+    console.error('weir: building needs the typescript package (a dependency of weir): run `npm ci` first')
     return 1
   }
   rmSync(DIST, { recursive: true, force: true })
-  const r = spawnSync(process.execPath, [tsc, '-p', join(ROOT, 'tsconfig.build.json')], { stdio: 'inherit' })
+  // --noCheck: the build only strips types (`npm test` type-checks), so it needs no @types packages
+  // and works after `npm ci --omit=dev`.
+  const r = spawnSync(process.execPath, [tsc, '-p', join(ROOT, 'tsconfig.build.json'), '--noCheck'], { stdio: 'inherit' })
   if (r.status !== 0) return r.status ?? 1
   for (const f of SOURCES.flatMap(files).filter((f) => ASSET.test(f))) copyFileSync(join(ROOT, f), join(DIST, f))
   writeFileSync(STAMP, `${new Date().toISOString()}\n`)
