@@ -103,6 +103,8 @@ type ToParent =
 
 async function child(): Promise<void> {
   const send = (m: ToParent) => process.send!(m)
+  // A parent that failed or was killed leaves no child behind (the RSS sampler would keep it alive).
+  process.on('disconnect', () => process.exit(1))
   const init = await new Promise<ChildInit>((ok) => process.once('message', (m) => ok(m as ChildInit)))
   // [wall ms, RSS bytes, CPU ms (user + system) of this process so far]
   const cpuMs = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000 }
@@ -354,7 +356,8 @@ async function parent(): Promise<void> {
       for (;;) {
         const i = inbox.findIndex((m) => m.type === type)
         if (i >= 0) return inbox.splice(i, 1)[0] as Extract<ToParent, { type: T }>
-        if (cp.exitCode !== null || Date.now() > end) throw new Error(`scenario ${init.scenario}: child ${cp.exitCode !== null ? `exited ${cp.exitCode}` : 'timed out'} before "${type}"`)
+        const exited = cp.exitCode !== null || cp.signalCode !== null
+        if (exited || Date.now() > end) throw new Error(`scenario ${init.scenario}: child ${exited ? `exited (${cp.exitCode ?? cp.signalCode})` : 'timed out'} before "${type}"`)
         await new Promise<void>((ok) => { wake = ok; setTimeout(ok, 500) })
       }
     }
@@ -406,10 +409,9 @@ async function parent(): Promise<void> {
       await c.receive('ready')
       children[sc] = c
     }
-    const per = Math.ceil(n / SLICES)
     for (let i = 0; i < SLICES; i++) {
-      const from = warm + i * per
-      const to = Math.min(warm + n, from + per)
+      const from = warm + Math.floor((i * n) / SLICES)
+      const to = warm + Math.floor(((i + 1) * n) / SLICES)
       for (const sc of i % 2 === 0 ? [first, second] : [second, first]) {
         children[sc]!.post({ type: 'slice', from, to })
         await children[sc]!.receive('sliced')

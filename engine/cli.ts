@@ -17,13 +17,15 @@ const COMMANDS: Record<string, () => Promise<CommandModule>> = Object.fromEntrie
 
 /** Weir's version, from its package.json: the nearest one above this file (in the sources or in dist/). */
 export function version(): string {
-  for (let dir = new URL('./', import.meta.url); ; dir = new URL('../', dir)) {
+  for (let dir = new URL('./', import.meta.url); ; ) {
     const file = new URL('package.json', dir)
     if (existsSync(file)) {
       const pkg = JSON.parse(readFileSync(file, 'utf8')) as { name?: string; version: string }
       if (pkg.name === 'weir') return pkg.version
     }
-    if (dir.pathname === '/') return 'unknown'
+    const parent = new URL('../', dir)
+    if (parent.href === dir.href) return 'unknown'
+    dir = parent
   }
 }
 

@@ -10,11 +10,14 @@
 // Protocol: the parent posts [id, message]; this thread answers [id, true, result] or
 // [id, false, { message, code?, retryable?, retryAfterMs? }], and ['log', level, fields, msg] for
 // the script's log lines. The first post is ['ready'] or ['load-error', message].
+import { register } from 'node:module'
 import { parentPort, workerData } from 'node:worker_threads'
 import { pathToFileURL } from 'node:url'
 
 const port = /** @type {import('node:worker_threads').MessagePort} */ (parentPort)
-const { path, channel, options } = /** @type {{ path: string, channel: string, options: Record<string, unknown> }} */ (workerData)
+/** @typedef {{ url: string, data: { weir: string } }} Hooks shared/config/import-module.ts's userModuleHooks(): `weir` resolves to the engine */
+const { path, channel, options, hooks } = /** @type {{ path: string, channel: string, options: Record<string, unknown>, hooks?: Hooks }} */ (workerData)
+if (hooks) register(hooks.url, { data: hooks.data })
 const LEVELS = /** @type {const} */ (['trace', 'debug', 'info', 'warn', 'error', 'fatal'])
 
 /** A value the structured clone accepts (a log field may hold a function or a socket). */

@@ -3,7 +3,7 @@ import { resolve } from 'node:path'
 import { Worker } from 'node:worker_threads'
 import type { Logger } from '../../shared/log/index.ts'
 import { defineComponent, type Message, type ConfigOf } from '../../shared/component.ts'
-import { importModule } from '../../shared/config/import-module.ts'
+import { importModule, userModuleHooks } from '../../shared/config/import-module.ts'
 import { ConfigError, PermanentError, RetryableError, errorCodes, isWeirError } from '../../shared/errors.ts'
 
 /** What a script's default export receives as its second argument. */
@@ -111,7 +111,7 @@ class ScriptThread {
 
   #start(): Promise<void> {
     const { path, channel, options, env } = this.spec
-    const worker = new Worker(WORKER, { workerData: { path, channel, options }, env })
+    const worker = new Worker(WORKER, { workerData: { path, channel, options, hooks: userModuleHooks() }, env })
     worker.unref() // the engine's own handles decide when the process ends
     this.#worker = worker
     return new Promise<void>((resolve, reject) => {

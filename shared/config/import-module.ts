@@ -20,7 +20,14 @@ export async function importModule(path: string): Promise<Record<string, unknown
   return (await import(pathToFileURL(path).href)) as Record<string, unknown>
 }
 
+/** What a worker thread registers to load a user's module as importModule does (hooks do not reach workers on Node 20); undefined from sources. */
+export function userModuleHooks(): { url: string; data: { weir: string } } | undefined {
+  if (FROM_SOURCE) return undefined
+  return { url: new URL('./module-hooks.js', import.meta.url).href, data: { weir: new URL('../../index.js', import.meta.url).href } }
+}
+
 function registerWeirHooks(): true {
-  register(new URL('./module-hooks.js', import.meta.url), { data: { weir: new URL('../../index.js', import.meta.url).href } })
+  const hooks = userModuleHooks()!
+  register(hooks.url, { data: hooks.data })
   return true
 }

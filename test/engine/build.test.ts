@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process'
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs'
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
@@ -37,13 +37,19 @@ describe('bin/weir.js runs the compiled engine in dist/', () => {
         "export default defineComponent({ type: 'keep', kind: 'destination', description: 'Keeps nothing.', configSchema: { type: 'object', properties: {} },",
         '  create: () => ({ deliver: async () => ({ status: 200 }) }) })',
       ].join('\n'))
-      writeFileSync(join(dir, 'c.json'), JSON.stringify({ name: 'c', source: { type: 'http-listener', config: { port: 0 } }, filters: [{ type: './stamp.ts' }], destinations: [{ name: 'keep', type: './keep.js' }] }))
+      // A script filter runs in a worker thread of its own by default, where the engine's module hooks do not reach.
+      writeFileSync(join(dir, 'check.js'), [
+        "import { PermanentError } from 'weir'",
+        "export default (m) => { if (m.body.reject) throw new PermanentError('rejected by the script'); return m }",
+      ].join('\n'))
+      writeFileSync(join(dir, 'c.json'), JSON.stringify({ name: 'c', source: { type: 'http-listener', config: { port: 0 } }, filters: [{ type: './stamp.ts' }, { type: 'script', config: { module: './check.js' } }], destinations: [{ name: 'keep', type: './keep.js' }] }))
       writeFileSync(join(dir, 'c.test.json'), JSON.stringify({ channel: 'c.json', cases: [
         { name: 'stamped', steps: [{ send: { body: { a: 1 } } }], expect: { messages: [{ status: 'delivered' }], deliveries: { keep: { count: 1, body: { a: 1, stamped: true } } } } },
         { name: "PermanentError from 'weir' puts the message in error", steps: [{ send: { body: { bad: true } } }], expect: { messages: [{ status: 'error', error: 'bad body' }], deliveries: { keep: { count: 0 } } } },
+        { name: "a script in its worker thread imports 'weir' too", steps: [{ send: { body: { reject: true } } }], expect: { messages: [{ status: 'error', error: 'rejected by the script' }], deliveries: { keep: { count: 0 } } } },
       ] }))
       const r = weir(['test', join(dir, 'c.test.json')])
-      expect(r.stdout).toMatch(/^2 passed, 0 failed$/m)
+      expect(r.stdout).toMatch(/^3 passed, 0 failed$/m)
       expect(r.status).toBe(0)
     } finally {
       rmSync(dir, { recursive: true, force: true })
@@ -65,15 +71,31 @@ describe('bin/weir.js runs the compiled engine in dist/', () => {
       expect(r.stderr).toBe(`weir: Weir is not built (no dist/BUILT): run \`npm run build\` in ${root}\n`)
     })
 
-    it('a source file changed after the build', () => {
-      mkdirSync(join(root, 'dist'))
+    /** Every file and directory of the copy dated two minutes back, and dist/BUILT one minute back. */
+    const builtAMinuteAgo = () => {
+      const twoMinutes = new Date(Date.now() - 120_000)
+      for (const p of ['bin', 'bin/weir.js', 'bin/build.js', 'engine', 'engine/cli.ts'].filter((p) => existsSync(join(root, p)))) utimesSync(join(root, p), twoMinutes, twoMinutes)
+      mkdirSync(join(root, 'dist'), { recursive: true })
       writeFileSync(join(root, 'dist', 'BUILT'), 'x\n')
-      const past = new Date(Date.now() - 60_000)
-      utimesSync(join(root, 'dist', 'BUILT'), past, past)
+      const oneMinute = new Date(Date.now() - 60_000)
+      utimesSync(join(root, 'dist', 'BUILT'), oneMinute, oneMinute)
+    }
+
+    it('a source file changed after the build', () => {
+      builtAMinuteAgo()
+      writeFileSync(join(root, 'engine', 'cli.ts'), 'export {} // changed\n')
       const r = weir(['--version'], bin)
       expect(r.status).toBe(1)
       expect(r.stderr).toBe(`weir: Weir's build in dist/ is older than engine/cli.ts: run \`npm run build\` in ${root}\n`)
       expect(r.stderr).not.toMatch(/\n\s+at /)
+    })
+
+    it('a source file deleted after the build (its directory changed)', () => {
+      builtAMinuteAgo()
+      rmSync(join(root, 'engine', 'cli.ts'))
+      const r = weir(['--version'], bin)
+      expect(r.status).toBe(1)
+      expect(r.stderr).toBe(`weir: Weir's build in dist/ is older than engine: run \`npm run build\` in ${root}\n`)
     })
   })
 })
