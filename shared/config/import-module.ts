@@ -31,3 +31,13 @@ function registerWeirHooks(): true {
   register(hooks.url, { data: hooks.data })
   return true
 }
+
+/**
+ * One line saying why a module failed to load: the first line of the error, or for a `.ts` module
+ * that does not compile, the compiler's line naming the file, line and column ("Transform failed
+ * with 1 error:" comes first).
+ */
+export function loadFailure(e: unknown): string {
+  const lines = String((e as Error | undefined)?.message ?? e).split('\n')
+  return lines.find((l) => / ERROR: /.test(l)) ?? lines[0]!
+}

@@ -3,7 +3,7 @@ import { resolve, isAbsolute } from 'node:path'
 import type { ComponentDefinition, ComponentKind } from '../component.ts'
 import { errorCodes } from '../errors.ts'
 import { compileSchema } from './ajv.ts'
-import { importModule } from './import-module.ts'
+import { importModule, loadFailure } from './import-module.ts'
 
 const KINDS: readonly ComponentKind[] = ['source', 'filter', 'destination']
 
@@ -72,8 +72,7 @@ export async function loadComponentModule(ref: string, baseDir: string, kind?: C
   try {
     mod = await importModule(path)
   } catch (e) {
-    const first = String((e as Error)?.message ?? e).split('\n')[0]
-    throw new errorCodes.ERR_COMPONENT_INVALID(`module "${ref}" could not be loaded: ${first}`, { cause: e })
+    throw new errorCodes.ERR_COMPONENT_INVALID(`module "${ref}" could not be loaded: ${loadFailure(e)}`, { cause: e })
   }
   const def = mod.default
   const problems = contractProblems(def)

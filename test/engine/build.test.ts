@@ -56,6 +56,20 @@ describe('bin/weir.js runs the compiled engine in dist/', () => {
     }
   })
 
+  it('a .ts component that does not compile is named with its line and column', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'weir-user-'))
+    try {
+      writeFileSync(join(dir, 'bad.ts'), "import { defineComponent } from 'weir'\nexport default defineComponent({ type: 'x', kind: 'filter' description: 'x' })\n")
+      writeFileSync(join(dir, 'c.json'), JSON.stringify({ name: 'c', source: { type: 'http-listener', config: { port: 0 } }, filters: [{ type: './bad.ts' }], destinations: [{ name: 'f', type: 'file', config: { directory: 'out' } }] }))
+      const r = weir(['validate', join(dir, 'c.json')])
+      expect(r.status).toBe(1)
+      expect(r.stdout + r.stderr).toContain(`c.json#/filters/0/type: module "./bad.ts" could not be loaded: ${join(dir, 'bad.ts')}:2:59: ERROR: Expected "}" but found "description"`)
+      expect(r.stdout + r.stderr).not.toMatch(/\n\s+at /)
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
   describe('a missing or out-of-date build is refused with what to run', () => {
     const root = mkdtempSync(join(tmpdir(), 'weir-build-'))
     afterAll(() => rmSync(root, { recursive: true, force: true }))
