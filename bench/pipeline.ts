@@ -20,8 +20,9 @@
  *
  * Every figure is the median of WEIR_BENCH_ROUNDS rounds (default 3), the order of the scenarios
  * rotated each round, so that no scenario always runs first (cold machine) or last (warm). (a) and
- * (b) run as a pair, in alternating slices of their N messages (see pairedScenario), since the
- * difference b/a measures is smaller than this machine's drift between two runs.
+ * (b) run as a pair, in alternating slices of their N messages (pairedScenario), and (c), (d), (f)
+ * and (g) as a group, taking turns slice by slice (groupedScenario): the differences their ratios
+ * measure are smaller than this machine's drift between two runs a minute apart.
  *
  * (e) crosses several token lifetimes without taking minutes: the authorization server and the
  * child's token provider share a clock `sim(t) = t0 + (t - t0) × speed` (the server's `now` option
@@ -57,8 +58,11 @@ import { benchEr7, generateMllp } from './lib/mllp-generator.ts'
 
 const SELF = fileURLToPath(import.meta.url)
 const IN_FLIGHT = 64
-/** (a) and (b) are measured in this many slices each, alternating (see pairedScenario). */
+/** (a) and (b), and the members of GROUP, are measured in this many slices each, taking turns (see pairedScenario, groupedScenario). */
 const SLICES = 10
+/** The relayed scenarios measured together in slices: their ratios (d/c, f/d, g/d) then compare the same minutes of the machine. */
+const GROUP = ['c', 'd', 'f', 'g'] as const
+type Member = (typeof GROUP)[number]
 const WINDOW = 512
 const body = benchBody
 
@@ -93,11 +97,12 @@ interface ChildInit {
   sliced?: boolean
 }
 
-type FromParent = { type: 'slice'; from: number; to: number } | { type: 'figures' } | { type: 'stop' }
+type FromParent = { type: 'slice'; from: number; to: number } | { type: 'figures' } | { type: 'cpu' } | { type: 'stop' }
 
 type ToParent =
   | { type: 'ready'; port?: number }
   | { type: 'sliced' }
+  | { type: 'cpu'; ms: number }
   | { type: 'done'; durationMs: number; p50: number; p99: number; cpuMs: number }
   | { type: 'stats'; maxRssKb: number; tokenRequests: number; rss: Array<[number, number, number]>; counters?: Record<string, number> }
 
@@ -282,6 +287,7 @@ async function child(): Promise<void> {
   }
 
   process.on('message', async (m) => {
+    if ((m as FromParent).type === 'cpu') return send({ type: 'cpu', ms: cpuMs() })
     if ((m as { type?: string }).type !== 'stop') return
     clearInterval(sampler)
     const counters = await finish()
@@ -320,7 +326,8 @@ async function parent(): Promise<void> {
   const total = warm + n
 
   // Sink: records the arrival time of each message (by x-seq) and the distinct Authorization values.
-  const sink = await startSink(total)
+  // A group of relayed scenarios (groupedScenario) gives each member its own seq range.
+  const sink = await startSink(total * GROUP.length)
   const sinkUrl = sink.url
   const resetSink = () => sink.reset()
 
@@ -330,6 +337,8 @@ async function parent(): Promise<void> {
   const as = await startAuthorizationServer({ now: clockNow(clock), tokenLifetimeSec: 300 })
   const secret = randomBytes(24).toString('base64url')
   as.registerClient({ clientId: 'bench-cc', authMethod: 'client_secret_basic', secret })
+  // In a group each member has a client of its own, so the token requests are counted per member.
+  for (const m of GROUP) as.registerClient({ clientId: `bench-${m}`, authMethod: 'client_secret_basic', secret })
   const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 })
   const keyPem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString()
   const jwk = { ...(await exportJWK(createPublicKey(privateKey))), alg: 'RS384', kid: 'bench-k1', use: 'sig' }
@@ -363,13 +372,18 @@ async function parent(): Promise<void> {
     }
     cp.send(init)
     const post = (m: FromParent) => cp.send(m)
+    /** The child's CPU time so far (ms, user + system, all threads). */
+    const cpu = async () => {
+      post({ type: 'cpu' })
+      return (await receive('cpu')).ms
+    }
     const stop = async () => {
       cp.send({ type: 'stop' })
       const s = await receive('stats', 30_000)
       await new Promise<void>((ok) => (cp.exitCode !== null ? ok() : cp.once('exit', () => ok())))
       return s
     }
-    return { receive, post, stop }
+    return { receive, post, cpu, stop }
   }
 
   /** 64 concurrent POSTs to `url`, each awaiting its answer; at most WINDOW sent but not at the sink. */
@@ -430,6 +444,75 @@ async function parent(): Promise<void> {
         tokenRequests: sc === 'a' ? 0 : tokenRequests,
         distinctTokensAtSink: sc === 'a' ? 1 : sink.authorizations().filter((x) => x !== fixedAuthorization).length,
         notes: `measured in ${SLICES} slices alternating with (${sc === 'a' ? 'b' : 'a'})`,
+      })
+    }
+  }
+
+  /**
+   * The members of GROUP present, together: every process warms up, then each sends its N messages
+   * in SLICES slices, taking turns (the member that starts rotates with the slice). Each figure sums
+   * that member's own slices. The rate is arrivals over the time from a slice's first arrival at the
+   * sink to its last, so that a member's latency (the queue of a durable channel: about 140 ms) is
+   * not counted once per slice. CPU is its process's over the slice. Member k sends seqs
+   * k × total + [0, total).
+   */
+  const groupedScenario = async (members: Member[]) => {
+    resetSink()
+    const deadline = Date.now() + maxSeconds * 1000 * members.length
+    const startMember = async (sc: Member, k: number) => {
+      const clientId = `bench-${sc}`
+      const tokens0 = tokenCount(clientId)
+      const child = await startChild({ scenario: sc, sinkUrl, tokenUrl: as.tokenUrl, clientId, secret, clock, n, warm, fixedAuthorization })
+      const { port } = await child.receive('ready')
+      const base = k * total
+      const url = `http://127.0.0.1:${port}${sc === 'c' ? '/' : '/in'}`
+      const send = (from: number, to: number) => sc === 'g'
+        ? generateMllp({ port: port!, from, to, deadline, sink, inFlight: IN_FLIGHT, window: WINDOW })
+        : sendHttp(url, from, to, deadline)
+      await send(base, base + warm)
+      const warmMissing = await drained(base, base + warm, deadline)
+      if (warmMissing) throw new Error(`scenario ${sc}: ${warmMissing} warm-up messages never reached the sink`)
+      return { sc, clientId, tokens0, child, base, send, durationMs: 0, intervals: 0, cpuMs: 0, sent: 0, missing: 0, refused: 0, lat: [] as number[], ack: [] as number[] }
+    }
+    const runs: Array<Awaited<ReturnType<typeof startMember>>> = []
+    for (const [k, sc] of members.entries()) runs.push(await startMember(sc, k))
+    for (let i = 0; i < SLICES; i++) {
+      const from = warm + Math.floor((i * n) / SLICES)
+      const to = warm + Math.floor(((i + 1) * n) / SLICES)
+      for (const r of [...runs.slice(i % runs.length), ...runs.slice(0, i % runs.length)]) {
+        const cpu0 = await r.child.cpu()
+        const t0 = performance.now()
+        const g = await r.send(r.base + from, r.base + to)
+        const missing = await drained(r.base + from, g.lastSent, deadline + 30_000)
+        const { lastArrival, latencies } = endToEnd(sink, r.base + from, g.lastSent, g.sent, t0)
+        let firstArrival = lastArrival
+        for (let seq = r.base + from; seq < g.lastSent; seq++) firstArrival = Math.min(firstArrival, sink.arrivedAt(seq) || lastArrival)
+        r.durationMs += lastArrival - firstArrival
+        r.intervals += g.lastSent - (r.base + from) - missing - 1
+        r.cpuMs += (await r.child.cpu()) - cpu0
+        r.sent += g.lastSent - (r.base + from)
+        r.missing += missing
+        r.refused += g.refused
+        r.lat.push(...latencies)
+        r.ack.push(...Array.from(g.ack.subarray(0, g.lastSent - (r.base + from))).filter((x) => !Number.isNaN(x)))
+      }
+    }
+    for (const r of runs) {
+      const stats = await r.child.stop()
+      const delivered = r.sent - r.missing
+      if (r.sc === 'd') dDurationMs = r.durationMs
+      const notes = [
+        `measured in ${SLICES} slices taking turns with (${GROUP.filter((m) => m !== r.sc && runs.some((x) => x.sc === m)).join(', ')})`,
+        r.missing ? `${r.missing} LOST` : '', r.refused ? `${r.refused} refused sends retried` : '', r.sent < n ? `time limit: ${r.sent} of ${n} sent` : '',
+        stats.counters?.errors ? `${stats.counters.errors} messages in error` : '',
+        stats.counters?.tokenWaits ? `${stats.counters.tokenWaits} deliveries waited for a token (${stats.counters.tokenWaitMs} ms in all)` : '',
+      ].filter(Boolean).join('; ')
+      const tokenRequests = tokenCount(r.clientId) - r.tokens0
+      rows.push({
+        scenario: r.sc, name: names[r.sc], messages: delivered, msgsPerSec: (r.intervals / r.durationMs) * 1000, p50Ms: pct(r.lat, 0.5), p99Ms: pct(r.lat, 0.99),
+        ackP50Ms: pct(r.ack, 0.5), ackP99Ms: pct(r.ack, 0.99), peakRssMb: stats.maxRssKb / 1024, cpuUsPerMsg: (r.cpuMs * 1000) / delivered,
+        // (c) sends the fixed token; the sink's tokens are not told apart by member, so the members' own requests stand in.
+        tokenRequests, distinctTokensAtSink: r.sc === 'c' ? 1 : tokenRequests, notes,
       })
     }
   }
@@ -504,6 +587,13 @@ async function parent(): Promise<void> {
       return pairedScenario(sc, sc === 'a' ? 'b' : 'a')
     }
     if (sc === 'a' || sc === 'b' || sc === 'h') return directScenario(sc, names[sc])
+    const group = GROUP.filter((m) => only.includes(m))
+    if (!rssMode && group.length > 1 && (group as string[]).includes(sc)) {
+      // The group runs once per round, when the rotated order reaches its first member, which starts.
+      if (rows.some((r) => (group as string[]).includes(r.scenario))) return
+      const at = group.indexOf(sc as Member)
+      return groupedScenario([...group.slice(at), ...group.slice(0, at)])
+    }
     if (sc === 'e') {
       // About five 60-second token lifetimes over a run as long as (d)'s (the last (d) measured, or 30 s).
       const speed = Math.max(1, (5 * 60_000) / Math.max(1000, dDurationMs || 30_000))
