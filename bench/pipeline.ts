@@ -75,6 +75,12 @@ const pct = (xs: Float64Array | number[], p: number) => {
   return a.length ? a[Math.min(a.length - 1, Math.floor(p * a.length))]! : NaN
 }
 
+/** `xs` starting at index `k` (mod its length): the order of a round, or whose turn comes first in a slice. */
+const rotated = <T>(xs: readonly T[], k: number): T[] => [...xs.slice(k % xs.length), ...xs.slice(0, k % xs.length)]
+
+/** The acknowledgement latencies of the first `count` messages a generator sent (NaN: never accepted). */
+const ackLatencies = (g: { ack: Float64Array }, count: number) => Array.from(g.ack.subarray(0, count)).filter((x) => !Number.isNaN(x))
+
 // ───────────────────────────── child: the system under test ─────────────────────────────
 
 type Scenario = 'a' | 'b' | 'c' | 'd' | 'e' | 'f' | 'g' | 'h'
@@ -408,25 +414,27 @@ async function parent(): Promise<void> {
     })
   }
 
+  /** Slice `i` of the N measured messages (after the warm-up), of SLICES. */
+  const sliceOf = (i: number) => ({ from: warm + Math.floor((i * n) / SLICES), to: warm + Math.floor(((i + 1) * n) / SLICES) })
+
   /**
    * (a) and (b) together: both children warm up, then measure in SLICES alternating slices of the N
-   * messages (first, second, second, first, …), so that the two see the same machine: on this
+   * messages (first, second, second, first, …, the first being members[0]), so that the two see the same machine: on this
    * shared 2-core machine a scenario's rate drifts by 30% or more between runs a minute apart,
    * more than the difference b/a measures. Each figure is summed over its own slices.
    */
-  const pairedScenario = async (first: 'a' | 'b', second: 'a' | 'b') => {
+  const pairedScenario = async (members: Array<'a' | 'b'>) => {
     resetSink()
     const tokens0 = tokenCount('bench-cc')
     const children = { a: undefined as Awaited<ReturnType<typeof startChild>> | undefined, b: undefined as Awaited<ReturnType<typeof startChild>> | undefined }
-    for (const sc of [first, second]) {
+    for (const sc of members) {
       const c = await startChild({ scenario: sc, sinkUrl, tokenUrl: as.tokenUrl, clientId: 'bench-cc', secret, clock, n, warm, fixedAuthorization, sliced: true })
       await c.receive('ready')
       children[sc] = c
     }
     for (let i = 0; i < SLICES; i++) {
-      const from = warm + Math.floor((i * n) / SLICES)
-      const to = warm + Math.floor(((i + 1) * n) / SLICES)
-      for (const sc of i % 2 === 0 ? [first, second] : [second, first]) {
+      const { from, to } = sliceOf(i)
+      for (const sc of rotated(members, i)) {
         children[sc]!.post({ type: 'slice', from, to })
         await children[sc]!.receive('sliced')
       }
@@ -449,6 +457,30 @@ async function parent(): Promise<void> {
   }
 
   /**
+   * Starts a relayed scenario's child and warms it up with seqs [base, base + warm); returns it with
+   * a sender of seqs to it (over HTTP, or MLLP for (g)) bounded by `deadline`.
+   */
+  const startRelayed = async (scenario: 'c' | 'd' | 'e' | 'f' | 'g', clientId: string, base: number, deadline: number) => {
+    const child = await startChild({ scenario, sinkUrl, tokenUrl: as.tokenUrl, clientId, secret, ...(scenario === 'e' ? { keyPem } : {}), clock, n, warm, fixedAuthorization })
+    const { port } = await child.receive('ready')
+    const url = `http://127.0.0.1:${port}${scenario === 'c' ? '/' : '/in'}`
+    const send = (from: number, to: number) => scenario === 'g'
+      ? generateMllp({ port: port!, from, to, deadline, sink, inFlight: IN_FLIGHT, window: WINDOW })
+      : sendHttp(url, from, to, deadline)
+    await send(base, base + warm)
+    const warmMissing = await drained(base, base + warm, deadline)
+    if (warmMissing) throw new Error(`scenario ${scenario}: ${warmMissing} warm-up messages never reached the sink`)
+    return { child, send }
+  }
+
+  /** What went wrong or was waited for while a relayed scenario delivered its `sent` measured messages. */
+  const deliveryNotes = (o: { missing: number; refused: number; sent: number; counters: Record<string, number> | undefined }) => [
+    o.missing ? `${o.missing} LOST` : '', o.refused ? `${o.refused} refused sends retried` : '', o.sent < n ? `time limit: ${o.sent} of ${n} sent` : '',
+    o.counters?.errors ? `${o.counters.errors} messages in error` : '',
+    o.counters?.tokenWaits ? `${o.counters.tokenWaits} deliveries waited for a token (${o.counters.tokenWaitMs} ms in all)` : '',
+  ]
+
+  /**
    * The members of GROUP present, together: every process warms up, then each sends its N messages
    * in SLICES slices, taking turns (the member that starts rotates with the slice). Each figure sums
    * that member's own slices. The rate is arrivals over the time from a slice's first arrival at the
@@ -462,24 +494,15 @@ async function parent(): Promise<void> {
     const startMember = async (sc: Member, k: number) => {
       const clientId = `bench-${sc}`
       const tokens0 = tokenCount(clientId)
-      const child = await startChild({ scenario: sc, sinkUrl, tokenUrl: as.tokenUrl, clientId, secret, clock, n, warm, fixedAuthorization })
-      const { port } = await child.receive('ready')
       const base = k * total
-      const url = `http://127.0.0.1:${port}${sc === 'c' ? '/' : '/in'}`
-      const send = (from: number, to: number) => sc === 'g'
-        ? generateMllp({ port: port!, from, to, deadline, sink, inFlight: IN_FLIGHT, window: WINDOW })
-        : sendHttp(url, from, to, deadline)
-      await send(base, base + warm)
-      const warmMissing = await drained(base, base + warm, deadline)
-      if (warmMissing) throw new Error(`scenario ${sc}: ${warmMissing} warm-up messages never reached the sink`)
+      const { child, send } = await startRelayed(sc, clientId, base, deadline)
       return { sc, clientId, tokens0, child, base, send, durationMs: 0, intervals: 0, cpuMs: 0, sent: 0, missing: 0, refused: 0, lat: [] as number[], ack: [] as number[] }
     }
     const runs: Array<Awaited<ReturnType<typeof startMember>>> = []
     for (const [k, sc] of members.entries()) runs.push(await startMember(sc, k))
     for (let i = 0; i < SLICES; i++) {
-      const from = warm + Math.floor((i * n) / SLICES)
-      const to = warm + Math.floor(((i + 1) * n) / SLICES)
-      for (const r of [...runs.slice(i % runs.length), ...runs.slice(0, i % runs.length)]) {
+      const { from, to } = sliceOf(i)
+      for (const r of rotated(runs, i)) {
         const cpu0 = await r.child.cpu()
         const t0 = performance.now()
         const g = await r.send(r.base + from, r.base + to)
@@ -494,7 +517,7 @@ async function parent(): Promise<void> {
         r.missing += missing
         r.refused += g.refused
         r.lat.push(...latencies)
-        r.ack.push(...Array.from(g.ack.subarray(0, g.lastSent - (r.base + from))).filter((x) => !Number.isNaN(x)))
+        r.ack.push(...ackLatencies(g, g.lastSent - (r.base + from)))
       }
     }
     for (const r of runs) {
@@ -503,9 +526,7 @@ async function parent(): Promise<void> {
       if (r.sc === 'd') dDurationMs = r.durationMs
       const notes = [
         `measured in ${SLICES} slices taking turns with (${GROUP.filter((m) => m !== r.sc && runs.some((x) => x.sc === m)).join(', ')})`,
-        r.missing ? `${r.missing} LOST` : '', r.refused ? `${r.refused} refused sends retried` : '', r.sent < n ? `time limit: ${r.sent} of ${n} sent` : '',
-        stats.counters?.errors ? `${stats.counters.errors} messages in error` : '',
-        stats.counters?.tokenWaits ? `${stats.counters.tokenWaits} deliveries waited for a token (${stats.counters.tokenWaitMs} ms in all)` : '',
+        ...deliveryNotes({ missing: r.missing, refused: r.refused, sent: r.sent, counters: stats.counters }),
       ].filter(Boolean).join('; ')
       const tokenRequests = tokenCount(r.clientId) - r.tokens0
       rows.push({
@@ -517,23 +538,15 @@ async function parent(): Promise<void> {
     }
   }
 
-  const relayedScenario = async (scenario: 'c' | 'd' | 'e' | 'f' | 'g', name: string, clientId: string, path: string) => {
+  const relayedScenario = async (scenario: 'c' | 'd' | 'e' | 'f' | 'g', name: string, clientId: string) => {
     resetSink()
     const tokens0 = tokenCount(clientId)
     const simStart = clock.base + (Date.now() - clock.anchor) * clock.speed
-    const c = await startChild({ scenario, sinkUrl, tokenUrl: as.tokenUrl, clientId, secret, ...(scenario === 'e' ? { keyPem } : {}), clock, n, warm, fixedAuthorization })
-    const { port } = await c.receive('ready')
-    const url = `http://127.0.0.1:${port}${path}`
     const deadline = Date.now() + maxSeconds * 1000
-    const send = (_url: string, from: number, to: number, until: number) => scenario === 'g'
-      ? generateMllp({ port: port!, from, to, deadline: until, sink, inFlight: IN_FLIGHT, window: WINDOW })
-      : sendHttp(_url, from, to, until)
-    await send(url, 0, warm, deadline)
-    const warmMissing = await drained(0, warm, deadline)
-    if (warmMissing) throw new Error(`scenario ${scenario}: ${warmMissing} warm-up messages never reached the sink`)
+    const { child: c, send } = await startRelayed(scenario, clientId, 0, deadline)
     const t0 = performance.now()
     const wallStart = Date.now()
-    const g = await send(url, warm, total, deadline)
+    const g = await send(warm, total)
     const missing = await drained(warm, g.lastSent, deadline + 30_000)
     const sentCount = g.lastSent - warm
     const delivered = sentCount - missing
@@ -551,14 +564,12 @@ async function parent(): Promise<void> {
     // CPU of the process under test over the measured window, from the samples nearest its ends.
     const cpuAt = (t: number) => stats.rss.reduce((best, x) => (Math.abs(x[0] - t) < Math.abs(best[0] - t) ? x : best), stats.rss[0] ?? [t, 0, NaN])[2]
     const windowCpuMs = cpuAt(wallStart + durationMs) - cpuAt(wallStart)
-    const ackLat = Array.from(g.ack.subarray(0, sentCount)).filter((x) => !Number.isNaN(x))
+    const ackLat = ackLatencies(g, sentCount)
     const lifetimes = scenario === 'e' ? (simEnd - simStart) / 60_000 : undefined
     const notes = [
-      missing ? `${missing} LOST` : '', sink.duplicates ? `${sink.duplicates} duplicate arrivals` : '', g.refused ? `${g.refused} refused sends retried` : '',
-      sentCount < n ? `time limit: ${sentCount} of ${n} sent` : '',
+      sink.duplicates ? `${sink.duplicates} duplicate arrivals` : '',
       lifetimes !== undefined ? `simulated ${((simEnd - simStart) / 1000).toFixed(0)} s at ×${clock.speed.toFixed(1)} = ${lifetimes.toFixed(1)} token lifetimes (whole run incl. warm-up)` : '',
-      stats.counters?.errors ? `${stats.counters.errors} messages in error` : '',
-      stats.counters?.tokenWaits ? `${stats.counters.tokenWaits} deliveries waited for a token (${stats.counters.tokenWaitMs} ms in all)` : '',
+      ...deliveryNotes({ missing, refused: g.refused, sent: sentCount, counters: stats.counters }),
     ].filter(Boolean).join('; ')
     if (scenario === 'd') dDurationMs = durationMs
     rows.push({
@@ -580,20 +591,18 @@ async function parent(): Promise<void> {
     g: 'MLLP: mllp-listener → store (FULL) → hl7v2 → map → http',
     h: 'Weir mllp destination, one connection, to a loopback receiver',
   }
+  // The scenarios measured side by side, of those asked for (the memory check asks for (d) alone).
+  const pair = (['a', 'b'] as const).filter((m) => only.includes(m))
+  const group = GROUP.filter((m) => only.includes(m))
   const runScenario = async (sc: Scenario) => {
-    if ((sc === 'a' || sc === 'b') && only.includes('a') && only.includes('b')) {
-      // The pair runs once per round, when the rotated order reaches the first of the two.
-      if (rows.some((r) => r.scenario === 'a' || r.scenario === 'b')) return
-      return pairedScenario(sc, sc === 'a' ? 'b' : 'a')
+    // A pair or group runs once per round, when the rotated order reaches its first member, which starts.
+    const together: readonly Scenario[] | undefined = [pair, group].find((set) => set.length > 1 && (set as readonly Scenario[]).includes(sc))
+    if (together) {
+      if (rows.some((r) => (together as readonly string[]).includes(r.scenario))) return
+      const members = rotated(together, together.indexOf(sc))
+      return together === pair ? pairedScenario(members as Array<'a' | 'b'>) : groupedScenario(members as Member[])
     }
     if (sc === 'a' || sc === 'b' || sc === 'h') return directScenario(sc, names[sc])
-    const group = GROUP.filter((m) => only.includes(m))
-    if (!rssMode && group.length > 1 && (group as string[]).includes(sc)) {
-      // The group runs once per round, when the rotated order reaches its first member, which starts.
-      if (rows.some((r) => (group as string[]).includes(r.scenario))) return
-      const at = group.indexOf(sc as Member)
-      return groupedScenario([...group.slice(at), ...group.slice(0, at)])
-    }
     if (sc === 'e') {
       // About five 60-second token lifetimes over a run as long as (d)'s (the last (d) measured, or 30 s).
       const speed = Math.max(1, (5 * 60_000) / Math.max(1000, dDurationMs || 30_000))
@@ -601,14 +610,14 @@ async function parent(): Promise<void> {
       clock.base = t
       clock.anchor = t
       clock.speed = speed
-      await relayedScenario('e', names.e, 'bench-jwt', '/in')
+      await relayedScenario('e', names.e, 'bench-jwt')
       // Back to real time for the scenarios after it (rounds rotate the order), without the clock going back.
       clock.base = clockNow(clock)()
       clock.anchor = Date.now()
       clock.speed = 1
       return
     }
-    return relayedScenario(sc, names[sc], 'bench-cc', sc === 'c' ? '/' : '/in')
+    return relayedScenario(sc, names[sc], 'bench-cc')
   }
 
   const started = Date.now()
@@ -617,7 +626,7 @@ async function parent(): Promise<void> {
   const byRound: Row[][] = []
   for (let r = 0; r < rounds; r++) {
     rows = []
-    const order = [...scenarios.slice(r % scenarios.length), ...scenarios.slice(0, r % scenarios.length)]
+    const order = rotated(scenarios, r)
     console.log(`round ${r + 1} of ${rounds}: ${order.join(' ')}`)
     for (const sc of order) await runScenario(sc)
     byRound.push(rows)
