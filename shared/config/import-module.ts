@@ -4,7 +4,7 @@ import { pathToFileURL } from 'node:url'
 /** Running from TypeScript sources (under tsx or vitest, which load `.ts` and resolve `weir` themselves). */
 const FROM_SOURCE = import.meta.url.endsWith('.ts')
 const TYPESCRIPT = /\.[cm]?ts$/
-let hooks: true | undefined
+let hooksRegistered = false
 let tsx: Promise<void> | undefined
 
 /**
@@ -14,7 +14,11 @@ let tsx: Promise<void> | undefined
  */
 export async function importModule(path: string): Promise<Record<string, unknown>> {
   if (!FROM_SOURCE) {
-    hooks ??= registerWeirHooks()
+    if (!hooksRegistered) {
+      const hooks = userModuleHooks()!
+      register(hooks.url, { data: hooks.data })
+      hooksRegistered = true
+    }
     if (TYPESCRIPT.test(path)) await (tsx ??= import('tsx/esm/api').then((m) => void m.register()))
   }
   return (await import(pathToFileURL(path).href)) as Record<string, unknown>
@@ -24,12 +28,6 @@ export async function importModule(path: string): Promise<Record<string, unknown
 export function userModuleHooks(): { url: string; data: { weir: string } } | undefined {
   if (FROM_SOURCE) return undefined
   return { url: new URL('./module-hooks.js', import.meta.url).href, data: { weir: new URL('../../index.js', import.meta.url).href } }
-}
-
-function registerWeirHooks(): true {
-  const hooks = userModuleHooks()!
-  register(hooks.url, { data: hooks.data })
-  return true
 }
 
 /**
