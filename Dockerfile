@@ -20,7 +20,7 @@ COPY engine ./engine
 COPY shared ./shared
 COPY components ./components
 # npm ci runs the `prepare` script, which compiles the TypeScript to dist/. Production dependencies
-# only: tsx stays, it loads a channel's own `.ts` components.
+# only: esbuild is one of them, it compiles a channel's own `.ts` components as they load.
 RUN npm ci --omit=dev --no-audit --no-fund
 
 FROM node:20-bookworm-slim

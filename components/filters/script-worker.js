@@ -5,11 +5,12 @@
 // this thread, not the engine's event loop (the filter terminates it after `timeoutMs`).
 //
 // Plain JavaScript (type-checked through JSDoc): a thread started on a .ts entry would need a
-// TypeScript loader of its own. A .ts script module does, so tsx is loaded only then.
+// TypeScript loader of its own. A .ts script module does: the engine's module hooks compile it when
+// the engine runs compiled; from Weir's own sources (tests) tsx loads it.
 //
 // Protocol: the parent posts [id, message]; this thread answers [id, true, result] or
 // [id, false, { message, code?, retryable?, retryAfterMs? }], and ['log', level, fields, msg] for
-// the script's log lines. The first post is ['ready'] or ['load-error', message].
+// the script's log lines. The first post is ['ready'] or ['load-error', { message, name?, failed? }].
 import { register } from 'node:module'
 import { parentPort, workerData } from 'node:worker_threads'
 import { pathToFileURL } from 'node:url'
@@ -17,7 +18,10 @@ import { pathToFileURL } from 'node:url'
 const port = /** @type {import('node:worker_threads').MessagePort} */ (parentPort)
 /** @typedef {{ url: string, data: { weir: string } }} Hooks shared/config/import-module.ts's userModuleHooks(): `weir` resolves to the engine */
 const { path, channel, options, hooks } = /** @type {{ path: string, channel: string, options: Record<string, unknown>, hooks?: Hooks }} */ (workerData)
-if (hooks) register(hooks.url, { data: hooks.data })
+if (hooks) {
+  register(hooks.url, { data: hooks.data })
+  process.setSourceMapsEnabled(true)
+}
 const LEVELS = /** @type {const} */ (['trace', 'debug', 'info', 'warn', 'error', 'fatal'])
 
 /** A value the structured clone accepts (a log field may hold a function or a socket). */
@@ -55,21 +59,22 @@ function errorOf(/** @type {unknown} */ e) {
   }
 }
 
-/** The module's default export; a .ts module without `"type": "module"` nearby loads as CommonJS, its export one level down. */
+/** The module's default export; a .ts module that tsx loads as CommonJS (no `"type": "module"` nearby) has it one level down. */
 async function load() {
   const url = pathToFileURL(path).href
-  const mod = /** @type {{ default?: { default?: unknown } }} */ (/\.m?ts$/.test(path) ? await (await import('tsx/esm/api')).tsImport(url, import.meta.url) : await import(url))
+  const mod = /** @type {{ default?: { default?: unknown } }} */ (!hooks && /\.m?ts$/.test(path) ? await (await import('tsx/esm/api')).tsImport(url, import.meta.url) : await import(url))
   return typeof mod.default !== 'function' && typeof mod.default?.default === 'function' ? mod.default.default : mod.default
 }
 
 /** @type {unknown} */
 let fn
-let loadError = ''
+/** @type {{ message: string, name?: string, failed?: boolean } | undefined} why the module is unusable; `failed`: it did not load (the parent names where) */
+let loadError
 try {
   fn = await load()
-  if (typeof fn !== 'function') loadError = 'script module has no default export function (message, ctx) => message | message[] | null'
+  if (typeof fn !== 'function') loadError = { message: 'script module has no default export function (message, ctx) => message | message[] | null' }
 } catch (e) {
-  loadError = `script module cannot be loaded: ${errorOf(e).message}`
+  loadError = { message: errorOf(e).message, name: /** @type {{ name?: string }} */ (Object(e)).name, failed: true }
 }
 if (loadError) port.postMessage(['load-error', loadError])
 else {

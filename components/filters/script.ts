@@ -3,7 +3,7 @@ import { resolve } from 'node:path'
 import { Worker } from 'node:worker_threads'
 import type { Logger } from '../../shared/log/index.ts'
 import { defineComponent, type Message, type ConfigOf } from '../../shared/component.ts'
-import { importModule, userModuleHooks } from '../../shared/config/import-module.ts'
+import { importModule, loadFailure, userModuleHooks } from '../../shared/config/import-module.ts'
 import { ConfigError, PermanentError, RetryableError, errorCodes, isWeirError } from '../../shared/errors.ts'
 
 /** What a script's default export receives as its second argument. */
@@ -115,15 +115,21 @@ class ScriptThread {
     worker.unref() // the engine's own handles decide when the process ends
     this.#worker = worker
     return new Promise<void>((resolve, reject) => {
+      // A module that cannot load is reported as such, not as the worker's exit that follows.
+      let loadFailed = false
       worker.on('message', (m: unknown[]) => {
         if (m[0] === 'ready') resolve()
         else if (m[0] === 'load-error') {
-          reject(new ConfigError([{ file: path, pointer: '', message: m[1] as string }]))
-          this.#restart('')
+          loadFailed = true
+          void loadErrorText(m[1] as LoadError, path).then((message) => {
+            reject(new ConfigError([{ file: path, pointer: '', message }]))
+            this.#restart('')
+          })
         } else if (m[0] === 'log') this.spec.log[m[1] as LogLevel](m[2] as object, m[3] as string | undefined)
         else this.#settle(m[0] as number, m[1] as boolean, m[2])
       })
       const lost = (why: string) => {
+        if (loadFailed) return
         reject(new RetryableError(`script ${this.spec.module}: ${why}`))
         if (worker === this.#worker) this.#restart(`script ${this.spec.module}: ${why}`)
       }
@@ -188,13 +194,21 @@ function allowedEnv(names: readonly string[]): Record<string, string> {
   return env
 }
 
+/** Why a script module is unusable, from its worker or the engine's thread; `failed`: it did not load. */
+interface LoadError { message: string; name?: string; failed?: boolean }
+
+/** One line for a script module that cannot be used; a module that does not parse is named with its line and column. */
+async function loadErrorText(e: LoadError, path: string): Promise<string> {
+  return e.failed ? `script module cannot be loaded: ${await loadFailure(e, path)}` : e.message
+}
+
 /** Loads the module in the engine's thread (isolation "none"). */
 async function loadInProcess(path: string): Promise<ScriptFunction> {
   let mod: { default?: unknown }
   try {
     mod = await importModule(path)
   } catch (e) {
-    throw new ConfigError([{ file: path, pointer: '', message: `script module cannot be loaded: ${(e as Error).message}` }])
+    throw new ConfigError([{ file: path, pointer: '', message: await loadErrorText({ message: (e as Error).message, name: (e as Error).name, failed: true }, path) }])
   }
   if (typeof mod.default !== 'function') throw new ConfigError([{ file: path, pointer: '', message: 'script module has no default export function (message, ctx) => message | message[] | null' }])
   return mod.default as ScriptFunction

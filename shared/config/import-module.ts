@@ -1,25 +1,25 @@
 import { register } from 'node:module'
-import { pathToFileURL } from 'node:url'
+import { dirname, resolve } from 'node:path'
+import { fileURLToPath, pathToFileURL } from 'node:url'
+import type { Plugin } from 'esbuild'
 
 /** Running from TypeScript sources (under tsx or vitest, which load `.ts` and resolve `weir` themselves). */
 const FROM_SOURCE = import.meta.url.endsWith('.ts')
-const TYPESCRIPT = /\.[cm]?ts$/
 let hooksRegistered = false
-let tsx: Promise<void> | undefined
 
 /**
  * Imports a module of the user's (a component, a script filter) by file path. Weir runs compiled, so
- * the first such module registers module-hooks.js (`weir` resolves to this engine from anywhere), and
- * the first `.ts` one registers tsx: a channel of built-in components alone loads neither.
+ * the first such module registers module-hooks.js: `weir` resolves to this engine from anywhere, and
+ * TypeScript (a `.ts` component, or a `.ts` helper that a `.js` one imports) is compiled by esbuild
+ * as it loads. A channel of built-in components alone registers nothing.
  */
 export async function importModule(path: string): Promise<Record<string, unknown>> {
-  if (!FROM_SOURCE) {
-    if (!hooksRegistered) {
-      const hooks = userModuleHooks()!
-      register(hooks.url, { data: hooks.data })
-      hooksRegistered = true
-    }
-    if (TYPESCRIPT.test(path)) await (tsx ??= import('tsx/esm/api').then((m) => void m.register()))
+  if (!FROM_SOURCE && !hooksRegistered) {
+    const hooks = userModuleHooks()!
+    register(hooks.url, { data: hooks.data })
+    // Stack traces of the user's TypeScript point at its own lines (the compiled code carries a source map).
+    process.setSourceMapsEnabled(true)
+    hooksRegistered = true
   }
   return (await import(pathToFileURL(path).href)) as Record<string, unknown>
 }
@@ -31,11 +31,32 @@ export function userModuleHooks(): { url: string; data: { weir: string } } | und
 }
 
 /**
- * One line saying why a module failed to load: the first line of the error, or for a `.ts` module
- * that does not compile, the compiler's line naming the file, line and column ("Transform failed
- * with 1 error:" comes first).
+ * One line saying why the module at `path` failed to load: the first line of the error, or for one
+ * that does not parse, the line naming the file, line and column. A `.ts` module's compile error
+ * carries it ("Transform failed with 1 error:" comes first); for JavaScript, V8's SyntaxError names
+ * neither file nor line, so the module and the relative imports it reaches are parsed again to find it.
  */
-export function loadFailure(e: unknown): string {
+export async function loadFailure(e: unknown, path: string): Promise<string> {
   const lines = String((e as Error | undefined)?.message ?? e).split('\n')
-  return lines.find((l) => / ERROR: /.test(l)) ?? lines[0]!
+  const located = lines.find((l) => / ERROR: /.test(l))
+  if (located) return located
+  return ((e as Error | undefined)?.name === 'SyntaxError' ? await syntaxErrorAt(path) : undefined) ?? lines[0]!
+}
+
+/** `import … from 'file:///…'` (the test harness's module stubs) is followed to the file. */
+const FILE_URLS: Plugin = { name: 'file-urls', setup: (b) => void b.onResolve({ filter: /^file:/ }, (a) => ({ path: fileURLToPath(a.path) })) }
+
+interface EsbuildFailure { errors?: Array<{ text: string; location?: { file: string; line: number; column: number } | null }> }
+
+/** esbuild's first parse error in `path` or a relative import of it, as "<file>:<line>:<column>: ERROR: <text>"; undefined when it parses. */
+async function syntaxErrorAt(path: string): Promise<string | undefined> {
+  const { build } = await import('esbuild')
+  const cwd = dirname(path)
+  try {
+    await build({ entryPoints: [path], absWorkingDir: cwd, bundle: true, write: false, packages: 'external', platform: 'node', format: 'esm', logLevel: 'silent', plugins: [FILE_URLS] })
+    return undefined
+  } catch (e) {
+    const first = (e as EsbuildFailure).errors?.[0]
+    return first?.location ? `${resolve(cwd, first.location.file)}:${first.location.line}:${first.location.column}: ERROR: ${first.text}` : undefined
+  }
 }

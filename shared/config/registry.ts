@@ -62,7 +62,7 @@ export function isModuleReference(type: string): boolean {
 
 /**
  * Loads a user component from a `.ts` or `.js` file, relative to `baseDir`, with no build step
- * (a `.ts` one through tsx, see importModule). Throws ERR_COMPONENT_INVALID naming the module
+ * (TypeScript compiled as it loads, see importModule). Throws ERR_COMPONENT_INVALID naming the module
  * and what is missing.
  */
 export async function loadComponentModule(ref: string, baseDir: string, kind?: ComponentKind): Promise<ComponentDefinition> {
@@ -72,7 +72,7 @@ export async function loadComponentModule(ref: string, baseDir: string, kind?: C
   try {
     mod = await importModule(path)
   } catch (e) {
-    throw new errorCodes.ERR_COMPONENT_INVALID(`module "${ref}" could not be loaded: ${loadFailure(e)}`, { cause: e })
+    throw new errorCodes.ERR_COMPONENT_INVALID(`module "${ref}" could not be loaded: ${await loadFailure(e, path)}`, { cause: e })
   }
   const def = mod.default
   const problems = contractProblems(def)

@@ -5,6 +5,8 @@ import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 
 const PKG = JSON.parse(readFileSync('package.json', 'utf8')) as { version: string }
+/** A component with a syntax error on line 2, column 59 (0-based, as esbuild counts). */
+const BAD = "import { defineComponent } from 'weir'\nexport default defineComponent({ type: 'x', kind: 'filter' description: 'x' })\n"
 const weir = (args: string[], bin = 'bin/weir.js') => spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', env: { ...process.env, CI: 'true' } })
 
 describe('bin/weir.js runs the compiled engine in dist/', () => {
@@ -15,7 +17,7 @@ describe('bin/weir.js runs the compiled engine in dist/', () => {
     expect(r.status).toBe(0)
   })
 
-  it("loads a channel's own .ts components through tsx, registered on demand", () => {
+  it("loads a channel's own .ts components, compiled as they load", () => {
     // Both components of this channel are TypeScript modules next to it, and it has three cases.
     const r = weir(['test', 'test/fixtures/sandbox/hl7-to-jsonl.test.json'])
     expect(r.stdout).toMatch(/^3 passed, 0 failed$/m)
@@ -56,18 +58,67 @@ describe('bin/weir.js runs the compiled engine in dist/', () => {
     }
   })
 
-  it('a .ts component that does not compile is named with its line and column', () => {
+  it('a .js component imports TypeScript helpers: ./x.ts, ./x.js meaning x.ts, and ./x with no extension', () => {
     const dir = mkdtempSync(join(tmpdir(), 'weir-user-'))
     try {
-      writeFileSync(join(dir, 'bad.ts'), "import { defineComponent } from 'weir'\nexport default defineComponent({ type: 'x', kind: 'filter' description: 'x' })\n")
-      writeFileSync(join(dir, 'c.json'), JSON.stringify({ name: 'c', source: { type: 'http-listener', config: { port: 0 } }, filters: [{ type: './bad.ts' }], destinations: [{ name: 'f', type: 'file', config: { directory: 'out' } }] }))
-      const r = weir(['validate', join(dir, 'c.json')])
-      expect(r.status).toBe(1)
-      expect(r.stdout + r.stderr).toContain(`c.json#/filters/0/type: module "./bad.ts" could not be loaded: ${join(dir, 'bad.ts')}:2:59: ERROR: Expected "}" but found "description"`)
-      expect(r.stdout + r.stderr).not.toMatch(/\n\s+at /)
+      writeFileSync(join(dir, 'tag.ts'), 'export const tag = (s: string): string => `<${s}>`\n')
+      writeFileSync(join(dir, 'twice.ts'), "import { tag } from './tag.js'\nexport const twice = (s: string): string => tag(s) + tag(s)\n")
+      writeFileSync(join(dir, 'shout.js'), [
+        "import { defineComponent, withBody } from 'weir'",
+        "import { tag } from './tag.ts'",
+        "import { twice } from './twice'",
+        "export default defineComponent({ type: 'shout', kind: 'filter', description: 'Tags a body.', configSchema: { type: 'object', properties: {} },",
+        '  create: () => ({ process: (m) => withBody(m, { said: tag(twice(m.body.word)) }) }) })',
+      ].join('\n'))
+      writeFileSync(join(dir, 'c.json'), JSON.stringify({ name: 'c', source: { type: 'http-listener', config: { port: 0 } }, filters: [{ type: './shout.js' }], destinations: [{ name: 'out', type: 'file', config: { directory: 'out' } }] }))
+      writeFileSync(join(dir, 'c.test.json'), JSON.stringify({ channel: 'c.json', cases: [
+        { name: 'tagged', steps: [{ send: { body: { word: 'hi' } } }], expect: { messages: [{ status: 'delivered' }], deliveries: { out: { count: 1, body: { said: '<<hi><hi>>' } } } } },
+      ] }))
+      const r = weir(['test', join(dir, 'c.test.json')])
+      expect(r.stdout).toMatch(/^1 passed, 0 failed$/m)
+      expect(r.status).toBe(0)
     } finally {
       rmSync(dir, { recursive: true, force: true })
     }
+  })
+
+  describe('a component that does not parse is named with its file, line and column', () => {
+    const cases: Array<[string, Record<string, string>, string, string]> = [
+      ['a .ts component', { 'bad.ts': BAD }, './bad.ts', 'bad.ts:2:59: ERROR: Expected "}" but found "description"'],
+      ['a .js component (V8 names no line)', { 'bad.js': BAD }, './bad.js', 'bad.js:2:59: ERROR: Expected "}" but found "description"'],
+      ['a .js helper that a .js component imports', { 'entry.js': "import { x } from './helper.js'\nexport default x\n", 'helper.js': 'export const x = (1 +\n' }, './entry.js', 'helper.js:2:0: ERROR: Unexpected end of file'],
+    ]
+    it.each(cases)('%s', (_, files, type, where) => {
+      const dir = mkdtempSync(join(tmpdir(), 'weir-user-'))
+      try {
+        for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text)
+        writeFileSync(join(dir, 'c.json'), JSON.stringify({ name: 'c', source: { type: 'http-listener', config: { port: 0 } }, filters: [{ type }], destinations: [{ name: 'f', type: 'file', config: { directory: 'out' } }] }))
+        const r = weir(['validate', join(dir, 'c.json')])
+        expect(r.status).toBe(1)
+        expect(r.stdout + r.stderr).toContain(`c.json#/filters/0/type: module "${type}" could not be loaded: ${join(dir, where)}`)
+        expect(r.stdout + r.stderr).not.toMatch(/\n\s+at /)
+      } finally {
+        rmSync(dir, { recursive: true, force: true })
+      }
+    })
+
+    it('a script filter in its worker thread, and in the engine\'s', () => {
+      const dir = mkdtempSync(join(tmpdir(), 'weir-user-'))
+      try {
+        writeFileSync(join(dir, 'bad.js'), 'export default (m) => { return m\n')
+        const channel = (isolation: string) => ({ name: 'c', source: { type: 'http-listener', config: { port: 0 } }, filters: [{ type: 'script', config: { module: './bad.js', isolation } }], destinations: [{ name: 'f', type: 'file', config: { directory: 'out' } }] })
+        for (const isolation of ['worker', 'none']) {
+          writeFileSync(join(dir, 'c.json'), JSON.stringify(channel(isolation)))
+          writeFileSync(join(dir, 'c.test.json'), JSON.stringify({ channel: 'c.json', cases: [{ name: 'x', steps: [{ send: { body: {} } }], expect: { messages: [{ status: 'delivered' }] } }] }))
+          const r = weir(['test', join(dir, 'c.test.json')])
+          expect(r.status, isolation).toBe(1)
+          expect(r.stdout + r.stderr, isolation).toContain(`script module cannot be loaded: ${join(dir, 'bad.js')}:2:0: ERROR: Unexpected end of file`)
+          expect(r.stdout + r.stderr, isolation).not.toMatch(/\n\s+at /)
+        }
+      } finally {
+        rmSync(dir, { recursive: true, force: true })
+      }
+    })
   })
 
   describe('a missing or out-of-date build is refused with what to run', () => {
