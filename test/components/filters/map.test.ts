@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import map from '../../../components/filters/map.ts'
 import { loadComponentConfig, message, testContext, type TestContext } from '../../_setup.ts'
 import type { Message } from '../../../shared/component.ts'
+import { plainJson } from '../../../shared/jsonata.ts'
 
 let t: TestContext
 afterEach(async () => { await t?.cleanup() })
@@ -51,5 +52,47 @@ describe('map filter', () => {
     const g = await filter({ jsonata: '$error("bad mrn")' })
     const err2 = await Promise.resolve().then(() => g.process(message({}))).catch((e) => e)
     expect([err2.code, err2.message]).toEqual(['ERR_DELIVERY_PERMANENT', 'map expression failed: bad mrn'])
+  })
+})
+
+describe('plainJson: a JSONata result as the store keeps it', () => {
+  const viaJson = (v: unknown) => JSON.parse(JSON.stringify(v)) as unknown
+  const sequence = Object.assign(['a', 'b'], { sequence: true, keepSingleton: true })
+  const withProto = JSON.parse('{ "__proto__": { "polluted": true }, "x": 1 }') as object
+  const values: Array<[string, unknown]> = [
+    ['a JSONata sequence (hidden flags)', { items: sequence }],
+    ['undefined and functions left out of objects, null in arrays', { a: undefined, f: () => 1, list: [undefined, () => 1, 2] }],
+    ['non-finite numbers and minus zero', { n: NaN, i: Infinity, z: -0, list: [NaN, -Infinity] }],
+    ['a Date and a Buffer (their toJSON)', { at: new Date(0), buf: Buffer.from('hi') }],
+    ['a Map and a class instance', { m: new Map([['k', 1]]), c: new (class { x = 1 })() }],
+    ['an own "__proto__" key', withProto],
+    ['primitives', ['s', 1.5, true, null]],
+    ['nesting past the walk depth', JSON.parse('['.repeat(400) + '1' + ']'.repeat(400)) as unknown],
+  ]
+
+  it.each(values)('%s: the same as through JSON text', (_, value) => {
+    const out = plainJson(value)
+    expect(out).toStrictEqual(viaJson(value))
+    expect(JSON.stringify(out)).toBe(JSON.stringify(value))
+  })
+
+  it('arrays lose the sequence flags, and a "__proto__" key stays data', () => {
+    const out = plainJson({ items: sequence }) as { items: unknown[] }
+    expect(Object.keys(out.items)).toEqual(['0', '1'])
+    const proto = plainJson(withProto) as Record<string, unknown>
+    expect(Object.getPrototypeOf(proto)).toBe(Object.prototype)
+    expect(Object.keys(proto)).toEqual(['__proto__', 'x'])
+  })
+
+  it('a cycle fails as JSON.stringify does', () => {
+    const cyclic: Record<string, unknown> = { a: 1 }
+    cyclic.self = cyclic
+    expect(() => plainJson(cyclic)).toThrow(/circular/i)
+  })
+
+  it('the map filter stores the plain copy of a JSONata sequence', async () => {
+    const f = await filter({ jsonata: '{ "codes": items.code }' })
+    const out = (await f.process(message({ items: [{ code: 'a' }, { code: 'b' }] }))) as Message
+    expect(Object.keys((out.body as { codes: unknown[] }).codes)).toEqual(['0', '1'])
   })
 })
