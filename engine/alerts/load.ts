@@ -90,7 +90,8 @@ export async function mergeAlerts(file: LoadedAlerts | undefined, channels: read
   for (const ch of channels) {
     if (!ch.alerts) continue
     const ctx = { channel: ch.name, file: ch.file, displayName: displayPath(ch.file), credentials: ch.credentials, credentialsKnown: true, env }
-    const prepared = await channelAlerts(ch.alerts, ctx)
+    // Loaded with engine/load.ts, the channel was checked by channelAlerts already.
+    const prepared = (ch.alertsChecked as PreparedAlerts | undefined) ?? await channelAlerts(ch.alerts, ctx)
     problems.push(...prepared.problems)
     for (const [hook, webhook] of Object.entries(prepared.webhooks)) {
       const at = `/alerts/webhooks/${escapePointer(hook)}`
@@ -110,13 +111,21 @@ export async function mergeAlerts(file: LoadedAlerts | undefined, channels: read
  * and credentials, only this channel watched, each webhook's `http` options (pointers into the
  * channel file). engine/load.ts passes it as `LoadOptions.checkAlerts`.
  */
-export async function channelAlerts(block: ChannelAlertsBlock, ctx: ChannelAlertsContext) {
+export async function channelAlerts(block: ChannelAlertsBlock, ctx: ChannelAlertsContext): Promise<PreparedAlerts> {
   const alerts = block.alerts.map((a) => ({ ...a, channels: a.channels ?? [ctx.channel], scope: ctx.channel }) as AlertRule)
   const problems = ruleProblems({ webhooks: block.webhooks, alerts }, { file: ctx.displayName, at: '/alerts', channel: ctx.channel })
   const wc: WebhookContext = { file: ctx.file, name: ctx.displayName, env: ctx.env, problems, at: '/alerts/webhooks', channel: (hook) => `${ALERTS_CHANNEL_PREFIX}${ctx.channel}.${hook}` }
   const names = ctx.credentialsKnown ? Object.keys(ctx.credentials) : undefined
   const { webhooks, warnings } = await webhookChannels(block.webhooks, (credential) => ({ prepared: { [credential]: ctx.credentials[credential]! } }), names, wc)
   return { alerts, webhooks, problems, warnings }
+}
+
+/** A channel's `alerts` block prepared by channelAlerts. */
+interface PreparedAlerts {
+  alerts: AlertRule[]
+  webhooks: Record<string, LoadedChannel>
+  problems: ConfigProblem[]
+  warnings: string[]
 }
 
 interface RuleScope {

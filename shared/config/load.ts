@@ -29,7 +29,8 @@ export interface LoadOptions {
   /**
    * Checks the channel's `alerts` block beyond its schema (engine/alerts, passed by engine/load.ts):
    * problems with pointers into this file, and warnings as `file#pointer: message`. Without it the
-   * block is only schema-checked.
+   * block is only schema-checked. What it returns is kept as the channel's `alertsChecked`, so that
+   * the engine runs the block without preparing it again.
    */
   checkAlerts?: (block: ChannelAlertsBlock, ctx: ChannelAlertsContext) => Promise<{ problems: ConfigProblem[]; warnings: string[] }>
 }
@@ -267,11 +268,10 @@ export async function loadChannelObject(raw: unknown, options: LoadOptions & { f
   problems.push(...keyExpressionProblems(data.options as Partial<ChannelOptions> | undefined, isBad, name))
 
   const alerts = data.alerts as ChannelAlertsBlock | undefined
-  const alertWarnings: string[] = []
+  let alertsChecked: { problems: ConfigProblem[]; warnings: string[] } | undefined
   if (alerts && options.checkAlerts && !isBad('/alerts') && !isBad('/name')) {
-    const found = await options.checkAlerts(alerts, { channel: String(data.name), file, displayName: name, credentials, credentialsKnown, env })
-    problems.push(...found.problems)
-    alertWarnings.push(...found.warnings)
+    alertsChecked = await options.checkAlerts(alerts, { channel: String(data.name), file, displayName: name, credentials, credentialsKnown, env })
+    problems.push(...alertsChecked.problems)
   }
 
   if (problems.length) throw new ConfigError(problems, top.errors)
@@ -282,8 +282,9 @@ export async function loadChannelObject(raw: unknown, options: LoadOptions & { f
     source: source!,
     filters, destinations,
     options: deepFreeze(data.options as ChannelOptions),
-    warnings: [...warnings.map(formatProblem), ...alertWarnings],
+    warnings: [...warnings.map(formatProblem), ...(alertsChecked?.warnings ?? [])],
     ...(alerts ? { alerts: deepFreeze(alerts) } : {}),
+    ...(alertsChecked ? { alertsChecked } : {}),
   }
 }
 

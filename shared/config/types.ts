@@ -1,3 +1,4 @@
+import type { ConfigProblem } from '../errors.ts'
 import type { ComponentDefinition, ComponentKind } from '../component.ts'
 
 /** Retry budget of one destination. */
@@ -80,6 +81,8 @@ export interface LoadedChannel {
   warnings: string[]
   /** The `alerts` block, schema-checked and defaulted; engine/alerts checks the rest and runs it. */
   alerts?: ChannelAlertsBlock
+  /** What `LoadOptions.checkAlerts` made of the block (engine/alerts: its rules and webhook channels), when it ran. */
+  alertsChecked?: { problems: ConfigProblem[]; warnings: string[] }
 }
 
 /** A channel's `alerts` block as written (webhook configs are checked against the `http` destination by engine/alerts). */
