@@ -56,7 +56,8 @@ async function syntaxErrorAt(path: string): Promise<string | undefined> {
     await build({ entryPoints: [path], absWorkingDir: cwd, bundle: true, write: false, packages: 'external', platform: 'node', format: 'esm', logLevel: 'silent', plugins: [FILE_URLS] })
     return undefined
   } catch (e) {
-    const first = (e as EsbuildFailure).errors?.[0]
+    // Only a parse error: esbuild resolves imports its own way, and Node's resolution has already succeeded.
+    const first = (e as EsbuildFailure).errors?.find((x) => !x.text.startsWith('Could not resolve'))
     return first?.location ? `${resolve(cwd, first.location.file)}:${first.location.line}:${first.location.column}: ERROR: ${first.text}` : undefined
   }
 }
