@@ -87,6 +87,7 @@ describe('bin/weir.js runs the compiled engine in dist/', () => {
       ['a .ts component', { 'bad.ts': BAD }, './bad.ts', 'bad.ts:2:59: ERROR: Expected "}" but found "description"'],
       ['a .js component (V8 names no line)', { 'bad.js': BAD }, './bad.js', 'bad.js:2:59: ERROR: Expected "}" but found "description"'],
       ['a .js helper that a .js component imports', { 'entry.js': "import { x } from './helper.js'\nexport default x\n", 'helper.js': 'export const x = (1 +\n' }, './entry.js', 'helper.js:2:0: ERROR: Unexpected end of file'],
+      ['a .js component whose .ts helper esbuild alone would not find (./tag.js is tag.ts)', { 'entry.js': "import { tag } from './tag.js'\nexport default (m) => { return tag(m)\n", 'tag.ts': 'export const tag = (s: string) => s\n' }, './entry.js', 'entry.js:3:0: ERROR: Unexpected end of file'],
     ]
     it.each(cases)('%s', (_, files, type, where) => {
       const dir = mkdtempSync(join(tmpdir(), 'weir-user-'))
