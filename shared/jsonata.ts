@@ -1,6 +1,7 @@
 import jsonata from 'jsonata'
 import type { Message } from './component.ts'
 import { PermanentError } from './errors.ts'
+import { DEFER, directEvaluator } from './jsonata-direct.ts'
 
 /** Why a JSONata expression does not compile, or undefined when it does (or is absent). */
 export function jsonataProblem(expr: string | undefined): string | undefined {
@@ -61,11 +62,18 @@ function plainCopy(v: unknown, depth: number): unknown {
 
 /**
  * Compiles an expression evaluated against a message body, with `$message` bound to the whole message.
+ * The simplest expressions (field paths, fixed-key objects, comparisons) are evaluated directly,
+ * with JSONata's result (./jsonata-direct.ts); JSONata evaluates the rest.
  * A failed evaluation is a PermanentError "<what> failed: <reason>" with the JSONata error as its cause.
  */
 export function messageExpression(source: string, what: string): (message: Message) => Promise<unknown> {
   const expr = jsonata(source)
+  const direct = directEvaluator(expr.ast())
   return async (message) => {
+    if (direct) {
+      const v = direct(message.body)
+      if (v !== DEFER) return v
+    }
     try {
       return await expr.evaluate(message.body, { message })
     } catch (e) {
