@@ -46,14 +46,16 @@ import { generateKeyPairSync, randomBytes, createPublicKey } from 'node:crypto'
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { tmpdir } from 'node:os'
+import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { exportJWK } from 'jose'
 import { Pool } from 'undici'
+import type { AuthorizationServer } from '../engine/embedded/authorization-server.ts'
+import type { ComponentContext } from '../shared/component.ts'
 import { benchBody, generate } from './lib/generator.ts'
 import { median } from './lib/stats.ts'
-import { endToEnd, startSink } from './lib/sink.ts'
+import { endToEnd, startSink, type Sink } from './lib/sink.ts'
 import { benchEr7, generateMllp } from './lib/mllp-generator.ts'
 
 const SELF = fileURLToPath(import.meta.url)
@@ -84,6 +86,8 @@ const ackLatencies = (g: { ack: Float64Array }, count: number) => Array.from(g.a
 // ───────────────────────────── child: the system under test ─────────────────────────────
 
 type Scenario = 'a' | 'b' | 'c' | 'd' | 'e' | 'f' | 'g' | 'h'
+/** The scenarios whose system under test is fed over the network by the parent's generator. */
+type Relayed = 'c' | 'd' | 'e' | 'f' | 'g'
 
 interface ChildInit {
   scenario: Scenario
@@ -112,194 +116,244 @@ type ToParent =
   | { type: 'done'; durationMs: number; p50: number; p99: number; cpuMs: number }
   | { type: 'stats'; maxRssKb: number; tokenRequests: number; rss: Array<[number, number, number]>; counters?: Record<string, number> }
 
-async function child(): Promise<void> {
-  const send = (m: ToParent) => process.send!(m)
-  // A parent that failed or was killed leaves no child behind (the RSS sampler would keep it alive).
-  process.on('disconnect', () => process.exit(1))
-  const init = await new Promise<ChildInit>((ok) => process.once('message', (m) => ok(m as ChildInit)))
-  // [wall ms, RSS bytes, CPU ms (user + system) of this process so far]
-  const cpuMs = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000 }
-  const rss: Array<[number, number, number]> = []
-  const sampler = setInterval(() => rss.push([Date.now(), process.memoryUsage().rss, cpuMs()]), 250)
+const toParent = (m: ToParent) => process.send!(m)
+/** This process's CPU time (user + system) so far, ms. */
+const cpuMs = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000 }
+
+/** The modules every child loads whatever its scenario (each one's peak RSS includes them), and its logger. */
+const loadChildModules = async () => {
   const { Secret } = await import('../shared/secret.ts')
   const { createTokenProvider, TokenCache } = await import('../shared/oauth/index.ts')
   const { createHttpClient } = await import('../shared/http/index.ts')
   const { createLogger } = await import('../shared/log/index.ts')
-  const log = createLogger({ level: 'warn', pretty: false })
-  const now = clockNow(init.clock)
-  let tokenRequests = () => 0
-  let finish: () => Promise<Record<string, number> | undefined> = async () => undefined
+  return { Secret, createTokenProvider, TokenCache, createHttpClient, log: createLogger({ level: 'warn', pretty: false }) }
+}
 
-  /** Drives `one(seq)` with 64 in flight over [from, to); returns wall time and per-request latency. */
-  const drive = async (from: number, to: number, one: (seq: number) => Promise<void>) => {
-    const lat = new Float64Array(to - from)
-    let next = from
-    const t0 = performance.now()
-    const c0 = cpuMs()
-    await Promise.all(Array.from({ length: IN_FLIGHT }, async () => {
-      for (let seq = next++; seq < to; seq = next++) {
-        const s = performance.now()
-        await one(seq)
-        lat[seq - from] = performance.now() - s
-      }
-    }))
-    return { durationMs: performance.now() - t0, lat, cpuMs: cpuMs() - c0 }
-  }
+/** What a scenario's set-up in the child works with: the shared modules, the parent's init and the (possibly simulated) clock. */
+type ChildKit = Awaited<ReturnType<typeof loadChildModules>> & { init: ChildInit; now: () => number }
 
-  /**
-   * (a), (b), (h): the warm-up, then the N measured messages at once, or (init.sliced) in the slices
-   * the parent asks for, alternating with another child's, until it asks for the figures.
-   */
-  const runDirect = async (one: (seq: number) => Promise<void>) => {
-    await drive(0, init.warm, one)
-    if (!init.sliced) {
-      const r = await drive(init.warm, init.warm + init.n, one)
-      send({ type: 'done', durationMs: r.durationMs, p50: pct(r.lat, 0.5), p99: pct(r.lat, 0.99), cpuMs: r.cpuMs })
-      return
-    }
-    const lats: Float64Array[] = []
-    let durationMs = 0
-    let cpu = 0
-    process.on('message', async (m: FromParent) => {
-      if (m.type === 'slice') {
-        const r = await drive(m.from, m.to, one)
-        lats.push(r.lat)
-        durationMs += r.durationMs
-        cpu += r.cpuMs
-        send({ type: 'sliced' })
-      } else if (m.type === 'figures') {
-        const lat = Float64Array.from(lats.flatMap((l) => [...l]))
-        send({ type: 'done', durationMs, p50: pct(lat, 0.5), p99: pct(lat, 0.99), cpuMs: cpu })
-      }
-    })
-    send({ type: 'ready' })
-  }
+/** A started system under test: its token requests so far, and its teardown (returning a channel's counters). */
+interface UnderTest {
+  tokenRequests: () => number
+  finish: () => Promise<Record<string, number> | undefined>
+}
 
-  if (init.scenario === 'a') {
-    const pool = new Pool(new URL(init.sinkUrl).origin, { connections: 16 })
-    const path = new URL(init.sinkUrl).pathname
-    const one = async (seq: number) => {
-      const res = await pool.request({
-        method: 'POST', path, body: JSON.stringify(body(seq)),
-        headers: { authorization: init.fixedAuthorization, 'content-type': 'application/json', 'idempotency-key': `m${seq}:sink`, 'x-seq': String(seq) },
-      })
-      await res.body.text()
-      if (res.statusCode !== 200) throw new Error(`sink answered ${res.statusCode}`)
-    }
-    await runDirect(one)
-    finish = async () => { await pool.close(); return undefined }
-  } else if (init.scenario === 'b') {
-    const { default: httpDestination } = await import('../components/destinations/http.ts')
-    const provider = createTokenProvider('api', { tokenUrl: init.tokenUrl, clientId: init.clientId, clientAuth: { method: 'client_secret_basic', secret: new Secret(init.secret!) } } as never, { cache: new TokenCache(), log, now })
-    tokenRequests = () => provider.stats().tokenRequests
-    const http = createHttpClient({ log, connections: 16 })
-    const abort = new AbortController()
-    const dataDir = mkdtempSync(join(tmpdir(), 'weir-bench-b-'))
-    const config = Object.freeze({ url: init.sinkUrl, method: 'POST', headers: { 'x-seq': '{body.seq}' }, secretHeaders: {}, credential: 'api', timeoutMs: 30_000, successStatuses: ['2xx'] })
-    const dest = await httpDestination.create(config as never, {
-      channel: 'bench', channelDir: dataDir, name: 'sink', log, http, dataDir, signal: abort.signal,
-      credential: () => provider,
-      state: { get: async () => undefined, set: async () => {} },
-    })
-    const one = async (seq: number) => {
-      const id = `m${seq}`
-      await dest.deliver({ id, channel: 'bench', body: body(seq), contentType: 'application/json', attributes: {}, receivedAt: Date.now() }, { signal: abort.signal, idempotencyKey: `${id}:sink` })
-    }
-    await runDirect(one)
-    finish = async () => { await http.close(); await provider.close(); rmSync(dataDir, { recursive: true, force: true }); return undefined }
-  } else if (init.scenario === 'h') {
-    const { default: mllpDestination } = await import('../components/destinations/mllp.ts')
-    const abort = new AbortController()
-    const dataDir = mkdtempSync(join(tmpdir(), 'weir-bench-h-'))
-    const config = Object.freeze({ host: '127.0.0.1', port: init.mllpPort!, ackTimeoutMs: 30_000, connectTimeoutMs: 10_000, connections: 1, reconnectDelayMs: 500, maxReconnectDelayMs: 30_000, retryOnError: true })
-    const dest = await mllpDestination.create(config as never, {
-      channel: 'bench', channelDir: dataDir, name: 'lab', log, http: undefined as never, dataDir, signal: abort.signal,
-      credential: () => { throw new Error('no credential') },
-      state: { get: async () => undefined, set: async () => {} },
-    })
-    const one = async (seq: number) => {
-      await dest.deliver({ id: `m${seq}`, channel: 'bench', body: benchEr7(seq), contentType: 'x-application/hl7-v2+er7', attributes: {}, receivedAt: Date.now() }, { signal: abort.signal, idempotencyKey: `m${seq}:lab` })
-    }
-    await runDirect(one)
-    finish = async () => { await dest.close?.(); rmSync(dataDir, { recursive: true, force: true }); return undefined }
-  } else if (init.scenario === 'c') {
-    const sink = new URL(init.sinkUrl)
-    const pool = new Pool(sink.origin, { connections: 16 })
-    const server: Server = createServer((req, res) => {
-      const chunks: Buffer[] = []
-      req.on('data', (c: Buffer) => chunks.push(c))
-      req.on('end', () => {
-        pool.request({
-          method: 'POST', path: sink.pathname, body: Buffer.concat(chunks),
-          headers: { authorization: init.fixedAuthorization, 'content-type': 'application/json', 'x-seq': String(req.headers['x-seq']) },
-        }).then(async (r) => {
-          await r.body.text()
-          res.writeHead(r.statusCode === 200 ? 202 : 502, { 'content-type': 'application/json' }).end('{}')
-        }, () => res.writeHead(502).end())
-      })
-    })
-    await new Promise<void>((ok) => server.listen(0, '127.0.0.1', () => ok()))
-    send({ type: 'ready', port: (server.address() as AddressInfo).port })
-    finish = async () => { server.closeAllConnections(); server.close(); await pool.close(); return undefined }
-  } else {
-    const { loadChannelObject } = await import('../engine/load.ts')
-    const { openSqliteStore } = await import('../shared/store/index.ts')
-    const { startChannel } = await import('../engine/runtime/index.ts')
-    const dir = mkdtempSync(join(tmpdir(), 'weir-bench-ch-'))
-    const credential = init.scenario === 'e'
-      ? { tokenUrl: init.tokenUrl, clientId: init.clientId, clientAuth: { method: 'private_key_jwt', alg: 'RS384', kid: 'bench-k1', privateKey: { $env: 'BENCH_KEY' } }, scope: 'system/Patient.write' }
-      : { tokenUrl: init.tokenUrl, clientId: init.clientId, clientAuth: { method: 'client_secret_basic', secret: { $env: 'BENCH_SECRET' } } }
-    const channel = await loadChannelObject({
-      name: 'bench',
-      credentials: { api: credential },
-      source: init.scenario === 'g' ? { type: 'mllp-listener', config: { port: 0, maxConnections: 200 } } : { type: 'http-listener', config: { port: 0, path: '/in' } },
-      // (g) maps the parsed HL7 v2 message to the same Encounter as (d); MSH-10 is the seq.
-      filters: init.scenario === 'g'
-        ? [{ type: 'hl7v2', config: { to: 'json' } }, { type: 'map', config: { jsonata: "( $pid := PID[0]; { 'resourceType': 'Encounter', 'seq': $number(MSH[0].`10`[0].`1`), 'subject': { 'identifier': $pid.`3`[0].`1`, 'display': $pid.`5`[0].`1` & '^' & $pid.`5`[0].`2` }, 'class': MSH[0].`9`[0].`2`, 'location': PV1[0].`3`[0].`1`, 'note': NTE[0].`3` } )" } }]
-        : [{ type: 'map', config: { jsonata: "{ 'resourceType': 'Encounter', 'seq': seq, 'subject': { 'identifier': mrn, 'display': name }, 'class': event, 'location': ward, 'note': payload }" } }],
-      destinations: [{ name: 'sink', type: 'http', config: { url: init.sinkUrl, credential: 'api', headers: { 'x-seq': '{body.seq}' } } }],
-      options: { concurrency: IN_FLIGHT, queueLimit: 50_000, ...(init.scenario === 'f' ? { orderBy: 'pid' } : {}) },
-    }, { file: join(dir, 'bench.json'), env: { BENCH_SECRET: init.secret ?? '', BENCH_KEY: init.keyPem ?? '' } })
-    const store = openSqliteStore({ dataDir: join(dir, 'data') }) // default: WAL, synchronous=FULL
-    const http = createHttpClient({ log })
-    const providers: Array<{ stats(): { tokenRequests: number } }> = []
-    let tokenWaits = 0
-    let tokenWaitMs = 0
-    const handle = await startChannel(channel, {
-      store, log, dataDir: join(dir, 'data'), http,
-      credential: (name, ch) => {
-        const p = createTokenProvider(name, ch.credentials[name] as never, { log, now, cache: new TokenCache(), dataDir: join(dir, 'data') })
-        providers.push(p)
-        // Counts the deliveries that could not use the cached token at once (a wait for a token), and their wait.
-        const authorize = p.authorize.bind(p)
-        return Object.assign(p, {
-          async authorize(...args: Parameters<typeof p.authorize>) {
-            const s = performance.now()
-            try { return await authorize(...args) } finally { tokenWaits++; tokenWaitMs += performance.now() - s }
-          },
-        })
-      },
-    })
-    tokenRequests = () => providers.reduce((a, p) => a + p.stats().tokenRequests, 0)
-    send({ type: 'ready', port: handle.source.address!()!.port })
-    finish = async () => {
-      const c = handle.counters()
-      await handle.stop({ timeoutMs: 5000 })
-      await store.close()
-      await http.close()
-      rmSync(dir, { recursive: true, force: true })
-      return { delivered: c.delivered, errors: c.errors, refused: c.refused, tokensFetched: c.tokensFetched, tokenWaits, tokenWaitMs: Math.round(tokenWaitMs) }
-    }
-  }
+/** The child process: starts the system under test the parent names, then answers the parent until it says stop. */
+async function child(): Promise<void> {
+  // A parent that failed or was killed leaves no child behind (the RSS sampler would keep it alive).
+  process.on('disconnect', () => process.exit(1))
+  const init = await new Promise<ChildInit>((ok) => process.once('message', (m) => ok(m as ChildInit)))
+  // [wall ms, RSS bytes, CPU ms (user + system) of this process so far]
+  const rss: Array<[number, number, number]> = []
+  const sampler = setInterval(() => rss.push([Date.now(), process.memoryUsage().rss, cpuMs()]), 250)
+  const kit: ChildKit = { ...(await loadChildModules()), init, now: clockNow(init.clock) }
+  const unit = await START_UNDER_TEST[init.scenario](kit)
+  answerParent(unit, sampler, rss)
+}
 
+/** Answers the parent's CPU queries; at "stop", tears the system under test down and sends its figures. */
+function answerParent(unit: UnderTest, sampler: NodeJS.Timeout, rss: Array<[number, number, number]>): void {
   process.on('message', async (m) => {
-    if ((m as FromParent).type === 'cpu') return send({ type: 'cpu', ms: cpuMs() })
+    if ((m as FromParent).type === 'cpu') return toParent({ type: 'cpu', ms: cpuMs() })
     if ((m as { type?: string }).type !== 'stop') return
     clearInterval(sampler)
-    const counters = await finish()
-    send({ type: 'stats', maxRssKb: process.resourceUsage().maxRSS, tokenRequests: tokenRequests(), rss, ...(counters ? { counters } : {}) })
+    const counters = await unit.finish()
+    toParent({ type: 'stats', maxRssKb: process.resourceUsage().maxRSS, tokenRequests: unit.tokenRequests(), rss, ...(counters ? { counters } : {}) })
     setTimeout(() => process.exit(0), 50)
   })
+}
+
+/** Drives `one(seq)` with 64 in flight over [from, to); returns wall time, per-request latency and this process's CPU time. */
+async function drive(from: number, to: number, one: (seq: number) => Promise<void>) {
+  const lat = new Float64Array(to - from)
+  let next = from
+  const t0 = performance.now()
+  const c0 = cpuMs()
+  await Promise.all(Array.from({ length: IN_FLIGHT }, async () => {
+    for (let seq = next++; seq < to; seq = next++) {
+      const s = performance.now()
+      await one(seq)
+      lat[seq - from] = performance.now() - s
+    }
+  }))
+  return { durationMs: performance.now() - t0, lat, cpuMs: cpuMs() - c0 }
+}
+
+/**
+ * (a), (b), (h): the warm-up, then the N measured messages at once, or (init.sliced) in the slices
+ * the parent asks for, alternating with another child's, until it asks for the figures.
+ */
+async function runDirect(init: ChildInit, one: (seq: number) => Promise<void>): Promise<void> {
+  await drive(0, init.warm, one)
+  if (!init.sliced) {
+    const r = await drive(init.warm, init.warm + init.n, one)
+    toParent({ type: 'done', durationMs: r.durationMs, p50: pct(r.lat, 0.5), p99: pct(r.lat, 0.99), cpuMs: r.cpuMs })
+    return
+  }
+  const lats: Float64Array[] = []
+  let durationMs = 0
+  let cpu = 0
+  process.on('message', async (m: FromParent) => {
+    if (m.type === 'slice') {
+      const r = await drive(m.from, m.to, one)
+      lats.push(r.lat)
+      durationMs += r.durationMs
+      cpu += r.cpuMs
+      toParent({ type: 'sliced' })
+    } else if (m.type === 'figures') {
+      const lat = Float64Array.from(lats.flatMap((l) => [...l]))
+      toParent({ type: 'done', durationMs, p50: pct(lat, 0.5), p99: pct(lat, 0.99), cpuMs: cpu })
+    }
+  })
+  toParent({ type: 'ready' })
+}
+
+/** The context a destination driven directly (no channel around it) gets: what a channel would give it, with no state kept. */
+const directContext = (o: Pick<ComponentContext, 'name' | 'log' | 'http' | 'dataDir' | 'signal' | 'credential'>): ComponentContext =>
+  ({ channel: 'bench', channelDir: o.dataDir, ...o, state: { get: async () => undefined, set: async () => {} } })
+
+/** (a): a bare undici Pool POSTing to the sink with the fixed bearer, as (b) would. */
+async function startBarePool({ init }: ChildKit): Promise<UnderTest> {
+  const pool = new Pool(new URL(init.sinkUrl).origin, { connections: 16 })
+  const path = new URL(init.sinkUrl).pathname
+  const one = async (seq: number) => {
+    const res = await pool.request({
+      method: 'POST', path, body: JSON.stringify(body(seq)),
+      headers: { authorization: init.fixedAuthorization, 'content-type': 'application/json', 'idempotency-key': `m${seq}:sink`, 'x-seq': String(seq) },
+    })
+    await res.body.text()
+    if (res.statusCode !== 200) throw new Error(`sink answered ${res.statusCode}`)
+  }
+  await runDirect(init, one)
+  return { tokenRequests: () => 0, finish: async () => { await pool.close(); return undefined } }
+}
+
+/** (b): Weir's `http` destination with a client_credentials token provider. */
+async function startHttpDestination(kit: ChildKit): Promise<UnderTest> {
+  const { init, log } = kit
+  const { default: httpDestination } = await import('../components/destinations/http.ts')
+  const provider = kit.createTokenProvider('api', { tokenUrl: init.tokenUrl, clientId: init.clientId, clientAuth: { method: 'client_secret_basic', secret: new kit.Secret(init.secret!) } } as never, { cache: new kit.TokenCache(), log, now: kit.now })
+  const http = kit.createHttpClient({ log, connections: 16 })
+  const abort = new AbortController()
+  const dataDir = mkdtempSync(join(tmpdir(), 'weir-bench-b-'))
+  const config = Object.freeze({ url: init.sinkUrl, method: 'POST', headers: { 'x-seq': '{body.seq}' }, secretHeaders: {}, credential: 'api', timeoutMs: 30_000, successStatuses: ['2xx'] })
+  const dest = await httpDestination.create(config as never, directContext({ name: 'sink', log, http, dataDir, signal: abort.signal, credential: () => provider }))
+  const one = async (seq: number) => {
+    const id = `m${seq}`
+    await dest.deliver({ id, channel: 'bench', body: body(seq), contentType: 'application/json', attributes: {}, receivedAt: Date.now() }, { signal: abort.signal, idempotencyKey: `${id}:sink` })
+  }
+  await runDirect(init, one)
+  return {
+    tokenRequests: () => provider.stats().tokenRequests,
+    finish: async () => { await http.close(); await provider.close(); rmSync(dataDir, { recursive: true, force: true }); return undefined },
+  }
+}
+
+/** (h): Weir's `mllp` destination on one connection to the parent's loopback MLLP receiver. */
+async function startMllpDestination({ init, log }: ChildKit): Promise<UnderTest> {
+  const { default: mllpDestination } = await import('../components/destinations/mllp.ts')
+  const abort = new AbortController()
+  const dataDir = mkdtempSync(join(tmpdir(), 'weir-bench-h-'))
+  const config = Object.freeze({ host: '127.0.0.1', port: init.mllpPort!, ackTimeoutMs: 30_000, connectTimeoutMs: 10_000, connections: 1, reconnectDelayMs: 500, maxReconnectDelayMs: 30_000, retryOnError: true })
+  const dest = await mllpDestination.create(config as never, directContext({
+    name: 'lab', log, http: undefined as never, dataDir, signal: abort.signal, credential: () => { throw new Error('no credential') },
+  }))
+  const one = async (seq: number) => {
+    await dest.deliver({ id: `m${seq}`, channel: 'bench', body: benchEr7(seq), contentType: 'x-application/hl7-v2+er7', attributes: {}, receivedAt: Date.now() }, { signal: abort.signal, idempotencyKey: `m${seq}:lab` })
+  }
+  await runDirect(init, one)
+  return { tokenRequests: () => 0, finish: async () => { await dest.close?.(); rmSync(dataDir, { recursive: true, force: true }); return undefined } }
+}
+
+/** (c): a minimal node:http server forwarding each POST to the sink through undici, with the fixed bearer. */
+async function startRawRelay({ init }: ChildKit): Promise<UnderTest> {
+  const sink = new URL(init.sinkUrl)
+  const pool = new Pool(sink.origin, { connections: 16 })
+  const server: Server = createServer((req, res) => {
+    const chunks: Buffer[] = []
+    req.on('data', (c: Buffer) => chunks.push(c))
+    req.on('end', () => {
+      pool.request({
+        method: 'POST', path: sink.pathname, body: Buffer.concat(chunks),
+        headers: { authorization: init.fixedAuthorization, 'content-type': 'application/json', 'x-seq': String(req.headers['x-seq']) },
+      }).then(async (r) => {
+        await r.body.text()
+        res.writeHead(r.statusCode === 200 ? 202 : 502, { 'content-type': 'application/json' }).end('{}')
+      }, () => res.writeHead(502).end())
+    })
+  })
+  await new Promise<void>((ok) => server.listen(0, '127.0.0.1', () => ok()))
+  toParent({ type: 'ready', port: (server.address() as AddressInfo).port })
+  return { tokenRequests: () => 0, finish: async () => { server.closeAllConnections(); server.close(); await pool.close(); return undefined } }
+}
+
+/** The channel of (d), (e), (f) and (g), as its JSON file would say; its secret and key come from BENCH_SECRET and BENCH_KEY. */
+function benchChannel(init: ChildInit) {
+  const credential = init.scenario === 'e'
+    ? { tokenUrl: init.tokenUrl, clientId: init.clientId, clientAuth: { method: 'private_key_jwt', alg: 'RS384', kid: 'bench-k1', privateKey: { $env: 'BENCH_KEY' } }, scope: 'system/Patient.write' }
+    : { tokenUrl: init.tokenUrl, clientId: init.clientId, clientAuth: { method: 'client_secret_basic', secret: { $env: 'BENCH_SECRET' } } }
+  return {
+    name: 'bench',
+    credentials: { api: credential },
+    source: init.scenario === 'g' ? { type: 'mllp-listener', config: { port: 0, maxConnections: 200 } } : { type: 'http-listener', config: { port: 0, path: '/in' } },
+    // (g) maps the parsed HL7 v2 message to the same Encounter as (d); MSH-10 is the seq.
+    filters: init.scenario === 'g'
+      ? [{ type: 'hl7v2', config: { to: 'json' } }, { type: 'map', config: { jsonata: "( $pid := PID[0]; { 'resourceType': 'Encounter', 'seq': $number(MSH[0].`10`[0].`1`), 'subject': { 'identifier': $pid.`3`[0].`1`, 'display': $pid.`5`[0].`1` & '^' & $pid.`5`[0].`2` }, 'class': MSH[0].`9`[0].`2`, 'location': PV1[0].`3`[0].`1`, 'note': NTE[0].`3` } )" } }]
+      : [{ type: 'map', config: { jsonata: "{ 'resourceType': 'Encounter', 'seq': seq, 'subject': { 'identifier': mrn, 'display': name }, 'class': event, 'location': ward, 'note': payload }" } }],
+    destinations: [{ name: 'sink', type: 'http', config: { url: init.sinkUrl, credential: 'api', headers: { 'x-seq': '{body.seq}' } } }],
+    options: { concurrency: IN_FLIGHT, queueLimit: 50_000, ...(init.scenario === 'f' ? { orderBy: 'pid' } : {}) },
+  }
+}
+
+type Provider = ReturnType<ChildKit['createTokenProvider']>
+
+/** `p`, counting in `waits` the deliveries that could not use the cached token at once (a wait for a token), and their wait. */
+function countingWaits(p: Provider, waits: { count: number; ms: number }): Provider {
+  const authorize = p.authorize.bind(p)
+  return Object.assign(p, {
+    async authorize(...args: Parameters<typeof p.authorize>) {
+      const s = performance.now()
+      try { return await authorize(...args) } finally { waits.count++; waits.ms += performance.now() - s }
+    },
+  })
+}
+
+/** (d), (e), (f), (g): the bench channel, running on a durable SQLite store. */
+async function startBenchChannel(kit: ChildKit): Promise<UnderTest> {
+  const { init, log } = kit
+  const { loadChannelObject } = await import('../engine/load.ts')
+  const { openSqliteStore } = await import('../shared/store/index.ts')
+  const { startChannel } = await import('../engine/runtime/index.ts')
+  const dir = mkdtempSync(join(tmpdir(), 'weir-bench-ch-'))
+  const channel = await loadChannelObject(benchChannel(init), { file: join(dir, 'bench.json'), env: { BENCH_SECRET: init.secret ?? '', BENCH_KEY: init.keyPem ?? '' } })
+  const store = openSqliteStore({ dataDir: join(dir, 'data') }) // default: WAL, synchronous=FULL
+  const http = kit.createHttpClient({ log })
+  const providers: Provider[] = []
+  const waits = { count: 0, ms: 0 }
+  const handle = await startChannel(channel, {
+    store, log, dataDir: join(dir, 'data'), http,
+    credential: (name, ch) => {
+      const p = kit.createTokenProvider(name, ch.credentials[name] as never, { log, now: kit.now, cache: new kit.TokenCache(), dataDir: join(dir, 'data') })
+      providers.push(p)
+      return countingWaits(p, waits)
+    },
+  })
+  toParent({ type: 'ready', port: handle.source.address!()!.port })
+  const finish = async () => {
+    const c = handle.counters()
+    await handle.stop({ timeoutMs: 5000 })
+    await store.close()
+    await http.close()
+    rmSync(dir, { recursive: true, force: true })
+    return { delivered: c.delivered, errors: c.errors, refused: c.refused, tokensFetched: c.tokensFetched, tokenWaits: waits.count, tokenWaitMs: Math.round(waits.ms) }
+  }
+  return { tokenRequests: () => providers.reduce((a, p) => a + p.stats().tokenRequests, 0), finish }
+}
+
+/** Each scenario's system under test; (a), (b) and (h) are driven in the child itself, the others are fed by the parent. */
+const START_UNDER_TEST: Record<Scenario, (kit: ChildKit) => Promise<UnderTest>> = {
+  a: startBarePool, b: startHttpDestination, h: startMllpDestination, c: startRawRelay,
+  d: startBenchChannel, e: startBenchChannel, f: startBenchChannel, g: startBenchChannel,
 }
 
 // ───────────────────────────── parent: sink, authorization server, generator ─────────────────────────────
@@ -323,25 +377,65 @@ interface Row {
   rssLastFifthMb?: number
 }
 
-async function parent(): Promise<void> {
+const NAMES: Record<Scenario, string> = {
+  a: 'bare undici Pool, fixed bearer (limit)',
+  b: 'Weir http destination, client_credentials',
+  c: 'raw relay: node:http → undici',
+  d: 'Weir channel: listener → store (FULL) → map → http',
+  e: '(d) with private_key_jwt RS384, 60 s tokens',
+  f: '(d) ordered by key (orderBy, 500 keys)',
+  g: 'MLLP: mllp-listener → store (FULL) → hl7v2 → map → http',
+  h: 'Weir mllp destination, one connection, to a loopback receiver',
+}
+
+/** The run's settings, from the environment (see the top of this file). */
+function benchSettings() {
   const rssMode = process.env.WEIR_BENCH_RSS === '1'
   const n = rssMode ? Number(process.env.WEIR_BENCH_RSS_N ?? 500_000) : Number(process.env.WEIR_BENCH_N ?? 50_000)
   const warm = Number(process.env.WEIR_BENCH_WARM ?? Math.min(2000, Math.max(200, Math.floor(n / 10))))
   const maxSeconds = rssMode ? Number(process.env.WEIR_BENCH_RSS_MAX_S ?? 300) : Number(process.env.WEIR_BENCH_MAX_S ?? 150)
   const only = rssMode ? ['d'] : (process.env.WEIR_BENCH_ONLY ?? 'a,b,c,d,e,f,g,h').split(',')
-  const total = warm + n
+  const scenarios = (['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'] as const).filter((x) => only.includes(x))
+  const rounds = rssMode ? 1 : Number(process.env.WEIR_BENCH_ROUNDS ?? 3)
+  // Only a full run (every scenario, default N) replaces the dated results file; quick runs go to the temp directory.
+  const partial = rssMode ? process.env.WEIR_BENCH_RSS_N !== undefined || process.env.WEIR_BENCH_RSS_MAX_S !== undefined : process.env.WEIR_BENCH_ONLY !== undefined || process.env.WEIR_BENCH_N !== undefined || rounds < 3
+  return { rssMode, n, warm, total: warm + n, maxSeconds, only, scenarios, rounds, partial }
+}
+type Settings = ReturnType<typeof benchSettings>
 
-  // Sink: records the arrival time of each message (by x-seq) and the distinct Authorization values.
+/** What the scenarios share: the settings, the sink, the authorization server with its clients, and the clock. */
+interface Bench {
+  settings: Settings
+  /** Records the arrival time of each message (by x-seq) and the distinct Authorization values. */
+  sink: Sink
+  as: AuthorizationServer
+  /** The secret of the client_credentials clients (bench-cc and one per GROUP member). */
+  secret: string
+  /** (e)'s private key; its public JWK is registered for bench-jwt. */
+  keyPem: string
+  /** The clock of the authorization server and of the children's token providers: real time except during (e). */
+  clock: ClockSpec
+  /** The bearer (a) and (c) send, as long as the one (b) and (d) get: a real token, fetched once. */
+  fixedAuthorization: string
+  /** The duration of the last (d) measured, ms (0 before): (e) sets its clock's speed from it. */
+  dDurationMs: number
+}
+
+/** Starts the sink and the authorization server, registers the clients and fetches the fixed bearer. */
+async function startFixtures(settings: Settings): Promise<Bench> {
   // A group of relayed scenarios (groupedScenario) gives each member its own seq range.
-  const sink = await startSink(total * GROUP.length)
-  const sinkUrl = sink.url
-  const resetSink = () => sink.reset()
-
+  const sink = await startSink(settings.total * GROUP.length)
   const clock: ClockSpec = { base: Date.now(), anchor: Date.now(), speed: 1 }
   const { startAuthorizationServer } = await import('../engine/embedded/authorization-server.ts')
-  const { startMllpReceiver } = await import('../engine/embedded/mllp-receiver.ts')
   const as = await startAuthorizationServer({ now: clockNow(clock), tokenLifetimeSec: 300 })
   const secret = randomBytes(24).toString('base64url')
+  const keyPem = await registerClients(as, secret)
+  const fixedAuthorization = await fetchFixedAuthorization(as, secret)
+  return { settings, sink, as, secret, keyPem, clock, fixedAuthorization, dDurationMs: 0 }
+}
+
+/** Registers bench-cc, bench-<member> for each GROUP member, and bench-jwt (60-second tokens) with a new key; returns that key. */
+async function registerClients(as: AuthorizationServer, secret: string): Promise<string> {
   as.registerClient({ clientId: 'bench-cc', authMethod: 'client_secret_basic', secret })
   // In a group each member has a client of its own, so the token requests are counted per member.
   for (const m of GROUP) as.registerClient({ clientId: `bench-${m}`, authMethod: 'client_secret_basic', secret })
@@ -349,348 +443,413 @@ async function parent(): Promise<void> {
   const keyPem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString()
   const jwk = { ...(await exportJWK(createPublicKey(privateKey))), alg: 'RS384', kid: 'bench-k1', use: 'sig' }
   as.registerClient({ clientId: 'bench-jwt', authMethod: 'private_key_jwt', jwks: { keys: [jwk] }, tokenLifetimeSec: 60 })
-  // (a) and (c) send a fixed bearer as long as the one (b) and (d) get: a real token, fetched once here.
-  const fixedAuthorization = await (async () => {
-    const res = await fetch(as.tokenUrl, {
-      method: 'POST', body: new URLSearchParams({ grant_type: 'client_credentials' }),
-      headers: { authorization: `Basic ${Buffer.from(`bench-cc:${secret}`).toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' },
-    })
-    const json = (await res.json()) as { access_token?: string }
-    if (!json.access_token) throw new Error(`token endpoint answered ${res.status}`)
-    return `Bearer ${json.access_token}`
-  })()
-  const tokenCount = (clientId: string) => Object.values(as.counts().byClient[clientId] ?? {}).reduce((a, b) => a + b, 0)
+  return keyPem
+}
 
-  const startChild = async (init: ChildInit) => {
-    const cp: ChildProcess = fork(SELF, ['--child'], { execArgv: ['--import', 'tsx', ...(process.env.WEIR_BENCH_PROF === init.scenario ? ['--cpu-prof', '--cpu-prof-dir', process.env.WEIR_BENCH_PROF_DIR ?? 'bench/results/profiles'] : [])], stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: { ...process.env, WEIR_LOG_LEVEL: 'warn' } })
-    const inbox: ToParent[] = []
-    let wake: (() => void) | undefined
-    cp.on('message', (m) => { inbox.push(m as ToParent); wake?.() })
-    const receive = async <T extends ToParent['type']>(type: T, timeoutMs = maxSeconds * 1000 + 60_000): Promise<Extract<ToParent, { type: T }>> => {
-      const end = Date.now() + timeoutMs
-      for (;;) {
-        const i = inbox.findIndex((m) => m.type === type)
-        if (i >= 0) return inbox.splice(i, 1)[0] as Extract<ToParent, { type: T }>
-        const exited = cp.exitCode !== null || cp.signalCode !== null
-        if (exited || Date.now() > end) throw new Error(`scenario ${init.scenario}: child ${exited ? `exited (${cp.exitCode ?? cp.signalCode})` : 'timed out'} before "${type}"`)
-        await new Promise<void>((ok) => { wake = ok; setTimeout(ok, 500) })
-      }
+/** The Authorization header of (a) and (c): a token bench-cc gets from the authorization server. */
+async function fetchFixedAuthorization(as: AuthorizationServer, secret: string): Promise<string> {
+  const res = await fetch(as.tokenUrl, {
+    method: 'POST', body: new URLSearchParams({ grant_type: 'client_credentials' }),
+    headers: { authorization: `Basic ${Buffer.from(`bench-cc:${secret}`).toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' },
+  })
+  const json = (await res.json()) as { access_token?: string }
+  if (!json.access_token) throw new Error(`token endpoint answered ${res.status}`)
+  return `Bearer ${json.access_token}`
+}
+
+/** The tokens the authorization server has issued to `clientId` so far. */
+const tokenCount = (b: Bench, clientId: string) => Object.values(b.as.counts().byClient[clientId] ?? {}).reduce((a, x) => a + x, 0)
+
+/** What the child of `scenario` is told: the fixtures' addresses, the client it uses and the run's size, plus `more`. */
+const childInit = (b: Bench, scenario: Scenario, clientId: string, more: Partial<ChildInit> = {}): ChildInit => ({
+  scenario, sinkUrl: b.sink.url, tokenUrl: b.as.tokenUrl, clientId, secret: b.secret, clock: b.clock, n: b.settings.n, warm: b.settings.warm,
+  fixedAuthorization: b.fixedAuthorization, ...more,
+})
+
+/**
+ * Forks the child process of `init.scenario` (under --cpu-prof if WEIR_BENCH_PROF names it) and
+ * returns how to talk to it: `receive` waits for a message of a type, `stop` for its final stats.
+ */
+function startChild(b: Bench, init: ChildInit) {
+  const prof = process.env.WEIR_BENCH_PROF === init.scenario ? ['--cpu-prof', '--cpu-prof-dir', process.env.WEIR_BENCH_PROF_DIR ?? 'bench/results/profiles'] : []
+  const cp: ChildProcess = fork(SELF, ['--child'], { execArgv: ['--import', 'tsx', ...prof], stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: { ...process.env, WEIR_LOG_LEVEL: 'warn' } })
+  const inbox: ToParent[] = []
+  let wake: (() => void) | undefined
+  cp.on('message', (m) => { inbox.push(m as ToParent); wake?.() })
+  const receive = async <T extends ToParent['type']>(type: T, timeoutMs = b.settings.maxSeconds * 1000 + 60_000): Promise<Extract<ToParent, { type: T }>> => {
+    const end = Date.now() + timeoutMs
+    for (;;) {
+      const i = inbox.findIndex((m) => m.type === type)
+      if (i >= 0) return inbox.splice(i, 1)[0] as Extract<ToParent, { type: T }>
+      const exited = cp.exitCode !== null || cp.signalCode !== null
+      if (exited || Date.now() > end) throw new Error(`scenario ${init.scenario}: child ${exited ? `exited (${cp.exitCode ?? cp.signalCode})` : 'timed out'} before "${type}"`)
+      await new Promise<void>((ok) => { wake = ok; setTimeout(ok, 500) })
     }
-    cp.send(init)
-    const post = (m: FromParent) => cp.send(m)
-    /** The child's CPU time so far (ms, user + system, all threads). */
-    const cpu = async () => {
-      post({ type: 'cpu' })
-      return (await receive('cpu')).ms
-    }
-    const stop = async () => {
-      cp.send({ type: 'stop' })
-      const s = await receive('stats', 30_000)
-      await new Promise<void>((ok) => (cp.exitCode !== null ? ok() : cp.once('exit', () => ok())))
-      return s
-    }
-    return { receive, post, cpu, stop }
   }
+  cp.send(init)
+  const post = (m: FromParent) => cp.send(m)
+  /** The child's CPU time so far (ms, user + system, all threads). */
+  const cpu = async () => {
+    post({ type: 'cpu' })
+    return (await receive('cpu')).ms
+  }
+  const stop = async () => {
+    cp.send({ type: 'stop' })
+    const s = await receive('stats', 30_000)
+    await new Promise<void>((ok) => (cp.exitCode !== null ? ok() : cp.once('exit', () => ok())))
+    return s
+  }
+  return { receive, post, cpu, stop }
+}
+type BenchChild = ReturnType<typeof startChild>
 
-  /** 64 concurrent POSTs to `url`, each awaiting its answer; at most WINDOW sent but not at the sink. */
-  const sendHttp = (url: string, from: number, to: number, deadline: number) => generate({ url, from, to, deadline, sink, inFlight: IN_FLIGHT, window: WINDOW })
-  const drained = (from: number, to: number, deadline: number) => sink.drained(from, to, deadline)
+/** 64 concurrent POSTs to `url`, each awaiting its answer; at most WINDOW sent but not at the sink. */
+const sendHttp = (b: Bench, url: string, from: number, to: number, deadline: number) => generate({ url, from, to, deadline, sink: b.sink, inFlight: IN_FLIGHT, window: WINDOW })
 
-  let rows: Row[] = []
-  let dDurationMs = 0
+/** (a), (b) or (h) alone: the child warms up and measures its N messages at once. */
+async function directScenario(b: Bench, scenario: 'a' | 'b' | 'h'): Promise<Row[]> {
+  const { sink, settings: { n } } = b
+  sink.reset()
+  const tokens0 = tokenCount(b, 'bench-cc')
+  const lab = scenario === 'h' ? await (await import('../engine/embedded/mllp-receiver.ts')).startMllpReceiver() : undefined
+  const c = startChild(b, childInit(b, scenario, 'bench-cc', lab ? { mllpPort: lab.port } : {}))
+  const done = await c.receive('done')
+  const stats = await c.stop()
+  await lab?.close()
+  return [{
+    scenario, name: NAMES[scenario], messages: n, msgsPerSec: (n / done.durationMs) * 1000, p50Ms: done.p50, p99Ms: done.p99,
+    peakRssMb: stats.maxRssKb / 1024, cpuUsPerMsg: (done.cpuMs * 1000) / n, tokenRequests: tokenCount(b, 'bench-cc') - tokens0, distinctTokensAtSink: sink.authorizations().length,
+    ...(sink.duplicates ? { notes: `${sink.duplicates} duplicates` } : {}),
+  }]
+}
 
-  const directScenario = async (scenario: 'a' | 'b' | 'h', name: string) => {
-    resetSink()
-    const tokens0 = tokenCount('bench-cc')
-    const lab = scenario === 'h' ? await startMllpReceiver() : undefined
-    const c = await startChild({ scenario, sinkUrl, tokenUrl: as.tokenUrl, clientId: 'bench-cc', secret, clock, n, warm, fixedAuthorization, ...(lab ? { mllpPort: lab.port } : {}) })
+/** Slice `i` of the N measured messages (after the warm-up), of SLICES. */
+const sliceOf = ({ warm, n }: Settings, i: number) => ({ from: warm + Math.floor((i * n) / SLICES), to: warm + Math.floor(((i + 1) * n) / SLICES) })
+
+/**
+ * (a) and (b) together: both children warm up, then measure in SLICES alternating slices of the N
+ * messages (first, second, second, first, …, the first being members[0]), so that the two see the same machine: on this
+ * shared 2-core machine a scenario's rate drifts by 30% or more between runs a minute apart,
+ * more than the difference b/a measures. Each figure is summed over its own slices.
+ */
+async function pairedScenario(b: Bench, members: Array<'a' | 'b'>): Promise<Row[]> {
+  const { sink, settings: { n } } = b
+  sink.reset()
+  const tokens0 = tokenCount(b, 'bench-cc')
+  const children: Partial<Record<'a' | 'b', BenchChild>> = {}
+  for (const sc of members) {
+    const c = startChild(b, childInit(b, sc, 'bench-cc', { sliced: true }))
+    await c.receive('ready')
+    children[sc] = c
+  }
+  for (let i = 0; i < SLICES; i++) {
+    const { from, to } = sliceOf(b.settings, i)
+    for (const sc of rotated(members, i)) {
+      children[sc]!.post({ type: 'slice', from, to })
+      await children[sc]!.receive('sliced')
+    }
+  }
+  const tokenRequests = tokenCount(b, 'bench-cc') - tokens0
+  const rows: Row[] = []
+  for (const sc of ['a', 'b'] as const) {
+    const c = children[sc]!
+    c.post({ type: 'figures' })
     const done = await c.receive('done')
     const stats = await c.stop()
-    await lab?.close()
     rows.push({
-      scenario, name, messages: n, msgsPerSec: (n / done.durationMs) * 1000, p50Ms: done.p50, p99Ms: done.p99,
-      peakRssMb: stats.maxRssKb / 1024, cpuUsPerMsg: (done.cpuMs * 1000) / n, tokenRequests: tokenCount('bench-cc') - tokens0, distinctTokensAtSink: sink.authorizations().length,
-      ...(sink.duplicates ? { notes: `${sink.duplicates} duplicates` } : {}),
+      scenario: sc, name: NAMES[sc], messages: n, msgsPerSec: (n / done.durationMs) * 1000, p50Ms: done.p50, p99Ms: done.p99,
+      peakRssMb: stats.maxRssKb / 1024, cpuUsPerMsg: (done.cpuMs * 1000) / n,
+      // (a) sends the fixed token; every other token at the sink is (b)'s.
+      tokenRequests: sc === 'a' ? 0 : tokenRequests,
+      distinctTokensAtSink: sc === 'a' ? 1 : sink.authorizations().filter((x) => x !== b.fixedAuthorization).length,
+      notes: `measured in ${SLICES} slices alternating with (${sc === 'a' ? 'b' : 'a'})`,
     })
   }
+  return rows
+}
 
-  /** Slice `i` of the N measured messages (after the warm-up), of SLICES. */
-  const sliceOf = (i: number) => ({ from: warm + Math.floor((i * n) / SLICES), to: warm + Math.floor(((i + 1) * n) / SLICES) })
+/**
+ * Starts a relayed scenario's child and warms it up with seqs [base, base + warm); returns it with
+ * a sender of seqs to it (over HTTP, or MLLP for (g)) bounded by `deadline`.
+ */
+async function startRelayed(b: Bench, scenario: Relayed, clientId: string, base: number, deadline: number) {
+  const { sink, settings: { warm } } = b
+  const child = startChild(b, childInit(b, scenario, clientId, scenario === 'e' ? { keyPem: b.keyPem } : {}))
+  const { port } = await child.receive('ready')
+  const url = `http://127.0.0.1:${port}${scenario === 'c' ? '/' : '/in'}`
+  const send = (from: number, to: number) => scenario === 'g'
+    ? generateMllp({ port: port!, from, to, deadline, sink, inFlight: IN_FLIGHT, window: WINDOW })
+    : sendHttp(b, url, from, to, deadline)
+  await send(base, base + warm)
+  const warmMissing = await sink.drained(base, base + warm, deadline)
+  if (warmMissing) throw new Error(`scenario ${scenario}: ${warmMissing} warm-up messages never reached the sink`)
+  return { child, send }
+}
 
-  /**
-   * (a) and (b) together: both children warm up, then measure in SLICES alternating slices of the N
-   * messages (first, second, second, first, …, the first being members[0]), so that the two see the same machine: on this
-   * shared 2-core machine a scenario's rate drifts by 30% or more between runs a minute apart,
-   * more than the difference b/a measures. Each figure is summed over its own slices.
-   */
-  const pairedScenario = async (members: Array<'a' | 'b'>) => {
-    resetSink()
-    const tokens0 = tokenCount('bench-cc')
-    const children = { a: undefined as Awaited<ReturnType<typeof startChild>> | undefined, b: undefined as Awaited<ReturnType<typeof startChild>> | undefined }
-    for (const sc of members) {
-      const c = await startChild({ scenario: sc, sinkUrl, tokenUrl: as.tokenUrl, clientId: 'bench-cc', secret, clock, n, warm, fixedAuthorization, sliced: true })
-      await c.receive('ready')
-      children[sc] = c
-    }
-    for (let i = 0; i < SLICES; i++) {
-      const { from, to } = sliceOf(i)
-      for (const sc of rotated(members, i)) {
-        children[sc]!.post({ type: 'slice', from, to })
-        await children[sc]!.receive('sliced')
-      }
-    }
-    const tokenRequests = tokenCount('bench-cc') - tokens0
-    for (const sc of ['a', 'b'] as const) {
-      const c = children[sc]!
-      c.post({ type: 'figures' })
-      const done = await c.receive('done')
-      const stats = await c.stop()
-      rows.push({
-        scenario: sc, name: names[sc], messages: n, msgsPerSec: (n / done.durationMs) * 1000, p50Ms: done.p50, p99Ms: done.p99,
-        peakRssMb: stats.maxRssKb / 1024, cpuUsPerMsg: (done.cpuMs * 1000) / n,
-        // (a) sends the fixed token; every other token at the sink is (b)'s.
-        tokenRequests: sc === 'a' ? 0 : tokenRequests,
-        distinctTokensAtSink: sc === 'a' ? 1 : sink.authorizations().filter((x) => x !== fixedAuthorization).length,
-        notes: `measured in ${SLICES} slices alternating with (${sc === 'a' ? 'b' : 'a'})`,
-      })
-    }
+/** What went wrong or was waited for while a relayed scenario delivered its `sent` measured messages (of `n`). */
+const deliveryNotes = (n: number, o: { missing: number; refused: number; sent: number; counters: Record<string, number> | undefined }) => [
+  o.missing ? `${o.missing} LOST` : '', o.refused ? `${o.refused} refused sends retried` : '', o.sent < n ? `time limit: ${o.sent} of ${n} sent` : '',
+  o.counters?.errors ? `${o.counters.errors} messages in error` : '',
+  o.counters?.tokenWaits ? `${o.counters.tokenWaits} deliveries waited for a token (${o.counters.tokenWaitMs} ms in all)` : '',
+]
+
+/** A member of a group, warmed up, with its seq range and its figures summed over the slices measured so far. */
+async function startMember(b: Bench, sc: Member, k: number, deadline: number) {
+  const clientId = `bench-${sc}`
+  const tokens0 = tokenCount(b, clientId)
+  const base = k * b.settings.total
+  const { child, send } = await startRelayed(b, sc, clientId, base, deadline)
+  return { sc, clientId, tokens0, child, base, send, durationMs: 0, intervals: 0, cpuMs: 0, sent: 0, missing: 0, refused: 0, lat: [] as number[], ack: [] as number[] }
+}
+type MemberRun = Awaited<ReturnType<typeof startMember>>
+
+/**
+ * The members of GROUP present, together: every process warms up, then each sends its N messages
+ * in SLICES slices, taking turns (the member that starts rotates with the slice). Each figure sums
+ * that member's own slices. The rate is arrivals over the time from a slice's first arrival at the
+ * sink to its last, so that a member's latency (the queue of a durable channel: about 140 ms) is
+ * not counted once per slice. CPU is its process's over the slice. Member k sends seqs
+ * k × total + [0, total).
+ */
+async function groupedScenario(b: Bench, members: Member[]): Promise<Row[]> {
+  b.sink.reset()
+  const deadline = Date.now() + b.settings.maxSeconds * 1000 * members.length
+  const runs: MemberRun[] = []
+  for (const [k, sc] of members.entries()) runs.push(await startMember(b, sc, k, deadline))
+  for (let i = 0; i < SLICES; i++) {
+    const { from, to } = sliceOf(b.settings, i)
+    for (const r of rotated(runs, i)) await measureSlice(b, r, r.base + from, r.base + to, deadline)
   }
+  const rows: Row[] = []
+  for (const r of runs) rows.push(await stopMember(b, r, runs))
+  return rows
+}
 
-  /**
-   * Starts a relayed scenario's child and warms it up with seqs [base, base + warm); returns it with
-   * a sender of seqs to it (over HTTP, or MLLP for (g)) bounded by `deadline`.
-   */
-  const startRelayed = async (scenario: 'c' | 'd' | 'e' | 'f' | 'g', clientId: string, base: number, deadline: number) => {
-    const child = await startChild({ scenario, sinkUrl, tokenUrl: as.tokenUrl, clientId, secret, ...(scenario === 'e' ? { keyPem } : {}), clock, n, warm, fixedAuthorization })
-    const { port } = await child.receive('ready')
-    const url = `http://127.0.0.1:${port}${scenario === 'c' ? '/' : '/in'}`
-    const send = (from: number, to: number) => scenario === 'g'
-      ? generateMllp({ port: port!, from, to, deadline, sink, inFlight: IN_FLIGHT, window: WINDOW })
-      : sendHttp(url, from, to, deadline)
-    await send(base, base + warm)
-    const warmMissing = await drained(base, base + warm, deadline)
-    if (warmMissing) throw new Error(`scenario ${scenario}: ${warmMissing} warm-up messages never reached the sink`)
-    return { child, send }
+/** Member `r` sends seqs [from, to) and adds that slice to its figures. */
+async function measureSlice(b: Bench, r: MemberRun, from: number, to: number, deadline: number): Promise<void> {
+  const { sink } = b
+  const cpu0 = await r.child.cpu()
+  const t0 = performance.now()
+  const g = await r.send(from, to)
+  const missing = await sink.drained(from, g.lastSent, deadline + 30_000)
+  const { lastArrival, latencies } = endToEnd(sink, from, g.lastSent, g.sent, t0)
+  let firstArrival = lastArrival
+  for (let seq = from; seq < g.lastSent; seq++) firstArrival = Math.min(firstArrival, sink.arrivedAt(seq) || lastArrival)
+  r.durationMs += lastArrival - firstArrival
+  r.intervals += g.lastSent - from - missing - 1
+  r.cpuMs += (await r.child.cpu()) - cpu0
+  r.sent += g.lastSent - from
+  r.missing += missing
+  r.refused += g.refused
+  r.lat.push(...latencies)
+  r.ack.push(...ackLatencies(g, g.lastSent - from))
+}
+
+/** Stops member `r`'s child and makes its row from the slices it measured. */
+async function stopMember(b: Bench, r: MemberRun, runs: MemberRun[]): Promise<Row> {
+  const stats = await r.child.stop()
+  const delivered = r.sent - r.missing
+  if (r.sc === 'd') b.dDurationMs = r.durationMs
+  const notes = [
+    `measured in ${SLICES} slices taking turns with (${GROUP.filter((m) => m !== r.sc && runs.some((x) => x.sc === m)).join(', ')})`,
+    ...deliveryNotes(b.settings.n, { missing: r.missing, refused: r.refused, sent: r.sent, counters: stats.counters }),
+  ].filter(Boolean).join('; ')
+  const tokenRequests = tokenCount(b, r.clientId) - r.tokens0
+  return {
+    scenario: r.sc, name: NAMES[r.sc], messages: delivered, msgsPerSec: (r.intervals / r.durationMs) * 1000, p50Ms: pct(r.lat, 0.5), p99Ms: pct(r.lat, 0.99),
+    ackP50Ms: pct(r.ack, 0.5), ackP99Ms: pct(r.ack, 0.99), peakRssMb: stats.maxRssKb / 1024, cpuUsPerMsg: (r.cpuMs * 1000) / delivered,
+    // (c) sends the fixed token; the sink's tokens are not told apart by member, so the members' own requests stand in.
+    tokenRequests, distinctTokensAtSink: r.sc === 'c' ? 1 : tokenRequests, notes,
   }
+}
 
-  /** What went wrong or was waited for while a relayed scenario delivered its `sent` measured messages. */
-  const deliveryNotes = (o: { missing: number; refused: number; sent: number; counters: Record<string, number> | undefined }) => [
-    o.missing ? `${o.missing} LOST` : '', o.refused ? `${o.refused} refused sends retried` : '', o.sent < n ? `time limit: ${o.sent} of ${n} sent` : '',
-    o.counters?.errors ? `${o.counters.errors} messages in error` : '',
-    o.counters?.tokenWaits ? `${o.counters.tokenWaits} deliveries waited for a token (${o.counters.tokenWaitMs} ms in all)` : '',
-  ]
+type RssSample = [number, number, number]
 
-  /**
-   * The members of GROUP present, together: every process warms up, then each sends its N messages
-   * in SLICES slices, taking turns (the member that starts rotates with the slice). Each figure sums
-   * that member's own slices. The rate is arrivals over the time from a slice's first arrival at the
-   * sink to its last, so that a member's latency (the queue of a durable channel: about 140 ms) is
-   * not counted once per slice. CPU is its process's over the slice. Member k sends seqs
-   * k × total + [0, total).
-   */
-  const groupedScenario = async (members: Member[]) => {
-    resetSink()
-    const deadline = Date.now() + maxSeconds * 1000 * members.length
-    const startMember = async (sc: Member, k: number) => {
-      const clientId = `bench-${sc}`
-      const tokens0 = tokenCount(clientId)
-      const base = k * total
-      const { child, send } = await startRelayed(sc, clientId, base, deadline)
-      return { sc, clientId, tokens0, child, base, send, durationMs: 0, intervals: 0, cpuMs: 0, sent: 0, missing: 0, refused: 0, lat: [] as number[], ack: [] as number[] }
-    }
-    const runs: Array<Awaited<ReturnType<typeof startMember>>> = []
-    for (const [k, sc] of members.entries()) runs.push(await startMember(sc, k))
-    for (let i = 0; i < SLICES; i++) {
-      const { from, to } = sliceOf(i)
-      for (const r of rotated(runs, i)) {
-        const cpu0 = await r.child.cpu()
-        const t0 = performance.now()
-        const g = await r.send(r.base + from, r.base + to)
-        const missing = await drained(r.base + from, g.lastSent, deadline + 30_000)
-        const { lastArrival, latencies } = endToEnd(sink, r.base + from, g.lastSent, g.sent, t0)
-        let firstArrival = lastArrival
-        for (let seq = r.base + from; seq < g.lastSent; seq++) firstArrival = Math.min(firstArrival, sink.arrivedAt(seq) || lastArrival)
-        r.durationMs += lastArrival - firstArrival
-        r.intervals += g.lastSent - (r.base + from) - missing - 1
-        r.cpuMs += (await r.child.cpu()) - cpu0
-        r.sent += g.lastSent - (r.base + from)
-        r.missing += missing
-        r.refused += g.refused
-        r.lat.push(...latencies)
-        r.ack.push(...ackLatencies(g, g.lastSent - (r.base + from)))
-      }
-    }
-    for (const r of runs) {
-      const stats = await r.child.stop()
-      const delivered = r.sent - r.missing
-      if (r.sc === 'd') dDurationMs = r.durationMs
-      const notes = [
-        `measured in ${SLICES} slices taking turns with (${GROUP.filter((m) => m !== r.sc && runs.some((x) => x.sc === m)).join(', ')})`,
-        ...deliveryNotes({ missing: r.missing, refused: r.refused, sent: r.sent, counters: stats.counters }),
-      ].filter(Boolean).join('; ')
-      const tokenRequests = tokenCount(r.clientId) - r.tokens0
-      rows.push({
-        scenario: r.sc, name: names[r.sc], messages: delivered, msgsPerSec: (r.intervals / r.durationMs) * 1000, p50Ms: pct(r.lat, 0.5), p99Ms: pct(r.lat, 0.99),
-        ackP50Ms: pct(r.ack, 0.5), ackP99Ms: pct(r.ack, 0.99), peakRssMb: stats.maxRssKb / 1024, cpuUsPerMsg: (r.cpuMs * 1000) / delivered,
-        // (c) sends the fixed token; the sink's tokens are not told apart by member, so the members' own requests stand in.
-        tokenRequests, distinctTokensAtSink: r.sc === 'c' ? 1 : tokenRequests, notes,
-      })
-    }
-  }
+/** Mean RSS (MB) of the first or last fifth of `samples`; NaN under 10 samples. */
+const fifthMb = (samples: RssSample[], which: 'first' | 'last') => {
+  if (samples.length < 10) return NaN
+  const k = Math.max(1, Math.floor(samples.length / 5))
+  const part = which === 'first' ? samples.slice(0, k) : samples.slice(-k)
+  return part.reduce((a, [, r]) => a + r, 0) / part.length / 2 ** 20
+}
 
-  const relayedScenario = async (scenario: 'c' | 'd' | 'e' | 'f' | 'g', name: string, clientId: string) => {
-    resetSink()
-    const tokens0 = tokenCount(clientId)
-    const simStart = clock.base + (Date.now() - clock.anchor) * clock.speed
-    const deadline = Date.now() + maxSeconds * 1000
-    const { child: c, send } = await startRelayed(scenario, clientId, 0, deadline)
-    const t0 = performance.now()
-    const wallStart = Date.now()
-    const g = await send(warm, total)
-    const missing = await drained(warm, g.lastSent, deadline + 30_000)
-    const sentCount = g.lastSent - warm
-    const delivered = sentCount - missing
-    const { lastArrival, latencies: lat } = endToEnd(sink, warm, g.lastSent, g.sent, t0)
-    const durationMs = lastArrival - t0
-    const stats = await c.stop()
-    const simEnd = clock.base + (Date.now() - clock.anchor) * clock.speed
-    const rssSamples = stats.rss.filter(([t]) => t >= wallStart && t <= wallStart + durationMs)
-    const fifth = (which: 'first' | 'last') => {
-      if (rssSamples.length < 10) return NaN
-      const k = Math.max(1, Math.floor(rssSamples.length / 5))
-      const part = which === 'first' ? rssSamples.slice(0, k) : rssSamples.slice(-k)
-      return part.reduce((a, [, r]) => a + r, 0) / part.length / 2 ** 20
-    }
-    // CPU of the process under test over the measured window, from the samples nearest its ends.
-    const cpuAt = (t: number) => stats.rss.reduce((best, x) => (Math.abs(x[0] - t) < Math.abs(best[0] - t) ? x : best), stats.rss[0] ?? [t, 0, NaN])[2]
-    const windowCpuMs = cpuAt(wallStart + durationMs) - cpuAt(wallStart)
-    const ackLat = ackLatencies(g, sentCount)
-    const lifetimes = scenario === 'e' ? (simEnd - simStart) / 60_000 : undefined
-    const notes = [
-      sink.duplicates ? `${sink.duplicates} duplicate arrivals` : '',
-      lifetimes !== undefined ? `simulated ${((simEnd - simStart) / 1000).toFixed(0)} s at ×${clock.speed.toFixed(1)} = ${lifetimes.toFixed(1)} token lifetimes (whole run incl. warm-up)` : '',
-      ...deliveryNotes({ missing, refused: g.refused, sent: sentCount, counters: stats.counters }),
-    ].filter(Boolean).join('; ')
-    if (scenario === 'd') dDurationMs = durationMs
-    rows.push({
-      scenario, name, messages: delivered, msgsPerSec: (delivered / durationMs) * 1000, p50Ms: pct(lat, 0.5), p99Ms: pct(lat, 0.99),
-      ackP50Ms: pct(ackLat, 0.5), ackP99Ms: pct(ackLat, 0.99),
-      peakRssMb: stats.maxRssKb / 1024, cpuUsPerMsg: (windowCpuMs * 1000) / delivered, tokenRequests: tokenCount(clientId) - tokens0, distinctTokensAtSink: sink.authorizations().length,
-      ...(notes ? { notes } : {}),
-      ...(rssMode ? { rssFirstFifthMb: fifth('first'), rssLastFifthMb: fifth('last') } : {}),
-    })
-  }
+/** The child's CPU ms at wall time `t`, from the sample nearest it. */
+const cpuAt = (samples: RssSample[], t: number) => samples.reduce((best, x) => (Math.abs(x[0] - t) < Math.abs(best[0] - t) ? x : best), samples[0] ?? [t, 0, NaN])[2]
 
-  const names: Record<Scenario, string> = {
-    a: 'bare undici Pool, fixed bearer (limit)',
-    b: 'Weir http destination, client_credentials',
-    c: 'raw relay: node:http → undici',
-    d: 'Weir channel: listener → store (FULL) → map → http',
-    e: '(d) with private_key_jwt RS384, 60 s tokens',
-    f: '(d) ordered by key (orderBy, 500 keys)',
-    g: 'MLLP: mllp-listener → store (FULL) → hl7v2 → map → http',
-    h: 'Weir mllp destination, one connection, to a loopback receiver',
-  }
+/** (c), (d), (e), (f) or (g) alone: the generator feeds the child its N messages after the warm-up. */
+async function relayedScenario(b: Bench, scenario: Relayed, clientId: string): Promise<Row[]> {
+  const { sink, clock, settings: { n, warm, total, maxSeconds, rssMode } } = b
+  sink.reset()
+  const tokens0 = tokenCount(b, clientId)
+  const simStart = clockNow(clock)()
+  const deadline = Date.now() + maxSeconds * 1000
+  const { child: c, send } = await startRelayed(b, scenario, clientId, 0, deadline)
+  const t0 = performance.now()
+  const wallStart = Date.now()
+  const g = await send(warm, total)
+  const missing = await sink.drained(warm, g.lastSent, deadline + 30_000)
+  const sentCount = g.lastSent - warm
+  const delivered = sentCount - missing
+  const { lastArrival, latencies: lat } = endToEnd(sink, warm, g.lastSent, g.sent, t0)
+  const durationMs = lastArrival - t0
+  const stats = await c.stop()
+  const simEnd = clockNow(clock)()
+  const rssSamples = stats.rss.filter(([t]) => t >= wallStart && t <= wallStart + durationMs)
+  // CPU of the process under test over the measured window, from the samples nearest its ends.
+  const windowCpuMs = cpuAt(stats.rss, wallStart + durationMs) - cpuAt(stats.rss, wallStart)
+  const ackLat = ackLatencies(g, sentCount)
+  const lifetimes = scenario === 'e' ? (simEnd - simStart) / 60_000 : undefined
+  const notes = [
+    sink.duplicates ? `${sink.duplicates} duplicate arrivals` : '',
+    lifetimes !== undefined ? `simulated ${((simEnd - simStart) / 1000).toFixed(0)} s at ×${clock.speed.toFixed(1)} = ${lifetimes.toFixed(1)} token lifetimes (whole run incl. warm-up)` : '',
+    ...deliveryNotes(n, { missing, refused: g.refused, sent: sentCount, counters: stats.counters }),
+  ].filter(Boolean).join('; ')
+  if (scenario === 'd') b.dDurationMs = durationMs
+  return [{
+    scenario, name: NAMES[scenario], messages: delivered, msgsPerSec: (delivered / durationMs) * 1000, p50Ms: pct(lat, 0.5), p99Ms: pct(lat, 0.99),
+    ackP50Ms: pct(ackLat, 0.5), ackP99Ms: pct(ackLat, 0.99),
+    peakRssMb: stats.maxRssKb / 1024, cpuUsPerMsg: (windowCpuMs * 1000) / delivered, tokenRequests: tokenCount(b, clientId) - tokens0, distinctTokensAtSink: sink.authorizations().length,
+    ...(notes ? { notes } : {}),
+    ...(rssMode ? { rssFirstFifthMb: fifthMb(rssSamples, 'first'), rssLastFifthMb: fifthMb(rssSamples, 'last') } : {}),
+  }]
+}
+
+/** (e): (d)'s channel with private_key_jwt, the authorization server and the child's token provider on the fast clock. */
+async function fastClockScenario(b: Bench): Promise<Row[]> {
+  const { clock } = b
+  // About five 60-second token lifetimes over a run as long as (d)'s (the last (d) measured, or 30 s).
+  const speed = Math.max(1, (5 * 60_000) / Math.max(1000, b.dDurationMs || 30_000))
+  const t = Date.now()
+  clock.base = t
+  clock.anchor = t
+  clock.speed = speed
+  const rows = await relayedScenario(b, 'e', 'bench-jwt')
+  // Back to real time for the scenarios after it (rounds rotate the order), without the clock going back.
+  clock.base = clockNow(clock)()
+  clock.anchor = Date.now()
+  clock.speed = 1
+  return rows
+}
+
+/** Scenario `sc` in a round whose rows so far are `done`: its rows, or its pair's or group's, or none if those ran already. */
+async function runScenario(b: Bench, sc: Scenario, done: Row[]): Promise<Row[]> {
+  const { only } = b.settings
   // The scenarios measured side by side, of those asked for (the memory check asks for (d) alone).
   const pair = (['a', 'b'] as const).filter((m) => only.includes(m))
   const group = GROUP.filter((m) => only.includes(m))
-  const runScenario = async (sc: Scenario) => {
-    // A pair or group runs once per round, when the rotated order reaches its first member, which starts.
-    const together: readonly Scenario[] | undefined = [pair, group].find((set) => set.length > 1 && (set as readonly Scenario[]).includes(sc))
-    if (together) {
-      if (rows.some((r) => (together as readonly string[]).includes(r.scenario))) return
-      const members = rotated(together, together.indexOf(sc))
-      return together === pair ? pairedScenario(members as Array<'a' | 'b'>) : groupedScenario(members as Member[])
-    }
-    if (sc === 'a' || sc === 'b' || sc === 'h') return directScenario(sc, names[sc])
-    if (sc === 'e') {
-      // About five 60-second token lifetimes over a run as long as (d)'s (the last (d) measured, or 30 s).
-      const speed = Math.max(1, (5 * 60_000) / Math.max(1000, dDurationMs || 30_000))
-      const t = Date.now()
-      clock.base = t
-      clock.anchor = t
-      clock.speed = speed
-      await relayedScenario('e', names.e, 'bench-jwt')
-      // Back to real time for the scenarios after it (rounds rotate the order), without the clock going back.
-      clock.base = clockNow(clock)()
-      clock.anchor = Date.now()
-      clock.speed = 1
-      return
-    }
-    return relayedScenario(sc, names[sc], 'bench-cc')
+  // A pair or group runs once per round, when the rotated order reaches its first member, which starts.
+  const together: readonly Scenario[] | undefined = [pair, group].find((set) => set.length > 1 && (set as readonly Scenario[]).includes(sc))
+  if (together) {
+    if (done.some((r) => (together as readonly string[]).includes(r.scenario))) return []
+    const members = rotated(together, together.indexOf(sc))
+    return together === pair ? pairedScenario(b, members as Array<'a' | 'b'>) : groupedScenario(b, members as Member[])
   }
+  if (sc === 'a' || sc === 'b' || sc === 'h') return directScenario(b, sc)
+  if (sc === 'e') return fastClockScenario(b)
+  return relayedScenario(b, sc, 'bench-cc')
+}
 
-  const started = Date.now()
-  const scenarios = (['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'] as const).filter((x) => only.includes(x))
-  const rounds = rssMode ? 1 : Number(process.env.WEIR_BENCH_ROUNDS ?? 3)
+/** Every round's rows; each round runs the scenarios asked for in the order of the one before, rotated by one. */
+async function runRounds(b: Bench): Promise<Row[][]> {
+  const { scenarios, rounds } = b.settings
   const byRound: Row[][] = []
   for (let r = 0; r < rounds; r++) {
-    rows = []
+    const rows: Row[] = []
     const order = rotated(scenarios, r)
     console.log(`round ${r + 1} of ${rounds}: ${order.join(' ')}`)
-    for (const sc of order) await runScenario(sc)
+    for (const sc of order) rows.push(...(await runScenario(b, sc, rows)))
     byRound.push(rows)
   }
-  const elapsedS = (Date.now() - started) / 1000
-  await as.close()
-  await sink.close()
+  return byRound
+}
 
-  const ratioPairs = { 'b/a': ['b', 'a'], 'd/c': ['d', 'c'], 'e/d': ['e', 'd'], 'f/d': ['f', 'd'], 'g/d': ['g', 'd'] } as const
-  const targets: Record<keyof typeof ratioPairs, number> = { 'b/a': 0.9, 'd/c': 0.6, 'e/d': 0.95, 'f/d': 0.8, 'g/d': 0.8 }
-  const find = (rs: Row[], x: string) => rs.find((row) => row.scenario === x)
-  const roundRatios = byRound.map((rs) => Object.fromEntries(Object.entries(ratioPairs).flatMap(([k, [x, y]]) => {
-    const rx = find(rs, x)
-    const ry = find(rs, y)
-    return rx && ry ? [[k, rx.msgsPerSec / ry.msgsPerSec]] : []
-  })) as Partial<Record<keyof typeof ratioPairs, number>>)
-  const ratios = Object.fromEntries(Object.keys(ratioPairs).flatMap((k) => {
-    const xs = roundRatios.map((rr) => rr[k as keyof typeof ratioPairs]).filter((x): x is number => x !== undefined)
+const RATIO_PAIRS = { 'b/a': ['b', 'a'], 'd/c': ['d', 'c'], 'e/d': ['e', 'd'], 'f/d': ['f', 'd'], 'g/d': ['g', 'd'] } as const
+type RatioName = keyof typeof RATIO_PAIRS
+type Ratios = Partial<Record<RatioName, number>>
+const TARGETS: Record<RatioName, number> = { 'b/a': 0.9, 'd/c': 0.6, 'e/d': 0.95, 'f/d': 0.8, 'g/d': 0.8 }
+const rowOf = (rs: Row[], x: string) => rs.find((row) => row.scenario === x)
+
+/** Each round's ratios of msgs/s, of the pairs both present that round. */
+const ratiosOf = (rs: Row[]): Ratios => Object.fromEntries(Object.entries(RATIO_PAIRS).flatMap(([k, [x, y]]) => {
+  const rx = rowOf(rs, x)
+  const ry = rowOf(rs, y)
+  return rx && ry ? [[k, rx.msgsPerSec / ry.msgsPerSec]] : []
+}))
+
+/** A scenario's row for the table: the median of each figure over its rounds `rs`. */
+function medianRow(rs: Row[]): Row {
+  const m = (f: (row: Row) => number | undefined) => median(rs.map((row) => f(row) ?? NaN))
+  return {
+    ...rs[0]!,
+    msgsPerSec: m((x) => x.msgsPerSec), p50Ms: m((x) => x.p50Ms), p99Ms: m((x) => x.p99Ms),
+    ...(rs[0]!.ackP50Ms !== undefined ? { ackP50Ms: m((x) => x.ackP50Ms), ackP99Ms: m((x) => x.ackP99Ms) } : {}),
+    peakRssMb: m((x) => x.peakRssMb), cpuUsPerMsg: m((x) => x.cpuUsPerMsg),
+    tokenRequests: Math.max(...rs.map((x) => x.tokenRequests)), distinctTokensAtSink: Math.max(...rs.map((x) => x.distinctTokensAtSink)),
+    notes: [...new Set(rs.map((x) => x.notes).filter(Boolean))].join(' | '),
+  }
+}
+
+/** The table (per scenario, the median of each figure over the rounds), the ratios per round and their medians. */
+function summarize(byRound: Row[][], scenarios: readonly Scenario[]) {
+  const roundRatios = byRound.map(ratiosOf)
+  const ratios: Ratios = Object.fromEntries(Object.keys(RATIO_PAIRS).flatMap((k) => {
+    const xs = roundRatios.map((rr) => rr[k as RatioName]).filter((x): x is number => x !== undefined)
     return xs.length ? [[k, median(xs)]] : []
-  })) as Partial<Record<keyof typeof ratioPairs, number>>
-  // The table: per scenario, the median of each figure over the rounds.
-  rows = scenarios.map((sc) => {
-    const rs = byRound.map((rr) => find(rr, sc)!).filter(Boolean)
-    const m = (f: (row: Row) => number | undefined) => median(rs.map((row) => f(row) ?? NaN))
-    return {
-      ...rs[0]!,
-      msgsPerSec: m((x) => x.msgsPerSec), p50Ms: m((x) => x.p50Ms), p99Ms: m((x) => x.p99Ms),
-      ...(rs[0]!.ackP50Ms !== undefined ? { ackP50Ms: m((x) => x.ackP50Ms), ackP99Ms: m((x) => x.ackP99Ms) } : {}),
-      peakRssMb: m((x) => x.peakRssMb), cpuUsPerMsg: m((x) => x.cpuUsPerMsg),
-      tokenRequests: Math.max(...rs.map((x) => x.tokenRequests)), distinctTokensAtSink: Math.max(...rs.map((x) => x.distinctTokensAtSink)),
-      notes: [...new Set(rs.map((x) => x.notes).filter(Boolean))].join(' | '),
-    }
-  })
-  const f = (x: number | undefined, d = 1) => (x === undefined || Number.isNaN(x) ? '–' : x.toFixed(d))
+  }))
+  const rows = scenarios.map((sc) => medianRow(byRound.map((rr) => rowOf(rr, sc)!).filter(Boolean)))
+  return { rows, ratios, roundRatios }
+}
+type Summary = ReturnType<typeof summarize>
 
+const fixed = (x: number | undefined, d = 1) => (x === undefined || Number.isNaN(x) ? '–' : x.toFixed(d))
+
+/** Prints the table, the ratios against their targets, (e)'s tokens and, in the memory mode, the RSS flatness. */
+function printReport({ n, warm, rounds, rssMode }: Settings, { rows, ratios, roundRatios }: Summary, elapsedS: number): void {
   console.log(`pipeline benchmark: ${n.toLocaleString('en')} messages of ~1 KB (after ${warm} warm-up), ${IN_FLIGHT} in flight, ${rounds} round(s), median of each figure, ${elapsedS.toFixed(0)} s`)
   console.log('')
   console.log('| | scenario | msgs/s | p50 ms | p99 ms | ack p50/p99 ms | peak RSS MB | CPU µs/msg | token requests | notes |')
   console.log('|---|---|---:|---:|---:|---:|---:|---:|---:|---|')
   for (const r of rows) {
-    console.log(`| ${r.scenario} | ${r.name} | ${Math.round(r.msgsPerSec)} | ${f(r.p50Ms)} | ${f(r.p99Ms)} | ${r.ackP50Ms !== undefined ? `${f(r.ackP50Ms)} / ${f(r.ackP99Ms)}` : '–'} | ${f(r.peakRssMb, 0)} | ${f(r.cpuUsPerMsg, 0)} | ${r.tokenRequests} | ${r.notes ?? ''} |`)
+    console.log(`| ${r.scenario} | ${r.name} | ${Math.round(r.msgsPerSec)} | ${fixed(r.p50Ms)} | ${fixed(r.p99Ms)} | ${r.ackP50Ms !== undefined ? `${fixed(r.ackP50Ms)} / ${fixed(r.ackP99Ms)}` : '–'} | ${fixed(r.peakRssMb, 0)} | ${fixed(r.cpuUsPerMsg, 0)} | ${r.tokenRequests} | ${r.notes ?? ''} |`)
   }
   console.log('')
   for (const [k, v] of Object.entries(ratios)) {
-    const t = targets[k as keyof typeof targets]
-    console.log(`ratio ${k} = ${v.toFixed(2)} median of [${roundRatios.map((rr) => f(rr[k as keyof typeof ratioPairs], 2)).join(', ')}] (target ≥ ${t}: ${v >= t ? 'met' : 'NOT met'})`)
+    const t = TARGETS[k as RatioName]
+    console.log(`ratio ${k} = ${v.toFixed(2)} median of [${roundRatios.map((rr) => fixed(rr[k as RatioName], 2)).join(', ')}] (target ≥ ${t}: ${v >= t ? 'met' : 'NOT met'})`)
   }
-  const e = find(rows, 'e')
+  const e = rowOf(rows, 'e')
   if (e) console.log(`(e) token requests ${e.tokenRequests} at most per round, distinct tokens seen by the sink ${e.distinctTokensAtSink}`)
   if (rssMode) {
-    const d = find(rows, 'd')!
+    const d = rowOf(rows, 'd')!
     const growth = d.rssLastFifthMb! / d.rssFirstFifthMb! - 1
-    console.log(`RSS flatness over ${d.messages.toLocaleString('en')} messages: first fifth ${f(d.rssFirstFifthMb)} MB, last fifth ${f(d.rssLastFifthMb)} MB (${(growth * 100).toFixed(1)}%; target within 10%: ${Math.abs(growth) <= 0.1 ? 'met' : 'NOT met'})`)
+    console.log(`RSS flatness over ${d.messages.toLocaleString('en')} messages: first fifth ${fixed(d.rssFirstFifthMb)} MB, last fifth ${fixed(d.rssLastFifthMb)} MB (${(growth * 100).toFixed(1)}%; target within 10%: ${Math.abs(growth) <= 0.1 ? 'met' : 'NOT met'})`)
   }
-  // Only a full run (every scenario, default N) replaces the dated results file; quick runs go to the temp directory.
-  const partial = rssMode ? process.env.WEIR_BENCH_RSS_N !== undefined || process.env.WEIR_BENCH_RSS_MAX_S !== undefined : process.env.WEIR_BENCH_ONLY !== undefined || process.env.WEIR_BENCH_N !== undefined || rounds < 3
-  const out = partial ? join(tmpdir(), 'weir-bench') : join(fileURLToPath(new URL('.', import.meta.url)), 'results')
+}
+
+/** Writes the run's JSON: a full run to bench/results/pipeline-<date>.json, a partial one to <tmpdir>/weir-bench/. */
+function writeResults(s: Settings, { rows, ratios, roundRatios }: Summary, byRound: Row[][], elapsedS: number): void {
+  const out = s.partial ? join(tmpdir(), 'weir-bench') : join(fileURLToPath(new URL('.', import.meta.url)), 'results')
   mkdirSync(out, { recursive: true })
-  const file = join(out, `pipeline${rssMode ? '-rss' : ''}${partial ? `-${only.join('')}-${n}` : ''}-${new Date().toISOString().slice(0, partial ? 19 : 10).replace(/:/g, '')}.json`)
+  const file = join(out, `pipeline${s.rssMode ? '-rss' : ''}${s.partial ? `-${s.only.join('')}-${s.n}` : ''}-${new Date().toISOString().slice(0, s.partial ? 19 : 10).replace(/:/g, '')}.json`)
   writeFileSync(file, JSON.stringify({
-    date: new Date().toISOString(), node: process.version, cpus: (await import('node:os')).cpus().length,
-    messages: n, warmup: warm, inFlight: IN_FLIGHT, window: WINDOW, rounds, elapsedSeconds: elapsedS, rows, ratios, roundRatios, targets, byRound,
+    date: new Date().toISOString(), node: process.version, cpus: cpus().length,
+    messages: s.n, warmup: s.warm, inFlight: IN_FLIGHT, window: WINDOW, rounds: s.rounds, elapsedSeconds: elapsedS, rows, ratios, roundRatios, targets: TARGETS, byRound,
   }, null, 2) + '\n')
   console.log(`written ${file}`)
+}
+
+/** The parent process: starts the fixtures, runs the rounds, then reports and writes the results. */
+async function parent(): Promise<void> {
+  const settings = benchSettings()
+  const b = await startFixtures(settings)
+  const started = Date.now()
+  const byRound = await runRounds(b)
+  const elapsedS = (Date.now() - started) / 1000
+  await b.as.close()
+  await b.sink.close()
+  const summary = summarize(byRound, settings.scenarios)
+  printReport(settings, summary, elapsedS)
+  writeResults(settings, summary, byRound, elapsedS)
 }
 
 if (process.argv.includes('--child')) await child()
