@@ -68,8 +68,15 @@ const known = (node: Node | undefined): node is Node => {
 export function directEvaluator(ast: unknown): DirectEvaluator | undefined {
   try {
     const f = compile(ast as Node, undefined)
-    // JSONata wraps an array given as the input in a sequence of one, so that a path reads the array as a whole.
-    return f && ((input) => f(Array.isArray(input) ? wrapped(input) : input, undefined))
+    if (!f) return undefined
+    return (input) => {
+      try {
+        // JSONata wraps an array given as the input in a sequence of one, so that a path reads the array as a whole.
+        return f(Array.isArray(input) ? wrapped(input) : input, undefined)
+      } catch {
+        return DEFER // nesting deep enough to overflow the stack: JSONata reports it
+      }
+    }
   } catch {
     return undefined
   }
@@ -116,6 +123,9 @@ function wrapped(input: unknown[]): Sequence {
 /** What JSONata makes of every expression's value: an empty sequence is nothing, a sequence of one is its item. */
 const settle = (v: unknown): unknown => (isSequence(v) ? (v.length === 0 ? undefined : v.length === 1 ? v[0] : v) : v)
 
+/** An object JSONata takes for one of its functions (by these two markers, even in a message body): it reads no field of it. */
+const functionLike = (v: object): boolean => (v as Record<string, unknown>)._jsonata_function === true || (v as Record<string, unknown>)._jsonata_lambda === true
+
 /** A field of `input`: its own property, or of each item of an array (arrays among them flattened). */
 function lookup(input: unknown, key: string): unknown {
   if (Array.isArray(input)) {
@@ -128,7 +138,7 @@ function lookup(input: unknown, key: string): unknown {
     }
     return out
   }
-  return input !== null && typeof input === 'object' && Object.prototype.hasOwnProperty.call(input, key) ? (input as Record<string, unknown>)[key] : undefined
+  return input !== null && typeof input === 'object' && Object.prototype.hasOwnProperty.call(input, key) && !functionLike(input) ? (input as Record<string, unknown>)[key] : undefined
 }
 
 /** `[n]` on a value: its item n (counted from the end when negative); a value that is not an array is a sequence of one. */
@@ -181,7 +191,7 @@ function compilePath(nodes: Node[], scope: Scope | undefined): Compiled | undefi
 function readPlain(input: Record<string, unknown>, names: string[]): unknown {
   let v: unknown = input
   for (const name of names) {
-    if (isPlainObject(v)) v = Object.prototype.hasOwnProperty.call(v, name) ? v[name] : undefined
+    if (isPlainObject(v)) v = Object.prototype.hasOwnProperty.call(v, name) && !functionLike(v) ? v[name] : undefined
     else if (v === null || typeof v !== 'object') return undefined
     else return DEFER
   }
@@ -291,18 +301,22 @@ function compileNumber(node: Node, scope: Scope | undefined): Compiled | undefin
 const isPlainObject = (v: unknown): v is Record<string, unknown> =>
   typeof v === 'object' && v !== null && !Array.isArray(v) && Object.getPrototypeOf(v) === Object.prototype
 
+/** Keys an object constructor leaves to JSONata: one JSONata refuses (D1013), one that would set the prototype. */
+const RESERVED_KEYS = new Set(['_jsonata_lambda', '_jsonata_function', '__proto__'])
+
 /** `{ 'k': expr, … }` with string-literal keys, each once, on an object; a key whose value is undefined is left out, as JSONata does. */
 function compileObject(pairs: unknown, scope: Scope | undefined): Compiled | undefined {
   if (!Array.isArray(pairs)) return undefined
   const parts: Array<[string, Compiled]> = []
   for (const [key, value] of pairs as Array<[Node, Node]>) {
-    if (!known(key) || key.type !== 'string' || typeof key.value !== 'string' || key.value === '__proto__' || parts.some(([k]) => k === key.value)) return undefined
+    if (!known(key) || key.type !== 'string' || typeof key.value !== 'string' || RESERVED_KEYS.has(key.value) || parts.some(([k]) => k === key.value)) return undefined
     const f = compile(value, scope)
     if (!f) return undefined
     parts.push([key.value, f])
   }
   return (input, frame) => {
-    if (!isPlainObject(input)) return DEFER
+    // A truthy `tupleStream` (a flag of JSONata's own, here from the message) switches JSONata to another way of grouping.
+    if (!isPlainObject(input) || input.tupleStream) return DEFER
     const out: Record<string, unknown> = {}
     for (const [key, f] of parts) {
       const v = f(input, frame)

@@ -17,6 +17,10 @@ const inputs: unknown[] = [
   { MSH: [{ '10': [{ '1': '42' }], '9': [{ '2': 'A01' }] }], PID: [{ '3': [{ '1': 'MRN9' }, { '1': 'SSN' }], '5': [{ '1': 'DOE', '2': 'JANE' }] }], NTE: [{ '3': ['a note'] }, { '3': ['x', 'y'] }] },
   { MSH: { '10': { '1': 'x12' } }, PID: [], NTE: [{ '3': [] }] },
   { patient: [[{ name: 'nested' }], { name: { family: 'F' } }], ids: [[1, 2], [3]] },
+  // JSONata's own markers, which a sender can put in a body: an object taken for a function, the tuple-stream flag.
+  { _jsonata_function: true, mrn: 'M1', event: 'A01' },
+  { patient: { _jsonata_lambda: true, name: { family: 'Hidden' } }, mrn: 'M2' },
+  { tupleStream: true, mrn: 'M3', '@': { mrn: 'OTHER' }, x: 'theirs' },
   {},
   [{ mrn: 'in an array' }, { mrn: 'second' }],
   [],
@@ -38,7 +42,7 @@ const expressions = [
   "event = 'A01' and ok = true", "event = 'A01' or event = 'A08'", 'ok and off', 'ok or off', "mrn and 'x'",
   'patient[0].name.family', 'patient.name[0].family', 'patient[-1].name.family', 'patient[1.7]', 'patient[5]', 'patient.ids[1]', 'mrn[0]', 'event[-1]',
   '$number(seq)', '$number(ok)', "$number('12.5e1')", '$number(missing)', '$number(mrn)',
-  "( $p := patient; $p.name.family )", "( $p := patient[0]; { 'family': $p.name.family, 'ids': $p.ids } )", "( $x := mrn; $y := $x; $y & '!' )",
+  "( $x := 'mine'; { 'k': $x, 'id': mrn } )", "( $p := patient; $p.name.family )", "( $p := patient[0]; { 'family': $p.name.family, 'ids': $p.ids } )", "( $x := mrn; $y := $x; $y & '!' )",
   "( $pid := PID[0]; { 'seq': $number(MSH[0].`10`[0].`1`), 'id': $pid.`3`[0].`1`, 'name': $pid.`5`[0].`1` & '^' & $pid.`5`[0].`2`, 'note': NTE[0].`3` } )",
 ]
 
@@ -76,10 +80,17 @@ describe('direct JSONata evaluation gives what JSONata gives, or defers', () => 
     expect(direct(source)!(input)).toBe(DEFER)
   })
 
+  it('defers when nesting is deep enough to overflow the stack', () => {
+    let deep: unknown = { b: 1 }
+    for (let i = 0; i < 100_000; i++) deep = [deep]
+    expect(direct('a.b')!({ a: deep })).toBe(DEFER)
+  })
+
   it.each([
     'items[type = "x"]', '$message.id', '$string(seq)', "{ 'k': a, 'k': b }", "{ mrn: 'x' }", 'a[$x]',
     'constructor', "{ '__proto__': 1 }", 'a + 1', "a ? 'y' : 'n'", '[a, b]', "x in ['a', y]", 'items.{ "a": b }', '**.mrn', '$',
     '$x', '($x; $x := 1)', '(($x := 1); $x)', '$x := 1', '($number := 1; $number(a))', '$number(a, b)', '$x[0]', 'a.$x', 'a^(b)', 'a#$i', 'a@$x',
+    "{ '_jsonata_lambda': 1 }", "{ 'a': mrn, '_jsonata_function': true }",
   ])('leaves %s to JSONata', (source) => {
     expect(direct(source)).toBeUndefined()
   })

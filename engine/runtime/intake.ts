@@ -15,33 +15,21 @@ export interface IntakeCounters {
   errors: number
 }
 
-const SIMPLE_PATH = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$/
-const RESERVED = new Set(['and', 'or', 'in', 'true', 'false', 'null', 'function'])
-const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v)
-
 /**
  * Compiles `options.orderBy`: a JSONata expression evaluated on the body as received (with
  * `$message` bound to the whole message), or an HL7 terse path (`PID.3.1`) on an ER7 body, whose
- * string or number result is the order key. A plain field path (`mrn`, `patient.id`) through plain
- * objects is read directly, which is what JSONata would return, without evaluating JSONata for
- * every message; anything else evaluates the expression.
+ * string or number result is the order key (a field path such as `mrn` is evaluated directly, see
+ * shared/jsonata-direct.ts).
  * Rejects with the reason when the expression fails or gives no string or number.
  */
 export function orderKeyOf(expression: string): (input: MessageInput) => Promise<string> {
   const evaluate = keyExpression(expression)
-  const path = SIMPLE_PATH.test(expression) && !expression.split('.').some((p) => RESERVED.has(p)) ? expression.split('.') : undefined
   const keyFrom = (v: unknown): string => {
     if (typeof v === 'string' && v !== '') return v
     if (typeof v === 'number' && Number.isFinite(v)) return String(v)
     throw new Error(v === undefined || v === null || v === '' ? 'the expression gave no value' : `the expression gave ${Array.isArray(v) ? 'an array' : `a ${typeof v}`}, not a string or number`)
   }
   return async (input) => {
-    if (path) {
-      let v: unknown = input.body
-      for (const p of path) v = isRecord(v) ? v[p] : undefined
-      if (typeof v === 'string' || typeof v === 'number') return keyFrom(v)
-      // Not a plain value on a plain path (an array on the way, a missing field): JSONata decides.
-    }
     let v: unknown
     try {
       v = await evaluate(input)
