@@ -20,14 +20,15 @@
  *
  * Every figure is the median of WEIR_BENCH_ROUNDS rounds (default 3), the order of the scenarios
  * rotated each round, so that no scenario always runs first (cold machine) or last (warm). (a) and
- * (b) run as a pair, in alternating slices of their N messages (pairedScenario), and (c), (d), (f)
- * and (g) as a group, taking turns slice by slice (groupedScenario): the differences their ratios
- * measure are smaller than this machine's drift between two runs a minute apart.
+ * (b) run as a pair, in alternating slices of their N messages (pairedScenario), and (c) to (g) as a
+ * group, taking turns slice by slice (groupedScenario): the differences their ratios measure are
+ * smaller than this machine's drift between two runs a minute apart.
  *
- * (e) crosses several token lifetimes without taking minutes: the authorization server and the
- * child's token provider share a clock `sim(t) = t0 + (t - t0) × speed` (the server's `now` option
- * and the provider's `now` option), with `speed` chosen from (d)'s duration so the run covers about
- * five 60-second lifetimes. Everything else (timeouts, the store, the runtime) runs on real time.
+ * (e) crosses several token lifetimes without taking minutes: it has an authorization server of its
+ * own, which shares a clock `sim(t) = t0 + (t - t0) × speed` with (e)'s token provider (the server's
+ * `now` option and the provider's `now` option), with `speed` chosen from (d)'s measured duration so
+ * that (e)'s measured slices cover about five 60-second lifetimes. Everything else (timeouts, the
+ * store, the runtime, the other scenarios' tokens) runs on real time.
  *
  * (c), (d) and (e) are fed by the same generator: 64 concurrent POSTs, each awaiting its answer,
  * with at most WINDOW messages sent but not yet at the sink (for (c) that is always ≤ 64; for the
@@ -63,7 +64,7 @@ const IN_FLIGHT = 64
 /** (a) and (b), and the members of GROUP, are measured in this many slices each, taking turns (see pairedScenario, groupedScenario). */
 const SLICES = 10
 /** The relayed scenarios measured together in slices: their ratios (d/c, f/d, g/d) then compare the same minutes of the machine. */
-const GROUP = ['c', 'd', 'f', 'g'] as const
+const GROUP = ['c', 'd', 'e', 'f', 'g'] as const
 type Member = (typeof GROUP)[number]
 const WINDOW = 512
 const body = benchBody
@@ -403,18 +404,23 @@ function benchSettings() {
 }
 type Settings = ReturnType<typeof benchSettings>
 
-/** What the scenarios share: the settings, the sink, the authorization server with its clients, and the clock. */
+/** What the scenarios share: the settings, the sink, the authorization servers with their clients, and the clocks. */
 interface Bench {
   settings: Settings
   /** Records the arrival time of each message (by x-seq) and the distinct Authorization values. */
   sink: Sink
+  /** The authorization server of every scenario but (e), on real time. */
   as: AuthorizationServer
+  /** (e)'s authorization server (client bench-jwt), on `fastClock`. */
+  fastAs: AuthorizationServer
   /** The secret of the client_credentials clients (bench-cc and one per GROUP member). */
   secret: string
   /** (e)'s private key; its public JWK is registered for bench-jwt. */
   keyPem: string
-  /** The clock of the authorization server and of the children's token providers: real time except during (e). */
+  /** Real time, for `as` and the children's token providers. */
   clock: ClockSpec
+  /** (e)'s clock, shared by `fastAs` and (e)'s token provider: set going by startFastClock. */
+  fastClock: ClockSpec
   /** The bearer (a) and (c) send, as long as the one (b) and (d) get: a real token, fetched once. */
   fixedAuthorization: string
   /** The duration of the last (d) measured, ms (0 before): (e) sets its clock's speed from it. */
@@ -428,22 +434,41 @@ async function startFixtures(settings: Settings): Promise<Bench> {
   const clock: ClockSpec = { base: Date.now(), anchor: Date.now(), speed: 1 }
   const { startAuthorizationServer } = await import('../engine/embedded/authorization-server.ts')
   const as = await startAuthorizationServer({ now: clockNow(clock), tokenLifetimeSec: 300 })
+  const fastClock: ClockSpec = { ...clock }
+  const fastAs = await startAuthorizationServer({ now: clockNow(fastClock), tokenLifetimeSec: 60 })
   const secret = randomBytes(24).toString('base64url')
-  const keyPem = await registerClients(as, secret)
+  const keyPem = await registerClients(as, fastAs, secret)
   const fixedAuthorization = await fetchFixedAuthorization(as, secret)
-  return { settings, sink, as, secret, keyPem, clock, fixedAuthorization, dDurationMs: 0 }
+  return { settings, sink, as, fastAs, secret, keyPem, clock, fastClock, fixedAuthorization, dDurationMs: 0 }
 }
 
-/** Registers bench-cc, bench-<member> for each GROUP member, and bench-jwt (60-second tokens) with a new key; returns that key. */
-async function registerClients(as: AuthorizationServer, secret: string): Promise<string> {
+/** Registers bench-cc and bench-<member> for each other GROUP member on `as`, and bench-jwt (60-second tokens) with a new key on `fastAs`; returns that key. */
+async function registerClients(as: AuthorizationServer, fastAs: AuthorizationServer, secret: string): Promise<string> {
   as.registerClient({ clientId: 'bench-cc', authMethod: 'client_secret_basic', secret })
   // In a group each member has a client of its own, so the token requests are counted per member.
-  for (const m of GROUP) as.registerClient({ clientId: `bench-${m}`, authMethod: 'client_secret_basic', secret })
+  for (const m of GROUP) if (m !== 'e') as.registerClient({ clientId: `bench-${m}`, authMethod: 'client_secret_basic', secret })
   const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 })
   const keyPem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString()
   const jwk = { ...(await exportJWK(createPublicKey(privateKey))), alg: 'RS384', kid: 'bench-k1', use: 'sig' }
-  as.registerClient({ clientId: 'bench-jwt', authMethod: 'private_key_jwt', jwks: { keys: [jwk] }, tokenLifetimeSec: 60 })
+  fastAs.registerClient({ clientId: 'bench-jwt', authMethod: 'private_key_jwt', jwks: { keys: [jwk] }, tokenLifetimeSec: 60 })
   return keyPem
+}
+
+/** The client each relayed scenario uses: (e)'s on its own server, one per other group member, bench-cc alone. */
+const clientOf = (sc: Relayed, grouped: boolean) => (sc === 'e' ? 'bench-jwt' : grouped ? `bench-${sc}` : 'bench-cc')
+
+/**
+ * Sets (e)'s clock going, fast enough that a run as long as (d)'s last measured one (or 30 s) covers
+ * about five 60-second token lifetimes, from where it stands (it never goes back); returns a reading
+ * of it.
+ */
+function startFastClock(b: Bench): () => number {
+  const { fastClock } = b
+  const speed = Math.max(1, (5 * 60_000) / Math.max(1000, b.dDurationMs || 30_000))
+  fastClock.base = clockNow(fastClock)()
+  fastClock.anchor = Date.now()
+  fastClock.speed = speed
+  return clockNow(fastClock)
 }
 
 /** The Authorization header of (a) and (c): a token bench-cc gets from the authorization server. */
@@ -457,12 +482,12 @@ async function fetchFixedAuthorization(as: AuthorizationServer, secret: string):
   return `Bearer ${json.access_token}`
 }
 
-/** The tokens the authorization server has issued to `clientId` so far. */
-const tokenCount = (b: Bench, clientId: string) => Object.values(b.as.counts().byClient[clientId] ?? {}).reduce((a, x) => a + x, 0)
+/** The tokens `clientId`'s authorization server has issued to it so far. */
+const tokenCount = (b: Bench, clientId: string) => Object.values((clientId === 'bench-jwt' ? b.fastAs : b.as).counts().byClient[clientId] ?? {}).reduce((a, x) => a + x, 0)
 
 /** What the child of `scenario` is told: the fixtures' addresses, the client it uses and the run's size, plus `more`. */
 const childInit = (b: Bench, scenario: Scenario, clientId: string, more: Partial<ChildInit> = {}): ChildInit => ({
-  scenario, sinkUrl: b.sink.url, tokenUrl: b.as.tokenUrl, clientId, secret: b.secret, clock: b.clock, n: b.settings.n, warm: b.settings.warm,
+  scenario, sinkUrl: b.sink.url, tokenUrl: (scenario === 'e' ? b.fastAs : b.as).tokenUrl, clientId, secret: b.secret, clock: scenario === 'e' ? b.fastClock : b.clock, n: b.settings.n, warm: b.settings.warm,
   fixedAuthorization: b.fixedAuthorization, ...more,
 })
 
@@ -595,11 +620,13 @@ const deliveryNotes = (n: number, o: { missing: number; refused: number; sent: n
 
 /** A member of a group, warmed up, with its seq range and its figures summed over the slices measured so far. */
 async function startMember(b: Bench, sc: Member, k: number, deadline: number) {
-  const clientId = `bench-${sc}`
+  const clientId = clientOf(sc, true)
   const tokens0 = tokenCount(b, clientId)
   const base = k * b.settings.total
+  // (e)'s clock goes from its start (warm-up included) to the end of the group.
+  const simStart = sc === 'e' ? startFastClock(b)() : undefined
   const { child, send } = await startRelayed(b, sc, clientId, base, deadline)
-  return { sc, clientId, tokens0, child, base, send, durationMs: 0, intervals: 0, cpuMs: 0, sent: 0, missing: 0, refused: 0, lat: [] as number[], ack: [] as number[] }
+  return { sc, clientId, tokens0, simStart, child, base, send, durationMs: 0, intervals: 0, cpuMs: 0, sent: 0, missing: 0, refused: 0, lat: [] as number[], ack: [] as number[] }
 }
 type MemberRun = Awaited<ReturnType<typeof startMember>>
 
@@ -652,6 +679,7 @@ async function stopMember(b: Bench, r: MemberRun, runs: MemberRun[]): Promise<Ro
   if (r.sc === 'd') b.dDurationMs = r.durationMs
   const notes = [
     `measured in ${SLICES} slices taking turns with (${GROUP.filter((m) => m !== r.sc && runs.some((x) => x.sc === m)).join(', ')})`,
+    r.simStart !== undefined ? fastClockNote(b, r.simStart, true) : '',
     ...deliveryNotes(b.settings.n, { missing: r.missing, refused: r.refused, sent: r.sent, counters: stats.counters }),
   ].filter(Boolean).join('; ')
   const tokenRequests = tokenCount(b, r.clientId) - r.tokens0
@@ -661,6 +689,12 @@ async function stopMember(b: Bench, r: MemberRun, runs: MemberRun[]): Promise<Ro
     // (c) sends the fixed token; the sink's tokens are not told apart by member, so the members' own requests stand in.
     tokenRequests, distinctTokensAtSink: r.sc === 'c' ? 1 : tokenRequests, notes,
   }
+}
+
+/** How much simulated time (e)'s clock covered since `simStart`, in 60-second token lifetimes. */
+function fastClockNote(b: Bench, simStart: number, grouped: boolean): string {
+  const simulated = clockNow(b.fastClock)() - simStart
+  return `simulated ${(simulated / 1000).toFixed(0)} s at ×${b.fastClock.speed.toFixed(1)} = ${(simulated / 60_000).toFixed(1)} token lifetimes (whole run incl. warm-up${grouped ? ' and the other members\' turns' : ''})`
 }
 
 type RssSample = [number, number, number]
@@ -677,11 +711,12 @@ const fifthMb = (samples: RssSample[], which: 'first' | 'last') => {
 const cpuAt = (samples: RssSample[], t: number) => samples.reduce((best, x) => (Math.abs(x[0] - t) < Math.abs(best[0] - t) ? x : best), samples[0] ?? [t, 0, NaN])[2]
 
 /** (c), (d), (e), (f) or (g) alone: the generator feeds the child its N messages after the warm-up. */
-async function relayedScenario(b: Bench, scenario: Relayed, clientId: string): Promise<Row[]> {
-  const { sink, clock, settings: { n, warm, total, maxSeconds, rssMode } } = b
+async function relayedScenario(b: Bench, scenario: Relayed): Promise<Row[]> {
+  const { sink, settings: { n, warm, total, maxSeconds, rssMode } } = b
   sink.reset()
+  const clientId = clientOf(scenario, false)
   const tokens0 = tokenCount(b, clientId)
-  const simStart = clockNow(clock)()
+  const simStart = scenario === 'e' ? startFastClock(b)() : undefined
   const deadline = Date.now() + maxSeconds * 1000
   const { child: c, send } = await startRelayed(b, scenario, clientId, 0, deadline)
   const t0 = performance.now()
@@ -693,15 +728,13 @@ async function relayedScenario(b: Bench, scenario: Relayed, clientId: string): P
   const { lastArrival, latencies: lat } = endToEnd(sink, warm, g.lastSent, g.sent, t0)
   const durationMs = lastArrival - t0
   const stats = await c.stop()
-  const simEnd = clockNow(clock)()
   const rssSamples = stats.rss.filter(([t]) => t >= wallStart && t <= wallStart + durationMs)
   // CPU of the process under test over the measured window, from the samples nearest its ends.
   const windowCpuMs = cpuAt(stats.rss, wallStart + durationMs) - cpuAt(stats.rss, wallStart)
   const ackLat = ackLatencies(g, sentCount)
-  const lifetimes = scenario === 'e' ? (simEnd - simStart) / 60_000 : undefined
   const notes = [
     sink.duplicates ? `${sink.duplicates} duplicate arrivals` : '',
-    lifetimes !== undefined ? `simulated ${((simEnd - simStart) / 1000).toFixed(0)} s at ×${clock.speed.toFixed(1)} = ${lifetimes.toFixed(1)} token lifetimes (whole run incl. warm-up)` : '',
+    simStart !== undefined ? fastClockNote(b, simStart, false) : '',
     ...deliveryNotes(n, { missing, refused: g.refused, sent: sentCount, counters: stats.counters }),
   ].filter(Boolean).join('; ')
   if (scenario === 'd') b.dDurationMs = durationMs
@@ -712,23 +745,6 @@ async function relayedScenario(b: Bench, scenario: Relayed, clientId: string): P
     ...(notes ? { notes } : {}),
     ...(rssMode ? { rssFirstFifthMb: fifthMb(rssSamples, 'first'), rssLastFifthMb: fifthMb(rssSamples, 'last') } : {}),
   }]
-}
-
-/** (e): (d)'s channel with private_key_jwt, the authorization server and the child's token provider on the fast clock. */
-async function fastClockScenario(b: Bench): Promise<Row[]> {
-  const { clock } = b
-  // About five 60-second token lifetimes over a run as long as (d)'s (the last (d) measured, or 30 s).
-  const speed = Math.max(1, (5 * 60_000) / Math.max(1000, b.dDurationMs || 30_000))
-  const t = Date.now()
-  clock.base = t
-  clock.anchor = t
-  clock.speed = speed
-  const rows = await relayedScenario(b, 'e', 'bench-jwt')
-  // Back to real time for the scenarios after it (rounds rotate the order), without the clock going back.
-  clock.base = clockNow(clock)()
-  clock.anchor = Date.now()
-  clock.speed = 1
-  return rows
 }
 
 /** Scenario `sc` in a round whose rows so far are `done`: its rows, or its pair's or group's, or none if those ran already. */
@@ -745,8 +761,7 @@ async function runScenario(b: Bench, sc: Scenario, done: Row[]): Promise<Row[]> 
     return together === pair ? pairedScenario(b, members as Array<'a' | 'b'>) : groupedScenario(b, members as Member[])
   }
   if (sc === 'a' || sc === 'b' || sc === 'h') return directScenario(b, sc)
-  if (sc === 'e') return fastClockScenario(b)
-  return relayedScenario(b, sc, 'bench-cc')
+  return relayedScenario(b, sc)
 }
 
 /** Every round's rows; each round runs the scenarios asked for in the order of the one before, rotated by one. */
