@@ -634,7 +634,7 @@ type MemberRun = Awaited<ReturnType<typeof startMember>>
  * The members of GROUP present, together: every process warms up, then each sends its N messages
  * in SLICES slices, taking turns (the member that starts rotates with the slice). Each figure sums
  * that member's own slices. The rate is arrivals over the time from a slice's first arrival at the
- * sink to its last, so that a member's latency (the queue of a durable channel: about 140 ms) is
+ * sink to its last, so that a member's latency (the queue of a durable channel: about 120 ms) is
  * not counted once per slice. CPU is its process's over the slice. Member k sends seqs
  * k × total + [0, total).
  */

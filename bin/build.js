@@ -5,7 +5,7 @@
 //
 // Why compiled: a TypeScript loader registered for the whole process costs about 35 MB of memory
 // (tsx runs its hooks on a thread of its own) and transpiles every module at each start. The engine
-// runs compiled; tsx is registered only when a channel names a `.ts` component of its own.
+// runs compiled; a channel's own `.ts` modules are compiled by esbuild in its module hooks.
 //
 // Plain JavaScript (type-checked through JSDoc), because it must run before dist/ exists.
 import { spawnSync } from 'node:child_process'

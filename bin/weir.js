@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // Runs Weir compiled to JavaScript (dist/, built by `npm run build`, which `npm install` runs).
-// A `.ts` component of a channel's own is loaded through tsx, registered only when one is named.
+// A channel's own `.ts` modules are compiled by esbuild in Weir's module hooks
+// (shared/config/module-hooks.js), registered only when a channel names a module of its own.
 import { distProblem } from './build.js'
 
 const problem = distProblem()

@@ -121,7 +121,8 @@ class ScriptThread {
         if (m[0] === 'ready') resolve()
         else if (m[0] === 'load-error') {
           loadFailed = true
-          void loadErrorText(m[1] as LoadError, path).then((message) => {
+          const e = m[1] as LoadError
+          void loadErrorText(e, path).catch(() => e.message).then((message) => {
             reject(new ConfigError([{ file: path, pointer: '', message }]))
             this.#restart('')
           })

@@ -90,8 +90,9 @@ export async function mergeAlerts(file: LoadedAlerts | undefined, channels: read
   for (const ch of channels) {
     if (!ch.alerts) continue
     const ctx = { channel: ch.name, file: ch.file, displayName: displayPath(ch.file), credentials: ch.credentials, credentialsKnown: true, env }
-    // Loaded with engine/load.ts, the channel was checked by channelAlerts already.
-    const prepared = (ch.alertsChecked as PreparedAlerts | undefined) ?? await channelAlerts(ch.alerts, ctx)
+    // Loaded with channelAlerts as its checkAlerts (engine/load.ts), the channel's block is prepared
+    // already (with the environment it was loaded with); otherwise it is prepared here.
+    const prepared = isPrepared(ch.alertsChecked) ? ch.alertsChecked : await channelAlerts(ch.alerts, ctx)
     problems.push(...prepared.problems)
     for (const [hook, webhook] of Object.entries(prepared.webhooks)) {
       const at = `/alerts/webhooks/${escapePointer(hook)}`
@@ -127,6 +128,9 @@ interface PreparedAlerts {
   problems: ConfigProblem[]
   warnings: string[]
 }
+
+/** What channelAlerts returned, as opposed to another `checkAlerts`'s problems and warnings alone. */
+const isPrepared = (x: unknown): x is PreparedAlerts => typeof x === 'object' && x !== null && Array.isArray((x as PreparedAlerts).alerts) && typeof (x as PreparedAlerts).webhooks === 'object'
 
 interface RuleScope {
   /** Name of the file in messages. */

@@ -48,16 +48,24 @@ const FILE_URLS: Plugin = { name: 'file-urls', setup: (b) => void b.onResolve({ 
 
 interface EsbuildFailure { errors?: Array<{ text: string; location?: { file: string; line: number; column: number } | null }> }
 
-/** esbuild's first parse error in `path` or a relative import of it, as "<file>:<line>:<column>: ERROR: <text>"; undefined when it parses. */
+/**
+ * Errors of esbuild's that are not about the syntax: it resolves and links imports its own way, and
+ * Node's resolution has already succeeded.
+ */
+const NOT_SYNTAX = /^(Could not resolve|No loader is configured|No matching export|.* is not exported)/
+
+/**
+ * esbuild's first parse error in `path` or a relative import of it, as "<file>:<line>:<column>:
+ * ERROR: <text>"; undefined when it parses, or when esbuild cannot tell (it never throws).
+ */
 async function syntaxErrorAt(path: string): Promise<string | undefined> {
-  const { build } = await import('esbuild')
   const cwd = dirname(path)
   try {
+    const { build } = await import('esbuild')
     await build({ entryPoints: [path], absWorkingDir: cwd, bundle: true, write: false, packages: 'external', platform: 'node', format: 'esm', logLevel: 'silent', plugins: [FILE_URLS] })
     return undefined
   } catch (e) {
-    // Only a parse error: esbuild resolves imports its own way, and Node's resolution has already succeeded.
-    const first = (e as EsbuildFailure).errors?.find((x) => !x.text.startsWith('Could not resolve'))
+    const first = (e as EsbuildFailure).errors?.find((x) => !NOT_SYNTAX.test(x.text))
     return first?.location ? `${resolve(cwd, first.location.file)}:${first.location.line}:${first.location.column}: ERROR: ${first.text}` : undefined
   }
 }

@@ -2,7 +2,7 @@
 // Module hooks for the user's own modules (components, script filters), registered by
 // import-module.ts with `module.register` the first time one is imported (and by a script filter's
 // worker thread, which the main thread's hooks do not reach). Plain JavaScript: hooks run on a thread
-// of their own, before any TypeScript loader.
+// of their own, and these hooks are what loads TypeScript.
 //
 // - `weir` resolves to the engine that is running, wherever the module lives (/etc/weir/channels has
 //   no node_modules/weir), and the module shares that engine's one copy of Weir's code.
@@ -36,7 +36,7 @@ const isUserFile = (/** @type {string | undefined} */ url) => url !== undefined 
 function candidates(/** @type {string} */ specifier) {
   const js = /\.(m?)js$/.exec(specifier)
   if (js) return [`${specifier.slice(0, -js[0].length)}.${js[1]}ts`]
-  if (/\.[a-z]+$/i.test(specifier.split('/').pop() ?? '')) return []
+  if (/\.(c|m)?[jt]s$|\.json$/.test(specifier)) return []
   const base = specifier.replace(/\/$/, '')
   return [`${base}.ts`, `${base}.js`, `${base}/index.ts`, `${base}/index.js`]
 }
