@@ -860,8 +860,7 @@ async function parent(): Promise<void> {
   const started = Date.now()
   const byRound = await runRounds(b)
   const elapsedS = (Date.now() - started) / 1000
-  await b.as.close()
-  await b.sink.close()
+  await Promise.all([b.as.close(), b.fastAs.close(), b.sink.close()])
   const summary = summarize(byRound, settings.scenarios)
   printReport(settings, summary, elapsedS)
   writeResults(settings, summary, byRound, elapsedS)
