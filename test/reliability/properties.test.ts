@@ -103,6 +103,8 @@ function mutate(obj: Json, m: { path: string[]; value: unknown; key?: string }):
     cur = cur[p] as Json
   }
   const last = m.path[m.path.length - 1]!
+  // A named key on an array (`length` = -5e-324 threw in this function) is nothing a JSON file can say.
+  if (m.key !== undefined && Array.isArray(cur[last])) return obj
   if (m.key !== undefined && cur[last] && typeof cur[last] === 'object') (cur[last] as Json)[m.key] = m.value
   else if (m.value === undefined) delete cur[last]
   else cur[last] = m.value
