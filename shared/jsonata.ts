@@ -61,21 +61,29 @@ function plainCopy(v: unknown, depth: number): unknown {
 }
 
 /**
- * Compiles an expression evaluated against a message body, with `$message` bound to the whole message.
- * The simplest expressions (field paths, fixed-key objects, comparisons) are evaluated directly,
- * with JSONata's result (./jsonata-direct.ts); JSONata evaluates the rest.
- * A failed evaluation is a PermanentError "<what> failed: <reason>" with the JSONata error as its cause.
+ * Compiles `source` for evaluation against a message body, `$message` bound to the message given:
+ * the simplest expressions (field paths, fixed-key objects, comparisons) are evaluated directly,
+ * with JSONata's result (./jsonata-direct.ts); JSONata evaluates the rest. Rejects as JSONata does.
  */
-export function messageExpression(source: string, what: string): (message: Message) => Promise<unknown> {
+export function bodyExpression(source: string): (body: unknown, message: unknown) => Promise<unknown> {
   const expr = jsonata(source)
   const direct = directEvaluator(expr.ast())
+  return async (body, message) => {
+    const v = direct ? direct(body) : DEFER
+    return v !== DEFER ? v : expr.evaluate(body, { message })
+  }
+}
+
+/**
+ * Compiles an expression evaluated against a message body, with `$message` bound to the whole message
+ * (bodyExpression). A failed evaluation is a PermanentError "<what> failed: <reason>" with the
+ * JSONata error as its cause.
+ */
+export function messageExpression(source: string, what: string): (message: Message) => Promise<unknown> {
+  const evaluate = bodyExpression(source)
   return async (message) => {
-    if (direct) {
-      const v = direct(message.body)
-      if (v !== DEFER) return v
-    }
     try {
-      return await expr.evaluate(message.body, { message })
+      return await evaluate(message.body, message)
     } catch (e) {
       throw new PermanentError(`${what} failed: ${(e as Error).message}`, { cause: e })
     }

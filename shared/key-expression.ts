@@ -1,7 +1,5 @@
-import jsonata from 'jsonata'
-import { DEFER, directEvaluator, type DirectEvaluator } from './jsonata-direct.ts'
 import type { MessageInput } from './component.ts'
-import { jsonataProblem } from './jsonata.ts'
+import { bodyExpression, jsonataProblem } from './jsonata.ts'
 import { HL7_ER7_CONTENT_TYPE, parseEr7, parseTersePath, readTersePath, type Hl7Message } from './hl7v2/index.ts'
 
 /** Names of `options.searchKeys`. */
@@ -45,16 +43,11 @@ export function keyExpressionProblem(source: string): string | undefined {
  */
 export function keyExpression(source: string): (input: MessageInput) => Promise<unknown> {
   const terse = parseTersePath(source)
-  let expr: ReturnType<typeof jsonata> | undefined
-  let direct: DirectEvaluator | undefined
+  let evaluate: ReturnType<typeof bodyExpression> | undefined
   return async (input) => {
     if (terse !== undefined && isEr7(input)) return readTersePath(er7Of(input), terse)
-    if (!expr) {
-      expr = jsonata(source)
-      direct = directEvaluator(expr.ast())
-    }
-    const v = direct ? direct(input.body) : DEFER
-    return v !== DEFER ? v : expr.evaluate(input.body, { message: input })
+    evaluate ??= bodyExpression(source)
+    return evaluate(input.body, input)
   }
 }
 
