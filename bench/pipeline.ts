@@ -37,8 +37,10 @@
  *
  * Environment: WEIR_BENCH_N (default 50000), WEIR_BENCH_WARM (default 2000), WEIR_BENCH_ONLY=a,b,…
  * WEIR_BENCH_PROF=<scenario> runs that scenario's child under --cpu-prof (into WEIR_BENCH_PROF_DIR,
- * default bench/results/profiles). Only a full run writes bench/results/pipeline-<date>.json; a run
- * with WEIR_BENCH_N or WEIR_BENCH_ONLY (or RSS_N/RSS_MAX_S) writes its JSON to <tmpdir>/weir-bench/.
+ * default bench/results/profiles); WEIR_BENCH_NODE_FLAGS adds Node flags to every child (for example
+ * `--single-threaded-gc`, or `--import` of a heap-profiling hook). Only a full run writes
+ * bench/results/pipeline-<date>.json; a run with WEIR_BENCH_N or WEIR_BENCH_ONLY (or RSS_N/RSS_MAX_S)
+ * writes its JSON to <tmpdir>/weir-bench/.
  * WEIR_BENCH_RSS=1 runs only the RSS-flatness mode: (d) for WEIR_BENCH_RSS_N (default 500000)
  * messages or WEIR_BENCH_RSS_MAX_S seconds (default 300), reporting RSS in the first vs last fifth.
  */
@@ -497,7 +499,7 @@ const childInit = (b: Bench, scenario: Scenario, clientId: string, more: Partial
  */
 function startChild(b: Bench, init: ChildInit) {
   const prof = process.env.WEIR_BENCH_PROF === init.scenario ? ['--cpu-prof', '--cpu-prof-dir', process.env.WEIR_BENCH_PROF_DIR ?? 'bench/results/profiles'] : []
-  const cp: ChildProcess = fork(SELF, ['--child'], { execArgv: ['--import', 'tsx', ...prof], stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: { ...process.env, WEIR_LOG_LEVEL: 'warn' } })
+  const cp: ChildProcess = fork(SELF, ['--child'], { execArgv: ['--import', 'tsx', ...prof, ...(process.env.WEIR_BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean)], stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: { ...process.env, WEIR_LOG_LEVEL: 'warn' } })
   const inbox: ToParent[] = []
   let wake: (() => void) | undefined
   cp.on('message', (m) => { inbox.push(m as ToParent); wake?.() })

@@ -1,5 +1,6 @@
 import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomFillSync } from 'node:crypto'
 import type { EmitResult, MessageInput } from '../component.ts'
+import { jsonTextOf } from '../json-text.ts'
 import { StoreError } from './errors.ts'
 import { RETIRED_FILE, keyIdOf, keyringOf, type StoreKeyring } from './keyring.ts'
 import type {
@@ -140,23 +141,28 @@ export function encryptContent(inner: MessageStore, options: EncryptedStoreOptio
   const reader = openers(cipher)
   const finished = (id: string) => claimed.delete(id)
 
+  // A channel stored in clear costs no more than a wrapper call: no promise of its own, no copy of
+  // what is claimed unless something in it is sealed (a message stored while encryption was on).
   const wrapper: MessageStore = {
-    async enqueue(channel: string, input: MessageInput, opts: EnqueueOptions = {}): Promise<EmitResult> {
+    enqueue(channel: string, input: MessageInput, opts: EnqueueOptions = {}): Promise<EmitResult> {
       if (!encrypts(channel)) return inner.enqueue(channel, input, opts)
-      return inner.enqueue(channel, ...sealEnqueue(await cipher(), channel, input, opts))
+      return cipher().then((c) => inner.enqueue(channel, ...sealEnqueue(c, channel, input, opts)))
     },
     async claim(channel: string, limit: number, opts?: ClaimOptions): Promise<ClaimedMessage[]> {
       const got = await inner.claim(channel, limit, opts)
       for (const m of got) claimed.set(m.id, channel)
+      if (!got.some(holdsSealed)) return got
       return Promise.all(got.map(async (m) => ({ ...(await reader.message(m)), deliveries: await reader.deliveries(m.deliveries) })))
     },
     async recordDelivery(id: string, update: DeliveryUpdate) {
+      if (!encrypts(claimed.get(id))) return inner.recordDelivery(id, update)
       const [sealed] = await sealUpdates(id, [update])
       return inner.recordDelivery(id, sealed!)
     },
     async complete(id, status, updates = [], error) {
       const channel = claimed.get(id)
-      await inner.complete(id, status, await sealUpdates(id, updates), await sealText(error, 'error', channel))
+      if (encrypts(channel)) await inner.complete(id, status, await sealUpdates(id, updates), await sealText(error, 'error', channel))
+      else await inner.complete(id, status, updates, error)
       finished(id)
     },
     async fail(id: string, error: string) {
@@ -205,7 +211,7 @@ function passThrough(inner: MessageStore) {
 function sealEnqueue(c: ContentCipher, channel: string, input: MessageInput, opts: EnqueueOptions): [MessageInput, EnqueueOptions] {
   const sealed: MessageInput = {
     ...input,
-    body: c.seal(JSON.stringify(input.body ?? null), 'body'),
+    body: c.seal(jsonTextOf(input.body), 'body'),
     contentType: input.contentType ?? (typeof input.body === 'string' ? 'text/plain' : 'application/json'),
     // No attributes: nothing to hide, and a seal saved on the hot path.
     attributes: input.attributes && Object.keys(input.attributes).length > 0 ? { [SEALED_ATTRIBUTES]: c.seal(JSON.stringify(input.attributes), 'attributes') } : {},
@@ -233,6 +239,10 @@ async function listByKey(inner: MessageStore, filter: ListFilter, { name, value 
 }
 
 const isSealed = (v: unknown): v is string => typeof v === 'string' && v.startsWith(SEALED)
+
+/** Whether anything of a claimed message was stored sealed: its body, attributes or error, or a delivery's error or excerpt. */
+const holdsSealed = (m: ClaimedMessage) => isSealed(m.body) || isSealed(m.attributes[SEALED_ATTRIBUTES]) || isSealed(m.error)
+  || m.deliveries.some((d) => isSealed(d.lastError) || isSealed(d.responseExcerpt))
 
 /** Decrypts what comes out of the store; a value that was never encrypted is returned as it is, and no key is asked for. */
 function openers(cipher: () => Promise<ContentCipher>) {

@@ -78,3 +78,30 @@ describe('patient data at rest: encryptContent', () => {
     await wrong.close()
   })
 })
+
+describe('encryptContent with a channel stored in clear', () => {
+  it('still opens what was sealed before, wherever it is in a claimed message, and writes the rest in clear', async () => {
+    const data = join(fx.dir.path, 'data')
+    const key = randomBytes(32)
+    const on = encryptContent(openSqliteStore({ dataDir: data }), { key: async () => key, channels: true })
+    const sealed = await on.enqueue('c', { body: { mrn: MRN }, attributes: { ward: 'B2' } })
+    await on.claim('c', 1)
+    await on.recordDelivery(sealed.id, { destination: 'd', part: 0, status: 'retrying', attempt: { startedAt: 1, endedAt: 2, outcome: 'retryable', error: `HTTP 503 for ${MRN}`, excerpt: MRN } })
+    await on.release([sealed.id])
+    await on.close()
+
+    const off = encryptContent(openSqliteStore({ dataDir: data }), { key: async () => key, channels: new Set() })
+    const clear = await off.enqueue('c', { body: { mrn: 'MRN-CLEAR-1' } })
+    const claimed = await off.claim('c', 10)
+    expect(claimed.map((m) => m.id)).toEqual([sealed.id, clear.id])
+    expect(claimed[0]).toMatchObject({ body: { mrn: MRN }, attributes: { ward: 'B2' }, deliveries: [{ lastError: `HTTP 503 for ${MRN}`, responseExcerpt: MRN }] })
+    expect(claimed[1]!.body).toEqual({ mrn: 'MRN-CLEAR-1' })
+    await off.complete(clear.id, 'error', [{ destination: 'd', part: 0, status: 'error', attempt: { startedAt: 1, endedAt: 2, outcome: 'permanent', error: 'HTTP 400 for MRN-CLEAR-1', excerpt: 'MRN-CLEAR-1' } }], 'gave up on MRN-CLEAR-1')
+    await off.complete(sealed.id, 'delivered', [{ destination: 'd', part: 0, status: 'delivered', attempt: { startedAt: 3, endedAt: 4, outcome: 'delivered' } }])
+    expect((await off.get(clear.id))!).toMatchObject({ message: { error: 'gave up on MRN-CLEAR-1' }, attempts: [{ error: 'HTTP 400 for MRN-CLEAR-1', excerpt: 'MRN-CLEAR-1' }] })
+    await off.close()
+    // The clear channel's error and excerpt are in the database as they are; the sealed message's MRN is still nowhere.
+    expect(await filesHolding(data, 'MRN-CLEAR-1')).not.toEqual([])
+    expect(await filesHolding(data, MRN)).toEqual([])
+  })
+})
