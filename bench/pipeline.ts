@@ -793,6 +793,13 @@ const ratiosOf = (rs: Row[]): Ratios => Object.fromEntries(Object.entries(RATIO_
   return rx && ry ? [[k, rx.msgsPerSec / ry.msgsPerSec]] : []
 }))
 
+/** The rounds' notes: one when they agree, else each with its round (no `|`: the table is Markdown). */
+function notesOf(rs: Row[]): string {
+  const notes = rs.map((x) => x.notes ?? '')
+  if (new Set(notes).size <= 1) return notes[0] ?? ''
+  return notes.map((n, i) => `round ${i + 1}: ${n || '–'}`).join('; ')
+}
+
 /** A scenario's row for the table: the median of each figure over its rounds `rs`. */
 function medianRow(rs: Row[]): Row {
   const m = (f: (row: Row) => number | undefined) => median(rs.map((row) => f(row) ?? NaN))
@@ -802,7 +809,7 @@ function medianRow(rs: Row[]): Row {
     ...(rs[0]!.ackP50Ms !== undefined ? { ackP50Ms: m((x) => x.ackP50Ms), ackP99Ms: m((x) => x.ackP99Ms) } : {}),
     peakRssMb: m((x) => x.peakRssMb), cpuUsPerMsg: m((x) => x.cpuUsPerMsg),
     tokenRequests: Math.max(...rs.map((x) => x.tokenRequests)), distinctTokensAtSink: Math.max(...rs.map((x) => x.distinctTokensAtSink)),
-    notes: [...new Set(rs.map((x) => x.notes).filter(Boolean))].join(' | '),
+    notes: notesOf(rs),
   }
 }
 

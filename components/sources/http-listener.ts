@@ -12,7 +12,6 @@ import { ConfigError, errorCodes, isWeirError } from '../../shared/errors.ts'
 import { guardConnections, type ConnectionGuard } from '../../shared/inbound/connection-guard.ts'
 import { jsonDeeperThan } from '../../shared/inbound/json-depth.ts'
 import { jwtVerifier, KEYS_FAILURE_MS } from '../../shared/inbound/jwt-verifier.ts'
-import { parseJsonText } from '../../shared/json-text.ts'
 import { Refusal } from '../../shared/inbound/refusal.ts'
 import type { Logger } from '../../shared/log/index.ts'
 import { reveal } from '../../shared/secret.ts'
@@ -141,7 +140,7 @@ function jsonFailure(e: unknown): string {
 
 function parseJson(raw: Buffer, maxDepth: number): unknown {
   if (jsonDeeperThan(raw, maxDepth)) throw new Refusal(400, `JSON body nested deeper than maxJsonDepth ${maxDepth}`)
-  try { return parseJsonText(raw.toString('utf8')) } catch (e) { throw new Refusal(400, jsonFailure(e)) }
+  try { return JSON.parse(raw.toString('utf8')) } catch (e) { throw new Refusal(400, jsonFailure(e)) }
 }
 
 /**

@@ -1,6 +1,5 @@
 import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomFillSync } from 'node:crypto'
 import type { EmitResult, MessageInput } from '../component.ts'
-import { jsonTextOf } from '../json-text.ts'
 import { StoreError } from './errors.ts'
 import { RETIRED_FILE, keyIdOf, keyringOf, type StoreKeyring } from './keyring.ts'
 import type {
@@ -211,7 +210,7 @@ function passThrough(inner: MessageStore) {
 function sealEnqueue(c: ContentCipher, channel: string, input: MessageInput, opts: EnqueueOptions): [MessageInput, EnqueueOptions] {
   const sealed: MessageInput = {
     ...input,
-    body: c.seal(jsonTextOf(input.body), 'body'),
+    body: c.seal(JSON.stringify(input.body ?? null), 'body'),
     contentType: input.contentType ?? (typeof input.body === 'string' ? 'text/plain' : 'application/json'),
     // No attributes: nothing to hide, and a seal saved on the hot path.
     attributes: input.attributes && Object.keys(input.attributes).length > 0 ? { [SEALED_ATTRIBUTES]: c.seal(JSON.stringify(input.attributes), 'attributes') } : {},

@@ -5,7 +5,6 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { spawn } from 'node:child_process'
 import Database from 'better-sqlite3'
-import { parseJsonText } from '../../shared/json-text.ts'
 import { openSqliteStore, type SqliteMessageStore } from '../../shared/store/index.ts'
 import { migrations } from '../../shared/store/sqlite/migrations.ts'
 import { storeConformance } from './conformance.ts'
@@ -210,24 +209,6 @@ process.stdin.on('end', async () => { await s?.close(); process.exit(0) })`
     const raw = new Database(join(dir, 'weir.db'), { readonly: true })
     expect([raw.prepare('SELECT count(*) FROM deliveries').pluck().get(), raw.prepare('SELECT count(*) FROM attempts').pluck().get()]).toEqual([0, 0])
     raw.close()
-  })
-
-  it('writes a JSON body parsed by parseJsonText as it was received, and any other body as JSON.stringify writes it', async () => {
-    const received = '{ "mrn": "42",\n  "n": 1.50, "big": 1e400, "list": [ 1 , 2 ] }'
-    const parsed = parseJsonText(received)
-    const built = { mrn: '43', n: 1.5 }
-    const a = await store.enqueue('c', { body: parsed })
-    const b = await store.enqueue('c', { body: built })
-    const raw = new Database(join(dir, 'weir.db'), { readonly: true })
-    const bodyOf = raw.prepare('SELECT body FROM message_content WHERE id = ?').pluck()
-    expect([bodyOf.get(a.id), bodyOf.get(b.id)]).toEqual([received, '{"mrn":"43","n":1.5}'])
-    raw.close()
-    // What a restart reads back is what the running engine delivered from memory (1e400 included).
-    await store.close()
-    store = openSqliteStore({ dataDir: dir })
-    const [first] = await store.claim('c', 1)
-    expect(first!.body).toEqual(parsed)
-    expect((first!.body as { big: number }).big).toBe(Infinity)
   })
 
   it('runs its queries on a thread of its own: a long write does not hold up the event loop', async () => {

@@ -1,7 +1,6 @@
 import { previewOf } from '../preview.js'
 import { readFileSync } from 'node:fs'
 import type { EmitResult, MessageInput } from '../../component.ts'
-import { jsonTextOf } from '../../json-text.ts'
 import type { Logger } from '../../log/index.ts'
 import { StoreError } from '../errors.ts'
 import { newMessageId } from '../id.ts'
@@ -176,7 +175,7 @@ class PostgresStore implements PostgresMessageStore {
     if (error === null) this.queues.accepted(channel)
     try {
       const [, duplicateOf] = await this.write<[number, string | null]>('enqueue', [
-        channel, id, jsonTextOf(input.body), contentType, JSON.stringify(input.attributes ?? {}), input.dedupeKey ?? null, t, opts.orderKey ?? null, error, opts.searchKeys ?? null, input.dedupeWindowMs ?? null,
+        channel, id, JSON.stringify(input.body ?? null), contentType, JSON.stringify(input.attributes ?? {}), input.dedupeKey ?? null, t, opts.orderKey ?? null, error, opts.searchKeys ?? null, input.dedupeWindowMs ?? null,
       ])
       if (error === null) this.queues.written(channel, { counted: duplicateOf === null })
       return duplicateOf === null ? { id, duplicate: false } : { id: duplicateOf, duplicate: true }

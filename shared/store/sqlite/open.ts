@@ -3,7 +3,6 @@ import { stat } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import DatabaseCtor from 'better-sqlite3'
 import type { EmitResult, MessageInput } from '../../component.ts'
-import { jsonTextOf } from '../../json-text.ts'
 import type { Logger } from '../../log/index.ts'
 import { createOwnerOnlyFile, secureDataDir, tightenFile } from '../data-dir.ts'
 import { StoreError } from '../errors.ts'
@@ -163,7 +162,7 @@ class SqliteStore implements SqliteMessageStore {
     const attributes = input.attributes ?? {}
     const error = opts.error ?? null
     if (error === null) this.queues.accepted(channel)
-    const args = [channel, id, jsonTextOf(input.body), contentType, JSON.stringify(attributes), input.dedupeKey ?? null, t, opts.orderKey ?? null, error, opts.searchKeys ?? null, input.dedupeWindowMs ?? null]
+    const args = [channel, id, JSON.stringify(input.body ?? null), contentType, JSON.stringify(attributes), input.dedupeKey ?? null, t, opts.orderKey ?? null, error, opts.searchKeys ?? null, input.dedupeWindowMs ?? null]
     return this.writer.call('enqueue', args, ([seq, duplicateOf]: [number, string | null]): EmitResult => {
       if (error !== null) return duplicateOf === null ? { id, duplicate: false } : { id: duplicateOf, duplicate: true }
       if (duplicateOf !== null) {
