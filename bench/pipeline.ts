@@ -793,11 +793,13 @@ const ratiosOf = (rs: Row[]): Ratios => Object.fromEntries(Object.entries(RATIO_
   return rx && ry ? [[k, rx.msgsPerSec / ry.msgsPerSec]] : []
 }))
 
-/** The rounds' notes: one when they agree, else each with its round (no `|`: the table is Markdown). */
+/** The rounds' notes: what every round says once, then what each round says of its own (no `|`: the table is Markdown). */
 function notesOf(rs: Row[]): string {
-  const notes = rs.map((x) => x.notes ?? '')
-  if (new Set(notes).size <= 1) return notes[0] ?? ''
-  return notes.map((n, i) => `round ${i + 1}: ${n || '–'}`).join('; ')
+  const parts = rs.map((x) => (x.notes ?? '').split('; ').filter(Boolean))
+  const common = (parts[0] ?? []).filter((p) => parts.every((ps) => ps.includes(p)))
+  const own = parts.map((ps) => ps.filter((p) => !common.includes(p)))
+  if (own.every((o) => o.length === 0)) return common.join('; ')
+  return [...common, ...own.map((o, i) => `round ${i + 1}: ${o.join(', ') || '–'}`)].join('; ')
 }
 
 /** A scenario's row for the table: the median of each figure over its rounds `rs`. */
