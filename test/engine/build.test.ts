@@ -9,6 +9,24 @@ const PKG = JSON.parse(readFileSync('package.json', 'utf8')) as { version: strin
 const BAD = "import { defineComponent } from 'weir'\nexport default defineComponent({ type: 'x', kind: 'filter' description: 'x' })\n"
 const weir = (args: string[], bin = 'bin/weir.js') => spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', env: { ...process.env, CI: 'true' } })
 
+/**
+ * Runs `check` on a new directory outside Weir's (as a user's channels under /etc/weir/channels)
+ * holding `files` (an object is written as JSON), and removes the directory afterwards.
+ */
+function inUserDir(files: Record<string, string | object>, check: (dir: string) => void): void {
+  const dir = mkdtempSync(join(tmpdir(), 'weir-user-'))
+  try {
+    for (const [name, content] of Object.entries(files)) writeFileSync(join(dir, name), typeof content === 'string' ? content : JSON.stringify(content))
+    check(dir)
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+/** A channel of an http-listener, `filters` and one destination (a file destination unless given). */
+const channelWith = (filters: object[], destination: object = { name: 'f', type: 'file', config: { directory: 'out' } }) =>
+  ({ name: 'c', source: { type: 'http-listener', config: { port: 0 } }, filters, destinations: [destination] })
+
 describe('bin/weir.js runs the compiled engine in dist/', () => {
   it('runs from dist/ and finds the version in the package.json above it', () => {
     const r = weir(['--version'])
@@ -27,59 +45,55 @@ describe('bin/weir.js runs the compiled engine in dist/', () => {
   it("components outside Weir's directory import 'weir', with no package.json near them", () => {
     // As under /etc/weir/channels: no node_modules/weir above it, no "type": "module". A .ts filter
     // (ES module syntax) and a .js destination, both importing from 'weir'.
-    const dir = mkdtempSync(join(tmpdir(), 'weir-user-'))
-    try {
-      writeFileSync(join(dir, 'stamp.ts'), [
+    inUserDir({
+      'stamp.ts': [
         "import { defineComponent, withBody, PermanentError } from 'weir'",
         "export default defineComponent({ type: 'stamp', kind: 'filter', description: 'Stamps a body.', configSchema: { type: 'object', properties: {} },",
         "  create: () => ({ process: (m) => { if ((m.body as { bad?: boolean }).bad) throw new PermanentError('bad body'); return withBody(m, { ...(m.body as object), stamped: true }) } }) })",
-      ].join('\n'))
-      writeFileSync(join(dir, 'keep.js'), [
+      ].join('\n'),
+      'keep.js': [
         "import { defineComponent } from 'weir'",
         "export default defineComponent({ type: 'keep', kind: 'destination', description: 'Keeps nothing.', configSchema: { type: 'object', properties: {} },",
         '  create: () => ({ deliver: async () => ({ status: 200 }) }) })',
-      ].join('\n'))
+      ].join('\n'),
       // A script filter runs in a worker thread of its own by default, where the engine's module hooks do not reach.
-      writeFileSync(join(dir, 'check.js'), [
+      'check.js': [
         "import { PermanentError } from 'weir'",
         "export default (m) => { if (m.body.reject) throw new PermanentError('rejected by the script'); return m }",
-      ].join('\n'))
-      writeFileSync(join(dir, 'c.json'), JSON.stringify({ name: 'c', source: { type: 'http-listener', config: { port: 0 } }, filters: [{ type: './stamp.ts' }, { type: 'script', config: { module: './check.js' } }], destinations: [{ name: 'keep', type: './keep.js' }] }))
-      writeFileSync(join(dir, 'c.test.json'), JSON.stringify({ channel: 'c.json', cases: [
+      ].join('\n'),
+      'c.json': channelWith([{ type: './stamp.ts' }, { type: 'script', config: { module: './check.js' } }], { name: 'keep', type: './keep.js' }),
+      'c.test.json': { channel: 'c.json', cases: [
         { name: 'stamped', steps: [{ send: { body: { a: 1 } } }], expect: { messages: [{ status: 'delivered' }], deliveries: { keep: { count: 1, body: { a: 1, stamped: true } } } } },
         { name: "PermanentError from 'weir' puts the message in error", steps: [{ send: { body: { bad: true } } }], expect: { messages: [{ status: 'error', error: 'bad body' }], deliveries: { keep: { count: 0 } } } },
         { name: "a script in its worker thread imports 'weir' too", steps: [{ send: { body: { reject: true } } }], expect: { messages: [{ status: 'error', error: 'rejected by the script' }], deliveries: { keep: { count: 0 } } } },
-      ] }))
+      ] },
+    }, (dir) => {
       const r = weir(['test', join(dir, 'c.test.json')])
       expect(r.stdout).toMatch(/^3 passed, 0 failed$/m)
       expect(r.status).toBe(0)
-    } finally {
-      rmSync(dir, { recursive: true, force: true })
-    }
+    })
   })
 
   it('a .js component imports TypeScript helpers: ./x.ts, ./x.js meaning x.ts, and ./x with no extension', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'weir-user-'))
-    try {
-      writeFileSync(join(dir, 'tag.ts'), 'export const tag = (s: string): string => `<${s}>`\n')
-      writeFileSync(join(dir, 'twice.ts'), "import { tag } from './tag.js'\nexport const twice = (s: string): string => tag(s) + tag(s)\n")
-      writeFileSync(join(dir, 'shout.js'), [
+    inUserDir({
+      'tag.ts': 'export const tag = (s: string): string => `<${s}>`\n',
+      'twice.ts': "import { tag } from './tag.js'\nexport const twice = (s: string): string => tag(s) + tag(s)\n",
+      'shout.js': [
         "import { defineComponent, withBody } from 'weir'",
         "import { tag } from './tag.ts'",
         "import { twice } from './twice'",
         "export default defineComponent({ type: 'shout', kind: 'filter', description: 'Tags a body.', configSchema: { type: 'object', properties: {} },",
         '  create: () => ({ process: (m) => withBody(m, { said: tag(twice(m.body.word)) }) }) })',
-      ].join('\n'))
-      writeFileSync(join(dir, 'c.json'), JSON.stringify({ name: 'c', source: { type: 'http-listener', config: { port: 0 } }, filters: [{ type: './shout.js' }], destinations: [{ name: 'out', type: 'file', config: { directory: 'out' } }] }))
-      writeFileSync(join(dir, 'c.test.json'), JSON.stringify({ channel: 'c.json', cases: [
+      ].join('\n'),
+      'c.json': channelWith([{ type: './shout.js' }], { name: 'out', type: 'file', config: { directory: 'out' } }),
+      'c.test.json': { channel: 'c.json', cases: [
         { name: 'tagged', steps: [{ send: { body: { word: 'hi' } } }], expect: { messages: [{ status: 'delivered' }], deliveries: { out: { count: 1, body: { said: '<<hi><hi>>' } } } } },
-      ] }))
+      ] },
+    }, (dir) => {
       const r = weir(['test', join(dir, 'c.test.json')])
       expect(r.stdout).toMatch(/^1 passed, 0 failed$/m)
       expect(r.status).toBe(0)
-    } finally {
-      rmSync(dir, { recursive: true, force: true })
-    }
+    })
   })
 
   describe('a component that does not parse is named with its file, line and column', () => {
@@ -90,34 +104,26 @@ describe('bin/weir.js runs the compiled engine in dist/', () => {
       ['a .js component whose .ts helper esbuild alone would not find (./tag.js is tag.ts)', { 'entry.js': "import { tag } from './tag.js'\nexport default (m) => { return tag(m)\n", 'tag.ts': 'export const tag = (s: string) => s\n' }, './entry.js', 'entry.js:3:0: ERROR: Unexpected end of file'],
     ]
     it.each(cases)('%s', (_, files, type, where) => {
-      const dir = mkdtempSync(join(tmpdir(), 'weir-user-'))
-      try {
-        for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text)
-        writeFileSync(join(dir, 'c.json'), JSON.stringify({ name: 'c', source: { type: 'http-listener', config: { port: 0 } }, filters: [{ type }], destinations: [{ name: 'f', type: 'file', config: { directory: 'out' } }] }))
+      inUserDir({ ...files, 'c.json': channelWith([{ type }]) }, (dir) => {
         const r = weir(['validate', join(dir, 'c.json')])
         expect(r.status).toBe(1)
         expect(r.stdout + r.stderr).toContain(`c.json#/filters/0/type: module "${type}" could not be loaded: ${join(dir, where)}`)
         expect(r.stdout + r.stderr).not.toMatch(/\n\s+at /)
-      } finally {
-        rmSync(dir, { recursive: true, force: true })
-      }
+      })
     })
 
     it('a script filter in its worker thread, and in the engine\'s', () => {
-      const dir = mkdtempSync(join(tmpdir(), 'weir-user-'))
-      try {
-        writeFileSync(join(dir, 'bad.js'), 'export default (m) => { return m\n')
-        const channel = (isolation: string) => ({ name: 'c', source: { type: 'http-listener', config: { port: 0 } }, filters: [{ type: 'script', config: { module: './bad.js', isolation } }], destinations: [{ name: 'f', type: 'file', config: { directory: 'out' } }] })
-        for (const isolation of ['worker', 'none']) {
-          writeFileSync(join(dir, 'c.json'), JSON.stringify(channel(isolation)))
-          writeFileSync(join(dir, 'c.test.json'), JSON.stringify({ channel: 'c.json', cases: [{ name: 'x', steps: [{ send: { body: {} } }], expect: { messages: [{ status: 'delivered' }] } }] }))
+      for (const isolation of ['worker', 'none']) {
+        inUserDir({
+          'bad.js': 'export default (m) => { return m\n',
+          'c.json': channelWith([{ type: 'script', config: { module: './bad.js', isolation } }]),
+          'c.test.json': { channel: 'c.json', cases: [{ name: 'x', steps: [{ send: { body: {} } }], expect: { messages: [{ status: 'delivered' }] } }] },
+        }, (dir) => {
           const r = weir(['test', join(dir, 'c.test.json')])
           expect(r.status, isolation).toBe(1)
           expect(r.stdout + r.stderr, isolation).toContain(`script module cannot be loaded: ${join(dir, 'bad.js')}:2:0: ERROR: Unexpected end of file`)
           expect(r.stdout + r.stderr, isolation).not.toMatch(/\n\s+at /)
-        }
-      } finally {
-        rmSync(dir, { recursive: true, force: true })
+        })
       }
     })
   })
