@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process'
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs'
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
@@ -93,6 +94,36 @@ describe('bin/weir.js runs the compiled engine in dist/', () => {
       const r = weir(['test', join(dir, 'c.test.json')])
       expect(r.stdout).toMatch(/^1 passed, 0 failed$/m)
       expect(r.status).toBe(0)
+    })
+  })
+
+  it("a TypeScript project of the user's type-checks its components against 'weir' with its own tsconfig", () => {
+    // Weir installed as a dependency (here a link to this checkout, whose dist/ holds the declarations).
+    const good = [
+      "import { defineComponent, withBody } from 'weir'",
+      "export default defineComponent({ type: 'tag', kind: 'filter', description: 'Tags a body.',",
+      "  configSchema: { type: 'object', properties: { tag: { type: 'string' } }, required: ['tag'], additionalProperties: false },",
+      '  create: (config) => ({ process: (m) => withBody(m, { ...(m.body as object), tag: config.tag.toUpperCase() }) }) })',
+    ].join('\n')
+    inUserDir({
+      'package.json': { name: 'my-channels', type: 'module' },
+      'tsconfig.json': { compilerOptions: { target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', strict: true, noEmit: true, types: ['node'] }, include: ['*.ts'] },
+      'tag.ts': good,
+    }, (dir) => {
+      mkdirSync(join(dir, 'node_modules'))
+      symlinkSync(process.cwd(), join(dir, 'node_modules', 'weir'))
+      symlinkSync(join(process.cwd(), 'node_modules', '@types'), join(dir, 'node_modules', '@types'))
+      const tsc = () => spawnSync(process.execPath, [createRequire(import.meta.url).resolve('typescript/bin/tsc'), '-p', dir], { encoding: 'utf8', cwd: dir })
+      const ok = tsc()
+      expect(ok.stdout + ok.stderr).toBe('')
+      expect(ok.status).toBe(0)
+      // The config is typed from the component's schema: a wrong use is an error in the user's file, not in Weir's.
+      writeFileSync(join(dir, 'wrong.ts'), good.replace("type: 'tag'", "type: 'wrong'").replace('config.tag.toUpperCase()', 'config.tag.toFixed(), n: config.nope'))
+      const wrong = tsc()
+      expect(wrong.status).not.toBe(0)
+      expect(wrong.stdout).toMatch(/^wrong\.ts\(4,\d+\): error TS2551: Property 'toFixed' does not exist on type 'string'/m)
+      expect(wrong.stdout).toMatch(/^wrong\.ts\(4,\d+\): error TS2339: Property 'nope' does not exist/m)
+      expect(wrong.stdout).not.toMatch(/node_modules\/weir|TS5097/)
     })
   })
 
