@@ -38,9 +38,10 @@
  * Environment: WEIR_BENCH_N (default 50000), WEIR_BENCH_WARM (default 2000), WEIR_BENCH_ONLY=a,b,…
  * WEIR_BENCH_PROF=<scenario> runs that scenario's child under --cpu-prof (into WEIR_BENCH_PROF_DIR,
  * default bench/results/profiles); WEIR_BENCH_NODE_FLAGS adds Node flags to every child (for example
- * `--single-threaded-gc`, or `--import` of a heap-profiling hook). Only a full run writes
- * bench/results/pipeline-<date>.json; a run with WEIR_BENCH_N or WEIR_BENCH_ONLY (or RSS_N/RSS_MAX_S)
- * writes its JSON to <tmpdir>/weir-bench/.
+ * `--single-threaded-gc`, or `--import` of a heap-profiling hook; split on spaces). Only a run with
+ * the defaults (none of WEIR_BENCH_N, _ONLY, _WARM, _PROF, _NODE_FLAGS, _RSS_N, _RSS_MAX_S, and at
+ * least 3 rounds) writes bench/results/pipeline-<date>.json; any other writes its JSON to
+ * <tmpdir>/weir-bench/.
  * WEIR_BENCH_RSS=1 runs only the RSS-flatness mode: (d) for WEIR_BENCH_RSS_N (default 500000)
  * messages or WEIR_BENCH_RSS_MAX_S seconds (default 300), reporting RSS in the first vs last fifth.
  */
@@ -401,7 +402,9 @@ function benchSettings() {
   const scenarios = (['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'] as const).filter((x) => only.includes(x))
   const rounds = rssMode ? 1 : Number(process.env.WEIR_BENCH_ROUNDS ?? 3)
   // Only a full run (every scenario, default N) replaces the dated results file; quick runs go to the temp directory.
-  const partial = rssMode ? process.env.WEIR_BENCH_RSS_N !== undefined || process.env.WEIR_BENCH_RSS_MAX_S !== undefined : process.env.WEIR_BENCH_ONLY !== undefined || process.env.WEIR_BENCH_N !== undefined || rounds < 3
+  // A run with other Node flags or a profiler measures something else: it does not replace the results file.
+  const altered = process.env.WEIR_BENCH_NODE_FLAGS !== undefined || process.env.WEIR_BENCH_PROF !== undefined || process.env.WEIR_BENCH_WARM !== undefined
+  const partial = altered || (rssMode ? process.env.WEIR_BENCH_RSS_N !== undefined || process.env.WEIR_BENCH_RSS_MAX_S !== undefined : process.env.WEIR_BENCH_ONLY !== undefined || process.env.WEIR_BENCH_N !== undefined || rounds < 3)
   return { rssMode, n, warm, total: warm + n, maxSeconds, only, scenarios, rounds, partial }
 }
 type Settings = ReturnType<typeof benchSettings>
@@ -799,7 +802,7 @@ function notesOf(rs: Row[]): string {
   const common = (parts[0] ?? []).filter((p) => parts.every((ps) => ps.includes(p)))
   const own = parts.map((ps) => ps.filter((p) => !common.includes(p)))
   if (own.every((o) => o.length === 0)) return common.join('; ')
-  return [...common, ...own.map((o, i) => `round ${i + 1}: ${o.join(', ') || '–'}`)].join('; ')
+  return [...common, ...own.map((o, i) => `round ${i + 1}: ${o.join('; ') || '–'}`)].join(' / ')
 }
 
 /** A scenario's row for the table: the median of each figure over its rounds `rs`. */

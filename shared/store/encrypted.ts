@@ -140,12 +140,17 @@ export function encryptContent(inner: MessageStore, options: EncryptedStoreOptio
   const reader = openers(cipher)
   const finished = (id: string) => claimed.delete(id)
 
-  // A channel stored in clear costs no more than a wrapper call: no promise of its own, no copy of
-  // what is claimed unless something in it is sealed (a message stored while encryption was on).
+  // A channel stored in clear costs little more than a wrapper call: its enqueue adds no promise,
+  // nothing it writes is rewritten, and what is claimed is not copied unless something in it is
+  // sealed (a message stored while encryption was on).
   const wrapper: MessageStore = {
     enqueue(channel: string, input: MessageInput, opts: EnqueueOptions = {}): Promise<EmitResult> {
-      if (!encrypts(channel)) return inner.enqueue(channel, input, opts)
-      return cipher().then((c) => inner.enqueue(channel, ...sealEnqueue(c, channel, input, opts)))
+      if (encrypts(channel)) return cipher().then((c) => inner.enqueue(channel, ...sealEnqueue(c, channel, input, opts)))
+      try {
+        return inner.enqueue(channel, input, opts)
+      } catch (e) {
+        return Promise.reject(e) // a body JSON cannot write (a BigInt, a cycle): rejected, as from an async function
+      }
     },
     async claim(channel: string, limit: number, opts?: ClaimOptions): Promise<ClaimedMessage[]> {
       const got = await inner.claim(channel, limit, opts)

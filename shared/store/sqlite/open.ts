@@ -161,8 +161,16 @@ class SqliteStore implements SqliteMessageStore {
     const contentType = input.contentType ?? (typeof input.body === 'string' ? 'text/plain' : 'application/json')
     const attributes = input.attributes ?? {}
     const error = opts.error ?? null
+    let body: string, attributesJson: string
+    try {
+      body = JSON.stringify(input.body ?? null)
+      attributesJson = JSON.stringify(attributes)
+    } catch (e) {
+      // A BigInt or a cycle, from a source of one's own: refused before the queue counts the message.
+      return Promise.reject(new StoreError(`message cannot be stored: its body or attributes are not JSON (${(e as Error).message})`, { cause: e }))
+    }
     if (error === null) this.queues.accepted(channel)
-    const args = [channel, id, JSON.stringify(input.body ?? null), contentType, JSON.stringify(attributes), input.dedupeKey ?? null, t, opts.orderKey ?? null, error, opts.searchKeys ?? null, input.dedupeWindowMs ?? null]
+    const args = [channel, id, body, contentType, attributesJson, input.dedupeKey ?? null, t, opts.orderKey ?? null, error, opts.searchKeys ?? null, input.dedupeWindowMs ?? null]
     return this.writer.call('enqueue', args, ([seq, duplicateOf]: [number, string | null]): EmitResult => {
       if (error !== null) return duplicateOf === null ? { id, duplicate: false } : { id: duplicateOf, duplicate: true }
       if (duplicateOf !== null) {
