@@ -1,4 +1,6 @@
 import { MESSAGE_STATUSES, type AttemptRecord, type ChannelStats, type DeliveryRecord, type MessageStatus, type StoredMessage } from './types.ts'
+import type { MessageInput } from '../component.ts'
+import { StoreError } from './errors.ts'
 
 /** A message as both stores keep it (snake case; a server store may return 64-bit integers as strings). */
 export interface MessageRow {
@@ -51,4 +53,16 @@ export function countByStatus(rows: ReadonlyArray<{ status: MessageStatus; n: nu
   const out = Object.fromEntries(MESSAGE_STATUSES.map((st) => [st, 0])) as ChannelStats
   for (const r of rows) out[r.status] = r.n
   return out
+}
+
+/**
+ * A message's body and attributes as the JSON the store writes. A value JSON cannot write (a BigInt
+ * or a cycle, from a source of one's own) throws ERR_STORE, before the message is counted anywhere.
+ */
+export function jsonOf(input: MessageInput): [body: string, attributes: string] {
+  try {
+    return [JSON.stringify(input.body ?? null), JSON.stringify(input.attributes ?? {})]
+  } catch (e) {
+    throw new StoreError(`message cannot be stored: its body or attributes are not JSON (${(e as Error).message})`, { cause: e })
+  }
 }

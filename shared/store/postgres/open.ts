@@ -5,7 +5,7 @@ import type { Logger } from '../../log/index.ts'
 import { StoreError } from '../errors.ts'
 import { newMessageId } from '../id.ts'
 import { ChannelQueues } from '../queues.ts'
-import { attemptOf, countByStatus, defined, deliveryOf, rowToMessage, type MessageRow } from '../rows.ts'
+import { attemptOf, countByStatus, defined, deliveryOf, jsonOf, rowToMessage, type MessageRow } from '../rows.ts'
 import {
 
   MESSAGE_STATUSES, type ChannelStats, type ClaimOptions, type ClaimedMessage, type DeliveryRecord, type DeliveryUpdate, type EnqueueOptions,
@@ -172,10 +172,11 @@ class PostgresStore implements PostgresMessageStore {
     const contentType = input.contentType ?? (typeof input.body === 'string' ? 'text/plain' : 'application/json')
     const error = opts.error ?? null
     if (this.closed) throw new StoreError('message store is closed')
+    const [body, attributes] = jsonOf(input)
     if (error === null) this.queues.accepted(channel)
     try {
       const [, duplicateOf] = await this.write<[number, string | null]>('enqueue', [
-        channel, id, JSON.stringify(input.body ?? null), contentType, JSON.stringify(input.attributes ?? {}), input.dedupeKey ?? null, t, opts.orderKey ?? null, error, opts.searchKeys ?? null, input.dedupeWindowMs ?? null,
+        channel, id, body, contentType, attributes, input.dedupeKey ?? null, t, opts.orderKey ?? null, error, opts.searchKeys ?? null, input.dedupeWindowMs ?? null,
       ])
       if (error === null) this.queues.written(channel, { counted: duplicateOf === null })
       return duplicateOf === null ? { id, duplicate: false } : { id: duplicateOf, duplicate: true }

@@ -15,7 +15,7 @@ import {
 import { acquireLock, releaseLock } from './lock.ts'
 import { migrate, useIncrementalVacuum } from './migrations.ts'
 import { ChannelQueues } from '../queues.ts'
-import { attemptOf, countByStatus, defined, deliveryOf, rowToMessage, type MessageRow } from '../rows.ts'
+import { attemptOf, countByStatus, defined, deliveryOf, jsonOf, rowToMessage, type MessageRow } from '../rows.ts'
 import { WriterClient } from './writer.ts'
 
 export interface SqliteStoreOptions {
@@ -163,11 +163,9 @@ class SqliteStore implements SqliteMessageStore {
     const error = opts.error ?? null
     let body: string, attributesJson: string
     try {
-      body = JSON.stringify(input.body ?? null)
-      attributesJson = JSON.stringify(attributes)
+      [body, attributesJson] = jsonOf(input)
     } catch (e) {
-      // A BigInt or a cycle, from a source of one's own: refused before the queue counts the message.
-      return Promise.reject(new StoreError(`message cannot be stored: its body or attributes are not JSON (${(e as Error).message})`, { cause: e }))
+      return Promise.reject(e)
     }
     if (error === null) this.queues.accepted(channel)
     const args = [channel, id, body, contentType, attributesJson, input.dedupeKey ?? null, t, opts.orderKey ?? null, error, opts.searchKeys ?? null, input.dedupeWindowMs ?? null]
