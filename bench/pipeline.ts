@@ -401,8 +401,8 @@ function benchSettings() {
   const only = rssMode ? ['d'] : (process.env.WEIR_BENCH_ONLY ?? 'a,b,c,d,e,f,g,h').split(',')
   const scenarios = (['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'] as const).filter((x) => only.includes(x))
   const rounds = rssMode ? 1 : Number(process.env.WEIR_BENCH_ROUNDS ?? 3)
-  // Only a full run (every scenario, default N) replaces the dated results file; quick runs go to the temp directory.
-  // A run with other Node flags or a profiler measures something else: it does not replace the results file.
+  // Only a full run (every scenario, default N and warm-up, at least 3 rounds, no profiler or other
+  // Node flags) replaces the dated results file; any other run goes to the temp directory.
   const altered = process.env.WEIR_BENCH_NODE_FLAGS !== undefined || process.env.WEIR_BENCH_PROF !== undefined || process.env.WEIR_BENCH_WARM !== undefined
   const partial = altered || (rssMode ? process.env.WEIR_BENCH_RSS_N !== undefined || process.env.WEIR_BENCH_RSS_MAX_S !== undefined : process.env.WEIR_BENCH_ONLY !== undefined || process.env.WEIR_BENCH_N !== undefined || rounds < 3)
   return { rssMode, n, warm, total: warm + n, maxSeconds, only, scenarios, rounds, partial }

@@ -149,7 +149,7 @@ export function encryptContent(inner: MessageStore, options: EncryptedStoreOptio
       try {
         return inner.enqueue(channel, input, opts)
       } catch (e) {
-        return Promise.reject(e) // a body JSON cannot write (a BigInt, a cycle): rejected, as from an async function
+        return Promise.reject(e) // an inner store that throws instead of rejecting: rejected, as from an async function
       }
     },
     async claim(channel: string, limit: number, opts?: ClaimOptions): Promise<ClaimedMessage[]> {
@@ -244,9 +244,12 @@ async function listByKey(inner: MessageStore, filter: ListFilter, { name, value 
 
 const isSealed = (v: unknown): v is string => typeof v === 'string' && v.startsWith(SEALED)
 
-/** Whether anything of a claimed message was stored sealed: its body, attributes or error, or a delivery's error or excerpt. */
-const holdsSealed = (m: ClaimedMessage) => isSealed(m.body) || isSealed(m.attributes[SEALED_ATTRIBUTES]) || isSealed(m.error)
-  || m.deliveries.some((d) => isSealed(d.lastError) || isSealed(d.responseExcerpt))
+/** Whether a message's body, attributes or error was stored sealed. */
+const messageSealed = (m: StoredMessage) => isSealed(m.body) || isSealed(m.attributes[SEALED_ATTRIBUTES]) || isSealed(m.error)
+/** Whether a delivery record's error or response excerpt was stored sealed. */
+const deliverySealed = (d: DeliveryRecord) => isSealed(d.lastError) || isSealed(d.responseExcerpt)
+/** Whether anything of a claimed message was stored sealed: what `openers` would open. */
+const holdsSealed = (m: ClaimedMessage) => messageSealed(m) || m.deliveries.some(deliverySealed)
 
 /** Decrypts what comes out of the store; a value that was never encrypted is returned as it is, and no key is asked for. */
 function openers(cipher: () => Promise<ContentCipher>) {
@@ -254,7 +257,7 @@ function openers(cipher: () => Promise<ContentCipher>) {
   return {
     async message<M extends StoredMessage>(m: M): Promise<M> {
       const sealedAttributes = m.attributes[SEALED_ATTRIBUTES]
-      if (!isSealed(m.body) && !isSealed(sealedAttributes) && !isSealed(m.error)) return m
+      if (!messageSealed(m)) return m
       return {
         ...m,
         body: isSealed(m.body) ? JSON.parse(await open(m.body, 'body')) : m.body,
@@ -262,7 +265,7 @@ function openers(cipher: () => Promise<ContentCipher>) {
         ...(m.error !== undefined ? { error: await open(m.error, 'error') } : {}),
       }
     },
-    deliveries: async <D extends readonly DeliveryRecord[]>(ds: D): Promise<D> => !ds.some((d) => isSealed(d.lastError) || isSealed(d.responseExcerpt)) ? ds : Promise.all(ds.map(async (d) => ({
+    deliveries: async <D extends readonly DeliveryRecord[]>(ds: D): Promise<D> => !ds.some(deliverySealed) ? ds : Promise.all(ds.map(async (d) => ({
       ...d,
       ...(d.lastError !== undefined ? { lastError: await open(d.lastError, 'error') } : {}),
       ...(d.responseExcerpt !== undefined ? { responseExcerpt: await open(d.responseExcerpt, 'excerpt') } : {}),

@@ -394,15 +394,15 @@ export function storeConformance(factory: StoreFactory): void {
       expect(await store.getState('c', 'source', 'cursor')).toEqual({ page: 3 })
     })
 
-  it('refuses a body JSON cannot write (a BigInt, a cycle) with ERR_STORE, without counting it as pending', async () => {
-    const cyclic: Record<string, unknown> = { a: 1 }
-    cyclic.self = cyclic
-    await expect(store.enqueue('c', { body: { n: 10n } })).rejects.toMatchObject({ code: 'ERR_STORE', message: expect.stringContaining('not JSON') })
-    await expect(store.enqueue('c', { body: cyclic })).rejects.toMatchObject({ code: 'ERR_STORE' })
-    expect(store.pending('c')).toBe(0)
-    await store.enqueue('c', { body: { n: 10 } })
-    expect(store.pending('c')).toBe(1)
-  })
+    it('refuses a body JSON cannot write (a BigInt, a cycle) with ERR_STORE, without counting it as pending', async () => {
+      const cyclic: Record<string, unknown> = { a: 1 }
+      cyclic.self = cyclic
+      await expect(store.enqueue('c', { body: { n: 10n } })).rejects.toMatchObject({ code: 'ERR_STORE', message: expect.stringContaining('not JSON') })
+      await expect(store.enqueue('c', { body: cyclic })).rejects.toMatchObject({ code: 'ERR_STORE' })
+      expect(store.pending('c')).toBe(0)
+      await store.enqueue('c', { body: { n: 10 } })
+      expect(store.pending('c')).toBe(1)
+    })
 
     it('rejects operations after close with ERR_STORE', async () => {
       await store.close()
