@@ -4,7 +4,8 @@
  *
  * Two processes: this one holds the loopback sink API, the embedded authorization server and the
  * load generator; a child process holds the system under test, so "peak RSS" is the peak of the
- * process under test alone (its `maxRSS`). Scenarios, each with a warm-up before N measured messages
+ * process under test alone (its `maxRSS`). The child runs Weir from dist/, as `weir run` does (see
+ * `weir` below). Scenarios, each with a warm-up before N measured messages
  * of about 1 KB and 64 in flight:
  *   (a) limit   bare undici Pool (16 connections) POSTing to the sink with a fixed bearer header (a token
  *               the authorization server issued, so it is as long as (b)'s), the same headers and body as (b)
@@ -57,6 +58,7 @@ import { exportJWK } from 'jose'
 import { Pool } from 'undici'
 import type { AuthorizationServer } from '../engine/embedded/authorization-server.ts'
 import type { ComponentContext } from '../shared/component.ts'
+import { build, distProblem } from '../bin/build.js'
 import { benchBody, generate } from './lib/generator.ts'
 import { median } from './lib/stats.ts'
 import { endToEnd, startSink, type Sink } from './lib/sink.ts'
@@ -124,12 +126,21 @@ const toParent = (m: ToParent) => process.send!(m)
 /** This process's CPU time (user + system) so far, ms. */
 const cpuMs = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000 }
 
+/**
+ * A module of Weir in a child, as `weir run` loads it: compiled JavaScript from dist/ (the parent
+ * builds it first when it is missing or older than a source), not the TypeScript sources through
+ * tsx, so the figures and profiles are those of the code users run. `path` is relative to the
+ * project root, without extension; every module of the system under test comes this way, so that
+ * classes checked with instanceof (Secret, the errors) are dist's own.
+ */
+const weir = (path: string): Promise<any> => import(new URL(`../dist/${path}.js`, import.meta.url).href)
+
 /** The modules every child loads whatever its scenario (each one's peak RSS includes them), and its logger. */
 const loadChildModules = async () => {
-  const { Secret } = await import('../shared/secret.ts')
-  const { createTokenProvider, TokenCache } = await import('../shared/oauth/index.ts')
-  const { createHttpClient } = await import('../shared/http/index.ts')
-  const { createLogger } = await import('../shared/log/index.ts')
+  const { Secret }: typeof import('../shared/secret.ts') = await weir('shared/secret')
+  const { createTokenProvider, TokenCache }: typeof import('../shared/oauth/index.ts') = await weir('shared/oauth/index')
+  const { createHttpClient }: typeof import('../shared/http/index.ts') = await weir('shared/http/index')
+  const { createLogger }: typeof import('../shared/log/index.ts') = await weir('shared/log/index')
   return { Secret, createTokenProvider, TokenCache, createHttpClient, log: createLogger({ level: 'warn', pretty: false }) }
 }
 
@@ -235,7 +246,7 @@ async function startBarePool({ init }: ChildKit): Promise<UnderTest> {
 /** (b): Weir's `http` destination with a client_credentials token provider. */
 async function startHttpDestination(kit: ChildKit): Promise<UnderTest> {
   const { init, log } = kit
-  const { default: httpDestination } = await import('../components/destinations/http.ts')
+  const { default: httpDestination }: typeof import('../components/destinations/http.ts') = await weir('components/destinations/http')
   const provider = kit.createTokenProvider('api', { tokenUrl: init.tokenUrl, clientId: init.clientId, clientAuth: { method: 'client_secret_basic', secret: new kit.Secret(init.secret!) } } as never, { cache: new kit.TokenCache(), log, now: kit.now })
   const http = kit.createHttpClient({ log, connections: 16 })
   const abort = new AbortController()
@@ -255,7 +266,7 @@ async function startHttpDestination(kit: ChildKit): Promise<UnderTest> {
 
 /** (h): Weir's `mllp` destination on one connection to the parent's loopback MLLP receiver. */
 async function startMllpDestination({ init, log }: ChildKit): Promise<UnderTest> {
-  const { default: mllpDestination } = await import('../components/destinations/mllp.ts')
+  const { default: mllpDestination }: typeof import('../components/destinations/mllp.ts') = await weir('components/destinations/mllp')
   const abort = new AbortController()
   const dataDir = mkdtempSync(join(tmpdir(), 'weir-bench-h-'))
   const config = Object.freeze({ host: '127.0.0.1', port: init.mllpPort!, ackTimeoutMs: 30_000, connectTimeoutMs: 10_000, connections: 1, reconnectDelayMs: 500, maxReconnectDelayMs: 30_000, retryOnError: true })
@@ -325,9 +336,9 @@ function countingWaits(p: Provider, waits: { count: number; ms: number }): Provi
 /** (d), (e), (f), (g): the bench channel, running on a durable SQLite store. */
 async function startBenchChannel(kit: ChildKit): Promise<UnderTest> {
   const { init, log } = kit
-  const { loadChannelObject } = await import('../engine/load.ts')
-  const { openSqliteStore } = await import('../shared/store/index.ts')
-  const { startChannel } = await import('../engine/runtime/index.ts')
+  const { loadChannelObject }: typeof import('../engine/load.ts') = await weir('engine/load')
+  const { openSqliteStore }: typeof import('../shared/store/index.ts') = await weir('shared/store/index')
+  const { startChannel }: typeof import('../engine/runtime/index.ts') = await weir('engine/runtime/index')
   const dir = mkdtempSync(join(tmpdir(), 'weir-bench-ch-'))
   const channel = await loadChannelObject(benchChannel(init), { file: join(dir, 'bench.json'), env: { BENCH_SECRET: init.secret ?? '', BENCH_KEY: init.keyPem ?? '' } })
   const store = openSqliteStore({ dataDir: join(dir, 'data') }) // default: WAL, synchronous=FULL
@@ -870,6 +881,7 @@ function writeResults(s: Settings, { rows, ratios, roundRatios }: Summary, byRou
 /** The parent process: starts the fixtures, runs the rounds, then reports and writes the results. */
 async function parent(): Promise<void> {
   const settings = benchSettings()
+  if (distProblem() && build() !== 0) throw new Error('npm run build failed: the children run Weir from dist/')
   const b = await startFixtures(settings)
   const started = Date.now()
   const byRound = await runRounds(b)
