@@ -4,7 +4,7 @@ import { secretSchema } from '../../shared/config/secret-schema.ts'
 import { errorCodes, PermanentError } from '../../shared/errors.ts'
 import { readAck, readHeader } from '../../shared/hl7v2/index.ts'
 import { connectMllp, type MllpClient, type MllpSocketError } from '../../shared/mllp/client.ts'
-import { readTlsFile } from '../../shared/mllp/tls.ts'
+import { readTlsFile } from '../../shared/tls.ts'
 import { reveal } from '../../shared/secret.ts'
 
 const configSchema = {

@@ -1,18 +1,17 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
-import { readFileSync } from 'node:fs'
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
-import { resolve } from 'node:path'
 import type { JWTPayload } from 'jose'
 import { defineComponent, isJsonContentType, type ConfigOf, type Emit } from '../../shared/component.ts'
 import { secretSchema } from '../../shared/config/secret-schema.ts'
 import { serverTlsSchema } from '../../shared/inbound/tls-schema.ts'
-import { ConfigError, errorCodes, isWeirError } from '../../shared/errors.ts'
+import { errorCodes, isWeirError } from '../../shared/errors.ts'
 import { guardConnections, type ConnectionGuard } from '../../shared/inbound/connection-guard.ts'
 import { jsonDeeperThan } from '../../shared/inbound/json-depth.ts'
 import { jwtVerifier, KEYS_FAILURE_MS } from '../../shared/inbound/jwt-verifier.ts'
 import { Refusal } from '../../shared/inbound/refusal.ts'
+import { serverTlsOptions, verifiedClientSubject } from '../../shared/tls.ts'
 import type { Logger } from '../../shared/log/index.ts'
 import { reveal } from '../../shared/secret.ts'
 
@@ -169,19 +168,8 @@ function bodyReader(maxBytes: number, maxBufferedBytes: number) {
   })
 }
 
-function readTls(tls: NonNullable<HttpListenerConfig['tls']>, channelDir: string): Record<string, unknown> {
-  const read = (f: string) => {
-    const p = resolve(channelDir, f)
-    try { return readFileSync(p) } catch (e) { throw new ConfigError([{ file: p, pointer: '', message: `cannot read TLS file: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}` }]) }
-  }
-  return {
-    cert: read(tls.certFile), key: reveal(tls.key),
-    ...(tls.caFile ? { ca: read(tls.caFile), requestCert: true, rejectUnauthorized: tls.requireClientCert } : {}),
-  }
-}
-
 /** The HTTP(S) server with the listener's timeouts; `connectionsCheckingInterval` is how often Node enforces them. */
-function createServer(config: HttpListenerConfig, tlsOptions: Record<string, unknown> | undefined, onRequest: (req: IncomingMessage, res: ServerResponse) => void): Server {
+function createServer(config: HttpListenerConfig, tlsOptions: ReturnType<typeof serverTlsOptions> | undefined, onRequest: (req: IncomingMessage, res: ServerResponse) => void): Server {
   const timeouts = { requestTimeout: config.requestTimeoutMs, headersTimeout: config.headersTimeoutMs, connectionsCheckingInterval: Math.min(1000, config.headersTimeoutMs) }
   return tlsOptions ? createHttpsServer({ ...tlsOptions, ...timeouts, handshakeTimeout: config.headersTimeoutMs }, onRequest) : createHttpServer(timeouts, onRequest)
 }
@@ -211,11 +199,14 @@ function apiKeyPrincipal(l: Listener, req: IncomingMessage): Principal {
   return { ...(name ? { subject: name } : {}), scope: ['api-key', name ?? ''] }
 }
 
-/** Who sent the request, by its bearer token or API key when the listener requires one (401 otherwise). */
-async function authenticate(l: Listener, req: IncomingMessage): Promise<Principal> {
+/**
+ * Who sent the request: by its bearer token or API key when the listener requires one (401
+ * otherwise), else by its client certificate when one was verified against `tls.caFile`.
+ */
+async function authenticate(l: Listener, req: IncomingMessage, certSubject: string | undefined): Promise<Principal> {
   if (l.verifyJwt) return jwtPrincipal(await l.verifyJwt(req.headers.authorization))
   if (l.apiKeyHash) return apiKeyPrincipal(l, req)
-  return { scope: ['anonymous'] }
+  return { scope: certSubject ? ['client-cert', certSubject] : ['anonymous'] }
 }
 
 /** The request's media type without parameters, when the listener accepts it (415 otherwise). */
@@ -240,7 +231,9 @@ async function handle(l: Listener, req: IncomingMessage, res: ServerResponse): P
   if (!(config.methods as readonly string[]).includes(req.method ?? '')) return json(res, 405, { error: 'method not allowed' }, { allow: config.methods.join(', ') })
   const attributes: Record<string, string> = { method: req.method!, path: url.pathname, remoteAddress: req.socket.remoteAddress ?? '' }
   if (url.search) attributes.query = url.search.slice(1)
-  const principal = await authenticate(l, req)
+  const certSubject = verifiedClientSubject(req.socket)
+  if (certSubject) attributes.clientCertSubject = certSubject
+  const principal = await authenticate(l, req, certSubject)
   if (principal.subject) attributes.authSubject = principal.subject
   const contentType = acceptedContentType(l, req)
   const declared = Number(req.headers['content-length'])
@@ -335,7 +328,7 @@ export default defineComponent({
       readBody: bodyReader(config.maxBytes, config.maxBufferedBytes),
       emit: undefined, guard: undefined, limitLoggedAt: 0,
     }
-    const tlsOptions = config.tls ? readTls(config.tls, ctx.channelDir) : undefined
+    const tlsOptions = config.tls ? serverTlsOptions(config.tls, ctx.channelDir) : undefined
     let server: Server | undefined
 
     return {

@@ -1,12 +1,11 @@
 import { createServer as createTcpServer, type AddressInfo, type Server, type Socket } from 'node:net'
-import { createServer as createTlsServer, type TLSSocket } from 'node:tls'
+import { createServer as createTlsServer } from 'node:tls'
 import { defineComponent, type ComponentContext, type ConfigOf, type Emit } from '../../shared/component.ts'
 import { serverTlsSchema } from '../../shared/inbound/tls-schema.ts'
 import { errorCodes, isWeirError } from '../../shared/errors.ts'
 import { buildAck, HL7_ER7_CONTENT_TYPE, parseEr7, readHeader, type AckCode, type MshHeader } from '../../shared/hl7v2/index.ts'
 import { createFrameDecoder, encodeFrame, type FrameEvent } from '../../shared/mllp/frame.ts'
-import { readTlsFile } from '../../shared/mllp/tls.ts'
-import { reveal } from '../../shared/secret.ts'
+import { serverTlsOptions, verifiedClientSubject } from '../../shared/tls.ts'
 
 const configSchema = {
   type: 'object', additionalProperties: false, required: ['port'],
@@ -75,8 +74,8 @@ function attributesOf(h: MshHeader, socket: Socket): Record<string, string> {
     sendingFacility: h.sendingFacility, receivingApplication: h.receivingApplication, receivingFacility: h.receivingFacility,
     version: h.version, processingId: h.processingId, remoteAddress: socket.remoteAddress ?? '',
   }
-  const peer = (socket as Partial<TLSSocket>).getPeerCertificate?.()
-  if (peer?.subject?.CN) out.clientCertSubject = String(peer.subject.CN)
+  const subject = verifiedClientSubject(socket)
+  if (subject) out.clientCertSubject = subject
   return out
 }
 
@@ -185,10 +184,7 @@ export default defineComponent({
     return config.tls?.requireClientCert && !config.tls.caFile ? [['/tls/requireClientCert', 'requires "caFile" (the CAs client certificates must chain to)']] : []
   },
   create(config, ctx) {
-    const tlsOptions = config.tls ? {
-      cert: readTlsFile(ctx.channelDir, config.tls.certFile), key: reveal(config.tls.key),
-      ...(config.tls.caFile ? { ca: readTlsFile(ctx.channelDir, config.tls.caFile), requestCert: true, rejectUnauthorized: config.tls.requireClientCert } : {}),
-    } : undefined
+    const tlsOptions = config.tls ? serverTlsOptions(config.tls, ctx.channelDir) : undefined
     let server: Server | undefined
     const connections = new Map<Socket, { busy: () => boolean }>()
     let stopping = false

@@ -8,8 +8,8 @@ export function serverTlsSchema(description: string) {
     properties: {
       certFile: { type: 'string', minLength: 1, description: 'PEM certificate (chain) file, relative to the channel file.', examples: ['tls/server.crt'] },
       key: secretSchema('PEM private key of the certificate.', { examples: [{ $file: 'tls/server.key' }] }),
-      caFile: { type: 'string', minLength: 1, description: 'PEM file of CAs that client certificates must chain to (mutual TLS).' },
-      requireClientCert: { type: 'boolean', default: false, description: 'Refuse clients without a certificate from `caFile`.' },
+      caFile: { type: 'string', minLength: 1, description: 'PEM file of CAs that client certificates must chain to (mutual TLS). The subject (CN) of a certificate verified against it is recorded as the message attribute `clientCertSubject`.' },
+      requireClientCert: { type: 'boolean', default: false, description: 'Refuse clients without a certificate from `caFile`. Otherwise they are let in unidentified (a certificate that does not chain to `caFile` is not recorded).' },
     },
   } as const
 }

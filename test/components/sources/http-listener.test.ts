@@ -1,4 +1,3 @@
-import { execFileSync } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Agent, request } from 'undici'
@@ -6,7 +5,7 @@ import { SignJWT, exportJWK, generateKeyPair, type JWK } from 'jose'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import listener from '../../../components/sources/http-listener.ts'
 import { errorCodes } from '../../../shared/errors.ts'
-import { loadComponentConfig, loopbackServer, recordingEmit, tempDir, testContext, type TestContext } from '../../_setup.ts'
+import { loadComponentConfig, loopbackServer, recordingEmit, testContext, type TestContext } from '../../_setup.ts'
 import type { AddressInfo } from 'node:net'
 
 type Key = Awaited<ReturnType<typeof generateKeyPair>>['privateKey']
@@ -250,19 +249,48 @@ describe('http-listener with an API key', () => {
 })
 
 describe('http-listener over TLS', () => {
-  it('serves HTTPS with the configured certificate', async () => {
-    const d = await tempDir()
-    try {
-      execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(d.dir, 'server.key'), '-out', join(d.dir, 'server.crt'), '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=IP:127.0.0.1'], { stdio: 'ignore' })
-      const { l, emit } = await start({ tls: { certFile: 'server.crt', key: { $file: 'server.key' } } }, recordingEmit(), d.dir)
-      const url = `https://127.0.0.1:${l.address().port}/`
-      const agent = new Agent({ connect: { ca: readFileSync(join(d.dir, 'server.crt')) } })
-      const res = await request(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"tls":true}', dispatcher: agent })
-      expect([res.statusCode, await res.body.json()]).toEqual([202, { id: 'm1' }])
-      expect(emit.inputs[0]!.body).toEqual({ tls: true })
-      const plain = await request(url.replace('https', 'http'), { method: 'POST', body: '{}' }).catch((e) => e)
-      expect(plain.statusCode ?? plain.code).not.toBe(202)
-      await agent.close()
-    } finally { await d.cleanup() }
+  const FIXTURES = join(import.meta.dirname, '../../oauth/fixtures')
+  const pem = (name: string) => readFileSync(join(FIXTURES, name))
+  const send = async (url: string, body: string, dispatcher: Agent, headers: Record<string, string> = {}) => {
+    const res = await request(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body, dispatcher })
+    return [res.statusCode, await res.body.json()]
+  }
+
+  it('serves HTTPS with the configured certificate, and not plain HTTP on that port', async () => {
+    const { l, emit } = await start({ tls: { certFile: 'server.pem', key: { $file: 'server.key' } } }, recordingEmit(), FIXTURES)
+    const url = `https://127.0.0.1:${l.address().port}/`
+    const agent = new Agent({ connect: { ca: pem('ca.pem') } })
+    expect(await send(url, '{"tls":true}', agent)).toEqual([202, { id: 'm1' }])
+    expect(emit.inputs[0]!.body).toEqual({ tls: true })
+    expect(emit.inputs[0]!.attributes!.clientCertSubject).toBeUndefined()
+    const plain = await request(url.replace('https', 'http'), { method: 'POST', body: '{}' }).catch((e) => e)
+    expect(plain.statusCode ?? plain.code).not.toBe(202)
+    await agent.close()
+  })
+
+  it('with requireClientCert, refuses a client without a certificate from caFile and records the subject of one with', async () => {
+    const { l, emit } = await start({ tls: { certFile: 'server.pem', key: { $file: 'server.key' }, caFile: 'ca.pem', requireClientCert: true } }, recordingEmit(), FIXTURES)
+    const url = `https://127.0.0.1:${l.address().port}/`
+    const trusted = new Agent({ connect: { ca: pem('ca.pem'), cert: pem('client.pem'), key: pem('client.key') } })
+    const none = new Agent({ connect: { ca: pem('ca.pem') } })
+    const rogue = new Agent({ connect: { ca: pem('ca.pem'), cert: pem('rogue-client.pem'), key: pem('rogue-client.key') } })
+    expect(await send(url, '{"n":1}', trusted)).toEqual([202, { id: 'm1' }])
+    for (const refused of [none, rogue]) expect(await send(url, '{"n":2}', refused).catch((e: Error) => e)).toBeInstanceOf(Error)
+    expect(emit.inputs.map((i) => [i.body, i.attributes!.clientCertSubject])).toEqual([[{ n: 1 }, 'weir-mtls-client']])
+    await Promise.all([trusted, none, rogue].map((a) => a.close()))
+  })
+
+  it('with optional client certificates, records and scopes Idempotency-Key values by the subject only of a verified one', async () => {
+    const { l, emit } = await start({ tls: { certFile: 'server.pem', key: { $file: 'server.key' }, caFile: 'ca.pem' } }, recordingEmit(), FIXTURES)
+    const url = `https://127.0.0.1:${l.address().port}/`
+    const trusted = new Agent({ connect: { ca: pem('ca.pem'), cert: pem('client.pem'), key: pem('client.key') } })
+    // A self-signed certificate naming the same subject gets in (certificates are optional) as anyone.
+    const rogue = new Agent({ connect: { ca: pem('ca.pem'), cert: pem('rogue-client.pem'), key: pem('rogue-client.key') } })
+    for (const agent of [trusted, rogue]) expect((await send(url, '{}', agent, { 'idempotency-key': 'k-1' }))[0]).toBe(202)
+    expect(emit.inputs.map((i) => [i.attributes!.clientCertSubject, i.dedupeKey])).toEqual([
+      ['weir-mtls-client', 'http-listener:client-cert:weir-mtls-client:k-1'],
+      [undefined, 'http-listener:anonymous:k-1'],
+    ])
+    await Promise.all([trusted, rogue].map((a) => a.close()))
   })
 })

@@ -252,6 +252,21 @@ describe('mllp-listener', () => {
     expect(emit.inputs).toHaveLength(1)
   })
 
+  it('with optional client certificates, records the subject only of a certificate that chains to caFile', async () => {
+    const { port, emit } = await start({ tls: { certFile: 'server.pem', key: { $file: 'server.key' }, caFile: 'ca.pem' } }, recordingEmit(), FIXTURES)
+    const ca = readFileSync(join(FIXTURES, 'ca.pem'))
+    const cert = (name: string) => ({ cert: readFileSync(join(FIXTURES, `${name}.pem`)), key: readFileSync(join(FIXTURES, `${name}.key`)) })
+    const trusted = await client(port, { ca, ...cert('client') })
+    expect(readAck(await trusted.request(adt('T1'), 5000)).code).toBe('AA')
+    // A self-signed certificate with the same subject is let in (client certificates are optional
+    // here) but names no one: its subject must not be recorded as if it had been verified.
+    const rogue = await client(port, { ca, ...cert('rogue-client') })
+    expect(readAck(await rogue.request(adt('T2'), 5000)).code).toBe('AA')
+    const plain = await client(port, { ca })
+    expect(readAck(await plain.request(adt('T3'), 5000)).code).toBe('AA')
+    expect(emit.inputs.map((i) => [i.attributes!.controlId, i.attributes!.clientCertSubject])).toEqual([['T1', 'weir-mtls-client'], ['T2', undefined], ['T3', undefined]])
+  })
+
   it('stop() lets a message waiting for its durable write get its ACK', async () => {
     let release!: () => void
     const gate = new Promise<void>((r) => { release = r })
