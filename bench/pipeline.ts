@@ -390,6 +390,7 @@ interface Row {
   notes?: string
   rssFirstFifthMb?: number
   rssLastFifthMb?: number
+  rssTenthsMb?: number[]
 }
 
 const NAMES: Record<Scenario, string> = {
@@ -723,6 +724,12 @@ const fifthMb = (samples: RssSample[], which: 'first' | 'last') => {
   return part.reduce((a, [, r]) => a + r, 0) / part.length / 2 ** 20
 }
 
+/** Mean RSS (MB) of each tenth of `samples`, to tell growth that levels off from growth that goes on; empty under 20 samples. */
+const tenthsMb = (samples: RssSample[]) => samples.length < 20 ? [] : Array.from({ length: 10 }, (_, i) => {
+  const part = samples.slice(Math.floor((i * samples.length) / 10), Math.floor(((i + 1) * samples.length) / 10))
+  return Math.round((part.reduce((a, [, r]) => a + r, 0) / part.length / 2 ** 20) * 10) / 10
+})
+
 /** The child's CPU ms at wall time `t`, from the sample nearest it. */
 const cpuAt = (samples: RssSample[], t: number) => samples.reduce((best, x) => (Math.abs(x[0] - t) < Math.abs(best[0] - t) ? x : best), samples[0] ?? [t, 0, NaN])[2]
 
@@ -759,7 +766,7 @@ async function relayedScenario(b: Bench, scenario: Relayed): Promise<Row[]> {
     ackP50Ms: pct(ackLat, 0.5), ackP99Ms: pct(ackLat, 0.99),
     peakRssMb: stats.maxRssKb / 1024, cpuUsPerMsg: (windowCpuMs * 1000) / delivered, tokenRequests: tokenCount(b, clientId) - tokens0, distinctTokensAtSink: sink.authorizations().length,
     ...(notes ? { notes } : {}),
-    ...(rssMode ? { rssFirstFifthMb: fifthMb(rssSamples, 'first'), rssLastFifthMb: fifthMb(rssSamples, 'last') } : {}),
+    ...(rssMode ? { rssFirstFifthMb: fifthMb(rssSamples, 'first'), rssLastFifthMb: fifthMb(rssSamples, 'last'), rssTenthsMb: tenthsMb(rssSamples) } : {}),
   }]
 }
 
@@ -863,6 +870,7 @@ function printReport({ n, warm, rounds, rssMode }: Settings, { rows, ratios, rou
     const d = rowOf(rows, 'd')!
     const growth = d.rssLastFifthMb! / d.rssFirstFifthMb! - 1
     console.log(`RSS flatness over ${d.messages.toLocaleString('en')} messages: first fifth ${fixed(d.rssFirstFifthMb)} MB, last fifth ${fixed(d.rssLastFifthMb)} MB (${(growth * 100).toFixed(1)}%; target within 10%: ${Math.abs(growth) <= 0.1 ? 'met' : 'NOT met'})`)
+    if (d.rssTenthsMb?.length) console.log(`RSS by tenth of the run, MB: ${d.rssTenthsMb.join(', ')}`)
   }
 }
 
