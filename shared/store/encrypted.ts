@@ -112,6 +112,45 @@ export interface EncryptedStoreOptions {
 
 type Opt<T> = T | undefined
 
+/** What opening a claimed batch needs from the wrapper (encryptContent). */
+interface Opening {
+  inner: MessageStore
+  cipher: () => Promise<ContentCipher>
+  encrypts: (channel: string) => boolean
+  /** Forgets a message the wrapper claimed (it is finished). */
+  finished: (id: string) => void
+  release: (ids: string[]) => Promise<void>
+}
+
+/**
+ * A claimed batch opened one message at a time, since the inner store has marked them all in
+ * flight already: a message the keyring cannot open goes to error on its own (kept in the log,
+ * never delivered) and the readable ones are returned; without a key at all, the batch goes back
+ * to the queue. Nothing is left in flight with nobody working on it. A clear order key of an
+ * encrypted channel (stored before encryption was switched on) is hashed, as new ones are.
+ */
+async function openClaimed(o: Opening, channel: string, got: ClaimedMessage[]): Promise<ClaimedMessage[]> {
+  let c: ContentCipher
+  try {
+    c = await o.cipher()
+  } catch (e) {
+    await o.release(got.map((m) => m.id)).catch(() => {})
+    throw e
+  }
+  const withKey = openers(async () => c)
+  const opened = await Promise.all(got.map(async (m): Promise<ClaimedMessage | undefined> => {
+    try {
+      const open = { ...(await withKey.message(m)), deliveries: await withKey.deliveries(m.deliveries) }
+      return clearOrderKey(open) && o.encrypts(channel) ? { ...open, orderKey: c.hash(channel, open.orderKey!) } : open
+    } catch (e) {
+      await o.inner.fail(m.id, unreadable(e)).catch(() => o.inner.release([m.id])).catch(() => {})
+      o.finished(m.id)
+      return undefined
+    }
+  }))
+  return opened.filter((m) => m !== undefined)
+}
+
 /**
  * Wraps any message store so that the content of the chosen channels is stored encrypted
  * (AES-256-GCM): bodies, attributes, errors, response excerpts and attempt errors are sealed on the
@@ -139,10 +178,19 @@ export function encryptContent(inner: MessageStore, options: EncryptedStoreOptio
   }))
   const reader = openers(cipher)
   const finished = (id: string) => claimed.delete(id)
+  /** Whether a claimed message of `channel` needs opening: something in it is sealed, or its order key is to be hashed. */
+  const toOpen = (channel: string, m: ClaimedMessage) => holdsSealed(m) || (clearOrderKey(m) && encrypts(channel))
+
+  const opening: Opening = { inner, cipher, encrypts, finished, release: (ids) => wrapper.release(ids) }
 
   // A channel stored in clear costs little more than a wrapper call: its enqueue adds no promise,
   // nothing it writes is rewritten, and what is claimed is not copied unless something in it is
   // sealed (a message stored while encryption was on).
+  //
+  // An encrypted channel may still hold messages stored before encryption was switched on, with
+  // their dedupe and order keys in clear: an enqueue looks its dedupe key up in clear too, and a
+  // claimed message's clear order key is hashed, so both generations share one key (order per key
+  // and duplicates hold across the switch, after a restart too).
   const wrapper: MessageStore = {
     enqueue(channel: string, input: MessageInput, opts: EnqueueOptions = {}): Promise<EmitResult> {
       if (encrypts(channel)) return cipher().then((c) => inner.enqueue(channel, ...sealEnqueue(c, channel, input, opts)))
@@ -155,8 +203,7 @@ export function encryptContent(inner: MessageStore, options: EncryptedStoreOptio
     async claim(channel: string, limit: number, opts?: ClaimOptions): Promise<ClaimedMessage[]> {
       const got = await inner.claim(channel, limit, opts)
       for (const m of got) claimed.set(m.id, channel)
-      if (!got.some(holdsSealed)) return got
-      return Promise.all(got.map(async (m) => ({ ...(await reader.message(m)), deliveries: await reader.deliveries(m.deliveries) })))
+      return got.some((m) => toOpen(channel, m)) ? openClaimed(opening, channel, got) : got
     },
     async recordDelivery(id: string, update: DeliveryUpdate) {
       if (!encrypts(claimed.get(id))) return inner.recordDelivery(id, update)
@@ -223,6 +270,7 @@ function sealEnqueue(c: ContentCipher, channel: string, input: MessageInput, opt
   }
   return [sealed, {
     ...opts,
+    ...(input.dedupeKey !== undefined ? { clearDedupeKey: input.dedupeKey } : {}),
     ...(opts.orderKey !== undefined ? { orderKey: c.hash(channel, opts.orderKey) } : {}),
     ...(opts.searchKeys !== undefined ? { searchKeys: hashSearchKeys(c, opts.searchKeys) } : {}),
     ...(opts.error !== undefined ? { error: c.seal(opts.error, 'error') } : {}),
@@ -250,6 +298,16 @@ const messageSealed = (m: StoredMessage) => isSealed(m.body) || isSealed(m.attri
 const deliverySealed = (d: DeliveryRecord) => isSealed(d.lastError) || isSealed(d.responseExcerpt)
 /** Whether anything of a claimed message was stored sealed: what `openers` would open. */
 const holdsSealed = (m: ClaimedMessage) => messageSealed(m) || m.deliveries.some(deliverySealed)
+/** Whether a message's order key is in clear (stored while its channel was not encrypted). */
+const clearOrderKey = (m: StoredMessage) => m.orderKey !== undefined && !m.orderKey.startsWith(HASHED)
+
+/**
+ * Why a claimed message that could not be opened is in error: the store's own reason (which field,
+ * which key id: a public name), never the decrypted text or a key.
+ */
+function unreadable(e: unknown): string {
+  return e instanceof StoreError ? e.message : 'cannot decrypt a message: a decrypted value is not what was sealed (it was altered)'
+}
 
 /** Decrypts what comes out of the store; a value that was never encrypted is returned as it is, and no key is asked for. */
 function openers(cipher: () => Promise<ContentCipher>) {

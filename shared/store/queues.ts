@@ -21,7 +21,8 @@ interface ChannelQueue {
  * message committed by this process is handed to `claim` from memory (its content is never read
  * back), as long as nothing older is queued in the database (`backlog`: after a restart, a release
  * or a resubmission). Claims are then marked in the database without waiting: if the process dies,
- * the owner's next open returns every claimed message to the queue anyway.
+ * the owner's next open returns every claimed message to the queue anyway, and a mark lost while it
+ * lives is harmless too, since a claim from the database skips the messages the process holds.
  */
 export class ChannelQueues {
   private readonly byChannel = new Map<string, ChannelQueue>()

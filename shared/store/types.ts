@@ -146,6 +146,12 @@ export interface EnqueueOptions {
   searchKeys?: Record<string, string[]>
   /** Store the message in error at once with this reason (its order key could not be computed): kept in the log, never delivered. */
   error?: string
+  /**
+   * The dedupe key in clear, when the message's `dedupeKey` is its keyed hash (`options.encryptContent`):
+   * a message stored under either is a duplicate, so one stored before encryption was switched on is
+   * still recognised. Only looked up (within `dedupeWindowMs` like the key itself), never stored.
+   */
+  clearDedupeKey?: string
 }
 
 /** How claims keep order among engines sharing one store (a single engine's store may ignore it: the runtime orders what it claims). */

@@ -1,10 +1,11 @@
-import { describe, expect, it } from 'vitest'
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { randomBytes } from 'node:crypto'
 import { readdir } from 'node:fs/promises'
 import { join } from 'node:path'
+import Database from 'better-sqlite3'
 import { encryptContent } from '../../shared/store/encrypted.ts'
 import { openSqliteStore } from '../../shared/store/index.ts'
-import { startWeirRun, until } from '../runtime/_helpers.ts'
+import { destination, feedSource, settleIo, startWeirRun, until, useFakeClock, useRuntimeFixture } from '../runtime/_helpers.ts'
 import { useAtRestFixture, atRestChannel, filesHolding, post, postTo, stop, weir } from './_at-rest.ts'
 
 const MRN = 'MRN-ENC7730291'
@@ -117,5 +118,67 @@ describe('encryptContent with a channel stored in clear', () => {
     await bare.close()
     expect(await filesHolding(data, MRN)).toEqual([])
     expect(await filesHolding(data, 'SEALED-ERROR-1')).toEqual([])
+  })
+})
+
+describe('switching encryptContent on with messages queued', () => {
+  const rt = useRuntimeFixture({ now: () => Date.now() })
+  beforeEach(() => useFakeClock())
+  afterEach(() => vi.useRealTimers())
+
+  it('keeps order per key and recognises duplicates across the switch: a queued message keeps its clear keys, the next ones get hashes', async () => {
+    rt.api.behaviour = ({ n }) => (n === 1 ? { status: 503, body: 'busy' } : undefined)
+    const policy = { retry: { maxAttempts: 5, initialDelayMs: 10_000, maxDelayMs: 600_000, maxElapsedMs: 3_600_000 } }
+    const options = { orderBy: 'mrn', concurrency: 4 }
+    const src = feedSource()
+    const h = await rt.start({ source: src.definition, destinations: [destination('api', rt.api.url, policy)], options }, { random: () => 1 })
+    const first = await src.emit({ mrn: '203713', seq: 1 }, { dedupeKey: 'ctl-1' })
+    await settleIo(async () => (await rt.store.get(first.id))!.attempts.length === 1)
+    await h.stop()
+    await rt.store.close()
+
+    // Restarted with the channel encrypted; the first message still waits for its retry (10 s).
+    const key = randomBytes(32)
+    rt.store = encryptContent(openSqliteStore({ dataDir: rt.dir.path, now: () => Date.now() }), { key: async () => key, channels: new Set(['test']) })
+    const src2 = feedSource()
+    const h2 = await rt.start({ source: src2.definition, destinations: [destination('api', rt.api.url, policy)], options: { ...options, encryptContent: true } }, { random: () => 1 })
+    // The patient's next message must wait for it.
+    await src2.emit({ mrn: '203713', seq: 2 }, { dedupeKey: 'ctl-2' })
+    await settleIo(() => rt.api.received.length >= 2).catch(() => {})
+    await vi.advanceTimersByTimeAsync(10_000)
+    await settleIo(() => h2.counters().queued === 0).catch(() => {})
+    // A sender resending the first message (the same control id, after a lost ACK).
+    const resend = await src2.emit({ mrn: '203713', seq: 1 }, { dedupeKey: 'ctl-1' })
+    await settleIo(() => h2.counters().queued === 0).catch(() => {})
+    const order = rt.api.received.slice(1).map((r) => (r.body as { seq: number }).seq)
+    expect({ deliveredOrder: order, resend }).toEqual({ deliveredOrder: [1, 2], resend: { id: first.id, duplicate: true } })
+  })
+})
+
+describe('a claimed message the store keyring cannot open', () => {
+  const rt = useRuntimeFixture({ pollIntervalMs: 50 })
+
+  it('goes to error on its own, with a reason naming no key; the readable messages claimed with it are delivered', async () => {
+    const oldKey = randomBytes(32)
+    const newKey = randomBytes(32)
+    await rt.store.close()
+    // Sealed under a key since lost (WEIR_SECRET_KEY changed, retired.keys gone).
+    const before = encryptContent(openSqliteStore({ dataDir: rt.dir.path }), { key: async () => oldKey, channels: new Set(['test']) })
+    const unreadable = await before.enqueue('test', { body: { mrn: MRN } })
+    await before.close()
+    rt.store = encryptContent(openSqliteStore({ dataDir: rt.dir.path }), { key: async () => newKey, channels: new Set(['test']) })
+    const readable = await rt.store.enqueue('test', { body: { n: 2 } })
+
+    const src = feedSource()
+    const h = await rt.start({ source: src.definition, destinations: [destination('api', rt.api.url)], options: { encryptContent: true } })
+    const idle = await h.whenIdle({ timeoutMs: 2000 }).then(() => 'idle', (e: Error) => e.message)
+    // Straight from the database: the wrapper's get would try to open the body again.
+    const db = new Database(join(rt.dir.path, 'weir.db'), { readonly: true })
+    const row = (id: string) => db.prepare('SELECT status, error FROM messages WHERE id = ?').get(id) as { status: string; error: string | null }
+    const [lost, ok] = [row(unreadable.id), row(readable.id)]
+    db.close()
+    expect({ idle, delivered: rt.api.received.map((r) => r.body), lost: lost.status, ok: ok.status }).toEqual({ idle: 'idle', delivered: [{ n: 2 }], lost: 'error', ok: 'delivered' })
+    expect(lost.error).toMatch(/^cannot decrypt a message's body/)
+    for (const k of [oldKey, newKey]) for (const form of ['hex', 'base64', 'base64url'] as const) expect(lost.error).not.toContain(k.toString(form))
   })
 })

@@ -139,6 +139,32 @@ export function storeConformance(factory: StoreFactory): void {
       expect((await store.claim('c', 5)).map((m) => m.body)).toEqual([1])
     })
 
+    it('a dedupe key given with its clear form (clearDedupeKey) is a duplicate of a message stored under either, within the window; the clear form is never stored', async () => {
+      let t = 10_000
+      await reopen({ now: () => t })
+      // Stored before encryption was switched on: the dedupe keys in clear.
+      const clear = await store.enqueue('c', { body: 1, dedupeKey: 'ctl-1' })
+      const windowed = await store.enqueue('c', { body: 2, dedupeKey: 'ctl-2', dedupeWindowMs: 500 })
+      const hashed = (key: string, extra: { dedupeWindowMs?: number } = {}) => ({ dedupeKey: `hmac:${key}`, ...extra })
+      // Alone (the PostgreSQL store's one-statement path) and in a burst beside a new message.
+      expect(await store.enqueue('c', { body: 3, ...hashed('ctl-1') }, { clearDedupeKey: 'ctl-1' })).toEqual({ id: clear.id, duplicate: true })
+      const [again, fresh] = await Promise.all([
+        store.enqueue('c', { body: 4, ...hashed('ctl-1') }, { clearDedupeKey: 'ctl-1' }),
+        store.enqueue('c', { body: 5, ...hashed('ctl-3') }, { clearDedupeKey: 'ctl-3' }),
+      ])
+      expect(again).toEqual({ id: clear.id, duplicate: true })
+      expect(fresh.duplicate).toBe(false)
+      expect(await store.enqueue('c', { body: 6, ...hashed('ctl-3') }, { clearDedupeKey: 'ctl-3' })).toEqual({ id: fresh.id, duplicate: true })
+      expect(await store.enqueue('c', { body: 7, dedupeKey: 'ctl-3' })).toMatchObject({ duplicate: false })
+      t = 10_400
+      expect(await store.enqueue('c', { body: 8, ...hashed('ctl-2', { dedupeWindowMs: 500 }) }, { clearDedupeKey: 'ctl-2' })).toEqual({ id: windowed.id, duplicate: true })
+      t = 10_500
+      expect(await store.enqueue('c', { body: 9, ...hashed('ctl-2', { dedupeWindowMs: 500 }) }, { clearDedupeKey: 'ctl-2' })).toMatchObject({ duplicate: false })
+      const stored = await store.list({ channel: 'c', order: 'asc' })
+      expect(stored.map((m) => [m.body, m.dedupeKey])).toEqual([[1, 'ctl-1'], [2, undefined], [5, 'hmac:ctl-3'], [7, 'ctl-3'], [9, 'hmac:ctl-2']])
+      expect(store.pending('c')).toBe(5)
+    })
+
     it('keeps the order key with the message, across a restart', async () => {
       const a = await store.enqueue('c', { body: 1 }, { orderKey: 'mrn-1' })
       const b = await store.enqueue('c', { body: 2 })

@@ -211,6 +211,27 @@ process.stdin.on('end', async () => { await s?.close(); process.exit(0) })`
     raw.close()
   })
 
+  it('a message claimed from memory whose in-flight mark was lost is not claimed again from the database', async () => {
+    const { id } = await store.enqueue('c', { body: 1 })
+    // The mark goes without waiting; here it fails, as when its batch meets SQLITE_BUSY past the busy
+    // timeout or a full disk, and the row stays 'queued' while the message is under way.
+    const other = new Database(join(dir, 'weir.db'))
+    try {
+      other.exec(`CREATE TRIGGER lose_mark BEFORE UPDATE OF status ON message_status WHEN NEW.status = 'in-flight' BEGIN SELECT RAISE(ABORT, 'disk full'); END`)
+      expect((await store.claim('c', 10)).map((m) => m.id)).toEqual([id])
+      expect((await store.list({ channel: 'c' })).map((m) => m.status)).toEqual(['queued'])
+      other.exec('DROP TRIGGER lose_mark')
+      // The dispatcher's idle poll: claims read the database from now on.
+      await store.refreshPending('c')
+      expect(await store.claim('c', 10)).toEqual([])
+      expect((await store.list({ channel: 'c' })).map((m) => m.status)).toEqual(['in-flight'])
+      await store.complete(id, 'delivered')
+      expect(await store.stats('c')).toMatchObject({ delivered: 1, queued: 0, 'in-flight': 0 })
+    } finally {
+      other.close()
+    }
+  })
+
   it('runs its queries on a thread of its own: a long write does not hold up the event loop', async () => {
     // 20,000 enqueues in one turn: one transaction of some tens of milliseconds, all on the writer thread.
     const writes = Promise.all(Array.from({ length: 20_000 }, (_, i) => store.enqueue('c', { body: { i, pad: 'x'.repeat(200) } })))

@@ -177,6 +177,7 @@ class PostgresStore implements PostgresMessageStore {
     try {
       const [, duplicateOf] = await this.write<[number, string | null]>('enqueue', [
         channel, id, body, contentType, attributes, input.dedupeKey ?? null, t, opts.orderKey ?? null, error, opts.searchKeys ?? null, input.dedupeWindowMs ?? null,
+        opts.clearDedupeKey ?? null,
       ])
       if (error === null) this.queues.written(channel, { counted: duplicateOf === null })
       return duplicateOf === null ? { id, duplicate: false } : { id: duplicateOf, duplicate: true }

@@ -18,6 +18,8 @@ type Param = (value: unknown, type: string) => string
 const hasDedupeKey = (op: PendingOp) => op.args[5] !== null
 /** An enqueue whose dedupe key has a window (`dedupeWindowMs`): an older holder of the key may give it up first. */
 const hasDedupeWindow = (op: PendingOp) => hasDedupeKey(op) && op.args[10] !== null
+/** An enqueue whose dedupe key is a keyed hash, with the clear key looked up too (`clearDedupeKey`: stored before encryption). */
+const hasClearKey = (op: PendingOp) => hasDedupeKey(op) && op.args[11] !== null
 /** One delivery row: message, destination, part. */
 const deliveryKey = (id: string, u: DeliveryUpdate) => `${id}\u0000${u.destination}\u0000${u.part}`
 
@@ -109,9 +111,7 @@ async function applyAsOneStatement(db: Db, me: string, n: number, of: (kind: str
   }
   if (keyed.length > 0) {
     // A duplicate's first message: stored before this statement (`prior` sees the table as it was), or by it (among `enq`'s rows).
-    ctes.push(`prior AS (SELECT m.id, m.channel, m.dedupe_key FROM weir_messages m
-      JOIN unnest(${p(keyed.map(([op]) => op.args[0]), 'text[]')}, ${p(keyed.map(([op]) => op.args[5]), 'text[]')}) AS d (channel, dedupe_key)
-        ON m.channel = d.channel AND m.dedupe_key = d.dedupe_key)`)
+    ctes.push(`prior AS (${firstsSql(p, keyed)})`)
     outputs.push(select('prior', 'prior', 'id', 'channel', 'dedupe_key'))
   }
   const rows = deliveryRowsOf(completes)
@@ -125,7 +125,7 @@ async function applyAsOneStatement(db: Db, me: string, n: number, of: (kind: str
     outputs.push(select('claimed', 'claimed', ...OUT_COLUMNS.map(([c]) => c)))
   }
   // The text depends only on which parts are present, so each shape is parsed once per connection.
-  const shape = `weir_batch_${enqueues.length > 0 ? 'e' : ''}${keyed.length > 0 ? 'p' : ''}${rows.length > 0 ? 'd' : ''}${completes.length > 0 ? 'c' : ''}${claimOp ? 'k' : ''}`
+  const shape = `weir_batch_${enqueues.length > 0 ? 'e' : ''}${keyed.length > 0 ? 'p' : ''}${keyed.some(([op]) => hasClearKey(op)) ? 'f' : ''}${rows.length > 0 ? 'd' : ''}${completes.length > 0 ? 'c' : ''}${claimOp ? 'k' : ''}`
   const out = await db.prepared<OutRow>(shape, `WITH ${ctes.join(',\n')}\n${outputs.join('\nUNION ALL ')}`, params)
   const seqs = new Map<string, number>()
   const channels = new Map<string, string>()
@@ -148,18 +148,21 @@ async function applyAsOneStatement(db: Db, me: string, n: number, of: (kind: str
 
 /**
  * Common table expressions that insert the enqueued messages in the order asked (`enq`: their id
- * and seq; a duplicate, same channel and dedupe key, is not inserted) and their bodies. Without a
- * dedupe key in the batch it is a plain INSERT (ON CONFLICT costs a speculative insertion per row).
+ * and seq; a duplicate, same channel and dedupe key, or a message stored under its clear key, is not
+ * inserted) and their bodies. Without a dedupe key in the batch it is a plain INSERT (ON CONFLICT
+ * costs a speculative insertion per row).
  */
 function insertMessagesCtes(p: Param, ops: Indexed[]): string {
   const col = (k: number, type: string) => p(ops.map(([op]) => op.args[k] ?? null), type)
   const ids = col(1, 'text[]')
   const bodies = col(2, 'text[]')
+  const clear = ops.some(([op]) => hasClearKey(op))
   return `enq AS (
       INSERT INTO weir_messages (channel, id, content_type, attributes, dedupe_key, received_at, updated_at, order_key, error, status)
       SELECT channel, id, content_type, attributes, dedupe_key, t, t, order_key, error, CASE WHEN error IS NULL THEN 'queued' ELSE 'error' END
-      FROM unnest(${col(0, 'text[]')}, ${ids}, ${col(3, 'text[]')}, ${col(4, 'text[]')}, ${col(5, 'text[]')}, ${col(6, 'bigint[]')}, ${col(7, 'text[]')}, ${col(8, 'text[]')}) WITH ORDINALITY
-        AS i (channel, id, content_type, attributes, dedupe_key, t, order_key, error, n)
+      FROM unnest(${col(0, 'text[]')}, ${ids}, ${col(3, 'text[]')}, ${col(4, 'text[]')}, ${col(5, 'text[]')}, ${col(6, 'bigint[]')}, ${col(7, 'text[]')}, ${col(8, 'text[]')}${clear ? `, ${clearKeys(p, ops)}` : ''}) WITH ORDINALITY
+        AS i (channel, id, content_type, attributes, dedupe_key, t, order_key, error, ${clear ? 'clear_key, ' : ''}n)
+      ${clear ? 'WHERE NOT EXISTS (SELECT 1 FROM weir_messages o WHERE o.channel = i.channel AND o.dedupe_key = i.clear_key)' : ''}
       ORDER BY n
       ${ops.some(([op]) => hasDedupeKey(op)) ? 'ON CONFLICT (channel, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING' : ''}
       RETURNING id, seq
@@ -171,27 +174,40 @@ function insertMessagesCtes(p: Param, ops: Indexed[]): string {
 async function enqueueAll(tx: Queryable, ops: Indexed[], results: unknown[]): Promise<void> {
   if (ops.length === 0) return
   // Dedupe keys whose window has passed move to the new message: the old one keeps its content, without the key.
-  const windowed = ops.filter(([op]) => hasDedupeWindow(op))
+  const windowed = ops.filter(([op]) => hasDedupeWindow(op)).flatMap(([op]) => (hasClearKey(op) ? [[op, op.args[5]], [op, op.args[11]]] : [[op, op.args[5]]]))
   if (windowed.length > 0) {
     await tx.query(`UPDATE weir_messages m SET dedupe_key = NULL FROM unnest($1::text[], $2::text[], $3::bigint[]) AS d (channel, dedupe_key, until)
       WHERE m.channel = d.channel AND m.dedupe_key = d.dedupe_key AND m.received_at <= d.until`,
-    [windowed.map(([op]) => op.args[0]), windowed.map(([op]) => op.args[5]), windowed.map(([op]) => op.args[6] - op.args[10])])
+    [windowed.map(([op]) => op.args[0]), windowed.map(([, key]) => key), windowed.map(([op]) => op.args[6] - op.args[10])])
   }
-  const { params, p } = parameters()
-  const inserted = await tx.query<{ id: string; seq: string }>(`WITH ${insertMessagesCtes(p, ops)} SELECT id, seq FROM enq`, params)
+  const insert = parameters()
+  const inserted = await tx.query<{ id: string; seq: string }>(`WITH ${insertMessagesCtes(insert.p, ops)} SELECT id, seq FROM enq`, insert.params)
   const seqs = new Map(inserted.map((r) => [r.id, Number(r.seq)]))
   await insertSearchKeys(tx, ops, seqs)
   const dupes = ops.filter(([op]) => !seqs.has(op.args[1]))
   const firsts = new Map<string, string>()
   if (dupes.length > 0) {
     // In the same transaction, after the insert: it sees a first stored by this batch too.
-    const rows = await tx.query<{ channel: string; dedupe_key: string; id: string }>(`
-      SELECT m.channel, m.dedupe_key, m.id FROM weir_messages m
-      JOIN unnest($1::text[], $2::text[]) AS d (channel, dedupe_key) ON m.channel = d.channel AND m.dedupe_key = d.dedupe_key`,
-    [dupes.map(([op]) => op.args[0]), dupes.map(([op]) => op.args[5])])
+    const { params, p } = parameters()
+    const rows = await tx.query<{ channel: string; dedupe_key: string; id: string }>(firstsSql(p, dupes), params)
     for (const r of rows) firsts.set(dedupeOf(r.channel, r.dedupe_key), r.id)
   }
   enqueueResults(ops, seqs, firsts, results)
+}
+
+/** The clear dedupe keys of `ops`, as a parameter (null where an enqueue has none). */
+const clearKeys = (p: Param, ops: Indexed[]) => p(ops.map(([op]) => (hasClearKey(op) ? op.args[11] : null)), 'text[]')
+
+/**
+ * The messages stored under the dedupe keys of `ops` (or their clear keys): `id` of the message,
+ * with the `channel` and `dedupe_key` of the enqueue it is the first of.
+ */
+function firstsSql(p: Param, ops: Indexed[]): string {
+  const clear = ops.some(([op]) => hasClearKey(op))
+  return `SELECT m.id, d.channel, d.dedupe_key FROM weir_messages m
+    JOIN unnest(${p(ops.map(([op]) => op.args[0]), 'text[]')}, ${p(ops.map(([op]) => op.args[5]), 'text[]')}${clear ? `, ${clearKeys(p, ops)}` : ''})
+      AS d (channel, dedupe_key${clear ? ', clear_key' : ''})
+      ON m.channel = d.channel AND m.dedupe_key ${clear ? 'IN (d.dedupe_key, d.clear_key)' : '= d.dedupe_key'}`
 }
 
 /** Each enqueue's result: `[seq, null]` when stored, `[0, id of the first]` for a duplicate (`firsts` by channel and dedupe key). */

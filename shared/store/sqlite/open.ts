@@ -168,7 +168,7 @@ class SqliteStore implements SqliteMessageStore {
       return Promise.reject(e)
     }
     if (error === null) this.queues.accepted(channel)
-    const args = [channel, id, body, contentType, attributesJson, input.dedupeKey ?? null, t, opts.orderKey ?? null, error, opts.searchKeys ?? null, input.dedupeWindowMs ?? null]
+    const args = [channel, id, body, contentType, attributesJson, input.dedupeKey ?? null, t, opts.orderKey ?? null, error, opts.searchKeys ?? null, input.dedupeWindowMs ?? null, opts.clearDedupeKey ?? null]
     return this.writer.call('enqueue', args, ([seq, duplicateOf]: [number, string | null]): EmitResult => {
       if (error !== null) return duplicateOf === null ? { id, duplicate: false } : { id: duplicateOf, duplicate: true }
       if (duplicateOf !== null) {
@@ -199,9 +199,12 @@ class SqliteStore implements SqliteMessageStore {
       return Promise.resolve(got)
     }
     const generation = q.generation
+    // A message this process claimed from memory is still 'queued' in the database if its mark was
+    // lost (the batch carrying it failed: busy, disk full); it is under way here, so it is skipped,
+    // not handed out a second time (this claim marks it in flight after all).
     return this.writer.call('claim', [channel, limit, t], (rows: Array<MessageRow & { deliveries: string }>) => {
       if (rows.length < limit) this.queues.drained(channel, generation)
-      return rows.map((r): ClaimedMessage => {
+      return rows.filter((r) => !this.claimed.has(r.id)).map((r): ClaimedMessage => {
         this.claimed.set(r.id, channel)
         const deliveries = (JSON.parse(r.deliveries) as object[]).map((d) => defined(d) as DeliveryRecord)
         return { ...rowToMessage({ ...r, status: 'in-flight', updated_at: t, error: null }), deliveries }

@@ -143,10 +143,17 @@ const ops = {
    * @param {string} channel @param {string} id @param {string} body @param {string} contentType @param {string} attributes
    * @param {string | null} dedupeKey @param {number} t @param {string | null} orderKey @param {string | null} error a message stored in error at once
    * @param {Record<string, string[]> | null} searchKeys @param {number | null} dedupeWindowMs
+   * @param {string | null} clearDedupeKey the dedupe key in clear, looked up too when `dedupeKey` is its hash
    * @returns {[seq: number, duplicateOf: string | null]}
    */
-  enqueue(channel, id, body, contentType, attributes, dedupeKey, t, orderKey, error, searchKeys, dedupeWindowMs) {
+  enqueue(channel, id, body, contentType, attributes, dedupeKey, t, orderKey, error, searchKeys, dedupeWindowMs, clearDedupeKey) {
     if (dedupeKey !== null && dedupeWindowMs !== null) s.expireDedupe.run(channel, dedupeKey, t - dedupeWindowMs)
+    // A message stored under the key in clear (before encryption was switched on) is the first too.
+    if (dedupeKey !== null && clearDedupeKey !== null) {
+      if (dedupeWindowMs !== null) s.expireDedupe.run(channel, clearDedupeKey, t - dedupeWindowMs)
+      const first = /** @type {string | undefined} */ (s.byDedupe.get(channel, clearDedupeKey))
+      if (first !== undefined) return [0, first]
+    }
     const r = s.insertContent.run(id, channel, body, contentType, attributes, dedupeKey, t, orderKey)
     if (r.changes === 1) {
       s.insertStatus.run(r.lastInsertRowid, channel, error === null ? 'queued' : 'error', t, error)
