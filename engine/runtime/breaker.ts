@@ -7,7 +7,9 @@ export type BreakerState = 'closed' | 'open' | 'half-open'
  * destination pauses: deliveries wait in `acquire()` (their messages stay queued and their retry
  * budgets are not spent) until `resetAfterMs` has passed; then a single probe attempt goes out.
  * A probe that succeeds (or meets a permanent error: the API answered) closes the breaker; one
- * that fails opens it for another `resetAfterMs`.
+ * that fails opens it for another `resetAfterMs`. A failure's Retry-After keeps the breaker open
+ * at least that long: the pause replaces the failed message's backoff, so it must not end before
+ * the server asked.
  */
 export class CircuitBreaker {
   state: BreakerState = 'closed'
@@ -44,14 +46,20 @@ export class CircuitBreaker {
     if (this.state !== 'closed') this.#set('closed')
   }
 
-  failure(probe: boolean): void {
+  /** A retryable failure; `retryAfterMs` is the server's Retry-After, if it gave one. */
+  failure(probe: boolean, retryAfterMs?: number): void {
     if (probe) {
-      this.#open()
+      this.#open(retryAfterMs)
       return
     }
-    if (this.state !== 'closed') return // an attempt that started before the breaker opened
+    if (this.state === 'open') {
+      // An attempt that started before the breaker opened: not counted, but its Retry-After holds.
+      this.#holdFor(retryAfterMs)
+      return
+    }
+    if (this.state !== 'closed') return // half-open: the probe's answer decides
     this.#failures++
-    if (this.#failures >= this.#policy.failureThreshold) this.#open()
+    if (this.#failures >= this.#policy.failureThreshold) this.#open(retryAfterMs)
   }
 
   /** A probe that ended without an answer (shutdown): let the next caller probe at once. */
@@ -62,10 +70,16 @@ export class CircuitBreaker {
     }
   }
 
-  #open(): void {
+  #open(retryAfterMs?: number): void {
     this.#until = this.#now() + this.#policy.resetAfterMs
+    this.#holdFor(retryAfterMs)
     this.openings++
     this.#set('open')
+  }
+
+  /** Keeps the breaker open at least `retryAfterMs` from now (waiters recheck `#until` when their timer fires). */
+  #holdFor(retryAfterMs: number | undefined): void {
+    if (retryAfterMs !== undefined) this.#until = Math.max(this.#until, this.#now() + retryAfterMs)
   }
 
   #set(state: BreakerState): void {

@@ -152,7 +152,9 @@ export async function startChannel(channel: LoadedChannel, deps: RuntimeDeps): P
       if (opts.onError === 'stop' && state === 'running') {
         rc.log.error({ message: m.id }, 'channel stopping: onError is "stop"')
         dispatcher.halt()
-        void stop(opts.shutdownTimeoutMs, { reason: 'error', error: new errorCodes.ERR_CHANNEL_STOPPED(rc.name, m.id, ending.error) })
+        // Nobody awaits this stop: a failure is logged here, never left to end the process.
+        stop(opts.shutdownTimeoutMs, { reason: 'error', error: new errorCodes.ERR_CHANNEL_STOPPED(rc.name, m.id, ending.error) })
+          .catch((e) => rc.log.error({ err: e }, 'stopping the channel failed'))
       }
     }
   }
@@ -170,20 +172,25 @@ export async function startChannel(channel: LoadedChannel, deps: RuntimeDeps): P
   const pauseSync = rc.store.leadership ? setInterval(() => void pauses.load().catch(() => {}), deps.pauseSyncMs ?? 5000) : undefined
   const work = dispatcher.run()
 
+  // Whatever fails while stopping, the channel ends 'stopped' and `stopped` settles: a caller
+  // waiting on either would otherwise wait forever.
   const stop = (timeoutMs: number, outcome: Outcome): Promise<void> => (stopping$ ??= (async () => {
     state = 'stopping'
     clearInterval(pauseSync)
-    await stopChannel({
-      log: rc.log, now: rc.now, timeoutMs, components, work,
-      stopStarting: () => stopping.abort(shutdownError(rc.name)),
-      abortInFlight: () => aborting.abort(shutdownError(rc.name)),
-      releaseLeftOver: () => rc.store.release(dispatcher.leftOver()),
-      emitsInFlight: () => emit.inFlight,
-    })
-    state = 'stopped'
-    rc.log.info({ ...counters, ...intake, errors: counters.errors + intake.errors }, outcome.reason === 'error' ? 'channel stopped on error' : 'channel stopped')
-    resolveStopped(outcome)
-    idle.notify()
+    try {
+      await stopChannel({
+        log: rc.log, now: rc.now, timeoutMs, components, work,
+        stopStarting: () => stopping.abort(shutdownError(rc.name)),
+        abortInFlight: () => aborting.abort(shutdownError(rc.name)),
+        releaseLeftOver: () => rc.store.release(dispatcher.leftOver()),
+        emitsInFlight: () => emit.inFlight,
+      })
+    } finally {
+      state = 'stopped'
+      rc.log.info({ ...counters, ...intake, errors: counters.errors + intake.errors }, outcome.reason === 'error' ? 'channel stopped on error' : 'channel stopped')
+      resolveStopped(outcome)
+      idle.notify()
+    }
   })())
 
   try {

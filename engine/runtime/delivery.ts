@@ -2,8 +2,9 @@ import type { Destination, Message } from '../../shared/component.ts'
 import type { LoadedDestination } from '../../shared/config/types.ts'
 import { redactedExcerpt } from '../../shared/http/excerpt.ts'
 import type { DeliveryUpdate } from '../../shared/store/types.ts'
-import { backoffDelay, sleep } from './backoff.ts'
+import { backoffDelay } from './backoff.ts'
 import type { CircuitBreaker } from './breaker.ts'
+import { exhausted } from './budget.ts'
 import type { PauseGate } from './pause.ts'
 import { backoff, shutdownError, type RunContext } from './context.ts'
 import { EXCERPT_MAX, classify, describe, responseOf } from './failures.ts'
@@ -48,7 +49,8 @@ export async function deliverWithRetry(rc: RunContext, job: DeliveryJob): Promis
       rc.retrying.add(retryKey)
       rc.log.debug({ message: job.messageId, destination: d.name, delayMs: job.notBefore - rc.now() }, 'waiting for the retry scheduled before the restart')
       const from = rc.now()
-      await sleep(job.notBefore - from, rc.stopping)
+      // A backoff like any other: the message holds its key but not a place among `concurrency`.
+      await backoff(rc, job.messageId, job.notBefore - from)
       paused += rc.now() - from // the wait carried over from the earlier run is not this run's elapsed budget
     }
     for (;;) {
@@ -63,15 +65,15 @@ export async function deliverWithRetry(rc: RunContext, job: DeliveryJob): Promis
       charged += probe ? 0 : 1
       const { failure, error, attemptRecord } = outcome
       const delay = backoffDelay(Math.max(1, charged), d.retry, rc.random, failure.retryAfterMs)
-      const elapsed = rc.now() - started - paused
-      if (charged >= d.retry.maxAttempts || elapsed + delay > d.retry.maxElapsedMs) {
-        const why = charged >= d.retry.maxAttempts ? `${charged} attempts` : `${elapsed} ms`
+      const why = exhausted(d.retry, charged, rc.now() - started - paused, delay)
+      if (why) {
         return { destination: d.name, part: partIndex, status: 'error', attempt: { ...attemptRecord, outcome: 'retryable' }, error: `${d.name}: gave up after ${why}: ${error}` }
       }
       rc.retrying.add(retryKey)
       await rc.store.recordDelivery(job.messageId, { destination: d.name, part: partIndex, status: 'retrying', nextAttemptAt: attemptRecord.endedAt + delay, attempt: { ...attemptRecord, outcome: 'retryable' } })
       rc.log.debug({ message: job.messageId, destination: d.name, attempt: charged, delayMs: delay, err: error }, 'delivery failed; retrying')
-      if (slot.breaker.state === 'closed') await backoff(rc, job.messageId, delay) // an open breaker's pause replaces the backoff
+      // An open breaker's pause (never shorter than this failure's Retry-After) replaces the backoff.
+      if (slot.breaker.state === 'closed') await backoff(rc, job.messageId, delay)
     }
   } catch (e) {
     if (rc.stopping.aborted) throw shutdownError(rc.name)
@@ -117,7 +119,7 @@ async function attempt(rc: RunContext, job: DeliveryJob, startedAt: number, prob
       slot.breaker.success() // the API answered; it is the message that is wrong
       return { done: { destination: d.name, part: partIndex, status: 'error', attempt: { ...attemptRecord, outcome: 'permanent' }, error: `${d.name}: ${error}` } }
     }
-    slot.breaker.failure(probe)
+    slot.breaker.failure(probe, failure.retryAfterMs)
     return { failure, error, attemptRecord }
   }
 }

@@ -17,6 +17,33 @@ export function underLeadership(source: Source, o: { leadership: Leadership; nam
   let timer: NodeJS.Timeout | undefined
   let turn: Promise<void> = Promise.resolve()
 
+  /** Stops the source or gives up the leadership where a failure must not end the turns: it is logged. */
+  const quietly = async (what: string, fn: () => unknown): Promise<void> => {
+    try {
+      await fn()
+    } catch (e) {
+      log.error({ err: e, leadership: name }, `${what} failed`)
+    }
+  }
+
+  /**
+   * Starts the source on taking the leadership. When it cannot start, what it may have started is
+   * stopped and the leadership given back before the failure is thrown, so that another engine, or
+   * a later turn of this one, tries again instead of the poller standing still on every engine.
+   */
+  const takeOver = async (): Promise<void> => {
+    running = true
+    log.info({ leadership: name }, 'this engine leads the source: starting it')
+    try {
+      await source.start(emit!)
+    } catch (e) {
+      running = false
+      await quietly('stopping the source that failed to start', () => source.stop())
+      await quietly('giving back the leadership', () => leadership.resign(name))
+      throw e
+    }
+  }
+
   const check = async (): Promise<void> => {
     let held = false
     try {
@@ -27,31 +54,38 @@ export function underLeadership(source: Source, o: { leadership: Leadership; nam
     }
     const sure = held || o.now() - confirmedAt < (leadership.leaseMs * 2) / 3
     if (held && !running) {
-      running = true
-      log.info({ leadership: name }, 'this engine leads the source: starting it')
-      await source.start(emit!)
+      await takeOver()
     } else if (!sure && running) {
       running = false
       log.warn({ leadership: name }, 'leadership lost: source stopped (another engine takes over)')
-      await source.stop()
+      await quietly('stopping the source', () => source.stop())
     }
   }
 
+  /** Turns run one after the other and none rejects: a rejected turn would skip every later one, and nobody awaits them. */
+  const nextTurn = () => {
+    turn = turn.then(check).catch((e: unknown) => log.error({ err: e, leadership: name }, 'the source failed to start; leadership given back, trying again at a later turn'))
+  }
+
   return {
+    /** A source that cannot start at once fails `start`, as without a cluster; a later takeover that fails is retried. */
     async start(e) {
       emit = e
       await check()
-      timer = setInterval(() => { turn = turn.then(check) }, Math.max(100, Math.floor(leadership.leaseMs / 3)))
+      timer = setInterval(nextTurn, Math.max(100, Math.floor(leadership.leaseMs / 3)))
       timer.unref()
     },
     async stop() {
       clearInterval(timer)
       await turn
-      if (running) {
-        running = false
-        await source.stop()
+      try {
+        if (running) {
+          running = false
+          await source.stop()
+        }
+      } finally {
+        await leadership.resign(name)
       }
-      await leadership.resign(name)
     },
     ...(source.tick ? { tick: () => source.tick!() } : {}),
     ...(source.address ? { address: () => source.address!() } : {}),

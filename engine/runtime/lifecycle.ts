@@ -2,12 +2,16 @@ import type { Logger } from '../../shared/log/index.ts'
 import { sleep } from './backoff.ts'
 import type { ChannelComponents } from './components.ts'
 
-/** Waits for `p` at most `ms`; a failure or a timeout is logged, never thrown (stopping goes on). */
-export async function within<T>(log: Logger, p: Promise<T> | T, ms: number, what: string): Promise<void> {
+/**
+ * Runs `fn` and waits for it at most `ms`; a failure or a timeout is logged, never thrown (stopping
+ * goes on). `fn` is called in here, not by the caller, so that a component whose `stop()` or
+ * `close()` throws before returning a promise is caught like one whose promise rejects.
+ */
+export async function within(log: Logger, fn: () => unknown, ms: number, what: string): Promise<void> {
   let timer: NodeJS.Timeout | undefined
   try {
     await Promise.race([
-      Promise.resolve(p).then(() => {}),
+      Promise.resolve().then(fn).then(() => {}),
       new Promise<void>((resolve) => { timer = setTimeout(() => { log.warn(`${what} did not finish within ${ms} ms`); resolve() }, ms) }),
     ])
   } catch (e) {
@@ -42,17 +46,17 @@ export async function stopChannel(plan: StopPlan): Promise<void> {
   const { log, components: c } = plan
   const deadline = plan.now() + plan.timeoutMs
   plan.stopStarting()
-  await within(log, c.source.stop(), plan.timeoutMs, 'source stop')
+  await within(log, () => c.source.stop(), plan.timeoutMs, 'source stop')
   let finished = false
   const work = plan.work.then(() => { finished = true })
-  await within(log, work, Math.max(0, deadline - plan.now()), 'in-flight work')
+  await within(log, () => work, Math.max(0, deadline - plan.now()), 'in-flight work')
   if (!finished) {
     plan.abortInFlight()
-    await within(log, work, 1000, 'aborted deliveries')
+    await within(log, () => work, 1000, 'aborted deliveries')
   }
-  await within(log, plan.releaseLeftOver(), 5000, 'releasing messages')
+  await within(log, () => plan.releaseLeftOver(), 5000, 'releasing messages')
   for (let i = 0; i < 100 && plan.emitsInFlight() > 0; i++) await sleep(10)
-  for (const f of c.filters) await within(log, f.close?.(), 1000, 'filter close')
-  for (const d of c.destinations) await within(log, d.instance.close?.(), 1000, `destination ${d.loaded.name} close`)
-  for (const [credName, p] of c.providers) await within(log, p.close(), 1000, `credential ${credName} close`)
+  for (const f of c.filters) await within(log, () => f.close?.(), 1000, 'filter close')
+  for (const d of c.destinations) await within(log, () => d.instance.close?.(), 1000, `destination ${d.loaded.name} close`)
+  for (const [credName, p] of c.providers) await within(log, () => p.close(), 1000, `credential ${credName} close`)
 }

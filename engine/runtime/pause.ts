@@ -55,22 +55,40 @@ export function writePauses(store: MessageStore, channel: string, state: PauseSt
 /**
  * A channel's operator pauses: read from the store at start (and, in a cluster, again every few
  * seconds), changed by `set`, and applied by `apply` to the claim loop and the destinations.
+ *
+ * Loads and changes take turns: each `set` reads what the one before it wrote, so two operators
+ * pausing two destinations at once pause both, and the state applied last is the one written last.
  */
 export class OperatorPauses {
   state: PauseState = { channel: false, destinations: [] }
+  #turn: Promise<void> = Promise.resolve()
 
   constructor(private readonly store: MessageStore, private readonly channel: string, private readonly apply: (s: PauseState) => void) {}
 
-  async load(): Promise<void> {
-    this.state = await readPauses(this.store, this.channel)
-    this.apply(this.state)
+  load(): Promise<void> {
+    return this.#inTurn(async () => {
+      this.#use(await readPauses(this.store, this.channel))
+    })
   }
 
-  async set(destination: string | undefined, paused: boolean): Promise<void> {
-    const s = await readPauses(this.store, this.channel)
-    if (destination === undefined) s.channel = paused
-    else s.destinations = paused ? [...new Set([...s.destinations, destination])] : s.destinations.filter((d) => d !== destination)
-    await writePauses(this.store, this.channel, s)
+  set(destination: string | undefined, paused: boolean): Promise<void> {
+    return this.#inTurn(async () => {
+      const s = await readPauses(this.store, this.channel)
+      if (destination === undefined) s.channel = paused
+      else s.destinations = paused ? [...new Set([...s.destinations, destination])] : s.destinations.filter((d) => d !== destination)
+      await writePauses(this.store, this.channel, s)
+      this.#use(s)
+    })
+  }
+
+  /** Runs `step` after the steps before it have settled; its failure is the caller's, not the next step's. */
+  #inTurn(step: () => Promise<void>): Promise<void> {
+    const done = this.#turn.then(step)
+    this.#turn = done.catch(() => {})
+    return done
+  }
+
+  #use(s: PauseState): void {
     this.state = s
     this.apply(s)
   }

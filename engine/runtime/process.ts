@@ -2,6 +2,7 @@ import type { Filter, Message } from '../../shared/component.ts'
 import type { RetryPolicy } from '../../shared/config/types.ts'
 import type { ClaimedMessage, DeliveryRecord, StoredMessage } from '../../shared/store/types.ts'
 import { backoffDelay } from './backoff.ts'
+import { exhausted } from './budget.ts'
 import { backoff, type RunContext } from './context.ts'
 import { deliverWithRetry, type DeliveryOutcome, type DestinationSlot } from './delivery.ts'
 import { classify, describe } from './failures.ts'
@@ -43,17 +44,20 @@ export async function processMessage(rc: RunContext, p: Pipeline, m: ClaimedMess
 /**
  * Runs the filters in order; returns the message's parts (none: filtered; several: split), or the
  * reason it goes to error. A retryable failure (per `classify`) runs the filters again after the
- * backoff of `filterRetry`, holding the message's key meanwhile, until its attempts are spent.
+ * backoff of `filterRetry`, holding the message's key meanwhile, until its budget (attempts and
+ * elapsed time, decided as for a destination) is spent.
  */
 async function runFilters(rc: RunContext, p: Pipeline, m: ClaimedMessage): Promise<Message[] | string> {
+  const started = rc.now()
   for (let attempt = 1; ; attempt++) {
     const r = await filterOnce(p.filters, toMessage(m))
     if (Array.isArray(r)) return r
     const reason = `filters/${r.index}: ${describe(r.error)}`
     const failure = classify(r.error)
     if (!failure.retryable) return reason
-    if (attempt >= p.filterRetry.maxAttempts) return `filters/${r.index}: gave up after ${attempt} attempts: ${describe(r.error)}`
     const delayMs = backoffDelay(attempt, p.filterRetry, rc.random, failure.retryAfterMs)
+    const why = exhausted(p.filterRetry, attempt, rc.now() - started, delayMs)
+    if (why) return `filters/${r.index}: gave up after ${why}: ${describe(r.error)}`
     rc.log.warn({ message: m.id, attempt, delayMs, err: reason }, 'filter failed; retrying')
     await backoff(rc, m.id, delayMs)
   }

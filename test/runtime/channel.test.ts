@@ -1,11 +1,12 @@
 import { describe, it, expect } from 'vitest'
 import { openSqliteStore, type MessageStore } from '../../shared/store/index.ts'
-import { silentLogger } from '../../shared/log/index.ts'
-import { defineComponent, type MessageInput } from '../../shared/component.ts'
+import { createLogger, silentLogger } from '../../shared/log/index.ts'
+import { defineComponent, type Message, type MessageInput } from '../../shared/component.ts'
 import { startChannel } from '../../engine/runtime/index.ts'
 import { loadChannelObject } from '../../engine/load.ts'
 import { createHttpClient } from '../../shared/http/index.ts'
 import { join } from 'node:path'
+import { Writable } from 'node:stream'
 import { startApi, feedSource, destination, channel, filter, until, useRuntimeFixture } from './_helpers.ts'
 
 const rt = useRuntimeFixture({ pollIntervalMs: 50 })
@@ -287,6 +288,70 @@ describe('startChannel', () => {
     await h2.whenIdle()
     expect((await rt.store.get(id))!.message.status).toBe('delivered')
     expect(rt.api.keys()).toEqual([`${id}:api`, `${id}:api`, `${id2}:api`])
+  })
+})
+
+describe('stopping with components whose stop() or close() throws at once', () => {
+  /** A destination whose close() throws before returning a promise (`close() { this.pool.end() }` on an ended pool). */
+  const throwingClose = (deliverOk = true) => defineComponent({
+    type: 'throwing-close', kind: 'destination', description: 'close throws synchronously', configSchema: { type: 'object' },
+    create: () => ({
+      async deliver() {
+        if (!deliverOk) throw new Error('rejected by the partner system')
+        return {}
+      },
+      close() { throw new Error('pool already ended') },
+    }),
+  })
+
+  it('logs each failure, still closes the other components and the credentials, and ends stopped', async () => {
+    const closed: string[] = []
+    const lines: string[] = []
+    const log = createLogger({ destination: new Writable({ write(chunk, _enc, cb) { lines.push(String(chunk)); cb() } }), pretty: false })
+    const source = defineComponent({
+      type: 'throwing-stop', kind: 'source', description: 'stop throws synchronously', configSchema: { type: 'object' },
+      create: () => ({ start() {}, stop() { throw new Error('watcher already closed') } }),
+    })
+    const closes = defineComponent({
+      type: 'closes', kind: 'destination', description: 'records its close', configSchema: { type: 'object' },
+      create: (_c, ctx) => {
+        ctx.credential('epic')
+        return { async deliver() { return {} }, async close() { closed.push('destination ok') } }
+      },
+    })
+    const provider = { name: 'epic', stats: () => ({ tokenRequests: 0, tokenErrors: 0 }), close: async () => { closed.push('credential epic') } } as unknown as import('../../shared/oauth/types.ts').TokenProvider
+    const ch = channel({
+      dir: rt.dir.path, source,
+      filters: [defineComponent({ type: 'f', kind: 'filter', description: 'close throws', configSchema: { type: 'object' }, create: () => ({ process: (m: Message) => m, close() { throw new Error('cache already closed') } }) })],
+      destinations: [destination('broken', '', { definition: throwingClose() as never, config: {} }), destination('ok', '', { definition: closes, config: {} })],
+    })
+    ch.credentials = { epic: { preset: 'epic-backend' } }
+    const h = await startChannel(ch, { store: rt.store, log, dataDir: rt.dir.path, credential: () => provider })
+    const stop = await h.stop().then(() => 'resolved', (e: Error) => `rejected: ${e.message}`)
+    const stopped = await Promise.race([h.stopped.then((o) => o.reason), new Promise((r) => setTimeout(() => r('never settled'), 500))])
+    expect({ stop, state: h.state, stopped, closed }).toEqual({ stop: 'resolved', state: 'stopped', stopped: 'stopped', closed: ['destination ok', 'credential epic'] })
+    const failures = lines.map((l) => JSON.parse(l) as { msg: string; err?: { message: string } }).filter((l) => l.msg.endsWith(' failed'))
+    expect(failures.map((l) => `${l.msg}: ${l.err?.message}`)).toEqual([
+      'source stop failed: watcher already closed',
+      'filter close failed: cache already closed',
+      'destination broken close failed: pool already ended',
+    ])
+  })
+
+  it('onError "stop": the channel stops itself, with no unhandled rejection', async () => {
+    const unhandled: unknown[] = []
+    const onUnhandled = (e: unknown) => unhandled.push(e)
+    process.on('unhandledRejection', onUnhandled)
+    try {
+      const src = feedSource()
+      const h = await rt.start({ source: src.definition, options: { onError: 'stop' }, destinations: [destination('d', '', { definition: throwingClose(false) as never, config: {} })] })
+      await src.emit({ n: 1 })
+      const stopped = await Promise.race([h.stopped.then((o) => o.reason), new Promise((r) => setTimeout(() => r('never settled'), 2000))])
+      await new Promise((r) => setImmediate(r))
+      expect({ stopped, state: h.state, unhandled: unhandled.map((e) => (e as Error).message) }).toEqual({ stopped: 'error', state: 'stopped', unhandled: [] })
+    } finally {
+      process.off('unhandledRejection', onUnhandled)
+    }
   })
 })
 

@@ -1,6 +1,7 @@
 import { describe, it, expect } from 'vitest'
 import { feedSource, destination, until, turns, useRuntimeFixture } from './_helpers.ts'
 import type { RuntimeObserver } from '../../engine/runtime/observer.ts'
+import { readPauses } from '../../engine/runtime/pause.ts'
 
 const rt = useRuntimeFixture({ pollIntervalMs: 50 })
 
@@ -41,6 +42,22 @@ describe('operator pauses', () => {
     await h.whenIdle()
     expect(rt.api.keys().map((k) => k.split(':')[1]).sort()).toEqual(['a', 'b'])
     await expect(h.pause('nope')).rejects.toMatchObject({ code: 'ERR_USAGE' })
+  })
+
+  it('two destinations paused at the same moment are both paused, in memory and in the store, until both are resumed', async () => {
+    const src = feedSource()
+    const h = await rt.start({ source: src.definition, destinations: [destination('a', rt.api.url + '?a'), destination('b', rt.api.url + '?b')], options: { concurrency: 4 } })
+    await Promise.all([h.pause('a'), h.pause('b')])
+    expect(h.destinations().map((d) => [d.name, d.paused])).toEqual([['a', true], ['b', true]])
+    expect(await readPauses(rt.store, 'test')).toEqual({ channel: false, destinations: ['a', 'b'] })
+    await src.emit({ n: 1 })
+    await turns(500)
+    expect(rt.api.received).toHaveLength(0)
+
+    await Promise.all([h.resume('a'), h.resume('b')])
+    expect(await readPauses(rt.store, 'test')).toEqual({ channel: false, destinations: [] })
+    await h.whenIdle()
+    expect(rt.api.keys().map((k) => k.split(':')[1]).sort()).toEqual(['a', 'b'])
   })
 
   it('tells the observer of every receipt, attempt and ending', async () => {

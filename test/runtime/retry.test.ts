@@ -60,6 +60,23 @@ describe('CircuitBreaker', () => {
     ac.abort(new Error('stopping'))
     expect((await p).message).toBe('stopping')
   })
+
+  it('a failure\'s Retry-After keeps it open past resetAfterMs, also one that ends while it is already open', async () => {
+    const b = new CircuitBreaker({ failureThreshold: 1, resetAfterMs: 10 }, () => Date.now())
+    const signal = new AbortController().signal
+    b.failure(false, 50)
+    let got: { probe: boolean } | undefined
+    const p = b.acquire(signal).then((r) => (got = r))
+    await vi.advanceTimersByTimeAsync(40)
+    // An attempt that started before the breaker opened fails at 40 ms asking for 30 ms more.
+    b.failure(false, 30)
+    await vi.advanceTimersByTimeAsync(29)
+    expect(got).toBeUndefined()
+    await vi.advanceTimersByTimeAsync(1)
+    await p
+    expect(got).toEqual({ probe: true })
+    expect(b.openings).toBe(1)
+  })
 })
 
 const rt = useRuntimeFixture({ now: () => Date.now() })
@@ -147,6 +164,30 @@ describe('retries and outages (fake clock)', () => {
     await expectAttemptsAt(id, `${id}:api`, [1000])
     await settleIo(() => h.counters().delivered === 1)
     expect(gaps(rt.api.received.map((r) => r.at))).toEqual([1000])
+  })
+
+  it('a Retry-After longer than resetAfterMs holds the breaker the failure opened: the probe waits for it', async () => {
+    // 429 with Retry-After: 5 on the first three requests; the third opens the breaker (reset after 1 s).
+    rt.api.behaviour = ({ n }) => (n <= 3 ? { status: 429, headers: { 'retry-after': '5' }, body: 'slow down' } : undefined)
+    const src = feedSource()
+    const h = await rt.start({
+      source: src.definition,
+      destinations: [destination('api', rt.api.url, {
+        retry: { maxAttempts: 10, initialDelayMs: 100, maxDelayMs: 60_000, maxElapsedMs: 900_000 },
+        circuitBreaker: { failureThreshold: 3, resetAfterMs: 1000 },
+      })],
+    }, { random: () => 0 })
+    const { id } = await src.emit({ i: 0 })
+    await expectAttemptsAt(id, `${id}:api`, [5000, 5000])
+    await settleIo(async () => (await rt.store.get(id))!.attempts.length === 3)
+    expect(h.breakers().api).toEqual({ state: 'open', openings: 1 })
+    const d = (await rt.store.get(id))!
+    expect(d.deliveries[0]!.nextAttemptAt).toBe(d.attempts[2]!.endedAt + 5000)
+    // The probe goes when the server asked (the stored schedule), not after resetAfterMs.
+    await expectAttemptsAt(id, `${id}:api`, [5000], 3)
+    await settleIo(() => h.counters().delivered === 1)
+    expect(gaps(rt.api.received.map((r) => r.at))).toEqual([5000, 5000, 5000])
+    expect(h.breakers().api).toEqual({ state: 'closed', openings: 1 })
   })
 
   it('gives up when the next attempt would pass maxElapsedMs', async () => {
@@ -273,6 +314,24 @@ describe('retries and outages (fake clock)', () => {
     expect((await rt.store.get(id))!.message).toMatchObject({ status: 'error', error: 'filters/0: gave up after 3 attempts: ERR_HTTP_NETWORK: lookup API down' })
   })
 
+  it('a filter that keeps failing retryably goes to error once the next wait would pass maxElapsedMs, as a destination does', async () => {
+    const calls: number[] = []
+    const down = filter(() => { calls.push(Date.now()); throw new errorCodes.ERR_HTTP_NETWORK('lookup API down') })
+    const src = feedSource()
+    const h = await rt.start({
+      source: src.definition, filters: [down],
+      destinations: [destination('api', rt.api.url, { retry: { maxAttempts: 100, initialDelayMs: 80, maxDelayMs: 10_000, maxElapsedMs: 200 } })],
+    }, { random: () => 1 })
+    const { id } = await src.emit({ i: 0 })
+    await settleIo(() => calls.length === 1)
+    await vi.advanceTimersByTimeAsync(80)
+    // 80 ms then 160 ms: the second wait would pass 200 ms, so the second failure is the last.
+    await settleIo(() => h.counters().errors === 1)
+    expect(gaps(calls)).toEqual([80])
+    expect((await rt.store.get(id))!.message).toMatchObject({ status: 'error', error: 'filters/0: gave up after 80 ms: ERR_HTTP_NETWORK: lookup API down' })
+    expect(rt.api.received).toHaveLength(0)
+  })
+
   it('a retry scheduled before a restart waits its turn after it (persisted nextAttemptAt)', async () => {
     rt.api.behaviour = ({ n }) => (n === 1 ? { status: 503, body: 'busy' } : undefined)
     const src = feedSource()
@@ -300,5 +359,28 @@ describe('retries and outages (fake clock)', () => {
     await settleIo(() => h2.counters().delivered === 1)
     expect(rt.api.received.map((r) => r.at - failedAt)).toEqual([0, 60_000])
     expect((await rt.store.get(id))!.deliveries[0]).toMatchObject({ status: 'delivered', attempts: 2 })
+  })
+
+  it('after a restart the carried-over retry holds only its key, not a place among concurrency (orderBy, concurrency 1)', async () => {
+    rt.api.behaviour = ({ n }) => (n === 1 ? { status: 503, body: 'busy' } : undefined)
+    const policy = { retry: { maxAttempts: 5, initialDelayMs: 60_000, maxDelayMs: 600_000, maxElapsedMs: 3_600_000 } }
+    const options = { orderBy: 'k', concurrency: 1 }
+    const src = feedSource()
+    const h = await rt.start({ source: src.definition, destinations: [destination('api', rt.api.url, policy)], options }, { random: () => 1 })
+    const a = await src.emit({ k: 'a' })
+    await settleIo(async () => (await rt.store.get(a.id))!.attempts.length === 1)
+    const failedAt = Date.now()
+    await h.stop()
+    await rt.store.close()
+    rt.store = openSqliteStore({ dataDir: rt.dir.path, now: () => Date.now() })
+    const src2 = feedSource()
+    const h2 = await rt.start({ source: src2.definition, destinations: [destination('api', rt.api.url, policy)], options }, { random: () => 1 })
+    await settleIo(() => h2.counters().retrying === 1)
+    // Fake time stands still, so 'a' is not due for 60 s; 'b' (another key) goes meanwhile, as before a restart.
+    await src2.emit({ k: 'b' })
+    await settleIo(() => h2.counters().delivered === 1)
+    await vi.advanceTimersByTimeAsync(60_000)
+    await settleIo(() => h2.counters().delivered === 2)
+    expect(rt.api.received.map((r) => [(r.body as { k: string }).k, r.at - failedAt])).toEqual([['a', 0], ['b', 0], ['a', 60_000]])
   })
 })
