@@ -196,7 +196,7 @@ export const credentialSchema: JsonSchema = {
       description: 'Extra parameters of the authorization request of `weir credentials authorize`: `prompt`, `login_hint`, Google\'s `access_type: offline`. Scope, resource and audience come from their own fields.',
     },
     token: secretSchema('The token of the static grant (a non-expiring API token).'),
-    tokenType: { type: 'string', minLength: 1, default: 'Bearer', description: 'Token type of the static grant.' },
+    tokenType: { type: 'string', minLength: 1, pattern: "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$", default: 'Bearer', description: 'Token type of the static grant: the scheme of its Authorization header (`Bearer`, or what an older API wants, such as `Token`).' },
     dpop: {
       anyOf: [
         { type: 'boolean' },

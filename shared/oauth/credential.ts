@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import { errorCodes } from '../errors.ts'
 import { reveal, REDACTED } from '../secret.ts'
 import { applyPreset, checkCredential, scopeList, type CredentialConfig, type GrantName } from './config.ts'
@@ -54,18 +55,41 @@ export function resolveCredential(name: string, input: CredentialConfig): Resolv
   return r
 }
 
+/** `[name, value]` pairs of an object, by name: two configs that list the same fields in another order are one. */
+const sortedEntries = (o: Record<string, unknown>) => Object.entries(o).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+
+/** A SHA-256 fingerprint of a secret value: tells two values apart in a cache key without holding either. */
+const fingerprint = (value: string) => createHash('sha256').update(value).digest('base64url')
+
 /**
- * Cache key of a credential (token endpoint, client, grant, auth method, sorted scopes, resource, audience), plus what a token can be bound to: the DPoP algorithm (the
- * key pair itself lives on the slot, so providers sharing a slot share it) and the SHA-256
- * thumbprint of the client certificate (RFC 8705 certificate-bound tokens only work with that
- * certificate, so two certificates must never share a token).
+ * Cache key of a credential: everything that makes its tokens differ. The token endpoint, client,
+ * grant, auth method, sorted scopes, resources, audience, extra token-request parameters (a tenant,
+ * an account), the assertion's issuer, subject, extra claims or fixed value; a static token's own
+ * value (by fingerprint: two static credentials must never share a token); and what a token can be
+ * bound to: the DPoP algorithm (the key pair itself lives on the slot, so providers sharing a slot
+ * share it) and the SHA-256 thumbprint of the client certificate (RFC 8705 certificate-bound tokens
+ * only work with that certificate, so two certificates must never share a token).
  */
-export function cacheKeyOf(r: ResolvedCredential, storeKey: string, dpopAlg: string | undefined, certThumbprint?: string): string {
+export function cacheKeyOf(r: ResolvedCredential, storeKey: string, dpopAlg: string | undefined, certThumbprint?: string, staticToken?: string): string {
+  const a = r.assertion
   return JSON.stringify([
     r.tokenUrl ?? r.issuer, r.clientId, r.grant, r.method, [...r.scopes].sort(), [...r.resources].sort(), r.audience ?? null,
-    r.assertion?.iss ?? r.assertion?.keys?.[0]?.keyFileIssuer ?? null, r.assertion?.sub ?? null, r.grant === 'refresh_token' ? storeKey : null,
-    dpopAlg ?? null, certThumbprint ?? null,
+    a?.iss ?? a?.keys?.[0]?.keyFileIssuer ?? null, a?.sub ?? null, r.grant === 'refresh_token' ? storeKey : null,
+    dpopAlg ?? null, certThumbprint ?? null, sortedEntries(r.extraParams),
+    a ? [sortedEntries(a.claims), a.value !== undefined ? fingerprint(a.value) : null] : null,
+    staticToken !== undefined ? fingerprint(staticToken) : null,
   ])
+}
+
+/**
+ * What an access token is good for, as a fingerprint: the client, scopes, resources, audience and
+ * extra parameters it was asked with, and the certificate it is bound to. Credentials that share
+ * one refresh token (one storeKey) use an access token another stored only when these match: a
+ * token minted for one resource must never reach another's API. The token endpoint's URL is left
+ * out: the same server reached another way issues the same token.
+ */
+export function tokenPurposeOf(r: ResolvedCredential, certThumbprint?: string): string {
+  return fingerprint(JSON.stringify([r.clientId ?? null, [...r.scopes].sort(), [...r.resources].sort(), r.audience ?? null, sortedEntries(r.extraParams), certThumbprint ?? null]))
 }
 
 /**

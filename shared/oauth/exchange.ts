@@ -4,10 +4,9 @@ import type { Logger } from '../log/index.ts'
 import type { DpopSigner } from './dpop.ts'
 import { discover, type ServerMetadata } from './discovery.ts'
 import type { OAuthResponseError } from './errors.ts'
-import type { SigningKey } from './keys.ts'
 import {
   clockOffsetFrom, planTokenRequest, processTokenResponse, sendTokenRequest,
-  type ProcessedToken, type RawTokenResponse, type ResolvedCredential, type TokenRequestPlan,
+  type AssertionSigner, type ProcessedToken, type RawTokenResponse, type ResolvedCredential, type TokenRequestPlan,
 } from './token-endpoint.ts'
 
 export interface TokenExchangeOptions {
@@ -15,7 +14,7 @@ export interface TokenExchangeOptions {
   now: () => number
   dispatcher?: Dispatcher
   dpop?: DpopSigner
-  signer?: (key: SigningKey, claims: Record<string, unknown>) => Promise<string>
+  signer?: AssertionSigner
 }
 
 /** Token requests of one credential: the endpoint (configured or discovered), the server's clock offset, counters. */

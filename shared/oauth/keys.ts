@@ -47,6 +47,15 @@ export function certificateThumbprint(pem: string, hash: 'sha1' | 'sha256' = 'sh
   return createHash(hash).update(certificateDer(pem, 'certificate')).digest('base64url')
 }
 
+/** Reads the key file a library caller named by path; the error names neither the path nor the content (either may be a key given in the wrong place). */
+function readKeyFile(path: string, where: string): string {
+  try {
+    return readFileSync(path, 'utf8')
+  } catch (e) {
+    throw new errorCodes.ERR_CONFIG_INVALID(`${where}/keyFile: the key file cannot be read (${(e as NodeJS.ErrnoException).code ?? 'error'})`)
+  }
+}
+
 /**
  * Loads the key of a client assertion or jwt-bearer assertion and computes its headers.
  * `secret` is used for HS256 (client_secret_jwt).
@@ -63,8 +72,8 @@ export function loadSigningKey(cfg: SigningConfig, where: string, secret?: strin
   } else {
     let pem = reveal(cfg.privateKey)
     if (pem === undefined && cfg.keyFile !== undefined) {
-      const kf = parseGoogleKeyFile(cfg.keyFile, (p) => readFileSync(p, 'utf8'))
-      if (!kf?.private_key) throw new errorCodes.ERR_CONFIG_INVALID(`${where}/keyFile: not a service-account JSON key with private_key`)
+      const kf = parseGoogleKeyFile(cfg.keyFile, (p) => readKeyFile(p, where))
+      if (!kf?.private_key) throw new errorCodes.ERR_CONFIG_INVALID(`${where}/keyFile: not a service-account JSON key with private_key (give the key's JSON, e.g. {"$file": "key.json"})`)
       registerSecretValue(kf.private_key, { pinned: true })
       pem = kf.private_key
       kid ??= kf.private_key_id

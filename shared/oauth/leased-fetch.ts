@@ -1,4 +1,4 @@
-import type { WeirError } from '../errors.ts'
+import { errorCodes, type WeirError } from '../errors.ts'
 import { Secret, reveal } from '../secret.ts'
 import { OAuthResponseError, ReauthRequiredError } from './errors.ts'
 import type { RefreshTokenStore, StoredFailure, StoredTokens, StoredTokensInput } from './refresh-store.ts'
@@ -18,23 +18,27 @@ export interface LeasedFetchContext {
   now: () => number
   /** False when tokens are bound to this process (DPoP keys): the entry's access token is not for us. */
   shareAccessToken: boolean
+  /** What this credential's access tokens are for (credential.ts tokenPurposeOf): an entry's access token obtained for another purpose is not ours. */
+  tokenFor: string
 }
 
 /** The entry fields of a token response (the refresh token is the caller's to add). */
-export function storedFieldsOf(res: ProcessedToken): Omit<StoredTokensInput, 'refreshToken'> {
+export function storedFieldsOf(ctx: Pick<LeasedFetchContext, 'tokenFor'>, res: ProcessedToken): Omit<StoredTokensInput, 'refreshToken'> {
   return {
-    accessToken: reveal(res.token.value)!, tokenType: res.token.tokenType, expiresAt: res.token.expiresAt,
+    accessToken: reveal(res.token.value)!, accessTokenFor: ctx.tokenFor, tokenType: res.token.tokenType, expiresAt: res.token.expiresAt,
     issuedAt: res.token.expiresAt - res.lifetimeMs, extra: res.token.extra, ...(res.token.scope ? { scope: res.token.scope } : {}),
   }
 }
 
 /**
  * The access token a store entry holds, if another holder (a process, an engine, a provider sharing
- * the key) fetched one that is neither ours, nor invalidated, nor due for refresh.
+ * the key) fetched one for this same credential that is neither the one we hold, nor invalidated,
+ * nor due for refresh. One obtained for another credential sharing the refresh token (another
+ * resource or scope), or stored before entries said whose they are, is not used.
  */
 export function usableStored(ctx: LeasedFetchContext, entry: StoredTokens | undefined): Obtained | undefined {
   const { slot, now } = ctx
-  if (!ctx.shareAccessToken || !entry?.accessToken || entry.expiresAt === undefined || entry.accessToken === slot.invalidated) return undefined
+  if (!ctx.shareAccessToken || !entry?.accessToken || entry.accessTokenFor !== ctx.tokenFor || entry.expiresAt === undefined || entry.accessToken === slot.invalidated) return undefined
   if (slot.token && reveal(slot.token.value) === entry.accessToken) return undefined
   const lifetimeMs = entry.expiresAt - (entry.issuedAt ?? now())
   if (now() >= refreshSchedule(entry.expiresAt, lifetimeMs, ctx.clockSkewSec, 0).refreshAt) return undefined
@@ -49,8 +53,10 @@ export function usableStored(ctx: LeasedFetchContext, entry: StoredTokens | unde
 function recordedFailure(ctx: LeasedFetchContext, f: StoredFailure | undefined): WeirError | undefined {
   if (!f || ctx.now() >= f.until) return undefined
   const fields = { ...(f.error_description ? { error_description: f.error_description } : {}), ...(f.error_uri ? { error_uri: f.error_uri } : {}) }
-  const oauth = new OAuthResponseError(f.message, { status: f.status ?? 400, error: f.error ?? 'invalid_grant', ...fields })
-  const e = f.code === 'ERR_OAUTH_REAUTH_REQUIRED' ? new ReauthRequiredError(f.message, f.error ? oauth : undefined) : oauth
+  // The error the holder that asked got: an OAuth error, or (a body that was not one) the status alone.
+  const status = f.status ?? 400
+  const answer = f.error ? new OAuthResponseError(f.message, { status, error: f.error, ...fields }) : Object.assign(new errorCodes.ERR_OAUTH_RESPONSE(f.message, { retryable: false }), { status })
+  const e = f.code === 'ERR_OAUTH_REAUTH_REQUIRED' ? new ReauthRequiredError(f.message, f.error ? answer as OAuthResponseError : undefined) : answer
   Object.defineProperty(e, 'brokenUntil', { value: f.until, enumerable: false })
   return e
 }
@@ -115,7 +121,7 @@ export async function fetchUnderLease(ctx: LeasedFetchContext, fetch: (s: Refres
 export function sharedGrant(ctx: LeasedFetchContext, send: (signal?: AbortSignal) => Promise<ProcessedToken>, signal?: AbortSignal, force = false): Promise<Obtained> {
   return fetchUnderLease(ctx, async (s, entry) => {
     const res = await send(signal)
-    await s.write(ctx.key, storedFieldsOf(res), entry?.version ?? 0)
+    await s.write(ctx.key, storedFieldsOf(ctx, res), entry?.version ?? 0)
     return res
   }, force)
 }

@@ -44,12 +44,18 @@ export interface GoogleKeyFile { client_email?: string; private_key?: string; pr
 /** A `{ "$env" }` / `{ "$file" }` reference not resolved yet (the loader checks provider rules before resolving secrets). */
 export const isUnresolvedRef = (v: unknown): boolean => typeof v === 'object' && v !== null && !Secret.is(v)
 
-/** Parses a Google service-account key (JSON content; or a file path when given as a plain string). */
+/**
+ * Parses a Google service-account key: JSON content, or a file path when a library caller gives a
+ * plain string. A Secret (from a channel file: literal, `$env` or `$file`) is always the key's
+ * content: content that is not JSON (a PEM, base64) must never be taken for a path, since the
+ * error of opening it would quote the key.
+ */
 export function parseGoogleKeyFile(keyFile: SecretLike | undefined, readFile?: (path: string) => string): GoogleKeyFile | undefined {
   if (isUnresolvedRef(keyFile)) return undefined
   const raw = reveal(keyFile)
   if (raw === undefined) return undefined
-  const text = raw.trimStart().startsWith('{') ? raw : readFile ? readFile(raw) : raw
+  const isPath = typeof keyFile === 'string' && !raw.trimStart().startsWith('{')
+  const text = isPath && readFile ? readFile(raw) : raw
   try {
     return JSON.parse(text) as GoogleKeyFile
   } catch {

@@ -5,15 +5,15 @@ import { silentLogger, type Logger } from '../log/index.ts'
 import { Secret, reveal } from '../secret.ts'
 import type { AccessToken, TokenProvider } from './types.ts'
 import { applyPreset, type CredentialConfig, type SecretLike } from './config.ts'
-import { cacheKeyOf, explainTokenRequest, grantParams, resolveCredential } from './credential.ts'
-import { certificateThumbprint, type SigningKey } from './keys.ts'
+import { cacheKeyOf, explainTokenRequest, grantParams, resolveCredential, tokenPurposeOf } from './credential.ts'
+import { certificateThumbprint } from './keys.ts'
 import { DpopSigner, type DpopAlg } from './dpop.ts'
 import { createTokenExchange, type TokenExchange } from './exchange.ts'
 import { sharedGrant } from './leased-fetch.ts'
 import { ProviderLifetime } from './lifetime.ts'
-import { refreshTokenGrant, type RefreshGrantContext } from './refresh-grant.ts'
+import { RefreshRotations, refreshTokenGrant, type RefreshGrantContext } from './refresh-grant.ts'
 import { createRefreshTokenStore, type RefreshTokenStore } from './refresh-store.ts'
-import type { ResolvedCredential, redactPlan } from './token-endpoint.ts'
+import type { AssertionSigner, ResolvedCredential, redactPlan } from './token-endpoint.ts'
 import { SlotUser, defaultTokenCache, type Obtained, type TokenCache } from './token-slot.ts'
 
 
@@ -41,7 +41,7 @@ export interface TokenProviderOptions {
    * Throw an error with `retryable: true` for a transient failure; any other error marks the
    * credential broken for `failFastMs`, like every non-retryable token error.
    */
-  signer?: (key: SigningKey, claims: Record<string, unknown>) => Promise<string>
+  signer?: AssertionSigner
 }
 
 /** The client-certificate Agent of a credential with `tls` (RFC 8705), for token requests and API calls. */
@@ -65,6 +65,9 @@ function grantObtainer(r: ResolvedCredential, c: CredentialConfig, exchange: Tok
   if (shared) return (signal, force) => sharedGrant(refresh, (s) => exchange.send(params, s), signal, force)
   return (signal) => exchange.send(params, signal)
 }
+
+/** How long close() waits, beyond the refresh request itself, for its rotated token to be written (the store's retries included). */
+const ROTATION_WRITE_GRACE_MS = 5_000
 
 /** The host (and port) of the token endpoint or issuer, for status displays. */
 function hostOf(url: string | undefined): string | undefined {
@@ -96,21 +99,25 @@ export function createTokenProvider(name: string, config: CredentialConfig, opti
   const dpopAlg: DpopAlg | undefined = c.dpop ? (typeof c.dpop === 'object' && c.dpop.alg ? c.dpop.alg : 'ES256') : undefined
   const ownDispatcher = tlsDispatcher(c)
   const dispatcher = options.dispatcher ?? ownDispatcher
-  const cacheKey = cacheKeyOf(r, storeKey, dpopAlg, c.tls?.cert ? certificateThumbprint(c.tls.cert) : undefined)
+  const certThumbprint = c.tls?.cert ? certificateThumbprint(c.tls.cert) : undefined
+  const cacheKey = cacheKeyOf(r, storeKey, dpopAlg, certThumbprint, r.grant === 'static' ? reveal(c.token as SecretLike | undefined) : undefined)
   const slot = (options.cache ?? defaultTokenCache).slot(cacheKey)
   const dpop = dpopAlg ? (slot.dpop ??= new DpopSigner(dpopAlg)) : undefined
   let store = options.shared ?? options.store
   const exchange = createTokenExchange(r, { log, now, ...(dispatcher ? { dispatcher } : {}), ...(dpop ? { dpop } : {}), ...(options.signer ? { signer: options.signer } : {}) })
   const lifetime = new ProviderLifetime(name)
+  const rotations = new RefreshRotations()
   // A DPoP-bound access token is bound to this process's key: no other engine could use it.
   const obtain = grantObtainer(r, c, exchange, {
     name, key: r.grant === 'refresh_token' ? storeKey : sharedKeyOf(cacheKey), slot, now, clockSkewSec: r.clockSkewSec, failFastMs: r.failFastMs,
-    shareAccessToken: !dpop, seeded: reveal(c.refreshToken as SecretLike | undefined),
+    shareAccessToken: !dpop, tokenFor: tokenPurposeOf(r, certThumbprint), seeded: reveal(c.refreshToken as SecretLike | undefined), rotations,
     store: () => (store ??= createRefreshTokenStore({ dir: join(options.dataDir ?? 'data', 'oauth') })),
   }, options.shared !== undefined && !dpop)
   const user = new SlotUser(slot, { name, log, now, random: options.random ?? Math.random, clockSkewSec: r.clockSkewSec, failFastMs: r.failFastMs, maxAttempts: r.maxAttempts, lifetime, obtain, counters: exchange.counters })
   const endpoint = hostOf(r.tokenUrl ?? r.issuer)
-  const authorizationOf = (t: AccessToken) => `${t.tokenType === 'DPoP' ? 'DPoP' : 'Bearer'} ${reveal(t.value)!}`
+  // A static token is sent with the scheme its config names (tokenType); a fetched one as Bearer or DPoP.
+  const scheme = (t: AccessToken) => (t.tokenType === 'DPoP' ? 'DPoP' : r.grant === 'static' ? t.tokenType : 'Bearer')
+  const authorizationOf = (t: AccessToken) => `${scheme(t)} ${reveal(t.value)!}`
 
   return {
     name,
@@ -148,6 +155,10 @@ export function createTokenProvider(name: string, config: CredentialConfig, opti
     explain: () => explainTokenRequest(config, name, exchange.serverNow()),
     async close() {
       lifetime.close()
+      // A refresh request already sent runs to its end and its rotated token is written before the
+      // dispatcher closes: the server has spent the old one. Bounded by a request, its one resend and the writes.
+      if (!(await rotations.settled(2 * r.timeoutMs + ROTATION_WRITE_GRACE_MS))) log.error('provider closed while a refresh-token rotation was still running; the rotated refresh token may not be stored')
+      else if (rotations.unwritten) log.error('provider closed with a rotated refresh token the store did not take; the credential will need re-authorization')
       await ownDispatcher?.close()
     },
   }

@@ -2,14 +2,64 @@ import { reveal } from '../secret.ts'
 import { grantParams } from './credential.ts'
 import { ReauthRequiredError, type OAuthResponseError } from './errors.ts'
 import { fetchUnderLease, storedFieldsOf, usableStored, type LeasedFetchContext } from './leased-fetch.ts'
-import type { RefreshTokenStore, StoredTokens } from './refresh-store.ts'
+import type { RefreshTokenStore, StoredTokens, StoredTokensInput } from './refresh-store.ts'
 import type { ProcessedToken } from './token-endpoint.ts'
-import type { Obtained } from './token-slot.ts'
+import { refreshSchedule, type Obtained } from './token-slot.ts'
 
 export interface RefreshGrantContext extends LeasedFetchContext {
   /** The configured refresh token, which seeds an empty store. */
   seeded: string | undefined
   send: (grantParams: Array<[string, string]>, signal?: AbortSignal) => Promise<ProcessedToken>
+  /** What the provider keeps between attempts: the grants in flight and a rotation not yet written. */
+  rotations: RefreshRotations
+}
+
+/** A rotation the server made that the store has not taken yet, with the response it came in. */
+interface UnwrittenRotation {
+  /** The entry version the rotation replaces: the write is a compare-and-swap on it. */
+  basedOn: number
+  value: StoredTokensInput
+  res: ProcessedToken
+}
+
+/**
+ * Pauses between the writes of a rotated refresh token, inside the lease: a store that failed once
+ * (a PostgreSQL connection reset) usually takes the next write, and until it does the server's only
+ * valid refresh token lives in this process's memory.
+ */
+const WRITE_RETRY_DELAYS_MS = [100, 500, 1_500]
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
+
+/**
+ * A provider's refresh-token state between attempts. A rotated refresh token the store refused is
+ * kept here and written before any further token request: the refresh token it replaced is spent,
+ * and sending it again makes a strict server revoke the whole grant. close() waits for the grants
+ * in flight, since a refresh request already sent has (for all we know) rotated the token.
+ */
+export class RefreshRotations {
+  unwritten: UnwrittenRotation | undefined
+  readonly #inFlight = new Set<Promise<unknown>>()
+
+  /** `p`, counted as in flight until it settles. */
+  track<T>(p: Promise<T>): Promise<T> {
+    this.#inFlight.add(p)
+    const drop = () => this.#inFlight.delete(p)
+    p.then(drop, drop)
+    return p
+  }
+
+  /** Waits up to `ms` for the grants in flight; false when one is still running then. */
+  async settled(ms: number): Promise<boolean> {
+    if (this.#inFlight.size === 0) return true
+    let timer: NodeJS.Timeout | undefined
+    const late = new Promise<boolean>((r) => (timer = setTimeout(() => r(false), ms)))
+    try {
+      return await Promise.race([Promise.allSettled([...this.#inFlight]).then(() => true), late])
+    } finally {
+      clearTimeout(timer)
+    }
+  }
 }
 
 /**
@@ -18,11 +68,17 @@ export interface RefreshGrantContext extends LeasedFetchContext {
  * before the access token is used, and on invalid_grant re-read once more before declaring that
  * re-authorization is needed.
  *
+ * `signal` (the provider's lifetime) only keeps a new refresh request from being sent: one already
+ * sent runs to its end, bounded by the request timeout, so that the token the server rotated is
+ * written even when the provider is closed meanwhile.
+ *
  * @see https://www.rfc-editor.org/rfc/rfc6749#section-6
  */
 export function refreshTokenGrant(ctx: RefreshGrantContext, signal?: AbortSignal): Promise<Obtained> {
-  return fetchUnderLease(ctx, async (s, found) => {
-    let entry = found
+  return ctx.rotations.track(fetchUnderLease(ctx, async (s, found) => {
+    const pending = await writeUnwritten(ctx, s, found)
+    if (pending.obtained) return pending.obtained
+    let entry = pending.entry
     if (!entry?.refreshToken && ctx.seeded) entry = await s.write(ctx.key, { refreshToken: ctx.seeded }, entry?.version ?? 0)
     if (!entry?.refreshToken) throw new ReauthRequiredError(`credential "${ctx.name}" has no refresh token: run weir credentials import <channel> ${ctx.name} --refresh-token-file FILE`)
     try {
@@ -30,17 +86,77 @@ export function refreshTokenGrant(ctx: RefreshGrantContext, signal?: AbortSignal
     } catch (e) {
       if ((e as OAuthResponseError).error !== 'invalid_grant') throw e
       const again = await s.read(ctx.key)
-      const other = usableStored(ctx, again)
-      if (again && again.version !== entry.version && other) return other
+      if (again && again.version !== entry.version) {
+        // Rotated meanwhile by another holder: its access token if it is for us, else (a credential
+        // sharing the refresh token for another resource or scope) one refresh with the new token.
+        const other = usableStored(ctx, again)
+        if (other) return other
+        if (again.refreshToken && again.refreshToken !== entry.refreshToken) return await rotate(ctx, s, again, signal)
+      }
       const desc = (e as OAuthResponseError).error_description
       throw new ReauthRequiredError(`credential "${ctx.name}": the refresh token was rejected (invalid_grant${desc ? `: ${desc}` : ''}); re-authorize and run weir credentials import`, e as OAuthResponseError)
     }
-  })
+  }))
 }
 
-/** One refresh: the new access token and the rotated refresh token (or the same one) written before use. */
+/**
+ * One refresh: the new access token and the rotated refresh token (or the same one) written before
+ * use. The request is bounded by its timeout, never by `signal`: aborting it after the server has
+ * rotated would lose the only refresh token the server still honours.
+ */
 async function rotate(ctx: RefreshGrantContext, s: RefreshTokenStore, entry: StoredTokens, signal?: AbortSignal): Promise<ProcessedToken> {
-  const res = await ctx.send(grantParams('refresh_token', entry.refreshToken), signal)
-  await s.write(ctx.key, { refreshToken: res.refreshToken ? reveal(res.refreshToken)! : entry.refreshToken!, ...storedFieldsOf(res) }, entry.version)
+  if (signal?.aborted) throw signal.reason
+  const res = await ctx.send(grantParams('refresh_token', entry.refreshToken))
+  const value = { refreshToken: res.refreshToken ? reveal(res.refreshToken)! : entry.refreshToken!, ...storedFieldsOf(ctx, res) }
+  ctx.rotations.unwritten = { basedOn: entry.version, value, res }
+  await writeRotated(ctx, s)
   return res
+}
+
+/** Writes the unwritten rotation, retrying a failed write (still under the lease) a few times. */
+async function writeRotated(ctx: RefreshGrantContext, s: RefreshTokenStore): Promise<StoredTokens> {
+  for (let attempt = 0; ; attempt++) {
+    const u = ctx.rotations.unwritten!
+    try {
+      const written = await s.write(ctx.key, u.value, u.basedOn)
+      ctx.rotations.unwritten = undefined
+      return written
+    } catch (e) {
+      const landed = await landedEntry(ctx, s, u)
+      if (landed) {
+        ctx.rotations.unwritten = undefined
+        return landed
+      }
+      if (attempt >= WRITE_RETRY_DELAYS_MS.length) throw e
+      await sleep(WRITE_RETRY_DELAYS_MS[attempt]!)
+    }
+  }
+}
+
+/** The entry, when a write reported as failed went through after all (the connection dropped after the commit). */
+async function landedEntry(ctx: RefreshGrantContext, s: RefreshTokenStore, u: UnwrittenRotation): Promise<StoredTokens | undefined> {
+  const now = await s.read(ctx.key).catch(() => undefined)
+  const ours = now?.version === u.basedOn + 1 && now.refreshToken === u.value.refreshToken && now.accessToken === u.value.accessToken
+  return ours ? now : undefined
+}
+
+/**
+ * Before any token request, the rotation an earlier attempt could not write: written now, and its
+ * access token used while it is fresh. Dropped when the entry moved on meanwhile (the write went
+ * through after all, or a refresh token was imported): then the store's entry is the truth.
+ */
+async function writeUnwritten(ctx: RefreshGrantContext, s: RefreshTokenStore, found: StoredTokens | undefined): Promise<{ entry: StoredTokens | undefined; obtained?: Obtained }> {
+  const u = ctx.rotations.unwritten
+  if (!u) return { entry: found }
+  if ((found?.version ?? 0) !== u.basedOn) {
+    ctx.rotations.unwritten = undefined
+    return { entry: found }
+  }
+  const entry = await writeRotated(ctx, s)
+  return isFresh(ctx, u.res) ? { entry, obtained: u.res } : { entry }
+}
+
+/** Whether a token obtained earlier is not yet due for refresh. */
+function isFresh(ctx: RefreshGrantContext, t: Obtained): boolean {
+  return ctx.now() < refreshSchedule(t.token.expiresAt, t.lifetimeMs, ctx.clockSkewSec, 0).refreshAt
 }

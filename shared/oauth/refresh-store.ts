@@ -1,5 +1,5 @@
 import { createCipheriv, createDecipheriv, createHash, randomBytes, scrypt } from 'node:crypto'
-import { mkdir, open, readFile, rename, stat, unlink, writeFile, chmod } from 'node:fs/promises'
+import { mkdir, open, readFile, rename, stat, unlink, utimes, writeFile, chmod } from 'node:fs/promises'
 import { join } from 'node:path'
 import { errorCodes, type WeirError } from '../errors.ts'
 import { registerSecretValue } from '../secret.ts'
@@ -25,6 +25,12 @@ export interface StoredTokens {
   version: number
   refreshToken?: string
   accessToken?: string
+  /**
+   * What the access token is for (client, scopes, resources, audience, as a fingerprint).
+   * Credentials may share one refresh token (one storeKey) and differ in resource or scope; each
+   * uses only an access token obtained for its own.
+   */
+  accessTokenFor?: string
   tokenType?: string
   /** Epoch ms (local clock). */
   expiresAt?: number
@@ -76,7 +82,7 @@ export interface FileStoreOptions {
   key?: string | Buffer
   /** Accept a `secret.key` that group or others may read (default: env WEIR_SECRET_KEY_ALLOW_OPEN_MODE=1, else false). */
   allowOpenKeyFile?: boolean
-  /** A lease older than this is considered abandoned (its holder crashed). Default 30 s. */
+  /** A lease not renewed for this long (its holder renews it every third of it) is considered abandoned. Default 30 s. */
   leaseTtlMs?: number
   /** How long to wait for a lease before failing. Default 20 s. */
   leaseWaitMs?: number
@@ -194,16 +200,27 @@ export function openEntry(keys: StoreKeys, key: string, text: string): StoredTok
   return entry
 }
 
-/** Takes the lock file `lock` (exclusive create), taking over one whose owner is gone or older than `ttlMs`. */
-async function takeLock(lock: string, key: string, ttlMs: number, waitMs: number): Promise<void> {
+/**
+ * What a lock file holds: its owner's pid (a lock whose process is gone is taken over) and a random
+ * nonce naming this one holding, so that a holder tells its own lock from one taken over after it
+ * (by another process, or by another store in the same process).
+ */
+interface LockOwner { pid: number; at: number; nonce: string }
+
+/**
+ * Takes the lock file `lock` (exclusive create), taking over one whose owner is gone or that was not
+ * renewed for `ttlMs` (its mtime); returns the nonce written into it.
+ */
+async function takeLock(lock: string, key: string, ttlMs: number, waitMs: number): Promise<string> {
   const deadline = Date.now() + waitMs
+  const nonce = randomBytes(16).toString('hex')
   let delay = 5
   for (;;) {
     try {
       const fh = await open(lock, 'wx', 0o600)
-      await fh.writeFile(JSON.stringify({ pid: process.pid, at: Date.now() }))
+      await fh.writeFile(JSON.stringify({ pid: process.pid, at: Date.now(), nonce } satisfies LockOwner))
       await fh.close()
-      return
+      return nonce
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw storeError(`cannot take the lease on "${key}"`, e)
     }
@@ -223,10 +240,37 @@ async function takeLock(lock: string, key: string, ttlMs: number, waitMs: number
   }
 }
 
+/** Whether `lock` is still the one taken with `nonce` (not removed, nor taken over after it aged out). */
+async function holdsLock(lock: string, nonce: string): Promise<boolean> {
+  const owner = await readFile(lock, 'utf8').then((t) => JSON.parse(t) as Partial<LockOwner>).catch(() => undefined)
+  return owner?.nonce === nonce
+}
+
+/**
+ * Keeps a held lock young (its mtime is the age takeLock reads) every third of `ttlMs`, as the
+ * PostgreSQL store renews its lease: a token request may outlast the TTL, and a lock that ages out
+ * while held lets a second holder spend the same refresh token. Stops once the lock is not ours.
+ * Returns the function that stops it.
+ */
+function renewLock(lock: string, nonce: string, ttlMs: number): () => void {
+  const timer = setInterval(() => {
+    void holdsLock(lock, nonce)
+      .then((mine) => (mine ? utimes(lock, new Date(), new Date()) : clearInterval(timer)))
+      .catch(() => undefined)
+  }, ttlMs / 3)
+  return () => clearInterval(timer)
+}
+
+/** Removes `lock` if it is still ours: one taken over after ours aged out is the new holder's. */
+async function releaseLock(lock: string, nonce: string): Promise<void> {
+  if (await holdsLock(lock, nonce)) await unlink(lock).catch(() => undefined)
+}
+
 /**
  * The default store: one AES-256-GCM encrypted file per key under `dir` (mode 0600, written
  * atomically), versioned, with a lease that is an exclusive lock file (`open(…, 'wx')`) holding the
- * owner's pid; a lock whose process is gone or that is older than `leaseTtlMs` is taken over.
+ * owner's pid and a nonce, renewed while held; a lock whose process is gone or that was not renewed
+ * for `leaseTtlMs` is taken over, and a holder removes only its own lock.
  *
  * @example
  * const store = createRefreshTokenStore({ dir: 'data/oauth' })
@@ -275,11 +319,13 @@ export function createRefreshTokenStore(options: FileStoreOptions): RefreshToken
   async function withLease<T>(key: string, fn: () => Promise<T>): Promise<T> {
     await ready()
     const lock = `${fileOf(key)}.lock`
-    await takeLock(lock, key, leaseTtlMs, leaseWaitMs)
+    const nonce = await takeLock(lock, key, leaseTtlMs, leaseWaitMs)
+    const stopRenewing = renewLock(lock, nonce, leaseTtlMs)
     try {
       return await fn()
     } finally {
-      await unlink(lock).catch(() => undefined)
+      stopRenewing()
+      await releaseLock(lock, nonce)
     }
   }
 

@@ -169,28 +169,80 @@ export interface RawTokenResponse {
   receivedAt: number
 }
 
-/** Signs the plan's assertions, adds a DPoP proof, and posts it. Network failures are retryable. */
-export async function sendTokenRequest(
-  plan: TokenRequestPlan,
-  options: { dispatcher?: Dispatcher; timeoutMs: number; signal?: AbortSignal; dpop?: DpopSigner; now: () => number; serverNow: () => number; signer?: (key: SigningKey, claims: Record<string, unknown>) => Promise<string> },
-): Promise<RawTokenResponse> {
+/**
+ * Signs assertions: `key` carries the configured header values, `claims` the claims. A hosted
+ * signer (a KMS) gets the request's `signal`, aborted at the request's timeout or the provider's
+ * shutdown, to cancel its own call; its result is ignored once the signal has aborted.
+ */
+export type AssertionSigner = (key: SigningKey, claims: Record<string, unknown>, signal: AbortSignal) => Promise<string>
+
+/** `p`, unless `signal` aborts first (then its reason); a later outcome of `p` is dropped unseen. */
+function unlessAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) {
+    p.catch(() => undefined)
+    return Promise.reject(signal.reason)
+  }
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason)
+    signal.addEventListener('abort', onAbort, { once: true })
+    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort))
+  })
+}
+
+/**
+ * The plan's form with its assertions signed, under the request's bounded signal: a signer that
+ * never answers (a KMS behind a black-holed connection) would otherwise hold the slot's one fetch,
+ * and every caller that joins it, for ever. Past the timeout it is a retryable ERR_HTTP_TIMEOUT, so
+ * the next attempt signs again; a shutdown rejects with the provider's own reason.
+ */
+async function signedForm(plan: TokenRequestPlan, signer: AssertionSigner | undefined, bounded: AbortSignal, options: { timeoutMs: number; signal?: AbortSignal }): Promise<Array<[string, string]>> {
   const form = plan.form.map(([k, v]) => [k, v] as [string, string])
   for (const s of plan.toSign) {
-    const jwt = options.signer ? await options.signer(s.key, s.claims) : await signJwt(s.key, s.claims)
+    let jwt: string
+    try {
+      jwt = await unlessAborted(signer ? Promise.resolve().then(() => signer(s.key, s.claims, bounded)) : signJwt(s.key, s.claims), bounded)
+    } catch (e) {
+      if (e !== bounded.reason || options.signal?.aborted) throw e
+      throw new errorCodes.ERR_HTTP_TIMEOUT(`token request to ${plan.url}: signing the ${s.field} timed out after ${options.timeoutMs} ms`, { cause: e })
+    }
     registerSecretValue(jwt)
     const entry = form.find(([k, v]) => k === s.field && v === '')
     if (entry) entry[1] = jwt
   }
-  const headers = { ...plan.headers }
-  if (options.dpop) headers.dpop = await options.dpop.proof('POST', plan.url, undefined, options.serverNow())
+  return form
+}
+
+/**
+ * Signs the plan's assertions, adds a DPoP proof, and posts it, all within `timeoutMs` and
+ * `signal`. Network failures and timeouts are retryable.
+ */
+export async function sendTokenRequest(
+  plan: TokenRequestPlan,
+  options: { dispatcher?: Dispatcher; timeoutMs: number; signal?: AbortSignal; dpop?: DpopSigner; now: () => number; serverNow: () => number; signer?: AssertionSigner },
+): Promise<RawTokenResponse> {
   // The provider's long-lived signal is linked without AbortSignal.any (which retains on Node 20).
   const bounded = boundedSignal(options.timeoutMs, options.signal)
+  try {
+    const form = await signedForm(plan, options.signer, bounded.signal, options)
+    const headers = { ...plan.headers }
+    if (options.dpop) headers.dpop = await options.dpop.proof('POST', plan.url, undefined, options.serverNow())
+    return await postForm(plan.url, headers, form, bounded.signal, options)
+  } finally {
+    bounded.done()
+  }
+}
+
+/** Posts a signed token request under `bounded`; a timeout or a network failure becomes a retryable error. */
+async function postForm(
+  url: string, headers: Record<string, string>, form: Array<[string, string]>, bounded: AbortSignal,
+  options: { dispatcher?: Dispatcher; timeoutMs: number; signal?: AbortSignal; dpop?: DpopSigner; now: () => number },
+): Promise<RawTokenResponse> {
   const sentAt = options.now()
   let res: Awaited<ReturnType<typeof fetch>>
   let body: { text: string; truncated: boolean }
   try {
-    res = await fetch(plan.url, {
-      method: 'POST', headers, body: new URLSearchParams(form).toString(), redirect: 'manual', signal: bounded.signal,
+    res = await fetch(url, {
+      method: 'POST', headers, body: new URLSearchParams(form).toString(), redirect: 'manual', signal: bounded,
       ...(options.dispatcher ? { dispatcher: options.dispatcher } : {}),
     })
     body = await readBoundedBody(res, MAX_METADATA_BYTES)
@@ -198,14 +250,12 @@ export async function sendTokenRequest(
     if (options.signal?.aborted) throw e
     const timeout = (e as Error).name === 'TimeoutError'
     const cause = (e as { cause?: { code?: string; message?: string } }).cause
-    if (timeout) throw new errorCodes.ERR_HTTP_TIMEOUT(`token request to ${plan.url} timed out after ${options.timeoutMs} ms`, { cause: e })
-    throw new errorCodes.ERR_HTTP_NETWORK(`token request to ${plan.url} failed: ${cause?.code ?? cause?.message ?? (e as Error).message}`, { cause: e })
-  } finally {
-    bounded.done()
+    if (timeout) throw new errorCodes.ERR_HTTP_TIMEOUT(`token request to ${url} timed out after ${options.timeoutMs} ms`, { cause: e })
+    throw new errorCodes.ERR_HTTP_NETWORK(`token request to ${url} failed: ${cause?.code ?? cause?.message ?? (e as Error).message}`, { cause: e })
   }
   const hdrs: Record<string, string> = {}
   res.headers.forEach((v, k) => { hdrs[k] = v })
-  if (options.dpop) options.dpop.noteNonce(plan.url, hdrs['dpop-nonce'])
+  if (options.dpop) options.dpop.noteNonce(url, hdrs['dpop-nonce'])
   return { status: res.status, headers: hdrs, text: body.text, ...(body.truncated ? { truncated: true } : {}), sentAt, receivedAt: options.now() }
 }
 

@@ -1,4 +1,4 @@
-import type { WeirError } from '../errors.ts'
+import { errorCodes, type WeirError } from '../errors.ts'
 import type { Logger } from '../log/index.ts'
 import { reveal } from '../secret.ts'
 import type { DpopSigner } from './dpop.ts'
@@ -22,6 +22,11 @@ export interface Slot {
   pending?: Promise<AccessToken>
   brokenUntil: number
   brokenError?: WeirError
+  /**
+   * No token request before `notBefore` (epoch ms): the last fetch gave up on `error`, whose
+   * Retry-After (a 429, a 503) asked to wait. Cleared by the next success.
+   */
+  retryAfter?: { notBefore: number; error: WeirError }
   /** When the current token was obtained (epoch ms). */
   fetchedAt?: number
   /** The last fetch that failed after its retries, for status displays (cleared by the next success). */
@@ -79,9 +84,29 @@ function describeError(e: unknown): string {
   return e instanceof Error ? e.message : String(e)
 }
 
-/** Backoff before retry `attempt` + 1: the server's Retry-After (capped at 2 min), else jittered exponential. */
+/**
+ * The longest wait a token endpoint's Retry-After imposes on the slot (between attempts, and before
+ * the next fetch once one gave up). The value comes from the server, or from any proxy in front of
+ * it: one answer with `Retry-After: 86400` (or an HTTP-date years ahead) would otherwise stop every
+ * channel using the credential for that long, with nothing but a restart to end it. Two minutes
+ * still spaces requests out as a server under load asks.
+ */
+const MAX_RETRY_AFTER_MS = 120_000
+
+/** Backoff before retry `attempt` + 1: the server's Retry-After (capped), else jittered exponential. */
 function retryDelay(err: WeirError, attempt: number, random: number): number {
-  return err.retryAfterMs !== undefined ? Math.min(err.retryAfterMs, 120_000) : Math.min(10_000, 250 * 2 ** (attempt - 1)) * (0.5 + random / 2)
+  return err.retryAfterMs !== undefined ? Math.min(err.retryAfterMs, MAX_RETRY_AFTER_MS) : Math.min(10_000, 250 * 2 ** (attempt - 1)) * (0.5 + random / 2)
+}
+
+/**
+ * What a caller gets while the slot waits out a Retry-After: retryable, with `retryAfterMs` the
+ * time left, so the channel's retry comes back once the server is willing (no request is sent).
+ */
+function waitingError(name: string, cause: WeirError, notBefore: number, now: number): WeirError {
+  const c = cause as Partial<OAuthResponseError>
+  const message = `credential "${name}" is waiting as the token endpoint asked: ${cause.message} (no new token request before ${new Date(notBefore).toISOString()})`
+  const e = new errorCodes.ERR_OAUTH_RESPONSE(message, { retryable: true, retryAfterMs: notBefore - now, cause })
+  return Object.assign(e, c.status !== undefined ? { status: c.status } : {}, c.error !== undefined ? { error: c.error } : {})
 }
 
 function isTerminal(e: unknown): boolean {
@@ -106,7 +131,8 @@ export interface SlotUserOptions {
 /**
  * One provider's use of a shared slot: the cached token while it is usable, a refresh in the
  * background once one is due, one fetch in flight per slot however many callers wait (with retries
- * and backoff), and fail-fast for `failFastMs` after a non-retryable failure.
+ * and backoff), fail-fast for `failFastMs` after a non-retryable failure, and no new fetch before
+ * the Retry-After of the failure the last one gave up on.
  */
 export class SlotUser {
   constructor(readonly slot: Slot, private readonly o: SlotUserOptions) {}
@@ -118,7 +144,7 @@ export class SlotUser {
     const t = this.o.now()
     if (t < slot.refreshAt) return slot.token
     if (t < slot.staleAt) {
-      if (!slot.pending && !this.o.lifetime.signal.aborted) this.#background()
+      if (!slot.pending && !this.o.lifetime.signal.aborted && !this.#retryAfterInForce()) this.#background()
       return slot.token
     }
     return undefined
@@ -163,6 +189,7 @@ export class SlotUser {
     slot.brokenUntil = 0
     slot.fetchedAt = this.o.now()
     delete slot.brokenError
+    delete slot.retryAfter
     delete slot.lastFailure
     return t.token
   }
@@ -176,6 +203,22 @@ export class SlotUser {
     this.slot.brokenError = err
     const oauth = err as OAuthResponseError
     this.o.log.error({ error: oauth.error, error_description: oauth.error_description, terminal: isTerminal(err) }, `credential broken: ${describeError(err)}`)
+  }
+
+  /**
+   * Remembers the Retry-After of the failure a fetch gave up on: until it has passed, callers get a
+   * retryable error instead of a new token request (each delivery, each channel sharing the
+   * credential would otherwise ask again at once). Capped as the backoff between attempts is.
+   */
+  #noteRetryAfter(err: WeirError): void {
+    if (err.retryAfterMs === undefined) delete this.slot.retryAfter
+    else this.slot.retryAfter = { notBefore: this.o.now() + Math.min(err.retryAfterMs, MAX_RETRY_AFTER_MS), error: err }
+  }
+
+  /** The Retry-After of the slot's last failure while it is in force (no request may be sent), else undefined. */
+  #retryAfterInForce(): Slot['retryAfter'] {
+    const ra = this.slot.retryAfter
+    return ra !== undefined && this.o.now() < ra.notBefore ? ra : undefined
   }
 
   /** One shared fetch: runs under this provider's lifetime signal, never under a caller's. */
@@ -196,7 +239,8 @@ export class SlotUser {
         this.o.counters.tokenErrors++
         const error = (err as Partial<OAuthResponseError>).error
         this.slot.lastFailure = { at: this.o.now(), code: err.code ?? 'ERR_UNKNOWN', message: describeError(err), ...(error ? { error } : {}) }
-        if (!err.retryable) this.#markBroken(err)
+        if (err.retryable) this.#noteRetryAfter(err)
+        else this.#markBroken(err)
         throw err
       }
     }
@@ -236,6 +280,8 @@ export class SlotUser {
       if (aborted) throw aborted.reason
       if (!slot.pending) {
         if (slot.brokenError && o.now() < slot.brokenUntil) throw new FailFastError(o.name, slot.brokenError, slot.brokenUntil)
+        const ra = this.#retryAfterInForce()
+        if (ra) throw waitingError(o.name, ra.error, ra.notBefore, o.now())
         this.#startFetch()
       }
       try {

@@ -165,3 +165,15 @@ export function instrumentStore(store: RefreshTokenStore, emit: (e: StoreEvent) 
     },
   }
 }
+
+/** One turn of the event loop, I/O included. */
+export const immediate = () => new Promise<void>((r) => setImmediate(r))
+
+/** Lets real I/O progress (setImmediate is not faked) until `cond` holds; bounded by loop turns, not time. */
+export async function until(cond: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 20_000; i++) {
+    if (cond()) return
+    await immediate()
+  }
+  throw new Error(`timed out waiting for ${what}`)
+}

@@ -6,7 +6,8 @@ import { startAuthorizationServer, type AuthorizationServer } from '../../engine
 import { createRefreshTokenStore, createTokenProvider, refreshSchedule, TokenCache, type CredentialConfig } from '../../shared/oauth/index.ts'
 import { createHttpClient } from '../../shared/http/index.ts'
 import { Secret } from '../../shared/secret.ts'
-import { fixtures, leakCollector } from './_helpers.ts'
+import { loopbackServer } from '../_setup.ts'
+import { fixtures, immediate, leakCollector, until } from './_helpers.ts'
 
 const leak = leakCollector()
 const http = createHttpClient({ log: leak.log })
@@ -27,15 +28,6 @@ afterEach(() => {
   vi.useRealTimers()
 })
 
-const immediate = () => new Promise<void>((r) => setImmediate(r))
-/** Lets real I/O progress (setImmediate is not faked) until `cond` holds. */
-async function until(cond: () => boolean, what: string) {
-  for (let i = 0; i < 20_000; i++) {
-    if (cond()) return
-    await immediate()
-  }
-  throw new Error(`timed out waiting for ${what}`)
-}
 
 function client(id: string, extra: Partial<Parameters<AuthorizationServer['registerClient']>[0]> = {}): CredentialConfig {
   as.registerClient({ clientId: id, authMethod: 'client_secret_basic', secret: `${id}-secret-value`, ...extra })
@@ -224,6 +216,42 @@ describe('error classes', () => {
     expect(err).toMatchObject({ code: 'ERR_HTTP_STATUS', retryable: true, status: 500, message: `token endpoint ${as.tokenUrl} answered 500: "<html>boom</html>"` })
     expect(count('always500')).toBe(3)
   })
+
+  it('429 with Retry-After: 60 after the fetch gave up: no token request for 60 s from any provider sharing the credential; callers get a retryable error with the time left', async () => {
+    let t = Date.now()
+    const config = { ...client('retry-after-429'), maxAttempts: 1 }
+    const cache = new TokenCache()
+    const [p, other] = ['ra', 'ra-other'].map((name) => createTokenProvider(name, config, { now: () => t, cache, log: leak.log }))
+    as.setFailure({ status: 429, retryAfter: 60, body: '{"error":"slow_down"}' })
+    const first = leak.error(await p!.getToken().catch((e) => e)) as Record<string, unknown>
+    expect(first).toMatchObject({ code: 'ERR_OAUTH_RESPONSE', error: 'slow_down', status: 429, retryable: true, retryAfterMs: 60_000 })
+    const t0 = t
+    // Deliveries of both channels over the next 60 s (the simulated clock): none reaches the server.
+    for (const [advance, provider] of [[0, p], [1_000, other], [29_000, p], [29_999, other]] as const) {
+      t += advance
+      const err = leak.error(await provider!.getToken().catch((e) => e)) as Record<string, unknown>
+      expect(err).toMatchObject({ code: 'ERR_OAUTH_RESPONSE', error: 'slow_down', status: 429, retryable: true, retryAfterMs: t0 + 60_000 - t })
+      expect(err.message).toBe(`credential "${provider === p ? 'ra' : 'ra-other'}" is waiting as the token endpoint asked: ${first.message as string} (no new token request before ${new Date(t0 + 60_000).toISOString()})`)
+    }
+    expect(count('retry-after-429')).toBe(1)
+    t += 1 // 60 s have passed: the next caller asks again
+    expect((await other!.getToken()).tokenType).toBe('Bearer')
+    expect((await p!.getToken()).tokenType).toBe('Bearer')
+    expect(count('retry-after-429')).toBe(2)
+  })
+
+  it('a Retry-After over 2 minutes (a day) holds the credential 2 minutes, as between attempts', async () => {
+    let t = Date.now()
+    const p = createTokenProvider('ra-day', { ...client('retry-after-day'), maxAttempts: 1 }, { now: () => t, cache: new TokenCache(), log: leak.log })
+    as.setFailure({ status: 503, retryAfter: 86_400, body: 'Service Unavailable' })
+    expect(leak.error(await p.getToken().catch((e) => e))).toMatchObject({ code: 'ERR_HTTP_STATUS', retryable: true, retryAfterMs: 86_400_000 })
+    t += 1_000
+    expect(leak.error(await p.getToken().catch((e) => e))).toMatchObject({ code: 'ERR_OAUTH_RESPONSE', status: 503, retryable: true, retryAfterMs: 119_000 })
+    expect(count('retry-after-day')).toBe(1)
+    t += 119_000
+    expect((await p.getToken()).tokenType).toBe('Bearer')
+    expect(count('retry-after-day')).toBe(2)
+  })
 })
 
 describe('lifecycle', () => {
@@ -276,6 +304,39 @@ describe('fail fast on every non-retryable token error', () => {
 })
 
 describe('providers sharing a cache (two channels using one credential)', () => {
+  it('two static credentials on one cache (as under weir run) each send their own token, with its own scheme', async () => {
+    const api = await loopbackServer((_req, res) => { res.writeHead(200, { 'content-type': 'application/json' }).end('{}') })
+    try {
+      const cache = new TokenCache()
+      const a = createTokenProvider('partner-a', { grant: 'static', token: new Secret('static-token-partner-a') }, { cache, log: leak.log })
+      const b = createTokenProvider('partner-b', { grant: 'static', token: new Secret('static-token-partner-b'), tokenType: 'Token' }, { cache, log: leak.log })
+      expect(a.cacheKey).not.toBe(b.cacheKey)
+      for (const p of [a, b]) await http.request({ url: `${api.origin}/${p.name}`, credential: p })
+      expect(api.requests.map((r) => [r.url, r.headers.authorization])).toEqual([['/partner-a', 'Bearer static-token-partner-a'], ['/partner-b', 'Token static-token-partner-b']])
+      expect(b.explain().headers.authorization).toBe('Token [REDACTED]')
+      // Neither token is in the cache key, only a fingerprint of it.
+      expect([a.cacheKey, b.cacheKey].join()).not.toMatch(/static-token/)
+      secretsOfClosedServers.push('static-token-partner-a', 'static-token-partner-b')
+      await Promise.all([a.close(), b.close()])
+    } finally {
+      await api.close()
+    }
+  })
+
+  it('credentials differing only in extraParams get tokens of their own; the same parameters in another order are one credential', async () => {
+    const cache = new TokenCache()
+    const base = client('extra-params')
+    const [t1, t2] = [{ ...base, extraParams: { tenant: 't1' } }, { ...base, extraParams: { tenant: 't2' } }].map((c, i) => createTokenProvider(`tenant-${i}`, c, { cache, log: leak.log }))
+    await t1!.getToken()
+    await t2!.getToken()
+    expect(as.requests.filter((r) => r.clientId === 'extra-params').map((r) => r.form.tenant)).toEqual(['t1', 't2'])
+    // The same parameters in another order are the same credential.
+    const again = createTokenProvider('tenant-again', { ...base, extraParams: { b: '2', a: '1' } }, { cache })
+    const same = createTokenProvider('tenant-same', { ...base, extraParams: { a: '1', b: '2' } }, { cache })
+    expect(again.cacheKey).toBe(same.cacheKey)
+    await Promise.all([t1!.close(), t2!.close(), again.close(), same.close()])
+  })
+
   it('DPoP: both providers sign proofs with the key the shared token is bound to', async () => {
     const dAs = await startAuthorizationServer({ dpopNonces: true })
     const dApi = await dAs.createProtectedApi({ dpopNonces: true })

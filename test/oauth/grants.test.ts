@@ -1,4 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -6,7 +6,7 @@ import { startAuthorizationServer, type AuthorizationServer, type ProtectedApi }
 import { createTokenProvider, createRefreshTokenStore, TokenCache, type CredentialConfig } from '../../shared/oauth/index.ts'
 import { createHttpClient } from '../../shared/http/index.ts'
 import { Secret } from '../../shared/secret.ts'
-import { ALGS, keyFor, leakCollector, pemBody, fixtures } from './_helpers.ts'
+import { ALGS, keyFor, leakCollector, pemBody, fixtures, immediate, until } from './_helpers.ts'
 import { certificateThumbprint } from '../../shared/oauth/keys.ts'
 
 let as: AuthorizationServer
@@ -163,6 +163,19 @@ describe('jwt-bearer grant', () => {
     expect(rec.map((r) => [r.grant, r.status, r.form.scope])).toEqual([['jwt_bearer', 200, undefined]])
   })
 
+  it('a keyFile that is not JSON (a PEM put under keyFile) is a config error that does not quote the key; a path that cannot be read names neither', async () => {
+    const k = await keyFor('RS256')
+    privateKeys.push(k.pem)
+    const config = (keyFile: Secret | string): CredentialConfig => ({ grant: 'jwt_bearer', tokenUrl: as.tokenUrl, clientId: 'svc', assertion: { keyFile, alg: 'RS256' } })
+    const failure = (c: CredentialConfig) => { try { createTokenProvider('svc', c, { cache: new TokenCache() }); return undefined } catch (e) { return leak.error(e) as Error & { code?: string } } }
+    // Before, a Secret that was not JSON was opened as a file path: ENOENT, with the key as the path.
+    const pem = failure(config(new Secret(k.pem, '$file:keys/svc.pem')))
+    expect([pem?.code, pem?.message]).toEqual(['ERR_CONFIG_INVALID', 'credential "svc" #/assertion/keyFile: not a service-account JSON key with private_key (give the key\'s JSON, e.g. {"$file": "key.json"})'])
+    // A library caller's plain string is still a path; one that cannot be read is a config error too.
+    const path = failure(config(join(dir, 'no-such-key.json')))
+    expect([path?.code, path?.message]).toEqual(['ERR_CONFIG_INVALID', 'credential "svc" #/assertion/keyFile: the key file cannot be read (ENOENT)'])
+  })
+
   it.each(['client_secret_basic', 'private_key_jwt'] as const)('with client authentication %s and a subject', async (method) => {
     const id = `jb-${method}`
     const ak = await keyFor('PS256', 'assert-key')
@@ -288,5 +301,81 @@ describe('pluggable assertion signing', () => {
     })
     expect((await p.getToken().catch((e) => { throw leak.error(e) })).tokenType).toBe('Bearer')
     expect(seen).toEqual([{ alg: 'ES256', kid: 'kms-key', iss: 'kms', aud: as.tokenUrl }])
+  })
+
+  afterEach(() => {
+    vi.useRealTimers()
+  })
+
+  /**
+   * A client registered with a fresh key, and a signer standing for a KMS: its first call hangs
+   * until the test answers it (`answerFirst`), later calls sign at once. It records the signal each
+   * call got (the provider's public signer type has two parameters; the third arrives all the same).
+   */
+  async function hangingKms(clientId: string) {
+    const k = await keyFor('ES256', clientId)
+    privateKeys.push(k.pem)
+    as.registerClient({ clientId, authMethod: 'private_key_jwt', jwks: { keys: [k.jwk] } })
+    const { SignJWT } = await import('jose')
+    const sign = (claims: Record<string, unknown>) => new SignJWT(claims).setProtectedHeader({ alg: 'ES256', kid: clientId }).sign(k.key)
+    const signals: AbortSignal[] = []
+    let answerFirst: () => Promise<void> = async () => undefined
+    const signer = (_key: unknown, claims: Record<string, unknown>, ...rest: unknown[]): Promise<string> => {
+      signals.push(rest[0] as AbortSignal)
+      if (signals.length > 1) return sign(claims)
+      return new Promise<string>((resolve) => { answerFirst = async () => resolve(await sign(claims)) })
+    }
+    const config: CredentialConfig = { tokenUrl: as.tokenUrl, clientId, clientAuth: { privateKey: new Secret(k.pem), alg: 'ES256', kid: clientId } }
+    return { config, signer, signals, answerFirst: () => answerFirst() }
+  }
+
+  const requestsOf = (clientId: string) => as.requests.filter((r) => r.clientId === clientId).length
+
+  it('a signer that never answers is bounded by timeoutMs: a retryable timeout, the next caller signs again, the late JWT is never sent', async () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] })
+    const kms = await hangingKms('kms-hung')
+    const p = createTokenProvider('kms-hung', { ...kms.config, timeoutMs: 5_000, maxAttempts: 1 }, { cache: new TokenCache(), log: leak.log, signer: kms.signer })
+    try {
+      // A caller without a signal of its own: only the token request's timeout can end its wait.
+      let outcome: unknown
+      void p.getToken().then(() => (outcome = 'token'), (e: unknown) => (outcome = leak.error(e)))
+      await until(() => kms.signals.length === 1, 'the first signer call')
+      await vi.advanceTimersByTimeAsync(4_999)
+      expect(outcome).toBeUndefined()
+      await vi.advanceTimersByTimeAsync(1)
+      await until(() => outcome !== undefined, 'the first caller to give up')
+      expect(outcome).toMatchObject({ code: 'ERR_HTTP_TIMEOUT', retryable: true, message: `token request to ${as.tokenUrl}: signing the client_assertion timed out after 5000 ms` })
+      expect([kms.signals[0]!.aborted, (kms.signals[0]!.reason as Error).name]).toEqual([true, 'TimeoutError'])
+      // The next caller starts a new fetch, and the signer signs this time.
+      const token = await p.getToken().catch((e) => { throw leak.error(e) })
+      expect([kms.signals.length, requestsOf('kms-hung')]).toEqual([2, 1])
+      // The KMS answers the first call at last: its JWT is dropped, and the cached token stays.
+      await kms.answerFirst()
+      for (let i = 0; i < 50; i++) await immediate()
+      expect(requestsOf('kms-hung')).toBe(1)
+      expect((await p.getToken()).value.reveal()).toBe(token.value.reveal())
+    } finally {
+      await p.close()
+    }
+  })
+
+  it("close() ends a hung signer call: another provider sharing the credential stops waiting for it and fetches for itself", async () => {
+    const kms = await hangingKms('kms-close')
+    // A timeout no test run reaches: only close() can end the first signer call.
+    const config = { ...kms.config, timeoutMs: 600_000, maxAttempts: 1 }
+    const cache = new TokenCache()
+    const [a, b] = ['a', 'b'].map((name) => createTokenProvider(name, config, { cache, log: leak.log, signer: kms.signer }))
+    const aResult = a!.getToken().catch((e: unknown) => leak.error(e))
+    let bOutcome: unknown
+    void b!.getToken().then((t) => (bOutcome = t), (e: unknown) => (bOutcome = leak.error(e)))
+    await until(() => kms.signals.length === 1, 'the first signer call')
+    await a!.close()
+    expect(await aResult).toMatchObject({ code: 'ERR_SHUTDOWN', message: 'credential "a": provider closed' })
+    await until(() => bOutcome !== undefined, "b's token")
+    expect(bOutcome).toMatchObject({ tokenType: 'Bearer' })
+    expect([kms.signals.length, requestsOf('kms-close')]).toEqual([2, 1])
+    expect(kms.signals[0]!.aborted).toBe(true)
+    await kms.answerFirst()
+    await b!.close()
   })
 })

@@ -1,11 +1,15 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises'
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { request } from 'undici'
 import { startAuthorizationServer, type AuthorizationServer } from '../../engine/embedded/authorization-server.ts'
-import { createRefreshTokenStore, createTokenProvider, importRefreshToken, TokenCache, type CredentialConfig } from '../../shared/oauth/index.ts'
+import { errorCodes } from '../../shared/errors.ts'
+import { createRefreshTokenStore, createTokenProvider, importRefreshToken, TokenCache, type CredentialConfig, type RefreshTokenStore } from '../../shared/oauth/index.ts'
 import { Secret } from '../../shared/secret.ts'
 import { holdingProxy, instrumentStore, leakCollector, type StoreEvent } from './_helpers.ts'
 
@@ -36,7 +40,62 @@ async function setup(opts: { rotate?: boolean } = {}) {
   const provider = (name: string, now?: () => number) =>
     createTokenProvider(name, config, { store: createRefreshTokenStore({ dir, key: 'k'.repeat(32) }), cache: new TokenCache(), log: leak.log, ...(now ? { now } : {}) })
   const refreshes = () => as.requests.filter((r) => r.clientId === id && r.grant === 'refresh_token')
-  return { id, secret, dir, rt, provider, refreshes }
+  const stored = () => createRefreshTokenStore({ dir, key: 'k'.repeat(32) }).read('shared')
+  return { id, secret, dir, rt, config, provider, refreshes, stored }
+}
+
+/**
+ * A loopback proxy in front of a token endpoint that forwards each request at once and holds the
+ * server's answer until `release()`: the server has rotated the refresh token, the client has not
+ * heard yet.
+ */
+async function answerHoldingProxy(target: string) {
+  const held: Array<() => void> = []
+  let answered = 0
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = []
+    req.on('data', (c: Buffer) => chunks.push(c))
+    req.on('end', () => void (async () => {
+      const up = await request(target, { method: 'POST', headers: { 'content-type': String(req.headers['content-type']) }, body: Buffer.concat(chunks) })
+      const text = await up.body.text()
+      answered++
+      await new Promise<void>((r) => held.push(r))
+      if (!res.destroyed) {
+        res.writeHead(up.statusCode, { 'content-type': 'application/json' })
+        res.end(text)
+      }
+    })())
+  })
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()))
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/token`,
+    async answered(n: number) {
+      while (answered < n) await new Promise((r) => setTimeout(r, 5))
+    },
+    release: () => held.splice(0).forEach((r) => r()),
+    async close() {
+      held.splice(0).forEach((r) => r())
+      server.closeAllConnections()
+      await new Promise((r) => server.close(r))
+    },
+  }
+}
+
+/** `store` whose next `failures` writes fail as a dropped database connection does (retryably). */
+function failingWrites(store: RefreshTokenStore, failures: number): RefreshTokenStore & { failed: () => number } {
+  let failed = 0
+  return {
+    read: (k) => store.read(k),
+    withLease: (k, fn) => store.withLease(k, fn),
+    async write(k, v, version) {
+      if (failed < failures) {
+        failed++
+        throw new errorCodes.ERR_STORE('connection reset while writing', { retryable: true })
+      }
+      return store.write(k, v, version)
+    },
+    failed: () => failed,
+  }
 }
 
 describe('refresh-token store', () => {
@@ -128,6 +187,100 @@ describe('refresh-token store', () => {
     }
   }, 20_000)
 
+  it('a provider closed while its refresh is answered keeps the rotated refresh token: close() waits for it to be written', async () => {
+    const s = await setup()
+    const proxy = await answerHoldingProxy(as.tokenUrl)
+    try {
+      const closing = createTokenProvider('closing', { ...s.config, tokenUrl: proxy.url }, { store: createRefreshTokenStore({ dir: s.dir, key: 'k'.repeat(32) }), cache: new TokenCache(), log: leak.log })
+      const waiting = closing.getToken().catch((e) => e)
+      await proxy.answered(1) // the server has rotated; its answer is on the way
+      let closedYet = false
+      const closed = closing.close().then(() => (closedYet = true))
+      expect((leak.error(await waiting) as Record<string, unknown>).code).toBe('ERR_SHUTDOWN') // callers are let go at once
+      await new Promise((r) => setTimeout(r, 100))
+      expect(closedYet).toBe(false) // close() waits for the rotation the server made
+      proxy.release()
+      await closed
+      const stored = await s.stored()
+      expect([stored?.version, stored?.refreshToken === s.rt]).toEqual([2, false])
+      // The next start (its access token due) refreshes with the rotated token.
+      const t = await s.provider('restarted', () => Date.now() + 590_000).getToken().catch((e) => leak.error(e))
+      expect((t as Record<string, unknown>).code).toBeUndefined()
+      expect(s.refreshes().map((r) => [r.status, r.error ?? null])).toEqual([[200, null], [200, null]])
+      expect(as.spentRefreshTokenUses()).toBe(0)
+    } finally {
+      await proxy.close()
+    }
+  })
+
+  it('a rotated refresh token the store fails to write once is written again under the lease: one refresh request, none spent', async () => {
+    const s = await setup()
+    const store = failingWrites(createRefreshTokenStore({ dir: s.dir, key: 'k'.repeat(32) }), 1)
+    const events: StoreEvent[] = []
+    const p = createTokenProvider('write-once', s.config, { store: instrumentStore(store, (e) => events.push(e)), cache: new TokenCache(), log: leak.log, random: () => 0 })
+    const t = await p.getToken().catch((e) => leak.error(e))
+    expect((t as Record<string, unknown>).code).toBeUndefined()
+    expect(store.failed()).toBe(1)
+    expect(events.filter((e) => e.op === 'lease-acquired')).toHaveLength(1) // written again before the lease was let go
+    const stored = await s.stored()
+    expect([stored?.version, stored?.refreshToken === s.rt]).toEqual([2, false])
+    expect(s.refreshes()).toHaveLength(1)
+    expect(as.spentRefreshTokenUses()).toBe(0)
+    await p.close()
+  })
+
+  it('a rotated refresh token the store keeps refusing stays in memory and is written before any further token request', async () => {
+    const s = await setup()
+    // Every write of the first attempt fails; the fetch is retried, and the next write goes through.
+    const store = failingWrites(createRefreshTokenStore({ dir: s.dir, key: 'k'.repeat(32) }), 4)
+    const p = createTokenProvider('write-later', s.config, { store, cache: new TokenCache(), log: leak.log, random: () => 0 })
+    const t = await p.getToken().catch((e) => leak.error(e))
+    expect((t as Record<string, unknown>).code).toBeUndefined()
+    expect(store.failed()).toBe(4)
+    const stored = await s.stored()
+    expect([stored?.version, stored?.refreshToken === s.rt, stored?.accessToken === (t as { value: Secret }).value.reveal()]).toEqual([2, false, true])
+    expect(s.refreshes()).toHaveLength(1)
+    expect(as.spentRefreshTokenUses()).toBe(0)
+    await p.close()
+  })
+
+  it('a refresh that outlasts leaseTtlMs keeps its lease: the other holder waits, then takes the rotated token; one refresh request, none spent', async () => {
+    const s = await setup()
+    const proxy = await holdingProxy(as.tokenUrl, (form) => form.get('grant_type') === 'refresh_token')
+    const store = () => createRefreshTokenStore({ dir: s.dir, key: 'k'.repeat(32), leaseTtlMs: 300 })
+    const slow = createTokenProvider('slow', { ...s.config, tokenUrl: proxy.url }, { store: store(), cache: new TokenCache(), log: leak.log })
+    const other = createTokenProvider('other', s.config, { store: store(), cache: new TokenCache(), log: leak.log })
+    try {
+      const first = slow.getToken()
+      await proxy.held(1)
+      const second = other.getToken()
+      await new Promise((r) => setTimeout(r, 1000)) // the held request outlives three lease TTLs
+      expect(s.refreshes()).toHaveLength(0) // the other holder is still waiting for the lease
+      proxy.release()
+      const [a, b] = await Promise.all([first, second])
+      expect(b.value.reveal()).toBe(a.value.reveal())
+      expect(s.refreshes()).toHaveLength(1)
+      expect(as.spentRefreshTokenUses()).toBe(0)
+      expect((await readdir(s.dir)).filter((f) => f.endsWith('.lock'))).toEqual([])
+    } finally {
+      await slow.close()
+      await other.close()
+      await proxy.close()
+    }
+  })
+
+  it('a holder whose lease was taken over leaves the new holder\'s lock in place', async () => {
+    const dir = join(base, 'takeover')
+    const store = createRefreshTokenStore({ dir, key: 'k'.repeat(32), leaseTtlMs: 300 })
+    let lock = ''
+    await store.withLease('k1', async () => {
+      lock = join(dir, (await readdir(dir)).find((f) => f.endsWith('.lock'))!)
+      // Meanwhile another holder took the lease over (this one froze past the TTL): its lock now.
+      await writeFile(lock, JSON.stringify({ pid: process.pid, at: Date.now(), nonce: 'the-new-holder' }))
+    })
+    expect(JSON.parse(await readFile(lock, 'utf8'))).toMatchObject({ nonce: 'the-new-holder' })
+  })
+
   it('keeps the old refresh token when the response has none', async () => {
     const s = await setup({ rotate: false })
     const p = s.provider('keep', () => Date.now())
@@ -157,3 +310,42 @@ describe('refresh-token store', () => {
   })
 })
 
+
+describe('credentials sharing one refresh token (one storeKey)', () => {
+  it('for different resources (RFC 8707): each gets an access token for its own resource, never the other\'s', async () => {
+    const s = await setup()
+    const cache = new TokenCache()
+    const holder = (name: string, resource: string) => createTokenProvider(name, { ...s.config, resource }, { store: createRefreshTokenStore({ dir: s.dir, key: 'k'.repeat(32) }), cache, log: leak.log })
+    const orders = holder('orders', 'https://orders.example/')
+    const billing = holder('billing', 'https://billing.example/')
+    try {
+      const audienceOf = async (p: ReturnType<typeof holder>) => JSON.parse(Buffer.from((await p.getToken()).value.reveal().split('.')[1]!, 'base64url').toString()).aud
+      expect(await audienceOf(orders)).toBe('https://orders.example/')
+      // Before, billing took the access token orders had just stored in the shared entry.
+      expect(await audienceOf(billing)).toBe('https://billing.example/')
+      expect(await audienceOf(orders)).toBe('https://orders.example/')
+      expect(s.refreshes().map((r) => r.form.resource)).toEqual(['https://orders.example/', 'https://billing.example/'])
+      expect(as.spentRefreshTokenUses()).toBe(0)
+    } finally {
+      await orders.close()
+      await billing.close()
+    }
+  })
+
+  it('a refusal one holder recorded reaches the other as the server gave it: a body that was no OAuth error is not made an invalid_grant', async () => {
+    const s = await setup()
+    const [a, b] = [s.provider('refused-a'), s.provider('refused-b')]
+    try {
+      as.setFailure({ status: 400, body: '<html>Bad Request</html>', contentType: 'text/html' })
+      type Refusal = { code: string; error?: string; status?: number }
+      const ea = leak.error(await a.getToken().catch((e) => e)) as Refusal
+      const eb = leak.error(await b.getToken().catch((e) => e)) as Refusal
+      expect([ea.code, ea.error, ea.status]).toEqual(['ERR_OAUTH_RESPONSE', undefined, 400])
+      expect([eb.code, eb.error, eb.status]).toEqual([ea.code, ea.error, ea.status])
+      expect(s.refreshes()).toHaveLength(1) // b failed fast on a's recorded refusal
+    } finally {
+      await a.close()
+      await b.close()
+    }
+  })
+})
