@@ -128,4 +128,15 @@ export function reveal(v: Secret | string | undefined): string | undefined {
   return typeof v === 'string' ? v : v.reveal()
 }
 
+/**
+ * The value of a secret setting, as reveal() gives it. A Secret registered its value for scrubbing
+ * when it was made; a library caller's plain string is registered here, so that a server echoing it
+ * (in an error_description) cannot put it in a log line or an error either.
+ */
+export function revealPinned(v: Secret | string | undefined): string | undefined {
+  const text = reveal(v)
+  if (text !== undefined && typeof v === 'string') registerSecretValue(text, { pinned: true })
+  return text
+}
+
 export { REDACTED }

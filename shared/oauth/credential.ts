@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import { errorCodes } from '../errors.ts'
-import { reveal, REDACTED } from '../secret.ts'
+import { reveal, revealPinned, REDACTED } from '../secret.ts'
 import { applyPreset, checkCredential, scopeList, type CredentialConfig, type GrantName } from './config.ts'
 import { loadSigningKey, loadSigningKeys, type SigningKey } from './keys.ts'
 import { JWT_BEARER_GRANT, planTokenRequest, redactPlan, type ResolvedCredential } from './token-endpoint.ts'
@@ -11,7 +11,7 @@ export function resolveCredential(name: string, input: CredentialConfig): Resolv
   if (problems.length) throw new errorCodes.ERR_CONFIG_INVALID(`credential "${name}": ${problems.map(([p, m]) => `#${p}: ${m}`).join('; ')}`)
   const c = applyPreset(input)
   const ca = c.clientAuth ?? {}
-  const secret = reveal(ca.secret)
+  const secret = revealPinned(ca.secret)
   const r: ResolvedCredential = {
     name,
     grant: c.grant!,
@@ -40,7 +40,7 @@ export function resolveCredential(name: string, input: CredentialConfig): Resolv
   }
   if (c.grant === 'jwt_bearer') {
     const a = c.assertion ?? {}
-    const value = reveal(a.value)
+    const value = revealPinned(a.value)
     r.assertion = {
       audience: a.audience ?? 'token-endpoint',
       lifetimeSec: a.lifetimeSec ?? 300,

@@ -2,7 +2,7 @@ import { createHash, createPrivateKey, createPublicKey, X509Certificate, type Ke
 import { readFileSync } from 'node:fs'
 import { SignJWT, calculateJwkThumbprint, exportJWK, type JWK } from 'jose'
 import { errorCodes } from '../errors.ts'
-import { reveal, registerSecretValue } from '../secret.ts'
+import { reveal, revealPinned, registerSecretValue } from '../secret.ts'
 import type { KeyHeader, SigningAlg, SigningConfig } from './config.ts'
 import { parseGoogleKeyFile } from './presets.ts'
 
@@ -70,7 +70,7 @@ export function loadSigningKey(cfg: SigningConfig, where: string, secret?: strin
     if (!secret) throw new errorCodes.ERR_CONFIG_INVALID(`${where}/secret: client_secret_jwt requires a secret`)
     key = new TextEncoder().encode(secret)
   } else {
-    let pem = reveal(cfg.privateKey)
+    let pem = revealPinned(cfg.privateKey)
     if (pem === undefined && cfg.keyFile !== undefined) {
       const kf = parseGoogleKeyFile(cfg.keyFile, (p) => readKeyFile(p, where))
       if (!kf?.private_key) throw new errorCodes.ERR_CONFIG_INVALID(`${where}/keyFile: not a service-account JSON key with private_key (give the key's JSON, e.g. {"$file": "key.json"})`)

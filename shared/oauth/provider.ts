@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto'
 import { join } from 'node:path'
 import { Agent, type Dispatcher } from 'undici'
 import { silentLogger, type Logger } from '../log/index.ts'
-import { Secret, reveal } from '../secret.ts'
+import { Secret, reveal, revealPinned } from '../secret.ts'
 import type { AccessToken, TokenProvider } from './types.ts'
 import { applyPreset, type CredentialConfig, type SecretLike } from './config.ts'
 import { cacheKeyOf, explainTokenRequest, grantParams, resolveCredential, tokenPurposeOf } from './credential.ts'
@@ -110,7 +110,7 @@ export function createTokenProvider(name: string, config: CredentialConfig, opti
   // A DPoP-bound access token is bound to this process's key: no other engine could use it.
   const obtain = grantObtainer(r, c, exchange, {
     name, key: r.grant === 'refresh_token' ? storeKey : sharedKeyOf(cacheKey), slot, now, clockSkewSec: r.clockSkewSec, failFastMs: r.failFastMs,
-    shareAccessToken: !dpop, tokenFor: tokenPurposeOf(r, certThumbprint), seeded: reveal(c.refreshToken as SecretLike | undefined), rotations,
+    shareAccessToken: !dpop, tokenFor: tokenPurposeOf(r, certThumbprint), seeded: revealPinned(c.refreshToken as SecretLike | undefined), rotations,
     store: () => (store ??= createRefreshTokenStore({ dir: join(options.dataDir ?? 'data', 'oauth') })),
   }, options.shared !== undefined && !dpop)
   const user = new SlotUser(slot, { name, log, now, random: options.random ?? Math.random, clockSkewSec: r.clockSkewSec, failFastMs: r.failFastMs, maxAttempts: r.maxAttempts, lifetime, obtain, counters: exchange.counters })

@@ -105,6 +105,27 @@ describe('token cache', () => {
 })
 
 describe('error classes', () => {
+  it('a library caller\'s plain-string client secret and refresh token echoed by the token endpoint appear in no error or log line', async () => {
+    const secret = 'plain-string-client-secret-4711'
+    const refreshToken = 'plain-string-refresh-token-0815'
+    const echo = await loopbackServer((req, res) => {
+      res.writeHead(400, { 'content-type': 'application/json' }).end(JSON.stringify({ error: 'invalid_grant', error_description: `bad request: ${decodeURIComponent(req.body)}` }))
+    })
+    const dir = await mkdtemp(join(tmpdir(), 'weir-plain-'))
+    try {
+      const store = createRefreshTokenStore({ dir, key: 'k'.repeat(32) })
+      const p = createTokenProvider('plain', { grant: 'refresh_token', tokenUrl: `${echo.origin}/token`, clientId: 'plain', clientAuth: { method: 'client_secret_post', secret }, refreshToken }, { store, cache: new TokenCache(), log: leak.log })
+      const err = leak.error(await p.getToken().catch((e) => e)) as Error & { cause?: { error_description?: string } }
+      expect(echo.requests).toHaveLength(1) // the server did get both (it echoed them)
+      expect(`${err.message} ${err.cause?.error_description}`).toContain('bad request: grant_type=refresh_token')
+      expect(leak.leaks([secret, refreshToken])).toEqual([])
+      await p.close()
+    } finally {
+      await echo.close()
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+
   it('invalid_client: typed error with error, error_description, error_uri; fail fast with 0 requests', async () => {
     as.registerClient({ clientId: 'badsecret', authMethod: 'client_secret_basic', secret: 'the-right-secret' })
     let t = Date.now()
