@@ -118,6 +118,7 @@ export const errorCodes = defineErrors({
   ERR_HTTP_STATUS: { retryable: 'varies', description: 'an API answered with a status that is not success (`status`); retryable for 408, 429 and 5xx' },
   ERR_HTTP_NETWORK: { retryable: true, description: 'a connection failed or a response body broke off' },
   ERR_HTTP_TIMEOUT: { retryable: true, description: 'a request timed out' },
+  ERR_HTTP_REQUEST_INVALID: { retryable: false, description: 'a request could not be sent as built: the HTTP client refused a header value or another part of it (the error names the header, never its value); no retry changes that' },
   ERR_HTTP_RESPONSE: { retryable: false, description: 'an API answered success with a body that cannot be used (not JSON, a next link to another origin or back to a visited page)' },
   ERR_MESSAGE_INVALID: { retryable: false, description: "a message failed the `validate` filter's JSON Schema; the schema errors are the reason" },
   ERR_HL7_PARSE: { retryable: false, description: 'a text is not a well-formed HL7 v2 message (no MSH, a malformed MSH, a bad segment name); the message names the segment (`segment`, 1-based) and field (`field`, e.g. `MSH-2`) where it can' },

@@ -73,6 +73,24 @@ function whereOf(method: string, url: string): string {
 
 const oneLine = (value: string) => value.replace(/[\r\n]/g, ' ')
 
+/** A character undici refuses in a header value: anything but tab, printable ASCII and U+0080–U+00FF. */
+const BAD_HEADER_CHAR = /[^\t\x20-\x7e\x80-\xff]/
+const BAD_HEADER_VALUE = 'has a character that cannot be sent in an HTTP header (only tab, printable ASCII and U+0080–U+00FF)'
+
+type Template = ReturnType<typeof compileTemplate>
+
+/**
+ * A templated header value for `message`. A value undici would refuse (Łukasiewicz, a control
+ * character) fails the message permanently: no retry can change it, and as a network error it would
+ * be retried and count toward the circuit breaker. The error names the header, never the value, which
+ * comes from message fields.
+ */
+function renderHeader(name: string, render: Template, message: Message): string {
+  const value = oneLine(render(message))
+  if (BAD_HEADER_CHAR.test(value)) throw new PermanentError(`header "${name}" made from message ${message.id} ${BAD_HEADER_VALUE}`)
+  return value
+}
+
 /** A redirect names its target (never followed); any other status quotes the body excerpt. */
 function statusMessage(where: string, res: HttpResponse, url: string, excerpt: string): string {
   if (res.status < 300 || res.status >= 400) return `${where} answered ${res.status}${excerpt ? `: "${excerpt}"` : ''}`
@@ -130,6 +148,8 @@ export default defineComponent({
     for (const [name, value] of Object.entries(config.headers)) {
       if (/^(authorization|dpop|idempotency-key|content-length|host)$/i.test(name)) out.push([`/headers/${name}`, `"${name}" is set by the destination itself`])
       out.push(...templateProblems(value, `/headers/${name}`))
+      // The fixed text of every header is checked here, once; only values from message fields are checked per message.
+      if (BAD_HEADER_CHAR.test(oneLine(value))) out.push([`/headers/${name}`, `value ${BAD_HEADER_VALUE}`])
     }
     return out
   },
@@ -141,7 +161,7 @@ export default defineComponent({
     // field, headers without fields are rendered once, names lower-cased once.
     const staticUrl = fixed !== undefined && !hasTemplateField(config.url) ? new URL(config.url) : undefined
     const renderUrl = compileTemplate(config.url)
-    const headerParts: Array<[string, string | ReturnType<typeof compileTemplate>]> = Object.entries(config.headers).map(([k, v]) => [k.toLowerCase(), hasTemplateField(v) ? compileTemplate(v) : oneLine(v)])
+    const headerParts: Array<[string, string | Template]> = Object.entries(config.headers).map(([k, v]) => [k.toLowerCase(), hasTemplateField(v) ? compileTemplate(v) : oneLine(v)])
     const secretParts: Array<[string, Secret | string]> = Object.entries(config.secretHeaders).map(([k, v]) => [k.toLowerCase(), v])
     const accepted = successTable(config.successStatuses)
 
@@ -163,7 +183,7 @@ export default defineComponent({
           if (requestUrl.origin !== origin) throw new PermanentError(`url ${url} leaves the configured origin ${origin}`)
         }
         const headers: Record<string, string> = {}
-        for (const [k, v] of headerParts) headers[k] = typeof v === 'string' ? v : oneLine(v(message))
+        for (const [k, v] of headerParts) headers[k] = typeof v === 'string' ? v : renderHeader(k, v, message)
         for (const [k, v] of secretParts) headers[k] = reveal(v)!
         headers['idempotency-key'] = idempotencyKey
         let body: string | undefined

@@ -20,6 +20,28 @@ const configSchema = {
 
 export type MapConfig = ConfigOf<typeof configSchema>
 
+/** A JSONata function value: a built-in or lambda is an object flagged so, a regex a JS function. */
+function isFunctionValue(v: unknown): boolean {
+  if (typeof v === 'function') return true
+  if (typeof v !== 'object' || v === null) return false
+  const f = v as { _jsonata_function?: unknown; _jsonata_lambda?: unknown }
+  return f._jsonata_function === true || f._jsonata_lambda === true
+}
+
+/**
+ * The result as the body to store. A function result (`$uppercase` without its call, `/abc/`) is not
+ * data: stored, it would be JSONata's internal object or a bare TypeError/SyntaxError from the copy,
+ * which the runtime would not classify. Both fail the message permanently, like a failed evaluation.
+ */
+function bodyOf(result: unknown): unknown {
+  if (isFunctionValue(result)) throw new PermanentError('map expression produced a function (a JSONata function, lambda or regex), not a value; call it, e.g. $uppercase(name)')
+  try {
+    return plainJson(result)
+  } catch (e) {
+    throw new PermanentError(`map expression produced a value that is not JSON: ${(e as Error).message}`, { cause: e })
+  }
+}
+
 export default defineComponent({
   type: 'map', kind: 'filter',
   description: 'Transforms the message body with a JSONata expression.',
@@ -31,11 +53,12 @@ export default defineComponent({
       async process(message: Message) {
         const result = await evaluate(message)
         if (result === undefined) throw new PermanentError('map expression produced no value (use the match filter to drop messages)')
+        const body = bodyOf(result)
         const contentType = config.contentType
           ?? (typeof result === 'string'
             ? (isJsonContentType(message.contentType) ? 'text/plain' : message.contentType)
             : (isJsonContentType(message.contentType) ? message.contentType : 'application/json'))
-        return withBody(message, plainJson(result), contentType)
+        return withBody(message, body, contentType)
       },
     }
   },

@@ -29,7 +29,7 @@ const configSchema = {
     },
     errorDirectory: {
       type: 'string', minLength: 1,
-      description: 'Where a file that cannot become a message (too large, invalid JSON) moves, relative to the channel file. Default: "error" inside `directory`.',
+      description: 'Where a file that cannot become a message (too large, not valid in `encoding`, invalid JSON) moves, relative to the channel file. Default: "error" inside `directory`.',
     },
     contentType: {
       type: 'string', minLength: 1,
@@ -39,6 +39,10 @@ const configSchema = {
     maxBytes: {
       type: 'integer', minimum: 1, default: 10 * 1024 * 1024,
       description: 'Largest file accepted (bytes); a larger one moves to the error directory.',
+    },
+    encoding: {
+      enum: ['utf-8', 'latin1'], default: 'utf-8',
+      description: 'Character encoding of the files. With "utf-8" a file that is not valid UTF-8 moves to the error directory; "latin1" (ISO 8859-1) reads any bytes. A leading byte order mark is dropped.',
     },
     dedupe: {
       enum: ['file', 'content'], default: 'file',
@@ -121,12 +125,30 @@ function dedupeKeyOf(config: FilePollerConfig, file: string, st: Seen, content: 
     : `file-poller:file:${createHash('sha256').update(`${file}\0${st.size}\0${st.mtimeMs}\0${hash}`).digest('hex')}`
 }
 
-/** The message `file` becomes, or why it cannot become one (too large, invalid JSON). */
+/**
+ * Fatal: an invalid byte rejects the file rather than storing U+FFFD in place of a character. Not
+ * ignoreBOM: a leading byte order mark (Notepad and PowerShell write one) is dropped, as the
+ * mllp-listener drops it; JSON.parse and the HL7 parser refuse it. Latin-1 has no byte order mark.
+ */
+const UTF8 = new TextDecoder('utf-8', { fatal: true })
+
+/** The file's text in the configured encoding, or why it cannot be read. */
+function decode(config: FilePollerConfig, content: Buffer): string | { rejected: string } {
+  if (config.encoding === 'latin1') return content.toString('latin1')
+  try {
+    return UTF8.decode(content)
+  } catch {
+    return { rejected: 'file is not valid UTF-8 (set encoding "latin1" for ISO 8859-1 files)' }
+  }
+}
+
+/** The message `file` becomes, or why it cannot become one (too large, not valid in its encoding, invalid JSON). */
 async function readMessage(config: FilePollerConfig, file: string, st: Seen): Promise<MessageInput | { rejected: string }> {
   if (st.size > config.maxBytes) return { rejected: `file is ${st.size} bytes, above maxBytes ${config.maxBytes}` }
   const content = await readFile(file)
   const contentType = config.contentType ?? TYPES[extname(file).toLowerCase()] ?? 'text/plain'
-  const text = content.toString('utf8')
+  const text = decode(config, content)
+  if (typeof text !== 'string') return text
   let body: unknown = text
   if (isJsonContentType(contentType)) {
     try { body = JSON.parse(text) } catch (e) { return { rejected: `invalid JSON: ${(e as Error).message}` } }

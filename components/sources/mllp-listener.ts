@@ -15,7 +15,7 @@ const configSchema = {
     maxMessageBytes: { type: 'integer', minimum: 256, default: 1024 * 1024, description: 'Largest accepted message (bytes between the frame bytes). A larger one is read to its end, discarded and answered AR.' },
     maxConnections: { type: 'integer', minimum: 1, default: 100, description: 'Most open connections; a connection beyond it is closed at once (and logged).' },
     idleTimeoutMs: { type: 'integer', minimum: 1000, default: 300_000, description: 'A connection that sends nothing for this long is closed (a frame left without its end bytes is discarded, with the reason logged).' },
-    encoding: { enum: ['utf-8', 'latin1'], default: 'utf-8', description: 'Character encoding of the messages (MSH-18 is not read).' },
+    encoding: { enum: ['utf-8', 'latin1'], default: 'utf-8', description: 'Character encoding of the messages (MSH-18 is not read). With utf-8, a message that is not valid UTF-8 (e.g. Latin-1 from a legacy system) is answered AE and not stored; set latin1 for such a sender.' },
     versions: {
       type: 'array', minItems: 1, uniqueItems: true, items: { type: 'string', pattern: '^2\\.[0-9](\\.[0-9]+)?$', description: 'An HL7 version (MSH-12).' },
       description: 'Accepted HL7 versions (MSH-12); others are answered AR. Every version when absent.', examples: [['2.3', '2.5.1']],
@@ -23,11 +23,11 @@ const configSchema = {
     parse: { type: 'boolean', default: true, description: 'Parse each whole message before storing it; one that does not parse is answered AE with the reason and not stored. With false only the MSH segment is read.' },
     dedupeByControlId: {
       type: 'boolean', default: false,
-      description: 'Store a message only once per sending facility (MSH-4) and control id (MSH-10) within dedupeWindowMs: a resend (e.g. after a lost ACK) is answered AA without a second copy.',
+      description: 'Store a message only once per sending application and facility (MSH-3, MSH-4) and control id (MSH-10) within dedupeWindowMs: a resend (e.g. after a lost ACK) is answered AA without a second copy.',
     },
     dedupeWindowMs: {
       type: 'integer', minimum: 1000, default: 86_400_000,
-      description: 'With dedupeByControlId: how long a control id is remembered (ms from its first message, default 24 h). A message with the same facility and control id after that is stored as new: senders that reuse control ids (after a counter reset) are not refused. Never longer than the first message stays in the message log.',
+      description: 'With dedupeByControlId: how long a control id is remembered (ms from its first message, default 24 h). A message with the same application, facility and control id after that is stored as new: senders that reuse control ids (after a counter reset) are not refused. Never longer than the first message stays in the message log.',
     },
     tls: serverTlsSchema('Accept MLLP over TLS instead of plain TCP.'),
   },
@@ -49,6 +49,34 @@ const UNREADABLE: MshHeader = {
 const headerOf = (text: string): MshHeader | undefined => {
   try { return readHeader(text) } catch { return undefined }
 }
+
+/**
+ * The answer to a frame whose handling failed unexpectedly: AE, so the sender keeps the message and
+ * sends it again, instead of a connection that waits forever for an ACK.
+ */
+const INTERNAL_ERROR: Verdict = { header: UNREADABLE, code: 'AE', errorCode: '207', reason: 'message not processed: internal error' }
+
+/** What to log of an unexpected error: its name and code, never its message (it may quote the message's content). */
+const errorSummary = (e: unknown) => ({ error: (e as Error | undefined)?.name ?? typeof e, code: (e as { code?: unknown } | undefined)?.code })
+
+/**
+ * Strict UTF-8: a message in another encoding (Latin-1 from a legacy system) is refused, so the sender
+ * keeps its bytes, instead of being stored with its letters replaced by U+FFFD. One decoder, reused.
+ */
+const utf8 = new TextDecoder('utf-8', { fatal: true })
+
+/** The text of a frame in the configured encoding; undefined when `encoding` is utf-8 and the bytes are not valid UTF-8. */
+function decode(data: Buffer, config: MllpListenerConfig): string | undefined {
+  if (config.encoding === 'latin1') return data.toString('latin1')
+  try { return utf8.decode(data) } catch { return undefined }
+}
+
+/**
+ * The dedupe key of a message: sending application (MSH-3), sending facility (MSH-4) and control id
+ * (MSH-10), since each application numbers its own messages; each part escaped, so that no two
+ * different triples give one key through a ':' in a value.
+ */
+const dedupeKeyOf = (h: MshHeader) => ['mllp-listener', h.sendingApplication, h.sendingFacility, h.controlId].map(encodeURIComponent).join(':')
 
 const ENHANCED_CODE: Record<OriginalCode, AckCode> = { AA: 'CA', AE: 'CE', AR: 'CR' }
 
@@ -86,7 +114,8 @@ function check(text: string, config: MllpListenerConfig): Verdict | { header: Ms
   try {
     header = readHeader(text)
   } catch (e) {
-    return { header: { ...UNREADABLE, fieldSeparator: text[3] ?? '|' }, code: 'AE', errorCode: '100', reason: `MSH segment cannot be read: ${(e as Error).message}` }
+    // Answered with '|' and '^~\\&': the message's own separators are what could not be read.
+    return { header: UNREADABLE, code: 'AE', errorCode: '100', reason: `MSH segment cannot be read: ${(e as Error).message}` }
   }
   if (config.versions && !config.versions.includes(header.version)) {
     return { header, code: 'AR', errorCode: '203', reason: `HL7 version ${JSON.stringify(header.version)} is not accepted (accepted: ${config.versions.join(', ')})` }
@@ -103,9 +132,9 @@ async function store(emit: Emit, text: string, header: MshHeader, socket: Socket
   try {
     const r = await emit({
       body: text, contentType: HL7_ER7_CONTENT_TYPE, attributes: attributesOf(header, socket),
-      ...(config.dedupeByControlId ? { dedupeKey: `hl7:${header.sendingFacility}:${header.controlId}`, dedupeWindowMs: config.dedupeWindowMs } : {}),
+      ...(config.dedupeByControlId ? { dedupeKey: dedupeKeyOf(header), dedupeWindowMs: config.dedupeWindowMs } : {}),
     })
-    if (r.duplicate) ctx.log.info({ controlId: header.controlId, sendingFacility: header.sendingFacility, message: r.id }, 'duplicate control id: acknowledged, not stored again')
+    if (r.duplicate) ctx.log.info({ controlId: header.controlId, sendingApplication: header.sendingApplication, sendingFacility: header.sendingFacility, message: r.id }, 'duplicate control id: acknowledged, not stored again')
     return { header, code: 'AA' }
   } catch (e) {
     if (isWeirError(e) && (e.retryable || e.statusCode === 503)) {
@@ -126,7 +155,14 @@ async function judge(event: Exclude<FrameEvent, { type: 'garbage' }>, emit: Emit
   if (event.type === 'unterminated') {
     return { header: headerOf(event.head.toString(encoding)) ?? UNREADABLE, code: 'AR', errorCode: '100', reason: 'frame without end bytes (0x1C 0x0D) before the next start byte; discarded' }
   }
-  const text = event.data.toString(encoding).replace(/^\uFEFF/, '')
+  const decoded = decode(event.data, config)
+  if (decoded === undefined) {
+    return {
+      header: headerOf(event.data.toString('latin1')) ?? UNREADABLE, code: 'AE', errorCode: '103',
+      reason: 'message is not valid UTF-8 (the listener\'s "encoding" is utf-8; for a sender of ISO-8859-1 set "encoding": "latin1")',
+    }
+  }
+  const text = decoded.replace(/^\uFEFF/, '')
   const c = check(text, config)
   return 'store' in c ? store(emit, text, c.header, socket, config, ctx) : c
 }
@@ -136,19 +172,40 @@ function serve(socket: Socket, emit: Emit, config: MllpListenerConfig, ctx: Comp
   const peer = { remoteAddress: socket.remoteAddress, remotePort: socket.remotePort }
   const queue: Array<Exclude<FrameEvent, { type: 'garbage' }>> = []
   let working = false
+  let closing = false
+  /** Judges one event and writes its answer; throws only when no answer can be built. */
+  const turn = async (event: Exclude<FrameEvent, { type: 'garbage' }>) => {
+    const v = await judge(event, emit, socket, config, ctx).catch((e: unknown) => {
+      ctx.log.error({ ...peer, ...errorSummary(e) }, 'message could not be handled')
+      return INTERNAL_ERROR
+    })
+    if (v.code !== 'AA') ctx.log.warn({ ...peer, ack: v.code, controlId: v.header.controlId, reason: v.reason }, 'message refused')
+    const ack = acknowledgement(v)
+    if (ack !== undefined && !socket.destroyed) socket.write(encodeFrame(ack))
+  }
+  // Each turn is guarded: an error in one frame must neither reject unhandled (Node ends the process)
+  // nor leave the connection waiting. A frame that cannot be answered closes the connection (after the
+  // ACKs already written), so the sender reconnects and sends it again.
   const drain = async () => {
     if (working) return
     working = true
-    while (queue.length && !socket.destroyed) {
-      const event = queue.shift()!
-      if (queue.length < 4) socket.resume()
-      const v = await judge(event, emit, socket, config, ctx)
-      if (v.code !== 'AA') ctx.log.warn({ ...peer, ack: v.code, controlId: v.header.controlId, reason: v.reason }, 'message refused')
-      const ack = acknowledgement(v)
-      if (ack !== undefined && !socket.destroyed) socket.write(encodeFrame(ack))
+    try {
+      while (queue.length && !socket.destroyed && !closing) {
+        const event = queue.shift()!
+        if (queue.length < 4) socket.resume()
+        try {
+          await turn(event)
+        } catch (e) {
+          ctx.log.error({ ...peer, ...errorSummary(e) }, 'connection closed: message could not be answered')
+          closing = true
+          queue.length = 0
+          closeGently(socket)
+        }
+      }
+    } finally {
+      working = false
+      onDone()
     }
-    working = false
-    onDone()
   }
   const decoder = createFrameDecoder({ maxMessageBytes: config.maxMessageBytes }, (event) => {
     if (event.type === 'garbage') {
@@ -156,10 +213,11 @@ function serve(socket: Socket, emit: Emit, config: MllpListenerConfig, ctx: Comp
       socket.destroy()
       return
     }
+    if (closing) return
     queue.push(event)
     // Pipelined frames wait their turn; stop reading while a few are waiting.
     if (queue.length >= 8) socket.pause()
-    void drain()
+    drain().catch((e: unknown) => ctx.log.error({ ...peer, ...errorSummary(e) }, 'connection handler failed'))
   })
   socket.on('data', (chunk: Buffer) => decoder.push(chunk))
   socket.setTimeout(config.idleTimeoutMs)

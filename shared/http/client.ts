@@ -167,6 +167,9 @@ async function sendOnce(dispatcher: Dispatcher, url: URL, origin: string, method
     }
     if (state.aborted) throw e
     const code = (e as { code?: string }).code
+    // undici refused the request as built (a header value it cannot send): permanent. Its message
+    // names the header only ("invalid x-api-key header"), never the value.
+    if (code === 'UND_ERR_INVALID_ARG') throw new errorCodes.ERR_HTTP_REQUEST_INVALID(`${method} ${url.origin}${url.pathname} could not be sent: ${(e as Error).message}`, { cause: e })
     throw new errorCodes.ERR_HTTP_NETWORK(`${method} ${url.origin}${url.pathname} failed: ${code ?? (e as Error).message}`, { cause: e })
   } finally {
     state.exchange = undefined

@@ -94,3 +94,36 @@ describe('SIGKILL of weir run while MLLP messages wait for their durable write',
     console.log(`mllp crash test (dedupe ${dedupe}): killed with ${ackedAtKill} of ${TOTAL} acknowledged; ${noAck} attempts got no ACK (cut off by the kill, or refused while the engine was down) and were sent again; ${twice} stored twice; ${stored.length} stored`)
   }, 180_000)
 })
+
+describe('weir run and a frame whose MSH cannot be read', () => {
+  let dir: Awaited<ReturnType<typeof tempDir>>
+  const children = new Set<ChildProcess>()
+  beforeEach(async () => { dir = await tempDir('weir-mllp-bad-msh-') })
+  afterEach(async () => {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL')
+    children.clear()
+    await dir.remove()
+  })
+
+  // One such frame from any client used to reject unhandled inside the listener and end the engine.
+  it('answers "MSHX|…" AE, keeps the engine running and serves the next message on the same connection', async () => {
+    const file = join(dir.path, 'bad-msh.json')
+    await writeFile(file, JSON.stringify({
+      name: 'mllp-bad-msh',
+      source: { type: source, config: { portFile: 'mllp.port' } },
+      destinations: [{ name: 'out', type: 'file', config: { directory: 'out' } }],
+    }))
+    const weir = await startWeirRun(file, dir.path, 'mllp.port', children)
+    const c = await connectMllp({ host: '127.0.0.1', port: weir.port })
+    try {
+      const answer = await c.request('MSHX|^~\\&|EPIC|H|||20260301||ADT^A01|1|P|2.5.1\r', 5000).then((a) => readAck(a).code, (e: Error) => `no answer (${e.message}): ${weir.output().slice(0, 400)}`)
+      expect(answer).toBe('AE')
+      expect(readAck(await c.request(adt(1), 5000))).toMatchObject({ code: 'AA', controlId: 'CRASH1' })
+      expect([weir.child.exitCode, weir.child.signalCode]).toEqual([null, null])
+    } finally {
+      c.destroy()
+    }
+    weir.child.kill('SIGTERM')
+    expect((await weir.exited).code).toBe(0)
+  }, 60_000)
+})

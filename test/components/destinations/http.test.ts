@@ -6,6 +6,7 @@ import type { Socket } from 'node:net'
 import { startAuthorizationServer, type AuthorizationServer, type ProtectedApi } from '../../../engine/embedded/authorization-server.ts'
 import { createTokenProvider, TokenCache } from '../../../shared/oauth/index.ts'
 import { reveal, Secret } from '../../../shared/secret.ts'
+import { classify } from '../../../engine/runtime/failures.ts'
 
 const TOKEN = 'eyJ0b2tlbi1mb3ItdGVzdHMi.payload.sig-1234567890'
 let t: TestContext
@@ -44,6 +45,7 @@ describe('http destination config', () => {
     [{ url: 'https://example.org/{mrn}' }, '/destinations/0/config/url', 'unknown template field "{mrn}"; fields start with id, channel, contentType, receivedAt, body, attributes'],
     [{ url: 'https://example.org/', method: 'TRACE' }, '/destinations/0/config/method', 'must be one of "POST", "PUT", "PATCH", "DELETE", "GET"'],
     [{ url: 'https://example.org/', headers: { Authorization: 'Bearer x' } }, '/destinations/0/config/headers/Authorization', '"Authorization" is set by the destination itself'],
+    [{ url: 'https://example.org/', headers: { 'x-site': 'Łódź {id}' } }, '/destinations/0/config/headers/x-site', 'value has a character that cannot be sent in an HTTP header (only tab, printable ASCII and U+0080–U+00FF)'],
     [{ url: 'https://example.org/', successStatuses: ['2x'] }, '/destinations/0/config/successStatuses/0', 'must be integer or string'],
     [{ url: 'https://example.org/', timeoutMs: 0 }, '/destinations/0/config/timeoutMs', 'must be >= 1'],
   ])('%j → %s: %s', async (config, pointer, msg) => {
@@ -163,6 +165,32 @@ describe('http destination', () => {
     const err = await dest.deliver(message({}), opts).catch((e) => e)
     expect([err.code, err.message]).toEqual(['ERR_DELIVERY_PERMANENT', 'template field "{body.mrn}" has no value in message msg-1'])
     expect(api.requests).toEqual([])
+  })
+
+  describe('header values undici cannot send', () => {
+    it('a header template whose message value has a character above U+00FF fails permanently, naming the header, not the value', async () => {
+      const dest = await destination({ url: api.origin + '/Patient', headers: { 'x-patient-name': '{body.name}' } })
+      // A Polish family name: U+0141 is outside Latin-1, which undici refuses in a header value.
+      const err = await dest.deliver(message({ name: 'Łukasiewicz' }), opts).catch((e) => e)
+      expect(api.requests).toEqual([])
+      // No retry can change the value: not retried, and not a network failure counting toward the circuit breaker.
+      expect([err.code, classify(err).retryable]).toEqual(['ERR_DELIVERY_PERMANENT', false])
+      expect(err.message).toBe('header "x-patient-name" made from message msg-1 has a character that cannot be sent in an HTTP header (only tab, printable ASCII and U+0080–U+00FF)')
+    })
+
+    it('Latin-1 message values are sent as they are', async () => {
+      const dest = await destination({ url: api.origin + '/Patient', headers: { 'x-patient-name': '{body.name}' } })
+      await dest.deliver(message({ name: 'Müller\tJörg' }), opts)
+      expect(api.requests[0]!.headers['x-patient-name']).toBe('Müller\tJörg')
+    })
+
+    it('a secret header undici refuses (UND_ERR_INVALID_ARG) fails permanently, without the value in the error', async () => {
+      const dest = await destination({ url: api.origin + '/in', secretHeaders: { 'x-api-key': 'key-Ł-123456' } })
+      const err = await dest.deliver(message({}), opts).catch((e) => e)
+      expect(api.requests).toEqual([])
+      expect([err.code, classify(err).retryable, err.cause?.code]).toEqual(['ERR_HTTP_REQUEST_INVALID', false, 'UND_ERR_INVALID_ARG'])
+      expect(err.message).toBe(`POST ${api.origin}/in could not be sent: invalid x-api-key header`)
+    })
   })
 
   it('a slow server hits timeoutMs and the attempt is retryable', async () => {

@@ -53,6 +53,18 @@ describe('map filter', () => {
     const err2 = await Promise.resolve().then(() => g.process(message({}))).catch((e) => e)
     expect([err2.code, err2.message]).toEqual(['ERR_DELIVERY_PERMANENT', 'map expression failed: bad mrn'])
   })
+
+  it.each(['$uppercase', '/abc/', 'function($x) { $x }'])('a function result (%s) is a permanent error, not JSONata\'s internal object as the body nor a bare SyntaxError', async (jsonata) => {
+    const f = await filter({ jsonata })
+    const err = await Promise.resolve().then(() => f.process(message({ a: 1 }))).catch((e) => e)
+    expect([err.code, err.message]).toEqual(['ERR_DELIVERY_PERMANENT', 'map expression produced a function (a JSONata function, lambda or regex), not a value; call it, e.g. $uppercase(name)'])
+  })
+
+  it('a result JSON cannot copy (a lambda inside an object) is a permanent error, not a bare TypeError', async () => {
+    const f = await filter({ jsonata: "{ 'f': function($x) { $x } }" })
+    const err = await Promise.resolve().then(() => f.process(message({ a: 1 }))).catch((e) => e)
+    expect([err.code, err.message, err.cause?.name]).toEqual(['ERR_DELIVERY_PERMANENT', expect.stringMatching(/^map expression produced a value that is not JSON: Converting circular structure/), 'TypeError'])
+  })
 })
 
 describe('plainJson: a JSONata result as the store keeps it', () => {

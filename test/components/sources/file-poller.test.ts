@@ -3,6 +3,7 @@ import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import poller, { globToRegExp } from '../../../components/sources/file-poller.ts'
 import { errorCodes } from '../../../shared/errors.ts'
+import { parseEr7 } from '../../../shared/hl7v2/index.ts'
 import { loadComponentConfig, recordingEmit, tempDir, testContext, type TestContext } from '../../_setup.ts'
 
 let t: TestContext
@@ -36,7 +37,8 @@ describe('file-poller config', () => {
     [{ directory: 'in', pollIntervalMs: 5 }, '/source/config/pollIntervalMs', 'must be >= 10'],
     [{ directory: 'in', dedupe: 'name' }, '/source/config/dedupe', 'must be one of "file", "content"'],
     [{ directory: 'in', maxBytes: '1MB' }, '/source/config/maxBytes', 'must be integer'],
-    [{ directory: 'in', pattern: '*.json', extra: true }, '/source/config/extra', 'unknown property "extra"; expected one of "directory", "pattern", "pollIntervalMs", "doneDirectory", "errorDirectory", "contentType", "maxBytes", "dedupe"'],
+    [{ directory: 'in', encoding: 'utf-16' }, '/source/config/encoding', 'must be one of "utf-8", "latin1"'],
+    [{ directory: 'in', pattern: '*.json', extra: true }, '/source/config/extra', 'unknown property "extra"; expected one of "directory", "pattern", "pollIntervalMs", "doneDirectory", "errorDirectory", "contentType", "maxBytes", "encoding", "dedupe"'],
   ])('%j → %s: %s', async (config, pointer, msg) => {
     const { problems } = await loadComponentConfig(poller, config)
     expect(problems.map((p) => [p.pointer, p.message])).toEqual([[pointer, msg]])
@@ -157,6 +159,48 @@ describe('file-poller', () => {
     const reasons = t.logs.filter((l) => l.msg === 'file rejected').map((l) => l.reason)
     expect(reasons[0]).toMatch(/^invalid JSON: /)
     expect(reasons[1]).toBe('file is 21 bytes, above maxBytes 20')
+  })
+
+  describe('byte order mark and encoding', () => {
+    const BOM = '\uFEFF'
+    const LATIN1_HL7 = 'MSH|^~\\&|LEGACY|H|||20260301||ADT^A01|1|P|2.3||||||8859/1\rPID|1||9^^^H^MR||MÜLLER^JÖRG\r'
+
+    /** Starts a poller on `in/` holding the files given, and runs the two scans that pick them up. */
+    async function pickUp(config: Record<string, unknown>, files: Record<string, string | Buffer>) {
+      const src = await source({ directory: 'in', pollIntervalMs: 60_000, ...config })
+      const emit = recordingEmit()
+      await mkdir(join(d.dir, 'in'))
+      for (const [name, content] of Object.entries(files)) await writeFile(join(d.dir, 'in', name), content)
+      await src.start(emit)
+      await src.idle()
+      await src.scanNow()
+      return emit
+    }
+
+    it('a JSON file saved with a UTF-8 byte order mark (Notepad, PowerShell) becomes a message, not a rejected file', async () => {
+      const emit = await pickUp({ pattern: '*.json' }, { 'p1.json': BOM + '{"mrn":"1"}' })
+      expect({ emitted: emit.inputs.map((i) => i.body), error: await ls('in/error') }).toEqual({ emitted: [{ mrn: '1' }], error: [] })
+    })
+
+    it('an HL7 file saved with a byte order mark gives a body without it, which the hl7v2 parser reads', async () => {
+      const emit = await pickUp({ pattern: '*.hl7' }, { 'a.hl7': BOM + 'MSH|^~\\&|EPIC|H|||20260301||ADT^A01|1|P|2.5.1\rPID|1||9^^^H^MR\r' })
+      expect(emit.inputs).toHaveLength(1)
+      const body = emit.inputs[0]!.body as string
+      expect(body.startsWith('MSH|')).toBe(true)
+      expect(() => parseEr7(body)).not.toThrow()
+    })
+
+    it('encoding "latin1" reads an ISO 8859-1 file with its characters intact', async () => {
+      const emit = await pickUp({ pattern: '*.hl7', encoding: 'latin1' }, { 'a.hl7': Buffer.from(LATIN1_HL7, 'latin1') })
+      expect(emit.inputs.map((i) => i.body)).toEqual([LATIN1_HL7])
+    })
+
+    it('with the default utf-8, a file that is not valid UTF-8 moves to the error directory, the reason naming the encoding option', async () => {
+      const emit = await pickUp({ pattern: '*.hl7' }, { 'a.hl7': Buffer.from(LATIN1_HL7, 'latin1'), 'b.hl7': LATIN1_HL7 })
+      expect(emit.inputs.map((i) => i.body)).toEqual([LATIN1_HL7])
+      expect(await ls('in/error')).toEqual(['a.hl7'])
+      expect(t.logs.filter((l) => l.msg === 'file rejected').map((l) => l.reason)).toEqual(['file is not valid UTF-8 (set encoding "latin1" for ISO 8859-1 files)'])
+    })
   })
 
   it('scans on its interval with fake timers, and stop() releases the timer', async () => {

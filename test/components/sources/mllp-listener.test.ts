@@ -13,8 +13,8 @@ import { loadComponentConfig, recordingEmit, testContext, until, type TestContex
 const FIXTURES = join(import.meta.dirname, '../../oauth/fixtures')
 type Listener = { start: (e: ReturnType<typeof recordingEmit>) => Promise<void>; stop: () => Promise<void>; address: () => AddressInfo }
 
-const adt = (controlId: string, { trigger = 'A01', version = '2.5.1', msh15 = '', facility = 'GENHOSP', eol = '\r' } = {}) => [
-  `MSH|^~\\&|EPIC|${facility}|WEIR|HIE|20260301120000||ADT^${trigger}^ADT_A01|${controlId}|P|${version}|||${msh15}`,
+const adt = (controlId: string, { trigger = 'A01', version = '2.5.1', msh15 = '', app = 'EPIC', facility = 'GENHOSP', eol = '\r' } = {}) => [
+  `MSH|^~\\&|${app}|${facility}|WEIR|HIE|20260301120000||ADT^${trigger}^ADT_A01|${controlId}|P|${version}|||${msh15}`,
   'EVN|A01|20260301120000',
   'PID|1||100234^^^GENHOSP^MR||DOE^JANE^Q||19800101|F',
   'PV1|1|I|4B^401^1',
@@ -135,6 +135,65 @@ describe('mllp-listener', () => {
     expect(emit.inputs).toEqual([])
   })
 
+  it.each([
+    ['a letter after MSH', 'MSHX|^~\\&|EPIC|H|||20260301||ADT^A01|1|P|2.5.1\r'],
+    ['a segment end right after MSH', 'MSH\rPID|1||9^^^H^MR\r'],
+    ['the component separator as field separator', 'MSH^~\\&|EPIC|H\r'],
+  ])('answers AE with "|" and "^~\\&" when MSH cannot be read (%s), and the connection serves the next message', async (_name, frame) => {
+    const rejections: unknown[] = []
+    const onRejection = (e: unknown) => { rejections.push(e) }
+    process.on('unhandledRejection', onRejection)
+    try {
+      const { port, emit } = await start()
+      const c = await client(port)
+      const ack = await c.request(frame, 5000)
+      expect(readAck(ack)).toMatchObject({ code: 'AE', controlId: '', text: expect.stringMatching(/^MSH segment cannot be read: invalid HL7 v2 message: segment 1/) })
+      expect(ack.startsWith('MSH|^~\\&|')).toBe(true)
+      expect(field(ack, 'ERR', 3)).toBe('100^Segment sequence error^HL70357')
+      expect(readAck(await c.request(adt('NEXT'), 5000)).code).toBe('AA')
+      expect(emit.inputs.map((i) => i.attributes!.controlId)).toEqual(['NEXT'])
+      expect(rejections).toEqual([])
+    } finally {
+      process.off('unhandledRejection', onRejection)
+    }
+  })
+
+  it('answers AE (103, naming the "encoding" option) to a message that is not valid UTF-8; nothing stored', async () => {
+    const { port, emit } = await start()
+    const raw = await rawSocket(port)
+    // PID-5 "MÜLLER^JÖRG" as a legacy system sends it: ISO-8859-1 bytes (MSH-18 8859/1, which is not read).
+    const latin1 = 'MSH|^~\\&|LEGACY|H|||20260301||ADT^A01|L1|P|2.3||||||8859/1\rPID|1||9^^^H^MR||MÜLLER^JÖRG\r'
+    raw.socket.write(encodeFrame(Buffer.from(latin1, 'latin1')))
+    await until(() => Buffer.concat(raw.data).includes(0x1c), 5000, 'an ACK')
+    const ack = Buffer.concat(raw.data).toString().slice(1, -2)
+    expect(readAck(ack)).toEqual({ code: 'AE', controlId: 'L1', text: 'message is not valid UTF-8 (the listener\'s "encoding" is utf-8; for a sender of ISO-8859-1 set "encoding": "latin1")' })
+    expect(field(ack, 'ERR', 1)).toBe('^^^103&Table value not found&HL70357')
+    expect(emit.inputs).toEqual([])
+    // The same bytes are stored intact with "encoding": "latin1"; UTF-8 with a BOM under the default.
+    await running!.stop()
+    running = undefined
+    await t.cleanup()
+    const asLatin1 = await start({ encoding: 'latin1' })
+    const raw2 = await rawSocket(asLatin1.port)
+    raw2.socket.write(encodeFrame(Buffer.from(latin1, 'latin1')))
+    await until(() => Buffer.concat(raw2.data).includes(0x1c), 5000, 'an ACK')
+    raw2.socket.destroy()
+    expect(readAck(Buffer.concat(raw2.data).toString('latin1').slice(1, -2)).code).toBe('AA')
+    expect(asLatin1.emit.inputs.map((i) => i.body)).toEqual([latin1])
+  })
+
+  it('stores valid UTF-8 (after a byte order mark) as sent', async () => {
+    const { port, emit } = await start()
+    const c = await client(port)
+    const text = adt('U1').replace('DOE^JANE', 'MÜLLER^JÖRG')
+    const raw = await rawSocket(port)
+    raw.socket.write(encodeFrame(Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(text)])))
+    await until(() => Buffer.concat(raw.data).includes(0x1c), 5000, 'an ACK')
+    expect(readAck(Buffer.concat(raw.data).toString().slice(1, -2)).code).toBe('AA')
+    expect(readAck(await c.request(adt('U2'), 5000)).code).toBe('AA')
+    expect(emit.inputs.map((i) => i.body)).toEqual([text, adt('U2')])
+  })
+
   it('refuses a 20 MB frame with AR (read to its end, never held whole), then serves the next message on the same connection', async () => {
     const { port, emit } = await start({ maxMessageBytes: 1024 * 1024 })
     const c = await client(port)
@@ -207,15 +266,32 @@ describe('mllp-listener', () => {
     const c = await client(port)
     for (const m of [adt('DUP1'), adt('DUP1'), adt('DUP1', { facility: 'OTHERHOSP' })]) expect(readAck(await c.request(m, 5000)).code).toBe('AA')
     expect(emit.results.map((r) => r.duplicate)).toEqual([false, true, false])
-    expect(emit.inputs[0]!.dedupeKey).toBe('hl7:GENHOSP:DUP1')
+    expect(emit.inputs[0]!.dedupeKey).toBe('mllp-listener:EPIC:GENHOSP:DUP1')
     expect(emit.inputs[0]!.dedupeWindowMs).toBe(86_400_000)
+  })
+
+  it('with dedupeByControlId, two applications of one facility numbering their messages from 1 are two messages', async () => {
+    const { port, emit } = await start({ dedupeByControlId: true })
+    const c = await client(port)
+    // The ADT system and the lab system of one hospital: the same facility and control id, different MSH-3.
+    for (const m of [adt('1', { app: 'EPIC' }), adt('1', { app: 'BEAKER' }), adt('1', { app: 'BEAKER' })]) expect(readAck(await c.request(m, 5000)).code).toBe('AA')
+    expect(emit.results.map((r) => r.duplicate)).toEqual([false, false, true])
+  })
+
+  it('with dedupeByControlId, a ":" in application, facility or control id cannot make two messages one key', async () => {
+    const { port, emit } = await start({ dedupeByControlId: true })
+    const c = await client(port)
+    const messages = [adt('B:1', { facility: 'A' }), adt('1', { facility: 'A:B' }), adt('1', { app: 'EPIC:A', facility: 'B' })]
+    for (const m of messages) expect(readAck(await c.request(m, 5000)).code).toBe('AA')
+    expect(emit.results.map((r) => r.duplicate)).toEqual([false, false, false])
+    expect(emit.inputs.map((i) => i.dedupeKey)).toEqual(['mllp-listener:EPIC:A:B%3A1', 'mllp-listener:EPIC:A%3AB:1', 'mllp-listener:EPIC%3AA:B:1'])
   })
 
   it('dedupeWindowMs is handed to the store with the key', async () => {
     const { port, emit } = await start({ dedupeByControlId: true, dedupeWindowMs: 60_000 })
     const c = await client(port)
     expect(readAck(await c.request(adt('W1'), 5000)).code).toBe('AA')
-    expect(emit.inputs[0]).toMatchObject({ dedupeKey: 'hl7:GENHOSP:W1', dedupeWindowMs: 60_000 })
+    expect(emit.inputs[0]).toMatchObject({ dedupeKey: 'mllp-listener:EPIC:GENHOSP:W1', dedupeWindowMs: 60_000 })
   })
 
   it.each([
