@@ -3,6 +3,7 @@ import { join, relative } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { ROOT } from '../engine/docs.ts'
 import { ConfigError, ERROR_CODES, errorCodes, errorSpecs, HttpStatusError, isWeirError, PermanentError, RetryableError, WeirError } from '../shared/errors.ts'
+import { classify } from '../shared/failure.ts'
 
 describe('error registry', () => {
   it('gives each code one class whose instances carry the entry: code, retryable, userError, statusCode, name', () => {
@@ -64,5 +65,15 @@ describe('throw sites', () => {
       .filter((f) => f !== 'shared/errors.ts' && !NOT_YET_CONVERTED.has(f))
       .filter((f) => /new WeirError\(|\.code = '|ERR_WEIR/.test(readFileSync(join(ROOT, f), 'utf8')))
     expect(offending).toEqual([])
+  })
+})
+
+describe('classify: the one retry rule of filters and destinations', () => {
+  const fetchFailure = (code: string) => Object.assign(new TypeError('fetch failed'), { cause: Object.assign(new Error('x'), { code }) })
+  it('an error\'s own retryable flag decides; else a network code in the cause chain is retried, undici\'s refusal of the request as built is not', () => {
+    expect([new RetryableError('later', { retryAfterMs: 5 }), new PermanentError('never'), new Error('plain')].map((e) => classify(e))).toEqual([
+      { retryable: true, retryAfterMs: 5 }, { retryable: false }, { retryable: false },
+    ])
+    expect(['ECONNREFUSED', 'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_INVALID_ARG', 'UND_ERR_NOT_SUPPORTED'].map((c) => classify(fetchFailure(c)).retryable)).toEqual([true, true, true, false, false])
   })
 })

@@ -51,15 +51,21 @@ function connectionPool(config: MllpDestinationConfig, ctx: ComponentContext) {
   let nextAttemptAt = 0
   let closing = false
 
-  const connect = async (): Promise<MllpClient> => {
+  /**
+   * Opens a connection for a delivery; `signal` (the engine's shutdown) ends the attempt at once,
+   * even mid-handshake. An aborted attempt says nothing about the receiver, so it is not counted
+   * as a failure and sets no reconnect delay.
+   */
+  const connect = async (signal: AbortSignal): Promise<MllpClient> => {
     const wait = nextAttemptAt - Date.now()
     if (wait > 0) throw new errorCodes.ERR_MLLP_NETWORK(`${where}: not reconnecting for another ${wait} ms after ${failures} failed attempt(s)`, { retryAfterMs: wait })
     try {
-      const c = await connectMllp({ host: config.host, port: config.port, connectTimeoutMs: config.connectTimeoutMs, ...(tls ? { tls } : {}) })
+      const c = await connectMllp({ host: config.host, port: config.port, connectTimeoutMs: config.connectTimeoutMs, signal, ...(tls ? { tls } : {}) })
       failures = 0
       ctx.log.debug({ receiver: where }, 'MLLP connection open')
       return c
     } catch (e) {
+      if (signal.aborted) throw new errorCodes.ERR_SHUTDOWN(`${where}: delivery aborted while connecting`, { cause: e })
       failures++
       const delay = Math.min(config.maxReconnectDelayMs, config.reconnectDelayMs * 2 ** (failures - 1))
       nextAttemptAt = Date.now() + delay
@@ -77,7 +83,7 @@ function connectionPool(config: MllpDestinationConfig, ctx: ComponentContext) {
         if (c) { open--; continue }
         if (open < config.connections) {
           open++
-          try { return await connect() } catch (e) { open--; wake(); throw e }
+          try { return await connect(signal) } catch (e) { open--; wake(); throw e }
         }
         // Woken by a release or close(); an abort reaches waiters through the in-flight delivery it ends.
         await new Promise<void>((ok) => waiters.push(ok))
@@ -132,6 +138,12 @@ export default defineComponent({
         const controlId = readHeader(text).controlId
         if (!controlId) throw new PermanentError('MSH-10 (message control id) is empty: the ACK could not be matched to the message')
         const c = await pool.acquire(signal)
+        // An abort that came while the connection was being made (after acquire() looked) ends
+        // the delivery here: a message must not be sent once the engine has given it up.
+        if (signal.aborted) {
+          pool.release(c, true)
+          throw new errorCodes.ERR_SHUTDOWN(`${pool.where}: delivery aborted`)
+        }
         const onAbort = () => c.destroy()
         signal.addEventListener('abort', onAbort, { once: true })
         let ack: Awaited<ReturnType<typeof exchange>>

@@ -9,8 +9,9 @@
 // the engine runs compiled; from Weir's own sources (tests) tsx loads it.
 //
 // Protocol: the parent posts [id, message]; this thread answers [id, true, result] or
-// [id, false, { message, code?, retryable?, retryAfterMs? }], and ['log', level, fields, msg] for
-// the script's log lines. The first post is ['ready'] or ['load-error', { message, name?, failed? }].
+// [id, false, { message, code?, retryable?, retryAfterMs?, causes? }] (causes: the codes along the
+// error's cause chain), and ['log', level, fields, msg] for the script's log lines. The first post
+// is ['ready'] or ['load-error', { message, name?, failed? }].
 import { register } from 'node:module'
 import { parentPort, workerData } from 'node:worker_threads'
 import { pathToFileURL } from 'node:url'
@@ -48,14 +49,34 @@ function logger(/** @type {Record<string, unknown>} */ bindings) {
   return log
 }
 
-/** What crosses back to the parent of a thrown value: its text and, for a Weir error, how to retry. */
+/** Links of a cause chain reported back: more than classify() (engine/runtime/failures.ts) reads, and a bound on a cycle. */
+const MAX_CAUSES = 8
+
+/**
+ * The string `code` of each error along `e`'s cause chain (null where a link has none): what the parent needs to
+ * rebuild the chain classify() walks, so a `fetch` that failed with `cause.code` ECONNREFUSED is retried as it would
+ * be in the engine's thread. Only codes cross: a cause's message, stack and other properties stay in this thread.
+ */
+function causeCodes(/** @type {unknown} */ e) {
+  /** @type {(string | null)[]} */
+  const codes = []
+  for (let x = /** @type {{ cause?: unknown }} */ (Object(e)).cause; typeof x === 'object' && x !== null && codes.length < MAX_CAUSES; x = /** @type {{ cause?: unknown }} */ (x).cause) {
+    const code = /** @type {{ code?: unknown }} */ (x).code
+    codes.push(typeof code === 'string' ? code : null)
+  }
+  return codes
+}
+
+/** What crosses back to the parent of a thrown value: its text and what decides whether it is retried (`retryable`, `retryAfterMs`, codes). */
 function errorOf(/** @type {unknown} */ e) {
   const err = /** @type {{ message?: unknown, code?: unknown, retryable?: unknown, retryAfterMs?: unknown }} */ (typeof e === 'object' && e !== null ? e : {})
+  const causes = causeCodes(e)
   return {
     message: typeof err.message === 'string' ? err.message : String(e),
     ...(typeof err.code === 'string' ? { code: err.code } : {}),
     ...(typeof err.retryable === 'boolean' ? { retryable: err.retryable } : {}),
     ...(typeof err.retryAfterMs === 'number' ? { retryAfterMs: err.retryAfterMs } : {}),
+    ...(causes.length ? { causes } : {}),
   }
 }
 

@@ -5,6 +5,7 @@ import type { Logger } from '../../shared/log/index.ts'
 import { defineComponent, type Message, type ConfigOf } from '../../shared/component.ts'
 import { importModule, loadFailure, userModuleHooks } from '../../shared/config/import-module.ts'
 import { ConfigError, PermanentError, RetryableError, errorCodes, isWeirError } from '../../shared/errors.ts'
+import { classify } from '../../shared/failure.ts'
 
 /** What a script's default export receives as its second argument. */
 export interface ScriptContext {
@@ -21,7 +22,8 @@ export interface ScriptContext {
  * - an array of such messages (several messages; an empty array drops it),
  * - `null` to drop (filter) the message.
  * `undefined` is an error, so a forgotten `return` does not silently drop everything. Throwing puts the message in
- * error state with the error's message as the reason (a `RetryableError` is retried). When several messages come back,
+ * error state with the error's message as the reason; as for every component, a `RetryableError`, an error marked
+ * `retryable: true` and a network failure (a `fetch` refused or reset) are retried instead. When several messages come back,
  * the runtime gives each its own id (`<id>.<index>`).
  *
  * With isolation "worker" (the default) the function runs in a worker thread: the message and the result cross by
@@ -86,10 +88,30 @@ type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal'
 interface Pending { resolve: (v: unknown) => void; reject: (e: unknown) => void; timer: NodeJS.Timeout }
 interface ThreadSpec { path: string; module: string; channel: string; options: unknown; env: Record<string, string>; timeoutMs: number; log: Logger }
 
-/** A failure posted back by the worker, as the runtime needs it: a Weir error keeps whether to retry. */
-function scriptError(module: string, e: { message: string; code?: string; retryable?: boolean; retryAfterMs?: number }): Error {
-  if (!e.code?.startsWith('ERR_')) return new PermanentError(`script ${module} threw: ${e.message}`)
-  return e.retryable ? new RetryableError(e.message, e.retryAfterMs !== undefined ? { retryAfterMs: e.retryAfterMs } : {}) : new PermanentError(e.message)
+/**
+ * A script's failure as the runtime needs it: a Weir error keeps its message, anything else is named as the
+ * script's. Whether it is retried is decided by classify(), the rule the runtime applies to every filter and
+ * destination (the error's own `retryable`, else a network failure is retried, else it is permanent), so a
+ * lookup service that is briefly down does not put messages in error.
+ */
+function scriptError(module: string, e: unknown): Error {
+  const { retryable, retryAfterMs } = classify(e)
+  const message = isWeirError(e) ? e.message : `script ${module} threw: ${(e as Error | null)?.message ?? String(e)}`
+  const options = { cause: e, ...(retryAfterMs === undefined ? {} : { retryAfterMs }) }
+  return retryable ? new RetryableError(message, options) : new PermanentError(message, options)
+}
+
+/** A value the script threw, as its worker reports it (script-worker.js `errorOf`); `causes`: the codes along its cause chain. */
+interface WorkerError { message: string; code?: string; retryable?: boolean; retryAfterMs?: number; causes?: Array<string | null> }
+
+/**
+ * The worker's report rebuilt as an error that classify() reads as it would the original: its message, code,
+ * `retryable` and `retryAfterMs`, and a cause chain that holds only the codes (nothing more crosses the thread).
+ */
+function rebuilt(w: WorkerError): Error {
+  const { causes = [], ...reported } = w
+  const cause = causes.reduceRight<object | undefined>((inner, code) => ({ ...(code === null ? {} : { code }), ...(inner ? { cause: inner } : {}) }), undefined)
+  return Object.assign(new Error(reported.message, cause ? { cause } : undefined), reported)
 }
 
 /**
@@ -145,7 +167,7 @@ class ScriptThread {
     this.#pending.delete(id)
     clearTimeout(p.timer)
     if (ok) p.resolve(value)
-    else p.reject(scriptError(this.spec.module, value as { message: string }))
+    else p.reject(scriptError(this.spec.module, rebuilt(value as WorkerError)))
   }
 
   /** Terminates the worker; every message still in it fails with `reason` (retryable). The next message starts a new one. */
@@ -241,8 +263,9 @@ export default defineComponent({
         try {
           result = await fn(message, sctx)
         } catch (e) {
+          // A Weir error (one of the HTTP client's, a RetryableError) keeps its code for the message log.
           if (isWeirError(e)) throw e
-          throw new PermanentError(`script ${config.module} threw: ${(e as Error)?.message ?? String(e)}`, { cause: e })
+          throw scriptError(config.module, e)
         }
         return toMessages(result, message, config.module)
       },

@@ -116,7 +116,7 @@ type Outcome = { reason: 'stopped' | 'error'; error?: Error }
  *   messages are under way at once, not counting those waiting out a retry backoff: such a
  *   message holds its key, nothing else. Every delivery carries a stable idempotency key
  *   (`<message id>:<destination>`) and is retried per the destination's policy and breaker.
- * - A failure is retried or not by one rule for filters and destinations (engine/runtime/failures.ts).
+ * - A failure is retried or not by one rule for filters and destinations (shared/failure.ts).
  *
  * @example
  * const handle = await startChannel(await loadChannel('channels/adt.json'), { store, log, dataDir })

@@ -12,6 +12,12 @@ export interface MllpClientOptions {
   connectTimeoutMs?: number
   /** Largest answer frame accepted (bytes); a larger one closes the connection. Default 1 MiB. */
   maxFrameBytes?: number
+  /**
+   * Gives up connecting when aborted: the socket is destroyed and the promise rejects with the
+   * signal's reason at once, so a shutdown never waits out `connectTimeoutMs` (a TLS handshake the
+   * peer never answers) nor gets a connection that opens after it.
+   */
+  signal?: AbortSignal
 }
 
 /** Why a connection ended or a wait failed: `code` is the Node error code, or `ETIMEDOUT`/`ECLOSED`/`EPROTO`. */
@@ -44,24 +50,38 @@ export interface MllpClient {
   end(): Promise<void>
 }
 
-/** Opens an MLLP client connection; rejects with `MllpSocketError` when the connection cannot be made. */
+/** Opens an MLLP client connection; rejects with `MllpSocketError` when the connection cannot be made, or with the reason of `signal` when it aborts first. */
 export function connectMllp(options: MllpClientOptions): Promise<MllpClient> {
+  const { signal } = options
+  if (signal?.aborted) return Promise.reject(signal.reason)
   return new Promise((resolve, reject) => {
     const socket: Socket = options.tls
       ? connectTls({ ...options.tls, host: options.host, port: options.port, ...(options.tls.servername === undefined && !/^[\d.:]+$/.test(options.host) ? { servername: options.host } : {}) })
       : connectTcp({ host: options.host, port: options.port })
     socket.setNoDelay(true)
+    /** The attempt is decided (connected, failed, timed out or aborted): no other outcome may follow. */
+    const settled = () => {
+      clearTimeout(timer)
+      signal?.removeEventListener('abort', onAbort)
+    }
     const timer = setTimeout(() => {
+      settled()
       socket.destroy()
       reject(new MllpSocketError(`connecting to ${options.host}:${options.port} timed out after ${options.connectTimeoutMs} ms`, 'ETIMEDOUT'))
     }, options.connectTimeoutMs ?? 10_000)
+    const onAbort = () => {
+      settled()
+      socket.destroy()
+      reject(signal!.reason)
+    }
     const onError = (e: NodeJS.ErrnoException) => {
-      clearTimeout(timer)
+      settled()
       reject(new MllpSocketError(`cannot connect to ${options.host}:${options.port}: ${e.code ?? e.message}`, e.code ?? 'ECONNREFUSED', { cause: e }))
     }
+    signal?.addEventListener('abort', onAbort, { once: true })
     socket.once('error', onError)
     socket.once(options.tls ? 'secureConnect' : 'connect', () => {
-      clearTimeout(timer)
+      settled()
       socket.off('error', onError)
       resolve(clientOn(socket, options.maxFrameBytes ?? 1024 * 1024))
     })

@@ -1,8 +1,9 @@
-import { createServer, type Server } from 'node:net'
+import { createServer, type Server, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import mllp from '../../../components/destinations/mllp.ts'
 import type { Destination } from '../../../shared/component.ts'
+import type { Logger } from '../../../shared/log/index.ts'
 import { readAck } from '../../../shared/hl7v2/index.ts'
 import { startMllpReceiver, type MllpAnswer, type MllpReceiver } from '../../../engine/embedded/mllp-receiver.ts'
 import { loadComponentConfig, message, testContext, type TestContext } from '../../_setup.ts'
@@ -146,6 +147,47 @@ describe('mllp destination', () => {
     expect(first.message).toBe(`127.0.0.1:${port}: cannot connect to 127.0.0.1:${port}: ECONNREFUSED`)
     const second = await failure(deliver(d, oru('R-1')))
     expect(second.message).toMatch(new RegExp(`^127\\.0\\.0\\.1:${port}: not reconnecting for another \\d+ ms after 1 failed attempt\\(s\\)$`))
+  })
+
+  it('an abort (engine shutdown) during a TLS handshake ends the delivery at once as ERR_SHUTDOWN, and counts no failed connection', async () => {
+    // Accepts the TCP connection and never answers the handshake: without the signal, connecting waits out connectTimeoutMs.
+    const sockets: Socket[] = []
+    const silent = createServer((s) => { sockets.push(s); s.on('error', () => {}) })
+    await new Promise<void>((ok) => silent.listen(0, '127.0.0.1', () => ok()))
+    try {
+      const port = (silent.address() as { port: number }).port
+      const d = await destination({ host: '127.0.0.1', port, tls: { serverName: 'lis.example' }, connectTimeoutMs: 4000, reconnectDelayMs: 60_000 })
+      const abortedAfter = async (ms: number) => {
+        const abort = new AbortController()
+        setTimeout(() => abort.abort(), ms)
+        const started = Date.now()
+        const e = await failure(d.deliver(message(oru('S-1')), { signal: abort.signal, idempotencyKey: 'k' }))
+        return { code: e.code, message: e.message, fast: Date.now() - started < 1500 }
+      }
+      const shutdown = { code: 'ERR_SHUTDOWN', message: `127.0.0.1:${port}: delivery aborted while connecting`, fast: true }
+      expect(await abortedAfter(100)).toEqual(shutdown)
+      // Not a failed attempt: the next delivery connects again rather than waiting out a reconnect delay.
+      expect(await abortedAfter(100)).toEqual(shutdown)
+      expect(sockets.length).toBe(2)
+    } finally {
+      for (const s of sockets) s.destroy()
+      await new Promise<void>((ok) => silent.close(() => ok()))
+    }
+  }, 10_000)
+
+  it('a connection that opens just as the delivery is aborted sends nothing', async () => {
+    receiver = await startMllpReceiver({ answers: [{ ack: 'AA' }] })
+    const loaded = await loadComponentConfig(mllp, { host: receiver.host, port: receiver.port })
+    t = await testContext()
+    // The shutdown lands between the connection opening and the message being written.
+    const log = Object.assign(Object.create(t.ctx.log) as Logger, {
+      debug: (fields: object, msg: string) => { if (msg === 'MLLP connection open') t.abort.abort(); t.ctx.log.debug(fields, msg) },
+    })
+    dest = (await mllp.create(loaded.config as never, { ...t.ctx, log })) as Destination
+    const e = await failure(deliver(dest, oru('S-2')))
+    expect([e.code, e.message]).toEqual(['ERR_SHUTDOWN', `${receiver.host}:${receiver.port}: delivery aborted`])
+    await new Promise((ok) => setTimeout(ok, 100))
+    expect(receiver.received).toEqual([])
   })
 
   it.each([

@@ -1,19 +1,21 @@
 import { writeFile, mkdir } from 'node:fs/promises'
+import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import script from '../../../components/filters/script.ts'
 import { loadComponentConfig, message, tempDir, testContext, type TestContext } from '../../_setup.ts'
 import type { Message } from '../../../shared/component.ts'
+import { classify } from '../../../engine/runtime/failures.ts'
 
 let t: TestContext
 let d: Awaited<ReturnType<typeof tempDir>>
 beforeEach(async () => { d = await tempDir() })
 afterEach(async () => { await t?.cleanup(); await d.cleanup() })
 
-async function filter(file: string, source: string, options?: Record<string, unknown>) {
+async function filter(file: string, source: string, options?: Record<string, unknown>, isolation?: 'worker' | 'none') {
   await mkdir(join(d.dir, 'scripts'), { recursive: true })
   await writeFile(join(d.dir, file), source)
-  const loaded = await loadComponentConfig(script, { module: './' + file, ...(options ? { options } : {}) }, { dir: d.dir })
+  const loaded = await loadComponentConfig(script, { module: './' + file, ...(options ? { options } : {}), ...(isolation ? { isolation } : {}) }, { dir: d.dir })
   expect(loaded.problems).toEqual([])
   t = await testContext({ channelDir: d.dir })
   return script.create(loaded.config as never, t.ctx)
@@ -77,4 +79,44 @@ describe('script filter', () => {
     expect(err.code).toBe('ERR_CONFIG_INVALID')
     expect(err.problems[0].message).toBe('script module has no default export function (message, ctx) => message | message[] | null')
   })
+})
+
+/** A loopback port nobody listens on. */
+async function closedPort(): Promise<number> {
+  const s = createServer()
+  await new Promise<void>((ok) => s.listen(0, '127.0.0.1', ok))
+  const port = (s.address() as { port: number }).port
+  await new Promise<void>((ok) => s.close(() => ok()))
+  return port
+}
+
+const thrown = (f: { process: (m: Message) => unknown }) =>
+  Promise.resolve().then(() => f.process(message({}))).then(() => { throw new Error('expected a failure') }, (e: Error & { code: string; retryable: boolean; retryAfterMs?: number }) => e)
+
+for (const isolation of ['worker', 'none'] as const) {
+  describe(`script filter failures, isolation "${isolation}": the runtime's retry rule (classify)`, () => {
+    it('a lookup whose fetch is refused (cause.code ECONNREFUSED) is retried', async () => {
+      const port = await closedPort()
+      const f = await filter('scripts/lookup.mjs', `export default async (m) => { await fetch('http://127.0.0.1:${port}/lookup'); return m }`, undefined, isolation)
+      const err = await thrown(f)
+      expect([err.code, err.retryable, err.message, classify(err)]).toEqual(['ERR_RETRYABLE', true, 'script ./scripts/lookup.mjs threw: fetch failed', { retryable: true }])
+    })
+
+    it('an error the script marks retryable: true is retried, no sooner than its retryAfterMs', async () => {
+      const f = await filter('scripts/mark.mjs', `export default () => { throw Object.assign(new Error('lookup busy'), { retryable: true, retryAfterMs: 2000 }) }`, undefined, isolation)
+      const err = await thrown(f)
+      expect([err.code, err.message, classify(err)]).toEqual(['ERR_RETRYABLE', 'script ./scripts/mark.mjs threw: lookup busy', { retryable: true, retryAfterMs: 2000 }])
+    })
+  })
+}
+
+it('from the worker only the codes of the cause chain cross the thread, enough to retry a network failure', async () => {
+  const f = await filter('scripts/wrap.mjs', `export default () => {
+    const reset = Object.assign(new Error('read ECONNRESET from lookup.internal with token s3cr3t'), { code: 'ECONNRESET', token: 's3cr3t' })
+    throw new Error('lookup failed', { cause: new Error('socket closed', { cause: reset }) })
+  }`, undefined, 'worker')
+  const err = await thrown(f)
+  expect([err.code, err.message, classify(err)]).toEqual(['ERR_RETRYABLE', 'script ./scripts/wrap.mjs threw: lookup failed', { retryable: true }])
+  // The script's error, rebuilt in the engine's thread: its causes hold their codes and nothing else.
+  expect((err.cause as Error).cause).toStrictEqual({ cause: { code: 'ECONNRESET' } })
 })
