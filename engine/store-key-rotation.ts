@@ -20,6 +20,11 @@ export async function rotateStoreKey(dataDir: string, io: CommandIO, options: { 
     throw new errorCodes.ERR_USAGE('the store key comes from WEIR_SECRET_KEY: rotate-store-key rotates the key file <data-dir>/oauth/secret.key only. Unset WEIR_SECRET_KEY to use a key file, or keep the passphrase')
   }
   const dir = join(dataDir, 'oauth')
+  // Never a key made up here: a mistyped --data-dir would be "rotated" while the engine's key stays as it was.
+  const keyFile = join(dir, 'secret.key')
+  if (!existsSync(keyFile)) {
+    throw new errorCodes.ERR_FILE_ACCESS(`no store key ${keyFile}: ${dataDir} is not the data directory of an engine that has a store key to rotate (check --data-dir or WEIR_DATA_DIR); nothing was changed`)
+  }
   const old = await keyringIn(dir, await loadStoreKey(dir))
   const next = await rotateKeyFile(dir, old)
   io.out(`store key rotated: ${keyIdOf(next.current)} seals from now on; ${keyIdOf(old.current)} is retired (kept in ${join(dir, 'retired.keys')} to read what it sealed)`)

@@ -82,7 +82,11 @@ async function generate(values: Options, io: CommandIO): Promise<number> {
   const alg = checkedAlg(values.alg)
   if (!alg) throw new errorCodes.ERR_USAGE(`--alg must be one of ${ALGS.join(', ')}`)
   const out = resolve(io.cwd, values.out ?? '.')
-  await mkdir(out, { recursive: true })
+  try {
+    await mkdir(out, { recursive: true })
+  } catch (e) {
+    throw new errorCodes.ERR_FILE_ACCESS(`--out ${displayPath(out)}: cannot create the directory: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
+  }
   const { kid, privatePem, jwks } = await generateKeys(alg, checkedKid(values.kid))
   const keyFile = join(out, `${kid}.private.pem`)
   const jwksFile = join(out, `${kid}.jwks.json`)

@@ -1,4 +1,5 @@
 import { userInfo } from 'node:os'
+import { createHash } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -12,6 +13,7 @@ import { openStoreFor, storeOptions, storeUsage } from '../store.ts'
 import { purgeInBatches } from '../retention.ts'
 import { describeFilter, previewSentence, RESUBMIT_SET_LIMIT, resubmitInBatches, resubmitSet, type SetFilter } from '../resubmit-set.ts'
 import { SEARCH_KEY_NAME } from '../../shared/key-expression.ts'
+import { displayPath, parseJsonWithLocation } from '../../shared/config/load.ts'
 
 export { redact } from '../message-view.ts'
 
@@ -21,7 +23,7 @@ const cliActor = () => `cli:${userInfo().username}`
 export const summary = 'list, show, resubmit and purge messages in the message log'
 export const usage = `usage: weir messages list [--channel C | --channel-file F] [--status S] [--key NAME=VALUE] [--since T] [--limit N] [--json]
        weir messages show ID [--json]
-       weir messages resubmit ID... | --status S [--channel C] [--key NAME=VALUE] [--since T] [--until T] [--confirm N]
+       weir messages resubmit ID... | --status S [--channel C] [--key NAME=VALUE] [--since T] [--until T] [--confirm N:DIGEST]
        weir messages purge --before T [--channel C]
 
 list      newest first; --status one of ${MESSAGE_STATUSES.join(', ')};
@@ -35,8 +37,9 @@ resubmit  queues delivered, filtered or error messages again; destinations that 
           message are skipped unless none is left. A running "weir run" picks them up within a second.
           Ids given are resubmitted at once. A filter (--status, --key, --since, --until, --channel)
           first prints what it would do ("resubmits 1,204 messages to 2 destinations") and does
-          nothing; run it again with --confirm 1204 (the count): it resubmits what the filter then
-          matches only if that is still 1204 messages.
+          nothing; run it again with the --confirm it printed (the count and the set's digest,
+          e.g. --confirm 1204:9f86d081884c7d65): it resubmits what the filter then matches only if
+          that is still exactly the previewed messages (not merely as many).
           At most ${RESUBMIT_SET_LIMIT} at a time: narrow the filter for more.
 purge     deletes finished messages (delivered, filtered, error) last updated before T (an ISO
           date or a duration ago: 30d), with their history; queued and in-flight ones are kept.
@@ -91,12 +94,14 @@ export async function keySearchOf(key: string | undefined, channel: string | und
 }
 
 async function readChannelKeys(file: string): Promise<{ name: string; keys: string[] }> {
-  let data: { name?: unknown; options?: { searchKeys?: unknown } }
+  let text: string
   try {
-    data = JSON.parse(await readFile(file, 'utf8'))
+    text = await readFile(file, 'utf8')
   } catch (e) {
-    throw new errorCodes.ERR_USAGE(`--channel-file ${file}: ${(e as Error).message}`)
+    throw new errorCodes.ERR_FILE_ACCESS(`--channel-file ${displayPath(file)}: cannot read it: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
   }
+  // Not JSON.parse's message: V8 quotes the text around the error, which may hold a secret.
+  const data = parseJsonWithLocation(text, displayPath(file)) as { name?: unknown; options?: { searchKeys?: unknown } } | null
   if (typeof data?.name !== 'string') throw new errorCodes.ERR_USAGE(`--channel-file ${file} is not a channel file (no "name")`)
   const keys = data.options?.searchKeys
   return { name: data.name, keys: typeof keys === 'object' && keys !== null ? Object.keys(keys) : [] }
@@ -178,9 +183,15 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
   }
 }
 
+/** The set pinned for `--confirm`: its count and the first 16 hex digits of the SHA-256 of its sorted ids. */
+function setToken(ids: readonly string[]): string {
+  return `${ids.length}:${createHash('sha256').update([...ids].sort().join('\n')).digest('hex').slice(0, 16)}`
+}
+
 /**
- * A resubmit by filter: prints the preview and does nothing, unless `confirm` is the count of
- * finished messages the filter matches now; then resubmits them.
+ * A resubmit by filter: prints the preview and does nothing, unless `confirm` is the token the
+ * preview printed ({@link setToken}: the count and digest of the finished messages the filter
+ * matches now, so exactly the previewed set); then resubmits them.
  */
 async function resubmitByFilter(store: MessageStore, filter: SetFilter, confirm: string | undefined, io: CommandIO): Promise<number> {
   if (filter.status === undefined && filter.key === undefined && filter.since === undefined && filter.until === undefined) throw new errorCodes.ERR_USAGE('resubmit needs message ids or a filter: --status, --key, --since or --until')
@@ -195,10 +206,13 @@ async function resubmitByFilter(store: MessageStore, filter: SetFilter, confirm:
     const preview = await store.resubmitPreview(set.ids)
     const perDestination = Object.entries(preview.destinations).map(([d, n]) => `${printable(d)} ${n}`).join(', ')
     io.out(`${where}: this ${previewSentence(preview)}${perDestination ? ` (${perDestination})` : ''}${preview.undelivered ? `; ${preview.undelivered} to every destination` : ''}.`)
-    io.out(`nothing resubmitted yet: run again with --confirm ${set.ids.length}: it resubmits the messages the filter then matches, if they are still ${set.ids.length}`)
+    io.out(`nothing resubmitted yet: run again with --confirm ${setToken(set.ids)}: it resubmits the messages the filter then matches, if they are still exactly these ${set.ids.length}`)
     return 0
   }
-  if (confirm.replace(/,/g, '') !== String(set.ids.length)) throw new errorCodes.ERR_USAGE(`--confirm ${escapeControl(confirm)} does not match: ${where} now matches ${set.ids.length} finished message(s); nothing resubmitted`)
+  const [count, digest] = confirm.replace(/,/g, '').trim().split(':')
+  if (digest === undefined || !/^\d+$/.test(count!) || !/^[0-9a-f]{16}$/i.test(digest)) throw new errorCodes.ERR_USAGE(`--confirm takes the value the preview printed, the count and the set's digest (--confirm N:DIGEST), not ${escapeControl(confirm)}; run the resubmit without --confirm to preview; nothing resubmitted`)
+  if (Number(count) !== set.ids.length) throw new errorCodes.ERR_USAGE(`--confirm ${escapeControl(confirm)} does not match: ${where} now matches ${set.ids.length} finished message(s); nothing resubmitted, preview it again`)
+  if (`${set.ids.length}:${digest.toLowerCase()}` !== setToken(set.ids)) throw new errorCodes.ERR_USAGE(`--confirm ${escapeControl(confirm)} does not match: ${where} still matches ${set.ids.length} finished message(s), but not the previewed ones (some left it, others joined it meanwhile); nothing resubmitted, preview it again`)
   const done = await resubmitInBatches(store, set.ids)
   await store.audit({ at: Date.now(), actor: cliActor(), action: 'resubmit', target: where, count: done })
   io.out(`resubmitted ${done} message(s)`)

@@ -194,32 +194,37 @@ function showCounters(handles: readonly ChannelHandle[], io: CommandIO, log: Log
 }
 
 /**
- * Resolves on the first SIGINT or SIGTERM (or `signal`), or once every channel has stopped on its
- * own; a second signal exits at once (unfinished claims are released when the store next opens).
- * `dispose` removes the signal handlers.
+ * Installed before anything starts: the first SIGINT or SIGTERM (or `signal`) aborts `signal`, so
+ * that a start-up still waiting (the store in --standby) gives up, and resolves `requested(handles)`,
+ * which also resolves once every channel has stopped on its own; a second signal exits at once
+ * (unfinished claims are released when the store next opens). `dispose` removes the signal handlers.
  */
-function untilStopRequested(handles: readonly ChannelHandle[], log: Logger, signal?: AbortSignal): { requested: Promise<string>; dispose(): void } {
+function untilStopRequested(log: Logger, signal?: AbortSignal): { signal: AbortSignal; requested(handles: readonly ChannelHandle[]): Promise<string>; dispose(): void } {
+  const stopping = new AbortController()
   let signals = 0
-  let onSignal: (sig: NodeJS.Signals) => void = () => {}
+  let reason = 'abort'
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (++signals > 1) process.exit(130)
+    log.warn({ signal: sig }, 'stopping: finishing in-flight work (signal again to exit at once)')
+    reason = sig
+    stopping.abort()
+  }
+  const onAbort = () => stopping.abort()
+  process.on('SIGINT', onSignal)
+  process.on('SIGTERM', onSignal)
+  if (signal?.aborted) onAbort()
+  else signal?.addEventListener('abort', onAbort, { once: true })
   const stopRequested = new Promise<string>((resolveStop) => {
-    onSignal = (sig: NodeJS.Signals) => {
-      if (++signals > 1) process.exit(130)
-      log.warn({ signal: sig }, 'stopping: finishing in-flight work (signal again to exit at once)')
-      resolveStop(sig)
-    }
-    process.on('SIGINT', onSignal)
-    process.on('SIGTERM', onSignal)
-    if (signal) {
-      if (signal.aborted) resolveStop('abort')
-      signal.addEventListener('abort', () => resolveStop('abort'), { once: true })
-    }
+    if (stopping.signal.aborted) resolveStop(reason)
+    else stopping.signal.addEventListener('abort', () => resolveStop(reason), { once: true })
   })
-  const allStopped = Promise.all(handles.map((h) => h.stopped)).then(() => 'channels stopped')
   return {
-    requested: Promise.race([stopRequested, allStopped]),
+    signal: stopping.signal,
+    requested: (handles) => Promise.race([stopRequested, Promise.all(handles.map((h) => h.stopped)).then(() => 'channels stopped')]),
     dispose() {
       process.off('SIGINT', onSignal)
       process.off('SIGTERM', onSignal)
+      signal?.removeEventListener('abort', onAbort)
     },
   }
 }
@@ -240,16 +245,30 @@ export async function run(args: string[], io: CommandIO, deps: RunDeps = {}): Pr
   // On a terminal the live lines own stdout; log lines (warnings and worse) go to stderr.
   const logStream = new Writable({ write(chunk, _enc, cb) { (io.isTTY ? io.err : io.out)(String(chunk).replace(/\n$/, '')); cb() } })
   const log: Logger = createLogger({ destination: logStream, pretty: io.isTTY, ...(io.isTTY ? { level: io.env.WEIR_LOG_LEVEL ?? 'warn' } : {}) })
-  const svc = await startServices(values, io, deps, flags, inputs, log)
+  // A signal while starting (in --standby: while waiting for the store) stops the engine too, with status 0.
+  const stop = untilStopRequested(log, deps.signal)
+  const svc = await startServices(values, io, { ...deps, signal: stop.signal }, flags, inputs, log).catch((e) => {
+    stop.dispose()
+    if (!stop.signal.aborted) throw e
+    return undefined
+  })
+  if (!svc) {
+    log.info('weir stopped before it started')
+    return 0
+  }
   const { store, http, credential, dataDir, admin } = svc
   const handles: ChannelHandle[] = []
   const alerts = inputs.alerts && createAlerts(inputs.alerts, { store, log, dataDir, http, credential })
   try {
-    for (const ch of inputs.channels) handles.push(await startChannel(ch, { store, log, dataDir, http, credential, observer: composeObservers(admin?.observer, alerts?.observer) }))
+    for (const ch of inputs.channels) {
+      if (stop.signal.aborted) break
+      handles.push(await startChannel(ch, { store, log, dataDir, http, credential, observer: composeObservers(admin?.observer, alerts?.observer) }))
+    }
     await alerts?.start(handles)
   } catch (e) {
     await Promise.all(handles.map((h) => h.stop({ timeoutMs: 2000 })))
     await svc.close()
+    stop.dispose()
     throw e
   }
   const retained = inputs.channels.flatMap((ch) => (ch.options.retention ? [{ name: ch.name, retention: ch.options.retention }] : []))
@@ -259,8 +278,7 @@ export async function run(args: string[], io: CommandIO, deps: RunDeps = {}): Pr
   deps.onStarted?.(handles)
 
   const counters = showCounters(handles, io, log, deps.refreshMs)
-  const stop = untilStopRequested(handles, log, deps.signal)
-  await stop.requested
+  await stop.requested(handles)
   await retention.stop()
   await alerts?.stop()
   await Promise.all(handles.map((h) => h.stop()))

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { Writable } from 'node:stream'
 import { displayPath, parseJsonWithLocation } from '../../shared/config/load.ts'
-import { loadChannelObject } from '../load.ts'
+import { loadChannel, loadChannelObject } from '../load.ts'
 import { escapePointer } from '../../shared/config/problems.ts'
 import type { LoadedChannel } from '../../shared/config/types.ts'
 import { ConfigError, errorCodes, formatProblem, isWeirError, type ConfigProblem } from '../../shared/errors.ts'
@@ -19,7 +19,7 @@ import { startAuthorizationServer, type AuthorizationServer, type RegisteredClie
 import { startEmbeddedApi, verifiedBy, type EmbeddedApi, type ApiRoute, type RecordedRequest } from '../embedded/api.ts'
 import { startMllpReceiver, type MllpReceiver } from '../embedded/mllp-receiver.ts'
 import { startChannel, type ChannelHandle } from '../runtime/index.ts'
-import { loadTestFile, type TestCase, type TestFile, type Expectation, type ClientRegistration, type RotateKeysStep, type SendStep, type Step, type RequestExpectation, type TokenExpectation } from './test-file.ts'
+import { loadTestFile, PLAIN_FILE_NAME, type TestCase, type TestFile, type Expectation, type ClientRegistration, type RotateKeysStep, type SendStep, type Step, type RequestExpectation, type TokenExpectation } from './test-file.ts'
 import { channelSigningKeys, jwksDocuments, startJwksServer, type JwksServer } from '../jwks-server.ts'
 import { rotateKey } from '../key-rotation.ts'
 import { containsSubset, short } from './match.ts'
@@ -177,6 +177,21 @@ function resolveCredentials(channel: LoadedChannel): Record<string, ResolvedCred
   return out
 }
 
+/**
+ * `server.clients` entries (the file's and the case's) that name no OAuth credential of the channel:
+ * ignored, they would silently drop what they meant to restrict (scopes, algorithms, a secret).
+ */
+function unknownClientProblems(file: TestFile, tc: TestCase, resolved: Record<string, ResolvedCredential>): ConfigProblem[] {
+  const known = Object.keys(resolved)
+  const has = known.length ? `its OAuth credentials: ${known.map((n) => `"${n}"`).join(', ')}` : 'it has none'
+  const entries: Array<[string, string]> = [
+    ...Object.keys(file.server.clients).map((n): [string, string] => [n, '/server/clients']),
+    ...Object.keys(tc.server?.clients ?? {}).map((n): [string, string] => [n, `/cases/${file.cases.indexOf(tc)}/server/clients`]),
+  ]
+  return entries.filter(([n]) => !Object.hasOwn(resolved, n))
+    .map(([n, at]) => ({ file: file.displayName, pointer: `${at}/${escapePointer(n)}`, message: `the channel has no OAuth credential "${n}" (${has})` }))
+}
+
 async function registerClients(channel: LoadedChannel, resolved: Record<string, ResolvedCredential>, regs: Record<string, ClientRegistration>, as: AuthorizationServer, api: EmbeddedApi, originals: Record<string, string>, jwks: JwksServer | undefined): Promise<void> {
   for (const [name, r] of Object.entries(resolved)) {
     const c = channel.credentials[name] as Record<string, any>
@@ -250,12 +265,15 @@ async function stopRunning(r: Running, timeoutMs: number): Promise<void> {
   if (failed !== undefined) throw failed
 }
 
+/** True when `name` resolved against `dir` is a file directly inside it. */
+const isPlainFileIn = (dir: string, name: string) => dirname(resolve(dir, name)) === resolve(dir)
+
 /**
  * Sends one `send` step to the channel's source: an HTTP POST to an http-listener, a file dropped
  * into a file-poller's directory, or an MLLP frame. `stored` when the source took the message;
  * `waitUntilStored` when the source answered before storing it (the case waits until it has).
  */
-async function sendStep(send: SendStep | MllpSendStep, at: string, ctx: { r: Running; channel: LoadedChannel; work: string; inDir: string; sender: ReturnType<typeof mllpSender>; failures: string[] }): Promise<{ stored: boolean; waitUntilStored: boolean }> {
+async function sendStep(send: SendStep | MllpSendStep, at: string, ctx: { r: Running; channel: LoadedChannel; work: string; inDir: string; sender: ReturnType<typeof mllpSender>; failures: string[]; file: string; pointer: string }): Promise<{ stored: boolean; waitUntilStored: boolean }> {
   const { channel, failures } = ctx
   const source = ctx.r.handle.source
   const type = channel.source.definition.type
@@ -280,6 +298,11 @@ async function sendStep(send: SendStep | MllpSendStep, at: string, ctx: { r: Run
   }
   if (type === 'file-poller') {
     const name = send.fileName ?? `message-${at.replace(/\D/g, '')}.json`
+    // The schema allows plain names only; a name that still leads out of the case's directories is refused, not written.
+    if (!isPlainFileIn(ctx.work, name) || !isPlainFileIn(ctx.inDir, name)) {
+      failures.push(formatProblem({ file: ctx.file, pointer: `${ctx.pointer}/fileName`, message: `"${name}" would be written outside the case's work directory: it ${PLAIN_FILE_NAME}` }))
+      return { stored: false, waitUntilStored: false }
+    }
     await writeFile(join(ctx.work, name), body)
     await rename(join(ctx.work, name), join(ctx.inDir, name))
     return { stored: true, waitUntilStored: true }
@@ -370,6 +393,8 @@ async function prepareChannel(c: CaseRun): Promise<CaseChannel> {
   const sandbox = await sandboxChannelDir(channel.dir, join(c.work, 'channel'))
   const { channel: instrumented, recording } = instrumentChannel(channel, { channelDir: sandbox.dir, dataDir: c.dirs.data })
   const resolved = resolveCredentials(channel)
+  const unknown = unknownClientProblems(c.file, c.tc, resolved)
+  if (unknown.length) throw new ConfigError(unknown)
   const clientIds = Object.fromEntries(Object.entries(resolved).map(([name, r]) => [name, clientIdOf(r)]))
   await registerClients(channel, resolved, c.regs, c.as, c.api, originalTokenUrls(c.raw), c.jwks)
   await importRefreshTokens(c, channel, clientIds)
@@ -414,7 +439,8 @@ async function runStep(c: CaseRun, cc: CaseChannel, step: Step, i: number): Prom
   const r: Running = c.running!
   const source = r.handle.source
   if ('send' in step) {
-    const sentNow = await sendStep(step.send, `step ${i + 1}`, { r, channel: cc.channel, work: c.work, inDir: c.dirs.in, sender: c.sender, failures: c.failures })
+    const pointer = `/cases/${c.file.cases.indexOf(c.tc)}/steps/${i}/send`
+    const sentNow = await sendStep(step.send, `step ${i + 1}`, { r, channel: cc.channel, work: c.work, inDir: c.dirs.in, sender: c.sender, failures: c.failures, file: c.file.displayName, pointer })
     if (sentNow.stored) c.sent++
     if (sentNow.waitUntilStored) await receivedAtLeast(r, c.sent)
   } else if ('tick' in step) {
@@ -516,9 +542,13 @@ async function checkMessages(exps: NonNullable<Expectation['messages']>, ctx: Ch
     const why = (d?: { lastError?: string; responseStatus?: number; responseExcerpt?: string }) => d ? [d.responseStatus && `HTTP ${d.responseStatus}`, d.lastError].filter(Boolean).join(': ') : m.error ?? ''
     if (e.status && m.status !== e.status) f.push(`message ${i + 1}: status ${m.status}, expected ${e.status}${m.error ? ` (${m.error})` : ''}`)
     for (const [dest, st] of Object.entries(e.destinations ?? {})) {
-      const d = detail?.deliveries.find((x) => x.destination === dest)
-      if (!d) f.push(`message ${i + 1}: no delivery to "${dest}" recorded${m.error ? ` (${m.error})` : ''}`)
-      else if (d.status !== st) f.push(`message ${i + 1}: ${d.status} at "${dest}", expected ${st}${why(d) ? ` (${why(d)})` : ''}`)
+      // One row per part of a split message: every part must have the status.
+      const rows = (detail?.deliveries ?? []).filter((x) => x.destination === dest)
+      if (!rows.length) f.push(`message ${i + 1}: no delivery to "${dest}" recorded${m.error ? ` (${m.error})` : ''}`)
+      for (const d of rows.sort((a, b) => a.part - b.part)) {
+        const part = rows.some((x) => x.part > 0) ? ` part ${d.part}` : '' // numbered as --verbose numbers them
+        if (d.status !== st) f.push(`message ${i + 1}${part}: ${d.status} at "${dest}", expected ${st}${why(d) ? ` (${why(d)})` : ''}`)
+      }
     }
     if (e.error !== undefined) {
       const texts = [m.error ?? '', ...(detail?.deliveries ?? []).map((d) => d.lastError ?? '')]
@@ -624,6 +654,9 @@ export async function runChannelTest(path: string, options: { onCase?: (c: CaseR
   let raw: Record<string, any>
   try {
     raw = parseJsonWithLocation(await readFile(file.channel, 'utf8'), displayPath(file.channel)) as Record<string, any>
+    // The channel as written, as `weir validate` and `weir run` check it: the cases run a rewritten
+    // copy (ports, hosts, directories, endpoints replaced), which would hide what they refuse.
+    await loadChannel(file.channel, { env: { ...process.env, ...file.env } })
     raw = await inlineCredentialsFile(raw, file.channel)
   } catch (e) {
     const reason = isWeirError(e) && e.code === 'ERR_CONFIG_INVALID' ? (e as ConfigError).problems.map(formatProblem).join('; ')

@@ -66,6 +66,9 @@ const deliveryExpectation: JsonSchema = {
 
 const statusName = { enum: ['delivered', 'filtered', 'error', 'queued', 'retrying', 'in-flight'] }
 
+/** What a send step's `fileName` must be, in the words of the problem reported against it. */
+export const PLAIN_FILE_NAME = 'must be a plain file name (no "/" or "\\", not "." or "..")'
+
 const step: JsonSchema = {
   type: 'object', additionalProperties: false, minProperties: 1, maxProperties: 1,
   description: 'One action; exactly one key.',
@@ -78,7 +81,7 @@ const step: JsonSchema = {
         body: { description: 'Message body: JSON, or a string sent as is.' },
         contentType: { type: 'string', description: 'Content type (default application/json for JSON bodies, text/plain for strings).' },
         headers: { type: 'object', additionalProperties: { type: 'string' }, description: 'Extra request headers (http-listener).' },
-        fileName: { type: 'string', description: 'File name (file-poller).' },
+        fileName: { type: 'string', pattern: '^(?!\\.\\.?$)[^/\\\\]+$', description: 'File name (file-poller): a plain name, written into the poller\'s directory; no `/` or `\\`, not `.` or `..`.' },
         expectStatus: { type: 'integer', description: 'Status the http-listener must answer (default 202).' },
       },
     },
@@ -290,6 +293,10 @@ export async function loadTestFile(path: string): Promise<TestFile> {
   }
   const data = parseJsonWithLocation(text, displayName) as Record<string, unknown>
   const res = validateCollectingSecrets(compileSchema(testFileSchema), data)
-  if (!res.valid) throw new ConfigError(ajvProblems(res.errors, displayName, '', data), res.errors)
+  if (!res.valid) {
+    // A pattern says little to a reader: say what a send step's file name must be.
+    const problems = ajvProblems(res.errors, displayName, '', data).map((p) => /\/send\/fileName$/.test(p.pointer) && p.message.startsWith('must match pattern') ? { ...p, message: PLAIN_FILE_NAME } : p)
+    throw new ConfigError(problems, res.errors)
+  }
   return { ...(data as unknown as Omit<TestFile, 'file' | 'displayName' | 'env'>), env: (data.env as Record<string, string>) ?? {}, file, displayName, channel: resolve(dirname(file), String(data.channel)) }
 }

@@ -162,7 +162,11 @@ async function loadKeys(dir: string, options: FileStoreOptions): Promise<StoreKe
  * WEIR_SECRET_KEY, else `<dir>/secret.key` (created mode 0600 when missing), as for the token store.
  */
 export async function loadStoreKey(dir: string, options: Omit<FileStoreOptions, 'dir'> = {}): Promise<Buffer> {
-  await mkdir(dir, { recursive: true, mode: 0o700 })
+  try {
+    await mkdir(dir, { recursive: true, mode: 0o700 })
+  } catch (e) {
+    throw new errorCodes.ERR_FILE_ACCESS(`cannot create the store key directory ${dir}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { cause: e })
+  }
   return (await loadKeys(dir, { ...options, dir })).current
 }
 

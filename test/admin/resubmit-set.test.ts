@@ -61,16 +61,42 @@ describe('resubmitting a filtered set', () => {
     const ids = await feed(fx, [{ mrn: '7', fail: true }, { mrn: '7', fail: true }, { mrn: '8', fail: true }])
     const preview = await call(fx.url, '/api/channels/adt/resubmit?key=mrn%3D7&status=error', { headers: bearer(OPERATOR_TOKEN) })
     expect(preview.status).toBe(200)
-    expect(preview.json).toMatchObject({ count: 2, more: false, messages: 2, destinations: { api: 2, audit: 2 }, sentence: 'resubmits 2 messages to 2 destinations', filter: 'status error, mrn=7' })
-    const post = (fields: Record<string, string>) => call(fx.url, '/api/channels/adt/resubmit', { method: 'POST', headers: { ...bearer(OPERATOR_TOKEN), 'content-type': 'application/json' }, body: JSON.stringify({ key: 'mrn=7', status: 'error', maxSeq: String(preview.json.maxSeq), count: '2', ...fields }) })
+    expect(preview.json).toMatchObject({ count: 2, more: false, messages: 2, destinations: { api: 2, audit: 2 }, sentence: 'resubmits 2 messages to 2 destinations', filter: 'status error, mrn=7', digest: expect.stringMatching(/^[0-9a-f]{64}$/) })
+    const post = (fields: Record<string, string>) => call(fx.url, '/api/channels/adt/resubmit', { method: 'POST', headers: { ...bearer(OPERATOR_TOKEN), 'content-type': 'application/json' }, body: JSON.stringify({ key: 'mrn=7', status: 'error', maxSeq: String(preview.json.maxSeq), count: '2', digest: preview.json.digest, ...fields }) })
     const unconfirmed = await post({})
     expect([unconfirmed.status, unconfirmed.json.error]).toEqual([400, 'type the number of messages (2) to confirm the resubmit'])
+    const undigested = await post({ confirm: '2', digest: '' })
+    expect([undigested.status, undigested.json.error]).toEqual([400, 'a resubmit of a set needs maxSeq, count and digest from its preview'])
     await fx.rt.store.resubmit({ ids: [ids[0]!] }) // someone else resubmitted one of them meanwhile
     const changed = await post({ confirm: '2' })
     expect(changed.status).toBe(409)
     expect(changed.json.error).toMatch(/^the set changed since its preview: it now holds 1 finished message\(s\), not 2/)
     expect(await statuses(fx, [ids[1]!, ids[2]!])).toEqual(['error', 'error'])
     expect(await fx.rt.store.auditLog()).toEqual([])
+  })
+
+  it('over the API: refuses a confirmation whose set holds as many messages but not the previewed ones (409, nothing done)', async () => {
+    const [a] = await feed(fx, [{ mrn: '5' }])
+    await fx.handle.pause()
+    const b = (await fx.feed.emit({ mrn: '5' })).id // queued behind the pause: left out of the preview
+    const preview = await call(fx.url, '/api/channels/adt/resubmit?key=mrn%3D5', { headers: bearer(OPERATOR_TOKEN) })
+    expect(preview.json).toMatchObject({ count: 1, messages: 1 }) // a only
+    await fx.handle.resume()
+    await fx.handle.whenIdle({ timeoutMs: 10_000 }) // b delivered: it joins the set
+    await fx.handle.pause()
+    await fx.rt.store.resubmit({ ids: [a!] }) // someone else resubmitted a meanwhile: it leaves the set, whose count stays 1
+    const sent = fx.rt.api.received.length
+    const post = await call(fx.url, '/api/channels/adt/resubmit', {
+      method: 'POST', headers: { ...bearer(OPERATOR_TOKEN), 'content-type': 'application/json' },
+      body: JSON.stringify({ key: 'mrn=5', maxSeq: String(preview.json.maxSeq), count: '1', confirm: '1', digest: preview.json.digest }),
+    })
+    expect(post.status).toBe(409)
+    expect(post.json.error).toBe('the set changed since its preview: it still holds 1 finished message(s), but not the same ones (some were resubmitted or purged, others finished meanwhile); nothing was resubmitted, preview it again')
+    expect(await statuses(fx, [a!, b])).toEqual(['queued', 'delivered']) // b is not queued again
+    expect(await fx.rt.store.auditLog()).toEqual([])
+    await fx.handle.resume()
+    await fx.handle.whenIdle({ timeoutMs: 10_000 })
+    expect(fx.rt.api.received.length).toBe(sent + 2) // a, resubmitted by the other operator, to api and audit; b not again
   })
 
   it('tells when a filter matches nothing to resubmit, and refuses a viewer the preview and the action', async () => {

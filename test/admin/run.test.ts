@@ -124,6 +124,21 @@ describe('weir run --admin', () => {
     b.child.kill('SIGTERM')
     expect((await b.exited).code).toBe(0)
   }, 60_000)
+
+  it('--standby: SIGTERM while waiting for the data directory stops the engine with status 0, not by the signal', async () => {
+    const file = await channelFile(await freePort())
+    const dataDir = join(dir.path, 'data')
+    const [adminA, adminB] = [`http://127.0.0.1:${await freePort()}`, `http://127.0.0.1:${await freePort()}`]
+    const a = spawnWeirRun(file, dataDir, children, ['--admin', adminA.slice(7)])
+    await waitReady(adminA, true, a)
+    const b = spawnWeirRun(file, dataDir, children, ['--admin', adminB.slice(7), '--standby'])
+    await waitReady(adminB, false, b)
+    b.child.kill('SIGTERM')
+    expect(await b.exited, b.output()).toMatchObject({ code: 0, signal: null })
+    expect((await readyz(adminB)).status).toBe(0) // its admin server was closed
+    a.child.kill('SIGTERM')
+    expect((await a.exited).code).toBe(0)
+  }, 60_000)
 })
 
 describe('weir run --admin with the PostgreSQL store', () => {

@@ -69,7 +69,9 @@ describe('a channel whose credentials come from a "credentialsFile"', () => {
 
 describe('tokenRequests expectations over no requests', () => {
   write('inline/orders-secret.txt', 'test-material:orders-secret\n')
-  const ch = write('inline/channel.json', channel({ credentials: { crm: secretCred() } }))
+  // Once the decoy listens: a channel written before would name no valid token URL.
+  let ch = ''
+  beforeAll(() => { ch = write('inline/channel.json', channel({ credentials: { crm: secretCred() } })) })
   const idle = { steps: [{ waitMs: 0 }] }
 
   it('"grant", "authMethod", "scope" and "assertion" fail when no token was fetched, unless "count" says none', async () => {
@@ -103,6 +105,31 @@ describe('tokenRequests expectations over no requests', () => {
     expect(f!.slice(0, 2)).toEqual([
       'expect.tokenRequests.authMethod: no token request was accepted, so there is none to check (1 refused)',
       'expect.tokenRequests.scope: no token request was accepted, so there is none to check (1 refused)',
+    ])
+  })
+})
+
+describe('server.clients', () => {
+  write('clients/orders-secret.txt', 'test-material:orders-secret\n')
+  let ch = ''
+  beforeAll(() => { ch = write('clients/channel.json', channel({ credentials: { crm: secretCred() } })) })
+  const registered = { name: 'registered scopes only', steps: [{ send: { body: { id: 1 } } }], expect: { messages: [{ status: 'delivered' }] } }
+
+  it('a registration restricts the credential it names', async () => {
+    const t = write('clients/right.test.json', { channel: ch, api, server: { clients: { crm: { scopes: ['orders.read'] } } }, cases: [registered] })
+    const [f] = await failures(t)
+    expect(f![0]).toMatch(/^message 1: status error, expected delivered .*invalid_scope/)
+  })
+
+  it('a name the channel has no OAuth credential for (the file\'s or a case\'s) fails the case at its JSON pointer, naming those it has', async () => {
+    const t = write('clients/typo.test.json', {
+      channel: ch, api, server: { clients: { cmr: { scopes: ['orders.read'] } } },
+      cases: [registered, { ...registered, name: 'case typo', server: { clients: { 'c/rm': { secret: 'x' } } } }],
+    })
+    const problem = (at: string, name: string) => `${t}#${at}: the channel has no OAuth credential "${name}" (its OAuth credentials: "crm")`
+    expect(await failures(t)).toEqual([
+      [problem('/server/clients/cmr', 'cmr')],
+      [problem('/server/clients/cmr', 'cmr'), problem('/cases/1/server/clients/c~1rm', 'c/rm')],
     ])
   })
 })

@@ -65,6 +65,24 @@ describe('weir test', () => {
     expect(out.trimEnd().split('\n').at(-1)).toBe('0 passed, 1 failed')
   })
 
+  it('a channel that `weir validate` refuses fails every case with the same problem, though the cases replace its port', async () => {
+    const channel = join(DIR, 'port-string.json')
+    writeFileSync(channel, JSON.stringify({
+      name: 'p', source: { type: 'http-listener', config: { port: '7001' } },
+      destinations: [{ name: 'd', type: 'file', config: { directory: 'out' } }],
+    }))
+    const t = join(DIR, 'port-string.test.json')
+    writeFileSync(t, JSON.stringify({ channel: 'port-string.json', cases: [{ name: 'c1', steps: [{ send: { body: { a: 1 } } }], expect: { messages: [{ status: 'delivered' }] } }] }))
+    const problem = `${channel}#/source/config/port: must be integer`
+    const validate = await runCli(['validate', channel])
+    expect(validate.err).toContain(problem)
+    expect(validate.code).toBe(1)
+    const { code, out } = await runCli(['test', t])
+    expect(out).toContain(`  ✗ c1: ${problem}`)
+    expect(out.trimEnd().split('\n').at(-1)).toBe('0 passed, 1 failed')
+    expect(code).toBe(1)
+  })
+
   it('--verbose prints each message\'s path under its case', async () => {
     const { code, out } = await runCli(['test', passing, '--verbose'])
     expect(code).toBe(0)

@@ -1,10 +1,13 @@
 import { mkdir, readdir, readFile, symlink, writeFile } from 'node:fs/promises'
-import { join, resolve } from 'node:path'
+import { existsSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, relative, resolve } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { runChannelTest } from '../../engine/harness/run.ts'
 import { sandboxChannelDir } from '../../engine/harness/sandbox.ts'
 import { tempDir } from '../_setup.ts'
+import { formatProblem, type ConfigError } from '../../shared/errors.ts'
 
 const FIXTURES = resolve('test/fixtures/sandbox')
 const CHANNEL = join(FIXTURES, 'hl7-to-jsonl.json')
@@ -65,6 +68,50 @@ describe('the per-case sandbox', () => {
     await writeFile(join(box.dir, 'out', '.a.json.tmp'), '{}')
     expect(await box.written()).toEqual(['log.jsonl', 'out/a.json'])
     expect(await readFile(join(real, 'channel', 'log.jsonl'), 'utf8')).toBe('line 1\n')
+  })
+})
+
+describe('a send step\'s fileName', () => {
+  it('cannot lead outside the case\'s sandbox: the step is refused at its JSON pointer and nothing is written', async () => {
+    const ch = join(tmp.dir, 'poller')
+    await mkdir(ch, { recursive: true })
+    await writeFile(join(ch, 'f.json'), JSON.stringify({
+      name: 'f', source: { type: 'file-poller', config: { directory: 'in' } },
+      destinations: [{ name: 'd', type: 'file', config: { directory: 'out' } }],
+    }))
+    // The case's work directory is <tmpdir>/weir-test-XXXXXX: from it, up to tmpdir and into ours.
+    const target = join(tmp.dir, 'ESCAPED.json')
+    const fileName = join('..', relative(tmpdir(), target))
+    const path = join(ch, 'f.test.json')
+    await writeFile(path, JSON.stringify({ channel: 'f.json', cases: [{ name: 'escape', steps: [{ send: { body: { a: 1 }, fileName } }], expect: {} }] }))
+    const failures = await runChannelTest(path).then((r) => r.cases.flatMap((c) => c.failures), (e: ConfigError) => e.problems.map(formatProblem))
+    expect(failures).toEqual([expect.stringMatching(/f\.test\.json#\/cases\/0\/steps\/0\/send\/fileName: .*must be a plain file name/)])
+    expect(existsSync(target)).toBe(false)
+  })
+})
+
+describe('expect.messages[].destinations', () => {
+  it('holds only when every part of a split message has the status at that destination', async () => {
+    const ch = join(tmp.dir, 'split')
+    await mkdir(ch, { recursive: true })
+    await writeFile(join(ch, 'split.js'), `import { defineComponent, withBody } from 'weir'
+export default defineComponent({ type: 'split', kind: 'filter', description: 'one message per item', configSchema: { type: 'object' },
+  create: () => ({ process: (m) => m.body.items.map((i) => withBody(m, i)) }) })
+`)
+    await writeFile(join(ch, 's.json'), JSON.stringify({
+      name: 's', source: { type: 'http-listener', config: { port: 7001 } },
+      filters: [{ type: './split.js' }],
+      destinations: [{ name: 'api', type: 'http', config: { url: 'https://api.example.com/items' } }],
+    }))
+    const path = join(ch, 's.test.json')
+    await writeFile(path, JSON.stringify({
+      channel: 's.json',
+      // The first part is taken, the second refused.
+      api: [{ method: 'POST', path: '/items', auth: false, answers: [{ status: 201 }, { status: 400, json: { error: 'refused' } }] }],
+      cases: [{ name: 'split', steps: [{ send: { body: { items: [{ n: 1 }, { n: 2 }] } } }], expect: { messages: [{ destinations: { api: 'delivered' } }] } }],
+    }))
+    const [c] = (await runChannelTest(path)).cases
+    expect(c!.failures).toEqual([expect.stringMatching(/^message 1 part 1: error at "api", expected delivered \(HTTP 400: /)])
   })
 })
 

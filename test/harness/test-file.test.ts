@@ -34,4 +34,10 @@ describe('the test-file schema', () => {
     expect(validate({ channel: 'c.json', cases: [{ name: 'x', steps: [{ send: { body: 'x', contentTyp: 'text/plain' } }], expect: {} }] })).toBe(false)
     expect(validate.errors?.[0]).toMatchObject({ instancePath: '/cases/0/steps/0/send', keyword: 'additionalProperties', params: { additionalProperty: 'contentTyp' } })
   })
+
+  it('a send step\'s fileName is a plain file name: no / or \\, not . or ..', () => {
+    const withName = (fileName: string) => ({ channel: 'c.json', cases: [{ name: 'x', steps: [{ send: { body: 'x', fileName } }], expect: {} }] })
+    for (const bad of ['../x.json', 'a/b.json', '/tmp/x.json', 'a\\b.json', '..\\x.json', '.', '..', '']) expect(validate(withName(bad)), bad).toBe(false)
+    for (const good of ['x.json', '..x', 'a..b.txt', '.hidden']) expect(validate(withName(good)), good).toBe(true)
+  })
 })

@@ -9,6 +9,7 @@ import { run as credentials } from '../../engine/commands/credentials.ts'
 import { createRefreshTokenStore, createTokenProvider, TokenCache } from '../../shared/oauth/index.ts'
 import { Secret } from '../../shared/secret.ts'
 import type { CommandIO } from '../../engine/cli-io.ts'
+import { runCli } from '../_cli.ts'
 
 let as: AuthorizationServer
 let dir: string
@@ -55,6 +56,13 @@ describe('weir keys generate', () => {
     // Never overwrites.
     const again = await keys(['generate', '--alg', 'ES384', '--kid', 'cli-key', '--out', 'keys'], io()).catch((e) => e)
     expect([again.code, again.message]).toEqual(['ERR_FILE_ACCESS', `${pemFile} already exists; not overwriting it`])
+  })
+
+  it('--out naming a regular file is a user error naming it (exit 1, no stack), not an internal error', async () => {
+    const file = join(dir, 'not-a-dir')
+    await writeFile(file, 'x')
+    const r = await runCli(['keys', 'generate', '--alg', 'RS256', '--out', file])
+    expect([r.code, r.err.trim()]).toEqual([1, `weir keys: --out ${file}: cannot create the directory: EEXIST`])
   })
 
   it('rejects an unknown algorithm', async () => {

@@ -149,11 +149,17 @@ describe('weir messages', () => {
     api.behaviour = () => undefined
     const rs = io(dir.path)
     expect(await messagesCommand(['resubmit', '--status', 'error', '--data-dir', 'data'], rs.io)).toBe(0)
-    expect(rs.out).toEqual(['every channel: status error: this resubmits 1 message to 1 destination (api 1).', 'nothing resubmitted yet: run again with --confirm 1: it resubmits the messages the filter then matches, if they are still 1'])
+    expect(rs.out).toEqual(['every channel: status error: this resubmits 1 message to 1 destination (api 1).', expect.stringMatching(/^nothing resubmitted yet: run again with --confirm 1:[0-9a-f]{16}: it resubmits the messages the filter then matches, if they are still exactly these 1$/)])
+    const token = /--confirm (\S+):/.exec(rs.out[1]!)![1]!
     expect(api.received.filter((x) => x.key === `${bad.body.id}:api`)).toHaveLength(1)
-    await expect(messagesCommand(['resubmit', '--status', 'error', '--confirm', '2', '--data-dir', 'data'], io(dir.path).io)).rejects.toThrow('--confirm 2 does not match: every channel: status error now matches 1 finished message(s); nothing resubmitted')
+    const refused = (confirm: string) => messagesCommand(['resubmit', '--status', 'error', '--confirm', confirm, '--data-dir', 'data'], io(dir.path).io)
+    await expect(refused('1')).rejects.toThrow("--confirm takes the value the preview printed, the count and the set's digest (--confirm N:DIGEST), not 1; run the resubmit without --confirm to preview; nothing resubmitted")
+    await expect(refused(`2:${token.slice(2)}`)).rejects.toThrow(`--confirm 2:${token.slice(2)} does not match: every channel: status error now matches 1 finished message(s); nothing resubmitted, preview it again`)
+    // As many messages as previewed is not enough: a set of other messages (one left it, another joined) is refused.
+    await expect(refused('1:0123456789abcdef')).rejects.toThrow('--confirm 1:0123456789abcdef does not match: every channel: status error still matches 1 finished message(s), but not the previewed ones (some left it, others joined it meanwhile); nothing resubmitted, preview it again')
+    expect(api.received.filter((x) => x.key === `${bad.body.id}:api`)).toHaveLength(1)
     const ok = io(dir.path)
-    expect(await messagesCommand(['resubmit', '--status', 'error', '--confirm', '1', '--data-dir', 'data'], ok.io)).toBe(0)
+    expect(await messagesCommand(['resubmit', '--status', 'error', '--confirm', token, '--data-dir', 'data'], ok.io)).toBe(0)
     expect(ok.out).toEqual(['resubmitted 1 message(s)'])
     // The running engine polls for work queued by another process.
     await until(() => api.received.filter((x) => x.key === `${bad.body.id}:api`).length === 2, 5000)
@@ -195,6 +201,16 @@ describe('weir messages', () => {
     const badStatus = await messagesCommand(['list', '--status', 'lost'], t.io).catch((e) => e)
     expect(badStatus.message).toBe('--status must be one of queued, in-flight, retrying, delivered, filtered, error; not "lost"')
     expect(await messagesCommand(['frobnicate'], t.io)).toBe(2)
+  })
+
+  it('--channel-file with a JSON syntax error names file, line and column, never the text around it (a secret)', async () => {
+    const file = join(dir.path, 'leak.json')
+    await writeFile(file, '{"name":"leak",\n "credentials":{"api":{"clientAuth":{"method":"client_secret_post","secret": s3cr3tValue42}}}}')
+    const t = io(dir.path)
+    const e = await messagesCommand(['list', '--channel-file', file, '--key', 'mrn=1', '--data-dir', 'data'], t.io).catch((x) => x)
+    expect([e.code, e.userError]).toEqual(['ERR_CONFIG_INVALID', true])
+    expect(e.message).toBe(`${file}#: invalid JSON at line 2, column 78: unexpected token 's'`)
+    expect(e.message + t.out.join('') + t.err.join('')).not.toContain('s3cr3t')
   })
 
   it('show redacts token fields and JWTs in excerpts stored unredacted (by an older weir)', async () => {

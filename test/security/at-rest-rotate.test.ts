@@ -1,7 +1,8 @@
 // weir keys rotate-store-key: a new store key while the engine runs, every value sealed with the old
 // one sealed again, what the engine writes afterwards sealed with the new one, keyed hashes unchanged.
 import { expect, it } from 'vitest'
-import { readFile, stat } from 'node:fs/promises'
+import { existsSync } from 'node:fs'
+import { readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { keyIdOf } from '../../shared/store/keyring.ts'
 import { startWeirRun, until } from '../runtime/_helpers.ts'
@@ -54,6 +55,19 @@ it('refuses to rotate a key that comes from WEIR_SECRET_KEY, saying why', async 
   expect(r.code).toBe(1)
   expect(r.err).toContain('the store key comes from WEIR_SECRET_KEY')
   expect(r.err).not.toContain('a passphrase')
+})
+
+it('refuses a data directory without a store key (a typo) instead of making one up and reporting a rotation', async () => {
+  const typo = join(fx.dir.path, 'var-lib-wier')
+  const r = await weir(['keys', 'rotate-store-key', '--data-dir', typo], { WEIR_SECRET_KEY: '' })
+  expect([r.code, r.out, r.err.trim(), existsSync(typo)]).toEqual([1, '', `weir keys: no store key ${join(typo, 'oauth/secret.key')}: ${typo} is not the data directory of an engine that has a store key to rotate (check --data-dir or WEIR_DATA_DIR); nothing was changed`, false])
+})
+
+it('a --data-dir naming a regular file is a user error (exit 1, no stack), not an internal error', async () => {
+  const file = join(fx.dir.path, 'not-a-dir')
+  await writeFile(file, 'x')
+  const r = await weir(['keys', 'rotate-store-key', '--data-dir', file], { WEIR_SECRET_KEY: '' })
+  expect([r.code, r.err.trim()]).toEqual([1, `weir keys: no store key ${join(file, 'oauth/secret.key')}: ${file} is not the data directory of an engine that has a store key to rotate (check --data-dir or WEIR_DATA_DIR); nothing was changed`])
 })
 
 it('a refresh-token entry sealed before the rotation is still read after it, and sealed with the new key at its next write', async () => {

@@ -3,6 +3,7 @@ import { createCipheriv, createDecipheriv, createHash, randomBytes, scryptSync }
 import { chmod, mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createRefreshTokenStore, importRefreshToken } from '../../shared/oauth/index.ts'
+import { loadStoreKey } from '../../shared/oauth/refresh-store.ts'
 import { tempDir } from '../_setup.ts'
 
 // Findings: the refresh-token store did not check an existing secret.key, and a WEIR_SECRET_KEY
@@ -49,6 +50,13 @@ describe('the store key file', () => {
     await writeFile(join(dir, 'secret.key'), randomBytes(16).toString('base64') + '\n', { mode: 0o600 })
     const err = await createRefreshTokenStore({ dir }).read('epic').catch((e) => e)
     expect([err.code, err.message]).toEqual(['ERR_STORE', `the store key ${join(dir, 'secret.key')} must hold 32 bytes in base64; it holds 16`])
+  })
+
+  it('a key directory under a regular file is a user error naming it, not an internal one', async () => {
+    const file = join(d.dir, 'not-a-dir')
+    await writeFile(file, 'x')
+    const err = await loadStoreKey(join(file, 'oauth')).catch((e) => e)
+    expect([err.code, err.userError, err.message]).toEqual(['ERR_FILE_ACCESS', true, `cannot create the store key directory ${join(file, 'oauth')}: ENOTDIR`])
   })
 
   it('a key file and an entry written by the previous version still open', async () => {

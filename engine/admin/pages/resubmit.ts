@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import { Refusal } from '../../../shared/inbound/refusal.ts'
 import type { MessageStore, ResubmitPreview } from '../../../shared/store/index.ts'
 import { describeFilter, previewSentence, RESUBMIT_SET_LIMIT, resubmitInBatches, resubmitSet, type SetFilter } from '../../resubmit-set.ts'
@@ -24,33 +25,46 @@ function pinned(f: SetFilter): Record<string, string> {
   }
 }
 
+/**
+ * The set itself, pinned: SHA-256 (hex) of its message ids, sorted. The preview hands it out and the
+ * confirmation recomputes it, so a set with the same count but other messages is refused.
+ */
+export function setDigest(ids: readonly string[]): string {
+  return createHash('sha256').update([...ids].sort().join('\n')).digest('hex')
+}
+
 interface Previewed {
   filter: SetFilter
   ids: string[]
   maxSeq: number
   more: boolean
+  /** {@link setDigest} of `ids`. */
+  digest: string
   preview: ResubmitPreview
 }
 
 async function previewOf(store: MessageStore, filter: SetFilter): Promise<Previewed> {
   const set = await resubmitSet(store, filter)
-  return { filter, ...set, preview: set.more || set.ids.length === 0 ? { messages: set.ids.length, destinations: {}, undelivered: 0 } : await store.resubmitPreview(set.ids) }
+  return { filter, ...set, digest: setDigest(set.ids), preview: set.more || set.ids.length === 0 ? { messages: set.ids.length, destinations: {}, undelivered: 0 } : await store.resubmitPreview(set.ids) }
 }
 
 /**
  * Resubmits the set the operator confirmed: the same filter, no message newer than the preview's,
- * and exactly as many messages as the preview showed (typed in `confirm`); otherwise nothing is
- * done and the refusal says why (409 when the set changed meanwhile: preview again).
+ * exactly as many messages as the preview showed (typed in `confirm`) and exactly those messages
+ * (`digest`, the preview's {@link setDigest}); otherwise nothing is done and the refusal says why
+ * (409 when the set changed meanwhile: preview again).
  */
 async function resubmitConfirmed(src: ApiSources, ctx: RouteContext, channel: string): Promise<{ resubmitted: number; filter: SetFilter }> {
   const filter = setFilter(channel, ctx.form)
   const maxSeq = Number(ctx.form.get('maxSeq'))
   const count = Number(ctx.form.get('count'))
-  if (!Number.isSafeInteger(maxSeq) || maxSeq < 1 || !Number.isSafeInteger(count) || count < 1) throw new Refusal(400, 'a resubmit of a set needs maxSeq and count from its preview')
+  const digest = ctx.form.get('digest') ?? ''
+  if (!Number.isSafeInteger(maxSeq) || maxSeq < 1 || !Number.isSafeInteger(count) || count < 1 || !/^[0-9a-f]{64}$/.test(digest)) throw new Refusal(400, 'a resubmit of a set needs maxSeq, count and digest from its preview')
   if (ctx.form.get('confirm')?.replace(/[,\s]/g, '') !== String(count)) throw new Refusal(400, `type the number of messages (${count}) to confirm the resubmit`)
   const store = storeOf(src)
   const set = await resubmitSet(store, filter, { maxSeq })
   if (set.more || set.ids.length !== count) throw new Refusal(409, `the set changed since its preview: it now holds ${set.more ? `more than ${RESUBMIT_SET_LIMIT}` : set.ids.length} finished message(s), not ${count}; nothing was resubmitted, preview it again`)
+  if (setDigest(set.ids) !== digest) throw new Refusal(409, `the set changed since its preview: it still holds ${count} finished message(s), but not the same ones (some were resubmitted or purged, others finished meanwhile); nothing was resubmitted, preview it again`)
   const resubmitted = await resubmitInBatches(store, set.ids)
   await auditAction(src, ctx, 'resubmit', `${channel}: ${describeFilter(filter)}`, resubmitted)
   src.handles().find((h) => h.name === channel)?.wake()
@@ -68,7 +82,7 @@ function confirmBody(channel: string, p: Previewed, user: PageUser, back: string
   if (p.more) return html`${head}<p class="error" role="alert">The filter matches more than ${RESUBMIT_SET_LIMIT.toLocaleString('en-US')} finished messages. Narrow it (status, time, key) and resubmit in several steps.</p><a class="button" href="${back}">Back</a>`
   if (p.ids.length === 0) return html`${head}<p class="notice" role="status">No finished (delivered, filtered or error) message matches: nothing to resubmit.</p><a class="button" href="${back}">Back</a>`
   const n = p.ids.length
-  const fields = { ...pinned(p.filter), maxSeq: String(p.maxSeq), count: String(n) }
+  const fields = { ...pinned(p.filter), maxSeq: String(p.maxSeq), count: String(n), digest: p.digest }
   return html`${head}<p class="confirm" id="preview-sentence">This ${previewSentence(p.preview)}. Destinations that already got a message are skipped unless none is left; queued and in-flight messages are left alone; messages received after this preview are not included.</p>
 ${destinationRows(p.preview)}
 <form method="post" action="/channels/${encodeURIComponent(channel)}/resubmit" class="confirm-set"><input type="hidden" name="_csrf" value="${user.csrf}">${Object.entries(fields).map(([k, v]) => html`<input type="hidden" name="${k}" value="${v}">`)}
@@ -81,7 +95,7 @@ ${destinationRows(p.preview)}
  * Resubmitting a filtered set of a channel's messages: GET /channels/:name/resubmit previews it
  * ("resubmits 1,204 messages to 2 destinations") and asks the operator to type the count; its POST
  * resubmits exactly that set. The JSON API does the same: GET /api/channels/:name/resubmit (the
- * preview, with `maxSeq` and `count`), then POST with them and `confirm`.
+ * preview, with `maxSeq`, `count` and `digest`), then POST with them and `confirm`.
  */
 export function resubmitSetRoutes(router: Router, src: ApiSources, auth: Auth): void {
   router.get('/channels/:name/resubmit', requireRole('operator'), async (ctx) => {
@@ -98,7 +112,7 @@ export function resubmitSetRoutes(router: Router, src: ApiSources, auth: Auth): 
   })
   router.get('/api/channels/:name/resubmit', requireRole('operator'), async (ctx) => {
     const p = await previewOf(storeOf(src), setFilter(ctx.params.name!, ctx.url.searchParams))
-    sendJson(ctx.res, 200, { filter: describeFilter(p.filter), count: p.ids.length, more: p.more, maxSeq: p.maxSeq, ...p.preview, sentence: previewSentence(p.preview) })
+    sendJson(ctx.res, 200, { filter: describeFilter(p.filter), count: p.ids.length, more: p.more, maxSeq: p.maxSeq, digest: p.digest, ...p.preview, sentence: previewSentence(p.preview) })
   })
   router.post('/api/channels/:name/resubmit', requireRole('operator'), async (ctx) => {
     const { resubmitted } = await resubmitConfirmed(src, ctx, ctx.params.name!)
