@@ -44,12 +44,30 @@ export interface PauseState {
 const COMPONENT = '#operator'
 
 export async function readPauses(store: MessageStore, channel: string): Promise<PauseState> {
-  const s = await store.getState<PauseState>(channel, COMPONENT, 'paused')
+  return pausesOf(await store.getState(channel, COMPONENT, 'paused'))
+}
+
+/** The pauses a stored value holds (none when absent). */
+function pausesOf(value: unknown): PauseState {
+  const s = value as Partial<PauseState> | undefined
   return { channel: s?.channel === true, destinations: Array.isArray(s?.destinations) ? s.destinations : [] }
 }
 
-export function writePauses(store: MessageStore, channel: string, state: PauseState): Promise<void> {
-  return store.setState(channel, COMPONENT, 'paused', state)
+/** Swaps lost in a row before a change gives up: each loss means another writer's change went through, so only a storm of them gets here. */
+const MAX_SWAPS = 100
+
+/**
+ * Changes a channel's pauses with a compare-and-swap in the store, read again and changed again when
+ * another engine of the cluster wrote them in between: a read and a write of their own would let
+ * two operators pausing two destinations on two engines at once lose one of the pauses (or resumes).
+ */
+export async function changePauses(store: MessageStore, channel: string, change: (s: PauseState) => PauseState): Promise<PauseState> {
+  for (let i = 0; i < MAX_SWAPS; i++) {
+    const stored = await store.getState(channel, COMPONENT, 'paused')
+    const next = change(pausesOf(stored))
+    if (await store.swapState(channel, COMPONENT, 'paused', stored, next)) return next
+  }
+  throw new Error(`the pauses of channel "${channel}" kept changing: ${MAX_SWAPS} changes lost to other engines in a row`)
 }
 
 /**
@@ -58,6 +76,7 @@ export function writePauses(store: MessageStore, channel: string, state: PauseSt
  *
  * Loads and changes take turns: each `set` reads what the one before it wrote, so two operators
  * pausing two destinations at once pause both, and the state applied last is the one written last.
+ * Across engines, `changePauses` swaps in the store what it read for what it writes.
  */
 export class OperatorPauses {
   state: PauseState = { channel: false, destinations: [] }
@@ -73,11 +92,10 @@ export class OperatorPauses {
 
   set(destination: string | undefined, paused: boolean): Promise<void> {
     return this.#inTurn(async () => {
-      const s = await readPauses(this.store, this.channel)
-      if (destination === undefined) s.channel = paused
-      else s.destinations = paused ? [...new Set([...s.destinations, destination])] : s.destinations.filter((d) => d !== destination)
-      await writePauses(this.store, this.channel, s)
-      this.#use(s)
+      this.#use(await changePauses(this.store, this.channel, (s) => {
+        if (destination === undefined) return { ...s, channel: paused }
+        return { ...s, destinations: paused ? [...new Set([...s.destinations, destination])] : s.destinations.filter((d) => d !== destination) }
+      }))
     })
   }
 

@@ -254,6 +254,7 @@ function passThrough(inner: MessageStore) {
     ...(inner.leadership ? { leadership: inner.leadership } : {}),
     getState: <T = unknown>(channel: string, component: string, key: string) => inner.getState<T>(channel, component, key),
     setState: (channel: string, component: string, key: string, value: unknown) => inner.setState(channel, component, key, value),
+    swapState: (channel: string, component: string, key: string, expected: unknown, value: unknown) => inner.swapState(channel, component, key, expected, value),
     close: () => inner.close(),
   } satisfies Partial<MessageStore>
 }

@@ -224,6 +224,12 @@ export interface MessageStore {
   readonly leadership?: Leadership
   getState<T = unknown>(channel: string, component: string, key: string): Promise<T | undefined>
   setState(channel: string, component: string, key: string, value: unknown): Promise<void>
+  /**
+   * Sets a state to `value` only if it still is `expected` (as `getState` returned it; `undefined`:
+   * absent), in one statement: false when another writer (another engine of a cluster) changed it
+   * first. For a change that depends on the value before it: read, change, swap, and read again on false.
+   */
+  swapState(channel: string, component: string, key: string, expected: unknown, value: unknown): Promise<boolean>
   close(): Promise<void>
 }
 

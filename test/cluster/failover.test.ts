@@ -1,5 +1,9 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { until } from '../runtime/_helpers.ts'
+import { startChannel } from '../../engine/runtime/index.ts'
+import { readPauses } from '../../engine/runtime/pause.ts'
+import { silentLogger } from '../../shared/log/index.ts'
+import { openPostgresStore } from '../../shared/store/index.ts'
+import { channel, destination, feedSource, startApi, tempDir, until } from '../runtime/_helpers.ts'
 import { orderedSink, orderViolation, sendKeyed } from '../runtime/_order.ts'
 import { clusterFixture, testChannel, type Engine } from './_cluster.ts'
 
@@ -85,4 +89,39 @@ describe('a cluster of three engines on one PostgreSQL', () => {
     expect(await c.sql`SELECT id FROM weir_engines`).toEqual([])
     console.log(`cluster failover (seed ${seed}): ${TOTAL} acknowledged over 3 engines, killed one holding ${claimed} claims with ${deliveredAtKill} delivered; takeover after ${takeoverMs} ms (lease ${LEASE_MS} ms); ${redelivered} redeliveries; ${s.refused} answered 503`)
   }, 420_000)
+})
+
+describe('operator pauses in a cluster', () => {
+  it('two operators pausing (then resuming) two destinations at once on two engines: neither change is lost', async () => {
+    const url = await fixture.server.createDatabase('pause_race')
+    const api = await startApi()
+    const dir = await tempDir()
+    const a = await openPostgresStore({ url, leaseMs: LEASE_MS })
+    const b = await openPostgresStore({ url, leaseMs: LEASE_MS })
+    const adt = () => channel({ name: 'adt', dir: dir.path, source: feedSource().definition, destinations: [destination('d1', api.url), destination('d2', api.url)] })
+    // No periodic re-read: what each engine writes must rest on what the store holds, not on a recent load.
+    const onA = await startChannel(adt(), { store: a, log: silentLogger, dataDir: dir.path, pauseSyncMs: 60_000 })
+    const onB = await startChannel(adt(), { store: b, log: silentLogger, dataDir: dir.path, pauseSyncMs: 60_000 })
+    try {
+      const lost: string[] = []
+      for (let round = 0; round < 20; round++) {
+        // Operator 1 on engine A's dashboard pauses d1, operator 2 on engine B's pauses d2, at the same moment.
+        await Promise.all([onA.pause('d1'), onB.pause('d2')])
+        const paused = await readPauses(a, 'adt')
+        if (paused.destinations.length !== 2) lost.push(`round ${round}: paused ${JSON.stringify(paused.destinations)}`)
+        await Promise.all([onA.resume('d1'), onB.resume('d2')])
+        const resumed = await readPauses(a, 'adt')
+        if (resumed.destinations.length !== 0) lost.push(`round ${round}: resumed, still paused ${JSON.stringify(resumed.destinations)}`)
+        for (const d of resumed.destinations) await onA.resume(d)
+      }
+      expect(lost).toEqual([])
+    } finally {
+      await onA.stop({ timeoutMs: 200 })
+      await onB.stop({ timeoutMs: 200 })
+      await a.close()
+      await b.close()
+      await api.close()
+      await dir.remove()
+    }
+  }, 60_000)
 })

@@ -1,6 +1,11 @@
 import { createServer, type Server } from 'node:http'
+import { createServer as createTcpServer, connect, type Socket } from 'node:net'
 import { join, resolve } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { underLeadership } from '../../engine/runtime/leader.ts'
+import type { Source } from '../../shared/component.ts'
+import { silentLogger } from '../../shared/log/index.ts'
+import { openPostgresStore } from '../../shared/store/index.ts'
 import { until } from '../runtime/_helpers.ts'
 import { clusterFixture } from './_cluster.ts'
 
@@ -43,12 +48,43 @@ async function itemsApi() {
   }
 }
 
+/** A TCP proxy to PostgreSQL that can black-hole the traffic: a partition that drops packets without a reset, as a dead switch or a changed security group does. */
+async function blackholeProxyTo(port: number) {
+  let hole = false
+  const sockets = new Set<Socket>()
+  const server = createTcpServer((client) => {
+    const upstream = connect(port, '127.0.0.1')
+    for (const s of [client, upstream]) {
+      sockets.add(s)
+      s.on('error', () => {}).on('close', () => sockets.delete(s))
+    }
+    client.on('data', (d: Buffer) => { if (!hole) upstream.write(d) })
+    upstream.on('data', (d: Buffer) => { if (!hole) client.write(d) })
+    client.on('close', () => upstream.destroy())
+    upstream.on('close', () => client.destroy())
+  })
+  await new Promise<void>((ok) => server.listen(0, '127.0.0.1', () => ok()))
+  return {
+    port: (server.address() as { port: number }).port,
+    blackhole() { hole = true },
+    close: () => new Promise<void>((ok) => { for (const s of sockets) s.destroy(); server.close(() => ok()) }),
+  }
+}
+
+/** A source that only records whether it runs. */
+function recordingSource() {
+  const state = { running: false }
+  const source: Source = { async start() { state.running = true }, async stop() { state.running = false } }
+  return { state, source }
+}
+
 describe('pollers in a cluster', () => {
   let cluster: Awaited<ReturnType<typeof fixture.create>> | undefined
   let api: Awaited<ReturnType<typeof itemsApi>> | undefined
   afterEach(async () => {
     await cluster?.close()
     await api?.close()
+    cluster = api = undefined
   })
 
   it('a schedule ticks on exactly one engine; when it dies another takes over within the lease, the cursor going on without gaps or repeats', async () => {
@@ -85,4 +121,39 @@ describe('pollers in a cluster', () => {
     expect([...cursors].sort()).toEqual(cursors)
     console.log(`poller takeover: ${a.polls.length} polls, leader ${leaderName} killed, ${successor} polled ${takeoverMs} ms later (lease ${LEASE_MS} ms)`)
   }, 120_000)
+
+  it('an engine partitioned from PostgreSQL (packets dropped, no reset) stops its poller before another engine takes the leadership', async () => {
+    const LEASE = 900
+    const url = await fixture.server.createDatabase('lead_partition')
+    const proxy = await blackholeProxyTo(fixture.server.port)
+    const a = await openPostgresStore({ url: url.replace(`:${fixture.server.port}/`, `:${proxy.port}/`), leaseMs: LEASE })
+    const b = await openPostgresStore({ url, leaseMs: LEASE })
+    const A = recordingSource()
+    const B = recordingSource()
+    const emit = async () => ({ id: 'x', duplicate: false })
+    const onA = underLeadership(A.source, { leadership: a.leadership!, name: 'file-poller', log: silentLogger, now: Date.now })
+    const onB = underLeadership(B.source, { leadership: b.leadership!, name: 'file-poller', log: silentLogger, now: Date.now })
+    try {
+      await onA.start(emit)
+      await onB.start(emit)
+      expect([A.state.running, B.state.running]).toEqual([true, false])
+      proxy.blackhole()
+      // A's renewals now hang (no answer, no error); B takes the leadership once A's lease has run out.
+      const both: number[] = []
+      const t0 = Date.now()
+      while (Date.now() - t0 < 6 * LEASE) {
+        await new Promise((ok) => setTimeout(ok, 50))
+        if (A.state.running && B.state.running) both.push(Date.now() - t0)
+      }
+      expect(B.state.running).toBe(true)
+      expect(both).toEqual([])
+    } finally {
+      // Closing the proxy ends A's hung queries: its stop() and close() can finish.
+      await proxy.close()
+      await Promise.resolve(onB.stop()).catch(() => {})
+      await Promise.resolve(onA.stop()).catch(() => {})
+      await a.close().catch(() => {})
+      await b.close()
+    }
+  }, 60_000)
 })

@@ -38,6 +38,41 @@ async function unhandledDuring(fn: () => Promise<void>): Promise<string[]> {
 
 const emit = async () => ({ id: 'x', duplicate: false })
 
+/**
+ * A leadership on a connection partitioned from the database (packets dropped, no reset): the n-th
+ * `lead` answers held after `answerMs[n - 1]` ms of the fake clock, the ones after those never, until
+ * `heal` (then: not held, another engine took over), writing every call and answer to `trace` with the fake time.
+ */
+function partitionedLeadership(trace: string[], answerMs: number[]) {
+  let n = 0
+  let healed = false
+  const hung: Array<(held: boolean) => void> = []
+  const leadership: Leadership = {
+    leaseMs: LEASE_MS,
+    lead: () => {
+      const k = ++n
+      trace.push(`lead ${k} at ${Date.now() - T0}`)
+      return new Promise<boolean>((ok) => {
+        if (healed) return ok(false)
+        if (k > answerMs.length) return hung.push(ok)
+        const answer = () => { trace.push(`held ${k} at ${Date.now() - T0}`); ok(true) }
+        // At once without a timer: `start` awaits the first answer before the test moves the clock.
+        if (answerMs[k - 1] === 0) answer()
+        else setTimeout(answer, answerMs[k - 1])
+      })
+    },
+    resign: async () => { trace.push('resign') },
+  }
+  return { leadership, heal: () => { healed = true; for (const f of hung.splice(0)) f(false) } }
+}
+
+const T0 = Date.UTC(2026, 0, 1)
+
+/** A source writing its starts and stops to `trace` with the fake time. */
+function tracedSource(trace: string[]): Source {
+  return { start() { trace.push(`start at ${Date.now() - T0}`) }, stop() { trace.push(`stop at ${Date.now() - T0}`) } }
+}
+
 /** Starts `source` under `leadership`, lets four turns pass (400 ms of the fake clock), stops it: the rejections nobody handled, and how stop() ended. */
 async function runTurns(source: Source, leadership: Leadership): Promise<{ unhandled: string[]; stopped: string }> {
   const s = underLeadership(source, { leadership, name: 'ch/source', log: silentLogger, now: Date.now })
@@ -90,5 +125,33 @@ describe('a poller under a leadership', () => {
       unhandled: [], stopped: 'stop rejected: the directory watcher is already closed',
       trace: ['lead 1', 'start', 'lead 2', 'lead 3', 'stop', 'lead 4', 'start', 'lead 5', 'stop', 'resign'],
     })
+  })
+
+  it('a renewal that hangs (a partition that drops packets) does not keep the source running: it stops two thirds of a lease after the last confirmed renewal', async () => {
+    useFakeClock(T0)
+    const trace: string[] = []
+    // Held at once when starting; the renewal at 100 ms never answers.
+    const { leadership, heal } = partitionedLeadership(trace, [0])
+    const s = underLeadership(tracedSource(trace), { leadership, name: 'ch/source', log: silentLogger, now: Date.now })
+    await s.start(emit)
+    await vi.advanceTimersByTimeAsync(3 * LEASE_MS)
+    // Stopped at 200 ms (2/3 of the 300 ms lease), long before another engine may take over at 300 ms.
+    expect(trace).toEqual(['lead 1 at 0', 'held 1 at 0', 'start at 0', 'lead 2 at 100', 'stop at 200'])
+    heal()
+    await s.stop()
+  })
+
+  it('a renewal counts from when it was sent, not from when its answer came back', async () => {
+    useFakeClock(T0)
+    const trace: string[] = []
+    // Held at once; the renewal sent at 100 ms answers at 190 ms; the next one, at 200 ms, never answers.
+    const { leadership, heal } = partitionedLeadership(trace, [0, 90])
+    const s = underLeadership(tracedSource(trace), { leadership, name: 'ch/source', log: silentLogger, now: Date.now })
+    await s.start(emit)
+    await vi.advanceTimersByTimeAsync(3 * LEASE_MS)
+    // The database renewed the lease at 100 ms at the latest: sure until 300 ms, not 390 ms.
+    expect(trace).toEqual(['lead 1 at 0', 'held 1 at 0', 'start at 0', 'lead 2 at 100', 'held 2 at 190', 'lead 3 at 200', 'stop at 300'])
+    heal()
+    await s.stop()
   })
 })

@@ -14,7 +14,7 @@ export interface StoreFactory {
   fresh(): Promise<void>
   /** Opens the store at the current location; `owner: false` opens it as a reader beside the engine. */
   open(options?: { now?: () => number; owner?: boolean }): MessageStore | Promise<MessageStore>
-  /** Ends a store the way a dying engine does: no claim is released (the next owner's open recovers them). */
+  /** Ends a store the way a dying engine does: no claim is released (the next owner's open, or a live engine of a cluster, recovers them). */
   crash(store: MessageStore): Promise<void>
   /** Removes the location after the test. */
   cleanup(): Promise<void>
@@ -234,6 +234,17 @@ export function storeConformance(factory: StoreFactory): void {
       expect(claimed[0]!.deliveries.map((x) => [x.destination, x.status])).toEqual([['a', 'delivered'], ['b', 'queued']])
     })
 
+    it('a store closed with claims it never released (a delivery that outlived the shutdown) gives them back: the next open claims them at once', async () => {
+      const { id } = await store.enqueue('c', { body: 1 })
+      const { id: id2 } = await store.enqueue('c', { body: 2 })
+      await store.claim('c', 2)
+      await store.recordDelivery(id, { destination: 'a', part: 0, status: 'delivered', attempt: delivered(1) })
+      await reopen()
+      const claimed = await store.claim('c', 5)
+      expect(claimed.map((m) => m.id)).toEqual([id, id2])
+      expect(claimed[0]!.deliveries.map((x) => [x.destination, x.status])).toEqual([['a', 'delivered']])
+    })
+
     it('a reader beside the owner sees claims and does not release them', async () => {
       await store.enqueue('c', { body: 1 })
       await store.claim('c', 1)
@@ -418,6 +429,21 @@ export function storeConformance(factory: StoreFactory): void {
       await store.setState('c', 'source', 'cursor', { page: 3 })
       await reopen()
       expect(await store.getState('c', 'source', 'cursor')).toEqual({ page: 3 })
+    })
+
+    it('swaps component state only when it still holds what the caller read (absent: undefined)', async () => {
+      expect(await store.swapState('c', 'op', 'paused', { d: ['x'] }, { d: ['y'] })).toBe(false)
+      expect(await store.getState('c', 'op', 'paused')).toBeUndefined()
+      expect(await store.swapState('c', 'op', 'paused', undefined, { d: ['x'] })).toBe(true)
+      expect(await store.swapState('c', 'op', 'paused', undefined, { d: ['y'] })).toBe(false)
+      const read = await store.getState('c', 'op', 'paused')
+      expect(await store.swapState('c', 'op', 'paused', read, { d: ['x', 'y'] })).toBe(true)
+      // A second writer that read the same value before the first swapped: its swap fails.
+      expect(await store.swapState('c', 'op', 'paused', read, { d: ['x', 'z'] })).toBe(false)
+      await reopen()
+      expect(await store.getState('c', 'op', 'paused')).toEqual({ d: ['x', 'y'] })
+      expect(await store.swapState('c', 'op', 'paused', { d: ['x', 'y'] }, null)).toBe(true)
+      expect(await store.swapState('c', 'op', 'paused', null, { d: [] })).toBe(true)
     })
 
     it('refuses a body JSON cannot write (a BigInt, a cycle) with ERR_STORE, without counting it as pending', async () => {

@@ -6,6 +6,10 @@ import { migrations } from '../../shared/store/postgres/migrations.ts'
 import { PENDING_COUNTS } from '../../shared/store/postgres/open.ts'
 import { storeConformance } from './conformance.ts'
 import { runCli } from '../_cli.ts'
+import { startChannel } from '../../engine/runtime/index.ts'
+import { silentLogger } from '../../shared/log/index.ts'
+import { defineComponent, type ComponentDefinition } from '../../shared/component.ts'
+import { channel, destination, feedSource, tempDir } from '../runtime/_helpers.ts'
 
 let server: EmbeddedPostgresServer
 let dbs = 0
@@ -13,11 +17,23 @@ let url = ''
 beforeAll(async () => { server = await startEmbeddedPostgres({ volatile: true }) }, 60_000)
 afterAll(async () => { await server?.stop() })
 
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
 /** Expires an engine's lease at once, as if it had stopped heartbeating a lease ago. */
 async function expire(engineId: string): Promise<void> {
   const db = openDb(url, { max: 1 })
   await db.sql`UPDATE weir_engines SET lease_until = clock_timestamp() - interval '1 second' WHERE id = ${engineId}`
   await db.end()
+}
+
+/** Has a live engine of the cluster sweep it: one that joined a (short) lease ago, since a joining engine waits one lease before its first sweep. */
+async function sweepByLiveEngine(): Promise<void> {
+  const engine = await openPostgresStore({ url, leaseMs: 300 })
+  await sleep(350)
+  // The first heartbeat may be one under way since before the lease passed; the second is not.
+  await engine.heartbeat()
+  await engine.heartbeat()
+  await engine.close()
 }
 
 storeConformance({
@@ -29,6 +45,7 @@ storeConformance({
     const id = store.engineId!
     await store.abandon()
     await expire(id)
+    await sweepByLiveEngine()
   },
   cleanup: async () => {},
 })
@@ -201,7 +218,7 @@ describe('openPostgresStore', () => {
       const dead = await runCli(['cluster', 'status', '--store', url, '--json'])
       expect(dead.code).toBe(1)
       expect(JSON.parse(dead.out).find((e: { id: string }) => e.id === deadId)).toMatchObject({ expired: true, claimed: 1, leads: ['poll/source'] })
-      await b.heartbeat()
+      await sweepByLiveEngine()
       expect((await b.cluster()).map((e) => e.id)).toEqual([b.engineId])
       expect(await b.leadership!.lead('poll/source')).toBe(true)
       expect((await b.claim('c', 5)).map((m) => m.body)).toEqual([1])
@@ -212,6 +229,166 @@ describe('openPostgresStore', () => {
     expect(await reader.cluster()).toEqual([])
     await reader.close()
     expect((await runCli(['cluster', 'status', '--store', url])).out).toBe('no engines\n')
+  })
+})
+
+describe('claims of an engine that has no row', () => {
+  it('a claim that comes after a sweep removed its engine (its lease had run out) claims nothing; rejoined under a new id, the engine claims the message', async () => {
+    url = await server.createDatabase(`orphan_late_${++dbs}`)
+    const a = await openPostgresStore({ url, leaseMs: 60_000 })
+    try {
+      const { id } = await a.enqueue('c', { body: 1 })
+      const oldId = a.engineId!
+      // A stalls past its lease (GC, CPU starvation): a live engine sweeps it. A's dispatcher, not yet aware, claims.
+      await expire(oldId)
+      await sweepByLiveEngine()
+      expect(await a.claim('c', 10)).toEqual([])
+      await a.heartbeat()
+      expect(a.engineId).not.toBe(oldId)
+      expect((await a.claim('c', 10)).map((m) => [m.id, m.status])).toEqual([[id, 'in-flight']])
+    } finally {
+      await a.close()
+    }
+  })
+
+  it('a sweep returns to the queue the claims of an engine whose row is gone otherwise (removed by hand, or left behind by an older version)', async () => {
+    url = await server.createDatabase(`orphan_sweep_${++dbs}`)
+    const a = await openPostgresStore({ url, leaseMs: 60_000 })
+    const b = await openPostgresStore({ url, leaseMs: 60_000 })
+    const db = openDb(url, { max: 1 })
+    try {
+      const { id } = await a.enqueue('c', { body: 1 })
+      await a.claim('c', 10)
+      await a.recordDelivery(id, { destination: 'x', part: 0, status: 'delivered', attempt: { startedAt: 1, endedAt: 2, outcome: 'delivered' } })
+      await a.abandon()
+      await db.sql`DELETE FROM weir_engines WHERE id = ${a.engineId!}`
+      await sweepByLiveEngine()
+      const [m] = await b.claim('c', 10)
+      expect([m?.id, m?.deliveries.map((d) => [d.destination, d.status])]).toEqual([id, [['x', 'delivered']]])
+    } finally {
+      await db.end()
+      await b.close()
+    }
+  })
+
+  it('weir run stopping while a delivery outlives shutdownTimeoutMs: the engine leaves the cluster with the message back in the queue, and another engine claims it at once', async () => {
+    url = await server.createDatabase(`orphan_stop_${++dbs}`)
+    const dir = await tempDir()
+    const a = await openPostgresStore({ url, leaseMs: 60_000 })
+    const b = await openPostgresStore({ url, leaseMs: 60_000 })
+    let started = 0
+    let ended: Promise<unknown> = Promise.resolve()
+    // A destination whose call does not honour the abort signal (a library without one, a hung socket): it ends late.
+    const slow = defineComponent({ type: 'slow', kind: 'destination', description: 'slow', configSchema: { type: 'object' },
+      create: () => ({ async deliver() { started++; await (ended = sleep(2000)); return { status: 200 } } }) }) as ComponentDefinition<'destination'>
+    const feed = feedSource()
+    try {
+      const h = await startChannel(channel({ name: 'adt', dir: dir.path, source: feed.definition, destinations: [destination('api', '', { definition: slow, config: {} })], options: { shutdownTimeoutMs: 100 } }),
+        { store: a, log: silentLogger, dataDir: dir.path })
+      const { id } = await feed.emit({ n: 1 })
+      while (started === 0) await sleep(10)
+      await h.stop() // 100 ms for the work under way, then 1 s for aborted deliveries: the delivery goes on
+      await a.close()
+      expect((await b.claim('adt', 10)).map((m) => m.id)).toEqual([id])
+    } finally {
+      await ended
+      await b.close()
+      await dir.remove()
+    }
+  })
+})
+
+describe('ordered claims beside a batch that holds a queued message locked', () => {
+  it('an ordered claim waits for its key\'s head that another transaction holds locked (as a batch whose enqueue moved a dedupe key does) instead of handing out the next message of the key; an unordered claim skips it', async () => {
+    url = await server.createDatabase(`locked_head_${++dbs}`)
+    const a = await openPostgresStore({ url, leaseMs: 60_000 })
+    const b = await openPostgresStore({ url, leaseMs: 60_000 })
+    const x = openDb(url, { max: 1 })
+    try {
+      const names = new Map<string, string>()
+      for (const ch of ['adt', 'lab']) {
+        names.set((await a.enqueue(ch, { body: 1, dedupeKey: 'visit-1', dedupeWindowMs: 100 }, { orderKey: 'K' })).id, 'm1')
+        names.set((await a.enqueue(ch, { body: 2 }, { orderKey: 'K' })).id, 'm2')
+      }
+      const named = (ms: Array<{ id: string }>) => ms.map((m) => names.get(m.id))
+      let ordered: Promise<Array<string | undefined>> | undefined
+      let unordered: Array<string | undefined> = []
+      await x.transaction(async (tx) => {
+        // A later "visit-1" after the window: the enqueue takes the key from m1, which stays locked until its batch commits.
+        await tx.sql`UPDATE weir_messages SET dedupe_key = NULL WHERE dedupe_key = 'visit-1'`
+        unordered = named(await b.claim('lab', 10))
+        ordered = b.claim('adt', 10, { order: 'key' }).then(named)
+        await sleep(300)
+      })
+      expect(unordered).toEqual(['m2'])
+      expect(await ordered).toEqual(['m1', 'm2'])
+    } finally {
+      await x.end()
+      await a.close()
+      await b.close()
+    }
+  })
+
+  it('a batch that moves a dedupe key and claims an ordered channel takes the claim lock before it locks any message: an ordered claim under way on the channel does not wait for it', async () => {
+    url = await server.createDatabase(`claim_lock_first_${++dbs}`)
+    const a = await openPostgresStore({ url, leaseMs: 60_000 })
+    const x = openDb(url, { max: 1 })
+    try {
+      const m1 = await a.enqueue('adt', { body: 1, dedupeKey: 'visit-1', dedupeWindowMs: 100 }, { orderKey: 'K' })
+      await sleep(200) // m1's dedupe window has passed
+      let batch: Promise<unknown> | undefined
+      const scanned = await x.transaction(async (tx) => {
+        // Another engine's ordered claim on adt, under way: it holds the channel's claim lock.
+        await tx.sql`SELECT pg_advisory_xact_lock(hashtextextended('weir:claim:' || ${'adt'}, 0))`
+        // Engine A's next batch: a re-sent "visit-1" (the key moves from m1 to it) and a claim on adt.
+        batch = Promise.all([a.enqueue('adt', { body: 3, dedupeKey: 'visit-1', dedupeWindowMs: 100 }, { orderKey: 'K' }), a.claim('adt', 10, { order: 'key' })])
+        await sleep(300)
+        // The other claim now reads the queue: had A's batch locked m1 before asking for the claim lock, each would wait for the other.
+        await tx.sql`SET LOCAL lock_timeout = '500ms'`
+        return tx.sql`SELECT id FROM weir_messages WHERE channel = 'adt' AND status = 'queued' ORDER BY seq FOR UPDATE`.then((rows) => rows.map((r) => r.id), (e: Error) => e.message)
+      })
+      expect(scanned).toEqual([m1.id])
+      const [, claimed] = (await batch) as [unknown, Array<{ id: string }>]
+      expect(claimed[0]!.id).toBe(m1.id)
+    } finally {
+      await x.end()
+      await a.close()
+    }
+  })
+})
+
+describe('an engine joining the cluster', () => {
+  it('waits one lease before declaring others dead: joining as the database comes back from an outage (every live engine\'s lease looks expired), it leaves their claims alone', async () => {
+    url = await server.createDatabase(`join_${++dbs}`)
+    const LEASE = 800
+    const a = await openPostgresStore({ url, leaseMs: 60_000 })
+    const c = await (async () => {
+      const { id } = await a.enqueue('adt', { body: 1 })
+      expect((await a.claim('adt', 10)).map((m) => m.id)).toEqual([id])
+      // The outage outlasted A's lease: A is alive and renews within a third of its lease of the database's return.
+      await expire(a.engineId!)
+      return openPostgresStore({ url, leaseMs: LEASE })
+    })()
+    try {
+      const joined = Date.now()
+      expect(await c.claim('adt', 10)).toEqual([])
+      await c.heartbeat()
+      expect(await c.claim('adt', 10)).toEqual([])
+      expect(Date.now() - joined).toBeLessThan(LEASE) // all of this within C's first lease
+      const aId = a.engineId
+      await a.heartbeat()
+      expect(a.engineId).toBe(aId)
+      await sleep(LEASE - (Date.now() - joined) + 50)
+      await c.heartbeat()
+      expect(await c.claim('adt', 10)).toEqual([])
+      // A lease after joining, C does sweep: A dies, and C takes its claim over.
+      await a.abandon()
+      await expire(aId!)
+      await c.heartbeat()
+      expect((await c.claim('adt', 10)).length).toBe(1)
+    } finally {
+      await c.close()
+    }
   })
 })
 

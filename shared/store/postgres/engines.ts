@@ -1,7 +1,7 @@
 import { hostname } from 'node:os'
 import type { Db } from './db.ts'
 import { newMessageId } from '../id.ts'
-import { requeueClaimsOf } from './operations.ts'
+import { requeueClaimsOf, requeueOrphanedClaims } from './operations.ts'
 
 /** An engine of the cluster as `weir cluster status` shows it. */
 export interface EngineStatus {
@@ -35,12 +35,18 @@ export interface LeaseOptions {
  * Each heartbeat also sweeps: engines whose lease ran out are removed in the same transaction that
  * returns their claims to the queue and frees their leaderships. An engine that finds its own row
  * gone was taken over: it rejoins under a new id, so nothing it claimed before can be completed.
+ * A claim holds a lock on its engine's row and claims nothing without it, so no message is ever
+ * claimed under the id of an engine that has no row (one the sweep would never return to the queue).
  */
 export class EngineLease {
   id = newEngineId()
   private timer: NodeJS.Timeout | undefined
   private beating: Promise<void> | undefined
-  /** No sweeping before this time (local clock): set a lease ahead after a heartbeat failed, so that after an outage of the database every engine has had a turn to renew before any is declared dead. */
+  /**
+   * No sweeping before this time (local clock): a lease ahead when this engine joins and after a
+   * heartbeat failed, so that after an outage of the database every engine has had a turn to renew
+   * before any is declared dead (an engine that joins as the database comes back cannot tell).
+   */
   private sweepAfter = 0
 
   constructor(private readonly db: Db, private readonly o: LeaseOptions) {}
@@ -49,9 +55,10 @@ export class EngineLease {
     return this.o.leaseMs
   }
 
+  /** Joins the cluster; the first sweep comes a lease later (see `sweepAfter`), from the heartbeat. */
   async join(): Promise<void> {
+    this.sweepAfter = Date.now() + this.o.leaseMs
     await this.register(this.o.leaseMs)
-    await this.sweep()
     this.timer = setInterval(() => void this.beat(), Math.max(100, Math.floor(this.o.leaseMs / 3)))
     this.timer.unref()
   }
@@ -79,13 +86,20 @@ export class EngineLease {
     await this.db.sql`DELETE FROM weir_leaders WHERE name = ${name} AND engine_id = ${this.id}`
   }
 
-  /** Leaves the cluster cleanly: the row and leaderships go (claims were released by the runtime). */
+  /**
+   * Leaves the cluster cleanly: the row and leaderships go, and with them any claim the runtime did
+   * not release (a delivery that outlived the shutdown, a release that failed): once the row is gone
+   * no sweep would find those claims by their engine, so they go back to the queue here.
+   */
   async leave(): Promise<void> {
     clearInterval(this.timer)
     await this.beating
+    const t = this.o.now()
     await this.db.transaction(async (tx) => {
       await tx.sql`DELETE FROM weir_leaders WHERE engine_id = ${this.id}`
+      // The row first: it waits for a claim of this engine still committing, which the requeue then sees.
       await tx.sql`DELETE FROM weir_engines WHERE id = ${this.id}`
+      await requeueClaimsOf(tx, [this.id], t)
     })
   }
 
@@ -117,13 +131,18 @@ export class EngineLease {
       VALUES (${this.id}, ${hostname()}, ${process.pid}, ${this.o.version}, clock_timestamp() + ${leaseMs}::int * interval '1 millisecond')`
   }
 
+  /**
+   * Removes the engines whose lease ran out, frees their leaderships and returns to the queue every
+   * claim whose engine has no row: theirs, and any left behind by an engine that is gone otherwise
+   * (removed by hand, or by a version of Weir that left claims behind).
+   */
   private async sweep(): Promise<void> {
     const t = this.o.now()
-    const [n, dead] = await this.db.transaction(async (tx) => {
+    const { n, dead } = await this.db.transaction(async (tx) => {
       const gone = (await tx.sql`DELETE FROM weir_engines WHERE lease_until < clock_timestamp() RETURNING id`).map((r) => r.id as string)
-      if (gone.length === 0) return [0, gone] as const
-      await tx.sql`DELETE FROM weir_leaders WHERE engine_id = ANY(${gone}::text[])`
-      return [await requeueClaimsOf(tx, gone, t), gone] as const
+      if (gone.length > 0) await tx.sql`DELETE FROM weir_leaders WHERE engine_id = ANY(${gone}::text[])`
+      const orphaned = await requeueOrphanedClaims(tx, t)
+      return { n: orphaned.n, dead: [...new Set([...gone, ...orphaned.owners])] }
     })
     if (dead.length > 0) this.o.onRequeued(n, dead)
   }

@@ -328,6 +328,22 @@ class PostgresStore implements PostgresMessageStore {
     return this.write<void>('setState', [channel, component, key, JSON.stringify(value ?? null), this.now()])
   }
 
+  /**
+   * One statement of its own, outside the group commit: under PostgreSQL's row lock, a swap that
+   * waited for another engine's re-checks the value that engine committed, so one of the two fails.
+   */
+  swapState(channel: string, component: string, key: string, expected: unknown, value: unknown): Promise<boolean> {
+    const [next, t] = [JSON.stringify(value ?? null), this.now()]
+    return this.read(async () => {
+      const rows = expected === undefined
+        ? await this.db.sql`INSERT INTO weir_state (channel, component, key, value, updated_at) VALUES (${channel}, ${component}, ${key}, ${next}, ${t})
+            ON CONFLICT (channel, component, key) DO NOTHING RETURNING 1`
+        : await this.db.sql`UPDATE weir_state SET value = ${next}, updated_at = ${t}
+            WHERE channel = ${channel} AND component = ${component} AND key = ${key} AND value = ${JSON.stringify(expected)} RETURNING 1`
+      return rows.length === 1
+    })
+  }
+
   get leadership(): Leadership | undefined {
     const lease = this.lease
     if (!lease) return undefined

@@ -32,7 +32,8 @@ function parameters(): { params: unknown[]; p: Param } {
  * The SQL of the store's writes, applied as one transaction per group commit. Operations of one kind
  * become one statement over arrays (a burst of 64 enqueues is one INSERT), in an order that keeps
  * each caller's view: enqueues first, then delivery outcomes, completions, releases, resubmissions
- * and state, and claims last, so a claim sees everything committed with it.
+ * and state, and claims last, so a claim sees everything committed with it (their channels' claim
+ * locks, though, are the batch's first: see `lockClaims`).
  *
  * The usual batch under load (enqueues, completions with their outcomes, one unordered claim) is one
  * statement instead: its parts are common table expressions of one INSERT … UPDATE, committed on
@@ -49,6 +50,7 @@ export function batchApplier(owner: () => string): ApplyBatch {
     if (oneStatement(ops)) return applyAsOneStatement(db, me, ops.length, of)
     return db.transaction(async (tx) => {
       const results: unknown[] = new Array(ops.length)
+      await lockClaims(tx, of('claim'))
       await enqueueAll(tx, of('enqueue'), results)
       await recordDeliveries(tx, me, [...of('delivery'), ...of('complete')].sort((a, b) => a[1] - b[1]))
       await completeAll(tx, me, of('complete'), results)
@@ -344,7 +346,7 @@ async function release(tx: Queryable, me: string, ids: string[], t: number): Pro
   return rows.map((r) => r.channel)
 }
 
-/** Returns the claims of engines whose lease ran out to the queue (their delivered destinations kept); how many. */
+/** Returns the claims of `engines` (leaving, or whose lease ran out) to the queue, their delivered destinations kept; how many. */
 export async function requeueClaimsOf(tx: Queryable, engines: string[], t: number): Promise<number> {
   const rows = await tx.query<{ n: number }>(`
     WITH r AS (
@@ -355,6 +357,27 @@ export async function requeueClaimsOf(tx: Queryable, engines: string[], t: numbe
     )
     SELECT count(*)::int AS n FROM r`, [engines, t])
   return rows[0]!.n
+}
+
+/**
+ * Returns to the queue every claim whose engine has no row in `weir_engines` (their delivered
+ * destinations kept): how many, and the engines they belonged to. A claim is picked as the
+ * statement's snapshot shows it and updated only if its owner is still the same, so one that another
+ * engine claimed meanwhile (under a row this snapshot does not show yet) stays that engine's.
+ */
+export async function requeueOrphanedClaims(tx: Queryable, t: number): Promise<{ n: number; owners: string[] }> {
+  const rows = await tx.query<{ n: number; owners: string[] }>(`
+    WITH orphaned AS (
+      SELECT m.seq, m.owner FROM weir_messages m
+      WHERE m.status IN ('in-flight', 'retrying') AND NOT EXISTS (SELECT 1 FROM weir_engines e WHERE e.id = m.owner)
+    ), r AS (
+      UPDATE weir_messages m SET status = 'queued', owner = NULL, updated_at = $1 FROM orphaned o
+      WHERE m.seq = o.seq AND m.owner IS NOT DISTINCT FROM o.owner AND m.status IN ('in-flight', 'retrying') RETURNING m.id, o.owner
+    ), d AS (
+      UPDATE weir_deliveries SET status = 'queued' WHERE message_id IN (SELECT id FROM r) AND status IN ('in-flight', 'retrying')
+    )
+    SELECT count(*)::int AS n, coalesce(array_agg(DISTINCT owner) FILTER (WHERE owner IS NOT NULL), '{}') AS owners FROM r`, [t])
+  return rows[0]!
 }
 
 async function resubmit(tx: Queryable, target: ResubmitTarget, t: number): Promise<Array<[string, string]>> {
@@ -414,10 +437,19 @@ const CLAIMED_COLUMNS = `m.id, m.seq, m.channel, m.status, (SELECT b.body FROM w
         FROM weir_deliveries d WHERE d.message_id = m.id) AS deliveries`
 
 /**
- * Common table expressions that claim the next queued messages of a channel with `FOR UPDATE SKIP
- * LOCKED` (`picked`), so engines claiming together take different messages, and mark them in
- * flight for this engine (`claimed`, the message's columns). An ordered channel's claim skips every
- * key (or, at `concurrency: 1`, the whole channel) that another engine still has in flight.
+ * Common table expressions that claim the next queued messages of a channel (`picked`) and mark
+ * them in flight for this engine (`claimed`, the message's columns).
+ *
+ * The claim first locks this engine's row in `weir_engines` (`FOR KEY SHARE`: heartbeats still
+ * renew it) and claims nothing without it: a sweep that removes the engine waits for the claim and
+ * then returns what it claimed to the queue, or the claim waits for the sweep and finds no row.
+ *
+ * An unordered claim skips rows another transaction holds locked (`SKIP LOCKED`), so engines
+ * claiming together take different messages. An ordered claim (it holds the channel's claim lock,
+ * see `lockClaims`) waits for them instead: a locked queued row is a key's head that a batch under
+ * way is changing (a dedupe window moving its key), and skipping it would hand out the next message
+ * of its key first. It also skips every key (or, at `concurrency: 1`, the whole channel) that
+ * another engine still has in flight.
  */
 function claimCtes(p: Param, me: string, [channel, limit, t, order]: [string, number, number, ClaimOrder]): string {
   const c = p(channel, 'text')
@@ -425,9 +457,11 @@ function claimCtes(p: Param, me: string, [channel, limit, t, order]: [string, nu
   const ordered = order === 'none' ? '' : `AND NOT EXISTS (
           SELECT 1 FROM weir_messages o WHERE o.channel = ${c} AND o.status IN ('in-flight', 'retrying') AND o.owner IS DISTINCT FROM ${owner}
             ${order === 'key' ? `AND coalesce(o.order_key, '') = coalesce(m.order_key, '')` : ''})`
-  return `picked AS (
-      SELECT m.seq FROM weir_messages m WHERE m.channel = ${c} AND m.status = 'queued' ${ordered}
-      ORDER BY m.seq LIMIT ${p(limit, 'int')} FOR UPDATE SKIP LOCKED
+  return `claimer AS (
+      SELECT id FROM weir_engines WHERE id = ${owner} FOR KEY SHARE
+    ), picked AS (
+      SELECT m.seq FROM weir_messages m WHERE EXISTS (SELECT 1 FROM claimer) AND m.channel = ${c} AND m.status = 'queued' ${ordered}
+      ORDER BY m.seq LIMIT ${p(limit, 'int')} FOR UPDATE${order === 'none' ? ' SKIP LOCKED' : ''}
     ), claimed AS (
       UPDATE weir_messages m SET status = 'in-flight', owner = ${owner}, updated_at = ${p(t, 'bigint')} FROM picked WHERE m.seq = picked.seq
       RETURNING ${CLAIMED_COLUMNS}
@@ -435,11 +469,18 @@ function claimCtes(p: Param, me: string, [channel, limit, t, order]: [string, nu
 }
 
 /**
- * Claims the next queued messages of a channel (see `claimCtes`). An ordered channel's claims also
- * take a per-channel advisory lock first: at any moment at most one engine delivers a key's head.
+ * Takes the per-channel claim lock (an advisory lock until commit) of each ordered claim of a batch:
+ * at any moment at most one engine claims a channel's key heads. They are the batch's first locks,
+ * taken in channel order: an ordered claim holding its lock may wait for a queued row that another
+ * batch locked (see `claimCtes`), so no batch may lock such a row and then wait for a claim lock.
  */
+async function lockClaims(tx: Queryable, claims: Indexed[]): Promise<void> {
+  const channels = [...new Set(claims.filter(([op]) => op.args[3] !== 'none').map(([op]) => op.args[0] as string))].sort()
+  for (const channel of channels) await tx.query(`SELECT pg_advisory_xact_lock(hashtextextended('weir:claim:' || $1, 0))`, [channel])
+}
+
+/** Claims the next queued messages of a channel (see `claimCtes`); an ordered claim holds its channel's lock (`lockClaims`). */
 async function claim(tx: Queryable, me: string, args: [string, number, number, ClaimOrder]): Promise<MessageRow[]> {
-  if (args[3] !== 'none') await tx.query(`SELECT pg_advisory_xact_lock(hashtextextended('weir:claim:' || $1, 0))`, [args[0]])
   const { params, p } = parameters()
   const rows = await tx.query<MessageRow>(`WITH ${claimCtes(p, me, args)} SELECT * FROM claimed`, params)
   return [...rows].sort((a, b) => Number(a.seq) - Number(b.seq))

@@ -323,6 +323,11 @@ class SqliteStore implements SqliteMessageStore {
     return this.writer.call('setState', [channel, component, key, JSON.stringify(value ?? null), this.now()])
   }
 
+  /** Compared as the JSON text `setState` wrote, on the writer thread: no other write runs between the comparison and the swap. */
+  swapState(channel: string, component: string, key: string, expected: unknown, value: unknown): Promise<boolean> {
+    return this.writer.call('swapState', [channel, component, key, expected === undefined ? null : JSON.stringify(expected), JSON.stringify(value ?? null), this.now()])
+  }
+
   async close(): Promise<void> {
     if (this.closed) return
     this.closed = true

@@ -115,6 +115,9 @@ const s = {
   getState: db.prepare('SELECT value FROM component_state WHERE channel = ? AND component = ? AND key = ?').pluck(),
   setState: db.prepare(`INSERT INTO component_state (channel, component, key, value, updated_at) VALUES (?, ?, ?, ?, ?)
     ON CONFLICT (channel, component, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`),
+  addState: db.prepare(`INSERT INTO component_state (channel, component, key, value, updated_at) VALUES (?, ?, ?, ?, ?)
+    ON CONFLICT (channel, component, key) DO NOTHING`),
+  swapState: db.prepare('UPDATE component_state SET value = ?, updated_at = ? WHERE channel = ? AND component = ? AND key = ? AND value = ?'),
 }
 
 let commits = 0
@@ -313,6 +316,14 @@ const ops = {
   /** @param {string} channel @param {string} component @param {string} key @param {string} value @param {number} t */
   setState(channel, component, key, value, t) {
     s.setState.run(channel, component, key, value, t)
+  },
+  /**
+   * Sets the state only if it still holds `expected` (null: absent); true when it did.
+   * @param {string} channel @param {string} component @param {string} key @param {string | null} expected @param {string} value @param {number} t
+   */
+  swapState(channel, component, key, expected, value, t) {
+    const r = expected === null ? s.addState.run(channel, component, key, value, t) : s.swapState.run(value, t, channel, component, key, expected)
+    return r.changes === 1
   },
   diagnostics() {
     return { synchronous: db.pragma('synchronous', { simple: true }), journalMode: db.pragma('journal_mode', { simple: true }), commits }
