@@ -4,7 +4,7 @@
  */
 export { defineComponent, withBody } from './shared/component.ts'
 export type {
-  ComponentDefinition, ComponentContext, ComponentKind, ComponentState, Message, MessageInput, Emit, EmitResult,
+  CheckContext, ComponentDefinition, ComponentContext, ComponentKind, ComponentState, Message, MessageInput, Emit, EmitResult,
   Source, Filter, FilterResult, Destination, DeliveryResult, JsonSchema, ConfigSchema, ConfigOf,
 } from './shared/component.ts'
 export * from './shared/errors.ts'

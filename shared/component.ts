@@ -126,6 +126,11 @@ type Resolved<T> = unknown extends T ? T
   : Secret | Exclude<T, SecretInput>
 type ResolvedMembers<T> = T extends readonly (infer E)[] ? Resolved<E>[] : T extends object ? { [K in keyof T]: Resolved<T[K]> } : T
 
+/** What `check` knows besides the config: where the channel file is (the base of relative paths). */
+export interface CheckContext {
+  channelDir: string
+}
+
 /**
  * The config a component receives, read from its schema (json-schema-to-ts `FromSchema`): validated,
  * fields with a `default` present (ajv fills them in), secret fields resolved to `Secret`s.
@@ -143,10 +148,11 @@ export interface ComponentDefinition<K extends ComponentKind = ComponentKind, S 
   /** Builds an instance from validated, defaulted, deep-frozen config. */
   create(config: Readonly<ConfigOf<S>>, ctx: ComponentContext): ComponentInstanceByKind[K] | Promise<ComponentInstanceByKind[K]>
   /**
-   * Checks that a schema cannot express (a cron expression, a JSONata expression). Returns problems
-   * as `[pointer-inside-config, message]` pairs; an empty array when the config is fine.
+   * Checks that a schema cannot express (a cron expression, a JSONata expression, a file the config
+   * names: relative to `ctx.channelDir`). Returns problems as `[pointer-inside-config, message]`
+   * pairs; an empty array when the config is fine. `weir validate` runs it, and so does every load.
    */
-  check?(config: Readonly<ConfigOf<S>>): Array<[string, string]> | Promise<Array<[string, string]>>
+  check?(config: Readonly<ConfigOf<S>>, ctx: CheckContext): Array<[string, string]> | Promise<Array<[string, string]>>
   /**
    * Sources only: where the source runs when several engines share one store (a cluster).
    * `every-engine` (default): push sources (listeners) behind a load balancer. `one-engine`:

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs'
+import { accessSync, constants, readFileSync } from 'node:fs'
 import { resolve } from 'node:path'
 import type { Socket } from 'node:net'
 import type { TLSSocket } from 'node:tls'
@@ -21,6 +21,26 @@ export interface ServerTlsConfig {
   key: Secret | string
   caFile?: string | undefined
   requireClientCert?: boolean | undefined
+}
+
+/**
+ * What is wrong with a listening source's `tls` option, as `[pointer, message]` pairs for its
+ * `check`: mutual TLS without the CAs, a certificate or CA file that cannot be read (relative to
+ * the channel file). `weir validate` then names the setting, instead of `weir run` failing later.
+ */
+export function serverTlsProblems(tls: ServerTlsConfig | undefined, channelDir: string): Array<[string, string]> {
+  if (!tls) return []
+  const out: Array<[string, string]> = []
+  if (tls.requireClientCert && !tls.caFile) out.push(['/tls/requireClientCert', 'requires "caFile" (the CAs client certificates must chain to)'])
+  for (const [field, file] of [['certFile', tls.certFile], ['caFile', tls.caFile]] as const) {
+    if (file === undefined) continue
+    try {
+      accessSync(resolve(channelDir, file), constants.R_OK)
+    } catch (e) {
+      out.push([`/tls/${field}`, `cannot read TLS file ${resolve(channelDir, file)}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`])
+    }
+  }
+  return out
 }
 
 /**

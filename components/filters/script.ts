@@ -241,6 +241,9 @@ export default defineComponent({
   type: 'script', kind: 'filter',
   description: 'Runs a user module (.ts or .js, no build step) on each message, in a worker thread by default; it returns the message, several messages, or null to drop it.',
   configSchema,
+  check(config, { channelDir }) {
+    return existsSync(resolve(channelDir, config.module)) ? [] : [['/module', `script module not found: ${resolve(channelDir, config.module)}`]]
+  },
   async create(config, ctx) {
     const path = resolve(ctx.channelDir, config.module)
     if (!existsSync(path)) throw new ConfigError([{ file: path, pointer: '', message: `script module "${config.module}" not found` }])

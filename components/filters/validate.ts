@@ -59,41 +59,43 @@ export function describeErrors(errors: readonly ErrorObject[], max: number): str
   return parts.join('; ')
 }
 
+/**
+ * The compiled schema of a config (`schema`, or `schemaFile` relative to the channel file), or what
+ * is wrong with it: `check` reports that at the setting's JSON pointer, before anything starts.
+ */
+function schemaOf(config: { schema?: unknown; schemaFile?: string | undefined }, channelDir: string): { validate: ValidateFunction } | { problem: string } {
+  let schema: Record<string, unknown>
+  if (config.schemaFile) {
+    try {
+      schema = JSON.parse(readFileSync(resolve(channelDir, config.schemaFile), 'utf8')) as Record<string, unknown>
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code
+      return { problem: code === 'ENOENT' ? `schema file not found: ${resolve(channelDir, config.schemaFile)}` : `cannot read schema file: ${code ?? (e as Error).message}` }
+    }
+  } else {
+    schema = structuredClone(config.schema) as Record<string, unknown>
+  }
+  try {
+    return { validate: compile(schema) }
+  } catch (e) {
+    return { problem: `invalid JSON Schema: ${(e as Error).message}` }
+  }
+}
+
 export default defineComponent({
   type: 'validate', kind: 'filter',
   description: 'Checks the message body against a JSON Schema (ajv); an invalid message goes to error state with the schema errors, or is dropped.',
   configSchema,
-  check(config) {
+  check(config, { channelDir }) {
     if (config.schema && config.schemaFile) return [['', 'give either "schema" or "schemaFile", not both']]
     if (!config.schema && !config.schemaFile) return [['', 'must have "schema" or "schemaFile"']]
-    if (config.schema) {
-      try {
-        compile(structuredClone(config.schema) as Record<string, unknown>)
-      } catch (e) {
-        return [['/schema', `invalid JSON Schema: ${(e as Error).message}`]]
-      }
-    }
-    return []
+    const got = schemaOf(config, channelDir)
+    return 'problem' in got ? [[config.schemaFile ? '/schemaFile' : '/schema', got.problem]] : []
   },
   create(config, ctx) {
-    let schema: Record<string, unknown>
-    if (config.schemaFile) {
-      const path = resolve(ctx.channelDir, config.schemaFile)
-      try {
-        schema = JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>
-      } catch (e) {
-        const code = (e as NodeJS.ErrnoException).code
-        throw new ConfigError([{ file: path, pointer: '', message: code === 'ENOENT' ? 'schema file not found' : `cannot read schema file: ${(e as Error).message}` }])
-      }
-    } else {
-      schema = structuredClone(config.schema!) as Record<string, unknown>
-    }
-    let validate: ValidateFunction
-    try {
-      validate = compile(schema)
-    } catch (e) {
-      throw new ConfigError([{ file: config.schemaFile ? resolve(ctx.channelDir, config.schemaFile) : ctx.channelDir, pointer: '', message: `invalid JSON Schema: ${(e as Error).message}` }])
-    }
+    const got = schemaOf(config, ctx.channelDir)
+    if ('problem' in got) throw new ConfigError([{ file: config.schemaFile ? resolve(ctx.channelDir, config.schemaFile) : ctx.channelDir, pointer: '', message: got.problem }])
+    const validate = got.validate
     return {
       process(message: Message) {
         if (validate(message.body)) return message

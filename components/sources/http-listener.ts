@@ -11,7 +11,7 @@ import { guardConnections, type ConnectionGuard } from '../../shared/inbound/con
 import { jsonDeeperThan } from '../../shared/inbound/json-depth.ts'
 import { jwtVerifier, KEYS_FAILURE_MS } from '../../shared/inbound/jwt-verifier.ts'
 import { Refusal } from '../../shared/inbound/refusal.ts'
-import { serverTlsOptions, verifiedClientSubject } from '../../shared/tls.ts'
+import { serverTlsOptions, serverTlsProblems, verifiedClientSubject } from '../../shared/tls.ts'
 import type { Logger } from '../../shared/log/index.ts'
 import { reveal } from '../../shared/secret.ts'
 
@@ -307,10 +307,9 @@ export default defineComponent({
   type: 'http-listener', kind: 'source',
   description: 'Receives messages POSTed to a port and path; answers 202 with the message id once it is durably stored.',
   configSchema,
-  check(config) {
-    const out: Array<[string, string]> = []
+  check(config, { channelDir }) {
+    const out: Array<[string, string]> = serverTlsProblems(config.tls, channelDir)
     if (config.jwt && config.apiKey) out.push(['', 'configure either "jwt" or "apiKey", not both'])
-    if (config.tls?.requireClientCert && !config.tls.caFile) out.push(['/tls/requireClientCert', 'requires "caFile" (the CAs client certificates must chain to)'])
     if (config.headersTimeoutMs > config.requestTimeoutMs) out.push(['/headersTimeoutMs', `must be at most requestTimeoutMs (${config.requestTimeoutMs})`])
     if (config.maxBufferedBytes < config.maxBytes) out.push(['/maxBufferedBytes', `must be at least maxBytes (${config.maxBytes})`])
     if ((config.maxConnectionsPerAddress ?? 0) > config.maxConnections) out.push(['/maxConnectionsPerAddress', `must be at most maxConnections (${config.maxConnections})`])

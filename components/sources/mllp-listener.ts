@@ -5,7 +5,7 @@ import { serverTlsSchema } from '../../shared/inbound/tls-schema.ts'
 import { errorCodes, isWeirError } from '../../shared/errors.ts'
 import { buildAck, HL7_ER7_CONTENT_TYPE, parseEr7, readHeader, type AckCode, type MshHeader } from '../../shared/hl7v2/index.ts'
 import { createFrameDecoder, encodeFrame, type FrameEvent } from '../../shared/mllp/frame.ts'
-import { serverTlsOptions, verifiedClientSubject } from '../../shared/tls.ts'
+import { serverTlsOptions, serverTlsProblems, verifiedClientSubject } from '../../shared/tls.ts'
 
 const configSchema = {
   type: 'object', additionalProperties: false, required: ['port'],
@@ -238,8 +238,8 @@ export default defineComponent({
   type: 'mllp-listener', kind: 'source',
   description: 'Receives HL7 v2 messages over MLLP (TCP, optionally TLS); acknowledges each one (AA) only once it is durably stored, AE/AR with the reason otherwise.',
   configSchema,
-  check(config) {
-    return config.tls?.requireClientCert && !config.tls.caFile ? [['/tls/requireClientCert', 'requires "caFile" (the CAs client certificates must chain to)']] : []
+  check(config, { channelDir }) {
+    return serverTlsProblems(config.tls, channelDir)
   },
   create(config, ctx) {
     const tlsOptions = config.tls ? serverTlsOptions(config.tls, ctx.channelDir) : undefined

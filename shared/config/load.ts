@@ -206,7 +206,7 @@ async function loadComponent<K extends ComponentKind>(kind: K, entry: Record<str
   }
   if (def.check && problems.length === before) {
     try {
-      for (const [p, m] of await def.check(config)) problems.push({ file: name, pointer: `${pointer}/config${p}`, message: m })
+      for (const [p, m] of await def.check(config, { channelDir: sc.dir })) problems.push({ file: name, pointer: `${pointer}/config${p}`, message: m })
     } catch (e) {
       problems.push({ file: name, pointer: `${pointer}/config`, message: isWeirError(e) ? e.message : `check failed: ${(e as Error).message}` })
     }

@@ -59,3 +59,28 @@ describe('weir CLI', () => {
     expect(r.stderr).toBe('no/such/file.json#: file not found\n0 valid, 1 invalid\n')
   })
 })
+
+describe('weir validate checks the files a component config names', () => {
+  const channel = (name: string, filters: unknown[], source: Record<string, unknown> = { port: 0 }) => {
+    const file = resolve(DIR, `${name}.json`)
+    writeFileSync(file, JSON.stringify({ name, source: { type: 'http-listener', config: source }, filters, destinations: [{ name: 'd', type: 'file', config: { directory: 'out' } }] }))
+    return file
+  }
+
+  it.each([
+    ['refs-schema', [{ type: 'validate', config: { schemaFile: 'schemas/patient.schema.json' } }], undefined, '#/filters/0/config/schemaFile: schema file not found'],
+    ['refs-script', [{ type: 'script', config: { module: './missing-script.ts' } }], undefined, '#/filters/0/config/module: script module not found'],
+    ['refs-tls', [], { port: 0, tls: { certFile: 'tls/missing.pem', key: { $env: 'REFS_TLS_KEY' } } }, '#/source/config/tls/certFile: cannot read TLS file'],
+  ])('%s: a missing file is a problem at its pointer, exit 1', async (name, filters, source, expected) => {
+    const file = channel(name, filters, source)
+    const r = await runCli(['validate', file], { ...process.env, REFS_TLS_KEY: 'not-a-real-key-value' })
+    expect([r.code, r.err]).toEqual([1, expect.stringContaining(`${name}.json${expected}`)])
+    expect(r.err).not.toContain('not-a-real-key-value')
+  })
+
+  it('weir run names the channel file and pointer of a missing schemaFile', async () => {
+    const file = channel('refs-run', [{ type: 'validate', config: { schemaFile: 'schemas/patient.schema.json' } }])
+    const r = await runCli(['run', file, '--admin', 'off', '--data-dir', resolve(DIR, 'refs-run-data')])
+    expect([r.code, r.err]).toEqual([1, expect.stringContaining('refs-run.json#/filters/0/config/schemaFile: schema file not found')])
+  })
+})

@@ -10,7 +10,7 @@ afterEach(async () => { await t?.cleanup() })
 const patientSchema = { type: 'object', required: ['mrn'], properties: { mrn: { type: 'string', pattern: '^[0-9]+$' }, age: { type: 'integer' } } }
 
 async function filter(config: Record<string, unknown>, channelDir?: string) {
-  const loaded = await loadComponentConfig(validate, config)
+  const loaded = await loadComponentConfig(validate, config, { dir: channelDir })
   expect(loaded.problems).toEqual([])
   t = await testContext(channelDir ? { channelDir } : {})
   return validate.create(loaded.config as never, t.ctx)
@@ -69,12 +69,14 @@ describe('validate filter', () => {
     } finally { await d.cleanup() }
   })
 
-  it('a missing schemaFile fails create() with a config error naming the file', async () => {
+  it('a schemaFile that is missing or not a JSON Schema is a problem at its pointer in the channel file, found at load (weir validate)', async () => {
     const d = await tempDir()
     try {
-      const err = await filter({ schemaFile: 'nope.json' }, d.dir).catch((e) => e)
-      expect(err.code).toBe('ERR_CONFIG_INVALID')
-      expect(err.problems).toEqual([{ file: join(d.dir, 'nope.json'), pointer: '', message: 'schema file not found' }])
+      await writeFile(join(d.dir, 'bad.schema.json'), JSON.stringify({ type: 'objectx' }))
+      const missing = await loadComponentConfig(validate, { schemaFile: 'nope.json' }, { dir: d.dir })
+      const invalid = await loadComponentConfig(validate, { schemaFile: 'bad.schema.json' }, { dir: d.dir })
+      expect(missing.problems).toEqual([{ file: join(d.dir, 'channel.json'), pointer: '/filters/0/config/schemaFile', message: `schema file not found: ${join(d.dir, 'nope.json')}` }])
+      expect(invalid.problems.map((p) => [p.pointer, p.message.split(':')[0]])).toEqual([['/filters/0/config/schemaFile', 'invalid JSON Schema']])
     } finally { await d.cleanup() }
   })
 })
