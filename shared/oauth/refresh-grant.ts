@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import { reveal } from '../secret.ts'
 import { grantParams } from './credential.ts'
 import { ReauthRequiredError, type OAuthResponseError } from './errors.ts'
@@ -28,8 +29,6 @@ interface UnwrittenRotation {
  * valid refresh token lives in this process's memory.
  */
 const WRITE_RETRY_DELAYS_MS = [100, 500, 1_500]
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 
 /**
  * A provider's refresh-token state between attempts. A rotated refresh token the store refused is

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import { createCipheriv, createDecipheriv, createHash, randomBytes, scrypt } from 'node:crypto'
 import { mkdir, open, readFile, rename, stat, unlink, utimes, writeFile, chmod } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -60,8 +61,6 @@ export interface RefreshTokenStore {
 function storeError(message: string, cause?: unknown): WeirError {
   return new errorCodes.ERR_STORE(message, { cause, retryable: false })
 }
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 
 function pidAlive(pid: number): boolean {
   try {

@@ -104,15 +104,21 @@ describe('weir run --admin', () => {
     expect(run.output()).toContain('the admin server on 0.0.0.0 (not loopback) needs authentication: give --admin-config with "tokens" or "jwt", or bind it to 127.0.0.1')
   })
 
-  it('--standby: /readyz answers 503 while another engine holds the data directory, then 200 once it has it', async () => {
-    const port = await freePort()
-    const file = await channelFile(port)
+  /** Engine a holding the data directory (ready), and engine b started with --standby waiting for it (not ready). */
+  async function engineAndStandby(file: string) {
     const dataDir = join(dir.path, 'data')
     const [adminA, adminB] = [`http://127.0.0.1:${await freePort()}`, `http://127.0.0.1:${await freePort()}`]
     const a = spawnWeirRun(file, dataDir, children, ['--admin', adminA.slice(7)])
     await waitReady(adminA, true, a)
     const b = spawnWeirRun(file, dataDir, children, ['--admin', adminB.slice(7), '--standby'])
     await waitReady(adminB, false, b)
+    return { a, b, adminB }
+  }
+
+  it('--standby: /readyz answers 503 while another engine holds the data directory, then 200 once it has it', async () => {
+    const port = await freePort()
+    const file = await channelFile(port)
+    const { a, b, adminB } = await engineAndStandby(file)
     const waiting = await call(adminB, '/readyz')
     expect(waiting.json).toEqual({ ready: false, checks: [{ name: 'store', ok: false, reason: `store locked by another engine (pid ${a.child.pid})` }, { name: 'channels', ok: false, reason: 'channels not started yet' }] })
     expect((await call(adminB, '/healthz')).status).toBe(200)
@@ -127,12 +133,7 @@ describe('weir run --admin', () => {
 
   it('--standby: SIGTERM while waiting for the data directory stops the engine with status 0, not by the signal', async () => {
     const file = await channelFile(await freePort())
-    const dataDir = join(dir.path, 'data')
-    const [adminA, adminB] = [`http://127.0.0.1:${await freePort()}`, `http://127.0.0.1:${await freePort()}`]
-    const a = spawnWeirRun(file, dataDir, children, ['--admin', adminA.slice(7)])
-    await waitReady(adminA, true, a)
-    const b = spawnWeirRun(file, dataDir, children, ['--admin', adminB.slice(7), '--standby'])
-    await waitReady(adminB, false, b)
+    const { a, b, adminB } = await engineAndStandby(file)
     b.child.kill('SIGTERM')
     expect(await b.exited, b.output()).toMatchObject({ code: 0, signal: null })
     expect((await readyz(adminB)).status).toBe(0) // its admin server was closed

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import { randomBytes, randomUUID } from 'node:crypto'
 import { keysOf, openEntry, sealEntry, type RefreshTokenStore, type StoreKeys, type StoredTokens, type StoredTokensInput } from '../../oauth/refresh-store.ts'
 import { StoreError } from '../errors.ts'
@@ -18,8 +19,6 @@ export interface PostgresTokenStateOptions {
   /** How long to wait for another engine's fetch before failing (retryably). Default 60,000 ms. */
   waitMs?: number
 }
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 
 /** What to do when the cluster has no key to seal its tokens with. */
 export const missingClusterKey = 'the PostgreSQL store keeps OAuth tokens (and content with encryptContent) encrypted with WEIR_SECRET_KEY: set the same WEIR_SECRET_KEY on every engine of the cluster'
