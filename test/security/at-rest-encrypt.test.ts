@@ -71,6 +71,11 @@ describe('patient data at rest: encryptContent', () => {
     const detail = (await store.get(first.id))!
     expect(detail.message.error).toBe(`gave up on ${MRN}`)
     expect(detail.attempts[0]).toMatchObject({ error: `HTTP 500 for ${MRN}`, excerpt: MRN })
+    // A delivered attempt is kept in its delivery's row: its excerpt is sealed there and opened on reading.
+    const second = await store.enqueue('c', { body: { mrn: MRN } })
+    await store.claim('c', 10)
+    await store.complete(second.id, 'delivered', [{ destination: 'd', part: 0, status: 'delivered', attempt: { startedAt: 3, endedAt: 4, outcome: 'delivered', responseStatus: 201, excerpt: `created ${MRN}` } }])
+    expect((await store.get(second.id))!.attempts).toEqual([{ destination: 'd', part: 0, attempt: 1, startedAt: 3, endedAt: 4, outcome: 'delivered', responseStatus: 201, excerpt: `created ${MRN}` }])
     await store.close()
     expect(await filesHolding(data, MRN)).toEqual([])
 

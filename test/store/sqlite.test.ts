@@ -201,6 +201,20 @@ process.stdin.on('end', async () => { await s?.close(); process.exit(0) })`
     expect(warned).toEqual([{ dataDir: dir, released: 2 }])
   })
 
+  it('warns of an unclean stop whose claims were not marked in flight yet: a dead owner\'s lock is enough', async () => {
+    await store.enqueue('c', { body: 1 })
+    await store.close()
+    await writeFile(join(dir, 'weir.lock'), '999999999')
+    const warned: unknown[] = []
+    store = openSqliteStore({ dataDir: dir, log: { warn: (o: unknown) => void warned.push(o) } as never })
+    expect(warned).toEqual([{ dataDir: dir, released: 0 }])
+    expect((await store.claim('c', 5)).map((m) => m.body)).toEqual([1])
+    await store.close()
+    const again: unknown[] = []
+    store = openSqliteStore({ dataDir: dir, log: { warn: (o: unknown) => void again.push(o) } as never })
+    expect(again).toEqual([{ dataDir: dir, released: 1 }])
+  })
+
   it('purging leaves no delivery or attempt rows behind', async () => {
     const { id } = await store.enqueue('c', { body: 1 })
     await store.claim('c', 1)
@@ -209,6 +223,40 @@ process.stdin.on('end', async () => { await s?.close(); process.exit(0) })`
     const raw = new Database(join(dir, 'weir.db'), { readonly: true })
     expect([raw.prepare('SELECT count(*) FROM deliveries').pluck().get(), raw.prepare('SELECT count(*) FROM attempts').pluck().get()]).toEqual([0, 0])
     raw.close()
+  })
+
+  it('keeps a delivered attempt in its delivery row, without a row of its own in attempts', async () => {
+    const { id } = await store.enqueue('c', { body: 1 })
+    await store.claim('c', 1)
+    await store.complete(id, 'delivered', [{ destination: 'api', part: 0, status: 'delivered', attempt: { startedAt: 1, endedAt: 2, outcome: 'delivered', responseStatus: 200 } }])
+    const raw = new Database(join(dir, 'weir.db'), { readonly: true })
+    try {
+      expect(raw.prepare('SELECT count(*) FROM attempts').pluck().get()).toBe(0)
+      expect(raw.prepare('SELECT attempts, last_attempt_at, last_ended_at FROM deliveries').get()).toEqual({ attempts: 1, last_attempt_at: 1, last_ended_at: 2 })
+    } finally {
+      raw.close()
+    }
+    expect((await store.get(id))!.attempts).toEqual([{ destination: 'api', part: 0, attempt: 1, startedAt: 1, endedAt: 2, outcome: 'delivered', responseStatus: 200 }])
+  })
+
+  it('marks a claim from memory in flight only if it is still under way after 100 ms: a quick delivery writes no mark', async () => {
+    const quick = await store.enqueue('c', { body: 1 })
+    const slow = await store.enqueue('c', { body: 2 })
+    const other = new Database(join(dir, 'weir.db'))
+    try {
+      other.exec(`CREATE TABLE marks (id TEXT); CREATE TRIGGER record_mark AFTER UPDATE OF status ON message_status WHEN NEW.status = 'in-flight'
+        BEGIN INSERT INTO marks SELECT id FROM message_content WHERE seq = NEW.seq; END`)
+      expect((await store.claim('c', 10)).map((m) => m.id)).toEqual([quick.id, slow.id])
+      await store.complete(quick.id, 'delivered')
+      const marks = () => other.prepare('SELECT id FROM marks').pluck().all()
+      expect(marks()).toEqual([])
+      await new Promise((r) => setTimeout(r, 300))
+      expect(marks()).toEqual([slow.id])
+      expect(other.prepare('SELECT status FROM message_status ORDER BY seq').pluck().all()).toEqual(['delivered', 'in-flight'])
+    } finally {
+      other.exec('DROP TRIGGER record_mark')
+      other.close()
+    }
   })
 
   it('a message claimed from memory whose in-flight mark was lost is not claimed again from the database', async () => {

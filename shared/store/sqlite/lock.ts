@@ -38,18 +38,20 @@ function readPid(file: string): number | undefined {
  * Takes the data directory's lock: `weir.lock` created exclusively (`wx`), holding our pid. An
  * existing lock is taken over only when its process is dead; the stale file is first renamed
  * aside, so two processes breaking the same stale lock cannot both end up owning the directory.
+ * `stale`: a dead process's lock was taken over, so the previous owner did not stop cleanly.
  */
-export function acquireLock(dir: string): string {
+export function acquireLock(dir: string): { file: string; stale: boolean } {
   const file = join(dir, LOCK_FILE)
   const inUse = (pid: number | undefined) => {
     const who = pid !== undefined && Number.isInteger(pid) && pid > 0 ? `process ${pid}` : 'another process'
     return new StoreError(`data directory ${dir} is in use by ${who}; stop it or use another --data-dir`)
   }
+  let stale = false
   for (let i = 0; i < 5; i++) {
     try {
       writeFileSync(file, String(process.pid), { flag: 'wx' })
       heldLocks.add(file)
-      return file
+      return { file, stale }
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e
     }
@@ -77,6 +79,7 @@ export function acquireLock(dir: string): string {
       throw inUse(moved)
     }
     unlinkSync(aside)
+    stale = true
   }
   throw inUse(readPid(file))
 }

@@ -126,6 +126,18 @@ export const migrations: ReadonlyArray<(db: Database) => void> = [
     );
     CREATE INDEX audit_log_at ON audit_log (at);
   `),
+  // 6: a delivered attempt is kept in its delivery's row (last_attempt_at, last_ended_at, response
+  // status and excerpt) instead of a row of its own in attempts: one write fewer per message. Should
+  // another attempt follow (a resubmission), the trigger first moves the kept one into attempts.
+  (db) => db.exec(`
+    ALTER TABLE deliveries ADD COLUMN last_ended_at INTEGER;
+    CREATE TRIGGER deliveries_keep_attempt BEFORE UPDATE OF attempts ON deliveries
+      WHEN OLD.last_ended_at IS NOT NULL AND NEW.attempts > OLD.attempts
+    BEGIN
+      INSERT INTO attempts (message_id, destination, part, attempt, started_at, ended_at, outcome, response_status, error, excerpt)
+        VALUES (OLD.message_id, OLD.destination, OLD.part, OLD.attempts, OLD.last_attempt_at, OLD.last_ended_at, 'delivered', OLD.response_status, NULL, OLD.response_excerpt);
+    END;
+  `),
 ]
 
 /**

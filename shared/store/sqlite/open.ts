@@ -58,6 +58,13 @@ const PURGE_BATCH = 1000
 /** Free pages given back to the file system per step after a purge batch (4 MB of 4 KB pages). */
 const VACUUM_STEP_PAGES = 1024
 const FINISHED: readonly FinishedStatus[] = ['delivered', 'filtered', 'error']
+/**
+ * How long a message claimed from memory may stay `queued` in the database before it is marked
+ * in flight there. Most deliveries finish sooner and are never marked (one write fewer per
+ * message); this process's own reads mark first, so only another process reading beside the
+ * engine (`weir messages`) can see such a message as queued, for at most this long.
+ */
+const MARK_IN_FLIGHT_AFTER_MS = 100
 
 /** A purge target as the writer thread takes it: every condition present, null when absent. */
 function purgeSpec(target: PurgeTarget) {
@@ -82,7 +89,8 @@ function prepare(dir: string, options: SqliteStoreOptions, t: number) {
   createOwnerOnlyFile(file)
   for (const suffix of ['-wal', '-shm']) tightenFile(file + suffix)
   const owner = options.owner ?? true
-  const lockFile = owner ? acquireLock(dir) : undefined
+  const lock = owner ? acquireLock(dir) : undefined
+  const lockFile = lock?.file
   try {
     const db = new DatabaseCtor(file)
     try {
@@ -92,7 +100,8 @@ function prepare(dir: string, options: SqliteStoreOptions, t: number) {
       if (owner) useIncrementalVacuum(db)
       const released = owner ? recoverClaims(db, t) : 0
       const pending = db.prepare(`SELECT channel, count(*) FROM message_status WHERE status IN ('queued', 'in-flight', 'retrying') GROUP BY channel`).raw().all() as Array<[string, number]>
-      return { lockFile, released, pending }
+      // A dead owner's lock tells of an unclean stop even when no claim of its was marked in flight yet.
+      return { lockFile, released, unclean: released > 0 || lock?.stale === true, pending }
     } finally {
       db.close()
     }
@@ -133,8 +142,8 @@ function recoverClaims(db: InstanceType<typeof DatabaseCtor>, t: number): number
 export function openSqliteStore(options: SqliteStoreOptions = {}): SqliteMessageStore {
   const dir = resolve(options.dataDir ?? 'data')
   const now = options.now ?? Date.now
-  const { lockFile, released, pending } = prepare(dir, options, now())
-  if (released > 0) options.log?.warn({ dataDir: dir, released }, 'unclean stop detected: messages that were in flight are queued again')
+  const { lockFile, released, unclean, pending } = prepare(dir, options, now())
+  if (unclean) options.log?.warn({ dataDir: dir, released }, 'unclean stop detected: messages that were in flight are queued again')
   const file = join(dir, DB_FILE)
   return new SqliteStore(file, new WriterClient(file, options.synchronous ?? 'FULL'), new ChannelQueues(pending), now, lockFile)
 }
@@ -142,6 +151,9 @@ export function openSqliteStore(options: SqliteStoreOptions = {}): SqliteMessage
 class SqliteStore implements SqliteMessageStore {
   /** The channel of each message claimed by this process and not yet finished. */
   private readonly claimed = new Map<string, string>()
+  /** The seq of each message claimed from memory and still `queued` in the database (see MARK_IN_FLIGHT_AFTER_MS). */
+  private readonly unmarked = new Map<string, number>()
+  private markTimer: NodeJS.Timeout | undefined = undefined
   private closed = false
 
   constructor(private readonly file: string, private readonly writer: WriterClient, private readonly queues: ChannelQueues, private readonly now: () => number, private readonly lockFile: string | undefined) {}
@@ -194,11 +206,16 @@ class SqliteStore implements SqliteMessageStore {
     const q = this.queues.of(channel)
     if (!q.backlog) {
       const got = q.hot.splice(0, limit).map((m): ClaimedMessage => ({ ...m, status: 'in-flight', updatedAt: t }))
-      if (got.length > 0) this.writer.send('markInFlight', [got.map((m) => m.seq), t])
-      for (const m of got) this.claimed.set(m.id, channel)
+      for (const m of got) {
+        this.claimed.set(m.id, channel)
+        this.unmarked.set(m.id, m.seq)
+      }
+      if (got.length > 0) this.markTimer ??= setTimeout(this.markInFlight, MARK_IN_FLIGHT_AFTER_MS).unref()
       return Promise.resolve(got)
     }
     const generation = q.generation
+    // Claimed messages still 'queued' in the database would take the places of the next ones in the query.
+    this.markInFlight()
     // A message this process claimed from memory is still 'queued' in the database if its mark was
     // lost (the batch carrying it failed: busy, disk full); it is under way here, so it is skipped,
     // not handed out a second time (this claim marks it in flight after all).
@@ -213,10 +230,12 @@ class SqliteStore implements SqliteMessageStore {
   }
 
   recordDelivery(id: string, update: DeliveryUpdate): Promise<void> {
+    if (update.status === 'retrying') this.unmarked.delete(id) // its status becomes 'retrying' from 'queued' as from 'in-flight'
     return this.writer.call('recordDelivery', [id, update, this.now()])
   }
 
   complete(id: string, status: 'delivered' | 'filtered' | 'error', updates: DeliveryUpdate[] = [], error?: string): Promise<void> {
+    this.unmarked.delete(id)
     return this.writer.call('complete', [id, status, updates, error ?? null, this.now()], (channel: string | null) => this.finished(id, channel))
   }
 
@@ -226,6 +245,7 @@ class SqliteStore implements SqliteMessageStore {
 
   release(ids: string[]): Promise<void> {
     if (ids.length === 0) return Promise.resolve()
+    for (const id of ids) this.unmarked.delete(id)
     // Claims must see the released messages before anything queued after them: read the database from now on.
     for (const ch of new Set(ids.map((id) => this.claimed.get(id)))) if (ch !== undefined) this.queues.toDatabase(ch)
     return this.writer.call('release', [ids, this.now()], (channels: string[]) => {
@@ -280,15 +300,18 @@ class SqliteStore implements SqliteMessageStore {
   }
 
   get(id: string): Promise<MessageDetail | undefined> {
+    this.markInFlight()
     return this.writer.call('get', [id], (r: { row: MessageRow; deliveries: unknown[]; attempts: unknown[] } | null) =>
       r === null ? undefined : { message: rowToMessage(r.row), deliveries: r.deliveries.map(deliveryOf), attempts: r.attempts.map(attemptOf) })
   }
 
   list(filter: ListFilter = {}): Promise<StoredMessage[]> {
+    this.markInFlight()
     return this.writer.call('list', [filter], (rows: MessageRow[]) => rows.map(rowToMessage))
   }
 
   stats(channel?: string): Promise<ChannelStats> {
+    this.markInFlight()
     return this.writer.call('stats', [channel ?? null], (rows: Array<{ status: MessageStatus; n: number }>) => {
       return countByStatus(rows)
     })
@@ -330,9 +353,20 @@ class SqliteStore implements SqliteMessageStore {
 
   async close(): Promise<void> {
     if (this.closed) return
+    // Messages still claimed (a stop that outlived its grace period) show as in flight, and the next open reports them.
+    this.markInFlight()
     this.closed = true
     await this.writer.close()
     if (this.lockFile) releaseLock(this.lockFile)
+  }
+
+  /** Marks in flight, in the database, the messages claimed from memory and not finished since; before any read of statuses. */
+  private readonly markInFlight = (): void => {
+    clearTimeout(this.markTimer)
+    this.markTimer = undefined
+    if (this.unmarked.size === 0) return
+    this.writer.send('markInFlight', [[...this.unmarked.values()], this.now()])
+    this.unmarked.clear()
   }
 
   private finished(id: string, channel: string | null): void {

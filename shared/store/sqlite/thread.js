@@ -58,9 +58,12 @@ const s = {
   markInFlight: db.prepare(`UPDATE message_status SET status = 'in-flight', updated_at = ? WHERE seq = ? AND status = 'queued'`),
   setStatus: db.prepare(`UPDATE message_status SET status = ?, updated_at = ?, error = ?
     WHERE seq = (SELECT seq FROM message_content WHERE id = ?) AND status IN ('queued', 'in-flight', 'retrying') RETURNING channel`).pluck(),
-  toRetrying: db.prepare(`UPDATE message_status SET status = 'retrying', updated_at = ? WHERE seq = (SELECT seq FROM message_content WHERE id = ?) AND status = 'in-flight'`),
-  upsertDelivery: db.prepare(`INSERT INTO deliveries (message_id, destination, part, status, attempts, first_attempt_at, last_attempt_at, next_attempt_at, last_error, response_status, response_excerpt)
-    VALUES (@id, @destination, @part, @status, @inc, @started, @started, @next, @error, @responseStatus, @excerpt)
+  // A message claimed from memory may still be 'queued' here: its in-flight mark waits (see open.ts).
+  toRetrying: db.prepare(`UPDATE message_status SET status = 'retrying', updated_at = ? WHERE seq = (SELECT seq FROM message_content WHERE id = ?) AND status IN ('queued', 'in-flight')`),
+  // A delivered attempt stays in the delivery's row (last_ended_at set) instead of a row in attempts;
+  // the trigger of migration 6 moves it there if another attempt follows.
+  upsertDelivery: db.prepare(`INSERT INTO deliveries (message_id, destination, part, status, attempts, first_attempt_at, last_attempt_at, next_attempt_at, last_error, response_status, response_excerpt, last_ended_at)
+    VALUES (@id, @destination, @part, @status, @inc, @started, @started, @next, @error, @responseStatus, @excerpt, @ended)
     ON CONFLICT (message_id, destination, part) DO UPDATE SET
       status = excluded.status,
       attempts = attempts + excluded.attempts,
@@ -69,11 +72,12 @@ const s = {
       next_attempt_at = excluded.next_attempt_at,
       last_error = CASE WHEN excluded.attempts > 0 THEN excluded.last_error ELSE last_error END,
       response_status = CASE WHEN excluded.attempts > 0 THEN excluded.response_status ELSE response_status END,
-      response_excerpt = CASE WHEN excluded.attempts > 0 THEN excluded.response_excerpt ELSE response_excerpt END
+      response_excerpt = CASE WHEN excluded.attempts > 0 THEN excluded.response_excerpt ELSE response_excerpt END,
+      last_ended_at = CASE WHEN excluded.attempts > 0 THEN excluded.last_ended_at ELSE last_ended_at END
     RETURNING attempts`).pluck(),
   insertAttempt: db.prepare(`INSERT INTO attempts (message_id, destination, part, attempt, started_at, ended_at, outcome, response_status, error, excerpt)
     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-  release: db.prepare(`UPDATE message_status SET status = 'queued', updated_at = ? WHERE seq = (SELECT seq FROM message_content WHERE id = ?) AND status IN ('in-flight', 'retrying') RETURNING channel`).pluck(),
+  release: db.prepare(`UPDATE message_status SET status = 'queued', updated_at = ? WHERE seq = (SELECT seq FROM message_content WHERE id = ?) AND status IN ('queued', 'in-flight', 'retrying') RETURNING channel`).pluck(),
   // next_attempt_at is kept: a retry scheduled before a stop or crash still waits its turn after a restart.
   releaseDeliveries: db.prepare(`UPDATE deliveries SET status = 'queued' WHERE message_id = ? AND status IN ('in-flight', 'retrying')`),
   getRow: db.prepare('SELECT * FROM messages WHERE id = ?'),
@@ -128,6 +132,8 @@ let commits = 0
  */
 function applyUpdate(id, u) {
   const a = u.attempt
+  // A delivered attempt is kept in the delivery's row alone (see upsertDelivery); `get` reads it back.
+  const kept = a?.outcome === 'delivered' && a.error === undefined
   const attempts = s.upsertDelivery.get({
     id, destination: u.destination, part: u.part, status: u.status,
     inc: a ? 1 : 0,
@@ -136,8 +142,23 @@ function applyUpdate(id, u) {
     error: a?.error ?? null,
     responseStatus: a?.responseStatus ?? null,
     excerpt: a?.excerpt ?? null,
+    ended: kept ? a.endedAt : null,
   })
-  if (a) s.insertAttempt.run(id, u.destination, u.part, attempts, a.startedAt, a.endedAt, a.outcome, a.responseStatus ?? null, a.error ?? null, a.excerpt ?? null)
+  if (a && !kept) s.insertAttempt.run(id, u.destination, u.part, attempts, a.startedAt, a.endedAt, a.outcome, a.responseStatus ?? null, a.error ?? null, a.excerpt ?? null)
+}
+
+/**
+ * A message's attempt history: the rows of attempts, and the delivered attempts kept in their
+ * delivery's row, in the order they started.
+ * @param {string} id @param {any[]} deliveries rows of deliveries
+ */
+function attemptsOf(id, deliveries) {
+  const rows = /** @type {any[]} */ (s.attempts.all(id))
+  const kept = deliveries.filter((d) => d.last_ended_at !== null).map((d) => ({
+    message_id: id, destination: d.destination, part: d.part, attempt: d.attempts, started_at: d.last_attempt_at, ended_at: d.last_ended_at,
+    outcome: 'delivered', response_status: d.response_status, error: null, excerpt: d.response_excerpt,
+  }))
+  return kept.length === 0 ? rows : [...rows, ...kept].sort((x, y) => x.started_at - y.started_at)
 }
 
 /** The operations the main thread may post, by name. Every timestamp (`t`) comes from the main thread's clock. */
@@ -272,7 +293,8 @@ const ops = {
     }
     if (!row) return null
     const key = /** @type {{ id: string }} */ (row).id
-    return { row, deliveries: s.deliveries.all(key), attempts: s.attempts.all(key) }
+    const deliveries = /** @type {any[]} */ (s.deliveries.all(key))
+    return { row, deliveries, attempts: attemptsOf(key, deliveries) }
   },
   /** @param {ListFilter} filter */
   list(filter) {
