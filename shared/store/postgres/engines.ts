@@ -37,11 +37,17 @@ export interface LeaseOptions {
  * gone was taken over: it rejoins under a new id, so nothing it claimed before can be completed.
  * A claim holds a lock on its engine's row and claims nothing without it, so no message is ever
  * claimed under the id of an engine that has no row (one the sweep would never return to the queue).
+ *
+ * Renewals (of the lease and of leaderships) run on connections of their own (`renewals`, a small
+ * pool), never behind message traffic on the store's pool: a busy pool must not make another engine
+ * declare this one dead. The sweep, which may wait for locks and move many rows, runs on the store's
+ * pool (`db`), apart from the renewals: a slow sweep delays no renewal either.
  */
 export class EngineLease {
   id = newEngineId()
   private timer: NodeJS.Timeout | undefined
-  private beating: Promise<void> | undefined
+  private renewing: Promise<void> | undefined
+  private sweeping: Promise<void> | undefined
   /**
    * No sweeping before this time (local clock): a lease ahead when this engine joins and after a
    * heartbeat failed, so that after an outage of the database every engine has had a turn to renew
@@ -49,7 +55,7 @@ export class EngineLease {
    */
   private sweepAfter = 0
 
-  constructor(private readonly db: Db, private readonly o: LeaseOptions) {}
+  constructor(private readonly db: Db, private readonly renewals: Db, private readonly o: LeaseOptions) {}
 
   get leaseMs(): number {
     return this.o.leaseMs
@@ -63,18 +69,24 @@ export class EngineLease {
     this.timer.unref()
   }
 
-  /** Renews the lease (and every leadership held) and sweeps expired engines; runs one at a time. */
-  beat(): Promise<void> {
-    this.beating ??= this.renew().catch((e) => {
+  /**
+   * Renews the lease (and every leadership held), then sweeps expired engines when it is time to;
+   * renewals run one at a time, and so do sweeps, but a sweep under way never holds up a renewal.
+   */
+  async beat(): Promise<void> {
+    this.renewing ??= this.renew().catch((e) => {
       this.sweepAfter = Date.now() + this.o.leaseMs
       this.o.onError(e)
-    }).finally(() => { this.beating = undefined })
-    return this.beating
+    }).finally(() => { this.renewing = undefined })
+    await this.renewing
+    if (Date.now() < this.sweepAfter) return
+    this.sweeping ??= this.sweep().catch((e) => this.o.onError(e)).finally(() => { this.sweeping = undefined })
+    await this.sweeping
   }
 
   /** Takes or keeps the leadership `name` (a poller): true when this engine holds it now. */
   async lead(name: string): Promise<boolean> {
-    const rows = await this.db.sql`INSERT INTO weir_leaders (name, engine_id, lease_until)
+    const rows = await this.renewals.sql`INSERT INTO weir_leaders (name, engine_id, lease_until)
       VALUES (${name}, ${this.id}, clock_timestamp() + ${this.o.leaseMs}::int * interval '1 millisecond')
       ON CONFLICT (name) DO UPDATE SET engine_id = excluded.engine_id, lease_until = excluded.lease_until
         WHERE weir_leaders.engine_id = excluded.engine_id OR weir_leaders.lease_until < clock_timestamp()
@@ -83,7 +95,7 @@ export class EngineLease {
   }
 
   async resign(name: string): Promise<void> {
-    await this.db.sql`DELETE FROM weir_leaders WHERE name = ${name} AND engine_id = ${this.id}`
+    await this.renewals.sql`DELETE FROM weir_leaders WHERE name = ${name} AND engine_id = ${this.id}`
   }
 
   /**
@@ -93,9 +105,9 @@ export class EngineLease {
    */
   async leave(): Promise<void> {
     clearInterval(this.timer)
-    await this.beating
+    await Promise.all([this.renewing, this.sweeping])
     const t = this.o.now()
-    await this.db.transaction(async (tx) => {
+    await this.renewals.transaction(async (tx) => {
       await tx.sql`DELETE FROM weir_leaders WHERE engine_id = ${this.id}`
       // The row first: it waits for a claim of this engine still committing, which the requeue then sees.
       await tx.sql`DELETE FROM weir_engines WHERE id = ${this.id}`
@@ -110,7 +122,7 @@ export class EngineLease {
 
   private async renew(): Promise<void> {
     const lease = this.o.leaseMs
-    const mine = await this.db.transaction(async (tx) => {
+    const mine = await this.renewals.transaction(async (tx) => {
       const rows = await tx.sql`UPDATE weir_engines SET heartbeat_at = clock_timestamp(), lease_until = clock_timestamp() + ${lease}::int * interval '1 millisecond'
         WHERE id = ${this.id} RETURNING id`
       await tx.sql`UPDATE weir_leaders SET lease_until = clock_timestamp() + ${lease}::int * interval '1 millisecond' WHERE engine_id = ${this.id}`
@@ -122,12 +134,11 @@ export class EngineLease {
       await this.register(lease)
       this.o.onLost(old, this.id)
     }
-    if (Date.now() >= this.sweepAfter) await this.sweep()
   }
 
   /** Adds this engine (under its current id) to the engines table, leased for `leaseMs` by the database's clock. */
   private async register(leaseMs: number): Promise<void> {
-    await this.db.sql`INSERT INTO weir_engines (id, host, pid, version, lease_until)
+    await this.renewals.sql`INSERT INTO weir_engines (id, host, pid, version, lease_until)
       VALUES (${this.id}, ${hostname()}, ${process.pid}, ${this.o.version}, clock_timestamp() + ${leaseMs}::int * interval '1 millisecond')`
   }
 

@@ -1,11 +1,29 @@
+import pg from 'pg'
 import type { Db } from './db.ts'
 
 /** One operation waiting for the next group commit. */
 export interface PendingOp {
   readonly kind: string
   readonly args: any
+  /**
+   * Run again, alone, after the transaction it was first part of failed, which may have committed
+   * all the same (its COMMIT sent, the answer lost): the applier then finds what a first run that
+   * committed left (an enqueue its own row, a completion its own outcome) instead of failing on it
+   * or applying it twice.
+   */
+  rerun?: boolean
   resolve(value: any): void
   reject(error: unknown): void
+}
+
+/**
+ * Whether a failed transaction may have committed all the same: anything but an error the server
+ * answered for a statement (which rolled the transaction back), such as a connection lost after
+ * COMMIT was sent, a client-side timeout, or the server ending the session (SQLSTATE classes 08,
+ * 57, 58, XX) while it committed.
+ */
+export function mayHaveCommitted(e: unknown): boolean {
+  return !(e instanceof pg.DatabaseError) || /^(08|57|58|XX)/.test(e.code ?? '')
 }
 
 /** Runs a batch of operations as one transaction (or one statement) on `db` and returns each operation's result, in order. */
@@ -25,6 +43,13 @@ export interface CommitPacing {
  * promise resolves only after its transaction committed. When a shared transaction fails, its
  * operations are run again one transaction each, so one bad operation fails alone.
  *
+ * A transaction that failed may have committed all the same (the connection lost after COMMIT was
+ * sent, before its answer arrived): each operation run again is marked `rerun`, and the applier
+ * makes its second run find the first one's work instead of failing on it (an enqueue finds its own
+ * row: a sender is never told to resend a message that is stored) or doing it twice. A lone
+ * operation whose outcome is unknown is run again once too when its kind is in `rerunAlone` (the
+ * kinds whose second run is safe); any other fails as before, the caller left to try again.
+ *
  * Under load (the last transaction ended less than `pacing.delayMs` ago) the next transaction may
  * wait up to `pacing.delayMs` for `pacing.batch` operations, as PostgreSQL's own `commit_delay`
  * does: fewer, larger commits for a few milliseconds of latency. The first write after a quiet
@@ -40,7 +65,10 @@ export class GroupCommit {
   /** Transactions committed so far (tests and the benchmark read it). */
   commits = 0
 
-  constructor(private readonly db: Db, private readonly apply: ApplyBatch, private readonly onError: (e: unknown) => unknown, private readonly pacing: CommitPacing = { delayMs: 0, batch: 0 }) {}
+  constructor(
+    private readonly db: Db, private readonly apply: ApplyBatch, private readonly onError: (e: unknown) => unknown, private readonly pacing: CommitPacing = { delayMs: 0, batch: 0 },
+    private readonly rerunAlone: ReadonlySet<string> = new Set(),
+  ) {}
 
   submit<T>(kind: string, args: unknown): Promise<T> {
     return new Promise<T>((resolve, reject) => {
@@ -80,14 +108,21 @@ export class GroupCommit {
         try {
           this.settle(batch, await this.transaction(batch))
         } catch (e) {
-          if (batch.length === 1) batch[0]!.reject(this.onError(e))
-          else for (const op of batch) await this.transaction([op]).then((r) => this.settle([op], r), (err) => op.reject(this.onError(err)))
+          const [lone] = batch
+          if (batch.length > 1 || (this.rerunAlone.has(lone!.kind) && mayHaveCommitted(e))) for (const op of batch) await this.rerun(op)
+          else lone!.reject(this.onError(e))
         }
       }
     } finally {
       // In the same turn as the last look at `waiting`: the next submit starts a new drain.
       this.draining = undefined
     }
+  }
+
+  /** Runs `op` again in a transaction of its own (see `PendingOp.rerun`). */
+  private async rerun(op: PendingOp): Promise<void> {
+    op.rerun = true
+    await this.transaction([op]).then((r) => this.settle([op], r), (err) => op.reject(this.onError(err)))
   }
 
   private async transaction(ops: readonly PendingOp[]): Promise<unknown[]> {

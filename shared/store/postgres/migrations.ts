@@ -164,7 +164,8 @@ const MIGRATION_LOCK = 0x77656972
 /**
  * Brings the database to the latest schema under a session advisory lock, so two engines starting
  * together never migrate at once (the second waits, then finds nothing to do). Refuses a schema
- * newer than this weir knows; a reader (`owner: false`) never migrates.
+ * newer than this weir knows; a reader (`owner: false`) never migrates. No statement timeout: a
+ * migration may rewrite a large table, and the engine after it waits for it.
  */
 export async function migrate(db: Db, options: { allowMigration: boolean }): Promise<number> {
   return db.transaction(async (tx) => {
@@ -182,5 +183,5 @@ export async function migrate(db: Db, options: { allowMigration: boolean }): Pro
     if (row === undefined) await tx.sql`INSERT INTO weir_schema (version) VALUES (${migrations.length})`
     else await tx.sql`UPDATE weir_schema SET version = ${migrations.length}`
     return migrations.length
-  })
+  }, { unbounded: true })
 }

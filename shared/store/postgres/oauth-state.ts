@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { randomBytes, randomUUID } from 'node:crypto'
-import { keysOf, openEntry, sealEntry, type RefreshTokenStore, type StoreKeys, type StoredTokens, type StoredTokensInput } from '../../oauth/refresh-store.ts'
+import { holdLease, keysOf, openEntry, sealEntry, type Lease, type RefreshTokenStore, type StoreKeys, type StoredTokens, type StoredTokensInput } from '../../oauth/refresh-store.ts'
 import { StoreError } from '../errors.ts'
 import type { MessageStore } from '../types.ts'
 import type { Db } from './db.ts'
@@ -91,20 +91,20 @@ export function createPostgresTokenState(options: PostgresTokenStateOptions): Re
     return rows.length > 0
   }
 
-  async function withLease<T>(key: string, fn: () => Promise<T>): Promise<T> {
+  async function withLease<T>(key: string, fn: (lease?: Lease) => Promise<T>): Promise<T> {
     const holder = randomUUID()
     const deadline = Date.now() + waitMs
     for (let delay = 10; !(await take(key, holder)); delay = Math.min(200, delay * 2)) {
       if (Date.now() > deadline) throw new StoreError(`timed out after ${waitMs} ms waiting for another engine's token request for "${key}"`, { retryable: true })
       await sleep(delay)
     }
-    const renew = setInterval(() => {
-      db.sql`UPDATE weir_oauth_state SET lease_until = clock_timestamp() + ${leaseMs}::int * interval '1 millisecond' WHERE key = ${key} AND holder = ${holder}`.catch(() => undefined)
-    }, leaseMs / 3)
+    // Renewed every third of leaseMs; one that finds another holder, or none succeeding for leaseMs, aborts lease.signal.
+    const lease = holdLease(key, leaseMs, async () => (await db.sql`UPDATE weir_oauth_state SET lease_until = clock_timestamp() + ${leaseMs}::int * interval '1 millisecond'
+      WHERE key = ${key} AND holder = ${holder} RETURNING 1`).length > 0)
     try {
-      return await fn()
+      return await fn(lease)
     } finally {
-      clearInterval(renew)
+      lease.stop()
       await db.sql`UPDATE weir_oauth_state SET holder = NULL, lease_until = NULL WHERE key = ${key} AND holder = ${holder}`.catch(() => undefined)
     }
   }

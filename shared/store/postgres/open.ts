@@ -11,9 +11,10 @@ import {
   MESSAGE_STATUSES, type ChannelStats, type ClaimOptions, type ClaimedMessage, type DeliveryRecord, type DeliveryUpdate, type EnqueueOptions,
   type Leadership, type ListFilter, type MessageDetail, type MessageStatus, type MessageStore, type PurgeTarget, type ResubmitTarget, type ResubmitPreview, type AuditEntry, type StoredMessage,
 } from '../types.ts'
-import { openDb, type Db } from './db.ts'
+import { DB_TIMEOUTS, openDb, type Db, type DbTimeouts } from './db.ts'
 import { clusterStatus, EngineLease, type EngineStatus } from './engines.ts'
 import { GroupCommit, type CommitPacing } from './group-commit.ts'
+import { HeldClaims, RECONCILE } from './held.ts'
 import { migrate } from './migrations.ts'
 import { batchApplier } from './operations.ts'
 
@@ -33,6 +34,8 @@ export interface PostgresStoreOptions {
   log?: Pick<Logger, 'warn' | 'info'>
   /** Under load, how long a write transaction may wait for more writes to share its commit (ms), and how many it waits for. Default: no wait (`weir run` passes `--commit-delay-ms`). */
   commitPacing?: CommitPacing
+  /** Statement, idle-in-transaction and keepalive timeouts of every connection (default `DB_TIMEOUTS`; tests shorten them). */
+  timeouts?: Partial<DbTimeouts>
 }
 
 /** The PostgreSQL store, with its cluster membership. */
@@ -101,7 +104,23 @@ function storeError(e: unknown, url: URL): StoreError {
 /** A connection pool to the store's database (the password from the URL, `PGPASSWORD` or `passwordFile`). */
 export function connect(o: PostgresStoreOptions, url: URL): Db {
   const password = o.passwordFile ? readFileSync(o.passwordFile, 'utf8').split(/\r?\n/)[0] : undefined
-  return openDb(o.url, { max: o.poolSize ?? 8, password, onError: (e) => o.log?.warn({ err: storeError(e, url) }, 'a PostgreSQL connection was lost; the pool opens a new one when needed') })
+  return openDb(o.url, {
+    max: o.poolSize ?? 8, password, timeouts: o.timeouts,
+    onError: (e) => o.log?.warn({ err: storeError(e, url) }, 'a PostgreSQL connection was lost; the pool opens a new one when needed'),
+  })
+}
+
+/** Connections of the lease renewals (see `EngineLease`). */
+const RENEWAL_POOL = 2
+
+/**
+ * The renewals' own pool, whose statements time out after a third of the lease (at least a second):
+ * a renewal stuck on a dead connection is given up (after two thirds of a lease with the client's
+ * grace) in time for the next heartbeat to renew on a fresh one before the lease runs out.
+ */
+function renewalPool(o: PostgresStoreOptions, url: URL, leaseMs: number): Db {
+  const queryMs = Math.min(o.timeouts?.queryMs ?? DB_TIMEOUTS.queryMs, Math.max(1_000, Math.floor(leaseMs / 3)))
+  return connect({ ...o, poolSize: RENEWAL_POOL, timeouts: { ...o.timeouts, queryMs } }, url)
 }
 
 /**
@@ -118,12 +137,14 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
   const db = connect(options, url)
   const now = options.now ?? Date.now
   const owner = options.owner ?? true
+  const leaseMs = options.leaseMs ?? 15_000
+  const renewals = owner ? renewalPool(options, url, leaseMs) : undefined
   try {
     await migrate(db, { allowMigration: owner })
     let lease: EngineLease | undefined
-    if (owner) {
-      lease = new EngineLease(db, {
-        leaseMs: options.leaseMs ?? 15_000, version: options.version ?? '0', now,
+    if (renewals) {
+      lease = new EngineLease(db, renewals, {
+        leaseMs, version: options.version ?? '0', now,
         onLost: (old, id) => options.log?.warn({ engine: old, rejoined: id }, 'this engine\'s lease ran out and its claims were taken over; it rejoined under a new id'),
         onRequeued: (n, engines) => options.log?.warn({ engines, requeued: n }, 'engines stopped heartbeating: their messages are queued again'),
         onError: (e) => options.log?.warn({ err: storeError(e, url) }, 'heartbeat failed; retrying'),
@@ -131,21 +152,50 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
       await lease.join()
     }
     const pending = await db.query<{ channel: string; n: number }>(PENDING_COUNTS, [null])
-    return new PostgresStore(db, url, lease, new ChannelQueues(pending.map((r) => [r.channel, r.n])), now, options.commitPacing ?? NO_PACING)
+    return new PostgresStore(db, url, lease, new ChannelQueues(pending.map((r) => [r.channel, r.n])), now, options.commitPacing ?? NO_PACING, {
+      renewals,
+      onRequeued: (n) => options.log?.warn({ engine: lease?.id, requeued: n }, 'a claim\'s outcome was unknown (its connection was lost): the messages in flight under this engine\'s id that it did not hold are queued again'),
+    })
   } catch (e) {
-    await db.end().catch(() => {})
+    await Promise.all([db.end().catch(() => {}), renewals?.end().catch(() => {})])
     throw storeError(e, url)
   }
 }
 
 const NO_PACING: CommitPacing = { delayMs: 0, batch: 0 }
+/**
+ * The writes run again when their transaction's outcome is unknown (its COMMIT answer lost), also
+ * alone (see `GroupCommit`): their second run finds what a first one that committed did. An enqueue
+ * answered as failed although stored would have its sender resend it, stored and delivered twice.
+ * A claim is left to fail (`HeldClaims` returns what it took), as are a resubmission and a purge.
+ */
+const RERUN_ALONE: ReadonlySet<string> = new Set(['enqueue', 'complete', 'delivery', 'release', 'setState'])
+/** How long after a failed reconciliation (see `HeldClaims`) the store tries again when no write comes to do it. */
+const RECONCILE_RETRY_MS = 1_000
 
 class PostgresStore implements PostgresMessageStore {
   private readonly writes: GroupCommit
+  private readonly held: HeldClaims
+  private reconcileTimer: NodeJS.Timeout | undefined
   private closed = false
 
-  constructor(private readonly db: Db, private readonly url: URL, private readonly lease: EngineLease | undefined, private readonly queues: ChannelQueues, private readonly now: () => number, pacing: CommitPacing) {
-    this.writes = new GroupCommit(db, batchApplier(() => this.lease?.id ?? ''), (e) => storeError(e, url), pacing)
+  constructor(
+    private readonly db: Db, private readonly url: URL, private readonly lease: EngineLease | undefined, private readonly queues: ChannelQueues, private readonly now: () => number, pacing: CommitPacing,
+    private readonly more: { renewals: Db | undefined; onRequeued(n: number): void },
+  ) {
+    const owner = () => this.lease?.id ?? ''
+    this.held = new HeldClaims({ owner, now, schedule: () => this.scheduleReconcile(), onRequeued: (n) => more.onRequeued(n) })
+    this.writes = new GroupCommit(db, this.held.wrap(batchApplier(owner)), (e) => storeError(e, url), pacing, RERUN_ALONE)
+  }
+
+  /** A reconciliation is due: the next write does it first; if none comes, this one does. */
+  private scheduleReconcile(): void {
+    if (this.closed || this.reconcileTimer) return
+    this.reconcileTimer = setTimeout(() => {
+      this.reconcileTimer = undefined
+      this.write<void>(RECONCILE, []).catch(() => {})
+    }, RECONCILE_RETRY_MS)
+    this.reconcileTimer.unref()
   }
 
   get engineId() {
@@ -369,16 +419,18 @@ class PostgresStore implements PostgresMessageStore {
   async close(): Promise<void> {
     if (this.closed) return
     this.closed = true
+    clearTimeout(this.reconcileTimer)
     await this.writes.idle()
     await this.lease?.leave().catch(() => {})
-    await this.db.end()
+    await Promise.all([this.db.end(), this.more.renewals?.end()])
   }
 
   async abandon(): Promise<void> {
     if (this.closed) return
     this.closed = true
+    clearTimeout(this.reconcileTimer)
     this.lease?.abandon()
     await this.writes.idle()
-    await this.db.end()
+    await Promise.all([this.db.end(), this.more.renewals?.end()])
   }
 }

@@ -42,18 +42,26 @@ function parameters(): { params: unknown[]; p: Param } {
  *
  * Every change to a claimed message is fenced by `owner`: an engine whose lease expired (and whose
  * claims another engine took over) can no longer record, complete or release them.
+ *
+ * An operation run again after its batch failed (`PendingOp.rerun`: the batch may have committed
+ * all the same) runs in a transaction of its own, made to find what a first run that committed left:
+ * an enqueue its own row (stored, with that row's seq: not a duplicate key, nor a duplicate of
+ * itself), a delivery outcome its own attempt (not counted twice), a completion its own outcome
+ * (its channel returned, so the message is counted finished once). A release or a state written
+ * again changes nothing. Only the rerun pays for these look-ups.
  */
 export function batchApplier(owner: () => string): ApplyBatch {
   return async (db, ops) => {
     const me = owner()
     const of = (kind: string): Indexed[] => ops.flatMap((op, i) => (op.kind === kind ? [[op, i] as Indexed] : []))
-    if (oneStatement(ops)) return applyAsOneStatement(db, me, ops.length, of)
+    const rerun = ops.some((op) => op.rerun === true)
+    if (!rerun && oneStatement(ops)) return applyAsOneStatement(db, me, ops.length, of)
     return db.transaction(async (tx) => {
       const results: unknown[] = new Array(ops.length)
       await lockClaims(tx, of('claim'))
-      await enqueueAll(tx, of('enqueue'), results)
-      await recordDeliveries(tx, me, [...of('delivery'), ...of('complete')].sort((a, b) => a[1] - b[1]))
-      await completeAll(tx, me, of('complete'), results)
+      await enqueueAll(tx, of('enqueue'), results, rerun)
+      await recordDeliveries(tx, me, [...of('delivery'), ...of('complete')].sort((a, b) => a[1] - b[1]), rerun)
+      await completeAll(tx, me, of('complete'), results, rerun)
       for (const [op, i] of of('release')) results[i] = await release(tx, me, op.args[0], op.args[1])
       for (const [op, i] of of('resubmit')) results[i] = await resubmit(tx, op.args[0], op.args[1])
       for (const [op, i] of of('purge')) results[i] = await purgeBatch(tx, op.args[0], op.args[1])
@@ -152,9 +160,10 @@ async function applyAsOneStatement(db: Db, me: string, n: number, of: (kind: str
  * Common table expressions that insert the enqueued messages in the order asked (`enq`: their id
  * and seq; a duplicate, same channel and dedupe key, or a message stored under its clear key, is not
  * inserted) and their bodies. Without a dedupe key in the batch it is a plain INSERT (ON CONFLICT
- * costs a speculative insertion per row).
+ * costs a speculative insertion per row). A `rerun` does not insert a message whose id is stored
+ * already either (its first run committed).
  */
-function insertMessagesCtes(p: Param, ops: Indexed[]): string {
+function insertMessagesCtes(p: Param, ops: Indexed[], rerun = false): string {
   const col = (k: number, type: string) => p(ops.map(([op]) => op.args[k] ?? null), type)
   const ids = col(1, 'text[]')
   const bodies = col(2, 'text[]')
@@ -166,27 +175,35 @@ function insertMessagesCtes(p: Param, ops: Indexed[]): string {
         AS i (channel, id, content_type, attributes, dedupe_key, t, order_key, error, ${clear ? 'clear_key, ' : ''}n)
       ${clear ? 'WHERE NOT EXISTS (SELECT 1 FROM weir_messages o WHERE o.channel = i.channel AND o.dedupe_key = i.clear_key)' : ''}
       ORDER BY n
-      ${ops.some(([op]) => hasDedupeKey(op)) ? 'ON CONFLICT (channel, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING' : ''}
+      ${rerun ? 'ON CONFLICT DO NOTHING' : ops.some(([op]) => hasDedupeKey(op)) ? 'ON CONFLICT (channel, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING' : ''}
       RETURNING id, seq
     ), enq_body AS (
       INSERT INTO weir_message_bodies (seq, body) SELECT enq.seq, b.body FROM enq JOIN unnest(${ids}, ${bodies}) AS b (id, body) ON b.id = enq.id
     )`
 }
 
-async function enqueueAll(tx: Queryable, ops: Indexed[], results: unknown[]): Promise<void> {
+async function enqueueAll(tx: Queryable, ops: Indexed[], results: unknown[], rerun = false): Promise<void> {
   if (ops.length === 0) return
   // Dedupe keys whose window has passed move to the new message: the old one keeps its content, without the key.
   const windowed = ops.filter(([op]) => hasDedupeWindow(op)).flatMap(([op]) => (hasClearKey(op) ? [[op, op.args[5]], [op, op.args[11]]] : [[op, op.args[5]]]))
   if (windowed.length > 0) {
-    await tx.query(`UPDATE weir_messages m SET dedupe_key = NULL FROM unnest($1::text[], $2::text[], $3::bigint[]) AS d (channel, dedupe_key, until)
-      WHERE m.channel = d.channel AND m.dedupe_key = d.dedupe_key AND m.received_at <= d.until`,
-    [windowed.map(([op]) => op.args[0]), windowed.map(([, key]) => key), windowed.map(([op]) => op.args[6] - op.args[10])])
+    // A rerun leaves the key of its own message (stored by a first run that committed) where it is.
+    const params = [windowed.map(([op]) => op.args[0]), windowed.map(([, key]) => key), windowed.map(([op]) => op.args[6] - op.args[10])]
+    await tx.query(`UPDATE weir_messages m SET dedupe_key = NULL FROM unnest($1::text[], $2::text[], $3::bigint[]${rerun ? ', $4::text[]' : ''}) AS d (channel, dedupe_key, until${rerun ? ', id' : ''})
+      WHERE m.channel = d.channel AND m.dedupe_key = d.dedupe_key AND m.received_at <= d.until${rerun ? ' AND m.id <> d.id' : ''}`,
+    rerun ? [...params, windowed.map(([op]) => op.args[1])] : params)
   }
   const insert = parameters()
-  const inserted = await tx.query<{ id: string; seq: string }>(`WITH ${insertMessagesCtes(insert.p, ops)} SELECT id, seq FROM enq`, insert.params)
+  const inserted = await tx.query<{ id: string; seq: string }>(`WITH ${insertMessagesCtes(insert.p, ops, rerun)} SELECT id, seq FROM enq`, insert.params)
   const seqs = new Map(inserted.map((r) => [r.id, Number(r.seq)]))
   await insertSearchKeys(tx, ops, seqs)
-  const dupes = ops.filter(([op]) => !seqs.has(op.args[1]))
+  const missing = ops.filter(([op]) => !seqs.has(op.args[1]))
+  if (rerun && missing.length > 0) {
+    // Stored by a first run that committed (its answer lost): stored, with that row's seq.
+    const own = await tx.query<{ id: string; seq: number }>('SELECT id, seq FROM weir_messages WHERE id = ANY($1::text[])', [missing.map(([op]) => op.args[1])])
+    for (const r of own) seqs.set(r.id, Number(r.seq))
+  }
+  const dupes = rerun ? missing.filter(([op]) => !seqs.has(op.args[1])) : missing
   const firsts = new Map<string, string>()
   if (dupes.length > 0) {
     // In the same transaction, after the insert: it sees a first stored by this batch too.
@@ -245,8 +262,11 @@ function deliveryRowsOf(ops: Indexed[]): UpdateRow[] {
   return rows
 }
 
-/** Delivery outcomes of `delivery` and `complete` operations, in the order asked, as few upserts as the repeated keys allow. */
-async function recordDeliveries(tx: Queryable, me: string, ops: Indexed[]): Promise<void> {
+/**
+ * Delivery outcomes of `delivery` and `complete` operations, in the order asked, as few upserts as
+ * the repeated keys allow. A `rerun` skips an attempt already recorded (by a first run that committed).
+ */
+async function recordDeliveries(tx: Queryable, me: string, ops: Indexed[], rerun = false): Promise<void> {
   const rows = deliveryRowsOf(ops)
   // One upsert may not touch a row twice: a key seen again starts the next round.
   let round: UpdateRow[] = []
@@ -254,14 +274,14 @@ async function recordDeliveries(tx: Queryable, me: string, ops: Indexed[]): Prom
   for (const r of rows) {
     const key = deliveryKey(r.id, r.u)
     if (seen.has(key)) {
-      await upsertDeliveries(tx, me, round)
+      await upsertDeliveries(tx, me, round, rerun)
       round = []
       seen.clear()
     }
     seen.add(key)
     round.push(r)
   }
-  await upsertDeliveries(tx, me, round)
+  await upsertDeliveries(tx, me, round, rerun)
   const retrying = rows.filter((r) => r.retrying).map((r) => r.id)
   if (retrying.length > 0) {
     await tx.query(`UPDATE weir_messages SET status = 'retrying', updated_at = $3 WHERE id = ANY($1::text[]) AND status = 'in-flight' AND owner = $2`,
@@ -269,10 +289,10 @@ async function recordDeliveries(tx: Queryable, me: string, ops: Indexed[]): Prom
   }
 }
 
-async function upsertDeliveries(tx: Queryable, me: string, rows: UpdateRow[]): Promise<void> {
+async function upsertDeliveries(tx: Queryable, me: string, rows: UpdateRow[], rerun: boolean): Promise<void> {
   if (rows.length === 0) return
   const { params, p } = parameters()
-  await tx.query(`WITH ${upsertDeliveriesCtes(p, me, rows)} SELECT 1`, params)
+  await tx.query(`WITH ${upsertDeliveriesCtes(p, me, rows, rerun)} SELECT 1`, params)
 }
 
 /**
@@ -282,8 +302,11 @@ async function upsertDeliveries(tx: Queryable, me: string, rows: UpdateRow[]): P
  * (one more WAL record) per row. Only the engine holding a message writes its rows; should two ever
  * insert one row at once, the second fails on the primary key and the group commit retries its
  * operations one by one, when the fencing by owner filters the stale one out.
+ *
+ * A `rerun` (see `batchApplier`) leaves out an outcome whose attempt is recorded already (the same
+ * delivery, start and end): its first run committed it, and the outcome with it.
  */
-function upsertDeliveriesCtes(p: Param, me: string, rows: UpdateRow[]): string {
+function upsertDeliveriesCtes(p: Param, me: string, rows: UpdateRow[], rerun = false): string {
   const col = (f: (r: UpdateRow) => unknown, type: string) => p(rows.map((r) => f(r) ?? null), type)
   const sameRow = 'd.message_id = u.message_id AND d.destination = u.destination AND d.part = u.part'
   return `u AS (
@@ -291,7 +314,9 @@ function upsertDeliveriesCtes(p: Param, me: string, rows: UpdateRow[]): string {
           ${col((r) => (r.u.attempt ? 1 : 0), 'int[]')}, ${col((r) => r.u.attempt?.startedAt, 'bigint[]')}, ${col((r) => r.u.attempt?.endedAt, 'bigint[]')}, ${col((r) => r.u.nextAttemptAt, 'bigint[]')},
           ${col((r) => r.u.attempt?.error, 'text[]')}, ${col((r) => r.u.attempt?.responseStatus, 'int[]')}, ${col((r) => r.u.attempt?.excerpt, 'text[]')}, ${col((r) => r.u.attempt?.outcome, 'text[]')})
         AS u (message_id, destination, part, status, inc, started, ended, next, error, response_status, excerpt, outcome)
-      WHERE EXISTS (SELECT 1 FROM weir_messages m WHERE m.id = u.message_id AND m.owner = ${p(me, 'text')})
+      WHERE EXISTS (SELECT 1 FROM weir_messages m WHERE m.id = u.message_id AND m.owner = ${p(me, 'text')})${rerun ? `
+        AND NOT (u.inc = 1 AND EXISTS (SELECT 1 FROM weir_attempts a
+          WHERE a.message_id = u.message_id AND a.destination = u.destination AND a.part = u.part AND a.started_at = u.started AND a.ended_at = u.ended))` : ''}
     ), upd AS (
       UPDATE weir_deliveries d SET
         status = u.status,
@@ -326,11 +351,24 @@ function completeSql(p: Param, me: string, ops: Indexed[]): string {
     RETURNING m.id, m.channel`
 }
 
-async function completeAll(tx: Queryable, me: string, ops: Indexed[], results: unknown[]): Promise<void> {
+/**
+ * Completes the messages of `ops`: each one's result is its channel, or null when this engine did
+ * not hold it. A `rerun` whose message is finished already with this very outcome (status, error and
+ * time: its first run committed) gets its channel too, so that it is counted finished once.
+ */
+async function completeAll(tx: Queryable, me: string, ops: Indexed[], results: unknown[], rerun = false): Promise<void> {
   if (ops.length === 0) return
   const { params, p } = parameters()
   const rows = await tx.query<{ id: string; channel: string }>(completeSql(p, me, ops), params)
   const channels = new Map(rows.map((r) => [r.id, r.channel]))
+  const missing = ops.filter(([op]) => !channels.has(op.args[0]))
+  if (rerun && missing.length > 0) {
+    const own = await tx.query<{ id: string; channel: string }>(`SELECT m.id, m.channel FROM weir_messages m
+      JOIN unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) AS c (id, status, error, t) ON m.id = c.id
+      WHERE m.owner IS NULL AND m.status = c.status AND m.error IS NOT DISTINCT FROM c.error AND m.updated_at = c.t`,
+    [missing.map(([o]) => o.args[0]), missing.map(([o]) => o.args[1]), missing.map(([o]) => o.args[3] ?? null), missing.map(([o]) => o.args[4])])
+    for (const r of own) channels.set(r.id, r.channel)
+  }
   for (const [op, i] of ops) results[i] = channels.get(op.args[0]) ?? null
 }
 
