@@ -4,9 +4,21 @@ import type { MessageDetail } from '../shared/store/types.ts'
 
 const SENSITIVE = /authorization|cookie|token|secret|password|passwd|assertion|api[-_]?key|private[-_]?key|dpop/i
 
-/** Values under credential-like keys become [REDACTED]; registered secret values are scrubbed from the rest. */
+/** A JWT (JWS, JWE) wherever it stands, cut short too: a bearer token or an assertion, which the view never shows. */
+const JWT_LIKE = /eyJ[A-Za-z0-9_-]{4,}(?:\.[A-Za-z0-9_-]*){1,4}/g
+
+/**
+ * Text of a stored message as the view shows it (a body, an attribute, an error): registered secret
+ * values and JWTs become [REDACTED]. The process showing a message (`weir messages`, another engine's
+ * dashboard) does not know the tokens the engine that stored it held, so a JWT is recognised by shape.
+ */
+export function scrubShown(text: string): string {
+  return scrubSecrets(text).replace(JWT_LIKE, REDACTED)
+}
+
+/** Values under credential-like keys become [REDACTED]; registered secret values and JWTs are scrubbed from the rest. */
 export function redact(value: unknown, depth = 0): unknown {
-  if (typeof value === 'string') return scrubSecrets(value)
+  if (typeof value === 'string') return scrubShown(value)
   if (depth > 20 || value === null || typeof value !== 'object') return value
   if (Array.isArray(value)) return value.map((v) => redact(v, depth + 1))
   return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, SENSITIVE.test(k) ? REDACTED : redact(v, depth + 1)]))
@@ -25,7 +37,7 @@ export function shownMessage(d: MessageDetail) {
   const m = d.message
   return {
     id: m.id, channel: m.channel, status: m.status, receivedAt: iso(m.receivedAt), updatedAt: iso(m.updatedAt),
-    ...(m.error ? { error: scrubSecrets(m.error) } : {}),
+    ...(m.error ? { error: scrubShown(m.error) } : {}),
     contentType: m.contentType,
     attributes: redact(m.attributes),
     body: redact(m.body),

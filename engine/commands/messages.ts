@@ -5,9 +5,8 @@ import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { dataDirOf, type CommandIO } from '../cli-io.ts'
 import { errorCodes } from '../../shared/errors.ts'
-import { scrubSecrets } from '../../shared/secret.ts'
 import { escapeControl } from '../../shared/http/excerpt.ts'
-import { excerpt, iso, shownMessage } from '../message-view.ts'
+import { excerpt, iso, scrubShown, shownMessage } from '../message-view.ts'
 import { MESSAGE_STATUSES, type ListFilter, type MessageStatus, type MessageStore } from '../../shared/store/index.ts'
 import { openStoreFor, storeOptions, storeUsage } from '../store.ts'
 import { purgeInBatches } from '../retention.ts'
@@ -63,7 +62,7 @@ export function parseSince(value: string, now = Date.now(), flag = '--since'): n
 }
 
 /** One-line text from a message or a server (an id, an error) with its control characters escaped: printing it cannot drive the terminal. */
-const printable = (text: string | undefined) => escapeControl(scrubSecrets(text ?? ''))
+const printable = (text: string | undefined) => escapeControl(scrubShown(text ?? ''))
 
 // JSON.stringify escapes C0 controls but leaves DEL, C1 controls and bidi overrides raw; in JSON text
 // they can only sit inside strings, where a \u escape means the same.
@@ -257,7 +256,7 @@ async function listMessages(store: MessageStore, filter: ListFilter, limitFlag: 
   const limit = limitFlag === undefined ? 100 : Number(limitFlag)
   if (!Number.isInteger(limit) || limit < 1) throw new errorCodes.ERR_USAGE(`--limit must be a positive integer; not "${limitFlag}"`)
   const list = await store.list({ ...filter, limit })
-  if (json) io.out(printableJson(list.map((m) => ({ id: m.id, channel: m.channel, status: m.status, receivedAt: iso(m.receivedAt), updatedAt: iso(m.updatedAt), ...(m.error ? { error: scrubSecrets(m.error) } : {}) }))))
+  if (json) io.out(printableJson(list.map((m) => ({ id: m.id, channel: m.channel, status: m.status, receivedAt: iso(m.receivedAt), updatedAt: iso(m.updatedAt), ...(m.error ? { error: scrubShown(m.error) } : {}) }))))
   else if (list.length === 0) io.out('no messages')
   else io.out(table([['ID', 'CHANNEL', 'STATUS', 'RECEIVED', 'ERROR'], ...list.map((m) => [printable(m.id), printable(m.channel), m.status, iso(m.receivedAt), printable(m.error).slice(0, 80)])]))
   return 0

@@ -1,7 +1,7 @@
 import { errorCodes, type WeirError } from '../errors.ts'
 import { Secret, reveal } from '../secret.ts'
 import { OAuthResponseError, ReauthRequiredError } from './errors.ts'
-import type { RefreshTokenStore, StoredFailure, StoredTokens, StoredTokensInput } from './refresh-store.ts'
+import type { Lease, RefreshTokenStore, StoredFailure, StoredTokens, StoredTokensInput } from './refresh-store.ts'
 import type { ProcessedToken } from './token-endpoint.ts'
 import { refreshSchedule, type Obtained, type Slot } from './token-slot.ts'
 import type { AccessToken } from './types.ts'
@@ -66,8 +66,9 @@ function recordedFailure(ctx: LeasedFetchContext, f: StoredFailure | undefined):
  * token that needs a new consent. Local failures (a signer, the network, the store) stay local.
  */
 function failureOf(ctx: LeasedFetchContext, e: unknown): StoredFailure | undefined {
-  const err = e as Partial<OAuthResponseError> & WeirError
-  if (err.retryable || (err.code !== 'ERR_OAUTH_RESPONSE' && err.code !== 'ERR_OAUTH_REAUTH_REQUIRED')) return undefined
+  const err = e as Partial<OAuthResponseError> & WeirError & { brokenUntil?: number }
+  // A refusal read from the entry (brokenUntil) is recorded already: recording it again would prolong it.
+  if (err.retryable || err.brokenUntil !== undefined || (err.code !== 'ERR_OAUTH_RESPONSE' && err.code !== 'ERR_OAUTH_REAUTH_REQUIRED')) return undefined
   return {
     code: err.code, message: err.message, until: ctx.now() + ctx.failFastMs,
     ...(err.status !== undefined ? { status: err.status } : {}), ...(err.error ? { error: err.error } : {}),
@@ -75,17 +76,20 @@ function failureOf(ctx: LeasedFetchContext, e: unknown): StoredFailure | undefin
   }
 }
 
-/** Records a refusal in the entry (best effort: a holder that changed the entry since keeps its version). */
-async function recordFailure(ctx: LeasedFetchContext, s: RefreshTokenStore, e: unknown): Promise<void> {
+/**
+ * Records a refusal in the entry (best effort: a holder that changed the entry since keeps its
+ * version). A holder that lost the lease records nothing: the entry may be another holder's now.
+ */
+async function recordFailure(ctx: LeasedFetchContext, s: RefreshTokenStore, e: unknown, lease: Lease | undefined): Promise<void> {
   const failure = failureOf(ctx, e)
-  if (!failure) return
+  if (!failure || !(await stillHeld(lease))) return
   const entry = await s.read(ctx.key)
   const { version: _v, updatedAt: _u, ...rest } = entry ?? { version: 0, updatedAt: 0 }
   await s.write(ctx.key, { ...rest, failure }, entry?.version ?? 0)
 }
 
 /** The token or the refusal an entry offers; undefined when this provider has to fetch. */
-function fromEntry(ctx: LeasedFetchContext, entry: StoredTokens | undefined): Obtained | undefined {
+export function fromEntry(ctx: LeasedFetchContext, entry: StoredTokens | undefined): Obtained | undefined {
   const failure = recordedFailure(ctx, entry?.failure)
   if (failure) throw failure
   return usableStored(ctx, entry)
@@ -97,21 +101,26 @@ function fromEntry(ctx: LeasedFetchContext, entry: StoredTokens | undefined): Ob
  * the server is recorded in the entry, so the other holders fail fast without asking again.
  * `force` (an operator's check) asks the server even when the entry offers a token or a refusal.
  */
-export async function fetchUnderLease(ctx: LeasedFetchContext, fetch: (s: RefreshTokenStore, entry: StoredTokens | undefined) => Promise<Obtained>, force = false): Promise<Obtained> {
+export async function fetchUnderLease(ctx: LeasedFetchContext, fetch: (s: RefreshTokenStore, entry: StoredTokens | undefined, lease: Lease | undefined) => Promise<Obtained>, force = false): Promise<Obtained> {
   const s = ctx.store()
   const early = force ? undefined : fromEntry(ctx, await s.read(ctx.key))
   if (early) return early
-  return s.withLease(ctx.key, async () => {
+  return s.withLease(ctx.key, async (lease) => {
     const entry = await s.read(ctx.key)
     const shared = force ? undefined : fromEntry(ctx, entry)
     if (shared) return shared
     try {
-      return await fetch(s, entry)
+      return await fetch(s, entry, lease)
     } catch (e) {
-      await recordFailure(ctx, s, e).catch(() => undefined)
+      await recordFailure(ctx, s, e, lease).catch(() => undefined)
       throw e
     }
   })
+}
+
+/** Whether the lease is still held (confirmed now); a store without one always says yes. */
+export async function stillHeld(lease: Lease | undefined): Promise<boolean> {
+  return lease ? lease.confirm().then(() => true, () => false) : true
 }
 
 /**
@@ -119,9 +128,11 @@ export async function fetchUnderLease(ctx: LeasedFetchContext, fetch: (s: Refres
  * of a cluster asks, the others use the token it published.
  */
 export function sharedGrant(ctx: LeasedFetchContext, send: (signal?: AbortSignal) => Promise<ProcessedToken>, signal?: AbortSignal, force = false): Promise<Obtained> {
-  return fetchUnderLease(ctx, async (s, entry) => {
+  return fetchUnderLease(ctx, async (s, entry, lease) => {
+    await lease?.confirm()
     const res = await send(signal)
-    await s.write(ctx.key, storedFieldsOf(ctx, res), entry?.version ?? 0)
+    // Lost the lease meanwhile: the token is good, but publishing it is the new holder's turn.
+    if (await stillHeld(lease)) await s.write(ctx.key, storedFieldsOf(ctx, res), entry?.version ?? 0)
     return res
   }, force)
 }

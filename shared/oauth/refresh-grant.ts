@@ -2,8 +2,8 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { reveal } from '../secret.ts'
 import { grantParams } from './credential.ts'
 import { ReauthRequiredError, type OAuthResponseError } from './errors.ts'
-import { fetchUnderLease, storedFieldsOf, usableStored, type LeasedFetchContext } from './leased-fetch.ts'
-import type { RefreshTokenStore, StoredTokens, StoredTokensInput } from './refresh-store.ts'
+import { fetchUnderLease, fromEntry, storedFieldsOf, usableStored, type LeasedFetchContext } from './leased-fetch.ts'
+import type { Lease, RefreshTokenStore, StoredTokens, StoredTokensInput } from './refresh-store.ts'
 import type { ProcessedToken } from './token-endpoint.ts'
 import { refreshSchedule, type Obtained } from './token-slot.ts'
 
@@ -19,6 +19,8 @@ export interface RefreshGrantContext extends LeasedFetchContext {
 interface UnwrittenRotation {
   /** The entry version the rotation replaces: the write is a compare-and-swap on it. */
   basedOn: number
+  /** The refresh token the request spent: an entry still holding it is superseded by this rotation. */
+  spent: string
   value: StoredTokensInput
   res: ProcessedToken
 }
@@ -74,14 +76,24 @@ export class RefreshRotations {
  * @see https://www.rfc-editor.org/rfc/rfc6749#section-6
  */
 export function refreshTokenGrant(ctx: RefreshGrantContext, signal?: AbortSignal): Promise<Obtained> {
-  return ctx.rotations.track(fetchUnderLease(ctx, async (s, found) => {
-    const pending = await writeUnwritten(ctx, s, found)
+  // A rotation not yet written is written whatever the entry offers: a refusal another holder
+  // recorded with the refresh token it spent is superseded by it (writeUnwritten).
+  const pendingWrite = ctx.rotations.unwritten !== undefined
+  return ctx.rotations.track(fetchUnderLease(ctx, async (s, found, lease) => {
+    const pending = await writeUnwritten(ctx, s, found, lease)
     if (pending.obtained) return pending.obtained
     let entry = pending.entry
-    if (!entry?.refreshToken && ctx.seeded) entry = await s.write(ctx.key, { refreshToken: ctx.seeded }, entry?.version ?? 0)
+    if (pendingWrite) {
+      const shared = fromEntry(ctx, entry)
+      if (shared) return shared
+    }
+    if (!entry?.refreshToken && ctx.seeded) {
+      await lease?.confirm()
+      entry = await s.write(ctx.key, { refreshToken: ctx.seeded }, entry?.version ?? 0)
+    }
     if (!entry?.refreshToken) throw new ReauthRequiredError(`credential "${ctx.name}" has no refresh token: run weir credentials import <channel> ${ctx.name} --refresh-token-file FILE`)
     try {
-      return await rotate(ctx, s, entry, signal)
+      return await rotate(ctx, s, entry, lease, signal)
     } catch (e) {
       if ((e as OAuthResponseError).error !== 'invalid_grant') throw e
       const again = await s.read(ctx.key)
@@ -90,32 +102,40 @@ export function refreshTokenGrant(ctx: RefreshGrantContext, signal?: AbortSignal
         // sharing the refresh token for another resource or scope) one refresh with the new token.
         const other = usableStored(ctx, again)
         if (other) return other
-        if (again.refreshToken && again.refreshToken !== entry.refreshToken) return await rotate(ctx, s, again, signal)
+        if (again.refreshToken && again.refreshToken !== entry.refreshToken) return await rotate(ctx, s, again, lease, signal)
       }
       const desc = (e as OAuthResponseError).error_description
       throw new ReauthRequiredError(`credential "${ctx.name}": the refresh token was rejected (invalid_grant${desc ? `: ${desc}` : ''}); re-authorize and run weir credentials import`, e as OAuthResponseError)
     }
-  }))
+  }, pendingWrite))
 }
 
 /**
  * One refresh: the new access token and the rotated refresh token (or the same one) written before
- * use. The request is bounded by its timeout, never by `signal`: aborting it after the server has
- * rotated would lose the only refresh token the server still honours.
+ * use. The request is bounded by its timeout, never by `signal` nor by the lease: aborting it after
+ * the server has rotated would lose the only refresh token the server still honours. The lease is
+ * confirmed before the request is sent (a holder that lost it must not spend the token another
+ * holder may be spending) and before each write.
  */
-async function rotate(ctx: RefreshGrantContext, s: RefreshTokenStore, entry: StoredTokens, signal?: AbortSignal): Promise<ProcessedToken> {
+async function rotate(ctx: RefreshGrantContext, s: RefreshTokenStore, entry: StoredTokens, lease: Lease | undefined, signal?: AbortSignal): Promise<ProcessedToken> {
   if (signal?.aborted) throw signal.reason
+  await lease?.confirm()
   const res = await ctx.send(grantParams('refresh_token', entry.refreshToken))
   const value = { refreshToken: res.refreshToken ? reveal(res.refreshToken)! : entry.refreshToken!, ...storedFieldsOf(ctx, res) }
-  ctx.rotations.unwritten = { basedOn: entry.version, value, res }
-  await writeRotated(ctx, s)
+  ctx.rotations.unwritten = { basedOn: entry.version, spent: entry.refreshToken!, value, res }
+  await writeRotated(ctx, s, lease)
   return res
 }
 
-/** Writes the unwritten rotation, retrying a failed write (still under the lease) a few times. */
-async function writeRotated(ctx: RefreshGrantContext, s: RefreshTokenStore): Promise<StoredTokens> {
+/**
+ * Writes the unwritten rotation, retrying a failed write (still under the lease) a few times. A
+ * lease lost meanwhile fails the attempt (retryably) without writing: the rotation stays in memory
+ * and is written under the next lease (writeUnwritten).
+ */
+async function writeRotated(ctx: RefreshGrantContext, s: RefreshTokenStore, lease: Lease | undefined): Promise<StoredTokens> {
   for (let attempt = 0; ; attempt++) {
     const u = ctx.rotations.unwritten!
+    await lease?.confirm()
     try {
       const written = await s.write(ctx.key, u.value, u.basedOn)
       ctx.rotations.unwritten = undefined
@@ -141,17 +161,24 @@ async function landedEntry(ctx: RefreshGrantContext, s: RefreshTokenStore, u: Un
 
 /**
  * Before any token request, the rotation an earlier attempt could not write: written now, and its
- * access token used while it is fresh. Dropped when the entry moved on meanwhile (the write went
- * through after all, or a refresh token was imported): then the store's entry is the truth.
+ * access token used while it is fresh. When the entry moved on meanwhile but still holds the
+ * refresh token the rotation spent (a holder that took the lease while ours was lost recorded its
+ * refusal, or an access token), the rotation is the truth and is written over it. Dropped when
+ * the entry holds another refresh token (the write went through after all, a refresh token was
+ * imported, another holder rotated): then the store's entry is the truth.
  */
-async function writeUnwritten(ctx: RefreshGrantContext, s: RefreshTokenStore, found: StoredTokens | undefined): Promise<{ entry: StoredTokens | undefined; obtained?: Obtained }> {
+async function writeUnwritten(ctx: RefreshGrantContext, s: RefreshTokenStore, found: StoredTokens | undefined, lease: Lease | undefined): Promise<{ entry: StoredTokens | undefined; obtained?: Obtained }> {
   const u = ctx.rotations.unwritten
   if (!u) return { entry: found }
   if ((found?.version ?? 0) !== u.basedOn) {
-    ctx.rotations.unwritten = undefined
-    return { entry: found }
+    const superseded = found?.refreshToken === u.spent && u.value.refreshToken !== u.spent
+    if (!superseded) {
+      ctx.rotations.unwritten = undefined
+      return { entry: found }
+    }
+    u.basedOn = found.version
   }
-  const entry = await writeRotated(ctx, s)
+  const entry = await writeRotated(ctx, s, lease)
   return isFresh(ctx, u.res) ? { entry, obtained: u.res } : { entry }
 }
 

@@ -54,8 +54,65 @@ export interface RefreshTokenStore {
   read(key: string): Promise<StoredTokens | undefined>
   /** Writes `value` as version `expectedVersion + 1` (0 = create); fails with ERR_STORE if the stored version differs. */
   write(key: string, value: StoredTokensInput, expectedVersion: number): Promise<StoredTokens>
-  /** Runs `fn` while holding the exclusive lease on `key` (across processes); a dead holder's lease is taken over. */
-  withLease<T>(key: string, fn: () => Promise<T>): Promise<T>
+  /**
+   * Runs `fn` while holding the exclusive lease on `key` (across processes); a dead holder's lease
+   * is taken over. `fn` gets the lease (stores that cannot tell a lost lease may pass none): it
+   * confirms the lease before spending or writing a refresh token, since a lease lost meanwhile may
+   * be another holder's now.
+   */
+  withLease<T>(key: string, fn: (lease?: Lease) => Promise<T>): Promise<T>
+}
+
+/**
+ * A lease as its holder sees it. A renewal that finds the lease taken over or gone (or that cannot
+ * be made before the lease would run out) aborts `signal` with a retryable ERR_STORE: the holder
+ * stops spending and writing, and tries again under a new lease. The signal never aborts a request
+ * already sent: its answer (a rotated refresh token) is the holder's to keep.
+ */
+export interface Lease {
+  readonly signal: AbortSignal
+  /** Renews the lease now; throws the signal's reason when it is lost. */
+  confirm(): Promise<void>
+}
+
+/** The error a holder that lost its lease fails with (retryable: a new lease is taken for the next attempt). */
+export function leaseLostError(key: string, why: string): WeirError {
+  return new errorCodes.ERR_STORE(`lost the lease on "${key}" (${why}): another holder may have it, so nothing more is sent or written under it`, { retryable: true })
+}
+
+/**
+ * The lease machinery both stores share: `renew()` (true when still held, false when lost, throws
+ * when it could not tell) run every third of `ttlMs`, and by `confirm()`. A renewal that could not
+ * tell counts as lost once `ttlMs` has passed since the last one that succeeded: another holder may
+ * have taken the lease over by then.
+ */
+export function holdLease(key: string, ttlMs: number, renew: () => Promise<boolean>): Lease & { stop(): void } {
+  const ac = new AbortController()
+  let renewedAt = Date.now()
+  const lose = (why: string) => {
+    if (!ac.signal.aborted) ac.abort(leaseLostError(key, why))
+  }
+  const once = async (): Promise<void> => {
+    if (ac.signal.aborted) return
+    // Renewals that failed or hang (a database out of reach, a frozen process) for a whole TTL.
+    if (Date.now() - renewedAt > ttlMs) return lose(`not renewed for ${ttlMs} ms`)
+    const sentAt = Date.now()
+    try {
+      if (await renew()) renewedAt = Math.max(renewedAt, sentAt)
+      else lose('taken over by another holder or removed')
+    } catch (e) {
+      if (Date.now() - renewedAt > ttlMs) lose(`not renewed for ${ttlMs} ms: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
+    }
+  }
+  const timer = setInterval(() => void once(), ttlMs / 3)
+  return {
+    signal: ac.signal,
+    async confirm() {
+      await once()
+      ac.signal.throwIfAborted()
+    },
+    stop: () => clearInterval(timer),
+  }
 }
 
 function storeError(message: string, cause?: unknown): WeirError {
@@ -252,16 +309,20 @@ async function holdsLock(lock: string, nonce: string): Promise<boolean> {
 /**
  * Keeps a held lock young (its mtime is the age takeLock reads) every third of `ttlMs`, as the
  * PostgreSQL store renews its lease: a token request may outlast the TTL, and a lock that ages out
- * while held lets a second holder spend the same refresh token. Stops once the lock is not ours.
- * Returns the function that stops it.
+ * while held lets a second holder spend the same refresh token. A lock found removed or taken over
+ * (another nonce) is lost: the lease's signal aborts.
  */
-function renewLock(lock: string, nonce: string, ttlMs: number): () => void {
-  const timer = setInterval(() => {
-    void holdsLock(lock, nonce)
-      .then((mine) => (mine ? utimes(lock, new Date(), new Date()) : clearInterval(timer)))
-      .catch(() => undefined)
-  }, ttlMs / 3)
-  return () => clearInterval(timer)
+function renewLock(lock: string, key: string, nonce: string, ttlMs: number): Lease & { stop(): void } {
+  return holdLease(key, ttlMs, async () => {
+    if (!(await holdsLock(lock, nonce))) return false
+    try {
+      await utimes(lock, new Date(), new Date())
+      return true
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false
+      throw e
+    }
+  })
 }
 
 /** Removes `lock` if it is still ours: one taken over after ours aged out is the new holder's. */
@@ -319,15 +380,15 @@ export function createRefreshTokenStore(options: FileStoreOptions): RefreshToken
     return entry
   }
 
-  async function withLease<T>(key: string, fn: () => Promise<T>): Promise<T> {
+  async function withLease<T>(key: string, fn: (lease?: Lease) => Promise<T>): Promise<T> {
     await ready()
     const lock = `${fileOf(key)}.lock`
     const nonce = await takeLock(lock, key, leaseTtlMs, leaseWaitMs)
-    const stopRenewing = renewLock(lock, nonce, leaseTtlMs)
+    const lease = renewLock(lock, key, nonce, leaseTtlMs)
     try {
-      return await fn()
+      return await fn(lease)
     } finally {
-      stopRenewing()
+      lease.stop()
       await releaseLock(lock, nonce)
     }
   }
@@ -338,8 +399,9 @@ export function createRefreshTokenStore(options: FileStoreOptions): RefreshToken
 /** Stores a refresh token obtained outside the engine (`weir credentials import`), as a new version. */
 export async function importRefreshToken(store: RefreshTokenStore, key: string, refreshToken: string): Promise<StoredTokens> {
   registerSecretValue(refreshToken)
-  return store.withLease(key, async () => {
+  return store.withLease(key, async (lease) => {
     const current = await store.read(key)
+    await lease?.confirm()
     return store.write(key, { refreshToken }, current?.version ?? 0)
   })
 }

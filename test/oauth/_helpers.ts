@@ -152,11 +152,11 @@ export function instrumentStore(store: RefreshTokenStore, emit: (e: StoreEvent) 
     },
     withLease(key, fn) {
       emit({ op: 'lease-wanted' })
-      return store.withLease(key, async () => {
+      return store.withLease(key, async (lease) => {
         inLease = true
         emit({ op: 'lease-acquired' })
         try {
-          return await fn()
+          return await fn(lease)
         } finally {
           inLease = false
           emit({ op: 'lease-released' })
@@ -176,4 +176,40 @@ export async function until(cond: () => boolean, what: string): Promise<void> {
     await immediate()
   }
   throw new Error(`timed out waiting for ${what}`)
+}
+
+/**
+ * A loopback proxy that forwards a token request at once and holds the server's answer until
+ * release(): the server has rotated the refresh token, the client has not heard yet.
+ */
+export async function answerHoldingProxy(target: string) {
+  const held: Array<() => void> = []
+  let answered = 0
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = []
+    req.on('data', (c: Buffer) => chunks.push(c))
+    req.on('end', () => void (async () => {
+      const up = await request(target, { method: 'POST', headers: { 'content-type': String(req.headers['content-type']) }, body: Buffer.concat(chunks) })
+      const text = await up.body.text()
+      answered++
+      await new Promise<void>((r) => held.push(r))
+      if (!res.destroyed) {
+        res.writeHead(up.statusCode, { 'content-type': 'application/json' })
+        res.end(text)
+      }
+    })())
+  })
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()))
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/token`,
+    async answered(k: number) {
+      while (answered < k) await new Promise((r) => setTimeout(r, 5))
+    },
+    release: () => held.splice(0).forEach((r) => r()),
+    async close() {
+      held.splice(0).forEach((r) => r())
+      server.closeAllConnections()
+      await new Promise((r) => server.close(r))
+    },
+  }
 }

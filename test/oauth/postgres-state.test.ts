@@ -6,7 +6,7 @@ import { Secret } from '../../shared/secret.ts'
 import { openDb, type Db } from '../../shared/store/postgres/db.ts'
 import { migrate } from '../../shared/store/postgres/migrations.ts'
 import { createPostgresTokenState } from '../../shared/store/postgres/oauth-state.ts'
-import { leakCollector } from './_helpers.ts'
+import { answerHoldingProxy, leakCollector } from './_helpers.ts'
 
 const KEY = 'k'.repeat(32)
 const leak = leakCollector()
@@ -28,7 +28,7 @@ afterAll(async () => {
 })
 
 /** A fresh database with the store's schema, and `n` token states over it (one per "engine", each its own pool). */
-async function database(n: number, options: { leaseMs?: number; secretKey?: string } = {}): Promise<{ db: Db; sql: Db['sql']; states: RefreshTokenStore[] }> {
+async function database(n: number, options: { leaseMs?: number; secretKey?: string } = {}): Promise<{ db: Db; sql: Db['sql']; states: RefreshTokenStore[]; url: string }> {
   const url = await pg.createDatabase(`oauth_${++databases}`)
   const db = openDb(url, { max: 2 })
   pools.push(db)
@@ -38,7 +38,7 @@ async function database(n: number, options: { leaseMs?: number; secretKey?: stri
     pools.push(own)
     return createPostgresTokenState({ db: own, secretKey: options.secretKey ?? KEY, leaseMs: options.leaseMs ?? 3000 })
   })
-  return { db, sql: db.sql, states }
+  return { db, sql: db.sql, states, url }
 }
 
 let clients = 0
@@ -96,6 +96,33 @@ describe('PostgreSQL token state', () => {
     let tookAt = 0
     await b!.withLease('k', async () => { tookAt = Date.now() })
     expect(tookAt).toBeGreaterThanOrEqual(Math.floor(dead!.until))
+  })
+
+  it('a lease lost while held (taken over by another engine, or not renewable for a lease: the database out of reach) aborts the holder\'s signal, retryably', async () => {
+    const aborted = (signal: AbortSignal) => new Promise<unknown>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error('lease signal not aborted within 3 s')), 3000)
+      signal.addEventListener('abort', () => (clearTimeout(t), resolve(signal.reason)))
+    })
+    const { sql, url, states: [a] } = await database(1, { leaseMs: 600 })
+    const taken = await a!.withLease('k', async (lease) => {
+      await lease!.confirm()
+      await sql`UPDATE weir_oauth_state SET holder = 'another-engine' WHERE key = 'k'`
+      const reason = await aborted(lease!.signal)
+      return { reason, confirm: await lease!.confirm().then(() => 'held', (e: unknown) => e) }
+    })
+    expect(taken.reason).toMatchObject({ code: 'ERR_STORE', retryable: true, message: expect.stringContaining('lost the lease on "k"') })
+    expect(taken.confirm).toBe(taken.reason)
+    expect(await sql`SELECT holder FROM weir_oauth_state WHERE key = 'k'`).toEqual([{ holder: 'another-engine' }]) // the new holder's, left alone
+
+    const own = openDb(url, { max: 1 })
+    const unreachable = createPostgresTokenState({ db: own, secretKey: KEY, leaseMs: 600 })
+    const startedAt = Date.now()
+    const lost = await unreachable.withLease('k2', async (lease) => {
+      await own.end() // every renewal fails from now on
+      return { reason: await aborted(lease!.signal), after: Date.now() - startedAt }
+    })
+    expect(lost.reason).toMatchObject({ code: 'ERR_STORE', retryable: true, message: expect.stringContaining('not renewed for 600 ms') })
+    expect(lost.after).toBeGreaterThanOrEqual(600)
   })
 
   it('client_credentials: three engines with cold caches make one token request between them', async () => {
@@ -160,6 +187,36 @@ describe('PostgreSQL token state', () => {
     expect(as.spentRefreshTokenUses()).toBe(spentBefore)
     expect(await sql`SELECT version FROM weir_oauth_state WHERE key = 'crm'`).toEqual([{ version: 7 }])
     expect(JSON.stringify(await sql`SELECT * FROM weir_oauth_state`)).not.toContain(rt)
+  })
+
+  it('refresh_token: an engine whose lease runs out while its refresh is answered writes the rotated token under a new lease, over the refusal another engine recorded', async () => {
+    const { sql, states } = await database(2)
+    const id = `pg-rt-${++clients}`
+    as.registerClient({ clientId: id, authMethod: 'client_secret_post', secret: `${id}-secret-value`, scopes: ['read'] })
+    const rt = as.issueRefreshToken(id, { scope: 'read' })
+    await importRefreshToken(states[0]!, 'crm', rt)
+    const config: CredentialConfig = { grant: 'refresh_token', tokenUrl: as.tokenUrl, clientId: id, clientAuth: { method: 'client_secret_post', secret: new Secret(`${id}-secret-value`) } }
+    const proxy = await answerHoldingProxy(as.tokenUrl)
+    const a = createTokenProvider('crm', { ...config, tokenUrl: proxy.url }, { shared: states[0], cache: new TokenCache(), log: leak.log, random: () => 0 })
+    const b = createTokenProvider('crm', config, { shared: states[1], cache: new TokenCache(), log: leak.log })
+    try {
+      const first = a.getToken().catch((e) => leak.error(e))
+      await proxy.answered(1) // the server rotated the refresh token for engine A; its answer is on the way
+      await sql`UPDATE weir_oauth_state SET holder = NULL, lease_until = NULL WHERE key = 'crm'` // A's lease ran out
+      // B takes the lease and presents the refresh token the table still holds: spent.
+      expect((leak.error(await b.getToken().catch((e) => e)) as Record<string, unknown>).code).toBe('ERR_OAUTH_REAUTH_REQUIRED')
+      proxy.release()
+      const t = await first
+      expect((t as Record<string, unknown>).code).toBeUndefined()
+      const stored = await states[1]!.read('crm')
+      expect([stored?.refreshToken === rt, stored?.failure, stored?.accessToken === (t as { value: Secret }).value.reveal()]).toEqual([false, undefined, true])
+      expect(as.requests.filter((r) => r.clientId === id).map((r) => [r.status, r.error ?? null])).toEqual([[200, null], [400, 'invalid_grant']])
+      expect(await sql`SELECT holder FROM weir_oauth_state WHERE key = 'crm'`).toEqual([{ holder: null }])
+    } finally {
+      await proxy.close()
+      await a.close()
+      await b.close()
+    }
   })
 })
 

@@ -2,16 +2,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
-import { createServer } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { request } from 'undici'
 import { startAuthorizationServer, type AuthorizationServer } from '../../engine/embedded/authorization-server.ts'
 import { errorCodes } from '../../shared/errors.ts'
 import { createRefreshTokenStore, createTokenProvider, importRefreshToken, TokenCache, type CredentialConfig, type RefreshTokenStore } from '../../shared/oauth/index.ts'
 import { Secret } from '../../shared/secret.ts'
-import { holdingProxy, instrumentStore, leakCollector, type StoreEvent } from './_helpers.ts'
+import { answerHoldingProxy, holdingProxy, instrumentStore, leakCollector, type StoreEvent } from './_helpers.ts'
 
 const leak = leakCollector()
 let as: AuthorizationServer
@@ -42,43 +39,6 @@ async function setup(opts: { rotate?: boolean } = {}) {
   const refreshes = () => as.requests.filter((r) => r.clientId === id && r.grant === 'refresh_token')
   const stored = () => createRefreshTokenStore({ dir, key: 'k'.repeat(32) }).read('shared')
   return { id, secret, dir, rt, config, provider, refreshes, stored }
-}
-
-/**
- * A loopback proxy in front of a token endpoint that forwards each request at once and holds the
- * server's answer until `release()`: the server has rotated the refresh token, the client has not
- * heard yet.
- */
-async function answerHoldingProxy(target: string) {
-  const held: Array<() => void> = []
-  let answered = 0
-  const server = createServer((req, res) => {
-    const chunks: Buffer[] = []
-    req.on('data', (c: Buffer) => chunks.push(c))
-    req.on('end', () => void (async () => {
-      const up = await request(target, { method: 'POST', headers: { 'content-type': String(req.headers['content-type']) }, body: Buffer.concat(chunks) })
-      const text = await up.body.text()
-      answered++
-      await new Promise<void>((r) => held.push(r))
-      if (!res.destroyed) {
-        res.writeHead(up.statusCode, { 'content-type': 'application/json' })
-        res.end(text)
-      }
-    })())
-  })
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()))
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/token`,
-    async answered(n: number) {
-      while (answered < n) await new Promise((r) => setTimeout(r, 5))
-    },
-    release: () => held.splice(0).forEach((r) => r()),
-    async close() {
-      held.splice(0).forEach((r) => r())
-      server.closeAllConnections()
-      await new Promise((r) => server.close(r))
-    },
-  }
 }
 
 /** `store` whose next `failures` writes fail as a dropped database connection does (retryably). */

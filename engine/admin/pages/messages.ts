@@ -1,11 +1,10 @@
 import { Refusal } from '../../../shared/inbound/refusal.ts'
 import { escapeControl } from '../../../shared/http/excerpt.ts'
 import { SEARCH_KEY_NAME } from '../../../shared/key-expression.ts'
-import { scrubSecrets } from '../../../shared/secret.ts'
 import { MESSAGE_STATUSES, type ListFilter, type MessageStatus, type MessageStore, type StoredMessage } from '../../../shared/store/index.ts'
 import { isWeirError } from '../../../shared/errors.ts'
 import { parseSince } from '../../commands/messages.ts'
-import { iso, shownMessage } from '../../message-view.ts'
+import { iso, scrubShown, shownMessage } from '../../message-view.ts'
 import { auditAction, type ApiSources } from '../api.ts'
 import type { Auth } from '../auth.ts'
 import { requireRole, type Router } from '../router.ts'
@@ -113,7 +112,7 @@ export function messageLogPage(router: Router, src: ApiSources, auth: Auth): voi
 <h2>Message log</h2>${logFilterForm(channel, ctx.url.searchParams, filter.limit)}
 ${logPager(channel, ctx.url.searchParams, list, filter.limit)}${user.role === 'operator' ? html`<p><a class="button" id="resubmit-set" href="/channels/${encodeURIComponent(channel)}/resubmit?${filterQuery(ctx.url.searchParams)}">Resubmit the messages this filter matches…</a></p>` : ''}
 <table class="grid" id="messages"><thead><tr><th>Message</th><th>Status</th><th>Received</th><th>Updated</th><th>Error</th></tr></thead><tbody>
-${list.map((m) => html`<tr><td><a class="mono" href="/messages/${encodeURIComponent(m.id)}">${escapeControl(m.id)}</a></td><td><span class="status s-${m.status}">${m.status}</span></td><td>${iso(m.receivedAt)}</td><td>${iso(m.updatedAt)}</td><td>${escapeControl(scrubSecrets(m.error ?? '')).slice(0, 120)}</td></tr>`)}
+${list.map((m) => html`<tr><td><a class="mono" href="/messages/${encodeURIComponent(m.id)}">${escapeControl(m.id)}</a></td><td><span class="status s-${m.status}">${m.status}</span></td><td>${iso(m.receivedAt)}</td><td>${iso(m.updatedAt)}</td><td>${escapeControl(scrubShown(m.error ?? '')).slice(0, 120)}</td></tr>`)}
 </tbody></table>`
     sendHtml(ctx.res, 200, layout(`Channel ${channel}`, user, body))
   })
