@@ -7,12 +7,12 @@ import type { Logger } from '../../shared/log/index.ts'
 import type { CredentialStatus, TokenProvider } from '../../shared/oauth/types.ts'
 import type { MessageStore } from '../../shared/store/types.ts'
 import { createComponents, type ChannelComponents } from './components.ts'
-import { shutdownError, type RunContext } from './context.ts'
+import { Backoffs, shutdownError, type RunContext } from './context.ts'
 import { Dispatcher, type DispatchOptions } from './dispatch.ts'
 import { createEmit, type IntakeCounters } from './intake.ts'
 import { stopChannel } from './lifecycle.ts'
 import { KeyedQueue } from './order.ts'
-import type { RuntimeObserver } from './observer.ts'
+import { guardedObserver, type RuntimeObserver } from './observer.ts'
 import { OperatorPauses } from './pause.ts'
 import type { Ending } from './process.ts'
 export interface RuntimeDeps {
@@ -124,74 +124,40 @@ type Outcome = { reason: 'stopped' | 'error'; error?: Error }
  */
 export async function startChannel(channel: LoadedChannel, deps: RuntimeDeps): Promise<ChannelHandle> {
   const opts = channel.options
-  const stopping = new AbortController()
-  const aborting = new AbortController()
-  // Every delivery waiting on a breaker, a pause or a backoff listens to these (and stops listening when done): no leak to warn about.
-  setMaxListeners(0, stopping.signal, aborting.signal)
-  const rc: RunContext = {
-    name: channel.name, store: deps.store, log: deps.log.child({ channel: channel.name }),
-    now: deps.now ?? Date.now, random: deps.random ?? Math.random,
-    stopping: stopping.signal, aborting: aborting.signal, retrying: new Set(),
-    backingOff: new Map(), onBackoff: () => dispatcher.wake(false), observer: deps.observer ?? {},
-  }
-  const components = await createComponents(channel, { ...deps, log: rc.log, now: rc.now, signal: stopping.signal })
+  const { rc, stopStarting, abortInFlight } = runContext(channel, deps, () => dispatcher.wake(false))
+  const components = await createComponents(channel, { ...deps, log: rc.log, now: rc.now, signal: rc.stopping })
   const counters = { delivered: 0, filtered: 0, errors: 0 }
   const intake: IntakeCounters = { received: 0, duplicates: 0, refused: 0, errors: 0 }
   const idle = new IdleWatch()
-  let state: ChannelState = 'running'
-  let stopping$: Promise<void> | undefined
-  let resolveStopped!: (v: Outcome) => void
-  const stopped = new Promise<Outcome>((r) => (resolveStopped = r))
+  const life = new ChannelLife(idle, (outcome) => {
+    rc.log.info({ ...counters, ...intake, errors: counters.errors + intake.errors }, outcome.reason === 'error' ? 'channel stopped on error' : 'channel stopped')
+  })
 
-  const onEnding = (m: { id: string }, ending: Ending) => {
-    rc.observer.finished?.(rc.name, ending.status)
-    if (ending.status !== 'error') counters[ending.status]++
-    else {
-      counters.errors++
-      rc.log.error({ message: m.id, err: ending.error }, 'message in error')
-      if (opts.onError === 'stop' && state === 'running') {
-        rc.log.error({ message: m.id }, 'channel stopping: onError is "stop"')
-        dispatcher.halt()
-        // Nobody awaits this stop: a failure is logged here, never left to end the process.
-        stop(opts.shutdownTimeoutMs, { reason: 'error', error: new errorCodes.ERR_CHANNEL_STOPPED(rc.name, m.id, ending.error) })
-          .catch((e) => rc.log.error({ err: e }, 'stopping the channel failed'))
-      }
-    }
+  const stopOnError = (m: { id: string }, error: string) => {
+    if (opts.onError !== 'stop' || life.state !== 'running') return
+    rc.log.error({ message: m.id }, 'channel stopping: onError is "stop"')
+    dispatcher.halt()
+    // Nobody awaits this stop: a failure is logged here, never left to end the process.
+    stop(opts.shutdownTimeoutMs, { reason: 'error', error: new errorCodes.ERR_CHANNEL_STOPPED(rc.name, m.id, error) })
+      .catch((e) => rc.log.error({ err: e }, 'stopping the channel failed'))
   }
+  const onEnding = endingCounter(rc, counters, stopOnError)
   const dispatcher = new Dispatcher(rc, {
     filters: components.filters, destinations: components.destinations,
     filterRetry: channel.destinations[0]?.retry ?? DEFAULT_FILTER_RETRY,
   }, KeyedQueue.forChannel(opts), dispatchOptions(opts, deps, (m, e) => { onEnding(m, e); idle.notify() }))
   const emit = createEmit(rc, opts, { retryAfterMs: deps.backpressureRetryAfterMs ?? 1000, counters: intake, stored: () => dispatcher.wake(), settled: () => idle.notify() })
-  const pauses = new OperatorPauses(rc.store, rc.name, (p) => {
-    dispatcher.setPaused(p.channel)
-    for (const d of components.destinations) d.hold.set(p.destinations.includes(d.loaded.name))
-  })
-  await pauses.load()
-  // Another engine of the cluster may pause or resume the channel: follow it.
-  const pauseSync = rc.store.leadership ? setInterval(() => void pauses.load().catch(() => {}), deps.pauseSyncMs ?? 5000) : undefined
+  const { pauses, stopFollowing } = await followPauses(rc, components, dispatcher, deps.pauseSyncMs ?? 5000)
   const work = dispatcher.run()
 
-  // Whatever fails while stopping, the channel ends 'stopped' and `stopped` settles: a caller
-  // waiting on either would otherwise wait forever.
-  const stop = (timeoutMs: number, outcome: Outcome): Promise<void> => (stopping$ ??= (async () => {
-    state = 'stopping'
-    clearInterval(pauseSync)
-    try {
-      await stopChannel({
-        log: rc.log, now: rc.now, timeoutMs, components, work,
-        stopStarting: () => stopping.abort(shutdownError(rc.name)),
-        abortInFlight: () => aborting.abort(shutdownError(rc.name)),
-        releaseLeftOver: () => rc.store.release(dispatcher.leftOver()),
-        emitsInFlight: () => emit.inFlight,
-      })
-    } finally {
-      state = 'stopped'
-      rc.log.info({ ...counters, ...intake, errors: counters.errors + intake.errors }, outcome.reason === 'error' ? 'channel stopped on error' : 'channel stopped')
-      resolveStopped(outcome)
-      idle.notify()
-    }
-  })())
+  const stop = (timeoutMs: number, outcome: Outcome): Promise<void> => life.stop(outcome, async () => {
+    stopFollowing()
+    await stopChannel({
+      log: rc.log, now: rc.now, timeoutMs, components, work, stopStarting, abortInFlight,
+      releaseLeftOver: () => rc.store.release(dispatcher.leftOver()),
+      emitsInFlight: () => emit.inFlight,
+    })
+  })
 
   try {
     await components.source.start(emit)
@@ -201,7 +167,82 @@ export async function startChannel(channel: LoadedChannel, deps: RuntimeDeps): P
     throw e
   }
   rc.log.info({ destinations: components.destinations.map((d) => d.loaded.name), concurrency: opts.concurrency, ...(opts.orderBy !== undefined ? { orderBy: opts.orderBy } : {}) }, 'channel started')
-  return channelHandle({ rc, components, counters, intake, idle, dispatcher, emit, stopped, pauses, state: () => state, stop: (o) => stop(o?.timeoutMs ?? opts.shutdownTimeoutMs, { reason: 'stopped' }) })
+  return channelHandle({ rc, components, counters, intake, idle, dispatcher, emit, stopped: life.stopped, pauses, state: () => life.state, stop: (o) => stop(o?.timeoutMs ?? opts.shutdownTimeoutMs, { reason: 'stopped' }) })
+}
+
+/** The channel's shared context, with the two aborts of its stop: no new work (`stopping`), then no attempt under way (`aborting`). */
+function runContext(channel: LoadedChannel, deps: RuntimeDeps, onBackoff: () => void): { rc: RunContext; stopStarting(): void; abortInFlight(): void } {
+  const stopping = new AbortController()
+  const aborting = new AbortController()
+  // Every delivery waiting on a breaker, a pause or a backoff listens to these (and stops listening when done): no leak to warn about.
+  setMaxListeners(0, stopping.signal, aborting.signal)
+  const log = deps.log.child({ channel: channel.name })
+  const rc: RunContext = {
+    name: channel.name, store: deps.store, log,
+    now: deps.now ?? Date.now, random: deps.random ?? Math.random,
+    stopping: stopping.signal, aborting: aborting.signal, retrying: new Set(),
+    backingOff: new Backoffs(onBackoff), observer: deps.observer ? guardedObserver(deps.observer, log) : {},
+  }
+  return {
+    rc,
+    stopStarting: () => stopping.abort(shutdownError(rc.name)),
+    abortInFlight: () => aborting.abort(shutdownError(rc.name)),
+  }
+}
+
+/** Counts how messages end and tells the observer; a message in error is logged and handed to `onError`. */
+function endingCounter(rc: RunContext, counters: { delivered: number; filtered: number; errors: number }, onError: (m: { id: string }, error: string) => void) {
+  return (m: { id: string }, ending: Ending): void => {
+    rc.observer.finished?.(rc.name, ending.status)
+    if (ending.status !== 'error') counters[ending.status]++
+    else {
+      counters.errors++
+      rc.log.error({ message: m.id, err: ending.error }, 'message in error')
+      onError(m, ending.error)
+    }
+  }
+}
+
+/** Loads the operator pauses into the dispatcher and the destinations, and keeps following them when a cluster shares the store. */
+async function followPauses(rc: RunContext, components: ChannelComponents, dispatcher: Dispatcher, syncMs: number): Promise<{ pauses: OperatorPauses; stopFollowing(): void }> {
+  const pauses = new OperatorPauses(rc.store, rc.name, (p) => {
+    dispatcher.setPaused(p.channel)
+    for (const d of components.destinations) d.hold.set(p.destinations.includes(d.loaded.name))
+  })
+  await pauses.load()
+  // Another engine of the cluster may pause or resume the channel: follow it.
+  const sync = rc.store.leadership ? setInterval(() => void pauses.load().catch(() => {}), syncMs) : undefined
+  return { pauses, stopFollowing: () => clearInterval(sync) }
+}
+
+/**
+ * The channel's state and its one stop. Whatever fails while stopping, the channel ends 'stopped'
+ * and `stopped` settles: a caller waiting on either would otherwise wait forever.
+ */
+class ChannelLife {
+  state: ChannelState = 'running'
+  readonly stopped: Promise<Outcome>
+  private resolveStopped!: (v: Outcome) => void
+  private stopping: Promise<void> | undefined
+
+  constructor(private readonly idle: IdleWatch, private readonly onStopped: (outcome: Outcome) => void) {
+    this.stopped = new Promise<Outcome>((r) => (this.resolveStopped = r))
+  }
+
+  /** Runs `sequence` on the first call; every call returns that one stop. */
+  stop(outcome: Outcome, sequence: () => Promise<void>): Promise<void> {
+    return (this.stopping ??= (async () => {
+      this.state = 'stopping'
+      try {
+        await sequence()
+      } finally {
+        this.state = 'stopped'
+        this.onStopped(outcome)
+        this.resolveStopped(outcome)
+        this.idle.notify()
+      }
+    })())
+  }
 }
 
 /** How the channel's claim loop runs: look-ahead, concurrency, memory bound, polling, and the order claims keep among engines. */

@@ -17,27 +17,78 @@ export interface RunContext {
   aborting: AbortSignal
   /** `<message id>:<destination>` of every delivery waiting for its next attempt (a counter). */
   retrying: Set<string>
-  /** Messages waiting out a retry backoff (by id, with how many of their parts wait): they do not count as under way. */
-  backingOff: Map<string, number>
-  /** Told when a message starts waiting for a retry, so another may start meanwhile. */
-  onBackoff(): void
+  /** Messages waiting out a retry backoff as a whole: they do not count as under way. */
+  backingOff: Backoffs
   /** Told what the channel does (metrics, alerts); `{}` when nobody listens. */
   observer: RuntimeObserver
 }
 
 /**
- * Waits out a retry backoff of message `id`. Meanwhile the message holds its order key but does
- * not count against `concurrency`, so other keys go on.
+ * Which messages under way wait out a retry backoff as a whole: every task of the message still
+ * running waits (a task: its filters, or its deliveries to one destination; a message's
+ * destinations run in parallel). A message backing off at one destination while another
+ * destination still delivers it is under way.
+ */
+export class Backoffs {
+  /** Tasks of each message waiting out a backoff. */
+  readonly #waiting = new Map<string, number>()
+  /** Tasks of each message running in parallel, kept only when more than one. */
+  readonly #running = new Map<string, number>()
+  #size = 0
+  readonly #onWait: () => void
+
+  /** `onWait` is told when a message starts waiting as a whole, so that another may start meanwhile. */
+  constructor(onWait: () => void) {
+    this.#onWait = onWait
+  }
+
+  /** How many messages wait as a whole. */
+  get size(): number {
+    return this.#size
+  }
+
+  /** A task of message `id` starts (+1) or ends (-1) waiting out a backoff. */
+  waiting(id: string, change: 1 | -1): void {
+    this.#update(id, () => {
+      const n = (this.#waiting.get(id) ?? 0) + change
+      if (n === 0) this.#waiting.delete(id)
+      else this.#waiting.set(id, n)
+    })
+  }
+
+  /** `n` tasks of message `id` run in parallel from now (its deliveries to several destinations); one when not told. */
+  running(id: string, n: number): void {
+    this.#update(id, () => {
+      if (n > 1) this.#running.set(id, n)
+      else this.#running.delete(id)
+    })
+  }
+
+  #update(id: string, change: () => void): void {
+    const before = this.#waits(id)
+    change()
+    const after = this.#waits(id)
+    if (after === before) return
+    this.#size += after ? 1 : -1
+    if (after) this.#onWait()
+  }
+
+  #waits(id: string): boolean {
+    const w = this.#waiting.get(id)
+    return w !== undefined && w >= (this.#running.get(id) ?? 1)
+  }
+}
+
+/**
+ * Waits out a retry backoff of message `id`. Meanwhile the message holds its order key but, once
+ * every running task of it waits, does not count against `concurrency`, so other keys go on.
  */
 export async function backoff(rc: RunContext, id: string, ms: number): Promise<void> {
-  rc.backingOff.set(id, (rc.backingOff.get(id) ?? 0) + 1)
-  rc.onBackoff()
+  rc.backingOff.waiting(id, 1)
   try {
     await sleep(ms, rc.stopping)
   } finally {
-    const n = rc.backingOff.get(id)! - 1
-    if (n === 0) rc.backingOff.delete(id)
-    else rc.backingOff.set(id, n)
+    rc.backingOff.waiting(id, -1)
   }
 }
 

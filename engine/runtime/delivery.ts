@@ -1,7 +1,7 @@
 import type { Destination, Message } from '../../shared/component.ts'
 import type { LoadedDestination } from '../../shared/config/types.ts'
 import { redactedExcerpt } from '../../shared/http/excerpt.ts'
-import type { DeliveryUpdate } from '../../shared/store/types.ts'
+import type { DeliveryRecord, DeliveryUpdate } from '../../shared/store/types.ts'
 import { backoffDelay } from './backoff.ts'
 import type { CircuitBreaker } from './breaker.ts'
 import { exhausted } from './budget.ts'
@@ -26,31 +26,49 @@ export interface DeliveryJob {
   part: Message
   partIndex: number
   slot: DestinationSlot
-  /** The next attempt persisted by an earlier run: a retry scheduled before a stop or crash waits its turn. */
-  notBefore?: number | undefined
+  /**
+   * What earlier runs recorded of this delivery. When they scheduled a retry (it was released by a
+   * stop or a crash meanwhile), the retry waits its turn and the budget goes on from what they
+   * spent; a resubmission clears the schedule, and with it the budget spent.
+   */
+  earlier?: Pick<DeliveryRecord, 'attempts' | 'firstAttemptAt' | 'nextAttemptAt'> | undefined
+}
+
+/**
+ * The retry budget earlier runs spent on a delivery whose retry they scheduled: their attempts, and
+ * the time from the first attempt to the scheduled retry (the time the engine was down after it is
+ * not charged). The store does not tell their probes and breaker pauses apart, so those count too:
+ * a crash loop cannot retry a message for ever.
+ */
+function spentBefore(e: DeliveryJob['earlier']): { attempts: number; elapsedMs: number } {
+  if (e?.nextAttemptAt === undefined) return { attempts: 0, elapsedMs: 0 }
+  return { attempts: e.attempts, elapsedMs: e.firstAttemptAt === undefined ? 0 : Math.max(0, e.nextAttemptAt - e.firstAttemptAt) }
 }
 
 /**
  * Delivers until the destination takes the part, the failure is permanent, or the retry budget is
  * spent. Attempts made while the breaker is closed count against `maxAttempts`; time paused by the
- * breaker (or carried over from an earlier run) does not count against `maxElapsedMs`, so an
- * outage pauses the channel instead of sending every message to error. Rejects with ERR_SHUTDOWN
- * when the channel stops meanwhile (the message goes back to the queue).
+ * breaker (or waiting for a retry carried over from an earlier run) does not count against
+ * `maxElapsedMs`, so an outage pauses the channel instead of sending every message to error. What
+ * earlier runs spent before a stop or crash counts (`spentBefore`). Rejects with ERR_SHUTDOWN when
+ * the channel stops meanwhile (the message goes back to the queue).
  */
 export async function deliverWithRetry(rc: RunContext, job: DeliveryJob): Promise<DeliveryOutcome> {
   const { slot, partIndex } = job
   const d = slot.loaded
   const retryKey = `${job.part.id}:${d.name}`
   const started = rc.now()
-  let charged = 0
+  const notBefore = job.earlier?.nextAttemptAt
+  const spent = spentBefore(job.earlier)
+  let charged = spent.attempts
   let paused = 0
   try {
-    if (job.notBefore !== undefined && job.notBefore > rc.now()) {
+    if (notBefore !== undefined && notBefore > rc.now()) {
       rc.retrying.add(retryKey)
-      rc.log.debug({ message: job.messageId, destination: d.name, delayMs: job.notBefore - rc.now() }, 'waiting for the retry scheduled before the restart')
+      rc.log.debug({ message: job.messageId, destination: d.name, delayMs: notBefore - rc.now() }, 'waiting for the retry scheduled before the restart')
       const from = rc.now()
       // A backoff like any other: the message holds its key but not a place among `concurrency`.
-      await backoff(rc, job.messageId, job.notBefore - from)
+      await backoff(rc, job.messageId, notBefore - from)
       paused += rc.now() - from // the wait carried over from the earlier run is not this run's elapsed budget
     }
     for (;;) {
@@ -65,7 +83,7 @@ export async function deliverWithRetry(rc: RunContext, job: DeliveryJob): Promis
       charged += probe ? 0 : 1
       const { failure, error, attemptRecord } = outcome
       const delay = backoffDelay(Math.max(1, charged), d.retry, rc.random, failure.retryAfterMs)
-      const why = exhausted(d.retry, charged, rc.now() - started - paused, delay)
+      const why = exhausted(d.retry, charged, spent.elapsedMs + rc.now() - started - paused, delay)
       if (why) {
         return { destination: d.name, part: partIndex, status: 'error', attempt: { ...attemptRecord, outcome: 'retryable' }, error: `${d.name}: gave up after ${why}: ${error}` }
       }

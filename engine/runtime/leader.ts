@@ -2,6 +2,13 @@ import type { Emit, Source } from '../../shared/component.ts'
 import type { Logger } from '../../shared/log/index.ts'
 import type { Leadership } from '../../shared/store/types.ts'
 
+interface LeadershipOptions {
+  leadership: Leadership
+  name: string
+  log: Logger
+  now: () => number
+}
+
 /**
  * A source that must run on one engine of a cluster at a time (a poller: `cluster: "one-engine"`),
  * started only while this engine holds its leadership. Every third of the lease the engine tries
@@ -11,26 +18,101 @@ import type { Leadership } from '../../shared/store/types.ts'
  * the database, no reset) holds up the turns, never the stop.
  * The source's cursor lives in the shared store, so the next leader goes on where this one stopped.
  */
-export function underLeadership(source: Source, o: { leadership: Leadership; name: string; log: Logger; now: () => number }): Source {
-  const { leadership, name, log } = o
-  let emit: Emit | undefined
-  let running = false
-  /** When the last renewal that succeeded was sent: the database extended the lease no earlier than that. */
-  let confirmedAt = -Infinity
-  let timer: NodeJS.Timeout | undefined
-  let deadline: NodeJS.Timeout | undefined
-  let turn: Promise<void> = Promise.resolve()
-  let stopping: Promise<void> = Promise.resolve()
-  /** How long after a confirmed renewal the holder is still sure: another engine may take over only after a whole lease. */
-  const sureMs = (leadership.leaseMs * 2) / 3
+export function underLeadership(source: Source, o: LeadershipOptions): Source {
+  const loop = new LeadershipLoop(source, o)
+  return {
+    /** A source that cannot start at once fails `start`, as without a cluster; a later takeover that fails is retried. */
+    start: (emit) => loop.start(emit),
+    stop: () => loop.stop(),
+    ...(source.tick ? { tick: () => source.tick!() } : {}),
+    ...(source.address ? { address: () => source.address!() } : {}),
+  }
+}
 
-  /** Stops the source or gives up the leadership where a failure must not end the turns: it is logged. */
-  const quietly = async (what: string, fn: () => unknown): Promise<void> => {
+/** The turns of one leadership: renewing it, the local stop timer, and starting and stopping the source as it is taken and lost. */
+class LeadershipLoop {
+  private emit: Emit | undefined
+  private running = false
+  /** When the last renewal that succeeded was sent: the database extended the lease no earlier than that. */
+  private confirmedAt = -Infinity
+  private interval: NodeJS.Timeout | undefined
+  private deadline: NodeJS.Timeout | undefined
+  private turn: Promise<void> = Promise.resolve()
+  private stopping: Promise<void> = Promise.resolve()
+  /** How long after a confirmed renewal the holder is still sure: another engine may take over only after a whole lease. */
+  private readonly sureMs: number
+
+  constructor(private readonly source: Source, private readonly o: LeadershipOptions) {
+    this.sureMs = (o.leadership.leaseMs * 2) / 3
+  }
+
+  async start(emit: Emit): Promise<void> {
+    this.emit = emit
+    await this.check()
+    this.interval = setInterval(() => this.nextTurn(), Math.max(100, Math.floor(this.o.leadership.leaseMs / 3)))
+    this.interval.unref()
+  }
+
+  async stop(): Promise<void> {
+    clearInterval(this.interval)
+    await this.turn
+    clearTimeout(this.deadline)
+    await this.stopping
     try {
-      await fn()
-    } catch (e) {
-      log.error({ err: e, leadership: name }, `${what} failed`)
+      if (this.running) {
+        this.running = false
+        await this.source.stop()
+      }
+    } finally {
+      await this.o.leadership.resign(this.o.name)
     }
+  }
+
+  /** Turns run one after the other and none rejects: a rejected turn would skip every later one, and nobody awaits them. */
+  private nextTurn(): void {
+    this.turn = this.turn.then(() => this.check()).catch((e: unknown) => {
+      this.o.log.error({ err: e, leadership: this.o.name }, 'the source failed to start; leadership given back, trying again at a later turn')
+    })
+  }
+
+  /** One turn: takes or renews the leadership, then starts or stops the source as the answer allows. */
+  private async check(): Promise<void> {
+    const held = await this.renew()
+    // An answer that came back late is no longer sure, held or not.
+    const sure = this.o.now() - this.confirmedAt < this.sureMs
+    if (held && sure && !this.running) {
+      await this.stopping
+      await this.takeOver()
+    } else if (!sure && this.running) {
+      await this.giveUp()
+    }
+    this.watch()
+  }
+
+  /** Asks for the leadership; a failure is logged and counts as not held (the next turn tries again). */
+  private async renew(): Promise<boolean> {
+    const sentAt = this.o.now()
+    try {
+      const held = await this.o.leadership.lead(this.o.name)
+      if (held) this.confirmedAt = sentAt
+      return held
+    } catch (e) {
+      this.o.log.warn({ err: e, leadership: this.o.name }, 'cannot renew the leadership; retrying')
+      return false
+    }
+  }
+
+  /**
+   * While the source runs, stops it once two thirds of the lease have passed since the last confirmed
+   * renewal, whether or not a renewal is still pending: rearmed by every confirmation.
+   */
+  private watch(): void {
+    clearTimeout(this.deadline)
+    if (!this.running) return
+    const left = this.confirmedAt + this.sureMs - this.o.now()
+    if (left <= 0) return void this.giveUp()
+    this.deadline = setTimeout(() => this.watch(), left)
+    this.deadline.unref()
   }
 
   /**
@@ -38,88 +120,33 @@ export function underLeadership(source: Source, o: { leadership: Leadership; nam
    * stopped and the leadership given back before the failure is thrown, so that another engine, or
    * a later turn of this one, tries again instead of the poller standing still on every engine.
    */
-  const takeOver = async (): Promise<void> => {
-    running = true
-    log.info({ leadership: name }, 'this engine leads the source: starting it')
+  private async takeOver(): Promise<void> {
+    this.running = true
+    this.o.log.info({ leadership: this.o.name }, 'this engine leads the source: starting it')
     try {
-      await source.start(emit!)
+      await this.source.start(this.emit!)
     } catch (e) {
-      running = false
-      await quietly('stopping the source that failed to start', () => source.stop())
-      await quietly('giving back the leadership', () => leadership.resign(name))
+      this.running = false
+      await this.quietly('stopping the source that failed to start', () => this.source.stop())
+      await this.quietly('giving back the leadership', () => this.o.leadership.resign(this.o.name))
       throw e
     }
   }
 
   /** Stops the running source: the leadership may be another engine's by now. A later start waits for this stop. */
-  const giveUp = (): Promise<void> => {
-    running = false
-    clearTimeout(deadline)
-    log.warn({ leadership: name }, 'leadership lost: source stopped (another engine takes over)')
-    return (stopping = quietly('stopping the source', () => source.stop()))
+  private giveUp(): Promise<void> {
+    this.running = false
+    clearTimeout(this.deadline)
+    this.o.log.warn({ leadership: this.o.name }, 'leadership lost: source stopped (another engine takes over)')
+    return (this.stopping = this.quietly('stopping the source', () => this.source.stop()))
   }
 
-  /**
-   * While the source runs, stops it once two thirds of the lease have passed since the last confirmed
-   * renewal, whether or not a renewal is still pending: rearmed by every confirmation.
-   */
-  const watch = (): void => {
-    clearTimeout(deadline)
-    if (!running) return
-    const left = confirmedAt + sureMs - o.now()
-    if (left <= 0) return void giveUp()
-    deadline = setTimeout(watch, left)
-    deadline.unref()
-  }
-
-  const check = async (): Promise<void> => {
-    const sentAt = o.now()
-    let held = false
+  /** Stops the source or gives up the leadership where a failure must not end the turns: it is logged. */
+  private async quietly(what: string, fn: () => unknown): Promise<void> {
     try {
-      held = await leadership.lead(name)
-      if (held) confirmedAt = sentAt
+      await fn()
     } catch (e) {
-      log.warn({ err: e, leadership: name }, 'cannot renew the leadership; retrying')
+      this.o.log.error({ err: e, leadership: this.o.name }, `${what} failed`)
     }
-    // An answer that came back late is no longer sure, held or not.
-    const sure = o.now() - confirmedAt < sureMs
-    if (held && sure && !running) {
-      await stopping
-      await takeOver()
-    } else if (!sure && running) {
-      await giveUp()
-    }
-    watch()
-  }
-
-  /** Turns run one after the other and none rejects: a rejected turn would skip every later one, and nobody awaits them. */
-  const nextTurn = () => {
-    turn = turn.then(check).catch((e: unknown) => log.error({ err: e, leadership: name }, 'the source failed to start; leadership given back, trying again at a later turn'))
-  }
-
-  return {
-    /** A source that cannot start at once fails `start`, as without a cluster; a later takeover that fails is retried. */
-    async start(e) {
-      emit = e
-      await check()
-      timer = setInterval(nextTurn, Math.max(100, Math.floor(leadership.leaseMs / 3)))
-      timer.unref()
-    },
-    async stop() {
-      clearInterval(timer)
-      await turn
-      clearTimeout(deadline)
-      await stopping
-      try {
-        if (running) {
-          running = false
-          await source.stop()
-        }
-      } finally {
-        await leadership.resign(name)
-      }
-    },
-    ...(source.tick ? { tick: () => source.tick!() } : {}),
-    ...(source.address ? { address: () => source.address!() } : {}),
   }
 }

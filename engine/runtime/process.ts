@@ -90,18 +90,25 @@ async function filterOnce(filters: readonly Filter[], first: Message): Promise<M
  */
 async function deliverParts(rc: RunContext, p: Pipeline, m: ClaimedMessage, filtered: Message[]): Promise<DeliveryOutcome[]> {
   const done = new Set(m.deliveries.filter((x) => x.status === 'delivered').map((x) => `${x.destination}/${x.part}`))
-  const scheduled = new Map(m.deliveries.filter((x: DeliveryRecord) => x.status !== 'delivered' && x.nextAttemptAt !== undefined).map((x) => [`${x.destination}/${x.part}`, x.nextAttemptAt!]))
+  const earlier = new Map(m.deliveries.filter((x: DeliveryRecord) => x.status !== 'delivered').map((x) => [`${x.destination}/${x.part}`, x]))
   // A split message's parts get ids of their own, stable as long as the filters are deterministic.
   const parts = filtered.map((part, i) => ({ ...part, id: filtered.length > 1 ? `${m.id}.${i}` : m.id, channel: rc.name }))
   const recordEach = parts.length * p.destinations.length > 1
+  // The message waits out a backoff as a whole only once every destination still delivering it waits.
+  let running = p.destinations.length
+  if (running > 1) rc.backingOff.running(m.id, running)
   const settled = await Promise.allSettled(p.destinations.map(async (slot) => {
     const finals: DeliveryOutcome[] = []
-    for (const [i, part] of parts.entries()) {
-      const key = `${slot.loaded.name}/${i}`
-      if (done.has(key)) continue
-      const r = await deliverWithRetry(rc, { messageId: m.id, part, partIndex: i, slot, notBefore: scheduled.get(key) })
-      if (recordEach && r.status === 'delivered') await rc.store.recordDelivery(m.id, r)
-      else finals.push(r)
+    try {
+      for (const [i, part] of parts.entries()) {
+        const key = `${slot.loaded.name}/${i}`
+        if (done.has(key)) continue
+        const r = await deliverWithRetry(rc, { messageId: m.id, part, partIndex: i, slot, earlier: earlier.get(key) })
+        if (recordEach && r.status === 'delivered') await rc.store.recordDelivery(m.id, r)
+        else finals.push(r)
+      }
+    } finally {
+      if (p.destinations.length > 1) rc.backingOff.running(m.id, --running)
     }
     return finals
   }))

@@ -197,6 +197,28 @@ describe('startChannel', () => {
     expect(h4.counters().delivered).toBe(12)
   })
 
+  it('a message backing off at one destination while another destination still delivers it counts as under way (concurrency 1, orderBy)', async () => {
+    // Message a: its first attempt at A fails (a retry in 1 s), its delivery to B takes 300 ms.
+    rt.api.behaviour = ({ key, body }) => {
+      const k = (body as { k: string }).k
+      if (key.endsWith(':A') && k === 'a' && rt.api.received.filter((r) => r.key === key).length === 1) return { status: 503 }
+      return key.endsWith(':B') && k === 'a' ? { status: 200, delayMs: 300 } : undefined
+    }
+    const retry = { retry: { maxAttempts: 5, initialDelayMs: 1000, maxDelayMs: 1000, maxElapsedMs: 60_000 } }
+    const src = feedSource()
+    const h = await rt.start({
+      source: src.definition, destinations: [destination('A', `${rt.api.url}?A`, retry), destination('B', `${rt.api.url}?B`, retry)],
+      options: { orderBy: 'k', concurrency: 1 },
+    }, { random: () => 1 })
+    await src.emit({ k: 'a' })
+    await src.emit({ k: 'b' })
+    await until(() => h.counters().delivered === 2)
+    const at = (k: string, d: string) => rt.api.received.find((r) => (r.body as { k: string }).k === k && r.key.endsWith(`:${d}`))!.at
+    // b starts once a is only waiting (its delivery to B answered), not while a is still being delivered.
+    expect(Math.min(at('b', 'A'), at('b', 'B')) - at('a', 'B')).toBeGreaterThanOrEqual(300)
+    expect(rt.api.received.map((r) => `${(r.body as { k: string }).k}${r.key.slice(-1)}`).sort()).toEqual(['aA', 'aA', 'aB', 'bA', 'bB'])
+  })
+
   it('gives components a context: state in the store, channel dir, data dir, signal', async () => {
     let seen: { channelDir: string; dataDir: string; name: string; aborted: boolean } | undefined
     let ctxSignal: AbortSignal | undefined

@@ -23,12 +23,12 @@ afterEach(async () => {
   await dir.remove()
 })
 
-async function writeChannel(options: Record<string, unknown>) {
+async function writeChannel(options: Record<string, unknown>, retry: Record<string, number> = { maxAttempts: 50, initialDelayMs: 20, maxDelayMs: 200 }) {
   const file = join(dir.path, 'crash.json')
   await writeFile(file, JSON.stringify({
     name: 'crash',
     source: { type: join(fixtures, 'test-http-source.ts'), config: { port: 0, portFile: 'crash.port' } },
-    destinations: [{ name: 'api', type: join(fixtures, 'test-post-destination.ts'), config: { url: api.url, timeoutMs: 30_000 }, retry: { maxAttempts: 50, initialDelayMs: 20, maxDelayMs: 200 } }],
+    destinations: [{ name: 'api', type: join(fixtures, 'test-post-destination.ts'), config: { url: api.url, timeoutMs: 30_000 }, retry }],
     options,
   }))
   return file
@@ -137,5 +137,33 @@ describe('crash safety (weir run as a child process)', () => {
     weir.child.kill('SIGTERM')
     expect((await weir.exited).code).toBe(0)
     console.log(`sigterm test: stopped in ${took} ms (timeout ${shutdownTimeoutMs} ms); at stop ${JSON.stringify(Object.fromEntries(statuses))}; all ${ackedKeys.length} delivered after restart`)
+  }, 120_000)
+
+  it('SIGKILL after every attempt: the retry budget goes on from what the killed runs spent, and the message goes to error', async () => {
+    api.behaviour = () => ({ status: 503, body: 'down' })
+    const file = await writeChannel({}, { maxAttempts: 3, initialDelayMs: 1000, maxDelayMs: 1000 })
+    let weir = await startWeir(file)
+    const s = sender(() => weir.port)
+    await s.sendAll(0, 1, 1)
+    const id = s.acked.get(0)!
+    // A reader beside the engine (no lock, no recovery) sees each attempt once it is recorded.
+    const store = openSqliteStore({ dataDir: join(dir.path, 'data'), owner: false, create: false })
+    const state = async () => { const d = (await store.get(id))!; return { status: d.message.status, error: d.message.error, attempts: d.attempts.length } }
+    let runs = 1
+    try {
+      for (; runs <= 6; runs++) {
+        const before = (await state()).attempts
+        await until(async () => { const st = await state(); return st.status === 'error' || st.attempts > before }, 10_000)
+        weir.child.kill('SIGKILL')
+        await weir.exited
+        if ((await state()).status === 'error') break
+        weir = await startWeir(file)
+      }
+      expect(await state()).toEqual({ status: 'error', error: `api: gave up after 3 attempts: ERR_HTTP_STATUS: POST ${api.url} answered 503`, attempts: 3 })
+      expect(api.received).toHaveLength(3)
+      expect(runs).toBeGreaterThan(1)
+    } finally {
+      await store.close()
+    }
   }, 120_000)
 })

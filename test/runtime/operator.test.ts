@@ -79,4 +79,24 @@ describe('operator pauses', () => {
     expect(seen.filter((e) => e.startsWith('stored'))).toEqual(['stored test true', 'stored test true'])
     expect(seen.filter((e) => !e.startsWith('received') && !e.startsWith('stored'))).toEqual(['attempt test api retryable true', 'attempt test api permanent true', 'finished test error'])
   })
+
+  const boom = () => { throw new Error('observer bug') }
+  it.each<[string, RuntimeObserver]>([
+    ['finished() (told of each ending) throws', { finished: boom }],
+    ['received(), stored() and attempt() throw', { received: boom, stored: boom, attempt: boom }],
+  ])('an observer whose %s changes nothing: emits resolve, each message is delivered once, in order, and counted; onError "stop" still stops', async (_, observer) => {
+    rt.api.behaviour = ({ body }) => ((body as { n: number }).n === 3 ? { status: 400, body: 'bad' } : undefined)
+    const src = feedSource()
+    const h = await rt.start({ source: src.definition, destinations: [destination('api', rt.api.url)], options: { onError: 'stop' } }, { observer })
+    await h.pause()
+    const ids: string[] = []
+    for (let n = 0; n < 5; n++) ids.push((await src.emit({ n })).id)
+    await h.resume()
+    await until(() => h.state === 'stopped', 5000, 'the channel stopped by onError "stop"')
+    expect(await h.stopped).toMatchObject({ reason: 'error', error: { code: 'ERR_CHANNEL_STOPPED' } })
+    expect(h.counters()).toMatchObject({ received: 5, delivered: 3, errors: 1 })
+    const statuses = await Promise.all(ids.map(async (id) => (await rt.store.get(id))!.message.status))
+    expect(statuses).toEqual(['delivered', 'delivered', 'delivered', 'error', 'queued'])
+    expect(rt.api.received.map((r) => (r.body as { n: number }).n)).toEqual([0, 1, 2, 3])
+  })
 })

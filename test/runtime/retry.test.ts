@@ -384,3 +384,77 @@ describe('retries and outages (fake clock)', () => {
     expect(rt.api.received.map((r) => [(r.body as { k: string }).k, r.at - failedAt])).toEqual([['a', 0], ['b', 0], ['a', 60_000]])
   })
 })
+
+describe('retry budgets across restarts and resubmissions (fake clock)', () => {
+  beforeEach(() => useFakeClock())
+  afterEach(() => vi.useRealTimers())
+
+  type Policy = { retry: { maxAttempts: number; initialDelayMs: number; maxDelayMs: number; maxElapsedMs: number } }
+  const start = (policy: Policy) => rt.start({ source: feedSource().definition, destinations: [destination('api', rt.api.url, policy)] }, { random: () => 1 })
+  /** Stops the channel and its store, as a crash or a restart does, and starts both again on the same directory `downMs` later. */
+  const restart = async (h: Awaited<ReturnType<typeof start>>, policy: Policy, downMs = 0) => {
+    await h.stop()
+    await rt.store.close()
+    await vi.advanceTimersByTimeAsync(downMs)
+    rt.store = openSqliteStore({ dataDir: rt.dir.path, now: () => Date.now() })
+    return start(policy)
+  }
+
+  it('attempts made before each restart count against maxAttempts: a crash loop does not retry a message for ever', async () => {
+    rt.api.behaviour = () => ({ status: 503, body: 'down' })
+    const policy = { retry: { maxAttempts: 3, initialDelayMs: 1000, maxDelayMs: 1000, maxElapsedMs: 3_600_000 } }
+    const src = feedSource()
+    let h = await rt.start({ source: src.definition, destinations: [destination('api', rt.api.url, policy)] }, { random: () => 1 })
+    const { id } = await src.emit({ i: 0 })
+    // One attempt per run, then a restart: the budget of 3 is spent in the third run.
+    for (let run = 1; run <= 5; run++) {
+      await settleIo(async () => { const d = (await rt.store.get(id))!; return d.message.status === 'error' || d.attempts.length === run })
+      if ((await rt.store.get(id))!.message.status === 'error') break
+      h = await restart(h, policy)
+      await vi.advanceTimersByTimeAsync(1000)
+    }
+    const d = (await rt.store.get(id))!
+    expect(d.message).toMatchObject({ status: 'error', error: `api: gave up after 3 attempts: ERR_HTTP_STATUS: POST ${rt.api.url} answered 503` })
+    expect(d.deliveries[0]).toMatchObject({ status: 'error', attempts: 3 })
+    expect(rt.api.received).toHaveLength(3)
+  })
+
+  it('time spent retrying before a restart counts against maxElapsedMs; the time the engine was down does not', async () => {
+    rt.api.behaviour = () => ({ status: 503, body: 'down' })
+    // A retry every second, for at most 5 s: 6 attempts (0 … 5 s) with or without a restart.
+    const policy = { retry: { maxAttempts: 100, initialDelayMs: 1000, maxDelayMs: 1000, maxElapsedMs: 5000 } }
+    const src = feedSource()
+    const h = await rt.start({ source: src.definition, destinations: [destination('api', rt.api.url, policy)] }, { random: () => 1 })
+    const { id } = await src.emit({ i: 0 })
+    await expectAttemptsAt(id, `${id}:api`, [1000, 1000])
+    await settleIo(async () => (await rt.store.get(id))!.attempts.length === 3)
+    // Ten minutes down, then up again: the retry due at 3 s goes at once, two more a second apart, then it gives up.
+    await restart(h, policy, 600_000)
+    for (let made = 4; made <= 10; made++) {
+      await settleIo(async () => { const d = (await rt.store.get(id))!; return d.message.status === 'error' || d.attempts.length === made })
+      if ((await rt.store.get(id))!.message.status === 'error') break
+      await vi.advanceTimersByTimeAsync(1000)
+    }
+    const d = (await rt.store.get(id))!
+    expect(d.message).toMatchObject({ status: 'error', error: `api: gave up after 5000 ms: ERR_HTTP_STATUS: POST ${rt.api.url} answered 503` })
+    expect(rt.api.received).toHaveLength(6)
+  })
+
+  it('a resubmitted message gets a whole budget again, also one that went to error by spending it', async () => {
+    rt.api.behaviour = ({ n }) => (n <= 3 ? { status: 503, body: 'down' } : undefined)
+    const policy = { retry: { maxAttempts: 2, initialDelayMs: 1000, maxDelayMs: 1000, maxElapsedMs: 3_600_000 } }
+    const src = feedSource()
+    const h = await rt.start({ source: src.definition, destinations: [destination('api', rt.api.url, policy)] }, { random: () => 1 })
+    const { id } = await src.emit({ i: 0 })
+    await expectAttemptsAt(id, `${id}:api`, [1000])
+    await settleIo(() => h.counters().errors === 1)
+    expect(await rt.store.resubmit({ ids: [id] })).toEqual([id])
+    h.wake()
+    // The third request fails too: a second attempt of the new budget follows a second later, and gets through.
+    await settleIo(async () => (await rt.store.get(id))!.attempts.length === 3)
+    await vi.advanceTimersByTimeAsync(1000)
+    await settleIo(() => h.counters().delivered === 1)
+    expect((await rt.store.get(id))!.message.status).toBe('delivered')
+    expect(rt.api.received).toHaveLength(4)
+  })
+})
