@@ -69,19 +69,47 @@ function fsError(e: unknown, what: string): Error {
   return new RetryableError(`${what}: ${code}`, { cause: e })
 }
 
-/** Creates `dir` and its missing parents with `mode`, whatever the umask; existing ones keep their mode. */
-async function makeDirs(dir: string, mode: number): Promise<void> {
+/**
+ * Creates `dir` and its missing parents with `mode`, whatever the umask; existing ones keep their
+ * mode. Returns the directories that gained an entry (the parents of those created), to be synced.
+ */
+async function makeDirs(dir: string, mode: number): Promise<string[]> {
   const first = await mkdir(dir, { recursive: true, mode })
-  if (first === undefined) return
+  if (first === undefined) return []
+  const parents: string[] = []
   for (let d = dir; ; d = dirname(d)) {
     await chmod(d, mode)
-    if (d === first) return
+    parents.push(dirname(d))
+    if (d === first) return parents
   }
+}
+
+/** Where a directory cannot be opened or fsynced (Windows: EISDIR, EPERM; some file systems: EINVAL): nothing to do. */
+const NO_DIR_SYNC = new Set(['EISDIR', 'EINVAL', 'EPERM'])
+
+/**
+ * Makes the entries of `dir` durable. A rename or link into a directory, or a directory made in it,
+ * changes the directory, not the file: until the directory is fsynced a power loss can lose the new
+ * name although the file's data was synced, and a message counted as delivered would have no file.
+ */
+async function syncDir(dir: string): Promise<void> {
+  let fh
+  try {
+    fh = await open(dir, 'r')
+  } catch (e) {
+    if (NO_DIR_SYNC.has((e as NodeJS.ErrnoException).code ?? '')) return
+    throw e
+  }
+  try {
+    await fh.sync()
+  } catch (e) {
+    if (!NO_DIR_SYNC.has((e as NodeJS.ErrnoException).code ?? '')) throw e
+  } finally { await fh.close() }
 }
 
 export default defineComponent({
   type: 'file', kind: 'destination',
-  description: 'Writes each message to a file in a directory, atomically (temporary file, then rename).',
+  description: 'Writes each message to a file in a directory, atomically (temporary file, then rename) and durably: the file and its directory are synced before the message counts as delivered.',
   configSchema,
   check: (config) => templateProblems(config.filename, '/filename', { balanced: true }),
   create(config, ctx) {
@@ -98,8 +126,9 @@ export default defineComponent({
         if (!rel || rel === '..' || rel.startsWith('..' + sep) || isAbsolute(rel)) throw new PermanentError(`file name "${name}" leaves the output directory`)
         const data = serialize(message, config.jsonIndent)
         const dir = dirname(target)
+        let madeIn: string[]
         try {
-          await makeDirs(dir, dirMode)
+          madeIn = await makeDirs(dir, dirMode)
         } catch (e) { throw fsError(e, `cannot create directory ${dir}`) }
         // Same directory as the target so the rename is atomic; dot-prefixed so readers skip it.
         const tmp = join(dir, `.${randomBytes(6).toString('hex')}.weir-tmp`)
@@ -118,6 +147,10 @@ export default defineComponent({
           throw fsError(e, `cannot write ${target}`)
         }
         if (!config.overwrite) await unlink(tmp).catch(() => {})
+        // The new name, and any directory made for it, durable before the message counts as delivered.
+        try {
+          for (const d of new Set([dir, ...madeIn])) await syncDir(d)
+        } catch (e) { throw fsError(e, `cannot sync directory of ${target}`) }
         ctx.log.debug({ messageId: message.id, file: target, bytes: data.length }, 'file written')
         return { excerpt: `wrote ${rel} (${data.length} bytes)` }
       },

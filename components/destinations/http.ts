@@ -1,4 +1,4 @@
-import { defineComponent, isJsonContentType, type Message, type ConfigOf } from '../../shared/component.ts'
+import { defineComponent, isJsonContentType, type ConfigOf } from '../../shared/component.ts'
 import { secretSchema } from '../../shared/config/secret-schema.ts'
 import { errorCodes, HttpStatusError, isWeirError, parseRetryAfter, PermanentError } from '../../shared/errors.ts'
 import { reveal, type Secret } from '../../shared/secret.ts'
@@ -73,23 +73,16 @@ function whereOf(method: string, url: string): string {
 
 const oneLine = (value: string) => value.replace(/[\r\n]/g, ' ')
 
-/** A character undici refuses in a header value: anything but tab, printable ASCII and U+0080–U+00FF. */
+/**
+ * A character undici refuses in a header value: anything but tab, printable ASCII and U+0080–U+00FF.
+ * Checked here only in the configured text, at validation. A value made from message fields
+ * (Łukasiewicz, a control character) is refused by undici when sent, which the shared client reports
+ * as ERR_HTTP_REQUEST_INVALID: permanent, naming the header, never the value.
+ */
 const BAD_HEADER_CHAR = /[^\t\x20-\x7e\x80-\xff]/
 const BAD_HEADER_VALUE = 'has a character that cannot be sent in an HTTP header (only tab, printable ASCII and U+0080–U+00FF)'
 
 type Template = ReturnType<typeof compileTemplate>
-
-/**
- * A templated header value for `message`. A value undici would refuse (Łukasiewicz, a control
- * character) fails the message permanently: no retry can change it, and as a network error it would
- * be retried and count toward the circuit breaker. The error names the header, never the value, which
- * comes from message fields.
- */
-function renderHeader(name: string, render: Template, message: Message): string {
-  const value = oneLine(render(message))
-  if (BAD_HEADER_CHAR.test(value)) throw new PermanentError(`header "${name}" made from message ${message.id} ${BAD_HEADER_VALUE}`)
-  return value
-}
 
 /** A redirect names its target (never followed); any other status quotes the body excerpt. */
 function statusMessage(where: string, res: HttpResponse, url: string, excerpt: string): string {
@@ -183,7 +176,7 @@ export default defineComponent({
           if (requestUrl.origin !== origin) throw new PermanentError(`url ${url} leaves the configured origin ${origin}`)
         }
         const headers: Record<string, string> = {}
-        for (const [k, v] of headerParts) headers[k] = typeof v === 'string' ? v : renderHeader(k, v, message)
+        for (const [k, v] of headerParts) headers[k] = typeof v === 'string' ? v : oneLine(v(message))
         for (const [k, v] of secretParts) headers[k] = reveal(v)!
         headers['idempotency-key'] = idempotencyKey
         let body: string | undefined

@@ -31,7 +31,7 @@ const configSchema = {
     contentTypes: {
       type: 'array', minItems: 1, default: ['application/json', 'application/*+json', 'text/*', 'application/xml', 'application/*+xml', 'x-application/hl7-v2+er7'],
       items: { type: 'string', pattern: '^[\\w.+*-]+/[\\w.+*-]+$', description: 'A media type; `*` matches any run of characters.' },
-      description: 'Accepted media types (parameters such as charset are ignored); others answer 415. JSON types are parsed.',
+      description: 'Accepted media types (matched without parameters); others answer 415. JSON types are parsed. A body is decoded in the `charset` its Content-Type declares: utf-8 (the default), iso-8859-1 (latin1), us-ascii, utf-16, utf-16le or utf-16be; another charset answers 415 naming it, and bytes not valid in the charset answer 400, so no garbled text is stored.',
       examples: [['application/fhir+json']],
     },
     maxBufferedBytes: {
@@ -137,9 +137,63 @@ function jsonFailure(e: unknown): string {
   return /end of JSON input/.test(message) ? 'invalid JSON body (it ends early)' : 'invalid JSON body (unexpected character)'
 }
 
-function parseJson(raw: Buffer, maxDepth: number): unknown {
-  if (jsonDeeperThan(raw, maxDepth)) throw new Refusal(400, `JSON body nested deeper than maxJsonDepth ${maxDepth}`)
-  try { return JSON.parse(raw.toString('utf8')) } catch (e) { throw new Refusal(400, jsonFailure(e)) }
+/** Charsets a body may declare (labels lower-cased), and the one each label names. */
+const CHARSETS = new Map<string, Charset>([
+  ['utf-8', 'utf-8'], ['utf8', 'utf-8'],
+  ['iso-8859-1', 'iso-8859-1'], ['iso8859-1', 'iso-8859-1'], ['iso_8859-1', 'iso-8859-1'], ['latin1', 'iso-8859-1'], ['l1', 'iso-8859-1'],
+  ['us-ascii', 'us-ascii'], ['ascii', 'us-ascii'],
+  ['utf-16', 'utf-16'], ['utf-16le', 'utf-16le'], ['utf-16be', 'utf-16be'],
+])
+type Charset = 'utf-8' | 'iso-8859-1' | 'us-ascii' | 'utf-16' | 'utf-16le' | 'utf-16be'
+const SUPPORTED_CHARSETS = 'utf-8, iso-8859-1, us-ascii, utf-16, utf-16le or utf-16be'
+
+/**
+ * The charset a Content-Type declares (utf-8 when none); 415 for one the listener cannot decode.
+ * ISO-8859-1 is decoded as itself, not as windows-1252 (which WHATWG decoders substitute for it).
+ */
+function declaredCharset(header: string): Charset {
+  for (const param of header.split(';').slice(1)) {
+    const eq = param.indexOf('=')
+    if (eq < 0 || param.slice(0, eq).trim().toLowerCase() !== 'charset') continue
+    const label = param.slice(eq + 1).trim().replace(/^"(.*)"$/, '$1').toLowerCase()
+    const charset = CHARSETS.get(label)
+    if (!charset) throw new Refusal(415, `charset ${JSON.stringify(label.slice(0, 40))} is not supported; send ${SUPPORTED_CHARSETS}`)
+    return charset
+  }
+  return 'utf-8'
+}
+
+/** Fatal: an invalid byte sequence refuses the body instead of storing U+FFFD. A leading byte order mark is dropped. */
+const DECODERS = {
+  'utf-8': new TextDecoder('utf-8', { fatal: true }),
+  'utf-16le': new TextDecoder('utf-16le', { fatal: true }),
+  'utf-16be': new TextDecoder('utf-16be', { fatal: true }),
+}
+
+/** The body as text in its declared charset; 400 when its bytes are not valid in it. */
+function decodeBody(raw: Buffer, charset: Charset): string {
+  const invalid = (name: string) => new Refusal(400, `body is not valid ${name}${charset === 'utf-8' ? ' (declare another charset in Content-Type, e.g. "; charset=iso-8859-1")' : ''}`)
+  if (charset === 'iso-8859-1') return raw.toString('latin1')
+  if (charset === 'us-ascii') {
+    if (raw.some((b) => b > 0x7f)) throw invalid('US-ASCII')
+    return raw.toString('latin1')
+  }
+  // RFC 2781 §4.3: "utf-16" is big-endian unless its byte order mark says otherwise.
+  const encoding = charset === 'utf-16' ? (raw[0] === 0xff && raw[1] === 0xfe ? 'utf-16le' : 'utf-16be') : charset
+  try {
+    return DECODERS[encoding].decode(raw)
+  } catch {
+    throw invalid(encoding.toUpperCase())
+  }
+}
+
+/** A JSON body: its nesting checked on UTF-8 or single-byte text before parsing (on the bytes as received when they are that already). */
+function parseJson(raw: Buffer, charset: Charset, maxDepth: number): unknown {
+  const singleByteSafe = charset === 'utf-8' || charset === 'iso-8859-1' || charset === 'us-ascii'
+  if (singleByteSafe && jsonDeeperThan(raw, maxDepth)) throw new Refusal(400, `JSON body nested deeper than maxJsonDepth ${maxDepth}`)
+  const text = decodeBody(raw, charset)
+  if (!singleByteSafe && jsonDeeperThan(Buffer.from(text, 'utf8'), maxDepth)) throw new Refusal(400, `JSON body nested deeper than maxJsonDepth ${maxDepth}`)
+  try { return JSON.parse(text) } catch (e) { throw new Refusal(400, jsonFailure(e)) }
 }
 
 /**
@@ -209,11 +263,12 @@ async function authenticate(l: Listener, req: IncomingMessage, certSubject: stri
   return { scope: certSubject ? ['client-cert', certSubject] : ['anonymous'] }
 }
 
-/** The request's media type without parameters, when the listener accepts it (415 otherwise). */
-function acceptedContentType(l: Listener, req: IncomingMessage): string {
-  const contentType = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase()
+/** The request's media type without parameters, when the listener accepts it, and its charset (415 otherwise). */
+function acceptedContentType(l: Listener, req: IncomingMessage): { contentType: string; charset: Charset } {
+  const header = req.headers['content-type'] ?? ''
+  const contentType = header.split(';')[0]!.trim().toLowerCase()
   if (!contentType || !l.accepts(contentType)) throw new Refusal(415, `content type ${JSON.stringify(contentType || '(none)')} is not accepted`)
-  return contentType
+  return { contentType, charset: declaredCharset(header) }
 }
 
 function copyAttributeHeaders(l: Listener, req: IncomingMessage, attributes: Record<string, string>): void {
@@ -235,11 +290,11 @@ async function handle(l: Listener, req: IncomingMessage, res: ServerResponse): P
   if (certSubject) attributes.clientCertSubject = certSubject
   const principal = await authenticate(l, req, certSubject)
   if (principal.subject) attributes.authSubject = principal.subject
-  const contentType = acceptedContentType(l, req)
+  const { contentType, charset } = acceptedContentType(l, req)
   const declared = Number(req.headers['content-length'])
   if (declared > config.maxBytes) throw new Refusal(413, `body above maxBytes ${config.maxBytes}`)
   const raw = await l.readBody(req, res)
-  const body = isJsonContentType(contentType) ? parseJson(raw, config.maxJsonDepth) : raw.toString('utf8')
+  const body = isJsonContentType(contentType) ? parseJson(raw, charset, config.maxJsonDepth) : decodeBody(raw, charset)
   copyAttributeHeaders(l, req, attributes)
   const idem = req.headers[config.idempotencyHeader.toLowerCase()]
   const result = await l.emit!({

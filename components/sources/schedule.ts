@@ -55,7 +55,10 @@ const configSchema = {
       properties: {
         param: { type: 'string', minLength: 1, description: 'Query parameter carrying the cursor.', examples: ['_lastUpdated'] },
         itemPath: { type: 'string', minLength: 1, default: 'meta.lastUpdated', description: 'JSONata expression giving an item\'s cursor value (timestamps compare as instants, other values as strings).' },
-        prefix: { type: 'string', default: 'gt', description: 'Text put before the value, e.g. the FHIR comparator "gt"; "" for none.' },
+        prefix: {
+          type: 'string', default: 'ge',
+          description: 'Text put before the value: a comparator such as FHIR\'s "ge" (the default) or "gt", or "" for none. With "ge" the next tick asks again for the items at the stored value, so an item that shares it with the newest item of the previous tick (the same timestamp, visible only later) is not lost; the items already emitted at that value are remembered with the cursor and skipped. "gt" misses such an item.',
+        },
         initial: { type: 'string', minLength: 1, description: 'Cursor value of the very first tick; without it the first tick sends no cursor.', examples: ['2026-01-01T00:00:00Z'] },
       },
     },
@@ -132,6 +135,17 @@ function later(a: string, b: string | undefined): boolean {
   return Number.isNaN(ta) || Number.isNaN(tb) ? a > b : ta > tb
 }
 
+/** The same cursor value: the same instant, or the same string. */
+const sameValue = (a: string, b: string | undefined) => b !== undefined && !later(a, b) && !later(b, a)
+
+/**
+ * The dedupe keys of the items emitted at the stored cursor value, stored beside it (state key
+ * `cursorBoundary`): a tick asking with "ge" gets them again and skips them. Beyond this many, the
+ * store's dedupe key still recognises the rest.
+ */
+interface Boundary { value: string; keys: string[] }
+const MAX_BOUNDARY_KEYS = 1000
+
 /** What every tick of one schedule source shares: its config, context and compiled expressions. */
 interface Poll {
   readonly config: ScheduleConfig
@@ -178,17 +192,25 @@ async function keyOf(keyExpr: jsonata.Expression | undefined, item: unknown): Pr
   return `schedule:sha256:${createHash('sha256').update(JSON.stringify(item)).digest('hex')}`
 }
 
-/** The cursor through one tick: the stored value it starts from and the largest item value seen since. */
+/** The cursor through one tick: the stored value it starts from and the largest item value seen since, with the items emitted at it. */
 class TickCursor {
   maxSeen: string | undefined
+  /** Dedupe keys of the items emitted at `maxSeen`. */
+  private atMax: Set<string>
 
-  private constructor(private readonly poll: Poll, readonly stored: string | undefined) {
+  private constructor(private readonly poll: Poll, readonly stored: string | undefined, private readonly storedKeys: ReadonlySet<string>) {
     this.maxSeen = stored
+    this.atMax = new Set(storedKeys)
   }
 
   static async load(poll: Poll): Promise<TickCursor> {
     const { config, ctx } = poll
-    return new TickCursor(poll, config.cursor ? ((await ctx.state.get<string>('cursor')) ?? config.cursor.initial) : undefined)
+    if (!config.cursor) return new TickCursor(poll, undefined, new Set())
+    const stored = (await ctx.state.get<string>('cursor')) ?? config.cursor.initial
+    const boundary = await ctx.state.get<Boundary>('cursorBoundary')
+    // Keys stored for another value (a crash between the two writes of save()) are not used.
+    const keys = boundary && stored !== undefined && boundary.value === stored && Array.isArray(boundary.keys) ? boundary.keys : []
+    return new TickCursor(poll, stored, new Set(keys))
   }
 
   /** The first page's URL: `url` with the cursor parameter, when there is a value to send. */
@@ -199,15 +221,35 @@ class TickCursor {
     return url
   }
 
-  async see(item: unknown): Promise<void> {
-    if (!this.poll.cursorExpr) return
+  /** An item's cursor value, when it has one (a string or a number). */
+  async valueOf(item: unknown): Promise<string | undefined> {
+    if (!this.poll.cursorExpr) return undefined
     const v = await this.poll.cursorExpr.evaluate(item)
-    if ((typeof v === 'string' || typeof v === 'number') && later(String(v), this.maxSeen)) this.maxSeen = String(v)
+    return typeof v === 'string' || typeof v === 'number' ? String(v) : undefined
   }
 
-  /** Stores the largest value seen; called only after a tick that fetched every page. */
+  /** True for an item at the stored value that an earlier tick emitted (asked for again by "ge"). */
+  emittedBefore(value: string | undefined, key: string): boolean {
+    return value !== undefined && this.storedKeys.has(key) && sameValue(value, this.stored)
+  }
+
+  see(value: string | undefined, key: string): void {
+    if (value === undefined) return
+    if (later(value, this.maxSeen)) {
+      this.maxSeen = value
+      this.atMax = new Set([key])
+    } else if (sameValue(value, this.maxSeen) && this.atMax.size < MAX_BOUNDARY_KEYS) this.atMax.add(key)
+  }
+
+  /** Stores the largest value seen and the items at it; called only after a tick that fetched every page. */
   async save(): Promise<void> {
-    if (this.poll.config.cursor && this.maxSeen !== undefined && this.maxSeen !== this.stored) await this.poll.ctx.state.set('cursor', this.maxSeen)
+    const { config, ctx } = this.poll
+    if (!config.cursor || this.maxSeen === undefined) return
+    const moved = this.maxSeen !== this.stored
+    if (!moved && this.atMax.size === this.storedKeys.size) return
+    // The keys first: they name their value, so a crash before the cursor is written leaves them unused.
+    await ctx.state.set('cursorBoundary', { value: this.maxSeen, keys: [...this.atMax] } satisfies Boundary)
+    if (moved) await ctx.state.set('cursor', this.maxSeen)
   }
 }
 
@@ -229,15 +271,22 @@ async function fetchPage(poll: Poll, url: URL, signal: AbortSignal): Promise<{ h
 async function emitPage(poll: Poll, body: unknown, url: URL, page: number, cursor: TickCursor, counts: { emitted: number; duplicates: number }, signal: AbortSignal): Promise<boolean> {
   for (const item of await itemsOf(poll.itemsExpr, body)) {
     if (signal.aborted) return false
+    const dedupeKey = await keyOf(poll.keyExpr, item)
+    const value = await cursor.valueOf(item)
+    if (cursor.emittedBefore(value, dedupeKey)) {
+      counts.duplicates++
+      cursor.see(value, dedupeKey)
+      continue
+    }
     const result = await poll.emit!({
       body: item,
       contentType: poll.config.contentType ?? (isResource(item) ? 'application/fhir+json' : 'application/json'),
       attributes: { url: url.href, page: String(page) },
-      dedupeKey: await keyOf(poll.keyExpr, item),
+      dedupeKey,
     })
     if (result.duplicate) counts.duplicates++
     else counts.emitted++
-    await cursor.see(item)
+    cursor.see(value, dedupeKey)
   }
   return true
 }

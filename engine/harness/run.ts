@@ -28,6 +28,7 @@ import { instrumentChannel, type Recording } from './instrument.ts'
 import { checkDeliveries } from './deliveries.ts'
 import { formatMessagePaths, messagePaths } from './trace.ts'
 import { checkMllp, mllpSender, type MllpSendStep } from './mllp.ts'
+import { globToRegExp } from '../../components/sources/file-poller.ts'
 
 export { containsSubset } from './match.ts'
 
@@ -250,10 +251,35 @@ interface Running {
   http: ReturnType<typeof createHttpClient>
 }
 
-/** Waits until the source has stored `n` messages (or recognised them as duplicates), at most IDLE_TIMEOUT_MS. */
-async function receivedAtLeast(r: Running, n: number): Promise<void> {
+/**
+ * Waits until the source has stored `n` messages (or recognised them as duplicates), at most
+ * IDLE_TIMEOUT_MS: undefined once it has, else why not (`giveUp`'s reason as soon as it has one,
+ * or that the time ran out).
+ */
+async function receivedAtLeast(r: Running, n: number, giveUp?: () => string | undefined): Promise<string | undefined> {
   const deadline = Date.now() + IDLE_TIMEOUT_MS
-  while (r.handle.counters().received + r.handle.counters().duplicates < n && Date.now() < deadline) await new Promise((res) => setTimeout(res, 20))
+  for (;;) {
+    if (r.handle.counters().received + r.handle.counters().duplicates >= n) return undefined
+    const reason = giveUp?.()
+    if (reason) return reason
+    if (Date.now() >= deadline) return `not within ${IDLE_TIMEOUT_MS / 1000} s`
+    await new Promise((res) => setTimeout(res, 20))
+  }
+}
+
+/** A file a send step dropped into a file-poller's directory: where, and how to name it in a failure. */
+interface PolledFile { path: string; shown: string; pattern: string }
+
+/** The file-poller's reason for moving `file` to its error directory, from the case's log, once it has. */
+function rejectionOf(logLines: string[], file: string): string | undefined {
+  for (const line of logLines) {
+    if (!line.includes('"file rejected"')) continue
+    try {
+      const l = JSON.parse(line) as { msg?: string; file?: string; reason?: string }
+      if (l.msg === 'file rejected' && l.file === file) return `it moved the file to its error directory: ${l.reason ?? 'no reason logged'}`
+    } catch { /* not a JSON line */ }
+  }
+  return undefined
 }
 
 /** Stops the channel, then closes what it ran on; every part is closed even when one fails (the first failure is thrown). */
@@ -273,7 +299,7 @@ const isPlainFileIn = (dir: string, name: string) => dirname(resolve(dir, name))
  * into a file-poller's directory, or an MLLP frame. `stored` when the source took the message;
  * `waitUntilStored` when the source answered before storing it (the case waits until it has).
  */
-async function sendStep(send: SendStep | MllpSendStep, at: string, ctx: { r: Running; channel: LoadedChannel; work: string; inDir: string; sender: ReturnType<typeof mllpSender>; failures: string[]; file: string; pointer: string }): Promise<{ stored: boolean; waitUntilStored: boolean }> {
+async function sendStep(send: SendStep | MllpSendStep, at: string, ctx: { r: Running; channel: LoadedChannel; work: string; inDir: string; pollerDir: string; sender: ReturnType<typeof mllpSender>; failures: string[]; file: string; pointer: string }): Promise<{ stored: boolean; waitUntilStored: boolean; polled?: PolledFile }> {
   const { channel, failures } = ctx
   const source = ctx.r.handle.source
   const type = channel.source.definition.type
@@ -303,9 +329,17 @@ async function sendStep(send: SendStep | MllpSendStep, at: string, ctx: { r: Run
       failures.push(formatProblem({ file: ctx.file, pointer: `${ctx.pointer}/fileName`, message: `"${name}" would be written outside the case's work directory: it ${PLAIN_FILE_NAME}` }))
       return { stored: false, waitUntilStored: false }
     }
+    // The directory is the case's own (the harness sets it), so only the name can keep the poller from taking the file.
+    const pattern = String(channel.source.config.pattern ?? '*')
+    const shown = `${ctx.pollerDir.replace(/[\\/]+$/, '')}/${name}`
+    if (name.startsWith('.') || !globToRegExp(pattern).test(name)) {
+      const why = name.startsWith('.') ? 'names starting with "." are never picked up' : `the name does not match its pattern ${JSON.stringify(pattern)}`
+      failures.push(`${at}: the file-poller will not take ${shown}: ${why}; give the step a "fileName" that does`)
+      return { stored: false, waitUntilStored: false }
+    }
     await writeFile(join(ctx.work, name), body)
     await rename(join(ctx.work, name), join(ctx.inDir, name))
-    return { stored: true, waitUntilStored: true }
+    return { stored: true, waitUntilStored: true, polled: { path: join(ctx.inDir, name), shown, pattern } }
   }
   failures.push(`${at}: "send" is not supported for a ${type} source; use "tick"`)
   return { stored: false, waitUntilStored: false }
@@ -440,9 +474,17 @@ async function runStep(c: CaseRun, cc: CaseChannel, step: Step, i: number): Prom
   const source = r.handle.source
   if ('send' in step) {
     const pointer = `/cases/${c.file.cases.indexOf(c.tc)}/steps/${i}/send`
-    const sentNow = await sendStep(step.send, `step ${i + 1}`, { r, channel: cc.channel, work: c.work, inDir: c.dirs.in, sender: c.sender, failures: c.failures, file: c.file.displayName, pointer })
+    const pollerDir = String((c.raw.source as { config?: { directory?: unknown } } | undefined)?.config?.directory ?? 'in')
+    const sentNow = await sendStep(step.send, `step ${i + 1}`, { r, channel: cc.channel, work: c.work, inDir: c.dirs.in, pollerDir, sender: c.sender, failures: c.failures, file: c.file.displayName, pointer })
     if (sentNow.stored) c.sent++
-    if (sentNow.waitUntilStored) await receivedAtLeast(r, c.sent)
+    const polled = sentNow.polled
+    if (sentNow.waitUntilStored) {
+      const missing = await receivedAtLeast(r, c.sent, polled && (() => rejectionOf(c.logLines, polled.path)))
+      if (missing && polled) {
+        c.failures.push(`step ${i + 1}: the file-poller did not take ${polled.shown} (pattern ${JSON.stringify(polled.pattern)}): ${missing}`)
+        c.sent--
+      }
+    }
   } else if ('tick' in step) {
     if (!source.tick) c.failures.push(`step ${i + 1}: the ${cc.channel.source.definition.type} source cannot be ticked`)
     else await source.tick()

@@ -150,6 +150,22 @@ function notResent(url: URL, method: string, error: string, challenge: Challenge
   return new OAuthChallengeError(`${method} ${url.origin}${url.pathname} answered 401 ${error}; not resent because the request body is a stream`, 401, challenge, { retryable: true })
 }
 
+/** A character undici refuses in a header value: anything but tab, printable ASCII and U+0080–U+00FF. */
+const BAD_HEADER_CHAR = /[^\t\x20-\x7e\x80-\xff]/
+
+/**
+ * Why undici refused a request as built: its message ("invalid x-api-key header" names the header,
+ * never the value), made plain when the header's value has a character it cannot send. Only an
+ * explanation after undici's own check failed; the check itself stays undici's.
+ */
+function refusalReason(message: string, headers: Record<string, string> | undefined): string {
+  const name = /^invalid (.+) header$/.exec(message)?.[1]
+  if (name === undefined || !headers) return message
+  const lower = name.toLowerCase()
+  const value = Object.entries(headers).find(([k]) => k.toLowerCase() === lower)?.[1]
+  return typeof value === 'string' && BAD_HEADER_CHAR.test(value) ? `header "${name}" has a character that cannot be sent in an HTTP header (only tab, printable ASCII and U+0080–U+00FF)` : message
+}
+
 /** One attempt: dispatches the request and resolves with the (bounded) response once its body is read. */
 async function sendOnce(dispatcher: Dispatcher, url: URL, origin: string, method: string, headers: Record<string, string> | undefined, body: string | Buffer | Readable | undefined, state: RequestState, timeoutMs: number, bodyLimit: number): Promise<HttpResponse> {
   const exchange = new Exchange(bodyLimit)
@@ -167,9 +183,9 @@ async function sendOnce(dispatcher: Dispatcher, url: URL, origin: string, method
     }
     if (state.aborted) throw e
     const code = (e as { code?: string }).code
-    // undici refused the request as built (a header value it cannot send): permanent. Its message
-    // names the header only ("invalid x-api-key header"), never the value.
-    if (code === 'UND_ERR_INVALID_ARG') throw new errorCodes.ERR_HTTP_REQUEST_INVALID(`${method} ${url.origin}${url.pathname} could not be sent: ${(e as Error).message}`, { cause: e })
+    // undici refused the request as built (a header value it cannot send): permanent. The error
+    // names the header only, never the value.
+    if (code === 'UND_ERR_INVALID_ARG') throw new errorCodes.ERR_HTTP_REQUEST_INVALID(`${method} ${url.origin}${url.pathname} could not be sent: ${refusalReason((e as Error).message, headers)}`, { cause: e })
     throw new errorCodes.ERR_HTTP_NETWORK(`${method} ${url.origin}${url.pathname} failed: ${code ?? (e as Error).message}`, { cause: e })
   } finally {
     state.exchange = undefined

@@ -117,6 +117,19 @@ describe('http client failure classes', () => {
   })
 })
 
+describe('a request undici refuses as built', () => {
+  it.each<[string, Record<string, string>, string]>([
+    ['a header value with a character above U+00FF', { 'X-Name': 'Łukasiewicz' }, 'header "X-Name" has a character that cannot be sent in an HTTP header (only tab, printable ASCII and U+0080–U+00FF)'],
+    ['a header undici sets itself', { 'transfer-encoding': 'chunked' }, 'invalid transfer-encoding header'],
+  ])('%s: permanent, naming the header, never its value, and nothing sent', async (_, headers, reason) => {
+    const before = other.seen.length
+    const err = leak.error(await http.request({ url: `${other.url}/h`, headers }).catch((e) => e)) as Error
+    expect(err).toMatchObject({ code: 'ERR_HTTP_REQUEST_INVALID', retryable: false, message: `GET ${other.url}/h could not be sent: ${reason}` })
+    expect(err.message).not.toMatch(/ukasiewicz|chunked/)
+    expect(other.seen.length).toBe(before)
+  })
+})
+
 describe('the request timeout and signal bound the wait for a token', () => {
   it('the token endpoint delays: the request times out waiting for a token, sends nothing, and the shared fetch goes on', async () => {
     const proxy = await holdingProxy(as.tokenUrl, () => true)

@@ -1,4 +1,4 @@
-import { appendFile, readdir, readFile, rename, writeFile, mkdir } from 'node:fs/promises'
+import { appendFile, readdir, readFile, rename, utimes, writeFile, mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import poller, { globToRegExp } from '../../../components/sources/file-poller.ts'
@@ -88,6 +88,23 @@ describe('file-poller', () => {
     expect(await ls('in')).toContain('big.txt')
     await src.scanNow()
     expect(emit.inputs.map((i) => [i.body, i.contentType])).toEqual([['part one; part two;', 'text/plain']])
+  })
+
+  it('a file rewritten in place at the same size (only its modification time changes) is not picked up until it stops changing', async () => {
+    const src = await source({ directory: 'in', pollIntervalMs: 60_000 })
+    const emit = recordingEmit()
+    await src.start(emit)
+    await src.idle()
+    const file = join(d.dir, 'in/pre.txt')
+    await writeFile(file, 'xxxxxxxx') // preallocated, then filled in: the size never changes
+    await utimes(file, 1_800_000_000, 1_800_000_000)
+    await src.scanNow()
+    await writeFile(file, 'filled-x')
+    await utimes(file, 1_800_000_001, 1_800_000_001)
+    await src.scanNow()
+    expect(emit.inputs).toEqual([])
+    await src.scanNow()
+    expect(emit.inputs.map((i) => i.body)).toEqual(['filled-x'])
   })
 
   it('a file re-read after a crash between the durable write and the move is recognised and just moved', async () => {

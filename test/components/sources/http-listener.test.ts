@@ -108,6 +108,52 @@ describe('http-listener', () => {
     expect(t.logs.find((l) => l.msg === 'request refused')).toMatchObject({ status })
   })
 
+  describe('request charset', () => {
+    const send = (url: string, body: Buffer, contentType: string) => post(url, body as unknown as string, { 'content-type': contentType })
+
+    it.each([
+      ['application/json; charset=iso-8859-1', Buffer.from('{"name":"MÜLLER, Jörg"}', 'latin1'), { name: 'MÜLLER, Jörg' }],
+      ['application/json; charset="ISO-8859-1"', Buffer.from('{"name":"Müller"}', 'latin1'), { name: 'Müller' }],
+      ['application/fhir+json;charset=latin1', Buffer.from('{"name":"Müller"}', 'latin1'), { name: 'Müller' }],
+      ['application/json; charset=utf-16le', Buffer.from('{"name":"Łukasiewicz"}', 'utf16le'), { name: 'Łukasiewicz' }],
+      ['application/json; charset=utf-16', Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from('{"name":"Łukasiewicz"}', 'utf16le')]), { name: 'Łukasiewicz' }],
+      ['application/json; charset=utf-16be', Buffer.from('{"name":"Łukasiewicz"}', 'utf16le').swap16(), { name: 'Łukasiewicz' }],
+      ['text/plain; charset=iso-8859-1', Buffer.from('PID|1||9^^^H^MR||MÜLLER^JÖRG', 'latin1'), 'PID|1||9^^^H^MR||MÜLLER^JÖRG'],
+      ['text/plain; charset=utf-16le', Buffer.from('PID|1||9||ŁUKASIEWICZ^JAN', 'utf16le'), 'PID|1||9||ŁUKASIEWICZ^JAN'],
+      ['text/plain; charset=UTF-8', Buffer.from('Müller', 'utf8'), 'Müller'],
+    ])('%s is decoded as declared', async (contentType, bytes, body) => {
+      const { url, emit } = await start({})
+      expect((await send(url, bytes, contentType)).status).toBe(202)
+      expect(emit.inputs.map((i) => i.body)).toEqual([body])
+    })
+
+    it.each([
+      ['application/json; charset=shift_jis', 'shift_jis'],
+      ['text/plain; charset=windows-1252', 'windows-1252'],
+      ['text/plain; charset=""', ''],
+      ['text/plain; charset=constructor', 'constructor'],
+    ])('%s: a charset it cannot decode answers 415 naming it, and nothing is stored', async (contentType, charset) => {
+      const { url, emit } = await start({})
+      const res = await send(url, Buffer.from('{"a":1}'), contentType)
+      expect([res.status, res.body.error]).toEqual([415, `charset ${JSON.stringify(charset)} is not supported; send utf-8, iso-8859-1, us-ascii, utf-16, utf-16le or utf-16be`])
+      expect(emit.inputs).toEqual([])
+    })
+
+    it.each([
+      ['application/json; charset=utf-8', Buffer.from('{"name":"Müller"}', 'latin1')],
+      ['application/json', Buffer.from('{"name":"Müller"}', 'latin1')],
+      ['text/plain', Buffer.from('PID|1||MÜLLER', 'latin1')],
+      ['text/plain; charset=us-ascii', Buffer.from('PID|1||MÜLLER', 'utf8')],
+      ['text/plain; charset=utf-16le', Buffer.from([0x41, 0x00, 0x00, 0xdc])], // a lone low surrogate
+    ])('%s: bytes that are not valid in the charset answer 400 and are not stored as garbled text', async (contentType, bytes) => {
+      const { url, emit } = await start({})
+      const res = await send(url, bytes, contentType)
+      expect(res.status).toBe(400)
+      expect(res.body.error).toMatch(/^body is not valid (UTF-8|US-ASCII|UTF-16LE)/)
+      expect(emit.inputs).toEqual([])
+    })
+  })
+
   it('answers 404 on another path and 405 for another method', async () => {
     const { url } = await start({ path: '/in' })
     expect((await post(url + '/out', '{}')).status).toBe(404)

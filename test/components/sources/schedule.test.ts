@@ -124,7 +124,53 @@ describe('schedule source', () => {
     expect(await reader.getState('obs', 'source', 'cursor')).toBe('2026-03-01T09:30:00Z') // compared as instants: 10:00+01:00 is 09:00Z
     await reader.close()
     await run() // a new process with the same data directory
-    expect(seen).toEqual(['(none)', 'gt2026-03-01T09:30:00Z'])
+    expect(seen).toEqual(['(none)', 'ge2026-03-01T09:30:00Z'])
+  })
+
+  describe('cursor boundary: items sharing the stored value', () => {
+    /** A FHIR server filtering on _lastUpdated=gt… / ge… (as instants) over the resources it holds now. */
+    function fhirServer(held: Array<ReturnType<typeof patient>>) {
+      answer = (req, res) => {
+        const q = new URL(req.url, api.origin).searchParams.get('_lastUpdated')
+        const m = q ? /^(gt|ge)(.+)$/.exec(q) : null
+        const since = m ? Date.parse(m[2]!) : undefined
+        sendJson(res, bundle(held.filter((r) => since === undefined || (m![1] === 'gt' ? Date.parse(r.meta.lastUpdated) > since : Date.parse(r.meta.lastUpdated) >= since))))
+      }
+    }
+
+    it('an item committed after a tick with the same lastUpdated as the newest item of that tick is not lost, and the one already emitted is not emitted again', async () => {
+      const held = [patient('a', '2026-04-01T10:00:00Z')]
+      fhirServer(held)
+      const src = await source({ url: api.origin + '/fhir/Patient', cursor: { param: '_lastUpdated' } })
+      const emit = recordingEmit()
+      await src.start(emit)
+      await src.tick()
+      // Written in the same instant as "a", but visible only after the first tick read the page.
+      held.push(patient('b', '2026-04-01T10:00:00Z'), patient('c', '2026-04-01T10:05:00Z'))
+      await src.tick()
+      expect(emit.inputs.map((i) => (i.body as { id: string }).id)).toEqual(['a', 'b', 'c'])
+      expect(new URL(api.requests[1]!.url, api.origin).searchParams.get('_lastUpdated')).toBe('ge2026-04-01T10:00:00Z')
+      expect(t.logs.filter((l) => l.msg === 'poll finished').at(-1)).toMatchObject({ emitted: 2, duplicates: 1 })
+    })
+
+    it('the items already emitted at the stored value are remembered across a restart', async () => {
+      const state = memoryState()
+      const held = [patient('a', '2026-04-01T10:00:00Z'), patient('b', '2026-04-01T10:00:00.000+00:00')]
+      fhirServer(held)
+      const first = await source({ url: api.origin + '/fhir/Patient', cursor: { param: '_lastUpdated' } }, state)
+      const emit1 = recordingEmit()
+      await first.start(emit1)
+      await first.tick()
+      await first.stop()
+      held.push(patient('c', '2026-04-01T10:00:00Z'))
+      // A new process: its emit (the store) knows nothing, only the component state survives.
+      const second = await source({ url: api.origin + '/fhir/Patient', cursor: { param: '_lastUpdated' } }, state)
+      const emit2 = recordingEmit()
+      await second.start(emit2)
+      await second.tick()
+      expect(emit1.inputs.map((i) => (i.body as { id: string }).id)).toEqual(['a', 'b'])
+      expect(emit2.inputs.map((i) => (i.body as { id: string }).id)).toEqual(['c'])
+    })
   })
 
   it('starts from cursor.initial and does not advance the cursor when a page fails', async () => {
