@@ -35,6 +35,9 @@ export async function rotateStoreKey(dataDir: string, io: CommandIO, options: { 
   }
   const done = await reencryptSqlite(db, contentCipher(next), { settleMs: options.settleMs ?? ENGINE_PICKUP_MS })
   io.out(`re-encrypted ${done.values} values of ${db} with ${keyIdOf(next.current)} (${done.passes} passes); a running engine seals with it within seconds.`)
+  if (done.unreadable > 0) {
+    io.err(`${done.unreadable} value(s) of ${db} could not be opened with any key of the keyring (sealed with a key it no longer holds, or altered): left as they are; every other value was re-encrypted`)
+  }
   io.out('Refresh-token entries move to the new key at their next write; keep retired.keys while any may still use an older key.')
   return 0
 }

@@ -52,11 +52,14 @@ ${storeUsage}
 
 exit status: 0 on success (purge: also when nothing was old enough), 1 when nothing matched, 2 on bad usage`
 
+/** An ISO 8601 date, or date and time (offset optional): what `Date.parse` is given. Anything else it would guess at ("40" as the year 2040). */
+const ISO_DATE = /^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:?\d{2})?)?$/i
+
 /** `30s`, `10m`, `2h`, `7d` ago, or an ISO date. */
 export function parseSince(value: string, now = Date.now(), flag = '--since'): number {
   const rel = /^(\d+)\s*(s|m|h|d)$/.exec(value.trim())
   if (rel) return now - Number(rel[1]) * { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[rel[2] as 's' | 'm' | 'h' | 'd']
-  const t = Date.parse(value)
+  const t = ISO_DATE.test(value.trim()) ? Date.parse(value.trim()) : Number.NaN
   if (Number.isNaN(t)) throw new errorCodes.ERR_USAGE(`${flag} must be an ISO date or a duration like 10m, 2h, 7d; not "${value}"`)
   return t
 }

@@ -1,4 +1,4 @@
-import { chmodSync, closeSync, mkdirSync, openSync, statSync } from 'node:fs'
+import { chmodSync, closeSync, lstatSync, mkdirSync, openSync, statSync } from 'node:fs'
 import { StoreError } from './errors.ts'
 
 /** The environment variable that accepts a data directory group or others may read (`1`). */
@@ -35,11 +35,23 @@ export function secureDataDir(dir: string, options: DataDirOptions = {}): boolea
   return true
 }
 
-/** Takes group and others' access away from `file` when it exists (a store an older Weir created 0644). */
+/**
+ * Takes group and others' access away from `file` when it exists (a store an older Weir created
+ * 0644). A symbolic link is refused (ERR_STORE), never followed: patient data is not written, nor
+ * a mode changed, outside the file Weir means.
+ */
 export function tightenFile(file: string): void {
+  let st
+  try {
+    st = lstatSync(file)
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return
+    throw new StoreError(`cannot read ${file}: ${(e as Error).message}`, { cause: e })
+  }
+  if (st.isSymbolicLink()) throw new StoreError(`${file} is a symbolic link; Weir does not follow it (patient data would go where it points): replace it with a file of its own`)
   if (!checksModes) return
   try {
-    const mode = statSync(file).mode & 0o777
+    const mode = st.mode & 0o777
     if (mode & 0o077) chmodSync(file, mode & 0o700)
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code
@@ -47,7 +59,7 @@ export function tightenFile(file: string): void {
   }
 }
 
-/** Creates `file` empty with mode 0600 whatever the umask (SQLite then gives its -wal and -shm files the same mode). */
+/** Creates `file` empty with mode 0600 whatever the umask (SQLite then gives its -wal and -shm files the same mode); an existing one is tightened (a symbolic link refused). */
 export function createOwnerOnlyFile(file: string): void {
   try {
     closeSync(openSync(file, 'wx', 0o600))

@@ -1,6 +1,6 @@
 import { createHash, hkdfSync, randomBytes } from 'node:crypto'
 import { chmod, open, readFile, rename, stat } from 'node:fs/promises'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { StoreError } from './errors.ts'
 
 /**
@@ -28,8 +28,13 @@ export const RETIRED_FILE = 'retired.keys'
 
 interface RetiredFile { retired: string[]; index: string }
 
-/** The keyring of the key directory `dir` (`<data-dir>/oauth`) around its current key. */
-export async function keyringIn(dir: string, current: Buffer): Promise<StoreKeyring> {
+/**
+ * The keyring of the key directory `dir` (`<data-dir>/oauth`) around its current key. Its key list
+ * is refused when group or others may read it, as `secret.key` is, and accepted as that one is with
+ * `WEIR_SECRET_KEY_ALLOW_OPEN_MODE=1` (a file system that cannot hold modes).
+ */
+export async function keyringIn(dir: string, current: Buffer, options: { allowOpen?: boolean } = {}): Promise<StoreKeyring> {
+  const allowOpen = options.allowOpen ?? process.env.WEIR_SECRET_KEY_ALLOW_OPEN_MODE === '1'
   const file = join(dir, RETIRED_FILE)
   let text: string
   try {
@@ -39,7 +44,7 @@ export async function keyringIn(dir: string, current: Buffer): Promise<StoreKeyr
     throw new StoreError(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code}`)
   }
   const mode = (await stat(file)).mode & 0o777
-  if (mode & 0o077) throw new StoreError(`${file} may be read by group or others (mode 0${mode.toString(8)}); chmod 600 it`)
+  if (process.platform !== 'win32' && mode & 0o077 && !allowOpen) throw new StoreError(`${file} may be read by group or others (mode 0${mode.toString(8)}); chmod 600 it (or set WEIR_SECRET_KEY_ALLOW_OPEN_MODE=1)`)
   try {
     const f = JSON.parse(text) as RetiredFile
     const key = (b64: string) => {
@@ -53,7 +58,11 @@ export async function keyringIn(dir: string, current: Buffer): Promise<StoreKeyr
   }
 }
 
-/** Writes `text` to `file` (mode 0600) through a temporary file and a rename, so a reader never sees half of it. */
+/**
+ * Writes `text` to `file` (mode 0600) through a temporary file and a rename, so a reader never sees
+ * half of it, then syncs the directory: the rename itself must survive a power loss, or a store
+ * re-encrypted (and fsynced) under a new key would come back beside the old key file.
+ */
 async function replaceFile(file: string, text: string): Promise<void> {
   const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`
   const fh = await open(tmp, 'wx', 0o600)
@@ -65,6 +74,18 @@ async function replaceFile(file: string, text: string): Promise<void> {
   }
   await chmod(tmp, 0o600)
   await rename(tmp, file)
+  await syncDirectory(dirname(file))
+}
+
+/** fsync of a directory, making the renames in it durable (not available on Windows, where a rename is). */
+async function syncDirectory(dir: string): Promise<void> {
+  if (process.platform === 'win32') return
+  const fh = await open(dir, 'r')
+  try {
+    await fh.sync()
+  } finally {
+    await fh.close()
+  }
 }
 
 /**

@@ -24,13 +24,15 @@ const OUTSIDE = new Set(['reclaim'])
 const VACUUM_FREE_SHARE = 0.25
 /** `PRAGMA auto_vacuum` of a database that gives free pages back in steps (`incremental_vacuum`). */
 const AUTO_VACUUM_INCREMENTAL = 2
+/** How long a write waits for another process's lock on weir.db (ms). */
+const BUSY_TIMEOUT_MS = 5000
 
 const port = /** @type {import('node:worker_threads').MessagePort} */ (parentPort)
 const { file, synchronous } = /** @type {{ file: string, synchronous: 'FULL' | 'NORMAL' }} */ (workerData)
 const db = new Database(file)
 db.pragma('journal_mode = WAL')
 db.pragma(`synchronous = ${synchronous}`)
-db.pragma('busy_timeout = 5000')
+db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`)
 db.pragma('foreign_keys = OFF')
 // Deleted rows (a purge) are overwritten with zeros, not left readable in free pages.
 db.pragma('secure_delete = ON')
@@ -281,7 +283,17 @@ const ops = {
       db.exec('VACUUM')
       vacuumed = true
     }
-    const [cp] = /** @type {Array<{ busy: number }>} */ (db.pragma('wal_checkpoint(TRUNCATE)'))
+    // Without waiting: a TRUNCATE checkpoint waits (busy_timeout) for every reader of an older
+    // snapshot (another process's `weir messages`, `weir backup`) and blocks writers meanwhile, on
+    // this thread every delivery. One that finds a reader copies what it can; the next batch's truncates.
+    db.pragma('busy_timeout = 0')
+    /** @type {{ busy: number } | undefined} */
+    let cp
+    try {
+      cp = /** @type {Array<{ busy: number }>} */ (db.pragma('wal_checkpoint(TRUNCATE)'))[0]
+    } finally {
+      db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`)
+    }
     return { free: incremental ? free() : 0, vacuumed, walTruncated: cp?.busy === 0 }
   },
   /** @param {string} id */
