@@ -181,7 +181,8 @@ function serve(socket: Socket, emit: Emit, config: MllpListenerConfig, ctx: Comp
     })
     if (v.code !== 'AA') ctx.log.warn({ ...peer, ack: v.code, controlId: v.header.controlId, reason: v.reason }, 'message refused')
     const ack = acknowledgement(v)
-    if (ack !== undefined && !socket.destroyed) socket.write(encodeFrame(ack))
+    // In the listener's encoding: a latin1 sender must read its own MSH-3/4 (echoed in MSH-5/6) back as sent.
+    if (ack !== undefined && !socket.destroyed) socket.write(encodeFrame(config.encoding === 'latin1' ? Buffer.from(ack, 'latin1') : ack))
   }
   // Each turn is guarded: an error in one frame must neither reject unhandled (Node ends the process)
   // nor leave the connection waiting. A frame that cannot be answered closes the connection (after the
@@ -204,6 +205,7 @@ function serve(socket: Socket, emit: Emit, config: MllpListenerConfig, ctx: Comp
       }
     } finally {
       working = false
+      if (peerEnded && !closing) { closing = true; closeGently(socket) }
       onDone()
     }
   }
@@ -220,6 +222,12 @@ function serve(socket: Socket, emit: Emit, config: MllpListenerConfig, ctx: Comp
     drain().catch((e: unknown) => ctx.log.error({ ...peer, ...errorSummary(e) }, 'connection handler failed'))
   })
   socket.on('data', (chunk: Buffer) => decoder.push(chunk))
+  // The peer sent all it will send: answer what is queued, then end our side.
+  let peerEnded = false
+  socket.on('end', () => {
+    peerEnded = true
+    if (!working && queue.length === 0 && !closing) { closing = true; closeGently(socket) }
+  })
   socket.setTimeout(config.idleTimeoutMs)
   socket.on('timeout', () => {
     if (working) return socket.setTimeout(config.idleTimeoutMs)
@@ -261,7 +269,9 @@ export default defineComponent({
 
     return {
       start(emit: Emit) {
-        const s = tlsOptions ? createTlsServer(tlsOptions, onConnection(emit)) : createTcpServer(onConnection(emit))
+        // allowHalfOpen: a peer that sends its last message and then shuts its side down (FIN) still
+        // gets the ACK; the connection is ended once its frames are answered (serve's 'end' handler).
+        const s = tlsOptions ? createTlsServer({ ...tlsOptions, allowHalfOpen: true }, onConnection(emit)) : createTcpServer({ allowHalfOpen: true }, onConnection(emit))
         s.on('tlsClientError', (e: NodeJS.ErrnoException, socket: Socket) => ctx.log.warn({ remoteAddress: socket.remoteAddress, reason: e.code ?? e.message }, 'TLS handshake refused'))
         server = s
         return new Promise<void>((ok, fail) => {

@@ -1,3 +1,4 @@
+import { scrubSecrets } from '../../shared/secret.ts'
 import type { ChannelHandle } from '../runtime/index.ts'
 import { alertId, type AlertRule } from './load.ts'
 import type { FailureStreaks } from './observer.ts'
@@ -52,7 +53,8 @@ export function subjectsOf(rule: AlertRule, s: Snapshot): Subject[] {
     case 'credential-fail-fast':
       return handles.flatMap((h) => Object.entries(h.credentials()).filter(([name]) => rule.credential === undefined || name === rule.credential).map(([name, c]) => {
         const active = c.failingFastUntil !== undefined && c.failingFastUntil > s.now
-        const reason = c.lastFailure ? `: ${c.lastFailure.code} ${c.lastFailure.message}` : ''
+        // As GET /api/credentials shows it: a token endpoint's text may echo a secret value.
+        const reason = c.lastFailure ? `: ${c.lastFailure.code} ${scrubSecrets(c.lastFailure.message)}` : ''
         const summary = active ? `credential ${name} of channel ${h.name} fails fast until ${iso(c.failingFastUntil!)}${reason}`
           : `credential ${name} of channel ${h.name} no longer fails fast`
         return { key: key(h.name, name), channel: h.name, credential: name, active, summary }
