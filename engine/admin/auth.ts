@@ -117,6 +117,8 @@ export function createAuth(config: AdminConfig, deps: { http: HttpClient; now?: 
     logout(session: Session): void {
       sessions.delete(session.id)
     },
+    /** Whether `session` is still open: not logged out, not expired. */
+    live: (session: Session): boolean => sessions.get(session.id) === session && session.expiresAt > now(),
     cookie: (s: Session | undefined): string => s
       ? `${SESSION_COOKIE}=${s.id}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${config.sessionTtlSec}`
       : `${SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0`,

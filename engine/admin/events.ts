@@ -1,5 +1,6 @@
 import type { ServerResponse } from 'node:http'
 import { Refusal } from '../../shared/inbound/refusal.ts'
+import type { Session } from './auth.ts'
 import { channelView, type ApiSources } from './api.ts'
 import type { Router } from './router.ts'
 
@@ -28,6 +29,8 @@ interface Subscriber {
   sent: Map<string, string>
   /** Set once the snapshot is written: ticks skip it before. */
   ready: boolean
+  /** The login session the stream was opened with, if any: the stream ends with it. */
+  session: Session | undefined
 }
 
 /** A client slower than this (bytes not yet written to its socket) is dropped: it reconnects and gets a fresh snapshot. */
@@ -74,7 +77,7 @@ function namesOf(url: URL): ReadonlySet<string> | undefined {
  * const events = eventRoutes(router, sources, { maxStreams: 100 })
  * events.close() // on shutdown, before server.close(): ends every stream
  */
-export function eventRoutes(router: Router, src: ApiSources, o: EventStreamOptions = {}): EventStreams {
+export function eventRoutes(router: Router, src: ApiSources, o: EventStreamOptions = {}, sessionLive: (s: Session) => boolean = () => true): EventStreams {
   const tickMs = o.tickMs ?? 1000
   const pingMs = o.pingMs ?? 15_000
   const maxStreams = o.maxStreams ?? 100
@@ -88,7 +91,14 @@ export function eventRoutes(router: Router, src: ApiSources, o: EventStreamOptio
     s.res.write(text)
   }
 
+  /** Ends the stream of `s` (a logout or an expired session: it must not go on showing the channels). */
+  const end = (s: Subscriber) => {
+    s.res.end()
+    drop(s)
+  }
+
   async function tick(): Promise<void> {
+    for (const s of subscribers) if (s.session && !sessionLive(s.session)) end(s)
     const ready = [...subscribers].filter((s) => s.ready)
     const all = ready.some((s) => !s.names)
     const views = await viewsOf(src, (name) => all || ready.some((s) => s.names!.has(name)))
@@ -121,12 +131,12 @@ export function eventRoutes(router: Router, src: ApiSources, o: EventStreamOptio
     }
   }
 
-  router.get('/api/events', async ({ req, res, url }) => {
+  router.get('/api/events', async ({ req, res, url, session }) => {
     if (closed) throw new Refusal(503, 'the admin server is shutting down')
     if (subscribers.size >= maxStreams) throw new Refusal(503, `too many event streams (at most ${maxStreams}); poll GET /api/channels instead`, { 'retry-after': '10' })
     res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', 'x-accel-buffering': 'no', connection: 'keep-alive' })
     if (req.method === 'HEAD') return void res.end()
-    const s: Subscriber = { res, names: namesOf(url), sent: new Map(), ready: false }
+    const s: Subscriber = { res, names: namesOf(url), sent: new Map(), ready: false, session }
     subscribers.add(s)
     res.on('close', () => drop(s))
     res.write(`retry: ${RETRY_MS}\n\n`)
@@ -142,10 +152,7 @@ export function eventRoutes(router: Router, src: ApiSources, o: EventStreamOptio
     get ticking() { return timer !== undefined },
     close() {
       closed = true
-      for (const s of [...subscribers]) {
-        s.res.end()
-        drop(s)
-      }
+      for (const s of [...subscribers]) end(s)
     },
   }
 }

@@ -124,7 +124,7 @@ export async function startAdminServer(o: AdminServerOptions): Promise<AdminServ
     })
   channelRoutes(router, sources)
   sessionRoutes(router, auth)
-  const events = eventRoutes(router, sources, o.events)
+  const events = eventRoutes(router, sources, o.events, (s) => auth.live(s))
   dashboardRoutes(router, sources, auth)
 
   const hostAllowed = hostCheck(o.host, o.config.hosts)

@@ -130,6 +130,21 @@ describe('GET /api/events', () => {
     expect(names(await s.next(isSnapshot, 'the snapshot'))).toEqual(['orders', 'billing'])
   })
 
+  it('ends a stream opened with a login session once that session logs out', async () => {
+    const login = await call(fx.admin.url, '/login', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token: VIEWER_TOKEN }) })
+    const cookie = sessionCookie(login)
+    const s = await open('/api/events', { cookie })
+    await s.next(isSnapshot, 'the snapshot')
+    const bearer = await open('/api/events')
+    await bearer.next(isSnapshot, 'the bearer stream\'s snapshot')
+    const { csrfToken } = (await call(fx.admin.url, '/api/session', { headers: { cookie } })).json
+    expect((await call(fx.admin.url, '/logout', { method: 'POST', headers: { cookie, 'x-csrf-token': csrfToken } })).status).toBe(200)
+    await until(() => s.ended, 5000, 'the logged-out stream to end')
+    await fx.feed.emit({ id: 1 })
+    await bearer.next((e) => e.event === 'channels' && !e.data.snapshot, 'a delta on the bearer stream')
+    expect(bearer.ended).toBe(false)
+  })
+
   it('answers 503 beyond the cap, and forgets a client that went away (the timer stops with the last)', async () => {
     const first = await open('/api/events')
     await open('/api/events')
