@@ -109,7 +109,8 @@ function attributesOf(h: MshHeader, socket: Socket): Record<string, string> {
 
 /** Checks one decoded message; a refusal, or the header of a message to store. */
 function check(text: string, config: MllpListenerConfig): Verdict | { header: MshHeader; store: true } {
-  if (!text.startsWith('MSH')) return { header: UNREADABLE, code: 'AR', errorCode: '100', reason: 'not an HL7 v2 message: it does not start with an MSH segment' }
+  // Empty lines before MSH are skipped, as the parser skips them.
+  if (!text.startsWith('MSH') && !/^[\r\n]+MSH/.test(text)) return { header: UNREADABLE, code: 'AR', errorCode: '100', reason: 'not an HL7 v2 message: it does not start with an MSH segment' }
   let header: MshHeader
   try {
     header = readHeader(text)

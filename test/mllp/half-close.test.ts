@@ -52,3 +52,23 @@ it('a latin1 listener answers in latin1: an ACK echoing "HÔPITAL" (MSH-3 → MS
   const text = Buffer.concat(data).toString('latin1')
   expect(text.slice(1, text.indexOf('\x1c')).split('\r')[0]!.split('|')[4]).toBe('HÔPITAL')
 }, 10_000)
+
+it('a message whose frame starts with empty lines (CR/LF before MSH) is read, not refused: AA and stored', async () => {
+  const inner = recordingEmit()
+  const loaded = await loadComponentConfig(listener, { port: 0 })
+  t = await testContext({})
+  const l = (await listener.create(loaded.config as never, t.ctx)) as unknown as Listener
+  await l.start(inner)
+  running = l
+  const socket = connect({ host: '127.0.0.1', port: l.address().port })
+  await new Promise<void>((ok) => socket.once('connect', () => ok()))
+  const data: Buffer[] = []
+  socket.on('data', (d: Buffer) => data.push(d))
+  socket.on('error', () => {})
+  socket.write(encodeFrame('\r\nMSH|^~\\&|EPIC|GENHOSP|WEIR|HIE|20260301120000||ADT^A01^ADT_A01|NL1|P|2.5.1\rPID|1||100234\r'))
+  await new Promise<void>((ok) => { const tick = () => (Buffer.concat(data).includes(0x1c) ? ok() : setTimeout(tick, 10)); tick() })
+  socket.destroy()
+  const text = Buffer.concat(data).toString('utf8')
+  expect(readAck(text.slice(1, text.indexOf('\x1c')))).toMatchObject({ code: 'AA', controlId: 'NL1' })
+  expect(inner.inputs.map((i) => i.attributes?.controlId)).toEqual(['NL1'])
+}, 10_000)
