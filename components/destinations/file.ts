@@ -3,6 +3,7 @@ import { chmod, link, mkdir, open, rename, unlink } from 'node:fs/promises'
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path'
 import { defineComponent, type Message, type ConfigOf } from '../../shared/component.ts'
 import { PermanentError, RetryableError } from '../../shared/errors.ts'
+import { syncDir } from '../../shared/sync-dir.ts'
 import { compileTemplate, templateProblems } from '../../shared/template.ts'
 
 const configSchema = {
@@ -82,29 +83,6 @@ async function makeDirs(dir: string, mode: number): Promise<string[]> {
     parents.push(dirname(d))
     if (d === first) return parents
   }
-}
-
-/** Where a directory cannot be opened or fsynced (Windows: EISDIR, EPERM; some file systems: EINVAL): nothing to do. */
-const NO_DIR_SYNC = new Set(['EISDIR', 'EINVAL', 'EPERM'])
-
-/**
- * Makes the entries of `dir` durable. A rename or link into a directory, or a directory made in it,
- * changes the directory, not the file: until the directory is fsynced a power loss can lose the new
- * name although the file's data was synced, and a message counted as delivered would have no file.
- */
-async function syncDir(dir: string): Promise<void> {
-  let fh
-  try {
-    fh = await open(dir, 'r')
-  } catch (e) {
-    if (NO_DIR_SYNC.has((e as NodeJS.ErrnoException).code ?? '')) return
-    throw e
-  }
-  try {
-    await fh.sync()
-  } catch (e) {
-    if (!NO_DIR_SYNC.has((e as NodeJS.ErrnoException).code ?? '')) throw e
-  } finally { await fh.close() }
 }
 
 export default defineComponent({

@@ -1,6 +1,7 @@
 import { createHash, hkdfSync, randomBytes } from 'node:crypto'
 import { chmod, open, readFile, rename, stat } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
+import { syncDir } from '../sync-dir.ts'
 import { StoreError } from './errors.ts'
 
 /**
@@ -74,18 +75,7 @@ async function replaceFile(file: string, text: string): Promise<void> {
   }
   await chmod(tmp, 0o600)
   await rename(tmp, file)
-  await syncDirectory(dirname(file))
-}
-
-/** fsync of a directory, making the renames in it durable (not available on Windows, where a rename is). */
-async function syncDirectory(dir: string): Promise<void> {
-  if (process.platform === 'win32') return
-  const fh = await open(dir, 'r')
-  try {
-    await fh.sync()
-  } finally {
-    await fh.close()
-  }
+  await syncDir(dirname(file))
 }
 
 /**
