@@ -4,6 +4,7 @@ import { basename, extname, join, resolve } from 'node:path'
 import { defineComponent, type Emit, type MessageInput, isJsonContentType, type ConfigOf } from '../../shared/component.ts'
 import { isWeirError } from '../../shared/errors.ts'
 import type { Logger } from '../../shared/log/index.ts'
+import { decodeText } from '../../shared/text.ts'
 
 const configSchema = {
   type: 'object', additionalProperties: false, required: ['directory'],
@@ -125,21 +126,9 @@ function dedupeKeyOf(config: FilePollerConfig, file: string, st: Seen, content: 
     : `file-poller:file:${createHash('sha256').update(`${file}\0${st.size}\0${st.mtimeMs}\0${hash}`).digest('hex')}`
 }
 
-/**
- * Fatal: an invalid byte rejects the file rather than storing U+FFFD in place of a character. Not
- * ignoreBOM: a leading byte order mark (Notepad and PowerShell write one) is dropped, as the
- * mllp-listener drops it; JSON.parse and the HL7 parser refuse it. Latin-1 has no byte order mark.
- */
-const UTF8 = new TextDecoder('utf-8', { fatal: true })
-
-/** The file's text in the configured encoding, or why it cannot be read. */
+/** The file's text in the configured encoding (strict UTF-8, a byte order mark dropped), or why it cannot be read. */
 function decode(config: FilePollerConfig, content: Buffer): string | { rejected: string } {
-  if (config.encoding === 'latin1') return content.toString('latin1')
-  try {
-    return UTF8.decode(content)
-  } catch {
-    return { rejected: 'file is not valid UTF-8 (set encoding "latin1" for ISO 8859-1 files)' }
-  }
+  return decodeText(content, config.encoding) ?? { rejected: 'file is not valid UTF-8 (set encoding "latin1" for ISO 8859-1 files)' }
 }
 
 /** The message `file` becomes, or why it cannot become one (too large, not valid in its encoding, invalid JSON). */

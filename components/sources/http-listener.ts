@@ -11,6 +11,7 @@ import { guardConnections, type ConnectionGuard } from '../../shared/inbound/con
 import { jsonDeeperThan } from '../../shared/inbound/json-depth.ts'
 import { jwtVerifier, KEYS_FAILURE_MS } from '../../shared/inbound/jwt-verifier.ts'
 import { Refusal } from '../../shared/inbound/refusal.ts'
+import { decodeText } from '../../shared/text.ts'
 import { serverTlsOptions, serverTlsProblems, verifiedClientSubject } from '../../shared/tls.ts'
 import type { Logger } from '../../shared/log/index.ts'
 import { reveal } from '../../shared/secret.ts'
@@ -165,7 +166,6 @@ function declaredCharset(header: string): Charset {
 
 /** Fatal: an invalid byte sequence refuses the body instead of storing U+FFFD. A leading byte order mark is dropped. */
 const DECODERS = {
-  'utf-8': new TextDecoder('utf-8', { fatal: true }),
   'utf-16le': new TextDecoder('utf-16le', { fatal: true }),
   'utf-16be': new TextDecoder('utf-16be', { fatal: true }),
 }
@@ -174,6 +174,11 @@ const DECODERS = {
 function decodeBody(raw: Buffer, charset: Charset): string {
   const invalid = (name: string) => new Refusal(400, `body is not valid ${name}${charset === 'utf-8' ? ' (declare another charset in Content-Type, e.g. "; charset=iso-8859-1")' : ''}`)
   if (charset === 'iso-8859-1') return raw.toString('latin1')
+  if (charset === 'utf-8') {
+    const text = decodeText(raw, 'utf-8')
+    if (text === undefined) throw invalid('UTF-8')
+    return text
+  }
   if (charset === 'us-ascii') {
     if (raw.some((b) => b > 0x7f)) throw invalid('US-ASCII')
     return raw.toString('latin1')

@@ -5,6 +5,7 @@ import { serverTlsSchema } from '../../shared/inbound/tls-schema.ts'
 import { errorCodes, isWeirError } from '../../shared/errors.ts'
 import { buildAck, HL7_ER7_CONTENT_TYPE, parseEr7, readHeader, type AckCode, type MshHeader } from '../../shared/hl7v2/index.ts'
 import { createFrameDecoder, encodeFrame, type FrameEvent } from '../../shared/mllp/frame.ts'
+import { decodeText } from '../../shared/text.ts'
 import { serverTlsOptions, serverTlsProblems, verifiedClientSubject } from '../../shared/tls.ts'
 
 const configSchema = {
@@ -60,16 +61,11 @@ const INTERNAL_ERROR: Verdict = { header: UNREADABLE, code: 'AE', errorCode: '20
 const errorSummary = (e: unknown) => ({ error: (e as Error | undefined)?.name ?? typeof e, code: (e as { code?: unknown } | undefined)?.code })
 
 /**
- * Strict UTF-8: a message in another encoding (Latin-1 from a legacy system) is refused, so the sender
- * keeps its bytes, instead of being stored with its letters replaced by U+FFFD. One decoder, reused.
+ * The text of a frame in the configured encoding; undefined when `encoding` is utf-8 and the bytes are
+ * not valid UTF-8: a message in another encoding (Latin-1 from a legacy system) is refused, so the
+ * sender keeps its bytes, instead of being stored with its letters replaced by U+FFFD.
  */
-const utf8 = new TextDecoder('utf-8', { fatal: true })
-
-/** The text of a frame in the configured encoding; undefined when `encoding` is utf-8 and the bytes are not valid UTF-8. */
-function decode(data: Buffer, config: MllpListenerConfig): string | undefined {
-  if (config.encoding === 'latin1') return data.toString('latin1')
-  try { return utf8.decode(data) } catch { return undefined }
-}
+const decode = (data: Buffer, config: MllpListenerConfig): string | undefined => decodeText(data, config.encoding)
 
 /**
  * The dedupe key of a message: sending application (MSH-3), sending facility (MSH-4) and control id
