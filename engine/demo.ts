@@ -25,7 +25,8 @@ const t0 = Date.now()
 
 const dataDir = dataDirOf(undefined, io)
 const demoDir = resolve(dataDir, 'demo')
-await mkdir(demoDir, { recursive: true })
+// Created owner-only, as `weir run` requires of a data directory (it holds patient data).
+await mkdir(demoDir, { recursive: true, mode: 0o700 })
 
 say('Weir demo: a channel that receives HL7 v2 ADT messages over MLLP, turns them into FHIR Patients and POSTs them to an OAuth-protected API.')
 say('Everything runs on this machine (127.0.0.1): an embedded authorization server, an embedded API, the durable store.')

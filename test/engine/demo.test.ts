@@ -1,11 +1,13 @@
 import { spawnSync } from 'node:child_process'
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs'
+import { chmodSync, mkdtempSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 
-const dataDir = mkdtempSync(join(tmpdir(), 'weir-demo-'))
-afterAll(() => rmSync(dataDir, { recursive: true, force: true }))
+const parent = mkdtempSync(join(tmpdir(), 'weir-demo-'))
+// Not there yet, as `./data` on a fresh clone: the demo creates it.
+const dataDir = join(parent, 'data')
+afterAll(() => rmSync(parent, { recursive: true, force: true }))
 
 describe('npm start (the demo)', () => {
   it('runs the demo channel end to end and ends with a summary and exit 0', () => {
@@ -18,6 +20,8 @@ describe('npm start (the demo)', () => {
     expect(r.stdout).toContain('npx weir messages list --channel demo-adt-to-fhir')
     // The private key it generated is never printed.
     expect(r.stdout).not.toMatch(/BEGIN PRIVATE KEY/)
+    // The directory it created is owner-only, as `weir run` requires.
+    expect(statSync(dataDir).mode & 0o777).toBe(0o700)
   })
 
   it('says what is wrong, without a stack trace, when the data directory is open to others; exit 1', () => {
