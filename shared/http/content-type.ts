@@ -9,5 +9,6 @@
  * @see https://www.rfc-editor.org/rfc/rfc6839#section-3.1
  */
 export function isJsonContentType(contentType: string): boolean {
-  return /^\s*application\/([\w.+-]*\+)?json\s*(;|$)/i.test(contentType)
+  // The usual case first: a channel's messages mostly carry the same bare type.
+  return contentType === 'application/json' || /^\s*application\/([\w.+-]*\+)?json\s*(;|$)/i.test(contentType)
 }
