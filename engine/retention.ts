@@ -1,15 +1,18 @@
 import type { RetentionOptions } from '../shared/config/types.ts'
 import type { Logger } from '../shared/log/index.ts'
-import type { MessageStore, PurgeTarget } from '../shared/store/types.ts'
-import { underLeadership } from './runtime/leader.ts'
+import type { Leadership, MessageStore, PurgeTarget } from '../shared/store/types.ts'
 
 const DAY_MS = 86_400_000
 /** How often the task looks for messages to delete (ms). */
 export const RETENTION_INTERVAL_MS = 60_000
 /** Messages deleted per store call (one transaction); the task yields to the event loop between two. */
 export const RETENTION_BATCH = 500
-/** The leadership under which one engine of a cluster runs the task. */
-export const RETENTION_LEADERSHIP = 'retention'
+/**
+ * The leadership under which one engine of a cluster applies the retention of `channel`: one per
+ * channel, so that a channel only some engines have is purged by one of them, whichever engine
+ * leads the others'.
+ */
+export const retentionLeadership = (channel: string) => `retention:${channel}`
 
 /** A channel and its `options.retention`. */
 export interface RetainedChannel {
@@ -55,10 +58,17 @@ export async function purgeInBatches(store: MessageStore, target: PurgeTarget, s
   return n
 }
 
-/** Applies every channel's retention once, in batches (`purgeInBatches`); returns the messages deleted per channel. */
-export async function applyRetention(store: MessageStore, channels: readonly RetainedChannel[], o: { now: () => number; stopped?: () => boolean }): Promise<Map<string, number>> {
+/**
+ * Applies every channel's retention once, in batches (`purgeInBatches`); returns the messages
+ * deleted per channel. With `leads`, only the channels it says this engine leads.
+ */
+export async function applyRetention(
+  store: MessageStore, channels: readonly RetainedChannel[], o: { now: () => number; stopped?: () => boolean; leads?: (channel: string) => Promise<boolean> },
+): Promise<Map<string, number>> {
   const purged = new Map<string, number>()
   for (const ch of channels) {
+    if (o.stopped?.()) break
+    if (o.leads && !(await o.leads(ch.name))) continue
     let n = 0
     for (const target of retentionTargets(ch.name, ch.retention, o.now())) n += await purgeInBatches(store, target, o.stopped)
     purged.set(ch.name, n)
@@ -73,16 +83,23 @@ export interface RetentionTask {
 
 /**
  * Starts the background retention of `weir run`: a pass at once, then every `intervalMs`. With a
- * store shared by a cluster, only the engine holding the `retention` leadership runs it.
+ * store shared by a cluster, every engine runs it for the channels of its own configuration, each
+ * channel only while it holds that channel's leadership (`retentionLeadership`), taken or kept at
+ * every pass: the engines share out the channels they have in common, and every channel that any
+ * engine has is purged. A leadership is kept while its engine lives (the heartbeat renews it) and
+ * given back when the task stops. Two engines purging one channel at once (a leadership taken over
+ * from an engine cut off from the database) delete nothing twice: a purge skips the rows another holds.
  */
 export function startRetention(store: MessageStore, channels: readonly RetainedChannel[], o: { log: Logger; now?: () => number; intervalMs?: number }): RetentionTask {
+  if (channels.length === 0) return { stop: async () => {} }
   const now = o.now ?? Date.now
-  let timer: NodeJS.Timeout | undefined
-  let running = false
+  const leadership: Leadership | undefined = store.leadership
+  let running = true
   let pass: Promise<void> | undefined
+  const leads = leadership && ((channel: string) => leadership.lead(retentionLeadership(channel)))
   const once = async () => {
     try {
-      const purged = await applyRetention(store, channels, { now, stopped: () => !running })
+      const purged = await applyRetention(store, channels, { now, stopped: () => !running, ...(leads ? { leads } : {}) })
       for (const [channel, n] of purged) if (n > 0) o.log.info({ channel, purged: n }, 'retention: finished messages deleted')
     } catch (e) {
       o.log.warn({ err: e }, 'retention pass failed; trying again at the next interval')
@@ -92,25 +109,15 @@ export function startRetention(store: MessageStore, channels: readonly RetainedC
   }
   // A pass still running when the interval comes round is not doubled.
   const tick = () => { pass ??= once() }
-  const task = {
-    start() {
-      running = true
-      tick()
-      timer = setInterval(tick, o.intervalMs ?? RETENTION_INTERVAL_MS)
-      timer.unref()
-    },
+  tick()
+  const timer = setInterval(tick, o.intervalMs ?? RETENTION_INTERVAL_MS)
+  timer.unref()
+  return {
     async stop() {
       running = false
       clearInterval(timer)
       await pass
+      if (leadership) await Promise.all(channels.map((ch) => leadership.resign(retentionLeadership(ch.name))))
     },
   }
-  if (channels.length === 0) return { stop: async () => {} }
-  if (!store.leadership) {
-    task.start()
-    return task
-  }
-  const led = underLeadership(task, { leadership: store.leadership, name: RETENTION_LEADERSHIP, log: o.log, now })
-  const started = Promise.resolve(led.start(() => Promise.reject(new Error('the retention task emits nothing'))))
-  return { stop: async () => { await started; await led.stop() } }
 }

@@ -3,6 +3,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { startEmbeddedPostgres, type EmbeddedPostgresServer } from '../../engine/embedded/postgres.ts'
 import { openPostgresStore, type PostgresMessageStore } from '../../shared/store/index.ts'
 import { openDb, type Db } from '../../shared/store/postgres/db.ts'
+import { clusterTokenState } from '../../shared/store/postgres/oauth-state.ts'
 import type { EnqueueOptions } from '../../shared/store/types.ts'
 
 let server: EmbeddedPostgresServer
@@ -23,11 +24,13 @@ const READY_IDLE = Buffer.from([0x5a, 0, 0, 0, 5, 0x49])
  * A TCP proxy to PostgreSQL on 127.0.0.1. `loseAnswerTo(marker)`: the next connection that sends
  * bytes containing `marker` gets no answer: the proxy swallows what the server sends back until the
  * server is idle again (its transaction over), then cuts both sides, as a connection lost after
- * COMMIT was sent and before its answer arrived. `blackhole()`: every byte dropped, nothing closed
- * (a peer gone without a FIN).
+ * COMMIT was sent and before its answer arrived. `cutBefore(marker)`: the next connection that sends
+ * bytes containing `marker` is cut instead, those bytes never forwarded (lost on their way to the
+ * server). `blackhole()`: every byte dropped, nothing closed (a peer gone without a FIN).
  */
 async function proxyTo(port: number) {
   let marker: Buffer | undefined
+  let cut: Buffer | undefined
   let hole = false
   let lost = 0
   const sockets = new Set<Socket>()
@@ -40,6 +43,12 @@ async function proxyTo(port: number) {
     let swallowed: Buffer | undefined
     client.on('data', (d: Buffer) => {
       if (hole) return
+      if (cut && d.includes(cut)) {
+        cut = undefined
+        lost++
+        client.destroy()
+        return void upstream.destroy()
+      }
       if (marker && d.includes(marker)) {
         marker = undefined
         swallowed = Buffer.alloc(0)
@@ -65,7 +74,8 @@ async function proxyTo(port: number) {
     /** `url` (a database of the embedded server) through the proxy. */
     via: (url: string) => url.replace(`:${port}/`, `:${proxyPort}/`),
     loseAnswerTo(text: string) { marker = Buffer.from(text) },
-    /** Answers swallowed so far. */
+    cutBefore(text: string) { cut = Buffer.from(text) },
+    /** Answers swallowed (or connections cut) so far. */
     lost: () => lost,
     blackhole() { hole = true },
     close: () => new Promise<void>((ok) => { for (const s of sockets) s.destroy(); proxy.close(() => ok()) }),
@@ -199,29 +209,61 @@ describe('timeouts and keepalive of the connections', () => {
   })
 })
 
+/**
+ * Holds every connection of `a`'s message pool (two) with a long `pg_sleep`, until the sleeps show in
+ * `pg_stat_activity`. `release` cancels them; `busy()` tells whether they are still running.
+ */
+async function holdMessagePool(a: PostgresMessageStore, direct: Db) {
+  const text = 'SELECT pg_sleep(20)'
+  let settled = false
+  const long = Promise.allSettled([a.pool.query(text), a.pool.query(text)]).finally(() => { settled = true })
+  const active = async () => (await direct.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE query = $1 AND state = 'active'`, [text]))[0]!.n
+  const t0 = Date.now()
+  while ((await active()) < 2 && Date.now() - t0 < 5_000) await sleep(20)
+  expect(await active()).toBe(2)
+  return {
+    busy: async () => !settled && (await active()) === 2,
+    async release() {
+      await direct.query(`SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query = $1`, [text])
+      await long
+    },
+  }
+}
+
 describe('lease renewals', () => {
   it('renew on connections of their own: with every connection of the message pool held by long queries, a heartbeat and a leadership renewal complete at once', async () => {
     const { url, direct } = await setUp('renewals')
     const a = await open(url, { leaseMs: 60_000, poolSize: 2 })
-    const long = [a.pool.query('SELECT pg_sleep(4)'), a.pool.query('SELECT pg_sleep(4)')]
+    const held = await holdMessagePool(a, direct)
     try {
-      const t0 = Date.now()
-      while (Date.now() - t0 < 5_000) {
-        const [{ n }] = (await direct.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(4)' AND state = 'active'`)) as [{ n: number }]
-        if (n === 2) break
-        await sleep(20)
-      }
       const [before] = await direct.sql<{ at: Date }>`SELECT heartbeat_at AS at FROM weir_engines WHERE id = ${a.engineId}`
-      const t1 = Date.now()
       await a.heartbeat()
       expect(await a.leadership!.lead('poller')).toBe(true)
-      // Behind the message pool it would have waited for a connection: about 4 s.
-      expect(Date.now() - t1).toBeLessThan(2_000)
+      // Behind the message pool they would have waited for a connection, until the sleeps ended.
+      expect(await held.busy()).toBe(true)
       const [after] = await direct.sql<{ at: Date }>`SELECT heartbeat_at AS at FROM weir_engines WHERE id = ${a.engineId}`
       expect(after!.at.getTime()).toBeGreaterThan(before!.at.getTime())
     } finally {
-      await Promise.allSettled(long)
+      await held.release()
     }
+  }, 30_000)
+
+  it('an OAuth token lease (the cluster\'s token state) renews on them too: with the message pool held by long queries, the renewal completes at once', async () => {
+    const { url, direct } = await setUp('oauth_renewals')
+    const a = await open(url, { leaseMs: 60_000, poolSize: 2 })
+    const state = clusterTokenState(a, { secretKey: 'a passphrase every engine shares', leaseMs: 60_000 })!
+    const leaseUntil = async () => (await direct.sql<{ at: Date }>`SELECT lease_until AS at FROM weir_oauth_state WHERE key = 'crm'`)[0]!.at.getTime()
+    await state.withLease('crm', async (lease) => {
+      const before = await leaseUntil()
+      const held = await holdMessagePool(a, direct)
+      try {
+        await lease!.confirm()
+        expect(await held.busy()).toBe(true)
+        expect(await leaseUntil()).toBeGreaterThan(before)
+      } finally {
+        await held.release()
+      }
+    })
   }, 30_000)
 })
 
@@ -300,5 +342,68 @@ describe('a batch whose COMMIT answer is lost (the database may well have commit
     expect(proxy.lost()).toBe(2)
     expect(a.pending('c')).toBe(2)
     expect((await a.stats('c'))).toMatchObject({ delivered: 1, filtered: 1 })
+  }, 30_000)
+})
+
+describe('an admin action (resubmit, purge) whose COMMIT answer is lost', () => {
+  /** `n` messages of channel c, finished as `status`; their ids, oldest first. */
+  async function finished(a: PostgresMessageStore, n: number, status: 'delivered' | 'error'): Promise<string[]> {
+    for (let i = 1; i <= n; i++) await a.enqueue('c', { body: i })
+    const claimed = await a.claim('c', n)
+    for (const m of claimed) await a.complete(m.id, status)
+    return claimed.map((m) => m.id)
+  }
+  const byStatus = (db: Db) => db.sql<{ status: string; n: number }>`SELECT status, count(*)::int AS n FROM weir_messages GROUP BY status ORDER BY status`
+
+  // Alone (a batch of one), and in a batch with an enqueue (the batch's operations are run again one by one).
+  for (const company of [false, true]) {
+    const what = company ? 'in a batch with an enqueue' : 'alone'
+
+    it(`${what}: a resubmit resolves with every id it resubmitted, once (the pending count too)`, async () => {
+      const { proxy, direct, url } = await setUp(`lost_resubmit_${company ? 'batch' : 'alone'}`)
+      const a = await open(proxy.via(url), { leaseMs: 60_000 })
+      const ids = await finished(a, 3, 'error')
+      expect(a.pending('c')).toBe(0)
+      proxy.loseAnswerTo('COMMIT')
+      const results = await Promise.allSettled([a.resubmit({ ids }), ...(company ? [a.enqueue('c', { body: 4 })] : [])])
+      expect(proxy.lost()).toBe(1)
+      expect(results.map((r) => (r.status === 'rejected' ? String(r.reason) : 'ok'))).toEqual(results.map(() => 'ok'))
+      expect((results[0] as PromiseFulfilledResult<string[]>).value).toEqual(ids)
+      expect(await byStatus(direct)).toEqual([{ status: 'queued', n: company ? 4 : 3 }])
+      expect(a.pending('c')).toBe(company ? 4 : 3)
+    }, 30_000)
+
+    it(`${what}: a purge resolves with how many it deleted and deletes no more than asked`, async () => {
+      const { proxy, direct, url } = await setUp(`lost_purge_${company ? 'batch' : 'alone'}`)
+      const a = await open(proxy.via(url), { leaseMs: 60_000 })
+      await finished(a, 5, 'delivered')
+      proxy.loseAnswerTo('COMMIT')
+      const results = await Promise.allSettled([a.purge({ channel: 'c', limit: 2 }), ...(company ? [a.enqueue('c', { body: 6 })] : [])])
+      expect(proxy.lost()).toBe(1)
+      expect(results.map((r) => (r.status === 'rejected' ? String(r.reason) : 'ok'))).toEqual(results.map(() => 'ok'))
+      expect((results[0] as PromiseFulfilledResult<number>).value).toBe(2)
+      expect(await byStatus(direct)).toEqual([{ status: 'delivered', n: 3 }, ...(company ? [{ status: 'queued', n: 1 }] : [])])
+    }, 30_000)
+  }
+
+  it('a purge whose COMMIT never reached the server (the transaction rolled back) runs again and deletes what was asked, once', async () => {
+    const { proxy, direct, url } = await setUp('cut_purge')
+    const a = await open(proxy.via(url), { leaseMs: 60_000 })
+    await finished(a, 5, 'delivered')
+    proxy.cutBefore('COMMIT')
+    expect(await a.purge({ channel: 'c', limit: 2 })).toBe(2)
+    expect(proxy.lost()).toBe(1)
+    expect(await byStatus(direct)).toEqual([{ status: 'delivered', n: 3 }])
+  }, 30_000)
+
+  it('a purge whose batch was rolled back (another operation of it failed) runs again, alone, and deletes what was asked', async () => {
+    const { direct, url } = await setUp('rolled_back_purge')
+    const a = await open(url, { leaseMs: 60_000 })
+    await finished(a, 5, 'delivered')
+    // A NUL byte in a key: PostgreSQL refuses the state, after the purge's statement ran in the same transaction.
+    const [purged, bad] = await Promise.allSettled([a.purge({ channel: 'c', limit: 2 }), a.setState('c', 'poller', 'bad\0key', 1)])
+    expect(bad.status).toBe('rejected')
+    expect(purged).toEqual({ status: 'fulfilled', value: 2 })
+    expect(await byStatus(direct)).toEqual([{ status: 'delivered', n: 3 }])
   }, 30_000)
 })

@@ -12,6 +12,12 @@ export interface PendingOp {
    * or applying it twice.
    */
   rerun?: boolean
+  /**
+   * What the operation's statements returned in a transaction that then went on to COMMIT, and that
+   * transaction's id (kept by the applier for the kinds whose second run could not find the first
+   * one's work): a rerun asks PostgreSQL whether it committed instead of running again.
+   */
+  tried?: { xid: number; result: unknown }
   resolve(value: any): void
   reject(error: unknown): void
 }
@@ -46,7 +52,8 @@ export interface CommitPacing {
  * A transaction that failed may have committed all the same (the connection lost after COMMIT was
  * sent, before its answer arrived): each operation run again is marked `rerun`, and the applier
  * makes its second run find the first one's work instead of failing on it (an enqueue finds its own
- * row: a sender is never told to resend a message that is stored) or doing it twice. A lone
+ * row: a sender is never told to resend a message that is stored) or doing it twice, or, where that
+ * cannot be told from the rows (a resubmission, a purge), asks whether the first one committed. A lone
  * operation whose outcome is unknown is run again once too when its kind is in `rerunAlone` (the
  * kinds whose second run is safe); any other fails as before, the caller left to try again.
  *

@@ -10,6 +10,11 @@ import { connect, type PostgresMessageStore, type PostgresStoreOptions } from '.
 export interface PostgresTokenStateOptions {
   db: Db
   /**
+   * Connections for the lease renewals, apart from `db`'s traffic (the store's renewal pool, see
+   * `PostgresMessageStore.renewals`): a renewal must not wait behind messages past the lease. Default `db`.
+   */
+  renewals?: Db | undefined
+  /**
    * The key every engine of the cluster shares (`WEIR_SECRET_KEY`): 32 bytes (a Buffer, or base64
    * text), or a passphrase, stretched with scrypt and a salt kept in the database.
    */
@@ -39,15 +44,17 @@ async function clusterSalt(db: Db): Promise<Buffer> {
 /**
  * The OAuth token state of a cluster in its PostgreSQL database (table `weir_oauth_state`): per key
  * one AES-256-GCM sealed entry (bound to its key), written with compare-and-swap on its version,
- * and a lease (`holder`, `lease_until` in the database's clock) that the fetching engine renews; a
- * dead or frozen engine's lease runs out and the next engine takes it over.
+ * and a lease (`holder`, `lease_until` in the database's clock) that the fetching engine renews, on
+ * `renewals` (never behind message traffic); a dead or frozen engine's lease runs out and the next
+ * engine takes it over.
  *
  * @example
- * const state = createPostgresTokenState({ db: store.pool, secretKey: process.env.WEIR_SECRET_KEY })
+ * const state = createPostgresTokenState({ db: store.pool, renewals: store.renewals, secretKey: process.env.WEIR_SECRET_KEY })
  * createTokenProvider('crm', config, { shared: state })
  */
 export function createPostgresTokenState(options: PostgresTokenStateOptions): RefreshTokenStore {
   const { db } = options
+  const renewals = options.renewals ?? db
   const given = givenKey(options.secretKey)
   let keysP: Promise<StoreKeys> | undefined
   const keys = () => (keysP ??= keysOf(given, () => clusterSalt(db)).catch((e) => {
@@ -99,13 +106,13 @@ export function createPostgresTokenState(options: PostgresTokenStateOptions): Re
       await sleep(delay)
     }
     // Renewed every third of leaseMs; one that finds another holder, or none succeeding for leaseMs, aborts lease.signal.
-    const lease = holdLease(key, leaseMs, async () => (await db.sql`UPDATE weir_oauth_state SET lease_until = clock_timestamp() + ${leaseMs}::int * interval '1 millisecond'
+    const lease = holdLease(key, leaseMs, async () => (await renewals.sql`UPDATE weir_oauth_state SET lease_until = clock_timestamp() + ${leaseMs}::int * interval '1 millisecond'
       WHERE key = ${key} AND holder = ${holder} RETURNING 1`).length > 0)
     try {
       return await fn(lease)
     } finally {
       lease.stop()
-      await db.sql`UPDATE weir_oauth_state SET holder = NULL, lease_until = NULL WHERE key = ${key} AND holder = ${holder}`.catch(() => undefined)
+      await renewals.sql`UPDATE weir_oauth_state SET holder = NULL, lease_until = NULL WHERE key = ${key} AND holder = ${holder}`.catch(() => undefined)
     }
   }
 
@@ -114,11 +121,12 @@ export function createPostgresTokenState(options: PostgresTokenStateOptions): Re
 
 /**
  * The token state of the engines sharing `store` when it is the PostgreSQL store (undefined for the
- * embedded store: then each engine keeps its own, as a single engine does).
+ * embedded store: then each engine keeps its own, as a single engine does); its leases are renewed
+ * on the store's renewal pool.
  */
-export function clusterTokenState(store: MessageStore, options: Omit<PostgresTokenStateOptions, 'db'>): RefreshTokenStore | undefined {
-  const db = (store as Partial<PostgresMessageStore>).pool
-  return db ? createPostgresTokenState({ ...options, db }) : undefined
+export function clusterTokenState(store: MessageStore, options: Omit<PostgresTokenStateOptions, 'db' | 'renewals'>): RefreshTokenStore | undefined {
+  const { pool: db, renewals } = store as Partial<PostgresMessageStore>
+  return db ? createPostgresTokenState({ ...options, db, renewals }) : undefined
 }
 
 /**
@@ -137,7 +145,7 @@ export function clusterStoreKey(store: MessageStore, secretKey: string | Buffer 
  * --store`): its own connection, the schema brought up to date first (an import may come before
  * the first engine starts).
  */
-export async function openPostgresTokenState(options: Pick<PostgresStoreOptions, 'url' | 'passwordFile'> & Omit<PostgresTokenStateOptions, 'db'>): Promise<{ state: RefreshTokenStore; close(): Promise<void> }> {
+export async function openPostgresTokenState(options: Pick<PostgresStoreOptions, 'url' | 'passwordFile'> & Omit<PostgresTokenStateOptions, 'db' | 'renewals'>): Promise<{ state: RefreshTokenStore; close(): Promise<void> }> {
   givenKey(options.secretKey)
   const db = connect({ ...options, poolSize: 2 }, new URL(options.url))
   try {

@@ -44,6 +44,12 @@ export interface PostgresMessageStore extends MessageStore {
   readonly engineId: string | undefined
   /** The connection pool, shared with the cluster's OAuth token state (shared/store/postgres/oauth-state.ts). */
   readonly pool: Db
+  /**
+   * The small pool of the lease renewals (this engine's, its leaderships', and the OAuth token
+   * leases' of shared/store/postgres/oauth-state.ts), apart from message traffic; undefined when the
+   * store was not opened as an engine (`owner: false`).
+   */
+  readonly renewals: Db | undefined
   /** Renews the lease and sweeps expired engines now (tests; the heartbeat does it on its own). */
   heartbeat(): Promise<void>
   cluster(): Promise<EngineStatus[]>
@@ -165,11 +171,12 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
 const NO_PACING: CommitPacing = { delayMs: 0, batch: 0 }
 /**
  * The writes run again when their transaction's outcome is unknown (its COMMIT answer lost), also
- * alone (see `GroupCommit`): their second run finds what a first one that committed did. An enqueue
+ * alone (see `GroupCommit`): their second run finds what a first one that committed did, or (a
+ * resubmission, a purge) returns its result once PostgreSQL tells that it committed. An enqueue
  * answered as failed although stored would have its sender resend it, stored and delivered twice.
- * A claim is left to fail (`HeldClaims` returns what it took), as are a resubmission and a purge.
+ * A claim is left to fail (`HeldClaims` returns what it took).
  */
-const RERUN_ALONE: ReadonlySet<string> = new Set(['enqueue', 'complete', 'delivery', 'release', 'setState'])
+const RERUN_ALONE: ReadonlySet<string> = new Set(['enqueue', 'complete', 'delivery', 'release', 'setState', 'resubmit', 'purge'])
 /** How long after a failed reconciliation (see `HeldClaims`) the store tries again when no write comes to do it. */
 const RECONCILE_RETRY_MS = 1_000
 
@@ -204,6 +211,10 @@ class PostgresStore implements PostgresMessageStore {
 
   get pool() {
     return this.db
+  }
+
+  get renewals() {
+    return this.more.renewals
   }
 
   private write<T>(kind: string, args: unknown[]): Promise<T> {

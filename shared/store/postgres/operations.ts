@@ -1,3 +1,5 @@
+import { setTimeout as sleep } from 'node:timers/promises'
+import { StoreError } from '../errors.ts'
 import type { DeliveryUpdate, PurgeTarget, ResubmitTarget } from '../types.ts'
 import type { MessageRow } from '../rows.ts'
 import type { Db, Queryable } from './db.ts'
@@ -48,13 +50,17 @@ function parameters(): { params: unknown[]; p: Param } {
  * an enqueue its own row (stored, with that row's seq: not a duplicate key, nor a duplicate of
  * itself), a delivery outcome its own attempt (not counted twice), a completion its own outcome
  * (its channel returned, so the message is counted finished once). A release or a state written
- * again changes nothing. Only the rerun pays for these look-ups.
+ * again changes nothing. Only the rerun pays for these look-ups. A resubmission or a purge cannot
+ * tell its own work from the rows (its messages found queued already, the next batch deleted): its
+ * rerun asks PostgreSQL whether the first run's transaction committed (see `firstRunCommitted`).
  */
 export function batchApplier(owner: () => string): ApplyBatch {
   return async (db, ops) => {
     const me = owner()
     const of = (kind: string): Indexed[] => ops.flatMap((op, i) => (op.kind === kind ? [[op, i] as Indexed] : []))
     const rerun = ops.some((op) => op.rerun === true)
+    const committed = rerun ? await firstRunCommitted(db, ops) : undefined
+    if (committed) return committed
     if (!rerun && oneStatement(ops)) return applyAsOneStatement(db, me, ops.length, of)
     return db.transaction(async (tx) => {
       const results: unknown[] = new Array(ops.length)
@@ -67,8 +73,41 @@ export function batchApplier(owner: () => string): ApplyBatch {
       for (const [op, i] of of('purge')) results[i] = await purgeBatch(tx, op.args[0], op.args[1])
       for (const [op] of of('setState')) await setState(tx, op.args)
       for (const [op, i] of of('claim')) results[i] = await claim(tx, me, op.args)
+      if (ops.some((op) => TOLD_BY_OUTCOME.has(op.kind))) await keepTried(tx, ops, results)
       return results
     })
+  }
+}
+
+/** The kinds whose rerun asks whether the first run committed (see `firstRunCommitted`). */
+const TOLD_BY_OUTCOME: ReadonlySet<string> = new Set(['resubmit', 'purge'])
+/** How long a rerun waits for a first run's transaction still in progress (its COMMIT under way) to end (ms). */
+const OUTCOME_WAIT_MS = 5_000
+
+/** Keeps, on each operation of `TOLD_BY_OUTCOME`'s kinds, its result and the transaction's id, just before COMMIT. */
+async function keepTried(tx: Queryable, ops: readonly PendingOp[], results: unknown[]): Promise<void> {
+  const [{ xid }] = (await tx.query<{ xid: number }>('SELECT txid_current() AS xid')) as [{ xid: number }]
+  ops.forEach((op, i) => { if (TOLD_BY_OUTCOME.has(op.kind)) op.tried = { xid, result: results[i] } })
+}
+
+/**
+ * The results of a rerun (one operation, see `GroupCommit`) whose first run reached COMMIT in a
+ * transaction that committed after all (its answer lost): what that run returned. Undefined when
+ * the transaction was rolled back, or never reached COMMIT: the operation runs again. A transaction
+ * still in progress after `OUTCOME_WAIT_MS` fails the operation, its outcome unknown.
+ */
+async function firstRunCommitted(db: Db, ops: readonly PendingOp[]): Promise<unknown[] | undefined> {
+  const [op] = ops
+  if (ops.length !== 1 || !op!.tried) return undefined
+  const { xid, result } = op!.tried
+  op!.tried = undefined
+  for (const deadline = Date.now() + OUTCOME_WAIT_MS; ; await sleep(50)) {
+    const [{ status }] = (await db.query<{ status: string | null }>('SELECT txid_status($1::bigint) AS status', [xid])) as [{ status: string | null }]
+    if (status === 'committed') return [result]
+    if (status === 'aborted') return undefined
+    if (status !== 'in progress' || Date.now() > deadline) {
+      throw new StoreError(`whether the ${op!.kind} committed is unknown (its transaction ${xid} is ${status ?? 'too old to tell'}): look before running it again`)
+    }
   }
 }
 
