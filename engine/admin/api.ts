@@ -79,7 +79,7 @@ export function sessionRoutes(router: Router, auth: Auth): void {
   router.public('POST', '/login', async (ctx) => {
     const token = ctx.form.get('token')
     if (!token) throw new Refusal(400, 'missing form field "token"')
-    const session = await auth.login(token)
+    const session = await auth.login(token, ctx.req.socket.remoteAddress)
     if (isFormPost(ctx)) {
       ctx.res.writeHead(303, { location: '/', 'set-cookie': auth.cookie(session) }).end()
       return

@@ -3,9 +3,11 @@ import type { IncomingMessage } from 'node:http'
 import type { JWTPayload } from 'jose'
 import type { ComponentContext } from '../../shared/component.ts'
 import type { HttpClient } from '../../shared/http/types.ts'
+import { silentLogger, type Logger } from '../../shared/log/index.ts'
 import { jwtVerifier } from '../../shared/inbound/jwt-verifier.ts'
 import { Refusal } from '../../shared/inbound/refusal.ts'
 import { hasAuth, sha256, type AdminConfig, type AdminJwtOptions, type Role } from './config.ts'
+import { clientKey, createLoginLimit, type LoginLimitOptions } from './login-limit.ts'
 
 /** Who made a request and how: an admin token, an OIDC bearer token, a login session, or nobody (open on loopback). */
 export interface Principal {
@@ -54,15 +56,19 @@ function cookieOf(req: IncomingMessage, name: string): string | undefined {
  * Authentication of the admin server: admin tokens (compared by SHA-256 in constant time), OIDC
  * bearer tokens through the http-listener's verifier, and login sessions. With nothing configured
  * (allowed on loopback only) everyone is an operator, and actions still need a session's CSRF token.
+ * A client address that sent too many unknown tokens (login form or bearer header alike) is refused
+ * with 429 for a while, without its token being checked (see login-limit.ts).
  *
  * @example
  * const auth = createAuth(config, { http })
  * const who = await auth.authenticate(req) // throws a Refusal: 401 without credentials
  */
-export function createAuth(config: AdminConfig, deps: { http: HttpClient; now?: () => number }) {
+export function createAuth(config: AdminConfig, deps: { http: HttpClient; now?: () => number; log?: Logger; loginLimit?: Partial<LoginLimitOptions> }) {
   const now = deps.now ?? Date.now
+  const log = deps.log ?? silentLogger
   const open = !hasAuth(config)
   const sessions = new Map<string, Session>()
+  const limit = createLoginLimit(deps.loginLimit, now)
   // The verifier reads only `http` from a component's context.
   const verifyJwt = config.jwt ? jwtVerifier(config.jwt, { http: deps.http } as ComponentContext) : undefined
 
@@ -76,6 +82,27 @@ export function createAuth(config: AdminConfig, deps: { http: HttpClient; now?: 
     const role = roleOf(payload, config.jwt!)
     if (!role) throw new Refusal(403, `token carries neither role "${config.jwt!.operatorRole}" nor "${config.jwt!.viewerRole}" in claim "${config.jwt!.roleClaim}"`)
     return { name: String(payload.sub ?? payload.azp ?? payload.client_id ?? 'jwt'), role, via: 'jwt' }
+  }
+
+  /**
+   * `bearer(token)` for a client at `address`, unless that address is locked out (429 with
+   * Retry-After, the token unchecked). An unknown or invalid token (401) counts against the address
+   * and is logged with the address, never the token; a valid one clears its count.
+   */
+  async function limitedBearer(token: string, address: string | undefined, via: 'login' | 'bearer'): Promise<Principal> {
+    const key = clientKey(address)
+    const waitMs = limit.waitMs(key)
+    if (waitMs > 0) throw new Refusal(429, 'too many failed attempts from this address; try again later', { 'retry-after': String(Math.ceil(waitMs / 1000)) })
+    try {
+      const principal = await bearer(token)
+      limit.succeeded(key)
+      return principal
+    } catch (e) {
+      if (!(e instanceof Refusal) || e.status !== 401) throw e
+      const { failures, lockedForMs } = limit.failed(key)
+      log.warn({ address: key, via, reason: e.reason, failures, ...(lockedForMs ? { lockedForSec: Math.ceil(lockedForMs / 1000) } : {}) }, 'admin token refused')
+      throw e
+    }
   }
 
   function sessionOf(req: IncomingMessage): Session | undefined {
@@ -100,16 +127,16 @@ export function createAuth(config: AdminConfig, deps: { http: HttpClient; now?: 
       if (authorization !== undefined) {
         const m = BEARER.exec(authorization)
         if (!m) throw new Refusal(401, 'malformed Authorization header (expected "Bearer <token>")', challenge)
-        return { principal: await bearer(m[1]!) }
+        return { principal: await limitedBearer(m[1]!, req.socket.remoteAddress, 'bearer') }
       }
       const session = sessionOf(req)
       if (session) return { principal: session.principal, session }
       if (open) return { principal: { name: 'anonymous', role: 'operator', via: 'open' } }
       throw new Refusal(401, 'authentication required', challenge)
     },
-    /** A session for the token typed into the login form (any token when open). */
-    async login(token: string): Promise<Session> {
-      const principal = open ? { name: 'anonymous', role: 'operator' as const, via: 'open' as const } : await bearer(token)
+    /** A session for the token typed into the login form by the client at `address` (any token when open). */
+    async login(token: string, address: string | undefined): Promise<Session> {
+      const principal = open ? { name: 'anonymous', role: 'operator' as const, via: 'open' as const } : await limitedBearer(token, address, 'login')
       return createSession({ ...principal, via: 'session' })
     },
     /** A session for an open server's anonymous operator (so that a browser gets a CSRF token). */
@@ -117,6 +144,8 @@ export function createAuth(config: AdminConfig, deps: { http: HttpClient; now?: 
     logout(session: Session): void {
       sessions.delete(session.id)
     },
+    /** How many client addresses the sign-in limit remembers (bounded). */
+    tracked: (): number => limit.tracked(),
     /** Whether `session` is still open: not logged out, not expired. */
     live: (session: Session): boolean => sessions.get(session.id) === session && session.expiresAt > now(),
     cookie: (s: Session | undefined): string => s

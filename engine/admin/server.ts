@@ -14,6 +14,7 @@ import { hasAuth, type AdminConfig } from './config.ts'
 import { eventRoutes, type EventStreamOptions, type EventStreams } from './events.ts'
 import { readiness } from './health.ts'
 import { SECURITY_HEADERS, readForm, sendJson } from './http.ts'
+import type { LoginLimitOptions } from './login-limit.ts'
 import { createMetrics } from './metrics.ts'
 import { Router, type RouteContext } from './router.ts'
 import { dashboardRoutes } from './pages/index.ts'
@@ -29,6 +30,10 @@ export interface AdminServerOptions {
   http?: HttpClient
   /** GET /api/events: tick, ping and the cap on open streams. */
   events?: EventStreamOptions
+  /** How failed admin-token attempts lock a client address out (defaults: LOGIN_LIMIT_DEFAULTS). */
+  loginLimit?: Partial<LoginLimitOptions>
+  /** The clock of sessions and lockouts (default Date.now). */
+  now?: () => number
 }
 
 export interface AdminServer {
@@ -111,7 +116,7 @@ export async function startAdminServer(o: AdminServerOptions): Promise<AdminServ
   let waiting: string | undefined
   const sources = { store: () => engine?.store, handles: () => engine?.handles ?? [] }
   const metrics = createMetrics(sources)
-  const auth = createAuth(o.config, { http })
+  const auth = createAuth(o.config, { http, log: o.log, ...(o.loginLimit ? { loginLimit: o.loginLimit } : {}), ...(o.now ? { now: o.now } : {}) })
   const router = new Router()
     .public('GET', '/healthz', ({ res }) => sendJson(res, 200, { alive: true }))
     .public('GET', '/readyz', async ({ res }) => {

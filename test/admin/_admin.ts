@@ -13,11 +13,14 @@ export interface Answer {
   json: any
 }
 
-/** One request to a loopback server through node:http (so that `Host`, `Origin` and `Cookie` are exactly what the test says). */
-export function call(base: string, path: string, o: { method?: string; headers?: Record<string, string>; body?: string } = {}): Promise<Answer> {
+/**
+ * One request to a loopback server through node:http (so that `Host`, `Origin` and `Cookie` are
+ * exactly what the test says); `from` is the client's own address (another 127.0.0.x: another client).
+ */
+export function call(base: string, path: string, o: { method?: string; headers?: Record<string, string>; body?: string; from?: string } = {}): Promise<Answer> {
   const url = new URL(path, base)
   return new Promise((resolve, reject) => {
-    const req = httpRequest(url, { method: o.method ?? 'GET', headers: o.headers ?? {} }, (res) => {
+    const req = httpRequest(url, { method: o.method ?? 'GET', headers: o.headers ?? {}, ...(o.from ? { localAddress: o.from } : {}) }, (res) => {
       let text = ''
       res.setEncoding('utf8')
       res.on('data', (d) => (text += d))
