@@ -14,6 +14,8 @@ export interface Principal {
   name: string
   role: Role
   via: 'token' | 'jwt' | 'session' | 'open'
+  /** When the credential behind it ends (a JWT's `exp`, epoch ms): a session made from it ends then too. */
+  until?: number
 }
 
 /** A browser session from the login form: an HttpOnly cookie holds its id; every action carries its CSRF token. */
@@ -52,6 +54,45 @@ function cookieOf(req: IncomingMessage, name: string): string | undefined {
   return undefined
 }
 
+/** The login sessions, in memory only: a restart ends them all. */
+class Sessions {
+  private readonly byId = new Map<string, Session>()
+  constructor(private readonly ttlSec: number, private readonly now: () => number) {}
+
+  /** The live session whose id the request's cookie carries. */
+  of(req: IncomingMessage): Session | undefined {
+    const id = cookieOf(req, SESSION_COOKIE)
+    const s = id === undefined ? undefined : this.byId.get(id)
+    if (s && s.expiresAt <= this.now()) this.byId.delete(s.id)
+    return s && s.expiresAt > this.now() ? s : undefined
+  }
+
+  /** A new session for `principal`: `sessionTtlSec` long, never longer than the credential it came from. */
+  create(principal: Principal): Session {
+    const t = this.now()
+    for (const [id, s] of this.byId) if (s.expiresAt <= t) this.byId.delete(id)
+    const expiresAt = Math.min(t + this.ttlSec * 1000, principal.until ?? Infinity)
+    const s: Session = { id: randomBytes(32).toString('base64url'), csrfToken: randomBytes(32).toString('base64url'), principal, expiresAt }
+    this.byId.set(s.id, s)
+    return s
+  }
+
+  delete(session: Session): void {
+    this.byId.delete(session.id)
+  }
+
+  /** Whether `session` is still open: not logged out, not expired. */
+  live(session: Session): boolean {
+    return this.byId.get(session.id) === session && session.expiresAt > this.now()
+  }
+
+  /** The Set-Cookie value of `s` (its remaining life as Max-Age), or one that clears the cookie. */
+  cookie(s: Session | undefined): string {
+    if (!s) return `${SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0`
+    return `${SESSION_COOKIE}=${s.id}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${Math.max(0, Math.ceil((s.expiresAt - this.now()) / 1000))}`
+  }
+}
+
 /**
  * Authentication of the admin server: admin tokens (compared by SHA-256 in constant time), OIDC
  * bearer tokens through the http-listener's verifier, and login sessions. With nothing configured
@@ -67,7 +108,7 @@ export function createAuth(config: AdminConfig, deps: { http: HttpClient; now?: 
   const now = deps.now ?? Date.now
   const log = deps.log ?? silentLogger
   const open = !hasAuth(config)
-  const sessions = new Map<string, Session>()
+  const sessions = new Sessions(config.sessionTtlSec, now)
   const limit = createLoginLimit(deps.loginLimit, now)
   // The verifier reads only `http` from a component's context.
   const verifyJwt = config.jwt ? jwtVerifier(config.jwt, { http: deps.http } as ComponentContext) : undefined
@@ -81,7 +122,7 @@ export function createAuth(config: AdminConfig, deps: { http: HttpClient; now?: 
     const payload = await verifyJwt(`Bearer ${token}`)
     const role = roleOf(payload, config.jwt!)
     if (!role) throw new Refusal(403, `token carries neither role "${config.jwt!.operatorRole}" nor "${config.jwt!.viewerRole}" in claim "${config.jwt!.roleClaim}"`)
-    return { name: String(payload.sub ?? payload.azp ?? payload.client_id ?? 'jwt'), role, via: 'jwt' }
+    return { name: String(payload.sub ?? payload.azp ?? payload.client_id ?? 'jwt'), role, via: 'jwt', until: payload.exp! * 1000 }
   }
 
   /**
@@ -105,20 +146,6 @@ export function createAuth(config: AdminConfig, deps: { http: HttpClient; now?: 
     }
   }
 
-  function sessionOf(req: IncomingMessage): Session | undefined {
-    const id = cookieOf(req, SESSION_COOKIE)
-    const s = id === undefined ? undefined : sessions.get(id)
-    if (s && s.expiresAt <= now()) sessions.delete(s.id)
-    return s && s.expiresAt > now() ? s : undefined
-  }
-
-  function createSession(principal: Principal): Session {
-    for (const [id, s] of sessions) if (s.expiresAt <= now()) sessions.delete(id)
-    const s: Session = { id: randomBytes(32).toString('base64url'), csrfToken: randomBytes(32).toString('base64url'), principal, expiresAt: now() + config.sessionTtlSec * 1000 }
-    sessions.set(s.id, s)
-    return s
-  }
-
   return {
     open,
     /** The request's principal and session; a refusal (401, 403, 503 when the issuer's keys are unavailable) otherwise. */
@@ -129,7 +156,7 @@ export function createAuth(config: AdminConfig, deps: { http: HttpClient; now?: 
         if (!m) throw new Refusal(401, 'malformed Authorization header (expected "Bearer <token>")', challenge)
         return { principal: await limitedBearer(m[1]!, req.socket.remoteAddress, 'bearer') }
       }
-      const session = sessionOf(req)
+      const session = sessions.of(req)
       if (session) return { principal: session.principal, session }
       if (open) return { principal: { name: 'anonymous', role: 'operator', via: 'open' } }
       throw new Refusal(401, 'authentication required', challenge)
@@ -137,20 +164,16 @@ export function createAuth(config: AdminConfig, deps: { http: HttpClient; now?: 
     /** A session for the token typed into the login form by the client at `address` (any token when open). */
     async login(token: string, address: string | undefined): Promise<Session> {
       const principal = open ? { name: 'anonymous', role: 'operator' as const, via: 'open' as const } : await limitedBearer(token, address, 'login')
-      return createSession({ ...principal, via: 'session' })
+      return sessions.create({ ...principal, via: 'session' })
     },
     /** A session for an open server's anonymous operator (so that a browser gets a CSRF token). */
-    openSession: (): Session => createSession({ name: 'anonymous', role: 'operator', via: 'session' }),
-    logout(session: Session): void {
-      sessions.delete(session.id)
-    },
+    openSession: (): Session => sessions.create({ name: 'anonymous', role: 'operator', via: 'session' }),
+    logout: (session: Session): void => sessions.delete(session),
     /** How many client addresses the sign-in limit remembers (bounded). */
     tracked: (): number => limit.tracked(),
     /** Whether `session` is still open: not logged out, not expired. */
-    live: (session: Session): boolean => sessions.get(session.id) === session && session.expiresAt > now(),
-    cookie: (s: Session | undefined): string => s
-      ? `${SESSION_COOKIE}=${s.id}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${config.sessionTtlSec}`
-      : `${SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0`,
+    live: (session: Session): boolean => sessions.live(session),
+    cookie: (s: Session | undefined): string => sessions.cookie(s),
   }
 }
 

@@ -45,7 +45,7 @@ export const adminConfigSchema = {
       type: 'array', default: [], items: { type: 'string', minLength: 1, description: 'A host name, without port.' },
       description: 'Host names (the `Host` header) the server answers to besides the loopback names and the address it is bound to; others get 421 (DNS rebinding).',
     },
-    sessionTtlSec: { type: 'integer', minimum: 60, maximum: 86_400, default: 28_800, description: 'How long a browser session from the login form lasts (seconds).' },
+    sessionTtlSec: { type: 'integer', minimum: 60, maximum: 86_400, default: 28_800, description: 'How long a browser session from the login form lasts (seconds); one made with an OIDC access token ends when that token expires, if sooner.' },
   },
 } as const
 

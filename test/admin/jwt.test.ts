@@ -1,7 +1,7 @@
 import { SignJWT, exportJWK, generateKeyPair, type CryptoKey } from 'jose'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { loopbackServer } from '../_setup.ts'
-import { adminConfig, call, useAdminFixture } from './_admin.ts'
+import { adminConfig, call, sessionCookie, useAdminFixture } from './_admin.ts'
 
 let idp: Awaited<ReturnType<typeof loopbackServer>>
 let key: CryptoKey
@@ -40,5 +40,19 @@ describe('admin server with OIDC bearer tokens', () => {
     const aud = await pause({ realm_access: { roles: ['weir-operator'] } }, 'another-api')
     expect([aud.status, aud.json.error]).toEqual([401, 'invalid token: unexpected "aud" claim value'])
     expect(fx.rt.handles[0]!.status()).toBe('running')
+  })
+
+  it('ends a login session made with a token when that token expires, not sessionTtlSec later', async () => {
+    const exp = Math.floor(Date.now() / 1000) + 2
+    const shortLived = await new SignJWT({ realm_access: { roles: ['weir-operator'] } }).setProtectedHeader({ alg: 'ES256', kid: 'k1' })
+      .setIssuer(idp.origin).setAudience('weir-admin').setSubject('alice').setIssuedAt().setExpirationTime(exp).sign(key)
+    const login = await call(fx.url, '/login', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: `token=${shortLived}` })
+    expect(login.status).toBe(303)
+    // The browser is told the session's real life, not the configured eight hours.
+    expect(Number(/Max-Age=(\d+)/.exec(String(login.headers['set-cookie']?.[0]))?.[1])).toBeLessThanOrEqual(2)
+    const cookie = sessionCookie(login)
+    expect((await call(fx.url, '/api/session', { headers: { cookie } })).json.name).toBe('alice')
+    await new Promise((ok) => setTimeout(ok, exp * 1000 - Date.now() + 50))
+    expect((await call(fx.url, '/api/channels', { headers: { cookie } })).status).toBe(401)
   })
 })
