@@ -1,6 +1,8 @@
-import { existsSync } from 'node:fs'
+import { closeSync, existsSync, openSync } from 'node:fs'
 import { join } from 'node:path'
+import Database from 'better-sqlite3'
 import { errorCodes } from '../shared/errors.ts'
+import { StoreError } from '../shared/store/errors.ts'
 import { loadStoreKey } from '../shared/oauth/refresh-store.ts'
 import { contentCipher } from '../shared/store/encrypted.ts'
 import { keyIdOf, keyringIn, rotateKeyFile } from '../shared/store/keyring.ts'
@@ -10,10 +12,40 @@ import type { CommandIO } from './cli-io.ts'
 /** How long re-encryption goes on looking for values a running engine sealed before it noticed the new key (it checks every 2 s). */
 const ENGINE_PICKUP_MS = 5000
 
+/** Exit status of a rotation that re-encrypted everything but could not truncate the WAL (a reader held it). */
+export const WAL_NOT_TRUNCATED = 3
+
+/**
+ * Takes `<key dir>/rotate.lock`, held while one rotation runs: a second one at the same time would
+ * retire keys and re-encrypt in an order of its own. The data directory's `weir.lock` is the running
+ * engine's, beside which a rotation runs, so the rotation has a lock of its own: an SQLite write
+ * lock on that file (a lock of the file system, released by the system if the process dies: never
+ * stale). The file stays (removing it would let a third run lock a new file beside a held one).
+ * Returns the release.
+ */
+function lockRotation(dir: string): () => void {
+  const file = join(dir, 'rotate.lock')
+  closeSync(openSync(file, 'a', 0o600))
+  const db = new Database(file)
+  try {
+    db.pragma('busy_timeout = 0')
+    db.exec('BEGIN IMMEDIATE')
+  } catch (e) {
+    db.close()
+    if ((e as { code?: string }).code !== 'SQLITE_BUSY') throw e
+    throw new StoreError(`another weir keys rotate-store-key is running on this data directory (it holds the lock ${file}); nothing was changed: let it finish, then run it again if still needed`)
+  }
+  return () => {
+    db.exec('ROLLBACK')
+    db.close()
+  }
+}
+
 /**
  * `weir keys rotate-store-key`: a new store key in `<data-dir>/oauth/secret.key`, the old one kept in
  * `retired.keys` (still opening what it sealed), then every message value sealed with an older key
- * sealed again with the new one, in small batches beside a running engine.
+ * sealed again with the new one, in small batches beside a running engine. One at a time per data
+ * directory ({@link lockRotation}). Ends with the WAL truncated, or exit status 3 saying it is not.
  */
 export async function rotateStoreKey(dataDir: string, io: CommandIO, options: { settleMs?: number } = {}): Promise<number> {
   if (io.env.WEIR_SECRET_KEY) {
@@ -25,6 +57,15 @@ export async function rotateStoreKey(dataDir: string, io: CommandIO, options: { 
   if (!existsSync(keyFile)) {
     throw new errorCodes.ERR_FILE_ACCESS(`no store key ${keyFile}: ${dataDir} is not the data directory of an engine that has a store key to rotate (check --data-dir or WEIR_DATA_DIR); nothing was changed`)
   }
+  const release = lockRotation(dir)
+  try {
+    return await rotateLocked(dataDir, dir, io, options)
+  } finally {
+    release()
+  }
+}
+
+async function rotateLocked(dataDir: string, dir: string, io: CommandIO, options: { settleMs?: number }): Promise<number> {
   const old = await keyringIn(dir, await loadStoreKey(dir))
   const next = await rotateKeyFile(dir, old)
   io.out(`store key rotated: ${keyIdOf(next.current)} seals from now on; ${keyIdOf(old.current)} is retired (kept in ${join(dir, 'retired.keys')} to read what it sealed)`)
@@ -39,5 +80,10 @@ export async function rotateStoreKey(dataDir: string, io: CommandIO, options: { 
     io.err(`${done.unreadable} value(s) of ${db} could not be opened with any key of the keyring (sealed with a key it no longer holds, or altered): left as they are; every other value was re-encrypted`)
   }
   io.out('Refresh-token entries move to the new key at their next write; keep retired.keys while any may still use an older key.')
+  if (!done.walTruncated) {
+    io.err(`a reader of ${db} (a weir messages or weir backup reading meanwhile) kept its WAL from being checkpointed and truncated: values as ${keyIdOf(old.current)} (now retired) sealed them may still be in ${db}-wal and in pages of ${db} the checkpoint has not reached. Once no reader is left, run weir keys rotate-store-key again, or stop the engine (closing the store checkpoints and removes the WAL).`)
+    return WAL_NOT_TRUNCATED
+  }
+  io.out(`${db}-wal checkpointed into ${db} and truncated: no copy of a re-encrypted value as an older key sealed it is left in either (old ciphertexts overwritten, secure_delete).`)
   return 0
 }

@@ -1,9 +1,8 @@
-import { existsSync, renameSync, rmSync, statSync } from 'node:fs'
+import { closeSync, existsSync, fchmodSync, lstatSync, openSync, renameSync, rmSync, statSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import Database from 'better-sqlite3'
 import { dataDirOf, type CommandIO } from '../cli-io.ts'
-import { createOwnerOnlyFile } from '../../shared/store/data-dir.ts'
 import { storeOptions, storeUrlOf } from '../store.ts'
 
 export const summary = 'copy the message store while weir run is running (online backup)'
@@ -12,7 +11,9 @@ export const usage = `usage: weir backup <dest-file> [--data-dir D] [--force]
 Copies the embedded message store (<data-dir>/weir.db) to <dest-file> through SQLite's
 online backup API: a consistent snapshot, taken beside a running "weir run" without
 stopping it. The copy is written mode 0600 (it holds patient data) and is a complete
-store: put it in an empty data directory (mode 0700) as weir.db to restore it.
+store: put it in an empty data directory (mode 0700) as weir.db to restore it. It is written
+first to <dest-file>.partial-<pid>, created by the backup alone: a file already at that name
+is refused (never written into), then renamed over <dest-file> once complete.
 Not copied: <data-dir>/oauth (refresh tokens, the store key of encrypted content): back it
 up too, as files.
 
@@ -33,6 +34,29 @@ async function copy(source: string, dest: string): Promise<{ totalPages: number 
     return { totalPages: total }
   } finally {
     db.close()
+  }
+}
+
+/**
+ * Creates the partial copy `file` empty, mode 0600 whatever the umask, and exclusively: a file
+ * already at that name (a symbolic link, another user's file, one with a loose mode that its owner
+ * may hold open) is never written into, nor removed, but refused.
+ */
+function createPartial(file: string): void {
+  let fd: number
+  try {
+    fd = openSync(file, 'wx', 0o600)
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e
+    const link = lstatSync(file, { throwIfNoEntry: false })?.isSymbolicLink()
+    throw new Error(link
+      ? `${file} is a symbolic link; Weir does not follow it (the copy would go where it points): remove it and run weir backup again`
+      : `${file} already exists and was not created by this backup (an earlier one killed, or a file someone else put there); weir backup does not write into it: remove it and run weir backup again`)
+  }
+  try {
+    fchmodSync(fd, 0o600)
+  } finally {
+    closeSync(fd)
   }
 }
 
@@ -64,8 +88,10 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
   }
   // Written beside the destination, then renamed over it: a failed backup never leaves half a copy under its name.
   const partial = `${dest}.partial-${process.pid}`
+  let created = false
   try {
-    createOwnerOnlyFile(partial)
+    createPartial(partial)
+    created = true
     const { totalPages } = await copy(source, partial)
     renameSync(partial, dest)
     io.out(`backed up ${source} to ${dest}: ${totalPages} pages, ${statSync(dest).size} bytes`)
@@ -74,6 +100,7 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
     io.err(`weir backup: cannot copy ${source} to ${dest}: ${(e as Error).message}`)
     return 1
   } finally {
-    for (const f of [partial, `${partial}-journal`, `${partial}-wal`, `${partial}-shm`]) rmSync(f, { force: true })
+    // Only what this backup created: a file it refused stays for its owner to see.
+    if (created) for (const f of [partial, `${partial}-journal`, `${partial}-wal`, `${partial}-shm`]) rmSync(f, { force: true })
   }
 }

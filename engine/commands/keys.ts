@@ -34,11 +34,20 @@ rotate-store-key: a new store key (message content with encryptContent, refresh 
 <data-dir>/oauth/secret.key; the old key moves to <data-dir>/oauth/retired.keys and still reads
 what it sealed. Then every message value sealed with an older key is sealed again with the new one,
 in small batches while the engine runs (it picks up the new key within seconds, no restart).
+One rotation at a time: it holds <data-dir>/oauth/rotate.lock, and a second one started meanwhile
+is refused (exit 1) before changing anything. At the end the WAL is checkpointed into weir.db and
+truncated, so no copy of a value as the old key sealed it is left; the checkpoint does not wait
+behind a reader (a weir messages or weir backup reading at that moment) and, when one keeps it
+from truncating the WAL, the command says so on stderr and exits 3 (the rotation itself is done):
+run it again once no reader is left, or stop the engine.
 
   --alg     RS256 | RS384 | PS256 | ES256 | ES384 | EdDSA (Epic: RS384 or ES384); rotate: default the current key's
   --kid     key id (default: the JWK thumbprint)
   --out     directory (generate: the working directory; rotate: the current key file's, else keys/ next to the file)
-  --delay   rotate: publication delay before the new key signs (default 24h; e.g. 90m, 2d, 0)`
+  --delay   rotate: publication delay before the new key signs (default 24h; e.g. 90m, 2d, 0)
+
+exit status: 0 on success, 1 when it cannot be done (rotate-store-key: also when another one
+runs), 2 on an unknown subcommand; rotate-store-key: 3 when a reader kept the WAL from being truncated`
 
 export interface KeysDeps {
   /** Clock (epoch ms); tests inject one. */

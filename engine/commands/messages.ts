@@ -26,7 +26,8 @@ export const usage = `usage: weir messages list [--channel C | --channel-file F]
        weir messages purge --before T [--channel C]
 
 list      newest first; --status one of ${MESSAGE_STATUSES.join(', ')};
-          --since/--until an ISO date or a duration ago (30s, 10m, 2h, 7d); --limit default 100
+          --since/--until an ISO date or a duration ago (30s, 10m, 2h, 7d): a date alone is midnight
+          UTC, a date and time needs its zone (Z or ±hh:mm); --limit default 100
           --key NAME=VALUE: messages whose search key NAME (options.searchKeys) has VALUE, an index
           lookup (e.g. --key mrn=203713). --channel-file F checks NAME against the channel file's
           searchKeys and lists that channel; without it an unknown NAME simply finds nothing
@@ -42,6 +43,8 @@ resubmit  queues delivered, filtered or error messages again; destinations that 
           At most ${RESUBMIT_SET_LIMIT} at a time: narrow the filter for more.
 purge     deletes finished messages (delivered, filtered, error) last updated before T (an ISO
           date or a duration ago: 30d), with their history; queued and in-flight ones are kept.
+          A date alone (2026-11-30) is midnight UTC; a date and time needs its zone
+          (2026-11-30T10:00Z, 2026-11-30T10:00+01:00), and is refused without one.
           Safe beside a running "weir run": deletes 500 at a time, each batch its own commit, and
           gives the space back to the file system; no purged content stays readable in the data
           files. A purged message's dedupe key is forgotten. (options.retention does this per
@@ -52,14 +55,24 @@ ${storeUsage}
 
 exit status: 0 on success (purge: also when nothing was old enough), 1 when nothing matched, 2 on bad usage`
 
-/** An ISO 8601 date, or date and time (offset optional): what `Date.parse` is given. Anything else it would guess at ("40" as the year 2040). */
-const ISO_DATE = /^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:?\d{2})?)?$/i
+/**
+ * An ISO 8601 date (midnight UTC, as `Date.parse` reads it), or a date and time with its zone (`Z` or
+ * ±hh:mm): what `Date.parse` is given. Anything else it would guess at ("40" as the year 2040).
+ */
+const ISO_DATE = /^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?)?$/i
 
-/** `30s`, `10m`, `2h`, `7d` ago, or an ISO date. */
+/**
+ * `30s`, `10m`, `2h`, `7d` ago, or an ISO date. A date and time must name its zone: read in the
+ * server's local zone, the same command would mean another instant on each server.
+ */
 export function parseSince(value: string, now = Date.now(), flag = '--since'): number {
   const rel = /^(\d+)\s*(s|m|h|d)$/.exec(value.trim())
   if (rel) return now - Number(rel[1]) * { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[rel[2] as 's' | 'm' | 'h' | 'd']
-  const t = ISO_DATE.test(value.trim()) ? Date.parse(value.trim()) : Number.NaN
+  const iso = ISO_DATE.exec(value.trim())
+  if (iso && iso[0].length > 10 && iso[1] === undefined) {
+    throw new errorCodes.ERR_USAGE(`${flag}: a date and time needs its zone, Z or ±hh:mm (e.g. ${value.trim().replace(' ', 'T')}Z for UTC); a date alone is midnight UTC; not "${value}"`)
+  }
+  const t = iso ? Date.parse(value.trim()) : Number.NaN
   if (Number.isNaN(t)) throw new errorCodes.ERR_USAGE(`${flag} must be an ISO date or a duration like 10m, 2h, 7d; not "${value}"`)
   return t
 }

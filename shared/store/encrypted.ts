@@ -7,10 +7,15 @@ import type {
   MessageStore, PurgeTarget, ResubmitTarget, StoredMessage,
 } from './types.ts'
 
-/** Marks an encrypted value: `weir:enc:v2:<key id>:<iv>.<tag>.<ciphertext>` (base64); v1 values (no key id) are still read. */
+/**
+ * Marks an encrypted value: `weir:enc:v2:<key id>:<iv>.<tag>.<ciphertext>` (base64); v1 values (no
+ * key id) are still read. Every value starting with `weir:enc:` is the store's: a clear value that
+ * starts so is stored behind `weir:enc:clear:` (see {@link keepClear}), never taken for a sealed one.
+ */
 const SEALED = 'weir:enc:'
 const SEALED_V2 = 'weir:enc:v2:'
 const SEALED_V1 = 'weir:enc:v1:'
+const SEALED_CLEAR = 'weir:enc:clear:'
 /** The attribute holding a message's encrypted attributes. */
 const SEALED_ATTRIBUTES = 'weir:enc'
 /** Marks a search key stored as its keyed hash. */
@@ -43,6 +48,16 @@ function randomIv(): Buffer {
 
 const derive = (key: Buffer, info: string) => Buffer.from(hkdfSync('sha256', key, Buffer.alloc(0), info, 32))
 const contentKeyOf = (key: Buffer) => derive(key, 'weir message content')
+
+/** Whether `v` is a value the store sealed (v1 or v2), not a clear value marked `weir:enc:clear:`. */
+export const isSealedValue = (v: unknown): v is string => typeof v === 'string' && (v.startsWith(SEALED_V2) || v.startsWith(SEALED_V1))
+
+/**
+ * A clear value as the store keeps it: one that starts like a sealed value (`weir:enc:`) gets
+ * `weir:enc:clear:` before it, so that a read returns it as it was written (see {@link openers})
+ * instead of trying to decrypt it, or decrypting a ciphertext copied into a clear channel.
+ */
+const keepClear = <T>(v: T): T => (typeof v === 'string' && v.startsWith(SEALED) ? `${SEALED_CLEAR}${v}` as T : v)
 
 /** The id of the key a sealed value names (v2), or undefined (not sealed, or v1). */
 export function sealedKeyId(text: string): string | undefined {
@@ -130,18 +145,21 @@ interface Opening {
  * encrypted channel (stored before encryption was switched on) is hashed, as new ones are.
  */
 async function openClaimed(o: Opening, channel: string, got: ClaimedMessage[]): Promise<ClaimedMessage[]> {
-  let c: ContentCipher
-  try {
-    c = await o.cipher()
-  } catch (e) {
-    await o.release(got.map((m) => m.id)).catch(() => {})
-    throw e
+  // The key only when something is sealed or to be hashed: clear values marked as such need none.
+  let c: ContentCipher | undefined
+  if (got.some((m) => holdsSealed(m, isSealedValue) || (clearOrderKey(m) && o.encrypts(channel)))) {
+    try {
+      c = await o.cipher()
+    } catch (e) {
+      await o.release(got.map((m) => m.id)).catch(() => {})
+      throw e
+    }
   }
-  const withKey = openers(async () => c)
+  const withKey = openers(async () => c ?? o.cipher())
   const opened = await Promise.all(got.map(async (m): Promise<ClaimedMessage | undefined> => {
     try {
       const open = { ...(await withKey.message(m)), deliveries: await withKey.deliveries(m.deliveries) }
-      return clearOrderKey(open) && o.encrypts(channel) ? { ...open, orderKey: c.hash(channel, open.orderKey!) } : open
+      return clearOrderKey(open) && o.encrypts(channel) ? { ...open, orderKey: c!.hash(channel, open.orderKey!) } : open
     } catch (e) {
       await o.inner.fail(m.id, unreadable(e)).catch(() => o.inner.release([m.id])).catch(() => {})
       o.finished(m.id)
@@ -169,12 +187,12 @@ export function encryptContent(inner: MessageStore, options: EncryptedStoreOptio
   const claimed = new Map<string, string>()
   const encrypts = (channel: Opt<string>) => options.channels === true || channel === undefined || options.channels.has(channel)
   const sealText = async (text: Opt<string>, field: string, channel: Opt<string>) =>
-    text === undefined || !encrypts(channel) ? text : (await cipher()).seal(text, field)
+    text === undefined || !encrypts(channel) ? keepClear(text) : (await cipher()).seal(text, field)
   const sealUpdates = (id: string, updates: DeliveryUpdate[]) => Promise.all(updates.map(async (u) => {
-    if (!u.attempt || !encrypts(claimed.get(id))) return u
+    if (!u.attempt) return u
+    if (!encrypts(claimed.get(id))) return clearUpdate(u)
     const c = await cipher()
-    const { error, excerpt } = u.attempt
-    return { ...u, attempt: { ...u.attempt, ...(error !== undefined ? { error: c.seal(error, 'error') } : {}), ...(excerpt !== undefined ? { excerpt: c.seal(excerpt, 'excerpt') } : {}) } }
+    return withAttemptTexts(u, (text, field) => c.seal(text, field))
   }))
   const reader = openers(cipher)
   const finished = (id: string) => claimed.delete(id)
@@ -195,7 +213,7 @@ export function encryptContent(inner: MessageStore, options: EncryptedStoreOptio
     enqueue(channel: string, input: MessageInput, opts: EnqueueOptions = {}): Promise<EmitResult> {
       if (encrypts(channel)) return cipher().then((c) => inner.enqueue(channel, ...sealEnqueue(c, channel, input, opts)))
       try {
-        return inner.enqueue(channel, input, opts)
+        return inner.enqueue(channel, ...clearEnqueue(input, opts))
       } catch (e) {
         return Promise.reject(e) // an inner store that throws instead of rejecting: rejected, as from an async function
       }
@@ -206,14 +224,14 @@ export function encryptContent(inner: MessageStore, options: EncryptedStoreOptio
       return got.some((m) => toOpen(channel, m)) ? openClaimed(opening, channel, got) : got
     },
     async recordDelivery(id: string, update: DeliveryUpdate) {
-      if (!encrypts(claimed.get(id))) return inner.recordDelivery(id, update)
+      if (!encrypts(claimed.get(id))) return inner.recordDelivery(id, clearUpdate(update))
       const [sealed] = await sealUpdates(id, [update])
       return inner.recordDelivery(id, sealed!)
     },
     async complete(id, status, updates = [], error) {
       const channel = claimed.get(id)
       if (encrypts(channel)) await inner.complete(id, status, await sealUpdates(id, updates), await sealText(error, 'error', channel))
-      else await inner.complete(id, status, updates, error)
+      else await inner.complete(id, status, updates.map(clearUpdate), keepClear(error))
       finished(id)
     },
     async fail(id: string, error: string) {
@@ -278,6 +296,26 @@ function sealEnqueue(c: ContentCipher, channel: string, input: MessageInput, opt
   }]
 }
 
+/** A message and its enqueue options as a channel stored in clear stores them: as they are, but for a value that starts like a sealed one ({@link keepClear}). */
+function clearEnqueue(input: MessageInput, opts: EnqueueOptions): [MessageInput, EnqueueOptions] {
+  const attributes = input.attributes
+  if (!isSealed(input.body) && !isSealed(attributes?.[SEALED_ATTRIBUTES]) && !isSealed(opts.error)) return [input, opts]
+  return [
+    { ...input, body: keepClear(input.body), ...(attributes && Object.hasOwn(attributes, SEALED_ATTRIBUTES) ? { attributes: { ...attributes, [SEALED_ATTRIBUTES]: keepClear(attributes[SEALED_ATTRIBUTES]!) } } : {}) },
+    opts.error === undefined ? opts : { ...opts, error: keepClear(opts.error) },
+  ]
+}
+
+/** A delivery update with its attempt's error and response excerpt (those it has) replaced by `f` of them. */
+function withAttemptTexts(u: DeliveryUpdate, f: (text: string, field: 'error' | 'excerpt') => string): DeliveryUpdate {
+  if (!u.attempt) return u
+  const { error, excerpt } = u.attempt
+  return { ...u, attempt: { ...u.attempt, ...(error !== undefined ? { error: f(error, 'error') } : {}), ...(excerpt !== undefined ? { excerpt: f(excerpt, 'excerpt') } : {}) } }
+}
+
+/** A delivery update of a channel stored in clear: as it is, but for a text that starts like a sealed value. */
+const clearUpdate = (u: DeliveryUpdate): DeliveryUpdate => (isSealed(u.attempt?.error) || isSealed(u.attempt?.excerpt) ? withAttemptTexts(u, keepClear) : u)
+
 const hashSearchKeys = (c: ContentCipher, keys: Record<string, string[]>) =>
   Object.fromEntries(Object.entries(keys).map(([name, values]) => [name, values.map((v) => c.searchHash(name, v))]))
 
@@ -291,14 +329,15 @@ async function listByKey(inner: MessageStore, filter: ListFilter, { name, value 
   return [...clear, ...hashed].sort((a, b) => (asc ? a.seq - b.seq : b.seq - a.seq)).slice(0, filter.limit ?? 100)
 }
 
+/** Whether a value is the store's (starts with `weir:enc:`): sealed, or clear and marked so ({@link keepClear}). */
 const isSealed = (v: unknown): v is string => typeof v === 'string' && v.startsWith(SEALED)
 
-/** Whether a message's body, attributes or error was stored sealed. */
-const messageSealed = (m: StoredMessage) => isSealed(m.body) || isSealed(m.attributes[SEALED_ATTRIBUTES]) || isSealed(m.error)
-/** Whether a delivery record's error or response excerpt was stored sealed. */
-const deliverySealed = (d: DeliveryRecord) => isSealed(d.lastError) || isSealed(d.responseExcerpt)
-/** Whether anything of a claimed message was stored sealed: what `openers` would open. */
-const holdsSealed = (m: ClaimedMessage) => messageSealed(m) || m.deliveries.some(deliverySealed)
+/** Whether a message's body, attributes or error was stored sealed (`is`: or marked clear, the default). */
+const messageSealed = (m: StoredMessage, is = isSealed) => is(m.body) || is(m.attributes[SEALED_ATTRIBUTES]) || is(m.error)
+/** Whether a delivery record's error or response excerpt was stored sealed (or marked clear). */
+const deliverySealed = (d: DeliveryRecord, is = isSealed) => is(d.lastError) || is(d.responseExcerpt)
+/** Whether anything of a claimed message was stored sealed (`is`: or marked clear, the default): what `openers` would open. */
+const holdsSealed = (m: ClaimedMessage, is = isSealed) => messageSealed(m, is) || m.deliveries.some((d) => deliverySealed(d, is))
 /** Whether a message's order key is in clear (stored while its channel was not encrypted). */
 const clearOrderKey = (m: StoredMessage) => m.orderKey !== undefined && !m.orderKey.startsWith(HASHED)
 
@@ -310,21 +349,26 @@ function unreadable(e: unknown): string {
   return e instanceof StoreError ? e.message : 'cannot decrypt a message: a decrypted value is not what was sealed (it was altered)'
 }
 
-/** Decrypts what comes out of the store; a value that was never encrypted is returned as it is, and no key is asked for. */
+/**
+ * Decrypts what comes out of the store; a value that was never encrypted is returned as it is (a
+ * clear one marked `weir:enc:clear:` without its mark), and no key is asked for.
+ */
 function openers(cipher: () => Promise<ContentCipher>) {
-  const open = async <T>(v: T, field: string): Promise<T> => (isSealed(v) ? ((await cipher()).open(v, field) as T) : v)
+  const open = async <T>(v: T, field: string): Promise<T> =>
+    isSealedValue(v) ? ((await cipher()).open(v, field) as T) : isSealed(v) && v.startsWith(SEALED_CLEAR) ? (v.slice(SEALED_CLEAR.length) as T) : v
   return {
     async message<M extends StoredMessage>(m: M): Promise<M> {
       const sealedAttributes = m.attributes[SEALED_ATTRIBUTES]
       if (!messageSealed(m)) return m
       return {
         ...m,
-        body: isSealed(m.body) ? JSON.parse(await open(m.body, 'body')) : m.body,
-        attributes: isSealed(sealedAttributes) ? JSON.parse(await open(sealedAttributes, 'attributes')) : m.attributes,
+        body: isSealedValue(m.body) ? JSON.parse(await open(m.body, 'body')) : await open(m.body, 'body'),
+        attributes: isSealedValue(sealedAttributes) ? JSON.parse(await open(sealedAttributes, 'attributes'))
+          : isSealed(sealedAttributes) ? { ...m.attributes, [SEALED_ATTRIBUTES]: await open(sealedAttributes, 'attributes') } : m.attributes,
         ...(m.error !== undefined ? { error: await open(m.error, 'error') } : {}),
       }
     },
-    deliveries: async <D extends readonly DeliveryRecord[]>(ds: D): Promise<D> => !ds.some(deliverySealed) ? ds : Promise.all(ds.map(async (d) => ({
+    deliveries: async <D extends readonly DeliveryRecord[]>(ds: D): Promise<D> => !ds.some((d) => deliverySealed(d)) ? ds : Promise.all(ds.map(async (d) => ({
       ...d,
       ...(d.lastError !== undefined ? { lastError: await open(d.lastError, 'error') } : {}),
       ...(d.responseExcerpt !== undefined ? { responseExcerpt: await open(d.responseExcerpt, 'excerpt') } : {}),
