@@ -74,8 +74,8 @@ function logFilterForm(channel: string, params: URLSearchParams, limit: number |
   const status = params.get('status') ?? ''
   return html`<form method="get" action="/channels/${encodeURIComponent(channel)}" class="filters">
 <label>Status <select name="status"><option value="">any</option>${MESSAGE_STATUSES.map((s) => html`<option${status === s ? html` selected` : ''}>${s}</option>`)}</select></label>
-<label>Since <input name="since" value="${params.get('since') ?? ''}" placeholder="10m, 2h, 7d or ISO date"></label>
-<label>Until <input name="until" value="${params.get('until') ?? ''}" placeholder="10m, 2h, 7d or ISO date"></label>
+<label>Since <input name="since" value="${params.get('since') ?? ''}" placeholder="10m, 2h, 7d, 2026-11-30 or 2026-11-30T08:00Z"></label>
+<label>Until <input name="until" value="${params.get('until') ?? ''}" placeholder="10m, 2h, 7d, 2026-11-30 or 2026-11-30T08:00Z"></label>
 <label>Key <input type="search" name="key" value="${params.get('key') ?? ''}" placeholder="mrn=203713"></label>
 <label>Show <select name="limit">${LIMITS.map((n) => html`<option${limit === n ? html` selected` : ''}>${n}</option>`)}</select></label>
 <button type="submit">Search</button></form>`
