@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto'
+import { constants } from 'node:fs'
 import { chmod, link, mkdir, open, rename, unlink } from 'node:fs/promises'
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path'
-import { defineComponent, type Message, type ConfigOf } from '../../shared/component.ts'
+import { defineComponent, type ComponentContext, type ConfigOf, type Destination, type Message } from '../../shared/component.ts'
 import { PermanentError, RetryableError } from '../../shared/errors.ts'
 import { syncDir } from '../../shared/sync-dir.ts'
 import { compileTemplate, templateProblems } from '../../shared/template.ts'
@@ -21,7 +22,7 @@ const configSchema = {
     },
     overwrite: {
       type: 'boolean', default: true,
-      description: 'Replace an existing file of the same name (a redelivery rewrites the same file). When false, an existing file is a permanent error.',
+      description: 'Replace an existing file of the same name (a redelivery rewrites the same file). When false, an existing file is a permanent error, unless it holds exactly the bytes the message would write (a retry after a failure that followed the write, e.g. syncing the directory): the message then counts as delivered.',
     },
     fileMode: {
       type: 'string', pattern: '^0?[0-7]{3}$', default: '0600',
@@ -85,53 +86,99 @@ async function makeDirs(dir: string, mode: number): Promise<string[]> {
   }
 }
 
+/**
+ * True when `path` is a regular file (not a symbolic link) holding exactly `data`; its data is then
+ * synced, so that it is as durable as a file this destination writes.
+ */
+async function holdsExactly(path: string, data: Buffer): Promise<boolean> {
+  let fh
+  try {
+    fh = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW)
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ELOOP') return false
+    throw e
+  }
+  try {
+    const st = await fh.stat()
+    if (!st.isFile() || st.size !== data.length) return false
+    if (!(await fh.readFile()).equals(data)) return false
+    await fh.datasync()
+    return true
+  } finally { await fh.close() }
+}
+
+/** `dir` and the directories above it, up to and including `top` (an ancestor of `dir`). */
+function ancestorsUpTo(dir: string, top: string): string[] {
+  const out: string[] = []
+  for (let d = dir; ; d = dirname(d)) {
+    out.push(d)
+    if (d === top || d === dirname(d)) return out
+  }
+}
+
+/** The file system calls a test replaces to make them fail (not configurable: the component passes the real ones). */
+export interface FileDestinationIo {
+  syncDir: (dir: string) => Promise<void>
+}
+
+/** The file destination with `config`; `io` only for tests. */
+export function createFileDestination(config: Readonly<FileConfig>, ctx: ComponentContext, io: FileDestinationIo = { syncDir }): Destination {
+  const root = resolve(ctx.channelDir, config.directory)
+  const fileMode = parseInt(config.fileMode, 8)
+  const dirMode = parseInt(config.dirMode, 8)
+  const segments = config.filename.split('/').map((seg) => compileTemplate(seg))
+  return {
+    async deliver(message) {
+      const name = segments.map((render) => render(message, safeSegment)).join(sep)
+      checkNameLength(name)
+      const target = resolve(root, name)
+      const rel = relative(root, target)
+      if (!rel || rel === '..' || rel.startsWith('..' + sep) || isAbsolute(rel)) throw new PermanentError(`file name "${name}" leaves the output directory`)
+      const data = serialize(message, config.jsonIndent)
+      const dir = dirname(target)
+      let madeIn: string[]
+      try {
+        madeIn = await makeDirs(dir, dirMode)
+      } catch (e) { throw fsError(e, `cannot create directory ${dir}`) }
+      // Same directory as the target so the rename is atomic; dot-prefixed so readers skip it.
+      const tmp = join(dir, `.${randomBytes(6).toString('hex')}.weir-tmp`)
+      try {
+        const fh = await open(tmp, 'wx', fileMode)
+        try {
+          await fh.chmod(fileMode)
+          await fh.writeFile(data)
+          await fh.datasync()
+        } finally { await fh.close() }
+        if (config.overwrite) await rename(tmp, target)
+        else await link(tmp, target) // fails with EEXIST, atomically, when the file is there
+      } catch (e) {
+        await unlink(tmp).catch(() => {})
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST' || config.overwrite) throw fsError(e, `cannot write ${target}`)
+        // An earlier attempt may have given the file its name and failed after (syncing the directory):
+        // the same bytes under the name are this delivery's file, any other content is someone else's.
+        let same: boolean
+        try {
+          same = await holdsExactly(target, data)
+        } catch (e2) { throw fsError(e2, `cannot read ${target}`) }
+        if (!same) throw new PermanentError(`file ${rel} already exists (overwrite is false)`)
+        // Which directories that attempt made is unknown now: every one from the file's up to the output directory's parent.
+        madeIn = ancestorsUpTo(dir, dirname(root))
+      }
+      if (!config.overwrite) await unlink(tmp).catch(() => {})
+      // The new name, and any directory made for it, durable before the message counts as delivered.
+      try {
+        for (const d of new Set([dir, ...madeIn])) await io.syncDir(d)
+      } catch (e) { throw fsError(e, `cannot sync directory of ${target}`) }
+      ctx.log.debug({ messageId: message.id, file: target, bytes: data.length }, 'file written')
+      return { excerpt: `wrote ${rel} (${data.length} bytes)` }
+    },
+  }
+}
+
 export default defineComponent({
   type: 'file', kind: 'destination',
   description: 'Writes each message to a file in a directory, atomically (temporary file, then rename) and durably: the file and its directory are synced before the message counts as delivered.',
   configSchema,
   check: (config) => templateProblems(config.filename, '/filename', { balanced: true }),
-  create(config, ctx) {
-    const root = resolve(ctx.channelDir, config.directory)
-    const fileMode = parseInt(config.fileMode, 8)
-    const dirMode = parseInt(config.dirMode, 8)
-    const segments = config.filename.split('/').map((seg) => compileTemplate(seg))
-    return {
-      async deliver(message) {
-        const name = segments.map((render) => render(message, safeSegment)).join(sep)
-        checkNameLength(name)
-        const target = resolve(root, name)
-        const rel = relative(root, target)
-        if (!rel || rel === '..' || rel.startsWith('..' + sep) || isAbsolute(rel)) throw new PermanentError(`file name "${name}" leaves the output directory`)
-        const data = serialize(message, config.jsonIndent)
-        const dir = dirname(target)
-        let madeIn: string[]
-        try {
-          madeIn = await makeDirs(dir, dirMode)
-        } catch (e) { throw fsError(e, `cannot create directory ${dir}`) }
-        // Same directory as the target so the rename is atomic; dot-prefixed so readers skip it.
-        const tmp = join(dir, `.${randomBytes(6).toString('hex')}.weir-tmp`)
-        try {
-          const fh = await open(tmp, 'wx', fileMode)
-          try {
-            await fh.chmod(fileMode)
-            await fh.writeFile(data)
-            await fh.datasync()
-          } finally { await fh.close() }
-          if (config.overwrite) await rename(tmp, target)
-          else await link(tmp, target) // fails with EEXIST, atomically, when the file is there
-        } catch (e) {
-          await unlink(tmp).catch(() => {})
-          if ((e as NodeJS.ErrnoException).code === 'EEXIST' && !config.overwrite) throw new PermanentError(`file ${rel} already exists (overwrite is false)`)
-          throw fsError(e, `cannot write ${target}`)
-        }
-        if (!config.overwrite) await unlink(tmp).catch(() => {})
-        // The new name, and any directory made for it, durable before the message counts as delivered.
-        try {
-          for (const d of new Set([dir, ...madeIn])) await syncDir(d)
-        } catch (e) { throw fsError(e, `cannot sync directory of ${target}`) }
-        ctx.log.debug({ messageId: message.id, file: target, bytes: data.length }, 'file written')
-        return { excerpt: `wrote ${rel} (${data.length} bytes)` }
-      },
-    }
-  },
+  create: (config, ctx) => createFileDestination(config, ctx),
 })

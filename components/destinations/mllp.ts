@@ -17,6 +17,7 @@ const configSchema = {
     connections: { type: 'integer', minimum: 1, maximum: 16, default: 1, description: 'Persistent connections kept open; each carries one message at a time. Keep 1 when the receiver needs the messages in order.' },
     reconnectDelayMs: { type: 'integer', minimum: 10, default: 500, description: 'Wait after a failed connection attempt, doubled after each further failure.' },
     maxReconnectDelayMs: { type: 'integer', minimum: 10, default: 30_000, description: 'Longest wait between connection attempts.' },
+    encoding: { enum: ['utf-8', 'latin1'], default: 'utf-8', description: 'Character encoding of the messages sent and of the ACKs read (MSH-18 is neither read nor set). Set latin1 for a receiver that expects ISO-8859-1; a message with a character latin1 cannot carry (above U+00FF) is then not sent but goes to error, naming the character and its field.' },
     retryOnError: { type: 'boolean', default: true, description: 'Retry a message answered AE/CE (application error). With false it goes to error at once, as AR/CR always does.' },
     tls: {
       type: 'object', additionalProperties: false,
@@ -34,6 +35,31 @@ const configSchema = {
 export type MllpDestinationConfig = ConfigOf<typeof configSchema>
 
 const oneLine = (s: string) => s.replace(/\r\n?|\n/g, ' ⏎ ').slice(0, 500)
+
+/** A character the encoding cannot carry: above U+00FF in latin1; in utf-8 a lone UTF-16 surrogate (half of a character). */
+const UNSENDABLE = { latin1: /[^\x00-\xff]/u, 'utf-8': /[\uD800-\uDFFF]/u } as const
+
+/** Where `at` is in the ER7 `text` (CR-terminated segments, field separator MSH-1): `PID-5`, or `segment 3` for a segment name. */
+function fieldAt(text: string, at: number): string {
+  const start = text.lastIndexOf('\r', at - 1) + 1
+  const fields = text.slice(start, at).split(text[3]!).length - 1
+  if (fields === 0) return `segment ${text.slice(0, at).split('\r').length}`
+  const name = text.slice(start, start + 3)
+  // MSH-1 is the field separator itself: the first field after the name is MSH-2.
+  return `${name}-${name === 'MSH' ? fields + 1 : fields}`
+}
+
+/**
+ * Refuses `text` when `encoding` cannot carry one of its characters (a latin1 receiver would get
+ * another letter): the error names the character's code point and field, never the content around it.
+ */
+function checkEncodable(text: string, encoding: MllpDestinationConfig['encoding']): void {
+  const m = UNSENDABLE[encoding].exec(text)
+  if (!m) return
+  const codePoint = `U+${m[0].codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`
+  const why = encoding === 'latin1' ? 'latin1 (ISO-8859-1); the message was not sent (set "encoding": "utf-8" if the receiver reads UTF-8)' : 'utf-8 (a lone UTF-16 surrogate); the message was not sent'
+  throw new PermanentError(`character ${codePoint} (${fieldAt(text, m.index)}) cannot be sent in ${why}`)
+}
 
 /** Persistent connections, one message in flight on each; connection attempts back off after failures. */
 function connectionPool(config: MllpDestinationConfig, ctx: ComponentContext) {
@@ -60,7 +86,7 @@ function connectionPool(config: MllpDestinationConfig, ctx: ComponentContext) {
     const wait = nextAttemptAt - Date.now()
     if (wait > 0) throw new errorCodes.ERR_MLLP_NETWORK(`${where}: not reconnecting for another ${wait} ms after ${failures} failed attempt(s)`, { retryAfterMs: wait })
     try {
-      const c = await connectMllp({ host: config.host, port: config.port, connectTimeoutMs: config.connectTimeoutMs, signal, ...(tls ? { tls } : {}) })
+      const c = await connectMllp({ host: config.host, port: config.port, connectTimeoutMs: config.connectTimeoutMs, encoding: config.encoding, signal, ...(tls ? { tls } : {}) })
       failures = 0
       ctx.log.debug({ receiver: where }, 'MLLP connection open')
       return c
@@ -137,6 +163,7 @@ export default defineComponent({
         const text = message.body.replace(/\r\n|\n/g, '\r')
         const controlId = readHeader(text).controlId
         if (!controlId) throw new PermanentError('MSH-10 (message control id) is empty: the ACK could not be matched to the message')
+        checkEncodable(text, config.encoding)
         const c = await pool.acquire(signal)
         // An abort that came while the connection was being made (after acquire() looked) ends
         // the delivery here: a message must not be sent once the engine has given it up.

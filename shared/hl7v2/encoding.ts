@@ -76,9 +76,18 @@ function makeDelimiters(field: string, encoding: string): Delimiters {
 }
 
 /**
+ * What may stand between the two escape characters of a sequence (v2.5 §2.7: a one-character escape
+ * code, then data characters): a letter or the `.` of a formatting command, then letters, digits,
+ * `.`, `+` or `-`. Text with anything else (a space, nothing at all) is not a sequence.
+ */
+const SEQUENCE = /^[A-Za-z.][A-Za-z0-9.+-]*$/
+
+/**
  * Decodes the escape sequences of one leaf: `\F\ \S\ \T\ \R\ \E\` to the separators, `\Xhh…\` to text
- * (UTF-8, else Latin-1). Any other sequence (`\H\`, `\N\`, `\.br\`, `\P\`…) is kept as written, so the
- * serializer can write it back.
+ * (UTF-8, else Latin-1). Any other sequence (`\H\`, `\N\`, `\.br\`, `\P\`, an unknown `\Q\`…) is kept
+ * as written, so the serializer can write it back. An escape character that opens no sequence (the
+ * last one of the leaf, or one followed by text that cannot be a sequence, as in `\X4 then \S\`) is
+ * kept as a literal character, and the sequences after it are still decoded.
  */
 export function decodeLeaf(text: string, d: Delimiters): string {
   let at = text.indexOf(d.escape)
@@ -88,7 +97,13 @@ export function decodeLeaf(text: string, d: Delimiters): string {
   while (at >= 0) {
     const end = text.indexOf(d.escape, at + 1)
     if (end < 0) break
-    out += text.slice(from, at) + unescapeOne(text.slice(at + 1, end), d)
+    const code = text.slice(at + 1, end)
+    if (!SEQUENCE.test(code)) {
+      // Not a sequence: the escape character at `at` is text; the one at `end` may open the next sequence.
+      at = end
+      continue
+    }
+    out += text.slice(from, at) + unescapeOne(code, d)
     from = end + 1
     at = text.indexOf(d.escape, from)
   }

@@ -13,6 +13,11 @@ export interface MllpClientOptions {
   /** Largest answer frame accepted (bytes); a larger one closes the connection. Default 1 MiB. */
   maxFrameBytes?: number
   /**
+   * Character encoding of the frames sent and read (default utf-8). With latin1 each character is
+   * sent as one byte: a caller must not send characters above U+00FF (they would lose their high byte).
+   */
+  encoding?: 'utf-8' | 'latin1'
+  /**
    * Gives up connecting when aborted: the socket is destroyed and the promise rejects with the
    * signal's reason at once, so a shutdown never waits out `connectTimeoutMs` (a TLS handshake the
    * peer never answers) nor gets a connection that opens after it.
@@ -34,9 +39,9 @@ export class MllpSocketError extends Error {
  * queued. Used by the `mllp` destination, the channel test harness, the demo and the benchmarks.
  */
 export interface MllpClient {
-  /** Writes one message as a frame (`\n` and `\r\n` segment terminators are sent as written). */
+  /** Writes one message as a frame, in the connection's encoding (`\n` and `\r\n` segment terminators are sent as written). */
   send(message: string): void
-  /** The next frame the peer sent (decoded as UTF-8); rejects with `MllpSocketError` on timeout or when the connection ends. */
+  /** The next frame the peer sent (decoded in the connection's encoding); rejects with `MllpSocketError` on timeout or when the connection ends. */
   next(timeoutMs: number): Promise<string>
   /** Sends a message and waits for the next frame: the answer, for a peer that answers in order. */
   request(message: string, timeoutMs: number): Promise<string>
@@ -83,12 +88,12 @@ export function connectMllp(options: MllpClientOptions): Promise<MllpClient> {
     socket.once(options.tls ? 'secureConnect' : 'connect', () => {
       settled()
       socket.off('error', onError)
-      resolve(clientOn(socket, options.maxFrameBytes ?? 1024 * 1024))
+      resolve(clientOn(socket, options.maxFrameBytes ?? 1024 * 1024, options.encoding === 'latin1' ? 'latin1' : 'utf8'))
     })
   })
 }
 
-function clientOn(socket: Socket, maxFrameBytes: number): MllpClient {
+function clientOn(socket: Socket, maxFrameBytes: number, encoding: 'utf8' | 'latin1'): MllpClient {
   const frames: string[] = []
   let waiter: { resolve: (s: string) => void; reject: (e: Error) => void; timer: NodeJS.Timeout } | undefined
   let closeReason: MllpSocketError | undefined
@@ -106,7 +111,7 @@ function clientOn(socket: Socket, maxFrameBytes: number): MllpClient {
   }
   const decoder = createFrameDecoder({ maxMessageBytes: maxFrameBytes }, (e) => {
     if (e.type === 'frame') {
-      const text = e.data.toString('utf8')
+      const text = e.data.toString(encoding)
       if (waiter) settle((w) => w.resolve(text))
       else frames.push(text)
     } else if (e.type === 'garbage') close(new MllpSocketError(`the peer sent bytes that are not MLLP: ${e.reason}`, 'EPROTO'))
@@ -128,7 +133,7 @@ function clientOn(socket: Socket, maxFrameBytes: number): MllpClient {
   }
   const send = (message: string) => {
     if (closeReason) throw closeReason
-    socket.write(encodeFrame(message))
+    socket.write(encodeFrame(Buffer.from(message, encoding)))
   }
   return {
     send,
