@@ -2,7 +2,10 @@
 #
 #   docker build -t weir .
 #   docker run -d --name weir -v weir-data:/data -v "$PWD/channels:/channels:ro" \
-#     -p 8080:8080 weir run /channels/adt.json
+#     -p 8080:8080 weir run /channels/orders.json
+#
+# Listeners bind 127.0.0.1 by default: a channel run here sets its source's "host": "0.0.0.0"
+# (with jwt or apiKey, and tls) for -p to reach it.
 #
 # Runs as the unprivileged user `weir`; the message store lives in the volume /data (mode 0700,
 # files 0600). docker stop sends SIGTERM: in-flight work finishes within each channel's

@@ -66,7 +66,8 @@ export async function main(argv: string[], io: CommandIO = processIO()): Promise
   } catch (e) {
     if (isWeirError(e) && e.userError) {
       io.err(`weir ${cmd}: ${e.message}`)
-      return 1
+      // Bad usage (a flag's value, a missing argument) is 2, as for an unknown flag; any other user error 1.
+      return e.code === 'ERR_USAGE' ? 2 : 1
     }
     if (String((e as NodeJS.ErrnoException)?.code).startsWith('ERR_PARSE_ARGS_')) {
       io.err(`weir ${cmd}: ${(e as Error).message.split('\n')[0]} (see weir ${cmd} --help)`)

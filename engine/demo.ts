@@ -68,12 +68,16 @@ const FIRST = ['ADA', 'ALAN', 'GRACE', 'EDSGER', 'BARBARA', 'DONALD', 'FRANCES',
 const LAST = ['LOVELACE', 'TURING', 'HOPPER', 'DIJKSTRA', 'LISKOV', 'KNUTH', 'ALLEN', 'HOARE']
 const EVENTS = ['A01', 'A04', 'A08', 'A01', 'A03', 'A01', 'A08', 'A04', 'A01', 'A01']
 
+// Control ids (MSH-10) unique to this run: the channel drops a repeated control id as a duplicate,
+// and a second `npm start` in the same data directory must not meet the first run's messages.
+const RUN = Date.now().toString(36).toUpperCase()
+
 /** ADT message `i` as an EHR's interface engine sends it: ER7, segments ended by CR. */
 function adtMessage(i: number): string {
   const event = EVENTS[i % EVENTS.length]!
   const at = `202603011${String(Math.floor(i / 60) % 10)}${String(i % 60).padStart(2, '0')}00`
   return [
-    `MSH|^~\\&|EPIC|GENHOSP|WEIR|HIE|${at}||ADT^${event}^${event === 'A03' ? 'ADT_A03' : 'ADT_A01'}|DEMO${String(i).padStart(6, '0')}|P|2.5.1`,
+    `MSH|^~\\&|EPIC|GENHOSP|WEIR|HIE|${at}||ADT^${event}^${event === 'A03' ? 'ADT_A03' : 'ADT_A01'}|D${RUN}${String(i).padStart(4, '0')}|P|2.5.1`,
     `EVN|${event}|${at}`,
     `PID|1||${100000 + i}^^^GENHOSP^MR||${LAST[(i * 3) % LAST.length]}^${FIRST[i % FIRST.length]}||19${String(40 + (i % 60)).padStart(2, '0')}0${1 + (i % 9)}15|${i % 2 ? 'M' : 'F'}`,
     `PV1|1|${event === 'A04' ? 'O' : 'I'}|4B^${400 + (i % 20)}^1^GENHOSP`,
@@ -104,7 +108,9 @@ async function feed(h: ChannelHandle): Promise<void> {
   stop.abort()
 }
 
-const code = await run([channelFile, '--data-dir', dataDir], io, { signal: stop.signal, refreshMs: 200, onStarted: (hs) => void feed(hs[0]!).catch((e) => { io.err(`demo feeder failed: ${(e as Error).message}`); stop.abort() }) })
+// `npm start -- --allow-open-data-dir` passes the one `weir run` flag the demo takes on.
+const passed = process.argv.includes('--allow-open-data-dir') ? ['--allow-open-data-dir'] : []
+const code = await run([channelFile, '--data-dir', dataDir, ...passed], io, { signal: stop.signal, refreshMs: 200, onStarted: (hs) => void feed(hs[0]!).catch((e) => { io.err(`demo feeder failed: ${(e as Error).message}`); stop.abort() }) })
   .catch(async (e: unknown) => {
     // A user's error (a data directory others may read, a port in use) is a message, not a stack trace.
     if (!isWeirError(e) || !e.userError) throw e
@@ -125,6 +131,7 @@ say(`Done in ${((Date.now() - t0) / 1000).toFixed(1)} s.`)
 const accepted = acks.AA ?? 0
 say(`  ${MESSAGES} HL7 v2 messages sent over MLLP: ${Object.entries(acks).map(([code, n]) => `${n} ACK ${code}`).join(', ')} (AA only after each was durably stored)`)
 say(`  ${c?.delivered ?? 0} delivered to the API as FHIR Patients, ${c?.filtered ?? 0} filtered (discharges), ${c?.errors ?? 0} in error`)
+if (c?.duplicates) say(`  ${c.duplicates} acknowledged but dropped as duplicates: their control id (MSH-10) was in the message log already`)
 say(`  ${retried} attempts met a 503 from the API and were retried with backoff; nothing was lost`)
 say(`  ${tokenRequests} access token fetched with private_key_jwt (RS384), then reused from the cache for every call`)
 say()
@@ -132,5 +139,5 @@ say(`Message log: ${relative(process.cwd(), dataDir) || '.'}/weir.db (SQLite). I
 say(`  npx weir messages list --channel ${CHANNEL} --limit 5`)
 say(`  npx weir messages show <id>        (body, per-destination history; credentials redacted)`)
 say(`The channel that ran: ${relative(process.cwd(), channelFile)} (validate it with: npx weir validate ${relative(process.cwd(), channelFile)})`)
-process.exitCode = code === 0 && c && c.delivered + c.filtered === accepted && accepted === MESSAGES ? 0 : 1
+process.exitCode = code === 0 && c && c.duplicates === 0 && c.delivered + c.filtered === accepted && accepted === MESSAGES ? 0 : 1
 setTimeout(() => process.exit(process.exitCode), 2000).unref()

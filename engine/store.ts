@@ -61,6 +61,8 @@ export async function openStoreFor(values: StoreChoice, io: Pick<CommandIO, 'env
   log?: Logger
   /** Accept a data directory group or others may read (`weir run --allow-open-data-dir`; also $WEIR_DATA_DIR_ALLOW_OPEN_MODE=1). */
   allowOpenDataDir?: boolean
+  /** The flag of the command that accepts an open data directory, named when one is refused (only `weir run` has one; elsewhere the refusal names the environment variable). */
+  acceptOpenDataDirFlag?: string
   /** Channels whose content is stored encrypted (`options.encryptContent`), or true for every one (`--encrypt-content`). Reads always decrypt. */
   encrypt?: ReadonlySet<string> | true
 }): Promise<MessageStore> {
@@ -103,7 +105,7 @@ async function openStore(values: StoreChoice, io: Pick<CommandIO, 'env'>, o: Par
   const url = storeUrlOf(values, io)
   if (url === undefined) {
     return openSqliteStore({ dataDir: o.dataDir, owner: o.owner, ...(o.owner ? {} : { create: false }), ...(o.synchronous ? { synchronous: o.synchronous } : {}), ...(o.log ? { log: o.log } : {}),
-      refuseOpenDataDir: !(o.allowOpenDataDir || io.env[ALLOW_OPEN_DATA_DIR_ENV] === '1') })
+      refuseOpenDataDir: !(o.allowOpenDataDir || io.env[ALLOW_OPEN_DATA_DIR_ENV] === '1'), ...(o.acceptOpenDataDirFlag ? { acceptOpenDataDirFlag: o.acceptOpenDataDirFlag } : {}) })
   }
   const leaseMs = values['lease-ms'] === undefined ? undefined : Number(values['lease-ms'])
   if (leaseMs !== undefined && (!Number.isInteger(leaseMs) || leaseMs < 300)) throw new errorCodes.ERR_USAGE(`--lease-ms must be an integer of at least 300; not "${values['lease-ms']}"`)

@@ -47,7 +47,7 @@ run it again once no reader is left, or stop the engine.
   --delay   rotate: publication delay before the new key signs (default 24h; e.g. 90m, 2d, 0)
 
 exit status: 0 on success, 1 when it cannot be done (rotate-store-key: also when another one
-runs), 2 on an unknown subcommand; rotate-store-key: 3 when a reader kept the WAL from being truncated`
+runs), 2 on bad usage (an unknown subcommand, a missing or invalid flag); rotate-store-key: 3 when a reader kept the WAL from being truncated`
 
 export interface KeysDeps {
   /** Clock (epoch ms); tests inject one. */

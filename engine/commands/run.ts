@@ -14,6 +14,7 @@ import { startChannel, type ChannelCounters, type ChannelHandle } from '../runti
 import { ALERTS_CHANNEL_PREFIX, composeObservers, createAlerts, loadAlerts, mergeAlerts, type LoadedAlerts } from '../alerts/index.ts'
 import { clusterTokenState, missingClusterKey } from '../../shared/store/postgres/oauth-state.ts'
 import { openStoreFor, storeOptions, storeUrlOf, storeUsage } from '../store.ts'
+import { contentWarnings } from './validate.ts'
 import { startRetention } from '../retention.ts'
 import { adminOptions, adminUsage, openStoreWhenFree, startAdminFor, type AdminServer } from '../admin/index.ts'
 import { JWKS_SETS, channelSigningKeys, jwksDocuments, parseListenAddress, startJwksServer, type JwksServer, type JwksSets } from '../jwks-server.ts'
@@ -47,7 +48,7 @@ ${adminUsage}
                   credential fails fast or a channel stops (see README "Alerts"); a channel's
                   own "alerts" block runs too, with or without this file
 
-exit status: 0 after a clean stop, 1 when a channel stopped on error or would not start`
+exit status: 0 after a clean stop, 1 when a channel stopped on error or would not start, 2 on bad usage`
 
 export interface RunDeps {
   loadChannel?: (file: string, options: { env: NodeJS.ProcessEnv }) => Promise<LoadedChannel>
@@ -100,7 +101,7 @@ async function loadInputs(files: string[], values: RunValues, io: CommandIO, dep
   for (const file of files) {
     try {
       const ch = await load(resolve(io.cwd, file), { env: io.env })
-      for (const w of ch.warnings) io.err(`warning: ${w}`)
+      for (const w of [...ch.warnings, ...contentWarnings(ch)]) io.err(`warning: ${w}`)
       channels.push(maxStoreBytes === undefined || ch.options.maxStoreBytes !== undefined ? ch : { ...ch, options: { ...ch.options, maxStoreBytes } })
     } catch (e) {
       if (!isWeirError(e) || !e.userError) throw e
@@ -147,7 +148,7 @@ async function startServices(values: RunValues, io: CommandIO, deps: RunDeps, fl
   }
   const admin = await startAdminFor(values, io, { log }).catch(async (e) => { await jwks?.close(); throw e })
   if (admin) deps.onAdminServer?.(admin)
-  const open = () => openStoreFor(values, io, { dataDir, owner: true, synchronous: flags.sync, log, encrypt: inputs.encrypt, ...(values['allow-open-data-dir'] ? { allowOpenDataDir: true } : {}) })
+  const open = () => openStoreFor(values, io, { dataDir, owner: true, synchronous: flags.sync, log, encrypt: inputs.encrypt, acceptOpenDataDirFlag: '--allow-open-data-dir', ...(values['allow-open-data-dir'] ? { allowOpenDataDir: true } : {}) })
   const store = await (values.standby ? openStoreWhenFree(open, { log, ...(admin ? { admin } : {}), ...(deps.signal ? { signal: deps.signal } : {}) }) : open()).catch(async (e) => {
     await admin?.close()
     await jwks?.close()

@@ -4,6 +4,8 @@ import { loadChannel } from '../load.ts'
 import { formatProblem, isWeirError, ConfigError } from '../../shared/errors.ts'
 import { loadTestFile } from '../harness/test-file.ts'
 import type { LoadedChannel } from '../../shared/config/types.ts'
+import { displayPath } from '../../shared/config/load.ts'
+import { isJsonContentType } from '../../shared/component.ts'
 
 export const summary = 'check channel files: JSON, schemas, component configs, secrets (all errors at once)'
 export const usage = `usage: weir validate <channel.json...> [--quiet]
@@ -51,13 +53,44 @@ function urlFields(value: unknown, pointer: string, out: Array<[string, string]>
 export function transportWarnings(ch: LoadedChannel): string[] {
   const fields = urlFields(ch.credentials, '/credentials')
   for (const c of [ch.source, ...ch.filters, ...ch.destinations]) urlFields(c.config, `${c.pointer}/config`, fields)
-  const out = fields.filter(([, v]) => cleartextRemote(v)).map(([at]) => `${ch.file}#${at}: http:// to a host that is not loopback: tokens, secrets and messages travel unencrypted; use https`)
+  const file = displayPath(ch.file) // as the loader's own warnings name it
+  const out = fields.filter(([, v]) => cleartextRemote(v)).map(([at]) => `${file}#${at}: http:// to a host that is not loopback: tokens, secrets and messages travel unencrypted; use https`)
   const source = ch.source.config
   if (typeof source.host === 'string' && ALL_INTERFACES.has(source.host)) {
     const missing = [...(source.jwt || source.apiKey ? [] : ['authentication (jwt or apiKey)']), ...(source.tls ? [] : ['TLS'])]
-    if (missing.length) out.push(`${ch.file}#${ch.source.pointer}/config/host: listens on all interfaces without ${missing.join(' or ')}: anyone who can reach the port can ${source.jwt || source.apiKey ? 'read what is sent' : 'send messages'}`)
+    if (missing.length) out.push(`${file}#${ch.source.pointer}/config/host: listens on all interfaces without ${missing.join(' or ')}: anyone who can reach the port can ${source.jwt || source.apiKey ? 'read what is sent' : 'send messages'}`)
   }
   return out
+}
+
+/**
+ * What a filter makes of the body, as far as its config tells: JSON, ER7 text, unknown (a script, a
+ * custom filter), or undefined when it keeps the body as it is (match, validate).
+ */
+function bodyAfter(f: LoadedChannel['filters'][number]): 'json' | 'er7' | 'unknown' | undefined {
+  switch (f.definition.type) {
+    case 'match': case 'validate': return undefined
+    case 'hl7v2': return f.config.to === 'er7' ? 'er7' : 'json'
+    case 'map': return f.config.contentType === undefined || isJsonContentType(String(f.config.contentType)) ? 'json' : 'unknown'
+    default: return 'unknown'
+  }
+}
+
+/**
+ * Warnings about what a schema cannot see in the order of filters: an `mllp` destination sends ER7
+ * text, so a channel whose last transforming filter leaves JSON (a `map` to FHIR, `hl7v2` to json)
+ * would send every message to error, though each component's config is valid.
+ */
+export function contentWarnings(ch: LoadedChannel): string[] {
+  let made: { body: 'json' | 'er7' | 'unknown'; at: string; type: string } | undefined
+  for (const f of ch.filters) {
+    const body = bodyAfter(f)
+    if (body) made = { body, at: f.pointer, type: f.definition.type }
+  }
+  if (made?.body !== 'json') return []
+  const file = displayPath(ch.file)
+  return ch.destinations.filter((d) => d.definition.type === 'mllp').map((d) =>
+    `${file}#${d.pointer}: mllp sends ER7 text, but the ${made.type} filter at ${made.at} leaves JSON: every message would go to error; add { "type": "hl7v2", "config": { "to": "er7" } } after it (or deliver the JSON with an http destination)`)
 }
 
 export async function run(args: string[], io: CommandIO): Promise<number> {
@@ -72,12 +105,12 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
       if (file.endsWith('.test.json')) {
         const t = await loadTestFile(file)
         const ch = await loadChannel(t.channel, { env: { ...io.env, ...t.env } })
-        for (const w of [...ch.warnings, ...transportWarnings(ch)]) io.err(`warning: ${w}`)
+        for (const w of [...ch.warnings, ...transportWarnings(ch), ...contentWarnings(ch)]) io.err(`warning: ${w}`)
         if (!values.quiet) io.out(`ok ${file}: test of channel "${ch.name}", ${t.cases.length} case(s)`)
         continue
       }
       const ch = await loadChannel(file, { env: io.env })
-      for (const w of [...ch.warnings, ...transportWarnings(ch)]) io.err(`warning: ${w}`)
+      for (const w of [...ch.warnings, ...transportWarnings(ch), ...contentWarnings(ch)]) io.err(`warning: ${w}`)
       if (!values.quiet) {
         io.out(`ok ${file}: channel "${ch.name}", source ${ch.source.definition.type}, ${ch.filters.length} filter(s), destinations ${ch.destinations.map((d) => d.name).join(', ')}`)
       }

@@ -9,6 +9,8 @@ export interface DataDirOptions {
   create?: boolean
   /** Refuse an existing directory group or others may read or enter (default false). */
   refuseOpen?: boolean
+  /** The command-line flag that accepts an open directory, named in the refusal (only where the command has one). */
+  acceptOpenFlag?: string
 }
 
 const checksModes = process.platform !== 'win32'
@@ -30,7 +32,7 @@ export function secureDataDir(dir: string, options: DataDirOptions = {}): boolea
     return true
   }
   if (checksModes && mode & 0o077 && options.refuseOpen) {
-    throw new StoreError(`the data directory ${dir} may be read by group or others (mode 0${mode.toString(8)}); it holds patient data: chmod 700 it (or start with --allow-open-data-dir, or set ${ALLOW_OPEN_DATA_DIR_ENV}=1)`)
+    throw new StoreError(`the data directory ${dir} may be read by group or others (mode 0${mode.toString(8)}); it holds patient data: chmod 700 it (or ${options.acceptOpenFlag ? `start with ${options.acceptOpenFlag}, or ` : ''}set ${ALLOW_OPEN_DATA_DIR_ENV}=1)`)
   }
   return true
 }

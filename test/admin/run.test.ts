@@ -97,10 +97,10 @@ describe('weir run --admin', () => {
     expect(run.output()).not.toContain(ADMIN_TOKEN)
   }, 180_000)
 
-  it('refuses to start on a non-loopback address without authentication (exit 1)', async () => {
+  it('refuses to start on a non-loopback address without authentication (bad usage: exit 2)', async () => {
     const file = await channelFile(await freePort())
     const run = spawnWeirRun(file, join(dir.path, 'data'), children, ['--admin', `0.0.0.0:${await freePort()}`])
-    expect((await run.exited).code).toBe(1)
+    expect((await run.exited).code).toBe(2)
     expect(run.output()).toContain('the admin server on 0.0.0.0 (not loopback) needs authentication: give --admin-config with "tokens" or "jwt", or bind it to 127.0.0.1')
   })
 

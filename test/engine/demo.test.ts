@@ -24,6 +24,13 @@ describe('npm start (the demo)', () => {
     expect(statSync(dataDir).mode & 0o777).toBe(0o700)
   })
 
+  it('runs again in the same data directory: new control ids, none dropped as a duplicate of the first run', () => {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', 'engine/demo.ts'], { encoding: 'utf8', env: { ...process.env, WEIR_DATA_DIR: dataDir, CI: 'true' }, timeout: 60_000 })
+    expect([r.status, r.stderr]).toEqual([0, ''])
+    expect(r.stdout).toMatch(/108 delivered to the API as FHIR Patients, 12 filtered \(discharges\), 0 in error/)
+    expect(r.stdout).not.toContain('duplicates')
+  })
+
   it('says what is wrong, without a stack trace, when the data directory is open to others; exit 1', () => {
     const open = mkdtempSync(join(tmpdir(), 'weir-demo-open-'))
     try {

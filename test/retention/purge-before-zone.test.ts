@@ -30,7 +30,7 @@ it('a date and time without a zone is refused (ERR_USAGE naming --before), whate
   for (const TZ of ZONES) {
     for (const before of ['2026-11-30T10:00', '2026-11-30T10:00:00.5', '2026-11-30 10:00']) {
       const r = await purge(before, TZ)
-      expect([r.code, r.out], `${before} TZ=${TZ}`).toEqual([1, ''])
+      expect([r.code, r.out], `${before} TZ=${TZ}`).toEqual([2, ''])
       expect(r.err, `${before} TZ=${TZ}`).toContain('--before')
       expect(r.err).toContain('zone')
     }

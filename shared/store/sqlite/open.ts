@@ -39,6 +39,8 @@ export interface SqliteStoreOptions {
    * `weir messages` do (default false). A directory the store creates is mode 0700, its files 0600.
    */
   refuseOpenDataDir?: boolean
+  /** The command-line flag that accepts an open data directory, named in the refusal (`weir run`'s `--allow-open-data-dir`). */
+  acceptOpenDataDirFlag?: string
   now?: () => number
   /** Told how many messages an unclean stop left claimed (returned to the queue on open). */
   log?: Pick<Logger, 'warn'>
@@ -84,7 +86,7 @@ function purgeSpec(target: PurgeTarget) {
 function prepare(dir: string, options: SqliteStoreOptions, t: number) {
   const create = options.create ?? true
   const file = join(dir, DB_FILE)
-  const present = secureDataDir(dir, { create, refuseOpen: options.refuseOpenDataDir ?? false }) && existsSync(file)
+  const present = secureDataDir(dir, { create, refuseOpen: options.refuseOpenDataDir ?? false, ...(options.acceptOpenDataDirFlag ? { acceptOpenFlag: options.acceptOpenDataDirFlag } : {}) }) && existsSync(file)
   if (!present && !create) throw new StoreError(`no message store in ${dir}`)
   createOwnerOnlyFile(file)
   for (const suffix of ['-wal', '-shm']) tightenFile(file + suffix)
