@@ -8,6 +8,7 @@ import { createRegistry } from '../../shared/config/registry.ts'
 import type { ChannelAlertsBlock, ChannelAlertsContext, LoadedChannel } from '../../shared/config/types.ts'
 import { ConfigError, type ConfigProblem } from '../../shared/errors.ts'
 import { FEED_TYPE, feedSourceDefinition } from './feed.ts'
+import { referenceProblems } from './references.ts'
 import { alertsFileSchema, type Condition } from './schema.ts'
 
 /** One validated alert of the file. */
@@ -79,21 +80,23 @@ export async function loadAlerts(file: string, options: { env?: NodeJS.ProcessEn
 
 /**
  * The alerts of channels' `alerts` blocks added to those of the alerts file (if any), to run in one
- * notifier: undefined when there are none. Refuses two webhooks that would run as the same internal channel.
+ * notifier: undefined when there are none. Refuses two webhooks that would run as the same internal channel,
+ * and rules naming a channel, destination or credential the channels being run do not have (see referenceProblems).
  * @example
  * const alerts = await mergeAlerts(await loadAlerts('alerts.json'), channels, process.env)
  */
 export async function mergeAlerts(file: LoadedAlerts | undefined, channels: readonly LoadedChannel[], env: NodeJS.ProcessEnv): Promise<LoadedAlerts | undefined> {
   const merged: LoadedAlerts = file ? { ...file, alerts: [...file.alerts], webhooks: { ...file.webhooks } } : { file: '', checkIntervalMs: DEFAULT_CHECK_INTERVAL_MS, alerts: [], webhooks: {}, warnings: [] }
   const owner = new Map(Object.entries(merged.webhooks).map(([hook, ch]) => [ch.name, `${displayPath(merged.file)}#/webhooks/${escapePointer(hook)}`]))
-  const problems: ConfigProblem[] = []
+  // A rule naming a channel, destination or credential that is not run would never fire: refused.
+  const problems: ConfigProblem[] = file ? referenceProblems(file.alerts, channels, { file: displayPath(file.file), at: '/alerts' }) : []
   for (const ch of channels) {
     if (!ch.alerts) continue
     const ctx = { channel: ch.name, file: ch.file, displayName: displayPath(ch.file), credentials: ch.credentials, credentialsKnown: true, env }
     // Loaded with channelAlerts as its checkAlerts (engine/load.ts), the channel's block is prepared
     // already (with the environment it was loaded with); otherwise it is prepared here.
     const prepared = isPrepared(ch.alertsChecked) ? ch.alertsChecked : await channelAlerts(ch.alerts, ctx)
-    problems.push(...prepared.problems)
+    problems.push(...prepared.problems, ...referenceProblems(prepared.alerts, [ch], { file: ctx.displayName, at: '/alerts/alerts' }))
     for (const [hook, webhook] of Object.entries(prepared.webhooks)) {
       const at = `/alerts/webhooks/${escapePointer(hook)}`
       const other = owner.get(webhook.name)

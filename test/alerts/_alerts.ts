@@ -1,6 +1,7 @@
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
+import type { CommandIO } from '../../engine/cli-io.ts'
 import { builtinComponents } from '../../components/index.ts'
 import { createAlerts, type Alerts, type LoadedAlerts, type Notification } from '../../engine/alerts/index.ts'
 import { channelAlerts, loadAlerts } from '../../engine/alerts/load.ts'
@@ -74,3 +75,11 @@ export async function bed() {
 
 /** A webhook entry with fast retries, for tests. */
 export const fastWebhook = (url: string, extra: Record<string, unknown> = {}) => ({ url, retry: { initialDelayMs: 10, maxDelayMs: 50 }, ...extra })
+
+/** A CommandIO for running a command in-process in `cwd`: what it wrote to stdout and stderr, line by line. */
+export function commandIO(cwd: string, env: NodeJS.ProcessEnv = {}) {
+  const out: string[] = []
+  const err: string[] = []
+  const io: CommandIO = { out: (t) => void out.push(t), err: (t) => void err.push(t), env, cwd, isTTY: false }
+  return { io, out, err }
+}

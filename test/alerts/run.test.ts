@@ -1,23 +1,17 @@
 import { afterEach, beforeEach, expect, it } from 'vitest'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
-import type { CommandIO } from '../../engine/cli-io.ts'
 import { run } from '../../engine/commands/run.ts'
 import { run as validate } from '../../engine/commands/validate.ts'
 import { startApi, tempDir, until } from '../runtime/_helpers.ts'
-import { fastWebhook, webhookReceiver } from './_alerts.ts'
+import { commandIO, fastWebhook, webhookReceiver } from './_alerts.ts'
 
 const fixtures = resolve(import.meta.dirname, '../fixtures/runtime')
 let dir: Awaited<ReturnType<typeof tempDir>>
 beforeEach(async () => { dir = await tempDir('weir-alerts-run-') })
 afterEach(() => dir.remove())
 
-function io() {
-  const out: string[] = []
-  const err: string[] = []
-  const value: CommandIO = { out: (t) => void out.push(t), err: (t) => void err.push(t), env: {}, cwd: dir.path, isTTY: false }
-  return { io: value, out, err }
-}
+const io = () => commandIO(dir.path)
 
 async function files(apiUrl: string, alerts: unknown) {
   await writeFile(join(dir.path, 'orders.json'), JSON.stringify({
