@@ -121,7 +121,6 @@ const code = await run([channelFile, '--data-dir', dataDir, ...passed], io, { si
   })
 
 const c = handle?.counters()
-const tokenRequests = as.requests.length
 const retried = api.requests.filter((r) => r.status === 503).length
 await api.close()
 await as.close()
@@ -133,7 +132,7 @@ say(`  ${MESSAGES} HL7 v2 messages sent over MLLP: ${Object.entries(acks).map(([
 say(`  ${c?.delivered ?? 0} delivered to the API as FHIR Patients, ${c?.filtered ?? 0} filtered (discharges), ${c?.errors ?? 0} in error`)
 if (c?.duplicates) say(`  ${c.duplicates} acknowledged but dropped as duplicates: their control id (MSH-10) was in the message log already`)
 say(`  ${retried} attempts met a 503 from the API and were retried with backoff; nothing was lost`)
-say(`  ${tokenRequests} access token fetched with private_key_jwt (RS384), then reused from the cache for every call`)
+say(`  ${c?.tokensFetched ?? 0} access token fetched with private_key_jwt (RS384), then reused from the cache for every call`)
 say()
 say(`Message log: ${relative(process.cwd(), dataDir) || '.'}/weir.db (SQLite). Inspect it with:`)
 say(`  npx weir messages list --channel ${CHANNEL} --limit 5`)

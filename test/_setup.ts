@@ -45,7 +45,7 @@ export function staticTokenProvider(name: string, token: string): TokenProvider 
       authorizeCalls.push({ method: req.method, url: String(req.url) })
       return { token: at, headers: { authorization: `Bearer ${token}` } }
     },
-    stats: () => ({ tokenRequests: 0, tokenErrors: 0 }),
+    stats: () => ({ tokenRequests: 0, tokensFetched: 0, tokenRequestsFailed: 0, tokenErrors: 0 }),
     async close() {},
   }
 }

@@ -24,7 +24,7 @@ export const METRIC_NAMES = [
   'weir_delivery_attempts_total', 'weir_delivery_duration_seconds', 'weir_store_write_duration_seconds',
   'weir_queue_depth', 'weir_queue_oldest_age_seconds', 'weir_channel_status', 'weir_destination_paused',
   'weir_circuit_breaker_state', 'weir_circuit_breaker_openings_total',
-  'weir_token_requests_total', 'weir_token_fetch_failures_total', 'weir_token_expires_in_seconds', 'weir_credential_failing_fast',
+  'weir_token_requests_total', 'weir_tokens_fetched_total', 'weir_token_requests_failed_total', 'weir_token_fetch_failures_total', 'weir_token_expires_in_seconds', 'weir_credential_failing_fast',
   'weir_store_size_bytes',
 ] as const
 
@@ -72,6 +72,14 @@ function credentialMetrics(registers: Registry[], src: MetricsSources) {
   new Counter({
     name: 'weir_token_requests_total', help: 'Requests sent to the token endpoint (retries included).', labelNames, registers,
     collect() { this.reset(); each((l, s) => this.inc(l, s.tokenRequests)) },
+  })
+  new Counter({
+    name: 'weir_tokens_fetched_total', help: 'Access tokens the token endpoint issued (failed requests excluded).', labelNames, registers,
+    collect() { this.reset(); each((l, s) => this.inc(l, s.tokensFetched)) },
+  })
+  new Counter({
+    name: 'weir_token_requests_failed_total', help: 'Token requests that got no token: an error response, a network error or timeout (retries included).', labelNames, registers,
+    collect() { this.reset(); each((l, s) => this.inc(l, s.tokenRequestsFailed)) },
   })
   new Counter({
     name: 'weir_token_fetch_failures_total', help: 'Token fetches that failed after their retries.', labelNames, registers,

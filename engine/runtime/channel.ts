@@ -50,8 +50,10 @@ export interface ChannelCounters {
   retrying: number
   /** Messages refused because the queue was full. */
   refused: number
-  /** Token requests made by the channel's credentials. */
+  /** Access tokens the token endpoint issued to the channel's credentials (failed requests excluded). */
   tokensFetched: number
+  /** Token requests of the channel's credentials that got no token (error response, network error, timeout). */
+  tokenRequestsFailed: number
   /** Destinations paused by their circuit breaker now. */
   paused: number
 }
@@ -304,13 +306,19 @@ function channelHandle(p: HandleParts): ChannelHandle {
     },
     counters: () => {
       let tokensFetched = 0
-      for (const prov of c.providers.values()) tokensFetched += prov.stats().tokenRequests
+      let tokenRequestsFailed = 0
+      for (const prov of c.providers.values()) {
+        const s = prov.stats()
+        tokensFetched += s.tokensFetched
+        tokenRequestsFailed += s.tokenRequestsFailed
+      }
       return {
         received: p.intake.received, duplicates: p.intake.duplicates, refused: p.intake.refused,
         delivered: p.counters.delivered, filtered: p.counters.filtered, errors: p.counters.errors + p.intake.errors,
         queued: rc.store.pending(rc.name),
         retrying: rc.retrying.size,
         tokensFetched,
+        tokenRequestsFailed,
         paused: c.destinations.filter((d) => d.breaker.state !== 'closed').length,
       }
     },

@@ -2,6 +2,7 @@ import type { Dispatcher } from 'undici'
 import type { WeirError } from '../errors.ts'
 import type { Logger } from '../log/index.ts'
 import type { DpopSigner } from './dpop.ts'
+import type { TokenCounters } from './types.ts'
 import { discover, type ServerMetadata } from './discovery.ts'
 import type { OAuthResponseError } from './errors.ts'
 import {
@@ -23,7 +24,7 @@ export interface TokenExchange {
   send(grantParams: Array<[string, string]>, signal?: AbortSignal): Promise<ProcessedToken>
   /** Local time corrected by the token endpoint's clock offset (epoch ms). */
   serverNow(): number
-  readonly counters: { tokenRequests: number; tokenErrors: number }
+  readonly counters: TokenCounters
 }
 
 /** Whether a failed response is worth exactly one resend: a DPoP nonce challenge, or assertions dated by a wrong clock. */
@@ -33,7 +34,7 @@ type Resend = 'nonce' | 'clock'
 export function createTokenExchange(r: ResolvedCredential, o: TokenExchangeOptions): TokenExchange {
   let clockOffsetMs = 0
   let metadata: Promise<ServerMetadata> | undefined
-  const counters = { tokenRequests: 0, tokenErrors: 0 }
+  const counters: TokenCounters = { tokenRequests: 0, tokensFetched: 0, tokenRequestsFailed: 0, tokenErrors: 0 }
   const serverNow = () => o.now() + clockOffsetMs
 
   async function tokenEndpoint(signal?: AbortSignal): Promise<string> {
@@ -52,6 +53,10 @@ export function createTokenExchange(r: ResolvedCredential, o: TokenExchangeOptio
     const raw = await sendTokenRequest(plan, {
       timeoutMs: r.timeoutMs, now: o.now, serverNow,
       ...(o.dispatcher ? { dispatcher: o.dispatcher } : {}), ...(signal ? { signal } : {}), ...(o.dpop ? { dpop: o.dpop } : {}), ...(o.signer ? { signer: o.signer } : {}),
+    }).catch((e: unknown) => {
+      // No answer (network error, timeout, abort) or no request at all (the assertion could not be signed).
+      counters.tokenRequestsFailed++
+      throw e
     })
     const offset = clockOffsetFrom(raw)
     if (offset !== undefined) clockOffsetMs = offset
@@ -74,8 +79,12 @@ export function createTokenExchange(r: ResolvedCredential, o: TokenExchangeOptio
       const plan = planTokenRequest(r, url, grantParams, serverNow())
       const raw = await post(plan, signal)
       try {
-        return processTokenResponse(raw, { url, expectDpop: Boolean(o.dpop), defaultExpiresInSec: r.defaultExpiresInSec, clockOffsetMs })
+        const token = processTokenResponse(raw, { url, expectDpop: Boolean(o.dpop), defaultExpiresInSec: r.defaultExpiresInSec, clockOffsetMs })
+        counters.tokensFetched++
+        return token
       } catch (e) {
+        // An error response or an unusable one: no token, whether or not a resend follows.
+        counters.tokenRequestsFailed++
         const resend = resendFor(e, raw, plan, offsetUsed, resent)
         if (resend === undefined) throw e
         resent.add(resend)

@@ -2,7 +2,7 @@
  * The shared OAuth 2.0 client: one TokenProvider per credential. Usable without any channel.
  * @see README.md "The OAuth client as a library"
  */
-export type { AccessToken, CredentialStatus, TokenProvider } from './types.ts'
+export type { AccessToken, CredentialStatus, TokenCounters, TokenProvider } from './types.ts'
 export {
   credentialSchema, applyPreset, checkCredential, scopeList, type KeyEntry,
   type CredentialConfig, type ClientAuthConfig, type AssertionConfig, type GrantName, type ClientAuthMethod, type SigningAlg, type SecretLike,

@@ -74,6 +74,14 @@ function hostOf(url: string | undefined): string | undefined {
   return url && URL.canParse(url) ? new URL(url).host : undefined
 }
 
+/**
+ * The provider's logger, bound to the credential's name unless the caller's logger is bound to it
+ * already (`weir run` binds channel and credential): pino would write the key twice in every line.
+ */
+function credentialLogger(log: Logger, name: string): Logger {
+  return 'credential' in log.bindings() ? log : log.child({ credential: name })
+}
+
 /** The store key of a grant's access token in the shared state (the cache key, hashed: it names the client and scopes). */
 function sharedKeyOf(cacheKey: string): string {
   return `token:${createHash('sha256').update(cacheKey).digest('base64url')}`
@@ -93,7 +101,7 @@ function sharedKeyOf(cacheKey: string): string {
 export function createTokenProvider(name: string, config: CredentialConfig, options: TokenProviderOptions = {}): TokenProvider & { readonly cacheKey: string; explain(): ReturnType<typeof redactPlan> } {
   const r = resolveCredential(name, config)
   const c = applyPreset(config)
-  const log = (options.log ?? silentLogger).child({ credential: name })
+  const log = credentialLogger(options.log ?? silentLogger, name)
   const now = options.now ?? (() => Date.now())
   const storeKey = c.storeKey ?? name
   const dpopAlg: DpopAlg | undefined = c.dpop ? (typeof c.dpop === 'object' && c.dpop.alg ? c.dpop.alg : 'ES256') : undefined

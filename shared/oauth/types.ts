@@ -13,16 +13,28 @@ export interface AccessToken {
   extra: Record<string, unknown>
 }
 
+/**
+ * A credential's token requests since its provider was created. Every request sent ends as either
+ * a fetched token or a failed request (`tokenRequests = tokensFetched + tokenRequestsFailed` once none is in flight).
+ */
+export interface TokenCounters {
+  /** Requests sent to the token endpoint, retries and resends included. */
+  tokenRequests: number
+  /** Requests that returned an access token. */
+  tokensFetched: number
+  /** Requests that returned none: an error response (e.g. invalid_client), an unusable response, a network error or timeout. */
+  tokenRequestsFailed: number
+  /** Fetches that failed after their retries (one per failure a caller saw, however many requests it took). */
+  tokenErrors: number
+}
+
 /** A credential's state as `TokenProvider.status()` reports it. Times are epoch ms; never a token. */
-export interface CredentialStatus {
+export interface CredentialStatus extends TokenCounters {
   /** The grant (`client_credentials`, `jwt_bearer`, `refresh_token`, `static`) and the token endpoint's (or issuer's) host. */
   grant?: string
   endpoint?: string
   /** The scope the server granted with the current token. */
   scope?: string
-  /** Token requests sent (retries included) and fetches that failed after their retries. */
-  tokenRequests: number
-  tokenErrors: number
   /** When the current token was obtained and when it expires; absent before the first token. */
   fetchedAt?: number
   expiresAt?: number
@@ -63,8 +75,8 @@ export interface TokenProvider extends RequestCredential<AccessToken> {
   dispatcher?: Dispatcher
   /** Lets the provider learn from an API response to a request it authorized (a `DPoP-Nonce` header, RFC 9449 §9). */
   noteResponse?(url: string | URL, headers: Record<string, string | string[] | undefined>): void
-  /** Counters for live displays and tests. */
-  stats(): { tokenRequests: number; tokenErrors: number }
+  /** Counters for live displays, metrics and tests. */
+  stats(): TokenCounters
   /** Where the credential stands now, for dashboards, metrics and alerts. Optional: providers a test builds may lack it. */
   status?(): CredentialStatus
   close(): Promise<void>

@@ -227,13 +227,13 @@ describe('weir credentials authorize', () => {
     expect([r.code, r.err.split('\n').at(-2)]).toEqual([1, `weir credentials authorize: credential "crm": no authorization response reached ${redirect} within 300 ms; run the command again and complete the consent in the browser (--timeout waits longer)`])
   })
 
-  it.each<[string, string[], Record<string, unknown>, string]>([
-    ['a bad --timeout', ['--timeout', 'soon'], {}, 'weir credentials: --timeout must be a duration like 300s, 10m or 500ms; not "soon"'],
-    ['no authorization endpoint', [], { authorizationUrl: undefined }, 'weir credentials: credential "crm" #/authorizationUrl: weir credentials authorize needs authorizationUrl, or issuer to discover it'],
-    ['a redirect URI that is not loopback', [], { redirectUri: 'http://example.com/cb' }, '#/credentials/crm/redirectUri: must match pattern'],
-  ])('%s is a user error, exit 1', async (_n, flags, over, message) => {
+  it.each<[string, string[], Record<string, unknown>, number, string]>([
+    ['a bad --timeout', ['--timeout', 'soon'], {}, 2, 'weir credentials: --timeout must be a duration like 300s, 10m or 500ms; not "soon"'],
+    ['no authorization endpoint', [], { authorizationUrl: undefined }, 1, 'weir credentials: credential "crm" #/authorizationUrl: weir credentials authorize needs authorizationUrl, or issuer to discover it'],
+    ['a redirect URI that is not loopback', [], { redirectUri: 'http://example.com/cb' }, 1, '#/credentials/crm/redirectUri: must match pattern'],
+  ])('%s is a user error, exit %i (2: bad usage)', async (_n, flags, over, code, message) => {
     const r = await authorize(await channel(over), 'data-usage', ...flags).done
-    expect([r.code, r.err]).toEqual([1, expect.stringContaining(message)])
+    expect([r.code, r.err]).toEqual([code, expect.stringContaining(message)])
   })
 })
 

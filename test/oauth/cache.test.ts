@@ -50,7 +50,7 @@ describe('token cache', () => {
     const tokens = await Promise.all(Array.from({ length: 200 }, () => p.getToken()))
     expect(count('burst')).toBe(1)
     expect(new Set(tokens.map((t) => t.value.reveal())).size).toBe(1)
-    expect(p.stats()).toEqual({ tokenRequests: 1, tokenErrors: 0 })
+    expect(p.stats()).toEqual({ tokenRequests: 1, tokensFetched: 1, tokenRequestsFailed: 0, tokenErrors: 0 })
   })
 
   it('refresh schedule: 20% / 30 s lead for long tokens, 10% for short ones, skew capped at 5%', () => {
@@ -84,7 +84,7 @@ describe('token cache', () => {
       }
       // 10% lead: a 2 s token is refreshed 1.8 s after it was issued, so over 10 s: at 0, 1.8, 3.6, 5.4, 7.2 and 9 s.
       expect(srv.requests.map((r) => r.at - t0)).toEqual([0, 1_800, 3_600, 5_400, 7_200, 9_000])
-      expect(p.stats()).toEqual({ tokenRequests: 6, tokenErrors: 0 })
+      expect(p.stats()).toEqual({ tokenRequests: 6, tokensFetched: 6, tokenRequestsFailed: 0, tokenErrors: 0 })
       expect(waited).toBe(0)
       secretsOfClosedServers.push(...srv.secretsSeen())
     } finally {
@@ -138,7 +138,7 @@ describe('error classes', () => {
     expect(count('badsecret')).toBe(1)
     const endpoint = new URL(as.tokenUrl).host
     expect(p.status!()).toEqual({
-      tokenRequests: 1, tokenErrors: 1, failingFastUntil: t + 30_000, grant: 'client_credentials', endpoint,
+      tokenRequests: 1, tokensFetched: 0, tokenRequestsFailed: 1, tokenErrors: 1, failingFastUntil: t + 30_000, grant: 'client_credentials', endpoint,
       lastFailure: { at: t, code: 'ERR_OAUTH_RESPONSE', error: 'invalid_client', message: `token endpoint ${as.tokenUrl} answered 401 invalid_client: client secret mismatch` },
     })
     for (let i = 0; i < 5; i++) {
@@ -151,11 +151,11 @@ describe('error classes', () => {
     t += 5_001 // past the 30 s window: one new attempt
     await p.getToken().catch(leak.error)
     expect(count('badsecret')).toBe(2)
-    expect(p.stats()).toEqual({ tokenRequests: 2, tokenErrors: 2 })
+    expect(p.stats()).toEqual({ tokenRequests: 2, tokensFetched: 0, tokenRequestsFailed: 2, tokenErrors: 2 })
     as.registerClient({ clientId: 'badsecret', authMethod: 'client_secret_basic', secret: 'the-wrong-secret' })
     t += 30_001
     const token = await p.getToken()
-    expect(p.status!()).toEqual({ tokenRequests: 3, tokenErrors: 2, fetchedAt: t, expiresAt: token.expiresAt, grant: 'client_credentials', endpoint })
+    expect(p.status!()).toEqual({ tokenRequests: 3, tokensFetched: 1, tokenRequestsFailed: 2, tokenErrors: 2, fetchedAt: t, expiresAt: token.expiresAt, grant: 'client_credentials', endpoint })
   })
 
   it('fetchNow: a token request past the cached token and past fail-fast, one per slot however many ask; its outcome is what status() shows', async () => {
@@ -176,7 +176,7 @@ describe('error classes', () => {
     client('fetchnow')
     t += 1000
     await p.fetchNow!()
-    expect(p.status!()).toMatchObject({ fetchedAt: t, tokenRequests: 5, tokenErrors: 2 })
+    expect(p.status!()).toMatchObject({ fetchedAt: t, tokenRequests: 5, tokensFetched: 3, tokenRequestsFailed: 2, tokenErrors: 2 })
     expect(p.status!().failingFastUntil).toBeUndefined()
     expect(p.status!().lastFailure).toBeUndefined()
   })

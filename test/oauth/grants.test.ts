@@ -72,7 +72,7 @@ describe('grant × client authentication against the embedded server and a prote
     const { res, body, provider } = await callApi({ tokenUrl: as.tokenUrl, clientId: id, clientAuth, scope: 'system/Patient.rs' })
     expect(res.status).toBe(200)
     expect(body).toMatchObject({ ok: true, client_id: id, scope: 'system/Patient.rs' })
-    expect(provider.stats()).toEqual({ tokenRequests: 1, tokenErrors: 0 })
+    expect(provider.stats()).toEqual({ tokenRequests: 1, tokensFetched: 1, tokenRequestsFailed: 0, tokenErrors: 0 })
     const rec = as.requests.filter((r) => r.clientId === id)
     expect(rec).toHaveLength(1)
     expect(rec[0]).toMatchObject({ status: 200, authMethod: method, grant: 'client_credentials' })

@@ -243,7 +243,7 @@ describe('startChannel', () => {
 
   it('gives components the credentials and HTTP client from deps; counts tokens; closes providers on stop', async () => {
     let closed = 0
-    const provider = { name: 'epic', stats: () => ({ tokenRequests: 3, tokenErrors: 0 }), close: async () => { closed++ } } as unknown as import('../../shared/oauth/types.ts').TokenProvider
+    const provider = { name: 'epic', stats: () => ({ tokenRequests: 4, tokensFetched: 3, tokenRequestsFailed: 1, tokenErrors: 0 }), close: async () => { closed++ } } as unknown as import('../../shared/oauth/types.ts').TokenProvider
     const http = { request: async () => ({ status: 201, headers: {}, body: 'created' }) } as unknown as import('../../shared/http/types.ts').HttpClient
     const asked: string[] = []
     const dest = defineComponent({
@@ -262,7 +262,7 @@ describe('startChannel', () => {
     const { id } = await src.emit({ n: 1 })
     await h.whenIdle()
     expect(asked).toEqual(['test/epic'])
-    expect(h.counters().tokensFetched).toBe(3)
+    expect(h.counters()).toMatchObject({ tokensFetched: 3, tokenRequestsFailed: 1 })
     expect((await rt.store.get(id))!.deliveries[0]).toMatchObject({ status: 'delivered', responseStatus: 201, responseExcerpt: 'created' })
     await h.stop()
     expect(closed).toBe(1)
@@ -341,7 +341,7 @@ describe('stopping with components whose stop() or close() throws at once', () =
         return { async deliver() { return {} }, async close() { closed.push('destination ok') } }
       },
     })
-    const provider = { name: 'epic', stats: () => ({ tokenRequests: 0, tokenErrors: 0 }), close: async () => { closed.push('credential epic') } } as unknown as import('../../shared/oauth/types.ts').TokenProvider
+    const provider = { name: 'epic', stats: () => ({ tokenRequests: 0, tokensFetched: 0, tokenRequestsFailed: 0, tokenErrors: 0 }), close: async () => { closed.push('credential epic') } } as unknown as import('../../shared/oauth/types.ts').TokenProvider
     const ch = channel({
       dir: rt.dir.path, source,
       filters: [defineComponent({ type: 'f', kind: 'filter', description: 'close throws', configSchema: { type: 'object' }, create: () => ({ process: (m: Message) => m, close() { throw new Error('cache already closed') } }) })],

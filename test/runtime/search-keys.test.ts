@@ -63,10 +63,10 @@ describe('options.searchKeys through weir run and weir messages list --key', () 
     expect(await listIds(data, '--key', 'nosuchkey=1')).toEqual([])
 
     const unknown = await weir(['messages', 'list', '--data-dir', data, '--channel-file', file, '--key', 'nosuchkey=1'])
-    expect([unknown.code, unknown.err.trim()]).toEqual([1, 'weir messages: --key nosuchkey: channel adt has no search key "nosuchkey" (options.searchKeys: mrn, accession, broken)'])
+    expect([unknown.code, unknown.err.trim()]).toEqual([2, 'weir messages: --key nosuchkey: channel adt has no search key "nosuchkey" (options.searchKeys: mrn, accession, broken)'])
     expect(await listIds(data, '--channel-file', file, '--key', 'mrn=555')).toEqual([...ids['555']!].reverse())
     const malformed = await weir(['messages', 'list', '--data-dir', data, '--key', 'mrn'])
-    expect(malformed.code).toBe(1)
+    expect(malformed.code).toBe(2)
     expect(malformed.err).toContain('--key must be NAME=VALUE')
     run.child.kill('SIGTERM')
     await run.exited
