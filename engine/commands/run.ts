@@ -196,11 +196,13 @@ function showCounters(handles: readonly ChannelHandle[], io: CommandIO, log: Log
 
 /**
  * Installed before anything starts: the first SIGINT or SIGTERM (or `signal`) aborts `signal`, so
- * that a start-up still waiting (the store in --standby) gives up, and resolves `requested(handles)`,
- * which also resolves once every channel has stopped on its own; a second signal exits at once
- * (unfinished claims are released when the store next opens). `dispose` removes the signal handlers.
+ * that a start-up still waiting (the store in --standby) gives up, and resolves `requested`; a second
+ * signal exits at once (unfinished claims are released when the store next opens). `dispose` removes
+ * the signal handlers. Channels that stop on their own (`onError: "stop"`) do not end the process,
+ * even all of them: a restart (a service manager's `Restart=on-failure`) would start them again with
+ * nobody having looked, so the engine stays up, not ready, its admin server and alerts saying why.
  */
-function untilStopRequested(log: Logger, signal?: AbortSignal): { signal: AbortSignal; requested(handles: readonly ChannelHandle[]): Promise<string>; dispose(): void } {
+function untilStopRequested(log: Logger, signal?: AbortSignal): { signal: AbortSignal; requested: Promise<string>; dispose(): void } {
   const stopping = new AbortController()
   let signals = 0
   let reason = 'abort'
@@ -221,7 +223,7 @@ function untilStopRequested(log: Logger, signal?: AbortSignal): { signal: AbortS
   })
   return {
     signal: stopping.signal,
-    requested: (handles) => Promise.race([stopRequested, Promise.all(handles.map((h) => h.stopped)).then(() => 'channels stopped')]),
+    requested: stopRequested,
     dispose() {
       process.off('SIGINT', onSignal)
       process.off('SIGTERM', onSignal)
@@ -279,7 +281,11 @@ export async function run(args: string[], io: CommandIO, deps: RunDeps = {}): Pr
   deps.onStarted?.(handles)
 
   const counters = showCounters(handles, io, log, deps.refreshMs)
-  await stop.requested(handles)
+  void Promise.all(handles.map((h) => h.stopped)).then((outcomes) => {
+    if (stop.signal.aborted || !outcomes.length) return
+    log.error({ channels: handles.map((h) => h.name) }, 'every channel has stopped; weir stays up (not ready) so that they stay stopped until it is restarted: see why in the log above, the admin server or the alerts, then restart it')
+  })
+  await stop.requested
   await retention.stop()
   await alerts?.stop()
   await Promise.all(handles.map((h) => h.stop()))

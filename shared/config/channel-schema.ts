@@ -17,7 +17,7 @@ export const retrySchema: JsonSchema = {
   type: 'object', additionalProperties: false, default: {},
   description: 'Retry budget for retryable failures (network, timeouts, 408, 429, 5xx): exponential backoff with full jitter, honouring Retry-After.',
   properties: {
-    maxAttempts: { type: 'integer', minimum: 1, maximum: 1000, default: 10, description: 'Attempts before the message goes to error state.' },
+    maxAttempts: { type: 'integer', minimum: 1, maximum: 1000, default: 10, description: "Attempts before the message goes to error state. Attempts while the destination's circuit breaker is open or probing (half-open) do not count: an outage pauses the destination instead of sending its messages to error, so a message may show more attempts than this." },
     initialDelayMs: { type: 'integer', minimum: 0, default: 500, description: 'Backoff ceiling of the first retry (ms); doubles each attempt.' },
     maxDelayMs: { type: 'integer', minimum: 0, default: 60_000, description: 'Largest backoff between two attempts (ms).' },
     maxElapsedMs: { type: 'integer', minimum: 0, default: 900_000, description: 'Give up this long after the first attempt (ms), whatever the attempt count.' },

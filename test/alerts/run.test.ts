@@ -31,16 +31,23 @@ it('weir run --alerts refuses an invalid alerts file, naming the JSON pointer', 
   expect(t.err.join('\n')).toContain(`${join(dir.path, 'alerts.json')}#/alerts/0/webhook: unknown webhook "opz"; did you mean "ops"?; defined: ops`)
 })
 
-it('weir run --alerts notifies when a channel stops on error', async () => {
+it('weir run --alerts notifies when a channel stops on error; with every channel stopped the engine stays up (a restart would start them again) until told to stop, then exits 1', async () => {
   const api = await startApi(() => ({ status: 400 }))
   const hook = await webhookReceiver()
   try {
     const t = io()
     const args = await files(api.url, { checkIntervalMs: 20, webhooks: { ops: fastWebhook(hook.url) }, alerts: [{ name: 'stopped', condition: 'channel-stopped', webhook: 'ops' }] })
-    const done = run(args, t.io)
+    const stop = new AbortController()
+    let exited = false
+    const done = run(args, t.io, { signal: stop.signal }).finally(() => { exited = true })
     await until(async () => (await readFile(join(dir.path, 'orders.port'), 'utf8').catch(() => '')) !== '', 10_000, 'source listening')
     const port = Number(await readFile(join(dir.path, 'orders.port'), 'utf8'))
     await fetch(`http://127.0.0.1:${port}/`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"n":1}' })
+    await until(() => t.out.some((l) => l.includes('every channel has stopped; weir stays up')), 10_000, 'the engine says it stays up')
+    await until(() => hook.accepted.length === 1, 10_000, 'the alert')
+    await new Promise((r) => setTimeout(r, 300))
+    expect(exited).toBe(false)
+    stop.abort()
     expect(await done).toBe(1)
     expect(hook.accepted.map((n) => [n.alert, n.state, n.channel, n.summary])).toEqual([['stopped', 'firing', 'orders', 'channel orders is stopped']])
   } finally {
@@ -93,9 +100,12 @@ it.each([
       await writeFile(join(dir.path, 'alerts.json'), JSON.stringify({ ...stopped(hook.url), alerts: [{ ...stopped(hook.url).alerts[0], channels: ['b'] }] }))
       args.push('--alerts', 'alerts.json')
     }
-    const done = run(args, t.io)
+    const stop = new AbortController()
+    const done = run(args, t.io, { signal: stop.signal })
     await post('a')
     await post('b')
+    await until(() => hook.accepted.length === expected.length, 10_000, 'the alerts')
+    stop.abort()
     expect(await done).toBe(1)
     expect(hook.accepted.map((n) => [n.alert, n.channel]).sort()).toEqual(expected)
     expect(hook.accepted.every((n) => n.state === 'firing')).toBe(true)
