@@ -105,6 +105,21 @@ type AttemptResult =
   | { done: DeliveryOutcome }
   | { done?: undefined; failure: ReturnType<typeof classify>; error: string; attemptRecord: { startedAt: number; endedAt: number; responseStatus?: number | undefined; error: string; excerpt?: string | undefined } }
 
+/**
+ * An attempt the engine's stop cut off (it outlived `shutdownTimeoutMs`): the destination may have
+ * received the message, and will again after the restart, so the history says so. Recorded as
+ * retrying now (the message goes back to the queue at once); counted against the retry budget. A
+ * store that cannot take it (it is what is failing) loses only this line of history.
+ */
+async function recordInterrupted(rc: RunContext, job: DeliveryJob, startedAt: number): Promise<void> {
+  const d = job.slot.loaded
+  const endedAt = rc.now()
+  rc.observer.attempt?.(rc.name, d.name, 'retryable', endedAt - startedAt)
+  const error = 'cut off by the engine stopping (shutdownTimeoutMs): the destination may have received it; sent again after the restart'
+  await rc.store.recordDelivery(job.messageId, { destination: d.name, part: job.partIndex, status: 'retrying', nextAttemptAt: endedAt, attempt: { startedAt, endedAt, outcome: 'retryable', error } })
+    .catch((e: unknown) => rc.log.debug({ message: job.messageId, err: e }, 'could not record the attempt cut off by the stop'))
+}
+
 /** One attempt at the destination, with the breaker told how it went. */
 async function attempt(rc: RunContext, job: DeliveryJob, startedAt: number, probe: boolean): Promise<AttemptResult> {
   const { slot, partIndex } = job
@@ -126,6 +141,7 @@ async function attempt(rc: RunContext, job: DeliveryJob, startedAt: number, prob
   } catch (e) {
     if (rc.aborting.aborted) {
       slot.breaker.abandon(probe)
+      await recordInterrupted(rc, job, startedAt)
       throw shutdownError(rc.name)
     }
     const resp = responseOf(e)

@@ -304,12 +304,16 @@ describe('startChannel', () => {
     expect(Date.now() - t0).toBeLessThan(2000)
     expect((await rt.store.get(id))!.message.status).toBe('queued')
     expect((await rt.store.get(id2))!.message.status).toBe('queued')
+    // The attempt the stop cut off is in the history: the API may have taken it (here it did).
+    expect((await rt.store.get(id))!.attempts.map((a) => [a.attempt, a.outcome, a.error])).toEqual([[1, 'retryable', expect.stringContaining('cut off by the engine stopping')]])
+    expect((await rt.store.get(id2))!.attempts).toEqual([])
     rt.api.behaviour = () => undefined
     const src2 = feedSource()
     const h2 = await rt.start({ source: src2.definition, destinations: [destination('api', rt.api.url)] })
     await h2.whenIdle()
     expect((await rt.store.get(id))!.message.status).toBe('delivered')
     expect(rt.api.keys()).toEqual([`${id}:api`, `${id}:api`, `${id2}:api`])
+    expect((await rt.store.get(id))!.attempts.map((a) => [a.attempt, a.outcome])).toEqual([[1, 'retryable'], [2, 'delivered']])
   })
 })
 
