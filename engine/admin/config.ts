@@ -74,7 +74,7 @@ export const sha256 = (text: string): Buffer => createHash('sha256').update(text
 /** No authentication: what the server runs with without `--admin-config` (allowed on loopback only). */
 export const OPEN_CONFIG: AdminConfig = { tokens: [], hosts: [], sessionTtlSec: 28_800 }
 
-/** Validates an admin config object; `$env`/`$file` tokens are resolved like a channel file's secrets. */
+/** Validates an admin config object; `$env`/`$file` tokens are resolved like a channel file's secrets. Refuses one with neither `tokens` nor `jwt` (at `/tokens`). */
 export function parseAdminConfig(raw: unknown, file: string, env: NodeJS.ProcessEnv): { config: AdminConfig; warnings: ConfigProblem[] } {
   const name = displayPath(file)
   const data = structuredClone(raw) as Record<string, unknown>
@@ -89,6 +89,10 @@ export function parseAdminConfig(raw: unknown, file: string, env: NodeJS.Process
     if (seen.has(t.name)) problems.push({ file: name, pointer: `/tokens/${i}/name`, message: `token name "${t.name}" is used twice` })
     seen.add(t.name)
   })
+  // A config file is given to require authentication: one that configures none would leave the server open.
+  if (tokens.length === 0 && data.jwt === undefined) {
+    problems.push({ file: name, pointer: '/tokens', message: 'must have at least 1 item (or configure "jwt"): an admin config without tokens or jwt would leave the admin server open; to run it open on loopback, start without --admin-config' })
+  }
   if (problems.length) throw new ConfigError(problems)
   const config: AdminConfig = {
     tokens: tokens.map((t) => ({ name: t.name, role: t.role, hash: sha256(reveal(t.token)!) })),

@@ -8,7 +8,7 @@ import { createRegistry } from '../../shared/config/registry.ts'
 import type { ChannelAlertsBlock, ChannelAlertsContext, LoadedChannel } from '../../shared/config/types.ts'
 import { ConfigError, type ConfigProblem } from '../../shared/errors.ts'
 import { FEED_TYPE, feedSourceDefinition } from './feed.ts'
-import { referenceProblems } from './references.ts'
+import { channelNames, referenceProblems } from './references.ts'
 import { alertsFileSchema, type Condition } from './schema.ts'
 
 /** One validated alert of the file. */
@@ -70,12 +70,33 @@ export async function loadAlerts(file: string, options: { env?: NodeJS.ProcessEn
   })
   const data = parseJsonWithLocation(text, name) as RawFile
   const res = validateCollectingSecrets(compileSchema(alertsFileSchema), data)
-  if (!res.valid) throw new ConfigError(ajvProblems(res.errors, name, '', data), res.errors)
-  const problems = ruleProblems(data, { file: name, at: '' })
+  // The schema's problems, then what it let through checked further: every problem at once.
+  const problems = res.valid ? [] : ajvProblems(res.errors, name, '', data)
+  if (!isObject(data)) throw new ConfigError(problems, res.errors)
+  const bad = new Set(problems.map((p) => p.pointer))
+  const hooks = isObject(data.webhooks) ? data.webhooks : {}
+  const credentials = isObject(data.credentials) ? data.credentials : {}
+  problems.push(...ruleProblems({ webhooks: hooks, alerts: Array.isArray(data.alerts) ? data.alerts : [] }, { file: name, at: '', bad }))
   const wc: WebhookContext = { file: abs, name, env: options.env ?? process.env, problems, at: '/webhooks', channel: (hook) => ALERTS_CHANNEL_PREFIX + hook }
-  const { webhooks, warnings } = await webhookChannels(data.webhooks, (credential) => ({ raw: { [credential]: data.credentials[credential] } }), Object.keys(data.credentials), wc)
-  if (problems.length) throw new ConfigError(problems)
+  const { webhooks, warnings } = await webhookChannels(soundWebhooks(hooks, bad), (credential) => ({ raw: { [credential]: credentials[credential] } }), Object.keys(credentials), wc)
+  if (problems.length) throw new ConfigError(problems, res.errors)
   return { file: abs, checkIntervalMs: data.checkIntervalMs, alerts: data.alerts, webhooks, warnings }
+}
+
+const isObject = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x)
+
+/** Whether `pointer`, or a value under it, has a problem in `bad`. */
+const under = (bad: ReadonlySet<string>, pointer: string) => [...bad].some((b) => b === pointer || b.startsWith(pointer + '/'))
+
+/**
+ * The webhooks of an alerts file the schema found sound, to be loaded as channels: not those with a
+ * schema problem of their own, or with a credential while a credential has one (their problems are
+ * reported already; loaded, they would be reported twice), nor any when `/webhooks` itself has one.
+ */
+function soundWebhooks(hooks: RawFile['webhooks'], bad: ReadonlySet<string>): RawFile['webhooks'] {
+  if (bad.has('/webhooks')) return {}
+  return Object.fromEntries(Object.entries(hooks).filter(([hook, config]) =>
+    !under(bad, `/webhooks/${escapePointer(hook)}`) && !(isObject(config) && config.credential !== undefined && under(bad, '/credentials'))))
 }
 
 /**
@@ -89,14 +110,16 @@ export async function mergeAlerts(file: LoadedAlerts | undefined, channels: read
   const merged: LoadedAlerts = file ? { ...file, alerts: [...file.alerts], webhooks: { ...file.webhooks } } : { file: '', checkIntervalMs: DEFAULT_CHECK_INTERVAL_MS, alerts: [], webhooks: {}, warnings: [] }
   const owner = new Map(Object.entries(merged.webhooks).map(([hook, ch]) => [ch.name, `${displayPath(merged.file)}#/webhooks/${escapePointer(hook)}`]))
   // A rule naming a channel, destination or credential that is not run would never fire: refused.
-  const problems: ConfigProblem[] = file ? referenceProblems(file.alerts, channels, { file: displayPath(file.file), at: '/alerts' }) : []
+  const problems: ConfigProblem[] = file ? referenceProblems(file.alerts, channels.map(channelNames), { file: displayPath(file.file), at: '/alerts' }) : []
   for (const ch of channels) {
     if (!ch.alerts) continue
-    const ctx = { channel: ch.name, file: ch.file, displayName: displayPath(ch.file), credentials: ch.credentials, credentialsKnown: true, env }
+    const { destinations } = channelNames(ch)
+    const ctx = { channel: ch.name, file: ch.file, displayName: displayPath(ch.file), credentials: ch.credentials, credentialsKnown: true, destinations, env }
     // Loaded with channelAlerts as its checkAlerts (engine/load.ts), the channel's block is prepared
-    // already (with the environment it was loaded with); otherwise it is prepared here.
+    // already (with the environment it was loaded with); otherwise it is prepared here. Either way
+    // channelAlerts checked the block's references to the channel's destinations and credentials.
     const prepared = isPrepared(ch.alertsChecked) ? ch.alertsChecked : await channelAlerts(ch.alerts, ctx)
-    problems.push(...prepared.problems, ...referenceProblems(prepared.alerts, [ch], { file: ctx.displayName, at: '/alerts/alerts' }))
+    problems.push(...prepared.problems)
     for (const [hook, webhook] of Object.entries(prepared.webhooks)) {
       const at = `/alerts/webhooks/${escapePointer(hook)}`
       const other = owner.get(webhook.name)
@@ -112,8 +135,9 @@ export async function mergeAlerts(file: LoadedAlerts | undefined, channels: read
 
 /**
  * A channel's `alerts` block checked beyond its schema and prepared: unique names, known webhooks
- * and credentials, only this channel watched, each webhook's `http` options (pointers into the
- * channel file). engine/load.ts passes it as `LoadOptions.checkAlerts`.
+ * and credentials, only this channel watched, destinations and credentials the channel has (see
+ * referenceProblems), each webhook's `http` options (pointers into the channel file).
+ * engine/load.ts passes it as `LoadOptions.checkAlerts`.
  */
 export async function channelAlerts(block: ChannelAlertsBlock, ctx: ChannelAlertsContext): Promise<PreparedAlerts> {
   const alerts = block.alerts.map((a) => ({ ...a, channels: a.channels ?? [ctx.channel], scope: ctx.channel }) as AlertRule)
@@ -121,6 +145,8 @@ export async function channelAlerts(block: ChannelAlertsBlock, ctx: ChannelAlert
   const wc: WebhookContext = { file: ctx.file, name: ctx.displayName, env: ctx.env, problems, at: '/alerts/webhooks', channel: (hook) => `${ALERTS_CHANNEL_PREFIX}${ctx.channel}.${hook}` }
   const names = ctx.credentialsKnown ? Object.keys(ctx.credentials) : undefined
   const { webhooks, warnings } = await webhookChannels(block.webhooks, (credential) => ({ prepared: { [credential]: ctx.credentials[credential]! } }), names, wc)
+  // A rule naming a destination or credential the channel does not have would never fire (weir validate and weir run alike).
+  problems.push(...referenceProblems(alerts, [{ name: ctx.channel, destinations: ctx.destinations, ...(names ? { credentials: names } : {}) }], { file: ctx.displayName, at: '/alerts/alerts' }))
   return { alerts, webhooks, problems, warnings }
 }
 
@@ -142,6 +168,8 @@ interface RuleScope {
   at: string
   /** The channel of a channel file: the only one its alerts may watch. */
   channel?: string
+  /** Pointers the schema found a problem at (an alerts file's): what is under them is not checked again. */
+  bad?: ReadonlySet<string>
 }
 
 /** What the schema cannot say: unique names, known webhooks, options that belong to the condition, the channel of a channel file. */
@@ -150,15 +178,21 @@ function ruleProblems(data: Pick<RawFile, 'webhooks' | 'alerts'>, scope: RuleSco
   const seen = new Map<string, number>()
   const hooks = Object.keys(data.webhooks)
   const only: Record<string, Condition> = { destination: 'destination-failing', consecutiveFailures: 'destination-failing', credential: 'credential-fail-fast', maxAgeSeconds: 'queue-age' }
+  const bad = scope.bad ?? new Set<string>()
   for (const [i, a] of data.alerts.entries()) {
     const base = `${scope.at}/alerts/${i}`
+    if (!isObject(a)) continue
+    const ok = (key: string) => !under(bad, base + key)
     const at = (key: string, message: string) => problems.push({ file: scope.file, pointer: base + key, message })
-    if (seen.has(a.name)) at('/name', `duplicate alert name "${a.name}" (also ${scope.at}/alerts/${seen.get(a.name)}/name)`)
-    else seen.set(a.name, i)
-    if (!hooks.includes(a.webhook)) {
+    if (typeof a.name === 'string' && ok('/name')) {
+      if (seen.has(a.name)) at('/name', `duplicate alert name "${a.name}" (also ${scope.at}/alerts/${seen.get(a.name)}/name)`)
+      else seen.set(a.name, i)
+    }
+    if (typeof a.webhook === 'string' && ok('/webhook') && !bad.has(`${scope.at}/webhooks`) && !hooks.includes(a.webhook)) {
       const guess = nearest(a.webhook, hooks)
       at('/webhook', `unknown webhook "${a.webhook}"` + (guess ? `; did you mean "${guess}"?` : '') + `; defined: ${hooks.join(', ')}`)
     }
+    if (typeof a.condition !== 'string' || !ok('/condition')) continue
     for (const [key, condition] of Object.entries(only)) {
       if (key in a && a.condition !== condition) at(`/${key}`, `applies only to the "${condition}" condition`)
     }

@@ -10,6 +10,16 @@ export interface RulesAt {
   at: string
 }
 
+/** What a rule may name of one channel: its name, its destinations', and its credentials' (undefined: not known, not checked). */
+export interface ChannelNames {
+  name: string
+  destinations: readonly string[]
+  credentials?: readonly string[]
+}
+
+/** The names of a loaded channel that rules may refer to. */
+export const channelNames = (ch: LoadedChannel): ChannelNames => ({ name: ch.name, destinations: ch.destinations.map((d) => d.name), credentials: Object.keys(ch.credentials) })
+
 const list = (names: readonly string[]) => names.join(', ') || '(none)'
 
 /** "unknown destination "fhri"; did you mean "fhir"?; destinations of channel orders: fhir, audit". */
@@ -18,7 +28,7 @@ function unknown(kind: string, value: string, known: readonly string[], where: s
   return `unknown ${kind} "${value}"` + (guess ? `; did you mean "${guess}"?` : '') + `; ${where}: ${list(known)}`
 }
 
-const ofChannels = (kind: string, watched: readonly LoadedChannel[]) =>
+const ofChannels = (kind: string, watched: readonly ChannelNames[]) =>
   `${kind} of channel${watched.length === 1 ? '' : 's'} ${watched.map((c) => c.name).join(', ')}`
 
 /**
@@ -28,9 +38,9 @@ const ofChannels = (kind: string, watched: readonly LoadedChannel[]) =>
  * Rules of a channel file (`scope`) are checked against their channel only (ruleProblems reports
  * their other `channels`); an option of another condition is reported by ruleProblems too.
  * @example
- * const problems = referenceProblems(loaded.alerts, channels, { file: 'alerts.json', at: '/alerts' })
+ * const problems = referenceProblems(loaded.alerts, channels.map(channelNames), { file: 'alerts.json', at: '/alerts' })
  */
-export function referenceProblems(rules: readonly AlertRule[], channels: readonly LoadedChannel[], where: RulesAt): ConfigProblem[] {
+export function referenceProblems(rules: readonly AlertRule[], channels: readonly ChannelNames[], where: RulesAt): ConfigProblem[] {
   const problems: ConfigProblem[] = []
   const names = channels.map((c) => c.name)
   for (const [i, rule] of rules.entries()) {
@@ -44,11 +54,11 @@ export function referenceProblems(rules: readonly AlertRule[], channels: readonl
     const watched = channels.filter((c) => named === '*' || named.includes(c.name))
     if (watched.length === 0) continue
     if (rule.condition === 'destination-failing' && rule.destination !== undefined) {
-      const known = [...new Set(watched.flatMap((c) => c.destinations.map((d) => d.name)))]
+      const known = [...new Set(watched.flatMap((c) => c.destinations))]
       if (!known.includes(rule.destination)) at('/destination', unknown('destination', rule.destination, known, ofChannels('destinations', watched)))
     }
-    if (rule.condition === 'credential-fail-fast' && rule.credential !== undefined) {
-      const known = [...new Set(watched.flatMap((c) => Object.keys(c.credentials)))]
+    if (rule.condition === 'credential-fail-fast' && rule.credential !== undefined && watched.every((c) => c.credentials)) {
+      const known = [...new Set(watched.flatMap((c) => c.credentials ?? []))]
       if (!known.includes(rule.credential)) at('/credential', unknown('credential', rule.credential, known, ofChannels('credentials', watched)))
     }
   }

@@ -1,9 +1,10 @@
-import { closeSync, existsSync, fchmodSync, lstatSync, openSync, renameSync, rmSync, statSync } from 'node:fs'
-import { dirname, join, resolve } from 'node:path'
+import { closeSync, existsSync, fchmodSync, lstatSync, openSync, realpathSync, renameSync, rmSync, statSync } from 'node:fs'
+import { basename, dirname, join, resolve, sep } from 'node:path'
 import { parseArgs } from 'node:util'
 import Database from 'better-sqlite3'
 import { dataDirOf, type CommandIO } from '../cli-io.ts'
 import { storeOptions, storeUrlOf } from '../store.ts'
+import { refuseSymbolicLink } from '../../shared/store/data-dir.ts'
 
 export const summary = 'copy the message store while weir run is running (online backup)'
 export const usage = `usage: weir backup <dest-file> [--data-dir D] [--force]
@@ -14,6 +15,8 @@ stopping it. The copy is written mode 0600 (it holds patient data) and is a comp
 store: put it in an empty data directory (mode 0700) as weir.db to restore it. It is written
 first to <dest-file>.partial-<pid>, created by the backup alone: a file already at that name
 is refused (never written into), then renamed over <dest-file> once complete.
+<dest-file> may not be in the data directory (the store, its -wal, -shm or -journal, or any other
+file there), even with --force; a symbolic link at weir.db, weir.db-wal or weir.db-shm is refused.
 Not copied: <data-dir>/oauth (refresh tokens, the store key of encrypted content): back it
 up too, as files.
 
@@ -60,6 +63,41 @@ function createPartial(file: string): void {
   }
 }
 
+/** The files of the SQLite store in a data directory: none of them is ever a backup's destination. */
+const STORE_FILES = ['weir.db', 'weir.db-wal', 'weir.db-shm', 'weir.db-journal']
+
+/** `path` with its symbolic links resolved, or `path` itself when it cannot be (missing). */
+function realOrSelf(path: string): string {
+  try {
+    return realpathSync(path)
+  } catch {
+    return path
+  }
+}
+
+/**
+ * Why `dest` must not be written, or undefined: the store itself or one of its files (by real path,
+ * and by device and inode for a hard link elsewhere), or any other file in the data directory (a
+ * backup there is lost with it and may overwrite the lock or the oauth keys). `dest` is the path the
+ * copy is renamed to: a symbolic link there would itself be replaced, but its directory is resolved.
+ */
+function destinationProblem(dest: string, dataDir: string): string | undefined {
+  const realDir = realOrSelf(dataDir)
+  const realDest = join(realOrSelf(dirname(dest)), basename(dest))
+  const destStat = statSync(dest, { throwIfNoEntry: false })
+  for (const f of STORE_FILES) {
+    const store = join(realDir, f)
+    const st = statSync(store, { throwIfNoEntry: false })
+    if (realDest === store || (destStat && st && destStat.dev === st.dev && destStat.ino === st.ino)) {
+      return `${dest} is the message store file ${join(dataDir, f)} itself; a backup must be written elsewhere (outside the data directory)`
+    }
+  }
+  if (realDest.startsWith(realDir + sep)) {
+    return `${dest} is inside the data directory ${dataDir}; a backup there is lost with the store and may overwrite the engine's files: write it elsewhere`
+  }
+  return undefined
+}
+
 /** `weir backup <dest-file>`: an online copy of the SQLite message store. */
 export async function run(args: string[], io: CommandIO): Promise<number> {
   const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { 'data-dir': { type: 'string' }, force: { type: 'boolean', default: false }, ...storeOptions } })
@@ -74,8 +112,20 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
   const dataDir = dataDirOf(values['data-dir'], io)
   const source = join(dataDir, 'weir.db')
   const dest = resolve(io.cwd, positionals[0]!)
+  try {
+    // As weir run and weir messages do: a symbolic link at the store is refused, not followed.
+    for (const f of ['weir.db', 'weir.db-wal', 'weir.db-shm']) refuseSymbolicLink(join(dataDir, f))
+  } catch (e) {
+    io.err(`weir backup: ${(e as Error).message}`)
+    return 1
+  }
   if (!existsSync(source)) {
     io.err(`weir backup: no message store in ${dataDir}`)
+    return 1
+  }
+  const refused = destinationProblem(dest, dataDir)
+  if (refused) {
+    io.err(`weir backup: ${refused}`)
     return 1
   }
   if (existsSync(dest) && !values.force) {

@@ -1,3 +1,5 @@
+import { readFile } from 'node:fs/promises'
+import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import type { CommandIO } from '../cli-io.ts'
 import { loadChannel } from '../load.ts'
@@ -6,9 +8,10 @@ import { loadTestFile } from '../harness/test-file.ts'
 import type { LoadedChannel } from '../../shared/config/types.ts'
 import { displayPath } from '../../shared/config/load.ts'
 import { isJsonContentType } from '../../shared/component.ts'
+import { loadAlerts } from '../alerts/load.ts'
 
-export const summary = 'check channel files: JSON, schemas, component configs, secrets (all errors at once)'
-export const usage = `usage: weir validate <channel.json...> [--quiet]
+export const summary = 'check channel files and alerts files: JSON, schemas, component configs, secrets (all errors at once)'
+export const usage = `usage: weir validate <channel.json...> [--alerts alerts.json]... [--quiet]
 
 Checks each channel file: JSON syntax (line and column), the channel schema, each component's
 config against its own schema, secret references ({"$env": ...}, {"$file": ...}) and provider
@@ -17,8 +20,12 @@ Literal secrets in the file are warnings, and so are http:// token, issuer, JWKS
 host that is not loopback, and a listener on all interfaces without authentication or TLS
 (warnings go to stderr and do not change the exit status). A file named *.test.json is checked as a channel test
 file (its schema, then the channel it names, with the test's env values).
+An alerts file (what weir run --alerts takes) is checked as weir run checks it: given with --alerts,
+or recognised by its shape (top-level "webhooks" or "alerts", and no "name" or "source"). Which
+channels, destinations and credentials its rules name is checked by weir run, against the channels run.
 
-  --quiet   print only problems and warnings
+  --alerts FILE   check FILE as an alerts file (repeatable)
+  --quiet         print only problems and warnings
 
 exit status: 0 when every file is valid, 1 when any is not, 2 on bad usage`
 
@@ -93,27 +100,55 @@ export function contentWarnings(ch: LoadedChannel): string[] {
     `${file}#${d.pointer}: mllp sends ER7 text, but the ${made.type} filter at ${made.at} leaves JSON: every message would go to error; add { "type": "hl7v2", "config": { "to": "er7" } } after it (or deliver the JSON with an http destination)`)
 }
 
+/**
+ * Whether `file` holds an alerts file rather than a channel: a JSON object with `webhooks` or
+ * `alerts` and neither `name` nor `source` (a channel's own `alerts` block sits beside its name).
+ * A file that cannot be read or parsed is not: the channel loader then reports why.
+ */
+async function looksLikeAlertsFile(file: string): Promise<boolean> {
+  try {
+    const data: unknown = JSON.parse(await readFile(file, 'utf8'))
+    if (typeof data !== 'object' || data === null || Array.isArray(data)) return false
+    return ('webhooks' in data || 'alerts' in data) && !('name' in data) && !('source' in data)
+  } catch {
+    return false
+  }
+}
+
+/** Checks one file as `kind`; throws what its loader throws. Warnings to stderr, `ok …` to stdout unless quiet. */
+async function check(file: string, kind: 'channel' | 'alerts', io: CommandIO, quiet: boolean): Promise<void> {
+  const path = resolve(io.cwd, file)
+  if (kind === 'alerts' || (!file.endsWith('.test.json') && await looksLikeAlertsFile(path))) {
+    const loaded = await loadAlerts(path, { env: io.env })
+    for (const w of loaded.warnings) io.err(`warning: ${w}`)
+    if (!quiet) io.out(`ok ${file}: alerts file, ${loaded.alerts.length} alert(s), webhooks ${Object.keys(loaded.webhooks).join(', ')}`)
+    return
+  }
+  if (file.endsWith('.test.json')) {
+    const t = await loadTestFile(path)
+    const ch = await loadChannel(t.channel, { env: { ...io.env, ...t.env } })
+    for (const w of [...ch.warnings, ...transportWarnings(ch), ...contentWarnings(ch)]) io.err(`warning: ${w}`)
+    if (!quiet) io.out(`ok ${file}: test of channel "${ch.name}", ${t.cases.length} case(s)`)
+    return
+  }
+  const ch = await loadChannel(path, { env: io.env })
+  for (const w of [...ch.warnings, ...transportWarnings(ch), ...contentWarnings(ch)]) io.err(`warning: ${w}`)
+  if (!quiet) {
+    io.out(`ok ${file}: channel "${ch.name}", source ${ch.source.definition.type}, ${ch.filters.length} filter(s), destinations ${ch.destinations.map((d) => d.name).join(', ')}`)
+  }
+}
+
 export async function run(args: string[], io: CommandIO): Promise<number> {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { quiet: { type: 'boolean', default: false } } })
-  if (positionals.length === 0) {
+  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { quiet: { type: 'boolean', default: false }, alerts: { type: 'string', multiple: true } } })
+  const files = [...positionals.map((file) => ({ file, kind: 'channel' as const })), ...(values.alerts ?? []).map((file) => ({ file, kind: 'alerts' as const }))]
+  if (files.length === 0) {
     io.err(usage)
     return 2
   }
   let failed = 0
-  for (const file of positionals) {
+  for (const { file, kind } of files) {
     try {
-      if (file.endsWith('.test.json')) {
-        const t = await loadTestFile(file)
-        const ch = await loadChannel(t.channel, { env: { ...io.env, ...t.env } })
-        for (const w of [...ch.warnings, ...transportWarnings(ch), ...contentWarnings(ch)]) io.err(`warning: ${w}`)
-        if (!values.quiet) io.out(`ok ${file}: test of channel "${ch.name}", ${t.cases.length} case(s)`)
-        continue
-      }
-      const ch = await loadChannel(file, { env: io.env })
-      for (const w of [...ch.warnings, ...transportWarnings(ch), ...contentWarnings(ch)]) io.err(`warning: ${w}`)
-      if (!values.quiet) {
-        io.out(`ok ${file}: channel "${ch.name}", source ${ch.source.definition.type}, ${ch.filters.length} filter(s), destinations ${ch.destinations.map((d) => d.name).join(', ')}`)
-      }
+      await check(file, kind, io, values.quiet)
     } catch (e) {
       if (!isWeirError(e) || !e.userError) throw e
       failed++
@@ -121,6 +156,6 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
       for (const l of lines) io.err(l)
     }
   }
-  if (positionals.length > 1 || failed) io.err(`${positionals.length - failed} valid, ${failed} invalid`)
+  if (files.length > 1 || failed) io.err(`${files.length - failed} valid, ${failed} invalid`)
   return failed ? 1 : 0
 }

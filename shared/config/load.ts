@@ -270,7 +270,8 @@ export async function loadChannelObject(raw: unknown, options: LoadOptions & { f
   const alerts = data.alerts as ChannelAlertsBlock | undefined
   let alertsChecked: { problems: ConfigProblem[]; warnings: string[] } | undefined
   if (alerts && options.checkAlerts && !isBad('/alerts') && !isBad('/name')) {
-    alertsChecked = await options.checkAlerts(alerts, { channel: String(data.name), file, displayName: name, credentials, credentialsKnown, env })
+    const destinationNames = (Array.isArray(data.destinations) ? (data.destinations as Array<{ name?: unknown } | null>) : []).flatMap((d) => (typeof d?.name === 'string' ? [d.name] : []))
+    alertsChecked = await options.checkAlerts(alerts, { channel: String(data.name), file, displayName: name, credentials, credentialsKnown, destinations: destinationNames, env })
     problems.push(...alertsChecked.problems)
   }
 

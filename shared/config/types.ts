@@ -100,5 +100,7 @@ export interface ChannelAlertsContext {
   /** The channel's credentials, prepared (secrets resolved); false `credentialsKnown` when a credentials file could not be read. */
   credentials: Record<string, Readonly<Record<string, unknown>>>
   credentialsKnown: boolean
+  /** The names of the channel's destinations (each entry's `name`, whether or not its config is valid). */
+  destinations: readonly string[]
   env: NodeJS.ProcessEnv
 }

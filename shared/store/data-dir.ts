@@ -1,4 +1,4 @@
-import { chmodSync, closeSync, lstatSync, mkdirSync, openSync, statSync } from 'node:fs'
+import { chmodSync, closeSync, lstatSync, mkdirSync, openSync, statSync, type Stats } from 'node:fs'
 import { StoreError } from './errors.ts'
 
 /** The environment variable that accepts a data directory group or others may read (`1`). */
@@ -38,20 +38,29 @@ export function secureDataDir(dir: string, options: DataDirOptions = {}): boolea
 }
 
 /**
+ * The lstat of a store file, undefined when it is missing; a symbolic link is refused (ERR_STORE),
+ * never followed (weir run, weir messages and weir backup alike).
+ */
+export function refuseSymbolicLink(file: string): Stats | undefined {
+  let st
+  try {
+    st = lstatSync(file)
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw new StoreError(`cannot read ${file}: ${(e as Error).message}`, { cause: e })
+  }
+  if (st.isSymbolicLink()) throw new StoreError(`${file} is a symbolic link; Weir does not follow it (patient data would go where it points): replace it with a file of its own`)
+  return st
+}
+
+/**
  * Takes group and others' access away from `file` when it exists (a store an older Weir created
  * 0644). A symbolic link is refused (ERR_STORE), never followed: patient data is not written, nor
  * a mode changed, outside the file Weir means.
  */
 export function tightenFile(file: string): void {
-  let st
-  try {
-    st = lstatSync(file)
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return
-    throw new StoreError(`cannot read ${file}: ${(e as Error).message}`, { cause: e })
-  }
-  if (st.isSymbolicLink()) throw new StoreError(`${file} is a symbolic link; Weir does not follow it (patient data would go where it points): replace it with a file of its own`)
-  if (!checksModes) return
+  const st = refuseSymbolicLink(file)
+  if (!st || !checksModes) return
   try {
     const mode = st.mode & 0o777
     if (mode & 0o077) chmodSync(file, mode & 0o700)

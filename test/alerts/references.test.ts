@@ -77,6 +77,7 @@ describe('weir run --alerts refuses a rule naming what the channels do not have'
     const { status, err } = await weirRun(alertsFile(ok), block)
     expect(status).toBe(1)
     expect(err.split('\n')).toContain(`${join(dir.path, 'orders.json')}#/alerts/alerts/0/destination: unknown destination "audti"; did you mean "audit"?; destinations of channel orders: fhir, audit`)
+    expect(err.split('\n').filter((l) => l.includes('#/alerts/alerts/0/destination'))).toHaveLength(1)
     expect(err).not.toMatch(/internal error|\n\s+at /)
   })
 
