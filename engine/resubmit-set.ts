@@ -1,4 +1,6 @@
-import type { ListFilter, MessageStore, ResubmitPreview } from '../shared/store/index.ts'
+import { createHash } from 'node:crypto'
+import { nearest } from '../shared/config/problems.ts'
+import type { ListFilter, MessageStore, ResubmitPreview, StoredMessage } from '../shared/store/index.ts'
 
 /** The largest set one resubmit may touch: beyond it, the operator narrows the filter (or repeats with a later one). */
 export const RESUBMIT_SET_LIMIT = 10_000
@@ -13,6 +15,8 @@ export type SetFilter = Pick<ListFilter, 'channel' | 'status' | 'since' | 'until
 /** The finished messages of a set, newest first; `more` when the set holds more than `limit` of them. */
 export interface ResubmitSet {
   ids: string[]
+  /** {@link setDigest} of the set: its messages as they are now. */
+  digest: string
   /** The newest matching message's `seq` (0: none): a later confirmation takes no message received after the preview. */
   maxSeq: number
   more: boolean
@@ -28,20 +32,49 @@ export interface ResubmitSet {
  */
 export async function resubmitSet(store: MessageStore, filter: SetFilter, o: { maxSeq?: number; limit?: number } = {}): Promise<ResubmitSet> {
   const limit = o.limit ?? RESUBMIT_SET_LIMIT
-  const ids: string[] = []
+  const found: StoredMessage[] = []
   let maxSeq = o.maxSeq ?? 0
   let after = o.maxSeq === undefined ? undefined : o.maxSeq + 1
   for (;;) {
     const page = await store.list({ ...filter, order: 'desc', limit: PAGE, ...(after !== undefined ? { after } : {}) })
     if (page.length === 0) break
     if (after === undefined) maxSeq = page[0]!.seq
-    for (const m of page) if (FINISHED.has(m.status)) ids.push(m.id)
-    if (ids.length > limit) return { ids: ids.slice(0, limit), maxSeq, more: true }
+    for (const m of page) if (FINISHED.has(m.status)) found.push(m)
+    if (found.length > limit) return { ...pinnedSet(found.slice(0, limit)), maxSeq, more: true }
     if (page.length < PAGE) break
     after = page.at(-1)!.seq
   }
-  return { ids, maxSeq, more: false }
+  return { ...pinnedSet(found), maxSeq, more: false }
 }
+
+const pinnedSet = (found: readonly StoredMessage[]) => ({ ids: found.map((m) => m.id), digest: setDigest(found) })
+
+/**
+ * The set itself, pinned: SHA-256 (hex) of its messages' ids, each with when it last changed
+ * (`updatedAt`), sorted. A preview hands it out and the confirmation recomputes it: a set with the
+ * same count but other messages is refused, and so is the same set once resubmitted (a resubmit
+ * changes every message it queues, and finishing again changes it once more), so a confirmation
+ * resubmits once; replayed, or sent twice by a double click, it is refused.
+ */
+export function setDigest(messages: ReadonlyArray<Pick<StoredMessage, 'id' | 'updatedAt'>>): string {
+  return createHash('sha256').update(messages.map((m) => `${m.id} ${m.updatedAt}`).sort().join('\n')).digest('hex')
+}
+
+/**
+ * Runs `task` after every earlier task of the same `key` has settled: one process's confirmations of
+ * one channel's sets check and resubmit one after another, so the second of two identical ones (a
+ * double click) sees the set the first changed. (Between processes the digest, which a resubmit
+ * changes, does the same once the first has committed.)
+ */
+export function oneAtATime<T>(key: string, task: () => Promise<T>): Promise<T> {
+  const before = queues.get(key) ?? Promise.resolve()
+  const run = before.then(task, task)
+  const tail = run.then(() => undefined, () => undefined)
+  queues.set(key, tail)
+  void tail.then(() => { if (queues.get(key) === tail) queues.delete(key) })
+  return run
+}
+const queues = new Map<string, Promise<void>>()
 
 /** Resubmits `ids` a batch at a time; how many were queued again. */
 export async function resubmitInBatches(store: MessageStore, ids: readonly string[]): Promise<number> {
@@ -56,13 +89,49 @@ export function previewSentence(p: ResubmitPreview): string {
   return `resubmits ${n(p.messages, 'message')} to ${n(Object.keys(p.destinations).length, 'destination')}`
 }
 
-/** The filter in words, for the audit log and the confirmation page. */
-export function describeFilter(f: SetFilter): string {
+/** What the audit log writes for a search key's value: never the value itself (a patient's identifier, kept in the log after a purge). */
+export const WITHHELD = '(value withheld)'
+
+/**
+ * The filter in words, for the confirmation page, and with `withhold` for the audit log: the search
+ * key's name without its value ({@link WITHHELD}).
+ */
+export function describeFilter(f: SetFilter, o: { withhold?: boolean } = {}): string {
   const parts = [
     f.status && `status ${f.status}`,
     f.since !== undefined && `received since ${new Date(f.since).toISOString()}`,
     f.until !== undefined && `until ${new Date(f.until).toISOString()}`,
-    f.key && `${f.key.name}=${f.key.value}`,
+    f.key && `${f.key.name}=${o.withhold ? WITHHELD : f.key.value}`,
   ].filter(Boolean)
   return parts.length ? parts.join(', ') : 'every finished message'
+}
+
+/** Message ids an audit entry names before it only counts the rest. */
+const AUDIT_IDS = 10
+
+/**
+ * A set resubmit as the audit log keeps it: the channel, the filter without a search key's value,
+ * and the ids resubmitted (the first {@link AUDIT_IDS}, then how many more): whom they concern an
+ * auditor reads from the messages themselves, while they are kept, with the rights that needs.
+ *
+ * @example
+ * auditTarget('orders', { status: 'delivered', key: { name: 'mrn', value: 'MRN12' } }, ['01J…'])
+ * // 'orders: status delivered, mrn=(value withheld); 01J…'
+ */
+export function auditTarget(channel: string | undefined, f: SetFilter, ids: readonly string[]): string {
+  const shown = ids.slice(0, AUDIT_IDS).join(' ')
+  const more = ids.length > AUDIT_IDS ? ` and ${(ids.length - AUDIT_IDS).toLocaleString('en-US')} more` : ''
+  return `${channel ?? 'every channel'}: ${describeFilter(f, { withhold: true })}${ids.length ? `; ${shown}${more}` : ''}`
+}
+
+/**
+ * Why `channel` names nothing: undefined when the store holds a message of it or `known` (the
+ * engine's channels) has it; otherwise "no messages of channel orderz in the message log; did you
+ * mean "orders"?; channels there: orders".
+ */
+export async function unknownChannel(store: MessageStore, channel: string, known: readonly string[] = []): Promise<string | undefined> {
+  if (known.includes(channel) || Object.values(await store.stats(channel)).some((n) => n > 0)) return undefined
+  const there = store.channels ? await store.channels() : []
+  const near = nearest(channel, new Set([...known, ...there]))
+  return `no messages of channel ${channel} in the message log${near ? `; did you mean "${near}"?` : ''}; channels there: ${there.length ? there.join(', ') : '(none)'}`
 }

@@ -28,7 +28,12 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
   res.end(res.req.method === 'HEAD' ? undefined : text)
 }
 
-/** Reads a POST body (at most MAX_BODY_BYTES): URL-encoded form fields, or the string fields of a JSON object. */
+/**
+ * Reads a POST body (at most MAX_BODY_BYTES): URL-encoded form fields, or the fields of a JSON
+ * object whose values are strings, finite numbers or booleans (as their text: `{"count": 3}` is
+ * `count=3`); other values are left out. The content type does not decide the CSRF check: a
+ * session's POST needs its token either way (`_csrf` or `x-csrf-token`).
+ */
 export async function readForm(req: IncomingMessage): Promise<URLSearchParams> {
   const chunks: Buffer[] = []
   let size = 0
@@ -49,5 +54,10 @@ export async function readForm(req: IncomingMessage): Promise<URLSearchParams> {
     throw new Refusal(400, 'body is not valid JSON')
   }
   if (!data || typeof data !== 'object' || Array.isArray(data)) throw new Refusal(400, 'body must be a JSON object')
-  return new URLSearchParams(Object.entries(data).filter(([, v]) => typeof v === 'string') as Array<[string, string]>)
+  return new URLSearchParams(Object.entries(data).flatMap(([k, v]) => (scalar(v) ? [[k, String(v)] as [string, string]] : [])))
+}
+
+/** A JSON value read as a form field: a string, a finite number or a boolean. */
+function scalar(v: unknown): v is string | number | boolean {
+  return typeof v === 'string' || typeof v === 'boolean' || (typeof v === 'number' && Number.isFinite(v))
 }

@@ -1,5 +1,4 @@
 import { userInfo } from 'node:os'
-import { createHash } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -10,7 +9,7 @@ import { excerpt, iso, scrubShown, shownMessage } from '../message-view.ts'
 import { MESSAGE_STATUSES, type ListFilter, type MessageStatus, type MessageStore } from '../../shared/store/index.ts'
 import { openStoreFor, storeOptions, storeUsage } from '../store.ts'
 import { purgeInBatches } from '../retention.ts'
-import { describeFilter, previewSentence, RESUBMIT_SET_LIMIT, resubmitInBatches, resubmitSet, type SetFilter } from '../resubmit-set.ts'
+import { auditTarget, describeFilter, previewSentence, RESUBMIT_SET_LIMIT, resubmitInBatches, resubmitSet, unknownChannel, type ResubmitSet, type SetFilter } from '../resubmit-set.ts'
 import { SEARCH_KEY_NAME } from '../../shared/key-expression.ts'
 import { displayPath, parseJsonWithLocation } from '../../shared/config/load.ts'
 
@@ -39,7 +38,8 @@ resubmit  queues delivered, filtered or error messages again; destinations that 
           first prints what it would do ("resubmits 1,204 messages to 2 destinations") and does
           nothing; run it again with the --confirm it printed (the count and the set's digest,
           e.g. --confirm 1204:9f86d081884c7d65): it resubmits what the filter then matches only if
-          that is still exactly the previewed messages (not merely as many).
+          that is still exactly the previewed messages, unchanged (not merely as many). A --confirm
+          is good for one resubmit: used again it exits 1 and resubmits nothing.
           At most ${RESUBMIT_SET_LIMIT} at a time: narrow the filter for more.
 purge     deletes finished messages (delivered, filtered, error) last updated before T (an ISO
           date or a duration ago: 30d), with their history; queued and in-flight ones are kept.
@@ -53,7 +53,9 @@ purge     deletes finished messages (delivered, filtered, error) last updated be
   --data-dir D   the message store (default ./data, or $WEIR_DATA_DIR)
 ${storeUsage}
 
-exit status: 0 on success (purge: also when nothing was old enough), 1 when nothing matched, 2 on bad usage`
+exit status: 0 on success (purge: also when nothing was old enough), 1 when nothing matched (a
+             --confirm whose set changed or was resubmitted already, a purge of a channel the log
+             does not hold), 2 on bad usage`
 
 /**
  * An ISO 8601 date (midnight UTC, as `Date.parse` reads it), or a date and time with its zone (`Z` or
@@ -165,12 +167,7 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
       return await showMessage(store, positionals[0]!, values.json, io, dataDir)
     }
 
-    if (sub === 'purge') {
-      const n = await purgeInBatches(store, { before: before!, ...(values.channel ? { channel: values.channel } : {}) })
-      await store.audit({ at: Date.now(), actor: cliActor(), action: 'purge', target: `${values.channel ?? 'every channel'}: finished before ${iso(before)}`, count: n })
-      io.out(`purged ${n} finished message(s) last updated before ${iso(before)}${values.channel ? ` in channel ${values.channel}` : ''}`)
-      return 0
-    }
+    if (sub === 'purge') return await purge(store, before!, values.channel, io)
 
     if (positionals.length === 0) return await resubmitByFilter(store, { ...search, ...times, ...(status ? { status } : {}) }, values.confirm, io)
     if (status || values.confirm !== undefined || values.since !== undefined) throw new errorCodes.ERR_USAGE('resubmit takes message ids or a filter (--status, --key, --since, --until), not both')
@@ -198,10 +195,28 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
   }
 }
 
-/** The set pinned for `--confirm`: its count and the first 16 hex digits of the SHA-256 of its sorted ids. */
-function setToken(ids: readonly string[]): string {
-  return `${ids.length}:${createHash('sha256').update([...ids].sort().join('\n')).digest('hex').slice(0, 16)}`
+/**
+ * `weir messages purge`: deletes the finished messages last updated before `before` and audits it.
+ * A `channel` the log holds no message of is refused (exit 1, nothing audited), with the channels
+ * it does hold: a typo would otherwise read as "nothing old enough".
+ */
+async function purge(store: MessageStore, before: number, channel: string | undefined, io: CommandIO): Promise<number> {
+  const unknown = channel === undefined ? undefined : await unknownChannel(store, channel)
+  if (unknown) {
+    io.err(`${printable(unknown)}; nothing purged`)
+    return 1
+  }
+  const n = await purgeInBatches(store, { before, ...(channel ? { channel } : {}) })
+  await store.audit({ at: Date.now(), actor: cliActor(), action: 'purge', target: `${channel ?? 'every channel'}: finished before ${iso(before)}`, count: n })
+  io.out(`purged ${n} finished message(s) last updated before ${iso(before)}${channel ? ` in channel ${channel}` : ''}`)
+  return 0
 }
+
+/**
+ * The set pinned for `--confirm`: its count and the first 16 hex digits of its digest (`setDigest`:
+ * the messages' ids and when each last changed, so a resubmit spends it).
+ */
+const setToken = (set: ResubmitSet) => `${set.ids.length}:${set.digest.slice(0, 16)}`
 
 /**
  * A resubmit by filter: prints the preview and does nothing, unless `confirm` is the token the
@@ -221,15 +236,21 @@ async function resubmitByFilter(store: MessageStore, filter: SetFilter, confirm:
     const preview = await store.resubmitPreview(set.ids)
     const perDestination = Object.entries(preview.destinations).map(([d, n]) => `${printable(d)} ${n}`).join(', ')
     io.out(`${where}: this ${previewSentence(preview)}${perDestination ? ` (${perDestination})` : ''}${preview.undelivered ? `; ${preview.undelivered} to every destination` : ''}.`)
-    io.out(`nothing resubmitted yet: run again with --confirm ${setToken(set.ids)}: it resubmits the messages the filter then matches, if they are still exactly these ${set.ids.length}`)
+    io.out(`nothing resubmitted yet: run again with --confirm ${setToken(set)}: it resubmits the messages the filter then matches, if they are still exactly these ${set.ids.length} as they are now (once: a resubmit spends it)`)
     return 0
   }
   const [count, digest] = confirm.replace(/,/g, '').trim().split(':')
   if (digest === undefined || !/^\d+$/.test(count!) || !/^[0-9a-f]{16}$/i.test(digest)) throw new errorCodes.ERR_USAGE(`--confirm takes the value the preview printed, the count and the set's digest (--confirm N:DIGEST), not ${escapeControl(confirm)}; run the resubmit without --confirm to preview; nothing resubmitted`)
-  if (Number(count) !== set.ids.length) throw new errorCodes.ERR_USAGE(`--confirm ${escapeControl(confirm)} does not match: ${where} now matches ${set.ids.length} finished message(s); nothing resubmitted, preview it again`)
-  if (`${set.ids.length}:${digest.toLowerCase()}` !== setToken(set.ids)) throw new errorCodes.ERR_USAGE(`--confirm ${escapeControl(confirm)} does not match: ${where} still matches ${set.ids.length} finished message(s), but not the previewed ones (some left it, others joined it meanwhile); nothing resubmitted, preview it again`)
+  if (Number(count) !== set.ids.length) {
+    io.err(`--confirm ${escapeControl(confirm)} does not match: ${where} now matches ${set.ids.length} finished message(s); nothing resubmitted, preview again`)
+    return 1
+  }
+  if (`${set.ids.length}:${digest.toLowerCase()}` !== setToken(set)) {
+    io.err(`--confirm ${escapeControl(confirm)} does not match: ${where} still matches ${set.ids.length} finished message(s), but not as previewed (this --confirm was used already, or some left the set, others joined it or finished again meanwhile); nothing resubmitted, preview again`)
+    return 1
+  }
   const done = await resubmitInBatches(store, set.ids)
-  await store.audit({ at: Date.now(), actor: cliActor(), action: 'resubmit', target: where, count: done })
+  await store.audit({ at: Date.now(), actor: cliActor(), action: 'resubmit', target: auditTarget(filter.channel, filter, set.ids), count: done })
   io.out(`resubmitted ${done} message(s)`)
   return 0
 }

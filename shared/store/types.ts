@@ -212,6 +212,8 @@ export interface MessageStore {
   list(filter?: ListFilter): Promise<StoredMessage[]>
   /** Counts by status, for one channel or all. */
   stats(channel?: string): Promise<ChannelStats>
+  /** The channels with at least one message in the log, sorted by name (for "no such channel; channels there: …"). Optional: a store without it is not asked. */
+  channels?(): Promise<string[]>
   /** Messages of `channel` not yet finished (queued, in-flight, retrying), including enqueues not yet committed. Synchronous: checked on every emit. */
   pending(channel: string): number
   /** The store's size on disk in bytes (SQLite: the database and its WAL; PostgreSQL: the database), for limits and metrics. */

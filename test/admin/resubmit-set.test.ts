@@ -51,7 +51,7 @@ describe('resubmitting a filtered set', () => {
     expect(fx.rt.api.received.length).toBe(sent + 2 + 6) // the later message's two failures, then three messages to two destinations
     const [entry] = await fx.rt.store.auditLog()
     expect(entry).toMatchObject({ actor: 'olivia', action: 'resubmit', count: 3 })
-    expect(entry!.target).toMatch(/^adt: status error, received since /)
+    expect(entry!.target).toMatch(/^adt: status error, received since \S+; \S+ \S+ \S+$/) // with the three ids resubmitted
     await page.click('nav a[href="/audit"]')
     expect(await page.locator('#audit tbody tr').first().locator('td').allTextContents()).toEqual([expect.any(String), 'olivia', 'resubmit', entry!.target, '3'])
     await shot(page, 'audit')
@@ -91,12 +91,45 @@ describe('resubmitting a filtered set', () => {
       body: JSON.stringify({ key: 'mrn=5', maxSeq: String(preview.json.maxSeq), count: '1', confirm: '1', digest: preview.json.digest }),
     })
     expect(post.status).toBe(409)
-    expect(post.json.error).toBe('the set changed since its preview: it still holds 1 finished message(s), but not the same ones (some were resubmitted or purged, others finished meanwhile); nothing was resubmitted, preview it again')
+    expect(post.json.error).toBe('the set changed since its preview: it still holds 1 finished message(s), but not as previewed (this confirmation was used already, or some were resubmitted, purged or finished meanwhile); nothing was resubmitted, preview it again')
     expect(await statuses(fx, [a!, b])).toEqual(['queued', 'delivered']) // b is not queued again
     expect(await fx.rt.store.auditLog()).toEqual([])
     await fx.handle.resume()
     await fx.handle.whenIdle({ timeoutMs: 10_000 })
     expect(fx.rt.api.received.length).toBe(sent + 2) // a, resubmitted by the other operator, to api and audit; b not again
+  })
+
+  it('over the API: a confirmation resubmits once; replayed later, or sent twice at once, it answers 409 and resends nothing (JSON numbers accepted)', async () => {
+    const [a] = await feed(fx, [{ mrn: 'MRN12' }, { mrn: 'MRN13' }])
+    const preview = await call(fx.url, '/api/channels/adt/resubmit?status=delivered&key=mrn%3DMRN12', { headers: bearer(OPERATOR_TOKEN) })
+    expect(preview.json).toMatchObject({ count: 1, filter: 'status delivered, mrn=MRN12' })
+    const body = JSON.stringify({ status: 'delivered', key: 'mrn=MRN12', maxSeq: preview.json.maxSeq, count: 1, digest: preview.json.digest, confirm: 1 })
+    const post = () => call(fx.url, '/api/channels/adt/resubmit', { method: 'POST', headers: { ...bearer(OPERATOR_TOKEN), 'content-type': 'application/json' }, body })
+    const sent = fx.rt.api.received.length
+    const [first, second] = await Promise.all([post(), post()]) // a double click
+    expect([first.status, second.status].sort()).toEqual([200, 409])
+    expect((first.status === 200 ? first : second).json).toMatchObject({ resubmitted: 1 })
+    await fx.handle.whenIdle({ timeoutMs: 10_000 })
+    expect(await statuses(fx, [a!])).toEqual(['delivered'])
+    const replay = await post() // the same confirmation, once the message finished again
+    expect(replay.status).toBe(409)
+    expect(replay.json.error).toMatch(/this confirmation was used already.*nothing was resubmitted, preview it again$/)
+    await fx.handle.whenIdle({ timeoutMs: 10_000 })
+    expect(fx.rt.api.received.length).toBe(sent + 2) // once, to api and audit
+    const log = await fx.rt.store.auditLog()
+    expect(log).toEqual([expect.objectContaining({ action: 'resubmit', count: 1, target: `adt: status delivered, mrn=(value withheld); ${a}` })])
+    expect(JSON.stringify(log)).not.toContain('MRN12')
+  })
+
+  it('answers 404 for a channel the engine does not run and the log does not hold, naming the nearest', async () => {
+    await feed(fx, [{ mrn: '1' }])
+    const typo = await call(fx.url, '/api/channels/adtt/resubmit?status=delivered', { headers: bearer(OPERATOR_TOKEN) })
+    expect([typo.status, typo.json.error]).toEqual([404, 'no channel "adtt": no messages of channel adtt in the message log; did you mean "adt"?; channels there: adt'])
+    const page = await call(fx.url, '/channels/adtt/resubmit?status=delivered', { headers: bearer(OPERATOR_TOKEN) })
+    expect(page.status).toBe(404)
+    const confirm = await call(fx.url, '/api/channels/adtt/resubmit', { method: 'POST', headers: { ...bearer(OPERATOR_TOKEN), 'content-type': 'application/json' }, body: '{"status":"delivered","maxSeq":1,"count":1,"digest":"' + '0'.repeat(64) + '","confirm":1}' })
+    expect(confirm.status).toBe(404)
+    expect(await fx.rt.store.auditLog()).toEqual([])
   })
 
   it('tells when a filter matches nothing to resubmit, and refuses a viewer the preview and the action', async () => {

@@ -149,14 +149,21 @@ describe('weir messages', () => {
     api.behaviour = () => undefined
     const rs = io(dir.path)
     expect(await messagesCommand(['resubmit', '--status', 'error', '--data-dir', 'data'], rs.io)).toBe(0)
-    expect(rs.out).toEqual(['every channel: status error: this resubmits 1 message to 1 destination (api 1).', expect.stringMatching(/^nothing resubmitted yet: run again with --confirm 1:[0-9a-f]{16}: it resubmits the messages the filter then matches, if they are still exactly these 1$/)])
+    expect(rs.out).toEqual(['every channel: status error: this resubmits 1 message to 1 destination (api 1).', expect.stringMatching(/^nothing resubmitted yet: run again with --confirm 1:[0-9a-f]{16}: it resubmits the messages the filter then matches, if they are still exactly these 1 as they are now \(once: a resubmit spends it\)$/)])
     const token = /--confirm (\S+):/.exec(rs.out[1]!)![1]!
     expect(api.received.filter((x) => x.key === `${bad.body.id}:api`)).toHaveLength(1)
-    const refused = (confirm: string) => messagesCommand(['resubmit', '--status', 'error', '--confirm', confirm, '--data-dir', 'data'], io(dir.path).io)
-    await expect(refused('1')).rejects.toThrow("--confirm takes the value the preview printed, the count and the set's digest (--confirm N:DIGEST), not 1; run the resubmit without --confirm to preview; nothing resubmitted")
-    await expect(refused(`2:${token.slice(2)}`)).rejects.toThrow(`--confirm 2:${token.slice(2)} does not match: every channel: status error now matches 1 finished message(s); nothing resubmitted, preview it again`)
+    const refused2 = async (confirm: string) => {
+      const r = io(dir.path)
+      return [await messagesCommand(['resubmit', '--status', 'delivered', '--confirm', confirm, '--data-dir', 'data'], r.io), r.err.join('\n')] as const
+    }
+    const refused = async (confirm: string) => {
+      const r = io(dir.path)
+      return [await messagesCommand(['resubmit', '--status', 'error', '--confirm', confirm, '--data-dir', 'data'], r.io), r.err.join('\n')]
+    }
+    await expect(messagesCommand(['resubmit', '--status', 'error', '--confirm', '1', '--data-dir', 'data'], io(dir.path).io)).rejects.toThrow("--confirm takes the value the preview printed, the count and the set's digest (--confirm N:DIGEST), not 1; run the resubmit without --confirm to preview; nothing resubmitted")
+    expect(await refused(`2:${token.slice(2)}`)).toEqual([1, `--confirm 2:${token.slice(2)} does not match: every channel: status error now matches 1 finished message(s); nothing resubmitted, preview again`])
     // As many messages as previewed is not enough: a set of other messages (one left it, another joined) is refused.
-    await expect(refused('1:0123456789abcdef')).rejects.toThrow('--confirm 1:0123456789abcdef does not match: every channel: status error still matches 1 finished message(s), but not the previewed ones (some left it, others joined it meanwhile); nothing resubmitted, preview it again')
+    expect(await refused('1:0123456789abcdef')).toEqual([1, '--confirm 1:0123456789abcdef does not match: every channel: status error still matches 1 finished message(s), but not as previewed (this --confirm was used already, or some left the set, others joined it or finished again meanwhile); nothing resubmitted, preview again'])
     expect(api.received.filter((x) => x.key === `${bad.body.id}:api`)).toHaveLength(1)
     const ok = io(dir.path)
     expect(await messagesCommand(['resubmit', '--status', 'error', '--confirm', token, '--data-dir', 'data'], ok.io)).toBe(0)
@@ -164,18 +171,28 @@ describe('weir messages', () => {
     // The running engine polls for work queued by another process.
     await until(() => api.received.filter((x) => x.key === `${bad.body.id}:api`).length === 2, 5000)
     await until(() => r.handles()[0]!.counters().delivered === 2)
+    // The same --confirm again, once the message is delivered: spent, nothing resent.
+    expect(await refused(token)).toEqual([1, expect.stringMatching(/^nothing to resubmit: no delivered, filtered or error message matches every channel: status error$/)])
+    const replay = io(dir.path)
+    expect(await messagesCommand(['resubmit', '--status', 'delivered', '--data-dir', 'data'], replay.io)).toBe(0)
+    const spent = /--confirm (\S+):/.exec(replay.out[1]!)![1]!
+    expect(await messagesCommand(['resubmit', '--status', 'delivered', '--confirm', spent, '--data-dir', 'data'], io(dir.path).io)).toBe(0)
+    await until(() => r.handles()[0]!.counters().delivered === 4)
+    const again = await refused2(spent)
+    expect(again[0]).toBe(1)
+    expect(again[1]).toMatch(/this --confirm was used already.*nothing resubmitted, preview again$/)
     expect(await r.stop()).toBe(0)
 
     const j = io(dir.path)
     expect(await messagesCommand(['show', bad.body.id, '--json', '--data-dir', 'data'], j.io)).toBe(0)
     const detail = JSON.parse(j.out[0]!) as { status: string; attempts: Array<{ outcome: string; responseStatus: number }> }
     expect(detail.status).toBe('delivered')
-    expect(detail.attempts.map((a) => [a.outcome, a.responseStatus])).toEqual([['permanent', 400], ['delivered', 200]])
+    expect(detail.attempts.map((a) => [a.outcome, a.responseStatus])).toEqual([['permanent', 400], ['delivered', 200], ['delivered', 200]]) // resubmitted by status error, then (once) by status delivered
     // The resubmit is in the audit log: who (the OS user), what, on what, how many.
     const { openSqliteStore } = await import('../../shared/store/index.ts')
     const reader = openSqliteStore({ dataDir: join(dir.path, 'data'), owner: false })
     const { userInfo } = await import('node:os')
-    expect(await reader.auditLog()).toEqual([expect.objectContaining({ actor: `cli:${userInfo().username}`, action: 'resubmit', target: 'every channel: status error', count: 1 })])
+    expect((await reader.auditLog()).at(-1)).toEqual(expect.objectContaining({ actor: `cli:${userInfo().username}`, action: 'resubmit', target: `every channel: status error; ${bad.body.id}`, count: 1 }))
     await reader.close()
   })
 
@@ -253,6 +270,15 @@ describe('weir messages', () => {
     const again = io(dir.path)
     expect(await messagesCommand(['purge', '--before', '2000-01-01T00:00:00Z', '--channel', 'adt', '--data-dir', 'data'], again.io)).toBe(0)
     expect(again.out).toEqual(['purged 0 finished message(s) last updated before 2000-01-01T00:00:00.000Z in channel adt'])
+
+    // A channel the log holds no message of (a typo): refused, nothing audited.
+    const typo = io(dir.path)
+    expect(await messagesCommand(['purge', '--before', '3m', '--channel', 'adtt', '--data-dir', 'data'], typo.io)).toBe(1)
+    expect([typo.out, typo.err]).toEqual([[], ['no messages of channel adtt in the message log; did you mean "adt"?; channels there: adt; nothing purged']])
+    const audited = openSqliteStore({ dataDir: join(dir.path, 'data'), owner: false })
+    expect((await audited.auditLog()).map((e) => e.target)).not.toContain(expect.stringContaining('adtt'))
+    expect(await audited.auditLog()).toHaveLength(2)
+    await audited.close()
 
     const missing = await messagesCommand(['purge', '--data-dir', 'data'], io(dir.path).io).catch((e) => e)
     expect([missing.userError, missing.message]).toEqual([true, 'purge needs --before (an ISO date or a duration ago like 30d)'])

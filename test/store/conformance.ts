@@ -54,6 +54,20 @@ export function storeConformance(factory: StoreFactory): void {
       expect((await store.list({ channel: 'c1', status: 'in-flight', order: 'asc' })).map((m) => m.id)).toEqual([a.id, b.id])
     })
 
+    it('names the channels the log holds messages of, sorted, and a resubmit changes each message it queues (its updatedAt)', async () => {
+      expect(await store.channels?.()).toEqual([])
+      await store.enqueue('orders', { body: 1 })
+      const a = await store.enqueue('adt', { body: 2 })
+      await store.enqueue('adt', { body: 3 })
+      expect(await store.channels?.()).toEqual(['adt', 'orders'])
+      await store.claim('adt', 1)
+      await store.complete(a.id, 'delivered')
+      const finished = (await store.get(a.id))!.message.updatedAt
+      await new Promise((r) => setTimeout(r, 5))
+      expect(await store.resubmit({ ids: [a.id] })).toEqual([a.id])
+      expect((await store.get(a.id))!.message.updatedAt).toBeGreaterThan(finished)
+    })
+
     it('resolves every write of a burst after it is stored, and claims them in arrival order', async () => {
       const results = await Promise.all(Array.from({ length: 50 }, (_, i) => store.enqueue('c', { body: i })))
       expect(new Set(results.map((r) => r.id)).size).toBe(50)

@@ -1,7 +1,6 @@
-import { createHash } from 'node:crypto'
 import { Refusal } from '../../../shared/inbound/refusal.ts'
 import type { MessageStore, ResubmitPreview } from '../../../shared/store/index.ts'
-import { describeFilter, previewSentence, RESUBMIT_SET_LIMIT, resubmitInBatches, resubmitSet, type SetFilter } from '../../resubmit-set.ts'
+import { auditTarget, describeFilter, oneAtATime, previewSentence, RESUBMIT_SET_LIMIT, resubmitInBatches, resubmitSet, unknownChannel, type SetFilter } from '../../resubmit-set.ts'
 import { auditAction, type ApiSources } from '../api.ts'
 import type { Auth } from '../auth.ts'
 import { sendJson } from '../http.ts'
@@ -25,12 +24,10 @@ function pinned(f: SetFilter): Record<string, string> {
   }
 }
 
-/**
- * The set itself, pinned: SHA-256 (hex) of its message ids, sorted. The preview hands it out and the
- * confirmation recomputes it, so a set with the same count but other messages is refused.
- */
-export function setDigest(ids: readonly string[]): string {
-  return createHash('sha256').update([...ids].sort().join('\n')).digest('hex')
+/** The channel a resubmit names, refused (404) when the engine runs no channel of that name and the log holds no message of it: a typo. */
+async function knownChannel(src: ApiSources, channel: string): Promise<void> {
+  const unknown = await unknownChannel(storeOf(src), channel, src.handles().map((h) => h.name))
+  if (unknown) throw new Refusal(404, `no channel "${channel}": ${unknown}`)
 }
 
 interface Previewed {
@@ -38,21 +35,23 @@ interface Previewed {
   ids: string[]
   maxSeq: number
   more: boolean
-  /** {@link setDigest} of `ids`. */
+  /** The set's digest (`setDigest` of engine/resubmit-set.ts). */
   digest: string
   preview: ResubmitPreview
 }
 
 async function previewOf(store: MessageStore, filter: SetFilter): Promise<Previewed> {
   const set = await resubmitSet(store, filter)
-  return { filter, ...set, digest: setDigest(set.ids), preview: set.more || set.ids.length === 0 ? { messages: set.ids.length, destinations: {}, undelivered: 0 } : await store.resubmitPreview(set.ids) }
+  return { filter, ...set, preview: set.more || set.ids.length === 0 ? { messages: set.ids.length, destinations: {}, undelivered: 0 } : await store.resubmitPreview(set.ids) }
 }
 
 /**
  * Resubmits the set the operator confirmed: the same filter, no message newer than the preview's,
  * exactly as many messages as the preview showed (typed in `confirm`) and exactly those messages
- * (`digest`, the preview's {@link setDigest}); otherwise nothing is done and the refusal says why
- * (409 when the set changed meanwhile: preview again).
+ * (`digest`, the preview's `setDigest`, which a resubmit changes: a confirmation is good for
+ * one resubmit); otherwise nothing is done and the refusal says why (409 when the set changed
+ * meanwhile, or the confirmation was used already: preview again). One channel's confirmations run
+ * one at a time, so a double click's second request finds the set resubmitted by the first.
  */
 async function resubmitConfirmed(src: ApiSources, ctx: RouteContext, channel: string): Promise<{ resubmitted: number; filter: SetFilter }> {
   const filter = setFilter(channel, ctx.form)
@@ -61,12 +60,16 @@ async function resubmitConfirmed(src: ApiSources, ctx: RouteContext, channel: st
   const digest = ctx.form.get('digest') ?? ''
   if (!Number.isSafeInteger(maxSeq) || maxSeq < 1 || !Number.isSafeInteger(count) || count < 1 || !/^[0-9a-f]{64}$/.test(digest)) throw new Refusal(400, 'a resubmit of a set needs maxSeq, count and digest from its preview')
   if (ctx.form.get('confirm')?.replace(/[,\s]/g, '') !== String(count)) throw new Refusal(400, `type the number of messages (${count}) to confirm the resubmit`)
-  const store = storeOf(src)
-  const set = await resubmitSet(store, filter, { maxSeq })
-  if (set.more || set.ids.length !== count) throw new Refusal(409, `the set changed since its preview: it now holds ${set.more ? `more than ${RESUBMIT_SET_LIMIT}` : set.ids.length} finished message(s), not ${count}; nothing was resubmitted, preview it again`)
-  if (setDigest(set.ids) !== digest) throw new Refusal(409, `the set changed since its preview: it still holds ${count} finished message(s), but not the same ones (some were resubmitted or purged, others finished meanwhile); nothing was resubmitted, preview it again`)
-  const resubmitted = await resubmitInBatches(store, set.ids)
-  await auditAction(src, ctx, 'resubmit', `${channel}: ${describeFilter(filter)}`, resubmitted)
+  await knownChannel(src, channel)
+  const resubmitted = await oneAtATime(`admin-resubmit:${channel}`, async () => {
+    const store = storeOf(src)
+    const set = await resubmitSet(store, filter, { maxSeq })
+    if (set.more || set.ids.length !== count) throw new Refusal(409, `the set changed since its preview: it now holds ${set.more ? `more than ${RESUBMIT_SET_LIMIT}` : set.ids.length} finished message(s), not ${count}; nothing was resubmitted, preview it again`)
+    if (set.digest !== digest) throw new Refusal(409, `the set changed since its preview: it still holds ${count} finished message(s), but not as previewed (this confirmation was used already, or some were resubmitted, purged or finished meanwhile); nothing was resubmitted, preview it again`)
+    const done = await resubmitInBatches(store, set.ids)
+    await auditAction(src, ctx, 'resubmit', auditTarget(channel, filter, set.ids), done)
+    return done
+  })
   src.handles().find((h) => h.name === channel)?.wake()
   return { resubmitted, filter }
 }
@@ -100,6 +103,7 @@ ${destinationRows(p.preview)}
 export function resubmitSetRoutes(router: Router, src: ApiSources, auth: Auth): void {
   router.get('/channels/:name/resubmit', requireRole('operator'), async (ctx) => {
     const channel = ctx.params.name!
+    await knownChannel(src, channel)
     const p = await previewOf(storeOf(src), setFilter(channel, ctx.url.searchParams))
     const back = `/channels/${encodeURIComponent(channel)}?${filterQuery(ctx.url.searchParams)}`
     const user = pageUser(ctx, auth)
@@ -111,6 +115,7 @@ export function resubmitSetRoutes(router: Router, src: ApiSources, auth: Auth): 
     ctx.res.writeHead(303, { location: `/channels/${encodeURIComponent(ctx.params.name!)}?${query}` }).end()
   })
   router.get('/api/channels/:name/resubmit', requireRole('operator'), async (ctx) => {
+    await knownChannel(src, ctx.params.name!)
     const p = await previewOf(storeOf(src), setFilter(ctx.params.name!, ctx.url.searchParams))
     sendJson(ctx.res, 200, { filter: describeFilter(p.filter), count: p.ids.length, more: p.more, maxSeq: p.maxSeq, digest: p.digest, ...p.preview, sentence: previewSentence(p.preview) })
   })

@@ -354,6 +354,14 @@ class PostgresStore implements PostgresMessageStore {
     })
   }
 
+  channels(): Promise<string[]> {
+    // A loose index scan: one index probe per channel, not a pass over every message.
+    return this.read(async () => (await this.db.query<{ channel: string }>(`WITH RECURSIVE c AS (
+        (SELECT channel FROM weir_messages ORDER BY channel LIMIT 1)
+        UNION ALL SELECT (SELECT channel FROM weir_messages WHERE channel > c.channel ORDER BY channel LIMIT 1) FROM c WHERE c.channel IS NOT NULL
+      ) SELECT channel FROM c WHERE channel IS NOT NULL`)).map((r) => r.channel))
+  }
+
   pending(channel: string): number {
     return this.closed ? 0 : this.queues.of(channel).pending
   }

@@ -319,6 +319,11 @@ class SqliteStore implements SqliteMessageStore {
     })
   }
 
+  channels(): Promise<string[]> {
+    this.markInFlight()
+    return this.writer.call('channels', [])
+  }
+
   pending(channel: string): number {
     return this.closed ? 0 : this.queues.of(channel).pending
   }

@@ -17,7 +17,7 @@ import { previewOf } from '../preview.js'
 /** @typedef {[id: number, ok: boolean, value: unknown]} Result */
 
 /** Operations that only read: a batch made of these alone runs without a write transaction. */
-const READS = new Set(['resubmitPreview', 'auditLog', 'get', 'list', 'listPlan', 'stats', 'pendingCounts', 'oldestPending', 'getState', 'diagnostics'])
+const READS = new Set(['resubmitPreview', 'auditLog', 'get', 'list', 'listPlan', 'stats', 'channels', 'pendingCounts', 'oldestPending', 'getState', 'diagnostics'])
 /** Operations that cannot run inside a transaction (VACUUM, a checkpoint): run on their own after the batch. */
 const OUTSIDE = new Set(['reclaim'])
 /** Free pages worth a VACUUM after a purge, in a database not yet switched to incremental vacuum: more than this share of the file. */
@@ -118,6 +118,7 @@ const s = {
   auditLog: db.prepare('SELECT at, actor, action, target, count FROM audit_log WHERE at < ? ORDER BY at DESC, seq DESC LIMIT ?'),
   statsAll: db.prepare('SELECT status, count(*) AS n FROM message_status GROUP BY status'),
   statsOf: db.prepare('SELECT status, count(*) AS n FROM message_status WHERE channel = ? GROUP BY status'),
+  channels: db.prepare('SELECT DISTINCT channel FROM message_status ORDER BY channel').pluck(),
   getState: db.prepare('SELECT value FROM component_state WHERE channel = ? AND component = ? AND key = ?').pluck(),
   setState: db.prepare(`INSERT INTO component_state (channel, component, key, value, updated_at) VALUES (?, ?, ?, ?, ?)
     ON CONFLICT (channel, component, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`),
@@ -333,6 +334,10 @@ const ops = {
   /** @param {string | null} channel */
   stats(channel) {
     return channel === null ? s.statsAll.all() : s.statsOf.all(channel)
+  },
+  /** The channels with at least one message in the log, by name. */
+  channels() {
+    return s.channels.all()
   },
   /** @param {string | null} channel */
   oldestPending(channel) {
