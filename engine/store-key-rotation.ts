@@ -49,7 +49,7 @@ function lockRotation(dir: string): () => void {
  */
 export async function rotateStoreKey(dataDir: string, io: CommandIO, options: { settleMs?: number } = {}): Promise<number> {
   if (io.env.WEIR_SECRET_KEY) {
-    throw new errorCodes.ERR_USAGE('the store key comes from WEIR_SECRET_KEY: rotate-store-key rotates the key file <data-dir>/oauth/secret.key only. Unset WEIR_SECRET_KEY to use a key file, or keep the passphrase')
+    throw new StoreError('the store key comes from WEIR_SECRET_KEY: rotate-store-key rotates the key file <data-dir>/oauth/secret.key only. Unset WEIR_SECRET_KEY to use a key file, or keep the passphrase')
   }
   const dir = join(dataDir, 'oauth')
   // Never a key made up here: a mistyped --data-dir would be "rotated" while the engine's key stays as it was.

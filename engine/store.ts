@@ -2,7 +2,9 @@ import { errorCodes } from '../shared/errors.ts'
 import type { Logger } from '../shared/log/index.ts'
 import { openPostgresStore, openSqliteStore, type MessageStore } from '../shared/store/index.ts'
 import { ALLOW_OPEN_DATA_DIR_ENV } from '../shared/store/data-dir.ts'
-import { encryptContent } from '../shared/store/encrypted.ts'
+import { encryptContent, onUnreadable } from '../shared/store/encrypted.ts'
+import { sealedInSqlite } from '../shared/store/sqlite/sealed-scan.ts'
+import { refuseNewKeyOverLostOne } from './store-key-guard.ts'
 import { clusterStoreKey } from '../shared/store/postgres/oauth-state.ts'
 import { loadStoreKey } from '../shared/oauth/refresh-store.ts'
 import { RETIRED_FILE, keyringIn, keyringOf, type StoreKeyring } from '../shared/store/keyring.ts'
@@ -68,22 +70,38 @@ export async function openStoreFor(values: StoreChoice, io: Pick<CommandIO, 'env
 }): Promise<MessageStore> {
   const store = await openStore(values, io, o)
   const secretKey = io.env.WEIR_SECRET_KEY
+  const dir = join(o.dataDir, 'oauth')
   // A cluster's engines share the key: WEIR_SECRET_KEY with the database's salt, never a file of one engine's data directory.
-  const key = clusterStoreKey(store, secretKey) ?? keyringSource(join(o.dataDir, 'oauth'), secretKey)
-  return encryptContent(store, { channels: o.encrypt ?? new Set(), key })
+  // A data directory's key is never made anew over a lost one (a forgotten passphrase, a backup restored without oauth/).
+  const key = clusterStoreKey(store, secretKey)
+    ?? keyringSource(dir, secretKey, () => refuseNewKeyOverLostOne(dir, o.dataDir, secretKey, () => sealedInSqlite(join(o.dataDir, 'weir.db'))))
+  const encrypted = encryptContent(store, { channels: o.encrypt ?? new Set(), key })
+  const log = o.log
+  if (log) onUnreadable(encrypted, (m) => log.error({ message: m.id, channel: m.channel, keyId: m.keyId, reason: m.reason }, 'message in error: it cannot be decrypted with the store keyring'))
+  // An engine that encrypts loads (and checks) its key at start: a key file others may read, or a
+  // lost key, stops the start with its reason instead of failing every message later.
+  if (o.encrypt === true || (o.encrypt && o.encrypt.size > 0)) {
+    await key().catch(async (e) => {
+      await store.close().catch(() => {})
+      throw e
+    })
+  }
+  return encrypted
 }
 
 /**
  * The keyring of a data directory's key files, read once and read again when `secret.key` or
  * `retired.keys` changes (checked at most every 2 s): an engine picks up `weir keys rotate-store-key`
- * without a restart. With `WEIR_SECRET_KEY` the key is that one.
+ * without a restart. With `WEIR_SECRET_KEY` the key is that one. `beforeLoad` may refuse (throw)
+ * before a load that could make a key (see refuseNewKeyOverLostOne).
  */
-export function keyringSource(dir: string, secretKey: string | undefined): () => Promise<StoreKeyring> {
+export function keyringSource(dir: string, secretKey: string | undefined, beforeLoad?: () => void | Promise<void>): () => Promise<StoreKeyring> {
   let ring: Promise<StoreKeyring> | undefined
   let stamp = ''
   let checkedAt = 0
   const stampOf = async () => (await Promise.all(['secret.key', RETIRED_FILE].map((f) => stat(join(dir, f)).then((s) => `${s.mtimeMs}:${s.size}`, () => '-')))).join('/')
   const load = async () => {
+    await beforeLoad?.()
     stamp = await stampOf()
     const current = await loadStoreKey(dir, secretKey ? { key: secretKey } : {})
     return secretKey ? keyringOf(current) : keyringIn(dir, current)

@@ -8,6 +8,7 @@ import { browserCommand, openBrowser } from '../open-browser.ts'
 import type { LoadedChannel } from '../../shared/config/types.ts'
 import { authorizeWithConsent, createRefreshTokenStore, explainTokenRequest, importRefreshToken, type CredentialConfig, type RefreshTokenStore } from '../../shared/oauth/index.ts'
 import { missingClusterKey, openPostgresTokenState } from '../../shared/store/postgres/oauth-state.ts'
+import { StoreError } from '../../shared/store/errors.ts'
 import { storeOptions, storeUrlOf, type StoreChoice } from '../store.ts'
 import { registerSecretValue, reveal } from '../../shared/secret.ts'
 
@@ -122,7 +123,7 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
     return 2
   }
   // Before a consent is spent on a token that could not be stored.
-  if (sub !== 'explain' && storeUrlOf(values, io) && !io.env.WEIR_SECRET_KEY) throw new errorCodes.ERR_USAGE(missingClusterKey)
+  if (sub !== 'explain' && storeUrlOf(values, io) && !io.env.WEIR_SECRET_KEY) throw new StoreError(missingClusterKey)
   const ch = await loadChannel(resolve(io.cwd, file), { env: io.env })
   const config = credentialOf(ch, name)
   if (sub === 'explain') {

@@ -189,13 +189,16 @@ async function keyFromFile(dir: string, allowOpen: boolean): Promise<Buffer> {
   return key
 }
 
+/** Whether a `WEIR_SECRET_KEY` is a key itself (32 bytes in base64), not a passphrase stretched with a salt. */
+export const isRawKey = (given: string): boolean => /^[A-Za-z0-9+/=_-]+$/.test(given) && Buffer.from(given, 'base64').length === 32
+
 /**
  * The keys of a `WEIR_SECRET_KEY`: 32 bytes (a Buffer, or base64 text) as they are; a passphrase
  * stretched with scrypt and the store's salt (`salt()` is asked only then, where the store keeps it).
  */
 export async function keysOf(given: string | Buffer, salt: () => Promise<Buffer>): Promise<StoreKeys> {
   if (Buffer.isBuffer(given) && given.length === 32) return { current: given }
-  if (typeof given === 'string' && /^[A-Za-z0-9+/=_-]+$/.test(given) && Buffer.from(given, 'base64').length === 32) return { current: Buffer.from(given, 'base64') }
+  if (typeof given === 'string' && isRawKey(given)) return { current: Buffer.from(given, 'base64') }
   const passphrase = given.toString()
   return { current: await deriveKey(passphrase, await salt()), legacy: createHash('sha256').update(passphrase).digest() }
 }

@@ -21,6 +21,18 @@ const SEALED_ATTRIBUTES = 'weir:enc'
 /** Marks a search key stored as its keyed hash. */
 const HASHED = 'hmac:'
 
+/**
+ * A sealed value the keyring cannot open: sealed with a key it does not hold (`keyId`, the key's
+ * public id, when the value names it), or altered. Its message names the field and the key id only.
+ */
+export class UnreadableValueError extends StoreError {
+  readonly keyId: string | undefined
+  constructor(message: string, keyId: string | undefined, options: { cause?: unknown } = {}) {
+    super(message, options)
+    this.keyId = keyId
+  }
+}
+
 /** AES-256-GCM over message content and HMAC-SHA-256 over search keys, with keys derived (HKDF) from the store keyring. */
 export interface ContentCipher {
   seal(text: string, field: string): string
@@ -81,7 +93,8 @@ export function contentCipher(keys: Buffer | StoreKeyring): ContentCipher {
   const encKey = byId.get(keyId)!
   const macKey = derive(ring.index, 'weir search keys')
   const searchKey = derive(ring.index, 'weir search key values')
-  const cannot = (field: string, e?: unknown) => new StoreError(`cannot decrypt a message's ${field}: the store key is not the one it was encrypted with, or the value was altered`, { cause: e })
+  const cannot = (field: string, id?: string, e?: unknown) =>
+    new UnreadableValueError(`cannot decrypt a message's ${field}: the store key is not the one it was encrypted with${id ? ` (key ${id})` : ''}, or the value was altered`, id, { cause: e })
   return {
     keyId,
     seal(text, field) {
@@ -95,11 +108,11 @@ export function contentCipher(keys: Buffer | StoreKeyring): ContentCipher {
       const id = sealedKeyId(text)
       if (id !== undefined) {
         const k = byId.get(id)
-        if (!k) throw new StoreError(`cannot decrypt a message's ${field}: it was encrypted with key ${id}, which is not in the store keyring (the current key or ${RETIRED_FILE})`)
+        if (!k) throw new UnreadableValueError(`cannot decrypt a message's ${field}: it was encrypted with key ${id}, which is not in the store keyring (the current key or ${RETIRED_FILE})`, id)
         try {
           return openWith(k, text.slice(SEALED_V2.length + id.length + 1), field)
         } catch (e) {
-          throw cannot(field, e)
+          throw cannot(field, id, e)
         }
       }
       if (!text.startsWith(SEALED_V1)) return text
@@ -134,15 +147,18 @@ interface Opening {
   encrypts: (channel: string) => boolean
   /** Forgets a message the wrapper claimed (it is finished). */
   finished: (id: string) => void
+  /** Tells the store's listeners ({@link onUnreadable}) of a message sent to error because it cannot be decrypted. */
+  unreadable: (m: UnreadableMessage) => void
   release: (ids: string[]) => Promise<void>
 }
 
 /**
  * A claimed batch opened one message at a time, since the inner store has marked them all in
  * flight already: a message the keyring cannot open goes to error on its own (kept in the log,
- * never delivered) and the readable ones are returned; without a key at all, the batch goes back
- * to the queue. Nothing is left in flight with nobody working on it. A clear order key of an
- * encrypted channel (stored before encryption was switched on) is hashed, as new ones are.
+ * never delivered; the store's {@link onUnreadable} listeners are told) and the readable ones are
+ * returned; without a key at all, the batch goes back to the queue. Nothing is left in flight with
+ * nobody working on it. A clear order key of an encrypted channel (stored before encryption was
+ * switched on) is hashed, as new ones are.
  */
 async function openClaimed(o: Opening, channel: string, got: ClaimedMessage[]): Promise<ClaimedMessage[]> {
   // The key only when something is sealed or to be hashed: clear values marked as such need none.
@@ -161,12 +177,53 @@ async function openClaimed(o: Opening, channel: string, got: ClaimedMessage[]): 
       const open = { ...(await withKey.message(m)), deliveries: await withKey.deliveries(m.deliveries) }
       return clearOrderKey(open) && o.encrypts(channel) ? { ...open, orderKey: c!.hash(channel, open.orderKey!) } : open
     } catch (e) {
-      await o.inner.fail(m.id, unreadable(e)).catch(() => o.inner.release([m.id])).catch(() => {})
+      const reason = unreadable(e)
+      const failed = await o.inner.fail(m.id, reason).then(() => true, () => o.inner.release([m.id]).then(() => false, () => false))
       o.finished(m.id)
+      if (failed) o.unreadable({ id: m.id, channel, keyId: e instanceof UnreadableValueError ? e.keyId : undefined, reason })
       return undefined
     }
   }))
   return opened.filter((m) => m !== undefined)
+}
+
+/** A claimed message the store sent to error because it cannot be decrypted: its id, channel, the key id its value names (if any) and the reason stored with it; never content or key material. */
+export interface UnreadableMessage { id: string; channel: string; keyId: string | undefined; reason: string }
+type UnreadableListener = (m: UnreadableMessage) => void
+
+/** Per encrypted store: its listeners, and the last messages it sent to error unread (replayed to a listener that comes late). */
+const unreadableHubs = new WeakMap<object, { listeners: Set<UnreadableListener>; seen: UnreadableMessage[] }>()
+const SEEN_KEPT = 1000
+
+/**
+ * Calls `listener` for each claimed message `store` (an {@link encryptContent} store) sends to
+ * error because no key of the keyring opens it; first for those it already did (the last 1000),
+ * since the engine's observers may be attached after its channels started claiming. Returns the
+ * unsubscribe; a store that encrypts nothing has no such messages (a no-op). A listener must not
+ * throw (one that does is ignored).
+ */
+export function onUnreadable(store: MessageStore, listener: UnreadableListener): () => void {
+  const hub = unreadableHubs.get(store)
+  if (!hub) return () => {}
+  for (const m of hub.seen) tell(listener, m)
+  hub.listeners.add(listener)
+  return () => hub.listeners.delete(listener)
+}
+
+function tell(listener: UnreadableListener, m: UnreadableMessage): void {
+  try {
+    listener(m)
+  } catch { /* a listener's failure is not the store's */ }
+}
+
+function unreadableHub() {
+  const hub = { listeners: new Set<UnreadableListener>(), seen: [] as UnreadableMessage[] }
+  const emit = (m: UnreadableMessage) => {
+    hub.seen.push(m)
+    if (hub.seen.length > SEEN_KEPT) hub.seen.shift()
+    for (const l of hub.listeners) tell(l, m)
+  }
+  return { hub, emit }
 }
 
 /**
@@ -194,12 +251,12 @@ export function encryptContent(inner: MessageStore, options: EncryptedStoreOptio
     const c = await cipher()
     return withAttemptTexts(u, (text, field) => c.seal(text, field))
   }))
-  const reader = openers(cipher)
   const finished = (id: string) => claimed.delete(id)
   /** Whether a claimed message of `channel` needs opening: something in it is sealed, or its order key is to be hashed. */
   const toOpen = (channel: string, m: ClaimedMessage) => holdsSealed(m) || (clearOrderKey(m) && encrypts(channel))
 
-  const opening: Opening = { inner, cipher, encrypts, finished, release: (ids) => wrapper.release(ids) }
+  const { hub, emit } = unreadableHub()
+  const opening: Opening = { inner, cipher, encrypts, finished, unreadable: emit, release: (ids) => wrapper.release(ids) }
 
   // A channel stored in clear costs little more than a wrapper call: its enqueue adds no promise,
   // nothing it writes is rewritten, and what is claimed is not copied unless something in it is
@@ -243,17 +300,28 @@ export function encryptContent(inner: MessageStore, options: EncryptedStoreOptio
       for (const id of ids) finished(id)
     },
     ...passThrough(inner),
+    ...lenientReads(inner, cipher),
+  }
+  // What the wrapped store offers beyond MessageStore (the PostgreSQL store's pool, diagnostics) stays reachable.
+  const store = new Proxy(wrapper, { get: (target, p) => (p in target ? Reflect.get(target, p) : Reflect.get(inner, p, inner)) })
+  unreadableHubs.set(store, hub)
+  return store
+}
+
+/** `get` and `list`, decrypted; a message no key of the keyring opens is still shown, with its metadata and why (see unreadableView). */
+function lenientReads(inner: MessageStore, cipher: () => Promise<ContentCipher>): Pick<MessageStore, 'get' | 'list'> {
+  const reader = openers(cipher)
+  const lenient = openers(cipher, (e) => placeholder(e))
+  return {
     async get(id: string): Promise<MessageDetail | undefined> {
       const d = await inner.get(id)
-      return d && { message: await reader.message(d.message), deliveries: await reader.deliveries(d.deliveries), attempts: await reader.attempts(d.attempts) }
+      return d && { message: await reader.message(d.message).catch((e) => unreadableView(d.message, e)), deliveries: await lenient.deliveries(d.deliveries), attempts: await lenient.attempts(d.attempts) }
     },
     async list(filter?: ListFilter): Promise<StoredMessage[]> {
       const found = filter?.key ? await listByKey(inner, filter, filter.key, await cipher()) : await inner.list(filter)
-      return Promise.all(found.map((m) => reader.message(m)))
+      return Promise.all(found.map((m) => reader.message(m).catch((e) => unreadableView(m, e))))
     },
   }
-  // What the wrapped store offers beyond MessageStore (the PostgreSQL store's pool, diagnostics) stays reachable.
-  return new Proxy(wrapper, { get: (target, p) => (p in target ? Reflect.get(target, p) : Reflect.get(inner, p, inner)) })
 }
 
 /** The store's methods that carry no message content: the wrapped store's own. */
@@ -349,13 +417,31 @@ function unreadable(e: unknown): string {
   return e instanceof StoreError ? e.message : 'cannot decrypt a message: a decrypted value is not what was sealed (it was altered)'
 }
 
+/** What a read shows instead of a value no key of the keyring opens: why, with the key's public id. */
+const placeholder = (e: UnreadableValueError) => `(cannot be decrypted${e.keyId ? `: sealed with key ${e.keyId}` : ''}) ${e.message}`
+
+/**
+ * A message as a read (list, get) shows it when a value of it cannot be decrypted: its id, channel,
+ * status and times as stored, the body replaced by the reason, no attributes, the error the reason.
+ * Any other failure (no key can be loaded at all) is thrown, as it concerns every message.
+ */
+function unreadableView<M extends StoredMessage>(m: M, e: unknown): M {
+  if (!(e instanceof UnreadableValueError)) throw e
+  const why = placeholder(e)
+  return { ...m, body: why, contentType: 'text/plain', attributes: {}, error: why }
+}
+
 /**
  * Decrypts what comes out of the store; a value that was never encrypted is returned as it is (a
- * clear one marked `weir:enc:clear:` without its mark), and no key is asked for.
+ * clear one marked `weir:enc:clear:` without its mark), and no key is asked for. `unreadableAs`:
+ * what a value no key opens reads as, instead of failing the read.
  */
-function openers(cipher: () => Promise<ContentCipher>) {
-  const open = async <T>(v: T, field: string): Promise<T> =>
+function openers(cipher: () => Promise<ContentCipher>, unreadableAs?: (e: UnreadableValueError) => string) {
+  const openOne = async <T>(v: T, field: string): Promise<T> =>
     isSealedValue(v) ? ((await cipher()).open(v, field) as T) : isSealed(v) && v.startsWith(SEALED_CLEAR) ? (v.slice(SEALED_CLEAR.length) as T) : v
+  // With `unreadableAs`, a value no key opens reads as what it gives (a read that shows the rest).
+  const open = !unreadableAs ? openOne : <T>(v: T, field: string): Promise<T> =>
+    openOne(v, field).catch((e) => (e instanceof UnreadableValueError ? (unreadableAs(e) as T) : Promise.reject(e)))
   return {
     async message<M extends StoredMessage>(m: M): Promise<M> {
       const sealedAttributes = m.attributes[SEALED_ATTRIBUTES]

@@ -80,7 +80,11 @@ describe('patient data at rest: encryptContent', () => {
     expect(await filesHolding(data, MRN)).toEqual([])
 
     const wrong = encryptContent(openSqliteStore({ dataDir: data }), { key: async () => randomBytes(32), channels: true })
-    await expect(wrong.get(first.id)).rejects.toMatchObject({ code: 'ERR_STORE', message: expect.stringContaining('cannot decrypt') })
+    // The wrong key reads no content: the message is still shown, its metadata and why, never a body.
+    const unread = (await wrong.get(first.id))!
+    expect(unread.message).toMatchObject({ id: first.id, status: 'error', attributes: {}, error: expect.stringContaining('cannot decrypt') })
+    expect(String(unread.message.body)).toMatch(/^\(cannot be decrypted: sealed with key [0-9a-f]{12}\)/)
+    expect(JSON.stringify(unread)).not.toContain(MRN)
     await wrong.close()
   })
 })

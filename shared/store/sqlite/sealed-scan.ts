@@ -1,0 +1,27 @@
+import Database from 'better-sqlite3'
+import { existsSync } from 'node:fs'
+
+/** What the store holds sealed: how many messages have a sealed body, and the ids of the keys they name (`v1`: an older value without one). */
+export interface SealedSummary { messages: number; keyIds: string[] }
+
+/**
+ * The sealed message bodies of the SQLite store `file` (a body is sealed whenever its message was
+ * stored encrypted; it is stored as a JSON string `"weir:enc:v2:<key id>:…"`), counted by key id.
+ * Undefined when there is no store (or not yet a table of messages). One scan of the bodies: asked
+ * only when a store key is about to be made, never on the hot path.
+ */
+export function sealedInSqlite(file: string): SealedSummary | undefined {
+  if (!existsSync(file)) return undefined
+  const db = new Database(file, { fileMustExist: true })
+  try {
+    db.pragma('busy_timeout = 10000')
+    const rows = db.prepare(`SELECT CASE WHEN body GLOB '"weir:enc:v2:*' THEN substr(body, 14, 12) ELSE 'v1' END AS id, count(*) AS n
+      FROM message_content WHERE body GLOB '"weir:enc:v2:*' OR body GLOB '"weir:enc:v1:*' GROUP BY 1 ORDER BY 2 DESC`).all() as Array<{ id: string; n: number }>
+    return { messages: rows.reduce((sum, r) => sum + r.n, 0), keyIds: rows.map((r) => r.id) }
+  } catch (e) {
+    if (/no such table/.test((e as Error).message)) return undefined
+    throw e
+  } finally {
+    db.close()
+  }
+}
