@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto'
+import { createHash, createPublicKey } from 'node:crypto'
 import { errorCodes } from '../errors.ts'
 import { reveal, revealPinned, REDACTED } from '../secret.ts'
 import { applyPreset, checkCredential, scopeList, type CredentialConfig, type GrantName } from './config.ts'
@@ -79,6 +79,24 @@ export function cacheKeyOf(r: ResolvedCredential, storeKey: string, dpopAlg: str
     a ? [sortedEntries(a.claims), a.value !== undefined ? fingerprint(a.value) : null] : null,
     staticToken !== undefined ? fingerprint(staticToken) : null,
   ])
+}
+
+/** A SHA-256 fingerprint of a signing key: its public part (SPKI) for a key pair, the bytes of a symmetric one. */
+function keyFingerprint(k: SigningKey): string {
+  const material = k.key instanceof Uint8Array ? Buffer.from(k.key) : (k.key.type === 'secret' ? k.key.export() : createPublicKey(k.key).export({ type: 'spki', format: 'der' }))
+  return createHash('sha256').update(material).digest('base64url')
+}
+
+/**
+ * A fingerprint of how the client proves who it is: its secret, its client-assertion keys and the
+ * JWT bearer assertion's keys. Part of the key of the token slot in a process (two credentials of
+ * one client configured with different secrets, as midway through a secret rotation, each fetch
+ * and fail on their own: a wrong secret never reuses the right one's token, nor makes it fail
+ * fast), never of anything stored.
+ */
+export function clientProofOf(r: ResolvedCredential): string {
+  const parts = [r.secret ?? null, (r.clientKeys ?? []).map(keyFingerprint), (r.assertion?.keys ?? []).map(keyFingerprint)]
+  return fingerprint(JSON.stringify(parts))
 }
 
 /**

@@ -5,7 +5,7 @@ import { silentLogger, type Logger } from '../log/index.ts'
 import { Secret, reveal, revealPinned } from '../secret.ts'
 import type { AccessToken, TokenProvider } from './types.ts'
 import { applyPreset, type CredentialConfig, type SecretLike } from './config.ts'
-import { cacheKeyOf, explainTokenRequest, grantParams, resolveCredential, tokenPurposeOf } from './credential.ts'
+import { cacheKeyOf, clientProofOf, explainTokenRequest, grantParams, resolveCredential, tokenPurposeOf } from './credential.ts'
 import { certificateThumbprint } from './keys.ts'
 import { DpopSigner, type DpopAlg } from './dpop.ts'
 import { createTokenExchange, type TokenExchange } from './exchange.ts'
@@ -108,7 +108,9 @@ export function createTokenProvider(name: string, config: CredentialConfig, opti
   const ownDispatcher = tlsDispatcher(c)
   const dispatcher = options.dispatcher ?? ownDispatcher
   const certThumbprint = c.tls?.cert ? certificateThumbprint(c.tls.cert) : undefined
-  const cacheKey = cacheKeyOf(r, storeKey, dpopAlg, certThumbprint, r.grant === 'static' ? reveal(c.token as SecretLike | undefined) : undefined)
+  const sharedKey = cacheKeyOf(r, storeKey, dpopAlg, certThumbprint, r.grant === 'static' ? reveal(c.token as SecretLike | undefined) : undefined)
+  // In this process the slot also tells the client's secret and keys apart; what is stored (the shared key) does not hold them.
+  const cacheKey = JSON.stringify([sharedKey, clientProofOf(r)])
   const slot = (options.cache ?? defaultTokenCache).slot(cacheKey)
   const dpop = dpopAlg ? (slot.dpop ??= new DpopSigner(dpopAlg)) : undefined
   let store = options.shared ?? options.store
@@ -117,7 +119,7 @@ export function createTokenProvider(name: string, config: CredentialConfig, opti
   const rotations = new RefreshRotations()
   // A DPoP-bound access token is bound to this process's key: no other engine could use it.
   const obtain = grantObtainer(r, c, exchange, {
-    name, key: r.grant === 'refresh_token' ? storeKey : sharedKeyOf(cacheKey), slot, now, clockSkewSec: r.clockSkewSec, failFastMs: r.failFastMs,
+    name, key: r.grant === 'refresh_token' ? storeKey : sharedKeyOf(sharedKey), slot, now, clockSkewSec: r.clockSkewSec, failFastMs: r.failFastMs,
     shareAccessToken: !dpop, tokenFor: tokenPurposeOf(r, certThumbprint), seeded: revealPinned(c.refreshToken as SecretLike | undefined), rotations,
     store: () => (store ??= createRefreshTokenStore({ dir: join(options.dataDir ?? 'data', 'oauth') })),
   }, options.shared !== undefined && !dpop)

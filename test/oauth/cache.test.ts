@@ -344,6 +344,23 @@ describe('providers sharing a cache (two channels using one credential)', () => 
     }
   })
 
+  it.each([['the wrong secret first', true], ['the right secret first', false]])('one client configured with two secrets (%s): each its own token request, the wrong one failing alone', async (_what, wrongFirst) => {
+    const cache = new TokenCache()
+    const id = `two-secrets-${wrongFirst ? 'a' : 'b'}`
+    const right = client(id)
+    const wrong: CredentialConfig = { ...right, clientAuth: { secret: new Secret(`${id}-old-secret`) } }
+    const [good, bad] = [createTokenProvider('good', right, { cache, log: leak.log }), createTokenProvider('bad', wrong, { cache, log: leak.log })]
+    expect(good.cacheKey).not.toBe(bad.cacheKey)
+    const order = wrongFirst ? [bad, good] : [good, bad]
+    const outcomes: string[] = []
+    for (const p of order) outcomes.push(await p.getToken().then(() => `${p.name} ok`, (e: { code?: string }) => `${p.name} ${e.code}`))
+    expect(outcomes).toEqual(wrongFirst ? ['bad ERR_OAUTH_RESPONSE', 'good ok'] : ['good ok', 'bad ERR_OAUTH_RESPONSE'])
+    expect(as.requests.filter((r) => r.clientId === id).map((r) => r.status)).toEqual(wrongFirst ? [401, 200] : [200, 401])
+    // Neither secret is in the cache key, only a fingerprint of it.
+    expect([good.cacheKey, bad.cacheKey].join()).not.toMatch(/secret-value|old-secret/)
+    await Promise.all([good.close(), bad.close()])
+  })
+
   it('credentials differing only in extraParams get tokens of their own; the same parameters in another order are one credential', async () => {
     const cache = new TokenCache()
     const base = client('extra-params')
