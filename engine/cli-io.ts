@@ -1,4 +1,17 @@
 import { resolve } from 'node:path'
+import { errorCodes } from '../shared/errors.ts'
+
+/**
+ * The positional arguments a command takes (`names`, in order), or bad usage (ERR_USAGE: one line,
+ * exit 2) naming the first one missing or the first one too many, with the command's synopsis.
+ * @example
+ * const [file, credential] = expectArgs(positionals, ['<channel.json>', '<credential>'], 'weir token <channel.json> <credential>')
+ */
+export function expectArgs(positionals: readonly string[], names: readonly string[], synopsis: string): string[] {
+  const why = positionals.length < names.length ? `missing ${names[positionals.length]}` : positionals.length > names.length ? `unexpected argument "${positionals[names.length]}"` : undefined
+  if (why) throw new errorCodes.ERR_USAGE(`${why} (usage: ${synopsis}; see --help)`)
+  return [...positionals]
+}
 
 export interface CommandIO {
   out: (text: string) => void

@@ -2,7 +2,7 @@ import { closeSync, existsSync, fchmodSync, lstatSync, openSync, realpathSync, r
 import { basename, dirname, join, resolve, sep } from 'node:path'
 import { parseArgs } from 'node:util'
 import Database from 'better-sqlite3'
-import { dataDirOf, type CommandIO } from '../cli-io.ts'
+import { dataDirOf, expectArgs, type CommandIO } from '../cli-io.ts'
 import { storeOptions, storeUrlOf } from '../store.ts'
 import { refuseSymbolicLink } from '../../shared/store/data-dir.ts'
 
@@ -105,10 +105,11 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
     io.err('weir backup: the PostgreSQL store is backed up with pg_dump (e.g. pg_dump --format=custom --file=weir.dump "$WEIR_STORE"); weir backup copies the embedded SQLite store of a data directory')
     return 2
   }
-  if (positionals.length !== 1) {
+  if (positionals.length === 0) {
     io.err(usage)
     return 2
   }
+  expectArgs(positionals, ['<dest-file>'], 'weir backup <dest-file> [--data-dir D] [--force]')
   const dataDir = dataDirOf(values['data-dir'], io)
   const source = join(dataDir, 'weir.db')
   const dest = resolve(io.cwd, positionals[0]!)

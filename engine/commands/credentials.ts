@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
-import { dataDirOf, type CommandIO } from '../cli-io.ts'
+import { dataDirOf, expectArgs, type CommandIO } from '../cli-io.ts'
 import { errorCodes, isWeirError } from '../../shared/errors.ts'
 import { loadChannel } from '../load.ts'
 import { browserCommand, openBrowser } from '../open-browser.ts'
@@ -117,11 +117,13 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
     args, allowPositionals: true,
     options: { 'refresh-token-file': { type: 'string' }, 'data-dir': { type: 'string' }, timeout: { type: 'string' }, 'no-browser': { type: 'boolean' }, store: storeOptions.store, 'store-password-file': storeOptions['store-password-file'] },
   })
-  const [sub, file, name] = positionals
-  if (!sub || !file || !name || positionals.length !== 3 || !['import', 'explain', 'authorize'].includes(sub)) {
+  if (positionals.length === 0) {
     io.err(usage)
     return 2
   }
+  const sub = positionals[0]!
+  if (!['import', 'explain', 'authorize'].includes(sub)) throw new errorCodes.ERR_USAGE(`unknown subcommand "${sub}"; expected authorize, import or explain (see --help)`)
+  const [, file, name] = expectArgs(positionals, [sub, '<channel.json>', '<credential>'], `weir credentials ${sub} <channel.json> <credential>`) as [string, string, string]
   // Before a consent is spent on a token that could not be stored.
   if (sub !== 'explain' && storeUrlOf(values, io) && !io.env.WEIR_SECRET_KEY) throw new StoreError(missingClusterKey)
   const ch = await loadChannel(resolve(io.cwd, file), { env: io.env })

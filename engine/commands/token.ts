@@ -1,6 +1,6 @@
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
-import { dataDirOf, type CommandIO } from '../cli-io.ts'
+import { dataDirOf, expectArgs, type CommandIO } from '../cli-io.ts'
 import { loadChannel } from '../load.ts'
 import { isWeirError } from '../../shared/errors.ts'
 import { createRefreshTokenStore, createTokenProvider, explainTokenRequest, type TokenProvider } from '../../shared/oauth/index.ts'
@@ -66,11 +66,11 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
     args, allowPositionals: true,
     options: { show: { type: 'boolean', default: false }, json: { type: 'boolean', default: false }, 'data-dir': { type: 'string' }, store: storeOptions.store, 'store-password-file': storeOptions['store-password-file'] },
   })
-  const [file, name] = positionals
-  if (!file || !name || positionals.length !== 2) {
+  if (positionals.length === 0) {
     io.err(usage)
     return 2
   }
+  const [file, name] = expectArgs(positionals, ['<channel.json>', '<credential>'], 'weir token <channel.json> <credential>') as [string, string]
   const ch = await loadChannel(resolve(io.cwd, file), { env: io.env })
   const config = credentialOf(ch, name)
   const request = explainTokenRequest(config, name)

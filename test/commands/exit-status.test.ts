@@ -34,6 +34,17 @@ describe('exit status of bad usage', () => {
     })
   }
 
+  it.each([
+    [['token', 'channel.json'], 'weir token: missing <credential> (usage: weir token <channel.json> <credential>; see --help)'],
+    [['token', 'channel.json', 'api', 'extra'], 'weir token: unexpected argument "extra" (usage: weir token <channel.json> <credential>; see --help)'],
+    [['credentials', 'explain', 'channel.json'], 'weir credentials: missing <credential> (usage: weir credentials explain <channel.json> <credential>; see --help)'],
+    [['credentials', 'explian', 'channel.json', 'api'], 'weir credentials: unknown subcommand "explian"; expected authorize, import or explain (see --help)'],
+    [['backup', 'a.db', 'b.db'], 'weir backup: unexpected argument "b.db" (usage: weir backup <dest-file> [--data-dir D] [--force]; see --help)'],
+  ])('weir %j: one line saying which argument, exit 2', async (argv, line) => {
+    const r = await runCli(argv)
+    expect([r.code, r.out, r.err]).toEqual([2, '', line + '\n'])
+  })
+
   it('a missing store is not bad usage: 1', async () => {
     const r = await runCli(['messages', 'list', '--data-dir', join(dir, 'nowhere')])
     expect(r.code).toBe(1)
