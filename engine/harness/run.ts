@@ -193,6 +193,16 @@ function unknownClientProblems(file: TestFile, tc: TestCase, resolved: Record<st
     .map(([n, at]) => ({ file: file.displayName, pointer: `${at}/${escapePointer(n)}`, message: `the channel has no OAuth credential "${n}" (${has})` }))
 }
 
+/**
+ * The `server.clients` problems of a whole test file (its own entries and every case's), each once:
+ * what `weir validate` reports of a test file before any case runs, as `weir test` would.
+ */
+export function unknownClientsOfFile(file: TestFile, channel: LoadedChannel): ConfigProblem[] {
+  const resolved = resolveCredentials(channel)
+  const byPointer = new Map(file.cases.flatMap((tc) => unknownClientProblems(file, tc, resolved)).map((p) => [p.pointer, p]))
+  return [...byPointer.values()]
+}
+
 async function registerClients(channel: LoadedChannel, resolved: Record<string, ResolvedCredential>, regs: Record<string, ClientRegistration>, as: AuthorizationServer, api: EmbeddedApi, originals: Record<string, string>, jwks: JwksServer | undefined): Promise<void> {
   for (const [name, r] of Object.entries(resolved)) {
     const c = channel.credentials[name] as Record<string, any>

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { runChannelTest } from '../../engine/harness/run.ts'
+import { runCli } from '../_cli.ts'
 
 const DIR = mkdtempSync(join(tmpdir(), 'weir-harness-files-'))
 const write = (name: string, data: unknown) => {
@@ -131,6 +132,9 @@ describe('server.clients', () => {
       [problem('/server/clients/cmr', 'cmr')],
       [problem('/server/clients/cmr', 'cmr'), problem('/cases/1/server/clients/c~1rm', 'c/rm')],
     ])
+    // weir validate reports the same, each once, before any case runs.
+    const v = await runCli(['validate', t, '--quiet'])
+    expect([v.code, v.err.trim().split('\n')]).toEqual([1, [problem('/server/clients/cmr', 'cmr'), problem('/cases/1/server/clients/c~1rm', 'c/rm'), '0 valid, 1 invalid']])
   })
 })
 
