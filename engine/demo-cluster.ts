@@ -23,7 +23,8 @@ const say = (s = '') => io.out(s)
 const t0 = Date.now()
 const dir = resolve(dataDirOf(undefined, io), 'demo-cluster')
 await rm(dir, { recursive: true, force: true })
-await mkdir(dir, { recursive: true })
+// Owner-only (the directories it creates, ./data too on a fresh clone), as `weir run` requires of a data directory.
+await mkdir(dir, { recursive: true, mode: 0o700 })
 
 say(`Weir cluster demo: ${ENGINES} engines share one PostgreSQL; one is killed with SIGKILL mid-stream. All on 127.0.0.1.`)
 const pg = await startEmbeddedPostgres()

@@ -1,11 +1,13 @@
 import { spawn } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 
-const dataDir = mkdtempSync(join(tmpdir(), 'weir-demo-cluster-'))
-afterAll(() => rmSync(dataDir, { recursive: true, force: true }))
+const parent = mkdtempSync(join(tmpdir(), 'weir-demo-cluster-'))
+// Not there yet, as ./data on a fresh clone: the demo creates it, owner-only (weir run refuses anything else).
+const dataDir = join(parent, 'data')
+afterAll(() => rmSync(parent, { recursive: true, force: true }))
 
 /** Runs a script to its end (asynchronously, so the test's own timers keep running); its output and exit status. */
 function run(args: string[], env: NodeJS.ProcessEnv, timeoutMs: number): Promise<{ status: number | null; stdout: string; stderr: string }> {
@@ -28,6 +30,7 @@ describe('npm run demo:cluster', () => {
     const { WEIR_SECRET_KEY: _none, ...env } = process.env
     const r = await run(['--import', 'tsx', 'engine/demo-cluster.ts'], { ...env, WEIR_DATA_DIR: dataDir, WEIR_DEMO_N: '400', CI: 'true' }, 150_000)
     expect(r.status, r.stderr).toBe(0)
+    expect(statSync(dataDir).mode & 0o777).toBe(0o700)
     expect(r.stdout).toContain('400 messages acknowledged')
     expect(r.stdout).toMatch(/400 delivered to the API, \d+ duplicates/)
     const takeover = /claims taken over (\d+\.\d) s after the kill \(lease 5 s\)/.exec(r.stdout)

@@ -72,6 +72,16 @@ function timeoutsOf(given: Partial<DbTimeouts> = {}): DbTimeouts {
 const lostConnection = (e: unknown) => /^(Query read timeout|Connection terminated)/.test((e as Error)?.message ?? '')
 
 /**
+ * `url` with `password` in it: node-postgres reads a connection string over its other options, so a
+ * URL without a password (`postgres://weir@host/db`) would empty a `password` option given beside it.
+ */
+function withPassword(url: string, password: string): string {
+  const u = new URL(url)
+  u.password = encodeURIComponent(password)
+  return u.href
+}
+
+/**
  * A pool of connections to PostgreSQL (node-postgres), with the password from the URL, `PGPASSWORD`
  * or `password`, and `?sslmode=` from the URL. A connection that dies while idle is dropped from the
  * pool and reported to `onError`, never thrown: the engine must outlive a database failover.
@@ -82,8 +92,8 @@ const lostConnection = (e: unknown) => /^(Query read timeout|Connection terminat
 export function openDb(url: string, o: DbOptions = {}): Db {
   const t = timeoutsOf(o.timeouts)
   const pool = new pg.Pool({
-    connectionString: url, max: o.max ?? 8, connectionTimeoutMillis: 10_000, idleTimeoutMillis: 60_000,
-    application_name: 'weir', ...(o.password !== undefined ? { password: o.password } : {}),
+    connectionString: o.password !== undefined ? withPassword(url, o.password) : url, max: o.max ?? 8, connectionTimeoutMillis: 10_000, idleTimeoutMillis: 60_000,
+    application_name: 'weir',
     keepAlive: true, keepAliveInitialDelayMillis: t.keepAliveMs,
     statement_timeout: t.queryMs, query_timeout: clientTimeoutOf(t.queryMs), idle_in_transaction_session_timeout: t.idleInTransactionMs,
   })

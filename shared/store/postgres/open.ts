@@ -99,13 +99,11 @@ function listQuery(filter: ListFilter): { sql: string; params: unknown[] } {
 function storeError(e: unknown, url: URL): StoreError {
   if (e instanceof StoreError) return e
   const where = `${url.hostname}:${url.port || 5432}${url.pathname}`
-  return new StoreError(`PostgreSQL store at ${where}: ${(e as Error).message}`, { retryable: true, cause: e })
+  const message = (e as Error).message
+  // node-postgres says "empty password returned by client" (or the SASL variant) when none was given.
+  const hint = /password/i.test(message) ? ' (the password comes from the URL, PGPASSWORD or --store-password-file)' : ''
+  return new StoreError(`PostgreSQL store at ${where}: ${message}${hint}`, { retryable: true, cause: e })
 }
-
-
-
-
-
 
 /** A connection pool to the store's database (the password from the URL, `PGPASSWORD` or `passwordFile`). */
 export function connect(o: PostgresStoreOptions, url: URL): Db {
