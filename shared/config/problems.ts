@@ -68,13 +68,85 @@ function valueAt(root: unknown, pointer: string): unknown {
 
 export const escapePointer = (key: string): string => key.replace(/~/g, '~0').replace(/\//g, '~1')
 
+const isUnion = (e: ErrorObject): boolean => e.keyword === 'anyOf' || e.keyword === 'oneOf'
+
+/** Whether `e` was raised inside `outer` (at or below its value, under its schema). */
+const within = (e: ErrorObject, outer: ErrorObject, schemaPath = outer.schemaPath): boolean =>
+  e !== outer && e.schemaPath.startsWith(schemaPath + '/') &&
+  (e.instancePath === outer.instancePath || e.instancePath.startsWith(outer.instancePath + '/'))
+
+/** The JSON Schema type of a value ('integer' for whole numbers). */
+function jsonType(v: unknown): string {
+  if (v === null) return 'null'
+  if (Array.isArray(v)) return 'array'
+  if (typeof v === 'number') return Number.isInteger(v) ? 'integer' : 'number'
+  return typeof v
+}
+
+/**
+ * The index of the one branch of a failed anyOf/oneOf whose `type` the value has, when the value
+ * is an object or an array (one object or a list of them): its errors say what is wrong inside.
+ * Undefined when no branch, or more than one, declares that type (the forms are named instead).
+ */
+function branchOfValue(e: ErrorObject, data: unknown): number | undefined {
+  const parent = e.parentSchema as Record<string, unknown>
+  if (parent.writeOnly === true) return undefined
+  const t = jsonType(valueAt(data, e.instancePath))
+  if (t !== 'object' && t !== 'array') return undefined
+  const branches = (parent[e.keyword] as Record<string, unknown>[] | undefined) ?? []
+  const typed = branches.flatMap((b, i) => {
+    const types = typeof b.type === 'string' ? [b.type] : Array.isArray(b.type) ? b.type : []
+    return types.includes(t) ? [i] : []
+  })
+  return typed.length === 1 ? typed[0] : undefined
+}
+
+/** The one line of a failed anyOf/oneOf that names the forms it accepts. */
+function unionMessage(e: ErrorObject): string {
+  const parent = e.parentSchema as Record<string, unknown>
+  const passing = ((e.params as Record<string, unknown>).passingSchemas as number[] | null | undefined) ?? null
+  if (e.keyword === 'oneOf' && passing) return 'matches more than one accepted form'
+  if (parent.writeOnly === true) return 'must be a string or a secret reference {"$env": "NAME"} or {"$file": "path"}'
+  const branches = (parent[e.keyword] as Record<string, unknown>[]) ?? []
+  return `must be ${branches.map(describeBranch).join(' or ')}`
+}
+
+/** The message of one ajv error that is not an anyOf/oneOf, or undefined for a wrapper to skip. */
+function errorMessage(e: ErrorObject, data: unknown): { pointer: string; message: string } | undefined {
+  const p = e.params as Record<string, unknown>
+  // A name refused by propertyNames: ajv reports the rule (with `propertyName` set) and a wrapper; one line, at the name.
+  const badName = (e as ErrorObject & { propertyName?: string }).propertyName
+  if (badName !== undefined) return { pointer: `${e.instancePath}/${escapePointer(badName)}`, message: `name "${badName}" ${e.message ?? 'is not allowed'}` }
+  const at = (message: string) => ({ pointer: e.instancePath, message })
+  switch (e.keyword) {
+    case 'propertyNames':
+      return undefined
+    case 'additionalProperties': {
+      const prop = String(p.additionalProperty)
+      const known = Object.keys(((e.parentSchema as Record<string, unknown>)?.properties as object) ?? {})
+      const guess = nearest(prop, known)
+      return { pointer: `${e.instancePath}/${escapePointer(prop)}`, message: `unknown property "${prop}"` + (guess ? ` (did you mean "${guess}"?)` : known.length ? `; expected one of ${known.map((k) => `"${k}"`).join(', ')}` : '') }
+    }
+    case 'required':
+      return at(`must have required property "${String(p.missingProperty)}"`)
+    case 'enum':
+      return at(`must be one of ${(p.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}`)
+    case 'type':
+      return at(isSecretRef(valueAt(data, e.instancePath))
+        ? `must be ${String(p.type)}; {"$env"}/{"$file"} references are allowed only in secret fields`
+        : `must be ${String(p.type)}`)
+    default:
+      return at(e.message ?? `fails ${e.keyword}`)
+  }
+}
+
 /**
  * Turns ajv errors into one clear problem per location: `file#pointer: what was expected`.
- * The branch errors of an anyOf/oneOf are folded into one line naming the accepted forms.
+ * A failed anyOf/oneOf is one line naming the accepted forms, unless the value is an object or an
+ * array and exactly one branch takes that type ("one object or a list of them"): then that branch's
+ * own errors are reported (an unknown key at its pointer, a bad item at its index), nested unions alike.
  */
 export function ajvProblems(errors: ErrorObject[], file: string, prefix: string, data: unknown): ConfigProblem[] {
-  const unions = errors.filter((e) => e.keyword === 'anyOf' || e.keyword === 'oneOf')
-  const inUnion = (e: ErrorObject) => unions.some((u) => u !== e && e.schemaPath.startsWith(u.schemaPath + '/'))
   const problems: ConfigProblem[] = []
   const seen = new Set<string>()
   const add = (pointer: string, message: string) => {
@@ -83,53 +155,21 @@ export function ajvProblems(errors: ErrorObject[], file: string, prefix: string,
     seen.add(key)
     problems.push({ file, pointer: prefix + pointer, message })
   }
-  for (const e of errors) {
-    if (inUnion(e)) continue
-    const p = e.params as Record<string, unknown>
-    // A name refused by propertyNames: ajv reports the rule (with `propertyName` set) and a wrapper; one line, at the name.
-    const badName = (e as ErrorObject & { propertyName?: string }).propertyName
-    if (badName !== undefined) {
-      add(`${e.instancePath}/${escapePointer(badName)}`, `name "${badName}" ${e.message ?? 'is not allowed'}`)
-      continue
-    }
-    if (e.keyword === 'propertyNames') continue
-    switch (e.keyword) {
-      case 'additionalProperties': {
-        const prop = String(p.additionalProperty)
-        const known = Object.keys(((e.parentSchema as Record<string, unknown>)?.properties as object) ?? {})
-        const guess = nearest(prop, known)
-        add(`${e.instancePath}/${escapePointer(prop)}`, `unknown property "${prop}"` + (guess ? ` (did you mean "${guess}"?)` : known.length ? `; expected one of ${known.map((k) => `"${k}"`).join(', ')}` : ''))
-        break
+  const report = (scope: ErrorObject[]) => {
+    const unions = scope.filter(isUnion)
+    for (const e of scope) {
+      if (unions.some((u) => within(e, u))) continue
+      if (!isUnion(e)) {
+        const m = errorMessage(e, data)
+        if (m) add(m.pointer, m.message)
+        continue
       }
-      case 'required':
-        add(e.instancePath, `must have required property "${String(p.missingProperty)}"`)
-        break
-      case 'enum':
-        add(e.instancePath, `must be one of ${(p.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}`)
-        break
-      case 'anyOf':
-      case 'oneOf': {
-        const parent = e.parentSchema as Record<string, unknown>
-        const branches = (parent[e.keyword] as Record<string, unknown>[]) ?? []
-        const passing = (p.passingSchemas as number[] | null | undefined) ?? null
-        if (e.keyword === 'oneOf' && passing) { add(e.instancePath, 'matches more than one accepted form'); break }
-        const forms = branches.map(describeBranch)
-        const secret = parent.writeOnly === true
-        add(e.instancePath, secret
-          ? 'must be a string or a secret reference {"$env": "NAME"} or {"$file": "path"}'
-          : `must be ${forms.join(' or ')}`)
-        break
-      }
-      case 'type': {
-        const value = valueAt(data, e.instancePath)
-        add(e.instancePath, isSecretRef(value)
-          ? `must be ${String(p.type)}; {"$env"}/{"$file"} references are allowed only in secret fields`
-          : `must be ${String(p.type)}`)
-        break
-      }
-      default:
-        add(e.instancePath, e.message ?? `fails ${e.keyword}`)
+      const branch = branchOfValue(e, data)
+      const inner = branch === undefined ? [] : scope.filter((x) => within(x, e, `${e.schemaPath}/${branch}`))
+      if (inner.length) report(inner)
+      else add(e.instancePath, unionMessage(e))
     }
   }
+  report(errors)
   return problems
 }
