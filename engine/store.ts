@@ -5,7 +5,7 @@ import { ALLOW_OPEN_DATA_DIR_ENV } from '../shared/store/data-dir.ts'
 import { encryptContent, onUnreadable } from '../shared/store/encrypted.ts'
 import { sealedInSqlite } from '../shared/store/sqlite/sealed-scan.ts'
 import { refuseNewKeyOverLostOne } from './store-key-guard.ts'
-import { clusterStoreKey } from '../shared/store/postgres/oauth-state.ts'
+import { clusterStoreKey, verifyStoreClusterKey } from '../shared/store/postgres/oauth-state.ts'
 import { loadStoreKey } from '../shared/oauth/refresh-store.ts'
 import { RETIRED_FILE, keyringIn, keyringOf, type StoreKeyring } from '../shared/store/keyring.ts'
 import { stat } from 'node:fs/promises'
@@ -70,6 +70,11 @@ export async function openStoreFor(values: StoreChoice, io: Pick<CommandIO, 'env
 }): Promise<MessageStore> {
   const store = await openStore(values, io, o)
   const secretKey = io.env.WEIR_SECRET_KEY
+  // An engine of a cluster with another WEIR_SECRET_KEY would fail every message it claims: it stops here, before any claim.
+  await verifyStoreClusterKey(store, secretKey).catch(async (e) => {
+    await store.close().catch(() => {})
+    throw e
+  })
   const dir = join(o.dataDir, 'oauth')
   // A cluster's engines share the key: WEIR_SECRET_KEY with the database's salt, never a file of one engine's data directory.
   // A data directory's key is never made anew over a lost one (a forgotten passphrase, a backup restored without oauth/).
@@ -119,16 +124,22 @@ export function keyringSource(dir: string, secretKey: string | undefined, before
   }
 }
 
+/** The longest lease: an hour already leaves a dead engine's claims waiting that long. */
+const MAX_LEASE_MS = 3_600_000
+
 async function openStore(values: StoreChoice, io: Pick<CommandIO, 'env'>, o: Parameters<typeof openStoreFor>[2]): Promise<MessageStore> {
   const url = storeUrlOf(values, io)
   if (url === undefined) {
+    // A cluster flag without a cluster: this engine would run alone on its own store, unnoticed.
+    const clusterOnly = (['lease-ms', 'commit-delay-ms'] as const).filter((f) => values[f] !== undefined)
+    if (clusterOnly.length) throw new errorCodes.ERR_USAGE(`--${clusterOnly.join(' and --')} go${clusterOnly.length === 1 ? 'es' : ''} with --store postgres://… (or WEIR_STORE): without it this engine runs alone on the embedded store of its data directory`)
     return openSqliteStore({ dataDir: o.dataDir, owner: o.owner, ...(o.owner ? {} : { create: false }), ...(o.synchronous ? { synchronous: o.synchronous } : {}), ...(o.log ? { log: o.log } : {}),
       refuseOpenDataDir: !(o.allowOpenDataDir || io.env[ALLOW_OPEN_DATA_DIR_ENV] === '1'), ...(o.acceptOpenDataDirFlag ? { acceptOpenDataDirFlag: o.acceptOpenDataDirFlag } : {}) })
   }
   const leaseMs = values['lease-ms'] === undefined ? undefined : Number(values['lease-ms'])
-  if (leaseMs !== undefined && (!Number.isInteger(leaseMs) || leaseMs < 300)) throw new errorCodes.ERR_USAGE(`--lease-ms must be an integer of at least 300; not "${values['lease-ms']}"`)
+  if (leaseMs !== undefined && (!Number.isInteger(leaseMs) || leaseMs < 300 || leaseMs > MAX_LEASE_MS)) throw new errorCodes.ERR_USAGE(`--lease-ms must be an integer from 300 to ${MAX_LEASE_MS} (1 h); not "${values['lease-ms']}"`)
   const delayMs = values['commit-delay-ms'] === undefined ? DEFAULT_COMMIT_DELAY_MS : Number(values['commit-delay-ms'])
-  if (!Number.isInteger(delayMs) || delayMs < 0 || delayMs > 1000) throw new errorCodes.ERR_USAGE(`--commit-delay-ms must be an integer from 0 to 1000; not "${values['commit-delay-ms']}"`)
+  if (!Number.isInteger(delayMs) || delayMs < 0 || delayMs > 1000 || values['commit-delay-ms']?.trim() === '') throw new errorCodes.ERR_USAGE(`--commit-delay-ms must be an integer from 0 to 1000; not "${values['commit-delay-ms']}"`)
   return openPostgresStore({
     url, owner: o.owner, version: version(), commitPacing: { delayMs, batch: 64 },
     ...(values['store-password-file'] ? { passwordFile: values['store-password-file'] } : {}),

@@ -24,6 +24,9 @@ describe('exit status of bad usage', () => {
     ['--limit abc', ['list', '--limit', 'abc'], /--limit must be a positive integer/],
     ['resubmit --confirm without a filter', ['resubmit', '--confirm', '7'], /resubmit needs message ids or a filter/],
     ['show without an id', ['show'], /show takes one message id/],
+    ['a cluster flag without --store', ['list', '--lease-ms', '5000'], /--lease-ms goes with --store postgres:\/\/… \(or WEIR_STORE\): without it this engine runs alone/],
+    ['--lease-ms beyond an hour', ['list', '--lease-ms', '99999999999', '--store', 'postgres://weir@127.0.0.1:1/weir'], /--lease-ms must be an integer from 300 to 3600000 \(1 h\); not "99999999999"/],
+    ['an empty --commit-delay-ms', ['list', '--commit-delay-ms', '', '--store', 'postgres://weir@127.0.0.1:1/weir'], /--commit-delay-ms must be an integer from 0 to 1000; not ""/],
   ]
   for (const [what, args, message] of cases) {
     it(`weir messages: ${what} is 2, one line, no stack`, async () => {

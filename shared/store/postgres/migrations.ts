@@ -156,6 +156,11 @@ export const migrations: readonly string[] = [
   CREATE INDEX weir_messages_received ON weir_messages USING brin (received_at);
   DROP INDEX weir_messages_owner;
   `,
+  // 7: the cluster's key check (a MAC of the key WEIR_SECRET_KEY derives, never the key), written
+  // by the first engine that has the key: an engine with another WEIR_SECRET_KEY refuses to start.
+  `
+  ALTER TABLE weir_oauth_salt ADD COLUMN key_check text;
+  `,
 ]
 
 /** Any constant: the key of the advisory lock under which one engine at a time migrates. */

@@ -1,7 +1,9 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import { randomBytes, randomUUID } from 'node:crypto'
+import { createHmac, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto'
 import { holdLease, keysOf, openEntry, sealEntry, type Lease, type RefreshTokenStore, type StoreKeys, type StoredTokens, type StoredTokensInput } from '../../oauth/refresh-store.ts'
 import { StoreError } from '../errors.ts'
+import { sealedKeyId } from '../encrypted.ts'
+import { keyIdOf } from '../keyring.ts'
 import type { MessageStore } from '../types.ts'
 import type { Db } from './db.ts'
 import { migrate } from './migrations.ts'
@@ -41,6 +43,59 @@ async function clusterSalt(db: Db): Promise<Buffer> {
   return Buffer.from(row!.salt, 'base64')
 }
 
+/** Why an engine whose WEIR_SECRET_KEY is not the cluster's does not start. */
+export const wrongClusterKey = 'WEIR_SECRET_KEY does not match the key this cluster\'s database was set up with: every engine of the cluster needs the same WEIR_SECRET_KEY'
+
+/** The key check kept in the database: a MAC of the derived key over a fixed text (never the key). */
+function keyCheckOf(key: Buffer): string {
+  return `v1:${createHmac('sha256', key).update('weir cluster key check').digest('base64')}`
+}
+
+async function storedKeyCheck(db: Db): Promise<string | null> {
+  const [row] = await db.query<{ key_check: string | null }>('SELECT key_check FROM weir_oauth_salt')
+  return row?.key_check ?? null
+}
+
+/**
+ * Whether `keys` open what a database of an older weir (a salt, no key check) already holds: one
+ * sealed OAuth state entry, else the key id of one sealed message body. True when it holds nothing sealed.
+ */
+async function opensWhatIsSealed(db: Db, keys: StoreKeys): Promise<boolean> {
+  const [entry] = await db.query<{ key: string; sealed: string }>('SELECT key, sealed FROM weir_oauth_state WHERE sealed IS NOT NULL LIMIT 1')
+  if (entry) {
+    try {
+      openEntry(keys, entry.key, entry.sealed)
+      return true
+    } catch {
+      return false
+    }
+  }
+  const [body] = await db.query<{ head: string }>(`SELECT left(body, 64) AS head FROM weir_message_bodies WHERE body LIKE '"weir:enc:v2:%' LIMIT 1`)
+  return !body || sealedKeyId(body.head.slice(1)) === keyIdOf(keys.current)
+}
+
+/**
+ * Refuses (ERR_STORE {@link wrongClusterKey}) a WEIR_SECRET_KEY that is not the cluster's, before
+ * an engine claims anything: its derived key against the key check in the database. The first
+ * engine writes the check; on a database of an older weir (no check yet), only once its key opens
+ * what the database holds sealed. Two engines setting it up at once: the first write wins.
+ */
+export async function verifyClusterKey(db: Db, secretKey: string | Buffer | undefined): Promise<void> {
+  const given = givenKey(secretKey)
+  const salt = await clusterSalt(db)
+  const keys = await keysOf(given, async () => salt)
+  const check = keyCheckOf(keys.current)
+  let stored = await storedKeyCheck(db)
+  if (stored === null) {
+    if (!(await opensWhatIsSealed(db, keys))) throw new StoreError(wrongClusterKey)
+    await db.sql`UPDATE weir_oauth_salt SET key_check = ${check} WHERE key_check IS NULL`
+    stored = await storedKeyCheck(db)
+  }
+  const a = Buffer.from(stored ?? '')
+  const b = Buffer.from(check)
+  if (a.length !== b.length || !timingSafeEqual(a, b)) throw new StoreError(wrongClusterKey)
+}
+
 /**
  * The OAuth token state of a cluster in its PostgreSQL database (table `weir_oauth_state`): per key
  * one AES-256-GCM sealed entry (bound to its key), written with compare-and-swap on its version,
@@ -71,7 +126,8 @@ export function createPostgresTokenState(options: PostgresTokenStateOptions): Re
     try {
       return openEntry(k, key, row.sealed)
     } catch {
-      throw new StoreError(`the OAuth state of "${key}" cannot be decrypted: every engine of the cluster needs the same WEIR_SECRET_KEY`)
+      // Retryable: a key changed under a running cluster is the operator's to fix; the messages wait for it (retrying), not go to error.
+      throw new StoreError(`the OAuth state of "${key}" cannot be decrypted: every engine of the cluster needs the same WEIR_SECRET_KEY`, { retryable: true })
     }
   }
 
@@ -140,6 +196,12 @@ export function clusterStoreKey(store: MessageStore, secretKey: string | Buffer 
   return async () => (await keysOf(givenKey(secretKey), () => clusterSalt(db))).current
 }
 
+/** {@link verifyClusterKey} when `store` is the PostgreSQL store (a cluster's) and a WEIR_SECRET_KEY is given; nothing otherwise. */
+export async function verifyStoreClusterKey(store: MessageStore, secretKey: string | undefined): Promise<void> {
+  const db = (store as Partial<PostgresMessageStore>).pool
+  if (db && secretKey) await verifyClusterKey(db, secretKey)
+}
+
 /**
  * The token state of a cluster for a command that is not an engine (`weir credentials import
  * --store`): its own connection, the schema brought up to date first (an import may come before
@@ -150,6 +212,7 @@ export async function openPostgresTokenState(options: Pick<PostgresStoreOptions,
   const db = connect({ ...options, poolSize: 2 }, new URL(options.url))
   try {
     await migrate(db, { allowMigration: true })
+    await verifyClusterKey(db, options.secretKey)
   } catch (e) {
     await db.end().catch(() => undefined)
     throw e instanceof StoreError ? e : new StoreError(`PostgreSQL store: ${(e as Error).message}`, { cause: e })
