@@ -69,12 +69,14 @@ export async function openStoreFor(values: StoreChoice, io: Pick<CommandIO, 'env
   encrypt?: ReadonlySet<string> | true
 }): Promise<MessageStore> {
   const store = await openStore(values, io, o)
-  const secretKey = io.env.WEIR_SECRET_KEY
-  // An engine of a cluster with another WEIR_SECRET_KEY would fail every message it claims: it stops here, before any claim.
-  await verifyStoreClusterKey(store, secretKey).catch(async (e) => {
+  /** A start-up check that failed: the store is closed before the error goes on. */
+  const closeOnFailure = (check: Promise<unknown>) => check.catch(async (e) => {
     await store.close().catch(() => {})
     throw e
   })
+  const secretKey = io.env.WEIR_SECRET_KEY
+  // An engine of a cluster with another WEIR_SECRET_KEY would fail every message it claims: it stops here, before any claim.
+  await closeOnFailure(verifyStoreClusterKey(store, secretKey))
   const dir = join(o.dataDir, 'oauth')
   // A cluster's engines share the key: WEIR_SECRET_KEY with the database's salt, never a file of one engine's data directory.
   // A data directory's key is never made anew over a lost one (a forgotten passphrase, a backup restored without oauth/).
@@ -85,12 +87,7 @@ export async function openStoreFor(values: StoreChoice, io: Pick<CommandIO, 'env
   if (log) onUnreadable(encrypted, (m) => log.error({ message: m.id, channel: m.channel, keyId: m.keyId, reason: m.reason }, 'message in error: it cannot be decrypted with the store keyring'))
   // An engine that encrypts loads (and checks) its key at start: a key file others may read, or a
   // lost key, stops the start with its reason instead of failing every message later.
-  if (o.encrypt === true || (o.encrypt && o.encrypt.size > 0)) {
-    await key().catch(async (e) => {
-      await store.close().catch(() => {})
-      throw e
-    })
-  }
+  if (o.encrypt === true || (o.encrypt && o.encrypt.size > 0)) await closeOnFailure(key())
   return encrypted
 }
 
