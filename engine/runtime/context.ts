@@ -64,6 +64,11 @@ export class Backoffs {
     })
   }
 
+  /** Whether message `id` waits out a backoff as a whole (nothing of it runs). */
+  has(id: string): boolean {
+    return this.#waits(id)
+  }
+
   #update(id: string, change: () => void): void {
     const before = this.#waits(id)
     change()

@@ -38,6 +38,14 @@ export class Dispatcher {
   /** Paused by an operator: nothing new starts or is claimed; what is under way finishes. */
   private paused = false
   private changed: (() => void) | undefined
+  /**
+   * A claimed message that was under way at an unclean stop (it may be what stops the engine),
+   * waiting to be processed alone: it starts once nothing else runs, and while it runs (not
+   * waiting out a backoff) nothing else starts and nothing is claimed. So if it does stop the
+   * engine again, it is the only message that counts the interruption.
+   */
+  private suspect: ClaimedMessage | undefined
+  private alone: ClaimedMessage | undefined
 
   constructor(private readonly rc: RunContext, private readonly pipeline: Pipeline, private readonly queue: KeyedQueue, private readonly o: DispatchOptions) {
     rc.stopping.addEventListener('abort', () => this.wake(), { once: true })
@@ -64,7 +72,7 @@ export class Dispatcher {
   }
 
   get busy(): boolean {
-    return this.inProgress.size > 0 || this.queue.size > 0
+    return this.inProgress.size > 0 || this.queue.size > 0 || this.suspect !== undefined
   }
 
   /**
@@ -76,7 +84,7 @@ export class Dispatcher {
     while (!this.rc.stopping.aborted && !this.halted) {
       if (!this.paused) {
         this.startWhatCan()
-        if (!this.claiming && this.workHint && this.queue.size < this.o.prefetch && this.rc.now() >= this.claimPausedUntil) {
+        if (!this.claiming && this.workHint && !this.isolating() && this.queue.size < this.o.prefetch && this.rc.now() >= this.claimPausedUntil) {
           this.claiming = this.claim().finally(() => {
             this.claiming = undefined
             this.wake(false)
@@ -91,23 +99,75 @@ export class Dispatcher {
 
   /** Ids to return to the queue at stop: claimed but never started, or given up on. */
   leftOver(): string[] {
-    for (const m of this.queue.drain()) this.toRelease.add(m.id)
+    for (const m of this.drainWaiting()) this.toRelease.add(m.id)
     const ids = [...this.toRelease]
     this.toRelease.clear()
     return ids
   }
 
   private startWhatCan(): void {
-    while (this.inProgress.size - this.rc.backingOff.size < this.o.concurrency && this.inProgress.size < this.o.maxInProgress) {
+    // Its turn: nothing runs and nothing queued can start (what waits is behind a key whose head
+    // backs off, and goes back to the store so that it is not under way meanwhile).
+    if (this.suspect && this.inProgress.size === this.rc.backingOff.size && !this.queue.startable()) {
+      this.releaseLater(this.queue.drain().map((m) => m.id))
+      this.alone = this.suspect
+      this.suspect = undefined
+      this.rc.log.warn({ message: this.alone.id, interruptions: this.alone.interruptions }, 'message was under way at an unclean stop of the engine: processing it alone')
+      this.queue.push([this.alone])
+    }
+    while (!this.aloneRuns() && this.inProgress.size - this.rc.backingOff.size < this.o.concurrency && this.inProgress.size < this.o.maxInProgress) {
       const m = this.queue.take()
       if (!m) return
       const task = this.process(m).finally(() => {
         this.inProgress.delete(m.id)
         this.queue.done(m)
+        if (this.alone === m) {
+          this.alone = undefined
+          this.workHint = true
+        }
         this.wake(false)
       })
       this.inProgress.set(m.id, task)
     }
+  }
+
+  /** The suspect runs alone: started and not waiting out a backoff (an attempt that ended in a retry did not stop the engine). */
+  private aloneRuns(): boolean {
+    if (this.alone && this.rc.backingOff.has(this.alone.id)) this.alone = undefined
+    return this.alone !== undefined && this.inProgress.has(this.alone.id)
+  }
+
+  /** A suspect waits for its turn or runs alone: no claims meanwhile. */
+  private isolating(): boolean {
+    return this.suspect !== undefined || this.aloneRuns()
+  }
+
+  /**
+   * Of the messages just claimed, those before the first suspect (interrupted at an unclean stop)
+   * go to the queue; the suspect waits to run alone; those after it go back to the store, so that
+   * they are not under way (claimed) should the suspect stop the engine again.
+   */
+  private setSuspectAside(got: ClaimedMessage[]): ClaimedMessage[] {
+    const i = got.findIndex((m) => (m.interruptions ?? 0) > 0)
+    if (i < 0) return got
+    this.suspect = got[i]
+    this.releaseLater(got.slice(i + 1).map((m) => m.id))
+    return got.slice(0, i)
+  }
+
+  /** Returns claimed messages to the store; should that fail, they go back with the next claim or at stop. */
+  private releaseLater(ids: string[]): void {
+    if (ids.length === 0) return
+    this.returned++
+    void this.rc.store.release(ids).catch(() => ids.forEach((id) => this.toRelease.add(id)))
+  }
+
+  /** Empties the queue and the suspect's place: the claimed messages that have not started. */
+  private drainWaiting(): ClaimedMessage[] {
+    const all = this.queue.drain()
+    if (this.suspect) all.push(this.suspect)
+    this.suspect = undefined
+    return all
   }
 
   private async claim(): Promise<void> {
@@ -127,8 +187,9 @@ export class Dispatcher {
         for (const m of got) this.toRelease.add(m.id)
         return
       }
-      this.queue.push(got)
-      if (got.length === limit) this.workHint = true
+      const kept = this.setSuspectAside(got)
+      this.queue.push(kept)
+      if (got.length === limit && !this.suspect) this.workHint = true
     } catch (e) {
       this.rc.log.error({ err: e }, 'claiming messages failed; retrying')
       this.workHint = true
@@ -164,7 +225,7 @@ export class Dispatcher {
       if (!(isWeirError(e) && e.code === 'ERR_SHUTDOWN')) this.rc.log.error({ err: e, message: m.id }, 'processing failed; the message goes back to the queue')
       // The messages claimed after it go back too, so it is retried before them (order).
       this.returned++
-      const ids = [...this.toRelease, ...this.queue.drain().map((q) => q.id)]
+      const ids = [...this.toRelease, ...this.drainWaiting().map((q) => q.id)]
       this.toRelease.clear()
       await this.rc.store.release(ids).catch(() => ids.forEach((id) => this.toRelease.add(id)))
       this.workHint = true

@@ -42,6 +42,11 @@ export class KeyedQueue {
     return undefined
   }
 
+  /** Whether `take` would give a message: one waits whose key is free. */
+  startable(): boolean {
+    return this.waiting.some((m) => !this.busy.has(this.keyOf(m)))
+  }
+
   /** The message taken has finished (or gone back to the queue): its key is free again. */
   done(m: ClaimedMessage): void {
     this.busy.delete(this.keyOf(m))

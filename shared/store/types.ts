@@ -23,7 +23,25 @@ export interface StoredMessage extends Message {
 export interface ClaimedMessage extends StoredMessage {
   /** The message's per-destination outcomes so far (empty for a message never attempted), read by the claim itself. */
   readonly deliveries: readonly DeliveryRecord[]
+  /**
+   * How many unclean stops (a crash, a SIGKILL, a lost lease) the message was under way at, when
+   * any: it may be what stops the engine, so the runtime processes it alone. At MAX_INTERRUPTIONS
+   * the store puts it in error instead of queueing it again.
+   */
+  readonly interruptions?: number
 }
+
+/**
+ * How many unclean stops a message may be under way at: at the last, recovery puts it in error
+ * (it is likely what kills the engine) instead of queueing it again for the next start.
+ */
+export const MAX_INTERRUPTIONS = 3
+
+/** The log line of a message recovery gave up on (see MAX_INTERRUPTIONS). */
+export const GAVE_UP_LOG = `message put in error: it was under way at ${MAX_INTERRUPTIONS} unclean stops of the engine and may be what stops it; resubmit it once the cause is found`
+
+/** The error of a message recovery gave up on (see MAX_INTERRUPTIONS). */
+export const INTERRUPTED_ERROR = `the engine stopped uncleanly (crash, kill or lost lease) ${MAX_INTERRUPTIONS} times while this message was under way; it may be what stops it, so it was not queued again. Find the cause (the log before each stop), then resubmit it`
 
 /** Outcome of one message part at one destination. */
 export interface DeliveryRecord {

@@ -7,6 +7,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import fc from 'fast-check'
 import type { MessageStore } from '../../shared/store/index.ts'
+import { INTERRUPTED_ERROR, MAX_INTERRUPTIONS } from '../../shared/store/types.ts'
 
 export interface StoreFactory {
   name: string
@@ -264,6 +265,28 @@ export function storeConformance(factory: StoreFactory): void {
       const claimed = await store.claim('c', 5)
       expect(claimed.map((m) => m.id)).toEqual([id, id2])
       expect(claimed[0]!.deliveries.map((x) => [x.destination, x.status])).toEqual([['a', 'delivered'], ['b', 'queued']])
+    })
+
+    it('counts the unclean stops a message was in flight at (not one waiting out a retry); at the last it goes to error, and a resubmit starts again', async () => {
+      const { id } = await store.enqueue('c', { body: 1 })
+      const { id: waiting } = await store.enqueue('c', { body: 2 })
+      await reopen() // a backlog from now on: every claim is in flight in the store at once
+      const retryable = { startedAt: 1, endedAt: 2, outcome: 'retryable' as const, error: 'x' }
+      for (let i = 0; i < MAX_INTERRUPTIONS; i++) {
+        const claimed = await store.claim('c', 2)
+        expect(claimed.map((m) => [m.id, m.interruptions])).toEqual([[id, i || undefined], [waiting, undefined]])
+        await store.recordDelivery(waiting, { destination: 'a', part: 0, status: 'retrying', attempt: retryable })
+        await factory.crash(store)
+        store = await factory.open()
+      }
+      expect((await store.claim('c', 5)).map((m) => m.id)).toEqual([waiting])
+      const detail = (await store.get(id))!
+      expect(detail.message.status).toBe('error')
+      expect(detail.message.error).toBe(INTERRUPTED_ERROR)
+      expect(store.pending('c')).toBe(1)
+      expect(await store.resubmit({ ids: [id] })).toEqual([id])
+      await store.release([waiting])
+      expect((await store.claim('c', 5)).map((m) => [m.id, m.interruptions])).toEqual([[id, undefined], [waiting, undefined]])
     })
 
     it('a store closed with claims it never released (a delivery that outlived the shutdown) gives them back: the next open claims them at once', async () => {

@@ -26,6 +26,8 @@ export interface LeaseOptions {
   /** Told when this engine's lease was lost (it was partitioned longer than the lease): it rejoins under a new id. */
   onLost(oldId: string, newId: string): void
   onRequeued(n: number, engines: string[]): void
+  /** Told of the messages a requeue put in error instead (under way at too many unclean stops). */
+  onGaveUp(ids: string[]): void
   onError(e: unknown): void
 }
 
@@ -111,7 +113,9 @@ export class EngineLease {
       await tx.sql`DELETE FROM weir_leaders WHERE engine_id = ${this.id}`
       // The row first: it waits for a claim of this engine still committing, which the requeue then sees.
       await tx.sql`DELETE FROM weir_engines WHERE id = ${this.id}`
-      await requeueClaimsOf(tx, [this.id], t)
+      return requeueClaimsOf(tx, [this.id], t)
+    }).then((r) => {
+      if (r.gaveUp.length > 0) this.o.onGaveUp(r.gaveUp)
     })
   }
 
@@ -149,13 +153,14 @@ export class EngineLease {
    */
   private async sweep(): Promise<void> {
     const t = this.o.now()
-    const { n, dead } = await this.db.transaction(async (tx) => {
+    const { n, gaveUp, dead } = await this.db.transaction(async (tx) => {
       const gone = (await tx.sql`DELETE FROM weir_engines WHERE lease_until < clock_timestamp() RETURNING id`).map((r) => r.id as string)
       if (gone.length > 0) await tx.sql`DELETE FROM weir_leaders WHERE engine_id = ANY(${gone}::text[])`
       const orphaned = await requeueOrphanedClaims(tx, t)
-      return { n: orphaned.n, dead: [...new Set([...gone, ...orphaned.owners])] }
+      return { n: orphaned.n, gaveUp: orphaned.gaveUp, dead: [...new Set([...gone, ...orphaned.owners])] }
     })
     if (dead.length > 0) this.o.onRequeued(n, dead)
+    if (gaveUp.length > 0) this.o.onGaveUp(gaveUp)
   }
 }
 

@@ -161,6 +161,10 @@ export const migrations: readonly string[] = [
   `
   ALTER TABLE weir_oauth_salt ADD COLUMN key_check text;
   `,
+  // 8: how many unclean stops a message was under way at (a sweep counts them; see MAX_INTERRUPTIONS).
+  `
+  ALTER TABLE weir_messages ADD COLUMN interrupted int NOT NULL DEFAULT 0;
+  `,
 ]
 
 /** Any constant: the key of the advisory lock under which one engine at a time migrates. */

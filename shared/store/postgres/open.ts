@@ -8,7 +8,7 @@ import { ChannelQueues } from '../queues.ts'
 import { attemptOf, countByStatus, defined, deliveryOf, jsonOf, rowToMessage, type MessageRow } from '../rows.ts'
 import {
 
-  MESSAGE_STATUSES, type ChannelStats, type ClaimOptions, type ClaimedMessage, type DeliveryRecord, type DeliveryUpdate, type EnqueueOptions,
+  GAVE_UP_LOG, MESSAGE_STATUSES, type ChannelStats, type ClaimOptions, type ClaimedMessage, type DeliveryRecord, type DeliveryUpdate, type EnqueueOptions,
   type Leadership, type ListFilter, type MessageDetail, type MessageStatus, type MessageStore, type PurgeTarget, type ResubmitTarget, type ResubmitPreview, type AuditEntry, type StoredMessage,
 } from '../types.ts'
 import { DB_TIMEOUTS, openDb, type Db, type DbTimeouts } from './db.ts'
@@ -31,7 +31,7 @@ export interface PostgresStoreOptions {
   poolSize?: number
   version?: string
   now?: () => number
-  log?: Pick<Logger, 'warn' | 'info'>
+  log?: Pick<Logger, 'warn' | 'info' | 'error'>
   /** Under load, how long a write transaction may wait for more writes to share its commit (ms), and how many it waits for. Default: no wait (`weir run` passes `--commit-delay-ms`). */
   commitPacing?: CommitPacing
   /** Statement, idle-in-transaction and keepalive timeouts of every connection (default `DB_TIMEOUTS`; tests shorten them). */
@@ -151,6 +151,7 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
         leaseMs, version: options.version ?? '0', now,
         onLost: (old, id) => options.log?.warn({ engine: old, rejoined: id }, 'this engine\'s lease ran out and its claims were taken over; it rejoined under a new id'),
         onRequeued: (n, engines) => options.log?.warn({ engines, requeued: n }, 'engines stopped heartbeating: their messages are queued again'),
+        onGaveUp: (ids) => { for (const id of ids) options.log?.error({ message: id }, GAVE_UP_LOG) },
         onError: (e) => options.log?.warn({ err: storeError(e, url) }, 'heartbeat failed; retrying'),
       })
       await lease.join()
@@ -273,8 +274,11 @@ class PostgresStore implements PostgresMessageStore {
   }
 
   async claim(channel: string, limit: number, options: ClaimOptions = {}): Promise<ClaimedMessage[]> {
-    const rows = await this.write<Array<MessageRow & { deliveries: string }>>('claim', [channel, limit, this.now(), options.order ?? 'none'])
-    return rows.map((r) => ({ ...rowToMessage(r), deliveries: (JSON.parse(r.deliveries) as object[]).map((d) => defined(d) as DeliveryRecord) }))
+    const rows = await this.write<Array<MessageRow & { deliveries: string; interrupted: number }>>('claim', [channel, limit, this.now(), options.order ?? 'none'])
+    return rows.map((r) => ({
+      ...rowToMessage(r), deliveries: (JSON.parse(r.deliveries) as object[]).map((d) => defined(d) as DeliveryRecord),
+      ...(r.interrupted ? { interruptions: r.interrupted } : {}),
+    }))
   }
 
   recordDelivery(id: string, update: DeliveryUpdate): Promise<void> {

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { StoreError } from '../errors.ts'
-import type { DeliveryUpdate, PurgeTarget, ResubmitTarget } from '../types.ts'
+import { INTERRUPTED_ERROR, MAX_INTERRUPTIONS, type DeliveryUpdate, type PurgeTarget, type ResubmitTarget } from '../types.ts'
 import type { MessageRow } from '../rows.ts'
 import type { Db, Queryable } from './db.ts'
 import type { ApplyBatch, PendingOp } from './group-commit.ts'
@@ -136,7 +136,7 @@ function oneStatement(ops: readonly PendingOp[]): boolean {
 
 /** The columns of the one statement's rows (after `kind`), as `CLAIMED_COLUMNS` has them. */
 const OUT_COLUMNS = [['id', 'text'], ['seq', 'bigint'], ['channel', 'text'], ['status', 'text'], ['body', 'text'], ['content_type', 'text'], ['attributes', 'text'], ['dedupe_key', 'text'],
-  ['order_key', 'text'], ['received_at', 'bigint'], ['updated_at', 'bigint'], ['error', 'text'], ['deliveries', 'text']] as const
+  ['order_key', 'text'], ['received_at', 'bigint'], ['updated_at', 'bigint'], ['error', 'text'], ['interrupted', 'int'], ['deliveries', 'text']] as const
 
 type OutRow = MessageRow & { kind: 'enqueued' | 'prior' | 'completed' | 'claimed'; deliveries: unknown }
 
@@ -423,17 +423,31 @@ async function release(tx: Queryable, me: string, ids: string[], t: number): Pro
   return rows.map((r) => r.channel)
 }
 
-/** Returns the claims of `engines` (leaving, or whose lease ran out) to the queue, their delivered destinations kept; how many. */
-export async function requeueClaimsOf(tx: Queryable, engines: string[], t: number): Promise<number> {
-  const rows = await tx.query<{ n: number }>(`
+/**
+ * The SET of a requeue after an engine stopped without releasing its claims: a message in flight
+ * (not waiting out a retry) counts one more interruption, and at MAX_INTERRUPTIONS goes to error
+ * instead of the queue. Old values on the right, as PostgreSQL evaluates them.
+ */
+const giveUp = `m.status = 'in-flight' AND m.interrupted + 1 >= ${MAX_INTERRUPTIONS}`
+const REQUEUE_SET = `interrupted = m.interrupted + (m.status = 'in-flight')::int, owner = NULL,
+  status = CASE WHEN ${giveUp} THEN 'error' ELSE 'queued' END,
+  error = CASE WHEN ${giveUp} THEN '${INTERRUPTED_ERROR.replaceAll("'", "''")}' ELSE m.error END`
+/** Their deliveries follow them: back to the queue, or to error with a message given up on. */
+const REQUEUE_DELIVERIES = `UPDATE weir_deliveries d SET status = CASE WHEN r.status = 'error' THEN 'error' ELSE 'queued' END
+      FROM r WHERE d.message_id = r.id AND d.status IN ('in-flight', 'retrying')`
+
+/** What a requeue did: how many went back to the queue, and the ids of those put in error (see REQUEUE_SET). */
+export interface Requeued { n: number; gaveUp: string[] }
+
+/** Returns the claims of `engines` (leaving, or whose lease ran out) to the queue, their delivered destinations kept. */
+export async function requeueClaimsOf(tx: Queryable, engines: string[], t: number): Promise<Requeued> {
+  const rows = await tx.query<Requeued>(`
     WITH r AS (
-      UPDATE weir_messages SET status = 'queued', owner = NULL, updated_at = $2
-      WHERE owner = ANY($1::text[]) AND status IN ('in-flight', 'retrying') RETURNING id
-    ), d AS (
-      UPDATE weir_deliveries SET status = 'queued' WHERE message_id IN (SELECT id FROM r) AND status IN ('in-flight', 'retrying')
-    )
-    SELECT count(*)::int AS n FROM r`, [engines, t])
-  return rows[0]!.n
+      UPDATE weir_messages m SET ${REQUEUE_SET}, updated_at = $2
+      WHERE owner = ANY($1::text[]) AND status IN ('in-flight', 'retrying') RETURNING m.id, m.status
+    ), d AS (${REQUEUE_DELIVERIES})
+    SELECT (count(*) FILTER (WHERE status = 'queued'))::int AS n, coalesce(array_agg(id) FILTER (WHERE status = 'error'), '{}') AS "gaveUp" FROM r`, [engines, t])
+  return rows[0]!
 }
 
 /**
@@ -442,18 +456,17 @@ export async function requeueClaimsOf(tx: Queryable, engines: string[], t: numbe
  * statement's snapshot shows it and updated only if its owner is still the same, so one that another
  * engine claimed meanwhile (under a row this snapshot does not show yet) stays that engine's.
  */
-export async function requeueOrphanedClaims(tx: Queryable, t: number): Promise<{ n: number; owners: string[] }> {
-  const rows = await tx.query<{ n: number; owners: string[] }>(`
+export async function requeueOrphanedClaims(tx: Queryable, t: number): Promise<Requeued & { owners: string[] }> {
+  const rows = await tx.query<Requeued & { owners: string[] }>(`
     WITH orphaned AS (
       SELECT m.seq, m.owner FROM weir_messages m
       WHERE m.status IN ('in-flight', 'retrying') AND NOT EXISTS (SELECT 1 FROM weir_engines e WHERE e.id = m.owner)
     ), r AS (
-      UPDATE weir_messages m SET status = 'queued', owner = NULL, updated_at = $1 FROM orphaned o
-      WHERE m.seq = o.seq AND m.owner IS NOT DISTINCT FROM o.owner AND m.status IN ('in-flight', 'retrying') RETURNING m.id, o.owner
-    ), d AS (
-      UPDATE weir_deliveries SET status = 'queued' WHERE message_id IN (SELECT id FROM r) AND status IN ('in-flight', 'retrying')
-    )
-    SELECT count(*)::int AS n, coalesce(array_agg(DISTINCT owner) FILTER (WHERE owner IS NOT NULL), '{}') AS owners FROM r`, [t])
+      UPDATE weir_messages m SET ${REQUEUE_SET}, updated_at = $1 FROM orphaned o
+      WHERE m.seq = o.seq AND m.owner IS NOT DISTINCT FROM o.owner AND m.status IN ('in-flight', 'retrying') RETURNING m.id, m.status, o.owner
+    ), d AS (${REQUEUE_DELIVERIES})
+    SELECT (count(*) FILTER (WHERE status = 'queued'))::int AS n, coalesce(array_agg(id) FILTER (WHERE status = 'error'), '{}') AS "gaveUp",
+      coalesce(array_agg(DISTINCT owner) FILTER (WHERE owner IS NOT NULL), '{}') AS owners FROM r`, [t])
   return rows[0]!
 }
 
@@ -465,7 +478,7 @@ async function resubmit(tx: Queryable, target: ResubmitTarget, t: number): Promi
         AND (id = ANY($1::text[]) OR ($2::text IS NOT NULL AND status = $2 AND ($3::text IS NULL OR channel = $3)))
       ORDER BY seq FOR UPDATE
     ), r AS (
-      UPDATE weir_messages m SET status = 'queued', error = NULL, updated_at = $4 FROM picked WHERE m.id = picked.id RETURNING m.id, m.channel, m.seq
+      UPDATE weir_messages m SET status = 'queued', error = NULL, interrupted = 0, updated_at = $4 FROM picked WHERE m.id = picked.id RETURNING m.id, m.channel, m.seq
     ), open AS (
       SELECT r.id, EXISTS (SELECT 1 FROM weir_deliveries d WHERE d.message_id = r.id AND d.status <> 'delivered') AS partial FROM r
     ), d AS (
@@ -507,7 +520,7 @@ async function setState(tx: Queryable, [channel, component, key, value, t]: [str
 }
 
 /** The columns of a claimed message, with its delivery records so far as JSON text. */
-const CLAIMED_COLUMNS = `m.id, m.seq, m.channel, m.status, (SELECT b.body FROM weir_message_bodies b WHERE b.seq = m.seq) AS body, m.content_type, m.attributes, m.dedupe_key, m.order_key, m.received_at, m.updated_at, m.error,
+const CLAIMED_COLUMNS = `m.id, m.seq, m.channel, m.status, m.interrupted, (SELECT b.body FROM weir_message_bodies b WHERE b.seq = m.seq) AS body, m.content_type, m.attributes, m.dedupe_key, m.order_key, m.received_at, m.updated_at, m.error,
       (SELECT coalesce(json_agg(json_build_object('destination', d.destination, 'part', d.part, 'status', d.status, 'attempts', d.attempts,
           'firstAttemptAt', d.first_attempt_at, 'lastAttemptAt', d.last_attempt_at, 'nextAttemptAt', d.next_attempt_at, 'lastError', d.last_error,
           'responseStatus', d.response_status, 'responseExcerpt', d.response_excerpt) ORDER BY d.part, d.destination), '[]')::text

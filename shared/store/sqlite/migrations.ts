@@ -138,6 +138,8 @@ export const migrations: ReadonlyArray<(db: Database) => void> = [
         VALUES (OLD.message_id, OLD.destination, OLD.part, OLD.attempts, OLD.last_attempt_at, OLD.last_ended_at, 'delivered', OLD.response_status, NULL, OLD.response_excerpt);
     END;
   `),
+  // 7: how many unclean stops a message was under way at (crash recovery counts them; see MAX_INTERRUPTIONS).
+  (db) => db.exec('ALTER TABLE message_status ADD COLUMN interrupted INTEGER NOT NULL DEFAULT 0'),
 ]
 
 /**

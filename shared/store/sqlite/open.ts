@@ -8,7 +8,7 @@ import { createOwnerOnlyFile, secureDataDir, tightenFile } from '../data-dir.ts'
 import { StoreError } from '../errors.ts'
 import { newMessageId } from '../id.ts'
 import {
-
+  GAVE_UP_LOG, INTERRUPTED_ERROR, MAX_INTERRUPTIONS,
   type ChannelStats, type ClaimedMessage, type FinishedStatus, type DeliveryRecord, type DeliveryUpdate, type EnqueueOptions, type ListFilter,
   type MessageDetail, type MessageStatus, type MessageStore, type PurgeTarget, type ResubmitTarget, type ResubmitPreview, type AuditEntry, type StoredMessage,
 } from '../types.ts'
@@ -43,7 +43,7 @@ export interface SqliteStoreOptions {
   acceptOpenDataDirFlag?: string
   now?: () => number
   /** Told how many messages an unclean stop left claimed (returned to the queue on open). */
-  log?: Pick<Logger, 'warn'>
+  log?: Pick<Logger, 'warn' | 'error'>
 }
 
 /** The SQLite store, with what tests and operators may want to check on its connection. */
@@ -100,10 +100,10 @@ function prepare(dir: string, options: SqliteStoreOptions, t: number) {
       db.pragma('busy_timeout = 5000')
       migrate(db, { allowMigration: owner })
       if (owner) useIncrementalVacuum(db)
-      const released = owner ? recoverClaims(db, t) : 0
+      const { released, gaveUp } = owner ? recoverClaims(db, t) : { released: 0, gaveUp: [] }
       const pending = db.prepare(`SELECT channel, count(*) FROM message_status WHERE status IN ('queued', 'in-flight', 'retrying') GROUP BY channel`).raw().all() as Array<[string, number]>
       // A dead owner's lock tells of an unclean stop even when no claim of its was marked in flight yet.
-      return { lockFile, released, unclean: released > 0 || lock?.stale === true, pending }
+      return { lockFile, released, gaveUp, unclean: released > 0 || gaveUp.length > 0 || lock?.stale === true, pending }
     } finally {
       db.close()
     }
@@ -114,14 +114,23 @@ function prepare(dir: string, options: SqliteStoreOptions, t: number) {
   }
 }
 
-/** Crash recovery: whatever a previous run had claimed but not finished goes back to the queue (retry times are kept). */
-function recoverClaims(db: InstanceType<typeof DatabaseCtor>, t: number): number {
+/**
+ * Crash recovery: whatever a previous run had claimed but not finished goes back to the queue
+ * (retry times are kept). A message that was in flight (not waiting out a retry) counts one more
+ * interruption; at MAX_INTERRUPTIONS it goes to error instead (returned in `gaveUp`).
+ */
+function recoverClaims(db: InstanceType<typeof DatabaseCtor>, t: number): { released: number; gaveUp: Array<{ id: string; channel: string }> } {
   return db.transaction(() => {
+    db.prepare(`UPDATE message_status SET interrupted = interrupted + 1 WHERE status = 'in-flight'`).run()
+    const gaveUp = db.prepare(`UPDATE message_status SET status = 'error', error = ?, updated_at = ? WHERE status = 'in-flight' AND interrupted >= ?
+      RETURNING (SELECT id FROM message_content c WHERE c.seq = message_status.seq) AS id, channel`).all(INTERRUPTED_ERROR, t, MAX_INTERRUPTIONS) as Array<{ id: string; channel: string }>
+    const closeDeliveries = db.prepare(`UPDATE deliveries SET status = 'error' WHERE message_id = ? AND status IN ('in-flight', 'retrying')`)
+    for (const m of gaveUp) closeDeliveries.run(m.id)
     const seqs = db.prepare(`UPDATE message_status SET status = 'queued', updated_at = ? WHERE status IN ('in-flight', 'retrying') RETURNING seq`).pluck().all(t) as number[]
     const releaseDeliveries = db.prepare(`UPDATE deliveries SET status = 'queued'
       WHERE message_id = (SELECT id FROM message_content WHERE seq = ?) AND status IN ('in-flight', 'retrying')`)
     for (const seq of seqs) releaseDeliveries.run(seq)
-    return seqs.length
+    return { released: seqs.length, gaveUp }
   }).immediate()
 }
 
@@ -144,8 +153,9 @@ function recoverClaims(db: InstanceType<typeof DatabaseCtor>, t: number): number
 export function openSqliteStore(options: SqliteStoreOptions = {}): SqliteMessageStore {
   const dir = resolve(options.dataDir ?? 'data')
   const now = options.now ?? Date.now
-  const { lockFile, released, unclean, pending } = prepare(dir, options, now())
+  const { lockFile, released, gaveUp, unclean, pending } = prepare(dir, options, now())
   if (unclean) options.log?.warn({ dataDir: dir, released }, 'unclean stop detected: messages that were in flight are queued again')
+  for (const m of gaveUp) options.log?.error({ message: m.id, channel: m.channel }, GAVE_UP_LOG)
   const file = join(dir, DB_FILE)
   return new SqliteStore(file, new WriterClient(file, options.synchronous ?? 'FULL'), new ChannelQueues(pending), now, lockFile)
 }
@@ -221,12 +231,12 @@ class SqliteStore implements SqliteMessageStore {
     // A message this process claimed from memory is still 'queued' in the database if its mark was
     // lost (the batch carrying it failed: busy, disk full); it is under way here, so it is skipped,
     // not handed out a second time (this claim marks it in flight after all).
-    return this.writer.call('claim', [channel, limit, t], (rows: Array<MessageRow & { deliveries: string }>) => {
+    return this.writer.call('claim', [channel, limit, t], (rows: Array<MessageRow & { deliveries: string; interrupted: number }>) => {
       if (rows.length < limit) this.queues.drained(channel, generation)
       return rows.filter((r) => !this.claimed.has(r.id)).map((r): ClaimedMessage => {
         this.claimed.set(r.id, channel)
         const deliveries = (JSON.parse(r.deliveries) as object[]).map((d) => defined(d) as DeliveryRecord)
-        return { ...rowToMessage({ ...r, status: 'in-flight', updated_at: t, error: null }), deliveries }
+        return { ...rowToMessage({ ...r, status: 'in-flight', updated_at: t, error: null }), deliveries, ...(r.interrupted ? { interruptions: r.interrupted } : {}) }
       })
     })
   }

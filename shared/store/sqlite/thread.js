@@ -52,7 +52,7 @@ const s = {
   // A dedupe key whose window has passed moves to the new message: the old one keeps its content, without the key.
   expireDedupe: db.prepare('UPDATE message_content SET dedupe_key = NULL WHERE channel = ? AND dedupe_key = ? AND received_at <= ?'),
   // One query: the next queued messages with their content and their per-destination outcomes so far.
-  claimable: db.prepare(`SELECT s.seq, c.id, s.channel, c.body, c.content_type, c.attributes, c.dedupe_key, c.received_at, c.order_key,
+  claimable: db.prepare(`SELECT s.seq, c.id, s.channel, c.body, c.content_type, c.attributes, c.dedupe_key, c.received_at, c.order_key, s.interrupted,
       ${deliveriesJson} AS deliveries
     FROM message_status s JOIN message_content c ON c.seq = s.seq WHERE s.channel = ? AND s.status = 'queued' ORDER BY s.seq LIMIT ?`),
   claim: db.prepare(`UPDATE message_status SET status = 'in-flight', updated_at = ?
@@ -86,7 +86,7 @@ const s = {
   getByPrefix: db.prepare('SELECT * FROM messages WHERE id LIKE ? LIMIT 2'),
   deliveries: db.prepare('SELECT * FROM deliveries WHERE message_id = ? ORDER BY part, destination'),
   attempts: db.prepare('SELECT * FROM attempts WHERE message_id = ? ORDER BY started_at, rowid'),
-  resubmitMessage: db.prepare(`UPDATE message_status SET status = 'queued', error = NULL, updated_at = ?
+  resubmitMessage: db.prepare(`UPDATE message_status SET status = 'queued', error = NULL, interrupted = 0, updated_at = ?
     WHERE seq = (SELECT seq FROM message_content WHERE id = ?) AND status IN ('delivered', 'filtered', 'error') RETURNING channel`).pluck(),
   openDeliveries: db.prepare(`SELECT count(*) FROM deliveries WHERE message_id = ? AND status != 'delivered'`).pluck(),
   requeueOpen: db.prepare(`UPDATE deliveries SET status = 'queued', next_attempt_at = NULL WHERE message_id = ? AND status != 'delivered'`),
