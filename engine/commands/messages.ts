@@ -292,7 +292,13 @@ async function showMessage(store: MessageStore, id: string, json: boolean | unde
 async function listMessages(store: MessageStore, filter: ListFilter, limitFlag: string | undefined, json: boolean | undefined, io: CommandIO): Promise<number> {
   const limit = limitFlag === undefined ? 100 : Number(limitFlag)
   if (!Number.isInteger(limit) || limit < 1) throw new errorCodes.ERR_USAGE(`--limit must be a positive integer; not "${limitFlag}"`)
-  const list = await store.list({ ...filter, limit })
+  // One more than asked for: whether the list goes on, so a full page is never taken for all there is.
+  const list = await store.list({ ...filter, limit: limit + 1 })
+  const more = list.length > limit
+  if (more) {
+    list.length = limit
+    io.err(`more messages match: the newest ${limit} are shown; raise --limit, or see older ones with --until ${iso(list[limit - 1]!.receivedAt)}`)
+  }
   if (json) io.out(printableJson(list.map((m) => ({ id: m.id, channel: m.channel, status: m.status, receivedAt: iso(m.receivedAt), updatedAt: iso(m.updatedAt), ...(m.error ? { error: scrubShown(m.error) } : {}) }))))
   else if (list.length === 0) io.out('no messages')
   else io.out(table([['ID', 'CHANNEL', 'STATUS', 'RECEIVED', 'ERROR'], ...list.map((m) => [printable(m.id), printable(m.channel), m.status, iso(m.receivedAt), printable(m.error).slice(0, 80)])]))

@@ -209,6 +209,24 @@ describe('weir messages', () => {
     expect(JSON.parse(t.out[0]!)).toEqual([expect.objectContaining({ id: body.id, channel: 'envdir', status: 'delivered' })])
   })
 
+  it('list says when more messages match than --limit shows, and how to see older ones; not when the page holds them all', async () => {
+    let t = 1_000_000
+    const store = openSqliteStore({ dataDir: join(dir.path, 'data'), now: () => (t += 1000) })
+    for (let n = 0; n < 5; n++) await store.enqueue('c', { body: { n } })
+    await store.close()
+    const page = io(dir.path)
+    expect(await messagesCommand(['list', '--limit', '3', '--json', '--data-dir', 'data'], page.io)).toBe(0)
+    const shown = JSON.parse(page.out[0]!) as Array<{ receivedAt: string }>
+    expect(shown).toHaveLength(3)
+    expect(page.err).toEqual([`more messages match: the newest 3 are shown; raise --limit, or see older ones with --until ${shown[2]!.receivedAt}`])
+    const all = io(dir.path)
+    expect(await messagesCommand(['list', '--limit', '5', '--data-dir', 'data'], all.io)).toBe(0)
+    expect(all.err).toEqual([])
+    const older = io(dir.path)
+    expect(await messagesCommand(['list', '--until', shown[2]!.receivedAt, '--json', '--data-dir', 'data'], older.io)).toBe(0)
+    expect(JSON.parse(older.out[0]!)).toHaveLength(2)
+  })
+
   it('answers user errors plainly', async () => {
     const t = io(dir.path)
     const missing = await messagesCommand(['list', '--data-dir', 'nowhere'], t.io).catch((e) => e)
