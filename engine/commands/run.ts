@@ -164,8 +164,11 @@ async function startServices(values: RunValues, io: CommandIO, deps: RunDeps, fl
   const close = async () => {
     await admin?.close()
     await jwks?.close()
-    await store.close()
-    if (!deps.http) await http.close()
+    try {
+      await store.close()
+    } finally {
+      if (!deps.http) await http.close()
+    }
   }
   return { dataDir, admin, store, http, credential, close }
 }
@@ -291,8 +294,12 @@ export async function run(args: string[], io: CommandIO, deps: RunDeps = {}): Pr
   await Promise.all(handles.map((h) => h.stop()))
   counters.stop()
   const outcomes = await Promise.all(handles.map((h) => h.stopped))
-  await svc.close()
+  const closed = await svc.close().then(() => true, (e: unknown) => {
+    log.error({ err: e }, 'weir stopped, but the message store did not close cleanly')
+    return false
+  })
   stop.dispose()
+  if (!closed) return 1
   log.info('weir stopped; message store closed')
   return outcomes.some((o) => o.reason === 'error') ? 1 : 0
 }

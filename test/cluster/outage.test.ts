@@ -134,6 +134,23 @@ describe('a cluster through PostgreSQL failures', () => {
     console.log(`PostgreSQL outage: ${OUTAGE_MS} ms, ${stats.unavailable} sends answered 503 (all with Retry-After), ${TOTAL} acknowledged and delivered, ${s.received.length - TOTAL} redeliveries`)
   }, 240_000)
 
+  it('a stop while PostgreSQL is unreachable exits 1 and says the engine could not leave: its row stays for a peer to sweep', async () => {
+    const s = await sink()
+    closers.push(s.close)
+    const c = (cluster = await fixture.create((portFile) => testChannel(s.url, { concurrency: 2 }, portFile), { leaseMs: LEASE_MS }))
+    const proxy = await proxyTo(fixture.server.port)
+    closers.push(proxy.close)
+    const a = await c.start(0, c.url.replace(`:${fixture.server.port}/`, `:${proxy.port}/`))
+    const aId = await c.engineId(a)
+    proxy.cut()
+    a.child.kill('SIGTERM')
+    const exit = await a.exited
+    expect(exit.code).toBe(1)
+    expect(a.output()).toContain('could not leave the cluster')
+    expect(a.output()).not.toContain('weir stopped; message store closed')
+    expect(await c.sql`SELECT id FROM weir_engines`).toEqual([{ id: aId }])
+  }, 60_000)
+
   it('a partitioned engine (its connection cut, restored after its lease expired) does not complete the messages another engine took over', async () => {
     let holding = true
     const s = await sink((_, first) => holding && first)

@@ -442,8 +442,11 @@ class PostgresStore implements PostgresMessageStore {
     this.closed = true
     clearTimeout(this.reconcileTimer)
     await this.writes.idle()
-    await this.lease?.leave().catch(() => {})
+    const failed = await this.lease?.leave().then(() => undefined, (e: unknown) => e ?? new Error('unknown error'))
     await Promise.all([this.db.end(), this.more.renewals?.end()])
+    if (failed !== undefined && this.lease) {
+      throw new StoreError(`could not leave the cluster (${storeError(failed, this.url).message}): this engine's row stays until its lease runs out, ${this.lease.leaseMs} ms after its last heartbeat; a peer then queues its messages again`, { cause: failed })
+    }
   }
 
   async abandon(): Promise<void> {
