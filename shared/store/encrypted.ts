@@ -13,8 +13,9 @@ import type {
  * starts so is stored behind `weir:enc:clear:` (see {@link keepClear}), never taken for a sealed one.
  */
 const SEALED = 'weir:enc:'
-const SEALED_V2 = 'weir:enc:v2:'
-const SEALED_V1 = 'weir:enc:v1:'
+/** The marks of a sealed value: v2 names its key (`weir:enc:v2:<key id>:…`), v1 does not. */
+export const SEALED_V2 = 'weir:enc:v2:'
+export const SEALED_V1 = 'weir:enc:v1:'
 const SEALED_CLEAR = 'weir:enc:clear:'
 /** The attribute holding a message's encrypted attributes. */
 const SEALED_ATTRIBUTES = 'weir:enc'

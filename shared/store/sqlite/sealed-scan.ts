@@ -1,5 +1,6 @@
 import Database from 'better-sqlite3'
 import { existsSync } from 'node:fs'
+import { SEALED_V1, SEALED_V2 } from '../encrypted.ts'
 
 /** What the store holds sealed: how many messages have a sealed body, and the ids of the keys they name (`v1`: an older value without one). */
 export interface SealedSummary { messages: number; keyIds: string[] }
@@ -15,8 +16,10 @@ export function sealedInSqlite(file: string): SealedSummary | undefined {
   const db = new Database(file, { fileMustExist: true })
   try {
     db.pragma('busy_timeout = 10000')
-    const rows = db.prepare(`SELECT CASE WHEN body GLOB '"weir:enc:v2:*' THEN substr(body, 14, 12) ELSE 'v1' END AS id, count(*) AS n
-      FROM message_content WHERE body GLOB '"weir:enc:v2:*' OR body GLOB '"weir:enc:v1:*' GROUP BY 1 ORDER BY 2 DESC`).all() as Array<{ id: string; n: number }>
+    // The key id as sealedKeyId reads it: from after the v2 mark to the next colon (the body is a JSON string: a quote first).
+    const at = SEALED_V2.length + 2
+    const rows = db.prepare(`SELECT CASE WHEN body GLOB '"${SEALED_V2}*' THEN substr(body, ${at}, instr(substr(body, ${at}), ':') - 1) ELSE 'v1' END AS id, count(*) AS n
+      FROM message_content WHERE body GLOB '"${SEALED_V2}*' OR body GLOB '"${SEALED_V1}*' GROUP BY 1 ORDER BY 2 DESC`).all() as Array<{ id: string; n: number }>
     return { messages: rows.reduce((sum, r) => sum + r.n, 0), keyIds: rows.map((r) => r.id) }
   } catch (e) {
     if (/no such table/.test((e as Error).message)) return undefined
