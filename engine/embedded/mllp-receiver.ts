@@ -45,6 +45,9 @@ export interface MllpReceiver {
   close(): Promise<void>
 }
 
+/** Character encoding of the frames read and the ACKs written (an `mllp` destination's `encoding`). */
+export type MllpEncoding = 'utf-8' | 'latin1'
+
 const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms))
 
 /**
@@ -54,8 +57,12 @@ const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms))
  * @example
  * const lab = await startMllpReceiver({ answers: [{ fault: 'no-ack' }, { ack: 'AA' }] })
  * // point an `mllp` destination at lab.host:lab.port; the first message times out and is resent
+ * // `encoding: 'latin1'` for a destination that sends latin1 (default utf-8)
  */
-export async function startMllpReceiver(options: { answers?: MllpAnswer[]; tls?: TlsOptions; maxMessageBytes?: number } = {}): Promise<MllpReceiver> {
+export async function startMllpReceiver(options: { answers?: MllpAnswer[]; tls?: TlsOptions; maxMessageBytes?: number; encoding?: MllpEncoding } = {}): Promise<MllpReceiver> {
+  const encoding: BufferEncoding = options.encoding === 'latin1' ? 'latin1' : 'utf8'
+  /** An ACK framed in the receiver's encoding: a latin1 sender reads its own MSH-3/4 (echoed in MSH-5/6) back as sent. */
+  const ackFrame = (...args: Parameters<typeof buildAck>) => encodeFrame(Buffer.from(buildAck(...args), encoding))
   let answers: MllpAnswer[] = options.answers ?? []
   let served = 0
   let connections = 0
@@ -67,10 +74,10 @@ export async function startMllpReceiver(options: { answers?: MllpAnswer[]; tls?:
     if (a.fault === 'drop') { socket.destroy(); return 'none' }
     if (a.fault === 'no-ack') return 'none'
     const code = a.ack ?? 'AA'
-    if (a.fault === 'late-ack') socket.write(encodeFrame(buildAck(previous ?? { ...header, controlId: `${header.controlId}-EARLIER` }, 'AA')))
+    if (a.fault === 'late-ack') socket.write(ackFrame(previous ?? { ...header, controlId: `${header.controlId}-EARLIER` }, 'AA'))
     if (a.delayMs) await sleep(a.delayMs)
     const acked = a.fault === 'wrong-control-id' ? { ...header, controlId: `${header.controlId}-OTHER` } : header
-    if (!socket.destroyed) socket.write(encodeFrame(buildAck(acked, code, a.text !== undefined ? { text: a.text } : {})))
+    if (!socket.destroyed) socket.write(ackFrame(acked, code, a.text !== undefined ? { text: a.text } : {}))
     return code
   }
 
@@ -82,7 +89,7 @@ export async function startMllpReceiver(options: { answers?: MllpAnswer[]; tls?:
     let chain = Promise.resolve()
     const decoder = createFrameDecoder({ maxMessageBytes: options.maxMessageBytes ?? 16 * 1024 * 1024 }, (e) => {
       if (e.type !== 'frame') { socket.destroy(); return }
-      const text = e.data.toString('utf8')
+      const text = e.data.toString(encoding)
       const a = answers[Math.min(served++, answers.length - 1)] ?? {}
       // In order per connection: a delayed answer holds back the next, as a real receiver would.
       chain = chain.then(async () => {

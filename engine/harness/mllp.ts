@@ -1,6 +1,6 @@
 import { readAck } from '../../shared/hl7v2/index.ts'
 import { connectMllp, type MllpClient } from '../../shared/mllp/client.ts'
-import type { MllpReceiver } from '../embedded/mllp-receiver.ts'
+import type { MllpEncoding, MllpReceiver } from '../embedded/mllp-receiver.ts'
 import type { JsonSchema } from '../../shared/component.ts'
 
 /** How long a `send` step waits for the listener's ACK. */
@@ -12,7 +12,7 @@ const ACK_CODES = ['AA', 'AE', 'AR', 'CA', 'CE', 'CR']
 
 /** The `send` fields of an MLLP message, in the test file schema. */
 export const mllpSendProperties: Record<string, JsonSchema> = {
-  mllp: { type: 'string', minLength: 1, description: 'An HL7 v2 message (ER7 text) sent over MLLP to an mllp-listener source; `\\n` between segments is sent as `\\r`.' },
+  mllp: { type: 'string', minLength: 1, description: 'An HL7 v2 message (ER7 text) sent over MLLP to an mllp-listener source, in the listener\'s `encoding`; `\\n` between segments is sent as `\\r`.' },
   ack: { enum: [...ACK_CODES, 'none'], description: 'MSA-1 the mllp-listener must answer (default AA); `none` when no acknowledgement is expected (enhanced mode, MSH-15 NE).' },
   ackText: { type: 'string', description: 'Regular expression the ACK\'s text (MSA-3, or the ERR text) must match.' },
 }
@@ -33,7 +33,7 @@ const mllpAnswer: JsonSchema = {
 /** The embedded MLLP receiver's script, in the test file schema (file level, or per case). */
 export const mllpReceiverSchema: JsonSchema = {
   type: 'object', additionalProperties: false,
-  description: 'The embedded MLLP receiver every `mllp` destination is pointed at (host and port replaced; TLS removed).',
+  description: 'The embedded MLLP receiver every `mllp` destination is pointed at (host and port replaced; TLS removed). It reads messages and writes ACKs in the `encoding` of the channel\'s first `mllp` destination.',
   properties: { answers: { type: 'array', items: mllpAnswer, description: 'One answer per message received, in order; the last repeats. Default: AA.' } },
 }
 
@@ -56,6 +56,9 @@ export const mllpExpectationSchema: JsonSchema = {
   },
 }
 
+/** The `encoding` of an mllp-listener or `mllp` destination config (utf-8 unless it says latin1). */
+export const mllpEncodingOf = (config: Record<string, unknown> | undefined): MllpEncoding => (config?.encoding === 'latin1' ? 'latin1' : 'utf-8')
+
 export interface MllpSendStep { mllp: string; ack?: string; ackText?: string }
 export interface MllpExpectation { count?: number; messages?: Array<{ matches: string; count?: number }> }
 
@@ -67,8 +70,9 @@ export interface MllpExpectation { count?: number; messages?: Array<{ matches: s
 export function mllpSender() {
   let client: MllpClient | undefined
   return {
-    async send(port: number, step: MllpSendStep, at: string): Promise<{ failures: string[]; stored: boolean | undefined }> {
-      if (!client || client.closed) client = await connectMllp({ host: '127.0.0.1', port })
+    /** Sends `step` to the listener on `port` in its `encoding` (one connection per case: the listener's encoding does not change within it). */
+    async send(listener: { port: number; encoding: MllpEncoding }, step: MllpSendStep, at: string): Promise<{ failures: string[]; stored: boolean | undefined }> {
+      if (!client || client.closed) client = await connectMllp({ host: '127.0.0.1', port: listener.port, encoding: listener.encoding })
       const text = step.mllp.replace(/\r\n|\n/g, '\r')
       const want = step.ack ?? 'AA'
       let answer: string | undefined

@@ -27,7 +27,7 @@ import { listFiles, sandboxChannelDir, type ChannelSandbox } from './sandbox.ts'
 import { instrumentChannel, type Recording } from './instrument.ts'
 import { checkDeliveries } from './deliveries.ts'
 import { formatMessagePaths, messagePaths } from './trace.ts'
-import { checkMllp, mllpSender, type MllpSendStep } from './mllp.ts'
+import { checkMllp, mllpEncodingOf, mllpSender, type MllpSendStep } from './mllp.ts'
 import { globToRegExp } from '../../components/sources/file-poller.ts'
 
 export { containsSubset } from './match.ts'
@@ -54,25 +54,45 @@ function originalTokenUrls(raw: Record<string, any>): Record<string, string> {
 
 const IDLE_TIMEOUT_MS = 20_000
 
-const isLoopback = (u: URL) => ['127.0.0.1', 'localhost', '[::1]'].includes(u.hostname)
+/** Where rewriteUrls points a channel's URLs, which origins it leaves as written (`keepUrls`), and which of those it met. */
+interface UrlRewrite { api: string; as: AuthorizationServer; keep: ReadonlySet<string>; kept: Set<string> }
 
-/** Points every external URL of a component config at the embedded servers; keeps the path. */
-function rewriteUrls(value: unknown, api: string, as: AuthorizationServer, key = ''): unknown {
+/**
+ * Points every external URL of a component config at the embedded servers, keeping the path.
+ * Loopback URLs too: a service listening there may be a real one (the user's own API), which a
+ * case must not reach unless the test file keeps its origin (`keepUrls`).
+ */
+function rewriteUrls(value: unknown, to: UrlRewrite, key = ''): unknown {
   if (typeof value === 'string' && /^https?:\/\//.test(value)) {
-    if (key === 'jwksUrl') return as.jwksUrl
-    if (key === 'issuer') return as.issuer
+    if (key === 'jwksUrl') return to.as.jwksUrl
+    if (key === 'issuer') return to.as.issuer
     let u: URL
     try { u = new URL(value) } catch { return value }
-    if (isLoopback(u)) return value
-    return api + value.slice(u.origin.length)
+    if (to.keep.has(u.origin)) {
+      to.kept.add(u.origin)
+      return value
+    }
+    return to.api + value.slice(u.origin.length)
   }
-  if (Array.isArray(value)) return value.map((v) => rewriteUrls(v, api, as))
+  if (Array.isArray(value)) return value.map((v) => rewriteUrls(v, to))
   if (value && typeof value === 'object') {
     const o = value as Record<string, unknown>
     if ('$env' in o || '$file' in o) return value
-    return Object.fromEntries(Object.entries(o).map(([k, v]) => [k, rewriteUrls(v, api, as, k)]))
+    return Object.fromEntries(Object.entries(o).map(([k, v]) => [k, rewriteUrls(v, to, k)]))
   }
   return value
+}
+
+/** The origins of the test file's `keepUrls`, as URL.origin spells them (default ports dropped, host lowercased). */
+const keptOrigins = (file: TestFile): ReadonlySet<string> => new Set((file.keepUrls ?? []).map((o) => new URL(o).origin))
+
+/**
+ * Where the requests a case found missing went, when the channel has URLs the test file keeps:
+ * to the service at that origin, not to the embedded API.
+ */
+function keptUrlHints(failures: string[], kept: ReadonlySet<string>): string[] {
+  if (!failures.some((f) => /^expect\.(requests|requestCount)\b/.test(f))) return []
+  return [...kept].map((o) => `what the channel sent to ${o} went to the service listening there, not to the embedded API: "keepUrls" keeps that origin`)
 }
 
 /** `{ "$file": … }` references made absolute against `dir` (a credentials file's own directory). */
@@ -120,7 +140,8 @@ async function inlineCredentialsFile(raw: Record<string, any>, channelFile: stri
 }
 
 /** The channel as the case runs it: token endpoints, API URLs, ports and directories replaced. */
-function rewriteChannel(raw: Record<string, any>, as: AuthorizationServer, api: EmbeddedApi, dirs: { in: string; out: string }, mllp: MllpReceiver | undefined): Record<string, any> {
+function rewriteChannel(raw: Record<string, any>, to: UrlRewrite, dirs: { in: string; out: string }, mllp: MllpReceiver | undefined): Record<string, any> {
+  const { as } = to
   const ch = structuredClone(raw)
   for (const cred of Object.values((ch.credentials ?? {}) as Record<string, Record<string, unknown>>)) {
     if (cred.grant === 'static') continue
@@ -128,7 +149,7 @@ function rewriteChannel(raw: Record<string, any>, as: AuthorizationServer, api: 
     else { cred.tokenUrl = as.tokenUrl; delete cred.issuer }
   }
   const src = ch.source as { type: string; config?: Record<string, unknown> }
-  src.config = rewriteUrls(src.config ?? {}, api.url, as) as Record<string, unknown>
+  src.config = rewriteUrls(src.config ?? {}, to) as Record<string, unknown>
   if (src.type === 'http-listener' || src.type === 'mllp-listener') Object.assign(src.config, { port: 0, host: '127.0.0.1' })
   if (src.type === 'mllp-listener') delete src.config.tls
   if (src.type === 'file-poller') {
@@ -137,7 +158,7 @@ function rewriteChannel(raw: Record<string, any>, as: AuthorizationServer, api: 
     delete src.config.errorDirectory
   }
   for (const d of (ch.destinations ?? []) as Array<{ type: string; config?: Record<string, unknown>; retry?: Record<string, unknown> }>) {
-    d.config = rewriteUrls(d.config ?? {}, api.url, as) as Record<string, unknown>
+    d.config = rewriteUrls(d.config ?? {}, to) as Record<string, unknown>
     if (d.type === 'file') d.config.directory = dirs.out
     if (d.type === 'mllp' && mllp) {
       Object.assign(d.config, { host: mllp.host, port: mllp.port })
@@ -318,7 +339,7 @@ async function sendStep(send: SendStep | MllpSendStep, at: string, ctx: { r: Run
       failures.push(`${at}: "mllp" is sent to an mllp-listener source, not a ${type}`)
       return { stored: false, waitUntilStored: false }
     }
-    const r = await ctx.sender.send(source.address!()!.port, send, at)
+    const r = await ctx.sender.send({ port: source.address!()!.port, encoding: mllpEncodingOf(channel.source.config) }, send, at)
     failures.push(...r.failures)
     return { stored: r.stored !== false, waitUntilStored: r.stored === undefined }
   }
@@ -373,6 +394,8 @@ interface CaseRun {
   readonly jwks: JwksServer | undefined
   readonly mllp: MllpReceiver | undefined
   readonly sender: ReturnType<typeof mllpSender>
+  /** Origins of the channel's URLs left as written (`keepUrls`): its requests there never reach the embedded API. */
+  readonly keptUrls: Set<string>
   readonly env: NodeJS.ProcessEnv
   /** The channel file's object, with the keys of earlier `rotateKeys` steps. */
   raw: Record<string, any>
@@ -406,15 +429,16 @@ async function openCase(file: TestFile, rawChannel: Record<string, any>, tc: Tes
   api.setRoutes(withApiUrl(tc.api ?? file.api, api.url))
   const regs = registrations(file, tc)
   const jwks = Object.values(regs).some((r) => r.jwksUri) ? await startJwksServer({ host: '127.0.0.1', port: 0, documents: new Map() }) : undefined
-  const usesMllp = ((rawChannel.destinations ?? []) as Array<{ type?: string }>).some((d) => d.type === 'mllp')
-  const mllp = usesMllp ? await startMllpReceiver({ answers: (tc.mllp ?? file.mllp)?.answers ?? [] }) : undefined
+  // One receiver for every mllp destination, reading (and answering) in the first one's encoding.
+  const mllpDestination = ((rawChannel.destinations ?? []) as Array<{ type?: string; config?: Record<string, unknown> }>).find((d) => d.type === 'mllp')
+  const mllp = mllpDestination ? await startMllpReceiver({ answers: (tc.mllp ?? file.mllp)?.answers ?? [], encoding: mllpEncodingOf(mllpDestination.config) }) : undefined
   return {
     file, tc, failures: [], clock, now, work, dirs, logLines, log, as, api, regs, jwks, mllp,
-    sender: mllpSender(), env: { ...process.env, ...file.env }, raw: rawChannel, running: undefined, sent: 0,
+    sender: mllpSender(), keptUrls: new Set(), env: { ...process.env, ...file.env }, raw: rawChannel, running: undefined, sent: 0,
   }
 }
 
-const loadCaseChannel = (c: CaseRun) => loadChannelObject(rewriteChannel(c.raw, c.as, c.api, c.dirs, c.mllp), { file: c.file.channel, env: c.env })
+const loadCaseChannel = (c: CaseRun) => loadChannelObject(rewriteChannel(c.raw, { api: c.api.url, as: c.as, keep: keptOrigins(c.file), kept: c.keptUrls }, c.dirs, c.mllp), { file: c.file.channel, env: c.env })
 
 const publishKeys = async (c: CaseRun, ch: LoadedChannel) => c.jwks?.setDocuments(await jwksDocuments(channelSigningKeys([ch]), 'per-credential'))
 
@@ -527,6 +551,7 @@ async function checkCase(c: CaseRun, cc: CaseChannel, verbose: boolean): Promise
   failures.push(...(await check(tc.expect, { api: c.api, as: c.as, store: running.store, channel: cc.channel, logLines: c.logLines, out: c.dirs.out, sandbox: cc.sandbox, recording: cc.recording, clientIds: cc.clientIds })))
   if (tc.expect.mllp) failures.push(...(c.mllp ? checkMllp(tc.expect.mllp, c.mllp) : ['expect.mllp: the channel has no mllp destination']))
   const trace = verbose ? formatMessagePaths(await messagePaths(running.store, cc.channel, cc.recording), cc.channel).map(scrubSecrets) : undefined
+  failures.push(...keptUrlHints(failures, c.keptUrls))
   if (failures.length) failures.push(...tokenRefusals(c.as))
   return trace
 }

@@ -66,6 +66,12 @@ const deliveryExpectation: JsonSchema = {
 
 const statusName = { enum: ['delivered', 'filtered', 'error', 'queued', 'retrying', 'in-flight'] }
 
+/** A `keepUrls` entry: http(s), a loopback host, an optional port, no path. */
+const LOOPBACK_ORIGIN = /^https?:\/\/(127\.0\.0\.1|localhost|\[::1\])(:[0-9]{1,5})?\/?$/
+
+/** What a `keepUrls` entry must be, in the words of the problem reported against it. */
+const KEEP_URL = 'must be a loopback origin such as "http://127.0.0.1:18080" (http or https; 127.0.0.1, localhost or [::1]; an optional port; no path)'
+
 /** What a send step's `fileName` must be, in the words of the problem reported against it. */
 export const PLAIN_FILE_NAME = 'must be a plain file name (no "/" or "\\", not "." or "..")'
 
@@ -195,6 +201,10 @@ export const testFileSchema: JsonSchema = {
         },
       },
     },
+    keepUrls: {
+      type: 'array', uniqueItems: true, items: { type: 'string', pattern: LOOPBACK_ORIGIN.source },
+      description: 'Loopback origins (e.g. "http://127.0.0.1:18080") whose URLs in the channel\'s components are left as written: the cases send to the service listening there. Every other URL, loopback or not, is pointed at the embedded API. A case whose `requests` or `requestCount` finds the API without a request names each kept origin.',
+    },
     mllp: mllpReceiverSchema,
     api: { type: 'array', items: route, default: [], description: 'Routes of the embedded API for every case. In answers (json, body, headers) the string "{api}" is replaced by the embedded API URL, e.g. for absolute next-page links.' },
     cases: {
@@ -277,8 +287,17 @@ export interface TestFile {
   env: Record<string, string>
   server: { tokenLifetimeSec: number; clients: Record<string, ClientRegistration> }
   api: ApiRoute[]
+  /** Loopback origins whose URLs the harness leaves as the channel wrote them. */
+  keepUrls?: string[]
   mllp?: { answers?: MllpAnswer[] }
   cases: TestCase[]
+}
+
+/** What a value at `pointer` that does not match its pattern must be, said in words (a pattern says little to a reader). */
+function patternMeaning(pointer: string): string | undefined {
+  if (/\/send\/fileName$/.test(pointer)) return PLAIN_FILE_NAME
+  if (/^\/keepUrls\/\d+$/.test(pointer)) return KEEP_URL
+  return undefined
 }
 
 /** Reads and validates a `.test.json` file; errors carry file and JSON pointer like channel errors. */
@@ -294,8 +313,7 @@ export async function loadTestFile(path: string): Promise<TestFile> {
   const data = parseJsonWithLocation(text, displayName) as Record<string, unknown>
   const res = validateCollectingSecrets(compileSchema(testFileSchema), data)
   if (!res.valid) {
-    // A pattern says little to a reader: say what a send step's file name must be.
-    const problems = ajvProblems(res.errors, displayName, '', data).map((p) => /\/send\/fileName$/.test(p.pointer) && p.message.startsWith('must match pattern') ? { ...p, message: PLAIN_FILE_NAME } : p)
+    const problems = ajvProblems(res.errors, displayName, '', data).map((p) => p.message.startsWith('must match pattern') ? { ...p, message: patternMeaning(p.pointer) ?? p.message } : p)
     throw new ConfigError(problems, res.errors)
   }
   return { ...(data as unknown as Omit<TestFile, 'file' | 'displayName' | 'env'>), env: (data.env as Record<string, string>) ?? {}, file, displayName, channel: resolve(dirname(file), String(data.channel)) }
