@@ -103,6 +103,25 @@ function attributesOf(h: MshHeader, socket: Socket): Record<string, string> {
   return out
 }
 
+/**
+ * The number (1-based, empty lines not counted) of a second MSH segment in `text`, or undefined: two
+ * messages sent in one frame, which would otherwise be stored as one and only the first acknowledged.
+ */
+function secondMshAt(text: string): number | undefined {
+  const segments = text.split(/[\r\n]+/).filter((s) => s !== '')
+  const i = segments.findIndex((s, n) => n > 0 && s.startsWith('MSH') && (s.length === 3 || !/[A-Z0-9]/.test(s[3]!)))
+  return i < 0 ? undefined : i + 1
+}
+
+/**
+ * Why the store refused a message for now, for the sender (no channel name, path or size): the
+ * store is full (`maxStoreBytes`), the channel's queue is full, or it is unavailable (stopping).
+ */
+function refusalOf(e: { code: string; message: string }): string {
+  if (e.code !== 'ERR_BACKPRESSURE') return 'temporarily unavailable'
+  return /\bstore is full\b/.test(e.message) ? 'store full' : 'queue full'
+}
+
 /** Checks one decoded message; a refusal, or the header of a message to store. */
 function check(text: string, config: MllpListenerConfig): Verdict | { header: MshHeader; store: true } {
   // Empty lines before MSH are skipped, as the parser skips them.
@@ -118,6 +137,8 @@ function check(text: string, config: MllpListenerConfig): Verdict | { header: Ms
     return { header, code: 'AR', errorCode: '203', reason: `HL7 version ${JSON.stringify(header.version)} is not accepted (accepted: ${config.versions.join(', ')})` }
   }
   if (!header.controlId) return { header, code: 'AR', errorCode: '101', reason: 'MSH-10 (message control id) is empty' }
+  const second = secondMshAt(text)
+  if (second !== undefined) return { header, code: 'AR', errorCode: '100', reason: `one message per frame: a second MSH segment at segment ${second}` }
   if (config.parse) {
     try { parseEr7(text) } catch (e) { return { header, code: 'AE', errorCode: '102', reason: (e as Error).message } }
   }
@@ -136,7 +157,7 @@ async function store(emit: Emit, text: string, header: MshHeader, socket: Socket
   } catch (e) {
     if (isWeirError(e) && (e.retryable || e.statusCode === 503)) {
       ctx.log.warn({ controlId: header.controlId, reason: e.message }, 'message not accepted')
-      return { header, code: 'AE', errorCode: '207', reason: `message not stored, send it again later: ${e.code === 'ERR_BACKPRESSURE' ? 'queue full' : 'temporarily unavailable'}` }
+      return { header, code: 'AE', errorCode: '207', reason: `message not stored, send it again later: ${refusalOf(e)}` }
     }
     ctx.log.error({ err: e, controlId: header.controlId }, 'message could not be stored')
     return { header, code: 'AE', errorCode: '207', reason: 'message not stored: internal error' }
@@ -225,13 +246,22 @@ function serve(socket: Socket, emit: Emit, config: MllpListenerConfig, ctx: Comp
     peerEnded = true
     if (!working && queue.length === 0 && !closing) { closing = true; closeGently(socket) }
   })
+  // A frame left without its end bytes when the connection closes (idle, or dropped by the sender
+  // mid-frame) is logged once: its size, never its content.
+  let discardLogged = false
+  const logDiscarded = (extra: Record<string, unknown>): boolean => {
+    if (discardLogged || !decoder.inFrame) return false
+    discardLogged = true
+    ctx.log.warn({ ...peer, bytes: decoder.pendingBytes, ...extra }, 'connection closed: frame without end bytes (0x1C 0x0D), discarded')
+    return true
+  }
   socket.setTimeout(config.idleTimeoutMs)
   socket.on('timeout', () => {
     if (working) return socket.setTimeout(config.idleTimeoutMs)
-    if (decoder.inFrame) ctx.log.warn({ ...peer, bytes: decoder.pendingBytes, idleTimeoutMs: config.idleTimeoutMs }, 'connection closed: frame without end bytes (0x1C 0x0D), discarded')
-    else ctx.log.info({ ...peer, idleTimeoutMs: config.idleTimeoutMs }, 'idle connection closed')
+    if (!logDiscarded({ idleTimeoutMs: config.idleTimeoutMs })) ctx.log.info({ ...peer, idleTimeoutMs: config.idleTimeoutMs }, 'idle connection closed')
     socket.destroy()
   })
+  socket.on('close', () => logDiscarded({}))
   socket.on('error', (e: NodeJS.ErrnoException) => ctx.log.debug({ ...peer, code: e.code }, 'connection error'))
   return { busy: () => working || queue.length > 0 }
 }

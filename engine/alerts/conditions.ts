@@ -1,7 +1,8 @@
 import { scrubSecrets } from '../../shared/secret.ts'
-import type { ChannelHandle } from '../runtime/index.ts'
+import type { ChannelHandle, DestinationStatus } from '../runtime/index.ts'
 import { alertId, type AlertRule } from './load.ts'
-import type { FailureStreaks } from './observer.ts'
+import type { RuntimeWatch } from './observer.ts'
+import type { AlertState } from './state.ts'
 
 /** One thing an alert watches (a channel, a destination or a credential of it) and whether its condition holds now. */
 export interface Subject {
@@ -13,6 +14,8 @@ export interface Subject {
   active: boolean
   /** One line for people: what holds (or no longer holds). Never message content or a secret. */
   summary: string
+  /** A destination's: once firing, the pair holds until a delivered attempt (see `holds`); when the last one ended, if any. */
+  clearsOnDelivery?: { lastDelivered: number | undefined }
 }
 
 /** What one evaluation sees of this engine. */
@@ -20,11 +23,29 @@ export interface Snapshot {
   handles: readonly ChannelHandle[]
   /** `store.oldestPending()`: receivedAt of the oldest unfinished message per channel. */
   oldest: Record<string, number>
-  streaks: FailureStreaks
+  watch: RuntimeWatch
   now: number
 }
 
 const iso = (ms: number) => new Date(ms).toISOString()
+
+/** `messages-failing` defaults: one message in error within five minutes. */
+const DEFAULT_ERROR_COUNT = 1
+const DEFAULT_WINDOW_SECONDS = 300
+
+/** The window of a `messages-failing` rule (ms); 0 for other conditions. */
+export const errorWindowMs = (rule: AlertRule): number => (rule.condition === 'messages-failing' ? (rule.windowSeconds ?? DEFAULT_WINDOW_SECONDS) * 1000 : 0)
+
+/**
+ * Whether a subject's condition holds, given its pair's state: a firing `destination-failing` pair
+ * holds until a delivered attempt ends after it started firing, so a breaker closed by permanent
+ * answers (a 400 proves the API is up, not that it takes messages) does not resolve it.
+ */
+export function holds(subject: Subject, state: AlertState): boolean {
+  if (subject.active || !state.firing || !subject.clearsOnDelivery) return subject.active
+  const { lastDelivered } = subject.clearsOnDelivery
+  return lastDelivered === undefined || lastDelivered < (state.since ?? 0)
+}
 
 /** Every subject of `rule` on this engine, active or not (a firing pair clears only when its subject is seen clear). */
 export function subjectsOf(rule: AlertRule, s: Snapshot): Subject[] {
@@ -32,15 +53,9 @@ export function subjectsOf(rule: AlertRule, s: Snapshot): Subject[] {
   const key = (channel: string, part = '') => `${alertId(rule)}|${channel}|${part}`
   switch (rule.condition) {
     case 'destination-failing':
-      return handles.flatMap((h) => h.destinations().filter((d) => rule.destination === undefined || d.name === rule.destination).map((d) => {
-        const streak = s.streaks.get(h.name, d.name)
-        const tripped = d.breaker !== 'closed'
-        const active = tripped || (rule.consecutiveFailures !== undefined && streak >= rule.consecutiveFailures)
-        const summary = !active ? `destination ${d.name} of channel ${h.name} delivers again`
-          : tripped ? `destination ${d.name} of channel ${h.name} is failing: circuit breaker ${d.breaker} (opened ${d.openings} times)`
-            : `destination ${d.name} of channel ${h.name} is failing: ${streak} failed attempts in a row`
-        return { key: key(h.name, d.name), channel: h.name, destination: d.name, active, summary }
-      }))
+      return handles.flatMap((h) => h.destinations().filter((d) => rule.destination === undefined || d.name === rule.destination).map((d) => ({ key: key(h.name, d.name), ...destinationFailing(rule, s.watch, h.name, d) })))
+    case 'messages-failing':
+      return handles.map((h) => ({ key: key(h.name), ...messagesFailing(rule, s.watch, h.name) }))
     case 'queue-age':
       return handles.map((h) => {
         const at = s.oldest[h.name]
@@ -66,4 +81,30 @@ export function subjectsOf(rule: AlertRule, s: Snapshot): Subject[] {
         return { key: key(h.name), channel: h.name, active, summary: `channel ${h.name} is ${state}` }
       })
   }
+}
+
+/** A destination's breaker is open or half-open, or `consecutiveFailures` attempts failed in a row. */
+function destinationFailing(rule: AlertRule, watch: RuntimeWatch, channel: string, d: DestinationStatus): Omit<Subject, 'key'> {
+  const streak = watch.streak(channel, d.name)
+  const lastDelivered = watch.lastDelivered(channel, d.name)
+  const tripped = d.breaker !== 'closed'
+  const active = tripped || (rule.consecutiveFailures !== undefined && streak >= rule.consecutiveFailures)
+  const of = `destination ${d.name} of channel ${channel}`
+  const summary = tripped ? `${of} is failing: circuit breaker ${d.breaker} (opened ${d.openings} times)`
+    : active ? `${of} is failing: ${streak} failed attempts in a row`
+      : lastDelivered !== undefined ? `${of} delivers again (a delivered attempt at ${iso(lastDelivered)})`
+        : `${of}: circuit breaker closed, no delivered attempt yet`
+  return { channel, destination: d.name, active, summary, clearsOnDelivery: { lastDelivered } }
+}
+
+/** At least `count` messages of the channel went to error within the last `windowSeconds`. */
+function messagesFailing(rule: AlertRule, watch: RuntimeWatch, channel: string): Omit<Subject, 'key'> {
+  const count = rule.count ?? DEFAULT_ERROR_COUNT
+  const windowS = rule.windowSeconds ?? DEFAULT_WINDOW_SECONDS
+  const errors = watch.errors(channel, windowS * 1000)
+  const active = errors >= count
+  const went = `of channel ${channel} went to error in the last ${windowS} s`
+  const summary = errors === 0 ? `no message ${went}`
+    : `${errors} message${errors === 1 ? '' : 's'} ${went} (${active ? 'at least' : 'fewer than'} ${count})`
+  return { channel, active, summary }
 }

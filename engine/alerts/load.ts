@@ -20,6 +20,8 @@ export interface AlertRule {
   credential?: string
   consecutiveFailures?: number
   maxAgeSeconds?: number
+  count?: number
+  windowSeconds?: number
   webhook: string
   minIntervalMs: number
   clearAfterMs: number
@@ -177,7 +179,7 @@ function ruleProblems(data: Pick<RawFile, 'webhooks' | 'alerts'>, scope: RuleSco
   const problems: ConfigProblem[] = []
   const seen = new Map<string, number>()
   const hooks = Object.keys(data.webhooks)
-  const only: Record<string, Condition> = { destination: 'destination-failing', consecutiveFailures: 'destination-failing', credential: 'credential-fail-fast', maxAgeSeconds: 'queue-age' }
+  const only: Record<string, Condition> = { destination: 'destination-failing', consecutiveFailures: 'destination-failing', credential: 'credential-fail-fast', maxAgeSeconds: 'queue-age', count: 'messages-failing', windowSeconds: 'messages-failing' }
   const bad = scope.bad ?? new Set<string>()
   for (const [i, a] of data.alerts.entries()) {
     const base = `${scope.at}/alerts/${i}`

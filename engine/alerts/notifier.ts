@@ -6,10 +6,10 @@ import type { TokenProvider } from '../../shared/oauth/types.ts'
 import type { MessageStore } from '../../shared/store/types.ts'
 import { startChannel, type ChannelHandle } from '../runtime/index.ts'
 import type { RuntimeObserver } from '../runtime/index.ts'
-import { subjectsOf, type Subject } from './conditions.ts'
+import { errorWindowMs, holds, subjectsOf, type Subject } from './conditions.ts'
 import type { FeedSource } from './feed.ts'
 import { alertId, webhookKey, type AlertRule, type LoadedAlerts } from './load.ts'
-import { FailureStreaks } from './observer.ts'
+import { RuntimeWatch } from './observer.ts'
 import { step, type AlertState, type Transition } from './state.ts'
 
 /** Where alert states are kept in the store (`getState`/`setState`). */
@@ -47,7 +47,7 @@ export interface Notification {
 }
 
 export interface Alerts {
-  /** Give it to every channel (`RuntimeDeps.observer`, with `composeObservers`): `consecutiveFailures` counts attempts through it. */
+  /** Give it to every channel (`RuntimeDeps.observer`, with `composeObservers`): `destination-failing` sees attempts and `messages-failing` messages in error through it. */
   readonly observer: RuntimeObserver
   /** Starts the webhook channels, then evaluates the alerts over `handles` every `checkIntervalMs`. */
   start(handles: readonly ChannelHandle[]): Promise<void>
@@ -75,7 +75,7 @@ export function createAlerts(loaded: LoadedAlerts, deps: AlertsDeps): Alerts {
 
 class AlertsNotifier implements Alerts {
   readonly channels: ChannelHandle[] = []
-  readonly #streaks = new FailureStreaks()
+  readonly #watch: RuntimeWatch
   readonly #states = new Map<string, AlertState>()
   readonly #feeds = new Map<string, FeedSource>()
   readonly #engine = { hostname: hostname(), pid: process.pid }
@@ -94,10 +94,11 @@ class AlertsNotifier implements Alerts {
     this.deps = deps
     this.#log = deps.log.child({ component: 'alerts' })
     this.#now = deps.now ?? Date.now
+    this.#watch = new RuntimeWatch(this.#now, Math.max(0, ...loaded.alerts.map(errorWindowMs)))
   }
 
   get observer(): RuntimeObserver {
-    return this.#streaks.observer
+    return this.#watch.observer
   }
 
   async start(watched: readonly ChannelHandle[]): Promise<void> {
@@ -139,11 +140,11 @@ class AlertsNotifier implements Alerts {
   async #evaluate(): Promise<void> {
     if (!(await this.#leads())) return
     const needsOldest = this.loaded.alerts.some((a) => a.condition === 'queue-age')
-    const snapshot = { handles: this.#handles, oldest: needsOldest ? await this.deps.store.oldestPending() : {}, streaks: this.#streaks, now: this.#now() }
+    const snapshot = { handles: this.#handles, oldest: needsOldest ? await this.deps.store.oldestPending() : {}, watch: this.#watch, now: this.#now() }
     for (const rule of this.loaded.alerts) {
       for (const subject of subjectsOf(rule, snapshot)) {
         const prev = await this.#stateOf(subject.key)
-        const next = step(prev, subject.active, snapshot.now, rule)
+        const next = step(prev, holds(subject, prev), snapshot.now, rule)
         if (next.state === prev) continue
         try {
           if (next.transition) await this.#notify(rule, subject, next.state, next.transition, snapshot.now)

@@ -19,17 +19,73 @@ export function composeObservers(...observers: Array<RuntimeObserver | undefined
   return out as RuntimeObserver
 }
 
-/** Failed attempts in a row per channel and destination (reset by a delivered one), for `consecutiveFailures`. */
-export class FailureStreaks {
+/**
+ * What the alerts see of the runtime through its observer: per channel and destination, the failed
+ * attempts in a row (reset by a delivered one, for `consecutiveFailures`) and when the last
+ * delivered attempt ended (`destination-failing` clears only on one); per channel, when its
+ * messages went to error (`messages-failing`), kept for `horizonMs`.
+ * @example
+ * const watch = new RuntimeWatch(Date.now, 300_000)
+ * startChannel(channel, { ...deps, observer: watch.observer })
+ */
+export class RuntimeWatch {
   readonly #streaks = new Map<string, number>()
+  readonly #delivered = new Map<string, number>()
+  readonly #errors = new Map<string, ErrorTimes>()
+  readonly #now: () => number
+  readonly #horizonMs: number
   readonly observer: RuntimeObserver = {
     attempt: (channel: string, destination: string, outcome: AttemptOutcome) => {
       const key = `${channel}\0${destination}`
       this.#streaks.set(key, outcome === 'delivered' ? 0 : (this.#streaks.get(key) ?? 0) + 1)
+      if (outcome === 'delivered') this.#delivered.set(key, this.#now())
+    },
+    finished: (channel: string, status: 'delivered' | 'filtered' | 'error') => {
+      if (status !== 'error' || this.#horizonMs <= 0) return
+      let times = this.#errors.get(channel)
+      if (!times) this.#errors.set(channel, (times = new ErrorTimes()))
+      times.add(this.#now(), this.#horizonMs)
     },
   }
 
-  get(channel: string, destination: string): number {
+  /** `horizonMs`: how far back errors are kept (the longest `windowSeconds` of the alerts; 0 keeps none). */
+  constructor(now: () => number, horizonMs: number) {
+    this.#now = now
+    this.#horizonMs = horizonMs
+  }
+
+  /** Failed attempts in a row at a destination. */
+  streak(channel: string, destination: string): number {
     return this.#streaks.get(`${channel}\0${destination}`) ?? 0
+  }
+
+  /** When the last delivered attempt at a destination ended (epoch ms), if one did while this engine ran. */
+  lastDelivered(channel: string, destination: string): number | undefined {
+    return this.#delivered.get(`${channel}\0${destination}`)
+  }
+
+  /** Messages of `channel` that went to error in the `windowMs` up to now (to the second). */
+  errors(channel: string, windowMs: number): number {
+    return this.#errors.get(channel)?.since(this.#now() - windowMs) ?? 0
+  }
+}
+
+/** Times of errors as per-second counts, oldest first: bounded by the horizon whatever the error rate. */
+class ErrorTimes {
+  readonly #buckets: Array<{ second: number; count: number; last: number }> = []
+
+  add(at: number, horizonMs: number): void {
+    const second = Math.floor(at / 1000)
+    const tail = this.#buckets.at(-1)
+    if (tail?.second === second) {
+      tail.count++
+      tail.last = at
+    } else this.#buckets.push({ second, count: 1, last: at })
+    while (this.#buckets.length && this.#buckets[0]!.last < at - horizonMs) this.#buckets.shift()
+  }
+
+  /** Errors at or after `from` (a second's count is whole while its last error is in). */
+  since(from: number): number {
+    return this.#buckets.reduce((n, b) => (b.last >= from ? n + b.count : n), 0)
   }
 }

@@ -9,6 +9,7 @@ import { unknownClientsOfFile } from '../harness/run.ts'
 import type { LoadedChannel } from '../../shared/config/types.ts'
 import { displayPath } from '../../shared/config/load.ts'
 import { isJsonContentType } from '../../shared/component.ts'
+import { parseTersePath } from '../../shared/hl7v2/index.ts'
 import { loadAlerts } from '../alerts/load.ts'
 
 export const summary = 'check channel files and alerts files: JSON, schemas, component configs, secrets (all errors at once)'
@@ -85,20 +86,69 @@ function bodyAfter(f: LoadedChannel['filters'][number]): 'json' | 'er7' | 'unkno
 }
 
 /**
- * Warnings about what a schema cannot see in the order of filters: an `mllp` destination sends ER7
- * text, so a channel whose last transforming filter leaves JSON (a `map` to FHIR, `hl7v2` to json)
- * would send every message to error, though each component's config is valid.
+ * Warnings about what a schema cannot see in what a channel's messages hold: an `mllp` destination
+ * fed JSON, and an `orderBy` or search key written as an HL7 field with a dash on ER7 messages.
  */
 export function contentWarnings(ch: LoadedChannel): string[] {
+  return [...mllpFedJsonWarnings(ch), ...dashedKeyWarnings(ch)]
+}
+
+/**
+ * An `mllp` destination sends ER7 text: a channel whose last transforming filter leaves JSON (a `map`
+ * to FHIR, `hl7v2` to json) sends every message to error, and one with no transforming filter after
+ * an http-listener that accepts JSON each JSON message, though each component's config is valid.
+ */
+function mllpFedJsonWarnings(ch: LoadedChannel): string[] {
+  const mllps = ch.destinations.filter((d) => d.definition.type === 'mllp')
+  if (mllps.length === 0) return []
   let made: { body: 'json' | 'er7' | 'unknown'; at: string; type: string } | undefined
   for (const f of ch.filters) {
     const body = bodyAfter(f)
     if (body) made = { body, at: f.pointer, type: f.definition.type }
   }
-  if (made?.body !== 'json') return []
   const file = displayPath(ch.file)
-  return ch.destinations.filter((d) => d.definition.type === 'mllp').map((d) =>
+  if (made === undefined) {
+    const json = jsonTypesAccepted(ch.source)
+    return json.length === 0 ? [] : mllps.map((d) =>
+      `${file}#${d.pointer}: mllp sends ER7 text, but the http-listener at ${ch.source.pointer} accepts JSON (${json.join(', ')}) and no filter turns it into ER7: a JSON message would go to error; set its contentTypes to ["x-application/hl7-v2+er7"], or map the JSON to the HL7 v2 shape and add { "type": "hl7v2", "config": { "to": "er7" } }`)
+  }
+  if (made.body !== 'json') return []
+  return mllps.map((d) =>
     `${file}#${d.pointer}: mllp sends ER7 text, but the ${made.type} filter at ${made.at} leaves JSON: every message would go to error; add { "type": "hl7v2", "config": { "to": "er7" } } after it (or deliver the JSON with an http destination)`)
+}
+
+/** The media types of an http-listener's `contentTypes` that accept JSON (which it emits parsed, as JSON); none for another source. */
+function jsonTypesAccepted(source: LoadedChannel['source']): string[] {
+  if (source.definition.type !== 'http-listener' || !Array.isArray(source.config.contentTypes)) return []
+  return (source.config.contentTypes as string[]).filter((pattern) => {
+    const matcher = new RegExp(`^${pattern.split('*').map((part) => part.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`, 'i')
+    return matcher.test('application/json') || isJsonContentType(pattern.replace(/\*/g, 'x'))
+  })
+}
+
+/** An HL7 field reference written with a dash (`PID-3.1`, `MSH-10`, `OBX[2]-5`). */
+const DASHED_FIELD = /^[A-Z][A-Z0-9]{2}(\[\d+\])?-\d/
+
+/**
+ * On an mllp-listener's ER7 messages, `orderBy` and `searchKeys` read HL7 terse paths (`PID.3.1`);
+ * an HL7 field written with a dash (`PID-3.1`) is JSONata instead (PID minus 3.1) and gives no value.
+ */
+function dashedKeyWarnings(ch: LoadedChannel): string[] {
+  if (ch.source.definition.type !== 'mllp-listener') return []
+  const keys: Array<[string, string, string]> = Object.entries(ch.options.searchKeys ?? {}).map(([name, expr]) => [`/options/searchKeys/${name}`, expr, 'the key would never get a value'])
+  if (ch.options.orderBy !== undefined) keys.unshift(['/options/orderBy', ch.options.orderBy, 'every message would go to error (or under orderByDefault)'])
+  const file = displayPath(ch.file)
+  return keys.flatMap(([at, expr, consequence]) => {
+    const terse = dashedFieldAsTerse(expr)
+    return terse === undefined ? [] : [`${file}#${at}: ${JSON.stringify(expr)} is not an HL7 terse path: on the ER7 messages of the mllp-listener it is JSONata and gives no value, so ${consequence}; write ${JSON.stringify(terse)}`]
+  })
+}
+
+/** The terse path a dashed HL7 field reference means (`PID-3.1` → `PID.3.1`), or undefined for any other expression. */
+function dashedFieldAsTerse(expr: string): string | undefined {
+  if (!DASHED_FIELD.test(expr) || parseTersePath(expr) !== undefined) return undefined
+  const terse = expr.replace(/-/g, '.')
+  return parseTersePath(terse) !== undefined ? terse : undefined
 }
 
 /**

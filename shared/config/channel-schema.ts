@@ -49,7 +49,7 @@ export const optionsSchema: JsonSchema = {
   properties: {
     concurrency: { type: 'integer', minimum: 1, maximum: 1024, default: 1, description: 'Messages processed at once; 1 keeps arrival order.' },
     queueLimit: { type: 'integer', minimum: 1, default: 10_000, description: 'Queued messages above which the source is refused (HTTP 503 with Retry-After).' },
-    maxStoreBytes: { type: 'integer', minimum: 1_048_576, description: 'Size of the message store on disk (bytes; every channel\'s messages, finished ones included) at or above which this channel\'s source is refused (HTTP 503 with Retry-After, MLLP AR) until retention or a purge frees space. `weir run --max-store-bytes` sets it for channels that do not.' },
+    maxStoreBytes: { type: 'integer', minimum: 1_048_576, description: 'Size of the message store on disk (bytes; every channel\'s messages, finished ones included) at or above which this channel\'s source is refused (HTTP 503 with Retry-After, MLLP AE) until retention or a purge frees space. `weir run --max-store-bytes` sets it for channels that do not.' },
     onError: { enum: ['skip', 'stop'], default: 'skip', description: 'After a message exhausts its retries: "skip" moves on, "stop" stops the channel.' },
     shutdownTimeoutMs: { type: 'integer', minimum: 0, default: 10_000, description: 'On SIGINT/SIGTERM, how long in-flight work may finish before it is released back to the queue (ms).' },
     orderBy: {
@@ -73,7 +73,7 @@ export const optionsSchema: JsonSchema = {
   },
 }
 
-export const ALERT_CONDITIONS = ['destination-failing', 'queue-age', 'credential-fail-fast', 'channel-stopped'] as const
+export const ALERT_CONDITIONS = ['destination-failing', 'messages-failing', 'queue-age', 'credential-fail-fast', 'channel-stopped'] as const
 
 /** A webhook of an alerts file or of a channel's `alerts` block. */
 export const webhookSchema: JsonSchema = {
@@ -93,7 +93,7 @@ export const alertSchema: JsonSchema = {
     name: { type: 'string', pattern: NAME_PATTERN, maxLength: 100, description: 'Alert name, unique in the file; sent as `alert`.' },
     condition: {
       enum: [...ALERT_CONDITIONS],
-      description: '`destination-failing`: a destination\'s circuit breaker is open or half-open (or `consecutiveFailures` attempts failed in a row), cleared when it delivers again; `queue-age`: the oldest unfinished message of a channel is older than `maxAgeSeconds`; `credential-fail-fast`: a credential fails fast after a terminal token error; `channel-stopped`: a channel is not running (stopped on error).',
+      description: '`destination-failing`: a destination\'s circuit breaker is open or half-open (or `consecutiveFailures` attempts failed in a row), cleared only by a delivered attempt (a breaker closed by permanent answers such as 400 is not enough); `messages-failing`: at least `count` messages of a channel went to error within the last `windowSeconds`; `queue-age`: the oldest unfinished message of a channel is older than `maxAgeSeconds`; `credential-fail-fast`: a credential fails fast after a terminal token error; `channel-stopped`: a channel is not running (stopped on error).',
     },
     channels: {
       anyOf: [{ const: '*' }, { type: 'array', minItems: 1, items: { type: 'string', pattern: NAME_PATTERN } }],
@@ -104,6 +104,8 @@ export const alertSchema: JsonSchema = {
     credential: { type: 'string', pattern: NAME_PATTERN, description: '`credential-fail-fast` only: watch this credential (default every credential in use).' },
     consecutiveFailures: { type: 'integer', minimum: 1, description: '`destination-failing` only: also fire after this many failed attempts in a row, before the breaker opens.' },
     maxAgeSeconds: { type: 'integer', minimum: 1, description: '`queue-age` (required there): the age of the oldest unfinished message that fires the alert.' },
+    count: { type: 'integer', minimum: 1, description: '`messages-failing` only: how many messages of the channel in error within `windowSeconds` fire the alert (default 1).' },
+    windowSeconds: { type: 'integer', minimum: 1, description: '`messages-failing` only: the window errors are counted in (s, default 300); the alert clears once it holds fewer than `count`.' },
     webhook: { type: 'string', pattern: NAME_PATTERN, description: 'Name of a webhook in `webhooks`.' },
     minIntervalMs: { type: 'integer', minimum: 0, default: 300_000, description: 'A new firing of the same alert and subject is not sent sooner than this after the last one (ms); it is sent then if the condition still holds.' },
     clearAfterMs: { type: 'integer', minimum: 0, default: 10_000, description: 'The condition must stay clear this long before "resolved" is sent (ms): a flapping condition stays one firing.' },

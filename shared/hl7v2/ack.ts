@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { encodeLeaf, Hl7ParseError, quote, readDelimiters } from './encoding.ts'
-import { parseEr7 } from './parse.ts'
+import { wholeField } from './header.ts'
+import { parseEr7, splitSegments } from './parse.ts'
 import type { Ack, AckCode, Hl7Field, Hl7Segment, MshHeader } from './types.ts'
 
 const ACK_CODES: readonly string[] = ['AA', 'AE', 'AR', 'CA', 'CE', 'CR']
@@ -27,7 +28,7 @@ export interface AckOptions {
 /**
  * Builds the acknowledgement of a message: MSH with sending and receiving application and facility swapped,
  * MSH-9 `ACK^<trigger>^ACK`, the message's separators, processing id and version, its own control id; MSA-1
- * `code`, MSA-2 the message's MSH-10, MSA-3 `text`; for AE, AR, CE and CR an ERR segment (ERR-3 and ERR-8 from
+ * `code`, MSA-2 the message's MSH-10 exactly as written (`header.controlId` is ER7 text), MSA-3 `text`; for AE, AR, CE and CR an ERR segment (ERR-3 and ERR-8 from
  * v2.5, ERR-1 before). Every segment ends with `\r`.
  *
  * @example
@@ -43,7 +44,7 @@ export function buildAck(header: MshHeader, code: AckCode, options: AckOptions =
     enc(options.controlId ?? randomBytes(10).toString('hex').toUpperCase()), enc(header.processingId), enc(header.version),
   ]
   const text = options.text ?? ''
-  const segments = [trimFields(msh).join(d.field), trimFields(['MSA', code, enc(header.controlId), enc(text)]).join(d.field)]
+  const segments = [trimFields(msh).join(d.field), trimFields(['MSA', code, header.controlId, enc(text)]).join(d.field)]
   if (code !== 'AA' && code !== 'CA') {
     const errorCode = options.errorCode ?? '207'
     const described = [enc(errorCode), enc(ERROR_TEXT[errorCode] ?? ''), 'HL70357']
@@ -72,7 +73,7 @@ function versionAtLeast(version: string, major: number, minor: number): boolean 
 }
 
 /**
- * Reads an acknowledgement: MSA-1, MSA-2, and MSA-3 or else the first ERR text (ERR-8, ERR-3.2, ERR-1.4.2).
+ * Reads an acknowledgement: MSA-1, MSA-2 (the whole field as written, as `readHeader` reads MSH-10), and MSA-3 or else the first ERR text (ERR-8, ERR-3.2, ERR-1.4.2).
  * Throws `ERR_HL7_PARSE` when the text is not an HL7 message, has no MSA, or MSA-1 is not an acknowledgement code.
  *
  * @example
@@ -88,7 +89,14 @@ export function readAck(text: string): Ack {
   }
   const errors = (message.ERR as Hl7Segment[] | undefined) ?? []
   const errText = errors.map((e) => leafOf(e[8]) || leafOf(e[3], 2) || leafOf(e[1], 4, 2)).find((t) => t !== '') ?? ''
-  return { code: code as AckCode, controlId: leafOf(msa[2]), text: leafOf(msa[3]) || errText }
+  return { code: code as AckCode, controlId: rawMsa2(text, message.segments.indexOf('MSA')), text: leafOf(msa[3]) || errText }
+}
+
+/** MSA-2 as written in the segment at `index` of `text` (already parsed, so well-formed). */
+function rawMsa2(text: string, index: number): string {
+  const lines = splitSegments(text)
+  const d = readDelimiters(lines[0]!)
+  return wholeField(lines[index]!.split(d.field)[2] ?? '')
 }
 
 /** The text at component `c`, subcomponent `s` of a field's first repetition; `''` when absent or null. */

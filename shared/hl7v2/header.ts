@@ -23,7 +23,7 @@ function firstSegment(text: string): string {
  * @example
  * const h = readHeader('MSH|^~\\&|EPIC|HOSP|LAB|LABFAC|20240105120000||ADT^A01^ADT_A01|MSG0001|P|2.5.1\rPID|…')
  * h.trigger // 'A01'
- * h.controlId // 'MSG0001'
+ * h.controlId // 'MSG0001' (the whole MSH-10 as written: 'CX^1' stays 'CX^1')
  */
 export function readHeader(text: string): MshHeader {
   const line = firstSegment(text)
@@ -41,12 +41,20 @@ export function readHeader(text: string): MshHeader {
     messageType: component(type, 0, d),
     trigger: component(type, 1, d),
     structure: component(type, 2, d),
-    controlId: component(raw(10), 0, d),
+    controlId: wholeField(raw(10)),
     processingId: component(raw(11), 0, d),
     version: component(raw(12), 0, d),
     acceptAckType: component(raw(15), 0, d),
     applicationAckType: component(raw(16), 0, d),
   }
+}
+
+/**
+ * A field's text as written (escapes and separators kept), `''` for the HL7 null `""`: what the
+ * control id is, so that an ACK's MSA-2 echoes it exactly and no two control ids read as one.
+ */
+export function wholeField(field: string): string {
+  return field === '""' ? '' : field
 }
 
 /** The decoded text of component `index` (0-based) of a field's first repetition, its first subcomponent. */

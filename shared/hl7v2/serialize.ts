@@ -4,7 +4,8 @@ import type { Hl7Message, Hl7Segment } from './types.ts'
 
 /**
  * Writes a message in ER7, every segment ended by `\r` (the HL7 segment terminator), separators from
- * MSH-1 and MSH-2 of the first MSH (`|` and `^~\&` when absent). Segments follow `segments`; without it,
+ * MSH-1 and MSH-2 of the first MSH (`|` and `^~\&` when absent). Each segment name holds an array of
+ * segments or one segment object (JSONata's singleton). Segments follow `segments`; without it,
  * MSH first, then the keys in their order. Where a field, repetition or component is expected, a plain
  * string or number is accepted as its text. Throws `ERR_HL7_PARSE` for a shape it cannot write.
  *
@@ -13,11 +14,12 @@ import type { Hl7Message, Hl7Segment } from './types.ts'
  */
 export function serializeEr7(message: Hl7Message): string {
   if (typeof message !== 'object' || message === null) throw new Hl7ParseError('cannot serialize: the message is not an object')
-  const msh = (message.MSH as Hl7Segment[] | undefined)?.[0]
-  if (typeof msh !== 'object' || msh === null) throw new Hl7ParseError('cannot serialize: no MSH segment', { segment: 1 })
+  const lists = segmentLists(message)
+  const msh = lists.get('MSH')?.[0]
+  if (msh === undefined) throw new Hl7ParseError('cannot serialize: no MSH segment', { segment: 1 })
   const d = readDelimiters(`MSH${text(msh[1], '|')}${text(msh[2], '^~\\&')}`)
   let out = ''
-  for (const [name, segment] of orderedSegments(message)) out += serializeSegment(name, segment, d) + '\r'
+  for (const [name, segment] of orderedSegments(message.segments, lists)) out += serializeSegment(name, segment, d) + '\r'
   return out
 }
 
@@ -25,28 +27,50 @@ function text(v: unknown, fallback: string): string {
   return typeof v === 'string' && v !== '' ? v : fallback
 }
 
-function orderedSegments(message: Hl7Message): Array<[string, Hl7Segment]> {
-  const order = message.segments ?? ['MSH', ...Object.keys(message).filter((k) => k !== 'MSH').flatMap((k) => {
-    const list = message[k]
-    return Array.isArray(list) ? list.map(() => k) : []
-  })]
+const isSegment = (v: unknown): v is Hl7Segment => typeof v === 'object' && v !== null && !Array.isArray(v)
+
+const describeValue = (v: unknown): string => (v === null ? 'null' : Array.isArray(v) ? 'an array' : `a ${typeof v}`)
+
+/**
+ * Each segment name's segments, in the message's key order: an array is its segments in order, one
+ * object is one segment (what JSONata makes of a one-item result). Throws for a key that is not a
+ * segment name and for any other value, naming the segment.
+ */
+function segmentLists(message: Hl7Message): Map<string, Hl7Segment[]> {
+  const lists = new Map<string, Hl7Segment[]>()
+  for (const [name, value] of Object.entries(message)) {
+    if (name === 'segments') continue
+    if (!isSegmentName(name)) throw new Hl7ParseError(`cannot serialize: ${quote(name)} is not a segment name`)
+    lists.set(name, segmentsOf(name, value))
+  }
+  return lists
+}
+
+function segmentsOf(name: string, value: unknown): Hl7Segment[] {
+  if (isSegment(value)) return [value]
+  if (!Array.isArray(value)) throw new Hl7ParseError(`cannot serialize: ${name} is ${describeValue(value)}: a segment is an object (or an array of them)`)
+  const wrong = value.findIndex((s) => !isSegment(s))
+  if (wrong >= 0) throw new Hl7ParseError(`cannot serialize: ${name}[${wrong}] is ${describeValue(value[wrong])}: a segment is an object`)
+  return value as Hl7Segment[]
+}
+
+/** The segments in the order `segments` gives, or without it MSH first and then the keys in their order. */
+function orderedSegments(segments: unknown, lists: Map<string, Hl7Segment[]>): Array<[string, Hl7Segment]> {
+  const order = segments ?? ['MSH', ...[...lists].flatMap(([name, list]) => (name === 'MSH' ? [] : list.map(() => name)))]
   if (!Array.isArray(order)) throw new Hl7ParseError('cannot serialize: "segments" must be an array of segment names')
   const used = new Map<string, number>()
   const out: Array<[string, Hl7Segment]> = []
   for (const name of order) {
     if (typeof name !== 'string' || !isSegmentName(name)) throw new Hl7ParseError(`cannot serialize: ${quote(String(name))} in "segments" is not a segment name`)
     const n = used.get(name) ?? 0
-    const segment = (message[name] as Hl7Segment[] | undefined)?.[n]
-    if (typeof segment !== 'object' || segment === null) throw new Hl7ParseError(`cannot serialize: "segments" lists ${name} ${n + 1} times but ${name} holds ${n} segments`)
+    const segment = lists.get(name)?.[n]
+    if (segment === undefined) throw new Hl7ParseError(`cannot serialize: "segments" lists ${name} ${n + 1} times but ${name} holds ${n} segments`)
     used.set(name, n + 1)
     out.push([name, segment])
   }
-  for (const name of Object.keys(message)) {
-    const list = message[name]
-    if (name === 'segments' || !Array.isArray(list)) continue
+  for (const [name, list] of lists) {
     const n = used.get(name) ?? 0
-    const held = list.length
-    if (held > n) throw new Hl7ParseError(`cannot serialize: ${name} holds ${held} segments but "segments" lists it ${n} times`)
+    if (list.length > n) throw new Hl7ParseError(`cannot serialize: ${name} holds ${list.length} segments but "segments" lists it ${n} times`)
   }
   return out
 }

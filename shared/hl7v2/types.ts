@@ -61,7 +61,7 @@ export interface MshHeader {
   trigger: string
   /** MSH-9.3, e.g. `ADT_A01`. */
   structure: string
-  /** MSH-10, the message control id. */
+  /** MSH-10, the message control id: the whole field as ER7 text (`CX^1` stays `CX^1`), `''` when empty or `""`. */
   controlId: string
   /** MSH-11.1, e.g. `P`. */
   processingId: string
@@ -79,7 +79,7 @@ export type AckCode = 'AA' | 'AE' | 'AR' | 'CA' | 'CE' | 'CR'
 /** What an acknowledgement says. */
 export interface Ack {
   code: AckCode
-  /** MSA-2: the control id of the message acknowledged. */
+  /** MSA-2 as ER7 text, the whole field: the control id of the message acknowledged. */
   controlId: string
   /** MSA-3, or the ERR segment's text when MSA-3 is empty; `''` when neither has one. */
   text: string

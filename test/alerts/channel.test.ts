@@ -96,6 +96,8 @@ describe('alerts in a channel file', () => {
       '/alerts/webhooks/ops/url: must match pattern "^(https?://|/)"',
       '/alerts/webhooks/pager/credential: unknown credential "pagr"; defined: (none)',
     ]],
+    ['a messages-failing option on another condition', { webhooks: { ops: hook }, alerts: [{ ...down, count: 2 }] }, ['/alerts/alerts/0/count: applies only to the "messages-failing" condition']],
+    ['an empty messages-failing window', { webhooks: { ops: hook }, alerts: [{ ...down, condition: 'messages-failing', windowSeconds: 0 }] }, ['/alerts/alerts/0/windowSeconds: must be >= 1']],
     ['a schema problem', { webhooks: {}, alerts: [{ ...down, chanels: ['orders'] }] }, [
       '/alerts/webhooks: must NOT have fewer than 1 properties',
       '/alerts/alerts/0/chanels: unknown property "chanels" (did you mean "channels"?)',

@@ -23,11 +23,20 @@ describe('alerts file', () => {
     expect(ch.destinations[0]!.retry.maxAttempts).toBe(10)
   })
 
+  it('loads messages-failing without filling its count and window (they default when evaluated: 1 message in 300 s)', async () => {
+    const errors = { name: 'errors', condition: 'messages-failing', webhook: 'ops' }
+    const loaded = await alertsFile(dir.path, { webhooks: { ops: hook }, alerts: [errors, { ...errors, name: 'bursts', count: 10, windowSeconds: 60 }] })
+    expect(loaded.alerts.map((a) => [a.name, a.count, a.windowSeconds])).toEqual([['errors', undefined, undefined], ['bursts', 10, 60]])
+  })
+
   it.each([
-    ['an unknown condition', { webhooks: { ops: hook }, alerts: [{ ...alert, condition: 'down' }] }, '/alerts/0/condition: must be one of "destination-failing", "queue-age", "credential-fail-fast", "channel-stopped"'],
+    ['an unknown condition', { webhooks: { ops: hook }, alerts: [{ ...alert, condition: 'down' }] }, '/alerts/0/condition: must be one of "destination-failing", "messages-failing", "queue-age", "credential-fail-fast", "channel-stopped"'],
     ['an unknown webhook', { webhooks: { ops: hook }, alerts: [{ ...alert, webhook: 'opps' }] }, '/alerts/0/webhook: unknown webhook "opps"; did you mean "ops"?; defined: ops'],
     ['queue-age without an age', { webhooks: { ops: hook }, alerts: [{ ...alert, condition: 'queue-age' }] }, '/alerts/0: must have required property "maxAgeSeconds" (condition "queue-age")'],
     ['an option of another condition', { webhooks: { ops: hook }, alerts: [{ ...alert, maxAgeSeconds: 60 }] }, '/alerts/0/maxAgeSeconds: applies only to the "queue-age" condition'],
+    ['a messages-failing option on another condition', { webhooks: { ops: hook }, alerts: [{ ...alert, count: 3 }] }, '/alerts/0/count: applies only to the "messages-failing" condition'],
+    ['an empty error window', { webhooks: { ops: hook }, alerts: [{ ...alert, condition: 'messages-failing', windowSeconds: 0 }] }, '/alerts/0/windowSeconds: must be >= 1'],
+    ['a misspelt error window', { webhooks: { ops: hook }, alerts: [{ ...alert, condition: 'messages-failing', windowSecond: 60 }] }, '/alerts/0/windowSecond: unknown property "windowSecond" (did you mean "windowSeconds"?)'],
     ['a duplicate name', { webhooks: { ops: hook }, alerts: [alert, alert] }, '/alerts/1/name: duplicate alert name "down" (also /alerts/0/name)'],
     ['a bad webhook url', { webhooks: { ops: { url: 'ftp://x' } }, alerts: [alert] }, '/webhooks/ops/url: must match pattern "^(https?://|/)"'],
     ['a bad retry policy', { webhooks: { ops: { ...hook, retry: { maxAttempts: 0 } } }, alerts: [alert] }, '/webhooks/ops/retry/maxAttempts: must be >= 1'],

@@ -5,6 +5,7 @@ import type { LoadedChannel } from '../../shared/config/types.ts'
 import { until } from '../_setup.ts'
 import { startApi } from '../runtime/_helpers.ts'
 import { createAlerts } from '../../engine/alerts/index.ts'
+import { startChannel } from '../../engine/runtime/index.ts'
 import { alertsFile, bed, fastWebhook, webhookReceiver } from './_alerts.ts'
 
 type Bed = Awaited<ReturnType<typeof bed>>
@@ -73,7 +74,8 @@ describe('alerts', () => {
     expect(hook.accepted[0]!.summary).toMatch(/^destination api of channel orders is failing: \d+ failed attempts in a row$/)
     api.behaviour = () => undefined
     await until(() => hook.accepted.length === 2, 10_000, 'resolved')
-    expect(hook.accepted[1]).toMatchObject({ state: 'resolved', summary: 'destination api of channel orders delivers again' })
+    expect(hook.accepted[1]!.state).toBe('resolved')
+    expect(hook.accepted[1]!.summary).toMatch(/^destination api of channel orders delivers again \(a delivered attempt at \d{4}-\d\d-\d\dT[\d:.]+Z\)$/)
     // Failing again within minIntervalMs of the last firing: no notification.
     api.behaviour = () => ({ status: 503 })
     const attempts = api.received.length
@@ -127,7 +129,7 @@ describe('alert state kept in the store', () => {
     destinations: [{ name: 'api', type: 'http', config: { url }, retry: { maxAttempts: 1000, initialDelayMs: 10, maxDelayMs: 50 }, circuitBreaker: { failureThreshold: 2, resetAfterMs: 200 } }],
   })
 
-  it('a firing alert survives a restart of the notifier: the next one sends only the resolved', async () => {
+  it('a firing alert survives a restart (notifier and channel): the next one sends only the resolved, once the destination delivers', async () => {
     const { b, hook, api } = await setUp()
     api.behaviour = () => ({ status: 503 })
     const loaded = await alertsFile(b.dir, file(hook.url, { condition: 'destination-failing' }))
@@ -135,10 +137,17 @@ describe('alert state kept in the store', () => {
     await b.feed.emit({ n: 1 })
     await until(() => hook.accepted.length === 1, 10_000, 'firing')
     await first.stop()
+    await b.handles.pop()!.stop({ timeoutMs: 500 })
     const second = createAlerts(loaded, { store: b.store, log: b.log, dataDir: b.dir, http: b.http, drainMs: 500 })
     closing.push(() => second.stop())
-    await second.start(b.handles)
+    const orders = await startChannel(await breaking(b, api.url), { store: b.store, log: b.log, dataDir: b.dir, http: b.http, observer: second.observer })
+    closing.push(() => orders.stop({ timeoutMs: 500 }))
+    await second.start([orders])
+    // The breaker of the new run is closed, but nothing was delivered yet: still firing.
     await second.evaluate()
+    await new Promise((ok) => setTimeout(ok, 100))
+    await second.evaluate()
+    expect(hook.accepted.map((n) => n.state)).toEqual(['firing'])
     api.behaviour = () => undefined
     await until(() => hook.accepted.length === 2, 10_000, 'resolved')
     expect(hook.accepted.map((n) => n.state)).toEqual(['firing', 'resolved'])

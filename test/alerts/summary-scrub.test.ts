@@ -12,7 +12,7 @@ describe('alert summaries', () => {
       credentials: () => ({ idp: { tokenRequests: 1, tokenErrors: 1, failingFastUntil: now + 60_000, lastFailure: { at: now, code: 'ERR_TOKEN', message: `token endpoint said: bad client_secret=${secret}` } } }),
     }
     const rule = { name: 'cred', condition: 'credential-fail-fast', channels: '*' } as never
-    const [s] = subjectsOf(rule, { handles: [handle as never], oldest: {}, streaks: { get: () => 0 } as never, now })
+    const [s] = subjectsOf(rule, { handles: [handle as never], oldest: {}, watch: {} as never, now })
     expect(s!.active).toBe(true)
     expect(s!.summary).toContain('fails fast')
     expect(s!.summary).not.toContain(secret)

