@@ -52,10 +52,26 @@ function unindex(value: string): void {
  */
 export function registerSecretValue(value: string, options: { pinned?: boolean } = {}): void {
   if (typeof value !== 'string') return
-  register(value, options)
-  // Log lines are JSON: a value with a newline, quote or backslash (a PEM key) appears escaped there.
-  const escaped = JSON.stringify(value).slice(1, -1)
-  if (escaped !== value) register(escaped, options)
+  if (PLAIN.test(value)) register(value, options)
+  else for (const form of wireForms(value)) register(form, options)
+}
+
+/** A value that every encoding below leaves as it is (most tokens): registered once. */
+const PLAIN = /^[A-Za-z0-9._-]*$/
+
+/** application/x-www-form-urlencoded encoding of one value (RFC 6749 Appendix B), as a token request's form and a strict Basic pair carry it. */
+export function formEncode(value: string): string {
+  return new URLSearchParams([['', value]]).toString().slice(1)
+}
+
+/**
+ * Every form a value takes where Weir writes or sends it, so that scrubbing finds it whichever one
+ * comes back: as is, JSON-escaped (log lines are JSON: a PEM key's newlines), form-urlencoded (a
+ * `client_secret_post` body, a strict Basic pair; a token endpoint may echo either in its
+ * `error_description`) and percent-encoded as encodeURIComponent does (a query parameter).
+ */
+function wireForms(value: string): Set<string> {
+  return new Set([value, JSON.stringify(value).slice(1, -1), formEncode(value), encodeURIComponent(value)])
 }
 
 function register(value: string, options: { pinned?: boolean }): void {

@@ -40,4 +40,13 @@ describe('scrubSecrets', () => {
     registerSecretValue('short')
     expect(scrubSecrets('short')).toBe('short')
   })
+
+  it('scrubs a secret in every form Weir sends it: form-urlencoded, percent-encoded, JSON-escaped', () => {
+    const secret = new Secret('Qx28Q~a:b%2B+c&d é中"\\n', '$env:CLIENT_SECRET').reveal()
+    const forms = [secret, new URLSearchParams([['', secret]]).toString().slice(1), encodeURIComponent(secret), JSON.stringify(secret).slice(1, -1)]
+    expect(new Set(forms).size).toBe(4)
+    for (const form of forms) expect(scrubSecrets(`client_secret=${form}&x=1`)).toBe(`client_secret=${REDACTED}&x=1`)
+    // A strict Basic pair form-encodes id and secret (RFC 6749 §2.3.1).
+    expect(scrubSecrets(`cid:${forms[1]}`)).toBe(`cid:${REDACTED}`)
+  })
 })

@@ -1,4 +1,5 @@
 import { errorCodes } from '../errors.ts'
+import { redactedExcerpt, remoteText } from './excerpt.ts'
 
 export interface Challenge {
   scheme: string
@@ -15,10 +16,11 @@ export class OAuthChallengeError extends errorCodes.ERR_OAUTH_CHALLENGE {
   constructor(message: string, status: number, challenge: Challenge, options: { retryable?: boolean } = {}) {
     super(message, { retryable: options.retryable ?? false })
     this.status = status
-    this.scheme = challenge.scheme
-    this.parameters = challenge.parameters
-    if (challenge.parameters.error) this.error = challenge.parameters.error
-    if (challenge.parameters.error_description) this.error_description = challenge.parameters.error_description
+    this.scheme = remoteText(challenge.scheme, 100)
+    // The server's own words, which may echo what it received: scrubbed, one line, cut.
+    this.parameters = Object.fromEntries(Object.entries(challenge.parameters).map(([k, v]) => [k, redactedExcerpt(v, 500)]))
+    if (this.parameters.error) this.error = this.parameters.error
+    if (this.parameters.error_description) this.error_description = this.parameters.error_description
   }
 }
 

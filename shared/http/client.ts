@@ -20,10 +20,19 @@ export interface HttpClientOptions {
 
 /** The error for a final non-2xx/3xx response: retryable for 408/429/5xx (with Retry-After), permanent otherwise. */
 export function statusError(url: URL, method: string, res: HttpResponse): HttpStatusError {
-  const excerpt = redactedExcerpt(res.body)
-  const message = `${method} ${url.origin}${url.pathname} answered ${res.status}${excerpt ? `: "${excerpt}"` : ''}`
+  const { message, excerpt } = answered(url, method, res)
   const retryAfterMs = isRetryableStatus(res.status) ? parseRetryAfter(res.headers['retry-after'] as string | undefined) : undefined
-  const err = new HttpStatusError(message, res.status, retryAfterMs !== undefined ? { retryAfterMs } : {})
+  return withResponse(new HttpStatusError(message, res.status, retryAfterMs !== undefined ? { retryAfterMs } : {}), res, excerpt)
+}
+
+/** `METHOD origin/path answered STATUS<detail>: "<excerpt>"`, with the body's redacted excerpt. */
+function answered(url: URL, method: string, res: HttpResponse, detail = ''): { message: string; excerpt: string } {
+  const excerpt = redactedExcerpt(res.body)
+  return { message: `${method} ${url.origin}${url.pathname} answered ${res.status}${detail}${excerpt ? `: "${excerpt}"` : ''}`, excerpt }
+}
+
+/** `err` with the (non-enumerable) response it reports: status, headers and the redacted excerpt. */
+function withResponse<E extends Error>(err: E, res: HttpResponse, excerpt: string): E {
   Object.defineProperty(err, 'response', { enumerable: false, value: { status: res.status, headers: res.headers, excerpt } })
   return err
 }
@@ -146,8 +155,25 @@ class Exchange implements Dispatcher.DispatchHandler {
 }
 
 /** A 401 that a resend would fix, but the body was a stream: retryable, since the next attempt brings a fresh body (and token or nonce). */
-function notResent(url: URL, method: string, error: string, challenge: Challenge): OAuthChallengeError {
-  return new OAuthChallengeError(`${method} ${url.origin}${url.pathname} answered 401 ${error}; not resent because the request body is a stream`, 401, challenge, { retryable: true })
+function notResent(url: URL, method: string, error: string | undefined, challenge: Challenge): OAuthChallengeError {
+  return new OAuthChallengeError(`${method} ${url.origin}${url.pathname} answered 401${error ? ` ${error}` : ''}; not resent because the request body is a stream`, 401, challenge, { retryable: true })
+}
+
+/**
+ * Whether a 401 to a request carrying our token rejects the token: `invalid_token`, or a 401 that
+ * names no error (Microsoft Graph's `Bearer realm=""` challenge, Salesforce's INVALID_SESSION_ID
+ * body without one). A challenge naming another error (`invalid_request`), or only other schemes
+ * (`Basic`), is not about the token: a new one would be refused the same way.
+ */
+function rejectsToken(challenges: Challenge[], error: string | undefined): boolean {
+  if (error !== undefined) return error === 'invalid_token'
+  return challenges.length === 0 || challenges.some((c) => /^(bearer|dpop)$/i.test(c.scheme))
+}
+
+/** The permanent error of a 401: the challenge's error, whether the token was renewed, the body's redacted excerpt. */
+function unauthorized(url: URL, method: string, res: HttpResponse, error: string | undefined, challenge: Challenge, renewed: boolean): OAuthChallengeError {
+  const { message, excerpt } = answered(url, method, res, `${error ? ` ${error}` : ''}${renewed ? ' again after renewing the access token' : ''}`)
+  return withResponse(new OAuthChallengeError(message, 401, challenge), res, excerpt)
 }
 
 /** A character undici refuses in a header value: anything but tab, printable ASCII and U+0080–U+00FF. */
@@ -202,7 +228,8 @@ function tokenWaitError(e: unknown, state: RequestState, url: URL, method: strin
 
 /**
  * Sends `req` with the credential's Authorization (and DPoP): resent once on a DPoP `use_dpop_nonce`
- * challenge and once with a renewed token on `invalid_token`; any other 401 fails.
+ * challenge, and once with a renewed token on a 401 that rejects the token (rejectsToken); a 401
+ * after the renewal, or naming another error, fails.
  */
 async function sendAuthorized(dispatcher: Dispatcher, url: URL, origin: string, method: string, req: HttpRequest, credential: RequestCredential, state: RequestState, timeoutMs: number, bodyLimit: number, log: Logger): Promise<HttpResponse> {
   const replayable = req.body === undefined || typeof req.body === 'string' || Buffer.isBuffer(req.body)
@@ -228,24 +255,22 @@ async function sendAuthorized(dispatcher: Dispatcher, url: URL, origin: string, 
       nonceRetried = true
       continue
     }
-    if (error === 'invalid_token' && !renewed) {
+    if (!renewed && rejectsToken(challenges, error)) {
+      // Only this token is dropped: one renewed meanwhile by another request stays.
       credential.invalidate(auth.token)
       if (!replayable) throw notResent(url, method, error, challenge)
       renewed = true
-      log.info({ credential: credential.name, url: `${url.origin}${url.pathname}` }, 'access token rejected (invalid_token); renewing once')
+      log.info({ credential: credential.name, url: `${url.origin}${url.pathname}` }, `access token rejected (401${error ? ` ${error}` : ''}); renewing once`)
       continue
     }
-    throw new OAuthChallengeError(
-      `${method} ${url.origin}${url.pathname} answered 401${error ? ` ${error}` : ''}${renewed ? ' again after renewing the access token' : ''}`,
-      401,
-      challenge,
-    )
+    throw unauthorized(url, method, res, error, challenge, renewed)
   }
 }
 
 /**
  * The shared HTTP client: undici keep-alive pools per origin. With a `credential` it adds
- * Authorization (and DPoP), renews the token once on `401 invalid_token` (and once on a DPoP
+ * Authorization (and DPoP), renews the token once on a 401 rejecting it (`invalid_token`, or no
+ * error named: Microsoft Graph, Salesforce) (and once on a DPoP
  * `use_dpop_nonce` challenge), and never follows redirects, so a token never reaches another host.
  * The request's timeout and signal also bound the wait for a token. A stream body cannot be resent:
  * its 401 drops the token and fails retryable, so the next attempt (with a fresh body) gets a new one.

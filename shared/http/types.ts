@@ -6,12 +6,13 @@ export interface HttpRequest {
   url: string | URL
   headers?: Record<string, string>
   /**
-   * A string or Buffer is replayable: the client resends it once after a 401 `invalid_token` (or a
-   * DPoP nonce challenge). A stream (wrap an async iterable with `Readable.from()`) is sent as is and
-   * never resent: such a 401 drops the token and fails with a retryable error.
+   * A string or Buffer is replayable: the client resends it once after a 401 rejecting the token
+   * (`invalid_token`, or no error named) or a DPoP nonce challenge. A stream (wrap an async iterable
+   * with `Readable.from()`) is sent as is and never resent: such a 401 drops the token and fails with
+   * a retryable error.
    */
   body?: string | Buffer | Readable
-  /** Authenticate with this credential (Authorization, DPoP), renewing once on a 401 invalid_token. */
+  /** Authenticate with this credential (Authorization, DPoP), renewing once on a 401 that rejects the token. */
   credential?: RequestCredential
   timeoutMs?: number
   signal?: AbortSignal
@@ -21,7 +22,7 @@ export interface HttpRequest {
 
 /**
  * What the client needs of a credential to authenticate requests; shared/oauth's TokenProvider is
- * one. `T` is the credential's token, handed back to `invalidate` after a 401 `invalid_token`.
+ * one. `T` is the credential's token, handed back to `invalidate` after a 401 that rejects it.
  */
 export interface RequestCredential<T = unknown> {
   readonly name: string

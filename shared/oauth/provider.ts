@@ -121,6 +121,7 @@ export function createTokenProvider(name: string, config: CredentialConfig, opti
   const obtain = grantObtainer(r, c, exchange, {
     name, key: r.grant === 'refresh_token' ? storeKey : sharedKeyOf(sharedKey), slot, now, clockSkewSec: r.clockSkewSec, failFastMs: r.failFastMs,
     shareAccessToken: !dpop, tokenFor: tokenPurposeOf(r, certThumbprint), seeded: revealPinned(c.refreshToken as SecretLike | undefined), rotations,
+    authorizable: c.authorizationUrl !== undefined || c.issuer !== undefined,
     store: () => (store ??= createRefreshTokenStore({ dir: join(options.dataDir ?? 'data', 'oauth') })),
   }, options.shared !== undefined && !dpop)
   const user = new SlotUser(slot, { name, log, now, random: options.random ?? Math.random, clockSkewSec: r.clockSkewSec, failFastMs: r.failFastMs, maxAttempts: r.maxAttempts, lifetime, obtain, counters: exchange.counters })

@@ -13,6 +13,19 @@ export interface RefreshGrantContext extends LeasedFetchContext {
   send: (grantParams: Array<[string, string]>, signal?: AbortSignal) => Promise<ProcessedToken>
   /** What the provider keeps between attempts: the grants in flight and a rotation not yet written. */
   rotations: RefreshRotations
+  /** Whether `weir credentials authorize` can obtain a new refresh token (an authorizationUrl, or an issuer to discover it). */
+  authorizable: boolean
+}
+
+/**
+ * How a person gets a new refresh token for the credential: `weir credentials authorize` first when
+ * it can, else `weir credentials import`. The messages that end with it name no credential in front:
+ * one may be recorded in the store entry and read by another credential sharing the storeKey, whose
+ * reader (weir token, a fail-fast error) puts its own name before it.
+ */
+function reauthHint(ctx: Pick<RefreshGrantContext, 'name' | 'authorizable'>): string {
+  const importIt = `weir credentials import <channel.json> ${ctx.name} --refresh-token-file FILE`
+  return ctx.authorizable ? `run weir credentials authorize <channel.json> ${ctx.name} (or ${importIt})` : `run ${importIt}`
 }
 
 /** A rotation the server made that the store has not taken yet, with the response it came in. */
@@ -91,7 +104,7 @@ export function refreshTokenGrant(ctx: RefreshGrantContext, signal?: AbortSignal
       await lease?.confirm()
       entry = await s.write(ctx.key, { refreshToken: ctx.seeded }, entry?.version ?? 0)
     }
-    if (!entry?.refreshToken) throw new ReauthRequiredError(`credential "${ctx.name}" has no refresh token: run weir credentials import <channel> ${ctx.name} --refresh-token-file FILE`)
+    if (!entry?.refreshToken) throw new ReauthRequiredError(`no refresh token is stored: ${reauthHint(ctx)}`)
     try {
       return await rotate(ctx, s, entry, lease, signal)
     } catch (e) {
@@ -105,7 +118,8 @@ export function refreshTokenGrant(ctx: RefreshGrantContext, signal?: AbortSignal
         if (again.refreshToken && again.refreshToken !== entry.refreshToken) return await rotate(ctx, s, again, lease, signal)
       }
       const desc = (e as OAuthResponseError).error_description
-      throw new ReauthRequiredError(`credential "${ctx.name}": the refresh token was rejected (invalid_grant${desc ? `: ${desc}` : ''}); re-authorize and run weir credentials import`, e as OAuthResponseError)
+      const hint = ctx.authorizable ? `re-authorize: ${reauthHint(ctx)}` : `re-authorize and ${reauthHint(ctx)}`
+      throw new ReauthRequiredError(`the refresh token was rejected (invalid_grant${desc ? `: ${desc}` : ''}); ${hint}`, e as OAuthResponseError)
     }
   }, pendingWrite))
 }

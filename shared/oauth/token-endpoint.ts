@@ -6,7 +6,7 @@ import { boundedSignal } from '../http/abort.ts'
 import { MAX_METADATA_BYTES, readBoundedBody } from '../http/bounded-body.ts'
 import { remoteText } from '../http/excerpt.ts'
 import { isRetryableStatus } from '../http/status.ts'
-import { Secret, registerSecretValue, REDACTED } from '../secret.ts'
+import { Secret, formEncode, registerSecretValue, REDACTED } from '../secret.ts'
 import type { AccessToken } from './types.ts'
 import { OAuthChallengeError, OAuthResponseError, parseWwwAuthenticate, redactedExcerpt } from './errors.ts'
 import { signJwt, signingKeyAt, type SigningKey } from './keys.ts'
@@ -61,10 +61,7 @@ export interface TokenRequestPlan {
   toSign: Array<{ field: string; key: SigningKey; claims: Record<string, unknown> }>
 }
 
-/** application/x-www-form-urlencoded encoding of one value (RFC 6749 Appendix B). */
-export function formEncode(value: string): string {
-  return new URLSearchParams([['', value]]).toString().slice(1)
-}
+export { formEncode }
 
 function audienceFor(policy: string, tokenUrl: string, issuer: string | undefined): string {
   if (policy === 'token-endpoint') return tokenUrl
@@ -100,8 +97,11 @@ export function planTokenRequest(r: ResolvedCredential, tokenUrl: string, grantP
     }
   }
   const scopeInForm = !(r.grant === 'jwt_bearer' && r.assertion?.scopeClaim)
-  // A refresh or a code exchange keeps the scope already granted (RFC 6749 §6, §4.1.3).
-  if (scopeInForm && r.scopes.length && grant !== 'refresh_token' && grant !== 'authorization_code') form.push(['scope', r.scopes.join(' ')])
+  // A code exchange keeps the scope of the authorization request (RFC 6749 §4.1.3). A refresh asks
+  // for the credential's own scope (§6: equal to or narrower than granted), so credentials sharing
+  // one refresh token (one storeKey) each get a token for theirs (Microsoft identity platform v2
+  // issues one per resource); without a configured scope it keeps the scope granted.
+  if (scopeInForm && r.scopes.length && grant !== 'authorization_code') form.push(['scope', r.scopes.join(' ')])
   for (const res of r.resources) form.push(['resource', res])
   if (r.audience) form.push(['audience', r.audience])
   for (const [k, v] of Object.entries(r.extraParams)) form.push([k, v])
@@ -338,12 +338,13 @@ export function processTokenResponse(
 function oauthError(raw: RawTokenResponse, body: Record<string, unknown>, where: string, excerpt: string): OAuthResponseError {
   const retryAfterMs = parseRetryAfter(raw.headers['retry-after'])
   const retryable = isRetryableStatus(raw.status) || body.error === 'temporarily_unavailable' || body.error === 'server_error' || body.error === 'slow_down'
-  const error = remoteText(body.error as string, 100)
+  // Every text of the answer may echo the request (its client_secret, code, code_verifier): scrubbed.
+  const error = redactedExcerpt(body.error as string, 100)
   const desc = typeof body.error_description === 'string' ? redactedExcerpt(body.error_description, 500) : undefined
   const fields = {
     status: raw.status, error, retryable, headers: raw.headers, excerpt,
     ...(desc !== undefined ? { error_description: desc } : {}),
-    ...(typeof body.error_uri === 'string' ? { error_uri: remoteText(body.error_uri, 500) } : {}),
+    ...(typeof body.error_uri === 'string' ? { error_uri: redactedExcerpt(body.error_uri, 500) } : {}),
     ...(retryAfterMs !== undefined ? { retryAfterMs } : {}),
   }
   return new OAuthResponseError(`${where} answered ${raw.status} ${error}${desc ? `: ${redactedExcerpt(desc)}` : ''}`, fields)
@@ -357,7 +358,8 @@ function statusError(raw: RawTokenResponse, body: Record<string, unknown> | unde
   }
   const challenge = parseWwwAuthenticate(raw.headers['www-authenticate'])[0]
   if (raw.status === 401 && challenge) {
-    return new OAuthChallengeError(`${where} answered 401 with a ${challenge.scheme} challenge${challenge.parameters.error ? ` (${challenge.parameters.error})` : ''}`, 401, challenge)
+    const error = challenge.parameters.error ? redactedExcerpt(challenge.parameters.error, 100) : undefined
+    return new OAuthChallengeError(`${where} answered 401 with a ${remoteText(challenge.scheme, 100)} challenge${error ? ` (${error})` : ''}`, 401, challenge)
   }
   return responseError(raw, `${where} answered ${raw.status} with ${body ? 'a JSON body without "error"' : 'a body that is not JSON'}${excerpt ? `: "${excerpt}"` : ''}`)
 }

@@ -70,7 +70,7 @@ describe('http client with a credential', () => {
     const before = { tokens: tokenRequests(), api: api.requests.length }
     api.respondNext({ ...invalidToken, count: 2, beforeAuth: true })
     const err = leak.error(await http.request({ url: `${api.url}/Patient?id=1`, credential: p }).catch((e) => e)) as Record<string, unknown>
-    expect(err).toMatchObject({ code: 'ERR_OAUTH_CHALLENGE', status: 401, error: 'invalid_token', retryable: false, message: `GET ${api.url}/Patient answered 401 invalid_token again after renewing the access token` })
+    expect(err).toMatchObject({ code: 'ERR_OAUTH_CHALLENGE', status: 401, error: 'invalid_token', retryable: false, message: `GET ${api.url}/Patient answered 401 invalid_token again after renewing the access token: "{"error":"invalid_token"}"` })
     expect([tokenRequests() - before.tokens, api.requests.length - before.api]).toEqual([2, 2])
   })
 

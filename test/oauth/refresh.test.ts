@@ -256,7 +256,7 @@ describe('refresh-token store', () => {
     const err = leak.error(await p.getToken().catch((e) => e)) as Record<string, unknown>
     expect(err).toMatchObject({
       code: 'ERR_OAUTH_REAUTH_REQUIRED', error: 'invalid_grant', error_description: 'refresh token revoked', error_uri: `${as.issuer}/errors#invalid_grant`,
-      message: 'credential "revoked": the refresh token was rejected (invalid_grant: refresh token revoked); re-authorize and run weir credentials import',
+      message: 'the refresh token was rejected (invalid_grant: refresh token revoked); re-authorize and run weir credentials import <channel.json> revoked --refresh-token-file FILE',
     })
     const again = leak.error(await p.getToken().catch((e) => e)) as Record<string, unknown>
     expect(again.code).toBe('ERR_OAUTH_FAIL_FAST')
@@ -266,7 +266,7 @@ describe('refresh-token store', () => {
   it('no stored refresh token: a clear re-authorization error', async () => {
     const p = createTokenProvider('empty', { grant: 'refresh_token', tokenUrl: as.tokenUrl, clientId: 'x', clientAuth: { method: 'none' } }, { store: createRefreshTokenStore({ dir: join(base, 'empty'), key: 'k'.repeat(32) }), cache: new TokenCache(), log: leak.log })
     const err = leak.error(await p.getToken().catch((e) => e)) as Record<string, unknown>
-    expect([err.code, err.message]).toEqual(['ERR_OAUTH_REAUTH_REQUIRED', 'credential "empty" has no refresh token: run weir credentials import <channel> empty --refresh-token-file FILE'])
+    expect([err.code, err.message]).toEqual(['ERR_OAUTH_REAUTH_REQUIRED', 'no refresh token is stored: run weir credentials import <channel.json> empty --refresh-token-file FILE'])
   })
 })
 
