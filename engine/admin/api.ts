@@ -6,12 +6,22 @@ import { scrubSecrets } from '../../shared/secret.ts'
 import type { WeirError } from '../../shared/errors.ts'
 import type { Auth, Session } from './auth.ts'
 import { sendJson } from './http.ts'
+import { isPageRequest } from './pages/errors.ts'
+import { backTo, signInPath } from './pages/html.ts'
 import { requireRole, type Router, type RouteContext } from './router.ts'
 
 /** The engine's state the API reads: empty while the engine starts or waits in standby. */
 export interface ApiSources {
   handles(): readonly ChannelHandle[]
   store(): MessageStore | undefined
+  /** When the engine's channels started (epoch ms): their counters count from then. */
+  startedAt?(): number | undefined
+}
+
+/** "since start 05:48 UTC": what the channels' counters (reset by a restart) count from. */
+export function sinceStart(src: ApiSources): string {
+  const t = src.startedAt?.()
+  return t === undefined ? 'since start' : `since start ${new Date(t).toISOString().slice(11, 16)} UTC`
 }
 
 /** One channel as GET /api/channels shows it. */
@@ -45,6 +55,8 @@ export async function auditAction(src: ApiSources, ctx: RouteContext, action: st
 /** Pauses or resumes the channel (or destination) the request names, and records it in the audit log. */
 export async function pauseOrResume(src: ApiSources, ctx: RouteContext, action: 'pause' | 'resume'): Promise<{ handle: ChannelHandle; destination?: string }> {
   const found = handleOf(src, ctx)
+  const status = found.handle.status()
+  if (status === 'stopped' || status === 'stopping') throw new Refusal(409, `channel "${found.handle.name}" is ${status} (onError: "stop"): a stopped channel stays stopped; fix the cause, then restart the engine to start it again`)
   await found.handle[action](found.destination)
   await auditAction(src, ctx, action, found.destination === undefined ? found.handle.name : `${found.handle.name}/${found.destination}`)
   return found
@@ -70,6 +82,17 @@ const isFormPost = (ctx: RouteContext) => String(ctx.req.headers['content-type']
 
 const sessionView = (s: Session | undefined, ctx: RouteContext) => ({ name: ctx.principal!.name, role: ctx.principal!.role, csrfToken: s?.csrfToken ?? null })
 
+/** The session of a login; a wrong token in a browser's form goes back to the form (keeping where to go after it) and gives undefined. */
+async function formLogin(auth: Auth, ctx: RouteContext, token: string): Promise<Session | undefined> {
+  try {
+    return await auth.login(token, ctx.req.socket.remoteAddress)
+  } catch (e) {
+    if (!(e instanceof Refusal) || e.status !== 401 || !isPageRequest(ctx.req, ctx.url.pathname)) throw e
+    ctx.res.writeHead(303, { location: signInPath(ctx.form.get('next'), true) }).end()
+    return undefined
+  }
+}
+
 /**
  * Sessions: POST /login (the token in the form; sets the session cookie), POST /logout, and
  * GET /api/session (who is asking and the CSRF token for actions; on an open server it starts an
@@ -79,9 +102,10 @@ export function sessionRoutes(router: Router, auth: Auth): void {
   router.public('POST', '/login', async (ctx) => {
     const token = ctx.form.get('token')
     if (!token) throw new Refusal(400, 'missing form field "token"')
-    const session = await auth.login(token, ctx.req.socket.remoteAddress)
+    const session = await formLogin(auth, ctx, token)
+    if (!session) return
     if (isFormPost(ctx)) {
-      ctx.res.writeHead(303, { location: '/', 'set-cookie': auth.cookie(session) }).end()
+      ctx.res.writeHead(303, { location: backTo(ctx.form.get('next'), '/'), 'set-cookie': auth.cookie(session) }).end()
       return
     }
     ctx.principal = session.principal

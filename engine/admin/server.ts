@@ -115,7 +115,8 @@ export async function startAdminServer(o: AdminServerOptions): Promise<AdminServ
   const http = o.http ?? createHttpClient({ log: o.log })
   let engine: { store: MessageStore; handles: readonly ChannelHandle[] } | undefined
   let waiting: string | undefined
-  const sources = { store: () => engine?.store, handles: () => engine?.handles ?? [] }
+  let attachedAt: number | undefined
+  const sources = { store: () => engine?.store, handles: () => engine?.handles ?? [], startedAt: () => attachedAt }
   const metrics = createMetrics(sources)
   let unwatch = () => {}
   const auth = createAuth(o.config, { http, log: o.log, ...(o.loginLimit ? { loginLimit: o.loginLimit } : {}), ...(o.now ? { now: o.now } : {}) })
@@ -153,6 +154,7 @@ export async function startAdminServer(o: AdminServerOptions): Promise<AdminServ
     url, port, observer: metrics.observer, router, auth, events,
     attach(e) {
       engine = e
+      attachedAt = Date.now()
       waiting = undefined
       metrics.seed(e.handles)
       // A message the store sends to error at its claim, unread (no key opens it), never reaches the runtime's observer: counted here.

@@ -1,5 +1,6 @@
+import { Refusal } from '../../../shared/inbound/refusal.ts'
 import type { ChannelHandle } from '../../runtime/index.ts'
-import { channelView, type ApiSources } from '../api.ts'
+import { channelView, sinceStart, type ApiSources } from '../api.ts'
 import type { Auth } from '../auth.ts'
 import type { Router } from '../router.ts'
 import { actionForm, age, html, layout, pageUser, sendHtml, type PageUser, type Raw } from './html.ts'
@@ -10,7 +11,9 @@ const PAGE_SIZES = [25, 50, 100, 200]
 /** The channel list's query: name filter, status filter, page (from 1) and page size. */
 export function listQuery(params: URLSearchParams) {
   const q = (params.get('q') ?? '').trim()
-  const status = CHANNEL_STATUSES.find((s) => s === params.get('status'))
+  const wanted = params.get('status') || undefined
+  const status = CHANNEL_STATUSES.find((s) => s === wanted)
+  if (wanted !== undefined && !status) throw new Refusal(400, `status must be one of ${CHANNEL_STATUSES.join(', ')}`)
   const size = PAGE_SIZES.find((n) => String(n) === params.get('size')) ?? 50
   const page = Math.max(1, Math.floor(Number(params.get('page')) || 1))
   return { q, status, size, page }
@@ -18,14 +21,23 @@ export function listQuery(params: URLSearchParams) {
 
 type View = Awaited<ReturnType<typeof channelView>>
 
-function channelRow(v: View, user: PageUser): Raw {
+/** Whether Pause / Resume can act on a channel in `status`: not on one stopping or stopped (it runs no more until the engine restarts). */
+export const canToggle = (status: string) => status !== 'stopped' && status !== 'stopping'
+
+/** "destinations paused: api, audit" for a channel not paused itself whose destinations some are: the list shows it beside the status. */
+export function pausedDestinations(v: Pick<View, 'status' | 'destinations'>): string {
+  const paused = v.status === 'paused' ? [] : v.destinations.filter((d) => d.paused).map((d) => d.name)
+  return paused.length ? `destinations paused: ${paused.join(', ')}` : ''
+}
+
+function channelRow(v: View & { inError: number | undefined }, user: PageUser, back: string): Raw {
   const paused = v.status === 'paused'
-  const action = user.role === 'operator' ? actionForm(user, `/channels/${encodeURIComponent(v.name)}/${paused ? 'resume' : 'pause'}`, paused ? 'Resume' : 'Pause', { back: '/' }) : ''
+  const action = user.role === 'operator' && canToggle(v.status) ? actionForm(user, `/channels/${encodeURIComponent(v.name)}/${paused ? 'resume' : 'pause'}`, paused ? 'Resume' : 'Pause', { back }) : ''
   return html`<tr data-channel="${v.name}">
 <td><a href="/channels/${encodeURIComponent(v.name)}">${v.name}</a></td>
-<td><span class="status s-${v.status}" data-field="status">${v.status}</span></td>
+<td><span class="status s-${v.status}" data-field="status">${v.status}</span> <small data-field="pausedDestinations">${pausedDestinations(v)}</small></td>
 <td class="num" data-field="received">${v.counters.received}</td><td class="num" data-field="delivered">${v.counters.delivered}</td>
-<td class="num" data-field="errors">${v.counters.errors}</td><td class="num" data-field="queueDepth">${v.queueDepth ?? '–'}</td>
+<td class="num" data-field="errors">${v.counters.errors}</td><td class="num" data-field="inError">${v.inError ?? '–'}</td><td class="num" data-field="queueDepth">${v.queueDepth ?? '–'}</td>
 <td class="num" data-field="oldest">${age(v.oldestQueuedAgeSec)}</td><td>${action}</td></tr>`
 }
 
@@ -59,10 +71,11 @@ export function channelListPage(router: Router, src: ApiSources, auth: Auth): vo
     const { total, shown } = pageOf(src.handles(), query)
     const store = src.store()
     const oldest = store ? await store.oldestPending() : {}
-    const views = await Promise.all(shown.map((h) => channelView(h, store, oldest)))
+    const views = await Promise.all(shown.map(async (h) => ({ ...(await channelView(h, store, oldest)), inError: store ? (await store.stats(h.name)).error : undefined })))
+    const since = html`<br><small>${sinceStart(src)}</small>`
     const body = html`<h1>Channels</h1>${filterForm(query)}${pager(query, total)}
-<table id="channels" class="grid" data-stream="/api/events?channels=${shown.map((h) => h.name).join(',')}" data-poll="/api/channels"><thead><tr><th>Channel</th><th>Status</th><th>Received</th><th>Delivered</th><th>Errors</th><th>Queue</th><th>Oldest queued</th><th></th></tr></thead>
-<tbody>${views.map((v) => channelRow(v, user))}</tbody></table>
+<table id="channels" class="grid" data-stream="/api/events?channels=${shown.map((h) => h.name).join(',')}" data-poll="/api/channels"><thead><tr><th>Channel</th><th>Status</th><th>Received${since}</th><th>Delivered${since}</th><th>Errors${since}</th><th title="Messages in error in the message log now (as the page loaded): they stay after a restart until resubmitted or purged">In error<br><small>in the log</small></th><th>Queue</th><th>Oldest queued</th><th></th></tr></thead>
+<tbody>${views.map((v) => channelRow(v, user, `/${ctx.url.search}`))}</tbody></table>
 ${total === 0 ? html`<p class="empty">No channel matches.</p>` : ''}`
     sendHtml(ctx.res, 200, layout('Channels', user, body))
   })

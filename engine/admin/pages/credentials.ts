@@ -1,3 +1,4 @@
+import { escapeControl } from '../../../shared/http/excerpt.ts'
 import { checkCredential, credentialViews, type ApiSources, type CredentialView } from '../api.ts'
 import type { Auth } from '../auth.ts'
 import { requireRole, type Router } from '../router.ts'
@@ -6,7 +7,7 @@ import { actionForm, age, html, layout, pageUser, sendHtml, type PageUser, type 
 const secondsSince = (iso: string | null, now: number) => (iso === null ? null : Math.max(0, (now - Date.parse(iso)) / 1000))
 
 /** The RFC 6749 error code and the reason of a failure, as `invalid_client: token endpoint … answered 401 …`. */
-const reasonOf = (f: { error: string | null; message: string }) => (f.error ? `${f.error}: ${f.message}` : f.message)
+const reasonOf = (f: { error: string | null; message: string }) => escapeControl(f.error ? `${f.error}: ${f.message}` : f.message)
 
 function failFast(v: CredentialView, now: number): Raw {
   if (v.failingFastUntil === null) return html`<span class="status s-running">no</span>`

@@ -2,7 +2,9 @@
 // The dashboard's only script (the CSP allows no inline one): keeps the channel list's rows live from
 // the server-sent events of /api/events (a snapshot, then the changed channels about every second),
 // or, when the stream fails repeatedly, by reading /api/channels every 2 s. Values are set as text,
-// never as HTML.
+// never as HTML. A session that ended (401: logout, expiry, an engine restart) sends the page to
+// sign-in, which returns here; an engine that does not answer (network error, 5xx) shows
+// "connection lost: figures as of HH:MM:SS; retrying" and marks the figures stale until it answers.
 'use strict'
 
 function age(sec) {
@@ -17,6 +19,8 @@ function age(sec) {
 function toggle(row, c) {
   const form = row.querySelector('form[action$="/pause"], form[action$="/resume"]')
   if (!form) return
+  // A channel stopping or stopped (onError: "stop") runs no more until the engine restarts: no action.
+  form.hidden = c.status === 'stopped' || c.status === 'stopping'
   const paused = c.status === 'paused'
   const action = `/channels/${encodeURIComponent(c.name)}/${paused ? 'resume' : 'pause'}`
   if (form.getAttribute('action') === action) return
@@ -54,6 +58,7 @@ function updateChannel(section, channels) {
 }
 
 function update(table, channels) {
+  fresh(table)
   if (table.tagName !== 'TABLE') return updateChannel(table, channels)
   const byName = new Map(channels.map((c) => [c.name, c]))
   for (const row of table.tBodies[0].rows) {
@@ -62,9 +67,53 @@ function update(table, channels) {
     setStatusAndCounters(row, c)
     set(row, 'queueDepth', c.queueDepth ?? '–')
     set(row, 'oldest', age(c.oldestQueuedAgeSec))
+    set(row, 'pausedDestinations', pausedDestinations(c))
     toggle(row, c)
   }
   table.dataset.updated = new Date().toISOString()
+}
+
+/** "destinations paused: api, audit" when the channel runs but some destination is paused (the list shows it beside the status). */
+function pausedDestinations(c) {
+  const paused = c.status === 'paused' ? [] : c.destinations.filter((d) => d.paused).map((d) => d.name)
+  return paused.length ? `destinations paused: ${paused.join(', ')}` : ''
+}
+
+/** When the figures shown were last read (the page's load at first). */
+let asOf = new Date()
+
+/** The page's "connection lost" notice, created hidden before the live table on first use. */
+function noticeOf(table) {
+  let notice = document.getElementById('live-notice')
+  if (notice) return notice
+  notice = document.createElement('p')
+  notice.id = 'live-notice'
+  notice.className = 'error'
+  notice.setAttribute('role', 'alert')
+  notice.hidden = true
+  table.parentNode.insertBefore(notice, table)
+  return notice
+}
+
+/** The engine does not answer (network error, 5xx): say so, and mark the figures shown as stale. */
+function lost(table) {
+  const notice = noticeOf(table)
+  notice.textContent = `connection lost: figures as of ${asOf.toTimeString().slice(0, 8)}; retrying`
+  notice.hidden = false
+  table.dataset.stale = 'true'
+}
+
+/** Answers came back: the figures are live again. */
+function fresh(table) {
+  asOf = new Date()
+  const notice = document.getElementById('live-notice')
+  if (notice) notice.hidden = true
+  delete table.dataset.stale
+}
+
+/** The session ended (logout, expiry, an engine restart): to sign-in, and back to this page after it. */
+function signIn() {
+  location.assign(`/login?${new URLSearchParams({ next: location.pathname + location.search })}`)
 }
 
 function poll(table) {
@@ -72,13 +121,15 @@ function poll(table) {
   const tick = async () => {
     try {
       const res = await fetch(table.dataset.poll, { credentials: 'same-origin', headers: { accept: 'application/json' } })
+      if (res.status === 401) return signIn()
       if (res.ok) update(table, (await res.json()).channels)
+      else lost(table)
     } catch {
-      // The next tick tries again (the engine may be restarting).
+      lost(table) // the engine is down or restarting: the next tick tries again
     }
     setTimeout(tick, 2000)
   }
-  setTimeout(tick, 2000)
+  tick()
 }
 
 /** Errors in a row (without an event between them) after which the page gives up the stream and polls. */
@@ -94,11 +145,12 @@ function stream(table) {
     update(table, JSON.parse(e.data).channels)
   })
   source.addEventListener('error', () => {
-    // EventSource reconnects by itself (and gets a fresh snapshot) unless the server refused (closed).
+    // EventSource reconnects by itself (and gets a fresh snapshot) unless the server refused (closed);
+    // polling then tells a refused session (401: sign in again) from an engine that does not answer.
     if (source.readyState === EventSource.CLOSED || ++errors >= MAX_STREAM_ERRORS) {
       source.close()
       poll(table)
-    }
+    } else lost(table)
   })
 }
 

@@ -53,9 +53,20 @@ export function sendHtml(res: ServerResponse, status: number, page: string, head
   res.end(res.req.method === 'HEAD' ? undefined : page)
 }
 
-/** A local path to go back to after an action (never another site). */
-export function backTo(value: string | null, fallback: string): string {
-  return value && value.startsWith('/') && !value.startsWith('//') && !value.includes('\\') ? value : fallback
+/**
+ * A local path to go back to after an action or sign-in (never another site): one slash then no
+ * second one or backslash, and no control character or space (a browser drops a tab or newline,
+ * which would turn `/<TAB>/evil.example` into `//evil.example`).
+ */
+export function backTo(value: string | null | undefined, fallback: string): string {
+  return value && /^\/(?![/\\])[^\x00-\x20\x7f\\]*$/.test(value) ? value : fallback
+}
+
+/** The sign-in form, returning to `next` (a local path) after it, and saying the last token was wrong when `failed`. */
+export function signInPath(next: string | null | undefined, failed = false): string {
+  const back = backTo(next, '/')
+  const query = new URLSearchParams({ ...(failed ? { failed: '1' } : {}), ...(back !== '/' ? { next: back } : {}) }).toString()
+  return query ? `/login?${query}` : '/login'
 }
 
 /** Seconds as a short age: 42 s, 3 min, 2 h, 5 d. */

@@ -5,9 +5,11 @@ import { MESSAGE_STATUSES, type ListFilter, type MessageStatus, type MessageStor
 import { isWeirError } from '../../../shared/errors.ts'
 import { parseSince } from '../../commands/messages.ts'
 import { iso, scrubShown, shownMessage } from '../../message-view.ts'
-import { auditAction, type ApiSources } from '../api.ts'
+import { auditAction, sinceStart, type ApiSources } from '../api.ts'
 import type { Auth } from '../auth.ts'
-import { requireRole, type Router } from '../router.ts'
+import { requireRole, type RouteContext, type Router } from '../router.ts'
+import { oneAtATime, setDigest } from '../../resubmit-set.ts'
+import { canToggle } from './channels.ts'
 import { actionForm, html, layout, pageUser, sendHtml, type PageUser, type Raw } from './html.ts'
 
 const LIMITS = [50, 100, 500]
@@ -54,17 +56,17 @@ export function logFilter(channel: string, params: URLSearchParams): ListFilter 
   }
 }
 
-function destinationsTable(src: ApiSources, channel: string, user: PageUser): Raw {
+function destinationsTable(src: ApiSources, channel: string, user: PageUser, back: string): Raw {
   const handle = src.handles().find((h) => h.name === channel)
   if (!handle) return html``
-  const back = `/channels/${encodeURIComponent(channel)}`
-  const toggle = (paused: boolean, fields: Record<string, string>) => user.role === 'operator' ? actionForm(user, `${back}/${paused ? 'resume' : 'pause'}`, paused ? 'Resume' : 'Pause', { ...fields, back }) : ''
   const status = handle.status()
+  const path = `/channels/${encodeURIComponent(channel)}`
+  const toggle = (paused: boolean, fields: Record<string, string>) => user.role === 'operator' && canToggle(status) ? actionForm(user, `${path}/${paused ? 'resume' : 'pause'}`, paused ? 'Resume' : 'Pause', { ...fields, back }) : ''
   const c = handle.counters()
   const live = `/api/events?channels=${encodeURIComponent(channel)}`
   return html`<section id="channel-live" data-channel="${channel}" data-stream="${live}" data-poll="/api/channels">
 <p>Channel status <span class="status s-${status}" id="channel-status" data-field="status">${status}</span> ${toggle(status === 'paused', {})}
-· received <strong data-field="received">${c.received}</strong> · delivered <strong data-field="delivered">${c.delivered}</strong> · errors <strong data-field="errors">${c.errors}</strong></p>
+· ${sinceStart(src)}: received <strong data-field="received">${c.received}</strong> · delivered <strong data-field="delivered">${c.delivered}</strong> · errors <strong data-field="errors">${c.errors}</strong></p>
 <table class="grid" id="destinations"><thead><tr><th>Destination</th><th>Type</th><th>Paused</th><th>Breaker</th><th></th></tr></thead><tbody>
 ${handle.destinations().map((d) => html`<tr data-destination="${d.name}"><td>${d.name}</td><td>${d.type}</td><td data-field="paused">${d.paused ? 'paused' : 'no'}</td><td data-field="breaker">${d.breaker}</td><td>${toggle(d.paused, { destination: d.name })}</td></tr>`)}
 </tbody></table></section>`
@@ -96,7 +98,15 @@ function logPager(channel: string, params: URLSearchParams, list: readonly Store
   const base = `/channels/${encodeURIComponent(channel)}?`
   const paged = params.has('after')
   const older = list.length === limit ? html` <a rel="next" id="older" href="${base}${filterQuery(params, { after: String(list.at(-1)!.seq) })}">older →</a>` : ''
-  return html`<p class="pager">${list.length} message(s), newest first${paged ? ' (an older page)' : ''}${paged ? html` <a id="newest" href="${base}${filterQuery(params)}">← newest</a>` : ''}${older}</p>`
+  const count = list.length === limit ? `showing ${limit}, newest first;` : `${list.length} message(s), newest first`
+  return html`<p class="pager">${count}${paged ? ' (an older page)' : ''}${paged ? html` <a id="newest" href="${base}${filterQuery(params)}">← newest</a>` : ''}${older}</p>`
+}
+
+/** This page as Pause / Resume return to it: its filters and paging, without the notice of an earlier resubmit. */
+function pageAfterAction(url: URL): string {
+  const query = new URLSearchParams(url.searchParams)
+  query.delete('resubmitted')
+  return `${url.pathname}${query.size ? `?${query}` : ''}`
 }
 
 /** GET /channels/:name: the channel's destinations (pause, resume) and its message log, newest first, filtered. */
@@ -108,7 +118,7 @@ export function messageLogPage(router: Router, src: ApiSources, auth: Auth): voi
     const list = await storeOf(src).list(filter)
     const resubmitted = ctx.url.searchParams.get('resubmitted')
     const notice = resubmitted && /^\d+$/.test(resubmitted) ? html`<p class="notice" role="status" id="resubmitted">Resubmitted ${Number(resubmitted).toLocaleString('en-US')} message(s): they are queued again.</p>` : ''
-    const body = html`<h1>Channel ${channel}</h1>${notice}${destinationsTable(src, channel, user)}
+    const body = html`<h1>Channel ${channel}</h1>${notice}${destinationsTable(src, channel, user, pageAfterAction(ctx.url))}
 <h2>Message log</h2>${logFilterForm(channel, ctx.url.searchParams, filter.limit)}
 ${logPager(channel, ctx.url.searchParams, list, filter.limit)}${user.role === 'operator' ? html`<p><a class="button" id="resubmit-set" href="/channels/${encodeURIComponent(channel)}/resubmit?${filterQuery(ctx.url.searchParams)}">Resubmit the messages this filter matches…</a></p>` : ''}
 <table class="grid" id="messages"><thead><tr><th>Message</th><th>Status</th><th>Received</th><th>Updated</th><th>Error</th></tr></thead><tbody>
@@ -118,9 +128,13 @@ ${list.map((m) => html`<tr><td><a class="mono" href="/messages/${encodeURICompon
   })
 }
 
-/** The body as text: JSON pretty-printed, other text with controls escaped and HL7 v2 segments (CR) one a line. */
+/**
+ * The body as text, controls escaped as `weir messages show` escapes them: JSON pretty-printed (its
+ * strings may hold DEL, C1 controls, bidi overrides that JSON.stringify leaves raw), other text with
+ * HL7 v2 segments (CR) one a line. A U+202E in an MRN shows as `\u202e`, not as reversed text.
+ */
 export function bodyText(body: unknown): string {
-  return typeof body === 'string' ? escapeControl(body, { lines: true }) : JSON.stringify(body, null, 2) ?? ''
+  return escapeControl(typeof body === 'string' ? body : JSON.stringify(body, null, 2) ?? '', { lines: true })
 }
 
 type Shown = ReturnType<typeof shownMessage>
@@ -133,7 +147,7 @@ function messageBody(s: Shown, user: PageUser, notice: string | undefined): Raw 
   return html`<h1>Message <span class="mono">${escapeControl(s.id)}</span></h1>${notice ? html`<p class="notice" role="status">${notice}</p>` : ''}
 <dl class="meta"><dt>Channel</dt><dd><a href="/channels/${encodeURIComponent(s.channel)}">${s.channel}</a></dd><dt>Status</dt><dd><span class="status s-${s.status}" id="message-status">${s.status}</span></dd>
 <dt>Received</dt><dd>${s.receivedAt}</dd><dt>Updated</dt><dd>${s.updatedAt}</dd><dt>Type</dt><dd>${cell(s.contentType)}</dd>${s.error ? html`<dt>Error</dt><dd>${cell(s.error)}</dd>` : ''}
-<dt>Attributes</dt><dd class="mono">${JSON.stringify(s.attributes)}</dd></dl>
+<dt>Attributes</dt><dd class="mono">${escapeControl(JSON.stringify(s.attributes) ?? '')}</dd></dl>
 ${user.role === 'operator' ? html`<p><a class="button" href="${url}/resubmit">Resubmit…</a></p>` : ''}
 <h2>Body</h2><pre id="body">${bodyText(s.body)}</pre>
 <h2>Destinations</h2><table class="grid" id="deliveries"><thead><tr><th>Destination</th><th>Part</th><th>Status</th><th>Attempts</th><th>Last attempt</th><th>Response</th><th>Excerpt</th><th>Last error</th></tr></thead><tbody>
@@ -148,6 +162,24 @@ async function detailOf(src: ApiSources, id: string) {
   const d = await storeOf(src).get(id)
   if (!d) throw new Refusal(404, `no message ${id}`)
   return d
+}
+
+/**
+ * Resubmits the message its confirmation page showed: `digest` is the `setDigest` of that one-message
+ * set (its id and when it last changed), which a resubmit changes, so a confirmation resubmits once;
+ * used again (browser Back, a double click) it is refused, 409, as a set's confirmation is.
+ */
+async function resubmitConfirmedOne(src: ApiSources, ctx: RouteContext): Promise<StoredMessage> {
+  const digest = ctx.form.get('digest') ?? ''
+  if (ctx.form.get('confirm') !== 'yes' || !/^[0-9a-f]{64}$/.test(digest)) throw new Refusal(400, 'resubmit needs the confirmation of its page (confirm=yes and digest)')
+  return oneAtATime(`admin-resubmit-message:${ctx.params.id!}`, async () => {
+    const m = (await detailOf(src, ctx.params.id!)).message
+    if (setDigest([m]) !== digest) throw new Refusal(409, `message ${escapeControl(m.id)} changed since its confirmation page (this confirmation was used already, or it was resubmitted or finished meanwhile); nothing was resubmitted, confirm again`)
+    const done = await storeOf(src).resubmit({ ids: [m.id] })
+    if (done.length === 0) throw new Refusal(409, `message ${escapeControl(m.id)} is ${m.status}: only delivered, filtered or error messages can be resubmitted`)
+    await auditAction(src, ctx, 'resubmit', m.id, done.length)
+    return m
+  })
 }
 
 /**
@@ -167,16 +199,12 @@ export function messagePages(router: Router, src: ApiSources, auth: Auth): void 
     const url = `/messages/${encodeURIComponent(m.id)}`
     const body = html`<h1>Resubmit message <span class="mono">${escapeControl(m.id)}</span>?</h1>
 <p class="confirm">The message (now <strong>${m.status}</strong>, channel ${m.channel}) is queued again; destinations that already got it are skipped unless none is left.</p>
-<form method="post" action="${url}/resubmit" class="inline"><input type="hidden" name="_csrf" value="${user.csrf}"><input type="hidden" name="confirm" value="yes"><button type="submit" class="danger">Yes, resubmit</button></form>
+<form method="post" action="${url}/resubmit" class="inline"><input type="hidden" name="_csrf" value="${user.csrf}"><input type="hidden" name="confirm" value="yes"><input type="hidden" name="digest" value="${setDigest([m])}"><button type="submit" class="danger">Yes, resubmit</button></form>
 <a class="button" href="${url}">Cancel</a>`
     sendHtml(ctx.res, 200, layout('Resubmit', user, body))
   })
   router.post('/messages/:id/resubmit', requireRole('operator'), async (ctx) => {
-    if (ctx.form.get('confirm') !== 'yes') throw new Refusal(400, 'resubmit needs the confirmation (confirm=yes)')
-    const m = (await detailOf(src, ctx.params.id!)).message
-    const done = await storeOf(src).resubmit({ ids: [m.id] })
-    if (done.length === 0) throw new Refusal(409, `message ${m.id} is ${m.status}: only delivered, filtered or error messages can be resubmitted`)
-    await auditAction(src, ctx, 'resubmit', m.id, done.length)
+    const m = await resubmitConfirmedOne(src, ctx)
     src.handles().find((h) => h.name === m.channel)?.wake()
     ctx.res.writeHead(303, { location: `/messages/${encodeURIComponent(m.id)}?resubmitted=1` }).end()
   })
