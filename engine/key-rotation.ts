@@ -30,12 +30,15 @@ export interface RawSigningBlock {
 
 const holdsKey = (b: unknown): b is Record<string, unknown> => !!b && typeof b === 'object' && ('privateKey' in b || 'keys' in b || 'keyFile' in b)
 
-/** The block holding the credential's private key: `which`, else clientAuth, else assertion. */
+/**
+ * The block holding the credential's private key: `which`, else clientAuth, else assertion. What
+ * the file lacks (a key, a kid) is a problem in the file (ERR_CONFIG_INVALID, exit 1), not bad usage.
+ */
 export function signingBlockOf(credential: Record<string, unknown>, where: string, which?: 'clientAuth' | 'assertion'): RawSigningBlock {
   const name = which ?? (holdsKey(credential.clientAuth) ? 'clientAuth' : 'assertion')
   const block = credential[name]
-  if (!holdsKey(block)) throw new errorCodes.ERR_USAGE(`${where}: no private key in ${which ? name : 'clientAuth or assertion'} to rotate`)
-  if ('keyFile' in block) throw new errorCodes.ERR_USAGE(`${where}/${name}/keyFile: a service-account key file is rotated at its provider; weir keys rotates privateKey and keys`)
+  if (!holdsKey(block)) throw new errorCodes.ERR_CONFIG_INVALID(`${where}: no private key in ${which ? name : 'clientAuth or assertion'} to rotate`)
+  if ('keyFile' in block) throw new errorCodes.ERR_CONFIG_INVALID(`${where}/${name}/keyFile: a service-account key file is rotated at its provider; weir keys rotates privateKey and keys`)
   const c = applyPreset(credential as CredentialConfig)
   const lifetimeSec = (name === 'clientAuth' ? c.clientAuth?.assertionLifetimeSec : c.assertion?.lifetimeSec) ?? 300
   return { name, block, lifetimeSec }
@@ -48,8 +51,8 @@ export function signingBlockOf(credential: Record<string, unknown>, where: strin
 export function addKey(b: RawSigningBlock, entry: KeyEntry, where: string): void {
   const at = `${where}/${b.name}`
   if (!b.block.keys) {
-    if (b.block.certificate !== undefined) throw new errorCodes.ERR_USAGE(`${at}/certificate: a key with a certificate (x5t headers) cannot rotate by kid; replace the key and certificate together`)
-    if (typeof b.block.kid !== 'string') throw new errorCodes.ERR_USAGE(`${at}/kid: the current key has no kid; give it the kid it is registered under first`)
+    if (b.block.certificate !== undefined) throw new errorCodes.ERR_CONFIG_INVALID(`${at}/certificate: a key with a certificate (x5t headers) cannot rotate by kid; replace the key and certificate together`)
+    if (typeof b.block.kid !== 'string') throw new errorCodes.ERR_CONFIG_INVALID(`${at}/kid: the current key has no kid; give it the kid it is registered under first`)
     b.block.keys = [{ kid: b.block.kid, privateKey: b.block.privateKey }]
     delete b.block.kid
     delete b.block.privateKey
@@ -120,4 +123,75 @@ export function parseDelay(value: string, flag: string): number {
   if (!m) throw new errorCodes.ERR_USAGE(`${flag} must be a duration such as 24h, 90m, 30s or 2d; got "${value}"`)
   const unit = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 }[(m[2] ?? 's') as 's' | 'm' | 'h' | 'd']
   return Number(m[1]) * unit
+}
+
+/** Index of the first non-whitespace character at or after `i`. */
+function skipWs(t: string, i: number): number {
+  while (i < t.length && /\s/.test(t[i]!)) i++
+  return i
+}
+
+/** Index just after the JSON value that starts at `i` (in valid JSON text). */
+function valueEnd(t: string, i: number): number {
+  if (t[i] === '"') {
+    for (i++; t[i] !== '"'; i += t[i] === '\\' ? 2 : 1);
+    return i + 1
+  }
+  if (t[i] !== '{' && t[i] !== '[') {
+    while (i < t.length && !/[\s,\]}]/.test(t[i]!)) i++
+    return i
+  }
+  let depth = 0
+  for (; i < t.length; i++) {
+    const c = t[i]
+    if (c === '"') i = valueEnd(t, i) - 1
+    else if (c === '{' || c === '[') depth++
+    else if ((c === '}' || c === ']') && --depth === 0) return i + 1
+  }
+  return i
+}
+
+/** `[start, end)` of the value at `path` (object keys; of a key given twice, the last, as JSON.parse takes it), or undefined. */
+function valueSpan(t: string, path: readonly string[]): [number, number] | undefined {
+  let start = skipWs(t, 0)
+  for (const key of path) {
+    if (t[start] !== '{') return undefined
+    let found: number | undefined
+    for (let i = skipWs(t, start + 1); t[i] === '"';) {
+      const keyEnd = valueEnd(t, i)
+      const v = skipWs(t, skipWs(t, keyEnd) + 1)
+      if (JSON.parse(t.slice(i, keyEnd)) === key) found = v
+      i = skipWs(t, valueEnd(t, v))
+      if (t[i] === ',') i = skipWs(t, i + 1)
+    }
+    if (found === undefined) return undefined
+    start = found
+  }
+  return [start, valueEnd(t, start)]
+}
+
+/** `v` as JSON on one line: `{"a":1}`, or spaced as `{"a": 1, "b": [1, 2]}`. */
+function oneLine(v: unknown, spaced: boolean): string {
+  if (!spaced || v === null || typeof v !== 'object') return JSON.stringify(v)
+  if (Array.isArray(v)) return `[${v.map((x) => oneLine(x, true)).join(', ')}]`
+  return `{${Object.entries(v).map(([k, x]) => `${JSON.stringify(k)}: ${oneLine(x, true)}`).join(', ')}}`
+}
+
+/**
+ * `text` (a JSON document) with the value at `path` replaced by `value`, every other byte kept: the
+ * new value is written in the style of the old one (one line, spaced as it was; or indented with
+ * the file's own indentation from the column of the line it starts on). Undefined when `path` is
+ * not in the text.
+ */
+export function replaceJsonValue(text: string, path: readonly string[], value: unknown): string | undefined {
+  const span = valueSpan(text, path)
+  if (!span) return undefined
+  const old = text.slice(span[0], span[1])
+  const lineStart = text.lastIndexOf('\n', span[0]) + 1
+  const lineIndent = /^[ \t]*/.exec(text.slice(lineStart))![0]
+  const unit = /\n([ \t]+)\S/.exec(text)?.[1] ?? '  '
+  // An object written `{"a": 1}` (a space after its first key's colon) is spaced.
+  const spaced = /^\{\s*"(?:[^"\\]|\\.)*": /.test(old)
+  const written = old.includes('\n') ? JSON.stringify(value, null, unit).split('\n').join(`\n${lineIndent}`) : oneLine(value, spaced)
+  return text.slice(0, span[0]) + written + text.slice(span[1])
 }

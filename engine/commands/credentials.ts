@@ -6,6 +6,7 @@ import { errorCodes, isWeirError } from '../../shared/errors.ts'
 import { loadChannel } from '../load.ts'
 import { browserCommand, openBrowser } from '../open-browser.ts'
 import type { LoadedChannel } from '../../shared/config/types.ts'
+import { requireRefreshTokenGrant } from '../../shared/oauth/authorize.ts'
 import { authorizeWithConsent, createRefreshTokenStore, explainTokenRequest, importRefreshToken, type CredentialConfig, type RefreshTokenStore } from '../../shared/oauth/index.ts'
 import { missingClusterKey, openPostgresTokenState } from '../../shared/store/postgres/oauth-state.ts'
 import { StoreError } from '../../shared/store/errors.ts'
@@ -133,6 +134,7 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
     return 0
   }
   if (sub === 'authorize') return authorize(name, config, values, io)
+  requireRefreshTokenGrant(name, config, 'weir credentials import stores')
   const from = values['refresh-token-file']
   if (!from) throw new errorCodes.ERR_USAGE('import needs --refresh-token-file FILE')
   let text: string

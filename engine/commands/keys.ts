@@ -6,7 +6,7 @@ import { rotateStoreKey } from '../store-key-rotation.ts'
 import { errorCodes } from '../../shared/errors.ts'
 import { escapePointer } from '../../shared/config/problems.ts'
 import { displayPath, parseJsonWithLocation } from '../../shared/config/load.ts'
-import { KEY_ALGS, PRUNE_MARGIN_SEC, currentKeyFile, generateKeys, parseDelay, pruneKeys, rotateKey, signingBlockOf, type KeyAlg } from '../key-rotation.ts'
+import { KEY_ALGS, PRUNE_MARGIN_SEC, currentKeyFile, generateKeys, parseDelay, pruneKeys, replaceJsonValue, rotateKey, signingBlockOf, type KeyAlg } from '../key-rotation.ts'
 
 export { generateKeys } from '../key-rotation.ts'
 
@@ -113,10 +113,13 @@ async function generate(values: Options, io: CommandIO): Promise<number> {
   return 0
 }
 
-/** The file that defines a credential (the channel file, else its credentialsFile), parsed, and the credential in it. */
-interface CredentialSource { file: string; data: Record<string, any>; credential: Record<string, unknown>; where: string }
+/**
+ * The file that defines a credential (the channel file, else its credentialsFile): its text, parsed,
+ * the credential in it and the keys leading to it (`path`), for an edit of that place only.
+ */
+interface CredentialSource { file: string; text: string; data: Record<string, any>; credential: Record<string, unknown>; path: string[]; where: string }
 
-async function readJson(file: string): Promise<Record<string, any>> {
+async function readJson(file: string): Promise<{ text: string; data: Record<string, any> }> {
   let text: string
   try {
     text = await readFile(file, 'utf8')
@@ -125,29 +128,34 @@ async function readJson(file: string): Promise<Record<string, any>> {
   }
   const data = parseJsonWithLocation(text, displayPath(file))
   if (!data || typeof data !== 'object' || Array.isArray(data)) throw new errorCodes.ERR_FILE_ACCESS(`${displayPath(file)} is not a JSON object`)
-  return data as Record<string, any>
+  return { text, data: data as Record<string, any> }
 }
 
 async function locateCredential(channelFile: string, name: string): Promise<CredentialSource> {
-  const channel = await readJson(channelFile)
+  const { text, data: channel } = await readJson(channelFile)
   const own = channel.credentials
   if (own && typeof own === 'object' && Object.hasOwn(own, name)) {
-    return { file: channelFile, data: channel, credential: own[name], where: `${displayPath(channelFile)}#/credentials/${escapePointer(name)}` }
+    return { file: channelFile, text, data: channel, credential: own[name], path: ['credentials', name], where: `${displayPath(channelFile)}#/credentials/${escapePointer(name)}` }
   }
   if (typeof channel.credentialsFile === 'string') {
     const file = resolve(dirname(channelFile), channel.credentialsFile)
     const shared = await readJson(file)
-    if (Object.hasOwn(shared, name)) return { file, data: shared, credential: shared[name], where: `${displayPath(file)}#/${escapePointer(name)}` }
+    if (Object.hasOwn(shared.data, name)) return { file, ...shared, credential: shared.data[name], path: [name], where: `${displayPath(file)}#/${escapePointer(name)}` }
   }
   throw new errorCodes.ERR_USAGE(`credential "${name}" is not defined in ${displayPath(channelFile)}${typeof channel.credentialsFile === 'string' ? ' or its credentialsFile' : ''}`)
 }
 
-/** Replaces `file` with `data` as 2-space JSON, atomically, keeping the file's mode. */
-async function writeJson(file: string, data: unknown): Promise<void> {
+/**
+ * Writes the edited signing block back into the credential's file, changing only the block's own
+ * text (every other byte stays as it was; see replaceJsonValue), atomically, keeping the file's mode.
+ */
+async function writeBlock(src: CredentialSource, blockName: string): Promise<void> {
+  const file = src.file
+  const text = replaceJsonValue(src.text, [...src.path, blockName], src.credential[blockName]) ?? JSON.stringify(src.data, null, 2) + '\n'
   const tmp = `${file}.weir-tmp`
   try {
     const { mode } = await stat(file)
-    await writeFile(tmp, JSON.stringify(data, null, 2) + '\n', { mode: mode & 0o777 })
+    await writeFile(tmp, text, { mode: mode & 0o777 })
     await rename(tmp, file)
   } catch (e) {
     throw new errorCodes.ERR_FILE_ACCESS(`cannot write ${displayPath(file)}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
@@ -170,7 +178,7 @@ async function rotate(src: CredentialSource, values: Options, io: CommandIO, now
   })
   await mkdir(dirname(r.keyFile), { recursive: true })
   await writeNew(r.keyFile, r.privatePem, 0o600)
-  await writeJson(src.file, src.data)
+  await writeBlock(src, r.block.name)
   io.out([
     `new key ${r.kid} (${r.alg}) signs from ${signFrom}`,
     `private key: ${r.keyFile} (mode 0600; keep it secret)`,
@@ -189,7 +197,7 @@ async function prune(src: CredentialSource, values: Options, io: CommandIO, now:
     io.out(`nothing to prune in ${src.where}/${b.name}: no key has been retired for longer than its assertions live (${b.lifetimeSec} s + ${PRUNE_MARGIN_SEC} s)`)
     return 0
   }
-  await writeJson(src.file, src.data)
+  await writeBlock(src, b.name)
   io.out(`dropped ${dropped.join(', ')} from ${src.where}/${b.name}/keys; delete their private key files once nothing else uses them`)
   return 0
 }

@@ -2,24 +2,31 @@ import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { dataDirOf, expectArgs, type CommandIO } from '../cli-io.ts'
 import { loadChannel } from '../load.ts'
-import { isWeirError } from '../../shared/errors.ts'
-import { createRefreshTokenStore, createTokenProvider, explainTokenRequest, type TokenProvider } from '../../shared/oauth/index.ts'
-import { credentialOf } from './credentials.ts'
+import { Writable } from 'node:stream'
+import { errorCodes, isWeirError } from '../../shared/errors.ts'
+import { createLogger, type Logger } from '../../shared/log/index.ts'
+import { applyPreset, createRefreshTokenStore, createTokenProvider, explainTokenRequest, resolveCredential, type RefreshTokenStore, type TokenProvider } from '../../shared/oauth/index.ts'
+import { credentialOf, parseTimeout } from './credentials.ts'
 import { openPostgresTokenState } from '../../shared/store/postgres/oauth-state.ts'
 import { storeOptions, storeUrlOf } from '../store.ts'
 
 export const summary = 'fetch a token for a channel credential and show its type, scope and expiry'
-export const usage = `usage: weir token <channel.json> <credential> [--show] [--json] [--data-dir DIR | --store URL]
+export const usage = `usage: weir token <channel.json> <credential> [--show] [--json] [--timeout 60s] [--data-dir DIR | --store URL]
 
-Fetches an access token with the credential, as the engine would, and prints its type, scope,
-expiry and the redacted request that obtained it. The token itself is printed only with --show.
+Fetches a new access token from the token endpoint with the credential, as the engine would (never
+a cached one, so a wrong client secret or key shows), and prints where it came from, its type,
+scope, expiry and the redacted request that obtained it. The token itself is printed only with
+--show. A refresh_token credential refreshes under the store's lease and keeps the rotated refresh
+token in the store, as the engine does, so a running engine goes on with it. Retries (a 429 or 503
+and its Retry-After) are announced on stderr.
 
   --show       also print the access token
   --json       print the summary as JSON
+  --timeout    how long to try, retries included: 60s (default), 2m, 500ms; then exit 1 with the last error
   --data-dir   default $WEIR_DATA_DIR, else ./data (refresh-token store)
   --store URL  use the OAuth state of a cluster in its PostgreSQL store (postgres://…, also
-               $WEIR_STORE; $WEIR_SECRET_KEY as the engines have it): the cluster's cached token
-               while it is fresh, else a new one that the engines then use`
+               $WEIR_STORE; $WEIR_SECRET_KEY as the engines have it): the new token is published
+               there for the engines, and a rotated refresh token stored there`
 
 export interface TokenSummary {
   credential: string
@@ -28,14 +35,16 @@ export interface TokenSummary {
   /** ISO time, or null for a non-expiring token. */
   expiresAt: string | null
   expiresInSec: number | null
+  /** Where the token came from, for the reader. */
+  source?: string
   /** Names of extra response fields (e.g. instance_url). */
   extra: Record<string, unknown>
   token?: string
 }
 
-/** Fetches a token and summarises it; the token value only when `show`. */
+/** Fetches a new token (`fetchNow`, else the provider's usable one) and summarises it; the token value only when `show`. */
 export async function fetchTokenSummary(provider: TokenProvider, options: { show?: boolean; now?: number } = {}): Promise<TokenSummary> {
-  const t = await provider.getToken()
+  const t = await (provider.fetchNow ? provider.fetchNow() : provider.getToken())
   const now = options.now ?? Date.now()
   const finite = Number.isFinite(t.expiresAt)
   return {
@@ -56,32 +65,105 @@ export function formatSummary(s: TokenSummary, request: unknown): string {
     `  expires: ${s.expiresAt ? `${s.expiresAt} (in ${s.expiresInSec} s)` : 'never'}`,
   ]
   if (Object.keys(s.extra).length) lines.push(`  extra:   ${JSON.stringify(s.extra)}`)
+  if (s.source) lines.push(`  source:  ${s.source}`)
   lines.push('  request (redacted):', ...JSON.stringify(request, null, 2).split('\n').map((l) => `    ${l}`))
   if (s.token !== undefined) lines.push(`  token:   ${s.token}`)
   return lines.join('\n')
 }
 
+/**
+ * The refresh-token store as an operator's check sees it: an entry's access token and recorded
+ * refusal are not offered (so the provider asks the token endpoint), and a refusal this check gets
+ * is not recorded for the engines (a wrong secret tried here must not make them fail fast).
+ * Leases and the rotated refresh token's compare-and-swap write go to `store` as the engine's do.
+ */
+export function checkingStore(store: RefreshTokenStore): RefreshTokenStore {
+  return {
+    async read(key) {
+      const entry = await store.read(key)
+      if (!entry) return entry
+      const { accessToken: _a, failure: _f, ...rest } = entry
+      return rest
+    },
+    async write(key, value, expectedVersion) {
+      if (value.failure !== undefined) return (await store.read(key)) ?? { ...value, version: expectedVersion, updatedAt: Date.now() }
+      return store.write(key, value, expectedVersion)
+    },
+    withLease: (key, fn) => store.withLease(key, fn),
+  }
+}
+
+/** What `weir token` prints as the token's source. */
+function sourceOf(config: CredentialConfigOf, name: string): string {
+  if (applyPreset(config).grant === 'static') return 'the static token of the configuration (no token endpoint)'
+  const r = resolveCredential(name, config)
+  const where = r.tokenUrl ?? `the token endpoint of ${r.issuer}`
+  return `a new token from ${where} (${r.grant} grant${r.grant === 'refresh_token' ? '; the rotated refresh token is stored as the engine stores it' : ''})`
+}
+type CredentialConfigOf = ReturnType<typeof credentialOf>
+
+/** A duration for messages: 1500 ms, 60 s. */
+const durationText = (ms: number) => (ms % 1000 === 0 ? `${ms / 1000} s` : `${ms} ms`)
+
+/**
+ * The provider's logger for the command: each retry it announces becomes a line on stderr saying
+ * what the endpoint answered and how long the command waits; the last failure is kept for the timeout message.
+ */
+function retryReporter(io: CommandIO, maxAttempts: number): { log: Logger; lastError: () => string | undefined } {
+  let last: string | undefined
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const line of chunk.toString('utf8').split('\n').filter(Boolean)) {
+        const o = JSON.parse(line) as { msg?: string; err?: string; attempt?: number; delayMs?: number; retryAfterMs?: number }
+        if (typeof o.err === 'string') last = o.err
+        if (o.msg !== 'token request failed, retrying' || o.attempt === undefined || o.delayMs === undefined) continue
+        const asked = o.retryAfterMs !== undefined ? `; Retry-After ${Math.round(o.retryAfterMs / 1000)} s:` : ';'
+        io.err(`weir token: ${o.err}${asked} waiting ${Math.round(o.delayMs / 1000)} s (attempt ${o.attempt + 1} of ${maxAttempts})`)
+      }
+      done()
+    },
+  })
+  return { log: createLogger({ destination: sink, pretty: false, level: 'warn' }), lastError: () => last }
+}
+
+/** `p`, or a rejection after `ms` naming the last error the provider reported. */
+async function within<T>(p: Promise<T>, ms: number, lastError: () => string | undefined): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new errorCodes.ERR_OAUTH_RESPONSE(`no token within ${durationText(ms)}; the last error: ${lastError() ?? 'none yet (no answer)'}`, { retryable: true })), ms)
+  })
+  try {
+    return await Promise.race([p, late])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
 export async function run(args: string[], io: CommandIO): Promise<number> {
   const { values, positionals } = parseArgs({
     args, allowPositionals: true,
-    options: { show: { type: 'boolean', default: false }, json: { type: 'boolean', default: false }, 'data-dir': { type: 'string' }, store: storeOptions.store, 'store-password-file': storeOptions['store-password-file'] },
+    options: { show: { type: 'boolean', default: false }, json: { type: 'boolean', default: false }, timeout: { type: 'string' }, 'data-dir': { type: 'string' }, store: storeOptions.store, 'store-password-file': storeOptions['store-password-file'] },
   })
   if (positionals.length === 0) {
     io.err(usage)
     return 2
   }
   const [file, name] = expectArgs(positionals, ['<channel.json>', '<credential>'], 'weir token <channel.json> <credential>') as [string, string]
+  const timeoutMs = parseTimeout(values.timeout ?? '60s')
   const ch = await loadChannel(resolve(io.cwd, file), { env: io.env })
   const config = credentialOf(ch, name)
   const request = explainTokenRequest(config, name)
+  const source = sourceOf(config, name)
   const dataDir = dataDirOf(values['data-dir'], io)
   // The refresh-token store's key from this command's environment (as `weir credentials` reads it), not the process's.
-  const store = io.env.WEIR_SECRET_KEY ? createRefreshTokenStore({ dir: join(dataDir, 'oauth'), key: io.env.WEIR_SECRET_KEY }) : undefined
+  const key = io.env.WEIR_SECRET_KEY ? { key: io.env.WEIR_SECRET_KEY } : {}
+  const store = checkingStore(createRefreshTokenStore({ dir: join(dataDir, 'oauth'), ...key }))
   const url = storeUrlOf(values, io)
   const cluster = url ? await openPostgresTokenState({ url, secretKey: io.env.WEIR_SECRET_KEY, ...(values['store-password-file'] ? { passwordFile: values['store-password-file'] } : {}) }) : undefined
-  const provider = createTokenProvider(name, config, { dataDir, ...(store ? { store } : {}), ...(cluster ? { shared: cluster.state } : {}) })
+  const reporter = retryReporter(io, resolveCredential(name, config).maxAttempts)
+  const provider = createTokenProvider(name, config, { dataDir, store, log: reporter.log, ...(cluster ? { shared: checkingStore(cluster.state) } : {}) })
   try {
-    const summary = await fetchTokenSummary(provider, { show: values.show })
+    const summary = { ...(await within(fetchTokenSummary(provider, { show: values.show }), timeoutMs, reporter.lastError)), source }
     io.out(values.json ? JSON.stringify({ ...summary, request }, null, 2) : formatSummary(summary, request))
     return 0
   } catch (e) {

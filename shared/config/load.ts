@@ -10,9 +10,10 @@ import { channelSchema, NAME_PATTERN } from './channel-schema.ts'
 import { ajvProblems, escapePointer, locate, nearest, unknownCredential } from './problems.ts'
 import { isModuleReference, loadComponentModule, type Registry } from './registry.ts'
 import type { ChannelAlertsBlock, ChannelAlertsContext, LoadedChannel, LoadedComponent, LoadedDestination, RetryPolicy, CircuitBreakerPolicy, ChannelOptions } from './types.ts'
-import { credentialSchema, checkCredential as checkCredentialConfig } from '../oauth/index.ts'
+import { credentialSchema, checkCredential as checkCredentialConfig, checkCredentialKeys as checkKeys } from '../oauth/index.ts'
 
 const checkCredential = checkCredentialConfig as (config: Record<string, unknown>) => Array<[string, string]>
+const checkCredentialKeys = checkKeys as (config: Record<string, unknown>) => Array<[string, string]>
 const CHANNEL_SCHEMA = channelSchema(credentialSchema)
 /** A shared credentials file: named credentials, the same shape as a channel's `credentials`. */
 const CREDENTIALS_FILE_SCHEMA: JsonSchema = { type: 'object', propertyNames: { pattern: NAME_PATTERN }, additionalProperties: credentialSchema }
@@ -356,6 +357,13 @@ function prepareCredentials(creds: Record<string, Record<string, unknown>>, secr
     for (const [p, m] of checkCredential(cred)) sc.problems.push({ file: sc.file, pointer: ptr + p, message: m })
   }
   resolveSecrets(creds, secretPaths.filter((p) => !isBad(p)).map((p) => p.slice(prefix.length)), prefix, sc)
+  // With its secrets resolved, a credential's keys are parsed as the engine will sign with them (no network).
+  for (const [cname, cred] of Object.entries(creds)) {
+    const ptr = `${prefix}/${escapePointer(cname)}`
+    const reported = sc.problems.some((p) => p.file === sc.file && (p.pointer === ptr || p.pointer.startsWith(`${ptr}/`)))
+    if (isBad(ptr) || typeof cred !== 'object' || cred === null || reported) continue
+    for (const [p, m] of checkCredentialKeys(cred)) sc.problems.push({ file: sc.file, pointer: ptr + p, message: m })
+  }
   const out: Record<string, Readonly<Record<string, unknown>>> = {}
   for (const [cname, cred] of Object.entries(creds)) if (cred && typeof cred === 'object') out[cname] = deepFreeze(cred)
   return out

@@ -73,7 +73,10 @@ export function authorizationRequestUrl(endpoint: string, p: AuthorizationReques
 /** What the authorization response must carry to be accepted. */
 export interface CallbackExpectation {
   state: string
-  /** The issuer `iss` must equal when present (RFC 9207 §2.4); unchecked when unknown. */
+  /**
+   * The issuer `iss` must equal when present (RFC 9207 §2.4). Unknown (only authorizationUrl
+   * configured), a callback with `iss` is refused: it cannot be told from another server's.
+   */
   issuer?: string
   /** The server's metadata promises `iss` (authorization_response_iss_parameter_supported): a response without it is refused. */
   requireIss: boolean
@@ -101,7 +104,10 @@ function authorizationError(message: string, fields: { error?: string; error_des
 function judgeResponse(q: URLSearchParams, expected: CallbackExpectation): string | WeirError {
   if (q.get('state') !== expected.state) return authorizationError('the callback\'s state does not match this request (an old browser tab, or a request that did not come from this consent); nothing was stored')
   const iss = q.get('iss')
-  if (iss !== null && expected.issuer !== undefined && iss !== expected.issuer) {
+  if (iss !== null && expected.issuer === undefined) {
+    return authorizationError(`the callback carries iss "${cleaned(iss, 100)}" but the credential names no issuer to compare it with (RFC 9207 mix-up defence); set "issuer" to your provider's issuer identifier (its documentation or /.well-known/openid-configuration says it) if this is it; nothing was stored`)
+  }
+  if (iss !== null && iss !== expected.issuer) {
     return authorizationError(`the callback's iss "${cleaned(iss, 100)}" is not the configured issuer ${expected.issuer} (RFC 9207: the answer comes from another authorization server); nothing was stored`)
   }
   if (iss === null && expected.requireIss) return authorizationError('the authorization server promises an iss parameter (RFC 9207) but the callback has none; nothing was stored')
@@ -201,6 +207,15 @@ async function authorizationEndpointOf(name: string, c: CredentialConfig, r: Res
 }
 
 /**
+ * Refuses a credential whose grant never uses a refresh token (`doing` names the command: "weir
+ * credentials import stores"): a stored one would never be read.
+ */
+export function requireRefreshTokenGrant(name: string, config: CredentialConfig, doing: string): void {
+  const grant = applyPreset(config).grant
+  if (grant !== 'refresh_token') throw new errorCodes.ERR_CONFIG_INVALID(`credential "${name}" #/grant: ${doing} a refresh token, which only the refresh_token grant uses: it needs grant refresh_token; this credential uses ${grant}`)
+}
+
+/**
  * The authorization-code flow of a native app (RFC 8252) for a refresh_token credential: PKCE S256,
  * a loopback redirect, `state` and `iss` checked, the code exchanged at the token endpoint with the
  * credential's client authentication. Returns the refresh token (never logged); the caller stores it.
@@ -211,7 +226,7 @@ async function authorizationEndpointOf(name: string, c: CredentialConfig, r: Res
  */
 export async function authorizeWithConsent(name: string, config: CredentialConfig, options: ConsentOptions): Promise<Secret> {
   const c = applyPreset(config)
-  if (c.grant !== 'refresh_token') throw new errorCodes.ERR_CONFIG_INVALID(`credential "${name}" #/grant: weir credentials authorize obtains a refresh token for the refresh_token grant; this credential uses ${c.grant}`)
+  requireRefreshTokenGrant(name, c, 'weir credentials authorize obtains')
   const r = resolveCredential(name, config)
   const own = options.dispatcher ? undefined : tlsDispatcher(c)
   const dispatcher = options.dispatcher ?? own

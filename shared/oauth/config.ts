@@ -1,7 +1,7 @@
 import type { JsonSchema } from '../component.ts'
 import { secretSchema } from '../config/secret-schema.ts'
 import type { Secret } from '../secret.ts'
-import { PRESETS, has, parseGoogleKeyFile, presetOf, type PresetName, type Problem } from './presets.ts'
+import { PRESETS, has, jwkKidOf, parseGoogleKeyFile, presetOf, type PresetName, type Problem } from './presets.ts'
 
 export { GOOGLE_TOKEN_URL, parseGoogleKeyFile, type PresetName } from './presets.ts'
 
@@ -250,7 +250,7 @@ export function applyPreset(config: CredentialConfig): CredentialConfig {
     if (!s) continue
     if (!s.headers) {
       const hs: KeyHeader[] = []
-      if (s.kid || has(s.keyFile) || s.keys) hs.push('kid')
+      if (s.kid || has(s.keyFile) || s.keys || jwkKidOf(s.privateKey)) hs.push('kid')
       if (s.certificate) hs.push('x5t#S256')
       s.headers = hs
     }
@@ -322,7 +322,7 @@ export function checkCredential(config: CredentialConfig): Problem[] {
   for (const [ptr, s] of [['/clientAuth', ca], ['/assertion', a]] as const) {
     const hs = s.headers ?? []
     if ((hs.includes('x5t') || hs.includes('x5t#S256') || hs.includes('x5c')) && !s.certificate) p.push([`${ptr}/certificate`, `headers ${hs.filter((h) => h.startsWith('x5')).join(', ')} require ${ptr.slice(1)}.certificate`])
-    if (hs.includes('kid') && !s.kid && !has(s.keyFile) && !s.keys) p.push([`${ptr}/kid`, `header kid requires ${ptr.slice(1)}.kid`])
+    if (hs.includes('kid') && !s.kid && !has(s.keyFile) && !s.keys && !jwkKidOf(s.privateKey)) p.push([`${ptr}/kid`, `header kid requires ${ptr.slice(1)}.kid`])
     p.push(...keyListProblems(ptr, s, presetOf(c.preset)?.algs))
   }
   if (c.grant === 'jwt_bearer') {

@@ -1,8 +1,9 @@
 import { createHash, createPublicKey } from 'node:crypto'
 import { errorCodes } from '../errors.ts'
 import { reveal, revealPinned, REDACTED } from '../secret.ts'
-import { applyPreset, checkCredential, scopeList, type CredentialConfig, type GrantName } from './config.ts'
+import { applyPreset, checkCredential, scopeList, type CredentialConfig, type GrantName, type SigningConfig } from './config.ts'
 import { loadSigningKey, loadSigningKeys, type SigningKey } from './keys.ts'
+import { has, isUnresolvedRef, type Problem } from './presets.ts'
 import { JWT_BEARER_GRANT, planTokenRequest, redactPlan, type ResolvedCredential } from './token-endpoint.ts'
 
 /** Loads keys and secrets of an (already validated) credential; throws ERR_CONFIG_INVALID naming the first problem. */
@@ -53,6 +54,40 @@ export function resolveCredential(name: string, input: CredentialConfig): Resolv
     if (!r.clientId && r.assertion.keys?.[0]?.keyFileIssuer) r.clientId = r.assertion.keys[0].keyFileIssuer
   }
   return r
+}
+
+/** The key values of a signing block: its single key and key file, and each listed key. */
+const keyValuesOf = (s: SigningConfig) => [s.privateKey, s.keyFile, ...(s.keys ?? []).map((k) => k.privateKey)]
+
+/**
+ * The key material of a credential whose secrets are resolved, parsed as `weir run` parses it (no
+ * network): a key that is not a key, a Google key file that is not its JSON, an algorithm the key
+ * cannot sign with. Returns `[pointer inside the credential, message]` pairs as `checkCredential`
+ * does; a block whose keys are still `$file`/`$env` references (not resolved yet) is skipped.
+ *
+ * @example
+ * checkCredentialKeys({ tokenUrl, clientId: 'c', clientAuth: { alg: 'RS384', privateKey: new Secret(ecPem) } })
+ * // → [['/clientAuth/alg', 'RS384 cannot be used with a ec key']]
+ */
+export function checkCredentialKeys(input: CredentialConfig): Problem[] {
+  const c = applyPreset(input)
+  const blocks: Array<[string, SigningConfig | undefined, boolean]> = [
+    ['/clientAuth', c.clientAuth, c.clientAuth?.method === 'private_key_jwt'],
+    ['/assertion', c.assertion, c.grant === 'jwt_bearer' && !has(c.assertion?.value)],
+  ]
+  const problems: Problem[] = []
+  for (const [ptr, block, signs] of blocks) {
+    if (!block || !signs || keyValuesOf(block).some(isUnresolvedRef)) continue
+    try {
+      loadSigningKeys(block, ptr)
+    } catch (e) {
+      if ((e as { code?: string }).code !== 'ERR_CONFIG_INVALID') throw e
+      const message = (e as Error).message
+      const at = message.indexOf(': ')
+      problems.push(at > 0 ? [message.slice(0, at), message.slice(at + 2)] : [ptr, message])
+    }
+  }
+  return problems
 }
 
 /** `[name, value]` pairs of an object, by name: two configs that list the same fields in another order are one. */

@@ -9,7 +9,7 @@ export {
 } from './config.ts'
 export { PRESETS, presetOf, parseGoogleKeyFile, GOOGLE_TOKEN_URL, type Preset, type PresetName } from './presets.ts'
 export { createTokenProvider, type TokenProviderOptions } from './provider.ts'
-export { explainTokenRequest, resolveCredential, grantParams, signingKeysOf } from './credential.ts'
+export { explainTokenRequest, resolveCredential, grantParams, signingKeysOf, checkCredentialKeys } from './credential.ts'
 export { refreshSchedule, TokenCache, defaultTokenCache } from './token-slot.ts'
 export { createRefreshTokenStore, importRefreshToken, type RefreshTokenStore, type StoredTokens, type StoredFailure, type FileStoreOptions } from './refresh-store.ts'
 export { OAuthResponseError, OAuthChallengeError, FailFastError, ReauthRequiredError, parseWwwAuthenticate, redactedExcerpt, TERMINAL_OAUTH_ERRORS } from './errors.ts'

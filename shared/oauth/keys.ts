@@ -4,7 +4,7 @@ import { SignJWT, calculateJwkThumbprint, exportJWK, type JWK } from 'jose'
 import { errorCodes } from '../errors.ts'
 import { reveal, revealPinned, registerSecretValue } from '../secret.ts'
 import type { KeyHeader, SigningAlg, SigningConfig } from './config.ts'
-import { parseGoogleKeyFile } from './presets.ts'
+import { jwkKidOf, parseGoogleKeyFile } from './presets.ts'
 
 /** A loaded signing key with the header values derived from its configuration. */
 export interface SigningKey {
@@ -71,6 +71,7 @@ export function loadSigningKey(cfg: SigningConfig, where: string, secret?: strin
     key = new TextEncoder().encode(secret)
   } else {
     let pem = revealPinned(cfg.privateKey)
+    let keyAt = `${where}/privateKey`
     if (pem === undefined && cfg.keyFile !== undefined) {
       const kf = parseGoogleKeyFile(cfg.keyFile, (p) => readKeyFile(p, where))
       if (!kf?.private_key) throw new errorCodes.ERR_CONFIG_INVALID(`${where}/keyFile: not a service-account JSON key with private_key (give the key's JSON, e.g. {"$file": "key.json"})`)
@@ -78,9 +79,13 @@ export function loadSigningKey(cfg: SigningConfig, where: string, secret?: strin
       pem = kf.private_key
       kid ??= kf.private_key_id
       keyFileIssuer = kf.client_email
+      keyAt = `${where}/keyFile: the key file's private_key`
     }
     if (pem === undefined) throw new errorCodes.ERR_CONFIG_INVALID(`${where}/privateKey: a private key is required`)
-    const ko = parsePrivateKey(pem, `${where}/privateKey`)
+    const ko = parsePrivateKey(pem, keyAt)
+    // A key named by nothing else goes by its JWK's own kid. Without one the assertion names no key
+    // (as a provider that registered the key without a kid expects); `weir keys rotate` needs a kid.
+    kid ??= jwkKidOf(pem)
     const type = ko.asymmetricKeyType ?? ''
     if (!ALG_KEY_TYPES[alg]?.includes(type)) throw new errorCodes.ERR_CONFIG_INVALID(`${where}/alg: ${alg} cannot be used with a ${type} key`)
     const curve = ALG_CURVES[alg]

@@ -63,6 +63,19 @@ export function parseGoogleKeyFile(keyFile: SecretLike | undefined, readFile?: (
   }
 }
 
+/** The `kid` of a private key given as a JWK (JSON text), if it has one; undefined for a PEM or an unresolved reference. */
+export function jwkKidOf(privateKey: SecretLike | undefined): string | undefined {
+  if (isUnresolvedRef(privateKey)) return undefined
+  const text = reveal(privateKey)?.trim()
+  if (!text?.startsWith('{')) return undefined
+  try {
+    const kid = (JSON.parse(text) as { kid?: unknown }).kid
+    return typeof kid === 'string' && kid !== '' ? kid : undefined
+  } catch {
+    return undefined
+  }
+}
+
 export function has(v: unknown): boolean {
   return v !== undefined && v !== null && v !== ''
 }

@@ -232,7 +232,7 @@ export class SlotUser {
         const err = e as WeirError
         if (err.retryable && attempt < this.o.maxAttempts) {
           const delay = retryDelay(err, attempt, this.o.random())
-          log.warn({ attempt, delayMs: Math.round(delay), err: describeError(e) }, 'token request failed, retrying')
+          log.warn({ attempt, delayMs: Math.round(delay), ...(err.retryAfterMs !== undefined ? { retryAfterMs: err.retryAfterMs } : {}), err: describeError(e) }, 'token request failed, retrying')
           await lifetime.sleep(delay)
           continue
         }

@@ -56,7 +56,7 @@ const CLIENT_AUTH: Record<ClientAuthMethod, Record<string, unknown>> = {
 /** A channel file whose credential `crm` is a refresh_token credential of the embedded server (plus `over`). */
 async function channel(over: Record<string, unknown> = {}, clientId = 'crm-client_secret_post'): Promise<string> {
   const method = clientId.slice(4) as ClientAuthMethod
-  const crm = { grant: 'refresh_token', tokenUrl: as.tokenUrl, authorizationUrl: as.authorizationUrl, clientId, clientAuth: CLIENT_AUTH[method] ?? CLIENT_AUTH.client_secret_post, scope: 'crm.read', ...over }
+  const crm = { grant: 'refresh_token', tokenUrl: as.tokenUrl, authorizationUrl: as.authorizationUrl, issuer: as.issuer, clientId, clientAuth: CLIENT_AUTH[method] ?? CLIENT_AUTH.client_secret_post, scope: 'crm.read', ...over }
   const file = join(dir, `ch-${randomBytes(6).toString('hex')}.json`)
   await writeFile(file, JSON.stringify({
     name: 'authorize-test', credentials: { crm },
@@ -229,7 +229,7 @@ describe('weir credentials authorize', () => {
 
   it.each<[string, string[], Record<string, unknown>, number, string]>([
     ['a bad --timeout', ['--timeout', 'soon'], {}, 2, 'weir credentials: --timeout must be a duration like 300s, 10m or 500ms; not "soon"'],
-    ['no authorization endpoint', [], { authorizationUrl: undefined }, 1, 'weir credentials: credential "crm" #/authorizationUrl: weir credentials authorize needs authorizationUrl, or issuer to discover it'],
+    ['no authorization endpoint', [], { authorizationUrl: undefined, issuer: undefined }, 1, 'weir credentials: credential "crm" #/authorizationUrl: weir credentials authorize needs authorizationUrl, or issuer to discover it'],
     ['a redirect URI that is not loopback', [], { redirectUri: 'http://example.com/cb' }, 1, '#/credentials/crm/redirectUri: must match pattern'],
   ])('%s is a user error, exit %i (2: bad usage)', async (_n, flags, over, code, message) => {
     const r = await authorize(await channel(over), 'data-usage', ...flags).done
