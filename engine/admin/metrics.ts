@@ -34,7 +34,7 @@ function eventMetrics(registers: Registry[]) {
   return {
     received: new Counter({ name: 'weir_messages_received_total', help: 'Messages stored from the sources (duplicates excluded).', labelNames: byChannel, registers }),
     duplicate: new Counter({ name: 'weir_messages_duplicate_total', help: 'Messages whose dedupe key was seen before (not stored again).', labelNames: byChannel, registers }),
-    refused: new Counter({ name: 'weir_messages_refused_total', help: 'Messages refused because the channel queue was full.', labelNames: byChannel, registers }),
+    refused: new Counter({ name: 'weir_messages_refused_total', help: 'Messages refused for now by backpressure (the queue at queueLimit, or the store at maxStoreBytes); a message a listener rejects as malformed is not counted.', labelNames: byChannel, registers }),
     finished: new Counter({ name: 'weir_messages_finished_total', help: 'Messages finished, by status (delivered, filtered, error).', labelNames: ['channel', 'status'], registers }),
     attempts: new Counter({ name: 'weir_delivery_attempts_total', help: 'Delivery attempts by outcome (delivered, retryable, permanent).', labelNames: ['channel', 'destination', 'outcome'], registers }),
     deliveryDuration: new Histogram({ name: 'weir_delivery_duration_seconds', help: 'Duration of one delivery attempt.', labelNames: ['channel', 'destination'], buckets: DELIVERY_BUCKETS, registers }),
