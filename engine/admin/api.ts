@@ -56,7 +56,7 @@ export async function auditAction(src: ApiSources, ctx: RouteContext, action: st
 export async function pauseOrResume(src: ApiSources, ctx: RouteContext, action: 'pause' | 'resume'): Promise<{ handle: ChannelHandle; destination?: string }> {
   const found = handleOf(src, ctx)
   const status = found.handle.status()
-  if (status === 'stopped' || status === 'stopping') throw new Refusal(409, `channel "${found.handle.name}" is ${status} (onError: "stop"): a stopped channel stays stopped; fix the cause, then restart the engine to start it again`)
+  if (status === 'stopped' || status === 'stopping') throw new Refusal(409, `channel "${found.handle.name}" is ${status}: a stopped channel stays stopped (it stopped on error with onError "stop", or the engine is stopping); fix the cause, then restart the engine to start it again`)
   await found.handle[action](found.destination)
   await auditAction(src, ctx, action, found.destination === undefined ? found.handle.name : `${found.handle.name}/${found.destination}`)
   return found

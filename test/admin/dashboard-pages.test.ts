@@ -73,7 +73,7 @@ describe('dashboard pages', () => {
     for (const action of ['pause', 'resume']) {
       const r = await call(admin.url, `/api/channels/orders/${action}`, { method: 'POST', headers: bearer(OP) })
       expect(r.status).toBe(409)
-      expect(r.json.error).toBe('channel "orders" is stopped (onError: "stop"): a stopped channel stays stopped; fix the cause, then restart the engine to start it again')
+      expect(r.json.error).toBe('channel "orders" is stopped: a stopped channel stays stopped (it stopped on error with onError "stop", or the engine is stopping); fix the cause, then restart the engine to start it again')
     }
     for (const path of ['/', '/channels/orders']) {
       const shown = await page(path)
