@@ -97,6 +97,16 @@ describe('a cluster through PostgreSQL failures', () => {
     for (const c of closers.splice(0)) await c()
   })
 
+  /** A cluster delivering to `s`, and its engine 0 connected to PostgreSQL through a proxy that can cut it off. */
+  async function engineBehindProxy(s: Awaited<ReturnType<typeof sink>>, concurrency: number) {
+    closers.push(s.close)
+    const c = (cluster = await fixture.create((portFile) => testChannel(s.url, { concurrency }, portFile), { leaseMs: LEASE_MS }))
+    const proxy = await proxyTo(fixture.server.port)
+    closers.push(proxy.close)
+    const a = await c.start(0, c.url.replace(`:${fixture.server.port}/`, `:${proxy.port}/`))
+    return { c, proxy, a, aId: await c.engineId(a) }
+  }
+
   it(`PostgreSQL stopped for ${OUTAGE_MS / 1000} s mid-stream: the listeners answer 503 with Retry-After, the engines reconnect by themselves, nothing acknowledged is lost`, async () => {
     const s = await sink()
     closers.push(s.close)
@@ -135,13 +145,7 @@ describe('a cluster through PostgreSQL failures', () => {
   }, 240_000)
 
   it('a stop while PostgreSQL is unreachable exits 1 and says the engine could not leave: its row stays for a peer to sweep', async () => {
-    const s = await sink()
-    closers.push(s.close)
-    const c = (cluster = await fixture.create((portFile) => testChannel(s.url, { concurrency: 2 }, portFile), { leaseMs: LEASE_MS }))
-    const proxy = await proxyTo(fixture.server.port)
-    closers.push(proxy.close)
-    const a = await c.start(0, c.url.replace(`:${fixture.server.port}/`, `:${proxy.port}/`))
-    const aId = await c.engineId(a)
+    const { c, proxy, a, aId } = await engineBehindProxy(await sink(), 2)
     proxy.cut()
     a.child.kill('SIGTERM')
     const exit = await a.exited
@@ -154,12 +158,7 @@ describe('a cluster through PostgreSQL failures', () => {
   it('a partitioned engine (its connection cut, restored after its lease expired) does not complete the messages another engine took over', async () => {
     let holding = true
     const s = await sink((_, first) => holding && first)
-    closers.push(s.close)
-    const c = (cluster = await fixture.create((portFile) => testChannel(s.url, { concurrency: 8 }, portFile), { leaseMs: LEASE_MS }))
-    const proxy = await proxyTo(fixture.server.port)
-    closers.push(proxy.close)
-    const a = await c.start(0, c.url.replace(`:${fixture.server.port}/`, `:${proxy.port}/`))
-    const aId = await c.engineId(a)
+    const { c, proxy, a, aId } = await engineBehindProxy(s, 8)
     const { send } = sender(() => [a.port])
     await Promise.all(Array.from({ length: 5 }, (_, n) => send(n)))
     // Engine A delivers all five; the sink holds its requests.
