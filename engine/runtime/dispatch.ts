@@ -106,6 +106,7 @@ export class Dispatcher {
   }
 
   private startWhatCan(): void {
+    this.endIsolationOnRetry()
     // Its turn: nothing runs and nothing queued can start (what waits is behind a key whose head
     // backs off, and goes back to the store so that it is not under way meanwhile).
     if (this.suspect && this.inProgress.size === this.rc.backingOff.size && !this.queue.startable()) {
@@ -131,9 +132,18 @@ export class Dispatcher {
     }
   }
 
-  /** The suspect runs alone: started and not waiting out a backoff (an attempt that ended in a retry did not stop the engine). */
+  /**
+   * The suspect's attempt ended in a retry, so it did not stop the engine: it no longer runs alone,
+   * and claiming resumes at once (not at the next poll).
+   */
+  private endIsolationOnRetry(): void {
+    if (!this.alone || !this.rc.backingOff.has(this.alone.id)) return
+    this.alone = undefined
+    this.workHint = true
+  }
+
+  /** The suspect runs alone: started and not waiting out a backoff. */
   private aloneRuns(): boolean {
-    if (this.alone && this.rc.backingOff.has(this.alone.id)) this.alone = undefined
     return this.alone !== undefined && this.inProgress.has(this.alone.id)
   }
 
