@@ -20,7 +20,12 @@ export interface WeirErrorOptions {
   cause?: unknown
   /** Server-requested delay (Retry-After), when there was one. */
   retryAfterMs?: number
+  /** `ERR_BACKPRESSURE`: the limit reached, the channel's queue (`queueLimit`) or the store's size (`maxStoreBytes`). */
+  limit?: BackpressureLimit
 }
+
+/** What refused a message for now: the channel's queue (`queueLimit`) or the store's size on disk (`maxStoreBytes`). */
+export type BackpressureLimit = 'queueLimit' | 'maxStoreBytes'
 
 /**
  * The base of every Weir error. Branch on `code`, never on `instanceof` (a duplicated package copy breaks it).
@@ -33,6 +38,8 @@ export class WeirError extends Error {
   retryable: boolean
   /** Server-requested delay (Retry-After), when there was one. */
   retryAfterMs?: number
+  /** `ERR_BACKPRESSURE`: the limit reached, the channel's queue (`queueLimit`) or the store's size (`maxStoreBytes`). */
+  limit?: BackpressureLimit
   /** Errors a user caused (bad config, bad input): the CLI prints them without a stack. */
   userError: boolean
   /** The HTTP status Weir answers with when this error ends an inbound request. */
@@ -44,6 +51,7 @@ export class WeirError extends Error {
     this.code = code
     this.retryable = options?.retryable ?? spec.retryable === true
     if (options?.retryAfterMs !== undefined) this.retryAfterMs = options.retryAfterMs
+    if (options?.limit !== undefined) this.limit = options.limit
     this.userError = spec.userError === true
     if (spec.statusCode !== undefined) this.statusCode = spec.statusCode
   }
@@ -124,7 +132,7 @@ export const errorCodes = defineErrors({
   ERR_HL7_PARSE: { retryable: false, description: 'a text is not a well-formed HL7 v2 message (no MSH, a malformed MSH, a bad segment name); the message names the segment (`segment`, 1-based) and field (`field`, e.g. `MSH-2`) where it can' },
   ERR_DELIVERY_PERMANENT: { retryable: false, description: 'a component failed in a way retrying will not fix (a filter expression failed, a template field is missing, a file exists); the message goes to error. `PermanentError`' },
   ERR_RETRYABLE: { retryable: true, description: 'a component failed in a way that may succeed later (a file system error, a service down); the message is retried with backoff. `RetryableError`' },
-  ERR_BACKPRESSURE: { retryable: true, statusCode: 503, description: "a channel's queue is full; retry later (HTTP 503 with Retry-After)" },
+  ERR_BACKPRESSURE: { retryable: true, statusCode: 503, description: "a channel's queue is full (`queueLimit`) or its store is (`maxStoreBytes`); retry later (HTTP 503 with Retry-After). `limit` names which" },
   ERR_SHUTDOWN: { retryable: true, statusCode: 503, description: 'the engine, a channel or a token provider is stopping; the work is left for the next start' },
   ERR_STORE: { retryable: 'varies', userError: true, description: 'the message store failed (a write is retryable), is missing or too new, or its data directory is locked by another engine' },
   ERR_CHANNEL_STOPPED: {
@@ -207,12 +215,24 @@ export interface CodedError extends Error {
   code: ErrorCode | `ERR_${string}`
   retryable?: boolean
   retryAfterMs?: number
+  /** `ERR_BACKPRESSURE`: the limit reached. */
+  limit?: BackpressureLimit
   userError?: boolean
   statusCode?: number
 }
 
 export function isWeirError(e: unknown): e is CodedError {
   return typeof e === 'object' && e !== null && typeof (e as { code?: unknown }).code === 'string' && (e as { code: string }).code.startsWith('ERR_')
+}
+
+/**
+ * Why a source's `emit` refused a message for now, in words for the sender or a log line (no
+ * channel name, path or size): `ERR_BACKPRESSURE` from a full queue or a full store, or anything
+ * else that may pass later (the channel stopping).
+ */
+export function refusalOf(e: unknown): 'queue full' | 'store full' | 'temporarily unavailable' {
+  if (!isWeirError(e) || e.code !== 'ERR_BACKPRESSURE') return 'temporarily unavailable'
+  return e.limit === 'maxStoreBytes' ? 'store full' : 'queue full'
 }
 
 /** Parses an HTTP Retry-After header (delta-seconds or HTTP-date) into milliseconds. */

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto'
 import { copyFile, constants, mkdir, readdir, readFile, rename, stat, unlink, access } from 'node:fs/promises'
 import { basename, extname, join, resolve } from 'node:path'
 import { defineComponent, type Emit, type MessageInput, isJsonContentType, type ConfigOf } from '../../shared/component.ts'
-import { isWeirError } from '../../shared/errors.ts'
+import { isWeirError, refusalOf } from '../../shared/errors.ts'
 import type { Logger } from '../../shared/log/index.ts'
 import { decodeText } from '../../shared/text.ts'
 
@@ -157,7 +157,7 @@ async function pickUp(p: Poller, file: string, st: Seen): Promise<boolean> {
     result = await p.emit!(input)
   } catch (e) {
     const backpressure = isWeirError(e) && e.code === 'ERR_BACKPRESSURE'
-    p.log.warn({ file, reason: (e as Error).message }, backpressure ? 'queue full; file left for the next scan' : 'emit failed; file left for the next scan')
+    p.log.warn({ file, reason: (e as Error).message }, backpressure ? `${refusalOf(e)}; file left for the next scan` : 'emit failed; file left for the next scan')
     return false
   }
   const to = await moveTo(file, p.doneDir)

@@ -6,7 +6,7 @@ import type { JWTPayload } from 'jose'
 import { defineComponent, isJsonContentType, type ConfigOf, type Emit } from '../../shared/component.ts'
 import { secretSchema } from '../../shared/config/secret-schema.ts'
 import { serverTlsSchema } from '../../shared/inbound/tls-schema.ts'
-import { errorCodes, isWeirError } from '../../shared/errors.ts'
+import { errorCodes, isWeirError, refusalOf } from '../../shared/errors.ts'
 import { guardConnections, type ConnectionGuard } from '../../shared/inbound/connection-guard.ts'
 import { jsonDeeperThan } from '../../shared/inbound/json-depth.ts'
 import { jwtVerifier, KEYS_FAILURE_MS } from '../../shared/inbound/jwt-verifier.ts'
@@ -322,7 +322,7 @@ function answerFailure(l: Listener, req: IncomingMessage, res: ServerResponse, e
   if (isWeirError(e) && (e.statusCode === 503 || e.retryable)) {
     const seconds = Math.max(1, Math.ceil((e.retryAfterMs ?? 1000) / 1000))
     l.log.warn({ status: 503, reason: e.message }, 'message not accepted')
-    return json(res, 503, { error: e.code === 'ERR_BACKPRESSURE' ? 'queue full, retry later' : 'temporarily unavailable, retry later' }, { 'retry-after': String(seconds) })
+    return json(res, 503, { error: `${refusalOf(e)}, retry later` }, { 'retry-after': String(seconds) })
   }
   l.log.error({ err: e }, 'message could not be stored')
   json(res, 500, { error: 'message not stored' })

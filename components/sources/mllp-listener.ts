@@ -2,7 +2,7 @@ import { createServer as createTcpServer, type AddressInfo, type Server, type So
 import { createServer as createTlsServer } from 'node:tls'
 import { defineComponent, type ComponentContext, type ConfigOf, type Emit } from '../../shared/component.ts'
 import { serverTlsSchema } from '../../shared/inbound/tls-schema.ts'
-import { errorCodes, isWeirError } from '../../shared/errors.ts'
+import { errorCodes, isWeirError, refusalOf } from '../../shared/errors.ts'
 import { buildAck, HL7_ER7_CONTENT_TYPE, parseEr7, readHeader, type AckCode, type MshHeader } from '../../shared/hl7v2/index.ts'
 import { createFrameDecoder, encodeFrame, type FrameEvent } from '../../shared/mllp/frame.ts'
 import { decodeText } from '../../shared/text.ts'
@@ -108,18 +108,13 @@ function attributesOf(h: MshHeader, socket: Socket): Record<string, string> {
  * messages sent in one frame, which would otherwise be stored as one and only the first acknowledged.
  */
 function secondMshAt(text: string): number | undefined {
-  const segments = text.split(/[\r\n]+/).filter((s) => s !== '')
-  const i = segments.findIndex((s, n) => n > 0 && s.startsWith('MSH') && (s.length === 3 || !/[A-Z0-9]/.test(s[3]!)))
-  return i < 0 ? undefined : i + 1
-}
-
-/**
- * Why the store refused a message for now, for the sender (no channel name, path or size): the
- * store is full (`maxStoreBytes`), the channel's queue is full, or it is unavailable (stopping).
- */
-function refusalOf(e: { code: string; message: string }): string {
-  if (e.code !== 'ERR_BACKPRESSURE') return 'temporarily unavailable'
-  return /\bstore is full\b/.test(e.message) ? 'store full' : 'queue full'
+  // One scan for the common case (no second MSH), past the empty lines before the first one;
+  // segments are counted only on a hit.
+  const second = /[\r\n]MSH(?![A-Z0-9])/g
+  second.lastIndex = /^[\r\n]*/.exec(text)![0].length
+  const hit = second.exec(text)
+  if (!hit) return undefined
+  return text.slice(0, hit.index).split(/[\r\n]+/).filter((s) => s !== '').length + 1
 }
 
 /** Checks one decoded message; a refusal, or the header of a message to store. */

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto'
 import cron, { type ScheduledTask } from 'node-cron'
 import jsonata from 'jsonata'
 import { defineComponent, type ComponentContext, type Emit, type ConfigOf } from '../../shared/component.ts'
-import { errorCodes, HttpStatusError, isWeirError } from '../../shared/errors.ts'
+import { errorCodes, HttpStatusError, isWeirError, refusalOf } from '../../shared/errors.ts'
 import { jsonataProblem, plainJson } from '../../shared/jsonata.ts'
 import type { TokenProvider } from '../../shared/oauth/types.ts'
 
@@ -366,7 +366,7 @@ export default defineComponent({
       const p: Promise<void> = runTick(poll, abort.signal)
         .catch((e: unknown) => {
           const backpressure = isWeirError(e) && e.code === 'ERR_BACKPRESSURE'
-          ctx.log[backpressure ? 'warn' : 'error']({ reason: (e as Error).message }, backpressure ? 'queue full; poll stopped, cursor not advanced' : 'poll failed; cursor not advanced')
+          ctx.log[backpressure ? 'warn' : 'error']({ reason: (e as Error).message }, backpressure ? `${refusalOf(e)}; poll stopped, cursor not advanced` : 'poll failed; cursor not advanced')
         })
         .finally(() => { running = undefined })
       running = p

@@ -64,7 +64,7 @@ export function createEmit(rc: RunContext, options: ChannelOptions, hooks: { ret
       fullLoggedAt = rc.now()
       rc.log.warn({ storeBytes: size, maxStoreBytes: options.maxStoreBytes }, `refusing messages: ${why}`)
     }
-    throw new errorCodes.ERR_BACKPRESSURE(`channel ${rc.name}: ${why}`, { retryAfterMs: hooks.retryAfterMs })
+    throw new errorCodes.ERR_BACKPRESSURE(`channel ${rc.name}: ${why}`, { retryAfterMs: hooks.retryAfterMs, limit: 'maxStoreBytes' })
   }
   const orderOptions = async (input: MessageInput): Promise<EnqueueOptions> => {
     if (!keyOf) return {}
@@ -86,7 +86,7 @@ export function createEmit(rc: RunContext, options: ChannelOptions, hooks: { ret
     if (rc.store.pending(rc.name) >= options.queueLimit) {
       counters.refused++
       rc.observer.refused?.(rc.name)
-      throw new errorCodes.ERR_BACKPRESSURE(`channel ${rc.name}: queue is full (${options.queueLimit} messages pending)`, { retryAfterMs: hooks.retryAfterMs })
+      throw new errorCodes.ERR_BACKPRESSURE(`channel ${rc.name}: queue is full (${options.queueLimit} messages pending)`, { retryAfterMs: hooks.retryAfterMs, limit: 'queueLimit' })
     }
     if (storeSize) await checkStoreSize()
     inFlight++

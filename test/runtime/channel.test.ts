@@ -430,4 +430,27 @@ describe('the built-in http-listener in the runtime', () => {
       await http.close()
     }
   })
+
+  it('answers 503 "store full" (not "queue full") once the store reaches maxStoreBytes', async () => {
+    rt.api.behaviour = () => ({ status: 200, hang: true }) // nothing is delivered, so the store only grows
+    const ch = await loadChannelObject({
+      name: 'listener',
+      source: { type: 'http-listener', config: { port: 0 } },
+      destinations: [{ name: 'api', type: 'http', config: { url: rt.api.url } }],
+      options: { maxStoreBytes: 1_048_576 },
+    }, { file: join(rt.dir.path, 'listener.json'), env: {} })
+    const h = await startChannel(ch, { store: rt.store, log: silentLogger, dataDir: rt.dir.path })
+    rt.handles.push(h)
+    const url = `http://127.0.0.1:${h.source.address!()!.port}/`
+    const post = () => fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ note: 'x'.repeat(700_000) }) })
+    let res = await post()
+    // The size is read at most once a second: post until the store says it is full (bounded).
+    for (let n = 0; n < 30 && res.status === 202; n++) {
+      await new Promise((ok) => setTimeout(ok, 200))
+      res = await post()
+    }
+    expect(res.status).toBe(503)
+    expect(await res.json()).toEqual({ error: 'store full, retry later' })
+    rt.api.releaseHanging()
+  }, 60_000)
 })
