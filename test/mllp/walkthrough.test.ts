@@ -56,6 +56,15 @@ describe('two messages in one frame', () => {
     expect(readAck(await c.request(adt('M003'), 10_000))).toMatchObject({ code: 'AA', controlId: 'M003' })
     expect(await stored()).toEqual(['M003'])
   }, 60_000)
+
+  it('counts segments past empty lines; MSH inside a field is not a second message', async () => {
+    const { client, stored } = await start()
+    const c = await client()
+    const ack = await c.request(`\r\n${msh('M010')}\n\nPID|1||1^^^H^MR\r\rNTE|1||MSH|x\rMSH|^~\\&|A|B`, 10_000)
+    expect(readAck(ack)).toEqual({ code: 'AR', controlId: 'M010', text: 'one message per frame: a second MSH segment at segment 4' })
+    expect(readAck(await c.request(`${msh('M011')}\rNTE|1||MSH|x\rNTE|2|aMSH|b\r`, 10_000))).toMatchObject({ code: 'AA', controlId: 'M011' })
+    expect(await stored()).toEqual(['M011'])
+  }, 60_000)
 })
 
 describe('a full store (maxStoreBytes)', () => {
