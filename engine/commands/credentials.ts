@@ -2,7 +2,8 @@ import { readFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { dataDirOf, expectArgs, type CommandIO } from '../cli-io.ts'
-import { errorCodes, isWeirError } from '../../shared/errors.ts'
+import { ConfigError, errorCodes, isWeirError } from '../../shared/errors.ts'
+import { escapePointer } from '../../shared/config/problems.ts'
 import { loadChannel } from '../load.ts'
 import { browserCommand, openBrowser } from '../open-browser.ts'
 import type { LoadedChannel } from '../../shared/config/types.ts'
@@ -113,6 +114,22 @@ async function authorize(name: string, config: CredentialConfig, values: Flags, 
   return store(name, config, refreshToken, values, io)
 }
 
+/**
+ * The explanation of a credential loaded without its secrets: a client assertion's header needs
+ * the signing key, so a key that is not set is reported as loading would report it.
+ */
+function explainWithKeys(ch: LoadedChannel, name: string, config: CredentialConfig): string {
+  try {
+    return explainCredential(name, config)
+  } catch (e) {
+    // Its references, in the channel file or in a shared credentials file.
+    const at = [`/credentials/${escapePointer(name)}/`, `/${escapePointer(name)}/`]
+    const own = (ch.unsetSecrets ?? []).filter((p) => at.some((a) => p.pointer.startsWith(a)))
+    if (isWeirError(e) && e.code === 'ERR_CONFIG_INVALID' && own.length > 0) throw new ConfigError(own)
+    throw e
+  }
+}
+
 export async function run(args: string[], io: CommandIO): Promise<number> {
   const { values, positionals } = parseArgs({
     args, allowPositionals: true,
@@ -127,10 +144,11 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
   const [, file, name] = expectArgs(positionals, [sub, '<channel.json>', '<credential>'], `weir credentials ${sub} <channel.json> <credential>`) as [string, string, string]
   // Before a consent is spent on a token that could not be stored.
   if (sub !== 'explain' && storeUrlOf(values, io) && !io.env.WEIR_SECRET_KEY) throw new StoreError(missingClusterKey)
-  const ch = await loadChannel(resolve(io.cwd, file), { env: io.env })
+  // explain and import never send the client's secret or sign with its key: those need not be set here.
+  const ch = await loadChannel(resolve(io.cwd, file), { env: io.env, allowUnsetSecrets: sub !== 'authorize' })
   const config = credentialOf(ch, name)
   if (sub === 'explain') {
-    io.out(explainCredential(name, config))
+    io.out(explainWithKeys(ch, name, config))
     return 0
   }
   if (sub === 'authorize') return authorize(name, config, values, io)

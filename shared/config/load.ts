@@ -23,6 +23,12 @@ export interface LoadOptions {
   registry: Registry
   /** Environment for `$env` references; `process.env` by default. */
   env?: NodeJS.ProcessEnv
+  /**
+   * For commands that never send a secret (`weir credentials explain`, `import`): a `$env` or
+   * `$file` reference that does not resolve becomes an empty secret instead of a problem, and the
+   * keys of its credential are not parsed. Never for a channel that runs.
+   */
+  allowUnsetSecrets?: boolean
   /** How the file is named in messages; the path relative to the working directory by default. */
   displayName?: string
   /** Credentials already prepared elsewhere (a channel's, for the webhooks of its `alerts` block), known besides the file's own. */
@@ -113,7 +119,22 @@ const deepFreeze = <T>(v: T): T => {
   return v
 }
 
-export interface SecretContext { file: string; dir: string; env: NodeJS.ProcessEnv; problems: ConfigProblem[]; warnings: ConfigProblem[] }
+export interface SecretContext {
+  file: string; dir: string; env: NodeJS.ProcessEnv; problems: ConfigProblem[]; warnings: ConfigProblem[]
+  /** With `allowUnsetSecrets`: where the references that did not resolve are (each now an empty secret). */
+  unset?: ConfigProblem[]
+}
+
+/** A reference that does not resolve: a problem, or an empty secret where the context allows unset ones. */
+function unresolved(sc: SecretContext, pointer: string, source: string, message: string): Secret | undefined {
+  const problem: ConfigProblem = { file: sc.file, pointer, message, code: 'ERR_SECRET_UNRESOLVED' }
+  if (!sc.unset) {
+    sc.problems.push(problem)
+    return undefined
+  }
+  sc.unset.push(problem)
+  return new Secret('', `${source} (not set)`)
+}
 
 /** Replaces each writeOnly value at `paths` (inside `data`, reported under `prefix`) by a Secret. */
 export function resolveSecrets(data: unknown, paths: string[], prefix: string, sc: SecretContext): void {
@@ -129,17 +150,17 @@ export function resolveSecrets(data: unknown, paths: string[], prefix: string, s
     } else if (value && typeof value === 'object' && '$env' in value) {
       const envName = String((value as { $env: string }).$env)
       const v = sc.env[envName]
-      if (v === undefined || v === '') sc.problems.push({ file: sc.file, pointer, message: `environment variable "${envName}" is not set`, code: 'ERR_SECRET_UNRESOLVED' })
+      if (v === undefined || v === '') secret = unresolved(sc, pointer, `$env:${envName}`, `environment variable "${envName}" is not set`)
       else secret = new Secret(v, `$env:${envName}`)
     } else if (value && typeof value === 'object' && '$file' in value) {
       const rel = String((value as { $file: string }).$file)
       const p = resolve(sc.dir, rel)
-      if (!existsSync(p)) sc.problems.push({ file: sc.file, pointer, message: `secret file "${rel}" not found (looked for ${p})`, code: 'ERR_SECRET_UNRESOLVED' })
+      if (!existsSync(p)) secret = unresolved(sc, pointer, `$file:${rel}`, `secret file "${rel}" not found (looked for ${p})`)
       else {
         try {
           secret = new Secret(readFileSync(p, 'utf8').replace(/\s+$/, ''), `$file:${rel}`)
         } catch (e) {
-          sc.problems.push({ file: sc.file, pointer, message: `secret file "${rel}" cannot be read (${(e as NodeJS.ErrnoException).code ?? 'error'})`, code: 'ERR_SECRET_UNRESOLVED' })
+          secret = unresolved(sc, pointer, `$file:${rel}`, `secret file "${rel}" cannot be read (${(e as NodeJS.ErrnoException).code ?? 'error'})`)
         }
       }
     }
@@ -228,7 +249,7 @@ export async function loadChannelObject(raw: unknown, options: LoadOptions & { f
   const env = options.env ?? process.env
   const problems: ConfigProblem[] = []
   const warnings: ConfigProblem[] = []
-  const sc: SecretContext = { file: name, dir, env, problems, warnings }
+  const sc: SecretContext = { file: name, dir, env, problems, warnings, ...(options.allowUnsetSecrets ? { unset: [] } : {}) }
 
   const data = structuredClone(raw) as Record<string, unknown>
   const top = validateCollectingSecrets(compileSchema(CHANNEL_SCHEMA), data)
@@ -247,7 +268,7 @@ export async function loadChannelObject(raw: unknown, options: LoadOptions & { f
   const credData = (data.credentials ?? {}) as Record<string, Record<string, unknown>>
   if (typeof credData === 'object' && credData !== null) Object.assign(credentials, prepareCredentials(credData, top.secretPaths.filter((p) => p.startsWith('/credentials/')), '/credentials', sc, isBad))
   if (typeof data.credentialsFile === 'string' && !isBad('/credentialsFile')) {
-    const shared = await loadCredentialsFile(resolve(dir, data.credentialsFile), env, problems, warnings)
+    const shared = await loadCredentialsFile(resolve(dir, data.credentialsFile), sc)
     credentialsKnown = shared !== undefined
     for (const [cname, cred] of Object.entries(shared ?? {})) {
       if (credentials[cname]) problems.push({ file: name, pointer: `/credentials/${escapePointer(cname)}`, message: `credential "${cname}" is also defined in ${displayPath(resolve(dir, data.credentialsFile))}; use one` })
@@ -287,6 +308,7 @@ export async function loadChannelObject(raw: unknown, options: LoadOptions & { f
     warnings: [...warnings.map(formatProblem), ...(alertsChecked?.warnings ?? [])],
     ...(alerts ? { alerts: deepFreeze(alerts) } : {}),
     ...(alertsChecked ? { alertsChecked } : {}),
+    ...(sc.unset ? { unsetSecrets: sc.unset } : {}),
   }
 }
 
@@ -323,8 +345,9 @@ function keyExpressionProblems(options: Partial<ChannelOptions> | undefined, isB
  * `credentials`, referenced by several channels with `"credentialsFile"`. Its problems are
  * reported against its own name and pointers; its `$file` references are relative to it.
  */
-async function loadCredentialsFile(path: string, env: NodeJS.ProcessEnv, problems: ConfigProblem[], warnings: ConfigProblem[]): Promise<Record<string, Readonly<Record<string, unknown>>> | undefined> {
+async function loadCredentialsFile(path: string, channel: SecretContext): Promise<Record<string, Readonly<Record<string, unknown>>> | undefined> {
   const name = displayPath(path)
+  const { problems } = channel
   let text: string
   try {
     text = await readFile(path, 'utf8')
@@ -345,7 +368,7 @@ async function loadCredentialsFile(path: string, env: NodeJS.ProcessEnv, problem
     return undefined
   }
   const before = problems.length
-  const creds = prepareCredentials(data, res.secretPaths, '', { file: name, dir: dirname(path), env, problems, warnings }, () => false)
+  const creds = prepareCredentials(data, res.secretPaths, '', { ...channel, file: name, dir: dirname(path) }, () => false)
   return problems.length === before ? creds : undefined
 }
 
@@ -360,7 +383,8 @@ function prepareCredentials(creds: Record<string, Record<string, unknown>>, secr
   // With its secrets resolved, a credential's keys are parsed as the engine will sign with them (no network).
   for (const [cname, cred] of Object.entries(creds)) {
     const ptr = `${prefix}/${escapePointer(cname)}`
-    const reported = sc.problems.some((p) => p.file === sc.file && (p.pointer === ptr || p.pointer.startsWith(`${ptr}/`)))
+    const within = (pointer: string) => pointer === ptr || pointer.startsWith(`${ptr}/`)
+    const reported = [...sc.problems, ...(sc.unset ?? [])].some((p) => p.file === sc.file && within(p.pointer))
     if (isBad(ptr) || typeof cred !== 'object' || cred === null || reported) continue
     for (const [p, m] of checkCredentialKeys(cred)) sc.problems.push({ file: sc.file, pointer: ptr + p, message: m })
   }

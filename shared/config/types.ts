@@ -83,6 +83,8 @@ export interface LoadedChannel {
   alerts?: ChannelAlertsBlock
   /** What `LoadOptions.checkAlerts` made of the block (engine/alerts: its rules and webhook channels), when it ran. */
   alertsChecked?: { problems: ConfigProblem[]; warnings: string[] }
+  /** With `allowUnsetSecrets`: the secret references that did not resolve, as the problems they would otherwise be. */
+  unsetSecrets?: ConfigProblem[]
 }
 
 /** A channel's `alerts` block as written (webhook configs are checked against the `http` destination by engine/alerts). */

@@ -8,6 +8,8 @@ import { run as token, fetchTokenSummary } from '../../engine/commands/token.ts'
 import { run as credentials } from '../../engine/commands/credentials.ts'
 import { createRefreshTokenStore, createTokenProvider, TokenCache } from '../../shared/oauth/index.ts'
 import { Secret } from '../../shared/secret.ts'
+import { loadChannel } from '../../engine/load.ts'
+import type { ConfigError } from '../../shared/errors.ts'
 import type { CommandIO } from '../../engine/cli-io.ts'
 import { runCli } from '../_cli.ts'
 
@@ -116,5 +118,28 @@ describe('weir token and weir credentials', () => {
     expect(JSON.parse(x.stdout.join('\n'))).toMatchObject({ method: 'POST', url: as.tokenUrl, form: { grant_type: 'refresh_token', refresh_token: '[REDACTED]', client_id: 'cli-rt', client_secret: '[REDACTED]' } })
     const missing = await credentials(['explain', file, 'nope'], io(env)).catch((e) => e)
     expect(missing.message).toBe('channel "cli-test" has no credential "nope" (it has: ehr)')
+  })
+
+  it('credentials import and explain need no secret set (they never send one); run-time loading still does', async () => {
+    as.registerClient({ clientId: 'cli-rt2', authMethod: 'client_secret_post', secret: 'cli-rt2-secret' })
+    const rt = as.issueRefreshToken('cli-rt2')
+    await writeFile(join(dir, 'rt2.txt'), rt)
+    const file = await channel({
+      ehr: { grant: 'refresh_token', tokenUrl: as.tokenUrl, clientId: 'cli-rt2', clientAuth: { method: 'client_secret_post', secret: { $env: 'UNSET_RT_SECRET' } } },
+      // Another credential whose key file is missing: not parsed, not a problem for these commands.
+      epic: { tokenUrl: as.tokenUrl, clientId: 'epic', clientAuth: { method: 'private_key_jwt', alg: 'RS384', kid: 'k1', privateKey: { $file: 'keys/missing.pem' } } },
+    })
+    const env = { WEIR_SECRET_KEY: 'cli-test-secret-key' }
+    const o = io(env)
+    expect(await credentials(['import', file, 'ehr', '--refresh-token-file', 'rt2.txt', '--data-dir', 'data2'], o)).toBe(0)
+    expect((await createRefreshTokenStore({ dir: join(dir, 'data2', 'oauth'), key: 'cli-test-secret-key' }).read('ehr'))?.refreshToken).toBe(rt)
+    const x = io(env)
+    expect(await credentials(['explain', file, 'ehr'], x)).toBe(0)
+    expect(JSON.parse(x.stdout.join('\n'))).toMatchObject({ form: { grant_type: 'refresh_token', client_secret: '[REDACTED]' } })
+    // A client assertion's header needs its key: explaining that credential names the key that is not set.
+    const needsKey = await credentials(['explain', file, 'epic'], io(env)).catch((e: ConfigError) => e.problems.map((p) => [p.pointer, p.message]))
+    expect(needsKey).toEqual([['/credentials/epic/clientAuth/privateKey', `secret file "keys/missing.pem" not found (looked for ${join(dir, 'keys/missing.pem')})`]])
+    const loading = await loadChannel(file, { env }).catch((e: ConfigError) => e.problems.map((p) => p.pointer))
+    expect(loading).toEqual(['/credentials/ehr/clientAuth/secret', '/credentials/epic/clientAuth/privateKey'])
   })
 })
