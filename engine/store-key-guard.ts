@@ -3,6 +3,7 @@ import { join } from 'node:path'
 import { isRawKey } from '../shared/oauth/refresh-store.ts'
 import { StoreError } from '../shared/store/errors.ts'
 import type { SealedSummary } from '../shared/store/sqlite/sealed-scan.ts'
+import { keyIdOf, type StoreKeyring } from '../shared/store/keyring.ts'
 
 /** "2 message(s) encrypted with key 2a5faac7c279" (the keys' public ids, never the keys). */
 function whatIsSealed(s: SealedSummary): string {
@@ -40,4 +41,20 @@ export function refuseNewKeyOverLostOne(dir: string, dataDir: string, secretKey:
   }
   if (!s?.messages) return
   throw new StoreError(`the store key ${keyFile} is missing, but the store holds ${whatIsSealed(s)}: restore ${dir} (secret.key and retired.keys) from the backup of this data directory, or set WEIR_SECRET_KEY to the key or passphrase the engine ran with. Weir makes no new key: it could not read them. ${startOver(dataDir)}`)
+}
+
+/**
+ * Refuses an engine's start when messages still to be processed are sealed with keys the keyring
+ * does not hold (a wrong `WEIR_SECRET_KEY`, a `secret.key` from another data directory, a retired
+ * key removed): each would go to error at its claim. Values sealed without a key id (v1) cannot be
+ * checked here and are let through.
+ */
+export async function refuseKeyringWithoutPendingKeys(pending: SealedSummary | undefined, keyring: () => Promise<StoreKeyring>, where: string): Promise<void> {
+  if (!pending?.messages) return
+  const ring = await keyring()
+  const held = new Set([ring.current, ...ring.retired].map(keyIdOf))
+  const missing = pending.keyIds.flatMap((id, i) => (id !== 'v1' && !held.has(id) ? [{ id, n: pending.counts[i]! }] : []))
+  if (missing.length === 0) return
+  const n = missing.reduce((sum, m) => sum + m.n, 0)
+  throw new StoreError(`the store key (${where}) opens none of ${n} message(s) waiting to be processed: they are encrypted with key ${missing.slice(0, 5).map((m) => m.id).join(', ')}${missing.length > 5 ? ', …' : ''}, and the keyring holds ${[...held].join(', ')}. Set WEIR_SECRET_KEY to the key or passphrase the engine ran with (or restore secret.key and retired.keys); started anyway, the engine would put each of them in error. Nothing was changed`)
 }

@@ -4,7 +4,7 @@ import { openPostgresStore, openSqliteStore, type MessageStore } from '../shared
 import { ALLOW_OPEN_DATA_DIR_ENV } from '../shared/store/data-dir.ts'
 import { encryptContent, onUnreadable } from '../shared/store/encrypted.ts'
 import { sealedInSqlite } from '../shared/store/sqlite/sealed-scan.ts'
-import { refuseNewKeyOverLostOne } from './store-key-guard.ts'
+import { refuseKeyringWithoutPendingKeys, refuseNewKeyOverLostOne } from './store-key-guard.ts'
 import { clusterStoreKey, verifyStoreClusterKey } from '../shared/store/postgres/oauth-state.ts'
 import { loadStoreKey } from '../shared/oauth/refresh-store.ts'
 import { RETIRED_FILE, keyringIn, keyringOf, type StoreKeyring } from '../shared/store/keyring.ts'
@@ -80,8 +80,11 @@ export async function openStoreFor(values: StoreChoice, io: Pick<CommandIO, 'env
   const dir = join(o.dataDir, 'oauth')
   // A cluster's engines share the key: WEIR_SECRET_KEY with the database's salt, never a file of one engine's data directory.
   // A data directory's key is never made anew over a lost one (a forgotten passphrase, a backup restored without oauth/).
-  const key = clusterStoreKey(store, secretKey)
-    ?? keyringSource(dir, secretKey, () => refuseNewKeyOverLostOne(dir, o.dataDir, secretKey, () => sealedInSqlite(join(o.dataDir, 'weir.db'))))
+  const clusterKey = clusterStoreKey(store, secretKey)
+  const keyring = clusterKey ? undefined : keyringSource(dir, secretKey, () => refuseNewKeyOverLostOne(dir, o.dataDir, secretKey, () => sealedInSqlite(join(o.dataDir, 'weir.db'))))
+  const key = clusterKey ?? keyring!
+  // The engine, before any claim: a keyring that opens none of the messages waiting would put each in error.
+  if (o.owner && keyring) await closeOnFailure(refuseKeyringWithoutPendingKeys(sealedInSqlite(join(o.dataDir, 'weir.db'), { pending: true }), keyring, secretKey ? 'WEIR_SECRET_KEY' : join(dir, 'secret.key')))
   const encrypted = encryptContent(store, { channels: o.encrypt ?? new Set(), key })
   const log = o.log
   if (log) onUnreadable(encrypted, (m) => log.error({ message: m.id, channel: m.channel, keyId: m.keyId, reason: m.reason }, 'message in error: it cannot be decrypted with the store keyring'))

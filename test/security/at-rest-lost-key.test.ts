@@ -112,13 +112,34 @@ describe('patient data at rest: a lost store key', () => {
 })
 
 describe('patient data at rest: a message sealed with a key the keyring lacks', () => {
-  it('goes to error at claim with an error log line (id, key id) and weir_messages_finished_total{status="error"}', async () => {
+  it('queued at start: weir run refuses to start (a wrong WEIR_SECRET_KEY), naming the key ids and the count, nothing changed', async () => {
     const lost = randomBytes(32)
-    const [id] = await queueSealed(lost)
-    await loadStoreKey(oauthOf()) // another key: the guard lets it start, the message cannot be opened
+    const ids = await queueSealed(lost, 3)
+    process.env.WEIR_SECRET_KEY = randomBytes(32).toString('base64') // another key: every queued message would go to error
+    const file = await atRestChannel(fx.dir.path, [postTo(fx.api.url)], { encryptContent: true })
+    const { code, out } = await refusedStart(file)
+    expect(code).toBe(1)
+    expect(out).toContain('opens none of 3 message(s) waiting to be processed')
+    expect(out).toContain(keyIdOf(lost))
+    expect(out).toContain('WEIR_SECRET_KEY')
+    expect(out).not.toContain(process.env.WEIR_SECRET_KEY)
+    expect(fx.api.received).toHaveLength(0)
+    const listed = JSON.parse((await weir(['messages', 'list', '--json', '--data-dir', dataOf()])).out) as Array<{ id: string; status: string }>
+    expect(listed.map((m) => [m.id, m.status]).sort()).toEqual(ids.map((id) => [id, 'queued']).sort())
+  })
+
+  it('resubmitted while the engine runs: goes to error at claim with an error log line (id, key id) and weir_messages_finished_total{status="error"}', async () => {
+    const lost = randomBytes(32)
+    const sealed = encryptContent(openSqliteStore({ dataDir: dataOf() }), { key: async () => lost, channels: true })
+    const { id } = await sealed.enqueue('at-rest', { body: { mrn: MRN } })
+    await sealed.claim('at-rest', 1)
+    await sealed.complete(id, 'error', [], 'refused by the API')
+    await sealed.close()
+    await loadStoreKey(oauthOf()) // another key: nothing waits, so the engine starts; the message cannot be opened
     const file = await atRestChannel(fx.dir.path, [postTo(fx.api.url)], { encryptContent: true })
     const admin = `http://127.0.0.1:${await freePort()}`
     const run = await startWeirRun(file, fx.dir.path, 'at-rest.port', fx.children, ['--admin', admin.slice(7)])
+    expect((await weir(['messages', 'resubmit', id, '--data-dir', dataOf()])).code).toBe(0)
     await until(() => run.output().includes('cannot be decrypted'))
     const line = run.output().split('\n').find((l) => l.includes('cannot be decrypted'))!
     const logged = JSON.parse(line) as Record<string, unknown>
@@ -126,7 +147,7 @@ describe('patient data at rest: a message sealed with a key the keyring lacks', 
     expect(logged).toMatchObject({ message: id, channel: 'at-rest', keyId: keyIdOf(lost) })
     expect(line).not.toContain(MRN)
     await until(async () => (await (await fetch(`${admin}/metrics`)).text()).includes('weir_messages_finished_total{channel="at-rest",status="error"} 1'))
-    const shown = await weir(['messages', 'show', id!, '--json', '--data-dir', dataOf()])
+    const shown = await weir(['messages', 'show', id, '--json', '--data-dir', dataOf()])
     expect(JSON.parse(shown.out)).toMatchObject({ id, status: 'error' })
     await stop(run)
   })
