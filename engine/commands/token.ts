@@ -2,10 +2,10 @@ import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { dataDirOf, expectArgs, type CommandIO } from '../cli-io.ts'
 import { loadChannel } from '../load.ts'
-import { Writable } from 'node:stream'
 import { errorCodes, isWeirError } from '../../shared/errors.ts'
-import { createLogger, type Logger } from '../../shared/log/index.ts'
-import { applyPreset, createRefreshTokenStore, createTokenProvider, explainTokenRequest, resolveCredential, type RefreshTokenStore, type TokenProvider } from '../../shared/oauth/index.ts'
+import { applyPreset, createRefreshTokenStore, createTokenProvider, explainTokenRequest, resolveCredential } from '../../shared/oauth/index.ts'
+import type { CredentialTokenProvider } from '../../shared/oauth/provider.ts'
+import type { TokenRetry } from '../../shared/oauth/token-slot.ts'
 import { credentialOf, parseTimeout } from './credentials.ts'
 import { openPostgresTokenState } from '../../shared/store/postgres/oauth-state.ts'
 import { storeOptions, storeUrlOf } from '../store.ts'
@@ -42,9 +42,9 @@ export interface TokenSummary {
   token?: string
 }
 
-/** Fetches a new token (`fetchNow`, else the provider's usable one) and summarises it; the token value only when `show`. */
-export async function fetchTokenSummary(provider: TokenProvider, options: { show?: boolean; now?: number } = {}): Promise<TokenSummary> {
-  const t = await (provider.fetchNow ? provider.fetchNow() : provider.getToken())
+/** Fetches a new token with the provider's operator check (`checkToken`) and summarises it; the token value only when `show`. */
+export async function fetchTokenSummary(provider: Pick<CredentialTokenProvider, 'name' | 'checkToken'>, options: { show?: boolean; now?: number } = {}): Promise<TokenSummary> {
+  const t = await provider.checkToken()
   const now = options.now ?? Date.now()
   const finite = Number.isFinite(t.expiresAt)
   return {
@@ -71,28 +71,6 @@ export function formatSummary(s: TokenSummary, request: unknown): string {
   return lines.join('\n')
 }
 
-/**
- * The refresh-token store as an operator's check sees it: an entry's access token and recorded
- * refusal are not offered (so the provider asks the token endpoint), and a refusal this check gets
- * is not recorded for the engines (a wrong secret tried here must not make them fail fast).
- * Leases and the rotated refresh token's compare-and-swap write go to `store` as the engine's do.
- */
-export function checkingStore(store: RefreshTokenStore): RefreshTokenStore {
-  return {
-    async read(key) {
-      const entry = await store.read(key)
-      if (!entry) return entry
-      const { accessToken: _a, failure: _f, ...rest } = entry
-      return rest
-    },
-    async write(key, value, expectedVersion) {
-      if (value.failure !== undefined) return (await store.read(key)) ?? { ...value, version: expectedVersion, updatedAt: Date.now() }
-      return store.write(key, value, expectedVersion)
-    },
-    withLease: (key, fn) => store.withLease(key, fn),
-  }
-}
-
 /** What `weir token` prints as the token's source. */
 function sourceOf(config: CredentialConfigOf, name: string): string {
   if (applyPreset(config).grant === 'static') return 'the static token of the configuration (no token endpoint)'
@@ -106,24 +84,19 @@ type CredentialConfigOf = ReturnType<typeof credentialOf>
 const durationText = (ms: number) => (ms % 1000 === 0 ? `${ms / 1000} s` : `${ms} ms`)
 
 /**
- * The provider's logger for the command: each retry it announces becomes a line on stderr saying
- * what the endpoint answered and how long the command waits; the last failure is kept for the timeout message.
+ * The provider's retries as the command shows them: each one a line on stderr saying what the
+ * endpoint answered and how long the command waits; the last error is kept for the timeout message.
  */
-function retryReporter(io: CommandIO, maxAttempts: number): { log: Logger; lastError: () => string | undefined } {
+function retryLines(io: CommandIO): { onRetry: (r: TokenRetry) => void; lastError: () => string | undefined } {
   let last: string | undefined
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, done) {
-      for (const line of chunk.toString('utf8').split('\n').filter(Boolean)) {
-        const o = JSON.parse(line) as { msg?: string; err?: string; attempt?: number; delayMs?: number; retryAfterMs?: number }
-        if (typeof o.err === 'string') last = o.err
-        if (o.msg !== 'token request failed, retrying' || o.attempt === undefined || o.delayMs === undefined) continue
-        const asked = o.retryAfterMs !== undefined ? `; Retry-After ${Math.round(o.retryAfterMs / 1000)} s:` : ';'
-        io.err(`weir token: ${o.err}${asked} waiting ${Math.round(o.delayMs / 1000)} s (attempt ${o.attempt + 1} of ${maxAttempts})`)
-      }
-      done()
+  return {
+    onRetry(r) {
+      last = r.error
+      const asked = r.retryAfterMs !== undefined ? `; Retry-After ${Math.round(r.retryAfterMs / 1000)} s:` : ';'
+      io.err(`weir token: ${r.error}${asked} waiting ${Math.round(r.delayMs / 1000)} s (attempt ${r.attempt + 1} of ${r.maxAttempts})`)
     },
-  })
-  return { log: createLogger({ destination: sink, pretty: false, level: 'warn' }), lastError: () => last }
+    lastError: () => last,
+  }
 }
 
 /** `p`, or a rejection after `ms` naming the last error the provider reported. */
@@ -157,13 +130,13 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
   const dataDir = dataDirOf(values['data-dir'], io)
   // The refresh-token store's key from this command's environment (as `weir credentials` reads it), not the process's.
   const key = io.env.WEIR_SECRET_KEY ? { key: io.env.WEIR_SECRET_KEY } : {}
-  const store = checkingStore(createRefreshTokenStore({ dir: join(dataDir, 'oauth'), ...key }))
+  const store = createRefreshTokenStore({ dir: join(dataDir, 'oauth'), ...key })
   const url = storeUrlOf(values, io)
   const cluster = url ? await openPostgresTokenState({ url, secretKey: io.env.WEIR_SECRET_KEY, ...(values['store-password-file'] ? { passwordFile: values['store-password-file'] } : {}) }) : undefined
-  const reporter = retryReporter(io, resolveCredential(name, config).maxAttempts)
-  const provider = createTokenProvider(name, config, { dataDir, store, log: reporter.log, ...(cluster ? { shared: checkingStore(cluster.state) } : {}) })
+  const retries = retryLines(io)
+  const provider = createTokenProvider(name, config, { dataDir, store, onRetry: retries.onRetry, ...(cluster ? { shared: cluster.state } : {}) })
   try {
-    const summary = { ...(await within(fetchTokenSummary(provider, { show: values.show }), timeoutMs, reporter.lastError)), source }
+    const summary = { ...(await within(fetchTokenSummary(provider, { show: values.show }), timeoutMs, retries.lastError)), source }
     io.out(values.json ? JSON.stringify({ ...summary, request }, null, 2) : formatSummary(summary, request))
     return 0
   } catch (e) {

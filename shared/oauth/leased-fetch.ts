@@ -3,7 +3,7 @@ import { Secret, reveal } from '../secret.ts'
 import { OAuthResponseError, ReauthRequiredError } from './errors.ts'
 import type { Lease, RefreshTokenStore, StoredFailure, StoredTokens, StoredTokensInput } from './refresh-store.ts'
 import type { ProcessedToken } from './token-endpoint.ts'
-import { refreshSchedule, type Obtained, type Slot } from './token-slot.ts'
+import { refreshSchedule, type ObtainMode, type Obtained, type Slot } from './token-slot.ts'
 import type { AccessToken } from './types.ts'
 
 /** One provider's view of a store entry: whose it is, and what the provider already holds. */
@@ -96,23 +96,32 @@ export function fromEntry(ctx: LeasedFetchContext, entry: StoredTokens | undefin
 }
 
 /**
+ * How a fetch uses the store's entry. `fresh`: ask the server even when the entry offers a token or
+ * a refusal. `record`: record a refusal by the server in the entry (false for an operator's check,
+ * whose refusal is its own).
+ */
+export interface EntryUse {
+  fresh: boolean
+  record: boolean
+}
+
+/**
  * One token fetch for every holder of a store key: the token another holder published, else
  * `fetch` under the store's lease (it publishes what it obtains before returning it). A refusal by
  * the server is recorded in the entry, so the other holders fail fast without asking again.
- * `force` (an operator's check) asks the server even when the entry offers a token or a refusal.
  */
-export async function fetchUnderLease(ctx: LeasedFetchContext, fetch: (s: RefreshTokenStore, entry: StoredTokens | undefined, lease: Lease | undefined) => Promise<Obtained>, force = false): Promise<Obtained> {
+export async function fetchUnderLease(ctx: LeasedFetchContext, fetch: (s: RefreshTokenStore, entry: StoredTokens | undefined, lease: Lease | undefined) => Promise<Obtained>, use: EntryUse = { fresh: false, record: true }): Promise<Obtained> {
   const s = ctx.store()
-  const early = force ? undefined : fromEntry(ctx, await s.read(ctx.key))
+  const early = use.fresh ? undefined : fromEntry(ctx, await s.read(ctx.key))
   if (early) return early
   return s.withLease(ctx.key, async (lease) => {
     const entry = await s.read(ctx.key)
-    const shared = force ? undefined : fromEntry(ctx, entry)
+    const shared = use.fresh ? undefined : fromEntry(ctx, entry)
     if (shared) return shared
     try {
       return await fetch(s, entry, lease)
     } catch (e) {
-      await recordFailure(ctx, s, e, lease).catch(() => undefined)
+      if (use.record) await recordFailure(ctx, s, e, lease).catch(() => undefined)
       throw e
     }
   })
@@ -125,14 +134,15 @@ export async function stillHeld(lease: Lease | undefined): Promise<boolean> {
 
 /**
  * A grant without a refresh token (client_credentials, jwt-bearer) through the store: one engine
- * of a cluster asks, the others use the token it published.
+ * of a cluster asks, the others use the token it published. `mode` (fetchNow, an operator's check)
+ * asks the server even when the entry offers a token or a refusal; a check records no refusal.
  */
-export function sharedGrant(ctx: LeasedFetchContext, send: (signal?: AbortSignal) => Promise<ProcessedToken>, signal?: AbortSignal, force = false): Promise<Obtained> {
+export function sharedGrant(ctx: LeasedFetchContext, send: (signal?: AbortSignal) => Promise<ProcessedToken>, signal?: AbortSignal, mode?: ObtainMode): Promise<Obtained> {
   return fetchUnderLease(ctx, async (s, entry, lease) => {
     await lease?.confirm()
     const res = await send(signal)
     // Lost the lease meanwhile: the token is good, but publishing it is the new holder's turn.
     if (await stillHeld(lease)) await s.write(ctx.key, storedFieldsOf(ctx, res), entry?.version ?? 0)
     return res
-  }, force)
+  }, { fresh: mode !== undefined, record: mode !== 'check' })
 }

@@ -14,7 +14,7 @@ import { ProviderLifetime } from './lifetime.ts'
 import { RefreshRotations, refreshTokenGrant, type RefreshGrantContext } from './refresh-grant.ts'
 import { createRefreshTokenStore, type RefreshTokenStore } from './refresh-store.ts'
 import type { AssertionSigner, ResolvedCredential, redactPlan } from './token-endpoint.ts'
-import { SlotUser, defaultTokenCache, type Obtained, type TokenCache } from './token-slot.ts'
+import { SlotUser, defaultTokenCache, type ObtainMode, type Obtained, type TokenCache, type TokenRetry } from './token-slot.ts'
 
 
 export interface TokenProviderOptions {
@@ -42,6 +42,16 @@ export interface TokenProviderOptions {
    * credential broken for `failFastMs`, like every non-retryable token error.
    */
   signer?: AssertionSigner
+  /**
+   * Told of each failed token request the provider is about to retry (a 429 or 503 and its
+   * Retry-After, a network error), as the warning it logs says it: for a command that shows what it
+   * waits for. Only the fetches this provider runs (not those of another provider sharing the cache
+   * whose result it waits for).
+   *
+   * @example
+   * createTokenProvider('crm', config, { onRetry: (r) => console.error(`${r.error}: waiting ${r.delayMs} ms (attempt ${r.attempt + 1} of ${r.maxAttempts})`) })
+   */
+  onRetry?: (retry: TokenRetry) => void
 }
 
 /** The client-certificate Agent of a credential with `tls` (RFC 8705), for token requests and API calls. */
@@ -55,14 +65,14 @@ export function tlsDispatcher(c: CredentialConfig): Agent | undefined {
  * The grant of the credential as one attempt: a static token, a token request (through the shared
  * state when there is one), or the refresh-token rotation.
  */
-function grantObtainer(r: ResolvedCredential, c: CredentialConfig, exchange: TokenExchange, refresh: Omit<RefreshGrantContext, 'send'>, shared: boolean): (signal: AbortSignal, force?: boolean) => Promise<Obtained> {
+function grantObtainer(r: ResolvedCredential, c: CredentialConfig, exchange: TokenExchange, refresh: Omit<RefreshGrantContext, 'send'>, shared: boolean): (signal: AbortSignal, mode?: ObtainMode) => Promise<Obtained> {
   if (r.grant === 'static') {
     const token: AccessToken = { value: Secret.is(c.token) ? c.token : new Secret(String(c.token), 'literal'), tokenType: c.tokenType ?? 'Bearer', expiresAt: Infinity, extra: {} }
     return async () => ({ token, lifetimeMs: Infinity })
   }
-  if (r.grant === 'refresh_token') return (signal) => refreshTokenGrant({ ...refresh, send: exchange.send }, signal)
+  if (r.grant === 'refresh_token') return (signal, mode) => refreshTokenGrant({ ...refresh, send: exchange.send }, signal, mode === 'check')
   const params = grantParams(r.grant)
-  if (shared) return (signal, force) => sharedGrant(refresh, (s) => exchange.send(params, s), signal, force)
+  if (shared) return (signal, mode) => sharedGrant(refresh, (s) => exchange.send(params, s), signal, mode)
   return (signal) => exchange.send(params, signal)
 }
 
@@ -87,6 +97,29 @@ function sharedKeyOf(cacheKey: string): string {
   return `token:${createHash('sha256').update(cacheKey).digest('base64url')}`
 }
 
+/** The provider of one credential as createTokenProvider makes it. */
+export interface CredentialTokenProvider extends TokenProvider {
+  /** The slot's key in the token cache. */
+  readonly cacheKey: string
+  /** The credential's token request, redacted. */
+  explain(): ReturnType<typeof redactPlan>
+  /**
+   * A new token from the token endpoint for an operator's check (`weir token`), so a wrong client
+   * secret or key shows: neither the cached access token nor one the store holds is used or
+   * replaced in the cache, fail-fast and Retry-After do not hold it back, and a refusal is not
+   * recorded for the engines sharing the store. A refresh_token grant refreshes under the store's
+   * lease and stores the rotated refresh token (compare-and-swap), as every refresh does; the
+   * token it gets is stored with it, as a fetched token is (in the cluster's shared state too).
+   * Retries as any fetch does (`onRetry` is told).
+   *
+   * @example
+   * const provider = createTokenProvider('crm', config, { store })
+   * try { console.log((await provider.checkToken()).scope) } finally { await provider.close() }
+   * @see https://www.rfc-editor.org/rfc/rfc6749#section-6
+   */
+  checkToken(): Promise<AccessToken>
+}
+
 /**
  * Creates the token provider of one credential: cached tokens refreshed in the background, one
  * fetch in flight per cache key (per cluster with `shared`), transient retries with backoff
@@ -98,7 +131,7 @@ function sharedKeyOf(cacheKey: string): string {
  * const { headers } = await provider.authorize({ method: 'GET', url })
  * @see https://www.rfc-editor.org/rfc/rfc6749#section-4.4
  */
-export function createTokenProvider(name: string, config: CredentialConfig, options: TokenProviderOptions = {}): TokenProvider & { readonly cacheKey: string; explain(): ReturnType<typeof redactPlan> } {
+export function createTokenProvider(name: string, config: CredentialConfig, options: TokenProviderOptions = {}): CredentialTokenProvider {
   const r = resolveCredential(name, config)
   const c = applyPreset(config)
   const log = credentialLogger(options.log ?? silentLogger, name)
@@ -124,7 +157,7 @@ export function createTokenProvider(name: string, config: CredentialConfig, opti
     authorizable: c.authorizationUrl !== undefined || c.issuer !== undefined,
     store: () => (store ??= createRefreshTokenStore({ dir: join(options.dataDir ?? 'data', 'oauth') })),
   }, options.shared !== undefined && !dpop)
-  const user = new SlotUser(slot, { name, log, now, random: options.random ?? Math.random, clockSkewSec: r.clockSkewSec, failFastMs: r.failFastMs, maxAttempts: r.maxAttempts, lifetime, obtain, counters: exchange.counters })
+  const user = new SlotUser(slot, { name, log, ...(options.onRetry ? { onRetry: options.onRetry } : {}), now, random: options.random ?? Math.random, clockSkewSec: r.clockSkewSec, failFastMs: r.failFastMs, maxAttempts: r.maxAttempts, lifetime, obtain, counters: exchange.counters })
   const endpoint = hostOf(r.tokenUrl ?? r.issuer)
   // A static token is sent with the scheme its config names (tokenType); a fetched one as Bearer or DPoP.
   const scheme = (t: AccessToken) => (t.tokenType === 'DPoP' ? 'DPoP' : r.grant === 'static' ? t.tokenType : 'Bearer')
@@ -137,6 +170,7 @@ export function createTokenProvider(name: string, config: CredentialConfig, opti
     getToken: (opts) => user.getToken(opts),
     invalidate: (token) => user.invalidate(token),
     fetchNow: () => user.fetchNow(),
+    checkToken: () => user.checkToken(),
     async authorize(request, token, opts) {
       // `opts` as given: its signal is read only when the call has to wait for a token.
       const t = token ?? (await user.getToken(opts))

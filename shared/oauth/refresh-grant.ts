@@ -86,9 +86,12 @@ export class RefreshRotations {
  * sent runs to its end, bounded by the request timeout, so that the token the server rotated is
  * written even when the provider is closed meanwhile.
  *
+ * `check` (an operator's check): a refresh whatever access token or refusal the entry holds, and a
+ * refusal is not recorded in it; the rotated refresh token is written as always.
+ *
  * @see https://www.rfc-editor.org/rfc/rfc6749#section-6
  */
-export function refreshTokenGrant(ctx: RefreshGrantContext, signal?: AbortSignal): Promise<Obtained> {
+export function refreshTokenGrant(ctx: RefreshGrantContext, signal?: AbortSignal, check = false): Promise<Obtained> {
   // A rotation not yet written is written whatever the entry offers: a refusal another holder
   // recorded with the refresh token it spent is superseded by it (writeUnwritten).
   const pendingWrite = ctx.rotations.unwritten !== undefined
@@ -96,7 +99,7 @@ export function refreshTokenGrant(ctx: RefreshGrantContext, signal?: AbortSignal
     const pending = await writeUnwritten(ctx, s, found, lease)
     if (pending.obtained) return pending.obtained
     let entry = pending.entry
-    if (pendingWrite) {
+    if (pendingWrite && !check) {
       const shared = fromEntry(ctx, entry)
       if (shared) return shared
     }
@@ -113,7 +116,7 @@ export function refreshTokenGrant(ctx: RefreshGrantContext, signal?: AbortSignal
       if (again && again.version !== entry.version) {
         // Rotated meanwhile by another holder: its access token if it is for us, else (a credential
         // sharing the refresh token for another resource or scope) one refresh with the new token.
-        const other = usableStored(ctx, again)
+        const other = check ? undefined : usableStored(ctx, again)
         if (other) return other
         if (again.refreshToken && again.refreshToken !== entry.refreshToken) return await rotate(ctx, s, again, lease, signal)
       }
@@ -121,7 +124,7 @@ export function refreshTokenGrant(ctx: RefreshGrantContext, signal?: AbortSignal
       const hint = ctx.authorizable ? `re-authorize: ${reauthHint(ctx)}` : `re-authorize and ${reauthHint(ctx)}`
       throw new ReauthRequiredError(`the refresh token was rejected (invalid_grant${desc ? `: ${desc}` : ''}); ${hint}`, e as OAuthResponseError)
     }
-  }, pendingWrite))
+  }, { fresh: pendingWrite || check, record: !check }))
 }
 
 /**

@@ -114,17 +114,44 @@ function isTerminal(e: unknown): boolean {
   return code === 'ERR_OAUTH_REAUTH_REQUIRED' || code === 'ERR_OAUTH_CHALLENGE' || (code === 'ERR_OAUTH_RESPONSE' && TERMINAL_OAUTH_ERRORS.has((e as OAuthResponseError).error))
 }
 
+/**
+ * A failed token request the provider is about to retry, as `TokenProviderOptions.onRetry` gets it
+ * (the same facts as the provider's "token request failed, retrying" log line).
+ */
+export interface TokenRetry {
+  /** The attempt that failed (1 for the first request); the next one is `attempt + 1`. */
+  attempt: number
+  /** The credential's `maxAttempts`: the fetch gives up after that many requests. */
+  maxAttempts: number
+  /** How long the provider waits before the next attempt (ms): the server's Retry-After (capped at two minutes), else the backoff. */
+  delayMs: number
+  /** The Retry-After the answer asked for (ms), when it carried one. */
+  retryAfterMs?: number
+  /** What failed, as the log line says it: the error's message (the token endpoint's answer, redacted; never a secret). */
+  error: string
+}
+
+/**
+ * What a fetch may take from the store's entry (the refresh token's, or the cluster's shared state):
+ * - undefined: the token another holder published or the refusal it recorded, as every caller does;
+ * - `'force'` (fetchNow): a token request past a token the shared state holds (a refresh grant reads its entry as usual);
+ * - `'check'` (checkToken): a token request past whatever the entry offers, and a refusal is not recorded in it.
+ */
+export type ObtainMode = 'force' | 'check'
+
 export interface SlotUserOptions {
   name: string
   log: Logger
+  /** Told of each retry of the fetches this provider runs (a listener's exception is logged, never thrown). */
+  onRetry?: (retry: TokenRetry) => void
   now: () => number
   random: () => number
   clockSkewSec: number
   failFastMs: number
   maxAttempts: number
   lifetime: ProviderLifetime
-  /** Obtains a token by the credential's grant (one attempt); `force` skips a token the shared state holds. */
-  obtain: (signal: AbortSignal, force?: boolean) => Promise<Obtained>
+  /** Obtains a token by the credential's grant (one attempt). */
+  obtain: (signal: AbortSignal, mode?: ObtainMode) => Promise<Obtained>
   counters: { tokenErrors: number }
 }
 
@@ -159,12 +186,29 @@ export class SlotUser {
   }
 
   /**
-   * A token request now, whatever the cache holds (an operator's check): joins the slot's fetch in
+   * A token request now, whatever the cache holds (a running engine's check): joins the slot's fetch in
    * flight, else starts one even while the credential fails fast; its outcome updates the slot as
    * any fetch does (a success ends fail-fast, a refusal starts it).
    */
   fetchNow(): Promise<AccessToken> {
-    return this.slot.pending ?? this.#startFetch(true)
+    return this.slot.pending ?? this.#startFetch('force')
+  }
+
+  /**
+   * A new token from the token endpoint for an operator's check (`weir token`), with the usual
+   * retries: sent whatever the slot holds (a token, fail-fast, a Retry-After), never joining the
+   * slot's fetch, and past the token or refusal the store's entry offers. Its outcome is the
+   * caller's alone: the slot keeps its token and state, and a refusal is recorded neither here nor
+   * in the store (a wrong secret tried by an operator must not make the engines fail fast). A
+   * refresh grant still stores the rotated refresh token: the server has spent the old one.
+   */
+  async checkToken(): Promise<AccessToken> {
+    try {
+      return (await this.#attempts('check')).token
+    } catch (e) {
+      if (closedProviderOf(e) !== this.o.lifetime) this.o.counters.tokenErrors++
+      throw e
+    }
   }
 
   /** Drops `token` if it is still the slot's current one. */
@@ -221,34 +265,57 @@ export class SlotUser {
     return ra !== undefined && this.o.now() < ra.notBefore ? ra : undefined
   }
 
-  /** One shared fetch: runs under this provider's lifetime signal, never under a caller's. */
-  async #fetchWithRetries(force = false): Promise<AccessToken> {
+  /**
+   * The attempts of one fetch, under this provider's lifetime signal (never a caller's): a
+   * retryable failure is retried after its backoff up to `maxAttempts`, the last failure thrown.
+   */
+  async #attempts(mode?: ObtainMode): Promise<Obtained> {
     const { lifetime, log } = this.o
     for (let attempt = 1; ; attempt++) {
       try {
-        return this.#install(await this.o.obtain(lifetime.signal, force))
+        return await this.o.obtain(lifetime.signal, mode)
       } catch (e) {
         if (lifetime.signal.aborted) throw lifetime.shutdownError()
         const err = e as WeirError
-        if (err.retryable && attempt < this.o.maxAttempts) {
-          const delay = retryDelay(err, attempt, this.o.random())
-          log.warn({ attempt, delayMs: Math.round(delay), ...(err.retryAfterMs !== undefined ? { retryAfterMs: err.retryAfterMs } : {}), err: describeError(e) }, 'token request failed, retrying')
-          await lifetime.sleep(delay)
-          continue
-        }
-        this.o.counters.tokenErrors++
-        const error = (err as Partial<OAuthResponseError>).error
-        this.slot.lastFailure = { at: this.o.now(), code: err.code ?? 'ERR_UNKNOWN', message: describeError(err), ...(error ? { error } : {}) }
-        if (err.retryable) this.#noteRetryAfter(err)
-        else this.#markBroken(err)
-        throw err
+        if (!err.retryable || attempt >= this.o.maxAttempts) throw err
+        const delay = retryDelay(err, attempt, this.o.random())
+        const retryAfter = err.retryAfterMs !== undefined ? { retryAfterMs: err.retryAfterMs } : {}
+        const error = describeError(e)
+        log.warn({ attempt, delayMs: Math.round(delay), ...retryAfter, err: error }, 'token request failed, retrying')
+        this.#tell({ attempt, maxAttempts: this.o.maxAttempts, delayMs: Math.round(delay), ...retryAfter, error })
+        await lifetime.sleep(delay)
       }
     }
   }
 
-  #startFetch(force = false): Promise<AccessToken> {
+  #tell(retry: TokenRetry): void {
+    try {
+      this.o.onRetry?.(retry)
+    } catch (e) {
+      this.o.log.warn({ err: describeError(e) }, 'the onRetry listener threw; the fetch goes on')
+    }
+  }
+
+  /** One shared fetch: what it obtains becomes the slot's token, its failure the slot's state (fail-fast, Retry-After). */
+  async #fetchWithRetries(mode?: ObtainMode): Promise<AccessToken> {
+    try {
+      return this.#install(await this.#attempts(mode))
+    } catch (e) {
+      // Closed meanwhile: no failure of the credential's.
+      if (closedProviderOf(e) === this.o.lifetime) throw e
+      const err = e as WeirError
+      this.o.counters.tokenErrors++
+      const error = (err as Partial<OAuthResponseError>).error
+      this.slot.lastFailure = { at: this.o.now(), code: err.code ?? 'ERR_UNKNOWN', message: describeError(err), ...(error ? { error } : {}) }
+      if (err.retryable) this.#noteRetryAfter(err)
+      else this.#markBroken(err)
+      throw err
+    }
+  }
+
+  #startFetch(mode?: ObtainMode): Promise<AccessToken> {
     const slot = this.slot
-    const p = this.#fetchWithRetries(force).finally(() => {
+    const p = this.#fetchWithRetries(mode).finally(() => {
       if (slot.pending === p) delete slot.pending
     })
     slot.pending = p

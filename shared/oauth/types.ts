@@ -53,7 +53,7 @@ export interface TokenProvider extends RequestCredential<AccessToken> {
   /** A valid token: cached, refreshed in the background before expiry, one fetch in flight however many callers wait. */
   getToken(options?: { signal?: AbortSignal }): Promise<AccessToken>
   /**
-   * A token request now, bypassing the cached token and fail-fast (an operator's check); joins a
+   * A token request now, bypassing the cached token and fail-fast (a running engine's check, e.g. the dashboard's; `weir token` uses `checkToken`); joins a
    * fetch already in flight. Its outcome updates the cache and `status()` like any fetch. Optional.
    */
   fetchNow?(): Promise<AccessToken>
