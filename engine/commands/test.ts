@@ -8,9 +8,12 @@ import { ConfigError, formatProblem, isWeirError, errorCodes } from '../../share
 export const summary = 'prove channels against the embedded authorization server and API (*.test.json)'
 export const usage = `usage: weir test <file.test.json...> [--verbose] [--reporter text|junit] [--output FILE]
 
-Runs each case of each test file on fresh embedded servers: the channel's token endpoints and API
-URLs are replaced, its clients registered from its own credentials and checked strictly (alg, aud,
-iss/sub, scope, auth method, provider preset rules). Prints a line per case (with the reason of a
+Runs each case of each test file on fresh embedded servers: the channel's token endpoints and the
+URLs of its source, filters and destinations are replaced (and what a component sends through
+ctx.http elsewhere goes to the embedded API), unless the test file keeps their origin (keepUrls);
+its clients are registered from its own credentials and checked strictly (alg, aud, iss/sub, scope,
+auth method, provider preset rules). After a case's steps the channel stops, its components'
+close() running, then the expectations are checked. Prints a line per case (with the reason of a
 failure), then "N passed, N failed". Each case runs in a sandbox: its components get a fresh data
 directory and a copy of the channel directory, so nothing is written next to the real channel.
 

@@ -11,7 +11,7 @@ import { createLogger, type Logger } from '../../shared/log/index.ts'
 import { createTokenProvider, resolveCredential, signingKeysOf, publicJwkSet, TokenCache, presetOf, createRefreshTokenStore, importRefreshToken } from '../../shared/oauth/index.ts'
 import type { TokenProvider } from '../../shared/oauth/types.ts'
 import type { ResolvedCredential } from '../../shared/oauth/token-endpoint.ts'
-import { createHttpClient } from '../../shared/http/index.ts'
+import { createHttpClient, type HttpClient } from '../../shared/http/index.ts'
 import { openSqliteStore } from '../../shared/store/index.ts'
 import type { MessageStore } from '../../shared/store/types.ts'
 import { scrubSecrets } from '../../shared/secret.ts'
@@ -53,6 +53,8 @@ function originalTokenUrls(raw: Record<string, any>): Record<string, string> {
 }
 
 const IDLE_TIMEOUT_MS = 20_000
+/** How long in-flight work may take when the channel stops at the end of a case (as a restart step allows). */
+const STOP_TIMEOUT_MS = 5000
 
 /** Where rewriteUrls points a channel's URLs, which origins it leaves as written (`keepUrls`), and which of those it met. */
 interface UrlRewrite { api: string; as: AuthorizationServer; keep: ReadonlySet<string>; kept: Set<string> }
@@ -139,7 +141,7 @@ async function inlineCredentialsFile(raw: Record<string, any>, channelFile: stri
   return ch
 }
 
-/** The channel as the case runs it: token endpoints, API URLs, ports and directories replaced. */
+/** The channel as the case runs it: token endpoints, the URLs of its source, filters and destinations, ports and directories replaced. */
 function rewriteChannel(raw: Record<string, any>, to: UrlRewrite, dirs: { in: string; out: string }, mllp: MllpReceiver | undefined): Record<string, any> {
   const { as } = to
   const ch = structuredClone(raw)
@@ -157,6 +159,11 @@ function rewriteChannel(raw: Record<string, any>, to: UrlRewrite, dirs: { in: st
     delete src.config.doneDirectory
     delete src.config.errorDirectory
   }
+  for (const f of (ch.filters ?? []) as Array<{ type: string; config?: Record<string, unknown> }>) {
+    // A JSON Schema's "$schema", "$id" and "$ref" are names the validator matches, never fetched.
+    const { schema, ...rest } = f.config ?? {}
+    f.config = f.type === 'validate' && schema !== undefined ? { ...(rewriteUrls(rest, to) as object), schema } : rewriteUrls(f.config ?? {}, to) as Record<string, unknown>
+  }
   for (const d of (ch.destinations ?? []) as Array<{ type: string; config?: Record<string, unknown>; retry?: Record<string, unknown> }>) {
     d.config = rewriteUrls(d.config ?? {}, to) as Record<string, unknown>
     if (d.type === 'file') d.config.directory = dirs.out
@@ -166,6 +173,26 @@ function rewriteChannel(raw: Record<string, any>, to: UrlRewrite, dirs: { in: st
     }
   }
   return ch
+}
+
+/**
+ * The shared HTTP client as the case's components get it: a request to an origin that is neither
+ * one of the case's embedded servers (`own`) nor kept (`keepUrls`) goes to the embedded API, path
+ * and query kept. This reaches the URLs no config rewrite sees: those a component builds at run
+ * time (from a host name, a token response, an environment variable).
+ */
+function caseHttpClient(http: HttpClient, to: UrlRewrite, own: ReadonlySet<string>): HttpClient {
+  const redirect = (url: string | URL): string | URL => {
+    let u: URL
+    try { u = new URL(url) } catch { return url } // the client reports it
+    if ((u.protocol !== 'http:' && u.protocol !== 'https:') || own.has(u.origin)) return url
+    if (to.keep.has(u.origin)) {
+      to.kept.add(u.origin)
+      return url
+    }
+    return `${to.api}${u.pathname}${u.search}`
+  }
+  return { request: (req) => http.request({ ...req, url: redirect(req.url) }), dispatcherFor: (origin) => http.dispatcherFor(origin), close: () => http.close() }
 }
 
 /** The file's client registrations with the case's changes merged in, per credential. */
@@ -279,7 +306,9 @@ interface Running {
   handle: ChannelHandle
   store: MessageStore
   providers: Map<string, TokenProvider>
-  http: ReturnType<typeof createHttpClient>
+  http: HttpClient
+  /** Set by the first stopChannelOf. */
+  stopped?: Promise<void>
 }
 
 /**
@@ -313,13 +342,30 @@ function rejectionOf(logLines: string[], file: string): string | undefined {
   return undefined
 }
 
-/** Stops the channel, then closes what it ran on; every part is closed even when one fails (the first failure is thrown). */
-async function stopRunning(r: Running, timeoutMs: number): Promise<void> {
-  const results = [await r.handle.stop({ timeoutMs }).then(() => undefined, (e: unknown) => e)]
-  results.push(...(await Promise.allSettled([...[...r.providers.values()].map((p) => p.close()), r.http.close()])).map((x) => (x.status === 'rejected' ? x.reason : undefined)))
-  results.push(await r.store.close().then(() => undefined, (e: unknown) => e))
+/** The first failure of `results` (undefined where a part succeeded), thrown. */
+function throwFirst(results: unknown[]): void {
   const failed = results.find((e) => e !== undefined)
   if (failed !== undefined) throw failed
+}
+
+/**
+ * Stops the channel as `weir run` stops it (the source stops, its filters' and destinations'
+ * `close()` run, their log lines and files written), then closes its credentials and HTTP client;
+ * the store stays open for the checks. Once: a second call returns the first stop.
+ */
+function stopChannelOf(r: Running, timeoutMs: number): Promise<void> {
+  return (r.stopped ??= (async () => {
+    const results = [await r.handle.stop({ timeoutMs }).then(() => undefined, (e: unknown) => e)]
+    results.push(...(await Promise.allSettled([...[...r.providers.values()].map((p) => p.close()), r.http.close()])).map((x) => (x.status === 'rejected' ? x.reason : undefined)))
+    throwFirst(results)
+  })())
+}
+
+/** Stops the channel, then closes what it ran on; every part is closed even when one fails (the first failure is thrown). */
+async function stopRunning(r: Running, timeoutMs: number): Promise<void> {
+  const results = [await stopChannelOf(r, timeoutMs).then(() => undefined, (e: unknown) => e)]
+  results.push(await r.store.close().then(() => undefined, (e: unknown) => e))
+  throwFirst(results)
 }
 
 /** True when `name` resolved against `dir` is a file directly inside it. */
@@ -438,7 +484,13 @@ async function openCase(file: TestFile, rawChannel: Record<string, any>, tc: Tes
   }
 }
 
-const loadCaseChannel = (c: CaseRun) => loadChannelObject(rewriteChannel(c.raw, { api: c.api.url, as: c.as, keep: keptOrigins(c.file), kept: c.keptUrls }, c.dirs, c.mllp), { file: c.file.channel, env: c.env })
+/** Where the case points the channel's URLs: the embedded servers, or as written for the origins the test file keeps. */
+const urlRewriteOf = (c: CaseRun): UrlRewrite => ({ api: c.api.url, as: c.as, keep: keptOrigins(c.file), kept: c.keptUrls })
+
+/** The origins of the case's embedded HTTP servers. */
+const ownOrigins = (c: CaseRun): Set<string> => new Set([c.api.url, c.as.issuer, c.as.tokenUrl, c.as.jwksUrl, ...(c.jwks ? [c.jwks.url] : [])].map((u) => new URL(u).origin))
+
+const loadCaseChannel = (c: CaseRun) => loadChannelObject(rewriteChannel(c.raw, urlRewriteOf(c), c.dirs, c.mllp), { file: c.file.channel, env: c.env })
 
 const publishKeys = async (c: CaseRun, ch: LoadedChannel) => c.jwks?.setDocuments(await jwksDocuments(channelSigningKeys([ch]), 'per-credential'))
 
@@ -477,7 +529,7 @@ async function startRunning(c: CaseRun, cc: CaseChannel): Promise<Running> {
   const providers = new Map<string, TokenProvider>()
   // A fresh cache per start: a restarted engine keeps only what its stores persisted.
   const cache = new TokenCache()
-  const http = createHttpClient({ log })
+  const http = caseHttpClient(createHttpClient({ log }), urlRewriteOf(c), ownOrigins(c))
   const handle = await startChannel(cc.instrumented, {
     store, log, dataDir: dirs.data, http,
     credential: (name) => {
@@ -490,7 +542,7 @@ async function startRunning(c: CaseRun, cc: CaseChannel): Promise<Running> {
 }
 
 async function restart(c: CaseRun, cc: CaseChannel, r: Running): Promise<void> {
-  await stopRunning(r, 5000)
+  await stopRunning(r, STOP_TIMEOUT_MS)
   c.running = await startRunning(c, cc)
 }
 
@@ -544,7 +596,7 @@ function tokenRefusals(as: AuthorizationServer): string[] {
   return refused.slice(0, 3).map((q) => `token endpoint refused ${q.clientId ?? 'a client'}: ${q.error}${q.error_description ? `: ${q.error_description}` : ''}`)
 }
 
-/** Checks the case's expectations once its steps have run; with `verbose`, also returns each message's path. */
+/** Checks the case's expectations once its steps have run and the channel has stopped; with `verbose`, also returns each message's path. */
 async function checkCase(c: CaseRun, cc: CaseChannel, verbose: boolean): Promise<string[] | undefined> {
   const { tc, failures } = c
   const running = c.running!
@@ -556,7 +608,7 @@ async function checkCase(c: CaseRun, cc: CaseChannel, verbose: boolean): Promise
   return trace
 }
 
-/** Stops the channel and closes the case's servers, then removes its work directory. */
+/** Stops the channel (unless the case got that far), closes its store and the case's servers, then removes its work directory. */
 async function closeCase(c: CaseRun): Promise<void> {
   if (c.running) await stopRunning(c.running, 2000).catch(() => {})
   c.sender.close()
@@ -575,6 +627,9 @@ async function runCase(file: TestFile, rawChannel: Record<string, any>, tc: Test
     const cc = await prepareChannel(c)
     c.running = await startRunning(c, cc)
     for (const [i, step] of tc.steps.entries()) await runStep(c, cc, step, i)
+    // As the case ends, so the channel stops: what its components do in close() (a last log line,
+    // a batch flushed to a file or an API) is there to be checked, as it is when `weir run` stops.
+    await stopChannelOf(c.running, STOP_TIMEOUT_MS)
     trace = await checkCase(c, cc, verbose)
   } catch (e) {
     if (isWeirError(e) && e.code === 'ERR_CONFIG_INVALID') c.failures.push(...(e as ConfigError).problems.map(formatProblem))
