@@ -85,6 +85,17 @@ export interface ComponentState {
   set(key: string, value: unknown): Promise<void>
 }
 
+/**
+ * Why a source rejected input before it became a message, as `ctx.rejected` takes it: a small fixed
+ * set (the `reason` label of `weir_messages_rejected_total`). `malformed`: it does not parse (bad JSON,
+ * not HL7, two messages in one frame, a frame cut short); `too_large`: above the size limit;
+ * `unauthorized`: no valid credential, or one without the required scope; `unsupported_media_type`:
+ * a content type or charset not accepted; `unsupported_version`: an HL7 version not accepted;
+ * `other`: anything else.
+ */
+export const REJECT_REASONS = ['malformed', 'too_large', 'unauthorized', 'unsupported_media_type', 'unsupported_version', 'other'] as const
+export type RejectReason = (typeof REJECT_REASONS)[number]
+
 /** What a component receives besides its config. Dependencies come through here, never through globals. */
 export interface ComponentContext {
   channel: string
@@ -99,6 +110,15 @@ export interface ComponentContext {
   dataDir: string
   signal: AbortSignal
   state: ComponentState
+  /**
+   * Sources: tells the channel that input was rejected before it became a message (answered 4xx,
+   * AE or AR), once per rejected request or frame. The channel counts it (`counters().rejected`,
+   * `weir_messages_rejected_total{reason}`); a reason outside REJECT_REASONS counts as `other`.
+   * Optional: a context built outside the runtime may lack it, so call it as `ctx.rejected?.(…)`.
+   * @example
+   * if (tooBig) { res.writeHead(413).end(); ctx.rejected?.('too_large') }
+   */
+  rejected?(reason: RejectReason): void
 }
 
 export type ComponentKind = 'source' | 'filter' | 'destination'

@@ -3,7 +3,7 @@ import { createServer as createHttpServer, type IncomingMessage, type Server, ty
 import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import type { JWTPayload } from 'jose'
-import { defineComponent, isJsonContentType, type ConfigOf, type Emit } from '../../shared/component.ts'
+import { defineComponent, isJsonContentType, type ConfigOf, type Emit, type RejectReason } from '../../shared/component.ts'
 import { secretSchema } from '../../shared/config/secret-schema.ts'
 import { serverTlsSchema } from '../../shared/inbound/tls-schema.ts'
 import { errorCodes, isWeirError, refusalOf } from '../../shared/errors.ts'
@@ -233,10 +233,15 @@ function createServer(config: HttpListenerConfig, tlsOptions: ReturnType<typeof 
   return tlsOptions ? createHttpsServer({ ...tlsOptions, ...timeouts, handshakeTimeout: config.headersTimeoutMs }, onRequest) : createHttpServer(timeouts, onRequest)
 }
 
+/** What a refusal counts as (`ctx.rejected`); a 503 (memory bound, keys unavailable) is not the input's fault and is not counted. */
+const REJECTED_AS: Partial<Record<number, RejectReason>> = { 400: 'malformed', 401: 'unauthorized', 403: 'unauthorized', 413: 'too_large', 415: 'unsupported_media_type' }
+
 /** One http-listener's settings as requests use them, its connection guard, and where it hands messages. */
 interface Listener {
   readonly config: HttpListenerConfig
   readonly log: Logger
+  /** Counts a rejected request in the channel (`ctx.rejected`). */
+  readonly rejected: (reason: RejectReason) => void
   readonly accepts: (contentType: string) => boolean
   readonly verifyJwt: ReturnType<typeof jwtVerifier> | undefined
   readonly apiKeyHash: Buffer | undefined
@@ -315,6 +320,8 @@ function answerFailure(l: Listener, req: IncomingMessage, res: ServerResponse, e
   if (e instanceof Refusal) {
     // The path without its query: a query string may carry personal data.
     l.log.warn({ status: e.status, reason: e.reason, method: req.method, path: (req.url ?? '').split('?')[0], remoteAddress: req.socket.remoteAddress }, 'request refused')
+    const rejected = REJECTED_AS[e.status]
+    if (rejected) l.rejected(rejected)
     // The rest of an oversized or refused body is not read: close the connection after answering.
     const close: Record<string, string> = req.complete ? {} : { connection: 'close' }
     return json(res, e.status, { error: e.status === 401 ? 'unauthorized' : e.publicReason }, { ...e.headers, ...close })
@@ -379,6 +386,7 @@ export default defineComponent({
     const apiKeyHeader = config.apiKey?.header.toLowerCase()
     const l: Listener = {
       config, log: ctx.log,
+      rejected: (reason) => ctx.rejected?.(reason),
       accepts: typeMatcher(config.contentTypes),
       verifyJwt: config.jwt ? jwtVerifier(config.jwt, ctx) : undefined,
       apiKeyHash: config.apiKey ? sha256(reveal(config.apiKey.value)!) : undefined,

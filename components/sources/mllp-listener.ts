@@ -1,6 +1,6 @@
 import { createServer as createTcpServer, type AddressInfo, type Server, type Socket } from 'node:net'
 import { createServer as createTlsServer } from 'node:tls'
-import { defineComponent, type ComponentContext, type ConfigOf, type Emit } from '../../shared/component.ts'
+import { defineComponent, type ComponentContext, type ConfigOf, type Emit, type RejectReason } from '../../shared/component.ts'
 import { serverTlsSchema } from '../../shared/inbound/tls-schema.ts'
 import { errorCodes, isWeirError, refusalOf } from '../../shared/errors.ts'
 import { buildAck, HL7_ER7_CONTENT_TYPE, parseEr7, readHeader, type AckCode, type MshHeader } from '../../shared/hl7v2/index.ts'
@@ -38,8 +38,12 @@ export type MllpListenerConfig = ConfigOf<typeof configSchema>
 
 type OriginalCode = 'AA' | 'AE' | 'AR'
 
-/** What to answer one frame: an acknowledgement code, the reason for a negative one, and the HL7 error code (table 0357). */
-interface Verdict { header: MshHeader; code: OriginalCode; reason?: string; errorCode?: string }
+/**
+ * What to answer one frame: an acknowledgement code, the reason for a negative one, the HL7 error
+ * code (table 0357), and what the channel counts a refusal of the input itself as (`ctx.rejected`;
+ * absent when the message was fine but could not be stored).
+ */
+interface Verdict { header: MshHeader; code: OriginalCode; reason?: string; errorCode?: string; rejected?: RejectReason }
 
 /** The header used to answer input whose MSH cannot be read. */
 const UNREADABLE: MshHeader = {
@@ -120,22 +124,22 @@ function secondMshAt(text: string): number | undefined {
 /** Checks one decoded message; a refusal, or the header of a message to store. */
 function check(text: string, config: MllpListenerConfig): Verdict | { header: MshHeader; store: true } {
   // Empty lines before MSH are skipped, as the parser skips them.
-  if (!text.startsWith('MSH') && !/^[\r\n]+MSH/.test(text)) return { header: UNREADABLE, code: 'AR', errorCode: '100', reason: 'not an HL7 v2 message: it does not start with an MSH segment' }
+  if (!text.startsWith('MSH') && !/^[\r\n]+MSH/.test(text)) return { header: UNREADABLE, code: 'AR', errorCode: '100', reason: 'not an HL7 v2 message: it does not start with an MSH segment', rejected: 'malformed' }
   let header: MshHeader
   try {
     header = readHeader(text)
   } catch (e) {
     // Answered with '|' and '^~\\&': the message's own separators are what could not be read.
-    return { header: UNREADABLE, code: 'AE', errorCode: '100', reason: `MSH segment cannot be read: ${(e as Error).message}` }
+    return { header: UNREADABLE, code: 'AE', errorCode: '100', reason: `MSH segment cannot be read: ${(e as Error).message}`, rejected: 'malformed' }
   }
   if (config.versions && !config.versions.includes(header.version)) {
-    return { header, code: 'AR', errorCode: '203', reason: `HL7 version ${JSON.stringify(header.version)} is not accepted (accepted: ${config.versions.join(', ')})` }
+    return { header, code: 'AR', errorCode: '203', reason: `HL7 version ${JSON.stringify(header.version)} is not accepted (accepted: ${config.versions.join(', ')})`, rejected: 'unsupported_version' }
   }
-  if (!header.controlId) return { header, code: 'AR', errorCode: '101', reason: 'MSH-10 (message control id) is empty' }
+  if (!header.controlId) return { header, code: 'AR', errorCode: '101', reason: 'MSH-10 (message control id) is empty', rejected: 'malformed' }
   const second = secondMshAt(text)
-  if (second !== undefined) return { header, code: 'AR', errorCode: '100', reason: `one message per frame: a second MSH segment at segment ${second}` }
+  if (second !== undefined) return { header, code: 'AR', errorCode: '100', reason: `one message per frame: a second MSH segment at segment ${second}`, rejected: 'malformed' }
   if (config.parse) {
-    try { parseEr7(text) } catch (e) { return { header, code: 'AE', errorCode: '102', reason: (e as Error).message } }
+    try { parseEr7(text) } catch (e) { return { header, code: 'AE', errorCode: '102', reason: (e as Error).message, rejected: 'malformed' } }
   }
   return { header, store: true }
 }
@@ -163,16 +167,17 @@ async function store(emit: Emit, text: string, header: MshHeader, socket: Socket
 async function judge(event: Exclude<FrameEvent, { type: 'garbage' }>, emit: Emit, socket: Socket, config: MllpListenerConfig, ctx: ComponentContext): Promise<Verdict> {
   const encoding = config.encoding === 'latin1' ? 'latin1' : 'utf8'
   if (event.type === 'oversize') {
-    return { header: headerOf(event.head.toString(encoding)) ?? UNREADABLE, code: 'AR', errorCode: '207', reason: `message of ${event.size} bytes is larger than maxMessageBytes ${config.maxMessageBytes}` }
+    return { header: headerOf(event.head.toString(encoding)) ?? UNREADABLE, code: 'AR', errorCode: '207', reason: `message of ${event.size} bytes is larger than maxMessageBytes ${config.maxMessageBytes}`, rejected: 'too_large' }
   }
   if (event.type === 'unterminated') {
-    return { header: headerOf(event.head.toString(encoding)) ?? UNREADABLE, code: 'AR', errorCode: '100', reason: 'frame without end bytes (0x1C 0x0D) before the next start byte; discarded' }
+    return { header: headerOf(event.head.toString(encoding)) ?? UNREADABLE, code: 'AR', errorCode: '100', reason: 'frame without end bytes (0x1C 0x0D) before the next start byte; discarded', rejected: 'malformed' }
   }
   const decoded = decode(event.data, config)
   if (decoded === undefined) {
     return {
       header: headerOf(event.data.toString('latin1')) ?? UNREADABLE, code: 'AE', errorCode: '103',
       reason: 'message is not valid UTF-8 (the listener\'s "encoding" is utf-8; for a sender of ISO-8859-1 set "encoding": "latin1")',
+      rejected: 'malformed',
     }
   }
   const text = decoded.replace(/^\uFEFF/, '')
@@ -193,6 +198,7 @@ function serve(socket: Socket, emit: Emit, config: MllpListenerConfig, ctx: Comp
       return INTERNAL_ERROR
     })
     if (v.code !== 'AA') ctx.log.warn({ ...peer, ack: v.code, controlId: v.header.controlId, reason: v.reason }, 'message refused')
+    if (v.rejected) ctx.rejected?.(v.rejected)
     const ack = acknowledgement(v)
     // In the listener's encoding: a latin1 sender must read its own MSH-3/4 (echoed in MSH-5/6) back as sent.
     if (ack !== undefined && !socket.destroyed) socket.write(encodeFrame(config.encoding === 'latin1' ? Buffer.from(ack, 'latin1') : ack))
@@ -225,6 +231,7 @@ function serve(socket: Socket, emit: Emit, config: MllpListenerConfig, ctx: Comp
   const decoder = createFrameDecoder({ maxMessageBytes: config.maxMessageBytes }, (event) => {
     if (event.type === 'garbage') {
       ctx.log.warn({ ...peer, reason: event.reason }, 'connection closed: bytes that are not MLLP')
+      ctx.rejected?.('malformed')
       socket.destroy()
       return
     }

@@ -1,4 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import { REJECT_REASONS } from '../../shared/component.ts'
+import { ALERTS_CHANNEL_PREFIX } from '../alerts/load.ts'
 import type { ChannelHandle } from '../runtime/index.ts'
 import type { RuntimeObserver } from '../runtime/index.ts'
 import type { MessageStore } from '../../shared/store/types.ts'
@@ -20,12 +22,12 @@ const WRITE_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2
 
 /** Every metric the admin server exports beyond the process metrics; the README table lists the same names. */
 export const METRIC_NAMES = [
-  'weir_messages_received_total', 'weir_messages_duplicate_total', 'weir_messages_refused_total', 'weir_messages_finished_total',
+  'weir_messages_received_total', 'weir_messages_duplicate_total', 'weir_messages_refused_total', 'weir_messages_rejected_total', 'weir_messages_finished_total',
   'weir_delivery_attempts_total', 'weir_delivery_duration_seconds', 'weir_store_write_duration_seconds',
   'weir_queue_depth', 'weir_queue_oldest_age_seconds', 'weir_channel_status', 'weir_destination_paused',
   'weir_circuit_breaker_state', 'weir_circuit_breaker_openings_total',
   'weir_token_requests_total', 'weir_tokens_fetched_total', 'weir_token_requests_failed_total', 'weir_token_fetch_failures_total', 'weir_token_expires_in_seconds', 'weir_credential_failing_fast',
-  'weir_store_size_bytes',
+  'weir_store_size_bytes', 'weir_alert_notifications_total',
 ] as const
 
 /** Counters fed by the runtime's observer (events of this process since it started). */
@@ -34,10 +36,11 @@ function eventMetrics(registers: Registry[]) {
   return {
     received: new Counter({ name: 'weir_messages_received_total', help: 'Messages stored from the sources (duplicates excluded).', labelNames: byChannel, registers }),
     duplicate: new Counter({ name: 'weir_messages_duplicate_total', help: 'Messages whose dedupe key was seen before (not stored again).', labelNames: byChannel, registers }),
-    refused: new Counter({ name: 'weir_messages_refused_total', help: 'Messages refused for now by backpressure (the queue at queueLimit, or the store at maxStoreBytes); a message a listener rejects as malformed is not counted.', labelNames: byChannel, registers }),
+    refused: new Counter({ name: 'weir_messages_refused_total', help: 'Messages refused for now by backpressure (the queue at queueLimit, or the store at maxStoreBytes); input a listener rejects is weir_messages_rejected_total.', labelNames: byChannel, registers }),
     finished: new Counter({ name: 'weir_messages_finished_total', help: 'Messages finished, by status (delivered, filtered, error).', labelNames: ['channel', 'status'], registers }),
     attempts: new Counter({ name: 'weir_delivery_attempts_total', help: 'Delivery attempts by outcome (delivered, retryable, permanent).', labelNames: ['channel', 'destination', 'outcome'], registers }),
     deliveryDuration: new Histogram({ name: 'weir_delivery_duration_seconds', help: 'Duration of one delivery attempt.', labelNames: ['channel', 'destination'], buckets: DELIVERY_BUCKETS, registers }),
+    notifications: new Counter({ name: 'weir_alert_notifications_total', help: 'Alert notifications finished by their webhook channel (weir-alerts.<webhook>): delivered, or error (refused for good, or retries given up).', labelNames: ['webhook', 'outcome'], registers }),
     writeDuration: new Histogram({ name: 'weir_store_write_duration_seconds', help: 'Duration of the durable write of a received message (what a sender waits for).', labelNames: byChannel, buckets: WRITE_BUCKETS, registers }),
   }
 }
@@ -56,6 +59,10 @@ function channelMetrics(registers: Registry[], src: MetricsSources) {
   new Gauge({
     name: 'weir_circuit_breaker_state', help: 'Circuit breaker of the destination: 0 closed, 1 half-open, 2 open.', labelNames: ['channel', 'destination'], registers,
     collect() { this.reset(); each((h) => { for (const d of h.destinations()) this.set({ channel: h.name, destination: d.name }, BREAKER_VALUES[d.breaker] ?? 0) }) },
+  })
+  new Counter({
+    name: 'weir_messages_rejected_total', help: `Input the source rejected before it became a message, by reason (${REJECT_REASONS.join(', ')}): HTTP 4xx, MLLP AE/AR.`, labelNames: ['channel', 'reason'], registers,
+    collect() { this.reset(); each((h) => { const by = h.rejections(); for (const reason of REJECT_REASONS) this.inc({ channel: h.name, reason }, by[reason]) }) },
   })
   new Counter({
     name: 'weir_circuit_breaker_openings_total', help: 'Times the destination\'s circuit breaker opened.', labelNames: ['channel', 'destination'], registers,
@@ -159,7 +166,11 @@ export function createMetrics(src: MetricsSources): Metrics {
       m.attempts.inc({ channel, destination, outcome })
       m.deliveryDuration.observe({ channel, destination }, ms / 1000)
     },
-    finished: (channel, status) => m.finished.inc({ channel, status }),
+    finished: (channel, status) => {
+      m.finished.inc({ channel, status })
+      // A webhook channel's message is one notification (filtered is not an outcome it has).
+      if (channel.startsWith(ALERTS_CHANNEL_PREFIX) && status !== 'filtered') m.notifications.inc({ webhook: channel.slice(ALERTS_CHANNEL_PREFIX.length), outcome: status })
+    },
   }
   const seed = (handles: readonly ChannelHandle[]) => {
     for (const h of handles) {

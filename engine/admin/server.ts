@@ -5,7 +5,6 @@ import { createHttpClient } from '../../shared/http/index.ts'
 import type { HttpClient } from '../../shared/http/types.ts'
 import { Refusal } from '../../shared/inbound/refusal.ts'
 import type { Logger } from '../../shared/log/index.ts'
-import { onUnreadable } from '../../shared/store/encrypted.ts'
 import type { MessageStore } from '../../shared/store/types.ts'
 import type { ChannelHandle } from '../runtime/index.ts'
 import type { RuntimeObserver } from '../runtime/index.ts'
@@ -118,7 +117,6 @@ export async function startAdminServer(o: AdminServerOptions): Promise<AdminServ
   let attachedAt: number | undefined
   const sources = { store: () => engine?.store, handles: () => engine?.handles ?? [], startedAt: () => attachedAt }
   const metrics = createMetrics(sources)
-  let unwatch = () => {}
   const auth = createAuth(o.config, { http, log: o.log, ...(o.loginLimit ? { loginLimit: o.loginLimit } : {}), ...(o.now ? { now: o.now } : {}) })
   const router = new Router()
     .public('GET', '/healthz', ({ res }) => sendJson(res, 200, { alive: true }))
@@ -157,13 +155,9 @@ export async function startAdminServer(o: AdminServerOptions): Promise<AdminServ
       attachedAt = Date.now()
       waiting = undefined
       metrics.seed(e.handles)
-      // A message the store sends to error at its claim, unread (no key opens it), never reaches the runtime's observer: counted here.
-      unwatch()
-      unwatch = onUnreadable(e.store, (m) => metrics.observer.finished?.(m.channel, 'error'))
     },
     setWaiting(reason) { waiting = reason },
     async close() {
-      unwatch()
       events.close()
       await new Promise<void>((resolve) => { server.close(() => resolve()); server.closeAllConnections() })
       if (!o.http) await http.close()

@@ -28,6 +28,11 @@ export interface AlertsDeps {
   now?: () => number
   /** How long `stop()` lets queued notifications go out before stopping their channels. Default 2000 ms. */
   drainMs?: number
+  /**
+   * Told what the webhook channels (`weir-alerts.*`) do, as `RuntimeDeps.observer` is for the
+   * others: give the admin server's, so that /metrics shows notifications delivered and failed.
+   */
+  observer?: RuntimeObserver
 }
 
 /** The JSON body POSTed to a webhook. Never message content, never a token. */
@@ -108,10 +113,10 @@ class AlertsNotifier implements Alerts {
       const unknown = a.channels === '*' ? [] : a.channels.filter((c) => !names.has(c))
       if (unknown.length) this.#log.warn({ alert: alertId(a), channels: unknown }, 'alert names channels this engine does not run')
     }
-    const { store, log, dataDir, http, credential } = this.deps
+    const { store, log, dataDir, http, credential, observer } = this.deps
     try {
       for (const [name, channel] of Object.entries(this.loaded.webhooks)) {
-        const h = await startChannel(channel, { store, log, dataDir, now: this.#now, ...(http ? { http } : {}), ...(credential ? { credential } : {}) })
+        const h = await startChannel(channel, { store, log, dataDir, now: this.#now, ...(http ? { http } : {}), ...(credential ? { credential } : {}), ...(observer ? { observer } : {}) })
         this.channels.push(h)
         this.#feeds.set(name, h.source as FeedSource)
       }

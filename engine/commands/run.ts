@@ -264,7 +264,7 @@ export async function run(args: string[], io: CommandIO, deps: RunDeps = {}): Pr
   }
   const { store, http, credential, dataDir, admin } = svc
   const handles: ChannelHandle[] = []
-  const alerts = inputs.alerts && createAlerts(inputs.alerts, { store, log, dataDir, http, credential })
+  const alerts = inputs.alerts && createAlerts(inputs.alerts, { store, log, dataDir, http, credential, ...(admin ? { observer: admin.observer } : {}) })
   try {
     for (const ch of inputs.channels) {
       if (stop.signal.aborted) break

@@ -1,7 +1,7 @@
 import type { ComponentContext, ComponentDefinition, DeliveryResult, Destination, Filter, FilterResult, Message } from '../../shared/component.ts'
 import type { LoadedChannel, LoadedComponent } from '../../shared/config/types.ts'
-import { isWeirError } from '../../shared/errors.ts'
-import { scrubSecrets } from '../../shared/secret.ts'
+import { describeFailure } from '../../shared/failure.ts'
+import { filterOutput } from '../runtime/contract.ts'
 
 /** One call of a destination's `deliver`: what it was handed and how it ended. */
 export interface DeliveryCall {
@@ -32,7 +32,6 @@ export interface Recording {
   filters: FilterCall[]
 }
 
-const describe = (e: unknown) => scrubSecrets(`${isWeirError(e) ? `${e.code}: ` : ''}${e instanceof Error ? e.message : String(e)}`)
 
 function recordedFilter(filter: Filter, name: string, rec: Recording): Filter {
   return {
@@ -41,11 +40,13 @@ function recordedFilter(filter: Filter, name: string, rec: Recording): Filter {
       try {
         r = await filter.process(message)
       } catch (e) {
-        rec.filters.push({ filter: name, messageId: message.id, outcome: 'error', error: describe(e) })
+        rec.filters.push({ filter: name, messageId: message.id, outcome: 'error', error: describeFailure(e) })
         throw e
       }
-      const n = Array.isArray(r) ? r.length : r ? 1 : 0
-      rec.filters.push({ filter: name, messageId: message.id, ...(n === 0 ? { outcome: 'filtered' } : Array.isArray(r) && n > 1 ? { outcome: 'split', parts: n } : { outcome: 'passed' }) })
+      // As the runtime reads it (engine/runtime/contract.ts): a wrong result puts the message in error.
+      const out = filterOutput(r, message)
+      if ('wrong' in out) rec.filters.push({ filter: name, messageId: message.id, outcome: 'error', error: out.wrong })
+      else rec.filters.push({ filter: name, messageId: message.id, ...(out.length === 0 ? { outcome: 'filtered' } : Array.isArray(r) && out.length > 1 ? { outcome: 'split', parts: out.length } : { outcome: 'passed' }) })
       return r
     },
     ...(filter.close ? { close: () => filter.close!() } : {}),
@@ -64,7 +65,7 @@ function recordedDestination(destination: Destination, name: string, rec: Record
         call.outcome = 'delivered'
         return call.result
       } catch (e) {
-        call.error = describe(e)
+        call.error = describeFailure(e)
         throw e
       }
     },

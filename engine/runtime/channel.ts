@@ -1,5 +1,5 @@
 import { setMaxListeners } from 'node:events'
-import type { Source } from '../../shared/component.ts'
+import { REJECT_REASONS, type RejectReason, type Source } from '../../shared/component.ts'
 import type { ChannelOptions, LoadedChannel, RetryPolicy } from '../../shared/config/types.ts'
 import { errorCodes } from '../../shared/errors.ts'
 import type { HttpClient } from '../../shared/http/types.ts'
@@ -50,6 +50,8 @@ export interface ChannelCounters {
   retrying: number
   /** Messages refused because the queue was full. */
   refused: number
+  /** Input the source rejected before it became a message (malformed, too large, unauthorized…; see `rejections()`). */
+  rejected: number
   /** Access tokens the token endpoint issued to the channel's credentials (failed requests excluded). */
   tokensFetched: number
   /** Token requests of the channel's credentials that got no token (error response, network error, timeout). */
@@ -78,6 +80,8 @@ export interface ChannelHandle {
   readonly source: Source
   readonly state: ChannelState
   counters(): ChannelCounters
+  /** `counters().rejected` by reason (every reason present, 0 when none). */
+  rejections(): Readonly<Record<RejectReason, number>>
   /** Stops the source, lets in-flight work finish within `timeoutMs` (default `options.shutdownTimeoutMs`), releases the rest to the queue. Does not close the store. */
   stop(options?: { timeoutMs?: number }): Promise<void>
   /** Settles when the channel has stopped, by `stop()` or by itself (`onError: "stop"`). */
@@ -127,12 +131,13 @@ type Outcome = { reason: 'stopped' | 'error'; error?: Error }
 export async function startChannel(channel: LoadedChannel, deps: RuntimeDeps): Promise<ChannelHandle> {
   const opts = channel.options
   const { rc, stopStarting, abortInFlight } = runContext(channel, deps, () => dispatcher.wake(false))
-  const components = await createComponents(channel, { ...deps, log: rc.log, now: rc.now, signal: rc.stopping })
+  const rejections = rejectionCounter()
+  const components = await createComponents(channel, { ...deps, log: rc.log, now: rc.now, signal: rc.stopping, rejected: rejections.count })
   const counters = { delivered: 0, filtered: 0, errors: 0 }
   const intake: IntakeCounters = { received: 0, duplicates: 0, refused: 0, errors: 0 }
   const idle = new IdleWatch()
   const life = new ChannelLife(idle, (outcome) => {
-    rc.log.info({ ...counters, ...intake, errors: counters.errors + intake.errors }, outcome.reason === 'error' ? 'channel stopped on error' : 'channel stopped')
+    rc.log.info({ ...counters, ...intake, errors: counters.errors + intake.errors, rejected: rejections.total() }, outcome.reason === 'error' ? 'channel stopped on error' : 'channel stopped')
   })
 
   const stopOnError = (m: { id: string }, error: string) => {
@@ -150,10 +155,12 @@ export async function startChannel(channel: LoadedChannel, deps: RuntimeDeps): P
   }, KeyedQueue.forChannel(opts), dispatchOptions(opts, deps, (m, e) => { onEnding(m, e); idle.notify() }))
   const emit = createEmit(rc, opts, { retryAfterMs: deps.backpressureRetryAfterMs ?? 1000, counters: intake, stored: () => dispatcher.wake(), settled: () => idle.notify() })
   const { pauses, stopFollowing } = await followPauses(rc, components, dispatcher, deps.pauseSyncMs ?? 5000)
+  const unwatchFailures = countStoreFailures(rc, counters, () => idle.notify())
   const work = dispatcher.run()
 
   const stop = (timeoutMs: number, outcome: Outcome): Promise<void> => life.stop(outcome, async () => {
     stopFollowing()
+    unwatchFailures()
     await stopChannel({
       log: rc.log, now: rc.now, timeoutMs, components, work, stopStarting, abortInFlight,
       releaseLeftOver: () => rc.store.release(dispatcher.leftOver()),
@@ -169,7 +176,7 @@ export async function startChannel(channel: LoadedChannel, deps: RuntimeDeps): P
     throw e
   }
   rc.log.info({ destinations: components.destinations.map((d) => d.loaded.name), concurrency: opts.concurrency, ...(opts.orderBy !== undefined ? { orderBy: opts.orderBy } : {}) }, 'channel started')
-  return channelHandle({ rc, components, counters, intake, idle, dispatcher, emit, stopped: life.stopped, pauses, state: () => life.state, stop: (o) => stop(o?.timeoutMs ?? opts.shutdownTimeoutMs, { reason: 'stopped' }) })
+  return channelHandle({ rc, components, counters, intake, rejections, idle, dispatcher, emit, stopped: life.stopped, pauses, state: () => life.state, stop: (o) => stop(o?.timeoutMs ?? opts.shutdownTimeoutMs, { reason: 'stopped' }) })
 }
 
 /** The channel's shared context, with the two aborts of its stop: no new work (`stopping`), then no attempt under way (`aborting`). */
@@ -203,6 +210,29 @@ function endingCounter(rc: RunContext, counters: { delivered: number; filtered: 
       onError(m, ending.error)
     }
   }
+}
+
+/** Counts input the source rejected (`ctx.rejected`), by reason; a reason outside the fixed set counts as `other`, so the metric's labels stay bounded. */
+function rejectionCounter() {
+  const byReason = Object.fromEntries(REJECT_REASONS.map((r) => [r, 0])) as Record<RejectReason, number>
+  return {
+    byReason,
+    count: (reason: RejectReason) => { byReason[REJECT_REASONS.includes(reason) ? reason : 'other']++ },
+    total: () => REJECT_REASONS.reduce((n, r) => n + byReason[r], 0),
+  }
+}
+
+/**
+ * Counts the channel's messages the store puts in error on its own (recovery gave up on them, or no
+ * key opens them), as errors and to the observer (alerts, metrics): the store logs each itself and
+ * tells it to one channel once. Returns the unsubscribe.
+ */
+function countStoreFailures(rc: RunContext, counters: { errors: number }, notify: () => void): () => void {
+  return rc.store.watchFailures?.(rc.name, () => {
+    counters.errors++
+    rc.observer.finished?.(rc.name, 'error')
+    notify()
+  }) ?? (() => {})
 }
 
 /** Loads the operator pauses into the dispatcher and the destinations, and keeps following them when a cluster shares the store. */
@@ -280,6 +310,7 @@ interface HandleParts {
   components: ChannelComponents
   counters: { delivered: number; filtered: number; errors: number }
   intake: IntakeCounters
+  rejections: ReturnType<typeof rejectionCounter>
   idle: IdleWatch
   dispatcher: Dispatcher
   emit: { readonly inFlight: number }
@@ -314,6 +345,7 @@ function channelHandle(p: HandleParts): ChannelHandle {
       }
       return {
         received: p.intake.received, duplicates: p.intake.duplicates, refused: p.intake.refused,
+        rejected: p.rejections.total(),
         delivered: p.counters.delivered, filtered: p.counters.filtered, errors: p.counters.errors + p.intake.errors,
         queued: rc.store.pending(rc.name),
         retrying: rc.retrying.size,
@@ -322,6 +354,7 @@ function channelHandle(p: HandleParts): ChannelHandle {
         paused: c.destinations.filter((d) => d.breaker.state !== 'closed').length,
       }
     },
+    rejections: () => ({ ...p.rejections.byReason }),
     stop: p.stop,
     stopped: p.stopped,
     wake: () => p.dispatcher.wake(),

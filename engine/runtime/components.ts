@@ -1,4 +1,4 @@
-import type { ComponentContext, Destination, Filter, Source } from '../../shared/component.ts'
+import type { ComponentContext, Destination, Filter, RejectReason, Source } from '../../shared/component.ts'
 import type { LoadedChannel, LoadedComponent } from '../../shared/config/types.ts'
 import { errorCodes } from '../../shared/errors.ts'
 import type { HttpClient } from '../../shared/http/types.ts'
@@ -6,6 +6,7 @@ import type { Logger } from '../../shared/log/index.ts'
 import type { TokenProvider } from '../../shared/oauth/types.ts'
 import type { MessageStore } from '../../shared/store/types.ts'
 import { CircuitBreaker } from './breaker.ts'
+import { createInstance } from './contract.ts'
 import type { DestinationSlot } from './delivery.ts'
 import { underLeadership } from './leader.ts'
 import { PauseGate } from './pause.ts'
@@ -18,6 +19,8 @@ export interface ComponentDeps {
   signal: AbortSignal
   credential?: ((name: string, channel: LoadedChannel) => TokenProvider) | undefined
   http?: HttpClient | undefined
+  /** Told of input a component rejected (`ctx.rejected`). */
+  rejected?: ((reason: RejectReason) => void) | undefined
 }
 
 export interface ChannelComponents {
@@ -32,8 +35,9 @@ export interface ChannelComponents {
 export async function createComponents(channel: LoadedChannel, deps: ComponentDeps): Promise<ChannelComponents> {
   const providers = new Map<string, TokenProvider>()
   const log = deps.log
+  // Held to the contract: a create() that throws, or an instance without its methods, refuses the start (contract.ts).
   const create = async <K extends 'source' | 'filter' | 'destination'>(c: LoadedComponent<K>, name: string) =>
-    c.definition.create(c.config, componentContext(channel, deps, providers, name))
+    createInstance(channel, c, () => c.definition.create(c.config, componentContext(channel, deps, providers, name)), log)
   const filters: Filter[] = []
   for (const [i, f] of channel.filters.entries()) filters.push((await create(f, `filters/${i}`)) as Filter)
   const destinations: DestinationSlot[] = []
@@ -51,7 +55,7 @@ export async function createComponents(channel: LoadedChannel, deps: ComponentDe
   return { source, filters, destinations, providers }
 }
 
-/** What one component sees of the engine: its log, credentials by name, the HTTP client, its data directory and state. */
+/** What one component sees of the engine: its log, credentials by name, the HTTP client, its data directory, state, and where a source reports rejected input. */
 function componentContext(channel: LoadedChannel, deps: ComponentDeps, providers: Map<string, TokenProvider>, componentName: string): ComponentContext {
   const name = channel.name
   return {
@@ -78,5 +82,6 @@ function componentContext(channel: LoadedChannel, deps: ComponentDeps, providers
       get: <T>(key: string) => deps.store.getState<T>(name, componentName, key),
       set: (key: string, value: unknown) => deps.store.setState(name, componentName, key, value),
     },
+    rejected: (reason: RejectReason) => deps.rejected?.(reason),
   }
 }

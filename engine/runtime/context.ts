@@ -97,4 +97,24 @@ export async function backoff(rc: RunContext, id: string, ms: number): Promise<v
   }
 }
 
+/**
+ * Settles as `work` does, or rejects with the abort's reason once `signal` aborts, whichever comes
+ * first. A component that ignores the signal it was given cannot hold the stop: its attempt, still
+ * unsettled when `shutdownTimeoutMs` ends, is cut off like one that obeyed (recorded, its message
+ * released). What `work` does after that is ignored: a late result writes nothing, and a late
+ * rejection is handled here, so it cannot end the process.
+ */
+export function untilAborted<T>(signal: AbortSignal, work: T | PromiseLike<T>): Promise<T> {
+  const settled = Promise.resolve(work)
+  if (signal.aborted) {
+    settled.catch(() => {})
+    return Promise.reject(signal.reason)
+  }
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason)
+    signal.addEventListener('abort', onAbort, { once: true })
+    settled.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort))
+  })
+}
+
 export const shutdownError = (name: string) => new errorCodes.ERR_SHUTDOWN(`channel ${name} is stopping`)

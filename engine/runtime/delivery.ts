@@ -6,8 +6,11 @@ import { backoffDelay } from './backoff.ts'
 import type { CircuitBreaker } from './breaker.ts'
 import { exhausted } from './budget.ts'
 import type { PauseGate } from './pause.ts'
-import { backoff, shutdownError, type RunContext } from './context.ts'
-import { EXCERPT_MAX, classify, describe, responseOf } from './failures.ts'
+import { backoff, shutdownError, untilAborted, type RunContext } from './context.ts'
+import { describeFailure } from '../../shared/failure.ts'
+import { kindOf } from '../../shared/config/registry.ts'
+import { originOf } from './contract.ts'
+import { EXCERPT_MAX, classify, responseOf } from './failures.ts'
 
 export interface DestinationSlot {
   loaded: LoadedDestination
@@ -101,6 +104,32 @@ export async function deliverWithRetry(rc: RunContext, job: DeliveryJob): Promis
   }
 }
 
+/** Destinations already warned that their deliver() resolved to something else than a `DeliveryResult`. */
+const warnedResults = new WeakSet<DestinationSlot>()
+
+/**
+ * What of deliver()'s result the attempt records: its `status` (a number) and `excerpt` (a string).
+ * Anything else (`'ok'`, a status as a string) is no reason to doubt the delivery, which went
+ * through: the message stays delivered, and the destination's author is warned once.
+ */
+function deliveryResult(rc: RunContext, slot: DestinationSlot, result: unknown): { status?: number; excerpt?: string } {
+  if (result === undefined || result === null) return {}
+  const r = result as { status?: unknown; excerpt?: unknown }
+  const fields = typeof result === 'object' && !Array.isArray(result)
+    ? (['status', 'excerpt'] as const).filter((k) => r[k] !== undefined && typeof r[k] !== (k === 'status' ? 'number' : 'string'))
+    : undefined
+  if (fields?.length !== 0 && !warnedResults.has(slot)) {
+    warnedResults.add(slot)
+    const got = fields ? `an object whose ${fields.map((k) => `${k} is ${kindOf(r[k])}`).join(' and ')}` : kindOf(result)
+    rc.log.warn({ destination: slot.loaded.name }, `destinations/${slot.loaded.name}: deliver() resolved to ${got}; expected undefined or { status?, excerpt? }`)
+  }
+  if (!fields) return {}
+  return {
+    ...(typeof r.status === 'number' ? { status: r.status } : {}),
+    ...(typeof r.excerpt === 'string' ? { excerpt: r.excerpt } : {}),
+  }
+}
+
 type AttemptResult =
   | { done: DeliveryOutcome }
   | { done?: undefined; failure: ReturnType<typeof classify>; error: string; attemptRecord: { startedAt: number; endedAt: number; responseStatus?: number | undefined; error: string; excerpt?: string | undefined } }
@@ -125,7 +154,8 @@ async function attempt(rc: RunContext, job: DeliveryJob, startedAt: number, prob
   const { slot, partIndex } = job
   const d = slot.loaded
   try {
-    const result = await slot.instance.deliver(job.part, { signal: rc.aborting, idempotencyKey: `${job.part.id}:${d.name}` })
+    // A destination that ignores the signal is cut off at the deadline all the same (see untilAborted).
+    const result = deliveryResult(rc, slot, await untilAborted(rc.aborting, slot.instance.deliver(job.part, { signal: rc.aborting, idempotencyKey: `${job.part.id}:${d.name}` })))
     slot.breaker.success()
     rc.observer.attempt?.(rc.name, d.name, 'delivered', rc.now() - startedAt)
     return {
@@ -133,8 +163,8 @@ async function attempt(rc: RunContext, job: DeliveryJob, startedAt: number, prob
         destination: d.name, part: partIndex, status: 'delivered',
         attempt: {
           startedAt, endedAt: rc.now(), outcome: 'delivered',
-          ...(result?.status !== undefined ? { responseStatus: result.status } : {}),
-          ...(result?.excerpt !== undefined ? { excerpt: redactedExcerpt(result.excerpt, EXCERPT_MAX) } : {}),
+          ...(result.status !== undefined ? { responseStatus: result.status } : {}),
+          ...(result.excerpt !== undefined ? { excerpt: redactedExcerpt(result.excerpt, EXCERPT_MAX) } : {}),
         },
       },
     }
@@ -145,7 +175,7 @@ async function attempt(rc: RunContext, job: DeliveryJob, startedAt: number, prob
       throw shutdownError(rc.name)
     }
     const resp = responseOf(e)
-    const error = describe(e)
+    const error = describeFailure(e, originOf(slot.instance)?.dir)
     const attemptRecord = { startedAt, endedAt: rc.now(), responseStatus: resp.status, error, excerpt: resp.excerpt }
     const failure = classify(e)
     rc.observer.attempt?.(rc.name, d.name, failure.retryable ? 'retryable' : 'permanent', attemptRecord.endedAt - startedAt)

@@ -102,6 +102,7 @@ export function createEmit(rc: RunContext, options: ChannelOptions, hooks: { ret
         if (how.error === undefined) hooks.stored()
         else {
           counters.errors++
+          rc.observer.finished?.(rc.name, 'error')
           rc.log.error({ message: r.id, err: how.error }, 'message in error')
         }
       }

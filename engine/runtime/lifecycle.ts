@@ -28,7 +28,7 @@ export interface StopPlan {
   components: ChannelComponents
   /** Aborts the channel's waits and stops new work (the "stopping" signal). */
   stopStarting(): void
-  /** Aborts attempts still under way (the "aborting" signal). */
+  /** Aborts attempts still under way (the "aborting" signal): each is cut off at once, whether its component heeds the signal or not. */
   abortInFlight(): void
   /** Settles when every message under way has finished or been abandoned. */
   work: Promise<void>
@@ -40,7 +40,9 @@ export interface StopPlan {
 
 /**
  * The stop sequence: the source stops; in-flight work may finish until the deadline, then is
- * aborted; what is left goes back to the queue; the components and credentials close.
+ * aborted (an attempt whose destination ignores the abort is cut off all the same: recorded, its
+ * message released, its late result ignored); what is left goes back to the queue; the components
+ * and credentials close.
  */
 export async function stopChannel(plan: StopPlan): Promise<void> {
   const { log, components: c } = plan

@@ -5,7 +5,9 @@ import { backoffDelay } from './backoff.ts'
 import { exhausted } from './budget.ts'
 import { backoff, type RunContext } from './context.ts'
 import { deliverWithRetry, type DeliveryOutcome, type DestinationSlot } from './delivery.ts'
-import { classify, describe } from './failures.ts'
+import { describeFailure } from '../../shared/failure.ts'
+import { filterOutput, originOf } from './contract.ts'
+import { classify } from './failures.ts'
 
 /** How a message left the channel. */
 export type Ending = { status: 'delivered' | 'filtered' } | { status: 'error'; error: string }
@@ -52,31 +54,38 @@ async function runFilters(rc: RunContext, p: Pipeline, m: ClaimedMessage): Promi
   for (let attempt = 1; ; attempt++) {
     const r = await filterOnce(p.filters, toMessage(m))
     if (Array.isArray(r)) return r
-    const reason = `filters/${r.index}: ${describe(r.error)}`
+    const origin = originOf(p.filters[r.index]!)
+    if ('wrong' in r) return `filters/${r.index}${origin ? ` (${origin.type})` : ''}: ${r.wrong}`
+    const described = describeFailure(r.error, origin?.dir)
+    const reason = `filters/${r.index}: ${described}`
     const failure = classify(r.error)
     if (!failure.retryable) return reason
     const delayMs = backoffDelay(attempt, p.filterRetry, rc.random, failure.retryAfterMs)
     const why = exhausted(p.filterRetry, attempt, rc.now() - started, delayMs)
-    if (why) return `filters/${r.index}: gave up after ${why}: ${describe(r.error)}`
+    if (why) return `filters/${r.index}: gave up after ${why}: ${described}`
     rc.log.warn({ message: m.id, attempt, delayMs, err: reason }, 'filter failed; retrying')
     await backoff(rc, m.id, delayMs)
   }
 }
 
-async function filterOnce(filters: readonly Filter[], first: Message): Promise<Message[] | { index: number; error: unknown }> {
+/**
+ * One pass through the filters: the parts, or the filter that threw (`error`) or returned what is not
+ * a message, null or an array of messages (`wrong`, a permanent failure: see `filterOutput`).
+ */
+async function filterOnce(filters: readonly Filter[], first: Message): Promise<Message[] | { index: number; error: unknown } | { index: number; wrong: string }> {
   let parts = [first]
   for (const [index, f] of filters.entries()) {
     const out: Message[] = []
     for (const part of parts) {
-      let r
+      let r: unknown
       try {
         r = await f.process(part)
       } catch (error) {
         return { index, error }
       }
-      if (r === null || r === undefined) continue
-      if (Array.isArray(r)) out.push(...r)
-      else out.push(r)
+      const got = filterOutput(r, part)
+      if (!Array.isArray(got)) return { index, wrong: got.wrong }
+      out.push(...got)
     }
     parts = out
   }

@@ -8,7 +8,7 @@ import { keyExpressionProblem } from '../key-expression.ts'
 import { compileSchema, validateCollectingSecrets } from './ajv.ts'
 import { channelSchema, NAME_PATTERN } from './channel-schema.ts'
 import { ajvProblems, escapePointer, locate, nearest, unknownCredential } from './problems.ts'
-import { isModuleReference, loadComponentModule, type Registry } from './registry.ts'
+import { isModuleReference, loadComponentModule, moduleTypeProblem, type Registry } from './registry.ts'
 import type { ChannelAlertsBlock, ChannelAlertsContext, LoadedChannel, LoadedComponent, LoadedDestination, RetryPolicy, CircuitBreakerPolicy, ChannelOptions } from './types.ts'
 import { credentialSchema, checkCredential as checkCredentialConfig, checkCredentialKeys as checkKeys } from '../oauth/index.ts'
 
@@ -179,6 +179,8 @@ isBad: (pointer: string) => boolean
 credentials: Record<string, Readonly<Record<string, unknown>>>
 /** False when a credentials file could not be read: references to it are then not reported as unknown too. */
 credentialsKnown: boolean
+/** The channel's modules by type, each with the first pointer that names it: a type is one component's. */
+moduleTypes: Map<string, { def: ComponentDefinition; pointer: string }>
 }
 
 /**
@@ -198,6 +200,11 @@ async function loadComponent<K extends ComponentKind>(kind: K, entry: Record<str
     } catch (e) {
       if (!isWeirError(e)) throw e
       problems.push({ file: name, pointer: `${pointer}/type`, message: e.message, code: e.code })
+      return undefined
+    }
+    const clash = moduleTypeProblem(def, registry, cx.moduleTypes, pointer)
+    if (clash) {
+      problems.push({ file: name, pointer: `${pointer}/type`, message: clash, code: 'ERR_COMPONENT_INVALID' })
       return undefined
     }
   } else {
@@ -276,7 +283,7 @@ export async function loadChannelObject(raw: unknown, options: LoadOptions & { f
     }
   }
 
-  const cx: ComponentContext = { name, dir, registry, problems, sc, isBad, credentials, credentialsKnown }
+  const cx: ComponentContext = { name, dir, registry, problems, sc, isBad, credentials, credentialsKnown, moduleTypes: new Map() }
   const component = <K extends ComponentKind>(kind: K, entry: Record<string, unknown>, pointer: string) => loadComponent(kind, entry, pointer, cx)
 
   const source = data.source ? await component('source', data.source as Record<string, unknown>, '/source') : undefined

@@ -4,8 +4,9 @@ import { StoreError } from './errors.ts'
 import { RETIRED_FILE, keyIdOf, keyringOf, type StoreKeyring } from './keyring.ts'
 import type {
   AttemptRecord, ClaimOptions, ClaimedMessage, DeliveryRecord, DeliveryUpdate, EnqueueOptions, ListFilter, MessageDetail,
-  MessageStore, PurgeTarget, ResubmitTarget, StoredMessage,
+  MessageStore, PurgeTarget, ResubmitTarget, StoreFailure, StoredMessage,
 } from './types.ts'
+import { StoreFailures } from './failures.ts'
 
 /**
  * Marks an encrypted value: `weir:enc:v2:<key id>:<iv>.<tag>.<ciphertext>` (base64); v1 values (no
@@ -257,7 +258,12 @@ export function encryptContent(inner: MessageStore, options: EncryptedStoreOptio
   const toOpen = (channel: string, m: ClaimedMessage) => holdsSealed(m) || (clearOrderKey(m) && encrypts(channel))
 
   const { hub, emit } = unreadableHub()
-  const opening: Opening = { inner, cipher, encrypts, finished, unreadable: emit, release: (ids) => wrapper.release(ids) }
+  const failures = new StoreFailures()
+  const unreadableMessage = (m: UnreadableMessage) => {
+    emit(m)
+    failures.add({ id: m.id, channel: m.channel, cause: 'unreadable' })
+  }
+  const opening: Opening = { inner, cipher, encrypts, finished, unreadable: unreadableMessage, release: (ids) => wrapper.release(ids) }
 
   // A channel stored in clear costs little more than a wrapper call: its enqueue adds no promise,
   // nothing it writes is rewritten, and what is claimed is not copied unless something in it is
@@ -299,6 +305,12 @@ export function encryptContent(inner: MessageStore, options: EncryptedStoreOptio
     async release(ids: string[]) {
       await inner.release(ids)
       for (const id of ids) finished(id)
+    },
+    // Its own (unreadable at a claim through it) and the inner store's (recovery gave up on them).
+    watchFailures(channel: string, listener: (f: StoreFailure) => void) {
+      const own = failures.watch(channel, listener)
+      const theirs = inner.watchFailures?.(channel, listener)
+      return () => { own(); theirs?.() }
     },
     ...passThrough(inner),
     ...lenientReads(inner, cipher),

@@ -43,6 +43,14 @@ export const GAVE_UP_LOG = `message put in error: it was under way at ${MAX_INTE
 /** The error of a message recovery gave up on (see MAX_INTERRUPTIONS). */
 export const INTERRUPTED_ERROR = `the engine stopped uncleanly (crash, kill or lost lease) ${MAX_INTERRUPTIONS} times while this message was under way; it may be what stops it, so it was not queued again. Find the cause (the log before each stop), then resubmit it`
 
+/** A message the store put in error on its own, outside the runtime's processing of it. */
+export interface StoreFailure {
+  id: string
+  channel: string
+  /** `interrupted`: recovery gave up on it (see MAX_INTERRUPTIONS); `unreadable`: no key of the store keyring opens it. */
+  cause: 'interrupted' | 'unreadable'
+}
+
 /** Outcome of one message part at one destination. */
 export interface DeliveryRecord {
   destination: string
@@ -242,6 +250,14 @@ export interface MessageStore {
   refreshPending(channel?: string): Promise<void>
   /** Leaderships under the engine's lease, for sources that must run on one engine at a time (stores shared by a cluster only). */
   readonly leadership?: Leadership
+  /**
+   * Tells `listener` of each message of `channel` the store puts in error on its own (recovery gave
+   * up on it, or no key opens it), so that the running channel counts it: first those it did before
+   * anyone listened (a store gives up on a crashed run's messages as it opens), then as it does them.
+   * Each is told once: to the listeners of the moment, or kept for the next one. Returns the
+   * unsubscribe. Optional: a store without it puts no message in error on its own.
+   */
+  watchFailures?(channel: string, listener: (f: StoreFailure) => void): () => void
   getState<T = unknown>(channel: string, component: string, key: string): Promise<T | undefined>
   setState(channel: string, component: string, key: string, value: unknown): Promise<void>
   /**

@@ -27,7 +27,7 @@ export interface LeaseOptions {
   onLost(oldId: string, newId: string): void
   onRequeued(n: number, engines: string[]): void
   /** Told of the messages a requeue put in error instead (under way at too many unclean stops). */
-  onGaveUp(ids: string[]): void
+  onGaveUp(messages: Array<{ id: string; channel: string }>): void
   onError(e: unknown): void
 }
 

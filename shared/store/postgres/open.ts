@@ -9,8 +9,9 @@ import { attemptOf, countByStatus, defined, deliveryOf, jsonOf, rowToMessage, ty
 import {
 
   GAVE_UP_LOG, MESSAGE_STATUSES, type ChannelStats, type ClaimOptions, type ClaimedMessage, type DeliveryRecord, type DeliveryUpdate, type EnqueueOptions,
-  type Leadership, type ListFilter, type MessageDetail, type MessageStatus, type MessageStore, type PurgeTarget, type ResubmitTarget, type ResubmitPreview, type AuditEntry, type StoredMessage,
+  type Leadership, type ListFilter, type MessageDetail, type MessageStatus, type MessageStore, type PurgeTarget, type ResubmitTarget, type ResubmitPreview, type AuditEntry, type StoredMessage, type StoreFailure,
 } from '../types.ts'
+import { StoreFailures } from '../failures.ts'
 import { DB_TIMEOUTS, openDb, type Db, type DbTimeouts } from './db.ts'
 import { clusterStatus, EngineLease, type EngineStatus } from './engines.ts'
 import { GroupCommit, type CommitPacing } from './group-commit.ts'
@@ -143,6 +144,7 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
   const owner = options.owner ?? true
   const leaseMs = options.leaseMs ?? 15_000
   const renewals = owner ? renewalPool(options, url, leaseMs) : undefined
+  const failures = new StoreFailures()
   try {
     await migrate(db, { allowMigration: owner })
     let lease: EngineLease | undefined
@@ -151,14 +153,19 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
         leaseMs, version: options.version ?? '0', now,
         onLost: (old, id) => options.log?.warn({ engine: old, rejoined: id }, 'this engine\'s lease ran out and its claims were taken over; it rejoined under a new id'),
         onRequeued: (n, engines) => options.log?.warn({ engines, requeued: n }, 'engines stopped heartbeating: their messages are queued again'),
-        onGaveUp: (ids) => { for (const id of ids) options.log?.error({ message: id }, GAVE_UP_LOG) },
+        onGaveUp: (messages) => {
+          for (const m of messages) {
+            options.log?.error({ message: m.id, channel: m.channel }, GAVE_UP_LOG)
+            failures.add({ ...m, cause: 'interrupted' })
+          }
+        },
         onError: (e) => options.log?.warn({ err: storeError(e, url) }, 'heartbeat failed; retrying'),
       })
       await lease.join()
     }
     const pending = await db.query<{ channel: string; n: number }>(PENDING_COUNTS, [null])
     return new PostgresStore(db, url, lease, new ChannelQueues(pending.map((r) => [r.channel, r.n])), now, options.commitPacing ?? NO_PACING, {
-      renewals,
+      renewals, failures,
       onRequeued: (n) => options.log?.warn({ engine: lease?.id, requeued: n }, 'a claim\'s outcome was unknown (its connection was lost): the messages in flight under this engine\'s id that it did not hold are queued again'),
     })
   } catch (e) {
@@ -187,7 +194,7 @@ class PostgresStore implements PostgresMessageStore {
 
   constructor(
     private readonly db: Db, private readonly url: URL, private readonly lease: EngineLease | undefined, private readonly queues: ChannelQueues, private readonly now: () => number, pacing: CommitPacing,
-    private readonly more: { renewals: Db | undefined; onRequeued(n: number): void },
+    private readonly more: { renewals: Db | undefined; failures: StoreFailures; onRequeued(n: number): void },
   ) {
     const owner = () => this.lease?.id ?? ''
     this.held = new HeldClaims({ owner, now, schedule: () => this.scheduleReconcile(), onRequeued: (n) => more.onRequeued(n) })
@@ -214,6 +221,10 @@ class PostgresStore implements PostgresMessageStore {
 
   get renewals() {
     return this.more.renewals
+  }
+
+  watchFailures(channel: string, listener: (f: StoreFailure) => void): () => void {
+    return this.more.failures.watch(channel, listener)
   }
 
   private write<T>(kind: string, args: unknown[]): Promise<T> {

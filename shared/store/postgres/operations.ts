@@ -436,17 +436,17 @@ const REQUEUE_SET = `interrupted = m.interrupted + (m.status = 'in-flight')::int
 const REQUEUE_DELIVERIES = `UPDATE weir_deliveries d SET status = CASE WHEN r.status = 'error' THEN 'error' ELSE 'queued' END
       FROM r WHERE d.message_id = r.id AND d.status IN ('in-flight', 'retrying')`
 
-/** What a requeue did: how many went back to the queue, and the ids of those put in error (see REQUEUE_SET). */
-export interface Requeued { n: number; gaveUp: string[] }
+/** What a requeue did: how many went back to the queue, and those put in error (see REQUEUE_SET). */
+export interface Requeued { n: number; gaveUp: Array<{ id: string; channel: string }> }
 
 /** Returns the claims of `engines` (leaving, or whose lease ran out) to the queue, their delivered destinations kept. */
 export async function requeueClaimsOf(tx: Queryable, engines: string[], t: number): Promise<Requeued> {
   const rows = await tx.query<Requeued>(`
     WITH r AS (
       UPDATE weir_messages m SET ${REQUEUE_SET}, updated_at = $2
-      WHERE owner = ANY($1::text[]) AND status IN ('in-flight', 'retrying') RETURNING m.id, m.status
+      WHERE owner = ANY($1::text[]) AND status IN ('in-flight', 'retrying') RETURNING m.id, m.channel, m.status
     ), d AS (${REQUEUE_DELIVERIES})
-    SELECT (count(*) FILTER (WHERE status = 'queued'))::int AS n, coalesce(array_agg(id) FILTER (WHERE status = 'error'), '{}') AS "gaveUp" FROM r`, [engines, t])
+    SELECT (count(*) FILTER (WHERE status = 'queued'))::int AS n, coalesce(json_agg(json_build_object('id', id, 'channel', channel)) FILTER (WHERE status = 'error'), '[]') AS "gaveUp" FROM r`, [engines, t])
   return rows[0]!
 }
 
@@ -463,9 +463,9 @@ export async function requeueOrphanedClaims(tx: Queryable, t: number): Promise<R
       WHERE m.status IN ('in-flight', 'retrying') AND NOT EXISTS (SELECT 1 FROM weir_engines e WHERE e.id = m.owner)
     ), r AS (
       UPDATE weir_messages m SET ${REQUEUE_SET}, updated_at = $1 FROM orphaned o
-      WHERE m.seq = o.seq AND m.owner IS NOT DISTINCT FROM o.owner AND m.status IN ('in-flight', 'retrying') RETURNING m.id, m.status, o.owner
+      WHERE m.seq = o.seq AND m.owner IS NOT DISTINCT FROM o.owner AND m.status IN ('in-flight', 'retrying') RETURNING m.id, m.channel, m.status, o.owner
     ), d AS (${REQUEUE_DELIVERIES})
-    SELECT (count(*) FILTER (WHERE status = 'queued'))::int AS n, coalesce(array_agg(id) FILTER (WHERE status = 'error'), '{}') AS "gaveUp",
+    SELECT (count(*) FILTER (WHERE status = 'queued'))::int AS n, coalesce(json_agg(json_build_object('id', id, 'channel', channel)) FILTER (WHERE status = 'error'), '[]') AS "gaveUp",
       coalesce(array_agg(DISTINCT owner) FILTER (WHERE owner IS NOT NULL), '{}') AS owners FROM r`, [t])
   return rows[0]!
 }

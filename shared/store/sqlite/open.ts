@@ -10,8 +10,9 @@ import { newMessageId } from '../id.ts'
 import {
   GAVE_UP_LOG, INTERRUPTED_ERROR, MAX_INTERRUPTIONS,
   type ChannelStats, type ClaimedMessage, type FinishedStatus, type DeliveryRecord, type DeliveryUpdate, type EnqueueOptions, type ListFilter,
-  type MessageDetail, type MessageStatus, type MessageStore, type PurgeTarget, type ResubmitTarget, type ResubmitPreview, type AuditEntry, type StoredMessage,
+  type MessageDetail, type MessageStatus, type MessageStore, type PurgeTarget, type ResubmitTarget, type ResubmitPreview, type AuditEntry, type StoredMessage, type StoreFailure,
 } from '../types.ts'
+import { StoreFailures } from '../failures.ts'
 import { acquireLock, releaseLock } from './lock.ts'
 import { migrate, useIncrementalVacuum } from './migrations.ts'
 import { ChannelQueues } from '../queues.ts'
@@ -155,9 +156,13 @@ export function openSqliteStore(options: SqliteStoreOptions = {}): SqliteMessage
   const now = options.now ?? Date.now
   const { lockFile, released, gaveUp, unclean, pending } = prepare(dir, options, now())
   if (unclean) options.log?.warn({ dataDir: dir, released }, 'unclean stop detected: messages that were in flight are queued again')
-  for (const m of gaveUp) options.log?.error({ message: m.id, channel: m.channel }, GAVE_UP_LOG)
+  const failures = new StoreFailures()
+  for (const m of gaveUp) {
+    options.log?.error({ message: m.id, channel: m.channel }, GAVE_UP_LOG)
+    failures.add({ ...m, cause: 'interrupted' })
+  }
   const file = join(dir, DB_FILE)
-  return new SqliteStore(file, new WriterClient(file, options.synchronous ?? 'FULL'), new ChannelQueues(pending), now, lockFile)
+  return new SqliteStore(file, new WriterClient(file, options.synchronous ?? 'FULL'), new ChannelQueues(pending), now, lockFile, failures)
 }
 
 class SqliteStore implements SqliteMessageStore {
@@ -168,7 +173,11 @@ class SqliteStore implements SqliteMessageStore {
   private markTimer: NodeJS.Timeout | undefined = undefined
   private closed = false
 
-  constructor(private readonly file: string, private readonly writer: WriterClient, private readonly queues: ChannelQueues, private readonly now: () => number, private readonly lockFile: string | undefined) {}
+  constructor(private readonly file: string, private readonly writer: WriterClient, private readonly queues: ChannelQueues, private readonly now: () => number, private readonly lockFile: string | undefined, private readonly failures: StoreFailures) {}
+
+  watchFailures(channel: string, listener: (f: StoreFailure) => void): () => void {
+    return this.failures.watch(channel, listener)
+  }
 
   diagnostics() {
     return this.writer.call<{ synchronous: number; journalMode: string; commits: number }>('diagnostics', [])
