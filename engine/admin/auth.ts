@@ -57,7 +57,8 @@ function cookieOf(req: IncomingMessage, name: string): string | undefined {
 /** The login sessions, in memory only: a restart ends them all. */
 class Sessions {
   private readonly byId = new Map<string, Session>()
-  constructor(private readonly ttlSec: number, private readonly now: () => number) {}
+  /** `secure`: the server speaks HTTPS, so the cookie is sent over HTTPS only. */
+  constructor(private readonly ttlSec: number, private readonly now: () => number, private readonly secure: boolean) {}
 
   /** The live session whose id the request's cookie carries. */
   of(req: IncomingMessage): Session | undefined {
@@ -86,10 +87,11 @@ class Sessions {
     return this.byId.get(session.id) === session && session.expiresAt > this.now()
   }
 
-  /** The Set-Cookie value of `s` (its remaining life as Max-Age), or one that clears the cookie. */
+  /** The Set-Cookie value of `s` (its remaining life as Max-Age), or one that clears the cookie; `Secure` over HTTPS. */
   cookie(s: Session | undefined): string {
-    if (!s) return `${SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0`
-    return `${SESSION_COOKIE}=${s.id}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${Math.max(0, Math.ceil((s.expiresAt - this.now()) / 1000))}`
+    const secure = this.secure ? '; Secure' : ''
+    if (!s) return `${SESSION_COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0${secure}`
+    return `${SESSION_COOKIE}=${s.id}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${Math.max(0, Math.ceil((s.expiresAt - this.now()) / 1000))}${secure}`
   }
 }
 
@@ -97,6 +99,7 @@ class Sessions {
  * Authentication of the admin server: admin tokens (compared by SHA-256 in constant time), OIDC
  * bearer tokens through the http-listener's verifier, and login sessions. With nothing configured
  * (allowed on loopback only) everyone is an operator, and actions still need a session's CSRF token.
+ * With `tls` configured the session cookie is `Secure`.
  * A client address that sent too many unknown tokens (login form or bearer header alike) is refused
  * with 429 for a while, without its token being checked (see login-limit.ts).
  *
@@ -108,7 +111,7 @@ export function createAuth(config: AdminConfig, deps: { http: HttpClient; now?: 
   const now = deps.now ?? Date.now
   const log = deps.log ?? silentLogger
   const open = !hasAuth(config)
-  const sessions = new Sessions(config.sessionTtlSec, now)
+  const sessions = new Sessions(config.sessionTtlSec, now, config.tls !== undefined)
   const limit = createLoginLimit(deps.loginLimit, now)
   // The verifier reads only `http` from a component's context.
   const verifyJwt = config.jwt ? jwtVerifier(config.jwt, { http: deps.http } as ComponentContext) : undefined

@@ -1,20 +1,37 @@
-import { createHash } from 'node:crypto'
+import { createHash, createPrivateKey, createPublicKey, X509Certificate } from 'node:crypto'
+import { readFileSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { dirname, resolve } from 'node:path'
+import { createSecureContext } from 'node:tls'
 import httpListener from '../../components/sources/http-listener.ts'
 import { compileSchema, validateCollectingSecrets } from '../../shared/config/ajv.ts'
 import { displayPath, parseJsonWithLocation, resolveSecrets } from '../../shared/config/load.ts'
 import { ajvProblems } from '../../shared/config/problems.ts'
 import { secretSchema } from '../../shared/config/secret-schema.ts'
 import type { InboundJwtOptions } from '../../shared/inbound/jwt-verifier.ts'
+import { serverTlsSchema } from '../../shared/inbound/tls-schema.ts'
 import { ConfigError, type ConfigProblem } from '../../shared/errors.ts'
 import { reveal, type Secret } from '../../shared/secret.ts'
+import { serverTlsOptions, serverTlsProblems, type ServerTlsConfig } from '../../shared/tls.ts'
 
 export type Role = 'viewer' | 'operator'
 export const ROLES: readonly Role[] = ['viewer', 'operator']
 
 /** The http-listener's `jwt` option: the admin server verifies OIDC bearer tokens the same way. */
 const listenerJwtSchema = httpListener.configSchema.properties.jwt
+
+/** A listening source's `tls` option, its files relative to the admin config file. */
+const listenerTlsSchema = serverTlsSchema('Serve HTTPS instead of HTTP: the session cookie is then `Secure` and HSTS is sent. Without it, bound to anything but loopback, the server warns at start that tokens and cookies travel in clear.')
+const adminTlsSchema = {
+  ...listenerTlsSchema,
+  properties: {
+    ...listenerTlsSchema.properties,
+    certFile: { ...listenerTlsSchema.properties.certFile, description: 'PEM certificate (chain) file, relative to the admin config file.', examples: ['tls/admin.crt'] },
+    key: { ...listenerTlsSchema.properties.key, description: 'PEM private key of the certificate; use {"$file": "path"} (relative to the admin config file) or {"$env": "NAME"}.', examples: [{ $file: 'tls/admin.key' }] },
+    caFile: { ...listenerTlsSchema.properties.caFile, description: 'PEM file of CAs that client certificates must chain to (mutual TLS), relative to the admin config file. With `requireClientCert`, a client without such a certificate cannot connect: a check on top of the tokens, the certificate signs no one in.' },
+    requireClientCert: { ...listenerTlsSchema.properties.requireClientCert, description: 'Refuse clients without a certificate from `caFile`. Otherwise a certificate is asked for and not needed.' },
+  },
+} as const
 
 export const adminConfigSchema = {
   type: 'object', additionalProperties: false,
@@ -46,6 +63,7 @@ export const adminConfigSchema = {
       description: 'Host names (the `Host` header) the server answers to besides the loopback names and the address it is bound to; others get 421 (DNS rebinding).',
     },
     sessionTtlSec: { type: 'integer', minimum: 60, maximum: 86_400, default: 28_800, description: 'How long a browser session from the login form lasts (seconds); one made with an OIDC access token ends when that token expires, if sooner.' },
+    tls: adminTlsSchema,
   },
 } as const
 
@@ -67,6 +85,8 @@ export interface AdminConfig {
   jwt?: AdminJwtOptions
   hosts: string[]
   sessionTtlSec: number
+  /** HTTPS: the `tls` option with its files as absolute paths and the key resolved. */
+  tls?: ServerTlsConfig & { key: Secret }
 }
 
 export const sha256 = (text: string): Buffer => createHash('sha256').update(text, 'utf8').digest()
@@ -93,14 +113,55 @@ export function parseAdminConfig(raw: unknown, file: string, env: NodeJS.Process
   if (tokens.length === 0 && data.jwt === undefined) {
     problems.push({ file: name, pointer: '/tokens', message: 'must have at least 1 item (or configure "jwt"): an admin config without tokens or jwt would leave the admin server open; to run it open on loopback, start without --admin-config' })
   }
+  const tls = data.tls as (ServerTlsConfig & { key: Secret }) | undefined
+  if (tls) problems.push(...tlsProblems(tls, dirname(file), name, problems.some((p) => p.pointer === '/tls/key')))
   if (problems.length) throw new ConfigError(problems)
   const config: AdminConfig = {
     tokens: tokens.map((t) => ({ name: t.name, role: t.role, hash: sha256(reveal(t.token)!) })),
     hosts: (data.hosts as string[]).map((h) => h.toLowerCase()),
     sessionTtlSec: data.sessionTtlSec as number,
     ...(data.jwt ? { jwt: data.jwt as unknown as AdminJwtOptions } : {}),
+    ...(tls ? { tls: { ...tls, certFile: resolve(dirname(file), tls.certFile), ...(tls.caFile ? { caFile: resolve(dirname(file), tls.caFile) } : {}) } } : {}),
   }
   return { config, warnings }
+}
+
+/**
+ * What is wrong with the `tls` option, at its pointers: the http-listener's checks (files readable,
+ * `requireClientCert` with `caFile`), then, once the key is resolved and the files read, a
+ * certificate or CA file holding no certificate, a key that is not a private key or not the
+ * certificate's, and whatever else keeps TLS from using them. No key material is quoted.
+ */
+function tlsProblems(tls: ServerTlsConfig & { key: Secret }, dir: string, file: string, keyUnresolved: boolean): ConfigProblem[] {
+  const out: ConfigProblem[] = serverTlsProblems(tls, dir).map(([pointer, message]) => ({ file, pointer, message }))
+  if (out.length || keyUnresolved) return out
+  const certOf = (field: 'certFile' | 'caFile', path: string): X509Certificate | undefined => {
+    try {
+      return new X509Certificate(readFileSync(resolve(dir, path)))
+    } catch {
+      out.push({ file, pointer: `/tls/${field}`, message: `"${path}" holds no PEM certificate` })
+      return undefined
+    }
+  }
+  const cert = certOf('certFile', tls.certFile)
+  if (tls.caFile) certOf('caFile', tls.caFile)
+  let key: ReturnType<typeof createPrivateKey> | undefined
+  try {
+    key = createPrivateKey(reveal(tls.key)!)
+  } catch {
+    out.push({ file, pointer: '/tls/key', message: 'not a PEM private key' })
+  }
+  if (cert && key) {
+    const spki = (k: ReturnType<typeof createPublicKey>) => k.export({ type: 'spki', format: 'der' })
+    if (!spki(cert.publicKey).equals(spki(createPublicKey(key)))) out.push({ file, pointer: '/tls/key', message: `the private key does not match the certificate in "${tls.certFile}"` })
+  }
+  if (out.length) return out
+  try {
+    createSecureContext(serverTlsOptions(tls, dir))
+  } catch (e) {
+    out.push({ file, pointer: '/tls', message: `TLS cannot use this certificate and key: ${(e as Error).message}` })
+  }
+  return out
 }
 
 /** Reads and validates `--admin-config FILE`. Throws `ERR_CONFIG_INVALID` with JSON pointers. */

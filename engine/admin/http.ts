@@ -14,6 +14,9 @@ export const SECURITY_HEADERS: Readonly<Record<string, string>> = {
   'cache-control': 'no-store',
 }
 
+/** Strict-Transport-Security of an HTTPS admin server (no includeSubDomains: other hosts are not the engine's to decide). */
+export const STRICT_TRANSPORT_SECURITY = 'max-age=31536000'
+
 /** Largest request body the admin server reads (a login form, a pause). */
 export const MAX_BODY_BYTES = 16 * 1024
 

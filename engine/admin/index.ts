@@ -21,8 +21,8 @@ export const adminOptions = {
 
 export const adminUsage = `  --admin ADDR    the admin server (/healthz, /readyz, /metrics, API): HOST:PORT, PORT or off
                   (default ${DEFAULT_ADMIN}; when that port is taken, the engine runs without it)
-  --admin-config F   admin tokens and/or OIDC bearer tokens with roles (viewer, operator);
-                  required when the admin server listens on anything but loopback
+  --admin-config F   admin tokens and/or OIDC bearer tokens with roles (viewer, operator), and
+                  "tls" for HTTPS; required when the admin server listens on anything but loopback
   --standby       when another engine holds the data directory, wait for it (the admin server
                   answers /readyz 503 meanwhile) instead of exiting`
 

@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import { errorCodes } from '../../shared/errors.ts'
 import { createHttpClient } from '../../shared/http/index.ts'
@@ -6,6 +7,7 @@ import type { HttpClient } from '../../shared/http/types.ts'
 import { Refusal } from '../../shared/inbound/refusal.ts'
 import type { Logger } from '../../shared/log/index.ts'
 import type { MessageStore } from '../../shared/store/types.ts'
+import { serverTlsOptions } from '../../shared/tls.ts'
 import type { ChannelHandle } from '../runtime/index.ts'
 import type { RuntimeObserver } from '../runtime/index.ts'
 import { channelRoutes, sessionRoutes } from './api.ts'
@@ -13,7 +15,7 @@ import { checkCsrf, createAuth, type Auth } from './auth.ts'
 import { hasAuth, type AdminConfig } from './config.ts'
 import { eventRoutes, type EventStreamOptions, type EventStreams } from './events.ts'
 import { readiness } from './health.ts'
-import { SECURITY_HEADERS, readForm, sendJson } from './http.ts'
+import { SECURITY_HEADERS, STRICT_TRANSPORT_SECURITY, readForm, sendJson } from './http.ts'
 import type { LoginLimitOptions } from './login-limit.ts'
 import { createMetrics } from './metrics.ts'
 import { Router, type RouteContext } from './router.ts'
@@ -37,7 +39,7 @@ export interface AdminServerOptions {
 }
 
 export interface AdminServer {
-  /** `http://host:port`. */
+  /** `http://host:port`, or `https://host:port` with `tls` in the config. */
   readonly url: string
   readonly port: number
   /** Pass to every channel (`RuntimeDeps.observer`): it feeds the counters and histograms of /metrics. */
@@ -101,6 +103,8 @@ function listen(server: Server, host: string, port: number): Promise<void> {
  * Starts the admin server: /healthz, /readyz, /metrics, the JSON API and the login session routes.
  * Bound to anything but loopback it refuses to start without authentication (`ERR_USAGE`). Every
  * response carries a strict Content-Security-Policy; a `Host` that is not the server's answers 421.
+ * With `tls` in the config it speaks HTTPS (Secure cookie, HSTS). It warns at start when it is open
+ * (every local user is an operator) and when it speaks plain HTTP on anything but loopback.
  *
  * @example
  * const admin = await startAdminServer({ host: '127.0.0.1', port: 8089, config: OPEN_CONFIG, log })
@@ -111,6 +115,8 @@ export async function startAdminServer(o: AdminServerOptions): Promise<AdminServ
   if (!isLoopback(o.host) && !hasAuth(o.config)) {
     throw new errorCodes.ERR_USAGE(`the admin server on ${o.host} (not loopback) needs authentication: give --admin-config with "tokens" or "jwt", or bind it to 127.0.0.1`)
   }
+  // The config holds the TLS files as absolute paths.
+  const tls = o.config.tls ? serverTlsOptions(o.config.tls, '/') : undefined
   const http = o.http ?? createHttpClient({ log: o.log })
   let engine: { store: MessageStore; handles: readonly ChannelHandle[] } | undefined
   let waiting: string | undefined
@@ -134,8 +140,10 @@ export async function startAdminServer(o: AdminServerOptions): Promise<AdminServ
   dashboardRoutes(router, sources, auth)
 
   const hostAllowed = hostCheck(o.host, o.config.hosts)
-  const server = createServer({ requestTimeout: 30_000, headersTimeout: 10_000 }, (req, res) => {
-    for (const [k, v] of Object.entries(SECURITY_HEADERS)) res.setHeader(k, v)
+  const headers = tls ? { ...SECURITY_HEADERS, 'strict-transport-security': STRICT_TRANSPORT_SECURITY } : SECURITY_HEADERS
+  const timeouts = { requestTimeout: 30_000, headersTimeout: 10_000 }
+  const onRequest = (req: IncomingMessage, res: ServerResponse) => {
+    for (const [k, v] of Object.entries(headers)) res.setHeader(k, v)
     if (!hostAllowed(req.headers.host)) return sendJson(res, 421, { error: 'unknown Host (the admin server answers to its own names only)' })
     dispatch(router, auth, req, res).catch((e: unknown) => {
       if (res.headersSent) return void res.destroy()
@@ -143,11 +151,15 @@ export async function startAdminServer(o: AdminServerOptions): Promise<AdminServ
       o.log.error({ err: e, path: req.url }, 'admin request failed')
       sendJson(res, 500, { error: 'internal error (see the engine log)' })
     })
-  })
+  }
+  const server: Server = tls ? createHttpsServer({ ...tls, ...timeouts }, onRequest) : createServer(timeouts, onRequest)
   await listen(server, o.host, o.port)
   const port = (server.address() as AddressInfo).port
-  const url = `http://${o.host.includes(':') ? `[${o.host}]` : o.host}:${port}`
-  o.log.info({ url, auth: hasAuth(o.config) ? 'required' : 'open (loopback)' }, 'admin server listening')
+  const address = `${o.host.includes(':') ? `[${o.host}]` : o.host}:${port}`
+  const url = `${tls ? 'https' : 'http'}://${address}`
+  o.log.info({ url, auth: hasAuth(o.config) ? 'required' : 'open (loopback)', tls: Boolean(tls) }, 'admin server listening')
+  if (!hasAuth(o.config)) o.log.warn(`admin server open to every user of this machine (no --admin-config): anyone who can reach ${address} reads messages and acts as operator; give --admin-config with tokens for production`)
+  if (!tls && !isLoopback(o.host)) o.log.warn(`admin server on ${address} speaks plain HTTP: admin tokens and session cookies travel in clear; add "tls" to --admin-config or put a TLS-terminating proxy in front of it`)
   return {
     url, port, observer: metrics.observer, router, auth, events,
     attach(e) {
