@@ -22,8 +22,34 @@ export interface CommandIO {
   isTTY: boolean
 }
 
-export const processIO = (): CommandIO => ({
-  out: (t) => process.stdout.write(t.endsWith('\n') ? t : t + '\n'),
+let stdoutClosed = false
+let watchingStdout = false
+
+/**
+ * Whether the reader of stdout went away (`weir cluster status | head -1`: EPIPE). From then on what a
+ * command prints is dropped, and the command ends quietly: no "unhandled 'error' event", no stack.
+ */
+export const isStdoutClosed = () => stdoutClosed
+
+/**
+ * Takes EPIPE on stdout as the reader having gone. A command that runs until stopped (`weir run`,
+ * which listens for SIGTERM) stops as on SIGTERM, finishing its in-flight work; any other finishes what
+ * it is doing (a resubmit, a backup: cutting one short would leave it half done) with nothing more
+ * printed. Other write errors stay errors.
+ */
+function watchStdout(): void {
+  if (watchingStdout) return
+  watchingStdout = true
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code !== 'EPIPE' && !stdoutClosed) throw e
+    if (stdoutClosed) return
+    stdoutClosed = true
+    if (process.listenerCount('SIGTERM') > 0) process.kill(process.pid, 'SIGTERM')
+  })
+}
+
+export const processIO = (): CommandIO => (watchStdout(), {
+  out: (t) => { if (!stdoutClosed) process.stdout.write(t.endsWith('\n') ? t : t + '\n') },
   err: (t) => process.stderr.write(t.endsWith('\n') ? t : t + '\n'),
   env: process.env,
   cwd: process.cwd(),

@@ -8,12 +8,24 @@ const SENSITIVE = /authorization|cookie|token|secret|password|passwd|assertion|a
 const JWT_LIKE = /eyJ[A-Za-z0-9_-]{4,}(?:\.[A-Za-z0-9_-]*){1,4}/g
 
 /**
+ * A credential after its HTTP authentication scheme (RFC 9110 §11.4: `Bearer`, `DPoP`, `Basic`, a
+ * token68), as an Authorization header carries it, whatever header or text holds it. Not an auth-param
+ * (`Bearer realm="x"`). The credential is 8 characters or more and not a word (it has a character
+ * other than a letter, or is 20 long or more): "Bearer token expired" is text, not a credential.
+ */
+const SCHEME_CREDENTIAL = /\b(Bearer|DPoP|Basic)( +)([A-Za-z0-9\-._~+/]{8,}(?:=+(?![\w\-.~+/="])|(?![\w\-.~+/=])))/gi
+const credentialLike = (c: string) => c.length >= 20 || /[^A-Za-z=]/.test(c)
+
+/**
  * Text of a stored message as the view shows it (a body, an attribute, an error): registered secret
- * values and JWTs become [REDACTED]. The process showing a message (`weir messages`, another engine's
- * dashboard) does not know the tokens the engine that stored it held, so a JWT is recognised by shape.
+ * values, JWTs and the credential after an auth scheme (`Bearer [REDACTED]`) become [REDACTED]. The
+ * process showing a message (`weir messages`, another engine's dashboard) does not know the tokens
+ * the engine that stored it held, so a token is recognised by shape: a JWT anywhere, an opaque token
+ * after its scheme.
  */
 export function scrubShown(text: string): string {
   return scrubSecrets(text).replace(JWT_LIKE, REDACTED)
+    .replace(SCHEME_CREDENTIAL, (all, scheme: string, space: string, credential: string) => (credentialLike(credential) ? `${scheme}${space}${REDACTED}` : all))
 }
 
 /** Values under credential-like keys become [REDACTED]; registered secret values and JWTs are scrubbed from the rest. */
@@ -25,7 +37,7 @@ export function redact(value: unknown, depth = 0): unknown {
 }
 
 /** Excerpts are redacted when stored; again here for those an older weir stored (token fields, JWTs). */
-export const excerpt = (text: string) => redactedExcerpt(text, 500)
+export const excerpt = (text: string) => redactedExcerpt(scrubShown(text), 500)
 
 export const iso = (t: number | undefined) => (t === undefined ? '-' : new Date(t).toISOString())
 

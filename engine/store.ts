@@ -3,12 +3,14 @@ import type { Logger } from '../shared/log/index.ts'
 import { openPostgresStore, openSqliteStore, type MessageStore } from '../shared/store/index.ts'
 import { ALLOW_OPEN_DATA_DIR_ENV } from '../shared/store/data-dir.ts'
 import { encryptContent, onUnreadable } from '../shared/store/encrypted.ts'
+import { StoreError } from '../shared/store/errors.ts'
 import { sealedInSqlite } from '../shared/store/sqlite/sealed-scan.ts'
 import { refuseKeyringWithoutPendingKeys, refuseNewKeyOverLostOne } from './store-key-guard.ts'
 import { clusterStoreKey, verifyStoreClusterKey } from '../shared/store/postgres/oauth-state.ts'
 import { loadStoreKey } from '../shared/oauth/refresh-store.ts'
 import { RETIRED_FILE, keyringIn, keyringOf, type StoreKeyring } from '../shared/store/keyring.ts'
 import { stat } from 'node:fs/promises'
+import { userInfo } from 'node:os'
 import { join } from 'node:path'
 import { version } from './cli.ts'
 import type { CommandIO } from './cli-io.ts'
@@ -43,12 +45,60 @@ export interface StoreChoice {
   'commit-delay-ms'?: string | undefined
 }
 
+/**
+ * A store URL as it may be printed: the password of its user information (up to the last `@`, which
+ * may be in a password not percent-encoded) as `***`.
+ */
+export function maskedUrl(url: string): string {
+  const start = /^[a-z][a-z0-9+.-]*:\/\//i.exec(url)?.[0].length ?? 0
+  const at = url.lastIndexOf('@')
+  const colon = url.indexOf(':', start)
+  if (at < 0 || colon < 0 || colon > at) return url
+  return `${url.slice(0, colon)}:***${url.slice(at)}`
+}
+
 /** The PostgreSQL URL chosen by `--store` or `$WEIR_STORE`, or undefined for the embedded SQLite store. */
 export function storeUrlOf(values: StoreChoice, io: Pick<CommandIO, 'env'>): string | undefined {
   const url = values.store ?? io.env.WEIR_STORE
   if (url === undefined || url === '') return undefined
-  if (!/^postgres(ql)?:\/\//.test(url)) throw new errorCodes.ERR_USAGE(`--store must be a postgres:// URL (or omitted for the embedded store in --data-dir); not "${url.replace(/:[^:@/]*@/, ':***@')}"`)
+  const flag = values.store !== undefined ? '--store' : '$WEIR_STORE'
+  if (!/^postgres(ql)?:\/\//.test(url)) throw new errorCodes.ERR_USAGE(`${flag} must be a postgres:// URL (or omitted for the embedded store in --data-dir); not "${maskedUrl(url)}"`)
+  let parsed: URL
+  try {
+    parsed = new URL(url)
+  } catch {
+    // The URL parser says only "Invalid URL"; a port is what people get wrong.
+    const port = /@[^/@]*:([^/?#]*)(?:[/?#]|$)/.exec(url)?.[1]
+    const why = port !== undefined && !/^\d{1,5}$/.test(port) ? `its port "${port}" is not a number` : 'it cannot be parsed (a password with "@", "/", ":" or "#" must be percent-encoded)'
+    throw new errorCodes.ERR_USAGE(`${flag} is not a valid URL: ${why}; expected postgres://user@host:5432/database, not "${maskedUrl(url)}"`)
+  }
+  if (parsed.hostname === '') throw new errorCodes.ERR_USAGE(`${flag} names no host: expected postgres://user@host:5432/database, not "${maskedUrl(url)}"`)
   return url
+}
+
+/** Where a command looked for messages, for its messages: `the PostgreSQL store at host:port/db` (no user, no password), or the data directory. */
+export function storeWhere(url: string | undefined, dataDir: string): string {
+  if (url === undefined) return dataDir
+  const u = new URL(url)
+  return `the PostgreSQL store at ${u.hostname}:${u.port || 5432}${u.pathname}`
+}
+
+/**
+ * node-postgres's words for a connection made without a password to a server that wants one
+ * (SCRAM: "client password must be a string"; MD5 and cleartext: "empty password returned by client").
+ */
+const NO_PASSWORD = /client password must be a string|empty password returned by client/
+
+/** Opens the PostgreSQL store at `url`; a connection refused for want of a password says so plainly, naming the user. */
+export async function openPostgresFor(options: Parameters<typeof openPostgresStore>[0]): Promise<Awaited<ReturnType<typeof openPostgresStore>>> {
+  try {
+    return await openPostgresStore(options)
+  } catch (e) {
+    if (!NO_PASSWORD.test((e as Error)?.message ?? '')) throw e
+    const u = new URL(options.url)
+    const user = decodeURIComponent(u.username) || process.env.PGUSER || userInfo().username
+    throw new StoreError(`PostgreSQL store at ${u.hostname}:${u.port || 5432}${u.pathname}: no password given for user ${user} (the password comes from the URL, PGPASSWORD or --store-password-file)`, { cause: e })
+  }
 }
 
 /**
@@ -140,7 +190,7 @@ async function openStore(values: StoreChoice, io: Pick<CommandIO, 'env'>, o: Par
   if (leaseMs !== undefined && (!Number.isInteger(leaseMs) || leaseMs < 300 || leaseMs > MAX_LEASE_MS)) throw new errorCodes.ERR_USAGE(`--lease-ms must be an integer from 300 to ${MAX_LEASE_MS} (1 h); not "${values['lease-ms']}"`)
   const delayMs = values['commit-delay-ms'] === undefined ? DEFAULT_COMMIT_DELAY_MS : Number(values['commit-delay-ms'])
   if (!Number.isInteger(delayMs) || delayMs < 0 || delayMs > 1000 || values['commit-delay-ms']?.trim() === '') throw new errorCodes.ERR_USAGE(`--commit-delay-ms must be an integer from 0 to 1000; not "${values['commit-delay-ms']}"`)
-  return openPostgresStore({
+  return openPostgresFor({
     url, owner: o.owner, version: version(), commitPacing: { delayMs, batch: 64 },
     ...(values['store-password-file'] ? { passwordFile: values['store-password-file'] } : {}),
     ...(leaseMs !== undefined ? { leaseMs } : {}),

@@ -1,9 +1,8 @@
 import { parseArgs } from 'node:util'
 import type { CommandIO } from '../cli-io.ts'
 import { errorCodes } from '../../shared/errors.ts'
-import { openPostgresStore } from '../../shared/store/index.ts'
 import type { EngineStatus } from '../../shared/store/postgres/engines.ts'
-import { storeOptions, storeUrlOf } from '../store.ts'
+import { openPostgresFor, storeOptions, storeUrlOf } from '../store.ts'
 
 export const summary = 'show the engines of a cluster sharing one PostgreSQL store'
 export const usage = `usage: weir cluster status [--store postgres://…] [--json]
@@ -37,7 +36,7 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
   }
   const url = storeUrlOf(values, io)
   if (url === undefined) throw new errorCodes.ERR_USAGE('weir cluster needs the cluster\'s store: --store postgres://… or $WEIR_STORE')
-  const store = await openPostgresStore({ url, owner: false, ...(values['store-password-file'] ? { passwordFile: values['store-password-file'] } : {}) })
+  const store = await openPostgresFor({ url, owner: false, ...(values['store-password-file'] ? { passwordFile: values['store-password-file'] } : {}) })
   try {
     const engines = await store.cluster()
     if (values.json) io.out(JSON.stringify(engines.map((e) => ({ ...e, startedAt: new Date(e.startedAt).toISOString() }))))

@@ -7,7 +7,7 @@ import { errorCodes } from '../../shared/errors.ts'
 import { escapeControl } from '../../shared/http/excerpt.ts'
 import { excerpt, iso, scrubShown, shownMessage } from '../message-view.ts'
 import { MESSAGE_STATUSES, type ListFilter, type MessageStatus, type MessageStore } from '../../shared/store/index.ts'
-import { openStoreFor, storeOptions, storeUsage } from '../store.ts'
+import { openStoreFor, storeOptions, storeUrlOf, storeUsage, storeWhere } from '../store.ts'
 import { purgeInBatches } from '../retention.ts'
 import { auditTarget, describeFilter, previewSentence, RESUBMIT_SET_LIMIT, resubmitInBatches, resubmitSet, unknownChannel, type ResubmitSet, type SetFilter } from '../resubmit-set.ts'
 import { SEARCH_KEY_NAME } from '../../shared/key-expression.ts'
@@ -19,14 +19,17 @@ export { redact } from '../message-view.ts'
 const cliActor = () => `cli:${userInfo().username}`
 
 export const summary = 'list, show, resubmit and purge messages in the message log'
-export const usage = `usage: weir messages list [--channel C | --channel-file F] [--status S] [--key NAME=VALUE] [--since T] [--limit N] [--json]
+export const usage = `usage: weir messages list [--channel C | --channel-file F] [--status S] [--key NAME=VALUE] [--since T] [--until T] [--older-than ID] [--limit N] [--json]
        weir messages show ID [--json]
        weir messages resubmit ID... | --status S [--channel C] [--key NAME=VALUE] [--since T] [--until T] [--confirm N:DIGEST]
        weir messages purge --before T [--channel C]
 
-list      newest first; --status one of ${MESSAGE_STATUSES.join(', ')};
+list      newest first (in the order the store took them in; a cluster's engines store at once,
+          so receipt times may interleave); --status one of ${MESSAGE_STATUSES.join(', ')};
           --since/--until an ISO date or a duration ago (30s, 10m, 2h, 7d): a date alone is midnight
-          UTC, a date and time needs its zone (Z or ±hh:mm); --limit default 100
+          UTC, a date and time needs its zone (Z or ±hh:mm); --limit default 100. When more match,
+          it prints the --older-than ID that shows the next page: run the same list with it, page
+          after page, and each message is shown exactly once
           --key NAME=VALUE: messages whose search key NAME (options.searchKeys) has VALUE, an index
           lookup (e.g. --key mrn=203713). --channel-file F checks NAME against the channel file's
           searchKeys and lists that channel; without it an unknown NAME simply finds nothing
@@ -135,7 +138,7 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
     args: rest, allowPositionals: true,
     options: {
       'data-dir': { type: 'string' }, channel: { type: 'string' }, status: { type: 'string' }, since: { type: 'string' },
-      limit: { type: 'string' }, json: { type: 'boolean', default: false }, before: { type: 'string' }, until: { type: 'string' }, confirm: { type: 'string' },
+      limit: { type: 'string' }, json: { type: 'boolean', default: false }, before: { type: 'string' }, until: { type: 'string' }, confirm: { type: 'string' }, 'older-than': { type: 'string' },
       key: { type: 'string' }, 'channel-file': { type: 'string' }, ...storeOptions,
     },
   })
@@ -152,20 +155,20 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
   const before = sub === 'purge' ? parseSince(values.before!, Date.now(), '--before') : undefined
   const searching = sub === 'list' || (sub === 'resubmit' && positionals.length === 0)
   if (!searching && (values.key !== undefined || values['channel-file'] !== undefined || values.until !== undefined)) throw new errorCodes.ERR_USAGE('--key, --until and --channel-file go with list and a resubmit by filter only')
+  if (sub !== 'list' && values['older-than'] !== undefined) throw new errorCodes.ERR_USAGE('--older-than goes with list only')
   const search = searching ? await keySearchOf(values.key, values.channel, values['channel-file'] === undefined ? undefined : resolve(io.cwd, values['channel-file'])) : {}
   const times = {
     ...(values.since !== undefined ? { since: parseSince(values.since) } : {}),
     ...(values.until !== undefined ? { until: parseSince(values.until, Date.now(), '--until') } : {}),
   }
   const dataDir = dataDirOf(values['data-dir'], io)
+  if (sub === 'show' && positionals.length !== 1) throw new errorCodes.ERR_USAGE('show takes one message id')
+  const where = storeWhere(storeUrlOf(values, io), dataDir)
   const store = await openStoreFor(values, io, { dataDir, owner: false })
   try {
-    if (sub === 'list') return await listMessages(store, { ...search, ...(status ? { status } : {}), ...times }, values.limit, values.json, io)
+    if (sub === 'list') return await listMessages(store, { ...search, ...(status ? { status } : {}), ...times }, { limit: values.limit, olderThan: values['older-than'], json: values.json, where }, io)
 
-    if (sub === 'show') {
-      if (positionals.length !== 1) throw new errorCodes.ERR_USAGE('show takes one message id')
-      return await showMessage(store, positionals[0]!, values.json, io, dataDir)
-    }
+    if (sub === 'show') return await showMessage(store, positionals[0]!, values.json, io, where)
 
     if (sub === 'purge') return await purge(store, before!, values.channel, io)
 
@@ -176,7 +179,7 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
     for (const id of positionals) {
       const d = await store.get(id)
       if (!d) {
-        io.err(`no message ${id} in ${dataDir}`)
+        io.err(`no message ${printable(id)} in ${where}`)
         return 1
       }
       ids.push(d.message.id)
@@ -256,10 +259,10 @@ async function resubmitByFilter(store: MessageStore, filter: SetFilter, confirm:
 }
 
 /** `weir messages show ID`: the message, its destinations and its attempt history, redacted (JSON with `json`). */
-async function showMessage(store: MessageStore, id: string, json: boolean | undefined, io: CommandIO, dataDir: string): Promise<number> {
+async function showMessage(store: MessageStore, id: string, json: boolean | undefined, io: CommandIO, where: string): Promise<number> {
   const d = await store.get(id)
   if (!d) {
-    io.err(`no message ${id} in ${dataDir}`)
+    io.err(`no message ${printable(id)} in ${where}`)
     return 1
   }
   const m = d.message
@@ -288,18 +291,34 @@ async function showMessage(store: MessageStore, id: string, json: boolean | unde
   return 0
 }
 
-/** `weir messages list`: newest first, as a table (or JSON with `json`); errors scrubbed of secrets. */
-async function listMessages(store: MessageStore, filter: ListFilter, limitFlag: string | undefined, json: boolean | undefined, io: CommandIO): Promise<number> {
-  const limit = limitFlag === undefined ? 100 : Number(limitFlag)
-  if (!Number.isInteger(limit) || limit < 1) throw new errorCodes.ERR_USAGE(`--limit must be a positive integer; not "${limitFlag}"`)
+/**
+ * `weir messages list`: newest first in the store's order (`seq`), as a table (or JSON with `json`);
+ * errors scrubbed of secrets. A page that is not the last names the message to page on from
+ * (`--older-than ID`): the order and the cursor are one (`seq`), so following the hints shows each
+ * message once, whatever the engines of a cluster stored in between. (The store's order, not the
+ * receipt time: listing by receipt time would sort the whole log on PostgreSQL, whose index on it
+ * cannot give rows in order.)
+ */
+async function listMessages(store: MessageStore, filter: ListFilter, o: { limit: string | undefined; olderThan: string | undefined; json: boolean | undefined; where: string }, io: CommandIO): Promise<number> {
+  const limit = o.limit === undefined ? 100 : Number(o.limit)
+  if (!Number.isInteger(limit) || limit < 1) throw new errorCodes.ERR_USAGE(`--limit must be a positive integer; not "${o.limit}"`)
+  let after: number | undefined
+  if (o.olderThan !== undefined) {
+    const from = await store.get(o.olderThan)
+    if (!from) {
+      io.err(`--older-than ${printable(o.olderThan)}: no message ${printable(o.olderThan)} in ${o.where} (purged since?); page on with --until instead`)
+      return 1
+    }
+    after = from.message.seq
+  }
   // One more than asked for: whether the list goes on, so a full page is never taken for all there is.
-  const list = await store.list({ ...filter, limit: limit + 1 })
+  const list = await store.list({ ...filter, ...(after !== undefined ? { after } : {}), limit: limit + 1 })
   const more = list.length > limit
   if (more) {
     list.length = limit
-    io.err(`more messages match: the newest ${limit} are shown; raise --limit, or see older ones with --until ${iso(list[limit - 1]!.receivedAt)}`)
+    io.err(`more messages match: the newest ${limit} are shown; raise --limit, or see older ones (with the same filters) with --older-than ${list[limit - 1]!.id}`)
   }
-  if (json) io.out(printableJson(list.map((m) => ({ id: m.id, channel: m.channel, status: m.status, receivedAt: iso(m.receivedAt), updatedAt: iso(m.updatedAt), ...(m.error ? { error: scrubShown(m.error) } : {}) }))))
+  if (o.json) io.out(printableJson(list.map((m) => ({ id: m.id, channel: m.channel, status: m.status, receivedAt: iso(m.receivedAt), updatedAt: iso(m.updatedAt), ...(m.error ? { error: scrubShown(m.error) } : {}) }))))
   else if (list.length === 0) io.out('no messages')
   else io.out(table([['ID', 'CHANNEL', 'STATUS', 'RECEIVED', 'ERROR'], ...list.map((m) => [printable(m.id), printable(m.channel), m.status, iso(m.receivedAt), printable(m.error).slice(0, 80)])]))
   return 0

@@ -216,9 +216,9 @@ describe('weir messages', () => {
     await store.close()
     const page = io(dir.path)
     expect(await messagesCommand(['list', '--limit', '3', '--json', '--data-dir', 'data'], page.io)).toBe(0)
-    const shown = JSON.parse(page.out[0]!) as Array<{ receivedAt: string }>
+    const shown = JSON.parse(page.out[0]!) as Array<{ id: string; receivedAt: string }>
     expect(shown).toHaveLength(3)
-    expect(page.err).toEqual([`more messages match: the newest 3 are shown; raise --limit, or see older ones with --until ${shown[2]!.receivedAt}`])
+    expect(page.err).toEqual([`more messages match: the newest 3 are shown; raise --limit, or see older ones (with the same filters) with --older-than ${shown[2]!.id}`])
     const all = io(dir.path)
     expect(await messagesCommand(['list', '--limit', '5', '--data-dir', 'data'], all.io)).toBe(0)
     expect(all.err).toEqual([])
