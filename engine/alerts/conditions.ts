@@ -23,6 +23,12 @@ export interface Snapshot {
   handles: readonly ChannelHandle[]
   /** `store.oldestPending()`: receivedAt of the oldest unfinished message per channel. */
   oldest: Record<string, number>
+  /**
+   * `store.countErrors()` of each channel and window `errorsToCount` asks for, by `errorKey`: the
+   * messages in error the store holds, whichever engine put them there. Absent (a store without
+   * `countErrors`): the errors `watch` saw on this engine.
+   */
+  errors?: ReadonlyMap<string, number>
   watch: RuntimeWatch
   now: number
 }
@@ -35,6 +41,19 @@ const DEFAULT_WINDOW_SECONDS = 300
 
 /** The window of a `messages-failing` rule (ms); 0 for other conditions. */
 export const errorWindowMs = (rule: AlertRule): number => (rule.condition === 'messages-failing' ? (rule.windowSeconds ?? DEFAULT_WINDOW_SECONDS) * 1000 : 0)
+
+/** Identifies a count of `Snapshot.errors`: a channel's errors within a window. */
+export const errorKey = (channel: string, windowMs: number): string => `${channel}\0${windowMs}`
+
+/** The channels `rule` watches among `handles`. */
+const watched = (rule: AlertRule, handles: readonly ChannelHandle[]) => handles.filter((h) => rule.channels === '*' || rule.channels.includes(h.name))
+
+/** The counts of errors a `messages-failing` rule needs in `Snapshot.errors`: per channel it watches, its window (none for other conditions). */
+export function errorsToCount(rule: AlertRule, handles: readonly ChannelHandle[]): Array<{ channel: string; windowMs: number }> {
+  if (rule.condition !== 'messages-failing') return []
+  const windowMs = errorWindowMs(rule)
+  return watched(rule, handles).map((h) => ({ channel: h.name, windowMs }))
+}
 
 /**
  * Whether a subject's condition holds, given its pair's state: a firing `destination-failing` pair
@@ -49,13 +68,13 @@ export function holds(subject: Subject, state: AlertState): boolean {
 
 /** Every subject of `rule` on this engine, active or not (a firing pair clears only when its subject is seen clear). */
 export function subjectsOf(rule: AlertRule, s: Snapshot): Subject[] {
-  const handles = s.handles.filter((h) => rule.channels === '*' || rule.channels.includes(h.name))
+  const handles = watched(rule, s.handles)
   const key = (channel: string, part = '') => `${alertId(rule)}|${channel}|${part}`
   switch (rule.condition) {
     case 'destination-failing':
       return handles.flatMap((h) => h.destinations().filter((d) => rule.destination === undefined || d.name === rule.destination).map((d) => ({ key: key(h.name, d.name), ...destinationFailing(rule, s.watch, h.name, d) })))
     case 'messages-failing':
-      return handles.map((h) => ({ key: key(h.name), ...messagesFailing(rule, s.watch, h.name) }))
+      return handles.map((h) => ({ key: key(h.name), ...messagesFailing(rule, s, h.name) }))
     case 'queue-age':
       return handles.map((h) => {
         const at = s.oldest[h.name]
@@ -97,11 +116,11 @@ function destinationFailing(rule: AlertRule, watch: RuntimeWatch, channel: strin
   return { channel, destination: d.name, active, summary, clearsOnDelivery: { lastDelivered } }
 }
 
-/** At least `count` messages of the channel went to error within the last `windowSeconds`. */
-function messagesFailing(rule: AlertRule, watch: RuntimeWatch, channel: string): Omit<Subject, 'key'> {
+/** At least `count` messages of the channel (in error now) went to error within the last `windowSeconds`. */
+function messagesFailing(rule: AlertRule, s: Snapshot, channel: string): Omit<Subject, 'key'> {
   const count = rule.count ?? DEFAULT_ERROR_COUNT
   const windowS = rule.windowSeconds ?? DEFAULT_WINDOW_SECONDS
-  const errors = watch.errors(channel, windowS * 1000)
+  const errors = s.errors ? (s.errors.get(errorKey(channel, windowS * 1000)) ?? 0) : s.watch.errors(channel, windowS * 1000)
   const active = errors >= count
   const went = `of channel ${channel} went to error in the last ${windowS} s`
   const summary = errors === 0 ? `no message ${went}`

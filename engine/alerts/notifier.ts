@@ -6,7 +6,7 @@ import type { TokenProvider } from '../../shared/oauth/types.ts'
 import type { MessageStore } from '../../shared/store/types.ts'
 import { startChannel, type ChannelHandle } from '../runtime/index.ts'
 import type { RuntimeObserver } from '../runtime/index.ts'
-import { errorWindowMs, holds, subjectsOf, type Subject } from './conditions.ts'
+import { errorKey, errorsToCount, errorWindowMs, holds, subjectsOf, type Subject } from './conditions.ts'
 import type { FeedSource } from './feed.ts'
 import { alertId, webhookKey, type AlertRule, type LoadedAlerts } from './load.ts'
 import { RuntimeWatch } from './observer.ts'
@@ -52,7 +52,11 @@ export interface Notification {
 }
 
 export interface Alerts {
-  /** Give it to every channel (`RuntimeDeps.observer`, with `composeObservers`): `destination-failing` sees attempts and `messages-failing` messages in error through it. */
+  /**
+   * Give it to every channel (`RuntimeDeps.observer`, with `composeObservers`): `destination-failing`
+   * sees attempts through it. (`messages-failing` counts the messages in error the store holds; only
+   * with a store without `countErrors` does it count those this engine sees through it.)
+   */
   readonly observer: RuntimeObserver
   /** Starts the webhook channels, then evaluates the alerts over `handles` every `checkIntervalMs`. */
   start(handles: readonly ChannelHandle[]): Promise<void>
@@ -99,7 +103,8 @@ class AlertsNotifier implements Alerts {
     this.deps = deps
     this.#log = deps.log.child({ component: 'alerts' })
     this.#now = deps.now ?? Date.now
-    this.#watch = new RuntimeWatch(this.#now, Math.max(0, ...loaded.alerts.map(errorWindowMs)))
+    // Errors are kept in memory only for a store that cannot count them (see #errorCounts).
+    this.#watch = new RuntimeWatch(this.#now, deps.store.countErrors ? 0 : Math.max(0, ...loaded.alerts.map(errorWindowMs)))
   }
 
   get observer(): RuntimeObserver {
@@ -145,7 +150,9 @@ class AlertsNotifier implements Alerts {
   async #evaluate(): Promise<void> {
     if (!(await this.#leads())) return
     const needsOldest = this.loaded.alerts.some((a) => a.condition === 'queue-age')
-    const snapshot = { handles: this.#handles, oldest: needsOldest ? await this.deps.store.oldestPending() : {}, watch: this.#watch, now: this.#now() }
+    const now = this.#now()
+    const errors = await this.#errorCounts(now)
+    const snapshot = { handles: this.#handles, oldest: needsOldest ? await this.deps.store.oldestPending() : {}, ...(errors ? { errors } : {}), watch: this.#watch, now }
     for (const rule of this.loaded.alerts) {
       for (const subject of subjectsOf(rule, snapshot)) {
         const prev = await this.#stateOf(subject.key)
@@ -162,6 +169,21 @@ class AlertsNotifier implements Alerts {
         this.#states.set(subject.key, next.state)
       }
     }
+  }
+
+  /**
+   * What the `messages-failing` alerts count, from the store: every engine's errors (in a cluster)
+   * and those made before a restart. One query per channel and window, at every evaluation.
+   * Undefined for a store without `countErrors`: the errors this engine saw are counted instead.
+   */
+  async #errorCounts(now: number): Promise<Map<string, number> | undefined> {
+    const { store } = this.deps
+    if (!store.countErrors) return undefined
+    const count = store.countErrors.bind(store)
+    const wanted = new Map(this.loaded.alerts.flatMap((rule) => errorsToCount(rule, this.#handles)).map((c) => [errorKey(c.channel, c.windowMs), c]))
+    const counts = new Map<string, number>()
+    await Promise.all([...wanted].map(async ([key, c]) => counts.set(key, await count(c.channel, now - c.windowMs))))
+    return counts
   }
 
   /** With a shared store: true while this engine holds the leadership; a new leader reads the states its predecessor kept. */

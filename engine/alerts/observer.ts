@@ -23,7 +23,8 @@ export function composeObservers(...observers: Array<RuntimeObserver | undefined
  * What the alerts see of the runtime through its observer: per channel and destination, the failed
  * attempts in a row (reset by a delivered one, for `consecutiveFailures`) and when the last
  * delivered attempt ended (`destination-failing` clears only on one); per channel, when its
- * messages went to error (`messages-failing`), kept for `horizonMs`.
+ * messages went to error on this engine, kept for `horizonMs` (`messages-failing` counts these only
+ * with a store without `countErrors`; otherwise it counts what the store holds).
  * @example
  * const watch = new RuntimeWatch(Date.now, 300_000)
  * startChannel(channel, { ...deps, observer: watch.observer })

@@ -246,6 +246,13 @@ export interface MessageStore {
   size(): Promise<number>
   /** When the oldest unfinished (queued, in-flight, retrying) message of each channel was received (epoch ms), for one channel or all; channels with none are absent. */
   oldestPending(channel?: string): Promise<Record<string, number>>
+  /**
+   * How many messages of `channel` are in error and went to error at or after `since` (epoch ms,
+   * their last status change), whichever engine put them there: for the `messages-failing` alert.
+   * A resubmitted message no longer counts (until it goes to error again). One indexed query.
+   * Optional: a store without it is counted from what the running engine sees.
+   */
+  countErrors?(channel: string, since: number): Promise<number>
   /** Re-reads `pending` counts (of one channel or all) and the queue itself, after another process resubmitted messages. */
   refreshPending(channel?: string): Promise<void>
   /** Leaderships under the engine's lease, for sources that must run on one engine at a time (stores shared by a cluster only). */

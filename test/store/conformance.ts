@@ -93,6 +93,35 @@ export function storeConformance(factory: StoreFactory): void {
       expect(await store.oldestPending('none')).toEqual({})
     })
 
+    it('counts the messages of a channel in error that went to error at or after a time; a resubmitted one no longer counts', async () => {
+      let t = 1_000
+      await reopen({ now: () => t })
+      const [a, b, c, g] = [(await store.enqueue('c', { body: 1 })).id, (await store.enqueue('c', { body: 2 })).id, (await store.enqueue('c', { body: 3 })).id, (await store.enqueue('c', { body: 4 })).id]
+      const e = (await store.enqueue('d', { body: 5 })).id
+      await store.claim('c', 3)
+      await store.claim('d', 1)
+      t = 2_000
+      await store.complete(a, 'error', [], 'api: 400')
+      t = 3_000
+      await store.fail(b, 'filter threw')
+      await store.complete(c, 'delivered')
+      await store.complete(e, 'error', [], 'api: 400')
+      t = 3_500
+      await store.enqueue('c', { body: 6 }, { error: 'no order key' })
+      const count = (channel: string, since: number) => store.countErrors!(channel, since)
+      expect([await count('c', 0), await count('c', 2_500), await count('c', 3_000), await count('c', 3_001), await count('c', 4_000)]).toEqual([3, 2, 2, 1, 0])
+      expect([await count('d', 0), await count('none', 0)]).toEqual([1, 0])
+      t = 5_000
+      expect(await store.resubmit({ ids: [b] })).toEqual([b])
+      expect(await count('c', 0)).toBe(2)
+      const [again] = await store.claim('c', 1)
+      expect(again!.id).toBe(b)
+      t = 6_000
+      await store.complete(b, 'error', [], 'filter threw again')
+      expect([await count('c', 0), await count('c', 5_500)]).toEqual([3, 1])
+      expect((await store.get(g))!.message.status).toBe('queued')
+    })
+
     it('tells its size on disk, which grows with what is stored', async () => {
       const before = await store.size()
       expect(before).toBeGreaterThan(0)

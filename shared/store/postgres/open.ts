@@ -391,6 +391,12 @@ class PostgresStore implements PostgresMessageStore {
     })
   }
 
+  /** Through weir_messages_outcome (channel, status) or weir_messages_updated (updated_at), both partial over finished messages. */
+  countErrors(channel: string, since: number): Promise<number> {
+    return this.read(async () => (await this.db.sql<{ n: number }>`SELECT count(*)::int AS n FROM weir_messages
+      WHERE channel = ${channel} AND status = 'error' AND updated_at >= ${since}`)[0]!.n)
+  }
+
   refreshPending(channel?: string): Promise<void> {
     const channels = channel ? [channel] : this.queues.channels()
     return this.read(async () => {

@@ -358,6 +358,10 @@ class SqliteStore implements SqliteMessageStore {
     return this.writer.call('oldestPending', [channel ?? null], (rows: Array<{ channel: string; at: number }>) => Object.fromEntries(rows.map((r) => [r.channel, r.at])))
   }
 
+  countErrors(channel: string, since: number): Promise<number> {
+    return this.writer.call('countErrors', [channel, since])
+  }
+
   refreshPending(channel?: string): Promise<void> {
     const channels = channel ? [channel] : this.queues.channels()
     for (const ch of channels) this.queues.toDatabase(ch)

@@ -17,7 +17,7 @@ import { previewOf } from '../preview.js'
 /** @typedef {[id: number, ok: boolean, value: unknown]} Result */
 
 /** Operations that only read: a batch made of these alone runs without a write transaction. */
-const READS = new Set(['resubmitPreview', 'auditLog', 'get', 'list', 'listPlan', 'stats', 'channels', 'pendingCounts', 'oldestPending', 'getState', 'diagnostics'])
+const READS = new Set(['resubmitPreview', 'auditLog', 'get', 'list', 'listPlan', 'stats', 'channels', 'pendingCounts', 'oldestPending', 'countErrors', 'getState', 'diagnostics'])
 /** Operations that cannot run inside a transaction (VACUUM, a checkpoint): run on their own after the batch. */
 const OUTSIDE = new Set(['reclaim'])
 /** Free pages worth a VACUUM after a purge, in a database not yet switched to incremental vacuum: more than this share of the file. */
@@ -111,6 +111,8 @@ const s = {
     WHERE status IN ('queued', 'in-flight', 'retrying') GROUP BY channel, status) s JOIN message_content c ON c.seq = s.seq GROUP BY s.channel`),
   oldestOf: db.prepare(`SELECT ? AS channel, min(c.received_at) AS at FROM message_content c WHERE c.seq IN (SELECT min(seq) FROM message_status
     WHERE channel = ? AND status IN ('queued', 'in-flight', 'retrying') GROUP BY status)`),
+  // Through message_status_queue (channel, status): only the channel's messages in error are read.
+  countErrors: db.prepare(`SELECT count(*) FROM message_status WHERE channel = ? AND status = 'error' AND updated_at >= ?`).pluck(),
   finishedStatus: db.prepare(`SELECT s.status FROM message_status s JOIN message_content c ON c.seq = s.seq
     WHERE c.id = ? AND s.status IN ('delivered', 'filtered', 'error')`).pluck(),
   deliveryStates: db.prepare('SELECT destination, status FROM deliveries WHERE message_id = ?'),
@@ -343,6 +345,10 @@ const ops = {
   oldestPending(channel) {
     const rows = /** @type {Array<{ channel: string, at: number | null }>} */ (channel === null ? s.oldestAll.all() : s.oldestOf.all(channel, channel))
     return rows.filter((r) => r.at !== null)
+  },
+  /** @param {string} channel @param {number} since */
+  countErrors(channel, since) {
+    return s.countErrors.get(channel, since)
   },
   /** @param {string | null} channel */
   pendingCounts(channel) {

@@ -1,0 +1,75 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { createAlerts, ALERTS_LEADERSHIP, type LoadedAlerts } from '../../engine/alerts/index.ts'
+import { startEmbeddedPostgres, type EmbeddedPostgresServer } from '../../engine/embedded/postgres.ts'
+import { startChannel } from '../../engine/runtime/index.ts'
+import { createHttpClient } from '../../shared/http/index.ts'
+import { openPostgresStore } from '../../shared/store/index.ts'
+import { until } from '../_setup.ts'
+import { alertsFile, capturingLogger, fastWebhook, webhookReceiver } from '../alerts/_alerts.ts'
+import { channel, destination, feedSource, startApi, tempDir } from '../runtime/_helpers.ts'
+
+// Finding: in a cluster only the engine holding the `alerts` leadership evaluates, and
+// `messages-failing` counted the errors that engine had seen itself: 6 messages sent to another
+// engine went to error there, and the alert never fired.
+
+let server: EmbeddedPostgresServer
+beforeAll(async () => { server = await startEmbeddedPostgres({ volatile: true }) }, 60_000)
+afterAll(async () => { await server?.stop() })
+
+const closing: Array<() => Promise<void>> = []
+afterEach(async () => {
+  for (const c of closing.splice(0).reverse()) await c()
+})
+
+/** An engine of the cluster, in this process: its store, the channel `adt` (its API answers 400 to everything) and the alerts. */
+async function engine(url: string, dir: string, loaded: LoadedAlerts, apiUrl: string) {
+  const { log } = capturingLogger()
+  const http = createHttpClient({ log })
+  const store = await openPostgresStore({ url, leaseMs: 3_000 })
+  const feed = feedSource()
+  const alerts = createAlerts(loaded, { store, log, dataDir: dir, http, drainMs: 500 })
+  const adt = await startChannel(channel({ name: 'adt', dir, source: feed.definition, destinations: [destination('api', apiUrl, { retry: { maxAttempts: 1, initialDelayMs: 10, maxDelayMs: 10, maxElapsedMs: 1000 } })] }),
+    { store, log, dataDir: dir, http, observer: alerts.observer })
+  await alerts.start([adt])
+  closing.push(async () => {
+    await alerts.stop()
+    await adt.stop({ timeoutMs: 500 })
+    await store.close()
+    await http.close()
+  })
+  return { store, feed, alerts, adt }
+}
+
+describe('messages-failing in a cluster', () => {
+  it('messages that went to error on an engine that does not lead fire the alert on the one that does', async () => {
+    const url = await server.createDatabase('alerts_errors')
+    const dir = await tempDir('weir-cluster-alerts-')
+    closing.push(dir.remove)
+    const hook = await webhookReceiver()
+    const api = await startApi(() => ({ status: 400, body: 'bad' }))
+    closing.push(hook.close, api.close)
+    // Evaluated only when the test says so (and once more at each stop).
+    const loaded = await alertsFile(dir.path, {
+      checkIntervalMs: 600_000, webhooks: { ops: fastWebhook(hook.url) },
+      alerts: [{ name: 'errors', condition: 'messages-failing', webhook: 'ops', count: 6, windowSeconds: 300 }],
+    })
+
+    const leader = await engine(url, dir.path, loaded, api.url)
+    await leader.alerts.evaluate()
+    expect(await leader.store.leadership!.lead(ALERTS_LEADERSHIP)).toBe(true)
+    const other = await engine(url, dir.path, loaded, api.url)
+    for (let n = 1; n <= 6; n++) await other.feed.emit({ n })
+    await other.adt.whenIdle({ timeoutMs: 10_000 })
+    expect(other.adt.counters()).toMatchObject({ delivered: 0, errors: 6 })
+    expect(leader.adt.counters().errors).toBe(0)
+
+    await other.alerts.evaluate() // not the leader: evaluates nothing
+    await leader.alerts.evaluate()
+    await until(() => hook.accepted.length === 1, 5_000, 'firing')
+    expect(hook.accepted[0]).toMatchObject({ alert: 'errors', state: 'firing', channel: 'adt', summary: '6 messages of channel adt went to error in the last 300 s (at least 6)' })
+    await leader.alerts.evaluate()
+    await other.alerts.evaluate()
+    await new Promise((ok) => setTimeout(ok, 300))
+    expect(hook.requests).toHaveLength(1)
+  })
+})
