@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { isRawKey } from '../shared/oauth/refresh-store.ts'
 import { StoreError } from '../shared/store/errors.ts'
-import type { SealedSummary } from '../shared/store/sqlite/sealed-scan.ts'
+import { sealedInSqlite, type SealedSummary } from '../shared/store/sqlite/sealed-scan.ts'
 import { keyIdOf, type StoreKeyring } from '../shared/store/keyring.ts'
 
 /** "2 message(s) encrypted with key 2a5faac7c279" (the keys' public ids, never the keys). */
@@ -41,6 +41,18 @@ export function refuseNewKeyOverLostOne(dir: string, dataDir: string, secretKey:
   }
   if (!s?.messages) return
   throw new StoreError(`the store key ${keyFile} is missing, but the store holds ${whatIsSealed(s)}: restore ${dir} (secret.key and retired.keys) from the backup of this data directory, or set WEIR_SECRET_KEY to the key or passphrase the engine ran with. Weir makes no new key: it could not read them. ${startOver(dataDir)}`)
+}
+
+/**
+ * The `beforeNewKey` hook of the refresh-token store of `dataDir` (createRefreshTokenStore), for the
+ * commands that open it (`weir token`, `weir credentials`): no new store key while the data
+ * directory's message store holds messages sealed with a key (see refuseNewKeyOverLostOne).
+ *
+ * @example
+ * createRefreshTokenStore({ dir: join(dataDir, 'oauth'), beforeNewKey: newStoreKeyGuard(dataDir, env.WEIR_SECRET_KEY) })
+ */
+export function newStoreKeyGuard(dataDir: string, secretKey: string | undefined): () => void {
+  return () => refuseNewKeyOverLostOne(join(dataDir, 'oauth'), dataDir, secretKey, () => sealedInSqlite(join(dataDir, 'weir.db')))
 }
 
 /**

@@ -12,6 +12,7 @@ import { authorizeWithConsent, createRefreshTokenStore, explainTokenRequest, imp
 import { missingClusterKey, openPostgresTokenState } from '../../shared/store/postgres/oauth-state.ts'
 import { StoreError } from '../../shared/store/errors.ts'
 import { storeOptions, storeUrlOf, type StoreChoice } from '../store.ts'
+import { newStoreKeyGuard } from '../store-key-guard.ts'
 import { registerSecretValue, reveal } from '../../shared/secret.ts'
 
 export const summary = 'obtain a refresh token by consent, import one, or explain the token request a credential sends'
@@ -55,7 +56,8 @@ export async function importCredential(options: { name: string; config: Credenti
   const token = options.refreshToken.trim()
   if (!token) throw new errorCodes.ERR_FILE_ACCESS('the refresh token file is empty')
   registerSecretValue(token)
-  const store = options.store ?? createRefreshTokenStore({ dir: join(options.dataDir, 'oauth'), ...(options.secretKey ? { key: options.secretKey } : {}) })
+  // No new store key over a lost one: messages sealed with it would all go to error at the engine's next start.
+  const store = options.store ?? createRefreshTokenStore({ dir: join(options.dataDir, 'oauth'), ...(options.secretKey ? { key: options.secretKey } : {}), beforeNewKey: newStoreKeyGuard(options.dataDir, options.secretKey) })
   const key = options.config.storeKey ?? options.name
   const entry = await importRefreshToken(store, key, token)
   return { key, version: entry.version }

@@ -268,7 +268,7 @@ export async function run(args: string[], io: CommandIO, deps: RunDeps = {}): Pr
   try {
     for (const ch of inputs.channels) {
       if (stop.signal.aborted) break
-      handles.push(await startChannel(ch, { store, log, dataDir, http, credential, observer: composeObservers(admin?.observer, alerts?.observer) }))
+      handles.push(await startChannel(ch, { store, log, dataDir, http, credential, observer: composeObservers(admin?.observer, alerts?.observer), encrypt: inputs.encrypt }))
     }
     await alerts?.start(handles)
   } catch (e) {

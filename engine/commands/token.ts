@@ -9,6 +9,7 @@ import type { TokenRetry } from '../../shared/oauth/token-slot.ts'
 import { credentialOf, parseTimeout } from './credentials.ts'
 import { openPostgresTokenState } from '../../shared/store/postgres/oauth-state.ts'
 import { storeOptions, storeUrlOf } from '../store.ts'
+import { newStoreKeyGuard } from '../store-key-guard.ts'
 
 export const summary = 'fetch a token for a channel credential and show its type, scope and expiry'
 export const usage = `usage: weir token <channel.json> <credential> [--show] [--json] [--timeout 60s] [--data-dir DIR | --store URL]
@@ -130,7 +131,8 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
   const dataDir = dataDirOf(values['data-dir'], io)
   // The refresh-token store's key from this command's environment (as `weir credentials` reads it), not the process's.
   const key = io.env.WEIR_SECRET_KEY ? { key: io.env.WEIR_SECRET_KEY } : {}
-  const store = createRefreshTokenStore({ dir: join(dataDir, 'oauth'), ...key })
+  // No new store key over a lost one: messages sealed with it would all go to error at the engine's next start.
+  const store = createRefreshTokenStore({ dir: join(dataDir, 'oauth'), ...key, beforeNewKey: newStoreKeyGuard(dataDir, io.env.WEIR_SECRET_KEY) })
   const url = storeUrlOf(values, io)
   const cluster = url ? await openPostgresTokenState({ url, secretKey: io.env.WEIR_SECRET_KEY, ...(values['store-password-file'] ? { passwordFile: values['store-password-file'] } : {}) }) : undefined
   const retries = retryLines(io)

@@ -7,7 +7,7 @@ import type { Logger } from '../../shared/log/index.ts'
 import type { CredentialStatus, TokenProvider } from '../../shared/oauth/types.ts'
 import type { MessageStore } from '../../shared/store/types.ts'
 import { createComponents, type ChannelComponents } from './components.ts'
-import { Backoffs, shutdownError, type RunContext } from './context.ts'
+import { Backoffs, encryptedDetails, logFailure, shutdownError, type RunContext } from './context.ts'
 import { Dispatcher, type DispatchOptions } from './dispatch.ts'
 import { createEmit, type IntakeCounters } from './intake.ts'
 import { stopChannel } from './lifecycle.ts'
@@ -35,6 +35,13 @@ export interface RuntimeDeps {
   observer?: RuntimeObserver
   /** How often a channel re-reads its operator pauses from a store shared by a cluster (another engine may have set them). Default 5000 ms. */
   pauseSyncMs?: number
+  /**
+   * Channels whose content the store encrypts, as given to the store (`weir run`: those with
+   * `options.encryptContent`, or true for every one with `--encrypt-content`). A channel with
+   * `options.encryptContent` counts as encrypted without it. Their log lines about a failed message
+   * carry no free text that could quote the content.
+   */
+  encrypt?: ReadonlySet<string> | true
 }
 
 export interface ChannelCounters {
@@ -191,6 +198,7 @@ function runContext(channel: LoadedChannel, deps: RuntimeDeps, onBackoff: () => 
     now: deps.now ?? Date.now, random: deps.random ?? Math.random,
     stopping: stopping.signal, aborting: aborting.signal, retrying: new Set(),
     backingOff: new Backoffs(onBackoff), observer: deps.observer ? guardedObserver(deps.observer, log) : {},
+    encrypted: channel.options.encryptContent === true || deps.encrypt === true || (deps.encrypt?.has(channel.name) ?? false),
   }
   return {
     rc,
@@ -199,15 +207,18 @@ function runContext(channel: LoadedChannel, deps: RuntimeDeps, onBackoff: () => 
   }
 }
 
-/** Counts how messages end and tells the observer; a message in error is logged and handed to `onError`. */
+/**
+ * Counts how messages end and tells the observer; a message in error is logged and handed to
+ * `onError` (an encrypted channel's with where to read the reason, not the reason).
+ */
 function endingCounter(rc: RunContext, counters: { delivered: number; filtered: number; errors: number }, onError: (m: { id: string }, error: string) => void) {
   return (m: { id: string }, ending: Ending): void => {
     rc.observer.finished?.(rc.name, ending.status)
     if (ending.status !== 'error') counters[ending.status]++
     else {
       counters.errors++
-      rc.log.error({ message: m.id, err: ending.error }, 'message in error')
-      onError(m, ending.error)
+      logFailure(rc, 'error', 'message in error', { message: m.id }, ending.error, ending.facts)
+      onError(m, rc.encrypted ? encryptedDetails(m.id) : ending.error)
     }
   }
 }

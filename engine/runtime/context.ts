@@ -21,7 +21,53 @@ export interface RunContext {
   backingOff: Backoffs
   /** Told what the channel does (metrics, alerts); `{}` when nobody listens. */
   observer: RuntimeObserver
+  /**
+   * The channel's content is stored encrypted (`options.encryptContent`, or `weir run
+   * --encrypt-content`): log lines about a message's failure carry no free text (see logFailure).
+   */
+  encrypted: boolean
 }
+
+/**
+ * What a log line of an encrypted channel may say of a failure: none of it free text, which could
+ * quote the message (an API's answer often echoes the request).
+ */
+export interface FailureFacts {
+  /** The error's code (`ERR_HTTP_STATUS`), when it has one. */
+  code?: string | undefined
+  destination?: string
+  /** Index of the filter that failed. */
+  filter?: number
+  /** The HTTP status the destination answered. */
+  status?: number | undefined
+  /** The attempt that failed (the last one, for a message in error). */
+  attempt?: number
+  /** The channel option that failed (`orderBy`). */
+  option?: string
+}
+
+/** The `code` of an error (a Weir error's, a Node or undici error's), when it is a string. */
+export function codeOf(e: unknown): string | undefined {
+  const code = (e as { code?: unknown } | null | undefined)?.code
+  return typeof code === 'string' ? code : undefined
+}
+
+/** Where an encrypted channel's log lines send the reader for the whole reason of message `id`'s failure. */
+export const encryptedDetails = (id: string) => `details encrypted in the message log: weir messages show ${id}`
+
+/**
+ * Logs a failure of message `fields.message`. A channel stored in clear logs `fields` and the reason
+ * (`err`); an encrypted channel logs `fields` and `facts` (several, of a message that failed at
+ * several destinations, as `failures`) with a note saying where the reason is: the reason may quote
+ * the message's content, which the channel keeps out of clear text.
+ */
+export function logFailure(rc: RunContext, level: 'error' | 'warn' | 'debug', msg: string, fields: { message: string } & Record<string, unknown>, err: unknown, facts: FailureFacts | readonly FailureFacts[]): void {
+  if (!rc.encrypted) return rc.log[level]({ ...fields, err }, msg)
+  const list = (Array.isArray(facts) ? facts : [facts]).map(definedOnly)
+  rc.log[level]({ ...fields, ...(list.length === 1 ? list[0] : { failures: list }) }, `${msg} (${encryptedDetails(fields.message)})`)
+}
+
+const definedOnly = (o: FailureFacts): FailureFacts => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined))
 
 /**
  * Which messages under way wait out a retry backoff as a whole: every task of the message still

@@ -1,12 +1,13 @@
 import type { Destination, Message } from '../../shared/component.ts'
 import type { LoadedDestination } from '../../shared/config/types.ts'
 import { redactedExcerpt } from '../../shared/http/excerpt.ts'
+import { StoreError } from '../../shared/store/errors.ts'
 import type { DeliveryRecord, DeliveryUpdate } from '../../shared/store/types.ts'
 import { backoffDelay } from './backoff.ts'
 import type { CircuitBreaker } from './breaker.ts'
 import { exhausted } from './budget.ts'
 import type { PauseGate } from './pause.ts'
-import { backoff, shutdownError, untilAborted, type RunContext } from './context.ts'
+import { backoff, codeOf, logFailure, shutdownError, untilAborted, type FailureFacts, type RunContext } from './context.ts'
 import { describeFailure } from '../../shared/failure.ts'
 import { kindOf } from '../../shared/config/registry.ts'
 import { originOf } from './contract.ts'
@@ -20,8 +21,8 @@ export interface DestinationSlot {
   hold: PauseGate
 }
 
-/** A delivery's final update, with the reason when it ended in error. */
-export type DeliveryOutcome = DeliveryUpdate & { error?: string }
+/** A delivery's final update, with the reason when it ended in error (and what of it a log line may say). */
+export type DeliveryOutcome = DeliveryUpdate & { error?: string; facts?: FailureFacts }
 
 /** One delivery: a message part to one destination, retried per the destination's policy and breaker. */
 export interface DeliveryJob {
@@ -78,21 +79,30 @@ export async function deliverWithRetry(rc: RunContext, job: DeliveryJob): Promis
       const waitStart = rc.now()
       await slot.hold.wait(rc.stopping)
       const { probe } = await slot.breaker.acquire(rc.stopping)
+      // No attempt on a claim this engine cannot vouch for: another engine may have taken it over.
+      const held = await claimHeld(rc, job.messageId).catch((e: unknown) => {
+        slot.breaker.abandon(probe)
+        throw e
+      })
+      if (!held) {
+        slot.breaker.abandon(probe)
+        throw claimLost(job.messageId)
+      }
       paused += rc.now() - waitStart
       rc.retrying.delete(retryKey)
       const startedAt = rc.now()
-      const outcome = await attempt(rc, job, startedAt, probe)
+      const outcome = await attempt(rc, job, startedAt, probe, charged + 1)
       if (outcome.done) return outcome.done
       charged += probe ? 0 : 1
-      const { failure, error, attemptRecord } = outcome
+      const { failure, error, attemptRecord, facts } = outcome
       const delay = backoffDelay(Math.max(1, charged), d.retry, rc.random, failure.retryAfterMs)
       const why = exhausted(d.retry, charged, spent.elapsedMs + rc.now() - started - paused, delay)
       if (why) {
-        return { destination: d.name, part: partIndex, status: 'error', attempt: { ...attemptRecord, outcome: 'retryable' }, error: `${d.name}: gave up after ${why}: ${error}` }
+        return { destination: d.name, part: partIndex, status: 'error', attempt: { ...attemptRecord, outcome: 'retryable' }, error: `${d.name}: gave up after ${why}: ${error}`, facts }
       }
       rc.retrying.add(retryKey)
       await rc.store.recordDelivery(job.messageId, { destination: d.name, part: partIndex, status: 'retrying', nextAttemptAt: attemptRecord.endedAt + delay, attempt: { ...attemptRecord, outcome: 'retryable' } })
-      rc.log.debug({ message: job.messageId, destination: d.name, attempt: charged, delayMs: delay, err: error }, 'delivery failed; retrying')
+      logFailure(rc, 'debug', 'delivery failed; retrying', { message: job.messageId, destination: d.name, attempt: charged, delayMs: delay }, error, facts)
       // An open breaker's pause (never shorter than this failure's Retry-After) replaces the backoff.
       if (slot.breaker.state === 'closed') await backoff(rc, job.messageId, delay)
     }
@@ -103,6 +113,30 @@ export async function deliverWithRetry(rc: RunContext, job: DeliveryJob): Promis
     rc.retrying.delete(retryKey)
   }
 }
+
+/**
+ * Waits until this engine can vouch for its claim on message `id` (see `ClaimLease`; at once on a
+ * store not shared by a cluster): true while the claim is held, false once another engine took it
+ * over (this engine's lease ran out while it was frozen, starved or cut off from the database).
+ * While unsure it waits for the heartbeat's answer; rejects with ERR_SHUTDOWN if the channel stops first.
+ */
+export async function claimHeld(rc: RunContext, id: string): Promise<boolean> {
+  const claims = rc.store.leadership?.claims
+  if (!claims) return true
+  for (;;) {
+    const standing = claims.standing(id)
+    if (standing !== 'unsure') return standing === 'held'
+    if (rc.stopping.aborted) throw shutdownError(rc.name)
+    rc.log.debug({ message: id }, 'this engine\'s lease was not confirmed recently enough to vouch for its claim: waiting for the heartbeat before starting')
+    const next = claims.renewal()
+    const cancel = () => next.cancel()
+    rc.stopping.addEventListener('abort', cancel, { once: true })
+    await next.settled.finally(() => rc.stopping.removeEventListener('abort', cancel))
+  }
+}
+
+/** The failure of a delivery whose claim another engine took over: its message is dropped here, nothing written for it. */
+const claimLost = (id: string) => new StoreError(`message ${id}: another engine took this engine's claim over (its lease ran out); left to that engine`)
 
 /** Destinations already warned that their deliver() resolved to something else than a `DeliveryResult`. */
 const warnedResults = new WeakSet<DestinationSlot>()
@@ -132,7 +166,7 @@ function deliveryResult(rc: RunContext, slot: DestinationSlot, result: unknown):
 
 type AttemptResult =
   | { done: DeliveryOutcome }
-  | { done?: undefined; failure: ReturnType<typeof classify>; error: string; attemptRecord: { startedAt: number; endedAt: number; responseStatus?: number | undefined; error: string; excerpt?: string | undefined } }
+  | { done?: undefined; failure: ReturnType<typeof classify>; error: string; facts: FailureFacts; attemptRecord: { startedAt: number; endedAt: number; responseStatus?: number | undefined; error: string; excerpt?: string | undefined } }
 
 /**
  * An attempt the engine's stop cut off (it outlived `shutdownTimeoutMs`): the destination may have
@@ -149,8 +183,8 @@ async function recordInterrupted(rc: RunContext, job: DeliveryJob, startedAt: nu
     .catch((e: unknown) => rc.log.debug({ message: job.messageId, err: e }, 'could not record the attempt cut off by the stop'))
 }
 
-/** One attempt at the destination, with the breaker told how it went. */
-async function attempt(rc: RunContext, job: DeliveryJob, startedAt: number, probe: boolean): Promise<AttemptResult> {
+/** Attempt `n` at the destination, with the breaker told how it went. */
+async function attempt(rc: RunContext, job: DeliveryJob, startedAt: number, probe: boolean, n: number): Promise<AttemptResult> {
   const { slot, partIndex } = job
   const d = slot.loaded
   try {
@@ -177,13 +211,14 @@ async function attempt(rc: RunContext, job: DeliveryJob, startedAt: number, prob
     const resp = responseOf(e)
     const error = describeFailure(e, originOf(slot.instance)?.dir)
     const attemptRecord = { startedAt, endedAt: rc.now(), responseStatus: resp.status, error, excerpt: resp.excerpt }
+    const facts = { code: codeOf(e), destination: d.name, status: resp.status, attempt: n }
     const failure = classify(e)
     rc.observer.attempt?.(rc.name, d.name, failure.retryable ? 'retryable' : 'permanent', attemptRecord.endedAt - startedAt)
     if (!failure.retryable) {
       slot.breaker.success() // the API answered; it is the message that is wrong
-      return { done: { destination: d.name, part: partIndex, status: 'error', attempt: { ...attemptRecord, outcome: 'permanent' }, error: `${d.name}: ${error}` } }
+      return { done: { destination: d.name, part: partIndex, status: 'error', attempt: { ...attemptRecord, outcome: 'permanent' }, error: `${d.name}: ${error}`, facts } }
     }
     slot.breaker.failure(probe, failure.retryAfterMs)
-    return { failure, error, attemptRecord }
+    return { failure, error, attemptRecord, facts }
   }
 }

@@ -2,6 +2,7 @@ import { isWeirError } from '../../shared/errors.ts'
 import type { ClaimedMessage, ClaimOptions } from '../../shared/store/types.ts'
 import type { RunContext } from './context.ts'
 import type { KeyedQueue } from './order.ts'
+import { claimHeld } from './delivery.ts'
 import { processMessage, type Ending, type Pipeline } from './process.ts'
 
 type ClaimOrder = NonNullable<ClaimOptions['order']>
@@ -207,6 +208,29 @@ export class Dispatcher {
     }
   }
 
+  /**
+   * Message `m`'s claim was taken over by another engine: this engine's lease ran out while it was
+   * frozen, starved or cut off, and a peer returned its claims to the queue. It and every claimed
+   * message still waiting here under the lost lease belong to others now: they are dropped, with
+   * nothing written for them (no release, no outcome). Those under way find the same at their next
+   * attempt; an attempt already on the wire cannot be recalled (the store refuses its outcome).
+   */
+  private dropTakenOver(m: ClaimedMessage): void {
+    const claims = this.rc.store.leadership?.claims
+    const lost = (id: string) => claims?.standing(id) === 'lost'
+    const waiting = this.queue.drain()
+    const dropped = waiting.filter((q) => lost(q.id))
+    this.queue.push(waiting.filter((q) => !lost(q.id)))
+    if (this.suspect && lost(this.suspect.id)) {
+      dropped.push(this.suspect)
+      this.suspect = undefined
+    }
+    for (const id of this.toRelease) if (lost(id)) this.toRelease.delete(id)
+    this.workHint = true
+    const level = dropped.length > 0 ? 'warn' : 'debug'
+    this.rc.log[level]({ message: m.id, dropped: dropped.length }, 'another engine took over this engine\'s claims (its lease ran out): the messages claimed under it are left to that engine, not started here')
+  }
+
   /** Waits for a message to finish, a wake-up, the end of a claim pause, or the poll interval (work queued by another process). */
   private nextChange(): Promise<void> {
     return new Promise<void>((resolve) => {
@@ -228,8 +252,11 @@ export class Dispatcher {
 
   private async process(m: ClaimedMessage): Promise<void> {
     try {
+      // A message claimed ahead starts only while this engine can vouch for its claim (see claimHeld).
+      if (!(await claimHeld(this.rc, m.id))) return this.dropTakenOver(m)
       this.o.onEnding(m, await processMessage(this.rc, this.pipeline, m))
     } catch (e) {
+      if (this.rc.store.leadership?.claims?.standing(m.id) === 'lost') return this.dropTakenOver(m)
       this.toRelease.add(m.id)
       if (this.rc.stopping.aborted) return
       if (!(isWeirError(e) && e.code === 'ERR_SHUTDOWN')) this.rc.log.error({ err: e, message: m.id }, 'processing failed; the message goes back to the queue')

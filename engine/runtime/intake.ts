@@ -3,7 +3,7 @@ import type { ChannelOptions } from '../../shared/config/types.ts'
 import { errorCodes } from '../../shared/errors.ts'
 import { keyExpression, searchKeysOf } from '../../shared/key-expression.ts'
 import type { EnqueueOptions } from '../../shared/store/types.ts'
-import type { RunContext } from './context.ts'
+import { logFailure, type RunContext } from './context.ts'
 import { storeSizeOf } from './store-size.ts'
 
 /** Counters the intake keeps. */
@@ -103,7 +103,8 @@ export function createEmit(rc: RunContext, options: ChannelOptions, hooks: { ret
         else {
           counters.errors++
           rc.observer.finished?.(rc.name, 'error')
-          rc.log.error({ message: r.id, err: how.error }, 'message in error')
+          // The expression's failure may quote the body.
+          logFailure(rc, 'error', 'message in error', { message: r.id }, how.error, { option: 'orderBy' })
         }
       }
       return r

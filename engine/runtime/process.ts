@@ -3,14 +3,14 @@ import type { RetryPolicy } from '../../shared/config/types.ts'
 import type { ClaimedMessage, DeliveryRecord, StoredMessage } from '../../shared/store/types.ts'
 import { backoffDelay } from './backoff.ts'
 import { exhausted } from './budget.ts'
-import { backoff, type RunContext } from './context.ts'
+import { backoff, codeOf, logFailure, untilAborted, type FailureFacts, type RunContext } from './context.ts'
 import { deliverWithRetry, type DeliveryOutcome, type DestinationSlot } from './delivery.ts'
 import { describeFailure } from '../../shared/failure.ts'
 import { filterOutput, originOf } from './contract.ts'
 import { classify } from './failures.ts'
 
-/** How a message left the channel. */
-export type Ending = { status: 'delivered' | 'filtered' } | { status: 'error'; error: string }
+/** How a message left the channel; in error, with the reason and what of it a log line may say (`facts`, one per failed filter or delivery). */
+export type Ending = { status: 'delivered' | 'filtered' } | { status: 'error'; error: string; facts: FailureFacts[] }
 
 export interface Pipeline {
   filters: readonly Filter[]
@@ -28,58 +28,61 @@ const toMessage = (m: StoredMessage): Message => ({ id: m.id, channel: m.channel
  */
 export async function processMessage(rc: RunContext, p: Pipeline, m: ClaimedMessage): Promise<Ending> {
   const parts = await runFilters(rc, p, m)
-  if (typeof parts === 'string') {
-    await rc.store.fail(m.id, parts)
-    return { status: 'error', error: parts }
+  if (!Array.isArray(parts)) {
+    await rc.store.fail(m.id, parts.reason)
+    return { status: 'error', error: parts.reason, facts: [parts.facts] }
   }
   if (parts.length === 0) {
     await rc.store.complete(m.id, 'filtered', p.destinations.map((s) => ({ destination: s.loaded.name, part: 0, status: 'filtered' })))
     return { status: 'filtered' }
   }
   const finals = await deliverParts(rc, p, m, parts)
-  const errors = finals.filter((f) => f.status === 'error').map((f) => f.error!)
-  const error = errors.length ? errors.join('; ') : undefined
-  await rc.store.complete(m.id, error ? 'error' : 'delivered', finals.map(({ error: _e, ...u }) => u), error)
-  return error ? { status: 'error', error } : { status: 'delivered' }
+  const failed = finals.filter((f) => f.status === 'error')
+  const error = failed.length ? failed.map((f) => f.error!).join('; ') : undefined
+  await rc.store.complete(m.id, error ? 'error' : 'delivered', finals.map(({ error: _e, facts: _f, ...u }) => u), error)
+  return error ? { status: 'error', error, facts: failed.map((f) => f.facts ?? { destination: f.destination }) } : { status: 'delivered' }
 }
 
 /**
  * Runs the filters in order; returns the message's parts (none: filtered; several: split), or the
- * reason it goes to error. A retryable failure (per `classify`) runs the filters again after the
+ * reason it goes to error (and what of it a log line may say). A retryable failure (per `classify`) runs the filters again after the
  * backoff of `filterRetry`, holding the message's key meanwhile, until its budget (attempts and
  * elapsed time, decided as for a destination) is spent.
  */
-async function runFilters(rc: RunContext, p: Pipeline, m: ClaimedMessage): Promise<Message[] | string> {
+async function runFilters(rc: RunContext, p: Pipeline, m: ClaimedMessage): Promise<Message[] | { reason: string; facts: FailureFacts }> {
   const started = rc.now()
   for (let attempt = 1; ; attempt++) {
-    const r = await filterOnce(p.filters, toMessage(m))
+    const r = await filterOnce(p.filters, toMessage(m), rc.aborting)
     if (Array.isArray(r)) return r
     const origin = originOf(p.filters[r.index]!)
-    if ('wrong' in r) return `filters/${r.index}${origin ? ` (${origin.type})` : ''}: ${r.wrong}`
+    if ('wrong' in r) return { reason: `filters/${r.index}${origin ? ` (${origin.type})` : ''}: ${r.wrong}`, facts: { filter: r.index, attempt } }
     const described = describeFailure(r.error, origin?.dir)
     const reason = `filters/${r.index}: ${described}`
+    const facts = { code: codeOf(r.error), filter: r.index, attempt }
     const failure = classify(r.error)
-    if (!failure.retryable) return reason
+    if (!failure.retryable) return { reason, facts }
     const delayMs = backoffDelay(attempt, p.filterRetry, rc.random, failure.retryAfterMs)
     const why = exhausted(p.filterRetry, attempt, rc.now() - started, delayMs)
-    if (why) return `filters/${r.index}: gave up after ${why}: ${described}`
-    rc.log.warn({ message: m.id, attempt, delayMs, err: reason }, 'filter failed; retrying')
+    if (why) return { reason: `filters/${r.index}: gave up after ${why}: ${described}`, facts }
+    logFailure(rc, 'warn', 'filter failed; retrying', { message: m.id, attempt, delayMs }, reason, facts)
     await backoff(rc, m.id, delayMs)
   }
 }
 
 /**
  * One pass through the filters: the parts, or the filter that threw (`error`) or returned what is not
- * a message, null or an array of messages (`wrong`, a permanent failure: see `filterOutput`).
+ * a message, null or an array of messages (`wrong`, a permanent failure: see `filterOutput`). A
+ * filter still running when `aborting` fires (the end of `shutdownTimeoutMs`) is cut off: filters
+ * get no signal, and one that never settles must not keep its message in flight past the stop.
  */
-async function filterOnce(filters: readonly Filter[], first: Message): Promise<Message[] | { index: number; error: unknown } | { index: number; wrong: string }> {
+async function filterOnce(filters: readonly Filter[], first: Message, aborting: AbortSignal): Promise<Message[] | { index: number; error: unknown } | { index: number; wrong: string }> {
   let parts = [first]
   for (const [index, f] of filters.entries()) {
     const out: Message[] = []
     for (const part of parts) {
       let r: unknown
       try {
-        r = await f.process(part)
+        r = await untilAborted(aborting, f.process(part))
       } catch (error) {
         return { index, error }
       }

@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { createCipheriv, createDecipheriv, createHash, randomBytes, scrypt } from 'node:crypto'
-import { mkdir, open, readFile, rename, stat, unlink, utimes, writeFile, chmod } from 'node:fs/promises'
+import { existsSync } from 'node:fs'
+import { mkdir, open, readdir, readFile, rename, stat, unlink, utimes, writeFile, chmod } from 'node:fs/promises'
 import { join } from 'node:path'
 import { errorCodes, type WeirError } from '../errors.ts'
 import { registerSecretValue } from '../secret.ts'
@@ -142,6 +143,12 @@ export interface FileStoreOptions {
   leaseTtlMs?: number
   /** How long to wait for a lease before failing. Default 20 s. */
   leaseWaitMs?: number
+  /**
+   * Asked before a new store key is made (`secret.key`, or `secret.salt` for a passphrase), after
+   * the store's own check that none is lost (see refuseNewKey); may refuse by throwing. The engine's
+   * commands check there that the data directory's message store holds nothing sealed with a key.
+   */
+  beforeNewKey?: () => void | Promise<void>
 }
 
 /**
@@ -176,9 +183,46 @@ async function readOrCreate(file: string, make: () => string): Promise<string> {
   }
 }
 
-/** The key in `<dir>/secret.key`, created when missing; refused when others may read it or it is not 32 bytes. */
-async function keyFromFile(dir: string, allowOpen: boolean): Promise<Buffer> {
+/** The token entries of `dir` (`*.token`), and how many of them are sealed with a key derived with the salt (envelope v2). */
+async function tokenEntries(dir: string): Promise<{ all: number; v2: number }> {
+  const names = (await readdir(dir).catch((): string[] => [])).filter((f) => f.endsWith('.token'))
+  const versions = await Promise.all(names.map((f) => readFile(join(dir, f), 'utf8').then((t) => (JSON.parse(t) as { v?: unknown }).v, () => undefined)))
+  return { all: names.length, v2: versions.filter((v) => v !== 1).length }
+}
+
+const entriesText = (n: number) => `${n} token store entr${n === 1 ? 'y' : 'ies'}`
+
+/**
+ * Refuses to make a new store key (`what`: a `secret.key`, or a `secret.salt` for a passphrase)
+ * where there is evidence of an earlier one that is missing: a `secret.salt` without
+ * `WEIR_SECRET_KEY` (a passphrase was in use), or token entries sealed with it. A new key would
+ * leave them, and the messages sealed with the lost key, unreadable for good. `beforeNewKey` then
+ * has its say.
+ */
+async function refuseNewKey(dir: string, what: 'secret.key' | 'secret.salt', beforeNewKey: FileStoreOptions['beforeNewKey']): Promise<void> {
+  const keyFile = join(dir, 'secret.key')
+  const saltFile = join(dir, 'secret.salt')
+  const kept = 'Nothing was changed'
+  if (what === 'secret.key' && existsSync(saltFile)) {
+    throw storeError(`the store key was made from a passphrase (${saltFile} exists), but WEIR_SECRET_KEY is not set: set WEIR_SECRET_KEY to the passphrase the engine ran with. Weir makes no new ${keyFile}: it could not read what the passphrase's key encrypted. ${kept}`)
+  }
+  const entries = await tokenEntries(dir)
+  if (what === 'secret.key' && entries.all > 0) {
+    throw storeError(`the store key ${keyFile} is missing, but ${dir} holds ${entriesText(entries.all)} sealed with it: restore ${dir} (secret.key and retired.keys) from the backup of this data directory, or set WEIR_SECRET_KEY to the key or passphrase the engine ran with. Weir makes no new key: it could not read them (nor messages sealed with it). If that key is lost for good, remove the .token files and import or authorize the credentials again. ${kept}`)
+  }
+  if (what === 'secret.salt' && entries.v2 > 0 && existsSync(keyFile)) {
+    throw storeError(`WEIR_SECRET_KEY is a passphrase, but ${dir} holds ${entriesText(entries.v2)} sealed with another key (${keyFile}, used while WEIR_SECRET_KEY is not set): a new salt would make a key that opens none of them. Unset WEIR_SECRET_KEY to go on with ${keyFile}. ${kept}`)
+  }
+  if (what === 'secret.salt' && entries.v2 > 0) {
+    throw storeError(`WEIR_SECRET_KEY is a passphrase, but its salt ${saltFile} is missing while ${dir} holds ${entriesText(entries.v2)} sealed with the key it made: a new salt would make another key, and none of them could be read. Restore ${saltFile} from the backup of this data directory. ${kept}`)
+  }
+  await beforeNewKey?.()
+}
+
+/** The key in `<dir>/secret.key`, created when missing (unless refuseNewKey refuses); refused when others may read it or it is not 32 bytes. */
+async function keyFromFile(dir: string, allowOpen: boolean, beforeNewKey: FileStoreOptions['beforeNewKey']): Promise<Buffer> {
   const file = join(dir, 'secret.key')
+  if (!existsSync(file)) await refuseNewKey(dir, 'secret.key', beforeNewKey)
   const text = await readOrCreate(file, () => randomBytes(32).toString('base64') + '\n')
   const mode = (await stat(file)).mode & 0o777
   if (process.platform !== 'win32' && mode & 0o077 && !allowOpen) {
@@ -206,10 +250,11 @@ export async function keysOf(given: string | Buffer, salt: () => Promise<Buffer>
 async function loadKeys(dir: string, options: FileStoreOptions): Promise<StoreKeys> {
   const given = options.key ?? process.env.WEIR_SECRET_KEY
   if (given === undefined || given === '') {
-    const current = await keyFromFile(dir, options.allowOpenKeyFile ?? process.env.WEIR_SECRET_KEY_ALLOW_OPEN_MODE === '1')
+    const current = await keyFromFile(dir, options.allowOpenKeyFile ?? process.env.WEIR_SECRET_KEY_ALLOW_OPEN_MODE === '1', options.beforeNewKey)
     return { current, retired: (await keyringIn(dir, current)).retired }
   }
   return keysOf(given, async () => {
+    if (!existsSync(join(dir, 'secret.salt'))) await refuseNewKey(dir, 'secret.salt', options.beforeNewKey)
     const salt = Buffer.from((await readOrCreate(join(dir, 'secret.salt'), () => randomBytes(16).toString('base64') + '\n')).trim(), 'base64')
     if (salt.length < 16) throw storeError(`the store salt ${join(dir, 'secret.salt')} must hold at least 16 bytes in base64`)
     return salt
@@ -353,6 +398,12 @@ export function createRefreshTokenStore(options: FileStoreOptions): RefreshToken
     return (keyP ??= loadKeys(dir, options))
   }
   const fileOf = (key: string) => join(dir, `${createHash('sha256').update(key).digest('hex').slice(0, 32)}.token`)
+  /** Which key the store uses, for an entry it cannot open. */
+  const keyName = () => {
+    const given = options.key ?? process.env.WEIR_SECRET_KEY
+    if (given === undefined || given === '') return join(dir, 'secret.key')
+    return Buffer.isBuffer(given) || isRawKey(given) ? 'from WEIR_SECRET_KEY' : `from the passphrase WEIR_SECRET_KEY and ${join(dir, 'secret.salt')}`
+  }
 
   async function read(key: string): Promise<StoredTokens | undefined> {
     const k = await ready()
@@ -366,7 +417,7 @@ export function createRefreshTokenStore(options: FileStoreOptions): RefreshToken
     try {
       return openEntry(k, key, text)
     } catch {
-      throw storeError(`the token store entry for "${key}" cannot be decrypted (wrong WEIR_SECRET_KEY or a corrupt file)`)
+      throw storeError(`the token store entry for "${key}" cannot be decrypted with the store key ${keyName()}${k.retired?.length ? ' nor a retired one' : ''}: it was sealed with another key, or the file is corrupt`)
     }
   }
 

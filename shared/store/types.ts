@@ -193,6 +193,30 @@ export interface Leadership {
   resign(name: string): Promise<void>
   /** How long a leadership outlives its holder's last renewal (ms): a holder that could not renew for this long must stop. */
   readonly leaseMs: number
+  /** The engine's claimed messages, held under the same lease: whether it can still vouch for each (see `ClaimLease`). */
+  readonly claims?: ClaimLease
+}
+
+/**
+ * Where an engine's claim on a message stands: `held` (its lease, confirmed by a heartbeat, has a
+ * safety margin left by the engine's own clock: it may start a delivery), `unsure` (not confirmed
+ * recently enough: it was frozen, starved or cut off; wait for `ClaimLease.renewal`), `lost` (the
+ * lease ran out and another engine took the claim over: drop the message, write nothing for it).
+ */
+export type ClaimStanding = 'held' | 'unsure' | 'lost'
+
+/**
+ * An engine's hold on the messages it claimed from a store shared by a cluster. The engine asks
+ * before it starts a message and before each delivery attempt: a claim whose lease it cannot vouch
+ * for may be another engine's already, and delivering it again would repeat what that engine
+ * delivered, out of order. A delivery already under way cannot be recalled; the store refuses what
+ * it then writes for a claim that is no longer the engine's.
+ */
+export interface ClaimLease {
+  /** Where the claim on message `id` stands now (synchronous: asked before every attempt). */
+  standing(id: string): ClaimStanding
+  /** Settles when the next heartbeat has its answer (renewed, failed, or the lease found lost); `cancel` stops waiting. */
+  renewal(): { settled: Promise<void>; cancel(): void }
 }
 
 /**

@@ -76,7 +76,8 @@ describe('refresh-token store', () => {
     expect([err.code, err.message]).toEqual(['ERR_STORE', 'token store entry "k1" changed: expected version 1, found 2'])
     const wrongKey = createRefreshTokenStore({ dir, key: 'another key entirely' })
     const err2 = leak.error(await wrongKey.read('k1').catch((e) => e)) as Record<string, unknown>
-    expect([err2.code, err2.message]).toEqual(['ERR_STORE', 'the token store entry for "k1" cannot be decrypted (wrong WEIR_SECRET_KEY or a corrupt file)'])
+    // A passphrase where secret.key sealed the entries: refused before a salt (another key) is made.
+    expect([err2.code, err2.message]).toEqual(['ERR_STORE', `WEIR_SECRET_KEY is a passphrase, but ${dir} holds 1 token store entry sealed with another key (${join(dir, 'secret.key')}, used while WEIR_SECRET_KEY is not set): a new salt would make a key that opens none of them. Unset WEIR_SECRET_KEY to go on with ${join(dir, 'secret.key')}. Nothing was changed`])
   })
 
   it('two providers refreshing at the same moment: one refresh request, both get the new token, no spent token; a third uses the rotated one', async () => {

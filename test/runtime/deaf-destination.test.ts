@@ -153,3 +153,28 @@ describe('weir run with a destination that ignores its abort signal (the real CL
     expect(api.keys()).toEqual(Array.from({ length: maxAttempts }, () => `${id}:api`))
   }, 120_000)
 })
+
+describe('a filter whose process() outlives shutdownTimeoutMs (filters get no signal)', () => {
+  it('is cut off at the deadline: the message goes back to the queue and the next start sees a clean stop', async () => {
+    const { store } = open()
+    const src = feedSource()
+    let called = 0
+    const stuck = defineComponent({
+      type: 'stuck', kind: 'filter', description: 'never settles', configSchema: { type: 'object' },
+      create: () => ({ process: () => { called++; return new Promise<never>(() => {}) } }),
+    }) as ComponentDefinition<'filter'>
+    const h = await startChannel(channel({
+      dir: dir.path, source: src.definition, filters: [stuck],
+      destinations: [destination('api', 'http://127.0.0.1:9/unused')],
+      options: { shutdownTimeoutMs: 200 },
+    }), { store, log: silentLogger, dataDir: dir.path })
+    const { id } = await src.emit({ n: 1 })
+    await until(() => called === 1)
+    await h.stop({ timeoutMs: 200 })
+    expect((await store.get(id))!.message.status).toBe('queued')
+    await close(store)
+    const again = open()
+    expect(again.log()).not.toMatch(/unclean stop/)
+    expect((await again.store.claim('test', 5)).map((m) => [m.id, m.interruptions])).toEqual([[id, undefined]])
+  })
+})

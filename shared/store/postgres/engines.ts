@@ -29,7 +29,16 @@ export interface LeaseOptions {
   /** Told of the messages a requeue put in error instead (under way at too many unclean stops). */
   onGaveUp(messages: Array<{ id: string; channel: string }>): void
   onError(e: unknown): void
+  /** Renew on a timer, every third of the lease (default true); false: only `beat()` renews (tests that stall an engine). */
+  timer?: boolean
 }
+
+/**
+ * The share of the lease, counted from when a renewal was sent, for which this engine vouches for
+ * its claims once the renewal is confirmed: the rest (a third) is the margin that a delivery
+ * started at the last moment has to end in before another engine could take the claim over.
+ */
+const VOUCHED_SHARE = 2 / 3
 
 /**
  * This engine's membership of the cluster: a row in `weir_engines` with a lease renewed by a
@@ -56,6 +65,14 @@ export class EngineLease {
    * before any is declared dead (an engine that joins as the database comes back cannot tell).
    */
   private sweepAfter = 0
+  /**
+   * Until when this engine vouches for its claims (see `vouched()`), on both local clocks: the
+   * monotonic one (`performance.now()`, blind to a change of the wall clock) and the wall clock
+   * (`Date.now()`, which goes on while a machine is suspended); either running out is enough.
+   */
+  private vouchedUntil = { mono: 0, wall: 0 }
+  /** Told when a renewal has its answer (see `renewal()`). */
+  private readonly waiting = new Set<() => void>()
 
   constructor(private readonly db: Db, private readonly renewals: Db, private readonly o: LeaseOptions) {}
 
@@ -67,8 +84,30 @@ export class EngineLease {
   async join(): Promise<void> {
     this.sweepAfter = Date.now() + this.o.leaseMs
     await this.register(this.o.leaseMs)
+    if (this.o.timer === false) return
     this.timer = setInterval(() => void this.beat(), Math.max(100, Math.floor(this.o.leaseMs / 3)))
     this.timer.unref()
+  }
+
+  /**
+   * Whether this engine can vouch for its claims now, by its own clock: two thirds of a lease have
+   * not passed since it sent the last renewal that was confirmed. The database's clock counts the
+   * lease from when the renewal ran there, no earlier, so no other engine can have taken the claims
+   * over yet, and a delivery started now has the last third to end in before one could. An engine
+   * that was frozen (SIGSTOP, a VM paused), starved or cut off longer than that cannot vouch until
+   * a heartbeat tells whether its row is still there.
+   */
+  vouched(): boolean {
+    return performance.now() < this.vouchedUntil.mono && Date.now() < this.vouchedUntil.wall
+  }
+
+  /** Resolves when the next renewal (or the one under way) has its answer: renewed, failed, or the lease found lost and rejoined. */
+  renewal(): { settled: Promise<void>; cancel(): void } {
+    let done!: () => void
+    const settled = new Promise<void>((resolve) => { done = resolve })
+    const told = () => { this.waiting.delete(told); done() }
+    this.waiting.add(told)
+    return { settled, cancel: told }
   }
 
   /**
@@ -79,7 +118,10 @@ export class EngineLease {
     this.renewing ??= this.renew().catch((e) => {
       this.sweepAfter = Date.now() + this.o.leaseMs
       this.o.onError(e)
-    }).finally(() => { this.renewing = undefined })
+    }).finally(() => {
+      this.renewing = undefined
+      for (const told of [...this.waiting]) told()
+    })
     await this.renewing
     if (Date.now() < this.sweepAfter) return
     this.sweeping ??= this.sweep().catch((e) => this.o.onError(e)).finally(() => { this.sweeping = undefined })
@@ -126,6 +168,7 @@ export class EngineLease {
 
   private async renew(): Promise<void> {
     const lease = this.o.leaseMs
+    const sent = { mono: performance.now(), wall: Date.now() }
     const mine = await this.renewals.transaction(async (tx) => {
       const rows = await tx.sql`UPDATE weir_engines SET heartbeat_at = clock_timestamp(), lease_until = clock_timestamp() + ${lease}::int * interval '1 millisecond'
         WHERE id = ${this.id} RETURNING id`
@@ -137,13 +180,21 @@ export class EngineLease {
       this.id = newEngineId()
       await this.register(lease)
       this.o.onLost(old, this.id)
-    }
+    } else this.vouchFrom(sent)
+  }
+
+  /** A renewal (or registration) sent at `sent` was confirmed. */
+  private vouchFrom(sent: { mono: number; wall: number }): void {
+    const ms = this.o.leaseMs * VOUCHED_SHARE
+    this.vouchedUntil = { mono: Math.max(this.vouchedUntil.mono, sent.mono + ms), wall: Math.max(this.vouchedUntil.wall, sent.wall + ms) }
   }
 
   /** Adds this engine (under its current id) to the engines table, leased for `leaseMs` by the database's clock. */
   private async register(leaseMs: number): Promise<void> {
+    const sent = { mono: performance.now(), wall: Date.now() }
     await this.renewals.sql`INSERT INTO weir_engines (id, host, pid, version, lease_until)
       VALUES (${this.id}, ${hostname()}, ${process.pid}, ${this.o.version}, clock_timestamp() + ${leaseMs}::int * interval '1 millisecond')`
+    this.vouchFrom(sent)
   }
 
   /**

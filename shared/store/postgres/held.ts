@@ -64,6 +64,11 @@ export class HeldClaims {
     }
   }
 
+  /** Whether message `id` is claimed by this process under the engine's id now (not under one it had before its lease was lost). */
+  holds(id: string): boolean {
+    return this.heldBy === this.o.owner() && this.ids.has(id)
+  }
+
   private track(op: PendingOp, result: unknown): void {
     if (op.kind === 'claim') for (const row of result as Array<{ id: string }>) this.ids.add(row.id)
     else if (op.kind === 'complete') this.ids.delete(op.args[0] as string)

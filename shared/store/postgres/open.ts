@@ -9,7 +9,7 @@ import { attemptOf, countByStatus, defined, deliveryOf, jsonOf, rowToMessage, ty
 import {
 
   GAVE_UP_LOG, MESSAGE_STATUSES, type ChannelStats, type ClaimOptions, type ClaimedMessage, type DeliveryRecord, type DeliveryUpdate, type EnqueueOptions,
-  type Leadership, type ListFilter, type MessageDetail, type MessageStatus, type MessageStore, type PurgeTarget, type ResubmitTarget, type ResubmitPreview, type AuditEntry, type StoredMessage, type StoreFailure,
+  type ClaimLease, type Leadership, type ListFilter, type MessageDetail, type MessageStatus, type MessageStore, type PurgeTarget, type ResubmitTarget, type ResubmitPreview, type AuditEntry, type StoredMessage, type StoreFailure,
 } from '../types.ts'
 import { StoreFailures } from '../failures.ts'
 import { DB_TIMEOUTS, openDb, type Db, type DbTimeouts } from './db.ts'
@@ -37,6 +37,8 @@ export interface PostgresStoreOptions {
   commitPacing?: CommitPacing
   /** Statement, idle-in-transaction and keepalive timeouts of every connection (default `DB_TIMEOUTS`; tests shorten them). */
   timeouts?: Partial<DbTimeouts>
+  /** Renew the lease on a timer (default true); false: only `heartbeat()` renews it (tests that stall an engine). */
+  heartbeatTimer?: boolean
 }
 
 /** The PostgreSQL store, with its cluster membership. */
@@ -150,7 +152,7 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
     let lease: EngineLease | undefined
     if (renewals) {
       lease = new EngineLease(db, renewals, {
-        leaseMs, version: options.version ?? '0', now,
+        leaseMs, version: options.version ?? '0', now, timer: options.heartbeatTimer ?? true,
         onLost: (old, id) => options.log?.warn({ engine: old, rejoined: id }, 'this engine\'s lease ran out and its claims were taken over; it rejoined under a new id'),
         onRequeued: (n, engines) => options.log?.warn({ engines, requeued: n }, 'engines stopped heartbeating: their messages are queued again'),
         onGaveUp: (messages) => {
@@ -189,6 +191,8 @@ const RECONCILE_RETRY_MS = 1_000
 class PostgresStore implements PostgresMessageStore {
   private readonly writes: GroupCommit
   private readonly held: HeldClaims
+  private readonly claimLease: ClaimLease | undefined
+  private leaderships: Leadership | undefined
   private reconcileTimer: NodeJS.Timeout | undefined
   private closed = false
 
@@ -199,6 +203,10 @@ class PostgresStore implements PostgresMessageStore {
     const owner = () => this.lease?.id ?? ''
     this.held = new HeldClaims({ owner, now, schedule: () => this.scheduleReconcile(), onRequeued: (n) => more.onRequeued(n) })
     this.writes = new GroupCommit(db, this.held.wrap(batchApplier(owner)), (e) => storeError(e, url), pacing, RERUN_ALONE)
+    this.claimLease = lease && {
+      standing: (id) => (!this.held.holds(id) ? 'lost' : lease.vouched() ? 'held' : 'unsure'),
+      renewal: () => lease.renewal(),
+    }
   }
 
   /** A reconciliation is due: the next write does it first; if none comes, this one does. */
@@ -435,10 +443,12 @@ class PostgresStore implements PostgresMessageStore {
   get leadership(): Leadership | undefined {
     const lease = this.lease
     if (!lease) return undefined
-    return {
+    // Kept: the runtime asks for `claims` before every delivery attempt.
+    return this.leaderships ??= {
       lead: (name) => this.read(() => lease.lead(name)),
       resign: (name) => lease.resign(name).catch(() => {}),
       leaseMs: lease.leaseMs,
+      ...(this.claimLease ? { claims: this.claimLease } : {}),
     }
   }
 
