@@ -50,11 +50,13 @@ export interface StoreChoice {
  * may be in a password not percent-encoded) as `***`.
  */
 export function maskedUrl(url: string): string {
-  const start = /^[a-z][a-z0-9+.-]*:\/\//i.exec(url)?.[0].length ?? 0
-  const at = url.lastIndexOf('@')
-  const colon = url.indexOf(':', start)
-  if (at < 0 || colon < 0 || colon > at) return url
-  return `${url.slice(0, colon)}:***${url.slice(at)}`
+  // A password in the query (libpq's password=, sslpassword=) is hidden too.
+  const masked = url.replace(/([?&](?:ssl)?password=)[^&#]*/gi, '$1***')
+  const start = /^[a-z][a-z0-9+.-]*:\/\//i.exec(masked)?.[0].length ?? 0
+  const at = masked.lastIndexOf('@')
+  const colon = masked.indexOf(':', start)
+  if (at < 0 || colon < 0 || colon > at) return masked
+  return `${masked.slice(0, colon)}:***${masked.slice(at)}`
 }
 
 /** The PostgreSQL URL chosen by `--store` or `$WEIR_STORE`, or undefined for the embedded SQLite store. */
@@ -72,7 +74,7 @@ export function storeUrlOf(values: StoreChoice, io: Pick<CommandIO, 'env'>): str
     const why = port !== undefined && !/^\d{1,5}$/.test(port) ? `its port "${port}" is not a number` : 'it cannot be parsed (a password with "@", "/", ":" or "#" must be percent-encoded)'
     throw new errorCodes.ERR_USAGE(`${flag} is not a valid URL: ${why}; expected postgres://user@host:5432/database, not "${maskedUrl(url)}"`)
   }
-  if (parsed.hostname === '') throw new errorCodes.ERR_USAGE(`${flag} names no host: expected postgres://user@host:5432/database, not "${maskedUrl(url)}"`)
+  if (parsed.hostname === '' && !parsed.searchParams.has('host') && !io.env.PGHOST) throw new errorCodes.ERR_USAGE(`${flag} names no host: expected postgres://user@host:5432/database, not "${maskedUrl(url)}"`)
   return url
 }
 
@@ -134,7 +136,7 @@ export async function openStoreFor(values: StoreChoice, io: Pick<CommandIO, 'env
   const keyring = clusterKey ? undefined : keyringSource(dir, secretKey, () => refuseNewKeyOverLostOne(dir, o.dataDir, secretKey, () => sealedInSqlite(join(o.dataDir, 'weir.db'))))
   const key = clusterKey ?? keyring!
   // The engine, before any claim: a keyring that opens none of the messages waiting would put each in error.
-  if (o.owner && keyring) await closeOnFailure(refuseKeyringWithoutPendingKeys(sealedInSqlite(join(o.dataDir, 'weir.db'), { pending: true }), keyring, secretKey ? 'WEIR_SECRET_KEY' : join(dir, 'secret.key')))
+  if (o.owner && keyring) await closeOnFailure((async () => refuseKeyringWithoutPendingKeys(sealedInSqlite(join(o.dataDir, 'weir.db'), { pending: true }), keyring, secretKey ? 'WEIR_SECRET_KEY' : join(dir, 'secret.key')))())
   const encrypted = encryptContent(store, { channels: o.encrypt ?? new Set(), key })
   const log = o.log
   if (log) onUnreadable(encrypted, (m) => log.error({ message: m.id, channel: m.channel, keyId: m.keyId, reason: m.reason }, 'message in error: it cannot be decrypted with the store keyring'))

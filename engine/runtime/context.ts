@@ -150,7 +150,9 @@ export async function backoff(rc: RunContext, id: string, ms: number): Promise<v
  * released). What `work` does after that is ignored: a late result writes nothing, and a late
  * rejection is handled here, so it cannot end the process.
  */
-export function untilAborted<T>(signal: AbortSignal, work: T | PromiseLike<T>): Promise<T> {
+export function untilAborted<T>(signal: AbortSignal, work: T | PromiseLike<T>): T | Promise<T> {
+  // A synchronous result (most filters) has nothing to outlive: no promise, no listener.
+  if (typeof (work as PromiseLike<T> | undefined)?.then !== 'function') return work as T
   const settled = Promise.resolve(work)
   if (signal.aborted) {
     settled.catch(() => {})

@@ -80,7 +80,7 @@ export async function deliverWithRetry(rc: RunContext, job: DeliveryJob): Promis
       await slot.hold.wait(rc.stopping)
       const { probe } = await slot.breaker.acquire(rc.stopping)
       // No attempt on a claim this engine cannot vouch for: another engine may have taken it over.
-      const held = await claimHeld(rc, job.messageId).catch((e: unknown) => {
+      const held = !rc.store.leadership?.claims || await claimHeld(rc, job.messageId).catch((e: unknown) => {
         slot.breaker.abandon(probe)
         throw e
       })

@@ -253,7 +253,7 @@ export class Dispatcher {
   private async process(m: ClaimedMessage): Promise<void> {
     try {
       // A message claimed ahead starts only while this engine can vouch for its claim (see claimHeld).
-      if (!(await claimHeld(this.rc, m.id))) return this.dropTakenOver(m)
+      if (this.rc.store.leadership?.claims && !(await claimHeld(this.rc, m.id))) return this.dropTakenOver(m)
       this.o.onEnding(m, await processMessage(this.rc, this.pipeline, m))
     } catch (e) {
       if (this.rc.store.leadership?.claims?.standing(m.id) === 'lost') return this.dropTakenOver(m)

@@ -3,7 +3,7 @@ import type { RetryPolicy } from '../../shared/config/types.ts'
 import type { ClaimedMessage, DeliveryRecord, StoredMessage } from '../../shared/store/types.ts'
 import { backoffDelay } from './backoff.ts'
 import { exhausted } from './budget.ts'
-import { backoff, codeOf, logFailure, untilAborted, type FailureFacts, type RunContext } from './context.ts'
+import { backoff, codeOf, logFailure, shutdownError, untilAborted, type FailureFacts, type RunContext } from './context.ts'
 import { deliverWithRetry, type DeliveryOutcome, type DestinationSlot } from './delivery.ts'
 import { describeFailure } from '../../shared/failure.ts'
 import { filterOutput, originOf } from './contract.ts'
@@ -54,6 +54,8 @@ async function runFilters(rc: RunContext, p: Pipeline, m: ClaimedMessage): Promi
   for (let attempt = 1; ; attempt++) {
     const r = await filterOnce(p.filters, toMessage(m), rc.aborting)
     if (Array.isArray(r)) return r
+    // Cut off by the stop (or failed because of it): back to the queue, never to error, no retry logged.
+    if (rc.aborting.aborted) throw shutdownError(rc.name)
     const origin = originOf(p.filters[r.index]!)
     if ('wrong' in r) return { reason: `filters/${r.index}${origin ? ` (${origin.type})` : ''}: ${r.wrong}`, facts: { filter: r.index, attempt } }
     const described = describeFailure(r.error, origin?.dir)

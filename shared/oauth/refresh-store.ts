@@ -186,7 +186,10 @@ async function readOrCreate(file: string, make: () => string): Promise<string> {
 /** The token entries of `dir` (`*.token`), and how many of them are sealed with a key derived with the salt (envelope v2). */
 async function tokenEntries(dir: string): Promise<{ all: number; v2: number }> {
   const names = (await readdir(dir).catch((): string[] => [])).filter((f) => f.endsWith('.token'))
-  const versions = await Promise.all(names.map((f) => readFile(join(dir, f), 'utf8').then((t) => (JSON.parse(t) as { v?: unknown }).v, () => undefined)))
+  const versionOf = (t: string): unknown => {
+    try { return (JSON.parse(t) as { v?: unknown } | null)?.v } catch { return undefined } // unreadable: counted as sealed, not a crash
+  }
+  const versions = await Promise.all(names.map((f) => readFile(join(dir, f), 'utf8').then(versionOf, () => undefined)))
   return { all: names.length, v2: versions.filter((v) => v !== 1).length }
 }
 
