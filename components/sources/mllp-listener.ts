@@ -185,24 +185,26 @@ async function judge(event: Exclude<FrameEvent, { type: 'garbage' }>, emit: Emit
   return 'store' in c ? store(emit, text, c.header, socket, config, ctx) : c
 }
 
+/** Judges one decoder event and writes its answer to `socket`; throws only when no answer can be built. */
+async function answer(event: Exclude<FrameEvent, { type: 'garbage' }>, socket: Socket, emit: Emit, config: MllpListenerConfig, ctx: ComponentContext, peer: Record<string, unknown>): Promise<void> {
+  const v = await judge(event, emit, socket, config, ctx).catch((e: unknown) => {
+    ctx.log.error({ ...peer, ...errorSummary(e) }, 'message could not be handled')
+    return INTERNAL_ERROR
+  })
+  if (v.code !== 'AA') ctx.log.warn({ ...peer, ack: v.code, controlId: v.header.controlId, reason: v.reason }, 'message refused')
+  if (v.rejected) ctx.rejected?.(v.rejected)
+  const ack = acknowledgement(v)
+  // In the listener's encoding: a latin1 sender must read its own MSH-3/4 (echoed in MSH-5/6) back as sent.
+  if (ack !== undefined && !socket.destroyed) socket.write(encodeFrame(config.encoding === 'latin1' ? Buffer.from(ack, 'latin1') : ack))
+}
+
 /** A connection's frames, handled one at a time in the order they arrived. */
 function serve(socket: Socket, emit: Emit, config: MllpListenerConfig, ctx: ComponentContext, onDone: () => void): { busy: () => boolean } {
   const peer = { remoteAddress: socket.remoteAddress, remotePort: socket.remotePort }
   const queue: Array<Exclude<FrameEvent, { type: 'garbage' }>> = []
   let working = false
   let closing = false
-  /** Judges one event and writes its answer; throws only when no answer can be built. */
-  const turn = async (event: Exclude<FrameEvent, { type: 'garbage' }>) => {
-    const v = await judge(event, emit, socket, config, ctx).catch((e: unknown) => {
-      ctx.log.error({ ...peer, ...errorSummary(e) }, 'message could not be handled')
-      return INTERNAL_ERROR
-    })
-    if (v.code !== 'AA') ctx.log.warn({ ...peer, ack: v.code, controlId: v.header.controlId, reason: v.reason }, 'message refused')
-    if (v.rejected) ctx.rejected?.(v.rejected)
-    const ack = acknowledgement(v)
-    // In the listener's encoding: a latin1 sender must read its own MSH-3/4 (echoed in MSH-5/6) back as sent.
-    if (ack !== undefined && !socket.destroyed) socket.write(encodeFrame(config.encoding === 'latin1' ? Buffer.from(ack, 'latin1') : ack))
-  }
+  const turn = (event: Exclude<FrameEvent, { type: 'garbage' }>) => answer(event, socket, emit, config, ctx, peer)
   // Each turn is guarded: an error in one frame must neither reject unhandled (Node ends the process)
   // nor leave the connection waiting. A frame that cannot be answered closes the connection (after the
   // ACKs already written), so the sender reconnects and sends it again.

@@ -257,13 +257,8 @@ export function encryptContent(inner: MessageStore, options: EncryptedStoreOptio
   /** Whether a claimed message of `channel` needs opening: something in it is sealed, or its order key is to be hashed. */
   const toOpen = (channel: string, m: ClaimedMessage) => holdsSealed(m) || (clearOrderKey(m) && encrypts(channel))
 
-  const { hub, emit } = unreadableHub()
-  const failures = new StoreFailures()
-  const unreadableMessage = (m: UnreadableMessage) => {
-    emit(m)
-    failures.add({ id: m.id, channel: m.channel, cause: 'unreadable' })
-  }
-  const opening: Opening = { inner, cipher, encrypts, finished, unreadable: unreadableMessage, release: (ids) => wrapper.release(ids) }
+  const reports = failureReports(inner)
+  const opening: Opening = { inner, cipher, encrypts, finished, unreadable: reports.unreadable, release: (ids) => wrapper.release(ids) }
 
   // A channel stored in clear costs little more than a wrapper call: its enqueue adds no promise,
   // nothing it writes is rewritten, and what is claimed is not copied unless something in it is
@@ -306,19 +301,35 @@ export function encryptContent(inner: MessageStore, options: EncryptedStoreOptio
       await inner.release(ids)
       for (const id of ids) finished(id)
     },
-    // Its own (unreadable at a claim through it) and the inner store's (recovery gave up on them).
-    watchFailures(channel: string, listener: (f: StoreFailure) => void) {
-      const own = failures.watch(channel, listener)
-      const theirs = inner.watchFailures?.(channel, listener)
-      return () => { own(); theirs?.() }
-    },
+    watchFailures: reports.watchFailures,
     ...passThrough(inner),
     ...lenientReads(inner, cipher),
   }
   // What the wrapped store offers beyond MessageStore (the PostgreSQL store's pool, diagnostics) stays reachable.
   const store = new Proxy(wrapper, { get: (target, p) => (p in target ? Reflect.get(target, p) : Reflect.get(inner, p, inner)) })
-  unreadableHubs.set(store, hub)
+  unreadableHubs.set(store, reports.hub)
   return store
+}
+
+/**
+ * Where a message no key opens is reported: the hub `onUnreadable` listens to, and the failures its
+ * channel counts (`watchFailures`: this store's own, and the inner store's, which recovery gave up on).
+ */
+function failureReports(inner: MessageStore) {
+  const { hub, emit } = unreadableHub()
+  const failures = new StoreFailures()
+  return {
+    hub,
+    unreadable(m: UnreadableMessage): void {
+      emit(m)
+      failures.add({ id: m.id, channel: m.channel, cause: 'unreadable' })
+    },
+    watchFailures(channel: string, listener: (f: StoreFailure) => void): () => void {
+      const own = failures.watch(channel, listener)
+      const theirs = inner.watchFailures?.(channel, listener)
+      return () => { own(); theirs?.() }
+    },
+  }
 }
 
 /** `get` and `list`, decrypted; a message no key of the keyring opens is still shown, with its metadata and why (see unreadableView). */
