@@ -1,10 +1,9 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { createServer, type Server } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { afterAll, describe, expect, it } from 'vitest'
 import { runChannelTest } from '../../engine/harness/run.ts'
+import { useLocalService } from './_local-service.ts'
 
 const DIR = mkdtempSync(join(tmpdir(), 'weir-harness-filter-urls-'))
 const write = (name: string, data: unknown) => {
@@ -15,20 +14,8 @@ const write = (name: string, data: unknown) => {
 const LOOKUP = resolve('test/fixtures/harness/lookup-filter.ts')
 
 // Stands for the user's real lookup service on this machine: a case must not reach it unless the test file keeps its URL.
-let service: Server
-let serviceUrl = ''
-let received: string[] = []
-beforeAll(async () => {
-  service = createServer((req, res) => { received.push(`${req.method} ${req.url}`); req.resume(); res.writeHead(200, { 'content-type': 'application/json' }).end('{"from":"the real service"}') })
-  await new Promise<void>((r) => service.listen(0, '127.0.0.1', r))
-  serviceUrl = `http://127.0.0.1:${(service.address() as AddressInfo).port}`
-})
-beforeEach(() => { received = [] })
-afterAll(async () => {
-  service.closeAllConnections()
-  await new Promise((r) => service.close(r))
-  rmSync(DIR, { recursive: true, force: true })
-})
+const service = useLocalService(200, '{"from":"the real service"}')
+afterAll(() => rmSync(DIR, { recursive: true, force: true }))
 
 const channel = (name: string, filters: unknown[]) => write(`${name}.json`, {
   name: 'patients',
@@ -55,9 +42,9 @@ const failures = async (t: string) => (await runChannelTest(t)).cases.map((c) =>
 
 describe('weir test and URLs in filter configs', () => {
   it('a custom filter calling ctx.http at a loopback URL of its config reaches the embedded API, never the service listening there', async () => {
-    const t = write('loopback.test.json', { channel: channel('loopback', [{ type: LOOKUP, config: { lookupUrl: `${serviceUrl}/patients` } }]), api, cases: [looked] })
+    const t = write('loopback.test.json', { channel: channel('loopback', [{ type: LOOKUP, config: { lookupUrl: `${service.url}/patients` } }]), api, cases: [looked] })
     expect(await failures(t)).toEqual([[]])
-    expect(received).toEqual([])
+    expect(service.received).toEqual([])
   })
 
   it('a custom filter calling ctx.http at a remote URL of its config reaches the embedded API', async () => {
@@ -67,11 +54,11 @@ describe('weir test and URLs in filter configs', () => {
 
   it('"keepUrls" keeps a filter\'s loopback origin: the lookup goes to the service listening there', async () => {
     const t = write('kept.test.json', {
-      channel: channel('kept', [{ type: LOOKUP, config: { lookupUrl: `${serviceUrl}/patients` } }]), api, keepUrls: [serviceUrl],
+      channel: channel('kept', [{ type: LOOKUP, config: { lookupUrl: `${service.url}/patients` } }]), api, keepUrls: [service.url],
       cases: [{ name: 'looked up at the kept service', steps: [{ send: { body: { mrn: '7' } } }], expect: { requests: [{ method: 'POST', path: '/Patient', json: { found: { from: 'the real service' } } }], requestCount: 1 } }],
     })
     expect(await failures(t)).toEqual([[]])
-    expect(received).toEqual(['GET /patients?mrn=7'])
+    expect(service.received).toEqual(['GET /patients?mrn=7'])
   })
 
   it('a URL the component builds at run time (not one of its config) goes to the embedded API too, through ctx.http', async () => {
@@ -83,9 +70,9 @@ export default defineComponent({
 })
 `
     const module = write('built-url.ts', source)
-    const t = write('built.test.json', { channel: channel('built', [{ type: module, config: { host: serviceUrl.slice('http://'.length) } }]), api, cases: [looked] })
+    const t = write('built.test.json', { channel: channel('built', [{ type: module, config: { host: service.url.slice('http://'.length) } }]), api, cases: [looked] })
     expect(await failures(t)).toEqual([[]])
-    expect(received).toEqual([])
+    expect(service.received).toEqual([])
   })
 
   it('the script filter\'s options: a script fetching a URL given there reaches the embedded API', async () => {
@@ -94,9 +81,9 @@ export default defineComponent({
   return { body: { ...m.body, found: await res.json() } }
 }
 `)
-    const t = write('script.test.json', { channel: channel('script', [{ type: 'script', config: { module: './lookup-script.mjs', options: { lookupUrl: `${serviceUrl}/patients` } } }]), api, cases: [looked] })
+    const t = write('script.test.json', { channel: channel('script', [{ type: 'script', config: { module: './lookup-script.mjs', options: { lookupUrl: `${service.url}/patients` } } }]), api, cases: [looked] })
     expect(await failures(t)).toEqual([[]])
-    expect(received).toEqual([])
+    expect(service.received).toEqual([])
   })
 
   it('the validate filter\'s JSON Schema is left as written: "$schema" and "$id" are names, not URLs to call', async () => {

@@ -1,10 +1,9 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { createServer, type Server } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { afterAll, describe, expect, it } from 'vitest'
 import { runChannelTest } from '../../engine/harness/run.ts'
+import { useLocalService } from './_local-service.ts'
 
 const DIR = mkdtempSync(join(tmpdir(), 'weir-harness-loopback-'))
 const write = (name: string, data: unknown) => {
@@ -14,25 +13,13 @@ const write = (name: string, data: unknown) => {
 }
 
 // Stands for the user's real local API: a case must not reach it unless the test file keeps its URL.
-let service: Server
-let serviceUrl = ''
-let received: string[] = []
-beforeAll(async () => {
-  service = createServer((req, res) => { received.push(`${req.method} ${req.url}`); req.resume(); res.writeHead(201, { 'content-type': 'application/json' }).end('{}') })
-  await new Promise<void>((r) => service.listen(0, '127.0.0.1', r))
-  serviceUrl = `http://127.0.0.1:${(service.address() as AddressInfo).port}`
-})
-beforeEach(() => { received = [] })
-afterAll(async () => {
-  service.closeAllConnections()
-  await new Promise((r) => service.close(r))
-  rmSync(DIR, { recursive: true, force: true })
-})
+const service = useLocalService(201, '{}')
+afterAll(() => rmSync(DIR, { recursive: true, force: true }))
 
 const channel = () => write('channel.json', {
   name: 'patients',
   source: { type: 'http-listener', config: { port: 7999, path: '/in' } },
-  destinations: [{ name: 'api', type: 'http', config: { url: `${serviceUrl}/patients`, method: 'POST' }, retry: { maxAttempts: 1 } }],
+  destinations: [{ name: 'api', type: 'http', config: { url: `${service.url}/patients`, method: 'POST' }, retry: { maxAttempts: 1 } }],
 })
 const api = [{ method: 'POST', path: '/patients', auth: false, answers: [{ status: 201 }] }]
 const posted = {
@@ -46,16 +33,16 @@ describe('weir test and a channel whose API URL is on loopback', () => {
     const t = write('redirected.test.json', { channel: channel(), api, cases: [posted] })
     const r = await runChannelTest(t)
     expect(r.cases.map((c) => c.failures)).toEqual([[]])
-    expect(received).toEqual([])
+    expect(service.received).toEqual([])
   })
 
   it('"keepUrls" leaves a loopback origin as written, and a case that finds the API empty says where the messages went', async () => {
-    const t = write('kept.test.json', { channel: channel(), api, keepUrls: [serviceUrl], cases: [posted] })
+    const t = write('kept.test.json', { channel: channel(), api, keepUrls: [service.url], cases: [posted] })
     const r = await runChannelTest(t)
-    expect(received).toEqual(['POST /patients'])
+    expect(service.received).toEqual(['POST /patients'])
     const failures = r.cases[0]!.failures
     expect(failures[0]).toMatch(/^expect\.requests\[0\]: 0 instead of 1 matching request .*; the API received 0$/)
-    expect(failures).toContain(`what the channel sent to ${serviceUrl} went to the service listening there, not to the embedded API: "keepUrls" keeps that origin`)
+    expect(failures).toContain(`what the channel sent to ${service.url} went to the service listening there, not to the embedded API: "keepUrls" keeps that origin`)
   })
 
   it('"keepUrls" takes loopback origins only, naming the entry', async () => {
