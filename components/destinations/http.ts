@@ -36,6 +36,11 @@ const configSchema = {
     },
     contentType: { type: 'string', minLength: 1, description: 'Content-Type of the request. Default: the message\'s content type (application/json for structured bodies).', examples: ['application/fhir+json'] },
     timeoutMs: { type: 'integer', minimum: 1, default: 30_000, description: 'Timeout of one attempt (ms), including the response body.' },
+    connections: {
+      type: 'integer', minimum: 1, maximum: 1024,
+      description: 'Connections kept open to the API\'s host at most, each carrying one request at a time; requests beyond wait in the engine for a free one. Default 16, shared by every destination of the engine that sends to the same scheme, host and port without this option. With the channel\'s `concurrency` above it, messages under way wait here: raise it to `concurrency` when the API accepts that many connections. Not applied with a credential that brings its own connections (mTLS).',
+      examples: [64],
+    },
     successStatuses: {
       type: 'array', minItems: 1, default: ['2xx'],
       items: { anyOf: [{ type: 'integer', minimum: 100, maximum: 599 }, { type: 'string', pattern: '^[1-5]xx$' }], description: 'A status code (409) or a class ("2xx").' },
@@ -189,6 +194,7 @@ export default defineComponent({
         try {
           // throwHttpErrors: false: this destination applies successStatuses itself (shared/http/client.ts option).
           const req: HttpRequest & { throwHttpErrors: boolean } = { method: config.method, url: requestUrl, headers, timeoutMs: config.timeoutMs, signal, throwHttpErrors: false }
+          if (config.connections !== undefined) req.connections = config.connections
           if (body !== undefined) req.body = body
           if (credential) req.credential = credential
           res = await ctx.http.request(req)

@@ -286,9 +286,13 @@ export function createHttpClient(options: HttpClientOptions = {}): HttpClient & 
   const pools = new Map<string, Pool>()
   const maxBody = options.maxBodyBytes ?? 1024 * 1024
 
-  function dispatcherFor(origin: string): Dispatcher {
-    let p = pools.get(origin)
-    if (!p) pools.set(origin, (p = new Pool(origin, { connections: options.connections ?? 16, keepAliveTimeout: 10_000 })))
+  const defaultConnections = options.connections ?? 16
+
+  /** The pool for `origin` with `connections` connections at most: one per origin and number. */
+  function dispatcherFor(origin: string, connections = defaultConnections): Dispatcher {
+    const key = connections === defaultConnections ? origin : `${origin} ${connections}`
+    let p = pools.get(key)
+    if (!p) pools.set(key, (p = new Pool(origin, { connections, keepAliveTimeout: 10_000 })))
     return p
   }
 
@@ -305,7 +309,7 @@ export function createHttpClient(options: HttpClientOptions = {}): HttpClient & 
     const timer = abortAfter(timeoutMs, state)
     try {
       const credential = req.credential
-      const dispatcher = credential?.dispatcher ?? dispatcherFor(origin)
+      const dispatcher = credential?.dispatcher ?? dispatcherFor(origin, req.connections)
       const bodyLimit = req.maxBodyBytes ?? maxBody
       const res = credential
         ? await sendAuthorized(dispatcher, url, origin, method, req, credential, state, timeoutMs, bodyLimit, log)

@@ -18,6 +18,12 @@ export interface HttpRequest {
   signal?: AbortSignal
   /** Most bytes of the response body read (default: the client's, 1 MiB); past it reading stops and `truncated` is set. */
   maxBodyBytes?: number
+  /**
+   * Connections to the request's origin at most (default: the client's, 16); requests beyond wait
+   * for a free one. Requests naming the same origin and number share one pool of connections. Not
+   * applied to a credential that brings its own connections (mTLS).
+   */
+  connections?: number
 }
 
 /**

@@ -250,3 +250,60 @@ describe('testContext', () => {
     expect(sockets.size).toBe(0)
   })
 })
+
+describe('http destination connections', () => {
+  /** A server that holds every request until `release()`, counting the connections they came on. */
+  async function holdingServer() {
+    const held: ServerResponse[] = []
+    const sockets = new Set<Socket>()
+    let arrived: () => void = () => {}
+    const server = await loopbackServer((_, res) => {
+      held.push(res)
+      arrived()
+    })
+    server.server.on('connection', (s: Socket) => sockets.add(s))
+    return {
+      origin: server.origin,
+      sockets,
+      held,
+      /** Resolves once `n` requests are held, or after `ms` (bounded wait), with how many are. */
+      waitFor: (n: number, ms: number) => new Promise<number>((resolve) => {
+        const done = () => { clearTimeout(timer); resolve(held.length) }
+        const timer = setTimeout(done, ms)
+        arrived = () => { if (held.length >= n) done() }
+        if (held.length >= n) done()
+      }),
+      release: () => { for (const r of held.splice(0)) r.end('{}') },
+      close: () => server.close(),
+    }
+  }
+
+  it.each([[undefined, 16], [4, 4], [24, 24]])('connections %s: at most %i requests on the wire at once, the rest wait in the engine', async (connections, expected) => {
+    const server = await holdingServer()
+    try {
+      const dest = await destination({ url: `${server.origin}/in`, ...(connections ? { connections } : {}) })
+      const deliveries = Array.from({ length: 30 }, (_, i) => dest.deliver({ ...message({ n: i }), id: `m${i}` }, { ...opts, idempotencyKey: `m${i}` }))
+      // All 30 are sent at once; the server holds what reaches it. It waits a while longer for more than expected.
+      const onWire = await server.waitFor(expected + 1, 500)
+      expect(onWire).toBe(expected)
+      expect(server.sockets.size).toBe(expected)
+      // Released in rounds, the rest come through on the same connections (bounded: 30 rounds of 200 ms at most).
+      let settled = false
+      const all = Promise.all(deliveries).finally(() => { settled = true })
+      for (let i = 0; i < 30 && !settled; i++) {
+        server.release()
+        await server.waitFor(1, 200)
+      }
+      const results = await all
+      expect(server.sockets.size).toBe(expected)
+      expect(results.every((r) => r?.status === 200)).toBe(true)
+    } finally {
+      await server.close()
+    }
+  })
+
+  it('is a validated option', async () => {
+    const { problems } = await loadComponentConfig(httpDest, { url: 'https://example.org/', connections: 0 })
+    expect(problems.map((p) => [p.pointer, p.message])).toEqual([['/destinations/0/config/connections', 'must be >= 1']])
+  })
+})
