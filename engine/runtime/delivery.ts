@@ -2,7 +2,7 @@ import type { Destination, Message } from '../../shared/component.ts'
 import type { LoadedDestination } from '../../shared/config/types.ts'
 import { redactedExcerpt } from '../../shared/http/excerpt.ts'
 import { StoreError } from '../../shared/store/errors.ts'
-import type { DeliveryRecord, DeliveryUpdate } from '../../shared/store/types.ts'
+import type { ClaimLease, ClaimStanding, DeliveryRecord, DeliveryUpdate } from '../../shared/store/types.ts'
 import { backoffDelay } from './backoff.ts'
 import type { CircuitBreaker } from './breaker.ts'
 import { exhausted } from './budget.ts'
@@ -35,7 +35,7 @@ export interface DeliveryJob {
    * stop or a crash meanwhile), the retry waits its turn and the budget goes on from what they
    * spent; a resubmission clears the schedule, and with it the budget spent.
    */
-  earlier?: Pick<DeliveryRecord, 'attempts' | 'firstAttemptAt' | 'nextAttemptAt'> | undefined
+  earlier?: Pick<DeliveryRecord, 'attempts' | 'firstAttemptAt' | 'nextAttemptAt' | 'lastError'> | undefined
 }
 
 /**
@@ -50,11 +50,24 @@ function spentBefore(e: DeliveryJob['earlier']): { attempts: number; elapsedMs: 
 }
 
 /**
+ * The end of a delivery whose earlier runs left its budget spent (`why`, from `exhausted`): an
+ * attempt cut off by a stop is recorded with no budget check, so a message cut off at every stop
+ * would otherwise be attempted once per start, past `maxAttempts`. The destination is not called.
+ * Checked only when the last attempt was cut off (see deliverWithRetry).
+ */
+function spentEarlier(job: DeliveryJob, why: string, attempts: number): DeliveryOutcome {
+  const d = job.slot.loaded
+  const last = job.earlier?.lastError
+  return { destination: d.name, part: job.partIndex, status: 'error', error: `${d.name}: gave up after ${why}${last ? `: ${last}` : ''}`, facts: { destination: d.name, attempt: attempts } }
+}
+
+/**
  * Delivers until the destination takes the part, the failure is permanent, or the retry budget is
  * spent. Attempts made while the breaker is closed count against `maxAttempts`; time paused by the
  * breaker (or waiting for a retry carried over from an earlier run) does not count against
  * `maxElapsedMs`, so an outage pauses the channel instead of sending every message to error. What
- * earlier runs spent before a stop or crash counts (`spentBefore`). Rejects with ERR_SHUTDOWN when
+ * earlier runs spent before a stop or crash counts (`spentBefore`): a delivery they left with its
+ * budget spent ends in error before any attempt (`spentEarlier`). Rejects with ERR_SHUTDOWN when
  * the channel stops meanwhile (the message goes back to the queue).
  */
 export async function deliverWithRetry(rc: RunContext, job: DeliveryJob): Promise<DeliveryOutcome> {
@@ -66,6 +79,10 @@ export async function deliverWithRetry(rc: RunContext, job: DeliveryJob): Promis
   const spent = spentBefore(job.earlier)
   let charged = spent.attempts
   let paused = 0
+  // Only after a cut-off: any other failure had its budget checked when it ended, and a breaker's
+  // probes (which count too) leave the message one more try after a restart, as before.
+  const gone = job.earlier?.lastError === CUT_OFF ? exhausted(d.retry, charged, spent.elapsedMs, 0) : undefined
+  if (gone) return spentEarlier(job, gone, charged)
   try {
     if (notBefore !== undefined && notBefore > rc.now()) {
       rc.retrying.add(retryKey)
@@ -80,13 +97,14 @@ export async function deliverWithRetry(rc: RunContext, job: DeliveryJob): Promis
       await slot.hold.wait(rc.stopping)
       const { probe } = await slot.breaker.acquire(rc.stopping)
       // No attempt on a claim this engine cannot vouch for: another engine may have taken it over.
-      const held = !rc.store.leadership?.claims || await claimHeld(rc, job.messageId).catch((e: unknown) => {
-        slot.breaker.abandon(probe)
-        throw e
-      })
-      if (!held) {
-        slot.breaker.abandon(probe)
-        throw claimLost(job.messageId)
+      const held = claimHeld(rc, job.messageId)
+      if (held !== true) {
+        try {
+          if (!(await held)) throw claimLost(job.messageId)
+        } catch (e) {
+          slot.breaker.abandon(probe)
+          throw e
+        }
       }
       paused += rc.now() - waitStart
       rc.retrying.delete(retryKey)
@@ -114,24 +132,35 @@ export async function deliverWithRetry(rc: RunContext, job: DeliveryJob): Promis
   }
 }
 
+/** Where this engine's claim on message `id` stands (see `ClaimLease`); `held` on a store not shared by a cluster. */
+export const claimStanding = (rc: RunContext, id: string): ClaimStanding => rc.store.leadership?.claims?.standing(id) ?? 'held'
+
 /**
- * Waits until this engine can vouch for its claim on message `id` (see `ClaimLease`; at once on a
- * store not shared by a cluster): true while the claim is held, false once another engine took it
- * over (this engine's lease ran out while it was frozen, starved or cut off from the database).
- * While unsure it waits for the heartbeat's answer; rejects with ERR_SHUTDOWN if the channel stops first.
+ * Whether this engine can vouch for its claim on message `id` (see `ClaimLease`): true while the
+ * claim is held, false once another engine took it over (this engine's lease ran out while it was
+ * frozen, starved or cut off from the database). Answers at once, with no promise, when the standing
+ * is known (always, on a store not shared by a cluster), so a caller awaits only what is not `true`:
+ * `if (held !== true && !(await held))`. While unsure it waits for the heartbeat's answer; rejects
+ * with ERR_SHUTDOWN if the channel stops first.
  */
-export async function claimHeld(rc: RunContext, id: string): Promise<boolean> {
+export function claimHeld(rc: RunContext, id: string): boolean | Promise<boolean> {
   const claims = rc.store.leadership?.claims
   if (!claims) return true
+  const standing = claims.standing(id)
+  return standing === 'unsure' ? heartbeatAnswer(rc, claims, id) : standing === 'held'
+}
+
+/** Waits for heartbeats until the claim on message `id` is no longer unsure (see claimHeld). */
+async function heartbeatAnswer(rc: RunContext, claims: ClaimLease, id: string): Promise<boolean> {
   for (;;) {
-    const standing = claims.standing(id)
-    if (standing !== 'unsure') return standing === 'held'
     if (rc.stopping.aborted) throw shutdownError(rc.name)
     rc.log.debug({ message: id }, 'this engine\'s lease was not confirmed recently enough to vouch for its claim: waiting for the heartbeat before starting')
     const next = claims.renewal()
     const cancel = () => next.cancel()
     rc.stopping.addEventListener('abort', cancel, { once: true })
     await next.settled.finally(() => rc.stopping.removeEventListener('abort', cancel))
+    const standing = claims.standing(id)
+    if (standing !== 'unsure') return standing === 'held'
   }
 }
 
@@ -174,12 +203,13 @@ type AttemptResult =
  * retrying now (the message goes back to the queue at once); counted against the retry budget. A
  * store that cannot take it (it is what is failing) loses only this line of history.
  */
+const CUT_OFF = 'cut off by the engine stopping (shutdownTimeoutMs): the destination may have received it; sent again after the restart'
+
 async function recordInterrupted(rc: RunContext, job: DeliveryJob, startedAt: number): Promise<void> {
   const d = job.slot.loaded
   const endedAt = rc.now()
   rc.observer.attempt?.(rc.name, d.name, 'retryable', endedAt - startedAt)
-  const error = 'cut off by the engine stopping (shutdownTimeoutMs): the destination may have received it; sent again after the restart'
-  await rc.store.recordDelivery(job.messageId, { destination: d.name, part: job.partIndex, status: 'retrying', nextAttemptAt: endedAt, attempt: { startedAt, endedAt, outcome: 'retryable', error } })
+  await rc.store.recordDelivery(job.messageId, { destination: d.name, part: job.partIndex, status: 'retrying', nextAttemptAt: endedAt, attempt: { startedAt, endedAt, outcome: 'retryable', error: CUT_OFF } })
     .catch((e: unknown) => rc.log.debug({ message: job.messageId, err: e }, 'could not record the attempt cut off by the stop'))
 }
 

@@ -2,7 +2,7 @@ import { isWeirError } from '../../shared/errors.ts'
 import type { ClaimedMessage, ClaimOptions } from '../../shared/store/types.ts'
 import type { RunContext } from './context.ts'
 import type { KeyedQueue } from './order.ts'
-import { claimHeld } from './delivery.ts'
+import { claimHeld, claimStanding } from './delivery.ts'
 import { processMessage, type Ending, type Pipeline } from './process.ts'
 
 type ClaimOrder = NonNullable<ClaimOptions['order']>
@@ -216,8 +216,7 @@ export class Dispatcher {
    * attempt; an attempt already on the wire cannot be recalled (the store refuses its outcome).
    */
   private dropTakenOver(m: ClaimedMessage): void {
-    const claims = this.rc.store.leadership?.claims
-    const lost = (id: string) => claims?.standing(id) === 'lost'
+    const lost = (id: string) => claimStanding(this.rc, id) === 'lost'
     const waiting = this.queue.drain()
     const dropped = waiting.filter((q) => lost(q.id))
     this.queue.push(waiting.filter((q) => !lost(q.id)))
@@ -253,10 +252,11 @@ export class Dispatcher {
   private async process(m: ClaimedMessage): Promise<void> {
     try {
       // A message claimed ahead starts only while this engine can vouch for its claim (see claimHeld).
-      if (this.rc.store.leadership?.claims && !(await claimHeld(this.rc, m.id))) return this.dropTakenOver(m)
+      const held = claimHeld(this.rc, m.id)
+      if (held !== true && !(await held)) return this.dropTakenOver(m)
       this.o.onEnding(m, await processMessage(this.rc, this.pipeline, m))
     } catch (e) {
-      if (this.rc.store.leadership?.claims?.standing(m.id) === 'lost') return this.dropTakenOver(m)
+      if (claimStanding(this.rc, m.id) === 'lost') return this.dropTakenOver(m)
       this.toRelease.add(m.id)
       if (this.rc.stopping.aborted) return
       if (!(isWeirError(e) && e.code === 'ERR_SHUTDOWN')) this.rc.log.error({ err: e, message: m.id }, 'processing failed; the message goes back to the queue')
