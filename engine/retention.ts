@@ -22,22 +22,23 @@ export interface RetainedChannel {
 
 /**
  * The purges `options.retention` asks for at `now`, each to be applied in full. Delivered and
- * filtered messages go after `maxAgeDays`, errors after `keepErrorsDays` (default `maxAgeDays`);
- * beyond the newest `maxMessages` finished messages everything goes but errors younger than
- * `keepErrorsDays`.
+ * filtered messages go after `maxAgeDays`, and beyond the newest `maxMessages` finished messages
+ * (errors among them count but stay). Messages in error, never delivered and perhaps still to be
+ * resubmitted, go only after `keepErrorsDays`, and only when it is set.
  */
 export function retentionTargets(channel: string, r: RetentionOptions, now: number): PurgeTarget[] {
   const ago = (days: number) => now - days * DAY_MS
-  const errorsDays = r.keepErrorsDays ?? r.maxAgeDays
-  const errorsBefore = errorsDays === undefined ? {} : { before: ago(errorsDays) }
   const targets: PurgeTarget[] = []
   if (r.maxAgeDays !== undefined) targets.push({ channel, statuses: ['delivered', 'filtered'], before: ago(r.maxAgeDays) })
-  if (errorsDays !== undefined) targets.push({ channel, statuses: ['error'], ...errorsBefore })
-  if (r.maxMessages !== undefined) {
-    targets.push({ channel, statuses: ['delivered', 'filtered'], keepNewest: r.maxMessages })
-    targets.push({ channel, statuses: ['error'], keepNewest: r.maxMessages, ...errorsBefore })
-  }
+  if (r.maxMessages !== undefined) targets.push({ channel, statuses: ['delivered', 'filtered'], keepNewest: r.maxMessages })
+  if (r.keepErrorsDays !== undefined) targets.push({ channel, statuses: ['error'], before: ago(r.keepErrorsDays) })
   return targets
+}
+
+/** What one retention pass deleted of a channel: `purged` messages, `errors` of them in error. */
+export interface RetentionPass {
+  purged: number
+  errors: number
 }
 
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve))
@@ -59,19 +60,23 @@ export async function purgeInBatches(store: MessageStore, target: PurgeTarget, s
 }
 
 /**
- * Applies every channel's retention once, in batches (`purgeInBatches`); returns the messages
- * deleted per channel. With `leads`, only the channels it says this engine leads.
+ * Applies every channel's retention once, in batches (`purgeInBatches`); returns what it deleted
+ * per channel. With `leads`, only the channels it says this engine leads.
  */
 export async function applyRetention(
   store: MessageStore, channels: readonly RetainedChannel[], o: { now: () => number; stopped?: () => boolean; leads?: (channel: string) => Promise<boolean> },
-): Promise<Map<string, number>> {
-  const purged = new Map<string, number>()
+): Promise<Map<string, RetentionPass>> {
+  const purged = new Map<string, RetentionPass>()
   for (const ch of channels) {
     if (o.stopped?.()) break
     if (o.leads && !(await o.leads(ch.name))) continue
-    let n = 0
-    for (const target of retentionTargets(ch.name, ch.retention, o.now())) n += await purgeInBatches(store, target, o.stopped)
-    purged.set(ch.name, n)
+    const pass = { purged: 0, errors: 0 }
+    for (const target of retentionTargets(ch.name, ch.retention, o.now())) {
+      const n = await purgeInBatches(store, target, o.stopped)
+      pass.purged += n
+      if (target.statuses?.includes('error')) pass.errors += n
+    }
+    purged.set(ch.name, pass)
   }
   return purged
 }
@@ -100,7 +105,7 @@ export function startRetention(store: MessageStore, channels: readonly RetainedC
   const once = async () => {
     try {
       const purged = await applyRetention(store, channels, { now, stopped: () => !running, ...(leads ? { leads } : {}) })
-      for (const [channel, n] of purged) if (n > 0) o.log.info({ channel, purged: n }, 'retention: finished messages deleted')
+      for (const [channel, { purged: n, errors }] of purged) if (n > 0) o.log.info({ channel, purged: n, errors }, 'retention: finished messages deleted')
     } catch (e) {
       o.log.warn({ err: e }, 'retention pass failed; trying again at the next interval')
     } finally {

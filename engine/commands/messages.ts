@@ -6,10 +6,10 @@ import { dataDirOf, type CommandIO } from '../cli-io.ts'
 import { errorCodes } from '../../shared/errors.ts'
 import { escapeControl } from '../../shared/http/excerpt.ts'
 import { excerpt, iso, scrubShown, shownMessage } from '../message-view.ts'
-import { MESSAGE_STATUSES, type ListFilter, type MessageStatus, type MessageStore } from '../../shared/store/index.ts'
+import { MESSAGE_STATUSES, type FinishedStatus, type ListFilter, type MessageStatus, type MessageStore, type StoredMessage } from '../../shared/store/index.ts'
 import { openStoreFor, storeOptions, storeUrlOf, storeUsage, storeWhere } from '../store.ts'
 import { purgeInBatches } from '../retention.ts'
-import { auditTarget, describeFilter, previewSentence, RESUBMIT_SET_LIMIT, resubmitInBatches, resubmitSet, unknownChannel, type ResubmitSet, type SetFilter } from '../resubmit-set.ts'
+import { auditTarget, describeFilter, previewSentence, RESUBMIT_SET_LIMIT, resubmitInBatches, resubmitSet, setDigest, unknownChannel, type ResubmitSet, type SetFilter } from '../resubmit-set.ts'
 import { SEARCH_KEY_NAME } from '../../shared/key-expression.ts'
 import { displayPath, parseJsonWithLocation } from '../../shared/config/load.ts'
 
@@ -19,17 +19,20 @@ export { redact } from '../message-view.ts'
 const cliActor = () => `cli:${userInfo().username}`
 
 export const summary = 'list, show, resubmit and purge messages in the message log'
-export const usage = `usage: weir messages list [--channel C | --channel-file F] [--status S] [--key NAME=VALUE] [--since T] [--until T] [--older-than ID] [--limit N] [--json]
+export const usage = `usage: weir messages list [--channel C | --channel-file F] [--all] [--status S] [--key NAME=VALUE] [--since T] [--until T] [--older-than ID] [--limit N] [--json]
        weir messages show ID [--json]
-       weir messages resubmit ID... | --status S [--channel C] [--key NAME=VALUE] [--since T] [--until T] [--confirm N:DIGEST]
-       weir messages purge --before T [--channel C]
+       weir messages resubmit ID... [--confirm N:DIGEST | --yes]
+       weir messages resubmit --status S [--channel C] [--key NAME=VALUE] [--since T] [--until T] [--confirm N:DIGEST]
+       weir messages purge --before T [--channel C] [--include-errors] [--confirm N | --yes]
 
 list      newest first (in the order the store took them in; a cluster's engines store at once,
           so receipt times may interleave); --status one of ${MESSAGE_STATUSES.join(', ')};
           --since/--until an ISO date or a duration ago (30s, 10m, 2h, 7d): a date alone is midnight
-          UTC, a date and time needs its zone (Z or ±hh:mm); --limit default 100. When more match,
-          it prints the --older-than ID that shows the next page: run the same list with it, page
-          after page, and each message is shown exactly once
+          UTC, a date and time needs its zone (Z or ±hh:mm); --limit default 100. The internal
+          alert channels (weir-alerts.*) are left out unless --channel names one or --all is given.
+          A --channel the log holds no message of exits 1, naming the channels it does hold. When
+          more match, it prints the --older-than ID that shows the next page: run the same list
+          with it, page after page, and each message is shown exactly once
           --key NAME=VALUE: messages whose search key NAME (options.searchKeys) has VALUE, an index
           lookup (e.g. --key mrn=203713). --channel-file F checks NAME against the channel file's
           searchKeys and lists that channel; without it an unknown NAME simply finds nothing
@@ -37,15 +40,21 @@ show      the body, attributes and each destination's outcome and attempt histor
           ID may be a unique prefix
 resubmit  queues delivered, filtered or error messages again; destinations that already got a
           message are skipped unless none is left. A running "weir run" picks them up within a second.
-          Ids given are resubmitted at once. A filter (--status, --key, --since, --until, --channel)
+          Ids of error or filtered messages are resubmitted at once; if one of them was delivered
+          (to every destination), it would be sent again: the command prints what it would do and
+          a --confirm N:DIGEST and does nothing (--yes resubmits without the preview, for scripts).
+          It lists the ids it resubmitted. A filter (--status, --key, --since, --until, --channel)
           first prints what it would do ("resubmits 1,204 messages to 2 destinations") and does
           nothing; run it again with the --confirm it printed (the count and the set's digest,
           e.g. --confirm 1204:9f86d081884c7d65): it resubmits what the filter then matches only if
           that is still exactly the previewed messages, unchanged (not merely as many). A --confirm
           is good for one resubmit: used again it exits 1 and resubmits nothing.
           At most ${RESUBMIT_SET_LIMIT} at a time: narrow the filter for more.
-purge     deletes finished messages (delivered, filtered, error) last updated before T (an ISO
-          date or a duration ago: 30d), with their history; queued and in-flight ones are kept.
+purge     deletes finished messages (delivered, filtered; error ones only with --include-errors)
+          last updated before T (an ISO date or a duration ago: 30d), with their history; queued
+          and in-flight ones are kept. It first prints how many it would delete per channel and
+          status, and a --before instant and --confirm N to run it with, and deletes nothing; with
+          that --confirm it deletes them if still exactly N match (--yes: at once, for scripts).
           A date alone (2026-11-30) is midnight UTC; a date and time needs its zone
           (2026-11-30T10:00Z, 2026-11-30T10:00+01:00), and is refused without one.
           Safe beside a running "weir run": deletes 500 at a time, each batch its own commit, and
@@ -56,9 +65,9 @@ purge     deletes finished messages (delivered, filtered, error) last updated be
   --data-dir D   the message store (default ./data, or $WEIR_DATA_DIR)
 ${storeUsage}
 
-exit status: 0 on success (purge: also when nothing was old enough), 1 when nothing matched (a
-             --confirm whose set changed or was resubmitted already, a purge of a channel the log
-             does not hold), 2 on bad usage`
+exit status: 0 on success and on a preview (purge: also when nothing was old enough), 1 when
+             nothing matched (a --confirm whose set changed or was used already, a --channel the
+             log does not hold), 2 on bad usage`
 
 /**
  * An ISO 8601 date (midnight UTC, as `Date.parse` reads it), or a date and time with its zone (`Z` or
@@ -139,7 +148,8 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
     options: {
       'data-dir': { type: 'string' }, channel: { type: 'string' }, status: { type: 'string' }, since: { type: 'string' },
       limit: { type: 'string' }, json: { type: 'boolean', default: false }, before: { type: 'string' }, until: { type: 'string' }, confirm: { type: 'string' }, 'older-than': { type: 'string' },
-      key: { type: 'string' }, 'channel-file': { type: 'string' }, ...storeOptions,
+      key: { type: 'string' }, 'channel-file': { type: 'string' }, yes: { type: 'boolean', default: false },
+      'include-errors': { type: 'boolean', default: false }, all: { type: 'boolean', default: false }, ...storeOptions,
     },
   })
   if (sub !== 'list' && sub !== 'show' && sub !== 'resubmit' && sub !== 'purge') {
@@ -150,8 +160,12 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
   if (status !== undefined && !MESSAGE_STATUSES.includes(status)) throw new errorCodes.ERR_USAGE(`--status must be one of ${MESSAGE_STATUSES.join(', ')}; not "${status}"`)
   if (sub === 'purge') {
     if (values.before === undefined) throw new errorCodes.ERR_USAGE('purge needs --before (an ISO date or a duration ago like 30d)')
-    if (positionals.length || status) throw new errorCodes.ERR_USAGE('purge takes --before and --channel only')
+    if (positionals.length || status) throw new errorCodes.ERR_USAGE('purge takes --before, --channel, --include-errors and --confirm or --yes only')
   }
+  if (values.yes && values.confirm !== undefined) throw new errorCodes.ERR_USAGE('--yes or --confirm, not both')
+  if (values.yes && !(sub === 'purge' || (sub === 'resubmit' && positionals.length > 0))) throw new errorCodes.ERR_USAGE('--yes goes with purge and a resubmit by id only; a resubmit by filter needs the --confirm its preview prints')
+  if (values['include-errors'] && sub !== 'purge') throw new errorCodes.ERR_USAGE('--include-errors goes with purge only')
+  if (values.all && sub !== 'list') throw new errorCodes.ERR_USAGE('--all goes with list only')
   const before = sub === 'purge' ? parseSince(values.before!, Date.now(), '--before') : undefined
   const searching = sub === 'list' || (sub === 'resubmit' && positionals.length === 0)
   if (!searching && (values.key !== undefined || values['channel-file'] !== undefined || values.until !== undefined)) throw new errorCodes.ERR_USAGE('--key, --until and --channel-file go with list and a resubmit by filter only')
@@ -166,52 +180,126 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
   const where = storeWhere(storeUrlOf(values, io), dataDir)
   const store = await openStoreFor(values, io, { dataDir, owner: false })
   try {
-    if (sub === 'list') return await listMessages(store, { ...search, ...(status ? { status } : {}), ...times }, { limit: values.limit, olderThan: values['older-than'], json: values.json, where }, io)
+    const unknown = values.channel === undefined || sub === 'show' ? undefined : await unknownChannel(store, values.channel)
+    if (unknown) {
+      io.err(`${printable(unknown)}; nothing ${sub === 'list' ? 'listed' : sub === 'purge' ? 'purged' : 'resubmitted'}`)
+      return 1
+    }
+    if (sub === 'list') return await listMessages(store, { ...search, ...(status ? { status } : {}), ...times }, { limit: values.limit, olderThan: values['older-than'], json: values.json, where, all: values.all || isAlertsChannel(search.channel) }, io)
 
     if (sub === 'show') return await showMessage(store, positionals[0]!, values.json, io, where)
 
-    if (sub === 'purge') return await purge(store, before!, values.channel, io)
+    if (sub === 'purge') return await purge(store, before!, values.channel, { includeErrors: values['include-errors'], confirm: values.confirm, yes: values.yes }, io)
 
     if (positionals.length === 0) return await resubmitByFilter(store, { ...search, ...times, ...(status ? { status } : {}) }, values.confirm, io)
-    if (status || values.confirm !== undefined || values.since !== undefined) throw new errorCodes.ERR_USAGE('resubmit takes message ids or a filter (--status, --key, --since, --until), not both')
-    // Accept unique prefixes, as show does.
-    const ids: string[] = []
-    for (const id of positionals) {
-      const d = await store.get(id)
-      if (!d) {
-        io.err(`no message ${printable(id)} in ${where}`)
-        return 1
-      }
-      ids.push(d.message.id)
-    }
-    const done = await store.resubmit({ ids })
-    if (done.length === 0) {
-      io.err('nothing resubmitted: only delivered, filtered or error messages can be resubmitted')
-      return 1
-    }
-    await store.audit({ at: Date.now(), actor: cliActor(), action: 'resubmit', target: ids.join(' '), count: done.length })
-    io.out(`resubmitted ${done.length} message(s)`)
-    for (const id of done) io.out(`  ${id}`)
-    return 0
+    if (status || values.since !== undefined) throw new errorCodes.ERR_USAGE('resubmit takes message ids or a filter (--status, --key, --since, --until), not both')
+    return await resubmitByIds(store, positionals, { confirm: values.confirm, yes: values.yes }, io, where)
   } finally {
     await store.close()
   }
 }
 
+/** Ids a command prints before it only counts the rest. */
+const SHOWN_IDS = 20
+
+/** `ids`, one a line and indented, the first {@link SHOWN_IDS}, then how many more. */
+function printIds(ids: readonly string[], io: CommandIO): void {
+  for (const id of ids.slice(0, SHOWN_IDS)) io.out(`  ${printable(id)}`)
+  if (ids.length > SHOWN_IDS) io.out(`  … and ${(ids.length - SHOWN_IDS).toLocaleString('en-US')} more`)
+}
+
+/** The internal channels the alerts' webhooks run as (`weir-alerts.<webhook>`). */
+const isAlertsChannel = (channel: string | undefined) => channel?.startsWith('weir-alerts.') ?? false
+
 /**
- * `weir messages purge`: deletes the finished messages last updated before `before` and audits it.
- * A `channel` the log holds no message of is refused (exit 1, nothing audited), with the channels
- * it does hold: a typo would otherwise read as "nothing old enough".
+ * How many finished messages in `statuses` of `channel` (every channel without one) were last
+ * updated before `before`, per channel and status: what a purge would delete. Read a page at a time
+ * among those received before it (a message is received before it is last updated).
  */
-async function purge(store: MessageStore, before: number, channel: string | undefined, io: CommandIO): Promise<number> {
-  const unknown = channel === undefined ? undefined : await unknownChannel(store, channel)
-  if (unknown) {
-    io.err(`${printable(unknown)}; nothing purged`)
+async function purgeCounts(store: MessageStore, before: number, channel: string | undefined, statuses: readonly FinishedStatus[]): Promise<Map<string, Map<FinishedStatus, number>>> {
+  const counts = new Map<string, Map<FinishedStatus, number>>()
+  for (const status of statuses) {
+    for (let after: number | undefined; ;) {
+      const page = await store.list({ status, until: before, limit: 1000, ...(channel ? { channel } : {}), ...(after !== undefined ? { after } : {}) })
+      for (const m of page) {
+        if (m.updatedAt >= before) continue
+        const of = counts.get(m.channel) ?? new Map<FinishedStatus, number>()
+        counts.set(m.channel, of.set(status, (of.get(status) ?? 0) + 1))
+      }
+      if (page.length < 1000) break
+      after = page.at(-1)!.seq
+    }
+  }
+  return counts
+}
+
+/**
+ * `weir messages purge`: deletes the delivered and filtered messages (errors too with
+ * `includeErrors`) last updated before `before` and audits it. Without `yes` it first prints what it
+ * would delete, per channel and status, and deletes nothing; `confirm` (the count it printed) runs
+ * it, if still exactly that many match. A `channel` the log does not hold is refused before (`run`).
+ */
+async function purge(store: MessageStore, before: number, channel: string | undefined, o: { includeErrors: boolean; confirm: string | undefined; yes: boolean }, io: CommandIO): Promise<number> {
+  const statuses: FinishedStatus[] = o.includeErrors ? ['delivered', 'filtered', 'error'] : ['delivered', 'filtered']
+  const what = `finished message(s) last updated before ${iso(before)}${channel ? ` in channel ${printable(channel)}` : ''}`
+  if (!o.yes) {
+    const counts = await purgeCounts(store, before, channel, statuses)
+    const total = [...counts.values()].reduce((n, of) => n + [...of.values()].reduce((a, b) => a + b, 0), 0)
+    if (o.confirm === undefined) {
+      io.out(`this purges ${total} ${what}${o.includeErrors ? '' : ' (messages in error kept: --include-errors deletes them too)'}${total ? ':' : '.'}`)
+      for (const [ch, of] of [...counts].sort(([a], [b]) => a.localeCompare(b))) io.out(`  ${printable(ch)}: ${[...of].map(([st, n]) => `${st} ${n}`).join(', ')}`)
+      if (total) io.out(`nothing purged yet: run again with --before ${iso(before)} --confirm ${total}${o.includeErrors ? ' --include-errors' : ''}${channel ? ` --channel ${printable(channel)}` : ''} (or --yes, for scripts)`)
+      return 0
+    }
+    if (!/^\d+$/.test(o.confirm.replace(/,/g, '').trim())) throw new errorCodes.ERR_USAGE(`--confirm takes the count the preview printed (--confirm N), not ${escapeControl(o.confirm)}; run the purge without --confirm to preview; nothing purged`)
+    if (Number(o.confirm.replace(/,/g, '').trim()) !== total) {
+      io.err(`--confirm ${escapeControl(o.confirm)} does not match: ${total} ${what} now; nothing purged, preview again`)
+      return 1
+    }
+  }
+  const n = await purgeInBatches(store, { before, statuses, ...(channel ? { channel } : {}) })
+  await store.audit({ at: Date.now(), actor: cliActor(), action: 'purge', target: `${channel ?? 'every channel'}: ${statuses.join(', ')} before ${iso(before)}`, count: n })
+  io.out(`purged ${n} ${what}`)
+  return 0
+}
+
+/**
+ * A resubmit by id (unique prefixes accepted, as show does). A message delivered to every
+ * destination would be sent again: then, unless `yes`, it prints the preview and a `--confirm`
+ * pinning these messages as they are now, and resubmits only with that `confirm`.
+ */
+async function resubmitByIds(store: MessageStore, given: readonly string[], o: { confirm: string | undefined; yes: boolean }, io: CommandIO, where: string): Promise<number> {
+  const found: StoredMessage[] = []
+  for (const id of given) {
+    const d = await store.get(id)
+    if (!d) {
+      io.err(`no message ${printable(id)} in ${where}`)
+      return 1
+    }
+    found.push(d.message)
+  }
+  const ids = found.map((m) => m.id)
+  const delivered = found.filter((m) => m.status === 'delivered').map((m) => m.id)
+  const token = setToken({ ids, digest: setDigest(found), maxSeq: 0, more: false })
+  if (o.confirm === undefined && delivered.length > 0 && !o.yes) {
+    const preview = await store.resubmitPreview(ids)
+    const perDestination = Object.entries(preview.destinations).map(([d, n]) => `${printable(d)} ${n}`).join(', ')
+    io.out(`${delivered.length === 1 ? `message ${printable(delivered[0])} was` : `${delivered.length} of these messages were`} delivered to every destination: resubmitting sends ${delivered.length === 1 ? 'it' : 'them'} again; this ${previewSentence(preview)}${perDestination ? ` (${perDestination})` : ''}.`)
+    io.out(`nothing resubmitted yet: run again with --confirm ${token} (or --yes, for scripts): it resubmits these ${ids.length} message(s) if they are still as they are now (once: a resubmit spends it)`)
+    return 0
+  }
+  if (o.confirm !== undefined && o.confirm.replace(/,/g, '').trim().toLowerCase() !== token) {
+    io.err(`--confirm ${escapeControl(o.confirm)} does not match: these ${ids.length} message(s) are not as previewed (this --confirm was used already, or they finished again meanwhile); nothing resubmitted, preview again`)
     return 1
   }
-  const n = await purgeInBatches(store, { before, ...(channel ? { channel } : {}) })
-  await store.audit({ at: Date.now(), actor: cliActor(), action: 'purge', target: `${channel ?? 'every channel'}: finished before ${iso(before)}`, count: n })
-  io.out(`purged ${n} finished message(s) last updated before ${iso(before)}${channel ? ` in channel ${channel}` : ''}`)
+  const done = await store.resubmit({ ids })
+  if (done.length === 0) {
+    io.err('nothing resubmitted: only delivered, filtered or error messages can be resubmitted')
+    return 1
+  }
+  await store.audit({ at: Date.now(), actor: cliActor(), action: 'resubmit', target: ids.join(' '), count: done.length })
+  io.out(`resubmitted ${done.length} message(s)`)
+  printIds(done, io)
   return 0
 }
 
@@ -232,7 +320,9 @@ async function resubmitByFilter(store: MessageStore, filter: SetFilter, confirm:
   const set = await resubmitSet(store, filter)
   if (set.more) throw new errorCodes.ERR_USAGE(`${where} matches more than ${RESUBMIT_SET_LIMIT} finished messages; narrow the filter (--since, --until, --key) and resubmit in steps`)
   if (set.ids.length === 0) {
-    io.err(`nothing to resubmit: no delivered, filtered or error message matches ${where}`)
+    io.err(confirm === undefined
+      ? `nothing to resubmit: no delivered, filtered or error message matches ${where}`
+      : `--confirm ${escapeControl(confirm)} does not match: ${where} now matches no finished message (this --confirm was used already, or the set left it meanwhile); nothing resubmitted, preview again`)
     return 1
   }
   if (confirm === undefined) {
@@ -255,7 +345,24 @@ async function resubmitByFilter(store: MessageStore, filter: SetFilter, confirm:
   const done = await resubmitInBatches(store, set.ids)
   await store.audit({ at: Date.now(), actor: cliActor(), action: 'resubmit', target: auditTarget(filter.channel, filter, set.ids), count: done })
   io.out(`resubmitted ${done} message(s)`)
+  printIds(set.ids, io)
   return 0
+}
+
+/**
+ * Up to `limit` messages of `filter`, in the store's order; without `all`, none of the alert
+ * channels, read past them page after page so a page is as full as the log allows.
+ */
+async function listPage(store: MessageStore, filter: ListFilter, limit: number, all: boolean): Promise<StoredMessage[]> {
+  if (all) return store.list({ ...filter, limit })
+  const shown: StoredMessage[] = []
+  for (let after = filter.after; shown.length < limit;) {
+    const page = await store.list({ ...filter, ...(after !== undefined ? { after } : {}), limit })
+    shown.push(...page.filter((m) => !isAlertsChannel(m.channel)))
+    if (page.length < limit) break
+    after = page.at(-1)!.seq
+  }
+  return shown.slice(0, limit)
 }
 
 /** `weir messages show ID`: the message, its destinations and its attempt history, redacted (JSON with `json`). */
@@ -297,9 +404,9 @@ async function showMessage(store: MessageStore, id: string, json: boolean | unde
  * (`--older-than ID`): the order and the cursor are one (`seq`), so following the hints shows each
  * message once, whatever the engines of a cluster stored in between. (The store's order, not the
  * receipt time: listing by receipt time would sort the whole log on PostgreSQL, whose index on it
- * cannot give rows in order.)
+ * cannot give rows in order.) Without `all`, the internal alert channels (`weir-alerts.*`) are left out.
  */
-async function listMessages(store: MessageStore, filter: ListFilter, o: { limit: string | undefined; olderThan: string | undefined; json: boolean | undefined; where: string }, io: CommandIO): Promise<number> {
+async function listMessages(store: MessageStore, filter: ListFilter, o: { limit: string | undefined; olderThan: string | undefined; json: boolean | undefined; where: string; all: boolean }, io: CommandIO): Promise<number> {
   const limit = o.limit === undefined ? 100 : Number(o.limit)
   if (!Number.isInteger(limit) || limit < 1) throw new errorCodes.ERR_USAGE(`--limit must be a positive integer; not "${o.limit}"`)
   let after: number | undefined
@@ -312,7 +419,7 @@ async function listMessages(store: MessageStore, filter: ListFilter, o: { limit:
     after = from.message.seq
   }
   // One more than asked for: whether the list goes on, so a full page is never taken for all there is.
-  const list = await store.list({ ...filter, ...(after !== undefined ? { after } : {}), limit: limit + 1 })
+  const list = await listPage(store, { ...filter, ...(after !== undefined ? { after } : {}) }, limit + 1, o.all)
   const more = list.length > limit
   if (more) {
     list.length = limit

@@ -35,11 +35,11 @@ export const circuitBreakerSchema: JsonSchema = {
 
 export const retentionSchema: JsonSchema = {
   type: 'object', additionalProperties: false, minProperties: 1,
-  description: 'Deletes the channel\'s finished messages (delivered, filtered, error) from the message log in the background, in small batches beside delivery, and gives the space back (no purged content stays readable in the data files). Queued and in-flight messages are never deleted. Without it messages are kept until `weir messages purge`.',
+  description: 'Deletes the channel\'s finished messages from the message log in the background, in small batches beside delivery, and gives the space back (no purged content stays readable in the data files). maxAgeDays and maxMessages delete delivered and filtered messages only; messages in error (never delivered, still to be resubmitted) are deleted only by keepErrorsDays, and kept for good without it. Queued and in-flight messages are never deleted. Without it messages are kept until `weir messages purge`.',
   properties: {
-    maxAgeDays: { type: 'number', exclusiveMinimum: 0, description: 'Delete delivered and filtered messages finished more than this many days ago (fractions allowed).' },
-    maxMessages: { type: 'integer', minimum: 1, description: 'Keep only the newest this many finished messages of the channel; older ones are deleted (errors still younger than keepErrorsDays excepted).' },
-    keepErrorsDays: { type: 'number', exclusiveMinimum: 0, description: 'Delete messages in error finished more than this many days ago; default maxAgeDays (errors kept as long as the rest).' },
+    maxAgeDays: { type: 'number', exclusiveMinimum: 0, description: 'Delete delivered and filtered messages finished more than this many days ago (fractions allowed). Messages in error are not deleted by it (see keepErrorsDays).' },
+    maxMessages: { type: 'integer', minimum: 1, description: 'Keep only the newest this many finished messages of the channel: older delivered and filtered ones are deleted. Messages in error count among the newest but are not deleted by it (see keepErrorsDays).' },
+    keepErrorsDays: { type: 'number', exclusiveMinimum: 0, description: 'Delete messages in error finished more than this many days ago (fractions allowed). No default: without it retention never deletes a message in error.' },
   },
 }
 

@@ -167,12 +167,12 @@ describe('weir messages', () => {
     expect(api.received.filter((x) => x.key === `${bad.body.id}:api`)).toHaveLength(1)
     const ok = io(dir.path)
     expect(await messagesCommand(['resubmit', '--status', 'error', '--confirm', token, '--data-dir', 'data'], ok.io)).toBe(0)
-    expect(ok.out).toEqual(['resubmitted 1 message(s)'])
+    expect(ok.out).toEqual(['resubmitted 1 message(s)', `  ${bad.body.id}`])
     // The running engine polls for work queued by another process.
     await until(() => api.received.filter((x) => x.key === `${bad.body.id}:api`).length === 2, 5000)
     await until(() => r.handles()[0]!.counters().delivered === 2)
     // The same --confirm again, once the message is delivered: spent, nothing resent.
-    expect(await refused(token)).toEqual([1, expect.stringMatching(/^nothing to resubmit: no delivered, filtered or error message matches every channel: status error$/)])
+    expect(await refused(token)).toEqual([1, expect.stringMatching(/^--confirm [0-9]:[0-9a-f]{16} does not match: every channel: status error now matches no finished message .*; nothing resubmitted, preview again$/)])
     const replay = io(dir.path)
     expect(await messagesCommand(['resubmit', '--status', 'delivered', '--data-dir', 'data'], replay.io)).toBe(0)
     const spent = /--confirm (\S+):/.exec(replay.out[1]!)![1]!
@@ -279,14 +279,14 @@ describe('weir messages', () => {
     await store.close()
 
     const p = io(dir.path)
-    expect(await messagesCommand(['purge', '--before', '30d', '--data-dir', 'data'], p.io)).toBe(0)
+    expect(await messagesCommand(['purge', '--before', '30d', '--yes', '--data-dir', 'data'], p.io)).toBe(0)
     expect(p.out).toHaveLength(1)
     expect(p.out[0]).toMatch(/^purged 1 finished message\(s\) last updated before \d{4}-\d\d-\d\dT[\d:.]+Z$/)
     const l = io(dir.path)
     expect(await messagesCommand(['list', '--json', '--data-dir', 'data'], l.io)).toBe(0)
     expect((JSON.parse(l.out[0]!) as Array<{ id: string }>).map((m) => m.id).sort()).toEqual([oldQueued.id, recent.id].sort())
     const again = io(dir.path)
-    expect(await messagesCommand(['purge', '--before', '2000-01-01T00:00:00Z', '--channel', 'adt', '--data-dir', 'data'], again.io)).toBe(0)
+    expect(await messagesCommand(['purge', '--before', '2000-01-01T00:00:00Z', '--channel', 'adt', '--yes', '--data-dir', 'data'], again.io)).toBe(0)
     expect(again.out).toEqual(['purged 0 finished message(s) last updated before 2000-01-01T00:00:00.000Z in channel adt'])
 
     // A channel the log holds no message of (a typo): refused, nothing audited.

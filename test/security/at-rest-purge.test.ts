@@ -38,7 +38,7 @@ describe('patient data at rest: purge', () => {
     await new Promise((ok) => setTimeout(ok, 20))
     const later = await post(run.port, { mrn: 'MRN-LATER-0002' })
     await until(() => api.received.length === 3)
-    const purged = await weir(['messages', 'purge', '--before', before, '--data-dir', data])
+    const purged = await weir(['messages', 'purge', '--before', before, '--yes', '--data-dir', data])
     expect(purged.code).toBe(0)
 
     expect(await filesHolding(data, MRN)).toEqual([])
