@@ -1,8 +1,9 @@
 import { KeyObject } from 'node:crypto'
 import { exportPKCS8, generateKeyPair, type JWK } from 'jose'
 import { errorCodes } from '../shared/errors.ts'
-import { applyPreset, type CredentialConfig, type KeyEntry } from '../shared/oauth/config.ts'
-import { publicJwk } from '../shared/oauth/keys.ts'
+import { resolveSecrets, type SecretContext } from '../shared/config/load.ts'
+import { applyPreset, type CredentialConfig, type KeyEntry, type SigningConfig } from '../shared/oauth/config.ts'
+import { loadSigningKeys, publicJwk, publicJwkSet } from '../shared/oauth/keys.ts'
 
 export const KEY_ALGS = ['RS256', 'RS384', 'PS256', 'ES256', 'ES384', 'EdDSA'] as const
 export type KeyAlg = (typeof KEY_ALGS)[number]
@@ -95,6 +96,27 @@ export async function rotateKey(credential: Record<string, unknown>, where: stri
   const file = o.keyFile(kid, b)
   addKey(b, { kid, privateKey: { $file: file.ref } as never, ...(alg !== b.block.alg ? { alg } : {}), signFrom: o.signFrom }, where)
   return { block: b, kid, alg, keyFile: file.path, privatePem, jwks }
+}
+
+/**
+ * The public JWK Set of every key of the block's list (after a rotation: the keys registered now and
+ * the new one), in the order and form `weir run --jwks` serves it: public members only. `privateKey`
+ * references resolve as the engine resolves them (`$file` against `dir`, `$env` in `env`). A key that
+ * cannot be read here gives `problem` instead, naming its pointer and why (never its value).
+ */
+export async function publicKeySet(b: RawSigningBlock, where: string, dir: string, env: NodeJS.ProcessEnv): Promise<{ jwks: { keys: JWK[] } } | { problem: string }> {
+  const block = structuredClone(b.block) as SigningConfig & Record<string, unknown>
+  const at = `${where}/${b.name}`
+  const sc: SecretContext = { file: at, dir, env, problems: [], warnings: [] }
+  resolveSecrets(block, (block.keys ?? []).map((_, i) => `/keys/${i}/privateKey`), '', sc)
+  const unresolved = sc.problems[0]
+  if (unresolved) return { problem: `${at}${unresolved.pointer}: ${unresolved.message}` }
+  try {
+    return { jwks: await publicJwkSet(loadSigningKeys(block, at)) }
+  } catch (e) {
+    if ((e as { code?: string }).code === 'ERR_CONFIG_INVALID') return { problem: (e as Error).message }
+    throw e
+  }
 }
 
 /**

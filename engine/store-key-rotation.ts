@@ -1,4 +1,4 @@
-import { closeSync, existsSync, openSync } from 'node:fs'
+import { closeSync, existsSync, openSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import Database from 'better-sqlite3'
 import { errorCodes } from '../shared/errors.ts'
@@ -7,7 +7,9 @@ import { loadStoreKey } from '../shared/oauth/refresh-store.ts'
 import { contentCipher } from '../shared/store/encrypted.ts'
 import { keyIdOf, keyringIn, rotateKeyFile } from '../shared/store/keyring.ts'
 import { reencryptSqlite } from '../shared/store/sqlite/reencrypt.ts'
+import { sealedInSqlite } from '../shared/store/sqlite/sealed-scan.ts'
 import type { CommandIO } from './cli-io.ts'
+import { refuseNewKeyOverLostOne } from './store-key-guard.ts'
 
 /** How long re-encryption goes on looking for values a running engine sealed before it noticed the new key (it checks every 2 s). */
 const ENGINE_PICKUP_MS = 5000
@@ -42,6 +44,28 @@ function lockRotation(dir: string): () => void {
 }
 
 /**
+ * Why there is no key file to rotate, as an error: not an engine's data directory (a mistyped
+ * --data-dir); a key made from a passphrase (WEIR_SECRET_KEY, not rotated here); a key that is
+ * missing while values sealed with it are left; or no key at all, the content being stored in clear.
+ */
+function refuseWithoutKeyFile(dataDir: string, dir: string, keyFile: string): never {
+  const db = join(dataDir, 'weir.db')
+  if (![db, join(dataDir, 'weir.lock'), dir].some((f) => existsSync(f))) {
+    throw new errorCodes.ERR_FILE_ACCESS(`no store key ${keyFile}: ${dataDir} is not the data directory of an engine that has a store key to rotate (check --data-dir or WEIR_DATA_DIR); nothing was changed`)
+  }
+  const salt = join(dir, 'secret.salt')
+  if (existsSync(salt)) {
+    throw new StoreError(`the store key of ${dataDir} is made from a passphrase (${salt} exists): the engine runs with WEIR_SECRET_KEY, and a key given as WEIR_SECRET_KEY is not rotated by this command (see "Rotating the key" in the README); nothing was changed`)
+  }
+  refuseNewKeyOverLostOne(dir, dataDir, undefined, () => sealedInSqlite(db))
+  const tokens = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.token')).length : 0
+  if (tokens > 0) {
+    throw new StoreError(`the store key ${keyFile} is missing, but ${dir} holds ${tokens} refresh-token entr${tokens === 1 ? 'y' : 'ies'} sealed with it: restore ${dir} (secret.key and retired.keys) from the backup of this data directory; nothing was changed`)
+  }
+  throw new StoreError(`${dataDir} has no store key (${keyFile} does not exist): its message content is not encrypted and it holds no refresh token, so there is no key to rotate; nothing was changed. To encrypt message content, run the engine with weir run --encrypt-content (or options.encryptContent in a channel): it makes ${keyFile} at its start, or uses WEIR_SECRET_KEY (see "Encryption of message content" in the README)`)
+}
+
+/**
  * `weir keys rotate-store-key`: a new store key in `<data-dir>/oauth/secret.key`, the old one kept in
  * `retired.keys` (still opening what it sealed), then every message value sealed with an older key
  * sealed again with the new one, in small batches beside a running engine. One at a time per data
@@ -54,9 +78,7 @@ export async function rotateStoreKey(dataDir: string, io: CommandIO, options: { 
   const dir = join(dataDir, 'oauth')
   // Never a key made up here: a mistyped --data-dir would be "rotated" while the engine's key stays as it was.
   const keyFile = join(dir, 'secret.key')
-  if (!existsSync(keyFile)) {
-    throw new errorCodes.ERR_FILE_ACCESS(`no store key ${keyFile}: ${dataDir} is not the data directory of an engine that has a store key to rotate (check --data-dir or WEIR_DATA_DIR); nothing was changed`)
-  }
+  if (!existsSync(keyFile)) refuseWithoutKeyFile(dataDir, dir, keyFile)
   const release = lockRotation(dir)
   try {
     return await rotateLocked(dataDir, dir, io, options)

@@ -6,7 +6,7 @@ import { rotateStoreKey } from '../store-key-rotation.ts'
 import { errorCodes } from '../../shared/errors.ts'
 import { escapePointer } from '../../shared/config/problems.ts'
 import { displayPath, parseJsonWithLocation } from '../../shared/config/load.ts'
-import { KEY_ALGS, PRUNE_MARGIN_SEC, currentKeyFile, generateKeys, parseDelay, pruneKeys, replaceJsonValue, rotateKey, signingBlockOf, type KeyAlg } from '../key-rotation.ts'
+import { KEY_ALGS, PRUNE_MARGIN_SEC, currentKeyFile, generateKeys, parseDelay, pruneKeys, publicKeySet, replaceJsonValue, rotateKey, signingBlockOf, type KeyAlg, type RawSigningBlock } from '../key-rotation.ts'
 
 export { generateKeys } from '../key-rotation.ts'
 
@@ -25,7 +25,10 @@ rotate: writes a new key (mode 0600) and adds it to the credential's key list (c
 or assertion.keys with --assertion) with signFrom = now + the delay, so that a provider reading
 the JWK Set (weir run --jwks) sees the new key before it signs. A single key (privateKey + kid)
 becomes the list's first entry. Edits the file that defines the credential (the channel file or
-its credentialsFile).
+its credentialsFile). Prints the JWKS to register in place of the one registered now: every key of
+the list (the current key and the new one), public members only. When a key of the list cannot be
+read here (an $env not set in this shell), it prints the new key alone: add this key beside the
+registered ones.
 
 prune: drops the keys retired for longer than the assertion lifetime (plus 60 s): a key is
 retired once a later key's signFrom has passed. Never drops the key signing now.
@@ -39,7 +42,9 @@ is refused (exit 1) before changing anything. At the end the WAL is checkpointed
 truncated, so no copy of a value as the old key sealed it is left; the checkpoint does not wait
 behind a reader (a weir messages or weir backup reading at that moment) and, when one keeps it
 from truncating the WAL, the command says so on stderr and exits 3 (the rotation itself is done):
-run it again once no reader is left, or stop the engine.
+run it again once no reader is left, or stop the engine. A data directory without a key file has
+nothing to rotate (exit 1): the command says why (its content stored in clear, a key made from a
+passphrase, or a key missing while values sealed with it are left).
 
   --alg     RS256 | RS384 | PS256 | ES256 | ES384 | EdDSA (Epic: RS384 or ES384); rotate: default the current key's
   --kid     key id (default: the JWK thumbprint)
@@ -184,10 +189,25 @@ async function rotate(src: CredentialSource, values: Options, io: CommandIO, now
     `private key: ${r.keyFile} (mode 0600; keep it secret)`,
     `updated ${src.where}/${r.block.name}/keys`,
     '',
-    'The provider must see the public key before then: serve the JWK Set (weir run --jwks) at the registered jwks_uri, or register this JWKS:',
-    JSON.stringify(r.jwks, null, 2),
+    ...await toRegister(src, r, io),
   ].join('\n'))
   return 0
+}
+
+/**
+ * What to give the provider: the whole JWK Set (every key of the list, the one signing until the new
+ * key's signFrom included), for a provider that replaces its registered set with the one given; or,
+ * when a key of the list cannot be read here, the new key alone, to add beside the keys registered now.
+ */
+async function toRegister(src: CredentialSource, r: { block: RawSigningBlock; jwks: { keys: unknown[] } }, io: CommandIO): Promise<string[]> {
+  const serve = 'The provider must see the new public key before then: serve the JWK Set (weir run --jwks) at the registered jwks_uri, or'
+  const set = await publicKeySet(r.block, src.where, dirname(src.file), io.env)
+  if ('problem' in set) {
+    return [`${serve} add this key to the JWKS registered with the provider, keeping the keys registered now: the current key signs until then (the whole set cannot be printed here: ${set.problem}):`, JSON.stringify(r.jwks, null, 2)]
+  }
+  const n = set.jwks.keys.length
+  const holds = n === 2 ? 'it holds the current key and the new one' : `it holds the ${n} keys of the list: the current key, the new one and ${n - 2} other${n === 3 ? '' : 's'}`
+  return [`${serve} register this JWKS (${holds}):`, JSON.stringify(set.jwks, null, 2)]
 }
 
 async function prune(src: CredentialSource, values: Options, io: CommandIO, now: number): Promise<number> {
