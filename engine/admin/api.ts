@@ -31,6 +31,8 @@ export async function channelView(h: ChannelHandle, store: MessageStore | undefi
     name: h.name,
     status: h.status(),
     counters: h.counters(),
+    /** `counters.rejected` by reason (every reason, 0 when none). */
+    rejections: h.rejections(),
     queueDepth: store ? store.pending(h.name) : null,
     oldestQueuedAgeSec: since === undefined ? null : Math.max(0, (now - since) / 1000),
     destinations: h.destinations(),

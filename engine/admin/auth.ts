@@ -6,7 +6,7 @@ import type { HttpClient } from '../../shared/http/types.ts'
 import { silentLogger, type Logger } from '../../shared/log/index.ts'
 import { jwtVerifier } from '../../shared/inbound/jwt-verifier.ts'
 import { Refusal } from '../../shared/inbound/refusal.ts'
-import { hasAuth, sha256, type AdminConfig, type AdminJwtOptions, type Role } from './config.ts'
+import { hasAuth, servedOverHttps, sha256, type AdminConfig, type AdminJwtOptions, type Role } from './config.ts'
 import { clientKey, createLoginLimit, type LoginLimitOptions } from './login-limit.ts'
 
 /** Who made a request and how: an admin token, an OIDC bearer token, a login session, or nobody (open on loopback). */
@@ -57,7 +57,7 @@ function cookieOf(req: IncomingMessage, name: string): string | undefined {
 /** The login sessions, in memory only: a restart ends them all. */
 class Sessions {
   private readonly byId = new Map<string, Session>()
-  /** `secure`: the server speaks HTTPS, so the cookie is sent over HTTPS only. */
+  /** `secure`: browsers reach the server over HTTPS (its own TLS or a proxy's), so the cookie is sent over HTTPS only. */
   constructor(private readonly ttlSec: number, private readonly now: () => number, private readonly secure: boolean) {}
 
   /** The live session whose id the request's cookie carries. */
@@ -99,7 +99,7 @@ class Sessions {
  * Authentication of the admin server: admin tokens (compared by SHA-256 in constant time), OIDC
  * bearer tokens through the http-listener's verifier, and login sessions. With nothing configured
  * (allowed on loopback only) everyone is an operator, and actions still need a session's CSRF token.
- * With `tls` configured the session cookie is `Secure`.
+ * With `tls`, or an https `publicUrl` (a TLS-terminating proxy), the session cookie is `Secure`.
  * A client address that sent too many unknown tokens (login form or bearer header alike) is refused
  * with 429 for a while, without its token being checked (see login-limit.ts).
  *
@@ -111,7 +111,7 @@ export function createAuth(config: AdminConfig, deps: { http: HttpClient; now?: 
   const now = deps.now ?? Date.now
   const log = deps.log ?? silentLogger
   const open = !hasAuth(config)
-  const sessions = new Sessions(config.sessionTtlSec, now, config.tls !== undefined)
+  const sessions = new Sessions(config.sessionTtlSec, now, servedOverHttps(config))
   const limit = createLoginLimit(deps.loginLimit, now)
   // The verifier reads only `http` from a component's context.
   const verifyJwt = config.jwt ? jwtVerifier(config.jwt, { http: deps.http } as ComponentContext) : undefined
@@ -194,14 +194,16 @@ function hostOf(origin: string): string | undefined {
  * The one CSRF check every non-GET request passes: a cross-site `Origin` or `Sec-Fetch-Site` is
  * refused; a request authenticated by an `Authorization` header (which a browser never adds by
  * itself) passes; anything else must carry its session's CSRF token (`x-csrf-token` header or
- * `_csrf` form field). `login` has no session yet, so it gets only the origin check.
+ * `_csrf` form field). `login` has no session yet, so it gets only the origin check. `publicOrigin`:
+ * the origin of the config's `publicUrl`, accepted whatever the `Host`.
  */
-export function checkCsrf(req: IncomingMessage, who: { principal: Principal; session?: Session } | 'login', formToken: string | undefined): Refusal | undefined {
+export function checkCsrf(req: IncomingMessage, who: { principal: Principal; session?: Session } | 'login', formToken: string | undefined, publicOrigin?: string): Refusal | undefined {
   const site = req.headers['sec-fetch-site']
   if (site !== undefined && site !== 'same-origin' && site !== 'none') return new Refusal(403, `cross-site request refused (Sec-Fetch-Site: ${site})`)
   // The host only: behind a TLS-terminating proxy the page's origin is https while this server speaks http.
+  // A proxy that passes its own Host instead is told by `publicUrl`, whose origin must then match exactly.
   const origin = req.headers.origin
-  if (origin !== undefined && hostOf(origin) !== String(req.headers.host).toLowerCase()) return new Refusal(403, 'cross-origin request refused (Origin does not match Host)')
+  if (origin !== undefined && origin !== publicOrigin && hostOf(origin) !== String(req.headers.host).toLowerCase()) return new Refusal(403, 'cross-origin request refused (Origin does not match Host)')
   if (who === 'login' || who.principal.via === 'token' || who.principal.via === 'jwt') return undefined
   const given = String(req.headers['x-csrf-token'] ?? formToken ?? '')
   if (!who.session) return new Refusal(403, 'missing CSRF token: get a session (GET /api/session) and send its csrfToken as x-csrf-token')

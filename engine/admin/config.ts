@@ -64,6 +64,11 @@ export const adminConfigSchema = {
     },
     sessionTtlSec: { type: 'integer', minimum: 60, maximum: 86_400, default: 28_800, description: 'How long a browser session from the login form lasts (seconds); one made with an OIDC access token ends when that token expires, if sooner.' },
     tls: adminTlsSchema,
+    publicUrl: {
+      type: 'string', minLength: 1,
+      description: 'The URL browsers reach the admin server at, when a reverse proxy in front of it terminates TLS. An `https` one makes the session cookie `Secure`, sends HSTS, accepts its host and origin (besides `hosts`) and silences the plain-HTTP warning. X-Forwarded-* headers are never trusted.',
+      examples: ['https://weir.example.org/'],
+    },
   },
 } as const
 
@@ -87,6 +92,8 @@ export interface AdminConfig {
   sessionTtlSec: number
   /** HTTPS: the `tls` option with its files as absolute paths and the key resolved. */
   tls?: ServerTlsConfig & { key: Secret }
+  /** Where browsers reach the server through a TLS-terminating proxy (normalized `href`). */
+  publicUrl?: string
 }
 
 export const sha256 = (text: string): Buffer => createHash('sha256').update(text, 'utf8').digest()
@@ -115,15 +122,27 @@ export function parseAdminConfig(raw: unknown, file: string, env: NodeJS.Process
   }
   const tls = data.tls as (ServerTlsConfig & { key: Secret }) | undefined
   if (tls) problems.push(...tlsProblems(tls, dirname(file), name, problems.some((p) => p.pointer === '/tls/key')))
+  const publicUrl = data.publicUrl === undefined ? undefined : publicUrlOf(data.publicUrl as string, name, problems)
   if (problems.length) throw new ConfigError(problems)
   const config: AdminConfig = {
     tokens: tokens.map((t) => ({ name: t.name, role: t.role, hash: sha256(reveal(t.token)!) })),
     hosts: (data.hosts as string[]).map((h) => h.toLowerCase()),
     sessionTtlSec: data.sessionTtlSec as number,
     ...(data.jwt ? { jwt: data.jwt as unknown as AdminJwtOptions } : {}),
+    ...(publicUrl ? { publicUrl } : {}),
     ...(tls ? { tls: { ...tls, certFile: resolve(dirname(file), tls.certFile), ...(tls.caFile ? { caFile: resolve(dirname(file), tls.caFile) } : {}) } } : {}),
   }
   return { config, warnings }
+}
+
+/** The `publicUrl` option normalized (`href`), or undefined with its problem at `/publicUrl`: an absolute http(s) URL, no credentials, query or fragment. */
+function publicUrlOf(text: string, file: string, problems: ConfigProblem[]): string | undefined {
+  const problem = (message: string) => void problems.push({ file, pointer: '/publicUrl', message })
+  const url = URL.canParse(text) ? new URL(text) : undefined
+  if (!url || (url.protocol !== 'https:' && url.protocol !== 'http:')) return problem('must be an absolute http or https URL (e.g. "https://weir.example.org/")')
+  if (url.username || url.password) return problem('must not hold a user name or password')
+  if (url.search || url.hash) return problem('must not have a query or fragment')
+  return url.href
 }
 
 /**
@@ -175,6 +194,9 @@ export async function loadAdminConfig(file: string, env: NodeJS.ProcessEnv): Pro
   }
   return parseAdminConfig(parseJsonWithLocation(text, displayPath(abs)), abs, env)
 }
+
+/** Whether browsers reach the server over HTTPS: it speaks TLS itself, or `publicUrl` is an https one (a TLS-terminating proxy). */
+export const servedOverHttps = (c: AdminConfig): boolean => c.tls !== undefined || c.publicUrl?.startsWith('https:') === true
 
 /** Whether any authentication is configured. */
 export const hasAuth = (c: AdminConfig): boolean => c.tokens.length > 0 || c.jwt !== undefined

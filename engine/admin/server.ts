@@ -12,7 +12,7 @@ import type { ChannelHandle } from '../runtime/index.ts'
 import type { RuntimeObserver } from '../runtime/index.ts'
 import { channelRoutes, sessionRoutes } from './api.ts'
 import { checkCsrf, createAuth, type Auth } from './auth.ts'
-import { hasAuth, type AdminConfig } from './config.ts'
+import { hasAuth, servedOverHttps, type AdminConfig } from './config.ts'
 import { eventRoutes, type EventStreamOptions, type EventStreams } from './events.ts'
 import { readiness } from './health.ts'
 import { SECURITY_HEADERS, STRICT_TRANSPORT_SECURITY, readForm, sendJson } from './http.ts'
@@ -64,11 +64,11 @@ export function isLoopback(host: string): boolean {
   return LOOPBACK_NAMES.has(h) || /^127\.\d+\.\d+\.\d+$/.test(h) || h.endsWith('.localhost')
 }
 
-/** The host names the server answers to: loopback names, the bound address, the configured ones; any when bound to every interface without a list. */
-function hostCheck(bound: string, hosts: readonly string[]): (header: string | undefined) => boolean {
+/** The host names the server answers to: loopback names, the bound address, the configured ones and `publicUrl`'s; any when bound to every interface without a `hosts` list. */
+function hostCheck(bound: string, hosts: readonly string[], publicHost: string | undefined): (header: string | undefined) => boolean {
   const wildcard = bound === '0.0.0.0' || bound === '::'
   if (wildcard && hosts.length === 0) return () => true
-  const allowed = new Set([...hosts, bound.toLowerCase()])
+  const allowed = new Set([...hosts, bound.toLowerCase(), ...(publicHost ? [publicHost] : [])])
   return (header) => {
     const name = (header ?? '').toLowerCase().replace(/:\d+$/, '').replace(/^\[|\]$/g, '')
     return isLoopback(name) || allowed.has(name)
@@ -76,7 +76,7 @@ function hostCheck(bound: string, hosts: readonly string[]): (header: string | u
 }
 
 /** Authentication, the CSRF check and the route's handlers, in that order. */
-async function dispatch(router: Router, auth: Auth, req: IncomingMessage, res: ServerResponse): Promise<void> {
+async function dispatch(router: Router, auth: Auth, req: IncomingMessage, res: ServerResponse, publicOrigin: string | undefined): Promise<void> {
   const url = new URL(req.url ?? '/', 'http://admin.invalid')
   const found = router.match(req.method ?? 'GET', url.pathname)
   if (!found) throw new Refusal(404, 'not found')
@@ -86,7 +86,7 @@ async function dispatch(router: Router, auth: Auth, req: IncomingMessage, res: S
   const ctx: RouteContext = { req, res, url, params: found.params, form }
   if (!found.route.public) Object.assign(ctx, await auth.authenticate(req))
   if (!isGet) {
-    const refused = checkCsrf(req, found.route.public ? 'login' : { principal: ctx.principal!, ...(ctx.session ? { session: ctx.session } : {}) }, form.get('_csrf') ?? undefined)
+    const refused = checkCsrf(req, found.route.public ? 'login' : { principal: ctx.principal!, ...(ctx.session ? { session: ctx.session } : {}) }, form.get('_csrf') ?? undefined, publicOrigin)
     if (refused) throw refused
   }
   for (const h of found.route.handlers) await h(ctx)
@@ -103,8 +103,9 @@ function listen(server: Server, host: string, port: number): Promise<void> {
  * Starts the admin server: /healthz, /readyz, /metrics, the JSON API and the login session routes.
  * Bound to anything but loopback it refuses to start without authentication (`ERR_USAGE`). Every
  * response carries a strict Content-Security-Policy; a `Host` that is not the server's answers 421.
- * With `tls` in the config it speaks HTTPS (Secure cookie, HSTS). It warns at start when it is open
- * (every local user is an operator) and when it speaks plain HTTP on anything but loopback.
+ * With `tls` in the config it speaks HTTPS (Secure cookie, HSTS); with an https `publicUrl` a
+ * TLS-terminating proxy does, and the cookie and HSTS are the same. It warns at start when it is open
+ * (every local user is an operator) and when browsers would reach it over plain HTTP on anything but loopback.
  *
  * @example
  * const admin = await startAdminServer({ host: '127.0.0.1', port: 8089, config: OPEN_CONFIG, log })
@@ -139,13 +140,14 @@ export async function startAdminServer(o: AdminServerOptions): Promise<AdminServ
   const events = eventRoutes(router, sources, o.events, (s) => auth.live(s))
   dashboardRoutes(router, sources, auth)
 
-  const hostAllowed = hostCheck(o.host, o.config.hosts)
-  const headers = tls ? { ...SECURITY_HEADERS, 'strict-transport-security': STRICT_TRANSPORT_SECURITY } : SECURITY_HEADERS
+  const publicUrl = o.config.publicUrl === undefined ? undefined : new URL(o.config.publicUrl)
+  const hostAllowed = hostCheck(o.host, o.config.hosts, publicUrl?.hostname)
+  const headers = servedOverHttps(o.config) ? { ...SECURITY_HEADERS, 'strict-transport-security': STRICT_TRANSPORT_SECURITY } : SECURITY_HEADERS
   const timeouts = { requestTimeout: 30_000, headersTimeout: 10_000 }
   const onRequest = (req: IncomingMessage, res: ServerResponse) => {
     for (const [k, v] of Object.entries(headers)) res.setHeader(k, v)
     if (!hostAllowed(req.headers.host)) return sendJson(res, 421, { error: 'unknown Host (the admin server answers to its own names only)' })
-    dispatch(router, auth, req, res).catch((e: unknown) => {
+    dispatch(router, auth, req, res, publicUrl?.origin).catch((e: unknown) => {
       if (res.headersSent) return void res.destroy()
       if (e instanceof Refusal) return refusalPage(req, res, e) || sendJson(res, e.status, { error: e.publicReason }, e.headers)
       o.log.error({ err: e, path: req.url }, 'admin request failed')
@@ -157,9 +159,9 @@ export async function startAdminServer(o: AdminServerOptions): Promise<AdminServ
   const port = (server.address() as AddressInfo).port
   const address = `${o.host.includes(':') ? `[${o.host}]` : o.host}:${port}`
   const url = `${tls ? 'https' : 'http'}://${address}`
-  o.log.info({ url, auth: hasAuth(o.config) ? 'required' : 'open (loopback)', tls: Boolean(tls) }, 'admin server listening')
+  o.log.info({ url, ...(publicUrl ? { publicUrl: publicUrl.href } : {}), auth: hasAuth(o.config) ? 'required' : 'open (loopback)', tls: Boolean(tls) }, 'admin server listening')
   if (!hasAuth(o.config)) o.log.warn(`admin server open to every user of this machine (no --admin-config): anyone who can reach ${address} reads messages and acts as operator; give --admin-config with tokens for production`)
-  if (!tls && !isLoopback(o.host)) o.log.warn(`admin server on ${address} speaks plain HTTP: admin tokens and session cookies travel in clear; add "tls" to --admin-config or put a TLS-terminating proxy in front of it`)
+  if (!servedOverHttps(o.config) && !isLoopback(o.host)) o.log.warn(`admin server on ${address} speaks plain HTTP: admin tokens and session cookies travel in clear; add "tls" to --admin-config, or put a TLS-terminating proxy in front of it and set "publicUrl" to its https URL`)
   return {
     url, port, observer: metrics.observer, router, auth, events,
     attach(e) {

@@ -48,6 +48,12 @@ export function credentialOf(ch: LoadedChannel, name: string): CredentialConfig 
   return c as unknown as CredentialConfig
 }
 
+/** The data directory's refresh-token store (<data-dir>/oauth), keyed with `secretKey` or its secret.key. */
+function localTokenStore(dataDir: string, secretKey: string | undefined): RefreshTokenStore {
+  // No new store key over a lost one: messages sealed with it would all go to error at the engine's next start.
+  return createRefreshTokenStore({ dir: join(dataDir, 'oauth'), ...(secretKey ? { key: secretKey } : {}), beforeNewKey: newStoreKeyGuard(dataDir, secretKey) })
+}
+
 /**
  * Stores `refreshToken` for credential `name` (under its `storeKey`, default the name) in the
  * store the engine's providers use. Returns the store key and the new version.
@@ -56,8 +62,7 @@ export async function importCredential(options: { name: string; config: Credenti
   const token = options.refreshToken.trim()
   if (!token) throw new errorCodes.ERR_FILE_ACCESS('the refresh token file is empty')
   registerSecretValue(token)
-  // No new store key over a lost one: messages sealed with it would all go to error at the engine's next start.
-  const store = options.store ?? createRefreshTokenStore({ dir: join(options.dataDir, 'oauth'), ...(options.secretKey ? { key: options.secretKey } : {}), beforeNewKey: newStoreKeyGuard(options.dataDir, options.secretKey) })
+  const store = options.store ?? localTokenStore(options.dataDir, options.secretKey)
   const key = options.config.storeKey ?? options.name
   const entry = await importRefreshToken(store, key, token)
   return { key, version: entry.version }
@@ -78,42 +83,63 @@ export function parseTimeout(value: string): number {
 
 type Flags = { 'refresh-token-file'?: string; 'data-dir'?: string; timeout?: string; 'no-browser'?: boolean } & StoreChoice
 
-/** Stores `refreshToken` as import does (in the cluster's PostgreSQL store with `--store`) and says so, without the token. */
-async function store(name: string, config: CredentialConfig, refreshToken: string, values: Flags, io: CommandIO): Promise<number> {
-  const url = storeUrlOf(values, io)
-  const secretKey = io.env.WEIR_SECRET_KEY ? { secretKey: io.env.WEIR_SECRET_KEY } : {}
-  const cluster = url ? await openPostgresTokenState({ url, secretKey: io.env.WEIR_SECRET_KEY, ...(values['store-password-file'] ? { passwordFile: values['store-password-file'] } : {}) }) : undefined
-  try {
-    const { key, version } = await importCredential({ name, config, refreshToken, dataDir: dataDirOf(values['data-dir'], io), ...secretKey, ...(cluster ? { store: cluster.state } : {}) })
-    io.out(`stored the refresh token of credential "${name}" (store key "${key}", version ${version}${url ? ', in the cluster\'s PostgreSQL store' : ''}); it was not printed`)
-    return 0
-  } finally {
-    await cluster?.close()
-  }
+/** Where a refresh token goes: the data directory's token store, or with `--store` the cluster's PostgreSQL one. */
+interface TokenTarget {
+  store: RefreshTokenStore
+  dataDir: string
+  cluster: boolean
+  close(): Promise<void>
 }
 
-/** `authorize`: the consent flow; the URL goes to stderr (stdout only says what was stored), a failure is one line. */
+async function openTarget(values: Flags, io: CommandIO): Promise<TokenTarget> {
+  const url = storeUrlOf(values, io)
+  const dataDir = dataDirOf(values['data-dir'], io)
+  if (!url) return { store: localTokenStore(dataDir, io.env.WEIR_SECRET_KEY || undefined), dataDir, cluster: false, close: async () => {} }
+  const cluster = await openPostgresTokenState({ url, secretKey: io.env.WEIR_SECRET_KEY, ...(values['store-password-file'] ? { passwordFile: values['store-password-file'] } : {}) })
+  return { store: cluster.state, dataDir, cluster: true, close: () => cluster.close() }
+}
+
+/** Stores `refreshToken` as import does and says so, without the token. */
+async function store(name: string, config: CredentialConfig, refreshToken: string, target: TokenTarget, io: CommandIO): Promise<number> {
+  const { key, version } = await importCredential({ name, config, refreshToken, dataDir: target.dataDir, store: target.store })
+  io.out(`stored the refresh token of credential "${name}" (store key "${key}", version ${version}${target.cluster ? ', in the cluster\'s PostgreSQL store' : ''}); it was not printed`)
+  return 0
+}
+
+/**
+ * `authorize`: the consent flow; the URL goes to stderr (stdout only says what was stored), a failure is one line.
+ * Whatever can refuse runs first: the credential's grant, and a read of its entry in the token store,
+ * which loads the store key (the guard refuses a new one over a lost key) and opens an entry already
+ * there (a wrong key). A person never consents to a token that could not be stored.
+ */
 async function authorize(name: string, config: CredentialConfig, values: Flags, io: CommandIO): Promise<number> {
   const timeoutMs = parseTimeout(values.timeout ?? '300s')
   const browser = values['no-browser'] ? undefined : browserCommand(io.env)
-  let refreshToken: string
+  requireRefreshTokenGrant(name, config, 'weir credentials authorize obtains')
+  const target = await openTarget(values, io)
   try {
-    const secret = await authorizeWithConsent(name, config, {
-      timeoutMs,
-      onAuthorizationUrl(url, redirectUri) {
-        io.err(`Open this URL in a browser and consent for credential "${name}"; waiting for the redirect to ${redirectUri}:\n\n  ${url}\n`)
-        if (browser) openBrowser(browser, url)
-      },
-    })
-    refreshToken = reveal(secret)!
-  } catch (e) {
-    // Refusals, mismatches and token endpoint errors are the user's to act on: one clear line, no stack.
-    // A configuration error names the credential itself.
-    if (!isWeirError(e) || e.code === 'ERR_CONFIG_INVALID') throw e
-    io.err(`weir credentials authorize: credential "${name}": ${e.message}`)
-    return 1
+    await target.store.read(config.storeKey ?? name)
+    let refreshToken: string
+    try {
+      const secret = await authorizeWithConsent(name, config, {
+        timeoutMs,
+        onAuthorizationUrl(url, redirectUri) {
+          io.err(`Open this URL in a browser and consent for credential "${name}"; waiting for the redirect to ${redirectUri}:\n\n  ${url}\n`)
+          if (browser) openBrowser(browser, url)
+        },
+      })
+      refreshToken = reveal(secret)!
+    } catch (e) {
+      // Refusals, mismatches and token endpoint errors are the user's to act on: one clear line, no stack.
+      // A configuration error names the credential itself.
+      if (!isWeirError(e) || e.code === 'ERR_CONFIG_INVALID') throw e
+      io.err(`weir credentials authorize: credential "${name}": ${e.message}`)
+      return 1
+    }
+    return await store(name, config, refreshToken, target, io)
+  } finally {
+    await target.close()
   }
-  return store(name, config, refreshToken, values, io)
 }
 
 /**
@@ -163,5 +189,10 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
   } catch (e) {
     throw new errorCodes.ERR_FILE_ACCESS(`cannot read ${from}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`)
   }
-  return store(name, config, text, values, io)
+  const target = await openTarget(values, io)
+  try {
+    return await store(name, config, text, target, io)
+  } finally {
+    await target.close()
+  }
 }

@@ -179,7 +179,7 @@ describe('start-up warnings', () => {
 
   it('off loopback without "tls" it warns that tokens and cookies travel in clear; with "tls" it does not', async () => {
     const plain = await start(await adminFile({ tokens }), '0.0.0.0')
-    expect(warnings()).toEqual([`admin server on 0.0.0.0:${plain.port} speaks plain HTTP: admin tokens and session cookies travel in clear; add "tls" to --admin-config or put a TLS-terminating proxy in front of it`])
+    expect(warnings()).toEqual([`admin server on 0.0.0.0:${plain.port} speaks plain HTTP: admin tokens and session cookies travel in clear; add "tls" to --admin-config, or put a TLS-terminating proxy in front of it and set "publicUrl" to its https URL`])
     lines.length = 0
     await start(await adminFile({ tokens, tls }), '0.0.0.0')
     expect(warnings()).toEqual([])

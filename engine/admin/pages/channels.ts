@@ -1,3 +1,4 @@
+import { REJECT_REASONS, type RejectReason } from '../../../shared/component.ts'
 import { Refusal } from '../../../shared/inbound/refusal.ts'
 import type { ChannelHandle } from '../../runtime/index.ts'
 import { channelView, sinceStart, type ApiSources } from '../api.ts'
@@ -30,6 +31,12 @@ export function pausedDestinations(v: Pick<View, 'status' | 'destinations'>): st
   return paused.length ? `destinations paused: ${paused.join(', ')}` : ''
 }
 
+/** "(unauthorized 2 · unsupported media type 1)": the reasons input was rejected for, those counted only; empty when none. */
+export function rejectedByReason(by: Readonly<Record<RejectReason, number>>): string {
+  const shown = REJECT_REASONS.filter((r) => by[r] > 0).map((r) => `${r.replaceAll('_', ' ')} ${by[r]}`)
+  return shown.length ? `(${shown.join(' · ')})` : ''
+}
+
 function channelRow(v: View & { inError: number | undefined }, user: PageUser, back: string): Raw {
   const paused = v.status === 'paused'
   const action = user.role === 'operator' && canToggle(v.status) ? actionForm(user, `/channels/${encodeURIComponent(v.name)}/${paused ? 'resume' : 'pause'}`, paused ? 'Resume' : 'Pause', { back }) : ''
@@ -37,7 +44,7 @@ function channelRow(v: View & { inError: number | undefined }, user: PageUser, b
 <td><a href="/channels/${encodeURIComponent(v.name)}">${v.name}</a></td>
 <td><span class="status s-${v.status}" data-field="status">${v.status}</span> <small data-field="pausedDestinations">${pausedDestinations(v)}</small></td>
 <td class="num" data-field="received">${v.counters.received}</td><td class="num" data-field="delivered">${v.counters.delivered}</td>
-<td class="num" data-field="errors">${v.counters.errors}</td><td class="num" data-field="inError">${v.inError ?? '–'}</td><td class="num" data-field="queueDepth">${v.queueDepth ?? '–'}</td>
+<td class="num" data-field="errors">${v.counters.errors}</td><td class="num" data-field="rejected">${v.counters.rejected}</td><td class="num" data-field="inError">${v.inError ?? '–'}</td><td class="num" data-field="queueDepth">${v.queueDepth ?? '–'}</td>
 <td class="num" data-field="oldest">${age(v.oldestQueuedAgeSec)}</td><td>${action}</td></tr>`
 }
 
@@ -74,7 +81,7 @@ export function channelListPage(router: Router, src: ApiSources, auth: Auth): vo
     const views = await Promise.all(shown.map(async (h) => ({ ...(await channelView(h, store, oldest)), inError: store ? (await store.stats(h.name)).error : undefined })))
     const since = html`<br><small>${sinceStart(src)}</small>`
     const body = html`<h1>Channels</h1>${filterForm(query)}${pager(query, total)}
-<table id="channels" class="grid" data-stream="/api/events?channels=${shown.map((h) => h.name).join(',')}" data-poll="/api/channels"><thead><tr><th>Channel</th><th>Status</th><th>Received${since}</th><th>Delivered${since}</th><th>Errors${since}</th><th title="Messages in error in the message log now (as the page loaded): they stay after a restart until resubmitted or purged">In error<br><small>in the log</small></th><th>Queue</th><th>Oldest queued</th><th></th></tr></thead>
+<table id="channels" class="grid" data-stream="/api/events?channels=${shown.map((h) => h.name).join(',')}" data-poll="/api/channels"><thead><tr><th>Channel</th><th>Status</th><th>Received${since}</th><th>Delivered${since}</th><th>Errors${since}</th><th title="Input the source refused before it became a message (malformed, too large, unauthorized…): it is not in the message log; the channel's page gives the reasons">Rejected${since}</th><th title="Messages in error in the message log now (as the page loaded): they stay after a restart until resubmitted or purged">In error<br><small>in the log</small></th><th>Queue</th><th>Oldest queued</th><th></th></tr></thead>
 <tbody>${views.map((v) => channelRow(v, user, `/${ctx.url.search}`))}</tbody></table>
 ${total === 0 ? html`<p class="empty">No channel matches.</p>` : ''}`
     sendHtml(ctx.res, 200, layout('Channels', user, body))

@@ -41,6 +41,7 @@ function setStatusAndCounters(scope, c) {
   set(scope, 'received', c.counters.received)
   set(scope, 'delivered', c.counters.delivered)
   set(scope, 'errors', c.counters.errors)
+  set(scope, 'rejected', c.counters.rejected)
 }
 
 /** The channel page: its status, counters and each destination's pause and breaker state. */
@@ -48,6 +49,7 @@ function updateChannel(section, channels) {
   const c = channels.find((x) => x.name === section.dataset.channel)
   if (!c) return
   setStatusAndCounters(section, c)
+  set(section, 'rejectedByReason', rejectedByReason(c.rejections))
   for (const d of c.destinations) {
     const row = [...section.querySelectorAll('tr[data-destination]')].find((r) => r.dataset.destination === d.name)
     if (!row) continue
@@ -77,6 +79,12 @@ function update(table, channels) {
 function pausedDestinations(c) {
   const paused = c.status === 'paused' ? [] : c.destinations.filter((d) => d.paused).map((d) => d.name)
   return paused.length ? `destinations paused: ${paused.join(', ')}` : ''
+}
+
+/** "(unauthorized 2 · unsupported media type 1)": the reasons input was rejected for, those counted only (as the channel page renders it). */
+function rejectedByReason(by) {
+  const shown = Object.entries(by ?? {}).filter(([, n]) => n > 0).map(([r, n]) => `${r.replaceAll('_', ' ')} ${n}`)
+  return shown.length ? `(${shown.join(' · ')})` : ''
 }
 
 /** When the figures shown were last read (the page's load at first). */

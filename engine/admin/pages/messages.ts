@@ -9,7 +9,7 @@ import { auditAction, sinceStart, type ApiSources } from '../api.ts'
 import type { Auth } from '../auth.ts'
 import { requireRole, type RouteContext, type Router } from '../router.ts'
 import { oneAtATime, setDigest } from '../../resubmit-set.ts'
-import { canToggle } from './channels.ts'
+import { canToggle, rejectedByReason } from './channels.ts'
 import { actionForm, html, layout, pageUser, sendHtml, type PageUser, type Raw } from './html.ts'
 
 const LIMITS = [50, 100, 500]
@@ -66,7 +66,8 @@ function destinationsTable(src: ApiSources, channel: string, user: PageUser, bac
   const live = `/api/events?channels=${encodeURIComponent(channel)}`
   return html`<section id="channel-live" data-channel="${channel}" data-stream="${live}" data-poll="/api/channels">
 <p>Channel status <span class="status s-${status}" id="channel-status" data-field="status">${status}</span> ${toggle(status === 'paused', {})}
-· ${sinceStart(src)}: received <strong data-field="received">${c.received}</strong> · delivered <strong data-field="delivered">${c.delivered}</strong> · errors <strong data-field="errors">${c.errors}</strong></p>
+· ${sinceStart(src)}: received <strong data-field="received">${c.received}</strong> · delivered <strong data-field="delivered">${c.delivered}</strong> · errors <strong data-field="errors">${c.errors}</strong>
+· rejected <strong data-field="rejected">${c.rejected}</strong> <span data-field="rejectedByReason">${rejectedByReason(handle.rejections())}</span></p>
 <table class="grid" id="destinations"><thead><tr><th>Destination</th><th>Type</th><th>Paused</th><th>Breaker</th><th></th></tr></thead><tbody>
 ${handle.destinations().map((d) => html`<tr data-destination="${d.name}"><td>${d.name}</td><td>${d.type}</td><td data-field="paused">${d.paused ? 'paused' : 'no'}</td><td data-field="breaker">${d.breaker}</td><td>${toggle(d.paused, { destination: d.name })}</td></tr>`)}
 </tbody></table></section>`
