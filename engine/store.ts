@@ -119,6 +119,8 @@ export async function openStoreFor(values: StoreChoice, io: Pick<CommandIO, 'env
   acceptOpenDataDirFlag?: string
   /** Channels whose content is stored encrypted (`options.encryptContent`), or true for every one (`--encrypt-content`). Reads always decrypt. */
   encrypt?: ReadonlySet<string> | true
+  /** The engine's channels' definition fingerprints (engine/definition-fingerprint.ts): a cluster refuses an engine that runs a channel differently from a live one. */
+  definitions?: Readonly<Record<string, string>>
 }): Promise<MessageStore> {
   const store = await openStore(values, io, o)
   /** A start-up check that failed: the store is closed before the error goes on. */
@@ -197,5 +199,6 @@ async function openStore(values: StoreChoice, io: Pick<CommandIO, 'env'>, o: Par
     ...(values['store-password-file'] ? { passwordFile: values['store-password-file'] } : {}),
     ...(leaseMs !== undefined ? { leaseMs } : {}),
     ...(o.log ? { log: o.log } : {}),
+    ...(o.owner && o.definitions ? { definitions: o.definitions } : {}),
   })
 }

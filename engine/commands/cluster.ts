@@ -9,13 +9,17 @@ export const usage = `usage: weir cluster status [--store postgres://…] [--jso
 
 Lists every engine of the cluster: its id, host, process, version, heartbeat age, the messages
 it has claimed and the pollers it leads. An engine that stopped cleanly has left; one that died
-shows as expired until another engine takes its claims over (within its lease).
+shows as expired until another engine takes its claims over (within its lease). Then, per channel,
+whether the live engines that run it run the same definition (the fingerprint of its file and the
+modules it loads): DIFFERENT names which engine runs which; an engine of an older weir records no
+definitions and shows as unknown.
 
   --store URL   the cluster's PostgreSQL store (default $WEIR_STORE)
   --store-password-file F   a file whose first line is the store's password
-  --json        print the engines as JSON
+  --json        print the engines as JSON (each with channels: its fingerprints by channel, or null)
 
-exit status: 0 when every engine listed is live, 1 when one has expired, 2 on bad usage`
+exit status: 0 when every engine listed is live and they agree on every channel, 1 when one has
+expired or live engines run different definitions of a channel, 2 on bad usage`
 
 const age = (ms: number) => (ms < 10_000 ? `${(ms / 1000).toFixed(1)}s` : `${Math.round(ms / 1000)}s`)
 
@@ -25,6 +29,56 @@ export const ENGINE_COLUMNS = ['ENGINE', 'HOST', 'PID', 'VERSION', 'HEARTBEAT', 
 /** One engine as a row of ENGINE_COLUMNS: heartbeat as `1.2s ago`, state `live` or `expired`, leads joined (`-` for none). */
 export function engineRow(e: EngineStatus): string[] {
   return [e.id, e.host, String(e.pid), e.version, `${age(e.heartbeatAgeMs)} ago`, e.expired ? 'expired' : 'live', String(e.claimed), e.leads.join(', ') || '-']
+}
+
+/** A channel as the live engines that record definitions run it: each fingerprint with the engines that have it (more than one: they disagree). */
+export interface ChannelAgreement {
+  channel: string
+  engines: number
+  fingerprints: Array<{ fingerprint: string; engines: string[] }>
+}
+
+/** Per channel (by name), the definitions the live engines run it with; expired engines and those that record none are left out. */
+export function channelAgreement(engines: readonly EngineStatus[]): ChannelAgreement[] {
+  const byChannel = new Map<string, Map<string, string[]>>()
+  for (const e of engines) {
+    if (e.expired || !e.channels) continue
+    for (const [channel, fingerprint] of Object.entries(e.channels)) {
+      const of = byChannel.get(channel) ?? new Map<string, string[]>()
+      of.set(fingerprint, [...(of.get(fingerprint) ?? []), e.id])
+      byChannel.set(channel, of)
+    }
+  }
+  return [...byChannel].sort(([a], [b]) => a.localeCompare(b)).map(([channel, of]) => ({
+    channel, engines: [...of.values()].reduce((n, ids) => n + ids.length, 0),
+    fingerprints: [...of].map(([fingerprint, ids]) => ({ fingerprint, engines: ids })),
+  }))
+}
+
+/** The columns of the channels table of `weir cluster status`. */
+export const CHANNEL_COLUMNS = ['CHANNEL', 'ENGINES', 'DEFINITION'] as const
+
+/** A fingerprint as shown: its first 16 hex digits. */
+const short = (fingerprint: string) => fingerprint.slice(0, fingerprint.indexOf(':') + 17)
+
+/** One channel as a row of CHANNEL_COLUMNS. */
+export function channelRow(a: ChannelAgreement): string[] {
+  const [first] = a.fingerprints
+  const definition = a.fingerprints.length > 1
+    ? `DIFFERENT: ${a.fingerprints.map((f) => `${short(f.fingerprint)} on ${f.engines.join(', ')}`).join('; ')}`
+    : `${a.engines === 1 ? 'one engine' : 'same on every engine'} (${short(first!.fingerprint)})`
+  return [a.channel, String(a.engines), definition]
+}
+
+/** The live engines that record no definitions (an older weir), one line each. */
+export function unknownDefinitions(engines: readonly EngineStatus[]): string[] {
+  return engines.filter((e) => !e.expired && !e.channels)
+    .map((e) => `unknown: ${e.id} (host ${e.host}, pid ${e.pid}) records no channel definitions (an older weir): whether it runs the same ones cannot be told`)
+}
+
+function printTable(rows: string[][], io: CommandIO): void {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)))
+  for (const r of rows) io.out(r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  '))
 }
 
 export async function run(args: string[], io: CommandIO): Promise<number> {
@@ -39,14 +93,17 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
   const store = await openPostgresFor({ url, owner: false, ...(values['store-password-file'] ? { passwordFile: values['store-password-file'] } : {}) })
   try {
     const engines = await store.cluster()
+    const agreement = channelAgreement(engines)
     if (values.json) io.out(JSON.stringify(engines.map((e) => ({ ...e, startedAt: new Date(e.startedAt).toISOString() }))))
     else if (engines.length === 0) io.out('no engines')
     else {
-      const rows: string[][] = [[...ENGINE_COLUMNS], ...engines.map(engineRow)]
-      const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)))
-      for (const r of rows) io.out(r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  '))
+      printTable([[...ENGINE_COLUMNS], ...engines.map(engineRow)], io)
+      const unknown = unknownDefinitions(engines)
+      if (agreement.length > 0 || unknown.length > 0) io.out('')
+      if (agreement.length > 0) printTable([[...CHANNEL_COLUMNS], ...agreement.map(channelRow)], io)
+      for (const line of unknown) io.out(line)
     }
-    return engines.some((e) => e.expired) ? 1 : 0
+    return engines.some((e) => e.expired) || agreement.some((a) => a.fingerprints.length > 1) ? 1 : 0
   } finally {
     await store.close()
   }

@@ -1,5 +1,6 @@
 import { hostname } from 'node:os'
-import type { Db } from './db.ts'
+import type { Db, Queryable } from './db.ts'
+import { StoreError } from '../errors.ts'
 import { newMessageId } from '../id.ts'
 import { requeueClaimsOf, requeueOrphanedClaims } from './operations.ts'
 
@@ -16,6 +17,8 @@ export interface EngineStatus {
   expired: boolean
   claimed: number
   leads: string[]
+  /** The fingerprint of each channel it runs, by name; null for an engine of an older weir, which records none. */
+  channels: Record<string, string> | null
 }
 
 export interface LeaseOptions {
@@ -31,6 +34,26 @@ export interface LeaseOptions {
   onError(e: unknown): void
   /** Renew on a timer, every third of the lease (default true); false: only `beat()` renews (tests that stall an engine). */
   timer?: boolean
+  /**
+   * The fingerprint of the definition of each channel this engine runs, by name: recorded with its
+   * row, and compared with the live engines' as it joins (see `register`). None: nothing compared,
+   * and the engine shows as unknown to others.
+   */
+  definitions?: Readonly<Record<string, string>>
+}
+
+/** A channel this engine runs that a live engine runs with another definition. */
+interface DefinitionConflict { channel: string; id: string; host: string; pid: number }
+
+/** The key of the advisory lock under which one engine at a time joins (inserts its row and compares definitions). */
+const JOIN_LOCK = "hashtextextended('weir:join', 0)"
+
+/** Why an engine may not join: the channels it would run differently from live engines, and what to do. */
+function definitionConflictMessage(conflicts: readonly DefinitionConflict[]): string {
+  const which = conflicts.map((c, i) => `${i === 0 ? 'of channel' : 'and of channel'} "${c.channel}" differs from that of the live engine ${c.id} (host ${c.host}, pid ${c.pid})`)
+  return `this engine's definition ${which.join(', ')}: every engine of a cluster must run the same definition of a channel (its file and the modules it loads), ` +
+    'or each processes the messages it claims its own way. To change a channel, stop every engine, change the file everywhere and start them again; ' +
+    'or deploy the new definition under a new channel name (an engine that died counts until its lease runs out)'
 }
 
 /**
@@ -189,11 +212,22 @@ export class EngineLease {
     this.vouchedUntil = { mono: Math.max(this.vouchedUntil.mono, sent.mono + ms), wall: Math.max(this.vouchedUntil.wall, sent.wall + ms) }
   }
 
-  /** Adds this engine (under its current id) to the engines table, leased for `leaseMs` by the database's clock. */
+  /**
+   * Adds this engine (under its current id) to the engines table, leased for `leaseMs` by the
+   * database's clock, with the fingerprints of its channels; refuses (ERR_STORE, nothing written)
+   * when a live engine runs one of them with another definition. Joins take turns under an advisory
+   * lock held to the commit, so of two engines joining at once the second sees the first's row.
+   */
   private async register(leaseMs: number): Promise<void> {
     const sent = { mono: performance.now(), wall: Date.now() }
-    await this.renewals.sql`INSERT INTO weir_engines (id, host, pid, version, lease_until)
-      VALUES (${this.id}, ${hostname()}, ${process.pid}, ${this.o.version}, clock_timestamp() + ${leaseMs}::int * interval '1 millisecond')`
+    const definitions = this.o.definitions
+    await this.renewals.transaction(async (tx) => {
+      await tx.query(`SELECT pg_advisory_xact_lock(${JOIN_LOCK})`)
+      await tx.sql`INSERT INTO weir_engines (id, host, pid, version, lease_until, channels)
+        VALUES (${this.id}, ${hostname()}, ${process.pid}, ${this.o.version}, clock_timestamp() + ${leaseMs}::int * interval '1 millisecond', ${definitions ? JSON.stringify(definitions) : null}::jsonb)`
+      const conflicts = definitions ? await definitionConflicts(tx, this.id, definitions) : []
+      if (conflicts.length > 0) throw new StoreError(definitionConflictMessage(conflicts))
+    })
     this.vouchFrom(sent)
   }
 
@@ -215,6 +249,16 @@ export class EngineLease {
   }
 }
 
+/** Per channel of `mine` that a live engine runs with another fingerprint, the first such engine to have started. Engines of an older weir (no fingerprints) are not compared. */
+async function definitionConflicts(tx: Queryable, self: string, mine: Readonly<Record<string, string>>): Promise<DefinitionConflict[]> {
+  const live = await tx.sql<{ id: string; host: string; pid: number; channels: Record<string, string> }>`SELECT id, host, pid, channels FROM weir_engines
+    WHERE id <> ${self} AND lease_until >= clock_timestamp() AND channels IS NOT NULL ORDER BY started_at, id`
+  return Object.entries(mine).flatMap(([channel, fingerprint]) => {
+    const other = live.find((e) => e.channels[channel] !== undefined && e.channels[channel] !== fingerprint)
+    return other ? [{ channel, id: other.id, host: other.host, pid: other.pid }] : []
+  })
+}
+
 function newEngineId(): string {
   return `${hostname()}-${process.pid}-${newMessageId().slice(-6).toLowerCase()}`
 }
@@ -225,10 +269,10 @@ export async function clusterStatus(db: Db): Promise<EngineStatus[]> {
     SELECT e.id, e.host, e.pid, e.version, extract(epoch FROM e.started_at) * 1000 AS started,
       extract(epoch FROM clock_timestamp() - e.heartbeat_at) * 1000 AS age, e.lease_until < clock_timestamp() AS expired,
       (SELECT count(*) FROM weir_messages m WHERE m.owner = e.id AND m.status IN ('in-flight', 'retrying'))::int AS claimed,
-      coalesce((SELECT array_agg(l.name ORDER BY l.name) FROM weir_leaders l WHERE l.engine_id = e.id), '{}') AS leads
+      coalesce((SELECT array_agg(l.name ORDER BY l.name) FROM weir_leaders l WHERE l.engine_id = e.id), '{}') AS leads, e.channels
     FROM weir_engines e ORDER BY e.started_at, e.id`
   return rows.map((r) => ({
     id: r.id, host: r.host, pid: r.pid, version: r.version, startedAt: Math.round(Number(r.started)),
-    heartbeatAgeMs: Math.max(0, Math.round(Number(r.age))), expired: r.expired, claimed: r.claimed, leads: r.leads,
+    heartbeatAgeMs: Math.max(0, Math.round(Number(r.age))), expired: r.expired, claimed: r.claimed, leads: r.leads, channels: r.channels ?? null,
   }))
 }

@@ -165,6 +165,14 @@ export const migrations: readonly string[] = [
   `
   ALTER TABLE weir_messages ADD COLUMN interrupted int NOT NULL DEFAULT 0;
   `,
+  // 9: the fingerprint of each channel an engine runs ({"name": "sha256:…"}; NULL for an engine of
+  // an older weir), compared as engines join (see EngineLease); the messages in error by channel and
+  // time, for countErrors (the alerts' messages-failing check): it read every retained error of its
+  // channel through weir_messages_outcome, and now reads only those since the window's start.
+  `
+  ALTER TABLE weir_engines ADD COLUMN channels jsonb;
+  CREATE INDEX weir_messages_errors ON weir_messages (channel, updated_at) WHERE status = 'error';
+  `,
 ]
 
 /** Any constant: the key of the advisory lock under which one engine at a time migrates. */

@@ -39,6 +39,12 @@ export interface PostgresStoreOptions {
   timeouts?: Partial<DbTimeouts>
   /** Renew the lease on a timer (default true); false: only `heartbeat()` renews it (tests that stall an engine). */
   heartbeatTimer?: boolean
+  /**
+   * The fingerprint of the definition of each channel this engine runs, by name (`weir run` passes
+   * them, see engine/definition-fingerprint.ts): the store refuses to open (ERR_STORE) when a live
+   * engine runs one of these channels with another definition.
+   */
+  definitions?: Readonly<Record<string, string>>
 }
 
 /** The PostgreSQL store, with its cluster membership. */
@@ -72,6 +78,11 @@ const unfinished = (select: string, where = '') => `SELECT channel, ${select} FR
   UNION ALL SELECT channel, ${select} FROM weir_messages WHERE status IN ('in-flight', 'retrying') ${where} GROUP BY channel`
 /** Unfinished messages per channel: of the channel `$1`, or of every channel when `$1` is null. */
 export const PENDING_COUNTS = `SELECT channel, sum(n)::int AS n FROM (${unfinished('count(*) AS n', 'AND ($1::text IS NULL OR channel = $1)')}) s GROUP BY channel`
+/**
+ * The messages of channel `$1` in error since `$2` (epoch ms): a range of weir_messages_errors
+ * (channel, updated_at, partial over status 'error'), read from the index alone.
+ */
+export const COUNT_ERRORS = `SELECT count(*)::int AS n FROM weir_messages WHERE channel = $1 AND status = 'error' AND updated_at >= $2::bigint`
 /** Messages deleted per transaction by a purge. */
 const PURGE_BATCH = 1000
 
@@ -153,6 +164,7 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
     if (renewals) {
       lease = new EngineLease(db, renewals, {
         leaseMs, version: options.version ?? '0', now, timer: options.heartbeatTimer ?? true,
+        ...(options.definitions ? { definitions: options.definitions } : {}),
         onLost: (old, id) => options.log?.warn({ engine: old, rejoined: id }, 'this engine\'s lease ran out and its claims were taken over; it rejoined under a new id'),
         onRequeued: (n, engines) => options.log?.warn({ engines, requeued: n }, 'engines stopped heartbeating: their messages are queued again'),
         onGaveUp: (messages) => {
@@ -399,10 +411,8 @@ class PostgresStore implements PostgresMessageStore {
     })
   }
 
-  /** Through weir_messages_outcome (channel, status) or weir_messages_updated (updated_at), both partial over finished messages. */
   countErrors(channel: string, since: number): Promise<number> {
-    return this.read(async () => (await this.db.sql<{ n: number }>`SELECT count(*)::int AS n FROM weir_messages
-      WHERE channel = ${channel} AND status = 'error' AND updated_at >= ${since}`)[0]!.n)
+    return this.read(async () => (await this.db.query<{ n: number }>(COUNT_ERRORS, [channel, since]))[0]!.n)
   }
 
   refreshPending(channel?: string): Promise<void> {

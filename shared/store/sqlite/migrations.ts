@@ -140,6 +140,10 @@ export const migrations: ReadonlyArray<(db: Database) => void> = [
   `),
   // 7: how many unclean stops a message was under way at (crash recovery counts them; see MAX_INTERRUPTIONS).
   (db) => db.exec('ALTER TABLE message_status ADD COLUMN interrupted INTEGER NOT NULL DEFAULT 0'),
+  // 8: the messages in error by channel and time, for countErrors (the alerts' messages-failing
+  // check): it read every retained error of its channel through message_status_queue, and now reads
+  // only those since the window's start, from the index alone.
+  (db) => db.exec(`CREATE INDEX message_status_errors ON message_status (channel, updated_at) WHERE status = 'error'`),
 ]
 
 /**

@@ -111,7 +111,7 @@ const s = {
     WHERE status IN ('queued', 'in-flight', 'retrying') GROUP BY channel, status) s JOIN message_content c ON c.seq = s.seq GROUP BY s.channel`),
   oldestOf: db.prepare(`SELECT ? AS channel, min(c.received_at) AS at FROM message_content c WHERE c.seq IN (SELECT min(seq) FROM message_status
     WHERE channel = ? AND status IN ('queued', 'in-flight', 'retrying') GROUP BY status)`),
-  // Through message_status_queue (channel, status): only the channel's messages in error are read.
+  // Through message_status_errors (channel, updated_at; partial: status 'error'): only the channel's errors since `since`, from the index alone.
   countErrors: db.prepare(`SELECT count(*) FROM message_status WHERE channel = ? AND status = 'error' AND updated_at >= ?`).pluck(),
   finishedStatus: db.prepare(`SELECT s.status FROM message_status s JOIN message_content c ON c.seq = s.seq
     WHERE c.id = ? AND s.status IN ('delivered', 'filtered', 'error')`).pluck(),

@@ -1,0 +1,107 @@
+import { createHash } from 'node:crypto'
+import { readFile } from 'node:fs/promises'
+import { resolve } from 'node:path'
+import { displayPath } from '../shared/config/load.ts'
+import { isModuleReference } from '../shared/config/registry.ts'
+import { errorCodes } from '../shared/errors.ts'
+import type { LoadedChannel, LoadedComponent } from '../shared/config/types.ts'
+import { Secret } from '../shared/secret.ts'
+
+/** What stands for a literal secret in the canonical form: its value is never hashed. */
+const LITERAL_SECRET = { $literal: 'secret' }
+
+/**
+ * Files a built-in component loads by a path in its config and that decide what happens to a
+ * message: a script filter's module, a validate filter's schema file.
+ */
+const LOADED_BY_CONFIG: Readonly<Record<string, string>> = { script: 'module', validate: 'schemaFile' }
+
+/** JSON with the keys of every object sorted, no white space: equal for equal values however the file was written. */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`
+  if (value && typeof value === 'object') {
+    const o = value as Record<string, unknown>
+    return `{${Object.keys(o).sort().filter((k) => o[k] !== undefined).map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`).join(',')}}`
+  }
+  return JSON.stringify(value) ?? 'null'
+}
+
+const sha256 = (data: string | Buffer) => createHash('sha256').update(data).digest('hex')
+
+/**
+ * The fingerprint of a channel's definition, the same on every engine that runs the same
+ * definition: sha256 over the channel file as written (parsed, keys sorted; secret references as
+ * written, literal secrets replaced by a marker, resolved values never) and the content of each
+ * file its filters and destinations load by path (a component module, a script filter's module, a
+ * validate filter's schema file), named as written. Only those files: what a module imports in
+ * turn is not read. The source is left out: it only stores messages, and its settings (a listener's
+ * port) may differ from engine to engine; what a claimed message goes through must not.
+ *
+ * @example
+ * await definitionFingerprint(await loadChannel('channels/adt.json')) // 'sha256:3f1c…'
+ */
+export async function definitionFingerprint(channel: LoadedChannel): Promise<string> {
+  let written: Record<string, unknown>
+  try {
+    written = JSON.parse(await readFile(channel.file, 'utf8')) as Record<string, unknown>
+  } catch (e) {
+    throw new errorCodes.ERR_FILE_ACCESS(`${displayPath(channel.file)}: cannot be read again for the fingerprint of its definition (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { cause: e })
+  }
+  for (const path of literalSecretPaths(channel)) replaceString(written, path, LITERAL_SECRET)
+  const { source: _source, ...processing } = written
+  const files: Record<string, string> = {}
+  for (const c of [...channel.filters, ...channel.destinations]) {
+    const entry = valueAt(written, keysOf(c.pointer)) as { type?: unknown; config?: Record<string, unknown> } | undefined
+    const type = entry?.type
+    if (typeof type !== 'string') continue
+    const paths = isModuleReference(type) ? [type] : []
+    const key = LOADED_BY_CONFIG[type]
+    if (key !== undefined && typeof entry?.config?.[key] === 'string') paths.push(entry.config[key] as string)
+    for (const p of paths) files[p] ??= await readFile(resolve(channel.dir, p)).then(sha256, () => 'unreadable')
+  }
+  return `sha256:${sha256(canonicalJson({ channel: processing, files }))}`
+}
+
+/** The fingerprint of each channel by name (see definitionFingerprint). */
+export async function definitionFingerprints(channels: readonly LoadedChannel[]): Promise<Record<string, string>> {
+  const out: Record<string, string> = {}
+  for (const ch of channels) out[ch.name] = await definitionFingerprint(ch)
+  return out
+}
+
+function components(channel: LoadedChannel): LoadedComponent[] {
+  return [channel.source, ...channel.filters, ...channel.destinations]
+}
+
+/** Where, in the channel file, secrets are written as literal strings: each a path of keys. */
+function literalSecretPaths(channel: LoadedChannel): string[][] {
+  const found: string[][] = []
+  const walk = (v: unknown, path: string[]) => {
+    if (v instanceof Secret) {
+      if (v.source === 'literal') found.push(path)
+    } else if (v && typeof v === 'object') {
+      for (const [k, x] of Object.entries(v)) walk(x, [...path, k])
+    }
+  }
+  for (const c of components(channel)) walk(c.config, [...keysOf(c.pointer), 'config'])
+  walk(channel.credentials, ['credentials'])
+  return found
+}
+
+/** The keys of a JSON pointer (`/destinations/0` → `['destinations', '0']`). */
+function keysOf(pointer: string): string[] {
+  return pointer.split('/').slice(1).map((t) => t.replace(/~1/g, '/').replace(/~0/g, '~'))
+}
+
+function valueAt(root: unknown, path: readonly string[]): unknown {
+  let v = root
+  for (const k of path) v = v && typeof v === 'object' ? (v as Record<string, unknown>)[k] : undefined
+  return v
+}
+
+/** Replaces the string at `path` (credentials of a shared credentials file are not in the channel file: nothing there). */
+function replaceString(root: unknown, path: readonly string[], value: unknown): void {
+  const parent = valueAt(root, path.slice(0, -1)) as Record<string, unknown> | undefined
+  const last = path[path.length - 1]!
+  if (parent && typeof parent === 'object' && typeof parent[last] === 'string') parent[last] = value
+}

@@ -1,0 +1,239 @@
+import type { ChildProcess } from 'node:child_process'
+import { mkdir, writeFile } from 'node:fs/promises'
+import { hostname } from 'node:os'
+import { join, resolve } from 'node:path'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { definitionFingerprint } from '../../engine/definition-fingerprint.ts'
+import { startEmbeddedPostgres, type EmbeddedPostgresServer } from '../../engine/embedded/postgres.ts'
+import { loadChannel } from '../../engine/load.ts'
+import { openPostgresStore, type PostgresMessageStore } from '../../shared/store/index.ts'
+import { openDb, type Db } from '../../shared/store/postgres/db.ts'
+import { migrate, migrations } from '../../shared/store/postgres/migrations.ts'
+import { runCli } from '../_cli.ts'
+import { spawnWeirRun, startWeirRun, tempDir, until } from '../runtime/_helpers.ts'
+import { testChannel } from './_cluster.ts'
+
+const fixtures = resolve(import.meta.dirname, '../fixtures/runtime')
+const NOWHERE = 'http://127.0.0.1:9/none'
+
+let pg: EmbeddedPostgresServer
+let databases = 0
+const pools: Db[] = []
+const stores: PostgresMessageStore[] = []
+const children = new Set<ChildProcess>()
+const dirs: Array<{ remove(): Promise<void> }> = []
+
+beforeAll(async () => { pg = await startEmbeddedPostgres({ volatile: true }) }, 60_000)
+afterEach(async () => {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL')
+  children.clear()
+  await Promise.all(stores.splice(0).map((s) => s.close().catch(() => s.abandon())))
+  await Promise.all(pools.splice(0).map((p) => p.end()))
+  await Promise.all(dirs.splice(0).map((d) => d.remove()))
+})
+afterAll(async () => { await pg?.stop() })
+
+async function database(): Promise<{ url: string; db: Db }> {
+  const url = await pg.createDatabase(`definitions_${++databases}`)
+  const db = openDb(url, { max: 2 })
+  pools.push(db)
+  return { url, db }
+}
+
+/** An engine of the cluster, in this process, running channels with these fingerprints. */
+async function engine(url: string, definitions: Record<string, string> | undefined, leaseMs = 60_000): Promise<PostgresMessageStore> {
+  const store = await openPostgresStore({ url, leaseMs, ...(definitions ? { definitions } : {}) })
+  stores.push(store)
+  return store
+}
+
+async function dir(): Promise<string> {
+  const d = await tempDir('weir-definitions-')
+  dirs.push(d)
+  return d.path
+}
+
+/** The test channel (HTTP source writing its port to `portFile`), with destinations `api` and, unless `fewer`, `audit`. */
+function channel(portFile: string, o: { fewer?: boolean; destinationType?: string } = {}): Record<string, unknown> {
+  const ch = testChannel(NOWHERE, {}, portFile) as { destinations: Array<Record<string, unknown>> }
+  if (o.destinationType) ch.destinations[0]!.type = o.destinationType
+  if (!o.fewer) ch.destinations.push({ ...ch.destinations[0]!, name: 'audit' })
+  return ch
+}
+
+const refusalOf = (c: { channel: string; id: string; host: string; pid: number }) =>
+  `this engine's definition of channel "${c.channel}" differs from that of the live engine ${c.id} (host ${c.host}, pid ${c.pid}): ` +
+  'every engine of a cluster must run the same definition of a channel (its file and the modules it loads), or each processes the messages it claims its own way. ' +
+  'To change a channel, stop every engine, change the file everywhere and start them again; or deploy the new definition under a new channel name ' +
+  '(an engine that died counts until its lease runs out)'
+
+describe('the fingerprint of a channel definition', () => {
+  const fingerprintOf = async (d: string, name: string, raw: Record<string, unknown>, env: NodeJS.ProcessEnv = {}) => {
+    const file = join(d, name)
+    await writeFile(file, JSON.stringify(raw, null, 2))
+    return definitionFingerprint(await loadChannel(file, { env }))
+  }
+
+  it('is the same however the file is laid out and whatever the source\'s settings (each engine\'s own listener); differs with one destination fewer or another option', async () => {
+    const d = await dir()
+    const a = await fingerprintOf(d, 'a.json', channel('p'))
+    const reordered = Object.fromEntries(Object.entries(channel('p')).reverse())
+    expect(await fingerprintOf(d, 'b.json', reordered)).toBe(a)
+    expect(await fingerprintOf(d, 'b.json', channel('another-port-file'))).toBe(a)
+    expect(a).toMatch(/^sha256:[0-9a-f]{64}$/)
+    expect(await fingerprintOf(d, 'c.json', channel('p', { fewer: true }))).not.toBe(a)
+    expect(await fingerprintOf(d, 'c.json', { ...channel('p'), options: { concurrency: 1 } })).not.toBe(a)
+  })
+
+  it('counts the content of a component module loaded by path: the same file name with other content is another definition', async () => {
+    const [x, y] = [await dir(), await dir()]
+    const module = (comment: string) => `// ${comment}\nexport { default } from ${JSON.stringify(join(fixtures, 'test-post-destination.ts'))}\n`
+    await writeFile(join(x, 'dest.ts'), module('v1'))
+    await writeFile(join(y, 'dest.ts'), module('v1'))
+    const raw = channel('p', { destinationType: './dest.ts' })
+    const a = await fingerprintOf(x, 'ch.json', raw)
+    expect(await fingerprintOf(y, 'ch.json', raw)).toBe(a)
+    await writeFile(join(y, 'dest.ts'), module('v2: sends somewhere else'))
+    expect(await fingerprintOf(y, 'ch.json', raw)).not.toBe(a)
+  })
+
+  it('takes secret references as written, never their values; a literal secret\'s value is not hashed', async () => {
+    const d = await dir()
+    const withSecret = (secret: unknown) => ({
+      ...channel('p'),
+      credentials: { crm: { tokenUrl: 'https://auth.example.com/token', clientId: 'weir', clientAuth: { method: 'client_secret_basic', secret } } },
+    })
+    const byEnv = { $env: 'CRM_SECRET' }
+    const a = await fingerprintOf(d, 'a.json', withSecret(byEnv), { CRM_SECRET: 'first-secret-value' })
+    expect(await fingerprintOf(d, 'a.json', withSecret(byEnv), { CRM_SECRET: 'second-secret-value' })).toBe(a)
+    expect(await fingerprintOf(d, 'a.json', withSecret({ $env: 'OTHER_SECRET' }), { OTHER_SECRET: 'first-secret-value' })).not.toBe(a)
+    const literal = await fingerprintOf(d, 'a.json', withSecret('literal-secret-one'))
+    expect(await fingerprintOf(d, 'a.json', withSecret('literal-secret-two'))).toBe(literal)
+  })
+})
+
+describe('engines joining the cluster compare their definitions', () => {
+  it('engines with the same definitions both join; one with another definition of a channel they run is refused, naming the channel and the engine; disjoint channels are fine', async () => {
+    const { url, db } = await database()
+    const a = await engine(url, { orders: 'sha256:one', adt: 'sha256:adt' })
+    const b = await engine(url, { orders: 'sha256:one' })
+    const err = await engine(url, { orders: 'sha256:two', billing: 'sha256:b' }).catch((e) => e)
+    expect([err?.code, err?.message]).toEqual(['ERR_STORE', refusalOf({ channel: 'orders', id: a.engineId!, host: hostname(), pid: process.pid })])
+    await engine(url, { billing: 'sha256:b', lab: 'sha256:lab' })
+    const rows = await db.query<{ id: string; channels: Record<string, string> }>('SELECT id, channels FROM weir_engines ORDER BY started_at')
+    expect(rows.map((r) => r.channels)).toEqual([{ orders: 'sha256:one', adt: 'sha256:adt' }, { orders: 'sha256:one' }, { billing: 'sha256:b', lab: 'sha256:lab' }])
+    expect(rows.map((r) => r.id).slice(0, 2)).toEqual([a.engineId, b.engineId])
+  })
+
+  it('an expired engine with another definition does not block; a live one of an older weir (no fingerprints) is unknown, not a mismatch', async () => {
+    const { url, db } = await database()
+    const old = await engine(url, { orders: 'sha256:old' })
+    await old.abandon()
+    await db.sql`UPDATE weir_engines SET lease_until = clock_timestamp() - interval '1 second' WHERE id = ${old.engineId!}`
+    await db.sql`INSERT INTO weir_engines (id, host, pid, version, lease_until) VALUES ('older-weir', 'h', 1, '0.0.9', clock_timestamp() + interval '1 hour')`
+    const fresh = await engine(url, { orders: 'sha256:new' })
+    expect(fresh.engineId).toBeDefined()
+  })
+
+  it('two engines joining at once with different definitions: exactly one gets in, every time', async () => {
+    const { url, db } = await database()
+    await migrate(db, { allowMigration: true })
+    for (let round = 0; round < 5; round++) {
+      // Both joins are let go at the same moment: the engines table is locked until both wait (on it, or on each other).
+      const joins = await db.transaction(async (tx) => {
+        await tx.query('LOCK TABLE weir_engines IN ACCESS EXCLUSIVE MODE')
+        const started = [engine(url, { orders: 'sha256:one' }), engine(url, { orders: 'sha256:two' })].map((p) => p.then(() => 'joined', (e: Error) => e.message))
+        await until(async () => (await db.query<{ n: number }>(`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`))[0]!.n === 2)
+        return started
+      })
+      const outcomes = await Promise.all(joins)
+      expect(outcomes.filter((o) => o === 'joined'), `round ${round}: ${outcomes.join(' / ')}`).toHaveLength(1)
+      expect(outcomes.find((o) => o !== 'joined')).toMatch(/^this engine's definition of channel "orders" differs from that of the live engine /)
+      expect((await db.query('SELECT id FROM weir_engines')).length).toBe(1)
+      await Promise.all(stores.splice(0).map((s) => s.close()))
+    }
+  }, 60_000)
+
+  it('migrates a database at the previous schema version: the engines already there (no fingerprints) are kept, unknown', async () => {
+    const { url, db } = await database()
+    await db.transaction(async (tx) => {
+      for (const m of migrations.slice(0, 8)) await tx.query(m)
+      await tx.query('CREATE TABLE weir_schema (version integer NOT NULL); INSERT INTO weir_schema VALUES (8)')
+      await tx.query(`INSERT INTO weir_engines (id, host, pid, version, lease_until) VALUES ('older-weir', 'h', 1, '0.0.9', clock_timestamp() + interval '1 hour')`)
+    })
+    const fresh = await engine(url, { orders: 'sha256:one' })
+    expect(await db.query('SELECT version FROM weir_schema')).toEqual([{ version: migrations.length }])
+    expect(migrations.length).toBe(9)
+    expect(await db.query('SELECT id, channels FROM weir_engines ORDER BY started_at')).toEqual([
+      { id: 'older-weir', channels: null }, { id: fresh.engineId, channels: { orders: 'sha256:one' } },
+    ])
+    expect(await db.query(`SELECT indexname FROM pg_indexes WHERE indexname = 'weir_messages_errors'`)).toEqual([{ indexname: 'weir_messages_errors' }])
+  })
+})
+
+describe('weir cluster status: whether the live engines agree on each channel', () => {
+  it('agree, differ (exit 1) and unknown (an older weir), per channel', async () => {
+    const { url, db } = await database()
+    const a = await engine(url, { orders: 'sha256:1111111111111111aaaa', adt: 'sha256:2222222222222222bbbb' })
+    const b = await engine(url, { orders: 'sha256:1111111111111111aaaa' })
+    const agree = await runCli(['cluster', 'status', '--store', url])
+    expect(agree.code).toBe(0)
+    const lines = agree.out.split('\n')
+    const table = lines.slice(lines.findIndex((l) => l.startsWith('CHANNEL')))
+    expect(table.slice(0, 3).map((l) => l.split(/\s{2,}/))).toEqual([
+      ['CHANNEL', 'ENGINES', 'DEFINITION'],
+      ['adt', '1', 'one engine (sha256:2222222222222222)'],
+      ['orders', '2', 'same on every engine (sha256:1111111111111111)'],
+    ])
+    // A disagreement can still arise (here written by hand): flagged, with which engine runs what.
+    await db.sql`UPDATE weir_engines SET channels = '{"orders": "sha256:3333333333333333cccc"}' WHERE id = ${b.engineId!}`
+    await db.sql`INSERT INTO weir_engines (id, host, pid, version, lease_until) VALUES ('older-weir', 'h', 1, '0.0.9', clock_timestamp() + interval '1 hour')`
+    const differ = await runCli(['cluster', 'status', '--store', url])
+    expect(differ.code).toBe(1)
+    const rows = differ.out.split('\n').map((l) => l.split(/\s{2,}/))
+    expect(rows.find((r) => r[0] === 'orders')).toEqual(['orders', '2', `DIFFERENT: sha256:1111111111111111 on ${a.engineId}; sha256:3333333333333333 on ${b.engineId}`])
+    expect(differ.out).toContain('unknown: older-weir (host h, pid 1) records no channel definitions (an older weir): whether it runs the same ones cannot be told')
+    const json = JSON.parse((await runCli(['cluster', 'status', '--store', url, '--json'])).out) as Array<{ id: string; channels: unknown }>
+    expect(json.map((e) => [e.id, e.channels])).toEqual([
+      [a.engineId, { orders: 'sha256:1111111111111111aaaa', adt: 'sha256:2222222222222222bbbb' }], [b.engineId, { orders: 'sha256:3333333333333333cccc' }], ['older-weir', null],
+    ])
+  })
+})
+
+describe('weir run in a cluster', () => {
+  it('two engines with the same definition both run; a third with one destination fewer exits 1 with one line naming the channel, the engine and what to do', async () => {
+    const { url, db } = await database()
+    const d = await dir()
+    // Each engine its own listener (port file): the source is each engine's own.
+    for (const e of ['a', 'b']) await writeFile(join(d, `${e}.json`), JSON.stringify(channel(`${e}.port`)))
+    await writeFile(join(d, 'c.json'), JSON.stringify(channel('c.port', { fewer: true })))
+    const a = await startWeirRun(join(d, 'a.json'), join(d, 'a'), '../a.port', children, ['--store', url, '--admin', 'off'])
+    const b = await startWeirRun(join(d, 'b.json'), join(d, 'b'), '../b.port', children, ['--store', url, '--admin', 'off'])
+    const rows = await db.query<{ id: string; pid: number; channels: Record<string, string> }>('SELECT id, pid, channels FROM weir_engines ORDER BY started_at')
+    expect(rows.map((r) => r.pid)).toEqual([a.child.pid, b.child.pid])
+    expect(rows[0]!.channels.clustered).toMatch(/^sha256:[0-9a-f]{64}$/)
+    expect(rows[1]!.channels).toEqual(rows[0]!.channels)
+    const c = spawnWeirRun(join(d, 'c.json'), join(d, 'c', 'data'), children, ['--store', url, '--admin', 'off'])
+    const exit = await c.exited
+    const lines = c.output().split('\n').filter((l) => l.trim() !== '')
+    expect({ code: exit.code, lines }).toEqual({ code: 1, lines: [`weir run: ${refusalOf({ channel: 'clustered', id: rows[0]!.id, host: hostname(), pid: a.child.pid! })}`] })
+    expect((await db.query('SELECT pid FROM weir_engines ORDER BY started_at')).map((r) => r.pid)).toEqual([a.child.pid, b.child.pid])
+    expect([a.child.exitCode, b.child.exitCode]).toEqual([null, null])
+  }, 90_000)
+
+  it('an engine whose custom destination module (same name, same channel file) was changed is refused', async () => {
+    const { url } = await database()
+    const [x, y] = [await dir(), await dir()]
+    const module = (comment: string) => `// ${comment}\nexport { default } from ${JSON.stringify(join(fixtures, 'test-post-destination.ts'))}\n`
+    await writeFile(join(x, 'dest.ts'), module('v1'))
+    await writeFile(join(y, 'dest.ts'), module('v2'))
+    for (const d of [x, y]) {
+      await mkdir(join(d, 'run'))
+      await writeFile(join(d, 'ch.json'), JSON.stringify(channel('port', { destinationType: './dest.ts' })))
+    }
+    await startWeirRun(join(x, 'ch.json'), join(x, 'run'), '../port', children, ['--store', url, '--admin', 'off'])
+    const other = spawnWeirRun(join(y, 'ch.json'), join(y, 'run', 'data'), children, ['--store', url, '--admin', 'off'])
+    expect((await other.exited).code).toBe(1)
+    expect(other.output()).toContain('weir run: this engine\'s definition of channel "clustered" differs from that of the live engine')
+  }, 90_000)
+})
