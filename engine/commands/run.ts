@@ -35,7 +35,7 @@ within each channel's shutdownTimeoutMs, and close the store.
                   (refused otherwise; also $WEIR_DATA_DIR_ALLOW_OPEN_MODE=1)
   --encrypt-content   store every channel's message content encrypted, as options.encryptContent
                   does for one (key: $WEIR_SECRET_KEY or <data-dir>/oauth/secret.key)
-  --max-store-bytes N   refuse messages (503, MLLP AR) while the store takes N bytes or more on
+  --max-store-bytes N   refuse messages (503, MLLP AE) while the store takes N bytes or more on
                   disk, for channels without their own options.maxStoreBytes
   --sync LEVEL    full (default: a commit survives power loss) or normal (survives a crash)
 ${storeUsage}
@@ -216,7 +216,12 @@ function untilStopRequested(log: Logger, signal?: AbortSignal): { signal: AbortS
   let signals = 0
   let reason = 'abort'
   const onSignal = (sig: NodeJS.Signals) => {
-    if (++signals > 1) process.exit(130)
+    if (++signals > 1) {
+      // Said before exiting (the log is synchronous): the messages under way come back at the next
+      // start as interrupted by an unclean stop, and count toward putting them in error.
+      log.error({ signal: sig }, 'second signal: exiting at once, without waiting for in-flight work; the messages under way are delivered again at the next start, which counts this as an unclean stop')
+      process.exit(130)
+    }
     log.warn({ signal: sig }, 'stopping: finishing in-flight work (signal again to exit at once)')
     reason = sig
     stopping.abort()

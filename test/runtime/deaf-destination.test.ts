@@ -154,6 +154,39 @@ describe('weir run with a destination that ignores its abort signal (the real CL
   }, 120_000)
 })
 
+describe('weir run and a second signal (the real CLI)', () => {
+  let api: Awaited<ReturnType<typeof startApi>>
+  const children = new Set<ChildProcess>()
+  beforeEach(async () => {
+    api = await startApi()
+  })
+  afterEach(async () => {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL')
+    children.clear()
+    await api.close()
+  })
+
+  it('exits at once with 130 and says so: the messages under way come back as after an unclean stop', async () => {
+    api.behaviour = () => ({ status: 200, headers: { 'x-sleep-ms': '4000' } })
+    const file = join(dir.path, 'twice.json')
+    await writeFile(file, JSON.stringify({
+      name: 'twice',
+      source: { type: join(fixtures, 'test-http-source.ts'), config: { port: 0, portFile: 'twice.port' } },
+      destinations: [{ name: 'api', type: join(fixtures, 'deaf-destination.ts'), config: { url: api.url } }],
+      options: { shutdownTimeoutMs: 10_000 },
+    }))
+    const weir = await startWeirRun(file, dir.path, 'twice.port', children)
+    const res = await fetch(`http://127.0.0.1:${weir.port}/`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"n":1}' })
+    expect(res.status).toBe(202)
+    await until(() => api.received.length === 1, 20_000)
+    weir.child.kill('SIGTERM')
+    await until(() => /finishing in-flight work/.test(weir.output()), 10_000)
+    weir.child.kill('SIGTERM')
+    expect((await weir.exited).code).toBe(130)
+    expect(weir.output()).toMatch(/second signal: exiting at once, without waiting for in-flight work; the messages under way are delivered again at the next start, which counts this as an unclean stop/)
+  }, 60_000)
+})
+
 describe('a filter whose process() outlives shutdownTimeoutMs (filters get no signal)', () => {
   it('is cut off at the deadline: the message goes back to the queue (never to error, its retry budget spent or not) and the next start sees a clean stop', async () => {
     const { store } = open()
