@@ -124,7 +124,7 @@ function storeMetrics(registers: Registry[], src: MetricsSources) {
     },
   })
   new Gauge({
-    name: 'weir_store_size_bytes', help: 'Size of the message store: the SQLite files in the data directory, or the PostgreSQL database.', registers,
+    name: 'weir_store_size_bytes', help: 'Bytes the message store\'s data takes, as maxStoreBytes counts them: SQLite\'s pages in use and its WAL beyond its working size, or the PostgreSQL database.', registers,
     async collect() {
       this.reset()
       const store = src.store()

@@ -35,8 +35,8 @@ within each channel's shutdownTimeoutMs, and close the store.
                   (refused otherwise; also $WEIR_DATA_DIR_ALLOW_OPEN_MODE=1)
   --encrypt-content   store every channel's message content encrypted, as options.encryptContent
                   does for one (key: $WEIR_SECRET_KEY or <data-dir>/oauth/secret.key)
-  --max-store-bytes N   refuse messages (503, MLLP AE) while the store takes N bytes or more on
-                  disk, for channels without their own options.maxStoreBytes
+  --max-store-bytes N   refuse messages (503, MLLP AE) while the store's data takes N bytes or
+                  more (at least 1048576), for channels without their own options.maxStoreBytes
   --sync LEVEL    full (default: a commit survives power loss) or normal (survives a crash)
 ${storeUsage}
                   With --store the engines share their OAuth state (one token request per token

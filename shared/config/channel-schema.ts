@@ -49,7 +49,7 @@ export const optionsSchema: JsonSchema = {
   properties: {
     concurrency: { type: 'integer', minimum: 1, maximum: 1024, default: 1, description: 'Messages processed at once; 1 keeps arrival order.' },
     queueLimit: { type: 'integer', minimum: 1, default: 10_000, description: 'Queued messages above which the source is refused (HTTP 503 with Retry-After).' },
-    maxStoreBytes: { type: 'integer', minimum: 1_048_576, description: 'Size of the message store on disk (bytes; every channel\'s messages, finished ones included) at or above which this channel\'s source is refused (HTTP 503 with Retry-After, MLLP AE) until retention or a purge frees space. `weir run --max-store-bytes` sets it for channels that do not.' },
+    maxStoreBytes: { type: 'integer', minimum: 1_048_576, description: 'Size of the message store\'s data (bytes, at least 1 MiB; every channel\'s messages, finished ones included: on SQLite the database\'s pages in use, free pages and the WAL\'s working size of about 4 MiB not counted) at or above which this channel\'s source is refused (HTTP 503 with Retry-After, MLLP AE) until retention or a purge frees space. `weir run --max-store-bytes` sets it for channels that do not.' },
     onError: { enum: ['skip', 'stop'], default: 'skip', description: 'After a message exhausts its retries: "skip" moves on, "stop" stops the channel.' },
     shutdownTimeoutMs: { type: 'integer', minimum: 0, default: 10_000, description: 'On SIGINT/SIGTERM, how long in-flight work may finish before it is released back to the queue (ms).' },
     orderBy: {

@@ -266,7 +266,7 @@ export interface MessageStore {
   channels?(): Promise<string[]>
   /** Messages of `channel` not yet finished (queued, in-flight, retrying), including enqueues not yet committed. Synchronous: checked on every emit. */
   pending(channel: string): number
-  /** The store's size on disk in bytes (SQLite: the database and its WAL; PostgreSQL: the database), for limits and metrics. */
+  /** The bytes the store's data takes (SQLite: the database's pages in use, and its WAL beyond its working size; PostgreSQL: the database), for limits and metrics. */
   size(): Promise<number>
   /** When the oldest unfinished (queued, in-flight, retrying) message of each channel was received (epoch ms), for one channel or all; channels with none are absent. */
   oldestPending(channel?: string): Promise<Record<string, number>>

@@ -1,6 +1,10 @@
 // Review finding: 60 POSTs of 1 MB grew the data directory by 65 MB in 1.8 s: nothing bounded the
 // store's size on disk (queueLimit counts only unfinished messages). options.maxStoreBytes does.
+import { mkdtemp, rm, stat } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { expect, it } from 'vitest'
+import { openSqliteStore } from '../../shared/store/index.ts'
 import { request } from 'undici'
 import { until } from '../_setup.ts'
 import { startTestChannel, textCollector } from '../reliability/_helpers.ts'
@@ -47,5 +51,34 @@ it('maxStoreBytes: once the store reaches it the listener answers 503 with Retry
     expect(status).toBe(202)
   } finally {
     await ch.close()
+  }
+})
+
+// Walkthrough finding: with --max-store-bytes 1048576, 34 messages of 2 KB filled "the store": 64 KB
+// of database and a 1.43 MB WAL, which keeps its size between checkpoints whatever it holds. The
+// limit counts the database's pages in use and the WAL only beyond its working size.
+it('the store size counts the pages in use, not the WAL file kept between checkpoints nor free pages', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'weir-size-'))
+  const store = openSqliteStore({ dataDir: dir })
+  try {
+    const files = async () => (await stat(join(dir, 'weir.db'))).size + (await stat(join(dir, 'weir.db-wal')).then((s) => s.size, () => 0))
+    const ids: string[] = []
+    // One commit per message, as a sender waiting for each acknowledgement makes them.
+    for (let i = 0; i < 40; i++) ids.push((await store.enqueue('c', { body: { mrn: `MRN-${i}`, filler: 'x'.repeat(2000) } })).id)
+    const wal = (await stat(join(dir, 'weir.db-wal'))).size
+    expect(wal).toBeGreaterThan(1024 * 1024) // the scenario: the WAL file alone is past 1 MiB
+    const size = await store.size()
+    expect(size).toBeLessThan(512 * 1024) // 40 × ~2 KB of messages, their indexes and tables
+    expect(size).toBeGreaterThan(40 * 2000)
+    expect(await files()).toBeGreaterThan(size + 512 * 1024)
+    // Deleted messages leave free pages, reused by the next ones: not counted.
+    const got = await store.claim('c', 40)
+    for (const m of got) await store.complete(m.id, 'delivered')
+    const full = await store.size()
+    expect(await store.purge({ before: Date.now() + 1 })).toBe(40)
+    expect(await store.size()).toBeLessThan(full)
+  } finally {
+    await store.close()
+    await rm(dir, { recursive: true, force: true })
   }
 })

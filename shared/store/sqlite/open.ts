@@ -347,11 +347,19 @@ class SqliteStore implements SqliteMessageStore {
     return this.closed ? 0 : this.queues.of(channel).pending
   }
 
+  /**
+   * The bytes the store's data takes (what `maxStoreBytes` bounds): the database's pages in use,
+   * plus the WAL file beyond its working size (the frames up to the automatic checkpoint, which the
+   * file keeps between checkpoints however little it holds; beyond it when a reader holds a
+   * checkpoint back). Free pages of the database, left by deleted messages, are reused and not counted.
+   */
   async size(): Promise<number> {
     if (this.closed) throw new StoreError('message store is closed')
-    let bytes = 0
-    for (const suffix of ['', '-wal']) bytes += await stat(this.file + suffix).then((s) => s.size, () => 0)
-    return bytes
+    const [usage, wal] = await Promise.all([
+      this.writer.call<{ used: number; walAllowance: number }>('usage', []),
+      stat(this.file + '-wal').then((s) => s.size, () => 0),
+    ])
+    return usage.used + Math.max(0, wal - usage.walAllowance)
   }
 
   oldestPending(channel?: string): Promise<Record<string, number>> {

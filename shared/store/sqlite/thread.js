@@ -17,7 +17,10 @@ import { previewOf } from '../preview.js'
 /** @typedef {[id: number, ok: boolean, value: unknown]} Result */
 
 /** Operations that only read: a batch made of these alone runs without a write transaction. */
-const READS = new Set(['resubmitPreview', 'auditLog', 'get', 'list', 'listPlan', 'stats', 'channels', 'pendingCounts', 'oldestPending', 'countErrors', 'getState', 'diagnostics'])
+const READS = new Set(['resubmitPreview', 'auditLog', 'get', 'list', 'listPlan', 'stats', 'channels', 'pendingCounts', 'oldestPending', 'countErrors', 'getState', 'diagnostics', 'usage'])
+/** The WAL file's own header, and each frame's before its page (the SQLite file format). */
+const WAL_HEADER_BYTES = 32
+const WAL_FRAME_HEADER_BYTES = 24
 /** Operations that cannot run inside a transaction (VACUUM, a checkpoint): run on their own after the batch. */
 const OUTSIDE = new Set(['reclaim'])
 /** Free pages worth a VACUUM after a purge, in a database not yet switched to incremental vacuum: more than this share of the file. */
@@ -372,6 +375,19 @@ const ops = {
   },
   diagnostics() {
     return { synchronous: db.pragma('synchronous', { simple: true }), journalMode: db.pragma('journal_mode', { simple: true }), commits }
+  },
+  /**
+   * What the store's data takes: the database's pages in use (free pages, left by deleted rows and
+   * reused, not counted), and the WAL's working size (its frames up to the automatic checkpoint),
+   * which the WAL file keeps between checkpoints whatever it holds.
+   * @returns {{ used: number, walAllowance: number }}
+   */
+  usage() {
+    const pageSize = /** @type {number} */ (db.pragma('page_size', { simple: true }))
+    const pages = /** @type {number} */ (db.pragma('page_count', { simple: true }))
+    const free = /** @type {number} */ (db.pragma('freelist_count', { simple: true }))
+    const frames = /** @type {number} */ (db.pragma('wal_autocheckpoint', { simple: true }))
+    return { used: (pages - free) * pageSize, walAllowance: WAL_HEADER_BYTES + frames * (WAL_FRAME_HEADER_BYTES + pageSize) }
   },
 }
 
