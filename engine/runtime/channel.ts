@@ -171,6 +171,7 @@ export async function startChannel(channel: LoadedChannel, deps: RuntimeDeps): P
     await stopChannel({
       log: rc.log, now: rc.now, timeoutMs, components, work, stopStarting, abortInFlight,
       releaseLeftOver: () => rc.store.release(dispatcher.leftOver()),
+      underWay: () => dispatcher.underWay(),
       emitsInFlight: () => emit.inFlight,
     })
   })

@@ -98,6 +98,11 @@ export class Dispatcher {
     await Promise.all(this.inProgress.values())
   }
 
+  /** Ids of the messages started and not finished (those waiting out a backoff included). */
+  underWay(): string[] {
+    return [...this.inProgress.keys()]
+  }
+
   /** Ids to return to the queue at stop: claimed but never started, or given up on. */
   leftOver(): string[] {
     for (const m of this.drainWaiting()) this.toRelease.add(m.id)

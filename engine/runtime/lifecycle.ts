@@ -36,7 +36,12 @@ export interface StopPlan {
   releaseLeftOver(): Promise<void>
   /** Emits still writing (they complete, and are acknowledged, before the store may close). */
   emitsInFlight(): number
+  /** Ids of the messages under way, named when the deadline cuts them off. */
+  underWay(): string[]
 }
+
+/** How many ids a log line names at most. */
+const NAMED = 20
 
 /**
  * The stop sequence: the source stops; in-flight work may finish until the deadline, then is
@@ -53,6 +58,8 @@ export async function stopChannel(plan: StopPlan): Promise<void> {
   const work = plan.work.then(() => { finished = true })
   await within(log, () => work, Math.max(0, deadline - plan.now()), 'in-flight work')
   if (!finished) {
+    const ids = plan.underWay()
+    log.warn({ messages: ids.slice(0, NAMED), count: ids.length }, 'cutting off the messages still under way at the end of shutdownTimeoutMs: each goes back to the queue, its attempt recorded as cut off')
     plan.abortInFlight()
     await within(log, () => work, 1000, 'aborted deliveries')
   }

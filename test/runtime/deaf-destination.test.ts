@@ -85,6 +85,27 @@ describe('a delivery whose promise ignores the abort and outlives shutdownTimeou
   }, 20_000)
 })
 
+it('the stop names the messages it cuts off at the deadline', async () => {
+  const { store } = open()
+  let text = ''
+  const log = createLogger({ level: 'info', destination: new Writable({ write(c, _e, cb) { text += String(c); cb() } }) })
+  const deaf = deafDestination()
+  const src = feedSource()
+  const h = await startChannel(channel({
+    dir: dir.path, source: src.definition,
+    destinations: [destination('api', 'http://127.0.0.1:9/unused', { definition: deaf.definition, config: {} })],
+    options: { shutdownTimeoutMs: 200, concurrency: 2 },
+  }), { store, log, dataDir: dir.path })
+  const ids = [(await src.emit({ n: 1 })).id, (await src.emit({ n: 2 })).id]
+  await until(() => deaf.calls.length === 2)
+  await h.stop({ timeoutMs: 200 })
+  const line = text.split('\n').find((l) => l.includes('cutting off the messages still under way'))
+  expect(line).toBeDefined()
+  const entry = JSON.parse(line!) as { messages: string[]; count: number }
+  expect(entry.count).toBe(2)
+  expect(entry.messages.sort()).toEqual([...ids].sort())
+}, 20_000)
+
 describe('weir run with a destination that ignores its abort signal (the real CLI)', () => {
   let api: Awaited<ReturnType<typeof startApi>>
   const children = new Set<ChildProcess>()
