@@ -9,6 +9,13 @@ export interface ErrorSpec {
   retryable: boolean | 'varies'
   /** A problem the user caused (bad config, bad flag): the CLI prints it without a stack. */
   userError?: boolean
+  /**
+   * A failure of a credential (a client or refresh token the token endpoint refuses, a token the API
+   * rejects): every message would fail alike, so a delivery retries it, with backoff and the
+   * destination's circuit breaker, whatever `retryable` says of the operation itself (whether a token
+   * request is worth sending again at once). See `isCredentialOutage`.
+   */
+  credentialOutage?: boolean
   /** The HTTP status Weir answers with when this error ends an inbound request. */
   statusCode?: number
   /** A message template; without one the class takes the message as its first argument. No default parameters (its arity is counted). */
@@ -117,11 +124,11 @@ export const errorCodes = defineErrors({
   ERR_MLLP_NETWORK: { retryable: true, description: 'an MLLP connection could not be made or broke off before the ACK (the message is sent again, with the same control id)' },
   ERR_MLLP_TIMEOUT: { retryable: true, description: 'no ACK with the message\'s control id arrived within `ackTimeoutMs`; the connection is closed (so a late ACK can never be taken for another message) and the message sent again' },
   ERR_MLLP_NACK: { retryable: 'varies', description: 'an MLLP receiver answered AE/CE (retryable unless the destination says otherwise) or AR/CR (permanent); `ack` is the code, the message quotes the ACK\'s text' },
-  ERR_OAUTH_RESPONSE: { retryable: 'varies', description: 'the token endpoint answered with an OAuth error (`error`, `error_description`, `error_uri`, `status`) whatever the status, or with an unusable body on a status that is not retryable (a non-JSON 400, a 200 without `access_token`); retryable for `temporarily_unavailable`, `server_error`, `slow_down`, and for an OAuth error answered with 408, 429 or 5xx' },
-  ERR_OAUTH_DISCOVERY: { retryable: false, description: "an issuer's discovery document (RFC 8414, OpenID Connect) is missing or does not match the configured issuer" },
-  ERR_OAUTH_CHALLENGE: { retryable: 'varies', description: 'a protected API answered 401 to a request with the credential\'s token, again after one renewal or with a challenge naming another error or scheme (`scheme`, `parameters`, `error` from `WWW-Authenticate` when there is one); the message quotes the body\'s redacted excerpt' },
-  ERR_OAUTH_FAIL_FAST: { retryable: false, description: 'the credential is broken; calls fail fast without contacting the token endpoint until `retryAt`' },
-  ERR_OAUTH_REAUTH_REQUIRED: { retryable: false, userError: true, description: 'the refresh token is no longer valid; a person must consent again and import the new one' },
+  ERR_OAUTH_RESPONSE: { retryable: 'varies', credentialOutage: true, description: 'the token endpoint answered with an OAuth error (`error`, `error_description`, `error_uri`, `status`) whatever the status, or with an unusable body on a status that is not retryable (a non-JSON 400, a 200 without `access_token`); retryable (the token request is sent again at once) for `temporarily_unavailable`, `server_error`, `slow_down`, and for an OAuth error answered with 408, 429 or 5xx. A failure of the credential: a delivery retries it whatever `retryable` says, and the destination\'s circuit breaker counts it' },
+  ERR_OAUTH_DISCOVERY: { retryable: false, credentialOutage: true, description: "an issuer's discovery document (RFC 8414, OpenID Connect) is missing or does not match the configured issuer. A failure of the credential: a delivery retries it" },
+  ERR_OAUTH_CHALLENGE: { retryable: 'varies', credentialOutage: true, description: 'a protected API answered 401 to a request with the credential\'s token, again after one renewal, after a renewed token was rejected too (no new token before `failFastMs` has passed), or with a challenge naming another error or scheme (`scheme`, `parameters`, `error` from `WWW-Authenticate` when there is one); the message quotes the body\'s redacted excerpt. A failure of the credential: a delivery retries it whatever `retryable` says, and the destination\'s circuit breaker counts it' },
+  ERR_OAUTH_FAIL_FAST: { retryable: true, credentialOutage: true, description: 'the credential is broken; calls fail fast without contacting the token endpoint until `retryAt` (`retryAfterMs` is the time left): a delivery waits, its destination\'s circuit breaker open, and goes on once a token is obtained' },
+  ERR_OAUTH_REAUTH_REQUIRED: { retryable: false, userError: true, credentialOutage: true, description: 'the refresh token is no longer valid; a person must consent again and import the new one. A failure of the credential: deliveries wait for the new refresh token' },
   ERR_OAUTH_AUTHORIZATION: { retryable: false, userError: true, description: 'the consent flow of `weir credentials authorize` failed: the user or server refused (`error`, `error_description`), the callback\'s `state` or `iss` did not match, no refresh token was issued, or no answer came before the timeout' },
   ERR_HTTP_STATUS: { retryable: 'varies', description: 'an API, a token endpoint or a discovery document answered with a status that is not success (`status`) and no OAuth error body (an outage, a proxy\'s 502 page); retryable for 408, 429 and 5xx' },
   ERR_HTTP_NETWORK: { retryable: true, description: 'a connection failed or a response body broke off' },
@@ -223,6 +230,16 @@ export interface CodedError extends Error {
 
 export function isWeirError(e: unknown): e is CodedError {
   return typeof e === 'object' && e !== null && typeof (e as { code?: unknown }).code === 'string' && (e as { code: string }).code.startsWith('ERR_')
+}
+
+/**
+ * Whether `e` is a failure of a credential (its code's `credentialOutage`): a client secret or key
+ * the token endpoint refuses, a refresh token no longer valid, a token the API rejects after its
+ * renewal. Every message sent with the credential would fail alike until an operator fixes it, so
+ * it is an outage of the destination, not a defect of the message.
+ */
+export function isCredentialOutage(e: unknown): boolean {
+  return isWeirError(e) && Object.hasOwn(errorSpecs, e.code) && errorSpecs[e.code as ErrorCode].credentialOutage === true
 }
 
 /**

@@ -3,7 +3,7 @@
 
 import { isAbsolute, relative, sep } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { isWeirError } from './errors.ts'
+import { isCredentialOutage, isWeirError } from './errors.ts'
 import { scrubSecrets } from './secret.ts'
 
 /** Longest reason kept in the message log (and of a response excerpt). */
@@ -26,6 +26,10 @@ export interface Failure {
 /**
  * The one rule that decides, for filters and destinations alike, whether a failure is retried:
  *
+ * 0. a failure of a credential (`isCredentialOutage`: the token endpoint refuses the client, a
+ *    refresh token is no longer valid, the API rejects a renewed token) is retried whatever its
+ *    `retryable` says: the credential is down for every message alike, so the message waits (and
+ *    the destination's circuit breaker counts it) until an operator fixes the credential;
  * 1. an error with a boolean `retryable` property says so itself (`RetryableError` and
  *    `PermanentError`, every error of Weir's HTTP and OAuth clients, or any error a component
  *    marks with `retryable: true`);
@@ -37,7 +41,7 @@ export interface Failure {
 export function classify(e: unknown): Failure {
   const retryAfterMs = typeof (e as { retryAfterMs?: unknown })?.retryAfterMs === 'number' ? (e as { retryAfterMs: number }).retryAfterMs : undefined
   const flag = (e as { retryable?: unknown })?.retryable
-  const retryable = typeof flag === 'boolean' ? flag : transientCode(e)
+  const retryable = isCredentialOutage(e) || (typeof flag === 'boolean' ? flag : transientCode(e))
   return retryAfterMs === undefined ? { retryable } : { retryable, retryAfterMs }
 }
 

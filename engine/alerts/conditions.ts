@@ -1,7 +1,8 @@
 import { scrubSecrets } from '../../shared/secret.ts'
+import type { CredentialStatus } from '../../shared/oauth/types.ts'
 import type { ChannelHandle, DestinationStatus } from '../runtime/index.ts'
 import { alertId, type AlertRule } from './load.ts'
-import type { RuntimeWatch } from './observer.ts'
+import type { AttemptFailure, RuntimeWatch } from './observer.ts'
 import type { AlertState } from './state.ts'
 
 /** One thing an alert watches (a channel, a destination or a credential of it) and whether its condition holds now. */
@@ -14,8 +15,11 @@ export interface Subject {
   active: boolean
   /** One line for people: what holds (or no longer holds). Never message content or a secret. */
   summary: string
-  /** A destination's: once firing, the pair holds until a delivered attempt (see `holds`); when the last one ended, if any. */
-  clearsOnDelivery?: { lastDelivered: number | undefined }
+  /**
+   * Once firing, the pair holds until a success after it started firing (see `holds`): a destination's
+   * delivered attempt, a credential's token. When the last success was, if any.
+   */
+  clearsOnSuccess?: { lastSuccess: number | undefined }
 }
 
 /** What one evaluation sees of this engine. */
@@ -58,12 +62,14 @@ export function errorsToCount(rule: AlertRule, handles: readonly ChannelHandle[]
 /**
  * Whether a subject's condition holds, given its pair's state: a firing `destination-failing` pair
  * holds until a delivered attempt ends after it started firing, so a breaker closed by permanent
- * answers (a 400 proves the API is up, not that it takes messages) does not resolve it.
+ * answers (a 400 proves the API is up, not that it takes messages) does not resolve it; a firing
+ * `credential-fail-fast` pair holds until the credential obtains a token, not merely until its
+ * fail-fast period ends (the next request may well be refused again).
  */
 export function holds(subject: Subject, state: AlertState): boolean {
-  if (subject.active || !state.firing || !subject.clearsOnDelivery) return subject.active
-  const { lastDelivered } = subject.clearsOnDelivery
-  return lastDelivered === undefined || lastDelivered < (state.since ?? 0)
+  if (subject.active || !state.firing || !subject.clearsOnSuccess) return subject.active
+  const { lastSuccess } = subject.clearsOnSuccess
+  return lastSuccess === undefined || lastSuccess < (state.since ?? 0)
 }
 
 /** Every subject of `rule` on this engine, active or not (a firing pair clears only when its subject is seen clear). */
@@ -85,14 +91,8 @@ export function subjectsOf(rule: AlertRule, s: Snapshot): Subject[] {
         return { key: key(h.name), channel: h.name, active, summary }
       })
     case 'credential-fail-fast':
-      return handles.flatMap((h) => Object.entries(h.credentials()).filter(([name]) => rule.credential === undefined || name === rule.credential).map(([name, c]) => {
-        const active = c.failingFastUntil !== undefined && c.failingFastUntil > s.now
-        // As GET /api/credentials shows it: a token endpoint's text may echo a secret value.
-        const reason = c.lastFailure ? `: ${c.lastFailure.code} ${scrubSecrets(c.lastFailure.message)}` : ''
-        const summary = active ? `credential ${name} of channel ${h.name} fails fast until ${iso(c.failingFastUntil!)}${reason}`
-          : `credential ${name} of channel ${h.name} no longer fails fast`
-        return { key: key(h.name, name), channel: h.name, credential: name, active, summary }
-      }))
+      return handles.flatMap((h) => Object.entries(h.credentials()).filter(([name]) => rule.credential === undefined || name === rule.credential)
+        .map(([name, c]) => ({ key: key(h.name, name), ...credentialFailFast(h.name, name, c, s.now) })))
     case 'channel-stopped':
       return handles.map((h) => {
         const state = h.status()
@@ -102,6 +102,18 @@ export function subjectsOf(rule: AlertRule, s: Snapshot): Subject[] {
   }
 }
 
+/** A credential fails fast; once firing, it clears only when the credential obtains a token (see `holds`). */
+function credentialFailFast(channel: string, name: string, c: CredentialStatus, now: number): Omit<Subject, 'key'> {
+  const active = c.failingFastUntil !== undefined && c.failingFastUntil > now
+  const of = `credential ${name} of channel ${channel}`
+  // As GET /api/credentials shows it: a token endpoint's text may echo a secret value.
+  const reason = c.lastFailure ? `: ${c.lastFailure.code} ${scrubSecrets(c.lastFailure.message)}` : ''
+  const summary = active ? `${of} fails fast until ${iso(c.failingFastUntil!)}${reason}`
+    : c.fetchedAt !== undefined ? `${of} obtained a token again at ${iso(c.fetchedAt)}`
+      : `${of} no longer fails fast, no token obtained yet`
+  return { channel, credential: name, active, summary, clearsOnSuccess: { lastSuccess: c.fetchedAt } }
+}
+
 /** A destination's breaker is open or half-open, or `consecutiveFailures` attempts failed in a row. */
 function destinationFailing(rule: AlertRule, watch: RuntimeWatch, channel: string, d: DestinationStatus): Omit<Subject, 'key'> {
   const streak = watch.streak(channel, d.name)
@@ -109,11 +121,27 @@ function destinationFailing(rule: AlertRule, watch: RuntimeWatch, channel: strin
   const tripped = d.breaker !== 'closed'
   const active = tripped || (rule.consecutiveFailures !== undefined && streak >= rule.consecutiveFailures)
   const of = `destination ${d.name} of channel ${channel}`
-  const summary = tripped ? `${of} is failing: circuit breaker ${d.breaker} (opened ${d.openings} times)`
-    : active ? `${of} is failing: ${streak} failed attempts in a row`
+  const last = failureReason(watch.lastFailure(channel, d.name))
+  const because = last ? `, last failure: ${last}` : ''
+  const summary = tripped ? `${of} is failing: circuit breaker ${d.breaker} (opened ${d.openings} time${d.openings === 1 ? '' : 's'})${because}`
+    : active ? `${of} is failing: ${streak} failed attempts in a row${because}`
       : lastDelivered !== undefined ? `${of} delivers again (a delivered attempt at ${iso(lastDelivered)})`
         : `${of}: circuit breaker closed, no delivered attempt yet`
-  return { channel, destination: d.name, active, summary, clearsOnDelivery: { lastDelivered } }
+  return { channel, destination: d.name, active, summary, clearsOnSuccess: { lastSuccess: lastDelivered } }
+}
+
+/** An error code as Node, undici and Weir spell them (`ERR_HTTP_TIMEOUT`, `ECONNRESET`): no room for free text. */
+const CODE_SHAPE = /^[A-Z][A-Z0-9_]{1,63}$/
+
+/**
+ * A failed attempt for people, as an encrypted channel's log lines give it: the HTTP status and the
+ * error code ("HTTP 503 (ERR_HTTP_STATUS)", "ERR_HTTP_TIMEOUT"), never a message or a response body
+ * (an API's answer often echoes the request). Anything else a component put there is left out.
+ */
+function failureReason(f: AttemptFailure | undefined): string {
+  const status = f?.status !== undefined && Number.isInteger(f.status) && f.status >= 100 && f.status <= 599 ? `HTTP ${f.status}` : ''
+  const code = f?.code !== undefined && CODE_SHAPE.test(f.code) ? f.code : ''
+  return status && code ? `${status} (${code})` : status || code
 }
 
 /** At least `count` messages of the channel (in error now) went to error within the last `windowSeconds`. */

@@ -49,6 +49,11 @@ export interface Notification {
   at: string
   engine: { hostname: string; pid: number }
   summary: string
+  /**
+   * Present (true) on a firing less than `minIntervalMs` after the pair's last "resolved", and on its
+   * "resolved": that one is sent only once the condition has stayed clear for `minIntervalMs`.
+   */
+  flapping?: true
 }
 
 export interface Alerts {
@@ -216,10 +221,12 @@ class AlertsNotifier implements Alerts {
       ...(subject.destination !== undefined ? { destination: subject.destination } : {}),
       ...(subject.credential !== undefined ? { credential: subject.credential } : {}),
       since: new Date(state.since ?? at).toISOString(), at: new Date(at).toISOString(), engine: this.#engine, summary: subject.summary,
+      ...(state.flapping ? { flapping: true } : {}),
     }
     await this.#feeds.get(webhookKey(rule))!.send({ body, contentType: 'application/json', dedupeKey: `${subject.key}|${transition}|${state.since}` })
-    const fields = { alert: alertId(rule), channel: subject.channel, summary: subject.summary }
-    if (transition === 'firing') this.#log.warn(fields, 'alert firing')
+    const fields = { alert: alertId(rule), channel: subject.channel, summary: subject.summary, ...(state.flapping ? { flapping: true } : {}) }
+    // A flapping firing says how long its "resolved" will wait (see step).
+    if (transition === 'firing') this.#log.warn(state.flapping ? { ...fields, resolvesAfterClearMs: Math.max(rule.clearAfterMs, rule.minIntervalMs) } : fields, 'alert firing')
     else this.#log.info(fields, 'alert resolved')
   }
 }

@@ -1,4 +1,8 @@
+import type { FailureFacts } from '../runtime/context.ts'
 import type { AttemptOutcome, RuntimeObserver } from '../runtime/index.ts'
+
+/** What the runtime may tell of a failed attempt (as an encrypted channel's log lines do): its HTTP status and error code, no free text. */
+export type AttemptFailure = Pick<FailureFacts, 'status' | 'code'>
 
 const METHODS = ['received', 'stored', 'refused', 'attempt', 'finished'] as const
 
@@ -21,8 +25,9 @@ export function composeObservers(...observers: Array<RuntimeObserver | undefined
 
 /**
  * What the alerts see of the runtime through its observer: per channel and destination, the failed
- * attempts in a row (reset by a delivered one, for `consecutiveFailures`) and when the last
- * delivered attempt ended (`destination-failing` clears only on one); per channel, when its
+ * attempts in a row (reset by a delivered one, for `consecutiveFailures`), when the last
+ * delivered attempt ended (`destination-failing` clears only on one) and the status and code of the
+ * last failed one, when the runtime gives them (for the summary); per channel, when its
  * messages went to error on this engine, kept for `horizonMs` (`messages-failing` counts these only
  * with a store without `countErrors`; otherwise it counts what the store holds).
  * @example
@@ -32,14 +37,16 @@ export function composeObservers(...observers: Array<RuntimeObserver | undefined
 export class RuntimeWatch {
   readonly #streaks = new Map<string, number>()
   readonly #delivered = new Map<string, number>()
+  readonly #failures = new Map<string, AttemptFailure>()
   readonly #errors = new Map<string, ErrorTimes>()
   readonly #now: () => number
   readonly #horizonMs: number
   readonly observer: RuntimeObserver = {
-    attempt: (channel: string, destination: string, outcome: AttemptOutcome) => {
+    attempt: (channel: string, destination: string, outcome: AttemptOutcome, _durationMs?: number, failure?: AttemptFailure) => {
       const key = `${channel}\0${destination}`
       this.#streaks.set(key, outcome === 'delivered' ? 0 : (this.#streaks.get(key) ?? 0) + 1)
       if (outcome === 'delivered') this.#delivered.set(key, this.#now())
+      else this.#failures.set(key, { status: failure?.status, code: failure?.code })
     },
     finished: (channel: string, status: 'delivered' | 'filtered' | 'error') => {
       if (status !== 'error' || this.#horizonMs <= 0) return
@@ -63,6 +70,11 @@ export class RuntimeWatch {
   /** When the last delivered attempt at a destination ended (epoch ms), if one did while this engine ran. */
   lastDelivered(channel: string, destination: string): number | undefined {
     return this.#delivered.get(`${channel}\0${destination}`)
+  }
+
+  /** The status and code of the last failed attempt at a destination (either may be unknown), if one failed while this engine ran. */
+  lastFailure(channel: string, destination: string): AttemptFailure | undefined {
+    return this.#failures.get(`${channel}\0${destination}`)
   }
 
   /** Messages of `channel` that went to error in the `windowMs` up to now (to the second). */

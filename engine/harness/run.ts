@@ -13,7 +13,7 @@ import type { TokenProvider } from '../../shared/oauth/types.ts'
 import type { ResolvedCredential } from '../../shared/oauth/token-endpoint.ts'
 import { createHttpClient, type HttpClient } from '../../shared/http/index.ts'
 import { openSqliteStore } from '../../shared/store/index.ts'
-import type { MessageStore } from '../../shared/store/types.ts'
+import type { MessageStatus, MessageStore } from '../../shared/store/types.ts'
 import { scrubSecrets } from '../../shared/secret.ts'
 import { startAuthorizationServer, type AuthorizationServer, type RegisteredClient } from '../embedded/authorization-server.ts'
 import { startEmbeddedApi, verifiedBy, type EmbeddedApi, type ApiRoute, type RecordedRequest } from '../embedded/api.ts'
@@ -554,7 +554,7 @@ async function rotateKeys(c: CaseRun, cc: CaseChannel, step: RotateKeysStep): Pr
   await publishKeys(c, reloaded)
 }
 
-/** Runs step `i` of the case, then waits until the channel is idle. */
+/** Runs step `i` of the case, then waits until the channel is idle or waits on an outage (see settled). */
 async function runStep(c: CaseRun, cc: CaseChannel, step: Step, i: number): Promise<void> {
   const r: Running = c.running!
   const source = r.handle.source
@@ -587,7 +587,70 @@ async function runStep(c: CaseRun, cc: CaseChannel, step: Step, i: number): Prom
   } else if ('waitMs' in step) {
     await new Promise((res) => setTimeout(res, step.waitMs))
   }
-  await c.running!.handle.whenIdle({ timeoutMs: IDLE_TIMEOUT_MS }).catch(() => c.failures.push(`step ${i + 1}: the channel did not become idle within ${IDLE_TIMEOUT_MS / 1000} s`))
+  if (!(await settled(c.running!, cc.channel.name))) c.failures.push(`step ${i + 1}: the channel did not become idle within ${IDLE_TIMEOUT_MS / 1000} s`)
+}
+
+/** How long the channel must stay waiting on an outage, unchanged, before a step counts it as done. */
+const OUTAGE_SETTLE_MS = 300
+/** A retry due sooner than this is a backoff the step waits out (so its outcome does not depend on the jitter). */
+const SOON_MS = 2000
+
+const unfinished = (status: MessageStatus) => status === 'queued' || status === 'in-flight' || status === 'retrying'
+
+/**
+ * The state of the channel's unfinished work (counters, messages, deliveries) when all of it waits
+ * on an outage, else undefined: the channel is `failing` (a credential fails fast, a destination's
+ * breaker is open) and every delivery that failed waits for its next attempt, none mid-attempt and
+ * none due within SOON_MS (unless overdue: held by the open breaker). Messages with no failed
+ * delivery wait behind those (their order key, the open breaker).
+ */
+async function outageSnapshot(r: Running, channel: string, now: number): Promise<string | undefined> {
+  if (r.handle.status() !== 'failing') return undefined
+  const counters = r.handle.counters()
+  if (counters.retrying === 0) return undefined
+  const waiting = (await r.store.list({ channel, order: 'asc', limit: 10_000 })).filter((m) => unfinished(m.status))
+  const rows: string[] = []
+  let retrying = 0
+  for (const m of waiting) {
+    for (const d of (await r.store.get(m.id))?.deliveries ?? []) {
+      if (d.status === 'retrying') retrying++
+      if (d.status === 'retrying' && d.nextAttemptAt !== undefined && d.nextAttemptAt > now && d.nextAttemptAt <= now + SOON_MS) return undefined
+      rows.push(`${m.id} ${d.destination} ${d.part} ${d.status} ${d.attempts}`)
+    }
+  }
+  return retrying === counters.retrying ? JSON.stringify({ counters, messages: waiting.map((m) => `${m.id} ${m.status}`), rows }) : undefined
+}
+
+/**
+ * The deliveries waiting for their next attempt as the steps end, by message id (`destination part`):
+ * stopping the channel at the end of the case puts them back in the queue.
+ */
+async function retryingDeliveries(r: Running, channel: string): Promise<Map<string, Set<string>>> {
+  const out = new Map<string, Set<string>>()
+  for (const m of await r.store.list({ channel, order: 'asc', limit: 10_000 })) {
+    if (!unfinished(m.status)) continue
+    const keys = ((await r.store.get(m.id))?.deliveries ?? []).filter((d) => d.status === 'retrying').map((d) => `${d.destination} ${d.part}`)
+    if (keys.length) out.set(m.id, new Set(keys))
+  }
+  return out
+}
+
+/**
+ * Waits until the step's work is done: the channel is idle, or all its unfinished work waits on an
+ * outage (see outageSnapshot), unchanged for OUTAGE_SETTLE_MS. A credential the token endpoint
+ * refuses is such an outage: its messages stay queued until it is fixed, and a case expects them
+ * `retrying`. False when neither happened within IDLE_TIMEOUT_MS.
+ */
+async function settled(r: Running, channel: string): Promise<boolean> {
+  const deadline = Date.now() + IDLE_TIMEOUT_MS
+  let seen: { at: number; snapshot: string } | undefined
+  for (;;) {
+    if (await r.handle.whenIdle({ timeoutMs: 50 }).then(() => true, () => false)) return true
+    const snapshot = await outageSnapshot(r, channel, Date.now()) // the runtime's clock: the case's moves only its token clients
+    if (snapshot === undefined || snapshot !== seen?.snapshot) seen = snapshot === undefined ? undefined : { at: Date.now(), snapshot }
+    else if (Date.now() - seen.at >= OUTAGE_SETTLE_MS) return true
+    if (Date.now() >= deadline) return false
+  }
 }
 
 /** Why the token endpoint refused requests (the first three): the most useful lines of a failing case. */
@@ -597,10 +660,10 @@ function tokenRefusals(as: AuthorizationServer): string[] {
 }
 
 /** Checks the case's expectations once its steps have run and the channel has stopped; with `verbose`, also returns each message's path. */
-async function checkCase(c: CaseRun, cc: CaseChannel, verbose: boolean): Promise<string[] | undefined> {
+async function checkCase(c: CaseRun, cc: CaseChannel, retrying: Map<string, Set<string>>, verbose: boolean): Promise<string[] | undefined> {
   const { tc, failures } = c
   const running = c.running!
-  failures.push(...(await check(tc.expect, { api: c.api, as: c.as, store: running.store, channel: cc.channel, logLines: c.logLines, out: c.dirs.out, sandbox: cc.sandbox, recording: cc.recording, clientIds: cc.clientIds })))
+  failures.push(...(await check(tc.expect, { api: c.api, as: c.as, store: running.store, channel: cc.channel, logLines: c.logLines, out: c.dirs.out, sandbox: cc.sandbox, recording: cc.recording, clientIds: cc.clientIds, retrying })))
   if (tc.expect.mllp) failures.push(...(c.mllp ? checkMllp(tc.expect.mllp, c.mllp) : ['expect.mllp: the channel has no mllp destination']))
   const trace = verbose ? formatMessagePaths(await messagePaths(running.store, cc.channel, cc.recording), cc.channel).map(scrubSecrets) : undefined
   failures.push(...keptUrlHints(failures, c.keptUrls))
@@ -627,10 +690,11 @@ async function runCase(file: TestFile, rawChannel: Record<string, any>, tc: Test
     const cc = await prepareChannel(c)
     c.running = await startRunning(c, cc)
     for (const [i, step] of tc.steps.entries()) await runStep(c, cc, step, i)
+    const retrying = await retryingDeliveries(c.running, cc.channel.name)
     // As the case ends, so the channel stops: what its components do in close() (a last log line,
     // a batch flushed to a file or an API) is there to be checked, as it is when `weir run` stops.
     await stopChannelOf(c.running, STOP_TIMEOUT_MS)
-    trace = await checkCase(c, cc, verbose)
+    trace = await checkCase(c, cc, retrying, verbose)
   } catch (e) {
     if (isWeirError(e) && e.code === 'ERR_CONFIG_INVALID') c.failures.push(...(e as ConfigError).problems.map(formatProblem))
     else c.failures.push(`harness error: ${isWeirError(e) ? `${e.code}: ` : ''}${(e as Error).message}`)
@@ -643,7 +707,11 @@ async function runCase(file: TestFile, rawChannel: Record<string, any>, tc: Test
 /** The fields of `actual` that `expected` names (for a readable mismatch). */
 const pick = (actual: Record<string, unknown>, expected: Record<string, unknown>) => Object.fromEntries(Object.keys(expected).map((k) => [k, actual[k]]))
 
-interface CheckContext { api: EmbeddedApi; as: AuthorizationServer; store: MessageStore; channel: LoadedChannel; logLines: string[]; out: string; sandbox: ChannelSandbox; recording: Recording; clientIds: Record<string, string> }
+interface CheckContext {
+  api: EmbeddedApi; as: AuthorizationServer; store: MessageStore; channel: LoadedChannel; logLines: string[]; out: string; sandbox: ChannelSandbox; recording: Recording; clientIds: Record<string, string>
+  /** The deliveries that were waiting for their next attempt when the steps ended (see retryingDeliveries). */
+  retrying: Map<string, Set<string>>
+}
 
 function checkRequests(exps: RequestExpectation[], reqs: RecordedRequest[]): string[] {
   const f: string[] = []
@@ -672,14 +740,19 @@ async function checkMessages(exps: NonNullable<Expectation['messages']>, ctx: Ch
     if (!m) continue
     const detail = await ctx.store.get(m.id)
     const why = (d?: { lastError?: string; responseStatus?: number; responseExcerpt?: string }) => d ? [d.responseStatus && `HTTP ${d.responseStatus}`, d.lastError].filter(Boolean).join(': ') : m.error ?? ''
-    if (e.status && m.status !== e.status) f.push(`message ${i + 1}: status ${m.status}, expected ${e.status}${m.error ? ` (${m.error})` : ''}`)
+    // Status as the steps left it: the stop at the end of the case queued what was waiting for a retry.
+    const waiting = unfinished(m.status) ? ctx.retrying.get(m.id) : undefined
+    const status = waiting ? 'retrying' : m.status
+    const statusOf = (d: { destination: string; part: number; status: string }) => waiting?.has(`${d.destination} ${d.part}`) ? 'retrying' : d.status
+    const error = m.error ?? ((detail?.deliveries ?? []).filter((d) => statusOf(d) === 'retrying').map((d) => `${d.destination}: ${d.lastError ?? ''}`).join(' | ') || undefined)
+    if (e.status && status !== e.status) f.push(`message ${i + 1}: status ${status}, expected ${e.status}${error ? ` (${error})` : ''}`)
     for (const [dest, st] of Object.entries(e.destinations ?? {})) {
       // One row per part of a split message: every part must have the status.
       const rows = (detail?.deliveries ?? []).filter((x) => x.destination === dest)
       if (!rows.length) f.push(`message ${i + 1}: no delivery to "${dest}" recorded${m.error ? ` (${m.error})` : ''}`)
       for (const d of rows.sort((a, b) => a.part - b.part)) {
         const part = rows.some((x) => x.part > 0) ? ` part ${d.part}` : '' // numbered as --verbose numbers them
-        if (d.status !== st) f.push(`message ${i + 1}${part}: ${d.status} at "${dest}", expected ${st}${why(d) ? ` (${why(d)})` : ''}`)
+        if (statusOf(d) !== st) f.push(`message ${i + 1}${part}: ${statusOf(d)} at "${dest}", expected ${st}${why(d) ? ` (${why(d)})` : ''}`)
       }
     }
     if (e.error !== undefined) {

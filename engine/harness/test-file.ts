@@ -150,13 +150,13 @@ const expectation: JsonSchema = {
     requests: { type: 'array', items: requestExpectation, description: 'Requests the embedded API must have received.' },
     requestCount: { type: 'integer', minimum: 0, description: 'Total requests the embedded API received.' },
     messages: {
-      type: 'array', description: 'Each message the source accepted, in order: its final status and per-destination statuses.',
+      type: 'array', description: 'Each message the source accepted, in order: its status and per-destination statuses as the steps left them.',
       items: {
         type: 'object', additionalProperties: false,
         properties: {
-          status: { ...statusName, description: 'Final status of the message.' },
-          destinations: { type: 'object', additionalProperties: statusName, description: 'Status per destination name.' },
-          error: { type: 'string', description: 'Regular expression the message\'s last error must match.' },
+          status: { ...statusName, description: 'Status of the message: `delivered`, `filtered` or `error` once finished; `retrying` while a delivery waits for its next attempt (a credential the token endpoint refuses, a destination\'s circuit breaker open); `queued` while it waits its turn.' },
+          destinations: { type: 'object', additionalProperties: statusName, description: 'Status per destination name (`retrying`: the delivery waits for its next attempt).' },
+          error: { type: 'string', description: 'Regular expression the message\'s last error must match: why it is in error, or a retrying delivery\'s last attempt error.' },
         },
       },
     },
@@ -222,7 +222,7 @@ export const testFileSchema: JsonSchema = {
           },
           tokenFailures: { type: 'array', items: tokenFailure, description: 'Token endpoint faults, in order, before it answers normally.' },
           steps: { type: 'array', minItems: 1, items: step, description: 'What happens, in order.' },
-          expect: { ...expectation, description: 'What must hold once the steps have run and the channel is idle.' },
+          expect: { ...expectation, description: 'What must hold once the steps have run and the channel is idle or waits on an outage.' },
         },
       },
     },

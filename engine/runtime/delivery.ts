@@ -243,7 +243,7 @@ async function attempt(rc: RunContext, job: DeliveryJob, startedAt: number, prob
     const attemptRecord = { startedAt, endedAt: rc.now(), responseStatus: resp.status, error, excerpt: resp.excerpt }
     const facts = { code: codeOf(e), destination: d.name, status: resp.status, attempt: n }
     const failure = classify(e)
-    rc.observer.attempt?.(rc.name, d.name, failure.retryable ? 'retryable' : 'permanent', attemptRecord.endedAt - startedAt)
+    rc.observer.attempt?.(rc.name, d.name, failure.retryable ? 'retryable' : 'permanent', attemptRecord.endedAt - startedAt, { status: facts.status, code: facts.code })
     if (!failure.retryable) {
       slot.breaker.success() // the API answered; it is the message that is wrong
       return { done: { destination: d.name, part: partIndex, status: 'error', attempt: { ...attemptRecord, outcome: 'permanent' }, error: `${d.name}: ${error}`, facts } }

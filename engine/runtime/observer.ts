@@ -3,6 +3,9 @@ import type { Logger } from '../../shared/log/index.ts'
 /** How an attempt at a destination ended. */
 export type AttemptOutcome = 'delivered' | 'retryable' | 'permanent'
 
+/** What may be said of a failed attempt anywhere (alerts, metrics): its status and code, never its text or the API's answer. */
+export interface AttemptFailure { status?: number | undefined; code?: string | undefined }
+
 /**
  * What a running channel reports as it works, for metrics and alerts: called synchronously on the
  * hot path, so an observer only counts (no I/O, no throwing). Every method is optional. One that
@@ -15,8 +18,8 @@ export interface RuntimeObserver {
   stored?(channel: string, durationMs: number): void
   /** A message was refused because the channel's queue was full. */
   refused?(channel: string): void
-  /** One attempt at a destination ended, after `durationMs`. */
-  attempt?(channel: string, destination: string, outcome: AttemptOutcome, durationMs: number): void
+  /** One attempt at a destination ended, after `durationMs`; a failed one with its HTTP status and error code, when it has them (never its text). */
+  attempt?(channel: string, destination: string, outcome: AttemptOutcome, durationMs: number, failure?: AttemptFailure): void
   /** A message finished as a whole. */
   finished?(channel: string, status: 'delivered' | 'filtered' | 'error'): void
 }

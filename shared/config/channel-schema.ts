@@ -93,7 +93,7 @@ export const alertSchema: JsonSchema = {
     name: { type: 'string', pattern: NAME_PATTERN, maxLength: 100, description: 'Alert name, unique in the file; sent as `alert`.' },
     condition: {
       enum: [...ALERT_CONDITIONS],
-      description: '`destination-failing`: a destination\'s circuit breaker is open or half-open (or `consecutiveFailures` attempts failed in a row), cleared only by a delivered attempt (a breaker closed by permanent answers such as 400 is not enough); `messages-failing`: at least `count` messages of a channel went to error within the last `windowSeconds`; `queue-age`: the oldest unfinished message of a channel is older than `maxAgeSeconds`; `credential-fail-fast`: a credential fails fast after a terminal token error; `channel-stopped`: a channel is not running (stopped on error).',
+      description: '`destination-failing`: a destination\'s circuit breaker is open or half-open (or `consecutiveFailures` attempts failed in a row), cleared only by a delivered attempt (a breaker closed by permanent answers such as 400 is not enough); `messages-failing`: at least `count` messages of a channel went to error within the last `windowSeconds`; `queue-age`: the oldest unfinished message of a channel is older than `maxAgeSeconds`; `credential-fail-fast`: a credential fails fast after a terminal token error, cleared only when it obtains a token again; `channel-stopped`: a channel is not running (stopped on error).',
     },
     channels: {
       anyOf: [{ const: '*' }, { type: 'array', minItems: 1, items: { type: 'string', pattern: NAME_PATTERN } }],
@@ -107,7 +107,7 @@ export const alertSchema: JsonSchema = {
     count: { type: 'integer', minimum: 1, description: '`messages-failing` only: how many messages of the channel in error within `windowSeconds` fire the alert (default 1).' },
     windowSeconds: { type: 'integer', minimum: 1, description: '`messages-failing` only: the window errors are counted in (s, default 300); the alert clears once it holds fewer than `count`.' },
     webhook: { type: 'string', pattern: NAME_PATTERN, description: 'Name of a webhook in `webhooks`.' },
-    minIntervalMs: { type: 'integer', minimum: 0, default: 300_000, description: 'A new firing of the same alert and subject is not sent sooner than this after the last one (ms); it is sent then if the condition still holds.' },
+    minIntervalMs: { type: 'integer', minimum: 0, default: 300_000, description: 'A firing less than this after the same alert and subject resolved is sent at once, marked "flapping", and its "resolved" is sent only once the condition has stayed clear this long (ms) instead of clearAfterMs.' },
     clearAfterMs: { type: 'integer', minimum: 0, default: 10_000, description: 'The condition must stay clear this long before "resolved" is sent (ms): a flapping condition stays one firing.' },
   },
 }

@@ -170,9 +170,22 @@ function rejectsToken(challenges: Challenge[], error: string | undefined): boole
   return challenges.length === 0 || challenges.some((c) => /^(bearer|dpop)$/i.test(c.scheme))
 }
 
-/** The permanent error of a 401: the challenge's error, whether the token was renewed, the body's redacted excerpt. */
-function unauthorized(url: URL, method: string, res: HttpResponse, error: string | undefined, challenge: Challenge, renewed: boolean): OAuthChallengeError {
-  const { message, excerpt } = answered(url, method, res, `${error ? ` ${error}` : ''}${renewed ? ' again after renewing the access token' : ''}`)
+/** What was done about a 401 before it failed: nothing (not about the token), a renewal, or none (the credential kept a renewed token an API rejected). */
+type Renewal = 'none' | 'renewed' | 'kept'
+
+const RENEWAL_TEXT: Record<Renewal, string> = {
+  none: '',
+  renewed: ' again after renewing the access token',
+  kept: '; not renewed: the token renewed after an earlier 401 was rejected too',
+}
+
+/**
+ * The error of a 401: the challenge's error, what was done about the token, the body's redacted
+ * excerpt. Not retryable as a request (the same token, or a renewed one, is refused), but a failure
+ * of the credential (`isCredentialOutage`): a delivery waits for it.
+ */
+function unauthorized(url: URL, method: string, res: HttpResponse, error: string | undefined, challenge: Challenge, renewal: Renewal): OAuthChallengeError {
+  const { message, excerpt } = answered(url, method, res, `${error ? ` ${error}` : ''}${RENEWAL_TEXT[renewal]}`)
   return withResponse(new OAuthChallengeError(message, 401, challenge), res, excerpt)
 }
 
@@ -229,11 +242,13 @@ function tokenWaitError(e: unknown, state: RequestState, url: URL, method: strin
 /**
  * Sends `req` with the credential's Authorization (and DPoP): resent once on a DPoP `use_dpop_nonce`
  * challenge, and once with a renewed token on a 401 that rejects the token (rejectsToken); a 401
- * after the renewal, or naming another error, fails.
+ * after the renewal, or naming another error, fails. Every token a 401 rejects is handed to
+ * `invalidate`: a credential that keeps it instead (its renewal was rejected too) gives the same
+ * token back, and the request fails at once instead of being resent with it.
  */
 async function sendAuthorized(dispatcher: Dispatcher, url: URL, origin: string, method: string, req: HttpRequest, credential: RequestCredential, state: RequestState, timeoutMs: number, bodyLimit: number, log: Logger): Promise<HttpResponse> {
   const replayable = req.body === undefined || typeof req.body === 'string' || Buffer.isBuffer(req.body)
-  let renewed = false
+  let rejected: { token: unknown; res: HttpResponse; error: string | undefined; challenge: Challenge } | undefined
   let nonceRetried = false
   for (;;) {
     let auth: Awaited<ReturnType<typeof credential.authorize>> | undefined
@@ -244,6 +259,7 @@ async function sendAuthorized(dispatcher: Dispatcher, url: URL, origin: string, 
     } catch (e) {
       throw tokenWaitError(e, state, url, method, timeoutMs)
     }
+    if (rejected !== undefined && auth.token === rejected.token) throw unauthorized(url, method, rejected.res, rejected.error, rejected.challenge, 'kept')
     const res = await sendOnce(dispatcher, url, origin, method, { ...req.headers, ...auth.headers }, req.body, state, timeoutMs, bodyLimit)
     credential.noteResponse?.(url, res.headers)
     if (res.status !== 401) return res
@@ -255,15 +271,17 @@ async function sendAuthorized(dispatcher: Dispatcher, url: URL, origin: string, 
       nonceRetried = true
       continue
     }
-    if (!renewed && rejectsToken(challenges, error)) {
-      // Only this token is dropped: one renewed meanwhile by another request stays.
-      credential.invalidate(auth.token)
+    const rejects = rejectsToken(challenges, error)
+    // Only this token is dropped: one renewed meanwhile by another request stays. A renewed token
+    // rejected again is handed over too, so the credential keeps it instead of renewing per 401.
+    if (rejects) credential.invalidate(auth.token)
+    if (rejects && rejected === undefined) {
       if (!replayable) throw notResent(url, method, error, challenge)
-      renewed = true
+      rejected = { token: auth.token, res, error, challenge }
       log.info({ credential: credential.name, url: `${url.origin}${url.pathname}` }, `access token rejected (401${error ? ` ${error}` : ''}); renewing once`)
       continue
     }
-    throw unauthorized(url, method, res, error, challenge, renewed)
+    throw unauthorized(url, method, res, error, challenge, rejected === undefined ? 'none' : 'renewed')
   }
 }
 

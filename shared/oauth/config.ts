@@ -216,7 +216,7 @@ export const credentialSchema: JsonSchema = {
     timeoutMs: { type: 'integer', minimum: 1, default: 10_000, description: 'Timeout of one token request (ms).' },
     defaultExpiresInSec: { type: 'integer', minimum: 1, default: 300, description: 'Token lifetime assumed when the response has no expires_in and the token is not a JWT.' },
     clockSkewSec: { type: 'integer', minimum: 0, default: 10, description: 'Tokens count as expired this long before their expiry (capped at 5% of the lifetime).' },
-    failFastMs: { type: 'integer', minimum: 0, default: 30_000, description: 'After a terminal error (invalid_client, invalid_grant…), calls fail fast for this long without contacting the token endpoint.' },
+    failFastMs: { type: 'integer', minimum: 0, default: 30_000, description: 'After a terminal error (invalid_client, invalid_grant…), calls fail fast for this long without contacting the token endpoint. Also how long a token obtained to renew one an API rejected (401) is kept if the API rejects it too: no new token for 401s before then (0: renew on every 401).' },
     maxAttempts: { type: 'integer', minimum: 1, maximum: 10, default: 4, description: 'Attempts of one token fetch on transient failures (network, 429, 5xx), with backoff honouring Retry-After.' },
   },
 }

@@ -29,15 +29,19 @@ export class OAuthResponseError extends errorCodes.ERR_OAUTH_RESPONSE {
   }
 }
 
-/** The credential is broken (terminal error) and calls fail fast without contacting the endpoint. */
+/**
+ * The credential is broken (terminal error) and calls fail fast without contacting the endpoint.
+ * Retryable, `retryAfterMs` the time left: a delivery waits for the credential (an operator fixing
+ * its secret) instead of going to error, and comes back no sooner than the next token request.
+ */
 export class FailFastError extends errorCodes.ERR_OAUTH_FAIL_FAST {
   error?: string
   error_description?: string
   error_uri?: string
   /** Epoch ms after which the next call contacts the token endpoint again. */
   retryAt: number
-  constructor(credential: string, cause: WeirError, retryAt: number) {
-    super(`credential "${credential}" is failing: ${cause.message} (no new token request before ${new Date(retryAt).toISOString()})`, { cause })
+  constructor(credential: string, cause: WeirError, retryAt: number, now = Date.now()) {
+    super(`credential "${credential}" is failing: ${cause.message} (no new token request before ${new Date(retryAt).toISOString()})`, { cause, retryAfterMs: Math.max(0, retryAt - now) })
     const c = cause as Partial<OAuthResponseError>
     if (c.error) this.error = c.error
     if (c.error_description) this.error_description = c.error_description

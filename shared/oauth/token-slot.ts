@@ -32,6 +32,14 @@ export interface Slot {
   /** The last fetch that failed after its retries, for status displays (cleared by the next success). */
   lastFailure?: { at: number; code: string; message: string; error?: string }
   invalidated?: string
+  /** Set by `invalidate`: the next token installed renews one an API rejected. */
+  renewing?: boolean
+  /**
+   * The token installed to renew one an API rejected, and when (epoch ms). If an API rejects it
+   * too, the credential is refused, not its token: `invalidate` keeps it for `failFastMs` instead
+   * of fetching a new token for each 401 (`rejected` once it did).
+   */
+  renewal?: { value: string; at: number; rejected?: boolean }
   /**
    * The DPoP key pair of the slot: every provider sharing the slot (two channels using one shared
    * credential) signs proofs with the key its tokens are bound to, and shares the server nonces.
@@ -211,16 +219,31 @@ export class SlotUser {
     }
   }
 
-  /** Drops `token` if it is still the slot's current one. */
+  /**
+   * Drops `token` if it is still the slot's current one, so the next call renews it; but a token
+   * that itself renewed a rejected one is kept for `failFastMs` from its fetch: once a fresh token
+   * is rejected too (a revoked grant, an API refusing the client), a new one would be as well, and
+   * one token request per 401 would storm the token endpoint. The caller sees the same token again
+   * and fails without a resend. A token installed otherwise (its refresh before expiry) renews once again.
+   */
   invalidate(token: AccessToken): void {
     const slot = this.slot
-    if (slot.token && reveal(slot.token.value) === reveal(token.value)) {
-      slot.invalidated = reveal(token.value)
-      delete slot.token
-      delete slot.resolved
-      slot.refreshAt = 0
-      slot.staleAt = 0
+    const value = reveal(token.value)
+    if (!slot.token || reveal(slot.token.value) !== value) return
+    const renewal = slot.renewal
+    if (renewal !== undefined && renewal.value === value && this.o.now() < renewal.at + this.o.failFastMs) {
+      if (!renewal.rejected) {
+        renewal.rejected = true
+        this.o.log.warn({ renewAfter: new Date(renewal.at + this.o.failFastMs).toISOString() }, 'the access token renewed after a 401 was rejected too; no new token for 401s before renewAfter')
+      }
+      return
     }
+    slot.invalidated = value
+    slot.renewing = true
+    delete slot.token
+    delete slot.resolved
+    slot.refreshAt = 0
+    slot.staleAt = 0
   }
 
   #install(t: Obtained): AccessToken {
@@ -232,6 +255,9 @@ export class SlotUser {
     slot.staleAt = sched.staleAt
     slot.brokenUntil = 0
     slot.fetchedAt = this.o.now()
+    if (slot.renewing) slot.renewal = { value: reveal(t.token.value)!, at: slot.fetchedAt }
+    else delete slot.renewal
+    delete slot.renewing
     delete slot.brokenError
     delete slot.retryAfter
     delete slot.lastFailure
@@ -346,7 +372,7 @@ export class SlotUser {
       const aborted = o.lifetime.abortedBy(callerSignal)
       if (aborted) throw aborted.reason
       if (!slot.pending) {
-        if (slot.brokenError && o.now() < slot.brokenUntil) throw new FailFastError(o.name, slot.brokenError, slot.brokenUntil)
+        if (slot.brokenError && o.now() < slot.brokenUntil) throw new FailFastError(o.name, slot.brokenError, slot.brokenUntil, o.now())
         const ra = this.#retryAfterInForce()
         if (ra) throw waitingError(o.name, ra.error, ra.notBefore, o.now())
         this.#startFetch()

@@ -57,7 +57,11 @@ export interface TokenProvider extends RequestCredential<AccessToken> {
    * fetch already in flight. Its outcome updates the cache and `status()` like any fetch. Optional.
    */
   fetchNow?(): Promise<AccessToken>
-  /** Drops `token` if it is still the current one (after a 401 invalid_token). */
+  /**
+   * Drops `token` if it is still the current one (after a 401 invalid_token), so the next call
+   * renews it; a token that itself renewed a rejected one is kept for `failFastMs` instead (one
+   * renewal per credential for a persistent 401, not one per request).
+   */
   invalidate(token: AccessToken): void
   /**
    * Headers to add to one API request (Authorization, and DPoP with `ath` when configured).

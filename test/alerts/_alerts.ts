@@ -13,7 +13,7 @@ import { openSqliteStore, type MessageStore } from '../../shared/store/index.ts'
 import { startChannel, type ChannelHandle, type RuntimeDeps } from '../../engine/runtime/index.ts'
 import { createHttpClient } from '../../shared/http/index.ts'
 import { loopbackServer } from '../_setup.ts'
-import { feedSource, tempDir } from '../runtime/_helpers.ts'
+import { feedSource, startApi, tempDir } from '../runtime/_helpers.ts'
 
 /** A webhook receiver on 127.0.0.1: the notifications it accepted (2xx), and every request. */
 export async function webhookReceiver(status: (n: number) => number = () => 200) {
@@ -82,4 +82,25 @@ export function commandIO(cwd: string, env: NodeJS.ProcessEnv = {}) {
   const err: string[] = []
   const io: CommandIO = { out: (t) => void out.push(t), err: (t) => void err.push(t), env, cwd, isTTY: false }
   return { io, out, err }
+}
+
+/**
+ * Channel `adt` on a loopback API answering `behaviour`, retrying fast behind a breaker that opens
+ * after 3 failures for 100 ms, with `alerts` on webhook `ops`; what it starts is closed by `closing`.
+ */
+export async function adtOnApi(alerts: unknown[], behaviour: Parameters<typeof startApi>[0], closing: Array<() => Promise<void>>) {
+  const b = await bed()
+  const hook = await webhookReceiver()
+  const api = await startApi(behaviour)
+  closing.push(hook.close, api.close, b.close)
+  const channel = await b.channel({
+    name: 'adt',
+    destinations: [{
+      name: 'api', type: 'http', config: { url: api.url },
+      retry: { maxAttempts: 1000, initialDelayMs: 10, maxDelayMs: 50 },
+      circuitBreaker: { failureThreshold: 3, resetAfterMs: 100 },
+    }],
+  })
+  await b.start([channel], await alertsFile(b.dir, { checkIntervalMs: 20, webhooks: { ops: fastWebhook(hook.url) }, alerts }))
+  return { b, hook, api, adt: b.handles[0]! }
 }

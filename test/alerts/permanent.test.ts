@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import { until } from '../_setup.ts'
-import { startApi } from '../runtime/_helpers.ts'
-import { alertsFile, bed, fastWebhook, webhookReceiver } from './_alerts.ts'
+import type { startApi } from '../runtime/_helpers.ts'
+import { adtOnApi } from './_alerts.ts'
 
 // Finding (on call): an API that answered 503 until the breaker opened, then 400 to everything,
 // got "destination api of channel adt delivers again" though nothing was delivered (a permanent
@@ -14,22 +14,7 @@ afterEach(async () => {
 
 const sleep = (ms: number) => new Promise((ok) => setTimeout(ok, ms))
 
-async function setup(alerts: unknown[], behaviour: Parameters<typeof startApi>[0]) {
-  const b = await bed()
-  const hook = await webhookReceiver()
-  const api = await startApi(behaviour)
-  closing.push(hook.close, api.close, b.close)
-  const channel = await b.channel({
-    name: 'adt',
-    destinations: [{
-      name: 'api', type: 'http', config: { url: api.url },
-      retry: { maxAttempts: 1000, initialDelayMs: 10, maxDelayMs: 50 },
-      circuitBreaker: { failureThreshold: 3, resetAfterMs: 100 },
-    }],
-  })
-  await b.start([channel], await alertsFile(b.dir, { checkIntervalMs: 20, webhooks: { ops: fastWebhook(hook.url) }, alerts }))
-  return { b, hook, api, adt: b.handles[0]! }
-}
+const setup = (alerts: unknown[], behaviour: Parameters<typeof startApi>[0]) => adtOnApi(alerts, behaviour, closing)
 
 describe('destination-failing', () => {
   it('fired on 503s, stays firing while the API answers 400 to everything, and resolves only after a delivered attempt', async () => {
