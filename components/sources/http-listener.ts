@@ -328,7 +328,8 @@ function answerFailure(l: Listener, req: IncomingMessage, res: ServerResponse, e
   }
   if (isWeirError(e) && (e.statusCode === 503 || e.retryable)) {
     const seconds = Math.max(1, Math.ceil((e.retryAfterMs ?? 1000) / 1000))
-    l.log.warn({ status: 503, reason: e.message }, 'message not accepted')
+    // A full queue or store: the channel logs the episode (once as it starts, once as it ends), not every refusal.
+    l.log[e.code === 'ERR_BACKPRESSURE' ? 'debug' : 'warn']({ status: 503, reason: e.message }, 'message not accepted')
     return json(res, 503, { error: `${refusalOf(e)}, retry later` }, { 'retry-after': String(seconds) })
   }
   l.log.error({ err: e }, 'message could not be stored')

@@ -41,9 +41,10 @@ type OriginalCode = 'AA' | 'AE' | 'AR'
 /**
  * What to answer one frame: an acknowledgement code, the reason for a negative one, the HL7 error
  * code (table 0357), and what the channel counts a refusal of the input itself as (`ctx.rejected`;
- * absent when the message was fine but could not be stored).
+ * absent when the message was fine but could not be stored); `quiet`: a refusal for now (a full
+ * queue or store), which the channel logs once per episode, not per frame.
  */
-interface Verdict { header: MshHeader; code: OriginalCode; reason?: string; errorCode?: string; rejected?: RejectReason }
+interface Verdict { header: MshHeader; code: OriginalCode; reason?: string; errorCode?: string; rejected?: RejectReason; quiet?: boolean }
 
 /** The header used to answer input whose MSH cannot be read. */
 const UNREADABLE: MshHeader = {
@@ -155,8 +156,10 @@ async function store(emit: Emit, text: string, header: MshHeader, socket: Socket
     return { header, code: 'AA' }
   } catch (e) {
     if (isWeirError(e) && (e.retryable || e.statusCode === 503)) {
-      ctx.log.warn({ controlId: header.controlId, reason: e.message }, 'message not accepted')
-      return { header, code: 'AE', errorCode: '207', reason: `message not stored, send it again later: ${refusalOf(e)}` }
+      // A full queue or store: the channel logs the episode (once as it starts, once as it ends), not every refusal.
+      const quiet = e.code === 'ERR_BACKPRESSURE'
+      ctx.log[quiet ? 'debug' : 'warn']({ controlId: header.controlId, reason: e.message }, 'message not accepted')
+      return { header, code: 'AE', errorCode: '207', reason: `message not stored, send it again later: ${refusalOf(e)}`, ...(quiet ? { quiet } : {}) }
     }
     ctx.log.error({ err: e, controlId: header.controlId }, 'message could not be stored')
     return { header, code: 'AE', errorCode: '207', reason: 'message not stored: internal error' }
@@ -191,7 +194,7 @@ async function answer(event: Exclude<FrameEvent, { type: 'garbage' }>, socket: S
     ctx.log.error({ ...peer, ...errorSummary(e) }, 'message could not be handled')
     return INTERNAL_ERROR
   })
-  if (v.code !== 'AA') ctx.log.warn({ ...peer, ack: v.code, controlId: v.header.controlId, reason: v.reason }, 'message refused')
+  if (v.code !== 'AA') ctx.log[v.quiet ? 'debug' : 'warn']({ ...peer, ack: v.code, controlId: v.header.controlId, reason: v.reason }, 'message refused')
   if (v.rejected) ctx.rejected?.(v.rejected)
   const ack = acknowledgement(v)
   // In the listener's encoding: a latin1 sender must read its own MSH-3/4 (echoed in MSH-5/6) back as sent.

@@ -24,6 +24,12 @@ export function sinceStart(src: ApiSources): string {
   return t === undefined ? 'since start' : `since start ${new Date(t).toISOString().slice(11, 16)} UTC`
 }
 
+/** `h.refusing()` as the API and pages show it: the limit and since when (ISO 8601), or null while the channel accepts. */
+export function refusingOf(h: ChannelHandle): { limit: string; since: string } | null {
+  const r = h.refusing()
+  return r ? { limit: r.limit, since: new Date(r.since).toISOString() } : null
+}
+
 /** One channel as GET /api/channels shows it. */
 export async function channelView(h: ChannelHandle, store: MessageStore | undefined, oldest: Record<string, number>, now = Date.now()) {
   const since = oldest[h.name]
@@ -37,6 +43,8 @@ export async function channelView(h: ChannelHandle, store: MessageStore | undefi
     oldestQueuedAgeSec: since === undefined ? null : Math.max(0, (now - since) / 1000),
     destinations: h.destinations(),
     credentials: h.credentials(),
+    /** The limit the channel refuses its source's input at (`queueLimit` or `maxStoreBytes`) and since when (ISO 8601); null while it accepts. */
+    refusing: refusingOf(h),
   }
 }
 

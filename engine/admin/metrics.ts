@@ -15,6 +15,7 @@ export interface MetricsSources {
 export const BREAKER_VALUES: Record<string, number> = { closed: 0, 'half-open': 1, open: 2 }
 
 const STATUSES = ['running', 'paused', 'failing', 'stopping', 'stopped'] as const
+const REFUSAL_LIMITS = ['queueLimit', 'maxStoreBytes'] as const
 /** Seconds; delivery attempts reach from a loopback millisecond to a slow API's 30 s timeout. */
 const DELIVERY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30]
 /** Seconds; a durable write is a group commit (fsync) of a few milliseconds. */
@@ -24,7 +25,7 @@ const WRITE_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2
 export const METRIC_NAMES = [
   'weir_messages_received_total', 'weir_messages_duplicate_total', 'weir_messages_refused_total', 'weir_messages_rejected_total', 'weir_messages_finished_total',
   'weir_delivery_attempts_total', 'weir_delivery_duration_seconds', 'weir_store_write_duration_seconds',
-  'weir_queue_depth', 'weir_queue_oldest_age_seconds', 'weir_channel_status', 'weir_destination_paused',
+  'weir_queue_depth', 'weir_queue_oldest_age_seconds', 'weir_channel_status', 'weir_channel_refusing', 'weir_destination_paused',
   'weir_circuit_breaker_state', 'weir_circuit_breaker_openings_total',
   'weir_token_requests_total', 'weir_tokens_fetched_total', 'weir_token_requests_failed_total', 'weir_token_fetch_failures_total', 'weir_token_expires_in_seconds', 'weir_credential_failing_fast',
   'weir_store_size_bytes', 'weir_alert_notifications_total',
@@ -51,6 +52,10 @@ function channelMetrics(registers: Registry[], src: MetricsSources) {
   new Gauge({
     name: 'weir_channel_status', help: '1 for the channel\'s current status (running, paused, failing, stopping, stopped), 0 for the others.', labelNames: ['channel', 'status'], registers,
     collect() { this.reset(); each((h) => { const now = h.status(); for (const s of STATUSES) this.set({ channel: h.name, status: s }, s === now ? 1 : 0) }) },
+  })
+  new Gauge({
+    name: 'weir_channel_refusing', help: '1 while the channel refuses its source\'s input at the limit (queueLimit or maxStoreBytes), until it accepts a message again; 0 otherwise.', labelNames: ['channel', 'limit'], registers,
+    collect() { this.reset(); each((h) => { const r = h.refusing(); for (const limit of REFUSAL_LIMITS) this.set({ channel: h.name, limit }, r?.limit === limit ? 1 : 0) }) },
   })
   new Gauge({
     name: 'weir_destination_paused', help: '1 while an operator has paused the destination.', labelNames: ['channel', 'destination'], registers,

@@ -9,7 +9,7 @@ import type { MessageStore } from '../../shared/store/types.ts'
 import { createComponents, type ChannelComponents } from './components.ts'
 import { Backoffs, encryptedDetails, logFailure, shutdownError, type RunContext } from './context.ts'
 import { Dispatcher, type DispatchOptions } from './dispatch.ts'
-import { createEmit, type IntakeCounters } from './intake.ts'
+import { createEmit, type IntakeCounters, type Refusing } from './intake.ts'
 import { stopChannel } from './lifecycle.ts'
 import { KeyedQueue } from './order.ts'
 import { guardedObserver, type RuntimeObserver } from './observer.ts'
@@ -55,7 +55,7 @@ export interface ChannelCounters {
   errors: number
   /** Deliveries waiting for their next attempt now. */
   retrying: number
-  /** Messages refused because the queue was full. */
+  /** Messages refused for now: the queue at `queueLimit` or the store at `maxStoreBytes` (see `refusing()`). */
   refused: number
   /** Input the source rejected before it became a message (malformed, too large, unauthorized…; see `rejections()`). */
   rejected: number
@@ -63,7 +63,10 @@ export interface ChannelCounters {
   tokensFetched: number
   /** Token requests of the channel's credentials that got no token (error response, network error, timeout). */
   tokenRequestsFailed: number
-  /** Destinations paused by their circuit breaker now. */
+  /**
+   * Destinations holding their deliveries now: paused by an operator or by their circuit breaker
+   * (open or half-open). `destinations()` tells which, and why (`paused`, `breaker`).
+   */
   paused: number
 }
 
@@ -75,8 +78,9 @@ export type ChannelStatus = 'running' | 'paused' | 'failing' | 'stopping' | 'sto
 export interface DestinationStatus {
   name: string
   type: string
-  /** Paused by an operator. */
+  /** Paused by an operator (a channel-wide pause is the channel's `status`, not this). */
   paused: boolean
+  /** Circuit breaker state: `closed`, `open` or `half-open` (not `closed`: the destination holds its deliveries, `status()` is `failing`). */
   breaker: string
   openings: number
 }
@@ -100,6 +104,8 @@ export interface ChannelHandle {
   /** Circuit breaker state per destination. */
   breakers(): Record<string, { state: string; openings: number }>
   status(): ChannelStatus
+  /** The limit the channel refuses its source's input at, and since when; undefined while it accepts (cleared by the next message accepted). */
+  refusing(): Refusing | undefined
   destinations(): DestinationStatus[]
   /** The channel's credentials in use (those a component asked for), by name. */
   credentials(): Record<string, CredentialStatus>
@@ -325,7 +331,7 @@ interface HandleParts {
   rejections: ReturnType<typeof rejectionCounter>
   idle: IdleWatch
   dispatcher: Dispatcher
-  emit: { readonly inFlight: number }
+  emit: { readonly inFlight: number; readonly refusing: Refusing | undefined }
   stopped: Promise<Outcome>
   pauses: OperatorPauses
   state: () => ChannelState
@@ -363,7 +369,7 @@ function channelHandle(p: HandleParts): ChannelHandle {
         retrying: rc.retrying.size,
         tokensFetched,
         tokenRequestsFailed,
-        paused: c.destinations.filter((d) => d.breaker.state !== 'closed').length,
+        paused: c.destinations.filter((d) => d.hold.paused || d.breaker.state !== 'closed').length,
       }
     },
     rejections: () => ({ ...p.rejections.byReason }),
@@ -386,6 +392,10 @@ function channelHandle(p: HandleParts): ChannelHandle {
       const failing = c.destinations.some((d) => d.breaker.state !== 'closed') ||
         Object.values(handle.credentials()).some((cr) => cr.failingFastUntil !== undefined)
       return failing ? 'failing' : 'running'
+    },
+    refusing: () => {
+      const r = p.emit.refusing
+      return r && { ...r }
     },
     pause: (destination) => setPause(destination, true),
     resume: (destination) => setPause(destination, false),

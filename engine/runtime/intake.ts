@@ -15,6 +15,13 @@ export interface IntakeCounters {
   errors: number
 }
 
+/** Why and since when a channel refuses its source's input: set by the first refusal, cleared by the next message accepted. */
+export interface Refusing {
+  limit: 'queueLimit' | 'maxStoreBytes'
+  /** When the refusals began (ms since the epoch). */
+  since: number
+}
+
 /**
  * Compiles `options.orderBy`: a JSONata expression evaluated on the body as received (with
  * `$message` bound to the whole message), or an HL7 terse path (`PID.3.1`) on an ER7 body, whose
@@ -44,21 +51,35 @@ export function orderKeyOf(expression: string): (input: MessageInput) => Promise
  * The channel's `emit`: refuses (retryably, so the source answers 503 with Retry-After) while the
  * channel stops or its queue is full, computes the order key, and resolves once the message is
  * durably stored. A message whose key cannot be computed is stored in error with the reason (or
- * under `orderByDefault`), so the sender's message is never lost.
+ * under `orderByDefault`), so the sender's message is never lost. `refusing` tells, from the first
+ * refusal until a message is accepted again, which limit refuses and since when (logged at warn
+ * level as it begins, at info level as it ends).
  */
-export function createEmit(rc: RunContext, options: ChannelOptions, hooks: { retryAfterMs: number; counters: IntakeCounters; stored: () => void; settled: () => void }): Emit & { readonly inFlight: number } {
+export function createEmit(rc: RunContext, options: ChannelOptions, hooks: { retryAfterMs: number; counters: IntakeCounters; stored: () => void; settled: () => void }): Emit & { readonly inFlight: number; readonly refusing: Refusing | undefined } {
   const keyOf = options.orderBy !== undefined ? orderKeyOf(options.orderBy) : undefined
   const searchKeys = options.searchKeys !== undefined && Object.keys(options.searchKeys).length > 0 ? searchKeysOf(options.searchKeys) : undefined
   const { counters } = hooks
   let inFlight = 0
   const storeSize = options.maxStoreBytes !== undefined ? storeSizeOf(rc.store, rc.now) : undefined
   let fullLoggedAt = -Infinity
+  let refusing: Refusing | undefined
+  const refuse = (limit: Refusing['limit']) => {
+    counters.refused++
+    rc.observer.refused?.(rc.name)
+    if (refusing?.limit === limit) return
+    if (!refusing && limit === 'queueLimit') rc.log.warn({ queueLimit: options.queueLimit }, `refusing messages: the queue is full (${options.queueLimit} messages pending)`)
+    refusing = { limit, since: refusing?.since ?? rc.now() }
+  }
+  const accepted = () => {
+    if (!refusing) return
+    rc.log.info({ limit: refusing.limit, refusedForMs: rc.now() - refusing.since }, 'accepting messages again')
+    refusing = undefined
+  }
   /** Refuses (retryably) while the store is at or above `maxStoreBytes`, saying why in the log at most once a minute. */
   const checkStoreSize = async () => {
     const size = await storeSize!.current()
     if (size === undefined || size < options.maxStoreBytes!) return
-    counters.refused++
-    rc.observer.refused?.(rc.name)
+    refuse('maxStoreBytes')
     const why = `the message store is full (${size} bytes on disk, maxStoreBytes ${options.maxStoreBytes}): retention or weir messages purge must free space`
     if (rc.now() - fullLoggedAt >= 60_000) {
       fullLoggedAt = rc.now()
@@ -84,8 +105,7 @@ export function createEmit(rc: RunContext, options: ChannelOptions, hooks: { ret
   const emit = async (input: MessageInput): Promise<EmitResult> => {
     if (rc.stopping.aborted) throw new errorCodes.ERR_SHUTDOWN(`channel ${rc.name} is stopping`, { retryAfterMs: hooks.retryAfterMs })
     if (rc.store.pending(rc.name) >= options.queueLimit) {
-      counters.refused++
-      rc.observer.refused?.(rc.name)
+      refuse('queueLimit')
       throw new errorCodes.ERR_BACKPRESSURE(`channel ${rc.name}: queue is full (${options.queueLimit} messages pending)`, { retryAfterMs: hooks.retryAfterMs, limit: 'queueLimit' })
     }
     if (storeSize) await checkStoreSize()
@@ -96,6 +116,7 @@ export function createEmit(rc: RunContext, options: ChannelOptions, hooks: { ret
       const r = await rc.store.enqueue(rc.name, input, how)
       rc.observer.stored?.(rc.name, performance.now() - t0)
       rc.observer.received?.(rc.name, r.duplicate)
+      accepted()
       if (r.duplicate) counters.duplicates++
       else {
         counters.received++
@@ -113,5 +134,5 @@ export function createEmit(rc: RunContext, options: ChannelOptions, hooks: { ret
       hooks.settled()
     }
   }
-  return Object.defineProperty(emit, 'inFlight', { get: () => inFlight }) as Emit & { readonly inFlight: number }
+  return Object.defineProperties(emit, { inFlight: { get: () => inFlight }, refusing: { get: () => refusing } }) as Emit & { readonly inFlight: number; readonly refusing: Refusing | undefined }
 }

@@ -31,6 +31,12 @@ export function pausedDestinations(v: Pick<View, 'status' | 'destinations'>): st
   return paused.length ? `destinations paused: ${paused.join(', ')}` : ''
 }
 
+/** "refusing input: queue full (queueLimit) since 14:02:11 UTC" while the channel refuses its source's input; empty while it accepts. */
+export function refusingText(v: Pick<View, 'refusing'>): string {
+  if (!v.refusing) return ''
+  return `refusing input: ${v.refusing.limit === 'queueLimit' ? 'queue' : 'store'} full (${v.refusing.limit}) since ${v.refusing.since.slice(11, 19)} UTC`
+}
+
 /** "(unauthorized 2 · unsupported media type 1)": the reasons input was rejected for, those counted only; empty when none. */
 export function rejectedByReason(by: Readonly<Record<RejectReason, number>>): string {
   const shown = REJECT_REASONS.filter((r) => by[r] > 0).map((r) => `${r.replaceAll('_', ' ')} ${by[r]}`)
@@ -42,7 +48,7 @@ function channelRow(v: View & { inError: number | undefined }, user: PageUser, b
   const action = user.role === 'operator' && canToggle(v.status) ? actionForm(user, `/channels/${encodeURIComponent(v.name)}/${paused ? 'resume' : 'pause'}`, paused ? 'Resume' : 'Pause', { back }) : ''
   return html`<tr data-channel="${v.name}">
 <td><a href="/channels/${encodeURIComponent(v.name)}">${v.name}</a></td>
-<td><span class="status s-${v.status}" data-field="status">${v.status}</span> <small data-field="pausedDestinations">${pausedDestinations(v)}</small></td>
+<td><span class="status s-${v.status}" data-field="status">${v.status}</span> <small data-field="pausedDestinations">${pausedDestinations(v)}</small> <small data-field="refusing" class="refusing">${refusingText(v)}</small></td>
 <td class="num" data-field="received">${v.counters.received}</td><td class="num" data-field="delivered">${v.counters.delivered}</td>
 <td class="num" data-field="errors">${v.counters.errors}</td><td class="num" data-field="rejected">${v.counters.rejected}</td><td class="num" data-field="inError">${v.inError ?? '–'}</td><td class="num" data-field="queueDepth">${v.queueDepth ?? '–'}</td>
 <td class="num" data-field="oldest">${age(v.oldestQueuedAgeSec)}</td><td>${action}</td></tr>`

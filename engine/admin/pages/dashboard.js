@@ -42,6 +42,13 @@ function setStatusAndCounters(scope, c) {
   set(scope, 'delivered', c.counters.delivered)
   set(scope, 'errors', c.counters.errors)
   set(scope, 'rejected', c.counters.rejected)
+  set(scope, 'refusing', refusing(c))
+}
+
+/** "refusing input: queue full (queueLimit) since 14:02:11 UTC" while the channel refuses its source's input (as the pages render it). */
+function refusing(c) {
+  if (!c.refusing) return ''
+  return `refusing input: ${c.refusing.limit === 'queueLimit' ? 'queue' : 'store'} full (${c.refusing.limit}) since ${c.refusing.since.slice(11, 19)} UTC`
 }
 
 /** The channel page: its status, counters and each destination's pause and breaker state. */

@@ -5,11 +5,11 @@ import { MESSAGE_STATUSES, type ListFilter, type MessageStatus, type MessageStor
 import { isWeirError } from '../../../shared/errors.ts'
 import { parseSince } from '../../commands/messages.ts'
 import { iso, scrubShown, shownMessage } from '../../message-view.ts'
-import { auditAction, sinceStart, type ApiSources } from '../api.ts'
+import { auditAction, refusingOf, sinceStart, type ApiSources } from '../api.ts'
 import type { Auth } from '../auth.ts'
 import { requireRole, type RouteContext, type Router } from '../router.ts'
 import { oneAtATime, setDigest } from '../../resubmit-set.ts'
-import { canToggle, rejectedByReason } from './channels.ts'
+import { canToggle, refusingText, rejectedByReason } from './channels.ts'
 import { actionForm, html, layout, pageUser, sendHtml, type PageUser, type Raw } from './html.ts'
 
 const LIMITS = [50, 100, 500]
@@ -65,7 +65,7 @@ function destinationsTable(src: ApiSources, channel: string, user: PageUser, bac
   const c = handle.counters()
   const live = `/api/events?channels=${encodeURIComponent(channel)}`
   return html`<section id="channel-live" data-channel="${channel}" data-stream="${live}" data-poll="/api/channels">
-<p>Channel status <span class="status s-${status}" id="channel-status" data-field="status">${status}</span> ${toggle(status === 'paused', {})}
+<p>Channel status <span class="status s-${status}" id="channel-status" data-field="status">${status}</span> <small data-field="refusing" class="refusing">${refusingText({ refusing: refusingOf(handle) })}</small> ${toggle(status === 'paused', {})}
 · ${sinceStart(src)}: received <strong data-field="received">${c.received}</strong> · delivered <strong data-field="delivered">${c.delivered}</strong> · errors <strong data-field="errors">${c.errors}</strong>
 · rejected <strong data-field="rejected">${c.rejected}</strong> <span data-field="rejectedByReason">${rejectedByReason(handle.rejections())}</span></p>
 <table class="grid" id="destinations"><thead><tr><th>Destination</th><th>Type</th><th>Paused</th><th>Breaker</th><th></th></tr></thead><tbody>
