@@ -126,7 +126,7 @@ export const errorCodes = defineErrors({
   ERR_MLLP_NACK: { retryable: 'varies', description: 'an MLLP receiver answered AE/CE (retryable unless the destination says otherwise) or AR/CR (permanent); `ack` is the code, the message quotes the ACK\'s text' },
   ERR_OAUTH_RESPONSE: { retryable: 'varies', credentialOutage: true, description: 'the token endpoint answered with an OAuth error (`error`, `error_description`, `error_uri`, `status`) whatever the status, or with an unusable body on a status that is not retryable (a non-JSON 400, a 200 without `access_token`); retryable (the token request is sent again at once) for `temporarily_unavailable`, `server_error`, `slow_down`, and for an OAuth error answered with 408, 429 or 5xx. A failure of the credential: a delivery retries it whatever `retryable` says, and the destination\'s circuit breaker counts it' },
   ERR_OAUTH_DISCOVERY: { retryable: false, credentialOutage: true, description: "an issuer's discovery document (RFC 8414, OpenID Connect) is missing or does not match the configured issuer. A failure of the credential: a delivery retries it" },
-  ERR_OAUTH_CHALLENGE: { retryable: 'varies', credentialOutage: true, description: 'a protected API answered 401 to a request with the credential\'s token, again after one renewal, after a renewed token was rejected too (no new token before `failFastMs` has passed), or with a challenge naming another error or scheme (`scheme`, `parameters`, `error` from `WWW-Authenticate` when there is one); the message quotes the body\'s redacted excerpt. A failure of the credential: a delivery retries it whatever `retryable` says, and the destination\'s circuit breaker counts it' },
+  ERR_OAUTH_CHALLENGE: { retryable: 'varies', credentialOutage: true, description: 'a protected API answered 401 to a request with the credential\'s token, again after one renewal, after a renewed token was rejected too (no new token before `failFastMs` has passed), or with a challenge naming another error or scheme (`scheme`, `parameters`, `error` from `WWW-Authenticate` when there is one); the message quotes the body\'s redacted excerpt. After a renewal, a failure of the credential: a delivery retries it whatever `retryable` says, and the destination\'s circuit breaker counts it; a 401 naming another error (`insufficient_scope`) or scheme judges the request and is permanent' },
   ERR_OAUTH_FAIL_FAST: { retryable: true, credentialOutage: true, description: 'the credential is broken; calls fail fast without contacting the token endpoint until `retryAt` (`retryAfterMs` is the time left): a delivery waits, its destination\'s circuit breaker open, and goes on once a token is obtained' },
   ERR_OAUTH_REAUTH_REQUIRED: { retryable: false, userError: true, credentialOutage: true, description: 'the refresh token is no longer valid; a person must consent again and import the new one. A failure of the credential: deliveries wait for the new refresh token' },
   ERR_OAUTH_AUTHORIZATION: { retryable: false, userError: true, description: 'the consent flow of `weir credentials authorize` failed: the user or server refused (`error`, `error_description`), the callback\'s `state` or `iss` did not match, no refresh token was issued, or no answer came before the timeout' },
@@ -239,7 +239,10 @@ export function isWeirError(e: unknown): e is CodedError {
  * it is an outage of the destination, not a defect of the message.
  */
 export function isCredentialOutage(e: unknown): boolean {
-  return isWeirError(e) && Object.hasOwn(errorSpecs, e.code) && errorSpecs[e.code as ErrorCode].credentialOutage === true
+  if (!isWeirError(e) || !Object.hasOwn(errorSpecs, e.code)) return false
+  // An error may say for itself (a 401 that judges one request, not the credential: ERR_OAUTH_CHALLENGE).
+  const own = (e as { credentialOutage?: unknown }).credentialOutage
+  return typeof own === 'boolean' ? own : errorSpecs[e.code as ErrorCode].credentialOutage === true
 }
 
 /**

@@ -59,7 +59,7 @@ export async function stopChannel(plan: StopPlan): Promise<void> {
   await within(log, () => work, Math.max(0, deadline - plan.now()), 'in-flight work')
   if (!finished) {
     const ids = plan.underWay()
-    log.warn({ messages: ids.slice(0, NAMED), count: ids.length }, 'cutting off the messages still under way at the end of shutdownTimeoutMs: each goes back to the queue, its attempt recorded as cut off')
+    log.warn({ messages: ids.slice(0, NAMED), count: ids.length }, 'cutting off the messages still under way at the end of shutdownTimeoutMs: they go back to the queue (an attempt on the wire is recorded as cut off)')
     plan.abortInFlight()
     await within(log, () => work, 1000, 'aborted deliveries')
   }

@@ -13,8 +13,15 @@ export class OAuthChallengeError extends errorCodes.ERR_OAUTH_CHALLENGE {
   error?: string
   error_description?: string
   parameters: Record<string, string>
-  constructor(message: string, status: number, challenge: Challenge, options: { retryable?: boolean } = {}) {
+  /**
+   * Whether the 401 rejects the credential itself (a renewed token rejected too): an outage of the
+   * destination, retried for every message. False for a 401 that rejects this request (a challenge
+   * naming another error such as `insufficient_scope`, or another scheme), which fails alone.
+   */
+  credentialOutage: boolean
+  constructor(message: string, status: number, challenge: Challenge, options: { retryable?: boolean; credentialOutage?: boolean } = {}) {
     super(message, { retryable: options.retryable ?? false })
+    this.credentialOutage = options.credentialOutage ?? true
     this.status = status
     this.scheme = remoteText(challenge.scheme, 100)
     // The server's own words, which may echo what it received: scrubbed, one line, cut.

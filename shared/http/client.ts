@@ -186,7 +186,8 @@ const RENEWAL_TEXT: Record<Renewal, string> = {
  */
 function unauthorized(url: URL, method: string, res: HttpResponse, error: string | undefined, challenge: Challenge, renewal: Renewal): OAuthChallengeError {
   const { message, excerpt } = answered(url, method, res, `${error ? ` ${error}` : ''}${RENEWAL_TEXT[renewal]}`)
-  return withResponse(new OAuthChallengeError(message, 401, challenge), res, excerpt)
+  // Only a token rejected after its renewal (or kept from one) says the credential is down; a 401 naming another error or scheme judges this request.
+  return withResponse(new OAuthChallengeError(message, 401, challenge, { credentialOutage: renewal !== 'none' }), res, excerpt)
 }
 
 /** A character undici refuses in a header value: anything but tab, printable ASCII and U+0080–U+00FF. */

@@ -5,7 +5,7 @@ import { classify } from '../../shared/failure.ts'
 import { createHttpClient } from '../../shared/http/index.ts'
 import { createTokenProvider, FailFastError, OAuthChallengeError, OAuthResponseError, ReauthRequiredError, TokenCache } from '../../shared/oauth/index.ts'
 import { Secret } from '../../shared/secret.ts'
-import { loopbackServer } from '../_setup.ts'
+import { loopbackServer, staticTokenProvider } from '../_setup.ts'
 import { leakCollector } from './_helpers.ts'
 
 const leak = leakCollector()
@@ -28,6 +28,7 @@ describe('a failure of the credential is retried by a delivery', () => {
     ['fail-fast, coming back when the next token request may go', new FailFastError('api', refused, 31_000, 1_000), { retryable: true, retryAfterMs: 30_000 }],
     ['401 after renewal', new OAuthChallengeError('POST https://api.example/in answered 401 invalid_token again after renewing the access token', 401, { scheme: 'Bearer', parameters: { error: 'invalid_token' } }), { retryable: true }],
     ['403 insufficient_scope: the API refuses this request, not the credential', new HttpStatusError('POST https://api.example/in answered 403', 403), { retryable: false }],
+    ['401 naming another error (insufficient_scope), not renewed: this request, not the credential', new OAuthChallengeError('POST https://api.example/in answered 401 insufficient_scope', 401, { scheme: 'Bearer', parameters: { error: 'insufficient_scope' } }, { credentialOutage: false }), { retryable: false }],
     ['a component that decides the failure is permanent', new PermanentError('patient unknown', { cause: refused }), { retryable: false }],
   ])('%s', (_name, error, expected) => {
     expect(classify(error)).toEqual(expected)
@@ -60,6 +61,25 @@ describe('an API that rejects the renewed token too', () => {
       expect([tokens(), calls]).toEqual([3, 9]) // failFastMs later: one renewal again
     } finally {
       await p.close()
+      await api.close()
+    }
+  })
+})
+
+describe('a 401 from the API, through the shared client', () => {
+  it.each([
+    ['naming insufficient_scope: not renewed, fails this message alone', 'Bearer error="insufficient_scope", scope="patient/Observation.write"', false],
+    ['invalid_token on every request: renewed, rejected again, the credential is down', 'Bearer error="invalid_token"', true],
+  ])('%s', async (_name, challenge, outage) => {
+    const api = await loopbackServer((_, res) => {
+      res.writeHead(401, { 'www-authenticate': challenge })
+      res.end()
+    })
+    try {
+      const err = await http.request({ method: 'POST', url: api.url, body: '{}', credential: staticTokenProvider('api', 'eyJ0ZXN0.cGF5bG9hZA.c2ln') }).then(() => undefined, (e: unknown) => e)
+      expect(err).toBeInstanceOf(OAuthChallengeError)
+      expect(classify(err).retryable).toBe(outage)
+    } finally {
       await api.close()
     }
   })
