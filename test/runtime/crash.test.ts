@@ -188,13 +188,15 @@ describe('crash safety (weir run as a child process)', () => {
 
   it('SIGKILL after every attempt: the retry budget goes on from what the killed runs spent, and the message goes to error', async () => {
     api.behaviour = () => ({ status: 503, body: 'down' })
-    const file = await writeChannel({}, { maxAttempts: 3, initialDelayMs: 1000, maxDelayMs: 1000 })
+    // The retry delay is long enough that a loaded machine's polling lag does not let one run make two attempts.
+    const file = await writeChannel({}, { maxAttempts: 3, initialDelayMs: 3000, maxDelayMs: 3000 })
     let weir = await startWeir(file)
+    // A reader beside the engine (no lock, no recovery) sees each attempt once it is recorded; opened before the
+    // message is sent, so that its start-up is not part of the time between an attempt and the kill.
+    const store = openSqliteStore({ dataDir: join(dir.path, 'data'), owner: false, create: false })
     const s = sender(() => weir.port)
     await s.sendAll(0, 1, 1)
     const id = s.acked.get(0)!
-    // A reader beside the engine (no lock, no recovery) sees each attempt once it is recorded.
-    const store = openSqliteStore({ dataDir: join(dir.path, 'data'), owner: false, create: false })
     const state = async () => { const d = (await store.get(id))!; return { status: d.message.status, error: d.message.error, attempts: d.attempts.length } }
     let runs = 1
     try {
