@@ -3,7 +3,7 @@ import { Secret, reveal } from '../secret.ts'
 import { OAuthResponseError, ReauthRequiredError } from './errors.ts'
 import type { Lease, RefreshTokenStore, StoredFailure, StoredTokens, StoredTokensInput } from './refresh-store.ts'
 import type { ProcessedToken } from './token-endpoint.ts'
-import { refreshSchedule, type ObtainMode, type Obtained, type Slot } from './token-slot.ts'
+import { refreshSchedule, tokenDigest, type ObtainMode, type Obtained, type Slot } from './token-slot.ts'
 import type { AccessToken } from './types.ts'
 
 /** One provider's view of a store entry: whose it is, and what the provider already holds. */
@@ -38,7 +38,7 @@ export function storedFieldsOf(ctx: Pick<LeasedFetchContext, 'tokenFor'>, res: P
  */
 export function usableStored(ctx: LeasedFetchContext, entry: StoredTokens | undefined): Obtained | undefined {
   const { slot, now } = ctx
-  if (!ctx.shareAccessToken || !entry?.accessToken || entry.accessTokenFor !== ctx.tokenFor || entry.expiresAt === undefined || entry.accessToken === slot.invalidated) return undefined
+  if (!ctx.shareAccessToken || !entry?.accessToken || entry.accessTokenFor !== ctx.tokenFor || entry.expiresAt === undefined || (slot.invalidated !== undefined && tokenDigest(entry.accessToken) === slot.invalidated)) return undefined
   if (slot.token && reveal(slot.token.value) === entry.accessToken) return undefined
   const lifetimeMs = entry.expiresAt - (entry.issuedAt ?? now())
   if (now() >= refreshSchedule(entry.expiresAt, lifetimeMs, ctx.clockSkewSec, 0).refreshAt) return undefined

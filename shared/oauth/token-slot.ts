@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import { errorCodes, type WeirError } from '../errors.ts'
 import type { Logger } from '../log/index.ts'
 import { reveal } from '../secret.ts'
@@ -31,21 +32,26 @@ export interface Slot {
   fetchedAt?: number
   /** The last fetch that failed after its retries, for status displays (cleared by the next success). */
   lastFailure?: { at: number; code: string; message: string; error?: string }
+  /** The sha256 (`tokenDigest`) of the token `invalidate` dropped: a copy stored elsewhere that is this one is not used again. */
   invalidated?: string
   /** Set by `invalidate`: the next token installed renews one an API rejected. */
   renewing?: boolean
   /**
    * The token installed to renew one an API rejected, and when (epoch ms). If an API rejects it
    * too, the credential is refused, not its token: `invalidate` keeps it for `failFastMs` instead
-   * of fetching a new token for each 401 (`rejected` once it did).
+   * of fetching a new token for each 401 (`rejected` once it did). `digest` is its `tokenDigest`:
+   * a token dropped or replaced is not kept in clear.
    */
-  renewal?: { value: string; at: number; rejected?: boolean }
+  renewal?: { digest: string; at: number; rejected?: boolean }
   /**
    * The DPoP key pair of the slot: every provider sharing the slot (two channels using one shared
    * credential) signs proofs with the key its tokens are bound to, and shares the server nonces.
    */
   dpop?: DpopSigner
 }
+
+/** What the slot keeps of a token it no longer holds, for comparisons: its sha256, never the token. */
+export const tokenDigest = (value: string): string => createHash('sha256').update(value).digest('base64url')
 
 /** Tokens by cache key (token endpoint, client, grant, auth method, sorted scopes, resource, audience). */
 export class TokenCache {
@@ -229,16 +235,17 @@ export class SlotUser {
   invalidate(token: AccessToken): void {
     const slot = this.slot
     const value = reveal(token.value)
-    if (!slot.token || reveal(slot.token.value) !== value) return
+    if (value === undefined || !slot.token || reveal(slot.token.value) !== value) return
+    const digest = tokenDigest(value)
     const renewal = slot.renewal
-    if (renewal !== undefined && renewal.value === value && this.o.now() < renewal.at + this.o.failFastMs) {
+    if (renewal !== undefined && renewal.digest === digest && this.o.now() < renewal.at + this.o.failFastMs) {
       if (!renewal.rejected) {
         renewal.rejected = true
         this.o.log.warn({ renewAfter: new Date(renewal.at + this.o.failFastMs).toISOString() }, 'the access token renewed after a 401 was rejected too; no new token for 401s before renewAfter')
       }
       return
     }
-    slot.invalidated = value
+    slot.invalidated = digest
     slot.renewing = true
     delete slot.token
     delete slot.resolved
@@ -255,7 +262,7 @@ export class SlotUser {
     slot.staleAt = sched.staleAt
     slot.brokenUntil = 0
     slot.fetchedAt = this.o.now()
-    if (slot.renewing) slot.renewal = { value: reveal(t.token.value)!, at: slot.fetchedAt }
+    if (slot.renewing) slot.renewal = { digest: tokenDigest(reveal(t.token.value)!), at: slot.fetchedAt }
     else delete slot.renewal
     delete slot.renewing
     delete slot.brokenError
