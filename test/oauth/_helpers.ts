@@ -9,6 +9,9 @@ import { inspect } from 'node:util'
 import { join } from 'node:path'
 import { exportJWK, type JWK } from 'jose'
 import { createPublicKey } from 'node:crypto'
+import { afterAll, beforeAll, expect } from 'vitest'
+import { startAuthorizationServer, type AuthorizationServer } from '../../engine/embedded/authorization-server.ts'
+import { createHttpClient, type HttpClient } from '../../shared/http/index.ts'
 import { createLogger, type Logger } from '../../shared/log/index.ts'
 import type { RefreshTokenStore } from '../../shared/oauth/refresh-store.ts'
 
@@ -212,4 +215,34 @@ export async function answerHoldingProxy(target: string) {
       await new Promise((r) => server.close(r))
     },
   }
+}
+
+/** What `useLeakCheckedServer` gives a test file. */
+export interface LeakCheckedServer {
+  leak: ReturnType<typeof leakCollector>
+  /** An HTTP client logging to `leak`. */
+  http: HttpClient
+  /** The embedded authorization server, started before the file's tests. */
+  as: AuthorizationServer
+}
+
+/**
+ * For a test file: an embedded authorization server started before its tests, an HTTP client that
+ * logs to a leak collector, and after them all (nested suites' afterAll first) the check that some
+ * log line or error message was collected and none shows a secret the server saw or one of
+ * `laterSecrets()` (those of servers started and closed inside tests).
+ */
+export function useLeakCheckedServer(laterSecrets: () => readonly string[] = () => []): LeakCheckedServer {
+  const leak = leakCollector()
+  const f = { leak, http: createHttpClient({ log: leak.log }) } as LeakCheckedServer
+  beforeAll(async () => {
+    f.as = await startAuthorizationServer()
+  })
+  afterAll(async () => {
+    await f.http.close()
+    await f.as.close()
+    expect(leak.texts.length).toBeGreaterThan(0)
+    expect(leak.leaks([...f.as.secretsSeen(), ...laterSecrets()])).toEqual([])
+  })
+  return f
 }

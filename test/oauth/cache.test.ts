@@ -1,37 +1,26 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest'
+import { afterEach, describe, expect, it, vi } from 'vitest'
 import { startAuthorizationServer, type AuthorizationServer } from '../../engine/embedded/authorization-server.ts'
 import { createRefreshTokenStore, createTokenProvider, refreshSchedule, TokenCache, type CredentialConfig } from '../../shared/oauth/index.ts'
-import { createHttpClient } from '../../shared/http/index.ts'
 import { Secret } from '../../shared/secret.ts'
 import { loopbackServer } from '../_setup.ts'
-import { fixtures, immediate, leakCollector, until } from './_helpers.ts'
+import { fixtures, immediate, until, useLeakCheckedServer } from './_helpers.ts'
 
-const leak = leakCollector()
-const http = createHttpClient({ log: leak.log })
-/** Secrets of servers started (and closed) inside single tests, for the leak check in afterAll. */
+/** Secrets of servers started (and closed) inside single tests, for the leak check after the file. */
 const secretsOfClosedServers: string[] = []
-let as: AuthorizationServer
-beforeAll(async () => {
-  as = await startAuthorizationServer()
-})
-afterAll(async () => {
-  await http.close()
-  await as.close()
-  // Every log line and error message of this file (issue 3).
-  expect(leak.texts.length).toBeGreaterThan(0)
-  expect(leak.leaks([...as.secretsSeen(), ...secretsOfClosedServers])).toEqual([])
-})
+// Every log line and error message of this file (issue 3) is checked for secrets.
+const fx = useLeakCheckedServer(() => secretsOfClosedServers)
+const { leak, http } = fx
 afterEach(() => {
   vi.useRealTimers()
 })
 
 
 function client(id: string, extra: Partial<Parameters<AuthorizationServer['registerClient']>[0]> = {}): CredentialConfig {
-  as.registerClient({ clientId: id, authMethod: 'client_secret_basic', secret: `${id}-secret-value`, ...extra })
-  return { tokenUrl: as.tokenUrl, clientId: id, clientAuth: { secret: new Secret(`${id}-secret-value`) } }
+  fx.as.registerClient({ clientId: id, authMethod: 'client_secret_basic', secret: `${id}-secret-value`, ...extra })
+  return { tokenUrl: fx.as.tokenUrl, clientId: id, clientAuth: { secret: new Secret(`${id}-secret-value`) } }
 }
 /** Like `until`, for a condition that needs an await (each try is one more loop turn). */
 async function untilAsync(cond: () => Promise<boolean>, what: string) {
@@ -42,7 +31,7 @@ async function untilAsync(cond: () => Promise<boolean>, what: string) {
   throw new Error(`timed out waiting for ${what}`)
 }
 
-const count = (id: string) => as.requests.filter((r) => r.clientId === id).length
+const count = (id: string) => fx.as.requests.filter((r) => r.clientId === id).length
 
 describe('token cache', () => {
   it('200 concurrent getToken() on a cold cache make exactly 1 token request', async () => {
@@ -127,24 +116,24 @@ describe('error classes', () => {
   })
 
   it('invalid_client: typed error with error, error_description, error_uri; fail fast with 0 requests', async () => {
-    as.registerClient({ clientId: 'badsecret', authMethod: 'client_secret_basic', secret: 'the-right-secret' })
+    fx.as.registerClient({ clientId: 'badsecret', authMethod: 'client_secret_basic', secret: 'the-right-secret' })
     let t = Date.now()
-    const p = createTokenProvider('bad', { tokenUrl: as.tokenUrl, clientId: 'badsecret', clientAuth: { secret: new Secret('the-wrong-secret') }, failFastMs: 30_000 }, { now: () => t, cache: new TokenCache(), log: leak.log })
+    const p = createTokenProvider('bad', { tokenUrl: fx.as.tokenUrl, clientId: 'badsecret', clientAuth: { secret: new Secret('the-wrong-secret') }, failFastMs: 30_000 }, { now: () => t, cache: new TokenCache(), log: leak.log })
     const err = leak.error(await p.getToken().catch((e) => e)) as Record<string, unknown>
     expect(err).toMatchObject({
-      code: 'ERR_OAUTH_RESPONSE', status: 401, error: 'invalid_client', error_description: 'client secret mismatch', error_uri: `${as.issuer}/errors#invalid_client`, retryable: false,
-      message: `token endpoint ${as.tokenUrl} answered 401 invalid_client: client secret mismatch`,
+      code: 'ERR_OAUTH_RESPONSE', status: 401, error: 'invalid_client', error_description: 'client secret mismatch', error_uri: `${fx.as.issuer}/errors#invalid_client`, retryable: false,
+      message: `token endpoint ${fx.as.tokenUrl} answered 401 invalid_client: client secret mismatch`,
     })
     expect(count('badsecret')).toBe(1)
-    const endpoint = new URL(as.tokenUrl).host
+    const endpoint = new URL(fx.as.tokenUrl).host
     expect(p.status!()).toEqual({
       tokenRequests: 1, tokensFetched: 0, tokenRequestsFailed: 1, tokenErrors: 1, failingFastUntil: t + 30_000, grant: 'client_credentials', endpoint,
-      lastFailure: { at: t, code: 'ERR_OAUTH_RESPONSE', error: 'invalid_client', message: `token endpoint ${as.tokenUrl} answered 401 invalid_client: client secret mismatch` },
+      lastFailure: { at: t, code: 'ERR_OAUTH_RESPONSE', error: 'invalid_client', message: `token endpoint ${fx.as.tokenUrl} answered 401 invalid_client: client secret mismatch` },
     })
     for (let i = 0; i < 5; i++) {
       t += 5_000
       const ff = leak.error(await p.getToken().catch((e) => e)) as Record<string, unknown>
-      expect(ff).toMatchObject({ code: 'ERR_OAUTH_FAIL_FAST', error: 'invalid_client', error_description: 'client secret mismatch', error_uri: `${as.issuer}/errors#invalid_client` })
+      expect(ff).toMatchObject({ code: 'ERR_OAUTH_FAIL_FAST', error: 'invalid_client', error_description: 'client secret mismatch', error_uri: `${fx.as.issuer}/errors#invalid_client` })
       expect(ff.message).toMatch(/^credential "bad" is failing: token endpoint .* answered 401 invalid_client: client secret mismatch \(no new token request before /)
     }
     expect(count('badsecret')).toBe(1)
@@ -152,7 +141,7 @@ describe('error classes', () => {
     await p.getToken().catch(leak.error)
     expect(count('badsecret')).toBe(2)
     expect(p.stats()).toEqual({ tokenRequests: 2, tokensFetched: 0, tokenRequestsFailed: 2, tokenErrors: 2 })
-    as.registerClient({ clientId: 'badsecret', authMethod: 'client_secret_basic', secret: 'the-wrong-secret' })
+    fx.as.registerClient({ clientId: 'badsecret', authMethod: 'client_secret_basic', secret: 'the-wrong-secret' })
     t += 30_001
     const token = await p.getToken()
     expect(p.status!()).toEqual({ tokenRequests: 3, tokensFetched: 1, tokenRequestsFailed: 2, tokenErrors: 2, fetchedAt: t, expiresAt: token.expiresAt, grant: 'client_credentials', endpoint })
@@ -167,7 +156,7 @@ describe('error classes', () => {
     expect(a).toBe(b)
     expect(a.value.reveal()).not.toBe(cached.value.reveal())
     expect((await p.getToken()).value.reveal()).toBe(a.value.reveal())
-    as.registerClient({ clientId: 'fetchnow', authMethod: 'client_secret_basic', secret: 'changed-on-the-server' })
+    fx.as.registerClient({ clientId: 'fetchnow', authMethod: 'client_secret_basic', secret: 'changed-on-the-server' })
     const refused = leak.error(await p.fetchNow!().catch((e) => e)) as Record<string, unknown>
     expect(refused).toMatchObject({ code: 'ERR_OAUTH_RESPONSE', error: 'invalid_client' })
     expect(p.status!()).toMatchObject({ failingFastUntil: t + 60_000, lastFailure: { error: 'invalid_client' } })
@@ -204,20 +193,20 @@ describe('error classes', () => {
     vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] })
     const config = client('retry503')
     const p = createTokenProvider('retry503', config, { cache: new TokenCache(), log: leak.log })
-    as.setFailure({ status: 503, count: 2, retryAfter: 2, body: 'Service Unavailable' })
+    fx.as.setFailure({ status: 503, count: 2, retryAfter: 2, body: 'Service Unavailable' })
     const token = p.getToken()
-    await until(() => count('retry503') === 1 && as.requests.at(-1)!.status === 503, 'first request')
+    await until(() => count('retry503') === 1 && fx.as.requests.at(-1)!.status === 503, 'first request')
     for (let i = 0; i < 50; i++) await immediate() // the client processes the 503 and schedules its retry
     await vi.advanceTimersByTimeAsync(1_999)
     expect(count('retry503')).toBe(1)
     await vi.advanceTimersByTimeAsync(1)
-    await until(() => count('retry503') === 2 && as.requests.at(-1)!.status === 503, 'second request')
+    await until(() => count('retry503') === 2 && fx.as.requests.at(-1)!.status === 503, 'second request')
     for (let i = 0; i < 50; i++) await immediate()
     await vi.advanceTimersByTimeAsync(1_999)
     expect(count('retry503')).toBe(2)
     await vi.advanceTimersByTimeAsync(1)
     const got = await token
-    const reqs = as.requests.filter((r) => r.clientId === 'retry503')
+    const reqs = fx.as.requests.filter((r) => r.clientId === 'retry503')
     expect(reqs.map((r) => r.status)).toEqual([503, 503, 200])
     expect([reqs[1]!.at - reqs[0]!.at, reqs[2]!.at - reqs[1]!.at]).toEqual([2000, 2000])
     expect(got.tokenType).toBe('Bearer')
@@ -226,15 +215,15 @@ describe('error classes', () => {
   it('a 500 on every attempt gives up after maxAttempts with a retryable error quoting status and excerpt', async () => {
     vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] })
     const p = createTokenProvider('always500', { ...client('always500'), maxAttempts: 3 }, { cache: new TokenCache(), random: () => 0, log: leak.log })
-    as.setFailure({ status: 500, count: 3, body: '<html>boom</html>', contentType: 'text/html' })
+    fx.as.setFailure({ status: 500, count: 3, body: '<html>boom</html>', contentType: 'text/html' })
     const result = p.getToken().catch((e) => e)
     for (let i = 0; i < 3; i++) {
-      await until(() => count('always500') === i + 1 && as.requests.at(-1)!.status === 500, `request ${i + 1}`)
+      await until(() => count('always500') === i + 1 && fx.as.requests.at(-1)!.status === 500, `request ${i + 1}`)
       for (let j = 0; j < 50; j++) await immediate()
       await vi.advanceTimersByTimeAsync(10_000)
     }
     const err = leak.error(await result) as Record<string, unknown>
-    expect(err).toMatchObject({ code: 'ERR_HTTP_STATUS', retryable: true, status: 500, message: `token endpoint ${as.tokenUrl} answered 500: "<html>boom</html>"` })
+    expect(err).toMatchObject({ code: 'ERR_HTTP_STATUS', retryable: true, status: 500, message: `token endpoint ${fx.as.tokenUrl} answered 500: "<html>boom</html>"` })
     expect(count('always500')).toBe(3)
   })
 
@@ -243,7 +232,7 @@ describe('error classes', () => {
     const config = { ...client('retry-after-429'), maxAttempts: 1 }
     const cache = new TokenCache()
     const [p, other] = ['ra', 'ra-other'].map((name) => createTokenProvider(name, config, { now: () => t, cache, log: leak.log }))
-    as.setFailure({ status: 429, retryAfter: 60, body: '{"error":"slow_down"}' })
+    fx.as.setFailure({ status: 429, retryAfter: 60, body: '{"error":"slow_down"}' })
     const first = leak.error(await p!.getToken().catch((e) => e)) as Record<string, unknown>
     expect(first).toMatchObject({ code: 'ERR_OAUTH_RESPONSE', error: 'slow_down', status: 429, retryable: true, retryAfterMs: 60_000 })
     const t0 = t
@@ -264,7 +253,7 @@ describe('error classes', () => {
   it('a Retry-After over 2 minutes (a day) holds the credential 2 minutes, as between attempts', async () => {
     let t = Date.now()
     const p = createTokenProvider('ra-day', { ...client('retry-after-day'), maxAttempts: 1 }, { now: () => t, cache: new TokenCache(), log: leak.log })
-    as.setFailure({ status: 503, retryAfter: 86_400, body: 'Service Unavailable' })
+    fx.as.setFailure({ status: 503, retryAfter: 86_400, body: 'Service Unavailable' })
     expect(leak.error(await p.getToken().catch((e) => e))).toMatchObject({ code: 'ERR_HTTP_STATUS', retryable: true, retryAfterMs: 86_400_000 })
     t += 1_000
     expect(leak.error(await p.getToken().catch((e) => e))).toMatchObject({ code: 'ERR_OAUTH_RESPONSE', status: 503, retryable: true, retryAfterMs: 119_000 })
@@ -278,9 +267,9 @@ describe('error classes', () => {
 describe('lifecycle', () => {
   it('close() cancels a pending backoff with ERR_SHUTDOWN', async () => {
     const p = createTokenProvider('closing', client('closing'), { cache: new TokenCache(), log: leak.log })
-    as.setFailure({ status: 503, retryAfter: 100 })
+    fx.as.setFailure({ status: 503, retryAfter: 100 })
     const result = p.getToken().catch((e) => e)
-    await until(() => count('closing') === 1 && as.requests.at(-1)!.status === 503, 'first request')
+    await until(() => count('closing') === 1 && fx.as.requests.at(-1)!.status === 503, 'first request')
     for (let i = 0; i < 50; i++) await immediate()
     await p.close()
     const err = leak.error(await result) as Error & { code: string }
@@ -310,9 +299,9 @@ describe('fail fast on every non-retryable token error', () => {
     const id = `ff-${failure.status}-${Math.random().toString(36).slice(2, 8)}`
     let t = Date.now()
     const p = createTokenProvider(id, { ...client(id), failFastMs: 30_000 }, { now: () => t, cache: new TokenCache(), log: leak.log })
-    as.setFailure(failure)
+    fx.as.setFailure(failure)
     const err = leak.error(await p.getToken().catch((e) => e)) as Record<string, unknown>
-    expect(err).toMatchObject({ ...expected, retryable: false, message: (expected.message as string).replace('URL', as.tokenUrl) })
+    expect(err).toMatchObject({ ...expected, retryable: false, message: (expected.message as string).replace('URL', fx.as.tokenUrl) })
     expect(count(id)).toBe(1)
     t += 29_000
     const ff = leak.error(await p.getToken().catch((e) => e)) as Record<string, unknown>
@@ -355,7 +344,7 @@ describe('providers sharing a cache (two channels using one credential)', () => 
     const outcomes: string[] = []
     for (const p of order) outcomes.push(await p.getToken().then(() => `${p.name} ok`, (e: { code?: string }) => `${p.name} ${e.code}`))
     expect(outcomes).toEqual(wrongFirst ? ['bad ERR_OAUTH_RESPONSE', 'good ok'] : ['good ok', 'bad ERR_OAUTH_RESPONSE'])
-    expect(as.requests.filter((r) => r.clientId === id).map((r) => r.status)).toEqual(wrongFirst ? [401, 200] : [200, 401])
+    expect(fx.as.requests.filter((r) => r.clientId === id).map((r) => r.status)).toEqual(wrongFirst ? [401, 200] : [200, 401])
     // Neither secret is in the cache key, only a fingerprint of it.
     expect([good.cacheKey, bad.cacheKey].join()).not.toMatch(/secret-value|old-secret/)
     await Promise.all([good.close(), bad.close()])
@@ -367,7 +356,7 @@ describe('providers sharing a cache (two channels using one credential)', () => 
     const [t1, t2] = [{ ...base, extraParams: { tenant: 't1' } }, { ...base, extraParams: { tenant: 't2' } }].map((c, i) => createTokenProvider(`tenant-${i}`, c, { cache, log: leak.log }))
     await t1!.getToken()
     await t2!.getToken()
-    expect(as.requests.filter((r) => r.clientId === 'extra-params').map((r) => r.form.tenant)).toEqual(['t1', 't2'])
+    expect(fx.as.requests.filter((r) => r.clientId === 'extra-params').map((r) => r.form.tenant)).toEqual(['t1', 't2'])
     // The same parameters in another order are the same credential.
     const again = createTokenProvider('tenant-again', { ...base, extraParams: { b: '2', a: '1' } }, { cache })
     const same = createTokenProvider('tenant-same', { ...base, extraParams: { a: '1', b: '2' } }, { cache })
@@ -431,17 +420,17 @@ describe('providers sharing a cache (two channels using one credential)', () => 
     const cache = new TokenCache()
     const a = createTokenProvider('a', config, { cache, log: leak.log })
     const b = createTokenProvider('b', config, { cache, log: leak.log })
-    as.setFailure({ status: 503, retryAfter: 100 })
+    fx.as.setFailure({ status: 503, retryAfter: 100 })
     const aResult = a.getToken().catch((e) => e)
     const bResult = b.getToken().catch((e) => e)
-    await until(() => count('shared-close') === 1 && as.requests.at(-1)!.status === 503, 'first request')
+    await until(() => count('shared-close') === 1 && fx.as.requests.at(-1)!.status === 503, 'first request')
     await a.close()
     const aErr = leak.error(await aResult) as Error & { code: string }
     expect([aErr.code, aErr.message]).toEqual(['ERR_SHUTDOWN', 'credential "a": provider closed'])
     // b detaches from the fetch a started and fetches with its own provider at once.
     const bToken = leak.error(await bResult) as { tokenType?: string }
     expect(bToken.tokenType).toBe('Bearer')
-    expect(as.requests.filter((r) => r.clientId === 'shared-close').map((r) => r.status)).toEqual([503, 200])
+    expect(fx.as.requests.filter((r) => r.clientId === 'shared-close').map((r) => r.status)).toEqual([503, 200])
     await b.close()
   })
 })

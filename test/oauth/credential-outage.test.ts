@@ -1,27 +1,16 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { startAuthorizationServer, type AuthorizationServer } from '../../engine/embedded/authorization-server.ts'
+import { describe, expect, it } from 'vitest'
 import { HttpStatusError, PermanentError } from '../../shared/errors.ts'
 import { classify } from '../../shared/failure.ts'
-import { createHttpClient } from '../../shared/http/index.ts'
 import { createTokenProvider, FailFastError, OAuthChallengeError, OAuthResponseError, ReauthRequiredError, TokenCache } from '../../shared/oauth/index.ts'
 import { Secret } from '../../shared/secret.ts'
 import { loopbackServer, staticTokenProvider } from '../_setup.ts'
-import { leakCollector } from './_helpers.ts'
+import { useLeakCheckedServer } from './_helpers.ts'
 
-const leak = leakCollector()
-const http = createHttpClient({ log: leak.log })
-let as: AuthorizationServer
-beforeAll(async () => {
-  as = await startAuthorizationServer()
-})
-afterAll(async () => {
-  await http.close()
-  await as.close()
-  expect(leak.leaks(as.secretsSeen())).toEqual([])
-})
+const fx = useLeakCheckedServer()
+const { leak, http } = fx
 
 describe('a failure of the credential is retried by a delivery', () => {
-  const refused = new OAuthResponseError('token endpoint https://as.example/token answered 401 invalid_client', { status: 401, error: 'invalid_client' })
+  const refused = new OAuthResponseError('token endpoint https://fx.as.example/token answered 401 invalid_client', { status: 401, error: 'invalid_client' })
   it.each([
     ['invalid_client', refused, { retryable: true }],
     ['invalid_grant (refresh token)', new ReauthRequiredError('refresh token rejected'), { retryable: true }],
@@ -38,17 +27,17 @@ describe('a failure of the credential is retried by a delivery', () => {
 describe('an API that rejects the renewed token too', () => {
   it('renews once per failFastMs, however many requests meet the 401; the next renewal after it', async () => {
     const id = 'hold-401'
-    as.registerClient({ clientId: id, authMethod: 'client_secret_basic', secret: `${id}-secret-value` })
+    fx.as.registerClient({ clientId: id, authMethod: 'client_secret_basic', secret: `${id}-secret-value` })
     let calls = 0
     const api = await loopbackServer((_req, res) => {
       calls++
       res.writeHead(401, { 'www-authenticate': 'Bearer error="invalid_token"' }).end()
     })
     let now = Date.now()
-    const p = createTokenProvider('api', { tokenUrl: as.tokenUrl, clientId: id, failFastMs: 30_000, clientAuth: { secret: new Secret(`${id}-secret-value`) } }, { cache: new TokenCache(), log: leak.log, now: () => now })
+    const p = createTokenProvider('api', { tokenUrl: fx.as.tokenUrl, clientId: id, failFastMs: 30_000, clientAuth: { secret: new Secret(`${id}-secret-value`) } }, { cache: new TokenCache(), log: leak.log, now: () => now })
     const url = `${api.url}/in`
     const send = () => http.request({ method: 'POST', url, body: '{}', credential: p }).then(() => { throw new Error('delivered') }, (e: unknown) => leak.error(e) as Error & { code: string })
-    const tokens = () => as.requests.filter((r) => r.clientId === id).length
+    const tokens = () => fx.as.requests.filter((r) => r.clientId === id).length
     try {
       const first = await send()
       expect([first.code, first.message]).toEqual(['ERR_OAUTH_CHALLENGE', `POST ${url} answered 401 invalid_token again after renewing the access token`])

@@ -1,5 +1,4 @@
 import { describe, it, expect, beforeEach, afterEach } from 'vitest'
-import type { ChildProcess } from 'node:child_process'
 import { writeFile } from 'node:fs/promises'
 import { Writable } from 'node:stream'
 import { join, resolve } from 'node:path'
@@ -7,7 +6,7 @@ import { defineComponent, type ComponentDefinition } from '../../shared/componen
 import { createLogger, silentLogger } from '../../shared/log/index.ts'
 import { openSqliteStore, type MessageStore } from '../../shared/store/index.ts'
 import { startChannel } from '../../engine/runtime/index.ts'
-import { channel, destination, feedSource, startApi, startWeirRun, tempDir, until } from './_helpers.ts'
+import { channel, destination, feedSource, startWeirRun, tempDir, until, useEngineFixture } from './_helpers.ts'
 
 const root = resolve(import.meta.dirname, '../..')
 const fixtures = join(root, 'test/fixtures/runtime')
@@ -107,27 +106,18 @@ it('the stop names the messages it cuts off at the deadline', async () => {
 }, 20_000)
 
 describe('weir run with a destination that ignores its abort signal (the real CLI)', () => {
-  let api: Awaited<ReturnType<typeof startApi>>
-  const children = new Set<ChildProcess>()
-  beforeEach(async () => {
-    api = await startApi()
-  })
-  afterEach(async () => {
-    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL')
-    children.clear()
-    await api.close()
-  })
+  const f = useEngineFixture('weir-deaf-cli-')
 
   it('routine SIGTERMs cut off its attempt and requeue the message; no interruption is counted; it goes to error only when maxAttempts is spent', async () => {
     // The destination sleeps 4 s after the API answers, ignoring the abort; the stop allows 1 s.
     let sleepMs = 4000
-    api.behaviour = () => (sleepMs > 0 ? { status: 200, headers: { 'x-sleep-ms': String(sleepMs) } } : { status: 503, body: 'down' })
+    f.api.behaviour = () => (sleepMs > 0 ? { status: 200, headers: { 'x-sleep-ms': String(sleepMs) } } : { status: 503, body: 'down' })
     const maxAttempts = 5
     const file = join(dir.path, 'deaf.json')
     await writeFile(file, JSON.stringify({
       name: 'deaf',
       source: { type: join(fixtures, 'test-http-source.ts'), config: { port: 0, portFile: 'deaf.port' } },
-      destinations: [{ name: 'api', type: join(fixtures, 'deaf-destination.ts'), config: { url: api.url }, retry: { maxAttempts, initialDelayMs: 20, maxDelayMs: 20 } }],
+      destinations: [{ name: 'api', type: join(fixtures, 'deaf-destination.ts'), config: { url: f.api.url }, retry: { maxAttempts, initialDelayMs: 20, maxDelayMs: 20 } }],
       options: { shutdownTimeoutMs: 1000 },
     }))
     const data = join(dir.path, 'data')
@@ -139,13 +129,13 @@ describe('weir run with a destination that ignores its abort signal (the real CL
     let id = ''
     const cycles = maxAttempts - 1
     for (let run = 1; run <= cycles; run++) {
-      const weir = await startWeirRun(file, dir.path, 'deaf.port', children)
+      const weir = await startWeirRun(file, dir.path, 'deaf.port', f.children)
       if (run === 1) {
         const res = await fetch(`http://127.0.0.1:${weir.port}/`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"n":1}' })
         expect(res.status).toBe(202)
         id = ((await res.json()) as { id: string }).id
       }
-      await until(() => api.received.length === run, 20_000)
+      await until(() => f.api.received.length === run, 20_000)
       weir.child.kill('SIGTERM')
       expect((await weir.exited).code).toBe(0)
       const out = weir.output()
@@ -159,7 +149,7 @@ describe('weir run with a destination that ignores its abort signal (the real CL
     }
     // The API now refuses: the last attempt the budget allows fails, and the message goes to error.
     sleepMs = 0
-    const weir = await startWeirRun(file, dir.path, 'deaf.port', children)
+    const weir = await startWeirRun(file, dir.path, 'deaf.port', f.children)
     const r = reader()
     await until(async () => (await r.get(id))!.message.status === 'error', 20_000)
     weir.child.kill('SIGTERM')
@@ -171,35 +161,26 @@ describe('weir run with a destination that ignores its abort signal (the real CL
       ...Array.from({ length: cycles }, (_, i) => [i + 1, 'retryable']), [maxAttempts, 'retryable'],
     ])
     expect(detail.attempts.at(-1)!.error).toMatch(/answered 503/)
-    expect(api.keys()).toEqual(Array.from({ length: maxAttempts }, () => `${id}:api`))
+    expect(f.api.keys()).toEqual(Array.from({ length: maxAttempts }, () => `${id}:api`))
   }, 120_000)
 })
 
 describe('weir run and a second signal (the real CLI)', () => {
-  let api: Awaited<ReturnType<typeof startApi>>
-  const children = new Set<ChildProcess>()
-  beforeEach(async () => {
-    api = await startApi()
-  })
-  afterEach(async () => {
-    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL')
-    children.clear()
-    await api.close()
-  })
+  const f = useEngineFixture('weir-deaf-cli-')
 
   it('exits at once with 130 and says so: the messages under way come back as after an unclean stop', async () => {
-    api.behaviour = () => ({ status: 200, headers: { 'x-sleep-ms': '4000' } })
+    f.api.behaviour = () => ({ status: 200, headers: { 'x-sleep-ms': '4000' } })
     const file = join(dir.path, 'twice.json')
     await writeFile(file, JSON.stringify({
       name: 'twice',
       source: { type: join(fixtures, 'test-http-source.ts'), config: { port: 0, portFile: 'twice.port' } },
-      destinations: [{ name: 'api', type: join(fixtures, 'deaf-destination.ts'), config: { url: api.url } }],
+      destinations: [{ name: 'api', type: join(fixtures, 'deaf-destination.ts'), config: { url: f.api.url } }],
       options: { shutdownTimeoutMs: 10_000 },
     }))
-    const weir = await startWeirRun(file, dir.path, 'twice.port', children)
+    const weir = await startWeirRun(file, dir.path, 'twice.port', f.children)
     const res = await fetch(`http://127.0.0.1:${weir.port}/`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"n":1}' })
     expect(res.status).toBe(202)
-    await until(() => api.received.length === 1, 20_000)
+    await until(() => f.api.received.length === 1, 20_000)
     weir.child.kill('SIGTERM')
     await until(() => /finishing in-flight work/.test(weir.output()), 10_000)
     weir.child.kill('SIGTERM')
