@@ -54,7 +54,7 @@ function channelMetrics(registers: Registry[], src: MetricsSources) {
     collect() { this.reset(); each((h) => { const now = h.status(); for (const s of STATUSES) this.set({ channel: h.name, status: s }, s === now ? 1 : 0) }) },
   })
   new Gauge({
-    name: 'weir_channel_refusing', help: '1 while the channel refuses its source\'s input at the limit (queueLimit or maxStoreBytes), until it accepts a message again; 0 otherwise.', labelNames: ['channel', 'limit'], registers,
+    name: 'weir_channel_refusing', help: '1 while the channel refuses its source\'s input at the limit (queueLimit or maxStoreBytes), until it accepts a message again or the limit would accept one; 0 otherwise.', labelNames: ['channel', 'limit'], registers,
     collect() { this.reset(); each((h) => { const r = h.refusing(); for (const limit of REFUSAL_LIMITS) this.set({ channel: h.name, limit }, r?.limit === limit ? 1 : 0) }) },
   })
   new Gauge({

@@ -52,8 +52,8 @@ export function orderKeyOf(expression: string): (input: MessageInput) => Promise
  * channel stops or its queue is full, computes the order key, and resolves once the message is
  * durably stored. A message whose key cannot be computed is stored in error with the reason (or
  * under `orderByDefault`), so the sender's message is never lost. `refusing` tells, from the first
- * refusal until a message is accepted again, which limit refuses and since when (logged at warn
- * level as it begins, at info level as it ends).
+ * refusal until a message is accepted again or the limit would accept one, which limit refuses and
+ * since when (logged at warn level as it begins, at info level as it ends).
  */
 export function createEmit(rc: RunContext, options: ChannelOptions, hooks: { retryAfterMs: number; counters: IntakeCounters; stored: () => void; settled: () => void }): Emit & { readonly inFlight: number; readonly refusing: Refusing | undefined } {
   const keyOf = options.orderBy !== undefined ? orderKeyOf(options.orderBy) : undefined
@@ -74,6 +74,20 @@ export function createEmit(rc: RunContext, options: ChannelOptions, hooks: { ret
     if (!refusing) return
     rc.log.info({ limit: refusing.limit, refusedForMs: rc.now() - refusing.since }, 'accepting messages again')
     refusing = undefined
+  }
+  /**
+   * The refusal under way, if the limit that refused would still refuse a message now: it ends
+   * when the queue has room again or the store is below maxStoreBytes (read at most once a second,
+   * so a store refusal ends at a later read), not only when a sender comes back with a message.
+   */
+  const stillRefusing = (): Refusing | undefined => {
+    if (refusing?.limit === 'queueLimit' && rc.store.pending(rc.name) < options.queueLimit) accepted()
+    else if (refusing?.limit === 'maxStoreBytes') {
+      void storeSize!.current().then((size) => {
+        if (refusing?.limit === 'maxStoreBytes' && size !== undefined && size < options.maxStoreBytes!) accepted()
+      })
+    }
+    return refusing
   }
   /** Refuses (retryably) while the store is at or above `maxStoreBytes`, saying why in the log at most once a minute. */
   const checkStoreSize = async () => {
@@ -134,5 +148,5 @@ export function createEmit(rc: RunContext, options: ChannelOptions, hooks: { ret
       hooks.settled()
     }
   }
-  return Object.defineProperties(emit, { inFlight: { get: () => inFlight }, refusing: { get: () => refusing } }) as Emit & { readonly inFlight: number; readonly refusing: Refusing | undefined }
+  return Object.defineProperties(emit, { inFlight: { get: () => inFlight }, refusing: { get: stillRefusing } }) as Emit & { readonly inFlight: number; readonly refusing: Refusing | undefined }
 }

@@ -1,5 +1,5 @@
-// A channel refusing input (queue at queueLimit) says so in its handle until it accepts a message
-// again; counters.paused counts every destination held (breaker or operator) and destinations[]
+// A channel refusing input (queue at queueLimit, store at maxStoreBytes) says so in its handle until
+// it accepts a message again or would accept one; counters.paused counts every destination held (breaker or operator) and destinations[]
 // tell which.
 import { describe, expect, it } from 'vitest'
 import { textCollector } from '../reliability/_helpers.ts'
@@ -8,7 +8,7 @@ import { destination, feedSource, until, useRuntimeFixture } from './_helpers.ts
 describe('refusing input', () => {
   const rt = useRuntimeFixture()
 
-  it('is flagged with the limit and since when, and clears once a message is accepted', async () => {
+  it('is flagged with the limit and since when, and clears once the queue has room again, with no message sent', async () => {
     const feed = feedSource()
     const h = await rt.start({ source: feed.definition, destinations: [destination('api', rt.api.url)], options: { queueLimit: 1 } })
     expect(h.refusing()).toBeUndefined()
@@ -24,8 +24,18 @@ describe('refusing input', () => {
     expect(h.counters().refused).toBe(2)
     await h.resume()
     await h.whenIdle()
-    expect(h.refusing()).toMatchObject({ limit: 'queueLimit' })
-    await feed.emit({ n: 4 })
+    expect(h.refusing()).toBeUndefined()
+  })
+
+  it('clears once a message is accepted', async () => {
+    const feed = feedSource()
+    const h = await rt.start({ source: feed.definition, destinations: [destination('api', rt.api.url)], options: { queueLimit: 1 } })
+    await h.pause()
+    await feed.emit({ n: 1 })
+    await expect(feed.emit({ n: 2 })).rejects.toMatchObject({ code: 'ERR_BACKPRESSURE' })
+    await h.resume()
+    await h.whenIdle()
+    await feed.emit({ n: 3 })
     expect(h.refusing()).toBeUndefined()
   })
 
@@ -56,6 +66,11 @@ describe('refusing input', () => {
     }
     expect(refused).toMatchObject({ code: 'ERR_BACKPRESSURE', limit: 'maxStoreBytes' })
     expect(h.refusing()).toMatchObject({ limit: 'maxStoreBytes' })
+    // Delivered and purged, the store has room again: the flag clears at a later reading, with no message sent.
+    await h.resume()
+    await h.whenIdle()
+    expect(await rt.store.purge({ statuses: ['delivered'] })).toBeGreaterThan(0)
+    await until(() => h.refusing() === undefined, 5000)
   })
 })
 
