@@ -99,7 +99,20 @@ export function subjectsOf(rule: AlertRule, s: Snapshot): Subject[] {
         const active = state === 'stopped' || state === 'stopping'
         return { key: key(h.name), channel: h.name, active, summary: `channel ${h.name} is ${state}` }
       })
+    case 'channel-refusing':
+      return handles.map((h) => ({ key: key(h.name), ...channelRefusing(h, s.now) }))
   }
+}
+
+/** What refuses a channel's input, for people. */
+const REFUSING_WHY = { queueLimit: 'its queue is full (queueLimit)', maxStoreBytes: 'the message store is full (maxStoreBytes)' } as const
+
+/** The channel refuses its source's input (the source answers 503, MLLP AE): its queue or the store is full. */
+function channelRefusing(h: ChannelHandle, now: number): Omit<Subject, 'key'> {
+  const r = h.refusing()
+  const summary = r ? `channel ${h.name} refuses its input since ${iso(r.since)} (${Math.floor((now - r.since) / 1000)} s): ${REFUSING_WHY[r.limit]}`
+    : `channel ${h.name} accepts its input`
+  return { channel: h.name, active: r !== undefined, summary }
 }
 
 /** A credential fails fast; once firing, it clears only when the credential obtains a token (see `holds`). */

@@ -73,7 +73,7 @@ export const optionsSchema: JsonSchema = {
   },
 }
 
-export const ALERT_CONDITIONS = ['destination-failing', 'messages-failing', 'queue-age', 'credential-fail-fast', 'channel-stopped'] as const
+export const ALERT_CONDITIONS = ['destination-failing', 'messages-failing', 'queue-age', 'credential-fail-fast', 'channel-stopped', 'channel-refusing'] as const
 
 /** A webhook of an alerts file or of a channel's `alerts` block. */
 export const webhookSchema: JsonSchema = {
@@ -93,7 +93,7 @@ export const alertSchema: JsonSchema = {
     name: { type: 'string', pattern: NAME_PATTERN, maxLength: 100, description: 'Alert name, unique in the file; sent as `alert`.' },
     condition: {
       enum: [...ALERT_CONDITIONS],
-      description: '`destination-failing`: a destination\'s circuit breaker is open or half-open (or `consecutiveFailures` attempts failed in a row), cleared only by a delivered attempt (a breaker closed by permanent answers such as 400 is not enough); `messages-failing`: at least `count` messages of a channel went to error within the last `windowSeconds`; `queue-age`: the oldest unfinished message of a channel is older than `maxAgeSeconds`; `credential-fail-fast`: a credential fails fast after a terminal token error, cleared only when it obtains a token again; `channel-stopped`: a channel is not running (stopped on error).',
+      description: '`destination-failing`: a destination\'s circuit breaker is open or half-open (or `consecutiveFailures` attempts failed in a row), cleared only by a delivered attempt (a breaker closed by permanent answers such as 400 is not enough); `messages-failing`: at least `count` messages of a channel went to error within the last `windowSeconds`; `queue-age`: the oldest unfinished message of a channel is older than `maxAgeSeconds`; `credential-fail-fast`: a credential fails fast after a terminal token error, cleared only when it obtains a token again; `channel-stopped`: a channel is not running (stopped on error); `channel-refusing`: a channel refuses its source\'s input (its queue at `queueLimit` or the store at `maxStoreBytes`), cleared when the limit would accept a message again.',
     },
     channels: {
       anyOf: [{ const: '*' }, { type: 'array', minItems: 1, items: { type: 'string', pattern: NAME_PATTERN } }],

@@ -51,6 +51,21 @@ describe('alerts', () => {
     expect(hook.accepted[0]).toMatchObject({ condition: 'channel-stopped', state: 'firing', channel: 'orders', summary: 'channel orders is stopped' })
   })
 
+  it('channel-refusing fires while the queue is full and resolves once it has room, with no message sent meanwhile', async () => {
+    const { b, hook, api } = await setUp()
+    api.behaviour = () => ({ status: 503 })
+    await b.start([await ordersChannel(b, api.url, { options: { queueLimit: 2 } })], await alertsFile(b.dir, file(hook.url, { condition: 'channel-refusing', channels: ['orders'] })))
+    await b.feed.emit({ n: 1 })
+    await b.feed.emit({ n: 2 })
+    await expect(b.feed.emit({ n: 3 })).rejects.toMatchObject({ code: 'ERR_BACKPRESSURE' })
+    await until(() => hook.accepted.length === 1, 10_000, 'firing')
+    expect(hook.accepted[0]).toMatchObject({ condition: 'channel-refusing', state: 'firing', channel: 'orders' })
+    expect(hook.accepted[0]!.summary).toMatch(/^channel orders refuses its input since \S+ \(\d+ s\): its queue is full \(queueLimit\)$/)
+    api.behaviour = () => undefined
+    await until(() => hook.accepted.length === 2, 10_000, 'resolved')
+    expect(hook.accepted[1]).toMatchObject({ state: 'resolved', summary: 'channel orders accepts its input' })
+  })
+
   it('a webhook that fails twice then succeeds gets the notification once, retried with the same Idempotency-Key', async () => {
     const b = await bed()
     const hook = await webhookReceiver((n) => (n <= 2 ? 503 : 200))

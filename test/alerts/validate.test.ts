@@ -29,7 +29,7 @@ const staged = {
   ],
 }
 const stagedProblems = [
-  '/alerts/0/condition: must be one of "destination-failing", "messages-failing", "queue-age", "credential-fail-fast", "channel-stopped"',
+  '/alerts/0/condition: must be one of "destination-failing", "messages-failing", "queue-age", "credential-fail-fast", "channel-stopped", "channel-refusing"',
   '/alerts/1: must have required property "maxAgeSeconds" (condition "queue-age")',
   '/alerts/2/name: duplicate alert name "old" (also /alerts/1/name)',
 ]
