@@ -60,47 +60,7 @@ export function createEmit(rc: RunContext, options: ChannelOptions, hooks: { ret
   const searchKeys = options.searchKeys !== undefined && Object.keys(options.searchKeys).length > 0 ? searchKeysOf(options.searchKeys) : undefined
   const { counters } = hooks
   let inFlight = 0
-  const storeSize = options.maxStoreBytes !== undefined ? storeSizeOf(rc.store, rc.now) : undefined
-  let fullLoggedAt = -Infinity
-  let refusing: Refusing | undefined
-  const refuse = (limit: Refusing['limit']) => {
-    counters.refused++
-    rc.observer.refused?.(rc.name)
-    if (refusing?.limit === limit) return
-    if (!refusing && limit === 'queueLimit') rc.log.warn({ queueLimit: options.queueLimit }, `refusing messages: the queue is full (${options.queueLimit} messages pending)`)
-    refusing = { limit, since: refusing?.since ?? rc.now() }
-  }
-  const accepted = () => {
-    if (!refusing) return
-    rc.log.info({ limit: refusing.limit, refusedForMs: rc.now() - refusing.since }, 'accepting messages again')
-    refusing = undefined
-  }
-  /**
-   * The refusal under way, if the limit that refused would still refuse a message now: it ends
-   * when the queue has room again or the store is below maxStoreBytes (read at most once a second,
-   * so a store refusal ends at a later read), not only when a sender comes back with a message.
-   */
-  const stillRefusing = (): Refusing | undefined => {
-    if (refusing?.limit === 'queueLimit' && rc.store.pending(rc.name) < options.queueLimit) accepted()
-    else if (refusing?.limit === 'maxStoreBytes') {
-      void storeSize!.current().then((size) => {
-        if (refusing?.limit === 'maxStoreBytes' && size !== undefined && size < options.maxStoreBytes!) accepted()
-      })
-    }
-    return refusing
-  }
-  /** Refuses (retryably) while the store is at or above `maxStoreBytes`, saying why in the log at most once a minute. */
-  const checkStoreSize = async () => {
-    const size = await storeSize!.current()
-    if (size === undefined || size < options.maxStoreBytes!) return
-    refuse('maxStoreBytes')
-    const why = `the message store is full (${size} bytes on disk, maxStoreBytes ${options.maxStoreBytes}): retention or weir messages purge must free space`
-    if (rc.now() - fullLoggedAt >= 60_000) {
-      fullLoggedAt = rc.now()
-      rc.log.warn({ storeBytes: size, maxStoreBytes: options.maxStoreBytes }, `refusing messages: ${why}`)
-    }
-    throw new errorCodes.ERR_BACKPRESSURE(`channel ${rc.name}: ${why}`, { retryAfterMs: hooks.retryAfterMs, limit: 'maxStoreBytes' })
-  }
+  const limits = new IntakeLimits(rc, options, counters, hooks.retryAfterMs)
   const orderOptions = async (input: MessageInput): Promise<EnqueueOptions> => {
     if (!keyOf) return {}
     try {
@@ -118,11 +78,8 @@ export function createEmit(rc: RunContext, options: ChannelOptions, hooks: { ret
   }
   const emit = async (input: MessageInput): Promise<EmitResult> => {
     if (rc.stopping.aborted) throw new errorCodes.ERR_SHUTDOWN(`channel ${rc.name} is stopping`, { retryAfterMs: hooks.retryAfterMs })
-    if (rc.store.pending(rc.name) >= options.queueLimit) {
-      refuse('queueLimit')
-      throw new errorCodes.ERR_BACKPRESSURE(`channel ${rc.name}: queue is full (${options.queueLimit} messages pending)`, { retryAfterMs: hooks.retryAfterMs, limit: 'queueLimit' })
-    }
-    if (storeSize) await checkStoreSize()
+    limits.checkQueue()
+    if (options.maxStoreBytes !== undefined) await limits.checkStoreSize() // no await on the hot path without the limit
     inFlight++
     try {
       const how = await storeOptions(input)
@@ -130,7 +87,7 @@ export function createEmit(rc: RunContext, options: ChannelOptions, hooks: { ret
       const r = await rc.store.enqueue(rc.name, input, how)
       rc.observer.stored?.(rc.name, performance.now() - t0)
       rc.observer.received?.(rc.name, r.duplicate)
-      accepted()
+      limits.accepted()
       if (r.duplicate) counters.duplicates++
       else {
         counters.received++
@@ -148,5 +105,77 @@ export function createEmit(rc: RunContext, options: ChannelOptions, hooks: { ret
       hooks.settled()
     }
   }
-  return Object.defineProperties(emit, { inFlight: { get: () => inFlight }, refusing: { get: stillRefusing } }) as Emit & { readonly inFlight: number; readonly refusing: Refusing | undefined }
+  return Object.defineProperties(emit, { inFlight: { get: () => inFlight }, refusing: { get: () => limits.refusing() } }) as Emit & { readonly inFlight: number; readonly refusing: Refusing | undefined }
+}
+
+/**
+ * The limits on a channel's input (`queueLimit`, `maxStoreBytes`) and the refusal they cause: which
+ * limit refuses and since when, from the first refusal until a message is accepted again or the
+ * limit would accept one (logged at warn level as it begins, at info level as it ends).
+ */
+class IntakeLimits {
+  #refusing: Refusing | undefined
+  #fullLoggedAt = -Infinity
+  readonly #storeSize
+
+  constructor(private readonly rc: RunContext, private readonly options: ChannelOptions, private readonly counters: IntakeCounters, private readonly retryAfterMs: number) {
+    this.#storeSize = options.maxStoreBytes !== undefined ? storeSizeOf(rc.store, rc.now) : undefined
+  }
+
+  /** Refuses (retryably) while the channel's queue holds `queueLimit` messages. */
+  checkQueue(): void {
+    const { rc, options } = this
+    if (rc.store.pending(rc.name) < options.queueLimit) return
+    this.#refuse('queueLimit')
+    throw new errorCodes.ERR_BACKPRESSURE(`channel ${rc.name}: queue is full (${options.queueLimit} messages pending)`, { retryAfterMs: this.retryAfterMs, limit: 'queueLimit' })
+  }
+
+  /** Refuses (retryably) while the store is at or above `maxStoreBytes`, saying why in the log at most once a minute. */
+  async checkStoreSize(): Promise<void> {
+    if (!this.#storeSize) return
+    const { rc, options } = this
+    const size = await this.#storeSize.current()
+    if (size === undefined || size < options.maxStoreBytes!) return
+    this.#refuse('maxStoreBytes')
+    const why = `the message store is full (${size} bytes on disk, maxStoreBytes ${options.maxStoreBytes}): retention or weir messages purge must free space`
+    if (rc.now() - this.#fullLoggedAt >= 60_000) {
+      this.#fullLoggedAt = rc.now()
+      rc.log.warn({ storeBytes: size, maxStoreBytes: options.maxStoreBytes }, `refusing messages: ${why}`)
+    }
+    throw new errorCodes.ERR_BACKPRESSURE(`channel ${rc.name}: ${why}`, { retryAfterMs: this.retryAfterMs, limit: 'maxStoreBytes' })
+  }
+
+  /** A message was accepted: any refusal has ended. */
+  accepted(): void {
+    const r = this.#refusing
+    if (!r) return
+    this.rc.log.info({ limit: r.limit, refusedForMs: this.rc.now() - r.since }, 'accepting messages again')
+    this.#refusing = undefined
+  }
+
+  /**
+   * The refusal under way, if the limit that refused would still refuse a message now: it ends
+   * when the queue has room again or the store is below maxStoreBytes (read at most once a second,
+   * so a store refusal ends at a later read), not only when a sender comes back with a message.
+   */
+  refusing(): Refusing | undefined {
+    const { rc, options } = this
+    const limit = this.#refusing?.limit
+    if (limit === 'queueLimit' && rc.store.pending(rc.name) < options.queueLimit) this.accepted()
+    else if (limit === 'maxStoreBytes') {
+      void this.#storeSize!.current().then((size) => {
+        if (this.#refusing?.limit === 'maxStoreBytes' && size !== undefined && size < options.maxStoreBytes!) this.accepted()
+      })
+    }
+    return this.#refusing
+  }
+
+  #refuse(limit: Refusing['limit']): void {
+    const { rc, options } = this
+    this.counters.refused++
+    rc.observer.refused?.(rc.name)
+    if (this.#refusing?.limit === limit) return
+    if (!this.#refusing && limit === 'queueLimit') rc.log.warn({ queueLimit: options.queueLimit }, `refusing messages: the queue is full (${options.queueLimit} messages pending)`)
+    this.#refusing = { limit, since: this.#refusing?.since ?? rc.now() }
+  }
 }
