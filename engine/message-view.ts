@@ -53,7 +53,7 @@ export function shownMessage(d: MessageDetail) {
     contentType: m.contentType,
     attributes: redact(m.attributes),
     body: redact(m.body),
-    deliveries: d.deliveries.map((x) => redact({ ...x, ...(x.responseExcerpt !== undefined ? { responseExcerpt: excerpt(x.responseExcerpt) } : {}), firstAttemptAt: iso(x.firstAttemptAt), lastAttemptAt: iso(x.lastAttemptAt), nextAttemptAt: x.nextAttemptAt === undefined ? undefined : iso(x.nextAttemptAt) })),
+    deliveries: d.deliveries.map((x) => redact({ ...x, ...(x.responseExcerpt !== undefined ? { responseExcerpt: excerpt(x.responseExcerpt) } : {}), firstAttemptAt: iso(x.firstAttemptAt), ...(x.budgetSince !== undefined ? { budgetSince: iso(x.budgetSince) } : {}), lastAttemptAt: iso(x.lastAttemptAt), nextAttemptAt: x.nextAttemptAt === undefined ? undefined : iso(x.nextAttemptAt) })),
     attempts: d.attempts.map((a) => redact({ ...a, ...(a.excerpt !== undefined ? { excerpt: excerpt(a.excerpt) } : {}), startedAt: iso(a.startedAt), endedAt: iso(a.endedAt) })),
   }
 }

@@ -33,20 +33,25 @@ export interface DeliveryJob {
   /**
    * What earlier runs recorded of this delivery. When they scheduled a retry (it was released by a
    * stop or a crash meanwhile), the retry waits its turn and the budget goes on from what they
-   * spent; a resubmission clears the schedule, and with it the budget spent.
+   * spent; a resubmission clears the schedule and starts a new budget (`budgetAttempts`).
    */
-  earlier?: Pick<DeliveryRecord, 'attempts' | 'firstAttemptAt' | 'nextAttemptAt' | 'lastError'> | undefined
+  earlier?: Pick<DeliveryRecord, 'attempts' | 'budgetAttempts' | 'budgetSince' | 'firstAttemptAt' | 'nextAttemptAt' | 'lastError'> | undefined
 }
 
 /**
  * The retry budget earlier runs spent on a delivery whose retry they scheduled: their attempts, and
  * the time from the first attempt to the scheduled retry (the time the engine was down after it is
  * not charged). The store does not tell their probes and breaker pauses apart, so those count too:
- * a crash loop cannot retry a message for ever.
+ * a crash loop cannot retry a message for ever. After a resubmission, only what was spent since
+ * counts: the attempts after `budgetAttempts`, the time from `budgetSince`.
  */
 function spentBefore(e: DeliveryJob['earlier']): { attempts: number; elapsedMs: number } {
   if (e?.nextAttemptAt === undefined) return { attempts: 0, elapsedMs: 0 }
-  return { attempts: e.attempts, elapsedMs: e.firstAttemptAt === undefined ? 0 : Math.max(0, e.nextAttemptAt - e.firstAttemptAt) }
+  const since = e.budgetAttempts === undefined ? e.firstAttemptAt : e.budgetSince
+  return {
+    attempts: Math.max(0, e.attempts - (e.budgetAttempts ?? 0)),
+    elapsedMs: since === undefined ? 0 : Math.max(0, e.nextAttemptAt - since),
+  }
 }
 
 /**

@@ -38,7 +38,7 @@ export function rowToMessage(r: MessageRow): StoredMessage {
 }
 
 export const deliveryOf = (d: any): DeliveryRecord => defined({
-  destination: d.destination, part: d.part, status: d.status, attempts: d.attempts,
+  destination: d.destination, part: d.part, status: d.status, attempts: d.attempts, budgetAttempts: d.budget_attempts, budgetSince: num(d.budget_since),
   firstAttemptAt: num(d.first_attempt_at), lastAttemptAt: num(d.last_attempt_at), nextAttemptAt: num(d.next_attempt_at),
   lastError: d.last_error, responseStatus: d.response_status, responseExcerpt: d.response_excerpt,
 })

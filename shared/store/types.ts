@@ -57,7 +57,15 @@ export interface DeliveryRecord {
   /** Index of the part when a filter split the message; 0 otherwise. */
   part: number
   status: DeliveryStatus
+  /** Every attempt ever made, resubmissions included (the attempt history is numbered from it). */
   attempts: number
+  /**
+   * After a resubmission: `attempts` when it was resubmitted. The retry budget counts only the
+   * attempts since (`attempts - budgetAttempts`).
+   */
+  budgetAttempts?: number
+  /** After a resubmission: when the first attempt since started, from which `maxElapsedMs` counts. */
+  budgetSince?: number
   firstAttemptAt?: number
   lastAttemptAt?: number
   nextAttemptAt?: number

@@ -154,7 +154,7 @@ describe('engines joining the cluster compare their definitions', () => {
     }
   }, 60_000)
 
-  it('migrates a database at the previous schema version: the engines already there (no fingerprints) are kept, unknown', async () => {
+  it('migrates a database at schema version 8 (before fingerprints): the engines already there (no fingerprints) are kept, unknown', async () => {
     const { url, db } = await database()
     await db.transaction(async (tx) => {
       for (const m of migrations.slice(0, 8)) await tx.query(m)
@@ -163,7 +163,7 @@ describe('engines joining the cluster compare their definitions', () => {
     })
     const fresh = await engine(url, { orders: 'sha256:one' })
     expect(await db.query('SELECT version FROM weir_schema')).toEqual([{ version: migrations.length }])
-    expect(migrations.length).toBe(9)
+    expect(migrations.length).toBe(10)
     expect(await db.query('SELECT id, channels FROM weir_engines ORDER BY started_at')).toEqual([
       { id: 'older-weir', channels: null }, { id: fresh.engineId, channels: { orders: 'sha256:one' } },
     ])

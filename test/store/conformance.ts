@@ -257,7 +257,31 @@ export function storeConformance(factory: StoreFactory): void {
       expect(d.attempts.map((a) => [a.attempt, a.startedAt, a.endedAt, a.outcome, a.responseStatus, a.excerpt ?? a.error])).toEqual([
         [1, 1000, 1010, 'delivered', 200, 'first'], [2, 2000, 2010, 'retryable', 503, 'http 503'], [3, 3000, 3020, 'delivered', 201, 'third'],
       ])
-      expect(d.deliveries).toEqual([{ destination: 'api', part: 0, status: 'delivered', attempts: 3, firstAttemptAt: 1000, lastAttemptAt: 3000, responseStatus: 201, responseExcerpt: 'third' }])
+      expect(d.deliveries).toEqual([{ destination: 'api', part: 0, status: 'delivered', attempts: 3, budgetAttempts: 1, budgetSince: 2000, firstAttemptAt: 1000, lastAttemptAt: 3000, responseStatus: 201, responseExcerpt: 'third' }])
+    })
+
+    it('a resubmission starts a new retry budget: the attempts before it, and the first attempt after it (the history numbers on)', async () => {
+      const { id } = await store.enqueue('c', { body: 1 })
+      await store.claim('c', 1)
+      const failed = (at: number) => ({ startedAt: at, endedAt: at + 10, outcome: 'retryable' as const, responseStatus: 503, error: 'http 503' })
+      await store.recordDelivery(id, { destination: 'api', part: 0, status: 'retrying', nextAttemptAt: 2000, attempt: failed(1000) })
+      await store.complete(id, 'error', [{ destination: 'api', part: 0, status: 'error', attempt: failed(2000) }], 'api: gave up')
+      expect((await store.get(id))!.deliveries).toEqual([{ destination: 'api', part: 0, status: 'error', attempts: 2, firstAttemptAt: 1000, lastAttemptAt: 2000, lastError: 'http 503', responseStatus: 503 }])
+      expect(await store.resubmit({ ids: [id] })).toEqual([id])
+      await store.refreshPending('c')
+      const [again] = await store.claim('c', 1)
+      expect(again!.deliveries).toEqual([{ destination: 'api', part: 0, status: 'queued', attempts: 2, budgetAttempts: 2, firstAttemptAt: 1000, lastAttemptAt: 2000, lastError: 'http 503', responseStatus: 503 }])
+      await store.recordDelivery(id, { destination: 'api', part: 0, status: 'retrying', nextAttemptAt: 6000, attempt: failed(5000) })
+      await store.recordDelivery(id, { destination: 'api', part: 0, status: 'retrying', nextAttemptAt: 7000, attempt: failed(6000) })
+      await store.release([id])
+      const [released] = await store.claim('c', 1)
+      expect(released!.deliveries).toEqual([{ destination: 'api', part: 0, status: 'queued', attempts: 4, budgetAttempts: 2, budgetSince: 5000, firstAttemptAt: 1000, lastAttemptAt: 6000, nextAttemptAt: 7000, lastError: 'http 503', responseStatus: 503 }])
+      await store.complete(id, 'error', [{ destination: 'api', part: 0, status: 'error', attempt: failed(7000) }], 'api: gave up')
+      // A second resubmission moves the baseline on.
+      expect(await store.resubmit({ ids: [id] })).toEqual([id])
+      const d = (await store.get(id))!
+      expect(d.deliveries.map((x) => [x.attempts, x.budgetAttempts, x.budgetSince, x.nextAttemptAt])).toEqual([[5, 5, undefined, undefined]])
+      expect(d.attempts.map((a) => [a.attempt, a.startedAt])).toEqual([[1, 1000], [2, 2000], [3, 5000], [4, 6000], [5, 7000]])
     })
 
     it('a claim carries the delivery records so far: a released message keeps what got through and its next retry time', async () => {

@@ -173,6 +173,11 @@ export const migrations: readonly string[] = [
   ALTER TABLE weir_engines ADD COLUMN channels jsonb;
   CREATE INDEX weir_messages_errors ON weir_messages (channel, updated_at) WHERE status = 'error';
   `,
+  // 10: the retry budget a resubmission starts afresh: the attempts made before it, and when the
+  // first attempt after it started (attempts itself keeps counting, as the attempt history does).
+  `
+  ALTER TABLE weir_deliveries ADD COLUMN budget_attempts integer, ADD COLUMN budget_since bigint;
+  `,
 ]
 
 /** Any constant: the key of the advisory lock under which one engine at a time migrates. */

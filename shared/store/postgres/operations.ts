@@ -361,6 +361,7 @@ function upsertDeliveriesCtes(p: Param, me: string, rows: UpdateRow[], rerun = f
         status = u.status,
         attempts = d.attempts + u.inc,
         first_attempt_at = coalesce(d.first_attempt_at, u.started),
+        budget_since = CASE WHEN d.budget_attempts IS NULL THEN NULL ELSE coalesce(d.budget_since, u.started) END,
         last_attempt_at = coalesce(u.started, d.last_attempt_at),
         next_attempt_at = u.next,
         last_error = CASE WHEN u.inc > 0 THEN u.error ELSE d.last_error END,
@@ -470,6 +471,11 @@ export async function requeueOrphanedClaims(tx: Queryable, t: number): Promise<R
   return rows[0]!
 }
 
+/**
+ * Queues the finished messages `target` names again, their deliveries not delivered (all of them
+ * when every one was) with a new retry budget: `budget_attempts` the attempts so far, `budget_since`
+ * set by the next attempt; `attempts` keeps counting, as the attempt history does.
+ */
 async function resubmit(tx: Queryable, target: ResubmitTarget, t: number): Promise<Array<[string, string]>> {
   const rows = await tx.query<{ id: string; channel: string }>(`
     WITH picked AS (
@@ -482,7 +488,7 @@ async function resubmit(tx: Queryable, target: ResubmitTarget, t: number): Promi
     ), open AS (
       SELECT r.id, EXISTS (SELECT 1 FROM weir_deliveries d WHERE d.message_id = r.id AND d.status <> 'delivered') AS partial FROM r
     ), d AS (
-      UPDATE weir_deliveries d SET status = 'queued', next_attempt_at = NULL FROM open
+      UPDATE weir_deliveries d SET status = 'queued', next_attempt_at = NULL, budget_attempts = d.attempts, budget_since = NULL FROM open
       WHERE d.message_id = open.id AND (NOT open.partial OR d.status <> 'delivered')
     )
     SELECT id, channel FROM r ORDER BY seq`, [target.ids ?? [], target.status ?? null, target.channel ?? null, t])
@@ -522,7 +528,7 @@ async function setState(tx: Queryable, [channel, component, key, value, t]: [str
 /** The columns of a claimed message, with its delivery records so far as JSON text. */
 const CLAIMED_COLUMNS = `m.id, m.seq, m.channel, m.status, m.interrupted, (SELECT b.body FROM weir_message_bodies b WHERE b.seq = m.seq) AS body, m.content_type, m.attributes, m.dedupe_key, m.order_key, m.received_at, m.updated_at, m.error,
       (SELECT coalesce(json_agg(json_build_object('destination', d.destination, 'part', d.part, 'status', d.status, 'attempts', d.attempts,
-          'firstAttemptAt', d.first_attempt_at, 'lastAttemptAt', d.last_attempt_at, 'nextAttemptAt', d.next_attempt_at, 'lastError', d.last_error,
+          'budgetAttempts', d.budget_attempts, 'budgetSince', d.budget_since, 'firstAttemptAt', d.first_attempt_at, 'lastAttemptAt', d.last_attempt_at, 'nextAttemptAt', d.next_attempt_at, 'lastError', d.last_error,
           'responseStatus', d.response_status, 'responseExcerpt', d.response_excerpt) ORDER BY d.part, d.destination), '[]')::text
         FROM weir_deliveries d WHERE d.message_id = m.id) AS deliveries`
 

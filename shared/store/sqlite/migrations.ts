@@ -144,6 +144,12 @@ export const migrations: ReadonlyArray<(db: Database) => void> = [
   // check): it read every retained error of its channel through message_status_queue, and now reads
   // only those since the window's start, from the index alone.
   (db) => db.exec(`CREATE INDEX message_status_errors ON message_status (channel, updated_at) WHERE status = 'error'`),
+  // 9: the retry budget a resubmission starts afresh: the attempts made before it, and when the
+  // first attempt after it started (attempts itself keeps counting, as the attempt history does).
+  (db) => db.exec(`
+    ALTER TABLE deliveries ADD COLUMN budget_attempts INTEGER;
+    ALTER TABLE deliveries ADD COLUMN budget_since INTEGER;
+  `),
 ]
 
 /**

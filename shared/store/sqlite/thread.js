@@ -41,7 +41,7 @@ db.pragma('foreign_keys = OFF')
 db.pragma('secure_delete = ON')
 
 const deliveriesJson = `(SELECT json_group_array(json_object('destination', d.destination, 'part', d.part, 'status', d.status,
-    'attempts', d.attempts, 'firstAttemptAt', d.first_attempt_at, 'lastAttemptAt', d.last_attempt_at, 'nextAttemptAt', d.next_attempt_at,
+    'attempts', d.attempts, 'budgetAttempts', d.budget_attempts, 'budgetSince', d.budget_since, 'firstAttemptAt', d.first_attempt_at, 'lastAttemptAt', d.last_attempt_at, 'nextAttemptAt', d.next_attempt_at,
     'lastError', d.last_error, 'responseStatus', d.response_status, 'responseExcerpt', d.response_excerpt))
   FROM (SELECT * FROM deliveries WHERE message_id = c.id ORDER BY part, destination) d)`
 
@@ -73,6 +73,7 @@ const s = {
       status = excluded.status,
       attempts = attempts + excluded.attempts,
       first_attempt_at = coalesce(first_attempt_at, excluded.first_attempt_at),
+      budget_since = CASE WHEN budget_attempts IS NULL THEN NULL ELSE coalesce(budget_since, excluded.first_attempt_at) END,
       last_attempt_at = coalesce(excluded.last_attempt_at, last_attempt_at),
       next_attempt_at = excluded.next_attempt_at,
       last_error = CASE WHEN excluded.attempts > 0 THEN excluded.last_error ELSE last_error END,
@@ -92,8 +93,10 @@ const s = {
   resubmitMessage: db.prepare(`UPDATE message_status SET status = 'queued', error = NULL, interrupted = 0, updated_at = ?
     WHERE seq = (SELECT seq FROM message_content WHERE id = ?) AND status IN ('delivered', 'filtered', 'error') RETURNING channel`).pluck(),
   openDeliveries: db.prepare(`SELECT count(*) FROM deliveries WHERE message_id = ? AND status != 'delivered'`).pluck(),
-  requeueOpen: db.prepare(`UPDATE deliveries SET status = 'queued', next_attempt_at = NULL WHERE message_id = ? AND status != 'delivered'`),
-  requeueAll: db.prepare(`UPDATE deliveries SET status = 'queued', next_attempt_at = NULL WHERE message_id = ?`),
+  // A resubmission starts a new retry budget (budget_since is set by the next attempt); attempts keeps counting for the history.
+  requeueOpen: db.prepare(`UPDATE deliveries SET status = 'queued', next_attempt_at = NULL, budget_attempts = attempts, budget_since = NULL
+    WHERE message_id = ? AND status != 'delivered'`),
+  requeueAll: db.prepare(`UPDATE deliveries SET status = 'queued', next_attempt_at = NULL, budget_attempts = attempts, budget_since = NULL WHERE message_id = ?`),
   // Oldest first along the rowid; every condition left NULL holds.
   purgePick: db.prepare(`SELECT s.seq, c.id FROM message_status s JOIN message_content c ON c.seq = s.seq
     WHERE s.status IN (SELECT value FROM json_each(@statuses)) AND (@before IS NULL OR s.updated_at < @before)
