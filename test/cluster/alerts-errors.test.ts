@@ -1,20 +1,18 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it } from 'vitest'
 import { createAlerts, ALERTS_LEADERSHIP, type LoadedAlerts } from '../../engine/alerts/index.ts'
-import { startEmbeddedPostgres, type EmbeddedPostgresServer } from '../../engine/embedded/postgres.ts'
 import { startChannel } from '../../engine/runtime/index.ts'
 import { createHttpClient } from '../../shared/http/index.ts'
 import { openPostgresStore } from '../../shared/store/index.ts'
 import { until } from '../_setup.ts'
 import { alertsFile, capturingLogger, fastWebhook, webhookReceiver } from '../alerts/_alerts.ts'
 import { channel, destination, feedSource, startApi, tempDir } from '../runtime/_helpers.ts'
+import { useEmbeddedPostgres } from '../_postgres.ts'
 
 // Finding: in a cluster only the engine holding the `alerts` leadership evaluates, and
 // `messages-failing` counted the errors that engine had seen itself: 6 messages sent to another
 // engine went to error there, and the alert never fired.
 
-let server: EmbeddedPostgresServer
-beforeAll(async () => { server = await startEmbeddedPostgres({ volatile: true }) }, 60_000)
-afterAll(async () => { await server?.stop() })
+const pg = useEmbeddedPostgres()
 
 const closing: Array<() => Promise<void>> = []
 afterEach(async () => {
@@ -42,7 +40,7 @@ async function engine(url: string, dir: string, loaded: LoadedAlerts, apiUrl: st
 
 describe('messages-failing in a cluster', () => {
   it('messages that went to error on an engine that does not lead fire the alert on the one that does', async () => {
-    const url = await server.createDatabase('alerts_errors')
+    const url = await pg.server.createDatabase('alerts_errors')
     const dir = await tempDir('weir-cluster-alerts-')
     closing.push(dir.remove)
     const hook = await webhookReceiver()

@@ -1,15 +1,13 @@
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { startEmbeddedPostgres, type EmbeddedPostgresServer } from '../../engine/embedded/postgres.ts'
+import { afterEach, describe, expect, it } from 'vitest'
 import { startRetention, type RetainedChannel, type RetentionTask } from '../../engine/retention.ts'
 import { silentLogger } from '../../shared/log/index.ts'
 import { openPostgresStore, type PostgresMessageStore } from '../../shared/store/index.ts'
 import { until } from '../_setup.ts'
+import { useEmbeddedPostgres } from '../_postgres.ts'
 
 const DAY = 86_400_000
-let server: EmbeddedPostgresServer
 let dbs = 0
-beforeAll(async () => { server = await startEmbeddedPostgres({ volatile: true }) }, 60_000)
-afterAll(async () => { await server?.stop() })
+const pg = useEmbeddedPostgres()
 
 const closers: Array<() => Promise<unknown>> = []
 afterEach(async () => {
@@ -38,7 +36,7 @@ const count = async (store: PostgresMessageStore, channel: string) => (await sto
 
 describe('retention on a cluster (two engines, one PostgreSQL store)', () => {
   it('purges the finished messages of every engine\'s channels, also those only another engine has, each channel by one engine', async () => {
-    const url = await server.createDatabase(`retention_${++dbs}`)
+    const url = await pg.server.createDatabase(`retention_${++dbs}`)
     const a = await engine(url, ['only-a', 'shared'])
     const writer = await openPostgresStore({ url, owner: false })
     closers.push(() => writer.close())
@@ -56,7 +54,7 @@ describe('retention on a cluster (two engines, one PostgreSQL store)', () => {
   }, 60_000)
 
   it('when the engine leading a channel\'s retention stops, another engine with that channel takes it over', async () => {
-    const url = await server.createDatabase(`retention_${++dbs}`)
+    const url = await pg.server.createDatabase(`retention_${++dbs}`)
     const a = await engine(url, ['shared'])
     await delivered(a.store, 'shared')
     await until(async () => (await count(a.store, 'shared')) === 0, 10_000, 'engine a purging')

@@ -1,12 +1,12 @@
 import Database from 'better-sqlite3'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { startEmbeddedPostgres, type EmbeddedPostgresServer } from '../../engine/embedded/postgres.ts'
+import { describe, expect, it } from 'vitest'
 import { openPostgresStore, openSqliteStore, type MessageStore } from '../../shared/store/index.ts'
 import { COUNT_ERRORS } from '../../shared/store/postgres/open.ts'
 import { migrations } from '../../shared/store/sqlite/migrations.ts'
 import { tempDir } from '../runtime/_helpers.ts'
+import { useEmbeddedPostgres } from '../_postgres.ts'
 
 const T0 = Date.UTC(2026, 0, 1)
 
@@ -64,13 +64,11 @@ describe('countErrors (the messages-failing alert) reads the errors of its chann
   })
 
   describe('PostgreSQL', () => {
-    let server: EmbeddedPostgresServer
-    beforeAll(async () => { server = await startEmbeddedPostgres({ volatile: true }) }, 60_000)
-    afterAll(async () => { await server?.stop() })
+    const pg = useEmbeddedPostgres()
 
     it('EXPLAIN reads weir_messages_errors (channel, updated_at), never the whole channel\'s outcomes', async () => {
       let t = T0
-      const store = await openPostgresStore({ url: await server.createDatabase('count_errors'), now: () => (t += 1000) })
+      const store = await openPostgresStore({ url: await pg.server.createDatabase('count_errors'), now: () => (t += 1000) })
       try {
         await fill(store)
         expect(await store.countErrors!('a', T0 + 200_000)).toBe(50)

@@ -1,21 +1,19 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { startEmbeddedPostgres, type EmbeddedPostgresServer } from '../../engine/embedded/postgres.ts'
+import { describe, expect, it } from 'vitest'
 import { openPostgresStore, type StoreFailure } from '../../shared/store/index.ts'
 import { openDb } from '../../shared/store/postgres/db.ts'
 import { INTERRUPTED_ERROR, MAX_INTERRUPTIONS } from '../../shared/store/types.ts'
 import { startChannel } from '../../engine/runtime/index.ts'
 import { silentLogger } from '../../shared/log/index.ts'
 import { channel, destination, feedSource, startApi, tempDir, until } from '../runtime/_helpers.ts'
+import { useEmbeddedPostgres } from '../_postgres.ts'
 
-let server: EmbeddedPostgresServer
-beforeAll(async () => { server = await startEmbeddedPostgres({ volatile: true }) }, 60_000)
-afterAll(async () => { await server?.stop() })
+const pg = useEmbeddedPostgres()
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
 describe('PostgreSQL: a message the sweep gives up on (under way at every unclean stop)', () => {
   it('is told to the sweeping engine\'s channel once, which counts it as an error', async () => {
-    const url = await server.createDatabase('gave_up')
+    const url = await pg.server.createDatabase('gave_up')
     const live = await openPostgresStore({ url, leaseMs: 300 })
     const dir = await tempDir()
     const api = await startApi()

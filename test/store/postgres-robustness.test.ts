@@ -1,15 +1,13 @@
 import { createServer, connect, type Socket } from 'node:net'
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { startEmbeddedPostgres, type EmbeddedPostgresServer } from '../../engine/embedded/postgres.ts'
+import { afterEach, describe, expect, it } from 'vitest'
 import { openPostgresStore, type PostgresMessageStore } from '../../shared/store/index.ts'
 import { openDb, type Db } from '../../shared/store/postgres/db.ts'
 import { clusterTokenState } from '../../shared/store/postgres/oauth-state.ts'
 import type { EnqueueOptions } from '../../shared/store/types.ts'
+import { useEmbeddedPostgres } from '../_postgres.ts'
 
-let server: EmbeddedPostgresServer
 let dbs = 0
-beforeAll(async () => { server = await startEmbeddedPostgres({ volatile: true }) }, 60_000)
-afterAll(async () => { await server?.stop() })
+const pg = useEmbeddedPostgres()
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 const closers: Array<() => Promise<unknown>> = []
@@ -83,8 +81,8 @@ async function proxyTo(port: number) {
 }
 
 async function setUp(name: string) {
-  const url = await server.createDatabase(`${name}_${++dbs}`)
-  const proxy = await proxyTo(server.port)
+  const url = await pg.server.createDatabase(`${name}_${++dbs}`)
+  const proxy = await proxyTo(pg.server.port)
   closers.push(proxy.close)
   const direct = openDb(url, { max: 1 })
   closers.push(() => direct.end())

@@ -1,5 +1,4 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { startEmbeddedPostgres, type EmbeddedPostgresServer } from '../../engine/embedded/postgres.ts'
+import { describe, expect, it } from 'vitest'
 import { openPostgresStore, type PostgresMessageStore } from '../../shared/store/index.ts'
 import { openDb } from '../../shared/store/postgres/db.ts'
 import { migrations } from '../../shared/store/postgres/migrations.ts'
@@ -10,12 +9,11 @@ import { startChannel } from '../../engine/runtime/index.ts'
 import { silentLogger } from '../../shared/log/index.ts'
 import { defineComponent, type ComponentDefinition } from '../../shared/component.ts'
 import { channel, destination, feedSource, tempDir } from '../runtime/_helpers.ts'
+import { useEmbeddedPostgres } from '../_postgres.ts'
 
-let server: EmbeddedPostgresServer
 let dbs = 0
 let url = ''
-beforeAll(async () => { server = await startEmbeddedPostgres({ volatile: true }) }, 60_000)
-afterAll(async () => { await server?.stop() })
+const pg = useEmbeddedPostgres()
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
 
@@ -38,7 +36,7 @@ async function sweepByLiveEngine(): Promise<void> {
 
 storeConformance({
   name: 'postgres',
-  fresh: async () => { url = await server.createDatabase(`conf_${++dbs}`) },
+  fresh: async () => { url = await pg.server.createDatabase(`conf_${++dbs}`) },
   open: (o) => openPostgresStore({ url, ...o }),
   crash: async (s) => {
     const store = s as PostgresMessageStore
@@ -52,7 +50,7 @@ storeConformance({
 
 describe('openPostgresStore', () => {
   it('groups a burst of enqueues into one commit, resolving all after it', async () => {
-    url = await server.createDatabase(`burst_${++dbs}`)
+    url = await pg.server.createDatabase(`burst_${++dbs}`)
     const store = await openPostgresStore({ url })
     try {
       const before = (await store.diagnostics()).commits
@@ -66,7 +64,7 @@ describe('openPostgresStore', () => {
 
   it('under load, paced commits wait for company: a trickle of writes shares far fewer commits; a lone write after a quiet spell does not wait', async () => {
     const commitsFor = async (commitPacing: { delayMs: number; batch: number }) => {
-      url = await server.createDatabase(`pacing_${++dbs}`)
+      url = await pg.server.createDatabase(`pacing_${++dbs}`)
       const store = await openPostgresStore({ url, commitPacing })
       try {
         const before = (await store.diagnostics()).commits
@@ -93,7 +91,7 @@ describe('openPostgresStore', () => {
   })
 
   it('migrates under an advisory lock (two engines opening together), refuses a schema newer than it knows, and never migrates as a reader', async () => {
-    url = await server.createDatabase(`schema_${++dbs}`)
+    url = await pg.server.createDatabase(`schema_${++dbs}`)
     const reader = await openPostgresStore({ url, owner: false }).catch((e) => e)
     expect([reader.code, reader.message]).toEqual(['ERR_STORE', expect.stringContaining('schema version 0; start the engine (weir run) once')])
     const [a, b] = await Promise.all([openPostgresStore({ url }), openPostgresStore({ url })])
@@ -108,7 +106,7 @@ describe('openPostgresStore', () => {
   })
 
   it('moves the bodies of messages stored under schema 4 to their own table, where the store reads and purges them', async () => {
-    url = await server.createDatabase(`bodies_${++dbs}`)
+    url = await pg.server.createDatabase(`bodies_${++dbs}`)
     const db = openDb(url, { max: 1 })
     await db.transaction(async (tx) => {
       await tx.query('CREATE TABLE weir_schema (version integer NOT NULL)')
@@ -136,7 +134,7 @@ describe('openPostgresStore', () => {
   })
 
   it('schema 6: no foreign key locks the message row; a purge deletes a message\'s rows in every table; lookups by status read partial indexes', async () => {
-    url = await server.createDatabase(`lean_${++dbs}`)
+    url = await pg.server.createDatabase(`lean_${++dbs}`)
     const store = await openPostgresStore({ url })
     const db = openDb(url, { max: 1 })
     try {
@@ -168,7 +166,7 @@ describe('openPostgresStore', () => {
   })
 
   it('runs the usual batch (enqueues, a completion with its outcome, a claim) as one statement with the same results', async () => {
-    url = await server.createDatabase(`onestatement_${++dbs}`)
+    url = await pg.server.createDatabase(`onestatement_${++dbs}`)
     const store = await openPostgresStore({ url })
     const db = openDb(url, { max: 1 })
     try {
@@ -200,7 +198,7 @@ describe('openPostgresStore', () => {
   })
 
   it('lists the engines; a dead one shows as expired until a live engine sweeps it, its claims going back to the queue; one that stops cleanly leaves', async () => {
-    url = await server.createDatabase(`status_${++dbs}`)
+    url = await pg.server.createDatabase(`status_${++dbs}`)
     const a = await openPostgresStore({ url, leaseMs: 60_000, version: '9.9.9' })
     const b = await openPostgresStore({ url, leaseMs: 60_000 })
     try {
@@ -234,7 +232,7 @@ describe('openPostgresStore', () => {
 
 describe('claims of an engine that has no row', () => {
   it('a claim that comes after a sweep removed its engine (its lease had run out) claims nothing; rejoined under a new id, the engine claims the message', async () => {
-    url = await server.createDatabase(`orphan_late_${++dbs}`)
+    url = await pg.server.createDatabase(`orphan_late_${++dbs}`)
     const a = await openPostgresStore({ url, leaseMs: 60_000 })
     try {
       const { id } = await a.enqueue('c', { body: 1 })
@@ -252,7 +250,7 @@ describe('claims of an engine that has no row', () => {
   })
 
   it('a sweep returns to the queue the claims of an engine whose row is gone otherwise (removed by hand, or left behind by an older version)', async () => {
-    url = await server.createDatabase(`orphan_sweep_${++dbs}`)
+    url = await pg.server.createDatabase(`orphan_sweep_${++dbs}`)
     const a = await openPostgresStore({ url, leaseMs: 60_000 })
     const b = await openPostgresStore({ url, leaseMs: 60_000 })
     const db = openDb(url, { max: 1 })
@@ -272,7 +270,7 @@ describe('claims of an engine that has no row', () => {
   })
 
   it('weir run stopping while a delivery outlives shutdownTimeoutMs: the engine leaves the cluster with the message back in the queue, and another engine claims it at once', async () => {
-    url = await server.createDatabase(`orphan_stop_${++dbs}`)
+    url = await pg.server.createDatabase(`orphan_stop_${++dbs}`)
     const dir = await tempDir()
     const a = await openPostgresStore({ url, leaseMs: 60_000 })
     const b = await openPostgresStore({ url, leaseMs: 60_000 })
@@ -300,7 +298,7 @@ describe('claims of an engine that has no row', () => {
 
 describe('ordered claims beside a batch that holds a queued message locked', () => {
   it('an ordered claim waits for its key\'s head that another transaction holds locked (as a batch whose enqueue moved a dedupe key does) instead of handing out the next message of the key; an unordered claim skips it', async () => {
-    url = await server.createDatabase(`locked_head_${++dbs}`)
+    url = await pg.server.createDatabase(`locked_head_${++dbs}`)
     const a = await openPostgresStore({ url, leaseMs: 60_000 })
     const b = await openPostgresStore({ url, leaseMs: 60_000 })
     const x = openDb(url, { max: 1 })
@@ -330,7 +328,7 @@ describe('ordered claims beside a batch that holds a queued message locked', () 
   })
 
   it('a batch that moves a dedupe key and claims an ordered channel takes the claim lock before it locks any message: an ordered claim under way on the channel does not wait for it', async () => {
-    url = await server.createDatabase(`claim_lock_first_${++dbs}`)
+    url = await pg.server.createDatabase(`claim_lock_first_${++dbs}`)
     const a = await openPostgresStore({ url, leaseMs: 60_000 })
     const x = openDb(url, { max: 1 })
     try {
@@ -359,7 +357,7 @@ describe('ordered claims beside a batch that holds a queued message locked', () 
 
 describe('an engine joining the cluster', () => {
   it('waits one lease before declaring others dead: joining as the database comes back from an outage (every live engine\'s lease looks expired), it leaves their claims alone', async () => {
-    url = await server.createDatabase(`join_${++dbs}`)
+    url = await pg.server.createDatabase(`join_${++dbs}`)
     const LEASE = 800
     const a = await openPostgresStore({ url, leaseMs: 60_000 })
     const c = await (async () => {
@@ -398,7 +396,7 @@ describe('content encryption in a cluster', () => {
     const { mkdtemp, rm } = await import('node:fs/promises')
     const { tmpdir } = await import('node:os')
     const { join } = await import('node:path')
-    const clusterUrl = await server.createDatabase(`enc_${++dbs}`)
+    const clusterUrl = await pg.server.createDatabase(`enc_${++dbs}`)
     const dirs = [await mkdtemp(join(tmpdir(), 'weir-enc-a-')), await mkdtemp(join(tmpdir(), 'weir-enc-b-'))]
     const env = { WEIR_SECRET_KEY: 'a passphrase the whole cluster shares' }
     const [a, b] = await Promise.all(dirs.map((dataDir) => openStoreFor({ store: clusterUrl }, { env }, { dataDir, owner: true, encrypt: true })))

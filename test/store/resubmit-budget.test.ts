@@ -1,12 +1,12 @@
 import Database from 'better-sqlite3'
 import { join } from 'node:path'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { startEmbeddedPostgres, type EmbeddedPostgresServer } from '../../engine/embedded/postgres.ts'
+import { describe, expect, it } from 'vitest'
 import { openPostgresStore, openSqliteStore, type MessageStore } from '../../shared/store/index.ts'
 import { openDb } from '../../shared/store/postgres/db.ts'
 import { migrations as pgMigrations } from '../../shared/store/postgres/migrations.ts'
 import { migrations as sqliteMigrations } from '../../shared/store/sqlite/migrations.ts'
 import { tempDir } from '../runtime/_helpers.ts'
+import { useEmbeddedPostgres } from '../_postgres.ts'
 
 /** A delivery in error after two attempts, as a store of the schema before the retry budget baseline kept it. */
 const OLD_DELIVERY = { destination: 'api', part: 0, status: 'error', attempts: 2, firstAttemptAt: 1000, lastAttemptAt: 2000, lastError: 'http 503', responseStatus: 503 }
@@ -45,12 +45,10 @@ describe('the retry budget baseline of a resubmission, on a store migrated from 
   })
 
   describe('PostgreSQL', () => {
-    let server: EmbeddedPostgresServer
-    beforeAll(async () => { server = await startEmbeddedPostgres({ volatile: true }) }, 60_000)
-    afterAll(async () => { await server?.stop() })
+    const pg = useEmbeddedPostgres()
 
     it('schema 9 → 10', async () => {
-      const url = await server.createDatabase('budget_migration')
+      const url = await pg.server.createDatabase('budget_migration')
       const db = openDb(url, { max: 1 })
       try {
         await db.transaction(async (tx) => {

@@ -2,11 +2,11 @@ import { randomBytes } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
-import { startEmbeddedPostgres, type EmbeddedPostgresServer } from '../../engine/embedded/postgres.ts'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { encryptContent } from '../../shared/store/encrypted.ts'
 import { openPostgresStore, openSqliteStore, type MessageStore } from '../../shared/store/index.ts'
 import { filesHolding } from '../security/_at-rest.ts'
+import { useEmbeddedPostgres } from '../_postgres.ts'
 
 const MRN = 'MRN-SEARCH-7730291'
 const mrn = (value: string) => ({ key: { name: 'mrn', value } })
@@ -36,12 +36,10 @@ describe('a search by key is an index lookup', () => {
   })
 
   describe('PostgreSQL', () => {
-    let server: EmbeddedPostgresServer
-    beforeAll(async () => { server = await startEmbeddedPostgres({ volatile: true }) }, 60_000)
-    afterAll(async () => { await server?.stop() })
+    const pg = useEmbeddedPostgres()
 
     it('EXPLAIN uses the weir_message_keys primary key, with or without the channel', async () => {
-      const store = await openPostgresStore({ url: await server.createDatabase('search_keys') })
+      const store = await openPostgresStore({ url: await pg.server.createDatabase('search_keys') })
       try {
         await fill(store)
         await store.pool.query('ANALYZE')
