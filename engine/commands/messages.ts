@@ -213,22 +213,12 @@ const isAlertsChannel = (channel: string | undefined) => channel?.startsWith('we
 
 /**
  * How many finished messages in `statuses` of `channel` (every channel without one) were last
- * updated before `before`, per channel and status: what a purge would delete. Read a page at a time
- * among those received before it (a message is received before it is last updated).
+ * updated before `before`, per channel and status: what a purge would delete (one count query).
  */
 async function purgeCounts(store: MessageStore, before: number, channel: string | undefined, statuses: readonly FinishedStatus[]): Promise<Map<string, Map<FinishedStatus, number>>> {
   const counts = new Map<string, Map<FinishedStatus, number>>()
-  for (const status of statuses) {
-    for (let after: number | undefined; ;) {
-      const page = await store.list({ status, until: before, limit: 1000, ...(channel ? { channel } : {}), ...(after !== undefined ? { after } : {}) })
-      for (const m of page) {
-        if (m.updatedAt >= before) continue
-        const of = counts.get(m.channel) ?? new Map<FinishedStatus, number>()
-        counts.set(m.channel, of.set(status, (of.get(status) ?? 0) + 1))
-      }
-      if (page.length < 1000) break
-      after = page.at(-1)!.seq
-    }
+  for (const r of await store.countPurgeable({ before, statuses, ...(channel ? { channel } : {}) })) {
+    counts.set(r.channel, (counts.get(r.channel) ?? new Map<FinishedStatus, number>()).set(r.status, r.count))
   }
   return counts
 }

@@ -356,6 +356,7 @@ function passThrough(inner: MessageStore) {
     audit: (entry: Parameters<MessageStore['audit']>[0]) => inner.audit(entry),
     auditLog: (options?: Parameters<MessageStore['auditLog']>[0]) => inner.auditLog(options),
     purge: (target: PurgeTarget) => inner.purge(target),
+    countPurgeable: (target: Parameters<MessageStore['countPurgeable']>[0]) => inner.countPurgeable(target),
     stats: (channel?: string) => inner.stats(channel),
     pending: (channel: string) => inner.pending(channel),
     oldestPending: (channel?: string) => inner.oldestPending(channel),

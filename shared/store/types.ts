@@ -142,6 +142,9 @@ export interface PurgeTarget {
   limit?: number
 }
 
+/** Finished messages of one channel in one status that a purge would delete (see `countPurgeable`). */
+export interface PurgeableCount { channel: string; status: FinishedStatus; count: number }
+
 export interface ResubmitTarget {
   ids?: string[]
   status?: MessageStatus
@@ -266,6 +269,12 @@ export interface MessageStore {
    * gives the freed space back to the file system and leaves no copy of the purged content in its files.
    */
   purge(target: PurgeTarget): Promise<number>
+  /**
+   * How many finished messages a purge of `target` would delete now, per channel and status (none
+   * listed with no message): one query on the messages' statuses, no body read. What `weir messages
+   * purge` previews.
+   */
+  countPurgeable(target: Pick<PurgeTarget, 'before' | 'channel' | 'statuses'>): Promise<PurgeableCount[]>
   get(id: string): Promise<MessageDetail | undefined>
   list(filter?: ListFilter): Promise<StoredMessage[]>
   /** Counts by status, for one channel or all. */

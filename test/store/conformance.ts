@@ -488,6 +488,13 @@ export function storeConformance(factory: StoreFactory): void {
       t = 5000
       await store.complete(c, 'filtered')
       await store.claim('c', 1) // d in flight; e stays queued
+      // What a purge would delete, counted per channel and status beforehand.
+      expect(await store.countPurgeable({ before: 3000 })).toEqual([
+        { channel: 'c', status: 'delivered', count: 1 }, { channel: 'c', status: 'error', count: 1 }, { channel: 'd', status: 'delivered', count: 1 },
+      ])
+      expect(await store.countPurgeable({ before: 3000, channel: 'c', statuses: ['delivered', 'filtered'] })).toEqual([{ channel: 'c', status: 'delivered', count: 1 }])
+      expect(await store.countPurgeable({ channel: 'c', statuses: ['filtered'] })).toEqual([{ channel: 'c', status: 'filtered', count: 1 }])
+      expect(await store.countPurgeable({ before: 1500 })).toEqual([])
       expect(await store.purge({ before: 3000 })).toBe(3)
       expect(await store.get(a)).toBeUndefined()
       expect(await store.get(b)).toBeUndefined()

@@ -9,7 +9,7 @@ import { attemptOf, countByStatus, defined, deliveryOf, jsonOf, rowToMessage, ty
 import {
 
   GAVE_UP_LOG, MESSAGE_STATUSES, type ChannelStats, type ClaimOptions, type ClaimedMessage, type DeliveryRecord, type DeliveryUpdate, type EnqueueOptions,
-  type ClaimLease, type Leadership, type ListFilter, type MessageDetail, type MessageStatus, type MessageStore, type PurgeTarget, type ResubmitTarget, type ResubmitPreview, type AuditEntry, type StoredMessage, type StoreFailure,
+  type ClaimLease, type Leadership, type ListFilter, type MessageDetail, type MessageStatus, type MessageStore, type PurgeTarget, type PurgeableCount, type ResubmitTarget, type ResubmitPreview, type AuditEntry, type StoredMessage, type StoreFailure,
 } from '../types.ts'
 import { StoreFailures } from '../failures.ts'
 import { DB_TIMEOUTS, openDb, type Db, type DbTimeouts } from './db.ts'
@@ -85,6 +85,10 @@ export const PENDING_COUNTS = `SELECT channel, sum(n)::int AS n FROM (${unfinish
 export const COUNT_ERRORS = `SELECT count(*)::int AS n FROM weir_messages WHERE channel = $1 AND status = 'error' AND updated_at >= $2::bigint`
 /** Messages deleted per transaction by a purge. */
 const PURGE_BATCH = 1000
+/** What a purge would delete, per channel and status (`countPurgeable`): the conditions of `purgeBatch`. */
+const COUNT_PURGEABLE = `SELECT channel, status, count(*)::int AS count FROM weir_messages
+  WHERE status = ANY($3::text[]) AND ($1::bigint IS NULL OR updated_at < $1) AND ($2::text IS NULL OR channel = $2)
+  GROUP BY channel, status ORDER BY channel, status`
 
 /**
  * The SQL of a `list` (each message with its body): with a search key, an index lookup in weir_message_keys (by name, value and,
@@ -413,6 +417,10 @@ class PostgresStore implements PostgresMessageStore {
 
   countErrors(channel: string, since: number): Promise<number> {
     return this.read(async () => (await this.db.query<{ n: number }>(COUNT_ERRORS, [channel, since]))[0]!.n)
+  }
+
+  countPurgeable(target: Pick<PurgeTarget, 'before' | 'channel' | 'statuses'>): Promise<PurgeableCount[]> {
+    return this.read(() => this.db.query<PurgeableCount>(COUNT_PURGEABLE, [target.before ?? null, target.channel ?? null, target.statuses ?? ['delivered', 'filtered', 'error']]))
   }
 
   refreshPending(channel?: string): Promise<void> {

@@ -10,7 +10,7 @@ import { newMessageId } from '../id.ts'
 import {
   GAVE_UP_LOG, INTERRUPTED_ERROR, MAX_INTERRUPTIONS,
   type ChannelStats, type ClaimedMessage, type FinishedStatus, type DeliveryRecord, type DeliveryUpdate, type EnqueueOptions, type ListFilter,
-  type MessageDetail, type MessageStatus, type MessageStore, type PurgeTarget, type ResubmitTarget, type ResubmitPreview, type AuditEntry, type StoredMessage, type StoreFailure,
+  type MessageDetail, type MessageStatus, type MessageStore, type PurgeTarget, type PurgeableCount, type ResubmitTarget, type ResubmitPreview, type AuditEntry, type StoredMessage, type StoreFailure,
 } from '../types.ts'
 import { StoreFailures } from '../failures.ts'
 import { acquireLock, releaseLock } from './lock.ts'
@@ -368,6 +368,11 @@ class SqliteStore implements SqliteMessageStore {
 
   countErrors(channel: string, since: number): Promise<number> {
     return this.writer.call('countErrors', [channel, since])
+  }
+
+  countPurgeable(target: Pick<PurgeTarget, 'before' | 'channel' | 'statuses'>): Promise<PurgeableCount[]> {
+    const { before, channel, statuses } = purgeSpec(target)
+    return this.writer.call('countPurgeable', [{ before, channel, statuses }])
   }
 
   refreshPending(channel?: string): Promise<void> {

@@ -17,7 +17,7 @@ import { previewOf } from '../preview.js'
 /** @typedef {[id: number, ok: boolean, value: unknown]} Result */
 
 /** Operations that only read: a batch made of these alone runs without a write transaction. */
-const READS = new Set(['resubmitPreview', 'auditLog', 'get', 'list', 'listPlan', 'stats', 'channels', 'pendingCounts', 'oldestPending', 'countErrors', 'getState', 'diagnostics', 'usage'])
+const READS = new Set(['resubmitPreview', 'auditLog', 'get', 'list', 'listPlan', 'stats', 'channels', 'pendingCounts', 'oldestPending', 'countErrors', 'countPurgeable', 'getState', 'diagnostics', 'usage'])
 /** The WAL file's own header, and each frame's before its page (the SQLite file format). */
 const WAL_HEADER_BYTES = 32
 const WAL_FRAME_HEADER_BYTES = 24
@@ -102,6 +102,9 @@ const s = {
     WHERE s.status IN (SELECT value FROM json_each(@statuses)) AND (@before IS NULL OR s.updated_at < @before)
       AND (@channel IS NULL OR s.channel = @channel) AND (@below IS NULL OR s.seq < @below)
     ORDER BY s.seq LIMIT @limit`),
+  countPurgeable: db.prepare(`SELECT channel, status, count(*) AS count FROM message_status
+    WHERE status IN (SELECT value FROM json_each(@statuses)) AND (@before IS NULL OR updated_at < @before) AND (@channel IS NULL OR channel = @channel)
+    GROUP BY channel, status ORDER BY channel, status`),
   // The seq of the newest finished message to keep: everything older may go.
   keepFrom: db.prepare(`SELECT seq FROM message_status WHERE (@channel IS NULL OR channel = @channel) AND status IN ('delivered', 'filtered', 'error')
     ORDER BY seq DESC LIMIT 1 OFFSET @offset`).pluck(),
@@ -351,6 +354,10 @@ const ops = {
   oldestPending(channel) {
     const rows = /** @type {Array<{ channel: string, at: number | null }>} */ (channel === null ? s.oldestAll.all() : s.oldestOf.all(channel, channel))
     return rows.filter((r) => r.at !== null)
+  },
+  /** @param {{ before: number | null, channel: string | null, statuses: string[] }} target */
+  countPurgeable(target) {
+    return s.countPurgeable.all({ statuses: JSON.stringify(target.statuses), before: target.before, channel: target.channel })
   },
   /** @param {string} channel @param {number} since */
   countErrors(channel, since) {
