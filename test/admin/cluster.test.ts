@@ -60,6 +60,43 @@ describe('cluster page', () => {
     }
   })
 
+  it('shows each channel\'s definition on the live engines, a disagreement as an alert, and engines that record none', async () => {
+    const url = await server.createDatabase('admin_cluster_definitions')
+    const fp = (c: string) => `sha256:${c.repeat(64)}`
+    const a = await openPostgresStore({ url, leaseMs: 60_000, definitions: { orders: fp('a'), billing: fp('b') } })
+    const b = await openPostgresStore({ url, leaseMs: 60_000, definitions: { orders: fp('a') } })
+    const older = await openPostgresStore({ url, leaseMs: 60_000 })
+    try {
+      await dashboardOn(a, async (page, base) => {
+        await page.goto(`${base}/cluster`)
+        expect(await page.locator('#definitions thead th').allTextContents()).toEqual(['Channel', 'Engines', 'Definition'])
+        expect(await page.locator('#definitions tbody tr').allTextContents()).toEqual([
+          `billing1one engine (sha256:${'b'.repeat(16)})`, `orders2same on every engine (sha256:${'a'.repeat(16)})`,
+        ])
+        expect(await page.locator('[role="alert"]').count()).toBe(0)
+        expect(await page.locator('[data-field="unknown"]').allTextContents()).toEqual([
+          `unknown: ${older.engineId} (host ${(await older.cluster()).find((e) => e.id === older.engineId)!.host}, pid ${process.pid}) records no channel definitions (an older weir): whether it runs the same ones cannot be told`,
+        ])
+        // Engines that joined before another changed its file (as a race or an older weir could leave them).
+        await b.pool.query('UPDATE weir_engines SET channels = $1 WHERE id = $2', [{ orders: fp('c') }, b.engineId])
+        await page.reload()
+        expect(await page.textContent('[role="alert"]')).toMatch(/^1 channel\(s\) run with different definitions on live engines/)
+        expect(await page.locator('tr[data-channel="orders"] [data-field="definition"] .s-failing').textContent())
+          .toBe(`DIFFERENT: sha256:${'a'.repeat(16)} on ${a.engineId}; sha256:${'c'.repeat(16)} on ${b.engineId}`)
+        await shot(page, 'cluster-definitions')
+        const api = await call(base, '/api/cluster')
+        expect((api.json as { channels: unknown }).channels).toEqual([
+          { channel: 'billing', engines: 1, fingerprints: [{ fingerprint: fp('b'), engines: [a.engineId] }] },
+          { channel: 'orders', engines: 2, fingerprints: [{ fingerprint: fp('a'), engines: [a.engineId] }, { fingerprint: fp('c'), engines: [b.engineId] }] },
+        ])
+      })
+    } finally {
+      await older.close()
+      await b.close()
+      await a.close()
+    }
+  })
+
   it('with the embedded SQLite store: the page says the engine runs alone', async () => {
     const dir = await tempDir('weir-admin-cluster-')
     const store = openSqliteStore({ dataDir: dir.path })

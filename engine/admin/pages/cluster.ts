@@ -2,7 +2,7 @@ import { Refusal } from '../../../shared/inbound/refusal.ts'
 import type { PostgresMessageStore } from '../../../shared/store/index.ts'
 import type { EngineStatus } from '../../../shared/store/postgres/engines.ts'
 import type { MessageStore } from '../../../shared/store/types.ts'
-import { ENGINE_COLUMNS, engineRow } from '../../commands/cluster.ts'
+import { CHANNEL_COLUMNS, channelAgreement, channelRow, ENGINE_COLUMNS, engineRow, unknownDefinitions, type ChannelAgreement } from '../../commands/cluster.ts'
 import type { ApiSources } from '../api.ts'
 import type { Auth } from '../auth.ts'
 import { sendJson } from '../http.ts'
@@ -27,6 +27,26 @@ function engineTableRow(e: EngineStatus, self: string | undefined): Raw {
   return html`<tr data-engine="${e.id}"><td class="mono">${id}${e.id === self ? html` <strong>(this engine)</strong>` : ''}</td>${cells}</tr>`
 }
 
+/** A channel's definition on the live engines, as `weir cluster status` shows it; a disagreement as a failing badge. */
+function channelTableRow(a: ChannelAgreement): Raw {
+  const [channel, engines, definition] = channelRow(a)
+  const cell = a.fingerprints.length > 1 ? html`<span class="status s-failing">${definition}</span>` : definition
+  return html`<tr data-channel="${channel}"><td>${channel}</td><td>${engines}</td><td data-field="definition">${cell}</td></tr>`
+}
+
+/** The channels' definitions on the live engines, and the engines that record none (an older weir). */
+function definitionsSection(engines: readonly EngineStatus[]): Raw {
+  const agreement = channelAgreement(engines)
+  const unknown = unknownDefinitions(engines)
+  const disagree = agreement.filter((a) => a.fingerprints.length > 1).length
+  const summary = disagree > 0
+    ? `${disagree} channel(s) run with different definitions on live engines: every engine must run the same file and modules of a channel; stop the engines, change it everywhere and start them again.`
+    : 'Every live engine that records definitions runs each channel with the same one.'
+  return html`<h2>Channel definitions</h2><p${disagree > 0 ? html` class="error" role="alert"` : ''}>${summary}</p>
+<table id="definitions" class="grid"><thead><tr>${CHANNEL_COLUMNS.map((c) => html`<th>${c[0] + c.slice(1).toLowerCase()}</th>`)}</tr></thead>
+<tbody>${agreement.map(channelTableRow)}</tbody></table>${unknown.map((line) => html`<p class="error" data-field="unknown">${line}</p>`)}`
+}
+
 const ALONE = 'This engine runs alone: a single engine with the embedded (SQLite) store. Engines form a cluster when they share a PostgreSQL store (--store postgres://…).'
 
 /**
@@ -39,7 +59,10 @@ export function clusterPage(router: Router, src: ApiSources, auth: Auth): void {
     const store = clusterStoreOf(runningStore(src))
     if (!store) return sendJson(res, 200, { clustered: false, engines: [] })
     const engines = await store.cluster()
-    sendJson(res, 200, { clustered: true, self: store.engineId ?? null, engines: engines.map((e) => ({ ...e, startedAt: new Date(e.startedAt).toISOString() })) })
+    sendJson(res, 200, {
+      clustered: true, self: store.engineId ?? null, engines: engines.map((e) => ({ ...e, startedAt: new Date(e.startedAt).toISOString() })),
+      channels: channelAgreement(engines),
+    })
   })
   router.get('/cluster', async (ctx) => {
     const user = pageUser(ctx, auth)
@@ -48,7 +71,7 @@ export function clusterPage(router: Router, src: ApiSources, auth: Auth): void {
     const table = html`<table id="engines" class="grid"><thead><tr>${ENGINE_COLUMNS.map((c) => html`<th>${c[0] + c.slice(1).toLowerCase()}</th>`)}</tr></thead>
 <tbody>${engines.map((e) => engineTableRow(e, store?.engineId))}</tbody></table>`
     const body = store
-      ? html`<h1>Cluster</h1><p>${engines.length} engine(s) share the PostgreSQL store; an engine that stopped cleanly has left, one that died shows as expired until another takes its claims over.</p>${table}`
+      ? html`<h1>Cluster</h1><p>${engines.length} engine(s) share the PostgreSQL store; an engine that stopped cleanly has left, one that died shows as expired until another takes its claims over.</p>${table}${definitionsSection(engines)}`
       : html`<h1>Cluster</h1><p class="notice" role="status">${ALONE}</p>`
     sendHtml(ctx.res, 200, layout('Cluster', user, body))
   })
