@@ -26,6 +26,13 @@ export function canonicalJson(value: unknown): string {
   return JSON.stringify(value) ?? 'null'
 }
 
+/**
+ * Channel options that tune one engine and not what a message goes through: how many messages it
+ * processes at once, when its source refuses input, how long its stop waits. Left out of the
+ * fingerprint, so engines may differ in them (and a change of them may roll from engine to engine).
+ */
+export const ENGINE_LOCAL_OPTIONS: readonly string[] = ['concurrency', 'queueLimit', 'maxStoreBytes', 'shutdownTimeoutMs']
+
 const sha256 = (data: string | Buffer) => createHash('sha256').update(data).digest('hex')
 
 /**
@@ -35,7 +42,8 @@ const sha256 = (data: string | Buffer) => createHash('sha256').update(data).dige
  * file its filters and destinations load by path (a component module, a script filter's module, a
  * validate filter's schema file), named as written. Only those files: what a module imports in
  * turn is not read. The source is left out: it only stores messages, and its settings (a listener's
- * port) may differ from engine to engine; what a claimed message goes through must not.
+ * port) may differ from engine to engine; what a claimed message goes through must not. So are the
+ * options that tune one engine (ENGINE_LOCAL_OPTIONS).
  *
  * @example
  * await definitionFingerprint(await loadChannel('channels/adt.json')) // 'sha256:3f1c…'
@@ -49,6 +57,9 @@ export async function definitionFingerprint(channel: LoadedChannel): Promise<str
   }
   for (const path of literalSecretPaths(channel)) replaceString(written, path, LITERAL_SECRET)
   const { source: _source, ...processing } = written
+  if (processing.options && typeof processing.options === 'object') {
+    processing.options = Object.fromEntries(Object.entries(processing.options).filter(([k]) => !ENGINE_LOCAL_OPTIONS.includes(k)))
+  }
   const files: Record<string, string> = {}
   for (const c of [...channel.filters, ...channel.destinations]) {
     const entry = valueAt(written, keysOf(c.pointer)) as { type?: unknown; config?: Record<string, unknown> } | undefined

@@ -74,7 +74,7 @@ describe('the fingerprint of a channel definition', () => {
     return definitionFingerprint(await loadChannel(file, { env }))
   }
 
-  it('is the same however the file is laid out and whatever the source\'s settings (each engine\'s own listener); differs with one destination fewer or another option', async () => {
+  it('is the same however the file is laid out, whatever the source\'s settings (each engine\'s own listener) and the options that tune one engine; differs with one destination fewer or another option', async () => {
     const d = await dir()
     const a = await fingerprintOf(d, 'a.json', channel('p'))
     const reordered = Object.fromEntries(Object.entries(channel('p')).reverse())
@@ -82,7 +82,9 @@ describe('the fingerprint of a channel definition', () => {
     expect(await fingerprintOf(d, 'b.json', channel('another-port-file'))).toBe(a)
     expect(a).toMatch(/^sha256:[0-9a-f]{64}$/)
     expect(await fingerprintOf(d, 'c.json', channel('p', { fewer: true }))).not.toBe(a)
-    expect(await fingerprintOf(d, 'c.json', { ...channel('p'), options: { concurrency: 1 } })).not.toBe(a)
+    expect(await fingerprintOf(d, 'c.json', { ...channel('p'), options: { concurrency: 8, queueLimit: 50, maxStoreBytes: 1_048_576, shutdownTimeoutMs: 500 } })).toBe(a)
+    expect(await fingerprintOf(d, 'c.json', { ...channel('p'), options: { onError: 'stop' } })).not.toBe(a)
+    expect(await fingerprintOf(d, 'c.json', { ...channel('p'), options: { concurrency: 8, orderBy: 'n' } })).not.toBe(a)
   })
 
   it('counts the content of a component module loaded by path: the same file name with other content is another definition', async () => {
