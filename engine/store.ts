@@ -121,6 +121,8 @@ export async function openStoreFor(values: StoreChoice, io: Pick<CommandIO, 'env
   encrypt?: ReadonlySet<string> | true
   /** The engine's channels' definition fingerprints (engine/definition-fingerprint.ts): a cluster refuses an engine that runs a channel differently from a live one. */
   definitions?: Readonly<Record<string, string>>
+  /** In a cluster: told once if this engine, its lease lost, may not rejoin (see `PostgresStoreOptions.onRefused`); it is to stop. */
+  onRefused?: (e: StoreError) => void
 }): Promise<MessageStore> {
   const store = await openStore(values, io, o)
   /** A start-up check that failed: the store is closed before the error goes on. */
@@ -200,5 +202,6 @@ async function openStore(values: StoreChoice, io: Pick<CommandIO, 'env'>, o: Par
     ...(leaseMs !== undefined ? { leaseMs } : {}),
     ...(o.log ? { log: o.log } : {}),
     ...(o.owner && o.definitions ? { definitions: o.definitions } : {}),
+    ...(o.owner && o.onRefused ? { onRefused: o.onRefused } : {}),
   })
 }

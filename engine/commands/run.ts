@@ -14,6 +14,7 @@ import { startChannel, type ChannelCounters, type ChannelHandle } from '../runti
 import { ALERTS_CHANNEL_PREFIX, composeObservers, createAlerts, loadAlerts, mergeAlerts, type LoadedAlerts } from '../alerts/index.ts'
 import { clusterTokenState, missingClusterKey } from '../../shared/store/postgres/oauth-state.ts'
 import { openStoreFor, storeOptions, storeUrlOf, storeUsage } from '../store.ts'
+import type { StoreError } from '../../shared/store/errors.ts'
 import { contentWarnings } from './validate.ts'
 import { definitionFingerprints } from '../definition-fingerprint.ts'
 import { startRetention } from '../retention.ts'
@@ -49,7 +50,8 @@ ${adminUsage}
                   credential fails fast or a channel stops (see README "Alerts"); a channel's
                   own "alerts" block runs too, with or without this file
 
-exit status: 0 after a clean stop, 1 when a channel stopped on error or would not start, 2 on bad usage`
+exit status: 0 after a clean stop, 1 when a channel stopped on error or would not start, or when (in a cluster) its lease
+             ran out and the cluster refused it back (another engine runs a channel of it differently), 2 on bad usage`
 
 export interface RunDeps {
   loadChannel?: (file: string, options: { env: NodeJS.ProcessEnv }) => Promise<LoadedChannel>
@@ -140,7 +142,7 @@ type Inputs = Awaited<ReturnType<typeof loadInputs>>
  * once another engine lets go of it), the HTTP client and the credentials (shared through the
  * store in a cluster). What started is closed again when a later one fails.
  */
-async function startServices(values: RunValues, io: CommandIO, deps: RunDeps, flags: ReturnType<typeof checkedFlags>, inputs: Inputs, log: Logger) {
+async function startServices(values: RunValues, io: CommandIO, deps: RunDeps, flags: ReturnType<typeof checkedFlags>, inputs: Inputs, log: Logger, onRefused: (e: StoreError) => void) {
   const dataDir = dataDirOf(values['data-dir'], io)
   // In a cluster, the engines compare their channels' definitions as they join: see EngineLease.
   const definitions = storeUrlOf(values, io) === undefined ? undefined : await definitionFingerprints(inputs.channels)
@@ -153,7 +155,7 @@ async function startServices(values: RunValues, io: CommandIO, deps: RunDeps, fl
   if (admin) deps.onAdminServer?.(admin)
   const open = () => openStoreFor(values, io, {
     dataDir, owner: true, synchronous: flags.sync, log, encrypt: inputs.encrypt, acceptOpenDataDirFlag: '--allow-open-data-dir',
-    ...(values['allow-open-data-dir'] ? { allowOpenDataDir: true } : {}), ...(definitions ? { definitions } : {}),
+    ...(values['allow-open-data-dir'] ? { allowOpenDataDir: true } : {}), ...(definitions ? { definitions } : {}), onRefused,
   })
   const store = await (values.standby ? openStoreWhenFree(open, { log, ...(admin ? { admin } : {}), ...(deps.signal ? { signal: deps.signal } : {}) }) : open()).catch(async (e) => {
     await admin?.close()
@@ -210,11 +212,13 @@ function showCounters(handles: readonly ChannelHandle[], io: CommandIO, log: Log
  * the signal handlers. Channels that stop on their own (`onError: "stop"`) do not end the process,
  * even all of them: a restart (a service manager's `Restart=on-failure`) would start them again with
  * nobody having looked, so the engine stays up, not ready, its admin server and alerts saying why.
+ * `fail` stops it for a reason that makes the run fail (exit status 1): the cluster refused it back.
  */
-function untilStopRequested(log: Logger, signal?: AbortSignal): { signal: AbortSignal; requested: Promise<string>; dispose(): void } {
+function untilStopRequested(log: Logger, signal?: AbortSignal): { signal: AbortSignal; requested: Promise<string>; readonly failed: Error | undefined; fail(e: Error): void; dispose(): void } {
   const stopping = new AbortController()
   let signals = 0
   let reason = 'abort'
+  let failed: Error | undefined
   const onSignal = (sig: NodeJS.Signals) => {
     if (++signals > 1) {
       // Said before exiting (the log is synchronous): the messages under way come back at the next
@@ -238,6 +242,12 @@ function untilStopRequested(log: Logger, signal?: AbortSignal): { signal: AbortS
   return {
     signal: stopping.signal,
     requested: stopRequested,
+    get failed() { return failed },
+    fail(e) {
+      failed ??= e
+      reason = 'failed'
+      stopping.abort()
+    },
     dispose() {
       process.off('SIGINT', onSignal)
       process.off('SIGTERM', onSignal)
@@ -264,14 +274,19 @@ export async function run(args: string[], io: CommandIO, deps: RunDeps = {}): Pr
   const log: Logger = createLogger({ destination: logStream, pretty: io.isTTY, ...(io.isTTY ? { level: io.env.WEIR_LOG_LEVEL ?? 'warn' } : {}) })
   // A signal while starting (in --standby: while waiting for the store) stops the engine too, with status 0.
   const stop = untilStopRequested(log, deps.signal)
-  const svc = await startServices(values, io, { ...deps, signal: stop.signal }, flags, inputs, log).catch((e) => {
+  // Final, unlike a failed heartbeat: its lease lost, this engine may not rejoin the cluster while another runs a channel of it differently.
+  const onRefused = (e: StoreError) => {
+    log.error({ code: e.code }, `stopping: ${e.message}`)
+    stop.fail(e)
+  }
+  const svc = await startServices(values, io, { ...deps, signal: stop.signal }, flags, inputs, log, onRefused).catch((e) => {
     stop.dispose()
     if (!stop.signal.aborted) throw e
     return undefined
   })
   if (!svc) {
     log.info('weir stopped before it started')
-    return 0
+    return stop.failed ? 1 : 0
   }
   const { store, http, credential, dataDir, admin } = svc
   const handles: ChannelHandle[] = []
@@ -312,5 +327,6 @@ export async function run(args: string[], io: CommandIO, deps: RunDeps = {}): Pr
   stop.dispose()
   if (!closed) return 1
   log.info('weir stopped; message store closed')
+  if (stop.failed) return 1
   return outcomes.some((o) => o.reason === 'error') ? 1 : 0
 }

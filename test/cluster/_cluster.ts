@@ -1,8 +1,10 @@
 import type { ChildProcess } from 'node:child_process'
 import { writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
+import { afterEach } from 'vitest'
 import { startEmbeddedPostgres, type EmbeddedPostgresServer } from '../../engine/embedded/postgres.ts'
-import { openDb } from '../../shared/store/postgres/db.ts'
+import type { PostgresMessageStore } from '../../shared/store/index.ts'
+import { openDb, type Db } from '../../shared/store/postgres/db.ts'
 import { spawnWeirRun, startWeirRun, tempDir } from '../runtime/_helpers.ts'
 
 const fixtures = resolve(import.meta.dirname, '../fixtures/runtime')
@@ -60,6 +62,34 @@ export function clusterFixture() {
       }
     },
   }
+}
+
+/**
+ * What a test of engines in this process opens on `server()` (databases named `<prefix>_<n>` and
+ * their pools, stores, `weir run` children, temporary directories): pushed here by the test, all
+ * closed after it.
+ */
+export function useClusterResources(server: () => EmbeddedPostgresServer, prefix: string) {
+  let databases = 0
+  const pools: Db[] = []
+  const stores: PostgresMessageStore[] = []
+  const children = new Set<ChildProcess>()
+  const dirs: Array<{ remove(): Promise<void> }> = []
+  afterEach(async () => {
+    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL')
+    children.clear()
+    await Promise.all(stores.splice(0).map((s) => s.close().catch(() => s.abandon())))
+    await Promise.all(pools.splice(0).map((p) => p.end()))
+    await Promise.all(dirs.splice(0).map((d) => d.remove()))
+  })
+  /** A fresh database, and a pool of two connections to it. */
+  const database = async (): Promise<{ url: string; db: Db }> => {
+    const url = await server().createDatabase(`${prefix}_${++databases}`)
+    const db = openDb(url, { max: 2 })
+    pools.push(db)
+    return { url, db }
+  }
+  return { pools, stores, children, dirs, database }
 }
 
 /** A channel of the test HTTP source and POST destination, whose source writes its port to `portFile`. */

@@ -1,44 +1,21 @@
-import type { ChildProcess } from 'node:child_process'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { hostname } from 'node:os'
 import { join, resolve } from 'node:path'
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { definitionFingerprint } from '../../engine/definition-fingerprint.ts'
-import { startEmbeddedPostgres, type EmbeddedPostgresServer } from '../../engine/embedded/postgres.ts'
 import { loadChannel } from '../../engine/load.ts'
 import { openPostgresStore, type PostgresMessageStore } from '../../shared/store/index.ts'
-import { openDb, type Db } from '../../shared/store/postgres/db.ts'
 import { migrate, migrations } from '../../shared/store/postgres/migrations.ts'
 import { runCli } from '../_cli.ts'
 import { spawnWeirRun, startWeirRun, tempDir, until } from '../runtime/_helpers.ts'
-import { testChannel } from './_cluster.ts'
+import { testChannel, useClusterResources } from './_cluster.ts'
+import { useEmbeddedPostgres } from '../_postgres.ts'
 
 const fixtures = resolve(import.meta.dirname, '../fixtures/runtime')
 const NOWHERE = 'http://127.0.0.1:9/none'
 
-let pg: EmbeddedPostgresServer
-let databases = 0
-const pools: Db[] = []
-const stores: PostgresMessageStore[] = []
-const children = new Set<ChildProcess>()
-const dirs: Array<{ remove(): Promise<void> }> = []
-
-beforeAll(async () => { pg = await startEmbeddedPostgres({ volatile: true }) }, 60_000)
-afterEach(async () => {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL')
-  children.clear()
-  await Promise.all(stores.splice(0).map((s) => s.close().catch(() => s.abandon())))
-  await Promise.all(pools.splice(0).map((p) => p.end()))
-  await Promise.all(dirs.splice(0).map((d) => d.remove()))
-})
-afterAll(async () => { await pg?.stop() })
-
-async function database(): Promise<{ url: string; db: Db }> {
-  const url = await pg.createDatabase(`definitions_${++databases}`)
-  const db = openDb(url, { max: 2 })
-  pools.push(db)
-  return { url, db }
-}
+const pg = useEmbeddedPostgres()
+const { stores, children, dirs, database } = useClusterResources(() => pg.server, 'definitions')
 
 /** An engine of the cluster, in this process, running channels with these fingerprints. */
 async function engine(url: string, definitions: Record<string, string> | undefined, leaseMs = 60_000): Promise<PostgresMessageStore> {

@@ -32,6 +32,13 @@ export interface LeaseOptions {
   /** Told of the messages a requeue put in error instead (under way at too many unclean stops). */
   onGaveUp(messages: Array<{ id: string; channel: string }>): void
   onError(e: unknown): void
+  /**
+   * Told once when this engine, its lease lost, may not rejoin: a live engine runs one of its
+   * channels with another definition (`e` is ERR_STORE, its `conflicts` the channels and engines).
+   * The refusal is final: the heartbeat stops, and the engine claims and leads nothing more under
+   * this lease; its owner is to stop it and close the store.
+   */
+  onRefused(e: DefinitionConflictError): void
   /** Renew on a timer, every third of the lease (default true); false: only `beat()` renews (tests that stall an engine). */
   timer?: boolean
   /**
@@ -43,7 +50,17 @@ export interface LeaseOptions {
 }
 
 /** A channel this engine runs that a live engine runs with another definition. */
-interface DefinitionConflict { channel: string; id: string; host: string; pid: number }
+export interface DefinitionConflict { channel: string; id: string; host: string; pid: number }
+
+/** ERR_STORE: this engine may not join the cluster, as a live engine runs one of its channels with another definition. */
+export class DefinitionConflictError extends StoreError {
+  /** Each channel run differently, with the first live engine to have started that runs it so. */
+  readonly conflicts: readonly DefinitionConflict[]
+  constructor(message: string, conflicts: readonly DefinitionConflict[], options: { cause?: unknown } = {}) {
+    super(message, options)
+    this.conflicts = conflicts
+  }
+}
 
 /** The key of the advisory lock under which one engine at a time joins (inserts its row and compares definitions). */
 const JOIN_LOCK = "hashtextextended('weir:join', 0)"
@@ -96,11 +113,18 @@ export class EngineLease {
   private vouchedUntil = { mono: 0, wall: 0 }
   /** Told when a renewal has its answer (see `renewal()`). */
   private readonly waiting = new Set<() => void>()
+  /** Why this engine, its lease lost, may not rejoin (see `LeaseOptions.onRefused`): set once, never cleared. */
+  private refusal: DefinitionConflictError | undefined
 
   constructor(private readonly db: Db, private readonly renewals: Db, private readonly o: LeaseOptions) {}
 
   get leaseMs(): number {
     return this.o.leaseMs
+  }
+
+  /** Why this engine, its lease lost, may not rejoin the cluster (see `LeaseOptions.onRefused`); undefined while it may. */
+  get refused(): DefinitionConflictError | undefined {
+    return this.refusal
   }
 
   /** Joins the cluster; the first sweep comes a lease later (see `sweepAfter`), from the heartbeat. */
@@ -121,11 +145,14 @@ export class EngineLease {
    * a heartbeat tells whether its row is still there.
    */
   vouched(): boolean {
+    if (this.refusal) return false
     return performance.now() < this.vouchedUntil.mono && Date.now() < this.vouchedUntil.wall
   }
 
-  /** Resolves when the next renewal (or the one under way) has its answer: renewed, failed, or the lease found lost and rejoined. */
+  /** Resolves when the next renewal (or the one under way) has its answer: renewed, failed, or the lease found lost and rejoined (or refused: at once from then on). */
   renewal(): { settled: Promise<void>; cancel(): void } {
+    // No renewal comes any more: the answer (nothing held) is known now.
+    if (this.refusal) return { settled: Promise.resolve(), cancel: () => {} }
     let done!: () => void
     const settled = new Promise<void>((resolve) => { done = resolve })
     const told = () => { this.waiting.delete(told); done() }
@@ -138,6 +165,7 @@ export class EngineLease {
    * renewals run one at a time, and so do sweeps, but a sweep under way never holds up a renewal.
    */
   async beat(): Promise<void> {
+    if (this.refusal) return
     this.renewing ??= this.renew().catch((e) => {
       this.sweepAfter = Date.now() + this.o.leaseMs
       this.o.onError(e)
@@ -146,13 +174,14 @@ export class EngineLease {
       for (const told of [...this.waiting]) told()
     })
     await this.renewing
-    if (Date.now() < this.sweepAfter) return
+    if (this.refusal || Date.now() < this.sweepAfter) return
     this.sweeping ??= this.sweep().catch((e) => this.o.onError(e)).finally(() => { this.sweeping = undefined })
     await this.sweeping
   }
 
-  /** Takes or keeps the leadership `name` (a poller): true when this engine holds it now. */
+  /** Takes or keeps the leadership `name` (a poller): true when this engine holds it now; never once refused (it has no row). */
   async lead(name: string): Promise<boolean> {
+    if (this.refusal) return false
     const rows = await this.renewals.sql`INSERT INTO weir_leaders (name, engine_id, lease_until)
       VALUES (${name}, ${this.id}, clock_timestamp() + ${this.o.leaseMs}::int * interval '1 millisecond')
       ON CONFLICT (name) DO UPDATE SET engine_id = excluded.engine_id, lease_until = excluded.lease_until
@@ -192,18 +221,51 @@ export class EngineLease {
   private async renew(): Promise<void> {
     const lease = this.o.leaseMs
     const sent = { mono: performance.now(), wall: Date.now() }
-    const mine = await this.renewals.transaction(async (tx) => {
-      const rows = await tx.sql`UPDATE weir_engines SET heartbeat_at = clock_timestamp(), lease_until = clock_timestamp() + ${lease}::int * interval '1 millisecond'
-        WHERE id = ${this.id} RETURNING id`
-      await tx.sql`UPDATE weir_leaders SET lease_until = clock_timestamp() + ${lease}::int * interval '1 millisecond' WHERE engine_id = ${this.id}`
-      return rows.length
-    })
-    if (mine === 0) {
-      const old = this.id
-      this.id = newEngineId()
-      await this.register(lease)
-      this.o.onLost(old, this.id)
-    } else this.vouchFrom(sent)
+    try {
+      const mine = await this.renewals.transaction(async (tx) => {
+        const rows = await tx.sql<{ expired: boolean }>`UPDATE weir_engines e SET heartbeat_at = clock_timestamp(), lease_until = clock_timestamp() + ${lease}::int * interval '1 millisecond'
+          FROM (SELECT id, lease_until FROM weir_engines WHERE id = ${this.id}) was WHERE e.id = was.id RETURNING was.lease_until < clock_timestamp() AS expired`
+        if (rows[0]?.expired) await this.rejoinCheck(tx)
+        await tx.sql`UPDATE weir_leaders SET lease_until = clock_timestamp() + ${lease}::int * interval '1 millisecond' WHERE engine_id = ${this.id}`
+        return rows.length
+      })
+      if (mine === 0) {
+        const old = this.id
+        this.id = newEngineId()
+        await this.register(lease)
+        this.o.onLost(old, this.id)
+      } else this.vouchFrom(sent)
+    } catch (e) {
+      if (!(e instanceof DefinitionConflictError)) throw e
+      this.refuse(e)
+    }
+  }
+
+  /**
+   * This engine's row had expired, not swept yet: renewing it rejoins the cluster as much as a new
+   * row would, so it is compared as a join is (under the join lock): an engine with another
+   * definition may have joined since. A conflict rolls the renewal back, the row left to the sweep.
+   */
+  private async rejoinCheck(tx: Queryable): Promise<void> {
+    const definitions = this.o.definitions
+    if (!definitions) return
+    await tx.query(`SELECT pg_advisory_xact_lock(${JOIN_LOCK})`)
+    const conflicts = await definitionConflicts(tx, this.id, definitions)
+    if (conflicts.length > 0) throw new DefinitionConflictError(definitionConflictMessage(conflicts), conflicts)
+  }
+
+  /**
+   * A live engine runs one of this engine's channels with another definition, so this engine,
+   * its lease lost, may not rejoin: trying again at every heartbeat would not change that while
+   * the other runs, and a rowless engine must take nothing meanwhile. So the heartbeat stops for
+   * good, nothing is vouched for, and the owner is told once, to stop the engine.
+   */
+  private refuse(conflict: DefinitionConflictError): void {
+    clearInterval(this.timer)
+    this.vouchedUntil = { mono: 0, wall: 0 }
+    this.refusal = new DefinitionConflictError(`this engine's lease ran out (it was frozen or cut off from the database longer than the lease) and it may not rejoin the cluster: ${conflict.message}`,
+      conflict.conflicts, { cause: conflict })
+    this.o.onRefused(this.refusal)
   }
 
   /** A renewal (or registration) sent at `sent` was confirmed. */
@@ -214,7 +276,7 @@ export class EngineLease {
 
   /**
    * Adds this engine (under its current id) to the engines table, leased for `leaseMs` by the
-   * database's clock, with the fingerprints of its channels; refuses (ERR_STORE, nothing written)
+   * database's clock, with the fingerprints of its channels; refuses (DefinitionConflictError, ERR_STORE, nothing written)
    * when a live engine runs one of them with another definition. Joins take turns under an advisory
    * lock held to the commit, so of two engines joining at once the second sees the first's row.
    */
@@ -226,7 +288,7 @@ export class EngineLease {
       await tx.sql`INSERT INTO weir_engines (id, host, pid, version, lease_until, channels)
         VALUES (${this.id}, ${hostname()}, ${process.pid}, ${this.o.version}, clock_timestamp() + ${leaseMs}::int * interval '1 millisecond', ${definitions ? JSON.stringify(definitions) : null}::jsonb)`
       const conflicts = definitions ? await definitionConflicts(tx, this.id, definitions) : []
-      if (conflicts.length > 0) throw new StoreError(definitionConflictMessage(conflicts))
+      if (conflicts.length > 0) throw new DefinitionConflictError(definitionConflictMessage(conflicts), conflicts)
     })
     this.vouchFrom(sent)
   }

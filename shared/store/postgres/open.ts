@@ -13,7 +13,7 @@ import {
 } from '../types.ts'
 import { StoreFailures } from '../failures.ts'
 import { DB_TIMEOUTS, openDb, type Db, type DbTimeouts } from './db.ts'
-import { clusterStatus, EngineLease, type EngineStatus } from './engines.ts'
+import { clusterStatus, EngineLease, type DefinitionConflictError, type EngineStatus } from './engines.ts'
 import { GroupCommit, type CommitPacing } from './group-commit.ts'
 import { HeldClaims, RECONCILE } from './held.ts'
 import { migrate } from './migrations.ts'
@@ -45,6 +45,13 @@ export interface PostgresStoreOptions {
    * engine runs one of these channels with another definition.
    */
   definitions?: Readonly<Record<string, string>>
+  /**
+   * Told once when this engine's lease ran out (it was frozen or cut off longer than the lease) and
+   * it may not rejoin, as a live engine now runs one of its channels with another definition
+   * (ERR_STORE, its `conflicts` naming them). The refusal is final: the engine no longer heartbeats,
+   * claims or leads; stop its channels and close the store. Without it, the refusal is logged at error level.
+   */
+  onRefused?: (e: DefinitionConflictError) => void
 }
 
 /** The PostgreSQL store, with its cluster membership. */
@@ -178,6 +185,10 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
           }
         },
         onError: (e) => options.log?.warn({ err: storeError(e, url) }, 'heartbeat failed; retrying'),
+        onRefused: (e) => {
+          if (options.onRefused) options.onRefused(e)
+          else options.log?.error({ engine: lease?.id }, `${e.message}: this engine no longer heartbeats, claims or leads; stop it`)
+        },
       })
       await lease.join()
     }
@@ -220,7 +231,8 @@ class PostgresStore implements PostgresMessageStore {
     this.held = new HeldClaims({ owner, now, schedule: () => this.scheduleReconcile(), onRequeued: (n) => more.onRequeued(n) })
     this.writes = new GroupCommit(db, this.held.wrap(batchApplier(owner)), (e) => storeError(e, url), pacing, RERUN_ALONE)
     this.claimLease = lease && {
-      standing: (id) => (!this.held.holds(id) ? 'lost' : lease.vouched() ? 'held' : 'unsure'),
+      // Refused as it rejoined, this engine's claims are another's or soon will be (the sweep).
+      standing: (id) => (!this.held.holds(id) || lease.refused ? 'lost' : lease.vouched() ? 'held' : 'unsure'),
       renewal: () => lease.renewal(),
     }
   }
@@ -309,6 +321,8 @@ class PostgresStore implements PostgresMessageStore {
   }
 
   async claim(channel: string, limit: number, options: ClaimOptions = {}): Promise<ClaimedMessage[]> {
+    // Refused as it rejoined, this engine is no member of the cluster: it takes nothing while its owner stops it.
+    if (this.lease?.refused) return []
     const rows = await this.write<Array<MessageRow & { deliveries: string; interrupted: number }>>('claim', [channel, limit, this.now(), options.order ?? 'none'])
     return rows.map((r) => ({
       ...rowToMessage(r), deliveries: (JSON.parse(r.deliveries) as object[]).map((d) => defined(d) as DeliveryRecord),
