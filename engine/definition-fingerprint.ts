@@ -40,7 +40,8 @@ const sha256 = (data: string | Buffer) => createHash('sha256').update(data).dige
  * definition: sha256 over the channel file as written (parsed, keys sorted; secret references as
  * written, literal secrets replaced by a marker, resolved values never) and the content of each
  * file its filters and destinations load by path (a component module, a script filter's module, a
- * validate filter's schema file), named as written. Only those files: what a module imports in
+ * validate filter's schema file), named as written, and its shared credentials file (literal
+ * secrets replaced as in the channel file). Only those files: what a module imports in
  * turn is not read. The source is left out: it only stores messages, and its settings (a listener's
  * port) may differ from engine to engine; what a claimed message goes through must not. So are the
  * options that tune one engine (ENGINE_LOCAL_OPTIONS).
@@ -55,8 +56,10 @@ export async function definitionFingerprint(channel: LoadedChannel): Promise<str
   } catch (e) {
     throw new errorCodes.ERR_FILE_ACCESS(`${displayPath(channel.file)}: cannot be read again for the fingerprint of its definition (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { cause: e })
   }
-  for (const path of literalSecretPaths(channel)) replaceString(written, path, LITERAL_SECRET)
+  const literal = literalSecretPaths(channel)
+  for (const path of literal) replaceString(written, path, LITERAL_SECRET)
   const { source: _source, ...processing } = written
+  const credentialsFile = typeof written.credentialsFile === 'string' ? await writtenCredentialsFile(channel, written.credentialsFile, literal) : undefined
   if (processing.options && typeof processing.options === 'object') {
     processing.options = Object.fromEntries(Object.entries(processing.options).filter(([k]) => !ENGINE_LOCAL_OPTIONS.includes(k)))
   }
@@ -70,7 +73,25 @@ export async function definitionFingerprint(channel: LoadedChannel): Promise<str
     if (key !== undefined && typeof entry?.config?.[key] === 'string') paths.push(entry.config[key] as string)
     for (const p of paths) files[p] ??= await readFile(resolve(channel.dir, p)).then(sha256, () => 'unreadable')
   }
-  return `sha256:${sha256(canonicalJson({ channel: processing, files }))}`
+  return `sha256:${sha256(canonicalJson({ channel: processing, files, ...(credentialsFile !== undefined ? { credentialsFile } : {}) }))}`
+}
+
+/**
+ * A shared credentials file (`credentialsFile`) as written, parsed, with its literal secrets replaced
+ * by the marker as in the channel file: its credentials (a scope, an audience, a token URL) decide
+ * what the channel's destinations are allowed to do, so they are part of the definition.
+ */
+async function writtenCredentialsFile(channel: LoadedChannel, file: string, literal: readonly string[][]): Promise<unknown> {
+  let text: string
+  try {
+    text = await readFile(resolve(channel.dir, file), 'utf8')
+  } catch (e) {
+    throw new errorCodes.ERR_FILE_ACCESS(`${displayPath(resolve(channel.dir, file))}: cannot be read again for the fingerprint of channel ${channel.name} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { cause: e })
+  }
+  const written = JSON.parse(text) as unknown
+  // A literal secret of the file's credentials shows in the loaded channel under credentials/<name>/…
+  for (const path of literal) if (path[0] === 'credentials') replaceString(written, path.slice(1), LITERAL_SECRET)
+  return written
 }
 
 /** The fingerprint of each channel by name (see definitionFingerprint). */
@@ -110,7 +131,7 @@ function valueAt(root: unknown, path: readonly string[]): unknown {
   return v
 }
 
-/** Replaces the string at `path` (credentials of a shared credentials file are not in the channel file: nothing there). */
+/** Replaces the string at `path`, if there is one (a path into another file finds nothing). */
 function replaceString(root: unknown, path: readonly string[], value: unknown): void {
   const parent = valueAt(root, path.slice(0, -1)) as Record<string, unknown> | undefined
   const last = path[path.length - 1]!

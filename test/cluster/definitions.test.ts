@@ -89,6 +89,18 @@ describe('the fingerprint of a channel definition', () => {
     const literal = await fingerprintOf(d, 'a.json', withSecret('literal-secret-one'))
     expect(await fingerprintOf(d, 'a.json', withSecret('literal-secret-two'))).toBe(literal)
   })
+
+  it('counts the shared credentials file as written (another scope is another definition), never a literal secret\'s value in it', async () => {
+    const [x, y] = [await dir(), await dir()]
+    const creds = (scope: string, secret: unknown) => JSON.stringify({ crm: { tokenUrl: 'https://auth.example.com/token', clientId: 'weir', scope, clientAuth: { method: 'client_secret_basic', secret } } })
+    const raw = { ...channel('p'), credentialsFile: 'creds.json' }
+    await writeFile(join(x, 'creds.json'), creds('orders.write', 'literal-secret-one'))
+    await writeFile(join(y, 'creds.json'), creds('orders.write', 'literal-secret-two'))
+    const a = await fingerprintOf(x, 'ch.json', raw)
+    expect(await fingerprintOf(y, 'ch.json', raw)).toBe(a)
+    await writeFile(join(y, 'creds.json'), creds('orders.admin', 'literal-secret-one'))
+    expect(await fingerprintOf(y, 'ch.json', raw)).not.toBe(a)
+  })
 })
 
 describe('engines joining the cluster compare their definitions', () => {
