@@ -4,6 +4,9 @@ import { ALERTS_CHANNEL_PREFIX } from '../alerts/load.ts'
 import type { ChannelHandle } from '../runtime/index.ts'
 import type { RuntimeObserver } from '../runtime/index.ts'
 import type { MessageStore } from '../../shared/store/types.ts'
+import type { EngineStatus } from '../../shared/store/postgres/engines.ts'
+import { channelAgreement } from '../commands/cluster.ts'
+import { clusterStoreOf } from './pages/cluster.ts'
 
 /** What the scrape-time gauges read: the running channels and the open store (absent while starting or in standby). */
 export interface MetricsSources {
@@ -28,7 +31,7 @@ export const METRIC_NAMES = [
   'weir_queue_depth', 'weir_queue_oldest_age_seconds', 'weir_channel_status', 'weir_channel_refusing', 'weir_destination_paused',
   'weir_circuit_breaker_state', 'weir_circuit_breaker_openings_total',
   'weir_token_requests_total', 'weir_tokens_fetched_total', 'weir_token_requests_failed_total', 'weir_token_fetch_failures_total', 'weir_token_expires_in_seconds', 'weir_credential_failing_fast',
-  'weir_store_size_bytes', 'weir_alert_notifications_total',
+  'weir_store_size_bytes', 'weir_alert_notifications_total', 'weir_cluster_engines', 'weir_cluster_definition_conflicts',
 ] as const
 
 /** Counters fed by the runtime's observer (events of this process since it started). */
@@ -138,6 +141,35 @@ function storeMetrics(registers: Registry[], src: MetricsSources) {
   })
 }
 
+/** With a PostgreSQL store: the engines of the cluster and whether they agree, read at scrape time (absent with the embedded store). */
+function clusterMetrics(registers: Registry[], src: MetricsSources) {
+  let engines: Promise<EngineStatus[] | undefined> | undefined
+  /** One read of the engines table per scrape, for both gauges. */
+  const read = () => (engines ??= (async () => {
+    try {
+      return await clusterStoreOf(src.store())?.cluster()
+    } finally {
+      setImmediate(() => { engines = undefined })
+    }
+  })())
+  new Gauge({
+    name: 'weir_cluster_engines', help: 'Engines of the cluster by state: live (heartbeating), or expired (stopped heartbeating: died, frozen or cut off; its claims go back to the queue at the next sweep, and it leaves the table).', labelNames: ['state'], registers,
+    async collect() {
+      this.reset()
+      const all = await read()
+      if (all) for (const state of ['live', 'expired'] as const) this.set({ state }, all.filter((e) => e.expired === (state === 'expired')).length)
+    },
+  })
+  new Gauge({
+    name: 'weir_cluster_definition_conflicts', help: 'Channels that live engines of the cluster run with different definitions (see weir cluster status).', registers,
+    async collect() {
+      this.reset()
+      const all = await read()
+      if (all) this.set(channelAgreement(all).filter((a) => a.fingerprints.length > 1).length)
+    },
+  })
+}
+
 /** The admin server's metrics: a registry of its own, the process metrics, and an observer for the runtime. */
 export interface Metrics {
   registry: Registry
@@ -163,6 +195,7 @@ export function createMetrics(src: MetricsSources): Metrics {
   channelMetrics(registers, src)
   credentialMetrics(registers, src)
   storeMetrics(registers, src)
+  clusterMetrics(registers, src)
   const observer: RuntimeObserver = {
     received: (channel, duplicate) => (duplicate ? m.duplicate : m.received).inc({ channel }),
     stored: (channel, ms) => m.writeDuration.observe({ channel }, ms / 1000),

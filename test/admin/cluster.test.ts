@@ -2,6 +2,7 @@ import type { Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { OPEN_CONFIG } from '../../engine/admin/config.ts'
 import { startAdminServer } from '../../engine/admin/index.ts'
+import { createMetrics } from '../../engine/admin/metrics.ts'
 import { startEmbeddedPostgres, type EmbeddedPostgresServer } from '../../engine/embedded/postgres.ts'
 import { silentLogger } from '../../shared/log/index.ts'
 import { openPostgresStore, openSqliteStore, type MessageStore } from '../../shared/store/index.ts'
@@ -92,6 +93,31 @@ describe('cluster page', () => {
       })
     } finally {
       await older.close()
+      await b.close()
+      await a.close()
+    }
+  })
+
+  it('/metrics gives the engines by state and the channels whose definitions differ; with the embedded store no engines and no conflict', async () => {
+    const url = await server.createDatabase('admin_cluster_metrics')
+    const fp = (c: string) => `sha256:${c.repeat(64)}`
+    const a = await openPostgresStore({ url, leaseMs: 60_000, definitions: { orders: fp('a') } })
+    const b = await openPostgresStore({ url, leaseMs: 60_000, definitions: { orders: fp('a') } })
+    const dir = await tempDir('weir-admin-cluster-metrics-')
+    const alone = openSqliteStore({ dataDir: dir.path })
+    const scrape = async (store: MessageStore) => (await createMetrics({ handles: () => [], store: () => store }).registry.metrics()).split('\n').filter((l) => l.startsWith('weir_cluster_'))
+    try {
+      expect(await scrape(a)).toEqual(['weir_cluster_engines{state="live"} 2', 'weir_cluster_engines{state="expired"} 0', 'weir_cluster_definition_conflicts 0'])
+      // b stops heartbeating (its lease run out, not swept yet): expired, and its definition no longer counts.
+      await a.pool.query('UPDATE weir_engines SET channels = $1, lease_until = clock_timestamp() - interval \'1 second\' WHERE id = $2', [{ orders: fp('c') }, b.engineId])
+      expect(await scrape(a)).toEqual(['weir_cluster_engines{state="live"} 1', 'weir_cluster_engines{state="expired"} 1', 'weir_cluster_definition_conflicts 0'])
+      // Live again with another definition (as a race or an older weir could leave it): a conflict.
+      await a.pool.query('UPDATE weir_engines SET lease_until = clock_timestamp() + interval \'60 seconds\' WHERE id = $1', [b.engineId])
+      expect(await scrape(a)).toEqual(['weir_cluster_engines{state="live"} 2', 'weir_cluster_engines{state="expired"} 0', 'weir_cluster_definition_conflicts 1'])
+      expect(await scrape(alone)).toEqual(['weir_cluster_definition_conflicts 0'])
+    } finally {
+      await alone.close()
+      await dir.remove()
       await b.close()
       await a.close()
     }
