@@ -73,7 +73,7 @@ function refuseWithoutKeyFile(dataDir: string, dir: string, keyFile: string): ne
  */
 export async function rotateStoreKey(dataDir: string, io: CommandIO, options: { settleMs?: number } = {}): Promise<number> {
   if (io.env.WEIR_SECRET_KEY) {
-    throw new StoreError('the store key comes from WEIR_SECRET_KEY: rotate-store-key rotates the key file <data-dir>/oauth/secret.key only. Unset WEIR_SECRET_KEY to use a key file, or keep the passphrase')
+    throw new StoreError('the store key comes from WEIR_SECRET_KEY: rotate-store-key rotates the key file <data-dir>/oauth/secret.key of a single engine only. A key given as WEIR_SECRET_KEY (as every cluster on PostgreSQL has) cannot be rotated: changing the variable makes what the old key sealed unreadable (README "Rotating the key"). A single engine may unset WEIR_SECRET_KEY to use a key file, or keep the passphrase')
   }
   const dir = join(dataDir, 'oauth')
   // Never a key made up here: a mistyped --data-dir would be "rotated" while the engine's key stays as it was.

@@ -54,6 +54,7 @@ it('refuses to rotate a key that comes from WEIR_SECRET_KEY, saying why', async 
   const r = await weir(['keys', 'rotate-store-key', '--data-dir', join(fx.dir.path, 'data')], { WEIR_SECRET_KEY: 'a passphrase' })
   expect(r.code).toBe(1)
   expect(r.err).toContain('the store key comes from WEIR_SECRET_KEY')
+  expect(r.err).toContain('cannot be rotated: changing the variable makes what the old key sealed unreadable')
   expect(r.err).not.toContain('a passphrase')
 })
 
