@@ -5,6 +5,7 @@
 import { randomBytes } from 'node:crypto'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { rmSync } from 'node:fs'
 import { chmod, mkdir, rm, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -108,10 +109,16 @@ if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(
     `  curl -X POST ${trial.controlUrl}/fail/503     curl -X POST ${trial.controlUrl}/ok`,
     `The cluster's state: npx weir cluster status --store '${trial.storeUrl}'`,
   ].join('\n'))
+  let stopping = false
+  // Ctrl-C reaches npm and this process both, and npm may send SIGTERM after: one stop, whatever comes.
   const stop = () => {
+    if (stopping) return
+    stopping = true
     io.out(`\nstopping: the partner API received ${trial.received()} request(s)`)
-    void trial.close().then(() => rm(dir, { recursive: true, force: true })).then(() => process.exit(0))
+    // At once: the PostgreSQL package stops its server and exits on the same signal, maybe before the close below ends.
+    rmSync(dir, { recursive: true, force: true })
+    void trial.close().then(() => process.exit(0))
   }
-  process.once('SIGINT', stop)
-  process.once('SIGTERM', stop)
+  process.on('SIGINT', stop)
+  process.on('SIGTERM', stop)
 }
