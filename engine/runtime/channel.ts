@@ -25,7 +25,11 @@ export interface RuntimeDeps {
   http?: HttpClient
   now?: () => number
   random?: () => number
-  /** How often an idle channel looks for messages queued by another process (`weir messages resubmit`). Default 1000 ms. */
+  /**
+   * How often an idle channel looks for messages queued by another process (`weir messages
+   * resubmit`), and how often, with a store shared by a cluster, every channel re-reads the
+   * cluster's count of its unfinished messages (whatever it is doing). Default 1000 ms.
+   */
   pollIntervalMs?: number
   /** Claimed messages kept waiting to start per channel (released on stop): the look-ahead that finds free order keys. Default `max(2 × concurrency, 16)`. */
   prefetch?: number
@@ -33,7 +37,7 @@ export interface RuntimeDeps {
   backpressureRetryAfterMs?: number
   /** Told what every channel does (metrics, alerts). */
   observer?: RuntimeObserver
-  /** How often a channel re-reads its operator pauses from a store shared by a cluster (another engine may have set them). Default 5000 ms. */
+  /** How often a channel re-reads its operator pauses from a store shared by a cluster (another engine may have set them). Default 1000 ms. */
   pauseSyncMs?: number
   /**
    * Channels whose content the store encrypts, as given to the store (`weir run`: those with
@@ -167,12 +171,14 @@ export async function startChannel(channel: LoadedChannel, deps: RuntimeDeps): P
     filterRetry: channel.destinations[0]?.retry ?? DEFAULT_FILTER_RETRY,
   }, KeyedQueue.forChannel(opts), dispatchOptions(opts, deps, (m, e) => { onEnding(m, e); idle.notify() }))
   const emit = createEmit(rc, opts, { retryAfterMs: deps.backpressureRetryAfterMs ?? 1000, counters: intake, stored: () => dispatcher.wake(), settled: () => idle.notify() })
-  const { pauses, stopFollowing } = await followPauses(rc, components, dispatcher, deps.pauseSyncMs ?? 5000)
+  const { pauses, stopFollowing } = await followPauses(rc, components, dispatcher, deps.pauseSyncMs ?? 1000)
+  const stopCounting = followClusterQueue(rc, deps.pollIntervalMs ?? 1000)
   const unwatchFailures = countStoreFailures(rc, counters, () => idle.notify())
   const work = dispatcher.run()
 
   const stop = (timeoutMs: number, outcome: Outcome): Promise<void> => life.stop(outcome, async () => {
     stopFollowing()
+    stopCounting()
     unwatchFailures()
     await stopChannel({
       log: rc.log, now: rc.now, timeoutMs, components, work, stopStarting, abortInFlight,
@@ -263,6 +269,24 @@ async function followPauses(rc: RunContext, components: ChannelComponents, dispa
   // Another engine of the cluster may pause or resume the channel: follow it.
   const sync = rc.store.leadership ? setInterval(() => void pauses.load().catch(() => {}), syncMs) : undefined
   return { pauses, stopFollowing: () => clearInterval(sync) }
+}
+
+/**
+ * With a store shared by a cluster, re-reads the count of the channel's unfinished messages (every
+ * engine's) every `everyMs`, whatever the channel is doing: busy, paused, backing off, its breaker
+ * open. The claim loop's own re-read runs only while it idles, and the queue depth shown and the
+ * `queueLimit` refused at must be the cluster's. One read at a time. Returns the stop.
+ */
+function followClusterQueue(rc: RunContext, everyMs: number): () => void {
+  if (!rc.store.leadership) return () => {}
+  let reading = false
+  const timer = setInterval(() => {
+    if (reading) return
+    reading = true
+    rc.store.refreshPending(rc.name).catch(() => {}).finally(() => { reading = false })
+  }, everyMs)
+  timer.unref()
+  return () => clearInterval(timer)
 }
 
 /**

@@ -15,7 +15,11 @@ export interface IntakeCounters {
   errors: number
 }
 
-/** Why and since when a channel refuses its source's input: set by the first refusal, cleared by the next message accepted. */
+/**
+ * Why and since when a channel refuses its source's input: set by the first refusal (in a cluster,
+ * also as this engine finds the cluster's queue at `queueLimit`: another engine's senders are
+ * refused), cleared by the next message accepted or once the limit would accept one.
+ */
 export interface Refusing {
   limit: 'queueLimit' | 'maxStoreBytes'
   /** When the refusals began (ms since the epoch). */
@@ -117,9 +121,12 @@ class IntakeLimits {
   #refusing: Refusing | undefined
   #fullLoggedAt = -Infinity
   readonly #storeSize
+  /** The store is shared by a cluster: its pending count is every engine's. */
+  readonly #shared: boolean
 
   constructor(private readonly rc: RunContext, private readonly options: ChannelOptions, private readonly counters: IntakeCounters, private readonly retryAfterMs: number) {
     this.#storeSize = options.maxStoreBytes !== undefined ? storeSizeOf(rc.store, rc.now) : undefined
+    this.#shared = rc.store.leadership !== undefined
   }
 
   /** Refuses (retryably) while the channel's queue holds `queueLimit` messages. */
@@ -157,11 +164,14 @@ class IntakeLimits {
    * The refusal under way, if the limit that refused would still refuse a message now: it ends
    * when the queue has room again or the store is below maxStoreBytes (read at most once a second,
    * so a store refusal ends at a later read), not only when a sender comes back with a message.
+   * In a cluster, a queue at `queueLimit` counts as refusing although this engine's source refused
+   * nothing yet (another engine's did, or would): since this engine first found it full.
    */
   refusing(): Refusing | undefined {
     const { rc, options } = this
     const limit = this.#refusing?.limit
-    if (limit === 'queueLimit' && rc.store.pending(rc.name) < options.queueLimit) this.accepted()
+    if (limit === undefined && this.#shared && rc.store.pending(rc.name) >= options.queueLimit) this.#begin('queueLimit')
+    else if (limit === 'queueLimit' && rc.store.pending(rc.name) < options.queueLimit) this.accepted()
     else if (limit === 'maxStoreBytes') {
       void this.#storeSize!.current().then((size) => {
         if (this.#refusing?.limit === 'maxStoreBytes' && size !== undefined && size < options.maxStoreBytes!) this.accepted()
@@ -171,9 +181,14 @@ class IntakeLimits {
   }
 
   #refuse(limit: Refusing['limit']): void {
-    const { rc, options } = this
     this.counters.refused++
-    rc.observer.refused?.(rc.name)
+    this.rc.observer.refused?.(this.rc.name)
+    this.#begin(limit)
+  }
+
+  /** `limit` refuses from now on (if it did not already), logged as the refusal begins. */
+  #begin(limit: Refusing['limit']): void {
+    const { rc, options } = this
     if (this.#refusing?.limit === limit) return
     if (!this.#refusing && limit === 'queueLimit') rc.log.warn({ queueLimit: options.queueLimit }, `refusing messages: the queue is full (${options.queueLimit} messages pending)`)
     this.#refusing = { limit, since: this.#refusing?.since ?? rc.now() }
