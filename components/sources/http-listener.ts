@@ -252,6 +252,9 @@ interface Listener {
   emit: Emit | undefined
   guard: ConnectionGuard | undefined
   limitLoggedAt: number
+  /** Responses not yet finished: when the listener stops, each one that has not sent its headers closes its connection. */
+  readonly answering: Set<ServerResponse>
+  stopping: boolean
 }
 
 function apiKeyPrincipal(l: Listener, req: IncomingMessage): Principal {
@@ -328,8 +331,9 @@ function answerFailure(l: Listener, req: IncomingMessage, res: ServerResponse, e
   }
   if (isWeirError(e) && (e.statusCode === 503 || e.retryable)) {
     const seconds = Math.max(1, Math.ceil((e.retryAfterMs ?? 1000) / 1000))
-    // A full queue or store: the channel logs the episode (once as it starts, once as it ends), not every refusal.
-    l.log[e.code === 'ERR_BACKPRESSURE' ? 'debug' : 'warn']({ status: 503, reason: e.message }, 'message not accepted')
+    // A full queue or store: the channel logs the episode (once as it starts, once as it ends), not every refusal;
+    // a stopping channel logs its stop.
+    l.log[e.code === 'ERR_BACKPRESSURE' || e.code === 'ERR_SHUTDOWN' ? 'debug' : 'warn']({ status: 503, reason: e.message }, 'message not accepted')
     return json(res, 503, { error: `${refusalOf(e)}, retry later` }, { 'retry-after': String(seconds) })
   }
   l.log.error({ err: e }, 'message could not be stored')
@@ -338,7 +342,9 @@ function answerFailure(l: Listener, req: IncomingMessage, res: ServerResponse, e
 
 function onRequest(l: Listener, req: IncomingMessage, res: ServerResponse): void {
   l.guard!.busy(req.socket)
-  res.once('close', () => l.guard!.idle(req.socket))
+  l.answering.add(res)
+  res.once('close', () => { l.answering.delete(res); l.guard!.idle(req.socket) })
+  if (l.stopping) res.setHeader('connection', 'close')
   handle(l, req, res).catch((e: unknown) => answerFailure(l, req, res, e))
 }
 
@@ -362,8 +368,15 @@ function listen(s: Server, config: HttpListenerConfig, log: Logger, scheme: 'htt
   })
 }
 
-/** Stops accepting connections; in-flight requests get a moment to finish their durable write and answer. */
-function closeServer(s: Server): Promise<void> {
+/**
+ * Stops accepting connections at once and closes the idle ones; in-flight requests get a moment to
+ * finish their durable write and answer, with `Connection: close`: Node keeps a connection that was
+ * busy at `close()` open for further requests, so a keep-alive client (a load balancer's pool) would
+ * go on sending on it.
+ */
+function closeServer(l: Listener, s: Server): Promise<void> {
+  l.stopping = true
+  for (const res of l.answering) if (!res.headersSent) res.setHeader('connection', 'close')
   return new Promise<void>((ok) => {
     s.close(() => ok())
     s.closeIdleConnections()
@@ -394,7 +407,7 @@ export default defineComponent({
       apiKeyHeader,
       attributeHeaders: config.attributeHeaders.map((h) => h.toLowerCase()).filter((h) => h !== 'authorization' && h !== apiKeyHeader),
       readBody: bodyReader(config.maxBytes, config.maxBufferedBytes),
-      emit: undefined, guard: undefined, limitLoggedAt: 0,
+      emit: undefined, guard: undefined, limitLoggedAt: 0, answering: new Set(), stopping: false,
     }
     const tlsOptions = config.tls ? serverTlsOptions(config.tls, ctx.channelDir) : undefined
     let server: Server | undefined
@@ -402,6 +415,7 @@ export default defineComponent({
     return {
       start(e: Emit) {
         l.emit = e
+        l.stopping = false
         const s = (server = createServer(config, tlsOptions, (req, res) => onRequest(l, req, res)))
         l.guard = guardConnections(s, { maxConnections: config.maxConnections, maxConnectionsPerAddress: config.maxConnectionsPerAddress, onLimit: () => logLimit(l) })
         return listen(s, config, ctx.log, tlsOptions ? 'https' : 'http')
@@ -410,7 +424,7 @@ export default defineComponent({
         const s = server
         if (!s) return
         server = undefined
-        await closeServer(s)
+        await closeServer(l, s)
       },
       /** The bound address (useful with port 0). */
       address(): AddressInfo | undefined {

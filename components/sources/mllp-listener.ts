@@ -42,7 +42,7 @@ type OriginalCode = 'AA' | 'AE' | 'AR'
  * What to answer one frame: an acknowledgement code, the reason for a negative one, the HL7 error
  * code (table 0357), and what the channel counts a refusal of the input itself as (`ctx.rejected`;
  * absent when the message was fine but could not be stored); `quiet`: a refusal for now (a full
- * queue or store), which the channel logs once per episode, not per frame.
+ * queue or store, a stopping channel), which the channel logs once per episode, not per frame.
  */
 interface Verdict { header: MshHeader; code: OriginalCode; reason?: string; errorCode?: string; rejected?: RejectReason; quiet?: boolean }
 
@@ -156,8 +156,9 @@ async function store(emit: Emit, text: string, header: MshHeader, socket: Socket
     return { header, code: 'AA' }
   } catch (e) {
     if (isWeirError(e) && (e.retryable || e.statusCode === 503)) {
-      // A full queue or store: the channel logs the episode (once as it starts, once as it ends), not every refusal.
-      const quiet = e.code === 'ERR_BACKPRESSURE'
+      // A full queue or store: the channel logs the episode (once as it starts, once as it ends), not every refusal;
+      // a stopping channel logs its stop.
+      const quiet = e.code === 'ERR_BACKPRESSURE' || e.code === 'ERR_SHUTDOWN'
       ctx.log[quiet ? 'debug' : 'warn']({ controlId: header.controlId, reason: e.message }, 'message not accepted')
       return { header, code: 'AE', errorCode: '207', reason: `message not stored, send it again later: ${refusalOf(e)}`, ...(quiet ? { quiet } : {}) }
     }

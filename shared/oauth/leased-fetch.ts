@@ -1,7 +1,8 @@
+import { hostname } from 'node:os'
 import { errorCodes, type WeirError } from '../errors.ts'
 import { Secret, reveal } from '../secret.ts'
 import { OAuthResponseError, ReauthRequiredError } from './errors.ts'
-import type { Lease, RefreshTokenStore, StoredFailure, StoredTokens, StoredTokensInput } from './refresh-store.ts'
+import type { FailureRecorder, Lease, RefreshTokenStore, StoredFailure, StoredTokens, StoredTokensInput } from './refresh-store.ts'
 import type { ProcessedToken } from './token-endpoint.ts'
 import { refreshSchedule, tokenDigest, type ObtainMode, type Obtained, type Slot } from './token-slot.ts'
 import type { AccessToken } from './types.ts'
@@ -49,7 +50,10 @@ export function usableStored(ctx: LeasedFetchContext, entry: StoredTokens | unde
   return { token, lifetimeMs }
 }
 
-/** The refusal another holder recorded, as the error it got, while it is in force (`brokenUntil` tells the slot how long). */
+/**
+ * The refusal another holder recorded, as the error it got, while it is in force: `brokenUntil`
+ * tells the slot how long, `recordedBy` who was refused (null in an entry of an older weir).
+ */
 function recordedFailure(ctx: LeasedFetchContext, f: StoredFailure | undefined): WeirError | undefined {
   if (!f || ctx.now() >= f.until) return undefined
   const fields = { ...(f.error_description ? { error_description: f.error_description } : {}), ...(f.error_uri ? { error_uri: f.error_uri } : {}) }
@@ -58,6 +62,7 @@ function recordedFailure(ctx: LeasedFetchContext, f: StoredFailure | undefined):
   const answer = f.error ? new OAuthResponseError(f.message, { status, error: f.error, ...fields }) : Object.assign(new errorCodes.ERR_OAUTH_RESPONSE(f.message, { retryable: false }), { status })
   const e = f.code === 'ERR_OAUTH_REAUTH_REQUIRED' ? new ReauthRequiredError(f.message, f.error ? answer as OAuthResponseError : undefined) : answer
   Object.defineProperty(e, 'brokenUntil', { value: f.until, enumerable: false })
+  Object.defineProperty(e, 'recordedBy', { value: f.recordedBy ?? null, enumerable: false })
   return e
 }
 
@@ -65,7 +70,7 @@ function recordedFailure(ctx: LeasedFetchContext, f: StoredFailure | undefined):
  * What the server answered when it refused, if it is worth sharing: an OAuth error or a refresh
  * token that needs a new consent. Local failures (a signer, the network, the store) stay local.
  */
-function failureOf(ctx: LeasedFetchContext, e: unknown): StoredFailure | undefined {
+function failureOf(ctx: LeasedFetchContext, e: unknown, recordedBy: FailureRecorder): StoredFailure | undefined {
   const err = e as Partial<OAuthResponseError> & WeirError & { brokenUntil?: number }
   // A refusal read from the entry (brokenUntil) is recorded already: recording it again would prolong it.
   if (err.retryable || err.brokenUntil !== undefined || (err.code !== 'ERR_OAUTH_RESPONSE' && err.code !== 'ERR_OAUTH_REAUTH_REQUIRED')) return undefined
@@ -73,19 +78,29 @@ function failureOf(ctx: LeasedFetchContext, e: unknown): StoredFailure | undefin
     code: err.code, message: err.message, until: ctx.now() + ctx.failFastMs,
     ...(err.status !== undefined ? { status: err.status } : {}), ...(err.error ? { error: err.error } : {}),
     ...(err.error_description ? { error_description: err.error_description } : {}), ...(err.error_uri ? { error_uri: err.error_uri } : {}),
+    recordedBy,
   }
+}
+
+/** This process as a refusal's recorder: the engine id the store speaks for, if any, and host and pid. */
+function recorderOf(s: RefreshTokenStore): FailureRecorder {
+  const engine = s.engineId?.()
+  return { ...(engine ? { engine } : {}), host: hostname(), pid: process.pid }
 }
 
 /**
  * Records a refusal in the entry (best effort: a holder that changed the entry since keeps its
  * version). A holder that lost the lease records nothing: the entry may be another holder's now.
+ * The error gets what was recorded (`recorded`, not enumerable): the slot, having told of it,
+ * knows it again when it reads it back from the entry.
  */
 async function recordFailure(ctx: LeasedFetchContext, s: RefreshTokenStore, e: unknown, lease: Lease | undefined): Promise<void> {
-  const failure = failureOf(ctx, e)
+  const failure = failureOf(ctx, e, recorderOf(s))
   if (!failure || !(await stillHeld(lease))) return
   const entry = await s.read(ctx.key)
   const { version: _v, updatedAt: _u, ...rest } = entry ?? { version: 0, updatedAt: 0 }
   await s.write(ctx.key, { ...rest, failure }, entry?.version ?? 0)
+  Object.defineProperty(e, 'recorded', { value: failure, enumerable: false })
 }
 
 /** The token or the refusal an entry offers; undefined when this provider has to fetch. */

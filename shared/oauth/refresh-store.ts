@@ -17,6 +17,15 @@ export interface StoredFailure {
   error_uri?: string
   /** Epoch ms until which no holder sends a token request. */
   until: number
+  /** Who was refused, so the holders that adopt the refusal name it; absent in entries of an older weir. */
+  recordedBy?: FailureRecorder
+}
+
+/** The process a refusal was recorded by: its engine id when it is an engine of a cluster, its host and pid. */
+export interface FailureRecorder {
+  engine?: string
+  host: string
+  pid: number
 }
 
 /**
@@ -62,6 +71,8 @@ export interface RefreshTokenStore {
    * be another holder's now.
    */
   withLease<T>(key: string, fn: (lease?: Lease) => Promise<T>): Promise<T>
+  /** The id of the engine this state is written for (an engine of a cluster), named in the refusals it records. */
+  engineId?(): string | undefined
 }
 
 /**

@@ -5,6 +5,7 @@ import { reveal } from '../secret.ts'
 import type { DpopSigner } from './dpop.ts'
 import { FailFastError, TERMINAL_OAUTH_ERRORS, type OAuthResponseError } from './errors.ts'
 import { closedProviderOf, type ProviderLifetime } from './lifetime.ts'
+import type { FailureRecorder, StoredFailure } from './refresh-store.ts'
 import type { AccessToken } from './types.ts'
 
 /** A token as a grant obtained it, with the lifetime the server stated (for refresh scheduling). */
@@ -23,6 +24,8 @@ export interface Slot {
   pending?: Promise<AccessToken>
   brokenUntil: number
   brokenError?: WeirError
+  /** The refusal recorded in the shared state that this slot last told of (its `until` and recorder): read again, it is not logged again. */
+  refusalTold?: string
   /**
    * No token request before `notBefore` (epoch ms): the last fetch gave up on `error`, whose
    * Retry-After (a 429, a 503) asked to wait. Cleared by the next success.
@@ -96,6 +99,20 @@ export function refreshSchedule(expiresAt: number, lifetimeMs: number, clockSkew
 
 function describeError(e: unknown): string {
   return e instanceof Error ? e.message : String(e)
+}
+
+/**
+ * A token error as the shared state's entry marks it (leased-fetch.ts): `brokenUntil` and
+ * `recordedBy` (null when an older weir recorded it) on a refusal another holder recorded, adopted
+ * from the entry; `recorded` on a refusal this process got and recorded; `toldBefore` once the slot
+ * has told of the refusal already.
+ */
+type MarkedError = WeirError & { brokenUntil?: number; recordedBy?: FailureRecorder | null; recorded?: StoredFailure; toldBefore?: boolean }
+
+/** Who recorded an adopted refusal, for the log line. */
+function recorderText(by: FailureRecorder | null | undefined): string {
+  if (!by) return 'another engine'
+  return `${by.engine ? `engine ${by.engine} on ` : ''}host ${by.host}, pid ${by.pid}`
 }
 
 /**
@@ -275,11 +292,22 @@ export class SlotUser {
   // token_type…) fails the same way on the next attempt: fail fast instead of sending one token
   // request per delivery attempt (a terminal error marks the credential broken for a short while;
   // a refusal another engine recorded in the shared state, until the time it recorded).
-  #markBroken(err: WeirError): void {
-    this.slot.brokenUntil = (err as WeirError & { brokenUntil?: number }).brokenUntil ?? this.o.now() + this.o.failFastMs
+  //
+  // A refusal read from the shared state is told of once, naming who recorded it (the engine on call
+  // has to look at); a background refresh that reads it again, or this process reading back its own,
+  // logs it at debug.
+  #markBroken(err: MarkedError): void {
+    const adopted = err.brokenUntil !== undefined
+    this.slot.brokenUntil = err.brokenUntil ?? this.o.now() + this.o.failFastMs
     this.slot.brokenError = err
+    const stored = adopted ? [err.brokenUntil, err.recordedBy ?? null] : err.recorded ? [err.recorded.until, err.recorded.recordedBy ?? null] : undefined
+    const id = stored && JSON.stringify(stored)
+    if (id !== undefined && id === this.slot.refusalTold) Object.defineProperty(err, 'toldBefore', { value: true, enumerable: false })
+    if (id !== undefined) this.slot.refusalTold = id
     const oauth = err as OAuthResponseError
-    this.o.log.error({ error: oauth.error, error_description: oauth.error_description, terminal: isTerminal(err) }, `credential broken: ${describeError(err)}`)
+    const fields = { error: oauth.error, error_description: oauth.error_description, terminal: isTerminal(err), ...(adopted ? { recordedBy: err.recordedBy } : {}) }
+    const what = adopted ? `credential broken (recorded by ${recorderText(err.recordedBy)})` : 'credential broken'
+    this.o.log[err.toldBefore ? 'debug' : 'error'](fields, `${what}: ${describeError(err)}`)
   }
 
   /**
@@ -363,7 +391,7 @@ export class SlotUser {
       if (closedProviderOf(e) !== undefined) return
       // The current token is still valid; try again a little later rather than on every call.
       if (slot.token) slot.refreshAt = Math.min(slot.staleAt, o.now() + Math.max(1000, (slot.staleAt - o.now()) / 4))
-      o.log.warn({ err: describeError(e) }, 'background token refresh failed')
+      o.log[(e as MarkedError).toldBefore ? 'debug' : 'warn']({ err: describeError(e) }, 'background token refresh failed')
     })
   }
 

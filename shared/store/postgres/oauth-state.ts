@@ -25,6 +25,8 @@ export interface PostgresTokenStateOptions {
   leaseMs?: number
   /** How long to wait for another engine's fetch before failing (retryably). Default 60,000 ms. */
   waitMs?: number
+  /** The id of the engine using this state, named in the refusals it records (read when one is recorded: it changes when the engine rejoins). */
+  engineId?: () => string | undefined
 }
 
 /** What to do when the cluster has no key to seal its tokens with. */
@@ -172,7 +174,7 @@ export function createPostgresTokenState(options: PostgresTokenStateOptions): Re
     }
   }
 
-  return { read, write, withLease }
+  return { read, write, withLease, ...(options.engineId ? { engineId: options.engineId } : {}) }
 }
 
 /**
@@ -180,9 +182,10 @@ export function createPostgresTokenState(options: PostgresTokenStateOptions): Re
  * embedded store: then each engine keeps its own, as a single engine does); its leases are renewed
  * on the store's renewal pool.
  */
-export function clusterTokenState(store: MessageStore, options: Omit<PostgresTokenStateOptions, 'db' | 'renewals'>): RefreshTokenStore | undefined {
-  const { pool: db, renewals } = store as Partial<PostgresMessageStore>
-  return db ? createPostgresTokenState({ ...options, db, renewals }) : undefined
+export function clusterTokenState(store: MessageStore, options: Omit<PostgresTokenStateOptions, 'db' | 'renewals' | 'engineId'>): RefreshTokenStore | undefined {
+  const pg = store as Partial<PostgresMessageStore>
+  const { pool: db, renewals } = pg
+  return db ? createPostgresTokenState({ ...options, db, renewals, engineId: () => pg.engineId }) : undefined
 }
 
 /**
