@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto'
 import { hostname } from 'node:os'
 import { errorCodes, type WeirError } from '../errors.ts'
 import { Secret, reveal } from '../secret.ts'
@@ -21,7 +22,16 @@ export interface LeasedFetchContext {
   shareAccessToken: boolean
   /** What this credential's access tokens are for (credential.ts tokenPurposeOf): an entry's access token obtained for another purpose is not ours. */
   tokenFor: string
+  /**
+   * How this holder's client proves who it is (credential.ts clientProofOf: its secret and keys, as
+   * a fingerprint): a refusal recorded by a holder with another proof (a wrong secret on one engine)
+   * is not adopted, save a refresh token needing consent. None: every refusal is adopted.
+   */
+  clientProof?: string
 }
+
+/** What a refusal records of the client proof it was refused with: a digest of its fingerprint, so the entry holds nothing the slot keys use. */
+const proofOfRefusal = (proof: string) => createHash('sha256').update(`weir refusal proof\0${proof}`).digest('base64url')
 
 /** The entry fields of a token response (the refresh token is the caller's to add). */
 export function storedFieldsOf(ctx: Pick<LeasedFetchContext, 'tokenFor'>, res: ProcessedToken): Omit<StoredTokensInput, 'refreshToken'> {
@@ -56,6 +66,8 @@ export function usableStored(ctx: LeasedFetchContext, entry: StoredTokens | unde
  */
 function recordedFailure(ctx: LeasedFetchContext, f: StoredFailure | undefined): WeirError | undefined {
   if (!f || ctx.now() >= f.until) return undefined
+  // Refused with another secret or key: that holder's client is wrong, not necessarily ours; ask the server.
+  if (f.clientProof !== undefined && ctx.clientProof !== undefined && f.clientProof !== proofOfRefusal(ctx.clientProof) && f.code !== 'ERR_OAUTH_REAUTH_REQUIRED') return undefined
   const fields = { ...(f.error_description ? { error_description: f.error_description } : {}), ...(f.error_uri ? { error_uri: f.error_uri } : {}) }
   // The error the holder that asked got: an OAuth error, or (a body that was not one) the status alone.
   const status = f.status ?? 400
@@ -78,7 +90,7 @@ function failureOf(ctx: LeasedFetchContext, e: unknown, recordedBy: FailureRecor
     code: err.code, message: err.message, until: ctx.now() + ctx.failFastMs,
     ...(err.status !== undefined ? { status: err.status } : {}), ...(err.error ? { error: err.error } : {}),
     ...(err.error_description ? { error_description: err.error_description } : {}), ...(err.error_uri ? { error_uri: err.error_uri } : {}),
-    recordedBy,
+    recordedBy, ...(ctx.clientProof !== undefined ? { clientProof: proofOfRefusal(ctx.clientProof) } : {}),
   }
 }
 

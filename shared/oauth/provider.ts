@@ -153,7 +153,7 @@ export function createTokenProvider(name: string, config: CredentialConfig, opti
   // A DPoP-bound access token is bound to this process's key: no other engine could use it.
   const obtain = grantObtainer(r, c, exchange, {
     name, key: r.grant === 'refresh_token' ? storeKey : sharedKeyOf(sharedKey), slot, now, clockSkewSec: r.clockSkewSec, failFastMs: r.failFastMs,
-    shareAccessToken: !dpop, tokenFor: tokenPurposeOf(r, certThumbprint), seeded: revealPinned(c.refreshToken as SecretLike | undefined), rotations,
+    shareAccessToken: !dpop, tokenFor: tokenPurposeOf(r, certThumbprint), clientProof: clientProofOf(r), seeded: revealPinned(c.refreshToken as SecretLike | undefined), rotations,
     authorizable: c.authorizationUrl !== undefined || c.issuer !== undefined,
     store: () => (store ??= createRefreshTokenStore({ dir: join(options.dataDir ?? 'data', 'oauth') })),
   }, options.shared !== undefined && !dpop)

@@ -19,6 +19,8 @@ export interface StoredFailure {
   until: number
   /** Who was refused, so the holders that adopt the refusal name it; absent in entries of an older weir. */
   recordedBy?: FailureRecorder
+  /** A digest of the client proof (secret, keys) the refusal was got with: a holder with another one does not adopt it (leased-fetch.ts). */
+  clientProof?: string
 }
 
 /** The process a refusal was recorded by: its engine id when it is an engine of a cluster, its host and pid. */

@@ -58,11 +58,15 @@ function client() {
   const secret = `${id}-secret-value`
   as.registerClient({ clientId: id, authMethod: 'client_secret_basic', secret, scopes: ['read'] })
   const config = (s: string): CredentialConfig => ({ tokenUrl: as.tokenUrl, clientId: id, scope: 'read', failFastMs: 300_000, clientAuth: { method: 'client_secret_basic', secret: new Secret(s) } })
-  return { right: config(secret), wrong: config('not-the-secret-value'), requests: () => as.requests.filter((r) => r.clientId === id) }
+  return {
+    right: config(secret), wrong: config('not-the-secret-value'), requests: () => as.requests.filter((r) => r.clientId === id),
+    /** The server takes another secret from now on (revoked): the one every engine has is refused. */
+    revoke: () => as.registerClient({ clientId: id, authMethod: 'client_secret_basic', secret: `${id}-new-secret-value`, scopes: ['read'] }),
+  }
 }
 
 describe('a refusal recorded by another engine', () => {
-  it('is adopted naming the engine that was refused, logged once however many background refreshes find it', async () => {
+  it('of the client every engine has (its secret revoked) is adopted naming the engine that was refused, logged once however many background refreshes find it', async () => {
     const states = await cluster(3)
     const c = client()
     let clock = Date.now()
@@ -74,9 +78,10 @@ describe('a refusal recorded by another engine', () => {
     await good3.getToken()
     expect(c.requests()).toHaveLength(1)
 
-    // The shared token is due for refresh (not stale yet) when engine 1, with a wrong secret, asks.
+    // The shared token is due for refresh (not stale yet) when engine 1 asks, its secret (every engine's) revoked.
     clock += 500_000
-    const bad1 = provider(0, c.wrong)
+    c.revoke()
+    const bad1 = provider(0, c.right)
     const refused = await bad1.getToken().catch((e: unknown) => e) as { error?: string }
     expect(refused.error).toBe('invalid_client')
 
@@ -100,6 +105,29 @@ describe('a refusal recorded by another engine', () => {
     // Engine 1 was refused itself: it names no other engine.
     expect(logs[0]!.said(/^credential broken/).map((l) => l.msg)).toEqual([expect.stringMatching(/^credential broken: token endpoint/)])
     expect(c.requests()).toHaveLength(2)
+    await Promise.all([bad1, good2, good3].map((p) => p.close()))
+  })
+
+  it('got with another secret (a wrong one on one engine) is not adopted: the engines with the right one go on, and only that engine fails', async () => {
+    const states = await cluster(3)
+    const c = client()
+    let clock = Date.now()
+    const now = () => clock
+    const logs = [collector(), collector(), collector()]
+    const provider = (i: number, config: CredentialConfig) => createTokenProvider('crm', config, { shared: states[i]!, cache: new TokenCache(), log: logs[i]!.log, now, random: () => 0 })
+    const [good2, good3] = [provider(1, c.right), provider(2, c.right)]
+    await good2.getToken()
+    clock += 500_000
+    const bad1 = provider(0, c.wrong)
+    expect(((await bad1.getToken().catch((e: unknown) => e)) as { error?: string }).error).toBe('invalid_client')
+    // The others, due for refresh, ask the server (a background refresh) instead of failing fast on engine 1's refusal.
+    await good2.getToken()
+    await until(() => c.requests().length === 3 && c.requests()[2]!.status !== 0, 10_000, 'the background refresh of engine 2')
+    expect(c.requests().map((r) => r.status)).toEqual([200, 401, 200])
+    await good3.getToken()
+    for (const i of [1, 2]) expect(logs[i]!.said(/^(credential broken|background token refresh failed)/)).toEqual([])
+    // Engine 1 still fails (the entry's new token is not its to fix its secret, but it is shared: it may use it until it must ask).
+    expect(logs[0]!.said(/^credential broken/).map((l) => l.msg)).toEqual([expect.stringMatching(/^credential broken: token endpoint .* invalid_client/)])
     await Promise.all([bad1, good2, good3].map((p) => p.close()))
   })
 
