@@ -160,14 +160,19 @@ describe('an engine frozen longer than its lease (SIGSTOP, a paused VM) whose cl
   }, 60_000)
 
   it('a real engine SIGSTOPped longer than its lease, then SIGCONTed: it rejoins without sending again what its peer took over, and per-key order holds at the receiver', async () => {
-    // A receiver taking 300 ms per request, recording arrivals in order.
+    // A receiver taking 300 ms per request, recording arrivals in order. It answers nothing until
+    // every message is queued: however slow the sending (a loaded machine takes half a minute), the
+    // engines deliver only the heads meanwhile, so A freezes with a backlog claimed ahead.
     const arrivals: Array<{ key: string; n: number }> = []
+    let gated: Array<() => void> | undefined = []
     const http = createServer((req, res) => {
       const chunks: Buffer[] = []
       req.on('data', (c: Buffer) => chunks.push(c)).on('end', () => {
         const { key, n } = JSON.parse(Buffer.concat(chunks).toString()) as { key: string; n: number }
         arrivals.push({ key, n })
-        setTimeout(() => res.writeHead(200).end('ok'), 300)
+        const answer = () => setTimeout(() => res.writeHead(200).end('ok'), 300)
+        if (gated) gated.push(answer)
+        else answer()
       })
     })
     await new Promise<void>((ok) => http.listen(0, '127.0.0.1', () => ok()))
@@ -178,18 +183,24 @@ describe('an engine frozen longer than its lease (SIGSTOP, a paused VM) whose cl
       await c.start(1)
       const aId = (await c.engineId(a))!
       const keys = Array.from({ length: 10 }, (_, i) => `m${i}`)
-      for (let n = 0; n < 30; n++) {
-        for (const key of keys) {
+      // Each key's messages in order, the keys side by side.
+      await Promise.all(keys.map(async (key) => {
+        for (let n = 0; n < 30; n++) {
           const res = await fetch(`http://127.0.0.1:${a.port}/`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ key, n }) })
           expect(res.status).toBe(202)
         }
-      }
-      await until(() => arrivals.length >= 10, 20_000)
+      }))
+      const heads = arrivals.length
+      for (const answer of gated!.splice(0)) answer()
+      gated = undefined
+      await until(() => arrivals.length >= heads + 10, 20_000)
       a.child.kill('SIGSTOP')
       // Frozen past its lease: its peer takes its claims over and delivers newer messages of its keys.
       // (A frozen inside a claim's transaction holds its locks until PostgreSQL ends the session: idle_in_transaction_session_timeout, 15 s.)
       await until(async () => (await c.sql`SELECT 1 FROM weir_engines WHERE id = ${aId}`).length === 0, 30_000)
       const before = arrivals.length
+      // Most messages are still to come: B has newer messages of A's keys to deliver.
+      expect(before).toBeLessThan(200)
       await until(() => arrivals.length >= before + 60, 45_000)
       a.child.kill('SIGCONT')
       await until(() => a.output().includes('rejoined'), 20_000)
