@@ -30,7 +30,7 @@ describe('alerts file', () => {
   })
 
   it.each([
-    ['an unknown condition', { webhooks: { ops: hook }, alerts: [{ ...alert, condition: 'down' }] }, '/alerts/0/condition: must be one of "destination-failing", "messages-failing", "queue-age", "credential-fail-fast", "channel-stopped"'],
+    ['an unknown condition', { webhooks: { ops: hook }, alerts: [{ ...alert, condition: 'down' }] }, '/alerts/0/condition: must be one of "destination-failing", "messages-failing", "queue-age", "credential-fail-fast", "channel-stopped", "channel-refusing"'],
     ['an unknown webhook', { webhooks: { ops: hook }, alerts: [{ ...alert, webhook: 'opps' }] }, '/alerts/0/webhook: unknown webhook "opps"; did you mean "ops"?; defined: ops'],
     ['queue-age without an age', { webhooks: { ops: hook }, alerts: [{ ...alert, condition: 'queue-age' }] }, '/alerts/0: must have required property "maxAgeSeconds" (condition "queue-age")'],
     ['an option of another condition', { webhooks: { ops: hook }, alerts: [{ ...alert, maxAgeSeconds: 60 }] }, '/alerts/0/maxAgeSeconds: applies only to the "queue-age" condition'],
