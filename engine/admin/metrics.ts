@@ -147,7 +147,8 @@ function clusterMetrics(registers: Registry[], src: MetricsSources) {
   /** One read of the engines table per scrape, for both gauges. */
   const read = () => (engines ??= (async () => {
     try {
-      return await clusterStoreOf(src.store())?.cluster()
+      // A database out of reach leaves these gauges out of the scrape, not the scrape itself.
+      return await clusterStoreOf(src.store())?.cluster().catch(() => undefined)
     } finally {
       setImmediate(() => { engines = undefined })
     }

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto'
 import { chmod, mkdtemp, rm, stat } from 'node:fs/promises'
 import { createRequire } from 'node:module'
 import { createServer } from 'node:net'
@@ -60,7 +61,7 @@ export async function startEmbeddedPostgres(options: {
   // The server may run as another user (root): it must be able to reach its own data directory inside.
   await chmod(dir, 0o711)
   const port = await freePort()
-  const password = `pw${Math.random().toString(36).slice(2)}`
+  const password = `pw${randomBytes(18).toString('base64url')}`
   const server = new EmbeddedPostgres({
     databaseDir: join(dir, 'data'), user: 'weir', password, port, persistent: true,
     createPostgresUser: process.getuid?.() === 0,

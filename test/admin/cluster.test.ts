@@ -115,6 +115,9 @@ describe('cluster page', () => {
       await a.pool.query('UPDATE weir_engines SET lease_until = clock_timestamp() + interval \'60 seconds\' WHERE id = $1', [b.engineId])
       expect(await scrape(a)).toEqual(['weir_cluster_engines{state="live"} 2', 'weir_cluster_engines{state="expired"} 0', 'weir_cluster_definition_conflicts 1'])
       expect(await scrape(alone)).toEqual(['weir_cluster_definition_conflicts 0'])
+      // The engines table out of reach: the cluster gauges are left out, the scrape still answers.
+      const unreachable = Object.assign(Object.create(alone) as MessageStore, { cluster: () => Promise.reject(new Error('ECONNREFUSED')) })
+      expect(await scrape(unreachable)).toEqual(['weir_cluster_definition_conflicts 0'])
     } finally {
       await alone.close()
       await dir.remove()
