@@ -27,8 +27,10 @@ export interface RuntimeDeps {
   random?: () => number
   /**
    * How often an idle channel looks for messages queued by another process (`weir messages
-   * resubmit`), and how often, with a store shared by a cluster, every channel re-reads the
-   * cluster's count of its unfinished messages (whatever it is doing). Default 1000 ms.
+   * resubmit`) or, with a store shared by a cluster, by another engine; how often, in a cluster,
+   * every channel re-reads the cluster's count of its unfinished messages (whatever it is doing);
+   * and how often a channel checks whether the limit that refuses its input would accept again.
+   * Default 1000 ms.
    */
   pollIntervalMs?: number
   /** Claimed messages kept waiting to start per channel (released on stop): the look-ahead that finds free order keys. Default `max(2 × concurrency, 16)`. */
@@ -37,7 +39,10 @@ export interface RuntimeDeps {
   backpressureRetryAfterMs?: number
   /** Told what every channel does (metrics, alerts). */
   observer?: RuntimeObserver
-  /** How often a channel re-reads its operator pauses from a store shared by a cluster (another engine may have set them). Default 1000 ms. */
+  /**
+   * How often a channel re-reads its operator pauses from a store shared by a cluster (another
+   * engine may have set them), in the same tick as the count (`pollIntervalMs`). Default 1000 ms.
+   */
   pauseSyncMs?: number
   /**
    * Channels whose content the store encrypts, as given to the store (`weir run`: those with
@@ -108,7 +113,11 @@ export interface ChannelHandle {
   /** Circuit breaker state per destination. */
   breakers(): Record<string, { state: string; openings: number }>
   status(): ChannelStatus
-  /** The limit the channel refuses its source's input at, and since when; undefined while it accepts (cleared by the next message accepted). */
+  /**
+   * The limit the channel refuses its source's input at, and since when; undefined while it accepts
+   * (cleared by the next message accepted, or by the channel's periodic review once the limit would
+   * accept one). A pure read.
+   */
   refusing(): Refusing | undefined
   destinations(): DestinationStatus[]
   /** The channel's credentials in use (those a component asked for), by name. */
@@ -171,14 +180,13 @@ export async function startChannel(channel: LoadedChannel, deps: RuntimeDeps): P
     filterRetry: channel.destinations[0]?.retry ?? DEFAULT_FILTER_RETRY,
   }, KeyedQueue.forChannel(opts), dispatchOptions(opts, deps, (m, e) => { onEnding(m, e); idle.notify() }))
   const emit = createEmit(rc, opts, { retryAfterMs: deps.backpressureRetryAfterMs ?? 1000, counters: intake, stored: () => dispatcher.wake(), settled: () => idle.notify() })
-  const { pauses, stopFollowing } = await followPauses(rc, components, dispatcher, deps.pauseSyncMs ?? 1000)
-  const stopCounting = followClusterQueue(rc, deps.pollIntervalMs ?? 1000)
+  const pauses = await loadPauses(rc, components, dispatcher)
+  const stopFollowing = followStore(rc, { pauses, review: () => emit.review(), pollMs: deps.pollIntervalMs ?? 1000, pauseSyncMs: deps.pauseSyncMs ?? 1000 })
   const unwatchFailures = countStoreFailures(rc, counters, () => idle.notify())
   const work = dispatcher.run()
 
   const stop = (timeoutMs: number, outcome: Outcome): Promise<void> => life.stop(outcome, async () => {
     stopFollowing()
-    stopCounting()
     unwatchFailures()
     await stopChannel({
       log: rc.log, now: rc.now, timeoutMs, components, work, stopStarting, abortInFlight,
@@ -259,34 +267,53 @@ function countStoreFailures(rc: RunContext, counters: { errors: number }, notify
   }) ?? (() => {})
 }
 
-/** Loads the operator pauses into the dispatcher and the destinations, and keeps following them when a cluster shares the store. */
-async function followPauses(rc: RunContext, components: ChannelComponents, dispatcher: Dispatcher, syncMs: number): Promise<{ pauses: OperatorPauses; stopFollowing(): void }> {
+/** Loads the operator pauses into the dispatcher and the destinations (`followStore` keeps following them in a cluster). */
+async function loadPauses(rc: RunContext, components: ChannelComponents, dispatcher: Dispatcher): Promise<OperatorPauses> {
   const pauses = new OperatorPauses(rc.store, rc.name, (p) => {
     dispatcher.setPaused(p.channel)
     for (const d of components.destinations) d.hold.set(p.destinations.includes(d.loaded.name))
   })
   await pauses.load()
-  // Another engine of the cluster may pause or resume the channel: follow it.
-  const sync = rc.store.leadership ? setInterval(() => void pauses.load().catch(() => {}), syncMs) : undefined
-  return { pauses, stopFollowing: () => clearInterval(sync) }
+  return pauses
 }
 
 /**
- * With a store shared by a cluster, re-reads the count of the channel's unfinished messages (every
- * engine's) every `everyMs`, whatever the channel is doing: busy, paused, backing off, its breaker
- * open. The claim loop's own re-read runs only while it idles, and the queue depth shown and the
- * `queueLimit` refused at must be the cluster's. One read at a time. Returns the stop.
+ * The channel's one periodic look at the store, a tick at a time: each is timed from the end of the
+ * one before, so a slow store never piles them up. With a store shared by a cluster, a tick re-reads
+ * the operator pauses (every `pauseSyncMs`: another engine may have set them) and the count of the
+ * channel's unfinished messages, every engine's (every `pollMs`), whatever the channel is doing:
+ * busy, paused, backing off, its breaker open; the queue depth shown and the `queueLimit` refused
+ * at must be the cluster's. Then it reviews the refusal of input (`review`). Alone on its store the
+ * count is kept in memory, so a tick only reviews. Returns the stop.
  */
-function followClusterQueue(rc: RunContext, everyMs: number): () => void {
-  if (!rc.store.leadership) return () => {}
-  let reading = false
-  const timer = setInterval(() => {
-    if (reading) return
-    reading = true
-    rc.store.refreshPending(rc.name).catch(() => {}).finally(() => { reading = false })
-  }, everyMs)
-  timer.unref()
-  return () => clearInterval(timer)
+function followStore(rc: RunContext, o: { pauses: OperatorPauses; review(): Promise<void>; pollMs: number; pauseSyncMs: number }): () => void {
+  const shared = rc.store.leadership !== undefined
+  const everyMs = shared ? Math.min(o.pollMs, o.pauseSyncMs) : o.pollMs
+  const ticksOf = (ms: number) => Math.max(1, Math.round(ms / everyMs))
+  const [pausesEvery, countEvery] = [ticksOf(o.pauseSyncMs), ticksOf(o.pollMs)]
+  let ticks = 0
+  let timer: NodeJS.Timeout | undefined
+  let stopped = false
+  const tick = async () => {
+    ticks++
+    if (shared) {
+      await Promise.all([
+        ticks % pausesEvery === 0 && o.pauses.load().catch(() => {}),
+        ticks % countEvery === 0 && rc.store.refreshPending(rc.name).catch(() => {}),
+      ])
+    }
+    await o.review().catch(() => {})
+  }
+  const next = () => {
+    if (stopped) return
+    timer = setTimeout(() => void tick().finally(next), everyMs)
+    timer.unref()
+  }
+  next()
+  return () => {
+    stopped = true
+    clearTimeout(timer)
+  }
 }
 
 /**

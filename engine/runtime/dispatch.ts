@@ -243,7 +243,9 @@ export class Dispatcher {
         this.changed = undefined
         if (pause <= 0 && !this.workHint && !this.claiming) {
           this.workHint = true
-          void this.rc.store.refreshPending(this.rc.name).catch(() => {})
+          // A claim on a store shared by a cluster reads the database, and the channel's follower
+          // re-reads the count (channel.ts): only a store of its own keeps a queue to re-read.
+          if (!this.rc.store.leadership) void this.rc.store.refreshPending(this.rc.name).catch(() => {})
         }
         resolve()
       }, pause > 0 ? pause : this.o.pollMs)

@@ -17,13 +17,22 @@ export interface IntakeCounters {
 
 /**
  * Why and since when a channel refuses its source's input: set by the first refusal (in a cluster,
- * also as this engine finds the cluster's queue at `queueLimit`: another engine's senders are
- * refused), cleared by the next message accepted or once the limit would accept one.
+ * also as a review finds the cluster's queue at `queueLimit`: another engine's senders are
+ * refused), cleared by the next message accepted or by the first review after the limit would
+ * accept one.
  */
 export interface Refusing {
   limit: 'queueLimit' | 'maxStoreBytes'
   /** When the refusals began (ms since the epoch). */
   since: number
+}
+
+/** The channel's `emit`, with the emits under way and the refusal of input (see `createEmit`). */
+export type ChannelEmit = Emit & {
+  readonly inFlight: number
+  readonly refusing: Refusing | undefined
+  /** Begins or ends the refusal as the limits now say, with no message sent (see `IntakeLimits.review`). */
+  review(): Promise<void>
 }
 
 /**
@@ -56,10 +65,11 @@ export function orderKeyOf(expression: string): (input: MessageInput) => Promise
  * channel stops or its queue is full, computes the order key, and resolves once the message is
  * durably stored. A message whose key cannot be computed is stored in error with the reason (or
  * under `orderByDefault`), so the sender's message is never lost. `refusing` tells, from the first
- * refusal until a message is accepted again or the limit would accept one, which limit refuses and
- * since when (logged at warn level as it begins, at info level as it ends).
+ * refusal until a message is accepted again or a `review()` finds that the limit would accept one,
+ * which limit refuses and since when (logged at warn level as it begins, at info level as it ends).
+ * Reading it changes nothing; the channel's periodic tick calls `review()`.
  */
-export function createEmit(rc: RunContext, options: ChannelOptions, hooks: { retryAfterMs: number; counters: IntakeCounters; stored: () => void; settled: () => void }): Emit & { readonly inFlight: number; readonly refusing: Refusing | undefined } {
+export function createEmit(rc: RunContext, options: ChannelOptions, hooks: { retryAfterMs: number; counters: IntakeCounters; stored: () => void; settled: () => void }): ChannelEmit {
   const keyOf = options.orderBy !== undefined ? orderKeyOf(options.orderBy) : undefined
   const searchKeys = options.searchKeys !== undefined && Object.keys(options.searchKeys).length > 0 ? searchKeysOf(options.searchKeys) : undefined
   const { counters } = hooks
@@ -109,13 +119,18 @@ export function createEmit(rc: RunContext, options: ChannelOptions, hooks: { ret
       hooks.settled()
     }
   }
-  return Object.defineProperties(emit, { inFlight: { get: () => inFlight }, refusing: { get: () => limits.refusing() } }) as Emit & { readonly inFlight: number; readonly refusing: Refusing | undefined }
+  return Object.defineProperties(emit, {
+    inFlight: { get: () => inFlight },
+    refusing: { get: () => limits.refusing },
+    review: { value: () => limits.review() },
+  }) as ChannelEmit
 }
 
 /**
  * The limits on a channel's input (`queueLimit`, `maxStoreBytes`) and the refusal they cause: which
- * limit refuses and since when, from the first refusal until a message is accepted again or the
- * limit would accept one (logged at warn level as it begins, at info level as it ends).
+ * limit refuses and since when, from the first refusal until a message is accepted again or a
+ * review finds that the limit would accept one (logged at warn level as it begins, at info level as
+ * it ends).
  */
 class IntakeLimits {
   #refusing: Refusing | undefined
@@ -160,24 +175,30 @@ class IntakeLimits {
     this.#refusing = undefined
   }
 
+  /** The refusal under way, if any: a pure read (`review` and the emits change it). */
+  get refusing(): Refusing | undefined {
+    return this.#refusing
+  }
+
   /**
-   * The refusal under way, if the limit that refused would still refuse a message now: it ends
-   * when the queue has room again or the store is below maxStoreBytes (read at most once a second,
-   * so a store refusal ends at a later read), not only when a sender comes back with a message.
-   * In a cluster, a queue at `queueLimit` counts as refusing although this engine's source refused
-   * nothing yet (another engine's did, or would): since this engine first found it full.
+   * Ends the refusal under way once the limit that refused would accept a message, not only when a
+   * sender comes back with one: a queueLimit refusal when the queue has room again, a maxStoreBytes
+   * one at a later size reading below the limit (read at most once a second). In a cluster, a queue
+   * at `queueLimit` counts as refusing although this engine's source refused nothing yet (another
+   * engine's did, or would): from the review that first found it full. Called by the channel's
+   * periodic tick (in a cluster, right after the count of pending messages is re-read).
    */
-  refusing(): Refusing | undefined {
+  async review(): Promise<void> {
     const { rc, options } = this
     const limit = this.#refusing?.limit
-    if (limit === undefined && this.#shared && rc.store.pending(rc.name) >= options.queueLimit) this.#begin('queueLimit')
-    else if (limit === 'queueLimit' && rc.store.pending(rc.name) < options.queueLimit) this.accepted()
-    else if (limit === 'maxStoreBytes') {
-      void this.#storeSize!.current().then((size) => {
-        if (this.#refusing?.limit === 'maxStoreBytes' && size !== undefined && size < options.maxStoreBytes!) this.accepted()
-      })
+    if (limit === undefined) {
+      if (this.#shared && rc.store.pending(rc.name) >= options.queueLimit) this.#begin('queueLimit')
+    } else if (limit === 'queueLimit') {
+      if (rc.store.pending(rc.name) < options.queueLimit) this.accepted()
+    } else {
+      const size = await this.#storeSize!.current()
+      if (this.#refusing?.limit === 'maxStoreBytes' && size !== undefined && size < options.maxStoreBytes!) this.accepted()
     }
-    return this.#refusing
   }
 
   #refuse(limit: Refusing['limit']): void {

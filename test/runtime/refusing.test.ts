@@ -1,5 +1,6 @@
 // A channel refusing input (queue at queueLimit, store at maxStoreBytes) says so in its handle until
-// it accepts a message again or would accept one; counters.paused counts every destination held (breaker or operator) and destinations[]
+// it accepts a message again or its periodic review finds it would accept one (see
+// intake-review.test.ts: reading the flag changes nothing); counters.paused counts every destination held (breaker or operator) and destinations[]
 // tell which.
 import { describe, expect, it } from 'vitest'
 import { textCollector } from '../reliability/_helpers.ts'
@@ -24,12 +25,14 @@ describe('refusing input', () => {
     expect(h.counters().refused).toBe(2)
     await h.resume()
     await h.whenIdle()
-    expect(h.refusing()).toBeUndefined()
+    // Cleared by the channel's review, within pollIntervalMs (1 s by default).
+    await until(() => h.refusing() === undefined, 3_000, 'refusal cleared')
   })
 
   it('clears once a message is accepted', async () => {
     const feed = feedSource()
-    const h = await rt.start({ source: feed.definition, destinations: [destination('api', rt.api.url)], options: { queueLimit: 1 } })
+    // No review within the test (pollIntervalMs): only the acceptance can clear the flag.
+    const h = await rt.start({ source: feed.definition, destinations: [destination('api', rt.api.url)], options: { queueLimit: 1 } }, { pollIntervalMs: 60_000 })
     await h.pause()
     await feed.emit({ n: 1 })
     await expect(feed.emit({ n: 2 })).rejects.toMatchObject({ code: 'ERR_BACKPRESSURE' })
@@ -38,6 +41,7 @@ describe('refusing input', () => {
     // Held again before the message is accepted: the queue is back at queueLimit when the flag is read,
     // so only the acceptance can have cleared it.
     await h.pause()
+    expect(h.refusing()).toMatchObject({ limit: 'queueLimit' })
     await feed.emit({ n: 3 })
     expect(h.refusing()).toBeUndefined()
   })
