@@ -1,4 +1,6 @@
 import { resolve } from 'node:path'
+import { parseArgs, type ParseArgsConfig } from 'node:util'
+import { nearest } from '../shared/config/problems.ts'
 import { errorCodes } from '../shared/errors.ts'
 
 /**
@@ -11,6 +13,34 @@ export function expectArgs(positionals: readonly string[], names: readonly strin
   const why = positionals.length < names.length ? `missing ${names[positionals.length]}` : positionals.length > names.length ? `unexpected argument "${positionals[names.length]}"` : undefined
   if (why) throw new errorCodes.ERR_USAGE(`${why} (usage: ${synopsis}; see --help)`)
   return [...positionals]
+}
+
+/** The flags a command takes, as node:util parseArgs describes them. */
+export type FlagOptions = NonNullable<ParseArgsConfig['options']>
+type Flags<T extends FlagOptions> = ReturnType<typeof parseArgs<{ args: string[]; allowPositionals: true; options: T }>>
+
+/**
+ * The command's flags and positionals (node:util parseArgs, strict, positionals allowed). A flag it
+ * does not take (one another command takes, or a typo) is bad usage (ERR_USAGE: one line, exit 2)
+ * naming the command (and subcommand) with the flags it takes, or the nearest of them for a near miss.
+ * @example
+ * const { values } = parseFlags(args, { 'data-dir': { type: 'string' } }, 'keys', 'rotate-store-key')
+ * // weir keys rotate-store-key --store X: "unknown option --store for weir keys rotate-store-key: it takes --data-dir (see weir keys --help)"
+ */
+export function parseFlags<T extends FlagOptions>(args: string[], options: T, command: string, subcommand?: string): Flags<T> {
+  try {
+    return parseArgs({ args, options, allowPositionals: true })
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ERR_PARSE_ARGS_UNKNOWN_OPTION') throw e
+    const { tokens } = parseArgs({ args, options, allowPositionals: true, strict: false, tokens: true })
+    const unknown = tokens.find((t) => t.kind === 'option' && !Object.hasOwn(options, t.name))
+    if (!unknown || unknown.kind !== 'option') throw e
+    const flags = Object.keys(options).map((f) => `--${f}`)
+    const guess = nearest(unknown.rawName, flags)
+    const takes = flags.length === 0 ? 'it takes no option' : `it takes ${flags.length === 1 ? flags[0] : `${flags.slice(0, -1).join(', ')} and ${flags.at(-1)}`}`
+    const what = `weir ${command}${subcommand ? ` ${subcommand}` : ''}`
+    throw new errorCodes.ERR_USAGE(`unknown option ${unknown.rawName} for ${what}${guess ? `; did you mean ${guess}?` : `: ${takes}`} (see weir ${command} --help)`)
+  }
 }
 
 export interface CommandIO {

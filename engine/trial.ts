@@ -6,7 +6,8 @@ import { randomBytes } from 'node:crypto'
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { rmSync } from 'node:fs'
-import { chmod, mkdir, rm, writeFile } from 'node:fs/promises'
+import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { dataDirOf, processIO } from './cli-io.ts'
@@ -94,7 +95,19 @@ if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(
   const io = processIO()
   const dir = resolve(dataDirOf(undefined, io), 'trial')
   await rm(dir, { recursive: true, force: true })
-  const trial = await startTrial(dir)
+  // The PostgreSQL package stops its server on Ctrl-C and exits at once, before the trial's own close
+  // removes the server's directory: the server is made under a directory of the trial's own (the
+  // package reads TMPDIR), reachable by the `postgres` user when run as root, which an 'exit' handler
+  // removes synchronously, once the server has stopped, however the process ends.
+  const pgParent = await mkdtemp(join(tmpdir(), 'weir-trial-'))
+  await chmod(pgParent, 0o711)
+  process.on('exit', () => {
+    rmSync(pgParent, { recursive: true, force: true })
+    rmSync(dir, { recursive: true, force: true })
+  })
+  const tmp = process.env.TMPDIR
+  process.env.TMPDIR = pgParent
+  const trial = await startTrial(dir).finally(() => { if (tmp === undefined) delete process.env.TMPDIR; else process.env.TMPDIR = tmp })
   const engine = (i: number) => `WEIR_SECRET_KEY='trial passphrase' npx weir run ${trial.channelFiles[i]} --data-dir ${join(dir, `engine-${i + 1}`)} --store '${trial.storeUrl}' --admin 127.0.0.1:${9091 + i}`
   io.out([
     'Weir trial: an embedded PostgreSQL, authorization server and partner API on 127.0.0.1, until Ctrl-C (then removed).',
@@ -115,8 +128,8 @@ if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(
     if (stopping) return
     stopping = true
     io.out(`\nstopping: the partner API received ${trial.received()} request(s)`)
-    // At once: the PostgreSQL package stops its server and exits on the same signal, maybe before the close below ends.
-    rmSync(dir, { recursive: true, force: true })
+    // The PostgreSQL package stops its server and exits on the same signal, maybe before the close
+    // below ends: the 'exit' handler above removes what is left.
     void trial.close().then(() => process.exit(0))
   }
   process.on('SIGINT', stop)

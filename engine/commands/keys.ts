@@ -1,7 +1,7 @@
 import { mkdir, open, readFile, rename, stat, writeFile } from 'node:fs/promises'
 import { dirname, join, relative, resolve, sep } from 'node:path'
 import { parseArgs } from 'node:util'
-import { dataDirOf, type CommandIO } from '../cli-io.ts'
+import { dataDirOf, parseFlags, type CommandIO, type FlagOptions } from '../cli-io.ts'
 import { rotateStoreKey } from '../store-key-rotation.ts'
 import { errorCodes } from '../../shared/errors.ts'
 import { escapePointer } from '../../shared/config/problems.ts'
@@ -222,18 +222,33 @@ async function prune(src: CredentialSource, values: Options, io: CommandIO, now:
   return 0
 }
 
+/** The flags each subcommand takes: any other (`--store`, a typo) is bad usage naming the subcommand's own. */
+const SUBCOMMAND_FLAGS = {
+  generate: { alg: { type: 'string' }, kid: { type: 'string' }, out: { type: 'string' } },
+  rotate: { alg: { type: 'string' }, kid: { type: 'string' }, out: { type: 'string' }, delay: { type: 'string' }, assertion: { type: 'boolean' } },
+  prune: { assertion: { type: 'boolean' } },
+  'rotate-store-key': { 'data-dir': { type: 'string' } },
+} as const satisfies Record<string, FlagOptions>
+type Subcommand = keyof typeof SUBCOMMAND_FLAGS
+const isSubcommand = (s: string): s is Subcommand => Object.hasOwn(SUBCOMMAND_FLAGS, s)
+
+/** The subcommand: the first positional naming one, the flags of every subcommand read leniently to find it. */
+function subcommandOf(args: string[]): Subcommand | undefined {
+  const options = Object.assign({}, ...Object.values(SUBCOMMAND_FLAGS)) as FlagOptions
+  return parseArgs({ args, options, allowPositionals: true, strict: false }).positionals.find(isSubcommand)
+}
+
 export async function run(args: string[], io: CommandIO, deps: KeysDeps = {}): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args, allowPositionals: true,
-    options: { alg: { type: 'string' }, kid: { type: 'string' }, out: { type: 'string' }, delay: { type: 'string' }, assertion: { type: 'boolean' }, 'data-dir': { type: 'string' } },
-  })
-  const [sub, ...rest] = positionals
+  const sub = subcommandOf(args)
+  const parsed = sub && parseFlags(args, SUBCOMMAND_FLAGS[sub] as FlagOptions, 'keys', sub)
+  const [first, ...rest] = parsed ? parsed.positionals : []
+  const values = (parsed ? parsed.values : {}) as Options & { 'data-dir'?: string }
   const now = (deps.now ?? Date.now)()
-  if (sub === 'generate' && rest.length === 0) return generate(values, io)
-  if (sub === 'rotate-store-key' && rest.length === 0) return rotateStoreKey(dataDirOf(values['data-dir'], io), io, deps.settleMs !== undefined ? { settleMs: deps.settleMs } : {})
-  if ((sub === 'rotate' || sub === 'prune') && rest.length === 2) {
+  if (first === 'generate' && rest.length === 0) return generate(values, io)
+  if (first === 'rotate-store-key' && rest.length === 0) return rotateStoreKey(dataDirOf(values['data-dir'], io), io, deps.settleMs !== undefined ? { settleMs: deps.settleMs } : {})
+  if ((first === 'rotate' || first === 'prune') && rest.length === 2) {
     const src = await locateCredential(resolve(io.cwd, rest[0]!), rest[1]!)
-    return sub === 'rotate' ? rotate(src, values, io, now) : prune(src, values, io, now)
+    return first === 'rotate' ? rotate(src, values, io, now) : prune(src, values, io, now)
   }
   io.err(usage)
   return 2

@@ -1,6 +1,10 @@
 // `npm run trial`: the servers it starts and the channel files it writes run a real cluster of two
 // `weir run` engines, and the partner API's control makes it fail and mend.
-import type { ChildProcess } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
+import { existsSync, readdirSync } from 'node:fs'
+import { chmod, mkdir } from 'node:fs/promises'
+import { connect, type Socket } from 'node:net'
+import { join } from 'node:path'
 import { afterEach, expect, it } from 'vitest'
 import { startTrial, type Trial } from '../../engine/trial.ts'
 import { openDb } from '../../shared/store/postgres/db.ts'
@@ -39,3 +43,33 @@ it('two engines on the trial store deliver to the partner API with tokens; /fail
   expect((await fetch(`${trial.controlUrl}/nothing`, { method: 'POST' })).status).toBe(404)
   for (const e of engines) expect(e.output()).not.toContain('trial passphrase')
 }, 120_000)
+
+it('Ctrl-C (SIGINT) stops the trial and leaves nothing behind: neither its directory nor the embedded PostgreSQL\'s', async () => {
+  const root = await tempDir('weir-trial-int-')
+  cleanup.push(() => root.remove())
+  const tmp = `${root.path}/tmp`
+  const data = `${root.path}/data`
+  // Run as root, the embedded PostgreSQL runs as another user, who must reach its directory under TMPDIR.
+  await mkdir(tmp, { recursive: true })
+  await chmod(root.path, 0o711)
+  await chmod(tmp, 0o1777)
+  await mkdir(data, { recursive: true, mode: 0o700 })
+  const pgDirs = () => readdirSync(tmp).filter((f) => f.startsWith('weir-'))
+  const child = spawn(process.execPath, ['--import', 'tsx', 'engine/trial.ts'], { env: { ...process.env, TMPDIR: tmp, WEIR_DATA_DIR: data, CI: 'true' }, stdio: ['ignore', 'pipe', 'pipe'] })
+  children.add(child)
+  let out = ''
+  child.stdout!.on('data', (c: Buffer) => { out += c.toString() })
+  child.stderr!.on('data', (c: Buffer) => { out += c.toString() })
+  const exited = new Promise<number | null>((ok) => child.on('exit', (code) => ok(code)))
+  await until(() => out.includes("The cluster's state") || child.exitCode !== null, 60_000)
+  expect(out).toContain("The cluster's state")
+  const port = Number(/@127\.0\.0\.1:(\d+)\//.exec(out)?.[1])
+  expect(port).toBeGreaterThan(0)
+  expect(pgDirs()).toHaveLength(1)
+  child.kill('SIGINT')
+  await exited
+  expect(pgDirs()).toEqual([])
+  expect(existsSync(join(data, 'trial'))).toBe(false)
+  const refused = await new Promise<boolean>((ok) => connect(port, '127.0.0.1').once('connect', function (this: Socket) { this.destroy(); ok(false) }).once('error', () => ok(true)))
+  expect(refused).toBe(true)
+}, 90_000)
