@@ -30,13 +30,21 @@ export interface LeasedFetchContext {
   clientProof?: string
 }
 
-/** What a refusal records of the client proof it was refused with: a digest of its fingerprint, so the entry holds nothing the slot keys use. */
-const proofOfRefusal = (proof: string) => createHash('sha256').update(`weir refusal proof\0${proof}`).digest('base64url')
+/**
+ * What an entry records of the client proof a refusal or an access token was got with: a digest of
+ * its fingerprint, so the entry holds nothing the slot keys use. Unkeyed (SHA-256 of a SHA-256):
+ * only the entry's sealing (the store key) keeps it from a reader testing guesses of a secret.
+ */
+const proofDigest = (proof: string) => createHash('sha256').update(`weir refusal proof\0${proof}`).digest('base64url')
+
+/** Whether an entry's digest of a client proof (`recorded`) is of another proof than this holder's: absent on either side, it is not. */
+const otherProof = (ctx: Pick<LeasedFetchContext, 'clientProof'>, recorded: string | undefined) =>
+  recorded !== undefined && ctx.clientProof !== undefined && recorded !== proofDigest(ctx.clientProof)
 
 /** The entry fields of a token response (the refresh token is the caller's to add). */
-export function storedFieldsOf(ctx: Pick<LeasedFetchContext, 'tokenFor'>, res: ProcessedToken): Omit<StoredTokensInput, 'refreshToken'> {
+export function storedFieldsOf(ctx: Pick<LeasedFetchContext, 'tokenFor' | 'clientProof'>, res: ProcessedToken): Omit<StoredTokensInput, 'refreshToken'> {
   return {
-    accessToken: reveal(res.token.value)!, accessTokenFor: ctx.tokenFor, tokenType: res.token.tokenType, expiresAt: res.token.expiresAt,
+    accessToken: reveal(res.token.value)!, accessTokenFor: ctx.tokenFor, ...(ctx.clientProof !== undefined ? { accessTokenProof: proofDigest(ctx.clientProof) } : {}), tokenType: res.token.tokenType, expiresAt: res.token.expiresAt,
     issuedAt: res.token.expiresAt - res.lifetimeMs, extra: res.token.extra, ...(res.token.scope ? { scope: res.token.scope } : {}),
   }
 }
@@ -45,12 +53,14 @@ export function storedFieldsOf(ctx: Pick<LeasedFetchContext, 'tokenFor'>, res: P
  * The access token a store entry holds, if another holder (a process, an engine, a provider sharing
  * the key) fetched one for this same credential that is neither the one we hold, nor invalidated,
  * nor due for refresh. One obtained for another credential sharing the refresh token (another
- * resource or scope), or stored before entries said whose they are, is not used.
+ * resource or scope), or stored before entries said whose they are, is not used; nor one obtained
+ * with another client proof (a wrong secret on this engine must show at once: it asks the server).
  */
 export function usableStored(ctx: LeasedFetchContext, entry: StoredTokens | undefined): Obtained | undefined {
   const { slot, now } = ctx
   if (!ctx.shareAccessToken || !entry?.accessToken || entry.accessTokenFor !== ctx.tokenFor || entry.expiresAt === undefined || (slot.invalidated !== undefined && tokenDigest(entry.accessToken) === slot.invalidated)) return undefined
   if (slot.token && reveal(slot.token.value) === entry.accessToken) return undefined
+  if (otherProof(ctx, entry.accessTokenProof)) return undefined
   const lifetimeMs = entry.expiresAt - (entry.issuedAt ?? now())
   if (now() >= refreshSchedule(entry.expiresAt, lifetimeMs, ctx.clockSkewSec, 0).refreshAt) return undefined
   const token: AccessToken = {
@@ -67,7 +77,7 @@ export function usableStored(ctx: LeasedFetchContext, entry: StoredTokens | unde
 function recordedFailure(ctx: LeasedFetchContext, f: StoredFailure | undefined): WeirError | undefined {
   if (!f || ctx.now() >= f.until) return undefined
   // Refused with another secret or key: that holder's client is wrong, not necessarily ours; ask the server.
-  if (f.clientProof !== undefined && ctx.clientProof !== undefined && f.clientProof !== proofOfRefusal(ctx.clientProof) && f.code !== 'ERR_OAUTH_REAUTH_REQUIRED') return undefined
+  if (otherProof(ctx, f.clientProof) && f.code !== 'ERR_OAUTH_REAUTH_REQUIRED') return undefined
   const fields = { ...(f.error_description ? { error_description: f.error_description } : {}), ...(f.error_uri ? { error_uri: f.error_uri } : {}) }
   // The error the holder that asked got: an OAuth error, or (a body that was not one) the status alone.
   const status = f.status ?? 400
@@ -90,7 +100,7 @@ function failureOf(ctx: LeasedFetchContext, e: unknown, recordedBy: FailureRecor
     code: err.code, message: err.message, until: ctx.now() + ctx.failFastMs,
     ...(err.status !== undefined ? { status: err.status } : {}), ...(err.error ? { error: err.error } : {}),
     ...(err.error_description ? { error_description: err.error_description } : {}), ...(err.error_uri ? { error_uri: err.error_uri } : {}),
-    recordedBy, ...(ctx.clientProof !== undefined ? { clientProof: proofOfRefusal(ctx.clientProof) } : {}),
+    recordedBy, ...(ctx.clientProof !== undefined ? { clientProof: proofDigest(ctx.clientProof) } : {}),
   }
 }
 

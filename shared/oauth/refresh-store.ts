@@ -44,6 +44,12 @@ export interface StoredTokens {
    * uses only an access token obtained for its own.
    */
   accessTokenFor?: string
+  /**
+   * A digest of the client proof (secret, keys) the access token was obtained with (leased-fetch.ts
+   * proofDigest): a holder with another one (a wrong secret on one engine) does not use it. Absent in
+   * entries of an older weir, whose access token every holder uses.
+   */
+  accessTokenProof?: string
   tokenType?: string
   /** Epoch ms (local clock). */
   expiresAt?: number

@@ -1,14 +1,11 @@
 import { hostname } from 'node:os'
 import { Writable } from 'node:stream'
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startAuthorizationServer, type AuthorizationServer } from '../../engine/embedded/authorization-server.ts'
-import { createTokenProvider, TokenCache, type CredentialConfig, type RefreshTokenStore } from '../../shared/oauth/index.ts'
+import { createTokenProvider, TokenCache, type CredentialConfig } from '../../shared/oauth/index.ts'
 import { createLogger } from '../../shared/log/index.ts'
 import { Secret } from '../../shared/secret.ts'
-import { openDb, type Db } from '../../shared/store/postgres/db.ts'
-import { migrate } from '../../shared/store/postgres/migrations.ts'
-import { createPostgresTokenState } from '../../shared/store/postgres/oauth-state.ts'
-import { useEmbeddedPostgres } from '../_postgres.ts'
+import { useEmbeddedPostgres, useTokenStateClusters } from '../_postgres.ts'
 import { until, type LogLine } from '../_setup.ts'
 
 const KEY = 'k'.repeat(32)
@@ -16,31 +13,18 @@ const ERROR = 50
 const WARN = 40
 const DEBUG = 20
 const pg = useEmbeddedPostgres()
+/** `n` token states over one fresh database, each its own pool, each speaking for engine `engine-<i>`. */
+const cluster = useTokenStateClusters(pg, 'refusal', KEY)
 let as: AuthorizationServer
-let databases = 0
-const pools: Db[] = []
 const everyLine: string[] = []
 
 beforeAll(async () => { as = await startAuthorizationServer({ tokenLifetimeSec: 600 }) })
-afterEach(async () => { await Promise.all(pools.splice(0).map((p) => p.end())) })
 afterAll(async () => {
   // No secret the server saw, no token, in any line logged.
   for (const s of as.secretsSeen()) if (s.length >= 8) expect(everyLine.filter((l) => l.includes(s))).toEqual([])
   await as?.close()
 })
 
-/** `n` token states over one fresh database, each its own pool, each speaking for engine `engine-<i>`. */
-async function cluster(n: number): Promise<RefreshTokenStore[]> {
-  const url = await pg.server.createDatabase(`refusal_${++databases}`)
-  const db = openDb(url, { max: 2 })
-  pools.push(db)
-  await migrate(db, { allowMigration: true })
-  return Array.from({ length: n }, (_, i) => {
-    const own = openDb(url, { max: 3 })
-    pools.push(own)
-    return createPostgresTokenState({ db: own, secretKey: KEY, leaseMs: 3000, engineId: () => `engine-${i + 1}` })
-  })
-}
 
 /** A logger whose lines are collected, parsed. */
 function collector() {
@@ -65,21 +49,30 @@ function client() {
   }
 }
 
+/**
+ * Three engines over one fresh database, each with its own collected log, on a clock the test
+ * moves with `advance`; engines 2 and 3 (`good2`, `good3`) hold a client's right secret.
+ */
+async function threeEngines() {
+  const { states } = await cluster(3)
+  const c = client()
+  let clock = Date.now()
+  const now = () => clock
+  const logs = [collector(), collector(), collector()]
+  const provider = (i: number, config: CredentialConfig) => createTokenProvider('crm', config, { shared: states[i]!, cache: new TokenCache(), log: logs[i]!.log, now, random: () => 0 })
+  const [good2, good3] = [provider(1, c.right), provider(2, c.right)]
+  return { c, logs, provider, good2, good3, advance: (ms: number) => { clock += ms } }
+}
+
 describe('a refusal recorded by another engine', () => {
   it('of the client every engine has (its secret revoked) is adopted naming the engine that was refused, logged once however many background refreshes find it', async () => {
-    const states = await cluster(3)
-    const c = client()
-    let clock = Date.now()
-    const now = () => clock
-    const logs = [collector(), collector(), collector()]
-    const provider = (i: number, config: CredentialConfig) => createTokenProvider('crm', config, { shared: states[i]!, cache: new TokenCache(), log: logs[i]!.log, now, random: () => 0 })
-    const [good2, good3] = [provider(1, c.right), provider(2, c.right)]
+    const { c, logs, provider, good2, good3, advance } = await threeEngines()
     await good2.getToken()
     await good3.getToken()
     expect(c.requests()).toHaveLength(1)
 
     // The shared token is due for refresh (not stale yet) when engine 1 asks, its secret (every engine's) revoked.
-    clock += 500_000
+    advance(500_000)
     c.revoke()
     const bad1 = provider(0, c.right)
     const refused = await bad1.getToken().catch((e: unknown) => e) as { error?: string }
@@ -92,7 +85,7 @@ describe('a refusal recorded by another engine', () => {
         await p.getToken()
         await until(() => logs[i]!.said(/^background token refresh failed$/).length === step, 10_000, `background refresh ${step} of engine ${i + 1}`)
       }
-      clock += 30_000
+      advance(30_000)
     }
     for (const i of [1, 2]) {
       // Read again by each later background refresh: at debug.
@@ -109,15 +102,9 @@ describe('a refusal recorded by another engine', () => {
   })
 
   it('got with another secret (a wrong one on one engine) is not adopted: the engines with the right one go on, and only that engine fails', async () => {
-    const states = await cluster(3)
-    const c = client()
-    let clock = Date.now()
-    const now = () => clock
-    const logs = [collector(), collector(), collector()]
-    const provider = (i: number, config: CredentialConfig) => createTokenProvider('crm', config, { shared: states[i]!, cache: new TokenCache(), log: logs[i]!.log, now, random: () => 0 })
-    const [good2, good3] = [provider(1, c.right), provider(2, c.right)]
+    const { c, logs, provider, good2, good3, advance } = await threeEngines()
     await good2.getToken()
-    clock += 500_000
+    advance(500_000)
     const bad1 = provider(0, c.wrong)
     expect(((await bad1.getToken().catch((e: unknown) => e)) as { error?: string }).error).toBe('invalid_client')
     // The others, due for refresh, ask the server (a background refresh) instead of failing fast on engine 1's refusal.
@@ -126,19 +113,19 @@ describe('a refusal recorded by another engine', () => {
     expect(c.requests().map((r) => r.status)).toEqual([200, 401, 200])
     await good3.getToken()
     for (const i of [1, 2]) expect(logs[i]!.said(/^(credential broken|background token refresh failed)/)).toEqual([])
-    // Engine 1 still fails (the entry's new token is not its to fix its secret, but it is shared: it may use it until it must ask).
+    // Engine 1 still fails: the entry's new token carries the right secret's proof, not engine 1's, so it is not adopted there.
     expect(logs[0]!.said(/^credential broken/).map((l) => l.msg)).toEqual([expect.stringMatching(/^credential broken: token endpoint .* invalid_client/)])
     await Promise.all([bad1, good2, good3].map((p) => p.close()))
   })
 
   it('recorded by an older weir (no recorder in the entry) is still read, said to be another engine\'s', async () => {
-    const [state] = await cluster(1)
+    const { states: [state], db } = await cluster(1)
     const c = client()
     const probe = createTokenProvider('crm', c.right, { shared: state!, cache: new TokenCache() })
     // The entry key is the provider's: learn it from a token it stores, then replace the entry by an old-style refusal.
     await probe.getToken()
     await probe.close()
-    const rows = await pools[1]!.sql<{ key: string; version: number }>`SELECT key, version FROM weir_oauth_state`
+    const rows = await db.sql<{ key: string; version: number }>`SELECT key, version FROM weir_oauth_state`
     const { key, version } = rows[0]!
     await state!.write(key, { failure: { code: 'ERR_OAUTH_RESPONSE', message: `token endpoint ${as.tokenUrl} answered 401 invalid_client: client secret mismatch`, status: 401, error: 'invalid_client', until: Date.now() + 60_000 } }, version)
     const l = collector()
