@@ -6,6 +6,7 @@ import { isModuleReference } from '../shared/config/registry.ts'
 import { errorCodes } from '../shared/errors.ts'
 import type { LoadedChannel, LoadedComponent } from '../shared/config/types.ts'
 import { Secret } from '../shared/secret.ts'
+import type { DefinitionOutline } from '../shared/store/postgres/engines.ts'
 
 /** What stands for a literal secret in the canonical form: its value is never hashed. */
 const LITERAL_SECRET = { $literal: 'secret' }
@@ -35,6 +36,12 @@ export const ENGINE_LOCAL_OPTIONS: readonly string[] = ['concurrency', 'queueLim
 
 const sha256 = (data: string | Buffer) => createHash('sha256').update(data).digest('hex')
 
+/** What a channel's fingerprint covers, as hashed (see definitionFingerprint), and the credentials file's name as written. */
+interface Covered {
+  document: { channel: Record<string, unknown>; files: Record<string, string>; credentialsFile?: unknown }
+  credentialsFile?: string
+}
+
 /**
  * The fingerprint of a channel's definition, the same on every engine that runs the same
  * definition: sha256 over the channel file as written (parsed, keys sorted; secret references as
@@ -50,6 +57,63 @@ const sha256 = (data: string | Buffer) => createHash('sha256').update(data).dige
  * await definitionFingerprint(await loadChannel('channels/adt.json')) // 'sha256:3f1c…'
  */
 export async function definitionFingerprint(channel: LoadedChannel): Promise<string> {
+  return fingerprintOf((await covered(channel)).document)
+}
+
+/** A channel's fingerprint (see definitionFingerprint) and the outline of what it covers (see channelDefinition). */
+export interface ChannelDefinition {
+  fingerprint: string
+  outline: DefinitionOutline
+}
+
+/**
+ * A channel's fingerprint and, from the same reading of its files, its outline, which tells where
+ * two definitions differ (a fingerprint cannot): each leaf of what the fingerprint covers mapped to
+ * the first 12 hex digits of the sha256 of its canonical JSON, never the value (a literal secret is
+ * the marker that stands for it). A leaf of the channel file is named by its JSON pointer
+ * (`/destinations/0/config/url`), a file a component loads `files/<path as written>`, a leaf of the
+ * credentials file `<path as written>#<JSON pointer>`; an empty object or array is a leaf. What the
+ * fingerprint leaves out, the outline does too: it walks the same document.
+ *
+ * @see https://www.rfc-editor.org/rfc/rfc6901 JSON Pointer
+ * @example
+ * const { fingerprint, outline } = await channelDefinition(await loadChannel('channels/adt.json'))
+ * outline['/destinations/0/config/url'] // '9b1e04c2d7aa'
+ */
+export async function channelDefinition(channel: LoadedChannel): Promise<ChannelDefinition> {
+  const c = await covered(channel)
+  const outline: Record<string, string> = {}
+  addLeaves(outline, '', c.document.channel)
+  for (const [path, digest] of Object.entries(c.document.files)) outline[`files/${path}`] = leafDigest(digest)
+  if (c.credentialsFile !== undefined) addLeaves(outline, `${c.credentialsFile}#`, c.document.credentialsFile)
+  return { fingerprint: fingerprintOf(c.document), outline }
+}
+
+/** The fingerprints and outlines of channels, each by channel name (see channelDefinition). */
+export async function channelDefinitions(channels: readonly LoadedChannel[]): Promise<{ fingerprints: Record<string, string>; outlines: Record<string, DefinitionOutline> }> {
+  const fingerprints: Record<string, string> = {}
+  const outlines: Record<string, DefinitionOutline> = {}
+  for (const ch of channels) {
+    const { fingerprint, outline } = await channelDefinition(ch)
+    fingerprints[ch.name] = fingerprint
+    outlines[ch.name] = outline
+  }
+  return { fingerprints, outlines }
+}
+
+const fingerprintOf = (document: Covered['document']) => `sha256:${sha256(canonicalJson(document))}`
+
+const leafDigest = (value: unknown) => sha256(canonicalJson(value)).slice(0, 12)
+
+/** Adds the leaves of `value` to `outline`, each under `pointer` and its keys escaped as RFC 6901 says (`~` as `~0`, `/` as `~1`). */
+function addLeaves(outline: Record<string, string>, pointer: string, value: unknown): void {
+  const entries = value === LITERAL_SECRET || !value || typeof value !== 'object' ? [] : Object.entries(value).filter(([, v]) => v !== undefined)
+  if (entries.length === 0) outline[pointer] = leafDigest(value)
+  for (const [k, v] of entries) addLeaves(outline, `${pointer}/${k.replace(/~/g, '~0').replace(/\//g, '~1')}`, v)
+}
+
+/** What the fingerprint of `channel` covers (see definitionFingerprint), read from its files. */
+async function covered(channel: LoadedChannel): Promise<Covered> {
   let written: Record<string, unknown>
   try {
     written = JSON.parse(await readFile(channel.file, 'utf8')) as Record<string, unknown>
@@ -73,7 +137,10 @@ export async function definitionFingerprint(channel: LoadedChannel): Promise<str
     if (key !== undefined && typeof entry?.config?.[key] === 'string') paths.push(entry.config[key] as string)
     for (const p of paths) files[p] ??= await readFile(resolve(channel.dir, p)).then(sha256, () => 'unreadable')
   }
-  return `sha256:${sha256(canonicalJson({ channel: processing, files, ...(credentialsFile !== undefined ? { credentialsFile } : {}) }))}`
+  return {
+    document: { channel: processing, files, ...(credentialsFile !== undefined ? { credentialsFile } : {}) },
+    ...(credentialsFile !== undefined ? { credentialsFile: written.credentialsFile as string } : {}),
+  }
 }
 
 /**
@@ -92,13 +159,6 @@ async function writtenCredentialsFile(channel: LoadedChannel, file: string, lite
   // A literal secret of the file's credentials shows in the loaded channel under credentials/<name>/…
   for (const path of literal) if (path[0] === 'credentials') replaceString(written, path.slice(1), LITERAL_SECRET)
   return written
-}
-
-/** The fingerprint of each channel by name (see definitionFingerprint). */
-export async function definitionFingerprints(channels: readonly LoadedChannel[]): Promise<Record<string, string>> {
-  const out: Record<string, string> = {}
-  for (const ch of channels) out[ch.name] = await definitionFingerprint(ch)
-  return out
 }
 
 function components(channel: LoadedChannel): LoadedComponent[] {

@@ -7,6 +7,7 @@ import { StoreError } from '../shared/store/errors.ts'
 import { sealedInSqlite } from '../shared/store/sqlite/sealed-scan.ts'
 import { refuseKeyringWithoutPendingKeys, refuseNewKeyOverLostOne } from './store-key-guard.ts'
 import { clusterStoreKey, verifyStoreClusterKey } from '../shared/store/postgres/oauth-state.ts'
+import type { DefinitionOutline } from '../shared/store/postgres/engines.ts'
 import { loadStoreKey } from '../shared/oauth/refresh-store.ts'
 import { RETIRED_FILE, keyringIn, keyringOf, type StoreKeyring } from '../shared/store/keyring.ts'
 import { stat } from 'node:fs/promises'
@@ -121,6 +122,8 @@ export async function openStoreFor(values: StoreChoice, io: Pick<CommandIO, 'env
   encrypt?: ReadonlySet<string> | true
   /** The engine's channels' definition fingerprints (engine/definition-fingerprint.ts): a cluster refuses an engine that runs a channel differently from a live one. */
   definitions?: Readonly<Record<string, string>>
+  /** The outlines of those definitions (engine/definition-fingerprint.ts `channelDefinition`): a refusal names where a definition differs. */
+  outlines?: Readonly<Record<string, DefinitionOutline>>
   /** In a cluster: told once if this engine, its lease lost, may not rejoin (see `PostgresStoreOptions.onRefused`); it is to stop. */
   onRefused?: (e: StoreError) => void
 }): Promise<MessageStore> {
@@ -202,6 +205,7 @@ async function openStore(values: StoreChoice, io: Pick<CommandIO, 'env'>, o: Par
     ...(leaseMs !== undefined ? { leaseMs } : {}),
     ...(o.log ? { log: o.log } : {}),
     ...(o.owner && o.definitions ? { definitions: o.definitions } : {}),
+    ...(o.owner && o.outlines ? { outlines: o.outlines } : {}),
     ...(o.owner && o.onRefused ? { onRefused: o.onRefused } : {}),
   })
 }

@@ -16,7 +16,7 @@ import { clusterTokenState, missingClusterKey } from '../../shared/store/postgre
 import { openStoreFor, storeOptions, storeUrlOf, storeUsage } from '../store.ts'
 import type { StoreError } from '../../shared/store/errors.ts'
 import { contentWarnings } from './validate.ts'
-import { definitionFingerprints } from '../definition-fingerprint.ts'
+import { channelDefinitions } from '../definition-fingerprint.ts'
 import { startRetention } from '../retention.ts'
 import { adminOptions, adminUsage, openStoreWhenFree, startAdminFor, type AdminServer } from '../admin/index.ts'
 import { JWKS_SETS, channelSigningKeys, jwksDocuments, parseListenAddress, startJwksServer, type JwksServer, type JwksSets } from '../jwks-server.ts'
@@ -145,7 +145,7 @@ type Inputs = Awaited<ReturnType<typeof loadInputs>>
 async function startServices(values: RunValues, io: CommandIO, deps: RunDeps, flags: ReturnType<typeof checkedFlags>, inputs: Inputs, log: Logger, onRefused: (e: StoreError) => void) {
   const dataDir = dataDirOf(values['data-dir'], io)
   // In a cluster, the engines compare their channels' definitions as they join: see EngineLease.
-  const definitions = storeUrlOf(values, io) === undefined ? undefined : await definitionFingerprints(inputs.channels)
+  const definitions = storeUrlOf(values, io) === undefined ? undefined : await channelDefinitions(inputs.channels)
   const jwks = flags.jwksAddress && await startJwksServer({ ...flags.jwksAddress, documents: await jwksDocuments(channelSigningKeys(inputs.channels), flags.jwksSets) })
   if (jwks) {
     log.info({ jwks: jwks.paths().map((p) => jwks.url + p) }, 'serving JWK Sets')
@@ -155,7 +155,7 @@ async function startServices(values: RunValues, io: CommandIO, deps: RunDeps, fl
   if (admin) deps.onAdminServer?.(admin)
   const open = () => openStoreFor(values, io, {
     dataDir, owner: true, synchronous: flags.sync, log, encrypt: inputs.encrypt, acceptOpenDataDirFlag: '--allow-open-data-dir',
-    ...(values['allow-open-data-dir'] ? { allowOpenDataDir: true } : {}), ...(definitions ? { definitions } : {}), onRefused,
+    ...(values['allow-open-data-dir'] ? { allowOpenDataDir: true } : {}), ...(definitions ? { definitions: definitions.fingerprints, outlines: definitions.outlines } : {}), onRefused,
   })
   const store = await (values.standby ? openStoreWhenFree(open, { log, ...(admin ? { admin } : {}), ...(deps.signal ? { signal: deps.signal } : {}) }) : open()).catch(async (e) => {
     await admin?.close()

@@ -17,9 +17,9 @@ const NOWHERE = 'http://127.0.0.1:9/none'
 const pg = useEmbeddedPostgres()
 const { stores, children, dirs, database } = useClusterResources(() => pg.server, 'definitions')
 
-/** An engine of the cluster, in this process, running channels with these fingerprints. */
-async function engine(url: string, definitions: Record<string, string> | undefined, leaseMs = 60_000): Promise<PostgresMessageStore> {
-  const store = await openPostgresStore({ url, leaseMs, ...(definitions ? { definitions } : {}) })
+/** An engine of the cluster, in this process, running channels with these fingerprints (and these outlines of them). */
+async function engine(url: string, definitions: Record<string, string> | undefined, leaseMs = 60_000, outlines?: Record<string, Record<string, string>>): Promise<PostgresMessageStore> {
+  const store = await openPostgresStore({ url, leaseMs, ...(definitions ? { definitions } : {}), ...(outlines ? { outlines } : {}) })
   stores.push(store)
   return store
 }
@@ -38,8 +38,8 @@ function channel(portFile: string, o: { fewer?: boolean; destinationType?: strin
   return ch
 }
 
-const refusalOf = (c: { channel: string; id: string; host: string; pid: number }) =>
-  `this engine's definition of channel "${c.channel}" differs from that of the live engine ${c.id} (host ${c.host}, pid ${c.pid}): ` +
+const refusalOf = (c: { channel: string; id: string; host: string; pid: number; at?: string }) =>
+  `this engine's definition of channel "${c.channel}" differs from that of the live engine ${c.id} (host ${c.host}, pid ${c.pid})${c.at ? ` at ${c.at}` : ''}: ` +
   'every engine of a cluster must run the same definition of a channel (its file and the modules it loads), or each processes the messages it claims its own way. ' +
   'To change a channel, stop every engine, change the file everywhere and start them again; or deploy the new definition under a new channel name ' +
   '(an engine that died counts until its lease runs out)'
@@ -116,6 +116,30 @@ describe('engines joining the cluster compare their definitions', () => {
     expect(rows.map((r) => r.id).slice(0, 2)).toEqual([a.engineId, b.engineId])
   })
 
+  it('the refusal names where the definitions differ (changed, added here, missing here: a whole part once), at most 10 and how many more; as before when the live engine records no outline', async () => {
+    const { url } = await database()
+    const outline = { '/name': 'n1', '/destinations/0/config/url': 'u1', '/destinations/1/name': 'a1', '/destinations/1/type': 't1', '/options': 'e0', 'files/./dest.ts': 'f1' }
+    const a = await engine(url, { orders: 'sha256:one' }, 60_000, { orders: outline })
+    const live = { channel: 'orders', id: a.engineId!, host: hostname(), pid: process.pid }
+    const mine = { '/name': 'n1', '/destinations/0/config/url': 'u2', '/options/orderBy': 'o1', 'files/./dest.ts': 'f2' }
+    const err = await engine(url, { orders: 'sha256:two' }, 60_000, { orders: mine }).catch((e) => e)
+    expect([err?.code, err?.message]).toEqual(['ERR_STORE', refusalOf({ ...live, at: '/destinations/0/config/url, /destinations/1 (missing here), /options/orderBy (added here), files/./dest.ts' })])
+    expect(err.conflicts).toEqual([{ ...live, differences: [
+      { pointer: '/destinations/0/config/url', change: 'changed' }, { pointer: '/destinations/1', change: 'removed' },
+      { pointer: '/options/orderBy', change: 'added' }, { pointer: 'files/./dest.ts', change: 'changed' },
+    ] }])
+    const many = (digest: string) => ({ ...Object.fromEntries(Array.from({ length: 14 }, (_, i) => [`/destinations/${i}/config/url`, digest])), '/name': 'n1' })
+    const b = await engine(url, { lab: 'sha256:lab' }, 60_000, { lab: many('x') })
+    const tooMany = await engine(url, { lab: 'sha256:other' }, 60_000, { lab: many('y') }).catch((e) => e)
+    expect(tooMany?.message).toBe(refusalOf({ channel: 'lab', id: b.engineId!, host: hostname(), pid: process.pid, at: `${Array.from({ length: 10 }, (_, i) => `/destinations/${i}/config/url`).join(', ')} and 4 more` }))
+    // The live engine's outline is the same (a difference the outline cannot show), or an engine that records none: the message as before.
+    expect((await engine(url, { orders: 'sha256:three' }, 60_000, { orders: outline }).catch((e) => e))?.message).toBe(refusalOf(live))
+    const { url: other } = await database()
+    const older = await engine(other, { orders: 'sha256:one' })
+    expect((await engine(other, { orders: 'sha256:two' }, 60_000, { orders: mine }).catch((e) => e))?.message)
+      .toBe(refusalOf({ channel: 'orders', id: older.engineId!, host: hostname(), pid: process.pid }))
+  })
+
   it('an expired engine with another definition does not block; a live one of an older weir (no fingerprints) is unknown, not a mismatch', async () => {
     const { url, db } = await database()
     const old = await engine(url, { orders: 'sha256:old' })
@@ -154,11 +178,27 @@ describe('engines joining the cluster compare their definitions', () => {
     })
     const fresh = await engine(url, { orders: 'sha256:one' })
     expect(await db.query('SELECT version FROM weir_schema')).toEqual([{ version: migrations.length }])
-    expect(migrations.length).toBe(10)
-    expect(await db.query('SELECT id, channels FROM weir_engines ORDER BY started_at')).toEqual([
-      { id: 'older-weir', channels: null }, { id: fresh.engineId, channels: { orders: 'sha256:one' } },
+    expect(migrations.length).toBe(11)
+    expect(await db.query('SELECT id, channels, outlines FROM weir_engines ORDER BY started_at')).toEqual([
+      { id: 'older-weir', channels: null, outlines: null }, { id: fresh.engineId, channels: { orders: 'sha256:one' }, outlines: null },
     ])
     expect(await db.query(`SELECT indexname FROM pg_indexes WHERE indexname = 'weir_messages_errors'`)).toEqual([{ indexname: 'weir_messages_errors' }])
+  })
+  it('migrates a database at schema version 10 (fingerprints, no outlines): an engine there that records fingerprints alone is kept and compared as before', async () => {
+    const { url, db } = await database()
+    await db.transaction(async (tx) => {
+      for (const m of migrations.slice(0, 10)) await tx.query(m)
+      await tx.query('CREATE TABLE weir_schema (version integer NOT NULL); INSERT INTO weir_schema VALUES (10)')
+      await tx.query(`INSERT INTO weir_engines (id, host, pid, version, lease_until, channels) VALUES ('previous-weir', 'h', 1, '0.1.0', clock_timestamp() + interval '1 hour', '{"orders": "sha256:one"}')`)
+    })
+    const err = await engine(url, { orders: 'sha256:two' }, 60_000, { orders: { '/name': 'n' } }).catch((e) => e)
+    expect(err?.message).toBe(refusalOf({ channel: 'orders', id: 'previous-weir', host: 'h', pid: 1 }))
+    const fresh = await engine(url, { orders: 'sha256:one' }, 60_000, { orders: { '/name': 'n' } })
+    expect(await db.query('SELECT version FROM weir_schema')).toEqual([{ version: migrations.length }])
+    expect(await db.query('SELECT id, channels, outlines FROM weir_engines ORDER BY started_at')).toEqual([
+      { id: 'previous-weir', channels: { orders: 'sha256:one' }, outlines: null },
+      { id: fresh.engineId, channels: { orders: 'sha256:one' }, outlines: { orders: { '/name': 'n' } } },
+    ])
   })
 })
 
@@ -207,9 +247,25 @@ describe('weir run in a cluster', () => {
     const c = spawnWeirRun(join(d, 'c.json'), join(d, 'c', 'data'), children, ['--store', url, '--admin', 'off'])
     const exit = await c.exited
     const lines = c.output().split('\n').filter((l) => l.trim() !== '')
-    expect({ code: exit.code, lines }).toEqual({ code: 1, lines: [`weir run: ${refusalOf({ channel: 'clustered', id: rows[0]!.id, host: hostname(), pid: a.child.pid! })}`] })
+    expect({ code: exit.code, lines }).toEqual({ code: 1, lines: [`weir run: ${refusalOf({ channel: 'clustered', id: rows[0]!.id, host: hostname(), pid: a.child.pid!, at: '/destinations/1 (missing here)' })}`] })
     expect((await db.query('SELECT pid FROM weir_engines ORDER BY started_at')).map((r) => r.pid)).toEqual([a.child.pid, b.child.pid])
     expect([a.child.exitCode, b.child.exitCode]).toEqual([null, null])
+  }, 90_000)
+
+  it('an engine whose destination sends elsewhere is refused, naming the pointer that differs', async () => {
+    const { url, db } = await database()
+    const d = await dir()
+    const elsewhere = channel('b.port', { fewer: true }) as { destinations: Array<{ config: Record<string, unknown> }> }
+    elsewhere.destinations[0]!.config = { ...elsewhere.destinations[0]!.config, url: 'http://127.0.0.1:9/elsewhere' }
+    await writeFile(join(d, 'a.json'), JSON.stringify(channel('a.port', { fewer: true })))
+    await writeFile(join(d, 'b.json'), JSON.stringify(elsewhere))
+    const a = await startWeirRun(join(d, 'a.json'), join(d, 'a'), '../a.port', children, ['--store', url, '--admin', 'off'])
+    const [row] = await db.query<{ id: string; outlines: Record<string, Record<string, string>> }>('SELECT id, outlines FROM weir_engines')
+    expect(row!.outlines.clustered!['/destinations/0/config/url']).toMatch(/^[0-9a-f]{12}$/)
+    const b = spawnWeirRun(join(d, 'b.json'), join(d, 'b', 'data'), children, ['--store', url, '--admin', 'off'])
+    const exit = await b.exited
+    const lines = b.output().split('\n').filter((l) => l.trim() !== '')
+    expect({ code: exit.code, lines }).toEqual({ code: 1, lines: [`weir run: ${refusalOf({ channel: 'clustered', id: row!.id, host: hostname(), pid: a.child.pid!, at: '/destinations/0/config/url' })}`] })
   }, 90_000)
 
   it('an engine whose custom destination module (same name, same channel file) was changed is refused', async () => {
@@ -226,5 +282,6 @@ describe('weir run in a cluster', () => {
     const other = spawnWeirRun(join(y, 'ch.json'), join(y, 'run', 'data'), children, ['--store', url, '--admin', 'off'])
     expect((await other.exited).code).toBe(1)
     expect(other.output()).toContain('weir run: this engine\'s definition of channel "clustered" differs from that of the live engine')
+    expect(other.output()).toContain(` at files/./dest.ts: every engine`)
   }, 90_000)
 })

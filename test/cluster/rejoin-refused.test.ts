@@ -32,9 +32,9 @@ async function engine(options: PostgresStoreOptions): Promise<PostgresMessageSto
   return store
 }
 
-const conflictOf = (c: { channel: string; id: string; pid: number }) =>
+const conflictOf = (c: { channel: string; id: string; pid: number; at?: string }) =>
   `this engine's lease ran out (it was frozen or cut off from the database longer than the lease) and it may not rejoin the cluster: ` +
-  `this engine's definition of channel "${c.channel}" differs from that of the live engine ${c.id} (host ${hostname()}, pid ${c.pid}): ` +
+  `this engine's definition of channel "${c.channel}" differs from that of the live engine ${c.id} (host ${hostname()}, pid ${c.pid})${c.at ? ` at ${c.at}` : ''}: ` +
   'every engine of a cluster must run the same definition of a channel (its file and the modules it loads), or each processes the messages it claims its own way. ' +
   'To change a channel, stop every engine, change the file everywhere and start them again; or deploy the new definition under a new channel name ' +
   '(an engine that died counts until its lease runs out)'
@@ -73,15 +73,16 @@ describe('an engine whose lease ran out, refused as it rejoins because a live en
   it('its row expired but not swept yet: the heartbeat does not bring it back to life beside the other; the row is left to the sweep', async () => {
     const { url, db } = await database()
     const seen = observed()
-    const a = await engine({ url, leaseMs: LEASE_MS, heartbeatTimer: false, definitions: { orders: 'sha256:x' }, ...seen.options })
+    const outline = (to: string) => ({ orders: { '/name': 'n', '/destinations/0/config/url': to } })
+    const a = await engine({ url, leaseMs: LEASE_MS, heartbeatTimer: false, definitions: { orders: 'sha256:x' }, outlines: outline('u1'), ...seen.options })
     const { id } = await a.enqueue('orders', { body: 1 })
     expect((await a.claim('orders', 10)).map((m) => m.id)).toEqual([id])
     const oldId = a.engineId!
     await until(async () => (await db.sql`SELECT 1 FROM weir_engines WHERE id = ${oldId} AND lease_until < clock_timestamp()`).length === 1, LEASE_MS * 4)
     // B's first sweep comes a lease after it joined: A wakes before.
-    const b = await engine({ url, leaseMs: LEASE_MS, heartbeatTimer: false, definitions: { orders: 'sha256:y' } })
+    const b = await engine({ url, leaseMs: LEASE_MS, heartbeatTimer: false, definitions: { orders: 'sha256:y' }, outlines: outline('u2') })
     await a.heartbeat()
-    expect(seen.refusals.map((e) => e.message)).toEqual([conflictOf({ channel: 'orders', id: b.engineId!, pid: process.pid })])
+    expect(seen.refusals.map((e) => e.message)).toEqual([conflictOf({ channel: 'orders', id: b.engineId!, pid: process.pid, at: '/destinations/0/config/url' })])
     expect(a.leadership!.claims!.standing(id)).toBe('lost')
     expect(await a.leadership!.lead('orders-poller')).toBe(false)
     expect(await a.claim('orders', 10)).toEqual([])
@@ -139,7 +140,7 @@ describe('weir run whose lease ran out while an engine with another definition j
     const lines = a.output().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { level: number; msg: string })
     const refusal = lines.find((l) => l.msg.includes('may not rejoin the cluster'))
     // Level 50: error; a user error, with no stack.
-    expect(refusal).toMatchObject({ level: 50, code: 'ERR_STORE', msg: `stopping: ${conflictOf({ channel: 'clustered', id: bId, pid: b.child.pid! })}` })
+    expect(refusal).toMatchObject({ level: 50, code: 'ERR_STORE', msg: `stopping: ${conflictOf({ channel: 'clustered', id: bId, pid: b.child.pid!, at: '/destinations/1 (added here)' })}` })
     expect(refusal).not.toHaveProperty('err')
     expect(a.output()).not.toContain('heartbeat failed')
     expect(a.output()).not.toMatch(/\n\s+at /)

@@ -47,10 +47,28 @@ export interface LeaseOptions {
    * and the engine shows as unknown to others.
    */
   definitions?: Readonly<Record<string, string>>
+  /**
+   * The outline of each of those definitions, by channel name: JSON pointer → short digest of the
+   * value there (engine/definition-fingerprint.ts `channelDefinition`), recorded with the row, so
+   * that an engine refused is told where its definition differs from the live engine's.
+   */
+  outlines?: Readonly<Record<string, DefinitionOutline>>
 }
 
-/** A channel this engine runs that a live engine runs with another definition. */
-export interface DefinitionConflict { channel: string; id: string; host: string; pid: number }
+/** Where in a channel's definition each value is, mapped to a short digest of it (never the value). */
+export type DefinitionOutline = Readonly<Record<string, string>>
+
+/**
+ * A place where this engine's definition of a channel differs from a live engine's: a value
+ * `changed`, `added` (this engine's has it, the live one's not) or `removed` (the other way round).
+ */
+export interface DefinitionDifference { pointer: string; change: 'changed' | 'added' | 'removed' }
+
+/**
+ * A channel this engine runs that a live engine runs with another definition; `differences` where,
+ * when both engines record outlines that tell (not an engine of an older weir).
+ */
+export interface DefinitionConflict { channel: string; id: string; host: string; pid: number; differences?: DefinitionDifference[] }
 
 /** ERR_STORE: this engine may not join the cluster, as a live engine runs one of its channels with another definition. */
 export class DefinitionConflictError extends StoreError {
@@ -65,9 +83,21 @@ export class DefinitionConflictError extends StoreError {
 /** The key of the advisory lock under which one engine at a time joins (inserts its row and compares definitions). */
 const JOIN_LOCK = "hashtextextended('weir:join', 0)"
 
+/** How many differences a refusal names per channel; the rest are counted. */
+const NAMED_DIFFERENCES = 10
+
+/** Where a channel's definitions differ, as a refusal names it: ` at /destinations/0/config/url, /options/orderBy (added here)`, or nothing when unknown. */
+function differencesText(differences: readonly DefinitionDifference[] | undefined): string {
+  if (!differences?.length) return ''
+  const named = differences.slice(0, NAMED_DIFFERENCES)
+    .map((d) => (d.change === 'changed' ? d.pointer : `${d.pointer} (${d.change === 'added' ? 'added here' : 'missing here'})`))
+  const more = differences.length - named.length
+  return ` at ${named.join(', ')}${more > 0 ? ` and ${more} more` : ''}`
+}
+
 /** Why an engine may not join: the channels it would run differently from live engines, and what to do. */
 function definitionConflictMessage(conflicts: readonly DefinitionConflict[]): string {
-  const which = conflicts.map((c, i) => `${i === 0 ? 'of channel' : 'and of channel'} "${c.channel}" differs from that of the live engine ${c.id} (host ${c.host}, pid ${c.pid})`)
+  const which = conflicts.map((c, i) => `${i === 0 ? 'of channel' : 'and of channel'} "${c.channel}" differs from that of the live engine ${c.id} (host ${c.host}, pid ${c.pid})${differencesText(c.differences)}`)
   return `this engine's definition ${which.join(', ')}: every engine of a cluster must run the same definition of a channel (its file and the modules it loads), ` +
     'or each processes the messages it claims its own way. To change a channel, stop every engine, change the file everywhere and start them again; ' +
     'or deploy the new definition under a new channel name (an engine that died counts until its lease runs out)'
@@ -250,7 +280,7 @@ export class EngineLease {
     const definitions = this.o.definitions
     if (!definitions) return
     await tx.query(`SELECT pg_advisory_xact_lock(${JOIN_LOCK})`)
-    const conflicts = await definitionConflicts(tx, this.id, definitions)
+    const conflicts = await definitionConflicts(tx, this.id, definitions, this.o.outlines)
     if (conflicts.length > 0) throw new DefinitionConflictError(definitionConflictMessage(conflicts), conflicts)
   }
 
@@ -282,12 +312,13 @@ export class EngineLease {
    */
   private async register(leaseMs: number): Promise<void> {
     const sent = { mono: performance.now(), wall: Date.now() }
-    const definitions = this.o.definitions
+    const { definitions, outlines } = this.o
     await this.renewals.transaction(async (tx) => {
       await tx.query(`SELECT pg_advisory_xact_lock(${JOIN_LOCK})`)
-      await tx.sql`INSERT INTO weir_engines (id, host, pid, version, lease_until, channels)
-        VALUES (${this.id}, ${hostname()}, ${process.pid}, ${this.o.version}, clock_timestamp() + ${leaseMs}::int * interval '1 millisecond', ${definitions ? JSON.stringify(definitions) : null}::jsonb)`
-      const conflicts = definitions ? await definitionConflicts(tx, this.id, definitions) : []
+      await tx.sql`INSERT INTO weir_engines (id, host, pid, version, lease_until, channels, outlines)
+        VALUES (${this.id}, ${hostname()}, ${process.pid}, ${this.o.version}, clock_timestamp() + ${leaseMs}::int * interval '1 millisecond',
+          ${definitions ? JSON.stringify(definitions) : null}::jsonb, ${definitions && outlines ? JSON.stringify(outlines) : null}::jsonb)`
+      const conflicts = definitions ? await definitionConflicts(tx, this.id, definitions, outlines) : []
       if (conflicts.length > 0) throw new DefinitionConflictError(definitionConflictMessage(conflicts), conflicts)
     })
     this.vouchFrom(sent)
@@ -311,14 +342,56 @@ export class EngineLease {
   }
 }
 
-/** Per channel of `mine` that a live engine runs with another fingerprint, the first such engine to have started. Engines of an older weir (no fingerprints) are not compared. */
-async function definitionConflicts(tx: Queryable, self: string, mine: Readonly<Record<string, string>>): Promise<DefinitionConflict[]> {
-  const live = await tx.sql<{ id: string; host: string; pid: number; channels: Record<string, string> }>`SELECT id, host, pid, channels FROM weir_engines
+/**
+ * Per channel of `mine` that a live engine runs with another fingerprint, the first such engine to
+ * have started, and where the definitions differ when both outlines are known. Engines of an older
+ * weir (no fingerprints) are not compared.
+ */
+async function definitionConflicts(tx: Queryable, self: string, mine: Readonly<Record<string, string>>,
+  outlines: Readonly<Record<string, DefinitionOutline>> | undefined): Promise<DefinitionConflict[]> {
+  const live = await tx.sql<{ id: string; host: string; pid: number; channels: Record<string, string>; outlines: Record<string, DefinitionOutline> | null }>`
+    SELECT id, host, pid, channels, outlines FROM weir_engines
     WHERE id <> ${self} AND lease_until >= clock_timestamp() AND channels IS NOT NULL ORDER BY started_at, id`
   return Object.entries(mine).flatMap(([channel, fingerprint]) => {
     const other = live.find((e) => e.channels[channel] !== undefined && e.channels[channel] !== fingerprint)
-    return other ? [{ channel, id: other.id, host: other.host, pid: other.pid }] : []
+    if (!other) return []
+    const [here, there] = [outlines?.[channel], other.outlines?.[channel]]
+    const differences = here && there ? outlineDifferences(here, there) : []
+    return [{ channel, id: other.id, host: other.host, pid: other.pid, ...(differences.length > 0 ? { differences } : {}) }]
   })
+}
+
+/**
+ * Where outline `here` (this engine's) differs from `there` (a live engine's), in pointer order.
+ * A part that one has and the other lacks entirely is named once (`/destinations/1`, not each of its
+ * values); a value that became a part of values is named by the values inside.
+ */
+export function outlineDifferences(here: DefinitionOutline, there: DefinitionOutline): DefinitionDifference[] {
+  const found = new Map<string, DefinitionDifference['change']>()
+  for (const [pointer, digest] of Object.entries(here)) {
+    if (there[pointer] === undefined) found.set(widestMissing(pointer, there), 'added')
+    else if (there[pointer] !== digest) found.set(pointer, 'changed')
+  }
+  for (const pointer of Object.keys(there)) if (here[pointer] === undefined) found.set(widestMissing(pointer, here), 'removed')
+  const pointers = [...found.keys()]
+  return pointers.filter((p) => !pointers.some((q) => q.startsWith(`${p}/`)))
+    .sort((a, b) => a.localeCompare(b, 'en', { numeric: true }))
+    .map((pointer) => ({ pointer, change: found.get(pointer)! }))
+}
+
+/**
+ * The outermost part of the definition holding `pointer` of which `other` has nothing, or `pointer`.
+ * A loaded file (`files/<path>`) is one value, its path no pointer; a credentials file's pointer starts after its `#`.
+ */
+function widestMissing(pointer: string, other: DefinitionOutline): string {
+  if (pointer.startsWith('files/')) return pointer
+  const keys = Object.keys(other)
+  const root = pointer.startsWith('/') ? 0 : pointer.indexOf('#') + 1
+  for (let cut = pointer.indexOf('/', root + 1); cut !== -1; cut = pointer.indexOf('/', cut + 1)) {
+    const part = pointer.slice(0, cut)
+    if (!keys.some((k) => k === part || k.startsWith(`${part}/`))) return part
+  }
+  return pointer
 }
 
 function newEngineId(): string {

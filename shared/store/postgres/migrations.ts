@@ -178,6 +178,12 @@ export const migrations: readonly string[] = [
   `
   ALTER TABLE weir_deliveries ADD COLUMN budget_attempts integer, ADD COLUMN budget_since bigint;
   `,
+  // 11: the outline of each channel's definition an engine runs ({"name": {"/json/pointer": "digest"}};
+  // NULL for an engine of an older weir): a refused engine is told where its definition differs.
+  // A column of its own: an older weir reads every value of `channels` as a fingerprint.
+  `
+  ALTER TABLE weir_engines ADD COLUMN outlines jsonb;
+  `,
 ]
 
 /** Any constant: the key of the advisory lock under which one engine at a time migrates. */

@@ -13,7 +13,7 @@ import {
 } from '../types.ts'
 import { StoreFailures } from '../failures.ts'
 import { DB_TIMEOUTS, openDb, type Db, type DbTimeouts } from './db.ts'
-import { clusterStatus, EngineLease, type DefinitionConflictError, type EngineStatus } from './engines.ts'
+import { clusterStatus, EngineLease, type DefinitionConflictError, type DefinitionOutline, type EngineStatus } from './engines.ts'
 import { GroupCommit, type CommitPacing } from './group-commit.ts'
 import { HeldClaims, RECONCILE } from './held.ts'
 import { migrate } from './migrations.ts'
@@ -45,6 +45,11 @@ export interface PostgresStoreOptions {
    * engine runs one of these channels with another definition.
    */
   definitions?: Readonly<Record<string, string>>
+  /**
+   * The outline of each of those definitions (`weir run` passes them, see `channelDefinition` in
+   * engine/definition-fingerprint.ts): a refusal then names where a definition differs.
+   */
+  outlines?: Readonly<Record<string, DefinitionOutline>>
   /**
    * Told once when this engine's lease ran out (it was frozen or cut off longer than the lease) and
    * it may not rejoin, as a live engine now runs one of its channels with another definition
@@ -176,6 +181,7 @@ export async function openPostgresStore(options: PostgresStoreOptions): Promise<
       lease = new EngineLease(db, renewals, {
         leaseMs, version: options.version ?? '0', now, timer: options.heartbeatTimer ?? true,
         ...(options.definitions ? { definitions: options.definitions } : {}),
+        ...(options.outlines ? { outlines: options.outlines } : {}),
         onLost: (old, id) => options.log?.warn({ engine: old, rejoined: id }, 'this engine\'s lease ran out and its claims were taken over; it rejoined under a new id'),
         onRequeued: (n, engines) => options.log?.warn({ engines, requeued: n }, 'engines stopped heartbeating: their messages are queued again'),
         onGaveUp: (messages) => {
