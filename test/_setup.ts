@@ -3,8 +3,9 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import type { AddressInfo } from 'node:net'
-import type { ComponentContext, ComponentDefinition, ComponentState, Emit, EmitResult, Message, MessageInput } from '../shared/component.ts'
+import { connect, type AddressInfo } from 'node:net'
+import { afterEach, expect } from 'vitest'
+import type { ComponentContext, ComponentDefinition, ComponentState, Emit, EmitResult, Message, MessageInput, Source } from '../shared/component.ts'
 import { createLogger } from '../shared/log/index.ts'
 import type { HttpClient } from '../shared/http/types.ts'
 import { createHttpClient } from '../shared/http/index.ts'
@@ -154,6 +155,61 @@ export function recordingEmit(options: { fail?: (input: MessageInput, n: number)
   emit.next = () => new Promise((r) => waiters.push(r))
   return emit
 }
+
+/** An emit that holds every message until `release()`, as a slow durable write does; `called` resolves when the first one arrives. */
+export function gatedEmit() {
+  const inner = recordingEmit()
+  let release!: () => void
+  const gate = new Promise<void>((r) => { release = r })
+  let arrived!: () => void
+  const called = new Promise<void>((r) => { arrived = r })
+  const emit = Object.assign(async (i: MessageInput) => { arrived(); await gate; return inner(i) }, inner)
+  return { emit, release, called }
+}
+
+/** A source started by `useSourceUnderTest`, with the test context it was created in. */
+export interface StartedSource<S extends Source> {
+  source: S
+  t: TestContext
+  /** Stops the source now; the afterEach then leaves it alone. Calls `source.stop()` synchronously, as a test calling it directly would. */
+  stop: () => Promise<void>
+}
+
+/**
+ * For a test file: returns a `start(config, emit)` that loads `config` through the real loader
+ * (asserting it is valid), creates the source `def` in a fresh testContext (with `channelDir`
+ * when given) and starts it with `emit`. After each test, every source still running
+ * is stopped, then every context is cleaned up. Other afterEach hooks of the file, registered
+ * after this call, run before it (vitest runs after-hooks in reverse order).
+ */
+export function useSourceUnderTest<S extends Source = Source>(def: ComponentDefinition): (config: Record<string, unknown>, emit: Emit, channelDir?: string) => Promise<StartedSource<S>> {
+  const running = new Set<S>()
+  const contexts: TestContext[] = []
+  afterEach(async () => {
+    for (const source of [...running]) {
+      running.delete(source)
+      await source.stop()
+    }
+    for (const t of contexts.splice(0)) await t.cleanup()
+  })
+  return async (config, emit, channelDir) => {
+    const loaded = await loadComponentConfig(def, config, { dir: channelDir })
+    expect(loaded.problems).toEqual([])
+    const t = await testContext(channelDir ? { channelDir } : {})
+    contexts.push(t)
+    const source = (await def.create(loaded.config as never, t.ctx)) as unknown as S
+    await source.start(emit)
+    running.add(source)
+    return { source, t, stop: async () => { if (running.delete(source)) await source.stop() } }
+  }
+}
+
+/** Settles with the outcome of opening a TCP connection to `port` on 127.0.0.1: 'connected' or the error code. */
+export const tcpConnect = (port: number) => new Promise<string>((ok) => {
+  const s = connect({ host: '127.0.0.1', port })
+  s.once('connect', () => { s.destroy(); ok('connected') })
+  s.once('error', (e: NodeJS.ErrnoException) => ok(e.code ?? e.message))
+})
 
 export interface RecordedRequest { method: string; url: string; headers: IncomingMessage['headers']; body: string }
 

@@ -1,62 +1,34 @@
-import { connect } from 'node:net'
 import type { AddressInfo } from 'node:net'
 import { Agent, request } from 'undici'
 import { afterEach, describe, expect, it } from 'vitest'
 import listener from '../../../components/sources/http-listener.ts'
 import type { Emit } from '../../../shared/component.ts'
 import { errorCodes } from '../../../shared/errors.ts'
-import { loadComponentConfig, recordingEmit, testContext, type TestContext } from '../../_setup.ts'
+import { gatedEmit, loadComponentConfig, recordingEmit, tcpConnect, useSourceUnderTest } from '../../_setup.ts'
 import { destination, until, useRuntimeFixture } from '../../runtime/_helpers.ts'
 
 type Listener = { start: (e: Emit) => Promise<void>; stop: () => Promise<void>; address: () => AddressInfo }
 
 const WARN = 40
-let t: TestContext
-let running: Listener | undefined
+const startSource = useSourceUnderTest<Listener>(listener)
 const agents: Agent[] = []
 afterEach(async () => {
-  await running?.stop()
-  running = undefined
   for (const a of agents.splice(0)) await a.destroy()
-  await t?.cleanup()
 })
 
 async function start(emit: Emit) {
-  const loaded = await loadComponentConfig(listener, { port: 0 })
-  expect(loaded.problems).toEqual([])
-  t = await testContext()
-  const l = (await listener.create(loaded.config as never, t.ctx)) as unknown as Listener
-  await l.start(emit)
-  running = l
-  return { l, port: l.address().port, url: `http://127.0.0.1:${l.address().port}/` }
-}
-
-/** Settles with the outcome of opening a TCP connection to `port`: 'connected' or the error code. */
-const tcpConnect = (port: number) => new Promise<string>((ok) => {
-  const s = connect({ host: '127.0.0.1', port })
-  s.once('connect', () => { s.destroy(); ok('connected') })
-  s.once('error', (e: NodeJS.ErrnoException) => ok(e.code ?? e.message))
-})
-
-/** An emit that holds each message until `release()`, as a slow durable write does. */
-function gatedEmit() {
-  const inner = recordingEmit()
-  let release!: () => void
-  const gate = new Promise<void>((r) => { release = r })
-  let arrived!: () => void
-  const called = new Promise<void>((r) => { arrived = r })
-  const emit = Object.assign(async (i: Parameters<Emit>[0]) => { arrived(); await gate; return inner(i) }, { inFlight: 0 }) as unknown as Emit
-  return { emit, release, called }
+  const { source, t, stop } = await startSource({ port: 0 }, emit)
+  const port = source.address().port
+  return { t, stop, port, url: `http://127.0.0.1:${port}/` }
 }
 
 describe('http-listener stop', () => {
   it('refuses new connections as soon as stop begins, while a request is still being answered', async () => {
     const g = gatedEmit()
-    const { l, port, url } = await start(g.emit)
+    const { stop, port, url } = await start(g.emit)
     const pending = request(url, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'a' })
     await g.called
-    const stopped = l.stop()
-    running = undefined
+    const stopped = stop()
     expect(await tcpConnect(port)).toBe('ECONNREFUSED')
     g.release()
     const res = await pending
@@ -67,15 +39,14 @@ describe('http-listener stop', () => {
 
   it('closes a keep-alive connection after the answer it was giving when stop began: no further request on it', async () => {
     const g = gatedEmit()
-    const { l, url } = await start(g.emit)
+    const { stop, url } = await start(g.emit)
     const agent = new Agent({ connections: 1, pipelining: 1, keepAliveTimeout: 60_000 })
     agents.push(agent)
     const post = () => request(url, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'a', dispatcher: agent })
     const first = post()
     await g.called
     const began = Date.now()
-    const stopped = l.stop()
-    running = undefined
+    const stopped = stop()
     g.release()
     const res = await first
     await res.body.text()
@@ -89,7 +60,7 @@ describe('http-listener stop', () => {
 
   it('answers 503 with Retry-After when the channel is stopping, logged at debug, not a warning per request', async () => {
     const emit = recordingEmit({ fail: () => new errorCodes.ERR_SHUTDOWN('channel orders is stopping', { retryAfterMs: 2000 }) })
-    const { url } = await start(emit)
+    const { url, t } = await start(emit)
     for (let i = 0; i < 3; i++) {
       const res = await request(url, { method: 'POST', headers: { 'content-type': 'text/plain' }, body: 'a' })
       expect([res.statusCode, res.headers['retry-after'], await res.body.json()]).toEqual([503, '2', { error: 'temporarily unavailable, retry later' }])

@@ -4,14 +4,15 @@ import { join } from 'node:path'
 import type { AddressInfo } from 'node:net'
 import { afterEach, describe, expect, it } from 'vitest'
 import listener from '../../../components/sources/mllp-listener.ts'
+import type { Emit } from '../../../shared/component.ts'
 import { errorCodes } from '../../../shared/errors.ts'
 import { parseEr7, readAck } from '../../../shared/hl7v2/index.ts'
 import { connectMllp, type MllpClient } from '../../../shared/mllp/client.ts'
 import { encodeFrame } from '../../../shared/mllp/frame.ts'
-import { loadComponentConfig, recordingEmit, testContext, until, type TestContext } from '../../_setup.ts'
+import { gatedEmit, loadComponentConfig, recordingEmit, until, useSourceUnderTest } from '../../_setup.ts'
 
 const FIXTURES = join(import.meta.dirname, '../../oauth/fixtures')
-type Listener = { start: (e: ReturnType<typeof recordingEmit>) => Promise<void>; stop: () => Promise<void>; address: () => AddressInfo }
+type Listener = { start: (e: Emit) => Promise<void>; stop: () => Promise<void>; address: () => AddressInfo }
 
 const adt = (controlId: string, { trigger = 'A01', version = '2.5.1', msh15 = '', app = 'EPIC', facility = 'GENHOSP', eol = '\r' } = {}) => [
   `MSH|^~\\&|${app}|${facility}|WEIR|HIE|20260301120000||ADT^${trigger}^ADT_A01|${controlId}|P|${version}|||${msh15}`,
@@ -20,24 +21,16 @@ const adt = (controlId: string, { trigger = 'A01', version = '2.5.1', msh15 = ''
   'PV1|1|I|4B^401^1',
 ].join(eol)
 
-let t: TestContext
-let running: Listener | undefined
+const startSource = useSourceUnderTest<Listener>(listener)
 const clients: MllpClient[] = []
-afterEach(async () => {
+// Registered after useSourceUnderTest, so it runs first: the clients go before the listener stops.
+afterEach(() => {
   for (const c of clients.splice(0)) c.destroy()
-  await running?.stop()
-  running = undefined
-  await t?.cleanup()
 })
 
 async function start(config: Record<string, unknown> = {}, emit = recordingEmit(), channelDir?: string) {
-  const loaded = await loadComponentConfig(listener, { port: 0, ...config }, { dir: channelDir })
-  expect(loaded.problems).toEqual([])
-  t = await testContext(channelDir ? { channelDir } : {})
-  const l = (await listener.create(loaded.config as never, t.ctx)) as unknown as Listener
-  await l.start(emit)
-  running = l
-  return { emit, port: l.address().port }
+  const { source, t, stop } = await startSource({ port: 0, ...config }, emit, channelDir)
+  return { emit, port: source.address().port, t, stop }
 }
 
 async function client(port: number, tls?: Parameters<typeof connectMllp>[0]['tls']) {
@@ -73,15 +66,12 @@ describe('mllp-listener config', () => {
 
 describe('mllp-listener', () => {
   it('answers AA only after emit resolves (the durable write), with the ACK built from the message header', async () => {
-    let release!: () => void
-    const gate = new Promise<void>((r) => { release = r })
-    const inner = recordingEmit()
-    const emit = Object.assign(async (i: Parameters<typeof inner>[0]) => { await gate; return inner(i) }, inner)
-    const { port } = await start({}, emit)
+    const g = gatedEmit()
+    const { port } = await start({}, g.emit)
     const c = await client(port)
     c.send(adt('MSG00001'))
     await expect(c.next(300)).rejects.toMatchObject({ code: 'ETIMEDOUT' })
-    release()
+    g.release()
     const ack = await c.next(5000)
     expect(readAck(ack)).toEqual({ code: 'AA', controlId: 'MSG00001', text: '' })
     expect(ack.split('\r')[0]).toMatch(/^MSH\|\^~\\&\|WEIR\|HIE\|EPIC\|GENHOSP\|\d{14}\+0000\|\|ACK\^A01\^ACK\|[0-9A-F]+\|P\|2\.5\.1$/)
@@ -114,7 +104,7 @@ describe('mllp-listener', () => {
     ['an unaccepted version', adt('V1', { version: '2.3' }), 'AR', 'V1', /^HL7 version "2\.3" is not accepted \(accepted: 2\.5\.1\)$/],
     ['a message without a control id', adt(''), 'AR', '', /^MSH-10 \(message control id\) is empty$/],
   ])('refuses %s: %s with the reason, nothing stored', async (_name, text, code, controlId, reason) => {
-    const { port, emit } = await start({ versions: ['2.5.1'] })
+    const { port, emit, t } = await start({ versions: ['2.5.1'] })
     const c = await client(port)
     const ack = readAck(await c.request(text, 5000))
     expect([ack.code, ack.controlId]).toEqual([code, controlId])
@@ -159,7 +149,7 @@ describe('mllp-listener', () => {
   })
 
   it('answers AE (103, naming the "encoding" option) to a message that is not valid UTF-8; nothing stored', async () => {
-    const { port, emit } = await start()
+    const { port, emit, stop } = await start()
     const raw = await rawSocket(port)
     // PID-5 "MÜLLER^JÖRG" as a legacy system sends it: ISO-8859-1 bytes (MSH-18 8859/1, which is not read).
     const latin1 = 'MSH|^~\\&|LEGACY|H|||20260301||ADT^A01|L1|P|2.3||||||8859/1\rPID|1||9^^^H^MR||MÜLLER^JÖRG\r'
@@ -170,9 +160,7 @@ describe('mllp-listener', () => {
     expect(field(ack, 'ERR', 1)).toBe('^^^103&Table value not found&HL70357')
     expect(emit.inputs).toEqual([])
     // The same bytes are stored intact with "encoding": "latin1"; UTF-8 with a BOM under the default.
-    await running!.stop()
-    running = undefined
-    await t.cleanup()
+    await stop()
     const asLatin1 = await start({ encoding: 'latin1' })
     const raw2 = await rawSocket(asLatin1.port)
     raw2.socket.write(encodeFrame(Buffer.from(latin1, 'latin1')))
@@ -205,7 +193,7 @@ describe('mllp-listener', () => {
   })
 
   it('closes a connection that sends bytes outside a frame, logging why; nothing stored, the listener keeps serving', async () => {
-    const { port, emit } = await start()
+    const { port, emit, t } = await start()
     const raw = await rawSocket(port)
     raw.socket.write(Buffer.from([0xde, 0xad, 0xbe, 0xef, 0x00, 0x0b]))
     await raw.closed
@@ -216,7 +204,7 @@ describe('mllp-listener', () => {
   })
 
   it('a frame whose end bytes never come is discarded when the connection goes idle, with the reason logged', async () => {
-    const { port, emit } = await start({ idleTimeoutMs: 1000 })
+    const { port, emit, t } = await start({ idleTimeoutMs: 1000 })
     const raw = await rawSocket(port)
     raw.socket.write(Buffer.concat([Buffer.from([0x0b]), Buffer.from(adt('HALF'))]))
     await raw.closed
@@ -236,14 +224,14 @@ describe('mllp-listener', () => {
   })
 
   it('closes a connection that never sends anything after idleTimeoutMs', async () => {
-    const { port } = await start({ idleTimeoutMs: 1000 })
+    const { port, t } = await start({ idleTimeoutMs: 1000 })
     const raw = await rawSocket(port)
     await raw.closed
     expect(t.logs.find((l) => l.msg === 'idle connection closed')).toMatchObject({ idleTimeoutMs: 1000 })
   })
 
   it('closes connections beyond maxConnections at once, logging it', async () => {
-    const { port } = await start({ maxConnections: 1 })
+    const { port, t } = await start({ maxConnections: 1 })
     const first = await client(port)
     const second = await rawSocket(port)
     await second.closed
@@ -344,18 +332,13 @@ describe('mllp-listener', () => {
   })
 
   it('stop() lets a message waiting for its durable write get its ACK', async () => {
-    let release!: () => void
-    const gate = new Promise<void>((r) => { release = r })
-    const inner = recordingEmit()
-    let called = false
-    const emit = Object.assign(async (i: Parameters<typeof inner>[0]) => { called = true; await gate; return inner(i) }, inner)
-    const { port } = await start({}, emit)
+    const g = gatedEmit()
+    const { port, stop } = await start({}, g.emit)
     const c = await client(port)
     c.send(adt('LAST'))
-    await until(() => called, 5000, 'emit called')
-    const stopped = running!.stop()
-    running = undefined
-    release()
+    await g.called
+    const stopped = stop()
+    g.release()
     expect(readAck(await c.next(5000))).toMatchObject({ code: 'AA', controlId: 'LAST' })
     await stopped
   })
