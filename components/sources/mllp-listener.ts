@@ -3,7 +3,7 @@ import { createServer as createTlsServer } from 'node:tls'
 import { defineComponent, type ComponentContext, type ConfigOf, type Emit, type RejectReason } from '../../shared/component.ts'
 import { serverTlsSchema } from '../../shared/inbound/tls-schema.ts'
 import { errorCodes, isWeirError, refusalOf } from '../../shared/errors.ts'
-import { buildAck, HL7_ER7_CONTENT_TYPE, parseEr7, readHeader, type AckCode, type MshHeader } from '../../shared/hl7v2/index.ts'
+import { buildAck, HL7_ER7_CONTENT_TYPE, Hl7ParseError, parseEr7, readHeader, type AckCode, type MshHeader } from '../../shared/hl7v2/index.ts'
 import { createFrameDecoder, encodeFrame, type FrameEvent } from '../../shared/mllp/frame.ts'
 import { decodeText } from '../../shared/text.ts'
 import { serverTlsOptions, serverTlsProblems, verifiedClientSubject } from '../../shared/tls.ts'
@@ -54,6 +54,40 @@ const UNREADABLE: MshHeader = {
 
 const headerOf = (text: string): MshHeader | undefined => {
   try { return readHeader(text) } catch { return undefined }
+}
+
+/**
+ * The header read from the head of a frame that is answered without being read whole (cut short by
+ * the next start byte, or too large). The head may end before MSH-11 and MSH-12: an empty processing
+ * id or version is then UNREADABLE's, so the ACK carries both (`P`, `2.5`) and the ERR segment of
+ * every other ACK, with the reason in ERR-8.
+ */
+const headerOfHead = (head: Buffer, encoding: BufferEncoding): MshHeader | undefined => {
+  const h = headerOf(head.toString(encoding))
+  return h && { ...h, processingId: h.processingId || UNREADABLE.processingId, version: h.version || UNREADABLE.version }
+}
+
+/** What each MSH field that can make the MSH unreadable must be, as the ACK states it. */
+const MSH_FIELD_RULES: Readonly<Record<string, string>> = {
+  'MSH-1': 'MSH-1 (field separator) must be one character, not a letter, digit or space',
+  'MSH-2': 'MSH-2 (encoding characters) must be 4 or 5 distinct characters, none a letter, digit, space or the field separator',
+}
+
+/** Text with nothing to escape in an ACK and nothing quoted: the parser quotes input only inside double quotes. */
+const PLAIN_TEXT = /^[A-Za-z0-9 ().,:;-]+$/
+
+/**
+ * Why the MSH cannot be read, as the ACK and the log state it: the rule of the field at fault (MSH-1,
+ * MSH-2), else the parser's message when it is plain text (a NUL byte at an offset), else no detail.
+ * Never the message's own bytes: the parser's message quotes the bad separators, which the ACK would
+ * have to HL7-escape into noise such as `\S\\R\`, and which may run on into the fields after them.
+ */
+function unreadableMshReason(e: unknown): string {
+  const field = e instanceof Hl7ParseError ? e.field : undefined
+  const rule = field !== undefined ? MSH_FIELD_RULES[field] : undefined
+  if (rule !== undefined) return `MSH segment cannot be read: ${rule}`
+  const message = e instanceof Error ? e.message.replace(/^invalid HL7 v2 message: /, '') : ''
+  return PLAIN_TEXT.test(message) ? `MSH segment cannot be read: ${message}` : 'MSH segment cannot be read'
 }
 
 /**
@@ -131,7 +165,7 @@ function check(text: string, config: MllpListenerConfig): Verdict | { header: Ms
     header = readHeader(text)
   } catch (e) {
     // Answered with '|' and '^~\\&': the message's own separators are what could not be read.
-    return { header: UNREADABLE, code: 'AE', errorCode: '100', reason: `MSH segment cannot be read: ${(e as Error).message}`, rejected: 'malformed' }
+    return { header: UNREADABLE, code: 'AE', errorCode: '100', reason: unreadableMshReason(e), rejected: 'malformed' }
   }
   if (config.versions && !config.versions.includes(header.version)) {
     return { header, code: 'AR', errorCode: '203', reason: `HL7 version ${JSON.stringify(header.version)} is not accepted (accepted: ${config.versions.join(', ')})`, rejected: 'unsupported_version' }
@@ -171,10 +205,10 @@ async function store(emit: Emit, text: string, header: MshHeader, socket: Socket
 async function judge(event: Exclude<FrameEvent, { type: 'garbage' }>, emit: Emit, socket: Socket, config: MllpListenerConfig, ctx: ComponentContext): Promise<Verdict> {
   const encoding = config.encoding === 'latin1' ? 'latin1' : 'utf8'
   if (event.type === 'oversize') {
-    return { header: headerOf(event.head.toString(encoding)) ?? UNREADABLE, code: 'AR', errorCode: '207', reason: `message of ${event.size} bytes is larger than maxMessageBytes ${config.maxMessageBytes}`, rejected: 'too_large' }
+    return { header: headerOfHead(event.head, encoding) ?? UNREADABLE, code: 'AR', errorCode: '207', reason: `message of ${event.size} bytes is larger than maxMessageBytes ${config.maxMessageBytes}`, rejected: 'too_large' }
   }
   if (event.type === 'unterminated') {
-    return { header: headerOf(event.head.toString(encoding)) ?? UNREADABLE, code: 'AR', errorCode: '100', reason: 'frame without end bytes (0x1C 0x0D) before the next start byte; discarded', rejected: 'malformed' }
+    return { header: headerOfHead(event.head, encoding) ?? UNREADABLE, code: 'AR', errorCode: '100', reason: 'frame without end bytes (0x1C 0x0D) before the next start byte; discarded', rejected: 'malformed' }
   }
   const decoded = decode(event.data, config)
   if (decoded === undefined) {

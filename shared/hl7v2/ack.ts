@@ -29,7 +29,7 @@ export interface AckOptions {
  * Builds the acknowledgement of a message: MSH with sending and receiving application and facility swapped,
  * MSH-9 `ACK^<trigger>^ACK`, the message's separators, processing id and version, its own control id; MSA-1
  * `code`, MSA-2 the message's MSH-10 exactly as written (`header.controlId` is ER7 text), MSA-3 `text`; for AE, AR, CE and CR an ERR segment (ERR-3 and ERR-8 from
- * v2.5, ERR-1 before). Every segment ends with `\r`.
+ * v2.5 and when MSH-12 is empty, ERR-1 before). Every segment ends with `\r`.
  *
  * @example
  * buildAck(readHeader(er7), 'AE', { text: 'PID-3 is missing', errorCode: '101' })
@@ -66,7 +66,12 @@ function timestamp(now: Date): string {
   return now.toISOString().slice(0, 19).replace(/[-T:]/g, '') + '+0000'
 }
 
+/**
+ * Whether `version` (MSH-12) is `major.minor` or later. An empty or unreadable version is unknown and
+ * counts as the newest: otherwise `Number('')` (0) would make an empty MSH-12 read as older than any.
+ */
 function versionAtLeast(version: string, major: number, minor: number): boolean {
+  if (version.trim() === '') return true
   const [a, b] = version.split('.').map(Number)
   if (a === undefined || Number.isNaN(a)) return true
   return a > major || (a === major && (b ?? 0) >= minor)

@@ -63,6 +63,17 @@ describe('buildAck', () => {
     expect([msa, err]).toEqual(['MSA#AR#C7#unknown version', 'ERR#$$$207%Application internal error%HL70357'])
     expect(buildAck(h, 'AR').split('\r')[1]).toBe('MSA#AR#C7')
   })
+
+  it('writes the v2.5 ERR segment when MSH-12 is empty (an unknown version counts as the newest)', () => {
+    const h = readHeader('MSH|^~\\&|OLD|FAC|NEW|NFAC|||ORM^O01|C8|P\r')
+    expect(h.version).toBe('')
+    expect(buildAck(h, 'AR', { now, controlId: 'A3', text: 'frame cut short', errorCode: '100' }).split('\r')).toEqual([
+      'MSH|^~\\&|NEW|NFAC|OLD|FAC|20240105120001+0000||ACK^O01^ACK|A3|P',
+      'MSA|AR|C8|frame cut short',
+      'ERR|||100^Segment sequence error^HL70357|E||||frame cut short',
+      '',
+    ])
+  })
 })
 
 describe('readAck', () => {

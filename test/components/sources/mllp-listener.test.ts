@@ -125,20 +125,33 @@ describe('mllp-listener', () => {
     expect(emit.inputs).toEqual([])
   })
 
+  const MSH1_RULE = 'MSH segment cannot be read: MSH-1 (field separator) must be one character, not a letter, digit or space'
+  const MSH2_RULE = 'MSH segment cannot be read: MSH-2 (encoding characters) must be 4 or 5 distinct characters, none a letter, digit, space or the field separator'
   it.each([
-    ['a letter after MSH', 'MSHX|^~\\&|EPIC|H|||20260301||ADT^A01|1|P|2.5.1\r'],
-    ['a segment end right after MSH', 'MSH\rPID|1||9^^^H^MR\r'],
-    ['the component separator as field separator', 'MSH^~\\&|EPIC|H\r'],
-  ])('answers AE with "|" and "^~\\&" when MSH cannot be read (%s), and the connection serves the next message', async (_name, frame) => {
+    ['a letter after MSH', 'MSHX|^~\\&|EPIC|H|||20260301||ADT^A01|1|P|2.5.1\r', MSH1_RULE],
+    ['a segment end right after MSH', 'MSH\rPID|1||9^^^H^MR\r', MSH1_RULE],
+    ['the component separator as field separator', 'MSH^~\\&|EPIC|H\r', MSH2_RULE],
+    ['three encoding characters', 'MSH|^~\\|EPIC|H|||20260301||ADT^A01|1|P|2.5.1\r', MSH2_RULE],
+    ['an encoding character twice', 'MSH|^^\\&|EPIC|H|||20260301||ADT^A01|1|P|2.5.1\r', MSH2_RULE],
+    ['a NUL byte in MSH', 'MSH|^~\\&|EP\u0000IC|H|||20260301||ADT^A01|1|P|2.5.1\r', 'MSH segment cannot be read: binary data (a NUL byte at offset 11)'],
+  ])('answers AE with "|" and "^~\\&" when MSH cannot be read (%s): a readable reason quoting none of the message, and the connection serves the next message', async (_name, frame, reason) => {
     const rejections: unknown[] = []
     const onRejection = (e: unknown) => { rejections.push(e) }
     process.on('unhandledRejection', onRejection)
     try {
-      const { port, emit } = await start()
+      const { port, emit, t } = await start()
       const c = await client(port)
       const ack = await c.request(frame, 5000)
-      expect(readAck(ack)).toMatchObject({ code: 'AE', controlId: '', text: expect.stringMatching(/^MSH segment cannot be read: invalid HL7 v2 message: segment 1/) })
+      expect(readAck(ack)).toEqual({ code: 'AE', controlId: '', text: reason })
+      // MSA-3 and ERR-8 as written: no HL7 escape sequence (the message's quoted separators, escaped, were noise such as \S\\R\).
+      expect(field(ack, 'MSA', 3)).toBe(reason)
+      expect(field(ack, 'ERR', 8)).toBe(reason)
+      expect(field(ack, 'MSA', 3)).not.toMatch(/\\[SRETF]\\/)
       expect(ack.startsWith('MSH|^~\\&|')).toBe(true)
+      // The log says why, and holds nothing of the message (MSH-3 "EPIC", or "EP" before the NUL byte).
+      const refused = t.logs.find((l) => l.msg === 'message refused')
+      expect(refused).toMatchObject({ ack: 'AE', reason })
+      expect(JSON.stringify(refused)).not.toMatch(/EP/)
       expect(field(ack, 'ERR', 3)).toBe('100^Segment sequence error^HL70357')
       expect(readAck(await c.request(adt('NEXT'), 5000)).code).toBe('AA')
       expect(emit.inputs.map((i) => i.attributes!.controlId)).toEqual(['NEXT'])
@@ -228,6 +241,21 @@ describe('mllp-listener', () => {
     const raw = await rawSocket(port)
     await raw.closed
     expect(t.logs.find((l) => l.msg === 'idle connection closed')).toMatchObject({ idleTimeoutMs: 1000 })
+  })
+
+  it('answers a frame cut short before MSH-11 by the next start byte with AR, MSH-11 "P", MSH-12 "2.5" and the v2.5 ERR segment; the next message is stored', async () => {
+    const { port, emit } = await start()
+    const raw = await rawSocket(port)
+    const cut = 'MSH|^~\\&|EPIC|GENHOSP|WEIR|HIE|20260301120000||ADT^A01^ADT_A01|CUT2'
+    raw.socket.write(Buffer.concat([Buffer.from([0x0b]), Buffer.from(cut), encodeFrame(adt('WHOLE2'))]))
+    await until(() => Buffer.concat(raw.data).toString().split('\x1c\r').length >= 3, 5000, 'two ACKs')
+    const [ar, aa] = Buffer.concat(raw.data).toString().split('\x1c\r').filter(Boolean).map((f) => f.slice(1))
+    const reason = 'frame without end bytes (0x1C 0x0D) before the next start byte; discarded'
+    expect(readAck(ar!)).toEqual({ code: 'AR', controlId: 'CUT2', text: reason })
+    expect([field(ar!, 'MSH', 3), field(ar!, 'MSH', 5), field(ar!, 'MSH', 9), field(ar!, 'MSH', 11), field(ar!, 'MSH', 12)]).toEqual(['WEIR', 'EPIC', 'ACK^A01^ACK', 'P', '2.5'])
+    expect(ar!.split('\r').find((s) => s.startsWith('ERR|'))).toBe(`ERR|||100^Segment sequence error^HL70357|E||||${reason}`)
+    expect(readAck(aa!)).toMatchObject({ code: 'AA', controlId: 'WHOLE2' })
+    expect(emit.inputs.map((i) => i.attributes!.controlId)).toEqual(['WHOLE2'])
   })
 
   it('closes connections beyond maxConnections at once, logging it', async () => {
