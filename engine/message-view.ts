@@ -1,6 +1,6 @@
 import { REDACTED, scrubSecrets } from '../shared/secret.ts'
 import { redactedExcerpt } from '../shared/http/excerpt.ts'
-import type { MessageDetail } from '../shared/store/types.ts'
+import type { MessageDetail, MessageStore, StoredMessage } from '../shared/store/types.ts'
 
 const SENSITIVE = /authorization|cookie|token|secret|password|passwd|assertion|api[-_]?key|private[-_]?key|dpop/i
 
@@ -56,4 +56,21 @@ export function shownMessage(d: MessageDetail) {
     deliveries: d.deliveries.map((x) => redact({ ...x, ...(x.responseExcerpt !== undefined ? { responseExcerpt: excerpt(x.responseExcerpt) } : {}), firstAttemptAt: iso(x.firstAttemptAt), ...(x.budgetSince !== undefined ? { budgetSince: iso(x.budgetSince) } : {}), lastAttemptAt: iso(x.lastAttemptAt), nextAttemptAt: x.nextAttemptAt === undefined ? undefined : iso(x.nextAttemptAt) })),
     attempts: d.attempts.map((a) => redact({ ...a, ...(a.excerpt !== undefined ? { excerpt: excerpt(a.excerpt) } : {}), startedAt: iso(a.startedAt), endedAt: iso(a.endedAt) })),
   }
+}
+
+/**
+ * The error to show beside each message listed: why it is in error, or for one being retried the
+ * last error of its latest failed attempt, after the destination's name (read from its deliveries,
+ * one message at a time, for the retrying ones of the page only).
+ */
+export async function shownErrors(store: MessageStore, list: readonly StoredMessage[]): Promise<Map<StoredMessage, string>> {
+  const shown = new Map<StoredMessage, string>()
+  for (const m of list) {
+    if (m.error) shown.set(m, m.error)
+    else if (m.status === 'retrying') {
+      const latest = (await store.get(m.id))?.deliveries.filter((d) => d.lastError).sort((a, b) => (b.lastAttemptAt ?? 0) - (a.lastAttemptAt ?? 0))[0]
+      if (latest) shown.set(m, `${latest.destination}: ${latest.lastError!}`)
+    }
+  }
+  return shown
 }

@@ -135,3 +135,19 @@ export async function unknownChannel(store: MessageStore, channel: string, known
   const near = nearest(channel, new Set([...known, ...there]))
   return `no messages of channel ${channel} in the message log${near ? `; did you mean "${near}"?` : ''}; channels there: ${there.length ? there.join(', ') : '(none)'}`
 }
+
+/**
+ * Why a search by key `name` cannot find anything: undefined when `known` (the channel's
+ * `options.searchKeys`) has it or some message in the log is stored with it (a store that cannot
+ * tell is not asked); otherwise `no message in the message log has search key "mnr"; did you mean
+ * "mrn"?; search keys there: mrn, visit` (a search key added to a channel finds only the messages
+ * received after it).
+ */
+export async function unknownSearchKey(store: MessageStore, name: string, known: readonly string[] = []): Promise<string | undefined> {
+  if (known.includes(name) || !store.searchKeyNames) return undefined
+  const there = await store.searchKeyNames()
+  if (there.includes(name)) return undefined
+  const near = nearest(name, new Set([...known, ...there]))
+  const names = [...new Set([...known, ...there])].sort()
+  return `no message in the message log has search key "${name}"${near ? `; did you mean "${near}"?` : ''}; search keys there: ${names.length ? names.join(', ') : '(none: no channel has options.searchKeys)'}`
+}

@@ -5,11 +5,11 @@ import { parseArgs } from 'node:util'
 import { dataDirOf, type CommandIO } from '../cli-io.ts'
 import { errorCodes } from '../../shared/errors.ts'
 import { escapeControl } from '../../shared/http/excerpt.ts'
-import { excerpt, iso, scrubShown, shownMessage } from '../message-view.ts'
+import { excerpt, iso, scrubShown, shownErrors, shownMessage } from '../message-view.ts'
 import { MESSAGE_STATUSES, type FinishedStatus, type ListFilter, type MessageStatus, type MessageStore, type StoredMessage } from '../../shared/store/index.ts'
 import { openStoreFor, storeOptions, storeUrlOf, storeUsage, storeWhere } from '../store.ts'
 import { purgeInBatches } from '../retention.ts'
-import { auditTarget, describeFilter, previewSentence, RESUBMIT_SET_LIMIT, resubmitInBatches, resubmitSet, setDigest, unknownChannel, type ResubmitSet, type SetFilter } from '../resubmit-set.ts'
+import { auditTarget, describeFilter, previewSentence, RESUBMIT_SET_LIMIT, resubmitInBatches, resubmitSet, setDigest, unknownChannel, unknownSearchKey, type ResubmitSet, type SetFilter } from '../resubmit-set.ts'
 import { SEARCH_KEY_NAME } from '../../shared/key-expression.ts'
 import { displayPath, parseJsonWithLocation } from '../../shared/config/load.ts'
 
@@ -35,7 +35,8 @@ list      newest first (in the order the store took them in; a cluster's engines
           with it, page after page, and each message is shown exactly once
           --key NAME=VALUE: messages whose search key NAME (options.searchKeys) has VALUE, an index
           lookup (e.g. --key mrn=203713). --channel-file F checks NAME against the channel file's
-          searchKeys and lists that channel; without it an unknown NAME simply finds nothing
+          searchKeys and lists that channel; without it a NAME no message in the log is stored with
+          exits 1, naming the search keys there
 show      the body, attributes and each destination's outcome and attempt history (redacted);
           ID may be a unique prefix
 resubmit  queues delivered, filtered or error messages again; destinations that already got a
@@ -180,7 +181,8 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
   const where = storeWhere(storeUrlOf(values, io), dataDir)
   const store = await openStoreFor(values, io, { dataDir, owner: false })
   try {
-    const unknown = values.channel === undefined || sub === 'show' ? undefined : await unknownChannel(store, values.channel)
+    const unknown = (values.channel === undefined || sub === 'show' ? undefined : await unknownChannel(store, values.channel)) ??
+      (search.key === undefined || values['channel-file'] !== undefined ? undefined : await unknownSearchKey(store, search.key.name))
     if (unknown) {
       io.err(`${printable(unknown)}; nothing ${sub === 'list' ? 'listed' : sub === 'purge' ? 'purged' : 'resubmitted'}`)
       return 1
@@ -415,8 +417,9 @@ async function listMessages(store: MessageStore, filter: ListFilter, o: { limit:
     list.length = limit
     io.err(`more messages match: the newest ${limit} are shown; raise --limit, or see older ones (with the same filters) with --older-than ${list[limit - 1]!.id}`)
   }
-  if (o.json) io.out(printableJson(list.map((m) => ({ id: m.id, channel: m.channel, status: m.status, receivedAt: iso(m.receivedAt), updatedAt: iso(m.updatedAt), ...(m.error ? { error: scrubShown(m.error) } : {}) }))))
+  const errors = await shownErrors(store, list)
+  if (o.json) io.out(printableJson(list.map((m) => ({ id: m.id, channel: m.channel, status: m.status, receivedAt: iso(m.receivedAt), updatedAt: iso(m.updatedAt), ...(errors.has(m) ? { [m.error ? 'error' : 'lastError']: scrubShown(errors.get(m)!) } : {}) }))))
   else if (list.length === 0) io.out('no messages')
-  else io.out(table([['ID', 'CHANNEL', 'STATUS', 'RECEIVED', 'ERROR'], ...list.map((m) => [printable(m.id), printable(m.channel), m.status, iso(m.receivedAt), printable(m.error).slice(0, 80)])]))
+  else io.out(table([['ID', 'CHANNEL', 'STATUS', 'RECEIVED', 'ERROR'], ...list.map((m) => [printable(m.id), printable(m.channel), m.status, iso(m.receivedAt), printable(errors.get(m)).slice(0, 80)])]))
   return 0
 }

@@ -98,6 +98,8 @@ export interface ChannelHandle {
   readonly name: string
   /** The source instance: the harness feeds it (address() of a listener, tick() of a schedule). */
   readonly source: Source
+  /** The names of the channel's `options.searchKeys` (its messages are found by them). */
+  readonly searchKeys: readonly string[]
   readonly state: ChannelState
   counters(): ChannelCounters
   /** `counters().rejected` by reason (every reason present, 0 when none). */
@@ -204,7 +206,7 @@ export async function startChannel(channel: LoadedChannel, deps: RuntimeDeps): P
     throw e
   }
   rc.log.info({ destinations: components.destinations.map((d) => d.loaded.name), concurrency: opts.concurrency, ...(opts.orderBy !== undefined ? { orderBy: opts.orderBy } : {}) }, 'channel started')
-  return channelHandle({ rc, components, counters, intake, rejections, idle, dispatcher, emit, stopped: life.stopped, pauses, state: () => life.state, stop: (o) => stop(o?.timeoutMs ?? opts.shutdownTimeoutMs, { reason: 'stopped' }) })
+  return channelHandle({ rc, searchKeys: Object.keys(opts.searchKeys ?? {}), components, counters, intake, rejections, idle, dispatcher, emit, stopped: life.stopped, pauses, state: () => life.state, stop: (o) => stop(o?.timeoutMs ?? opts.shutdownTimeoutMs, { reason: 'stopped' }) })
 }
 
 /** The channel's shared context, with the two aborts of its stop: no new work (`stopping`), then no attempt under way (`aborting`). */
@@ -387,6 +389,7 @@ interface HandleParts {
   pauses: OperatorPauses
   state: () => ChannelState
   stop: (o?: { timeoutMs?: number }) => Promise<void>
+  searchKeys: readonly string[]
 }
 
 function channelHandle(p: HandleParts): ChannelHandle {
@@ -401,6 +404,7 @@ function channelHandle(p: HandleParts): ChannelHandle {
   const handle: ChannelHandle = {
     name: rc.name,
     source: c.source,
+    searchKeys: p.searchKeys,
     get state() {
       return p.state()
     },

@@ -281,6 +281,12 @@ export interface MessageStore {
   stats(channel?: string): Promise<ChannelStats>
   /** The channels with at least one message in the log, sorted by name (for "no such channel; channels there: …"). Optional: a store without it is not asked. */
   channels?(): Promise<string[]>
+  /**
+   * The search key names (`options.searchKeys`) that at least one message in the log, of any
+   * channel, is stored with, sorted (for "no message has search key …; search keys there: …").
+   * Optional: a store without it is not asked.
+   */
+  searchKeyNames?(): Promise<string[]>
   /** Messages of `channel` not yet finished (queued, in-flight, retrying), including enqueues not yet committed. Synchronous: checked on every emit. */
   pending(channel: string): number
   /** The bytes the store's data takes (SQLite: the database's pages in use, and its WAL beyond its working size; PostgreSQL: the database), for limits and metrics. */

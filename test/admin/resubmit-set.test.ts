@@ -62,6 +62,9 @@ describe('resubmitting a filtered set', () => {
     const preview = await call(fx.url, '/api/channels/adt/resubmit?key=mrn%3D7&status=error', { headers: bearer(OPERATOR_TOKEN) })
     expect(preview.status).toBe(200)
     expect(preview.json).toMatchObject({ count: 2, more: false, messages: 2, destinations: { api: 2, audit: 2 }, sentence: 'resubmits 2 messages to 2 destinations', filter: 'status error, mrn=7', digest: expect.stringMatching(/^[0-9a-f]{64}$/) })
+    // A mistyped key name is refused, naming the channel's search keys, instead of an empty set.
+    const typo = await call(fx.url, '/api/channels/adt/resubmit?key=mnr%3D7&status=error', { headers: bearer(OPERATOR_TOKEN) })
+    expect([typo.status, typo.json.error]).toEqual([400, 'key mnr: no message in the message log has search key "mnr"; did you mean "mrn"?; search keys there: mrn'])
     const post = (fields: Record<string, string>) => call(fx.url, '/api/channels/adt/resubmit', { method: 'POST', headers: { ...bearer(OPERATOR_TOKEN), 'content-type': 'application/json' }, body: JSON.stringify({ key: 'mrn=7', status: 'error', maxSeq: String(preview.json.maxSeq), count: '2', digest: preview.json.digest, ...fields }) })
     const unconfirmed = await post({})
     expect([unconfirmed.status, unconfirmed.json.error]).toEqual([400, 'type the number of messages (2) to confirm the resubmit'])

@@ -227,6 +227,32 @@ describe('weir messages', () => {
     expect(JSON.parse(older.out[0]!)).toHaveLength(2)
   })
 
+  it('list shows, beside a message being retried, its latest failed attempt\'s error after the destination\'s name', async () => {
+    const store = openSqliteStore({ dataDir: join(dir.path, 'data') })
+    const retried = await store.enqueue('c', { body: 1 })
+    const failed = await store.enqueue('c', { body: 2 })
+    const fresh = await store.enqueue('c', { body: 3 })
+    await store.claim('c', 2)
+    const attempt = (at: number, error: string) => ({ startedAt: at, endedAt: at + 10, outcome: 'retryable' as const, responseStatus: 503, error })
+    await store.recordDelivery(retried.id, { destination: 'api', part: 0, status: 'retrying', nextAttemptAt: 9000, attempt: attempt(1000, 'http 503 (first)') })
+    await store.recordDelivery(retried.id, { destination: 'audit', part: 0, status: 'retrying', nextAttemptAt: 9000, attempt: attempt(3000, 'http 503 from audit') })
+    await store.recordDelivery(retried.id, { destination: 'api', part: 0, status: 'retrying', nextAttemptAt: 9000, attempt: attempt(2000, 'http 503 (second)') })
+    await store.complete(failed.id, 'error', [], 'api: gave up after 3 attempts')
+    await store.close()
+    const t = io(dir.path)
+    expect(await messagesCommand(['list', '--data-dir', 'data'], t.io)).toBe(0)
+    const rows = t.out[0]!.split('\n')
+    expect(rows[0]).toMatch(/^ID +CHANNEL +STATUS +RECEIVED +ERROR$/)
+    const row = (id: string) => rows.find((r) => r.startsWith(id))!
+    expect(row(retried.id)).toMatch(/ retrying +\S+ +audit: http 503 from audit$/)
+    expect(row(failed.id)).toMatch(/ error +\S+ +api: gave up after 3 attempts$/)
+    expect(row(fresh.id)).toMatch(/ queued +\S+ *$/)
+    const json = io(dir.path)
+    expect(await messagesCommand(['list', '--json', '--data-dir', 'data'], json.io)).toBe(0)
+    const listed = JSON.parse(json.out[0]!) as Array<{ id: string; error?: string; lastError?: string }>
+    expect(listed.map((m) => [m.id, m.error, m.lastError])).toEqual([[fresh.id, undefined, undefined], [failed.id, 'api: gave up after 3 attempts', undefined], [retried.id, undefined, 'audit: http 503 from audit']])
+  })
+
   it('answers user errors plainly', async () => {
     const t = io(dir.path)
     const missing = await messagesCommand(['list', '--data-dir', 'nowhere'], t.io).catch((e) => e)

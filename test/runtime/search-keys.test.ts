@@ -60,7 +60,11 @@ describe('options.searchKeys through weir run and weir messages list --key', () 
     expect(await listIds(data, '--key', 'mrn=203713')).toEqual([...ids['203713']!].reverse())
     expect(await listIds(data, '--key', 'mrn=555', '--channel', 'adt', '--status', 'delivered')).toEqual([...ids['555']!].reverse())
     expect(await listIds(data, '--key', 'mrn=203713', '--status', 'error')).toEqual([])
-    expect(await listIds(data, '--key', 'nosuchkey=1')).toEqual([])
+    // A name no message is stored with: an error naming those there, not an empty list.
+    const typo = await weir(['messages', 'list', '--data-dir', data, '--key', 'mnr=203713'])
+    expect([typo.code, typo.err.trim(), typo.out]).toEqual([1, 'no message in the message log has search key "mnr"; did you mean "mrn"?; search keys there: accession, mrn; nothing listed', ''])
+    const resubmitTypo = await weir(['messages', 'resubmit', '--data-dir', data, '--key', 'nosuchkey=1'])
+    expect([resubmitTypo.code, resubmitTypo.err.trim()]).toEqual([1, 'no message in the message log has search key "nosuchkey"; search keys there: accession, mrn; nothing resubmitted'])
 
     const unknown = await weir(['messages', 'list', '--data-dir', data, '--channel-file', file, '--key', 'nosuchkey=1'])
     expect([unknown.code, unknown.err.trim()]).toEqual([2, 'weir messages: --key nosuchkey: channel adt has no search key "nosuchkey" (options.searchKeys: mrn, accession, broken)'])

@@ -20,6 +20,19 @@ const fill = (store: MessageStore) => Promise.all(Array.from({ length: 2000 }, (
   store.enqueue(i % 2 ? 'a' : 'b', { body: i }, { searchKeys: { mrn: [String(i % 1000)], accession: [`A${i}`] } })))
 
 describe('a search by key is an index lookup', () => {
+  it('the search key names in the log: none in an empty store, each name once however many values, those of encrypted channels too', async () => {
+    const store = encryptContent(openSqliteStore({ dataDir: dir }), { key: async () => randomBytes(32), channels: new Set(['secret']) })
+    try {
+      expect(await store.searchKeyNames!()).toEqual([])
+      await store.enqueue('secret', { body: 1 }, { searchKeys: { visit: ['V1', 'V2'] } })
+      await store.enqueue('open', { body: 2 }, { searchKeys: { mrn: ['1'], visit: ['V3'] } })
+      await store.enqueue('open', { body: 3 })
+      expect(await store.searchKeyNames!()).toEqual(['mrn', 'visit'])
+    } finally {
+      await store.close()
+    }
+  })
+
   it('SQLite: EXPLAIN QUERY PLAN searches message_keys by its primary key (name, value[, channel]), never scans', async () => {
     const store = openSqliteStore({ dataDir: dir })
     try {
@@ -30,6 +43,7 @@ describe('a search by key is an index lookup', () => {
       expect(oneChannel[0]).toBe('SEARCH k USING PRIMARY KEY (name=? AND value=? AND channel=?)')
       expect([...anyChannel, ...oneChannel].filter((step) => step.startsWith('SCAN'))).toEqual([])
       expect((await store.list({ ...mrn('7'), channel: 'a' })).map((m) => m.body)).toEqual([1007, 7])
+      expect(await store.searchKeyNames!()).toEqual(['accession', 'mrn'])
     } finally {
       await store.close()
     }
@@ -49,6 +63,7 @@ describe('a search by key is an index lookup', () => {
           expect(plan).not.toMatch(/Seq Scan on weir_message_keys/)
         }
         expect((await store.list({ ...mrn('7'), channel: 'a' })).map((m) => m.body)).toEqual([1007, 7])
+        expect(await store.searchKeyNames!()).toEqual(['accession', 'mrn'])
       } finally {
         await store.close()
       }

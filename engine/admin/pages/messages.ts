@@ -4,11 +4,11 @@ import { SEARCH_KEY_NAME } from '../../../shared/key-expression.ts'
 import { MESSAGE_STATUSES, type ListFilter, type MessageStatus, type MessageStore, type StoredMessage } from '../../../shared/store/index.ts'
 import { isWeirError } from '../../../shared/errors.ts'
 import { parseSince } from '../../commands/messages.ts'
-import { iso, scrubShown, shownMessage } from '../../message-view.ts'
+import { iso, scrubShown, shownErrors, shownMessage } from '../../message-view.ts'
 import { auditAction, refusingOf, sinceStart, type ApiSources } from '../api.ts'
 import type { Auth } from '../auth.ts'
 import { requireRole, type RouteContext, type Router } from '../router.ts'
-import { oneAtATime, setDigest } from '../../resubmit-set.ts'
+import { oneAtATime, setDigest, unknownSearchKey } from '../../resubmit-set.ts'
 import { canToggle, refusingText, rejectedByReason } from './channels.ts'
 import { actionForm, html, layout, pageUser, sendHtml, type PageUser, type Raw } from './html.ts'
 
@@ -54,6 +54,19 @@ export function logFilter(channel: string, params: URLSearchParams): ListFilter 
     ...(key !== undefined ? { key: { name: key.slice(0, eq), value: key.slice(eq + 1) } } : {}),
     ...(after !== null ? { after: Number(after) } : {}),
   }
+}
+
+/**
+ * The log's filter (see logFilter), refused (400) when its key names a search key that neither the
+ * channel's `options.searchKeys` nor any message in the log has: a typo finds nothing, silently.
+ */
+export async function checkedLogFilter(src: ApiSources, channel: string, params: URLSearchParams): Promise<ListFilter & { limit: number }> {
+  const filter = logFilter(channel, params)
+  if (filter.key) {
+    const unknown = await unknownSearchKey(storeOf(src), filter.key.name, src.handles().find((h) => h.name === channel)?.searchKeys ?? [])
+    if (unknown) throw new Refusal(400, `key ${filter.key.name}: ${unknown}`)
+  }
+  return filter
 }
 
 function destinationsTable(src: ApiSources, channel: string, user: PageUser, back: string): Raw {
@@ -115,15 +128,16 @@ export function messageLogPage(router: Router, src: ApiSources, auth: Auth): voi
   router.get('/channels/:name', async (ctx) => {
     const user = pageUser(ctx, auth)
     const channel = ctx.params.name!
-    const filter = logFilter(channel, ctx.url.searchParams)
+    const filter = await checkedLogFilter(src, channel, ctx.url.searchParams)
     const list = await storeOf(src).list(filter)
+    const errors = await shownErrors(storeOf(src), list)
     const resubmitted = ctx.url.searchParams.get('resubmitted')
     const notice = resubmitted && /^\d+$/.test(resubmitted) ? html`<p class="notice" role="status" id="resubmitted">Resubmitted ${Number(resubmitted).toLocaleString('en-US')} message(s): they are queued again.</p>` : ''
     const body = html`<h1>Channel ${channel}</h1>${notice}${destinationsTable(src, channel, user, pageAfterAction(ctx.url))}
 <h2>Message log</h2>${logFilterForm(channel, ctx.url.searchParams, filter.limit)}
 ${logPager(channel, ctx.url.searchParams, list, filter.limit)}${user.role === 'operator' ? html`<p><a class="button" id="resubmit-set" href="/channels/${encodeURIComponent(channel)}/resubmit?${filterQuery(ctx.url.searchParams)}">Resubmit the messages this filter matches…</a></p>` : ''}
 <table class="grid" id="messages"><thead><tr><th>Message</th><th>Status</th><th>Received</th><th>Updated</th><th>Error</th></tr></thead><tbody>
-${list.map((m) => html`<tr><td><a class="mono" href="/messages/${encodeURIComponent(m.id)}">${escapeControl(m.id)}</a></td><td><span class="status s-${m.status}">${m.status}</span></td><td>${iso(m.receivedAt)}</td><td>${iso(m.updatedAt)}</td><td>${escapeControl(scrubShown(m.error ?? '')).slice(0, 120)}</td></tr>`)}
+${list.map((m) => html`<tr><td><a class="mono" href="/messages/${encodeURIComponent(m.id)}">${escapeControl(m.id)}</a></td><td><span class="status s-${m.status}">${m.status}</span></td><td>${iso(m.receivedAt)}</td><td>${iso(m.updatedAt)}</td><td>${escapeControl(scrubShown(errors.get(m) ?? '')).slice(0, 120)}</td></tr>`)}
 </tbody></table>`
     sendHtml(ctx.res, 200, layout(`Channel ${channel}`, user, body))
   })

@@ -6,11 +6,11 @@ import type { Auth } from '../auth.ts'
 import { sendJson } from '../http.ts'
 import { requireRole, type RouteContext, type Router } from '../router.ts'
 import { html, layout, pageUser, sendHtml, type PageUser, type Raw } from './html.ts'
-import { filterQuery, logFilter, storeOf } from './messages.ts'
+import { checkedLogFilter, filterQuery, storeOf } from './messages.ts'
 
 /** The set's filter from a query or a form: the log's filter without paging, times as given (the preview pins them as ISO dates). */
-function setFilter(channel: string, params: URLSearchParams): SetFilter {
-  const { limit: _limit, after: _after, ...filter } = logFilter(channel, params)
+async function setFilter(src: ApiSources, channel: string, params: URLSearchParams): Promise<SetFilter> {
+  const { limit: _limit, after: _after, ...filter } = await checkedLogFilter(src, channel, params)
   return filter
 }
 
@@ -54,7 +54,7 @@ async function previewOf(store: MessageStore, filter: SetFilter): Promise<Previe
  * one at a time, so a double click's second request finds the set resubmitted by the first.
  */
 async function resubmitConfirmed(src: ApiSources, ctx: RouteContext, channel: string): Promise<{ resubmitted: number; filter: SetFilter }> {
-  const filter = setFilter(channel, ctx.form)
+  const filter = await setFilter(src, channel, ctx.form)
   const maxSeq = Number(ctx.form.get('maxSeq'))
   const count = Number(ctx.form.get('count'))
   const digest = ctx.form.get('digest') ?? ''
@@ -104,7 +104,7 @@ export function resubmitSetRoutes(router: Router, src: ApiSources, auth: Auth): 
   router.get('/channels/:name/resubmit', requireRole('operator'), async (ctx) => {
     const channel = ctx.params.name!
     await knownChannel(src, channel)
-    const p = await previewOf(storeOf(src), setFilter(channel, ctx.url.searchParams))
+    const p = await previewOf(storeOf(src), await setFilter(src, channel, ctx.url.searchParams))
     const back = `/channels/${encodeURIComponent(channel)}?${filterQuery(ctx.url.searchParams)}`
     const user = pageUser(ctx, auth)
     sendHtml(ctx.res, 200, layout('Resubmit messages', user, confirmBody(channel, p, user, back)))
@@ -116,7 +116,7 @@ export function resubmitSetRoutes(router: Router, src: ApiSources, auth: Auth): 
   })
   router.get('/api/channels/:name/resubmit', requireRole('operator'), async (ctx) => {
     await knownChannel(src, ctx.params.name!)
-    const p = await previewOf(storeOf(src), setFilter(ctx.params.name!, ctx.url.searchParams))
+    const p = await previewOf(storeOf(src), await setFilter(src, ctx.params.name!, ctx.url.searchParams))
     sendJson(ctx.res, 200, { filter: describeFilter(p.filter), count: p.ids.length, more: p.more, maxSeq: p.maxSeq, digest: p.digest, ...p.preview, sentence: previewSentence(p.preview) })
   })
   router.post('/api/channels/:name/resubmit', requireRole('operator'), async (ctx) => {

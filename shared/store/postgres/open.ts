@@ -419,6 +419,14 @@ class PostgresStore implements PostgresMessageStore {
       ) SELECT channel FROM c WHERE channel IS NOT NULL`)).map((r) => r.channel))
   }
 
+  searchKeyNames(): Promise<string[]> {
+    // The same loose index scan over the key index, whose first column is the name.
+    return this.read(async () => (await this.db.query<{ name: string }>(`WITH RECURSIVE k AS (
+        (SELECT name FROM weir_message_keys ORDER BY name LIMIT 1)
+        UNION ALL SELECT (SELECT name FROM weir_message_keys WHERE name > k.name ORDER BY name LIMIT 1) FROM k WHERE k.name IS NOT NULL
+      ) SELECT name FROM k WHERE name IS NOT NULL`)).map((r) => r.name))
+  }
+
   pending(channel: string): number {
     return this.closed ? 0 : this.queues.of(channel).pending
   }

@@ -343,6 +343,11 @@ class SqliteStore implements SqliteMessageStore {
     return this.writer.call('channels', [])
   }
 
+  searchKeyNames(): Promise<string[]> {
+    this.markInFlight()
+    return this.writer.call('searchKeyNames', [])
+  }
+
   pending(channel: string): number {
     return this.closed ? 0 : this.queues.of(channel).pending
   }

@@ -17,7 +17,7 @@ import { previewOf } from '../preview.js'
 /** @typedef {[id: number, ok: boolean, value: unknown]} Result */
 
 /** Operations that only read: a batch made of these alone runs without a write transaction. */
-const READS = new Set(['resubmitPreview', 'auditLog', 'get', 'list', 'listPlan', 'stats', 'channels', 'pendingCounts', 'oldestPending', 'countErrors', 'countPurgeable', 'getState', 'diagnostics', 'usage'])
+const READS = new Set(['resubmitPreview', 'auditLog', 'get', 'list', 'listPlan', 'stats', 'channels', 'searchKeyNames', 'pendingCounts', 'oldestPending', 'countErrors', 'countPurgeable', 'getState', 'diagnostics', 'usage'])
 /** The WAL file's own header, and each frame's before its page (the SQLite file format). */
 const WAL_HEADER_BYTES = 32
 const WAL_FRAME_HEADER_BYTES = 24
@@ -130,6 +130,11 @@ const s = {
   statsAll: db.prepare('SELECT status, count(*) AS n FROM message_status GROUP BY status'),
   statsOf: db.prepare('SELECT status, count(*) AS n FROM message_status WHERE channel = ? GROUP BY status'),
   channels: db.prepare('SELECT DISTINCT channel FROM message_status ORDER BY channel').pluck(),
+  // A skip scan of the key index: one probe per name, not a pass over every value.
+  searchKeyNames: db.prepare(`WITH RECURSIVE n(name) AS (
+      SELECT min(name) FROM message_keys
+      UNION ALL SELECT (SELECT min(name) FROM message_keys WHERE name > n.name) FROM n WHERE n.name IS NOT NULL
+    ) SELECT name FROM n WHERE name IS NOT NULL`).pluck(),
   getState: db.prepare('SELECT value FROM component_state WHERE channel = ? AND component = ? AND key = ?').pluck(),
   setState: db.prepare(`INSERT INTO component_state (channel, component, key, value, updated_at) VALUES (?, ?, ?, ?, ?)
     ON CONFLICT (channel, component, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`),
@@ -349,6 +354,10 @@ const ops = {
   /** The channels with at least one message in the log, by name. */
   channels() {
     return s.channels.all()
+  },
+  /** The search key names some message is stored with, by name. */
+  searchKeyNames() {
+    return s.searchKeyNames.all()
   },
   /** @param {string | null} channel */
   oldestPending(channel) {
