@@ -1,8 +1,7 @@
 import { closeSync, existsSync, fchmodSync, lstatSync, openSync, realpathSync, renameSync, rmSync, statSync } from 'node:fs'
 import { basename, dirname, join, resolve, sep } from 'node:path'
-import { parseArgs } from 'node:util'
 import Database from 'better-sqlite3'
-import { dataDirOf, expectArgs, type CommandIO } from '../cli-io.ts'
+import { dataDirOf, expectArgs, parseFlags, type CommandIO } from '../cli-io.ts'
 import { storeOptions, storeUrlOf } from '../store.ts'
 import { refuseSymbolicLink } from '../../shared/store/data-dir.ts'
 
@@ -100,7 +99,8 @@ function destinationProblem(dest: string, dataDir: string): string | undefined {
 
 /** `weir backup <dest-file>`: an online copy of the SQLite message store. */
 export async function run(args: string[], io: CommandIO): Promise<number> {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { 'data-dir': { type: 'string' }, force: { type: 'boolean', default: false }, ...storeOptions } })
+  // The store's flags too, so that --store gets the answer below (pg_dump) rather than an unknown option.
+  const { values, positionals } = parseFlags(args, { 'data-dir': { type: 'string' }, force: { type: 'boolean', default: false }, ...storeOptions }, 'backup')
   if (storeUrlOf(values, io) !== undefined) {
     io.err('weir backup: the PostgreSQL store is backed up with pg_dump (e.g. pg_dump --format=custom --file=weir.dump "$WEIR_STORE"); weir backup copies the embedded SQLite store of a data directory')
     return 2

@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util'
-import type { CommandIO } from '../cli-io.ts'
+import { expectArgs, parseFlags, type CommandIO } from '../cli-io.ts'
 import { errorCodes } from '../../shared/errors.ts'
 import type { EngineStatus } from '../../shared/store/postgres/engines.ts'
 import { openPostgresFor, storeOptions, storeUrlOf } from '../store.ts'
@@ -81,13 +81,18 @@ function printTable(rows: string[][], io: CommandIO): void {
   for (const r of rows) io.out(r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  '))
 }
 
+/** The flags of `weir cluster status`; the store's others (--lease-ms, --commit-delay-ms), as weir run takes them, are accepted and unused. */
+const STATUS_FLAGS = { ...storeOptions, json: { type: 'boolean', default: false } } as const
+
 export async function run(args: string[], io: CommandIO): Promise<number> {
-  const [sub, ...rest] = args
-  const { values } = parseArgs({ args: rest, options: { ...storeOptions, json: { type: 'boolean', default: false } } })
+  // The subcommand is the first positional, flags before or after it; an unknown flag names it when it is status.
+  const sub = parseArgs({ args, options: STATUS_FLAGS, allowPositionals: true, strict: false }).positionals[0]
+  const { values, positionals } = parseFlags(args, STATUS_FLAGS, 'cluster', sub === 'status' ? sub : undefined)
   if (sub !== 'status') {
     io.err(usage)
     return 2
   }
+  expectArgs(positionals, ['status'], 'weir cluster status [--store postgres://…] [--json]')
   const url = storeUrlOf(values, io)
   if (url === undefined) throw new errorCodes.ERR_USAGE('weir cluster needs the cluster\'s store: --store postgres://… or $WEIR_STORE')
   const store = await openPostgresFor({ url, owner: false, ...(values['store-password-file'] ? { passwordFile: values['store-password-file'] } : {}) })

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
-import { dataDirOf, expectArgs, type CommandIO } from '../cli-io.ts'
+import { dataDirOf, expectArgs, parseFlags, type CommandIO, type FlagOptions } from '../cli-io.ts'
 import { ConfigError, errorCodes, isWeirError } from '../../shared/errors.ts'
 import { escapePointer } from '../../shared/config/problems.ts'
 import { loadChannel } from '../load.ts'
@@ -158,11 +158,31 @@ function explainWithKeys(ch: LoadedChannel, name: string, config: CredentialConf
   }
 }
 
+/** Where a refresh token is stored: the data directory's token store, or the cluster's PostgreSQL one. */
+const TARGET_FLAGS = { 'data-dir': { type: 'string' }, store: storeOptions.store, 'store-password-file': storeOptions['store-password-file'] } as const
+
+/** The flags each subcommand takes (its usage line): any other (`--timeout` on import, a typo) is bad usage naming the subcommand's own. */
+const SUBCOMMAND_FLAGS = {
+  authorize: { timeout: { type: 'string' }, 'no-browser': { type: 'boolean' }, ...TARGET_FLAGS },
+  import: { 'refresh-token-file': { type: 'string' }, ...TARGET_FLAGS },
+  explain: {},
+} as const satisfies Record<string, FlagOptions>
+const ALL_FLAGS: FlagOptions = Object.assign({}, ...Object.values(SUBCOMMAND_FLAGS))
+
+/**
+ * The flags and positionals of the subcommand given (the first positional, found with every
+ * subcommand's flags read leniently); without a known one, every subcommand's flags, so that an
+ * unknown flag is still reported before the missing or unknown subcommand.
+ */
+function parseSubcommand(args: string[]) {
+  const first = parseArgs({ args, options: ALL_FLAGS, allowPositionals: true, strict: false }).positionals[0]
+  const sub = first !== undefined && Object.hasOwn(SUBCOMMAND_FLAGS, first) ? first as keyof typeof SUBCOMMAND_FLAGS : undefined
+  const { values, positionals } = parseFlags(args, sub ? SUBCOMMAND_FLAGS[sub] as FlagOptions : ALL_FLAGS, 'credentials', sub)
+  return { values: values as Flags, positionals }
+}
+
 export async function run(args: string[], io: CommandIO): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args, allowPositionals: true,
-    options: { 'refresh-token-file': { type: 'string' }, 'data-dir': { type: 'string' }, timeout: { type: 'string' }, 'no-browser': { type: 'boolean' }, store: storeOptions.store, 'store-password-file': storeOptions['store-password-file'] },
-  })
+  const { values, positionals } = parseSubcommand(args)
   if (positionals.length === 0) {
     io.err(usage)
     return 2

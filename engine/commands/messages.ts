@@ -1,8 +1,7 @@
 import { userInfo } from 'node:os'
 import { readFile } from 'node:fs/promises'
 import { resolve } from 'node:path'
-import { parseArgs } from 'node:util'
-import { dataDirOf, type CommandIO } from '../cli-io.ts'
+import { dataDirOf, parseFlags, type CommandIO } from '../cli-io.ts'
 import { errorCodes } from '../../shared/errors.ts'
 import { escapeControl } from '../../shared/http/excerpt.ts'
 import { excerpt, iso, scrubShown, shownErrors, shownMessage } from '../message-view.ts'
@@ -144,15 +143,13 @@ function table(rows: string[][]): string {
 
 export async function run(args: string[], io: CommandIO): Promise<number> {
   const [sub, ...rest] = args
-  const { values, positionals } = parseArgs({
-    args: rest, allowPositionals: true,
-    options: {
-      'data-dir': { type: 'string' }, channel: { type: 'string' }, status: { type: 'string' }, since: { type: 'string' },
-      limit: { type: 'string' }, json: { type: 'boolean', default: false }, before: { type: 'string' }, until: { type: 'string' }, confirm: { type: 'string' }, 'older-than': { type: 'string' },
-      key: { type: 'string' }, 'channel-file': { type: 'string' }, yes: { type: 'boolean', default: false },
-      'include-errors': { type: 'boolean', default: false }, all: { type: 'boolean', default: false }, ...storeOptions,
-    },
-  })
+  // One set of flags for every subcommand: which go together is checked below, with its own message.
+  const { values, positionals } = parseFlags(rest, {
+    'data-dir': { type: 'string' }, channel: { type: 'string' }, status: { type: 'string' }, since: { type: 'string' },
+    limit: { type: 'string' }, json: { type: 'boolean', default: false }, before: { type: 'string' }, until: { type: 'string' }, confirm: { type: 'string' }, 'older-than': { type: 'string' },
+    key: { type: 'string' }, 'channel-file': { type: 'string' }, yes: { type: 'boolean', default: false },
+    'include-errors': { type: 'boolean', default: false }, all: { type: 'boolean', default: false }, ...storeOptions,
+  }, 'messages')
   if (sub !== 'list' && sub !== 'show' && sub !== 'resubmit' && sub !== 'purge') {
     io.err(usage)
     return 2

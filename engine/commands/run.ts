@@ -1,7 +1,6 @@
-import { parseArgs } from 'node:util'
 import { resolve } from 'node:path'
 import { Writable } from 'node:stream'
-import { dataDirOf, type CommandIO } from '../cli-io.ts'
+import { dataDirOf, parseFlags, type CommandIO } from '../cli-io.ts'
 import { loadChannel as defaultLoadChannel } from '../load.ts'
 import type { LoadedChannel } from '../../shared/config/types.ts'
 import { ConfigError, formatProblem, isWeirError, errorCodes } from '../../shared/errors.ts'
@@ -80,7 +79,7 @@ function lineFor(name: string, c: ChannelCounters, width: number, state: string)
 }
 
 const runOptions = { 'data-dir': { type: 'string' }, 'allow-open-data-dir': { type: 'boolean' }, 'encrypt-content': { type: 'boolean' }, 'max-store-bytes': { type: 'string' }, sync: { type: 'string', default: 'full' }, ...storeOptions, jwks: { type: 'string' }, 'jwks-sets': { type: 'string', default: 'per-credential' }, ...adminOptions, alerts: { type: 'string' } } as const
-type RunValues = ReturnType<typeof parseArgs<{ args: string[]; allowPositionals: true; options: typeof runOptions }>>['values']
+type RunValues = ReturnType<typeof parseFlags<typeof runOptions>>['values']
 
 /** The flags that need more than parseArgs: checked, with a usage error naming the flag. */
 function checkedFlags(values: RunValues) {
@@ -257,7 +256,7 @@ function untilStopRequested(log: Logger, signal?: AbortSignal): { signal: AbortS
 }
 
 export async function run(args: string[], io: CommandIO, deps: RunDeps = {}): Promise<number> {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: runOptions })
+  const { values, positionals } = parseFlags(args, runOptions, 'run')
   if (positionals.length === 0) {
     io.err(usage)
     return 2

@@ -1,6 +1,5 @@
 import { writeFile } from 'node:fs/promises'
-import { parseArgs } from 'node:util'
-import type { CommandIO } from '../cli-io.ts'
+import { parseFlags, type CommandIO } from '../cli-io.ts'
 import { runChannelTest, type TestFileResult } from '../harness/run.ts'
 import { junitXml } from '../harness/junit.ts'
 import { ConfigError, formatProblem, isWeirError, errorCodes } from '../../shared/errors.ts'
@@ -25,7 +24,7 @@ directory and a copy of the channel directory, so nothing is written next to the
 exit status: 0 when every case passes, 1 otherwise, 2 on bad usage`
 
 export async function run(args: string[], io: CommandIO): Promise<number> {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { reporter: { type: 'string', default: 'text' }, output: { type: 'string' }, verbose: { type: 'boolean', short: 'v', default: false } } })
+  const { values, positionals } = parseFlags(args, { reporter: { type: 'string', default: 'text' }, output: { type: 'string' }, verbose: { type: 'boolean', short: 'v', default: false } }, 'test')
   if (!positionals.length || !['text', 'junit'].includes(values.reporter!)) {
     io.err(usage)
     return 2

@@ -1,6 +1,5 @@
 import { join, resolve } from 'node:path'
-import { parseArgs } from 'node:util'
-import { dataDirOf, expectArgs, type CommandIO } from '../cli-io.ts'
+import { dataDirOf, expectArgs, parseFlags, type CommandIO } from '../cli-io.ts'
 import { loadChannel } from '../load.ts'
 import { errorCodes, isWeirError } from '../../shared/errors.ts'
 import { applyPreset, createRefreshTokenStore, createTokenProvider, explainTokenRequest, resolveCredential } from '../../shared/oauth/index.ts'
@@ -114,10 +113,9 @@ async function within<T>(p: Promise<T>, ms: number, lastError: () => string | un
 }
 
 export async function run(args: string[], io: CommandIO): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args, allowPositionals: true,
-    options: { show: { type: 'boolean', default: false }, json: { type: 'boolean', default: false }, timeout: { type: 'string' }, 'data-dir': { type: 'string' }, store: storeOptions.store, 'store-password-file': storeOptions['store-password-file'] },
-  })
+  const { values, positionals } = parseFlags(args, {
+    show: { type: 'boolean', default: false }, json: { type: 'boolean', default: false }, timeout: { type: 'string' }, 'data-dir': { type: 'string' }, store: storeOptions.store, 'store-password-file': storeOptions['store-password-file'],
+  }, 'token')
   if (positionals.length === 0) {
     io.err(usage)
     return 2

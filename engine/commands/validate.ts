@@ -1,7 +1,6 @@
 import { readFile } from 'node:fs/promises'
 import { resolve } from 'node:path'
-import { parseArgs } from 'node:util'
-import type { CommandIO } from '../cli-io.ts'
+import { parseFlags, type CommandIO } from '../cli-io.ts'
 import { loadChannel } from '../load.ts'
 import { formatProblem, isWeirError, ConfigError } from '../../shared/errors.ts'
 import { loadTestFile } from '../harness/test-file.ts'
@@ -193,7 +192,7 @@ async function check(file: string, kind: 'channel' | 'alerts', io: CommandIO, qu
 }
 
 export async function run(args: string[], io: CommandIO): Promise<number> {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { quiet: { type: 'boolean', default: false }, alerts: { type: 'string', multiple: true } } })
+  const { values, positionals } = parseFlags(args, { quiet: { type: 'boolean', default: false }, alerts: { type: 'string', multiple: true } }, 'validate')
   const files = [...positionals.map((file) => ({ file, kind: 'channel' as const })), ...(values.alerts ?? []).map((file) => ({ file, kind: 'alerts' as const }))]
   if (files.length === 0) {
     io.err(usage)
