@@ -4,7 +4,7 @@ import { parseFlags, type CommandIO } from '../cli-io.ts'
 import { loadChannel } from '../load.ts'
 import { formatProblem, isWeirError, ConfigError } from '../../shared/errors.ts'
 import { loadTestFile } from '../harness/test-file.ts'
-import { unknownClientsOfFile } from '../harness/run.ts'
+import { unknownClientsOfFile, unknownMllpDestinationsOfFile } from '../harness/run.ts'
 import type { LoadedChannel } from '../../shared/config/types.ts'
 import { displayPath } from '../../shared/config/load.ts'
 import { isJsonContentType } from '../../shared/component.ts'
@@ -177,8 +177,9 @@ async function check(file: string, kind: 'channel' | 'alerts', io: CommandIO, qu
   if (file.endsWith('.test.json')) {
     const t = await loadTestFile(path)
     const ch = await loadChannel(t.channel, { env: { ...io.env, ...t.env } })
-    // As weir test would refuse it: a server.clients entry naming no OAuth credential of the channel.
-    const unknownClients = unknownClientsOfFile(t, ch)
+    // As weir test would refuse it: a server.clients entry naming no OAuth credential of the channel,
+    // an mllp.destinations entry naming no mllp destination of it.
+    const unknownClients = [...unknownClientsOfFile(t, ch), ...unknownMllpDestinationsOfFile(t, ch)]
     if (unknownClients.length) throw new ConfigError(unknownClients)
     for (const w of [...ch.warnings, ...transportWarnings(ch), ...contentWarnings(ch)]) io.err(`warning: ${w}`)
     if (!quiet) io.out(`ok ${file}: test of channel "${ch.name}", ${t.cases.length} case(s)`)

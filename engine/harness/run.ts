@@ -17,7 +17,7 @@ import type { MessageStatus, MessageStore } from '../../shared/store/types.ts'
 import { scrubSecrets } from '../../shared/secret.ts'
 import { startAuthorizationServer, type AuthorizationServer, type RegisteredClient } from '../embedded/authorization-server.ts'
 import { startEmbeddedApi, verifiedBy, type EmbeddedApi, type ApiRoute, type RecordedRequest } from '../embedded/api.ts'
-import { startMllpReceiver, type MllpReceiver } from '../embedded/mllp-receiver.ts'
+import type { MllpReceiver } from '../embedded/mllp-receiver.ts'
 import { startChannel, type ChannelHandle } from '../runtime/index.ts'
 import { loadTestFile, PLAIN_FILE_NAME, type TestCase, type TestFile, type Expectation, type ClientRegistration, type RotateKeysStep, type SendStep, type Step, type RequestExpectation, type TokenExpectation } from './test-file.ts'
 import { channelSigningKeys, jwksDocuments, startJwksServer, type JwksServer } from '../jwks-server.ts'
@@ -27,7 +27,7 @@ import { listFiles, sandboxChannelDir, type ChannelSandbox } from './sandbox.ts'
 import { instrumentChannel, type Recording } from './instrument.ts'
 import { checkDeliveries } from './deliveries.ts'
 import { formatMessagePaths, messagePaths } from './trace.ts'
-import { checkMllp, mllpEncodingOf, mllpSender, type MllpSendStep } from './mllp.ts'
+import { checkMllp, closeMllpReceivers, destinationsOf, mllpEncodingOf, mllpSender, startMllpReceivers, unknownMllpDestinationProblems, type MllpSendStep } from './mllp.ts'
 import { globToRegExp } from '../../components/sources/file-poller.ts'
 
 export { containsSubset } from './match.ts'
@@ -142,7 +142,7 @@ async function inlineCredentialsFile(raw: Record<string, any>, channelFile: stri
 }
 
 /** The channel as the case runs it: token endpoints, the URLs of its source, filters and destinations, ports and directories replaced. */
-function rewriteChannel(raw: Record<string, any>, to: UrlRewrite, dirs: { in: string; out: string }, mllp: MllpReceiver | undefined): Record<string, any> {
+function rewriteChannel(raw: Record<string, any>, to: UrlRewrite, dirs: { in: string; out: string }, mllp: ReadonlyMap<string, MllpReceiver>): Record<string, any> {
   const { as } = to
   const ch = structuredClone(raw)
   for (const cred of Object.values((ch.credentials ?? {}) as Record<string, Record<string, unknown>>)) {
@@ -164,11 +164,13 @@ function rewriteChannel(raw: Record<string, any>, to: UrlRewrite, dirs: { in: st
     const { schema, ...rest } = f.config ?? {}
     f.config = f.type === 'validate' && schema !== undefined ? { ...(rewriteUrls(rest, to) as object), schema } : rewriteUrls(f.config ?? {}, to) as Record<string, unknown>
   }
-  for (const d of (ch.destinations ?? []) as Array<{ type: string; config?: Record<string, unknown>; retry?: Record<string, unknown> }>) {
+  for (const d of (ch.destinations ?? []) as Array<{ name: string; type: string; config?: Record<string, unknown>; retry?: Record<string, unknown> }>) {
     d.config = rewriteUrls(d.config ?? {}, to) as Record<string, unknown>
     if (d.type === 'file') d.config.directory = dirs.out
-    if (d.type === 'mllp' && mllp) {
-      Object.assign(d.config, { host: mllp.host, port: mllp.port })
+    // Each mllp destination to a receiver of its own, so that a case can script and check it apart from the others.
+    const receiver = d.type === 'mllp' ? mllp.get(d.name) : undefined
+    if (receiver) {
+      Object.assign(d.config, { host: receiver.host, port: receiver.port })
       delete d.config.tls
     }
   }
@@ -239,6 +241,27 @@ function unknownClientProblems(file: TestFile, tc: TestCase, resolved: Record<st
   ]
   return entries.filter(([n]) => !Object.hasOwn(resolved, n))
     .map(([n, at]) => ({ file: file.displayName, pointer: `${at}/${escapePointer(n)}`, message: `the channel has no OAuth credential "${n}" (${has})` }))
+}
+
+/** The channel's destinations as unknownMllpDestinationProblems needs them: name and type. */
+const destinationEntries = (channel: LoadedChannel) => channel.destinations.map((d) => ({ name: d.name, type: d.definition.type }))
+
+/**
+ * `mllp.destinations` entries (the file's and the case's) that name no `mllp` destination of the
+ * channel: ignored, the destination would answer AA where the case scripted AE, AR or a fault.
+ */
+function unknownMllpProblems(file: TestFile, tc: TestCase, channel: LoadedChannel): ConfigProblem[] {
+  const scripts = [{ script: file.mllp, pointer: '/mllp' }, { script: tc.mllp, pointer: `/cases/${file.cases.indexOf(tc)}/mllp` }]
+  return unknownMllpDestinationProblems(scripts, destinationEntries(channel), file.displayName)
+}
+
+/**
+ * The `mllp.destinations` problems of a whole test file (its own entries and every case's), each
+ * once, as unknownClientsOfFile gives those of `server.clients`.
+ */
+export function unknownMllpDestinationsOfFile(file: TestFile, channel: LoadedChannel): ConfigProblem[] {
+  const byPointer = new Map(file.cases.flatMap((tc) => unknownMllpProblems(file, tc, channel)).map((p) => [p.pointer, p]))
+  return [...byPointer.values()]
 }
 
 /**
@@ -438,7 +461,8 @@ interface CaseRun {
   readonly api: EmbeddedApi
   readonly regs: Record<string, ClientRegistration>
   readonly jwks: JwksServer | undefined
-  readonly mllp: MllpReceiver | undefined
+  /** The embedded MLLP receiver of each `mllp` destination, by destination name (none when the channel has no such destination). */
+  readonly mllp: ReadonlyMap<string, MllpReceiver>
   readonly sender: ReturnType<typeof mllpSender>
   /** Origins of the channel's URLs left as written (`keepUrls`): its requests there never reach the embedded API. */
   readonly keptUrls: Set<string>
@@ -461,7 +485,7 @@ interface CaseChannel {
   credentials: LoadedChannel['credentials']
 }
 
-/** The case's work directories, log capture and embedded servers (a JWKS server and an MLLP receiver only when the case needs them). */
+/** The case's work directories, log capture and embedded servers (a JWKS server and MLLP receivers only when the case needs them). */
 async function openCase(file: TestFile, rawChannel: Record<string, any>, tc: TestCase): Promise<CaseRun> {
   const clock = { offset: 0 }
   const now = () => Date.now() + clock.offset
@@ -475,9 +499,8 @@ async function openCase(file: TestFile, rawChannel: Record<string, any>, tc: Tes
   api.setRoutes(withApiUrl(tc.api ?? file.api, api.url))
   const regs = registrations(file, tc)
   const jwks = Object.values(regs).some((r) => r.jwksUri) ? await startJwksServer({ host: '127.0.0.1', port: 0, documents: new Map() }) : undefined
-  // One receiver for every mllp destination, reading (and answering) in the first one's encoding.
-  const mllpDestination = ((rawChannel.destinations ?? []) as Array<{ type?: string; config?: Record<string, unknown> }>).find((d) => d.type === 'mllp')
-  const mllp = mllpDestination ? await startMllpReceiver({ answers: (tc.mllp ?? file.mllp)?.answers ?? [], encoding: mllpEncodingOf(mllpDestination.config) }) : undefined
+  // A receiver per mllp destination, reading (and answering) in that destination's encoding.
+  const mllp = await startMllpReceivers(destinationsOf(rawChannel), tc.mllp ?? file.mllp)
   return {
     file, tc, failures: [], clock, now, work, dirs, logLines, log, as, api, regs, jwks, mllp,
     sender: mllpSender(), keptUrls: new Set(), env: { ...process.env, ...file.env }, raw: rawChannel, running: undefined, sent: 0,
@@ -513,7 +536,7 @@ async function prepareChannel(c: CaseRun): Promise<CaseChannel> {
   const sandbox = await sandboxChannelDir(channel.dir, join(c.work, 'channel'))
   const { channel: instrumented, recording } = instrumentChannel(channel, { channelDir: sandbox.dir, dataDir: c.dirs.data })
   const resolved = resolveCredentials(channel)
-  const unknown = unknownClientProblems(c.file, c.tc, resolved)
+  const unknown = [...unknownClientProblems(c.file, c.tc, resolved), ...unknownMllpProblems(c.file, c.tc, channel)]
   if (unknown.length) throw new ConfigError(unknown)
   const clientIds = Object.fromEntries(Object.entries(resolved).map(([name, r]) => [name, clientIdOf(r)]))
   await registerClients(channel, resolved, c.regs, c.as, c.api, originalTokenUrls(c.raw), c.jwks)
@@ -664,7 +687,7 @@ async function checkCase(c: CaseRun, cc: CaseChannel, retrying: Map<string, Set<
   const { tc, failures } = c
   const running = c.running!
   failures.push(...(await check(tc.expect, { api: c.api, as: c.as, store: running.store, channel: cc.channel, logLines: c.logLines, out: c.dirs.out, sandbox: cc.sandbox, recording: cc.recording, clientIds: cc.clientIds, retrying })))
-  if (tc.expect.mllp) failures.push(...(c.mllp ? checkMllp(tc.expect.mllp, c.mllp) : ['expect.mllp: the channel has no mllp destination']))
+  if (tc.expect.mllp) failures.push(...(c.mllp.size ? checkMllp(tc.expect.mllp, c.mllp) : ['expect.mllp: the channel has no mllp destination']))
   const trace = verbose ? formatMessagePaths(await messagePaths(running.store, cc.channel, cc.recording), cc.channel).map(scrubSecrets) : undefined
   failures.push(...keptUrlHints(failures, c.keptUrls))
   if (failures.length) failures.push(...tokenRefusals(c.as))
@@ -675,7 +698,7 @@ async function checkCase(c: CaseRun, cc: CaseChannel, retrying: Map<string, Set<
 async function closeCase(c: CaseRun): Promise<void> {
   if (c.running) await stopRunning(c.running, 2000).catch(() => {})
   c.sender.close()
-  await c.mllp?.close()
+  await closeMllpReceivers(c.mllp)
   await c.api.close()
   await c.as.close()
   await c.jwks?.close()

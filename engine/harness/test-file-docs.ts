@@ -28,6 +28,8 @@ export function testFileReference(): string {
   const clients = top.properties.server.properties.clients.additionalProperties as Schema
   const [tokenExpectation] = expectation.properties.tokenRequests.anyOf as Schema[]
   const [deliveryExpectation] = expectation.properties.deliveries.additionalProperties.anyOf as Schema[]
+  const mllpScript = top.properties.mllp.properties.destinations.additionalProperties as Schema
+  const mllpExpectation = expectation.properties.mllp.properties.destinations.additionalProperties as Schema
   const file = { ...top, properties: { ...top.properties, cases: itemsElsewhere(top.properties.cases) } }
   const caseFields = { ...testCase, properties: { ...testCase.properties, api: itemsElsewhere(testCase.properties.api), expect: { type: 'object', description: 'What must hold at the end; see below.' } } }
   return [
@@ -38,6 +40,8 @@ export function testFileReference(): string {
     ...section('Expectations', 'A case\'s `expect`; every field is optional, and all that are given must hold.', expectation),
     ...section('`expect.tokenRequests`', 'One expectation, or a list of them (e.g. one per credential):', tokenExpectation!),
     ...section('`expect.deliveries.<destination>`', 'One expectation, or a list of them, per destination name:', deliveryExpectation!),
+    ...section('`expect.mllp.destinations.<destination>`', 'What the embedded MLLP receiver of one `mllp` destination received, by destination name:', mllpExpectation),
+    ...section('`mllp.destinations.<destination>`', 'The answers of one `mllp` destination\'s receiver, by destination name, instead of `mllp.answers` (also `cases[].mllp.destinations.<destination>`):', mllpScript),
     ...section('`server.clients.<credential>`', 'What the provider has registered for a credential (also `cases[].server.clients.<credential>`, merged over it):', clients),
   ].join('\n')
 }

@@ -7,8 +7,7 @@ import { displayPath, parseJsonWithLocation } from '../../shared/config/load.ts'
 import { ConfigError } from '../../shared/errors.ts'
 import type { ApiRoute } from '../embedded/api.ts'
 import { KEY_ALGS, type KeyAlg } from '../key-rotation.ts'
-import type { MllpAnswer } from '../embedded/mllp-receiver.ts'
-import { mllpExpectationSchema, mllpReceiverSchema, mllpSendProperties, type MllpExpectation, type MllpSendStep } from './mllp.ts'
+import { mllpExpectationSchema, mllpReceiverSchema, mllpSendProperties, type MllpExpectation, type MllpScript, type MllpSendStep } from './mllp.ts'
 
 const answer: JsonSchema = {
   type: 'object', additionalProperties: false,
@@ -214,7 +213,7 @@ export const testFileSchema: JsonSchema = {
         properties: {
           name: { type: 'string', minLength: 1, description: 'Case name, shown in the report.' },
           api: { type: 'array', items: route, description: 'Routes for this case (replace the file\'s).' },
-          mllp: { ...mllpReceiverSchema, description: 'The embedded MLLP receiver\'s script for this case (replaces the file\'s).' },
+          mllp: { ...mllpReceiverSchema, description: 'The embedded MLLP receivers\' script for this case (replaces the file\'s `mllp` as a whole, `answers` and `destinations`).' },
           server: {
             type: 'object', additionalProperties: false,
             description: 'Registration changes for this case only, merged per credential over the file\'s (e.g. a rotated secret, fewer scopes).',
@@ -272,7 +271,7 @@ export interface Expectation {
 export interface TestCase {
   name: string
   api?: ApiRoute[]
-  mllp?: { answers?: MllpAnswer[] }
+  mllp?: MllpScript
   server?: { clients?: Record<string, ClientRegistration> }
   tokenFailures?: Array<{ status: number; count: number; retryAfter?: number; delayMs?: number; body?: string }>
   steps: Step[]
@@ -289,7 +288,7 @@ export interface TestFile {
   api: ApiRoute[]
   /** Loopback origins whose URLs the harness leaves as the channel wrote them. */
   keepUrls?: string[]
-  mllp?: { answers?: MllpAnswer[] }
+  mllp?: MllpScript
   cases: TestCase[]
 }
 
