@@ -60,17 +60,18 @@ export function shownMessage(d: MessageDetail) {
 
 /**
  * The error to show beside each message listed: why it is in error, or for one being retried the
- * last error of its latest failed attempt, after the destination's name (read from its deliveries,
- * one message at a time, for the retrying ones of the page only).
+ * last error of its latest failed attempt, after the destination's name (one read for the retrying
+ * messages of the page, by their ids; a store that cannot tell shows none).
  */
 export async function shownErrors(store: MessageStore, list: readonly StoredMessage[]): Promise<Map<StoredMessage, string>> {
   const shown = new Map<StoredMessage, string>()
-  for (const m of list) {
-    if (m.error) shown.set(m, m.error)
-    else if (m.status === 'retrying') {
-      const latest = (await store.get(m.id))?.deliveries.filter((d) => d.lastError).sort((a, b) => (b.lastAttemptAt ?? 0) - (a.lastAttemptAt ?? 0))[0]
-      if (latest) shown.set(m, `${latest.destination}: ${latest.lastError!}`)
-    }
+  for (const m of list) if (m.error) shown.set(m, m.error)
+  const retrying = list.filter((m) => !m.error && m.status === 'retrying')
+  if (retrying.length === 0 || !store.latestErrors) return shown
+  const latest = new Map((await store.latestErrors(retrying.map((m) => m.id))).map((e) => [e.id, e]))
+  for (const m of retrying) {
+    const e = latest.get(m.id)
+    if (e) shown.set(m, `${e.destination}: ${e.error}`)
   }
   return shown
 }

@@ -149,5 +149,5 @@ export async function unknownSearchKey(store: MessageStore, name: string, known:
   if (there.includes(name)) return undefined
   const near = nearest(name, new Set([...known, ...there]))
   const names = [...new Set([...known, ...there])].sort()
-  return `no message in the message log has search key "${name}"${near ? `; did you mean "${near}"?` : ''}; search keys there: ${names.length ? names.join(', ') : '(none: no channel has options.searchKeys)'}`
+  return `no message in the message log has search key "${name}"${near ? `; did you mean "${near}"?` : ''}; search keys there: ${names.length ? names.join(', ') : '(none: no message is stored with a search key yet)'}`
 }

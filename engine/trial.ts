@@ -98,7 +98,7 @@ if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(
   // The PostgreSQL package stops its server on Ctrl-C and exits at once, before the trial's own close
   // removes the server's directory: the server is made under a directory of the trial's own (the
   // package reads TMPDIR), reachable by the `postgres` user when run as root, which an 'exit' handler
-  // removes synchronously, once the server has stopped, however the process ends.
+  // removes synchronously as the process exits (Ctrl-C, SIGTERM or a normal end; a SIGKILL leaves it behind).
   const pgParent = await mkdtemp(join(tmpdir(), 'weir-trial-'))
   await chmod(pgParent, 0o711)
   process.on('exit', () => {

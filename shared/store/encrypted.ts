@@ -332,8 +332,12 @@ function failureReports(inner: MessageStore) {
   }
 }
 
-/** `get` and `list`, decrypted; a message no key of the keyring opens is still shown, with its metadata and why (see unreadableView). */
-function lenientReads(inner: MessageStore, cipher: () => Promise<ContentCipher>): Pick<MessageStore, 'get' | 'list'> {
+/**
+ * `get`, `list` and `latestErrors`, decrypted; a message no key of the keyring opens is still shown,
+ * with its metadata and why (see unreadableView). `latestErrors` is defined here whenever the inner
+ * store has it: otherwise the wrapper would hand out the inner store's sealed errors.
+ */
+function lenientReads(inner: MessageStore, cipher: () => Promise<ContentCipher>): Pick<MessageStore, 'get' | 'list' | 'latestErrors'> {
   const reader = openers(cipher)
   const lenient = openers(cipher, (e) => placeholder(e))
   return {
@@ -345,6 +349,10 @@ function lenientReads(inner: MessageStore, cipher: () => Promise<ContentCipher>)
       const found = filter?.key ? await listByKey(inner, filter, filter.key, await cipher()) : await inner.list(filter)
       return Promise.all(found.map((m) => reader.message(m).catch((e) => unreadableView(m, e))))
     },
+    ...(inner.latestErrors ? {
+      latestErrors: async (ids: readonly string[]) =>
+        Promise.all((await inner.latestErrors!(ids)).map(async (e) => ({ ...e, error: await lenient.text(e.error, 'error') }))),
+    } : {}),
   }
 }
 
@@ -468,6 +476,8 @@ function openers(cipher: () => Promise<ContentCipher>, unreadableAs?: (e: Unread
   const open = !unreadableAs ? openOne : <T>(v: T, field: string): Promise<T> =>
     openOne(v, field).catch((e) => (e instanceof UnreadableValueError ? (unreadableAs(e) as T) : Promise.reject(e)))
   return {
+    /** One sealed (or clear) text. */
+    text: (v: string, field: string): Promise<string> => open(v, field),
     async message<M extends StoredMessage>(m: M): Promise<M> {
       const sealedAttributes = m.attributes[SEALED_ATTRIBUTES]
       if (!messageSealed(m)) return m

@@ -98,6 +98,9 @@ export interface DeliveryUpdate {
   nextAttemptAt?: number
 }
 
+/** A message's latest failed attempt, as `latestErrors` gives it. */
+export interface LatestError { id: string; destination: string; error: string }
+
 export interface MessageDetail {
   message: StoredMessage
   deliveries: DeliveryRecord[]
@@ -287,6 +290,12 @@ export interface MessageStore {
    * Optional: a store without it is not asked.
    */
   searchKeyNames?(): Promise<string[]>
+  /**
+   * For each of `ids` that has a failed attempt, the destination and error of its latest one (the
+   * delivery with the latest attempt that recorded an error): one read for a page of messages.
+   * Optional: a store without it is not asked.
+   */
+  latestErrors?(ids: readonly string[]): Promise<LatestError[]>
   /** Messages of `channel` not yet finished (queued, in-flight, retrying), including enqueues not yet committed. Synchronous: checked on every emit. */
   pending(channel: string): number
   /** The bytes the store's data takes (SQLite: the database's pages in use, and its WAL beyond its working size; PostgreSQL: the database), for limits and metrics. */

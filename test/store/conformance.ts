@@ -228,6 +228,22 @@ export function storeConformance(factory: StoreFactory): void {
       expect((await store.get(r.id))!.message).toMatchObject({ status: 'error', error: 'orderBy: the key expression gave no value', body: { mrn: null } })
     })
 
+    it('latestErrors: per message asked for, the destination and error of its latest failed attempt; none for one without', async () => {
+      const [a, b, c] = [await store.enqueue('c', { body: 1 }), await store.enqueue('c', { body: 2 }), await store.enqueue('c', { body: 3 })]
+      await store.claim('c', 3)
+      const failed = (at: number, error: string) => ({ startedAt: at, endedAt: at + 10, outcome: 'retryable' as const, responseStatus: 503, error })
+      await store.recordDelivery(a.id, { destination: 'api', part: 0, status: 'retrying', nextAttemptAt: 9000, attempt: failed(1000, 'api first') })
+      await store.recordDelivery(a.id, { destination: 'audit', part: 0, status: 'retrying', nextAttemptAt: 9000, attempt: failed(3000, 'audit latest') })
+      await store.recordDelivery(a.id, { destination: 'api', part: 0, status: 'retrying', nextAttemptAt: 9000, attempt: failed(2000, 'api second') })
+      await store.recordDelivery(b.id, { destination: 'api', part: 0, status: 'retrying', nextAttemptAt: 9000, attempt: failed(1500, 'b failed') })
+      const got = await store.latestErrors!([a.id, b.id, c.id, 'no-such-id'])
+      expect(got.sort((x, y) => x.error.localeCompare(y.error))).toEqual([
+        { id: a.id, destination: 'audit', error: 'audit latest' },
+        { id: b.id, destination: 'api', error: 'b failed' },
+      ])
+      expect(await store.latestErrors!([])).toEqual([])
+    })
+
     it('records attempts and final outcomes per destination', async () => {
       const { id } = await store.enqueue('c', { body: 1 })
       await store.claim('c', 1)

@@ -33,6 +33,20 @@ describe('a search by key is an index lookup', () => {
     }
   })
 
+  it('latestErrors of an encrypted channel: the error opened, never the sealed text', async () => {
+    const key = randomBytes(32)
+    const store = encryptContent(openSqliteStore({ dataDir: dir }), { key: async () => key, channels: new Set(['secret']) })
+    try {
+      const { id } = await store.enqueue('secret', { body: 1 })
+      await store.claim('secret', 1)
+      await store.recordDelivery(id, { destination: 'api', part: 0, status: 'retrying', nextAttemptAt: 9000, attempt: { startedAt: 1, endedAt: 2, outcome: 'retryable', error: `http 503 for ${MRN}` } })
+      expect((await store.get(id))!.deliveries[0]!.lastError).toBe(`http 503 for ${MRN}`)
+      expect(await store.latestErrors!([id])).toEqual([{ id, destination: 'api', error: `http 503 for ${MRN}` }])
+    } finally {
+      await store.close()
+    }
+  })
+
   it('SQLite: EXPLAIN QUERY PLAN searches message_keys by its primary key (name, value[, channel]), never scans', async () => {
     const store = openSqliteStore({ dataDir: dir })
     try {

@@ -131,6 +131,15 @@ describe('openSqliteStore', () => {
     store = openSqliteStore({ dataDir: dir })
   })
 
+  it('an unclean stop with no message recorded in flight says so, and that one claimed just before may come again', async () => {
+    await store.close()
+    await writeFile(join(dir, 'weir.lock'), '999999999') // a dead owner: an unclean stop
+    const said: Array<[Record<string, unknown>, string]> = []
+    const log = { warn: (o: Record<string, unknown>, msg: string) => void said.push([o, msg]) } as unknown as NonNullable<NonNullable<Parameters<typeof openSqliteStore>[0]>['log']>
+    store = openSqliteStore({ dataDir: dir, log })
+    expect(said).toEqual([[{ dataDir: dir, released: 0 }, 'unclean stop detected: no message was recorded in flight (one claimed within 100 ms of the stop was still recorded as queued and is delivered again)']])
+  })
+
   it('two opens of one data directory: the second is refused while the first holds the lock', async () => {
     const err = (() => { try { openSqliteStore({ dataDir: dir }) } catch (e) { return e } })() as { code: string; message: string }
     expect(err.code).toBe('ERR_STORE')

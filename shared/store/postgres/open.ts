@@ -9,7 +9,7 @@ import { attemptOf, countByStatus, defined, deliveryOf, jsonOf, rowToMessage, ty
 import {
 
   GAVE_UP_LOG, MESSAGE_STATUSES, type ChannelStats, type ClaimOptions, type ClaimedMessage, type DeliveryRecord, type DeliveryUpdate, type EnqueueOptions,
-  type ClaimLease, type Leadership, type ListFilter, type MessageDetail, type MessageStatus, type MessageStore, type PurgeTarget, type PurgeableCount, type ResubmitTarget, type ResubmitPreview, type AuditEntry, type StoredMessage, type StoreFailure,
+  type ClaimLease, type Leadership, type ListFilter, type LatestError, type MessageDetail, type MessageStatus, type MessageStore, type PurgeTarget, type PurgeableCount, type ResubmitTarget, type ResubmitPreview, type AuditEntry, type StoredMessage, type StoreFailure,
 } from '../types.ts'
 import { StoreFailures } from '../failures.ts'
 import { DB_TIMEOUTS, openDb, type Db, type DbTimeouts } from './db.ts'
@@ -417,6 +417,11 @@ class PostgresStore implements PostgresMessageStore {
         (SELECT channel FROM weir_messages ORDER BY channel LIMIT 1)
         UNION ALL SELECT (SELECT channel FROM weir_messages WHERE channel > c.channel ORDER BY channel LIMIT 1) FROM c WHERE c.channel IS NOT NULL
       ) SELECT channel FROM c WHERE channel IS NOT NULL`)).map((r) => r.channel))
+  }
+
+  latestErrors(ids: readonly string[]): Promise<LatestError[]> {
+    return this.read(() => this.db.query<LatestError>(`SELECT DISTINCT ON (message_id) message_id AS id, destination, last_error AS error
+      FROM weir_deliveries WHERE message_id = ANY($1::text[]) AND last_error IS NOT NULL ORDER BY message_id, last_attempt_at DESC NULLS LAST`, [ids]))
   }
 
   searchKeyNames(): Promise<string[]> {

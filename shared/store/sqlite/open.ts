@@ -10,7 +10,7 @@ import { newMessageId } from '../id.ts'
 import {
   GAVE_UP_LOG, INTERRUPTED_ERROR, MAX_INTERRUPTIONS,
   type ChannelStats, type ClaimedMessage, type FinishedStatus, type DeliveryRecord, type DeliveryUpdate, type EnqueueOptions, type ListFilter,
-  type MessageDetail, type MessageStatus, type MessageStore, type PurgeTarget, type PurgeableCount, type ResubmitTarget, type ResubmitPreview, type AuditEntry, type StoredMessage, type StoreFailure,
+  type LatestError, type MessageDetail, type MessageStatus, type MessageStore, type PurgeTarget, type PurgeableCount, type ResubmitTarget, type ResubmitPreview, type AuditEntry, type StoredMessage, type StoreFailure,
 } from '../types.ts'
 import { StoreFailures } from '../failures.ts'
 import { acquireLock, releaseLock } from './lock.ts'
@@ -155,7 +155,13 @@ export function openSqliteStore(options: SqliteStoreOptions = {}): SqliteMessage
   const dir = resolve(options.dataDir ?? 'data')
   const now = options.now ?? Date.now
   const { lockFile, released, gaveUp, unclean, pending } = prepare(dir, options, now())
-  if (unclean) options.log?.warn({ dataDir: dir, released }, 'unclean stop detected: messages that were in flight are queued again')
+  // A message claimed within MARK_IN_FLIGHT_AFTER_MS of the stop was still recorded as queued: it is
+  // delivered again although `released` does not count it.
+  if (unclean) {
+    options.log?.warn({ dataDir: dir, released }, released > 0
+      ? 'unclean stop detected: messages that were in flight are queued again'
+      : `unclean stop detected: no message was recorded in flight (one claimed within ${MARK_IN_FLIGHT_AFTER_MS} ms of the stop was still recorded as queued and is delivered again)`)
+  }
   const failures = new StoreFailures()
   for (const m of gaveUp) {
     options.log?.error({ message: m.id, channel: m.channel }, GAVE_UP_LOG)
@@ -341,6 +347,11 @@ class SqliteStore implements SqliteMessageStore {
   channels(): Promise<string[]> {
     this.markInFlight()
     return this.writer.call('channels', [])
+  }
+
+  latestErrors(ids: readonly string[]): Promise<LatestError[]> {
+    this.markInFlight()
+    return this.writer.call('latestErrors', [ids])
   }
 
   searchKeyNames(): Promise<string[]> {

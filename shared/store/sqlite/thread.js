@@ -17,7 +17,7 @@ import { previewOf } from '../preview.js'
 /** @typedef {[id: number, ok: boolean, value: unknown]} Result */
 
 /** Operations that only read: a batch made of these alone runs without a write transaction. */
-const READS = new Set(['resubmitPreview', 'auditLog', 'get', 'list', 'listPlan', 'stats', 'channels', 'searchKeyNames', 'pendingCounts', 'oldestPending', 'countErrors', 'countPurgeable', 'getState', 'diagnostics', 'usage'])
+const READS = new Set(['resubmitPreview', 'auditLog', 'get', 'list', 'listPlan', 'stats', 'channels', 'searchKeyNames', 'latestErrors', 'pendingCounts', 'oldestPending', 'countErrors', 'countPurgeable', 'getState', 'diagnostics', 'usage'])
 /** The WAL file's own header, and each frame's before its page (the SQLite file format). */
 const WAL_HEADER_BYTES = 32
 const WAL_FRAME_HEADER_BYTES = 24
@@ -89,6 +89,8 @@ const s = {
   getRow: db.prepare('SELECT * FROM messages WHERE id = ?'),
   getByPrefix: db.prepare('SELECT * FROM messages WHERE id LIKE ? LIMIT 2'),
   deliveries: db.prepare('SELECT * FROM deliveries WHERE message_id = ? ORDER BY part, destination'),
+  latestError: db.prepare(`SELECT destination, last_error AS error FROM deliveries WHERE message_id = ? AND last_error IS NOT NULL
+    ORDER BY last_attempt_at DESC LIMIT 1`),
   attempts: db.prepare('SELECT * FROM attempts WHERE message_id = ? ORDER BY started_at, rowid'),
   resubmitMessage: db.prepare(`UPDATE message_status SET status = 'queued', error = NULL, interrupted = 0, updated_at = ?
     WHERE seq = (SELECT seq FROM message_content WHERE id = ?) AND status IN ('delivered', 'filtered', 'error') RETURNING channel`).pluck(),
@@ -354,6 +356,13 @@ const ops = {
   /** The channels with at least one message in the log, by name. */
   channels() {
     return s.channels.all()
+  },
+  /** The latest failed attempt of each message that has one: a primary key range per id. @param {string[]} ids */
+  latestErrors(ids) {
+    return ids.flatMap((id) => {
+      const row = /** @type {{ destination: string, error: string } | undefined} */ (s.latestError.get(id))
+      return row ? [{ id, ...row }] : []
+    })
   },
   /** The search key names some message is stored with, by name. */
   searchKeyNames() {
