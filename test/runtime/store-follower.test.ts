@@ -78,6 +78,17 @@ describe('a channel\'s periodic reads of the store', () => {
     expect(c.loads).toBe(loads)
   })
 
+  it('stops with the channel: no pause load, no count after stop()', async () => {
+    const c = counting(rt.store, true)
+    const h = await rt.start({ source: feedSource().definition, destinations: [destination('api', rt.api.url)] }, { store: c.store, pollIntervalMs: 50, pauseSyncMs: 50 })
+    const loads = c.loads
+    await until(() => c.loads - loads >= 3, 5_000, 'three ticks')
+    await h.stop()
+    const [stoppedLoads, stoppedRefreshes] = [c.loads, c.refreshes]
+    await sleep(400) // eight ticks' worth
+    expect([c.loads, c.refreshes]).toEqual([stoppedLoads, stoppedRefreshes])
+  })
+
   it('alone on its store, re-reads the queue at each idle poll (another process\'s resubmits) and reloads no pauses', async () => {
     const c = counting(rt.store, false)
     await rt.start({ source: feedSource().definition, destinations: [destination('api', rt.api.url)] }, { store: c.store, pollIntervalMs: 50, pauseSyncMs: 50 })
