@@ -3,6 +3,7 @@ import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { channelDefinition, definitionFingerprint } from '../../engine/definition-fingerprint.ts'
 import { loadChannel } from '../../engine/load.ts'
+import { outlineDifferences } from '../../shared/store/postgres/engines.ts'
 import { tempDir } from '../runtime/_helpers.ts'
 
 const dirs: Array<{ remove(): Promise<void> }> = []
@@ -85,5 +86,27 @@ describe('the outline of a channel definition', () => {
     expect(a['/credentialsFile']).toMatch(/^[0-9a-f]{12}$/)
     expect(changed(a, await write({ type: 'object' }, 'orders.write', 'literal-secret-two'))).toEqual([])
     expect(changed(a, await write({ type: 'array' }, 'orders.admin', 'literal-secret-one'))).toEqual(['creds.json#/crm/scope', 'files/schemas/order.json'])
+  })
+})
+
+describe('where two outlines differ', () => {
+  it('names a part one side lacks once, a changed value by its pointer, credentials pointers after the #, and sorts them numerically', () => {
+    const here = {
+      '/destinations/0/config/url': 'a1', '/destinations/2/name': 'b1', '/destinations/2/config/x': 'b2', '/destinations/10/name': 'c1',
+      'creds.json#/crm/scope': 's1', 'creds.json#/crm/extra/one': 'e1', 'files/./dest.ts': 'f1',
+    }
+    const there = {
+      '/destinations/0/config/url': 'a2', '/destinations/10/name': 'c1', '/options/orderBy': 'o1',
+      'creds.json#/crm/scope': 's2', 'files/./dest.ts': 'f1', 'files/./other.ts': 'f2',
+    }
+    expect(outlineDifferences(here, there)).toEqual([
+      { pointer: '/destinations/0/config/url', change: 'changed' },
+      { pointer: '/destinations/2', change: 'added' },
+      { pointer: '/options', change: 'removed' },
+      { pointer: 'creds.json#/crm/extra', change: 'added' },
+      { pointer: 'creds.json#/crm/scope', change: 'changed' },
+      { pointer: 'files/./other.ts', change: 'removed' },
+    ])
+    expect(outlineDifferences(here, here)).toEqual([])
   })
 })

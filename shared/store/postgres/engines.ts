@@ -349,16 +349,20 @@ export class EngineLease {
  */
 async function definitionConflicts(tx: Queryable, self: string, mine: Readonly<Record<string, string>>,
   outlines: Readonly<Record<string, DefinitionOutline>> | undefined): Promise<DefinitionConflict[]> {
-  const live = await tx.sql<{ id: string; host: string; pid: number; channels: Record<string, string>; outlines: Record<string, DefinitionOutline> | null }>`
-    SELECT id, host, pid, channels, outlines FROM weir_engines
+  // The outlines are read only for a conflict found, and only the channel's: a join that agrees reads none.
+  const live = await tx.sql<{ id: string; host: string; pid: number; channels: Record<string, string> }>`
+    SELECT id, host, pid, channels FROM weir_engines
     WHERE id <> ${self} AND lease_until >= clock_timestamp() AND channels IS NOT NULL ORDER BY started_at, id`
-  return Object.entries(mine).flatMap(([channel, fingerprint]) => {
+  const conflicts: DefinitionConflict[] = []
+  for (const [channel, fingerprint] of Object.entries(mine)) {
     const other = live.find((e) => e.channels[channel] !== undefined && e.channels[channel] !== fingerprint)
-    if (!other) return []
-    const [here, there] = [outlines?.[channel], other.outlines?.[channel]]
-    const differences = here && there ? outlineDifferences(here, there) : []
-    return [{ channel, id: other.id, host: other.host, pid: other.pid, ...(differences.length > 0 ? { differences } : {}) }]
-  })
+    if (!other) continue
+    const here = outlines?.[channel]
+    const [row] = here ? await tx.sql<{ outline: DefinitionOutline | null }>`SELECT outlines -> ${channel}::text AS outline FROM weir_engines WHERE id = ${other.id}` : []
+    const differences = here && row?.outline ? outlineDifferences(here, row.outline) : []
+    conflicts.push({ channel, id: other.id, host: other.host, pid: other.pid, ...(differences.length > 0 ? { differences } : {}) })
+  }
+  return conflicts
 }
 
 /**
@@ -368,30 +372,37 @@ async function definitionConflicts(tx: Queryable, self: string, mine: Readonly<R
  */
 export function outlineDifferences(here: DefinitionOutline, there: DefinitionOutline): DefinitionDifference[] {
   const found = new Map<string, DefinitionDifference['change']>()
+  const [hereParts, thereParts] = [partsOf(Object.keys(here)), partsOf(Object.keys(there))]
   for (const [pointer, digest] of Object.entries(here)) {
-    if (there[pointer] === undefined) found.set(widestMissing(pointer, there), 'added')
+    if (there[pointer] === undefined) found.set(widestMissing(pointer, thereParts), 'added')
     else if (there[pointer] !== digest) found.set(pointer, 'changed')
   }
-  for (const pointer of Object.keys(there)) if (here[pointer] === undefined) found.set(widestMissing(pointer, here), 'removed')
-  const pointers = [...found.keys()]
-  return pointers.filter((p) => !pointers.some((q) => q.startsWith(`${p}/`)))
+  for (const pointer of Object.keys(there)) if (here[pointer] === undefined) found.set(widestMissing(pointer, hereParts), 'removed')
+  // A part named whole leaves out what lies inside it that was also found.
+  const holding = new Set([...found.keys()].flatMap((p) => enclosing(p)))
+  return [...found.keys()].filter((p) => !holding.has(p))
     .sort((a, b) => a.localeCompare(b, 'en', { numeric: true }))
     .map((pointer) => ({ pointer, change: found.get(pointer)! }))
 }
 
 /**
- * The outermost part of the definition holding `pointer` of which `other` has nothing, or `pointer`.
- * A loaded file (`files/<path>`) is one value, its path no pointer; a credentials file's pointer starts after its `#`.
+ * The parts of the definition that hold `pointer`, outermost first (`/a/b/c`: `/a`, `/a/b`). A loaded
+ * file (`files/<path>`) is one value, its path no pointer; a credentials file's pointer starts after its `#`.
  */
-function widestMissing(pointer: string, other: DefinitionOutline): string {
-  if (pointer.startsWith('files/')) return pointer
-  const keys = Object.keys(other)
+function enclosing(pointer: string): string[] {
+  if (pointer.startsWith('files/')) return []
+  const parts: string[] = []
   const root = pointer.startsWith('/') ? 0 : pointer.indexOf('#') + 1
-  for (let cut = pointer.indexOf('/', root + 1); cut !== -1; cut = pointer.indexOf('/', cut + 1)) {
-    const part = pointer.slice(0, cut)
-    if (!keys.some((k) => k === part || k.startsWith(`${part}/`))) return part
-  }
-  return pointer
+  for (let cut = pointer.indexOf('/', root + 1); cut !== -1; cut = pointer.indexOf('/', cut + 1)) parts.push(pointer.slice(0, cut))
+  return parts
+}
+
+/** Every pointer of an outline and every part that holds one: what `widestMissing` looks up. */
+const partsOf = (pointers: readonly string[]) => new Set(pointers.flatMap((p) => [p, ...enclosing(p)]))
+
+/** The outermost part of the definition holding `pointer` of which the other outline (its `parts`) has nothing, or `pointer`. */
+function widestMissing(pointer: string, parts: ReadonlySet<string>): string {
+  return enclosing(pointer).find((part) => !parts.has(part)) ?? pointer
 }
 
 function newEngineId(): string {
