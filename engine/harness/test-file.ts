@@ -111,7 +111,7 @@ const step: JsonSchema = {
 const tokenExpectation: JsonSchema = {
   type: 'object', additionalProperties: false,
   properties: {
-    credential: { type: 'string', minLength: 1, description: 'Only the requests of this credential (by its registered client id); default all.' },
+    credential: { type: 'string', minLength: 1, description: 'Only the requests of this credential, by its name in the channel (`crm`, not its client id; the server tells credentials apart by their client id, so two credentials with one client id count together); default all.' },
     count: { type: 'integer', minimum: 0, description: 'How many. Without it, grant, authMethod, scope and assertion also require at least one request to check (accepted ones for authMethod and scope).' },
     grant: { type: 'string', description: 'Grant type every one used (client_credentials, urn:ietf:params:oauth:grant-type:jwt-bearer, refresh_token).' },
     authMethod: { type: 'string', description: 'Client authentication every accepted one used (client_secret_basic, client_secret_post, private_key_jwt, none…).' },
