@@ -21,6 +21,8 @@ export interface Failure {
   retryable: boolean
   /** The server's Retry-After, when the error carries one. */
   retryAfterMs?: number
+  /** A failure of the credential (rule 0 below), not of the message: a destination's retry budget is not charged for it. */
+  credential?: true
 }
 
 /**
@@ -29,7 +31,9 @@ export interface Failure {
  * 0. a failure of a credential (`isCredentialOutage`: the token endpoint refuses the client, a
  *    refresh token is no longer valid, the API rejects a renewed token) is retried whatever its
  *    `retryable` says: the credential is down for every message alike, so the message waits (and
- *    the destination's circuit breaker counts it) until an operator fixes the credential;
+ *    the destination's circuit breaker counts it) until an operator fixes the credential; such a
+ *    failure (`credential: true`) spends none of a destination's retry budget, as an open breaker's
+ *    pause does not, so it never sends a message to error however low `maxAttempts` is;
  * 1. an error with a boolean `retryable` property says so itself (`RetryableError` and
  *    `PermanentError`, every error of Weir's HTTP and OAuth clients, or any error a component
  *    marks with `retryable: true`);
@@ -41,8 +45,9 @@ export interface Failure {
 export function classify(e: unknown): Failure {
   const retryAfterMs = typeof (e as { retryAfterMs?: unknown })?.retryAfterMs === 'number' ? (e as { retryAfterMs: number }).retryAfterMs : undefined
   const flag = (e as { retryable?: unknown })?.retryable
-  const retryable = isCredentialOutage(e) || (typeof flag === 'boolean' ? flag : transientCode(e))
-  return retryAfterMs === undefined ? { retryable } : { retryable, retryAfterMs }
+  const credential = isCredentialOutage(e)
+  const retryable = credential || (typeof flag === 'boolean' ? flag : transientCode(e))
+  return { retryable, ...(retryAfterMs !== undefined ? { retryAfterMs } : {}), ...(credential ? { credential: true as const } : {}) }
 }
 
 function transientCode(e: unknown): boolean {

@@ -70,7 +70,9 @@ function spentEarlier(job: DeliveryJob, why: string, attempts: number): Delivery
  * Delivers until the destination takes the part, the failure is permanent, or the retry budget is
  * spent. Attempts made while the breaker is closed count against `maxAttempts`; time paused by the
  * breaker (or waiting for a retry carried over from an earlier run) does not count against
- * `maxElapsedMs`, so an outage pauses the channel instead of sending every message to error. What
+ * `maxElapsedMs`, so an outage pauses the channel instead of sending every message to error. A
+ * failure of the credential (`classify`'s `credential`) is charged neither: the message waits for
+ * the credential to be fixed, whatever `maxAttempts` and the breaker's threshold are. What
  * earlier runs spent before a stop or crash counts (`spentBefore`): a delivery they left with its
  * budget spent ends in error before any attempt (`spentEarlier`). Rejects with ERR_SHUTDOWN when
  * the channel stops meanwhile (the message goes back to the queue).
@@ -83,6 +85,8 @@ export async function deliverWithRetry(rc: RunContext, job: DeliveryJob): Promis
   const notBefore = job.earlier?.nextAttemptAt
   const spent = spentBefore(job.earlier)
   let charged = spent.attempts
+  /** Failures of the credential in this run: not charged, but they lengthen the backoff like any other. */
+  let credentialFailures = 0
   let paused = 0
   // Only after a cut-off: any other failure had its budget checked when it ended, and a breaker's
   // probes (which count too) leave the message one more try after a restart, as before.
@@ -116,10 +120,17 @@ export async function deliverWithRetry(rc: RunContext, job: DeliveryJob): Promis
       const startedAt = rc.now()
       const outcome = await attempt(rc, job, startedAt, probe, charged + 1)
       if (outcome.done) return outcome.done
-      charged += probe ? 0 : 1
       const { failure, error, attemptRecord, facts } = outcome
-      const delay = backoffDelay(Math.max(1, charged), d.retry, rc.random, failure.retryAfterMs)
-      const why = exhausted(d.retry, charged, spent.elapsedMs + rc.now() - started - paused, delay)
+      // A failure of the credential is not the message's: like a probe and an open breaker's pause,
+      // it spends none of the budget, neither an attempt nor the time until the next one.
+      const owed = !probe && failure.credential !== true
+      if (owed) charged++
+      else if (failure.credential) {
+        credentialFailures++
+        paused += rc.now() - startedAt
+      }
+      const delay = backoffDelay(Math.max(1, charged + credentialFailures), d.retry, rc.random, failure.retryAfterMs)
+      const why = failure.credential ? undefined : exhausted(d.retry, charged, spent.elapsedMs + rc.now() - started - paused, delay)
       if (why) {
         return { destination: d.name, part: partIndex, status: 'error', attempt: { ...attemptRecord, outcome: 'retryable' }, error: `${d.name}: gave up after ${why}: ${error}`, facts }
       }
@@ -127,7 +138,11 @@ export async function deliverWithRetry(rc: RunContext, job: DeliveryJob): Promis
       await rc.store.recordDelivery(job.messageId, { destination: d.name, part: partIndex, status: 'retrying', nextAttemptAt: attemptRecord.endedAt + delay, attempt: { ...attemptRecord, outcome: 'retryable' } })
       logFailure(rc, 'debug', 'delivery failed; retrying', { message: job.messageId, destination: d.name, attempt: charged, delayMs: delay }, error, facts)
       // An open breaker's pause (never shorter than this failure's Retry-After) replaces the backoff.
-      if (slot.breaker.state === 'closed') await backoff(rc, job.messageId, delay)
+      if (slot.breaker.state === 'closed') {
+        const from = rc.now()
+        await backoff(rc, job.messageId, delay)
+        if (failure.credential) paused += rc.now() - from
+      }
     }
   } catch (e) {
     if (rc.stopping.aborted) throw shutdownError(rc.name)

@@ -12,10 +12,10 @@ const { leak, http } = fx
 describe('a failure of the credential is retried by a delivery', () => {
   const refused = new OAuthResponseError('token endpoint https://fx.as.example/token answered 401 invalid_client', { status: 401, error: 'invalid_client' })
   it.each([
-    ['invalid_client', refused, { retryable: true }],
-    ['invalid_grant (refresh token)', new ReauthRequiredError('refresh token rejected'), { retryable: true }],
-    ['fail-fast, coming back when the next token request may go', new FailFastError('api', refused, 31_000, 1_000), { retryable: true, retryAfterMs: 30_000 }],
-    ['401 after renewal', new OAuthChallengeError('POST https://api.example/in answered 401 invalid_token again after renewing the access token', 401, { scheme: 'Bearer', parameters: { error: 'invalid_token' } }), { retryable: true }],
+    ['invalid_client', refused, { retryable: true, credential: true }],
+    ['invalid_grant (refresh token)', new ReauthRequiredError('refresh token rejected'), { retryable: true, credential: true }],
+    ['fail-fast, coming back when the next token request may go', new FailFastError('api', refused, 31_000, 1_000), { retryable: true, retryAfterMs: 30_000, credential: true }],
+    ['401 after renewal', new OAuthChallengeError('POST https://api.example/in answered 401 invalid_token again after renewing the access token', 401, { scheme: 'Bearer', parameters: { error: 'invalid_token' } }), { retryable: true, credential: true }],
     ['403 insufficient_scope: the API refuses this request, not the credential', new HttpStatusError('POST https://api.example/in answered 403', 403), { retryable: false }],
     ['401 naming another error (insufficient_scope), not renewed: this request, not the credential', new OAuthChallengeError('POST https://api.example/in answered 401 insufficient_scope', 401, { scheme: 'Bearer', parameters: { error: 'insufficient_scope' } }, { credentialOutage: false }), { retryable: false }],
     ['a component that decides the failure is permanent', new PermanentError('patient unknown', { cause: refused }), { retryable: false }],

@@ -42,12 +42,14 @@ async function startApi() {
   return api
 }
 
-function channel(name: string, clientId: string, apiUrl: string, failFastMs: number): Promise<TestChannel> {
+const POLICIES = { retry: { maxAttempts: 5, initialDelayMs: 20, maxDelayMs: 100 }, circuitBreaker: { failureThreshold: 3, resetAfterMs: 150 } }
+
+function channel(name: string, clientId: string, apiUrl: string, failFastMs: number, policies: Record<string, unknown> = POLICIES): Promise<TestChannel> {
   return startTestChannel({
     name,
     credentials: { api: { tokenUrl: as.tokenUrl, clientId, failFastMs, clientAuth: { method: 'client_secret_basic', secret: { $env: 'OUTAGE_SECRET' } } } },
     source: { type: 'http-listener', config: { port: 0, path: '/in' } },
-    destinations: [{ name: 'api', type: 'http', config: { url: `${apiUrl}/in`, credential: 'api' }, retry: { maxAttempts: 5, initialDelayMs: 20, maxDelayMs: 100 }, circuitBreaker: { failureThreshold: 3, resetAfterMs: 150 } }],
+    destinations: [{ name: 'api', type: 'http', config: { url: `${apiUrl}/in`, credential: 'api' }, ...policies }],
     options: { concurrency: 8 },
   }, { log: collector.log, env: { OUTAGE_SECRET: secret } })
 }
@@ -84,6 +86,35 @@ describe('a credential the token endpoint refuses (invalid_client)', () => {
       expect(duplicated).toBe(0)
       expect(ch.handle.counters().errors).toBe(0)
       expect(ch.handle.breakers().api!.state).toBe('closed')
+    } finally {
+      await ch.close()
+      await api.close()
+    }
+  }, 30_000)
+})
+
+describe('a credential failure spends no retry budget', () => {
+  it('keeps a message retrying past maxAttempts when maxAttempts is below the breaker\'s threshold, and delivers it once the secret works', async () => {
+    as.registerClient({ clientId: 'outage-budget', authMethod: 'client_secret_basic', secret: randomBytes(24).toString('base64url') })
+    const api = await startApi()
+    // Two attempts allowed, the breaker opening only after five failures: every attempt meets the broken credential.
+    const ch = await channel('outage-budget', 'outage-budget', api.url, 50, { retry: { maxAttempts: 2, initialDelayMs: 10, maxDelayMs: 40, maxElapsedMs: 300 }, circuitBreaker: { failureThreshold: 5, resetAfterMs: 100 } })
+    try {
+      const id = await ch.post({ n: 1 })
+      const attempts = async () => (await ch.store.get(id))?.attempts?.length ?? 0
+      await until(async () => (await attempts()) >= 6, 10_000, 'six attempts')
+      // Past maxAttempts (2) and maxElapsedMs (300 ms): still waiting for the credential, not in error.
+      await sleep(400)
+      const m = await ch.store.get(id)
+      expect(m?.message.status).toBe('retrying')
+      expect(m?.attempts.every((a) => a.outcome === 'retryable')).toBe(true)
+      expect(ch.handle.counters().errors).toBe(0)
+      expect(api.calls).toBe(0)
+
+      as.registerClient({ clientId: 'outage-budget', authMethod: 'client_secret_basic', secret })
+      await until(() => api.delivered.includes(`${id}:api`), 10_000, 'delivered after the secret works')
+      await ch.handle.whenIdle({ timeoutMs: 5000 })
+      expect((await ch.store.get(id))?.message.status).toBe('delivered')
     } finally {
       await ch.close()
       await api.close()
