@@ -12,6 +12,8 @@ import type { Logger } from '../../shared/log/index.ts'
 interface InstanceOrigin {
   type: string
   dir: string
+  /** The entry's `name` in the channel file, when it has one. */
+  name?: string
 }
 const instances = new WeakMap<object, InstanceOrigin>()
 
@@ -40,7 +42,7 @@ export async function createInstance<K extends ComponentKind>(channel: LoadedCha
   }
   const problem = instanceProblem(c.definition.kind, instance)
   if (problem) throw atPointer(channel, c, `${where}: ${problem}`)
-  instances.set(instance as object, { type: c.definition.type, dir: channel.dir })
+  instances.set(instance as object, { type: c.definition.type, dir: channel.dir, ...(c.name !== undefined ? { name: c.name } : {}) })
   return instance as ComponentInstanceByKind[K]
 }
 

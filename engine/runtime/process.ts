@@ -57,15 +57,17 @@ async function runFilters(rc: RunContext, p: Pipeline, m: ClaimedMessage): Promi
     // Cut off by the stop (or failed because of it): back to the queue, never to error, no retry logged.
     if (rc.aborting.aborted) throw shutdownError(rc.name)
     const origin = originOf(p.filters[r.index]!)
-    if ('wrong' in r) return { reason: `filters/${r.index}${origin ? ` (${origin.type})` : ''}: ${r.wrong}`, facts: { filter: r.index, attempt } }
+    // The filter's place, and its name when the channel file gives it one: `filters/1 "normalize"`.
+    const at = `filters/${r.index}${origin?.name !== undefined ? ` "${origin.name}"` : ''}`
+    if ('wrong' in r) return { reason: `${at}${origin ? ` (${origin.type})` : ''}: ${r.wrong}`, facts: { filter: r.index, attempt } }
     const described = describeFailure(r.error, origin?.dir)
-    const reason = `filters/${r.index}: ${described}`
+    const reason = `${at}: ${described}`
     const facts = { code: codeOf(r.error), filter: r.index, attempt }
     const failure = classify(r.error)
     if (!failure.retryable) return { reason, facts }
     const delayMs = backoffDelay(attempt, p.filterRetry, rc.random, failure.retryAfterMs)
     const why = exhausted(p.filterRetry, attempt, rc.now() - started, delayMs)
-    if (why) return { reason: `filters/${r.index}: gave up after ${why}: ${described}`, facts }
+    if (why) return { reason: `${at}: gave up after ${why}: ${described}`, facts }
     logFailure(rc, 'warn', 'filter failed; retrying', { message: m.id, attempt, delayMs }, reason, facts)
     await backoff(rc, m.id, delayMs)
   }

@@ -291,7 +291,8 @@ export async function loadChannelObject(raw: unknown, options: LoadOptions & { f
   const filterEntries = Array.isArray(data.filters) ? (data.filters as Record<string, unknown>[]) : []
   for (const [i, f] of filterEntries.entries()) {
     const c = await component('filter', f, `/filters/${i}`)
-    if (c) filters.push(c)
+    // A filter's optional name goes with it, so that the message log says which filter failed.
+    if (c) filters.push(typeof f.name === 'string' ? { ...c, name: f.name } : c)
   }
   const destinations = await loadDestinations(data.destinations, (d, pointer) => component('destination', d, pointer), problems, name)
   problems.push(...keyExpressionProblems(data.options as Partial<ChannelOptions> | undefined, isBad, name))

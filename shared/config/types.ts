@@ -56,6 +56,8 @@ export interface LoadedComponent<K extends ComponentKind = ComponentKind> {
   config: Readonly<Record<string, unknown>>
   /** JSON pointer of this component in the channel file, e.g. `/destinations/0`. */
   pointer: string
+  /** The entry's `name`: a destination's always, a filter's when it has one. */
+  name?: string
 }
 
 export interface LoadedDestination extends LoadedComponent<'destination'> {
