@@ -67,6 +67,8 @@ export interface DeliveryResult {
   status?: number
   /** A short, redacted excerpt of the response, recorded in the message log. */
   excerpt?: string
+  /** Something worth knowing about a delivery that went through, recorded with the attempt in the message's history (the built-in `http` destination: its access token was renewed after a 401). */
+  note?: string
 }
 
 export interface Destination {

@@ -206,7 +206,7 @@ export default defineComponent({
           throw new errorCodes.ERR_HTTP_NETWORK(`${whereOf(config.method, url)} failed: ${code ?? (e as Error).message}`, { cause: e })
         }
         const excerpt = excerptOf(res.body)
-        if (accepted[res.status]) return { status: res.status, excerpt }
+        if (accepted[res.status]) return { status: res.status, excerpt, ...(res.renewed !== undefined ? { note: res.renewed } : {}) }
         const retryAfterMs = isRetryableStatus(res.status) ? parseRetryAfter(res.headers['retry-after']) : undefined
         const err = new HttpStatusError(statusMessage(whereOf(config.method, url), res, url, excerpt), res.status, retryAfterMs !== undefined ? { retryAfterMs } : {})
         Object.defineProperty(err, 'excerpt', { value: excerpt, enumerable: false })

@@ -191,25 +191,26 @@ const claimLost = (id: string) => new StoreError(`message ${id}: another engine 
 const warnedResults = new WeakSet<DestinationSlot>()
 
 /**
- * What of deliver()'s result the attempt records: its `status` (a number) and `excerpt` (a string).
+ * What of deliver()'s result the attempt records: its `status` (a number), `excerpt` and `note` (strings).
  * Anything else (`'ok'`, a status as a string) is no reason to doubt the delivery, which went
  * through: the message stays delivered, and the destination's author is warned once.
  */
-function deliveryResult(rc: RunContext, slot: DestinationSlot, result: unknown): { status?: number; excerpt?: string } {
+function deliveryResult(rc: RunContext, slot: DestinationSlot, result: unknown): { status?: number; excerpt?: string; note?: string } {
   if (result === undefined || result === null) return {}
-  const r = result as { status?: unknown; excerpt?: unknown }
+  const r = result as { status?: unknown; excerpt?: unknown; note?: unknown }
   const fields = typeof result === 'object' && !Array.isArray(result)
-    ? (['status', 'excerpt'] as const).filter((k) => r[k] !== undefined && typeof r[k] !== (k === 'status' ? 'number' : 'string'))
+    ? (['status', 'excerpt', 'note'] as const).filter((k) => r[k] !== undefined && typeof r[k] !== (k === 'status' ? 'number' : 'string'))
     : undefined
   if (fields?.length !== 0 && !warnedResults.has(slot)) {
     warnedResults.add(slot)
     const got = fields ? `an object whose ${fields.map((k) => `${k} is ${kindOf(r[k])}`).join(' and ')}` : kindOf(result)
-    rc.log.warn({ destination: slot.loaded.name }, `destinations/${slot.loaded.name}: deliver() resolved to ${got}; expected undefined or { status?, excerpt? }`)
+    rc.log.warn({ destination: slot.loaded.name }, `destinations/${slot.loaded.name}: deliver() resolved to ${got}; expected undefined or { status?, excerpt?, note? }`)
   }
   if (!fields) return {}
   return {
     ...(typeof r.status === 'number' ? { status: r.status } : {}),
     ...(typeof r.excerpt === 'string' ? { excerpt: r.excerpt } : {}),
+    ...(typeof r.note === 'string' ? { note: r.note } : {}),
   }
 }
 
@@ -249,6 +250,8 @@ async function attempt(rc: RunContext, job: DeliveryJob, startedAt: number, prob
           startedAt, endedAt: rc.now(), outcome: 'delivered',
           ...(result.status !== undefined ? { responseStatus: result.status } : {}),
           ...(result.excerpt !== undefined ? { excerpt: redactedExcerpt(result.excerpt, EXCERPT_MAX) } : {}),
+          // A delivered attempt with a note keeps it where a failed one keeps its error: the history shows it.
+          ...(result.note !== undefined ? { error: describeFailure(new Error(result.note)) } : {}),
         },
       },
     }

@@ -263,7 +263,7 @@ async function sendAuthorized(dispatcher: Dispatcher, url: URL, origin: string, 
     if (rejected !== undefined && auth.token === rejected.token) throw unauthorized(url, method, rejected.res, rejected.error, rejected.challenge, 'kept')
     const res = await sendOnce(dispatcher, url, origin, method, { ...req.headers, ...auth.headers }, req.body, state, timeoutMs, bodyLimit)
     credential.noteResponse?.(url, res.headers)
-    if (res.status !== 401) return res
+    if (res.status !== 401) return rejected === undefined ? res : { ...res, renewed: `access token rejected (401${rejected.error ? ` ${rejected.error}` : ''}); sent again with a renewed one` }
     const challenges = parseWwwAuthenticate(res.headers['www-authenticate'] as string | string[] | undefined)
     const error = challenges.find((c) => c.parameters.error)?.parameters.error
     const challenge = challenges[0] ?? { scheme: 'Bearer', parameters: {} }

@@ -51,6 +51,8 @@ export interface HttpResponse {
   body: string
   /** True when the body went on past the size limit: `body` holds only its start and the connection was dropped. */
   truncated?: boolean
+  /** Set when the request went out a second time with a renewed access token, after a 401 rejected the first: what happened, in words. */
+  renewed?: string
 }
 
 /** The shared HTTP client: undici keep-alive pools per origin, never following redirects with credentials. */

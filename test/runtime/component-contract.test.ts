@@ -179,7 +179,7 @@ describe('what deliver() resolves to', () => {
     expect((await rt.store.get(a.id))!.message.status).toBe('delivered')
     expect((await rt.store.get(b.id))!.message.status).toBe('delivered')
     const warnings = lines.filter((l) => l.level === 40 && String(l.msg).includes('deliver() resolved'))
-    expect(warnings.map((l) => l.msg)).toEqual(['destinations/out: deliver() resolved to a string; expected undefined or { status?, excerpt? }'])
+    expect(warnings.map((l) => l.msg)).toEqual(['destinations/out: deliver() resolved to a string; expected undefined or { status?, excerpt?, note? }'])
   })
 
   it('a result with fields of the wrong type keeps the message delivered, ignoring them, with the warning', async () => {
@@ -193,6 +193,6 @@ describe('what deliver() resolves to', () => {
     expect(got.message.status).toBe('delivered')
     expect(got.deliveries[0]).toMatchObject({ status: 'delivered' })
     expect(got.deliveries[0]!.responseStatus ?? undefined).toBeUndefined()
-    expect(lines.filter((l) => l.level === 40).map((l) => l.msg)).toEqual(['destinations/out: deliver() resolved to an object whose status is a string and excerpt is a number; expected undefined or { status?, excerpt? }'])
+    expect(lines.filter((l) => l.level === 40).map((l) => l.msg)).toEqual(['destinations/out: deliver() resolved to an object whose status is a string and excerpt is a number; expected undefined or { status?, excerpt?, note? }'])
   })
 })

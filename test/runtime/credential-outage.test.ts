@@ -176,6 +176,13 @@ describe('an API that answers 401 to every token, renewed ones too', () => {
       await until(() => ids.every((id) => api.delivered.includes(`${id}:api`)), 10_000, 'all delivered')
       expect(tokenRequests('outage-revoke').filter((r) => r.status === 200).length).toBe(2)
       expect(ch.handle.counters().errors).toBe(0)
+      // The renewal is in the history of every message whose request met the 401: one delivered
+      // attempt with the note; the message delivered before the revocation has none.
+      const noted = async (id: string) => (await ch.store.get(id))!.attempts.filter((a) => a.outcome === 'delivered' && a.error !== undefined)
+      expect(await noted(ids[0]!)).toEqual([])
+      const notes = (await Promise.all(ids.slice(1).map(noted))).flat()
+      expect(notes.length).toBeGreaterThanOrEqual(1)
+      for (const a of notes) expect([a.attempt, a.responseStatus, a.error]).toEqual([1, 200, 'access token rejected (401 invalid_token); sent again with a renewed one'])
     } finally {
       await ch.close()
       await api.close()
