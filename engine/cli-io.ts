@@ -15,6 +15,9 @@ export function expectArgs(positionals: readonly string[], names: readonly strin
   return [...positionals]
 }
 
+/** `a`, `a and b`, `a, b and c` (or with `or`): the flags or choices a message names. */
+const listOf = (items: readonly string[], conjunction: 'and' | 'or') => (items.length < 2 ? items.join('') : `${items.slice(0, -1).join(', ')} ${conjunction} ${items.at(-1)}`)
+
 /** The flags a command takes, as node:util parseArgs describes them. */
 export type FlagOptions = NonNullable<ParseArgsConfig['options']>
 type Flags<T extends FlagOptions> = ReturnType<typeof parseArgs<{ args: string[]; allowPositionals: true; options: T }>>
@@ -37,10 +40,34 @@ export function parseFlags<T extends FlagOptions>(args: string[], options: T, co
     if (!unknown || unknown.kind !== 'option') throw e
     const flags = Object.keys(options).map((f) => `--${f}`)
     const guess = nearest(unknown.rawName, flags)
-    const takes = flags.length === 0 ? 'it takes no option' : `it takes ${flags.length === 1 ? flags[0] : `${flags.slice(0, -1).join(', ')} and ${flags.at(-1)}`}`
+    const takes = flags.length === 0 ? 'it takes no option' : `it takes ${listOf(flags, 'and')}`
     const what = `weir ${command}${subcommand ? ` ${subcommand}` : ''}`
     throw new errorCodes.ERR_USAGE(`unknown option ${unknown.rawName} for ${what}${guess ? `; did you mean ${guess}?` : `: ${takes}`} (see weir ${command} --help)`)
   }
+}
+
+/** Every flag of the subcommands of `T` (their options merged): what their parsed values may hold. */
+type EveryFlag<T extends Record<string, FlagOptions>> = (T[keyof T] extends infer U ? (U extends unknown ? (u: U) => void : never) : never) extends (i: infer I) => void ? I & FlagOptions : never
+
+/**
+ * The subcommand of a command that has several (`weir keys rotate …`), its flags and its positionals
+ * (the subcommand first). The subcommand is the first positional, found with every subcommand's flags
+ * read leniently, so flags may come before or after it; then the arguments are parsed strictly with
+ * that subcommand's flags (parseFlags), so a flag it does not take is bad usage naming it. Without a
+ * subcommand (`sub` undefined: the command prints its usage) or with an unknown one, they are parsed
+ * with every subcommand's flags, so an unknown flag is reported before the unknown subcommand is:
+ * that is bad usage too (ERR_USAGE), naming the subcommands.
+ * @example
+ * const { sub, values, positionals } = parseSubcommandFlags(args, { generate: { alg: { type: 'string' } }, prune: {} }, 'keys')
+ * // weir keys genrate: 'unknown subcommand "genrate"; expected generate or prune (see --help)'
+ */
+export function parseSubcommandFlags<T extends Record<string, FlagOptions>>(args: string[], table: T, command: string): Flags<EveryFlag<T>> & { sub: keyof T & string | undefined } {
+  const every = Object.assign({}, ...Object.values(table)) as EveryFlag<T>
+  const first = parseArgs({ args, options: every, allowPositionals: true, strict: false }).positionals[0]
+  const sub = first !== undefined && Object.hasOwn(table, first) ? first as keyof T & string : undefined
+  const parsed = parseFlags(args, sub ? table[sub]! : every, command, sub)
+  if (first !== undefined && !sub) throw new errorCodes.ERR_USAGE(`unknown subcommand "${first}"; expected ${listOf(Object.keys(table), 'or')} (see --help)`)
+  return { ...parsed, sub }
 }
 
 export interface CommandIO {

@@ -147,7 +147,7 @@ export async function unknownSearchKey(store: MessageStore, name: string, known:
   if (known.includes(name) || !store.searchKeyNames) return undefined
   const there = await store.searchKeyNames()
   if (there.includes(name)) return undefined
-  const near = nearest(name, new Set([...known, ...there]))
   const names = [...new Set([...known, ...there])].sort()
+  const near = nearest(name, names)
   return `no message in the message log has search key "${name}"${near ? `; did you mean "${near}"?` : ''}; search keys there: ${names.length ? names.join(', ') : '(none: no message is stored with a search key yet)'}`
 }

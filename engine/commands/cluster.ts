@@ -1,5 +1,4 @@
-import { parseArgs } from 'node:util'
-import { expectArgs, parseFlags, type CommandIO } from '../cli-io.ts'
+import { expectArgs, parseSubcommandFlags, type CommandIO } from '../cli-io.ts'
 import { errorCodes } from '../../shared/errors.ts'
 import type { EngineStatus } from '../../shared/store/postgres/engines.ts'
 import { openPostgresFor, storeOptions, storeUrlOf } from '../store.ts'
@@ -85,10 +84,8 @@ function printTable(rows: string[][], io: CommandIO): void {
 const STATUS_FLAGS = { ...storeOptions, json: { type: 'boolean', default: false } } as const
 
 export async function run(args: string[], io: CommandIO): Promise<number> {
-  // The subcommand is the first positional, flags before or after it; an unknown flag names it when it is status.
-  const sub = parseArgs({ args, options: STATUS_FLAGS, allowPositionals: true, strict: false }).positionals[0]
-  const { values, positionals } = parseFlags(args, STATUS_FLAGS, 'cluster', sub === 'status' ? sub : undefined)
-  if (sub !== 'status') {
+  const { sub, values, positionals } = parseSubcommandFlags(args, { status: STATUS_FLAGS }, 'cluster')
+  if (!sub) {
     io.err(usage)
     return 2
   }

@@ -1,9 +1,9 @@
 import { readFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
-import { parseArgs } from 'node:util'
-import { dataDirOf, expectArgs, parseFlags, type CommandIO, type FlagOptions } from '../cli-io.ts'
-import { ConfigError, errorCodes, isWeirError } from '../../shared/errors.ts'
+import { dataDirOf, expectArgs, parseSubcommandFlags, type CommandIO, type FlagOptions } from '../cli-io.ts'
+import { ConfigError, errorCodes, isWeirError, type ConfigProblem } from '../../shared/errors.ts'
 import { escapePointer } from '../../shared/config/problems.ts'
+import { displayPath } from '../../shared/config/load.ts'
 import { loadChannel } from '../load.ts'
 import { browserCommand, openBrowser } from '../open-browser.ts'
 import type { LoadedChannel } from '../../shared/config/types.ts'
@@ -143,6 +143,17 @@ async function authorize(name: string, config: CredentialConfig, values: Flags, 
 }
 
 /**
+ * The secret references of credential `name` that did not resolve, in a channel loaded with
+ * `allowUnsetSecrets`: those under its entry in the channel file, or in the shared credentials file
+ * that defines it.
+ */
+export function unsetSecretsOf(ch: LoadedChannel, name: string): ConfigProblem[] {
+  const channelFile = displayPath(ch.file)
+  const key = escapePointer(name)
+  return (ch.unsetSecrets ?? []).filter((p) => p.pointer.startsWith(p.file === channelFile ? `/credentials/${key}/` : `/${key}/`))
+}
+
+/**
  * The explanation of a credential loaded without its secrets: a client assertion's header needs
  * the signing key, so a key that is not set is reported as loading would report it.
  */
@@ -150,9 +161,7 @@ function explainWithKeys(ch: LoadedChannel, name: string, config: CredentialConf
   try {
     return explainCredential(name, config)
   } catch (e) {
-    // Its references, in the channel file or in a shared credentials file.
-    const at = [`/credentials/${escapePointer(name)}/`, `/${escapePointer(name)}/`]
-    const own = (ch.unsetSecrets ?? []).filter((p) => at.some((a) => p.pointer.startsWith(a)))
+    const own = unsetSecretsOf(ch, name)
     if (isWeirError(e) && e.code === 'ERR_CONFIG_INVALID' && own.length > 0) throw new ConfigError(own)
     throw e
   }
@@ -167,28 +176,13 @@ const SUBCOMMAND_FLAGS = {
   import: { 'refresh-token-file': { type: 'string' }, ...TARGET_FLAGS },
   explain: {},
 } as const satisfies Record<string, FlagOptions>
-const ALL_FLAGS: FlagOptions = Object.assign({}, ...Object.values(SUBCOMMAND_FLAGS))
-
-/**
- * The flags and positionals of the subcommand given (the first positional, found with every
- * subcommand's flags read leniently); without a known one, every subcommand's flags, so that an
- * unknown flag is still reported before the missing or unknown subcommand.
- */
-function parseSubcommand(args: string[]) {
-  const first = parseArgs({ args, options: ALL_FLAGS, allowPositionals: true, strict: false }).positionals[0]
-  const sub = first !== undefined && Object.hasOwn(SUBCOMMAND_FLAGS, first) ? first as keyof typeof SUBCOMMAND_FLAGS : undefined
-  const { values, positionals } = parseFlags(args, sub ? SUBCOMMAND_FLAGS[sub] as FlagOptions : ALL_FLAGS, 'credentials', sub)
-  return { values: values as Flags, positionals }
-}
 
 export async function run(args: string[], io: CommandIO): Promise<number> {
-  const { values, positionals } = parseSubcommand(args)
-  if (positionals.length === 0) {
+  const { sub, values, positionals } = parseSubcommandFlags(args, SUBCOMMAND_FLAGS, 'credentials')
+  if (!sub) {
     io.err(usage)
     return 2
   }
-  const sub = positionals[0]!
-  if (!['import', 'explain', 'authorize'].includes(sub)) throw new errorCodes.ERR_USAGE(`unknown subcommand "${sub}"; expected authorize, import or explain (see --help)`)
   const [, file, name] = expectArgs(positionals, [sub, '<channel.json>', '<credential>'], `weir credentials ${sub} <channel.json> <credential>`) as [string, string, string]
   // Before a consent is spent on a token that could not be stored.
   if (sub !== 'explain' && storeUrlOf(values, io) && !io.env.WEIR_SECRET_KEY) throw new StoreError(missingClusterKey)

@@ -1,7 +1,6 @@
 import { mkdir, open, readFile, rename, stat, writeFile } from 'node:fs/promises'
-import { dirname, join, relative, resolve, sep } from 'node:path'
-import { parseArgs } from 'node:util'
-import { dataDirOf, parseFlags, type CommandIO, type FlagOptions } from '../cli-io.ts'
+import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path'
+import { dataDirOf, parseSubcommandFlags, type CommandIO, type FlagOptions } from '../cli-io.ts'
 import { rotateStoreKey } from '../store-key-rotation.ts'
 import { errorCodes } from '../../shared/errors.ts'
 import { escapePointer } from '../../shared/config/problems.ts'
@@ -19,7 +18,10 @@ export const usage = `usage: weir keys generate --alg ALG [--kid KID] [--out DIR
 generate: a key pair for private_key_jwt or jwt-bearer assertions. Writes
   <out>/<kid>.private.pem   PKCS#8 private key, file mode 0600 (reference it as { "$file": "..." })
   <out>/<kid>.jwks.json     public JWKS to register with the provider (e.g. Epic, Azure)
-and prints the JWKS. Never overwrites an existing file.
+and prints the JWKS, then the block to put in the credential, labelled: its clientAuth
+(private_key_jwt), or the assertion of the jwt_bearer grant. A "$file" path resolves against the
+channel file's directory: the key's path is given from the working directory (absolute when the key
+lies outside it). Never overwrites an existing file.
 
 rotate: writes a new key (mode 0600) and adds it to the credential's key list (clientAuth.keys,
 or assertion.keys with --assertion) with signFrom = now + the delay, so that a provider reading
@@ -112,10 +114,36 @@ async function generate(values: Options, io: CommandIO): Promise<number> {
     '',
     JSON.stringify(jwks, null, 2),
     '',
-    'in the channel file:',
-    JSON.stringify({ clientAuth: { method: 'private_key_jwt', alg, kid, privateKey: { $file: keyFile } } }, null, 2),
+    ...credentialSnippets(keyFile, io.cwd, alg, kid),
   ].join('\n'))
   return 0
+}
+
+/** `path` relative to `base`, with "/" between its parts as a channel file writes it on every system. */
+const relativeRef = (base: string, path: string) => relative(base, path).split(sep).join('/')
+
+/**
+ * What to put in the credential that signs with a new key, labelled, for the grant at hand (either
+ * unknown to `weir keys generate`, so both): the client authentication (private_key_jwt, for any grant
+ * that authenticates the client) and the assertion of the jwt_bearer grant. A `$file` path resolves
+ * against the channel file's directory, and `base` is where the channel file is taken to be (the
+ * working directory): the key's path from there, or its absolute path when it lies outside it.
+ */
+function credentialSnippets(keyFile: string, base: string, alg: Alg, kid: string): string[] {
+  const ref = relativeRef(base, keyFile)
+  const outside = ref.startsWith('../') || ref === '..' || isAbsolute(ref)
+  const signing = { alg, kid, privateKey: { $file: outside ? keyFile : ref } }
+  return [
+    outside
+      ? 'in the credential, in the channel file:'
+      : 'in the credential, for a channel file in the current directory ("$file" paths resolve against the channel file\'s directory: from another one, give the key\'s path from there):',
+    '',
+    'as its client authentication (private_key_jwt), e.g. with the client_credentials grant:',
+    JSON.stringify({ clientAuth: { method: 'private_key_jwt', ...signing } }, null, 2),
+    '',
+    'or as the assertion of the jwt_bearer grant:',
+    JSON.stringify({ grant: 'jwt_bearer', assertion: signing }, null, 2),
+  ]
 }
 
 /**
@@ -178,7 +206,7 @@ async function rotate(src: CredentialSource, values: Options, io: CommandIO, now
       const current = currentKeyFile(b)
       const dir = values.out !== undefined ? resolve(io.cwd, values.out) : current ? dirname(resolve(base, current)) : join(base, 'keys')
       const path = join(dir, `${id}.private.pem`)
-      return { path, ref: relative(base, path).split(sep).join('/') }
+      return { path, ref: relativeRef(base, path) }
     },
   })
   await mkdir(dirname(r.keyFile), { recursive: true })
@@ -229,26 +257,15 @@ const SUBCOMMAND_FLAGS = {
   prune: { assertion: { type: 'boolean' } },
   'rotate-store-key': { 'data-dir': { type: 'string' } },
 } as const satisfies Record<string, FlagOptions>
-type Subcommand = keyof typeof SUBCOMMAND_FLAGS
-const isSubcommand = (s: string): s is Subcommand => Object.hasOwn(SUBCOMMAND_FLAGS, s)
-
-/** The subcommand: the first positional naming one, the flags of every subcommand read leniently to find it. */
-function subcommandOf(args: string[]): Subcommand | undefined {
-  const options = Object.assign({}, ...Object.values(SUBCOMMAND_FLAGS)) as FlagOptions
-  return parseArgs({ args, options, allowPositionals: true, strict: false }).positionals.find(isSubcommand)
-}
 
 export async function run(args: string[], io: CommandIO, deps: KeysDeps = {}): Promise<number> {
-  const sub = subcommandOf(args)
-  const parsed = sub && parseFlags(args, SUBCOMMAND_FLAGS[sub] as FlagOptions, 'keys', sub)
-  const [first, ...rest] = parsed ? parsed.positionals : []
-  const values = (parsed ? parsed.values : {}) as Options & { 'data-dir'?: string }
+  const { sub, values, positionals: [, ...rest] } = parseSubcommandFlags(args, SUBCOMMAND_FLAGS, 'keys')
   const now = (deps.now ?? Date.now)()
-  if (first === 'generate' && rest.length === 0) return generate(values, io)
-  if (first === 'rotate-store-key' && rest.length === 0) return rotateStoreKey(dataDirOf(values['data-dir'], io), io, deps.settleMs !== undefined ? { settleMs: deps.settleMs } : {})
-  if ((first === 'rotate' || first === 'prune') && rest.length === 2) {
+  if (sub === 'generate' && rest.length === 0) return generate(values, io)
+  if (sub === 'rotate-store-key' && rest.length === 0) return rotateStoreKey(dataDirOf(values['data-dir'], io), io, deps.settleMs !== undefined ? { settleMs: deps.settleMs } : {})
+  if ((sub === 'rotate' || sub === 'prune') && rest.length === 2) {
     const src = await locateCredential(resolve(io.cwd, rest[0]!), rest[1]!)
-    return first === 'rotate' ? rotate(src, values, io, now) : prune(src, values, io, now)
+    return sub === 'rotate' ? rotate(src, values, io, now) : prune(src, values, io, now)
   }
   io.err(usage)
   return 2

@@ -34,9 +34,20 @@ describe('weir keys with a flag its subcommand does not take', () => {
     expect(s.err).toContain(missing)
   })
 
-  it('an unknown subcommand still prints the usage; exit 2', async () => {
-    const r = await runCli(['keys', 'rotate-store', '--data-dir', root.dir])
-    expect(r.code).toBe(2)
-    expect(r.err).toMatch(/^usage: weir keys generate/)
+  it.each([
+    [['keys', 'rotate-store', '--data-dir', 'data'], 'unknown subcommand "rotate-store"'],
+    // The subcommand comes first: a misplaced one is not looked for further on.
+    [['keys', 'channel.json', 'rotate', 'api'], 'unknown subcommand "channel.json"'],
+  ])('weir %j: one line naming the subcommands; exit 2', async (argv, what) => {
+    const r = await runCli(argv)
+    expect([r.code, r.out, r.err]).toEqual([2, '', `weir keys: ${what}; expected generate, rotate, prune or rotate-store-key (see --help)\n`])
+  })
+
+  it('without a subcommand, a flag none takes is named against every subcommand\'s flags; without one at all, the usage; exit 2', async () => {
+    const r = await runCli(['keys', '--bogus'])
+    expect([r.code, r.out, r.err]).toEqual([2, '', 'weir keys: unknown option --bogus for weir keys: it takes --alg, --kid, --out, --delay, --assertion and --data-dir (see weir keys --help)\n'])
+    const u = await runCli(['keys', '--alg', 'ES256'])
+    expect(u.code).toBe(2)
+    expect(u.err).toMatch(/^usage: weir keys generate/)
   })
 })

@@ -92,6 +92,11 @@ describe('the flags each command takes still parse', () => {
     expect([r.code, r.out, r.err]).toEqual([2, '', 'weir cluster: unexpected argument "extra" (usage: weir cluster status [--store postgres://…] [--json]; see --help)\n'])
   })
 
+  it('weir cluster with an unknown subcommand: one line naming the one it has; exit 2', async () => {
+    const r = await cli(['cluster', 'stats', '--json'])
+    expect([r.code, r.out, r.err]).toEqual([2, '', 'weir cluster: unknown subcommand "stats"; expected status (see --help)\n'])
+  })
+
   it('weir cluster without the subcommand still prints the usage; exit 2', async () => {
     const r = await cli(['cluster', '--json'])
     expect(r.code).toBe(2)

@@ -219,6 +219,9 @@ describe('weir messages', () => {
     const shown = JSON.parse(page.out[0]!) as Array<{ id: string; receivedAt: string }>
     expect(shown).toHaveLength(3)
     expect(page.err).toEqual([`more messages match: the newest 3 are shown; raise --limit, or see older ones (with the same filters) with --older-than ${shown[2]!.id}`])
+    const one = io(dir.path)
+    expect(await messagesCommand(['list', '--limit', '1', '--json', '--data-dir', 'data'], one.io)).toBe(0)
+    expect(one.err).toEqual([`more messages match: only the newest is shown; raise --limit, or see older ones (with the same filters) with --older-than ${shown[0]!.id}`])
     const all = io(dir.path)
     expect(await messagesCommand(['list', '--limit', '5', '--data-dir', 'data'], all.io)).toBe(0)
     expect(all.err).toEqual([])
@@ -258,7 +261,7 @@ describe('weir messages', () => {
     const missing = await messagesCommand(['list', '--data-dir', 'nowhere'], t.io).catch((e) => e)
     expect(missing.code).toBe('ERR_STORE')
     expect(missing.userError).toBe(true)
-    expect(missing.message).toBe(`no message store in ${join(dir.path, 'nowhere')}`)
+    expect(missing.message).toBe(`no message store in ${join(dir.path, 'nowhere')}; name the data directory with --data-dir D (or $WEIR_DATA_DIR), or a cluster's store with --store postgres://… (or $WEIR_STORE)`)
     const badStatus = await messagesCommand(['list', '--status', 'lost'], t.io).catch((e) => e)
     expect(badStatus.message).toBe('--status must be one of queued, in-flight, retrying, delivered, filtered, error; not "lost"')
     expect(await messagesCommand(['frobnicate'], t.io)).toBe(2)
