@@ -17,7 +17,9 @@ failure), then "N passed, N failed". Each case runs in a sandbox: its components
 directory and a copy of the channel directory, so nothing is written next to the real channel.
 
   --verbose          under each case, each message's path: every filter's outcome (passed, filtered,
-                     split, error) and every destination's status and attempts (outcome, HTTP status)
+                     split, error) and every destination's status and attempts (outcome, HTTP status);
+                     statuses as the steps left them, as a failing case's reason gives them (retrying:
+                     waiting for its next attempt, though the stop at the end of the case queued it)
   --reporter junit   also write JUnit XML (to --output, default weir-test-results.xml)
   --output FILE      where the JUnit XML goes
 

@@ -1,13 +1,17 @@
 import { readFile } from 'node:fs/promises'
-import { resolve } from 'node:path'
+import { dirname, resolve } from 'node:path'
 import { parseFlags, type CommandIO } from '../cli-io.ts'
-import { loadChannel } from '../load.ts'
-import { formatProblem, isWeirError, ConfigError } from '../../shared/errors.ts'
-import { loadTestFile } from '../harness/test-file.ts'
+import { builtinRegistry, loadChannel } from '../load.ts'
+import { formatProblem, isWeirError, ConfigError, type ConfigProblem } from '../../shared/errors.ts'
+import { loadTestFile, type TestFile } from '../harness/test-file.ts'
 import { unknownClientsOfFile, unknownMllpDestinationsOfFile } from '../harness/run.ts'
+import { destinationsOf, unknownMllpDestinationProblems } from '../harness/mllp.ts'
 import type { LoadedChannel } from '../../shared/config/types.ts'
-import { displayPath } from '../../shared/config/load.ts'
-import { isJsonContentType } from '../../shared/component.ts'
+import { displayPath, resolveSecrets } from '../../shared/config/load.ts'
+import { compileSchema, validateCollectingSecrets } from '../../shared/config/ajv.ts'
+import { ajvProblems, escapePointer, nearest, unknownCredential } from '../../shared/config/problems.ts'
+import { isModuleReference, loadComponentModule, type Registry } from '../../shared/config/registry.ts'
+import { isJsonContentType, type ComponentDefinition, type ComponentKind } from '../../shared/component.ts'
 import { parseTersePath } from '../../shared/hl7v2/index.ts'
 import { loadAlerts } from '../alerts/load.ts'
 
@@ -15,12 +19,14 @@ export const summary = 'check channel files and alerts files: JSON, schemas, com
 export const usage = `usage: weir validate <channel.json...> [--alerts alerts.json]... [--quiet]
 
 Checks each channel file: JSON syntax (line and column), the channel schema, each component's
-config against its own schema, secret references ({"$env": ...}, {"$file": ...}) and provider
-rules of credential presets. Every problem is listed as file#/json/pointer: message.
+config against its own schema, secret references ({"$env": ...}, {"$file": ...}), the credential
+each component names and provider rules of credential presets. Every problem a run can find is
+listed, as file#/json/pointer: message, by file and then in the order of the file.
 Literal secrets in the file are warnings, and so are http:// token, issuer, JWKS and API URLs to a
 host that is not loopback, and a listener on all interfaces without authentication or TLS
 (warnings go to stderr and do not change the exit status). A file named *.test.json is checked as a channel test
-file (its schema, then the channel it names, with the test's env values).
+file: its schema, the channel it names (with the test's env values), and the credential and mllp
+destination names it gives, against that channel.
 An alerts file (what weir run --alerts takes) is checked as weir run checks it: given with --alerts,
 or recognised by its shape (top-level "webhooks" or "alerts", and no "name" or "source"). Which
 channels, destinations and credentials its rules name is checked by weir run, against the channels run.
@@ -165,7 +171,215 @@ async function looksLikeAlertsFile(file: string): Promise<boolean> {
   }
 }
 
-/** Checks one file as `kind`; throws what its loader throws. Warnings to stderr, `ok …` to stdout unless quiet. */
+/** The parsed JSON of a file, or undefined when it cannot be read or parsed (its loader says why). */
+async function readJson(path: string): Promise<unknown> {
+  try {
+    return JSON.parse(await readFile(path, 'utf8'))
+  } catch {
+    return undefined
+  }
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v)
+
+/** A channel file checked: its problems, and the channel when it loaded, else its JSON when it parses as an object. */
+interface ChannelCheck {
+  problems: ConfigProblem[]
+  channel?: LoadedChannel
+  raw?: Record<string, unknown>
+}
+
+/**
+ * Loads a channel file and, when it has problems, adds those the loader leaves for later in a
+ * component whose config does not match the component's schema (see unloadedComponentProblems),
+ * so that fixing the schema problems brings no new ones to light.
+ */
+async function checkChannel(path: string, env: NodeJS.ProcessEnv): Promise<ChannelCheck> {
+  try {
+    return { problems: [], channel: await loadChannel(path, { env }) }
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e
+    const raw = await readJson(path)
+    if (!isObject(raw)) return { problems: e.problems }
+    return { problems: [...e.problems, ...await unloadedComponentProblems(raw, path, env, e.problems)], raw }
+  }
+}
+
+/** Each component entry of a channel's JSON that names a type, with its kind and pointer. */
+function componentEntries(raw: Record<string, unknown>): Array<[ComponentKind, Record<string, unknown>, string]> {
+  const list = (v: unknown): unknown[] => (Array.isArray(v) ? v : [])
+  const all: Array<[ComponentKind, unknown, string]> = [
+    ['source', raw.source, '/source'],
+    ...list(raw.filters).map((f, i): [ComponentKind, unknown, string] => ['filter', f, `/filters/${i}`]),
+    ...list(raw.destinations).map((d, i): [ComponentKind, unknown, string] => ['destination', d, `/destinations/${i}`]),
+  ]
+  return all.flatMap(([kind, entry, pointer]) => (isObject(entry) && typeof entry.type === 'string' ? [[kind, entry, pointer]] : []))
+}
+
+/** The definition a component entry's type names: a built-in of its kind or a module; undefined when neither loads (the loader said why). */
+async function definitionOf(kind: ComponentKind, type: string, dir: string, registry: Registry): Promise<ComponentDefinition | undefined> {
+  if (!isModuleReference(type)) {
+    const def = registry.get(type)
+    return def?.kind === kind ? def : undefined
+  }
+  try {
+    return await loadComponentModule(type, dir, kind)
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * The channel's credentials as its JSON gives them, by name: its own and those of its credentials
+ * file. Undefined when they cannot be known: `credentials` is not an object, or the credentials
+ * file has problems of its own (the loader then reports no credential name as unknown either).
+ */
+async function channelCredentials(raw: Record<string, unknown>, dir: string, reported: readonly ConfigProblem[]): Promise<Record<string, unknown> | undefined> {
+  if (raw.credentials !== undefined && !isObject(raw.credentials)) return undefined
+  const own = Object.entries(raw.credentials ?? {}).filter(([, c]) => isObject(c))
+  if (raw.credentialsFile === undefined) return Object.fromEntries(own)
+  if (typeof raw.credentialsFile !== 'string') return undefined
+  const path = resolve(dir, raw.credentialsFile)
+  if (reported.some((p) => p.file === displayPath(path) || p.pointer === '/credentialsFile')) return undefined
+  const shared = await readJson(path)
+  return isObject(shared) ? { ...Object.fromEntries(Object.entries(shared).filter(([, c]) => isObject(c))), ...Object.fromEntries(own) } : undefined
+}
+
+/**
+ * What the loader leaves unchecked in a component whose config does not match the component's
+ * schema: the config's secret references (those its schema problems do not concern) and the
+ * credential it names. Checks that need a valid config (the files it names) cannot run.
+ */
+async function unloadedComponentProblems(raw: Record<string, unknown>, path: string, env: NodeJS.ProcessEnv, reported: readonly ConfigProblem[]): Promise<ConfigProblem[]> {
+  const file = displayPath(path)
+  const dir = dirname(path)
+  const out: ConfigProblem[] = []
+  const credentials = await channelCredentials(raw, dir, reported)
+  const names = credentials && Object.keys(credentials)
+  const registry = builtinRegistry()
+  for (const [kind, entry, pointer] of componentEntries(raw)) {
+    const def = await definitionOf(kind, entry.type as string, dir, registry)
+    if (!def) continue
+    const config = structuredClone(entry.config ?? {}) as Record<string, unknown>
+    const res = validateCollectingSecrets(compileSchema(def.configSchema), config)
+    if (res.valid) continue // the loader checked it all
+    const at = `${pointer}/config`
+    const bad = ajvProblems(res.errors, file, at, config).map((p) => p.pointer)
+    const isBad = (ptr: string) => bad.some((b) => b === ptr || b.startsWith(`${ptr}/`))
+    resolveSecrets(config, res.secretPaths.filter((p) => !isBad(at + p)), at, { file, dir, env, problems: out, warnings: [] })
+    const credential = isObject(config) ? config.credential : undefined
+    if (typeof credential === 'string' && names && !names.includes(credential) && !isBad(`${at}/credential`)) {
+      out.push({ file, pointer: `${at}/credential`, message: unknownCredential(credential, names) })
+    }
+  }
+  return out
+}
+
+/** The channel a test file with problems names, and its env values; undefined when the test file does not give them or they are among its problems. */
+function channelOfBrokenTestFile(raw: unknown, path: string, problems: readonly ConfigProblem[]): { channel: string; env: Record<string, string> } | undefined {
+  if (!isObject(raw) || typeof raw.channel !== 'string') return undefined
+  if (problems.some((p) => p.pointer === '/channel' || p.pointer === '/env' || p.pointer.startsWith('/env/'))) return undefined
+  return { channel: resolve(dirname(path), raw.channel), env: (raw.env ?? {}) as Record<string, string> }
+}
+
+/** `the channel has no OAuth credential "cmr"; did you mean "crm"? (its OAuth credentials: "crm")`, as weir test words it. */
+function noCredential(name: string, known: readonly string[]): string {
+  const guess = nearest(name, known)
+  const has = known.length ? `its OAuth credentials: ${known.map((n) => `"${n}"`).join(', ')}` : 'it has none'
+  return `the channel has no OAuth credential "${name}"${guess ? `; did you mean "${guess}"?` : ''} (${has})`
+}
+
+/**
+ * The credential names a test file gives that are no OAuth credential of its channel, each once:
+ * its `server.clients`, and each case's `server.clients`, `expect.tokenRequests[].credential` and
+ * `tokenFailures[].credential`. For a channel that does not load; weir test's own check
+ * (unknownClientsOfFile) needs a loaded one.
+ */
+function unknownCredentialNames(t: TestFile, oauth: readonly string[]): ConfigProblem[] {
+  const refs: Array<[string, string]> = Object.keys(t.server.clients).map((n) => [n, `/server/clients/${escapePointer(n)}`])
+  for (const [i, tc] of t.cases.entries()) {
+    const at = `/cases/${i}`
+    refs.push(...Object.keys(tc.server?.clients ?? {}).map((n): [string, string] => [n, `${at}/server/clients/${escapePointer(n)}`]))
+    const exp = tc.expect.tokenRequests
+    for (const [j, e] of (Array.isArray(exp) ? exp : exp ? [exp] : []).entries()) {
+      if (e.credential !== undefined) refs.push([e.credential, `${at}/expect/tokenRequests${Array.isArray(exp) ? `/${j}` : ''}/credential`])
+    }
+    for (const [j, f] of (tc.tokenFailures ?? []).entries()) if (f.credential !== undefined) refs.push([f.credential, `${at}/tokenFailures/${j}/credential`])
+  }
+  return refs.filter(([n]) => !oauth.includes(n)).map(([n, pointer]) => ({ file: t.displayName, pointer, message: noCredential(n, oauth) }))
+}
+
+/**
+ * The names a test file gives that its channel does not have, as weir test would refuse them: a
+ * credential in `server.clients` (and the other places a credential is named) that is no OAuth
+ * credential of the channel, an `mllp.destinations` entry that is no mllp destination of it.
+ * Against a channel with problems, each as far as its JSON tells: its credentials, its destinations'
+ * names and types.
+ */
+async function testFileNameProblems(t: TestFile, c: ChannelCheck): Promise<ConfigProblem[]> {
+  if (c.channel) return [...unknownClientsOfFile(t, c.channel), ...unknownMllpDestinationsOfFile(t, c.channel)]
+  if (!c.raw) return []
+  const out: ConfigProblem[] = []
+  const credentials = await channelCredentials(c.raw, dirname(t.channel), c.problems)
+  if (credentials) out.push(...unknownCredentialNames(t, Object.keys(credentials).filter((n) => (credentials[n] as Record<string, unknown>).grant !== 'static')))
+  const destinations = destinationsOf(c.raw)
+  if (Array.isArray(c.raw.destinations) && destinations.length === c.raw.destinations.length) {
+    const scripts = [{ script: t.mllp, pointer: '/mllp' }, ...t.cases.map((tc, i) => ({ script: tc.mllp, pointer: `/cases/${i}/mllp` }))]
+    out.push(...unknownMllpDestinationProblems(scripts, destinations, t.displayName))
+  }
+  return out
+}
+
+/**
+ * Checks a test file: its schema, the channel it names (when it names one, even if the test file has
+ * problems of its own) and, once it loads, the names it gives against that channel.
+ */
+async function checkTestFile(path: string, env: NodeJS.ProcessEnv): Promise<{ problems: ConfigProblem[]; test?: TestFile; channel?: LoadedChannel }> {
+  const problems: ConfigProblem[] = []
+  let test: TestFile | undefined
+  try {
+    test = await loadTestFile(path)
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e
+    problems.push(...e.problems)
+  }
+  const target = test ? { channel: test.channel, env: test.env } : channelOfBrokenTestFile(await readJson(path), path, problems)
+  if (!target) return { problems }
+  const c = await checkChannel(target.channel, { ...env, ...target.env })
+  problems.push(...c.problems)
+  if (test) problems.push(...await testFileNameProblems(test, c))
+  return { problems, ...(test ? { test } : {}), ...(c.channel ? { channel: c.channel } : {}) }
+}
+
+/** Each JSON pointer of `value` with its position in document order. */
+function documentOrder(value: unknown, pointer = '', out = new Map<string, number>()): Map<string, number> {
+  out.set(pointer, out.size)
+  if (Array.isArray(value)) value.forEach((v, i) => documentOrder(v, `${pointer}/${i}`, out))
+  else if (isObject(value)) for (const [k, v] of Object.entries(value)) documentOrder(v, `${pointer}/${escapePointer(k)}`, out)
+  return out
+}
+
+/**
+ * The problems by file (`files` first, in that order, then the others as they come) and, within a
+ * file, in the order of the file: a problem at a pointer the file does not have (a value it lacks)
+ * sits with the nearest one it has. Problems at the same place keep their order.
+ */
+async function sortProblems(problems: readonly ConfigProblem[], files: readonly string[]): Promise<ConfigProblem[]> {
+  const rank = new Map<string, number>()
+  for (const f of [...files, ...problems.map((p) => p.file)]) if (!rank.has(f)) rank.set(f, rank.size)
+  const orders = new Map<string, Map<string, number>>()
+  for (const f of new Set(problems.map((p) => p.file))) orders.set(f, documentOrder(await readJson(resolve(f))))
+  const position = (p: ConfigProblem) => {
+    const order = orders.get(p.file)!
+    for (let at = p.pointer; ; at = at.slice(0, at.lastIndexOf('/'))) {
+      const i = order.get(at)
+      if (i !== undefined || at === '') return i ?? 0
+    }
+  }
+  return [...problems].sort((a, b) => rank.get(a.file)! - rank.get(b.file)! || position(a) - position(b))
+}
+
+/** Checks one file as `kind`; throws what its loader throws, or every problem found. Warnings to stderr, `ok …` to stdout unless quiet. */
 async function check(file: string, kind: 'channel' | 'alerts', io: CommandIO, quiet: boolean): Promise<void> {
   const path = resolve(io.cwd, file)
   if (kind === 'alerts' || (!file.endsWith('.test.json') && await looksLikeAlertsFile(path))) {
@@ -174,22 +388,14 @@ async function check(file: string, kind: 'channel' | 'alerts', io: CommandIO, qu
     if (!quiet) io.out(`ok ${file}: alerts file, ${loaded.alerts.length} alert(s), webhooks ${Object.keys(loaded.webhooks).join(', ')}`)
     return
   }
-  if (file.endsWith('.test.json')) {
-    const t = await loadTestFile(path)
-    const ch = await loadChannel(t.channel, { env: { ...io.env, ...t.env } })
-    // As weir test would refuse it: a server.clients entry naming no OAuth credential of the channel,
-    // an mllp.destinations entry naming no mllp destination of it.
-    const unknownClients = [...unknownClientsOfFile(t, ch), ...unknownMllpDestinationsOfFile(t, ch)]
-    if (unknownClients.length) throw new ConfigError(unknownClients)
-    for (const w of [...ch.warnings, ...transportWarnings(ch), ...contentWarnings(ch)]) io.err(`warning: ${w}`)
-    if (!quiet) io.out(`ok ${file}: test of channel "${ch.name}", ${t.cases.length} case(s)`)
-    return
-  }
-  const ch = await loadChannel(path, { env: io.env })
+  const isTest = file.endsWith('.test.json')
+  const { problems, test, channel }: { problems: ConfigProblem[]; test?: TestFile; channel?: LoadedChannel } = isTest ? await checkTestFile(path, io.env) : await checkChannel(path, io.env)
+  if (problems.length) throw new ConfigError(await sortProblems(problems, [displayPath(path), ...(test ? [displayPath(test.channel)] : [])]))
+  const ch = channel!
   for (const w of [...ch.warnings, ...transportWarnings(ch), ...contentWarnings(ch)]) io.err(`warning: ${w}`)
-  if (!quiet) {
-    io.out(`ok ${file}: channel "${ch.name}", source ${ch.source.definition.type}, ${ch.filters.length} filter(s), destinations ${ch.destinations.map((d) => d.name).join(', ')}`)
-  }
+  if (quiet) return
+  if (test) io.out(`ok ${file}: test of channel "${ch.name}", ${test.cases.length} case(s)`)
+  else io.out(`ok ${file}: channel "${ch.name}", source ${ch.source.definition.type}, ${ch.filters.length} filter(s), destinations ${ch.destinations.map((d) => d.name).join(', ')}`)
 }
 
 export async function run(args: string[], io: CommandIO): Promise<number> {

@@ -13,18 +13,36 @@ export interface MessagePath {
   deliveries: Array<DeliveryRecord & { history: AttemptRecord[] }>
 }
 
-/** Every message the case's channel stored, oldest first, with its filter calls and delivery attempts. */
-export async function messagePaths(store: MessageStore, channel: LoadedChannel, recording: Recording): Promise<MessagePath[]> {
+const unfinished = (status: string) => status === 'queued' || status === 'in-flight' || status === 'retrying'
+
+/**
+ * Every message the case's channel stored, oldest first, with its filter calls and delivery attempts,
+ * each status as the case's steps left it. Stopping the channel at the end of the case puts what
+ * waited for its next attempt back in the queue (stored `queued`, its next attempt time kept): such
+ * a delivery, and its message, are `retrying`, as `expect.messages` and a failing case's reason call
+ * them. `retrying` (the deliveries waiting for their next attempt when the steps ended, by message
+ * id, as `destination part`) says which; without it, a queued delivery with a next attempt time is.
+ */
+export async function messagePaths(store: MessageStore, channel: LoadedChannel, recording: Recording, retrying?: Map<string, Set<string>>): Promise<MessagePath[]> {
   const out: MessagePath[] = []
   for (const m of await store.list({ channel: channel.name, order: 'asc', limit: 10_000 })) {
     const detail = await store.get(m.id)
     const own = (id: unknown) => id === m.id || (typeof id === 'string' && id.startsWith(`${m.id}.`))
+    const waiting = (d: DeliveryRecord) => unfinished(m.status) && (retrying
+      ? retrying.get(m.id)?.has(`${d.destination} ${d.part}`) === true
+      : d.status === 'queued' && d.nextAttemptAt !== undefined)
+    const deliveries = (detail?.deliveries ?? []).map((d) => ({
+      ...d,
+      ...(waiting(d) ? { status: 'retrying' as const } : {}),
+      history: (detail?.attempts ?? []).filter((a) => a.destination === d.destination && a.part === d.part),
+    }))
+    const status = unfinished(m.status) && deliveries.some((d) => d.status === 'retrying') ? 'retrying' : m.status
     out.push({
       id: m.id,
-      status: m.status,
+      status,
       ...(m.error ? { error: m.error } : {}),
       filters: recording.filters.filter((c) => own(c.messageId)),
-      deliveries: (detail?.deliveries ?? []).map((d) => ({ ...d, history: (detail?.attempts ?? []).filter((a) => a.destination === d.destination && a.part === d.part) })),
+      deliveries,
     })
   }
   return out
