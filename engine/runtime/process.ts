@@ -102,7 +102,8 @@ async function filterOnce(filters: readonly Filter[], first: Message, aborting: 
 /**
  * Delivers every part to every destination (destinations in parallel, a destination's parts in
  * order). With several deliveries per message, each success is recorded at once so a crash does
- * not resend it; the final outcomes are returned for `complete`.
+ * not resend it, and each delivery given up on at once so the message log shows it; the final
+ * outcomes are returned for `complete`.
  */
 async function deliverParts(rc: RunContext, p: Pipeline, m: ClaimedMessage, filtered: Message[]): Promise<DeliveryOutcome[]> {
   const done = new Set(m.deliveries.filter((x) => x.status === 'delivered').map((x) => `${x.destination}/${x.part}`))
@@ -120,8 +121,16 @@ async function deliverParts(rc: RunContext, p: Pipeline, m: ClaimedMessage, filt
         const key = `${slot.loaded.name}/${i}`
         if (done.has(key)) continue
         const r = await deliverWithRetry(rc, { messageId: m.id, part, partIndex: i, slot, earlier: earlier.get(key) })
-        if (recordEach && r.status === 'delivered') await rc.store.recordDelivery(m.id, r)
-        else finals.push(r)
+        if (!recordEach) finals.push(r)
+        else if (r.status === 'delivered') await rc.store.recordDelivery(m.id, r)
+        else {
+          // Given up: said at once, not only once the other destinations are done (one may wait for a
+          // broken credential for hours); `complete` then sets the status again, without the attempt.
+          const { error: _e, facts: _f, ...update } = r
+          await rc.store.recordDelivery(m.id, update)
+          const { attempt: _a, ...settled } = r
+          finals.push(settled)
+        }
       }
     } finally {
       if (p.destinations.length > 1) rc.backingOff.running(m.id, --running)

@@ -2,7 +2,7 @@ import { createPublicKey, generateKeyPairSync, randomBytes } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { exportJWK } from 'jose'
 import { startAuthorizationServer, type AuthorizationServer } from '../../engine/embedded/authorization-server.ts'
-import { inParallel, pemLines, report, server, startTestChannel, textCollector } from './_helpers.ts'
+import { inParallel, pemLines, report, server, startTestChannel, textCollector, until } from './_helpers.ts'
 
 /**
  * The secret scan: a channel with three credentials (client_secret_basic, client_secret_post,
@@ -51,9 +51,9 @@ describe('secret scan', () => {
     const ch = await startTestChannel({
       name: 'secret-scan',
       credentials: {
-        basic: { tokenUrl: as.tokenUrl, clientId: 'scan-basic', clientAuth: { method: 'client_secret_basic', secret: { $env: 'SCAN_BASIC' } } },
-        post: { tokenUrl: as.tokenUrl, clientId: 'scan-post', clientAuth: { method: 'client_secret_post', secret: { $env: 'SCAN_POST' } } },
-        jwt: { tokenUrl: as.tokenUrl, clientId: 'scan-jwt', clientAuth: { method: 'private_key_jwt', alg: 'RS384', kid: 'scan-k1', privateKey: { $env: 'SCAN_KEY' } } },
+        basic: { tokenUrl: as.tokenUrl, clientId: 'scan-basic', clientAuth: { method: 'client_secret_basic', secret: { $env: 'SCAN_BASIC' } }, failFastMs: 100 },
+        post: { tokenUrl: as.tokenUrl, clientId: 'scan-post', clientAuth: { method: 'client_secret_post', secret: { $env: 'SCAN_POST' } }, failFastMs: 100 },
+        jwt: { tokenUrl: as.tokenUrl, clientId: 'scan-jwt', clientAuth: { method: 'private_key_jwt', alg: 'RS384', kid: 'scan-k1', privateKey: { $env: 'SCAN_KEY' } }, failFastMs: 100 },
         wrong: { tokenUrl: as.tokenUrl, clientId: 'scan-basic', clientAuth: { method: 'client_secret_post', secret: { $env: 'SCAN_POST' } }, failFastMs: 100 },
       },
       source: { type: 'http-listener', config: { port: 0 } },
@@ -63,7 +63,10 @@ describe('secret scan', () => {
         { name: 'jwt', type: 'http', config: { url: `${api.url}/c`, credential: 'jwt' }, retry, circuitBreaker: breaker },
         { name: 'wrong', type: 'http', config: { url: `${api.url}/d`, credential: 'wrong' }, retry, circuitBreaker: breaker },
       ],
-      options: { concurrency: 8 },
+      // failFastMs 100: a token the hostile API rejected after its renewal (every 7th request is a 401) is
+      // kept that long, not the default 30 s, during which every delivery with it waits.
+      // 16: up to 128 messages under way (8 × concurrency), so all 120 start although each holds a delivery waiting for the broken credential.
+      options: { concurrency: 16 },
     }, { log: collector.log, env: { SCAN_BASIC: basicSecret, SCAN_POST: postSecret, SCAN_KEY: keyPem, SCAN_API_KEY: apiKey } })
     const ids: string[] = []
     let deliveredParts = 0
@@ -73,7 +76,13 @@ describe('secret scan', () => {
         ids.push(await ch.post({ n: i }))
         if (i === 60) as.revokeAll()
       })
-      await ch.handle.whenIdle({ timeoutMs: 30_000 })
+      // The misconfigured credential's deliveries keep waiting for it (a credential failure spends no
+      // retry budget): the run ends once the others are finished and each of those was tried.
+      const settled = async (id: string) => {
+        const d = await ch.store.get(id)
+        return d !== undefined && d.deliveries.length === 4 && d.deliveries.every((x) => x.destination === 'wrong' ? x.attempts > 0 && x.status !== 'delivered' : x.status === 'delivered' || x.status === 'error')
+      }
+      await until(async () => (await Promise.all(ids.map(settled))).every(Boolean), 30_000, 'every delivery finished or, for the broken credential, tried')
       // The message log: every error, attempt error and response excerpt.
       for (const id of ids) {
         const d = await ch.store.get(id)
@@ -94,7 +103,7 @@ describe('secret scan', () => {
     report({
       scenario: 'secret scan', injected: '4 credentials (one invalid_client), revokeAll() mid-stream, an API echoing Authorization and API-key headers in 500 and 401 bodies',
       sent: ids.length * 4, delivered: deliveredParts, lost: 0, duplicated: 0, inError: erroredParts,
-      notes: `deliveries (message × destination); ${collector.texts.length} log lines, outputs and message-log records scanned for ${secrets.length} secret values: 0 found; the errors are the misconfigured credential's deliveries and those out of retries against the hostile API`,
+      notes: `deliveries (message × destination); ${collector.texts.length} log lines, outputs and message-log records scanned for ${secrets.length} secret values: 0 found; the errors are the deliveries out of retries against the hostile API; the misconfigured credential's deliveries wait for it, retrying`,
     })
   }, 60_000)
 })
