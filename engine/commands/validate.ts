@@ -4,12 +4,12 @@ import { parseFlags, type CommandIO } from '../cli-io.ts'
 import { builtinRegistry, loadChannel } from '../load.ts'
 import { formatProblem, isWeirError, ConfigError, type ConfigProblem } from '../../shared/errors.ts'
 import { loadTestFile, type TestFile } from '../harness/test-file.ts'
-import { unknownClientsOfFile, unknownMllpDestinationsOfFile } from '../harness/run.ts'
+import { unknownClientsOfFile, unknownCredentialNamesOfFile, unknownMllpDestinationsOfFile } from '../harness/run.ts'
 import { destinationsOf, unknownMllpDestinationProblems } from '../harness/mllp.ts'
 import type { LoadedChannel } from '../../shared/config/types.ts'
 import { displayPath, resolveSecrets } from '../../shared/config/load.ts'
 import { compileSchema, validateCollectingSecrets } from '../../shared/config/ajv.ts'
-import { ajvProblems, escapePointer, nearest, unknownCredential } from '../../shared/config/problems.ts'
+import { ajvProblems, escapePointer, unknownCredential } from '../../shared/config/problems.ts'
 import { isModuleReference, loadComponentModule, type Registry } from '../../shared/config/registry.ts'
 import { isJsonContentType, type ComponentDefinition, type ComponentKind } from '../../shared/component.ts'
 import { parseTersePath } from '../../shared/hl7v2/index.ts'
@@ -282,33 +282,6 @@ function channelOfBrokenTestFile(raw: unknown, path: string, problems: readonly 
   return { channel: resolve(dirname(path), raw.channel), env: (raw.env ?? {}) as Record<string, string> }
 }
 
-/** `the channel has no OAuth credential "cmr"; did you mean "crm"? (its OAuth credentials: "crm")`, as weir test words it. */
-function noCredential(name: string, known: readonly string[]): string {
-  const guess = nearest(name, known)
-  const has = known.length ? `its OAuth credentials: ${known.map((n) => `"${n}"`).join(', ')}` : 'it has none'
-  return `the channel has no OAuth credential "${name}"${guess ? `; did you mean "${guess}"?` : ''} (${has})`
-}
-
-/**
- * The credential names a test file gives that are no OAuth credential of its channel, each once:
- * its `server.clients`, and each case's `server.clients`, `expect.tokenRequests[].credential` and
- * `tokenFailures[].credential`. For a channel that does not load; weir test's own check
- * (unknownClientsOfFile) needs a loaded one.
- */
-function unknownCredentialNames(t: TestFile, oauth: readonly string[]): ConfigProblem[] {
-  const refs: Array<[string, string]> = Object.keys(t.server.clients).map((n) => [n, `/server/clients/${escapePointer(n)}`])
-  for (const [i, tc] of t.cases.entries()) {
-    const at = `/cases/${i}`
-    refs.push(...Object.keys(tc.server?.clients ?? {}).map((n): [string, string] => [n, `${at}/server/clients/${escapePointer(n)}`]))
-    const exp = tc.expect.tokenRequests
-    for (const [j, e] of (Array.isArray(exp) ? exp : exp ? [exp] : []).entries()) {
-      if (e.credential !== undefined) refs.push([e.credential, `${at}/expect/tokenRequests${Array.isArray(exp) ? `/${j}` : ''}/credential`])
-    }
-    for (const [j, f] of (tc.tokenFailures ?? []).entries()) if (f.credential !== undefined) refs.push([f.credential, `${at}/tokenFailures/${j}/credential`])
-  }
-  return refs.filter(([n]) => !oauth.includes(n)).map(([n, pointer]) => ({ file: t.displayName, pointer, message: noCredential(n, oauth) }))
-}
-
 /**
  * The names a test file gives that its channel does not have, as weir test would refuse them: a
  * credential in `server.clients` (and the other places a credential is named) that is no OAuth
@@ -321,7 +294,7 @@ async function testFileNameProblems(t: TestFile, c: ChannelCheck): Promise<Confi
   if (!c.raw) return []
   const out: ConfigProblem[] = []
   const credentials = await channelCredentials(c.raw, dirname(t.channel), c.problems)
-  if (credentials) out.push(...unknownCredentialNames(t, Object.keys(credentials).filter((n) => (credentials[n] as Record<string, unknown>).grant !== 'static')))
+  if (credentials) out.push(...unknownCredentialNamesOfFile(t, Object.keys(credentials).filter((n) => (credentials[n] as Record<string, unknown>).grant !== 'static')))
   const destinations = destinationsOf(c.raw)
   if (Array.isArray(c.raw.destinations) && destinations.length === c.raw.destinations.length) {
     const scripts = [{ script: t.mllp, pointer: '/mllp' }, ...t.cases.map((tc, i) => ({ script: tc.mllp, pointer: `/cases/${i}/mllp` }))]

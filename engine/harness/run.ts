@@ -4,7 +4,7 @@ import { dirname, join, resolve } from 'node:path'
 import { Writable } from 'node:stream'
 import { displayPath, parseJsonWithLocation } from '../../shared/config/load.ts'
 import { loadChannel, loadChannelObject } from '../load.ts'
-import { escapePointer } from '../../shared/config/problems.ts'
+import { escapePointer, nearest } from '../../shared/config/problems.ts'
 import type { LoadedChannel } from '../../shared/config/types.ts'
 import { ConfigError, errorCodes, formatProblem, isWeirError, type ConfigProblem } from '../../shared/errors.ts'
 import { createLogger, type Logger } from '../../shared/log/index.ts'
@@ -48,6 +48,26 @@ function originalTokenUrls(raw: Record<string, any>): Record<string, string> {
   for (const [name, cred] of Object.entries((raw.credentials ?? {}) as Record<string, Record<string, any>>)) {
     const url = typeof cred.tokenUrl === 'string' ? cred.tokenUrl : presetOf(cred.preset)?.tokenUrl?.(cred)
     if (url) out[name] = url
+  }
+  return out
+}
+
+/**
+ * The tenant of the embedded authorization server each OAuth credential asks for tokens, by
+ * credential name: one tenant per token endpoint (or issuer) the channel names, called after the
+ * first credential naming it. Credentials of one endpoint meet there as at their provider (one
+ * client id is one client: tokens and a refresh token shared as in production); one client id at
+ * two endpoints (two providers, two tenants of one) is two clients, each with its own secret or keys.
+ */
+function tenantsOf(raw: Record<string, any>): Record<string, string> {
+  const urls = originalTokenUrls(raw)
+  const byEndpoint = new Map<string, string>()
+  const out: Record<string, string> = {}
+  for (const [name, cred] of Object.entries((raw.credentials ?? {}) as Record<string, Record<string, any>>)) {
+    if (cred.grant === 'static') continue
+    const endpoint = cred.issuer && !cred.tokenUrl ? `issuer ${String(cred.issuer)}` : urls[name] !== undefined ? `token endpoint ${urls[name]}` : `credential ${name}`
+    if (!byEndpoint.has(endpoint)) byEndpoint.set(endpoint, name)
+    out[name] = byEndpoint.get(endpoint)!
   }
   return out
 }
@@ -141,14 +161,19 @@ async function inlineCredentialsFile(raw: Record<string, any>, channelFile: stri
   return ch
 }
 
-/** The channel as the case runs it: token endpoints, the URLs of its source, filters and destinations, ports and directories replaced. */
+/**
+ * The channel as the case runs it: token endpoints (each credential's tenant's, see tenantsOf), the
+ * URLs of its source, filters and destinations, ports and directories replaced.
+ */
 function rewriteChannel(raw: Record<string, any>, to: UrlRewrite, dirs: { in: string; out: string }, mllp: ReadonlyMap<string, MllpReceiver>): Record<string, any> {
   const { as } = to
   const ch = structuredClone(raw)
-  for (const cred of Object.values((ch.credentials ?? {}) as Record<string, Record<string, unknown>>)) {
+  const tenants = tenantsOf(raw)
+  for (const [name, cred] of Object.entries((ch.credentials ?? {}) as Record<string, Record<string, unknown>>)) {
     if (cred.grant === 'static') continue
-    if (cred.issuer && !cred.tokenUrl) cred.issuer = as.issuer
-    else { cred.tokenUrl = as.tokenUrl; delete cred.issuer }
+    const tenant = as.tenant(tenants[name]!)
+    if (cred.issuer && !cred.tokenUrl) cred.issuer = tenant.issuer
+    else { cred.tokenUrl = tenant.tokenUrl; delete cred.issuer }
   }
   const src = ch.source as { type: string; config?: Record<string, unknown> }
   src.config = rewriteUrls(src.config ?? {}, to) as Record<string, unknown>
@@ -210,9 +235,9 @@ function withApiUrl(routes: ApiRoute[], url: string): ApiRoute[] {
 }
 
 /**
- * The client id a credential is registered under at the authorization server: what it records per
- * token request, what `credential` in tokenRequests expectations selects, whom imported refresh
- * tokens are issued to.
+ * The client id a credential is registered under at its tenant of the authorization server: what
+ * it records per token request, what `credential` in tokenRequests expectations and tokenFailures
+ * selects (with the tenant), whom imported refresh tokens are issued to.
  */
 function clientIdOf(r: ResolvedCredential): string {
   return r.clientId ?? r.assertion?.iss ?? r.assertion?.keys?.[0]?.keyFileIssuer ?? r.clientKeys?.[0]?.keyFileIssuer ?? r.name
@@ -228,19 +253,38 @@ function resolveCredentials(channel: LoadedChannel): Record<string, ResolvedCred
   return out
 }
 
-/**
- * `server.clients` entries (the file's and the case's) that name no OAuth credential of the channel:
- * ignored, they would silently drop what they meant to restrict (scopes, algorithms, a secret).
- */
-function unknownClientProblems(file: TestFile, tc: TestCase, resolved: Record<string, ResolvedCredential>): ConfigProblem[] {
-  const known = Object.keys(resolved)
+/** `the channel has no OAuth credential "cmr"; did you mean "crm"? (its OAuth credentials: "crm")`. */
+function noCredential(name: string, known: readonly string[]): string {
+  const guess = nearest(name, known)
   const has = known.length ? `its OAuth credentials: ${known.map((n) => `"${n}"`).join(', ')}` : 'it has none'
+  return `the channel has no OAuth credential "${name}"${guess ? `; did you mean "${guess}"?` : ''} (${has})`
+}
+
+/** The credential names a case's `expect.tokenRequests` and `tokenFailures` entries give, each with its JSON pointer (`at`: the case's). */
+function credentialReferences(tc: TestCase, at: string): Array<[name: string, pointer: string]> {
+  const refs: Array<[string, string]> = []
+  const exp = tc.expect.tokenRequests
+  for (const [i, t] of (Array.isArray(exp) ? exp : exp ? [exp] : []).entries()) {
+    if (t.credential !== undefined) refs.push([t.credential, `${at}/expect/tokenRequests${Array.isArray(exp) ? `/${i}` : ''}/credential`])
+  }
+  for (const [i, f] of (tc.tokenFailures ?? []).entries()) if (f.credential !== undefined) refs.push([f.credential, `${at}/tokenFailures/${i}/credential`])
+  return refs
+}
+
+/**
+ * Names of OAuth credentials the channel does not have, in the file's `server.clients` and in the
+ * case (its `server.clients`, `expect.tokenRequests[].credential`, `tokenFailures[].credential`):
+ * a registration would be ignored, silently dropping what it meant to restrict (scopes, algorithms,
+ * a secret); an expectation would count no request, a fault would hit none.
+ */
+function unknownClientProblems(file: TestFile, tc: TestCase, known: readonly string[]): ConfigProblem[] {
+  const at = `/cases/${file.cases.indexOf(tc)}`
   const entries: Array<[string, string]> = [
-    ...Object.keys(file.server.clients).map((n): [string, string] => [n, '/server/clients']),
-    ...Object.keys(tc.server?.clients ?? {}).map((n): [string, string] => [n, `/cases/${file.cases.indexOf(tc)}/server/clients`]),
+    ...Object.keys(file.server.clients).map((n): [string, string] => [n, `/server/clients/${escapePointer(n)}`]),
+    ...Object.keys(tc.server?.clients ?? {}).map((n): [string, string] => [n, `${at}/server/clients/${escapePointer(n)}`]),
+    ...credentialReferences(tc, at),
   ]
-  return entries.filter(([n]) => !Object.hasOwn(resolved, n))
-    .map(([n, at]) => ({ file: file.displayName, pointer: `${at}/${escapePointer(n)}`, message: `the channel has no OAuth credential "${n}" (${has})` }))
+  return entries.filter(([n]) => !known.includes(n)).map(([n, pointer]) => ({ file: file.displayName, pointer, message: noCredential(n, known) }))
 }
 
 /** The channel's destinations as unknownMllpDestinationProblems needs them: name and type. */
@@ -265,18 +309,34 @@ export function unknownMllpDestinationsOfFile(file: TestFile, channel: LoadedCha
 }
 
 /**
- * The `server.clients` problems of a whole test file (its own entries and every case's), each once:
- * what `weir validate` reports of a test file before any case runs, as `weir test` would.
+ * The credential names of a whole test file that are none of `known` (the names of its channel's
+ * OAuth credentials; see unknownClientProblems: its `server.clients` and every case's,
+ * `expect.tokenRequests` and `tokenFailures`), each once. By name, so that it serves a channel
+ * known only by its JSON too.
  */
-export function unknownClientsOfFile(file: TestFile, channel: LoadedChannel): ConfigProblem[] {
-  const resolved = resolveCredentials(channel)
-  const byPointer = new Map(file.cases.flatMap((tc) => unknownClientProblems(file, tc, resolved)).map((p) => [p.pointer, p]))
+export function unknownCredentialNamesOfFile(file: TestFile, known: readonly string[]): ConfigProblem[] {
+  const byPointer = new Map(file.cases.flatMap((tc) => unknownClientProblems(file, tc, known)).map((p) => [p.pointer, p]))
   return [...byPointer.values()]
 }
 
-async function registerClients(channel: LoadedChannel, resolved: Record<string, ResolvedCredential>, regs: Record<string, ClientRegistration>, as: AuthorizationServer, api: EmbeddedApi, originals: Record<string, string>, jwks: JwksServer | undefined): Promise<void> {
+/** The names of a channel's OAuth credentials (a static token has no client to register). */
+const oauthCredentialNames = (channel: LoadedChannel): string[] =>
+  Object.entries(channel.credentials).filter(([, c]) => (c as Record<string, unknown>).grant !== 'static').map(([name]) => name)
+
+/**
+ * The unknown credential names of a whole test file against its loaded channel (see
+ * unknownCredentialNamesOfFile): what `weir validate` reports of a test file before any case runs,
+ * as `weir test` would.
+ */
+export function unknownClientsOfFile(file: TestFile, channel: LoadedChannel): ConfigProblem[] {
+  return unknownCredentialNamesOfFile(file, oauthCredentialNames(channel))
+}
+
+/** Registers each OAuth credential's client at its tenant (see tenantsOf), as its provider has it: the file's and the case's `server.clients` over the channel's own settings. */
+async function registerClients(channel: LoadedChannel, resolved: Record<string, ResolvedCredential>, tenants: Record<string, string>, regs: Record<string, ClientRegistration>, as: AuthorizationServer, api: EmbeddedApi, originals: Record<string, string>, jwks: JwksServer | undefined): Promise<void> {
   for (const [name, r] of Object.entries(resolved)) {
     const c = channel.credentials[name] as Record<string, any>
+    const tenant = as.tenant(tenants[name]!)
     const reg = regs[name] ?? {}
     const keys = signingKeysOf(r)
     const published = await publicJwkSet(keys)
@@ -293,14 +353,14 @@ async function registerClients(channel: LoadedChannel, resolved: Record<string, 
       ...keyRegistration,
       ...((reg.allowedAlgs ?? preset?.algs.length) ? { allowedAlgs: reg.allowedAlgs ?? preset!.algs } : {}),
       ...(reg.scopes ? { scopes: reg.scopes } : {}),
-      ...(audiences.length ? { assertionAudiences: [as.tokenUrl, ...audiences] } : {}),
+      ...(audiences.length ? { assertionAudiences: [tenant.tokenUrl, ...audiences] } : {}),
       maxAssertionLifetimeSec: preset?.maxAssertionLifetimeSec ?? 300,
       basicEncoding: r.basicEncoding,
       ...(r.assertion?.iss ? { assertionIssuer: r.assertion.iss } : keys[0]?.keyFileIssuer ? { assertionIssuer: keys[0].keyFileIssuer } : {}),
       ...(c.dpop ? { requireDpop: true } : {}),
       ...(reg.tokenResponse ? { tokenResponse: JSON.parse(JSON.stringify(reg.tokenResponse).replaceAll('{api}', api.url)) } : {}),
     }
-    as.registerClient(client)
+    as.registerClient(client, { tenant: tenant.name })
   }
 }
 
@@ -481,6 +541,8 @@ interface CaseChannel {
   readonly recording: Recording
   readonly sandbox: ChannelSandbox
   readonly clientIds: Record<string, string>
+  /** The authorization server's tenant of each OAuth credential, by credential name (see tenantsOf). */
+  readonly tenants: Record<string, string>
   /** What token providers are made from: reloaded after a key rotation. */
   credentials: LoadedChannel['credentials']
 }
@@ -518,14 +580,14 @@ const loadCaseChannel = (c: CaseRun) => loadChannelObject(rewriteChannel(c.raw, 
 const publishKeys = async (c: CaseRun, ch: LoadedChannel) => c.jwks?.setDocuments(await jwksDocuments(channelSigningKeys([ch]), 'per-credential'))
 
 /**
- * Refresh tokens a user consented to outside the engine: issued by the server and imported into
- * the case's encrypted token store, as `weir credentials import` does.
+ * Refresh tokens a user consented to outside the engine: issued by the server (at the credential's
+ * tenant) and imported into the case's encrypted token store, as `weir credentials import` does.
  */
-async function importRefreshTokens(c: CaseRun, channel: LoadedChannel, clientIds: Record<string, string>): Promise<void> {
+async function importRefreshTokens(c: CaseRun, channel: LoadedChannel, clientIds: Record<string, string>, tenants: Record<string, string>): Promise<void> {
   for (const [name, r] of Object.entries(c.regs)) {
     if (!r.importRefreshToken) continue
     const storeKey = (channel.credentials[name] as { storeKey?: string } | undefined)?.storeKey
-    await importRefreshToken(createRefreshTokenStore({ dir: join(c.dirs.data, 'oauth') }), storeKey ?? name, c.as.issueRefreshToken(clientIds[name] ?? name))
+    await importRefreshToken(createRefreshTokenStore({ dir: join(c.dirs.data, 'oauth') }), storeKey ?? name, c.as.issueRefreshToken(clientIds[name] ?? name, { tenant: tenants[name] }))
   }
 }
 
@@ -536,13 +598,18 @@ async function prepareChannel(c: CaseRun): Promise<CaseChannel> {
   const sandbox = await sandboxChannelDir(channel.dir, join(c.work, 'channel'))
   const { channel: instrumented, recording } = instrumentChannel(channel, { channelDir: sandbox.dir, dataDir: c.dirs.data })
   const resolved = resolveCredentials(channel)
-  const unknown = [...unknownClientProblems(c.file, c.tc, resolved), ...unknownMllpProblems(c.file, c.tc, channel)]
+  const unknown = [...unknownClientProblems(c.file, c.tc, Object.keys(resolved)), ...unknownMllpProblems(c.file, c.tc, channel)]
   if (unknown.length) throw new ConfigError(unknown)
   const clientIds = Object.fromEntries(Object.entries(resolved).map(([name, r]) => [name, clientIdOf(r)]))
-  await registerClients(channel, resolved, c.regs, c.as, c.api, originalTokenUrls(c.raw), c.jwks)
-  await importRefreshTokens(c, channel, clientIds)
-  for (const f of c.tc.tokenFailures ?? []) c.as.setFailure({ status: f.status, count: f.count, ...(f.retryAfter !== undefined ? { retryAfter: f.retryAfter } : {}), ...(f.delayMs ? { delayMs: f.delayMs } : {}), ...(f.body ? { body: f.body } : {}) })
-  return { channel, instrumented, recording, sandbox, clientIds, credentials: channel.credentials }
+  const tenants = tenantsOf(c.raw)
+  await registerClients(channel, resolved, tenants, c.regs, c.as, c.api, originalTokenUrls(c.raw), c.jwks)
+  await importRefreshTokens(c, channel, clientIds, tenants)
+  for (const f of c.tc.tokenFailures ?? []) {
+    // A fault of one credential hits the requests of its client at its tenant: its own (and those of a credential the provider could not tell from it).
+    const whose = f.credential !== undefined ? { tenant: tenants[f.credential]!, clientId: clientIds[f.credential]! } : {}
+    c.as.setFailure({ status: f.status, count: f.count, ...whose, ...(f.retryAfter !== undefined ? { retryAfter: f.retryAfter } : {}), ...(f.delayMs ? { delayMs: f.delayMs } : {}), ...(f.body ? { body: f.body } : {}) })
+  }
+  return { channel, instrumented, recording, sandbox, clientIds, tenants, credentials: channel.credentials }
 }
 
 /** Starts the channel on a fresh store, token cache and HTTP client, as an engine (re)start would. */
@@ -686,9 +753,9 @@ function tokenRefusals(as: AuthorizationServer): string[] {
 async function checkCase(c: CaseRun, cc: CaseChannel, retrying: Map<string, Set<string>>, verbose: boolean): Promise<string[] | undefined> {
   const { tc, failures } = c
   const running = c.running!
-  failures.push(...(await check(tc.expect, { api: c.api, as: c.as, store: running.store, channel: cc.channel, logLines: c.logLines, out: c.dirs.out, sandbox: cc.sandbox, recording: cc.recording, clientIds: cc.clientIds, retrying })))
+  failures.push(...(await check(tc.expect, { api: c.api, as: c.as, store: running.store, channel: cc.channel, logLines: c.logLines, out: c.dirs.out, sandbox: cc.sandbox, recording: cc.recording, clientIds: cc.clientIds, tenants: cc.tenants, retrying })))
   if (tc.expect.mllp) failures.push(...(c.mllp.size ? checkMllp(tc.expect.mllp, c.mllp) : ['expect.mllp: the channel has no mllp destination']))
-  const trace = verbose ? formatMessagePaths(await messagePaths(running.store, cc.channel, cc.recording), cc.channel).map(scrubSecrets) : undefined
+  const trace = verbose ? formatMessagePaths(await messagePaths(running.store, cc.channel, cc.recording, retrying), cc.channel).map(scrubSecrets) : undefined
   failures.push(...keptUrlHints(failures, c.keptUrls))
   if (failures.length) failures.push(...tokenRefusals(c.as))
   return trace
@@ -731,7 +798,9 @@ async function runCase(file: TestFile, rawChannel: Record<string, any>, tc: Test
 const pick = (actual: Record<string, unknown>, expected: Record<string, unknown>) => Object.fromEntries(Object.keys(expected).map((k) => [k, actual[k]]))
 
 interface CheckContext {
-  api: EmbeddedApi; as: AuthorizationServer; store: MessageStore; channel: LoadedChannel; logLines: string[]; out: string; sandbox: ChannelSandbox; recording: Recording; clientIds: Record<string, string>
+  api: EmbeddedApi; as: AuthorizationServer; store: MessageStore; channel: LoadedChannel; logLines: string[]; out: string; sandbox: ChannelSandbox; recording: Recording
+  /** Each OAuth credential's client id and tenant, by credential name: a token request is a credential's when it came from that client to that tenant. */
+  clientIds: Record<string, string>; tenants: Record<string, string>
   /** The deliveries that were waiting for their next attempt when the steps ended (see retryingDeliveries). */
   retrying: Map<string, Set<string>>
 }
@@ -793,7 +862,8 @@ function checkTokenRequest(t: TokenExpectation, at: string, ctx: CheckContext): 
   if (t.credential !== undefined) {
     const id = ctx.clientIds[t.credential]
     if (id === undefined) return [`${at}.credential: the channel has no OAuth credential "${t.credential}"`]
-    all = all.filter((r) => r.clientId === id)
+    const tenant = ctx.tenants[t.credential]
+    all = all.filter((r) => r.clientId === id && r.tenant === tenant)
   }
   const refused = all.filter((r) => r.status >= 400)
   if (t.count !== undefined && all.length !== t.count) f.push(`${at}.count: ${all.length} token requests, expected ${t.count}`)

@@ -34,10 +34,11 @@ const tokenFailure: JsonSchema = {
   type: 'object', additionalProperties: false, required: ['status'],
   properties: {
     status: { type: 'integer', minimum: 400, maximum: 599, description: 'Status the token endpoint answers.' },
+    credential: { type: 'string', minLength: 1, description: 'Only the token requests of this credential, by its name in the channel (and of a credential of the same client id at the same token endpoint, which the provider cannot tell from it); default: whichever credential asks.' },
     count: { type: 'integer', minimum: 1, default: 1, description: 'How many token requests fail.' },
     retryAfter: { type: 'integer', minimum: 0, description: 'Retry-After (seconds).' },
     delayMs: { type: 'integer', minimum: 0, description: 'Answer this late.' },
-    body: { type: 'string', description: 'Raw body (default: an OAuth error for the status).' },
+    body: { type: 'string', description: 'Raw body. Default: the OAuth error a token endpoint answers with the status (RFC 6749 §5.2): `{"error":"invalid_client"}` for 401, `{"error":"temporarily_unavailable"}` for 5xx, else `{"error":"invalid_request"}`.' },
   },
 }
 
@@ -111,7 +112,7 @@ const step: JsonSchema = {
 const tokenExpectation: JsonSchema = {
   type: 'object', additionalProperties: false,
   properties: {
-    credential: { type: 'string', minLength: 1, description: 'Only the requests of this credential, by its name in the channel (`crm`, not its client id; the server tells credentials apart by their client id, so two credentials with one client id count together); default all.' },
+    credential: { type: 'string', minLength: 1, description: 'Only the requests of this credential, by its name in the channel (`crm`, not its client id); default all. Each token endpoint (or issuer) the channel names is a tenant of the embedded server with clients of its own, so one client id at two endpoints is two clients; two credentials of one client id at one endpoint count together, as the provider cannot tell them apart.' },
     count: { type: 'integer', minimum: 0, description: 'How many. Without it, grant, authMethod, scope and assertion also require at least one request to check (accepted ones for authMethod and scope).' },
     grant: { type: 'string', description: 'Grant type every one used (client_credentials, urn:ietf:params:oauth:grant-type:jwt-bearer, refresh_token).' },
     authMethod: { type: 'string', description: 'Client authentication every accepted one used (client_secret_basic, client_secret_post, private_key_jwt, none…).' },
@@ -219,7 +220,7 @@ export const testFileSchema: JsonSchema = {
             description: 'Registration changes for this case only, merged per credential over the file\'s (e.g. a rotated secret, fewer scopes).',
             properties: { clients: { type: 'object', additionalProperties: clientRegistration, description: 'Per credential name.' } },
           },
-          tokenFailures: { type: 'array', items: tokenFailure, description: 'Token endpoint faults, in order, before it answers normally.' },
+          tokenFailures: { type: 'array', items: tokenFailure, description: 'Token endpoint faults, in order, before it answers normally: a token request gets the first fault left that applies to it (every request, or its `credential`\'s).' },
           steps: { type: 'array', minItems: 1, items: step, description: 'What happens, in order.' },
           expect: { ...expectation, description: 'What must hold once the steps have run and the channel is idle or waits on an outage.' },
         },
@@ -273,7 +274,7 @@ export interface TestCase {
   api?: ApiRoute[]
   mllp?: MllpScript
   server?: { clients?: Record<string, ClientRegistration> }
-  tokenFailures?: Array<{ status: number; count: number; retryAfter?: number; delayMs?: number; body?: string }>
+  tokenFailures?: Array<{ status: number; credential?: string; count: number; retryAfter?: number; delayMs?: number; body?: string }>
   steps: Step[]
   expect: Expectation
 }

@@ -24,7 +24,7 @@ describe('broken copies of the Epic channel (channels/broken)', () => {
     const { code, out } = await runCli(['test', broken('epic-rs256-no-preset'), broken('epic-audience-issuer')])
     expect(code).toBe(1)
     // A refused client is an outage: the message waits (retrying), the credential failing fast with the server's reason.
-    expect(out).toMatch(/✗ .*message 1: status retrying, expected delivered \(epic-fhir: ERR_OAUTH_FAIL_FAST: credential "epic" is failing: token endpoint http:\/\/127\.0\.0\.1:\d+\/token answered 401 invalid_client: client assertion: alg RS256 not allowed for this client/)
+    expect(out).toMatch(/✗ .*message 1: status retrying, expected delivered \(epic-fhir: ERR_OAUTH_FAIL_FAST: credential "epic" is failing: token endpoint http:\/\/127\.0\.0\.1:\d+\/tenants\/epic\/token answered 401 invalid_client: client assertion: alg RS256 not allowed for this client/)
     expect(out).toMatch(/✗ .*answered 401 invalid_client: client assertion: aud must be the token endpoint/)
     expect(out.trimEnd().split('\n').at(-1)).toBe('0 passed, 2 failed')
   })

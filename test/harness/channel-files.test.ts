@@ -100,7 +100,7 @@ describe('tokenRequests expectations over no requests', () => {
   it('"authMethod" and "scope" fail when every token request was refused', async () => {
     const t = write('inline/refused.test.json', {
       channel: ch, api, server: { clients: { crm: { secret: 'test-material:rotated' } } },
-      cases: [{ name: 'refused', steps: [{ send: { body: { id: 1 } } }], expect: { messages: [{ status: 'error' }], tokenRequests: { authMethod: 'client_secret_post', scope: 'orders' } } }],
+      cases: [{ name: 'refused', steps: [{ send: { body: { id: 1 } } }], expect: { messages: [{ status: 'retrying' }], tokenRequests: { authMethod: 'client_secret_post', scope: 'orders' } } }],
     })
     const [f] = await failures(t)
     expect(f!.slice(0, 2)).toEqual([
@@ -119,7 +119,7 @@ describe('server.clients', () => {
   it('a registration restricts the credential it names', async () => {
     const t = write('clients/right.test.json', { channel: ch, api, server: { clients: { crm: { scopes: ['orders.read'] } } }, cases: [registered] })
     const [f] = await failures(t)
-    expect(f![0]).toMatch(/^message 1: status error, expected delivered .*invalid_scope/)
+    expect(f![0]).toMatch(/^message 1: status retrying, expected delivered .*invalid_scope/)
   })
 
   it('a name the channel has no OAuth credential for (the file\'s or a case\'s) fails the case at its JSON pointer, naming those it has', async () => {
@@ -127,7 +127,7 @@ describe('server.clients', () => {
       channel: ch, api, server: { clients: { cmr: { scopes: ['orders.read'] } } },
       cases: [registered, { ...registered, name: 'case typo', server: { clients: { 'c/rm': { secret: 'x' } } } }],
     })
-    const problem = (at: string, name: string) => `${t}#${at}: the channel has no OAuth credential "${name}" (its OAuth credentials: "crm")`
+    const problem = (at: string, name: string) => `${t}#${at}: the channel has no OAuth credential "${name}"; did you mean "crm"? (its OAuth credentials: "crm")`
     expect(await failures(t)).toEqual([
       [problem('/server/clients/cmr', 'cmr')],
       [problem('/server/clients/cmr', 'cmr'), problem('/cases/1/server/clients/c~1rm', 'c/rm')],

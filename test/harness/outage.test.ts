@@ -38,7 +38,7 @@ describe('weir test: a message waiting on a credential outage', () => {
   it('a case expecting error fails with the status and the last attempt\'s error', async () => {
     const result = await runChannelTest(testFile('error.test.json', [{ name: 'expects error', ...refused, expect: { messages: [{ status: 'error' }, { status: 'queued' }] } }]))
     const [failure, ...rest] = result.cases[0]!.failures
-    expect(failure).toMatch(/^message 1: status retrying, expected error \(api: ERR_OAUTH_FAIL_FAST: credential "crm" is failing: token endpoint http:\/\/127\.0\.0\.1:\d+\/token answered 401 invalid_client: client secret mismatch/)
+    expect(failure).toMatch(/^message 1: status retrying, expected error \(api: ERR_OAUTH_FAIL_FAST: credential "crm" is failing: token endpoint http:\/\/127\.0\.0\.1:\d+\/tenants\/crm\/token answered 401 invalid_client: client secret mismatch/)
     expect(rest).toEqual(['token endpoint refused weir-test-orders: invalid_client: client secret mismatch'])
   })
 

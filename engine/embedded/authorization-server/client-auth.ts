@@ -1,7 +1,7 @@
 import type { IncomingMessage } from 'node:http'
 import { decodeJwt, decodeProtectedHeader } from 'jose'
 import { formDecode, peerThumbprint } from './http.ts'
-import { CLIENT_ASSERTION_TYPE, JWT_BEARER, OAuthFailure, type ClientRegistry, type ServerState } from './state.ts'
+import { CLIENT_ASSERTION_TYPE, JWT_BEARER, OAuthFailure, type ClientRegistry, type ServerState, type Tenant } from './state.ts'
 import type { ClientAuthMethod, RegisteredClient } from './types.ts'
 import { verifyAssertion } from './verify.ts'
 
@@ -36,7 +36,7 @@ function basicAuth(clients: ClientRegistry, basic: string, form: URLSearchParams
 }
 
 /** private_key_jwt and client_secret_jwt (RFC 7523 §2.2): a signed client assertion. */
-async function assertionAuth(st: ServerState, form: URLSearchParams, invalid: Invalid): Promise<Authenticated> {
+async function assertionAuth(st: ServerState, tenant: Tenant, form: URLSearchParams, invalid: Invalid): Promise<Authenticated> {
   if (form.get('client_assertion_type') !== CLIENT_ASSERTION_TYPE) throw invalid(`client_assertion_type must be ${CLIENT_ASSERTION_TYPE}`)
   const jwt = form.get('client_assertion')!
   let sub: unknown
@@ -46,13 +46,13 @@ async function assertionAuth(st: ServerState, form: URLSearchParams, invalid: In
     throw invalid('client assertion: not a JWT')
   }
   const id = form.get('client_id') ?? (typeof sub === 'string' ? sub : undefined)
-  const client = id ? st.clients.get(id) : undefined
+  const client = id ? tenant.clients.get(id) : undefined
   if (!client) throw invalid('unknown client')
   if (client.authMethod !== 'private_key_jwt' && client.authMethod !== 'client_secret_jwt') throw invalid(`client is registered for ${client.authMethod}, not a client assertion`)
   const alg = String(decodeProtectedHeader(jwt).alg)
   const method = alg === 'HS256' ? 'client_secret_jwt' : 'private_key_jwt'
   if (method !== client.authMethod && !(client.allowedAlgs?.includes(alg))) throw invalid(`client assertion: alg ${alg} not allowed for this client`)
-  await verifyAssertion(st, jwt, client, { iss: client.clientId, sub: client.clientId, what: 'client assertion', error: 'invalid_client' })
+  await verifyAssertion(st, tenant, jwt, client, { iss: client.clientId, sub: client.clientId, what: 'client assertion', error: 'invalid_client' })
   return { client, method: client.authMethod }
 }
 
@@ -75,22 +75,22 @@ function tlsAuth(req: IncomingMessage, client: RegisteredClient, invalid: Invali
   return { client, method: 'tls_client_auth' }
 }
 
-/** RFC 6749 §2.3: identifies and authenticates the client; credentials must come in exactly one place. */
-export async function authenticate(st: ServerState, req: IncomingMessage, form: URLSearchParams, grant: string | null): Promise<Authenticated> {
+/** RFC 6749 §2.3: identifies and authenticates the client among those of `tenant`; credentials must come in exactly one place. */
+export async function authenticate(st: ServerState, tenant: Tenant, req: IncomingMessage, form: URLSearchParams, grant: string | null): Promise<Authenticated> {
   const authz = req.headers.authorization
   const basic = authz && /^basic /i.test(authz) ? authz.slice(6).trim() : undefined
   const places = [basic !== undefined, form.has('client_secret'), form.has('client_assertion')].filter(Boolean).length
   if (places > 1) throw new OAuthFailure(400, 'invalid_request', 'client credentials sent in more than one place (RFC 6749 §2.3)')
   const invalid: Invalid = (d) => new OAuthFailure(401, 'invalid_client', d, basic !== undefined ? { 'www-authenticate': 'Basic realm="weir"' } : {})
-  if (basic !== undefined) return basicAuth(st.clients, basic, form, invalid)
-  if (form.has('client_assertion')) return assertionAuth(st, form, invalid)
+  if (basic !== undefined) return basicAuth(tenant.clients, basic, form, invalid)
+  if (form.has('client_assertion')) return assertionAuth(st, tenant, form, invalid)
   const id = form.get('client_id')
-  if (form.has('client_secret')) return postAuth(st.clients, id, form, invalid)
+  if (form.has('client_secret')) return postAuth(tenant.clients, id, form, invalid)
   if (!id) {
     if (grant === JWT_BEARER) return {}
     throw invalid('no client authentication and no client_id')
   }
-  const client = st.clients.get(id)
+  const client = tenant.clients.get(id)
   if (!client) throw invalid('unknown client')
   if (client.authMethod === 'tls_client_auth') return tlsAuth(req, client, invalid)
   if (client.authMethod !== 'none') throw invalid(`client is registered for ${client.authMethod}, but sent no credentials`)

@@ -1,6 +1,6 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto'
 import { SignJWT, decodeJwt, type JWTPayload } from 'jose'
-import { JWT_BEARER, OAuthFailure, type CodeEntry, type GrantFamily, type RefreshEntry, type ServerState } from './state.ts'
+import { JWT_BEARER, OAuthFailure, type CodeEntry, type GrantFamily, type RefreshEntry, type ServerState, type Tenant } from './state.ts'
 import type { GrantKind, RecordedTokenRequest, RegisteredClient } from './types.ts'
 import { verifyAssertion } from './verify.ts'
 
@@ -31,8 +31,8 @@ function clientCredentialsGrant(client: RegisteredClient | undefined, form: URLS
   return { client, sub: client.clientId, scope: checkScopes(client, form.get('scope')) }
 }
 
-/** jwt-bearer (RFC 7523 §2.1): the assertion's subject; an unauthenticated client is found by the assertion's issuer. */
-async function jwtBearerGrant(st: ServerState, authClient: RegisteredClient | undefined, form: URLSearchParams, record: RecordedTokenRequest): Promise<GrantOutcome> {
+/** jwt-bearer (RFC 7523 §2.1): the assertion's subject; an unauthenticated client is found (at `tenant`) by the assertion's issuer. */
+async function jwtBearerGrant(st: ServerState, tenant: Tenant, authClient: RegisteredClient | undefined, form: URLSearchParams, record: RecordedTokenRequest): Promise<GrantOutcome> {
   const assertion = form.get('assertion')
   if (!assertion) throw new OAuthFailure(400, 'invalid_request', 'assertion is required')
   let claims: JWTPayload
@@ -43,18 +43,18 @@ async function jwtBearerGrant(st: ServerState, authClient: RegisteredClient | un
   }
   let client = authClient
   if (!client) {
-    client = st.clients.byAssertionIssuer(claims.iss)
+    client = tenant.clients.byAssertionIssuer(claims.iss)
     if (!client) throw new OAuthFailure(400, 'invalid_grant', 'assertion: unknown issuer')
     record.clientId = client.clientId
   }
-  const verified = await verifyAssertion(st, assertion, client, { iss: client.assertionIssuer ?? client.clientId, what: 'assertion', error: 'invalid_grant' })
+  const verified = await verifyAssertion(st, tenant, assertion, client, { iss: client.assertionIssuer ?? client.clientId, what: 'assertion', error: 'invalid_grant' })
   return { client, sub: String(verified.sub), scope: checkScopes(client, form.get('scope') ?? (typeof verified.scope === 'string' ? verified.scope : null)) }
 }
 
-/** refresh_token (RFC 6749 §6): at most the original scope; a spent (rotated) token is invalid_grant. */
-function refreshTokenGrant(st: ServerState, client: RegisteredClient | undefined, form: URLSearchParams): GrantOutcome {
+/** refresh_token (RFC 6749 §6): a token `tenant` issued, for at most its original scope; a spent (rotated) token is invalid_grant. */
+function refreshTokenGrant(st: ServerState, tenant: Tenant, client: RegisteredClient | undefined, form: URLSearchParams): GrantOutcome {
   if (!client) throw new OAuthFailure(401, 'invalid_client', 'client authentication required')
-  const entry = st.refreshTokens.get(form.get('refresh_token') ?? '')
+  const entry = tenant.refreshTokens.get(form.get('refresh_token') ?? '')
   if (!entry || entry.clientId !== client.clientId) throw new OAuthFailure(400, 'invalid_grant', 'unknown refresh token')
   if (entry.spent) {
     st.spentUses++
@@ -74,10 +74,10 @@ function revokeFamily(st: ServerState, family: GrantFamily): void {
   for (const jti of family.issuedJti) st.revokedJti.add(jti)
 }
 
-/** Revokes every token issued from `code`: a code presented twice may have been stolen (RFC 6749 §4.1.2). */
-function revokeDescendants(st: ServerState, code: CodeEntry): void {
+/** Revokes every token issued from `code` (at `tenant`): a code presented twice may have been stolen (RFC 6749 §4.1.2). */
+function revokeDescendants(st: ServerState, tenant: Tenant, code: CodeEntry): void {
   for (const jti of code.issuedJti) st.revokedJti.add(jti)
-  for (const e of st.refreshTokens.values()) if (e.code === code) e.revoked = true
+  for (const e of tenant.refreshTokens.values()) if (e.code === code) e.revoked = true
 }
 
 /**
@@ -85,12 +85,12 @@ function revokeDescendants(st: ServerState, code: CodeEntry): void {
  * client, the same redirect URI, and the PKCE verifier of its challenge. The code is spent by the
  * first exchange that names it, whatever the outcome; a second one revokes what the first obtained.
  */
-export function authorizationCodeGrant(st: ServerState, client: RegisteredClient | undefined, form: URLSearchParams): GrantOutcome {
+export function authorizationCodeGrant(st: ServerState, tenant: Tenant, client: RegisteredClient | undefined, form: URLSearchParams): GrantOutcome {
   if (!client) throw new OAuthFailure(401, 'invalid_client', 'client authentication required')
-  const entry = st.codes.get(form.get('code') ?? '')
+  const entry = tenant.codes.get(form.get('code') ?? '')
   if (!entry || entry.clientId !== client.clientId) throw new OAuthFailure(400, 'invalid_grant', 'unknown authorization code')
   if (entry.used) {
-    revokeDescendants(st, entry)
+    revokeDescendants(st, tenant, entry)
     throw new OAuthFailure(400, 'invalid_grant', 'authorization code already used; the tokens issued for it are revoked')
   }
   entry.used = true
@@ -102,13 +102,13 @@ export function authorizationCodeGrant(st: ServerState, client: RegisteredClient
   return { client, sub: entry.sub, scope: entry.scope, code: entry, firstRefresh: true }
 }
 
-/** Runs the handler of `grant` and checks that the client may use it. */
-export async function runGrant(st: ServerState, grant: string, authClient: RegisteredClient | undefined, form: URLSearchParams, record: RecordedTokenRequest): Promise<GrantOutcome> {
+/** Runs the handler of `grant` at `tenant` and checks that the client may use it. */
+export async function runGrant(st: ServerState, tenant: Tenant, grant: string, authClient: RegisteredClient | undefined, form: URLSearchParams, record: RecordedTokenRequest): Promise<GrantOutcome> {
   let outcome: GrantOutcome
   if (grant === 'client_credentials') outcome = clientCredentialsGrant(authClient, form)
-  else if (grant === JWT_BEARER) outcome = await jwtBearerGrant(st, authClient, form, record)
-  else if (grant === 'refresh_token') outcome = refreshTokenGrant(st, authClient, form)
-  else if (grant === 'authorization_code') outcome = authorizationCodeGrant(st, authClient, form)
+  else if (grant === JWT_BEARER) outcome = await jwtBearerGrant(st, tenant, authClient, form, record)
+  else if (grant === 'refresh_token') outcome = refreshTokenGrant(st, tenant, authClient, form)
+  else if (grant === 'authorization_code') outcome = authorizationCodeGrant(st, tenant, authClient, form)
   else throw new OAuthFailure(400, 'unsupported_grant_type', `grant_type ${grant} is not supported`)
   const grantKind: GrantKind = grant === JWT_BEARER ? 'jwt_bearer' : (grant as GrantKind)
   if (outcome.client.grants && !outcome.client.grants.includes(grantKind)) throw new OAuthFailure(400, 'unauthorized_client', `grant ${grantKind} not allowed for this client`)
@@ -127,37 +127,38 @@ export function tokenAudience(issuer: string, client: RegisteredClient, form: UR
   return resources.length ? (resources.length === 1 ? resources[0]! : resources) : audience ?? `${issuer}/api`
 }
 
-async function issueAccessToken(st: ServerState, client: RegisteredClient, claims: { sub: string; scope: string; aud: string | string[]; cnf?: Record<string, string> }) {
+async function issueAccessToken(st: ServerState, tenant: Tenant, client: RegisteredClient, claims: { sub: string; scope: string; aud: string | string[]; cnf?: Record<string, string> }) {
   const t = Math.floor(st.now() / 1000)
   const life = client.tokenLifetimeSec ?? st.lifetimeSec
   const jti = randomUUID()
   st.issuedJti.add(jti)
   const jwt = await new SignJWT({ client_id: client.clientId, scope: claims.scope || undefined, ...(claims.cnf ? { cnf: claims.cnf } : {}) })
     .setProtectedHeader({ alg: 'ES256', kid: st.signing.kid, typ: 'at+jwt' })
-    .setIssuer(st.issuer).setSubject(claims.sub).setAudience(claims.aud).setIssuedAt(t).setExpirationTime(t + life).setJti(jti)
+    .setIssuer(tenant.issuer).setSubject(claims.sub).setAudience(claims.aud).setIssuedAt(t).setExpirationTime(t + life).setJti(jti)
     .sign(st.signing.key)
   return { jwt, life, jti }
 }
 
-/** The refresh token a grant hands out: a rotation of the spent one, or the first one of a redeemed code (if the client may refresh). */
-function nextRefreshToken(st: ServerState, outcome: GrantOutcome): string | undefined {
+/** The refresh token a grant at `tenant` hands out: a rotation of the spent one, or the first one of a redeemed code (if the client may refresh). */
+function nextRefreshToken(tenant: Tenant, outcome: GrantOutcome): string | undefined {
   const { client, sub, spendRefresh, code } = outcome
   const first = outcome.firstRefresh && (!client.grants || client.grants.includes('refresh_token'))
   if (!spendRefresh && !first) return undefined
   if (spendRefresh) spendRefresh.spent = true
   const token = randomBytes(24).toString('base64url')
-  st.refreshTokens.set(token, { clientId: client.clientId, scope: spendRefresh?.scope ?? outcome.scope, sub, spent: false, revoked: false, family: outcome.family ?? (outcome.family = { revoked: false, issuedJti: [] }), ...(code ? { code } : {}) })
+  tenant.refreshTokens.set(token, { clientId: client.clientId, scope: spendRefresh?.scope ?? outcome.scope, sub, spent: false, revoked: false, family: outcome.family ?? (outcome.family = { revoked: false, issuedJti: [] }), ...(code ? { code } : {}) })
   return token
 }
 
 /**
- * The successful token response (RFC 6749 §5.1): a JWT access token bound to `cnf` (DPoP key,
- * client certificate), and a new refresh token when the grant spent one or redeemed a code.
+ * The successful token response (RFC 6749 §5.1) of `tenant`: a JWT access token (its issuer the
+ * tenant's) bound to `cnf` (DPoP key, client certificate), and a new refresh token when the grant
+ * spent one or redeemed a code.
  */
-export async function issueTokens(st: ServerState, outcome: GrantOutcome, aud: string | string[], cnf: Record<string, string>): Promise<Record<string, unknown>> {
+export async function issueTokens(st: ServerState, tenant: Tenant, outcome: GrantOutcome, aud: string | string[], cnf: Record<string, string>): Promise<Record<string, unknown>> {
   const { client, sub, scope } = outcome
-  const refreshOut = nextRefreshToken(st, outcome)
-  const { jwt, life, jti } = await issueAccessToken(st, client, { sub, scope, aud, ...(Object.keys(cnf).length ? { cnf } : {}) })
+  const refreshOut = nextRefreshToken(tenant, outcome)
+  const { jwt, life, jti } = await issueAccessToken(st, tenant, client, { sub, scope, aud, ...(Object.keys(cnf).length ? { cnf } : {}) })
   outcome.code?.issuedJti.push(jti)
   outcome.family?.issuedJti.push(jti)
   st.seen.add(jwt)

@@ -53,7 +53,7 @@ export function asKeySet(jwks: RegisteredClient['jwks']): { keys: JWK[] } {
   return 'keys' in jwks && Array.isArray(jwks.keys) ? (jwks as { keys: JWK[] }) : { keys: [jwks as JWK] }
 }
 
-/** The registered clients, by client id and by the issuer of their jwt-bearer assertions. */
+/** The clients registered at one token endpoint (the server's or a tenant's), by client id and by the issuer of their jwt-bearer assertions. */
 export class ClientRegistry {
   readonly #clients = new Map<string, RegisteredClient>()
   register(client: RegisteredClient): void {
@@ -79,17 +79,18 @@ export function allowedAlgs(client: RegisteredClient): string[] {
   return fromKeys.length ? fromKeys : ASYMMETRIC
 }
 
-/** Injected token-endpoint failures, answered in order, each `count` times. */
+/** Injected token-endpoint failures, answered in order, each `count` times, to the requests each applies to. */
 export class FailureQueue {
   readonly #failures: FailureSpec[] = []
   add(f: FailureSpec): void {
     this.#failures.push({ ...f })
   }
-  /** The failure the next token request gets, if any (counted as used). */
-  take(): FailureSpec | undefined {
-    const failure = this.#failures[0]
+  /** The failure a token request at `tenant` (undefined: the server's own endpoint) from `clientId` gets, if any (counted as used). */
+  take(request: { tenant?: string | undefined; clientId?: string | undefined }): FailureSpec | undefined {
+    const i = this.#failures.findIndex((f) => (f.tenant === undefined || f.tenant === request.tenant) && (f.clientId === undefined || f.clientId === request.clientId))
+    const failure = this.#failures[i]
     if (!failure) return undefined
-    if ((failure.count ?? 1) <= 1) this.#failures.shift()
+    if ((failure.count ?? 1) <= 1) this.#failures.splice(i, 1)
     else failure.count = (failure.count ?? 1) - 1
     return failure
   }
@@ -137,19 +138,40 @@ export interface CodeEntry {
   issuedJti: string[]
 }
 
+/**
+ * One token endpoint of the server and what is registered and issued at it: the server's own, or a
+ * tenant's under `/tenants/<name>`. A request's client id, refresh token or code is looked up at
+ * the endpoint it came to, so one client id can be two clients at two tenants.
+ */
+export interface Tenant {
+  /** Undefined for the server's own endpoint. */
+  name?: string
+  issuer: string
+  tokenUrl: string
+  authorizationUrl: string
+  clients: ClientRegistry
+  refreshTokens: Map<string, RefreshEntry>
+  /** Authorization codes by value. */
+  codes: Map<string, CodeEntry>
+}
+
+/** A tenant at `url` (the server's own when `name` is undefined): its URLs, no clients, no tokens. */
+export function newTenant(url: string, name?: string): Tenant {
+  const issuer = name === undefined ? url : `${url}/tenants/${encodeURIComponent(name)}`
+  return { ...(name !== undefined ? { name } : {}), issuer, tokenUrl: `${issuer}/token`, authorizationUrl: `${issuer}/authorize`, clients: new ClientRegistry(), refreshTokens: new Map(), codes: new Map() }
+}
+
 /** Everything the server's handlers share. */
 export interface ServerState {
   options: AuthorizationServerOptions
   now: () => number
   toleranceMs: number
   lifetimeSec: number
-  issuer: string
-  tokenUrl: string
+  /** The server's own endpoint (its issuer is the server's URL). */
+  root: Tenant
+  /** The tenants by name. */
+  tenants: Map<string, Tenant>
   signing: { key: CryptoKey; kid: string; publicJwk: JWK; jwks: ReturnType<typeof createLocalJWKSet> }
-  clients: ClientRegistry
-  refreshTokens: Map<string, RefreshEntry>
-  /** Authorization codes by value. */
-  codes: Map<string, CodeEntry>
   assertionJti: JtiMemory
   proofJti: JtiMemory
   issuedJti: Set<string>
@@ -163,3 +185,6 @@ export interface ServerState {
   /** JWK Sets of clients registered by `jwksUri`. */
   remoteJwks: RemoteKeySets
 }
+
+/** The server's own endpoint and every tenant. */
+export const everyTenant = (st: ServerState): Tenant[] => [st.root, ...st.tenants.values()]

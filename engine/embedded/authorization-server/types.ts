@@ -54,19 +54,29 @@ export interface RegisteredClient {
 
 export interface FailureSpec {
   status: number
+  /** Only token requests at this tenant's endpoint (see AuthorizationServer.tenant); default: at any endpoint. */
+  tenant?: string
+  /** Only token requests of this client id (as the request names it, before authentication); default: any client. */
+  clientId?: string
   /** How many token requests fail (default 1). */
   count?: number
   /** Delay before answering (ms). */
   delayMs?: number
   /** Retry-After header value (seconds or HTTP date). */
   retryAfter?: string | number
-  /** Raw body (default `{"error":"temporarily_unavailable"}` for 5xx, else `{"error":"invalid_request"}`). */
+  /**
+   * Raw body. Default: `{"error":"temporarily_unavailable"}` for 5xx, `{"error":"invalid_client"}` for
+   * 401 (what a token endpoint answers a client it cannot authenticate, RFC 6749 §5.2), else
+   * `{"error":"invalid_request"}`.
+   */
   body?: string
   contentType?: string
 }
 
 export interface RecordedTokenRequest {
   at: number
+  /** The tenant whose token endpoint received it; absent for the server's own (`tokenUrl`). */
+  tenant?: string
   clientId?: string
   grant?: string
   authMethod?: string
@@ -135,6 +145,14 @@ export interface ProtectedApi {
   close(): Promise<void>
 }
 
+/** Where a tenant of the server answers: its issuer and endpoints, under `/tenants/<name>`. */
+export interface TenantEndpoints {
+  name: string
+  issuer: string
+  tokenUrl: string
+  authorizationUrl: string
+}
+
 export interface AuthorizationServer {
   url: string
   issuer: string
@@ -142,13 +160,22 @@ export interface AuthorizationServer {
   /** The authorization endpoint (GET): consents at once as the client's `consent` says, and redirects with a one-time code. */
   authorizationUrl: string
   jwksUrl: string
-  registerClient(client: RegisteredClient): void
-  /** Issues a refresh token (as if a user had consented) for the refresh_token grant. */
-  issueRefreshToken(clientId: string, options?: { scope?: string; sub?: string }): string
+  /**
+   * A tenant of the server (created on first use), as a multi-tenant provider has them: an issuer,
+   * token and authorization endpoints and metadata of its own under `/tenants/<name>`, and clients,
+   * refresh tokens and codes of its own, so that one client id can be registered at two tenants
+   * with different secrets or keys. Tenants share the signing key and the JWKS.
+   */
+  tenant(name: string): TenantEndpoints
+  /** Registers a client with the server itself, or with `options.tenant` (replacing one of the same client id there). */
+  registerClient(client: RegisteredClient, options?: { tenant?: string }): void
+  /** Issues a refresh token (as if a user had consented) for the refresh_token grant, at the server or at `options.tenant`. */
+  issueRefreshToken(clientId: string, options?: { scope?: string; sub?: string; tenant?: string }): string
+  /** Queues an injected failure: the token requests it applies to (by `tenant`, `clientId`) get the queued failures in order, each `count` times. */
   setFailure(failure: FailureSpec): void
   /** Every token request, in order. */
   requests: RecordedTokenRequest[]
-  /** Token requests per client and grant (all outcomes). */
+  /** Token requests per client id and grant (all outcomes; one client id at several tenants counts together). */
   counts(): { total: number; byClient: Record<string, Record<string, number>> }
   /** How often a spent (rotated) refresh token was presented. */
   spentRefreshTokenUses(): number
@@ -156,7 +183,7 @@ export interface AuthorizationServer {
   jwksFetches(): number
   /** Every credential value the server received or issued (secrets, assertions, proofs, tokens), for leak tests. */
   secretsSeen(): string[]
-  /** Revokes every access and refresh token issued so far. */
+  /** Revokes every access and refresh token issued so far (at every tenant). */
   revokeAll(): void
   /** Rotates the DPoP nonce; returns the new one. */
   rotateDpopNonce(): string

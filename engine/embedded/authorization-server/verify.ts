@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import { calculateJwkThumbprint, compactVerify, createLocalJWKSet, decodeJwt, decodeProtectedHeader, importJWK, jwtVerify, type JWK, type JWTPayload } from 'jose'
-import { ASYMMETRIC, AccessDenied, OAuthFailure, allowedAlgs, asKeySet, type ServerState } from './state.ts'
+import { ASYMMETRIC, AccessDenied, OAuthFailure, allowedAlgs, asKeySet, everyTenant, type ServerState, type Tenant } from './state.ts'
 import type { RegisteredClient, VerifiedAccess } from './types.ts'
 
 /** The keys at a client's jwks_uri (cached; refetched on an unknown kid); a failed fetch refuses the assertion. */
@@ -12,8 +12,8 @@ async function remoteKeys(st: ServerState, uri: string, kid: unknown, fail: (d: 
   }
 }
 
-/** Verifies a client assertion or jwt-bearer assertion; returns its claims. */
-export async function verifyAssertion(st: ServerState, jwt: string, client: RegisteredClient, expected: { iss: string; sub?: string; what: string; error: string }): Promise<JWTPayload> {
+/** Verifies a client assertion or jwt-bearer assertion sent to `tenant`'s token endpoint; returns its claims. */
+export async function verifyAssertion(st: ServerState, tenant: Tenant, jwt: string, client: RegisteredClient, expected: { iss: string; sub?: string; what: string; error: string }): Promise<JWTPayload> {
   const fail = (d: string) => new OAuthFailure(expected.error === 'invalid_client' ? 401 : 400, expected.error, `${expected.what}: ${d}`)
   let header: ReturnType<typeof decodeProtectedHeader>
   try {
@@ -42,7 +42,7 @@ export async function verifyAssertion(st: ServerState, jwt: string, client: Regi
   if (expected.sub !== undefined && c.sub !== expected.sub) throw fail('sub must be the client_id')
   if (typeof c.sub !== 'string') throw fail('sub is required')
   const auds = Array.isArray(c.aud) ? c.aud : c.aud === undefined ? [] : [c.aud]
-  const accepted = client.assertionAudiences ?? (client.acceptIssuerAudience ? [st.tokenUrl, st.issuer] : [st.tokenUrl])
+  const accepted = client.assertionAudiences ?? (client.acceptIssuerAudience ? [tenant.tokenUrl, tenant.issuer] : [tenant.tokenUrl])
   if (!auds.some((a) => accepted.includes(a))) throw fail(client.assertionAudiences ? `aud must be one of ${accepted.join(', ')}` : 'aud must be the token endpoint')
   if (typeof c.exp !== 'number') throw fail('exp is required')
   const max = client.maxAssertionLifetimeSec ?? 300
@@ -52,7 +52,7 @@ export async function verifyAssertion(st: ServerState, jwt: string, client: Regi
   if (typeof c.nbf === 'number' && c.nbf * 1000 > t + st.toleranceMs) throw fail('nbf is in the future')
   if (typeof c.jti !== 'string' || c.jti === '') {
     if (expected.what === 'client assertion') throw fail('jti is required')
-  } else if (!st.assertionJti.remember(`${client.clientId}:${c.jti}`, c.exp * 1000 + st.toleranceMs)) throw fail('jti reused')
+  } else if (!st.assertionJti.remember(JSON.stringify([tenant.name ?? null, client.clientId, c.jti]), c.exp * 1000 + st.toleranceMs)) throw fail('jti reused')
   return c
 }
 
@@ -86,7 +86,7 @@ export async function verifyDpopProof(st: ServerState, proof: string, htm: strin
   return jkt
 }
 
-/** Verifies an access token as a resource server would (signature, iss, exp, revocation, DPoP / certificate binding). */
+/** Verifies an access token as a resource server would (signature, iss (the server's or a tenant's), exp, revocation, DPoP / certificate binding). */
 export async function verifyAccessToken(st: ServerState, authorization: string | undefined, request?: { method: string; url: string; dpop?: string; certThumbprint?: string; nonce?: string }): Promise<VerifiedAccess> {
   const m = /^(Bearer|DPoP) +(\S+)$/i.exec(authorization ?? '')
   if (!m) throw new AccessDenied('invalid_request', 'no access token', 'Bearer')
@@ -94,7 +94,7 @@ export async function verifyAccessToken(st: ServerState, authorization: string |
   const token = m[2]!
   let claims: VerifiedAccess['claims']
   try {
-    ;({ payload: claims } = await jwtVerify(token, st.signing.jwks, { issuer: st.issuer, algorithms: ['ES256'], currentDate: new Date(st.now()), typ: 'at+jwt' }))
+    ;({ payload: claims } = await jwtVerify(token, st.signing.jwks, { issuer: everyTenant(st).map((t) => t.issuer), algorithms: ['ES256'], currentDate: new Date(st.now()), typ: 'at+jwt' }))
   } catch (e) {
     throw new AccessDenied('invalid_token', (e as { code?: string }).code === 'ERR_JWT_EXPIRED' ? 'token expired' : 'token verification failed', scheme)
   }
