@@ -8,14 +8,13 @@ import { escapePointer, nearest } from '../../shared/config/problems.ts'
 import type { LoadedChannel } from '../../shared/config/types.ts'
 import { ConfigError, errorCodes, formatProblem, isWeirError, type ConfigProblem } from '../../shared/errors.ts'
 import { createLogger, type Logger } from '../../shared/log/index.ts'
-import { createTokenProvider, resolveCredential, signingKeysOf, publicJwkSet, TokenCache, presetOf, createRefreshTokenStore, importRefreshToken } from '../../shared/oauth/index.ts'
+import { createTokenProvider, TokenCache } from '../../shared/oauth/index.ts'
 import type { TokenProvider } from '../../shared/oauth/types.ts'
-import type { ResolvedCredential } from '../../shared/oauth/token-endpoint.ts'
 import { createHttpClient, type HttpClient } from '../../shared/http/index.ts'
 import { openSqliteStore } from '../../shared/store/index.ts'
 import type { MessageStatus, MessageStore } from '../../shared/store/types.ts'
 import { scrubSecrets } from '../../shared/secret.ts'
-import { startAuthorizationServer, type AuthorizationServer, type RegisteredClient } from '../embedded/authorization-server.ts'
+import { startAuthorizationServer, type AuthorizationServer } from '../embedded/authorization-server.ts'
 import { startEmbeddedApi, verifiedBy, type EmbeddedApi, type ApiRoute, type RecordedRequest } from '../embedded/api.ts'
 import type { MllpReceiver } from '../embedded/mllp-receiver.ts'
 import { startChannel, type ChannelHandle } from '../runtime/index.ts'
@@ -29,6 +28,7 @@ import { checkDeliveries } from './deliveries.ts'
 import { formatMessagePaths, messagePaths } from './trace.ts'
 import { checkMllp, closeMllpReceivers, destinationsOf, mllpEncodingOf, mllpSender, startMllpReceivers, unknownMllpDestinationProblems, type MllpSendStep } from './mllp.ts'
 import { globToRegExp } from '../../components/sources/file-poller.ts'
+import { clientIdOf, importRefreshTokens, inlineCredentialsFile, originalTokenUrls, pointAtEmbedded, redirectedHttpClient, registerClients, resolveCredentials, tenantsOf, type UrlRewrite } from './embed.ts'
 
 export { containsSubset } from './match.ts'
 
@@ -42,68 +42,9 @@ export interface CaseResult {
 }
 export interface TestFileResult { file: string; channel: string; cases: CaseResult[]; durationMs: number }
 
-/** The token URL each credential names (its preset's when it names none), before the harness replaces it. */
-function originalTokenUrls(raw: Record<string, any>): Record<string, string> {
-  const out: Record<string, string> = {}
-  for (const [name, cred] of Object.entries((raw.credentials ?? {}) as Record<string, Record<string, any>>)) {
-    const url = typeof cred.tokenUrl === 'string' ? cred.tokenUrl : presetOf(cred.preset)?.tokenUrl?.(cred)
-    if (url) out[name] = url
-  }
-  return out
-}
-
-/**
- * The tenant of the embedded authorization server each OAuth credential asks for tokens, by
- * credential name: one tenant per token endpoint (or issuer) the channel names, called after the
- * first credential naming it. Credentials of one endpoint meet there as at their provider (one
- * client id is one client: tokens and a refresh token shared as in production); one client id at
- * two endpoints (two providers, two tenants of one) is two clients, each with its own secret or keys.
- */
-function tenantsOf(raw: Record<string, any>): Record<string, string> {
-  const urls = originalTokenUrls(raw)
-  const byEndpoint = new Map<string, string>()
-  const out: Record<string, string> = {}
-  for (const [name, cred] of Object.entries((raw.credentials ?? {}) as Record<string, Record<string, any>>)) {
-    if (cred.grant === 'static') continue
-    const endpoint = cred.issuer && !cred.tokenUrl ? `issuer ${String(cred.issuer)}` : urls[name] !== undefined ? `token endpoint ${urls[name]}` : `credential ${name}`
-    if (!byEndpoint.has(endpoint)) byEndpoint.set(endpoint, name)
-    out[name] = byEndpoint.get(endpoint)!
-  }
-  return out
-}
-
 const IDLE_TIMEOUT_MS = 20_000
 /** How long in-flight work may take when the channel stops at the end of a case (as a restart step allows). */
 const STOP_TIMEOUT_MS = 5000
-
-/** Where rewriteUrls points a channel's URLs, which origins it leaves as written (`keepUrls`), and which of those it met. */
-interface UrlRewrite { api: string; as: AuthorizationServer; keep: ReadonlySet<string>; kept: Set<string> }
-
-/**
- * Points every external URL of a component config at the embedded servers, keeping the path.
- * Loopback URLs too: a service listening there may be a real one (the user's own API), which a
- * case must not reach unless the test file keeps its origin (`keepUrls`).
- */
-function rewriteUrls(value: unknown, to: UrlRewrite, key = ''): unknown {
-  if (typeof value === 'string' && /^https?:\/\//.test(value)) {
-    if (key === 'jwksUrl') return to.as.jwksUrl
-    if (key === 'issuer') return to.as.issuer
-    let u: URL
-    try { u = new URL(value) } catch { return value }
-    if (to.keep.has(u.origin)) {
-      to.kept.add(u.origin)
-      return value
-    }
-    return to.api + value.slice(u.origin.length)
-  }
-  if (Array.isArray(value)) return value.map((v) => rewriteUrls(v, to))
-  if (value && typeof value === 'object') {
-    const o = value as Record<string, unknown>
-    if ('$env' in o || '$file' in o) return value
-    return Object.fromEntries(Object.entries(o).map(([k, v]) => [k, rewriteUrls(v, to, k)]))
-  }
-  return value
-}
 
 /** The origins of the test file's `keepUrls`, as URL.origin spells them (default ports dropped, host lowercased). */
 const keptOrigins = (file: TestFile): ReadonlySet<string> => new Set((file.keepUrls ?? []).map((o) => new URL(o).origin))
@@ -117,66 +58,13 @@ function keptUrlHints(failures: string[], kept: ReadonlySet<string>): string[] {
   return [...kept].map((o) => `what the channel sent to ${o} went to the service listening there, not to the embedded API: "keepUrls" keeps that origin`)
 }
 
-/** `{ "$file": … }` references made absolute against `dir` (a credentials file's own directory). */
-function absoluteFileRefs(value: unknown, dir: string): unknown {
-  if (Array.isArray(value)) return value.map((v) => absoluteFileRefs(v, dir))
-  if (value && typeof value === 'object') {
-    const o = value as Record<string, unknown>
-    if (typeof o.$file === 'string') return { ...o, $file: resolve(dir, o.$file) }
-    return Object.fromEntries(Object.entries(o).map(([k, v]) => [k, absoluteFileRefs(v, dir)]))
-  }
-  return value
-}
-
 /**
- * The channel with its "credentialsFile" merged into "credentials" (a name in both is an error, as
- * when the engine loads it), so that rewriteChannel replaces those token endpoints too: otherwise the
- * loader would read the file later and a case would send real secrets to the real provider.
- */
-async function inlineCredentialsFile(raw: Record<string, any>, channelFile: string): Promise<Record<string, any>> {
-  // None, or not a path (which the loader reports against the channel, reading no file).
-  if (typeof raw.credentialsFile !== 'string' || !raw.credentialsFile) return raw
-  const ch = structuredClone(raw)
-  delete ch.credentialsFile
-  const path = resolve(dirname(channelFile), raw.credentialsFile)
-  const name = displayPath(path)
-  let text: string
-  try {
-    text = await readFile(path, 'utf8')
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code
-    throw new ConfigError([{ file: name, pointer: '', message: code === 'ENOENT' ? 'credentials file not found' : `cannot read credentials file (${code ?? (e as Error).message})` }])
-  }
-  const shared = parseJsonWithLocation(text, name)
-  if (!shared || typeof shared !== 'object' || Array.isArray(shared)) throw new ConfigError([{ file: name, pointer: '', message: 'must be an object of named credentials' }])
-  const own = ch.credentials ?? {}
-  if (!own || typeof own !== 'object' || Array.isArray(own)) return ch // the loader reports the channel's "credentials"
-  const problems: ConfigProblem[] = []
-  for (const [cname, cred] of Object.entries(shared as Record<string, unknown>)) {
-    if (Object.hasOwn(own, cname)) problems.push({ file: displayPath(channelFile), pointer: `/credentials/${escapePointer(cname)}`, message: `credential "${cname}" is also defined in ${name}; use one` })
-    else own[cname] = absoluteFileRefs(cred, dirname(path))
-  }
-  if (problems.length) throw new ConfigError(problems)
-  ch.credentials = own
-  return ch
-}
-
-/**
- * The channel as the case runs it: token endpoints (each credential's tenant's, see tenantsOf), the
- * URLs of its source, filters and destinations, ports and directories replaced.
+ * The channel as the case runs it: pointed at the embedded servers (see pointAtEmbedded), its
+ * listener's port and its directories replaced.
  */
 function rewriteChannel(raw: Record<string, any>, to: UrlRewrite, dirs: { in: string; out: string }, mllp: ReadonlyMap<string, MllpReceiver>): Record<string, any> {
-  const { as } = to
-  const ch = structuredClone(raw)
-  const tenants = tenantsOf(raw)
-  for (const [name, cred] of Object.entries((ch.credentials ?? {}) as Record<string, Record<string, unknown>>)) {
-    if (cred.grant === 'static') continue
-    const tenant = as.tenant(tenants[name]!)
-    if (cred.issuer && !cred.tokenUrl) cred.issuer = tenant.issuer
-    else { cred.tokenUrl = tenant.tokenUrl; delete cred.issuer }
-  }
-  const src = ch.source as { type: string; config?: Record<string, unknown> }
-  src.config = rewriteUrls(src.config ?? {}, to) as Record<string, unknown>
+  const ch = pointAtEmbedded(raw, to, mllp)
+  const src = ch.source as { type: string; config: Record<string, unknown> }
   if (src.type === 'http-listener' || src.type === 'mllp-listener') Object.assign(src.config, { port: 0, host: '127.0.0.1' })
   if (src.type === 'mllp-listener') delete src.config.tls
   if (src.type === 'file-poller') {
@@ -184,42 +72,8 @@ function rewriteChannel(raw: Record<string, any>, to: UrlRewrite, dirs: { in: st
     delete src.config.doneDirectory
     delete src.config.errorDirectory
   }
-  for (const f of (ch.filters ?? []) as Array<{ type: string; config?: Record<string, unknown> }>) {
-    // A JSON Schema's "$schema", "$id" and "$ref" are names the validator matches, never fetched.
-    const { schema, ...rest } = f.config ?? {}
-    f.config = f.type === 'validate' && schema !== undefined ? { ...(rewriteUrls(rest, to) as object), schema } : rewriteUrls(f.config ?? {}, to) as Record<string, unknown>
-  }
-  for (const d of (ch.destinations ?? []) as Array<{ name: string; type: string; config?: Record<string, unknown>; retry?: Record<string, unknown> }>) {
-    d.config = rewriteUrls(d.config ?? {}, to) as Record<string, unknown>
-    if (d.type === 'file') d.config.directory = dirs.out
-    // Each mllp destination to a receiver of its own, so that a case can script and check it apart from the others.
-    const receiver = d.type === 'mllp' ? mllp.get(d.name) : undefined
-    if (receiver) {
-      Object.assign(d.config, { host: receiver.host, port: receiver.port })
-      delete d.config.tls
-    }
-  }
+  for (const d of (ch.destinations ?? []) as Array<{ type: string; config: Record<string, unknown> }>) if (d.type === 'file') d.config.directory = dirs.out
   return ch
-}
-
-/**
- * The shared HTTP client as the case's components get it: a request to an origin that is neither
- * one of the case's embedded servers (`own`) nor kept (`keepUrls`) goes to the embedded API, path
- * and query kept. This reaches the URLs no config rewrite sees: those a component builds at run
- * time (from a host name, a token response, an environment variable).
- */
-function caseHttpClient(http: HttpClient, to: UrlRewrite, own: ReadonlySet<string>): HttpClient {
-  const redirect = (url: string | URL): string | URL => {
-    let u: URL
-    try { u = new URL(url) } catch { return url } // the client reports it
-    if ((u.protocol !== 'http:' && u.protocol !== 'https:') || own.has(u.origin)) return url
-    if (to.keep.has(u.origin)) {
-      to.kept.add(u.origin)
-      return url
-    }
-    return `${to.api}${u.pathname}${u.search}`
-  }
-  return { request: (req) => http.request({ ...req, url: redirect(req.url) }), dispatcherFor: (origin) => http.dispatcherFor(origin), close: () => http.close() }
 }
 
 /** The file's client registrations with the case's changes merged in, per credential. */
@@ -232,25 +86,6 @@ function registrations(file: TestFile, tc: TestCase): Record<string, ClientRegis
 /** Routes with "{api}" replaced by the embedded API's URL (absolute next links, Location headers). */
 function withApiUrl(routes: ApiRoute[], url: string): ApiRoute[] {
   return JSON.parse(JSON.stringify(routes).replaceAll('{api}', url)) as ApiRoute[]
-}
-
-/**
- * The client id a credential is registered under at its tenant of the authorization server: what
- * it records per token request, what `credential` in tokenRequests expectations and tokenFailures
- * selects (with the tenant), whom imported refresh tokens are issued to.
- */
-function clientIdOf(r: ResolvedCredential): string {
-  return r.clientId ?? r.assertion?.iss ?? r.assertion?.keys?.[0]?.keyFileIssuer ?? r.clientKeys?.[0]?.keyFileIssuer ?? r.name
-}
-
-/** Every OAuth credential of the channel (static tokens have no client), keys and secrets loaded. */
-function resolveCredentials(channel: LoadedChannel): Record<string, ResolvedCredential> {
-  const out: Record<string, ResolvedCredential> = {}
-  for (const [name, cfg] of Object.entries(channel.credentials)) {
-    if ((cfg as Record<string, unknown>).grant === 'static') continue
-    out[name] = resolveCredential(name, cfg as never)
-  }
-  return out
 }
 
 /** `the channel has no OAuth credential "cmr"; did you mean "crm"? (its OAuth credentials: "crm")`. */
@@ -330,38 +165,6 @@ const oauthCredentialNames = (channel: LoadedChannel): string[] =>
  */
 export function unknownClientsOfFile(file: TestFile, channel: LoadedChannel): ConfigProblem[] {
   return unknownCredentialNamesOfFile(file, oauthCredentialNames(channel))
-}
-
-/** Registers each OAuth credential's client at its tenant (see tenantsOf), as its provider has it: the file's and the case's `server.clients` over the channel's own settings. */
-async function registerClients(channel: LoadedChannel, resolved: Record<string, ResolvedCredential>, tenants: Record<string, string>, regs: Record<string, ClientRegistration>, as: AuthorizationServer, api: EmbeddedApi, originals: Record<string, string>, jwks: JwksServer | undefined): Promise<void> {
-  for (const [name, r] of Object.entries(resolved)) {
-    const c = channel.credentials[name] as Record<string, any>
-    const tenant = as.tenant(tenants[name]!)
-    const reg = regs[name] ?? {}
-    const keys = signingKeysOf(r)
-    const published = await publicJwkSet(keys)
-    // By jwks_uri, the provider reads the set the harness serves (and, after a rotation, serves anew).
-    const keyRegistration = reg.jwksUri && jwks ? { jwksUri: `${jwks.url}/jwks/${encodeURIComponent(name)}.json` } : published.keys.length ? { jwks: published } : {}
-    const clientId = clientIdOf(r)
-    // As the provider would accept them (the preset table): algorithms, assertion lifetime and audiences.
-    const preset = presetOf(c.preset)
-    const audiences = [...(originals[name] ? preset?.assertionAudiences?.(originals[name]) ?? [] : []), ...(reg.assertionAudiences ?? [])]
-    const client: RegisteredClient = {
-      clientId,
-      authMethod: r.grant === 'jwt_bearer' && !r.clientId ? 'none' : r.method,
-      ...(reg.secret ?? r.secret ? { secret: reg.secret ?? r.secret } : {}),
-      ...keyRegistration,
-      ...((reg.allowedAlgs ?? preset?.algs.length) ? { allowedAlgs: reg.allowedAlgs ?? preset!.algs } : {}),
-      ...(reg.scopes ? { scopes: reg.scopes } : {}),
-      ...(audiences.length ? { assertionAudiences: [tenant.tokenUrl, ...audiences] } : {}),
-      maxAssertionLifetimeSec: preset?.maxAssertionLifetimeSec ?? 300,
-      basicEncoding: r.basicEncoding,
-      ...(r.assertion?.iss ? { assertionIssuer: r.assertion.iss } : keys[0]?.keyFileIssuer ? { assertionIssuer: keys[0].keyFileIssuer } : {}),
-      ...(c.dpop ? { requireDpop: true } : {}),
-      ...(reg.tokenResponse ? { tokenResponse: JSON.parse(JSON.stringify(reg.tokenResponse).replaceAll('{api}', api.url)) } : {}),
-    }
-    as.registerClient(client, { tenant: tenant.name })
-  }
 }
 
 /**
@@ -579,18 +382,6 @@ const loadCaseChannel = (c: CaseRun) => loadChannelObject(rewriteChannel(c.raw, 
 
 const publishKeys = async (c: CaseRun, ch: LoadedChannel) => c.jwks?.setDocuments(await jwksDocuments(channelSigningKeys([ch]), 'per-credential'))
 
-/**
- * Refresh tokens a user consented to outside the engine: issued by the server (at the credential's
- * tenant) and imported into the case's encrypted token store, as `weir credentials import` does.
- */
-async function importRefreshTokens(c: CaseRun, channel: LoadedChannel, clientIds: Record<string, string>, tenants: Record<string, string>): Promise<void> {
-  for (const [name, r] of Object.entries(c.regs)) {
-    if (!r.importRefreshToken) continue
-    const storeKey = (channel.credentials[name] as { storeKey?: string } | undefined)?.storeKey
-    await importRefreshToken(createRefreshTokenStore({ dir: join(c.dirs.data, 'oauth') }), storeKey ?? name, c.as.issueRefreshToken(clientIds[name] ?? name, { tenant: tenants[name] }))
-  }
-}
-
 /** Loads the case's channel into its sandbox and prepares the authorization server for its credentials. */
 async function prepareChannel(c: CaseRun): Promise<CaseChannel> {
   const channel = await loadCaseChannel(c)
@@ -603,7 +394,8 @@ async function prepareChannel(c: CaseRun): Promise<CaseChannel> {
   const clientIds = Object.fromEntries(Object.entries(resolved).map(([name, r]) => [name, clientIdOf(r)]))
   const tenants = tenantsOf(c.raw)
   await registerClients(channel, resolved, tenants, c.regs, c.as, c.api, originalTokenUrls(c.raw), c.jwks)
-  await importRefreshTokens(c, channel, clientIds, tenants)
+  const imported = Object.entries(c.regs).filter(([, r]) => r.importRefreshToken).map(([name]) => name)
+  await importRefreshTokens(c.as, channel, imported, clientIds, tenants, join(c.dirs.data, 'oauth'))
   for (const f of c.tc.tokenFailures ?? []) {
     // A fault of one credential hits the requests of its client at its tenant: its own (and those of a credential the provider could not tell from it).
     const whose = f.credential !== undefined ? { tenant: tenants[f.credential]!, clientId: clientIds[f.credential]! } : {}
@@ -619,7 +411,7 @@ async function startRunning(c: CaseRun, cc: CaseChannel): Promise<Running> {
   const providers = new Map<string, TokenProvider>()
   // A fresh cache per start: a restarted engine keeps only what its stores persisted.
   const cache = new TokenCache()
-  const http = caseHttpClient(createHttpClient({ log }), urlRewriteOf(c), ownOrigins(c))
+  const http = redirectedHttpClient(createHttpClient({ log }), urlRewriteOf(c), ownOrigins(c))
   const handle = await startChannel(cc.instrumented, {
     store, log, dataDir: dirs.data, http,
     credential: (name) => {
