@@ -14,15 +14,17 @@ import { ALERTS_CHANNEL_PREFIX, composeObservers, createAlerts, loadAlerts, merg
 import { clusterTokenState, missingClusterKey } from '../../shared/store/postgres/oauth-state.ts'
 import { openStoreFor, storeOptions, storeUrlOf, storeUsage } from '../store.ts'
 import type { StoreError } from '../../shared/store/errors.ts'
+import type { MessageStore } from '../../shared/store/types.ts'
 import { contentWarnings } from './validate.ts'
 import { channelDefinitions } from '../definition-fingerprint.ts'
 import { startRetention } from '../retention.ts'
 import { adminOptions, adminUsage, openStoreWhenFree, startAdminFor, type AdminServer } from '../admin/index.ts'
+import { startRehearsal, type ChannelLoader, type Rehearsal } from '../embedded/rehearsal.ts'
 import { JWKS_SETS, channelSigningKeys, jwksDocuments, parseListenAddress, startJwksServer, type JwksServer, type JwksSets } from '../jwks-server.ts'
 
 export const summary = 'run one or more channels until SIGINT/SIGTERM'
 export const usage = `usage: weir run <channel.json...> [--data-dir D] [--allow-open-data-dir] [--encrypt-content] [--max-store-bytes N] [--sync full|normal] [--store postgres://…] [--jwks [HOST:]PORT [--jwks-sets per-credential|combined]]
-                [--admin HOST:PORT|off] [--admin-config admin.json] [--standby] [--alerts FILE]
+                [--admin HOST:PORT|off] [--admin-config admin.json] [--standby] [--alerts FILE] [--embedded]
 
 Runs every given channel in this process. Messages are stored in the data directory
 (default ./data, or $WEIR_DATA_DIR) before the source acknowledges them, and delivered
@@ -48,6 +50,17 @@ ${adminUsage}
   --alerts FILE   send webhook notifications when a destination fails, a queue grows old, a
                   credential fails fast or a channel stops (see README "Alerts"); a channel's
                   own "alerts" block runs too, with or without this file
+  --embedded      a rehearsal: run the channels against an embedded authorization server and API
+                  on 127.0.0.1 (free ports), as weir test does, until stopped. Each credential's
+                  token endpoint is pointed at the authorization server, its client registered there
+                  with the channel's own secret or public key (a refresh_token credential gets a
+                  refresh token issued there); every http destination's URL at the API (path and
+                  query kept), which checks each token and answers 200 {}; every mllp destination
+                  at an embedded receiver answering AA. In memory only: the channel files are not
+                  changed. Where each was pointed is printed to stderr. The messages are stored in
+                  the data directory as usual (refused while it holds unfinished messages of the
+                  channels: they would go to the embedded API); the tokens in a temporary store.
+                  Not with --store or --alerts
 
 exit status: 0 after a clean stop, 1 when a channel stopped on error or would not start, or when (in a cluster) its lease
              ran out and the cluster refused it back (another engine runs a channel of it differently), 2 on bad usage`
@@ -78,11 +91,17 @@ function lineFor(name: string, c: ChannelCounters, width: number, state: string)
   ].filter(Boolean).join('  ')
 }
 
-const runOptions = { 'data-dir': { type: 'string' }, 'allow-open-data-dir': { type: 'boolean' }, 'encrypt-content': { type: 'boolean' }, 'max-store-bytes': { type: 'string' }, sync: { type: 'string', default: 'full' }, ...storeOptions, jwks: { type: 'string' }, 'jwks-sets': { type: 'string', default: 'per-credential' }, ...adminOptions, alerts: { type: 'string' } } as const
+const runOptions = { 'data-dir': { type: 'string' }, 'allow-open-data-dir': { type: 'boolean' }, 'encrypt-content': { type: 'boolean' }, 'max-store-bytes': { type: 'string' }, sync: { type: 'string', default: 'full' }, ...storeOptions, jwks: { type: 'string' }, 'jwks-sets': { type: 'string', default: 'per-credential' }, ...adminOptions, alerts: { type: 'string' }, embedded: { type: 'boolean' } } as const
 type RunValues = ReturnType<typeof parseFlags<typeof runOptions>>['values']
 
 /** The flags that need more than parseArgs: checked, with a usage error naming the flag. */
-function checkedFlags(values: RunValues) {
+function checkedFlags(values: RunValues, io: CommandIO) {
+  if (values.embedded) {
+    // A cluster's engines share the channels' messages and OAuth state: a rehearsal is one engine's own.
+    if (storeUrlOf(values, io)) throw new errorCodes.ERR_USAGE(`--embedded rehearses the channels in this process alone and cannot join a cluster: leave out ${values.store !== undefined ? '--store' : '$WEIR_STORE'}`)
+    // An alerts file's credentials would ask their real token endpoints for tokens.
+    if (values.alerts !== undefined) throw new errorCodes.ERR_USAGE('--embedded does not rehearse an alerts file (its credentials would reach their real token endpoints): leave out --alerts; a channel\'s own "alerts" block runs against the embedded servers')
+  }
   const sync = String(values.sync).toUpperCase()
   if (sync !== 'FULL' && sync !== 'NORMAL') throw new errorCodes.ERR_USAGE(`--sync must be "full" or "normal", not "${values.sync}"`)
   const jwksSets = values['jwks-sets'] as JwksSets
@@ -96,8 +115,7 @@ function checkedFlags(values: RunValues) {
 }
 
 /** What the run needs from its files: the channels and the alerts (the file's and the channels' own), or every problem found. */
-async function loadInputs(files: string[], values: RunValues, io: CommandIO, deps: RunDeps, maxStoreBytes: number | undefined) {
-  const load = deps.loadChannel ?? ((file, o) => defaultLoadChannel(file, o))
+async function loadInputs(files: string[], values: RunValues, io: CommandIO, load: ChannelLoader, maxStoreBytes: number | undefined) {
   const channels: LoadedChannel[] = []
   const problems: string[] = []
   for (const file of files) {
@@ -139,9 +157,11 @@ type Inputs = Awaited<ReturnType<typeof loadInputs>>
  * The services the channels run on, in order: the JWK Set server (listening before the first token
  * request, which may make the provider fetch the keys), the admin server, the store (in standby:
  * once another engine lets go of it), the HTTP client and the credentials (shared through the
- * store in a cluster). What started is closed again when a later one fails.
+ * store in a cluster). What started is closed again when a later one fails. In a rehearsal
+ * (--embedded) the HTTP client sends every request to the embedded servers, and the credentials
+ * keep their tokens in the rehearsal's own token store.
  */
-async function startServices(values: RunValues, io: CommandIO, deps: RunDeps, flags: ReturnType<typeof checkedFlags>, inputs: Inputs, log: Logger, onRefused: (e: StoreError) => void) {
+async function startServices(values: RunValues, io: CommandIO, deps: RunDeps, flags: ReturnType<typeof checkedFlags>, inputs: Inputs, log: Logger, onRefused: (e: StoreError) => void, rehearsal: Rehearsal | undefined) {
   const dataDir = dataDirOf(values['data-dir'], io)
   // In a cluster, the engines compare their channels' definitions as they join: see EngineLease.
   const definitions = storeUrlOf(values, io) === undefined ? undefined : await channelDefinitions(inputs.channels)
@@ -165,9 +185,11 @@ async function startServices(values: RunValues, io: CommandIO, deps: RunDeps, fl
   const shared = inputs.withCredentials
     ? clusterTokenState(store, { secretKey: io.env.WEIR_SECRET_KEY, ...(values['lease-ms'] ? { leaseMs: Number(values['lease-ms']) } : {}) })
     : undefined
-  const http = deps.http ?? createHttpClient({ log })
+  const client = deps.http ?? createHttpClient({ log })
+  const http = rehearsal ? rehearsal.redirect(client) : client
+  const tokenDataDir = rehearsal?.tokenDir ?? dataDir
   const credential = deps.credential ?? ((name: string, ch: LoadedChannel) =>
-    createTokenProvider(name, ch.credentials[name] as unknown as Parameters<typeof createTokenProvider>[1], { log: log.child({ channel: ch.name, credential: name }), dataDir, ...(shared ? { shared } : {}) }))
+    createTokenProvider(name, ch.credentials[name] as unknown as Parameters<typeof createTokenProvider>[1], { log: log.child({ channel: ch.name, credential: name }), dataDir: tokenDataDir, ...(shared ? { shared } : {}) }))
   const close = async () => {
     await admin?.close()
     await jwks?.close()
@@ -255,22 +277,48 @@ function untilStopRequested(log: Logger, signal?: AbortSignal): { signal: AbortS
   }
 }
 
+/**
+ * The channels a rehearsal (--embedded) would send messages of an earlier run to the embedded API,
+ * which the destinations should have had: those with unfinished messages in the store, each with
+ * when its oldest unfinished message was received.
+ */
+async function unfinishedOf(store: MessageStore, channels: readonly LoadedChannel[]): Promise<Array<[channel: string, oldest: number]>> {
+  const oldest = await store.oldestPending()
+  return channels.flatMap((ch) => (oldest[ch.name] === undefined ? [] : [[ch.name, oldest[ch.name]!]]))
+}
+
 export async function run(args: string[], io: CommandIO, deps: RunDeps = {}): Promise<number> {
   const { values, positionals } = parseFlags(args, runOptions, 'run')
   if (positionals.length === 0) {
     io.err(usage)
     return 2
   }
-  const flags = checkedFlags(values)
-  const inputs = await loadInputs(positionals, values, io, deps, flags.maxStoreBytes)
+  const flags = checkedFlags(values, io)
+  // On a terminal the live lines own stdout; log lines (warnings and worse) go to stderr.
+  const logStream = new Writable({ write(chunk, _enc, cb) { (io.isTTY ? io.err : io.out)(String(chunk).replace(/\n$/, '')); cb() } })
+  const log: Logger = createLogger({ destination: logStream, pretty: io.isTTY, ...(io.isTTY ? { level: io.env.WEIR_LOG_LEVEL ?? 'warn' } : {}) })
+  // A rehearsal's embedded servers listen before the channels load: the channels are pointed at them as they do.
+  const rehearsal = values.embedded ? await startRehearsal({ log, channels: positionals.length }) : undefined
+  try {
+    return await runChannels(positionals, values, io, deps, flags, log, rehearsal)
+  } finally {
+    await rehearsal?.close()
+  }
+}
+
+/** Runs the channels of `files` until a signal (or `deps.signal`) stops them: `weir run` once its flags are read. */
+async function runChannels(files: string[], values: RunValues, io: CommandIO, deps: RunDeps, flags: ReturnType<typeof checkedFlags>, log: Logger, rehearsal: Rehearsal | undefined): Promise<number> {
+  const load: ChannelLoader = deps.loadChannel ?? ((file, o) => defaultLoadChannel(file, o))
+  const inputs = await loadInputs(files, values, io, rehearsal ? rehearsal.loader(load) : load, flags.maxStoreBytes)
   if (inputs.problems.length) {
     for (const p of inputs.problems) io.err(p)
     return 1
   }
+  if (rehearsal) {
+    for (const line of rehearsal.describe()) io.err(line)
+    io.err(`  messages: stored in ${dataDirOf(values['data-dir'], io)} as by weir run; tokens: in a temporary token store, removed at the end`)
+  }
 
-  // On a terminal the live lines own stdout; log lines (warnings and worse) go to stderr.
-  const logStream = new Writable({ write(chunk, _enc, cb) { (io.isTTY ? io.err : io.out)(String(chunk).replace(/\n$/, '')); cb() } })
-  const log: Logger = createLogger({ destination: logStream, pretty: io.isTTY, ...(io.isTTY ? { level: io.env.WEIR_LOG_LEVEL ?? 'warn' } : {}) })
   // A signal while starting (in --standby: while waiting for the store) stops the engine too, with status 0.
   const stop = untilStopRequested(log, deps.signal)
   // Final, unlike a failed heartbeat: its lease lost, this engine may not rejoin the cluster while another runs a channel of it differently.
@@ -278,7 +326,7 @@ export async function run(args: string[], io: CommandIO, deps: RunDeps = {}): Pr
     log.error({ code: e.code }, `stopping: ${e.message}`)
     stop.fail(e)
   }
-  const svc = await startServices(values, io, { ...deps, signal: stop.signal }, flags, inputs, log, onRefused).catch((e) => {
+  const svc = await startServices(values, io, { ...deps, signal: stop.signal }, flags, inputs, log, onRefused, rehearsal).catch((e) => {
     stop.dispose()
     if (!stop.signal.aborted) throw e
     return undefined
@@ -288,6 +336,13 @@ export async function run(args: string[], io: CommandIO, deps: RunDeps = {}): Pr
     return stop.failed ? 1 : 0
   }
   const { store, http, credential, dataDir, admin } = svc
+  const earlier = rehearsal ? await unfinishedOf(store, inputs.channels) : []
+  if (earlier.length) {
+    for (const [name, oldest] of earlier) io.err(`${dataDir} holds unfinished messages of channel "${name}" (the oldest received ${new Date(oldest).toISOString()}): a rehearsal would deliver them to the embedded API, not to their destinations. Rehearse with a data directory of its own (--data-dir), or let weir run deliver them first`)
+    await svc.close()
+    stop.dispose()
+    return 1
+  }
   const handles: ChannelHandle[] = []
   const alerts = inputs.alerts && createAlerts(inputs.alerts, { store, log, dataDir, http, credential, ...(admin ? { observer: admin.observer } : {}) })
   try {
@@ -319,6 +374,9 @@ export async function run(args: string[], io: CommandIO, deps: RunDeps = {}): Pr
   await Promise.all(handles.map((h) => h.stop()))
   counters.stop()
   const outcomes = await Promise.all(handles.map((h) => h.stopped))
+  for (const [name] of rehearsal ? await unfinishedOf(store, inputs.channels).catch(() => []) : []) {
+    log.warn({ channel: name, dataDir }, 'the rehearsal leaves unfinished messages of this channel in the data directory: the next weir run on it delivers them, to the real destinations when it runs without --embedded')
+  }
   const closed = await svc.close().then(() => true, (e: unknown) => {
     log.error({ err: e }, 'weir stopped, but the message store did not close cleanly')
     return false

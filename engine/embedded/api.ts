@@ -43,8 +43,16 @@ export interface EmbeddedApiOptions {
   routes?: ApiRoute[]
   /** Checks a bearer token (and DPoP proof); resolves to a reason string when refused, null when accepted. */
   verifyToken?: (token: string, req: { method: string; url: string; headers: Record<string, string> }) => Promise<string | null>
+  /**
+   * Answer a request that carries no bearer token (one sent with an API key, or without
+   * authentication) as any other; a token the verifier refuses still gets 401. Default false: a
+   * route that requires a token refuses a request without one.
+   */
+  anonymous?: boolean
   /** Keep at most this many recorded requests (oldest dropped). Default 100,000. */
   maxRecorded?: number
+  /** Called with each request once it is answered (its status set), e.g. to log it. */
+  onAnswered?: (request: RecordedRequest) => void
 }
 
 export interface EmbeddedApi {
@@ -112,13 +120,14 @@ export async function startEmbeddedApi(options: EmbeddedApiOptions = {}): Promis
       rec.status = status
       res.writeHead(status, { 'content-type': 'application/json', ...extra })
       res.end(payload)
+      options.onAnswered?.(rec)
     }
     if (index < 0) return send(404, JSON.stringify({ error: 'not_found', path: url.pathname }))
     const route = routes[index]!
     if (options.verifyToken && route.auth !== false) {
       const auth = raw.authorization ?? ''
       const m = /^(Bearer|DPoP) (.+)$/i.exec(auth)
-      const reason = m ? await options.verifyToken(m[2]!, { method, url: `http://${raw.host}${req.url}`, headers: raw }) : 'no bearer token'
+      const reason = m ? await options.verifyToken(m[2]!, { method, url: `http://${raw.host}${req.url}`, headers: raw }) : options.anonymous ? null : 'no bearer token'
       if (reason !== null) return send(401, JSON.stringify({ error: 'invalid_token', error_description: reason }), { 'www-authenticate': `Bearer error="invalid_token", error_description="${reason.replace(/"/g, "'")}"` })
     }
     const n = served.get(index) ?? 0

@@ -18,7 +18,7 @@ describe('a flag the command does not take', () => {
   it.each([
     [['validate', 'x.json', '--data-dir', 'd'], 'validate', 'unknown option --data-dir for weir validate: it takes --quiet and --alerts'],
     [['validate', 'x.json', '--alert', 'alerts.json'], 'validate', 'unknown option --alert for weir validate; did you mean --alerts?'],
-    [['run', 'x.json', '--force'], 'run', 'unknown option --force for weir run: it takes --data-dir, --allow-open-data-dir, --encrypt-content, --max-store-bytes, --sync, --store, --store-password-file, --lease-ms, --commit-delay-ms, --jwks, --jwks-sets, --admin, --admin-config, --standby and --alerts'],
+    [['run', 'x.json', '--force'], 'run', 'unknown option --force for weir run: it takes --data-dir, --allow-open-data-dir, --encrypt-content, --max-store-bytes, --sync, --store, --store-password-file, --lease-ms, --commit-delay-ms, --jwks, --jwks-sets, --admin, --admin-config, --standby, --alerts and --embedded'],
     [['run', 'x.json', '--data-dri', 'd'], 'run', 'unknown option --data-dri for weir run; did you mean --data-dir?'],
     [['test', 'x.test.json', '--data-dir', 'd'], 'test', 'unknown option --data-dir for weir test: it takes --reporter, --output and --verbose'],
     [['test', 'x.test.json', '-x'], 'test', 'unknown option -x for weir test: it takes --reporter, --output and --verbose'],
