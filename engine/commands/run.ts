@@ -306,6 +306,16 @@ export async function run(args: string[], io: CommandIO, deps: RunDeps = {}): Pr
   }
 }
 
+/**
+ * Whether a rehearsal may run on this data directory: not while it holds unfinished messages of the
+ * channels, which the rehearsal would deliver to the embedded API instead of their destinations.
+ */
+async function rehearsalMayUse(store: MessageStore, channels: LoadedChannel[], dataDir: string, io: CommandIO): Promise<boolean> {
+  const earlier = await unfinishedOf(store, channels)
+  for (const [name, oldest] of earlier) io.err(`${dataDir} holds unfinished messages of channel "${name}" (the oldest received ${new Date(oldest).toISOString()}): a rehearsal would deliver them to the embedded API, not to their destinations. Rehearse with a data directory of its own (--data-dir), or let weir run deliver them first`)
+  return earlier.length === 0
+}
+
 /** Runs the channels of `files` until a signal (or `deps.signal`) stops them: `weir run` once its flags are read. */
 async function runChannels(files: string[], values: RunValues, io: CommandIO, deps: RunDeps, flags: ReturnType<typeof checkedFlags>, log: Logger, rehearsal: Rehearsal | undefined): Promise<number> {
   const load: ChannelLoader = deps.loadChannel ?? ((file, o) => defaultLoadChannel(file, o))
@@ -336,9 +346,7 @@ async function runChannels(files: string[], values: RunValues, io: CommandIO, de
     return stop.failed ? 1 : 0
   }
   const { store, http, credential, dataDir, admin } = svc
-  const earlier = rehearsal ? await unfinishedOf(store, inputs.channels) : []
-  if (earlier.length) {
-    for (const [name, oldest] of earlier) io.err(`${dataDir} holds unfinished messages of channel "${name}" (the oldest received ${new Date(oldest).toISOString()}): a rehearsal would deliver them to the embedded API, not to their destinations. Rehearse with a data directory of its own (--data-dir), or let weir run deliver them first`)
+  if (rehearsal && !(await rehearsalMayUse(store, inputs.channels, dataDir, io))) {
     await svc.close()
     stop.dispose()
     return 1
