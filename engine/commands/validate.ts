@@ -1,17 +1,15 @@
 import { readFile } from 'node:fs/promises'
 import { dirname, resolve } from 'node:path'
 import { parseFlags, type CommandIO } from '../cli-io.ts'
-import { builtinRegistry, loadChannel } from '../load.ts'
+import { loadChannel } from '../load.ts'
 import { formatProblem, isWeirError, ConfigError, type ConfigProblem } from '../../shared/errors.ts'
 import { loadTestFile, type TestFile } from '../harness/test-file.ts'
 import { unknownClientsOfFile, unknownCredentialNamesOfFile, unknownMllpDestinationsOfFile } from '../harness/run.ts'
 import { destinationsOf, unknownMllpDestinationProblems } from '../harness/mllp.ts'
 import type { LoadedChannel } from '../../shared/config/types.ts'
-import { displayPath, resolveSecrets } from '../../shared/config/load.ts'
-import { compileSchema, validateCollectingSecrets } from '../../shared/config/ajv.ts'
-import { ajvProblems, escapePointer, unknownCredential } from '../../shared/config/problems.ts'
-import { isModuleReference, loadComponentModule, type Registry } from '../../shared/config/registry.ts'
-import { isJsonContentType, type ComponentDefinition, type ComponentKind } from '../../shared/component.ts'
+import { displayPath } from '../../shared/config/load.ts'
+import { escapePointer } from '../../shared/config/problems.ts'
+import { isJsonContentType } from '../../shared/component.ts'
 import { parseTersePath } from '../../shared/hl7v2/index.ts'
 import { loadAlerts } from '../alerts/load.ts'
 
@@ -189,43 +187,14 @@ interface ChannelCheck {
   raw?: Record<string, unknown>
 }
 
-/**
- * Loads a channel file and, when it has problems, adds those the loader leaves for later in a
- * component whose config does not match the component's schema (see unloadedComponentProblems),
- * so that fixing the schema problems brings no new ones to light.
- */
+/** Loads a channel file: the channel, or its problems and (when it parses as an object) its JSON. */
 async function checkChannel(path: string, env: NodeJS.ProcessEnv): Promise<ChannelCheck> {
   try {
     return { problems: [], channel: await loadChannel(path, { env }) }
   } catch (e) {
     if (!(e instanceof ConfigError)) throw e
     const raw = await readJson(path)
-    if (!isObject(raw)) return { problems: e.problems }
-    return { problems: [...e.problems, ...await unloadedComponentProblems(raw, path, env, e.problems)], raw }
-  }
-}
-
-/** Each component entry of a channel's JSON that names a type, with its kind and pointer. */
-function componentEntries(raw: Record<string, unknown>): Array<[ComponentKind, Record<string, unknown>, string]> {
-  const list = (v: unknown): unknown[] => (Array.isArray(v) ? v : [])
-  const all: Array<[ComponentKind, unknown, string]> = [
-    ['source', raw.source, '/source'],
-    ...list(raw.filters).map((f, i): [ComponentKind, unknown, string] => ['filter', f, `/filters/${i}`]),
-    ...list(raw.destinations).map((d, i): [ComponentKind, unknown, string] => ['destination', d, `/destinations/${i}`]),
-  ]
-  return all.flatMap(([kind, entry, pointer]) => (isObject(entry) && typeof entry.type === 'string' ? [[kind, entry, pointer]] : []))
-}
-
-/** The definition a component entry's type names: a built-in of its kind or a module; undefined when neither loads (the loader said why). */
-async function definitionOf(kind: ComponentKind, type: string, dir: string, registry: Registry): Promise<ComponentDefinition | undefined> {
-  if (!isModuleReference(type)) {
-    const def = registry.get(type)
-    return def?.kind === kind ? def : undefined
-  }
-  try {
-    return await loadComponentModule(type, dir, kind)
-  } catch {
-    return undefined
+    return isObject(raw) ? { problems: e.problems, raw } : { problems: e.problems }
   }
 }
 
@@ -243,36 +212,6 @@ async function channelCredentials(raw: Record<string, unknown>, dir: string, rep
   if (reported.some((p) => p.file === displayPath(path) || p.pointer === '/credentialsFile')) return undefined
   const shared = await readJson(path)
   return isObject(shared) ? { ...Object.fromEntries(Object.entries(shared).filter(([, c]) => isObject(c))), ...Object.fromEntries(own) } : undefined
-}
-
-/**
- * What the loader leaves unchecked in a component whose config does not match the component's
- * schema: the config's secret references (those its schema problems do not concern) and the
- * credential it names. Checks that need a valid config (the files it names) cannot run.
- */
-async function unloadedComponentProblems(raw: Record<string, unknown>, path: string, env: NodeJS.ProcessEnv, reported: readonly ConfigProblem[]): Promise<ConfigProblem[]> {
-  const file = displayPath(path)
-  const dir = dirname(path)
-  const out: ConfigProblem[] = []
-  const credentials = await channelCredentials(raw, dir, reported)
-  const names = credentials && Object.keys(credentials)
-  const registry = builtinRegistry()
-  for (const [kind, entry, pointer] of componentEntries(raw)) {
-    const def = await definitionOf(kind, entry.type as string, dir, registry)
-    if (!def) continue
-    const config = structuredClone(entry.config ?? {}) as Record<string, unknown>
-    const res = validateCollectingSecrets(compileSchema(def.configSchema), config)
-    if (res.valid) continue // the loader checked it all
-    const at = `${pointer}/config`
-    const bad = ajvProblems(res.errors, file, at, config).map((p) => p.pointer)
-    const isBad = (ptr: string) => bad.some((b) => b === ptr || b.startsWith(`${ptr}/`))
-    resolveSecrets(config, res.secretPaths.filter((p) => !isBad(at + p)), at, { file, dir, env, problems: out, warnings: [] })
-    const credential = isObject(config) ? config.credential : undefined
-    if (typeof credential === 'string' && names && !names.includes(credential) && !isBad(`${at}/credential`)) {
-      out.push({ file, pointer: `${at}/credential`, message: unknownCredential(credential, names) })
-    }
-  }
-  return out
 }
 
 /** The channel a test file with problems names, and its env values; undefined when the test file does not give them or they are among its problems. */

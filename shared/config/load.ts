@@ -221,18 +221,22 @@ async function loadComponent<K extends ComponentKind>(kind: K, entry: Record<str
       return undefined
     }
   }
-  if (isBad(`${pointer}/config`)) return undefined
   const config = (entry.config ?? {}) as Record<string, unknown>
+  // The channel schema checks the configs of built-in components too: what it found is reported already.
+  const reported = isBad(`${pointer}/config`)
+  if (reported && (typeof config !== 'object' || config === null || Array.isArray(config))) return undefined
   const res = validateCollectingSecrets(compileSchema(def.configSchema), config)
-  if (!res.valid) {
-    problems.push(...ajvProblems(res.errors, name, `${pointer}/config`, config))
-    return undefined
-  }
   const before = problems.length
-  resolveSecrets(config, res.secretPaths, `${pointer}/config`, sc)
-  if (typeof config.credential === 'string' && !credentials[config.credential] && credentialsKnown) {
+  const schemaProblems = res.valid ? [] : ajvProblems(res.errors, name, `${pointer}/config`, config)
+  if (!reported) problems.push(...schemaProblems)
+  // A config that does not match its schema still has its secret references and the credential it
+  // names checked, where its schema problems are not: fixing those brings no new problem to light.
+  const wrong = (ptr: string) => isBad(ptr) || schemaProblems.some((p) => p.pointer === ptr || p.pointer.startsWith(`${ptr}/`))
+  resolveSecrets(config, res.secretPaths.filter((p) => !wrong(`${pointer}/config${p}`)), `${pointer}/config`, sc)
+  if (typeof config.credential === 'string' && !credentials[config.credential] && credentialsKnown && !wrong(`${pointer}/config/credential`)) {
     problems.push({ file: name, pointer: `${pointer}/config/credential`, message: unknownCredential(config.credential, Object.keys(credentials)) })
   }
+  if (reported || !res.valid) return undefined
   if (def.check && problems.length === before) {
     try {
       for (const [p, m] of await def.check(config, { channelDir: sc.dir })) problems.push({ file: name, pointer: `${pointer}/config${p}`, message: m })
