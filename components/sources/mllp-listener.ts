@@ -58,13 +58,23 @@ const headerOf = (text: string): MshHeader | undefined => {
 
 /**
  * The header read from the head of a frame that is answered without being read whole (cut short by
- * the next start byte, or too large). The head may end before MSH-11 and MSH-12: an empty processing
- * id or version is then UNREADABLE's, so the ACK carries both (`P`, `2.5`) and the ERR segment of
- * every other ACK, with the reason in ERR-8.
+ * the next start byte, or too large). The head may end inside the MSH: its last field, not followed
+ * by a field separator, may be cut, so it is read as absent. A control id cut to `MSG12` must not be
+ * echoed: the sender could take the AR for its message `MSG12`. The head may also end before MSH-11
+ * and MSH-12: an empty processing id or version is then UNREADABLE's, so the ACK carries both (`P`,
+ * `2.5`) and the ERR segment of every other ACK, with the reason in ERR-8.
  */
 const headerOfHead = (head: Buffer, encoding: BufferEncoding): MshHeader | undefined => {
-  const h = headerOf(head.toString(encoding))
+  const h = headerOf(wholeMshFields(head.toString(encoding)))
   return h && { ...h, processingId: h.processingId || UNREADABLE.processingId, version: h.version || UNREADABLE.version }
+}
+
+/** `text` up to its MSH segment's last field separator when the segment's end is not in it (its last field may be cut); else `text`. */
+function wholeMshFields(text: string): string {
+  const start = /^[\r\n]*/.exec(text)![0].length
+  if (/[\r\n]/.test(text.slice(start))) return text
+  const separator = text[start + 3]
+  return separator === undefined ? text : text.slice(0, text.lastIndexOf(separator) + 1)
 }
 
 /** What each MSH field that can make the MSH unreadable must be, as the ACK states it. */

@@ -49,6 +49,14 @@ async function rawSocket(port: number): Promise<{ socket: Socket; closed: Promis
   return { socket, data, closed: new Promise<void>((ok) => socket.once('close', () => ok())) }
 }
 
+/** Sends a frame start with `cut` and no end bytes, then a whole message with control id `whole`: the two ACKs' ER7 text. */
+async function cutThenWhole(port: number, cut: string, whole: string): Promise<string[]> {
+  const raw = await rawSocket(port)
+  raw.socket.write(Buffer.concat([Buffer.from([0x0b]), Buffer.from(cut), encodeFrame(adt(whole))]))
+  await until(() => Buffer.concat(raw.data).toString().split('\x1c\r').length >= 3, 5000, 'two ACKs')
+  return Buffer.concat(raw.data).toString().split('\x1c\r').filter(Boolean).map((f) => f.slice(1))
+}
+
 const field = (ack: string, segment: string, n: number) => ack.split('\r').find((s) => s.startsWith(segment))?.split('|')[segment === 'MSH' ? n - 1 : n]
 
 describe('mllp-listener config', () => {
@@ -245,17 +253,23 @@ describe('mllp-listener', () => {
 
   it('answers a frame cut short before MSH-11 by the next start byte with AR, MSH-11 "P", MSH-12 "2.5" and the v2.5 ERR segment; the next message is stored', async () => {
     const { port, emit } = await start()
-    const raw = await rawSocket(port)
-    const cut = 'MSH|^~\\&|EPIC|GENHOSP|WEIR|HIE|20260301120000||ADT^A01^ADT_A01|CUT2'
-    raw.socket.write(Buffer.concat([Buffer.from([0x0b]), Buffer.from(cut), encodeFrame(adt('WHOLE2'))]))
-    await until(() => Buffer.concat(raw.data).toString().split('\x1c\r').length >= 3, 5000, 'two ACKs')
-    const [ar, aa] = Buffer.concat(raw.data).toString().split('\x1c\r').filter(Boolean).map((f) => f.slice(1))
+    const [ar, aa] = await cutThenWhole(port, 'MSH|^~\\&|EPIC|GENHOSP|WEIR|HIE|20260301120000||ADT^A01^ADT_A01|CUT2|', 'WHOLE2')
     const reason = 'frame without end bytes (0x1C 0x0D) before the next start byte; discarded'
     expect(readAck(ar!)).toEqual({ code: 'AR', controlId: 'CUT2', text: reason })
     expect([field(ar!, 'MSH', 3), field(ar!, 'MSH', 5), field(ar!, 'MSH', 9), field(ar!, 'MSH', 11), field(ar!, 'MSH', 12)]).toEqual(['WEIR', 'EPIC', 'ACK^A01^ACK', 'P', '2.5'])
     expect(ar!.split('\r').find((s) => s.startsWith('ERR|'))).toBe(`ERR|||100^Segment sequence error^HL70357|E||||${reason}`)
     expect(readAck(aa!)).toMatchObject({ code: 'AA', controlId: 'WHOLE2' })
     expect(emit.inputs.map((i) => i.attributes!.controlId)).toEqual(['WHOLE2'])
+  })
+
+  it('a frame cut short inside MSH-10 is answered AR without echoing the partial control id (MSA-2 empty)', async () => {
+    const { port, emit } = await start()
+    // The sender's control id is CUT345; the frame ends after "CUT3", which must not read as a control id of its own.
+    const [ar, aa] = await cutThenWhole(port, 'MSH|^~\\&|EPIC|GENHOSP|WEIR|HIE|20260301120000||ADT^A01^ADT_A01|CUT3', 'WHOLE3')
+    expect(readAck(ar!)).toMatchObject({ code: 'AR', controlId: '' })
+    expect([field(ar!, 'MSH', 5), field(ar!, 'MSH', 9)]).toEqual(['EPIC', 'ACK^A01^ACK'])
+    expect(readAck(aa!)).toMatchObject({ code: 'AA', controlId: 'WHOLE3' })
+    expect(emit.inputs.map((i) => i.attributes!.controlId)).toEqual(['WHOLE3'])
   })
 
   it('closes connections beyond maxConnections at once, logging it', async () => {
