@@ -7,6 +7,7 @@ import { errorCodes } from '../shared/errors.ts'
 import type { LoadedChannel, LoadedComponent } from '../shared/config/types.ts'
 import { Secret } from '../shared/secret.ts'
 import type { DefinitionOutline } from '../shared/store/postgres/engines.ts'
+import type { LoadedAlerts } from './alerts/index.ts'
 
 /** What stands for a literal secret in the canonical form: its value is never hashed. */
 const LITERAL_SECRET = { $literal: 'secret' }
@@ -101,6 +102,50 @@ export async function channelDefinitions(channels: readonly LoadedChannel[]): Pr
   return { fingerprints, outlines }
 }
 
+/**
+ * The definitions of the internal channels that deliver an alerts file's notifications
+ * (`weir-alerts.<webhook>`), by channel name, as channelDefinitions gives a channel's: engines of a
+ * cluster share these channels as they share any other, so an engine whose alerts file sends a
+ * webhook elsewhere, with another credential or on other rules, must be refused like one whose
+ * channel file differs. Each covers, as written in the file: the webhook, the credential it names,
+ * and the rules that notify it (by name: `/alerts/<name>`), with literal secrets replaced by the
+ * marker; the outline's pointers read like the file's (`/webhooks/pager/url`). A channel's own
+ * `alerts` block is part of that channel's definition already.
+ */
+export async function alertsFileDefinitions(alerts: LoadedAlerts | undefined): Promise<{ fingerprints: Record<string, string>; outlines: Record<string, DefinitionOutline> }> {
+  const fingerprints: Record<string, string> = {}
+  const outlines: Record<string, DefinitionOutline> = {}
+  if (!alerts?.file) return { fingerprints, outlines }
+  const written = await readWritten(alerts.file) as { webhooks?: Record<string, Record<string, unknown>>; credentials?: Record<string, unknown>; alerts?: Array<Record<string, unknown>> }
+  for (const [hook, channel] of Object.entries(alerts.webhooks)) {
+    const webhook = written.webhooks?.[hook]
+    // The merged alerts' other webhooks are channels' own (keyed `<channel>/<hook>`): their channels cover them.
+    if (channel.file !== alerts.file || webhook === undefined) continue
+    const credential = typeof webhook.credential === 'string' ? webhook.credential : undefined
+    const document = {
+      webhooks: { [hook]: webhook },
+      credentials: credential === undefined ? {} : { [credential]: written.credentials?.[credential] },
+      alerts: Object.fromEntries((written.alerts ?? []).filter((a) => a.webhook === hook).map((a) => [String(a.name), a])),
+    }
+    for (const path of literalSecretPaths(channel)) replaceString(document, webhookPath(path, hook), LITERAL_SECRET)
+    fingerprints[channel.name] = `sha256:${sha256(canonicalJson(document))}`
+    const outline: Record<string, string> = {}
+    addLeaves(outline, '', document)
+    outlines[channel.name] = outline
+  }
+  return { fingerprints, outlines }
+}
+
+/**
+ * Where a path of a webhook's internal channel (engine/alerts/load.ts `webhookChannel`) is in its
+ * alerts file: the destination's config and its retry and breaker are the webhook's own keys;
+ * credentials keep their path.
+ */
+function webhookPath(path: readonly string[], hook: string): string[] {
+  if (path[0] !== 'destinations') return [...path]
+  return ['webhooks', hook, ...path.slice(path[2] === 'config' ? 3 : 2)]
+}
+
 const fingerprintOf = (document: Covered['document']) => `sha256:${sha256(canonicalJson(document))}`
 
 const leafDigest = (value: unknown) => sha256(canonicalJson(value)).slice(0, 12)
@@ -112,14 +157,18 @@ function addLeaves(outline: Record<string, string>, pointer: string, value: unkn
   for (const [k, v] of entries) addLeaves(outline, `${pointer}/${k.replace(/~/g, '~0').replace(/\//g, '~1')}`, v)
 }
 
+/** A definition's file as written, read again (after loading it) for its fingerprint. */
+async function readWritten(file: string): Promise<Record<string, unknown>> {
+  try {
+    return JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>
+  } catch (e) {
+    throw new errorCodes.ERR_FILE_ACCESS(`${displayPath(file)}: cannot be read again for the fingerprint of its definition (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { cause: e })
+  }
+}
+
 /** What the fingerprint of `channel` covers (see definitionFingerprint), read from its files. */
 async function covered(channel: LoadedChannel): Promise<Covered> {
-  let written: Record<string, unknown>
-  try {
-    written = JSON.parse(await readFile(channel.file, 'utf8')) as Record<string, unknown>
-  } catch (e) {
-    throw new errorCodes.ERR_FILE_ACCESS(`${displayPath(channel.file)}: cannot be read again for the fingerprint of its definition (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, { cause: e })
-  }
+  const written = await readWritten(channel.file)
   const literal = literalSecretPaths(channel)
   for (const path of literal) replaceString(written, path, LITERAL_SECRET)
   const { source: _source, ...processing } = written

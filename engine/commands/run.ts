@@ -16,7 +16,7 @@ import { openStoreFor, storeOptions, storeUrlOf, storeUsage } from '../store.ts'
 import type { StoreError } from '../../shared/store/errors.ts'
 import type { MessageStore } from '../../shared/store/types.ts'
 import { contentWarnings } from './validate.ts'
-import { channelDefinitions } from '../definition-fingerprint.ts'
+import { alertsFileDefinitions, channelDefinitions } from '../definition-fingerprint.ts'
 import { startRetention } from '../retention.ts'
 import { adminOptions, adminUsage, openStoreWhenFree, startAdminFor, type AdminServer } from '../admin/index.ts'
 import { startRehearsal, type ChannelLoader, type Rehearsal } from '../embedded/rehearsal.ts'
@@ -153,6 +153,13 @@ async function loadInputs(files: string[], values: RunValues, io: CommandIO, loa
 
 type Inputs = Awaited<ReturnType<typeof loadInputs>>
 
+/** What an engine of a cluster records of its definitions: its channels' and its alerts file's webhook channels' (see alertsFileDefinitions). */
+async function clusterDefinitions(inputs: Inputs): Promise<Awaited<ReturnType<typeof channelDefinitions>>> {
+  const channels = await channelDefinitions(inputs.channels)
+  const alerts = await alertsFileDefinitions(inputs.alerts)
+  return { fingerprints: { ...channels.fingerprints, ...alerts.fingerprints }, outlines: { ...channels.outlines, ...alerts.outlines } }
+}
+
 /**
  * The services the channels run on, in order: the JWK Set server (listening before the first token
  * request, which may make the provider fetch the keys), the admin server, the store (in standby:
@@ -163,8 +170,9 @@ type Inputs = Awaited<ReturnType<typeof loadInputs>>
  */
 async function startServices(values: RunValues, io: CommandIO, deps: RunDeps, flags: ReturnType<typeof checkedFlags>, inputs: Inputs, log: Logger, onRefused: (e: StoreError) => void, rehearsal: Rehearsal | undefined) {
   const dataDir = dataDirOf(values['data-dir'], io)
-  // In a cluster, the engines compare their channels' definitions as they join: see EngineLease.
-  const definitions = storeUrlOf(values, io) === undefined ? undefined : await channelDefinitions(inputs.channels)
+  // In a cluster, the engines compare their channels' definitions as they join (see EngineLease),
+  // the alerts file's webhook channels among them.
+  const definitions = storeUrlOf(values, io) === undefined ? undefined : await clusterDefinitions(inputs)
   const jwks = flags.jwksAddress && await startJwksServer({ ...flags.jwksAddress, documents: await jwksDocuments(channelSigningKeys(inputs.channels), flags.jwksSets) })
   if (jwks) {
     log.info({ jwks: jwks.paths().map((p) => jwks.url + p) }, 'serving JWK Sets')
