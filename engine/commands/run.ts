@@ -290,8 +290,10 @@ function untilStopRequested(log: Logger, signal?: AbortSignal): { signal: AbortS
  * which the destinations should have had: those with unfinished messages in the store, each with
  * when its oldest unfinished message was received.
  */
-async function unfinishedOf(store: MessageStore, channels: readonly LoadedChannel[]): Promise<Array<[channel: string, oldest: number]>> {
+async function unfinishedOf(store: MessageStore, inputs: Pick<Inputs, 'channels' | 'alerts'>): Promise<Array<[channel: string, oldest: number]>> {
   const oldest = await store.oldestPending()
+  // The internal channels of the channels' own alerts deliver to the embedded API too.
+  const channels = [...inputs.channels, ...Object.values(inputs.alerts?.webhooks ?? {})]
   return channels.flatMap((ch) => (oldest[ch.name] === undefined ? [] : [[ch.name, oldest[ch.name]!]]))
 }
 
@@ -318,8 +320,8 @@ export async function run(args: string[], io: CommandIO, deps: RunDeps = {}): Pr
  * Whether a rehearsal may run on this data directory: not while it holds unfinished messages of the
  * channels, which the rehearsal would deliver to the embedded API instead of their destinations.
  */
-async function rehearsalMayUse(store: MessageStore, channels: LoadedChannel[], dataDir: string, io: CommandIO): Promise<boolean> {
-  const earlier = await unfinishedOf(store, channels)
+async function rehearsalMayUse(store: MessageStore, inputs: Inputs, dataDir: string, io: CommandIO): Promise<boolean> {
+  const earlier = await unfinishedOf(store, inputs)
   for (const [name, oldest] of earlier) io.err(`${dataDir} holds unfinished messages of channel "${name}" (the oldest received ${new Date(oldest).toISOString()}): a rehearsal would deliver them to the embedded API, not to their destinations. Rehearse with a data directory of its own (--data-dir), or let weir run deliver them first`)
   return earlier.length === 0
 }
@@ -354,7 +356,7 @@ async function runChannels(files: string[], values: RunValues, io: CommandIO, de
     return stop.failed ? 1 : 0
   }
   const { store, http, credential, dataDir, admin } = svc
-  if (rehearsal && !(await rehearsalMayUse(store, inputs.channels, dataDir, io))) {
+  if (rehearsal && !(await rehearsalMayUse(store, inputs, dataDir, io))) {
     await svc.close()
     stop.dispose()
     return 1
@@ -390,7 +392,7 @@ async function runChannels(files: string[], values: RunValues, io: CommandIO, de
   await Promise.all(handles.map((h) => h.stop()))
   counters.stop()
   const outcomes = await Promise.all(handles.map((h) => h.stopped))
-  for (const [name] of rehearsal ? await unfinishedOf(store, inputs.channels).catch(() => []) : []) {
+  for (const [name] of rehearsal ? await unfinishedOf(store, inputs).catch(() => []) : []) {
     log.warn({ channel: name, dataDir }, 'the rehearsal leaves unfinished messages of this channel in the data directory: the next weir run on it delivers them, to the real destinations when it runs without --embedded')
   }
   const closed = await svc.close().then(() => true, (e: unknown) => {

@@ -3,7 +3,7 @@
 // its credentials registered with their own secret and key, until SIGTERM.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { generateKeyPairSync, randomBytes } from 'node:crypto'
-import { writeFile } from 'node:fs/promises'
+import { readFile, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { freePort } from '../../engine/embedded/postgres.ts'
@@ -136,6 +136,19 @@ describe('weir run --embedded', () => {
     // Still queued for its destination, not delivered elsewhere.
     const listed = await runCli(['messages', 'list', '--json', '--data-dir', ch.dataDir])
     expect((JSON.parse(listed.out) as Array<{ status: string }>).map((m) => m.status)).toEqual(['queued'])
+  })
+
+  it('refuses, too, a data directory holding an unfinished notification of the channel\'s own alerts (their webhook channel)', async () => {
+    const ch = await channelDir()
+    const definition = JSON.parse(await readFile(ch.file, 'utf8')) as Record<string, unknown>
+    definition.alerts = { webhooks: { ops: { url: 'https://hooks.ops-weir.example/weir' } }, alerts: [{ name: 'old', condition: 'queue-age', maxAgeSeconds: 60, webhook: 'ops' }] }
+    await writeFile(ch.file, JSON.stringify(definition))
+    const store = openSqliteStore({ dataDir: ch.dataDir })
+    await store.enqueue('weir-alerts.orders.ops', { body: { alert: 'old', state: 'firing' } })
+    await store.close()
+    const r = await runCli(['run', ch.file, '--embedded', '--data-dir', ch.dataDir, '--admin', 'off'], { ...process.env, CRM_SECRET: SECRET, WEIR_LOG_LEVEL: 'warn' })
+    expect(r.code).toBe(1)
+    expect(r.err).toContain(`${ch.dataDir} holds unfinished messages of channel "weir-alerts.orders.ops"`)
   })
 
   it('imports a refresh token the embedded server issued for a refresh_token credential, gives a baseUrlFromToken destination the API, and accepts a static token and an API key', async () => {
