@@ -56,7 +56,7 @@ describe('countErrors (the messages-failing alert) reads the errors of its chann
       await store.close()
       const after = new Database(join(dir.path, 'weir.db'), { readonly: true })
       expect([after.pragma('user_version', { simple: true }), after.prepare(`SELECT sql FROM sqlite_master WHERE name = 'message_status_errors'`).pluck().get()])
-        .toEqual([9, `CREATE INDEX message_status_errors ON message_status (channel, updated_at) WHERE status = 'error'`])
+        .toEqual([migrations.length, `CREATE INDEX message_status_errors ON message_status (channel, updated_at) WHERE status = 'error'`])
       after.close()
     } finally {
       await dir.remove()

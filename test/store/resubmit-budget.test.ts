@@ -37,7 +37,7 @@ describe('the retry budget baseline of a resubmission, on a store migrated from 
         await store.close()
       }
       const after = new Database(join(dir.path, 'weir.db'), { readonly: true })
-      expect(after.pragma('user_version', { simple: true })).toBe(9)
+      expect(after.pragma('user_version', { simple: true })).toBe(sqliteMigrations.length)
       after.close()
     } finally {
       await dir.remove()

@@ -184,6 +184,14 @@ export const migrations: readonly string[] = [
   `
   ALTER TABLE weir_engines ADD COLUMN outlines jsonb;
   `,
+  // 12: a search key's value out of the audit entries of a resubmit by filter that an earlier weir
+  // wrote (`orders: status error, mrn=MRN12`): the key is the filter's last part and no other part
+  // holds a "=", so what follows the first "=" is the value, withheld as weir writes it now
+  // (`mrn=(value withheld)`). The old row versions stay in the table's pages until (auto)vacuum.
+  `
+  UPDATE weir_audit_log SET target = substr(target, 1, strpos(target, '=')) || '(value withheld)'
+    WHERE action = 'resubmit' AND strpos(target, '=') > 0 AND strpos(target, '(value withheld)') = 0;
+  `,
 ]
 
 /** Any constant: the key of the advisory lock under which one engine at a time migrates. */

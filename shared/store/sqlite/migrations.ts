@@ -150,6 +150,15 @@ export const migrations: ReadonlyArray<(db: Database) => void> = [
     ALTER TABLE deliveries ADD COLUMN budget_attempts INTEGER;
     ALTER TABLE deliveries ADD COLUMN budget_since INTEGER;
   `),
+  // 10: a search key's value out of the audit entries of a resubmit by filter that an earlier weir
+  // wrote (`orders: status error, mrn=MRN12`): the key is the filter's last part and no other part
+  // holds a "=", so what follows the first "=" is the value, withheld as weir writes it now
+  // (`mrn=(value withheld)`). The old values are overwritten in their pages (secure_delete).
+  (db) => {
+    db.pragma('secure_delete = ON')
+    db.exec(`UPDATE audit_log SET target = substr(target, 1, instr(target, '=')) || '(value withheld)'
+      WHERE action = 'resubmit' AND instr(target, '=') > 0 AND instr(target, '(value withheld)') = 0`)
+  },
 ]
 
 /**
