@@ -1,3 +1,4 @@
+import Database from 'better-sqlite3'
 import { randomBytes } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -5,6 +6,8 @@ import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { encryptContent } from '../../shared/store/encrypted.ts'
 import { openPostgresStore, openSqliteStore, type MessageStore } from '../../shared/store/index.ts'
+import { SEARCH_KEY_NAMES as PG_SEARCH_KEY_NAMES } from '../../shared/store/postgres/open.ts'
+import { SEARCH_KEY_NAMES } from '../../shared/store/sqlite/key-names.js'
 import { filesHolding } from '../security/_at-rest.ts'
 import { useEmbeddedPostgres } from '../_postgres.ts'
 
@@ -47,7 +50,7 @@ describe('a search by key is an index lookup', () => {
     }
   })
 
-  it('SQLite: EXPLAIN QUERY PLAN searches message_keys by its primary key (name, value[, channel]), never scans', async () => {
+  it('SQLite: EXPLAIN QUERY PLAN searches message_keys by its primary key (name, value[, channel]), never scans; searchKeyNames probes it once per name', async () => {
     const store = openSqliteStore({ dataDir: dir })
     try {
       await fill(store)
@@ -61,12 +64,22 @@ describe('a search by key is an index lookup', () => {
     } finally {
       await store.close()
     }
+    // searchKeyNames: one probe of the primary key per name, never a pass over the values.
+    const db = new Database(join(dir, 'weir.db'), { readonly: true })
+    try {
+      const plan = (db.prepare(`EXPLAIN QUERY PLAN ${SEARCH_KEY_NAMES}`).all() as Array<{ detail: string }>).map((r) => r.detail)
+      const steps = plan.filter((step) => /message_keys/.test(step))
+      expect(steps).toHaveLength(2)
+      for (const step of steps) expect(step).toMatch(/^SEARCH message_keys USING PRIMARY KEY/)
+    } finally {
+      db.close()
+    }
   })
 
   describe('PostgreSQL', () => {
     const pg = useEmbeddedPostgres()
 
-    it('EXPLAIN uses the weir_message_keys primary key, with or without the channel', async () => {
+    it('EXPLAIN uses the weir_message_keys primary key, with or without the channel; searchKeyNames probes it once per name', async () => {
       const store = await openPostgresStore({ url: await pg.server.createDatabase('search_keys') })
       try {
         await fill(store)
@@ -78,6 +91,12 @@ describe('a search by key is an index lookup', () => {
         }
         expect((await store.list({ ...mrn('7'), channel: 'a' })).map((m) => m.body)).toEqual([1007, 7])
         expect(await store.searchKeyNames!()).toEqual(['accession', 'mrn'])
+        // searchKeyNames: a loose index scan of the primary key (a recursion, each step one probe), never a
+        // pass over the values. EXPLAIN does not show the recursive step's subplan: its nodes are what it shows.
+        const names = JSON.stringify((await store.pool.query(`EXPLAIN (FORMAT JSON) ${PG_SEARCH_KEY_NAMES}`))[0])
+        expect(names).toMatch(/"Node Type":"Recursive Union"/)
+        expect(names).toMatch(/"Node Type":"Index Only Scan"[^}]*"Index Name":"weir_message_keys_pkey"/)
+        expect(names).not.toMatch(/Seq Scan|Aggregate|"Node Type":"Sort"/)
       } finally {
         await store.close()
       }

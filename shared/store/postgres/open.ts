@@ -90,6 +90,12 @@ const unfinished = (select: string, where = '') => `SELECT channel, ${select} FR
   UNION ALL SELECT channel, ${select} FROM weir_messages WHERE status IN ('in-flight', 'retrying') ${where} GROUP BY channel`
 /** Unfinished messages per channel: of the channel `$1`, or of every channel when `$1` is null. */
 export const PENDING_COUNTS = `SELECT channel, sum(n)::int AS n FROM (${unfinished('count(*) AS n', 'AND ($1::text IS NULL OR channel = $1)')}) s GROUP BY channel`
+/** The search key names in use: a loose index scan of weir_message_keys' primary key (name first), one probe per name, never a pass over every value. */
+export const SEARCH_KEY_NAMES = `WITH RECURSIVE k AS (
+    (SELECT name FROM weir_message_keys ORDER BY name LIMIT 1)
+    UNION ALL SELECT (SELECT name FROM weir_message_keys WHERE name > k.name ORDER BY name LIMIT 1) FROM k WHERE k.name IS NOT NULL
+  ) SELECT name FROM k WHERE name IS NOT NULL`
+
 /**
  * The messages of channel `$1` in error since `$2` (epoch ms): a range of weir_messages_errors
  * (channel, updated_at, partial over status 'error'), read from the index alone.
@@ -425,11 +431,7 @@ class PostgresStore implements PostgresMessageStore {
   }
 
   searchKeyNames(): Promise<string[]> {
-    // The same loose index scan over the key index, whose first column is the name.
-    return this.read(async () => (await this.db.query<{ name: string }>(`WITH RECURSIVE k AS (
-        (SELECT name FROM weir_message_keys ORDER BY name LIMIT 1)
-        UNION ALL SELECT (SELECT name FROM weir_message_keys WHERE name > k.name ORDER BY name LIMIT 1) FROM k WHERE k.name IS NOT NULL
-      ) SELECT name FROM k WHERE name IS NOT NULL`)).map((r) => r.name))
+    return this.read(async () => (await this.db.query<{ name: string }>(SEARCH_KEY_NAMES)).map((r) => r.name))
   }
 
   pending(channel: string): number {

@@ -12,6 +12,7 @@
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads'
 import Database from 'better-sqlite3'
 import { previewOf } from '../preview.js'
+import { SEARCH_KEY_NAMES } from './key-names.js'
 
 /** @typedef {[id: number, name: string, ...args: any[]]} Op */
 /** @typedef {[id: number, ok: boolean, value: unknown]} Result */
@@ -132,11 +133,7 @@ const s = {
   statsAll: db.prepare('SELECT status, count(*) AS n FROM message_status GROUP BY status'),
   statsOf: db.prepare('SELECT status, count(*) AS n FROM message_status WHERE channel = ? GROUP BY status'),
   channels: db.prepare('SELECT DISTINCT channel FROM message_status ORDER BY channel').pluck(),
-  // A skip scan of the key index: one probe per name, not a pass over every value.
-  searchKeyNames: db.prepare(`WITH RECURSIVE n(name) AS (
-      SELECT min(name) FROM message_keys
-      UNION ALL SELECT (SELECT min(name) FROM message_keys WHERE name > n.name) FROM n WHERE n.name IS NOT NULL
-    ) SELECT name FROM n WHERE name IS NOT NULL`).pluck(),
+  searchKeyNames: db.prepare(SEARCH_KEY_NAMES).pluck(),
   getState: db.prepare('SELECT value FROM component_state WHERE channel = ? AND component = ? AND key = ?').pluck(),
   setState: db.prepare(`INSERT INTO component_state (channel, component, key, value, updated_at) VALUES (?, ?, ?, ?, ?)
     ON CONFLICT (channel, component, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at`),
