@@ -1,3 +1,4 @@
+import { hostname } from 'node:os'
 import type { Page } from 'playwright-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { OPEN_CONFIG } from '../../engine/admin/config.ts'
@@ -61,11 +62,12 @@ describe('cluster page', () => {
     }
   })
 
-  it('shows each channel\'s definition on the live engines, a disagreement as an alert, and engines that record none', async () => {
+  it('shows each channel\'s definition on the live engines, a disagreement as an alert with where it differs, and engines that record none', async () => {
     const url = await server.createDatabase('admin_cluster_definitions')
     const fp = (c: string) => `sha256:${c.repeat(64)}`
-    const a = await openPostgresStore({ url, leaseMs: 60_000, definitions: { orders: fp('a'), billing: fp('b') } })
-    const b = await openPostgresStore({ url, leaseMs: 60_000, definitions: { orders: fp('a') } })
+    const orders = (urlDigest: string) => ({ '/name': 'n1', '/destinations/0/config/url': urlDigest, '/destinations/0/type': 't1' })
+    const a = await openPostgresStore({ url, leaseMs: 60_000, definitions: { orders: fp('a'), billing: fp('b') }, outlines: { orders: orders('u1'), billing: { '/name': 'b1' } } })
+    const b = await openPostgresStore({ url, leaseMs: 60_000, definitions: { orders: fp('a') }, outlines: { orders: orders('u1') } })
     const older = await openPostgresStore({ url, leaseMs: 60_000 })
     try {
       await dashboardOn(a, async (page, base) => {
@@ -78,17 +80,22 @@ describe('cluster page', () => {
         expect(await page.locator('[data-field="unknown"]').allTextContents()).toEqual([
           `unknown: ${older.engineId} (host ${(await older.cluster()).find((e) => e.id === older.engineId)!.host}, pid ${process.pid}) records no channel definitions (an older weir): whether it runs the same ones cannot be told`,
         ])
-        // Engines that joined before another changed its file (as a race or an older weir could leave them).
-        await b.pool.query('UPDATE weir_engines SET channels = $1 WHERE id = $2', [{ orders: fp('c') }, b.engineId])
+        // Engines that joined before another changed its file (as a race or an older weir could leave them): its destination sends elsewhere.
+        await b.pool.query('UPDATE weir_engines SET channels = $1, outlines = $2 WHERE id = $3', [{ orders: fp('c') }, { orders: orders('u2') }, b.engineId])
         await page.reload()
         expect(await page.textContent('[role="alert"]')).toMatch(/^1 channel\(s\) run with different definitions on live engines/)
         expect(await page.locator('tr[data-channel="orders"] [data-field="definition"] .s-failing').textContent())
-          .toBe(`DIFFERENT: sha256:${'a'.repeat(16)} on ${a.engineId}; sha256:${'c'.repeat(16)} on ${b.engineId}`)
+          .toBe(`DIFFERENT: sha256:${'a'.repeat(16)} on ${a.engineId}; sha256:${'c'.repeat(16)} on ${b.engineId}, differing at /destinations/0/config/url`)
         await shot(page, 'cluster-definitions')
         const api = await call(base, '/api/cluster')
-        expect((api.json as { channels: unknown }).channels).toEqual([
+        const { channels, engines } = api.json as { channels: unknown; engines: Array<Record<string, unknown>> }
+        const at = [{ pointer: '/destinations/0/config/url', change: 'changed' }]
+        expect(channels).toEqual([
           { channel: 'billing', engines: 1, fingerprints: [{ fingerprint: fp('b'), engines: [a.engineId] }] },
-          { channel: 'orders', engines: 2, fingerprints: [{ fingerprint: fp('a'), engines: [a.engineId] }, { fingerprint: fp('c'), engines: [b.engineId] }] },
+          { channel: 'orders', engines: 2, fingerprints: [{ fingerprint: fp('a'), engines: [a.engineId] }, { fingerprint: fp('c'), engines: [b.engineId], differences: at }] },
+        ])
+        expect(engines.map((e) => [e.id, e.conflicts, 'outlines' in e])).toEqual([
+          [a.engineId, [], false], [b.engineId, [{ channel: 'orders', id: a.engineId, host: hostname(), pid: process.pid, differences: at }], false], [older.engineId, [], false],
         ])
       })
     } finally {

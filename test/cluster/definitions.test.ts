@@ -2,7 +2,7 @@ import { mkdir, writeFile } from 'node:fs/promises'
 import { hostname } from 'node:os'
 import { join, resolve } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { definitionFingerprint } from '../../engine/definition-fingerprint.ts'
+import { channelDefinitions, definitionFingerprint } from '../../engine/definition-fingerprint.ts'
 import { loadChannel } from '../../engine/load.ts'
 import { openPostgresStore, type PostgresMessageStore } from '../../shared/store/index.ts'
 import { migrate, migrations } from '../../shared/store/postgres/migrations.ts'
@@ -222,12 +222,54 @@ describe('weir cluster status: whether the live engines agree on each channel', 
     const differ = await runCli(['cluster', 'status', '--store', url])
     expect(differ.code).toBe(1)
     const rows = differ.out.split('\n').map((l) => l.split(/\s{2,}/))
-    expect(rows.find((r) => r[0] === 'orders')).toEqual(['orders', '2', `DIFFERENT: sha256:1111111111111111 on ${a.engineId}; sha256:3333333333333333 on ${b.engineId}`])
+    // Neither records an outline: where they differ cannot be told.
+    expect(rows.find((r) => r[0] === 'orders')).toEqual(['orders', '2',
+      `DIFFERENT: sha256:1111111111111111 on ${a.engineId}; sha256:3333333333333333 on ${b.engineId}, where cannot be told (an engine of an older weir records no outline)`])
     expect(differ.out).toContain('unknown: older-weir (host h, pid 1) records no channel definitions (an older weir): whether it runs the same ones cannot be told')
-    const json = JSON.parse((await runCli(['cluster', 'status', '--store', url, '--json'])).out) as Array<{ id: string; channels: unknown }>
+    const json = JSON.parse((await runCli(['cluster', 'status', '--store', url, '--json'])).out) as Array<{ id: string; channels: unknown; conflicts: unknown }>
     expect(json.map((e) => [e.id, e.channels])).toEqual([
       [a.engineId, { orders: 'sha256:1111111111111111aaaa', adt: 'sha256:2222222222222222bbbb' }], [b.engineId, { orders: 'sha256:3333333333333333cccc' }], ['older-weir', null],
     ])
+    expect(json.map((e) => e.conflicts)).toEqual([[], [{ channel: 'orders', id: a.engineId, host: hostname(), pid: process.pid }], []])
+  })
+
+  it('names where each definition differs from the first, as JSON pointers into the channel file (at most 5, then how many more), in the table and in --json', async () => {
+    const { url, db } = await database()
+    const d = await dir()
+    const elsewhere = channel('p') as { destinations: Array<{ config: Record<string, unknown> }> }
+    elsewhere.destinations[0]!.config = { ...elsewhere.destinations[0]!.config, url: 'http://127.0.0.1:9/elsewhere' }
+    await writeFile(join(d, 'first.json'), JSON.stringify(channel('p')))
+    await writeFile(join(d, 'elsewhere.json'), JSON.stringify(elsewhere))
+    const first = await channelDefinitions([await loadChannel(join(d, 'first.json'))])
+    const other = await channelDefinitions([await loadChannel(join(d, 'elsewhere.json'))])
+    const many = (digest: string) => ({ ...Object.fromEntries(Array.from({ length: 8 }, (_, i) => [`/destinations/${i}/config/url`, digest])), '/name': 'n1' })
+    const [fingerprints, outlines] = [{ ...first.fingerprints, lab: 'sha256:lab1', adt: 'sha256:adt' }, { ...first.outlines, lab: many('x'), adt: { '/name': 'a1' } }]
+    const a = await engine(url, fingerprints, 60_000, outlines)
+    const b = await engine(url, fingerprints, 60_000, outlines)
+    expect((await a.cluster()).map((e) => e.outlines)).toEqual([undefined, undefined])
+    // A disagreement as a race or an older weir could leave it (a join with another definition is refused).
+    await db.sql`UPDATE weir_engines SET channels = ${JSON.stringify({ ...fingerprints, ...other.fingerprints, lab: 'sha256:lab2' })}::jsonb,
+      outlines = ${JSON.stringify({ ...outlines, ...other.outlines, lab: { ...many('y'), '/options/orderBy': 'o1' } })}::jsonb WHERE id = ${b.engineId!}`
+    // Read for the comparison: the outlines of the channels in conflict only (not adt's, run the same everywhere).
+    expect((await a.cluster()).map((e) => Object.keys(e.outlines ?? {}).sort())).toEqual([['clustered', 'lab'], ['clustered', 'lab']])
+    const status = await runCli(['cluster', 'status', '--store', url])
+    expect(status.code).toBe(1)
+    const rows = status.out.split('\n').map((l) => l.split(/\s{2,}/))
+    const short = (fingerprint: string) => fingerprint.slice(0, 'sha256:'.length + 16)
+    expect(rows.find((r) => r[0] === 'clustered')).toEqual(['clustered', '2',
+      `DIFFERENT: ${short(first.fingerprints.clustered!)} on ${a.engineId}; ${short(other.fingerprints.clustered!)} on ${b.engineId}, differing at /destinations/0/config/url`])
+    expect(rows.find((r) => r[0] === 'lab')).toEqual(['lab', '2',
+      `DIFFERENT: sha256:lab1 on ${a.engineId}; sha256:lab2 on ${b.engineId}, differing at ${Array.from({ length: 5 }, (_, i) => `/destinations/${i}/config/url`).join(', ')} and 4 more`])
+    const json = JSON.parse((await runCli(['cluster', 'status', '--store', url, '--json'])).out) as Array<Record<string, unknown>>
+    const firstEngine = { id: a.engineId, host: hostname(), pid: process.pid }
+    expect(json.map((e) => [e.id, e.conflicts])).toEqual([[a.engineId, []], [b.engineId, [
+      { channel: 'clustered', ...firstEngine, differences: [{ pointer: '/destinations/0/config/url', change: 'changed' }] },
+      { channel: 'lab', ...firstEngine, differences: [
+        ...Array.from({ length: 8 }, (_, i) => ({ pointer: `/destinations/${i}/config/url`, change: 'changed' })), { pointer: '/options', change: 'added' },
+      ] },
+    ]]])
+    // The outlines are what the comparison reads, not what the engines show.
+    expect(json.map((e) => 'outlines' in e)).toEqual([false, false])
   })
 })
 

@@ -2,7 +2,7 @@ import { Refusal } from '../../../shared/inbound/refusal.ts'
 import type { PostgresMessageStore } from '../../../shared/store/index.ts'
 import type { EngineStatus } from '../../../shared/store/postgres/engines.ts'
 import type { MessageStore } from '../../../shared/store/types.ts'
-import { CHANNEL_COLUMNS, channelAgreement, channelRow, ENGINE_COLUMNS, engineRow, unknownDefinitions, type ChannelAgreement } from '../../commands/cluster.ts'
+import { CHANNEL_COLUMNS, channelAgreement, channelRow, ENGINE_COLUMNS, engineRow, enginesJson, unknownDefinitions, type ChannelAgreement } from '../../commands/cluster.ts'
 import type { ApiSources } from '../api.ts'
 import type { Auth } from '../auth.ts'
 import { sendJson } from '../http.ts'
@@ -59,10 +59,8 @@ export function clusterPage(router: Router, src: ApiSources, auth: Auth): void {
     const store = clusterStoreOf(runningStore(src))
     if (!store) return sendJson(res, 200, { clustered: false, engines: [] })
     const engines = await store.cluster()
-    sendJson(res, 200, {
-      clustered: true, self: store.engineId ?? null, engines: engines.map((e) => ({ ...e, startedAt: new Date(e.startedAt).toISOString() })),
-      channels: channelAgreement(engines),
-    })
+    const channels = channelAgreement(engines)
+    sendJson(res, 200, { clustered: true, self: store.engineId ?? null, engines: enginesJson(engines, channels), channels })
   })
   router.get('/cluster', async (ctx) => {
     const user = pageUser(ctx, auth)

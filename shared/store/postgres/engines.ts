@@ -19,6 +19,12 @@ export interface EngineStatus {
   leads: string[]
   /** The fingerprint of each channel it runs, by name; null for an engine of an older weir, which records none. */
   channels: Record<string, string> | null
+  /**
+   * The outline of each channel it runs that live engines run with different definitions, by name,
+   * to tell where they differ: read for those channels only, and only of a live engine. A channel
+   * is absent when the engine records no outline of it (an older weir).
+   */
+  outlines?: Record<string, DefinitionOutline>
 }
 
 export interface LeaseOptions {
@@ -86,10 +92,14 @@ const JOIN_LOCK = "hashtextextended('weir:join', 0)"
 /** How many differences a refusal names per channel; the rest are counted. */
 const NAMED_DIFFERENCES = 10
 
-/** Where a channel's definitions differ, as a refusal names it: ` at /destinations/0/config/url, /options/orderBy (added here)`, or nothing when unknown. */
-function differencesText(differences: readonly DefinitionDifference[] | undefined): string {
+/**
+ * Where a channel's definitions differ, as a refusal (and `weir cluster status`) names it:
+ * ` at /destinations/0/config/url, /options/orderBy (added here)`, at most `most` places then how
+ * many more, or nothing when unknown.
+ */
+export function differencesText(differences: readonly DefinitionDifference[] | undefined, most = NAMED_DIFFERENCES): string {
   if (!differences?.length) return ''
-  const named = differences.slice(0, NAMED_DIFFERENCES)
+  const named = differences.slice(0, most)
     .map((d) => (d.change === 'changed' ? d.pointer : `${d.pointer} (${d.change === 'added' ? 'added here' : 'missing here'})`))
   const more = differences.length - named.length
   return ` at ${named.join(', ')}${more > 0 ? ` and ${more} more` : ''}`
@@ -409,16 +419,24 @@ function newEngineId(): string {
   return `${hostname()}-${process.pid}-${newMessageId().slice(-6).toLowerCase()}`
 }
 
-/** Every engine of the cluster, with its lease, claims and leaderships. */
+/**
+ * Every engine of the cluster, with its lease, claims and leaderships, and the outlines of the
+ * channels live engines run with different definitions (see `EngineStatus.outlines`): one query,
+ * whose CTE `e` is evaluated once (it calls clock_timestamp()), so the engines whose outlines are
+ * read are the ones it shows live, and the channels those found in conflict.
+ */
 export async function clusterStatus(db: Db): Promise<EngineStatus[]> {
   const rows = await db.sql`
-    SELECT e.id, e.host, e.pid, e.version, extract(epoch FROM e.started_at) * 1000 AS started,
-      extract(epoch FROM clock_timestamp() - e.heartbeat_at) * 1000 AS age, e.lease_until < clock_timestamp() AS expired,
+    WITH e AS (SELECT *, lease_until < clock_timestamp() AS expired, clock_timestamp() - heartbeat_at AS age FROM weir_engines),
+    conflicting AS (SELECT c.key AS channel FROM e, jsonb_each_text(e.channels) c WHERE NOT e.expired GROUP BY c.key HAVING count(DISTINCT c.value) > 1)
+    SELECT e.id, e.host, e.pid, e.version, extract(epoch FROM e.started_at) * 1000 AS started, extract(epoch FROM e.age) * 1000 AS age, e.expired,
       (SELECT count(*) FROM weir_messages m WHERE m.owner = e.id AND m.status IN ('in-flight', 'retrying'))::int AS claimed,
-      coalesce((SELECT array_agg(l.name ORDER BY l.name) FROM weir_leaders l WHERE l.engine_id = e.id), '{}') AS leads, e.channels
-    FROM weir_engines e ORDER BY e.started_at, e.id`
+      coalesce((SELECT array_agg(l.name ORDER BY l.name) FROM weir_leaders l WHERE l.engine_id = e.id), '{}') AS leads, e.channels,
+      (SELECT jsonb_object_agg(k.channel, e.outlines -> k.channel) FROM conflicting k WHERE NOT e.expired AND e.outlines -> k.channel IS NOT NULL) AS outlines
+    FROM e ORDER BY e.started_at, e.id`
   return rows.map((r) => ({
     id: r.id, host: r.host, pid: r.pid, version: r.version, startedAt: Math.round(Number(r.started)),
     heartbeatAgeMs: Math.max(0, Math.round(Number(r.age))), expired: r.expired, claimed: r.claimed, leads: r.leads, channels: r.channels ?? null,
+    ...(r.outlines ? { outlines: r.outlines } : {}),
   }))
 }
