@@ -1,9 +1,7 @@
 import { readFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { dataDirOf, expectArgs, parseSubcommandFlags, type CommandIO, type FlagOptions } from '../cli-io.ts'
-import { ConfigError, errorCodes, isWeirError, type ConfigProblem } from '../../shared/errors.ts'
-import { escapePointer } from '../../shared/config/problems.ts'
-import { displayPath } from '../../shared/config/load.ts'
+import { ConfigError, errorCodes, isWeirError } from '../../shared/errors.ts'
 import { loadChannel } from '../load.ts'
 import { browserCommand, openBrowser } from '../open-browser.ts'
 import type { LoadedChannel } from '../../shared/config/types.ts'
@@ -143,17 +141,6 @@ async function authorize(name: string, config: CredentialConfig, values: Flags, 
 }
 
 /**
- * The secret references of credential `name` that did not resolve, in a channel loaded with
- * `allowUnsetSecrets`: those under its entry in the channel file, or in the shared credentials file
- * that defines it.
- */
-export function unsetSecretsOf(ch: LoadedChannel, name: string): ConfigProblem[] {
-  const channelFile = displayPath(ch.file)
-  const key = escapePointer(name)
-  return (ch.unsetSecrets ?? []).filter((p) => p.pointer.startsWith(p.file === channelFile ? `/credentials/${key}/` : `/${key}/`))
-}
-
-/**
  * The explanation of a credential loaded without its secrets: a client assertion's header needs
  * the signing key, so a key that is not set is reported as loading would report it.
  */
@@ -161,7 +148,8 @@ function explainWithKeys(ch: LoadedChannel, name: string, config: CredentialConf
   try {
     return explainCredential(name, config)
   } catch (e) {
-    const own = unsetSecretsOf(ch, name)
+    // Loaded with `onlyCredential`, the references that did not resolve are all this credential's.
+    const own = ch.unsetSecrets ?? []
     if (isWeirError(e) && e.code === 'ERR_CONFIG_INVALID' && own.length > 0) throw new ConfigError(own)
     throw e
   }
@@ -186,8 +174,9 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
   const [, file, name] = expectArgs(positionals, [sub, '<channel.json>', '<credential>'], `weir credentials ${sub} <channel.json> <credential>`) as [string, string, string]
   // Before a consent is spent on a token that could not be stored.
   if (sub !== 'explain' && storeUrlOf(values, io) && !io.env.WEIR_SECRET_KEY) throw new StoreError(missingClusterKey)
-  // explain and import never send the client's secret or sign with its key: those need not be set here.
-  const ch = await loadChannel(resolve(io.cwd, file), { env: io.env, allowUnsetSecrets: sub !== 'authorize' })
+  // Only this credential's secrets are read; explain and import never send the client's secret or
+  // sign with its key: those need not be set here either.
+  const ch = await loadChannel(resolve(io.cwd, file), { env: io.env, onlyCredential: name, allowUnsetSecrets: sub !== 'authorize' })
   const config = credentialOf(ch, name)
   if (sub === 'explain') {
     io.out(explainWithKeys(ch, name, config))

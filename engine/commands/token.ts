@@ -1,11 +1,11 @@
 import { join, resolve } from 'node:path'
 import { dataDirOf, expectArgs, parseFlags, type CommandIO } from '../cli-io.ts'
 import { loadChannel } from '../load.ts'
-import { ConfigError, errorCodes, isWeirError } from '../../shared/errors.ts'
+import { errorCodes, isWeirError } from '../../shared/errors.ts'
 import { applyPreset, createRefreshTokenStore, createTokenProvider, explainTokenRequest, resolveCredential } from '../../shared/oauth/index.ts'
 import type { CredentialTokenProvider } from '../../shared/oauth/provider.ts'
 import type { TokenRetry } from '../../shared/oauth/token-slot.ts'
-import { credentialOf, parseTimeout, unsetSecretsOf } from './credentials.ts'
+import { credentialOf, parseTimeout } from './credentials.ts'
 import { openPostgresTokenState } from '../../shared/store/postgres/oauth-state.ts'
 import { storeOptions, storeUrlOf } from '../store.ts'
 import { newStoreKeyGuard } from '../store-key-guard.ts'
@@ -18,8 +18,9 @@ a cached one, so a wrong client secret or key shows), and prints where it came f
 scope, expiry and the redacted request that obtained it. The token itself is printed only with
 --show. A refresh_token credential refreshes under the store's lease and keeps the rotated refresh
 token in the store, as the engine does, so a running engine goes on with it. Retries (a 429 or 503
-and its Retry-After) are announced on stderr. Only this credential's secrets ($env, $file) need be
-set here: the channel's other credentials and components may reference secrets this host lacks.
+and its Retry-After) are announced on stderr. Only this credential's secrets ($env, $file) are read:
+the channel's other credentials and components may reference secrets and files this host lacks or
+this user cannot read.
 
   --show       also print the access token
   --json       print the summary as JSON
@@ -123,12 +124,11 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
   }
   const [file, name] = expectArgs(positionals, ['<channel.json>', '<credential>'], 'weir token <channel.json> <credential>') as [string, string]
   const timeoutMs = parseTimeout(values.timeout ?? '60s')
-  // Only this credential's secrets are needed: another credential's, or a component's, that is not set
-  // here (a key kept on another host) is no reason to refuse; one of this credential is, as it is to the engine.
-  const ch = await loadChannel(resolve(io.cwd, file), { env: io.env, allowUnsetSecrets: true })
+  // Only this credential's secrets are read: another credential's, or a component's (a key kept on
+  // another host, a file this user may not read) is no reason to refuse; one of this credential that
+  // is not set is, as it is to the engine.
+  const ch = await loadChannel(resolve(io.cwd, file), { env: io.env, onlyCredential: name })
   const config = credentialOf(ch, name)
-  const unset = unsetSecretsOf(ch, name)
-  if (unset.length > 0) throw new ConfigError(unset)
   const request = explainTokenRequest(config, name)
   const source = sourceOf(config, name)
   const dataDir = dataDirOf(values['data-dir'], io)

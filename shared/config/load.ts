@@ -29,6 +29,15 @@ export interface LoadOptions {
    * keys of its credential are not parsed. Never for a channel that runs.
    */
   allowUnsetSecrets?: boolean
+  /**
+   * For commands about one credential (`weir token`, `weir credentials`): only the secret references
+   * of this credential are read and its keys parsed. The other credentials' and the components'
+   * references are left unread (each an empty secret that says so), and the components' own checks
+   * and the `alerts` block's, which read files (TLS certificates, schemas, webhooks' secrets), are not
+   * run: a host needs no access to what the command does not use. The channel's structure is checked
+   * as ever. Never for a channel that runs.
+   */
+  onlyCredential?: string
   /** How the file is named in messages; the path relative to the working directory by default. */
   displayName?: string
   /** Credentials already prepared elsewhere (a channel's, for the webhooks of its `alerts` block), known besides the file's own. */
@@ -123,6 +132,8 @@ export interface SecretContext {
   file: string; dir: string; env: NodeJS.ProcessEnv; problems: ConfigProblem[]; warnings: ConfigProblem[]
   /** With `allowUnsetSecrets`: where the references that did not resolve are (each now an empty secret). */
   unset?: ConfigProblem[]
+  /** With `onlyCredential`: the one credential whose secret references are read. */
+  onlyCredential?: string
 }
 
 /** A reference that does not resolve: a problem, or an empty secret where the context allows unset ones. */
@@ -165,6 +176,20 @@ export function resolveSecrets(data: unknown, paths: string[], prefix: string, s
       }
     }
     if (secret) loc.parent[loc.key] = secret
+  }
+}
+
+/**
+ * The secrets at `paths` (inside `data`) that are not read (`onlyCredential`): a reference becomes
+ * an empty secret saying where it would come from, a literal a secret as resolveSecrets makes it.
+ */
+function leaveUnread(data: unknown, paths: string[]): void {
+  for (const path of paths) {
+    const loc = locate(data, path)
+    const value = loc?.parent[loc.key]
+    if (!loc || !value) continue
+    const ref = value as { $env?: string; $file?: string }
+    loc.parent[loc.key] = typeof value === 'string' ? new Secret(value, 'literal') : new Secret('', `${ref.$env !== undefined ? `$env:${ref.$env}` : `$file:${ref.$file}`} (not read)`)
   }
 }
 
@@ -232,12 +257,15 @@ async function loadComponent<K extends ComponentKind>(kind: K, entry: Record<str
   // A config that does not match its schema still has its secret references and the credential it
   // names checked, where its schema problems are not: fixing those brings no new problem to light.
   const wrong = (ptr: string) => isBad(ptr) || schemaProblems.some((p) => p.pointer === ptr || p.pointer.startsWith(`${ptr}/`))
-  resolveSecrets(config, res.secretPaths.filter((p) => !wrong(`${pointer}/config${p}`)), `${pointer}/config`, sc)
+  const secretPaths = res.secretPaths.filter((p) => !wrong(`${pointer}/config${p}`))
+  if (sc.onlyCredential === undefined) resolveSecrets(config, secretPaths, `${pointer}/config`, sc)
+  else leaveUnread(config, secretPaths)
   if (typeof config.credential === 'string' && !credentials[config.credential] && credentialsKnown && !wrong(`${pointer}/config/credential`)) {
     problems.push({ file: name, pointer: `${pointer}/config/credential`, message: unknownCredential(config.credential, Object.keys(credentials)) })
   }
   if (reported || !res.valid) return undefined
-  if (def.check && problems.length === before) {
+  // A definition's check may read files (TLS certificates, schemas): not for a command about one credential.
+  if (def.check && sc.onlyCredential === undefined && problems.length === before) {
     try {
       for (const [p, m] of await def.check(config, { channelDir: sc.dir })) problems.push({ file: name, pointer: `${pointer}/config${p}`, message: m })
     } catch (e) {
@@ -260,7 +288,10 @@ export async function loadChannelObject(raw: unknown, options: LoadOptions & { f
   const env = options.env ?? process.env
   const problems: ConfigProblem[] = []
   const warnings: ConfigProblem[] = []
-  const sc: SecretContext = { file: name, dir, env, problems, warnings, ...(options.allowUnsetSecrets ? { unset: [] } : {}) }
+  const sc: SecretContext = {
+    file: name, dir, env, problems, warnings,
+    ...(options.allowUnsetSecrets ? { unset: [] } : {}), ...(options.onlyCredential !== undefined ? { onlyCredential: options.onlyCredential } : {}),
+  }
 
   const data = structuredClone(raw) as Record<string, unknown>
   const top = validateCollectingSecrets(compileSchema(CHANNEL_SCHEMA), data)
@@ -272,21 +303,7 @@ export async function loadChannelObject(raw: unknown, options: LoadOptions & { f
   const badPointers = new Set(problems.map((p) => p.pointer))
   const isBad = (ptr: string) => [...badPointers].some((b) => b === ptr || b.startsWith(ptr + '/'))
 
-  // Credentials: provider rules (presets) and secret references; the channel's own, then a shared file's.
-  const credentials: Record<string, Readonly<Record<string, unknown>>> = { ...options.credentials }
-  /** False when a credentials file could not be read: references to it are then not reported as unknown too. */
-  let credentialsKnown = true
-  const credData = (data.credentials ?? {}) as Record<string, Record<string, unknown>>
-  if (typeof credData === 'object' && credData !== null) Object.assign(credentials, prepareCredentials(credData, top.secretPaths.filter((p) => p.startsWith('/credentials/')), '/credentials', sc, isBad))
-  if (typeof data.credentialsFile === 'string' && !isBad('/credentialsFile')) {
-    const shared = await loadCredentialsFile(resolve(dir, data.credentialsFile), sc)
-    credentialsKnown = shared !== undefined
-    for (const [cname, cred] of Object.entries(shared ?? {})) {
-      if (credentials[cname]) problems.push({ file: name, pointer: `/credentials/${escapePointer(cname)}`, message: `credential "${cname}" is also defined in ${displayPath(resolve(dir, data.credentialsFile))}; use one` })
-      else credentials[cname] = cred
-    }
-  }
-
+  const { credentials, credentialsKnown } = await channelCredentials(data, top.secretPaths, options.credentials, sc, isBad)
   const cx: ComponentContext = { name, dir, registry, problems, sc, isBad, credentials, credentialsKnown, moduleTypes: new Map() }
   const component = <K extends ComponentKind>(kind: K, entry: Record<string, unknown>, pointer: string) => loadComponent(kind, entry, pointer, cx)
 
@@ -303,7 +320,8 @@ export async function loadChannelObject(raw: unknown, options: LoadOptions & { f
 
   const alerts = data.alerts as ChannelAlertsBlock | undefined
   let alertsChecked: { problems: ConfigProblem[]; warnings: string[] } | undefined
-  if (alerts && options.checkAlerts && !isBad('/alerts') && !isBad('/name')) {
+  // The block's webhooks are channels of their own, with their secrets: not for a command about one credential.
+  if (alerts && options.checkAlerts && options.onlyCredential === undefined && !isBad('/alerts') && !isBad('/name')) {
     const destinationNames = (Array.isArray(data.destinations) ? (data.destinations as Array<{ name?: unknown } | null>) : []).flatMap((d) => (typeof d?.name === 'string' ? [d.name] : []))
     alertsChecked = await options.checkAlerts(alerts, { channel: String(data.name), file, displayName: name, credentials, credentialsKnown, destinations: destinationNames, env })
     problems.push(...alertsChecked.problems)
@@ -322,6 +340,27 @@ export async function loadChannelObject(raw: unknown, options: LoadOptions & { f
     ...(alertsChecked ? { alertsChecked } : {}),
     ...(sc.unset ? { unsetSecrets: sc.unset } : {}),
   }
+}
+
+/**
+ * The credentials a channel may name: `known` ones prepared elsewhere, the channel's own, then a
+ * shared file's, each checked against its provider's rules and its secret references resolved.
+ * `credentialsKnown` is false when the credentials file could not be read: references to it are
+ * then not reported as unknown too.
+ */
+async function channelCredentials(data: Record<string, unknown>, secretPaths: string[], known: LoadOptions['credentials'], sc: SecretContext, isBad: (pointer: string) => boolean):
+  Promise<{ credentials: Record<string, Readonly<Record<string, unknown>>>; credentialsKnown: boolean }> {
+  const credentials: Record<string, Readonly<Record<string, unknown>>> = { ...known }
+  const credData = (data.credentials ?? {}) as Record<string, Record<string, unknown>>
+  if (typeof credData === 'object' && credData !== null) Object.assign(credentials, prepareCredentials(credData, secretPaths.filter((p) => p.startsWith('/credentials/')), '/credentials', sc, isBad))
+  if (typeof data.credentialsFile !== 'string' || isBad('/credentialsFile')) return { credentials, credentialsKnown: true }
+  const path = resolve(sc.dir, data.credentialsFile)
+  const shared = await loadCredentialsFile(path, sc)
+  for (const [cname, cred] of Object.entries(shared ?? {})) {
+    if (credentials[cname]) sc.problems.push({ file: sc.file, pointer: `/credentials/${escapePointer(cname)}`, message: `credential "${cname}" is also defined in ${displayPath(path)}; use one` })
+    else credentials[cname] = cred
+  }
+  return { credentials, credentialsKnown: shared !== undefined }
 }
 
 /** The channel's destinations, each with its retry and breaker policies; a name used twice is a problem at the second. */
@@ -391,13 +430,17 @@ function prepareCredentials(creds: Record<string, Record<string, unknown>>, secr
     if (isBad(ptr) || typeof cred !== 'object' || cred === null) continue
     for (const [p, m] of checkCredential(cred)) sc.problems.push({ file: sc.file, pointer: ptr + p, message: m })
   }
-  resolveSecrets(creds, secretPaths.filter((p) => !isBad(p)).map((p) => p.slice(prefix.length)), prefix, sc)
+  const paths = secretPaths.filter((p) => !isBad(p)).map((p) => p.slice(prefix.length))
+  const reads = (cname: string) => sc.onlyCredential === undefined || cname === sc.onlyCredential
+  const own = `/${escapePointer(sc.onlyCredential ?? '')}/`
+  resolveSecrets(creds, sc.onlyCredential === undefined ? paths : paths.filter((p) => p.startsWith(own)), prefix, sc)
+  if (sc.onlyCredential !== undefined) leaveUnread(creds, paths.filter((p) => !p.startsWith(own)))
   // With its secrets resolved, a credential's keys are parsed as the engine will sign with them (no network).
   for (const [cname, cred] of Object.entries(creds)) {
     const ptr = `${prefix}/${escapePointer(cname)}`
     const within = (pointer: string) => pointer === ptr || pointer.startsWith(`${ptr}/`)
     const reported = [...sc.problems, ...(sc.unset ?? [])].some((p) => p.file === sc.file && within(p.pointer))
-    if (isBad(ptr) || typeof cred !== 'object' || cred === null || reported) continue
+    if (isBad(ptr) || typeof cred !== 'object' || cred === null || reported || !reads(cname)) continue
     for (const [p, m] of checkCredentialKeys(cred)) sc.problems.push({ file: sc.file, pointer: ptr + p, message: m })
   }
   const out: Record<string, Readonly<Record<string, unknown>>> = {}

@@ -73,7 +73,7 @@ export interface LoadedChannel {
   file: string
   /** Directory of the channel file. */
   dir: string
-  /** Validated credential configs by name (writeOnly values are `Secret`s); passed to shared/oauth. */
+  /** Validated credential configs by name (writeOnly values are `Secret`s; with `onlyCredential`, the others' are empty); passed to shared/oauth. */
   credentials: Record<string, Readonly<Record<string, unknown>>>
   source: LoadedComponent<'source'>
   filters: LoadedComponent<'filter'>[]

@@ -1,7 +1,8 @@
 // `weir token` needs only the secrets of the credential it fetches a token with: another credential's
 // `$file` or `$env` that is not set here (in the channel file or in its credentials file) does not
-// stop it; one of the named credential's own does, at its pointer; an unknown name lists the known ones.
-import { mkdir, writeFile } from 'node:fs/promises'
+// stop it, nor does one that is unreadable or garbage, nor a component's file; one of the named
+// credential's own does, at its pointer; an unknown name lists the known ones.
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { main } from '../../engine/cli.ts'
@@ -71,6 +72,40 @@ describe('weir token resolves only the named credential\'s secrets', () => {
     await mkdir(dir, { recursive: true })
     await writeFile(join(dir, 'credentials.json'), JSON.stringify({ api: api(), epic: epic() }))
     await apiWorksEpicDoesNot(await channel(dir, { credentialsFile: 'credentials.json' }), 'credentials.json#/epic/clientAuth/privateKey')
+  })
+
+  it('another credential\'s garbage, unreadable or missing key file, and a component\'s files, are not read; its own still fail at their pointers', async () => {
+    const dir = join(root.dir, 'unread')
+    await mkdir(join(dir, 'keys', 'a-directory'), { recursive: true })
+    await writeFile(join(dir, 'keys', 'garbage.pem'), 'not a PEM key\n')
+    const withKey = (path: string) => ({ ...epic(), clientAuth: { ...epic().clientAuth, privateKey: { $file: path } } })
+    const file = await channel(dir, {
+      credentials: { api: api(), garbage: withKey('keys/garbage.pem'), unreadable: withKey('keys/a-directory'), missing: withKey('keys/missing.pem') },
+    })
+    // The source's TLS certificate and key are not on this host either: the command has no use for them.
+    const raw = JSON.parse(await readFile(file, 'utf8'))
+    raw.source.config.tls = { certFile: 'tls/missing.crt', key: { $file: 'tls/missing.key' } }
+    await writeFile(file, JSON.stringify(raw))
+    const ok = await weir(['token', file, 'api', '--json', '--data-dir', join(root.dir, 'data')], env)
+    expect([ok.code, ok.err]).toEqual([0, ''])
+    expect(JSON.parse(ok.out)).toMatchObject({ credential: 'api', tokenType: 'Bearer' })
+    const own = async (name: string) => (await weir(['token', file, name, '--data-dir', join(root.dir, 'data')], env))
+    const missing = await own('missing')
+    expect([missing.code, missing.out]).toEqual([1, ''])
+    expect(missing.err).toContain('channel.json#/credentials/missing/clientAuth/privateKey: secret file "keys/missing.pem" not found')
+    expect(missing.err).not.toMatch(/garbage|unreadable|tls/)
+    expect((await own('unreadable')).err).toContain('channel.json#/credentials/unreadable/clientAuth/privateKey: secret file "keys/a-directory" cannot be read (EISDIR)')
+    const garbage = await own('garbage')
+    expect(garbage.code).toBe(1)
+    expect(garbage.err).toContain('channel.json#/credentials/garbage/clientAuth/privateKey')
+    expect(garbage.err).not.toMatch(/missing|unreadable/)
+  })
+
+  it('the channel\'s structure is still checked: another credential\'s schema problem is reported at its pointer', async () => {
+    const file = await channel(join(root.dir, 'structure'), { credentials: { api: api(), epic: { ...epic(), clientId: 5 } } })
+    const r = await weir(['token', file, 'api', '--data-dir', join(root.dir, 'data')], env)
+    expect([r.code, r.out]).toEqual([1, ''])
+    expect(r.err).toContain('channel.json#/credentials/epic/clientId')
   })
 
   it('an unknown credential is still named with the known ones', async () => {

@@ -142,4 +142,17 @@ describe('weir token and weir credentials', () => {
     const loading = await loadChannel(file, { env }).catch((e: ConfigError) => e.problems.map((p) => p.pointer))
     expect(loading).toEqual(['/credentials/ehr/clientAuth/secret', '/credentials/epic/clientAuth/privateKey'])
   })
+
+  it('credentials explain reads only the named credential: another\'s garbage key file is not parsed', async () => {
+    await writeFile(join(dir, 'garbage.pem'), 'not a PEM key\n')
+    const file = await channel({
+      api: { tokenUrl: as.tokenUrl, clientId: 'api', clientAuth: { secret: 'literal-secret' } },
+      epic: { tokenUrl: as.tokenUrl, clientId: 'epic', clientAuth: { method: 'private_key_jwt', alg: 'RS384', kid: 'k1', privateKey: { $file: 'garbage.pem' } } },
+    })
+    const x = io()
+    expect(await credentials(['explain', file, 'api'], x)).toBe(0)
+    expect(JSON.parse(x.stdout.join('\n'))).toMatchObject({ url: as.tokenUrl, headers: { authorization: 'Basic [REDACTED]' } })
+    const own = await credentials(['explain', file, 'epic'], io()).catch((e: ConfigError) => e.problems.map((p) => p.pointer))
+    expect(own).toEqual(['/credentials/epic/clientAuth/privateKey'])
+  })
 })
