@@ -107,7 +107,8 @@ export async function openPostgresFor(options: Parameters<typeof openPostgresSto
 /**
  * Opens the store a command works on: the PostgreSQL store named by `--store`/`$WEIR_STORE`, or the
  * embedded SQLite store of the data directory. `owner` is true for the engine (`weir run`), false
- * for commands that read or resubmit beside running engines.
+ * for commands that read or resubmit beside running engines: those never create a store, and a data
+ * directory without one is an ERR_STORE (`missing`) that says how to name another.
  */
 export async function openStoreFor(values: StoreChoice, io: Pick<CommandIO, 'env'>, o: {
   dataDir: string
@@ -183,6 +184,15 @@ export function keyringSource(dir: string, secretKey: string | undefined, before
   }
 }
 
+/**
+ * A store that a command opens without creating it (not the engine's) and that is not there: the
+ * data directory is most likely not the one meant, so the error says how to name another.
+ */
+function withStoreHint(e: unknown): unknown {
+  if (!(e instanceof StoreError) || !e.missing) return e
+  return new StoreError(`${e.message}; name the data directory with --data-dir D (or $WEIR_DATA_DIR), or a cluster's store with --store postgres://… (or $WEIR_STORE)`, { cause: e, missing: true })
+}
+
 /** The longest lease: an hour already leaves a dead engine's claims waiting that long. */
 const MAX_LEASE_MS = 3_600_000
 
@@ -192,8 +202,12 @@ async function openStore(values: StoreChoice, io: Pick<CommandIO, 'env'>, o: Par
     // A cluster flag without a cluster: this engine would run alone on its own store, unnoticed.
     const clusterOnly = (['lease-ms', 'commit-delay-ms'] as const).filter((f) => values[f] !== undefined)
     if (clusterOnly.length) throw new errorCodes.ERR_USAGE(`--${clusterOnly.join(' and --')} go${clusterOnly.length === 1 ? 'es' : ''} with --store postgres://… (or WEIR_STORE): without it this engine runs alone on the embedded store of its data directory`)
-    return openSqliteStore({ dataDir: o.dataDir, owner: o.owner, ...(o.owner ? {} : { create: false }), ...(o.synchronous ? { synchronous: o.synchronous } : {}), ...(o.log ? { log: o.log } : {}),
-      refuseOpenDataDir: !(o.allowOpenDataDir || io.env[ALLOW_OPEN_DATA_DIR_ENV] === '1'), ...(o.acceptOpenDataDirFlag ? { acceptOpenDataDirFlag: o.acceptOpenDataDirFlag } : {}) })
+    try {
+      return openSqliteStore({ dataDir: o.dataDir, owner: o.owner, ...(o.owner ? {} : { create: false }), ...(o.synchronous ? { synchronous: o.synchronous } : {}), ...(o.log ? { log: o.log } : {}),
+        refuseOpenDataDir: !(o.allowOpenDataDir || io.env[ALLOW_OPEN_DATA_DIR_ENV] === '1'), ...(o.acceptOpenDataDirFlag ? { acceptOpenDataDirFlag: o.acceptOpenDataDirFlag } : {}) })
+    } catch (e) {
+      throw withStoreHint(e)
+    }
   }
   const leaseMs = values['lease-ms'] === undefined ? undefined : Number(values['lease-ms'])
   if (leaseMs !== undefined && (!Number.isInteger(leaseMs) || leaseMs < 300 || leaseMs > MAX_LEASE_MS)) throw new errorCodes.ERR_USAGE(`--lease-ms must be an integer from 300 to ${MAX_LEASE_MS} (1 h); not "${values['lease-ms']}"`)

@@ -10,7 +10,6 @@ import { openStoreFor, storeOptions, storeUrlOf, storeUsage, storeWhere } from '
 import { purgeInBatches } from '../retention.ts'
 import { auditTarget, describeFilter, previewSentence, RESUBMIT_SET_LIMIT, resubmitInBatches, resubmitSet, setDigest, unknownChannel, unknownSearchKey, type ResubmitSet, type SetFilter } from '../resubmit-set.ts'
 import { SEARCH_KEY_NAME } from '../../shared/key-expression.ts'
-import { StoreError } from '../../shared/store/errors.ts'
 import { displayPath, parseJsonWithLocation } from '../../shared/config/load.ts'
 
 export { redact } from '../message-view.ts'
@@ -177,13 +176,8 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
   const dataDir = dataDirOf(values['data-dir'], io)
   if (sub === 'show' && positionals.length !== 1) throw new errorCodes.ERR_USAGE('show takes one message id')
   const where = storeWhere(storeUrlOf(values, io), dataDir)
-  const store = await openStoreFor(values, io, { dataDir, owner: false }).catch((e: unknown) => {
-    // The data directory has no store: most likely not the one meant, so say how to name another.
-    if (e instanceof StoreError && e.message === `no message store in ${dataDir}`) {
-      throw new StoreError(`${e.message}; name the data directory with --data-dir D (or $WEIR_DATA_DIR), or a cluster's store with --store postgres://… (or $WEIR_STORE)`, { cause: e })
-    }
-    throw e
-  })
+  // A data directory without a store is answered with how to name another (openStoreFor).
+  const store = await openStoreFor(values, io, { dataDir, owner: false })
   try {
     const unknown = (values.channel === undefined || sub === 'show' ? undefined : await unknownChannel(store, values.channel)) ??
       (search.key === undefined || values['channel-file'] !== undefined ? undefined : await unknownSearchKey(store, search.key.name))

@@ -262,6 +262,7 @@ describe('weir messages', () => {
     expect(missing.code).toBe('ERR_STORE')
     expect(missing.userError).toBe(true)
     expect(missing.message).toBe(`no message store in ${join(dir.path, 'nowhere')}; name the data directory with --data-dir D (or $WEIR_DATA_DIR), or a cluster's store with --store postgres://… (or $WEIR_STORE)`)
+    expect(missing.missing).toBe(true)
     const badStatus = await messagesCommand(['list', '--status', 'lost'], t.io).catch((e) => e)
     expect(badStatus.message).toBe('--status must be one of queued, in-flight, retrying, delivered, filtered, error; not "lost"')
     expect(await messagesCommand(['frobnicate'], t.io)).toBe(2)

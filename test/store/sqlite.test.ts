@@ -183,9 +183,11 @@ process.stdin.on('end', async () => { await s?.close(); process.exit(0) })`
   })
 
   it('fails with ERR_STORE when asked not to create a missing store', async () => {
-    const err = (() => { try { openSqliteStore({ dataDir: join(dir, 'nope'), create: false }) } catch (e) { return e } })() as { code: string; message: string }
+    const err = (() => { try { openSqliteStore({ dataDir: join(dir, 'nope'), create: false }) } catch (e) { return e } })() as { code: string; message: string; missing?: true }
     expect(err.code).toBe('ERR_STORE')
     expect(err.message).toBe(`no message store in ${join(dir, 'nope')}`)
+    // Marked as such, so that a command can say how to name the store meant without matching the text.
+    expect(err.missing).toBe(true)
   })
 
   it('purges in batches of 1000, each its own commit', async () => {

@@ -88,7 +88,7 @@ function prepare(dir: string, options: SqliteStoreOptions, t: number) {
   const create = options.create ?? true
   const file = join(dir, DB_FILE)
   const present = secureDataDir(dir, { create, refuseOpen: options.refuseOpenDataDir ?? false, ...(options.acceptOpenDataDirFlag ? { acceptOpenFlag: options.acceptOpenDataDirFlag } : {}) }) && existsSync(file)
-  if (!present && !create) throw new StoreError(`no message store in ${dir}`)
+  if (!present && !create) throw new StoreError(`no message store in ${dir}`, { missing: true })
   createOwnerOnlyFile(file)
   for (const suffix of ['-wal', '-shm']) tightenFile(file + suffix)
   const owner = options.owner ?? true
