@@ -178,7 +178,6 @@ describe('engines joining the cluster compare their definitions', () => {
     })
     const fresh = await engine(url, { orders: 'sha256:one' })
     expect(await db.query('SELECT version FROM weir_schema')).toEqual([{ version: migrations.length }])
-    expect(migrations.length).toBe(11)
     expect(await db.query('SELECT id, channels, outlines FROM weir_engines ORDER BY started_at')).toEqual([
       { id: 'older-weir', channels: null, outlines: null }, { id: fresh.engineId, channels: { orders: 'sha256:one' }, outlines: null },
     ])
