@@ -2,7 +2,7 @@ import type { Destination, Message } from '../../shared/component.ts'
 import type { LoadedDestination } from '../../shared/config/types.ts'
 import { redactedExcerpt } from '../../shared/http/excerpt.ts'
 import { StoreError } from '../../shared/store/errors.ts'
-import type { ClaimLease, ClaimStanding, DeliveryRecord, DeliveryUpdate } from '../../shared/store/types.ts'
+import type { BudgetCharged, ClaimLease, ClaimStanding, DeliveryRecord, DeliveryUpdate } from '../../shared/store/types.ts'
 import { backoffDelay } from './backoff.ts'
 import type { CircuitBreaker } from './breaker.ts'
 import { exhausted } from './budget.ts'
@@ -39,11 +39,14 @@ export interface DeliveryJob {
 }
 
 /**
- * The retry budget earlier runs spent on a delivery whose retry they scheduled: their attempts, and
- * the time from the first attempt to the scheduled retry (the time the engine was down after it is
- * not charged). The store does not tell their probes and breaker pauses apart, so those count too:
- * a crash loop cannot retry a message for ever. After a resubmission, only what was spent since
- * counts: the attempts after `budgetAttempts`, the time from `budgetSince`.
+ * The retry budget earlier runs spent on a delivery whose retry they scheduled: what they charged,
+ * as they stored it with the schedule (`DeliveryUpdate.budget`: neither a breaker's probes and
+ * pauses nor failures of the credential and the waits after them), by the scheduled retry (the time
+ * the engine was down after it is not charged). Since a resubmission, only what was charged after
+ * it; a record written before the runtime stored its budget counts every attempt since the first.
+ * A message that crashes the engine at each attempt is not left to this budget (an attempt cut
+ * short by a crash is not recorded): the store puts it in error after MAX_INTERRUPTIONS unclean
+ * stops.
  */
 function spentBefore(e: DeliveryJob['earlier']): { attempts: number; elapsedMs: number } {
   if (e?.nextAttemptAt === undefined) return { attempts: 0, elapsedMs: 0 }
@@ -73,7 +76,7 @@ function spentEarlier(job: DeliveryJob, why: string, attempts: number): Delivery
  * `maxElapsedMs`, so an outage pauses the channel instead of sending every message to error. A
  * failure of the credential (`classify`'s `credential`) is charged neither: the message waits for
  * the credential to be fixed, whatever `maxAttempts` and the breaker's threshold are. What
- * earlier runs spent before a stop or crash counts (`spentBefore`): a delivery they left with its
+ * earlier runs charged before a stop or crash counts (`spentBefore`): a delivery they left with its
  * budget spent ends in error before any attempt (`spentEarlier`). Rejects with ERR_SHUTDOWN when
  * the channel stops meanwhile (the message goes back to the queue).
  */
@@ -88,8 +91,9 @@ export async function deliverWithRetry(rc: RunContext, job: DeliveryJob): Promis
   /** Failures of the credential in this run: not charged, but they lengthen the backoff like any other. */
   let credentialFailures = 0
   let paused = 0
-  // Only after a cut-off: any other failure had its budget checked when it ended, and a breaker's
-  // probes (which count too) leave the message one more try after a restart, as before.
+  /** The time charged to `maxElapsedMs` so far, this run's and the earlier runs'. */
+  const elapsed = () => spent.elapsedMs + rc.now() - started - paused
+  // Only after a cut-off: any other failure had its budget checked when it ended.
   const gone = job.earlier?.lastError === CUT_OFF ? exhausted(d.retry, charged, spent.elapsedMs, 0) : undefined
   if (gone) return spentEarlier(job, gone, charged)
   try {
@@ -118,7 +122,7 @@ export async function deliverWithRetry(rc: RunContext, job: DeliveryJob): Promis
       paused += rc.now() - waitStart
       rc.retrying.delete(retryKey)
       const startedAt = rc.now()
-      const outcome = await attempt(rc, job, startedAt, probe, charged + 1)
+      const outcome = await attempt(rc, job, startedAt, probe, () => ({ charged, elapsedMs: elapsed() }))
       if (outcome.done) return outcome.done
       const { failure, error, attemptRecord, facts } = outcome
       // A failure of the credential is not the message's: like a probe and an open breaker's pause,
@@ -130,12 +134,14 @@ export async function deliverWithRetry(rc: RunContext, job: DeliveryJob): Promis
         paused += rc.now() - startedAt
       }
       const delay = backoffDelay(Math.max(1, charged + credentialFailures), d.retry, rc.random, failure.retryAfterMs)
-      const why = failure.credential ? undefined : exhausted(d.retry, charged, spent.elapsedMs + rc.now() - started - paused, delay)
+      const why = failure.credential ? undefined : exhausted(d.retry, charged, elapsed(), delay)
       if (why) {
         return { destination: d.name, part: partIndex, status: 'error', attempt: { ...attemptRecord, outcome: 'retryable' }, error: `${d.name}: gave up after ${why}: ${error}`, facts }
       }
       rc.retrying.add(retryKey)
-      await rc.store.recordDelivery(job.messageId, { destination: d.name, part: partIndex, status: 'retrying', nextAttemptAt: attemptRecord.endedAt + delay, attempt: { ...attemptRecord, outcome: 'retryable' } })
+      // The budget by the retry: the backoff is charged as the wait below charges it (an open breaker's pause is not).
+      const budget = { charged, elapsedMs: elapsed() + (owed && slot.breaker.state === 'closed' ? delay : 0) }
+      await rc.store.recordDelivery(job.messageId, { destination: d.name, part: partIndex, status: 'retrying', nextAttemptAt: attemptRecord.endedAt + delay, budget, attempt: { ...attemptRecord, outcome: 'retryable' } })
       logFailure(rc, 'debug', 'delivery failed; retrying', { message: job.messageId, destination: d.name, attempt: charged, delayMs: delay }, error, facts)
       // An open breaker's pause (never shorter than this failure's Retry-After) replaces the backoff.
       if (slot.breaker.state === 'closed') {
@@ -221,21 +227,23 @@ type AttemptResult =
 /**
  * An attempt the engine's stop cut off (it outlived `shutdownTimeoutMs`): the destination may have
  * received the message, and will again after the restart, so the history says so. Recorded as
- * retrying now (the message goes back to the queue at once); counted against the retry budget. A
- * store that cannot take it (it is what is failing) loses only this line of history.
+ * retrying now (the message goes back to the queue at once); counted against the retry budget, a
+ * probe too: one attempt more than charged `before` it, and the time it took. A store that cannot
+ * take it (it is what is failing) loses only this line of history.
  */
 const CUT_OFF = 'cut off by the engine stopping (shutdownTimeoutMs): the destination may have received it; sent again after the restart'
 
-async function recordInterrupted(rc: RunContext, job: DeliveryJob, startedAt: number): Promise<void> {
+async function recordInterrupted(rc: RunContext, job: DeliveryJob, startedAt: number, before: BudgetCharged): Promise<void> {
   const d = job.slot.loaded
   const endedAt = rc.now()
   rc.observer.attempt?.(rc.name, d.name, 'retryable', endedAt - startedAt)
-  await rc.store.recordDelivery(job.messageId, { destination: d.name, part: job.partIndex, status: 'retrying', nextAttemptAt: endedAt, attempt: { startedAt, endedAt, outcome: 'retryable', error: CUT_OFF } })
+  const budget = { charged: before.charged + 1, elapsedMs: before.elapsedMs }
+  await rc.store.recordDelivery(job.messageId, { destination: d.name, part: job.partIndex, status: 'retrying', nextAttemptAt: endedAt, budget, attempt: { startedAt, endedAt, outcome: 'retryable', error: CUT_OFF } })
     .catch((e: unknown) => rc.log.debug({ message: job.messageId, err: e }, 'could not record the attempt cut off by the stop'))
 }
 
-/** Attempt `n` at the destination, with the breaker told how it went. */
-async function attempt(rc: RunContext, job: DeliveryJob, startedAt: number, probe: boolean, n: number): Promise<AttemptResult> {
+/** An attempt at the destination, with the breaker told how it went; `budget` tells what the retry budget was charged before it, as of now. */
+async function attempt(rc: RunContext, job: DeliveryJob, startedAt: number, probe: boolean, budget: () => BudgetCharged): Promise<AttemptResult> {
   const { slot, partIndex } = job
   const d = slot.loaded
   try {
@@ -258,13 +266,13 @@ async function attempt(rc: RunContext, job: DeliveryJob, startedAt: number, prob
   } catch (e) {
     if (rc.aborting.aborted) {
       slot.breaker.abandon(probe)
-      await recordInterrupted(rc, job, startedAt)
+      await recordInterrupted(rc, job, startedAt, budget())
       throw shutdownError(rc.name)
     }
     const resp = responseOf(e)
     const error = describeFailure(e, originOf(slot.instance)?.dir)
     const attemptRecord = { startedAt, endedAt: rc.now(), responseStatus: resp.status, error, excerpt: resp.excerpt }
-    const facts = { code: codeOf(e), destination: d.name, status: resp.status, attempt: n }
+    const facts = { code: codeOf(e), destination: d.name, status: resp.status, attempt: budget().charged + 1 }
     const failure = classify(e)
     rc.observer.attempt?.(rc.name, d.name, failure.retryable ? 'retryable' : 'permanent', attemptRecord.endedAt - startedAt, { status: facts.status, code: facts.code })
     if (!failure.retryable) {

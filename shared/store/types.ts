@@ -60,11 +60,18 @@ export interface DeliveryRecord {
   /** Every attempt ever made, resubmissions included (the attempt history is numbered from it). */
   attempts: number
   /**
-   * After a resubmission: `attempts` when it was resubmitted. The retry budget counts only the
-   * attempts since (`attempts - budgetAttempts`).
+   * The attempts the retry budget does not count: `maxAttempts` counts `attempts - budgetAttempts`.
+   * A resubmission sets it to `attempts` (a new budget); each retry scheduled since sets it from
+   * what the runtime charged (`DeliveryUpdate.budget`), so a breaker's probes and failures of the
+   * credential are left out after a restart as before it. Absent: every attempt counts.
    */
   budgetAttempts?: number
-  /** After a resubmission: when the first attempt since started, from which `maxElapsedMs` counts. */
+  /**
+   * Where `maxElapsedMs` counts from: `nextAttemptAt - budgetSince` is the time charged by the
+   * scheduled retry. Each retry scheduled sets it from what the runtime charged (breaker pauses and
+   * waits on a broken credential left out); after a resubmission, the next attempt's start until
+   * then. Absent: the time from `firstAttemptAt` counts.
+   */
   budgetSince?: number
   firstAttemptAt?: number
   lastAttemptAt?: number
@@ -96,7 +103,20 @@ export interface DeliveryUpdate {
   /** The attempt just made, appended to the history and counted; omitted for status-only updates. */
   attempt?: Omit<AttemptRecord, 'destination' | 'part' | 'attempt'>
   nextAttemptAt?: number
+  /**
+   * With a retry scheduled (`nextAttemptAt`): the retry budget charged so far, kept so that a
+   * restart goes on from it (the store sets `budgetAttempts` to the attempts after this update less
+   * `charged`, `budgetSince` to `nextAttemptAt - elapsedMs`); omitted, they are left as they are
+   * (but for the first attempt after a resubmission, which sets `budgetSince`).
+   */
+  budget?: BudgetCharged
 }
+
+/**
+ * What a delivery's retry budget was charged: `charged` attempts of `maxAttempts` (not a breaker's
+ * probes nor failures of the credential), `elapsedMs` of `maxElapsedMs` by the next attempt.
+ */
+export interface BudgetCharged { charged: number; elapsedMs: number }
 
 /** A message's latest failed attempt, as `latestErrors` gives it. */
 export interface LatestError { id: string; destination: string; error: string }

@@ -389,7 +389,8 @@ describe('retry budgets across restarts and resubmissions (fake clock)', () => {
   beforeEach(() => useFakeClock())
   afterEach(() => vi.useRealTimers())
 
-  type Policy = { retry: { maxAttempts: number; initialDelayMs: number; maxDelayMs: number; maxElapsedMs: number } }
+  /** The destination's policies, and its component when not the HTTP POST of the fixture. */
+  type Policy = NonNullable<Parameters<typeof destination>[2]>
   const start = (policy: Policy) => rt.start({ source: feedSource().definition, destinations: [destination('api', rt.api.url, policy)] }, { random: () => 1 })
   /** Stops the channel and its store, as a crash or a restart does, and starts both again on the same directory `downMs` later. */
   const restart = async (h: Awaited<ReturnType<typeof start>>, policy: Policy, downMs = 0) => {
@@ -417,6 +418,50 @@ describe('retry budgets across restarts and resubmissions (fake clock)', () => {
     expect(d.message).toMatchObject({ status: 'error', error: `api: gave up after 3 attempts: ERR_HTTP_STATUS: POST ${rt.api.url} answered 503` })
     expect(d.deliveries[0]).toMatchObject({ status: 'error', attempts: 3 })
     expect(rt.api.received).toHaveLength(3)
+  })
+
+  /** A destination answering each call as `script` says (then 200): a broken credential, a 503, or 200. */
+  const scripted = (script: Array<'credential' | 503 | 200>) => {
+    let calls = 0
+    const definition = defineComponent({
+      type: 'scripted-destination', kind: 'destination', description: 'answers as scripted', configSchema: { type: 'object' },
+      create: () => ({
+        async deliver() {
+          const answer = script[calls++] ?? 200
+          if (answer === 'credential') throw new errorCodes.ERR_OAUTH_FAIL_FAST('the credential is broken')
+          if (answer === 503) throw new HttpStatusError('answered 503', 503)
+          return { status: 200 }
+        },
+      }),
+    })
+    return { definition: definition as never, config: {}, calls: () => calls }
+  }
+
+  it.each([
+    { spent: 'maxAttempts', uncharged: 'failures of the credential', script: ['credential', 'credential', 'credential', 'credential', 503] as const,
+      policy: { retry: { maxAttempts: 2, initialDelayMs: 1000, maxDelayMs: 1000, maxElapsedMs: 3_600_000 } } },
+    { spent: 'maxElapsedMs', uncharged: 'failures of the credential', script: ['credential', 'credential', 'credential', 'credential', 503] as const,
+      policy: { retry: { maxAttempts: 100, initialDelayMs: 1000, maxDelayMs: 1000, maxElapsedMs: 1500 } } },
+    // The first 503 is charged and opens the breaker; the three probes after it are not.
+    { spent: 'maxAttempts', uncharged: 'a breaker\'s probes', script: [503, 503, 503, 503, 503] as const,
+      policy: { retry: { maxAttempts: 3, initialDelayMs: 1000, maxDelayMs: 1000, maxElapsedMs: 3_600_000 }, circuitBreaker: { failureThreshold: 1, resetAfterMs: 1000 } } },
+  ])('$uncharged before a restart are not charged to $spent after it: the next ordinary failure is retried, and the message delivered', async ({ script, policy }) => {
+    const dest = scripted([...script])
+    const withDest = { ...policy, definition: dest.definition, config: dest.config }
+    const src = feedSource()
+    let h = await rt.start({ source: src.definition, destinations: [destination('api', rt.api.url, withDest)] }, { random: () => 1 })
+    const { id } = await src.emit({ i: 0 })
+    // A failure a second, the engine restarted after the fourth: the fifth (503) is the first of the new run.
+    for (let made = 1; made <= script.length; made++) {
+      await settleIo(async () => { const d = (await rt.store.get(id))!; return d.message.status === 'error' || d.attempts.length === made })
+      if (made === 4) h = await restart(h, withDest, 600_000)
+      await vi.advanceTimersByTimeAsync(1000)
+    }
+    await settleIo(async () => ['delivered', 'error'].includes((await rt.store.get(id))!.message.status))
+    const d = (await rt.store.get(id))!
+    expect([d.message.status, d.message.error]).toEqual(['delivered', undefined])
+    expect(dest.calls()).toBe(script.length + 1)
+    expect(d.attempts.map((a) => a.outcome)).toEqual([...script.map(() => 'retryable'), 'delivered'])
   })
 
   it('time spent retrying before a restart counts against maxElapsedMs; the time the engine was down does not', async () => {

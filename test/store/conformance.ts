@@ -300,6 +300,32 @@ export function storeConformance(factory: StoreFactory): void {
       expect(d.attempts.map((a) => [a.attempt, a.startedAt])).toEqual([[1, 1000], [2, 2000], [3, 5000], [4, 6000], [5, 7000]])
     })
 
+    it('a retry scheduled with the budget charged stores it: attempts - budgetAttempts is what was charged, nextAttemptAt - budgetSince the time', async () => {
+      const { id } = await store.enqueue('c', { body: 1 })
+      await store.claim('c', 1)
+      const failed = (at: number) => ({ startedAt: at, endedAt: at + 10, outcome: 'retryable' as const, responseStatus: 401, error: 'credential refused' })
+      const spent = (d: { attempts: number; budgetAttempts?: number; budgetSince?: number; nextAttemptAt?: number }) =>
+        [d.attempts, d.attempts - d.budgetAttempts!, d.nextAttemptAt! - d.budgetSince!]
+      // The first attempt (a new row) and the next two were not charged (a broken credential), the fourth was.
+      await store.recordDelivery(id, { destination: 'api', part: 0, status: 'retrying', nextAttemptAt: 2000, attempt: failed(1000), budget: { charged: 0, elapsedMs: 0 } })
+      await store.recordDelivery(id, { destination: 'api', part: 0, status: 'retrying', nextAttemptAt: 4000, attempt: failed(2000), budget: { charged: 0, elapsedMs: 0 } })
+      await store.recordDelivery(id, { destination: 'api', part: 0, status: 'retrying', nextAttemptAt: 8000, attempt: failed(4000), budget: { charged: 0, elapsedMs: 0 } })
+      await store.recordDelivery(id, { destination: 'api', part: 0, status: 'retrying', nextAttemptAt: 9500, attempt: failed(8000), budget: { charged: 1, elapsedMs: 1510 } })
+      expect((await store.get(id))!.deliveries.map(spent)).toEqual([[4, 1, 1510]])
+      await store.release([id])
+      const [again] = await store.claim('c', 1)
+      expect(again!.deliveries).toEqual([{ destination: 'api', part: 0, status: 'queued', attempts: 4, budgetAttempts: 3, budgetSince: 7990, firstAttemptAt: 1000, lastAttemptAt: 8000, nextAttemptAt: 9500, lastError: 'credential refused', responseStatus: 401 }])
+      // An update without a budget leaves it as it is: its attempt counts.
+      await store.recordDelivery(id, { destination: 'api', part: 0, status: 'retrying', nextAttemptAt: 13_000, attempt: failed(12_000) })
+      expect((await store.get(id))!.deliveries.map(spent)).toEqual([[5, 2, 5010]])
+      await store.recordDelivery(id, { destination: 'api', part: 0, status: 'retrying', nextAttemptAt: 20_000, attempt: failed(14_000), budget: { charged: 3, elapsedMs: 9520 } })
+      expect((await store.get(id))!.deliveries.map(spent)).toEqual([[6, 3, 9520]])
+      // A resubmission starts a new budget all the same.
+      await store.complete(id, 'error', [{ destination: 'api', part: 0, status: 'error', attempt: failed(20_000) }], 'api: gave up')
+      expect(await store.resubmit({ ids: [id] })).toEqual([id])
+      expect((await store.get(id))!.deliveries.map((x) => [x.attempts, x.budgetAttempts, x.budgetSince, x.nextAttemptAt])).toEqual([[7, 7, undefined, undefined]])
+    })
+
     it('a claim carries the delivery records so far: a released message keeps what got through and its next retry time', async () => {
       const { id } = await store.enqueue('c', { body: 1 })
       await store.claim('c', 1)

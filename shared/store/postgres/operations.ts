@@ -340,7 +340,8 @@ async function upsertDeliveries(tx: Queryable, me: string, rows: UpdateRow[], re
  * exist and an INSERT of the others, not INSERT … ON CONFLICT, which costs a speculative insertion
  * (one more WAL record) per row. Only the engine holding a message writes its rows; should two ever
  * insert one row at once, the second fails on the primary key and the group commit retries its
- * operations one by one, when the fencing by owner filters the stale one out.
+ * operations one by one, when the fencing by owner filters the stale one out. A retry scheduled with
+ * the budget charged (`DeliveryUpdate.budget`) stores it in `budget_attempts` and `budget_since`.
  *
  * A `rerun` (see `batchApplier`) leaves out an outcome whose attempt is recorded already (the same
  * delivery, start and end): its first run committed it, and the outcome with it.
@@ -351,8 +352,9 @@ function upsertDeliveriesCtes(p: Param, me: string, rows: UpdateRow[], rerun = f
   return `u AS (
       SELECT * FROM unnest(${col((r) => r.id, 'text[]')}, ${col((r) => r.u.destination, 'text[]')}, ${col((r) => r.u.part, 'int[]')}, ${col((r) => r.u.status, 'text[]')},
           ${col((r) => (r.u.attempt ? 1 : 0), 'int[]')}, ${col((r) => r.u.attempt?.startedAt, 'bigint[]')}, ${col((r) => r.u.attempt?.endedAt, 'bigint[]')}, ${col((r) => r.u.nextAttemptAt, 'bigint[]')},
-          ${col((r) => r.u.attempt?.error, 'text[]')}, ${col((r) => r.u.attempt?.responseStatus, 'int[]')}, ${col((r) => r.u.attempt?.excerpt, 'text[]')}, ${col((r) => r.u.attempt?.outcome, 'text[]')})
-        AS u (message_id, destination, part, status, inc, started, ended, next, error, response_status, excerpt, outcome)
+          ${col((r) => r.u.attempt?.error, 'text[]')}, ${col((r) => r.u.attempt?.responseStatus, 'int[]')}, ${col((r) => r.u.attempt?.excerpt, 'text[]')}, ${col((r) => r.u.attempt?.outcome, 'text[]')},
+          ${col((r) => r.u.budget?.charged, 'int[]')}, ${col((r) => r.u.budget?.elapsedMs, 'bigint[]')})
+        AS u (message_id, destination, part, status, inc, started, ended, next, error, response_status, excerpt, outcome, charged, elapsed)
       WHERE EXISTS (SELECT 1 FROM weir_messages m WHERE m.id = u.message_id AND m.owner = ${p(me, 'text')})${rerun ? `
         AND NOT (u.inc = 1 AND EXISTS (SELECT 1 FROM weir_attempts a
           WHERE a.message_id = u.message_id AND a.destination = u.destination AND a.part = u.part AND a.started_at = u.started AND a.ended_at = u.ended))` : ''}
@@ -361,7 +363,9 @@ function upsertDeliveriesCtes(p: Param, me: string, rows: UpdateRow[], rerun = f
         status = u.status,
         attempts = d.attempts + u.inc,
         first_attempt_at = coalesce(d.first_attempt_at, u.started),
-        budget_since = CASE WHEN d.budget_attempts IS NULL THEN NULL ELSE coalesce(d.budget_since, u.started) END,
+        budget_attempts = CASE WHEN u.charged IS NULL THEN d.budget_attempts ELSE d.attempts + u.inc - u.charged END,
+        budget_since = CASE WHEN u.charged IS NOT NULL THEN u.next - u.elapsed
+          WHEN d.budget_attempts IS NULL THEN NULL ELSE coalesce(d.budget_since, u.started) END,
         last_attempt_at = coalesce(u.started, d.last_attempt_at),
         next_attempt_at = u.next,
         last_error = CASE WHEN u.inc > 0 THEN u.error ELSE d.last_error END,
@@ -370,8 +374,8 @@ function upsertDeliveriesCtes(p: Param, me: string, rows: UpdateRow[], rerun = f
       FROM u WHERE ${sameRow}
       RETURNING d.message_id, d.destination, d.part, d.attempts
     ), ins AS (
-      INSERT INTO weir_deliveries (message_id, destination, part, status, attempts, first_attempt_at, last_attempt_at, next_attempt_at, last_error, response_status, response_excerpt)
-      SELECT message_id, destination, part, status, inc, started, started, next, error, response_status, excerpt FROM u
+      INSERT INTO weir_deliveries (message_id, destination, part, status, attempts, budget_attempts, budget_since, first_attempt_at, last_attempt_at, next_attempt_at, last_error, response_status, response_excerpt)
+      SELECT message_id, destination, part, status, inc, inc - charged, next - elapsed, started, started, next, error, response_status, excerpt FROM u
       WHERE NOT EXISTS (SELECT 1 FROM weir_deliveries d WHERE ${sameRow})
       RETURNING message_id, destination, part, attempts
     ), up AS (

@@ -68,13 +68,17 @@ const s = {
   toRetrying: db.prepare(`UPDATE message_status SET status = 'retrying', updated_at = ? WHERE seq = (SELECT seq FROM message_content WHERE id = ?) AND status IN ('queued', 'in-flight')`),
   // A delivered attempt stays in the delivery's row (last_ended_at set) instead of a row in attempts;
   // the trigger of migration 6 moves it there if another attempt follows.
-  upsertDelivery: db.prepare(`INSERT INTO deliveries (message_id, destination, part, status, attempts, first_attempt_at, last_attempt_at, next_attempt_at, last_error, response_status, response_excerpt, last_ended_at)
-    VALUES (@id, @destination, @part, @status, @inc, @started, @started, @next, @error, @responseStatus, @excerpt, @ended)
+  // A retry scheduled with the budget charged (@charged, @elapsed) stores it (see DeliveryUpdate.budget);
+  // otherwise the budget columns stay, but for the first attempt after a resubmission (budget_since).
+  upsertDelivery: db.prepare(`INSERT INTO deliveries (message_id, destination, part, status, attempts, budget_attempts, budget_since, first_attempt_at, last_attempt_at, next_attempt_at, last_error, response_status, response_excerpt, last_ended_at)
+    VALUES (@id, @destination, @part, @status, @inc, @inc - @charged, @next - @elapsed, @started, @started, @next, @error, @responseStatus, @excerpt, @ended)
     ON CONFLICT (message_id, destination, part) DO UPDATE SET
       status = excluded.status,
       attempts = attempts + excluded.attempts,
       first_attempt_at = coalesce(first_attempt_at, excluded.first_attempt_at),
-      budget_since = CASE WHEN budget_attempts IS NULL THEN NULL ELSE coalesce(budget_since, excluded.first_attempt_at) END,
+      budget_attempts = CASE WHEN @charged IS NULL THEN budget_attempts ELSE attempts + excluded.attempts - @charged END,
+      budget_since = CASE WHEN @charged IS NOT NULL THEN excluded.budget_since
+        WHEN budget_attempts IS NULL THEN NULL ELSE coalesce(budget_since, excluded.first_attempt_at) END,
       last_attempt_at = coalesce(excluded.last_attempt_at, last_attempt_at),
       next_attempt_at = excluded.next_attempt_at,
       last_error = CASE WHEN excluded.attempts > 0 THEN excluded.last_error ELSE last_error END,
@@ -157,6 +161,8 @@ function applyUpdate(id, u) {
     inc: a ? 1 : 0,
     started: a?.startedAt ?? null,
     next: u.nextAttemptAt ?? null,
+    charged: u.budget?.charged ?? null,
+    elapsed: u.budget?.elapsedMs ?? null,
     error: a?.error ?? null,
     responseStatus: a?.responseStatus ?? null,
     excerpt: a?.excerpt ?? null,
