@@ -105,18 +105,20 @@ export async function channelDefinitions(channels: readonly LoadedChannel[]): Pr
 /**
  * The definitions of the internal channels that deliver an alerts file's notifications
  * (`weir-alerts.<webhook>`), by channel name, as channelDefinitions gives a channel's: engines of a
- * cluster share these channels as they share any other, so an engine whose alerts file sends a
- * webhook elsewhere, with another credential or on other rules, must be refused like one whose
- * channel file differs. Each covers, as written in the file: the webhook, the credential it names,
- * and the rules that notify it (by name: `/alerts/<name>`), with literal secrets replaced by the
- * marker; the outline's pointers read like the file's (`/webhooks/pager/url`). A channel's own
+ * cluster share these channels as they share any other (a notification one engine queues, another
+ * may deliver), so an engine whose alerts file sends a webhook elsewhere or with another credential
+ * must be refused like one whose channel file differs. Each covers, as written in the file, the
+ * webhook and the credential it names, with literal secrets replaced by the marker; the outline's
+ * pointers read like the file's (`/webhooks/pager/url`). Not the rules: they decide what the alerts'
+ * leader queues, not how a notification is delivered, and engines running different channels
+ * cannot load the same rules (a rule may name only channels the engine runs). A channel's own
  * `alerts` block is part of that channel's definition already.
  */
 export async function alertsFileDefinitions(alerts: LoadedAlerts | undefined): Promise<{ fingerprints: Record<string, string>; outlines: Record<string, DefinitionOutline> }> {
   const fingerprints: Record<string, string> = {}
   const outlines: Record<string, DefinitionOutline> = {}
   if (!alerts?.file) return { fingerprints, outlines }
-  const written = await readWritten(alerts.file) as { webhooks?: Record<string, Record<string, unknown>>; credentials?: Record<string, unknown>; alerts?: Array<Record<string, unknown>> }
+  const written = await readWritten(alerts.file) as { webhooks?: Record<string, Record<string, unknown>>; credentials?: Record<string, unknown> }
   for (const [hook, channel] of Object.entries(alerts.webhooks)) {
     const webhook = written.webhooks?.[hook]
     // The merged alerts' other webhooks are channels' own (keyed `<channel>/<hook>`): their channels cover them.
@@ -125,7 +127,6 @@ export async function alertsFileDefinitions(alerts: LoadedAlerts | undefined): P
     const document = {
       webhooks: { [hook]: webhook },
       credentials: credential === undefined ? {} : { [credential]: written.credentials?.[credential] },
-      alerts: Object.fromEntries((written.alerts ?? []).filter((a) => a.webhook === hook).map((a) => [String(a.name), a])),
     }
     for (const path of literalSecretPaths(channel)) replaceString(document, webhookPath(path, hook), LITERAL_SECRET)
     fingerprints[channel.name] = `sha256:${sha256(canonicalJson(document))}`

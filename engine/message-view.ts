@@ -53,9 +53,27 @@ export function shownMessage(d: MessageDetail) {
     contentType: m.contentType,
     attributes: redact(m.attributes),
     body: redact(m.body),
-    deliveries: d.deliveries.map((x) => redact({ ...x, ...(x.responseExcerpt !== undefined ? { responseExcerpt: excerpt(x.responseExcerpt) } : {}), firstAttemptAt: iso(x.firstAttemptAt), ...(x.budgetSince !== undefined ? { budgetSince: iso(x.budgetSince) } : {}), lastAttemptAt: iso(x.lastAttemptAt), nextAttemptAt: x.nextAttemptAt === undefined ? undefined : iso(x.nextAttemptAt) })),
+    deliveries: d.deliveries.map((delivery) => {
+      const { budgetAttempts: _attempts, budgetSince: _since, ...x } = delivery
+      return redact({
+        ...x, ...(x.responseExcerpt !== undefined ? { responseExcerpt: excerpt(x.responseExcerpt) } : {}), firstAttemptAt: iso(x.firstAttemptAt),
+        lastAttemptAt: iso(x.lastAttemptAt), nextAttemptAt: x.nextAttemptAt === undefined ? undefined : iso(x.nextAttemptAt), ...budgetSpent(delivery),
+      })
+    }),
     attempts: d.attempts.map((a) => redact({ ...a, ...(a.excerpt !== undefined ? { excerpt: excerpt(a.excerpt) } : {}), startedAt: iso(a.startedAt), endedAt: iso(a.endedAt) })),
   }
+}
+
+/**
+ * What a delivery waiting for its retry has spent of its retry budget, as the engine counts it
+ * (`retry.maxAttempts`, `retry.maxElapsedMs`): the stored baseline (budgetAttempts, budgetSince) is
+ * bookkeeping, not an event, so it is shown as what it means.
+ */
+function budgetSpent(x: MessageDetail['deliveries'][number]): { budgetSpent?: { attempts: number; elapsedMs?: number } } {
+  if (x.status !== 'retrying' && x.budgetAttempts === undefined) return {}
+  const since = x.budgetSince ?? x.firstAttemptAt
+  const elapsedMs = x.nextAttemptAt !== undefined && since !== undefined ? Math.max(0, x.nextAttemptAt - since) : undefined
+  return { budgetSpent: { attempts: Math.max(0, x.attempts - (x.budgetAttempts ?? 0)), ...(elapsedMs !== undefined ? { elapsedMs } : {}) } }
 }
 
 /**

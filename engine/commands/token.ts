@@ -18,9 +18,10 @@ a cached one, so a wrong client secret or key shows), and prints where it came f
 scope, expiry and the redacted request that obtained it. The token itself is printed only with
 --show. A refresh_token credential refreshes under the store's lease and keeps the rotated refresh
 token in the store, as the engine does, so a running engine goes on with it. Retries (a 429 or 503
-and its Retry-After) are announced on stderr. Only this credential's secrets ($env, $file) are read:
-the channel's other credentials and components may reference secrets and files this host lacks or
-this user cannot read.
+and its Retry-After) are announced on stderr. Of the channel's secrets ($env, $file) only this
+credential's are read, and the components' files (TLS certificates, schemas) are not checked: they
+may be missing here or unreadable to this user. The channel's credentialsFile, if any, and the
+component modules it loads by path must still be readable.
 
   --show       also print the access token
   --json       print the summary as JSON

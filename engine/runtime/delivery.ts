@@ -139,12 +139,14 @@ export async function deliverWithRetry(rc: RunContext, job: DeliveryJob): Promis
         return { destination: d.name, part: partIndex, status: 'error', attempt: { ...attemptRecord, outcome: 'retryable' }, error: `${d.name}: gave up after ${why}: ${error}`, facts }
       }
       rc.retrying.add(retryKey)
+      // Read once: the budget stored and the wait below must agree, though the breaker may change while the record is written.
+      const closed = slot.breaker.state === 'closed'
       // The budget by the retry: the backoff is charged as the wait below charges it (an open breaker's pause is not).
-      const budget = { charged, elapsedMs: elapsed() + (owed && slot.breaker.state === 'closed' ? delay : 0) }
+      const budget = { charged, elapsedMs: elapsed() + (owed && closed ? delay : 0) }
       await rc.store.recordDelivery(job.messageId, { destination: d.name, part: partIndex, status: 'retrying', nextAttemptAt: attemptRecord.endedAt + delay, budget, attempt: { ...attemptRecord, outcome: 'retryable' } })
       logFailure(rc, 'debug', 'delivery failed; retrying', { message: job.messageId, destination: d.name, attempt: charged, delayMs: delay }, error, facts)
       // An open breaker's pause (never shorter than this failure's Retry-After) replaces the backoff.
-      if (slot.breaker.state === 'closed') {
+      if (closed) {
         const from = rc.now()
         await backoff(rc, job.messageId, delay)
         if (failure.credential) paused += rc.now() - from

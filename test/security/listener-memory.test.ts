@@ -24,9 +24,9 @@ it('keeps the RSS of weir run within 128 MiB of its start while 200 clients stal
     const clients = (started.clients = await Promise.all(Array.from({ length: 200 }, () => rawClient(weir.port, stalledRequest(1_040_000, 1_048_000)))))
     // Every body is in the kernel or answered; then the listener has read what it will read.
     await until(() => clients.every((c) => c.closed || c.socket.writableLength === 0), 20_000, 'bodies sent')
-    // On a loaded machine the last refusals can take a moment: wait for them (a listener that holds
+    // On a loaded machine (the full suite beside it) the last refusals can take many seconds: wait for them (a listener that holds
     // more than 32 bodies never gets there, and the count below fails), then 2 s more of sampling.
-    await until(() => clients.filter(isRefusal).length >= 200 - 32, 20_000, '168 refusals').catch(() => {})
+    await until(() => clients.filter(isRefusal).length >= 200 - 32, 40_000, '168 refusals').catch(() => {})
     await new Promise((ok) => setTimeout(ok, 2000))
   } finally { clearInterval(sampler) }
   const refused = started.clients.filter(isRefusal)
@@ -35,4 +35,4 @@ it('keeps the RSS of weir run within 128 MiB of its start while 200 clients stal
   expect(refused.length).toBeGreaterThanOrEqual(200 - 32)
   expect(refused[0]!.received()).toMatch(/\r\nretry-after: 1\r\n/i)
   expect(weir.logs().find((l) => l.msg === 'request refused' && l.status === 503)?.reason).toBe(`request bodies in memory would exceed maxBufferedBytes ${32 * MiB}`)
-}, 60_000)
+}, 90_000)
