@@ -129,7 +129,7 @@ export async function alertsFileDefinitions(alerts: LoadedAlerts | undefined): P
       credentials: credential === undefined ? {} : { [credential]: written.credentials?.[credential] },
     }
     for (const path of literalSecretPaths(channel)) replaceString(document, webhookPath(path, hook), LITERAL_SECRET)
-    fingerprints[channel.name] = `sha256:${sha256(canonicalJson(document))}`
+    fingerprints[channel.name] = fingerprintOf(document)
     const outline: Record<string, string> = {}
     addLeaves(outline, '', document)
     outlines[channel.name] = outline
@@ -147,7 +147,8 @@ function webhookPath(path: readonly string[], hook: string): string[] {
   return ['webhooks', hook, ...path.slice(path[2] === 'config' ? 3 : 2)]
 }
 
-const fingerprintOf = (document: Covered['document']) => `sha256:${sha256(canonicalJson(document))}`
+/** The fingerprint of a definition's covered document (a channel's, or an alerts webhook's). */
+const fingerprintOf = (document: unknown) => `sha256:${sha256(canonicalJson(document))}`
 
 const leafDigest = (value: unknown) => sha256(canonicalJson(value)).slice(0, 12)
 
