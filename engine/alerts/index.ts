@@ -1,5 +1,5 @@
 export { loadAlerts, channelAlerts, mergeAlerts, ALERTS_CHANNEL_PREFIX, type AlertRule, type LoadedAlerts } from './load.ts'
-export { createAlerts, ALERTS_LEADERSHIP, type Alerts, type AlertsDeps, type Notification } from './notifier.ts'
+export { createAlerts, alertsLeadership, type Alerts, type AlertsDeps, type Notification } from './notifier.ts'
 export { composeObservers, RuntimeWatch } from './observer.ts'
 export { step, type AlertState, type Hysteresis, type Transition } from './state.ts'
 export { CONDITIONS, type Condition, alertsFileSchema } from './schema.ts'

@@ -15,8 +15,13 @@ import { step, type AlertState, type Transition } from './state.ts'
 /** Where alert states are kept in the store (`getState`/`setState`). */
 const STATE_CHANNEL = 'weir-alerts'
 const STATE_COMPONENT = 'alerts'
-/** The leadership a cluster's engines compete for: only its holder evaluates and notifies. */
-export const ALERTS_LEADERSHIP = 'alerts'
+/**
+ * The leadership of one alert rule that a cluster's engines compete for: only its holder evaluates
+ * the rule and notifies. One per rule, not one for all, so that an engine whose rules differ from
+ * its peers' (another alerts file, channels with alerts blocks of their own, or none) never keeps
+ * a rule it does not have from being evaluated: each rule is led by an engine that has it.
+ */
+export const alertsLeadership = (rule: AlertRule): string => `alerts:${alertId(rule)}`
 
 export interface AlertsDeps {
   store: MessageStore
@@ -77,7 +82,7 @@ export interface Alerts {
  * The alerts notifier: a state machine per (alert, subject) pair, evaluated on a timer; each
  * transition is one notification, queued in the store through the webhook's internal channel, so
  * it survives a restart and is retried with backoff like a message. With a store shared by a
- * cluster only the engine holding the `alerts` leadership evaluates.
+ * cluster each rule is evaluated only by the engine holding its leadership (`alertsLeadership`).
  * @example
  * const alerts = createAlerts(await loadAlerts('alerts.json'), { store, log, dataDir })
  * const handles = [await startChannel(channel, { store, log, dataDir, observer: alerts.observer })]
@@ -96,7 +101,8 @@ class AlertsNotifier implements Alerts {
   readonly #log: Logger
   readonly #now: () => number
   #handles: readonly ChannelHandle[] = []
-  #leading = false
+  /** The rules (by `alertsLeadership`) whose leadership this engine held at the last evaluation. */
+  readonly #leading = new Set<string>()
   #timer: NodeJS.Timeout | undefined
   #turn: Promise<void> = Promise.resolve()
 
@@ -149,16 +155,18 @@ class AlertsNotifier implements Alerts {
     await Promise.all(this.channels.map((h) => h.whenIdle({ timeoutMs: this.deps.drainMs ?? 2000 }).catch(() => {})))
     await Promise.all(this.channels.map((h) => h.stop()))
     const leadership = this.deps.store.leadership
-    if (leadership && this.#leading) await leadership.resign(ALERTS_LEADERSHIP).catch(() => {})
+    if (leadership) await Promise.all([...this.#leading].map((name) => leadership.resign(name).catch(() => {})))
+    this.#leading.clear()
   }
 
   async #evaluate(): Promise<void> {
-    if (!(await this.#leads())) return
-    const needsOldest = this.loaded.alerts.some((a) => a.condition === 'queue-age')
+    const rules = await this.#led()
+    if (rules.length === 0) return
+    const needsOldest = rules.some((a) => a.condition === 'queue-age')
     const now = this.#now()
-    const errors = await this.#errorCounts(now)
+    const errors = await this.#errorCounts(rules, now)
     const snapshot = { handles: this.#handles, oldest: needsOldest ? await this.deps.store.oldestPending() : {}, ...(errors ? { errors } : {}), watch: this.#watch, now }
-    for (const rule of this.loaded.alerts) {
+    for (const rule of rules) {
       for (const subject of subjectsOf(rule, snapshot)) {
         const prev = await this.#stateOf(subject.key)
         const next = step(prev, holds(subject, prev), snapshot.now, rule)
@@ -181,29 +189,44 @@ class AlertsNotifier implements Alerts {
    * and those made before a restart. One query per channel and window, at every evaluation.
    * Undefined for a store without `countErrors`: the errors this engine saw are counted instead.
    */
-  async #errorCounts(now: number): Promise<Map<string, number> | undefined> {
+  async #errorCounts(rules: readonly AlertRule[], now: number): Promise<Map<string, number> | undefined> {
     const { store } = this.deps
     if (!store.countErrors) return undefined
     const count = store.countErrors.bind(store)
-    const wanted = new Map(this.loaded.alerts.flatMap((rule) => errorsToCount(rule, this.#handles)).map((c) => [errorKey(c.channel, c.windowMs), c]))
+    const wanted = new Map(rules.flatMap((rule) => errorsToCount(rule, this.#handles)).map((c) => [errorKey(c.channel, c.windowMs), c]))
     const counts = new Map<string, number>()
     await Promise.all([...wanted].map(async ([key, c]) => counts.set(key, await count(c.channel, now - c.windowMs))))
     return counts
   }
 
-  /** With a shared store: true while this engine holds the leadership; a new leader reads the states its predecessor kept. */
-  async #leads(): Promise<boolean> {
+  /**
+   * The rules this engine evaluates now: all of them without a shared store; with one, those whose
+   * leadership (`alertsLeadership`) it holds. A rule's leadership newly taken forgets what this
+   * engine remembered of the rule's states, so that it goes on from those its predecessor kept.
+   */
+  async #led(): Promise<readonly AlertRule[]> {
     const leadership = this.deps.store.leadership
-    if (!leadership) return true
-    let held = false
-    try {
-      held = await leadership.lead(ALERTS_LEADERSHIP)
-    } catch (e) {
-      this.#log.warn({ err: e }, 'cannot renew the alerts leadership; not evaluating')
+    if (!leadership) return this.loaded.alerts
+    const held = await Promise.all(this.loaded.alerts.map(async (rule) => {
+      const name = alertsLeadership(rule)
+      try {
+        return await leadership.lead(name)
+      } catch (e) {
+        this.#log.warn({ err: e, alert: alertId(rule) }, 'cannot renew the alert\'s leadership; not evaluating it')
+        return false
+      }
+    }))
+    const led = this.loaded.alerts.filter((_, i) => held[i])
+    for (const rule of this.loaded.alerts) {
+      const name = alertsLeadership(rule)
+      if (!led.includes(rule)) this.#leading.delete(name)
+      else if (!this.#leading.has(name)) {
+        this.#leading.add(name)
+        const prefix = `${alertId(rule)}|`
+        for (const key of [...this.#states.keys()]) if (key.startsWith(prefix)) this.#states.delete(key)
+      }
     }
-    if (held && !this.#leading) this.#states.clear()
-    this.#leading = held
-    return held
+    return led
   }
 
   async #stateOf(key: string): Promise<AlertState> {

@@ -169,13 +169,13 @@ describe('alert state kept in the store', () => {
     expect(hook.accepted[1]!.since).toBe(hook.accepted[0]!.since)
   })
 
-  it('in a cluster only the holder of the "alerts" leadership notifies; a new holder goes on from the kept state', async () => {
+  it('in a cluster only the holder of an alert\'s leadership ("alerts:<name>") notifies; a new holder goes on from the kept state', async () => {
     const { b, hook, api } = await setUp()
     api.behaviour = () => ({ status: 400 })
     let holder = 'one'
     const engine = (name: string) => new Proxy(b.store, {
       get(target, key) {
-        if (key === 'leadership') return { leaseMs: 1000, lead: async (what: string) => what === 'alerts' && holder === name, resign: async () => {} }
+        if (key === 'leadership') return { leaseMs: 1000, lead: async (what: string) => what === 'alerts:a' && holder === name, resign: async () => {} }
         const v = Reflect.get(target, key) as unknown
         return typeof v === 'function' ? v.bind(target) : v
       },

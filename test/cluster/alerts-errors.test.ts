@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest'
-import { createAlerts, ALERTS_LEADERSHIP, type LoadedAlerts } from '../../engine/alerts/index.ts'
+import { createAlerts, alertsLeadership, type LoadedAlerts } from '../../engine/alerts/index.ts'
 import { startChannel } from '../../engine/runtime/index.ts'
 import { createHttpClient } from '../../shared/http/index.ts'
 import { openPostgresStore } from '../../shared/store/index.ts'
@@ -54,7 +54,7 @@ describe('messages-failing in a cluster', () => {
 
     const leader = await engine(url, dir.path, loaded, api.url)
     await leader.alerts.evaluate()
-    expect(await leader.store.leadership!.lead(ALERTS_LEADERSHIP)).toBe(true)
+    expect(await leader.store.leadership!.lead(alertsLeadership(loaded.alerts[0]!))).toBe(true)
     const other = await engine(url, dir.path, loaded, api.url)
     for (let n = 1; n <= 6; n++) await other.feed.emit({ n })
     await other.adt.whenIdle({ timeoutMs: 10_000 })
@@ -69,5 +69,35 @@ describe('messages-failing in a cluster', () => {
     await other.alerts.evaluate()
     await new Promise((ok) => setTimeout(ok, 300))
     expect(hook.requests).toHaveLength(1)
+  })
+
+  it('each rule is evaluated by an engine that has it, also where the engines\' rules differ', async () => {
+    // Before: one leadership for all of the alerts, so the engine holding it evaluated its own rules
+    // only, and a rule that only another engine had was never evaluated.
+    const url = await pg.server.createDatabase('alerts_rules_differ')
+    const dir = await tempDir('weir-cluster-alerts-')
+    closing.push(dir.remove)
+    const hook = await webhookReceiver()
+    const api = await startApi(() => ({ status: 400, body: 'bad' }))
+    closing.push(hook.close, api.close)
+    const rule = (name: string, count: number) => ({ name, condition: 'messages-failing', webhook: 'ops', count, windowSeconds: 300 })
+    const file = (alerts: unknown[]) => alertsFile(dir.path, { checkIntervalMs: 600_000, webhooks: { ops: fastWebhook(hook.url) }, alerts })
+    const first = await engine(url, dir.path, await file([rule('errors', 2)]), api.url)
+    await first.alerts.evaluate()
+    const second = await engine(url, dir.path, await file([rule('errors', 2), rule('many-errors', 3)]), api.url)
+    for (let n = 1; n <= 3; n++) await second.feed.emit({ n })
+    await second.adt.whenIdle({ timeoutMs: 10_000 })
+
+    await first.alerts.evaluate()
+    await second.alerts.evaluate()
+    await until(() => hook.accepted.length === 2, 5_000, 'both rules firing')
+    expect(hook.accepted.map((n) => `${n.alert} ${n.state}`).sort()).toEqual(['errors firing', 'many-errors firing'])
+    // `errors` stays the first engine's: the second, which has it too, does not notify it again.
+    await second.alerts.evaluate()
+    await first.alerts.evaluate()
+    await new Promise((ok) => setTimeout(ok, 300))
+    expect(hook.requests).toHaveLength(2)
+    expect(await first.store.leadership!.lead('alerts:errors')).toBe(true)
+    expect(await first.store.leadership!.lead('alerts:many-errors')).toBe(false)
   })
 })

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest'
-import { ALERTS_LEADERSHIP, createAlerts, type LoadedAlerts } from '../../engine/alerts/index.ts'
+import { alertsLeadership, createAlerts, type LoadedAlerts } from '../../engine/alerts/index.ts'
 import { startChannel, type ChannelHandle } from '../../engine/runtime/index.ts'
 import { createHttpClient } from '../../shared/http/index.ts'
 import { silentLogger } from '../../shared/log/index.ts'
@@ -120,7 +120,7 @@ describe('a cluster\'s queue depth and queueLimit', () => {
     })
     const leader = await engine(c, { queueLimit: 3 }, loaded)
     await leader.alerts!.evaluate()
-    expect(await leader.store.leadership!.lead(ALERTS_LEADERSHIP)).toBe(true)
+    expect(await leader.store.leadership!.lead(alertsLeadership(loaded.alerts[0]!))).toBe(true)
     const other = await engine(c, { queueLimit: 3 }, loaded)
     await leader.ch.pause()
     await within(6_000, 'other engine paused', () => other.ch.status() === 'paused')
