@@ -103,7 +103,7 @@ function signingProperties(what: string): Record<string, JsonSchema> {
     certificate: { type: 'string', minLength: 1, description: 'PEM certificate of the signing key, for the x5t, x5t#S256 and x5c headers.' },
     headers: {
       type: 'array', uniqueItems: true, items: { type: 'string', enum: KEY_HEADERS },
-      description: 'JOSE headers to send besides alg. Default: kid when a kid is known, plus x5t#S256 when a certificate is given.',
+      description: 'JOSE headers to send besides alg. Default: kid when a kid is known, plus x5t#S256 when a certificate is given (and typ for the client assertion of the epic-backend preset).',
     },
     keys: {
       type: 'array', minItems: 1,
@@ -252,6 +252,7 @@ export function applyPreset(config: CredentialConfig): CredentialConfig {
       const hs: KeyHeader[] = []
       if (s.kid || has(s.keyFile) || s.keys || jwkKidOf(s.privateKey)) hs.push('kid')
       if (s.certificate) hs.push('x5t#S256')
+      if (s === ca && preset?.clientAuthHeaders) hs.push(...preset.clientAuthHeaders)
       s.headers = hs
     }
   }

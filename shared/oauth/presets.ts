@@ -1,5 +1,5 @@
 import { Secret, reveal } from '../secret.ts'
-import type { AssertionConfig, ClientAuthConfig, CredentialConfig, GrantName, SecretLike } from './config.ts'
+import type { AssertionConfig, ClientAuthConfig, CredentialConfig, GrantName, KeyHeader, SecretLike } from './config.ts'
 
 export type PresetName = 'epic-backend' | 'oracle-health' | 'azure-ad' | 'google-service-account' | 'salesforce-jwt-bearer'
 
@@ -17,6 +17,8 @@ export interface Preset {
   grantRequired?: boolean
   /** Defaults of `clientAuth` (filled where the credential leaves them out). */
   clientAuth?: Partial<ClientAuthConfig>
+  /** Headers of the client assertion the provider requires, sent besides those the key implies (kid, x5t#S256) unless `clientAuth.headers` is given. */
+  clientAuthHeaders?: KeyHeader[]
   /** Defaults of the jwt_bearer `assertion`. */
   assertion?: Partial<AssertionConfig>
   /** JWS algorithms the provider accepts for the preset's assertions. */
@@ -92,6 +94,8 @@ export const PRESETS: Record<PresetName, Preset> = {
   'epic-backend': {
     grant: 'client_credentials', grantRequired: true,
     clientAuth: { method: 'private_key_jwt', alg: 'RS384', audience: 'token-endpoint', assertionLifetimeSec: 300 },
+    // SMART Backend Services: the assertion's header carries alg, kid and typ "JWT" (all required).
+    clientAuthHeaders: ['typ'],
     algs: ['RS384', 'ES384'],
     maxAssertionLifetimeSec: 300,
     scopes: { pattern: SMART_SYSTEM_SCOPE, expected: 'system/<Resource>.read (v1) or system/<Resource>.rs (v2)' },

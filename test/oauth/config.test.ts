@@ -64,6 +64,9 @@ describe('checkCredential and applyPreset', () => {
   })
 
   it('fills preset defaults', () => {
+    // SMART Backend Services requires typ "JWT" in the assertion's header, beside alg and kid.
+    expect(applyPreset(epic).clientAuth).toMatchObject({ method: 'private_key_jwt', alg: 'RS384', headers: ['kid', 'typ'] })
+    expect(explainTokenRequest(epic).assertions[0]!.header).toEqual({ alg: 'RS384', kid: 'k1', typ: 'JWT' })
     expect(applyPreset({ preset: 'azure-ad', tenant: 'contoso', clientId: 'c', clientAuth: { privateKey: rsa, certificate: fixtures.clientCert } })).toMatchObject({
       grant: 'client_credentials', tokenUrl: 'https://login.microsoftonline.com/contoso/oauth2/v2.0/token', clientAuth: { method: 'private_key_jwt', alg: 'PS256', headers: ['x5t#S256'] },
     })
