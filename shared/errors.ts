@@ -182,9 +182,12 @@ export class ConfigError extends errorCodes.ERR_CONFIG_INVALID {
   problems: ConfigProblem[]
   /** Raw ajv errors, when the problems came from schema validation. Non-enumerable: they quote the data, which may hold a secret. */
   declare readonly errors: ErrorObject[]
-  constructor(problems: ConfigProblem[], errors: ErrorObject[] = []) {
+  /** What the loader warned of before it gave up (literal secrets…), as `file#pointer: message` lines: `weir validate` shows them with the problems. */
+  warnings: string[]
+  constructor(problems: ConfigProblem[], errors: ErrorObject[] = [], warnings: string[] = []) {
     super(problems.map(formatProblem).join('\n'))
     this.problems = problems
+    this.warnings = warnings
     Object.defineProperty(this, 'errors', { value: errors, enumerable: false })
   }
 }

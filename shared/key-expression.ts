@@ -58,7 +58,7 @@ function valuesOf(v: unknown): { values: string[]; problem?: string } {
   const values = new Set<string>()
   for (const x of all) {
     const s = one(x)
-    if (s === undefined) return { values: [], problem: `the expression gave ${x === null ? 'null' : Array.isArray(x) ? 'a nested array' : `a ${typeof x}`}, not a string or number` }
+    if (s === undefined) return { values: [], problem: `the expression gave ${x === null ? 'null' : Array.isArray(x) ? 'a nested array' : typeof x === 'object' ? 'an object' : `a ${typeof x}`}, not a string or number` }
     if (s.length > MAX_VALUE_LENGTH) return { values: [], problem: `a value is longer than ${MAX_VALUE_LENGTH} characters` }
     if (s !== '') values.add(s)
   }

@@ -22,7 +22,7 @@ describe('search keys (options.searchKeys)', () => {
     const problems: string[] = []
     const got = await keys({ body: { patient: { mrn: 'x' }, flag: true } }, (n, r) => problems.push(`${n}: ${r}`))
     expect(got).toEqual({ ok: ['x'] })
-    expect(problems).toEqual(['boom: the expression failed: no mrn', 'obj: the expression gave a object, not a string or number', 'bool: the expression gave a boolean, not a string or number'])
+    expect(problems).toEqual(['boom: the expression failed: no mrn', 'obj: the expression gave an object, not a string or number', 'bool: the expression gave a boolean, not a string or number'])
   })
 
   it('on ER7 an HL7 terse path reads the parsed message; on JSON the same text is JSONata', async () => {

@@ -6,7 +6,7 @@ import { formatProblem, isWeirError, ConfigError, type ConfigProblem } from '../
 import { loadTestFile, type TestFile } from '../harness/test-file.ts'
 import { unknownClientsOfFile, unknownCredentialNamesOfFile, unknownMllpDestinationsOfFile } from '../harness/run.ts'
 import { destinationsOf, unknownMllpDestinationProblems } from '../harness/mllp.ts'
-import type { LoadedChannel } from '../../shared/config/types.ts'
+import type { ChannelOptions, LoadedChannel } from '../../shared/config/types.ts'
 import { displayPath } from '../../shared/config/load.ts'
 import { escapePointer } from '../../shared/config/problems.ts'
 import { isJsonContentType } from '../../shared/component.ts'
@@ -61,12 +61,33 @@ function urlFields(value: unknown, pointer: string, out: Array<[string, string]>
   return out
 }
 
+/** A component as the warnings read it: its type, config and place in the channel file. */
+interface PartView {
+  definition: { type: string }
+  config: Readonly<Record<string, unknown>>
+  pointer: string
+}
+
+/**
+ * What the warnings read of a channel: the loaded channel, or, for a channel with problems, its JSON
+ * without the parts that have problems (`viewOfBroken`), so that a file with errors is warned about too.
+ */
+interface ChannelView {
+  file: string
+  credentials: unknown
+  source?: PartView
+  filters: readonly PartView[]
+  destinations: readonly PartView[]
+  options: Readonly<Partial<ChannelOptions>>
+}
+
 /** Warnings about transport security a schema cannot see: clear-text URLs to other hosts, an open listener. */
-export function transportWarnings(ch: LoadedChannel): string[] {
+export function transportWarnings(ch: ChannelView): string[] {
   const fields = urlFields(ch.credentials, '/credentials')
-  for (const c of [ch.source, ...ch.filters, ...ch.destinations]) urlFields(c.config, `${c.pointer}/config`, fields)
+  for (const c of [...(ch.source ? [ch.source] : []), ...ch.filters, ...ch.destinations]) urlFields(c.config, `${c.pointer}/config`, fields)
   const file = displayPath(ch.file) // as the loader's own warnings name it
   const out = fields.filter(([, v]) => cleartextRemote(v)).map(([at]) => `${file}#${at}: http:// to a host that is not loopback: tokens, secrets and messages travel unencrypted; use https`)
+  if (!ch.source) return out
   const source = ch.source.config
   if (typeof source.host === 'string' && ALL_INTERFACES.has(source.host)) {
     const missing = [...(source.jwt || source.apiKey ? [] : ['authentication (jwt or apiKey)']), ...(source.tls ? [] : ['TLS'])]
@@ -79,7 +100,7 @@ export function transportWarnings(ch: LoadedChannel): string[] {
  * What a filter makes of the body, as far as its config tells: JSON, ER7 text, unknown (a script, a
  * custom filter), or undefined when it keeps the body as it is (match, validate).
  */
-function bodyAfter(f: LoadedChannel['filters'][number]): 'json' | 'er7' | 'unknown' | undefined {
+function bodyAfter(f: PartView): 'json' | 'er7' | 'unknown' | undefined {
   switch (f.definition.type) {
     case 'match': case 'validate': return undefined
     case 'hl7v2': return f.config.to === 'er7' ? 'er7' : 'json'
@@ -92,7 +113,7 @@ function bodyAfter(f: LoadedChannel['filters'][number]): 'json' | 'er7' | 'unkno
  * Warnings about what a schema cannot see in what a channel's messages hold: an `mllp` destination
  * fed JSON, and an `orderBy` or search key written as an HL7 field with a dash on ER7 messages.
  */
-export function contentWarnings(ch: LoadedChannel): string[] {
+export function contentWarnings(ch: ChannelView): string[] {
   return [...mllpFedJsonWarnings(ch), ...dashedKeyWarnings(ch)]
 }
 
@@ -101,7 +122,7 @@ export function contentWarnings(ch: LoadedChannel): string[] {
  * to FHIR, `hl7v2` to json) sends every message to error, and one with no transforming filter after
  * an http-listener that accepts JSON each JSON message, though each component's config is valid.
  */
-function mllpFedJsonWarnings(ch: LoadedChannel): string[] {
+function mllpFedJsonWarnings(ch: ChannelView): string[] {
   const mllps = ch.destinations.filter((d) => d.definition.type === 'mllp')
   if (mllps.length === 0) return []
   let made: { body: 'json' | 'er7' | 'unknown'; at: string; type: string } | undefined
@@ -113,7 +134,7 @@ function mllpFedJsonWarnings(ch: LoadedChannel): string[] {
   if (made === undefined) {
     const json = jsonTypesAccepted(ch.source)
     return json.length === 0 ? [] : mllps.map((d) =>
-      `${file}#${d.pointer}: mllp sends ER7 text, but the http-listener at ${ch.source.pointer} accepts JSON (${json.join(', ')}) and no filter turns it into ER7: a JSON message would go to error; set its contentTypes to ["x-application/hl7-v2+er7"], or map the JSON to the HL7 v2 shape and add { "type": "hl7v2", "config": { "to": "er7" } }`)
+      `${file}#${d.pointer}: mllp sends ER7 text, but the http-listener at ${ch.source!.pointer} accepts JSON (${json.join(', ')}) and no filter turns it into ER7: a JSON message would go to error; set its contentTypes to ["x-application/hl7-v2+er7"], or map the JSON to the HL7 v2 shape and add { "type": "hl7v2", "config": { "to": "er7" } }`)
   }
   if (made.body !== 'json') return []
   return mllps.map((d) =>
@@ -121,8 +142,8 @@ function mllpFedJsonWarnings(ch: LoadedChannel): string[] {
 }
 
 /** The media types of an http-listener's `contentTypes` that accept JSON (which it emits parsed, as JSON); none for another source. */
-function jsonTypesAccepted(source: LoadedChannel['source']): string[] {
-  if (source.definition.type !== 'http-listener' || !Array.isArray(source.config.contentTypes)) return []
+function jsonTypesAccepted(source: PartView | undefined): string[] {
+  if (source?.definition.type !== 'http-listener' || !Array.isArray(source.config.contentTypes)) return []
   return (source.config.contentTypes as string[]).filter((pattern) => {
     const matcher = new RegExp(`^${pattern.split('*').map((part) => part.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`, 'i')
     return matcher.test('application/json') || isJsonContentType(pattern.replace(/\*/g, 'x'))
@@ -136,15 +157,27 @@ const DASHED_FIELD = /^[A-Z][A-Z0-9]{2}(\[\d+\])?-\d/
  * On an mllp-listener's ER7 messages, `orderBy` and `searchKeys` read HL7 terse paths (`PID.3.1`);
  * an HL7 field written with a dash (`PID-3.1`) is JSONata instead (PID minus 3.1) and gives no value.
  */
-function dashedKeyWarnings(ch: LoadedChannel): string[] {
-  if (ch.source.definition.type !== 'mllp-listener') return []
+function dashedKeyWarnings(ch: ChannelView): string[] {
+  if (ch.source?.definition.type !== 'mllp-listener') return []
   const keys: Array<[string, string, string]> = Object.entries(ch.options.searchKeys ?? {}).map(([name, expr]) => [`/options/searchKeys/${name}`, expr, 'the key would never get a value'])
   if (ch.options.orderBy !== undefined) keys.unshift(['/options/orderBy', ch.options.orderBy, 'every message would go to error (or under orderByDefault)'])
   const file = displayPath(ch.file)
   return keys.flatMap(([at, expr, consequence]) => {
     const terse = dashedFieldAsTerse(expr)
-    return terse === undefined ? [] : [`${file}#${at}: ${JSON.stringify(expr)} is not an HL7 terse path: on the ER7 messages of the mllp-listener it is JSONata and gives no value, so ${consequence}; write ${JSON.stringify(terse)}`]
+    const fix = terse !== undefined ? `write ${JSON.stringify(terse)}` : segmentPathAsJsonata(expr) ? 'write an HL7 terse path such as "PID.3.1"' : undefined
+    return fix === undefined ? [] : [`${file}#${at}: ${JSON.stringify(expr)} is not an HL7 terse path: on the ER7 messages of the mllp-listener it is JSONata and gives no value, so ${consequence}; ${fix}`]
   })
+}
+
+/** A segment named first (`PID`, `OBX`), as an HL7 path starts. */
+const SEGMENT_FIRST = /^[A-Z][A-Z0-9]{2}(?![A-Za-z0-9_])/
+
+/**
+ * True for an expression that reads an HL7 segment the JSONata way (`PID[0].\`3\`[0].\`1\``, the shape
+ * `hl7v2` gives to JSON): on ER7 text it gives no value. Terse paths and other JSONata are not.
+ */
+function segmentPathAsJsonata(expr: string): boolean {
+  return SEGMENT_FIRST.test(expr) && parseTersePath(expr) === undefined
 }
 
 /** The terse path a dashed HL7 field reference means (`PID-3.1` → `PID.3.1`), or undefined for any other expression. */
@@ -185,6 +218,8 @@ interface ChannelCheck {
   problems: ConfigProblem[]
   channel?: LoadedChannel
   raw?: Record<string, unknown>
+  /** Of a channel with problems: what the loader warned of before it gave up. */
+  warnings?: string[]
 }
 
 /** Loads a channel file: the channel, or its problems and (when it parses as an object) its JSON. */
@@ -194,8 +229,54 @@ async function checkChannel(path: string, env: NodeJS.ProcessEnv): Promise<Chann
   } catch (e) {
     if (!(e instanceof ConfigError)) throw e
     const raw = await readJson(path)
-    return isObject(raw) ? { problems: e.problems, raw } : { problems: e.problems }
+    return isObject(raw) ? { problems: e.problems, raw, warnings: e.warnings } : { problems: e.problems, warnings: e.warnings }
   }
+}
+
+/**
+ * The warnings of a checked channel: the loader's and those about transport and content, also for a
+ * channel with problems (as far as its JSON tells, see `viewOfBroken`), so that fixing the errors
+ * does not bring a second round of messages.
+ */
+async function warningsOf(c: ChannelCheck, path: string): Promise<string[]> {
+  const view: ChannelView | undefined = c.channel ?? (c.raw && await viewOfBroken(c.raw, path, c.problems))
+  return [...(c.channel?.warnings ?? c.warnings ?? []), ...(view ? [...transportWarnings(view), ...contentWarnings(view)] : [])]
+}
+
+/**
+ * What the warnings read of a channel with problems: its JSON, without the components, options and
+ * credentials that have problems of their own (a component's type may then be unknown, its config
+ * anything).
+ */
+async function viewOfBroken(raw: Record<string, unknown>, path: string, problems: readonly ConfigProblem[]): Promise<ChannelView> {
+  const own = problems.filter((p) => p.file === displayPath(path))
+  const bad = (ptr: string) => own.some((p) => p.pointer === ptr || p.pointer.startsWith(`${ptr}/`))
+  const part = (entry: unknown, pointer: string): PartView[] =>
+    isObject(entry) && typeof entry.type === 'string' && (entry.config === undefined || isObject(entry.config)) && !bad(pointer)
+      ? [{ definition: { type: entry.type }, config: (entry.config ?? {}) as Record<string, unknown>, pointer }]
+      : []
+  const parts = (list: unknown, at: string) => (Array.isArray(list) ? list.flatMap((e, i) => part(e, `${at}/${i}`)) : [])
+  const options = isObject(raw.options) ? raw.options : {}
+  const keys = isObject(options.searchKeys) ? Object.entries(options.searchKeys).filter(([k, v]) => typeof v === 'string' && !bad(`/options/searchKeys/${escapePointer(k)}`)) : []
+  const credentials = await channelCredentials(raw, dirname(path), problems) ?? {}
+  const source = part(raw.source, '/source')[0]
+  return {
+    file: path,
+    credentials: Object.fromEntries(Object.entries(credentials).filter(([name]) => !bad(`/credentials/${escapePointer(name)}`))),
+    ...(source ? { source } : {}),
+    filters: parts(raw.filters, '/filters'),
+    destinations: parts(raw.destinations, '/destinations'),
+    options: {
+      ...(typeof options.orderBy === 'string' && !bad('/options/orderBy') ? { orderBy: options.orderBy } : {}),
+      ...(keys.length ? { searchKeys: Object.fromEntries(keys) as Record<string, string> } : {}),
+    },
+  }
+}
+
+/** Checks a channel file: its problems, its warnings (also when it has problems) and the channel when it loads. */
+async function checkChannelFile(path: string, env: NodeJS.ProcessEnv): Promise<{ problems: ConfigProblem[]; warnings: string[]; test?: undefined; channel?: LoadedChannel }> {
+  const c = await checkChannel(path, env)
+  return { problems: c.problems, warnings: await warningsOf(c, path), ...(c.channel ? { channel: c.channel } : {}) }
 }
 
 /**
@@ -246,7 +327,7 @@ async function testFileNameProblems(t: TestFile, c: ChannelCheck): Promise<Confi
  * Checks a test file: its schema, the channel it names (when it names one, even if the test file has
  * problems of its own) and, once it loads, the names it gives against that channel.
  */
-async function checkTestFile(path: string, env: NodeJS.ProcessEnv): Promise<{ problems: ConfigProblem[]; test?: TestFile; channel?: LoadedChannel }> {
+async function checkTestFile(path: string, env: NodeJS.ProcessEnv): Promise<{ problems: ConfigProblem[]; warnings: string[]; test?: TestFile; channel?: LoadedChannel }> {
   const problems: ConfigProblem[] = []
   let test: TestFile | undefined
   try {
@@ -256,11 +337,11 @@ async function checkTestFile(path: string, env: NodeJS.ProcessEnv): Promise<{ pr
     problems.push(...e.problems)
   }
   const target = test ? { channel: test.channel, env: test.env } : channelOfBrokenTestFile(await readJson(path), path, problems)
-  if (!target) return { problems }
+  if (!target) return { problems, warnings: [] }
   const c = await checkChannel(target.channel, { ...env, ...target.env })
   problems.push(...c.problems)
   if (test) problems.push(...await testFileNameProblems(test, c))
-  return { problems, ...(test ? { test } : {}), ...(c.channel ? { channel: c.channel } : {}) }
+  return { problems, warnings: await warningsOf(c, target.channel), ...(test ? { test } : {}), ...(c.channel ? { channel: c.channel } : {}) }
 }
 
 /** Each JSON pointer of `value` with its position in document order. */
@@ -301,10 +382,10 @@ async function check(file: string, kind: 'channel' | 'alerts', io: CommandIO, qu
     return
   }
   const isTest = file.endsWith('.test.json')
-  const { problems, test, channel }: { problems: ConfigProblem[]; test?: TestFile; channel?: LoadedChannel } = isTest ? await checkTestFile(path, io.env) : await checkChannel(path, io.env)
+  const { problems, warnings, test, channel } = isTest ? await checkTestFile(path, io.env) : await checkChannelFile(path, io.env)
+  for (const w of warnings) io.err(`warning: ${w}`)
   if (problems.length) throw new ConfigError(await sortProblems(problems, [displayPath(path), ...(test ? [displayPath(test.channel)] : [])]))
   const ch = channel!
-  for (const w of [...ch.warnings, ...transportWarnings(ch), ...contentWarnings(ch)]) io.err(`warning: ${w}`)
   if (quiet) return
   if (test) io.out(`ok ${file}: test of channel "${ch.name}", ${test.cases.length} case(s)`)
   else io.out(`ok ${file}: channel "${ch.name}", source ${ch.source.definition.type}, ${ch.filters.length} filter(s), destinations ${ch.destinations.map((d) => d.name).join(', ')}`)

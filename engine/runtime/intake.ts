@@ -47,7 +47,7 @@ export function orderKeyOf(expression: string): (input: MessageInput) => Promise
   const keyFrom = (v: unknown): string => {
     if (typeof v === 'string' && v !== '') return v
     if (typeof v === 'number' && Number.isFinite(v)) return String(v)
-    throw new Error(v === undefined || v === null || v === '' ? 'the expression gave no value' : `the expression gave ${Array.isArray(v) ? 'an array' : `a ${typeof v}`}, not a string or number`)
+    throw new Error(v === undefined || v === null || v === '' ? 'the expression gave no value' : `the expression gave ${Array.isArray(v) ? 'an array' : typeof v === 'object' ? 'an object' : `a ${typeof v}`}, not a string or number`)
   }
   return async (input) => {
     let v: unknown
@@ -81,7 +81,8 @@ export function createEmit(rc: RunContext, options: ChannelOptions, hooks: { ret
       return { orderKey: await keyOf(input) }
     } catch (e) {
       if (options.orderByDefault !== undefined) return { orderKey: options.orderByDefault }
-      return { error: `options/orderBy: ${(e as Error).message}` }
+      // The expression is the channel file's, never the message's: it may be quoted.
+      return { error: `options/orderBy ${JSON.stringify(options.orderBy)}: ${(e as Error).message} (options.orderByDefault gives such messages a key)` }
     }
   }
   const storeOptions = async (input: MessageInput): Promise<EnqueueOptions> => {

@@ -327,7 +327,8 @@ export async function loadChannelObject(raw: unknown, options: LoadOptions & { f
     problems.push(...alertsChecked.problems)
   }
 
-  if (problems.length) throw new ConfigError(problems, top.errors)
+  const warningLines = [...warnings.map(formatProblem), ...(alertsChecked?.warnings ?? [])]
+  if (problems.length) throw new ConfigError(problems, top.errors, warningLines)
   return {
     name: String(data.name),
     ...(typeof data.description === 'string' ? { description: data.description } : {}),
@@ -335,7 +336,7 @@ export async function loadChannelObject(raw: unknown, options: LoadOptions & { f
     source: source!,
     filters, destinations,
     options: deepFreeze(data.options as ChannelOptions),
-    warnings: [...warnings.map(formatProblem), ...(alertsChecked?.warnings ?? [])],
+    warnings: warningLines,
     ...(alerts ? { alerts: deepFreeze(alerts) } : {}),
     ...(alertsChecked ? { alertsChecked } : {}),
     ...(sc.unset ? { unsetSecrets: sc.unset } : {}),

@@ -44,6 +44,14 @@ describe('weir validate: an HL7 field written with a dash in orderBy or searchKe
     ])
   })
 
+  it('a JSONata path into the hl7v2 JSON shape (PID[0].`3`…): a warning to write a terse path', async () => {
+    const { path, warnings } = await validate('jsonata-order', { source: mllpSource, destinations: [file], options: { orderBy: 'PID[0].`3`[0].`1`', searchKeys: { msh: 'MSH.`10`' } } })
+    expect(warnings).toEqual([
+      `warning: ${path}#/options/orderBy: "PID[0].\`3\`[0].\`1\`" is not an HL7 terse path: on the ER7 messages of the mllp-listener it is JSONata and gives no value, so every message would go to error (or under orderByDefault); write an HL7 terse path such as "PID.3.1"`,
+      `warning: ${path}#/options/searchKeys/msh: "MSH.\`10\`" is not an HL7 terse path: on the ER7 messages of the mllp-listener it is JSONata and gives no value, so the key would never get a value; write an HL7 terse path such as "PID.3.1"`,
+    ])
+  })
+
   it('the same orderBy on a channel whose source is not an mllp-listener: no warning (JSON bodies, JSONata)', async () => {
     const { warnings } = await validate('dash-http', { source: { type: 'http-listener', config: { port: 0 } }, destinations: [file], options: { orderBy: 'PID-3.1' } })
     expect(warnings).toEqual([])
@@ -69,5 +77,33 @@ describe('weir validate: an http-listener that accepts JSON feeding an mllp dest
   ])('%s: no warning', async (_what, config, filters) => {
     const { warnings } = await validate('http-er7-to-mllp', { source: { type: 'http-listener', config: { port: 0, ...config } }, filters, destinations: [mllp] })
     expect(warnings).toEqual([])
+  })
+})
+
+// Finding: a file with an error showed none of its warnings (`if (problems.length) throw` came
+// first), so fixing a typo brought a second round: the orderBy that would send every message to error.
+describe('weir validate: a channel with errors still gets its warnings', () => {
+  it('the warnings of the parts without problems come with the errors, exit 1', async () => {
+    const path = join(scratch.dir, 'warn-and-fail.json')
+    await writeFile(path, JSON.stringify({
+      name: 'warn-and-fail', source: mllpSource,
+      credentials: { api: { tokenUrl: 'http://auth.example.com/token', clientId: 'c', clientAuth: { secret: 'literal-secret-value' } } },
+      destinations: [file, { name: 'api', type: 'http', config: { url: 'http://api.example.com/in', credential: 'api' } }, { name: 'broken', type: 'http', config: { url: 'http://broken.example.com/in', timeoutMs: 'soon' } }],
+      options: { orderBy: 'PID-3.1', concurency: 4 },
+    }))
+    const r = await runCli(['validate', path], {})
+    expect(r.code).toBe(1)
+    const lines = r.err.trim().split('\n')
+    const warnings = lines.filter((l) => l.startsWith('warning: '))
+    expect(warnings).toEqual(expect.arrayContaining([
+      `warning: ${path}#/credentials/api/clientAuth/secret: literal secret in the channel file; use {"$env": "NAME"} or {"$file": "path"}`,
+      `warning: ${path}#/credentials/api/tokenUrl: http:// to a host that is not loopback: tokens, secrets and messages travel unencrypted; use https`,
+      `warning: ${path}#/destinations/1/config/url: http:// to a host that is not loopback: tokens, secrets and messages travel unencrypted; use https`,
+      expect.stringMatching(new RegExp(`^warning: ${path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}#/options/orderBy: "PID-3.1" is not an HL7 terse path`)),
+    ]))
+    // The destination with a problem of its own is not read for warnings; the errors are all there.
+    expect(warnings.some((w) => w.includes('/destinations/2'))).toBe(false)
+    expect(lines.filter((l) => !l.startsWith('warning: ')).join('\n')).toMatch(/#\/destinations\/2\/config\/timeoutMs: must be integer\n.*#\/options\/concurency: unknown property/)
+    expect(r.err).not.toContain('literal-secret-value')
   })
 })
