@@ -1,13 +1,15 @@
 import { createHash } from 'node:crypto'
 import { nearest } from '../shared/config/problems.ts'
-import type { ListFilter, MessageStore, ResubmitPreview, StoredMessage } from '../shared/store/index.ts'
+import { isResubmitConflict, type ListFilter, type MessageStore, type ResubmitPreview, type StoredMessage } from '../shared/store/index.ts'
 
 /** The largest set one resubmit may touch: beyond it, the operator narrows the filter (or repeats with a later one). */
 export const RESUBMIT_SET_LIMIT = 10_000
 const PAGE = 1000
 /** Ids per `store.resubmit` call: a large set goes in several short transactions. */
 const RESUBMIT_BATCH = 1000
-const FINISHED = new Set(['delivered', 'filtered', 'error'])
+const FINISHED: ReadonlySet<string> = new Set(['delivered', 'filtered', 'error'])
+/** Whether `m` is finished (delivered, filtered, error): what a resubmit queues again. */
+export const isFinished = (m: Pick<StoredMessage, 'status'>): boolean => FINISHED.has(m.status)
 
 /** Which messages a resubmit of a set names: a channel's log filter, frozen at the newest message it matched when previewed. */
 export type SetFilter = Pick<ListFilter, 'channel' | 'status' | 'since' | 'until' | 'key'>
@@ -15,6 +17,8 @@ export type SetFilter = Pick<ListFilter, 'channel' | 'status' | 'since' | 'until
 /** The finished messages of a set, newest first; `more` when the set holds more than `limit` of them. */
 export interface ResubmitSet {
   ids: string[]
+  /** The messages as previewed (each id with its `updatedAt`): what a confirmation resubmits only if they still are ({@link resubmitInBatches}). */
+  messages: Previewed[]
   /** {@link setDigest} of the set: its messages as they are now. */
   digest: string
   /** The newest matching message's `seq` (0: none): a later confirmation takes no message received after the preview. */
@@ -39,7 +43,7 @@ export async function resubmitSet(store: MessageStore, filter: SetFilter, o: { m
     const page = await store.list({ ...filter, order: 'desc', limit: PAGE, ...(after !== undefined ? { after } : {}) })
     if (page.length === 0) break
     if (after === undefined) maxSeq = page[0]!.seq
-    for (const m of page) if (FINISHED.has(m.status)) found.push(m)
+    for (const m of page) if (isFinished(m)) found.push(m)
     if (found.length > limit) return { ...pinnedSet(found.slice(0, limit)), maxSeq, more: true }
     if (page.length < PAGE) break
     after = page.at(-1)!.seq
@@ -47,7 +51,10 @@ export async function resubmitSet(store: MessageStore, filter: SetFilter, o: { m
   return { ...pinnedSet(found), maxSeq, more: false }
 }
 
-const pinnedSet = (found: readonly StoredMessage[]) => ({ ids: found.map((m) => m.id), digest: setDigest(found) })
+/** A message as a preview pinned it: its id and when it last changed. */
+export type Previewed = Pick<StoredMessage, 'id' | 'updatedAt'>
+
+const pinnedSet = (found: readonly StoredMessage[]) => ({ ids: found.map((m) => m.id), messages: found.map(({ id, updatedAt }) => ({ id, updatedAt })), digest: setDigest(found) })
 
 /**
  * The set itself, pinned: SHA-256 (hex) of its messages' ids, each with when it last changed
@@ -63,8 +70,8 @@ export function setDigest(messages: ReadonlyArray<Pick<StoredMessage, 'id' | 'up
 /**
  * Runs `task` after every earlier task of the same `key` has settled: one process's confirmations of
  * one channel's sets check and resubmit one after another, so the second of two identical ones (a
- * double click) sees the set the first changed. (Between processes the digest, which a resubmit
- * changes, does the same once the first has committed.)
+ * double click) sees the set the first changed and says so. (Between processes, the store's
+ * resubmit of the set as previewed refuses the second: see {@link resubmitInBatches}.)
  */
 export function oneAtATime<T>(key: string, task: () => Promise<T>): Promise<T> {
   const before = queues.get(key) ?? Promise.resolve()
@@ -76,11 +83,34 @@ export function oneAtATime<T>(key: string, task: () => Promise<T>): Promise<T> {
 }
 const queues = new Map<string, Promise<void>>()
 
-/** Resubmits `ids` a batch at a time; how many were queued again. */
-export async function resubmitInBatches(store: MessageStore, ids: readonly string[]): Promise<number> {
+/**
+ * Resubmits a confirmed preview's messages a batch at a time, each batch only as previewed
+ * (`asPreviewed`, checked in the store's write transaction); how many were queued again. The
+ * first batch goes all or nothing: a message of it changed since the preview (another process or
+ * engine confirmed the same set an instant before, having passed its own check too) fails it with
+ * the store's conflict (`isResubmitConflict`) and nothing is resubmitted. Two confirmations of one
+ * set send the same first batch, so that decides which one resubmits; the later batches skip a
+ * message changed meanwhile (resubmitted by another set's confirmation, purged) and queue the rest.
+ */
+export async function resubmitInBatches(store: MessageStore, messages: readonly Previewed[]): Promise<number> {
   let done = 0
-  for (let i = 0; i < ids.length; i += RESUBMIT_BATCH) done += (await store.resubmit({ ids: ids.slice(i, i + RESUBMIT_BATCH) })).length
+  for (let i = 0; i < messages.length; i += RESUBMIT_BATCH) {
+    done += (await store.resubmit({ asPreviewed: messages.slice(i, i + RESUBMIT_BATCH), changed: i === 0 ? 'refuse' : 'skip' })).length
+  }
   return done
+}
+
+/**
+ * What a resubmit of messages as previewed gives, or undefined when the store refused it because
+ * one changed since the preview (`isResubmitConflict`): then it queued none.
+ */
+export async function unlessChanged<T>(resubmit: Promise<T>): Promise<T | undefined> {
+  try {
+    return await resubmit
+  } catch (e) {
+    if (isResubmitConflict(e)) return undefined
+    throw e
+  }
 }
 
 /** "resubmits 1,204 messages to 2 destinations": the preview's sentence. */

@@ -141,7 +141,7 @@ export const errorCodes = defineErrors({
   ERR_RETRYABLE: { retryable: true, description: 'a component failed in a way that may succeed later (a file system error, a service down); the message is retried with backoff. `RetryableError`' },
   ERR_BACKPRESSURE: { retryable: true, statusCode: 503, description: "a channel's queue is full (`queueLimit`) or its store is (`maxStoreBytes`); retry later (HTTP 503 with Retry-After). `limit` names which" },
   ERR_SHUTDOWN: { retryable: true, statusCode: 503, description: 'the engine, a channel or a token provider is stopping; the work is left for the next start' },
-  ERR_STORE: { retryable: 'varies', userError: true, description: 'the message store failed (a write is retryable), is missing or too new, or its data directory is locked by another engine' },
+  ERR_STORE: { retryable: 'varies', userError: true, description: 'the message store failed (a write is retryable), is missing or too new, or its data directory is locked by another engine; `conflict` when a resubmit of a confirmed preview found its messages changed since (resubmitted by another confirmation an instant before): it resubmitted none' },
   ERR_CHANNEL_STOPPED: {
     retryable: false, description: 'a channel with `onError: "stop"` stopped because a message went to error',
     message: (channel: string, messageId: string, reason: string) => `channel ${channel} stopped: message ${messageId} in error: ${reason}`,

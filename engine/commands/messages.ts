@@ -8,7 +8,7 @@ import { excerpt, iso, scrubShown, shownErrors, shownMessage } from '../message-
 import { MESSAGE_STATUSES, type FinishedStatus, type ListFilter, type MessageStatus, type MessageStore, type StoredMessage } from '../../shared/store/index.ts'
 import { openStoreFor, storeOptions, storeUrlOf, storeUsage, storeWhere } from '../store.ts'
 import { purgeInBatches } from '../retention.ts'
-import { auditTarget, describeFilter, previewSentence, RESUBMIT_SET_LIMIT, resubmitInBatches, resubmitSet, setDigest, unknownChannel, unknownSearchKey, type ResubmitSet, type SetFilter } from '../resubmit-set.ts'
+import { auditTarget, describeFilter, isFinished, previewSentence, RESUBMIT_SET_LIMIT, resubmitInBatches, resubmitSet, setDigest, unknownChannel, unknownSearchKey, unlessChanged, type ResubmitSet, type SetFilter } from '../resubmit-set.ts'
 import { SEARCH_KEY_NAME } from '../../shared/key-expression.ts'
 import { displayPath, parseJsonWithLocation } from '../../shared/config/load.ts'
 
@@ -48,7 +48,8 @@ resubmit  queues delivered, filtered or error messages again; destinations that 
           nothing; run it again with the --confirm it printed (the count and the set's digest,
           e.g. --confirm 1204:9f86d081884c7d65): it resubmits what the filter then matches only if
           that is still exactly the previewed messages, unchanged (not merely as many). A --confirm
-          is good for one resubmit: used again it exits 1 and resubmits nothing.
+          is good for one resubmit: used again, even by another process at the same instant, it
+          exits 1 and resubmits nothing.
           At most ${RESUBMIT_SET_LIMIT} at a time: narrow the filter for more.
 purge     deletes finished messages (delivered, filtered; error ones only with --include-errors)
           last updated before T (an ISO date or a duration ago: 30d), with their history; queued
@@ -270,7 +271,7 @@ async function resubmitByIds(store: MessageStore, given: readonly string[], o: {
   }
   const ids = found.map((m) => m.id)
   const delivered = found.filter((m) => m.status === 'delivered').map((m) => m.id)
-  const token = setToken({ ids, digest: setDigest(found), maxSeq: 0, more: false })
+  const token = setToken({ ids, digest: setDigest(found) })
   if (o.confirm === undefined && delivered.length > 0 && !o.yes) {
     const preview = await store.resubmitPreview(ids)
     const perDestination = Object.entries(preview.destinations).map(([d, n]) => `${printable(d)} ${n}`).join(', ')
@@ -278,11 +279,16 @@ async function resubmitByIds(store: MessageStore, given: readonly string[], o: {
     io.out(`nothing resubmitted yet: run again with --confirm ${token} (or --yes, for scripts): it resubmits these ${ids.length} message(s) if they are still as they are now (once: a resubmit spends it)`)
     return 0
   }
+  const notAsPreviewed = (confirm: string) => `--confirm ${escapeControl(confirm)} does not match: these ${ids.length} message(s) are not as previewed (this --confirm was used already, or they finished again meanwhile); nothing resubmitted, preview again`
   if (o.confirm !== undefined && o.confirm.replace(/,/g, '').trim().toLowerCase() !== token) {
-    io.err(`--confirm ${escapeControl(o.confirm)} does not match: these ${ids.length} message(s) are not as previewed (this --confirm was used already, or they finished again meanwhile); nothing resubmitted, preview again`)
+    io.err(notAsPreviewed(o.confirm))
     return 1
   }
-  const done = await store.resubmit({ ids })
+  const done = await resubmitConfirmedIds(store, found, o.confirm !== undefined)
+  if (done === undefined) {
+    io.err(notAsPreviewed(o.confirm!))
+    return 1
+  }
   if (done.length === 0) {
     io.err('nothing resubmitted: only delivered, filtered or error messages can be resubmitted')
     return 1
@@ -294,10 +300,20 @@ async function resubmitByIds(store: MessageStore, given: readonly string[], o: {
 }
 
 /**
+ * Resubmits `found`; when `confirmed`, its finished messages only as they were read (and the
+ * `--confirm` checked), in the store's write transaction: undefined when one changed meanwhile
+ * (the same `--confirm` run by another process an instant before), and nothing was resubmitted.
+ */
+async function resubmitConfirmedIds(store: MessageStore, found: readonly StoredMessage[], confirmed: boolean): Promise<string[] | undefined> {
+  if (!confirmed) return store.resubmit({ ids: found.map((m) => m.id) })
+  return unlessChanged(store.resubmit({ asPreviewed: found.filter(isFinished) }))
+}
+
+/**
  * The set pinned for `--confirm`: its count and the first 16 hex digits of its digest (`setDigest`:
  * the messages' ids and when each last changed, so a resubmit spends it).
  */
-const setToken = (set: ResubmitSet) => `${set.ids.length}:${set.digest.slice(0, 16)}`
+const setToken = (set: Pick<ResubmitSet, 'ids' | 'digest'>) => `${set.ids.length}:${set.digest.slice(0, 16)}`
 
 /**
  * A resubmit by filter: prints the preview and does nothing, unless `confirm` is the token the
@@ -328,11 +344,17 @@ async function resubmitByFilter(store: MessageStore, filter: SetFilter, confirm:
     io.err(`--confirm ${escapeControl(confirm)} does not match: ${where} now matches ${set.ids.length} finished message(s); nothing resubmitted, preview again`)
     return 1
   }
+  const notAsPreviewed = `--confirm ${escapeControl(confirm)} does not match: ${where} still matches ${set.ids.length} finished message(s), but not as previewed (this --confirm was used already, or some left the set, others joined it or finished again meanwhile); nothing resubmitted, preview again`
   if (`${set.ids.length}:${digest.toLowerCase()}` !== setToken(set)) {
-    io.err(`--confirm ${escapeControl(confirm)} does not match: ${where} still matches ${set.ids.length} finished message(s), but not as previewed (this --confirm was used already, or some left the set, others joined it or finished again meanwhile); nothing resubmitted, preview again`)
+    io.err(notAsPreviewed)
     return 1
   }
-  const done = await resubmitInBatches(store, set.ids)
+  // Checked again by the store as it resubmits: another process may have resubmitted the set since.
+  const done = await unlessChanged(resubmitInBatches(store, set.messages))
+  if (done === undefined) {
+    io.err(notAsPreviewed)
+    return 1
+  }
   await store.audit({ at: Date.now(), actor: cliActor(), action: 'resubmit', target: auditTarget(filter.channel, filter, set.ids), count: done })
   io.out(`resubmitted ${done} message(s)`)
   printIds(set.ids, io)

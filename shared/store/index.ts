@@ -1,6 +1,6 @@
 export type * from './types.ts'
 export { MESSAGE_STATUSES } from './types.ts'
-export { StoreError } from './errors.ts'
+export { StoreError, isResubmitConflict } from './errors.ts'
 export { openSqliteStore, type SqliteStoreOptions, type SqliteMessageStore } from './sqlite/open.ts'
 export { newMessageId } from './id.ts'
 export { openPostgresStore, type PostgresStoreOptions, type PostgresMessageStore } from './postgres/open.ts'

@@ -172,6 +172,20 @@ export interface ResubmitTarget {
   ids?: string[]
   status?: MessageStatus
   channel?: string
+  /**
+   * Instead of `ids` and `status`: the messages of a confirmed preview, each with the `updatedAt` it
+   * had then. The resubmit's own write transaction checks them (a row lock, or SQLite's one writer):
+   * unless every one is still finished and unchanged since, it queues none and fails with a
+   * `StoreError` whose `conflict` is set. So two confirmations of one preview at the same instant
+   * (two processes, two engines of a cluster), which both passed their own check, resubmit once.
+   */
+  asPreviewed?: ReadonlyArray<Pick<StoredMessage, 'id' | 'updatedAt'>>
+  /**
+   * With `asPreviewed`, what a message changed since the preview does: `refuse` (the default) the
+   * whole resubmit, as above; `skip` it, queueing the others still as previewed (the later batches
+   * of a large set, once its first batch has decided which confirmation resubmits it).
+   */
+  changed?: 'refuse' | 'skip'
 }
 
 /** What `resubmit` would do to a set of messages, shown before an operator confirms it. */
@@ -276,7 +290,11 @@ export interface MessageStore {
   fail(id: string, error: string): Promise<void>
   /** Returns claimed messages to the queue (graceful stop, or a worker that gives up its claim). Keeps per-destination outcomes. */
   release(ids: string[]): Promise<void>
-  /** Queues messages again; destinations that already got a message are skipped unless none is left to deliver. Returns the ids requeued. */
+  /**
+   * Queues messages again; destinations that already got a message are skipped unless none is left
+   * to deliver. Returns the ids requeued. Each one requeued gets a later `updatedAt` than it had,
+   * whatever the clock, so a preview pinned to it (`asPreviewed`) is good for one resubmit.
+   */
   resubmit(target: ResubmitTarget): Promise<string[]>
   /** What `resubmit({ ids })` would do, without doing it: for the preview an operator confirms. */
   resubmitPreview(ids: readonly string[]): Promise<ResubmitPreview>

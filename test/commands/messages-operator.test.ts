@@ -2,11 +2,14 @@
 // resubmitted by id without a word, a purge of every channel's errors without a preview, a mistyped
 // channel listed as "no messages", a filter resubmit that did not say which messages it queued.
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { join } from 'node:path'
-import { openSqliteStore, type MessageStore } from '../../shared/store/index.ts'
+import { execFile } from 'node:child_process'
+import { join, resolve } from 'node:path'
+import { openSqliteStore, type AuditEntry, type MessageStore } from '../../shared/store/index.ts'
 import { run as messages } from '../../engine/commands/messages.ts'
 import { tempDir } from '../runtime/_helpers.ts'
+import { writesHeld } from '../_sqlite.ts'
 
+const ROOT = resolve(import.meta.dirname, '../..')
 /** Long enough ago for `--before 1s`. */
 const PAST = Date.UTC(2026, 10, 1)
 let dir: Awaited<ReturnType<typeof tempDir>>
@@ -42,6 +45,15 @@ async function weir(...args: string[]): Promise<{ code: number; out: string[]; e
   const err: string[] = []
   const code = await messages([...args, '--data-dir', data], { out: (t) => out.push(t), err: (t) => err.push(t), env: {}, cwd: dir.path, isTTY: false })
   return { code, out, err }
+}
+
+async function auditLog(): Promise<AuditEntry[]> {
+  const store: MessageStore = openSqliteStore({ dataDir: data, owner: false, create: false })
+  try {
+    return await store.auditLog()
+  } finally {
+    await store.close()
+  }
 }
 
 async function statuses(ids: readonly string[]): Promise<string[]> {
@@ -111,6 +123,40 @@ describe('a mistyped --channel', () => {
     await finished('orders', 'error')
     await finished('adt', 'delivered')
     expect(await weir(...args)).toEqual({ code: 1, out: [], err: [`no messages of channel orderz in the message log; did you mean "orders"?; channels there: adt, orders; ${nothing}`] })
+  })
+})
+
+/** Runs `weir messages …` on the test's store as a process of its own (bin/weir.js: `npm run build` first). */
+function weirProcess(...args: string[]): Promise<{ code: number | null; out: string[]; err: string[] }> {
+  return new Promise((done, fail) => {
+    execFile(process.execPath, [join(ROOT, 'bin/weir.js'), 'messages', ...args, '--data-dir', data], { cwd: dir.path, env: { ...process.env, CI: 'true' }, timeout: 20_000 }, (e, out, err) => {
+      if (e && typeof e.code !== 'number') fail(e)
+      else done({ code: e ? (e.code as number) : 0, out: out.split('\n').filter(Boolean), err: err.split('\n').filter(Boolean) })
+    })
+  })
+}
+
+describe('two confirmations of one preview at the same instant', () => {
+  it('two weir messages resubmit --confirm processes on one data directory, both past the check before either writes: one resubmits, the other exits 1 as a spent --confirm does; every message queued and audited once', async () => {
+    const ids = await finished('orders', 'error', 'error', 'delivered')
+    const filter = ['resubmit', '--status', 'error']
+    const token = /--confirm (\d+:[0-9a-f]+)/.exec((await weir(...filter)).out[1]!)![1]!
+    const runs = await writesHeld(data, 2500, () => Promise.all([weirProcess(...filter, '--confirm', token), weirProcess(...filter, '--confirm', token)]))
+    expect(runs.map((r) => r.code).sort()).toEqual([0, 1])
+    expect(runs.find((r) => r.code === 0)!.out[0]).toBe('resubmitted 2 message(s)')
+    expect(runs.find((r) => r.code === 1)!.err).toEqual([`--confirm ${token} does not match: every channel: status error still matches 2 finished message(s), but not as previewed (this --confirm was used already, or some left the set, others joined it or finished again meanwhile); nothing resubmitted, preview again`])
+    expect(await statuses(ids)).toEqual(['queued', 'queued', 'delivered'])
+    expect((await auditLog()).map((e) => [e.action, e.count])).toEqual([['resubmit', 2]])
+  })
+
+  it('two weir messages resubmit ID --confirm of a delivered message: one resubmits it, the other exits 1', async () => {
+    const [id] = await finished('orders', 'delivered')
+    const token = /--confirm (\d+:[0-9a-f]+)/.exec((await weir('resubmit', id!)).out[1]!)![1]!
+    const runs = await writesHeld(data, 1500, () => Promise.all([weir('resubmit', id!, '--confirm', token), weir('resubmit', id!, '--confirm', token)]))
+    expect(runs.map((r) => r.code).sort()).toEqual([0, 1])
+    expect(runs.find((r) => r.code === 1)!.err).toEqual([`--confirm ${token} does not match: these 1 message(s) are not as previewed (this --confirm was used already, or they finished again meanwhile); nothing resubmitted, preview again`])
+    expect(await statuses([id!])).toEqual(['queued'])
+    expect((await auditLog()).map((e) => [e.action, e.count])).toEqual([['resubmit', 1]])
   })
 })
 

@@ -6,7 +6,7 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import fc from 'fast-check'
-import type { MessageStore } from '../../shared/store/index.ts'
+import type { MessageStore, StoreError } from '../../shared/store/index.ts'
 import { INTERRUPTED_ERROR, MAX_INTERRUPTIONS } from '../../shared/store/types.ts'
 
 export interface StoreFactory {
@@ -428,6 +428,62 @@ export function storeConformance(factory: StoreFactory): void {
       expect(await store.resubmit({ ids: [id] })).toEqual([])
       expect(await store.resubmit({ ids: [ok] })).toEqual([ok])
       expect((await store.claim('c', 5)).map((m) => m.id)).toEqual([id, ok])
+    })
+
+    /** Three finished messages of channel c (delivered, error, filtered), as a preview pins them: ids with their updatedAt. */
+    const finishedSet = async (on: MessageStore = store) => {
+      const ids = [(await on.enqueue('c', { body: 1 })).id, (await on.enqueue('c', { body: 2 })).id, (await on.enqueue('c', { body: 3 })).id]
+      await on.claim('c', 3)
+      await on.complete(ids[0]!, 'delivered', [{ destination: 'api', part: 0, status: 'delivered', attempt: delivered(1) }])
+      await on.complete(ids[1]!, 'error', [{ destination: 'api', part: 0, status: 'error', attempt: { startedAt: 1, endedAt: 2, outcome: 'permanent' } }], 'api: 400')
+      await on.complete(ids[2]!, 'filtered')
+      return Promise.all(ids.map(async (id) => ({ id, updatedAt: (await on.get(id))!.message.updatedAt })))
+    }
+    const conflictOf = (r: PromiseSettledResult<unknown>) => (r.status === 'rejected' ? { code: (r.reason as StoreError).code, conflict: (r.reason as StoreError).conflict } : r.value)
+
+    it('resubmits a previewed set only as previewed: of two confirmations at once on two handles, one queues every message once, the other fails with the conflict and queues none', async () => {
+      const previewed = await finishedSet()
+      const ids = previewed.map((m) => m.id)
+      const other = await factory.open({ owner: false })
+      try {
+        const results = await Promise.allSettled([store.resubmit({ asPreviewed: previewed }), other.resubmit({ asPreviewed: previewed })])
+        const [won, lost] = results[0]!.status === 'fulfilled' ? results : [results[1]!, results[0]!]
+        expect(won).toEqual({ status: 'fulfilled', value: ids })
+        expect(conflictOf(lost!)).toEqual({ code: 'ERR_STORE', conflict: true })
+      } finally {
+        await other.close()
+      }
+      await store.refreshPending('c')
+      expect((await store.claim('c', 10)).map((m) => m.id)).toEqual(ids)
+      expect(await store.claim('c', 10)).toEqual([])
+    })
+
+    it('refuses a previewed set whose messages changed after the check passed (resubmitted and finished again): queues none, where a resubmit by id would send them again', async () => {
+      const previewed = await finishedSet()
+      const ids = previewed.map((m) => m.id)
+      // One confirmation resubmits; the messages are delivered again; then the other, which passed its check before, resubmits.
+      expect(await store.resubmit({ asPreviewed: previewed })).toEqual(ids)
+      await store.claim('c', 10)
+      for (const id of ids) await store.complete(id, 'delivered')
+      const late = await store.resubmit({ asPreviewed: previewed }).catch((e: StoreError) => ({ code: e.code, conflict: e.conflict }))
+      expect(late).toEqual({ code: 'ERR_STORE', conflict: true })
+      expect(await Promise.all(ids.map(async (id) => (await store.get(id))!.message.status))).toEqual(['delivered', 'delivered', 'delivered'])
+      // One message changed refuses them all, unless changed ones are to be skipped.
+      const now = await Promise.all(ids.map(async (id) => ({ id, updatedAt: (await store.get(id))!.message.updatedAt })))
+      const stale = [now[0]!, { ...now[1]!, updatedAt: now[1]!.updatedAt - 1 }, now[2]!]
+      await expect(store.resubmit({ asPreviewed: stale })).rejects.toMatchObject({ code: 'ERR_STORE', conflict: true })
+      expect(store.pending('c')).toBe(0)
+      expect(await store.resubmit({ asPreviewed: stale, changed: 'skip' })).toEqual([ids[0], ids[2]])
+      expect(await store.resubmit({ asPreviewed: [] })).toEqual([])
+      await expect(store.resubmit({ ids, asPreviewed: now })).rejects.toMatchObject({ code: 'ERR_INTERNAL' })
+    })
+
+    it('gives every message it resubmits a later updatedAt, even on a clock that stands still', async () => {
+      await reopen({ now: () => 5000 })
+      const previewed = await finishedSet()
+      expect(previewed.map((m) => m.updatedAt)).toEqual([5000, 5000, 5000])
+      await store.resubmit({ asPreviewed: previewed })
+      for (const m of previewed) expect((await store.get(m.id))!.message.updatedAt).toBeGreaterThan(5000)
     })
 
     it('lists by channel, status and time, newest first; finds a message by an id prefix', async () => {

@@ -296,6 +296,83 @@ describe('claims of an engine that has no row', () => {
   })
 })
 
+/** `n` messages of channel c finished in error, as a preview pins them: ids with their updatedAt. */
+async function errorSet(store: PostgresMessageStore, n: number): Promise<Array<{ id: string; updatedAt: number }>> {
+  const ids: string[] = []
+  for (let i = 0; i < n; i++) ids.push((await store.enqueue('c', { body: i })).id)
+  await store.claim('c', n)
+  for (const id of ids) await store.complete(id, 'error', [], 'api: 400')
+  return Promise.all(ids.map(async (id) => ({ id, updatedAt: (await store.get(id))!.message.updatedAt })))
+}
+
+/** Waits until `n` sessions of the database wait for a lock. */
+async function lockWaiters(db: ReturnType<typeof openDb>, n: number): Promise<void> {
+  for (let i = 0; i < 400; i++, await sleep(25)) {
+    const [row] = await db.sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`
+    if (row!.n >= n) return
+  }
+  throw new Error(`${n} sessions never waited for a lock`)
+}
+
+/**
+ * Runs `race` while another transaction holds the first message of `previewed` locked, until `n`
+ * sessions wait for it: they all read the set as previewed before any of them changes it.
+ */
+async function heldUntilWaiting<T>(previewed: ReadonlyArray<{ id: string }>, n: number, race: () => Promise<T>): Promise<T> {
+  const x = openDb(url, { max: 2 })
+  try {
+    let raced: Promise<T> | undefined
+    await x.transaction(async (tx) => {
+      await tx.sql`SELECT 1 FROM weir_messages WHERE id = ${previewed[0]!.id} FOR UPDATE`
+      raced = race()
+      raced.catch(() => {})
+      await lockWaiters(x, n)
+    })
+    return await raced!
+  } finally {
+    await x.end()
+  }
+}
+
+describe('two confirmations of one previewed set at the same instant', () => {
+  it('two store handles: both resubmits wait for a lock, each having read the set as previewed; then one queues every message, the other finds them changed and queues none (the conflict)', async () => {
+    url = await pg.server.createDatabase(`race_${++dbs}`)
+    const a = await openPostgresStore({ url })
+    const b = await openPostgresStore({ url, owner: false })
+    try {
+      const previewed = await errorSet(a, 3)
+      const settled = await heldUntilWaiting(previewed, 2, () => Promise.allSettled([a.resubmit({ asPreviewed: previewed }), b.resubmit({ asPreviewed: previewed })]))
+      const outcome = settled.map((r) => (r.status === 'fulfilled' ? r.value : { code: r.reason.code, conflict: r.reason.conflict }))
+      expect(outcome).toContainEqual(previewed.map((m) => m.id))
+      expect(outcome).toContainEqual({ code: 'ERR_STORE', conflict: true })
+      await a.refreshPending('c')
+      expect((await a.claim('c', 10)).map((m) => m.id)).toEqual(previewed.map((m) => m.id))
+    } finally {
+      await a.close()
+      await b.close()
+    }
+  })
+
+  it('two weir messages resubmit --confirm of one preview: one resubmits, the other exits 1 saying the set is not as previewed; every message is queued once, audited once', async () => {
+    url = await pg.server.createDatabase(`race_cli_${++dbs}`)
+    const engine = await openPostgresStore({ url })
+    try {
+      const previewed = await errorSet(engine, 3)
+      const resubmit = (...more: string[]) => runCli(['messages', 'resubmit', '--store', url, '--status', 'error', ...more], {})
+      const token = /--confirm (\d+:[0-9a-f]+)/.exec((await resubmit()).out)![1]!
+      const runs = await heldUntilWaiting(previewed, 2, () => Promise.all([resubmit('--confirm', token), resubmit('--confirm', token)]))
+      expect(runs.map((r) => r.code).sort()).toEqual([0, 1])
+      expect(runs.find((r) => r.code === 0)!.out).toMatch(/^resubmitted 3 message\(s\)\n/)
+      expect(runs.find((r) => r.code === 1)!.err).toBe(`--confirm ${token} does not match: every channel: status error still matches 3 finished message(s), but not as previewed (this --confirm was used already, or some left the set, others joined it or finished again meanwhile); nothing resubmitted, preview again\n`)
+      await engine.refreshPending('c')
+      expect((await engine.claim('c', 10)).map((m) => m.id)).toEqual(previewed.map((m) => m.id))
+      expect((await engine.auditLog()).map((e) => [e.action, e.count])).toEqual([['resubmit', 3]])
+    } finally {
+      await engine.close()
+    }
+  })
+})
+
 describe('ordered claims beside a batch that holds a queued message locked', () => {
   it('an ordered claim waits for its key\'s head that another transaction holds locked (as a batch whose enqueue moved a dedupe key does) instead of handing out the next message of the key; an unordered claim skips it', async () => {
     url = await pg.server.createDatabase(`locked_head_${++dbs}`)

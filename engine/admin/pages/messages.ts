@@ -8,7 +8,7 @@ import { iso, scrubShown, shownErrors, shownMessage } from '../../message-view.t
 import { auditAction, refusingOf, sinceStart, type ApiSources } from '../api.ts'
 import type { Auth } from '../auth.ts'
 import { requireRole, type RouteContext, type Router } from '../router.ts'
-import { oneAtATime, setDigest, unknownSearchKey } from '../../resubmit-set.ts'
+import { isFinished, oneAtATime, setDigest, unknownSearchKey, unlessChanged } from '../../resubmit-set.ts'
 import { canToggle, refusingText, rejectedByReason } from './channels.ts'
 import { actionForm, html, layout, pageUser, sendHtml, type PageUser, type Raw } from './html.ts'
 
@@ -182,16 +182,20 @@ async function detailOf(src: ApiSources, id: string) {
 /**
  * Resubmits the message its confirmation page showed: `digest` is the `setDigest` of that one-message
  * set (its id and when it last changed), which a resubmit changes, so a confirmation resubmits once;
- * used again (browser Back, a double click) it is refused, 409, as a set's confirmation is.
+ * used again (browser Back, a double click) it is refused, 409, as a set's confirmation is, also
+ * when another process or engine resubmitted it since the check (the store's resubmit as previewed).
  */
 async function resubmitConfirmedOne(src: ApiSources, ctx: RouteContext): Promise<StoredMessage> {
   const digest = ctx.form.get('digest') ?? ''
   if (ctx.form.get('confirm') !== 'yes' || !/^[0-9a-f]{64}$/.test(digest)) throw new Refusal(400, 'resubmit needs the confirmation of its page (confirm=yes and digest)')
   return oneAtATime(`admin-resubmit-message:${ctx.params.id!}`, async () => {
     const m = (await detailOf(src, ctx.params.id!)).message
-    if (setDigest([m]) !== digest) throw new Refusal(409, `message ${escapeControl(m.id)} changed since its confirmation page (this confirmation was used already, or it was resubmitted or finished meanwhile); nothing was resubmitted, confirm again`)
-    const done = await storeOf(src).resubmit({ ids: [m.id] })
-    if (done.length === 0) throw new Refusal(409, `message ${escapeControl(m.id)} is ${m.status}: only delivered, filtered or error messages can be resubmitted`)
+    const changed = new Refusal(409, `message ${escapeControl(m.id)} changed since its confirmation page (this confirmation was used already, or it was resubmitted or finished meanwhile); nothing was resubmitted, confirm again`)
+    if (setDigest([m]) !== digest) throw changed
+    if (!isFinished(m)) throw new Refusal(409, `message ${escapeControl(m.id)} is ${m.status}: only delivered, filtered or error messages can be resubmitted`)
+    // As confirmed, checked by the store as it resubmits: another process or engine may have resubmitted it since.
+    const done = await unlessChanged(storeOf(src).resubmit({ asPreviewed: [{ id: m.id, updatedAt: m.updatedAt }] }))
+    if (done === undefined) throw changed
     await auditAction(src, ctx, 'resubmit', m.id, done.length)
     return m
   })

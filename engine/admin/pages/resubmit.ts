@@ -1,6 +1,6 @@
 import { Refusal } from '../../../shared/inbound/refusal.ts'
 import type { MessageStore, ResubmitPreview } from '../../../shared/store/index.ts'
-import { auditTarget, describeFilter, oneAtATime, previewSentence, RESUBMIT_SET_LIMIT, resubmitInBatches, resubmitSet, unknownChannel, type SetFilter } from '../../resubmit-set.ts'
+import { auditTarget, describeFilter, oneAtATime, previewSentence, RESUBMIT_SET_LIMIT, resubmitInBatches, resubmitSet, unknownChannel, unlessChanged, type SetFilter } from '../../resubmit-set.ts'
 import { auditAction, type ApiSources } from '../api.ts'
 import type { Auth } from '../auth.ts'
 import { sendJson } from '../http.ts'
@@ -51,7 +51,9 @@ async function previewOf(store: MessageStore, filter: SetFilter): Promise<Previe
  * (`digest`, the preview's `setDigest`, which a resubmit changes: a confirmation is good for
  * one resubmit); otherwise nothing is done and the refusal says why (409 when the set changed
  * meanwhile, or the confirmation was used already: preview again). One channel's confirmations run
- * one at a time, so a double click's second request finds the set resubmitted by the first.
+ * one at a time, so a double click's second request finds the set resubmitted by the first; the
+ * store's resubmit of the set as previewed refuses the second of two from different processes or
+ * engines that both passed the check.
  */
 async function resubmitConfirmed(src: ApiSources, ctx: RouteContext, channel: string): Promise<{ resubmitted: number; filter: SetFilter }> {
   const filter = await setFilter(src, channel, ctx.form)
@@ -65,8 +67,11 @@ async function resubmitConfirmed(src: ApiSources, ctx: RouteContext, channel: st
     const store = storeOf(src)
     const set = await resubmitSet(store, filter, { maxSeq })
     if (set.more || set.ids.length !== count) throw new Refusal(409, `the set changed since its preview: it now holds ${set.more ? `more than ${RESUBMIT_SET_LIMIT}` : set.ids.length} finished message(s), not ${count}; nothing was resubmitted, preview it again`)
-    if (set.digest !== digest) throw new Refusal(409, `the set changed since its preview: it still holds ${count} finished message(s), but not as previewed (this confirmation was used already, or some were resubmitted, purged or finished meanwhile); nothing was resubmitted, preview it again`)
-    const done = await resubmitInBatches(store, set.ids)
+    const notAsPreviewed = new Refusal(409, `the set changed since its preview: it still holds ${count} finished message(s), but not as previewed (this confirmation was used already, or some were resubmitted, purged or finished meanwhile); nothing was resubmitted, preview it again`)
+    if (set.digest !== digest) throw notAsPreviewed
+    // Checked again by the store as it resubmits: another process or engine may have resubmitted the set since.
+    const done = await unlessChanged(resubmitInBatches(store, set.messages))
+    if (done === undefined) throw notAsPreviewed
     await auditAction(src, ctx, 'resubmit', auditTarget(channel, filter, set.ids), done)
     return done
   })

@@ -12,6 +12,7 @@ import {
   type ClaimLease, type Leadership, type ListFilter, type LatestError, type MessageDetail, type MessageStatus, type MessageStore, type PurgeTarget, type PurgeableCount, type ResubmitTarget, type ResubmitPreview, type AuditEntry, type StoredMessage, type StoreFailure,
 } from '../types.ts'
 import { StoreFailures } from '../failures.ts'
+import { previewedSet, refuseChanged } from '../previewed.ts'
 import { DB_TIMEOUTS, openDb, type Db, type DbTimeouts } from './db.ts'
 import { clusterStatus, EngineLease, type DefinitionConflictError, type DefinitionOutline, type EngineStatus } from './engines.ts'
 import { GroupCommit, type CommitPacing } from './group-commit.ts'
@@ -361,8 +362,11 @@ class PostgresStore implements PostgresMessageStore {
   }
 
   async resubmit(target: ResubmitTarget): Promise<string[]> {
+    // Checked before the write: a mistaken target fails alone, not the group commit it would join.
+    const previewed = previewedSet(target)
     const done = await this.write<Array<[string, string]>>('resubmit', [target, this.now()])
     for (const [, channel] of done) this.queues.requeued(channel)
+    refuseChanged(previewed, done.length)
     return done.map(([id]) => id)
   }
 

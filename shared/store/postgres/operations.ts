@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { StoreError } from '../errors.ts'
+import { previewedSet } from '../previewed.ts'
 import { INTERRUPTED_ERROR, MAX_INTERRUPTIONS, type DeliveryUpdate, type PurgeTarget, type ResubmitTarget } from '../types.ts'
 import type { MessageRow } from '../rows.ts'
 import type { Db, Queryable } from './db.ts'
@@ -478,25 +479,51 @@ export async function requeueOrphanedClaims(tx: Queryable, t: number): Promise<R
 /**
  * Queues the finished messages `target` names again, their deliveries not delivered (all of them
  * when every one was) with a new retry budget: `budget_attempts` the attempts so far, `budget_since`
- * set by the next attempt; `attempts` keeps counting, as the attempt history does.
+ * set by the next attempt; `attempts` keeps counting, as the attempt history does. Each gets a later
+ * `updated_at` than it had, whatever this engine's clock says.
+ *
+ * A confirmed preview's messages (`asPreviewed`) are locked (`FOR UPDATE`, in `seq` order) only while
+ * still finished with the `updated_at` previewed, and, unless changed ones are skipped, queued only if
+ * all of them are: a confirmation of the same preview in another transaction waits for the locks,
+ * finds the messages changed once this one commits, and queues none.
  */
 async function resubmit(tx: Queryable, target: ResubmitTarget, t: number): Promise<Array<[string, string]>> {
+  const previewed = previewedSet(target)
+  const [pick, params] = previewed
+    ? [PICK_AS_PREVIEWED, [previewed.ids, previewed.stamps, previewed.all ? previewed.ids.length : null]]
+    : [PICK_TARGET, [target.ids ?? [], target.status ?? null, target.channel ?? null]]
   const rows = await tx.query<{ id: string; channel: string }>(`
-    WITH picked AS (
-      SELECT id FROM weir_messages
-      WHERE status IN ('delivered', 'filtered', 'error')
-        AND (id = ANY($1::text[]) OR ($2::text IS NOT NULL AND status = $2 AND ($3::text IS NULL OR channel = $3)))
-      ORDER BY seq FOR UPDATE
-    ), r AS (
-      UPDATE weir_messages m SET status = 'queued', error = NULL, interrupted = 0, updated_at = $4 FROM picked WHERE m.id = picked.id RETURNING m.id, m.channel, m.seq
+    WITH picked AS (${pick.lock}), r AS (
+      UPDATE weir_messages m SET status = 'queued', error = NULL, interrupted = 0, updated_at = greatest($4, m.updated_at + 1) FROM picked
+      WHERE m.id = picked.id AND ${pick.when} RETURNING m.id, m.channel, m.seq
     ), open AS (
       SELECT r.id, EXISTS (SELECT 1 FROM weir_deliveries d WHERE d.message_id = r.id AND d.status <> 'delivered') AS partial FROM r
     ), d AS (
       UPDATE weir_deliveries d SET status = 'queued', next_attempt_at = NULL, budget_attempts = d.attempts, budget_since = NULL FROM open
       WHERE d.message_id = open.id AND (NOT open.partial OR d.status <> 'delivered')
     )
-    SELECT id, channel FROM r ORDER BY seq`, [target.ids ?? [], target.status ?? null, target.channel ?? null, t])
+    SELECT id, channel FROM r ORDER BY seq`, [...params, t])
   return rows.map((r) => [r.id, r.channel])
+}
+
+/** Which messages a resubmit locks (`picked`), and when it queues them (a condition on `picked`). */
+interface Picked { lock: string; when: string }
+/** The finished messages a resubmit's `ids`, or `status` and `channel`, name ($1, $2, $3). */
+const PICK_TARGET: Picked = {
+  lock: `SELECT id FROM weir_messages
+      WHERE status IN ${FINISHED} AND (id = ANY($1::text[]) OR ($2::text IS NOT NULL AND status = $2 AND ($3::text IS NULL OR channel = $3)))
+      ORDER BY seq FOR UPDATE`,
+  when: 'TRUE',
+}
+/**
+ * The messages of a preview ($1, each with its `updated_at` then, $2) still finished and unchanged; a
+ * row another transaction holds is read again once it commits, and left out if changed. Queued only
+ * if they are $3 (when not null): the whole preview.
+ */
+const PICK_AS_PREVIEWED: Picked = {
+  lock: `SELECT m.id FROM weir_messages m JOIN unnest($1::text[], $2::bigint[]) AS p(id, updated_at) ON p.id = m.id
+      WHERE m.status IN ${FINISHED} AND m.updated_at = p.updated_at ORDER BY m.seq FOR UPDATE OF m`,
+  when: '($3::int IS NULL OR (SELECT count(*) FROM picked) = $3)',
 }
 
 /**

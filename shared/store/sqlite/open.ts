@@ -13,6 +13,7 @@ import {
   type LatestError, type MessageDetail, type MessageStatus, type MessageStore, type PurgeTarget, type PurgeableCount, type ResubmitTarget, type ResubmitPreview, type AuditEntry, type StoredMessage, type StoreFailure,
 } from '../types.ts'
 import { StoreFailures } from '../failures.ts'
+import { previewedSet, refuseChanged } from '../previewed.ts'
 import { acquireLock, releaseLock } from './lock.ts'
 import { migrate, useIncrementalVacuum } from './migrations.ts'
 import { ChannelQueues } from '../queues.ts'
@@ -281,11 +282,15 @@ class SqliteStore implements SqliteMessageStore {
     })
   }
 
-  resubmit(target: ResubmitTarget): Promise<string[]> {
-    return this.writer.call('resubmit', [target, this.now()], (done: Array<[string, string]>) => {
-      for (const [, channel] of done) this.queues.requeued(channel)
-      return done.map(([id]) => id)
+  async resubmit(target: ResubmitTarget): Promise<string[]> {
+    const previewed = previewedSet(target)
+    const [name, args] = previewed ? ['resubmitAsPreviewed', [previewed.ids, previewed.stamps, previewed.all]] : ['resubmit', [target]]
+    const done = await this.writer.call(name, [...args, this.now()], (rows: Array<[string, string]>) => {
+      for (const [, channel] of rows) this.queues.requeued(channel)
+      return rows.map(([id]) => id)
     })
+    refuseChanged(previewed, done.length)
+    return done
   }
 
   async purge(target: PurgeTarget): Promise<number> {

@@ -97,8 +97,11 @@ const s = {
   latestError: db.prepare(`SELECT destination, last_error AS error FROM deliveries WHERE message_id = ? AND last_error IS NOT NULL
     ORDER BY last_attempt_at DESC LIMIT 1`),
   attempts: db.prepare('SELECT * FROM attempts WHERE message_id = ? ORDER BY started_at, rowid'),
-  resubmitMessage: db.prepare(`UPDATE message_status SET status = 'queued', error = NULL, interrupted = 0, updated_at = ?
+  // A later updated_at than the message had, whatever the clock: a preview pinned to it is good for one resubmit.
+  resubmitMessage: db.prepare(`UPDATE message_status SET status = 'queued', error = NULL, interrupted = 0, updated_at = max(?, updated_at + 1)
     WHERE seq = (SELECT seq FROM message_content WHERE id = ?) AND status IN ('delivered', 'filtered', 'error') RETURNING channel`).pluck(),
+  finishedAt: db.prepare(`SELECT s.updated_at FROM message_status s JOIN message_content c ON c.seq = s.seq
+    WHERE c.id = ? AND s.status IN ('delivered', 'filtered', 'error')`).pluck(),
   openDeliveries: db.prepare(`SELECT count(*) FROM deliveries WHERE message_id = ? AND status != 'delivered'`).pluck(),
   // A resubmission starts a new retry budget (budget_since is set by the next attempt); attempts keeps counting for the history.
   requeueOpen: db.prepare(`UPDATE deliveries SET status = 'queued', next_attempt_at = NULL, budget_attempts = attempts, budget_since = NULL
@@ -185,6 +188,24 @@ function attemptsOf(id, deliveries) {
   return kept.length === 0 ? rows : [...rows, ...kept].sort((x, y) => x.started_at - y.started_at)
 }
 
+/**
+ * Queues the finished ones of `ids` again.
+ * @param {string[]} ids @param {number} t @returns {Array<[id: string, channel: string]>}
+ */
+function requeue(ids, t) {
+  /** @type {Array<[string, string]>} */
+  const done = []
+  for (const id of ids) {
+    const channel = /** @type {string | undefined} */ (s.resubmitMessage.get(t, id))
+    if (channel === undefined) continue
+    // Destinations that already have the message are not sent it again, unless nothing is left to send.
+    if (/** @type {number} */ (s.openDeliveries.get(id)) > 0) s.requeueOpen.run(id)
+    else s.requeueAll.run(id)
+    done.push([id, channel])
+  }
+  return done
+}
+
 /** The operations the main thread may post, by name. Every timestamp (`t`) comes from the main thread's clock. */
 const ops = {
   /**
@@ -253,17 +274,18 @@ const ops = {
       }
       ids = ids.concat(/** @type {string[]} */ (db.prepare(`SELECT id FROM messages WHERE ${where.join(' AND ')} ORDER BY seq`).pluck().all(...params)))
     }
-    /** @type {Array<[string, string]>} */
-    const done = []
-    for (const id of new Set(ids)) {
-      const channel = /** @type {string | undefined} */ (s.resubmitMessage.get(t, id))
-      if (channel === undefined) continue
-      // Destinations that already have the message are not sent it again, unless nothing is left to send.
-      if (/** @type {number} */ (s.openDeliveries.get(id)) > 0) s.requeueOpen.run(id)
-      else s.requeueAll.run(id)
-      done.push([id, channel])
-    }
-    return done
+    return requeue([...new Set(ids)], t)
+  },
+  /**
+   * Queues the messages of a confirmed preview still finished with the `updatedAt` previewed (`stamps`,
+   * one per id): with `all`, none unless every one is. In the write transaction, which one writer
+   * at a time holds, so of two confirmations of one preview the second finds the first's changes.
+   * @param {string[]} ids @param {number[]} stamps @param {boolean} all @param {number} t
+   * @returns {Array<[id: string, channel: string]>}
+   */
+  resubmitAsPreviewed(ids, stamps, all, t) {
+    const unchanged = ids.filter((id, i) => s.finishedAt.get(id) === stamps[i])
+    return all && unchanged.length < ids.length ? [] : requeue(unchanged, t)
   },
   /**
    * Deletes up to `limit` of the finished messages `target` names (a PurgeTarget), oldest first.
