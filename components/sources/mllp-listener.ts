@@ -4,7 +4,7 @@ import { defineComponent, type ComponentContext, type ConfigOf, type Emit, type 
 import { serverTlsSchema } from '../../shared/inbound/tls-schema.ts'
 import { errorCodes, isWeirError, refusalOf } from '../../shared/errors.ts'
 import { buildAck, HL7_ER7_CONTENT_TYPE, Hl7ParseError, parseEr7, readHeader, type AckCode, type MshHeader } from '../../shared/hl7v2/index.ts'
-import { createFrameDecoder, encodeFrame, type FrameEvent } from '../../shared/mllp/frame.ts'
+import { createFrameDecoder, encodeFrame, type FrameDecoder, type FrameEvent } from '../../shared/mllp/frame.ts'
 import { decodeText } from '../../shared/text.ts'
 import { serverTlsOptions, serverTlsProblems, verifiedClientSubject } from '../../shared/tls.ts'
 
@@ -15,7 +15,7 @@ const configSchema = {
     host: { type: 'string', minLength: 1, default: '127.0.0.1', description: 'Interface to listen on; "0.0.0.0" accepts connections from other machines.', examples: ['127.0.0.1', '0.0.0.0'] },
     maxMessageBytes: { type: 'integer', minimum: 256, default: 1024 * 1024, description: 'Largest accepted message (bytes between the frame bytes). A larger one is read to its end, discarded and answered AR.' },
     maxConnections: { type: 'integer', minimum: 1, default: 100, description: 'Most open connections; a connection beyond it is closed at once (and logged).' },
-    idleTimeoutMs: { type: 'integer', minimum: 1000, default: 300_000, description: 'A connection that sends nothing for this long is closed (a frame left without its end bytes is discarded, with the reason logged).' },
+    idleTimeoutMs: { type: 'integer', minimum: 1000, default: 300_000, description: 'A connection that sends nothing for this long is closed (a frame left without its end bytes is discarded, counted as rejected `malformed` and logged with its size).' },
     encoding: { enum: ['utf-8', 'latin1'], default: 'utf-8', description: 'Character encoding of the messages (MSH-18 is not read). With utf-8, a message that is not valid UTF-8 (e.g. Latin-1 from a legacy system) is answered AE and not stored; set latin1 for such a sender.' },
     versions: {
       type: 'array', minItems: 1, uniqueItems: true, items: { type: 'string', pattern: '^2\\.[0-9](\\.[0-9]+)?$', description: 'An HL7 version (MSH-12).' },
@@ -246,12 +246,17 @@ async function answer(event: Exclude<FrameEvent, { type: 'garbage' }>, socket: S
   if (ack !== undefined && !socket.destroyed) socket.write(encodeFrame(config.encoding === 'latin1' ? Buffer.from(ack, 'latin1') : ack))
 }
 
+/** What a connection needs of its listener: a call once its queued frames are answered, and whether the listener stops. */
+interface ListenerHooks { onDone: () => void; stopping: () => boolean }
+
 /** A connection's frames, handled one at a time in the order they arrived. */
-function serve(socket: Socket, emit: Emit, config: MllpListenerConfig, ctx: ComponentContext, onDone: () => void): { busy: () => boolean } {
+function serve(socket: Socket, emit: Emit, config: MllpListenerConfig, ctx: ComponentContext, listener: ListenerHooks): { busy: () => boolean } {
   const peer = { remoteAddress: socket.remoteAddress, remotePort: socket.remotePort }
   const queue: Array<Exclude<FrameEvent, { type: 'garbage' }>> = []
   let working = false
   let closing = false
+  // The listener itself closed the connection (a frame it could not answer), so a frame cut by it is not the sender's fault.
+  let closedByListener = false
   const turn = (event: Exclude<FrameEvent, { type: 'garbage' }>) => answer(event, socket, emit, config, ctx, peer)
   // Each turn is guarded: an error in one frame must neither reject unhandled (Node ends the process)
   // nor leave the connection waiting. A frame that cannot be answered closes the connection (after the
@@ -267,6 +272,7 @@ function serve(socket: Socket, emit: Emit, config: MllpListenerConfig, ctx: Comp
           await turn(event)
         } catch (e) {
           ctx.log.error({ ...peer, ...errorSummary(e) }, 'connection closed: message could not be answered')
+          closedByListener = true
           closing = true
           queue.length = 0
           closeGently(socket)
@@ -275,7 +281,7 @@ function serve(socket: Socket, emit: Emit, config: MllpListenerConfig, ctx: Comp
     } finally {
       working = false
       if (peerEnded && !closing) { closing = true; closeGently(socket) }
-      onDone()
+      listener.onDone()
     }
   }
   const decoder = createFrameDecoder({ maxMessageBytes: config.maxMessageBytes }, (event) => {
@@ -298,24 +304,41 @@ function serve(socket: Socket, emit: Emit, config: MllpListenerConfig, ctx: Comp
     peerEnded = true
     if (!working && queue.length === 0 && !closing) { closing = true; closeGently(socket) }
   })
-  // A frame left without its end bytes when the connection closes (idle, or dropped by the sender
-  // mid-frame) is logged once: its size, never its content.
-  let discardLogged = false
-  const logDiscarded = (extra: Record<string, unknown>): boolean => {
-    if (discardLogged || !decoder.inFrame) return false
-    discardLogged = true
-    ctx.log.warn({ ...peer, bytes: decoder.pendingBytes, ...extra }, 'connection closed: frame without end bytes (0x1C 0x0D), discarded')
-    return true
-  }
+  const discard = discardOnClose(decoder, ctx, peer, () => closedByListener || listener.stopping())
   socket.setTimeout(config.idleTimeoutMs)
   socket.on('timeout', () => {
     if (working) return socket.setTimeout(config.idleTimeoutMs)
-    if (!logDiscarded({ idleTimeoutMs: config.idleTimeoutMs })) ctx.log.info({ ...peer, idleTimeoutMs: config.idleTimeoutMs }, 'idle connection closed')
+    if (!discard({ idleTimeoutMs: config.idleTimeoutMs })) ctx.log.info({ ...peer, idleTimeoutMs: config.idleTimeoutMs }, 'idle connection closed')
     socket.destroy()
   })
-  socket.on('close', () => logDiscarded({}))
+  socket.on('close', () => discard({}))
   socket.on('error', (e: NodeJS.ErrnoException) => ctx.log.debug({ ...peer, code: e.code }, 'connection error'))
   return { busy: () => working || queue.length > 0 }
+}
+
+/**
+ * Handles, once, the frame left unfinished when a connection closes: dropped by the sender mid-frame,
+ * or idle past `idleTimeoutMs`. It is counted as malformed input (`ctx.rejected`), like a frame cut
+ * short by the next start byte, and logged with what was missing (the end bytes, or only the final
+ * 0x0D after a 0x1C) and its size, never its content. A frame cut by the listener itself (stopping,
+ * or after a frame it could not answer) is logged only: the sender sends it again. Returns whether
+ * there was such a frame.
+ */
+function discardOnClose(decoder: FrameDecoder, ctx: ComponentContext, peer: Record<string, unknown>, byListener: () => boolean): (extra: Record<string, unknown>) => boolean {
+  let done = false
+  return (extra) => {
+    if (done || !decoder.inFrame) return false
+    done = true
+    const missing = decoder.endByteSeen ? 'frame ended by 0x1C without the final 0x0D' : 'frame without end bytes (0x1C 0x0D)'
+    const fields = { ...peer, bytes: decoder.pendingBytes, ...extra }
+    if (byListener()) {
+      ctx.log.info(fields, `connection closed by the listener: ${missing}, discarded`)
+    } else {
+      ctx.log.warn(fields, `connection closed: ${missing}, discarded`)
+      ctx.rejected?.('malformed')
+    }
+    return true
+  }
 }
 
 /** Ends a connection once what was written to it (the last ACK) is flushed. */
@@ -341,7 +364,7 @@ export default defineComponent({
         return
       }
       socket.setNoDelay(true)
-      const state = serve(socket, emit, config, ctx, () => { if (stopping) closeGently(socket) })
+      const state = serve(socket, emit, config, ctx, { onDone: () => { if (stopping) closeGently(socket) }, stopping: () => stopping })
       connections.set(socket, state)
       socket.on('close', () => connections.delete(socket))
     }

@@ -42,6 +42,8 @@ export interface FrameDecoder {
   readonly inFrame: boolean
   /** Bytes of the current, unfinished frame. */
   readonly pendingBytes: number
+  /** True while the current frame's 0x1C has arrived and its final 0x0D not yet (a close then cuts only the 0x0D). */
+  readonly endByteSeen: boolean
 }
 
 const isWhitespace = (b: number) => b === 0x0d || b === 0x0a || b === 0x20 || b === 0x09
@@ -129,5 +131,6 @@ export function createFrameDecoder(options: { maxMessageBytes: number }, onEvent
     push,
     get inFrame() { return inFrame },
     get pendingBytes() { return size },
+    get endByteSeen() { return endPending },
   }
 }

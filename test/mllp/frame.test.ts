@@ -54,6 +54,16 @@ describe('MLLP framing', () => {
     expect(events).toEqual([])
     expect(decoder.inFrame).toBe(true)
     expect(decoder.pendingBytes).toBe(8)
+    expect(decoder.endByteSeen).toBe(false)
+  })
+
+  it('says when only the final 0x0D is missing: the 0x1C arrived, the frame is still open', () => {
+    const { events, decoder } = decodeAll([Buffer.from('\x0bMSH|half\x1c')])
+    expect(events).toEqual([])
+    expect([decoder.inFrame, decoder.pendingBytes, decoder.endByteSeen]).toEqual([true, 8, true])
+    decoder.push(Buffer.from('\r'))
+    expect(text(events[0]!)).toBe('MSH|half')
+    expect([decoder.inFrame, decoder.endByteSeen]).toEqual([false, false])
   })
 
   it.each([

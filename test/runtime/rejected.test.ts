@@ -10,7 +10,7 @@ import { createRegistry } from '../../shared/config/registry.ts'
 import { readAck } from '../../shared/hl7v2/index.ts'
 import { connectMllp } from '../../shared/mllp/client.ts'
 import { encodeFrame } from '../../shared/mllp/frame.ts'
-import { silentLogger } from '../../shared/log/index.ts'
+import { createLogger, silentLogger, type Logger } from '../../shared/log/index.ts'
 import { rawSocket } from './_rejected.ts'
 import { until, useRuntimeFixture } from './_helpers.ts'
 
@@ -30,10 +30,10 @@ describe('input a listener rejects is counted per channel and reason, and shown 
   /** The weir_messages_rejected_total lines of GET /metrics. */
   const rejectedLines = async () => (await (await fetch(`${admin.url}/metrics`)).text()).split('\n').filter((l) => l.startsWith('weir_messages_rejected_total{'))
 
-  async function start(name: string, source: Record<string, unknown>, extra: { registry?: Parameters<typeof createRegistry>[0] } = {}) {
+  async function start(name: string, source: Record<string, unknown>, extra: { registry?: Parameters<typeof createRegistry>[0]; log?: Logger } = {}) {
     const raw = { name, source, destinations: [{ name: 'out', type: 'file', config: { directory: join(rt.dir.path, 'out') } }] }
     const loaded = await loadChannelObject(raw, { file: join(rt.dir.path, `${name}.json`), env: { LISTENER_KEY: API_KEY }, registry: createRegistry(extra.registry ?? builtinComponents) })
-    const h = await startChannel(loaded, { store: rt.store, log: silentLogger, dataDir: rt.dir.path, observer: admin.observer })
+    const h = await startChannel(loaded, { store: rt.store, log: extra.log ?? silentLogger, dataDir: rt.dir.path, observer: admin.observer })
     rt.handles.push(h)
     admin.attach({ store: rt.store, handles: [h] })
     return h
@@ -90,6 +90,58 @@ describe('input a listener rejects is counted per channel and reason, and shown 
       'weir_messages_rejected_total{channel="mllp-in",reason="unsupported_version"} 1',
       'weir_messages_rejected_total{channel="mllp-in",reason="unauthorized"} 0',
     ]))
+  }, 20_000)
+
+  /** An mllp-listener channel whose log lines are kept, parsed. */
+  async function startMllp(name: string, config: Record<string, unknown> = {}) {
+    let text = ''
+    const log = createLogger({ pretty: false, level: 'info', destination: { write: (line: string) => { text += line } } as NodeJS.WritableStream })
+    const h = await start(name, { type: 'mllp-listener', config: { port: 0, ...config } }, { log })
+    const lines = () => text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>)
+    return { h, port: h.source.address!()!.port, lines, text: () => text }
+  }
+
+  // The message's MRN (100234) must never reach the log: only the size of a discarded frame.
+  it.each([
+    ['ended by 0x1C (its final 0x0D missing)', Buffer.from([0x1c]), 'connection closed: frame ended by 0x1C without the final 0x0D, discarded'],
+    ['without end bytes', Buffer.alloc(0), 'connection closed: frame without end bytes (0x1C 0x0D), discarded'],
+  ])('mllp-listener: a frame %s, then the connection closed by the sender, is counted once as malformed; the log says what was missing and its size', async (_, tail, msg) => {
+    const { h, port, lines, text } = await startMllp('mllp-cut')
+    const raw = await rawSocket(port)
+    raw.socket.end(Buffer.concat([Buffer.from([0x0b]), Buffer.from(adt('CUT9')), tail]))
+    await until(() => lines().some((l) => l.msg === msg), 5000, msg)
+    expect(lines().filter((l) => String(l.msg).includes('discarded'))).toMatchObject([{ msg, bytes: Buffer.byteLength(adt('CUT9')) }])
+    expect(text()).not.toContain('100234')
+    expect(h.counters()).toMatchObject({ rejected: 1, received: 0 })
+    expect(h.rejections()).toMatchObject({ malformed: 1 })
+    expect(await rejectedLines()).toContain('weir_messages_rejected_total{channel="mllp-cut",reason="malformed"} 1')
+  }, 20_000)
+
+  it('mllp-listener: a frame without end bytes when idleTimeoutMs passes is counted once as malformed, and the idle close says so', async () => {
+    const { h, port, lines } = await startMllp('mllp-idle', { idleTimeoutMs: 1000 })
+    const raw = await rawSocket(port)
+    const closed = new Promise((ok) => raw.socket.once('close', ok))
+    raw.socket.write(Buffer.concat([Buffer.from([0x0b]), Buffer.from(adt('IDLE1'))]))
+    await closed
+    await until(() => lines().some((l) => String(l.msg).includes('discarded')), 5000, 'the discard line')
+    expect(lines().filter((l) => String(l.msg).includes('discarded') || l.msg === 'idle connection closed')).toMatchObject([
+      { msg: 'connection closed: frame without end bytes (0x1C 0x0D), discarded', bytes: Buffer.byteLength(adt('IDLE1')), idleTimeoutMs: 1000 },
+    ])
+    expect(h.counters()).toMatchObject({ rejected: 1, received: 0 })
+    expect(h.rejections()).toMatchObject({ malformed: 1 })
+  }, 20_000)
+
+  it('mllp-listener: a frame under way when the channel stops is logged as cut by the listener and not counted as rejected', async () => {
+    const { h, port, lines } = await startMllp('mllp-stop')
+    const raw = await rawSocket(port)
+    // One write: the ACK of the whole frame says the unfinished one after it has reached the listener too.
+    raw.socket.write(Buffer.concat([encodeFrame(adt('STOP1')), Buffer.from([0x0b]), Buffer.from(adt('STOP2'))]))
+    await until(() => Buffer.concat(raw.data).includes(0x1c), 5000, 'the ACK of STOP1')
+    await h.stop({ timeoutMs: 2000 })
+    expect(lines().filter((l) => String(l.msg).includes('discarded'))).toMatchObject([
+      { msg: 'connection closed by the listener: frame without end bytes (0x1C 0x0D), discarded', bytes: Buffer.byteLength(adt('STOP2')) },
+    ])
+    expect(h.counters()).toMatchObject({ rejected: 0, received: 1 })
   }, 20_000)
 
   it('a custom source that never calls ctx.rejected works as before (nothing counted); one that passes an unknown reason counts as "other"', async () => {
