@@ -75,9 +75,36 @@ export function bodyExpression(source: string): (body: unknown, message: unknown
 }
 
 /**
+ * A failed evaluation of `source`, as "failed at position 19 ($undefinedFn): <JSONata's message>":
+ * where, as compile-time problems say it, and the token there, so that the channel's author finds the
+ * call or operator at fault; just "failed: <message>" for an error without a position (not JSONata's).
+ * Adds never JSONata's `value` (the data the expression was applied to: a patient's name, an MRN),
+ * and the token only when it is text of the expression itself. JSONata's message is kept as it
+ * gives it (a few of its messages quote the value, as they always did).
+ */
+export function evaluationFailure(source: string, e: unknown): string {
+  // JSONata rejects with plain objects ({ code, position, token, value, message }), not Errors.
+  const { position, token, message } = (typeof e === 'object' && e !== null ? e : {}) as { position?: unknown; token?: unknown; message?: unknown }
+  const shown = typeof position === 'number' && typeof token === 'string' ? tokenIn(source, token, position) : undefined
+  const at = typeof position === 'number' ? ` at position ${position}${shown !== undefined ? ` (${shown})` : ''}` : ''
+  return `failed${at}: ${typeof message === 'string' ? message : String(e)}`
+}
+
+/**
+ * `token` as written in `source` at or before JSONata's `position` (which points just past the token,
+ * or past the `(` of a call), with its `$` when it names a function or variable (JSONata's token
+ * leaves the `$` out); undefined when the expression holds no such text.
+ */
+function tokenIn(source: string, token: string, position: number): string | undefined {
+  const at = token === '' ? -1 : source.lastIndexOf(token, position)
+  if (at === -1) return undefined
+  return source[at - 1] === '$' ? `$${token}` : token
+}
+
+/**
  * Compiles an expression evaluated against a message body, with `$message` bound to the whole message
- * (bodyExpression). A failed evaluation is a PermanentError "<what> failed: <reason>" with the
- * JSONata error as its cause.
+ * (bodyExpression). A failed evaluation is a PermanentError "<what> failed at position <n> (<token>):
+ * <reason>" (evaluationFailure) with the JSONata error as its cause.
  */
 export function messageExpression(source: string, what: string): (message: Message) => Promise<unknown> {
   const evaluate = bodyExpression(source)
@@ -85,7 +112,7 @@ export function messageExpression(source: string, what: string): (message: Messa
     try {
       return await evaluate(message.body, message)
     } catch (e) {
-      throw new PermanentError(`${what} failed: ${(e as Error).message}`, { cause: e })
+      throw new PermanentError(`${what} ${evaluationFailure(source, e)}`, { cause: e })
     }
   }
 }

@@ -1,5 +1,5 @@
 import type { MessageInput } from './component.ts'
-import { bodyExpression, jsonataProblem } from './jsonata.ts'
+import { bodyExpression, evaluationFailure, jsonataProblem } from './jsonata.ts'
 import { HL7_ER7_CONTENT_TYPE, parseEr7, parseTersePath, readTersePath, type Hl7Message } from './hl7v2/index.ts'
 
 /** Names of `options.searchKeys`. */
@@ -39,7 +39,8 @@ export function keyExpressionProblem(source: string): string | undefined {
  * Compiles a key expression (`options.orderBy`, `options.searchKeys`): on an HL7 v2 ER7 body, an HL7
  * terse path (`PID.3.1`, `OBX[2].5`, see shared/hl7v2/path.ts) reads that value; otherwise the
  * expression is JSONata on the body as received, with `$message` bound to the whole message.
- * The result may be anything JSONata gives (undefined for nothing); rejects when evaluation fails.
+ * The result may be anything JSONata gives (undefined for nothing); rejects when evaluation fails
+ * (with JSONata's error: evaluationFailure says where).
  */
 export function keyExpression(source: string): (input: MessageInput) => Promise<unknown> {
   const terse = parseTersePath(source)
@@ -73,15 +74,15 @@ function valuesOf(v: unknown): { values: string[]; problem?: string } {
  * key never drops or fails a message.
  */
 export function searchKeysOf(keys: Readonly<Record<string, string>>): (input: MessageInput, problem: (name: string, reason: string) => void) => Promise<Record<string, string[]>> {
-  const compiled = Object.entries(keys).map(([name, source]) => [name, keyExpression(source)] as const)
+  const compiled = Object.entries(keys).map(([name, source]) => [name, source, keyExpression(source)] as const)
   return async (input, problem) => {
     const out: Record<string, string[]> = {}
-    for (const [name, evaluate] of compiled) {
+    for (const [name, source, evaluate] of compiled) {
       let v: unknown
       try {
         v = await evaluate(input)
       } catch (e) {
-        problem(name, `the expression failed: ${(e as Error).message}`)
+        problem(name, `the expression ${evaluationFailure(source, e)}`)
         continue
       }
       const r = valuesOf(v)

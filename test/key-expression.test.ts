@@ -22,7 +22,17 @@ describe('search keys (options.searchKeys)', () => {
     const problems: string[] = []
     const got = await keys({ body: { patient: { mrn: 'x' }, flag: true } }, (n, r) => problems.push(`${n}: ${r}`))
     expect(got).toEqual({ ok: ['x'] })
-    expect(problems).toEqual(['boom: the expression failed: no mrn', 'obj: the expression gave an object, not a string or number', 'bool: the expression gave a boolean, not a string or number'])
+    expect(problems).toEqual(['boom: the expression failed at position 7 ($error): no mrn', 'obj: the expression gave an object, not a string or number', 'bool: the expression gave a boolean, not a string or number'])
+  })
+
+  it('a run-time failure says the position and token, never the value from the message', async () => {
+    const keys = searchKeysOf({ fn: 'patient.$undefinedFn(mrn)', sum: 'patient.mrn + 1' })
+    const problems: string[] = []
+    expect(await keys({ body: { patient: { mrn: 'MRN-5550172' } } }, (n, r) => problems.push(`${n}: ${r}`))).toEqual({})
+    expect(problems).toEqual([
+      'fn: the expression failed at position 21 ($undefinedFn): Attempted to invoke a non-function',
+      'sum: the expression failed at position 13 (+): The left side of the "+" operator must evaluate to a number',
+    ])
   })
 
   it('on ER7 an HL7 terse path reads the parsed message; on JSON the same text is JSONata', async () => {
@@ -40,6 +50,14 @@ describe('search keys (options.searchKeys)', () => {
     expect(keyExpressionProblem('OBX[2].5')).toBeUndefined()
     expect(keyExpressionProblem('patient.mrn')).toBeUndefined()
     expect(keyExpressionProblem('patient[')).toMatch(/^invalid JSONata expression/)
+  })
+})
+
+describe('orderBy with a JSONata expression that fails at run time', () => {
+  it('fails with the position and token, never the value from the message', async () => {
+    const err = await orderKeyOf('$uppercase(mrn)')({ body: { mrn: 100234987 } }).catch((e: Error) => e)
+    expect((err as Error).message).toBe('the expression failed at position 11 ($uppercase): Argument 1 of function "uppercase" does not match function signature')
+    expect(((err as Error).cause as { value: unknown }).value).toBe(100234987)
   })
 })
 

@@ -1,6 +1,7 @@
 import type { Emit, EmitResult, MessageInput } from '../../shared/component.ts'
 import type { ChannelOptions } from '../../shared/config/types.ts'
 import { errorCodes } from '../../shared/errors.ts'
+import { evaluationFailure } from '../../shared/jsonata.ts'
 import { keyExpression, searchKeysOf } from '../../shared/key-expression.ts'
 import type { EnqueueOptions } from '../../shared/store/types.ts'
 import { logFailure, type RunContext } from './context.ts'
@@ -54,7 +55,7 @@ export function orderKeyOf(expression: string): (input: MessageInput) => Promise
     try {
       v = await evaluate(input)
     } catch (e) {
-      throw new Error(`the expression failed: ${(e as Error).message}`)
+      throw new Error(`the expression ${evaluationFailure(expression, e)}`, { cause: e })
     }
     return keyFrom(v)
   }

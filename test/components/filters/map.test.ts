@@ -51,7 +51,25 @@ describe('map filter', () => {
     await t.cleanup()
     const g = await filter({ jsonata: '$error("bad mrn")' })
     const err2 = await Promise.resolve().then(() => g.process(message({}))).catch((e) => e)
-    expect([err2.code, err2.message]).toEqual(['ERR_DELIVERY_PERMANENT', 'map expression failed: bad mrn'])
+    expect([err2.code, err2.message]).toEqual(['ERR_DELIVERY_PERMANENT', 'map expression failed at position 7 ($error): bad mrn'])
+  })
+
+  it('a run-time failure says where in the expression and which token, as a compile-time problem says where', async () => {
+    const f = await filter({ jsonata: "{ 'resourceType': 'Patient', 'x': $undefinedFn(mrn) }" })
+    const err = await Promise.resolve().then(() => f.process(message({ mrn: '1' }))).catch((e) => e)
+    expect([err.code, err.message]).toEqual(['ERR_DELIVERY_PERMANENT', 'map expression failed at position 47 ($undefinedFn): Attempted to invoke a non-function'])
+  })
+
+  // JSONata's error carries the data it failed on in `value` (here the MRN): the reason must not.
+  it.each([
+    ['$uppercase(mrn)', 100234987, 'map expression failed at position 11 ($uppercase): Argument 1 of function "uppercase" does not match function signature'],
+    ['mrn + 1', 'MRN-5550172', 'map expression failed at position 5 (+): The left side of the "+" operator must evaluate to a number'],
+  ])('a run-time failure of %s names the token, never the value from the message', async (jsonata, mrn, reason) => {
+    const f = await filter({ jsonata })
+    const err = await Promise.resolve().then(() => f.process(message({ mrn }))).catch((e) => e)
+    expect(err.cause.value).toBe(mrn)
+    expect(err.message).toBe(reason)
+    expect(err.message).not.toContain(String(mrn))
   })
 
   it.each(['$uppercase', '/abc/', 'function($x) { $x }'])('a function result (%s) is a permanent error, not JSONata\'s internal object as the body nor a bare SyntaxError', async (jsonata) => {
