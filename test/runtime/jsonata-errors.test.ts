@@ -42,7 +42,7 @@ describe('a JSONata expression failing at run time in a channel', () => {
   it('orderBy: the message in error says the position and the operator, not the MRN it was applied to', async () => {
     const c = await start({ options: { orderBy: 'patient.mrn + 1' } })
     const m = await send(c)
-    expect([m.status, m.error]).toEqual(['error', 'options/orderBy: the expression failed at position 13 (+): The left side of the "+" operator must evaluate to a number'])
+    expect([m.status, m.error]).toEqual(['error', 'options/orderBy "patient.mrn + 1": the expression failed at position 13 (+): The left side of the "+" operator must evaluate to a number (options.orderByDefault gives such messages a key)'])
     expect(collector.texts.join('')).toContain('the expression failed at position 13 (+)')
     expect(collector.texts.join('')).not.toContain(MRN)
   })
