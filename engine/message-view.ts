@@ -50,6 +50,7 @@ export function shownMessage(d: MessageDetail) {
   return {
     id: m.id, channel: m.channel, status: m.status, receivedAt: iso(m.receivedAt), updatedAt: iso(m.updatedAt),
     ...(m.error ? { error: scrubShown(m.error) } : {}),
+    ...filterRetryShown(m),
     contentType: m.contentType,
     attributes: redact(m.attributes),
     body: redact(m.body),
@@ -74,6 +75,16 @@ function budgetSpent(x: MessageDetail['deliveries'][number]): { budgetSpent?: { 
   const since = x.budgetSince ?? x.firstAttemptAt
   const elapsedMs = x.nextAttemptAt !== undefined && since !== undefined ? Math.max(0, x.nextAttemptAt - since) : undefined
   return { budgetSpent: { attempts: Math.max(0, x.attempts - (x.budgetAttempts ?? 0)), ...(elapsedMs !== undefined ? { elapsedMs } : {}) } }
+}
+
+/**
+ * The retry of a message's filters that the engine scheduled (a filter failed retryably), shown as a
+ * delivery's: `budgetSpent`, the part of the retry budget spent by the next attempt (`attempts`
+ * toward `maxAttempts`, `elapsedMs` toward `maxElapsedMs`), and when that attempt is due.
+ */
+function filterRetryShown(m: StoredMessage): { filterRetry?: { budgetSpent: { attempts: number; elapsedMs: number }; nextAttemptAt: string } } {
+  const r = m.filterRetry
+  return r ? { filterRetry: { budgetSpent: { attempts: r.charged, elapsedMs: r.elapsedMs }, nextAttemptAt: iso(r.nextAttemptAt) } } : {}
 }
 
 /**

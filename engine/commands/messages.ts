@@ -393,6 +393,7 @@ async function showMessage(store: MessageStore, id: string, json: boolean | unde
   const lines = [
     `message   ${printable(m.id)}`, `channel   ${printable(m.channel)}`, `status    ${m.status}`, `received  ${iso(m.receivedAt)}`, `updated   ${iso(m.updatedAt)}`,
     ...(m.error ? [`error     ${printable(m.error)}`] : []),
+    ...(shown.filterRetry ? [`filters   retry budget spent: ${shown.filterRetry.budgetSpent.attempts} attempts, ${shown.filterRetry.budgetSpent.elapsedMs} ms (by the attempt due ${shown.filterRetry.nextAttemptAt})`] : []),
     `type      ${printable(m.contentType)}`,
     `attributes ${printableJson(shown.attributes)}`,
     '', 'body:', typeof shown.body === 'string' ? escapeControl(shown.body, { lines: true }) : printableJson(shown.body, 2),

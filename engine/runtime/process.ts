@@ -47,11 +47,17 @@ export async function processMessage(rc: RunContext, p: Pipeline, m: ClaimedMess
  * Runs the filters in order; returns the message's parts (none: filtered; several: split), or the
  * reason it goes to error (and what of it a log line may say). A retryable failure (per `classify`) runs the filters again after the
  * backoff of `filterRetry`, holding the message's key meanwhile, until its budget (attempts and
- * elapsed time, decided as for a destination) is spent.
+ * elapsed time, decided as for a destination) is spent. Each retry is stored with the budget it
+ * charged (`recordFilterRetry`), so that after a stop or a crash the filters go on from it: the
+ * retry scheduled waits its turn, and the attempts and time charged before count (the time the
+ * engine was down does not). An attempt cut short by a crash is not charged: the message was in
+ * flight, so the store counts it as under way at an unclean stop (MAX_INTERRUPTIONS), as before.
  */
 async function runFilters(rc: RunContext, p: Pipeline, m: ClaimedMessage): Promise<Message[] | { reason: string; facts: FailureFacts }> {
+  const spent = m.filterRetry ?? { charged: 0, elapsedMs: 0, nextAttemptAt: 0 }
+  await waitScheduled(rc, m.id, spent.nextAttemptAt)
   const started = rc.now()
-  for (let attempt = 1; ; attempt++) {
+  for (let attempt = spent.charged + 1; ; attempt++) {
     const r = await filterOnce(p.filters, toMessage(m), rc.aborting)
     if (Array.isArray(r)) return r
     // Cut off by the stop (or failed because of it): back to the queue, never to error, no retry logged.
@@ -66,11 +72,27 @@ async function runFilters(rc: RunContext, p: Pipeline, m: ClaimedMessage): Promi
     const failure = classify(r.error)
     if (!failure.retryable) return { reason, facts }
     const delayMs = backoffDelay(attempt, p.filterRetry, rc.random, failure.retryAfterMs)
-    const why = exhausted(p.filterRetry, attempt, rc.now() - started, delayMs)
+    const now = rc.now()
+    /** The time charged to `maxElapsedMs`: the earlier runs' by the retry they scheduled, and this run's since. */
+    const elapsedMs = spent.elapsedMs + now - started
+    const why = exhausted(p.filterRetry, attempt, elapsedMs, delayMs)
     if (why) return { reason: `${at}: gave up after ${why}: ${described}`, facts }
     logFailure(rc, 'warn', 'filter failed; retrying', { message: m.id, attempt, delayMs }, reason, facts)
+    await rc.store.recordFilterRetry(m.id, { charged: attempt, elapsedMs: elapsedMs + delayMs, nextAttemptAt: now + delayMs })
     await backoff(rc, m.id, delayMs)
   }
+}
+
+/**
+ * Waits for the filters' retry an earlier run scheduled (due at `at`) before a stop or a crash: a
+ * backoff like any other (the message holds its key, not a place among `concurrency`), and not
+ * charged again, as the stored budget runs to it already.
+ */
+async function waitScheduled(rc: RunContext, id: string, at: number): Promise<void> {
+  const ms = at - rc.now()
+  if (ms <= 0) return
+  rc.log.debug({ message: id, delayMs: ms }, 'waiting for the filters\' retry scheduled before the restart')
+  await backoff(rc, id, ms)
 }
 
 /**

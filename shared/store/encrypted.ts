@@ -3,7 +3,7 @@ import type { EmitResult, MessageInput } from '../component.ts'
 import { StoreError } from './errors.ts'
 import { RETIRED_FILE, keyIdOf, keyringOf, type StoreKeyring } from './keyring.ts'
 import type {
-  AttemptRecord, ClaimOptions, ClaimedMessage, DeliveryRecord, DeliveryUpdate, EnqueueOptions, ListFilter, MessageDetail,
+  AttemptRecord, ClaimOptions, ClaimedMessage, DeliveryRecord, DeliveryUpdate, EnqueueOptions, FilterRetry, ListFilter, MessageDetail,
   MessageStore, PurgeTarget, ResubmitTarget, StoreFailure, StoredMessage,
 } from './types.ts'
 import { StoreFailures } from './failures.ts'
@@ -359,6 +359,7 @@ function lenientReads(inner: MessageStore, cipher: () => Promise<ContentCipher>)
 /** The store's methods that carry no message content: the wrapped store's own. */
 function passThrough(inner: MessageStore) {
   return {
+    recordFilterRetry: (id: string, retry: FilterRetry) => inner.recordFilterRetry(id, retry),
     resubmit: (target: ResubmitTarget) => inner.resubmit(target),
     resubmitPreview: (ids: string[]) => inner.resubmitPreview(ids),
     audit: (entry: Parameters<MessageStore['audit']>[0]) => inner.audit(entry),

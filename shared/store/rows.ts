@@ -16,6 +16,10 @@ export interface MessageRow {
   received_at: number | string
   updated_at: number | string
   error: string | null
+  /** The retry of the message's filters (all three, or none: see `FilterRetry`); absent from a row read without them. */
+  filter_attempts?: number | null
+  filter_elapsed?: number | string | null
+  filter_next_attempt_at?: number | string | null
 }
 
 /** Drops null and undefined members (optional fields stay absent, as the interfaces say). */
@@ -34,6 +38,9 @@ export function rowToMessage(r: MessageRow): StoredMessage {
     ...(r.dedupe_key !== null ? { dedupeKey: r.dedupe_key } : {}),
     ...(r.error !== null ? { error: r.error } : {}),
     ...(r.order_key !== null ? { orderKey: r.order_key } : {}),
+    ...(r.filter_next_attempt_at !== null && r.filter_next_attempt_at !== undefined
+      ? { filterRetry: { charged: Number(r.filter_attempts), elapsedMs: Number(r.filter_elapsed), nextAttemptAt: Number(r.filter_next_attempt_at) } }
+      : {}),
   }
 }
 

@@ -17,6 +17,11 @@ export interface StoredMessage extends Message {
   readonly error?: string
   /** The message's order key (`options.orderBy`): messages with the same key are delivered in `seq` order. */
   readonly orderKey?: string
+  /**
+   * The retry of the message's filters that the runtime last scheduled (`recordFilterRetry`), kept
+   * until the message finishes or is resubmitted: after a stop or a crash its filters go on from it.
+   */
+  readonly filterRetry?: FilterRetry
 }
 
 /** A message as `claim` returns it. */
@@ -117,6 +122,13 @@ export interface DeliveryUpdate {
  * probes nor failures of the credential), `elapsedMs` of `maxElapsedMs` by the next attempt.
  */
 export interface BudgetCharged { charged: number; elapsedMs: number }
+
+/**
+ * A retry of a message's filters, scheduled after a filter failed retryably: the retry budget charged
+ * by the next attempt (`charged` attempts of `maxAttempts`; `elapsedMs` of `maxElapsedMs`, from the
+ * first attempt to the next, the time the engine was down not counted) and when that attempt is due.
+ */
+export interface FilterRetry extends BudgetCharged { nextAttemptAt: number }
 
 /** A message's latest failed attempt, as `latestErrors` gives it. */
 export interface LatestError { id: string; destination: string; error: string }
@@ -284,6 +296,12 @@ export interface MessageStore {
   claim(channel: string, limit: number, options?: ClaimOptions): Promise<ClaimedMessage[]>
   /** Records an attempt or status change at one destination; also moves the message to `retrying` when the update says so. */
   recordDelivery(id: string, update: DeliveryUpdate): Promise<void>
+  /**
+   * Stores the retry of a claimed message's filters (one failed retryably), in place of the one
+   * stored before, so that after a stop or a crash the runtime waits for `nextAttemptAt` and goes on
+   * with the budget charged. The message stays in flight; finishing it or a resubmission clears it.
+   */
+  recordFilterRetry(id: string, retry: FilterRetry): Promise<void>
   /** Finishes a claimed message: `delivered`, `filtered` or `error`, with the given final delivery updates. */
   complete(id: string, status: 'delivered' | 'filtered' | 'error', updates?: DeliveryUpdate[], error?: string): Promise<void>
   /** Puts a message in error as a whole (a filter threw, the message cannot be processed). */

@@ -214,6 +214,15 @@ export async function turns(n = 200): Promise<void> {
 export const settleIo = (cond: () => boolean | Promise<boolean>) => settle(cond, 200_000)
 
 /**
+ * On fake time: waits until the retry after the filters' `n`th failure of message `id` is stored,
+ * so that its wait is scheduled (the runtime begins it after the write), before the clock moves.
+ */
+export async function filterRetryStored(store: MessageStore, id: string, n: number): Promise<void> {
+  await settleIo(async () => (await store.get(id))!.message.filterRetry?.charged === n)
+  await turns()
+}
+
+/**
  * Fakes setTimeout/setInterval and Date (the runtime's `now` reads `Date.now`), leaving
  * setImmediate real so store commits and I/O go on; restore with `vi.useRealTimers()`.
  */

@@ -3,7 +3,7 @@ import { errorCodes, HttpStatusError } from '../../shared/errors.ts'
 import { defineComponent } from '../../shared/component.ts'
 import { openSqliteStore } from '../../shared/store/index.ts'
 import { backoffDelay, CircuitBreaker } from '../../engine/runtime/index.ts'
-import { startApi, feedSource, destination, filter, settle, settleIo, turns, useFakeClock, useRuntimeFixture } from './_helpers.ts'
+import { startApi, feedSource, destination, filter, filterRetryStored, settle, settleIo, turns, useFakeClock, useRuntimeFixture } from './_helpers.ts'
 
 describe('backoffDelay', () => {
   const policy = { initialDelayMs: 100, maxDelayMs: 1000 }
@@ -244,15 +244,14 @@ describe('retries and outages (fake clock)', () => {
     const b = await src.emit({ i: 1 })
     const bad = await src.emit({ i: 2, bad: true })
     // First failure: backoff 100 ms (the first destination's policy); the message keeps its claim and its key, so the channel waits, order kept.
-    await settle(() => calls.length === 1)
-    await turns()
+    await filterRetryStored(rt.store, a.id, 1)
     expect(calls).toHaveLength(1)
     expect((await rt.store.get(a.id))!.message.status).toBe('in-flight')
     await vi.advanceTimersByTimeAsync(99)
     await turns()
     expect(calls).toHaveLength(1)
     await vi.advanceTimersByTimeAsync(1)
-    await settle(() => calls.length === 2)
+    await filterRetryStored(rt.store, a.id, 2)
     // Second failure: 200 ms.
     await vi.advanceTimersByTimeAsync(199)
     await turns()
@@ -287,7 +286,7 @@ describe('retries and outages (fake clock)', () => {
     const h = await rt.start({ source: src.definition, filters: [marked], destinations: [destination('api', rt.api.url, { definition: custom as never, config: {}, retry: { maxAttempts: 3, initialDelayMs: 10, maxDelayMs: 10, maxElapsedMs: 60_000 } })] }, { random: () => 1 })
     const a = await src.emit({ i: 0 })
     const b = await src.emit({ i: 1 })
-    await settle(() => lookups === 1)
+    await filterRetryStored(rt.store, a.id, 1)
     await vi.advanceTimersByTimeAsync(10)
     await settleIo(() => h.counters().delivered === 1 && h.counters().errors === 1)
     expect(lookups).toBe(2)
@@ -305,9 +304,9 @@ describe('retries and outages (fake clock)', () => {
       destinations: [destination('api', rt.api.url, { retry: { maxAttempts: 3, initialDelayMs: 10, maxDelayMs: 10_000, maxElapsedMs: 60_000 } })],
     }, { random: () => 1 })
     const { id } = await src.emit({ i: 0 })
-    await settle(() => n === 1)
+    await filterRetryStored(rt.store, id, 1)
     await vi.advanceTimersByTimeAsync(10)
-    await settle(() => n === 2)
+    await filterRetryStored(rt.store, id, 2)
     await vi.advanceTimersByTimeAsync(20)
     await settle(() => h.counters().errors === 1)
     expect(n).toBe(3)
@@ -323,7 +322,7 @@ describe('retries and outages (fake clock)', () => {
       destinations: [destination('api', rt.api.url, { retry: { maxAttempts: 100, initialDelayMs: 80, maxDelayMs: 10_000, maxElapsedMs: 200 } })],
     }, { random: () => 1 })
     const { id } = await src.emit({ i: 0 })
-    await settleIo(() => calls.length === 1)
+    await filterRetryStored(rt.store, id, 1)
     await vi.advanceTimersByTimeAsync(80)
     // 80 ms then 160 ms: the second wait would pass 200 ms, so the second failure is the last.
     await settleIo(() => h.counters().errors === 1)

@@ -326,6 +326,32 @@ export function storeConformance(factory: StoreFactory): void {
       expect((await store.get(id))!.deliveries.map((x) => [x.attempts, x.budgetAttempts, x.budgetSince, x.nextAttemptAt])).toEqual([[7, 7, undefined, undefined]])
     })
 
+    it('a retry of the filters is kept with its message until it finishes (released, crashed); finishing or a resubmission clears it', async () => {
+      const { id } = await store.enqueue('c', { body: 1 })
+      const { id: given } = await store.enqueue('c', { body: 2 })
+      const retry = { charged: 2, elapsedMs: 1500, nextAttemptAt: 3000 }
+      await store.claim('c', 2)
+      await store.recordFilterRetry(id, { charged: 1, elapsedMs: 500, nextAttemptAt: 1500 })
+      await store.recordFilterRetry(id, retry)
+      await store.recordFilterRetry(given, retry)
+      // The message stays in flight: its filters retry, no delivery waits.
+      expect((await store.get(id))!.message).toMatchObject({ status: 'in-flight', filterRetry: retry })
+      await store.release([id, given])
+      expect((await store.claim('c', 2)).map((m) => [m.id, m.filterRetry])).toEqual([[id, retry], [given, retry]])
+      await store.fail(id, 'filters/0: gave up after 3 attempts: lookup API down')
+      const failed = (await store.get(id))!.message
+      expect([failed.status, failed.filterRetry]).toEqual(['error', undefined])
+      // In flight at each crash, so each counts as an unclean stop; at the last, recovery gives up on it.
+      for (let i = 1; i <= MAX_INTERRUPTIONS; i++) {
+        await factory.crash(store)
+        store = await factory.open()
+        if (i < MAX_INTERRUPTIONS) expect((await store.claim('c', 1)).map((m) => [m.id, m.filterRetry, m.interruptions])).toEqual([[given, retry, i]])
+      }
+      expect((await store.get(given))!.message.status).toBe('error')
+      expect(await store.resubmit({ ids: [given] })).toEqual([given])
+      expect((await store.claim('c', 1)).map((m) => [m.id, m.filterRetry])).toEqual([[given, undefined]])
+    })
+
     it('a claim carries the delivery records so far: a released message keeps what got through and its next retry time', async () => {
       const { id } = await store.enqueue('c', { body: 1 })
       await store.claim('c', 1)

@@ -312,7 +312,7 @@ describe('a batch whose COMMIT answer is lost (the database may well have commit
     expect(a.pending('c')).toBe(3)
   }, 30_000)
 
-  it('completions and delivery outcomes of the lost batch resolve, counted once: no second attempt, the finished message off the pending count', async () => {
+  it('completions, delivery outcomes and filters\' retries of the lost batch resolve, counted once: no second attempt, the finished message off the pending count', async () => {
     const { proxy, direct, url } = await setUp('lost_complete')
     const a = await open(proxy.via(url), { leaseMs: 60_000 })
     for (const n of [1, 2, 3]) await a.enqueue('c', { body: n })
@@ -324,9 +324,11 @@ describe('a batch whose COMMIT answer is lost (the database may well have commit
       a.recordDelivery(x!.id, { destination: 'api', part: 0, status: 'retrying', attempt: attempt(10, 'retryable'), nextAttemptAt: 1_000 }),
       a.complete(y!.id, 'delivered', [{ destination: 'api', part: 0, status: 'delivered', attempt: attempt(20, 'delivered') }]),
       a.enqueue('c', { body: 4 }),
+      a.recordFilterRetry(z!.id, { charged: 1, elapsedMs: 100, nextAttemptAt: 2_000 }),
     ])
     expect(proxy.lost()).toBe(1)
-    expect(results.map((r) => (r.status === 'rejected' ? String(r.reason) : 'ok'))).toEqual(['ok', 'ok', 'ok'])
+    expect(results.map((r) => (r.status === 'rejected' ? String(r.reason) : 'ok'))).toEqual(['ok', 'ok', 'ok', 'ok'])
+    expect((await a.get(z!.id))?.message.filterRetry).toEqual({ charged: 1, elapsedMs: 100, nextAttemptAt: 2_000 })
     const attempts = await direct.sql<{ message_id: string; n: number }>`SELECT message_id, count(*)::int AS n FROM weir_attempts GROUP BY message_id ORDER BY message_id`
     expect(attempts).toEqual([{ message_id: x!.id, n: 1 }, { message_id: y!.id, n: 1 }].sort((p, q) => (p.message_id < q.message_id ? -1 : 1)))
     const deliveries = await direct.sql<{ message_id: string; status: string; attempts: number }>`SELECT message_id, status, attempts FROM weir_deliveries`

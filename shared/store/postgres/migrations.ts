@@ -192,6 +192,12 @@ export const migrations: readonly string[] = [
   UPDATE weir_audit_log SET target = substr(target, 1, strpos(target, '=')) || '(value withheld)'
     WHERE action = 'resubmit' AND strpos(target, '=') > 0 AND strpos(target, '(value withheld)') = 0;
   `,
+  // 13: the retry of a message's filters (a filter failed retryably): the attempts and time charged
+  // to its retry budget by the next attempt, and when that attempt is due, so that a restart or a
+  // takeover by another engine goes on from them. Nullable, no default: no rewrite of the table.
+  `
+  ALTER TABLE weir_messages ADD COLUMN filter_attempts integer, ADD COLUMN filter_elapsed bigint, ADD COLUMN filter_next_attempt_at bigint;
+  `,
 ]
 
 /** Any constant: the key of the advisory lock under which one engine at a time migrates. */

@@ -8,7 +8,7 @@ import { ChannelQueues } from '../queues.ts'
 import { attemptOf, countByStatus, defined, deliveryOf, jsonOf, rowToMessage, type MessageRow } from '../rows.ts'
 import {
 
-  GAVE_UP_LOG, MESSAGE_STATUSES, type ChannelStats, type ClaimOptions, type ClaimedMessage, type DeliveryRecord, type DeliveryUpdate, type EnqueueOptions,
+  GAVE_UP_LOG, MESSAGE_STATUSES, type ChannelStats, type ClaimOptions, type ClaimedMessage, type DeliveryRecord, type DeliveryUpdate, type EnqueueOptions, type FilterRetry,
   type ClaimLease, type Leadership, type ListFilter, type LatestError, type MessageDetail, type MessageStatus, type MessageStore, type PurgeTarget, type PurgeableCount, type ResubmitTarget, type ResubmitPreview, type AuditEntry, type StoredMessage, type StoreFailure,
 } from '../types.ts'
 import { StoreFailures } from '../failures.ts'
@@ -224,7 +224,7 @@ const NO_PACING: CommitPacing = { delayMs: 0, batch: 0 }
  * answered as failed although stored would have its sender resend it, stored and delivered twice.
  * A claim is left to fail (`HeldClaims` returns what it took).
  */
-const RERUN_ALONE: ReadonlySet<string> = new Set(['enqueue', 'complete', 'delivery', 'release', 'setState', 'resubmit', 'purge'])
+const RERUN_ALONE: ReadonlySet<string> = new Set(['enqueue', 'complete', 'delivery', 'filterRetry', 'release', 'setState', 'resubmit', 'purge'])
 /** How long after a failed reconciliation (see `HeldClaims`) the store tries again when no write comes to do it. */
 const RECONCILE_RETRY_MS = 1_000
 
@@ -345,6 +345,10 @@ class PostgresStore implements PostgresMessageStore {
 
   recordDelivery(id: string, update: DeliveryUpdate): Promise<void> {
     return this.write<void>('delivery', [id, update, this.now()])
+  }
+
+  recordFilterRetry(id: string, retry: FilterRetry): Promise<void> {
+    return this.write<void>('filterRetry', [id, retry])
   }
 
   async complete(id: string, status: 'delivered' | 'filtered' | 'error', updates: DeliveryUpdate[] = [], error?: string): Promise<void> {

@@ -1,7 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { StoreError } from '../errors.ts'
 import { previewedSet } from '../previewed.ts'
-import { INTERRUPTED_ERROR, MAX_INTERRUPTIONS, type DeliveryUpdate, type PurgeTarget, type ResubmitTarget } from '../types.ts'
+import { INTERRUPTED_ERROR, MAX_INTERRUPTIONS, type DeliveryUpdate, type FilterRetry, type PurgeTarget, type ResubmitTarget } from '../types.ts'
 import type { MessageRow } from '../rows.ts'
 import type { Db, Queryable } from './db.ts'
 import type { ApplyBatch, PendingOp } from './group-commit.ts'
@@ -34,7 +34,7 @@ function parameters(): { params: unknown[]; p: Param } {
 /**
  * The SQL of the store's writes, applied as one transaction per group commit. Operations of one kind
  * become one statement over arrays (a burst of 64 enqueues is one INSERT), in an order that keeps
- * each caller's view: enqueues first, then delivery outcomes, completions, releases, resubmissions
+ * each caller's view: enqueues first, then delivery outcomes, filters' retries, completions, releases, resubmissions
  * and state, and claims last, so a claim sees everything committed with it (their channels' claim
  * locks, though, are the batch's first: see `lockClaims`).
  *
@@ -68,6 +68,7 @@ export function batchApplier(owner: () => string): ApplyBatch {
       await lockClaims(tx, of('claim'))
       await enqueueAll(tx, of('enqueue'), results, rerun)
       await recordDeliveries(tx, me, [...of('delivery'), ...of('complete')].sort((a, b) => a[1] - b[1]), rerun)
+      await recordFilterRetries(tx, me, of('filterRetry'))
       await completeAll(tx, me, of('complete'), results, rerun)
       for (const [op, i] of of('release')) results[i] = await release(tx, me, op.args[0], op.args[1])
       for (const [op, i] of of('resubmit')) results[i] = await resubmit(tx, op.args[0], op.args[1])
@@ -137,7 +138,8 @@ function oneStatement(ops: readonly PendingOp[]): boolean {
 
 /** The columns of the one statement's rows (after `kind`), as `CLAIMED_COLUMNS` has them. */
 const OUT_COLUMNS = [['id', 'text'], ['seq', 'bigint'], ['channel', 'text'], ['status', 'text'], ['body', 'text'], ['content_type', 'text'], ['attributes', 'text'], ['dedupe_key', 'text'],
-  ['order_key', 'text'], ['received_at', 'bigint'], ['updated_at', 'bigint'], ['error', 'text'], ['interrupted', 'int'], ['deliveries', 'text']] as const
+  ['order_key', 'text'], ['received_at', 'bigint'], ['updated_at', 'bigint'], ['error', 'text'], ['interrupted', 'int'],
+  ['filter_attempts', 'int'], ['filter_elapsed', 'bigint'], ['filter_next_attempt_at', 'bigint'], ['deliveries', 'text']] as const
 
 type OutRow = MessageRow & { kind: 'enqueued' | 'prior' | 'completed' | 'claimed'; deliveries: unknown }
 
@@ -388,9 +390,27 @@ function upsertDeliveriesCtes(p: Param, me: string, rows: UpdateRow[], rerun = f
     )`
 }
 
+/** Clears the retry of a message's filters (see `recordFilterRetries`): the message finished, or was resubmitted with a new budget. */
+const NO_FILTER_RETRY = 'filter_attempts = NULL, filter_elapsed = NULL, filter_next_attempt_at = NULL'
+
+/**
+ * Stores the retries of filters the runtime scheduled (`recordFilterRetry`: the budget charged and
+ * when the next attempt is due), fenced by owner like every change to a claimed message. The
+ * message's status stays as it is (in flight).
+ */
+async function recordFilterRetries(tx: Queryable, me: string, ops: Indexed[]): Promise<void> {
+  if (ops.length === 0) return
+  // One row per message (an UPDATE joined to two would take either): the latest asked for.
+  const latest = [...new Map(ops.map(([op]) => [op.args[0] as string, op.args[1] as FilterRetry]))]
+  await tx.query(`UPDATE weir_messages m SET filter_attempts = f.charged, filter_elapsed = f.elapsed, filter_next_attempt_at = f.next
+    FROM unnest($1::text[], $2::int[], $3::bigint[], $4::bigint[]) AS f (id, charged, elapsed, next)
+    WHERE m.id = f.id AND m.owner = $5 AND m.status IN ${UNFINISHED}`,
+  [latest.map(([id]) => id), latest.map(([, r]) => r.charged), latest.map(([, r]) => r.elapsedMs), latest.map(([, r]) => r.nextAttemptAt), me])
+}
+
 /** UPDATE … RETURNING id, channel of the messages this engine held and now finishes. */
 function completeSql(p: Param, me: string, ops: Indexed[]): string {
-  return `UPDATE weir_messages m SET status = c.status, updated_at = c.t, error = c.error, owner = NULL
+  return `UPDATE weir_messages m SET status = c.status, updated_at = c.t, error = c.error, owner = NULL, ${NO_FILTER_RETRY}
     FROM unnest(${p(ops.map(([o]) => o.args[0]), 'text[]')}, ${p(ops.map(([o]) => o.args[1]), 'text[]')}, ${p(ops.map(([o]) => o.args[3] ?? null), 'text[]')}, ${p(ops.map(([o]) => o.args[4]), 'bigint[]')}) AS c (id, status, error, t)
     WHERE m.id = c.id AND m.owner = ${p(me, 'text')} AND m.status IN ${UNFINISHED}
     RETURNING m.id, m.channel`
@@ -494,7 +514,7 @@ async function resubmit(tx: Queryable, target: ResubmitTarget, t: number): Promi
     : [PICK_TARGET, [target.ids ?? [], target.status ?? null, target.channel ?? null]]
   const rows = await tx.query<{ id: string; channel: string }>(`
     WITH picked AS (${pick.lock}), r AS (
-      UPDATE weir_messages m SET status = 'queued', error = NULL, interrupted = 0, updated_at = greatest($4, m.updated_at + 1) FROM picked
+      UPDATE weir_messages m SET status = 'queued', error = NULL, interrupted = 0, ${NO_FILTER_RETRY}, updated_at = greatest($4, m.updated_at + 1) FROM picked
       WHERE m.id = picked.id AND ${pick.when} RETURNING m.id, m.channel, m.seq
     ), open AS (
       SELECT r.id, EXISTS (SELECT 1 FROM weir_deliveries d WHERE d.message_id = r.id AND d.status <> 'delivered') AS partial FROM r
@@ -557,7 +577,7 @@ async function setState(tx: Queryable, [channel, component, key, value, t]: [str
 }
 
 /** The columns of a claimed message, with its delivery records so far as JSON text. */
-const CLAIMED_COLUMNS = `m.id, m.seq, m.channel, m.status, m.interrupted, (SELECT b.body FROM weir_message_bodies b WHERE b.seq = m.seq) AS body, m.content_type, m.attributes, m.dedupe_key, m.order_key, m.received_at, m.updated_at, m.error,
+const CLAIMED_COLUMNS = `m.id, m.seq, m.channel, m.status, m.interrupted, m.filter_attempts, m.filter_elapsed, m.filter_next_attempt_at, (SELECT b.body FROM weir_message_bodies b WHERE b.seq = m.seq) AS body, m.content_type, m.attributes, m.dedupe_key, m.order_key, m.received_at, m.updated_at, m.error,
       (SELECT coalesce(json_agg(json_build_object('destination', d.destination, 'part', d.part, 'status', d.status, 'attempts', d.attempts,
           'budgetAttempts', d.budget_attempts, 'budgetSince', d.budget_since, 'firstAttemptAt', d.first_attempt_at, 'lastAttemptAt', d.last_attempt_at, 'nextAttemptAt', d.next_attempt_at, 'lastError', d.last_error,
           'responseStatus', d.response_status, 'responseExcerpt', d.response_excerpt) ORDER BY d.part, d.destination), '[]')::text

@@ -159,6 +159,20 @@ export const migrations: ReadonlyArray<(db: Database) => void> = [
     db.exec(`UPDATE audit_log SET target = substr(target, 1, instr(target, '=')) || '(value withheld)'
       WHERE action = 'resubmit' AND instr(target, '=') > 0 AND instr(target, '(value withheld)') = 0`)
   },
+  // 11: the retry of a message's filters (a filter failed retryably): the attempts and time charged
+  // to its retry budget by the next attempt, and when that attempt is due, so that a restart goes on
+  // from them. In the small status row, beside the other state of a message under way.
+  (db) => db.exec(`
+    ALTER TABLE message_status ADD COLUMN filter_attempts INTEGER;
+    ALTER TABLE message_status ADD COLUMN filter_elapsed INTEGER;
+    ALTER TABLE message_status ADD COLUMN filter_next_attempt_at INTEGER;
+    DROP VIEW messages;
+    CREATE VIEW messages AS
+      SELECT s.seq AS seq, c.id AS id, s.channel AS channel, s.status AS status, c.body AS body, c.content_type AS content_type,
+        c.attributes AS attributes, c.dedupe_key AS dedupe_key, c.received_at AS received_at, s.updated_at AS updated_at, s.error AS error,
+        c.order_key AS order_key, s.filter_attempts AS filter_attempts, s.filter_elapsed AS filter_elapsed, s.filter_next_attempt_at AS filter_next_attempt_at
+      FROM message_status s JOIN message_content c ON c.seq = s.seq;
+  `),
 ]
 
 /**

@@ -9,7 +9,7 @@ import { StoreError } from '../errors.ts'
 import { newMessageId } from '../id.ts'
 import {
   GAVE_UP_LOG, INTERRUPTED_ERROR, MAX_INTERRUPTIONS,
-  type ChannelStats, type ClaimedMessage, type FinishedStatus, type DeliveryRecord, type DeliveryUpdate, type EnqueueOptions, type ListFilter,
+  type ChannelStats, type ClaimedMessage, type FinishedStatus, type DeliveryRecord, type DeliveryUpdate, type EnqueueOptions, type FilterRetry, type ListFilter,
   type LatestError, type MessageDetail, type MessageStatus, type MessageStore, type PurgeTarget, type PurgeableCount, type ResubmitTarget, type ResubmitPreview, type AuditEntry, type StoredMessage, type StoreFailure,
 } from '../types.ts'
 import { StoreFailures } from '../failures.ts'
@@ -260,6 +260,10 @@ class SqliteStore implements SqliteMessageStore {
   recordDelivery(id: string, update: DeliveryUpdate): Promise<void> {
     if (update.status === 'retrying') this.unmarked.delete(id) // its status becomes 'retrying' from 'queued' as from 'in-flight'
     return this.writer.call('recordDelivery', [id, update, this.now()])
+  }
+
+  recordFilterRetry(id: string, retry: FilterRetry): Promise<void> {
+    return this.writer.call('recordFilterRetry', [id, retry])
   }
 
   complete(id: string, status: 'delivered' | 'filtered' | 'error', updates: DeliveryUpdate[] = [], error?: string): Promise<void> {

@@ -46,6 +46,9 @@ const deliveriesJson = `(SELECT json_group_array(json_object('destination', d.de
     'lastError', d.last_error, 'responseStatus', d.response_status, 'responseExcerpt', d.response_excerpt))
   FROM (SELECT * FROM deliveries WHERE message_id = c.id ORDER BY part, destination) d)`
 
+/** Clears the retry of a message's filters (see ops.recordFilterRetry): the message finished, or was resubmitted with a new budget. */
+const NO_FILTER_RETRY = 'filter_attempts = NULL, filter_elapsed = NULL, filter_next_attempt_at = NULL'
+
 const s = {
   // The content row is written once; status changes touch only the small message_status row.
   insertContent: db.prepare(`INSERT INTO message_content (id, channel, body, content_type, attributes, dedupe_key, received_at, order_key)
@@ -57,15 +60,20 @@ const s = {
   expireDedupe: db.prepare('UPDATE message_content SET dedupe_key = NULL WHERE channel = ? AND dedupe_key = ? AND received_at <= ?'),
   // One query: the next queued messages with their content and their per-destination outcomes so far.
   claimable: db.prepare(`SELECT s.seq, c.id, s.channel, c.body, c.content_type, c.attributes, c.dedupe_key, c.received_at, c.order_key, s.interrupted,
+      s.filter_attempts, s.filter_elapsed, s.filter_next_attempt_at,
       ${deliveriesJson} AS deliveries
     FROM message_status s JOIN message_content c ON c.seq = s.seq WHERE s.channel = ? AND s.status = 'queued' ORDER BY s.seq LIMIT ?`),
   claim: db.prepare(`UPDATE message_status SET status = 'in-flight', updated_at = ?
     WHERE seq IN (SELECT seq FROM message_status WHERE channel = ? AND status = 'queued' ORDER BY seq LIMIT ?)`),
   markInFlight: db.prepare(`UPDATE message_status SET status = 'in-flight', updated_at = ? WHERE seq = ? AND status = 'queued'`),
-  setStatus: db.prepare(`UPDATE message_status SET status = ?, updated_at = ?, error = ?
+  // A finished message's filters retry no more: the retry they had scheduled is cleared.
+  setStatus: db.prepare(`UPDATE message_status SET status = ?, updated_at = ?, error = ?, ${NO_FILTER_RETRY}
     WHERE seq = (SELECT seq FROM message_content WHERE id = ?) AND status IN ('queued', 'in-flight', 'retrying') RETURNING channel`).pluck(),
   // A message claimed from memory may still be 'queued' here: its in-flight mark waits (see open.ts).
   toRetrying: db.prepare(`UPDATE message_status SET status = 'retrying', updated_at = ? WHERE seq = (SELECT seq FROM message_content WHERE id = ?) AND status IN ('queued', 'in-flight')`),
+  // The status stays: a message whose filters wait for their retry is in flight (or still 'queued' here, as above).
+  filterRetry: db.prepare(`UPDATE message_status SET filter_attempts = ?, filter_elapsed = ?, filter_next_attempt_at = ?
+    WHERE seq = (SELECT seq FROM message_content WHERE id = ?) AND status IN ('queued', 'in-flight', 'retrying')`),
   // A delivered attempt stays in the delivery's row (last_ended_at set) instead of a row in attempts;
   // the trigger of migration 6 moves it there if another attempt follows.
   // A retry scheduled with the budget charged (@charged, @elapsed) stores it (see DeliveryUpdate.budget);
@@ -98,7 +106,7 @@ const s = {
     ORDER BY last_attempt_at DESC LIMIT 1`),
   attempts: db.prepare('SELECT * FROM attempts WHERE message_id = ? ORDER BY started_at, rowid'),
   // A later updated_at than the message had, whatever the clock: a preview pinned to it is good for one resubmit.
-  resubmitMessage: db.prepare(`UPDATE message_status SET status = 'queued', error = NULL, interrupted = 0, updated_at = max(?, updated_at + 1)
+  resubmitMessage: db.prepare(`UPDATE message_status SET status = 'queued', error = NULL, interrupted = 0, ${NO_FILTER_RETRY}, updated_at = max(?, updated_at + 1)
     WHERE seq = (SELECT seq FROM message_content WHERE id = ?) AND status IN ('delivered', 'filtered', 'error') RETURNING channel`).pluck(),
   finishedAt: db.prepare(`SELECT s.updated_at FROM message_status s JOIN message_content c ON c.seq = s.seq
     WHERE c.id = ? AND s.status IN ('delivered', 'filtered', 'error')`).pluck(),
@@ -245,6 +253,13 @@ const ops = {
   recordDelivery(id, update, t) {
     applyUpdate(id, update)
     if (update.status === 'retrying') s.toRetrying.run(t, id)
+  },
+  /**
+   * The retry of a message's filters, as the runtime scheduled it (a FilterRetry): the message stays in flight.
+   * @param {string} id @param {{ charged: number, elapsedMs: number, nextAttemptAt: number }} retry
+   */
+  recordFilterRetry(id, retry) {
+    s.filterRetry.run(retry.charged, retry.elapsedMs, retry.nextAttemptAt, id)
   },
   /** @param {string} id @param {string} status @param {any[]} updates @param {string | null} error @param {number} t */
   complete(id, status, updates, error, t) {
