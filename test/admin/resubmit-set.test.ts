@@ -135,6 +135,16 @@ describe('resubmitting a filtered set', () => {
     expect(await fx.rt.store.auditLog()).toEqual([])
   })
 
+  it('the message log page of a channel the engine does not run and the log does not hold: 404 naming the nearest, not an empty log', async () => {
+    // Finding: /channels/<typo> answered 200 with "0 message(s)", a typo looking like an empty log.
+    await feed(fx, [{ mrn: '1' }])
+    const typo = await call(fx.url, '/channels/adtt', { headers: { ...bearer(VIEWER_TOKEN), accept: 'text/html' } })
+    expect(typo.status).toBe(404)
+    expect(typo.text).toContain('no channel &#34;adtt&#34;: no messages of channel adtt in the message log; did you mean &#34;adt&#34;?; channels there: adt')
+    const known = await call(fx.url, '/channels/adt', { headers: { ...bearer(VIEWER_TOKEN), accept: 'text/html' } })
+    expect([known.status, known.text]).toEqual([200, expect.stringContaining('1 message(s), newest first')])
+  })
+
   it('tells when a filter matches nothing to resubmit, and refuses a viewer the preview and the action', async () => {
     await feed(fx, [{ mrn: '1' }])
     const none = await call(fx.url, '/api/channels/adt/resubmit?status=error', { headers: bearer(OPERATOR_TOKEN) })

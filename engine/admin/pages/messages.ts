@@ -8,11 +8,20 @@ import { iso, scrubShown, shownErrors, shownMessage } from '../../message-view.t
 import { auditAction, refusingOf, sinceStart, type ApiSources } from '../api.ts'
 import type { Auth } from '../auth.ts'
 import { requireRole, type RouteContext, type Router } from '../router.ts'
-import { isFinished, oneAtATime, setDigest, unknownSearchKey, unlessChanged } from '../../resubmit-set.ts'
+import { isFinished, oneAtATime, setDigest, unknownChannel, unknownSearchKey, unlessChanged } from '../../resubmit-set.ts'
 import { canToggle, refusingText, rejectedByReason } from './channels.ts'
 import { actionForm, html, layout, pageUser, sendHtml, type PageUser, type Raw } from './html.ts'
 
 const LIMITS = [50, 100, 500]
+
+/**
+ * The channel a page or a resubmit names, refused (404, "did you mean") when the engine runs no
+ * channel of that name and the log holds no message of it: a typo, not an empty message log.
+ */
+export async function knownChannel(src: ApiSources, channel: string): Promise<void> {
+  const unknown = await unknownChannel(storeOf(src), channel, src.handles().map((h) => h.name))
+  if (unknown) throw new Refusal(404, `no channel "${channel}": ${unknown}`)
+}
 
 export function storeOf(src: ApiSources): MessageStore {
   const store = src.store()
@@ -128,6 +137,7 @@ export function messageLogPage(router: Router, src: ApiSources, auth: Auth): voi
   router.get('/channels/:name', async (ctx) => {
     const user = pageUser(ctx, auth)
     const channel = ctx.params.name!
+    await knownChannel(src, channel)
     const filter = await checkedLogFilter(src, channel, ctx.url.searchParams)
     const list = await storeOf(src).list(filter)
     const errors = await shownErrors(storeOf(src), list)

@@ -1,12 +1,12 @@
 import { Refusal } from '../../../shared/inbound/refusal.ts'
 import type { MessageStore, ResubmitPreview } from '../../../shared/store/index.ts'
-import { auditTarget, describeFilter, oneAtATime, previewSentence, RESUBMIT_SET_LIMIT, resubmitInBatches, resubmitSet, unknownChannel, unlessChanged, type SetFilter } from '../../resubmit-set.ts'
+import { auditTarget, describeFilter, oneAtATime, previewSentence, RESUBMIT_SET_LIMIT, resubmitInBatches, resubmitSet, unlessChanged, type SetFilter } from '../../resubmit-set.ts'
 import { auditAction, type ApiSources } from '../api.ts'
 import type { Auth } from '../auth.ts'
 import { sendJson } from '../http.ts'
 import { requireRole, type RouteContext, type Router } from '../router.ts'
 import { html, layout, pageUser, sendHtml, type PageUser, type Raw } from './html.ts'
-import { checkedLogFilter, filterQuery, storeOf } from './messages.ts'
+import { checkedLogFilter, filterQuery, knownChannel, storeOf } from './messages.ts'
 
 /** The set's filter from a query or a form: the log's filter without paging, times as given (the preview pins them as ISO dates). */
 async function setFilter(src: ApiSources, channel: string, params: URLSearchParams): Promise<SetFilter> {
@@ -22,12 +22,6 @@ function pinned(f: SetFilter): Record<string, string> {
     ...(f.until !== undefined ? { until: new Date(f.until).toISOString() } : {}),
     ...(f.key ? { key: `${f.key.name}=${f.key.value}` } : {}),
   }
-}
-
-/** The channel a resubmit names, refused (404) when the engine runs no channel of that name and the log holds no message of it: a typo. */
-async function knownChannel(src: ApiSources, channel: string): Promise<void> {
-  const unknown = await unknownChannel(storeOf(src), channel, src.handles().map((h) => h.name))
-  if (unknown) throw new Refusal(404, `no channel "${channel}": ${unknown}`)
 }
 
 interface Previewed {
