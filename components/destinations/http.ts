@@ -1,4 +1,5 @@
 import { defineComponent, isJsonContentType, type ConfigOf } from '../../shared/component.ts'
+import { URL_OR_PATH } from '../../shared/config/patterns.ts'
 import { secretSchema } from '../../shared/config/secret-schema.ts'
 import { errorCodes, HttpStatusError, isWeirError, parseRetryAfter, PermanentError } from '../../shared/errors.ts'
 import { reveal, type Secret } from '../../shared/secret.ts'
@@ -12,7 +13,7 @@ const configSchema = {
   type: 'object', additionalProperties: false, required: ['url'],
   properties: {
     url: {
-      type: 'string', pattern: '^(https?://|/)',
+      type: 'string', pattern: URL_OR_PATH,
       description: 'Endpoint URL (http or https), or a path starting with `/` when `baseUrlFromToken` gives the base. `{field}` inserts a message field, URL-encoded (`id`, `channel`, `body.<path>`, `attributes.<name>`); fields are allowed in the path and query only, never in the scheme, host or port. A value that makes a `.` or `..` path segment fails the message permanently (it would change the path).',
       examples: ['https://fhir.example.org/api/FHIR/R4/Patient', 'https://api.example.com/patients/{body.mrn}', '/services/data/v61.0/sobjects/Contact'],
     },

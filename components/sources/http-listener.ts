@@ -4,6 +4,7 @@ import { createServer as createHttpsServer } from 'node:https'
 import type { AddressInfo } from 'node:net'
 import type { JWTPayload } from 'jose'
 import { defineComponent, isJsonContentType, type ConfigOf, type Emit, type RejectReason } from '../../shared/component.ts'
+import { PATH } from '../../shared/config/patterns.ts'
 import { secretSchema } from '../../shared/config/secret-schema.ts'
 import { serverTlsSchema } from '../../shared/inbound/tls-schema.ts'
 import { errorCodes, isWeirError, refusalOf } from '../../shared/errors.ts'
@@ -23,7 +24,7 @@ const configSchema = {
   properties: {
     port: { type: 'integer', minimum: 0, maximum: 65535, description: 'TCP port to listen on (0 picks a free one).', examples: [7001] },
     host: { type: 'string', minLength: 1, default: '127.0.0.1', description: 'Interface to listen on; "0.0.0.0" accepts connections from other machines.', examples: ['127.0.0.1', '0.0.0.0'] },
-    path: { type: 'string', pattern: '^/', default: '/', description: 'Request path that accepts messages; other paths answer 404.', examples: ['/adt'] },
+    path: { type: 'string', pattern: PATH, default: '/', description: 'Request path that accepts messages; other paths answer 404.', examples: ['/adt'] },
     methods: {
       type: 'array', minItems: 1, uniqueItems: true, default: ['POST'], items: { enum: ['POST', 'PUT'], description: 'An HTTP method.' },
       description: 'Methods that deliver a message; others answer 405.',

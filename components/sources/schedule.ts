@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto'
 import cron, { type ScheduledTask } from 'node-cron'
 import jsonata from 'jsonata'
 import { defineComponent, type ComponentContext, type Emit, type ConfigOf } from '../../shared/component.ts'
+import { HTTP_URL } from '../../shared/config/patterns.ts'
 import { errorCodes, HttpStatusError, isWeirError, refusalOf } from '../../shared/errors.ts'
 import { jsonataProblem, plainJson } from '../../shared/jsonata.ts'
 import type { TokenProvider } from '../../shared/oauth/types.ts'
@@ -16,7 +17,7 @@ const configSchema = {
     },
     timezone: { type: 'string', minLength: 1, default: 'UTC', description: 'IANA time zone the cron expression is read in.', examples: ['Europe/Amsterdam'] },
     url: {
-      type: 'string', pattern: '^https?://',
+      type: 'string', pattern: HTTP_URL,
       description: 'URL fetched (GET) on each tick.',
       examples: ['https://fhir.example.org/R4/Observation?category=laboratory&_sort=_lastUpdated'],
     },

@@ -1,5 +1,6 @@
 import type { ErrorObject } from 'ajv'
 import type { ConfigProblem } from '../errors.ts'
+import { PATTERN_MEANINGS } from './patterns.ts'
 
 /** Levenshtein distance, for "did you mean" suggestions. */
 export function editDistance(a: string, b: string): number {
@@ -129,6 +130,8 @@ function errorMessage(e: ErrorObject, data: unknown): { pointer: string; message
     }
     case 'required':
       return at(`must have required property "${String(p.missingProperty)}"`)
+    case 'pattern':
+      return at(PATTERN_MEANINGS[String(p.pattern)] ?? e.message ?? 'fails pattern')
     case 'enum':
       return at(`must be one of ${(p.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}`)
     case 'type':

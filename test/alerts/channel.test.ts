@@ -93,7 +93,7 @@ describe('alerts in a channel file', () => {
       '/alerts/alerts/0/destination: applies only to the "destination-failing" condition',
       '/alerts/alerts/0: must have required property "maxAgeSeconds" (condition "queue-age")',
       '/alerts/alerts/2/name: duplicate alert name "down" (also /alerts/alerts/0/name)',
-      '/alerts/webhooks/ops/url: must match pattern "^(https?://|/)"',
+      '/alerts/webhooks/ops/url: must start with http://, https:// or /',
       '/alerts/webhooks/pager/credential: unknown credential "pagr"; defined: (none)',
     ]],
     ['a messages-failing option on another condition', { webhooks: { ops: hook }, alerts: [{ ...down, count: 2 }] }, ['/alerts/alerts/0/count: applies only to the "messages-failing" condition']],

@@ -35,7 +35,7 @@ describe('http-listener config', () => {
   it.each([
     [{}, '/source/config', 'must have required property "port"'],
     [{ port: 70000 }, '/source/config/port', 'must be <= 65535'],
-    [{ port: 1, path: 'adt' }, '/source/config/path', 'must match pattern "^/"'],
+    [{ port: 1, path: 'adt' }, '/source/config/path', 'must start with /'],
     [{ port: 1, methods: ['GET'] }, '/source/config/methods/0', 'must be one of "POST", "PUT"'],
     [{ port: 1, jwt: { issuer: 'https://idp.example' } }, '/source/config/jwt', 'must have required property "audience"'],
     [{ port: 1, jwt: { issuer: 'not a url', audience: 'a' } }, '/source/config/jwt/issuer', 'must match format "uri"'],

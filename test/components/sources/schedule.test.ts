@@ -53,7 +53,7 @@ describe('schedule config', () => {
     [{ cron: '* * * * *', timezone: 'Mars/Olympus', url: 'https://x.org/' }, '/source/config/timezone', 'unknown time zone "Mars/Olympus"'],
     [{ cron: '* * * * *', url: 'https://x.org/', items: 'entry[' }, '/source/config/items', /^invalid JSONata expression at position \d+: /],
     [{ cron: '* * * * *', url: 'https://x.org/', cursor: {} }, '/source/config/cursor', 'must have required property "param"'],
-    [{ cron: '* * * * *', url: 'ftp://x.org/' }, '/source/config/url', 'must match pattern "^https?://"'],
+    [{ cron: '* * * * *', url: 'ftp://x.org/' }, '/source/config/url', 'must start with http:// or https://'],
     [{ cron: '* * * * *', url: 'https://x.org/', maxPages: 0 }, '/source/config/maxPages', 'must be >= 1'],
   ])('%j → %s: %s', async (config, pointer, msg) => {
     const { problems } = await loadComponentConfig(schedule, config)
