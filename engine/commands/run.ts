@@ -16,6 +16,7 @@ import { openStoreFor, storeOptions, storeUrlOf, storeUsage } from '../store.ts'
 import type { StoreError } from '../../shared/store/errors.ts'
 import type { MessageStore } from '../../shared/store/types.ts'
 import { contentWarnings } from './validate.ts'
+import { wrongCommandHint } from './file-kind.ts'
 import { alertsFileDefinitions, channelDefinitions } from '../definition-fingerprint.ts'
 import { startRetention } from '../retention.ts'
 import { adminOptions, adminUsage, openStoreWhenFree, startAdminFor, type AdminServer } from '../admin/index.ts'
@@ -119,13 +120,16 @@ async function loadInputs(files: string[], values: RunValues, io: CommandIO, loa
   const channels: LoadedChannel[] = []
   const problems: string[] = []
   for (const file of files) {
+    const path = resolve(io.cwd, file)
     try {
-      const ch = await load(resolve(io.cwd, file), { env: io.env })
+      const ch = await load(path, { env: io.env })
       for (const w of [...ch.warnings, ...contentWarnings(ch)]) io.err(`warning: ${w}`)
       channels.push(maxStoreBytes === undefined || ch.options.maxStoreBytes !== undefined ? ch : { ...ch, options: { ...ch.options, maxStoreBytes } })
     } catch (e) {
       if (!isWeirError(e) || !e.userError) throw e
       problems.push(...(e.code === 'ERR_CONFIG_INVALID' ? (e as ConfigError).problems.map(formatProblem) : [`${file}: ${e.message}`]))
+      const hint = e.code === 'ERR_CONFIG_INVALID' ? await wrongCommandHint(path, file, 'run') : undefined
+      if (hint) problems.push(hint)
     }
   }
   const seen = new Set<string>()

@@ -1,7 +1,9 @@
 import { writeFile } from 'node:fs/promises'
+import { resolve } from 'node:path'
 import { parseFlags, type CommandIO } from '../cli-io.ts'
 import { runChannelTest, type TestFileResult } from '../harness/run.ts'
 import { junitXml } from '../harness/junit.ts'
+import { wrongCommandHint } from './file-kind.ts'
 import { ConfigError, formatProblem, isWeirError, errorCodes } from '../../shared/errors.ts'
 
 export const summary = 'prove channels against the embedded authorization server and API (*.test.json)'
@@ -50,6 +52,8 @@ export async function run(args: string[], io: CommandIO): Promise<number> {
       failed++
       const reason = e.code === 'ERR_CONFIG_INVALID' ? (e as ConfigError).problems.map(formatProblem).join('; ') : e.message
       io.out(`  ✗ (test file): ${reason}`)
+      const hint = e.code === 'ERR_CONFIG_INVALID' ? await wrongCommandHint(resolve(file), file, 'test') : undefined
+      if (hint) io.out(`    ${hint}`)
       results.push({ file, channel: '', cases: [{ name: '(test file)', passed: false, failures: [reason], durationMs: 0 }], durationMs: 0 })
     }
   }
