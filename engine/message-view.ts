@@ -51,6 +51,7 @@ export function shownMessage(d: MessageDetail) {
     id: m.id, channel: m.channel, status: m.status, receivedAt: iso(m.receivedAt), updatedAt: iso(m.updatedAt),
     ...(m.error ? { error: scrubShown(m.error) } : {}),
     ...filterRetryShown(m),
+    ...(m.filteredBy ? { filteredBy: scrubShown(m.filteredBy) } : {}),
     contentType: m.contentType,
     attributes: redact(m.attributes),
     body: redact(m.body),

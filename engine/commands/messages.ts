@@ -5,6 +5,7 @@ import { dataDirOf, parseFlags, type CommandIO } from '../cli-io.ts'
 import { errorCodes } from '../../shared/errors.ts'
 import { escapeControl } from '../../shared/http/excerpt.ts'
 import { excerpt, iso, scrubShown, shownErrors, shownMessage } from '../message-view.ts'
+import { listedReason } from '../error-brief.ts'
 import { MESSAGE_STATUSES, type FinishedStatus, type ListFilter, type MessageStatus, type MessageStore, type StoredMessage } from '../../shared/store/index.ts'
 import { openStoreFor, storeOptions, storeUrlOf, storeUsage, storeWhere } from '../store.ts'
 import { purgeInBatches } from '../retention.ts'
@@ -394,6 +395,7 @@ async function showMessage(store: MessageStore, id: string, json: boolean | unde
     `message   ${printable(m.id)}`, `channel   ${printable(m.channel)}`, `status    ${m.status}`, `received  ${iso(m.receivedAt)}`, `updated   ${iso(m.updatedAt)}`,
     ...(m.error ? [`error     ${printable(m.error)}`] : []),
     ...(shown.filterRetry ? [`filters   retry budget spent: ${shown.filterRetry.budgetSpent.attempts} attempts, ${shown.filterRetry.budgetSpent.elapsedMs} ms (by the attempt due ${shown.filterRetry.nextAttemptAt})`] : []),
+    ...(m.filteredBy ? [`filtered  by ${printable(m.filteredBy)}`] : []),
     `type      ${printable(m.contentType)}`,
     `attributes ${printableJson(shown.attributes)}`,
     '', 'body:', typeof shown.body === 'string' ? escapeControl(shown.body, { lines: true }) : printableJson(shown.body, 2),
@@ -439,8 +441,8 @@ async function listMessages(store: MessageStore, filter: ListFilter, o: { limit:
     io.err(`more messages match: ${limit === 1 ? 'only the newest is shown' : `the newest ${limit} are shown`}; raise --limit, or see older ones (with the same filters) with --older-than ${list[limit - 1]!.id}`)
   }
   const errors = await shownErrors(store, list)
-  if (o.json) io.out(printableJson(list.map((m) => ({ id: m.id, channel: m.channel, status: m.status, receivedAt: iso(m.receivedAt), updatedAt: iso(m.updatedAt), ...(errors.has(m) ? { [m.error ? 'error' : 'lastError']: scrubShown(errors.get(m)!) } : {}) }))))
+  if (o.json) io.out(printableJson(list.map((m) => ({ id: m.id, channel: m.channel, status: m.status, receivedAt: iso(m.receivedAt), updatedAt: iso(m.updatedAt), ...(errors.has(m) ? { [m.error ? 'error' : 'lastError']: scrubShown(errors.get(m)!) } : {}), ...(m.filteredBy ? { filteredBy: scrubShown(m.filteredBy) } : {}) }))))
   else if (list.length === 0) io.out('no messages')
-  else io.out(table([['ID', 'CHANNEL', 'STATUS', 'RECEIVED', 'ERROR'], ...list.map((m) => [printable(m.id), printable(m.channel), m.status, iso(m.receivedAt), printable(errors.get(m)).slice(0, 80)])]))
+  else io.out(table([['ID', 'CHANNEL', 'STATUS', 'RECEIVED', 'REASON'], ...list.map((m) => [printable(m.id), printable(m.channel), m.status, iso(m.receivedAt), listedReason(m, errors.get(m), 80)])]))
   return 0
 }

@@ -28,12 +28,12 @@ const toMessage = (m: StoredMessage): Message => ({ id: m.id, channel: m.channel
  */
 export async function processMessage(rc: RunContext, p: Pipeline, m: ClaimedMessage): Promise<Ending> {
   const parts = await runFilters(rc, p, m)
-  if (!Array.isArray(parts)) {
+  if ('reason' in parts) {
     await rc.store.fail(m.id, parts.reason)
     return { status: 'error', error: parts.reason, facts: [parts.facts] }
   }
-  if (parts.length === 0) {
-    await rc.store.complete(m.id, 'filtered', p.destinations.map((s) => ({ destination: s.loaded.name, part: 0, status: 'filtered' })))
+  if ('droppedBy' in parts) {
+    await rc.store.complete(m.id, 'filtered', p.destinations.map((s) => ({ destination: s.loaded.name, part: 0, status: 'filtered' })), filterLabel(p.filters, parts.droppedBy))
     return { status: 'filtered' }
   }
   const finals = await deliverParts(rc, p, m, parts)
@@ -43,8 +43,17 @@ export async function processMessage(rc: RunContext, p: Pipeline, m: ClaimedMess
   return error ? { status: 'error', error, facts: failed.map((f) => f.facts ?? { destination: f.destination }) } : { status: 'delivered' }
 }
 
+/** The filter that dropped a message (returned none of it), as the message log keeps it: `filters/2 "training" (match)`. */
+function filterLabel(filters: readonly Filter[], index: number): string {
+  const origin = originOf(filters[index]!)
+  return `filters/${index}${origin?.name !== undefined ? ` "${origin.name}"` : ''}${origin ? ` (${origin.type})` : ''}`
+}
+
+/** A message no filter kept a part of: which one returned none (the last part dropped, for a split one). */
+interface Dropped { droppedBy: number }
+
 /**
- * Runs the filters in order; returns the message's parts (none: filtered; several: split), or the
+ * Runs the filters in order; returns the message's parts (several: split) or the filter that dropped it, or the
  * reason it goes to error (and what of it a log line may say). A retryable failure (per `classify`) runs the filters again after the
  * backoff of `filterRetry`, holding the message's key meanwhile, until its budget (attempts and
  * elapsed time, decided as for a destination) is spent. Each retry is stored with the budget it
@@ -53,13 +62,13 @@ export async function processMessage(rc: RunContext, p: Pipeline, m: ClaimedMess
  * engine was down does not). An attempt cut short by a crash is not charged: the message was in
  * flight, so the store counts it as under way at an unclean stop (MAX_INTERRUPTIONS), as before.
  */
-async function runFilters(rc: RunContext, p: Pipeline, m: ClaimedMessage): Promise<Message[] | { reason: string; facts: FailureFacts }> {
+async function runFilters(rc: RunContext, p: Pipeline, m: ClaimedMessage): Promise<Message[] | Dropped | { reason: string; facts: FailureFacts }> {
   const spent = m.filterRetry ?? { charged: 0, elapsedMs: 0, nextAttemptAt: 0 }
   await waitScheduled(rc, m.id, spent.nextAttemptAt)
   const started = rc.now()
   for (let attempt = spent.charged + 1; ; attempt++) {
     const r = await filterOnce(p.filters, toMessage(m), rc.aborting)
-    if (Array.isArray(r)) return r
+    if (Array.isArray(r) || 'droppedBy' in r) return r
     // Cut off by the stop (or failed because of it): back to the queue, never to error, no retry logged.
     if (rc.aborting.aborted) throw shutdownError(rc.name)
     const origin = originOf(p.filters[r.index]!)
@@ -96,12 +105,12 @@ async function waitScheduled(rc: RunContext, id: string, at: number): Promise<vo
 }
 
 /**
- * One pass through the filters: the parts, or the filter that threw (`error`) or returned what is not
+ * One pass through the filters: the parts, the filter after which none is left (`droppedBy`), or the filter that threw (`error`) or returned what is not
  * a message, null or an array of messages (`wrong`, a permanent failure: see `filterOutput`). A
  * filter still running when `aborting` fires (the end of `shutdownTimeoutMs`) is cut off: filters
  * get no signal, and one that never settles must not keep its message in flight past the stop.
  */
-async function filterOnce(filters: readonly Filter[], first: Message, aborting: AbortSignal): Promise<Message[] | { index: number; error: unknown } | { index: number; wrong: string }> {
+async function filterOnce(filters: readonly Filter[], first: Message, aborting: AbortSignal): Promise<Message[] | Dropped | { index: number; error: unknown } | { index: number; wrong: string }> {
   let parts = [first]
   for (const [index, f] of filters.entries()) {
     const out: Message[] = []
@@ -116,6 +125,7 @@ async function filterOnce(filters: readonly Filter[], first: Message, aborting: 
       if (!Array.isArray(got)) return { index, wrong: got.wrong }
       out.push(...got)
     }
+    if (out.length === 0) return { droppedBy: index }
     parts = out
   }
   return parts

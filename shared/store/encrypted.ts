@@ -434,8 +434,8 @@ async function listByKey(inner: MessageStore, filter: ListFilter, { name, value 
 /** Whether a value is the store's (starts with `weir:enc:`): sealed, or clear and marked so ({@link keepClear}). */
 const isSealed = (v: unknown): v is string => typeof v === 'string' && v.startsWith(SEALED)
 
-/** Whether a message's body, attributes or error was stored sealed (`is`: or marked clear, the default). */
-const messageSealed = (m: StoredMessage, is = isSealed) => is(m.body) || is(m.attributes[SEALED_ATTRIBUTES]) || is(m.error)
+/** Whether a message's body, attributes or reason (error, filteredBy) was stored sealed (`is`: or marked clear, the default). */
+const messageSealed = (m: StoredMessage, is = isSealed) => is(m.body) || is(m.attributes[SEALED_ATTRIBUTES]) || is(m.error) || is(m.filteredBy)
 /** Whether a delivery record's error or response excerpt was stored sealed (or marked clear). */
 const deliverySealed = (d: DeliveryRecord, is = isSealed) => is(d.lastError) || is(d.responseExcerpt)
 /** Whether anything of a claimed message was stored sealed (`is`: or marked clear, the default): what `openers` would open. */
@@ -456,13 +456,15 @@ const placeholder = (e: UnreadableValueError) => `(cannot be decrypted${e.keyId 
 
 /**
  * A message as a read (list, get) shows it when a value of it cannot be decrypted: its id, channel,
- * status and times as stored, the body replaced by the reason, no attributes, the error the reason.
+ * status and times as stored, the body replaced by the reason, no attributes, the error the reason
+ * (and no filteredBy: still sealed).
  * Any other failure (no key can be loaded at all) is thrown, as it concerns every message.
  */
 function unreadableView<M extends StoredMessage>(m: M, e: unknown): M {
   if (!(e instanceof UnreadableValueError)) throw e
   const why = placeholder(e)
-  return { ...m, body: why, contentType: 'text/plain', attributes: {}, error: why }
+  const { filteredBy: _sealed, ...rest } = m
+  return { ...rest, body: why, contentType: 'text/plain', attributes: {}, error: why } as M
 }
 
 /**
@@ -488,6 +490,8 @@ function openers(cipher: () => Promise<ContentCipher>, unreadableAs?: (e: Unread
         attributes: isSealedValue(sealedAttributes) ? JSON.parse(await open(sealedAttributes, 'attributes'))
           : isSealed(sealedAttributes) ? { ...m.attributes, [SEALED_ATTRIBUTES]: await open(sealedAttributes, 'attributes') } : m.attributes,
         ...(m.error !== undefined ? { error: await open(m.error, 'error') } : {}),
+        // Sealed as the reason of an error is (`complete` seals either as its `error`).
+        ...(m.filteredBy !== undefined ? { filteredBy: await open(m.filteredBy, 'error') } : {}),
       }
     },
     deliveries: async <D extends readonly DeliveryRecord[]>(ds: D): Promise<D> => !ds.some((d) => deliverySealed(d)) ? ds : Promise.all(ds.map(async (d) => ({

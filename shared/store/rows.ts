@@ -36,7 +36,8 @@ export function rowToMessage(r: MessageRow): StoredMessage {
     body: JSON.parse(r.body), contentType: r.content_type, attributes: JSON.parse(r.attributes),
     receivedAt: Number(r.received_at), updatedAt: Number(r.updated_at),
     ...(r.dedupe_key !== null ? { dedupeKey: r.dedupe_key } : {}),
-    ...(r.error !== null ? { error: r.error } : {}),
+    // One column for the reason: why a message is in error, or which filter dropped a filtered one.
+    ...(r.error !== null ? { [r.status === 'filtered' ? 'filteredBy' : 'error']: r.error } : {}),
     ...(r.order_key !== null ? { orderKey: r.order_key } : {}),
     ...(r.filter_next_attempt_at !== null && r.filter_next_attempt_at !== undefined
       ? { filterRetry: { charged: Number(r.filter_attempts), elapsedMs: Number(r.filter_elapsed), nextAttemptAt: Number(r.filter_next_attempt_at) } }

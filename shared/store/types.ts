@@ -15,6 +15,8 @@ export interface StoredMessage extends Message {
   readonly updatedAt: number
   /** Why the whole message is in error (a filter threw, a destination gave up). */
   readonly error?: string
+  /** Of a filtered message, the filter that dropped it: `filters/2 "training" (match)` (its place in the channel, name and type). */
+  readonly filteredBy?: string
   /** The message's order key (`options.orderBy`): messages with the same key are delivered in `seq` order. */
   readonly orderKey?: string
   /**
@@ -302,7 +304,11 @@ export interface MessageStore {
    * with the budget charged. The message stays in flight; finishing it or a resubmission clears it.
    */
   recordFilterRetry(id: string, retry: FilterRetry): Promise<void>
-  /** Finishes a claimed message: `delivered`, `filtered` or `error`, with the given final delivery updates. */
+  /**
+   * Finishes a claimed message: `delivered`, `filtered` or `error`, with the given final delivery
+   * updates; `error`: why it is in error, or for `filtered` which filter dropped it (read back as
+   * `filteredBy`, kept where the reason of an error is).
+   */
   complete(id: string, status: 'delivered' | 'filtered' | 'error', updates?: DeliveryUpdate[], error?: string): Promise<void>
   /** Puts a message in error as a whole (a filter threw, the message cannot be processed). */
   fail(id: string, error: string): Promise<void>

@@ -124,6 +124,23 @@ describe('dashboard pages', () => {
     expect((await page('/channels/orders')).text).toMatch(/since start \d\d:\d\d UTC: received <strong data-field="received">1<\/strong>/)
   })
 
+  it('says which filter dropped a filtered message, as "Filtered by", not as an error; the log\'s Reason column has it and an error\'s HTTP status first', async () => {
+    const [filtered, failed] = [await rt.store.enqueue('ledger', { body: 1 }), await rt.store.enqueue('ledger', { body: 2 })]
+    await rt.store.claim('ledger', 2)
+    await rt.store.complete(filtered.id, 'filtered', [{ destination: 'api', part: 0, status: 'filtered' }], 'filters/2 "test-patients" (match)')
+    const full = `epic-fhir: ERR_HTTP_STATUS: POST http://127.0.0.1:18443/api/FHIR/R4/Patient/${'x'.repeat(80)} answered 422: "invalid"`
+    await rt.store.complete(failed.id, 'error', [], full)
+    const shown = await page(`/messages/${filtered.id}`)
+    expect(shown.text).toContain('<dt>Filtered by</dt><dd id="filtered-by">filters/2 &#34;test-patients&#34; (match)</dd>')
+    expect(shown.text).not.toContain('<dt>Error</dt>')
+    expect((await page(`/messages/${failed.id}`)).text).toContain(`<dt>Error</dt><dd>${full.replaceAll('"', '&#34;')}</dd>`)
+    const log = (await page('/channels/ledger')).text
+    expect(log).toContain('<th>Reason</th>')
+    const row = (id: string) => log.slice(log.indexOf(`/messages/${id}"`)).split('</tr>')[0]!
+    expect(row(filtered.id)).toContain('<td>filtered by filters/2 &#34;test-patients&#34; (match)</td>')
+    expect(row(failed.id)).toContain('<td>epic-fhir: http 422: &#34;invalid&#34;</td>')
+  })
+
   it('says a full page of the log is a page, refuses an unknown status filter, and answers the favicon', async () => {
     await send(Array.from({ length: 51 }, (_, n) => ({ n })))
     const log = await page('/channels/orders?limit=50')

@@ -133,7 +133,8 @@ describe('weir messages', () => {
     expect(await messagesCommand(['list', '--status', 'error', '--data-dir', 'data'], l.io)).toBe(0)
     const lines = l.out.join('\n').split('\n')
     expect(lines).toHaveLength(2)
-    expect(lines[1]).toMatch(new RegExp(`^${bad.body.id}  adt +error +\\S+Z  api: ERR_HTTP_STATUS: POST ${api.url.replace(/[./]/g, '\\$&')} answered 400$`))
+    // The status first (the full reason, with the URL, in show and --json).
+    expect(lines[1]).toMatch(new RegExp(`^${bad.body.id}  adt +error +\\S+Z  api: http 400$`))
 
     const s = io(dir.path)
     expect(await messagesCommand(['show', bad.body.id.slice(0, 22), '--data-dir', 'data'], s.io)).toBe(0)
@@ -245,7 +246,7 @@ describe('weir messages', () => {
     const t = io(dir.path)
     expect(await messagesCommand(['list', '--data-dir', 'data'], t.io)).toBe(0)
     const rows = t.out[0]!.split('\n')
-    expect(rows[0]).toMatch(/^ID +CHANNEL +STATUS +RECEIVED +ERROR$/)
+    expect(rows[0]).toMatch(/^ID +CHANNEL +STATUS +RECEIVED +REASON$/)
     const row = (id: string) => rows.find((r) => r.startsWith(id))!
     expect(row(retried.id)).toMatch(/ retrying +\S+ +audit: http 503 from audit$/)
     expect(row(failed.id)).toMatch(/ error +\S+ +api: gave up after 3 attempts$/)
@@ -276,6 +277,45 @@ describe('weir messages', () => {
     expect([e.code, e.userError]).toEqual(['ERR_CONFIG_INVALID', true])
     expect(e.message).toBe(`${file}#: invalid JSON at line 2, column 78: unexpected token 's'`)
     expect(e.message + t.out.join('') + t.err.join('')).not.toContain('s3cr3t')
+  })
+
+  it('list shows an error\'s HTTP status first, never cut behind the URL, and which filter dropped a filtered message; --json and show keep the full text', async () => {
+    const store = openSqliteStore({ dataDir: join(dir.path, 'data') })
+    const [failed, retried, filtered] = [await store.enqueue('c', { body: 1 }), await store.enqueue('c', { body: 2 }), await store.enqueue('c', { body: 3 })]
+    await store.claim('c', 3)
+    const url = 'POST http://127.0.0.1:18443/api/FHIR/R4/Patient'
+    const full = `epic-fhir: ERR_HTTP_STATUS: ${url} answered 422: "{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"invalid"}]}"`
+    await store.complete(failed.id, 'error', [], full)
+    await store.recordDelivery(retried.id, { destination: 'api', part: 0, status: 'retrying', nextAttemptAt: 9000, attempt: { startedAt: 1, endedAt: 2, outcome: 'retryable', responseStatus: 503, error: `ERR_HTTP_STATUS: ${url} answered 503` } })
+    await store.complete(filtered.id, 'filtered', [{ destination: 'api', part: 0, status: 'filtered' }], 'filters/2 "test-patients" (match)')
+    await store.close()
+    const t = io(dir.path)
+    expect(await messagesCommand(['list', '--data-dir', 'data'], t.io)).toBe(0)
+    const rows = t.out[0]!.split('\n')
+    const reason = (id: string) => rows.find((r) => r.startsWith(id))!.replace(/^(\S+ +){4}/, '')
+    expect(reason(failed.id)).toMatch(/^epic-fhir: http 422: "\{"resourceType":"OperationOutcome","issue":.*…$/)
+    expect(reason(failed.id)).toHaveLength(80)
+    expect(reason(retried.id)).toBe('api: http 503')
+    expect(reason(filtered.id)).toBe('filtered by filters/2 "test-patients" (match)')
+    const json = io(dir.path)
+    expect(await messagesCommand(['list', '--json', '--data-dir', 'data'], json.io)).toBe(0)
+    const listed = JSON.parse(json.out[0]!) as Array<{ id: string; error?: string; lastError?: string; filteredBy?: string }>
+    expect(listed.map((m) => [m.id, m.error, m.lastError, m.filteredBy])).toEqual([
+      [filtered.id, undefined, undefined, 'filters/2 "test-patients" (match)'],
+      [retried.id, undefined, `api: ERR_HTTP_STATUS: ${url} answered 503`, undefined],
+      [failed.id, full, undefined, undefined],
+    ])
+    const shown = io(dir.path)
+    expect(await messagesCommand(['show', filtered.id, '--data-dir', 'data'], shown.io)).toBe(0)
+    expect(shown.out.join('\n')).toContain('\nfiltered  by filters/2 "test-patients" (match)\n')
+    expect(shown.out.join('\n')).not.toMatch(/^error /m)
+    const shownJson = io(dir.path)
+    expect(await messagesCommand(['show', filtered.id, '--json', '--data-dir', 'data'], shownJson.io)).toBe(0)
+    const detail = JSON.parse(shownJson.out[0]!) as { status: string; filteredBy?: string; error?: string }
+    expect([detail.status, detail.filteredBy, detail.error]).toEqual(['filtered', 'filters/2 "test-patients" (match)', undefined])
+    const showFailed = io(dir.path)
+    expect(await messagesCommand(['show', failed.id, '--data-dir', 'data'], showFailed.io)).toBe(0)
+    expect(showFailed.out.join('\n')).toContain(`error     ${full}`)
   })
 
   it('show redacts token fields and JWTs in excerpts stored unredacted (by an older weir)', async () => {

@@ -89,6 +89,28 @@ describe('patient data at rest: encryptContent', () => {
   })
 })
 
+describe('encryptContent and a filtered message', () => {
+  it('seals the filter that dropped it as an error is sealed, opens it as filteredBy; the wrong key shows it not, sealed or opened', async () => {
+    const data = join(fx.dir.path, 'data')
+    const key = randomBytes(32)
+    const store = encryptContent(openSqliteStore({ dataDir: data }), { key: async () => key, channels: true })
+    const { id } = await store.enqueue('c', { body: { mrn: MRN } })
+    await store.claim('c', 1)
+    await store.complete(id, 'filtered', [{ destination: 'd', part: 0, status: 'filtered' }], 'filters/1 "test-patients" (match)')
+    expect((await store.get(id))!.message).toMatchObject({ status: 'filtered', filteredBy: 'filters/1 "test-patients" (match)' })
+    expect((await store.list({ status: 'filtered' }))[0]!.filteredBy).toBe('filters/1 "test-patients" (match)')
+    await store.close()
+    const bare = openSqliteStore({ dataDir: data })
+    expect((await bare.get(id))!.message.filteredBy).toMatch(/^weir:enc:/)
+    await bare.close()
+    const wrong = encryptContent(openSqliteStore({ dataDir: data }), { key: async () => randomBytes(32), channels: true })
+    const unread = (await wrong.get(id))!.message
+    expect(unread).toMatchObject({ id, status: 'filtered', error: expect.stringContaining('cannot be decrypted') })
+    expect(unread).not.toHaveProperty('filteredBy')
+    await wrong.close()
+  })
+})
+
 describe('encryptContent with a channel stored in clear', () => {
   it('still opens what was sealed before, wherever it is in a claimed message, and writes the rest in clear', async () => {
     const data = join(fx.dir.path, 'data')

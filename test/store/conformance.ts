@@ -228,6 +228,24 @@ export function storeConformance(factory: StoreFactory): void {
       expect((await store.get(r.id))!.message).toMatchObject({ status: 'error', error: 'orderBy: the key expression gave no value', body: { mrn: null } })
     })
 
+    it('keeps which filter dropped a filtered message as its filteredBy, never as an error; a resubmit clears it', async () => {
+      const [a, b] = [await store.enqueue('c', { body: 1 }), await store.enqueue('c', { body: 2 })]
+      await store.claim('c', 2)
+      await store.complete(a.id, 'filtered', [{ destination: 'api', part: 0, status: 'filtered' }], 'filters/2 "test-patients" (match)')
+      await store.complete(b.id, 'error', [], 'filters/0 (map): boom')
+      const filtered = (await store.get(a.id))!.message
+      expect(filtered).toMatchObject({ status: 'filtered', filteredBy: 'filters/2 "test-patients" (match)' })
+      expect(filtered.error).toBeUndefined()
+      const inError = (await store.get(b.id))!.message
+      expect(inError).toMatchObject({ status: 'error', error: 'filters/0 (map): boom' })
+      expect(inError.filteredBy).toBeUndefined()
+      expect((await store.list({ channel: 'c', status: 'filtered' })).map((m) => [m.id, m.filteredBy, m.error])).toEqual([[a.id, 'filters/2 "test-patients" (match)', undefined]])
+      await reopen()
+      expect((await store.get(a.id))!.message.filteredBy).toBe('filters/2 "test-patients" (match)')
+      expect(await store.resubmit({ ids: [a.id] })).toEqual([a.id])
+      expect((await store.get(a.id))!.message).not.toHaveProperty('filteredBy')
+    })
+
     it('latestErrors: per message asked for, the destination and error of its latest failed attempt; none for one without', async () => {
       const [a, b, c] = [await store.enqueue('c', { body: 1 }), await store.enqueue('c', { body: 2 }), await store.enqueue('c', { body: 3 })]
       await store.claim('c', 3)

@@ -4,7 +4,8 @@ import { SEARCH_KEY_NAME } from '../../../shared/key-expression.ts'
 import { MESSAGE_STATUSES, type ListFilter, type MessageStatus, type MessageStore, type StoredMessage } from '../../../shared/store/index.ts'
 import { isWeirError } from '../../../shared/errors.ts'
 import { parseSince } from '../../commands/messages.ts'
-import { iso, scrubShown, shownErrors, shownMessage } from '../../message-view.ts'
+import { iso, shownErrors, shownMessage } from '../../message-view.ts'
+import { listedReason } from '../../error-brief.ts'
 import { auditAction, refusingOf, sinceStart, type ApiSources } from '../api.ts'
 import type { Auth } from '../auth.ts'
 import { requireRole, type RouteContext, type Router } from '../router.ts'
@@ -146,8 +147,8 @@ export function messageLogPage(router: Router, src: ApiSources, auth: Auth): voi
     const body = html`<h1>Channel ${channel}</h1>${notice}${destinationsTable(src, channel, user, pageAfterAction(ctx.url))}
 <h2>Message log</h2>${logFilterForm(channel, ctx.url.searchParams, filter.limit)}
 ${logPager(channel, ctx.url.searchParams, list, filter.limit)}${user.role === 'operator' ? html`<p><a class="button" id="resubmit-set" href="/channels/${encodeURIComponent(channel)}/resubmit?${filterQuery(ctx.url.searchParams)}">Resubmit the messages this filter matches…</a></p>` : ''}
-<table class="grid" id="messages"><thead><tr><th>Message</th><th>Status</th><th>Received</th><th>Updated</th><th>Error</th></tr></thead><tbody>
-${list.map((m) => html`<tr><td><a class="mono" href="/messages/${encodeURIComponent(m.id)}">${escapeControl(m.id)}</a></td><td><span class="status s-${m.status}">${m.status}</span></td><td>${iso(m.receivedAt)}</td><td>${iso(m.updatedAt)}</td><td>${escapeControl(scrubShown(errors.get(m) ?? '')).slice(0, 120)}</td></tr>`)}
+<table class="grid" id="messages"><thead><tr><th>Message</th><th>Status</th><th>Received</th><th>Updated</th><th>Reason</th></tr></thead><tbody>
+${list.map((m) => html`<tr><td><a class="mono" href="/messages/${encodeURIComponent(m.id)}">${escapeControl(m.id)}</a></td><td><span class="status s-${m.status}">${m.status}</span></td><td>${iso(m.receivedAt)}</td><td>${iso(m.updatedAt)}</td><td>${listedReason(m, errors.get(m), 120)}</td></tr>`)}
 </tbody></table>`
     sendHtml(ctx.res, 200, layout(`Channel ${channel}`, user, body))
   })
@@ -171,7 +172,7 @@ function messageBody(s: Shown, user: PageUser, notice: string | undefined): Raw 
   const attempts = s.attempts as Array<Record<string, unknown>>
   return html`<h1>Message <span class="mono">${escapeControl(s.id)}</span></h1>${notice ? html`<p class="notice" role="status">${notice}</p>` : ''}
 <dl class="meta"><dt>Channel</dt><dd><a href="/channels/${encodeURIComponent(s.channel)}">${s.channel}</a></dd><dt>Status</dt><dd><span class="status s-${s.status}" id="message-status">${s.status}</span></dd>
-<dt>Received</dt><dd>${s.receivedAt}</dd><dt>Updated</dt><dd>${s.updatedAt}</dd><dt>Type</dt><dd>${cell(s.contentType)}</dd>${s.error ? html`<dt>Error</dt><dd>${cell(s.error)}</dd>` : ''}
+<dt>Received</dt><dd>${s.receivedAt}</dd><dt>Updated</dt><dd>${s.updatedAt}</dd><dt>Type</dt><dd>${cell(s.contentType)}</dd>${s.error ? html`<dt>Error</dt><dd>${cell(s.error)}</dd>` : ''}${s.filteredBy ? html`<dt>Filtered by</dt><dd id="filtered-by">${cell(s.filteredBy)}</dd>` : ''}
 <dt>Attributes</dt><dd class="mono">${escapeControl(JSON.stringify(s.attributes) ?? '')}</dd></dl>
 ${user.role === 'operator' ? html`<p><a class="button" href="${url}/resubmit">Resubmit…</a></p>` : ''}
 <h2>Body</h2><pre id="body">${bodyText(s.body)}</pre>
