@@ -207,16 +207,15 @@ class AlertsNotifier implements Alerts {
   async #led(): Promise<readonly AlertRule[]> {
     const leadership = this.deps.store.leadership
     if (!leadership) return this.loaded.alerts
-    const held = await Promise.all(this.loaded.alerts.map(async (rule) => {
-      const name = alertsLeadership(rule)
-      try {
-        return await leadership.lead(name)
-      } catch (e) {
-        this.#log.warn({ err: e, alert: alertId(rule) }, 'cannot renew the alert\'s leadership; not evaluating it')
-        return false
-      }
-    }))
-    const led = this.loaded.alerts.filter((_, i) => held[i])
+    const names = this.loaded.alerts.map(alertsLeadership)
+    let held: ReadonlySet<string>
+    try {
+      held = leadership.leadAll ? await leadership.leadAll(names) : new Set((await Promise.all(names.map(async (n) => ((await leadership.lead(n)) ? [n] : [])))).flat())
+    } catch (e) {
+      this.#log.warn({ err: e }, 'cannot renew the alerts\' leaderships; not evaluating')
+      held = new Set()
+    }
+    const led = this.loaded.alerts.filter((rule) => held.has(alertsLeadership(rule)))
     for (const rule of this.loaded.alerts) {
       const name = alertsLeadership(rule)
       if (!led.includes(rule)) this.#leading.delete(name)

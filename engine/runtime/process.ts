@@ -61,6 +61,7 @@ interface Dropped { droppedBy: number }
  * retry scheduled waits its turn, and the attempts and time charged before count (the time the
  * engine was down does not). An attempt cut short by a crash is not charged: the message was in
  * flight, so the store counts it as under way at an unclean stop (MAX_INTERRUPTIONS), as before.
+ * Filters that pass after a retry clear what was stored; finishing the message clears it too.
  */
 async function runFilters(rc: RunContext, p: Pipeline, m: ClaimedMessage): Promise<Message[] | Dropped | { reason: string; facts: FailureFacts }> {
   const spent = m.filterRetry ?? { charged: 0, elapsedMs: 0, nextAttemptAt: 0 }
@@ -68,7 +69,12 @@ async function runFilters(rc: RunContext, p: Pipeline, m: ClaimedMessage): Promi
   const started = rc.now()
   for (let attempt = spent.charged + 1; ; attempt++) {
     const r = await filterOnce(p.filters, toMessage(m), rc.aborting)
-    if (Array.isArray(r) || 'droppedBy' in r) return r
+    if (Array.isArray(r)) {
+      // Passed after retries: the budget is spent no more (a later run of the filters, after a crash during delivery, starts afresh).
+      if (attempt > 1) await rc.store.recordFilterRetry(m.id, null)
+      return r
+    }
+    if ('droppedBy' in r) return r
     // Cut off by the stop (or failed because of it): back to the queue, never to error, no retry logged.
     if (rc.aborting.aborted) throw shutdownError(rc.name)
     const origin = originOf(p.filters[r.index]!)

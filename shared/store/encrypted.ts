@@ -359,7 +359,7 @@ function lenientReads(inner: MessageStore, cipher: () => Promise<ContentCipher>)
 /** The store's methods that carry no message content: the wrapped store's own. */
 function passThrough(inner: MessageStore) {
   return {
-    recordFilterRetry: (id: string, retry: FilterRetry) => inner.recordFilterRetry(id, retry),
+    recordFilterRetry: (id: string, retry: FilterRetry | null) => inner.recordFilterRetry(id, retry),
     resubmit: (target: ResubmitTarget) => inner.resubmit(target),
     resubmitPreview: (ids: string[]) => inner.resubmitPreview(ids),
     audit: (entry: Parameters<MessageStore['audit']>[0]) => inner.audit(entry),

@@ -252,6 +252,8 @@ export interface ClaimOptions {
 export interface Leadership {
   /** Takes the leadership, or keeps it: true while this engine holds it. */
   lead(name: string): Promise<boolean>
+  /** Takes or keeps each of `names` (as `lead` does each) in one round trip: those this engine holds now. */
+  leadAll?(names: readonly string[]): Promise<Set<string>>
   resign(name: string): Promise<void>
   /** How long a leadership outlives its holder's last renewal (ms): a holder that could not renew for this long must stop. */
   readonly leaseMs: number
@@ -301,9 +303,10 @@ export interface MessageStore {
   /**
    * Stores the retry of a claimed message's filters (one failed retryably), in place of the one
    * stored before, so that after a stop or a crash the runtime waits for `nextAttemptAt` and goes on
-   * with the budget charged. The message stays in flight; finishing it or a resubmission clears it.
+   * with the budget charged. The message stays in flight; finishing it or a resubmission clears it,
+   * and so does `null` (its filters passed).
    */
-  recordFilterRetry(id: string, retry: FilterRetry): Promise<void>
+  recordFilterRetry(id: string, retry: FilterRetry | null): Promise<void>
   /**
    * Finishes a claimed message: `delivered`, `filtered` or `error`, with the given final delivery
    * updates; `error`: why it is in error, or for `filtered` which filter dropped it (read back as

@@ -103,6 +103,27 @@ describe('a filter\'s retries across a restart or a crash (fake clock)', () => {
     expect((await rt.store.get(id))!.message).toMatchObject({ status: 'error', error: 'filters/0: gave up after 2000 ms: ERR_HTTP_NETWORK: lookup API down' })
   })
 
+  it('filters that pass after a retry clear the stored budget while a destination retries, so a later run of the filters starts afresh', async () => {
+    let fail = 1
+    const calls: number[] = []
+    const flaky = filter((m) => {
+      calls.push(Date.now())
+      if (fail-- > 0) throw new errorCodes.ERR_HTTP_NETWORK('lookup API down')
+      return m
+    })
+    rt.api.behaviour = () => ({ status: 503 })
+    const src = feedSource()
+    const h = await rt.start({ source: src.definition, filters: [flaky], destinations: [destination('api', rt.api.url, { retry: { maxAttempts: 10, initialDelayMs: 60_000, maxDelayMs: 60_000, maxElapsedMs: 3_600_000 } })] }, { random: () => 1 })
+    const { id } = await src.emit({ i: 0 })
+    await filterRetryStored(rt.store, id, 1)
+    await vi.advanceTimersByTimeAsync((await rt.store.get(id))!.message.filterRetry!.nextAttemptAt - Date.now())
+    // Passed at the second attempt; the API answers 503, so the message waits for its delivery's retry.
+    await settleIo(async () => (await rt.store.get(id))!.message.status === 'retrying')
+    expect(calls).toHaveLength(2)
+    expect((await rt.store.get(id))!.message.filterRetry).toBeUndefined()
+    await h.stop()
+  })
+
   it('a resubmitted message\'s filters get a whole budget again', async () => {
     const { f, h, id } = await begin({ maxAttempts: 2, initialDelayMs: 1000, maxDelayMs: 1000, maxElapsedMs: 3_600_000 }, 1)
     await vi.advanceTimersByTimeAsync(1000)

@@ -230,6 +230,21 @@ export class EngineLease {
     return rows.length === 1
   }
 
+  /**
+   * Takes or keeps each of the leaderships `names` in one statement (the alerts' rules, one each):
+   * those this engine holds now. On the main pool, not the renewals', so that many of them never
+   * queue ahead of the heartbeat.
+   */
+  async leadAll(names: readonly string[]): Promise<Set<string>> {
+    if (this.refusal || names.length === 0) return new Set()
+    const rows = await this.db.sql<{ name: string }>`INSERT INTO weir_leaders (name, engine_id, lease_until)
+      SELECT n, ${this.id}, clock_timestamp() + ${this.o.leaseMs}::int * interval '1 millisecond' FROM unnest(${[...names]}::text[]) AS n
+      ON CONFLICT (name) DO UPDATE SET engine_id = excluded.engine_id, lease_until = excluded.lease_until
+        WHERE weir_leaders.engine_id = excluded.engine_id OR weir_leaders.lease_until < clock_timestamp()
+      RETURNING name`
+    return new Set(rows.map((r) => r.name))
+  }
+
   async resign(name: string): Promise<void> {
     await this.renewals.sql`DELETE FROM weir_leaders WHERE name = ${name} AND engine_id = ${this.id}`
   }

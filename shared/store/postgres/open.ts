@@ -347,7 +347,7 @@ class PostgresStore implements PostgresMessageStore {
     return this.write<void>('delivery', [id, update, this.now()])
   }
 
-  recordFilterRetry(id: string, retry: FilterRetry): Promise<void> {
+  recordFilterRetry(id: string, retry: FilterRetry | null): Promise<void> {
     return this.write<void>('filterRetry', [id, retry])
   }
 
@@ -507,6 +507,7 @@ class PostgresStore implements PostgresMessageStore {
     // Kept: the runtime asks for `claims` before every delivery attempt.
     return this.leaderships ??= {
       lead: (name) => this.read(() => lease.lead(name)),
+      leadAll: (names) => this.read(() => lease.leadAll(names)),
       resign: (name) => lease.resign(name).catch(() => {}),
       leaseMs: lease.leaseMs,
       ...(this.claimLease ? { claims: this.claimLease } : {}),

@@ -401,11 +401,11 @@ const NO_FILTER_RETRY = 'filter_attempts = NULL, filter_elapsed = NULL, filter_n
 async function recordFilterRetries(tx: Queryable, me: string, ops: Indexed[]): Promise<void> {
   if (ops.length === 0) return
   // One row per message (an UPDATE joined to two would take either): the latest asked for.
-  const latest = [...new Map(ops.map(([op]) => [op.args[0] as string, op.args[1] as FilterRetry]))]
+  const latest = [...new Map(ops.map(([op]) => [op.args[0] as string, op.args[1] as FilterRetry | null]))]
   await tx.query(`UPDATE weir_messages m SET filter_attempts = f.charged, filter_elapsed = f.elapsed, filter_next_attempt_at = f.next
     FROM unnest($1::text[], $2::int[], $3::bigint[], $4::bigint[]) AS f (id, charged, elapsed, next)
     WHERE m.id = f.id AND m.owner = $5 AND m.status IN ${UNFINISHED}`,
-  [latest.map(([id]) => id), latest.map(([, r]) => r.charged), latest.map(([, r]) => r.elapsedMs), latest.map(([, r]) => r.nextAttemptAt), me])
+  [latest.map(([id]) => id), latest.map(([, r]) => r?.charged ?? null), latest.map(([, r]) => r?.elapsedMs ?? null), latest.map(([, r]) => r?.nextAttemptAt ?? null), me])
 }
 
 /** UPDATE … RETURNING id, channel of the messages this engine held and now finishes. */
@@ -457,7 +457,8 @@ async function release(tx: Queryable, me: string, ids: string[], t: number): Pro
 const giveUp = `m.status = 'in-flight' AND m.interrupted + 1 >= ${MAX_INTERRUPTIONS}`
 const REQUEUE_SET = `interrupted = m.interrupted + (m.status = 'in-flight')::int, owner = NULL,
   status = CASE WHEN ${giveUp} THEN 'error' ELSE 'queued' END,
-  error = CASE WHEN ${giveUp} THEN '${INTERRUPTED_ERROR.replaceAll("'", "''")}' ELSE m.error END`
+  error = CASE WHEN ${giveUp} THEN '${INTERRUPTED_ERROR.replaceAll("'", "''")}' ELSE m.error END,
+  ${['filter_attempts', 'filter_elapsed', 'filter_next_attempt_at'].map((c) => `${c} = CASE WHEN ${giveUp} THEN NULL ELSE m.${c} END`).join(', ')}`
 /** Their deliveries follow them: back to the queue, or to error with a message given up on. */
 const REQUEUE_DELIVERIES = `UPDATE weir_deliveries d SET status = CASE WHEN r.status = 'error' THEN 'error' ELSE 'queued' END
       FROM r WHERE d.message_id = r.id AND d.status IN ('in-flight', 'retrying')`

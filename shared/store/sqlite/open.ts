@@ -124,7 +124,8 @@ function prepare(dir: string, options: SqliteStoreOptions, t: number) {
 function recoverClaims(db: InstanceType<typeof DatabaseCtor>, t: number): { released: number; gaveUp: Array<{ id: string; channel: string }> } {
   return db.transaction(() => {
     db.prepare(`UPDATE message_status SET interrupted = interrupted + 1 WHERE status = 'in-flight'`).run()
-    const gaveUp = db.prepare(`UPDATE message_status SET status = 'error', error = ?, updated_at = ? WHERE status = 'in-flight' AND interrupted >= ?
+    const gaveUp = db.prepare(`UPDATE message_status SET status = 'error', error = ?, updated_at = ?, filter_attempts = NULL, filter_elapsed = NULL, filter_next_attempt_at = NULL
+      WHERE status = 'in-flight' AND interrupted >= ?
       RETURNING (SELECT id FROM message_content c WHERE c.seq = message_status.seq) AS id, channel`).all(INTERRUPTED_ERROR, t, MAX_INTERRUPTIONS) as Array<{ id: string; channel: string }>
     const closeDeliveries = db.prepare(`UPDATE deliveries SET status = 'error' WHERE message_id = ? AND status IN ('in-flight', 'retrying')`)
     for (const m of gaveUp) closeDeliveries.run(m.id)
@@ -262,7 +263,7 @@ class SqliteStore implements SqliteMessageStore {
     return this.writer.call('recordDelivery', [id, update, this.now()])
   }
 
-  recordFilterRetry(id: string, retry: FilterRetry): Promise<void> {
+  recordFilterRetry(id: string, retry: FilterRetry | null): Promise<void> {
     return this.writer.call('recordFilterRetry', [id, retry])
   }
 

@@ -259,7 +259,7 @@ const ops = {
    * @param {string} id @param {{ charged: number, elapsedMs: number, nextAttemptAt: number }} retry
    */
   recordFilterRetry(id, retry) {
-    s.filterRetry.run(retry.charged, retry.elapsedMs, retry.nextAttemptAt, id)
+    s.filterRetry.run(retry?.charged ?? null, retry?.elapsedMs ?? null, retry?.nextAttemptAt ?? null, id)
   },
   /** @param {string} id @param {string} status @param {any[]} updates @param {string | null} error @param {number} t */
   complete(id, status, updates, error, t) {
