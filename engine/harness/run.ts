@@ -639,6 +639,9 @@ async function checkMessages(exps: NonNullable<Expectation['messages']>, ctx: Ch
         if (statusOf(d) !== st) f.push(`message ${i + 1}${part}: ${statusOf(d)} at "${dest}", expected ${st}${why(d) ? ` (${why(d)})` : ''}`)
       }
     }
+    if (e.filteredBy !== undefined && !new RegExp(e.filteredBy).test(m.filteredBy ?? '')) {
+      f.push(`message ${i + 1}: ${m.filteredBy !== undefined ? `filtered by ${m.filteredBy}` : `not filtered (${status})`}, expected filtered by /${e.filteredBy}/`)
+    }
     if (e.error !== undefined) {
       const texts = [m.error ?? '', ...(detail?.deliveries ?? []).map((d) => d.lastError ?? '')]
       if (!texts.some((t) => new RegExp(e.error!).test(t))) f.push(`message ${i + 1}: no error matching /${e.error}/ (errors: ${texts.filter(Boolean).join(' | ') || 'none'})`)

@@ -157,6 +157,7 @@ const expectation: JsonSchema = {
           status: { ...statusName, description: 'Status of the message: `delivered`, `filtered` or `error` once finished; `retrying` while a delivery waits for its next attempt (a credential the token endpoint refuses, a destination\'s circuit breaker open); `queued` while it waits its turn.' },
           destinations: { type: 'object', additionalProperties: statusName, description: 'Status per destination name (`retrying`: the delivery waits for its next attempt).' },
           error: { type: 'string', description: 'Regular expression the message\'s last error must match: why it is in error, or a retrying delivery\'s last attempt error.' },
+          filteredBy: { type: 'string', description: 'Regular expression the filter that dropped the message must match, named as the message log names it: its place, its name if it has one, and its type (`filters/0 "admissions-only" (match)`). A message no filter dropped fails it.' },
         },
       },
     },
@@ -261,7 +262,7 @@ export interface DeliveryExpectation { count?: number; body?: unknown; bodyMatch
 export interface Expectation {
   requests?: RequestExpectation[]
   requestCount?: number
-  messages?: Array<{ status?: string; destinations?: Record<string, string>; error?: string }>
+  messages?: Array<{ status?: string; destinations?: Record<string, string>; error?: string; filteredBy?: string }>
   tokenRequests?: TokenExpectation | TokenExpectation[]
   logs?: string[]
   jwksFetches?: number

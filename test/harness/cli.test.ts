@@ -15,7 +15,7 @@ writeFileSync(passing, JSON.stringify({
   api: [{ method: 'POST', path: '/api/FHIR/R4/Patient', answers: [{ status: 201 }] }],
   cases: [
     { name: 'delivered', steps: [{ send: { body: { event: 'A01', mrn: '1', firstName: 'A', lastName: 'B', sex: 'F', dob: '20000101' } } }], expect: { requestCount: 1, messages: [{ status: 'delivered' }] } },
-    { name: 'filtered', steps: [{ send: { body: { event: 'A03', mrn: '2', firstName: 'C', lastName: 'D', sex: 'M', dob: '20000101' } } }], expect: { requestCount: 0, messages: [{ status: 'filtered' }] } },
+    { name: 'filtered', steps: [{ send: { body: { event: 'A03', mrn: '2', firstName: 'C', lastName: 'D', sex: 'M', dob: '20000101' } } }], expect: { requestCount: 0, messages: [{ status: 'filtered', filteredBy: '^filters/0 "admissions-only" \\(match\\)$' }] } },
   ],
 }))
 const failing = join(DIR, 'failing.test.json')
@@ -35,6 +35,15 @@ describe('weir test', () => {
     expect(code).toBe(1)
     expect(out).toContain('  ✗ delivered: expect.requestCount: the API received 1 requests, expected 2')
     expect(out.trimEnd().split('\n').at(-1)).toBe('3 passed, 1 failed')
+  })
+
+  it('expect.messages[].filteredBy: the filter that dropped the message, or a failure naming the one that did (or none)', async () => {
+    const wrong = join(DIR, 'filtered-by.test.json')
+    writeFileSync(wrong, readFileSync(passing, 'utf8').replace('"messages":[{"status":"delivered"}]', '"messages":[{"status":"delivered","filteredBy":"admissions"}]').replace('admissions-only\\" \\\\(match', 'to-fhir-patient\\" \\\\(map'))
+    const { code, out } = await runCli(['test', wrong])
+    expect(code).toBe(1)
+    expect(out).toContain('  ✗ delivered: message 1: not filtered (delivered), expected filtered by /admissions/')
+    expect(out).toContain('  ✗ filtered: message 1: filtered by filters/0 "admissions-only" (match), expected filtered by /^filters/0 "to-fhir-patient" \\(map\\)$/')
   })
 
   it('--reporter junit --output FILE writes valid JUnit XML', async () => {
