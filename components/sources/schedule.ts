@@ -4,7 +4,7 @@ import jsonata from 'jsonata'
 import { defineComponent, type ComponentContext, type Emit, type ConfigOf } from '../../shared/component.ts'
 import { HTTP_URL } from '../../shared/config/patterns.ts'
 import { errorCodes, HttpStatusError, isWeirError, refusalOf } from '../../shared/errors.ts'
-import { jsonataProblem, plainJson } from '../../shared/jsonata.ts'
+import { evaluationFailure, jsonataProblem, plainJson } from '../../shared/jsonata.ts'
 import type { TokenProvider } from '../../shared/oauth/types.ts'
 
 const configSchema = {
@@ -153,16 +153,36 @@ interface Poll {
   readonly ctx: ComponentContext
   readonly credential: TokenProvider | undefined
   readonly origin: string
-  readonly itemsExpr: jsonata.Expression | undefined
-  readonly nextExpr: jsonata.Expression | undefined
-  readonly keyExpr: jsonata.Expression | undefined
-  readonly cursorExpr: jsonata.Expression | undefined
+  readonly itemsExpr: Evaluate | undefined
+  readonly nextExpr: Evaluate | undefined
+  readonly keyExpr: Evaluate | undefined
+  readonly cursorExpr: Evaluate | undefined
   emit: Emit | undefined
 }
 
-async function itemsOf(itemsExpr: jsonata.Expression | undefined, body: unknown): Promise<unknown[]> {
+/** One of the config's expressions, compiled. */
+type Evaluate = (input: unknown) => Promise<unknown>
+
+/**
+ * Compiles the expression at `at` in the config (`items`, `cursor.itemPath`): a failure at run time
+ * says which expression, and where in it, as shared/jsonata.ts words them (`items expression failed
+ * at position 12 ($undefinedFn): …`), not JSONata's message alone.
+ */
+function compiled(source: string | undefined, at: string): Evaluate | undefined {
+  if (source === undefined) return undefined
+  const expr = jsonata(source)
+  return async (input) => {
+    try {
+      return await expr.evaluate(input)
+    } catch (e) {
+      throw new Error(`${at} expression ${evaluationFailure(source, e)}`)
+    }
+  }
+}
+
+async function itemsOf(itemsExpr: Evaluate | undefined, body: unknown): Promise<unknown[]> {
   if (itemsExpr) {
-    const r = plainJson(await itemsExpr.evaluate(body))
+    const r = plainJson(await itemsExpr(body))
     return r === undefined ? [] : Array.isArray(r) ? r : [r]
   }
   if (isBundle(body)) return ((body.entry as Json[] | undefined) ?? []).map((e) => e.resource).filter((r) => r !== undefined)
@@ -170,9 +190,9 @@ async function itemsOf(itemsExpr: jsonata.Expression | undefined, body: unknown)
   return [body]
 }
 
-async function nextOf(nextExpr: jsonata.Expression | undefined, headers: Record<string, string | string[] | undefined>, body: unknown): Promise<string | undefined> {
+async function nextOf(nextExpr: Evaluate | undefined, headers: Record<string, string | string[] | undefined>, body: unknown): Promise<string | undefined> {
   if (nextExpr) {
-    const r = await nextExpr.evaluate(body)
+    const r = await nextExpr(body)
     return typeof r === 'string' && r ? r : undefined
   }
   const fromHeader = linkWithRel(headers.link, 'next')
@@ -181,9 +201,9 @@ async function nextOf(nextExpr: jsonata.Expression | undefined, headers: Record<
   return undefined
 }
 
-async function keyOf(keyExpr: jsonata.Expression | undefined, item: unknown): Promise<string> {
+async function keyOf(keyExpr: Evaluate | undefined, item: unknown): Promise<string> {
   if (keyExpr) {
-    const k = await keyExpr.evaluate(item)
+    const k = await keyExpr(item)
     if (k !== undefined && k !== null && typeof k !== 'object') return `schedule:${String(k)}`
   } else if (isResource(item) && typeof item.id === 'string') {
     const meta = (item.meta ?? {}) as Json
@@ -225,7 +245,7 @@ class TickCursor {
   /** An item's cursor value, when it has one (a string or a number). */
   async valueOf(item: unknown): Promise<string | undefined> {
     if (!this.poll.cursorExpr) return undefined
-    const v = await this.poll.cursorExpr.evaluate(item)
+    const v = await this.poll.cursorExpr(item)
     return typeof v === 'string' || typeof v === 'number' ? String(v) : undefined
   }
 
@@ -349,10 +369,10 @@ export default defineComponent({
       config, ctx,
       credential: config.credential ? ctx.credential(config.credential) : undefined,
       origin: new URL(config.url).origin,
-      itemsExpr: config.items ? jsonata(config.items) : undefined,
-      nextExpr: config.nextLink ? jsonata(config.nextLink) : undefined,
-      keyExpr: config.dedupeKey ? jsonata(config.dedupeKey) : undefined,
-      cursorExpr: config.cursor ? jsonata(config.cursor.itemPath) : undefined,
+      itemsExpr: compiled(config.items, 'items'),
+      nextExpr: compiled(config.nextLink, 'nextLink'),
+      keyExpr: compiled(config.dedupeKey, 'dedupeKey'),
+      cursorExpr: compiled(config.cursor?.itemPath, 'cursor.itemPath'),
       emit: undefined,
     }
     let task: ScheduledTask | undefined

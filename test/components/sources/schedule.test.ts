@@ -202,6 +202,18 @@ describe('schedule source', () => {
     } finally { await evil.close() }
   })
 
+  it('an expression that fails at run time: the poll fails naming the expression and the place in it, not the value it met', async () => {
+    answer = (_, res) => sendJson(res, { data: { results: [{ id: 'MRN-8841207' }] } })
+    const src = await source({ url: api.origin + '/api/items', items: 'data.results', dedupeKey: "'item-' & $undefinedFn(id)" })
+    const emit = recordingEmit()
+    await src.start(emit)
+    await src.tick()
+    expect(emit.inputs).toEqual([])
+    const failed = t.logs.find((l) => l.msg === 'poll failed; cursor not advanced')
+    expect(failed?.reason).toBe('dedupeKey expression failed at position 23 ($undefinedFn): Attempted to invoke a non-function')
+    expect(JSON.stringify(t.logs)).not.toContain('MRN-8841207')
+  })
+
   it('selects items and next links with JSONata, and derives dedupe keys from them', async () => {
     answer = (req, res) => {
       const page = req.url.endsWith('p2') ? 2 : 1
