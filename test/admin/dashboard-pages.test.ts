@@ -141,6 +141,16 @@ describe('dashboard pages', () => {
     expect(row(failed.id)).toContain('<td>epic-fhir: http 422: &#34;invalid&#34;</td>')
   })
 
+  it('shows the retry of a message\'s filters (as weir messages show does) while they retry', async () => {
+    const { id } = await rt.store.enqueue('ledger', { body: 3 })
+    await rt.store.claim('ledger', 1)
+    const due = Date.UTC(2026, 11, 3, 12, 0, 0)
+    await rt.store.recordFilterRetry(id, { charged: 2, elapsedMs: 1500, nextAttemptAt: due })
+    expect((await page(`/messages/${id}`)).text).toContain('<dt>Filters retrying</dt><dd id="filter-retry">retry budget spent: 2 attempt(s), 1500 ms; next attempt due 2026-12-03T12:00:00.000Z</dd>')
+    await rt.store.recordFilterRetry(id, null)
+    expect((await page(`/messages/${id}`)).text).not.toContain('Filters retrying')
+  })
+
   it('says a full page of the log is a page, refuses an unknown status filter, and answers the favicon', async () => {
     await send(Array.from({ length: 51 }, (_, n) => ({ n })))
     const log = await page('/channels/orders?limit=50')

@@ -172,7 +172,7 @@ function messageBody(s: Shown, user: PageUser, notice: string | undefined): Raw 
   const attempts = s.attempts as Array<Record<string, unknown>>
   return html`<h1>Message <span class="mono">${escapeControl(s.id)}</span></h1>${notice ? html`<p class="notice" role="status">${notice}</p>` : ''}
 <dl class="meta"><dt>Channel</dt><dd><a href="/channels/${encodeURIComponent(s.channel)}">${s.channel}</a></dd><dt>Status</dt><dd><span class="status s-${s.status}" id="message-status">${s.status}</span></dd>
-<dt>Received</dt><dd>${s.receivedAt}</dd><dt>Updated</dt><dd>${s.updatedAt}</dd><dt>Type</dt><dd>${cell(s.contentType)}</dd>${s.error ? html`<dt>Error</dt><dd>${cell(s.error)}</dd>` : ''}${s.filteredBy ? html`<dt>Filtered by</dt><dd id="filtered-by">${cell(s.filteredBy)}</dd>` : ''}
+<dt>Received</dt><dd>${s.receivedAt}</dd><dt>Updated</dt><dd>${s.updatedAt}</dd><dt>Type</dt><dd>${cell(s.contentType)}</dd>${s.error ? html`<dt>Error</dt><dd>${cell(s.error)}</dd>` : ''}${s.filteredBy ? html`<dt>Filtered by</dt><dd id="filtered-by">${cell(s.filteredBy)}</dd>` : ''}${s.filterRetry ? html`<dt>Filters retrying</dt><dd id="filter-retry">retry budget spent: ${cell(s.filterRetry.budgetSpent.attempts)} attempt(s), ${cell(s.filterRetry.budgetSpent.elapsedMs)} ms; next attempt due ${cell(s.filterRetry.nextAttemptAt)}</dd>` : ''}
 <dt>Attributes</dt><dd class="mono">${escapeControl(JSON.stringify(s.attributes) ?? '')}</dd></dl>
 ${user.role === 'operator' ? html`<p><a class="button" href="${url}/resubmit">Resubmit…</a></p>` : ''}
 <h2>Body</h2><pre id="body">${bodyText(s.body)}</pre>
